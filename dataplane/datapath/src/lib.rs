@@ -1,0 +1,1 @@
+//! Loads and programs the eBPF datapath (Service load balancing, routing).

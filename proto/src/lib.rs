@@ -1,0 +1,1 @@
+//! Protobuf/gRPC definitions shared by Sluice components.

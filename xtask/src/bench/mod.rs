@@ -1,0 +1,37 @@
+//! `cargo xtask bench <name>`: benchmarks (not tests).
+//!
+//! Each benchmark is one module; it measures its baseline in the same run,
+//! prints ratios against it and writes results under `bench-results/`,
+//! which the README links.
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Which benchmark to run.
+    pub which: Which,
+}
+
+/// The available benchmarks.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Which {
+    /// API server create/get/list/watch latency and throughput.
+    Apiserver,
+    /// eBPF Service load balancing against iptables and IPVS.
+    Dataplane,
+    /// Scheduler throughput with simulated nodes.
+    Scheduler,
+    /// Pod startup latency on real nodes.
+    Node,
+}
+
+/// Run one benchmark.
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.which {
+        Which::Apiserver | Which::Dataplane | Which::Scheduler | Which::Node => {
+            bail!("this benchmark is not implemented yet")
+        }
+    }
+}

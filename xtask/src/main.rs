@@ -1,0 +1,46 @@
+//! `cargo xtask`: the project's task runner.
+//!
+//! Every long-running or multi-step developer task lives here so that the
+//! README, CI (`.ci/run`) and developers all run exactly the same steps.
+//! Each task is one module; benchmarks live under [`bench`].
+
+mod bench;
+mod cluster;
+mod ebpf;
+mod test;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Sluice developer tasks.
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Sluice build, run and bench tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Set up this machine and start a Sluice cluster in the background.
+    Up(cluster::UpArgs),
+    /// Stop everything `up` started (by pid); keeps data unless --purge.
+    Down(cluster::DownArgs),
+    /// Build the eBPF programs (nightly, bpfel-unknown-none, BTF).
+    BuildEbpf(ebpf::BuildEbpfArgs),
+    /// Install what the tests need, build everything and run the whole test suite.
+    Test(test::TestArgs),
+    /// Run a benchmark (not a test): results go under `bench-results/`.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Up(args) => cluster::up(args),
+        Task::Down(args) => cluster::down(args),
+        Task::BuildEbpf(args) => ebpf::build_ebpf(args),
+        Task::Test(args) => test::run_all(args),
+        Task::Bench(args) => bench::run(args),
+    }
+}
