@@ -1,0 +1,447 @@
+//! API discovery: the documents clients read to learn what the server serves.
+//!
+//! kubectl and client-go find resources, their verbs, scope, short names and
+//! subresources here before doing anything else. Everything is derived from
+//! [`crate::resources::RESOURCES`], so a resource added there shows up in
+//! discovery, `kubectl api-resources` and short-name resolution at once.
+//!
+//! Two forms are served on `/api` and `/apis`:
+//! - the classic documents (`APIVersions`, `APIGroupList`, and per group-version
+//!   `APIResourceList` under `/api/v1` and `/apis/<group>/<version>`);
+//! - aggregated discovery (`apidiscovery.k8s.io/v2` `APIGroupDiscoveryList`),
+//!   which kubectl 1.32 asks for first through the `Accept` header and which
+//!   saves it one request per group-version.
+
+use crate::openapi;
+use crate::resources::{self, Resource, RESOURCES, STANDARD_VERBS};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+/// The Kubernetes version we report; kubectl 1.32 warns about skew otherwise.
+pub const KUBE_VERSION_MAJOR: &str = "1";
+/// Minor part of [`KUBE_VERSION_MAJOR`].
+pub const KUBE_VERSION_MINOR: &str = "32";
+/// `gitVersion` reported by `/version`.
+pub const GIT_VERSION: &str = "v1.32.0-sluice";
+
+/// Media type of aggregated discovery, as clients put it in `Accept` and we
+/// echo in `Content-Type`.
+pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Routes for `/version`, discovery and OpenAPI; stateless, merged into the
+/// API server's router.
+pub fn routes() -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/version/", get(version))
+        .route("/api", get(core_versions))
+        .route("/api/", get(core_versions))
+        .route("/api/v1", get(core_v1))
+        .route("/api/v1/", get(core_v1))
+        .route("/apis", get(group_list))
+        .route("/apis/", get(group_list))
+        .route("/apis/{group}", get(group))
+        .route("/apis/{group}/", get(group))
+        .route("/apis/{group}/{version}", get(group_version))
+        .route("/apis/{group}/{version}/", get(group_version))
+        .merge(openapi::routes())
+}
+
+/// The `/version` document.
+pub fn version_info() -> Value {
+    json!({
+        "major": KUBE_VERSION_MAJOR,
+        "minor": KUBE_VERSION_MINOR,
+        "gitVersion": GIT_VERSION,
+        "gitCommit": option_env!("SLUICE_GIT_COMMIT").unwrap_or("unknown"),
+        "gitTreeState": "clean",
+        "buildDate": "1970-01-01T00:00:00Z",
+        "goVersion": "none (Rust)",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch()),
+    })
+}
+
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// Whether an `Accept` header asks for aggregated discovery (`apidiscovery.k8s.io/v2`).
+///
+/// Clients list media ranges in preference order; we serve the aggregated
+/// form only when a JSON range naming it comes before any plain one (we do not
+/// speak protobuf, so protobuf ranges are skipped).
+pub fn wants_aggregated(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        if media != "application/json" && media != "*/*" && media != "application/*" {
+            continue;
+        }
+        let (mut g, mut v, mut r#as) = (None, None, None);
+        for p in parts {
+            if let Some((k, val)) = p.split_once('=') {
+                match k.trim() {
+                    "g" => g = Some(val.trim()),
+                    "v" => v = Some(val.trim()),
+                    "as" => r#as = Some(val.trim()),
+                    _ => {}
+                }
+            }
+        }
+        if g == Some("apidiscovery.k8s.io") && v == Some("v2") && r#as == Some("APIGroupDiscoveryList") {
+            return true;
+        }
+        if g.is_none() && r#as.is_none() {
+            // A plain JSON range preferred before any aggregated one.
+            return false;
+        }
+    }
+    false
+}
+
+fn json_response(content_type: &'static str, body: &Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        serde_json::to_vec(body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn not_found(message: String) -> Response {
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": "NotFound",
+        "code": 404,
+    });
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+async fn version() -> Response {
+    json_response("application/json", &version_info())
+}
+
+async fn core_versions(headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        json_response(AGGREGATED_V2, &aggregated(true))
+    } else {
+        json_response("application/json", &api_versions())
+    }
+}
+
+async fn core_v1() -> Response {
+    json_response("application/json", &resource_list("", "v1"))
+}
+
+async fn group_list(headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        json_response(AGGREGATED_V2, &aggregated(false))
+    } else {
+        json_response("application/json", &api_group_list())
+    }
+}
+
+async fn group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
+    match api_group(&group) {
+        Some(doc) => json_response("application/json", &doc),
+        None => not_found(format!("the server could not find the requested resource (group {group})")),
+    }
+}
+
+async fn group_version(
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if RESOURCES.iter().any(|r| r.group == group && r.version == version) {
+        json_response("application/json", &resource_list(&group, &version))
+    } else {
+        not_found(format!(
+            "the server could not find the requested resource ({group}/{version})"
+        ))
+    }
+}
+
+/// The versions served by a group, in a stable order.
+fn versions_of(group: &str) -> Vec<&'static str> {
+    let mut versions: Vec<&'static str> = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group) {
+        if !versions.contains(&r.version) {
+            versions.push(r.version);
+        }
+    }
+    versions
+}
+
+/// `GET /api`: the legacy core group's versions.
+pub fn api_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": versions_of(""),
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+    })
+}
+
+/// `GET /apis/<group>`: one named group.
+pub fn api_group(group: &str) -> Option<Value> {
+    let versions = versions_of(group);
+    let preferred = *versions.first()?;
+    if group.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": versions
+            .iter()
+            .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+            .collect::<Vec<_>>(),
+        "preferredVersion": {"groupVersion": format!("{group}/{preferred}"), "version": preferred},
+    }))
+}
+
+/// `GET /apis`: every named group.
+pub fn api_group_list() -> Value {
+    let mut groups = Vec::new();
+    for g in resources::groups() {
+        if let Some(mut doc) = api_group(g) {
+            if let Some(obj) = doc.as_object_mut() {
+                obj.remove("kind");
+                obj.remove("apiVersion");
+            }
+            groups.push(doc);
+        }
+    }
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `GET /api/v1` or `/apis/<group>/<version>`: the resources of one group-version,
+/// subresources listed as `<plural>/<subresource>`.
+pub fn resource_list(group: &str, version: &str) -> Value {
+    let mut list = Vec::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": STANDARD_VERBS,
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        list.push(entry);
+        for s in r.subresources {
+            let mut sub = json!({
+                "name": format!("{}/{}", r.plural, s.name),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": s.kind,
+                "verbs": s.verbs,
+            });
+            if s.kind_group != r.group || s.kind_version != r.version {
+                sub["group"] = json!(s.kind_group);
+                sub["version"] = json!(s.kind_version);
+            }
+            list.push(sub);
+        }
+    }
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": group_version,
+        "resources": list,
+    })
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let mut entry = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": STANDARD_VERBS,
+    });
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    if !r.subresources.is_empty() {
+        entry["subresources"] = r
+            .subresources
+            .iter()
+            .map(|s| {
+                json!({
+                    "subresource": s.name,
+                    "responseKind": {"group": s.kind_group, "version": s.kind_version, "kind": s.kind},
+                    "verbs": s.verbs,
+                })
+            })
+            .collect();
+    }
+    entry
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2`): the core group when `core`,
+/// otherwise every named group, each with all its versions and resources.
+pub fn aggregated(core: bool) -> Value {
+    let groups: Vec<&str> = if core { vec![""] } else { resources::groups() };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|g| {
+            let versions: Vec<Value> = versions_of(g)
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = RESOURCES
+                        .iter()
+                        .filter(|r| r.group == *g && r.version == *v)
+                        .map(aggregated_resource)
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let metadata = if g.is_empty() { json!({}) } else { json!({"name": g}) };
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_str(v).expect("header"));
+        h
+    }
+
+    #[test]
+    fn kubectl_accept_header_selects_aggregated_discovery() {
+        let kubectl = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(&accept(kubectl)));
+        let with_protobuf = "application/vnd.kubernetes.protobuf;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(&accept(with_protobuf)));
+        assert!(!wants_aggregated(&accept("application/json, */*")));
+        assert!(!wants_aggregated(&accept(
+            "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json"
+        )));
+        assert!(!wants_aggregated(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn core_resource_list_has_short_names_and_subresources() {
+        let doc = resource_list("", "v1");
+        assert_eq!(doc["groupVersion"], "v1");
+        let res = doc["resources"].as_array().expect("resources");
+        let pods = res.iter().find(|r| r["name"] == "pods").expect("pods");
+        assert_eq!(pods["kind"], "Pod");
+        assert_eq!(pods["namespaced"], true);
+        assert_eq!(pods["shortNames"], json!(["po"]));
+        assert_eq!(pods["categories"], json!(["all"]));
+        assert!(pods["verbs"].as_array().expect("verbs").contains(&json!("watch")));
+        assert!(res.iter().any(|r| r["name"] == "pods/status"));
+        let binding = res.iter().find(|r| r["name"] == "pods/binding").expect("binding");
+        assert_eq!(binding["verbs"], json!(["create"]));
+        let ns = res.iter().find(|r| r["name"] == "namespaces").expect("namespaces");
+        assert_eq!(ns["namespaced"], false);
+    }
+
+    #[test]
+    fn apps_scale_subresource_names_autoscaling_kind() {
+        let doc = resource_list("apps", "v1");
+        let res = doc["resources"].as_array().expect("resources");
+        let scale = res
+            .iter()
+            .find(|r| r["name"] == "deployments/scale")
+            .expect("deployments/scale");
+        assert_eq!(scale["kind"], "Scale");
+        assert_eq!(scale["group"], "autoscaling");
+        assert_eq!(scale["version"], "v1");
+    }
+
+    #[test]
+    fn group_list_and_groups() {
+        let doc = api_group_list();
+        let names: Vec<&str> = doc["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .filter_map(|g| g["name"].as_str())
+            .collect();
+        assert_eq!(names, ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
+        assert_eq!(api_group("apps").expect("apps")["preferredVersion"]["groupVersion"], "apps/v1");
+        assert!(api_group("nope").is_none());
+        assert!(api_group("").is_none());
+    }
+
+    #[test]
+    fn aggregated_documents_cover_every_resource() {
+        let core = aggregated(true);
+        assert_eq!(core["kind"], "APIGroupDiscoveryList");
+        let core_resources = core["items"][0]["versions"][0]["resources"].as_array().expect("core");
+        let deploys = aggregated(false);
+        let total = core_resources.len()
+            + deploys["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|g| g["versions"][0]["resources"].as_array().map_or(0, Vec::len))
+                .sum::<usize>();
+        assert_eq!(total, RESOURCES.len());
+        let apps = &deploys["items"][0];
+        assert_eq!(apps["metadata"]["name"], "apps");
+        let d = apps["versions"][0]["resources"]
+            .as_array()
+            .expect("apps resources")
+            .iter()
+            .find(|r| r["resource"] == "deployments")
+            .expect("deployments");
+        assert_eq!(d["scope"], "Namespaced");
+        assert_eq!(d["shortNames"], json!(["deploy"]));
+        assert_eq!(d["subresources"][1]["responseKind"]["kind"], "Scale");
+    }
+
+    #[test]
+    fn version_reports_kubectl_compatible_minor() {
+        let v = version_info();
+        assert_eq!(v["minor"], "32");
+        assert!(v["gitVersion"].as_str().expect("gitVersion").starts_with("v1.32."));
+    }
+}
