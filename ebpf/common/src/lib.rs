@@ -1,2 +1,374 @@
-//! `#[repr(C)]` map keys and values shared by the eBPF programs and userspace.
+//! Map keys and values shared by the eBPF programs (`ebpf/programs`) and
+//! userspace (`sluice-datapath`).
+//!
+//! This is the ONE place a map layout is declared. Every type is `#[repr(C)]`
+//! with explicit padding fields (so the kernel's BTF, the programs and
+//! userspace agree byte for byte) and a compile-time size check.
+//!
+//! Conventions, chosen so `bpftool map dump` is readable:
+//! - IPv4 addresses are `[u8; 4]` in network order (`bpftool` prints
+//!   `[198,18,0,1]`);
+//! - ports are `u16` in *host* order (`bpftool` prints `80`); the programs
+//!   convert once per packet;
+//! - times are `bpf_ktime_get_ns()` nanoseconds (CLOCK_MONOTONIC).
+//!
+//! With the `user` feature every type implements `aya::Pod`.
 #![no_std]
+
+/// IP protocol number of TCP.
+pub const PROTO_TCP: u8 = 6;
+/// IP protocol number of UDP.
+pub const PROTO_UDP: u8 = 17;
+
+/// Largest Maglev lookup table (entries); a service's own size is a prime ≤ this.
+pub const MAGLEV_MAX: usize = 1021;
+/// Default Maglev table size (prime). Needs to be ≫ the backend count for an even spread.
+pub const MAGLEV_DEFAULT: u32 = 1021;
+/// Compiled-in capacity of service-indexed maps (service ids are `0..MAX_SERVICES`).
+pub const MAX_SERVICES: u32 = 65_536;
+/// Compiled-in capacity of backend-indexed maps (backend ids are `0..MAX_BACKENDS`).
+pub const MAX_BACKENDS: u32 = 262_144;
+/// Compiled-in capacity of the connection-tracking map (two entries per flow).
+pub const MAX_CONNTRACK: u32 = 262_144;
+
+/// Names of the maps, as pinned under the pin root (e.g. `/sys/fs/bpf/sluice/services`).
+pub mod map_names {
+    /// `ServiceKey` → `ServiceValue`: the frontends (VIP or NodePort).
+    pub const SERVICES: &str = "services";
+    /// backend id (`u32`) → `BackendValue`.
+    pub const BACKENDS: &str = "backends";
+    /// `MaglevKey` → `MaglevTable`: each service's lookup tables.
+    pub const MAGLEV: &str = "maglev";
+    /// `CtKey` → `CtValue`: connection tracking and NAT state (LRU).
+    pub const CONNTRACK: &str = "conntrack";
+    /// `AffinityKey` → `AffinityValue`: sessionAffinity ClientIP (LRU).
+    pub const AFFINITY: &str = "affinity";
+    /// LPM trie of `SourceRangeKey` → `u8`: allowed client ranges per service.
+    pub const SOURCE_RANGES: &str = "source_ranges";
+    /// `NodeAddrKey` → `NodeAddrValue`: this node's addresses (NodePort frontends).
+    pub const NODE_ADDRS: &str = "node_addrs";
+    /// Per-CPU `TrafficCounter` per service id.
+    pub const SERVICE_STATS: &str = "service_stats";
+    /// Per-CPU `TrafficCounter` per backend id.
+    pub const BACKEND_STATS: &str = "backend_stats";
+    /// Per-CPU `u64` per [`Event`](super::Event).
+    pub const EVENTS: &str = "events";
+    /// Every map, for pinning, adoption and uninstall.
+    pub const ALL: &[&str] = &[
+        SERVICES,
+        BACKENDS,
+        MAGLEV,
+        CONNTRACK,
+        AFFINITY,
+        SOURCE_RANGES,
+        NODE_ADDRS,
+        SERVICE_STATS,
+        BACKEND_STATS,
+        EVENTS,
+    ];
+}
+
+/// Names of the programs in the object, one per attach point.
+pub mod program_names {
+    /// TC ingress on a pod's host-side veth: packets *from* the pod (ClusterIP DNAT, replies of local backends).
+    pub const POD_INGRESS: &str = "pod_ingress";
+    /// TC egress on a pod's host-side veth: packets *to* the pod (reverse NAT of service replies).
+    pub const POD_EGRESS: &str = "pod_egress";
+    /// XDP on the node's external interface: NodePort and replies of remote backends.
+    pub const NODEPORT_XDP: &str = "nodeport_xdp";
+    /// A trivial XDP program that bounces every frame (the benchmark's ceiling).
+    pub const BOUNCE_XDP: &str = "bounce_xdp";
+}
+
+/// Which kind of frontend a [`ServiceKey`] is.
+pub mod scope {
+    /// A ClusterIP: `addr` is the virtual IP.
+    pub const CLUSTER_IP: u8 = 0;
+    /// A NodePort: `addr` is `0.0.0.0` and matches every address in `node_addrs`.
+    pub const NODE_PORT: u8 = 1;
+}
+
+/// A service frontend: (address, port, protocol, scope).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct ServiceKey {
+    /// VIP for a ClusterIP, `0.0.0.0` for a NodePort.
+    pub addr: [u8; 4],
+    /// Service port (ClusterIP) or node port, host order.
+    pub port: u16,
+    /// [`PROTO_TCP`] or [`PROTO_UDP`].
+    pub proto: u8,
+    /// One of [`scope`].
+    pub scope: u8,
+}
+const _: () = assert!(core::mem::size_of::<ServiceKey>() == 8);
+
+/// Flags of a [`ServiceValue`].
+pub mod service_flags {
+    /// sessionAffinity: ClientIP.
+    pub const AFFINITY: u8 = 1;
+    /// externalTrafficPolicy: Local (NodePort): local backends only, client IP kept.
+    pub const EXTERNAL_LOCAL: u8 = 2;
+    /// Clients must match the service's `source_ranges` entries.
+    pub const SOURCE_RANGES: u8 = 4;
+}
+
+/// What the programs need to balance one frontend.
+///
+/// Userspace writes the backends and the Maglev table of a new revision into
+/// the inactive `slot` first and then replaces this value (one atomic map
+/// update), so no packet sees a half-written service.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ServiceValue {
+    /// Service id: index of `service_stats`, part of `MaglevKey` and `AffinityKey`.
+    pub id: u32,
+    /// Backends that take new flows (0: reject new flows with RST / ICMP unreachable).
+    pub backend_count: u16,
+    /// Of those, backends on this node (used with [`service_flags::EXTERNAL_LOCAL`]).
+    pub local_backend_count: u16,
+    /// Active Maglev slot (0 or 1); [`MaglevKey::slot`] adds [`MAGLEV_LOCAL`] for the local-only table.
+    pub slot: u8,
+    /// [`service_flags`].
+    pub flags: u8,
+    /// Explicit padding.
+    pub pad: u16,
+    /// Number of entries used in the Maglev tables (a prime ≤ [`MAGLEV_MAX`]).
+    pub maglev_size: u32,
+    /// sessionAffinity timeout in seconds.
+    pub affinity_timeout_s: u32,
+}
+const _: () = assert!(core::mem::size_of::<ServiceValue>() == 20);
+
+/// Added to a slot number for the table of node-local backends only.
+pub const MAGLEV_LOCAL: u32 = 2;
+
+/// Key of one Maglev lookup table: (service id, slot).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct MaglevKey {
+    /// The service's id.
+    pub service_id: u32,
+    /// 0 or 1 (all backends), 2 or 3 (node-local backends).
+    pub slot: u32,
+}
+const _: () = assert!(core::mem::size_of::<MaglevKey>() == 8);
+
+/// A Maglev lookup table: entry `hash % maglev_size` is the backend id of a new flow.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaglevTable {
+    /// Backend ids; only the first `maglev_size` entries are used.
+    pub backend_ids: [u32; MAGLEV_MAX],
+    /// Explicit padding to 8-byte alignment.
+    pub pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<MaglevTable>() == 4 * (MAGLEV_MAX + 1));
+
+/// Flags of a [`BackendValue`].
+pub mod backend_flags {
+    /// The backend runs on this node.
+    pub const LOCAL: u8 = 1;
+    /// The backend is terminating: it keeps its flows but gets no new ones.
+    pub const TERMINATING: u8 = 2;
+}
+
+/// One backend (an endpoint address and port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct BackendValue {
+    /// Endpoint address.
+    pub addr: [u8; 4],
+    /// Endpoint port, host order.
+    pub port: u16,
+    /// [`backend_flags`].
+    pub flags: u8,
+    /// Explicit padding.
+    pub pad: u8,
+    /// The service this backend belongs to (lets userspace rebuild its state on restart).
+    pub service_id: u32,
+}
+const _: () = assert!(core::mem::size_of::<BackendValue>() == 12);
+
+/// A connection-tracking key: the 5-tuple of a packet as it arrives.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct CtKey {
+    /// Source address.
+    pub saddr: [u8; 4],
+    /// Destination address.
+    pub daddr: [u8; 4],
+    /// Source port, host order.
+    pub sport: u16,
+    /// Destination port, host order.
+    pub dport: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// Explicit padding.
+    pub pad: [u8; 3],
+}
+const _: () = assert!(core::mem::size_of::<CtKey>() == 16);
+
+/// Flags of a [`CtValue`].
+pub mod ct_flags {
+    /// This entry is keyed by the *reply* tuple: rewrite the source back to the frontend.
+    pub const REPLY: u8 = 1;
+    /// The flow is source-NATed (NodePort to a remote backend).
+    pub const SNAT: u8 = 2;
+    /// A FIN or RST was seen: the short closing timeout applies.
+    pub const CLOSING: u8 = 4;
+}
+
+/// Connection-tracking and NAT state of one direction of a flow.
+///
+/// Forward entry (keyed by client → frontend): rewrite the destination to
+/// (`nat_addr`, `nat_port`) and, with [`ct_flags::SNAT`], the source to
+/// (`snat_addr`, `snat_port`).
+/// Reply entry (keyed by backend → client or backend → node): rewrite the
+/// source to (`nat_addr`, `nat_port`) = the frontend and, with SNAT, the
+/// destination to (`snat_addr`, `snat_port`) = the original client.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct CtValue {
+    /// Forward: backend address. Reply: frontend address.
+    pub nat_addr: [u8; 4],
+    /// Source-NAT address (see the type docs).
+    pub snat_addr: [u8; 4],
+    /// Forward: backend port. Reply: frontend port. Host order.
+    pub nat_port: u16,
+    /// Source-NAT port (see the type docs). Host order.
+    pub snat_port: u16,
+    /// [`ct_flags`].
+    pub flags: u8,
+    /// IP protocol of the flow (picks the idle timeout).
+    pub proto: u8,
+    /// Explicit padding.
+    pub pad: [u8; 2],
+    /// The service this flow was balanced by.
+    pub service_id: u32,
+    /// The backend chosen for this flow.
+    pub backend_id: u32,
+    /// Explicit padding.
+    pub pad2: u32,
+    /// Last packet seen, `bpf_ktime_get_ns()`.
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<CtValue>() == 40);
+
+/// Conntrack timeout of an established TCP flow.
+pub const CT_TCP_TIMEOUT_NS: u64 = 6 * 3600 * 1_000_000_000;
+/// Conntrack timeout of a TCP flow after FIN or RST.
+pub const CT_CLOSING_TIMEOUT_NS: u64 = 10 * 1_000_000_000;
+/// Conntrack timeout of a UDP flow.
+pub const CT_UDP_TIMEOUT_NS: u64 = 60 * 1_000_000_000;
+
+/// sessionAffinity key: (client address, service id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct AffinityKey {
+    /// The client's address.
+    pub client: [u8; 4],
+    /// The service's id.
+    pub service_id: u32,
+}
+const _: () = assert!(core::mem::size_of::<AffinityKey>() == 8);
+
+/// sessionAffinity value: the backend a client sticks to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AffinityValue {
+    /// The chosen backend.
+    pub backend_id: u32,
+    /// Explicit padding.
+    pub pad: u32,
+    /// Last new flow of this client, `bpf_ktime_get_ns()`.
+    pub last_seen_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<AffinityValue>() == 16);
+
+/// Data of a source-range LPM key: (service id, client address).
+///
+/// The service id is big-endian so that the first 32 prefix bits select the
+/// service: prefix length = 32 + the range's mask length.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SourceRangeKey {
+    /// Service id, big-endian bytes.
+    pub service_id_be: [u8; 4],
+    /// Range address.
+    pub addr: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<SourceRangeKey>() == 8);
+
+/// Key of `node_addrs`: an address of this node that NodePort frontends answer on.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct NodeAddrKey {
+    /// The node address.
+    pub addr: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<NodeAddrKey>() == 4);
+
+/// Value of `node_addrs`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct NodeAddrValue {
+    /// Interface the address lives on.
+    pub ifindex: u32,
+}
+const _: () = assert!(core::mem::size_of::<NodeAddrValue>() == 4);
+
+/// Packet and byte counter (per CPU in the maps; userspace sums the CPUs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TrafficCounter {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes (IP length).
+    pub bytes: u64,
+}
+const _: () = assert!(core::mem::size_of::<TrafficCounter>() == 16);
+
+/// Datapath events counted in the `events` map (index = discriminant).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A new flow was balanced to a backend (destination NAT).
+    NewFlow = 0,
+    /// A packet of a tracked flow was translated.
+    TrackedFlow = 1,
+    /// A reply was reverse-translated.
+    ReverseNat = 2,
+    /// A new flow to a service without backends was rejected (TCP RST / ICMP unreachable).
+    NoBackendReject = 3,
+    /// A client outside the service's source ranges was dropped.
+    SourceDenied = 4,
+    /// A truncated or malformed packet was passed untouched.
+    Malformed = 5,
+    /// NodePort with externalTrafficPolicy Local and no local backend: dropped.
+    NoLocalBackend = 6,
+    /// Source-NAT port allocation failed (dropped).
+    SnatExhausted = 7,
+}
+/// Number of [`Event`] kinds (size of the `events` map).
+pub const EVENT_COUNT: u32 = 8;
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all types are #[repr(C)], Copy, made only of integers and
+    // explicit padding fields, so every bit pattern is valid.
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for ServiceValue {}
+    unsafe impl aya::Pod for MaglevKey {}
+    unsafe impl aya::Pod for MaglevTable {}
+    unsafe impl aya::Pod for BackendValue {}
+    unsafe impl aya::Pod for CtKey {}
+    unsafe impl aya::Pod for CtValue {}
+    unsafe impl aya::Pod for AffinityKey {}
+    unsafe impl aya::Pod for AffinityValue {}
+    unsafe impl aya::Pod for SourceRangeKey {}
+    unsafe impl aya::Pod for NodeAddrKey {}
+    unsafe impl aya::Pod for NodeAddrValue {}
+    unsafe impl aya::Pod for TrafficCounter {}
+}

@@ -1,0 +1,87 @@
+//! The datapath's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong programming the datapath.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// This binary was built without the eBPF object.
+    #[error("the eBPF object was not built into this binary: run `cargo xtask build-ebpf`, then rebuild")]
+    ObjectNotBuilt,
+    /// The object lacks a program or map this library expects (version skew).
+    #[error("the eBPF object has no {0:?}")]
+    MissingInObject(&'static str),
+    /// Bad configuration.
+    #[error("invalid datapath config: {0}")]
+    InvalidConfig(String),
+    /// A service spec that cannot be programmed; nothing was changed.
+    #[error("invalid service {frontend}: {reason}")]
+    InvalidService {
+        /// The frontend.
+        frontend: String,
+        /// Why.
+        reason: String,
+    },
+    /// bpffs could not be mounted.
+    #[error("mounting bpffs at {path}: {source}")]
+    MountBpffs {
+        /// Mount point.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A file under the pin root.
+    #[error("{path}: {source}")]
+    PinDir {
+        /// The path.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Loading the object (maps, BTF) failed.
+    #[error("loading the eBPF object: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program could not be loaded, attached or run.
+    #[error("program {name}: {source}")]
+    Program {
+        /// Program name.
+        name: &'static str,
+        /// Cause.
+        source: aya::programs::ProgramError,
+    },
+    /// A map operation failed.
+    #[error("map {name}: {source}")]
+    Map {
+        /// Map name.
+        name: &'static str,
+        /// Cause.
+        source: aya::maps::MapError,
+    },
+    /// An interface name that does not exist here.
+    #[error("interface {ifname}: {source}")]
+    Interface {
+        /// The name.
+        ifname: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Pinning a link failed.
+    #[error("pinning link {path}: {source}")]
+    Pin {
+        /// The pin path.
+        path: PathBuf,
+        /// Cause.
+        source: aya::pin::PinError,
+    },
+    /// A pinned link could not be opened or converted.
+    #[error("link {path}: {source}")]
+    Link {
+        /// The pin path.
+        path: PathBuf,
+        /// Cause.
+        source: aya::programs::links::LinkError,
+    },
+    /// No free service or backend id.
+    #[error("out of {0} ids")]
+    Exhausted(&'static str),
+}

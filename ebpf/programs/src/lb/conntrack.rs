@@ -1,0 +1,75 @@
+//! Connection tracking: LRU map of both directions of every balanced flow,
+//! with TCP (FIN/RST aware) and UDP idle timeouts. Established flows keep
+//! their backend and NAT state here, whatever happens to the service since.
+
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use sluice_common::{
+    ct_flags, CtKey, CtValue, CT_CLOSING_TIMEOUT_NS, CT_TCP_TIMEOUT_NS, CT_UDP_TIMEOUT_NS,
+    PROTO_TCP,
+};
+
+use super::{
+    maps::CONNTRACK,
+    packet::{Flow, TCP_FIN, TCP_RST},
+};
+
+/// Refresh `last_seen` at most this often (saves writes to a shared cache line).
+const TOUCH_EVERY_NS: u64 = 1_000_000_000;
+
+/// Monotonic time in nanoseconds.
+#[inline(always)]
+pub fn now() -> u64 {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_ktime_get_ns() }
+}
+
+/// The conntrack key of a packet as it arrives.
+#[inline(always)]
+pub fn key_of(flow: &Flow) -> CtKey {
+    CtKey {
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        proto: flow.proto,
+        pad: [0; 3],
+    }
+}
+
+#[inline(always)]
+fn timeout(v: &CtValue) -> u64 {
+    if v.flags & ct_flags::CLOSING != 0 {
+        CT_CLOSING_TIMEOUT_NS
+    } else if v.proto == PROTO_TCP {
+        CT_TCP_TIMEOUT_NS
+    } else {
+        CT_UDP_TIMEOUT_NS
+    }
+}
+
+/// Look up a packet's entry; an idle-expired entry counts as missing.
+/// Refreshes the entry and notes FIN/RST.
+#[inline(always)]
+pub fn lookup(flow: &Flow, now: u64) -> Option<CtValue> {
+    let key = key_of(flow);
+    let ptr = CONNTRACK.get_ptr_mut(&key)?;
+    // SAFETY: a pointer into the map value returned by the kernel; concurrent
+    // writers only touch `last_seen_ns`/`flags`, for which a torn view is harmless.
+    let v = unsafe { &mut *ptr };
+    if now.wrapping_sub(v.last_seen_ns) > timeout(v) && now > v.last_seen_ns {
+        return None;
+    }
+    if flow.tcp_flags & (TCP_FIN | TCP_RST) != 0 && v.flags & ct_flags::CLOSING == 0 {
+        v.flags |= ct_flags::CLOSING;
+    }
+    if now.wrapping_sub(v.last_seen_ns) > TOUCH_EVERY_NS {
+        v.last_seen_ns = now;
+    }
+    Some(*v)
+}
+
+/// Store an entry.
+#[inline(always)]
+pub fn insert(key: &CtKey, value: &CtValue, flags: u64) -> Result<(), i32> {
+    CONNTRACK.insert(key, value, flags)
+}

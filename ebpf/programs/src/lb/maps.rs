@@ -1,0 +1,58 @@
+//! Every map of the data plane, declared once, as BTF maps so `bpftool map
+//! dump` prints named fields. Userspace pins them by name under the pin root
+//! (see `sluice_common::map_names`); key and value layouts live in
+//! `sluice-common`.
+
+use aya_ebpf::{
+    bindings::BPF_F_NO_PREALLOC,
+    btf_maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    macros::btf_map,
+};
+use sluice_common::{
+    AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, MaglevKey, MaglevTable,
+    NodeAddrKey, NodeAddrValue, ServiceKey, ServiceValue, SourceRangeKey, TrafficCounter,
+    EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
+};
+
+const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
+
+/// Frontends: (VIP or 0.0.0.0, port, proto, scope) → service.
+#[btf_map(name = "services")]
+pub static SERVICES: HashMap<ServiceKey, ServiceValue, { MAX_SERVICES as usize }> = HashMap::new();
+
+/// Backend id → endpoint.
+#[btf_map(name = "backends")]
+pub static BACKENDS: HashMap<u32, BackendValue, { MAX_BACKENDS as usize }> = HashMap::new();
+
+/// (service id, slot) → Maglev lookup table. Not preallocated: tables are 4 KiB.
+#[btf_map(name = "maglev")]
+pub static MAGLEV: HashMap<MaglevKey, MaglevTable, { 4 * MAX_SERVICES as usize }, NO_PREALLOC> =
+    HashMap::new();
+
+/// Connection tracking and NAT state, both directions of every flow.
+#[btf_map(name = "conntrack")]
+pub static CONNTRACK: LruHashMap<CtKey, CtValue, { MAX_CONNTRACK as usize }> = LruHashMap::new();
+
+/// sessionAffinity: (client, service) → backend.
+#[btf_map(name = "affinity")]
+pub static AFFINITY: LruHashMap<AffinityKey, AffinityValue, 65536> = LruHashMap::new();
+
+/// Allowed client ranges per service (loadBalancerSourceRanges).
+#[btf_map(name = "source_ranges")]
+pub static SOURCE_RANGES: LpmTrie<SourceRangeKey, u8, 16384> = LpmTrie::new();
+
+/// Addresses of this node that NodePort frontends answer on.
+#[btf_map(name = "node_addrs")]
+pub static NODE_ADDRS: HashMap<NodeAddrKey, NodeAddrValue, 64> = HashMap::new();
+
+/// Per-CPU packet/byte counters per service id.
+#[btf_map(name = "service_stats")]
+pub static SERVICE_STATS: PerCpuArray<TrafficCounter, { MAX_SERVICES as usize }> = PerCpuArray::new();
+
+/// Per-CPU packet/byte counters per backend id.
+#[btf_map(name = "backend_stats")]
+pub static BACKEND_STATS: PerCpuArray<TrafficCounter, { MAX_BACKENDS as usize }> = PerCpuArray::new();
+
+/// Per-CPU event counters, indexed by `sluice_common::Event`.
+#[btf_map(name = "events")]
+pub static EVENTS: PerCpuArray<u64, { EVENT_COUNT as usize }> = PerCpuArray::new();

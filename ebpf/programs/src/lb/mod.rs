@@ -1,0 +1,216 @@
+//! Shared load-balancing logic, independent of the attach point: parse a
+//! packet ([`packet`]), find its conntrack entry or its service
+//! ([`service`]), choose a backend (affinity, Maglev), record the flow
+//! ([`conntrack`]) and say how to rewrite it. Each entry point applies the
+//! [`Verdict`] with its own packet writer ([`nat`]).
+
+pub mod conntrack;
+pub mod csum;
+pub mod maps;
+pub mod nat;
+pub mod packet;
+pub mod reject;
+pub mod service;
+
+use aya_ebpf::bindings::BPF_NOEXIST;
+use sluice_common::{ct_flags, scope, CtKey, CtValue, Event, PROTO_UDP};
+
+use maps::{BACKEND_STATS, EVENTS, SERVICE_STATS};
+use packet::Flow;
+
+/// The new addresses and ports of a packet (host-order ports).
+#[derive(Clone, Copy)]
+pub struct Rewrite {
+    /// New source address.
+    pub saddr: [u8; 4],
+    /// New destination address.
+    pub daddr: [u8; 4],
+    /// New source port.
+    pub sport: u16,
+    /// New destination port.
+    pub dport: u16,
+}
+
+/// What to do with a packet.
+pub enum Verdict {
+    /// Not a service packet: leave it alone.
+    Pass,
+    /// Drop it (source range denied, no local backend under policy Local).
+    Drop,
+    /// A new flow to a service without backends: answer with TCP RST / ICMP unreachable.
+    Reject,
+    /// Rewrite the packet and let it go on.
+    Rewrite(Rewrite),
+}
+
+/// Where the packet was seen, which decides which frontends apply.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// Leaving a pod: ClusterIP frontends, tracked flows, replies.
+    FromPod,
+    /// Entering the node from outside: NodePort frontends, tracked flows, replies.
+    External,
+    /// Going to a pod: only replies that still need reverse NAT.
+    ToPod,
+}
+
+/// Count an event (per CPU).
+#[inline(always)]
+pub fn count(event: Event) {
+    if let Some(c) = EVENTS.get_ptr_mut(event as u32) {
+        // SAFETY: per-CPU slot of this CPU.
+        unsafe { *c += 1 };
+    }
+}
+
+#[inline(always)]
+fn count_traffic(service_id: u32, backend_id: u32, bytes: u16) {
+    if let Some(c) = SERVICE_STATS.get_ptr_mut(service_id) {
+        // SAFETY: per-CPU slot of this CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes as u64;
+        }
+    }
+    if let Some(c) = BACKEND_STATS.get_ptr_mut(backend_id) {
+        // SAFETY: per-CPU slot of this CPU.
+        unsafe {
+            (*c).packets += 1;
+            (*c).bytes += bytes as u64;
+        }
+    }
+}
+
+/// Translate a packet of a tracked flow.
+#[inline(always)]
+fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
+    let reply = ct.flags & ct_flags::REPLY != 0;
+    let snat = ct.flags & ct_flags::SNAT != 0;
+    if reply {
+        // Source back to the frontend; with SNAT, destination back to the client.
+        Rewrite {
+            saddr: ct.nat_addr,
+            sport: ct.nat_port,
+            daddr: if snat { ct.snat_addr } else { flow.daddr },
+            dport: if snat { ct.snat_port } else { flow.dport },
+        }
+    } else {
+        Rewrite {
+            daddr: ct.nat_addr,
+            dport: ct.nat_port,
+            saddr: if snat { ct.snat_addr } else { flow.saddr },
+            sport: if snat { ct.snat_port } else { flow.sport },
+        }
+    }
+}
+
+/// Decide what to do with a parsed packet seen at `hook`.
+#[inline(always)]
+pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
+    let now = conntrack::now();
+    if let Some(ct) = conntrack::lookup(flow, now) {
+        let reply = ct.flags & ct_flags::REPLY != 0;
+        if hook == Hook::ToPod && !reply {
+            return Verdict::Pass;
+        }
+        count(if reply { Event::ReverseNat } else { Event::TrackedFlow });
+        count_traffic(ct.service_id, ct.backend_id, flow.ip_len);
+        return Verdict::Rewrite(tracked(flow, &ct));
+    }
+    let (frontend_scope, local_node) = match hook {
+        Hook::ToPod => return Verdict::Pass,
+        Hook::FromPod => (scope::CLUSTER_IP, false),
+        Hook::External => {
+            if !service::is_node_addr(flow.daddr) {
+                return Verdict::Pass;
+            }
+            (scope::NODE_PORT, true)
+        }
+    };
+    let Some(svc) = service::lookup(flow, frontend_scope) else {
+        return Verdict::Pass;
+    };
+    if !service::source_allowed(&svc, flow.saddr) {
+        count(Event::SourceDenied);
+        return Verdict::Drop;
+    }
+    let local_only = local_node && svc.flags & sluice_common::service_flags::EXTERNAL_LOCAL != 0;
+    let Some((backend_id, backend)) = service::choose_backend(flow, &svc, local_only, now) else {
+        if local_only && svc.backend_count > 0 {
+            count(Event::NoLocalBackend);
+            return Verdict::Drop;
+        }
+        count(Event::NoBackendReject);
+        return Verdict::Reject;
+    };
+
+    // Remote backend behind a NodePort (policy Cluster): source-NAT to the
+    // node address the client reached, so replies come back through us.
+    let snat = local_node
+        && !local_only
+        && backend.flags & sluice_common::backend_flags::LOCAL == 0;
+    let mut forward = CtValue {
+        nat_addr: backend.addr,
+        nat_port: backend.port,
+        proto: flow.proto,
+        service_id: svc.id,
+        backend_id,
+        last_seen_ns: now,
+        ..CtValue::default()
+    };
+    let mut reply = CtValue {
+        nat_addr: flow.daddr,
+        nat_port: flow.dport,
+        flags: ct_flags::REPLY,
+        proto: flow.proto,
+        service_id: svc.id,
+        backend_id,
+        last_seen_ns: now,
+        ..CtValue::default()
+    };
+    let mut reply_key = CtKey {
+        saddr: backend.addr,
+        daddr: flow.saddr,
+        sport: backend.port,
+        dport: flow.sport,
+        proto: flow.proto,
+        pad: [0; 3],
+    };
+    if snat {
+        forward.flags |= ct_flags::SNAT;
+        forward.snat_addr = flow.daddr;
+        reply.flags |= ct_flags::SNAT;
+        reply.snat_addr = flow.saddr;
+        reply.snat_port = flow.sport;
+        reply_key.daddr = flow.daddr;
+        // Keep the client's port when free, else try a few others.
+        let mut port = flow.sport;
+        let mut found = false;
+        let seed = service::flow_hash(flow);
+        for i in 0..4u32 {
+            reply_key.dport = port;
+            if conntrack::insert(&reply_key, &reply, BPF_NOEXIST as u64).is_ok() {
+                found = true;
+                break;
+            }
+            port = 32768 + (seed.wrapping_add(i.wrapping_mul(7919)) % 28000) as u16;
+        }
+        if !found {
+            count(Event::SnatExhausted);
+            return Verdict::Drop;
+        }
+        forward.snat_port = port;
+    } else {
+        let _ = conntrack::insert(&reply_key, &reply, 0);
+    }
+    let _ = conntrack::insert(&conntrack::key_of(flow), &forward, 0);
+    count(Event::NewFlow);
+    count_traffic(svc.id, backend_id, flow.ip_len);
+    Verdict::Rewrite(tracked(flow, &forward))
+}
+
+/// Whether a protocol's checksum may be zero ("no checksum", UDP only).
+#[inline(always)]
+pub fn zero_csum_allowed(proto: u8) -> bool {
+    proto == PROTO_UDP
+}

@@ -1,0 +1,28 @@
+//! The Sluice eBPF programs: one entry point per attach point, shared load
+//! balancing logic in [`lb`].
+//!
+//! | program | attach point | job |
+//! | --- | --- | --- |
+//! | [`pod_ingress`] | TC ingress, pod's host-side veth (packets from the pod) | ClusterIP/NodePort DNAT of new and tracked flows, reverse NAT of replies of local backends, reject with no backend |
+//! | [`pod_egress`] | TC egress, pod's host-side veth (packets to the pod) | reverse NAT of replies not yet translated |
+//! | [`nodeport_xdp`] | XDP, node's external interface | NodePort DNAT (+SNAT to the node for remote backends), reverse NAT of replies from remote backends |
+//! | [`bounce_xdp`] | XDP, any interface (benchmark only) | bounce every frame back (XDP_TX): the practical ceiling |
+#![no_std]
+#![no_main]
+
+mod bounce_xdp;
+mod lb;
+mod nodeport_xdp;
+mod pod_egress;
+mod pod_ingress;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+/// Kernel license: helpers such as `bpf_fib_lookup` need a GPL-compatible one.
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

@@ -1,0 +1,36 @@
+//! XDP on the node's external interface(s): every frame entering the node.
+//!
+//! New flows to `<node address>:<nodePort>` are balanced: a local backend gets
+//! destination NAT only; a remote one also gets source NAT to the node
+//! address (policy Cluster) so its replies come back here, where they are
+//! translated back to `<node address>:<nodePort>` → client. With
+//! externalTrafficPolicy Local only local backends are used and the client's
+//! address is kept. Translated frames continue into the kernel (XDP_PASS),
+//! which routes them. A NodePort without backends is passed too: nothing
+//! listens on that port, so the kernel itself answers RST / ICMP unreachable.
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use sluice_common::Event;
+
+use crate::lb::{self, nat, packet, Hook, Verdict};
+
+/// Entry point (see the module docs).
+#[xdp]
+pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
+    let flow = match packet::parse(ctx.data(), ctx.data_end()) {
+        packet::Parsed::Flow(f) => f,
+        packet::Parsed::Other => return xdp_action::XDP_PASS,
+        packet::Parsed::Malformed => {
+            lb::count(Event::Malformed);
+            return xdp_action::XDP_PASS;
+        }
+    };
+    match lb::balance(&flow, Hook::External) {
+        Verdict::Pass | Verdict::Reject => xdp_action::XDP_PASS,
+        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Rewrite(to) => match nat::rewrite_xdp(&ctx, &flow, &to) {
+            Some(()) => xdp_action::XDP_PASS,
+            None => xdp_action::XDP_DROP,
+        },
+    }
+}
