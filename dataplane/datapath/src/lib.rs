@@ -527,6 +527,14 @@ impl Datapath {
         Ok(())
     }
 
+    /// Serve NodePorts on another address of this node (`attach_external_interface`
+    /// does this for the interface's address).
+    pub fn add_node_address(&mut self, node_ip: Ipv4Addr, ifindex: u32) -> Result<(), DatapathError> {
+        self.node_addrs_map
+            .insert(NodeAddrKey { addr: node_ip.octets() }, NodeAddrValue { ifindex }, 0)
+            .map_err(map_err(map_names::NODE_ADDRS))
+    }
+
     /// Stop serving NodePorts on `node_ip` and detach XDP from `ifname`.
     pub fn detach_external_interface(&mut self, ifname: &str, node_ip: Ipv4Addr) -> Result<(), DatapathError> {
         remove_ok(&mut self.node_addrs_map, &NodeAddrKey { addr: node_ip.octets() }, map_names::NODE_ADDRS)?;
