@@ -62,3 +62,14 @@ pub fn ifindex(ifname: &str) -> Result<u32, DatapathError> {
     }
     Ok(idx)
 }
+
+/// Let `ifname` accept packets whose source is one of this node's addresses.
+///
+/// After reverse NAT of a NodePort reply (local backend) or source NAT to the
+/// node (remote backend) the packet the kernel receives carries the node's
+/// own address as source; without `accept_local` it drops it as martian.
+/// Written for the calling thread's network namespace.
+pub fn accept_local(ifname: &str) -> Result<(), DatapathError> {
+    let path = format!("/proc/sys/net/ipv4/conf/{ifname}/accept_local");
+    std::fs::write(&path, "1").map_err(|source| DatapathError::Interface { ifname: ifname.to_string(), source })
+}

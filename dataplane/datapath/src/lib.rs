@@ -485,8 +485,12 @@ impl Datapath {
 
     /// Attach the pod programs (TC ingress + egress) to a pod's host-side
     /// veth. Idempotent; after a restart an existing attachment is kept.
+    /// Call it from the node's network namespace; it also sets the
+    /// interface's `accept_local` sysctl (NodePort replies carry the node's
+    /// own address as source).
     pub fn attach_pod_interface(&mut self, ifname: &str) -> Result<(), DatapathError> {
         let ifindex = bpffs::ifindex(ifname)?;
+        bpffs::accept_local(ifname)?;
         for (name, hook, ty) in [
             (program_names::POD_INGRESS, "ingress", TcAttachType::Ingress),
             (program_names::POD_EGRESS, "egress", TcAttachType::Egress),
@@ -519,6 +523,7 @@ impl Datapath {
     /// NodePorts on `node_ip`. Idempotent and kept across restarts.
     pub fn attach_external_interface(&mut self, ifname: &str, node_ip: Ipv4Addr) -> Result<(), DatapathError> {
         let ifindex = bpffs::ifindex(ifname)?;
+        bpffs::accept_local(ifname)?;
         self.node_addrs_map
             .insert(NodeAddrKey { addr: node_ip.octets() }, NodeAddrValue { ifindex }, 0)
             .map_err(map_err(map_names::NODE_ADDRS))?;

@@ -1,5 +1,8 @@
-//! Helpers shared by the datapath tests: crafted packets, a per-test pin root.
+//! Helpers shared by the datapath tests: crafted packets, a per-test pin root,
+//! network-namespace topologies ([`netns`]).
 #![allow(dead_code)]
+
+pub mod netns;
 
 use sluice_datapath::{Datapath, DatapathConfig};
 use std::net::Ipv4Addr;
@@ -149,4 +152,22 @@ impl Pkt {
 
 pub fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
+}
+
+impl TestDatapath {
+    /// A datapath opened inside network namespace `ns` (as the node daemon of
+    /// that "node" would), with its own pin root.
+    pub fn in_ns(tag: &str, ns: &str) -> Self {
+        Self(Some(open_in_ns(&pin_root(tag), ns)))
+    }
+}
+
+/// The pin root of a test datapath.
+pub fn pin_root(tag: &str) -> String {
+    format!("/sys/fs/bpf/sluice-test-{tag}-{}", std::process::id())
+}
+
+/// Open (or adopt) a datapath from inside network namespace `ns`.
+pub fn open_in_ns(root: &str, ns: &str) -> Datapath {
+    netns::in_ns(ns, || Datapath::open_or_adopt(DatapathConfig::with_pin_root(root)).expect("open datapath"))
 }

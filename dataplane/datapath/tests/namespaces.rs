@@ -1,0 +1,223 @@
+//! The data plane on the real kernel, in network namespaces: a client host
+//! and two nodes on a bridge, pods behind the nodes running TCP/UDP servers
+//! that answer with their own name. Each node has its own datapath (own pin
+//! root), attached to its pod veths and its external interface, as the node
+//! daemon would do it. Needs root.
+
+mod common;
+
+use common::netns::*;
+use common::*;
+use sluice_datapath::*;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+const VIP: &str = "198.19.0.10";
+const NODE1: &str = "198.18.0.1";
+const NODE2: &str = "198.18.0.2";
+const CLIENT: &str = "198.18.0.100";
+const POD: &str = "198.18.1.50";
+/// Backend pods: (name, node, address).
+const BACKENDS: [(&str, u8, &str); 3] = [("b1", 1, "198.18.1.11"), ("b2", 2, "198.18.2.12"), ("b3", 2, "198.18.2.13")];
+
+struct Cluster {
+    // Field order = drop order: datapaths (unpinned) before the namespaces.
+    node1: TestDatapath,
+    node2: TestDatapath,
+    topo: Topology,
+}
+
+impl Cluster {
+    fn new(tag: &str) -> Self {
+        let mut topo = Topology::new();
+        topo.add_host("client", CLIENT, false);
+        topo.add_host("n1", NODE1, true);
+        topo.add_host("n2", NODE2, true);
+        topo.route("n1", "198.18.2.0/24", NODE2);
+        topo.route("n2", "198.18.1.0/24", NODE1);
+        let mut pod_ifs: HashMap<u8, Vec<String>> = HashMap::new();
+        let (_, pod_if) = topo.add_pod("pod", "n1", POD);
+        pod_ifs.entry(1).or_default().push(pod_if);
+        for (name, node, addr) in BACKENDS {
+            let (_, host_if) = topo.add_pod(name, &format!("n{node}"), addr);
+            pod_ifs.entry(node).or_default().push(host_if);
+            topo.tcp_server(name, 8080, name);
+            topo.udp_server(name, 8053, name);
+        }
+        let mut node1 = TestDatapath::in_ns(&format!("{tag}-n1"), &topo.ns("n1"));
+        let mut node2 = TestDatapath::in_ns(&format!("{tag}-n2"), &topo.ns("n2"));
+        for (node, dp, ip) in [(1u8, &mut node1, NODE1), (2, &mut node2, NODE2)] {
+            let ifs = pod_ifs[&node].clone();
+            in_ns(&topo.ns(&format!("n{node}")), || {
+                for i in &ifs {
+                    dp.attach_pod_interface(i).expect("attach pod interface");
+                }
+                dp.attach_external_interface("eth0", ip.parse().unwrap()).expect("attach external");
+            });
+        }
+        Self { node1, node2, topo }
+    }
+
+    /// Program a service on both nodes; `make` builds the spec from backends
+    /// marked local for that node.
+    fn program(&mut self, names: &[&str], make: impl Fn(Vec<Backend>) -> ServiceSpec) {
+        for (node, dp) in [(1u8, &mut self.node1), (2, &mut self.node2)] {
+            let backends = BACKENDS
+                .iter()
+                .filter(|(n, ..)| names.contains(n))
+                .map(|(_, on, a)| {
+                    let b = Backend::new(a.parse().unwrap(), 8080);
+                    if *on == node { b.local() } else { b }
+                })
+                .collect();
+            dp.upsert_service(&make(backends)).expect("upsert");
+        }
+    }
+}
+
+fn vip() -> Ipv4Addr {
+    VIP.parse().unwrap()
+}
+
+fn udp(mut spec: ServiceSpec) -> ServiceSpec {
+    for b in &mut spec.backends {
+        b.port = 8053;
+    }
+    spec
+}
+
+#[test]
+fn clusterip_spreads_3000_connections_evenly_and_serves_udp() {
+    let mut c = Cluster::new("spread");
+    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b1", "b2", "b3"], |b| udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), b)));
+    let (counts, udp_names) = in_ns(&c.topo.ns("pod"), || {
+        let mut counts: HashMap<String, usize> = HashMap::new();
+        for _ in 0..3000 {
+            let (name, peer, _) = greet(addr(VIP, 80)).expect("connect to the ClusterIP");
+            assert_eq!(peer, POD, "ClusterIP keeps the pod's address");
+            *counts.entry(name).or_default() += 1;
+        }
+        let mut udp_names = std::collections::HashSet::new();
+        for _ in 0..30 {
+            udp_names.insert(udp_ask(addr(VIP, 53)).expect("UDP through the ClusterIP").0);
+        }
+        (counts, udp_names)
+    });
+    assert_eq!(counts.len(), 3, "{counts:?}");
+    for (name, n) in &counts {
+        let share = *n as f64 / 3000.0;
+        assert!((0.25..=0.40).contains(&share), "{name} got {n} of 3000: {counts:?}");
+    }
+    assert!(udp_names.iter().all(|n| ["b1", "b2", "b3"].contains(&n.as_str())), "{udp_names:?}");
+    let counters = c.node1.counters().unwrap();
+    let tcp = counters.services.iter().find(|s| s.frontend == Frontend::tcp(vip(), 80)).unwrap();
+    assert!(tcp.total.packets >= 3000 * 4, "per-service counters count packets: {:?}", tcp.total);
+    assert!(tcp.backends.iter().all(|(_, t)| t.packets > 0));
+}
+
+#[test]
+fn nodeport_reaches_remote_backends_and_policy_local_keeps_client_ip() {
+    let mut c = Cluster::new("nodeport");
+    c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
+    c.program(&["b1", "b2"], |b| {
+        let mut s = ServiceSpec::node_port(30081, Protocol::Tcp, b);
+        s.external_traffic_local = true;
+        s
+    });
+    c.program(&[], |b| ServiceSpec::node_port(30082, Protocol::Tcp, b));
+    c.program(&["b2", "b3"], |b| udp(ServiceSpec::node_port(30053, Protocol::Udp, b)));
+    in_ns(&c.topo.ns("client"), || {
+        for _ in 0..20 {
+            let (name, peer, _) = greet(addr(NODE1, 30080)).expect("NodePort on node 1");
+            assert!(name == "b2" || name == "b3", "landed on {name}");
+            assert_eq!(peer, NODE1, "remote backend sees the node (SNAT)");
+        }
+        for _ in 0..20 {
+            let (name, peer, _) = greet(addr(NODE1, 30081)).expect("NodePort, policy Local");
+            assert_eq!(name, "b1", "policy Local uses the local backend only");
+            assert_eq!(peer, CLIENT, "policy Local keeps the client's address");
+        }
+        let (name, peer) = udp_ask(addr(NODE1, 30053)).expect("UDP NodePort");
+        assert!(name == "b2" || name == "b3");
+        assert_eq!(peer, NODE1);
+        let t = Instant::now();
+        let err = greet(addr(NODE1, 30082)).expect_err("no backends");
+        assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+        assert!(t.elapsed() < Duration::from_secs(1), "rejected, not dropped");
+    });
+}
+
+#[test]
+fn removed_backend_keeps_established_connections_and_gets_no_new_ones() {
+    let mut c = Cluster::new("removal");
+    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    let pod_ns = c.topo.ns("pod");
+    // Open connections until one lands on b2.
+    let mut conn = in_ns(&pod_ns, || {
+        for _ in 0..200 {
+            let (name, _, s) = greet(addr(VIP, 80)).unwrap();
+            if name == "b2" {
+                return s;
+            }
+        }
+        panic!("no connection landed on b2");
+    });
+    c.program(&["b1", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    in_ns(&pod_ns, || {
+        echo(&mut conn, "still there after removal").expect("established connection survives");
+        for _ in 0..300 {
+            let (name, _, _) = greet(addr(VIP, 80)).unwrap();
+            assert_ne!(name, "b2", "a removed backend gets no new connection");
+        }
+        echo(&mut conn, "still there at the end").unwrap();
+    });
+}
+
+#[test]
+fn restarting_userspace_keeps_long_lived_connections() {
+    let mut c = Cluster::new("restart");
+    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
+    let mut from_pod = in_ns(&c.topo.ns("pod"), || greet(addr(VIP, 80)).unwrap().2);
+    let mut from_client = in_ns(&c.topo.ns("client"), || greet(addr(NODE1, 30080)).unwrap().2);
+
+    // "Restart" both node daemons: drop every userspace handle, keep the pins.
+    let root1 = c.node1.pin_root().to_string_lossy().into_owned();
+    let root2 = c.node2.pin_root().to_string_lossy().into_owned();
+    drop(c.node1.0.take());
+    drop(c.node2.0.take());
+    in_ns(&c.topo.ns("pod"), || echo(&mut from_pod, "while down").expect("pod connection while userspace is down"));
+    c.node1.0 = Some(open_in_ns(&root1, &c.topo.ns("n1")));
+    c.node2.0 = Some(open_in_ns(&root2, &c.topo.ns("n2")));
+    assert_eq!(c.node1.frontends().len(), 2, "services adopted");
+    assert_eq!(c.node1.attachments().len(), 5, "links adopted: 2 pod veths x (ingress, egress) + XDP");
+    // Reconcile (same services, as the node daemon would) and check traffic.
+    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
+    in_ns(&c.topo.ns("pod"), || {
+        echo(&mut from_pod, "after restart").expect("pod connection survives the restart");
+        greet(addr(VIP, 80)).expect("new connection after restart");
+    });
+    in_ns(&c.topo.ns("client"), || {
+        echo(&mut from_client, "after restart").expect("NodePort connection survives the restart");
+        greet(addr(NODE1, 30080)).expect("new NodePort connection after restart");
+    });
+}
+
+#[test]
+fn sluice_installs_no_iptables_or_nftables_rules() {
+    let mut c = Cluster::new("norules");
+    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
+    in_ns(&c.topo.ns("pod"), || greet(addr(VIP, 80)).expect("service works"));
+    for node in ["n1", "n2"] {
+        let ns = c.topo.ns(node);
+        let ipt = sh(&["ip", "netns", "exec", &ns, "iptables-save"]);
+        assert!(!ipt.lines().any(|l| l.starts_with("-A")), "iptables rules in {node}: {ipt}");
+        assert!(!ipt.to_lowercase().contains("sluice"));
+        let nft = sh(&["ip", "netns", "exec", &ns, "nft", "list", "ruleset"]);
+        assert!(nft.trim().is_empty(), "nftables ruleset in {node}: {nft}");
+    }
+}
