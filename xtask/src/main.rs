@@ -6,7 +6,9 @@
 
 mod bench;
 mod cluster;
+mod containerd;
 mod ebpf;
+mod images;
 mod test;
 mod util;
 
@@ -33,6 +35,10 @@ enum Task {
     Test(test::TestArgs),
     /// Run a benchmark (not a test): results go under `bench-results/`.
     Bench(bench::BenchArgs),
+    /// Build the local node images (busybox, pause) and import them into containerd.
+    Images(images::ImagesArgs),
+    /// Write a per-node containerd config, or clean up after one.
+    Containerd(containerd::ContainerdArgs),
 }
 
 fn main() -> Result<()> {
@@ -42,5 +48,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf(args) => ebpf::build_ebpf(args),
         Task::Test(args) => test::run_all(args),
         Task::Bench(args) => bench::run(args),
+        Task::Images(args) => images::images(args),
+        Task::Containerd(args) => containerd::containerd(args),
     }
 }

@@ -1,0 +1,279 @@
+//! `cargo xtask containerd`: one private containerd per (simulated) node.
+//!
+//! Every node of a Sluice cluster on this machine gets its own containerd
+//! with its own root, state, socket, runc state root and CNI directories, all
+//! under one directory, so several nodes run side by side and `cleanup`
+//! removes exactly one node's containers, mounts and network namespaces.
+//! The config carries what this machine needs (see
+//! `shared/notes/platform-facts.md`): `restrict_oom_score_adj = true` and the
+//! local pause image as `sandbox_image`.
+//!
+//! Directory layout ([`ContainerdLayout`]):
+//! `config.toml`, `containerd.sock`, `root/`, `state/`, `runc/` (runc `--root`),
+//! `opt/`, `cni/bin/` (our `sluice-cni` plus links to `/usr/lib/cni/*`),
+//! `cni/net.d/` (written by `noded` once the node has a podCIDR).
+
+use crate::images::PAUSE_IMAGE;
+use crate::util::step;
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the distribution's reference CNI plugins live (`loopback` etc.).
+pub const SYSTEM_CNI_BIN_DIR: &str = "/usr/lib/cni";
+
+/// Arguments of `cargo xtask containerd`.
+#[derive(Args)]
+pub struct ContainerdArgs {
+    #[command(subcommand)]
+    action: Action,
+}
+
+#[derive(Subcommand)]
+enum Action {
+    /// Create the directory layout and write `config.toml`; prints `key=path` lines
+    /// (config, socket, cni_bin_dir, cni_conf_dir).
+    Config {
+        /// The node's containerd directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The `sluice-cni` binary to install into the node's CNI bin dir.
+        #[arg(long)]
+        cni_plugin: Option<PathBuf>,
+    },
+    /// Kill what an instance left running (containerd, shims, containers) by
+    /// pid, unmount its mounts and network namespaces, and delete the directory.
+    Cleanup {
+        /// The node's containerd directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// `cargo xtask containerd ...`.
+pub fn containerd(args: ContainerdArgs) -> Result<()> {
+    match args.action {
+        Action::Config { dir, cni_plugin } => {
+            let layout = ContainerdLayout::new(dir);
+            let config = layout.prepare(cni_plugin.as_deref())?;
+            println!("config={}", config.display());
+            println!("socket={}", layout.socket().display());
+            println!("cni_bin_dir={}", layout.cni_bin_dir().display());
+            println!("cni_conf_dir={}", layout.cni_conf_dir().display());
+            Ok(())
+        }
+        Action::Cleanup { dir } => ContainerdLayout::new(dir).cleanup(),
+    }
+}
+
+/// The files and directories of one node's containerd.
+pub struct ContainerdLayout {
+    dir: PathBuf,
+}
+
+impl ContainerdLayout {
+    /// A layout rooted at `dir` (made absolute; nothing is created yet).
+    pub fn new(dir: PathBuf) -> Self {
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            std::env::current_dir().map(|cwd| cwd.join(&dir)).unwrap_or(dir)
+        };
+        Self { dir }
+    }
+
+    /// The config file to pass as `containerd --config`.
+    pub fn config_file(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+
+    /// The gRPC socket (CRI and `ctr --address`).
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("containerd.sock")
+    }
+
+    /// The CNI plugin directory containerd executes plugins from.
+    pub fn cni_bin_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("bin")
+    }
+
+    /// The CNI config directory (`noded` writes the node's conflist here).
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir.join("cni").join("net.d")
+    }
+
+    fn runc_root(&self) -> PathBuf {
+        self.dir.join("runc")
+    }
+
+    /// Create the directories, fill the CNI bin dir and write the config.
+    pub fn prepare(&self, cni_plugin: Option<&Path>) -> Result<PathBuf> {
+        for dir in [self.dir.join("root"), self.dir.join("state"), self.runc_root(), self.dir.join("opt")] {
+            fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        fs::create_dir_all(self.cni_conf_dir())?;
+        let bin = self.cni_bin_dir();
+        fs::create_dir_all(&bin)?;
+        if let Ok(entries) = fs::read_dir(SYSTEM_CNI_BIN_DIR) {
+            for entry in entries.flatten() {
+                let link = bin.join(entry.file_name());
+                if fs::symlink_metadata(&link).is_err() {
+                    std::os::unix::fs::symlink(entry.path(), &link)?;
+                }
+            }
+        }
+        if let Some(plugin) = cni_plugin {
+            let plugin = fs::canonicalize(plugin)
+                .with_context(|| format!("CNI plugin {} not found", plugin.display()))?;
+            let link = bin.join("sluice-cni");
+            let _ = fs::remove_file(&link);
+            std::os::unix::fs::symlink(plugin, &link)?;
+        }
+        let config = self.config_file();
+        fs::write(&config, self.render_config())
+            .with_context(|| format!("writing {}", config.display()))?;
+        Ok(config)
+    }
+
+    /// containerd config version 2 for this node.
+    pub fn render_config(&self) -> String {
+        let d = self.dir.display();
+        let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
+        format!(
+            r#"# Generated by `cargo xtask containerd config`: one private containerd per node.
+version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+
+[{cri}]
+  sandbox_image = "{PAUSE_IMAGE}"
+  # Required on this machine: runc cannot lower oom_score_adj below ours.
+  restrict_oom_score_adj = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+
+  [{cri}.cni]
+    bin_dir = "{d}/cni/bin"
+    conf_dir = "{d}/cni/net.d"
+    max_conf_num = 1
+
+  [{cri}.containerd]
+    default_runtime_name = "runc"
+
+    [{cri}.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+
+      [{cri}.containerd.runtimes.runc.options]
+        # Each node's runc keeps its container state apart from the others'.
+        Root = "{d}/runc"
+        SystemdCgroup = false
+"#
+        )
+    }
+
+    /// Remove everything this instance left behind. Safe to call repeatedly.
+    pub fn cleanup(&self) -> Result<()> {
+        if !self.dir.exists() {
+            return Ok(());
+        }
+        step(&format!("cleaning up containerd in {}", self.dir.display()));
+        let netns = self.sandbox_netns();
+        // containerd and its shims reference this directory on their command line.
+        for pid in processes_mentioning(&self.dir) {
+            kill(pid);
+        }
+        // Container processes: ask this instance's runc state root.
+        let runc_root = self.runc_root();
+        for ns in fs::read_dir(&runc_root).into_iter().flatten().flatten() {
+            let root = ns.path();
+            let ids = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
+            for id in ids.iter().flat_map(|o| String::from_utf8_lossy(&o.stdout).into_owned().lines().map(str::to_owned).collect::<Vec<_>>()) {
+                let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).output();
+            }
+        }
+        for path in netns {
+            let _ = Command::new("umount").arg(&path).output();
+            let _ = fs::remove_file(&path);
+        }
+        unmount_below(&self.dir);
+        fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))
+    }
+
+    /// Network namespaces of this instance's sandboxes (from their OCI bundles).
+    fn sandbox_netns(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let tasks = self.dir.join("state").join("io.containerd.runtime.v2.task");
+        for ns in fs::read_dir(tasks).into_iter().flatten().flatten() {
+            for bundle in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
+                let Ok(spec) = fs::read_to_string(bundle.path().join("config.json")) else { continue };
+                let mut rest = spec.as_str();
+                while let Some(at) = rest.find("/var/run/netns/") {
+                    let tail = &rest[at..];
+                    let end = tail.find('"').unwrap_or(tail.len());
+                    found.push(PathBuf::from(&tail[..end]));
+                    rest = &tail[end..];
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        found
+    }
+}
+
+/// Pids of processes whose command line mentions `dir` (never our own).
+fn processes_mentioning(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    let mut pids = Vec::new();
+    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// SIGKILL one process by pid.
+fn kill(pid: u32) {
+    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+}
+
+/// Unmount every mount point below `dir`, deepest first.
+fn unmount_below(dir: &Path) {
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let prefix = format!("{}/", dir.display());
+    let mut points: Vec<&str> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|point| point.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = Command::new("umount").arg("-l").arg(point).output();
+    }
+}
