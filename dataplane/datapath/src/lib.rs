@@ -245,7 +245,7 @@ impl Datapath {
                 .map_err(prog_err(name))?;
             p.load().map_err(prog_err(name))?;
         }
-        for name in [program_names::NODEPORT_XDP, program_names::BOUNCE_XDP] {
+        for name in [program_names::NODEPORT_XDP, program_names::BOUNCE_XDP, program_names::PASS_XDP] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingInObject(name))?
@@ -555,6 +555,13 @@ impl Datapath {
     /// Detach the bounce program.
     pub fn detach_bounce(&mut self, ifname: &str) -> Result<(), DatapathError> {
         self.unpin_links_of(ifname, &["bounce"])
+    }
+
+    /// Attach a no-op XDP program (benchmark plumbing: a veth peer must run
+    /// XDP to receive frames another veth sends with XDP_TX).
+    pub fn attach_pass(&mut self, ifname: &str) -> Result<(), DatapathError> {
+        let ifindex = bpffs::ifindex(ifname)?;
+        self.attach_xdp(program_names::PASS_XDP, ifname, ifindex, "pass")
     }
 
     fn attach_xdp(&mut self, name: &'static str, ifname: &str, ifindex: u32, hook: &str) -> Result<(), DatapathError> {

@@ -150,6 +150,24 @@ fn nodeport_reaches_remote_backends_and_policy_local_keeps_client_ip() {
 }
 
 #[test]
+fn pod_reaching_its_own_service_lands_on_itself_and_sees_the_vip() {
+    let mut c = Cluster::new("hairpin");
+    c.topo.tcp_server("pod", 8080, "pod");
+    for dp in [&mut c.node1, &mut c.node2] {
+        let me = Backend::new(POD.parse().unwrap(), 8080);
+        dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![me.local()])).unwrap();
+    }
+    in_ns(&c.topo.ns("pod"), || {
+        for _ in 0..5 {
+            let (name, peer, mut s) = greet(addr(VIP, 81)).expect("hairpin connection");
+            assert_eq!(name, "pod");
+            assert_eq!(peer, VIP, "the pod sees its service's VIP as the peer");
+            echo(&mut s, "hairpin").unwrap();
+        }
+    });
+}
+
+#[test]
 fn removed_backend_keeps_established_connections_and_gets_no_new_ones() {
     let mut c = Cluster::new("removal");
     c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));

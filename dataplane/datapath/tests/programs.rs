@@ -325,3 +325,17 @@ fn reopening_adopts_services_and_conntrack() {
     assert_eq!(c.services[0].backends.len(), 2);
     guard.0 = Some(dp);
 }
+
+#[test]
+fn hairpin_flow_to_itself_comes_from_the_vip() {
+    let mut dp = TestDatapath::new("hairpin");
+    let me = client();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), vec![Backend::new(me.0, 8080).local()])).unwrap();
+    let (action, out) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(me, (vip(), 80), SYN));
+    assert_eq!(action, TC_ACT_OK);
+    assert_eq!((out.dst, out.dport), (me.0, 8080), "lands on itself");
+    assert_eq!(out.src, vip(), "and sees the VIP as the source, not its own address");
+    let (_, back) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((me.0, 8080), (vip(), out.sport), SYN | ACK));
+    assert_eq!((back.src, back.sport), (vip(), 80));
+    assert_eq!((back.dst, back.dport), me);
+}

@@ -78,6 +78,8 @@ pub mod program_names {
     pub const NODEPORT_XDP: &str = "nodeport_xdp";
     /// A trivial XDP program that bounces every frame (the benchmark's ceiling).
     pub const BOUNCE_XDP: &str = "bounce_xdp";
+    /// A no-op XDP program (benchmark plumbing for veth peers).
+    pub const PASS_XDP: &str = "pass_xdp";
 }
 
 /// Which kind of frontend a [`ServiceKey`] is.

@@ -1,6 +1,8 @@
 //! XDP on any interface, benchmark only: swap the Ethernet addresses and
 //! bounce every frame out of the interface it came in on (XDP_TX). The
-//! fastest anything can forward on that interface: Sluice's ceiling.
+//! fastest anything can forward on that interface: Sluice's ceiling. Also a
+//! no-op XDP program for a veth peer, which must run XDP to receive XDP_TX'd
+//! frames (a physical NIC needs no such thing).
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 
@@ -20,4 +22,10 @@ pub fn bounce_xdp(ctx: XdpContext) -> u32 {
         *eth = addrs;
     }
     xdp_action::XDP_TX
+}
+
+/// Pass every frame (lets a veth peer receive XDP_TX'd frames).
+#[xdp]
+pub fn pass_xdp(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
 }

@@ -4,7 +4,8 @@
 //! (the kernel then routes them, locally or to the backend's node); packets
 //! of tracked flows are translated; replies of a local backend get their
 //! source rewritten back to the frontend; a new flow to a service without
-//! backends is answered with a reject.
+//! backends is answered with a reject. Hairpin: a pod whose flow lands on
+//! itself sees it coming from the VIP (source NAT), not from its own address.
 
 use aya_ebpf::{bindings::{TC_ACT_OK, TC_ACT_SHOT}, macros::classifier, programs::TcContext};
 use sluice_common::Event;

@@ -4,6 +4,8 @@
 //! prints ratios against it and writes results under `bench-results/`,
 //! which the README links.
 
+mod dataplane;
+
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 
@@ -30,7 +32,8 @@ pub enum Which {
 /// Run one benchmark.
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
-        Which::Apiserver | Which::Dataplane | Which::Scheduler | Which::Node => {
+        Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Apiserver | Which::Scheduler | Which::Node => {
             bail!("this benchmark is not implemented yet")
         }
     }

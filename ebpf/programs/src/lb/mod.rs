@@ -144,11 +144,17 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         return Verdict::Reject;
     };
 
-    // Remote backend behind a NodePort (policy Cluster): source-NAT to the
-    // node address the client reached, so replies come back through us.
-    let snat = local_node
+    // Source NAT to the frontend address the client reached, so replies
+    // come back through this hook:
+    // - NodePort (policy Cluster) to a remote backend: replies must return
+    //   through this node to be translated;
+    // - hairpin, a pod reaching its own service and landing on itself: it
+    //   would drop a packet from its own address, so it sees the VIP instead.
+    let remote_nodeport = local_node
         && !local_only
         && backend.flags & sluice_common::backend_flags::LOCAL == 0;
+    let hairpin = hook == Hook::FromPod && backend.addr == flow.saddr;
+    let snat = remote_nodeport || hairpin;
     let mut forward = CtValue {
         nat_addr: backend.addr,
         nat_port: backend.port,

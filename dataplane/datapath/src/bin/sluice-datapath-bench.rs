@@ -1,0 +1,435 @@
+//! The data-plane benchmark behind `cargo xtask bench dataplane` (not a test).
+//!
+//! In one run and one topology shape (client host and node on a bridge, a
+//! client pod and 10 backend pods on the node; all in network namespaces
+//! made here, all addresses in 198.18.0.0/15), it compares Sluice with
+//! kube-proxy-style iptables chains and with IPVS at 1, 1,000 and 10,000
+//! services × 10 backends: time to program, connection rate and p50/p99
+//! latency to one ClusterIP from a pod, and small-UDP packets/s through a
+//! NodePort; plus an XDP_TX bounce on the node's interface as the ceiling.
+//! Prints a Markdown report on stdout.
+
+use sluice_datapath::{Backend, Datapath, DatapathConfig, Frontend, Protocol, ServiceSpec};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const NODE: &str = "198.18.0.1";
+const CLIENT: &str = "198.18.0.100";
+const POD: &str = "198.18.1.50";
+const BACKENDS: usize = 10;
+const TCP_PORT: u16 = 8080;
+const UDP_PORT: u16 = 8053;
+const NODEPORT_UDP: u16 = 30053;
+
+fn sh(args: &[&str]) -> Result<String> {
+    let out = Command::new(args[0]).args(&args[1..]).output()?;
+    if !out.status.success() {
+        return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn sh_stdin(args: &[&str], input: &str) -> Result<()> {
+    let mut child = Command::new(args[0]).args(&args[1..]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    child.stdin.take().ok_or("stdin")?.write_all(input.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(format!("{args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
+    }
+    Ok(())
+}
+
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/var/run/netns/{ns}")).expect("netns");
+    // SAFETY: setns on a namespace fd, this thread only.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}
+
+fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(|| { enter(ns); f() }).join().expect("netns thread"))
+}
+
+fn backend_ip(j: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 18, 1, 11 + j as u8)
+}
+
+fn vip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(198, 19, (i / 250) as u8, (i % 250 + 1) as u8)
+}
+
+/// Namespaces of one measurement, deleted on drop.
+struct Bed {
+    p: String,
+    stop: Arc<AtomicBool>,
+    udp_rx: Arc<AtomicU64>,
+}
+
+impl Bed {
+    fn ns(&self, s: &str) -> String {
+        format!("{}-{s}", self.p)
+    }
+
+    fn new(tag: &str) -> Result<Self> {
+        let bed = Bed { p: format!("slb{}{tag}", std::process::id() % 10000), stop: Arc::new(AtomicBool::new(false)), udp_rx: Arc::new(AtomicU64::new(0)) };
+        let (wire, client, node) = (bed.ns("wire"), bed.ns("client"), bed.ns("node"));
+        for ns in [&wire, &client, &node] {
+            sh(&["ip", "netns", "add", ns])?;
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
+        }
+        sh(&["ip", "-n", &wire, "link", "add", "br0", "type", "bridge"])?;
+        sh(&["ip", "-n", &wire, "link", "set", "br0", "up"])?;
+        for (ns, port, a) in [(&client, "p-client", CLIENT), (&node, "p-node", NODE)] {
+            sh(&["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", &wire])?;
+            sh(&["ip", "-n", &wire, "link", "set", port, "master", "br0", "up"])?;
+            sh(&["ip", "-n", ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"])?;
+            sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
+        }
+        sh(&["ip", "netns", "exec", &node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.all.send_redirects=0"])?;
+        let mut pods = vec![("pod".to_string(), POD.parse::<Ipv4Addr>()?)];
+        for j in 0..BACKENDS {
+            pods.push((format!("b{j}"), backend_ip(j)));
+        }
+        for (name, a) in &pods {
+            let ns = bed.ns(name);
+            sh(&["ip", "netns", "add", &ns])?;
+            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
+            let host_if = format!("v-{name}");
+            sh(&["ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node])?;
+            sh(&["ip", "-n", &ns, "addr", "add", &format!("{a}/32"), "dev", "eth0"])?;
+            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
+            sh(&["ip", "-n", &ns, "route", "add", "169.254.1.1", "dev", "eth0"])?;
+            sh(&["ip", "-n", &ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])?;
+            sh(&["ip", "-n", &node, "addr", "add", "169.254.1.1/32", "dev", &host_if])?;
+            sh(&["ip", "-n", &node, "link", "set", &host_if, "up"])?;
+            sh(&["ip", "-n", &node, "route", "add", &format!("{a}/32"), "dev", &host_if])?;
+        }
+        for j in 0..BACKENDS {
+            bed.servers(&format!("b{j}"));
+        }
+        Ok(bed)
+    }
+
+    fn servers(&self, name: &str) {
+        let ns = self.ns(name);
+        let (stop, stop2, rx) = (self.stop.clone(), self.stop.clone(), self.udp_rx.clone());
+        let n = name.to_string();
+        let ns2 = ns.clone();
+        let (tx, ready) = std::sync::mpsc::channel();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            enter(&ns);
+            let l = TcpListener::bind(("0.0.0.0", TCP_PORT)).expect("bind");
+            l.set_nonblocking(true).unwrap();
+            tx.send(()).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut s, _)) => {
+                        s.set_nonblocking(false).ok();
+                        let _ = writeln!(s, "{n}");
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            enter(&ns2);
+            let s = UdpSocket::bind(("0.0.0.0", UDP_PORT)).expect("bind udp");
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            tx2.send(()).unwrap();
+            let mut buf = [0u8; 2048];
+            while !stop2.load(Ordering::Relaxed) {
+                if s.recv(&mut buf).is_ok() {
+                    rx.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        ready.recv().unwrap();
+        ready.recv().unwrap();
+    }
+
+    fn pod_ifs(&self) -> Vec<String> {
+        let mut v = vec!["v-pod".to_string()];
+        v.extend((0..BACKENDS).map(|j| format!("v-b{j}")));
+        v
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        std::thread::sleep(Duration::from_millis(100));
+        let mut names = vec!["wire", "client", "node", "pod"].into_iter().map(String::from).collect::<Vec<_>>();
+        names.extend((0..BACKENDS).map(|j| format!("b{j}")));
+        for n in names {
+            let _ = Command::new("ip").args(["netns", "delete", &self.ns(&n)]).status();
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Sluice,
+    Iptables,
+    Ipvs,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Sluice => "Sluice (eBPF)",
+            Mode::Iptables => "iptables (kube-proxy chains)",
+            Mode::Ipvs => "IPVS (ipvsadm)",
+        }
+    }
+}
+
+struct Row {
+    mode: Mode,
+    services: usize,
+    program_ms: f64,
+    conn_per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+    udp_pps: f64,
+}
+
+fn iptables_rules(n: usize) -> String {
+    let mut r = String::from("*nat\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-NODEPORTS - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n:KUBE-POSTROUTING - [0:0]\n");
+    let mut body = String::from("-A PREROUTING -j KUBE-SERVICES\n-A OUTPUT -j KUBE-SERVICES\n-A POSTROUTING -j KUBE-POSTROUTING\n-A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000\n-A KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE\n");
+    let mut chains = |svc: &str, proto: &str, port: u16| {
+        r.push_str(&format!(":{svc} - [0:0]\n"));
+        for j in 0..BACKENDS {
+            let sep = format!("{}-{j}", svc.replace("SVC", "SEP"));
+            r.push_str(&format!(":{sep} - [0:0]\n"));
+            if j + 1 < BACKENDS {
+                body.push_str(&format!("-A {svc} -m statistic --mode random --probability {:.5} -j {sep}\n", 1.0 / (BACKENDS - j) as f64));
+            } else {
+                body.push_str(&format!("-A {svc} -j {sep}\n"));
+            }
+            body.push_str(&format!("-A {sep} -p {proto} -j DNAT --to-destination {}:{port}\n", backend_ip(j)));
+        }
+    };
+    for i in 0..n {
+        let svc = format!("KUBE-SVC-{i:06}");
+        chains(&svc, "tcp", TCP_PORT);
+    }
+    chains("KUBE-SVC-NPUDP", "udp", UDP_PORT);
+    for i in 0..n {
+        body.push_str(&format!("-A KUBE-SERVICES -d {}/32 -p tcp --dport 80 -j KUBE-SVC-{i:06}\n", vip(i)));
+    }
+    body.push_str(&format!("-A KUBE-NODEPORTS -p udp --dport {NODEPORT_UDP} -j KUBE-MARK-MASQ\n-A KUBE-NODEPORTS -p udp --dport {NODEPORT_UDP} -j KUBE-SVC-NPUDP\n"));
+    body.push_str("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n");
+    r.push_str(&body);
+    r.push_str("COMMIT\n");
+    r
+}
+
+fn ipvs_rules(n: usize) -> (String, String) {
+    let mut ipvs = String::new();
+    let mut addrs = String::from("link add kube-ipvs0 type dummy\n");
+    for i in 0..n {
+        ipvs.push_str(&format!("-A -t {}:80 -s rr\n", vip(i)));
+        for j in 0..BACKENDS {
+            ipvs.push_str(&format!("-a -t {}:80 -r {}:{TCP_PORT} -m\n", vip(i), backend_ip(j)));
+        }
+        addrs.push_str(&format!("addr add {}/32 dev kube-ipvs0\n", vip(i)));
+    }
+    ipvs.push_str(&format!("-A -u {NODE}:{NODEPORT_UDP} -s rr\n"));
+    for j in 0..BACKENDS {
+        ipvs.push_str(&format!("-a -u {NODE}:{NODEPORT_UDP} -r {}:{UDP_PORT} -m\n", backend_ip(j)));
+    }
+    (ipvs, addrs)
+}
+
+fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<Datapath>)> {
+    let node = bed.ns("node");
+    match mode {
+        Mode::Sluice => {
+            let ifs = bed.pod_ifs();
+            let mut dp = in_ns(&node, || -> Result<Datapath> {
+                let mut dp = Datapath::open_or_adopt(DatapathConfig::with_pin_root(root))?;
+                for i in &ifs {
+                    dp.attach_pod_interface(i)?;
+                }
+                dp.attach_external_interface("eth0", NODE.parse()?)?;
+                Ok(dp)
+            })
+            .map_err(|e| e.to_string())?;
+            let backends: Vec<Backend> = (0..BACKENDS).map(|j| Backend::new(backend_ip(j), TCP_PORT).local()).collect();
+            let t = Instant::now();
+            for i in 0..n {
+                dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(i), 80), backends.clone()))?;
+            }
+            let udp: Vec<Backend> = (0..BACKENDS).map(|j| Backend::new(backend_ip(j), UDP_PORT).local()).collect();
+            dp.upsert_service(&ServiceSpec::node_port(NODEPORT_UDP, Protocol::Udp, udp))?;
+            Ok((t.elapsed().as_secs_f64() * 1e3, Some(dp)))
+        }
+        Mode::Iptables => {
+            let rules = iptables_rules(n);
+            let t = Instant::now();
+            sh_stdin(&["ip", "netns", "exec", &node, "iptables-restore"], &rules)?;
+            Ok((t.elapsed().as_secs_f64() * 1e3, None))
+        }
+        Mode::Ipvs => {
+            let (ipvs, addrs) = ipvs_rules(n);
+            let t = Instant::now();
+            sh_stdin(&["ip", "-n", &node, "-batch", "-"], &addrs)?;
+            sh_stdin(&["ip", "netns", "exec", &node, "ipvsadm", "-R"], &ipvs)?;
+            Ok((t.elapsed().as_secs_f64() * 1e3, None))
+        }
+    }
+}
+
+/// Sequential connections from the client pod to service 0 for `secs`.
+fn latency(bed: &Bed, secs: f64) -> (f64, f64, f64) {
+    in_ns(&bed.ns("pod"), || {
+        let to = SocketAddrV4::new(vip(0), 80);
+        let mut lat = Vec::new();
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < secs {
+            let t = Instant::now();
+            let Ok(s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else { continue };
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+            let mut line = String::new();
+            if BufReader::new(&s).read_line(&mut line).is_ok() && !line.is_empty() {
+                lat.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let pct = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p) as usize] };
+        (rate, pct(0.50), pct(0.99))
+    })
+}
+
+/// Small UDP datagrams from the client host to the node's UDP NodePort.
+/// Returns packets/s received by the backends (or, with `count_client_rx`,
+/// frames bounced back to the client's interface).
+fn udp_pps(bed: &Bed, secs: f64, count_client_rx: bool) -> f64 {
+    let client = bed.ns("client");
+    let rx_file = "/sys/class/net/eth0/statistics/rx_packets";
+    let read_rx = || -> u64 {
+        sh(&["ip", "netns", "exec", &client, "cat", rx_file]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+    };
+    let before_rx = read_rx();
+    let before = bed.udp_rx.load(Ordering::Relaxed);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for k in 0..2u16 {
+            let client = client.clone();
+            s.spawn(move || {
+                enter(&client);
+                let socks: Vec<UdpSocket> = (0..16).map(|_| UdpSocket::bind("0.0.0.0:0").unwrap()).collect();
+                let to: SocketAddrV4 = SocketAddrV4::new(NODE.parse().unwrap(), NODEPORT_UDP);
+                let payload = [0x5au8; 18];
+                let start = Instant::now();
+                let mut i = k as usize;
+                while start.elapsed().as_secs_f64() < secs {
+                    for _ in 0..64 {
+                        let _ = socks[i % 16].send_to(&payload, to);
+                        i += 1;
+                    }
+                }
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let el = t.elapsed().as_secs_f64() - 0.2;
+    if count_client_rx {
+        (read_rx() - before_rx) as f64 / el
+    } else {
+        (bed.udp_rx.load(Ordering::Relaxed) - before) as f64 / el
+    }
+}
+
+/// Whether this kernel has IPVS (checked in a throwaway namespace).
+fn ipvs_available() -> bool {
+    let ns = format!("slb{}probe", std::process::id() % 10000);
+    if sh(&["ip", "netns", "add", &ns]).is_err() {
+        return false;
+    }
+    let ok = sh(&["ip", "netns", "exec", &ns, "ipvsadm", "-L", "-n"]).is_ok();
+    let _ = sh(&["ip", "netns", "delete", &ns]);
+    ok
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick { &[1, 1000] } else { &[1, 1000, 10000] };
+    let secs = if quick { 1.0 } else { 2.0 };
+    let mut rows = Vec::new();
+    let mut ceiling = f64::NAN;
+    let ipvs = ipvs_available();
+    if !ipvs {
+        eprintln!("==> IPVS is not available in this kernel (ipvsadm: protocol not available): skipping that baseline");
+    }
+    for &n in sizes {
+        for mode in [Mode::Sluice, Mode::Iptables, Mode::Ipvs] {
+            if mode == Mode::Ipvs && !ipvs {
+                continue;
+            }
+            eprintln!("==> {} with {n} services x {BACKENDS} backends", mode.name());
+            let tag = match mode { Mode::Sluice => "s", Mode::Iptables => "i", Mode::Ipvs => "v" };
+            let bed = Bed::new(tag)?;
+            let root = format!("/sys/fs/bpf/sluice-bench-{}", std::process::id());
+            let (program_ms, mut dp) = program(&bed, mode, n, &root)?;
+            let (conn_per_s, p50_us, p99_us) = latency(&bed, secs);
+            let udp = udp_pps(&bed, secs, false);
+            if mode == Mode::Sluice && n == sizes[0] {
+                // The ceiling: bounce every frame on the same interface.
+                let node = bed.ns("node");
+                let wire = bed.ns("wire");
+                if let Some(d) = dp.as_mut() {
+                    in_ns(&node, || -> Result<()> {
+                        d.detach_external_interface("eth0", NODE.parse()?)?;
+                        d.attach_bounce("eth0")?;
+                        Ok(())
+                    }).map_err(|e| e.to_string())?;
+                    in_ns(&wire, || d.attach_pass("p-node")).map_err(|e| e.to_string())?;
+                    ceiling = udp_pps(&bed, secs, true);
+                }
+            }
+            if let Some(d) = dp {
+                d.uninstall()?;
+            }
+            rows.push(Row { mode, services: n, program_ms, conn_per_s, p50_us, p99_us, udp_pps: udp });
+            drop(bed);
+        }
+    }
+    let mut out = String::new();
+    out.push_str("# Data plane benchmark\n\n");
+    out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connect + greeting from the client pod to one ClusterIP for {secs} s. UDP: 2 sender threads, 18-byte payloads, client host → node NodePort → backend pods, counted at the backends. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
+    out.push_str("| system | services | program all (ms) | conn/s | p50 (µs) | p99 (µs) | UDP NodePort pps |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for r in &rows {
+        out.push_str(&format!("| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |\n", r.mode.name(), r.services, r.program_ms, r.conn_per_s, r.p50_us, r.p99_us, r.udp_pps));
+    }
+    out.push_str(&format!("\nXDP_TX bounce ceiling on the node interface: {ceiling:.0} pps.\n\n## Ratios (Sluice ÷ baseline)\n\n| services | program time vs iptables | vs IPVS | conn/s vs iptables | vs IPVS | p99 vs iptables | vs IPVS | UDP pps vs iptables | vs IPVS | UDP pps vs ceiling |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
+    for &n in sizes {
+        let get = |m: Mode| rows.iter().find(|r| r.mode == m && r.services == n);
+        let (Some(s), Some(i)) = (get(Mode::Sluice), get(Mode::Iptables)) else { continue };
+        let v = get(Mode::Ipvs);
+        let vs = |f: &dyn Fn(&Row) -> f64| v.map(|v| format!("{:.2}", f(s) / f(v))).unwrap_or_else(|| "n/a".into());
+        out.push_str(&format!(
+            "| {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} |\n",
+            s.program_ms / i.program_ms, vs(&|r| r.program_ms),
+            s.conn_per_s / i.conn_per_s, vs(&|r| r.conn_per_s),
+            s.p99_us / i.p99_us, vs(&|r| r.p99_us),
+            s.udp_pps / i.udp_pps, vs(&|r| r.udp_pps), s.udp_pps / ceiling
+        ));
+    }
+    if !ipvs {
+        out.push_str("\nIPVS: not measured — this kernel has no IP Virtual Server support (`ipvsadm`: \"Protocol not available\"), so that baseline is missing from this run.\n");
+    }
+    out.push_str("\nGoals from the issue (targets, not thresholds): 10,000 services programmed in < 1 s; latency flat from 1 to 10,000 services; NodePort pps ≥ 4× iptables and ≥ 2× IPVS at 10,000 services and ≥ 50% of the XDP_TX ceiling.\n");
+    print!("{out}");
+    let _ = std::io::stdout().flush();
+    Ok(())
+}

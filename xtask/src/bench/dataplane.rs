@@ -1,0 +1,45 @@
+//! `cargo xtask bench dataplane`: Sluice's eBPF Service load balancing
+//! against kube-proxy-style iptables chains and IPVS, plus the XDP_TX
+//! ceiling, in network namespaces (needs root). Not a test.
+//!
+//! The measuring is done by the `sluice-datapath-bench` binary of
+//! `sluice-datapath` (it needs aya; xtask stays light): this task builds the
+//! eBPF object and that binary in release mode, runs it, and writes its
+//! report to `bench-results/dataplane.md`.
+
+use crate::util::{self, step, workspace_root};
+use anyhow::{bail, Context, Result};
+use std::process::Command;
+
+/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) measures 1 and 1,000 services only, for 1 s each.
+pub fn run(quick: bool) -> Result<()> {
+    crate::ebpf::build_ebpf(crate::ebpf::BuildEbpfArgs::default())?;
+    let root = workspace_root();
+    step("building sluice-datapath-bench (release)");
+    util::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "sluice-datapath",
+        "--bin",
+        "sluice-datapath-bench",
+    ]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|_| root.join("target"));
+    let bin = std::path::PathBuf::from(target).join("release/sluice-datapath-bench");
+    step("measuring (namespaces, iptables/IPVS only inside them; a few minutes)");
+    let mut cmd = Command::new(&bin);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd.output().with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("{} failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let report = String::from_utf8(out.stdout)?;
+    let dir = root.join("bench-results");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("dataplane.md"), &report)?;
+    println!("{report}");
+    step("wrote bench-results/dataplane.md");
+    Ok(())
+}
