@@ -36,7 +36,7 @@ pub use sluice_common::{Event, TrafficCounter};
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use sluice_common::{
     backend_flags, map_names, program_names, service_flags, AffinityKey, AffinityValue,
@@ -247,6 +247,14 @@ impl Datapath {
         }
         for name in [program_names::NODEPORT_XDP, program_names::BOUNCE_XDP, program_names::PASS_XDP] {
             let p: &mut Xdp = ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingInObject(name))?
+                .try_into()
+                .map_err(prog_err(name))?;
+            p.load().map_err(prog_err(name))?;
+        }
+        for name in [program_names::SOCK_CONNECT4, program_names::SOCK_SENDMSG4, program_names::SOCK_RECVMSG4] {
+            let p: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingInObject(name))?
                 .try_into()
@@ -582,6 +590,47 @@ impl Datapath {
         Ok(())
     }
 
+    /// Attach the socket-level ClusterIP programs (connect4, sendmsg4,
+    /// recvmsg4) to a cgroup v2 directory, typically the node's root cgroup
+    /// (`/sys/fs/cgroup/unified` here): the node's own clients then reach
+    /// services without any packet NAT. Idempotent, kept across restarts.
+    pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
+        let dir = self.config.pin_root.join("links").join("cgroup");
+        std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
+        let file = std::fs::File::open(cgroup).map_err(|source| DatapathError::PinDir { path: cgroup.to_path_buf(), source })?;
+        for name in [program_names::SOCK_CONNECT4, program_names::SOCK_SENDMSG4, program_names::SOCK_RECVMSG4] {
+            let pin = dir.join(name);
+            if pin.exists() {
+                continue;
+            }
+            let p: &mut CgroupSockAddr = self
+                .ebpf
+                .program_mut(name)
+                .ok_or(DatapathError::MissingInObject(name))?
+                .try_into()
+                .map_err(prog_err(name))?;
+            let id = p.attach(&file, CgroupAttachMode::Single).map_err(prog_err(name))?;
+            let link = p.take_link(id).map_err(prog_err(name))?;
+            let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
+            fd.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+        }
+        debug!(cgroup = %cgroup.display(), "socket-level load balancing attached");
+        Ok(())
+    }
+
+    /// Detach the socket-level programs (a no-op when not attached).
+    pub fn detach_cgroup(&mut self) -> Result<(), DatapathError> {
+        let dir = self.config.pin_root.join("links").join("cgroup");
+        for name in [program_names::SOCK_CONNECT4, program_names::SOCK_SENDMSG4, program_names::SOCK_RECVMSG4] {
+            let pin = dir.join(name);
+            if pin.exists() {
+                unpin(&pin)?;
+            }
+        }
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    }
+
     /// Pinned links as (path, ifname, ifindex, hook).
     fn pinned_links(&self) -> Vec<(PathBuf, String, u32, String)> {
         let Ok(dir) = std::fs::read_dir(self.config.pin_root.join("links")) else {
@@ -702,7 +751,8 @@ impl Datapath {
 
     /// Detach every program and remove every pin under the pin root: the
     /// node no longer has a Sluice datapath.
-    pub fn uninstall(self) -> Result<(), DatapathError> {
+    pub fn uninstall(mut self) -> Result<(), DatapathError> {
+        self.detach_cgroup()?;
         for (path, ..) in self.pinned_links() {
             unpin(&path)?;
         }
@@ -721,7 +771,7 @@ impl Datapath {
     }
 }
 
-const ALL_EVENTS: [Event; 8] = [
+const ALL_EVENTS: [Event; 9] = [
     Event::NewFlow,
     Event::TrackedFlow,
     Event::ReverseNat,
@@ -730,6 +780,7 @@ const ALL_EVENTS: [Event; 8] = [
     Event::Malformed,
     Event::NoLocalBackend,
     Event::SnatExhausted,
+    Event::SocketLb,
 ];
 
 fn dedup(backends: &[Backend]) -> Vec<&Backend> {

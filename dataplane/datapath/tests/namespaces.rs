@@ -239,3 +239,58 @@ fn sluice_installs_no_iptables_or_nftables_rules() {
         assert!(nft.trim().is_empty(), "nftables ruleset in {node}: {nft}");
     }
 }
+
+/// A cgroup v2 directory for one test, removed on drop.
+struct TestCgroup(std::path::PathBuf);
+
+impl TestCgroup {
+    fn new(tag: &str) -> Self {
+        let p = std::path::PathBuf::from(format!("/sys/fs/cgroup/unified/sluice-test-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&p).expect("create cgroup");
+        Self(p)
+    }
+
+    /// Run a shell command inside network namespace `ns` and this cgroup; its stdout.
+    fn run(&self, ns: &str, script: &str) -> String {
+        let procs = self.0.join("cgroup.procs");
+        // Join the cgroup first: `ip netns exec` remounts /sys for the namespace.
+        let full = format!("echo $$ > {} && exec ip netns exec {ns} {script}", procs.display());
+        let out = std::process::Command::new("timeout")
+            .args(["10", "sh", "-c", &full])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("spawn");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn node_local_clients_reach_clusterips_through_socket_level_balancing() {
+    let mut c = Cluster::new("socklb");
+    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b1", "b2", "b3"], |b| udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), b)));
+    c.program(&[], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 82), b));
+    let cg = TestCgroup::new("socklb");
+    c.node1.attach_cgroup(&cg.0).expect("attach cgroup programs");
+    let n1 = c.topo.ns("n1");
+    let mut names = std::collections::HashSet::new();
+    for _ in 0..12 {
+        let out = cg.run(&n1, &format!("socat -T2 STDIO TCP:{VIP}:80"));
+        let name = out.split_whitespace().next().unwrap_or_default().to_string();
+        assert!(["b1", "b2", "b3"].contains(&name.as_str()), "node-local TCP client got {out:?}");
+        names.insert(name);
+    }
+    assert!(names.len() >= 2, "connections are balanced: {names:?}");
+    let out = cg.run(&n1, &format!("sh -c 'echo hi | socat -T2 - UDP:{VIP}:53'"));
+    assert!(out.starts_with('b'), "node-local UDP client got {out:?}");
+    let out = cg.run(&n1, &format!("sh -c 'socat -T2 STDIO TCP:{VIP}:82 2>&1; true'"));
+    assert!(out.to_lowercase().contains("refused"), "no backends: connection refused, got {out:?}");
+    assert!(c.node1.counters().unwrap().event(Event::SocketLb) >= 13);
+    c.node1.detach_cgroup().unwrap();
+}

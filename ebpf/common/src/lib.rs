@@ -53,6 +53,8 @@ pub mod map_names {
     pub const BACKEND_STATS: &str = "backend_stats";
     /// Per-CPU `u64` per [`Event`](super::Event).
     pub const EVENTS: &str = "events";
+    /// `SockRevKey` → `SockRevValue`: socket-level LB, backend → frontend per UDP socket (LRU).
+    pub const SOCK_REVNAT: &str = "sock_revnat";
     /// Every map, for pinning, adoption and uninstall.
     pub const ALL: &[&str] = &[
         SERVICES,
@@ -65,6 +67,7 @@ pub mod map_names {
         SERVICE_STATS,
         BACKEND_STATS,
         EVENTS,
+        SOCK_REVNAT,
     ];
 }
 
@@ -80,6 +83,12 @@ pub mod program_names {
     pub const BOUNCE_XDP: &str = "bounce_xdp";
     /// A no-op XDP program (benchmark plumbing for veth peers).
     pub const PASS_XDP: &str = "pass_xdp";
+    /// cgroup connect4: socket-level ClusterIP for the node's own clients (TCP, connected UDP).
+    pub const SOCK_CONNECT4: &str = "sock_connect4";
+    /// cgroup sendmsg4: socket-level ClusterIP for unconnected UDP.
+    pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
+    /// cgroup recvmsg4: UDP replies appear to come from the ClusterIP.
+    pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
 }
 
 /// Which kind of frontend a [`ServiceKey`] is.
@@ -351,9 +360,39 @@ pub enum Event {
     NoLocalBackend = 6,
     /// Source-NAT port allocation failed (dropped).
     SnatExhausted = 7,
+    /// A node-local socket's destination was translated at connect/sendmsg time.
+    SocketLb = 8,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 8;
+pub const EVENT_COUNT: u32 = 9;
+
+/// Socket-level reverse translation key: (socket cookie, backend address and port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct SockRevKey {
+    /// `bpf_get_socket_cookie()` of the client socket.
+    pub cookie: u64,
+    /// Backend address.
+    pub addr: [u8; 4],
+    /// Backend port, host order.
+    pub port: u16,
+    /// Explicit padding.
+    pub pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<SockRevKey>() == 16);
+
+/// Socket-level reverse translation value: the frontend the socket addressed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SockRevValue {
+    /// Frontend (VIP) address.
+    pub addr: [u8; 4],
+    /// Frontend port, host order.
+    pub port: u16,
+    /// Explicit padding.
+    pub pad: u16,
+}
+const _: () = assert!(core::mem::size_of::<SockRevValue>() == 8);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -373,4 +412,6 @@ mod pod {
     unsafe impl aya::Pod for NodeAddrKey {}
     unsafe impl aya::Pod for NodeAddrValue {}
     unsafe impl aya::Pod for TrafficCounter {}
+    unsafe impl aya::Pod for SockRevKey {}
+    unsafe impl aya::Pod for SockRevValue {}
 }

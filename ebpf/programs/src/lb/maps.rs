@@ -10,7 +10,8 @@ use aya_ebpf::{
 };
 use sluice_common::{
     AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, MaglevKey, MaglevTable,
-    NodeAddrKey, NodeAddrValue, ServiceKey, ServiceValue, SourceRangeKey, TrafficCounter,
+    NodeAddrKey, NodeAddrValue, ServiceKey, ServiceValue, SockRevKey, SockRevValue, SourceRangeKey,
+    TrafficCounter,
     EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
 };
 
@@ -56,3 +57,7 @@ pub static BACKEND_STATS: PerCpuArray<TrafficCounter, { MAX_BACKENDS as usize }>
 /// Per-CPU event counters, indexed by `sluice_common::Event`.
 #[btf_map(name = "events")]
 pub static EVENTS: PerCpuArray<u64, { EVENT_COUNT as usize }> = PerCpuArray::new();
+
+/// Socket-level LB: (socket, backend) → frontend, to make UDP replies come from the VIP.
+#[btf_map(name = "sock_revnat")]
+pub static SOCK_REVNAT: LruHashMap<SockRevKey, SockRevValue, 65536> = LruHashMap::new();

@@ -108,6 +108,25 @@ pub fn choose_backend(
             }
         }
     }
+    let (id, b) = maglev_pick(svc, flow_hash(flow), local_only)?;
+    if affinity {
+        let _ = AFFINITY.insert(
+            akey,
+            AffinityValue {
+                backend_id: id,
+                pad: 0,
+                last_seen_ns: now,
+            },
+            0,
+        );
+    }
+    Some((id, b))
+}
+
+/// The backend at entry `hash % maglev_size` of the service's active Maglev
+/// table (all serving backends, or only the node-local ones).
+#[inline(always)]
+pub fn maglev_pick(svc: &ServiceValue, hash: u32, local_only: bool) -> Option<(u32, BackendValue)> {
     let count = if local_only { svc.local_backend_count } else { svc.backend_count };
     if count == 0 {
         return None;
@@ -121,7 +140,7 @@ pub fn choose_backend(
     if size == 0 {
         return None;
     }
-    let idx = (flow_hash(flow) % size) as usize;
+    let idx = (hash % size) as usize;
     if idx >= MAGLEV_MAX {
         return None;
     }
@@ -129,16 +148,5 @@ pub fn choose_backend(
     let id = unsafe { (*table).backend_ids[idx] };
     // SAFETY: copied out at once.
     let b = unsafe { *BACKENDS.get_ptr(id)? };
-    if affinity {
-        let _ = AFFINITY.insert(
-            akey,
-            AffinityValue {
-                backend_id: id,
-                pad: 0,
-                last_seen_ns: now,
-            },
-            0,
-        );
-    }
     Some((id, b))
 }
