@@ -1,0 +1,131 @@
+//! Command-line configuration of the controller-manager (flag names follow
+//! kube-controller-manager's where one exists).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+/// Flags of the `controller-manager` binary; also the settings every
+/// controller reads from the [`crate::Context`].
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "controller-manager", about = "Sluice's controller-manager")]
+pub struct ControllerManagerConfig {
+    /// Kubeconfig of the API server (default: $KUBECONFIG / ~/.kube/config / in-cluster).
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Controllers to run: `*` for all, or a comma-separated list of names
+    /// (`replicaset,deployment,...`); `-name` disables one.
+    #[arg(long, default_value = "*", value_delimiter = ',')]
+    pub controllers: Vec<String>,
+
+    /// Range Node pod CIDRs are carved from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Net,
+
+    /// Prefix length of each Node's pod CIDR.
+    #[arg(long, default_value_t = 24)]
+    pub node_cidr_mask_size: u8,
+
+    /// How long a Node's Lease may go unrenewed before it is marked Unknown and tainted unreachable.
+    #[arg(long, default_value = "40s", value_parser = humantime::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub node_monitor_period: Duration,
+
+    /// tolerationSeconds for pods that do not tolerate the not-ready/unreachable
+    /// NoExecute taints themselves (Kubernetes' DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    pub default_eviction_toleration_seconds: i64,
+
+    /// Number of terminated (Succeeded/Failed) pods kept before the oldest are deleted.
+    #[arg(long, default_value_t = 12500)]
+    pub terminated_pod_gc_threshold: usize,
+
+    /// How often the pod garbage collector runs.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub pod_gc_period: Duration,
+
+    /// Delay over which endpoint changes of one Service are coalesced into one write.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub endpoint_updates_batch_period: Duration,
+
+    /// Maximum endpoints per EndpointSlice.
+    #[arg(long, default_value_t = 100)]
+    pub max_endpoints_per_slice: usize,
+
+    /// Run only while holding the leader Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+
+    /// How long a leader's Lease is valid after its last renewal.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+
+    /// How long the leader keeps trying to renew before giving up leadership (and exiting).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+
+    /// Interval between acquire/renew attempts.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub leader_elect_retry_period: Duration,
+
+    /// Namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "sluice-controller-manager")]
+    pub leader_elect_resource_name: String,
+
+    /// Identity written into the Lease (default: hostname_pid).
+    #[arg(long)]
+    pub identity: Option<String>,
+
+    /// How often every object is reconciled again even without a change.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub resync_period: Duration,
+}
+
+impl ControllerManagerConfig {
+    /// Whether the controller called `name` is enabled by `--controllers`.
+    pub fn is_enabled(&self, name: &str) -> bool {
+        let mut enabled = false;
+        for item in &self.controllers {
+            let item = item.trim();
+            if item == "*" {
+                enabled = true;
+            } else if item == name {
+                return true;
+            } else if item.strip_prefix('-') == Some(name) {
+                return false;
+            }
+        }
+        enabled
+    }
+
+    /// Configuration with every default, for tests.
+    pub fn defaults() -> Self {
+        <Self as clap::Parser>::parse_from(["controller-manager"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_flag_selects_and_disables() {
+        let mut c = ControllerManagerConfig::defaults();
+        assert!(c.is_enabled("deployment"));
+        c.controllers = vec!["*".into(), "-pod-gc".into()];
+        assert!(!c.is_enabled("pod-gc"));
+        assert!(c.is_enabled("replicaset"));
+        c.controllers = vec!["replicaset".into()];
+        assert!(c.is_enabled("replicaset"));
+        assert!(!c.is_enabled("deployment"));
+    }
+}

@@ -1,0 +1,344 @@
+//! Garbage collector: deletes objects whose owners are gone and carries out
+//! foreground and orphan deletion.
+//!
+//! The ownership graph is built from the shared caches (Deployments,
+//! ReplicaSets, Pods, Services, EndpointSlices) after every burst of changes:
+//! - background: a dependent all of whose owners are absent (checked with a
+//!   live GET, never from the cache alone) is deleted; absent owners among
+//!   live ones are removed from its ownerReferences;
+//! - foreground: an owner being deleted with the `foregroundDeletion`
+//!   finalizer has its dependents deleted (foreground too), and the
+//!   finalizer is removed once no dependent with `blockOwnerDeletion` is left;
+//! - orphan: an owner being deleted with the `orphan` finalizer has its
+//!   references stripped from its dependents, then the finalizer removed.
+//!
+//! Owners of other kinds are resolved through discovery for the background
+//! case; foreground/orphan finalizers are handled on the cached kinds.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy};
+use kube::discovery::Discovery;
+use kube::{Api, Client};
+use serde_json::json;
+use tokio::sync::Notify;
+use tracing::Instrument;
+
+use crate::{Context, Error};
+
+/// Finalizer asking for dependents to be deleted before the owner.
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+/// Finalizer asking for dependents to be kept (orphaned).
+pub const ORPHAN_FINALIZER: &str = "orphan";
+
+/// Minimum delay between two passes (changes arriving meanwhile are coalesced).
+const PASS_DELAY: Duration = Duration::from_millis(200);
+
+/// One node of the ownership graph: an object's identity and metadata.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// apiVersion of the object.
+    pub api_version: String,
+    /// Kind of the object.
+    pub kind: String,
+    /// Plural resource name (for API calls).
+    pub plural: String,
+    /// Its metadata.
+    pub meta: ObjectMeta,
+}
+
+impl Node {
+    fn uid(&self) -> &str {
+        self.meta.uid.as_deref().unwrap_or_default()
+    }
+}
+
+/// Subscribes the garbage collector and returns its loop.
+pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
+    let notify = Arc::new(Notify::new());
+    let i = &ctx.informers;
+    let streams = vec![
+        i.pods.subscribe().map(|_| ()).boxed(),
+        i.replicasets.subscribe().map(|_| ()).boxed(),
+        i.deployments.subscribe().map(|_| ()).boxed(),
+        i.services.subscribe().map(|_| ()).boxed(),
+        i.endpointslices.subscribe().map(|_| ()).boxed(),
+    ];
+    let n = notify.clone();
+    tokio::spawn(futures::stream::select_all(streams).for_each(move |_| {
+        n.notify_one();
+        futures::future::ready(())
+    }));
+    async move {
+        let mut discovery: Option<Discovery> = None;
+        loop {
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep(ctx.config.resync_period.min(Duration::from_secs(30))) => {}
+            }
+            tokio::time::sleep(PASS_DELAY).await;
+            let span = tracing::info_span!("reconcile", controller = "garbage-collector");
+            if let Err(err) = pass(&ctx, &mut discovery).instrument(span).await {
+                tracing::warn!(controller = "garbage-collector", error = %err, "pass failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                notify.notify_one();
+            }
+        }
+    }
+    .boxed()
+}
+
+/// Every cached object as a graph node.
+fn snapshot(ctx: &Context) -> Vec<Node> {
+    fn nodes<K: kube::Resource<DynamicType = ()> + Clone>(store: &kube::runtime::reflector::Store<K>, out: &mut Vec<Node>) {
+        for o in store.state() {
+            out.push(Node {
+                api_version: K::api_version(&()).into(),
+                kind: K::kind(&()).into(),
+                plural: K::plural(&()).into(),
+                meta: o.meta().clone(),
+            });
+        }
+    }
+    let i = &ctx.informers;
+    let mut out = Vec::new();
+    nodes(&i.deployments.store(), &mut out);
+    nodes(&i.replicasets.store(), &mut out);
+    nodes(&i.pods.store(), &mut out);
+    nodes(&i.services.store(), &mut out);
+    nodes(&i.endpointslices.store(), &mut out);
+    out
+}
+
+/// What the collector decided for one pass. Pure, for tests.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Dependents whose owners may all be gone (owner absence is confirmed live before deleting).
+    pub maybe_orphaned: Vec<usize>,
+    /// Dependents to delete because an owner is being deleted in the foreground.
+    pub delete_foreground: Vec<usize>,
+    /// (dependent, owner uid) references to strip for orphaning owners.
+    pub strip: Vec<(usize, String)>,
+    /// Owners whose foreground/orphan finalizer can go.
+    pub finalize: Vec<(usize, &'static str)>,
+}
+
+/// Decides the pass from the graph.
+pub fn plan(nodes: &[Node]) -> Plan {
+    let by_uid: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.uid(), i)).collect();
+    let mut dependents: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for r in n.meta.owner_references.iter().flatten() {
+            dependents.entry(r.uid.as_str()).or_default().push(i);
+        }
+    }
+    let mut plan = Plan::default();
+    for (i, n) in nodes.iter().enumerate() {
+        let refs = n.meta.owner_references.as_deref().unwrap_or_default();
+        if !refs.is_empty() && refs.iter().any(|r| !by_uid.contains_key(r.uid.as_str())) {
+            plan.maybe_orphaned.push(i);
+        }
+        if n.meta.deletion_timestamp.is_none() {
+            continue;
+        }
+        let finalizers = n.meta.finalizers.as_deref().unwrap_or_default();
+        let deps = dependents.get(n.uid()).cloned().unwrap_or_default();
+        if finalizers.iter().any(|f| f == ORPHAN_FINALIZER) {
+            if deps.is_empty() {
+                plan.finalize.push((i, ORPHAN_FINALIZER));
+            } else {
+                plan.strip.extend(deps.iter().map(|d| (*d, n.uid().to_string())));
+            }
+        } else if finalizers.iter().any(|f| f == FOREGROUND_FINALIZER) {
+            let blocking: Vec<usize> = deps
+                .iter()
+                .copied()
+                .filter(|d| {
+                    nodes[*d]
+                        .meta
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid == n.uid() && r.block_owner_deletion == Some(true))
+                })
+                .collect();
+            if blocking.is_empty() {
+                plan.finalize.push((i, FOREGROUND_FINALIZER));
+            }
+            plan.delete_foreground.extend(deps.into_iter().filter(|d| nodes[*d].meta.deletion_timestamp.is_none()));
+        }
+    }
+    let mut seen = HashSet::new();
+    plan.delete_foreground.retain(|d| seen.insert(*d));
+    plan
+}
+
+async fn pass(ctx: &Context, discovery: &mut Option<Discovery>) -> Result<(), Error> {
+    let nodes = snapshot(ctx);
+    let plan = plan(&nodes);
+    let client = &ctx.client;
+    for (d, owner_uid) in &plan.strip {
+        let n = &nodes[*d];
+        let refs: Vec<OwnerReference> =
+            n.meta.owner_references.clone().unwrap_or_default().into_iter().filter(|r| &r.uid != owner_uid).collect();
+        patch_meta(client, n, json!({"metadata": {"ownerReferences": refs, "resourceVersion": n.meta.resource_version}})).await?;
+    }
+    for d in &plan.delete_foreground {
+        delete(client, &nodes[*d], PropagationPolicy::Foreground).await?;
+    }
+    for (o, finalizer) in &plan.finalize {
+        let n = &nodes[*o];
+        let rest: Vec<String> =
+            n.meta.finalizers.clone().unwrap_or_default().into_iter().filter(|f| f != finalizer).collect();
+        patch_meta(client, n, json!({"metadata": {"finalizers": rest, "resourceVersion": n.meta.resource_version}})).await?;
+    }
+    for d in &plan.maybe_orphaned {
+        let n = &nodes[*d];
+        let refs = n.meta.owner_references.clone().unwrap_or_default();
+        let mut absent = Vec::new();
+        let mut foreground_owner = false;
+        for r in &refs {
+            match owner_state(client, discovery, n.meta.namespace.as_deref(), r).await? {
+                OwnerState::Absent => absent.push(r.uid.clone()),
+                OwnerState::Present { deleting_foreground } => foreground_owner |= deleting_foreground,
+                OwnerState::Unknown => {}
+            }
+        }
+        if absent.is_empty() {
+            continue;
+        }
+        if absent.len() == refs.len() {
+            let policy = if foreground_owner { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+            tracing::info!(kind = %n.kind, name = ?n.meta.name, "deleting dependent whose owners are gone");
+            delete(client, n, policy).await?;
+        } else {
+            let keep: Vec<OwnerReference> = refs.into_iter().filter(|r| !absent.contains(&r.uid)).collect();
+            patch_meta(client, n, json!({"metadata": {"ownerReferences": keep, "resourceVersion": n.meta.resource_version}}))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+enum OwnerState {
+    Absent,
+    Present { deleting_foreground: bool },
+    Unknown,
+}
+
+/// Looks the owner up live (a cache may simply not have seen it yet).
+async fn owner_state(
+    client: &Client,
+    discovery: &mut Option<Discovery>,
+    namespace: Option<&str>,
+    r: &OwnerReference,
+) -> Result<OwnerState, Error> {
+    let (group, version) = match r.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), r.api_version.clone()),
+    };
+    let gvk = GroupVersionKind::gvk(&group, &version, &r.kind);
+    if discovery.is_none() {
+        *discovery = Some(Discovery::new(client.clone()).run().await?);
+    }
+    let Some((ar, caps)) = discovery.as_ref().and_then(|d| d.resolve_gvk(&gvk)) else {
+        return Ok(OwnerState::Unknown);
+    };
+    let api: Api<DynamicObject> = match (caps.scope, namespace) {
+        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        (kube::discovery::Scope::Namespaced, None) => return Ok(OwnerState::Absent),
+        _ => Api::all_with(client.clone(), &ar),
+    };
+    match api.get_metadata_opt(&r.name).await? {
+        None => Ok(OwnerState::Absent),
+        Some(o) if o.metadata.uid.as_deref() != Some(r.uid.as_str()) => Ok(OwnerState::Absent),
+        Some(o) => Ok(OwnerState::Present {
+            deleting_foreground: o.metadata.deletion_timestamp.is_some()
+                && o.metadata.finalizers.iter().flatten().any(|f| f == FOREGROUND_FINALIZER),
+        }),
+    }
+}
+
+fn api_for(client: &Client, n: &Node) -> Api<DynamicObject> {
+    let (group, version) = match n.api_version.split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (String::new(), n.api_version.clone()),
+    };
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, &n.kind), &n.plural);
+    match n.meta.namespace.as_deref() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+async fn delete(client: &Client, n: &Node, policy: PropagationPolicy) -> Result<(), Error> {
+    let params = DeleteParams {
+        propagation_policy: Some(policy),
+        preconditions: Some(kube::api::Preconditions { uid: n.meta.uid.clone(), resource_version: None }),
+        ..Default::default()
+    };
+    match api_for(client, n).delete(n.meta.name.as_deref().unwrap_or_default(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+async fn patch_meta(client: &Client, n: &Node, patch: serde_json::Value) -> Result<(), Error> {
+    match api_for(client, n).patch(n.meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn node(uid: &str, owner: Option<(&str, bool)>, deleting: Option<&str>) -> Node {
+        Node {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            plural: "pods".into(),
+            meta: ObjectMeta {
+                uid: Some(uid.into()),
+                owner_references: owner.map(|(o, block)| {
+                    vec![OwnerReference { uid: o.into(), block_owner_deletion: Some(block), controller: Some(true), ..Default::default() }]
+                }),
+                deletion_timestamp: deleting.map(|_| Time(Timestamp::now())),
+                finalizers: deleting.map(|f| vec![f.to_string()]),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[test]
+    fn dangling_owner_marks_dependent() {
+        let p = plan(&[node("rs", None, None), node("a", Some(("rs", true)), None), node("b", Some(("gone", true)), None)]);
+        assert_eq!(p.maybe_orphaned, [2]);
+    }
+
+    #[test]
+    fn foreground_deletes_dependents_then_finalizes() {
+        let p = plan(&[node("d", None, Some(FOREGROUND_FINALIZER)), node("rs", Some(("d", true)), None)]);
+        assert_eq!(p.delete_foreground, [1]);
+        assert!(p.finalize.is_empty());
+        let p = plan(&[node("d", None, Some(FOREGROUND_FINALIZER))]);
+        assert_eq!(p.finalize, [(0, FOREGROUND_FINALIZER)]);
+    }
+
+    #[test]
+    fn orphan_strips_references_first() {
+        let p = plan(&[node("rs", None, Some(ORPHAN_FINALIZER)), node("a", Some(("rs", true)), None)]);
+        assert_eq!(p.strip, [(1, "rs".to_string())]);
+        assert!(p.finalize.is_empty());
+    }
+}

@@ -1,0 +1,174 @@
+//! Shared informers: one watch per resource type for the whole manager.
+//!
+//! An [`Informer`] runs kube-runtime's watcher into a reflector store (the
+//! cache every controller reads) and broadcasts each object it sees — added,
+//! modified, or deleted, with its last known state — to subscribers, which
+//! map it to the keys of the objects they reconcile. Subscribing happens
+//! before the informer starts, so the initial list reaches everyone.
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+
+/// Capacity of each change broadcast; a subscriber that falls further behind
+/// than this misses changes until the periodic resync catches it up.
+const BROADCAST_CAPACITY: usize = 65_536;
+
+/// A cache of one resource type plus a change feed.
+pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
+    store: Store<K>,
+    changes: broadcast::Sender<Arc<K>>,
+    driver: std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+}
+
+impl<K> Informer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Creates the informer; nothing is watched until [`Informer::start`].
+    pub fn new(api: Api<K>, config: watcher::Config) -> Self {
+        let (store, mut writer) = reflector::store::<K>();
+        let (changes, _) = broadcast::channel(BROADCAST_CAPACITY);
+        let tx = changes.clone();
+        let kind = K::kind(&()).to_string();
+        let driver = async move {
+            let mut events = watcher(api, config).default_backoff().boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => {
+                        writer.apply_watcher_event(&event);
+                        match event {
+                            watcher::Event::Apply(obj)
+                            | watcher::Event::Delete(obj)
+                            | watcher::Event::InitApply(obj) => {
+                                let _ = tx.send(Arc::new(obj));
+                            }
+                            watcher::Event::InitDone => {
+                                tracing::debug!(kind = %kind, "informer synced");
+                            }
+                            watcher::Event::Init => {}
+                        }
+                    }
+                    Err(err) => tracing::warn!(kind = %kind, error = %err, "watch failed; retrying"),
+                }
+            }
+        };
+        Self { store, changes, driver: std::sync::Mutex::new(Some(Box::pin(driver))) }
+    }
+
+    /// The cache (empty until the first list completes; see [`Informer::wait_synced`]).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// Every change from now on, as the object's last known state.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
+        let rx = self.changes.subscribe();
+        futures::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(obj) => return Some((obj, rx)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "subscriber lagged behind an informer")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// Changes mapped to reconcile keys of another type by `mapper`.
+    pub fn trigger<T, I>(
+        &self,
+        mapper: impl Fn(&K) -> I + Send + 'static,
+    ) -> impl Stream<Item = ObjectRef<T>> + Send + 'static
+    where
+        T: Resource<DynamicType = ()> + 'static,
+        ObjectRef<T>: Hash + Eq,
+        I: IntoIterator<Item = ObjectRef<T>>,
+    {
+        self.subscribe()
+            .flat_map(move |obj| futures::stream::iter(mapper(&obj).into_iter().collect::<Vec<_>>()))
+    }
+
+    /// Starts watching (once).
+    pub fn start(&self) {
+        if let Some(driver) = self.driver.lock().expect("informer lock").take() {
+            tokio::spawn(driver);
+        }
+    }
+
+    /// Waits until the first list has been stored.
+    pub async fn wait_synced(&self) {
+        let _ = self.store.wait_until_ready().await;
+    }
+}
+
+/// The informers every controller shares.
+pub struct Informers {
+    /// All pods.
+    pub pods: Informer<Pod>,
+    /// All ReplicaSets.
+    pub replicasets: Informer<ReplicaSet>,
+    /// All Deployments.
+    pub deployments: Informer<Deployment>,
+    /// All Services.
+    pub services: Informer<Service>,
+    /// All EndpointSlices.
+    pub endpointslices: Informer<EndpointSlice>,
+    /// All Nodes.
+    pub nodes: Informer<Node>,
+    /// Node heartbeat Leases (namespace `kube-node-lease`).
+    pub node_leases: Informer<Lease>,
+    /// All Namespaces.
+    pub namespaces: Informer<Namespace>,
+}
+
+impl Informers {
+    /// Creates (without starting) every informer.
+    pub fn new(client: &Client) -> Self {
+        let cfg = watcher::Config::default;
+        Self {
+            pods: Informer::new(Api::all(client.clone()), cfg()),
+            replicasets: Informer::new(Api::all(client.clone()), cfg()),
+            deployments: Informer::new(Api::all(client.clone()), cfg()),
+            services: Informer::new(Api::all(client.clone()), cfg()),
+            endpointslices: Informer::new(Api::all(client.clone()), cfg()),
+            nodes: Informer::new(Api::all(client.clone()), cfg()),
+            node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease"), cfg()),
+            namespaces: Informer::new(Api::all(client.clone()), cfg()),
+        }
+    }
+
+    /// Starts every informer and waits for all of them to list.
+    pub async fn start_and_sync(&self) {
+        self.pods.start();
+        self.replicasets.start();
+        self.deployments.start();
+        self.services.start();
+        self.endpointslices.start();
+        self.nodes.start();
+        self.node_leases.start();
+        self.namespaces.start();
+        self.pods.wait_synced().await;
+        self.replicasets.wait_synced().await;
+        self.deployments.wait_synced().await;
+        self.services.wait_synced().await;
+        self.endpointslices.wait_synced().await;
+        self.nodes.wait_synced().await;
+        self.node_leases.wait_synced().await;
+        self.namespaces.wait_synced().await;
+    }
+}

@@ -1,0 +1,81 @@
+//! Sluice's controller-manager: the control loops that turn declared objects
+//! (Deployments, ReplicaSets, Services, Namespaces, Nodes) into the objects and
+//! state they imply.
+//!
+//! Every controller reads the cluster only through the shared [`informer`]
+//! caches (watches on the API server, never etcd), is woken through a work
+//! queue keyed by object (kube-runtime's `Controller`, which never reconciles
+//! the same key twice at once), reconciles idempotently and records Events.
+//! Controllers are registered in one descriptor list, [`CONTROLLERS`]; the
+//! binary runs them only while it holds the leader [`leader_election`] Lease.
+
+pub mod config;
+pub mod context;
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod events;
+pub mod expectations;
+pub mod garbage_collector;
+pub mod informer;
+pub mod leader_election;
+pub mod namespace;
+pub mod node_ipam;
+pub mod node_lifecycle;
+pub mod pod_gc;
+pub mod pods;
+pub mod replicaset;
+pub mod runner;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+pub use config::ControllerManagerConfig;
+pub use context::Context;
+
+/// Errors a reconcile can end with; the work queue retries the key with back-off.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("API request failed: {0}")]
+    Api(#[from] kube::Error),
+    /// An object in the cache could not be interpreted (bad selector, bad quantity ...).
+    #[error("invalid object {object}: {reason}")]
+    Invalid {
+        /// `namespace/name` of the object.
+        object: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Result of one reconcile.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One controller as the manager knows it: a name (for `--controllers` and
+/// logs) and a function that subscribes it to the informers and returns its
+/// run loop.
+///
+/// `init` must subscribe synchronously before returning, because the
+/// informers start only after every controller has been initialised: that way
+/// no controller misses the initial list.
+pub struct ControllerDescriptor {
+    /// Name as used by `--controllers` and in logs, e.g. `replicaset`.
+    pub name: &'static str,
+    /// Subscribes the controller and returns its (never-ending) run loop.
+    pub init: fn(Arc<Context>) -> BoxFuture<'static, ()>,
+}
+
+/// Every controller the manager can run, in start order.
+pub const CONTROLLERS: &[ControllerDescriptor] = &[
+    ControllerDescriptor { name: "replicaset", init: replicaset::init },
+    ControllerDescriptor { name: "deployment", init: deployment::init },
+    ControllerDescriptor { name: "endpointslice", init: endpointslice::init },
+    ControllerDescriptor { name: "endpoints", init: endpoints::init },
+    ControllerDescriptor { name: "namespace", init: namespace::init },
+    ControllerDescriptor { name: "garbage-collector", init: garbage_collector::init },
+    ControllerDescriptor { name: "node-ipam", init: node_ipam::init },
+    ControllerDescriptor { name: "node-lifecycle", init: node_lifecycle::init },
+    ControllerDescriptor { name: "pod-gc", init: pod_gc::init },
+];

@@ -1,0 +1,191 @@
+//! Small pure helpers about pods, owner references and label selectors that
+//! several controllers share (Kubernetes' `controller_utils`/`podutil`).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::jiff::Timestamp;
+use kube::core::{Selector, SelectorExt};
+use kube::{Resource, ResourceExt};
+
+use crate::Error;
+
+/// Whether the pod still counts towards its controller's replicas: not
+/// terminated and not being deleted.
+pub fn is_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded") | Some("Failed")) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether the pod has terminated (Succeeded or Failed).
+pub fn is_terminated(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"))
+}
+
+/// The pod's Ready condition, if it is True: when it last changed.
+pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+    let cond = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    Some(cond.last_transition_time.as_ref().map(|t| t.0))
+}
+
+/// Whether the pod is Ready.
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Availability of a pod under `minReadySeconds`: `Ok(())` when available,
+/// `Err(Some(wait))` when ready but not yet for long enough, `Err(None)` when not ready.
+pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<Duration>> {
+    let Some(since) = ready_since(pod) else { return Err(None) };
+    if min_ready_seconds <= 0 {
+        return Ok(());
+    }
+    let Some(since) = since else { return Ok(()) };
+    let ready_for = now.as_millisecond() - since.as_millisecond();
+    let needed = i64::from(min_ready_seconds) * 1000;
+    if ready_for >= needed {
+        Ok(())
+    } else {
+        Err(Some(Duration::from_millis((needed - ready_for) as u64)))
+    }
+}
+
+/// The owner reference with `controller: true`, if any.
+pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
+    obj.meta().owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))
+}
+
+/// An owner reference to `owner` marking it as the controller, blocking the
+/// owner's foreground deletion until this dependent is gone.
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into(),
+        kind: K::kind(&()).into(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Parses a label selector; an invalid one is an error naming the object.
+pub fn selector(sel: Option<&LabelSelector>, object: &str) -> Result<Selector, Error> {
+    let sel = sel.cloned().unwrap_or_default();
+    Selector::try_from(sel).map_err(|e| Error::Invalid { object: object.into(), reason: e.to_string() })
+}
+
+/// Whether a selector with no requirements (which must select nothing for
+/// controllers, as in Kubernetes) or the labels match.
+pub fn selects(sel: &Selector, labels: &BTreeMap<String, String>) -> bool {
+    !sel.selects_all() && sel.matches(labels)
+}
+
+static NAME_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Alphabet Kubernetes uses for generated name suffixes (no vowels, no
+/// look-alike characters).
+const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// Maps each byte of `s` into [`SAFE_ALPHABET`], as Kubernetes'
+/// `SafeEncodeString` does for the decimal digits of pod-template-hash.
+pub fn safe_encode_string(s: &str) -> String {
+    s.bytes().map(|b| SAFE_ALPHABET[b as usize % SAFE_ALPHABET.len()] as char).collect()
+}
+
+/// A 5-character random-looking suffix for generated object names.
+pub fn random_suffix() -> String {
+    let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let seed = Timestamp::now().as_nanosecond() as u64 ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut h = fnv1a64(&seed.to_le_bytes());
+    let mut s = String::new();
+    for _ in 0..5 {
+        s.push(SAFE_ALPHABET[(h % SAFE_ALPHABET.len() as u64) as usize] as char);
+        h /= SAFE_ALPHABET.len() as u64;
+    }
+    s
+}
+
+/// 32-bit FNV-1a, the hash Kubernetes uses for pod-template-hash.
+pub fn fnv1a32(data: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in data {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+fn fnv1a64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// `namespace/name` of an object, for logs and errors.
+pub fn key_of<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn ready_pod(since: Timestamp) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some("Running".into()),
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    last_transition_time: Some(Time(since)),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let now = Timestamp::now();
+        let pod = ready_pod(now - k8s_openapi::jiff::SignedDuration::from_secs(3));
+        assert_eq!(availability(&pod, 0, now), Ok(()));
+        assert_eq!(availability(&pod, 2, now), Ok(()));
+        match availability(&pod, 10, now) {
+            Err(Some(wait)) => assert!(wait.as_secs() >= 6 && wait.as_secs() <= 7, "{wait:?}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(availability(&Pod::default(), 0, now), Err(None));
+    }
+
+    #[test]
+    fn empty_selector_selects_nothing() {
+        let sel = selector(None, "x").unwrap();
+        assert!(!selects(&sel, &BTreeMap::from([("a".into(), "b".into())])));
+    }
+
+    #[test]
+    fn names_use_the_safe_alphabet() {
+        let s = random_suffix();
+        assert_eq!(s.len(), 5);
+        assert!(s.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
+        assert_ne!(random_suffix(), random_suffix());
+        assert_eq!(fnv1a32(b""), 0x811c_9dc5);
+        assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
+    }
+}
