@@ -1,0 +1,455 @@
+//! `scheduler-bench`: the driver of `cargo xtask bench scheduler` (a benchmark, not a test).
+//!
+//! Starts a private control plane from `--bin-dir` (etcd, apiserver, controller-manager
+//! if built, scheduler, nodesim with `--nodes` simulated nodes), then:
+//! 1. *baseline*: binds `--baseline-pods` pods itself, round-robin with no scheduling
+//!    logic and the same number of binding requests in flight: the API server's ceiling;
+//! 2. *workload*: creates `--pods` pods (from Deployments when the controller-manager is
+//!    available, else directly) and records when each is bound and Running.
+//!
+//! It reports bound pods/s, time until all pods are Running, and the peak RSS (VmHWM)
+//! of each process, with ratios against the baseline and the anchors, to `--out`.
+//! Every process it started is killed by pid at the end.
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Client;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Benchmark the scheduler with simulated nodes.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Directory with the apiserver, scheduler, nodesim (and controller-manager) binaries.
+    #[arg(long)]
+    bin_dir: PathBuf,
+    /// Results file (markdown).
+    #[arg(long, default_value = "bench-results/scheduler.md")]
+    out: PathBuf,
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 5000)]
+    nodes: usize,
+    /// Pods in the measured workload.
+    #[arg(long, default_value_t = 10000)]
+    pods: usize,
+    /// Deployments the workload is split into (when the controller-manager runs).
+    #[arg(long, default_value_t = 10)]
+    deployments: usize,
+    /// Pods bound directly by the driver for the baseline.
+    #[arg(long, default_value_t = 2000)]
+    baseline_pods: usize,
+    /// Create pods directly even if the controller-manager is built.
+    #[arg(long)]
+    no_controller_manager: bool,
+    /// Binding requests in flight (scheduler flag and baseline).
+    #[arg(long, default_value_t = 64)]
+    max_in_flight_bindings: usize,
+    /// Give up after this long.
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+/// Processes started by the benchmark, killed by pid on drop.
+struct Procs {
+    children: Vec<(&'static str, Child)>,
+}
+
+impl Procs {
+    fn start(&mut self, name: &'static str, cmd: &mut Command, log: &Path) -> Result<u32> {
+        let out = std::fs::File::create(log)?;
+        let child = cmd
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {name}: {cmd:?}"))?;
+        let pid = child.id();
+        eprintln!("==> started {name} (pid {pid}), log {}", log.display());
+        self.children.push((name, child));
+        Ok(pid)
+    }
+
+    fn pid(&self, name: &str) -> Option<u32> {
+        self.children.iter().find(|(n, _)| *n == name).map(|(_, c)| c.id())
+    }
+
+    fn check_alive(&mut self) -> Result<()> {
+        for (name, c) in &mut self.children {
+            if let Some(status) = c.try_wait()? {
+                bail!("{name} exited early with {status}");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        for (_, c) in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Peak resident memory (VmHWM) of a process in MiB.
+fn vm_hwm_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(())
+}
+
+fn pod_template(name: &str, scheduler: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "labels": { "app": "bench" } },
+        "spec": {
+            "schedulerName": scheduler,
+            "containers": [{
+                "name": "pause",
+                "image": "registry.k8s.io/pause:3.10",
+                "resources": { "requests": { "cpu": "100m", "memory": "500Mi" } }
+            }]
+        }
+    }))
+    .expect("valid pod")
+}
+
+/// Pod timeline collected from a watch: when each pod was first seen bound and Running.
+#[derive(Default)]
+struct Timeline {
+    bound: HashMap<String, Instant>,
+    running: HashMap<String, Instant>,
+}
+
+fn watch_timeline(client: Client, ns: &str) -> Arc<Mutex<Timeline>> {
+    let timeline = Arc::new(Mutex::new(Timeline::default()));
+    let t = timeline.clone();
+    let api: Api<Pod> = Api::namespaced(client, ns);
+    tokio::spawn(async move {
+        let mut s = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        while let Some(ev) = s.next().await {
+            let pod = match ev {
+                Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => p,
+                _ => continue,
+            };
+            let now = Instant::now();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let mut t = t.lock().unwrap();
+            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+                t.bound.entry(name.clone()).or_insert(now);
+            }
+            if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
+                t.running.entry(name).or_insert(now);
+            }
+        }
+    });
+    timeline
+}
+
+/// Largest number of pods bound within any one-second window.
+fn peak_per_second(times: &[Instant]) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    let mut j = 0;
+    for i in 0..sorted.len() {
+        while sorted[i].duration_since(sorted[j]) > Duration::from_secs(1) {
+            j += 1;
+        }
+        best = best.max(i - j + 1);
+    }
+    best
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    for bin in ["apiserver", "scheduler", "nodesim"] {
+        if !args.bin_dir.join(bin).exists() {
+            bail!("{} is missing; build it first (cargo build --release)", args.bin_dir.join(bin).display());
+        }
+    }
+    let cm_bin = args.bin_dir.join("controller-manager");
+    let use_cm = !args.no_controller_manager && cm_bin.exists();
+    let work = std::env::temp_dir().join(format!("sluice-bench-scheduler-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let mut procs = Procs { children: Vec::new() };
+    let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
+
+    // etcd
+    procs.start(
+        "etcd",
+        Command::new("etcd").args([
+            "--name=bench".to_string(),
+            format!("--data-dir={}", work.join("etcd").display()),
+            format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+            format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+            format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
+            format!("--initial-cluster=bench=http://127.0.0.1:{peer_port}"),
+            "--log-level=warn".into(),
+        ]),
+        &work.join("etcd.log"),
+    )?;
+    wait_for("etcd", Duration::from_secs(30), || async { std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok() }).await?;
+
+    // apiserver + admin kubeconfig
+    let pki = work.join("pki");
+    let kubeconfig = work.join("admin.kubeconfig");
+    let status = Command::new(args.bin_dir.join("apiserver"))
+        .arg("kubeconfig")
+        .arg("--cert-dir")
+        .arg(&pki)
+        .arg("--server")
+        .arg(format!("https://127.0.0.1:{api_port}"))
+        .args(["--user", "admin", "--group", "system:masters", "--out"])
+        .arg(&kubeconfig)
+        .status()?;
+    if !status.success() {
+        bail!("apiserver kubeconfig failed: {status}");
+    }
+    procs.start(
+        "apiserver",
+        Command::new(args.bin_dir.join("apiserver")).args([
+            "serve".to_string(),
+            format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            format!("--secure-port={api_port}"),
+            format!("--cert-dir={}", pki.display()),
+        ]),
+        &work.join("apiserver.log"),
+    )?;
+    let client = sluice_scheduler::client::client(Some(&kubeconfig)).await?;
+    wait_for("the API server", Duration::from_secs(60), || {
+        let c = client.clone();
+        async move { c.apiserver_version().await.is_ok() }
+    })
+    .await?;
+
+    // Nodes first (registration is not what we measure), then the control-plane components.
+    let started = Instant::now();
+    procs.start(
+        "nodesim",
+        Command::new(args.bin_dir.join("nodesim"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--nodes", &args.nodes.to_string(), "--name-prefix", "sim", "--cpu", "4", "--memory", "32Gi", "--pods", "110"]),
+        &work.join("nodesim.log"),
+    )?;
+    let nodes_api: Api<Node> = Api::all(client.clone());
+    let want_nodes = args.nodes;
+    wait_for("simulated nodes", Duration::from_secs(600), || {
+        let api = nodes_api.clone();
+        async move { api.list(&ListParams::default()).await.map(|l| l.items.len() >= want_nodes).unwrap_or(false) }
+    })
+    .await?;
+    let nodes_secs = started.elapsed().as_secs_f64();
+    eprintln!("==> {} nodes registered in {nodes_secs:.1} s", args.nodes);
+
+    if use_cm {
+        procs.start(
+            "controller-manager",
+            Command::new(&cm_bin)
+                .arg("--kubeconfig")
+                .arg(&kubeconfig)
+                .args(["--cluster-cidr", "10.0.0.0/8", "--leader-elect=false"]),
+            &work.join("controller-manager.log"),
+        )?;
+    }
+    procs.start(
+        "scheduler",
+        Command::new(args.bin_dir.join("scheduler"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--leader-elect=false", "--max-in-flight-bindings", &args.max_in_flight_bindings.to_string()]),
+        &work.join("scheduler.log"),
+    )?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    procs.check_alive()?;
+
+    // 1. Baseline: the driver binds pods itself (no filtering/scoring), same concurrency.
+    let ns_api: Api<Namespace> = Api::all(client.clone());
+    for ns in ["bench-baseline", "bench"] {
+        let n = Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
+        ns_api.create(&PostParams::default(), &n).await.or_else(|e| match e {
+            kube::Error::Api(s) if s.code == 409 => Ok(n.clone()),
+            e => Err(e),
+        })?;
+    }
+    let node_names: Vec<String> =
+        nodes_api.list(&ListParams::default()).await?.items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let base_api: Api<Pod> = Api::namespaced(client.clone(), "bench-baseline");
+    eprintln!("==> baseline: creating {} pods for direct binding", args.baseline_pods);
+    futures::stream::iter(0..args.baseline_pods)
+        .map(|i| {
+            let api = base_api.clone();
+            async move { api.create(&PostParams::default(), &pod_template(&format!("base-{i}"), "bench-none")).await }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    let t = Instant::now();
+    let binds: Vec<_> = futures::stream::iter(0..args.baseline_pods)
+        .map(|i| {
+            let c = client.clone();
+            let node = node_names[i % node_names.len()].clone();
+            async move { sluice_scheduler::binder::bind(&c, "bench-baseline", &format!("base-{i}"), "", &node).await }
+        })
+        .buffer_unordered(args.max_in_flight_bindings)
+        .collect()
+        .await;
+    let baseline_secs = t.elapsed().as_secs_f64();
+    let baseline_errors = binds.iter().filter(|r| r.is_err()).count();
+    let baseline_rate = (args.baseline_pods - baseline_errors) as f64 / baseline_secs;
+    eprintln!("==> baseline: {baseline_rate:.0} bindings/s ({baseline_errors} errors)");
+
+    // 2. Workload.
+    let timeline = watch_timeline(client.clone(), "bench");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t0 = Instant::now();
+    let mut created_secs = 0.0;
+    if use_cm {
+        let per = args.pods / args.deployments.max(1);
+        let dep_api: Api<Deployment> = Api::namespaced(client.clone(), "bench");
+        for d in 0..args.deployments {
+            let replicas = if d + 1 == args.deployments { args.pods - per * d } else { per };
+            let tmpl = pod_template("x", "default-scheduler");
+            let dep: Deployment = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": format!("bench-{d}") },
+                "spec": {
+                    "replicas": replicas,
+                    "selector": { "matchLabels": { "app": "bench", "deployment": format!("bench-{d}") } },
+                    "template": {
+                        "metadata": { "labels": { "app": "bench", "deployment": format!("bench-{d}") } },
+                        "spec": tmpl.spec,
+                    }
+                }
+            }))?;
+            dep_api.create(&PostParams::default(), &dep).await?;
+        }
+    } else {
+        let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
+        let results: Vec<_> = futures::stream::iter(0..args.pods)
+            .map(|i| {
+                let api = api.clone();
+                async move { api.create(&PostParams::default(), &pod_template(&format!("pod-{i}"), "default-scheduler")).await }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        created_secs = t0.elapsed().as_secs_f64();
+    }
+    let deadline = t0 + args.timeout;
+    let mut last_report = Instant::now();
+    loop {
+        let (bound, running) = {
+            let t = timeline.lock().unwrap();
+            (t.bound.len(), t.running.len())
+        };
+        if running >= args.pods {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("timed out: {bound} bound, {running} running of {}", args.pods);
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!("==> {:.0} s: {bound} bound, {running} running", t0.elapsed().as_secs_f64());
+            last_report = Instant::now();
+            procs.check_alive()?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Figures.
+    let t = timeline.lock().unwrap();
+    let bound_times: Vec<Instant> = t.bound.values().copied().collect();
+    let first_bound = bound_times.iter().min().copied().unwrap_or(t0);
+    let last_bound = bound_times.iter().max().copied().unwrap_or(t0);
+    let all_running = t.running.values().max().copied().unwrap_or(t0);
+    let bind_window = last_bound.duration_since(first_bound).as_secs_f64().max(1e-3);
+    let rate_window = args.pods as f64 / bind_window;
+    let rate_from_create = args.pods as f64 / last_bound.duration_since(t0).as_secs_f64();
+    let peak = peak_per_second(&bound_times);
+    let to_running = all_running.duration_since(t0).as_secs_f64();
+    drop(t);
+    let mut mem = Vec::new();
+    for name in ["apiserver", "controller-manager", "scheduler", "nodesim", "etcd"] {
+        if let Some(pid) = procs.pid(name) {
+            mem.push((name, vm_hwm_mib(pid)));
+        }
+    }
+    let control_plane: f64 = mem
+        .iter()
+        .filter(|(n, _)| matches!(*n, "apiserver" | "controller-manager" | "scheduler"))
+        .filter_map(|(_, m)| *m)
+        .sum();
+
+    let mut md = String::new();
+    writeln!(md, "# Scheduler benchmark\n")?;
+    writeln!(md, "`cargo xtask bench scheduler` (driver: `scheduler-bench`, release build), {} simulated nodes (nodesim: 4 cpu, 32Gi, 110 pods each), {} pods requesting 100m cpu / 500Mi (kube-scheduler scheduler_perf SchedulingBasic templates).", args.nodes, args.pods)?;
+    writeln!(md, "Measured {}, on this machine ({} cores). etcd, API server, controller-manager, scheduler, nodesim and the driver all share those cores.\n",
+        std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))?;
+    writeln!(md, "Pods created: {}.\n", if use_cm {
+        format!("from {} Deployments by the controller-manager", args.deployments)
+    } else {
+        format!("directly by the driver in {created_secs:.1} s (controller-manager not used)")
+    })?;
+    writeln!(md, "| figure | value | vs baseline / anchor |")?;
+    writeln!(md, "| --- | --- | --- |")?;
+    writeln!(md, "| baseline: direct bindings/s (driver binds round-robin, {} in flight, no scheduling) | {baseline_rate:.0} | 1.00 |", args.max_in_flight_bindings)?;
+    writeln!(md, "| scheduler: pods bound/s (first to last binding) | {rate_window:.0} | {:.2} × baseline; {:.1} × kube-scheduler threshold 270; goal 1,000: {} |",
+        rate_window / baseline_rate, rate_window / 270.0, if rate_window >= 1000.0 { "met" } else { "not met" })?;
+    writeln!(md, "| scheduler: pods bound/s (from first create to last binding) | {rate_from_create:.0} | {:.2} × baseline |", rate_from_create / baseline_rate)?;
+    writeln!(md, "| scheduler: peak pods bound in one second | {peak} | |")?;
+    writeln!(md, "| time from first create until all {} pods Running | {to_running:.1} s | |", args.pods)?;
+    writeln!(md, "| node registration ({} nodes, nodesim) | {nodes_secs:.1} s | |", args.nodes)?;
+    for (name, m) in &mem {
+        writeln!(md, "| peak memory (VmHWM) {name} | {} | |", m.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into()))?;
+    }
+    writeln!(md, "| API server + controller-manager + scheduler | {control_plane:.0} MiB | goal < 400 MB: {} |", if control_plane * 1.048576 < 400.0 { "met" } else { "not met" })?;
+    writeln!(md, "\nAnchors: kube-scheduler scheduler_perf `SchedulingBasic/5000Nodes_10000Pods` threshold 270 pods/s; goal ≥ 1,000 pods/s on 2 cores; API server + controller-manager + scheduler < 400 MB.")?;
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, &md)?;
+    println!("{md}");
+    eprintln!("==> results written to {}", args.out.display());
+    drop(procs);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = HashSet::<u8>::new();
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! The scheduler cache: every node with what bound *and assumed* pods use on it.
+//!
+//! Fed by the node and pod informers. A scheduling decision is *assumed* here before
+//! the binding request is sent, so the next decision already sees the pod on its node
+//! and concurrent bindings can never overcommit a node. The assumption is confirmed when
+//! the informer shows the bound pod, forgotten when binding fails, and expires if the
+//! informer never shows it after a successful binding.
+
+use crate::framework::{pod_host_ports, HostPort, NodeInfo};
+use crate::resources::{pod_requests, PodRequests};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long an assumed pod whose binding succeeded may wait for the informer.
+pub const ASSUME_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum PodState {
+    /// Assumed by a scheduling decision; `bound_at` is set once the binding request succeeded.
+    Assumed { bound_at: Option<Instant> },
+    /// Seen bound by the informer.
+    Bound,
+}
+
+#[derive(Clone, Debug)]
+struct CachedPod {
+    node: String,
+    requests: PodRequests,
+    ports: Vec<HostPort>,
+    state: PodState,
+}
+
+/// Usage of pods on a node the cache does not know (yet): pod events can arrive before
+/// their node's, and pods outlive a deleted node until garbage collected.
+#[derive(Clone, Debug, Default)]
+struct Orphaned {
+    pods: Vec<(PodRequests, Vec<HostPort>)>,
+}
+
+/// Nodes and the pods bound or assumed on them.
+#[derive(Default)]
+pub struct Cache {
+    nodes: Vec<NodeInfo>,
+    node_index: HashMap<String, usize>,
+    pods: HashMap<String, CachedPod>,
+    orphaned: HashMap<String, Orphaned>,
+    /// Where the next search starts, so successive pods spread over all nodes
+    /// (kube-scheduler's `nextStartNodeIndex`).
+    pub next_start: usize,
+}
+
+fn uid(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or_default()
+}
+
+/// Whether a node change may let pending pods fit: a new node, or changed
+/// allocatable, labels, taints or cordon flag.
+fn scheduling_relevant_change(old: &NodeInfo, new: &NodeInfo) -> bool {
+    old.allocatable != new.allocatable
+        || old.node.metadata.labels != new.node.metadata.labels
+        || old.node.spec.as_ref().map(|s| (&s.taints, s.unschedulable))
+            != new.node.spec.as_ref().map(|s| (&s.taints, s.unschedulable))
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// All known nodes.
+    pub fn nodes(&self) -> &[NodeInfo] {
+        &self.nodes
+    }
+
+    /// One node by name.
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.node_index.get(name).map(|&i| &self.nodes[i])
+    }
+
+    fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
+        self.node_index.get(name).map(|&i| &mut self.nodes[i])
+    }
+
+    /// Add or update a node; returns whether pending pods may now fit.
+    pub fn upsert_node(&mut self, node: Arc<Node>) -> bool {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        if let Some(info) = self.node_mut(&name) {
+            let old = info.clone();
+            info.set_node(node);
+            let info = info.clone();
+            return scheduling_relevant_change(&old, &info);
+        }
+        let mut info = NodeInfo::new(node);
+        if let Some(orphaned) = self.orphaned.remove(&name) {
+            for (req, ports) in &orphaned.pods {
+                info.add_pod(req, ports);
+            }
+        }
+        self.node_index.insert(name, self.nodes.len());
+        self.nodes.push(info);
+        true
+    }
+
+    /// Forget a node; its pods' usage is kept aside in case it comes back.
+    pub fn remove_node(&mut self, name: &str) {
+        let Some(i) = self.node_index.remove(name) else { return };
+        self.nodes.swap_remove(i);
+        if i < self.nodes.len() {
+            let moved = self.nodes[i].name().to_string();
+            self.node_index.insert(moved, i);
+        }
+        let orphaned: Vec<_> = self
+            .pods
+            .values()
+            .filter(|p| p.node == name)
+            .map(|p| (p.requests, p.ports.clone()))
+            .collect();
+        if !orphaned.is_empty() {
+            self.orphaned.insert(name.to_string(), Orphaned { pods: orphaned });
+        }
+    }
+
+    fn account(&mut self, node: &str, requests: &PodRequests, ports: &[HostPort], add: bool) {
+        if let Some(info) = self.node_mut(node) {
+            if add { info.add_pod(requests, ports) } else { info.remove_pod(requests, ports) }
+            return;
+        }
+        let orphaned = self.orphaned.entry(node.to_string()).or_default();
+        if add {
+            orphaned.pods.push((*requests, ports.to_vec()));
+        } else if let Some(i) = orphaned.pods.iter().position(|(r, p)| r == requests && p == ports) {
+            orphaned.pods.swap_remove(i);
+            if orphaned.pods.is_empty() {
+                self.orphaned.remove(node);
+            }
+        }
+    }
+
+    /// Record a bound, non-terminal pod seen by the informer (confirms an assumption).
+    pub fn add_or_update_bound_pod(&mut self, pod: &Pod) {
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let key = uid(pod).to_string();
+        if let Some(existing) = self.pods.get_mut(&key) {
+            existing.state = PodState::Bound;
+            if existing.node == node {
+                return;
+            }
+            // Bound somewhere else than assumed: move the usage.
+            let old = self.pods.remove(&key).expect("just seen");
+            self.account(&old.node, &old.requests, &old.ports, false);
+        }
+        let cached = CachedPod { node: node.clone(), requests: pod_requests(pod), ports: pod_host_ports(pod), state: PodState::Bound };
+        self.account(&node, &cached.requests, &cached.ports, true);
+        self.pods.insert(key, cached);
+    }
+
+    /// Remove a pod (deleted or terminal); returns whether it was using a node.
+    pub fn remove_pod(&mut self, uid: &str) -> bool {
+        let Some(old) = self.pods.remove(uid) else { return false };
+        self.account(&old.node, &old.requests, &old.ports, false);
+        true
+    }
+
+    /// Whether the pod is assumed or bound in the cache.
+    pub fn contains_pod(&self, uid: &str) -> bool {
+        self.pods.contains_key(uid)
+    }
+
+    /// Whether the pod is known bound (the informer showed it on a node).
+    pub fn is_bound(&self, uid: &str) -> bool {
+        self.pods.get(uid).is_some_and(|p| p.state == PodState::Bound)
+    }
+
+    /// Put a pod on a node before binding it, so later decisions see it there.
+    pub fn assume(&mut self, uid: &str, node: &str, requests: PodRequests, ports: Vec<HostPort>) {
+        if self.pods.contains_key(uid) {
+            return;
+        }
+        self.account(node, &requests, &ports, true);
+        self.pods
+            .insert(uid.to_string(), CachedPod { node: node.to_string(), requests, ports, state: PodState::Assumed { bound_at: None } });
+    }
+
+    /// Binding failed: undo the assumption (a pod already confirmed bound is kept).
+    pub fn forget(&mut self, uid: &str) {
+        if matches!(self.pods.get(uid), Some(CachedPod { state: PodState::Assumed { .. }, .. })) {
+            self.remove_pod(uid);
+        }
+    }
+
+    /// Binding succeeded: start the clock for the informer to confirm it.
+    pub fn finish_binding(&mut self, uid: &str, now: Instant) {
+        if let Some(CachedPod { state: PodState::Assumed { bound_at }, .. }) = self.pods.get_mut(uid) {
+            *bound_at = Some(now);
+        }
+    }
+
+    /// Drop assumptions whose binding succeeded more than [`ASSUME_TTL`] ago but that the
+    /// informer never confirmed; returns how many.
+    pub fn expire_assumed(&mut self, now: Instant) -> usize {
+        let expired: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(_, p)| matches!(p.state, PodState::Assumed { bound_at: Some(t) } if now.duration_since(t) > ASSUME_TTL))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &expired {
+            self.remove_pod(k);
+        }
+        expired.len()
+    }
+
+    /// After a re-list: drop bound pods the list did not contain (assumed ones stay).
+    pub fn retain_bound_pods(&mut self, listed: &std::collections::HashSet<String>) -> bool {
+        let gone: Vec<String> = self
+            .pods
+            .iter()
+            .filter(|(k, p)| p.state == PodState::Bound && !listed.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &gone {
+            self.remove_pod(k);
+        }
+        !gone.is_empty()
+    }
+
+    /// After a re-list: drop nodes the list did not contain.
+    pub fn retain_nodes(&mut self, listed: &std::collections::HashSet<String>) {
+        let gone: Vec<String> = self.node_index.keys().filter(|n| !listed.contains(*n)).cloned().collect();
+        for n in gone {
+            self.remove_node(&n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testing::{node, pod};
+
+    fn with_uid(mut p: Pod, uid: &str, node: Option<&str>) -> Pod {
+        p.metadata.uid = Some(uid.into());
+        p.spec.as_mut().unwrap().node_name = node.map(Into::into);
+        p
+    }
+
+    #[test]
+    fn assumed_pods_count_until_forgotten_or_confirmed() {
+        let mut cache = Cache::new();
+        cache.upsert_node(Arc::new(node("n1", "2", "4Gi")));
+        let p = with_uid(pod("p", "1", "1Gi"), "u1", None);
+        cache.assume("u1", "n1", pod_requests(&p), vec![]);
+        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 1000);
+        cache.forget("u1");
+        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 0);
+
+        cache.assume("u1", "n1", pod_requests(&p), vec![]);
+        cache.add_or_update_bound_pod(&with_uid(p.clone(), "u1", Some("n1")));
+        assert!(cache.is_bound("u1"));
+        cache.forget("u1"); // a late failure report must not drop a confirmed pod
+        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 1000, "confirmed pods are not double-counted");
+        assert!(cache.remove_pod("u1"));
+        assert_eq!(cache.node("n1").unwrap().requested, Default::default());
+    }
+
+    #[test]
+    fn unconfirmed_bindings_expire() {
+        let mut cache = Cache::new();
+        cache.upsert_node(Arc::new(node("n1", "2", "4Gi")));
+        let p = pod("p", "1", "1Gi");
+        cache.assume("u1", "n1", pod_requests(&p), vec![]);
+        let t0 = Instant::now();
+        cache.finish_binding("u1", t0);
+        assert_eq!(cache.expire_assumed(t0 + Duration::from_secs(1)), 0);
+        assert_eq!(cache.expire_assumed(t0 + ASSUME_TTL + Duration::from_secs(1)), 1);
+        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 0);
+    }
+
+    #[test]
+    fn pods_seen_before_their_node_are_counted_when_it_appears() {
+        let mut cache = Cache::new();
+        cache.add_or_update_bound_pod(&with_uid(pod("p", "500m", ""), "u1", Some("late")));
+        assert!(cache.upsert_node(Arc::new(node("late", "2", "4Gi"))));
+        assert_eq!(cache.node("late").unwrap().requested.milli_cpu, 500);
+        cache.upsert_node(Arc::new(node("other", "2", "4Gi")));
+        cache.remove_node("late");
+        assert_eq!(cache.nodes().len(), 1);
+        assert_eq!(cache.node("other").unwrap().name(), "other");
+        cache.upsert_node(Arc::new(node("late", "2", "4Gi")));
+        assert_eq!(cache.node("late").unwrap().requested.milli_cpu, 500, "usage survives a node delete/re-add");
+    }
+
+    #[test]
+    fn only_relevant_node_changes_wake_pending_pods() {
+        let mut cache = Cache::new();
+        cache.upsert_node(Arc::new(node("n1", "2", "4Gi")));
+        assert!(!cache.upsert_node(Arc::new(node("n1", "2", "4Gi"))));
+        assert!(cache.upsert_node(Arc::new(node("n1", "4", "4Gi"))));
+    }
+}

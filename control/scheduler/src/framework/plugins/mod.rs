@@ -1,0 +1,38 @@
+//! The scheduler plugins, one per file, and [`registry`], which builds the default set.
+//!
+//! Each plugin file holds its `NAME` constant (as in kube-scheduler's configuration),
+//! pure predicate/score functions that unit tests call directly, and the thin
+//! [`FilterPlugin`](super::FilterPlugin)/[`ScorePlugin`](super::ScorePlugin) impls.
+
+pub mod balanced_allocation;
+pub mod node_affinity;
+pub mod node_name;
+pub mod node_ports;
+pub mod node_resources_fit;
+pub mod node_unschedulable;
+pub mod taint_toleration;
+
+use super::{Framework, WeightedScore};
+
+/// The default plugin set with kube-scheduler's default order and score weights:
+/// filters NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
+/// NodeResourcesFit; scores TaintToleration ×3, NodeAffinity ×2,
+/// NodeResourcesFit (LeastAllocated) ×1, NodeResourcesBalancedAllocation ×1.
+pub fn registry() -> Framework {
+    Framework {
+        filters: vec![
+            Box::new(node_unschedulable::NodeUnschedulable),
+            Box::new(node_name::NodeName),
+            Box::new(taint_toleration::TaintToleration),
+            Box::new(node_affinity::NodeAffinity),
+            Box::new(node_ports::NodePorts),
+            Box::new(node_resources_fit::NodeResourcesFit),
+        ],
+        scores: vec![
+            WeightedScore { plugin: Box::new(taint_toleration::TaintToleration), weight: 3 },
+            WeightedScore { plugin: Box::new(node_affinity::NodeAffinity), weight: 2 },
+            WeightedScore { plugin: Box::new(node_resources_fit::NodeResourcesFit), weight: 1 },
+            WeightedScore { plugin: Box::new(balanced_allocation::BalancedAllocation), weight: 1 },
+        ],
+    }
+}

@@ -1,0 +1,141 @@
+//! The node and pod informers: list+watch through the API server (kube-runtime's
+//! watcher, with back-off and resume) feeding the [`Cache`](crate::cache::Cache) and the
+//! [`SchedulingQueue`](crate::queue::SchedulingQueue).
+//!
+//! Handlers only update the cache and enqueue keys; they never call the API server.
+//! `managedFields` are dropped on arrival to keep memory small at 5,000 nodes.
+
+use crate::cache::Cache;
+use crate::queue::{PodKey, SchedulingQueue};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Shared handles the informers update.
+#[derive(Clone)]
+pub struct InformerTargets {
+    /// The scheduler cache.
+    pub cache: Arc<Mutex<Cache>>,
+    /// The scheduling queue.
+    pub queue: Arc<SchedulingQueue>,
+    /// Only pods with this `spec.schedulerName` are queued.
+    pub scheduler_name: String,
+}
+
+impl InformerTargets {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Handle a node added or changed.
+    pub fn on_node(&self, mut node: Node) {
+        node.metadata.managed_fields = None;
+        let relevant = self.cache().upsert_node(Arc::new(node));
+        if relevant {
+            self.queue.move_all_unschedulable(Instant::now());
+        }
+    }
+
+    /// Handle a pod added or changed.
+    pub fn on_pod(&self, mut pod: Pod) {
+        pod.metadata.managed_fields = None;
+        let key = PodKey::from_obj(&pod);
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let bound = spec.and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let terminal = matches!(phase, Some("Succeeded") | Some("Failed"));
+        if bound {
+            self.queue.remove(&key);
+            if terminal {
+                if self.cache().remove_pod(&uid) {
+                    self.queue.move_all_unschedulable(Instant::now());
+                }
+            } else {
+                self.cache().add_or_update_bound_pod(&pod);
+            }
+            return;
+        }
+        let ours = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == self.scheduler_name;
+        if terminal || pod.metadata.deletion_timestamp.is_some() || !ours {
+            self.queue.remove(&key);
+        } else if !self.cache().contains_pod(&uid) {
+            self.queue.add_or_update(key, Arc::new(pod));
+        }
+    }
+
+    /// Handle a pod deleted.
+    pub fn on_pod_deleted(&self, pod: &Pod) {
+        self.queue.remove(&PodKey::from_obj(pod));
+        let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+        if self.cache().remove_pod(uid) {
+            self.queue.move_all_unschedulable(Instant::now());
+        }
+    }
+}
+
+/// Watch nodes until the process ends; `synced` turns true after the first full list.
+pub async fn run_node_informer(client: Client, targets: InformerTargets, synced: watch::Sender<bool>) {
+    let api: Api<Node> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut listed: Option<HashSet<String>> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(node)) => targets.on_node(node),
+            Ok(Event::Delete(node)) => targets.cache().remove_node(node.metadata.name.as_deref().unwrap_or_default()),
+            Ok(Event::Init) => listed = Some(HashSet::new()),
+            Ok(Event::InitApply(node)) => {
+                if let Some(l) = listed.as_mut() {
+                    l.insert(node.metadata.name.clone().unwrap_or_default());
+                }
+                targets.on_node(node);
+            }
+            Ok(Event::InitDone) => {
+                if let Some(l) = listed.take() {
+                    info!(nodes = l.len(), "node informer synced");
+                    targets.cache().retain_nodes(&l);
+                }
+                targets.queue.move_all_unschedulable(Instant::now());
+                let _ = synced.send(true);
+            }
+            Err(e) => warn!(error = %e, "node watch failed; retrying"),
+        }
+    }
+}
+
+/// Watch pods until the process ends; `synced` turns true after the first full list.
+pub async fn run_pod_informer(client: Client, targets: InformerTargets, synced: watch::Sender<bool>) {
+    let api: Api<Pod> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut listed: Option<HashSet<String>> = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(pod)) => targets.on_pod(pod),
+            Ok(Event::Delete(pod)) => targets.on_pod_deleted(&pod),
+            Ok(Event::Init) => listed = Some(HashSet::new()),
+            Ok(Event::InitApply(pod)) => {
+                if let Some(l) = listed.as_mut() {
+                    l.insert(pod.metadata.uid.clone().unwrap_or_default());
+                }
+                targets.on_pod(pod);
+            }
+            Ok(Event::InitDone) => {
+                if let Some(l) = listed.take() {
+                    info!(pods = l.len(), "pod informer synced");
+                    if targets.cache().retain_bound_pods(&l) {
+                        targets.queue.move_all_unschedulable(Instant::now());
+                    }
+                }
+                let _ = synced.send(true);
+            }
+            Err(e) => warn!(error = %e, "pod watch failed; retrying"),
+        }
+    }
+}

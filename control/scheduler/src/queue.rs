@@ -1,0 +1,421 @@
+//! The scheduling queue: pods waiting for a node, in three sub-queues like kube-scheduler.
+//!
+//! - *active*: ready to be scheduled, highest `spec.priority` first, then oldest first;
+//! - *backoff*: failed recently, waiting `initial * 2^(attempts-1)` (capped) before going active;
+//! - *unschedulable*: fit nowhere; moved back (to backoff or active) when the cluster changes
+//!   in a way that may help (node added/changed, a bound pod went away) or after
+//!   `max_unschedulable` at the latest.
+//!
+//! A pod popped for scheduling is *in flight*; if a cluster change happened while it was,
+//! a failure sends it to backoff rather than unschedulable so the change is not missed.
+//! Entries are keyed by namespace/name and hold the newest pod object from the informer.
+
+use k8s_openapi::api::core::v1::Pod;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A pod's queue key.
+pub type PodKey = kube::runtime::reflector::ObjectRef<Pod>;
+
+/// Back-off and retry timing.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueConfig {
+    /// Back-off after the first failure.
+    pub initial_backoff: Duration,
+    /// Longest back-off.
+    pub max_backoff: Duration,
+    /// Longest stay in the unschedulable queue without any cluster change.
+    pub max_unschedulable: Duration,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            max_unschedulable: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Location {
+    Active { seq: u64 },
+    Backoff { seq: u64 },
+    Unschedulable { since: Instant },
+    InFlight { cycle: u64 },
+}
+
+struct Entry {
+    pod: Arc<Pod>,
+    location: Location,
+    attempts: u32,
+    last_failure: Option<Instant>,
+}
+
+/// A heap entry ordered by `ord` only (keys are not ordered; `ord` holds a unique seq).
+struct Keyed<O> {
+    ord: O,
+    key: PodKey,
+}
+
+impl<O: Ord> PartialEq for Keyed<O> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ord == other.ord
+    }
+}
+impl<O: Ord> Eq for Keyed<O> {}
+impl<O: Ord> PartialOrd for Keyed<O> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl<O: Ord> Ord for Keyed<O> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.ord.cmp(&other.ord)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<PodKey, Entry>,
+    /// (priority, Reverse(seq)): max-heap gives highest priority, then lowest seq.
+    active: BinaryHeap<Keyed<(i32, Reverse<u64>)>>,
+    /// Min-heap on ready time.
+    backoff: BinaryHeap<Reverse<Keyed<(Instant, u64)>>>,
+    seq: u64,
+    cycle: u64,
+    move_request_cycle: u64,
+}
+
+/// Queue statistics, for logs and the benchmark.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueLengths {
+    /// Pods ready to schedule.
+    pub active: usize,
+    /// Pods backing off.
+    pub backoff: usize,
+    /// Pods that fit nowhere for now.
+    pub unschedulable: usize,
+    /// Pods being scheduled or bound.
+    pub in_flight: usize,
+}
+
+/// The scheduling queue; cheap to share behind an `Arc`.
+pub struct SchedulingQueue {
+    state: Mutex<State>,
+    notify: Notify,
+    config: QueueConfig,
+}
+
+fn priority(pod: &Pod) -> i32 {
+    pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
+}
+
+impl State {
+    fn push_active(&mut self, key: PodKey) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.location = Location::Active { seq };
+            self.active.push(Keyed { ord: (priority(&e.pod), Reverse(seq)), key });
+        }
+    }
+
+    fn push_backoff(&mut self, key: PodKey, ready: Instant) {
+        self.seq += 1;
+        let seq = self.seq;
+        if let Some(e) = self.entries.get_mut(&key) {
+            e.location = Location::Backoff { seq };
+            self.backoff.push(Reverse(Keyed { ord: (ready, seq), key }));
+        }
+    }
+}
+
+impl SchedulingQueue {
+    /// An empty queue.
+    pub fn new(config: QueueConfig) -> SchedulingQueue {
+        SchedulingQueue { state: Mutex::new(State::default()), notify: Notify::new(), config }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn backoff_until(&self, e: &Entry) -> Option<Instant> {
+        let last = e.last_failure?;
+        let exp = e.attempts.saturating_sub(1).min(16);
+        let d = self.config.initial_backoff.saturating_mul(1 << exp).min(self.config.max_backoff);
+        Some(last + d)
+    }
+
+    /// Move a waiting pod to active, or to backoff if it is still backing off.
+    fn requeue(&self, st: &mut State, key: PodKey, now: Instant) {
+        let ready = st.entries.get(&key).and_then(|e| self.backoff_until(e)).filter(|t| *t > now);
+        match ready {
+            Some(t) => st.push_backoff(key, t),
+            None => st.push_active(key),
+        }
+    }
+
+    /// An unscheduled pod was added or changed in the informer.
+    pub fn add_or_update(&self, key: PodKey, pod: Arc<Pod>) {
+        let mut st = self.lock();
+        match st.entries.get_mut(&key) {
+            Some(e) => {
+                // A pod whose spec or labels changed may fit now (e.g. new tolerations):
+                // retry it. Status-only updates (our own condition write) change nothing.
+                let relevant = e.pod.spec != pod.spec
+                    || e.pod.metadata.labels != pod.metadata.labels
+                    || e.pod.metadata.annotations != pod.metadata.annotations;
+                e.pod = pod;
+                if relevant && matches!(e.location, Location::Unschedulable { .. }) {
+                    self.requeue(&mut st, key, Instant::now());
+                    drop(st);
+                    self.notify.notify_one();
+                }
+            }
+            None => {
+                st.entries.insert(key.clone(), Entry { pod, location: Location::Active { seq: 0 }, attempts: 0, last_failure: None });
+                st.push_active(key);
+                drop(st);
+                self.notify.notify_one();
+            }
+        }
+    }
+
+    /// The pod was deleted, or bound: stop tracking it.
+    pub fn remove(&self, key: &PodKey) {
+        self.lock().entries.remove(key);
+    }
+
+    /// Whether the queue tracks this pod (waiting or in flight).
+    pub fn contains(&self, key: &PodKey) -> bool {
+        self.lock().entries.contains_key(key)
+    }
+
+    /// Take the next pod to schedule, waiting until one is active.
+    /// Returns the pod and its scheduling cycle number.
+    pub async fn pop(&self) -> (PodKey, Arc<Pod>, u64) {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(item) = self.try_pop() {
+                return item;
+            }
+            notified.await;
+        }
+    }
+
+    /// Take the next active pod, if any.
+    pub fn try_pop(&self) -> Option<(PodKey, Arc<Pod>, u64)> {
+        let mut st = self.lock();
+        while let Some(Keyed { ord: (_, Reverse(seq)), key }) = st.active.pop() {
+            let valid = st.entries.get(&key).is_some_and(|e| e.location == Location::Active { seq });
+            if !valid {
+                continue; // stale heap entry: the pod moved or went away
+            }
+            st.cycle += 1;
+            let cycle = st.cycle;
+            let e = st.entries.get_mut(&key).expect("checked above");
+            e.location = Location::InFlight { cycle };
+            return Some((key, e.pod.clone(), cycle));
+        }
+        None
+    }
+
+    /// The pod fit nowhere in `cycle`: park it as unschedulable, or back it off if the
+    /// cluster changed since the cycle began.
+    pub fn done_unschedulable(&self, key: PodKey, cycle: u64, now: Instant) {
+        let mut st = self.lock();
+        let move_request_cycle = st.move_request_cycle;
+        let Some(e) = st.entries.get_mut(&key) else { return };
+        if e.location != (Location::InFlight { cycle }) {
+            return;
+        }
+        e.attempts += 1;
+        e.last_failure = Some(now);
+        if move_request_cycle >= cycle {
+            let ready = self.backoff_until(e).unwrap_or(now);
+            st.push_backoff(key, ready);
+        } else {
+            e.location = Location::Unschedulable { since: now };
+        }
+    }
+
+    /// Scheduling or binding failed for another reason: retry after back-off.
+    pub fn done_error(&self, key: PodKey, now: Instant) {
+        let mut st = self.lock();
+        let Some(e) = st.entries.get_mut(&key) else { return };
+        e.attempts += 1;
+        e.last_failure = Some(now);
+        let ready = self.backoff_until(e).unwrap_or(now);
+        st.push_backoff(key, ready);
+    }
+
+    /// The pod was bound: forget it.
+    pub fn done_bound(&self, key: &PodKey) {
+        self.remove(key);
+    }
+
+    /// Something changed that may let unschedulable pods fit: move them all to
+    /// backoff/active, and remember the change for pods in flight.
+    pub fn move_all_unschedulable(&self, now: Instant) {
+        let mut st = self.lock();
+        st.move_request_cycle = st.cycle;
+        let keys: Vec<PodKey> = st
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e.location, Location::Unschedulable { .. }))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let moved = !keys.is_empty();
+        for key in keys {
+            self.requeue(&mut st, key, now);
+        }
+        drop(st);
+        if moved {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Periodic housekeeping: finished back-offs go active, and pods unschedulable for
+    /// longer than `max_unschedulable` are retried.
+    pub fn flush(&self, now: Instant) {
+        let mut st = self.lock();
+        let mut woke = false;
+        while let Some(Reverse(Keyed { ord: (ready, seq), .. })) = st.backoff.peek() {
+            if *ready > now {
+                break;
+            }
+            let seq = *seq;
+            let Reverse(Keyed { key, .. }) = st.backoff.pop().expect("peeked");
+            if st.entries.get(&key).is_some_and(|e| e.location == Location::Backoff { seq }) {
+                st.push_active(key);
+                woke = true;
+            }
+        }
+        let stale: Vec<PodKey> = st
+            .entries
+            .iter()
+            .filter(|(_, e)| matches!(e.location, Location::Unschedulable { since } if now.duration_since(since) >= self.config.max_unschedulable))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale {
+            self.requeue(&mut st, key, now);
+            woke = true;
+        }
+        drop(st);
+        if woke {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Current sub-queue lengths.
+    pub fn lengths(&self) -> QueueLengths {
+        let st = self.lock();
+        let mut l = QueueLengths::default();
+        for e in st.entries.values() {
+            match e.location {
+                Location::Active { .. } => l.active += 1,
+                Location::Backoff { .. } => l.backoff += 1,
+                Location::Unschedulable { .. } => l.unschedulable += 1,
+                Location::InFlight { .. } => l.in_flight += 1,
+            }
+        }
+        l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    fn pod(name: &str, prio: i32) -> (PodKey, Arc<Pod>) {
+        let p = Pod {
+            metadata: kube::api::ObjectMeta { name: Some(name.into()), namespace: Some("default".into()), ..Default::default() },
+            spec: Some(PodSpec { priority: Some(prio), ..Default::default() }),
+            ..Default::default()
+        };
+        (PodKey::from_obj(&p), Arc::new(p))
+    }
+
+    fn names(q: &SchedulingQueue) -> Vec<String> {
+        std::iter::from_fn(|| q.try_pop()).map(|(k, _, _)| k.name).collect()
+    }
+
+    #[test]
+    fn active_pods_pop_by_priority_then_age() {
+        let q = SchedulingQueue::new(QueueConfig::default());
+        for (n, p) in [("a", 0), ("b", 10), ("c", 0), ("d", 10)] {
+            let (k, pod) = pod(n, p);
+            q.add_or_update(k, pod);
+        }
+        assert_eq!(names(&q), ["b", "d", "a", "c"]);
+    }
+
+    #[test]
+    fn unschedulable_pods_wait_for_a_cluster_change_then_back_off() {
+        let q = SchedulingQueue::new(QueueConfig::default());
+        let (k, p) = pod("a", 0);
+        q.add_or_update(k.clone(), p);
+        let (_, _, cycle) = q.try_pop().unwrap();
+        let t0 = Instant::now();
+        q.done_unschedulable(k.clone(), cycle, t0);
+        assert_eq!(q.lengths().unschedulable, 1);
+        q.flush(t0 + Duration::from_secs(60));
+        assert!(q.try_pop().is_none(), "no change, no retry before max_unschedulable");
+
+        q.move_all_unschedulable(t0 + Duration::from_millis(100));
+        assert_eq!(q.lengths().backoff, 1, "still inside its 1 s back-off");
+        q.flush(t0 + Duration::from_millis(500));
+        assert!(q.try_pop().is_none());
+        q.flush(t0 + Duration::from_millis(1001));
+        let (_, _, cycle2) = q.try_pop().expect("back-off over");
+
+        // Second failure: back-off doubles to 2 s.
+        q.done_unschedulable(k.clone(), cycle2, t0);
+        q.move_all_unschedulable(t0 + Duration::from_millis(1500));
+        q.flush(t0 + Duration::from_millis(1900));
+        assert!(q.try_pop().is_none());
+        q.flush(t0 + Duration::from_millis(2001));
+        assert!(q.try_pop().is_some());
+    }
+
+    #[test]
+    fn a_change_during_the_cycle_is_not_missed() {
+        let q = SchedulingQueue::new(QueueConfig::default());
+        let (k, p) = pod("a", 0);
+        q.add_or_update(k.clone(), p);
+        let (_, _, cycle) = q.try_pop().unwrap();
+        let t0 = Instant::now();
+        q.move_all_unschedulable(t0); // a node appeared while we were filtering
+        q.done_unschedulable(k, cycle, t0);
+        assert_eq!(q.lengths().backoff, 1);
+    }
+
+    #[test]
+    fn pods_unschedulable_too_long_are_retried() {
+        let q = SchedulingQueue::new(QueueConfig { max_unschedulable: Duration::from_secs(5), ..Default::default() });
+        let (k, p) = pod("a", 0);
+        q.add_or_update(k.clone(), p);
+        let (_, _, cycle) = q.try_pop().unwrap();
+        let t0 = Instant::now();
+        q.done_unschedulable(k, cycle, t0);
+        q.flush(t0 + Duration::from_secs(6));
+        assert!(q.try_pop().is_some());
+    }
+
+    #[test]
+    fn deleted_pods_leave_the_queue() {
+        let q = SchedulingQueue::new(QueueConfig::default());
+        let (k, p) = pod("a", 0);
+        q.add_or_update(k.clone(), p);
+        q.remove(&k);
+        assert!(q.try_pop().is_none());
+        assert_eq!(q.lengths(), QueueLengths::default());
+    }
+}
