@@ -59,6 +59,18 @@ pub struct DatapathConfig {
     pub pin_root: PathBuf,
     /// Maglev table size for new services: a prime ≤ [`MAGLEV_MAX`], ≫ backends per service.
     pub maglev_size: u32,
+    /// Which hook serves NodePorts on external interfaces.
+    pub external_hook: ExternalHook,
+}
+
+/// The hook of the NodePort program on external interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExternalHook {
+    /// XDP (native when the driver supports it): fastest on a NIC.
+    #[default]
+    Xdp,
+    /// TC ingress: for veth or devices without XDP, where TC is faster.
+    Tc,
 }
 
 impl Default for DatapathConfig {
@@ -66,6 +78,7 @@ impl Default for DatapathConfig {
         Self {
             pin_root: PathBuf::from("/sys/fs/bpf/sluice"),
             maglev_size: sluice_common::MAGLEV_DEFAULT,
+            external_hook: ExternalHook::Xdp,
         }
     }
 }
@@ -87,6 +100,8 @@ pub enum ProgramKind {
     PodIngress,
     /// TC egress of a pod veth.
     PodEgress,
+    /// TC ingress of the external interface.
+    NodePortTc,
     /// XDP of the external interface.
     NodePortXdp,
     /// The benchmark's XDP_TX bounce.
@@ -184,6 +199,7 @@ pub struct Datapath {
     services: HashMap<Frontend, ServiceState>,
     service_ids: Ids,
     backend_ids: Ids,
+    nr_cpus: usize,
 }
 
 fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, DatapathError>
@@ -237,7 +253,7 @@ impl Datapath {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT)?;
-        for name in [program_names::POD_INGRESS, program_names::POD_EGRESS] {
+        for name in [program_names::POD_INGRESS, program_names::POD_EGRESS, program_names::NODEPORT_TC] {
             let p: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingInObject(name))?
@@ -276,6 +292,10 @@ impl Datapath {
             services: HashMap::new(),
             service_ids: Ids::new(MAX_SERVICES),
             backend_ids: Ids::new(MAX_BACKENDS),
+            nr_cpus: aya::util::nr_cpus().map_err(|(_, source)| DatapathError::PinDir {
+                path: "/sys/devices/system/cpu/possible".into(),
+                source,
+            })?,
             config,
         };
         dp.rebuild_state()?;
@@ -343,7 +363,6 @@ impl Datapath {
             Some(s) => s.clone(),
             None => {
                 let id = self.service_ids.take("service")?;
-                zero_counter(&mut self.service_stats, id, map_names::SERVICE_STATS)?;
                 ServiceState { id, slot: 1, backends: HashMap::new(), source_ranges: Vec::new() }
             }
         };
@@ -358,11 +377,7 @@ impl Datapath {
             }
             let id = match state.backends.get(&ep) {
                 Some(id) => *id,
-                None => {
-                    let id = self.backend_ids.take("backend")?;
-                    zero_counter(&mut self.backend_stats, id, map_names::BACKEND_STATS)?;
-                    id
-                }
+                None => self.backend_ids.take("backend")?,
             };
             let mut flags = 0;
             if b.node_local {
@@ -388,7 +403,9 @@ impl Datapath {
         let local: Vec<&Backend> = serving.iter().copied().filter(|b| b.node_local).collect();
         for (list, extra) in [(&serving, 0u32), (&local, MAGLEV_LOCAL)] {
             let key = MaglevKey { service_id: state.id, slot: new_slot as u32 + extra };
-            if list.is_empty() {
+            // All-local: the programs use the full table for local-only picks too.
+            let same_as_full = extra == MAGLEV_LOCAL && local.len() == serving.len();
+            if list.is_empty() || same_as_full {
                 remove_ok(&mut self.maglev_map, &key, map_names::MAGLEV)?;
                 continue;
             }
@@ -441,6 +458,7 @@ impl Datapath {
         for (ep, id) in &state.backends {
             if !new_backends.contains_key(ep) {
                 remove_ok(&mut self.backends_map, id, map_names::BACKENDS)?;
+                self.zero_counter(*id, false)?;
                 self.backend_ids.release(*id);
             }
         }
@@ -473,6 +491,7 @@ impl Datapath {
         }
         for id in state.backends.values() {
             remove_ok(&mut self.backends_map, id, map_names::BACKENDS)?;
+            self.zero_counter(*id, false)?;
             self.backend_ids.release(*id);
         }
         let sid = state.id.to_be_bytes();
@@ -482,9 +501,21 @@ impl Datapath {
                 SourceRangeKey { service_id_be: sid, addr: ip.octets() },
             ));
         }
+        self.zero_counter(state.id, true)?;
         self.service_ids.release(state.id);
         debug!(%frontend, "service deleted");
         Ok(true)
+    }
+
+    /// Reset the counters of a released id (ids are reused; fresh maps start at zero).
+    fn zero_counter(&mut self, id: u32, service: bool) -> Result<(), DatapathError> {
+        let zeros = PerCpuValues::try_from(vec![TrafficCounter::default(); self.nr_cpus])
+            .map_err(|source| DatapathError::PinDir { path: "per-cpu values".into(), source })?;
+        if service {
+            self.service_stats.set(id, zeros, 0).map_err(map_err(map_names::SERVICE_STATS))
+        } else {
+            self.backend_stats.set(id, zeros, 0).map_err(map_err(map_names::BACKEND_STATS))
+        }
     }
 
     fn link_pin(&self, ifname: &str, ifindex: u32, hook: &str) -> PathBuf {
@@ -503,20 +534,7 @@ impl Datapath {
             (program_names::POD_INGRESS, "ingress", TcAttachType::Ingress),
             (program_names::POD_EGRESS, "egress", TcAttachType::Egress),
         ] {
-            let pin = self.link_pin(ifname, ifindex, hook);
-            if pin.exists() {
-                continue;
-            }
-            let p: &mut SchedClassifier = self
-                .ebpf
-                .program_mut(name)
-                .ok_or(DatapathError::MissingInObject(name))?
-                .try_into()
-                .map_err(prog_err(name))?;
-            let id = p.attach(ifname, ty).map_err(prog_err(name))?;
-            let link = p.take_link(id).map_err(prog_err(name))?;
-            let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
-            fd.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+            self.attach_tc(name, ifname, ifindex, hook, ty)?;
         }
         debug!(ifname, ifindex, "pod interface attached");
         Ok(())
@@ -535,8 +553,11 @@ impl Datapath {
         self.node_addrs_map
             .insert(NodeAddrKey { addr: node_ip.octets() }, NodeAddrValue { ifindex }, 0)
             .map_err(map_err(map_names::NODE_ADDRS))?;
-        self.attach_xdp(program_names::NODEPORT_XDP, ifname, ifindex, "xdp")?;
-        debug!(ifname, %node_ip, "external interface attached");
+        match self.config.external_hook {
+            ExternalHook::Xdp => self.attach_xdp(program_names::NODEPORT_XDP, ifname, ifindex, "xdp")?,
+            ExternalHook::Tc => self.attach_tc(program_names::NODEPORT_TC, ifname, ifindex, "tcext", TcAttachType::Ingress)?,
+        }
+        debug!(ifname, %node_ip, hook = ?self.config.external_hook, "external interface attached");
         Ok(())
     }
 
@@ -551,7 +572,7 @@ impl Datapath {
     /// Stop serving NodePorts on `node_ip` and detach XDP from `ifname`.
     pub fn detach_external_interface(&mut self, ifname: &str, node_ip: Ipv4Addr) -> Result<(), DatapathError> {
         remove_ok(&mut self.node_addrs_map, &NodeAddrKey { addr: node_ip.octets() }, map_names::NODE_ADDRS)?;
-        self.unpin_links_of(ifname, &["xdp"])
+        self.unpin_links_of(ifname, &["xdp", "tcext"])
     }
 
     /// Attach the trivial XDP_TX bounce program (benchmark ceiling only).
@@ -570,6 +591,31 @@ impl Datapath {
     pub fn attach_pass(&mut self, ifname: &str) -> Result<(), DatapathError> {
         let ifindex = bpffs::ifindex(ifname)?;
         self.attach_xdp(program_names::PASS_XDP, ifname, ifindex, "pass")
+    }
+
+    fn attach_tc(
+        &mut self,
+        name: &'static str,
+        ifname: &str,
+        ifindex: u32,
+        hook: &str,
+        ty: TcAttachType,
+    ) -> Result<(), DatapathError> {
+        let pin = self.link_pin(ifname, ifindex, hook);
+        if pin.exists() {
+            return Ok(());
+        }
+        let p: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingInObject(name))?
+            .try_into()
+            .map_err(prog_err(name))?;
+        let id = p.attach(ifname, ty).map_err(prog_err(name))?;
+        let link = p.take_link(id).map_err(prog_err(name))?;
+        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
+        fd.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+        Ok(())
     }
 
     fn attach_xdp(&mut self, name: &'static str, ifname: &str, ifindex: u32, hook: &str) -> Result<(), DatapathError> {
@@ -726,6 +772,7 @@ impl Datapath {
         let name = match kind {
             ProgramKind::PodIngress => program_names::POD_INGRESS,
             ProgramKind::PodEgress => program_names::POD_EGRESS,
+            ProgramKind::NodePortTc => program_names::NODEPORT_TC,
             ProgramKind::NodePortXdp => program_names::NODEPORT_XDP,
             ProgramKind::BounceXdp => program_names::BOUNCE_XDP,
         };
@@ -735,7 +782,7 @@ impl Datapath {
         opts.data_out = Some(&mut out);
         let prog = self.ebpf.program_mut(name).ok_or(DatapathError::MissingInObject(name))?;
         let result = match kind {
-            ProgramKind::PodIngress | ProgramKind::PodEgress => {
+            ProgramKind::PodIngress | ProgramKind::PodEgress | ProgramKind::NodePortTc => {
                 let p: &mut SchedClassifier = prog.try_into().map_err(prog_err(name))?;
                 p.test_run(opts)
             }
@@ -807,13 +854,3 @@ fn remove_ok<K: aya::Pod, V: aya::Pod>(
     }
 }
 
-fn zero_counter(
-    arr: &mut PerCpuArray<MapData, TrafficCounter>,
-    id: u32,
-    name: &'static str,
-) -> Result<(), DatapathError> {
-    let cpus = aya::util::nr_cpus().map_err(|(_, e)| DatapathError::PinDir { path: "/sys/devices/system/cpu/possible".into(), source: e })?;
-    let zeros = PerCpuValues::try_from(vec![TrafficCounter::default(); cpus])
-        .map_err(|source| DatapathError::PinDir { path: "percpu".into(), source })?;
-    arr.set(id, zeros, 0).map_err(map_err(name))
-}

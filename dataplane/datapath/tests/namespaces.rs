@@ -30,6 +30,10 @@ struct Cluster {
 
 impl Cluster {
     fn new(tag: &str) -> Self {
+        Self::with_hook(tag, ExternalHook::Xdp)
+    }
+
+    fn with_hook(tag: &str, hook: ExternalHook) -> Self {
         let mut topo = Topology::new();
         topo.add_host("client", CLIENT, false);
         topo.add_host("n1", NODE1, true);
@@ -45,8 +49,9 @@ impl Cluster {
             topo.tcp_server(name, 8080, name);
             topo.udp_server(name, 8053, name);
         }
-        let mut node1 = TestDatapath::in_ns(&format!("{tag}-n1"), &topo.ns("n1"));
-        let mut node2 = TestDatapath::in_ns(&format!("{tag}-n2"), &topo.ns("n2"));
+        let config = DatapathConfig { external_hook: hook, ..DatapathConfig::default() };
+        let mut node1 = TestDatapath::in_ns_with(&format!("{tag}-n1"), &topo.ns("n1"), config.clone());
+        let mut node2 = TestDatapath::in_ns_with(&format!("{tag}-n2"), &topo.ns("n2"), config);
         for (node, dp, ip) in [(1u8, &mut node1, NODE1), (2, &mut node2, NODE2)] {
             let ifs = pod_ifs[&node].clone();
             in_ns(&topo.ns(&format!("n{node}")), || {
@@ -119,7 +124,15 @@ fn clusterip_spreads_3000_connections_evenly_and_serves_udp() {
 
 #[test]
 fn nodeport_reaches_remote_backends_and_policy_local_keeps_client_ip() {
-    let mut c = Cluster::new("nodeport");
+    nodeport_scenario(Cluster::new("nodeport"));
+}
+
+#[test]
+fn nodeport_on_the_tc_hook_behaves_the_same() {
+    nodeport_scenario(Cluster::with_hook("nodeporttc", ExternalHook::Tc));
+}
+
+fn nodeport_scenario(mut c: Cluster) {
     c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
     c.program(&["b1", "b2"], |b| {
         let mut s = ServiceSpec::node_port(30081, Protocol::Tcp, b);

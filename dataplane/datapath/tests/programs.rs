@@ -195,15 +195,18 @@ fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
     let ext_client = (ip("198.18.0.100"), 45000);
     let remote = Backend::new(ip("198.18.2.7"), 8080);
     dp.upsert_service(&ServiceSpec::node_port(30080, Protocol::Tcp, vec![remote])).unwrap();
-    let (action, out) = run(&mut dp, ProgramKind::NodePortXdp, &Pkt::tcp(ext_client, (node, 30080), SYN));
-    assert_eq!(action, XDP_PASS);
-    assert_eq!((out.dst, out.dport), (remote.ip, 8080));
-    assert_eq!(out.src, node, "remote backend: source NAT to the node");
-    let snat_port = out.sport;
-    let (action, back) = run(&mut dp, ProgramKind::NodePortXdp, &Pkt::tcp((remote.ip, 8080), (node, snat_port), SYN | ACK));
-    assert_eq!(action, XDP_PASS);
-    assert_eq!((back.src, back.sport), (node, 30080));
-    assert_eq!((back.dst, back.dport), ext_client);
+    for (kind, pass, port) in [(ProgramKind::NodePortXdp, XDP_PASS, 45000), (ProgramKind::NodePortTc, TC_ACT_OK, 45001)] {
+        let ext_client = (ext_client.0, port);
+        let (action, out) = run(&mut dp, kind, &Pkt::tcp(ext_client, (node, 30080), SYN));
+        assert_eq!(action, pass);
+        assert_eq!((out.dst, out.dport), (remote.ip, 8080));
+        assert_eq!(out.src, node, "remote backend: source NAT to the node ({kind:?})");
+        let snat_port = out.sport;
+        let (action, back) = run(&mut dp, kind, &Pkt::tcp((remote.ip, 8080), (node, snat_port), SYN | ACK));
+        assert_eq!(action, pass);
+        assert_eq!((back.src, back.sport), (node, 30080));
+        assert_eq!((back.dst, back.dport), ext_client);
+    }
 
     // Not a node address: not a NodePort.
     let p = Pkt::tcp(ext_client, (ip("198.18.0.2"), 30080), SYN);

@@ -79,6 +79,8 @@ pub mod program_names {
     pub const POD_EGRESS: &str = "pod_egress";
     /// XDP on the node's external interface: NodePort and replies of remote backends.
     pub const NODEPORT_XDP: &str = "nodeport_xdp";
+    /// TC ingress on the node's external interface: the NodePort logic where XDP is not wanted.
+    pub const NODEPORT_TC: &str = "nodeport_tc";
     /// A trivial XDP program that bounces every frame (the benchmark's ceiling).
     pub const BOUNCE_XDP: &str = "bounce_xdp";
     /// A no-op XDP program (benchmark plumbing for veth peers).

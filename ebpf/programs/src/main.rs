@@ -6,6 +6,7 @@
 //! | [`pod_ingress`] | TC ingress, pod's host-side veth (packets from the pod) | ClusterIP/NodePort DNAT of new and tracked flows, reverse NAT of replies of local backends, reject with no backend |
 //! | [`pod_egress`] | TC egress, pod's host-side veth (packets to the pod) | reverse NAT of replies not yet translated |
 //! | [`nodeport_xdp`] | XDP, node's external interface | NodePort DNAT (+SNAT to the node for remote backends), reverse NAT of replies from remote backends |
+//! | [`nodeport_tc`] | TC ingress, node's external interface (alternative to XDP) | same as `nodeport_xdp` |
 //! | [`sock_lb`] | cgroup connect4/sendmsg4/recvmsg4, the node's cgroup | socket-level ClusterIP for the node's own clients |
 //! | [`bounce_xdp`] | XDP, any interface (benchmark only) | bounce every frame back (XDP_TX): the practical ceiling |
 #![no_std]
@@ -13,6 +14,7 @@
 
 mod bounce_xdp;
 mod lb;
+mod nodeport_tc;
 mod nodeport_xdp;
 mod pod_egress;
 mod pod_ingress;

@@ -9,7 +9,7 @@
 //! NodePort; plus an XDP_TX bounce on the node's interface as the ceiling.
 //! Prints a Markdown report on stdout.
 
-use sluice_datapath::{Backend, Datapath, DatapathConfig, Frontend, Protocol, ServiceSpec};
+use sluice_datapath::{Backend, Datapath, DatapathConfig, ExternalHook, Frontend, Protocol, ServiceSpec};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -177,6 +177,7 @@ impl Drop for Bed {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Sluice,
+    SluiceTc,
     Iptables,
     Ipvs,
 }
@@ -184,7 +185,8 @@ enum Mode {
 impl Mode {
     fn name(self) -> &'static str {
         match self {
-            Mode::Sluice => "Sluice (eBPF)",
+            Mode::Sluice => "Sluice (eBPF, NodePort on XDP)",
+            Mode::SluiceTc => "Sluice (eBPF, NodePort on TC)",
             Mode::Iptables => "iptables (kube-proxy chains)",
             Mode::Ipvs => "IPVS (ipvsadm)",
         }
@@ -252,10 +254,12 @@ fn ipvs_rules(n: usize) -> (String, String) {
 fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<Datapath>)> {
     let node = bed.ns("node");
     match mode {
-        Mode::Sluice => {
+        Mode::Sluice | Mode::SluiceTc => {
             let ifs = bed.pod_ifs();
+            let external_hook = if mode == Mode::SluiceTc { ExternalHook::Tc } else { ExternalHook::Xdp };
             let mut dp = in_ns(&node, || -> Result<Datapath> {
-                let mut dp = Datapath::open_or_adopt(DatapathConfig::with_pin_root(root))?;
+                let config = DatapathConfig { external_hook, ..DatapathConfig::with_pin_root(root) };
+                let mut dp = Datapath::open_or_adopt(config)?;
                 for i in &ifs {
                     dp.attach_pod_interface(i)?;
                 }
@@ -372,12 +376,12 @@ fn main() -> Result<()> {
         eprintln!("==> IPVS is not available in this kernel (ipvsadm: protocol not available): skipping that baseline");
     }
     for &n in sizes {
-        for mode in [Mode::Sluice, Mode::Iptables, Mode::Ipvs] {
+        for mode in [Mode::Sluice, Mode::SluiceTc, Mode::Iptables, Mode::Ipvs] {
             if mode == Mode::Ipvs && !ipvs {
                 continue;
             }
             eprintln!("==> {} with {n} services x {BACKENDS} backends", mode.name());
-            let tag = match mode { Mode::Sluice => "s", Mode::Iptables => "i", Mode::Ipvs => "v" };
+            let tag = match mode { Mode::Sluice => "s", Mode::SluiceTc => "t", Mode::Iptables => "i", Mode::Ipvs => "v" };
             let bed = Bed::new(tag)?;
             let root = format!("/sys/fs/bpf/sluice-bench-{}", std::process::id());
             let (program_ms, mut dp) = program(&bed, mode, n, &root)?;
@@ -404,26 +408,31 @@ fn main() -> Result<()> {
             drop(bed);
         }
     }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut out = String::new();
     out.push_str("# Data plane benchmark\n\n");
+    out.push_str(&format!("Load average when the run ended: `{}` — other work on the machine skews every number below.\n\n", load.trim()));
     out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connect + greeting from the client pod to one ClusterIP for {secs} s. UDP: 2 sender threads, 18-byte payloads, client host → node NodePort → backend pods, counted at the backends. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
     out.push_str("| system | services | program all (ms) | conn/s | p50 (µs) | p99 (µs) | UDP NodePort pps |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         out.push_str(&format!("| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |\n", r.mode.name(), r.services, r.program_ms, r.conn_per_s, r.p50_us, r.p99_us, r.udp_pps));
     }
-    out.push_str(&format!("\nXDP_TX bounce ceiling on the node interface: {ceiling:.0} pps.\n\n## Ratios (Sluice ÷ baseline)\n\n| services | program time vs iptables | vs IPVS | conn/s vs iptables | vs IPVS | p99 vs iptables | vs IPVS | UDP pps vs iptables | vs IPVS | UDP pps vs ceiling |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
+    out.push_str(&format!("\nXDP_TX bounce ceiling on the node interface: {ceiling:.0} pps.\n\n## Ratios (Sluice ÷ baseline)\n\n| Sluice NodePort hook | services | program time vs iptables | vs IPVS | conn/s vs iptables | vs IPVS | p99 vs iptables | vs IPVS | UDP pps vs iptables | vs IPVS | UDP pps vs ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
     for &n in sizes {
         let get = |m: Mode| rows.iter().find(|r| r.mode == m && r.services == n);
-        let (Some(s), Some(i)) = (get(Mode::Sluice), get(Mode::Iptables)) else { continue };
+        for sm in [Mode::Sluice, Mode::SluiceTc] {
+        let (Some(s), Some(i)) = (get(sm), get(Mode::Iptables)) else { continue };
         let v = get(Mode::Ipvs);
         let vs = |f: &dyn Fn(&Row) -> f64| v.map(|v| format!("{:.2}", f(s) / f(v))).unwrap_or_else(|| "n/a".into());
         out.push_str(&format!(
-            "| {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} |\n",
+            "| {} | {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} |\n",
+            if sm == Mode::Sluice { "XDP" } else { "TC" },
             s.program_ms / i.program_ms, vs(&|r| r.program_ms),
             s.conn_per_s / i.conn_per_s, vs(&|r| r.conn_per_s),
             s.p99_us / i.p99_us, vs(&|r| r.p99_us),
             s.udp_pps / i.udp_pps, vs(&|r| r.udp_pps), s.udp_pps / ceiling
         ));
+        }
     }
     if !ipvs {
         out.push_str("\nIPVS: not measured — this kernel has no IP Virtual Server support (`ipvsadm`: \"Protocol not available\"), so that baseline is missing from this run.\n");

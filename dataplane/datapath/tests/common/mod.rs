@@ -160,6 +160,12 @@ impl TestDatapath {
     pub fn in_ns(tag: &str, ns: &str) -> Self {
         Self(Some(open_in_ns(&pin_root(tag), ns)))
     }
+
+    /// Like [`Self::in_ns`] with a given config (its pin root is replaced).
+    pub fn in_ns_with(tag: &str, ns: &str, mut config: DatapathConfig) -> Self {
+        config.pin_root = pin_root(tag).into();
+        Self(Some(netns::in_ns(ns, || Datapath::open_or_adopt(config).expect("open datapath"))))
+    }
 }
 
 /// The pin root of a test datapath.

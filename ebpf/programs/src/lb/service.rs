@@ -131,7 +131,10 @@ pub fn maglev_pick(svc: &ServiceValue, hash: u32, local_only: bool) -> Option<(u
     if count == 0 {
         return None;
     }
-    let slot = svc.slot as u32 + if local_only { MAGLEV_LOCAL } else { 0 };
+    // When every serving backend is local the local table would be the
+    // same as the full one: userspace writes only the full one.
+    let slot = svc.slot as u32
+        + if local_only && svc.local_backend_count != svc.backend_count { MAGLEV_LOCAL } else { 0 };
     let table = MAGLEV.get_ptr(MaglevKey {
         service_id: svc.id,
         slot,
