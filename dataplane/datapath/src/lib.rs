@@ -26,6 +26,7 @@
 
 mod bpffs;
 mod error;
+mod logs;
 pub mod maglev;
 mod service;
 
@@ -197,6 +198,7 @@ pub struct Datapath {
     backend_stats: PerCpuArray<MapData, TrafficCounter>,
     events: PerCpuArray<MapData, u64>,
     services: HashMap<Frontend, ServiceState>,
+    _logs: Option<logs::LogForwarder>,
     service_ids: Ids,
     backend_ids: Ids,
     nr_cpus: usize,
@@ -288,6 +290,7 @@ impl Datapath {
             service_stats: take(&mut ebpf, map_names::SERVICE_STATS)?,
             backend_stats: take(&mut ebpf, map_names::BACKEND_STATS)?,
             events: take(&mut ebpf, map_names::EVENTS)?,
+            _logs: logs::LogForwarder::start(&mut ebpf),
             ebpf,
             services: HashMap::new(),
             service_ids: Ids::new(MAX_SERVICES),

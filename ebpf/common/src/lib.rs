@@ -55,6 +55,8 @@ pub mod map_names {
     pub const EVENTS: &str = "events";
     /// `SockRevKey` → `SockRevValue`: socket-level LB, backend → frontend per UDP socket (LRU).
     pub const SOCK_REVNAT: &str = "sock_revnat";
+    /// aya-log's ring buffer of log records (pinned so records of adopted programs still arrive).
+    pub const LOGS: &str = "AYA_LOGS";
     /// Every map, for pinning, adoption and uninstall.
     pub const ALL: &[&str] = &[
         SERVICES,
@@ -68,6 +70,7 @@ pub mod map_names {
         BACKEND_STATS,
         EVENTS,
         SOCK_REVNAT,
+        LOGS,
     ];
 }
 

@@ -10,6 +10,7 @@
 //! listens on that port, so the kernel itself answers RST / ICMP unreachable.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
 use crate::lb::{self, nat, packet, Hook, Verdict};
@@ -26,8 +27,17 @@ pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
         }
     };
     match lb::balance(&flow, Hook::External) {
-        Verdict::Pass | Verdict::Reject => xdp_action::XDP_PASS,
-        Verdict::Drop => xdp_action::XDP_DROP,
+        Verdict::Pass => xdp_action::XDP_PASS,
+        Verdict::Reject => {
+            warn!(&ctx, "no ready backend for NodePort {}, {:i}:{} gets the kernel's reject",
+                flow.dport, u32::from_be_bytes(flow.saddr), flow.sport);
+            xdp_action::XDP_PASS
+        }
+        Verdict::Drop => {
+            info!(&ctx, "dropped new flow {:i}:{} -> NodePort {} (source range or policy Local)",
+                u32::from_be_bytes(flow.saddr), flow.sport, flow.dport);
+            xdp_action::XDP_DROP
+        }
         Verdict::Rewrite(to) => match nat::rewrite_xdp(&ctx, &flow, &to) {
             Some(()) => xdp_action::XDP_PASS,
             None => xdp_action::XDP_DROP,

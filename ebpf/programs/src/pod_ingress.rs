@@ -8,6 +8,7 @@
 //! itself sees it coming from the VIP (source NAT), not from its own address.
 
 use aya_ebpf::{bindings::{TC_ACT_OK, TC_ACT_SHOT}, macros::classifier, programs::TcContext};
+use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
 use crate::lb::{self, nat, packet, reject, Hook, Verdict};
@@ -31,8 +32,16 @@ pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
     };
     match lb::balance(&flow, hook) {
         Verdict::Pass => TC_ACT_OK as i32,
-        Verdict::Drop => TC_ACT_SHOT as i32,
-        Verdict::Reject => reject::reject_tc(ctx, &flow),
+        Verdict::Drop => {
+            info!(ctx, "dropped new flow {:i}:{} -> {:i}:{} (source range or policy Local)",
+                u32::from_be_bytes(flow.saddr), flow.sport, u32::from_be_bytes(flow.daddr), flow.dport);
+            TC_ACT_SHOT as i32
+        }
+        Verdict::Reject => {
+            warn!(ctx, "no ready backend for {:i}:{} (proto {}), rejecting {:i}:{}",
+                u32::from_be_bytes(flow.daddr), flow.dport, flow.proto, u32::from_be_bytes(flow.saddr), flow.sport);
+            reject::reject_tc(ctx, &flow)
+        }
         Verdict::Rewrite(to) => match nat::rewrite_tc(ctx, &flow, &to) {
             Ok(()) => TC_ACT_OK as i32,
             Err(_) => TC_ACT_SHOT as i32,
