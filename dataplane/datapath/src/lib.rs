@@ -245,6 +245,7 @@ impl Datapath {
             path: links.clone(),
             source,
         })?;
+        replace_incompatible_pins(&config.pin_root);
         let adopted = config.pin_root.join(map_names::SERVICES).exists();
         let mut loader = EbpfLoader::new();
         let pins: Vec<(&'static str, PathBuf)> = map_names::ALL
@@ -832,6 +833,42 @@ const ALL_EVENTS: [Event; 9] = [
     Event::SnatExhausted,
     Event::SocketLb,
 ];
+
+/// Key and value sizes each pinned map must have (from `sluice-common`).
+fn expected_layouts() -> [(&'static str, usize, usize); 11] {
+    use std::mem::size_of;
+    [
+        (map_names::SERVICES, size_of::<ServiceKey>(), size_of::<ServiceValue>()),
+        (map_names::BACKENDS, size_of::<u32>(), size_of::<BackendValue>()),
+        (map_names::MAGLEV, size_of::<MaglevKey>(), size_of::<MaglevTable>()),
+        (map_names::CONNTRACK, size_of::<CtKey>(), size_of::<CtValue>()),
+        (map_names::AFFINITY, size_of::<AffinityKey>(), size_of::<AffinityValue>()),
+        (map_names::SOURCE_RANGES, 4 + size_of::<SourceRangeKey>(), 1),
+        (map_names::NODE_ADDRS, size_of::<NodeAddrKey>(), size_of::<NodeAddrValue>()),
+        (map_names::SERVICE_STATS, 4, size_of::<TrafficCounter>()),
+        (map_names::BACKEND_STATS, 4, size_of::<TrafficCounter>()),
+        (map_names::EVENTS, 4, 8),
+        (map_names::SOCK_REVNAT, size_of::<sluice_common::SockRevKey>(), size_of::<sluice_common::SockRevValue>()),
+    ]
+}
+
+/// A pinned map whose layout differs from this build's (an upgrade changed a
+/// struct) cannot be adopted: unpin it so a fresh one is created. Its state
+/// (e.g. conntrack) is lost, which is logged.
+fn replace_incompatible_pins(pin_root: &Path) {
+    for (name, key, value) in expected_layouts() {
+        let path = pin_root.join(name);
+        if !path.exists() {
+            continue;
+        }
+        let info = MapData::from_pin(&path).and_then(|m| m.info());
+        let compatible = matches!(&info, Ok(i) if i.key_size() as usize == key && i.value_size() as usize == value);
+        if !compatible {
+            warn!(map = name, "pinned map has another layout than this build: replacing it (its entries are lost)");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
 
 fn dedup(backends: &[Backend]) -> Vec<&Backend> {
     let mut seen = std::collections::HashSet::new();

@@ -294,15 +294,15 @@ fn node_local_clients_reach_clusterips_through_socket_level_balancing() {
     let n1 = c.topo.ns("n1");
     let mut names = std::collections::HashSet::new();
     for _ in 0..12 {
-        let out = cg.run(&n1, &format!("socat -T2 STDIO TCP:{VIP}:80"));
+        let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/tcp/{VIP}/80; head -n1 <&3'"));
         let name = out.split_whitespace().next().unwrap_or_default().to_string();
         assert!(["b1", "b2", "b3"].contains(&name.as_str()), "node-local TCP client got {out:?}");
         names.insert(name);
     }
     assert!(names.len() >= 2, "connections are balanced: {names:?}");
-    let out = cg.run(&n1, &format!("sh -c 'echo hi | socat -T2 - UDP:{VIP}:53'"));
+    let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/udp/{VIP}/53; echo hi >&3; timeout 3 head -c 2 <&3'"));
     assert!(out.starts_with('b'), "node-local UDP client got {out:?}");
-    let out = cg.run(&n1, &format!("sh -c 'socat -T2 STDIO TCP:{VIP}:82 2>&1; true'"));
+    let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/tcp/{VIP}/82' 2>&1"));
     assert!(out.to_lowercase().contains("refused"), "no backends: connection refused, got {out:?}");
     assert!(c.node1.counters().unwrap().event(Event::SocketLb) >= 13);
     c.node1.detach_cgroup().unwrap();

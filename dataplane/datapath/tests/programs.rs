@@ -342,3 +342,19 @@ fn hairpin_flow_to_itself_comes_from_the_vip() {
     assert_eq!((back.src, back.sport), (vip(), 80));
     assert_eq!((back.dst, back.dport), me);
 }
+
+#[test]
+fn a_pinned_map_with_an_old_layout_is_replaced_not_adopted() {
+    let root = format!("/sys/fs/bpf/sluice-test-layout-{}", std::process::id());
+    std::fs::create_dir_all(&root).unwrap();
+    let pin = format!("{root}/backends");
+    let out = std::process::Command::new("bpftool")
+        .args(["map", "create", &pin, "type", "hash", "key", "4", "value", "8", "entries", "16", "name", "backends"])
+        .output()
+        .expect("bpftool");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut dp = TestDatapath(Some(Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root)).expect("open despite the old pin")));
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2))).unwrap();
+    let b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), (vip(), 80), SYN));
+    assert!(b == ip("198.18.2.1") || b == ip("198.18.2.2"));
+}
