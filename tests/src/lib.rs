@@ -1,10 +1,46 @@
 //! Harness for Sluice's end-to-end tests.
 //!
 //! Tests in `tests/tests/` start real processes (etcd, the API server, ...)
-//! built into `target/debug` by `cargo xtask test`; this crate finds them and
-//! cleans up after them (by pid).
+//! built into the same target directory as the test binary (`cargo xtask
+//! test`, or `cargo build -p sluice-apiserver` first); this crate finds them
+//! and cleans up after them (kill by pid, temp dirs removed on drop).
+//!
+//! # Quick start
+//! ```ignore
+//! use sluice_tests::ControlPlane;
+//! #[tokio::test]
+//! async fn my_story() {
+//!     let cp = ControlPlane::start().await;          // etcd + apiserver on free ports
+//!     let client: kube::Client = cp.client().await;   // admin (client certificate)
+//!     let raw = cp.raw().await;                       // raw HTTP for Status assertions
+//!     let resp = raw.get("/api/v1/namespaces/nope").await;
+//!     assert_eq!(resp.status, 404);
+//!     assert_eq!(resp.json()["reason"], "NotFound");
+//!     // kubectl: `Command::new("kubectl").arg("--kubeconfig").arg(cp.kubeconfig_path())`
+//! }
+//! ```
+//! * [`ControlPlane::start_with`] passes extra `apiserver serve` flags
+//!   (e.g. `--event-ttl 5s`).
+//! * [`ControlPlane::restart_apiserver`] restarts the API server on the same
+//!   port, cert dir and etcd.
+//! * [`Etcd`] and [`ApiServer`] are usable separately, e.g. two API servers
+//!   on one etcd: `let etcd = Etcd::start().await; let a = ApiServer::start(&etcd, &[]).await;
+//!   let b = ApiServer::start_sharing(&etcd, &a, &[]).await;` (same CA and tokens).
+//! * [`Etcd::etcdctl`] runs etcdctl against the test etcd (e.g. `compact`).
+//! * On a panicking test, the guards print the tail of each process log.
 
-use std::path::PathBuf;
+pub mod node;
+pub mod scheduling;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The bearer token the harness writes for the admin user.
+pub const ADMIN_TOKEN: &str = "sluice-test-admin-token";
 
 /// Path of a workspace binary built into the same target directory as this test.
 ///
@@ -24,4 +60,417 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A real etcd in a temp dir on free ports; killed and removed on drop.
+pub struct Etcd {
+    child: Child,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Etcd {
+    /// Start etcd and wait until it answers.
+    pub async fn start() -> Etcd {
+        let dir = tempfile::Builder::new().prefix("sluice-etcd-").tempdir().expect("temp dir");
+        for _ in 0..5 {
+            let (client, peer) = (free_port(), free_port());
+            let url = format!("http://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
+            let mut child = Command::new("etcd")
+                .arg("--name=default")
+                .arg(format!("--data-dir={}", dir.path().join("data").display()))
+                .arg(format!("--listen-client-urls={url}"))
+                .arg(format!("--advertise-client-urls={url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster=default={peer_url}"))
+                .arg("--logger=zap")
+                .arg("--log-level=warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("etcd is installed (apt-get install etcd-server)");
+            if wait_etcd_ready(&mut child, &url, Duration::from_secs(20)).await {
+                return Etcd { child, dir, url };
+            }
+            kill(&mut child);
+            eprintln!("etcd did not start:\n{}", tail(&dir.path().join("etcd.log"), 20));
+            let _ = std::fs::remove_dir_all(dir.path().join("data"));
+        }
+        panic!("etcd did not start after 5 attempts");
+    }
+
+    /// Client URL, e.g. `http://127.0.0.1:23791`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Run `etcdctl <args>` against this etcd; returns stdout (panics on failure).
+    pub fn etcdctl(&self, args: &[&str]) -> String {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg("--endpoints")
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .expect("etcdctl runs");
+        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Compact etcd history up to its current revision; returns that revision.
+    pub fn compact_now(&self) -> i64 {
+        let out = self.etcdctl(&["get", "/", "--prefix", "--keys-only", "--limit=1", "-w", "json"]);
+        let v: Value = serde_json::from_str(&out).expect("etcdctl json");
+        let rev = v["header"]["revision"].as_i64().expect("revision");
+        self.etcdctl(&["compact", &rev.to_string(), "--physical"]);
+        rev
+    }
+}
+
+async fn wait_etcd_ready(child: &mut Child, url: &str, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", url, "--command-timeout=1s", "endpoint", "health"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if out.is_ok_and(|o| o.success()) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+        if std::thread::panicking() {
+            eprintln!("--- etcd log tail ---\n{}", tail(&self.dir.path().join("etcd.log"), 20));
+        }
+    }
+}
+
+/// A real `apiserver serve` process on a free port; killed on drop.
+pub struct ApiServer {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    cert_dir: PathBuf,
+    token_file: PathBuf,
+    etcd_url: String,
+    port: u16,
+    extra_args: Vec<String>,
+    kubeconfig: PathBuf,
+}
+
+impl ApiServer {
+    /// Start an API server on `etcd` with its own cert dir and extra `serve` flags.
+    pub async fn start(etcd: &Etcd, extra_args: &[&str]) -> ApiServer {
+        Self::start_inner(etcd.url(), None, extra_args).await
+    }
+
+    /// Start a second API server on `etcd` sharing `other`'s CA and tokens.
+    pub async fn start_sharing(etcd: &Etcd, other: &ApiServer, extra_args: &[&str]) -> ApiServer {
+        Self::start_inner(etcd.url(), Some((&other.cert_dir, &other.token_file)), extra_args).await
+    }
+
+    async fn start_inner(etcd_url: &str, share: Option<(&PathBuf, &PathBuf)>, extra_args: &[&str]) -> ApiServer {
+        let dir = tempfile::Builder::new().prefix("sluice-apiserver-").tempdir().expect("temp dir");
+        let (cert_dir, token_file) = match share {
+            Some((c, t)) => (c.clone(), t.clone()),
+            None => {
+                let t = dir.path().join("tokens.csv");
+                std::fs::write(&t, format!("{ADMIN_TOKEN},admin,admin-uid,\"system:masters\"\n")).expect("token file");
+                (dir.path().join("pki"), t)
+            }
+        };
+        let port = free_port();
+        let kubeconfig = dir.path().join("admin.kubeconfig");
+        let out = Command::new(workspace_bin("apiserver"))
+            .args(["kubeconfig", "--cert-dir"])
+            .arg(&cert_dir)
+            .args(["--server", &format!("https://127.0.0.1:{port}"), "--user", "admin", "--group", "system:masters", "--out"])
+            .arg(&kubeconfig)
+            .output()
+            .expect("apiserver kubeconfig runs");
+        assert!(out.status.success(), "apiserver kubeconfig: {}", String::from_utf8_lossy(&out.stderr));
+        let mut s = ApiServer {
+            child: None,
+            dir,
+            cert_dir,
+            token_file,
+            etcd_url: etcd_url.to_string(),
+            port,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            kubeconfig,
+        };
+        s.spawn().await;
+        s
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("apiserver.log")
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
+        let child = Command::new(workspace_bin("apiserver"))
+            .arg("serve")
+            .args(["--etcd-servers", &self.etcd_url, "--bind-address", "127.0.0.1"])
+            .args(["--secure-port", &self.port.to_string()])
+            .arg("--cert-dir")
+            .arg(&self.cert_dir)
+            .arg("--token-auth-file")
+            .arg(&self.token_file)
+            .args(&self.extra_args)
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_APISERVER_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("apiserver starts");
+        self.child = Some(child);
+        let start = Instant::now();
+        let anon = self.anonymous().await;
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("apiserver exited with {status}:\n{}", tail(&self.log_path(), 40));
+            }
+            if anon.get("/readyz").await.status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("apiserver not ready after 30s:\n{}", tail(&self.log_path(), 40));
+    }
+
+    /// Kill and start again (same port, certificates and etcd).
+    pub async fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+        self.spawn().await;
+    }
+
+    /// Stop the process (it can be started again with [`restart`](Self::restart)).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+    }
+
+    /// `https://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.port)
+    }
+
+    /// Admin kubeconfig (client certificate, CN=admin, O=system:masters).
+    pub fn kubeconfig_path(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The cert dir (ca.crt, ca.key, apiserver.crt...).
+    pub fn cert_dir(&self) -> &Path {
+        &self.cert_dir
+    }
+
+    /// A kube client authenticated as admin.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("kube config");
+        kube::Client::try_from(cfg).expect("kube client")
+    }
+
+    fn base_config(&self) -> kube::Config {
+        let pem = std::fs::read(self.cert_dir.join("ca.crt")).expect("ca.crt");
+        let ders: Vec<Vec<u8>> = rustls_pemfile::certs(&mut pem.as_slice())
+            .map(|c| c.expect("pem").to_vec())
+            .collect();
+        let mut cfg = kube::Config::new(self.url().parse().expect("url"));
+        cfg.root_cert = Some(ders);
+        cfg.default_retry = false;
+        cfg
+    }
+
+    /// Raw HTTP as admin (bearer token).
+    pub async fn raw(&self) -> RawClient {
+        let mut cfg = self.base_config();
+        cfg.auth_info.token = Some(ADMIN_TOKEN.to_string().into());
+        RawClient { client: kube::Client::try_from(cfg).expect("client") }
+    }
+
+    /// Raw HTTP without credentials.
+    pub async fn anonymous(&self) -> RawClient {
+        RawClient { client: kube::Client::try_from(self.base_config()).expect("client") }
+    }
+
+    /// Raw HTTP with an arbitrary bearer token.
+    pub async fn with_token(&self, token: &str) -> RawClient {
+        let mut cfg = self.base_config();
+        cfg.auth_info.token = Some(token.to_string().into());
+        RawClient { client: kube::Client::try_from(cfg).expect("client") }
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill(&mut c);
+        }
+        if std::thread::panicking() {
+            eprintln!("--- apiserver log tail ({}) ---\n{}", self.url(), tail(&self.log_path(), 40));
+        }
+    }
+}
+
+/// A raw HTTP response.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: http::HeaderMap,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The body as JSON (Null when not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// HTTP client for asserting exact status codes and `Status` bodies.
+#[derive(Clone)]
+pub struct RawClient {
+    client: kube::Client,
+}
+
+impl RawClient {
+    /// Send any request.
+    pub async fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> RawResponse {
+        let mut b = http::Request::builder().method(method).uri(path);
+        if let Some(ct) = content_type {
+            b = b.header(http::header::CONTENT_TYPE, ct);
+        }
+        let req = b.body(kube::client::Body::from(body)).expect("request");
+        let resp = self.client.send(req).await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        use http_body_util::BodyExt;
+        let body = resp.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+        RawResponse { status, headers, body }
+    }
+    /// GET
+    pub async fn get(&self, path: &str) -> RawResponse {
+        self.request("GET", path, None, Vec::new()).await
+    }
+    /// POST JSON
+    pub async fn post(&self, path: &str, body: &Value) -> RawResponse {
+        self.request("POST", path, Some("application/json"), serde_json::to_vec(body).unwrap()).await
+    }
+    /// PUT JSON
+    pub async fn put(&self, path: &str, body: &Value) -> RawResponse {
+        self.request("PUT", path, Some("application/json"), serde_json::to_vec(body).unwrap()).await
+    }
+    /// PATCH with a content type (e.g. `application/strategic-merge-patch+json`).
+    pub async fn patch(&self, path: &str, content_type: &str, body: &Value) -> RawResponse {
+        self.request("PATCH", path, Some(content_type), serde_json::to_vec(body).unwrap()).await
+    }
+    /// DELETE
+    pub async fn delete(&self, path: &str) -> RawResponse {
+        self.request("DELETE", path, None, Vec::new()).await
+    }
+}
+
+/// etcd + one API server, ready to use.
+pub struct ControlPlane {
+    /// The API server (dropped before etcd).
+    pub apiserver: ApiServer,
+    /// The etcd it stores into.
+    pub etcd: Etcd,
+}
+
+impl ControlPlane {
+    /// Start etcd and the API server with default flags.
+    pub async fn start() -> ControlPlane {
+        Self::start_with(&[]).await
+    }
+
+    /// Start with extra `apiserver serve` flags, e.g. `&["--event-ttl", "5s"]`.
+    pub async fn start_with(extra_args: &[&str]) -> ControlPlane {
+        let etcd = Etcd::start().await;
+        let apiserver = ApiServer::start(&etcd, extra_args).await;
+        ControlPlane { apiserver, etcd }
+    }
+
+    /// Admin kube client.
+    pub async fn client(&self) -> kube::Client {
+        self.apiserver.client().await
+    }
+
+    /// Admin kubeconfig path (for kubectl `--kubeconfig`).
+    pub fn kubeconfig_path(&self) -> &Path {
+        self.apiserver.kubeconfig_path()
+    }
+
+    /// API server URL.
+    pub fn url(&self) -> String {
+        self.apiserver.url()
+    }
+
+    /// Raw HTTP as admin.
+    pub async fn raw(&self) -> RawClient {
+        self.apiserver.raw().await
+    }
+
+    /// Raw HTTP without credentials.
+    pub async fn anonymous(&self) -> RawClient {
+        self.apiserver.anonymous().await
+    }
+
+    /// Restart the API server process (same port, certificates, etcd data).
+    pub async fn restart_apiserver(&mut self) {
+        self.apiserver.restart().await
+    }
+
+    /// A `kubectl` command with this cluster's kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig").arg(self.kubeconfig_path());
+        c
+    }
 }

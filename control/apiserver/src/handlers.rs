@@ -1,0 +1,537 @@
+//! HTTP handlers of the resource API: turns a request (method, path, query,
+//! body) into a registry call and the result into a JSON response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
+
+use crate::auth::{RequestAttributes, UserInfo};
+use crate::patch;
+use crate::registry::{FieldValidation, ListQuery, Registry, UpdateMode, WriteOptions, Written};
+use crate::request::{parse_path, Query, Target};
+use crate::resources::Resource;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::server::AppState;
+use crate::status::{success_status, ApiError, ApiResult};
+use crate::table::IncludeObject;
+use crate::watch;
+
+/// Largest accepted request body (as Kubernetes: 3 MiB).
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
+    let mut resp = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
+    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for w in warnings {
+        if let Ok(h) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
+            resp.headers_mut().append("warning", h);
+        }
+    }
+    resp
+}
+
+/// Whether the client asked for a `meta.k8s.io` Table.
+fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
+}
+
+/// Render objects as a `meta.k8s.io/v1` Table (kubectl's printing).
+fn render_table(r: &Resource, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+    crate::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now())
+}
+
+async fn read_body(body: Body) -> ApiResult<Value> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    if bytes.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
+}
+
+async fn read_body_as(body: Body, content_type: &str) -> ApiResult<Value> {
+    if content_type.contains("yaml") {
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+        let v: Value = serde_yaml::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        return Ok(v);
+    }
+    read_body(body).await
+}
+
+fn write_options(q: &Query) -> ApiResult<WriteOptions> {
+    if let Some(d) = q.get("dryRun") {
+        if d != "All" {
+            return Err(ApiError::bad_request(format!("dryRun must be \"All\", got {d:?}")));
+        }
+    }
+    Ok(WriteOptions { dry_run: q.dry_run(), field_validation: FieldValidation::parse(q.get("fieldValidation"))? })
+}
+
+fn list_query(r: &Resource, q: &Query) -> ApiResult<ListQuery> {
+    let label = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
+        .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let field = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default(), r.kind)
+        .map_err(ApiError::bad_request)?;
+    let exact_revision = match (q.get("resourceVersionMatch"), q.int("resourceVersion")) {
+        (Some("Exact"), Some(rv)) if rv > 0 => Some(rv),
+        (Some("Exact"), _) => return Err(ApiError::bad_request("resourceVersionMatch=Exact requires a resourceVersion")),
+        _ => None,
+    };
+    Ok(ListQuery {
+        label,
+        field,
+        limit: q.int("limit").unwrap_or(0).max(0),
+        continue_token: q.get("continue").filter(|c| !c.is_empty()).map(String::from),
+        exact_revision,
+    })
+}
+
+fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+    let watch = t.legacy_watch || q.flag("watch");
+    match (method, t.name.is_some()) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, false) => "deletecollection",
+        (&Method::DELETE, true) => "delete",
+        _ => "unknown",
+    }
+}
+
+/// Entry point for every `/api/...` and `/apis/...` resource request.
+pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let q = Query::parse(req.uri().query());
+    let Some(target) = parse_path(&path) else {
+        let span = tracing::info_span!("request", verb = %req.method(), path = %path);
+        let _g = span.enter();
+        tracing::info!(code = 404, "unknown path");
+        return ApiError::path_not_found(&path).into_response();
+    };
+    let verb = verb_of(req.method(), &target, &q);
+    let span = tracing::info_span!(
+        "request",
+        verb,
+        resource = target.resource.plural,
+        sub = target.subresource.as_deref().unwrap_or(""),
+        namespace = target.namespace.as_deref().unwrap_or(""),
+        name = target.name.as_deref().unwrap_or(""),
+        code = tracing::field::Empty,
+    );
+    let started = std::time::Instant::now();
+    let resp = async {
+        let resp = match dispatch(state, target, verb, q, req).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        };
+        let span = tracing::Span::current();
+        span.record("code", resp.status().as_u16());
+        tracing::info!(elapsed_ms = started.elapsed().as_secs_f64() * 1000.0, "done");
+        resp
+    }
+    .instrument(span)
+    .await;
+    resp
+}
+
+async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req: Request) -> ApiResult<Response> {
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
+    let attrs = RequestAttributes {
+        verb: verb.to_string(),
+        group: t.resource.group.to_string(),
+        resource: t.resource.plural.to_string(),
+        subresource: t.subresource.clone(),
+        namespace: t.namespace.clone(),
+        name: t.name.clone(),
+    };
+    state.authorizer.authorize(&user, &attrs).map_err(ApiError::access_denied)?;
+    let reg = state.registry.clone();
+    let r = t.resource;
+    let ns = t.namespace.as_deref();
+    let headers = req.headers().clone();
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    let body = req.into_body();
+    if r.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
+        return Err(ApiError::path_not_found("a namespace is required for this request"));
+    }
+    if let Some(sub) = t.subresource.as_deref() {
+        let name = t.name.as_deref().unwrap_or_default();
+        return subresource(reg, r, ns, name, sub, verb, &q, &content_type, body).await;
+    }
+    match verb {
+        "get" => {
+            let name = t.name.as_deref().unwrap_or_default();
+            let obj = reg.get(r, ns, name).await?.object;
+            if wants_table(&headers) {
+                let table = render_table(r, std::slice::from_ref(&obj), json!({"resourceVersion": obj.pointer("/metadata/resourceVersion")}), IncludeObject::parse(q.get("includeObject")));
+                return Ok(json_response(StatusCode::OK, &table, &[]));
+            }
+            Ok(json_response(StatusCode::OK, &obj, &[]))
+        }
+        "list" => {
+            let lq = list_query(r, &q)?;
+            let list = reg.list(r, ns, &lq).await?;
+            if wants_table(&headers) {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                let table = render_table(r, &items, list["metadata"].clone(), IncludeObject::parse(q.get("includeObject")));
+                return Ok(json_response(StatusCode::OK, &table, &[]));
+            }
+            Ok(json_response(StatusCode::OK, &list, &[]))
+        }
+        "watch" => {
+            let mut lq = list_query(r, &q)?;
+            if let Some(name) = &t.name {
+                lq.field.0.push(("metadata.name".into(), true, name.clone()));
+            }
+            let rv = q.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0");
+            let resource_version = match rv {
+                Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?),
+                None => None,
+            };
+            let table = wants_table(&headers);
+            let include = IncludeObject::parse(q.get("includeObject"));
+            let wrap: Option<Arc<dyn Fn(&Value) -> Value + Send + Sync>> = if table {
+                Some(Arc::new(move |o: &Value| {
+                    let rv = o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                    render_table(r, std::slice::from_ref(o), json!({"resourceVersion": rv}), include)
+                }))
+            } else {
+                None
+            };
+            let wr = watch::WatchRequest {
+                resource: r,
+                namespace: t.namespace.clone(),
+                query: lq,
+                resource_version,
+                bookmarks: q.flag("allowWatchBookmarks"),
+                send_initial_events: q.flag("sendInitialEvents"),
+                timeout: q.int("timeoutSeconds").filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)),
+                wrap,
+            };
+            let rx = watch::start(reg, wr).await?;
+            let stream = ReceiverStream::new(rx);
+            let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>));
+            let mut resp = Response::new(body);
+            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            Ok(resp)
+        }
+        "create" => {
+            if t.name.is_some() {
+                return Err(ApiError::method_not_allowed("POST on an object"));
+            }
+            let opts = write_options(&q)?;
+            let obj = read_body(body).await?;
+            let Written { object, warnings } = reg.create(r, ns, obj, opts).await?;
+            Ok(json_response(StatusCode::CREATED, &object, &warnings))
+        }
+        "update" => {
+            let name = t.name.as_deref().unwrap_or_default().to_string();
+            let opts = write_options(&q)?;
+            let obj = read_body(body).await?;
+            if !obj.is_object() {
+                return Err(ApiError::bad_request("the request body must be a JSON object"));
+            }
+            let Written { object, warnings } = reg.update(r, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone())).await?;
+            Ok(json_response(StatusCode::OK, &object, &warnings))
+        }
+        "patch" => {
+            let name = t.name.as_deref().unwrap_or_default().to_string();
+            let opts = write_options(&q)?;
+            let patch_body = read_body_as(body, &content_type).await?;
+            if content_type.starts_with("application/apply-patch") {
+                return apply_patch(reg, r, ns, &name, patch_body, &q, opts).await;
+            }
+            let kind = patch_kind(&content_type)?;
+            let Written { object, warnings } = reg
+                .update(r, ns, &name, UpdateMode::Main, opts, |cur| apply_patch_kind(kind, cur, &patch_body))
+                .await?;
+            Ok(json_response(StatusCode::OK, &object, &warnings))
+        }
+        "delete" => {
+            let name = t.name.as_deref().unwrap_or_default().to_string();
+            let opts = write_options(&q)?;
+            let options = delete_options(body, &q).await?;
+            let (obj, gone) = reg.delete(r, ns, &name, &options, opts).await?;
+            Ok(json_response(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, &obj, &[]))
+        }
+        "deletecollection" => {
+            let opts = write_options(&q)?;
+            let options = delete_options(body, &q).await?;
+            let mut lq = list_query(r, &q)?;
+            lq.limit = 0;
+            lq.continue_token = None;
+            let list = reg.list(r, ns, &lq).await?;
+            let mut deleted = Vec::new();
+            for item in list["items"].as_array().cloned().unwrap_or_default() {
+                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+                let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+                match reg.delete(r, item_ns.as_deref(), &name, &options, opts).await {
+                    Ok((obj, _)) => deleted.push(obj),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let out = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]}, "items": deleted});
+            Ok(json_response(StatusCode::OK, &out, &[]))
+        }
+        _ => Err(ApiError::method_not_allowed(verb)),
+    }
+}
+
+async fn delete_options(body: Body, q: &Query) -> ApiResult<Value> {
+    let mut options = read_body(body).await?;
+    if !options.is_object() {
+        options = json!({});
+    }
+    if let Some(g) = q.int("gracePeriodSeconds") {
+        options["gracePeriodSeconds"] = json!(g);
+    }
+    if let Some(p) = q.get("propagationPolicy") {
+        options["propagationPolicy"] = json!(p);
+    }
+    if let Some(o) = q.get("orphanDependents") {
+        options["orphanDependents"] = json!(o == "true");
+    }
+    Ok(options)
+}
+
+#[derive(Clone, Copy)]
+enum PatchKind {
+    Merge,
+    Json,
+    Strategic,
+}
+
+fn patch_kind(ct: &str) -> ApiResult<PatchKind> {
+    if ct.starts_with("application/merge-patch+json") {
+        Ok(PatchKind::Merge)
+    } else if ct.starts_with("application/json-patch+json") {
+        Ok(PatchKind::Json)
+    } else if ct.starts_with("application/strategic-merge-patch+json") {
+        Ok(PatchKind::Strategic)
+    } else {
+        Err(ApiError::unsupported_media_type(ct))
+    }
+}
+
+fn apply_patch_kind(kind: PatchKind, cur: &Value, p: &Value) -> ApiResult<Value> {
+    let out = match kind {
+        PatchKind::Merge => {
+            if !p.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            Ok(patch::merge_patch(cur, p))
+        }
+        PatchKind::Json => patch::json_patch(cur, p),
+        PatchKind::Strategic => patch::strategic_merge(cur, p),
+    };
+    let mut out = out.map_err(|e| ApiError { code: 422, reason: "Invalid", message: format!("the server rejected our request due to an error in our request: {e}"), details: None })?;
+    // The patch may carry a resourceVersion precondition; otherwise drop the
+    // current one so the registry does not treat it as one.
+    let patched_rv = out.pointer("/metadata/resourceVersion").cloned();
+    if patched_rv == cur.pointer("/metadata/resourceVersion").cloned() {
+        if let Some(m) = out.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+    }
+    Ok(out)
+}
+
+/// Server-side apply without managed fields: create, or strategic-merge the applied configuration.
+async fn apply_patch(reg: Arc<Registry>, r: &'static Resource, ns: Option<&str>, name: &str, applied: Value, q: &Query, opts: WriteOptions) -> ApiResult<Response> {
+    if q.get("fieldManager").unwrap_or_default().is_empty() {
+        return Err(ApiError::bad_request("PATCH requests with application/apply-patch+yaml require a fieldManager"));
+    }
+    if !applied.is_object() {
+        return Err(ApiError::bad_request("the applied configuration must be an object"));
+    }
+    let mut applied = applied;
+    if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("managedFields");
+    }
+    match reg.update(r, ns, name, UpdateMode::Main, opts, |cur| apply_patch_kind(PatchKind::Strategic, cur, &applied)).await {
+        Ok(Written { object, warnings }) => Ok(json_response(StatusCode::OK, &object, &warnings)),
+        Err(e) if e.code == 404 && e.reason == "NotFound" => {
+            let mut obj = applied.clone();
+            if obj.pointer("/metadata/name").is_none() {
+                obj["metadata"]["name"] = json!(name);
+            }
+            let Written { object, warnings } = reg.create(r, ns, obj, opts).await?;
+            Ok(json_response(StatusCode::CREATED, &object, &warnings))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The autoscaling/v1 Scale view of a Deployment/ReplicaSet.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(selector_string)
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj.pointer("/metadata/name"),
+            "namespace": obj.pointer("/metadata/namespace"),
+            "uid": obj.pointer("/metadata/uid"),
+            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
+            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
+}
+
+fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in ml {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            let vals: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+                "Exists" => parts.push(key.to_string()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.join(",")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn subresource(
+    reg: Arc<Registry>,
+    r: &'static Resource,
+    ns: Option<&str>,
+    name: &str,
+    sub: &str,
+    verb: &str,
+    q: &Query,
+    content_type: &str,
+    body: Body,
+) -> ApiResult<Response> {
+    let opts = write_options(q)?;
+    match (sub, verb) {
+        ("status", "get") => Ok(json_response(StatusCode::OK, &reg.get(r, ns, name).await?.object, &[])),
+        ("status", "update") => {
+            let obj = read_body(body).await?;
+            let w = reg.update(r, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone())).await?;
+            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+        }
+        ("status", "patch") => {
+            let p = read_body_as(body, content_type).await?;
+            let kind = if content_type.starts_with("application/apply-patch") { PatchKind::Strategic } else { patch_kind(content_type)? };
+            let w = reg.update(r, ns, name, UpdateMode::Status, opts, |cur| apply_patch_kind(kind, cur, &p)).await?;
+            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+        }
+        ("finalize", "update") => {
+            let obj = read_body(body).await?;
+            let w = reg.update(r, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone())).await?;
+            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+        }
+        ("scale", "get") => Ok(json_response(StatusCode::OK, &scale_of(&reg.get(r, ns, name).await?.object), &[])),
+        ("scale", "update") | ("scale", "patch") => {
+            let input = read_body_as(body, content_type).await?;
+            let kind = if verb == "patch" { Some(patch_kind(content_type)?) } else { None };
+            let w = reg
+                .update(r, ns, name, UpdateMode::Internal, opts, |cur| {
+                    let scale = match kind {
+                        Some(k) => apply_patch_kind(k, &scale_of(cur), &input)?,
+                        None => input.clone(),
+                    };
+                    if crate::schema::typed_round_trip("autoscaling", "Scale", &scale)?.is_none() {
+                        return Err(ApiError::internal("no Scale schema"));
+                    }
+                    let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+                    if replicas < 0 {
+                        return Err(ApiError::invalid(r, name, vec![crate::status::FieldError::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")]));
+                    }
+                    let mut new = cur.clone();
+                    new["spec"]["replicas"] = json!(replicas);
+                    // A resourceVersion in the Scale is a precondition on the object.
+                    match scale.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+                        Some(rv) if kind.is_none() && !rv.is_empty() => new["metadata"]["resourceVersion"] = json!(rv),
+                        _ => {
+                            if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                                m.remove("resourceVersion");
+                            }
+                        }
+                    }
+                    Ok(new)
+                })
+                .await?;
+            Ok(json_response(StatusCode::OK, &scale_of(&w.object), &[]))
+        }
+        ("binding", "create") => {
+            let binding = read_body(body).await?;
+            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if node.is_empty() {
+                return Err(ApiError::invalid(r, name, vec![crate::status::FieldError::required("target.name", "")]));
+            }
+            let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+            if !kind.is_empty() && kind != "Node" {
+                return Err(ApiError::invalid(r, name, vec![crate::status::FieldError::not_supported("target.kind", &json!(kind), &["Node"])]));
+            }
+            reg.update(r, ns, name, UpdateMode::Internal, opts, |cur| {
+                if is_set(cur.pointer("/metadata/deletionTimestamp")) {
+                    return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
+                }
+                if let Some(existing) = cur.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    return Err(ApiError::conflict(r, name, &format!("pod {name} is already assigned to node {existing:?}")));
+                }
+                let mut new = cur.clone();
+                new["spec"]["nodeName"] = json!(node);
+                let mut conds = new.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+                conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                conds.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()}));
+                new["status"]["conditions"] = json!(conds);
+                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                    m.remove("resourceVersion");
+                }
+                Ok(new)
+            })
+            .await?;
+            Ok(json_response(StatusCode::CREATED, &success_status(json!({"name": name, "kind": "pods"})), &[]))
+        }
+        _ => Err(ApiError::method_not_allowed(format!("{verb} on {}/{sub}", r.plural))),
+    }
+}
+
+fn is_set(v: Option<&Value>) -> bool {
+    v.is_some_and(|v| !v.is_null())
+}

@@ -1,0 +1,115 @@
+//! `apiserver`: the Kubernetes-compatible API server on etcd.
+//!
+//! `apiserver serve ...` runs the server; `apiserver kubeconfig ...` issues a
+//! client certificate from the cluster CA and writes a kubeconfig.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "apiserver", about = "Sluice's Kubernetes-compatible API server on etcd")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the Kubernetes API over HTTPS.
+    Serve {
+        /// etcd client URLs (comma-separated).
+        #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+        etcd_servers: Vec<String>,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_address: IpAddr,
+        /// HTTPS port.
+        #[arg(long, default_value_t = 6443)]
+        secure_port: u16,
+        /// Directory of the cluster CA and serving certificate (created at first start).
+        #[arg(long)]
+        cert_dir: PathBuf,
+        /// Static bearer tokens: CSV `token,user,uid,"group1,group2"`.
+        #[arg(long)]
+        token_auth_file: Option<PathBuf>,
+        /// CIDR Service ClusterIPs are allocated from.
+        #[arg(long, default_value = "10.96.0.0/12")]
+        service_cluster_ip_range: String,
+        /// NodePort range.
+        #[arg(long, default_value = "30000-32767")]
+        service_node_port_range: String,
+        /// How long Event objects live (e.g. 1h, 30s).
+        #[arg(long, default_value = "1h")]
+        event_ttl: humantime::Duration,
+        /// Extra subject alternative names for the serving certificate.
+        #[arg(long = "tls-san")]
+        tls_san: Vec<String>,
+    },
+    /// Issue a client certificate from the cluster CA and write a kubeconfig.
+    Kubeconfig {
+        /// Directory of the cluster CA (created if missing).
+        #[arg(long)]
+        cert_dir: PathBuf,
+        /// API server URL.
+        #[arg(long, default_value = "https://127.0.0.1:6443")]
+        server: String,
+        /// User name (certificate CN).
+        #[arg(long)]
+        user: String,
+        /// Groups (certificate O), repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// Where to write the kubeconfig.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Kubeconfig { cert_dir, server, user, groups, out } => {
+            sluice_apiserver::pki::write_kubeconfig(&cert_dir, &server, &user, &groups, &out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Serve {
+            etcd_servers,
+            bind_address,
+            secure_port,
+            cert_dir,
+            token_auth_file,
+            service_cluster_ip_range,
+            service_node_port_range,
+            event_ttl,
+            tls_san,
+        } => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .init();
+            let cfg = sluice_apiserver::server::ServeConfig {
+                etcd_servers,
+                bind_address,
+                secure_port,
+                cert_dir,
+                token_auth_file,
+                service_cluster_ip_range,
+                service_node_port_range,
+                event_ttl: event_ttl.into(),
+                extra_sans: tls_san,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(sluice_apiserver::server::serve(cfg))
+        }
+    }
+}

@@ -1,0 +1,775 @@
+//! The generic registry: create, read, update, delete of any served
+//! resource, with the per-kind strategies (what a status write may change,
+//! generation bumps, finalizers and graceful deletion, Service allocation,
+//! namespace lifecycle, Event leases).
+//!
+//! Every mutation is read → compute → one guarded etcd transaction; a lost
+//! race either retries (unconditional writes) or is a 409 (writes with a
+//! resourceVersion precondition). Nothing is written when any check fails.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::allocator::Allocator;
+use crate::defaults;
+use crate::resources::{self, Resource};
+use crate::schema;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, ApiResult, FieldError};
+use crate::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
+use crate::validation;
+
+/// Shared state of the API server.
+pub struct Registry {
+    /// etcd storage.
+    pub store: Store,
+    /// Service IP/port allocator.
+    pub allocator: Allocator,
+    /// TTL of Event objects.
+    pub event_ttl: Duration,
+    event_lease: Mutex<Option<(i64, Instant)>>,
+}
+
+/// `fieldValidation` query parameter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FieldValidation {
+    /// Drop unknown fields silently.
+    Ignore,
+    /// Drop unknown fields and warn.
+    Warn,
+    /// Reject unknown fields.
+    Strict,
+}
+
+impl FieldValidation {
+    /// Parse the query parameter (default Warn, as Kubernetes).
+    pub fn parse(v: Option<&str>) -> ApiResult<Self> {
+        match v {
+            None | Some("") | Some("Warn") => Ok(Self::Warn),
+            Some("Ignore") => Ok(Self::Ignore),
+            Some("Strict") => Ok(Self::Strict),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "fieldValidation must be one of Ignore, Warn or Strict, got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Options common to writes.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// `dryRun=All`: validate, do not persist.
+    pub dry_run: bool,
+    /// Unknown-field handling.
+    pub field_validation: FieldValidation,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self { dry_run: false, field_validation: FieldValidation::Warn }
+    }
+}
+
+/// What kind of update a write is; decides which parts of the proposed
+/// object are taken.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UpdateMode {
+    /// The main resource: spec and metadata; status is kept.
+    Main,
+    /// The status subresource: only status is taken.
+    Status,
+    /// `namespaces/<name>/finalize`: only spec.finalizers is taken.
+    Finalize,
+    /// A server-side change built from the current object (scale, binding, deletion marks).
+    Internal,
+}
+
+/// Result of a write: the object and warnings for the `Warning` header.
+pub struct Written {
+    /// The object as stored (or as it would be, for dry runs).
+    pub object: Value,
+    /// Warnings (unknown fields with fieldValidation=Warn).
+    pub warnings: Vec<String>,
+}
+
+fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs)).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Name of an object ("" when missing).
+pub fn name_of(v: &Value) -> &str {
+    v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+}
+
+fn meta_mut(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !v.is_object() {
+        *v = json!({});
+    }
+    let o = v.as_object_mut().expect("object");
+    let m = o.entry("metadata").or_insert_with(|| json!({}));
+    if !m.is_object() {
+        *m = json!({});
+    }
+    m.as_object_mut().expect("object")
+}
+
+fn has_status_subresource(r: &Resource) -> bool {
+    r.subresource("status").is_some()
+}
+
+fn finalizers(v: &Value) -> Vec<String> {
+    v.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .unwrap_or_default()
+}
+
+fn is_deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+/// Whether a deleting object has no finalizers left and must now be removed.
+fn ready_to_remove(r: &Resource, v: &Value) -> bool {
+    if !is_deleting(v) || !finalizers(v).is_empty() {
+        return false;
+    }
+    if r.kind == "Namespace" {
+        let spec_fin = v.pointer("/spec/finalizers").and_then(Value::as_array).map(|a| a.len()).unwrap_or(0);
+        return spec_fin == 0;
+    }
+    if r.kind == "Pod" {
+        // A pod in graceful deletion is removed by its node (delete with grace 0).
+        let grace = v.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+        return grace == 0;
+    }
+    true
+}
+
+/// Generate `generateName` + 5 random characters as Kubernetes does.
+fn generate_name(prefix: &str) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..5).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let max = 63usize.saturating_sub(5);
+    let prefix = if prefix.len() > max { &prefix[..max] } else { prefix };
+    format!("{prefix}{suffix}")
+}
+
+impl Registry {
+    /// Build the registry.
+    pub fn new(store: Store, allocator: Allocator, event_ttl: Duration) -> Self {
+        Self { store, allocator, event_ttl, event_lease: Mutex::new(None) }
+    }
+
+    /// A lease for Event objects; reused for a short window to limit lease count.
+    async fn event_lease(&self) -> ApiResult<i64> {
+        let ttl = self.event_ttl.as_secs().max(1) as i64;
+        let reuse = Duration::from_secs((ttl as u64 / 10).min(60));
+        if let Some((id, at)) = *self.event_lease.lock().expect("lease lock") {
+            if at.elapsed() < reuse {
+                return Ok(id);
+            }
+        }
+        let id = self.store.grant_lease(ttl + reuse.as_secs() as i64).await?;
+        *self.event_lease.lock().expect("lease lock") = Some((id, Instant::now()));
+        Ok(id)
+    }
+
+    /// Read one object.
+    pub async fn get(&self, r: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Stored> {
+        self.store
+            .get(&store::object_key(r, ns, name))
+            .await?
+            .ok_or_else(|| ApiError::not_found(r, name))
+    }
+
+    /// Decode-and-prune: check the body against the typed schema.
+    fn check_schema(&self, r: &Resource, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+        let Some(known) = schema::typed_round_trip(r.group, r.kind, obj)? else {
+            return Ok(Vec::new());
+        };
+        let unknown = schema::unknown_fields(obj, &known);
+        if unknown.is_empty() {
+            return Ok(Vec::new());
+        }
+        if fv == FieldValidation::Strict {
+            let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                msgs.join(", ")
+            )));
+        }
+        schema::remove_fields(obj, &unknown);
+        Ok(if fv == FieldValidation::Warn {
+            unknown.iter().map(|f| format!("unknown field {f:?}")).collect()
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn check_type_meta(&self, r: &Resource, obj: &mut Value) -> ApiResult<()> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        let api_version = r.api_version();
+        let o = obj.as_object_mut().expect("object");
+        match o.get("apiVersion").and_then(Value::as_str) {
+            None | Some("") => {
+                o.insert("apiVersion".into(), json!(api_version));
+            }
+            Some(v) if v == api_version => {}
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "the API version in the data ({v}) does not match the expected API version ({api_version})"
+                )))
+            }
+        }
+        match o.get("kind").and_then(Value::as_str) {
+            None | Some("") => {
+                o.insert("kind".into(), json!(r.kind));
+            }
+            Some(k) if k == r.kind => {}
+            Some(k) => {
+                return Err(ApiError::bad_request(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    r.kind
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace must exist and not be terminating.
+    async fn check_namespace(&self, r: &Resource, ns: &str, name: &str) -> ApiResult<()> {
+        let nsr = resources::by_kind("", "Namespace").expect("namespaces served");
+        match self.store.get(&store::object_key(nsr, None, ns)).await? {
+            None => Err(ApiError::not_found(nsr, ns)),
+            Some(s) if is_deleting(&s.object) => Err(ApiError::forbidden(
+                r,
+                name,
+                format!("unable to create new content in namespace {ns} because it is being terminated"),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Create an object.
+    pub async fn create(&self, r: &'static Resource, ns: Option<&str>, mut obj: Value, opts: WriteOptions) -> ApiResult<Written> {
+        self.check_type_meta(r, &mut obj)?;
+        let ns = if r.namespaced {
+            let body_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
+            match (ns, body_ns) {
+                (Some(p), Some(b)) if p != b => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ))
+                }
+                (Some(p), _) => Some(p.to_string()),
+                (None, _) => return Err(ApiError::bad_request("a namespace is required to create this resource")),
+            }
+        } else {
+            None
+        };
+        let warnings = self.check_schema(r, &mut obj, opts.field_validation)?;
+        defaults::apply(r, &mut obj);
+        // Server-set metadata.
+        let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or_default().to_string();
+        {
+            let m = meta_mut(&mut obj);
+            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "uid", "creationTimestamp", "generation"] {
+                m.remove(k);
+            }
+            if let Some(ns) = &ns {
+                m.insert("namespace".into(), json!(ns));
+            } else {
+                m.remove("namespace");
+            }
+            m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+            m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+            if obj.get("spec").is_some() && r.kind != "Pod" {
+                meta_mut(&mut obj).insert("generation".into(), json!(1));
+            }
+        }
+        if has_status_subresource(r) && r.kind != "Node" && r.kind != "Namespace" {
+            if let Some(o) = obj.as_object_mut() {
+                o.remove("status");
+            }
+        }
+        if r.kind == "Pod" {
+            obj["status"] = json!({"phase": "Pending"});
+        }
+        if r.kind == "Namespace" {
+            obj["status"] = json!({"phase": "Active"});
+        }
+        let mut name = name_of(&obj).to_string();
+        if name.is_empty() && !generate.is_empty() {
+            name = generate_name(&generate);
+            meta_mut(&mut obj).insert("name".into(), json!(name));
+        }
+        let mut errs = validation::validate(r, &obj);
+        if !generate.is_empty() && name_of(&obj).starts_with(generate.as_str()) {
+            // Report generateName problems on generateName, as Kubernetes does.
+            for e in &mut errs {
+                if e.field == "metadata.name" {
+                    e.field = "metadata.generateName".into();
+                }
+            }
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(r, &name, errs));
+        }
+        if let Some(ns) = &ns {
+            self.check_namespace(r, ns, &name).await?;
+        }
+        let lease = if r.kind == "Event" && !opts.dry_run { Some(self.event_lease().await?) } else { None };
+        let mut taken_ports: Vec<i64> = Vec::new();
+        for attempt in 0..24 {
+            let mut candidate = obj.clone();
+            let plan = if r.kind == "Service" {
+                let owner = format!("{}/{}", ns.as_deref().unwrap_or_default(), name);
+                self.allocator
+                    .plan(None, &mut candidate, &owner, &taken_ports)
+                    .map_err(|errs| ApiError::invalid(r, &name, errs))?
+            } else {
+                Default::default()
+            };
+            if opts.dry_run {
+                return Ok(Written { object: candidate, warnings });
+            }
+            let key = store::object_key(r, ns.as_deref(), &name);
+            let w = Write {
+                key,
+                precondition: Precondition::Absent,
+                action: Action::Put(candidate.clone(), lease),
+                claim: plan.claims.clone(),
+                release: Vec::new(),
+            };
+            match self.store.write(w).await? {
+                Ok(rev) => {
+                    store::set_resource_version(&mut candidate, rev);
+                    return Ok(Written { object: candidate, warnings });
+                }
+                Err(WriteFailure::ObjectChanged(_)) => {
+                    if !generate.is_empty() && attempt < 8 {
+                        name = generate_name(&generate);
+                        meta_mut(&mut obj).insert("name".into(), json!(name));
+                        continue;
+                    }
+                    return Err(ApiError::already_exists(r, &name));
+                }
+                Err(WriteFailure::ClaimTaken) => {
+                    self.report_requested_claims(r, &name, &plan.requested).await?;
+                    if attempt >= 2 {
+                        taken_ports = self.taken_ports().await?;
+                    }
+                }
+            }
+        }
+        Err(ApiError::internal("could not allocate a Service IP/port after many attempts"))
+    }
+
+    async fn taken_ports(&self) -> ApiResult<Vec<i64>> {
+        Ok(self
+            .store
+            .keys(crate::allocator::PORT_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|k| k.rsplit('/').next()?.parse().ok())
+            .collect())
+    }
+
+    /// After a lost allocation race: a 422 if a value the user asked for is taken.
+    async fn report_requested_claims(&self, r: &Resource, name: &str, requested: &[(String, FieldError)]) -> ApiResult<()> {
+        let mut errs = Vec::new();
+        for (key, err) in requested {
+            if !self.store.keys(key).await?.iter().all(|k| k != key) {
+                errs.push(err.clone());
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid(r, name, errs))
+        }
+    }
+
+    /// Combine the current object and a proposed one according to `mode`.
+    fn prepare_update(&self, r: &Resource, mode: UpdateMode, old: &Value, proposed: Value) -> Value {
+        let mut new = match mode {
+            UpdateMode::Main | UpdateMode::Internal => proposed,
+            UpdateMode::Status => {
+                let mut n = old.clone();
+                match proposed.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = n.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+                n
+            }
+            UpdateMode::Finalize => {
+                let mut n = old.clone();
+                let fins = proposed.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+                n["spec"]["finalizers"] = fins;
+                n
+            }
+        };
+        if mode == UpdateMode::Main {
+            // Server-owned metadata comes from the stored object.
+            let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
+            let m = meta_mut(&mut new);
+            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+                match old_meta.get(k) {
+                    Some(v) => {
+                        m.insert(k.into(), v.clone());
+                    }
+                    None => {
+                        m.remove(k);
+                    }
+                }
+            }
+            m.remove("managedFields");
+            m.remove("selfLink");
+            if has_status_subresource(r) {
+                match old.get("status") {
+                    Some(s) => new["status"] = s.clone(),
+                    None => {
+                        if let Some(o) = new.as_object_mut() {
+                            o.remove("status");
+                        }
+                    }
+                }
+            }
+            if r.kind == "Namespace" {
+                new["spec"]["finalizers"] = old.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            }
+        }
+        // Generation follows spec changes.
+        if old.get("spec") != new.get("spec") && r.kind != "Pod" {
+            let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        new
+    }
+
+    /// Update an object: `mutate` proposes the new object from the current one.
+    /// `precondition` is a resourceVersion the current object must have.
+    pub async fn update<F>(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        mode: UpdateMode,
+        opts: WriteOptions,
+        mut mutate: F,
+    ) -> ApiResult<Written>
+    where
+        F: FnMut(&Value) -> ApiResult<Value>,
+    {
+        let key = store::object_key(r, ns, name);
+        let mut taken_ports: Vec<i64> = Vec::new();
+        for attempt in 0..32 {
+            let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+            let mut proposed = mutate(&cur.object)?;
+            self.check_type_meta(r, &mut proposed)?;
+            // A resourceVersion in the proposal is a precondition.
+            let proposed_rv = proposed.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+            let precondition = !proposed_rv.is_empty();
+            if precondition && proposed_rv != cur.revision.to_string() {
+                return Err(ApiError::stale(r, name));
+            }
+            let body_name = name_of(&proposed);
+            if mode != UpdateMode::Internal && !body_name.is_empty() && body_name != name {
+                return Err(ApiError::bad_request(format!(
+                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                )));
+            }
+            if let (Some(ns), Some(bns)) = (ns, proposed.pointer("/metadata/namespace").and_then(Value::as_str)) {
+                if !bns.is_empty() && bns != ns {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+            }
+            let warnings = if mode == UpdateMode::Internal {
+                Vec::new()
+            } else {
+                self.check_schema(r, &mut proposed, opts.field_validation)?
+            };
+            let mut new = self.prepare_update(r, mode, &cur.object, proposed);
+            defaults::apply(r, &mut new);
+            let mut errs = validation::validate(r, &new);
+            if mode == UpdateMode::Main {
+                errs.extend(validation::validate_update(r, &cur.object, &new));
+            }
+            // Finalizers may only be removed, never added, once deletion started.
+            if is_deleting(&cur.object) && !is_deleting(&new) {
+                meta_mut(&mut new).insert(
+                    "deletionTimestamp".into(),
+                    cur.object.pointer("/metadata/deletionTimestamp").cloned().unwrap_or(Value::Null),
+                );
+            }
+            if !errs.is_empty() {
+                return Err(ApiError::invalid(r, name, errs));
+            }
+            if ready_to_remove(r, &new) {
+                if opts.dry_run {
+                    return Ok(Written { object: new, warnings });
+                }
+                let release = if r.kind == "Service" { self.allocator.release_all(&cur.object) } else { Vec::new() };
+                let w = Write { key: key.clone(), precondition: Precondition::Revision(cur.revision), action: Action::Delete, claim: Vec::new(), release };
+                match self.store.write(w).await? {
+                    Ok(rev) => {
+                        store::set_resource_version(&mut new, rev);
+                        return Ok(Written { object: new, warnings });
+                    }
+                    Err(_) if !precondition => continue,
+                    Err(_) => return Err(ApiError::stale(r, name)),
+                }
+            }
+            let plan = if r.kind == "Service" {
+                let owner = format!("{}/{}", ns.unwrap_or_default(), name);
+                self.allocator
+                    .plan(Some(&cur.object), &mut new, &owner, &taken_ports)
+                    .map_err(|errs| ApiError::invalid(r, name, errs))?
+            } else {
+                Default::default()
+            };
+            if opts.dry_run {
+                return Ok(Written { object: new, warnings });
+            }
+            let lease = if r.kind == "Event" { Some(self.event_lease().await?) } else { None };
+            let w = Write {
+                key: key.clone(),
+                precondition: Precondition::Revision(cur.revision),
+                action: Action::Put(new.clone(), lease),
+                claim: plan.claims.clone(),
+                release: plan.releases.clone(),
+            };
+            match self.store.write(w).await? {
+                Ok(rev) => {
+                    store::set_resource_version(&mut new, rev);
+                    return Ok(Written { object: new, warnings });
+                }
+                Err(WriteFailure::ObjectChanged(None)) => return Err(ApiError::not_found(r, name)),
+                Err(WriteFailure::ObjectChanged(Some(_))) => {
+                    if precondition {
+                        return Err(ApiError::stale(r, name));
+                    }
+                }
+                Err(WriteFailure::ClaimTaken) => {
+                    self.report_requested_claims(r, name, &plan.requested).await?;
+                    if attempt >= 2 {
+                        taken_ports = self.taken_ports().await?;
+                    }
+                }
+            }
+        }
+        Err(ApiError::conflict(r, name, "too many concurrent writes; please retry"))
+    }
+
+    /// Delete an object. Returns the object and whether it is gone (false:
+    /// deletion is pending on finalizers or graceful termination).
+    pub async fn delete(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        name: &str,
+        options: &Value,
+        opts: WriteOptions,
+    ) -> ApiResult<(Value, bool)> {
+        let key = store::object_key(r, ns, name);
+        let want_rv = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
+        let want_uid = options.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+        let grace_opt = options.get("gracePeriodSeconds").and_then(Value::as_i64);
+        let policy = options
+            .get("propagationPolicy")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .or_else(|| match options.get("orphanDependents").and_then(Value::as_bool) {
+                Some(true) => Some("Orphan".into()),
+                Some(false) => Some("Background".into()),
+                None => None,
+            });
+        if let Some(p) = &policy {
+            if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy must be one of Orphan, Background or Foreground, got {p:?}"
+                )));
+            }
+        }
+        for _ in 0..32 {
+            let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+            if let Some(rv) = &want_rv {
+                if *rv != cur.revision.to_string() {
+                    return Err(ApiError::conflict(r, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
+                }
+            }
+            if let Some(uid) = &want_uid {
+                if Some(uid.as_str()) != cur.object.pointer("/metadata/uid").and_then(Value::as_str) {
+                    return Err(ApiError::conflict(r, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", cur.object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default())));
+                }
+            }
+            let mut new = cur.object.clone();
+            let mut fins = finalizers(&new);
+            match policy.as_deref() {
+                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => fins.push("foregroundDeletion".into()),
+                Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
+                _ => {}
+            }
+            let mut pending = !fins.is_empty();
+            if !fins.is_empty() {
+                meta_mut(&mut new).insert("finalizers".into(), json!(fins));
+            }
+            if r.kind == "Namespace" {
+                let spec_fins = new.pointer("/spec/finalizers").and_then(Value::as_array).map(|a| !a.is_empty()).unwrap_or(false);
+                if spec_fins {
+                    pending = true;
+                }
+                if pending {
+                    new["status"]["phase"] = json!("Terminating");
+                }
+            }
+            // Pods on a node terminate gracefully: the node deletes them with grace 0.
+            if r.kind == "Pod" {
+                let bound = new.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+                let terminal = matches!(new.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
+                let default_grace = new.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
+                let grace = if !bound || terminal { 0 } else { grace_opt.unwrap_or(default_grace).max(0) };
+                let current = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let effective = match current {
+                    Some(c) if is_deleting(&new) => c.min(grace),
+                    _ => grace,
+                };
+                if effective > 0 {
+                    pending = true;
+                }
+                if is_deleting(&new) && current != Some(effective) || !is_deleting(&new) {
+                    let m = meta_mut(&mut new);
+                    m.insert("deletionGracePeriodSeconds".into(), json!(effective));
+                    m.insert("deletionTimestamp".into(), json!(rfc3339_in(effective)));
+                }
+            }
+            if pending {
+                if !is_deleting(&new) {
+                    let m = meta_mut(&mut new);
+                    m.insert("deletionTimestamp".into(), json!(now_rfc3339()));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                }
+                if new == cur.object {
+                    return Ok((cur.object, false));
+                }
+                if opts.dry_run {
+                    return Ok((new, false));
+                }
+                let w = Write { key: key.clone(), precondition: Precondition::Revision(cur.revision), action: Action::Put(new.clone(), None), claim: Vec::new(), release: Vec::new() };
+                match self.store.write(w).await? {
+                    Ok(rev) => {
+                        store::set_resource_version(&mut new, rev);
+                        return Ok((new, false));
+                    }
+                    Err(_) => continue,
+                }
+            }
+            if opts.dry_run {
+                return Ok((cur.object, true));
+            }
+            let release = if r.kind == "Service" { self.allocator.release_all(&cur.object) } else { Vec::new() };
+            let w = Write { key: key.clone(), precondition: Precondition::Revision(cur.revision), action: Action::Delete, claim: Vec::new(), release };
+            match self.store.write(w).await? {
+                Ok(_) => return Ok((cur.object, true)),
+                Err(WriteFailure::ObjectChanged(None)) => return Err(ApiError::not_found(r, name)),
+                Err(_) => continue,
+            }
+        }
+        Err(ApiError::conflict(r, name, "too many concurrent writes; please retry"))
+    }
+
+    /// List a collection at one revision, with selectors and paging.
+    pub async fn list(&self, r: &'static Resource, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
+        let prefix = store::collection_prefix(r, ns);
+        let end = store::prefix_end(&prefix);
+        let (mut rev, mut start) = match &q.continue_token {
+            Some(t) => decode_continue(t, &prefix)?,
+            None => (q.exact_revision.unwrap_or(0), prefix.as_bytes().to_vec()),
+        };
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        let chunk = if q.limit > 0 { q.limit.max(100) } else { 0 };
+        'outer: loop {
+            let page = self.store.range(&start, &end, rev, chunk).await?;
+            rev = page.revision;
+            let mut last: Option<String> = None;
+            for (key, s) in page.items {
+                if q.limit > 0 && items.len() as i64 == q.limit {
+                    next = Some(key);
+                    break 'outer;
+                }
+                if q.label.matches(&s.object) && q.field.matches(&s.object) {
+                    items.push(s.object);
+                }
+                last = Some(key);
+            }
+            match (page.more, last) {
+                (true, Some(l)) => {
+                    start = l.into_bytes();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        let mut meta = json!({"resourceVersion": rev.to_string()});
+        if let Some(k) = next {
+            meta["continue"] = json!(encode_continue(rev, &k));
+        }
+        Ok(json!({
+            "kind": r.list_kind(),
+            "apiVersion": r.api_version(),
+            "metadata": meta,
+            "items": items,
+        }))
+    }
+}
+
+/// Parsed list/watch parameters.
+#[derive(Debug, Default, Clone)]
+pub struct ListQuery {
+    /// labelSelector
+    pub label: LabelSelector,
+    /// fieldSelector
+    pub field: FieldSelector,
+    /// limit (0 = unlimited)
+    pub limit: i64,
+    /// continue
+    pub continue_token: Option<String>,
+    /// resourceVersion with resourceVersionMatch=Exact
+    pub exact_revision: Option<i64>,
+}
+
+fn encode_continue(rev: i64, key: &str) -> String {
+    use base64::Engine;
+    let raw = json!({"v": "sluice/v1", "rv": rev, "start": key}).to_string();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, Vec<u8>)> {
+    use base64::Engine;
+    let bad = || ApiError::bad_request("continue key is not valid: please restart the list");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
+    let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if !start.starts_with(prefix) {
+        return Err(bad());
+    }
+    Ok((rev, start.as_bytes().to_vec()))
+}

@@ -1,0 +1,130 @@
+//! Parsing a request path and query into what it addresses.
+//!
+//! Kubernetes paths: `/api/v1/...` (core) and `/apis/<group>/<version>/...`,
+//! then `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`, optionally
+//! prefixed by the legacy `watch/` segment.
+
+use std::collections::HashMap;
+
+use crate::resources::{self, Resource};
+
+/// The object or collection a request addresses.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The resource.
+    pub resource: &'static Resource,
+    /// Namespace from the path (None for cluster-scoped or all-namespaces).
+    pub namespace: Option<String>,
+    /// Object name from the path.
+    pub name: Option<String>,
+    /// Subresource (`status`, `scale`, `binding`, `finalize`).
+    pub subresource: Option<String>,
+    /// Legacy `/watch/` path prefix was used.
+    pub legacy_watch: bool,
+}
+
+/// Parse a request path; `None` when the server does not serve it.
+pub fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let (legacy_watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        _ => (false, rest),
+    };
+    let target = |plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
+        let r = resources::by_path(group, version, plural)?;
+        if ns.is_some() && !r.namespaced {
+            return None;
+        }
+        if let Some(s) = sub {
+            let served = r.subresource(s).is_some() || (r.kind == "Namespace" && s == "finalize");
+            if !served {
+                return None;
+            }
+        }
+        Some(Target {
+            resource: r,
+            namespace: ns.map(String::from),
+            name: name.map(String::from),
+            subresource: sub.map(String::from),
+            legacy_watch,
+        })
+    };
+    match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if resources::by_path(group, version, plural).is_some_and(|r| r.namespaced) =>
+        {
+            match tail {
+                [] => target(plural, Some(ns), None, None),
+                [name] => target(plural, Some(ns), Some(name), None),
+                [name, sub] => target(plural, Some(ns), Some(name), Some(sub)),
+                _ => None,
+            }
+        }
+        [plural] => target(plural, None, None, None),
+        [plural, name] => target(plural, None, Some(name), None),
+        [plural, name, sub] => target(plural, None, Some(name), Some(sub)),
+        _ => None,
+    }
+}
+
+/// Query parameters of a request.
+#[derive(Debug, Default, Clone)]
+pub struct Query(pub HashMap<String, String>);
+
+impl Query {
+    /// Parse a raw query string.
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs: Vec<(String, String)> = raw
+            .and_then(|q| serde_urlencoded::from_str(q).ok())
+            .unwrap_or_default();
+        Self(pairs.into_iter().collect())
+    }
+    /// A parameter's value.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+    /// A boolean parameter (`true`/`1`).
+    pub fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "1"))
+    }
+    /// An integer parameter.
+    pub fn int(&self, k: &str) -> Option<i64> {
+        self.get(k).and_then(|v| v.parse().ok())
+    }
+    /// `dryRun=All`.
+    pub fn dry_run(&self) -> bool {
+        self.get("dryRun") == Some("All")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kubernetes_paths() {
+        let t = parse_path("/api/v1/namespaces/default/pods/p1/status").unwrap();
+        assert_eq!(t.resource.plural, "pods");
+        assert_eq!(t.namespace.as_deref(), Some("default"));
+        assert_eq!(t.name.as_deref(), Some("p1"));
+        assert_eq!(t.subresource.as_deref(), Some("status"));
+        let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
+        assert_eq!(t.resource.plural, "namespaces");
+        assert_eq!(t.name.as_deref(), Some("kube-system"));
+        let t = parse_path("/api/v1/namespaces/x/finalize").unwrap();
+        assert_eq!(t.subresource.as_deref(), Some("finalize"));
+        let t = parse_path("/apis/apps/v1/deployments").unwrap();
+        assert!(t.namespace.is_none() && t.name.is_none());
+        let t = parse_path("/apis/apps/v1/namespaces/a/deployments/d/scale").unwrap();
+        assert_eq!(t.subresource.as_deref(), Some("scale"));
+        assert!(parse_path("/api/v1/namespaces/a/nodes").is_none());
+        assert!(parse_path("/api/v1/foos").is_none());
+        assert!(parse_path("/apis/apps/v1/namespaces/a/deployments/d/binding").is_none());
+        assert!(parse_path("/api/v1/watch/namespaces/a/pods").unwrap().legacy_watch);
+    }
+}

@@ -1,0 +1,244 @@
+//! The HTTPS server: TLS with optional client certificates, authentication
+//! middleware, health endpoints, and the router that merges the resource
+//! API with discovery/OpenAPI.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use serde_json::json;
+use tower::ServiceExt;
+
+use crate::allocator::Allocator;
+use crate::auth::{AllowAll, Authorizer, ClientCertIdentity, TokenAuthenticator, UserInfo};
+use crate::registry::{Registry, WriteOptions};
+use crate::resources;
+use crate::status::ApiError;
+use crate::store::Store;
+use crate::{handlers, pki};
+
+/// Everything `apiserver serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// etcd endpoints.
+    pub etcd_servers: Vec<String>,
+    /// Address to listen on.
+    pub bind_address: IpAddr,
+    /// HTTPS port.
+    pub secure_port: u16,
+    /// Where the CA and serving certificate live.
+    pub cert_dir: PathBuf,
+    /// Static token file.
+    pub token_auth_file: Option<PathBuf>,
+    /// Service ClusterIP range.
+    pub service_cluster_ip_range: String,
+    /// NodePort range.
+    pub service_node_port_range: String,
+    /// Event TTL.
+    pub event_ttl: Duration,
+    /// Extra SANs for the serving certificate.
+    pub extra_sans: Vec<String>,
+}
+
+/// State shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The registry (storage + strategies).
+    pub registry: Arc<Registry>,
+    /// Bearer tokens.
+    pub tokens: Arc<TokenAuthenticator>,
+    /// Authorization seam.
+    pub authorizer: Arc<dyn Authorizer>,
+}
+
+/// Paths served to anonymous clients.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version" | "/version/")
+        || path.starts_with("/healthz/")
+        || path.starts_with("/livez/")
+        || path.starts_with("/readyz/")
+}
+
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let mut user: Option<UserInfo> = None;
+    if let Some(h) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(token) = h.strip_prefix("Bearer ").map(str::trim) {
+            user = state.tokens.authenticate(token);
+            if user.is_none() {
+                return ApiError::unauthorized().into_response();
+            }
+        }
+    }
+    if user.is_none() {
+        user = req.extensions().get::<ClientCertIdentity>().and_then(|c| c.0.clone());
+    }
+    match user {
+        Some(u) => {
+            req.extensions_mut().insert(u);
+        }
+        None if is_public(req.uri().path()) => {}
+        None => {
+            tracing::info!(path = %req.uri().path(), code = 401, "anonymous request rejected");
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    next.run(req).await
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.registry.store.current_revision()).await {
+        Ok(Ok(_)) => "ok".into_response(),
+        Ok(Err(e)) => (http::StatusCode::SERVICE_UNAVAILABLE, format!("[-]etcd failed: {}\nreadyz check failed", e.message)).into_response(),
+        Err(_) => (http::StatusCode::SERVICE_UNAVAILABLE, "[-]etcd failed: timeout\nreadyz check failed").into_response(),
+    }
+}
+
+/// Build the router (without TLS).
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(handlers::handle)
+        .with_state(state.clone())
+        // Discovery, /version and OpenAPI documents.
+        .merge(crate::discovery::routes());
+    api.layer(middleware::from_fn_with_state(state, authenticate))
+}
+
+/// Create the namespaces every cluster has, and the `kubernetes` Service.
+pub async fn bootstrap(registry: &Registry) -> Result<()> {
+    let ns = resources::by_kind("", "Namespace").expect("namespaces");
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        match registry.create(ns, None, obj, WriteOptions::default()).await {
+            Ok(_) => tracing::info!(namespace = name, "created namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
+        }
+    }
+    let svc = resources::by_kind("", "Service").expect("services");
+    let obj = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": registry.allocator.kubernetes_ip().to_string(),
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+    });
+    match registry.create(svc, Some("default"), obj, WriteOptions::default()).await {
+        Ok(_) => tracing::info!("created the kubernetes service"),
+        Err(e) if e.code == 409 || e.code == 422 => {}
+        Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
+    }
+    Ok(())
+}
+
+fn load_certs(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(rustls_pemfile::certs(&mut data.as_slice()).collect::<Result<Vec<_>, _>>()?)
+}
+
+fn load_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>> {
+    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    rustls_pemfile::private_key(&mut data.as_slice())?.context("no private key found")
+}
+
+fn tls_config(files: &pki::ServingFiles) -> Result<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(&files.ca)? {
+        roots.add(c)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(load_certs(&files.cert)?, load_key(&files.key)?)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// Run the API server until the process is stopped.
+pub async fn serve(cfg: ServeConfig) -> Result<()> {
+    let files = pki::ensure_serving(&cfg.cert_dir, cfg.bind_address, &cfg.extra_sans)?;
+    let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&files)?));
+    let tokens = match &cfg.token_auth_file {
+        Some(p) => TokenAuthenticator::load(p)?,
+        None => TokenAuthenticator::default(),
+    };
+    let allocator = Allocator::new(&cfg.service_cluster_ip_range, &cfg.service_node_port_range)?;
+    let store = Store::connect(&cfg.etcd_servers).await.context("connecting to etcd")?;
+    let registry = Arc::new(Registry::new(store, allocator, cfg.event_ttl));
+    // etcd may still be starting: retry the bootstrap for a while.
+    let mut attempt = 0;
+    loop {
+        match bootstrap(&registry).await {
+            Ok(()) => break,
+            Err(e) if attempt < 30 => {
+                tracing::warn!(error = %e, "bootstrap failed; retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let state = AppState { registry, tokens: Arc::new(tokens), authorizer: Arc::new(AllowAll) };
+    let app = router(state);
+    let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, "serving HTTPS");
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let tls = tls.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let stream = match tokio::time::timeout(Duration::from_secs(10), tls.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let identity = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .and_then(|c| crate::auth::identity_from_cert(c.as_ref()));
+            let ident = ClientCertIdentity(identity);
+            let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ident.clone());
+                req
+            });
+            let svc = TowerToHyperService::new(svc);
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
+                tracing::debug!(%peer, error = %e, "connection ended with error");
+            }
+        });
+    }
+}

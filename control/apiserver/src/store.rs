@@ -1,0 +1,328 @@
+//! Object storage on etcd.
+//!
+//! One key per object, `/registry/<group>/<plural>/<namespace>/<name>`
+//! (`/registry/<group>/<plural>/<name>` for cluster-scoped resources; group
+//! `core` for the legacy group). Values are the object's JSON without
+//! `metadata.resourceVersion`: the resourceVersion IS the key's etcd mod
+//! revision and is filled in on every read. Every write is one etcd
+//! transaction guarded by a compare (key absent for create, unchanged mod
+//! revision for update/delete), and may carry side keys (Service IP/port
+//! allocations) created or deleted atomically with the object.
+
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream,
+};
+use serde_json::Value;
+
+use crate::resources::Resource;
+use crate::status::ApiError;
+
+/// The etcd key of one object.
+pub fn object_key(r: &Resource, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if r.namespaced => {
+            format!("/registry/{}/{}/{}/{}", r.storage_group(), r.plural, ns, name)
+        }
+        _ => format!("/registry/{}/{}/{}", r.storage_group(), r.plural, name),
+    }
+}
+
+/// The key prefix of a collection (one namespace, or all of them).
+pub fn collection_prefix(r: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if r.namespaced => format!("/registry/{}/{}/{}/", r.storage_group(), r.plural, ns),
+        _ => format!("/registry/{}/{}/", r.storage_group(), r.plural),
+    }
+}
+
+/// The end of the key range covering every key starting with `prefix`.
+pub fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// An object read from etcd.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// The object, with `metadata.resourceVersion` set.
+    pub object: Value,
+    /// The key's mod revision (= resourceVersion).
+    pub revision: i64,
+}
+
+/// Decode a stored value and stamp its resourceVersion.
+pub fn decode(value: &[u8], revision: i64) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(value)
+        .map_err(|e| ApiError::internal(format!("corrupt object in storage: {e}")))?;
+    set_resource_version(&mut v, revision);
+    Ok(v)
+}
+
+/// Set `metadata.resourceVersion`.
+pub fn set_resource_version(v: &mut Value, revision: i64) {
+    if let Some(obj) = v.as_object_mut() {
+        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(m) = meta.as_object_mut() {
+            m.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        }
+    }
+}
+
+/// Serialize an object for storage (without resourceVersion).
+pub fn encode(v: &Value) -> Vec<u8> {
+    let mut v = v.clone();
+    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+/// What must hold for a write to apply.
+#[derive(Debug, Clone, Copy)]
+pub enum Precondition {
+    /// The key must not exist (create).
+    Absent,
+    /// The key must still be at this mod revision (update, delete).
+    Revision(i64),
+}
+
+/// What to do with the object key.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Write this object (optionally attached to a lease).
+    Put(Value, Option<i64>),
+    /// Remove the key.
+    Delete,
+}
+
+/// One atomic write of an object plus side keys.
+#[derive(Debug, Clone)]
+pub struct Write {
+    /// Object key.
+    pub key: String,
+    /// Guard on the object key.
+    pub precondition: Precondition,
+    /// Put or delete.
+    pub action: Action,
+    /// Side keys that must be absent and are created (key, value).
+    pub claim: Vec<(String, String)>,
+    /// Side keys removed in the same transaction.
+    pub release: Vec<String>,
+}
+
+/// Why a write did not apply.
+#[derive(Debug)]
+pub enum WriteFailure {
+    /// The object key did not satisfy the precondition; its current state.
+    ObjectChanged(Option<Stored>),
+    /// A side key to claim is already taken.
+    ClaimTaken,
+}
+
+/// Map an etcd error to an API error.
+pub fn storage_error(e: etcd_client::Error) -> ApiError {
+    let text = e.to_string();
+    if text.contains("compacted") {
+        return ApiError::expired(format!("too old resource version: {text}"));
+    }
+    if text.contains("future revision") {
+        return ApiError::timeout(format!("Too large resource version: {text}"));
+    }
+    match e {
+        etcd_client::Error::TransportError(_) | etcd_client::Error::IoError(_) => {
+            ApiError::unavailable(format!("storage is unavailable: {text}"))
+        }
+        _ => ApiError::internal(format!("storage error: {text}")),
+    }
+}
+
+/// Handle on etcd.
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+}
+
+/// One page of a range read.
+pub struct Page {
+    /// (key, object) pairs in key order.
+    pub items: Vec<(String, Stored)>,
+    /// Revision the page was read at.
+    pub revision: i64,
+    /// Whether keys remain after the last one.
+    pub more: bool,
+}
+
+impl Store {
+    /// Connect to etcd.
+    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
+        let opts = etcd_client::ConnectOptions::new()
+            .with_connect_timeout(std::time::Duration::from_secs(5))
+            .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
+        let client = Client::connect(endpoints, Some(opts)).await?;
+        Ok(Self { client })
+    }
+
+    /// The raw client (for health checks).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
+    /// Read one object.
+    pub async fn get(&self, key: &str) -> Result<Option<Stored>, ApiError> {
+        let mut c = self.client.clone();
+        let resp = c.get(key, None).await.map_err(storage_error)?;
+        match resp.kvs().first() {
+            Some(kv) => Ok(Some(Stored { object: decode(kv.value(), kv.mod_revision())?, revision: kv.mod_revision() })),
+            None => Ok(None),
+        }
+    }
+
+    /// The store's current revision.
+    pub async fn current_revision(&self) -> Result<i64, ApiError> {
+        let mut c = self.client.clone();
+        let resp = c
+            .get("/registry/", Some(GetOptions::new().with_count_only().with_limit(1)))
+            .await
+            .map_err(storage_error)?;
+        Ok(resp.header().map(|h| h.revision()).unwrap_or(0))
+    }
+
+    /// Read keys in `[start, end)` at `revision` (0 = latest), at most `limit` (0 = all).
+    pub async fn range(&self, start: &[u8], end: &[u8], revision: i64, limit: i64) -> Result<Page, ApiError> {
+        let mut c = self.client.clone();
+        let mut opts = GetOptions::new().with_range(end.to_vec());
+        if revision > 0 {
+            opts = opts.with_revision(revision);
+        }
+        if limit > 0 {
+            opts = opts.with_limit(limit);
+        }
+        let resp = c.get(start.to_vec(), Some(opts)).await.map_err(storage_error)?;
+        let mut items = Vec::with_capacity(resp.kvs().len());
+        for kv in resp.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            items.push((key, Stored { object: decode(kv.value(), kv.mod_revision())?, revision: kv.mod_revision() }));
+        }
+        let rev = if revision > 0 { revision } else { resp.header().map(|h| h.revision()).unwrap_or(0) };
+        Ok(Page { items, revision: rev, more: resp.more() })
+    }
+
+    /// Keys (only) under a prefix, e.g. allocation records.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let mut c = self.client.clone();
+        let resp = c
+            .get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
+            .await
+            .map_err(storage_error)?;
+        Ok(resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect())
+    }
+
+    /// Create a raw key if absent (bootstrap records). Returns whether it was created.
+    pub async fn put_if_absent(&self, key: &str, value: Vec<u8>) -> Result<bool, ApiError> {
+        let mut c = self.client.clone();
+        let txn = Txn::new()
+            .when([Compare::version(key, CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key, value, None)]);
+        let resp = c.txn(txn).await.map_err(storage_error)?;
+        Ok(resp.succeeded())
+    }
+
+    /// Apply one write atomically. Returns the revision of the write.
+    pub async fn write(&self, w: Write) -> Result<Result<i64, WriteFailure>, ApiError> {
+        let mut compares = vec![match w.precondition {
+            Precondition::Absent => Compare::version(w.key.as_str(), CompareOp::Equal, 0),
+            Precondition::Revision(rev) => Compare::mod_revision(w.key.as_str(), CompareOp::Equal, rev),
+        }];
+        let mut ops = Vec::new();
+        for (k, v) in &w.claim {
+            compares.push(Compare::version(k.as_str(), CompareOp::Equal, 0));
+            ops.push(TxnOp::put(k.as_str(), v.as_str(), None));
+        }
+        for k in &w.release {
+            ops.push(TxnOp::delete(k.as_str(), None::<DeleteOptions>));
+        }
+        match &w.action {
+            Action::Put(obj, lease) => {
+                let opts = lease.map(|l| PutOptions::new().with_lease(l));
+                ops.push(TxnOp::put(w.key.as_str(), encode(obj), opts));
+            }
+            Action::Delete => ops.push(TxnOp::delete(w.key.as_str(), None)),
+        }
+        let txn = Txn::new()
+            .when(compares)
+            .and_then(ops)
+            .or_else([TxnOp::get(w.key.as_str(), None)]);
+        let mut c = self.client.clone();
+        let resp = c.txn(txn).await.map_err(storage_error)?;
+        if resp.succeeded() {
+            return Ok(Ok(resp.header().map(|h| h.revision()).unwrap_or(0)));
+        }
+        let current = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(g) => Some(g),
+            _ => None,
+        });
+        let current = match current.as_ref().and_then(|g| g.kvs().first()) {
+            Some(kv) => Some(Stored { object: decode(kv.value(), kv.mod_revision())?, revision: kv.mod_revision() }),
+            None => None,
+        };
+        let object_ok = match (w.precondition, &current) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Revision(rev), Some(s)) => s.revision == rev,
+            _ => false,
+        };
+        Ok(Err(if object_ok { WriteFailure::ClaimTaken } else { WriteFailure::ObjectChanged(current) }))
+    }
+
+    /// Grant a lease of `ttl` seconds.
+    pub async fn grant_lease(&self, ttl: i64) -> Result<i64, ApiError> {
+        let mut c = self.client.clone();
+        let resp = c.lease_grant(ttl, None).await.map_err(storage_error)?;
+        Ok(resp.id())
+    }
+
+    /// Watch every key under `prefix` from `start_revision` (inclusive), with previous values.
+    pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, ApiError> {
+        let mut c = self.client.clone();
+        let opts = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(start_revision)
+            .with_prev_key()
+            .with_progress_notify();
+        c.watch(prefix, Some(opts)).await.map_err(storage_error)
+    }
+
+    /// Compact history up to `revision` (tests and maintenance).
+    pub async fn compact(&self, revision: i64) -> Result<(), ApiError> {
+        let mut c = self.client.clone();
+        c.compact(revision, Some(etcd_client::CompactionOptions::new().with_physical()))
+            .await
+            .map_err(storage_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::{by_kind, by_path};
+
+    #[test]
+    fn keys_follow_the_registry_layout() {
+        let pods = by_path("", "v1", "pods").unwrap();
+        assert_eq!(object_key(pods, Some("default"), "a"), "/registry/core/pods/default/a");
+        assert_eq!(collection_prefix(pods, Some("default")), "/registry/core/pods/default/");
+        assert_eq!(collection_prefix(pods, None), "/registry/core/pods/");
+        let ns = by_kind("", "Namespace").unwrap();
+        assert_eq!(object_key(ns, None, "x"), "/registry/core/namespaces/x");
+        let d = by_kind("apps", "Deployment").unwrap();
+        assert_eq!(object_key(d, Some("n"), "d"), "/registry/apps/deployments/n/d");
+        assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
+    }
+}

@@ -1,0 +1,195 @@
+//! Watch: a stream of ADDED/MODIFIED/DELETED/BOOKMARK/ERROR events backed by
+//! an etcd watch on the collection's key prefix.
+//!
+//! Semantics follow Kubernetes: watching from resourceVersion N sends every
+//! change after N; without a resourceVersion (or "0") the current objects
+//! are sent first as ADDED. With a selector, an object that stops matching
+//! is sent as DELETED and one that starts matching as ADDED. A compacted
+//! resourceVersion ends the stream with an ERROR event carrying a 410
+//! Expired `Status`. Bookmarks come from etcd progress notifications.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcd_client::EventType;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use crate::registry::{ListQuery, Registry};
+use crate::resources::Resource;
+use crate::status::{ApiError, ApiResult};
+use crate::store::{self, decode};
+
+/// How often bookmarks are requested when the client allows them.
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Parameters of a watch.
+pub struct WatchRequest {
+    /// Resource watched.
+    pub resource: &'static Resource,
+    /// Namespace (None = all).
+    pub namespace: Option<String>,
+    /// Selectors.
+    pub query: ListQuery,
+    /// Start after this revision; None = send current state first.
+    pub resource_version: Option<i64>,
+    /// `allowWatchBookmarks`.
+    pub bookmarks: bool,
+    /// `sendInitialEvents` (ends the initial state with a marked bookmark).
+    pub send_initial_events: bool,
+    /// `timeoutSeconds`.
+    pub timeout: Option<Duration>,
+    /// Wrap each object with this function (Table rendering), if set.
+    pub wrap: Option<Arc<dyn Fn(&Value) -> Value + Send + Sync>>,
+}
+
+fn line(kind: &str, object: Value) -> Bytes {
+    let mut s = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    s.push(b'\n');
+    Bytes::from(s)
+}
+
+struct Emitter {
+    tx: mpsc::Sender<Bytes>,
+    wrap: Option<Arc<dyn Fn(&Value) -> Value + Send + Sync>>,
+}
+
+impl Emitter {
+    async fn send(&self, kind: &str, object: Value) -> bool {
+        let object = match (&self.wrap, kind) {
+            (Some(w), "ADDED" | "MODIFIED" | "DELETED") => w(&object),
+            _ => object,
+        };
+        self.tx.send(line(kind, object)).await.is_ok()
+    }
+    async fn error(&self, e: ApiError) {
+        let _ = self.tx.send(line("ERROR", e.to_status())).await;
+    }
+}
+
+/// Start a watch: returns the channel of encoded events, or an error to
+/// return as the HTTP response (before any event is sent).
+pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Receiver<Bytes>> {
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let prefix = store::collection_prefix(req.resource, req.namespace.as_deref());
+    // Initial state, read at one revision.
+    let mut initial = Vec::new();
+    let start_rev = match req.resource_version {
+        Some(rv) if !req.send_initial_events => rv,
+        _ => {
+            let mut q = req.query.clone();
+            q.limit = 0;
+            q.continue_token = None;
+            q.exact_revision = None;
+            let list = reg.list(req.resource, req.namespace.as_deref(), &q).await?;
+            initial = list["items"].as_array().cloned().unwrap_or_default();
+            list["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+        }
+    };
+    let stream = reg.store.watch(&prefix, start_rev + 1).await?;
+    tokio::spawn(run(reg, req, stream, start_rev, initial, Emitter { tx, wrap: None }));
+    Ok(rx)
+}
+
+async fn run(
+    _reg: Arc<Registry>,
+    req: WatchRequest,
+    stream: etcd_client::WatchStream,
+    start_rev: i64,
+    initial: Vec<Value>,
+    mut em: Emitter,
+) {
+    em.wrap = req.wrap.clone();
+    let (mut sender, mut responses) = stream.split();
+    for obj in initial {
+        if !em.send("ADDED", obj).await {
+            return;
+        }
+    }
+    let bookmark = |rev: i64, initial_end: bool| {
+        let mut b = json!({"kind": req.resource.kind, "apiVersion": req.resource.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
+        if initial_end {
+            b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        b
+    };
+    if req.send_initial_events && req.bookmarks && !em.send("BOOKMARK", bookmark(start_rev, true)).await {
+        return;
+    }
+    let deadline = req.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut ticker = tokio::time::interval(BOOKMARK_INTERVAL);
+    ticker.tick().await;
+    let matches = |o: &Value| req.query.label.matches(o) && req.query.field.matches(o);
+    let mut last_sent = start_rev;
+    loop {
+        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(sleep_until) => {
+                if deadline.is_some() { return; }
+            }
+            _ = ticker.tick() => {
+                if em.tx.is_closed() { return; }
+                if req.bookmarks && sender.request_progress().await.is_err() {
+                    em.error(ApiError::internal("watch progress request failed")).await;
+                    return;
+                }
+            }
+            msg = responses.message() => {
+                let resp = match msg {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return,
+                    Err(e) => {
+                        em.error(store::storage_error(e)).await;
+                        return;
+                    }
+                };
+                if resp.compact_revision() > 0 {
+                    em.error(ApiError::expired(format!(
+                        "too old resource version: {} ({})", start_rev, resp.compact_revision()
+                    ))).await;
+                    return;
+                }
+                if resp.canceled() {
+                    em.error(ApiError::internal(format!("watch canceled: {}", resp.cancel_reason()))).await;
+                    return;
+                }
+                if resp.events().is_empty() {
+                    if !resp.created() && req.bookmarks {
+                        let rev = resp.header().map(|h| h.revision()).unwrap_or(last_sent).max(last_sent);
+                        if !em.send("BOOKMARK", bookmark(rev, false)).await { return; }
+                        last_sent = rev;
+                    }
+                    continue;
+                }
+                for ev in resp.events() {
+                    let Some(kv) = ev.kv() else { continue };
+                    let rev = kv.mod_revision();
+                    last_sent = last_sent.max(rev);
+                    let (kind, obj) = match ev.event_type() {
+                        EventType::Put => {
+                            let Ok(new) = decode(kv.value(), rev) else { continue };
+                            let created = kv.create_revision() == kv.mod_revision();
+                            let old = ev.prev_kv().and_then(|p| decode(p.value(), p.mod_revision()).ok());
+                            let new_match = matches(&new);
+                            let old_match = !created && old.as_ref().is_some_and(|o| matches(o));
+                            match (old_match, new_match) {
+                                (_, true) if created => ("ADDED", new),
+                                (true, true) => ("MODIFIED", new),
+                                (false, true) => ("ADDED", new),
+                                (true, false) => ("DELETED", new),
+                                (false, false) => continue,
+                            }
+                        }
+                        EventType::Delete => {
+                            let Some(old) = ev.prev_kv().and_then(|p| decode(p.value(), rev).ok()) else { continue };
+                            if !matches(&old) { continue; }
+                            ("DELETED", old)
+                        }
+                    };
+                    if !em.send(kind, obj).await { return; }
+                }
+            }
+        }
+    }
+}
