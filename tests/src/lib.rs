@@ -262,7 +262,7 @@ impl ApiServer {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("apiserver exited with {status}:\n{}", tail(&self.log_path(), 40));
             }
-            if anon.get("/readyz").await.status == 200 {
+            if anon.try_request("GET", "/readyz", None, Vec::new()).await.is_ok_and(|r| r.status == 200) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -380,19 +380,24 @@ pub struct RawClient {
 }
 
 impl RawClient {
-    /// Send any request.
+    /// Send any request (panics when the server cannot be reached).
     pub async fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> RawResponse {
+        self.try_request(method, path, content_type, body).await.expect("request sent")
+    }
+
+    /// Send any request; errors when the server cannot be reached.
+    pub async fn try_request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<RawResponse, kube::Error> {
         let mut b = http::Request::builder().method(method).uri(path);
         if let Some(ct) = content_type {
             b = b.header(http::header::CONTENT_TYPE, ct);
         }
         let req = b.body(kube::client::Body::from(body)).expect("request");
-        let resp = self.client.send(req).await.expect("request sent");
+        let resp = self.client.send(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         use http_body_util::BodyExt;
         let body = resp.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
-        RawResponse { status, headers, body }
+        Ok(RawResponse { status, headers, body })
     }
     /// GET
     pub async fn get(&self, path: &str) -> RawResponse {

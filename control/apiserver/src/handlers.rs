@@ -176,6 +176,9 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         .unwrap_or("application/json")
         .to_string();
     let body = req.into_body();
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_media_type(&content_type));
+    }
     if r.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
         return Err(ApiError::path_not_found("a namespace is required for this request"));
     }
