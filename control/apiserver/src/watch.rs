@@ -22,7 +22,7 @@ use crate::status::{ApiError, ApiResult};
 use crate::store::{self, decode};
 
 /// How often bookmarks are requested when the client allows them.
-const BOOKMARK_INTERVAL: Duration = Duration::from_secs(5);
+const BOOKMARK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Parameters of a watch.
 pub struct WatchRequest {
