@@ -527,7 +527,8 @@ impl Datapath {
     }
 
     /// Attach the pod programs (TC ingress + egress) to a pod's host-side
-    /// veth. Idempotent; after a restart an existing attachment is kept.
+    /// veth. Idempotent; after a restart the pinned attachment is adopted and
+    /// its program atomically replaced by this build's (no packet is missed).
     /// Call it from the node's network namespace; it also sets the
     /// interface's `accept_local` sysctl (NodePort replies carry the node's
     /// own address as source).
@@ -606,15 +607,21 @@ impl Datapath {
         ty: TcAttachType,
     ) -> Result<(), DatapathError> {
         let pin = self.link_pin(ifname, ifindex, hook);
-        if pin.exists() {
-            return Ok(());
-        }
         let p: &mut SchedClassifier = self
             .ebpf
             .program_mut(name)
             .ok_or(DatapathError::MissingInObject(name))?
             .try_into()
             .map_err(prog_err(name))?;
+        if pin.exists() {
+            // Adopted attachment: swap in this build's program atomically
+            // (bpf_link_update); the interface is never without a program.
+            let link_err = |e| DatapathError::Link { path: pin.clone(), source: e };
+            let old = FdLink::from(PinnedLink::from_pin(&pin).map_err(link_err)?);
+            let id = p.attach_to_link(old.try_into().map_err(link_err)?).map_err(prog_err(name))?;
+            drop(p.take_link(id).map_err(prog_err(name))?); // the pin keeps the link
+            return Ok(());
+        }
         let id = p.attach(ifname, ty).map_err(prog_err(name))?;
         let link = p.take_link(id).map_err(prog_err(name))?;
         let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
@@ -624,15 +631,20 @@ impl Datapath {
 
     fn attach_xdp(&mut self, name: &'static str, ifname: &str, ifindex: u32, hook: &str) -> Result<(), DatapathError> {
         let pin = self.link_pin(ifname, ifindex, hook);
-        if pin.exists() {
-            return Ok(());
-        }
         let p: &mut Xdp = self
             .ebpf
             .program_mut(name)
             .ok_or(DatapathError::MissingInObject(name))?
             .try_into()
             .map_err(prog_err(name))?;
+        if pin.exists() {
+            // Adopted attachment: swap in this build's program atomically.
+            let link_err = |e| DatapathError::Link { path: pin.clone(), source: e };
+            let old = FdLink::from(PinnedLink::from_pin(&pin).map_err(link_err)?);
+            let id = p.attach_to_link(old.try_into().map_err(link_err)?).map_err(prog_err(name))?;
+            drop(p.take_link(id).map_err(prog_err(name))?); // the pin keeps the link
+            return Ok(());
+        }
         let id = p.attach(ifname, XdpMode::default()).map_err(prog_err(name))?;
         let link = p.take_link(id).map_err(prog_err(name))?;
         let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;

@@ -224,6 +224,31 @@ fn restarting_userspace_keeps_long_lived_connections() {
     c.node2.0 = Some(open_in_ns(&root2, &c.topo.ns("n2")));
     assert_eq!(c.node1.frontends().len(), 2, "services adopted");
     assert_eq!(c.node1.attachments().len(), 5, "links adopted: 2 pod veths x (ingress, egress) + XDP");
+    // Re-attach as the node daemon does on start: the adopted links get this
+    // process's programs, swapped atomically.
+    let pod_link = std::fs::read_dir(format!("{root1}/links"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("v-pod_") && p.to_string_lossy().ends_with("_ingress"))
+        .expect("pinned link of the pod veth");
+    let prog_id = || {
+        let out = sh(&["bpftool", "-j", "link", "show", "pinned", pod_link.to_str().unwrap()]);
+        let at = out.find("\"prog_id\":").expect("prog_id in bpftool output") + 10;
+        out[at..].chars().take_while(|c| c.is_ascii_digit()).collect::<String>()
+    };
+    let before = prog_id();
+    let n1 = c.topo.ns("n1");
+    let dp1 = &mut c.node1;
+    in_ns(&n1, || {
+        for i in ["v-pod", "v-b1"] {
+            dp1.attach_pod_interface(i).expect("re-attach pod interface");
+        }
+        dp1.attach_external_interface("eth0", NODE1.parse().unwrap()).expect("re-attach external");
+    });
+    assert_eq!(c.node1.attachments().len(), 5, "no duplicate attachments");
+    assert_ne!(prog_id(), before, "the adopted link now runs this process's program");
+    in_ns(&c.topo.ns("pod"), || echo(&mut from_pod, "after re-attach").expect("pod connection survives the program swap"));
     // Reconcile (same services, as the node daemon would) and check traffic.
     c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
     c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
