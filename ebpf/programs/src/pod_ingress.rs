@@ -24,18 +24,18 @@ pub fn pod_ingress(ctx: TcContext) -> i32 {
 pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
     let flow = match packet::parse(ctx.data(), ctx.data_end()) {
         packet::Parsed::Flow(f) => f,
-        packet::Parsed::Other => return TC_ACT_OK as i32,
+        packet::Parsed::Other => return TC_ACT_OK,
         packet::Parsed::Malformed => {
             lb::count(Event::Malformed);
-            return TC_ACT_OK as i32;
+            return TC_ACT_OK;
         }
     };
     match lb::balance(&flow, hook) {
-        Verdict::Pass => TC_ACT_OK as i32,
+        Verdict::Pass => TC_ACT_OK,
         Verdict::Drop => {
             info!(ctx, "dropped new flow {:i}:{} -> {:i}:{} (source range or policy Local)",
                 u32::from_be_bytes(flow.saddr), flow.sport, u32::from_be_bytes(flow.daddr), flow.dport);
-            TC_ACT_SHOT as i32
+            TC_ACT_SHOT
         }
         Verdict::Reject => {
             warn!(ctx, "no ready backend for {:i}:{} (proto {}), rejecting {:i}:{}",
@@ -43,8 +43,8 @@ pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
             reject::reject_tc(ctx, &flow)
         }
         Verdict::Rewrite(to) => match nat::rewrite_tc(ctx, &flow, &to) {
-            Ok(()) => TC_ACT_OK as i32,
-            Err(_) => TC_ACT_SHOT as i32,
+            Ok(()) => TC_ACT_OK,
+            Err(_) => TC_ACT_SHOT,
         },
     }
 }

@@ -52,7 +52,7 @@ fn timeout(v: &CtValue) -> u64 {
 #[inline(always)]
 pub fn lookup(flow: &Flow, now: u64) -> Option<CtValue> {
     let key = key_of(flow);
-    let ptr = CONNTRACK.get_ptr_mut(&key)?;
+    let ptr = CONNTRACK.get_ptr_mut(key)?;
     // SAFETY: a pointer into the map value returned by the kernel; concurrent
     // writers only touch `last_seen_ns`/`flags`, for which a torn view is harmless.
     let v = unsafe { &mut *ptr };

@@ -38,7 +38,7 @@ pub fn reject_tc(ctx: &TcContext, flow: &Flow) -> i32 {
         _ => Err(0),
     };
     if r.is_err() {
-        return TC_ACT_SHOT as i32;
+        return TC_ACT_SHOT;
     }
     // SAFETY: plain helper call on this skb's own interface.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
