@@ -29,6 +29,7 @@
 //! * [`Etcd::etcdctl`] runs etcdctl against the test etcd (e.g. `compact`).
 //! * On a panicking test, the guards print the tail of each process log.
 
+pub mod controllers;
 pub mod node;
 pub mod scheduling;
 
@@ -48,12 +49,14 @@ pub const ADMIN_TOKEN: &str = "sluice-test-admin-token";
 /// (or `cargo build --workspace --bins`) first.
 pub fn workspace_bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current test executable");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("test executable lives in target/<profile>/deps");
-    let path = dir.join(name);
+    // A test lives in target/<profile>/deps/<test> -> target/<profile>/<name>;
+    // a binary of this crate (e.g. a benchmark) lives next to the others.
+    let here = exe.parent().expect("executable has a directory");
+    let path = if here.join(name).exists() {
+        here.join(name)
+    } else {
+        here.parent().expect("test executable lives in target/<profile>/deps").join(name)
+    };
     assert!(
         path.exists(),
         "{} is not built; run `cargo xtask test` or `cargo build --workspace --bins` first",

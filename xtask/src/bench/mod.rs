@@ -4,6 +4,7 @@
 //! prints ratios against it and writes results under `bench-results/`,
 //! which the README links.
 
+mod apiserver;
 mod dataplane;
 
 use anyhow::{bail, Result};
@@ -33,7 +34,8 @@ pub enum Which {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
-        Which::Apiserver | Which::Scheduler | Which::Node => {
+        Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Scheduler | Which::Node => {
             bail!("this benchmark is not implemented yet")
         }
     }

@@ -1,0 +1,341 @@
+//! `apiserver-bench`: the measuring half of `cargo xtask bench apiserver`
+//! (not a test).
+//!
+//! Starts a real etcd and API server (release build) on free ports and
+//! measures, from concurrent clients: Pod creates, gets and lists (latency
+//! p50/p99 and throughput), then write-to-watch-event delay with many
+//! watchers under a paced write load. The baseline, measured in the same
+//! run, is the same writes/reads done directly against etcd (what the API
+//! server adds on top of its store). Writes a Markdown report.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+use futures::TryStreamExt;
+use serde_json::{json, Value};
+use sluice_tests::{ControlPlane, RawClient};
+use tokio::sync::Mutex;
+
+#[derive(Parser)]
+struct Args {
+    /// Pods to create.
+    #[arg(long, default_value_t = 10_000)]
+    pods: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
+    /// Watchers during the watch phase.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Paced write rate during the watch phase (writes/s).
+    #[arg(long, default_value_t = 1000)]
+    rate: u64,
+    /// Duration of the watch phase (s).
+    #[arg(long, default_value_t = 10)]
+    watch_seconds: u64,
+    /// Report path.
+    #[arg(long, default_value = "bench-results/apiserver.md")]
+    out: PathBuf,
+}
+
+#[derive(Default, Clone)]
+struct Stats {
+    samples: Vec<f64>,
+    elapsed: f64,
+    errors: usize,
+}
+
+impl Stats {
+    fn pct(&self, p: f64) -> f64 {
+        if self.samples.is_empty() {
+            return f64::NAN;
+        }
+        let mut s = self.samples.clone();
+        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let idx = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+        s[idx]
+    }
+    fn throughput(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed
+    }
+    fn row(&self, what: &str) -> String {
+        format!(
+            "| {what} | {} | {:.0}/s | {:.1} | {:.1} | {} |",
+            self.samples.len(),
+            self.throughput(),
+            self.pct(50.0),
+            self.pct(99.0),
+            self.errors
+        )
+    }
+}
+
+fn pod(i: usize) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("bench-{i:05}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
+        "spec": {"containers": [{"name": "app", "image": "sluice.local/busybox:latest", "ports": [{"containerPort": 8080}],
+                                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+    })
+}
+
+/// Run `n` operations from `clients` concurrent workers; `op(i)` returns whether it succeeded.
+async fn run_concurrent<F, Fut>(n: usize, clients: usize, op: F) -> Stats
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..clients {
+        let (op, next) = (op.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut st = Stats::default();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let t = Instant::now();
+                if op(w, i).await {
+                    st.samples.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    st.errors += 1;
+                }
+            }
+            st
+        }));
+    }
+    let mut all = Stats::default();
+    for t in tasks {
+        let st = t.await.unwrap();
+        all.samples.extend(st.samples);
+        all.errors += st.errors;
+    }
+    all.elapsed = started.elapsed().as_secs_f64();
+    all
+}
+
+fn now_nanos() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    eprintln!("==> starting etcd and the API server");
+    let cp = ControlPlane::start_with(&["--event-ttl", "1h"]).await;
+    let mut raws: Vec<RawClient> = Vec::new();
+    for _ in 0..args.clients {
+        raws.push(cp.raw().await);
+    }
+    let raws = Arc::new(raws);
+
+    // Baseline: the same objects written to and read from etcd directly.
+    eprintln!("==> baseline: {} direct etcd puts/gets from {} clients", args.pods, args.clients);
+    let etcd = etcd_client::Client::connect([cp.etcd.url()], None).await?;
+    let body = Arc::new(serde_json::to_vec(&pod(0))?);
+    let e = etcd.clone();
+    let b = body.clone();
+    let base_put = run_concurrent(args.pods, args.clients, move |_, i| {
+        let (mut e, b) = (e.clone(), b.clone());
+        async move {
+            let key = format!("/bench-baseline/{i:05}");
+            let txn = etcd_client::Txn::new()
+                .when([etcd_client::Compare::version(key.as_str(), etcd_client::CompareOp::Equal, 0)])
+                .and_then([etcd_client::TxnOp::put(key.as_str(), b.as_slice(), None)]);
+            e.txn(txn).await.is_ok()
+        }
+    })
+    .await;
+    let e = etcd.clone();
+    let base_get = run_concurrent(args.pods, args.clients, move |_, i| {
+        let mut e = e.clone();
+        async move { e.get(format!("/bench-baseline/{i:05}"), None).await.is_ok() }
+    })
+    .await;
+    etcd.clone().delete("/bench-baseline/", Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+
+    eprintln!("==> creating {} pods from {} clients", args.pods, args.clients);
+    let r = raws.clone();
+    let create = run_concurrent(args.pods, args.clients, move |w, i| {
+        let raw = r[w].clone();
+        async move { raw.post("/api/v1/namespaces/default/pods", &pod(i)).await.status == 201 }
+    })
+    .await;
+    eprintln!("==> getting {} pods", args.pods);
+    let r = raws.clone();
+    let get = run_concurrent(args.pods, args.clients, move |w, i| {
+        let raw = r[w].clone();
+        async move { raw.get(&format!("/api/v1/namespaces/default/pods/bench-{i:05}")).await.status == 200 }
+    })
+    .await;
+    eprintln!("==> listing");
+    let r = raws.clone();
+    let list_all = run_concurrent(20, 4, move |w, _| {
+        let raw = r[w].clone();
+        async move { raw.get("/api/v1/namespaces/default/pods").await.status == 200 }
+    })
+    .await;
+    let r = raws.clone();
+    let list_sel = run_concurrent(200, 8, move |w, i| {
+        let raw = r[w].clone();
+        async move { raw.get(&format!("/api/v1/namespaces/default/pods?labelSelector=shard%3D{}&limit=100", i % 10)).await.status == 200 }
+    })
+    .await;
+    let r = raws.clone();
+    let list_page = run_concurrent(200, 8, move |w, _| {
+        let raw = r[w].clone();
+        async move { raw.get("/api/v1/namespaces/default/pods?limit=500").await.status == 200 }
+    })
+    .await;
+
+    // Watch phase: watchers on a namespace, a paced writer creating ConfigMaps stamped with the send time.
+    eprintln!("==> watch: {} watchers, {} writes/s for {}s", args.watchers, args.rate, args.watch_seconds);
+    raws[0].post("/api/v1/namespaces", &json!({"metadata": {"name": "bench-watch"}})).await;
+    let rv = raws[0].get("/api/v1/namespaces/bench-watch/configmaps").await.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let delays = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let expected = (args.rate * args.watch_seconds) as usize;
+    let mut watch_tasks = Vec::new();
+    let client = cp.client().await;
+    for _ in 0..args.watchers {
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client.clone(), "bench-watch");
+        let delays = delays.clone();
+        let rv = rv.clone();
+        let secs = args.watch_seconds;
+        watch_tasks.push(tokio::spawn(async move {
+            let mut wp = kube::api::WatchParams::default().timeout((secs + 30) as u32);
+            wp.bookmarks = false;
+            let stream = api.watch(&wp, &rv).await.expect("watch");
+            let mut stream = std::pin::pin!(stream);
+            let mut local = Vec::new();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(secs + 20);
+            while local.len() < expected {
+                match tokio::time::timeout_at(deadline, stream.try_next()).await {
+                    Ok(Ok(Some(kube::api::WatchEvent::Added(cm)))) => {
+                        let now = now_nanos();
+                        if let Some(sent) = cm.data.as_ref().and_then(|d| d.get("sent")).and_then(|s| s.parse::<u128>().ok()) {
+                            local.push(now.saturating_sub(sent) as f64 / 1e6);
+                        }
+                    }
+                    Ok(Ok(Some(_))) => {}
+                    _ => break,
+                }
+            }
+            delays.lock().await.extend(local);
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let interval = Duration::from_nanos(1_000_000_000 / args.rate.max(1));
+    let (tx, rx) = async_channel(expected);
+    let producer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        for i in 0..expected {
+            tick.tick().await;
+            if tx.send(i).await.is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for w in 0..args.clients {
+        let raw = raws[w].clone();
+        let rx = rx.clone();
+        writers.push(tokio::spawn(async move {
+            let mut st = Stats::default();
+            while let Ok(i) = rx.recv().await {
+                let body = json!({"metadata": {"name": format!("w-{i:06}")}, "data": {"sent": now_nanos().to_string()}});
+                let t = Instant::now();
+                if raw.post("/api/v1/namespaces/bench-watch/configmaps", &body).await.status == 201 {
+                    st.samples.push(t.elapsed().as_secs_f64() * 1000.0);
+                } else {
+                    st.errors += 1;
+                }
+            }
+            st
+        }));
+    }
+    producer.await?;
+    let mut paced = Stats::default();
+    for w in writers {
+        let st = w.await?;
+        paced.samples.extend(st.samples);
+        paced.errors += st.errors;
+    }
+    paced.elapsed = started.elapsed().as_secs_f64();
+    for t in watch_tasks {
+        let _ = t.await;
+    }
+    let delays = Stats { samples: delays.lock().await.clone(), elapsed: paced.elapsed, errors: 0 };
+    let delivered = delays.samples.len();
+
+    let report = format!(
+        "# API server benchmark\n\n\
+Command: `cargo xtask bench apiserver` ({} pods, {} concurrent clients, {} watchers, paced writes {}/s for {} s).\n\
+Machine: 2 cores shared by etcd {}, the API server (release build) and the clients; HTTPS with bearer tokens.\n\
+Not a test: figures vary with load on the machine.\n\n\
+## Throughput and latency (ms)\n\n\
+| operation | count | throughput | p50 | p99 | errors |\n|---|---|---|---|---|---|\n\
+{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\n\
+## Against the baseline (same run)\n\n\
+| | API server | etcd directly | ratio |\n|---|---|---|---|\n\
+| create p99 (ms) | {:.1} | {:.1} | {:.1}x |\n\
+| create throughput (/s) | {:.0} | {:.0} | {:.2}x |\n\
+| get p99 (ms) | {:.1} | {:.1} | {:.1}x |\n\
+| get throughput (/s) | {:.0} | {:.0} | {:.2}x |\n\n\
+## Watch delay at {}/s paced writes\n\n\
+Write-to-event delay over {} watchers: p50 {:.1} ms, p99 {:.1} ms ({} of {} expected events delivered).\n\
+Mutating latency during the paced phase: p50 {:.1} ms, p99 {:.1} ms, achieved {:.0} writes/s.\n\n\
+Goals (issue 2): p99 mutating latency <= 50 ms and p99 watch delay <= 50 ms at 1,000 writes/s: \
+mutating {}, watch delay {}.\n",
+        args.pods, args.clients, args.watchers, args.rate, args.watch_seconds,
+        String::from_utf8_lossy(&std::process::Command::new("etcd").arg("--version").output()?.stdout).lines().next().unwrap_or(""),
+        base_put.row("etcd txn put (baseline)"),
+        base_get.row("etcd get (baseline)"),
+        create.row("create pod"),
+        get.row("get pod"),
+        list_all.row(&format!("list all {} pods", args.pods)),
+        list_sel.row("list labelSelector (1/10), limit 100"),
+        list_page.row("list first page, limit 500"),
+        paced.row("paced create configmap (watch phase)"),
+        create.pct(99.0), base_put.pct(99.0), create.pct(99.0) / base_put.pct(99.0),
+        create.throughput(), base_put.throughput(), create.throughput() / base_put.throughput(),
+        get.pct(99.0), base_get.pct(99.0), get.pct(99.0) / base_get.pct(99.0),
+        get.throughput(), base_get.throughput(), get.throughput() / base_get.throughput(),
+        args.rate, args.watchers, delays.pct(50.0), delays.pct(99.0), delivered, expected * args.watchers,
+        paced.pct(50.0), paced.pct(99.0), paced.throughput(),
+        if paced.pct(99.0) <= 50.0 { "met" } else { "NOT met" },
+        if delays.pct(99.0) <= 50.0 && delivered == expected * args.watchers { "met" } else { "NOT met" },
+    );
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, &report)?;
+    println!("{report}");
+    Ok(())
+}
+
+/// A tiny multi-consumer channel on tokio primitives.
+fn async_channel(cap: usize) -> (tokio::sync::mpsc::Sender<usize>, SharedReceiver) {
+    let (tx, rx) = tokio::sync::mpsc::channel(cap.max(1));
+    (tx, SharedReceiver(Arc::new(Mutex::new(rx))))
+}
+
+#[derive(Clone)]
+struct SharedReceiver(Arc<Mutex<tokio::sync::mpsc::Receiver<usize>>>);
+
+impl SharedReceiver {
+    async fn recv(&self) -> Result<usize, ()> {
+        self.0.lock().await.recv().await.ok_or(())
+    }
+}
+

@@ -1,0 +1,32 @@
+//! `cargo xtask bench apiserver`: API server create/get/list/watch latency
+//! and throughput against direct etcd access measured in the same run. Not a test.
+//!
+//! The measuring is done by the `apiserver-bench` binary of `sluice-tests`
+//! (it needs kube and etcd-client; xtask stays light): this task builds it
+//! and the API server in release mode and runs it; it starts its own etcd and
+//! API server on free ports, kills them by pid, and writes
+//! `bench-results/apiserver.md`.
+
+use crate::util::{self, step, workspace_root};
+use anyhow::{Context, Result};
+use std::process::Command;
+
+/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 1,000 pods and 20 watchers.
+pub fn run(quick: bool) -> Result<()> {
+    let root = workspace_root();
+    step("building apiserver and apiserver-bench (release)");
+    util::run(Command::new("cargo").current_dir(&root).args([
+        "build", "--release", "-p", "sluice-apiserver", "--bin", "apiserver", "-p", "sluice-tests", "--bin", "apiserver-bench",
+    ]))?;
+    let target = std::env::var("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|_| root.join("target"));
+    let bin = std::path::PathBuf::from(target).join("release").join("apiserver-bench");
+    step("measuring (creates, gets, lists, then watch delay under paced writes; about a minute)");
+    let mut cmd = Command::new(bin);
+    cmd.current_dir(&root).arg("--out").arg(root.join("bench-results/apiserver.md"));
+    if quick {
+        cmd.args(["--pods", "1000", "--watchers", "20", "--watch-seconds", "5"]);
+    }
+    util::run(&mut cmd).context("apiserver-bench")?;
+    step("wrote bench-results/apiserver.md");
+    Ok(())
+}
