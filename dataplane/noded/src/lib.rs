@@ -1,0 +1,27 @@
+//! Sluice's node daemon (`noded`): the kubelet part and the node's pod network endpoints.
+//!
+//! Node side, one module per concept:
+//! - [`node_agent`]: registration, podCIDR -> CNI config, status loop ([`node_status`]) and heartbeat ([`lease`]);
+//! - [`kubelet`]: the pod loop — a reflector of this node's Pods, a once-a-second runtime relist
+//!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
+//!   [`env`], [`volumes`], [`probes`], [`backoff`] and [`pod_status`] (runtime -> Pod status);
+//! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
+//! - [`network_service`]: the `sluice.cni.v1.NodeNetwork` service the CNI plugin calls;
+//!   [`cni_config`]: the node's CNI conflist.
+
+pub mod backoff;
+pub mod cni_config;
+pub mod cri;
+pub mod env;
+pub mod kubelet;
+pub mod labels;
+pub mod lease;
+pub mod network_service;
+pub mod node_agent;
+pub mod node_status;
+pub mod pleg;
+pub mod pod_spec;
+pub mod pod_status;
+pub mod pod_worker;
+pub mod probes;
+pub mod volumes;

@@ -1,0 +1,109 @@
+//! `noded`: Sluice's node daemon.
+//!
+//! Starts the node network service for the CNI plugin, connects to
+//! containerd over CRI, registers the Node with the API server and runs the
+//! node agent (status, lease) and the pod loop until killed.
+
+use anyhow::Context;
+use clap::Parser;
+use sluice_noded::cri::Cri;
+use sluice_noded::network_service::{self, Endpoints};
+use sluice_noded::node_agent::{self, NetworkPaths};
+use sluice_noded::node_status::{NodeIdentity, Reservations};
+use sluice_noded::pod_worker::{NodeContext, PodWorkers};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Sluice node daemon.
+#[derive(Parser, Debug)]
+#[command(name = "noded", version)]
+struct Args {
+    /// This node's name.
+    #[arg(long)]
+    node_name: String,
+    /// kubeconfig with the API server URL, CA and this node's credential.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// containerd's CRI socket.
+    #[arg(long)]
+    containerd_socket: PathBuf,
+    /// containerd's CNI config directory (noded writes the node's conflist there).
+    #[arg(long)]
+    cni_conf_dir: PathBuf,
+    /// noded's state directory (CNI IPAM state, pod volumes and logs, the node network socket).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// The node's InternalIP (also the pods' hostIP).
+    #[arg(long)]
+    node_ip: Option<String>,
+    /// First CrashLoopBackOff wait, in seconds (Kubernetes: 10).
+    #[arg(long, default_value_t = 10)]
+    crash_backoff_seconds: u64,
+    /// CPU kept for the system, in millicores.
+    #[arg(long, default_value_t = 100)]
+    reserved_cpu_millis: u64,
+    /// Memory kept for the system, in MiB.
+    #[arg(long, default_value_t = 256)]
+    reserved_memory_mib: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let noded_socket = args.state_dir.join("noded.sock");
+    let cni_state_dir = args.state_dir.join("cni");
+
+    let cri = Cri::connect(&args.containerd_socket).await?;
+    let version = cri.version().await?;
+    tracing::info!(runtime = %version.runtime_name, version = %version.runtime_version, "connected to the container runtime");
+
+    // Endpoints survive restarts through the plugin's address store; addresses
+    // of sandboxes that no longer exist are freed (a crash mid-ADD/DEL leaks nothing).
+    let store = sluice_cni::ipam::IpamStore::new(&cni_state_dir);
+    let sandboxes: std::collections::HashSet<String> = cri.list_pod_sandboxes(&[]).await?.into_iter().map(|s| s.id).collect();
+    if std::fs::metadata(cni_state_dir.join("ipam")).is_ok() {
+        for freed in store.retain(|id| sandboxes.contains(id))? {
+            tracing::info!(ip = %freed.ip, container = freed.container_id, "freed the address of a sandbox that no longer exists");
+        }
+    }
+    let endpoints = if std::fs::metadata(cni_state_dir.join("ipam")).is_ok() { Endpoints::recover(&store)? } else { Endpoints::default() };
+    let _network = network_service::serve(&noded_socket, endpoints)
+        .with_context(|| format!("serving the node network service on {}", noded_socket.display()))?;
+
+    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
+        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(config)?;
+
+    let identity = NodeIdentity {
+        name: args.node_name.clone(),
+        internal_ips: args.node_ip.iter().cloned().collect(),
+        runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version.trim_start_matches('v')),
+    };
+    let reserved = Reservations { cpu_millis: args.reserved_cpu_millis, memory_bytes: args.reserved_memory_mib << 20 };
+    let paths = NetworkPaths { cni_conf_dir: args.cni_conf_dir.clone(), noded_socket, cni_state_dir };
+    let agent = tokio::spawn(node_agent::run(client.clone(), cri.clone(), identity, reserved, paths));
+
+    let workers = Arc::new(PodWorkers::new(
+        NodeContext {
+            client,
+            cri,
+            node_name: args.node_name.clone(),
+            host_ip: args.node_ip.clone(),
+            state_dir: args.state_dir.clone(),
+            cgroup_root: format!("/sluice/{}", args.node_name),
+        },
+        Duration::from_secs(args.crash_backoff_seconds),
+    ));
+    let pods = tokio::spawn(sluice_noded::kubelet::run(workers));
+    tokio::select! {
+        result = agent => result.context("node agent task")?.context("node agent"),
+        _ = pods => anyhow::bail!("the pod loop stopped"),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}

@@ -1,0 +1,241 @@
+//! The Node object: registration, capacity, addresses, conditions.
+//!
+//! noded creates its Node when missing (never overwriting `spec`, which node
+//! IPAM owns through `spec.podCIDR`), then keeps `status` current through the
+//! status subresource: capacity measured from the machine, allocatable =
+//! capacity minus the reservations for the system and noded itself, the
+//! node's addresses, `nodeInfo`, and the conditions the scheduler and the
+//! node lifecycle controller read. `NetworkUnavailable` stays True until the
+//! node's pod network is configured (podCIDR known, CNI config written).
+
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use std::collections::BTreeMap;
+
+/// What the node keeps for itself and the system, subtracted from capacity.
+#[derive(Debug, Clone)]
+pub struct Reservations {
+    /// CPU in millicores.
+    pub cpu_millis: u64,
+    /// Memory in bytes.
+    pub memory_bytes: u64,
+}
+
+impl Default for Reservations {
+    fn default() -> Self {
+        Self { cpu_millis: 100, memory_bytes: 256 << 20 }
+    }
+}
+
+/// The machine as measured now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub cpus: u64,
+    /// Physical memory in bytes.
+    pub memory_bytes: u64,
+    /// Maximum pods on this node.
+    pub max_pods: u64,
+}
+
+impl Machine {
+    /// Measure CPUs and memory (`/proc/meminfo`).
+    pub fn measure(max_pods: u64) -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+        let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|text| parse_mem_total(&text))
+            .unwrap_or(0);
+        Self { cpus, memory_bytes, max_pods }
+    }
+
+    /// `status.capacity`.
+    pub fn capacity(&self) -> BTreeMap<String, Quantity> {
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(self.cpus.to_string())),
+            ("memory".to_string(), Quantity(format!("{}Ki", self.memory_bytes / 1024))),
+            ("pods".to_string(), Quantity(self.max_pods.to_string())),
+        ])
+    }
+
+    /// `status.allocatable`: capacity minus `reserved` (never below zero).
+    pub fn allocatable(&self, reserved: &Reservations) -> BTreeMap<String, Quantity> {
+        let cpu_millis = (self.cpus * 1000).saturating_sub(reserved.cpu_millis);
+        let memory = self.memory_bytes.saturating_sub(reserved.memory_bytes);
+        BTreeMap::from([
+            ("cpu".to_string(), Quantity(format!("{cpu_millis}m"))),
+            ("memory".to_string(), Quantity(format!("{}Ki", memory / 1024))),
+            ("pods".to_string(), Quantity(self.max_pods.to_string())),
+        ])
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn parse_mem_total(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// The node's observed health, turned into conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// The container runtime answers and reports RuntimeReady.
+    pub runtime_ready: bool,
+    /// The pod network is configured (podCIDR known, CNI config loaded).
+    pub network_ready: bool,
+}
+
+/// The node conditions for `health`, stamped `now` (transition times kept from `previous`).
+pub fn conditions(health: Health, previous: &[NodeCondition], now: &Time) -> Vec<NodeCondition> {
+    let ready = health.runtime_ready && health.network_ready;
+    let (ready_reason, ready_message) = match (health.runtime_ready, health.network_ready) {
+        (true, true) => ("KubeletReady", "noded is posting ready status"),
+        (false, _) => ("ContainerRuntimeNotReady", "the container runtime is not ready"),
+        (true, false) => ("NetworkNotReady", "the pod network is not configured yet (waiting for spec.podCIDR)"),
+    };
+    let wanted = [
+        ("Ready", ready, ready_reason, ready_message),
+        ("MemoryPressure", false, "KubeletHasSufficientMemory", "noded has sufficient memory available"),
+        ("DiskPressure", false, "KubeletHasNoDiskPressure", "noded has no disk pressure"),
+        ("PIDPressure", false, "KubeletHasSufficientPID", "noded has sufficient PID available"),
+        (
+            "NetworkUnavailable",
+            !health.network_ready,
+            if health.network_ready { "RouteCreated" } else { "NoRouteCreated" },
+            if health.network_ready { "the pod network is configured" } else { "the pod network is not configured yet" },
+        ),
+    ];
+    wanted
+        .into_iter()
+        .map(|(kind, status, reason, message)| {
+            let status = if status { "True" } else { "False" }.to_string();
+            let transition = previous
+                .iter()
+                .find(|c| c.type_ == kind && c.status == status)
+                .and_then(|c| c.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone());
+            NodeCondition {
+                type_: kind.to_string(),
+                status,
+                reason: Some(reason.to_string()),
+                message: Some(message.to_string()),
+                last_heartbeat_time: Some(now.clone()),
+                last_transition_time: Some(transition),
+            }
+        })
+        .collect()
+}
+
+/// Static facts about this node.
+#[derive(Debug, Clone)]
+pub struct NodeIdentity {
+    /// Node name (also `kubernetes.io/hostname`).
+    pub name: String,
+    /// InternalIP addresses.
+    pub internal_ips: Vec<String>,
+    /// `nodeInfo.containerRuntimeVersion`, e.g. `containerd://1.6.20`.
+    pub runtime_version: String,
+}
+
+/// Create the Node if it does not exist yet; returns the current object.
+pub async fn register(nodes: &Api<Node>, identity: &NodeIdentity) -> kube::Result<Node> {
+    if let Some(node) = nodes.get_opt(&identity.name).await? {
+        return Ok(node);
+    }
+    let node = Node {
+        metadata: ObjectMeta {
+            name: Some(identity.name.clone()),
+            labels: Some(BTreeMap::from([
+                ("kubernetes.io/hostname".to_string(), identity.name.clone()),
+                ("kubernetes.io/os".to_string(), "linux".to_string()),
+                ("kubernetes.io/arch".to_string(), go_arch().to_string()),
+            ])),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(node) => Ok(node),
+        // Raced with another registration (or a restart): use what is there.
+        Err(kube::Error::Api(status)) if status.code == 409 => nodes.get(&identity.name).await,
+        Err(err) => Err(err),
+    }
+}
+
+/// The Go architecture name Kubernetes uses.
+fn go_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+/// The full `status` noded posts.
+pub fn status(identity: &NodeIdentity, machine: &Machine, reserved: &Reservations, conditions: Vec<NodeCondition>) -> NodeStatus {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let mut addresses: Vec<NodeAddress> =
+        identity.internal_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
+    addresses.push(NodeAddress { type_: "Hostname".into(), address: identity.name.clone() });
+    NodeStatus {
+        capacity: Some(machine.capacity()),
+        allocatable: Some(machine.allocatable(reserved)),
+        conditions: Some(conditions),
+        addresses: Some(addresses),
+        node_info: Some(NodeSystemInfo {
+            architecture: go_arch().into(),
+            operating_system: "linux".into(),
+            kernel_version: kernel,
+            os_image: "Linux".into(),
+            container_runtime_version: identity.runtime_version.clone(),
+            kubelet_version: concat!("v1.32.0-sluice.", env!("CARGO_PKG_VERSION")).into(),
+            kube_proxy_version: String::new(),
+            machine_id: std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Post `status` through the status subresource.
+pub async fn post_status(nodes: &Api<Node>, name: &str, status: NodeStatus) -> kube::Result<Node> {
+    let patch = serde_json::json!({ "status": status });
+    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocatable_is_capacity_minus_reservations() {
+        let machine = Machine { cpus: 2, memory_bytes: 4 << 30, max_pods: 110 };
+        let alloc = machine.allocatable(&Reservations { cpu_millis: 100, memory_bytes: 256 << 20 });
+        assert_eq!(alloc["cpu"].0, "1900m");
+        assert_eq!(alloc["memory"].0, format!("{}Ki", ((4u64 << 30) - (256 << 20)) / 1024));
+        assert_eq!(machine.capacity()["cpu"].0, "2");
+    }
+
+    #[test]
+    fn meminfo_total_is_parsed_in_bytes() {
+        assert_eq!(parse_mem_total("MemTotal:       24576000 kB\nMemFree: 1 kB\n"), Some(24_576_000 * 1024));
+    }
+
+    #[test]
+    fn network_unavailable_until_configured_and_transition_times_kept() {
+        let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
+        let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap());
+        let before = conditions(Health { runtime_ready: true, network_ready: false }, &[], &t0);
+        let get = |cs: &[NodeCondition], t: &str| cs.iter().find(|c| c.type_ == t).unwrap().clone();
+        assert_eq!(get(&before, "Ready").status, "False");
+        assert_eq!(get(&before, "NetworkUnavailable").status, "True");
+        let after = conditions(Health { runtime_ready: true, network_ready: true }, &before, &t1);
+        assert_eq!(get(&after, "Ready").status, "True");
+        assert_eq!(get(&after, "Ready").last_transition_time, Some(t1.clone()));
+        assert_eq!(get(&after, "MemoryPressure").last_transition_time, Some(t0), "unchanged condition keeps its time");
+        assert_eq!(get(&after, "MemoryPressure").last_heartbeat_time, Some(t1));
+    }
+}

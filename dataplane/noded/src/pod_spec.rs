@@ -1,0 +1,201 @@
+//! A Pod spec translated into CRI sandbox and container configs.
+//!
+//! Pure functions (no I/O), so the translation is unit-tested: metadata and
+//! the labels that map runtime objects back to Pods, the pod's cgroup
+//! parent, log paths, command/args/env/mounts, and resources turned into
+//! cgroup settings (requests -> cpu shares, limits -> CFS quota and memory
+//! limit).
+
+use crate::cri::api;
+use crate::labels;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// CFS period used for CPU limits (100 ms, as the kubelet).
+pub const CPU_PERIOD_US: i64 = 100_000;
+
+fn pod_labels(pod: &Pod) -> HashMap<String, String> {
+    let meta = &pod.metadata;
+    HashMap::from([
+        (labels::POD_UID.to_string(), meta.uid.clone().unwrap_or_default()),
+        (labels::POD_NAME.to_string(), meta.name.clone().unwrap_or_default()),
+        (labels::POD_NAMESPACE.to_string(), meta.namespace.clone().unwrap_or_else(|| "default".into())),
+        (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
+    ])
+}
+
+/// Directory the runtime writes the pod's container logs to.
+pub fn log_directory(pod_dir: &Path) -> PathBuf {
+    pod_dir.join("logs")
+}
+
+/// The sandbox config of `pod` (attempt counts sandbox re-creations).
+pub fn sandbox_config(pod: &Pod, attempt: u32, cgroup_parent: &str, pod_dir: &Path) -> api::PodSandboxConfig {
+    let meta = &pod.metadata;
+    let hostname = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .or_else(|| meta.name.clone())
+        .unwrap_or_default();
+    api::PodSandboxConfig {
+        metadata: Some(api::PodSandboxMetadata {
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            attempt,
+        }),
+        hostname: hostname.chars().take(63).collect(),
+        log_directory: log_directory(pod_dir).display().to_string(),
+        labels: pod_labels(pod),
+        linux: Some(api::LinuxPodSandboxConfig { cgroup_parent: cgroup_parent.to_string(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The container config of `container` in `pod`.
+pub fn container_config(
+    pod: &Pod,
+    container: &Container,
+    attempt: u32,
+    env: Vec<(String, String)>,
+    volumes: &BTreeMap<String, PathBuf>,
+) -> api::ContainerConfig {
+    let mut labels = pod_labels(pod);
+    labels.insert(labels::CONTAINER_NAME.to_string(), container.name.clone());
+    let mounts = container
+        .volume_mounts
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|m| {
+            let host = volumes.get(&m.name)?;
+            let host = match m.sub_path.as_deref().filter(|p| !p.is_empty() && !p.split('/').any(|c| c == "..")) {
+                Some(sub) => host.join(sub),
+                None => host.clone(),
+            };
+            Some(api::Mount {
+                container_path: m.mount_path.clone(),
+                host_path: host.display().to_string(),
+                readonly: m.read_only.unwrap_or(false),
+                ..Default::default()
+            })
+        })
+        .collect();
+    api::ContainerConfig {
+        metadata: Some(api::ContainerMetadata { name: container.name.clone(), attempt }),
+        image: Some(api::ImageSpec { image: container.image.clone().unwrap_or_default(), ..Default::default() }),
+        command: container.command.clone().unwrap_or_default(),
+        args: container.args.clone().unwrap_or_default(),
+        working_dir: container.working_dir.clone().unwrap_or_default(),
+        envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+        mounts,
+        labels,
+        log_path: format!("{}/{attempt}.log", container.name),
+        stdin: container.stdin.unwrap_or(false),
+        tty: container.tty.unwrap_or(false),
+        linux: Some(api::LinuxContainerConfig { resources: Some(resources(container)), security_context: None }),
+        ..Default::default()
+    }
+}
+
+/// cgroup settings from requests and limits.
+pub fn resources(container: &Container) -> api::LinuxContainerResources {
+    let res = container.resources.as_ref();
+    let get = |map: Option<&BTreeMap<String, Quantity>>, key: &str| map.and_then(|m| m.get(key)).cloned();
+    let limits = res.and_then(|r| r.limits.as_ref());
+    let requests = res.and_then(|r| r.requests.as_ref());
+    let cpu_limit = get(limits, "cpu").and_then(|q| cpu_millis(&q));
+    // Kubernetes defaults the request to the limit when only the limit is set.
+    let cpu_request = get(requests, "cpu").and_then(|q| cpu_millis(&q)).or(cpu_limit);
+    let memory_limit = get(limits, "memory").and_then(|q| memory_bytes(&q));
+    api::LinuxContainerResources {
+        cpu_shares: cpu_request.map(|m| (m * 1024 / 1000).max(2)).unwrap_or(2),
+        cpu_period: if cpu_limit.is_some() { CPU_PERIOD_US } else { 0 },
+        cpu_quota: cpu_limit.map(|m| (m * CPU_PERIOD_US / 1000).max(1000)).unwrap_or(0),
+        memory_limit_in_bytes: memory_limit.unwrap_or(0),
+        ..Default::default()
+    }
+}
+
+/// A CPU quantity in millicores (`500m`, `1`, `0.25`).
+pub fn cpu_millis(q: &Quantity) -> Option<i64> {
+    let s = q.0.trim();
+    if let Some(m) = s.strip_suffix('m') {
+        return m.parse::<i64>().ok();
+    }
+    s.parse::<f64>().ok().map(|cores| (cores * 1000.0).ceil() as i64)
+}
+
+/// A memory quantity in bytes (`128Mi`, `1G`, `1e6`, `1000`).
+pub fn memory_bytes(q: &Quantity) -> Option<i64> {
+    let s = q.0.trim();
+    const SUFFIXES: [(&str, f64); 12] = [
+        ("Ki", 1024.0), ("Mi", 1048576.0), ("Gi", 1073741824.0), ("Ti", 1099511627776.0), ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15), ("E", 1e18),
+    ];
+    for (suffix, factor) in SUFFIXES {
+        if let Some(number) = s.strip_suffix(suffix) {
+            return number.parse::<f64>().ok().map(|n| (n * factor).ceil() as i64);
+        }
+    }
+    s.parse::<f64>().ok().map(|n| n.ceil() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"},
+            "spec": {"containers": [{
+                "name": "httpd", "image": "sluice.local/busybox:latest",
+                "command": ["httpd"], "args": ["-f"],
+                "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+                "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}]
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn sandbox_and_container_carry_the_pod_identity_labels() {
+        let pod = pod();
+        let sandbox = sandbox_config(&pod, 0, "/sluice/n1/podu-1", Path::new("/s/pods/u-1"));
+        assert_eq!(sandbox.labels[labels::POD_UID], "u-1");
+        assert_eq!(sandbox.metadata.as_ref().unwrap().namespace, "shop");
+        assert_eq!(sandbox.log_directory, "/s/pods/u-1/logs");
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let volumes = BTreeMap::from([("data".to_string(), PathBuf::from("/s/pods/u-1/volumes/data"))]);
+        let config = container_config(&pod, container, 3, vec![("A".into(), "1".into())], &volumes);
+        assert_eq!(config.labels[labels::CONTAINER_NAME], "httpd");
+        assert_eq!(config.metadata.as_ref().unwrap().attempt, 3);
+        assert_eq!(config.log_path, "httpd/3.log");
+        assert_eq!(config.mounts[0].host_path, "/s/pods/u-1/volumes/data");
+        assert!(config.mounts[0].readonly);
+        assert_eq!(config.command, vec!["httpd"]);
+    }
+
+    #[test]
+    fn limits_become_cgroup_settings() {
+        let pod = pod();
+        let r = resources(&pod.spec.as_ref().unwrap().containers[0]);
+        assert_eq!(r.cpu_quota, 50_000);
+        assert_eq!(r.cpu_period, CPU_PERIOD_US);
+        assert_eq!(r.cpu_shares, 512, "request defaults to the limit");
+        assert_eq!(r.memory_limit_in_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn quantities_parse() {
+        assert_eq!(cpu_millis(&Quantity("250m".into())), Some(250));
+        assert_eq!(cpu_millis(&Quantity("1.5".into())), Some(1500));
+        assert_eq!(memory_bytes(&Quantity("1Gi".into())), Some(1 << 30));
+        assert_eq!(memory_bytes(&Quantity("1e3".into())), Some(1000));
+        assert_eq!(memory_bytes(&Quantity("5M".into())), Some(5_000_000));
+        assert_eq!(memory_bytes(&Quantity("x".into())), None);
+    }
+}

@@ -1,0 +1,360 @@
+//! One pod's worker: bring the runtime in line with the Pod, then report.
+//!
+//! [`PodWorkers::sync_pod`] is called for a Pod whenever it changes and on
+//! every relist tick (it never runs twice at once for one pod). It starts
+//! the sandbox and missing containers, restarts exited ones per
+//! `restartPolicy` with back-off, restarts containers failing liveness,
+//! tracks readiness, and posts the computed status through the status
+//! subresource when it changed. [`PodWorkers::kill_pod`] stops everything
+//! of a pod honouring its grace period; a Pod in graceful deletion is then
+//! deleted for good (grace 0), which is the node's job in Kubernetes.
+
+use crate::backoff::Backoff;
+use crate::cri::{api, Cri, CriError};
+use crate::pleg::Snapshot;
+use crate::pod_status::{self, ContainerView};
+use crate::probes::{self, Prober};
+use crate::{env, pod_spec, volumes};
+use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Errors of one sync (logged; the next tick retries).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A CRI call failed.
+    #[error(transparent)]
+    Cri(#[from] CriError),
+    /// An API call failed.
+    #[error("API: {0}")]
+    Api(#[from] kube::Error),
+    /// Volumes could not be prepared.
+    #[error(transparent)]
+    Volume(#[from] volumes::VolumeError),
+}
+
+/// What every worker shares: clients and node facts.
+pub struct NodeContext {
+    /// API client.
+    pub client: kube::Client,
+    /// Runtime client.
+    pub cri: Cri,
+    /// This node's name.
+    pub node_name: String,
+    /// `status.hostIP` of pods.
+    pub host_ip: Option<String>,
+    /// noded's state directory (pod volumes and logs live below it).
+    pub state_dir: PathBuf,
+    /// cgroup parent of all pods of this node (e.g. `/sluice/<node>`).
+    pub cgroup_root: String,
+}
+
+/// The pod workers of the node, with their shared back-off, probe and status caches.
+pub struct PodWorkers {
+    ctx: NodeContext,
+    backoff: Mutex<Backoff>,
+    prober: tokio::sync::Mutex<Prober>,
+    posted: Mutex<HashMap<String, PodStatus>>,
+}
+
+fn uid_of(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap_or_default()
+}
+
+fn is_running(c: &api::Container) -> bool {
+    c.state == api::ContainerState::ContainerRunning as i32
+}
+
+/// How long a pod's containers get between SIGTERM and SIGKILL.
+pub fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds))
+        .unwrap_or(30);
+    Duration::from_secs(seconds.max(0) as u64)
+}
+
+impl PodWorkers {
+    /// Workers with a CrashLoopBackOff starting at `backoff_initial` (Kubernetes: 10 s).
+    pub fn new(ctx: NodeContext, backoff_initial: Duration) -> Self {
+        Self {
+            ctx,
+            backoff: Mutex::new(Backoff::new(backoff_initial, Duration::from_secs(300))),
+            prober: tokio::sync::Mutex::new(Prober::default()),
+            posted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The shared context.
+    pub fn context(&self) -> &NodeContext {
+        &self.ctx
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        volumes::pod_dir(&self.ctx.state_dir, uid)
+    }
+
+    fn cgroup_parent(&self, uid: &str) -> String {
+        format!("{}/pod{uid}", self.ctx.cgroup_root.trim_end_matches('/'))
+    }
+
+    /// Bring one pod's runtime state in line with its spec and report its status.
+    #[tracing::instrument(skip_all, fields(pod = %format!("{}/{}", pod.metadata.namespace.as_deref().unwrap_or(""), pod.metadata.name.as_deref().unwrap_or(""))))]
+    pub async fn sync_pod(&self, pod: &Pod, snapshot: &Snapshot) -> Result<(), SyncError> {
+        let uid = uid_of(pod);
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.kill_pod(&uid, snapshot, grace_period(pod)).await?;
+            let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+            let params = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+            match pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+                Ok(_) => tracing::info!("pod stopped and deleted"),
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => return Err(err.into()),
+            }
+            return Ok(());
+        }
+        let Some(spec) = pod.spec.as_ref() else { return Ok(()) };
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        let terminal = matches!(phase, Some("Succeeded" | "Failed"));
+        let sandboxes = snapshot.sandboxes_of(&uid);
+        let ready = sandboxes.iter().find(|s| s.state == api::PodSandboxState::SandboxReady as i32);
+        let (sandbox_id, fresh) = match ready {
+            Some(sandbox) => (sandbox.id.clone(), false),
+            None if terminal => return Ok(()),
+            None => {
+                for old in &sandboxes {
+                    self.remove_sandbox(&old.id).await?;
+                }
+                volumes::prepare(&self.ctx.client, &self.ctx.state_dir, pod).await?;
+                let config = pod_spec::sandbox_config(pod, sandboxes.len() as u32, &self.cgroup_parent(&uid), &self.pod_dir(&uid));
+                let started = Instant::now();
+                let id = self.ctx.cri.run_pod_sandbox(config).await?;
+                tracing::info!(sandbox = %id, elapsed = ?started.elapsed(), "sandbox started");
+                (id, true)
+            }
+        };
+        let sandbox_status = self.ctx.cri.pod_sandbox_status(&sandbox_id).await?;
+        let pod_ip = sandbox_status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+        let sandbox_config = pod_spec::sandbox_config(
+            pod,
+            sandbox_status.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
+            &self.cgroup_parent(&uid),
+            &self.pod_dir(&uid),
+        );
+        let volume_paths: BTreeMap<String, PathBuf> = spec
+            .volumes
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .map(|v| (v.name.clone(), self.pod_dir(&uid).join("volumes").join(&v.name)))
+            .collect();
+        let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let mut views = Vec::new();
+        for container in &spec.containers {
+            let instances: Vec<&api::Container> =
+                if fresh { Vec::new() } else { snapshot.containers_of(&sandbox_id, &container.name) };
+            let view = self
+                .sync_container(pod, container, &sandbox_id, &sandbox_config, &instances, restart_policy, &pod_ip, &volume_paths)
+                .await;
+            views.push(view);
+        }
+        self.post_status(pod, &pod_ip, &views).await
+    }
+
+    /// One container: start, restart or keep; returns its view for the status.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        instances: &[&api::Container],
+        restart_policy: &str,
+        pod_ip: &str,
+        volume_paths: &BTreeMap<String, PathBuf>,
+    ) -> ContainerView {
+        let uid = uid_of(pod);
+        let cri = &self.ctx.cri;
+        let mut view = ContainerView { name: container.name.clone(), image: container.image.clone().unwrap_or_default(), ..Default::default() };
+        let latest = instances.first();
+        let attempt = latest.and_then(|c| c.metadata.as_ref()).map(|m| m.attempt).unwrap_or(0);
+        view.restart_count = attempt as i32;
+        let start_new = |attempt: u32| self.create_and_start(pod, container, sandbox_id, sandbox_config, attempt, pod_ip, volume_paths);
+        match latest {
+            None => match start_new(0).await {
+                Ok(id) => view.latest = cri.container_status(&id).await.ok(),
+                Err(waiting) => view.waiting = Some(waiting),
+            },
+            Some(c) if is_running(c) => {
+                view.latest = cri.container_status(&c.id).await.ok();
+                view.previous = match instances.get(1) {
+                    Some(prev) => cri.container_status(&prev.id).await.ok(),
+                    None => None,
+                };
+                let mut prober = self.prober.lock().await;
+                let started = prober.observe(cri, probes::Kind::Startup, container.startup_probe.as_ref(), pod_ip, &c.id).await;
+                if started {
+                    let alive = prober.observe(cri, probes::Kind::Liveness, container.liveness_probe.as_ref(), pod_ip, &c.id).await;
+                    if !alive {
+                        tracing::info!(container = %container.name, "liveness probe failed; restarting");
+                        let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
+                        let _ = cri.stop_container(&c.id, grace).await;
+                    }
+                    view.ready = prober.observe(cri, probes::Kind::Readiness, container.readiness_probe.as_ref(), pod_ip, &c.id).await;
+                }
+            }
+            Some(c) if c.state == api::ContainerState::ContainerCreated as i32 => {
+                if let Err(err) = cri.start_container(&c.id).await {
+                    view.waiting = Some(("RunContainerError".into(), err.to_string()));
+                }
+                view.latest = cri.container_status(&c.id).await.ok();
+            }
+            Some(c) => {
+                let status = cri.container_status(&c.id).await.ok();
+                let exit_code = status.as_ref().map(|s| s.exit_code).unwrap_or(-1);
+                let restart = restart_policy == "Always" || (restart_policy == "OnFailure" && exit_code != 0);
+                view.latest = status.clone();
+                if restart {
+                    let check = self.backoff.lock().unwrap_or_else(|e| e.into_inner()).check(&uid, &container.name, Instant::now());
+                    match check {
+                        Err(remaining) => {
+                            view.waiting = Some((
+                                "CrashLoopBackOff".into(),
+                                format!("back-off {}s restarting failed container={} pod={}", remaining.as_secs().max(1), container.name, pod.metadata.name.as_deref().unwrap_or("")),
+                            ));
+                        }
+                        Ok(()) => {
+                            // Keep only the latest exited instance (for lastState) before the new one.
+                            for old in instances.iter().skip(1) {
+                                let _ = cri.remove_container(&old.id).await;
+                            }
+                            let ran = status
+                                .as_ref()
+                                .map(|s| Duration::from_nanos((s.finished_at - s.started_at).max(0) as u64))
+                                .unwrap_or_default();
+                            self.backoff.lock().unwrap_or_else(|e| e.into_inner()).restarted(&uid, &container.name, ran, Instant::now());
+                            match start_new(attempt + 1).await {
+                                Ok(id) => {
+                                    tracing::info!(container = %container.name, restarts = attempt + 1, "container restarted");
+                                    view.previous = status;
+                                    view.latest = cri.container_status(&id).await.ok();
+                                    view.restart_count = attempt as i32 + 1;
+                                }
+                                Err(waiting) => view.waiting = Some(waiting),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        view
+    }
+
+    /// Create and start a container; `Err((reason, message))` for the waiting state.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_and_start(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        attempt: u32,
+        pod_ip: &str,
+        volume_paths: &BTreeMap<String, PathBuf>,
+    ) -> Result<String, (String, String)> {
+        let environment = env::resolve(&self.ctx.client, pod, container, pod_ip)
+            .await
+            .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let image = container.image.clone().unwrap_or_default();
+        match self.ctx.cri.image_status(&image).await {
+            Ok(Some(_)) => {}
+            Ok(None) => return Err(("ErrImageNeverPull".into(), format!("image {image:?} is not present on the node (no registry is used)"))),
+            Err(err) => return Err(("ErrImageInspect".into(), err.to_string())),
+        }
+        let config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
+        let id = self
+            .ctx
+            .cri
+            .create_container(sandbox_id, config, sandbox_config.clone())
+            .await
+            .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        self.ctx.cri.start_container(&id).await.map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        Ok(id)
+    }
+
+    async fn post_status(&self, pod: &Pod, pod_ip: &str, views: &[ContainerView]) -> Result<(), SyncError> {
+        let uid = uid_of(pod);
+        let mut basis = pod.clone();
+        if let Some(posted) = self.posted.lock().unwrap_or_else(|e| e.into_inner()).get(&uid) {
+            basis.status = Some(posted.clone());
+        }
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let status = pod_status::pod_status(&basis, Some(pod_ip), self.ctx.host_ip.as_deref(), views, &now);
+        if basis.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let patch = serde_json::json!({ "status": status });
+        pods.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        tracing::debug!(phase = ?status.phase, "pod status posted");
+        self.posted.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, status);
+        Ok(())
+    }
+
+    /// Stop and remove everything of pod `uid`: containers get `grace` between SIGTERM and SIGKILL.
+    pub async fn kill_pod(&self, uid: &str, snapshot: &Snapshot, grace: Duration) -> Result<(), SyncError> {
+        let sandboxes: Vec<String> = snapshot.sandboxes_of(uid).iter().map(|s| s.id.clone()).collect();
+        let running: Vec<String> = snapshot
+            .containers
+            .iter()
+            .filter(|c| sandboxes.contains(&c.pod_sandbox_id) && is_running(c))
+            .map(|c| c.id.clone())
+            .collect();
+        let stops = running.iter().map(|id| self.ctx.cri.stop_container(id, grace));
+        for result in futures::future::join_all(stops).await {
+            match result {
+                Err(err) if !err.is_not_found() => return Err(err.into()),
+                _ => {}
+            }
+        }
+        for id in &sandboxes {
+            self.remove_sandbox(id).await?;
+        }
+        volumes::remove(&self.ctx.state_dir, uid);
+        self.backoff.lock().unwrap_or_else(|e| e.into_inner()).forget_pod(uid);
+        self.posted.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+        if !sandboxes.is_empty() {
+            tracing::info!(uid, "pod's sandboxes removed");
+        }
+        Ok(())
+    }
+
+    async fn remove_sandbox(&self, id: &str) -> Result<(), CriError> {
+        match self.ctx.cri.stop_pod_sandbox(id).await {
+            Err(err) if !err.is_not_found() => return Err(err),
+            _ => {}
+        }
+        match self.ctx.cri.remove_pod_sandbox(id).await {
+            Err(err) if !err.is_not_found() => Err(err),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forget probe state of containers that no longer exist.
+    pub async fn forget_gone_containers(&self, snapshot: &Snapshot) {
+        let live: std::collections::HashSet<&str> = snapshot.containers.iter().map(|c| c.id.as_str()).collect();
+        self.prober.lock().await.retain(|id| live.contains(id));
+    }
+}
+
+/// The state directory of pods (for `noded` and tests).
+pub fn pods_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("pods")
+}
