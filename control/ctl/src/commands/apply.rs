@@ -3,8 +3,13 @@
 //! Each object is sent as a server-side apply patch
 //! (`application/apply-patch+yaml`, field manager `ctl`, `force=true`), so the
 //! server merges it into what exists; an object that does not exist yet is
-//! created. ctl reads the object first only to report `created`,
-//! `configured` or `unchanged` like kubectl does.
+//! created. For an existing object ctl first sends the same patch as a dry
+//! run: when the result equals what is stored it reports `unchanged` and
+//! writes nothing, otherwise it applies and reports `configured`.
+//!
+//! The server's apply merges the manifest into the object (strategic merge):
+//! fields removed from a manifest are not removed from the object (there are
+//! no managed fields yet); `kubectl apply`'s three-way merge does remove them.
 
 use crate::api::{is_not_found, server_error, Api, RawRequest};
 use crate::manifest::{self, Manifest};
@@ -77,17 +82,55 @@ async fn apply_one(api: &mut Api, m: &Manifest, dry_run: bool) -> Result<String>
             api.request(req).await.map_err(server_error)?;
             return Ok(format!("{}/{name} created{dry}", info.type_name()));
         }
-        Some(_) => {
-            let mut req = RawRequest::with_body(Method::PATCH, path, "application/apply-patch+yaml", body)
-                .param("fieldManager", FIELD_MANAGER)
-                .param("force", "true");
-            if dry_run {
-                req = req.param("dryRun", "All");
+        Some(current) => {
+            let apply = |dry: bool| {
+                let mut req = RawRequest::with_body(Method::PATCH, path.clone(), "application/apply-patch+yaml", body.clone())
+                    .param("fieldManager", FIELD_MANAGER)
+                    .param("force", "true");
+                if dry {
+                    req = req.param("dryRun", "All");
+                }
+                req
+            };
+            // Ask the server what the result would be first: if nothing would
+            // change, say so and write nothing (no needless new resourceVersion).
+            let preview = api.request(apply(true)).await.map_err(server_error)?;
+            if comparable(&preview) == comparable(current) {
+                return Ok(format!("{}/{name} unchanged{dry}", info.type_name()));
             }
-            api.request(req).await.map_err(server_error)?
+            if dry_run {
+                preview
+            } else {
+                api.request(apply(false)).await.map_err(server_error)?
+            }
         }
     };
-    let rv = |o: &Value| o.pointer("/metadata/resourceVersion").and_then(Value::as_str).map(str::to_string);
-    let verb = if before.as_ref().and_then(rv) == rv(&after) { "unchanged" } else { "configured" };
+    let verb = if before.as_ref().map(comparable) == Some(comparable(&after)) { "unchanged" } else { "configured" };
     Ok(format!("{}/{name} {verb}{dry}", info.type_name()))
+}
+
+/// An object without the fields every write changes (resourceVersion,
+/// managedFields), to tell whether an apply changed anything.
+fn comparable(obj: &Value) -> Value {
+    let mut o = obj.clone();
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+        meta.remove("managedFields");
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn comparison_ignores_write_bookkeeping_only() {
+        let a = json!({"metadata": {"name": "x", "resourceVersion": "5", "managedFields": []}, "spec": {"replicas": 1}});
+        let b = json!({"metadata": {"name": "x", "resourceVersion": "9"}, "spec": {"replicas": 1}});
+        let c = json!({"metadata": {"name": "x", "resourceVersion": "9"}, "spec": {"replicas": 2}});
+        assert_eq!(comparable(&a), comparable(&b));
+        assert_ne!(comparable(&a), comparable(&c));
+    }
 }
