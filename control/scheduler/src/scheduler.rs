@@ -202,7 +202,7 @@ impl Scheduler {
                 self.queue.done_bound(&key);
                 self.recorder.forget(uid);
                 self.metrics.bound.fetch_add(1, Ordering::Relaxed);
-                debug!(node, "bound");
+                debug!(node, "pod bound to node");
             }
             Err(e) => {
                 self.metrics.bind_errors.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 
 mod apiserver;
 mod dataplane;
+mod scheduler;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
@@ -34,8 +35,9 @@ pub enum Which {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
-        Which::Scheduler | Which::Node => {
+        Which::Node => {
             bail!("this benchmark is not implemented yet")
         }
     }

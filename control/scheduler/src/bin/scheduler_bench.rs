@@ -20,7 +20,7 @@ use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::Client;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -335,6 +335,19 @@ async fn main() -> Result<()> {
     let baseline_rate = (args.baseline_pods - baseline_errors) as f64 / baseline_secs;
     eprintln!("==> baseline: {baseline_rate:.0} bindings/s ({baseline_errors} errors)");
 
+    // Let nodesim finish running the baseline pods so they do not load the measured phase.
+    let want = args.baseline_pods - baseline_errors;
+    wait_for("baseline pods Running", Duration::from_secs(300), || {
+        let api = base_api.clone();
+        async move {
+            api.list(&ListParams::default())
+                .await
+                .map(|l| l.items.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count() >= want)
+                .unwrap_or(false)
+        }
+    })
+    .await?;
+
     // 2. Workload.
     let timeline = watch_timeline(client.clone(), "bench");
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -419,7 +432,8 @@ async fn main() -> Result<()> {
 
     let mut md = String::new();
     writeln!(md, "# Scheduler benchmark\n")?;
-    writeln!(md, "`cargo xtask bench scheduler` (driver: `scheduler-bench`, release build), {} simulated nodes (nodesim: 4 cpu, 32Gi, 110 pods each), {} pods requesting 100m cpu / 500Mi (kube-scheduler scheduler_perf SchedulingBasic templates).", args.nodes, args.pods)?;
+    let profile = args.bin_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    writeln!(md, "`cargo xtask bench scheduler` (driver: `scheduler-bench`, `{profile}` binaries), {} simulated nodes (nodesim: 4 cpu, 32Gi, 110 pods each), {} pods requesting 100m cpu / 500Mi (kube-scheduler scheduler_perf SchedulingBasic templates).", args.nodes, args.pods)?;
     writeln!(md, "Measured {}, on this machine ({} cores). etcd, API server, controller-manager, scheduler, nodesim and the driver all share those cores.\n",
         std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))?;
@@ -450,6 +464,5 @@ async fn main() -> Result<()> {
     eprintln!("==> results written to {}", args.out.display());
     drop(procs);
     let _ = std::fs::remove_dir_all(&work);
-    let _ = HashSet::<u8>::new();
     Ok(())
 }

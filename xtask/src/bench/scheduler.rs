@@ -1,0 +1,36 @@
+//! `cargo xtask bench scheduler`: scheduler throughput with 5,000 simulated nodes and
+//! 10,000 pods, against a direct-binding baseline measured in the same run. Not a test.
+//!
+//! The measuring is done by the `scheduler-bench` binary of `sluice-scheduler` (it needs
+//! kube; xtask stays light): this task builds the control-plane binaries in release mode
+//! and runs it; it starts its own etcd, API server, controller-manager (when it builds),
+//! scheduler and nodesim on free ports, kills them by pid, and writes
+//! `bench-results/scheduler.md`.
+
+use crate::util::{self, step, workspace_root};
+use anyhow::{Context, Result};
+use std::process::Command;
+
+/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 500 nodes and 1,000 pods.
+pub fn run(quick: bool) -> Result<()> {
+    let root = workspace_root();
+    step("building apiserver, scheduler, scheduler-bench, nodesim (release)");
+    util::run(Command::new("cargo").current_dir(&root).args([
+        "build", "--release", "-p", "sluice-apiserver", "-p", "sluice-scheduler", "-p", "sluice-nodesim",
+    ]))?;
+    step("building controller-manager (release; the workload uses Deployments when it is available)");
+    if let Err(e) = util::run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "sluice-controllers"])) {
+        eprintln!("controller-manager not built ({e}); pods will be created directly");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|_| root.join("target"));
+    let bin_dir = std::path::PathBuf::from(target).join("release");
+    step("measuring (registers the nodes, then schedules the pods; several minutes)");
+    let mut cmd = Command::new(bin_dir.join("scheduler-bench"));
+    cmd.current_dir(&root).arg("--bin-dir").arg(&bin_dir).arg("--out").arg(root.join("bench-results/scheduler.md"));
+    if quick {
+        cmd.args(["--nodes", "500", "--pods", "1000", "--baseline-pods", "500"]);
+    }
+    util::run(&mut cmd).context("scheduler-bench")?;
+    step("wrote bench-results/scheduler.md");
+    Ok(())
+}
