@@ -167,3 +167,36 @@ async fn watch_without_version_starts_with_current_state_and_bookmarks_and_timeo
     assert_eq!(n, 0);
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
 }
+
+#[tokio::test]
+async fn many_watchers_share_one_stream_with_the_same_semantics() {
+    let cp = ControlPlane::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
+    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    // A first watcher starts the shared stream (live path).
+    let live = {
+        let api = api.clone();
+        let rv = rv.clone();
+        tokio::spawn(async move { collect(&api, &plain(20), &rv, 5).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.create(&PostParams::default(), &cm("web", json!({"app": "web"}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("db", json!({"app": "db"}))).await.unwrap();
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}}))).await.unwrap();
+    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}}))).await.unwrap();
+    api.delete("web", &DeleteParams::default()).await.unwrap();
+    let live = live.await.unwrap();
+    let kinds: Vec<(&str, &str)> = live.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+    assert_eq!(kinds, [("ADDED", "web"), ("ADDED", "db"), ("MODIFIED", "web"), ("MODIFIED", "web"), ("DELETED", "web")]);
+
+    // Later watchers from the same resourceVersion replay the same changes from memory.
+    let replayed = collect(&api, &plain(5), &rv, 5).await;
+    assert_eq!(replayed, live);
+    // With a selector, the same changes become leave/enter events.
+    let selected = collect(&api, &plain(5).labels("app=web"), &rv, 4).await;
+    let kinds: Vec<(&str, &str)> = selected.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
+    assert_eq!(kinds, [("ADDED", "web"), ("DELETED", "web"), ("ADDED", "web"), ("DELETED", "web")]);
+    // From the middle of the window: only what came after.
+    let tail = collect(&api, &plain(5), &live[2].2, 2).await;
+    assert_eq!(tail, live[3..].to_vec());
+}

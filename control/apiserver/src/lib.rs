@@ -29,3 +29,4 @@ pub mod store;
 pub mod table;
 pub mod validation;
 pub mod watch;
+pub mod watch_cache;

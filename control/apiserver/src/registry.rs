@@ -29,6 +29,8 @@ pub struct Registry {
     pub allocator: Allocator,
     /// TTL of Event objects.
     pub event_ttl: Duration,
+    /// Shared etcd watches fanned out to HTTP watchers.
+    pub watch_cache: crate::watch_cache::WatchCache,
     event_lease: Mutex<Option<(i64, Instant)>>,
 }
 
@@ -165,7 +167,7 @@ fn generate_name(prefix: &str) -> String {
 impl Registry {
     /// Build the registry.
     pub fn new(store: Store, allocator: Allocator, event_ttl: Duration) -> Self {
-        Self { store, allocator, event_ttl, event_lease: Mutex::new(None) }
+        Self { store, allocator, event_ttl, watch_cache: Default::default(), event_lease: Mutex::new(None) }
     }
 
     /// A lease for Event objects; reused for a short window to limit lease count.

@@ -20,6 +20,7 @@ use crate::registry::{ListQuery, Registry};
 use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
 use crate::store::{self, decode};
+use crate::watch_cache::{Change, HubEvent, Subscription};
 
 /// How often bookmarks are requested when the client allows them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(2);
@@ -63,6 +64,14 @@ impl Emitter {
         };
         self.tx.send(line(kind, object)).await.is_ok()
     }
+    /// Send a prepared change; false when the client went away.
+    async fn deliver(&self, out: Option<Result<Bytes, (&'static str, Value)>>) -> bool {
+        match out {
+            None => true,
+            Some(Ok(bytes)) => self.tx.send(bytes).await.is_ok(),
+            Some(Err((kind, obj))) => self.send(kind, obj).await,
+        }
+    }
     async fn error(&self, e: ApiError) {
         let _ = self.tx.send(line("ERROR", e.to_status())).await;
     }
@@ -87,9 +96,117 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
             list["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
         }
     };
+    if req.resource_version.is_some() && !req.send_initial_events {
+        // A resourceVersion etcd compacted away is 410 even if memory still has it.
+        let end = store::prefix_end(&prefix);
+        if let Err(e) = reg.store.range(prefix.as_bytes(), &end, start_rev.max(1), 1).await {
+            if e.code == 410 {
+                let em = Emitter { tx, wrap: None };
+                em.error(ApiError::expired(format!("too old resource version: {start_rev}"))).await;
+                return Ok(rx);
+            }
+            return Err(e);
+        }
+    }
+    if let Some(sub) = reg.watch_cache.subscribe(&reg.store, req.resource, start_rev).await {
+        tokio::spawn(run_shared(req, sub, prefix, start_rev, initial, Emitter { tx, wrap: None }));
+        return Ok(rx);
+    }
     let stream = reg.store.watch(&prefix, start_rev + 1).await?;
     tokio::spawn(run(reg, req, stream, start_rev, initial, Emitter { tx, wrap: None }));
     Ok(rx)
+}
+
+fn bookmark_object(r: &Resource, rev: i64, initial_end: bool) -> Value {
+    let mut b = json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
+    if initial_end {
+        b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    b
+}
+
+/// The event type (and object) a change means for a watcher with selectors; None = not visible.
+fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
+    match &change.new {
+        Some(new) => {
+            let new_match = matches(new);
+            let old_match = !change.created && change.old.as_ref().is_some_and(|o| matches(o));
+            match (old_match, new_match) {
+                (_, true) if change.created => Some(("ADDED", new.clone())),
+                (true, true) => Some(("MODIFIED", new.clone())),
+                (false, true) => Some(("ADDED", new.clone())),
+                (true, false) => Some(("DELETED", new.clone())),
+                (false, false) => None,
+            }
+        }
+        None => {
+            let old = change.old.as_ref()?;
+            matches(old).then(|| ("DELETED", old.clone()))
+        }
+    }
+}
+
+/// Serve a watch from the shared fan-out.
+async fn run_shared(req: WatchRequest, mut sub: Subscription, prefix: String, start_rev: i64, initial: Vec<Value>, mut em: Emitter) {
+    em.wrap = req.wrap.clone();
+    for obj in initial {
+        if !em.send("ADDED", obj).await {
+            return;
+        }
+    }
+    if req.send_initial_events && req.bookmarks && !em.send("BOOKMARK", bookmark_object(req.resource, start_rev, true)).await {
+        return;
+    }
+    let unfiltered = req.query.label.is_empty() && req.query.field.0.is_empty() && em.wrap.is_none();
+    let matches = |o: &Value| req.query.label.matches(o) && req.query.field.matches(o);
+    let mut last = start_rev;
+    let mut last_bookmark = start_rev;
+    let deadline = req.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut ticker = tokio::time::interval(Duration::from_secs(2));
+    // What a change means for this watcher: a shared pre-encoded line, an
+    // event to encode, or nothing.
+    let prepare = |c: &Arc<Change>| -> Option<Result<Bytes, (&'static str, Value)>> {
+        if !c.key.starts_with(&prefix) {
+            None
+        } else if unfiltered {
+            classify(c, &|_| true).map(|(kind, obj)| Ok(c.line.get_or_init(|| line(kind, obj)).clone()))
+        } else {
+            classify(c, &matches).map(Err)
+        }
+    };
+    for c in std::mem::take(&mut sub.replay) {
+        last = last.max(c.revision);
+        if !em.deliver(prepare(&c)).await {
+            return;
+        }
+    }
+    loop {
+        let sleep_until = deadline.unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            _ = tokio::time::sleep_until(sleep_until) => {
+                if deadline.is_some() { return; }
+            }
+            _ = ticker.tick() => {
+                if em.tx.is_closed() { return; }
+            }
+            ev = sub.live.recv() => match ev {
+                Ok(HubEvent::Change(c)) => {
+                    if c.revision <= last { continue; }
+                    last = c.revision;
+                    if !em.deliver(prepare(&c)).await { return; }
+                }
+                Ok(HubEvent::Progress(rev)) => {
+                    if req.bookmarks && rev >= last_bookmark && rev >= last {
+                        last_bookmark = rev;
+                        if !em.send("BOOKMARK", bookmark_object(req.resource, rev, false)).await { return; }
+                    }
+                }
+                // Hub stopped or this watcher fell too far behind: end the
+                // stream; the client resumes from its last resourceVersion.
+                Ok(HubEvent::Closed) | Err(_) => return,
+            }
+        }
+    }
 }
 
 async fn run(
