@@ -188,8 +188,12 @@ async fn pass(ctx: &Context, discovery: &mut Option<Discovery>) -> Result<(), Er
             n.meta.owner_references.clone().unwrap_or_default().into_iter().filter(|r| &r.uid != owner_uid).collect();
         patch_meta(client, n, json!({"metadata": {"ownerReferences": refs, "resourceVersion": n.meta.resource_version}})).await?;
     }
+    let owners: HashSet<&str> =
+        nodes.iter().flat_map(|n| n.meta.owner_references.iter().flatten().map(|r| r.uid.as_str())).collect();
     for d in &plan.delete_foreground {
-        delete(client, &nodes[*d], PropagationPolicy::Foreground).await?;
+        // Dependents with dependents of their own cascade in the foreground too.
+        let policy = if owners.contains(nodes[*d].uid()) { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+        delete(client, &nodes[*d], policy).await?;
     }
     for (o, finalizer) in &plan.finalize {
         let n = &nodes[*o];

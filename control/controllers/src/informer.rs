@@ -24,7 +24,7 @@ use tokio::sync::broadcast;
 
 /// Capacity of each change broadcast; a subscriber that falls further behind
 /// than this misses changes until the periodic resync catches it up.
-const BROADCAST_CAPACITY: usize = 65_536;
+const BROADCAST_CAPACITY: usize = 16_384;
 
 /// A cache of one resource type plus a change feed.
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {

@@ -104,9 +104,18 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
     let exists = |n: &str| pod_store.get(&ObjectRef::new(n).within(&ns)).is_some();
     let live = |n: &str| pod_store.get(&ObjectRef::new(n).within(&ns)).is_some_and(|p| p.metadata.deletion_timestamp.is_none());
     let mut requeue: Option<Duration> = None;
+    let mut deleted: Vec<String> = Vec::new();
     if rs.metadata.deletion_timestamp.is_none() && expectations.satisfied(&key, exists, live) {
         let want = spec.replicas.unwrap_or(1).max(0) as usize;
-        if active.len() < want {
+        let namespace_terminating = ctx
+            .informers
+            .namespaces
+            .store()
+            .get(&ObjectRef::new(&ns))
+            .is_some_and(|n| n.metadata.deletion_timestamp.is_some());
+        if active.len() < want && namespace_terminating {
+            // New content is refused in a terminating namespace; its objects are going anyway.
+        } else if active.len() < want {
             let missing = (want - active.len()).min(BURST_REPLICAS);
             create_pods(&ctx, &rs, &pods_api, missing, &key, &expectations).await?;
         } else if active.len() > want {
@@ -116,6 +125,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
             for pod in victims.into_iter().take(extra) {
                 let pod_name = pod.name_any();
                 expectations.expect_delete(&key, pod_name.clone());
+                deleted.push(pod_name.clone());
                 match pods_api.delete(&pod_name, &DeleteParams::default()).await {
                     Ok(_) => ctx.recorder.record(&*rs, EventType::Normal, "SuccessfulDelete", format!("Deleted pod: {pod_name}")),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
@@ -123,11 +133,14 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
                 }
             }
         }
-    } else {
-        requeue = Some(Duration::from_secs(1));
+    } else if rs.metadata.deletion_timestamp.is_none() {
+        // The cache predates our own writes: neither act nor report on it.
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
 
-    // Status from the pods this reconcile saw.
+    // Status from the pods this reconcile saw, minus the ones it just deleted
+    // (so a status carrying the new observedGeneration never over-counts).
+    let active: Vec<Arc<Pod>> = active.into_iter().filter(|p| !deleted.contains(&p.name_any())).collect();
     let now = Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
     let template_labels = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();

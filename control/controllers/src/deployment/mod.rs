@@ -353,7 +353,7 @@ pub fn revision(rs: &ReplicaSet) -> i64 {
 /// Kubernetes' pod-template-hash: FNV-32a of the template (its canonical
 /// JSON here) plus the collision count, digits mapped to the safe alphabet.
 pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: i32) -> String {
-    let mut bytes = serde_json::to_vec(&strip_hash(template)).unwrap_or_default();
+    let mut bytes = serde_json::to_vec(&canonical(template)).unwrap_or_default();
     if collision_count > 0 {
         bytes.extend_from_slice(&collision_count.to_le_bytes());
     }
@@ -373,9 +373,31 @@ fn strip_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
     t
 }
 
-/// Whether two templates are equal apart from the pod-template-hash label.
+/// Whether two templates are equal apart from the pod-template-hash label,
+/// treating empty and absent fields alike (as Kubernetes' semantic equality
+/// does for Go structs: `resources: {}` equals no `resources`).
 pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
-    serde_json::to_value(strip_hash(a)).ok() == serde_json::to_value(strip_hash(b)).ok()
+    canonical(a) == canonical(b)
+}
+
+/// The template as JSON without the hash label and without empty values.
+fn canonical(t: &PodTemplateSpec) -> serde_json::Value {
+    fn prune(v: serde_json::Value) -> Option<serde_json::Value> {
+        match v {
+            serde_json::Value::Null => None,
+            serde_json::Value::Object(m) => {
+                let m: serde_json::Map<String, serde_json::Value> =
+                    m.into_iter().filter_map(|(k, v)| prune(v).map(|v| (k, v))).collect();
+                (!m.is_empty()).then_some(serde_json::Value::Object(m))
+            }
+            serde_json::Value::Array(a) => {
+                let a: Vec<serde_json::Value> = a.into_iter().map(|v| prune(v).unwrap_or(serde_json::Value::Null)).collect();
+                (!a.is_empty()).then_some(serde_json::Value::Array(a))
+            }
+            other => Some(other),
+        }
+    }
+    serde_json::to_value(strip_hash(t)).ok().and_then(prune).unwrap_or(serde_json::Value::Null)
 }
 
 /// Resolves an int-or-percent against `total`, rounding up or down.
@@ -455,6 +477,9 @@ mod tests {
         t.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(POD_TEMPLATE_HASH.into(), h1.clone());
         assert_eq!(h1, pod_template_hash(&t, 0));
         assert!(equal_ignore_hash(&t, &plain));
+        let mut with_empty = plain.clone();
+        with_empty.spec = Some(Default::default());
+        assert!(equal_ignore_hash(&with_empty, &plain), "empty and absent fields are equal");
         assert!(h1.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
     }
 }
