@@ -106,9 +106,9 @@ pub fn expand(value: &str, env: &[(String, String)]) -> String {
     while let Some(at) = rest.find('$') {
         out.push_str(&rest[..at]);
         let tail = &rest[at..];
-        if tail.starts_with("$$") {
+        if let Some(after) = tail.strip_prefix("$$") {
             out.push('$');
-            rest = &tail[2..];
+            rest = after;
         } else if let (true, Some(end)) = (tail.starts_with("$("), tail.find(')')) {
             let name = &tail[2..end];
             match env.iter().rev().find(|(n, _)| n == name) {

@@ -63,9 +63,9 @@ pub async fn renew(leases: &Api<Lease>, node: &Node) -> kube::Result<Lease> {
     }
 }
 
-/// Renew forever, every [`RENEW_INTERVAL`]; failures are logged and retried.
-pub async fn run(leases: Api<Lease>, node: Node) {
-    let mut tick = tokio::time::interval(RENEW_INTERVAL);
+/// Renew forever, every `interval` ([`RENEW_INTERVAL`] by default); failures are logged and retried.
+pub async fn run(leases: Api<Lease>, node: Node, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         if let Err(err) = renew(&leases, &node).await {

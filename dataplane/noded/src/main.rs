@@ -40,6 +40,9 @@ struct Args {
     /// First CrashLoopBackOff wait, in seconds (Kubernetes: 10).
     #[arg(long, default_value_t = 10)]
     crash_backoff_seconds: u64,
+    /// Seconds between Lease renewals and node status posts (Kubernetes: 10).
+    #[arg(long, default_value_t = 10)]
+    heartbeat_seconds: u64,
     /// CPU kept for the system, in millicores.
     #[arg(long, default_value_t = 100)]
     reserved_cpu_millis: u64,
@@ -87,7 +90,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let reserved = Reservations { cpu_millis: args.reserved_cpu_millis, memory_bytes: args.reserved_memory_mib << 20 };
     let paths = NetworkPaths { cni_conf_dir: args.cni_conf_dir.clone(), noded_socket, cni_state_dir };
-    let agent = tokio::spawn(node_agent::run(client.clone(), cri.clone(), identity, reserved, paths));
+    let agent = tokio::spawn(node_agent::run(client.clone(), cri.clone(), identity, reserved, paths, Duration::from_secs(args.heartbeat_seconds.max(1))));
 
     let workers = Arc::new(PodWorkers::new(
         NodeContext {

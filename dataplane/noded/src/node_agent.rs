@@ -15,8 +15,6 @@ use kube::Api;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How often node status is posted (and the podCIDR looked for).
-pub const STATUS_PERIOD: Duration = Duration::from_secs(10);
 
 /// Where the node's network config goes.
 pub struct NetworkPaths {
@@ -28,12 +26,20 @@ pub struct NetworkPaths {
     pub cni_state_dir: PathBuf,
 }
 
-/// Register the node and run status and lease loops forever.
-pub async fn run(client: kube::Client, cri: Cri, identity: NodeIdentity, reserved: Reservations, paths: NetworkPaths) -> anyhow::Result<()> {
+/// Register the node and run status and lease loops forever, both every `heartbeat`
+/// (Kubernetes: 10 s; tests with a short node-monitor grace period use less).
+pub async fn run(
+    client: kube::Client,
+    cri: Cri,
+    identity: NodeIdentity,
+    reserved: Reservations,
+    paths: NetworkPaths,
+    heartbeat: Duration,
+) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = node_status::register(&nodes, &identity).await?;
     tracing::info!(node = identity.name, "node registered");
-    tokio::spawn(crate::lease::run(Api::<Lease>::namespaced(client.clone(), crate::lease::NAMESPACE), node));
+    tokio::spawn(crate::lease::run(Api::<Lease>::namespaced(client.clone(), crate::lease::NAMESPACE), node, heartbeat));
     let machine = Machine::measure(110);
     let mut previous = Vec::new();
     let mut network_configured = false;
@@ -61,7 +67,7 @@ pub async fn run(client: kube::Client, cri: Cri, identity: NodeIdentity, reserve
             tracing::warn!(%err, "posting node status failed");
         }
         // Until the network is up, look again soon; then at the normal period.
-        let wait = if network_ready { STATUS_PERIOD } else { Duration::from_secs(1) };
+        let wait = if network_ready { heartbeat } else { heartbeat.min(Duration::from_secs(1)) };
         tokio::time::sleep(wait).await;
     }
 }
