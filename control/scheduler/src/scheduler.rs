@@ -164,7 +164,7 @@ impl Scheduler {
                     let me = self.clone();
                     tokio::spawn(
                         async move {
-                            me.bind(key, &uid, &node, &info).await;
+                            me.bind(key, &uid, &node).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -194,7 +194,7 @@ impl Scheduler {
         }
     }
 
-    async fn bind(&self, key: crate::queue::PodKey, uid: &str, node: &str, info: &PodInfo) {
+    async fn bind(&self, key: crate::queue::PodKey, uid: &str, node: &str) {
         let ns = key.namespace.as_deref().unwrap_or("default");
         match binder::bind(&self.client, ns, &key.name, uid, node).await {
             Ok(()) => {
@@ -218,6 +218,5 @@ impl Scheduler {
                 }
             }
         }
-        let _ = info;
     }
 }
