@@ -50,10 +50,33 @@ fn render_table(r: &Resource, objects: &[Value], list_meta: Value, include: Incl
     crate::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now())
 }
 
+/// Bodies over the limit are still read (up to this much) before the 413 is
+/// sent, so clients that are still uploading see the Status, not a reset.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Read a request body, enforcing [`MAX_BODY_BYTES`].
+async fn body_bytes(body: Body) -> ApiResult<bytes::Bytes> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
+        total += chunk.len();
+        if total <= MAX_BODY_BYTES {
+            buf.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    Ok(buf.freeze())
+}
+
 async fn read_body(body: Body) -> ApiResult<Value> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    let bytes = body_bytes(body).await?;
     if bytes.is_empty() {
         return Ok(Value::Null);
     }
@@ -62,9 +85,7 @@ async fn read_body(body: Body) -> ApiResult<Value> {
 
 async fn read_body_as(body: Body, content_type: &str) -> ApiResult<Value> {
     if content_type.contains("yaml") {
-        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-            .await
-            .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+        let bytes = body_bytes(body).await?;
         let v: Value = serde_yaml::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         return Ok(v);

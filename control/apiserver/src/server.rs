@@ -122,7 +122,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Create the namespaces every cluster has, and the `kubernetes` Service.
-pub async fn bootstrap(registry: &Registry) -> Result<()> {
+pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
     let ns = resources::by_kind("", "Namespace").expect("namespaces");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
@@ -137,7 +137,7 @@ pub async fn bootstrap(registry: &Registry) -> Result<()> {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": registry.allocator.kubernetes_ip().to_string(),
-                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+                 "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port}]},
     });
     match registry.create(svc, Some("default"), obj, WriteOptions::default()).await {
         Ok(_) => tracing::info!("created the kubernetes service"),
@@ -188,7 +188,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     // etcd may still be starting: retry the bootstrap for a while.
     let mut attempt = 0;
     loop {
-        match bootstrap(&registry).await {
+        match bootstrap(&registry, cfg.secure_port).await {
             Ok(()) => break,
             Err(e) if attempt < 30 => {
                 tracing::warn!(error = %e, "bootstrap failed; retrying");
