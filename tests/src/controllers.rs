@@ -1,0 +1,221 @@
+//! Helpers for controller stories: start the real `controller-manager`,
+//! `scheduler` and `nodesim` (simulated nodes whose pods start instantly)
+//! against a [`ControlPlane`](crate::ControlPlane), with shortened timeouts.
+//! Killing a node simulator plays nodes that die: their Leases stop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::ListParams;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+
+/// Flags that make the controller-manager react within test time.
+pub const FAST_FLAGS: &[&str] = &[
+    "--leader-elect-lease-duration=3s",
+    "--leader-elect-renew-deadline=2s",
+    "--leader-elect-retry-period=250ms",
+    "--node-monitor-period=500ms",
+    "--node-monitor-grace-period=3s",
+    "--pod-gc-period=1s",
+    "--resync-period=30s",
+];
+
+/// A running `controller-manager` process; killed (by pid) on drop.
+pub struct ControllerManager {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+    /// The identity it uses in the leader Lease.
+    pub identity: String,
+}
+
+impl ControllerManager {
+    /// Starts the controller-manager with [`FAST_FLAGS`] plus `extra` flags.
+    pub fn start(kubeconfig: &Path, identity: &str, extra: &[&str]) -> ControllerManager {
+        let dir = tempfile::Builder::new().prefix("sluice-cm-").tempdir().expect("temp dir");
+        let log = dir.path().join("controller-manager.log");
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(crate::workspace_bin("controller-manager"))
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg(format!("--identity={identity}"))
+            .args(FAST_FLAGS)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_CM_LOG").unwrap_or_else(|_| "info".into()))
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("controller-manager starts");
+        ControllerManager { child: Some(child), _dir: dir, log, identity: identity.into() }
+    }
+
+    /// Kills the process (SIGKILL, like a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ControllerManager {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- controller-manager {} log tail ---\n{}",
+                self.identity,
+                lines[lines.len().saturating_sub(60)..].join("\n")
+            );
+        }
+    }
+}
+
+/// Runs the stories of one test binary one at a time: each starts a whole
+/// control plane plus nodes, and several at once on two cores would only
+/// race their timeouts. Hold the guard for the whole test.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, panicking with `what`
+/// after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a pod is Ready and not being deleted (what a Service would route to).
+pub fn pod_available(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// A process started by a test (scheduler, node simulator); killed by pid on drop.
+pub struct Process {
+    name: String,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Process {
+    /// Starts workspace binary `bin` with `args`, logging to a temp file.
+    pub fn start(bin: &str, args: &[String]) -> Process {
+        let dir = tempfile::Builder::new().prefix(&format!("sluice-{bin}-")).tempdir().expect("temp dir");
+        let log = dir.path().join(format!("{bin}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(crate::workspace_bin(bin))
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().expect("log"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{bin} starts: {e}"));
+        Process { name: bin.into(), child: Some(child), _dir: dir, log }
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("--- {} log tail ---\n{}", self.name, lines[lines.len().saturating_sub(30)..].join("\n"));
+        }
+    }
+}
+
+/// Starts the real scheduler (no leader election) against `kubeconfig`.
+pub fn start_scheduler(kubeconfig: &Path) -> Process {
+    Process::start("scheduler", &["--kubeconfig".into(), kubeconfig.display().to_string(), "--leader-elect=false".into()])
+}
+
+/// Starts the node simulator with `count` nodes named `<prefix>-<i>` and
+/// waits until they are registered; killing it stops their heartbeats.
+pub async fn start_nodes(client: &Client, kubeconfig: &Path, prefix: &str, count: usize) -> Process {
+    let p = Process::start(
+        "nodesim",
+        &[
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            format!("--nodes={count}"),
+            format!("--name-prefix={prefix}"),
+            "--lease-renew-interval=500ms".into(),
+        ],
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually(Duration::from_secs(30), &format!("{count} simulated nodes {prefix}-*"), || async {
+        let list = nodes.list(&ListParams::default()).await.ok()?;
+        (list.items.iter().filter(|n| n.name_any().starts_with(&format!("{prefix}-"))).count() == count).then_some(())
+    })
+    .await;
+    p
+}
+
+/// A Deployment manifest: `replicas` pods labelled `app=<name>` running `image`.
+pub fn deployment(name: &str, replicas: i32, image: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "app", "image": image,
+                                         "ports": [{"name": "http", "containerPort": 8080}]}]},
+            },
+        },
+    })
+}
+
+/// Pods of a namespace whose labels include `labels`.
+pub async fn pods_with(client: &Client, ns: &str, labels: &BTreeMap<&str, &str>) -> Vec<Pod> {
+    let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&selector.join(",")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
