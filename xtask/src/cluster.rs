@@ -141,7 +141,13 @@ enum Ready {
     Http(fn(&Cluster) -> String),
     /// HTTPS GET answering 2xx, verified with the cluster CA.
     Https(fn(&Cluster) -> String),
+    /// No endpoint to ask (controllers that only talk to the API server):
+    /// ready once the process has stayed up for [`ALIVE_GRACE`].
+    Alive,
 }
+
+/// How long a [`Ready::Alive`] component must stay up to count as started.
+const ALIVE_GRACE: Duration = Duration::from_secs(2);
 
 /// One process `up` manages.
 struct Component {
@@ -185,6 +191,18 @@ fn components() -> Vec<Component> {
                 ]
             },
             ready: Ready::Https(|c| format!("{}/readyz", c.apiserver_url())),
+        },
+        Component {
+            name: "controller-manager",
+            binary: Binary::Workspace("controller-manager"),
+            args: |c| vec![format!("--kubeconfig={}", c.kubeconfig().display())],
+            ready: Ready::Alive,
+        },
+        Component {
+            name: "scheduler",
+            binary: Binary::Workspace("scheduler"),
+            args: |c| vec![format!("--kubeconfig={}", c.kubeconfig().display())],
+            ready: Ready::Alive,
         },
     ]
 }
@@ -340,7 +358,8 @@ fn start(cluster: &Cluster, c: &Component) -> Result<u32> {
 /// Wait until the component answers its readiness check; fail with the end of
 /// its log if it exits or takes too long.
 fn wait_ready(cluster: &Cluster, c: &Component, pid: u32) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(90);
     let mut last_note = Instant::now();
     loop {
         if is_ready(cluster, c.ready) {
@@ -348,6 +367,9 @@ fn wait_ready(cluster: &Cluster, c: &Component, pid: u32) -> Result<()> {
         }
         // setsid may still be exec'ing the program during the first instants.
         let exe_ok = process_runs(pid, c.binary.file_name()) || process_runs(pid, "setsid");
+        if matches!(c.ready, Ready::Alive) && exe_ok && started.elapsed() >= ALIVE_GRACE {
+            return Ok(());
+        }
         if !exe_ok {
             bail!(
                 "{} exited during startup; end of {}:\n{}",
@@ -382,6 +404,8 @@ fn is_ready(cluster: &Cluster, ready: Ready) -> bool {
         Ready::Https(url) => {
             curl.arg("--cacert").arg(cluster.pki().join("ca.crt")).arg(url(cluster));
         }
+        // Judged by `wait_ready` from the process staying up.
+        Ready::Alive => return false,
     }
     curl.stdout(Stdio::null())
         .stderr(Stdio::null())
