@@ -63,7 +63,7 @@ impl Drop for TempCluster {
     fn drop(&mut self) {
         let _ = self.xtask("down").output();
         // Belt and braces: if `down` failed, kill what the pid files name, if it is still ours.
-        for name in ["apiserver", "etcd"] {
+        for name in ["scheduler", "controller-manager", "apiserver", "etcd"] {
             if let Some(pid) = self.pid(name) {
                 let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
                 if exe.file_name().is_some_and(|f| f.to_string_lossy().starts_with(name)) {
@@ -105,6 +105,11 @@ fn xtask_up_then_down_keeps_data_and_purge_removes_it() {
     assert!(cluster.home().join("logs/apiserver.log").exists() && cluster.home().join("logs/etcd.log").exists());
     let (etcd, apiserver) = (cluster.pid("etcd").expect("etcd pid"), cluster.pid("apiserver").expect("apiserver pid"));
     assert!(alive(etcd) && alive(apiserver));
+    let controllers: Vec<u32> = ["controller-manager", "scheduler"]
+        .iter()
+        .map(|name| cluster.pid(name).unwrap_or_else(|| panic!("{name} pid")))
+        .collect();
+    assert!(controllers.iter().all(|&pid| alive(pid)), "controller-manager and scheduler run");
 
     // The printed kubeconfig works for kubectl and ctl.
     let ns = ok(Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(["get", "ns", "-o", "name"]));
@@ -121,6 +126,7 @@ fn xtask_up_then_down_keeps_data_and_purge_removes_it() {
     // `down` stops both by pid and keeps the data.
     ok(&mut cluster.xtask("down"));
     assert!(!alive(etcd) && !alive(apiserver), "processes still running after down");
+    assert!(controllers.iter().all(|&pid| !alive(pid)), "controllers still running after down");
     assert!(cluster.home().join("etcd").exists(), "etcd data kept");
 
     // Up again: the object created before is still there.
