@@ -102,3 +102,22 @@ async fn pages_come_from_one_snapshot_while_writes_happen() {
     assert_eq!(seen, want, "exactly the snapshot, no late objects, nothing lost");
     assert_eq!(pages, 9);
 }
+
+/// A list bigger than gRPC's default 4 MiB message (e.g. thousands of nodes)
+/// still comes back whole when the client does not page.
+#[tokio::test]
+async fn an_unpaginated_list_larger_than_4_mib_is_served_whole() {
+    let cp = ControlPlane::start().await;
+    let raw = cp.raw().await;
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let blob = "x".repeat(900 * 1024);
+    for i in 0..6 {
+        let cm = json!({"metadata": {"name": format!("big-{i}")}, "data": {"blob": blob}});
+        let created = raw.post(cms, &cm).await;
+        assert_eq!(created.status, 201, "{:?}", created.json());
+    }
+    let list = raw.get(cms).await;
+    assert_eq!(list.status, 200, "{:?}", list.json()["message"]);
+    let names: Vec<String> = names(&list.json()).into_iter().filter(|n| n.starts_with("big-")).collect();
+    assert_eq!(names, (0..6).map(|i| format!("big-{i}")).collect::<Vec<_>>());
+}

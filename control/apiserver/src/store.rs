@@ -159,6 +159,9 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Largest etcd range response the API server accepts (an unpaginated list).
+const MAX_RANGE_RESPONSE_BYTES: usize = 1 << 30;
+
 impl Store {
     /// Connect to etcd.
     pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
@@ -196,7 +199,9 @@ impl Store {
 
     /// Read keys in `[start, end)` at `revision` (0 = latest), at most `limit` (0 = all).
     pub async fn range(&self, start: &[u8], end: &[u8], revision: i64, limit: i64) -> Result<Page, ApiError> {
-        let mut c = self.client.clone();
+        // An unpaginated list can be far larger than gRPC's default 4 MiB
+        // response limit (5,000 nodes are ~8 MiB).
+        let mut c = self.client.kv_client().max_decoding_message_size(MAX_RANGE_RESPONSE_BYTES);
         let mut opts = GetOptions::new().with_range(end.to_vec());
         if revision > 0 {
             opts = opts.with_revision(revision);
