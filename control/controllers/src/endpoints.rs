@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
@@ -47,13 +47,7 @@ pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         let address = EndpointAddress {
             ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-            target_ref: Some(ObjectReference {
-                kind: Some("Pod".into()),
-                name: Some(pod.name_any()),
-                namespace: pod.namespace(),
-                uid: pod.uid(),
-                ..Default::default()
-            }),
+            target_ref: Some(pods::target_ref(pod)),
             hostname: None,
         };
         if pods::is_ready(pod) || publish_not_ready {

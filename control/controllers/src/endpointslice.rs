@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -143,13 +143,7 @@ pub fn endpoint_for_pod(svc: &Service, pod: &Pod) -> Endpoint {
         }),
         hostname: None,
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-        target_ref: Some(ObjectReference {
-            kind: Some("Pod".into()),
-            name: Some(pod.name_any()),
-            namespace: pod.namespace(),
-            uid: pod.uid(),
-            ..Default::default()
-        }),
+        target_ref: Some(pods::target_ref(pod)),
         zone: None,
         hints: None,
         deprecated_topology: None,
