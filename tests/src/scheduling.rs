@@ -134,21 +134,8 @@ impl NodeSim {
     }
 }
 
-/// Poll `check` every 100 ms until it returns `Some`; panic with `what` after `timeout`.
-pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// Poll until `Some` (the harness-wide [`crate::eventually`]).
+pub use crate::eventually as wait_for;
 
 /// A pod with one container requesting `cpu` and `memory`, plus `spec` fields merged in.
 pub fn pod(name: &str, cpu: &str, memory: &str, spec: Value) -> Pod {
