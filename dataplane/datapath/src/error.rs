@@ -81,6 +81,14 @@ pub enum DatapathError {
         /// Cause.
         source: aya::programs::links::LinkError,
     },
+    /// A route could not be listed, set or deleted.
+    #[error("netlink: {what}: {source}")]
+    Route {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        source: rtnetlink::Error,
+    },
     /// No free service or backend id.
     #[error("out of {0} ids")]
     Exhausted(&'static str),

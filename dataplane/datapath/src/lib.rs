@@ -25,23 +25,26 @@
 //! ```
 
 mod bpffs;
+mod endpoint;
 mod error;
 mod logs;
 pub mod maglev;
+pub mod routes;
 mod service;
 
+pub use endpoint::{interface_mac, Mac, PodEndpoint, RoutingSettings};
 pub use error::DatapathError;
 pub use service::{Backend, Frontend, Protocol, ServiceKind, ServiceSpec};
 pub use sluice_common::{Event, TrafficCounter};
 
 use aya::maps::lpm_trie::{Key as LpmKey, LpmTrie};
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use sluice_common::{
     backend_flags, map_names, program_names, service_flags, AffinityKey, AffinityValue,
-    BackendValue, CtKey, CtValue, MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue,
+    BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue,
     ServiceKey, ServiceValue, SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX, MAX_BACKENDS,
     MAX_SERVICES,
 };
@@ -197,6 +200,8 @@ pub struct Datapath {
     service_stats: PerCpuArray<MapData, TrafficCounter>,
     backend_stats: PerCpuArray<MapData, TrafficCounter>,
     events: PerCpuArray<MapData, u64>,
+    endpoints_map: BpfHashMap<MapData, EndpointKey, EndpointValue>,
+    routing_map: Array<MapData, sluice_common::RoutingConfig>,
     services: HashMap<Frontend, ServiceState>,
     _logs: Option<logs::LogForwarder>,
     service_ids: Ids,
@@ -291,6 +296,8 @@ impl Datapath {
             service_stats: take(&mut ebpf, map_names::SERVICE_STATS)?,
             backend_stats: take(&mut ebpf, map_names::BACKEND_STATS)?,
             events: take(&mut ebpf, map_names::EVENTS)?,
+            endpoints_map: take(&mut ebpf, map_names::ENDPOINTS)?,
+            routing_map: take(&mut ebpf, map_names::ROUTING)?,
             _logs: logs::LogForwarder::start(&mut ebpf),
             ebpf,
             services: HashMap::new(),
@@ -574,6 +581,59 @@ impl Datapath {
             .map_err(map_err(map_names::NODE_ADDRS))
     }
 
+    /// Deliver packets for a pod of this node straight into it: pods'
+    /// packets to `endpoint.ip` skip the node's IP stack (`bpf_redirect_peer`
+    /// from `pod_ingress`). Attach the pod interface first
+    /// ([`Self::attach_pod_interface`]) so the pod's own packets are seen.
+    pub fn upsert_endpoint(&mut self, endpoint: &PodEndpoint) -> Result<(), DatapathError> {
+        self.endpoints_map
+            .insert(endpoint.key(), endpoint.value(), 0)
+            .map_err(map_err(map_names::ENDPOINTS))?;
+        debug!(ip = %endpoint.ip, ifindex = endpoint.ifindex, "pod endpoint programmed");
+        Ok(())
+    }
+
+    /// Forget a pod endpoint (its packets fall back to kernel routing).
+    /// Returns whether it existed.
+    pub fn delete_endpoint(&mut self, ip: Ipv4Addr) -> Result<bool, DatapathError> {
+        let key = EndpointKey { addr: ip.octets() };
+        let existed = self.endpoints_map.get(&key, 0).is_ok();
+        remove_ok(&mut self.endpoints_map, &key, map_names::ENDPOINTS)?;
+        Ok(existed)
+    }
+
+    /// Every pod endpoint in the (possibly adopted) map, by address.
+    pub fn endpoints(&self) -> Result<Vec<PodEndpoint>, DatapathError> {
+        let mut out = Vec::new();
+        for item in self.endpoints_map.iter() {
+            let (k, v) = item.map_err(map_err(map_names::ENDPOINTS))?;
+            out.push(PodEndpoint::from_entry(&k, &v));
+        }
+        out.sort_by_key(|e| e.ip);
+        Ok(out)
+    }
+
+    /// Set the node's routing settings: the cluster CIDR (never NATed) and
+    /// the address pod flows leaving the cluster are masqueraded to.
+    pub fn set_routing(&mut self, settings: &RoutingSettings) -> Result<(), DatapathError> {
+        let config = settings.to_config()?;
+        self.routing_map.set(0, config, 0).map_err(map_err(map_names::ROUTING))?;
+        info!(cluster_cidr = %format!("{}/{}", settings.cluster_cidr.0, settings.cluster_cidr.1),
+            masquerade = ?settings.masquerade, "routing settings programmed");
+        Ok(())
+    }
+
+    /// The routing settings in the map (`None` before [`Self::set_routing`]).
+    pub fn routing(&self) -> Result<Option<RoutingSettings>, DatapathError> {
+        let c = self.routing_map.get(&0, 0).map_err(map_err(map_names::ROUTING))?;
+        if c.cluster_mask == [0; 4] && c.flags == 0 && c.cluster_cidr == [0; 4] {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes(c.cluster_mask).count_ones() as u8;
+        let masquerade = (c.flags & sluice_common::routing_flags::MASQUERADE != 0).then(|| Ipv4Addr::from(c.masquerade_addr));
+        Ok(Some(RoutingSettings { cluster_cidr: (Ipv4Addr::from(c.cluster_cidr), len), masquerade }))
+    }
+
     /// Stop serving NodePorts on `node_ip` and detach XDP from `ifname`.
     pub fn detach_external_interface(&mut self, ifname: &str, node_ip: Ipv4Addr) -> Result<(), DatapathError> {
         remove_ok(&mut self.node_addrs_map, &NodeAddrKey { addr: node_ip.octets() }, map_names::NODE_ADDRS)?;
@@ -834,7 +894,7 @@ impl Datapath {
     }
 }
 
-const ALL_EVENTS: [Event; 9] = [
+const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::NewFlow,
     Event::TrackedFlow,
     Event::ReverseNat,
@@ -844,10 +904,12 @@ const ALL_EVENTS: [Event; 9] = [
     Event::NoLocalBackend,
     Event::SnatExhausted,
     Event::SocketLb,
+    Event::RedirectPeer,
+    Event::Masquerade,
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).
-fn expected_layouts() -> [(&'static str, usize, usize); 11] {
+fn expected_layouts() -> [(&'static str, usize, usize); 13] {
     use std::mem::size_of;
     [
         (map_names::SERVICES, size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -861,6 +923,8 @@ fn expected_layouts() -> [(&'static str, usize, usize); 11] {
         (map_names::BACKEND_STATS, 4, size_of::<TrafficCounter>()),
         (map_names::EVENTS, 4, 8),
         (map_names::SOCK_REVNAT, size_of::<sluice_common::SockRevKey>(), size_of::<sluice_common::SockRevValue>()),
+        (map_names::ENDPOINTS, size_of::<EndpointKey>(), size_of::<EndpointValue>()),
+        (map_names::ROUTING, 4, size_of::<sluice_common::RoutingConfig>()),
     ]
 }
 
@@ -874,7 +938,9 @@ fn replace_incompatible_pins(pin_root: &Path) {
             continue;
         }
         let info = MapData::from_pin(&path).and_then(|m| m.info());
-        let compatible = matches!(&info, Ok(i) if i.key_size() as usize == key && i.value_size() as usize == value);
+        // The events array also grows with new event kinds.
+        let entries_ok = |i: &aya::maps::MapInfo| name != map_names::EVENTS || i.max_entries() == sluice_common::EVENT_COUNT;
+        let compatible = matches!(&info, Ok(i) if i.key_size() as usize == key && i.value_size() as usize == value && entries_ok(i));
         if !compatible {
             warn!(map = name, "pinned map has another layout than this build: replacing it (its entries are lost)");
             let _ = std::fs::remove_file(&path);

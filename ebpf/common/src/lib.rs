@@ -57,6 +57,10 @@ pub mod map_names {
     pub const SOCK_REVNAT: &str = "sock_revnat";
     /// aya-log's ring buffer of log records (pinned so records of adopted programs still arrive).
     pub const LOGS: &str = "AYA_LOGS";
+    /// `EndpointKey` → `EndpointValue`: pods on this node, for veth-to-veth delivery.
+    pub const ENDPOINTS: &str = "endpoints";
+    /// `u32` 0 → `RoutingConfig`: cluster CIDR and the node's masquerade address.
+    pub const ROUTING: &str = "routing";
     /// Every map, for pinning, adoption and uninstall.
     pub const ALL: &[&str] = &[
         SERVICES,
@@ -71,6 +75,8 @@ pub mod map_names {
         EVENTS,
         SOCK_REVNAT,
         LOGS,
+        ENDPOINTS,
+        ROUTING,
     ];
 }
 
@@ -367,9 +373,13 @@ pub enum Event {
     SnatExhausted = 7,
     /// A node-local socket's destination was translated at connect/sendmsg time.
     SocketLb = 8,
+    /// A packet from a pod was delivered straight into a pod on this node (bpf_redirect_peer).
+    RedirectPeer = 9,
+    /// A new flow from a pod to outside the cluster was source-NATed to the node's address.
+    Masquerade = 10,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 9;
+pub const EVENT_COUNT: u32 = 11;
 
 /// Socket-level reverse translation key: (socket cookie, backend address and port).
 #[repr(C)]
@@ -399,6 +409,53 @@ pub struct SockRevValue {
 }
 const _: () = assert!(core::mem::size_of::<SockRevValue>() == 8);
 
+/// Key of `endpoints`: a pod address on this node.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct EndpointKey {
+    /// The pod's IPv4 address.
+    pub addr: [u8; 4],
+}
+const _: () = assert!(core::mem::size_of::<EndpointKey>() == 4);
+
+/// A pod on this node: where to put a packet addressed to it.
+///
+/// `pod_ingress` rewrites the Ethernet header (destination `pod_mac`, source
+/// `host_mac`, as if the node had routed it) and hands the packet to the
+/// peer of `ifindex` with `bpf_redirect_peer`: no bridge, no kernel routing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct EndpointValue {
+    /// Index of the pod's host-side veth (in the node's network namespace).
+    pub ifindex: u32,
+    /// MAC of the pod's interface.
+    pub pod_mac: [u8; 6],
+    /// MAC of the host-side veth (the pod's gateway).
+    pub host_mac: [u8; 6],
+}
+const _: () = assert!(core::mem::size_of::<EndpointValue>() == 16);
+
+/// Flags of a [`RoutingConfig`].
+pub mod routing_flags {
+    /// Source-NAT pod traffic leaving the cluster CIDR to `masquerade_addr`.
+    pub const MASQUERADE: u32 = 1;
+}
+
+/// The node's routing settings (entry 0 of the `routing` array).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RoutingConfig {
+    /// Cluster pod CIDR address (every node's podCIDR lies inside).
+    pub cluster_cidr: [u8; 4],
+    /// Its netmask (e.g. `[255,255,0,0]`).
+    pub cluster_mask: [u8; 4],
+    /// Source address for pod traffic leaving the cluster (the node's InternalIP).
+    pub masquerade_addr: [u8; 4],
+    /// [`routing_flags`].
+    pub flags: u32,
+}
+const _: () = assert!(core::mem::size_of::<RoutingConfig>() == 16);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -419,4 +476,7 @@ mod pod {
     unsafe impl aya::Pod for TrafficCounter {}
     unsafe impl aya::Pod for SockRevKey {}
     unsafe impl aya::Pod for SockRevValue {}
+    unsafe impl aya::Pod for EndpointKey {}
+    unsafe impl aya::Pod for EndpointValue {}
+    unsafe impl aya::Pod for RoutingConfig {}
 }

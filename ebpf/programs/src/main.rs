@@ -1,9 +1,9 @@
 //! The Sluice eBPF programs: one entry point per attach point, shared load
-//! balancing logic in [`lb`].
+//! balancing logic in [`lb`], pod routing in [`route`].
 //!
 //! | program | attach point | job |
 //! | --- | --- | --- |
-//! | [`pod_ingress`] | TC ingress, pod's host-side veth (packets from the pod) | ClusterIP/NodePort DNAT of new and tracked flows, reverse NAT of replies of local backends, reject with no backend |
+//! | [`pod_ingress`] | TC ingress, pod's host-side veth (packets from the pod) | ClusterIP DNAT of new and tracked flows, reverse NAT of replies of local backends, reject with no backend; masquerade of flows leaving the cluster, veth-to-veth delivery to local pods ([`route`]) |
 //! | [`pod_egress`] | TC egress, pod's host-side veth (packets to the pod) | reverse NAT of replies not yet translated |
 //! | [`nodeport_xdp`] | XDP, node's external interface | NodePort DNAT (+SNAT to the node for remote backends), reverse NAT of replies from remote backends |
 //! | [`nodeport_tc`] | TC ingress, node's external interface (alternative to XDP) | same as `nodeport_xdp` |
@@ -18,6 +18,7 @@ mod nodeport_tc;
 mod nodeport_xdp;
 mod pod_egress;
 mod pod_ingress;
+mod route;
 mod sock_lb;
 
 #[cfg(not(test))]

@@ -6,12 +6,16 @@
 //! source rewritten back to the frontend; a new flow to a service without
 //! backends is answered with a reject. Hairpin: a pod whose flow lands on
 //! itself sees it coming from the VIP (source NAT), not from its own address.
+//! Then routing ([`crate::route`]): flows leaving the cluster are
+//! masqueraded to the node's address, and packets for a pod of this node go
+//! straight into it (`bpf_redirect_peer`) instead of through the kernel.
 
 use aya_ebpf::{bindings::{TC_ACT_OK, TC_ACT_SHOT}, macros::classifier, programs::TcContext};
 use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
 use crate::lb::{self, nat, packet, reject, Hook, Verdict};
+use crate::route;
 
 /// Entry point (see the module docs).
 #[classifier]
@@ -19,32 +23,45 @@ pub fn pod_ingress(ctx: TcContext) -> i32 {
     handle(&ctx, Hook::FromPod)
 }
 
-/// Shared by both TC entry points: parse, balance, apply.
+/// Shared by every TC entry point: parse, balance, apply; from a pod also
+/// masquerade and deliver to local pods.
 #[inline(always)]
 pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
-    let flow = match packet::parse(ctx.data(), ctx.data_end()) {
-        packet::Parsed::Flow(f) => f,
-        packet::Parsed::Other => return TC_ACT_OK,
+    match packet::parse(ctx.data(), ctx.data_end()) {
+        packet::Parsed::Flow(flow) => {
+            let mut verdict = lb::balance(&flow, hook);
+            if hook == Hook::FromPod && matches!(verdict, Verdict::Pass) {
+                verdict = route::masquerade(&flow);
+            }
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Drop => {
+                    info!(ctx, "dropped new flow {:i}:{} -> {:i}:{} (source range, policy Local or SNAT ports)",
+                        u32::from_be_bytes(flow.saddr), flow.sport, u32::from_be_bytes(flow.daddr), flow.dport);
+                    return TC_ACT_SHOT;
+                }
+                Verdict::Reject => {
+                    warn!(ctx, "no ready backend for {:i}:{} (proto {}), rejecting {:i}:{}",
+                        u32::from_be_bytes(flow.daddr), flow.dport, flow.proto, u32::from_be_bytes(flow.saddr), flow.sport);
+                    return reject::reject_tc(ctx, &flow);
+                }
+                Verdict::Rewrite(to) => {
+                    if nat::rewrite_tc(ctx, &flow, &to).is_err() {
+                        return TC_ACT_SHOT;
+                    }
+                }
+            }
+        }
+        packet::Parsed::Other => {}
         packet::Parsed::Malformed => {
             lb::count(Event::Malformed);
             return TC_ACT_OK;
         }
-    };
-    match lb::balance(&flow, hook) {
-        Verdict::Pass => TC_ACT_OK,
-        Verdict::Drop => {
-            info!(ctx, "dropped new flow {:i}:{} -> {:i}:{} (source range or policy Local)",
-                u32::from_be_bytes(flow.saddr), flow.sport, u32::from_be_bytes(flow.daddr), flow.dport);
-            TC_ACT_SHOT
-        }
-        Verdict::Reject => {
-            warn!(ctx, "no ready backend for {:i}:{} (proto {}), rejecting {:i}:{}",
-                u32::from_be_bytes(flow.daddr), flow.dport, flow.proto, u32::from_be_bytes(flow.saddr), flow.sport);
-            reject::reject_tc(ctx, &flow)
-        }
-        Verdict::Rewrite(to) => match nat::rewrite_tc(ctx, &flow, &to) {
-            Ok(()) => TC_ACT_OK,
-            Err(_) => TC_ACT_SHOT,
-        },
     }
+    if hook == Hook::FromPod {
+        if let Some(action) = route::deliver_local(ctx) {
+            return action;
+        }
+    }
+    TC_ACT_OK
 }

@@ -73,3 +73,20 @@ pub fn lookup(flow: &Flow, now: u64) -> Option<CtValue> {
 pub fn insert(key: &CtKey, value: &CtValue, flags: u64) -> Result<(), i32> {
     CONNTRACK.insert(key, value, flags)
 }
+
+/// Insert a source-NATed flow's reply entry under a free port of the NAT
+/// address: `preferred` first (the client's own port, when free), then a few
+/// pseudo-random ones from 32768..60768. Returns the port, or `None` when
+/// all tries collide (the caller drops and counts `SnatExhausted`).
+#[inline(always)]
+pub fn claim_snat_port(reply_key: &mut CtKey, reply: &CtValue, preferred: u16, seed: u32) -> Option<u16> {
+    let mut port = preferred;
+    for i in 0..4u32 {
+        reply_key.dport = port;
+        if insert(reply_key, reply, aya_ebpf::bindings::BPF_NOEXIST as u64).is_ok() {
+            return Some(port);
+        }
+        port = 32768 + (seed.wrapping_add(i.wrapping_mul(7919)) % 28000) as u16;
+    }
+    None
+}

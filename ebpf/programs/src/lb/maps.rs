@@ -5,12 +5,12 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use sluice_common::{
-    AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, MaglevKey, MaglevTable,
-    NodeAddrKey, NodeAddrValue, ServiceKey, ServiceValue, SockRevKey, SockRevValue, SourceRangeKey,
+    AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue,
+    MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, SockRevKey, SockRevValue, SourceRangeKey,
     TrafficCounter,
     EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
 };
@@ -61,3 +61,11 @@ pub static EVENTS: PerCpuArray<u64, { EVENT_COUNT as usize }> = PerCpuArray::new
 /// Socket-level LB: (socket, backend) → frontend, to make UDP replies come from the VIP.
 #[btf_map(name = "sock_revnat")]
 pub static SOCK_REVNAT: LruHashMap<SockRevKey, SockRevValue, 65536> = LruHashMap::new();
+
+/// Pods on this node: address → host veth and MACs (veth-to-veth delivery).
+#[btf_map(name = "endpoints")]
+pub static ENDPOINTS: HashMap<EndpointKey, EndpointValue, 4096> = HashMap::new();
+
+/// The node's routing settings (entry 0): cluster CIDR, masquerade address.
+#[btf_map(name = "routing")]
+pub static ROUTING: Array<RoutingConfig, 1> = Array::new();

@@ -12,7 +12,6 @@ pub mod packet;
 pub mod reject;
 pub mod service;
 
-use aya_ebpf::bindings::BPF_NOEXIST;
 use sluice_common::{ct_flags, scope, CtKey, CtValue, Event, PROTO_UDP};
 
 use maps::{BACKEND_STATS, EVENTS, SERVICE_STATS};
@@ -64,7 +63,7 @@ pub fn count(event: Event) {
 }
 
 #[inline(always)]
-fn count_traffic(service_id: u32, backend_id: u32, bytes: u16) {
+pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16) {
     if let Some(c) = SERVICE_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU slot of this CPU.
         unsafe {
@@ -83,7 +82,7 @@ fn count_traffic(service_id: u32, backend_id: u32, bytes: u16) {
 
 /// Translate a packet of a tracked flow.
 #[inline(always)]
-fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
+pub fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
     let reply = ct.flags & ct_flags::REPLY != 0;
     let snat = ct.flags & ct_flags::SNAT != 0;
     if reply {
@@ -190,21 +189,10 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         reply.snat_port = flow.sport;
         reply_key.daddr = flow.daddr;
         // Keep the client's port when free, else try a few others.
-        let mut port = flow.sport;
-        let mut found = false;
-        let seed = service::flow_hash(flow);
-        for i in 0..4u32 {
-            reply_key.dport = port;
-            if conntrack::insert(&reply_key, &reply, BPF_NOEXIST as u64).is_ok() {
-                found = true;
-                break;
-            }
-            port = 32768 + (seed.wrapping_add(i.wrapping_mul(7919)) % 28000) as u16;
-        }
-        if !found {
+        let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow)) else {
             count(Event::SnatExhausted);
             return Verdict::Drop;
-        }
+        };
         forward.snat_port = port;
     } else {
         let _ = conntrack::insert(&reply_key, &reply, 0);

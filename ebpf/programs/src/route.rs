@@ -1,0 +1,127 @@
+//! Pod routing, shared by the TC programs: veth-to-veth delivery to pods of
+//! this node ([`deliver_local`]) and source NAT of pod traffic leaving the
+//! cluster ([`masquerade`]).
+//!
+//! Delivery: a packet leaving a pod whose (possibly service-translated)
+//! destination is in the `endpoints` map gets the Ethernet header a router
+//! would give it and goes straight into the destination pod's namespace with
+//! `bpf_redirect_peer`, skipping the node's IP stack (no bridge, no route
+//! lookup, no netfilter). Anything else continues into the kernel, which
+//! routes it: to another node (native routing, one route per podCIDR) or out.
+//!
+//! Masquerade: a new TCP/UDP flow from a pod address to a destination outside
+//! the cluster CIDR and not on this node gets the node's address as source
+//! and a port claimed in the conntrack map; both directions are then
+//! ordinary tracked flows of [`crate::lb`] (the reply is translated back on
+//! the external interface's hook). ICMP is not masqueraded.
+
+use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_redirect_peer, programs::TcContext};
+use sluice_common::{ct_flags, routing_flags, CtKey, CtValue, EndpointKey, Event, RoutingConfig};
+
+use crate::lb::{
+    self, conntrack,
+    maps::{ENDPOINTS, ROUTING},
+    packet::{Flow, IP_DADDR_OFF},
+    service, Verdict,
+};
+
+/// `service_id`/`backend_id` of conntrack entries that belong to no service.
+const NO_SERVICE: u32 = u32::MAX;
+
+#[inline(always)]
+fn in_cidr(addr: [u8; 4], cfg: &RoutingConfig) -> bool {
+    let mask = u32::from_ne_bytes(cfg.cluster_mask);
+    u32::from_ne_bytes(addr) & mask == u32::from_ne_bytes(cfg.cluster_cidr) & mask
+}
+
+/// Decide on a new pod flow that no service claimed: source NAT to the node
+/// when it leaves the cluster, else leave it alone.
+#[inline(always)]
+pub fn masquerade(flow: &Flow) -> Verdict {
+    let Some(cfg) = ROUTING.get_ptr(0) else {
+        return Verdict::Pass;
+    };
+    // SAFETY: array value, copied out at once.
+    let cfg = unsafe { *cfg };
+    if cfg.flags & routing_flags::MASQUERADE == 0
+        || !in_cidr(flow.saddr, &cfg)
+        || in_cidr(flow.daddr, &cfg)
+        || flow.daddr == cfg.masquerade_addr
+        || service::is_node_addr(flow.daddr)
+    {
+        return Verdict::Pass;
+    }
+    let now = conntrack::now();
+    let mut forward = CtValue {
+        nat_addr: flow.daddr,
+        nat_port: flow.dport,
+        snat_addr: cfg.masquerade_addr,
+        flags: ct_flags::SNAT,
+        proto: flow.proto,
+        service_id: NO_SERVICE,
+        backend_id: NO_SERVICE,
+        last_seen_ns: now,
+        ..CtValue::default()
+    };
+    // The reply (outside → node) gets its destination back to the pod.
+    let reply = CtValue {
+        nat_addr: flow.daddr,
+        nat_port: flow.dport,
+        snat_addr: flow.saddr,
+        snat_port: flow.sport,
+        flags: ct_flags::REPLY | ct_flags::SNAT,
+        proto: flow.proto,
+        service_id: NO_SERVICE,
+        backend_id: NO_SERVICE,
+        last_seen_ns: now,
+        ..CtValue::default()
+    };
+    let mut reply_key = CtKey {
+        saddr: flow.daddr,
+        daddr: cfg.masquerade_addr,
+        sport: flow.dport,
+        dport: flow.sport,
+        proto: flow.proto,
+        pad: [0; 3],
+    };
+    let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow)) else {
+        lb::count(Event::SnatExhausted);
+        return Verdict::Drop;
+    };
+    forward.snat_port = port;
+    let _ = conntrack::insert(&conntrack::key_of(flow), &forward, 0);
+    lb::count(Event::Masquerade);
+    Verdict::Rewrite(lb::tracked(flow, &forward))
+}
+
+/// If the IPv4 packet behind `ctx` is addressed to a pod of this node, hand
+/// it to that pod (Ethernet header rewritten, `bpf_redirect_peer`) and
+/// return the TC action; `None` lets the kernel route it.
+#[inline(always)]
+pub fn deliver_local(ctx: &TcContext) -> Option<i32> {
+    let (data, data_end) = (ctx.data(), ctx.data_end());
+    if data + IP_DADDR_OFF + 4 > data_end {
+        return None;
+    }
+    // SAFETY: bounds checked just above.
+    let (ethertype, daddr) = unsafe {
+        (
+            core::ptr::read_unaligned((data + 12) as *const [u8; 2]),
+            core::ptr::read_unaligned((data + IP_DADDR_OFF) as *const [u8; 4]),
+        )
+    };
+    if ethertype != [0x08, 0x00] {
+        return None;
+    }
+    // SAFETY: copied out at once.
+    let ep = unsafe { *ENDPOINTS.get_ptr(EndpointKey { addr: daddr })? };
+    let mut eth = [0u8; 12];
+    eth[..6].copy_from_slice(&ep.pod_mac);
+    eth[6..].copy_from_slice(&ep.host_mac);
+    if ctx.store(0, &eth, 0).is_err() {
+        return Some(TC_ACT_SHOT);
+    }
+    lb::count(Event::RedirectPeer);
+    // SAFETY: helper call with plain integers; returns TC_ACT_REDIRECT or TC_ACT_SHOT.
+    Some(unsafe { bpf_redirect_peer(ep.ifindex, 0) } as i32)
+}
