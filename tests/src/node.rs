@@ -6,6 +6,8 @@
 //! `xtask images --import`. Dropping it kills containerd by pid and runs
 //! `xtask containerd cleanup`, which removes that instance's shims,
 //! containers, mounts and network namespaces, and its directory.
+//! [`Noded`] runs the node daemon against one such containerd (killed by pid
+//! on drop, its log tail printed when the test panics).
 
 use crate::workspace_bin;
 use std::path::{Path, PathBuf};
@@ -137,4 +139,110 @@ fn unique() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A running `noded` for one node, against a [`Containerd`] and a control plane.
+///
+/// Logs to a file (level from `SLUICE_TEST_NODED_LOG`, default
+/// `info,sluice_noded=debug`); a panicking test prints the log's tail and
+/// keeps the file (`SLUICE_TEST_KEEP_LOGS=1` keeps it always). [`Noded::kill`] is a crash (SIGKILL by pid) and
+/// [`Noded::start_again`] starts the same node again on the same state.
+pub struct Noded {
+    args: Vec<String>,
+    child: Option<Child>,
+    log_dir: Option<tempfile::TempDir>,
+    log: PathBuf,
+    /// The node's name.
+    pub node_name: String,
+    /// noded's state directory (CNI addresses, pod volumes and logs).
+    pub state_dir: PathBuf,
+}
+
+impl Noded {
+    /// Start `noded` as node `node_name` with the test-friendly timings
+    /// (1 s heartbeat and first crash back-off) plus `extra` flags.
+    pub fn start(node_name: &str, kubeconfig: &Path, containerd: &Containerd, extra: &[String]) -> Noded {
+        let state_dir = containerd.dir().join("noded");
+        let mut args = vec![
+            format!("--node-name={node_name}"),
+            format!("--kubeconfig={}", kubeconfig.display()),
+            format!("--containerd-socket={}", containerd.socket.display()),
+            format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
+            format!("--state-dir={}", state_dir.display()),
+            "--node-ip=127.0.0.1".into(),
+            "--heartbeat-seconds=1".into(),
+            "--crash-backoff-seconds=1".into(),
+        ];
+        args.extend_from_slice(extra);
+        let log_dir = tempfile::Builder::new().prefix("sluice-noded-").tempdir().expect("temp dir");
+        let log = log_dir.path().join("noded.log");
+        let mut noded = Noded { args, child: None, log_dir: Some(log_dir), log, node_name: node_name.into(), state_dir };
+        noded.start_again();
+        noded
+    }
+
+    /// Start the process (again) with the same flags; the log is appended to.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "noded is already running");
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("noded log");
+        let child = Command::new(workspace_bin("noded"))
+            .args(&self.args)
+            .env("RUST_LOG", std::env::var("SLUICE_TEST_NODED_LOG").unwrap_or_else(|_| "info,sluice_noded=debug".into()))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log fd"))
+            .stderr(file)
+            .spawn()
+            .expect("start noded");
+        self.child = Some(child);
+    }
+
+    /// noded's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kill the process by pid (SIGKILL, like a crash) and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The log so far (for assertion messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Noded {
+    fn drop(&mut self) {
+        self.kill();
+        if std::env::var_os("SLUICE_TEST_KEEP_LOGS").is_some() {
+            if let Some(dir) = self.log_dir.take() {
+                eprintln!("noded {} log kept in {}", self.node_name, dir.keep().display());
+            }
+        }
+        if std::thread::panicking() {
+            let kept = self.log_dir.take().map(|d| d.keep());
+            eprintln!(
+                "--- noded {} log tail (whole log kept in {}) ---\n{}",
+                self.node_name,
+                kept.map(|d| d.display().to_string()).unwrap_or_default(),
+                self.log_tail(120)
+            );
+        }
+    }
 }

@@ -1,5 +1,3 @@
-// DRAFT, never run: the node user story (issue 5). Not compiled (outside tests/tests/).
-// Move to tests/tests/node_pods.rs once noded has been run against the API server.
 //! User story: a node joins, a Pod created in the API runs in containerd.
 //!
 //! Real etcd, API server, controller-manager (node IPAM gives the podCIDR),
@@ -11,12 +9,12 @@
 //! from the API and its sandbox gone from containerd.
 //!
 //! Needs root. Build first: `cargo build -p sluice-apiserver -p sluice-controllers
-//! -p sluice-noded -p sluice-cni -p xtask` (or `cargo xtask test`).
+//! -p sluice-noded -p sluice-cni -p sluice-pause -p xtask` (or `cargo xtask test`).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
-use sluice_tests::controllers::{eventually, ControllerManager, Process};
-use sluice_tests::node::Containerd;
+use sluice_tests::controllers::{eventually, ControllerManager};
+use sluice_tests::node::{Containerd, Noded};
 use sluice_tests::ControlPlane;
 use std::process::Command;
 use std::time::Duration;
@@ -60,20 +58,7 @@ async fn a_pod_created_in_the_api_runs_in_containerd_and_reports_running_with_it
     let client = cp.client().await;
     let containerd = Containerd::start();
     let _cm = ControllerManager::start(cp.kubeconfig_path(), "cm-node-story", &["--cluster-cidr", CLUSTER_CIDR]);
-    let state_dir = containerd.dir().join("noded");
-    let _noded = Process::start(
-        "noded",
-        &[
-            format!("--node-name={NODE}"),
-            format!("--kubeconfig={}", cp.kubeconfig_path().display()),
-            format!("--containerd-socket={}", containerd.socket.display()),
-            format!("--cni-conf-dir={}", containerd.cni_conf_dir.display()),
-            format!("--state-dir={}", state_dir.display()),
-            "--node-ip=127.0.0.1".into(),
-            "--heartbeat-seconds=1".into(),
-            "--crash-backoff-seconds=1".into(),
-        ],
-    );
+    let _noded = Noded::start(NODE, cp.kubeconfig_path(), &containerd, &[]);
 
     // The node registers, gets a podCIDR from node IPAM and turns Ready.
     let nodes: Api<Node> = Api::all(client.clone());
