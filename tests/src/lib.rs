@@ -29,6 +29,7 @@
 //! * [`Etcd::etcdctl`] runs etcdctl against the test etcd (e.g. `compact`).
 //! * On a panicking test, the guards print the tail of each process log.
 
+pub mod cluster;
 pub mod controllers;
 pub mod node;
 pub mod scheduling;

@@ -45,7 +45,8 @@ impl TempCluster {
             .args(["--etcd-port", &self.etcd_port.to_string()]);
         if task == "up" {
             let bins: PathBuf = workspace_bin("apiserver").parent().expect("bin dir").to_path_buf();
-            c.arg("--bin-dir").arg(bins);
+            // The control plane only: nodes have their own stories (cluster_*.rs).
+            c.arg("--bin-dir").arg(bins).args(["--nodes", "0"]);
         }
         c
     }

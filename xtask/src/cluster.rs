@@ -1,23 +1,29 @@
 //! `cargo xtask up` / `cargo xtask down`: a Sluice cluster on this machine.
 //!
 //! `up` installs what is missing, builds the binaries, writes certificates and
-//! the admin kubeconfig under `$SLUICE_HOME`, then starts every entry of
-//! [`components`] in order, in the background (own session, logs under
-//! `$SLUICE_HOME/logs`, pid files under `$SLUICE_HOME/run`), waiting for each
-//! to be ready. `down` stops them in reverse order by pid, after checking the
-//! pid still runs the binary we started, and keeps the data unless `--purge`.
+//! the admin kubeconfig under `$SLUICE_HOME`, starts every control-plane entry
+//! of [`components`] in order (own session, logs under `$SLUICE_HOME/logs`, pid
+//! files under `$SLUICE_HOME/run`), waiting for each to be ready, then brings up
+//! `--nodes N` nodes ([`crate::nodes`]): network namespaces on one bridge
+//! ([`crate::network`]), each with its own containerd and `noded`.
+//! `down` removes the nodes (processes by pid, pods, sandboxes, pins,
+//! namespaces, links, the bridge), then stops the control plane in reverse
+//! order by pid, after checking the pid still runs the binary we started; it
+//! keeps the data unless `--purge`.
 //!
-//! Adding a component (controller-manager, scheduler, containerd, noded) means
-//! adding one [`Component`] to [`components`].
+//! Adding a control-plane component means adding one [`Component`] to
+//! [`components`].
 
+use crate::network::{Cidr, NodeNetwork};
+use crate::nodes::{self, NodeSpec};
+use crate::process::{Daemon, Files};
 use crate::util::{ensure_packages, run, step, workspace_root};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Arguments of `cargo xtask up`.
 #[derive(Args)]
@@ -30,6 +36,26 @@ pub struct UpArgs {
     /// Use the binaries already in this directory instead of building them.
     #[arg(long, value_name = "DIR")]
     pub bin_dir: Option<PathBuf>,
+    /// Number of nodes (network namespaces with their own containerd and noded);
+    /// 0 starts the control plane only.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// Subnet of the bridge that joins the nodes: the bridge takes the first
+    /// address, node i the (i+1)th.
+    #[arg(long, default_value = "10.251.0.0/24")]
+    pub node_subnet: Cidr,
+    /// Range node IPAM carves each node's podCIDR (/24) from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Cidr,
+    /// Range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    pub service_cidr: Cidr,
+    /// Extra controller-manager flag (repeatable), e.g. `--controller-manager-arg=--node-monitor-grace-period=10s`.
+    #[arg(long = "controller-manager-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub controller_manager_args: Vec<String>,
+    /// Extra noded flag for every node (repeatable), e.g. `--noded-arg=--heartbeat-seconds=2`.
+    #[arg(long = "noded-arg", value_name = "FLAG", allow_hyphen_values = true)]
+    pub noded_args: Vec<String>,
 }
 
 /// Arguments of `cargo xtask down`.
@@ -42,11 +68,11 @@ pub struct DownArgs {
     pub purge: bool,
 }
 
-/// Where the cluster lives and which ports it uses (tests run a second one
-/// beside the default with another home and ports).
+/// Where the cluster lives and which ports and names it uses (tests run a
+/// second one beside the default with another home, ports and prefix).
 #[derive(Args, Clone)]
 pub struct ClusterArgs {
-    /// State directory: certificates, kubeconfig, etcd data, logs, pid files
+    /// State directory: certificates, kubeconfig, etcd data, nodes, logs, pid files
     /// [default: $SLUICE_HOME, else /var/lib/sluice].
     #[arg(long)]
     pub home: Option<PathBuf>,
@@ -56,30 +82,35 @@ pub struct ClusterArgs {
     /// etcd client port (etcd's peer port is this plus one).
     #[arg(long, default_value_t = 2379)]
     pub etcd_port: u16,
+    /// Prefix of the bridge (`<prefix>-br`) and of node names and their
+    /// network namespaces (`<prefix>-n1`, ...); at most 8 characters.
+    #[arg(long, default_value = "sluice")]
+    pub prefix: String,
 }
 
-/// Paths and ports of one cluster, derived from [`ClusterArgs`].
+/// Paths, ports and settings of one cluster, derived from the arguments.
 pub struct Cluster {
     home: PathBuf,
     apiserver_port: u16,
     etcd_port: u16,
     /// Directory holding the workspace binaries (`apiserver`, ...).
     bin_dir: PathBuf,
+    network: NodeNetwork,
+    cluster_cidr: Cidr,
+    service_cidr: Cidr,
+    controller_manager_args: Vec<String>,
 }
 
+/// The file under `$SLUICE_HOME` recording the node network `up` made, so
+/// `down` removes the right bridge whatever flags it is given.
+const NETWORK_FILE: &str = "network.conf";
+
 impl Cluster {
-    fn new(args: &ClusterArgs, bin_dir: PathBuf) -> Cluster {
-        let home = args
-            .home
+    fn home_of(args: &ClusterArgs) -> PathBuf {
+        args.home
             .clone()
             .or_else(|| std::env::var_os("SLUICE_HOME").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/sluice"));
-        Cluster {
-            home,
-            apiserver_port: args.apiserver_port,
-            etcd_port: args.etcd_port,
-            bin_dir,
-        }
+            .unwrap_or_else(|| PathBuf::from("/var/lib/sluice"))
     }
     fn pki(&self) -> PathBuf {
         self.home.join("pki")
@@ -89,6 +120,9 @@ impl Cluster {
     }
     fn run_dir(&self) -> PathBuf {
         self.home.join("run")
+    }
+    fn files(&self) -> Files {
+        Files { run_dir: self.run_dir(), log_dir: self.logs() }
     }
     fn kubeconfig(&self) -> PathBuf {
         self.home.join("admin.kubeconfig")
@@ -102,11 +136,9 @@ impl Cluster {
     fn apiserver_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.apiserver_port)
     }
-    fn pid_file(&self, c: &Component) -> PathBuf {
-        self.run_dir().join(format!("{}.pid", c.name))
-    }
-    fn log_file(&self, c: &Component) -> PathBuf {
-        self.logs().join(format!("{}.log", c.name))
+    /// The API server as nodes reach it: the bridge address.
+    fn apiserver_node_url(&self) -> String {
+        format!("https://{}:{}", self.network.gateway(), self.apiserver_port)
     }
     fn program(&self, c: &Component) -> PathBuf {
         match c.binary {
@@ -149,7 +181,7 @@ enum Ready {
 /// How long a [`Ready::Alive`] component must stay up to count as started.
 const ALIVE_GRACE: Duration = Duration::from_secs(2);
 
-/// One process `up` manages.
+/// One control-plane process `up` manages.
 struct Component {
     /// Name used for its pid file and log file.
     name: &'static str,
@@ -159,7 +191,7 @@ struct Component {
     ready: Ready,
 }
 
-/// Every managed process, in start order (`down` stops them in reverse).
+/// Every control-plane process, in start order (`down` stops them in reverse).
 fn components() -> Vec<Component> {
     vec![
         Component {
@@ -186,8 +218,12 @@ fn components() -> Vec<Component> {
                 vec![
                     "serve".into(),
                     format!("--etcd-servers={}", c.etcd_url()),
+                    // Loopback for the admin, the bridge address for the nodes.
+                    "--bind-address=0.0.0.0".into(),
+                    format!("--tls-san={}", c.network.gateway()),
                     format!("--secure-port={}", c.apiserver_port),
                     format!("--cert-dir={}", c.pki().display()),
+                    format!("--service-cluster-ip-range={}", c.service_cidr),
                 ]
             },
             ready: Ready::Https(|c| format!("{}/readyz", c.apiserver_url())),
@@ -195,7 +231,14 @@ fn components() -> Vec<Component> {
         Component {
             name: "controller-manager",
             binary: Binary::Workspace("controller-manager"),
-            args: |c| vec![format!("--kubeconfig={}", c.kubeconfig().display())],
+            args: |c| {
+                let mut args = vec![
+                    format!("--kubeconfig={}", c.kubeconfig().display()),
+                    format!("--cluster-cidr={}", c.cluster_cidr),
+                ];
+                args.extend(c.controller_manager_args.iter().cloned());
+                args
+            },
             ready: Ready::Alive,
         },
         Component {
@@ -211,8 +254,16 @@ fn components() -> Vec<Component> {
 const PACKAGES: &[(&str, &str)] = &[
     ("etcd", "etcd-server"),
     ("curl", "curl"),
-    ("setsid", "util-linux"),
     ("protoc", "protobuf-compiler"),
+    ("ip", "iproute2"),
+];
+
+/// Debian packages nodes need on top: (command, package).
+const NODE_PACKAGES: &[(&str, &str)] = &[
+    ("containerd", "containerd"),
+    ("runc", "runc"),
+    ("/usr/lib/cni/loopback", "containernetworking-plugins"),
+    ("bpftool", "bpftool"),
 ];
 
 /// Directory cargo puts binaries of `profile` in.
@@ -226,11 +277,18 @@ fn target_bin_dir(profile: &str) -> PathBuf {
 /// Start a cluster.
 pub fn up(args: UpArgs) -> Result<()> {
     ensure_packages(PACKAGES)?;
+    if args.nodes > 0 {
+        ensure_packages(NODE_PACKAGES)?;
+    }
+    let network = NodeNetwork::new(&args.cluster.prefix, args.node_subnet)?;
+    for i in 1..=args.nodes {
+        network.node_ip(i)?;
+    }
     let bin_dir = match &args.bin_dir {
-        Some(dir) => dir.clone(),
+        Some(dir) => fs::canonicalize(dir).with_context(|| format!("--bin-dir {}", dir.display()))?,
         None => {
             let profile = if args.debug { "debug" } else { "release" };
-            step(&format!("building the Sluice binaries ({profile})"));
+            step(&format!("building the Sluice binaries ({profile}); this takes minutes the first time"));
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cargo.current_dir(workspace_root()).args(["build", "--bins"]);
             if !args.debug {
@@ -240,10 +298,29 @@ pub fn up(args: UpArgs) -> Result<()> {
             target_bin_dir(profile)
         }
     };
-    let cluster = Cluster::new(&args.cluster, bin_dir);
+    let cluster = Cluster {
+        home: Cluster::home_of(&args.cluster),
+        apiserver_port: args.cluster.apiserver_port,
+        etcd_port: args.cluster.etcd_port,
+        bin_dir,
+        network,
+        cluster_cidr: args.cluster_cidr,
+        service_cidr: args.service_cidr,
+        controller_manager_args: args.controller_manager_args.clone(),
+    };
     for dir in [cluster.home.clone(), cluster.pki(), cluster.logs(), cluster.run_dir()] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    if args.nodes > 0 {
+        record_network(&cluster.home, &cluster.network)?;
+    }
+
+    let images = if args.nodes > 0 {
+        step("building the node images (busybox, pause)");
+        crate::images::build_all(&crate::images::default_out_dir(), false)?
+    } else {
+        Vec::new()
+    };
 
     if cluster.kubeconfig().exists() {
         step(&format!("admin kubeconfig exists: {}", cluster.kubeconfig().display()));
@@ -258,140 +335,118 @@ pub fn up(args: UpArgs) -> Result<()> {
             .arg(cluster.apiserver_url())
             .args(["--user", "admin", "--group", "system:masters"])
             .arg("--out")
-            .arg(cluster.kubeconfig()))?;
+            .arg(cluster.kubeconfig())
+            .stdout(Stdio::null()))?;
     }
 
+    let files = cluster.files();
     for c in components() {
-        if let Some(pid) = running_pid(&cluster, &c) {
+        if let Some(pid) = files.running_pid(c.name, c.binary.file_name()) {
             step(&format!("{} is already running (pid {pid})", c.name));
             continue;
         }
-        let pid = start(&cluster, &c)?;
+        let daemon = Daemon::new(c.name, cluster.program(&c), (c.args)(&cluster));
+        let pid = files.start(&daemon)?;
         step(&format!("started {} (pid {pid}), waiting until it is ready", c.name));
-        wait_ready(&cluster, &c, pid)?;
+        let started = std::time::Instant::now();
+        files.wait_until(c.name, pid, c.binary.file_name(), Duration::from_secs(90), || match c.ready {
+            Ready::Alive => started.elapsed() >= ALIVE_GRACE,
+            ready => is_ready(&cluster, ready),
+        })?;
+    }
+
+    if args.nodes > 0 {
+        ensure_bpffs()?;
+        cluster.network.ensure_bridge()?;
+        let (pki, kubeconfig) = (cluster.pki(), cluster.kubeconfig());
+        for index in 1..=args.nodes {
+            step(&format!("node {index}/{}: {}", args.nodes, cluster.network.node_name(index)));
+            let spec = NodeSpec {
+                network: &cluster.network,
+                index,
+                bin_dir: &cluster.bin_dir,
+                home: &cluster.home,
+                pki: &pki,
+                apiserver_url: cluster.apiserver_node_url(),
+                admin_kubeconfig: &kubeconfig,
+                noded_args: &args.noded_args,
+            };
+            nodes::up(&spec, &files, &images)?;
+        }
     }
     println!("Sluice is up. Logs: {}", cluster.logs().display());
+    for index in 1..=args.nodes {
+        println!("node {} at {}", cluster.network.node_name(index), cluster.network.node_ip(index)?);
+    }
     println!("export KUBECONFIG={}", cluster.kubeconfig().display());
     Ok(())
 }
 
 /// Stop the cluster.
 pub fn down(args: DownArgs) -> Result<()> {
-    let cluster = Cluster::new(&args.cluster, PathBuf::new());
-    for c in components().iter().rev() {
-        let pid_file = cluster.pid_file(c);
-        match running_pid(&cluster, c) {
-            Some(pid) => {
-                step(&format!("stopping {} (pid {pid})", c.name));
-                stop(pid)?;
-            }
-            None => step(&format!("{} is not running", c.name)),
+    let home = Cluster::home_of(&args.cluster);
+    let files = Files { run_dir: home.join("run"), log_dir: home.join("logs") };
+    // Nodes first: their noded talks to the API server until stopped.
+    let mut failures = Vec::new();
+    for node in nodes::existing(&home) {
+        step(&format!("removing node {node}"));
+        if let Err(e) = nodes::remove(&home, &files, &node, args.purge) {
+            failures.push(format!("node {node}: {e:#}"));
         }
-        let _ = fs::remove_file(&pid_file);
+    }
+    match recorded_network(&home) {
+        Ok(Some(network)) => {
+            if let Err(e) = network.remove_bridge() {
+                failures.push(format!("bridge: {e:#}"));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => failures.push(format!("{e:#}")),
+    }
+    for c in components().iter().rev() {
+        files.stop(c.name, c.binary.file_name())?;
+    }
+    if !failures.is_empty() {
+        bail!("down left things behind:\n{}", failures.join("\n"));
     }
     if args.purge {
-        let home = &cluster.home;
         if home.parent().is_none() || home.as_os_str().is_empty() {
             bail!("refusing to purge {}", home.display());
         }
         if home.exists() {
             step(&format!("deleting {}", home.display()));
-            fs::remove_dir_all(home).with_context(|| format!("deleting {}", home.display()))?;
+            fs::remove_dir_all(&home).with_context(|| format!("deleting {}", home.display()))?;
         }
     } else {
-        println!("Data kept under {} (use --purge to delete it).", cluster.home.display());
+        println!("Data kept under {} (use --purge to delete it).", home.display());
     }
     Ok(())
 }
 
-/// The pid in the component's pid file, if that process is alive and still runs
-/// the component's binary (a recycled pid is not ours).
-fn running_pid(cluster: &Cluster, c: &Component) -> Option<u32> {
-    let pid: u32 = fs::read_to_string(cluster.pid_file(c)).ok()?.trim().parse().ok()?;
-    process_runs(pid, c.binary.file_name()).then_some(pid)
+/// Write the node network's prefix and subnet under `home`.
+fn record_network(home: &Path, network: &NodeNetwork) -> Result<()> {
+    let text = format!("prefix={}\nsubnet={}\n", network.prefix, network.subnet);
+    fs::write(home.join(NETWORK_FILE), text).context("recording the node network")
 }
 
-/// Whether `pid` is alive and its executable is named `name`.
-fn process_runs(pid: u32, name: &str) -> bool {
-    let Ok(exe) = fs::read_link(format!("/proc/{pid}/exe")) else {
-        return false;
+/// The node network `up` recorded under `home` (none if `up` made no nodes).
+fn recorded_network(home: &Path) -> Result<Option<NodeNetwork>> {
+    let Ok(text) = fs::read_to_string(home.join(NETWORK_FILE)) else { return Ok(None) };
+    let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_owned);
+    let (Some(prefix), Some(subnet)) = (value("prefix"), value("subnet")) else {
+        bail!("{} is incomplete", home.join(NETWORK_FILE).display());
     };
-    // A binary rebuilt while running shows as "<path> (deleted)".
-    let exe = exe.to_string_lossy();
-    let exe = exe.strip_suffix(" (deleted)").unwrap_or(&exe);
-    let alive = fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            // State is the field after the parenthesised command name; Z is a zombie.
-            s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false)
-        })
-        .unwrap_or(false);
-    alive && Path::new(exe).file_name().is_some_and(|f| f == name)
+    NodeNetwork::new(&prefix, subnet.parse()?).map(Some)
 }
 
-/// Start a component detached in its own session, logging to its log file.
-fn start(cluster: &Cluster, c: &Component) -> Result<u32> {
-    let program = cluster.program(c);
-    if matches!(c.binary, Binary::Workspace(_)) && !program.exists() {
-        bail!("{} is not built", program.display());
+/// Mount bpffs at /sys/fs/bpf unless it is (a fresh machine has none).
+fn ensure_bpffs() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    if mounts.lines().any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf") && l.split(' ').nth(2) == Some("bpf")) {
+        return Ok(());
     }
-    let log_path = cluster.log_file(c);
-    let log = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
-    // `setsid` execs the program in place (same pid) in a new session, so it
-    // outlives this command and a Ctrl-C in the terminal does not reach it.
-    let child = Command::new("setsid")
-        .arg(&program)
-        .args((c.args)(cluster))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting {}", program.display()))?;
-    let pid = child.id();
-    fs::write(cluster.pid_file(c), format!("{pid}\n"))?;
-    Ok(pid)
-}
-
-/// Wait until the component answers its readiness check; fail with the end of
-/// its log if it exits or takes too long.
-fn wait_ready(cluster: &Cluster, c: &Component, pid: u32) -> Result<()> {
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(90);
-    let mut last_note = Instant::now();
-    loop {
-        if is_ready(cluster, c.ready) {
-            return Ok(());
-        }
-        // setsid may still be exec'ing the program during the first instants.
-        let exe_ok = process_runs(pid, c.binary.file_name()) || process_runs(pid, "setsid");
-        if matches!(c.ready, Ready::Alive) && exe_ok && started.elapsed() >= ALIVE_GRACE {
-            return Ok(());
-        }
-        if !exe_ok {
-            bail!(
-                "{} exited during startup; end of {}:\n{}",
-                c.name,
-                cluster.log_file(c).display(),
-                log_tail(&cluster.log_file(c))
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} not ready after 90 s; end of {}:\n{}",
-                c.name,
-                cluster.log_file(c).display(),
-                log_tail(&cluster.log_file(c))
-            );
-        }
-        if last_note.elapsed() > Duration::from_secs(10) {
-            step(&format!("still waiting for {}", c.name));
-            last_note = Instant::now();
-        }
-        sleep(Duration::from_millis(250));
-    }
+    step("mounting bpffs at /sys/fs/bpf");
+    run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
 }
 
 fn is_ready(cluster: &Cluster, ready: Ready) -> bool {
@@ -404,7 +459,7 @@ fn is_ready(cluster: &Cluster, ready: Ready) -> bool {
         Ready::Https(url) => {
             curl.arg("--cacert").arg(cluster.pki().join("ca.crt")).arg(url(cluster));
         }
-        // Judged by `wait_ready` from the process staying up.
+        // Judged by the caller from the process staying up.
         Ready::Alive => return false,
     }
     curl.stdout(Stdio::null())
@@ -412,37 +467,4 @@ fn is_ready(cluster: &Cluster, ready: Ready) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// SIGTERM, then SIGKILL after 10 s if the process is still there.
-fn stop(pid: u32) -> Result<()> {
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .stderr(Stdio::null())
-            .status()
-    };
-    signal("-TERM").context("running kill")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
-            return Ok(());
-        }
-        sleep(Duration::from_millis(100));
-    }
-    step(&format!("pid {pid} ignored SIGTERM; sending SIGKILL"));
-    signal("-KILL").context("running kill")?;
-    Ok(())
-}
-
-fn is_zombie(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
-        .unwrap_or(true)
 }

@@ -9,6 +9,9 @@ mod cluster;
 mod containerd;
 mod ebpf;
 mod images;
+mod network;
+mod nodes;
+mod process;
 mod test;
 mod util;
 

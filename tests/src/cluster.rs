@@ -1,0 +1,386 @@
+//! Cluster-level harness: a whole Sluice cluster started the way a user
+//! starts one, with `cargo xtask up --nodes N`, beside any other cluster on
+//! the machine.
+//!
+//! [`TestCluster::up`] runs the workspace's `xtask up` with the binaries of
+//! this target directory (`--bin-dir`), a temp `--home`, free ports, and its
+//! own name prefix and node subnet (`10.251.<k>.0/24`, a `<k>` no interface on
+//! this machine uses), so its bridge, node namespaces, pins and processes are
+//! its own. Dropping it runs `xtask down --purge`, then removes by name and
+//! pid whatever that left (namespaces, links, bridge, pins, processes whose
+//! pid file names them and whose executable is still ours), even when the
+//! test failed. Users' actions go through the real `kubectl`.
+//!
+//! Traffic: client namespaces ([`TestCluster::client`]) plug into the
+//! cluster's bridge, so requests only ever go to addresses of namespaces the
+//! test made.
+
+use crate::workspace_bin;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The busybox image pods use (has `httpd`, `wget`, `hostname`).
+pub const BUSYBOX_IMAGE: &str = "sluice.local/busybox:latest";
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A cluster started with `xtask up`; `xtask down --purge` on drop.
+pub struct TestCluster {
+    home: tempfile::TempDir,
+    apiserver_port: u16,
+    etcd_port: u16,
+    /// Prefix of the bridge, node names and namespaces (`<prefix>-n1`, ...).
+    pub prefix: String,
+    /// Third octet of the node subnet `10.251.<k>.0/24`.
+    k: u8,
+    nodes: u32,
+    clients: std::sync::Mutex<Vec<String>>,
+}
+
+/// One pod as `kubectl get pods -o json` shows it.
+#[derive(Clone, Debug)]
+pub struct PodView {
+    /// metadata.name
+    pub name: String,
+    /// status.phase
+    pub phase: String,
+    /// status.podIP
+    pub ip: Option<String>,
+    /// spec.nodeName
+    pub node: Option<String>,
+    /// The first container's runtime id (without `containerd://`).
+    pub container_id: Option<String>,
+    /// Whether the pod is being deleted.
+    pub terminating: bool,
+    /// The Ready condition is True.
+    pub ready: bool,
+}
+
+impl TestCluster {
+    /// `xtask up --nodes <nodes>` plus `extra` flags (e.g. `--controller-manager-arg=...`).
+    /// Panics with xtask's output if it fails (the drop still cleans up).
+    pub fn up(nodes: u32, extra: &[&str]) -> TestCluster {
+        let etcd_port = loop {
+            let p = crate::free_port();
+            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+                break p;
+            }
+        };
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let seed = std::process::id().wrapping_mul(31).wrapping_add(n * 7919);
+        let used = subnets_in_use();
+        let k = (0..250u32).map(|i| 1 + ((seed + i) % 250) as u8).find(|k| !used.contains(k)).expect("a free 10.251.k.0/24");
+        let cluster = TestCluster {
+            home: tempfile::Builder::new().prefix("sluice-cl-").tempdir().expect("temp dir"),
+            apiserver_port: crate::free_port(),
+            etcd_port,
+            prefix: format!("t{:x}", seed & 0xfffff),
+            k,
+            nodes,
+            clients: Default::default(),
+        };
+        let bins = workspace_bin("noded").parent().expect("bin dir").to_path_buf();
+        let mut up = cluster.xtask("up");
+        up.arg("--bin-dir")
+            .arg(bins)
+            .args(["--nodes", &nodes.to_string()])
+            .args(["--node-subnet", &format!("10.251.{k}.0/24")])
+            .args(["--cluster-cidr", "10.252.0.0/16"])
+            .args(["--service-cidr", &format!("10.250.{k}.0/24")])
+            .arg("--noded-arg=--heartbeat-seconds=2")
+            .args(extra);
+        let started = Instant::now();
+        let out = up.output().expect("run xtask up");
+        assert!(
+            out.status.success(),
+            "xtask up failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!("cluster {} up with {nodes} node(s) in {:?}", cluster.prefix, started.elapsed());
+        cluster
+    }
+
+    fn xtask(&self, task: &str) -> Command {
+        let mut c = Command::new(workspace_bin("xtask"));
+        c.arg(task)
+            .arg("--home")
+            .arg(self.home())
+            .args(["--apiserver-port", &self.apiserver_port.to_string()])
+            .args(["--etcd-port", &self.etcd_port.to_string()])
+            .args(["--prefix", &self.prefix]);
+        c
+    }
+
+    /// `$SLUICE_HOME` of this cluster.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.home().join("admin.kubeconfig")
+    }
+
+    /// Name of node `i` (1-based).
+    pub fn node_name(&self, i: u32) -> String {
+        format!("{}-n{i}", self.prefix)
+    }
+
+    /// Address of node `i` on the bridge.
+    pub fn node_ip(&self, i: u32) -> String {
+        format!("10.251.{}.{}", self.k, i + 1)
+    }
+
+    /// The bridge joining the nodes.
+    pub fn bridge(&self) -> String {
+        format!("{}-br", self.prefix)
+    }
+
+    /// The pid in `run/<name>.pid` (e.g. `<node>-noded`).
+    pub fn pid(&self, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.home().join("run").join(format!("{name}.pid"))).ok()?.trim().parse().ok()
+    }
+
+    /// The containerd socket of node `node`.
+    pub fn containerd_socket(&self, node: &str) -> PathBuf {
+        self.home().join("nodes").join(node).join("containerd").join("containerd.sock")
+    }
+
+    /// Run kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl").arg("--kubeconfig").arg(self.kubeconfig()).args(args).output().expect("run kubectl")
+    }
+
+    /// Run kubectl and panic with its output unless it succeeds; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl apply -f` of a manifest given as text.
+    pub fn apply(&self, manifest: &str) -> String {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let file = self.home().join(format!("manifest-{n}.yaml"));
+        std::fs::write(&file, manifest).expect("write manifest");
+        self.kubectl_ok(&["apply", "-f", &file.display().to_string()])
+    }
+
+    /// Pods in `default` matching `selector`.
+    pub fn pods(&self, selector: &str) -> Vec<PodView> {
+        let out = self.kubectl(&["get", "pods", "-l", selector, "-o", "json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| PodView {
+                name: p["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+                phase: p["status"]["phase"].as_str().unwrap_or_default().to_string(),
+                ip: p["status"]["podIP"].as_str().map(str::to_owned),
+                node: p["spec"]["nodeName"].as_str().map(str::to_owned),
+                container_id: p["status"]["containerStatuses"][0]["containerID"]
+                    .as_str()
+                    .map(|id| id.trim_start_matches("containerd://").to_string()),
+                terminating: !p["metadata"]["deletionTimestamp"].is_null(),
+                ready: p["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")),
+            })
+            .collect()
+    }
+
+    /// Wait until exactly `n` pods match `selector`, none terminating, all
+    /// Running and Ready with an IP; returns them.
+    pub fn wait_running(&self, selector: &str, n: usize, timeout: Duration) -> Vec<PodView> {
+        let mut last = Vec::new();
+        let found = wait_for(timeout, || {
+            last = self.pods(selector);
+            let ok = last.len() == n
+                && last.iter().all(|p| !p.terminating && p.phase == "Running" && p.ready && p.ip.is_some());
+            ok.then(|| last.clone())
+        });
+        found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {n} Running Ready pods {selector}; last seen: {last:#?}\n{}", self.logs_tail()))
+    }
+
+    /// Run `cmd` inside the first container of `pod` (CRI exec through the node's containerd).
+    pub fn exec_in_pod(&self, pod: &PodView, cmd: &[&str]) -> Output {
+        let node = pod.node.as_deref().expect("pod bound to a node");
+        let id = pod.container_id.as_deref().expect("pod has a container");
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        Command::new("ctr")
+            .arg("--address")
+            .arg(self.containerd_socket(node))
+            .args(["-n", "k8s.io", "tasks", "exec", "--exec-id", &format!("test-{}-{n}", std::process::id()), id])
+            .args(cmd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ctr tasks exec")
+    }
+
+    /// `GET /` to `ip:port` from inside `pod` (busybox `nc`: this busybox's
+    /// `wget` crashes); the response body, trimmed, if it answered.
+    pub fn http_from_pod(&self, pod: &PodView, ip: &str, port: u16) -> Option<String> {
+        let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {port}");
+        let out = self.exec_in_pod(pod, &["sh", "-c", &script]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        (out.status.success() && head.starts_with("HTTP/1.") && head.contains(" 200 ")).then(|| body.trim().to_string())
+    }
+
+    /// A client network namespace plugged into the cluster's bridge
+    /// (address `10.251.<k>.<200 + j>`); removed when the cluster drops.
+    pub fn client(&self) -> Client {
+        let mut clients = self.clients.lock().unwrap();
+        let j = clients.len() as u32 + 1;
+        let name = format!("{}-c{j}", self.prefix);
+        let host = format!("{name}h");
+        let ip = format!("10.251.{}.{}", self.k, 200 + j);
+        sh_ok(&format!(
+            "ip netns add {name} && ip link add {host} type veth peer name eth0 netns {name} && \
+             ip link set {host} master {br} up && ip -n {name} link set lo up && \
+             ip -n {name} addr add {ip}/24 dev eth0 && ip -n {name} link set eth0 up",
+            br = self.bridge()
+        ));
+        clients.push(name.clone());
+        Client { netns: name, ip }
+    }
+
+    /// The ends of every component's log (printed when a test fails).
+    pub fn logs_tail(&self) -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(self.home().join("logs")).into_iter().flatten().flatten() {
+            let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let lines: Vec<&str> = body.lines().collect();
+            text.push_str(&format!("--- {} ---\n{}\n", entry.path().display(), lines[lines.len().saturating_sub(15)..].join("\n")));
+        }
+        text
+    }
+
+    /// Number of nodes `up` was asked for.
+    pub fn nodes(&self) -> u32 {
+        self.nodes
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.logs_tail());
+        }
+        for client in self.clients.lock().map(|c| c.clone()).unwrap_or_default() {
+            let _ = Command::new("ip").args(["netns", "del", &client]).status();
+            let _ = Command::new("ip").args(["link", "del", &format!("{client}h")]).output();
+        }
+        let down = self.xtask("down").arg("--purge").output();
+        if let Ok(out) = &down {
+            if !out.status.success() {
+                eprintln!("xtask down failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        // Belt and braces, in case `down` failed half-way: processes named by
+        // pid files that still run our binaries, then namespaces, links, pins.
+        for entry in std::fs::read_dir(self.home().join("run")).into_iter().flatten().flatten() {
+            let Some(pid) = std::fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse::<u32>().ok()) else { continue };
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+            let name = exe.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            if ["etcd", "apiserver", "controller-manager", "scheduler", "containerd", "noded"].contains(&name.trim_end_matches(" (deleted)")) {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+        }
+        for i in 1..=self.nodes {
+            let node = self.node_name(i);
+            let _ = Command::new("ip").args(["netns", "del", &node]).output();
+            let _ = Command::new("ip").args(["link", "del", &format!("{node}h")]).output();
+            let _ = std::fs::remove_dir_all(format!("/sys/fs/bpf/sluice/{node}"));
+        }
+        let _ = Command::new("ip").args(["link", "del", &self.bridge()]).output();
+    }
+}
+
+/// A network namespace on the cluster's bridge, acting as a machine outside the cluster.
+pub struct Client {
+    /// The namespace's name.
+    pub netns: String,
+    /// Its address on the bridge.
+    pub ip: String,
+}
+
+impl Client {
+    /// GET `url` `n` times, each on a new connection; counts the answers
+    /// (trimmed bodies; failures count under `""`).
+    pub fn tally(&self, url: &str, n: usize) -> BTreeMap<String, usize> {
+        let mut tally = BTreeMap::new();
+        // One curl for many URLs; `Connection: close` makes each its own connection.
+        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+            let out = Command::new("ip")
+                .args(["netns", "exec", &self.netns, "curl", "-s", "--max-time", "2", "-H", "Connection: close", "-w", "\n--\n"])
+                .args(chunk.iter().map(|i| format!("{url}?{i}")))
+                .output()
+                .expect("run curl");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut answers: Vec<&str> = text.split("\n--\n").collect();
+            answers.pop();
+            for a in &answers {
+                *tally.entry(a.trim().to_string()).or_insert(0) += 1;
+            }
+            *tally.entry(String::new()).or_insert(0) += chunk.len().saturating_sub(answers.len());
+        }
+        tally.retain(|_, v| *v > 0);
+        tally
+    }
+
+    /// One GET; the trimmed body if it answered.
+    pub fn get(&self, url: &str) -> Option<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "curl", "-sf", "--max-time", "2", url])
+            .output()
+            .ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+}
+
+/// Poll `check` every 250 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Run a shell command, panicking with its stderr on failure; returns stdout.
+pub fn sh_ok(script: &str) -> String {
+    let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
+    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Third octets `k` of `10.251.k.0/24` networks some interface already uses.
+fn subnets_in_use() -> Vec<u8> {
+    let out = Command::new("ip").args(["-4", "-o", "addr"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    out.split_whitespace()
+        .filter_map(|w| w.strip_prefix("10.251."))
+        .filter_map(|rest| rest.split('.').next()?.parse().ok())
+        .collect()
+}

@@ -1,0 +1,266 @@
+//! The nodes of a cluster on this machine: per node, a network namespace
+//! (see [`crate::network`]), a private containerd and a `noded`, both started
+//! inside the namespace.
+//!
+//! Node `<prefix>-n<i>` keeps everything under `$SLUICE_HOME/nodes/<node>/`:
+//! `containerd/` (the [`ContainerdLayout`]: config, socket, root, state, runc
+//! root, CNI dirs with `sluice-cni`), `noded/` (noded's state: IPAM, volumes,
+//! the node network socket) and `kubeconfig` (the node's credential, pointing
+//! at the API server's address on the bridge). Its pid and log files are
+//! `run/<node>-containerd.pid`, `run/<node>-noded.pid` and the same under
+//! `logs/`. `noded` pins its eBPF objects under `/sys/fs/bpf/sluice/<node>`.
+//!
+//! Removal ([`remove`]) stops noded and containerd by pid, lets
+//! [`ContainerdLayout::cleanup`] remove the node's pods, sandboxes and mounts,
+//! then deletes the pins, the namespace and its links.
+
+use crate::containerd::ContainerdLayout;
+use crate::images::BuiltImage;
+use crate::network::NodeNetwork;
+use crate::process::{Daemon, Files};
+use crate::util::step;
+use anyhow::{Context, Result};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Root of every node's bpffs pins; node `n` pins under `<this>/<n>`.
+pub const PIN_ROOT: &str = "/sys/fs/bpf/sluice";
+
+/// Everything `up` needs to start one node.
+pub struct NodeSpec<'a> {
+    /// The node network (names, addresses).
+    pub network: &'a NodeNetwork,
+    /// 1-based node number.
+    pub index: u32,
+    /// Where the cluster's binaries are (`noded`, `sluice-cni`, `apiserver`).
+    pub bin_dir: &'a Path,
+    /// `$SLUICE_HOME`.
+    pub home: &'a Path,
+    /// Cluster CA directory (issues the node's client certificate).
+    pub pki: &'a Path,
+    /// The API server URL as the nodes reach it (the bridge address).
+    pub apiserver_url: String,
+    /// The admin kubeconfig (used to watch the node turn Ready).
+    pub admin_kubeconfig: &'a Path,
+    /// Extra `noded` flags.
+    pub noded_args: &'a [String],
+}
+
+/// Paths of node `name` under `home`.
+pub struct NodeDirs {
+    /// `$SLUICE_HOME/nodes/<name>`.
+    pub dir: PathBuf,
+}
+
+impl NodeDirs {
+    /// The directories of node `name`.
+    pub fn new(home: &Path, name: &str) -> NodeDirs {
+        NodeDirs { dir: nodes_dir(home).join(name) }
+    }
+    /// The node's containerd layout.
+    pub fn containerd(&self) -> ContainerdLayout {
+        ContainerdLayout::new(self.dir.join("containerd"))
+    }
+    /// noded's state directory.
+    pub fn noded_state(&self) -> PathBuf {
+        self.dir.join("noded")
+    }
+    /// The node's kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+}
+
+/// `$SLUICE_HOME/nodes`.
+pub fn nodes_dir(home: &Path) -> PathBuf {
+    home.join("nodes")
+}
+
+/// Names of the nodes that have a directory under `home` (what `down` removes).
+pub fn existing(home: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(nodes_dir(home))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Pid/log name of a node's containerd.
+pub fn containerd_name(node: &str) -> String {
+    format!("{node}-containerd")
+}
+
+/// Pid/log name of a node's noded.
+pub fn noded_name(node: &str) -> String {
+    format!("{node}-noded")
+}
+
+/// Bring node `spec.index` up: namespace, containerd with the images, kubeconfig, noded; wait until Ready.
+pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
+    let net = spec.network;
+    let node = net.node_name(spec.index);
+    let node_ip = net.node_ip(spec.index)?;
+    net.ensure_node(spec.index)?;
+    let dirs = NodeDirs::new(spec.home, &node);
+    fs::create_dir_all(&dirs.dir).with_context(|| format!("creating {}", dirs.dir.display()))?;
+
+    // containerd, inside the node's namespace (CNI runs there, so pod veths land in it).
+    let layout = dirs.containerd();
+    let ctr_name = containerd_name(&node);
+    let ctr_pid = match files.running_pid(&ctr_name, "containerd") {
+        Some(pid) => {
+            step(&format!("{ctr_name} is already running (pid {pid})"));
+            pid
+        }
+        None => {
+            let config = layout.prepare(Some(&spec.bin_dir.join("sluice-cni")))?;
+            let mut d = Daemon::new(&ctr_name, "/usr/bin/containerd", vec!["--config".into(), config.display().to_string()]);
+            if !d.program.exists() {
+                d.program = PathBuf::from("containerd");
+            }
+            d.netns = Some(node.clone());
+            let pid = files.start(&d)?;
+            step(&format!("started {ctr_name} (pid {pid}) in namespace {node}, waiting until it answers"));
+            pid
+        }
+    };
+    let socket = layout.socket();
+    files.wait_until(&ctr_name, ctr_pid, "containerd", Duration::from_secs(60), || ctr_answers(&socket))?;
+    for image in images {
+        crate::images::import(&socket, image)?;
+    }
+
+    // The node's credential: a client certificate for system:node:<name>.
+    let kubeconfig = dirs.kubeconfig();
+    if !kubeconfig.exists() {
+        step(&format!("issuing the node credential of {node}"));
+        crate::util::run(
+            Command::new(spec.bin_dir.join("apiserver"))
+                .arg("kubeconfig")
+                .arg("--cert-dir")
+                .arg(spec.pki)
+                .arg("--server")
+                .arg(&spec.apiserver_url)
+                .args(["--user", &format!("system:node:{node}"), "--group", "system:nodes"])
+                .arg("--out")
+                .arg(&kubeconfig)
+                .stdout(Stdio::null()),
+        )?;
+    }
+
+    let noded = noded_name(&node);
+    // A Node object from an earlier run may still say Ready: wait for a heartbeat from this noded.
+    let since = utc_now()?;
+    let pid = match files.running_pid(&noded, "noded") {
+        Some(pid) => {
+            step(&format!("{noded} is already running (pid {pid})"));
+            pid
+        }
+        None => {
+            let mut args = vec![
+                format!("--node-name={node}"),
+                format!("--kubeconfig={}", kubeconfig.display()),
+                format!("--containerd-socket={}", socket.display()),
+                format!("--cni-conf-dir={}", layout.cni_conf_dir().display()),
+                format!("--state-dir={}", dirs.noded_state().display()),
+                format!("--node-ip={node_ip}"),
+            ];
+            args.extend(spec.noded_args.iter().cloned());
+            let mut d = Daemon::new(&noded, spec.bin_dir.join("noded"), args);
+            d.netns = Some(node.clone());
+            let pid = files.start(&d)?;
+            step(&format!("started {noded} (pid {pid}) in namespace {node}, waiting until node {node} is Ready"));
+            pid
+        }
+    };
+    files.wait_until(&noded, pid, "noded", Duration::from_secs(120), || node_ready(spec.admin_kubeconfig, &node, &since))
+}
+
+/// Stop node `node` and remove its pods, sandboxes, pins, namespace and links.
+/// Keeps `nodes/<node>/` (noded state, kubeconfig) unless `purge`.
+pub fn remove(home: &Path, files: &Files, node: &str, purge: bool) -> Result<()> {
+    files.stop(&noded_name(node), "noded")?;
+    files.stop(&containerd_name(node), "containerd")?;
+    let dirs = NodeDirs::new(home, node);
+    // Kills leftover shims and containers of this node, unmounts, deletes containerd's directory.
+    dirs.containerd().cleanup()?;
+    let pins = Path::new(PIN_ROOT).join(node);
+    if pins.exists() {
+        step(&format!("deleting the eBPF pins under {}", pins.display()));
+        fs::remove_dir_all(&pins).with_context(|| format!("deleting {}", pins.display()))?;
+    }
+    NodeNetwork::remove_node(node)?;
+    remove_cgroups(node);
+    if purge && dirs.dir.exists() {
+        fs::remove_dir_all(&dirs.dir).with_context(|| format!("deleting {}", dirs.dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Remove the (now empty) cgroups noded made for the node's pods (`/sluice/<node>` in every hierarchy).
+fn remove_cgroups(node: &str) {
+    for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let root = hierarchy.path().join("sluice").join(node);
+        if root.is_dir() {
+            let mut dirs = Vec::new();
+            collect_dirs(&root, &mut dirs);
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            for d in dirs {
+                let _ = fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            collect_dirs(&entry.path(), out);
+        }
+    }
+}
+
+/// Whether the containerd at `socket` answers.
+fn ctr_answers(socket: &Path) -> bool {
+    socket.exists()
+        && Command::new("ctr")
+            .arg("--address")
+            .arg(socket)
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Whether Node `node` reports Ready=True with a heartbeat at or after `since`
+/// (RFC 3339, UTC; asked with kubectl and the admin kubeconfig).
+fn node_ready(kubeconfig: &Path, node: &str, since: &str) -> bool {
+    let jsonpath = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}"#;
+    let Ok(out) = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["get", "node", node, "-o", jsonpath])
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut fields = text.split_whitespace();
+    // RFC 3339 UTC timestamps of one format compare correctly as strings.
+    out.status.success() && fields.next() == Some("True") && fields.next().is_some_and(|t| t >= since)
+}
+
+/// The current time as RFC 3339 UTC with seconds (`2026-11-23T20:17:06Z`).
+fn utc_now() -> Result<String> {
+    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().context("running date")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
