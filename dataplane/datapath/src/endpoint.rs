@@ -125,9 +125,42 @@ pub fn interface_mac(ifname: &str) -> Result<Mac, DatapathError> {
     }
 }
 
+/// The interface carrying `ip` in the calling thread's network namespace
+/// (e.g. the node's external interface from its InternalIP).
+pub fn interface_with_address(ip: Ipv4Addr) -> Result<Option<String>, DatapathError> {
+    let mut found = None;
+    // SAFETY: getifaddrs allocates a list we walk read-only and free once.
+    unsafe {
+        let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+        if libc::getifaddrs(&mut head) != 0 {
+            return Err(DatapathError::Interface { ifname: ip.to_string(), source: std::io::Error::last_os_error() });
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && (*ifa.ifa_addr).sa_family as i32 == libc::AF_INET {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                if Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)) == ip {
+                    found = Some(std::ffi::CStr::from_ptr(ifa.ifa_name).to_string_lossy().into_owned());
+                    break;
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    Ok(found)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_carries_127_0_0_1() {
+        assert_eq!(interface_with_address(Ipv4Addr::LOCALHOST).unwrap().as_deref(), Some("lo"));
+        assert_eq!(interface_with_address(Ipv4Addr::new(192, 0, 2, 251)).unwrap(), None);
+    }
 
     #[test]
     fn macs_parse_and_print() {

@@ -1,6 +1,10 @@
 //! Loads and programs the eBPF datapath: Service load balancing for
 //! ClusterIP (TC on pod veths) and NodePort (XDP on the node's external
-//! interface), with Maglev backend choice and connection tracking in the kernel.
+//! interface), with Maglev backend choice and connection tracking in the
+//! kernel; and pod routing: veth-to-veth delivery to the pods of this node
+//! ([`Datapath::upsert_endpoint`]), masquerade of pod flows leaving the
+//! cluster ([`Datapath::set_routing`]) and native routes to other nodes'
+//! podCIDRs ([`routes`]).
 //!
 //! One [`Datapath`] per node. It owns everything under its pin root
 //! (default `/sys/fs/bpf/sluice`): the maps (pinned by name, see
@@ -32,7 +36,7 @@ pub mod maglev;
 pub mod routes;
 mod service;
 
-pub use endpoint::{interface_mac, Mac, PodEndpoint, RoutingSettings};
+pub use endpoint::{interface_mac, interface_with_address, Mac, PodEndpoint, RoutingSettings};
 pub use error::DatapathError;
 pub use service::{Backend, Frontend, Protocol, ServiceKind, ServiceSpec};
 pub use sluice_common::{Event, TrafficCounter};

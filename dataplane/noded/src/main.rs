@@ -49,6 +49,9 @@ struct Args {
     /// Memory kept for the system, in MiB.
     #[arg(long, default_value_t = 256)]
     reserved_memory_mib: u64,
+    /// The data plane (eBPF datapath, Service proxy, node routes).
+    #[command(flatten)]
+    network: sluice_noded::network::NetworkArgs,
 }
 
 #[tokio::main]
@@ -75,13 +78,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let endpoints = if std::fs::metadata(cni_state_dir.join("ipam")).is_ok() { Endpoints::recover(&store)? } else { Endpoints::default() };
-    let _network = network_service::serve(&noded_socket, endpoints)
+    // The data plane comes up before the node reports anything: its network is ready only then.
+    let node_ip: Option<std::net::Ipv4Addr> = args.node_ip.as_deref().map(str::parse).transpose().context("--node-ip")?;
+    let dataplane = sluice_noded::network::DataPlane::start(&args.network, &args.node_name, node_ip)?;
+    dataplane.adopt(&endpoints.all());
+    let _network = network_service::serve_with_data_plane(&noded_socket, endpoints, dataplane.clone())
         .with_context(|| format!("serving the node network service on {}", noded_socket.display()))?;
 
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     let client = kube::Client::try_from(config)?;
+    let _dataplane_loops = sluice_noded::network::spawn(client.clone(), dataplane);
 
     let identity = NodeIdentity {
         name: args.node_name.clone(),

@@ -2,9 +2,11 @@
 //!
 //! The CNI plugin calls AddPod once a pod's veth pair exists and DelPod when
 //! it is torn down. This service keeps the node's table of local endpoints
-//! (container id -> host veth, ifindex, pod IP, pod identity), which the data
-//! plane uses to attach its TC programs to the host veth and to route to
-//! local pods. After a noded restart the table is rebuilt from the CNI
+//! (container id -> host veth, ifindex, pod IP, pod identity) and, when noded
+//! runs a data plane ([`crate::network::DataPlane`]), attaches the pod
+//! programs to the host veth and programs the pod's endpoint before AddPod
+//! answers (a failure fails the CNI ADD: a pod without its data plane must
+//! not start). After a noded restart the table is rebuilt from the CNI
 //! plugin's address store, so nothing running loses its entry.
 
 use sluice_cni::ipam::IpamStore;
@@ -12,6 +14,7 @@ use sluice_proto::cni::v1::node_network_server::{NodeNetwork, NodeNetworkServer}
 use sluice_proto::cni::v1::{
     AddPodRequest, AddPodResponse, CheckPodRequest, CheckPodResponse, DelPodRequest, DelPodResponse, PodInterface,
 };
+use crate::network::DataPlane;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -54,15 +57,21 @@ impl Endpoints {
     }
 }
 
-/// The gRPC service over [`Endpoints`].
+/// The gRPC service over [`Endpoints`] (and the data plane, when there is one).
 pub struct NodeNetworkService {
     endpoints: Endpoints,
+    dataplane: Option<DataPlane>,
 }
 
 impl NodeNetworkService {
-    /// A service updating `endpoints`.
+    /// A service updating `endpoints` only (no data plane: tests of the kubelet path).
     pub fn new(endpoints: Endpoints) -> Self {
-        Self { endpoints }
+        Self { endpoints, dataplane: None }
+    }
+
+    /// A service updating `endpoints` and attaching pods to `dataplane`.
+    pub fn with_data_plane(endpoints: Endpoints, dataplane: DataPlane) -> Self {
+        Self { endpoints, dataplane: Some(dataplane) }
     }
 }
 
@@ -73,6 +82,13 @@ impl NodeNetwork for NodeNetworkService {
         if pod.container_id.is_empty() || pod.host_veth.is_empty() || pod.pod_ip.parse::<std::net::Ipv4Addr>().is_err() {
             return Err(Status::invalid_argument("AddPod needs container_id, host_veth and an IPv4 pod_ip"));
         }
+        if let Some(dataplane) = self.dataplane.clone() {
+            let attach = pod.clone();
+            tokio::task::spawn_blocking(move || dataplane.attach_pod(&attach))
+                .await
+                .map_err(|e| Status::internal(format!("attaching the pod's data plane: {e}")))?
+                .map_err(|e| Status::internal(format!("attaching the pod's data plane: {e:#}")))?;
+        }
         tracing::info!(container = %pod.container_id, pod = %format!("{}/{}", pod.pod_namespace, pod.pod_name),
             ip = %pod.pod_ip, veth = %pod.host_veth, "pod endpoint added");
         self.endpoints.insert(pod);
@@ -82,6 +98,14 @@ impl NodeNetwork for NodeNetworkService {
     async fn del_pod(&self, request: Request<DelPodRequest>) -> Result<Response<DelPodResponse>, Status> {
         let request = request.into_inner();
         let removed = self.endpoints.by_container.write().unwrap_or_else(|e| e.into_inner()).remove(&request.container_id);
+        if let Some(dataplane) = self.dataplane.clone() {
+            let ip = removed.as_ref().map(|p| p.pod_ip.as_str()).unwrap_or(&request.pod_ip).parse().ok();
+            let veth = removed.as_ref().map(|p| p.host_veth.clone()).unwrap_or_else(|| request.host_veth.clone());
+            tokio::task::spawn_blocking(move || dataplane.detach_pod(ip, Some(&veth)))
+                .await
+                .map_err(|e| Status::internal(format!("detaching the pod's data plane: {e}")))?
+                .map_err(|e| Status::internal(format!("detaching the pod's data plane: {e:#}")))?;
+        }
         if removed.is_some() {
             tracing::info!(container = %request.container_id, ip = %request.pod_ip, "pod endpoint removed");
         }
@@ -99,8 +123,17 @@ impl NodeNetwork for NodeNetworkService {
     }
 }
 
-/// Serve the service on the unix socket `socket` (a stale socket file is replaced).
+/// Serve the service (no data plane) on the unix socket `socket` (a stale socket file is replaced).
 pub fn serve(socket: &Path, endpoints: Endpoints) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_service(socket, NodeNetworkService::new(endpoints))
+}
+
+/// Serve the service on `socket`, attaching pods to `dataplane`.
+pub fn serve_with_data_plane(socket: &Path, endpoints: Endpoints, dataplane: DataPlane) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    serve_service(socket, NodeNetworkService::with_data_plane(endpoints, dataplane))
+}
+
+fn serve_service(socket: &Path, service: NodeNetworkService) -> std::io::Result<tokio::task::JoinHandle<()>> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -108,7 +141,7 @@ pub fn serve(socket: &Path, endpoints: Endpoints) -> std::io::Result<tokio::task
     let listener = tokio::net::UnixListener::bind(socket)?;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let server = tonic::transport::Server::builder()
-        .add_service(NodeNetworkServer::new(NodeNetworkService::new(endpoints)))
+        .add_service(NodeNetworkServer::new(service))
         .serve_with_incoming(incoming);
     Ok(tokio::spawn(async move {
         if let Err(err) = server.await {

@@ -1,0 +1,211 @@
+//! The node's data plane: the eBPF datapath of this node, opened (or adopted
+//! after a restart) from its own pin root, with the external interface
+//! serving NodePorts, pod interfaces attached as the CNI plugin reports them,
+//! the Service proxy ([`sluice_proxy`]) and native routes to the other
+//! nodes' podCIDRs ([`node_routes`]).
+//!
+//! Everything acts in noded's own network namespace (the node's), by
+//! interface name/index and netlink, never through sysfs, so several noded
+//! can run on one machine, one per node namespace, each with its own pin
+//! root (`/sys/fs/bpf/sluice/<node>`).
+//!
+//! Lifecycle: [`DataPlane::start`] runs before noded reports anything (the
+//! node's network is only reported ready once it succeeded; [`DataPlane::is_ready`]),
+//! [`DataPlane::adopt`] re-attaches the pods noded already knows (pinned
+//! links get this build's programs swapped in atomically, so established
+//! connections never notice a restart), then [`spawn`] starts the proxy and
+//! the route loop.
+
+pub mod node_routes;
+
+use anyhow::Context;
+use ipnet::Ipv4Net;
+use sluice_datapath::{Datapath, DatapathConfig, ExternalHook, Mac, PodEndpoint, RoutingSettings};
+use sluice_proto::cni::v1::PodInterface;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tracing::{info, warn};
+
+/// noded's data plane flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct NetworkArgs {
+    /// The cluster's pod CIDR (every node's podCIDR lies inside). Pod traffic
+    /// to it is routed as is; pod traffic to anything else leaving the node
+    /// is masqueraded to --node-ip.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pub cluster_cidr: Ipv4Net,
+    /// bpffs directory of this node's maps and links (default /sys/fs/bpf/sluice/<node-name>).
+    #[arg(long)]
+    pub bpf_pin_root: Option<PathBuf>,
+    /// Interface serving NodePorts (default: the one carrying --node-ip).
+    #[arg(long)]
+    pub external_interface: Option<String>,
+    /// Hook of the NodePort program: `tc` (fastest on veth, works on any device) or `xdp` (physical NICs).
+    #[arg(long, default_value = "tc", value_parser = ["tc", "xdp"])]
+    pub nodeport_hook: String,
+    /// cgroup v2 directory whose processes reach ClusterIPs by socket-level
+    /// balancing. Default: the cgroup v2 root when noded runs in the
+    /// machine's initial network namespace (a real node); none in a node
+    /// namespace of a simulated cluster, whose root cgroup would span every node.
+    #[arg(long)]
+    pub socket_lb_cgroup: Option<PathBuf>,
+    /// Do not masquerade pod traffic leaving the cluster.
+    #[arg(long)]
+    pub no_masquerade: bool,
+}
+
+/// The node's data plane, shared by the node network service, the proxy and the route loop.
+#[derive(Clone)]
+pub struct DataPlane {
+    datapath: Arc<Mutex<Datapath>>,
+    node_name: String,
+    ready: Arc<AtomicBool>,
+}
+
+/// Write a sysctl of the calling thread's network namespace.
+fn sysctl(path: &str, value: &str) -> anyhow::Result<()> {
+    std::fs::write(path, value).with_context(|| format!("writing {value} to {path}"))
+}
+
+/// Whether this process runs in the machine's initial network namespace.
+fn in_initial_netns() -> bool {
+    let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+    matches!((ino("/proc/self/ns/net"), ino("/proc/1/ns/net")), (Some(a), Some(b)) if a == b)
+}
+
+/// The machine's cgroup v2 root, if any.
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 2 && f[2] == "cgroup2").then(|| PathBuf::from(f[1]))
+    })
+}
+
+impl DataPlane {
+    /// Open or adopt the node's datapath and set it up: routing settings,
+    /// NodePorts on the external interface, socket-level ClusterIP for node
+    /// processes (see [`NetworkArgs::socket_lb_cgroup`]), IP forwarding.
+    pub fn start(args: &NetworkArgs, node_name: &str, node_ip: Option<Ipv4Addr>) -> anyhow::Result<Self> {
+        let pin_root = args.bpf_pin_root.clone().unwrap_or_else(|| Path::new("/sys/fs/bpf/sluice").join(node_name));
+        let hook = if args.nodeport_hook == "xdp" { ExternalHook::Xdp } else { ExternalHook::Tc };
+        let config = DatapathConfig { pin_root: pin_root.clone(), external_hook: hook, ..DatapathConfig::default() };
+        let mut dp = Datapath::open_or_adopt(config).with_context(|| format!("opening the datapath at {}", pin_root.display()))?;
+        // The node forwards its pods' traffic; masqueraded packets carry the
+        // node's own address when they enter from a pod veth (strict reverse-path
+        // filtering would drop them).
+        sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        sysctl("/proc/sys/net/ipv4/conf/all/rp_filter", "0")?;
+        let masquerade = if args.no_masquerade { None } else { node_ip };
+        dp.set_routing(&RoutingSettings { cluster_cidr: (args.cluster_cidr.network(), args.cluster_cidr.prefix_len()), masquerade })?;
+        match node_ip {
+            Some(ip) => {
+                let ifname = match &args.external_interface {
+                    Some(name) => name.clone(),
+                    None => sluice_datapath::interface_with_address(ip)?
+                        .with_context(|| format!("no interface in this network namespace carries --node-ip {ip}"))?,
+                };
+                dp.attach_external_interface(&ifname, ip).with_context(|| format!("attaching NodePort programs to {ifname}"))?;
+                info!(ifname, %ip, hook = args.nodeport_hook, "external interface serves NodePorts");
+            }
+            None => warn!("no --node-ip: NodePorts and masquerade are off"),
+        }
+        let cgroup = args.socket_lb_cgroup.clone().or_else(|| in_initial_netns().then(cgroup2_root).flatten());
+        match cgroup {
+            Some(cg) => {
+                dp.attach_cgroup(&cg).with_context(|| format!("attaching socket-level ClusterIP to {}", cg.display()))?;
+                info!(cgroup = %cg.display(), "node processes reach ClusterIPs by socket-level balancing");
+            }
+            None => info!("no socket-level ClusterIP for node processes (node network namespace; see --socket-lb-cgroup)"),
+        }
+        info!(pin_root = %pin_root.display(), "data plane up");
+        Ok(Self { datapath: Arc::new(Mutex::new(dp)), node_name: node_name.to_owned(), ready: Arc::new(AtomicBool::new(true)) })
+    }
+
+    /// Whether the data plane is up (the node may report NetworkUnavailable=False).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The datapath (for the proxy and diagnostics).
+    pub fn datapath(&self) -> Arc<Mutex<Datapath>> {
+        self.datapath.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Datapath> {
+        self.datapath.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A pod interface the CNI plugin created: attach the pod programs to its
+    /// host veth and deliver its packets veth-to-veth. Without a usable pod
+    /// MAC the pod is still served, through the kernel's `/32` route.
+    pub fn attach_pod(&self, pod: &PodInterface) -> anyhow::Result<()> {
+        let ip: Ipv4Addr = pod.pod_ip.parse().with_context(|| format!("pod IP {:?}", pod.pod_ip))?;
+        let mut dp = self.lock();
+        sysctl(&format!("/proc/sys/net/ipv4/conf/{}/rp_filter", pod.host_veth), "0")?;
+        dp.attach_pod_interface(&pod.host_veth).with_context(|| format!("attaching to {}", pod.host_veth))?;
+        match pod.pod_mac.parse::<Mac>() {
+            Ok(mac) => dp.upsert_endpoint(&PodEndpoint::on_interface(ip, &pod.host_veth, mac)?)?,
+            Err(e) => warn!(ip = %ip, error = %e, "no pod MAC: the pod is reached by kernel routing"),
+        }
+        Ok(())
+    }
+
+    /// A pod interface is going away: forget its endpoint, detach its programs.
+    pub fn detach_pod(&self, pod_ip: Option<Ipv4Addr>, host_veth: Option<&str>) -> anyhow::Result<()> {
+        let mut dp = self.lock();
+        if let Some(ip) = pod_ip {
+            dp.delete_endpoint(ip)?;
+        }
+        if let Some(veth) = host_veth.filter(|v| !v.is_empty()) {
+            dp.detach_pod_interface(veth)?;
+        }
+        Ok(())
+    }
+
+    /// After a restart: re-attach every known pod (the adopted links get this
+    /// build's programs, atomically), keep their pinned endpoints (fixing the
+    /// ifindex when a veth was recreated), and drop endpoints of pods that
+    /// are gone.
+    pub fn adopt(&self, pods: &[PodInterface]) {
+        let mut dp = self.lock();
+        let pinned = dp.endpoints().unwrap_or_default();
+        let mut known = std::collections::HashSet::new();
+        for pod in pods {
+            let Ok(ip) = pod.pod_ip.parse::<Ipv4Addr>() else { continue };
+            known.insert(ip);
+            if let Err(e) = dp.attach_pod_interface(&pod.host_veth) {
+                warn!(veth = pod.host_veth, error = %e, "could not re-attach a known pod interface");
+                continue;
+            }
+            if let Some(old) = pinned.iter().find(|e| e.ip == ip) {
+                match PodEndpoint::on_interface(ip, &pod.host_veth, old.pod_mac) {
+                    Ok(now) if now != *old => {
+                        let _ = dp.upsert_endpoint(&now);
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(%ip, error = %e, "pod endpoint not refreshed"),
+                }
+            }
+        }
+        for stale in pinned.iter().filter(|e| !known.contains(&e.ip)) {
+            let _ = dp.delete_endpoint(stale.ip);
+        }
+        info!(pods = pods.len(), "pod interfaces adopted");
+    }
+}
+
+/// Start the Service proxy and the node route loop in the background; errors are logged.
+pub fn spawn(client: kube::Client, dataplane: DataPlane) -> tokio::task::JoinHandle<()> {
+    let node = dataplane.node_name.clone();
+    let proxy = sluice_proxy::run(client.clone(), dataplane.datapath(), sluice_proxy::ProxyConfig::new(node.clone()), std::future::pending());
+    let routes = node_routes::run(client, node);
+    tokio::spawn(async move {
+        tokio::select! {
+            r = proxy => if let Err(e) = r { tracing::error!(error = %e, "the service proxy stopped") },
+            r = routes => if let Err(e) = r { tracing::error!(error = %e, "the node route loop stopped") },
+        }
+    })
+}
