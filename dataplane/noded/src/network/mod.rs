@@ -31,6 +31,12 @@ use tracing::{info, warn};
 /// noded's data plane flags.
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetworkArgs {
+    /// Run the eBPF data plane: `on`, `off`, or `auto` = on when noded runs in
+    /// its own network namespace (a node of `xtask up`), off in the machine's
+    /// initial one, where it would change host-wide sysctls and leave pinned
+    /// programs on host interfaces (pass `on` on a real node).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
+    pub data_plane: String,
     /// The cluster's pod CIDR (every node's podCIDR lies inside). Pod traffic
     /// to it is routed as is; pod traffic to anything else leaving the node
     /// is masqueraded to --node-ip.
@@ -47,8 +53,9 @@ pub struct NetworkArgs {
     pub nodeport_hook: String,
     /// cgroup v2 directory whose processes reach ClusterIPs by socket-level
     /// balancing. Default: the cgroup v2 root when noded runs in the
-    /// machine's initial network namespace (a real node); none in a node
-    /// namespace of a simulated cluster, whose root cgroup would span every node.
+    /// machine's initial network namespace (a real node with --data-plane=on);
+    /// none in a node namespace of a simulated cluster, whose root cgroup
+    /// would span every node.
     #[arg(long)]
     pub socket_lb_cgroup: Option<PathBuf>,
     /// Do not masquerade pod traffic leaving the cluster.
@@ -56,10 +63,12 @@ pub struct NetworkArgs {
     pub no_masquerade: bool,
 }
 
-/// The node's data plane, shared by the node network service, the proxy and the route loop.
+/// The node's data plane, shared by the node network service, the proxy and
+/// the route loop. When it is off (see [`NetworkArgs::data_plane`]) every
+/// operation is a no-op and pods are reached by the CNI plugin's kernel routes.
 #[derive(Clone)]
 pub struct DataPlane {
-    datapath: Arc<Mutex<Datapath>>,
+    datapath: Option<Arc<Mutex<Datapath>>>,
     node_name: String,
     ready: Arc<AtomicBool>,
 }
@@ -89,6 +98,15 @@ impl DataPlane {
     /// NodePorts on the external interface, socket-level ClusterIP for node
     /// processes (see [`NetworkArgs::socket_lb_cgroup`]), IP forwarding.
     pub fn start(args: &NetworkArgs, node_name: &str, node_ip: Option<Ipv4Addr>) -> anyhow::Result<Self> {
+        let on = match args.data_plane.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => !in_initial_netns(),
+        };
+        if !on {
+            warn!(mode = args.data_plane, "eBPF data plane off: no Services, pods reached by kernel routes (--data-plane=on to enable)");
+            return Ok(Self { datapath: None, node_name: node_name.to_owned(), ready: Arc::new(AtomicBool::new(false)) });
+        }
         let pin_root = args.bpf_pin_root.clone().unwrap_or_else(|| Path::new("/sys/fs/bpf/sluice").join(node_name));
         let hook = if args.nodeport_hook == "xdp" { ExternalHook::Xdp } else { ExternalHook::Tc };
         let config = DatapathConfig { pin_root: pin_root.clone(), external_hook: hook, ..DatapathConfig::default() };
@@ -121,21 +139,21 @@ impl DataPlane {
             None => info!("no socket-level ClusterIP for node processes (node network namespace; see --socket-lb-cgroup)"),
         }
         info!(pin_root = %pin_root.display(), "data plane up");
-        Ok(Self { datapath: Arc::new(Mutex::new(dp)), node_name: node_name.to_owned(), ready: Arc::new(AtomicBool::new(true)) })
+        Ok(Self { datapath: Some(Arc::new(Mutex::new(dp))), node_name: node_name.to_owned(), ready: Arc::new(AtomicBool::new(true)) })
     }
 
-    /// Whether the data plane is up (the node may report NetworkUnavailable=False).
+    /// Whether the eBPF data plane is up (false when it is off).
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
 
-    /// The datapath (for the proxy and diagnostics).
-    pub fn datapath(&self) -> Arc<Mutex<Datapath>> {
+    /// The datapath (for the proxy and diagnostics), when the data plane is on.
+    pub fn datapath(&self) -> Option<Arc<Mutex<Datapath>>> {
         self.datapath.clone()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Datapath> {
-        self.datapath.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Datapath>> {
+        self.datapath.as_ref().map(|d| d.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A pod interface the CNI plugin created: attach the pod programs to its
@@ -143,7 +161,7 @@ impl DataPlane {
     /// MAC the pod is still served, through the kernel's `/32` route.
     pub fn attach_pod(&self, pod: &PodInterface) -> anyhow::Result<()> {
         let ip: Ipv4Addr = pod.pod_ip.parse().with_context(|| format!("pod IP {:?}", pod.pod_ip))?;
-        let mut dp = self.lock();
+        let Some(mut dp) = self.lock() else { return Ok(()) };
         sysctl(&format!("/proc/sys/net/ipv4/conf/{}/rp_filter", pod.host_veth), "0")?;
         dp.attach_pod_interface(&pod.host_veth).with_context(|| format!("attaching to {}", pod.host_veth))?;
         match pod.pod_mac.parse::<Mac>() {
@@ -155,7 +173,7 @@ impl DataPlane {
 
     /// A pod interface is going away: forget its endpoint, detach its programs.
     pub fn detach_pod(&self, pod_ip: Option<Ipv4Addr>, host_veth: Option<&str>) -> anyhow::Result<()> {
-        let mut dp = self.lock();
+        let Some(mut dp) = self.lock() else { return Ok(()) };
         if let Some(ip) = pod_ip {
             dp.delete_endpoint(ip)?;
         }
@@ -170,7 +188,7 @@ impl DataPlane {
     /// ifindex when a veth was recreated), and drop endpoints of pods that
     /// are gone.
     pub fn adopt(&self, pods: &[PodInterface]) {
-        let mut dp = self.lock();
+        let Some(mut dp) = self.lock() else { return };
         let pinned = dp.endpoints().unwrap_or_default();
         let mut known = std::collections::HashSet::new();
         for pod in pods {
@@ -200,7 +218,8 @@ impl DataPlane {
 /// Start the Service proxy and the node route loop in the background; errors are logged.
 pub fn spawn(client: kube::Client, dataplane: DataPlane) -> tokio::task::JoinHandle<()> {
     let node = dataplane.node_name.clone();
-    let proxy = sluice_proxy::run(client.clone(), dataplane.datapath(), sluice_proxy::ProxyConfig::new(node.clone()), std::future::pending());
+    let Some(datapath) = dataplane.datapath() else { return tokio::spawn(async {}) };
+    let proxy = sluice_proxy::run(client.clone(), datapath, sluice_proxy::ProxyConfig::new(node.clone()), std::future::pending());
     let routes = node_routes::run(client, node);
     tokio::spawn(async move {
         tokio::select! {
