@@ -24,7 +24,7 @@ pub fn pod_ingress(ctx: TcContext) -> i32 {
 }
 
 /// Shared by every TC entry point: parse, balance, apply; from a pod also
-/// masquerade and deliver to local pods.
+/// masquerade; from a pod or from outside, deliver to local pods.
 #[inline(always)]
 pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
     match packet::parse(ctx.data(), ctx.data_end()) {
@@ -58,7 +58,9 @@ pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
             return TC_ACT_OK;
         }
     }
-    if hook == Hook::FromPod {
+    // From a pod or from outside (TC hook of the external interface): a
+    // packet for a pod of this node goes straight into it.
+    if hook != Hook::ToPod {
         if let Some(action) = route::deliver_local(ctx) {
             return action;
         }
