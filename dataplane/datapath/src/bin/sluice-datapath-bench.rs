@@ -7,6 +7,10 @@
 //! services × 10 backends: time to program, connection rate and p50/p99
 //! latency to one ClusterIP from a pod, and small-UDP packets/s through a
 //! NodePort; plus an XDP_TX bounce on the node's interface as the ceiling.
+//! Then pod-to-pod on one node ([`routing_report`]): the kernel's routing
+//! (routed veth, `/32` routes) against Sluice's eBPF delivery
+//! (`bpf_redirect_peer`): TCP throughput (iperf3) and one-byte ping-pong
+//! round trips. `--routing-only` measures just that part.
 //! Prints a Markdown report on stdout.
 
 use sluice_datapath::{Backend, Datapath, DatapathConfig, ExternalHook, Frontend, Protocol, ServiceSpec};
@@ -377,8 +381,115 @@ fn ipvs_available() -> bool {
     ok
 }
 
+/// How pods of one node reach each other in [`routing_report`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PodPath {
+    /// The kernel routes (host `/32` routes), no Sluice program.
+    Kernel,
+    /// Sluice's pod programs attached and endpoints programmed: `bpf_redirect_peer`.
+    Sluice,
+}
+
+/// One byte back and forth over one TCP connection for `secs`: (round trips/s, p50 µs, p99 µs).
+fn ping_pong(client_ns: &str, server: SocketAddrV4, secs: f64) -> (f64, f64, f64) {
+    in_ns(client_ns, || {
+        let mut s = TcpStream::connect_timeout(&server.into(), Duration::from_secs(3)).expect("connect");
+        s.set_nodelay(true).ok();
+        let mut samples = Vec::new();
+        let start = Instant::now();
+        let mut byte = [0u8; 1];
+        while start.elapsed().as_secs_f64() < secs {
+            let t = Instant::now();
+            s.write_all(b"x").expect("write");
+            std::io::Read::read_exact(&mut s, &mut byte).expect("read");
+            samples.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+        (samples.len() as f64 / start.elapsed().as_secs_f64(), pct(0.5), pct(0.99))
+    })
+}
+
+/// Pod A → pod B on one node, by the kernel and by Sluice: a Markdown section.
+fn routing_report(secs: f64) -> Result<String> {
+    let mut rows = Vec::new();
+    for path in [PodPath::Kernel, PodPath::Sluice] {
+        let bed = Bed::new(if path == PodPath::Kernel { "k" } else { "r" })?;
+        let node = bed.ns("node");
+        let a = bed.ns("pod");
+        let b_ip = backend_ip(0);
+        let root = format!("/sys/fs/bpf/sluice-bench-routing-{}", std::process::id());
+        let mut dp = None;
+        if path == PodPath::Sluice {
+            let mut d = in_ns(&node, || Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root))).map_err(|e| e.to_string())?;
+            in_ns(&node, || -> Result<()> {
+                for (ifname, pod_ns, ip) in [("v-pod".to_string(), a.clone(), POD.parse::<Ipv4Addr>()?), ("v-b0".to_string(), bed.ns("b0"), b_ip)] {
+                    d.attach_pod_interface(&ifname)?;
+                    let mac = in_ns(&pod_ns, || sluice_datapath::interface_mac("eth0"))?;
+                    d.upsert_endpoint(&sluice_datapath::PodEndpoint::on_interface(ip, &ifname, mac)?)?;
+                    // Only the eBPF path is left.
+                    sh(&["ip", "route", "del", &format!("{ip}/32")])?;
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+            dp = Some(d);
+        }
+        let iperf = Command::new("ip").args(["netns", "exec", &bed.ns("b0"), "iperf3", "-s", "-1", "-p", "5201"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        std::thread::sleep(Duration::from_millis(300));
+        let out = sh(&["ip", "netns", "exec", &a, "iperf3", "-c", &b_ip.to_string(), "-p", "5201", "-t", &format!("{}", secs.max(1.0) as u32 * 2), "-J"])?;
+        let mut iperf = iperf;
+        let _ = iperf.wait();
+        let gbps = out
+            .split("\"sum_received\"")
+            .nth(1)
+            .and_then(|r| r.split("\"bits_per_second\":").nth(1))
+            .and_then(|v| v.split(|c: char| c == ',' || c == '\n' || c == '}').next())
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+            / 1e9;
+        // A one-connection echo server in the backend pod.
+        let echo_ns = bed.ns("b0");
+        let (ready_tx, ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            enter(&echo_ns);
+            let l = TcpListener::bind(("0.0.0.0", 9000)).expect("bind echo");
+            ready_tx.send(()).unwrap();
+            if let Ok((mut c, _)) = l.accept() {
+                c.set_nodelay(true).ok();
+                let mut buf = [0u8; 64];
+                while let Ok(n) = std::io::Read::read(&mut c, &mut buf) {
+                    if n == 0 || c.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        ready.recv()?;
+        let (rt_per_s, p50, p99) = ping_pong(&a, SocketAddrV4::new(b_ip, 9000), secs);
+        let redirected = dp.as_ref().and_then(|d: &Datapath| d.counters().ok()).map(|c| c.event(sluice_datapath::Event::RedirectPeer)).unwrap_or(0);
+        if let Some(d) = dp {
+            d.uninstall()?;
+        }
+        rows.push((path, gbps, rt_per_s, p50, p99, redirected));
+        drop(bed);
+    }
+    let mut out = String::from("\n## Pod to pod on one node\n\nClient pod → one backend pod of the same node. Kernel: routed veth pair with host `/32` routes, no Sluice program. Sluice: pod programs on both host veths, endpoints programmed, host routes deleted (only `bpf_redirect_peer` can deliver). TCP throughput: one iperf3 stream; round trips: one byte back and forth over one TCP connection (no Nagle), sequential.\n\n| path | TCP Gbit/s | round trips/s | p50 (µs) | p99 (µs) | packets redirected by eBPF |\n|---|---:|---:|---:|---:|---:|\n");
+    for (path, gbps, rt, p50, p99, red) in &rows {
+        out.push_str(&format!("| {} | {gbps:.2} | {rt:.0} | {p50:.0} | {p99:.0} | {red} |\n", if *path == PodPath::Kernel { "kernel routing" } else { "Sluice eBPF (redirect_peer)" }));
+    }
+    if let [(_, kg, krt, _, kp99, _), (_, sg, srt, _, sp99, _)] = rows.as_slice() {
+        out.push_str(&format!("\nRatios (Sluice ÷ kernel): throughput {:.2}, round trips/s {:.2}, p99 {:.2}.\n", sg / kg, srt / krt, sp99 / kp99));
+    }
+    Ok(out)
+}
+
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--routing-only") {
+        print!("# Data plane benchmark (pod routing only)\n{}", routing_report(if quick { 1.0 } else { 3.0 })?);
+        return Ok(());
+    }
     let sizes: &[usize] = if quick { &[1, 1000] } else { &[1, 1000, 10000] };
     let secs = if quick { 1.0 } else { 2.0 };
     let mut rows = Vec::new();
@@ -450,6 +561,7 @@ fn main() -> Result<()> {
         out.push_str("\nIPVS: not measured — this kernel has no IP Virtual Server support (`ipvsadm`: \"Protocol not available\"), so that baseline is missing from this run.\n");
     }
     out.push_str("\nGoals from the issue (targets, not thresholds): 10,000 services programmed in < 1 s; latency flat from 1 to 10,000 services; NodePort pps ≥ 4× iptables and ≥ 2× IPVS at 10,000 services and ≥ 50% of the XDP_TX ceiling.\n");
+    out.push_str(&routing_report(if quick { 1.0 } else { 3.0 })?);
     print!("{out}");
     let _ = std::io::stdout().flush();
     Ok(())
