@@ -206,6 +206,7 @@ pub struct Datapath {
     events: PerCpuArray<MapData, u64>,
     endpoints_map: BpfHashMap<MapData, EndpointKey, EndpointValue>,
     routing_map: Array<MapData, sluice_common::RoutingConfig>,
+    cluster_nodes_map: BpfHashMap<MapData, NodeAddrKey, u32>,
     services: HashMap<Frontend, ServiceState>,
     _logs: Option<logs::LogForwarder>,
     service_ids: Ids,
@@ -302,6 +303,7 @@ impl Datapath {
             events: take(&mut ebpf, map_names::EVENTS)?,
             endpoints_map: take(&mut ebpf, map_names::ENDPOINTS)?,
             routing_map: take(&mut ebpf, map_names::ROUTING)?,
+            cluster_nodes_map: take(&mut ebpf, map_names::CLUSTER_NODES)?,
             _logs: logs::LogForwarder::start(&mut ebpf),
             ebpf,
             services: HashMap::new(),
@@ -627,6 +629,32 @@ impl Datapath {
         Ok(())
     }
 
+    /// Set the InternalIPs of every node of the cluster: pod traffic to them
+    /// is never masqueraded (the pods' replies to another node's NodePort
+    /// source NAT must keep their address). Replaces the previous set.
+    pub fn set_cluster_nodes(&mut self, nodes: &[Ipv4Addr]) -> Result<(), DatapathError> {
+        let want: BTreeSet<[u8; 4]> = nodes.iter().map(|ip| ip.octets()).collect();
+        let have: Vec<NodeAddrKey> = self.cluster_nodes_map.keys().filter_map(|k| k.ok()).collect();
+        for k in &have {
+            if !want.contains(&k.addr) {
+                remove_ok(&mut self.cluster_nodes_map, k, map_names::CLUSTER_NODES)?;
+            }
+        }
+        for addr in want {
+            if !have.iter().any(|k| k.addr == addr) {
+                self.cluster_nodes_map.insert(NodeAddrKey { addr }, 1, 0).map_err(map_err(map_names::CLUSTER_NODES))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The node addresses set by [`Self::set_cluster_nodes`], sorted.
+    pub fn cluster_nodes(&self) -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = self.cluster_nodes_map.keys().filter_map(|k| k.ok()).map(|k| Ipv4Addr::from(k.addr)).collect();
+        v.sort();
+        v
+    }
+
     /// The routing settings in the map (`None` before [`Self::set_routing`]).
     pub fn routing(&self) -> Result<Option<RoutingSettings>, DatapathError> {
         let c = self.routing_map.get(&0, 0).map_err(map_err(map_names::ROUTING))?;
@@ -913,7 +941,7 @@ const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).
-fn expected_layouts() -> [(&'static str, usize, usize); 13] {
+fn expected_layouts() -> [(&'static str, usize, usize); 14] {
     use std::mem::size_of;
     [
         (map_names::SERVICES, size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -929,6 +957,7 @@ fn expected_layouts() -> [(&'static str, usize, usize); 13] {
         (map_names::SOCK_REVNAT, size_of::<sluice_common::SockRevKey>(), size_of::<sluice_common::SockRevValue>()),
         (map_names::ENDPOINTS, size_of::<EndpointKey>(), size_of::<EndpointValue>()),
         (map_names::ROUTING, 4, size_of::<sluice_common::RoutingConfig>()),
+        (map_names::CLUSTER_NODES, size_of::<NodeAddrKey>(), 4),
     ]
 }
 

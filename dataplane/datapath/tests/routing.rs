@@ -204,3 +204,30 @@ fn masquerade_scenario(c: TwoNodes) {
     // Outside → pod without a published service stays unreachable.
     assert!(in_ns(&c.topo.ns("out"), || greet(addr(A, 8080))).is_err());
 }
+
+#[test]
+fn nodeport_reaches_a_pod_on_another_node_with_masquerade_on() {
+    let mut c = TwoNodes::new("npremote", ExternalHook::Tc);
+    c.sync_routes("n1", &[route("198.19.2.0", NODE2)]);
+    c.sync_routes("n2", &[route("198.19.1.0", NODE1)]);
+    for (dp, local) in [(&mut c.n1, false), (&mut c.n2, true)] {
+        let b = Backend::new(C.parse().unwrap(), 8080);
+        dp.upsert_service(&ServiceSpec::node_port(30004, Protocol::Tcp, vec![if local { b.local() } else { b }])).unwrap();
+    }
+    // Without knowing the nodes, node 2 masquerades C's replies to node 1's
+    // NodePort source NAT, and node 1 cannot match them.
+    assert!(in_ns(&c.topo.ns("out"), || greet(addr(NODE1, 30004))).is_err(), "replies to another node are masqueraded");
+    let nodes: Vec<Ipv4Addr> = [NODE1, NODE2].iter().map(|n| n.parse().unwrap()).collect();
+    for dp in [&mut c.n1, &mut c.n2] {
+        dp.set_cluster_nodes(&nodes).unwrap();
+        assert_eq!(dp.cluster_nodes(), nodes);
+    }
+    for _ in 0..5 {
+        let (name, peer, mut s) = in_ns(&c.topo.ns("out"), || greet(addr(NODE1, 30004))).expect("NodePort on node 1 reaches C on node 2");
+        assert_eq!((name.as_str(), peer.as_str()), ("c", NODE1), "C sees node 1 (NodePort source NAT), not node 2");
+        in_ns(&c.topo.ns("out"), || echo(&mut s, "nodeport across nodes")).unwrap();
+    }
+    // Pods still reach the outside masqueraded.
+    let (_, peer, _) = in_ns(&c.topo.ns("c"), || greet(addr(OUTSIDE, 8080))).expect("C reaches the outside");
+    assert_eq!(peer, NODE2);
+}

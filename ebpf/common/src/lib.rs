@@ -61,6 +61,8 @@ pub mod map_names {
     pub const ENDPOINTS: &str = "endpoints";
     /// `u32` 0 → `RoutingConfig`: cluster CIDR and the node's masquerade address.
     pub const ROUTING: &str = "routing";
+    /// `NodeAddrKey` → `u32` (1): every node's InternalIP; pod traffic to them is never masqueraded.
+    pub const CLUSTER_NODES: &str = "cluster_nodes";
     /// Every map, for pinning, adoption and uninstall.
     pub const ALL: &[&str] = &[
         SERVICES,
@@ -77,6 +79,7 @@ pub mod map_names {
         LOGS,
         ENDPOINTS,
         ROUTING,
+        CLUSTER_NODES,
     ];
 }
 

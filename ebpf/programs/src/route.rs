@@ -10,17 +10,19 @@
 //! routes it: to another node (native routing, one route per podCIDR) or out.
 //!
 //! Masquerade: a new TCP/UDP flow from a pod address to a destination outside
-//! the cluster CIDR and not on this node gets the node's address as source
+//! the cluster CIDR, not on this node and not another node of the cluster
+//! (`cluster_nodes`: replies to another node's NodePort source NAT must keep
+//! the pod's address) gets the node's address as source
 //! and a port claimed in the conntrack map; both directions are then
 //! ordinary tracked flows of [`crate::lb`] (the reply is translated back on
 //! the external interface's hook). ICMP is not masqueraded.
 
 use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_redirect_peer, programs::TcContext};
-use sluice_common::{ct_flags, routing_flags, CtKey, CtValue, EndpointKey, Event, RoutingConfig};
+use sluice_common::{ct_flags, routing_flags, CtKey, CtValue, EndpointKey, Event, NodeAddrKey, RoutingConfig};
 
 use crate::lb::{
     self, conntrack,
-    maps::{ENDPOINTS, ROUTING},
+    maps::{CLUSTER_NODES, ENDPOINTS, ROUTING},
     packet::{Flow, IP_DADDR_OFF},
     service, Verdict,
 };
@@ -48,6 +50,7 @@ pub fn masquerade(flow: &Flow) -> Verdict {
         || in_cidr(flow.daddr, &cfg)
         || flow.daddr == cfg.masquerade_addr
         || service::is_node_addr(flow.daddr)
+        || CLUSTER_NODES.get_ptr(NodeAddrKey { addr: flow.daddr }).is_some()
     {
         return Verdict::Pass;
     }

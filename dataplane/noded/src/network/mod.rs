@@ -219,8 +219,8 @@ impl DataPlane {
 pub fn spawn(client: kube::Client, dataplane: DataPlane) -> tokio::task::JoinHandle<()> {
     let node = dataplane.node_name.clone();
     let Some(datapath) = dataplane.datapath() else { return tokio::spawn(async {}) };
-    let proxy = sluice_proxy::run(client.clone(), datapath, sluice_proxy::ProxyConfig::new(node.clone()), std::future::pending());
-    let routes = node_routes::run(client, node);
+    let proxy = sluice_proxy::run(client.clone(), datapath.clone(), sluice_proxy::ProxyConfig::new(node.clone()), std::future::pending());
+    let routes = node_routes::run(client, node, datapath);
     tokio::spawn(async move {
         tokio::select! {
             r = proxy => if let Err(e) = r { tracing::error!(error = %e, "the service proxy stopped") },

@@ -69,3 +69,8 @@ pub static ENDPOINTS: HashMap<EndpointKey, EndpointValue, 4096> = HashMap::new()
 /// The node's routing settings (entry 0): cluster CIDR, masquerade address.
 #[btf_map(name = "routing")]
 pub static ROUTING: Array<RoutingConfig, 1> = Array::new();
+
+/// Every node's InternalIP: pod traffic to a node is routed as is, never
+/// masqueraded (a node's NodePort SNAT flows need the pod's replies untouched).
+#[btf_map(name = "cluster_nodes")]
+pub static CLUSTER_NODES: HashMap<NodeAddrKey, u32, 4096> = HashMap::new();
