@@ -32,9 +32,10 @@ use tracing::{info, warn};
 #[derive(clap::Args, Debug, Clone)]
 pub struct NetworkArgs {
     /// Run the eBPF data plane: `on`, `off`, or `auto` = on when noded runs in
-    /// its own network namespace (a node of `xtask up`), off in the machine's
-    /// initial one, where it would change host-wide sysctls and leave pinned
-    /// programs on host interfaces (pass `on` on a real node).
+    /// its own network namespace (a node of `xtask up`) with a non-loopback
+    /// --node-ip; off in the machine's initial namespace or with a loopback
+    /// node IP (test harnesses), where it would change host-wide sysctls and
+    /// leave pinned programs on host interfaces. Pass `on` on a real node.
     #[arg(long, default_value = "auto", value_parser = ["auto", "on", "off"])]
     pub data_plane: String,
     /// The cluster's pod CIDR (every node's podCIDR lies inside). Pod traffic
@@ -78,7 +79,8 @@ fn sysctl(path: &str, value: &str) -> anyhow::Result<()> {
     std::fs::write(path, value).with_context(|| format!("writing {value} to {path}"))
 }
 
-/// Whether this process runs in the machine's initial network namespace.
+/// Whether this process runs in the machine's initial network namespace
+/// (false when that cannot be told: pid 1's namespace may be unreadable).
 fn in_initial_netns() -> bool {
     let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
     matches!((ino("/proc/self/ns/net"), ino("/proc/1/ns/net")), (Some(a), Some(b)) if a == b)
@@ -101,7 +103,7 @@ impl DataPlane {
         let on = match args.data_plane.as_str() {
             "on" => true,
             "off" => false,
-            _ => !in_initial_netns(),
+            _ => node_ip.is_some_and(|ip| !ip.is_loopback()) && !in_initial_netns(),
         };
         if !on {
             warn!(mode = args.data_plane, "eBPF data plane off: no Services, pods reached by kernel routes (--data-plane=on to enable)");
