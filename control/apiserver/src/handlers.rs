@@ -203,6 +203,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     if r.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
         return Err(ApiError::path_not_found("a namespace is required for this request"));
     }
+    if t.subresource.as_deref() == Some("log") && verb == "get" {
+        let name = t.name.as_deref().unwrap_or_default();
+        return crate::node_proxy::pod_log(&state, ns.unwrap_or_default(), name, &q).await;
+    }
     if let Some(sub) = t.subresource.as_deref() {
         let name = t.name.as_deref().unwrap_or_default();
         return subresource(reg, r, ns, name, sub, verb, &q, &content_type, body).await;

@@ -12,9 +12,12 @@
 
 pub mod allocator;
 pub mod auth;
+pub mod bootstrap_token;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;
+pub mod node_certs;
+pub mod node_proxy;
 pub mod openapi;
 pub mod patch;
 pub mod pki;

@@ -114,6 +114,15 @@ const BINDING: Subresource = Subresource {
     verbs: &["create"],
 };
 
+/// `pods/log`: container logs, proxied to the node daemon (see `node_proxy`).
+const LOG: Subresource = Subresource {
+    name: "log",
+    kind: "Pod",
+    kind_group: "",
+    kind_version: "v1",
+    verbs: &["get"],
+};
+
 /// Every resource the API server serves.
 pub static RESOURCES: &[Resource] = &[
     Resource {
@@ -147,7 +156,7 @@ pub static RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: &[status("Pod", "", "v1"), BINDING],
+        subresources: &[status("Pod", "", "v1"), BINDING, LOG],
     },
     Resource {
         group: "",

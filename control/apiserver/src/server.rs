@@ -60,6 +60,10 @@ pub struct AppState {
     pub tokens: Arc<TokenAuthenticator>,
     /// Authorization seam.
     pub authorizer: Arc<dyn Authorizer>,
+    /// TLS client identity towards node daemons (`pods/log`).
+    pub kubelet: Arc<crate::node_proxy::KubeletClient>,
+    /// Signs node client certificates for joining nodes.
+    pub node_certs: Arc<crate::node_certs::NodeCertSigner>,
 }
 
 /// Paths served to anonymous clients.
@@ -74,7 +78,10 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     let mut user: Option<UserInfo> = None;
     if let Some(h) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         if let Some(token) = h.strip_prefix("Bearer ").map(str::trim) {
-            user = state.tokens.authenticate(token);
+            user = match state.tokens.authenticate(token) {
+                Some(u) => Some(u),
+                None => crate::bootstrap_token::authenticate(&state.registry, token).await,
+            };
             if user.is_none() {
                 return ApiError::unauthorized().into_response();
             }
@@ -117,7 +124,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::handle)
         .with_state(state.clone())
         // Discovery, /version and OpenAPI documents.
-        .merge(crate::discovery::routes());
+        .merge(crate::discovery::routes())
+        .merge(crate::node_certs::routes(state.node_certs.clone()));
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -198,7 +206,13 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let state = AppState { registry, tokens: Arc::new(tokens), authorizer: Arc::new(AllowAll) };
+    let state = AppState {
+        registry,
+        tokens: Arc::new(tokens),
+        authorizer: Arc::new(crate::bootstrap_token::BootstrapScoped(AllowAll)),
+        kubelet: Arc::new(crate::node_proxy::KubeletClient::from_cert_dir(&cfg.cert_dir)?),
+        node_certs: Arc::new(crate::node_certs::NodeCertSigner::load(&cfg.cert_dir)?),
+    };
     let app = router(state);
     let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;

@@ -188,6 +188,8 @@ pub struct Api {
     pub client: Client,
     /// Namespace used when none is given (`-n`, else the kubeconfig context's).
     pub namespace: String,
+    /// The kubeconfig file in use.
+    pub kubeconfig: PathBuf,
     catalog: Option<Catalog>,
 }
 
@@ -200,7 +202,7 @@ impl Api {
             .with_context(|| format!("loading kubeconfig {}", path.display()))?;
         let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
         let client = Client::try_from(config).context("building the API client")?;
-        Ok(Api { client, namespace, catalog: None })
+        Ok(Api { client, namespace, kubeconfig: path, catalog: None })
     }
 
     /// The server's resources, fetched once.

@@ -6,17 +6,21 @@
 //!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
 //!   [`env`], [`volumes`], [`probes`], [`backoff`] and [`pod_status`] (runtime -> Pod status);
 //! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
+//! - [`log_server`]: the HTTPS endpoint the API server reads container logs from;
+//!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
 //! - [`network`]: the node's data plane (eBPF datapath, Service proxy, node routes);
 //! - [`network_service`]: the `sluice.cni.v1.NodeNetwork` service the CNI plugin calls;
 //!   [`cni_config`]: the node's CNI conflist.
 
 pub mod backoff;
+pub mod bootstrap;
 pub mod cni_config;
 pub mod cri;
 pub mod env;
 pub mod kubelet;
 pub mod labels;
 pub mod lease;
+pub mod log_server;
 pub mod network;
 pub mod network_service;
 pub mod node_agent;

@@ -52,6 +52,12 @@ struct Args {
     /// The data plane (eBPF datapath, Service proxy, node routes).
     #[command(flatten)]
     network: sluice_noded::network::NetworkArgs,
+    /// Joining with a bootstrap token.
+    #[command(flatten)]
+    join: sluice_noded::bootstrap::JoinArgs,
+    /// The log endpoint.
+    #[command(flatten)]
+    logs: sluice_noded::log_server::LogArgs,
 }
 
 #[tokio::main]
@@ -85,10 +91,12 @@ async fn main() -> anyhow::Result<()> {
     let _network = network_service::serve_with_data_plane(&noded_socket, endpoints, dataplane.clone())
         .with_context(|| format!("serving the node network service on {}", noded_socket.display()))?;
 
+    sluice_noded::bootstrap::ensure_kubeconfig(&args.kubeconfig, &args.node_name, args.join.config().as_ref()).await?;
     let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     let client = kube::Client::try_from(config)?;
+    let _logs = sluice_noded::log_server::start_or_warn(&args.kubeconfig, client.clone(), &args.node_name, args.node_ip.as_deref(), &args.state_dir, args.logs.log_port).await;
     let _dataplane_loops = sluice_noded::network::spawn(client.clone(), dataplane);
 
     let identity = NodeIdentity {

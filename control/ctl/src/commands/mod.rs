@@ -5,6 +5,8 @@ mod create;
 mod delete;
 mod describe;
 mod get;
+mod logs;
+mod node;
 mod scale;
 
 use crate::api::{Api, ResourceInfo};
@@ -26,6 +28,10 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Set the replica count of a Deployment or ReplicaSet.
     Scale(scale::ScaleArgs),
+    /// Print or follow a container's log.
+    Logs(logs::LogsArgs),
+    /// Join nodes: bootstrap tokens and the join command line.
+    Node(node::NodeArgs),
 }
 
 /// Run one command.
@@ -37,6 +43,8 @@ pub async fn run(command: Command, api: &mut Api) -> Result<()> {
         Command::Create(args) => create::run(args, api).await,
         Command::Delete(args) => delete::run(args, api).await,
         Command::Scale(args) => scale::run(args, api).await,
+        Command::Logs(args) => logs::run(args, api).await,
+        Command::Node(args) => node::run(args, api).await,
     }
 }
 

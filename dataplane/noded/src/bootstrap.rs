@@ -1,0 +1,162 @@
+//! Joining a cluster with a bootstrap token.
+//!
+//! A node either starts with a kubeconfig holding its client certificate, or
+//! with `--bootstrap-token <id>.<secret>`, `--apiserver <url>` and
+//! `--ca-file <cluster CA>`. In the second case noded makes a key pair, sends a
+//! certificate request for `CN=system:node:<name>, O=system:nodes` (signer
+//! `kubernetes.io/kube-apiserver-client-kubelet`) authenticated by the token,
+//! receives the signed certificate in the answer (the API server approves
+//! node requests made with a bootstrap token at once) and writes the
+//! kubeconfig — which every later start uses, so the token is needed once.
+
+use base64::Engine;
+use std::path::{Path, PathBuf};
+
+/// How to join when no kubeconfig exists yet.
+#[derive(Debug, Clone)]
+pub struct BootstrapConfig {
+    /// API server URL, e.g. `https://10.0.0.1:6443`.
+    pub apiserver: String,
+    /// The cluster CA certificate (PEM).
+    pub ca_file: PathBuf,
+    /// The bootstrap token `<id>.<secret>`.
+    pub token: String,
+}
+
+/// Errors of the join.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// No kubeconfig and nothing to make one with.
+    #[error("{0} does not exist; pass --bootstrap-token, --apiserver and --ca-file to join the cluster")]
+    NoCredential(PathBuf),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The key or certificate request could not be made.
+    #[error("making the key and certificate request: {0}")]
+    Key(#[from] rcgen::Error),
+    /// Talking to the API server failed (e.g. the token was refused).
+    #[error("requesting the node certificate: {0}")]
+    Api(#[from] kube::Error),
+    /// The kubeconfig could not be built.
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    /// The API server's answer had no certificate.
+    #[error("the API server did not issue a certificate: {0}")]
+    NotIssued(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
+    move |source| BootstrapError::Io { path: path.to_path_buf(), source }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A kubeconfig document (JSON is valid YAML) for `server`, `ca_pem` and the user's credential.
+pub fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credential: serde_json::Value) -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "sluice", "cluster": {"server": server, "certificate-authority-data": b64(ca_pem.as_bytes())}}],
+        "users": [{"name": user, "user": credential}],
+        "contexts": [{"name": "sluice", "context": {"cluster": "sluice", "user": user}}],
+        "current-context": "sluice",
+    })
+    .to_string()
+}
+
+/// Make sure `kubeconfig` exists, joining with `bootstrap` when it does not.
+pub async fn ensure_kubeconfig(kubeconfig: &Path, node_name: &str, bootstrap: Option<&BootstrapConfig>) -> Result<(), BootstrapError> {
+    if kubeconfig.exists() {
+        return Ok(());
+    }
+    let Some(bootstrap) = bootstrap else {
+        return Err(BootstrapError::NoCredential(kubeconfig.to_path_buf()));
+    };
+    let ca_pem = std::fs::read_to_string(&bootstrap.ca_file).map_err(io(&bootstrap.ca_file))?;
+    let token_config = kubeconfig_text(&bootstrap.apiserver, &ca_pem, "bootstrap", serde_json::json!({"token": bootstrap.token}));
+    let parsed = kube::config::Kubeconfig::from_yaml(&token_config).map_err(|e| BootstrapError::Config(e.to_string()))?;
+    let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
+        .await
+        .map_err(|e| BootstrapError::Config(e.to_string()))?;
+    let client = kube::Client::try_from(config)?;
+
+    let user = format!("system:node:{node_name}");
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(rcgen::DnType::CommonName, user.as_str());
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    let request_pem = params.serialize_request(&key)?.pem()?;
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": format!("node-csr-{node_name}-")},
+        "spec": {
+            "request": b64(request_pem.as_bytes()),
+            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+            "usages": ["digital signature", "key encipherment", "client auth"],
+        },
+    });
+    let req = http::Request::post("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&csr).unwrap_or_default())
+        .map_err(kube::Error::HttpError)?;
+    let answer: serde_json::Value = client.request(req).await?;
+    let cert_pem = answer
+        .pointer("/status/certificate")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .and_then(|c| String::from_utf8(c).ok())
+        .ok_or_else(|| BootstrapError::NotIssued(answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default()))?;
+    let text = kubeconfig_text(
+        &bootstrap.apiserver,
+        &ca_pem,
+        &user,
+        serde_json::json!({"client-certificate-data": b64(cert_pem.as_bytes()), "client-key-data": b64(key.serialize_pem().as_bytes())}),
+    );
+    write_private(kubeconfig, &text)?;
+    tracing::info!(kubeconfig = %kubeconfig.display(), user, "joined the cluster: node client certificate issued");
+    Ok(())
+}
+
+/// Write `text` to `path` (mode 0600) through a temporary file, so a crash never leaves half a kubeconfig.
+fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    f.write_all(text.as_bytes()).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// noded's flags for joining.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct JoinArgs {
+    /// Bootstrap token `<id>.<secret>` (from `ctl node token create`); used once, when --kubeconfig does not exist yet.
+    #[arg(long, requires_all = ["apiserver", "ca_file"])]
+    pub bootstrap_token: Option<String>,
+    /// API server URL to join (with --bootstrap-token), e.g. https://10.0.0.1:6443.
+    #[arg(long)]
+    pub apiserver: Option<String>,
+    /// The cluster CA certificate, PEM (with --bootstrap-token).
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+}
+
+impl JoinArgs {
+    /// The bootstrap settings, when a token was given.
+    pub fn config(&self) -> Option<BootstrapConfig> {
+        Some(BootstrapConfig { apiserver: self.apiserver.clone()?, ca_file: self.ca_file.clone()?, token: self.bootstrap_token.clone()? })
+    }
+}
