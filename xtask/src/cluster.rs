@@ -369,6 +369,7 @@ pub fn up(args: UpArgs) -> Result<()> {
                 pki: &pki,
                 apiserver_url: cluster.apiserver_node_url(),
                 admin_kubeconfig: &kubeconfig,
+                cluster_cidr: cluster.cluster_cidr,
                 noded_args: &args.noded_args,
             };
             nodes::up(&spec, &files, &images)?;

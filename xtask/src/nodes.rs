@@ -44,6 +44,8 @@ pub struct NodeSpec<'a> {
     pub apiserver_url: String,
     /// The admin kubeconfig (used to watch the node turn Ready).
     pub admin_kubeconfig: &'a Path,
+    /// The cluster's pod range (noded routes it as is and masquerades the rest).
+    pub cluster_cidr: crate::network::Cidr,
     /// Extra `noded` flags.
     pub noded_args: &'a [String],
 }
@@ -170,6 +172,7 @@ pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
                 format!("--cni-conf-dir={}", layout.cni_conf_dir().display()),
                 format!("--state-dir={}", dirs.noded_state().display()),
                 format!("--node-ip={node_ip}"),
+                format!("--cluster-cidr={}", spec.cluster_cidr),
             ];
             args.extend(spec.noded_args.iter().cloned());
             let mut d = Daemon::new(&noded, spec.bin_dir.join("noded"), args);
@@ -195,6 +198,8 @@ pub fn remove(home: &Path, files: &Files, node: &str, purge: bool) -> Result<()>
         step(&format!("deleting the eBPF pins under {}", pins.display()));
         fs::remove_dir_all(&pins).with_context(|| format!("deleting {}", pins.display()))?;
     }
+    // The shared root goes once no node pins under it any more.
+    let _ = fs::remove_dir(PIN_ROOT);
     NodeNetwork::remove_node(node)?;
     remove_cgroups(node);
     if purge && dirs.dir.exists() {

@@ -6,9 +6,10 @@
 
 mod apiserver;
 mod dataplane;
+mod node;
 mod scheduler;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 
 /// Arguments of `cargo xtask bench`.
@@ -37,8 +38,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
-        Which::Node => {
-            bail!("this benchmark is not implemented yet")
-        }
+        Which::Node => node::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
     }
 }
