@@ -328,10 +328,10 @@ impl Client {
         let mut tally = BTreeMap::new();
         // One curl for many URLs; `Connection: close` makes each its own connection.
         for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            // Answers on this network take milliseconds: a request that takes a
-            // second is lost; `timeout` bounds the whole chunk.
+            // A lost SYN is retransmitted after 1 s, so 3 s tells "slow" from
+            // "lost"; `timeout` bounds the whole chunk.
             let out = Command::new("timeout")
-                .args(["30", "ip", "netns", "exec", &self.netns, "curl", "-s", "--connect-timeout", "1", "--max-time", "1"])
+                .args(["120", "ip", "netns", "exec", &self.netns, "curl", "-s", "--connect-timeout", "3", "--max-time", "3"])
                 .args(["-H", "Connection: close", "-w", "\n--\n"])
                 .args(chunk.iter().map(|i| format!("{url}?{i}")))
                 .output()
