@@ -262,7 +262,7 @@ fn report(args: &Args, baseline: &Burst, bursts: &[Burst]) -> String {
     out.push_str(
         "Create request sent → Pod `Running` seen on a watch, on a real cluster from `xtask up --nodes 2` \
          (etcd, API server, controller-manager, scheduler; per node a network namespace with its own containerd 1.6 + runc \
-         and noded; images are local, so no pull). Pods: busybox `sleep 3600`, created ",
+         and noded; images are local, so no pull). Pods: busybox `sleep 3600`, created with ",
     );
     out.push_str(&format!(
         "{} creates in flight at a time (a burst: every pod of a run is created within a fraction of a second, so \
