@@ -246,3 +246,137 @@ impl Drop for Noded {
         }
     }
 }
+
+/// One real node for a story: etcd + API server, controller-manager (node
+/// IPAM on `cluster_cidr`), a private containerd and `noded`, started and
+/// waited for until the Node is Ready with a podCIDR. Dropping it stops
+/// noded, then containerd (removing what is left of its pods), then the
+/// control plane.
+pub struct SingleNode {
+    /// The node daemon.
+    pub noded: Noded,
+    /// The node's containerd.
+    pub containerd: Containerd,
+    /// controller-manager (node IPAM, endpoints, GC...).
+    pub controller_manager: crate::controllers::ControllerManager,
+    /// etcd + API server.
+    pub control_plane: crate::ControlPlane,
+    /// Admin client.
+    pub client: kube::Client,
+    /// The podCIDR node IPAM gave the node.
+    pub pod_cidr: String,
+}
+
+impl SingleNode {
+    /// Start everything for node `node`, pods from `cluster_cidr` (a range no
+    /// other test uses: pod routes land in the root network namespace).
+    pub async fn start(node: &str, cluster_cidr: &str) -> SingleNode {
+        let control_plane = crate::ControlPlane::start().await;
+        let client = control_plane.client().await;
+        let containerd = Containerd::start();
+        let controller_manager = crate::controllers::ControllerManager::start(
+            control_plane.kubeconfig_path(),
+            &format!("cm-{node}"),
+            &["--cluster-cidr", cluster_cidr],
+        );
+        let noded = Noded::start(node, control_plane.kubeconfig_path(), &containerd, &[]);
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+        let pod_cidr = crate::eventually(Duration::from_secs(60), "the node to be Ready with a podCIDR", || async {
+            let node = nodes.get_opt(node).await.ok().flatten()?;
+            let ready = node.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then(|| node.spec.as_ref()?.pod_cidr.clone()).flatten()
+        })
+        .await;
+        SingleNode { noded, containerd, controller_manager, control_plane, client, pod_cidr }
+    }
+
+    /// Pods of the `default` namespace.
+    pub fn pods(&self) -> kube::Api<k8s_openapi::api::core::v1::Pod> {
+        kube::Api::namespaced(self.client.clone(), "default")
+    }
+
+    /// Create a Pod from JSON, bound to this node (`spec.nodeName` set).
+    pub async fn create_pod(&self, mut manifest: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
+        manifest["spec"]["nodeName"] = self.noded.node_name.clone().into();
+        let pod = serde_json::from_value(manifest).expect("a Pod manifest");
+        self.pods().create(&kube::api::PostParams::default(), &pod).await.expect("create the pod")
+    }
+
+    /// Wait until pod `name` is Running and Ready with an IP; returns it.
+    pub async fn wait_running_ready(&self, name: &str, timeout: Duration) -> k8s_openapi::api::core::v1::Pod {
+        let pods = self.pods();
+        crate::eventually(timeout, &format!("pod {name} Running and Ready with an IP"), || async {
+            let pod = pods.get(name).await.ok()?;
+            let status = pod.status.as_ref()?;
+            (status.phase.as_deref() == Some("Running") && status.pod_ip.is_some() && pod_ready(&pod)).then_some(pod)
+        })
+        .await
+    }
+
+    /// Run `ctr -n k8s.io ARGS` against this node's containerd; stdout, panics on failure.
+    pub fn ctr(&self, args: &[&str]) -> String {
+        let out = Command::new("ctr")
+            .arg("--address")
+            .arg(&self.containerd.socket)
+            .args(["-n", "k8s.io"])
+            .args(args)
+            .output()
+            .expect("run ctr");
+        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Container ids containerd holds (sandboxes included).
+    pub fn containers(&self) -> Vec<String> {
+        self.ctr(&["containers", "ls", "-q"]).lines().map(str::to_string).collect()
+    }
+
+    /// The host pid of a running container's process, from containerd's task list.
+    pub fn task_pid(&self, container_id: &str) -> u32 {
+        let id = container_id.trim_start_matches("containerd://");
+        let tasks = self.ctr(&["tasks", "ls"]);
+        tasks
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split_whitespace();
+                (fields.next() == Some(id)).then(|| fields.next()?.parse().ok()).flatten()
+            })
+            .unwrap_or_else(|| panic!("no task {id} in containerd: {tasks}"))
+    }
+
+    /// Run `cmd` inside a running container (`ctr tasks exec`); stdout.
+    pub fn exec(&self, container_id: &str, cmd: &[&str]) -> String {
+        let id = container_id.trim_start_matches("containerd://");
+        let exec_id = format!("test-{}", unique());
+        let mut args = vec!["tasks", "exec", "--exec-id", &exec_id, id];
+        args.extend_from_slice(cmd);
+        self.ctr(&args)
+    }
+}
+
+/// Whether the Pod's Ready condition is True.
+pub fn pod_ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// `GET http://ip:port/path` with curl (2 s timeout): the body on a 2xx, else None.
+pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "2", &format!("http://{ip}:{port}{path}")])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Whether IPv4 `ip` lies in `cidr`.
+pub fn in_cidr(ip: &str, cidr: &str) -> bool {
+    let Some((net, bits)) = cidr.split_once('/') else { return false };
+    let (Ok(net), Ok(ip), Ok(bits)) = (net.parse::<std::net::Ipv4Addr>(), ip.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>()) else {
+        return false;
+    };
+    let mask = u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0);
+    u32::from(net) & mask == u32::from(ip) & mask
+}

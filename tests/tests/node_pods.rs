@@ -1,146 +1,358 @@
-//! User story: a node joins, a Pod created in the API runs in containerd.
+//! User stories: a node joins, and Pods created in the API run in containerd.
 //!
 //! Real etcd, API server, controller-manager (node IPAM gives the podCIDR),
 //! containerd + runc with the local images, `noded` and `sluice-cni`. The
-//! user creates a ConfigMap and a Pod bound to the node; they see the Node
-//! Ready with a podCIDR, the Pod Running and Ready with an IP from it, the
-//! container serving the ConfigMap value over HTTP on that IP, a killed
-//! container restarted with its restartCount, and on delete the Pod gone
-//! from the API and its sandbox gone from containerd.
+//! user sees the Node Ready with a podCIDR; a Pod Running and Ready with an
+//! IP from it, serving over HTTP on that IP; a killed container restarted
+//! with its restartCount; `kubectl get -o wide` and `kubectl describe`
+//! showing all that; readiness probes driving Ready; ConfigMaps and Secrets
+//! reaching containers as env and files; limits landing in the container's
+//! cgroup; deletion honouring the grace period and emptying containerd.
 //!
 //! Needs root. Build first: `cargo build -p sluice-apiserver -p sluice-controllers
 //! -p sluice-noded -p sluice-cni -p sluice-pause -p xtask` (or `cargo xtask test`).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
-use sluice_tests::controllers::{eventually, ControllerManager};
-use sluice_tests::node::{Containerd, Noded};
-use sluice_tests::ControlPlane;
+use serde_json::json;
+use sluice_tests::controllers::{eventually, serial};
+use sluice_tests::node::{http_get, in_cidr, pod_ready, SingleNode};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-const NODE: &str = "node-story-1";
-/// A cluster CIDR no other test on this machine uses (pod routes land in the root namespace).
-const CLUSTER_CIDR: &str = "10.213.128.0/17";
+/// Pod routes land in the root network namespace: a cluster CIDR no other test file uses.
+const CLUSTER_CIDR: &str = "10.213.128.0/18";
 
-fn containers_in(containerd: &Containerd) -> String {
-    let out = Command::new("ctr")
-        .arg("--address")
-        .arg(&containerd.socket)
-        .args(["-n", "k8s.io", "containers", "ls", "-q"])
-        .output()
-        .expect("ctr");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+fn kubectl(node: &SingleNode, args: &[&str]) -> String {
+    let out = node.control_plane.kubectl().args(args).output().expect("kubectl");
+    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn http_get(ip: &str) -> Option<String> {
-    let out = Command::new("curl").args(["-s", "--max-time", "2", &format!("http://{ip}:8080/")]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let (net, bits) = cidr.split_once('/').expect("CIDR");
-    let (net, ip): (std::net::Ipv4Addr, std::net::Ipv4Addr) = (net.parse().unwrap(), ip.parse().unwrap());
-    let mask = u32::MAX.checked_shl(32 - bits.parse::<u32>().unwrap()).unwrap_or(0);
-    u32::from(net) & mask == u32::from(ip) & mask
-}
-
-fn pod_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pod_created_in_the_api_runs_in_containerd_and_reports_running_with_its_ip() {
-    let cp = ControlPlane::start().await;
-    let client = cp.client().await;
-    let containerd = Containerd::start();
-    let _cm = ControllerManager::start(cp.kubeconfig_path(), "cm-node-story", &["--cluster-cidr", CLUSTER_CIDR]);
-    let _noded = Noded::start(NODE, cp.kubeconfig_path(), &containerd, &[]);
-
-    // The node registers, gets a podCIDR from node IPAM and turns Ready.
-    let nodes: Api<Node> = Api::all(client.clone());
-    let cidr = eventually(Duration::from_secs(60), "the node to be Ready with a podCIDR", || async {
-        let node = nodes.get_opt(NODE).await.ok().flatten()?;
-        let ready = node.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-        ready.then(|| node.spec.as_ref()?.pod_cidr.clone()).flatten()
-    })
-    .await;
-    assert!(cidr.starts_with("10.213."), "podCIDR {cidr} from the cluster CIDR");
-    let node = nodes.get(NODE).await.unwrap();
-    let capacity = node.status.as_ref().unwrap().capacity.clone().unwrap();
-    assert!(capacity.contains_key("cpu") && capacity.contains_key("memory") && capacity.contains_key("pods"));
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    assert!(leases.get_opt(NODE).await.unwrap().is_some(), "node lease exists");
-
-    // A ConfigMap and a Pod reading it, bound to the node.
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    configmaps
-        .create(&PostParams::default(), &serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "greeting"}, "data": {"GREETING": "hello from sluice"}
-        })).unwrap())
-        .await
-        .unwrap();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    let pod: Pod = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "web"},
+/// A busybox httpd serving `/www` on 8080, after running `setup` (shell).
+fn httpd_pod(name: &str, setup: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
-            "nodeName": NODE,
             "terminationGracePeriodSeconds": 2,
             "containers": [{
                 "name": "httpd",
                 "image": "sluice.local/busybox:latest",
-                "command": ["sh", "-c", "mkdir -p /www && echo \"$GREETING\" > /www/index.html && exec httpd -f -p 8080 -h /www"],
-                "env": [{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "greeting", "key": "GREETING"}}}],
-                "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}
+                "command": ["sh", "-c", format!("mkdir -p /www && {setup} && exec httpd -f -p 8080 -h /www")],
+                "ports": [{"containerPort": 8080}]
             }]
         }
-    }))
-    .unwrap();
-    pods.create(&PostParams::default(), &pod).await.unwrap();
+    })
+}
 
-    let running = eventually(Duration::from_secs(60), "the pod to be Running and Ready with an IP", || async {
-        let pod = pods.get("web").await.ok()?;
-        let status = pod.status.as_ref()?;
-        (status.phase.as_deref() == Some("Running") && status.pod_ip.is_some() && pod_ready(&pod)).then_some(pod)
+async fn wait_gone(pods: &Api<Pod>, name: &str, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    eventually(timeout, &format!("pod {name} gone from the API"), || async {
+        matches!(pods.get_opt(name).await, Ok(None)).then_some(())
     })
     .await;
-    let status = running.status.unwrap();
-    let ip = status.pod_ip.unwrap();
-    assert!(in_cidr(&ip, &cidr), "pod IP {ip} inside the node's podCIDR {cidr}");
-    assert_eq!(status.pod_ips.unwrap()[0].ip, ip);
-    let container = &status.container_statuses.unwrap()[0];
-    assert!(container.ready && container.state.as_ref().unwrap().running.is_some());
-    assert!(!container.image_id.is_empty(), "imageID reported");
-    assert_eq!(http_get(&ip).as_deref(), Some("hello from sluice"), "the pod serves the ConfigMap value");
+    start.elapsed()
+}
 
-    // A killed container is restarted and the restart is counted.
-    let exec = Command::new("ctr")
-        .arg("--address")
-        .arg(&containerd.socket)
-        .args(["-n", "k8s.io", "tasks", "kill", "-s", "SIGKILL"])
-        .arg(container.container_id.as_deref().unwrap().trim_start_matches("containerd://"))
-        .output()
-        .unwrap();
-    assert!(exec.status.success(), "kill the container: {}", String::from_utf8_lossy(&exec.stderr));
-    eventually(Duration::from_secs(30), "restartCount 1 and Ready again", || async {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_created_in_the_api_runs_in_containerd_and_reports_running_with_its_ip() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-1", CLUSTER_CIDR).await;
+    let client = node.client.clone();
+
+    // The node registered with capacity and a lease, and got a podCIDR from the cluster CIDR.
+    let cidr = node.pod_cidr.clone();
+    assert!(in_cidr(cidr.split('/').next().unwrap(), CLUSTER_CIDR), "podCIDR {cidr} from the cluster CIDR");
+    let registered = Api::<Node>::all(client.clone()).get("node-story-1").await.unwrap();
+    let capacity = registered.status.as_ref().unwrap().capacity.clone().unwrap();
+    assert!(capacity.contains_key("cpu") && capacity.contains_key("memory") && capacity.contains_key("pods"));
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    assert!(leases.get_opt("node-story-1").await.unwrap().is_some(), "node lease exists");
+
+    // A ConfigMap and a Pod reading it, bound to the node.
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let greeting = json!({"metadata": {"name": "greeting"}, "data": {"GREETING": "hello from sluice"}});
+    configmaps.create(&PostParams::default(), &serde_json::from_value(greeting).unwrap()).await.unwrap();
+    let mut web = httpd_pod("web", "echo \"$GREETING\" > /www/index.html");
+    web["spec"]["containers"][0]["env"] =
+        json!([{"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "greeting", "key": "GREETING"}}}]);
+    web["spec"]["containers"][0]["readinessProbe"] = json!({"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1});
+    let created = Instant::now();
+    node.create_pod(web).await;
+    let running = node.wait_running_ready("web", Duration::from_secs(60)).await;
+    eprintln!("pod web: create -> Running and Ready seen in {:?}", created.elapsed());
+
+    let status = running.status.clone().unwrap();
+    let ip = status.pod_ip.clone().unwrap();
+    assert!(in_cidr(&ip, &cidr), "pod IP {ip} inside the node's podCIDR {cidr}");
+    assert_eq!(status.pod_ips.as_ref().unwrap()[0].ip, ip);
+    assert_eq!(status.host_ip.as_deref(), Some("127.0.0.1"));
+    assert!(status.start_time.is_some(), "startTime set");
+    assert_eq!(status.qos_class.as_deref(), Some("BestEffort"));
+    let conditions: Vec<(String, String)> =
+        status.conditions.clone().unwrap().into_iter().map(|c| (c.type_, c.status)).collect();
+    for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+        assert!(conditions.contains(&(kind.to_string(), "True".to_string())), "{kind} True in {conditions:?}");
+    }
+    let container = status.container_statuses.clone().unwrap()[0].clone();
+    assert!(container.ready && container.state.as_ref().unwrap().running.is_some());
+    assert_eq!(container.restart_count, 0);
+    assert!(container.image_id.starts_with("sha256:") || container.image_id.contains('@'), "imageID {}", container.image_id);
+    assert_eq!(http_get(&ip, 8080, "/").as_deref(), Some("hello from sluice"), "the pod serves the ConfigMap value");
+
+    // kubectl shows the pod the way a user expects.
+    let wide = kubectl(&node, &["get", "pods", "-o", "wide"]);
+    let row = wide.lines().find(|l| l.starts_with("web ")).unwrap_or_else(|| panic!("web in:\n{wide}"));
+    let columns: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&columns[1..4], &["1/1", "Running", "0"], "READY STATUS RESTARTS in {row}");
+    assert!(columns.contains(&ip.as_str()) && columns.contains(&"node-story-1"), "IP and NODE in {row}");
+
+    // A killed container (its process, by pid) is restarted and the restart is counted.
+    let container_id = container.container_id.clone().unwrap();
+    let pid = node.task_pid(&container_id);
+    let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    assert!(killed.success(), "kill {pid}");
+    let pods = node.pods();
+    let restarted = eventually(Duration::from_secs(30), "restartCount 1 and Ready again", || async {
         let pod = pods.get("web").await.ok()?;
         let restarts = pod.status.as_ref()?.container_statuses.as_ref()?.first()?.restart_count;
-        (restarts == 1 && pod_ready(&pod)).then_some(())
+        (restarts == 1 && pod_ready(&pod)).then_some(pod)
     })
     .await;
-    assert_eq!(http_get(&ip).as_deref(), Some("hello from sluice"), "same IP after the restart");
+    let after = restarted.status.unwrap().container_statuses.unwrap()[0].clone();
+    assert_ne!(after.container_id, container.container_id, "a new container");
+    let last = after.last_state.and_then(|s| s.terminated).expect("lastState.terminated after the kill");
+    assert_eq!(last.exit_code, 137, "killed by SIGKILL");
+    assert_eq!(http_get(&ip, 8080, "/").as_deref(), Some("hello from sluice"), "same IP after the restart");
+
+    let described = kubectl(&node, &["describe", "pod", "web"]);
+    let words = described.split_whitespace().collect::<Vec<_>>().join(" ");
+    for expected in ["Status: Running", &format!("IP: {ip}"), "Node: node-story-1/127.0.0.1", "Restart Count: 1",
+        "Last State: Terminated", "Exit Code: 137", "Ready: True", "ContainersReady True", "Ready True", "QoS Class: BestEffort",
+        "Normal Started", "Started container httpd", "Created container httpd", "already present on machine"]
+    {
+        assert!(words.contains(expected), "describe shows {expected:?}:\n{described}");
+    }
 
     // Delete: the pod leaves the API after its containers stopped; containerd is empty.
     pods.delete("web", &DeleteParams::default()).await.unwrap();
-    eventually(Duration::from_secs(30), "the pod to be gone from the API", || async {
-        matches!(pods.get_opt("web").await, Ok(None)).then_some(())
+    wait_gone(&pods, "web", Duration::from_secs(30)).await;
+    eventually(Duration::from_secs(10), "no containers left in containerd", || async {
+        node.containers().is_empty().then_some(())
     })
     .await;
+    assert_eq!(http_get(&ip, 8080, "/"), None, "nothing answers on the old pod IP");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readiness_probe_decides_whether_a_running_pod_is_ready() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-2", CLUSTER_CIDR).await;
+    let mut pod = httpd_pod("picky", "echo up > /www/index.html");
+    pod["spec"]["containers"][0]["readinessProbe"] =
+        json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 1, "failureThreshold": 1});
+    node.create_pod(pod).await;
+    let pods = node.pods();
+
+    // Running and serving, but /healthz is 404: not Ready, and it stays so.
+    let running = eventually(Duration::from_secs(60), "pod picky Running with an IP", || async {
+        let pod = pods.get("picky").await.ok()?;
+        let status = pod.status.as_ref()?;
+        (status.phase.as_deref() == Some("Running") && status.pod_ip.is_some()).then_some(pod)
+    })
+    .await;
+    let ip = running.status.as_ref().unwrap().pod_ip.clone().unwrap();
+    eventually(Duration::from_secs(10), "picky serving /", || async { http_get(&ip, 8080, "/").filter(|b| b == "up") }).await;
+    for _ in 0..15 {
+        let pod = pods.get("picky").await.unwrap();
+        assert!(!pod_ready(&pod), "Ready although /healthz fails: {:?}", pod.status);
+        let container = &pod.status.as_ref().unwrap().container_statuses.as_ref().unwrap()[0];
+        assert!(!container.ready && container.state.as_ref().unwrap().running.is_some());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let conditions = pods.get("picky").await.unwrap().status.unwrap().conditions.unwrap();
+    let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason.as_deref(), Some("ContainersNotReady"));
+
+    // The app gets healthy: Ready follows; it breaks again: Ready drops.
+    let container_id = running.status.unwrap().container_statuses.unwrap()[0].container_id.clone().unwrap();
+    node.exec(&container_id, &["sh", "-c", "echo ok > /www/healthz"]);
+    node.wait_running_ready("picky", Duration::from_secs(10)).await;
+    node.exec(&container_id, &["rm", "/www/healthz"]);
+    eventually(Duration::from_secs(10), "picky not Ready again", || async {
+        let pod = pods.get("picky").await.ok()?;
+        (!pod_ready(&pod)).then_some(())
+    })
+    .await;
+    let pod = pods.get("picky").await.unwrap();
+    assert_eq!(pod.status.unwrap().container_statuses.unwrap()[0].restart_count, 0, "readiness never restarts");
+
+    pods.delete("picky", &DeleteParams::default()).await.unwrap();
+    wait_gone(&pods, "picky", Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmaps_and_secrets_reach_the_container_as_env_and_files() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-3", CLUSTER_CIDR).await;
+    let client = node.client.clone();
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    configmaps
+        .create(&PostParams::default(), &serde_json::from_value(json!({
+            "metadata": {"name": "settings"}, "data": {"colour": "teal", "size": "XL"}
+        })).unwrap())
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &serde_json::from_value(json!({
+            "metadata": {"name": "creds"}, "data": {"password": "czNjcjN0"}  // "s3cr3t"
+        })).unwrap())
+        .await
+        .unwrap();
+    let mut pod = httpd_pod(
+        "configured",
+        "echo \"$CFG_colour $CFG_size\" > /www/env-cm && echo \"$PASSWORD\" > /www/env-secret && echo \"$POD_NAME\" > /www/env-name",
+    );
+    let container = &mut pod["spec"]["containers"][0];
+    container["envFrom"] = json!([{"prefix": "CFG_", "configMapRef": {"name": "settings"}}]);
+    container["env"] = json!([
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]);
+    container["volumeMounts"] = json!([
+        {"name": "settings", "mountPath": "/www/settings", "readOnly": true},
+        {"name": "creds", "mountPath": "/www/creds", "readOnly": true},
+        {"name": "scratch", "mountPath": "/www/scratch"}
+    ]);
+    pod["spec"]["volumes"] = json!([
+        {"name": "settings", "configMap": {"name": "settings", "items": [{"key": "colour", "path": "colour.txt"}]}},
+        {"name": "creds", "secret": {"secretName": "creds"}},
+        {"name": "scratch", "emptyDir": {}}
+    ]);
+    node.create_pod(pod).await;
+    let ip = node.wait_running_ready("configured", Duration::from_secs(60)).await.status.unwrap().pod_ip.unwrap();
+
+    assert_eq!(http_get(&ip, 8080, "/env-cm").as_deref(), Some("teal XL"), "envFrom ConfigMap with prefix");
+    assert_eq!(http_get(&ip, 8080, "/env-secret").as_deref(), Some("s3cr3t"), "env from a Secret key");
+    assert_eq!(http_get(&ip, 8080, "/env-name").as_deref(), Some("configured"), "downward API");
+    assert_eq!(http_get(&ip, 8080, "/settings/colour.txt").as_deref(), Some("teal"), "configMap volume item");
+    assert_eq!(http_get(&ip, 8080, "/settings/size"), None, "only the listed item");
+    assert_eq!(http_get(&ip, 8080, "/creds/password").as_deref(), Some("s3cr3t"), "secret volume");
+
+    // A pod naming a missing key waits with a clear reason instead of starting.
+    let mut broken = httpd_pod("broken", "true");
+    broken["spec"]["containers"][0]["env"] =
+        json!([{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "nope"}}}]);
+    node.create_pod(broken).await;
+    let pods = node.pods();
+    let waiting = eventually(Duration::from_secs(30), "broken waiting with a reason", || async {
+        let pod = pods.get("broken").await.ok()?;
+        let state = pod.status?.container_statuses?.first()?.state.clone()?;
+        state.waiting.filter(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+    })
+    .await;
+    assert!(waiting.message.unwrap_or_default().contains("nope"), "the message names the missing key");
+
+    for name in ["configured", "broken"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    wait_gone(&pods, "configured", Duration::from_secs(30)).await;
+    wait_gone(&pods, "broken", Duration::from_secs(30)).await;
+    assert!(!node.noded.state_dir.join("pods").read_dir().is_ok_and(|mut d| d.next().is_some()), "pod volumes removed");
+}
+
+/// `controller: path` pairs of a process's cgroups (cgroup v1 lines `N:controllers:/path`).
+fn cgroups_of(pid: u32) -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("/proc/PID/cgroup");
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((controllers.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+fn cgroup_file(pid: u32, controller: &str, file: &str) -> String {
+    let (controllers, path) = cgroups_of(pid)
+        .into_iter()
+        .find(|(c, _)| c.split(',').any(|c| c == controller))
+        .unwrap_or_else(|| panic!("no {controller} cgroup for pid {pid}"));
+    let path = format!("/sys/fs/cgroup/{controllers}{path}/{file}");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_limits_land_in_the_containers_cgroup() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-4", CLUSTER_CIDR).await;
+    let mut pod = httpd_pod("limited", "true");
+    pod["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "250m", "memory": "64Mi"}});
+    node.create_pod(pod).await;
+    let running = node.wait_running_ready("limited", Duration::from_secs(60)).await;
+    let status = running.status.unwrap();
+    assert_eq!(status.qos_class.as_deref(), Some("Guaranteed"));
+    let pid = node.task_pid(status.container_statuses.unwrap()[0].container_id.as_deref().unwrap());
+
+    assert_eq!(cgroup_file(pid, "memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    assert_eq!(cgroup_file(pid, "cpu", "cpu.cfs_quota_us"), "25000", "250m of a 100 ms period");
+    assert_eq!(cgroup_file(pid, "cpu", "cpu.cfs_period_us"), "100000");
+    assert_eq!(cgroup_file(pid, "cpu", "cpu.shares"), "256", "request defaults to the limit");
+    let (_, memory_path) = cgroups_of(pid).into_iter().find(|(c, _)| c == "memory").unwrap();
+    let uid = running.metadata.uid.clone().unwrap();
+    assert!(memory_path.contains(&format!("/sluice/node-story-4/pod{uid}/")), "under the pod's cgroup: {memory_path}");
+
+    // Deleting the pod removes its cgroups too.
+    let pods = node.pods();
+    pods.delete("limited", &DeleteParams::default()).await.unwrap();
+    wait_gone(&pods, "limited", Duration::from_secs(30)).await;
+    let pod_cgroup = std::path::PathBuf::from(format!("/sys/fs/cgroup/memory/sluice/node-story-4/pod{uid}"));
+    eventually(Duration::from_secs(5), "the pod's memory cgroup removed", || async { (!pod_cgroup.exists()).then_some(()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_honours_the_grace_period() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-5", CLUSTER_CIDR).await;
+    let pods = node.pods();
+    // "tidy" takes 3 s to shut down on SIGTERM and has 20 s for it.
+    let tidy = json!({
+        "metadata": {"name": "tidy"},
+        "spec": {
+            "terminationGracePeriodSeconds": 20,
+            "containers": [{"name": "app", "image": "sluice.local/busybox:latest",
+                "command": ["sh", "-c", "trap 'sleep 3; exit 0' TERM; while true; do sleep 0.2; done"]}]
+        }
+    });
+    // "stubborn" ignores SIGTERM; its spec allows 30 s but the user deletes it with 2 s.
+    let stubborn = json!({
+        "metadata": {"name": "stubborn"},
+        "spec": {
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "app", "image": "sluice.local/busybox:latest",
+                "command": ["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"]}]
+        }
+    });
+    node.create_pod(tidy).await;
+    node.create_pod(stubborn).await;
+    node.wait_running_ready("tidy", Duration::from_secs(60)).await;
+    node.wait_running_ready("stubborn", Duration::from_secs(60)).await;
+
+    pods.delete("tidy", &DeleteParams::default()).await.unwrap();
+    let terminating = pods.get("tidy").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some(), "the pod stays while it terminates");
+    let took = wait_gone(&pods, "tidy", Duration::from_secs(30)).await;
+    assert!(took >= Duration::from_millis(2500), "tidy was given time to shut down, gone after {took:?}");
+    assert!(took < Duration::from_secs(15), "tidy is gone once it exited, not after the whole 20 s: {took:?}");
+
+    pods.delete("stubborn", &DeleteParams { grace_period_seconds: Some(2), ..Default::default() }).await.unwrap();
+    let took = wait_gone(&pods, "stubborn", Duration::from_secs(30)).await;
+    assert!(took >= Duration::from_millis(1500), "stubborn got its 2 s, gone after {took:?}");
+    assert!(took < Duration::from_secs(10), "the delete's 2 s win over the spec's 30 s: {took:?}");
     eventually(Duration::from_secs(10), "no containers left in containerd", || async {
-        containers_in(&containerd).is_empty().then_some(())
+        node.containers().is_empty().then_some(())
     })
     .await;
 }

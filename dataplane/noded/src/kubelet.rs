@@ -1,12 +1,14 @@
 //! The pod loop: watch this node's Pods, relist the runtime, run pod workers.
 //!
 //! A reflector keeps the Pods bound to this node (`spec.nodeName` field
-//! selector) in memory. Every second, and at once when a Pod changes, the
-//! loop relists the runtime ([`Snapshot`]) and starts a worker for every Pod
-//! that has none running; a pod never has two workers at once. Runtime
-//! objects whose Pod is gone are killed (only after the first full list of
-//! Pods, so a restarted noded adopts its running pods instead of killing
-//! them).
+//! selector) in memory. When Pods change (watch events), the loop relists
+//! the runtime ([`Snapshot`]) at once and syncs just those Pods, so a new
+//! pod starts without waiting for a tick; every second it relists and syncs
+//! every Pod (dead containers, probes, back-offs). A pod never has two
+//! workers at once: a change that arrives while its worker runs is synced
+//! again as soon as that worker ends. Runtime objects whose Pod is gone are
+//! killed (only after the first full list of Pods, so a restarted noded
+//! adopts its running pods instead of killing them).
 
 use crate::pleg::Snapshot;
 use crate::pod_worker::PodWorkers;
@@ -31,15 +33,19 @@ pub async fn run(workers: Arc<PodWorkers>) {
     let pods: Api<Pod> = Api::all(ctx.client.clone());
     let (reader, writer) = reflector::store::<Pod>();
     let changed = Arc::new(tokio::sync::Notify::new());
+    let dirty: Arc<Mutex<HashSet<String>>> = Arc::default();
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
     let stream = reflector(writer, watcher(pods, config)).default_backoff().applied_objects();
     {
-        let changed = changed.clone();
+        let (changed, dirty) = (changed.clone(), dirty.clone());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(_) => changed.notify_one(),
+                    Ok(pod) => {
+                        lock(&dirty).insert(pod.metadata.uid.clone().unwrap_or_default());
+                        changed.notify_one();
+                    }
                     Err(err) => tracing::warn!(%err, "pod watch error (retrying)"),
                 }
             }
@@ -54,10 +60,10 @@ pub async fn run(workers: Arc<PodWorkers>) {
     let mut tick = tokio::time::interval(RELIST_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = changed.notified() => {}
-        }
+        let full = tokio::select! {
+            _ = tick.tick() => true,
+            _ = changed.notified() => false,
+        };
         let snapshot = match Snapshot::relist(&ctx.cri).await {
             Ok(snapshot) => Arc::new(snapshot),
             Err(err) => {
@@ -71,21 +77,36 @@ pub async fn run(workers: Arc<PodWorkers>) {
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()))
             .collect();
         let wanted: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        let changed_now: HashSet<String> = std::mem::take(&mut *lock(&dirty));
         for pod in pods {
             let uid = pod.metadata.uid.clone().unwrap_or_default();
-            if !in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
+            if !full && !changed_now.contains(&uid) {
                 continue;
             }
-            let (workers, snapshot, in_flight) = (workers.clone(), snapshot.clone(), in_flight.clone());
+            if !lock(&in_flight).insert(uid.clone()) {
+                // Its worker is busy: sync again once it is done.
+                if changed_now.contains(&uid) {
+                    lock(&dirty).insert(uid);
+                }
+                continue;
+            }
+            let (workers, snapshot, in_flight, dirty, changed) =
+                (workers.clone(), snapshot.clone(), in_flight.clone(), dirty.clone(), changed.clone());
             tokio::spawn(async move {
                 if let Err(err) = workers.sync_pod(&pod, &snapshot).await {
                     tracing::warn!(pod = pod.metadata.name.as_deref().unwrap_or(""), %err, "pod sync failed (retrying)");
                 }
-                in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                lock(&in_flight).remove(&uid);
+                if lock(&dirty).contains(&uid) {
+                    changed.notify_one();
+                }
             });
         }
+        if !full {
+            continue;
+        }
         for uid in snapshot.pod_uids().into_iter().filter(|uid| !wanted.contains(uid)) {
-            if !in_flight.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
+            if !lock(&in_flight).insert(uid.clone()) {
                 continue;
             }
             let (workers, snapshot, in_flight) = (workers.clone(), snapshot.clone(), in_flight.clone());
@@ -93,9 +114,13 @@ pub async fn run(workers: Arc<PodWorkers>) {
                 if let Err(err) = workers.kill_pod(&uid, &snapshot, ORPHAN_GRACE).await {
                     tracing::warn!(uid, %err, "removing an orphaned pod failed (retrying)");
                 }
-                in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&uid);
+                lock(&in_flight).remove(&uid);
             });
         }
         workers.forget_gone_containers(&snapshot).await;
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -4,7 +4,8 @@
 //! - [`node_agent`]: registration, podCIDR -> CNI config, status loop ([`node_status`]) and heartbeat ([`lease`]);
 //! - [`kubelet`]: the pod loop — a reflector of this node's Pods, a once-a-second runtime relist
 //!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
-//!   [`env`], [`volumes`], [`probes`], [`backoff`] and [`pod_status`] (runtime -> Pod status);
+//!   [`env`], [`volumes`], [`probes`], [`backoff`], [`pod_status`] (runtime -> Pod status)
+//!   and [`cgroups`] (a removed pod's leftover cgroups); [`events`] are what `kubectl describe` lists;
 //! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
 //! - [`log_server`]: the HTTPS endpoint the API server reads container logs from;
 //!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
@@ -14,9 +15,11 @@
 
 pub mod backoff;
 pub mod bootstrap;
+pub mod cgroups;
 pub mod cni_config;
 pub mod cri;
 pub mod env;
+pub mod events;
 pub mod kubelet;
 pub mod labels;
 pub mod lease;

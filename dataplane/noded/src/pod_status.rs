@@ -7,7 +7,7 @@
 use crate::cri::api;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
-    PodCondition, PodIP, PodStatus,
+    PodCondition, PodIP, PodSpec, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -28,6 +28,8 @@ pub struct ContainerView {
     pub waiting: Option<(String, String)>,
     /// Readiness probe result (true when there is no probe and it runs).
     pub ready: bool,
+    /// Startup probe passed (true when there is no probe and it runs).
+    pub started: bool,
 }
 
 fn time_from_nanos(nanos: i64) -> Option<Time> {
@@ -95,7 +97,7 @@ pub fn container_status(view: &ContainerView) -> ContainerStatus {
         image_id: view.latest.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
         container_id: view.latest.as_ref().map(|s| format!("containerd://{}", s.id)),
         ready: view.ready && is_running(view),
-        started: Some(is_running(view)),
+        started: Some(view.started && is_running(view)),
         restart_count: view.restart_count,
         state: Some(state),
         last_state,
@@ -163,8 +165,35 @@ pub fn pod_status(pod: &Pod, pod_ip: Option<&str>, host_ip: Option<&str>, contai
         host_ips: None,
         start_time: previous.and_then(|p| p.start_time.clone()).or_else(|| Some(now.clone())),
         container_statuses: Some(containers.iter().map(container_status).collect()),
-        qos_class: previous.and_then(|p| p.qos_class.clone()),
+        qos_class: previous.and_then(|p| p.qos_class.clone()).or_else(|| pod.spec.as_ref().map(|s| qos_class(s).to_string())),
         ..Default::default()
+    }
+}
+
+/// The pod's QoS class from its containers' requests and limits (the API
+/// server leaves it unset, `kubectl describe` shows it): `Guaranteed` when
+/// every container limits CPU and memory with equal requests, `BestEffort`
+/// when none sets any, `Burstable` otherwise.
+pub fn qos_class(spec: &PodSpec) -> &'static str {
+    use crate::pod_spec::{cpu_millis, memory_bytes};
+    let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in containers {
+        let resources = container.resources.as_ref();
+        let requests = resources.and_then(|r| r.requests.as_ref());
+        let limits = resources.and_then(|r| r.limits.as_ref());
+        for (resource, amount) in [("cpu", cpu_millis as fn(&_) -> _), ("memory", memory_bytes)] {
+            let request = requests.and_then(|m| m.get(resource)).and_then(amount);
+            let limit = limits.and_then(|m| m.get(resource)).and_then(amount);
+            any |= request.is_some_and(|v| v > 0) || limit.is_some_and(|v| v > 0);
+            guaranteed &= limit.is_some_and(|v| v > 0) && request.is_none_or(|r| Some(r) == limit);
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
     }
 }
 
@@ -213,6 +242,21 @@ mod tests {
         assert_eq!(cs.image_id, "sha256:abc");
         assert_eq!(cs.container_id.as_deref(), Some("containerd://abc"));
         assert!(cs.state.as_ref().unwrap().running.is_some());
+    }
+
+    #[test]
+    fn qos_classes_follow_requests_and_limits() {
+        let spec = |resources: serde_json::Value| -> PodSpec {
+            serde_json::from_value(serde_json::json!({"containers": [{"name": "c", "resources": resources}]})).unwrap()
+        };
+        assert_eq!(qos_class(&spec(serde_json::json!({}))), "BestEffort");
+        assert_eq!(qos_class(&spec(serde_json::json!({"limits": {"cpu": "250m", "memory": "64Mi"}}))), "Guaranteed");
+        assert_eq!(
+            qos_class(&spec(serde_json::json!({"requests": {"cpu": "0.25", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}))),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&spec(serde_json::json!({"requests": {"cpu": "100m"}}))), "Burstable");
+        assert_eq!(qos_class(&spec(serde_json::json!({"limits": {"memory": "64Mi"}}))), "Burstable");
     }
 
     #[test]

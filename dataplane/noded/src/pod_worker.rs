@@ -14,7 +14,8 @@ use crate::cri::{api, Cri, CriError};
 use crate::pleg::Snapshot;
 use crate::pod_status::{self, ContainerView};
 use crate::probes::{self, Prober};
-use crate::{env, pod_spec, volumes};
+use crate::events::PodEvents;
+use crate::{cgroups, env, labels, pod_spec, volumes};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -57,7 +58,8 @@ pub struct NodeContext {
 pub struct PodWorkers {
     ctx: NodeContext,
     backoff: Mutex<Backoff>,
-    prober: tokio::sync::Mutex<Prober>,
+    prober: Prober,
+    events: PodEvents,
     posted: Mutex<HashMap<String, PodStatus>>,
 }
 
@@ -83,9 +85,10 @@ impl PodWorkers {
     /// Workers with a CrashLoopBackOff starting at `backoff_initial` (Kubernetes: 10 s).
     pub fn new(ctx: NodeContext, backoff_initial: Duration) -> Self {
         Self {
+            events: PodEvents::new(ctx.client.clone(), &ctx.node_name),
             ctx,
             backoff: Mutex::new(Backoff::new(backoff_initial, Duration::from_secs(300))),
-            prober: tokio::sync::Mutex::new(Prober::default()),
+            prober: Prober::default(),
             posted: Mutex::new(HashMap::new()),
         }
     }
@@ -108,6 +111,11 @@ impl PodWorkers {
     pub async fn sync_pod(&self, pod: &Pod, snapshot: &Snapshot) -> Result<(), SyncError> {
         let uid = uid_of(pod);
         if pod.metadata.deletion_timestamp.is_some() {
+            let sandboxes: Vec<&str> = snapshot.sandboxes_of(&uid).iter().map(|s| s.id.as_str()).collect();
+            for running in snapshot.containers.iter().filter(|c| sandboxes.contains(&c.pod_sandbox_id.as_str()) && is_running(c)) {
+                let name = running.labels.get(labels::CONTAINER_NAME).map(String::as_str).unwrap_or_default();
+                self.events.normal(pod, name, "Killing", format!("Stopping container {name}"));
+            }
             self.kill_pod(&uid, snapshot, grace_period(pod)).await?;
             let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
             let params = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
@@ -197,12 +205,17 @@ impl PodWorkers {
                     Some(prev) => cri.container_status(&prev.id).await.ok(),
                     None => None,
                 };
-                let mut prober = self.prober.lock().await;
+                let prober = &self.prober;
+                if let Some(status) = &view.latest {
+                    adopt_probe_results(prober, pod, container, status);
+                }
                 let started = prober.observe(cri, probes::Kind::Startup, container.startup_probe.as_ref(), pod_ip, &c.id).await;
+                view.started = started;
                 if started {
                     let alive = prober.observe(cri, probes::Kind::Liveness, container.liveness_probe.as_ref(), pod_ip, &c.id).await;
                     if !alive {
                         tracing::info!(container = %container.name, "liveness probe failed; restarting");
+                        self.events.normal(pod, &container.name, "Killing", format!("Container {} failed liveness probe, will be restarted", container.name));
                         let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
                         let _ = cri.stop_container(&c.id, grace).await;
                     }
@@ -273,7 +286,7 @@ impl PodWorkers {
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let image = container.image.clone().unwrap_or_default();
         match self.ctx.cri.image_status(&image).await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => self.events.normal(pod, &container.name, "Pulled", format!("Container image {image:?} already present on machine")),
             Ok(None) => return Err(("ErrImageNeverPull".into(), format!("image {image:?} is not present on the node (no registry is used)"))),
             Err(err) => return Err(("ErrImageInspect".into(), err.to_string())),
         }
@@ -284,7 +297,9 @@ impl PodWorkers {
             .create_container(sandbox_id, config, sandbox_config.clone())
             .await
             .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
+        self.events.normal(pod, &container.name, "Created", format!("Created container {}", container.name));
         self.ctx.cri.start_container(&id).await.map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        self.events.normal(pod, &container.name, "Started", format!("Started container {}", container.name));
         Ok(id)
     }
 
@@ -328,6 +343,10 @@ impl PodWorkers {
             self.remove_sandbox(id).await?;
         }
         volumes::remove(&self.ctx.state_dir, uid);
+        let busy = cgroups::remove(&self.cgroup_parent(uid));
+        if !busy.is_empty() {
+            tracing::warn!(uid, ?busy, "pod cgroups still in use; left in place");
+        }
         self.backoff.lock().unwrap_or_else(|e| e.into_inner()).forget_pod(uid);
         self.posted.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
         if !sandboxes.is_empty() {
@@ -350,7 +369,36 @@ impl PodWorkers {
     /// Forget probe state of containers that no longer exist.
     pub async fn forget_gone_containers(&self, snapshot: &Snapshot) {
         let live: std::collections::HashSet<&str> = snapshot.containers.iter().map(|c| c.id.as_str()).collect();
-        self.prober.lock().await.retain(|id| live.contains(id));
+        self.prober.retain(|id| live.contains(id));
+    }
+}
+
+/// Seed the probe state of a running container this process has not probed
+/// yet (it was started by an earlier noded) from the Pod's last posted status,
+/// so a noded restart does not flap Ready or re-run startup probes.
+fn adopt_probe_results(prober: &Prober, pod: &Pod, container: &Container, status: &api::ContainerStatus) {
+    let id = &status.id;
+    if prober.knows(id, probes::Kind::Readiness) && prober.knows(id, probes::Kind::Startup) {
+        return;
+    }
+    let posted = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == container.name))
+        .filter(|c| c.container_id.as_deref().and_then(|cid| cid.split_once("://")).is_some_and(|(_, cid)| cid == id.as_str()));
+    let Some(posted) = posted else { return };
+    let ran_for = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|now| now.checked_sub(Duration::from_nanos(status.started_at.max(0) as u64)))
+        .unwrap_or_default();
+    let started = Instant::now().checked_sub(ran_for).unwrap_or_else(Instant::now);
+    if container.readiness_probe.is_some() && !prober.knows(id, probes::Kind::Readiness) {
+        prober.adopt(id, probes::Kind::Readiness, posted.ready, started);
+    }
+    if container.startup_probe.is_some() && posted.started == Some(true) {
+        prober.adopt(id, probes::Kind::Startup, true, started);
     }
 }
 

@@ -5,12 +5,15 @@
 //! starts false and drives the pod's Ready condition (and so whether the
 //! pod is a ready endpoint of its Services); liveness starts true and a
 //! container that fails it `failureThreshold` times in a row is restarted;
-//! startup holds the other two back until it has succeeded.
+//! startup holds the other two back until it has succeeded. After a noded
+//! restart, running containers' results are [adopted](Prober::adopt) from
+//! the Pod's last posted status rather than starting over.
 
 use crate::cri::Cri;
 use k8s_openapi::api::core::v1::Probe;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -35,9 +38,12 @@ struct State {
 }
 
 /// Probe results of every running container on the node, keyed by runtime container id.
+///
+/// Shared by all pod workers; the lock is held only to read or record a
+/// state, never while a probe runs, so one slow probe delays no other pod.
 #[derive(Debug, Default)]
 pub struct Prober {
-    states: HashMap<(String, Kind), State>,
+    states: Mutex<HashMap<(String, Kind), State>>,
 }
 
 /// Run one probe once: `true` on success.
@@ -81,27 +87,36 @@ async fn http_status(host: &str, port: u16, path: &str) -> Option<u16> {
 }
 
 impl Prober {
+    fn states(&self) -> std::sync::MutexGuard<'_, HashMap<(String, Kind), State>> {
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The current result of a probe, running it first when due.
     /// Without a probe: readiness/startup are true once running, liveness true.
-    pub async fn observe(&mut self, cri: &Cri, kind: Kind, probe: Option<&Probe>, pod_ip: &str, container_id: &str) -> bool {
+    pub async fn observe(&self, cri: &Cri, kind: Kind, probe: Option<&Probe>, pod_ip: &str, container_id: &str) -> bool {
         let Some(probe) = probe else { return true };
         let now = Instant::now();
         let key = (container_id.to_string(), kind);
-        let state = self.states.entry(key).or_insert(State {
-            started: now,
-            last_run: None,
-            successes: 0,
-            failures: 0,
-            result: kind == Kind::Liveness,
-        });
-        let delay = Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
-        let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
-        let due = now >= state.started + delay && state.last_run.is_none_or(|last| now >= last + period);
-        if !due {
-            return state.result;
+        {
+            let mut states = self.states();
+            let state = states.entry(key.clone()).or_insert(State {
+                started: now,
+                last_run: None,
+                successes: 0,
+                failures: 0,
+                result: kind == Kind::Liveness,
+            });
+            let delay = Duration::from_secs(probe.initial_delay_seconds.unwrap_or(0).max(0) as u64);
+            let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
+            let due = now >= state.started + delay && state.last_run.is_none_or(|last| now >= last + period);
+            if !due {
+                return state.result;
+            }
+            state.last_run = Some(now);
         }
-        state.last_run = Some(now);
         let ok = probe_once(cri, probe, pod_ip, container_id).await;
+        let mut states = self.states();
+        let Some(state) = states.get_mut(&key) else { return false };
         if ok {
             state.successes += 1;
             state.failures = 0;
@@ -118,8 +133,28 @@ impl Prober {
         state.result
     }
 
+    /// Whether a probe of a container has state yet (false for containers
+    /// this process has not probed, e.g. right after a noded restart).
+    pub fn knows(&self, container_id: &str, kind: Kind) -> bool {
+        self.states().contains_key(&(container_id.to_string(), kind))
+    }
+
+    /// Start a probe's state from a result observed before (a running
+    /// container adopted after a noded restart keeps the readiness the API
+    /// last showed instead of flapping to not-ready); `started` is when the
+    /// container started, so `initialDelaySeconds` counts from there.
+    pub fn adopt(&self, container_id: &str, kind: Kind, result: bool, started: Instant) {
+        self.states().entry((container_id.to_string(), kind)).or_insert(State {
+            started,
+            last_run: None,
+            successes: 0,
+            failures: 0,
+            result,
+        });
+    }
+
     /// Forget containers that no longer exist.
-    pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
-        self.states.retain(|(id, _), _| live(id));
+    pub fn retain(&self, live: impl Fn(&str) -> bool) {
+        self.states().retain(|(id, _), _| live(id));
     }
 }
