@@ -230,6 +230,12 @@ impl Noded {
 impl Drop for Noded {
     fn drop(&mut self) {
         self.kill();
+        // noded removes each pod's cgroups; the node's own parent is left to us (only if empty).
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for hierarchy in hierarchies.flatten() {
+                let _ = std::fs::remove_dir(hierarchy.path().join("sluice").join(&self.node_name));
+            }
+        }
         if std::env::var_os("SLUICE_TEST_KEEP_LOGS").is_some() {
             if let Some(dir) = self.log_dir.take() {
                 eprintln!("noded {} log kept in {}", self.node_name, dir.keep().display());
