@@ -305,7 +305,7 @@ impl Registry {
             }
         }
         if r.kind == "Pod" {
-            obj["status"] = json!({"phase": "Pending"});
+            obj["status"] = json!({"phase": "Pending", "qosClass": defaults::pod_qos_class(&obj["spec"])});
         }
         if r.kind == "Namespace" {
             obj["status"] = json!({"phase": "Active"});
