@@ -1,13 +1,14 @@
-//! Two real nodes: a flat pod network across nodes, and pods rescheduled
-//! (and reachable through the node port again) when a node dies.
+//! Two real nodes: a flat pod network across nodes, node ports that reach
+//! pods on other nodes, and pods rescheduled when a node dies.
 //!
 //! `cargo xtask up --nodes 2` with a shortened node-monitor grace period and
 //! eviction toleration. The user places pods of Deployment `b` on node 2 only
 //! (cordoning node 1 while they are created) and one pod of `a` on node 1.
 //! They see: pods on different nodes reach each other by pod IP (no NAT:
-//! each answers with its own name); after node 2's `noded` is stopped (by
-//! pid), node 2 turns NotReady, `b`'s pods come back Running on node 1 and
-//! node 1's node port is answered by them.
+//! each answers with its own name); the NodePort of `b` on node 1's address
+//! is answered by `b`'s pods living on node 2; after node 2's `noded` is
+//! stopped (by pid), node 2 turns NotReady, `b`'s pods come back Running on
+//! node 1 and node 1's node port is answered by them.
 //!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -56,7 +57,7 @@ fn http(cluster: &TestCluster, from: &PodView, to: &PodView) -> String {
 }
 
 #[test]
-fn pods_reach_across_nodes_and_a_dead_nodes_pods_move() {
+fn pods_reach_across_nodes_node_ports_forward_and_a_dead_nodes_pods_move() {
     let cluster = TestCluster::up(
         2,
         &[
@@ -83,8 +84,15 @@ fn pods_reach_across_nodes_and_a_dead_nodes_pods_move() {
     assert_eq!(http(&cluster, &a[0], &b[0]), b[0].name, "a (node 1) → b (node 2)");
     assert_eq!(http(&cluster, &b[1], &a[0]), a[0].name, "b (node 2) → a (node 1)");
 
+    // Node 1's node port reaches b's pods, which live only on node 2.
     let client = cluster.client();
     let url = format!("http://{}:30004/", cluster.node_ip(1));
+    let expected: BTreeSet<String> = b.iter().map(|p| p.name.clone()).collect();
+    let tally = wait_for(Duration::from_secs(30), || {
+        let tally = client.tally(&url, 40);
+        (tally.keys().cloned().collect::<BTreeSet<_>>() == expected).then_some(tally)
+    });
+    assert!(tally.is_some(), "node 1's port 30004 answered by b's pods on node 2; last: {:?}", client.tally(&url, 20));
 
     // Node 2's noded stops: its pods are evicted and b runs again on node 1.
     let pid = cluster.pid(&format!("{n2}-noded")).expect("noded pid of node 2");
