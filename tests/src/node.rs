@@ -160,7 +160,7 @@ pub struct Noded {
 
 impl Noded {
     /// Start `noded` as node `node_name` with the test-friendly timings
-    /// (1 s heartbeat and first crash back-off) plus `extra` flags.
+    /// (1 s heartbeat and first crash back-off, an OS-chosen log port) plus `extra` flags.
     pub fn start(node_name: &str, kubeconfig: &Path, containerd: &Containerd, extra: &[String]) -> Noded {
         let state_dir = containerd.dir().join("noded");
         let mut args = vec![
@@ -172,6 +172,9 @@ impl Noded {
             "--node-ip=127.0.0.1".into(),
             "--heartbeat-seconds=1".into(),
             "--crash-backoff-seconds=1".into(),
+            // Several nodes share the loopback address: let the OS pick each log port
+            // (the API server follows the port the node reports).
+            "--log-port=0".into(),
         ];
         args.extend_from_slice(extra);
         let log_dir = tempfile::Builder::new().prefix("sluice-noded-").tempdir().expect("temp dir");

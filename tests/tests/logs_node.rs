@@ -59,7 +59,7 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
     let client = cp.client().await;
     let containerd = Containerd::start();
     let _cm = ControllerManager::start(cp.kubeconfig_path(), "cm-logs-story", &["--cluster-cidr", CLUSTER_CIDR]);
-    let noded = Noded::start(NODE, cp.kubeconfig_path(), &containerd, &["--log-port=0".to_string()]);
+    let noded = Noded::start(NODE, cp.kubeconfig_path(), &containerd, &[]);
 
     // The node turns Ready and says where its log endpoint is.
     let nodes: Api<Node> = Api::all(client.clone());
