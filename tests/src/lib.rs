@@ -85,6 +85,16 @@ fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// A child process a test started (e.g. `kubectl logs -f`), killed by pid and
+/// reaped when the test ends, however it ends.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        kill(&mut self.0);
+    }
+}
+
 /// A real etcd in a temp dir on free ports; killed and removed on drop.
 pub struct Etcd {
     child: Child,

@@ -14,7 +14,7 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use sluice_tests::controllers::{eventually, ControllerManager};
 use sluice_tests::node::{Containerd, Noded};
-use sluice_tests::{workspace_bin, ControlPlane};
+use sluice_tests::{workspace_bin, ControlPlane, Reaped};
 use std::io::BufRead;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -42,15 +42,6 @@ fn pod(name: &str, script: &str) -> Pod {
         }
     }))
     .unwrap()
-}
-
-/// Kills the child by pid when the test ends, however it ends.
-struct Reaped(std::process::Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -92,22 +92,30 @@ pub fn import(socket: &Path, image: &BuiltImage) -> Result<()> {
         .reference
         .rsplit_once(':')
         .context("image reference without a tag")?;
-    let output = Command::new("ctr")
-        .arg("--address")
-        .arg(socket)
-        .args(["--namespace", CRI_NAMESPACE, "images", "import"])
-        .args(["--base-name", base, "--index-name", image.reference])
-        .arg(&image.tar)
-        .output()
-        .context("running ctr (is containerd installed?)")?;
-    if !output.status.success() {
-        bail!(
-            "ctr images import of {} failed: {}",
-            image.tar.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+    // A freshly started containerd has been seen (rarely, under load) to answer an
+    // import with "content digest ...: not found" for the index it has just written;
+    // the same import then succeeds. Retry a few times before giving up.
+    const ATTEMPTS: u32 = 3;
+    for attempt in 1..=ATTEMPTS {
+        let output = Command::new("ctr")
+            .arg("--address")
+            .arg(socket)
+            .args(["--namespace", CRI_NAMESPACE, "images", "import"])
+            .args(["--base-name", base, "--index-name", image.reference])
+            .arg(&image.tar)
+            .output()
+            .context("running ctr (is containerd installed?)")?;
+        if output.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
+        if attempt == ATTEMPTS {
+            bail!("ctr images import of {} failed {ATTEMPTS} times; last error: {stderr}", image.tar.display());
+        }
+        eprintln!("ctr images import of {} failed (attempt {attempt} of {ATTEMPTS}), retrying: {stderr}", image.tar.display());
+        std::thread::sleep(std::time::Duration::from_secs(1));
     }
-    Ok(())
+    unreachable!("the last attempt returns or bails")
 }
 
 /// busybox-static plus applet symlinks, `/tmp`, and minimal passwd/group files.

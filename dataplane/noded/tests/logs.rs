@@ -15,7 +15,7 @@
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use sluice_tests::{eventually, workspace_bin, ControlPlane};
+use sluice_tests::{eventually, workspace_bin, ControlPlane, Reaped};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -60,15 +60,6 @@ async fn pod(pods: &Api<Pod>, name: &str, node: Option<&str>, containers: &[&str
     }
     let p: Pod = serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap();
     pods.create(&PostParams::default(), &p).await.unwrap().metadata.uid.unwrap()
-}
-
-/// Kills the child by pid when the test ends, however it ends.
-struct Reaped(std::process::Child);
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
