@@ -15,7 +15,7 @@
 //! cluster's bridge, so requests only ever go to addresses of namespaces the
 //! test made.
 
-use crate::workspace_bin;
+use crate::{run_ok, workspace_bin};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -95,14 +95,7 @@ impl TestCluster {
             .arg("--noded-arg=--heartbeat-seconds=2")
             .args(extra);
         let started = Instant::now();
-        let out = up.output().expect("run xtask up");
-        assert!(
-            out.status.success(),
-            "xtask up failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(&mut up);
         eprintln!("cluster {} up with {nodes} node(s) in {:?}", cluster.prefix, started.elapsed());
         cluster
     }
@@ -160,14 +153,9 @@ impl TestCluster {
 
     /// Run kubectl and panic with its output unless it succeeds; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let mut kubectl = Command::new("kubectl");
+        kubectl.arg("--kubeconfig").arg(self.kubeconfig()).args(args);
+        String::from_utf8_lossy(&run_ok(&mut kubectl).stdout).into_owned()
     }
 
     /// `kubectl apply -f` of a manifest given as text.

@@ -36,7 +36,7 @@ pub mod scheduling;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -83,6 +83,21 @@ fn tail(path: &Path, lines: usize) -> String {
 fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// Run `cmd` to completion and panic, showing the command, its exit status,
+/// stdout and stderr, unless it succeeded; the output when it did.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().unwrap_or_else(|err| panic!("{shown} did not start: {err}"));
+    assert!(
+        out.status.success(),
+        "{shown} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A child process a test started (e.g. `kubectl logs -f`), killed by pid and

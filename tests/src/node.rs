@@ -9,7 +9,7 @@
 //! [`Noded`] runs the node daemon against one such containerd (killed by pid
 //! on drop, its log tail printed when the test panics).
 
-use crate::workspace_bin;
+use crate::{run_ok, workspace_bin};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -31,14 +31,7 @@ pub struct Containerd {
 
 /// Run the workspace's `xtask` binary, returning stdout; panics with stderr on failure.
 fn xtask(args: &[&str]) -> String {
-    let out = Command::new(workspace_bin("xtask")).args(args).output().expect("run xtask");
-    assert!(
-        out.status.success(),
-        "xtask {args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&run_ok(Command::new(workspace_bin("xtask")).args(args)).stdout).into_owned()
 }
 
 impl Containerd {

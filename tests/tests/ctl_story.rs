@@ -4,10 +4,10 @@
 //! events, delete — and get clear errors with a non-zero exit on bad input.
 
 use serde_json::Value;
-use sluice_tests::{workspace_bin, ControlPlane};
+use sluice_tests::{run_ok, workspace_bin, ControlPlane};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -56,16 +56,7 @@ fn ctl(cp: &ControlPlane) -> Command {
 }
 
 fn ok(cmd: &mut Command) -> String {
-    let shown = format!("{cmd:?}");
-    let out: Output = cmd.output().expect("ctl runs");
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&run_ok(cmd).stdout).into_owned()
 }
 
 fn fails(cmd: &mut Command) -> String {

@@ -4,10 +4,10 @@
 //! SLUICE_HOME (a temp dir) on free ports, so it never touches a real
 //! /var/lib/sluice cluster on the same machine.
 
-use sluice_tests::{free_port, workspace_bin};
+use sluice_tests::{free_port, run_ok as ok, workspace_bin};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 /// Runs `xtask` against one temp cluster; on drop stops whatever is still running.
 struct TempCluster {
@@ -75,18 +75,6 @@ impl Drop for TempCluster {
     }
 }
 
-fn ok(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().expect("command runs");
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

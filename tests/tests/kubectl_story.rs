@@ -6,10 +6,10 @@
 //! `--validate=false`): discovery and OpenAPI must satisfy it.
 
 use serde_json::Value;
-use sluice_tests::ControlPlane;
+use sluice_tests::{run_ok as run, ControlPlane};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -47,19 +47,6 @@ spec:
   ports:
   - {name: http, port: 80, targetPort: 8080}
 "#;
-
-fn run(cmd: &mut Command) -> Output {
-    let shown = format!("{cmd:?}");
-    let out = cmd.output().expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "{shown} failed ({}):\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
