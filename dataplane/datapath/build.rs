@@ -13,9 +13,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let object = std::env::var_os("SLUICE_EBPF_OBJECT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            manifest.join("../../ebpf/programs/target/bpfel-unknown-none/release/sluice-programs")
-        });
+        .unwrap_or_else(|| manifest.join("../../ebpf/programs/target/bpfel-unknown-none/release/sluice-programs"));
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("sluice.bpf.o");
     println!("cargo:rerun-if-env-changed=SLUICE_EBPF_OBJECT");
     println!("cargo:rerun-if-changed={}", object.display());

@@ -74,9 +74,15 @@ impl TestCluster {
         let n = NEXT.fetch_add(1, Ordering::SeqCst);
         let seed = std::process::id().wrapping_mul(31).wrapping_add(n * 7919);
         let used = subnets_in_use();
-        let k = (0..250u32).map(|i| 1 + ((seed + i) % 250) as u8).find(|k| !used.contains(k)).expect("a free 10.251.k.0/24");
+        let k = (0..250u32)
+            .map(|i| 1 + ((seed + i) % 250) as u8)
+            .find(|k| !used.contains(k))
+            .expect("a free 10.251.k.0/24");
         let cluster = TestCluster {
-            home: tempfile::Builder::new().prefix("sluice-cl-").tempdir().expect("temp dir"),
+            home: tempfile::Builder::new()
+                .prefix("sluice-cl-")
+                .tempdir()
+                .expect("temp dir"),
             apiserver_port: crate::free_port(),
             etcd_port,
             prefix: format!("t{:x}", seed & 0xfffff),
@@ -96,7 +102,11 @@ impl TestCluster {
             .args(extra);
         let started = Instant::now();
         run_ok(&mut up);
-        eprintln!("cluster {} up with {nodes} node(s) in {:?}", cluster.prefix, started.elapsed());
+        eprintln!(
+            "cluster {} up with {nodes} node(s) in {:?}",
+            cluster.prefix,
+            started.elapsed()
+        );
         cluster
     }
 
@@ -138,17 +148,30 @@ impl TestCluster {
 
     /// The pid in `run/<name>.pid` (e.g. `<node>-noded`).
     pub fn pid(&self, name: &str) -> Option<u32> {
-        std::fs::read_to_string(self.home().join("run").join(format!("{name}.pid"))).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.home().join("run").join(format!("{name}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// The containerd socket of node `node`.
     pub fn containerd_socket(&self, node: &str) -> PathBuf {
-        self.home().join("nodes").join(node).join("containerd").join("containerd.sock")
+        self.home()
+            .join("nodes")
+            .join(node)
+            .join("containerd")
+            .join("containerd.sock")
     }
 
     /// Run kubectl against this cluster.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl").arg("--kubeconfig").arg(self.kubeconfig()).args(args).output().expect("run kubectl")
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .output()
+            .expect("run kubectl")
     }
 
     /// Run kubectl and panic with its output unless it succeeds; returns stdout.
@@ -200,10 +223,17 @@ impl TestCluster {
         let found = wait_for(timeout, || {
             last = self.pods(selector);
             let ok = last.len() == n
-                && last.iter().all(|p| !p.terminating && p.phase == "Running" && p.ready && p.ip.is_some());
+                && last
+                    .iter()
+                    .all(|p| !p.terminating && p.phase == "Running" && p.ready && p.ip.is_some());
             ok.then(|| last.clone())
         });
-        found.unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {n} Running Ready pods {selector}; last seen: {last:#?}\n{}", self.logs_tail()))
+        found.unwrap_or_else(|| {
+            panic!(
+                "timed out after {timeout:?} waiting for {n} Running Ready pods {selector}; last seen: {last:#?}\n{}",
+                self.logs_tail()
+            )
+        })
     }
 
     /// Run `cmd` inside the first container of `pod` (CRI exec through the node's containerd).
@@ -214,7 +244,15 @@ impl TestCluster {
         Command::new("ctr")
             .arg("--address")
             .arg(self.containerd_socket(node))
-            .args(["-n", "k8s.io", "tasks", "exec", "--exec-id", &format!("test-{}-{n}", std::process::id()), id])
+            .args([
+                "-n",
+                "k8s.io",
+                "tasks",
+                "exec",
+                "--exec-id",
+                &format!("test-{}-{n}", std::process::id()),
+                id,
+            ])
             .args(cmd)
             .stdin(std::process::Stdio::null())
             .output()
@@ -252,10 +290,18 @@ impl TestCluster {
     /// The ends of every component's log (printed when a test fails).
     pub fn logs_tail(&self) -> String {
         let mut text = String::new();
-        for entry in std::fs::read_dir(self.home().join("logs")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.home().join("logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let body = std::fs::read_to_string(entry.path()).unwrap_or_default();
             let lines: Vec<&str> = body.lines().collect();
-            text.push_str(&format!("--- {} ---\n{}\n", entry.path().display(), lines[lines.len().saturating_sub(15)..].join("\n")));
+            text.push_str(&format!(
+                "--- {} ---\n{}\n",
+                entry.path().display(),
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            ));
         }
         text
     }
@@ -278,16 +324,41 @@ impl Drop for TestCluster {
         let down = self.xtask("down").arg("--purge").output();
         if let Ok(out) = &down {
             if !out.status.success() {
-                eprintln!("xtask down failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                eprintln!(
+                    "xtask down failed: {}{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
         }
         // Belt and braces, in case `down` failed half-way: processes named by
         // pid files that still run our binaries, then namespaces, links, pins.
-        for entry in std::fs::read_dir(self.home().join("run")).into_iter().flatten().flatten() {
-            let Some(pid) = std::fs::read_to_string(entry.path()).ok().and_then(|s| s.trim().parse::<u32>().ok()) else { continue };
+        for entry in std::fs::read_dir(self.home().join("run"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let Some(pid) = std::fs::read_to_string(entry.path())
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok())
+            else {
+                continue;
+            };
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
-            let name = exe.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            if ["etcd", "apiserver", "controller-manager", "scheduler", "containerd", "noded"].contains(&name.trim_end_matches(" (deleted)")) {
+            let name = exe
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if [
+                "etcd",
+                "apiserver",
+                "controller-manager",
+                "scheduler",
+                "containerd",
+                "noded",
+            ]
+            .contains(&name.trim_end_matches(" (deleted)"))
+            {
                 let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
             }
         }
@@ -319,7 +390,19 @@ impl Client {
             // A lost SYN is retransmitted after 1 s, so 3 s tells "slow" from
             // "lost"; `timeout` bounds the whole chunk.
             let out = Command::new("timeout")
-                .args(["120", "ip", "netns", "exec", &self.netns, "curl", "-s", "--connect-timeout", "3", "--max-time", "3"])
+                .args([
+                    "120",
+                    "ip",
+                    "netns",
+                    "exec",
+                    &self.netns,
+                    "curl",
+                    "-s",
+                    "--connect-timeout",
+                    "3",
+                    "--max-time",
+                    "3",
+                ])
                 .args(["-H", "Connection: close", "-w", "\n--\n"])
                 .args(chunk.iter().map(|i| format!("{url}?{i}")))
                 .output()
@@ -342,7 +425,9 @@ impl Client {
             .args(["netns", "exec", &self.netns, "curl", "-sf", "--max-time", "2", url])
             .output()
             .ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 
@@ -363,13 +448,21 @@ pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> O
 /// Run a shell command, panicking with its stderr on failure; returns stdout.
 pub fn sh_ok(script: &str) -> String {
     let out = Command::new("sh").arg("-c").arg(script).output().expect("run sh");
-    assert!(out.status.success(), "`{script}` failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "`{script}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Third octets `k` of `10.251.k.0/24` networks some interface already uses.
 fn subnets_in_use() -> Vec<u8> {
-    let out = Command::new("ip").args(["-4", "-o", "addr"]).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     out.split_whitespace()
         .filter_map(|w| w.strip_prefix("10.251."))
         .filter_map(|rest| rest.split('.').next()?.parse().ok())

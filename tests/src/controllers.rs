@@ -13,7 +13,6 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-
 /// Flags that make the controller-manager react within test time.
 pub const FAST_FLAGS: &[&str] = &[
     "--leader-elect-lease-duration=3s",
@@ -37,7 +36,10 @@ pub struct ControllerManager {
 impl ControllerManager {
     /// Starts the controller-manager with [`FAST_FLAGS`] plus `extra` flags.
     pub fn start(kubeconfig: &Path, identity: &str, extra: &[&str]) -> ControllerManager {
-        let dir = tempfile::Builder::new().prefix("sluice-cm-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-cm-")
+            .tempdir()
+            .expect("temp dir");
         let log = dir.path().join("controller-manager.log");
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(crate::workspace_bin("controller-manager"))
@@ -46,12 +48,20 @@ impl ControllerManager {
             .arg(format!("--identity={identity}"))
             .args(FAST_FLAGS)
             .args(extra)
-            .env("RUST_LOG", std::env::var("SLUICE_TEST_CM_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_CM_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
             .expect("controller-manager starts");
-        ControllerManager { child: Some(child), _dir: dir, log, identity: identity.into() }
+        ControllerManager {
+            child: Some(child),
+            _dir: dir,
+            log,
+            identity: identity.into(),
+        }
     }
 
     /// Kills the process (SIGKILL, like a crash).
@@ -118,7 +128,10 @@ pub struct Process {
 impl Process {
     /// Starts workspace binary `bin` with `args`, logging to a temp file.
     pub fn start(bin: &str, args: &[String]) -> Process {
-        let dir = tempfile::Builder::new().prefix(&format!("sluice-{bin}-")).tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sluice-{bin}-"))
+            .tempdir()
+            .expect("temp dir");
         let log = dir.path().join(format!("{bin}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(crate::workspace_bin(bin))
@@ -128,7 +141,12 @@ impl Process {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("{bin} starts: {e}"));
-        Process { name: bin.into(), child: Some(child), _dir: dir, log }
+        Process {
+            name: bin.into(),
+            child: Some(child),
+            _dir: dir,
+            log,
+        }
     }
 
     /// Kills the process (SIGKILL).
@@ -146,14 +164,25 @@ impl Drop for Process {
         if std::thread::panicking() {
             let log = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
-            eprintln!("--- {} log tail ---\n{}", self.name, lines[lines.len().saturating_sub(30)..].join("\n"));
+            eprintln!(
+                "--- {} log tail ---\n{}",
+                self.name,
+                lines[lines.len().saturating_sub(30)..].join("\n")
+            );
         }
     }
 }
 
 /// Starts the real scheduler (no leader election) against `kubeconfig`.
 pub fn start_scheduler(kubeconfig: &Path) -> Process {
-    Process::start("scheduler", &["--kubeconfig".into(), kubeconfig.display().to_string(), "--leader-elect=false".into()])
+    Process::start(
+        "scheduler",
+        &[
+            "--kubeconfig".into(),
+            kubeconfig.display().to_string(),
+            "--leader-elect=false".into(),
+        ],
+    )
 }
 
 /// Starts the node simulator with `count` nodes named `<prefix>-<i>` and
@@ -170,10 +199,20 @@ pub async fn start_nodes(client: &Client, kubeconfig: &Path, prefix: &str, count
         ],
     );
     let nodes: Api<Node> = Api::all(client.clone());
-    eventually(Duration::from_secs(30), &format!("{count} simulated nodes {prefix}-*"), || async {
-        let list = nodes.list(&ListParams::default()).await.ok()?;
-        (list.items.iter().filter(|n| n.name_any().starts_with(&format!("{prefix}-"))).count() == count).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        &format!("{count} simulated nodes {prefix}-*"),
+        || async {
+            let list = nodes.list(&ListParams::default()).await.ok()?;
+            (list
+                .items
+                .iter()
+                .filter(|n| n.name_any().starts_with(&format!("{prefix}-")))
+                .count()
+                == count)
+                .then_some(())
+        },
+    )
     .await;
     p
 }

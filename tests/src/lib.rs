@@ -56,7 +56,9 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     let path = if here.join(name).exists() {
         here.join(name)
     } else {
-        here.parent().expect("test executable lives in target/<profile>/deps").join(name)
+        here.parent()
+            .expect("test executable lives in target/<profile>/deps")
+            .join(name)
     };
     assert!(
         path.exists(),
@@ -89,7 +91,9 @@ fn kill(child: &mut Child) {
 /// stdout and stderr, unless it succeeded; the output when it did.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().unwrap_or_else(|err| panic!("{shown} did not start: {err}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|err| panic!("{shown} did not start: {err}"));
     assert!(
         out.status.success(),
         "{shown} failed ({}):\nstdout: {}\nstderr: {}",
@@ -120,7 +124,10 @@ pub struct Etcd {
 impl Etcd {
     /// Start etcd and wait until it answers.
     pub async fn start() -> Etcd {
-        let dir = tempfile::Builder::new().prefix("sluice-etcd-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-etcd-")
+            .tempdir()
+            .expect("temp dir");
         for _ in 0..5 {
             let (client, peer) = (free_port(), free_port());
             let url = format!("http://127.0.0.1:{client}");
@@ -164,7 +171,11 @@ impl Etcd {
             .args(args)
             .output()
             .expect("etcdctl runs");
-        assert!(out.status.success(), "etcdctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -231,7 +242,10 @@ impl ApiServer {
     }
 
     async fn start_inner(etcd_url: &str, share: Option<(&PathBuf, &PathBuf)>, extra_args: &[&str]) -> ApiServer {
-        let dir = tempfile::Builder::new().prefix("sluice-apiserver-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("sluice-apiserver-")
+            .tempdir()
+            .expect("temp dir");
         let (cert_dir, token_file) = match share {
             Some((c, t)) => (c.clone(), t.clone()),
             None => {
@@ -245,11 +259,23 @@ impl ApiServer {
         let out = Command::new(workspace_bin("apiserver"))
             .args(["kubeconfig", "--cert-dir"])
             .arg(&cert_dir)
-            .args(["--server", &format!("https://127.0.0.1:{port}"), "--user", "admin", "--group", "system:masters", "--out"])
+            .args([
+                "--server",
+                &format!("https://127.0.0.1:{port}"),
+                "--user",
+                "admin",
+                "--group",
+                "system:masters",
+                "--out",
+            ])
             .arg(&kubeconfig)
             .output()
             .expect("apiserver kubeconfig runs");
-        assert!(out.status.success(), "apiserver kubeconfig: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "apiserver kubeconfig: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut s = ApiServer {
             child: None,
             dir,
@@ -269,7 +295,11 @@ impl ApiServer {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log");
         let child = Command::new(workspace_bin("apiserver"))
             .arg("serve")
             .args(["--etcd-servers", &self.etcd_url, "--bind-address", "127.0.0.1"])
@@ -279,7 +309,10 @@ impl ApiServer {
             .arg("--token-auth-file")
             .arg(&self.token_file)
             .args(&self.extra_args)
-            .env("RUST_LOG", std::env::var("SLUICE_TEST_APISERVER_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_APISERVER_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
@@ -291,7 +324,11 @@ impl ApiServer {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("apiserver exited with {status}:\n{}", tail(&self.log_path(), 40));
             }
-            if anon.try_request("GET", "/readyz", None, Vec::new()).await.is_ok_and(|r| r.status == 200) {
+            if anon
+                .try_request("GET", "/readyz", None, Vec::new())
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -353,19 +390,25 @@ impl ApiServer {
     pub async fn raw(&self) -> RawClient {
         let mut cfg = self.base_config();
         cfg.auth_info.token = Some(ADMIN_TOKEN.to_string().into());
-        RawClient { client: kube::Client::try_from(cfg).expect("client") }
+        RawClient {
+            client: kube::Client::try_from(cfg).expect("client"),
+        }
     }
 
     /// Raw HTTP without credentials.
     pub async fn anonymous(&self) -> RawClient {
-        RawClient { client: kube::Client::try_from(self.base_config()).expect("client") }
+        RawClient {
+            client: kube::Client::try_from(self.base_config()).expect("client"),
+        }
     }
 
     /// Raw HTTP with an arbitrary bearer token.
     pub async fn with_token(&self, token: &str) -> RawClient {
         let mut cfg = self.base_config();
         cfg.auth_info.token = Some(token.to_string().into());
-        RawClient { client: kube::Client::try_from(cfg).expect("client") }
+        RawClient {
+            client: kube::Client::try_from(cfg).expect("client"),
+        }
     }
 }
 
@@ -375,7 +418,11 @@ impl Drop for ApiServer {
             kill(&mut c);
         }
         if std::thread::panicking() {
-            eprintln!("--- apiserver log tail ({}) ---\n{}", self.url(), tail(&self.log_path(), 40));
+            eprintln!(
+                "--- apiserver log tail ({}) ---\n{}",
+                self.url(),
+                tail(&self.log_path(), 40)
+            );
         }
     }
 }
@@ -411,11 +458,19 @@ pub struct RawClient {
 impl RawClient {
     /// Send any request (panics when the server cannot be reached).
     pub async fn request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> RawResponse {
-        self.try_request(method, path, content_type, body).await.expect("request sent")
+        self.try_request(method, path, content_type, body)
+            .await
+            .expect("request sent")
     }
 
     /// Send any request; errors when the server cannot be reached.
-    pub async fn try_request(&self, method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> Result<RawResponse, kube::Error> {
+    pub async fn try_request(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<RawResponse, kube::Error> {
         let mut b = http::Request::builder().method(method).uri(path);
         if let Some(ct) = content_type {
             b = b.header(http::header::CONTENT_TYPE, ct);
@@ -425,7 +480,12 @@ impl RawClient {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
         use http_body_util::BodyExt;
-        let body = resp.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
         Ok(RawResponse { status, headers, body })
     }
     /// GET
@@ -434,15 +494,23 @@ impl RawClient {
     }
     /// POST JSON
     pub async fn post(&self, path: &str, body: &Value) -> RawResponse {
-        self.request("POST", path, Some("application/json"), serde_json::to_vec(body).unwrap()).await
+        self.request(
+            "POST",
+            path,
+            Some("application/json"),
+            serde_json::to_vec(body).unwrap(),
+        )
+        .await
     }
     /// PUT JSON
     pub async fn put(&self, path: &str, body: &Value) -> RawResponse {
-        self.request("PUT", path, Some("application/json"), serde_json::to_vec(body).unwrap()).await
+        self.request("PUT", path, Some("application/json"), serde_json::to_vec(body).unwrap())
+            .await
     }
     /// PATCH with a content type (e.g. `application/strategic-merge-patch+json`).
     pub async fn patch(&self, path: &str, content_type: &str, body: &Value) -> RawResponse {
-        self.request("PATCH", path, Some(content_type), serde_json::to_vec(body).unwrap()).await
+        self.request("PATCH", path, Some(content_type), serde_json::to_vec(body).unwrap())
+            .await
     }
     /// DELETE
     pub async fn delete(&self, path: &str) -> RawResponse {
@@ -521,7 +589,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -61,7 +61,12 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .expect("start containerd");
-        let mut containerd = Containerd { dir, child: Some(child), socket, cni_conf_dir };
+        let mut containerd = Containerd {
+            dir,
+            child: Some(child),
+            socket,
+            cni_conf_dir,
+        };
         containerd.wait_ready(Duration::from_secs(30));
         xtask(&["images", "--import", &containerd.socket.display().to_string()]);
         containerd
@@ -87,7 +92,11 @@ impl Containerd {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "containerd not ready after {timeout:?}: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "containerd not ready after {timeout:?}: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -170,9 +179,19 @@ impl Noded {
             "--log-port=0".into(),
         ];
         args.extend_from_slice(extra);
-        let log_dir = tempfile::Builder::new().prefix("sluice-noded-").tempdir().expect("temp dir");
+        let log_dir = tempfile::Builder::new()
+            .prefix("sluice-noded-")
+            .tempdir()
+            .expect("temp dir");
         let log = log_dir.path().join("noded.log");
-        let mut noded = Noded { args, child: None, log_dir: Some(log_dir), log, node_name: node_name.into(), state_dir };
+        let mut noded = Noded {
+            args,
+            child: None,
+            log_dir: Some(log_dir),
+            log,
+            node_name: node_name.into(),
+            state_dir,
+        };
         noded.start_again();
         noded
     }
@@ -180,10 +199,17 @@ impl Noded {
     /// Start the process (again) with the same flags; the log is appended to.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "noded is already running");
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("noded log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("noded log");
         let child = Command::new(workspace_bin("noded"))
             .args(&self.args)
-            .env("RUST_LOG", std::env::var("SLUICE_TEST_NODED_LOG").unwrap_or_else(|_| "info,sluice_noded=debug".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SLUICE_TEST_NODED_LOG").unwrap_or_else(|_| "info,sluice_noded=debug".into()),
+            )
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log fd"))
             .stderr(file)
@@ -283,13 +309,30 @@ impl SingleNode {
         );
         let noded = Noded::start(node, control_plane.kubeconfig_path(), &containerd, &[]);
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
-        let pod_cidr = crate::eventually(Duration::from_secs(60), "the node to be Ready with a podCIDR", || async {
-            let node = nodes.get_opt(node).await.ok().flatten()?;
-            let ready = node.status.as_ref()?.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
-            ready.then(|| node.spec.as_ref()?.pod_cidr.clone()).flatten()
-        })
+        let pod_cidr = crate::eventually(
+            Duration::from_secs(60),
+            "the node to be Ready with a podCIDR",
+            || async {
+                let node = nodes.get_opt(node).await.ok().flatten()?;
+                let ready = node
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .as_ref()?
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True");
+                ready.then(|| node.spec.as_ref()?.pod_cidr.clone()).flatten()
+            },
+        )
         .await;
-        SingleNode { noded, containerd, controller_manager, control_plane, client, pod_cidr }
+        SingleNode {
+            noded,
+            containerd,
+            controller_manager,
+            control_plane,
+            client,
+            pod_cidr,
+        }
     }
 
     /// Pods of the `default` namespace.
@@ -301,7 +344,10 @@ impl SingleNode {
     pub async fn create_pod(&self, mut manifest: serde_json::Value) -> k8s_openapi::api::core::v1::Pod {
         manifest["spec"]["nodeName"] = self.noded.node_name.clone().into();
         let pod = serde_json::from_value(manifest).expect("a Pod manifest");
-        self.pods().create(&kube::api::PostParams::default(), &pod).await.expect("create the pod")
+        self.pods()
+            .create(&kube::api::PostParams::default(), &pod)
+            .await
+            .expect("create the pod")
     }
 
     /// Wait until pod `name` is Running and Ready with an IP; returns it.
@@ -324,13 +370,20 @@ impl SingleNode {
             .args(args)
             .output()
             .expect("run ctr");
-        assert!(out.status.success(), "ctr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Container ids containerd holds (sandboxes included).
     pub fn containers(&self) -> Vec<String> {
-        self.ctr(&["containers", "ls", "-q"]).lines().map(str::to_string).collect()
+        self.ctr(&["containers", "ls", "-q"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// The host pid of a running container's process, from containerd's task list.
@@ -341,7 +394,9 @@ impl SingleNode {
             .lines()
             .find_map(|line| {
                 let mut fields = line.split_whitespace();
-                (fields.next() == Some(id)).then(|| fields.next()?.parse().ok()).flatten()
+                (fields.next() == Some(id))
+                    .then(|| fields.next()?.parse().ok())
+                    .flatten()
             })
             .unwrap_or_else(|| panic!("no task {id} in containerd: {tasks}"))
     }
@@ -370,13 +425,21 @@ pub fn http_get(ip: &str, port: u16, path: &str) -> Option<String> {
         .args(["-sf", "--max-time", "2", &format!("http://{ip}:{port}{path}")])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// Whether IPv4 `ip` lies in `cidr`.
 pub fn in_cidr(ip: &str, cidr: &str) -> bool {
-    let Some((net, bits)) = cidr.split_once('/') else { return false };
-    let (Ok(net), Ok(ip), Ok(bits)) = (net.parse::<std::net::Ipv4Addr>(), ip.parse::<std::net::Ipv4Addr>(), bits.parse::<u32>()) else {
+    let Some((net, bits)) = cidr.split_once('/') else {
+        return false;
+    };
+    let (Ok(net), Ok(ip), Ok(bits)) = (
+        net.parse::<std::net::Ipv4Addr>(),
+        ip.parse::<std::net::Ipv4Addr>(),
+        bits.parse::<u32>(),
+    ) else {
         return false;
     };
     let mask = u32::MAX.checked_shl(32 - bits.min(32)).unwrap_or(0);

@@ -34,7 +34,10 @@ struct Logged {
 
 impl Logged {
     fn spawn(name: &str, bin: &str, args: &[String], rust_log: &str) -> Logged {
-        let dir = tempfile::Builder::new().prefix(&format!("sluice-{bin}-")).tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("sluice-{bin}-"))
+            .tempdir()
+            .expect("temp dir");
         let log = dir.path().join(format!("{bin}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(crate::workspace_bin(bin))
@@ -45,7 +48,12 @@ impl Logged {
             .stdin(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{bin} starts: {e}"));
-        Logged { name: name.into(), child: Some(child), log, _dir: dir }
+        Logged {
+            name: name.into(),
+            child: Some(child),
+            log,
+            _dir: dir,
+        }
     }
 
     fn kill(&mut self) {
@@ -66,7 +74,11 @@ impl Drop for Logged {
         if std::thread::panicking() {
             let log = self.log();
             let lines: Vec<&str> = log.lines().collect();
-            eprintln!("--- {} log tail ---\n{}", self.name, lines[lines.len().saturating_sub(40)..].join("\n"));
+            eprintln!(
+                "--- {} log tail ---\n{}",
+                self.name,
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
         }
     }
 }
@@ -81,11 +93,23 @@ pub struct SchedulerProcess {
 impl SchedulerProcess {
     /// Start a scheduler with [`FAST_SCHEDULER_FLAGS`] plus `extra`; it logs each binding.
     pub fn start(kubeconfig: &Path, identity: &str, extra: &[&str]) -> SchedulerProcess {
-        let mut args = vec!["--kubeconfig".to_string(), kubeconfig.display().to_string(), format!("--identity={identity}")];
+        let mut args = vec![
+            "--kubeconfig".to_string(),
+            kubeconfig.display().to_string(),
+            format!("--identity={identity}"),
+        ];
         args.extend(FAST_SCHEDULER_FLAGS.iter().map(|s| s.to_string()));
         args.extend(extra.iter().map(|s| s.to_string()));
-        let proc = Logged::spawn(&format!("scheduler {identity}"), "scheduler", &args, "info,sluice_scheduler::scheduler=debug");
-        SchedulerProcess { proc, identity: identity.into() }
+        let proc = Logged::spawn(
+            &format!("scheduler {identity}"),
+            "scheduler",
+            &args,
+            "info,sluice_scheduler::scheduler=debug",
+        );
+        SchedulerProcess {
+            proc,
+            identity: identity.into(),
+        }
     }
 
     /// Kill it (SIGKILL, like a crash).
@@ -123,7 +147,11 @@ impl NodeSim {
             if let Some(Ok(Some(status))) = proc.child.as_mut().map(|c| c.try_wait()) {
                 panic!("nodesim exited with {status}:\n{}", proc.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(60), "nodesim did not get ready:\n{}", proc.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "nodesim did not get ready:\n{}",
+                proc.log()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -181,7 +209,9 @@ pub async fn wait_bound(client: &Client, ns: &str, name: &str, timeout: Duration
 /// FailedScheduling events of a pod.
 pub async fn failed_scheduling_events(client: &Client, ns: &str, pod: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(client.clone(), ns);
-    let Ok(list) = api.list(&ListParams::default()).await else { return Vec::new() };
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return Vec::new();
+    };
     list.items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("FailedScheduling") && e.involved_object.name.as_deref() == Some(pod))

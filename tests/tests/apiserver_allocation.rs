@@ -40,15 +40,26 @@ async fn concurrent_creates_on_two_apiservers_never_share_an_ip_or_port() {
     let (left, right) = tokio::join!(create_many(ra.clone(), "a", 200), create_many(rb.clone(), "b", 200));
     let all: Vec<Value> = left.into_iter().chain(right).collect();
     assert_eq!(all.len(), 400);
-    let ips: HashSet<String> = all.iter().map(|s| s["spec"]["clusterIP"].as_str().unwrap().to_string()).collect();
-    let ports: HashSet<i64> = all.iter().map(|s| s["spec"]["ports"][0]["nodePort"].as_i64().unwrap()).collect();
+    let ips: HashSet<String> = all
+        .iter()
+        .map(|s| s["spec"]["clusterIP"].as_str().unwrap().to_string())
+        .collect();
+    let ports: HashSet<i64> = all
+        .iter()
+        .map(|s| s["spec"]["ports"][0]["nodePort"].as_i64().unwrap())
+        .collect();
     assert_eq!(ips.len(), 400, "duplicate ClusterIPs handed out");
     assert_eq!(ports.len(), 400, "duplicate NodePorts handed out");
     assert!(ports.iter().all(|p| (30000..=30499).contains(p)));
     assert!(!ips.contains("10.96.0.1"), "10.96.0.1 is the kubernetes Service's");
     // What is stored agrees with what was returned.
     let listed = ra.get("/api/v1/namespaces/default/services").await.json();
-    let stored: HashSet<String> = listed["items"].as_array().unwrap().iter().map(|s| s["spec"]["clusterIP"].as_str().unwrap().to_string()).collect();
+    let stored: HashSet<String> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["spec"]["clusterIP"].as_str().unwrap().to_string())
+        .collect();
     assert!(ips.is_subset(&stored));
 }
 
@@ -71,7 +82,13 @@ async fn taken_or_out_of_range_values_are_rejected_and_released_on_delete() {
     assert_eq!(r.status, 422, "{}", r.text());
     let body = r.json();
     assert_eq!(body["reason"], "Invalid");
-    assert!(body["message"].as_str().unwrap().contains("provided IP is already allocated"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("provided IP is already allocated"),
+        "{body}"
+    );
     assert_eq!(body["details"]["causes"][0]["field"], "spec.clusterIPs");
 
     let mut same_port = service("third");
@@ -86,7 +103,10 @@ async fn taken_or_out_of_range_values_are_rejected_and_released_on_delete() {
     let r = raw.post(path, &outside).await;
     assert_eq!(r.status, 422, "{}", r.text());
     let msg = r.json()["message"].as_str().unwrap().to_string();
-    assert!(msg.contains("not in the valid range. The range of valid IPs is 10.96.0.0/12"), "{msg}");
+    assert!(
+        msg.contains("not in the valid range. The range of valid IPs is 10.96.0.0/12"),
+        "{msg}"
+    );
     assert!(msg.contains("The range of valid ports is 30000-32767"), "{msg}");
     // None of the rejected services exists.
     for name in ["second", "third", "fourth"] {
@@ -101,7 +121,12 @@ async fn taken_or_out_of_range_values_are_rejected_and_released_on_delete() {
     assert_eq!(r.status, 422, "{}", r.text());
 
     // Headless services get no IP.
-    let r = raw.post(path, &json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "selector": {"a": "b"}}})).await;
+    let r = raw
+        .post(
+            path,
+            &json!({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "selector": {"a": "b"}}}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(r.json()["spec"]["clusterIP"], "None");
 

@@ -28,7 +28,14 @@ async fn crud_with_defaults_and_server_set_fields() {
 
     // The bootstrap namespaces exist.
     let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let names: Vec<String> = ns.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|n| n.metadata.name).collect();
+    let names: Vec<String> = ns
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     for want in ["default", "kube-system", "kube-public"] {
         assert!(names.contains(&want.to_string()), "{names:?}");
     }
@@ -52,7 +59,10 @@ async fn crud_with_defaults_and_server_set_fields() {
     assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirst"));
     assert_eq!(pod.termination_grace_period_seconds, Some(30));
     assert_eq!(pod.containers[0].image_pull_policy.as_deref(), Some("Always"));
-    assert_eq!(pod.containers[0].ports.as_ref().unwrap()[0].protocol.as_deref(), Some("TCP"));
+    assert_eq!(
+        pod.containers[0].ports.as_ref().unwrap()[0].protocol.as_deref(),
+        Some("TCP")
+    );
 
     // Get returns the same object.
     let got = deploys.get("web").await.unwrap();
@@ -64,14 +74,21 @@ async fn crud_with_defaults_and_server_set_fields() {
     let upd = deploys.replace("web", &PostParams::default(), &upd).await.unwrap();
     assert_eq!(upd.metadata.generation, Some(2));
     let mut lbl = upd.clone();
-    lbl.metadata.labels.as_mut().unwrap().insert("tier".into(), "front".into());
+    lbl.metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("tier".into(), "front".into());
     let lbl = deploys.replace("web", &PostParams::default(), &lbl).await.unwrap();
     assert_eq!(lbl.metadata.generation, Some(2));
 
     // A write based on a stale resourceVersion is a 409 Conflict and changes nothing.
     let mut stale = got.clone();
     stale.spec.replicas = Some(7);
-    let err = deploys.replace("web", &PostParams::default(), &stale).await.unwrap_err();
+    let err = deploys
+        .replace("web", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
     match err {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 409);
@@ -83,12 +100,18 @@ async fn crud_with_defaults_and_server_set_fields() {
 
     // Creating it again is AlreadyExists.
     let err = deploys.create(&PostParams::default(), &d).await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "AlreadyExists"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409 && s.reason == "AlreadyExists"),
+        "{err:?}"
+    );
 
     // Delete, then it is gone.
     deploys.delete("web", &DeleteParams::default()).await.unwrap();
     let err = deploys.get("web").await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404 && s.reason == "NotFound"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -97,13 +120,17 @@ async fn generate_name_dry_run_and_field_validation() {
     let raw = cp.raw().await;
     let path = "/api/v1/namespaces/default/configmaps";
 
-    let created = raw.post(path, &json!({"metadata": {"generateName": "cfg-"}, "data": {"a": "1"}})).await;
+    let created = raw
+        .post(path, &json!({"metadata": {"generateName": "cfg-"}, "data": {"a": "1"}}))
+        .await;
     assert_eq!(created.status, 201, "{}", created.text());
     let name = created.json()["metadata"]["name"].as_str().unwrap().to_string();
     assert!(name.starts_with("cfg-") && name.len() == 9, "{name}");
 
     // dryRun=All validates and answers, but stores nothing.
-    let dry = raw.post(&format!("{path}?dryRun=All"), &json!({"metadata": {"name": "dry"}})).await;
+    let dry = raw
+        .post(&format!("{path}?dryRun=All"), &json!({"metadata": {"name": "dry"}}))
+        .await;
     assert_eq!(dry.status, 201, "{}", dry.text());
     assert_eq!(raw.get(&format!("{path}/dry")).await.status, 404);
 
@@ -111,18 +138,31 @@ async fn generate_name_dry_run_and_field_validation() {
     let body = json!({"metadata": {"name": "strict"}, "data": {"a": "1"}, "bogus": 1});
     let strict = raw.post(&format!("{path}?fieldValidation=Strict"), &body).await;
     assert_eq!(strict.status, 400, "{}", strict.text());
-    assert!(strict.json()["message"].as_str().unwrap().contains("unknown field \"bogus\""), "{}", strict.text());
+    assert!(
+        strict.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field \"bogus\""),
+        "{}",
+        strict.text()
+    );
     assert_eq!(raw.get(&format!("{path}/strict")).await.status, 404);
     let warn = raw.post(&format!("{path}?fieldValidation=Warn"), &body).await;
     assert_eq!(warn.status, 201);
-    assert!(warn.headers.get("warning").is_some_and(|w| w.to_str().unwrap().contains("bogus")));
+    assert!(warn
+        .headers
+        .get("warning")
+        .is_some_and(|w| w.to_str().unwrap().contains("bogus")));
     assert!(warn.json().get("bogus").is_none());
 
     // kube client sees the same objects.
     let cms: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
     let listed = cms.list(&ListParams::default()).await.unwrap();
     let names: Vec<_> = listed.items.iter().filter_map(|c| c.metadata.name.clone()).collect();
-    assert!(names.contains(&name) && names.contains(&"strict".to_string()) && !names.contains(&"dry".to_string()), "{names:?}");
+    assert!(
+        names.contains(&name) && names.contains(&"strict".to_string()) && !names.contains(&"dry".to_string()),
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -137,7 +177,14 @@ async fn bad_requests_get_kubernetes_status_errors() {
     assert_eq!(r.json()["reason"], "NotFound");
 
     // Malformed JSON: 400 BadRequest.
-    let r = raw.request("POST", "/api/v1/namespaces/default/configmaps", Some("application/json"), b"{not json".to_vec()).await;
+    let r = raw
+        .request(
+            "POST",
+            "/api/v1/namespaces/default/configmaps",
+            Some("application/json"),
+            b"{not json".to_vec(),
+        )
+        .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["reason"], "BadRequest");
 
@@ -149,7 +196,12 @@ async fn bad_requests_get_kubernetes_status_errors() {
     assert_eq!(raw.get("/api/v1/namespaces/default/configmaps/big").await.status, 404);
 
     // Namespace in the body differing from the path: 400.
-    let r = raw.post("/api/v1/namespaces/default/configmaps", &json!({"metadata": {"name": "x", "namespace": "other"}})).await;
+    let r = raw
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            &json!({"metadata": {"name": "x", "namespace": "other"}}),
+        )
+        .await;
     assert_eq!(r.status, 400);
 }
 

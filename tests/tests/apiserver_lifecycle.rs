@@ -24,15 +24,30 @@ fn deployment(name: &str) -> Value {
 async fn namespaces_must_exist_and_refuse_content_while_terminating() {
     let cp = ControlPlane::start().await;
     let raw = cp.raw().await;
-    let r = raw.post("/api/v1/namespaces/missing/configmaps", &json!({"metadata": {"name": "a"}})).await;
+    let r = raw
+        .post(
+            "/api/v1/namespaces/missing/configmaps",
+            &json!({"metadata": {"name": "a"}}),
+        )
+        .await;
     assert_eq!(r.status, 404, "{}", r.text());
     assert_eq!(r.json()["message"], "namespaces \"missing\" not found");
 
-    let r = raw.post("/api/v1/namespaces", &json!({"metadata": {"name": "doomed"}})).await;
+    let r = raw
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": "doomed"}}))
+        .await;
     assert_eq!(r.status, 201);
     assert_eq!(r.json()["status"]["phase"], "Active");
     assert_eq!(r.json()["spec"]["finalizers"], json!(["kubernetes"]));
-    assert_eq!(raw.post("/api/v1/namespaces/doomed/configmaps", &json!({"metadata": {"name": "a"}})).await.status, 201);
+    assert_eq!(
+        raw.post(
+            "/api/v1/namespaces/doomed/configmaps",
+            &json!({"metadata": {"name": "a"}})
+        )
+        .await
+        .status,
+        201
+    );
 
     // Deleting marks it Terminating; the namespace controller empties it and finalizes.
     let r = raw.delete("/api/v1/namespaces/doomed").await;
@@ -40,10 +55,18 @@ async fn namespaces_must_exist_and_refuse_content_while_terminating() {
     let ns = raw.get("/api/v1/namespaces/doomed").await.json();
     assert_eq!(ns["status"]["phase"], "Terminating");
     assert!(ns["metadata"]["deletionTimestamp"].is_string());
-    let r = raw.post("/api/v1/namespaces/doomed/configmaps", &json!({"metadata": {"name": "b"}})).await;
+    let r = raw
+        .post(
+            "/api/v1/namespaces/doomed/configmaps",
+            &json!({"metadata": {"name": "b"}}),
+        )
+        .await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert_eq!(r.json()["reason"], "Forbidden");
-    assert!(r.json()["message"].as_str().unwrap().contains("unable to create new content in namespace doomed because it is being terminated"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("unable to create new content in namespace doomed because it is being terminated"));
 
     let mut fin = ns.clone();
     fin["spec"]["finalizers"] = json!([]);
@@ -57,21 +80,35 @@ async fn finalizers_hold_deletion_and_propagation_policy_is_recorded() {
     let cp = ControlPlane::start().await;
     let raw = cp.raw().await;
     let cms = "/api/v1/namespaces/default/configmaps";
-    raw.post(cms, &json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})).await;
+    raw.post(
+        cms,
+        &json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .await;
     let r = raw.delete(&format!("{cms}/held")).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let held = raw.get(&format!("{cms}/held")).await.json();
     assert!(held["metadata"]["deletionTimestamp"].is_string(), "{held}");
     // Finalizers cannot be added back after deletion started? They can be removed:
-    let r = raw.patch(&format!("{cms}/held"), "application/merge-patch+json", &json!({"metadata": {"finalizers": null}})).await;
+    let r = raw
+        .patch(
+            &format!("{cms}/held"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"finalizers": null}}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(raw.get(&format!("{cms}/held")).await.status, 404);
 
     let deploys = "/apis/apps/v1/namespaces/default/deployments";
     for (name, policy, finalizer) in [("fg", "Foreground", "foregroundDeletion"), ("orph", "Orphan", "orphan")] {
         assert_eq!(raw.post(deploys, &deployment(name)).await.status, 201);
-        let body = serde_json::to_vec(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy})).unwrap();
-        let r = raw.request("DELETE", &format!("{deploys}/{name}"), Some("application/json"), body).await;
+        let body =
+            serde_json::to_vec(&json!({"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}))
+                .unwrap();
+        let r = raw
+            .request("DELETE", &format!("{deploys}/{name}"), Some("application/json"), body)
+            .await;
         assert_eq!(r.status, 202, "{}", r.text());
         let d = raw.get(&format!("{deploys}/{name}")).await.json();
         assert_eq!(d["metadata"]["finalizers"], json!([finalizer]));
@@ -79,7 +116,12 @@ async fn finalizers_hold_deletion_and_propagation_policy_is_recorded() {
     }
     // Background (the default) removes at once.
     raw.post(deploys, &deployment("bg")).await;
-    assert_eq!(raw.delete(&format!("{deploys}/bg?propagationPolicy=Background")).await.status, 200);
+    assert_eq!(
+        raw.delete(&format!("{deploys}/bg?propagationPolicy=Background"))
+            .await
+            .status,
+        200
+    );
     assert_eq!(raw.get(&format!("{deploys}/bg")).await.status, 404);
 }
 
@@ -110,7 +152,13 @@ async fn subresources_status_scale_binding_and_graceful_pod_deletion() {
     assert_eq!(scale["kind"], "Scale");
     assert_eq!(scale["spec"]["replicas"], 2);
     assert_eq!(scale["status"]["selector"], "app=web");
-    let r = raw.patch(&format!("{deploys}/web/scale"), "application/merge-patch+json", &json!({"spec": {"replicas": 5}})).await;
+    let r = raw
+        .patch(
+            &format!("{deploys}/web/scale"),
+            "application/merge-patch+json",
+            &json!({"spec": {"replicas": 5}}),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let mut put = r.json();
     put["spec"]["replicas"] = json!(4);

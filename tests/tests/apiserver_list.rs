@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 use sluice_tests::ControlPlane;
 
 fn names(list: &Value) -> Vec<String> {
-    let mut n: Vec<String> = list["items"].as_array().unwrap().iter().map(|i| i["metadata"]["name"].as_str().unwrap().to_string()).collect();
+    let mut n: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
     n.sort();
     n
 }
@@ -40,8 +45,14 @@ async fn label_and_field_selectors() {
         ("labelSelector=app%3Dweb,tier", vec!["web-1"]),
         ("fieldSelector=spec.nodeName%3Dn1", vec!["web-1"]),
         ("fieldSelector=spec.nodeName%3D", vec!["db-1"]),
-        ("fieldSelector=status.phase%3DPending,metadata.name!%3Dweb-2", vec!["db-1", "web-1"]),
-        ("fieldSelector=metadata.namespace%3Ddefault&labelSelector=app%3Ddb", vec!["db-1"]),
+        (
+            "fieldSelector=status.phase%3DPending,metadata.name!%3Dweb-2",
+            vec!["db-1", "web-1"],
+        ),
+        (
+            "fieldSelector=metadata.namespace%3Ddefault&labelSelector=app%3Ddb",
+            vec!["db-1"],
+        ),
     ];
     for (sel, want) in cases {
         let r = raw.get(&q(sel)).await;
@@ -49,7 +60,10 @@ async fn label_and_field_selectors() {
         assert_eq!(names(&r.json()), want, "{sel}");
     }
     // All-namespaces list and bad selectors.
-    assert_eq!(names(&raw.get("/api/v1/pods?labelSelector=app%3Dweb").await.json()), ["web-1", "web-2"]);
+    assert_eq!(
+        names(&raw.get("/api/v1/pods?labelSelector=app%3Dweb").await.json()),
+        ["web-1", "web-2"]
+    );
     assert_eq!(raw.get(&q("labelSelector=app%20in%20web")).await.status, 400);
     let r = raw.get(&q("fieldSelector=spec.bogus%3D1")).await;
     assert_eq!(r.status, 400);
@@ -65,7 +79,9 @@ async fn pages_come_from_one_snapshot_while_writes_happen() {
         .for_each_concurrent(16, |i| {
             let raw = raw.clone();
             async move {
-                let r = raw.post(path, &json!({"metadata": {"name": format!("cm-{i:03}")}})).await;
+                let r = raw
+                    .post(path, &json!({"metadata": {"name": format!("cm-{i:03}")}}))
+                    .await;
                 assert_eq!(r.status, 201);
             }
         })
@@ -80,7 +96,8 @@ async fn pages_come_from_one_snapshot_while_writes_happen() {
         let raw = raw.clone();
         tokio::spawn(async move {
             for i in 0..30 {
-                raw.post(path, &json!({"metadata": {"name": format!("late-{i:03}")}})).await;
+                raw.post(path, &json!({"metadata": {"name": format!("late-{i:03}")}}))
+                    .await;
                 raw.delete(&format!("{path}/cm-{:03}", 59 - i)).await;
             }
         })
@@ -90,7 +107,10 @@ async fn pages_come_from_one_snapshot_while_writes_happen() {
         let page = raw.get(&format!("{path}?limit=7&continue={token}")).await;
         assert_eq!(page.status, 200, "{}", page.text());
         let page = page.json();
-        assert_eq!(page["metadata"]["resourceVersion"], rv, "every page is read at the first page's revision");
+        assert_eq!(
+            page["metadata"]["resourceVersion"], rv,
+            "every page is read at the first page's revision"
+        );
         seen.extend(names(&page));
         token = page["metadata"]["continue"].as_str().unwrap_or_default().to_string();
         pages += 1;
@@ -118,6 +138,9 @@ async fn an_unpaginated_list_larger_than_4_mib_is_served_whole() {
     }
     let list = raw.get(cms).await;
     assert_eq!(list.status, 200, "{:?}", list.json()["message"]);
-    let names: Vec<String> = names(&list.json()).into_iter().filter(|n| n.starts_with("big-")).collect();
+    let names: Vec<String> = names(&list.json())
+        .into_iter()
+        .filter(|n| n.starts_with("big-"))
+        .collect();
     assert_eq!(names, (0..6).map(|i| format!("big-{i}")).collect::<Vec<_>>());
 }

@@ -19,7 +19,14 @@ fn deployment(name: &str) -> Value {
 }
 
 fn causes(v: &Value) -> Vec<String> {
-    v["details"]["causes"].as_array().map(|a| a.iter().map(|c| c["field"].as_str().unwrap_or_default().to_string()).collect()).unwrap_or_default()
+    v["details"]["causes"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c["field"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -38,17 +45,38 @@ async fn invalid_objects_are_422_with_field_paths_and_nothing_is_written() {
     assert_eq!(body["details"]["kind"], "Deployment");
     assert_eq!(body["details"]["group"], "apps");
     assert_eq!(causes(&body), ["spec.template.metadata.labels"]);
-    assert!(body["message"].as_str().unwrap().starts_with("Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deployment.apps \"web\" is invalid: spec.template.metadata.labels: Invalid value"),
+        "{body}"
+    );
     assert_eq!(raw.get(&format!("{deploys}/web")).await.status, 404);
 
     let r = raw.post("/api/v1/namespaces/default/pods", &json!({"metadata": {"name": "Bad_Name"}, "spec": {"containers": [{"name": "c", "ports": [{"containerPort": 0}]}]}})).await;
     assert_eq!(r.status, 422);
-    assert_eq!(causes(&r.json()), ["metadata.name", "spec.containers[0].image", "spec.containers[0].ports[0].containerPort"]);
+    assert_eq!(
+        causes(&r.json()),
+        [
+            "metadata.name",
+            "spec.containers[0].image",
+            "spec.containers[0].ports[0].containerPort"
+        ]
+    );
 
-    let r = raw.post("/api/v1/namespaces/default/services", &json!({"metadata": {"name": "svc", "labels": {"bad key": "x"}}, "spec": {"ports": [{"port": 70000}]}})).await;
+    let r = raw
+        .post(
+            "/api/v1/namespaces/default/services",
+            &json!({"metadata": {"name": "svc", "labels": {"bad key": "x"}}, "spec": {"ports": [{"port": 70000}]}}),
+        )
+        .await;
     assert_eq!(r.status, 422);
     // targetPort defaults to port, so it is reported too (as Kubernetes does).
-    assert_eq!(causes(&r.json()), ["metadata.labels", "spec.ports[0].port", "spec.ports[0].targetPort"]);
+    assert_eq!(
+        causes(&r.json()),
+        ["metadata.labels", "spec.ports[0].port", "spec.ports[0].targetPort"]
+    );
 
     // The selector of a Deployment is immutable.
     assert_eq!(raw.post(deploys, &deployment("web")).await.status, 201);
@@ -71,40 +99,80 @@ async fn strategic_merge_json_patch_merge_patch_and_apply() {
                         "$setElementOrder/env": [{"name": "A"}, {"name": "C"}],
                         "env": [{"name": "B", "$patch": "delete"}, {"name": "C", "value": "3"}],
                         "ports": [{"containerPort": 8080}]}]}}}});
-    let r = raw.patch(&format!("{deploys}/web"), "application/strategic-merge-patch+json", &smp).await;
+    let r = raw
+        .patch(
+            &format!("{deploys}/web"),
+            "application/strategic-merge-patch+json",
+            &smp,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let d = r.json();
     let c = &d["spec"]["template"]["spec"]["containers"];
     assert_eq!(c[0]["image"], "app:2");
     assert_eq!(c[1]["name"], "sidecar");
-    assert_eq!(c[0]["env"], json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}]));
+    assert_eq!(
+        c[0]["env"],
+        json!([{"name": "A", "value": "1"}, {"name": "C", "value": "3"}])
+    );
     assert_eq!(c[0]["ports"].as_array().unwrap().len(), 2);
     assert_eq!(d["metadata"]["generation"], 2);
 
     // JSON patch.
     let jp = json!([{"op": "replace", "path": "/spec/replicas", "value": 4}, {"op": "add", "path": "/metadata/labels", "value": {"team": "x"}}]);
-    let d = raw.patch(&format!("{deploys}/web"), "application/json-patch+json", &jp).await.json();
+    let d = raw
+        .patch(&format!("{deploys}/web"), "application/json-patch+json", &jp)
+        .await
+        .json();
     assert_eq!(d["spec"]["replicas"], 4);
     assert_eq!(d["metadata"]["labels"]["team"], "x");
     let failing = json!([{"op": "test", "path": "/spec/replicas", "value": 99}]);
-    let r = raw.patch(&format!("{deploys}/web"), "application/json-patch+json", &failing).await;
+    let r = raw
+        .patch(&format!("{deploys}/web"), "application/json-patch+json", &failing)
+        .await;
     assert_eq!(r.status, 422, "{}", r.text());
 
     // Merge patch with a stale resourceVersion precondition: 409.
-    let r = raw.patch(&format!("{deploys}/web"), "application/merge-patch+json", &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}})).await;
+    let r = raw
+        .patch(
+            &format!("{deploys}/web"),
+            "application/merge-patch+json",
+            &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 1}}),
+        )
+        .await;
     assert_eq!(r.status, 409, "{}", r.text());
 
     // Server-side apply: create, then update.
     let cms = "/api/v1/namespaces/default/configmaps";
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  a: \"1\"\n";
-    let r = raw.request("PATCH", &format!("{cms}/applied?fieldManager=me"), Some("application/apply-patch+yaml"), yaml.as_bytes().to_vec()).await;
+    let r = raw
+        .request(
+            "PATCH",
+            &format!("{cms}/applied?fieldManager=me"),
+            Some("application/apply-patch+yaml"),
+            yaml.as_bytes().to_vec(),
+        )
+        .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  b: \"2\"\n";
-    let r = raw.request("PATCH", &format!("{cms}/applied?fieldManager=me&force=true"), Some("application/apply-patch+yaml"), yaml.as_bytes().to_vec()).await;
+    let r = raw
+        .request(
+            "PATCH",
+            &format!("{cms}/applied?fieldManager=me&force=true"),
+            Some("application/apply-patch+yaml"),
+            yaml.as_bytes().to_vec(),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["data"]["b"], "2");
     // Patching something missing is 404.
-    let r = raw.patch(&format!("{cms}/nope"), "application/merge-patch+json", &json!({"data": {}})).await;
+    let r = raw
+        .patch(
+            &format!("{cms}/nope"),
+            "application/merge-patch+json",
+            &json!({"data": {}}),
+        )
+        .await;
     assert_eq!(r.status, 404);
 }
 
@@ -121,7 +189,10 @@ async fn events_expire_after_the_ttl() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(raw.get("/api/v1/namespaces/default/events/e1").await.status, 200);
     // describe-style field selector finds it.
-    let r = raw.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp,involvedObject.kind%3DPod").await.json();
+    let r = raw
+        .get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp,involvedObject.kind%3DPod")
+        .await
+        .json();
     assert_eq!(r["items"].as_array().unwrap().len(), 1);
     let start = std::time::Instant::now();
     loop {

@@ -27,22 +27,44 @@ async fn pods_get_probe_defaults_and_a_qos_class() {
     let c = &created.spec.as_ref().unwrap().containers[0];
     let live = c.liveness_probe.as_ref().unwrap();
     assert_eq!(
-        (live.timeout_seconds, live.period_seconds, live.success_threshold, live.failure_threshold),
+        (
+            live.timeout_seconds,
+            live.period_seconds,
+            live.success_threshold,
+            live.failure_threshold
+        ),
         (Some(1), Some(10), Some(1), Some(3))
     );
     let http = live.http_get.as_ref().unwrap();
-    assert_eq!((http.path.as_deref(), http.scheme.as_deref()), (Some("/"), Some("HTTP")));
+    assert_eq!(
+        (http.path.as_deref(), http.scheme.as_deref()),
+        (Some("/"), Some("HTTP"))
+    );
     let ready = c.readiness_probe.as_ref().unwrap();
-    assert_eq!((ready.period_seconds, ready.failure_threshold), (Some(2), Some(3)), "explicit values are kept");
+    assert_eq!(
+        (ready.period_seconds, ready.failure_threshold),
+        (Some(2), Some(3)),
+        "explicit values are kept"
+    );
     assert_eq!(c.termination_message_path.as_deref(), Some("/dev/termination-log"));
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     let requests = c.resources.as_ref().unwrap().requests.as_ref().unwrap();
     assert_eq!(requests["cpu"].0, "500m");
     assert_eq!(requests["memory"].0, "64Mi");
-    assert_eq!(created.status.as_ref().unwrap().qos_class.as_deref(), Some("Guaranteed"));
+    assert_eq!(
+        created.status.as_ref().unwrap().qos_class.as_deref(),
+        Some("Guaranteed")
+    );
     // Stored, not just echoed.
     let got = pods.get("probed").await.unwrap();
-    assert_eq!(got.spec.unwrap().containers[0].liveness_probe.as_ref().unwrap().failure_threshold, Some(3));
+    assert_eq!(
+        got.spec.unwrap().containers[0]
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .failure_threshold,
+        Some(3)
+    );
     assert_eq!(got.status.unwrap().qos_class.as_deref(), Some("Guaranteed"));
 
     let plain: Pod = serde_json::from_value(json!({

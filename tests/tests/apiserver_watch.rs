@@ -49,7 +49,11 @@ async fn collect(api: &Api<ConfigMap>, wp: &WatchParams, rv: &str, n: usize) -> 
                 continue;
             }
         };
-        out.push((kind.into(), obj.metadata.name.unwrap_or_default(), obj.metadata.resource_version.unwrap_or_default()));
+        out.push((
+            kind.into(),
+            obj.metadata.name.unwrap_or_default(),
+            obj.metadata.resource_version.unwrap_or_default(),
+        ));
     }
     out
 }
@@ -58,9 +62,17 @@ async fn collect(api: &Api<ConfigMap>, wp: &WatchParams, rv: &str, n: usize) -> 
 async fn watch_resumes_after_apiserver_restart_without_missing_or_duplicating() {
     let mut cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv0 = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let rv0 = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     for i in 1..=5 {
-        api.create(&PostParams::default(), &cm(&format!("x{i}"), json!({}))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("x{i}"), json!({})))
+            .await
+            .unwrap();
     }
     let wp = plain(30);
     let first = collect(&api, &wp, &rv0, 5).await;
@@ -72,16 +84,36 @@ async fn watch_resumes_after_apiserver_restart_without_missing_or_duplicating() 
     cp.restart_apiserver().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
     for i in 6..=8 {
-        api.create(&PostParams::default(), &cm(&format!("x{i}"), json!({}))).await.unwrap();
+        api.create(&PostParams::default(), &cm(&format!("x{i}"), json!({})))
+            .await
+            .unwrap();
     }
-    api.patch("x1", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "1"}}))).await.unwrap();
+    api.patch(
+        "x1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "1"}})),
+    )
+    .await
+    .unwrap();
     api.delete("x2", &DeleteParams::default()).await.unwrap();
 
     let second = collect(&api, &wp, &last_rv, 5).await;
     let got: Vec<(&str, &str)> = second.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
-    assert_eq!(got, [("ADDED", "x6"), ("ADDED", "x7"), ("ADDED", "x8"), ("MODIFIED", "x1"), ("DELETED", "x2")]);
+    assert_eq!(
+        got,
+        [
+            ("ADDED", "x6"),
+            ("ADDED", "x7"),
+            ("ADDED", "x8"),
+            ("MODIFIED", "x1"),
+            ("DELETED", "x2")
+        ]
+    );
     let rvs: Vec<i64> = first.iter().chain(&second).map(|e| e.2.parse().unwrap()).collect();
-    assert!(rvs.windows(2).all(|w| w[0] < w[1]), "resourceVersions must increase: {rvs:?}");
+    assert!(
+        rvs.windows(2).all(|w| w[0] < w[1]),
+        "resourceVersions must increase: {rvs:?}"
+    );
     // Nothing more arrives (no duplicates).
     let quiet = collect(&api, &plain(2), &second.last().unwrap().2, 1).await;
     assert!(quiet.is_empty(), "{quiet:?}");
@@ -97,20 +129,37 @@ async fn compacted_resource_version_is_410_expired() {
     let old_rv = old.metadata.resource_version.clone().unwrap();
     let token = old.metadata.continue_.clone().expect("a continue token");
     for i in 0..3 {
-        api.patch("a", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": i.to_string()}}))).await.unwrap();
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"v": i.to_string()}})),
+        )
+        .await
+        .unwrap();
     }
     cp.etcd.compact_now();
 
     // Watch from the compacted revision: an ERROR event with a 410 Expired Status.
     let events = collect(&api, &plain(10), &old_rv, 1).await;
-    assert_eq!(events, [("ERROR".to_string(), "Expired".to_string(), "410".to_string())]);
+    assert_eq!(
+        events,
+        [("ERROR".to_string(), "Expired".to_string(), "410".to_string())]
+    );
 
     // Paging with a token from before the compaction, and an exact read: 410 too.
     let raw = cp.raw().await;
-    let r = raw.get(&format!("/api/v1/namespaces/default/configmaps?limit=1&continue={token}")).await;
+    let r = raw
+        .get(&format!(
+            "/api/v1/namespaces/default/configmaps?limit=1&continue={token}"
+        ))
+        .await;
     assert_eq!(r.status, 410, "{}", r.text());
     assert_eq!(r.json()["reason"], "Expired");
-    let r = raw.get(&format!("/api/v1/namespaces/default/configmaps?resourceVersion={old_rv}&resourceVersionMatch=Exact")).await;
+    let r = raw
+        .get(&format!(
+            "/api/v1/namespaces/default/configmaps?resourceVersion={old_rv}&resourceVersionMatch=Exact"
+        ))
+        .await;
     assert_eq!(r.status, 410, "{}", r.text());
 }
 
@@ -118,27 +167,56 @@ async fn compacted_resource_version_is_410_expired() {
 async fn selector_watch_sees_objects_leave_and_enter() {
     let cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
-    api.create(&PostParams::default(), &cm("web", json!({"app": "web"}))).await.unwrap();
-    api.create(&PostParams::default(), &cm("db", json!({"app": "db"}))).await.unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    api.create(&PostParams::default(), &cm("web", json!({"app": "web"})))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("db", json!({"app": "db"})))
+        .await
+        .unwrap();
     let relabel = |app: &str| Patch::Merge(json!({"metadata": {"labels": {"app": app}}}));
     api.patch("web", &PatchParams::default(), &relabel("db")).await.unwrap();
-    api.patch("web", &PatchParams::default(), &relabel("web")).await.unwrap();
-    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"data": {"v": "2"}}))).await.unwrap();
+    api.patch("web", &PatchParams::default(), &relabel("web"))
+        .await
+        .unwrap();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
     api.delete("web", &DeleteParams::default()).await.unwrap();
     api.delete("db", &DeleteParams::default()).await.unwrap();
 
     let wp = plain(10).labels("app=web");
     let events = collect(&api, &wp, &rv, 5).await;
     let got: Vec<(&str, &str)> = events.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
-    assert_eq!(got, [("ADDED", "web"), ("DELETED", "web"), ("ADDED", "web"), ("MODIFIED", "web"), ("DELETED", "web")]);
+    assert_eq!(
+        got,
+        [
+            ("ADDED", "web"),
+            ("DELETED", "web"),
+            ("ADDED", "web"),
+            ("MODIFIED", "web"),
+            ("DELETED", "web")
+        ]
+    );
 }
 
 #[tokio::test]
 async fn watch_without_version_starts_with_current_state_and_bookmarks_and_timeouts_work() {
     let cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    api.create(&PostParams::default(), &cm("existing", json!({}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("existing", json!({})))
+        .await
+        .unwrap();
 
     // resourceVersion "0": current objects first, as ADDED.
     let mut wp = WatchParams::default().timeout(5);
@@ -172,7 +250,13 @@ async fn watch_without_version_starts_with_current_state_and_bookmarks_and_timeo
 async fn many_watchers_share_one_stream_with_the_same_semantics() {
     let cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     // A first watcher starts the shared stream (live path).
     let live = {
         let api = api.clone();
@@ -180,14 +264,39 @@ async fn many_watchers_share_one_stream_with_the_same_semantics() {
         tokio::spawn(async move { collect(&api, &plain(20), &rv, 5).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    api.create(&PostParams::default(), &cm("web", json!({"app": "web"}))).await.unwrap();
-    api.create(&PostParams::default(), &cm("db", json!({"app": "db"}))).await.unwrap();
-    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}}))).await.unwrap();
-    api.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}}))).await.unwrap();
+    api.create(&PostParams::default(), &cm("web", json!({"app": "web"})))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("db", json!({"app": "db"})))
+        .await
+        .unwrap();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "db"}}})),
+    )
+    .await
+    .unwrap();
+    api.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "web"}}})),
+    )
+    .await
+    .unwrap();
     api.delete("web", &DeleteParams::default()).await.unwrap();
     let live = live.await.unwrap();
     let kinds: Vec<(&str, &str)> = live.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
-    assert_eq!(kinds, [("ADDED", "web"), ("ADDED", "db"), ("MODIFIED", "web"), ("MODIFIED", "web"), ("DELETED", "web")]);
+    assert_eq!(
+        kinds,
+        [
+            ("ADDED", "web"),
+            ("ADDED", "db"),
+            ("MODIFIED", "web"),
+            ("MODIFIED", "web"),
+            ("DELETED", "web")
+        ]
+    );
 
     // Later watchers from the same resourceVersion replay the same changes from memory.
     let replayed = collect(&api, &plain(5), &rv, 5).await;
@@ -195,7 +304,15 @@ async fn many_watchers_share_one_stream_with_the_same_semantics() {
     // With a selector, the same changes become leave/enter events.
     let selected = collect(&api, &plain(5).labels("app=web"), &rv, 4).await;
     let kinds: Vec<(&str, &str)> = selected.iter().map(|e| (e.0.as_str(), e.1.as_str())).collect();
-    assert_eq!(kinds, [("ADDED", "web"), ("DELETED", "web"), ("ADDED", "web"), ("DELETED", "web")]);
+    assert_eq!(
+        kinds,
+        [
+            ("ADDED", "web"),
+            ("DELETED", "web"),
+            ("ADDED", "web"),
+            ("DELETED", "web")
+        ]
+    );
     // From the middle of the window: only what came after.
     let tail = collect(&api, &plain(5), &live[2].2, 2).await;
     assert_eq!(tail, live[3..].to_vec());

@@ -77,7 +77,9 @@ fn rules(netns: Option<&str>, cmd: &[&str]) -> String {
             c
         }
     };
-    c.output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    c.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -107,7 +109,10 @@ fn deployment_behind_a_node_port_answers_from_every_pod_and_follows_scaling() {
         let answer = cluster.http_from_pod(inside, &cluster_ip, 8888);
         seen.insert(answer.unwrap_or_else(|| panic!("{cluster_ip}:8888 does not answer inside {}", inside.name)));
     }
-    assert!(seen.is_subset(&names(&pods)) && !seen.is_empty(), "ClusterIP answers from the pods: {seen:?}");
+    assert!(
+        seen.is_subset(&names(&pods)) && !seen.is_empty(),
+        "ClusterIP answers from the pods: {seen:?}"
+    );
 
     // Scaling: the answering set follows.
     cluster.kubectl_ok(&["scale", "deployment/web", "--replicas=5"]);

@@ -18,7 +18,9 @@ use std::process::Command;
 use std::time::Duration;
 
 fn deployment(name: &str, replicas: u32, node_selector: Option<&str>) -> String {
-    let selector = node_selector.map(|n| format!("      nodeSelector: {{kubernetes.io/hostname: {n}}}\n")).unwrap_or_default();
+    let selector = node_selector
+        .map(|n| format!("      nodeSelector: {{kubernetes.io/hostname: {n}}}\n"))
+        .unwrap_or_default();
     format!(
         r#"
 apiVersion: apps/v1
@@ -74,7 +76,10 @@ fn pods_reach_across_nodes_node_ports_forward_and_a_dead_nodes_pods_move() {
     cluster.apply(&deployment("b", 2, None));
     cluster.apply(SERVICE_B);
     let b = cluster.wait_running("app=b", 2, Duration::from_secs(120));
-    assert!(b.iter().all(|p| p.node.as_deref() == Some(n2.as_str())), "b on node 2: {b:#?}");
+    assert!(
+        b.iter().all(|p| p.node.as_deref() == Some(n2.as_str())),
+        "b on node 2: {b:#?}"
+    );
     cluster.kubectl_ok(&["uncordon", &n1]);
     cluster.apply(&deployment("a", 1, Some(&n1)));
     let a = cluster.wait_running("app=a", 1, Duration::from_secs(120));
@@ -92,26 +97,53 @@ fn pods_reach_across_nodes_node_ports_forward_and_a_dead_nodes_pods_move() {
         let tally = client.tally(&url, 40);
         (tally.keys().cloned().collect::<BTreeSet<_>>() == expected).then_some(tally)
     });
-    assert!(tally.is_some(), "node 1's port 30004 answered by b's pods on node 2; last: {:?}", client.tally(&url, 20));
+    assert!(
+        tally.is_some(),
+        "node 1's port 30004 answered by b's pods on node 2; last: {:?}",
+        client.tally(&url, 20)
+    );
 
     // Node 2's noded stops: its pods are evicted and b runs again on node 1.
     let pid = cluster.pid(&format!("{n2}-noded")).expect("noded pid of node 2");
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("noded runs");
     assert!(exe.to_string_lossy().contains("noded"), "pid {pid} is noded");
-    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
     let moved = wait_for(Duration::from_secs(120), || {
         let live: Vec<PodView> = cluster.pods("app=b").into_iter().filter(|p| !p.terminating).collect();
-        let ok = live.len() == 2 && live.iter().all(|p| p.node.as_deref() == Some(n1.as_str()) && p.phase == "Running" && p.ready);
+        let ok = live.len() == 2
+            && live
+                .iter()
+                .all(|p| p.node.as_deref() == Some(n1.as_str()) && p.phase == "Running" && p.ready);
         ok.then_some(live)
     });
-    let moved = moved.unwrap_or_else(|| panic!("b not rescheduled on node 1: {:#?}\n{}", cluster.pods("app=b"), cluster.logs_tail()));
+    let moved = moved.unwrap_or_else(|| {
+        panic!(
+            "b not rescheduled on node 1: {:#?}\n{}",
+            cluster.pods("app=b"),
+            cluster.logs_tail()
+        )
+    });
     // And the node port follows them.
     let expected: BTreeSet<String> = moved.iter().map(|p| p.name.clone()).collect();
     let tally = wait_for(Duration::from_secs(30), || {
         let tally = client.tally(&url, 30);
         (tally.keys().cloned().collect::<BTreeSet<_>>() == expected).then_some(tally)
     });
-    assert!(tally.is_some(), "port 30004 answered by the rescheduled pods; last: {:?}", client.tally(&url, 20));
-    let not_ready = cluster.kubectl_ok(&["get", "node", &n2, "-o", r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#]);
+    assert!(
+        tally.is_some(),
+        "port 30004 answered by the rescheduled pods; last: {:?}",
+        client.tally(&url, 20)
+    );
+    let not_ready = cluster.kubectl_ok(&[
+        "get",
+        "node",
+        &n2,
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#,
+    ]);
     assert_ne!(not_ready.trim(), "True", "node 2 no longer Ready");
 }

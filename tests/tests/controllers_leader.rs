@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
-use sluice_tests::controllers::{deployment, eventually, pods_with, ControllerManager, start_nodes, start_scheduler};
+use sluice_tests::controllers::{deployment, eventually, pods_with, start_nodes, start_scheduler, ControllerManager};
 use sluice_tests::ControlPlane;
 
 async fn holder(client: &kube::Client) -> Option<String> {
@@ -33,7 +33,13 @@ async fn only_the_leader_acts_and_the_other_takes_over_when_it_dies() {
     let mut second = ControllerManager::start(cp.kubeconfig_path(), "cm-second", &[]);
 
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
-    deploys.create(&PostParams::default(), &serde_json::from_value(deployment("one", 2, "one:v1")).unwrap()).await.unwrap();
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("one", 2, "one:v1")).unwrap(),
+        )
+        .await
+        .unwrap();
     eventually(Duration::from_secs(60), "pods of deployment one", || async {
         (pods_with(&client, "default", &[("app", "one")].into()).await.len() == 2).then_some(())
     })
@@ -44,8 +50,14 @@ async fn only_the_leader_acts_and_the_other_takes_over_when_it_dies() {
     assert_eq!(holder(&client).await.as_deref(), Some("cm-first"));
     let standby_log = second.log();
     assert!(standby_log.contains("waiting to become leader"), "{standby_log}");
-    assert!(!standby_log.contains("became leader"), "standby acted as leader:\n{standby_log}");
-    assert!(!standby_log.contains("caches synced"), "standby started controllers:\n{standby_log}");
+    assert!(
+        !standby_log.contains("became leader"),
+        "standby acted as leader:\n{standby_log}"
+    );
+    assert!(
+        !standby_log.contains("caches synced"),
+        "standby started controllers:\n{standby_log}"
+    );
 
     first.kill();
     eventually(Duration::from_secs(30), "cm-second takes the lease", || async {
@@ -53,12 +65,23 @@ async fn only_the_leader_acts_and_the_other_takes_over_when_it_dies() {
     })
     .await;
     // The new leader acts: a new Deployment gets its pods.
-    deploys.create(&PostParams::default(), &serde_json::from_value(deployment("two", 2, "two:v1")).unwrap()).await.unwrap();
+    deploys
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(deployment("two", 2, "two:v1")).unwrap(),
+        )
+        .await
+        .unwrap();
     eventually(Duration::from_secs(60), "pods of deployment two", || async {
         (pods_with(&client, "default", &[("app", "two")].into()).await.len() == 2).then_some(())
     })
     .await;
-    let lease = Api::<Lease>::namespaced(client.clone(), "kube-system").get("sluice-controller-manager").await.unwrap();
+    let lease = Api::<Lease>::namespaced(client.clone(), "kube-system")
+        .get("sluice-controller-manager")
+        .await
+        .unwrap();
     assert!(lease.spec.unwrap().lease_transitions.unwrap_or(0) >= 1);
-    let _ = Api::<Deployment>::namespaced(client.clone(), "default").list(&ListParams::default()).await;
+    let _ = Api::<Deployment>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await;
 }

@@ -61,7 +61,11 @@ fn ok(cmd: &mut Command) -> String {
 
 fn fails(cmd: &mut Command) -> String {
     let out = cmd.output().expect("ctl runs");
-    assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "{cmd:?} unexpectedly succeeded: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
@@ -82,13 +86,23 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
     let applied = ok(ctl(&cp).arg("apply").arg("-f").arg(&manifests));
     assert_eq!(
         applied.lines().collect::<Vec<_>>(),
-        ["deployment.apps/api created", "service/api created", "configmap/api-settings created"]
+        [
+            "deployment.apps/api created",
+            "service/api created",
+            "configmap/api-settings created"
+        ]
     );
 
     // Tables with the server's columns; short names and comma lists resolve through discovery.
     let table = ok(ctl(&cp).args(["get", "deploy,svc"]));
-    assert!(table.contains("UP-TO-DATE") && table.contains("deployment.apps/api") && table.contains("0/3"), "{table}");
-    assert!(table.contains("service/api") && table.contains("NodePort") && table.contains("80:3"), "{table}");
+    assert!(
+        table.contains("UP-TO-DATE") && table.contains("deployment.apps/api") && table.contains("0/3"),
+        "{table}"
+    );
+    assert!(
+        table.contains("service/api") && table.contains("NodePort") && table.contains("80:3"),
+        "{table}"
+    );
     let wide = ok(ctl(&cp).args(["get", "deployments.apps", "-o", "wide"]));
     assert!(wide.contains("SELECTOR") && wide.contains("app=api"), "{wide}");
     let all_ns = ok(ctl(&cp).args(["get", "ns"]));
@@ -98,13 +112,18 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
     let across = ok(ctl(&cp).args(["get", "svc", "-A"]));
     assert!(across.lines().next().unwrap_or("").starts_with("NAMESPACE"), "{across}");
     assert_eq!(ok(ctl(&cp).args(["get", "cm", "-l", "app=none", "-o", "name"])), "");
-    assert_eq!(ok(ctl(&cp).args(["get", "configmap/api-settings", "-o", "name"])).trim(), "configmap/api-settings");
+    assert_eq!(
+        ok(ctl(&cp).args(["get", "configmap/api-settings", "-o", "name"])).trim(),
+        "configmap/api-settings"
+    );
 
     // YAML shows the allocation; JSON parses.
     let svc: Value = serde_yaml::from_str(&ok(ctl(&cp).args(["get", "svc", "api", "-o", "yaml"]))).expect("yaml");
     let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort");
     assert!((30000..=32767).contains(&node_port));
-    assert!(svc["spec"]["clusterIP"].as_str().is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()));
+    assert!(svc["spec"]["clusterIP"]
+        .as_str()
+        .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()));
 
     // Re-apply an edited manifest from stdin: the image changes, the rest stays.
     let edited = DEPLOYMENT.replace("busybox:1", "busybox:2");
@@ -115,10 +134,18 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("ctl apply -f -");
-    child.stdin.take().expect("stdin").write_all(edited.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(edited.as_bytes())
+        .expect("write stdin");
     let out = child.wait_with_output().expect("ctl apply finishes");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "deployment.apps/api configured");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "deployment.apps/api configured"
+    );
     let d: Value = serde_json::from_str(&ok(ctl(&cp).args(["get", "deploy", "api", "-o", "json"]))).expect("json");
     let c = &d["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["image"], "sluice.local/busybox:2");
@@ -129,7 +156,10 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
     assert!(again.contains("service/api unchanged"), "{again}");
 
     // scale through the scale subresource.
-    assert_eq!(ok(ctl(&cp).args(["scale", "deploy/api", "--replicas", "5"])).trim(), "deployment.apps/api scaled");
+    assert_eq!(
+        ok(ctl(&cp).args(["scale", "deploy/api", "--replicas", "5"])).trim(),
+        "deployment.apps/api scaled"
+    );
     let d: Value = serde_json::from_str(&ok(ctl(&cp).args(["get", "deploy", "api", "-o", "json"]))).expect("json");
     assert_eq!(d["spec"]["replicas"], 5);
 
@@ -173,26 +203,48 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
     }
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(found, "ctl get events --watch never showed the event; saw:\n{}", seen.join("\n"));
+    assert!(
+        found,
+        "ctl get events --watch never showed the event; saw:\n{}",
+        seen.join("\n")
+    );
     let described = ok(ctl(&cp).args(["describe", "deploy", "api"]));
     assert!(described.contains("Name:         api"), "{described}");
-    assert!(described.contains("RolloutChecked") && described.contains("image busybox:2 verified"), "{described}");
+    assert!(
+        described.contains("RolloutChecked") && described.contains("image busybox:2 verified"),
+        "{described}"
+    );
 
     // Errors: the server's Status message, non-zero exit, nothing changed.
     let err = fails(ctl(&cp).args(["get", "deploy", "nope"]));
     assert!(err.contains("NotFound") && err.contains("nope"), "{err}");
     let err = fails(ctl(&cp).args(["get", "widgets"]));
     assert!(err.contains("doesn't have a resource type \"widgets\""), "{err}");
-    write(dir.path(), "bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n");
+    write(
+        dir.path(),
+        "bad.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n",
+    );
     let err = fails(ctl(&cp).arg("create").arg("-f").arg(dir.path().join("bad.yaml")));
     assert!(err.contains("Invalid") && err.contains("metadata.name"), "{err}");
-    let err = fails(ctl(&cp).arg("create").arg("-f").arg(manifests.join("10-deployment.yaml")));
+    let err = fails(
+        ctl(&cp)
+            .arg("create")
+            .arg("-f")
+            .arg(manifests.join("10-deployment.yaml")),
+    );
     assert!(err.contains("AlreadyExists"), "{err}");
 
     // delete by manifest and by name.
     let deleted = ok(ctl(&cp).arg("delete").arg("-f").arg(manifests.join("20-service.yaml")));
-    assert!(deleted.contains("service \"api\" deleted") && deleted.contains("configmap \"api-settings\" deleted"), "{deleted}");
-    assert_eq!(ok(ctl(&cp).args(["delete", "deploy", "api"])).trim(), "deployment.apps \"api\" deleted");
+    assert!(
+        deleted.contains("service \"api\" deleted") && deleted.contains("configmap \"api-settings\" deleted"),
+        "{deleted}"
+    );
+    assert_eq!(
+        ok(ctl(&cp).args(["delete", "deploy", "api"])).trim(),
+        "deployment.apps \"api\" deleted"
+    );
     let err = fails(ctl(&cp).args(["get", "svc", "api"]));
     assert!(err.contains("NotFound"), "{err}");
     ok(ctl(&cp).args(["delete", "deploy", "api", "--ignore-not-found"]));

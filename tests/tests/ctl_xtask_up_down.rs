@@ -26,7 +26,10 @@ impl TempCluster {
             }
         };
         TempCluster {
-            home: tempfile::Builder::new().prefix("sluice-home-").tempdir().expect("temp dir"),
+            home: tempfile::Builder::new()
+                .prefix("sluice-home-")
+                .tempdir()
+                .expect("temp dir"),
             apiserver_port: free_port(),
             etcd_port,
         }
@@ -75,10 +78,12 @@ impl Drop for TempCluster {
     }
 }
 
-
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -89,43 +94,76 @@ fn xtask_up_then_down_keeps_data_and_purge_removes_it() {
 
     let up = ok(&mut cluster.xtask("up"));
     let printed = String::from_utf8_lossy(&up.stdout);
-    assert!(printed.contains(&format!("export KUBECONFIG={}", kubeconfig.display())), "{printed}");
+    assert!(
+        printed.contains(&format!("export KUBECONFIG={}", kubeconfig.display())),
+        "{printed}"
+    );
     assert!(kubeconfig.exists());
     assert!(cluster.home().join("logs/apiserver.log").exists() && cluster.home().join("logs/etcd.log").exists());
-    let (etcd, apiserver) = (cluster.pid("etcd").expect("etcd pid"), cluster.pid("apiserver").expect("apiserver pid"));
+    let (etcd, apiserver) = (
+        cluster.pid("etcd").expect("etcd pid"),
+        cluster.pid("apiserver").expect("apiserver pid"),
+    );
     assert!(alive(etcd) && alive(apiserver));
     let controllers: Vec<u32> = ["controller-manager", "scheduler"]
         .iter()
         .map(|name| cluster.pid(name).unwrap_or_else(|| panic!("{name} pid")))
         .collect();
-    assert!(controllers.iter().all(|&pid| alive(pid)), "controller-manager and scheduler run");
+    assert!(
+        controllers.iter().all(|&pid| alive(pid)),
+        "controller-manager and scheduler run"
+    );
 
     // The printed kubeconfig works for kubectl and ctl.
-    let ns = ok(Command::new("kubectl").arg("--kubeconfig").arg(&kubeconfig).args(["get", "ns", "-o", "name"]));
+    let ns = ok(Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "ns", "-o", "name"]));
     assert!(String::from_utf8_lossy(&ns.stdout).contains("namespace/default"));
     let manifest = cluster.home().join("cm.yaml");
-    std::fs::write(&manifest, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\ndata: {a: b}\n").expect("write");
-    ok(Command::new(workspace_bin("ctl")).env("SLUICE_HOME", cluster.home()).env_remove("KUBECONFIG").arg("apply").arg("-f").arg(&manifest));
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\ndata: {a: b}\n",
+    )
+    .expect("write");
+    ok(Command::new(workspace_bin("ctl"))
+        .env("SLUICE_HOME", cluster.home())
+        .env_remove("KUBECONFIG")
+        .arg("apply")
+        .arg("-f")
+        .arg(&manifest));
 
     // `up` again is a no-op that says so.
     let again = ok(&mut cluster.xtask("up"));
     assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
-    assert_eq!((cluster.pid("etcd"), cluster.pid("apiserver")), (Some(etcd), Some(apiserver)));
+    assert_eq!(
+        (cluster.pid("etcd"), cluster.pid("apiserver")),
+        (Some(etcd), Some(apiserver))
+    );
 
     // `down` stops both by pid and keeps the data.
     ok(&mut cluster.xtask("down"));
     assert!(!alive(etcd) && !alive(apiserver), "processes still running after down");
-    assert!(controllers.iter().all(|&pid| !alive(pid)), "controllers still running after down");
+    assert!(
+        controllers.iter().all(|&pid| !alive(pid)),
+        "controllers still running after down"
+    );
     assert!(cluster.home().join("etcd").exists(), "etcd data kept");
 
     // Up again: the object created before is still there.
     ok(&mut cluster.xtask("up"));
-    let got = ok(Command::new(workspace_bin("ctl")).arg("--kubeconfig").arg(&kubeconfig).args(["get", "cm", "kept", "-o", "json"]));
+    let got = ok(Command::new(workspace_bin("ctl"))
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["get", "cm", "kept", "-o", "json"]));
     let cm: serde_json::Value = serde_json::from_slice(&got.stdout).expect("json");
     assert_eq!(cm["data"]["a"], "b");
 
     // down --purge removes everything.
-    let (etcd, apiserver) = (cluster.pid("etcd").expect("etcd pid"), cluster.pid("apiserver").expect("apiserver pid"));
+    let (etcd, apiserver) = (
+        cluster.pid("etcd").expect("etcd pid"),
+        cluster.pid("apiserver").expect("apiserver pid"),
+    );
     ok(cluster.xtask("down").arg("--purge"));
     assert!(!alive(etcd) && !alive(apiserver));
     assert!(!cluster.home().exists(), "home purged");

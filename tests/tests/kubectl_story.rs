@@ -73,7 +73,10 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     let version = run(cp.kubectl().args(["version", "-o", "json"]));
     let v: Value = serde_json::from_slice(&version.stdout).expect("version json");
     assert_eq!(v["serverVersion"]["minor"], "32");
-    assert!(!String::from_utf8_lossy(&version.stderr).contains("WARNING"), "skew warning");
+    assert!(
+        !String::from_utf8_lossy(&version.stderr).contains("WARNING"),
+        "skew warning"
+    );
     let resources = stdout(&run(cp.kubectl().args(["api-resources"])));
     for line in ["deployments", "deploy", "svc", "endpointslices", "leases"] {
         assert!(resources.contains(line), "api-resources lacks {line}:\n{resources}");
@@ -84,7 +87,11 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     let text = stdout(&applied);
     assert!(text.contains("deployment.apps/web created"), "{text}");
     assert!(text.contains("service/web created"), "{text}");
-    assert!(String::from_utf8_lossy(&applied.stderr).trim().is_empty(), "apply warned: {}", String::from_utf8_lossy(&applied.stderr));
+    assert!(
+        String::from_utf8_lossy(&applied.stderr).trim().is_empty(),
+        "apply warned: {}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
 
     // A pod exists too (no controllers run in this test: create one directly).
     let pod = write(
@@ -96,20 +103,40 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
 
     // `kubectl get deploy,svc,po` prints the usual columns for each type.
     let table = stdout(&run(cp.kubectl().args(["get", "deploy,svc,po"])));
-    assert!(table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("AVAILABLE"), "{table}");
-    assert!(table.contains("deployment.apps/web") && table.contains("0/3"), "{table}");
-    assert!(table.contains("CLUSTER-IP") && table.contains("PORT(S)") && table.contains("service/web"), "{table}");
+    assert!(
+        table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("AVAILABLE"),
+        "{table}"
+    );
+    assert!(
+        table.contains("deployment.apps/web") && table.contains("0/3"),
+        "{table}"
+    );
+    assert!(
+        table.contains("CLUSTER-IP") && table.contains("PORT(S)") && table.contains("service/web"),
+        "{table}"
+    );
     assert!(table.contains("NodePort"), "{table}");
-    assert!(table.contains("pod/web-manual") && table.contains("STATUS") && table.contains("RESTARTS"), "{table}");
+    assert!(
+        table.contains("pod/web-manual") && table.contains("STATUS") && table.contains("RESTARTS"),
+        "{table}"
+    );
     let wide = stdout(&run(cp.kubectl().args(["get", "deploy", "-o", "wide"])));
-    assert!(wide.contains("SELECTOR") && wide.contains("app=web") && wide.contains("sluice.local/busybox:1"), "{wide}");
+    assert!(
+        wide.contains("SELECTOR") && wide.contains("app=web") && wide.contains("sluice.local/busybox:1"),
+        "{wide}"
+    );
 
     // `kubectl get svc -o yaml` shows the allocated ClusterIP and NodePort.
     let svc_yaml = stdout(&run(cp.kubectl().args(["get", "svc", "web", "-o", "yaml"])));
     let svc: Value = serde_yaml::from_str(&svc_yaml).expect("service yaml");
     let cluster_ip = svc["spec"]["clusterIP"].as_str().expect("clusterIP allocated");
-    assert!(cluster_ip.starts_with("10.") && cluster_ip.parse::<std::net::Ipv4Addr>().is_ok(), "{cluster_ip}");
-    let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort allocated");
+    assert!(
+        cluster_ip.starts_with("10.") && cluster_ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "{cluster_ip}"
+    );
+    let node_port = svc["spec"]["ports"][0]["nodePort"]
+        .as_u64()
+        .expect("nodePort allocated");
     assert!((30000..=32767).contains(&node_port), "{node_port}");
 
     // Someone labels the deployment outside the manifest; the edited manifest
@@ -130,11 +157,22 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
         .as_array()
         .expect("env")
         .iter()
-        .map(|e| (e["name"].as_str().unwrap_or("").into(), e["value"].as_str().unwrap_or("").into()))
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or("").into(),
+                e["value"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
-    assert_eq!(env, [("MODE".into(), "green".into()), ("LOG_LEVEL".into(), "info".into())]);
+    assert_eq!(
+        env,
+        [("MODE".into(), "green".into()), ("LOG_LEVEL".into(), "info".into())]
+    );
     assert_eq!(c["ports"][0]["containerPort"], 8080);
-    assert_eq!(d["metadata"]["labels"]["team"], "payments", "label set outside the manifest survives apply");
+    assert_eq!(
+        d["metadata"]["labels"]["team"], "payments",
+        "label set outside the manifest survives apply"
+    );
     assert_eq!(d["spec"]["replicas"], 3);
     // The Service kept its allocation across the re-apply.
     let svc = kubectl_json(&cp, &["get", "svc", "web"]);
@@ -142,7 +180,11 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     assert_eq!(svc["spec"]["ports"][0]["nodePort"], node_port);
 
     // Removing an env var from the manifest removes it from the object.
-    write(dir.path(), "app.yaml", &edited.replace("        - {name: LOG_LEVEL, value: info}\n", ""));
+    write(
+        dir.path(),
+        "app.yaml",
+        &edited.replace("        - {name: LOG_LEVEL, value: info}\n", ""),
+    );
     run(cp.kubectl().arg("apply").arg("-f").arg(&manifest));
     let d = kubectl_json(&cp, &["get", "deploy", "web"]);
     let env = &d["spec"]["template"]["spec"]["containers"][0]["env"];
@@ -190,14 +232,21 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(15)) {
         seen.push(line.clone());
         if line.contains("ReleaseChecked") {
-            assert!(line.contains("deployment/web") && line.contains("release green verified"), "{line}");
+            assert!(
+                line.contains("deployment/web") && line.contains("release green verified"),
+                "{line}"
+            );
             found = true;
             break;
         }
     }
     let _ = watch.kill();
     let _ = watch.wait();
-    assert!(found, "kubectl get events -w never showed the event; saw:\n{}", seen.join("\n"));
+    assert!(
+        found,
+        "kubectl get events -w never showed the event; saw:\n{}",
+        seen.join("\n")
+    );
 
     // describe shows the deployment and its events.
     let described = stdout(&run(cp.kubectl().args(["describe", "deploy", "web"])));
@@ -205,10 +254,21 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
 
     // delete -f removes both objects.
     let deleted = stdout(&run(cp.kubectl().arg("delete").arg("-f").arg(&manifest)));
-    assert!(deleted.contains("deployment.apps \"web\" deleted") && deleted.contains("service \"web\" deleted"), "{deleted}");
-    let gone = cp.kubectl().args(["get", "deploy", "web"]).output().expect("kubectl runs");
+    assert!(
+        deleted.contains("deployment.apps \"web\" deleted") && deleted.contains("service \"web\" deleted"),
+        "{deleted}"
+    );
+    let gone = cp
+        .kubectl()
+        .args(["get", "deploy", "web"])
+        .output()
+        .expect("kubectl runs");
     assert!(!gone.status.success());
-    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{}", String::from_utf8_lossy(&gone.stderr));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
+        "{}",
+        String::from_utf8_lossy(&gone.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -221,14 +281,26 @@ async fn kubectl_apply_reports_invalid_objects_with_field_paths() {
         "bad.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\nspec: {oops: true}\n",
     );
-    let out = cp.kubectl().arg("apply").arg("-f").arg(&bad).output().expect("kubectl runs");
+    let out = cp
+        .kubectl()
+        .arg("apply")
+        .arg("-f")
+        .arg(&bad)
+        .output()
+        .expect("kubectl runs");
     assert!(!out.status.success(), "unknown field accepted");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("spec"), "{err}");
-    let missing = cp.kubectl().args(["get", "cm", "settings"]).output().expect("kubectl runs");
+    let missing = cp
+        .kubectl()
+        .args(["get", "cm", "settings"])
+        .output()
+        .expect("kubectl runs");
     assert!(!missing.status.success(), "a rejected object was created");
 
     // kubectl explain reads our OpenAPI.
-    let explain = stdout(&run(cp.kubectl().args(["explain", "deployment.spec.template.spec.containers.ports"])));
+    let explain = stdout(&run(cp
+        .kubectl()
+        .args(["explain", "deployment.spec.template.spec.containers.ports"])));
     assert!(explain.contains("containerPort"), "{explain}");
 }

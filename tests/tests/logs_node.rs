@@ -24,7 +24,9 @@ const NODE: &str = "logs-node-1";
 const CLUSTER_CIDR: &str = "10.213.64.0/20";
 
 async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("command runs")).await.expect("join")
+    tokio::task::spawn_blocking(move || cmd.output().expect("command runs"))
+        .await
+        .expect("join")
 }
 
 fn stdout(out: &Output) -> String {
@@ -57,7 +59,10 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
     eventually(Duration::from_secs(60), "the node Ready with its log port", || async {
         let node = nodes.get_opt(NODE).await.ok().flatten()?;
         let status = node.status?;
-        let ready = status.conditions?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = status
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
         let port = status.daemon_endpoints?.kubelet_endpoint?.port;
         (ready && port > 0).then_some(())
     })
@@ -65,7 +70,9 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let script = "echo hello from $(hostname); i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done";
-    pods.create(&PostParams::default(), &pod("talker", script)).await.unwrap();
+    pods.create(&PostParams::default(), &pod("talker", script))
+        .await
+        .unwrap();
     eventually(Duration::from_secs(60), "talker Running", || async {
         let p = pods.get("talker").await.ok()?;
         (p.status?.phase.as_deref() == Some("Running")).then_some(())
@@ -77,17 +84,23 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
         c.args(["--request-timeout=20s", "logs"]).args(args);
         c
     };
-    let first = eventually(Duration::from_secs(20), "the greeting and a tick in kubectl logs", || async {
-        let out = run(kubectl(&["talker"])).await;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        (out.status.success() && text.contains("tick 1\n")).then_some(text)
-    })
+    let first = eventually(
+        Duration::from_secs(20),
+        "the greeting and a tick in kubectl logs",
+        || async {
+            let out = run(kubectl(&["talker"])).await;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.success() && text.contains("tick 1\n")).then_some(text)
+        },
+    )
     .await;
     assert!(first.starts_with("hello from talker\ntick 0\n"), "{first:?}");
 
     let out = run({
         let mut c = Command::new(workspace_bin("ctl"));
-        c.arg("--kubeconfig").arg(cp.kubeconfig_path()).args(["logs", "talker", "--tail", "1"]);
+        c.arg("--kubeconfig")
+            .arg(cp.kubeconfig_path())
+            .args(["logs", "talker", "--tail", "1"]);
         c
     })
     .await;
@@ -95,7 +108,13 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
     assert!(last.starts_with("tick ") && last.lines().count() == 1, "{last:?}");
 
     // Following shows new ticks as the container prints them.
-    let mut follower = Reaped(kubectl(&["-f", "talker", "--tail=1"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let mut follower = Reaped(
+        kubectl(&["-f", "talker", "--tail=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let out = follower.0.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -103,15 +122,30 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
             let _ = tx.send(line);
         }
     });
-    let tick = |line: String| line.strip_prefix("tick ").and_then(|n| n.parse::<u64>().ok()).unwrap_or_else(|| panic!("not a tick: {line:?}"));
+    let tick = |line: String| {
+        line.strip_prefix("tick ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("not a tick: {line:?}"))
+    };
     let a = tick(rx.recv_timeout(Duration::from_secs(15)).expect("first followed line"));
-    let b = tick(rx.recv_timeout(Duration::from_secs(15)).expect("a new line while following"));
-    let c = tick(rx.recv_timeout(Duration::from_secs(15)).expect("another new line while following"));
+    let b = tick(
+        rx.recv_timeout(Duration::from_secs(15))
+            .expect("a new line while following"),
+    );
+    let c = tick(
+        rx.recv_timeout(Duration::from_secs(15))
+            .expect("another new line while following"),
+    );
     assert!(a < b && b < c, "ticks arrive in order as printed: {a} {b} {c}");
     drop(follower);
 
     // A container that crashed: its previous instance's output is still there.
-    pods.create(&PostParams::default(), &pod("crasher", "echo run $(date +%s%N); sleep 0.5; exit 3")).await.unwrap();
+    pods.create(
+        &PostParams::default(),
+        &pod("crasher", "echo run $(date +%s%N); sleep 0.5; exit 3"),
+    )
+    .await
+    .unwrap();
     eventually(Duration::from_secs(60), "crasher restarted", || async {
         let p = pods.get("crasher").await.ok()?;
         let restarts = p.status?.container_statuses?.first()?.restart_count;
@@ -119,6 +153,9 @@ async fn kubectl_logs_reads_and_follows_a_running_container() {
     })
     .await;
     let previous = stdout(&run(kubectl(&["crasher", "--previous"])).await);
-    assert!(previous.starts_with("run ") && previous.lines().count() == 1, "{previous:?}");
+    assert!(
+        previous.starts_with("run ") && previous.lines().count() == 1,
+        "{previous:?}"
+    );
     drop(noded);
 }

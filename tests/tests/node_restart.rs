@@ -40,9 +40,14 @@ fn echo_pod(name: &str) -> serde_json::Value {
 
 /// Send one line on the connection and read it back.
 fn round_trip(reader: &mut BufReader<TcpStream>, line: &str) -> String {
-    reader.get_mut().write_all(format!("{line}\n").as_bytes()).expect("write on the long-lived connection");
+    reader
+        .get_mut()
+        .write_all(format!("{line}\n").as_bytes())
+        .expect("write on the long-lived connection");
     let mut echoed = String::new();
-    reader.read_line(&mut echoed).expect("read on the long-lived connection");
+    reader
+        .read_line(&mut echoed)
+        .expect("read on the long-lived connection");
     echoed.trim_end().to_string()
 }
 
@@ -57,7 +62,8 @@ async fn restarting_noded_keeps_pods_running_and_their_connections_open() {
     let container = status.container_statuses.clone().unwrap()[0].clone();
     let runtime_objects = node.containers();
 
-    let stream = TcpStream::connect_timeout(&format!("{ip}:9000").parse().unwrap(), Duration::from_secs(2)).expect("connect to the pod");
+    let stream = TcpStream::connect_timeout(&format!("{ip}:9000").parse().unwrap(), Duration::from_secs(2))
+        .expect("connect to the pod");
     stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut conn = BufReader::new(stream);
     assert_eq!(round_trip(&mut conn, "before"), "before");
@@ -81,14 +87,25 @@ async fn restarting_noded_keeps_pods_running_and_their_connections_open() {
         let now = pod.status.clone().unwrap();
         let current = now.container_statuses.clone().unwrap()[0].clone();
         assert!(pod_ready(&pod), "Ready flapped after the noded restart: {now:?}");
-        assert_eq!(current.container_id, container.container_id, "the container was not replaced");
+        assert_eq!(
+            current.container_id, container.container_id,
+            "the container was not replaced"
+        );
         assert_eq!(current.restart_count, container.restart_count);
         assert_eq!(now.pod_ip.as_deref(), Some(ip.as_str()));
         assert_eq!(now.start_time, status.start_time);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(node.noded.is_running(), "noded still running:\n{}", node.noded.log_tail(40));
-    assert_eq!(node.containers(), runtime_objects, "same sandbox and containers in containerd");
+    assert!(
+        node.noded.is_running(),
+        "noded still running:\n{}",
+        node.noded.log_tail(40)
+    );
+    assert_eq!(
+        node.containers(),
+        runtime_objects,
+        "same sandbox and containers in containerd"
+    );
     assert_eq!(round_trip(&mut conn, "after"), "after");
 
     // The restarted noded runs new pods and removes old ones.
@@ -97,9 +114,13 @@ async fn restarting_noded_keeps_pods_running_and_their_connections_open() {
     for name in ["echo", "fresh"] {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
     }
-    eventually(Duration::from_secs(30), "both pods gone and containerd empty", || async {
-        let list = pods.list(&Default::default()).await.ok()?;
-        (list.items.is_empty() && node.containers().is_empty()).then_some(())
-    })
+    eventually(
+        Duration::from_secs(30),
+        "both pods gone and containerd empty",
+        || async {
+            let list = pods.list(&Default::default()).await.ok()?;
+            (list.items.is_empty() && node.containers().is_empty()).then_some(())
+        },
+    )
     .await;
 }

@@ -23,14 +23,21 @@ async fn only_the_leader_binds_and_the_standby_takes_over() {
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-system");
 
     let mut first = SchedulerProcess::start(kc, "sched-a", &[]);
-    wait_for(Duration::from_secs(30), "sched-a leads", || async { (holder(&leases).await? == "sched-a").then_some(()) }).await;
+    wait_for(Duration::from_secs(30), "sched-a leads", || async {
+        (holder(&leases).await? == "sched-a").then_some(())
+    })
+    .await;
     let second = SchedulerProcess::start(kc, "sched-b", &[]);
     wait_for(Duration::from_secs(30), "sched-b waiting as a candidate", || async {
         second.log().contains("waiting to become leader").then_some(())
     })
     .await;
 
-    let batch = |prefix: &str| (0..5).map(|i| pod(&format!("{prefix}-{i}"), "100m", "64Mi", json!({}))).collect::<Vec<_>>();
+    let batch = |prefix: &str| {
+        (0..5)
+            .map(|i| pod(&format!("{prefix}-{i}"), "100m", "64Mi", json!({})))
+            .collect::<Vec<_>>()
+    };
     create_pods(&client, "default", &batch("before")).await;
     for i in 0..5 {
         wait_bound(&client, "default", &format!("before-{i}"), Duration::from_secs(30)).await;
@@ -41,7 +48,10 @@ async fn only_the_leader_binds_and_the_standby_takes_over() {
 
     // The leader crashes: the standby takes over once the Lease expires.
     first.kill();
-    wait_for(Duration::from_secs(30), "sched-b takes over", || async { (holder(&leases).await? == "sched-b").then_some(()) }).await;
+    wait_for(Duration::from_secs(30), "sched-b takes over", || async {
+        (holder(&leases).await? == "sched-b").then_some(())
+    })
+    .await;
     let lease = leases.get("sluice-scheduler").await.unwrap();
     assert!(lease.spec.unwrap().lease_transitions.unwrap_or(0) >= 1);
     create_pods(&client, "default", &batch("after")).await;

@@ -122,7 +122,10 @@ impl Cluster {
         self.home.join("run")
     }
     fn files(&self) -> Files {
-        Files { run_dir: self.run_dir(), log_dir: self.logs() }
+        Files {
+            run_dir: self.run_dir(),
+            log_dir: self.logs(),
+        }
     }
     fn kubeconfig(&self) -> PathBuf {
         self.home.join("admin.kubeconfig")
@@ -288,7 +291,9 @@ pub fn up(args: UpArgs) -> Result<()> {
         Some(dir) => fs::canonicalize(dir).with_context(|| format!("--bin-dir {}", dir.display()))?,
         None => {
             let profile = if args.debug { "debug" } else { "release" };
-            step(&format!("building the Sluice binaries ({profile}); this takes minutes the first time"));
+            step(&format!(
+                "building the Sluice binaries ({profile}); this takes minutes the first time"
+            ));
             let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
             cargo.current_dir(workspace_root()).args(["build", "--bins"]);
             if !args.debug {
@@ -349,9 +354,11 @@ pub fn up(args: UpArgs) -> Result<()> {
         let pid = files.start(&daemon)?;
         step(&format!("started {} (pid {pid}), waiting until it is ready", c.name));
         let started = std::time::Instant::now();
-        files.wait_until(c.name, pid, c.binary.file_name(), Duration::from_secs(90), || match c.ready {
-            Ready::Alive => started.elapsed() >= ALIVE_GRACE,
-            ready => is_ready(&cluster, ready),
+        files.wait_until(c.name, pid, c.binary.file_name(), Duration::from_secs(90), || {
+            match c.ready {
+                Ready::Alive => started.elapsed() >= ALIVE_GRACE,
+                ready => is_ready(&cluster, ready),
+            }
         })?;
     }
 
@@ -360,7 +367,11 @@ pub fn up(args: UpArgs) -> Result<()> {
         cluster.network.ensure_bridge()?;
         let (pki, kubeconfig) = (cluster.pki(), cluster.kubeconfig());
         for index in 1..=args.nodes {
-            step(&format!("node {index}/{}: {}", args.nodes, cluster.network.node_name(index)));
+            step(&format!(
+                "node {index}/{}: {}",
+                args.nodes,
+                cluster.network.node_name(index)
+            ));
             let spec = NodeSpec {
                 network: &cluster.network,
                 index,
@@ -377,7 +388,11 @@ pub fn up(args: UpArgs) -> Result<()> {
     }
     println!("Sluice is up. Logs: {}", cluster.logs().display());
     for index in 1..=args.nodes {
-        println!("node {} at {}", cluster.network.node_name(index), cluster.network.node_ip(index)?);
+        println!(
+            "node {} at {}",
+            cluster.network.node_name(index),
+            cluster.network.node_ip(index)?
+        );
     }
     println!("export KUBECONFIG={}", cluster.kubeconfig().display());
     Ok(())
@@ -386,7 +401,10 @@ pub fn up(args: UpArgs) -> Result<()> {
 /// Stop the cluster.
 pub fn down(args: DownArgs) -> Result<()> {
     let home = Cluster::home_of(&args.cluster);
-    let files = Files { run_dir: home.join("run"), log_dir: home.join("logs") };
+    let files = Files {
+        run_dir: home.join("run"),
+        log_dir: home.join("logs"),
+    };
     // Nodes first: their noded talks to the API server until stopped.
     let mut failures = Vec::new();
     for node in nodes::existing(&home) {
@@ -432,8 +450,14 @@ fn record_network(home: &Path, network: &NodeNetwork) -> Result<()> {
 
 /// The node network `up` recorded under `home` (none if `up` made no nodes).
 fn recorded_network(home: &Path) -> Result<Option<NodeNetwork>> {
-    let Ok(text) = fs::read_to_string(home.join(NETWORK_FILE)) else { return Ok(None) };
-    let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(&format!("{key}="))).map(str::to_owned);
+    let Ok(text) = fs::read_to_string(home.join(NETWORK_FILE)) else {
+        return Ok(None);
+    };
+    let value = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .map(str::to_owned)
+    };
     let (Some(prefix), Some(subnet)) = (value("prefix"), value("subnet")) else {
         bail!("{} is incomplete", home.join(NETWORK_FILE).display());
     };
@@ -443,7 +467,10 @@ fn recorded_network(home: &Path) -> Result<Option<NodeNetwork>> {
 /// Mount bpffs at /sys/fs/bpf unless it is (a fresh machine has none).
 fn ensure_bpffs() -> Result<()> {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    if mounts.lines().any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf") && l.split(' ').nth(2) == Some("bpf")) {
+    if mounts
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some("/sys/fs/bpf") && l.split(' ').nth(2) == Some("bpf"))
+    {
         return Ok(());
     }
     step("mounting bpffs at /sys/fs/bpf");

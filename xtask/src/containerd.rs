@@ -110,7 +110,12 @@ impl ContainerdLayout {
 
     /// Create the directories, fill the CNI bin dir and write the config.
     pub fn prepare(&self, cni_plugin: Option<&Path>) -> Result<PathBuf> {
-        for dir in [self.dir.join("root"), self.dir.join("state"), self.runc_root(), self.dir.join("opt")] {
+        for dir in [
+            self.dir.join("root"),
+            self.dir.join("state"),
+            self.runc_root(),
+            self.dir.join("opt"),
+        ] {
             fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         fs::create_dir_all(self.cni_conf_dir())?;
@@ -125,15 +130,14 @@ impl ContainerdLayout {
             }
         }
         if let Some(plugin) = cni_plugin {
-            let plugin = fs::canonicalize(plugin)
-                .with_context(|| format!("CNI plugin {} not found", plugin.display()))?;
+            let plugin =
+                fs::canonicalize(plugin).with_context(|| format!("CNI plugin {} not found", plugin.display()))?;
             let link = bin.join("sluice-cni");
             let _ = fs::remove_file(&link);
             std::os::unix::fs::symlink(plugin, &link)?;
         }
         let config = self.config_file();
-        fs::write(&config, self.render_config())
-            .with_context(|| format!("writing {}", config.display()))?;
+        fs::write(&config, self.render_config()).with_context(|| format!("writing {}", config.display()))?;
         Ok(config)
     }
 
@@ -204,9 +208,23 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         let runc_root = self.runc_root();
         for ns in fs::read_dir(&runc_root).into_iter().flatten().flatten() {
             let root = ns.path();
-            let ids = Command::new("runc").arg("--root").arg(&root).args(["list", "-q"]).output();
-            for id in ids.iter().flat_map(|o| String::from_utf8_lossy(&o.stdout).into_owned().lines().map(str::to_owned).collect::<Vec<_>>()) {
-                let _ = Command::new("runc").arg("--root").arg(&root).args(["delete", "--force", &id]).output();
+            let ids = Command::new("runc")
+                .arg("--root")
+                .arg(&root)
+                .args(["list", "-q"])
+                .output();
+            for id in ids.iter().flat_map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .into_owned()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            }) {
+                let _ = Command::new("runc")
+                    .arg("--root")
+                    .arg(&root)
+                    .args(["delete", "--force", &id])
+                    .output();
             }
         }
         for path in netns {
@@ -223,7 +241,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         let tasks = self.dir.join("state").join("io.containerd.runtime.v2.task");
         for ns in fs::read_dir(tasks).into_iter().flatten().flatten() {
             for bundle in fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                let Ok(spec) = fs::read_to_string(bundle.path().join("config.json")) else { continue };
+                let Ok(spec) = fs::read_to_string(bundle.path().join("config.json")) else {
+                    continue;
+                };
                 let mut rest = spec.as_str();
                 while let Some(at) = rest.find("/var/run/netns/") {
                     let tail = &rest[at..];
@@ -245,11 +265,15 @@ fn processes_mentioning(dir: &Path) -> Vec<u32> {
     let me = std::process::id();
     let mut pids = Vec::new();
     for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(cmdline) = fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
         if cmdline.contains(&needle) {
             pids.push(pid);
@@ -265,7 +289,9 @@ fn kill(pid: u32) {
 
 /// Unmount every mount point below `dir`, deepest first.
 fn unmount_below(dir: &Path) {
-    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let prefix = format!("{}/", dir.display());
     let mut points: Vec<&str> = mountinfo
         .lines()

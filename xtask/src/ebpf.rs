@@ -125,7 +125,9 @@ fn ensure_rust_src(sysroot: &Path) -> Result<()> {
     if sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml").is_file() {
         return Ok(());
     }
-    step(&format!("adding rust-src to the {NIGHTLY} toolchain (needed for -Z build-std=core)"));
+    step(&format!(
+        "adding rust-src to the {NIGHTLY} toolchain (needed for -Z build-std=core)"
+    ));
     util::run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", NIGHTLY]))
         .context("could not add the rust-src component to the nightly toolchain")
 }

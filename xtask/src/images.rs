@@ -110,9 +110,15 @@ pub fn import(socket: &Path, image: &BuiltImage) -> Result<()> {
         }
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
         if attempt == ATTEMPTS {
-            bail!("ctr images import of {} failed {ATTEMPTS} times; last error: {stderr}", image.tar.display());
+            bail!(
+                "ctr images import of {} failed {ATTEMPTS} times; last error: {stderr}",
+                image.tar.display()
+            );
         }
-        eprintln!("ctr images import of {} failed (attempt {attempt} of {ATTEMPTS}), retrying: {stderr}", image.tar.display());
+        eprintln!(
+            "ctr images import of {} failed (attempt {attempt} of {ATTEMPTS}), retrying: {stderr}",
+            image.tar.display()
+        );
         std::thread::sleep(std::time::Duration::from_secs(1));
     }
     unreachable!("the last attempt returns or bails")
@@ -123,30 +129,44 @@ fn build_busybox(out: &Path, rebuild: bool) -> Result<BuiltImage> {
     let tar = out.join("busybox.tar");
     let busybox = which("busybox")?;
     if !rebuild && is_newer(&tar, &busybox) {
-        return Ok(BuiltImage { reference: BUSYBOX_IMAGE, tar });
+        return Ok(BuiltImage {
+            reference: BUSYBOX_IMAGE,
+            tar,
+        });
     }
     step(&format!("building image {BUSYBOX_IMAGE}"));
     let applets = capture(Command::new(&busybox).arg("--list"))?;
-    pack_image(out, "busybox", BUSYBOX_IMAGE, &tar, |rootfs| {
-        for dir in ["bin", "sbin", "etc", "tmp", "var/www", "root"] {
-            fs::create_dir_all(rootfs.join(dir))?;
-        }
-        fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))?;
-        fs::copy(&busybox, rootfs.join("bin/busybox"))?;
-        for applet in applets.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox") {
-            symlink("busybox", rootfs.join("bin").join(applet))?;
-        }
-        fs::write(
-            rootfs.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-        )?;
-        fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
-        Ok(())
-    }, &[
-        "--config.cmd=sh",
-        "--config.env=PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-    ])?;
-    Ok(BuiltImage { reference: BUSYBOX_IMAGE, tar })
+    pack_image(
+        out,
+        "busybox",
+        BUSYBOX_IMAGE,
+        &tar,
+        |rootfs| {
+            for dir in ["bin", "sbin", "etc", "tmp", "var/www", "root"] {
+                fs::create_dir_all(rootfs.join(dir))?;
+            }
+            fs::set_permissions(rootfs.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+            fs::copy(&busybox, rootfs.join("bin/busybox"))?;
+            for applet in applets
+                .lines()
+                .map(str::trim)
+                .filter(|a| !a.is_empty() && *a != "busybox")
+            {
+                symlink("busybox", rootfs.join("bin").join(applet))?;
+            }
+            fs::write(
+                rootfs.join("etc/passwd"),
+                "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+            )?;
+            fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
+            Ok(())
+        },
+        &["--config.cmd=sh", "--config.env=PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
+    )?;
+    Ok(BuiltImage {
+        reference: BUSYBOX_IMAGE,
+        tar,
+    })
 }
 
 /// The static `pause` binary alone, as the entrypoint.
@@ -154,14 +174,27 @@ fn build_pause(out: &Path, rebuild: bool) -> Result<BuiltImage> {
     let tar = out.join("pause.tar");
     let binary = build_pause_binary()?;
     if !rebuild && is_newer(&tar, &binary) {
-        return Ok(BuiltImage { reference: PAUSE_IMAGE, tar });
+        return Ok(BuiltImage {
+            reference: PAUSE_IMAGE,
+            tar,
+        });
     }
     step(&format!("building image {PAUSE_IMAGE}"));
-    pack_image(out, "pause", PAUSE_IMAGE, &tar, |rootfs| {
-        fs::copy(&binary, rootfs.join("pause"))?;
-        Ok(())
-    }, &["--config.entrypoint=/pause"])?;
-    Ok(BuiltImage { reference: PAUSE_IMAGE, tar })
+    pack_image(
+        out,
+        "pause",
+        PAUSE_IMAGE,
+        &tar,
+        |rootfs| {
+            fs::copy(&binary, rootfs.join("pause"))?;
+            Ok(())
+        },
+        &["--config.entrypoint=/pause"],
+    )?;
+    Ok(BuiltImage {
+        reference: PAUSE_IMAGE,
+        tar,
+    })
 }
 
 /// Build `dataplane/pause` statically for the host (its own target dir, so the
@@ -170,14 +203,27 @@ fn build_pause_binary() -> Result<PathBuf> {
     let host = host_triple()?;
     let target_dir = workspace_root().join("target").join("pause-static");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    util::run(Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["build", "--quiet", "--release", "--package", "sluice-pause", "--target", &host])
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static -C strip=symbols -C debuginfo=0"))?;
+    util::run(
+        Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--package",
+                "sluice-pause",
+                "--target",
+                &host,
+            ])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env(
+                "RUSTFLAGS",
+                "-C target-feature=+crt-static -C strip=symbols -C debuginfo=0",
+            ),
+    )?;
     Ok(target_dir.join(host).join("release").join("pause"))
 }
 
@@ -200,7 +246,10 @@ fn pack_image(
     fill: impl FnOnce(&Path) -> std::io::Result<()>,
     config: &[&str],
 ) -> Result<()> {
-    let tag = reference.rsplit_once(':').map(|(_, t)| t).context("reference without tag")?;
+    let tag = reference
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .context("reference without tag")?;
     let work = out.join(format!(".work-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
@@ -216,7 +265,14 @@ fn pack_image(
         quiet(Command::new("umoci").args(["config", "--image", &image]).args(config))?;
         quiet(Command::new("umoci").args(["gc", "--layout"]).arg(&layout))?;
         let partial = tar.with_extension(format!("tar.{}", std::process::id()));
-        quiet(Command::new("tar").arg("-C").arg(&layout).arg("-cf").arg(&partial).arg("."))?;
+        quiet(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&layout)
+                .arg("-cf")
+                .arg(&partial)
+                .arg("."),
+        )?;
         fs::rename(&partial, tar)?;
         Ok(())
     })();

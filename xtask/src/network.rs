@@ -43,14 +43,19 @@ impl Cidr {
 impl FromStr for Cidr {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Cidr> {
-        let (ip, len) = s.split_once('/').with_context(|| format!("{s:?} is not a CIDR (a.b.c.d/len)"))?;
+        let (ip, len) = s
+            .split_once('/')
+            .with_context(|| format!("{s:?} is not a CIDR (a.b.c.d/len)"))?;
         let ip: Ipv4Addr = ip.parse().with_context(|| format!("{s:?}: bad IPv4 address"))?;
         let len: u8 = len.parse().with_context(|| format!("{s:?}: bad prefix length"))?;
         if len > 30 {
             bail!("{s:?}: prefix length must be at most 30");
         }
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) };
-        Ok(Cidr { network: Ipv4Addr::from(u32::from(ip) & mask), len })
+        Ok(Cidr {
+            network: Ipv4Addr::from(u32::from(ip) & mask),
+            len,
+        })
     }
 }
 
@@ -75,7 +80,10 @@ impl NodeNetwork {
         if prefix.is_empty() || prefix.len() > 8 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             bail!("network prefix {prefix:?} must be 1-8 characters of [a-zA-Z0-9-]");
         }
-        Ok(NodeNetwork { prefix: prefix.to_string(), subnet })
+        Ok(NodeNetwork {
+            prefix: prefix.to_string(),
+            subnet,
+        })
     }
 
     /// The bridge in the root namespace.
@@ -95,7 +103,9 @@ impl NodeNetwork {
 
     /// Address of node `i` on the bridge.
     pub fn node_ip(&self, i: u32) -> Result<Ipv4Addr> {
-        self.subnet.host(i + 1).with_context(|| format!("node {i} does not fit in {}", self.subnet))
+        self.subnet
+            .host(i + 1)
+            .with_context(|| format!("node {i} does not fit in {}", self.subnet))
     }
 
     /// Root-namespace end of node `node`'s veth pair.
@@ -110,7 +120,13 @@ impl NodeNetwork {
             step(&format!("creating bridge {br} ({} on {})", self.gateway(), self.subnet));
             ip(&["link", "add", "name", &br, "type", "bridge"])?;
         }
-        ip(&["addr", "replace", &format!("{}/{}", self.gateway(), self.subnet.len), "dev", &br])?;
+        ip(&[
+            "addr",
+            "replace",
+            &format!("{}/{}", self.gateway(), self.subnet.len),
+            "dev",
+            &br,
+        ])?;
         ip(&["link", "set", &br, "up"])
     }
 
@@ -130,13 +146,31 @@ impl NodeNetwork {
         if !link_exists(&host) {
             // A half-made namespace may hold an old eth0 whose peer is gone.
             let _ = ip(&["-n", &node, "link", "del", "eth0"]);
-            ip(&["link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &node])?;
+            ip(&[
+                "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &node,
+            ])?;
         }
         ip(&["link", "set", &host, "master", &self.bridge(), "up"])?;
         ip(&["-n", &node, "link", "set", "lo", "up"])?;
-        ip(&["-n", &node, "addr", "replace", &format!("{node_ip}/{}", self.subnet.len), "dev", "eth0"])?;
+        ip(&[
+            "-n",
+            &node,
+            "addr",
+            "replace",
+            &format!("{node_ip}/{}", self.subnet.len),
+            "dev",
+            "eth0",
+        ])?;
         ip(&["-n", &node, "link", "set", "eth0", "up"])?;
-        ip(&["-n", &node, "route", "replace", "default", "via", &self.gateway().to_string()])?;
+        ip(&[
+            "-n",
+            &node,
+            "route",
+            "replace",
+            "default",
+            "via",
+            &self.gateway().to_string(),
+        ])?;
         // Nodes route their pods' traffic. (`ip netns exec` is fine for a one-shot sysctl.)
         run_quiet(Command::new("ip").args(["netns", "exec", &node, "sysctl", "-qw", "net.ipv4.ip_forward=1"]))
     }
@@ -201,7 +235,10 @@ mod tests {
         assert_eq!(net.node_ip(1).unwrap(), Ipv4Addr::new(10, 251, 0, 2));
         assert_eq!(net.node_name(3), "sluice-n3");
         assert_eq!(NodeNetwork::host_link("sluice-n3"), "sluice-n3h");
-        assert!(net.node_ip(253).is_ok() && net.node_ip(254).is_err(), "broadcast never given out");
+        assert!(
+            net.node_ip(253).is_ok() && net.node_ip(254).is_err(),
+            "broadcast never given out"
+        );
         assert!(NodeNetwork::new("much-too-long", net.subnet).is_err());
         assert!("10.0.0.0/31".parse::<Cidr>().is_err());
     }

@@ -59,7 +59,9 @@ pub struct NodeDirs {
 impl NodeDirs {
     /// The directories of node `name`.
     pub fn new(home: &Path, name: &str) -> NodeDirs {
-        NodeDirs { dir: nodes_dir(home).join(name) }
+        NodeDirs {
+            dir: nodes_dir(home).join(name),
+        }
     }
     /// The node's containerd layout.
     pub fn containerd(&self) -> ContainerdLayout {
@@ -122,18 +124,26 @@ pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
         }
         None => {
             let config = layout.prepare(Some(&spec.bin_dir.join("sluice-cni")))?;
-            let mut d = Daemon::new(&ctr_name, "/usr/bin/containerd", vec!["--config".into(), config.display().to_string()]);
+            let mut d = Daemon::new(
+                &ctr_name,
+                "/usr/bin/containerd",
+                vec!["--config".into(), config.display().to_string()],
+            );
             if !d.program.exists() {
                 d.program = PathBuf::from("containerd");
             }
             d.netns = Some(node.clone());
             let pid = files.start(&d)?;
-            step(&format!("started {ctr_name} (pid {pid}) in namespace {node}, waiting until it answers"));
+            step(&format!(
+                "started {ctr_name} (pid {pid}) in namespace {node}, waiting until it answers"
+            ));
             pid
         }
     };
     let socket = layout.socket();
-    files.wait_until(&ctr_name, ctr_pid, "containerd", Duration::from_secs(60), || ctr_answers(&socket))?;
+    files.wait_until(&ctr_name, ctr_pid, "containerd", Duration::from_secs(60), || {
+        ctr_answers(&socket)
+    })?;
     for image in images {
         crate::images::import(&socket, image)?;
     }
@@ -178,11 +188,15 @@ pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
             let mut d = Daemon::new(&noded, spec.bin_dir.join("noded"), args);
             d.netns = Some(node.clone());
             let pid = files.start(&d)?;
-            step(&format!("started {noded} (pid {pid}) in namespace {node}, waiting until node {node} is Ready"));
+            step(&format!(
+                "started {noded} (pid {pid}) in namespace {node}, waiting until node {node} is Ready"
+            ));
             pid
         }
     };
-    files.wait_until(&noded, pid, "noded", Duration::from_secs(120), || node_ready(spec.admin_kubeconfig, &node, &since))
+    files.wait_until(&noded, pid, "noded", Duration::from_secs(120), || {
+        node_ready(spec.admin_kubeconfig, &node, &since)
+    })
 }
 
 /// Stop node `node` and remove its pods, sandboxes, pins, namespace and links.
@@ -266,6 +280,9 @@ fn node_ready(kubeconfig: &Path, node: &str, since: &str) -> bool {
 
 /// The current time as RFC 3339 UTC with seconds (`2026-11-23T20:17:06Z`).
 fn utc_now() -> Result<String> {
-    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().context("running date")?;
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .context("running date")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }

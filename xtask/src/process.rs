@@ -38,7 +38,13 @@ pub struct Daemon {
 impl Daemon {
     /// A daemon in the root network namespace.
     pub fn new(name: impl Into<String>, program: impl Into<PathBuf>, args: Vec<String>) -> Daemon {
-        Daemon { name: name.into(), program: program.into(), args, netns: None, env: Vec::new() }
+        Daemon {
+            name: name.into(),
+            program: program.into(),
+            args,
+            netns: None,
+            env: Vec::new(),
+        }
     }
 }
 
@@ -107,7 +113,9 @@ impl Files {
             });
         }
         // `spawn` returns once exec succeeded, so the pid already runs the program.
-        let child = cmd.spawn().with_context(|| format!("starting {}", d.program.display()))?;
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", d.program.display()))?;
         drop(netns);
         let pid = child.id();
         fs::write(self.pid_file(&d.name), format!("{pid}\n"))?;
@@ -136,7 +144,14 @@ impl Files {
 
     /// Poll `ready` until it holds, failing with the end of the log if the
     /// process exits or `timeout` passes. Prints a note every 10 s.
-    pub fn wait_until(&self, name: &str, pid: u32, exe: &str, timeout: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
+    pub fn wait_until(
+        &self,
+        name: &str,
+        pid: u32,
+        exe: &str,
+        timeout: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         let mut last_note = Instant::now();
         loop {
@@ -144,7 +159,11 @@ impl Files {
                 return Ok(());
             }
             if !process_runs(pid, exe) {
-                bail!("{name} exited during startup; end of {}:\n{}", self.log_file(name).display(), self.log_tail(name));
+                bail!(
+                    "{name} exited during startup; end of {}:\n{}",
+                    self.log_file(name).display(),
+                    self.log_tail(name)
+                );
             }
             if Instant::now() > deadline {
                 bail!(
@@ -176,7 +195,12 @@ pub fn process_runs(pid: u32, name: &str) -> bool {
 
 /// SIGTERM, then SIGKILL after 10 s if the process is still there.
 pub fn stop(pid: u32) -> Result<()> {
-    let signal = |sig: &str| Command::new("kill").args([sig, &pid.to_string()]).stderr(Stdio::null()).status();
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+    };
     signal("-TERM").context("running kill")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -192,6 +216,9 @@ pub fn stop(pid: u32) -> Result<()> {
 
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }

@@ -40,12 +40,16 @@ pub fn run_all(args: TestArgs) -> Result<()> {
     crate::ebpf::build_ebpf(crate::ebpf::BuildEbpfArgs::default())?;
     let root = workspace_root();
     step("building all binaries (integration tests run them)");
-    util::run(Command::new("cargo")
-        .current_dir(&root)
-        .args(["build", "--workspace", "--bins"]))?;
+    util::run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["build", "--workspace", "--bins"]),
+    )?;
     step("running the test suite");
-    util::run(Command::new("cargo")
-        .current_dir(&root)
-        .args(["test", "--workspace"])
-        .args(&args.cargo_args))
+    util::run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["test", "--workspace"])
+            .args(&args.cargo_args),
+    )
 }

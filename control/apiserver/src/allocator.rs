@@ -54,16 +54,27 @@ impl Allocator {
         let (addr, len) = cidr
             .split_once('/')
             .ok_or_else(|| anyhow::anyhow!("service CIDR {cidr:?} must look like 10.96.0.0/12"))?;
-        let addr: Ipv4Addr = addr.parse().map_err(|e| anyhow::anyhow!("service CIDR {cidr:?}: {e} (only IPv4 is supported)"))?;
+        let addr: Ipv4Addr = addr
+            .parse()
+            .map_err(|e| anyhow::anyhow!("service CIDR {cidr:?}: {e} (only IPv4 is supported)"))?;
         let prefix: u8 = len.parse()?;
-        anyhow::ensure!((8..=30).contains(&prefix), "service CIDR prefix must be between /8 and /30");
+        anyhow::ensure!(
+            (8..=30).contains(&prefix),
+            "service CIDR prefix must be between /8 and /30"
+        );
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
         let (lo, hi) = ports
             .split_once('-')
             .ok_or_else(|| anyhow::anyhow!("node port range {ports:?} must look like 30000-32767"))?;
         let (port_lo, port_hi): (u16, u16) = (lo.trim().parse()?, hi.trim().parse()?);
         anyhow::ensure!(port_lo > 0 && port_lo <= port_hi, "invalid node port range {ports:?}");
-        Ok(Self { base: u32::from(addr) & mask, prefix, cidr: cidr.to_string(), port_lo, port_hi })
+        Ok(Self {
+            base: u32::from(addr) & mask,
+            prefix,
+            cidr: cidr.to_string(),
+            port_lo,
+            port_hi,
+        })
     }
 
     fn size(&self) -> u32 {
@@ -95,7 +106,9 @@ impl Allocator {
                 return p;
             }
         }
-        (self.port_lo as i64..=self.port_hi as i64).find(|p| !avoid.contains(p)).unwrap_or(self.port_lo as i64)
+        (self.port_lo as i64..=self.port_hi as i64)
+            .find(|p| !avoid.contains(p))
+            .unwrap_or(self.port_lo as i64)
     }
 
     fn port_in_range(&self, p: i64) -> bool {
@@ -105,7 +118,13 @@ impl Allocator {
     /// Decide allocations for a Service create (`old` = None) or update,
     /// filling `spec.clusterIP(s)` and `nodePort`s into `new`.
     /// `taken_ports` are ports known to be allocated (used after lost races).
-    pub fn plan(&self, old: Option<&Value>, new: &mut Value, owner: &str, taken_ports: &[i64]) -> Result<Plan, Vec<FieldError>> {
+    pub fn plan(
+        &self,
+        old: Option<&Value>,
+        new: &mut Value,
+        owner: &str,
+        taken_ports: &[i64],
+    ) -> Result<Plan, Vec<FieldError>> {
         let mut plan = Plan::default();
         let mut errs = Vec::new();
         let old_ip = old
@@ -132,10 +151,18 @@ impl Allocator {
         let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
             return Ok(plan);
         };
-        let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let ty = spec
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("ClusterIP")
+            .to_string();
 
         // ClusterIP.
-        let requested_ip = spec.get("clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+        let requested_ip = spec
+            .get("clusterIP")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let requested_ip = if requested_ip.is_empty() {
             spec.get("clusterIPs")
                 .and_then(|v| v.get(0))
@@ -225,7 +252,10 @@ impl Allocator {
                             errs.push(FieldError::invalid(
                                 format!("spec.ports[{i}].nodePort"),
                                 &json!(np),
-                                format!("provided port is not in the valid range. The range of valid ports is {}-{}", self.port_lo, self.port_hi),
+                                format!(
+                                    "provided port is not in the valid range. The range of valid ports is {}-{}",
+                                    self.port_lo, self.port_hi
+                                ),
                             ));
                             continue;
                         }
@@ -323,7 +353,8 @@ mod tests {
     #[test]
     fn rejects_out_of_range_requests() {
         let a = alloc();
-        let mut svc = json!({"spec": {"clusterIP": "192.168.1.1", "type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
+        let mut svc =
+            json!({"spec": {"clusterIP": "192.168.1.1", "type": "NodePort", "ports": [{"port": 80, "nodePort": 80}]}});
         let errs = a.plan(None, &mut svc, "x", &[]).unwrap_err();
         assert_eq!(errs.len(), 2);
         assert!(errs[0].message.contains("not in the valid range"));

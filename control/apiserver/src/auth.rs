@@ -70,11 +70,21 @@ impl TokenAuthenticator {
             }
             let groups = cols
                 .get(3)
-                .map(|g| g.split(',').map(str::trim).filter(|g| !g.is_empty()).map(String::from).collect())
+                .map(|g| {
+                    g.split(',')
+                        .map(str::trim)
+                        .filter(|g| !g.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default();
             tokens.insert(
                 cols[0].clone(),
-                UserInfo { name: cols[1].clone(), uid: cols.get(2).cloned().unwrap_or_default(), groups },
+                UserInfo {
+                    name: cols[1].clone(),
+                    uid: cols.get(2).cloned().unwrap_or_default(),
+                    groups,
+                },
             );
         }
         Ok(Self { tokens })
@@ -82,8 +92,7 @@ impl TokenAuthenticator {
 
     /// Load a token file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading token file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading token file {}", path.display()))?;
         Self::parse(&text)
     }
 
@@ -102,7 +111,11 @@ pub fn identity_from_cert(der: &[u8]) -> Option<UserInfo> {
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))
         .collect();
-    Some(UserInfo { name, uid: String::new(), groups })
+    Some(UserInfo {
+        name,
+        uid: String::new(),
+        groups,
+    })
 }
 
 /// What a request wants to do, for authorization.

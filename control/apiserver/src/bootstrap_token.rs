@@ -38,7 +38,10 @@ fn field(secret: &Value, key: &str) -> Option<String> {
         let raw = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
         return String::from_utf8(raw).ok();
     }
-    secret.pointer(&format!("/stringData/{key}")).and_then(Value::as_str).map(String::from)
+    secret
+        .pointer(&format!("/stringData/{key}"))
+        .and_then(Value::as_str)
+        .map(String::from)
 }
 
 /// Constant-time string comparison (the secret part must not leak by timing).
@@ -47,7 +50,12 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// Whether `secret` (the stored object) accepts the token `id.token_secret` at `now`.
-pub fn check(secret: &Value, id: &str, token_secret: &str, now: chrono::DateTime<chrono::Utc>) -> Result<UserInfo, String> {
+pub fn check(
+    secret: &Value,
+    id: &str,
+    token_secret: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<UserInfo, String> {
     if secret["type"] != SECRET_TYPE {
         return Err("secret has the wrong type".into());
     }
@@ -67,16 +75,27 @@ pub fn check(secret: &Value, id: &str, token_secret: &str, now: chrono::DateTime
             return Err(format!("token expired at {exp}"));
         }
     }
-    if secret.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+    if secret
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
         return Err("token is being deleted".into());
     }
     let mut groups = vec![BOOTSTRAPPERS.to_string()];
-    for g in field(secret, "auth-extra-groups").unwrap_or_default().split(',').map(str::trim) {
+    for g in field(secret, "auth-extra-groups")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+    {
         if g.starts_with("system:bootstrappers:") && !groups.iter().any(|x| x == g) {
             groups.push(g.to_string());
         }
     }
-    Ok(UserInfo { name: format!("system:bootstrap:{id}"), uid: String::new(), groups })
+    Ok(UserInfo {
+        name: format!("system:bootstrap:{id}"),
+        uid: String::new(),
+        groups,
+    })
 }
 
 /// Authenticate a bearer token against the bootstrap-token Secrets.
@@ -84,7 +103,10 @@ pub fn check(secret: &Value, id: &str, token_secret: &str, now: chrono::DateTime
 pub async fn authenticate(registry: &Registry, token: &str) -> Option<UserInfo> {
     let (id, token_secret) = parse(token)?;
     let secrets = resources::by_kind("", "Secret")?;
-    let stored = registry.get(secrets, Some(NAMESPACE), &format!("bootstrap-token-{id}")).await.ok()?;
+    let stored = registry
+        .get(secrets, Some(NAMESPACE), &format!("bootstrap-token-{id}"))
+        .await
+        .ok()?;
     match check(&stored.object, id, token_secret, chrono::Utc::now()) {
         Ok(user) => Some(user),
         Err(why) => {
@@ -151,12 +173,18 @@ mod tests {
 
     #[test]
     fn valid_token_maps_to_bootstrap_user_and_never_gains_other_groups() {
-        let now = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z").unwrap().to_utc();
+        let now = chrono::DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .unwrap()
+            .to_utc();
         let user = check(&secret("2030-01-02T00:00:00Z"), "abcdef", "0123456789abcdef", now).unwrap();
         assert_eq!(user.name, "system:bootstrap:abcdef");
         assert_eq!(user.groups, vec![BOOTSTRAPPERS, "system:bootstrappers:sluice:nodes"]);
         assert!(check(&secret("2030-01-02T00:00:00Z"), "abcdef", "0123456789abcdeX", now).is_err());
-        assert!(check(&secret("2029-12-31T00:00:00Z"), "abcdef", "0123456789abcdef", now).unwrap_err().contains("expired"));
+        assert!(
+            check(&secret("2029-12-31T00:00:00Z"), "abcdef", "0123456789abcdef", now)
+                .unwrap_err()
+                .contains("expired")
+        );
         let mut wrong_type = secret("2030-01-02T00:00:00Z");
         wrong_type["type"] = json!("Opaque");
         assert!(check(&wrong_type, "abcdef", "0123456789abcdef", now).is_err());
@@ -165,7 +193,11 @@ mod tests {
     #[test]
     fn bootstrappers_may_only_request_certificates() {
         let authz = BootstrapScoped(AllowAll);
-        let user = UserInfo { name: "system:bootstrap:abcdef".into(), uid: String::new(), groups: vec![BOOTSTRAPPERS.into()] };
+        let user = UserInfo {
+            name: "system:bootstrap:abcdef".into(),
+            uid: String::new(),
+            groups: vec![BOOTSTRAPPERS.into()],
+        };
         let attrs = |verb: &str, group: &str, resource: &str| RequestAttributes {
             verb: verb.into(),
             group: group.into(),
@@ -174,10 +206,19 @@ mod tests {
             namespace: Some("default".into()),
             name: None,
         };
-        assert!(authz.authorize(&user, &attrs("create", "certificates.k8s.io", "certificatesigningrequests")).is_ok());
+        assert!(authz
+            .authorize(
+                &user,
+                &attrs("create", "certificates.k8s.io", "certificatesigningrequests")
+            )
+            .is_ok());
         let err = authz.authorize(&user, &attrs("list", "", "pods")).unwrap_err();
         assert_eq!(err, "pods is forbidden: User \"system:bootstrap:abcdef\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\"");
-        let admin = UserInfo { name: "admin".into(), uid: String::new(), groups: vec!["system:masters".into()] };
+        let admin = UserInfo {
+            name: "admin".into(),
+            uid: String::new(),
+            groups: vec!["system:masters".into()],
+        };
         assert!(authz.authorize(&admin, &attrs("list", "", "pods")).is_ok());
     }
 }

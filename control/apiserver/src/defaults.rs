@@ -79,8 +79,12 @@ fn default_probe(p: &mut Map<String, Value>) {
 /// A resource with a limit but no request is requested at its limit, as in
 /// Kubernetes (the scheduler and the QoS class both rely on it).
 fn default_requests_from_limits(c: &mut Map<String, Value>) {
-    let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else { return };
-    let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() else { return };
+    let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let Some(limits) = res.get("limits").and_then(Value::as_object).cloned() else {
+        return;
+    };
     if limits.is_empty() {
         return;
     }
@@ -99,7 +103,9 @@ fn quantity(v: &Value) -> Option<f64> {
         Value::String(s) => s.trim(),
         _ => return None,
     };
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
     let (num, suffix) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     let mult = match suffix {
@@ -138,7 +144,9 @@ pub fn pod_qos_class(spec: &Value) -> &'static str {
     let mut guaranteed = true;
     for c in containers {
         let get = |kind: &str, r: &str| -> Option<f64> {
-            c.pointer(&format!("/resources/{kind}/{r}")).and_then(quantity).filter(|q| *q != 0.0)
+            c.pointer(&format!("/resources/{kind}/{r}"))
+                .and_then(quantity)
+                .filter(|q| *q != 0.0)
         };
         for r in TRACKED {
             let (req, lim) = (get("requests", r), get("limits", r));
@@ -284,7 +292,10 @@ mod tests {
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
-        assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["protocol"],
+            "TCP"
+        );
         let mut s = json!({"spec": {"ports": [{"port": 80}]}});
         apply(by_kind("", "Service").unwrap(), &mut s);
         assert_eq!(s["spec"]["type"], "ClusterIP");
@@ -300,8 +311,14 @@ mod tests {
         let mut pod = json!({"spec": spec.clone()});
         apply(by_kind("", "Pod").unwrap(), &mut pod);
         let live = &pod["spec"]["containers"][0]["livenessProbe"];
-        assert_eq!((live["timeoutSeconds"].clone(), live["periodSeconds"].clone()), (json!(1), json!(10)));
-        assert_eq!((live["successThreshold"].clone(), live["failureThreshold"].clone()), (json!(1), json!(3)));
+        assert_eq!(
+            (live["timeoutSeconds"].clone(), live["periodSeconds"].clone()),
+            (json!(1), json!(10))
+        );
+        assert_eq!(
+            (live["successThreshold"].clone(), live["failureThreshold"].clone()),
+            (json!(1), json!(3))
+        );
         assert_eq!(live["httpGet"]["path"], "/");
         assert_eq!(live["httpGet"]["scheme"], "HTTP");
         let ready = &pod["spec"]["containers"][0]["readinessProbe"];
@@ -317,7 +334,10 @@ mod tests {
         for kind in ["Deployment", "ReplicaSet"] {
             let mut d = json!({"spec": {"template": {"spec": spec.clone()}}});
             apply(by_kind("apps", kind).unwrap(), &mut d);
-            assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["failureThreshold"], 3, "{kind}");
+            assert_eq!(
+                d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["failureThreshold"], 3,
+                "{kind}"
+            );
         }
     }
 
@@ -325,23 +345,38 @@ mod tests {
     fn requests_default_to_limits() {
         let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "100m"}}}]}});
         apply(by_kind("", "Pod").unwrap(), &mut pod);
-        assert_eq!(pod["spec"]["containers"][0]["resources"]["requests"], json!({"cpu": "100m", "memory": "64Mi"}));
+        assert_eq!(
+            pod["spec"]["containers"][0]["resources"]["requests"],
+            json!({"cpu": "100m", "memory": "64Mi"})
+        );
     }
 
     #[test]
     fn qos_class() {
         let pod = |res: Value| json!({"containers": [{"name": "a", "resources": res}, {"name": "b"}]});
         assert_eq!(pod_qos_class(&pod(json!({}))), "BestEffort");
-        assert_eq!(pod_qos_class(&json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "0"}}}]})), "BestEffort");
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "0"}}}]})),
+            "BestEffort"
+        );
         assert_eq!(pod_qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
         let full = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1024Mi"}});
-        assert_eq!(pod_qos_class(&json!({"containers": [{"name": "a", "resources": full}]})), "Guaranteed");
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": full}]})),
+            "Guaranteed"
+        );
         // One container without limits makes the pod Burstable.
         assert_eq!(pod_qos_class(&pod(full.clone())), "Burstable");
         let unequal = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}});
-        assert_eq!(pod_qos_class(&json!({"containers": [{"name": "a", "resources": unequal}]})), "Burstable");
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": unequal}]})),
+            "Burstable"
+        );
         let only_cpu = json!({"limits": {"cpu": "1"}, "requests": {"cpu": "1"}});
-        assert_eq!(pod_qos_class(&json!({"containers": [{"name": "a", "resources": only_cpu}]})), "Burstable");
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": only_cpu}]})),
+            "Burstable"
+        );
         // Requests filled from limits by defaulting make a limits-only pod Guaranteed.
         let mut p = json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "128Mi"}}}]}});
         apply(by_kind("", "Pod").unwrap(), &mut p);

@@ -164,13 +164,13 @@ async fn group_list(headers: HeaderMap) -> Response {
 async fn group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
     match api_group(&group) {
         Some(doc) => json_response("application/json", &doc),
-        None => not_found(format!("the server could not find the requested resource (group {group})")),
+        None => not_found(format!(
+            "the server could not find the requested resource (group {group})"
+        )),
     }
 }
 
-async fn group_version(
-    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
-) -> Response {
+async fn group_version(axum::extract::Path((group, version)): axum::extract::Path<(String, String)>) -> Response {
     if RESOURCES.iter().any(|r| r.group == group && r.version == version) {
         json_response("application/json", &resource_list(&group, &version))
     } else {
@@ -406,7 +406,10 @@ mod tests {
             .filter_map(|g| g["name"].as_str())
             .collect();
         assert_eq!(names, ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
-        assert_eq!(api_group("apps").expect("apps")["preferredVersion"]["groupVersion"], "apps/v1");
+        assert_eq!(
+            api_group("apps").expect("apps")["preferredVersion"]["groupVersion"],
+            "apps/v1"
+        );
         assert!(api_group("nope").is_none());
         assert!(api_group("").is_none());
     }

@@ -28,7 +28,8 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
     let mut resp = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     for w in warnings {
         if let Ok(h) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
             resp.headers_mut().append("warning", h);
@@ -86,8 +87,8 @@ async fn read_body(body: Body) -> ApiResult<Value> {
 async fn read_body_as(body: Body, content_type: &str) -> ApiResult<Value> {
     if content_type.contains("yaml") {
         let bytes = body_bytes(body).await?;
-        let v: Value = serde_yaml::from_slice(&bytes)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+        let v: Value =
+            serde_yaml::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
         return Ok(v);
     }
     read_body(body).await
@@ -99,17 +100,24 @@ fn write_options(q: &Query) -> ApiResult<WriteOptions> {
             return Err(ApiError::bad_request(format!("dryRun must be \"All\", got {d:?}")));
         }
     }
-    Ok(WriteOptions { dry_run: q.dry_run(), field_validation: FieldValidation::parse(q.get("fieldValidation"))? })
+    Ok(WriteOptions {
+        dry_run: q.dry_run(),
+        field_validation: FieldValidation::parse(q.get("fieldValidation"))?,
+    })
 }
 
 fn list_query(r: &Resource, q: &Query) -> ApiResult<ListQuery> {
     let label = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
-    let field = FieldSelector::parse(q.get("fieldSelector").unwrap_or_default(), r.kind)
-        .map_err(ApiError::bad_request)?;
+    let field =
+        FieldSelector::parse(q.get("fieldSelector").unwrap_or_default(), r.kind).map_err(ApiError::bad_request)?;
     let exact_revision = match (q.get("resourceVersionMatch"), q.int("resourceVersion")) {
         (Some("Exact"), Some(rv)) if rv > 0 => Some(rv),
-        (Some("Exact"), _) => return Err(ApiError::bad_request("resourceVersionMatch=Exact requires a resourceVersion")),
+        (Some("Exact"), _) => {
+            return Err(ApiError::bad_request(
+                "resourceVersionMatch=Exact requires a resourceVersion",
+            ))
+        }
         _ => None,
     };
     Ok(ListQuery {
@@ -186,7 +194,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         namespace: t.namespace.clone(),
         name: t.name.clone(),
     };
-    state.authorizer.authorize(&user, &attrs).map_err(ApiError::access_denied)?;
+    state
+        .authorizer
+        .authorize(&user, &attrs)
+        .map_err(ApiError::access_denied)?;
     let reg = state.registry.clone();
     let r = t.resource;
     let ns = t.namespace.as_deref();
@@ -216,7 +227,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let name = t.name.as_deref().unwrap_or_default();
             let obj = reg.get(r, ns, name).await?.object;
             if wants_table(&headers) {
-                let table = render_table(r, std::slice::from_ref(&obj), json!({"resourceVersion": obj.pointer("/metadata/resourceVersion")}), IncludeObject::parse(q.get("includeObject")));
+                let table = render_table(
+                    r,
+                    std::slice::from_ref(&obj),
+                    json!({"resourceVersion": obj.pointer("/metadata/resourceVersion")}),
+                    IncludeObject::parse(q.get("includeObject")),
+                );
                 return Ok(json_response(StatusCode::OK, &table, &[]));
             }
             Ok(json_response(StatusCode::OK, &obj, &[]))
@@ -226,7 +242,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let list = reg.list(r, ns, &lq).await?;
             if wants_table(&headers) {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                let table = render_table(r, &items, list["metadata"].clone(), IncludeObject::parse(q.get("includeObject")));
+                let table = render_table(
+                    r,
+                    &items,
+                    list["metadata"].clone(),
+                    IncludeObject::parse(q.get("includeObject")),
+                );
                 return Ok(json_response(StatusCode::OK, &table, &[]));
             }
             Ok(json_response(StatusCode::OK, &list, &[]))
@@ -238,7 +259,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             }
             let rv = q.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0");
             let resource_version = match rv {
-                Some(v) => Some(v.parse::<i64>().map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?),
+                Some(v) => Some(
+                    v.parse::<i64>()
+                        .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?,
+                ),
                 None => None,
             };
             let table = wants_table(&headers);
@@ -258,15 +282,22 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                 resource_version,
                 bookmarks: q.flag("allowWatchBookmarks"),
                 send_initial_events: q.flag("sendInitialEvents"),
-                timeout: q.int("timeoutSeconds").filter(|s| *s > 0).map(|s| Duration::from_secs(s as u64)),
+                timeout: q
+                    .int("timeoutSeconds")
+                    .filter(|s| *s > 0)
+                    .map(|s| Duration::from_secs(s as u64)),
                 wrap,
             };
             let rx = watch::start(reg, wr).await?;
             let stream = ReceiverStream::new(rx);
             let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>));
             let mut resp = Response::new(body);
-            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+            resp.headers_mut()
+                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, private"),
+            );
             Ok(resp)
         }
         "create" => {
@@ -285,7 +316,9 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             if !obj.is_object() {
                 return Err(ApiError::bad_request("the request body must be a JSON object"));
             }
-            let Written { object, warnings } = reg.update(r, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone())).await?;
+            let Written { object, warnings } = reg
+                .update(r, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone()))
+                .await?;
             Ok(json_response(StatusCode::OK, &object, &warnings))
         }
         "patch" => {
@@ -297,7 +330,9 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             }
             let kind = patch_kind(&content_type)?;
             let Written { object, warnings } = reg
-                .update(r, ns, &name, UpdateMode::Main, opts, |cur| apply_patch_kind(kind, cur, &patch_body))
+                .update(r, ns, &name, UpdateMode::Main, opts, |cur| {
+                    apply_patch_kind(kind, cur, &patch_body)
+                })
                 .await?;
             Ok(json_response(StatusCode::OK, &object, &warnings))
         }
@@ -306,7 +341,11 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let opts = write_options(&q)?;
             let options = delete_options(body, &q).await?;
             let (obj, gone) = reg.delete(r, ns, &name, &options, opts).await?;
-            Ok(json_response(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, &obj, &[]))
+            Ok(json_response(
+                if gone { StatusCode::OK } else { StatusCode::ACCEPTED },
+                &obj,
+                &[],
+            ))
         }
         "deletecollection" => {
             let opts = write_options(&q)?;
@@ -317,8 +356,15 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let list = reg.list(r, ns, &lq).await?;
             let mut deleted = Vec::new();
             for item in list["items"].as_array().cloned().unwrap_or_default() {
-                let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-                let item_ns = item.pointer("/metadata/namespace").and_then(Value::as_str).map(String::from);
+                let name = item
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let item_ns = item
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(String::from);
                 match reg.delete(r, item_ns.as_deref(), &name, &options, opts).await {
                     Ok((obj, _)) => deleted.push(obj),
                     Err(e) if e.code == 404 => {}
@@ -379,7 +425,12 @@ fn apply_patch_kind(kind: PatchKind, cur: &Value, p: &Value) -> ApiResult<Value>
         PatchKind::Json => patch::json_patch(cur, p),
         PatchKind::Strategic => patch::strategic_merge(cur, p),
     };
-    let mut out = out.map_err(|e| ApiError { code: 422, reason: "Invalid", message: format!("the server rejected our request due to an error in our request: {e}"), details: None })?;
+    let mut out = out.map_err(|e| ApiError {
+        code: 422,
+        reason: "Invalid",
+        message: format!("the server rejected our request due to an error in our request: {e}"),
+        details: None,
+    })?;
     // The patch may carry a resourceVersion precondition; otherwise drop the
     // current one so the registry does not treat it as one.
     let patched_rv = out.pointer("/metadata/resourceVersion").cloned();
@@ -392,9 +443,19 @@ fn apply_patch_kind(kind: PatchKind, cur: &Value, p: &Value) -> ApiResult<Value>
 }
 
 /// Server-side apply without managed fields: create, or strategic-merge the applied configuration.
-async fn apply_patch(reg: Arc<Registry>, r: &'static Resource, ns: Option<&str>, name: &str, applied: Value, q: &Query, opts: WriteOptions) -> ApiResult<Response> {
+async fn apply_patch(
+    reg: Arc<Registry>,
+    r: &'static Resource,
+    ns: Option<&str>,
+    name: &str,
+    applied: Value,
+    q: &Query,
+    opts: WriteOptions,
+) -> ApiResult<Response> {
     if q.get("fieldManager").unwrap_or_default().is_empty() {
-        return Err(ApiError::bad_request("PATCH requests with application/apply-patch+yaml require a fieldManager"));
+        return Err(ApiError::bad_request(
+            "PATCH requests with application/apply-patch+yaml require a fieldManager",
+        ));
     }
     if !applied.is_object() {
         return Err(ApiError::bad_request("the applied configuration must be an object"));
@@ -403,7 +464,12 @@ async fn apply_patch(reg: Arc<Registry>, r: &'static Resource, ns: Option<&str>,
     if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("managedFields");
     }
-    match reg.update(r, ns, name, UpdateMode::Main, opts, |cur| apply_patch_kind(PatchKind::Strategic, cur, &applied)).await {
+    match reg
+        .update(r, ns, name, UpdateMode::Main, opts, |cur| {
+            apply_patch_kind(PatchKind::Strategic, cur, &applied)
+        })
+        .await
+    {
         Ok(Written { object, warnings }) => Ok(json_response(StatusCode::OK, &object, &warnings)),
         Err(e) if e.code == 404 && e.reason == "NotFound" => {
             let mut obj = applied.clone();
@@ -419,10 +485,7 @@ async fn apply_patch(reg: Arc<Registry>, r: &'static Resource, ns: Option<&str>,
 
 /// The autoscaling/v1 Scale view of a Deployment/ReplicaSet.
 fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(selector_string)
-        .unwrap_or_default();
+    let selector = obj.pointer("/spec/selector").map(selector_string).unwrap_or_default();
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -448,7 +511,11 @@ fn selector_string(sel: &Value) -> String {
     if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
         for e in exprs {
             let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let vals: Vec<&str> = e.get("values").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
                 "In" => parts.push(format!("{key} in ({})", vals.join(","))),
                 "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
@@ -478,24 +545,44 @@ async fn subresource(
         ("status", "get") => Ok(json_response(StatusCode::OK, &reg.get(r, ns, name).await?.object, &[])),
         ("status", "update") => {
             let obj = read_body(body).await?;
-            let w = reg.update(r, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone())).await?;
+            let w = reg
+                .update(r, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone()))
+                .await?;
             Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
         }
         ("status", "patch") => {
             let p = read_body_as(body, content_type).await?;
-            let kind = if content_type.starts_with("application/apply-patch") { PatchKind::Strategic } else { patch_kind(content_type)? };
-            let w = reg.update(r, ns, name, UpdateMode::Status, opts, |cur| apply_patch_kind(kind, cur, &p)).await?;
+            let kind = if content_type.starts_with("application/apply-patch") {
+                PatchKind::Strategic
+            } else {
+                patch_kind(content_type)?
+            };
+            let w = reg
+                .update(r, ns, name, UpdateMode::Status, opts, |cur| {
+                    apply_patch_kind(kind, cur, &p)
+                })
+                .await?;
             Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
         }
         ("finalize", "update") => {
             let obj = read_body(body).await?;
-            let w = reg.update(r, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone())).await?;
+            let w = reg
+                .update(r, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone()))
+                .await?;
             Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
         }
-        ("scale", "get") => Ok(json_response(StatusCode::OK, &scale_of(&reg.get(r, ns, name).await?.object), &[])),
+        ("scale", "get") => Ok(json_response(
+            StatusCode::OK,
+            &scale_of(&reg.get(r, ns, name).await?.object),
+            &[],
+        )),
         ("scale", "update") | ("scale", "patch") => {
             let input = read_body_as(body, content_type).await?;
-            let kind = if verb == "patch" { Some(patch_kind(content_type)?) } else { None };
+            let kind = if verb == "patch" {
+                Some(patch_kind(content_type)?)
+            } else {
+                None
+            };
             let w = reg
                 .update(r, ns, name, UpdateMode::Internal, opts, |cur| {
                     let scale = match kind {
@@ -507,7 +594,15 @@ async fn subresource(
                     }
                     let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
                     if replicas < 0 {
-                        return Err(ApiError::invalid(r, name, vec![crate::status::FieldError::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0")]));
+                        return Err(ApiError::invalid(
+                            r,
+                            name,
+                            vec![crate::status::FieldError::invalid(
+                                "spec.replicas",
+                                &json!(replicas),
+                                "must be greater than or equal to 0",
+                            )],
+                        ));
                     }
                     let mut new = cur.clone();
                     new["spec"]["replicas"] = json!(replicas);
@@ -527,13 +622,32 @@ async fn subresource(
         }
         ("binding", "create") => {
             let binding = read_body(body).await?;
-            let node = binding.pointer("/target/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let node = binding
+                .pointer("/target/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             if node.is_empty() {
-                return Err(ApiError::invalid(r, name, vec![crate::status::FieldError::required("target.name", "")]));
+                return Err(ApiError::invalid(
+                    r,
+                    name,
+                    vec![crate::status::FieldError::required("target.name", "")],
+                ));
             }
-            let kind = binding.pointer("/target/kind").and_then(Value::as_str).unwrap_or("Node");
+            let kind = binding
+                .pointer("/target/kind")
+                .and_then(Value::as_str)
+                .unwrap_or("Node");
             if !kind.is_empty() && kind != "Node" {
-                return Err(ApiError::invalid(r, name, vec![crate::status::FieldError::not_supported("target.kind", &json!(kind), &["Node"])]));
+                return Err(ApiError::invalid(
+                    r,
+                    name,
+                    vec![crate::status::FieldError::not_supported(
+                        "target.kind",
+                        &json!(kind),
+                        &["Node"],
+                    )],
+                ));
             }
             reg.update(r, ns, name, UpdateMode::Internal, opts, |cur| {
                 if is_set(cur.pointer("/metadata/deletionTimestamp")) {
@@ -554,7 +668,11 @@ async fn subresource(
                 Ok(new)
             })
             .await?;
-            Ok(json_response(StatusCode::CREATED, &success_status(json!({"name": name, "kind": "pods"})), &[]))
+            Ok(json_response(
+                StatusCode::CREATED,
+                &success_status(json!({"name": name, "kind": "pods"})),
+                &[],
+            ))
         }
         _ => Err(ApiError::method_not_allowed(format!("{verb} on {}/{sub}", r.plural))),
     }

@@ -71,7 +71,13 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Kubeconfig { cert_dir, server, user, groups, out } => {
+        Command::Kubeconfig {
+            cert_dir,
+            server,
+            user,
+            groups,
+            out,
+        } => {
             sluice_apiserver::pki::write_kubeconfig(&cert_dir, &server, &user, &groups, &out)?;
             println!("wrote {}", out.display());
             Ok(())

@@ -47,14 +47,24 @@ pub struct NodeCertSigner {
 impl NodeCertSigner {
     /// Load the cluster CA from `cert_dir`.
     pub fn load(cert_dir: &std::path::Path) -> anyhow::Result<Self> {
-        Ok(Self { ca: ClusterCa::load_or_create(cert_dir)? })
+        Ok(Self {
+            ca: ClusterCa::load_or_create(cert_dir)?,
+        })
     }
 }
 
 /// The CSR routes (merged under the authentication layer).
 pub fn routes(signer: Arc<NodeCertSigner>) -> Router {
     Router::new()
-        .route(PATH, post(create).fallback(|| async { ApiError::method_not_allowed("certificatesigningrequests are only created (signed at once, never stored)").into_response() }))
+        .route(
+            PATH,
+            post(create).fallback(|| async {
+                ApiError::method_not_allowed(
+                    "certificatesigningrequests are only created (signed at once, never stored)",
+                )
+                .into_response()
+            }),
+        )
         .with_state(signer)
 }
 
@@ -62,7 +72,8 @@ pub fn routes(signer: Arc<NodeCertSigner>) -> Router {
 pub fn node_subject(csr_der: &[u8]) -> Result<String, String> {
     use x509_parser::certification_request::X509CertificationRequest;
     use x509_parser::prelude::FromDer;
-    let (_, csr) = X509CertificationRequest::from_der(csr_der).map_err(|e| format!("invalid certificate request: {e}"))?;
+    let (_, csr) =
+        X509CertificationRequest::from_der(csr_der).map_err(|e| format!("invalid certificate request: {e}"))?;
     let subject = &csr.certification_request_info.subject;
     let cns: Vec<&str> = subject.iter_common_name().filter_map(|c| c.as_str().ok()).collect();
     let orgs: Vec<&str> = subject.iter_organization().filter_map(|o| o.as_str().ok()).collect();
@@ -71,10 +82,14 @@ pub fn node_subject(csr_der: &[u8]) -> Result<String, String> {
         _ => None,
     };
     let Some(node) = node else {
-        return Err(format!("subject common name must be \"system:node:<nodeName>\", got {cns:?}"));
+        return Err(format!(
+            "subject common name must be \"system:node:<nodeName>\", got {cns:?}"
+        ));
     };
     if orgs != [NODES_GROUP] {
-        return Err(format!("subject organization must be exactly [\"{NODES_GROUP}\"], got {orgs:?}"));
+        return Err(format!(
+            "subject organization must be exactly [\"{NODES_GROUP}\"], got {orgs:?}"
+        ));
     }
     Ok(node.to_string())
 }
@@ -83,7 +98,10 @@ fn invalid(name: &str, field: &str, message: impl Into<String>) -> ApiError {
     ApiError {
         code: 422,
         reason: "Invalid",
-        message: format!("CertificateSigningRequest.certificates.k8s.io {name:?} is invalid: {field}: {}", message.into()),
+        message: format!(
+            "CertificateSigningRequest.certificates.k8s.io {name:?} is invalid: {field}: {}",
+            message.into()
+        ),
         details: Some(json!({"name": name, "group": "certificates.k8s.io", "kind": "CertificateSigningRequest"})),
     }
 }
@@ -92,7 +110,10 @@ async fn create(State(signer): State<Arc<NodeCertSigner>>, req: Request) -> Resp
     match create_inner(&signer, req).await {
         Ok(v) => {
             let mut resp = (http::StatusCode::CREATED, serde_json::to_vec(&v).unwrap_or_default()).into_response();
-            resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+            resp.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
             resp
         }
         Err(e) => e.into_response(),
@@ -100,35 +121,63 @@ async fn create(State(signer): State<Arc<NodeCertSigner>>, req: Request) -> Resp
 }
 
 async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value> {
-    let user = req.extensions().get::<UserInfo>().cloned().ok_or_else(ApiError::unauthorized)?;
+    let user = req
+        .extensions()
+        .get::<UserInfo>()
+        .cloned()
+        .ok_or_else(ApiError::unauthorized)?;
     let body: Body = req.into_body();
     let bytes = axum::body::to_bytes(body, crate::handlers::MAX_BODY_BYTES)
         .await
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
-    let mut csr: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
+    let mut csr: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
     let name = match csr.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => match csr.pointer("/metadata/generateName").and_then(Value::as_str) {
             Some(prefix) => format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..5]),
-            None => return Err(invalid("", "metadata.name", "Required value: name or generateName is required")),
+            None => {
+                return Err(invalid(
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                ))
+            }
         },
     };
-    let signer_name = csr.pointer("/spec/signerName").and_then(Value::as_str).unwrap_or_default();
+    let signer_name = csr
+        .pointer("/spec/signerName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if signer_name != NODE_CLIENT_SIGNER {
-        return Err(invalid(&name, "spec.signerName", format!("Unsupported value: {signer_name:?}: supported values: \"{NODE_CLIENT_SIGNER}\"")));
+        return Err(invalid(
+            &name,
+            "spec.signerName",
+            format!("Unsupported value: {signer_name:?}: supported values: \"{NODE_CLIENT_SIGNER}\""),
+        ));
     }
     let request_b64 = csr.pointer("/spec/request").and_then(Value::as_str).unwrap_or_default();
     let pem = base64::engine::general_purpose::STANDARD
         .decode(request_b64)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| invalid(&name, "spec.request", "Invalid value: must be a base64-encoded PEM certificate request"))?;
-    let der = rustls_pemfile::csr(&mut pem.as_bytes())
-        .ok()
-        .flatten()
-        .ok_or_else(|| invalid(&name, "spec.request", "Invalid value: no PEM \"CERTIFICATE REQUEST\" block"))?;
+        .ok_or_else(|| {
+            invalid(
+                &name,
+                "spec.request",
+                "Invalid value: must be a base64-encoded PEM certificate request",
+            )
+        })?;
+    let der = rustls_pemfile::csr(&mut pem.as_bytes()).ok().flatten().ok_or_else(|| {
+        invalid(
+            &name,
+            "spec.request",
+            "Invalid value: no PEM \"CERTIFICATE REQUEST\" block",
+        )
+    })?;
     let node = node_subject(der.as_ref()).map_err(|e| invalid(&name, "spec.request", e))?;
-    let may = user.groups.iter().any(|g| g == BOOTSTRAPPERS || g == "system:masters") || user.name == format!("system:node:{node}");
+    let may = user.groups.iter().any(|g| g == BOOTSTRAPPERS || g == "system:masters")
+        || user.name == format!("system:node:{node}");
     if !may {
         return Err(ApiError::access_denied(format!(
             "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a client certificate for node {node:?}",
@@ -180,7 +229,10 @@ mod tests {
 
     #[test]
     fn only_node_subjects_are_accepted() {
-        assert_eq!(node_subject(&request("system:node:n1", &["system:nodes"])).unwrap(), "n1");
+        assert_eq!(
+            node_subject(&request("system:node:n1", &["system:nodes"])).unwrap(),
+            "n1"
+        );
         assert!(node_subject(&request("admin", &["system:nodes"])).is_err());
         assert!(node_subject(&request("system:node:n1", &["system:nodes", "system:masters"])).is_err());
         assert!(node_subject(&request("system:node:", &["system:nodes"])).is_err());

@@ -41,7 +41,15 @@ pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 pub const DEFAULT_NODE_PORT: u16 = 10250;
 
 /// Query parameters of `pods/log` passed on to the node unchanged.
-const LOG_OPTIONS: &[&str] = &["follow", "previous", "timestamps", "tailLines", "sinceSeconds", "sinceTime", "limitBytes"];
+const LOG_OPTIONS: &[&str] = &[
+    "follow",
+    "previous",
+    "timestamps",
+    "tailLines",
+    "sinceSeconds",
+    "sinceTime",
+    "limitBytes",
+];
 
 /// How the API server connects to node daemons (TLS client identity).
 pub struct KubeletClient {
@@ -99,11 +107,17 @@ impl KubeletClient {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(UnverifiedNodeCert(provider)))
             .with_client_auth_cert(certs, key)?;
-        Ok(Self { tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)) })
+        Ok(Self {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
+        })
     }
 
     /// GET `path_and_query` from the node daemon at `addr`; the response body streams.
-    async fn get(&self, addr: SocketAddr, path_and_query: &str) -> Result<http::Response<hyper::body::Incoming>, String> {
+    async fn get(
+        &self,
+        addr: SocketAddr,
+        path_and_query: &str,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
         let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| "dial tcp: i/o timeout".to_string())?
@@ -146,10 +160,15 @@ pub fn select_container(pod: &Value, name: &str, requested: Option<&str>) -> Api
     let ephemeral = names("ephemeralContainers");
     match requested.filter(|c| !c.is_empty()) {
         Some(c) if containers.iter().chain(&init).chain(&ephemeral).any(|n| n == c) => Ok(c.to_string()),
-        Some(c) => Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}"))),
+        Some(c) => Err(ApiError::bad_request(format!(
+            "container {c} is not valid for pod {name}"
+        ))),
         None if containers.len() == 1 => Ok(containers[0].clone()),
         None => {
-            let mut msg = format!("a container name must be specified for pod {name}, choose one of: [{}]", containers.join(" "));
+            let mut msg = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
             if !init.is_empty() {
                 msg.push_str(&format!(" or one of the init containers: [{}]", init.join(" ")));
             }
@@ -165,9 +184,15 @@ pub fn validate_options(q: &Query) -> ApiResult<()> {
             None | Some("") => Ok(()),
             Some(v) => match v.parse::<i64>() {
                 Ok(n) if n >= min => Ok(()),
-                Ok(_) if min == 0 => Err(ApiError::bad_request(format!("{key}: Invalid value: {v}: must be greater than or equal to 0"))),
-                Ok(_) => Err(ApiError::bad_request(format!("{key}: Invalid value: {v}: must be greater than 0"))),
-                Err(_) => Err(ApiError::bad_request(format!("{key}: Invalid value: {v:?}: must be an integer"))),
+                Ok(_) if min == 0 => Err(ApiError::bad_request(format!(
+                    "{key}: Invalid value: {v}: must be greater than or equal to 0"
+                ))),
+                Ok(_) => Err(ApiError::bad_request(format!(
+                    "{key}: Invalid value: {v}: must be greater than 0"
+                ))),
+                Err(_) => Err(ApiError::bad_request(format!(
+                    "{key}: Invalid value: {v:?}: must be an integer"
+                ))),
             },
         }
     };
@@ -175,15 +200,24 @@ pub fn validate_options(q: &Query) -> ApiResult<()> {
     positive("limitBytes", 1)?;
     positive("sinceSeconds", 1)?;
     if q.get("sinceSeconds").is_some() && q.get("sinceTime").is_some() {
-        return Err(ApiError::bad_request("at most one of `sinceTime` or `sinceSeconds` may be specified"));
+        return Err(ApiError::bad_request(
+            "at most one of `sinceTime` or `sinceSeconds` may be specified",
+        ));
     }
     Ok(())
 }
 
 /// Where the node daemon of `node` serves logs.
 fn node_log_address(node: &Value) -> ApiResult<SocketAddr> {
-    let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-    let addresses = node.pointer("/status/addresses").and_then(Value::as_array).cloned().unwrap_or_default();
+    let name = node
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let addresses = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let ip = ["InternalIP", "ExternalIP", "Hostname"].iter().find_map(|kind| {
         addresses
             .iter()
@@ -191,7 +225,9 @@ fn node_log_address(node: &Value) -> ApiResult<SocketAddr> {
             .find_map(|a| a["address"].as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()))
     });
     let Some(ip) = ip else {
-        return Err(ApiError::bad_request(format!("node {name:?} reports no address to reach its node daemon at")));
+        return Err(ApiError::bad_request(format!(
+            "node {name:?} reports no address to reach its node daemon at"
+        )));
     };
     let port = node
         .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
@@ -218,7 +254,12 @@ fn node_error(code: StatusCode, body: &[u8]) -> ApiError {
         503 => "ServiceUnavailable",
         _ => "InternalError",
     };
-    ApiError { code: code.as_u16(), reason, message, details: None }
+    ApiError {
+        code: code.as_u16(),
+        reason,
+        message,
+        details: None,
+    }
 }
 
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log`.
@@ -228,9 +269,14 @@ pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiRe
     let pod = state.registry.get(pods, Some(ns), name).await?.object;
     let container = select_container(&pod, name, q.get("container"))?;
     validate_options(q)?;
-    let node_name = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!("pod {name} does not have a host assigned")));
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
     }
     let node = state.registry.get(nodes, None, node_name).await?.object;
     let addr = node_log_address(&node)?;
@@ -240,9 +286,11 @@ pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiRe
     }
     let path = format!("/containerLogs/{ns}/{name}/{container}{query}");
     tracing::info!(node = node_name, %addr, container, "proxying logs from the node");
-    let resp = state.kubelet.get(addr, &path).await.map_err(|e| {
-        ApiError::unavailable(format!("Get \"https://{addr}{path}\": {e} (node {node_name:?})"))
-    })?;
+    let resp = state
+        .kubelet
+        .get(addr, &path)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("Get \"https://{addr}{path}\": {e} (node {node_name:?})")))?;
     let (parts, body) = resp.into_parts();
     if !parts.status.is_success() {
         use http_body_util::BodyExt;
@@ -254,8 +302,12 @@ pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiRe
         return Err(node_error(parts.status, &bytes));
     }
     let mut out = Response::new(Body::new(body));
-    out.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    out.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    out.headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    out.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
     Ok(out)
 }
 
@@ -277,7 +329,10 @@ mod tests {
         let two = json!({"spec": {"containers": [{"name": "a"}, {"name": "b"}], "initContainers": [{"name": "i"}]}});
         let e = select_container(&two, "p", None).unwrap_err();
         assert_eq!(e.code, 400);
-        assert_eq!(e.message, "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]");
+        assert_eq!(
+            e.message,
+            "a container name must be specified for pod p, choose one of: [a b] or one of the init containers: [i]"
+        );
         assert_eq!(select_container(&two, "p", Some("i")).unwrap(), "i");
         let e = select_container(&two, "p", Some("zz")).unwrap_err();
         assert_eq!(e.message, "container zz is not valid for pod p");
@@ -286,7 +341,10 @@ mod tests {
     #[test]
     fn options_are_validated() {
         assert!(validate_options(&Query::parse(Some("tailLines=0&limitBytes=1&follow=true"))).is_ok());
-        assert_eq!(validate_options(&Query::parse(Some("tailLines=-2"))).unwrap_err().code, 400);
+        assert_eq!(
+            validate_options(&Query::parse(Some("tailLines=-2"))).unwrap_err().code,
+            400
+        );
         assert!(validate_options(&Query::parse(Some("limitBytes=0"))).is_err());
         assert!(validate_options(&Query::parse(Some("sinceSeconds=5&sinceTime=2024-01-01T00:00:00Z"))).is_err());
     }
@@ -299,6 +357,9 @@ mod tests {
         assert_eq!(node_log_address(&node).unwrap(), "10.0.0.7:10555".parse().unwrap());
         let bare = json!({"metadata": {"name": "n"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.8"}]}});
         assert_eq!(node_log_address(&bare).unwrap().port(), DEFAULT_NODE_PORT);
-        assert_eq!(node_log_address(&json!({"metadata": {"name": "n"}})).unwrap_err().code, 400);
+        assert_eq!(
+            node_log_address(&json!({"metadata": {"name": "n"}})).unwrap_err().code,
+            400
+        );
     }
 }

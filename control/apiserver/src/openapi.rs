@@ -76,7 +76,12 @@ pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
     by_key("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "name", &["name"]),
     by_key("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip", &["ip"]),
     by_key("io.k8s.api.core.v1.PodSpec", "schedulingGates", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.PodSpec", "topologySpreadConstraints", "topologyKey", &["topologyKey", "whenUnsatisfiable"]),
+    by_key(
+        "io.k8s.api.core.v1.PodSpec",
+        "topologySpreadConstraints",
+        "topologyKey",
+        &["topologyKey", "whenUnsatisfiable"],
+    ),
     PatchStrategy {
         definition: "io.k8s.api.core.v1.PodSpec",
         property: "volumes",
@@ -93,13 +98,43 @@ pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
     },
     // Containers: env by name, ports by containerPort, mounts by path.
     by_key("io.k8s.api.core.v1.Container", "env", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.Container", "ports", "containerPort", &["containerPort", "protocol"]),
-    by_key("io.k8s.api.core.v1.Container", "volumeMounts", "mountPath", &["mountPath"]),
-    by_key("io.k8s.api.core.v1.Container", "volumeDevices", "devicePath", &["devicePath"]),
+    by_key(
+        "io.k8s.api.core.v1.Container",
+        "ports",
+        "containerPort",
+        &["containerPort", "protocol"],
+    ),
+    by_key(
+        "io.k8s.api.core.v1.Container",
+        "volumeMounts",
+        "mountPath",
+        &["mountPath"],
+    ),
+    by_key(
+        "io.k8s.api.core.v1.Container",
+        "volumeDevices",
+        "devicePath",
+        &["devicePath"],
+    ),
     by_key("io.k8s.api.core.v1.EphemeralContainer", "env", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.EphemeralContainer", "ports", "containerPort", &["containerPort", "protocol"]),
-    by_key("io.k8s.api.core.v1.EphemeralContainer", "volumeMounts", "mountPath", &["mountPath"]),
-    by_key("io.k8s.api.core.v1.EphemeralContainer", "volumeDevices", "devicePath", &["devicePath"]),
+    by_key(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "ports",
+        "containerPort",
+        &["containerPort", "protocol"],
+    ),
+    by_key(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeMounts",
+        "mountPath",
+        &["mountPath"],
+    ),
+    by_key(
+        "io.k8s.api.core.v1.EphemeralContainer",
+        "volumeDevices",
+        "devicePath",
+        &["devicePath"],
+    ),
     // Pod status.
     by_key("io.k8s.api.core.v1.PodStatus", "conditions", "type", &["type"]),
     by_key("io.k8s.api.core.v1.PodStatus", "podIPs", "ip", &["ip"]),
@@ -137,7 +172,12 @@ pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
         merge_key: None,
         list_map_keys: &[],
     },
-    by_key("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", "ownerReferences", "uid", &["uid"]),
+    by_key(
+        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+        "ownerReferences",
+        "uid",
+        &["uid"],
+    ),
 ];
 
 /// Which OpenAPI flavour a schema set is rendered for.
@@ -165,7 +205,10 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
 
 /// Adds the schema of a served (or exchanged) kind to the generator, returning its name.
 fn add_kind(generator: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String> {
-    use api::{apps::v1 as apps, autoscaling::v1 as autoscaling, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery};
+    use api::{
+        apps::v1 as apps, autoscaling::v1 as autoscaling, coordination::v1 as coordination, core::v1 as core,
+        discovery::v1 as discovery,
+    };
     let schema = match (group, kind) {
         ("", "Namespace") => generator.subschema_for::<core::Namespace>(),
         ("", "Node") => generator.subschema_for::<core::Node>(),
@@ -240,7 +283,10 @@ fn definitions(resources: &[&Resource], flavor: Flavor) -> Map<String, Value> {
     let prefix = flavor.ref_prefix();
     for (name, (group, version, kind)) in &named {
         if let Some(schema) = defs.get_mut(name).and_then(Value::as_object_mut) {
-            schema.insert("x-kubernetes-group-version-kind".into(), json!([gvk(group, version, kind)]));
+            schema.insert(
+                "x-kubernetes-group-version-kind".into(),
+                json!([gvk(group, version, kind)]),
+            );
             // k8s-openapi marks metadata/spec required because its Rust fields are not
             // optional; Kubernetes does not, and manifests routinely omit status or spec.
             if let Some(required) = schema.get_mut("required").and_then(Value::as_array_mut) {
@@ -277,7 +323,10 @@ fn definitions(resources: &[&Resource], flavor: Flavor) -> Map<String, Value> {
         .get_mut("io.k8s.apimachinery.pkg.apis.meta.v1.Status")
         .and_then(Value::as_object_mut)
     {
-        status.insert("x-kubernetes-group-version-kind".into(), json!([gvk("", "v1", "Status")]));
+        status.insert(
+            "x-kubernetes-group-version-kind".into(),
+            json!([gvk("", "v1", "Status")]),
+        );
     }
     defs.insert(
         "io.k8s.apimachinery.pkg.apis.meta.v1.Patch".into(),
@@ -367,19 +416,43 @@ fn query_param(name: &str, ty: &str, description: &str) -> Value {
 
 fn write_params() -> Vec<Value> {
     vec![
-        query_param("dryRun", "string", "When present (`All`), the modification is validated but not persisted."),
-        query_param("fieldManager", "string", "Name of the actor making the change, recorded in managedFields."),
-        query_param("fieldValidation", "string", "How to treat unknown or duplicate fields: Ignore, Warn or Strict."),
+        query_param(
+            "dryRun",
+            "string",
+            "When present (`All`), the modification is validated but not persisted.",
+        ),
+        query_param(
+            "fieldManager",
+            "string",
+            "Name of the actor making the change, recorded in managedFields.",
+        ),
+        query_param(
+            "fieldValidation",
+            "string",
+            "How to treat unknown or duplicate fields: Ignore, Warn or Strict.",
+        ),
     ]
 }
 
 fn list_params() -> Vec<Value> {
     vec![
-        query_param("labelSelector", "string", "Only objects whose labels match this selector."),
-        query_param("fieldSelector", "string", "Only objects whose fields match this selector."),
+        query_param(
+            "labelSelector",
+            "string",
+            "Only objects whose labels match this selector.",
+        ),
+        query_param(
+            "fieldSelector",
+            "string",
+            "Only objects whose fields match this selector.",
+        ),
         query_param("limit", "integer", "Maximum number of objects in one response."),
         query_param("continue", "string", "Token from a previous page of the same list."),
-        query_param("resourceVersion", "string", "Serve the list (or start the watch) at this version."),
+        query_param(
+            "resourceVersion",
+            "string",
+            "Serve the list (or start the watch) at this version.",
+        ),
         query_param("timeoutSeconds", "integer", "Timeout of the list or watch call."),
         query_param("watch", "boolean", "Stream changes instead of returning a list."),
         query_param("allowWatchBookmarks", "boolean", "Ask for BOOKMARK events on a watch."),
@@ -441,7 +514,11 @@ fn patch_body() -> Value {
 }
 
 fn tag_of(r: &Resource) -> String {
-    let group = if r.group.is_empty() { "core" } else { r.group.split('.').next().unwrap_or(r.group) };
+    let group = if r.group.is_empty() {
+        "core"
+    } else {
+        r.group.split('.').next().unwrap_or(r.group)
+    };
     format!("{group}_{}", r.version)
 }
 
@@ -466,7 +543,11 @@ fn resource_paths(r: &Resource, def_name: &str, paths: &mut BTreeMap<String, Val
         format!("{base}/{}", r.plural)
     };
     let item = format!("{collection}/{{name}}");
-    let ns_params: Vec<Value> = if r.namespaced { vec![path_param("namespace")] } else { vec![] };
+    let ns_params: Vec<Value> = if r.namespaced {
+        vec![path_param("namespace")]
+    } else {
+        vec![]
+    };
     let with_name = {
         let mut p = vec![path_param("name")];
         p.extend(ns_params.clone());
@@ -490,7 +571,11 @@ fn resource_paths(r: &Resource, def_name: &str, paths: &mut BTreeMap<String, Val
     paths.insert(collection, coll);
 
     let mut patch_params = write_params();
-    patch_params.push(query_param("force", "boolean", "Force an apply patch through conflicts."));
+    patch_params.push(query_param(
+        "force",
+        "boolean",
+        "Force an apply patch through conflicts.",
+    ));
     paths.insert(
         item.clone(),
         json!({
@@ -532,7 +617,9 @@ fn subresource_paths(
     };
     let cap = |x: &str| {
         let mut c = x.chars();
-        c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        c.next()
+            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+            .unwrap_or_default()
     };
     let suffix = cap(s.name);
     let mut ops = Map::new();
@@ -540,13 +627,31 @@ fn subresource_paths(
     for verb in s.verbs {
         let (method, action, body, id) = match *verb {
             "get" => ("get", "get", None, format!("read{scope}{}{suffix}", r.kind)),
-            "update" => ("put", "put", Some(json_content(&sub_ref)), format!("replace{scope}{}{suffix}", r.kind)),
-            "patch" => ("patch", "patch", Some(patch_body()), format!("patch{scope}{}{suffix}", r.kind)),
-            "create" => ("post", "post", Some(json_content(&sub_ref)), format!("create{scope}{}{suffix}", r.kind)),
+            "update" => (
+                "put",
+                "put",
+                Some(json_content(&sub_ref)),
+                format!("replace{scope}{}{suffix}", r.kind),
+            ),
+            "patch" => (
+                "patch",
+                "patch",
+                Some(patch_body()),
+                format!("patch{scope}{}{suffix}", r.kind),
+            ),
+            "create" => (
+                "post",
+                "post",
+                Some(json_content(&sub_ref)),
+                format!("create{scope}{}{suffix}", r.kind),
+            ),
             _ => continue,
         };
         let params = if method == "get" { vec![] } else { write_params() };
-        ops.insert(method.into(), operation(id, action, &sub_gvk, params, body, &sub_ref, tag));
+        ops.insert(
+            method.into(),
+            operation(id, action, &sub_gvk, params, body, &sub_ref, tag),
+        );
     }
     paths.insert(format!("{item}/{}", s.name), Value::Object(ops));
 }
@@ -599,7 +704,10 @@ fn render(doc: &Value) -> Rendered {
     let json = serde_json::to_vec(doc).unwrap_or_default();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     json.hash(&mut hasher);
-    Rendered { json, hash: format!("{:016X}", hasher.finish()) }
+    Rendered {
+        json,
+        hash: format!("{:016X}", hasher.finish()),
+    }
 }
 
 /// The group-versions served, as v3 index keys (`api/v1`, `apis/apps/v1`).
@@ -643,7 +751,10 @@ pub fn v3_index() -> Value {
     let mut paths = BTreeMap::new();
     for (key, _, _) in v3_keys() {
         if let Some(r) = cache.get(&key) {
-            paths.insert(key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", r.hash)}));
+            paths.insert(
+                key.clone(),
+                json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", r.hash)}),
+            );
         }
     }
     json!({"paths": paths})
@@ -670,7 +781,10 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     match headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) {
         None => true,
         Some(a) => a.split(',').any(|r| {
-            matches!(r.split(';').next().map(str::trim), Some("application/json" | "*/*" | "application/*" | ""))
+            matches!(
+                r.split(';').next().map(str::trim),
+                Some("application/json" | "*/*" | "application/*" | "")
+            )
         }),
     }
 }
@@ -682,7 +796,12 @@ async fn serve_v2(headers: HeaderMap) -> Response {
     if accepts(&headers, V2_PROTOBUF) || !accepts_json(&headers) {
         return (StatusCode::OK, [(header::CONTENT_TYPE, V2_PROTOBUF)], proto.clone()).into_response();
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json_doc.json.clone()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json_doc.json.clone(),
+    )
+        .into_response()
 }
 
 async fn serve_v3_index() -> Response {
@@ -714,7 +833,12 @@ fn serve_v3_key(key: &str, query: &HashMap<String, String>) -> Response {
                 "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                 "message": format!("no OpenAPI document for {key}"), "reason": "NotFound", "code": 404,
             });
-            (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+            (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+                .into_response()
         }
     }
 }
@@ -772,7 +896,10 @@ mod tests {
         assert_eq!(env["x-kubernetes-patch-merge-key"], "name");
         let ports = &schema(&doc, "io.k8s.api.core.v1.Container")["properties"]["ports"];
         assert_eq!(ports["x-kubernetes-patch-merge-key"], "containerPort");
-        assert_eq!(ports["x-kubernetes-list-map-keys"], json!(["containerPort", "protocol"]));
+        assert_eq!(
+            ports["x-kubernetes-list-map-keys"],
+            json!(["containerPort", "protocol"])
+        );
         let mounts = &schema(&doc, "io.k8s.api.core.v1.Container")["properties"]["volumeMounts"];
         assert_eq!(mounts["x-kubernetes-patch-merge-key"], "mountPath");
         let conds = &schema(&doc, "io.k8s.api.apps.v1.DeploymentStatus")["properties"]["conditions"];
@@ -785,7 +912,9 @@ mod tests {
         // The strategy table names only properties that exist (no typo silently ignored).
         let core = v3_document("", "v1").expect("v1");
         for p in PATCH_STRATEGIES {
-            let found = [&doc, &core].iter().any(|d| schema(d, p.definition)["properties"].get(p.property).is_some());
+            let found = [&doc, &core]
+                .iter()
+                .any(|d| schema(d, p.definition)["properties"].get(p.property).is_some());
             assert!(found, "{}.{} not in any schema", p.definition, p.property);
         }
     }
@@ -851,7 +980,9 @@ mod tests {
     #[test]
     fn v3_index_lists_every_group_version_with_hash() {
         let index = v3_index();
-        let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().expect("url");
+        let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
+            .as_str()
+            .expect("url");
         assert!(url.starts_with("/openapi/v3/apis/apps/v1?hash="));
         assert!(index["paths"].get("api/v1").is_some());
         assert!(index["paths"].get("apis/coordination.k8s.io/v1").is_some());
@@ -861,7 +992,10 @@ mod tests {
     fn v2_uses_definitions_refs_and_string_int_or_string() {
         let doc = v2_document();
         let defs = doc["definitions"].as_object().expect("definitions");
-        assert_eq!(defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"], "int-or-string");
+        assert_eq!(
+            defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"],
+            "int-or-string"
+        );
         let spec = &defs["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"];
         assert_eq!(spec["$ref"], "#/definitions/io.k8s.api.apps.v1.DeploymentSpec");
         assert_eq!(

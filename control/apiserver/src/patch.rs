@@ -23,8 +23,13 @@ enum ListStrategy {
 
 fn list_strategy(field: &str, sample: &[&Value]) -> ListStrategy {
     match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "env" | "volumes"
-        | "imagePullSecrets" | "resourceClaims" => ListStrategy::MergeKey("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "imagePullSecrets"
+        | "resourceClaims" => ListStrategy::MergeKey("name"),
         "volumeMounts" => ListStrategy::MergeKey("mountPath"),
         "volumeDevices" => ListStrategy::MergeKey("devicePath"),
         "conditions" => ListStrategy::MergeKey("type"),
@@ -94,12 +99,7 @@ fn strip_directives(p: &Map<String, Value>) -> Map<String, Value> {
 fn clean(v: &Value) -> Value {
     match v {
         Value::Object(m) => Value::Object(strip_directives(m)),
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .filter(|i| i.get("$patch").is_none())
-                .map(clean)
-                .collect(),
-        ),
+        Value::Array(a) => Value::Array(a.iter().filter(|i| i.get("$patch").is_none()).map(clean).collect()),
         other => other.clone(),
     }
 }
@@ -153,9 +153,7 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>) -> Resul
                 let current = orig.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
                 let sample: Vec<&Value> = pa.iter().chain(current.iter()).collect();
                 let merged = match list_strategy(k, &sample) {
-                    ListStrategy::Replace => {
-                        pa.iter().filter(|i| i.get("$patch").is_none()).map(clean).collect()
-                    }
+                    ListStrategy::Replace => pa.iter().filter(|i| i.get("$patch").is_none()).map(clean).collect(),
                     ListStrategy::Set => {
                         let mut out = current.clone();
                         for item in pa {
@@ -187,7 +185,10 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>) -> Resul
 }
 
 fn merge_list(mut current: Vec<Value>, patch: &[Value], key: &str) -> Result<Vec<Value>, String> {
-    if patch.iter().any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace")) {
+    if patch
+        .iter()
+        .any(|i| i.get("$patch").and_then(Value::as_str) == Some("replace"))
+    {
         return Ok(patch.iter().filter(|i| i.get("$patch").is_none()).map(clean).collect());
     }
     for item in patch {
@@ -264,7 +265,10 @@ mod tests {
             "metadata": {"labels": {"b": null}, "finalizers": ["y"]}
         });
         let out = strategic_merge(&orig, &patch).unwrap();
-        assert_eq!(out["spec"]["containers"][0]["env"], json!([{"name": "Y", "value": "2"}]));
+        assert_eq!(
+            out["spec"]["containers"][0]["env"],
+            json!([{"name": "Y", "value": "2"}])
+        );
         assert_eq!(out["spec"]["template"], json!({"z": 3}));
         assert_eq!(out["metadata"]["labels"], json!({"a": "1"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
@@ -275,15 +279,25 @@ mod tests {
         let orig = json!({"spec": {"ports": [{"port": 80, "nodePort": 30001}], "args": ["a", "b"]}});
         let patch = json!({"spec": {"ports": [{"port": 80, "targetPort": 8080}], "args": ["c"]}});
         let out = strategic_merge(&orig, &patch).unwrap();
-        assert_eq!(out["spec"]["ports"], json!([{"port": 80, "nodePort": 30001, "targetPort": 8080}]));
+        assert_eq!(
+            out["spec"]["ports"],
+            json!([{"port": 80, "nodePort": 30001, "targetPort": 8080}])
+        );
         assert_eq!(out["spec"]["args"], json!(["c"]));
     }
 
     #[test]
     fn merge_and_json_patch() {
         let orig = json!({"a": {"b": 1, "c": 2}});
-        assert_eq!(merge_patch(&orig, &json!({"a": {"b": null, "d": 3}})), json!({"a": {"c": 2, "d": 3}}));
-        let out = json_patch(&orig, &json!([{"op": "replace", "path": "/a/b", "value": 5}, {"op": "remove", "path": "/a/c"}])).unwrap();
+        assert_eq!(
+            merge_patch(&orig, &json!({"a": {"b": null, "d": 3}})),
+            json!({"a": {"c": 2, "d": 3}})
+        );
+        let out = json_patch(
+            &orig,
+            &json!([{"op": "replace", "path": "/a/b", "value": 5}, {"op": "remove", "path": "/a/c"}]),
+        )
+        .unwrap();
         assert_eq!(out, json!({"a": {"b": 5}}));
         assert!(json_patch(&orig, &json!([{"op": "remove", "path": "/x"}])).is_err());
     }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use base64::Engine;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
 };
 
 const CA_COMMON_NAME: &str = "sluice-ca";
@@ -63,8 +63,7 @@ impl ClusterCa {
         let key = dir.join("ca.key");
         if crt.exists() && key.exists() {
             let cert_pem = std::fs::read_to_string(&crt)?;
-            let key = KeyPair::from_pem(&std::fs::read_to_string(&key)?)
-                .context("parsing ca.key")?;
+            let key = KeyPair::from_pem(&std::fs::read_to_string(&key)?).context("parsing ca.key")?;
             return Ok(Self { cert_pem, key });
         }
         let key_pair = KeyPair::generate().context("generating CA key")?;
@@ -72,7 +71,10 @@ impl ClusterCa {
         // Write the key first: a crash in between leaves no CA cert without key.
         write_private(&key, &key_pair.serialize_pem())?;
         std::fs::write(&crt, cert.pem())?;
-        Ok(Self { cert_pem: cert.pem(), key: key_pair })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            key: key_pair,
+        })
     }
 
     fn issuer(&self) -> Issuer<'static, &KeyPair> {
@@ -83,9 +85,12 @@ impl ClusterCa {
     /// CN `system:node:<node>`, O `system:nodes`, valid for `seconds`; only
     /// the request's public key is taken from it. Returns the certificate PEM.
     pub fn sign_node_client(&self, csr_pem: &str, node: &str, seconds: i64) -> Result<String> {
-        let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem).context("parsing the certificate request")?;
+        let mut csr =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).context("parsing the certificate request")?;
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, format!("system:node:{node}"));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("system:node:{node}"));
         params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
@@ -168,13 +173,7 @@ pub fn ensure_serving(dir: &Path, bind: IpAddr, extra_sans: &[String]) -> Result
 }
 
 /// Write a kubeconfig for `user` (client certificate signed by the CA in `cert_dir`).
-pub fn write_kubeconfig(
-    cert_dir: &Path,
-    server: &str,
-    user: &str,
-    groups: &[String],
-    out: &Path,
-) -> Result<()> {
+pub fn write_kubeconfig(cert_dir: &Path, server: &str, user: &str, groups: &[String], out: &Path) -> Result<()> {
     let ca = ClusterCa::load_or_create(cert_dir)?;
     let (cert, key) = ca.issue_client(user, groups)?;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());

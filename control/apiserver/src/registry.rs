@@ -70,7 +70,10 @@ pub struct WriteOptions {
 
 impl Default for WriteOptions {
     fn default() -> Self {
-        Self { dry_run: false, field_validation: FieldValidation::Warn }
+        Self {
+            dry_run: false,
+            field_validation: FieldValidation::Warn,
+        }
     }
 }
 
@@ -101,7 +104,9 @@ fn now_rfc3339() -> String {
 }
 
 fn rfc3339_in(secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(secs)).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    (chrono::Utc::now() + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Name of an object ("" when missing).
@@ -142,12 +147,19 @@ fn ready_to_remove(r: &Resource, v: &Value) -> bool {
         return false;
     }
     if r.kind == "Namespace" {
-        let spec_fin = v.pointer("/spec/finalizers").and_then(Value::as_array).map(|a| a.len()).unwrap_or(0);
+        let spec_fin = v
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .map(|a| a.len())
+            .unwrap_or(0);
         return spec_fin == 0;
     }
     if r.kind == "Pod" {
         // A pod in graceful deletion is removed by its node (delete with grace 0).
-        let grace = v.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+        let grace = v
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
         return grace == 0;
     }
     true
@@ -158,7 +170,9 @@ fn generate_name(prefix: &str) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::thread_rng();
-    let suffix: String = (0..5).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..5)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     let max = 63usize.saturating_sub(5);
     let prefix = if prefix.len() > max { &prefix[..max] } else { prefix };
     format!("{prefix}{suffix}")
@@ -167,7 +181,13 @@ fn generate_name(prefix: &str) -> String {
 impl Registry {
     /// Build the registry.
     pub fn new(store: Store, allocator: Allocator, event_ttl: Duration) -> Self {
-        Self { store, allocator, event_ttl, watch_cache: Default::default(), event_lease: Mutex::new(None) }
+        Self {
+            store,
+            allocator,
+            event_ttl,
+            watch_cache: Default::default(),
+            event_lease: Mutex::new(None),
+        }
     }
 
     /// A lease for Event objects; reused for a short window to limit lease count.
@@ -263,10 +283,19 @@ impl Registry {
     }
 
     /// Create an object.
-    pub async fn create(&self, r: &'static Resource, ns: Option<&str>, mut obj: Value, opts: WriteOptions) -> ApiResult<Written> {
+    pub async fn create(
+        &self,
+        r: &'static Resource,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: WriteOptions,
+    ) -> ApiResult<Written> {
         self.check_type_meta(r, &mut obj)?;
         let ns = if r.namespaced {
-            let body_ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).filter(|s| !s.is_empty());
+            let body_ns = obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
             match (ns, body_ns) {
                 (Some(p), Some(b)) if p != b => {
                     return Err(ApiError::bad_request(
@@ -282,10 +311,23 @@ impl Registry {
         let warnings = self.check_schema(r, &mut obj, opts.field_validation)?;
         defaults::apply(r, &mut obj);
         // Server-set metadata.
-        let generate = obj.pointer("/metadata/generateName").and_then(Value::as_str).unwrap_or_default().to_string();
+        let generate = obj
+            .pointer("/metadata/generateName")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         {
             let m = meta_mut(&mut obj);
-            for k in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "managedFields", "selfLink", "uid", "creationTimestamp", "generation"] {
+            for k in [
+                "resourceVersion",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "managedFields",
+                "selfLink",
+                "uid",
+                "creationTimestamp",
+                "generation",
+            ] {
                 m.remove(k);
             }
             if let Some(ns) = &ns {
@@ -330,7 +372,11 @@ impl Registry {
         if let Some(ns) = &ns {
             self.check_namespace(r, ns, &name).await?;
         }
-        let lease = if r.kind == "Event" && !opts.dry_run { Some(self.event_lease().await?) } else { None };
+        let lease = if r.kind == "Event" && !opts.dry_run {
+            Some(self.event_lease().await?)
+        } else {
+            None
+        };
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..24 {
             let mut candidate = obj.clone();
@@ -343,7 +389,10 @@ impl Registry {
                 Default::default()
             };
             if opts.dry_run {
-                return Ok(Written { object: candidate, warnings });
+                return Ok(Written {
+                    object: candidate,
+                    warnings,
+                });
             }
             let key = store::object_key(r, ns.as_deref(), &name);
             let w = Write {
@@ -356,7 +405,10 @@ impl Registry {
             match self.store.write(w).await? {
                 Ok(rev) => {
                     store::set_resource_version(&mut candidate, rev);
-                    return Ok(Written { object: candidate, warnings });
+                    return Ok(Written {
+                        object: candidate,
+                        warnings,
+                    });
                 }
                 Err(WriteFailure::ObjectChanged(_)) => {
                     if !generate.is_empty() && attempt < 8 {
@@ -374,7 +426,9 @@ impl Registry {
                 }
             }
         }
-        Err(ApiError::internal("could not allocate a Service IP/port after many attempts"))
+        Err(ApiError::internal(
+            "could not allocate a Service IP/port after many attempts",
+        ))
     }
 
     async fn taken_ports(&self) -> ApiResult<Vec<i64>> {
@@ -388,7 +442,12 @@ impl Registry {
     }
 
     /// After a lost allocation race: a 422 if a value the user asked for is taken.
-    async fn report_requested_claims(&self, r: &Resource, name: &str, requested: &[(String, FieldError)]) -> ApiResult<()> {
+    async fn report_requested_claims(
+        &self,
+        r: &Resource,
+        name: &str,
+        requested: &[(String, FieldError)],
+    ) -> ApiResult<()> {
         let mut errs = Vec::new();
         for (key, err) in requested {
             if !self.store.keys(key).await?.iter().all(|k| k != key) {
@@ -429,7 +488,15 @@ impl Registry {
             // Server-owned metadata comes from the stored object.
             let old_meta = old.get("metadata").cloned().unwrap_or(json!({}));
             let m = meta_mut(&mut new);
-            for k in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"] {
+            for k in [
+                "uid",
+                "creationTimestamp",
+                "deletionTimestamp",
+                "deletionGracePeriodSeconds",
+                "generation",
+                "namespace",
+                "name",
+            ] {
                 match old_meta.get(k) {
                     Some(v) => {
                         m.insert(k.into(), v.clone());
@@ -480,11 +547,19 @@ impl Registry {
         let key = store::object_key(r, ns, name);
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..32 {
-            let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+            let cur = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::not_found(r, name))?;
             let mut proposed = mutate(&cur.object)?;
             self.check_type_meta(r, &mut proposed)?;
             // A resourceVersion in the proposal is a precondition.
-            let proposed_rv = proposed.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or_default().to_string();
+            let proposed_rv = proposed
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
             let precondition = !proposed_rv.is_empty();
             if precondition && proposed_rv != cur.revision.to_string() {
                 return Err(ApiError::stale(r, name));
@@ -517,7 +592,10 @@ impl Registry {
             if is_deleting(&cur.object) && !is_deleting(&new) {
                 meta_mut(&mut new).insert(
                     "deletionTimestamp".into(),
-                    cur.object.pointer("/metadata/deletionTimestamp").cloned().unwrap_or(Value::Null),
+                    cur.object
+                        .pointer("/metadata/deletionTimestamp")
+                        .cloned()
+                        .unwrap_or(Value::Null),
                 );
             }
             if !errs.is_empty() {
@@ -527,8 +605,18 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Written { object: new, warnings });
                 }
-                let release = if r.kind == "Service" { self.allocator.release_all(&cur.object) } else { Vec::new() };
-                let w = Write { key: key.clone(), precondition: Precondition::Revision(cur.revision), action: Action::Delete, claim: Vec::new(), release };
+                let release = if r.kind == "Service" {
+                    self.allocator.release_all(&cur.object)
+                } else {
+                    Vec::new()
+                };
+                let w = Write {
+                    key: key.clone(),
+                    precondition: Precondition::Revision(cur.revision),
+                    action: Action::Delete,
+                    claim: Vec::new(),
+                    release,
+                };
                 match self.store.write(w).await? {
                     Ok(rev) => {
                         store::set_resource_version(&mut new, rev);
@@ -549,7 +637,11 @@ impl Registry {
             if opts.dry_run {
                 return Ok(Written { object: new, warnings });
             }
-            let lease = if r.kind == "Event" { Some(self.event_lease().await?) } else { None };
+            let lease = if r.kind == "Event" {
+                Some(self.event_lease().await?)
+            } else {
+                None
+            };
             let w = Write {
                 key: key.clone(),
                 precondition: Precondition::Revision(cur.revision),
@@ -590,8 +682,14 @@ impl Registry {
         opts: WriteOptions,
     ) -> ApiResult<(Value, bool)> {
         let key = store::object_key(r, ns, name);
-        let want_rv = options.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(String::from);
-        let want_uid = options.pointer("/preconditions/uid").and_then(Value::as_str).map(String::from);
+        let want_rv = options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(String::from);
+        let want_uid = options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(String::from);
         let grace_opt = options.get("gracePeriodSeconds").and_then(Value::as_i64);
         let policy = options
             .get("propagationPolicy")
@@ -610,7 +708,11 @@ impl Registry {
             }
         }
         for _ in 0..32 {
-            let cur = self.store.get(&key).await?.ok_or_else(|| ApiError::not_found(r, name))?;
+            let cur = self
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| ApiError::not_found(r, name))?;
             if let Some(rv) = &want_rv {
                 if *rv != cur.revision.to_string() {
                     return Err(ApiError::conflict(r, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
@@ -618,13 +720,25 @@ impl Registry {
             }
             if let Some(uid) = &want_uid {
                 if Some(uid.as_str()) != cur.object.pointer("/metadata/uid").and_then(Value::as_str) {
-                    return Err(ApiError::conflict(r, name, &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", cur.object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default())));
+                    return Err(ApiError::conflict(
+                        r,
+                        name,
+                        &format!(
+                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                            cur.object
+                                .pointer("/metadata/uid")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                        ),
+                    ));
                 }
             }
             let mut new = cur.object.clone();
             let mut fins = finalizers(&new);
             match policy.as_deref() {
-                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => fins.push("foregroundDeletion".into()),
+                Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
+                    fins.push("foregroundDeletion".into())
+                }
                 Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
                 _ => {}
             }
@@ -633,7 +747,11 @@ impl Registry {
                 meta_mut(&mut new).insert("finalizers".into(), json!(fins));
             }
             if r.kind == "Namespace" {
-                let spec_fins = new.pointer("/spec/finalizers").and_then(Value::as_array).map(|a| !a.is_empty()).unwrap_or(false);
+                let spec_fins = new
+                    .pointer("/spec/finalizers")
+                    .and_then(Value::as_array)
+                    .map(|a| !a.is_empty())
+                    .unwrap_or(false);
                 if spec_fins {
                     pending = true;
                 }
@@ -643,11 +761,26 @@ impl Registry {
             }
             // Pods on a node terminate gracefully: the node deletes them with grace 0.
             if r.kind == "Pod" {
-                let bound = new.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-                let terminal = matches!(new.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-                let default_grace = new.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
-                let grace = if !bound || terminal { 0 } else { grace_opt.unwrap_or(default_grace).max(0) };
-                let current = new.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+                let bound = new
+                    .pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty());
+                let terminal = matches!(
+                    new.pointer("/status/phase").and_then(Value::as_str),
+                    Some("Succeeded" | "Failed")
+                );
+                let default_grace = new
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(30);
+                let grace = if !bound || terminal {
+                    0
+                } else {
+                    grace_opt.unwrap_or(default_grace).max(0)
+                };
+                let current = new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64);
                 let effective = match current {
                     Some(c) if is_deleting(&new) => c.min(grace),
                     _ => grace,
@@ -673,7 +806,13 @@ impl Registry {
                 if opts.dry_run {
                     return Ok((new, false));
                 }
-                let w = Write { key: key.clone(), precondition: Precondition::Revision(cur.revision), action: Action::Put(new.clone(), None), claim: Vec::new(), release: Vec::new() };
+                let w = Write {
+                    key: key.clone(),
+                    precondition: Precondition::Revision(cur.revision),
+                    action: Action::Put(new.clone(), None),
+                    claim: Vec::new(),
+                    release: Vec::new(),
+                };
                 match self.store.write(w).await? {
                     Ok(rev) => {
                         store::set_resource_version(&mut new, rev);
@@ -685,8 +824,18 @@ impl Registry {
             if opts.dry_run {
                 return Ok((cur.object, true));
             }
-            let release = if r.kind == "Service" { self.allocator.release_all(&cur.object) } else { Vec::new() };
-            let w = Write { key: key.clone(), precondition: Precondition::Revision(cur.revision), action: Action::Delete, claim: Vec::new(), release };
+            let release = if r.kind == "Service" {
+                self.allocator.release_all(&cur.object)
+            } else {
+                Vec::new()
+            };
+            let w = Write {
+                key: key.clone(),
+                precondition: Precondition::Revision(cur.revision),
+                action: Action::Delete,
+                claim: Vec::new(),
+                release,
+            };
             match self.store.write(w).await? {
                 Ok(_) => return Ok((cur.object, true)),
                 Err(WriteFailure::ObjectChanged(None)) => return Err(ApiError::not_found(r, name)),
@@ -766,7 +915,9 @@ fn encode_continue(rev: i64, key: &str) -> String {
 fn decode_continue(token: &str, prefix: &str) -> ApiResult<(i64, Vec<u8>)> {
     use base64::Engine;
     let bad = || ApiError::bad_request("continue key is not valid: please restart the list");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rev = v.get("rv").and_then(Value::as_i64).ok_or_else(bad)?;
     let start = v.get("start").and_then(Value::as_str).ok_or_else(bad)?;

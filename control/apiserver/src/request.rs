@@ -79,9 +79,7 @@ pub struct Query(pub HashMap<String, String>);
 impl Query {
     /// Parse a raw query string.
     pub fn parse(raw: Option<&str>) -> Self {
-        let pairs: Vec<(String, String)> = raw
-            .and_then(|q| serde_urlencoded::from_str(q).ok())
-            .unwrap_or_default();
+        let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
         Self(pairs.into_iter().collect())
     }
     /// A parameter's value.

@@ -7,7 +7,9 @@
 //! Warn/Ignore: a warning / nothing). The stored JSON keeps the client's own
 //! representation of every known field.
 
-use k8s_openapi::api::{apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery};
+use k8s_openapi::api::{
+    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
+};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
@@ -58,7 +60,11 @@ fn walk(input: &Value, known: &Value, path: &str, out: &mut Vec<String>) {
                 if v.is_null() {
                     continue;
                 }
-                let p = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match k.get(key) {
                     Some(kv) => walk(v, kv, &p, out),
                     None => out.push(p),
@@ -85,7 +91,9 @@ fn remove_path(v: &mut Value, path: &str) {
     // Split the last segment off; navigate the rest.
     let mut cur = v;
     let segments = split_path(path);
-    let Some((last, parents)) = segments.split_last() else { return };
+    let Some((last, parents)) = segments.split_last() else {
+        return;
+    };
     for seg in parents {
         let next = match seg {
             Seg::Key(k) => cur.get_mut(k.as_str()),
@@ -142,7 +150,10 @@ mod tests {
         let known = typed_round_trip("", "Pod", &input).unwrap().unwrap();
         let mut unknown = unknown_fields(&input, &known);
         unknown.sort();
-        assert_eq!(unknown, ["extra", "metadata.bogus", "spec.containers[0].imagePullPolcy"]);
+        assert_eq!(
+            unknown,
+            ["extra", "metadata.bogus", "spec.containers[0].imagePullPolcy"]
+        );
         let mut cleaned = input.clone();
         remove_fields(&mut cleaned, &unknown);
         assert!(cleaned.get("extra").is_none());

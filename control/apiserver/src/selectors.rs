@@ -112,7 +112,10 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
             for (k, v) in ml {
-                reqs.push(Requirement::Equals(k.clone(), v.as_str().unwrap_or_default().to_string()));
+                reqs.push(Requirement::Equals(
+                    k.clone(),
+                    v.as_str().unwrap_or_default().to_string(),
+                ));
             }
         }
         if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
@@ -166,7 +169,11 @@ impl LabelSelector {
 pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
     obj.pointer("/metadata/labels")
         .and_then(Value::as_object)
-        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -224,10 +231,7 @@ impl FieldSelector {
                 return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
             };
             let field = field.trim();
-            if field != "metadata.name"
-                && field != "metadata.namespace"
-                && !supported_fields(kind).contains(&field)
-            {
+            if field != "metadata.name" && field != "metadata.namespace" && !supported_fields(kind).contains(&field) {
                 return Err(format!("field label not supported: {field}"));
             }
             reqs.push((field.to_string(), eq, value.trim().to_string()));
@@ -245,14 +249,21 @@ impl FieldSelector {
 
     /// The value required for `metadata.name`, if the selector pins it.
     pub fn pinned_name(&self) -> Option<&str> {
-        self.0.iter().find(|(f, eq, _)| f == "metadata.name" && *eq).map(|(_, _, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(f, eq, _)| f == "metadata.name" && *eq)
+            .map(|(_, _, v)| v.as_str())
     }
 }
 
 /// The string value of a dotted field path ("" when absent).
 pub fn field_value(obj: &Value, path: &str) -> String {
     if path == "source" {
-        return obj.pointer("/source/component").and_then(Value::as_str).unwrap_or_default().to_string();
+        return obj
+            .pointer("/source/component")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
     }
     let mut cur = obj;
     for seg in path.split('.') {

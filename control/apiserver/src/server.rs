@@ -76,7 +76,11 @@ fn is_public(path: &str) -> bool {
 
 async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let mut user: Option<UserInfo> = None;
-    if let Some(h) = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    if let Some(h) = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
         if let Some(token) = h.strip_prefix("Bearer ").map(str::trim) {
             user = match state.tokens.authenticate(token) {
                 Some(u) => Some(u),
@@ -110,8 +114,16 @@ async fn healthz() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.registry.store.current_revision()).await {
         Ok(Ok(_)) => "ok".into_response(),
-        Ok(Err(e)) => (http::StatusCode::SERVICE_UNAVAILABLE, format!("[-]etcd failed: {}\nreadyz check failed", e.message)).into_response(),
-        Err(_) => (http::StatusCode::SERVICE_UNAVAILABLE, "[-]etcd failed: timeout\nreadyz check failed").into_response(),
+        Ok(Err(e)) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("[-]etcd failed: {}\nreadyz check failed", e.message),
+        )
+            .into_response(),
+        Err(_) => (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "[-]etcd failed: timeout\nreadyz check failed",
+        )
+            .into_response(),
     }
 }
 
@@ -147,7 +159,10 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
         "spec": {"clusterIP": registry.allocator.kubernetes_ip().to_string(),
                  "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": secure_port}]},
     });
-    match registry.create(svc, Some("default"), obj, WriteOptions::default()).await {
+    match registry
+        .create(svc, Some("default"), obj, WriteOptions::default())
+        .await
+    {
         Ok(_) => tracing::info!("created the kubernetes service"),
         Err(e) if e.code == 409 || e.code == 422 => {}
         Err(e) => anyhow::bail!("creating the kubernetes service: {e}"),
@@ -215,7 +230,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     };
     let app = router(state);
     let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     tracing::info!(%addr, "serving HTTPS");
     loop {
         let (tcp, peer) = match listener.accept().await {

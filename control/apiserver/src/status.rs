@@ -120,7 +120,12 @@ fn qualified_kind(r: &Resource) -> String {
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        Self { code, reason, message: message.into(), details: None }
+        Self {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
     fn with_details(mut self, details: Value) -> Self {
         self.details = Some(details);
@@ -133,20 +138,31 @@ impl ApiError {
     }
     /// 404 for a path the server does not serve.
     pub fn path_not_found(path: &str) -> Self {
-        Self::new(404, "NotFound", format!("the server could not find the requested resource ({path})"))
-            .with_details(json!({}))
+        Self::new(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+        )
+        .with_details(json!({}))
     }
     /// 409 when creating an object that exists.
     pub fn already_exists(r: &Resource, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} {name:?} already exists", qualified_resource(r)))
-            .with_details(json!({"name": name, "group": r.group, "kind": r.plural}))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} {name:?} already exists", qualified_resource(r)),
+        )
+        .with_details(json!({"name": name, "group": r.group, "kind": r.plural}))
     }
     /// 409 when a write was based on a stale resourceVersion.
     pub fn conflict(r: &Resource, name: &str, why: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {} {name:?}: {why}", qualified_resource(r)),
+            format!(
+                "Operation cannot be fulfilled on {} {name:?}: {why}",
+                qualified_resource(r)
+            ),
         )
         .with_details(json!({"name": name, "group": r.group, "kind": r.plural}))
     }
@@ -170,8 +186,12 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(422, "Invalid", format!("{} {name:?} is invalid: {summary}", qualified_kind(r)))
-            .with_details(json!({"name": name, "group": r.group, "kind": r.kind, "causes": causes_json}))
+        Self::new(
+            422,
+            "Invalid",
+            format!("{} {name:?} is invalid: {summary}", qualified_kind(r)),
+        )
+        .with_details(json!({"name": name, "group": r.group, "kind": r.kind, "causes": causes_json}))
     }
     /// 400 for a malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -200,11 +220,22 @@ impl ApiError {
     }
     /// 413 when the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(413, "RequestEntityTooLarge", format!("Request entity too large: limit is {limit}"))
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: limit is {limit}"),
+        )
     }
     /// 405 for a verb a resource does not support.
     pub fn method_not_allowed(what: impl AsRef<str>) -> Self {
-        Self::new(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource: {}", what.as_ref()))
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource: {}",
+                what.as_ref()
+            ),
+        )
     }
     /// 415 for a content type we cannot decode.
     pub fn unsupported_media_type(ct: &str) -> Self {
@@ -212,7 +243,11 @@ impl ApiError {
     }
     /// 500 for unexpected failures.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        Self::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
     /// 503 when storage is unreachable.
     pub fn unavailable(message: impl Into<String>) -> Self {
@@ -267,7 +302,10 @@ mod tests {
         let r = by_kind("apps", "Deployment").unwrap();
         let e = ApiError::invalid(r, "x", vec![FieldError::required("spec.selector", "")]);
         assert_eq!(e.code, 422);
-        assert_eq!(e.message, "Deployment.apps \"x\" is invalid: spec.selector: Required value");
+        assert_eq!(
+            e.message,
+            "Deployment.apps \"x\" is invalid: spec.selector: Required value"
+        );
         let s = e.to_status();
         assert_eq!(s["details"]["causes"][0]["field"], "spec.selector");
         assert_eq!(s["details"]["kind"], "Deployment");

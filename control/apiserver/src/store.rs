@@ -10,8 +10,8 @@
 //! allocations) created or deleted atomically with the object.
 
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchStream,
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    WatchStream,
 };
 use serde_json::Value;
 
@@ -59,8 +59,8 @@ pub struct Stored {
 
 /// Decode a stored value and stamp its resourceVersion.
 pub fn decode(value: &[u8], revision: i64) -> Result<Value, ApiError> {
-    let mut v: Value = serde_json::from_slice(value)
-        .map_err(|e| ApiError::internal(format!("corrupt object in storage: {e}")))?;
+    let mut v: Value =
+        serde_json::from_slice(value).map_err(|e| ApiError::internal(format!("corrupt object in storage: {e}")))?;
     set_resource_version(&mut v, revision);
     Ok(v)
 }
@@ -68,7 +68,9 @@ pub fn decode(value: &[u8], revision: i64) -> Result<Value, ApiError> {
 /// Set `metadata.resourceVersion`.
 pub fn set_resource_version(v: &mut Value, revision: i64) {
     if let Some(obj) = v.as_object_mut() {
-        let meta = obj.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
+        let meta = obj
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Some(m) = meta.as_object_mut() {
             m.insert("resourceVersion".into(), Value::String(revision.to_string()));
         }
@@ -182,7 +184,10 @@ impl Store {
         let mut c = self.client.clone();
         let resp = c.get(key, None).await.map_err(storage_error)?;
         match resp.kvs().first() {
-            Some(kv) => Ok(Some(Stored { object: decode(kv.value(), kv.mod_revision())?, revision: kv.mod_revision() })),
+            Some(kv) => Ok(Some(Stored {
+                object: decode(kv.value(), kv.mod_revision())?,
+                revision: kv.mod_revision(),
+            })),
             None => Ok(None),
         }
     }
@@ -201,7 +206,10 @@ impl Store {
     pub async fn range(&self, start: &[u8], end: &[u8], revision: i64, limit: i64) -> Result<Page, ApiError> {
         // An unpaginated list can be far larger than gRPC's default 4 MiB
         // response limit (5,000 nodes are ~8 MiB).
-        let mut c = self.client.kv_client().max_decoding_message_size(MAX_RANGE_RESPONSE_BYTES);
+        let mut c = self
+            .client
+            .kv_client()
+            .max_decoding_message_size(MAX_RANGE_RESPONSE_BYTES);
         let mut opts = GetOptions::new().with_range(end.to_vec());
         if revision > 0 {
             opts = opts.with_revision(revision);
@@ -213,10 +221,24 @@ impl Store {
         let mut items = Vec::with_capacity(resp.kvs().len());
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
-            items.push((key, Stored { object: decode(kv.value(), kv.mod_revision())?, revision: kv.mod_revision() }));
+            items.push((
+                key,
+                Stored {
+                    object: decode(kv.value(), kv.mod_revision())?,
+                    revision: kv.mod_revision(),
+                },
+            ));
         }
-        let rev = if revision > 0 { revision } else { resp.header().map(|h| h.revision()).unwrap_or(0) };
-        Ok(Page { items, revision: rev, more: resp.more() })
+        let rev = if revision > 0 {
+            revision
+        } else {
+            resp.header().map(|h| h.revision()).unwrap_or(0)
+        };
+        Ok(Page {
+            items,
+            revision: rev,
+            more: resp.more(),
+        })
     }
 
     /// Keys (only) under a prefix, e.g. allocation records.
@@ -226,7 +248,11 @@ impl Store {
             .get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
             .await
             .map_err(storage_error)?;
-        Ok(resp.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).into_owned()).collect())
+        Ok(resp
+            .kvs()
+            .iter()
+            .map(|kv| String::from_utf8_lossy(kv.key()).into_owned())
+            .collect())
     }
 
     /// Create a raw key if absent (bootstrap records). Returns whether it was created.
@@ -274,7 +300,10 @@ impl Store {
             _ => None,
         });
         let current = match current.as_ref().and_then(|g| g.kvs().first()) {
-            Some(kv) => Some(Stored { object: decode(kv.value(), kv.mod_revision())?, revision: kv.mod_revision() }),
+            Some(kv) => Some(Stored {
+                object: decode(kv.value(), kv.mod_revision())?,
+                revision: kv.mod_revision(),
+            }),
             None => None,
         };
         let object_ok = match (w.precondition, &current) {
@@ -282,7 +311,11 @@ impl Store {
             (Precondition::Revision(rev), Some(s)) => s.revision == rev,
             _ => false,
         };
-        Ok(Err(if object_ok { WriteFailure::ClaimTaken } else { WriteFailure::ObjectChanged(current) }))
+        Ok(Err(if object_ok {
+            WriteFailure::ClaimTaken
+        } else {
+            WriteFailure::ObjectChanged(current)
+        }))
     }
 
     /// Grant a lease of `ttl` seconds.

@@ -103,7 +103,12 @@ struct Column {
 }
 
 const fn col(name: &'static str, kind: &'static str, priority: u8, description: &'static str) -> Column {
-    Column { name, kind, priority, description }
+    Column {
+        name,
+        kind,
+        priority,
+        description,
+    }
 }
 
 /// Columns plus the function that fills one row.
@@ -117,20 +122,62 @@ const AGE: Column = col("Age", "string", 0, "Time since the object was created."
 
 fn printer_for(kind: &str) -> Printer {
     match kind {
-        "Pod" => Printer { columns: POD_COLUMNS, cells: pod_cells },
-        "Deployment" => Printer { columns: DEPLOYMENT_COLUMNS, cells: deployment_cells },
-        "ReplicaSet" => Printer { columns: REPLICASET_COLUMNS, cells: replicaset_cells },
-        "Service" => Printer { columns: SERVICE_COLUMNS, cells: service_cells },
-        "Node" => Printer { columns: NODE_COLUMNS, cells: node_cells },
-        "Namespace" => Printer { columns: NAMESPACE_COLUMNS, cells: namespace_cells },
-        "Event" => Printer { columns: EVENT_COLUMNS, cells: event_cells },
-        "Endpoints" => Printer { columns: ENDPOINTS_COLUMNS, cells: endpoints_cells },
-        "ConfigMap" => Printer { columns: CONFIGMAP_COLUMNS, cells: configmap_cells },
-        "Secret" => Printer { columns: SECRET_COLUMNS, cells: secret_cells },
-        "ServiceAccount" => Printer { columns: SERVICEACCOUNT_COLUMNS, cells: serviceaccount_cells },
-        "EndpointSlice" => Printer { columns: ENDPOINTSLICE_COLUMNS, cells: endpointslice_cells },
-        "Lease" => Printer { columns: LEASE_COLUMNS, cells: lease_cells },
-        _ => Printer { columns: DEFAULT_COLUMNS, cells: default_cells },
+        "Pod" => Printer {
+            columns: POD_COLUMNS,
+            cells: pod_cells,
+        },
+        "Deployment" => Printer {
+            columns: DEPLOYMENT_COLUMNS,
+            cells: deployment_cells,
+        },
+        "ReplicaSet" => Printer {
+            columns: REPLICASET_COLUMNS,
+            cells: replicaset_cells,
+        },
+        "Service" => Printer {
+            columns: SERVICE_COLUMNS,
+            cells: service_cells,
+        },
+        "Node" => Printer {
+            columns: NODE_COLUMNS,
+            cells: node_cells,
+        },
+        "Namespace" => Printer {
+            columns: NAMESPACE_COLUMNS,
+            cells: namespace_cells,
+        },
+        "Event" => Printer {
+            columns: EVENT_COLUMNS,
+            cells: event_cells,
+        },
+        "Endpoints" => Printer {
+            columns: ENDPOINTS_COLUMNS,
+            cells: endpoints_cells,
+        },
+        "ConfigMap" => Printer {
+            columns: CONFIGMAP_COLUMNS,
+            cells: configmap_cells,
+        },
+        "Secret" => Printer {
+            columns: SECRET_COLUMNS,
+            cells: secret_cells,
+        },
+        "ServiceAccount" => Printer {
+            columns: SERVICEACCOUNT_COLUMNS,
+            cells: serviceaccount_cells,
+        },
+        "EndpointSlice" => Printer {
+            columns: ENDPOINTSLICE_COLUMNS,
+            cells: endpointslice_cells,
+        },
+        "Lease" => Printer {
+            columns: LEASE_COLUMNS,
+            cells: lease_cells,
+        },
+        _ => Printer {
+            columns: DEFAULT_COLUMNS,
+            cells: default_cells,
+        },
     }
 }
 
@@ -311,7 +358,9 @@ fn pod_status(pod: &Value) -> String {
             } else {
                 format!("Init:ExitCode:{}", i(t, &["exitCode"]))
             };
-        } else if let Some(w) = waiting.filter(|w| !s(w, &["reason"]).is_empty() && s(w, &["reason"]) != "PodInitializing") {
+        } else if let Some(w) =
+            waiting.filter(|w| !s(w, &["reason"]).is_empty() && s(w, &["reason"]) != "PodInitializing")
+        {
             reason = format!("Init:{}", s(w, &["reason"]));
         } else {
             reason = format!("Init:{idx}/{init_total}");
@@ -407,12 +456,32 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 const DEPLOYMENT_COLUMNS: &[Column] = &[
     NAME,
-    col("Ready", "string", 0, "Number of the pod with ready state out of the desired replicas."),
-    col("Up-to-date", "integer", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-    col("Available", "integer", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+    col(
+        "Ready",
+        "string",
+        0,
+        "Number of the pod with ready state out of the desired replicas.",
+    ),
+    col(
+        "Up-to-date",
+        "integer",
+        0,
+        "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+    ),
+    col(
+        "Available",
+        "integer",
+        0,
+        "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+    ),
     AGE,
     col("Containers", "string", 1, "Names of each container in the template."),
-    col("Images", "string", 1, "Images referenced by each container in the template."),
+    col(
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    ),
     col("Selector", "string", 1, "Label selector for pods."),
 ];
 
@@ -424,13 +493,19 @@ fn deployment_cells(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (containers, images) = template_containers(d);
     vec![
         name(d),
-        json!(format!("{}/{}", i(d, &["status", "readyReplicas"]), desired_replicas(d))),
+        json!(format!(
+            "{}/{}",
+            i(d, &["status", "readyReplicas"]),
+            desired_replicas(d)
+        )),
         json!(i(d, &["status", "updatedReplicas"])),
         json!(i(d, &["status", "availableReplicas"])),
         age(d, now),
         json!(containers),
         json!(images),
-        json!(or_none(label_selector_string(d.pointer("/spec/selector").unwrap_or(&Value::Null)))),
+        json!(or_none(label_selector_string(
+            d.pointer("/spec/selector").unwrap_or(&Value::Null)
+        ))),
     ]
 }
 
@@ -441,7 +516,12 @@ const REPLICASET_COLUMNS: &[Column] = &[
     col("Ready", "integer", 0, "Number of ready pods."),
     AGE,
     col("Containers", "string", 1, "Names of each container in the template."),
-    col("Images", "string", 1, "Images referenced by each container in the template."),
+    col(
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    ),
     col("Selector", "string", 1, "Label selector for pods."),
 ];
 
@@ -455,7 +535,9 @@ fn replicaset_cells(rs: &Value, now: DateTime<Utc>) -> Vec<Value> {
         age(rs, now),
         json!(containers),
         json!(images),
-        json!(or_none(label_selector_string(rs.pointer("/spec/selector").unwrap_or(&Value::Null)))),
+        json!(or_none(label_selector_string(
+            rs.pointer("/spec/selector").unwrap_or(&Value::Null)
+        ))),
     ]
 }
 
@@ -466,13 +548,21 @@ const SERVICE_COLUMNS: &[Column] = &[
     col("Type", "string", 0, "The type of the service."),
     col("Cluster-IP", "string", 0, "The cluster IP of the service."),
     col("External-IP", "string", 0, "The external IP of the service."),
-    col("Port(s)", "string", 0, "The ports of the service: port[:nodePort]/protocol."),
+    col(
+        "Port(s)",
+        "string",
+        0,
+        "The ports of the service: port[:nodePort]/protocol.",
+    ),
     AGE,
     col("Selector", "string", 1, "The label selector of the service."),
 ];
 
 fn service_external_ip(svc: &Value) -> String {
-    let external: Vec<&str> = arr(svc, &["spec", "externalIPs"]).iter().filter_map(Value::as_str).collect();
+    let external: Vec<&str> = arr(svc, &["spec", "externalIPs"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     match s(svc, &["spec", "type"]) {
         "ExternalName" => s(svc, &["spec", "externalName"]).to_string(),
         "LoadBalancer" => {
@@ -480,7 +570,11 @@ fn service_external_ip(svc: &Value) -> String {
                 .iter()
                 .map(|i| {
                     let ip = s(i, &["ip"]);
-                    if ip.is_empty() { s(i, &["hostname"]).to_string() } else { ip.to_string() }
+                    if ip.is_empty() {
+                        s(i, &["hostname"]).to_string()
+                    } else {
+                        ip.to_string()
+                    }
                 })
                 .filter(|x| !x.is_empty())
                 .collect();
@@ -526,7 +620,9 @@ fn service_cells(svc: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(service_external_ip(svc)),
         json!(service_ports(svc)),
         age(svc, now),
-        json!(or_none(map_selector_string(get(svc, &["spec", "selector"]).and_then(Value::as_object)))),
+        json!(or_none(map_selector_string(
+            get(svc, &["spec", "selector"]).and_then(Value::as_object)
+        ))),
     ]
 }
 
@@ -542,7 +638,12 @@ const NODE_COLUMNS: &[Column] = &[
     col("External-IP", "string", 1, "The node's external IP."),
     col("OS-Image", "string", 1, "OS image reported by the node."),
     col("Kernel-Version", "string", 1, "Kernel version reported by the node."),
-    col("Container-Runtime", "string", 1, "Container runtime reported by the node."),
+    col(
+        "Container-Runtime",
+        "string",
+        1,
+        "Container runtime reported by the node.",
+    ),
 ];
 
 fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
@@ -613,7 +714,12 @@ fn namespace_cells(ns: &Value, now: DateTime<Utc>) -> Vec<Value> {
 const EVENT_COLUMNS: &[Column] = &[
     col("Last Seen", "string", 0, "Time since the event was last seen."),
     col("Type", "string", 0, "Type of the event (Normal, Warning)."),
-    col("Reason", "string", 0, "Short, machine understandable reason for the event."),
+    col(
+        "Reason",
+        "string",
+        0,
+        "Short, machine understandable reason for the event.",
+    ),
     col("Object", "string", 0, "The object this event is about."),
     col("Subobject", "string", 1, "The part of the object this event is about."),
     col("Source", "string", 1, "The component reporting this event."),
@@ -624,10 +730,14 @@ const EVENT_COLUMNS: &[Column] = &[
 ];
 
 fn event_cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let first = [s(ev, &["firstTimestamp"]), s(ev, &["eventTime"]), s(ev, &["metadata", "creationTimestamp"])]
-        .into_iter()
-        .find(|t| !t.is_empty())
-        .unwrap_or("");
+    let first = [
+        s(ev, &["firstTimestamp"]),
+        s(ev, &["eventTime"]),
+        s(ev, &["metadata", "creationTimestamp"]),
+    ]
+    .into_iter()
+    .find(|t| !t.is_empty())
+    .unwrap_or("");
     let last = [s(ev, &["series", "lastObservedTime"]), s(ev, &["lastTimestamp"]), first]
         .into_iter()
         .find(|t| !t.is_empty())
@@ -664,7 +774,11 @@ fn event_cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Endpoints / EndpointSlice ----
 
-const ENDPOINTS_COLUMNS: &[Column] = &[NAME, col("Endpoints", "string", 0, "Endpoints of the service: ip:port."), AGE];
+const ENDPOINTS_COLUMNS: &[Column] = &[
+    NAME,
+    col("Endpoints", "string", 0, "Endpoints of the service: ip:port."),
+    AGE,
+];
 
 /// The ENDPOINTS column: the first three `ip:port` pairs, then `+ N more...`.
 fn endpoints_string(ep: &Value) -> String {
@@ -705,7 +819,10 @@ const ENDPOINTSLICE_COLUMNS: &[Column] = &[
 ];
 
 fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let ports: Vec<String> = arr(es, &["ports"]).iter().map(|p| i(p, &["port"]).to_string()).collect();
+    let ports: Vec<String> = arr(es, &["ports"])
+        .iter()
+        .map(|p| i(p, &["port"]).to_string())
+        .collect();
     let addrs: Vec<&str> = arr(es, &["endpoints"])
         .iter()
         .flat_map(|e| arr(e, &["addresses"]).iter().filter_map(Value::as_str))
@@ -717,7 +834,11 @@ fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(es),
         json!(s(es, &["addressType"])),
-        json!(if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") }),
+        json!(if ports.is_empty() {
+            "<unset>".to_string()
+        } else {
+            ports.join(",")
+        }),
         json!(if shown.is_empty() { "<unset>".to_string() } else { shown }),
         age(es, now),
     ]
@@ -761,7 +882,11 @@ fn serviceaccount_cells(sa: &Value, now: DateTime<Utc>) -> Vec<Value> {
 const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", "string", 0, "Holder of the lease."), AGE];
 
 fn lease_cells(lease: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    vec![name(lease), json!(s(lease, &["spec", "holderIdentity"])), age(lease, now)]
+    vec![
+        name(lease),
+        json!(s(lease, &["spec", "holderIdentity"])),
+        age(lease, now),
+    ]
 }
 
 const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
@@ -781,7 +906,13 @@ mod tests {
 
     fn table(kind: &str, group: &str, objects: &[Value]) -> Value {
         let r = by_kind(group, kind).expect("served kind");
-        to_table_with(r, objects, json!({"resourceVersion": "7"}), IncludeObject::Metadata, now())
+        to_table_with(
+            r,
+            objects,
+            json!({"resourceVersion": "7"}),
+            IncludeObject::Metadata,
+            now(),
+        )
     }
 
     fn column_names(t: &Value) -> Vec<(String, i64)> {
@@ -789,7 +920,12 @@ mod tests {
             .as_array()
             .expect("columns")
             .iter()
-            .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["priority"].as_i64().unwrap_or(-1)))
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or("").to_string(),
+                    c["priority"].as_i64().unwrap_or(-1),
+                )
+            })
             .collect()
     }
 
@@ -829,10 +965,26 @@ mod tests {
         assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
         assert_eq!(t["metadata"]["resourceVersion"], "7");
         let cols = column_names(&t);
-        assert_eq!(cols[..5].iter().map(|c| c.0.as_str()).collect::<Vec<_>>(), ["Name", "Ready", "Status", "Restarts", "Age"]);
+        assert_eq!(
+            cols[..5].iter().map(|c| c.0.as_str()).collect::<Vec<_>>(),
+            ["Name", "Ready", "Status", "Restarts", "Age"]
+        );
         assert!(cols[5..].iter().all(|c| c.1 == 1));
         let row = &t["rows"][0];
-        assert_eq!(row["cells"], json!(["web-1", "1/2", "CrashLoopBackOff", "2 (2m ago)", "5m", "10.244.0.5", "node-a", "<none>", "<none>"]));
+        assert_eq!(
+            row["cells"],
+            json!([
+                "web-1",
+                "1/2",
+                "CrashLoopBackOff",
+                "2 (2m ago)",
+                "5m",
+                "10.244.0.5",
+                "node-a",
+                "<none>",
+                "<none>"
+            ])
+        );
         assert_eq!(row["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(row["object"]["metadata"]["uid"], "u1");
     }
@@ -865,9 +1017,15 @@ mod tests {
             "status": {"readyReplicas": 2, "updatedReplicas": 3, "availableReplicas": 2}
         });
         let t = table("Deployment", "apps", std::slice::from_ref(&d));
-        assert_eq!(t["rows"][0]["cells"], json!(["web", "2/3", 3, 2, "120m", "nginx,side", "nginx:1,busybox", "app=web"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["web", "2/3", 3, 2, "120m", "nginx,side", "nginx:1,busybox", "app=web"])
+        );
         let t = table("ReplicaSet", "apps", &[d]);
-        assert_eq!(t["rows"][0]["cells"], json!(["web", 3, 0, 2, "120m", "nginx,side", "nginx:1,busybox", "app=web"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!(["web", 3, 0, 2, "120m", "nginx,side", "nginx:1,busybox", "app=web"])
+        );
     }
 
     #[test]
@@ -878,7 +1036,18 @@ mod tests {
                      "ports": [{"port": 80, "nodePort": 30080, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}
         });
         let t = table("Service", "", &[svc]);
-        assert_eq!(t["rows"][0]["cells"], json!(["web", "NodePort", "10.96.0.10", "<none>", "80:30080/TCP,53/UDP", "30s", "app=web"]));
+        assert_eq!(
+            t["rows"][0]["cells"],
+            json!([
+                "web",
+                "NodePort",
+                "10.96.0.10",
+                "<none>",
+                "80:30080/TCP,53/UDP",
+                "30s",
+                "app=web"
+            ])
+        );
         let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.11"}});
         assert_eq!(service_external_ip(&lb), "<pending>");
         assert_eq!(service_ports(&lb), "<none>");
@@ -895,11 +1064,25 @@ mod tests {
                        "nodeInfo": {"kubeletVersion": "v1.32.0-sluice"}}
         });
         let t = table("Node", "", &[node]);
-        assert_eq!(t["rows"][0]["cells"].as_array().expect("cells")[..5], json!(["n1", "Ready,SchedulingDisabled", "control-plane", "60m", "v1.32.0-sluice"]).as_array().expect("arr")[..]);
+        assert_eq!(
+            t["rows"][0]["cells"].as_array().expect("cells")[..5],
+            json!([
+                "n1",
+                "Ready,SchedulingDisabled",
+                "control-plane",
+                "60m",
+                "v1.32.0-sluice"
+            ])
+            .as_array()
+            .expect("arr")[..]
+        );
         assert_eq!(t["rows"][0]["cells"][5], "192.0.2.1");
 
         let ns = json!({"metadata": {"name": "default", "creationTimestamp": "2026-01-01T11:00:00Z"}, "status": {"phase": "Active"}});
-        assert_eq!(table("Namespace", "", &[ns])["rows"][0]["cells"], json!(["default", "Active", "60m"]));
+        assert_eq!(
+            table("Namespace", "", &[ns])["rows"][0]["cells"],
+            json!(["default", "Active", "60m"])
+        );
 
         let ev = json!({
             "metadata": {"name": "web.1"}, "type": "Normal", "reason": "Scheduled", "message": "assigned",
@@ -910,7 +1093,12 @@ mod tests {
         let cols = column_names(&t);
         let shown: Vec<&str> = cols.iter().filter(|c| c.1 == 0).map(|c| c.0.as_str()).collect();
         assert_eq!(shown, ["Last Seen", "Type", "Reason", "Object", "Message"]);
-        assert_eq!(t["rows"][0]["cells"].as_array().expect("cells")[..4], json!(["60s", "Normal", "Scheduled", "pod/web-1"]).as_array().expect("arr")[..]);
+        assert_eq!(
+            t["rows"][0]["cells"].as_array().expect("cells")[..4],
+            json!(["60s", "Normal", "Scheduled", "pod/web-1"])
+                .as_array()
+                .expect("arr")[..]
+        );
 
         let ep = json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}, {"ip": "10.0.0.3"}, {"ip": "10.0.0.4"}], "ports": [{"port": 80}]}]});
         assert_eq!(endpoints_string(&ep), "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 1 more...");
@@ -931,6 +1119,9 @@ mod tests {
         assert_eq!(IncludeObject::parse(None), IncludeObject::Metadata);
         let lease = json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}});
         let r = by_kind("coordination.k8s.io", "Lease").expect("lease");
-        assert_eq!(to_table_with(r, &[lease], Value::Null, IncludeObject::None, now())["rows"][0]["cells"], json!(["l", "me", "<unknown>"]));
+        assert_eq!(
+            to_table_with(r, &[lease], Value::Null, IncludeObject::None, now())["rows"][0]["cells"],
+            json!(["l", "me", "<unknown>"])
+        );
     }
 }

@@ -127,7 +127,9 @@ fn check_labels(errs: &mut Errors, labels: Option<&Value>, path: &str) {
 }
 
 fn check_annotations(errs: &mut Errors, ann: Option<&Value>, path: &str) {
-    let Some(map) = ann.and_then(Value::as_object) else { return };
+    let Some(map) = ann.and_then(Value::as_object) else {
+        return;
+    };
     let mut total = 0;
     for (k, v) in map {
         if let Err(e) = check_label_key(&k.to_lowercase()) {
@@ -156,9 +158,15 @@ fn name_rule(kind: &str) -> fn(&str) -> Result<(), String> {
 /// Validate object metadata (name, namespace, labels, annotations).
 pub fn validate_metadata(errs: &mut Errors, r: &Resource, obj: &Value) {
     let meta = obj.get("metadata");
-    let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str).unwrap_or_default();
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if name.is_empty() {
-        errs.push(FieldError::required("metadata.name", "name or generateName is required"));
+        errs.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
     } else if let Err(e) = name_rule(r.kind)(name) {
         errs.push(FieldError::invalid("metadata.name", &Value::String(name.into()), e));
     }
@@ -260,14 +268,26 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
         return;
     };
     validate_containers(errs, spec.get("containers"), &format!("{path}.containers"), true);
-    validate_containers(errs, spec.get("initContainers"), &format!("{path}.initContainers"), false);
+    validate_containers(
+        errs,
+        spec.get("initContainers"),
+        &format!("{path}.initContainers"),
+        false,
+    );
     if let Some(rp) = spec.get("restartPolicy") {
         if !matches!(rp.as_str(), Some("Always" | "OnFailure" | "Never")) {
-            errs.push(FieldError::not_supported(format!("{path}.restartPolicy"), rp, &["Always", "OnFailure", "Never"]));
+            errs.push(FieldError::not_supported(
+                format!("{path}.restartPolicy"),
+                rp,
+                &["Always", "OnFailure", "Never"],
+            ));
         }
     }
     if let Some(dp) = spec.get("dnsPolicy") {
-        if !matches!(dp.as_str(), Some("ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None")) {
+        if !matches!(
+            dp.as_str(),
+            Some("ClusterFirst" | "ClusterFirstWithHostNet" | "Default" | "None")
+        ) {
             errs.push(FieldError::not_supported(
                 format!("{path}.dnsPolicy"),
                 dp,
@@ -277,7 +297,11 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
     }
     if let Some(g) = spec.get("terminationGracePeriodSeconds") {
         if g.as_i64().is_some_and(|g| g < 0) {
-            errs.push(FieldError::invalid(format!("{path}.terminationGracePeriodSeconds"), g, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                format!("{path}.terminationGracePeriodSeconds"),
+                g,
+                "must be greater than or equal to 0",
+            ));
         }
     }
     if let Some(vols) = spec.get("volumes").and_then(Value::as_array) {
@@ -287,7 +311,10 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
             if n.is_empty() {
                 errs.push(FieldError::required(format!("{path}.volumes[{i}].name"), ""));
             } else if names.contains(&n) {
-                errs.push(FieldError::duplicate(format!("{path}.volumes[{i}].name"), &Value::String(n.into())));
+                errs.push(FieldError::duplicate(
+                    format!("{path}.volumes[{i}].name"),
+                    &Value::String(n.into()),
+                ));
             }
             names.push(n);
         }
@@ -304,7 +331,11 @@ fn validate_selector_and_template(errs: &mut Errors, spec: Option<&Value>) {
     };
     if let Some(r) = spec.get("replicas") {
         if r.as_i64().is_some_and(|r| r < 0) {
-            errs.push(FieldError::invalid("spec.replicas", r, "must be greater than or equal to 0"));
+            errs.push(FieldError::invalid(
+                "spec.replicas",
+                r,
+                "must be greater than or equal to 0",
+            ));
         }
     }
     let selector = spec.get("selector");
@@ -314,10 +345,20 @@ fn validate_selector_and_template(errs: &mut Errors, spec: Option<&Value>) {
             None
         }
         Some(sel) => {
-            let empty = sel.get("matchLabels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
-                && sel.get("matchExpressions").and_then(Value::as_array).is_none_or(|m| m.is_empty());
+            let empty = sel
+                .get("matchLabels")
+                .and_then(Value::as_object)
+                .is_none_or(|m| m.is_empty())
+                && sel
+                    .get("matchExpressions")
+                    .and_then(Value::as_array)
+                    .is_none_or(|m| m.is_empty());
             if empty {
-                errs.push(FieldError::invalid("spec.selector", sel, "empty selector is invalid for deployment"));
+                errs.push(FieldError::invalid(
+                    "spec.selector",
+                    sel,
+                    "empty selector is invalid for deployment",
+                ));
                 None
             } else {
                 check_labels(errs, sel.get("matchLabels"), "spec.selector.matchLabels");
@@ -347,18 +388,27 @@ fn validate_selector_and_template(errs: &mut Errors, spec: Option<&Value>) {
     validate_pod_spec(errs, template.and_then(|t| t.get("spec")), "spec.template.spec");
     if let Some(rp) = template.and_then(|t| t.pointer("/spec/restartPolicy")) {
         if rp.as_str() != Some("Always") {
-            errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", rp, &["Always"]));
+            errs.push(FieldError::not_supported(
+                "spec.template.spec.restartPolicy",
+                rp,
+                &["Always"],
+            ));
         }
     }
 }
 
 fn validate_deployment_strategy(errs: &mut Errors, spec: Option<&Value>) {
-    let Some(strategy) = spec.and_then(|s| s.get("strategy")) else { return };
+    let Some(strategy) = spec.and_then(|s| s.get("strategy")) else {
+        return;
+    };
     match strategy.get("type").and_then(Value::as_str) {
         Some("RollingUpdate") | None => {}
         Some("Recreate") => {
             if strategy.get("rollingUpdate").is_some_and(|v| !v.is_null()) {
-                errs.push(FieldError::forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'"));
+                errs.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
             }
         }
         Some(_) => errs.push(FieldError::not_supported(
@@ -388,7 +438,11 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
         errs.push(FieldError::required("spec.ports", ""));
     }
     if headless && matches!(ty, "NodePort" | "LoadBalancer") {
-        errs.push(FieldError::invalid("spec.clusterIPs[0]", &Value::String("None".into()), format!("may not be set to 'None' for {ty} services")));
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            &Value::String("None".into()),
+            format!("may not be set to 'None' for {ty} services"),
+        ));
     }
     let mut names = Vec::new();
     let mut seen = Vec::new();
@@ -400,10 +454,17 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
         }
         if !name.is_empty() {
             if let Err(e) = check_dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{path}.name"), &Value::String(name.into()), e));
+                errs.push(FieldError::invalid(
+                    format!("{path}.name"),
+                    &Value::String(name.into()),
+                    e,
+                ));
             }
             if names.contains(&name) {
-                errs.push(FieldError::duplicate(format!("{path}.name"), &Value::String(name.into())));
+                errs.push(FieldError::duplicate(
+                    format!("{path}.name"),
+                    &Value::String(name.into()),
+                ));
             }
             names.push(name);
         }
@@ -412,12 +473,25 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
         match p.get("targetPort") {
             Some(Value::Number(n)) => {
                 if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) {
-                    errs.push(FieldError::invalid(format!("{path}.targetPort"), &Value::Number(n.clone()), "must be between 1 and 65535, inclusive"));
+                    errs.push(FieldError::invalid(
+                        format!("{path}.targetPort"),
+                        &Value::Number(n.clone()),
+                        "must be between 1 and 65535, inclusive",
+                    ));
                 }
             }
             Some(Value::String(s)) => {
-                if s.is_empty() || s.len() > 15 || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
-                    errs.push(FieldError::invalid(format!("{path}.targetPort"), &Value::String(s.clone()), "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters"));
+                if s.is_empty()
+                    || s.len() > 15
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                {
+                    errs.push(FieldError::invalid(
+                        format!("{path}.targetPort"),
+                        &Value::String(s.clone()),
+                        "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters",
+                    ));
                 }
             }
             _ => {}
@@ -425,13 +499,22 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
         if let Some(np) = p.get("nodePort") {
             if np.as_i64() != Some(0) {
                 if ty == "ClusterIP" || ty == "ExternalName" {
-                    errs.push(FieldError::forbidden(format!("{path}.nodePort"), format!("may not be used when `type` is '{ty}'")));
+                    errs.push(FieldError::forbidden(
+                        format!("{path}.nodePort"),
+                        format!("may not be used when `type` is '{ty}'"),
+                    ));
                 }
             }
         }
-        let key = (p.get("port").and_then(Value::as_i64), p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string());
+        let key = (
+            p.get("port").and_then(Value::as_i64),
+            p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string(),
+        );
         if seen.contains(&key) {
-            errs.push(FieldError::duplicate(format!("{path}"), &serde_json::json!({"port": key.0, "protocol": key.1})));
+            errs.push(FieldError::duplicate(
+                format!("{path}"),
+                &serde_json::json!({"port": key.0, "protocol": key.1}),
+            ));
         }
         seen.push(key);
     }
@@ -440,7 +523,11 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
     }
     if let Some(sa) = spec.get("sessionAffinity") {
         if !matches!(sa.as_str(), Some("None" | "ClientIP")) {
-            errs.push(FieldError::not_supported("spec.sessionAffinity", sa, &["ClientIP", "None"]));
+            errs.push(FieldError::not_supported(
+                "spec.sessionAffinity",
+                sa,
+                &["ClientIP", "None"],
+            ));
         }
     }
 }
@@ -462,9 +549,15 @@ pub fn validate(r: &Resource, obj: &Value) -> Vec<FieldError> {
             for field in ["data", "binaryData"] {
                 if let Some(m) = obj.get(field).and_then(Value::as_object) {
                     for k in m.keys() {
-                        let ok = !k.is_empty() && k.len() <= 253 && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                        let ok = !k.is_empty()
+                            && k.len() <= 253
+                            && k.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
                         if !ok {
-                            errs.push(FieldError::invalid(format!("{field}[{k}]"), &Value::String(k.clone()), "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"));
+                            errs.push(FieldError::invalid(
+                                format!("{field}[{k}]"),
+                                &Value::String(k.clone()),
+                                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+                            ));
                         }
                     }
                 }
@@ -489,18 +582,32 @@ pub fn validate_update(r: &Resource, old: &Value, new: &Value) -> Vec<FieldError
     let mut errs = Vec::new();
     let immutable = |errs: &mut Vec<FieldError>, pointer: &str, field: &str| {
         if differs(old, new, pointer) {
-            errs.push(FieldError::invalid(field, new.pointer(pointer).unwrap_or(&Value::Null), "field is immutable"));
+            errs.push(FieldError::invalid(
+                field,
+                new.pointer(pointer).unwrap_or(&Value::Null),
+                "field is immutable",
+            ));
         }
     };
     match (r.group, r.kind) {
         ("apps", "Deployment") | ("apps", "ReplicaSet") => immutable(&mut errs, "/spec/selector", "spec.selector"),
         ("", "Service") => {
-            let old_ip = old.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
-            let new_ip = new.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default();
+            let old_ip = old
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let new_ip = new
+                .pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             let old_ty = old.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
             let new_ty = new.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP");
             if !old_ip.is_empty() && old_ip != new_ip && old_ty != "ExternalName" && new_ty != "ExternalName" {
-                errs.push(FieldError::invalid("spec.clusterIPs[0]", &Value::String(new_ip.into()), "may not change once set"));
+                errs.push(FieldError::invalid(
+                    "spec.clusterIPs[0]",
+                    &Value::String(new_ip.into()),
+                    "may not change once set",
+                ));
             }
         }
         ("", "Pod") => {
@@ -571,9 +678,19 @@ mod tests {
     #[test]
     fn pod_requires_containers_and_images_with_paths() {
         let p = by_kind("", "Pod").unwrap();
-        let errs = validate(p, &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "Bad_Name", "ports": [{"containerPort": 70000}]}]}}));
+        let errs = validate(
+            p,
+            &json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "Bad_Name", "ports": [{"containerPort": 70000}]}]}}),
+        );
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
-        assert_eq!(fields, ["spec.containers[0].name", "spec.containers[0].image", "spec.containers[0].ports[0].containerPort"]);
+        assert_eq!(
+            fields,
+            [
+                "spec.containers[0].name",
+                "spec.containers[0].image",
+                "spec.containers[0].ports[0].containerPort"
+            ]
+        );
         let errs = validate(p, &json!({"metadata": {"name": "p"}, "spec": {}}));
         assert_eq!(errs[0].field, "spec.containers");
     }
@@ -581,7 +698,10 @@ mod tests {
     #[test]
     fn service_ports_and_immutable_cluster_ip() {
         let s = by_kind("", "Service").unwrap();
-        let errs = validate(s, &json!({"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 0}]}}));
+        let errs = validate(
+            s,
+            &json!({"metadata": {"name": "svc"}, "spec": {"ports": [{"port": 0}]}}),
+        );
         assert_eq!(errs[0].field, "spec.ports[0].port");
         let old = json!({"spec": {"clusterIP": "10.96.0.5"}});
         let new = json!({"spec": {"clusterIP": "10.96.0.6"}});

@@ -93,7 +93,10 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
             q.exact_revision = None;
             let list = reg.list(req.resource, req.namespace.as_deref(), &q).await?;
             initial = list["items"].as_array().cloned().unwrap_or_default();
-            list["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+            list["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
         }
     };
     if req.resource_version.is_some() && !req.send_initial_events {
@@ -102,14 +105,22 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
         if let Err(e) = reg.store.range(prefix.as_bytes(), &end, start_rev.max(1), 1).await {
             if e.code == 410 {
                 let em = Emitter { tx, wrap: None };
-                em.error(ApiError::expired(format!("too old resource version: {start_rev}"))).await;
+                em.error(ApiError::expired(format!("too old resource version: {start_rev}")))
+                    .await;
                 return Ok(rx);
             }
             return Err(e);
         }
     }
     if let Some(sub) = reg.watch_cache.subscribe(&reg.store, req.resource, start_rev).await {
-        tokio::spawn(run_shared(req, sub, prefix, start_rev, initial, Emitter { tx, wrap: None }));
+        tokio::spawn(run_shared(
+            req,
+            sub,
+            prefix,
+            start_rev,
+            initial,
+            Emitter { tx, wrap: None },
+        ));
         return Ok(rx);
     }
     let stream = reg.store.watch(&prefix, start_rev + 1).await?;
@@ -118,7 +129,8 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
 }
 
 fn bookmark_object(r: &Resource, rev: i64, initial_end: bool) -> Value {
-    let mut b = json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
+    let mut b =
+        json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
     if initial_end {
         b["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
@@ -147,14 +159,26 @@ fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'stat
 }
 
 /// Serve a watch from the shared fan-out.
-async fn run_shared(req: WatchRequest, mut sub: Subscription, prefix: String, start_rev: i64, initial: Vec<Value>, mut em: Emitter) {
+async fn run_shared(
+    req: WatchRequest,
+    mut sub: Subscription,
+    prefix: String,
+    start_rev: i64,
+    initial: Vec<Value>,
+    mut em: Emitter,
+) {
     em.wrap = req.wrap.clone();
     for obj in initial {
         if !em.send("ADDED", obj).await {
             return;
         }
     }
-    if req.send_initial_events && req.bookmarks && !em.send("BOOKMARK", bookmark_object(req.resource, start_rev, true)).await {
+    if req.send_initial_events
+        && req.bookmarks
+        && !em
+            .send("BOOKMARK", bookmark_object(req.resource, start_rev, true))
+            .await
+    {
         return;
     }
     let unfiltered = req.query.label.is_empty() && req.query.field.0.is_empty() && em.wrap.is_none();

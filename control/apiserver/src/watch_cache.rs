@@ -100,7 +100,11 @@ impl WatchCache {
                     let stream = store.watch(&key, start + 1).await.ok()?;
                     let (tx, _) = broadcast::channel(FANOUT);
                     let hub = Arc::new(Hub {
-                        state: Mutex::new(HubState { covered_from: start, window: VecDeque::new(), alive: true }),
+                        state: Mutex::new(HubState {
+                            covered_from: start,
+                            window: VecDeque::new(),
+                            alive: true,
+                        }),
                         tx,
                     });
                     let mut hubs = self.hubs.lock().expect("hubs");
@@ -126,7 +130,10 @@ impl WatchCache {
             return None;
         }
         let replay = st.window.iter().filter(|c| c.revision > revision).cloned().collect();
-        Some(Subscription { replay, live: hub.tx.subscribe() })
+        Some(Subscription {
+            replay,
+            live: hub.tx.subscribe(),
+        })
     }
 }
 

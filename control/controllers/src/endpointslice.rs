@@ -39,9 +39,15 @@ pub const MANAGED_BY: &str = "endpointslice-controller.k8s.io";
 /// Subscribes the EndpointSlice controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let store = ctx.informers.services.store();
-    let own = ctx.informers.services.trigger(|s: &Service| Some(ObjectRef::from_obj(s)));
+    let own = ctx
+        .informers
+        .services
+        .trigger(|s: &Service| Some(ObjectRef::from_obj(s)));
     let svc_store = store.clone();
-    let from_pods = ctx.informers.pods.trigger(move |p: &Pod| services_for_pod(&svc_store, p));
+    let from_pods = ctx
+        .informers
+        .pods
+        .trigger(move |p: &Pod| services_for_pod(&svc_store, p));
     let from_slices = ctx.informers.endpointslices.trigger(|s: &EndpointSlice| {
         let svc = s.labels().get(SERVICE_NAME_LABEL)?;
         (s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY))
@@ -85,7 +91,12 @@ pub fn selected_pods(store: &Store<Pod>, svc: &Service, sel: &Selector) -> Vec<A
         .into_iter()
         .filter(|p| p.namespace() == ns && sel.matches(p.labels()))
         .filter(|p| !pods::is_terminated(p))
-        .filter(|p| p.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some_and(|ip| !ip.is_empty()))
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.pod_ip.as_ref())
+                .is_some_and(|ip| !ip.is_empty())
+        })
         .collect();
     pods.sort_by_key(|p| p.name_any());
     pods
@@ -102,10 +113,16 @@ pub fn resolve_target_port(port: &k8s_openapi::api::core::v1::ServicePort, pod: 
                 return Some(n);
             }
             let protocol = port.protocol.clone().unwrap_or_else(|| "TCP".into());
-            pod.spec.as_ref()?.containers.iter().flat_map(|c| c.ports.iter().flatten()).find_map(|cp| {
-                (cp.name.as_deref() == Some(name.as_str()) && cp.protocol.clone().unwrap_or_else(|| "TCP".into()) == protocol)
-                    .then_some(cp.container_port)
-            })
+            pod.spec
+                .as_ref()?
+                .containers
+                .iter()
+                .flat_map(|c| c.ports.iter().flatten())
+                .find_map(|cp| {
+                    (cp.name.as_deref() == Some(name.as_str())
+                        && cp.protocol.clone().unwrap_or_else(|| "TCP".into()) == protocol)
+                        .then_some(cp.container_port)
+                })
         }
     }
 }
@@ -132,7 +149,11 @@ pub fn ports_for_pod(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
 pub fn endpoint_for_pod(svc: &Service, pod: &Pod) -> Endpoint {
     let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
     let terminating = pod.metadata.deletion_timestamp.is_some();
-    let publish_not_ready = svc.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
+    let publish_not_ready = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        .unwrap_or(false);
     let serving = pods::is_ready(pod) || publish_not_ready;
     Endpoint {
         addresses: vec![ip],
@@ -158,7 +179,11 @@ pub fn desired_slices(svc: &Service, pods: &[Arc<Pod>], max: usize) -> Vec<(Stri
         let family = if ip.contains(':') { "IPv6" } else { "IPv4" };
         let ports = ports_for_pod(svc, pod);
         let key = (family.to_string(), serde_json::to_string(&ports).unwrap_or_default());
-        groups.entry(key).or_insert_with(|| (ports, Vec::new())).1.push(endpoint_for_pod(svc, pod));
+        groups
+            .entry(key)
+            .or_insert_with(|| (ports, Vec::new()))
+            .1
+            .push(endpoint_for_pod(svc, pod));
     }
     let mut out = Vec::new();
     for ((family, _), (ports, endpoints)) in groups {
@@ -172,7 +197,9 @@ pub fn desired_slices(svc: &Service, pods: &[Arc<Pod>], max: usize) -> Vec<(Stri
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Context>, expectations: Arc<Expectations>) -> Result<Action, Error> {
     let ns = svc.namespace().unwrap_or_default();
     let key = pods::key_of(&*svc);
-    let Some(sel) = service_selector(&svc) else { return Ok(Action::await_change()) };
+    let Some(sel) = service_selector(&svc) else {
+        return Ok(Action::await_change());
+    };
     if svc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -246,7 +273,12 @@ fn slice_name(svc: &Service) -> String {
     format!("{base}-{}", pods::random_suffix())
 }
 
-async fn create_slice(api: &Api<EndpointSlice>, slice: EndpointSlice, key: &str, expectations: &Expectations) -> Result<(), Error> {
+async fn create_slice(
+    api: &Api<EndpointSlice>,
+    slice: EndpointSlice,
+    key: &str,
+    expectations: &Expectations,
+) -> Result<(), Error> {
     let created = api.create(&PostParams::default(), &slice).await?;
     expectations.expect_create(key, created.name_any());
     Ok(())
@@ -263,16 +295,26 @@ async fn delete_slice(api: &Api<EndpointSlice>, name: &str) -> Result<(), Error>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServicePort, ServiceSpec};
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServicePort, ServiceSpec,
+    };
 
     fn pod(name: &str, ip: &str, ready: bool, http_port: i32) -> Arc<Pod> {
         Arc::new(Pod {
-            metadata: ObjectMeta { name: Some(name.into()), namespace: Some("ns".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
             spec: Some(PodSpec {
                 node_name: Some("n1".into()),
                 containers: vec![Container {
                     name: "c".into(),
-                    ports: Some(vec![ContainerPort { name: Some("http".into()), container_port: http_port, ..Default::default() }]),
+                    ports: Some(vec![ContainerPort {
+                        name: Some("http".into()),
+                        container_port: http_port,
+                        ..Default::default()
+                    }]),
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -291,7 +333,11 @@ mod tests {
 
     fn svc() -> Service {
         Service {
-            metadata: ObjectMeta { name: Some("web".into()), namespace: Some("ns".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("web".into()),
+                namespace: Some("ns".into()),
+                ..Default::default()
+            },
             spec: Some(ServiceSpec {
                 selector: Some(BTreeMap::from([("app".into(), "web".into())])),
                 ports: Some(vec![ServicePort {
@@ -308,7 +354,11 @@ mod tests {
 
     #[test]
     fn named_ports_resolve_per_pod_and_group_slices() {
-        let pods = vec![pod("a", "10.0.0.1", true, 8080), pod("b", "10.0.0.2", false, 8080), pod("c", "10.0.0.3", true, 9090)];
+        let pods = vec![
+            pod("a", "10.0.0.1", true, 8080),
+            pod("b", "10.0.0.2", false, 8080),
+            pod("c", "10.0.0.3", true, 9090),
+        ];
         let slices = desired_slices(&svc(), &pods, 100);
         assert_eq!(slices.len(), 2);
         let ports: Vec<i32> = slices.iter().map(|(_, p, _)| p[0].port.unwrap()).collect();
@@ -322,7 +372,16 @@ mod tests {
 
     #[test]
     fn at_most_max_endpoints_per_slice() {
-        let pods: Vec<_> = (0..250).map(|i| pod(&format!("p{i:03}"), &format!("10.0.{}.{}", i / 200, i % 200), true, 8080)).collect();
+        let pods: Vec<_> = (0..250)
+            .map(|i| {
+                pod(
+                    &format!("p{i:03}"),
+                    &format!("10.0.{}.{}", i / 200, i % 200),
+                    true,
+                    8080,
+                )
+            })
+            .collect();
         let slices = desired_slices(&svc(), &pods, 100);
         let sizes: Vec<usize> = slices.iter().map(|(_, _, e)| e.len()).collect();
         assert_eq!(sizes, [100, 100, 50]);

@@ -35,7 +35,11 @@ impl EventRecorder {
     /// A recorder reporting as `component`.
     pub fn new(client: Client, component: &str) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".into());
-        Self { client, component: component.into(), instance: format!("{host}_{}", std::process::id()) }
+        Self {
+            client,
+            component: component.into(),
+            instance: format!("{host}_{}", std::process::id()),
+        }
     }
 
     /// Records an Event about `obj` (in its namespace, or `default` for cluster-scoped objects).
@@ -55,7 +59,11 @@ impl EventRecorder {
         );
         tracing::debug!(object = %reference.name.clone().unwrap_or_default(), reason, %message, "event");
         let event = Event {
-            metadata: ObjectMeta { name: Some(name), namespace: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
             involved_object: reference,
             reason: Some(reason.into()),
             message: Some(message),
@@ -67,7 +75,10 @@ impl EventRecorder {
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             event_time: Some(MicroTime(now)),
-            source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
             reporting_component: Some(self.component.clone()),
             reporting_instance: Some(self.instance.clone()),
             action: Some(reason.into()),

@@ -95,7 +95,10 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 /// Every cached object as a graph node.
 fn snapshot(ctx: &Context) -> Vec<Node> {
-    fn nodes<K: kube::Resource<DynamicType = ()> + Clone>(store: &kube::runtime::reflector::Store<K>, out: &mut Vec<Node>) {
+    fn nodes<K: kube::Resource<DynamicType = ()> + Clone>(
+        store: &kube::runtime::reflector::Store<K>,
+        out: &mut Vec<Node>,
+    ) {
         for o in store.state() {
             out.push(Node {
                 api_version: K::api_version(&()).into(),
@@ -170,7 +173,8 @@ pub fn plan(nodes: &[Node]) -> Plan {
             if blocking.is_empty() {
                 plan.finalize.push((i, FOREGROUND_FINALIZER));
             }
-            plan.delete_foreground.extend(deps.into_iter().filter(|d| nodes[*d].meta.deletion_timestamp.is_none()));
+            plan.delete_foreground
+                .extend(deps.into_iter().filter(|d| nodes[*d].meta.deletion_timestamp.is_none()));
         }
     }
     let mut seen = HashSet::new();
@@ -184,22 +188,50 @@ async fn pass(ctx: &Context, discovery: &mut Option<Discovery>) -> Result<(), Er
     let client = &ctx.client;
     for (d, owner_uid) in &plan.strip {
         let n = &nodes[*d];
-        let refs: Vec<OwnerReference> =
-            n.meta.owner_references.clone().unwrap_or_default().into_iter().filter(|r| &r.uid != owner_uid).collect();
-        patch_meta(client, n, json!({"metadata": {"ownerReferences": refs, "resourceVersion": n.meta.resource_version}})).await?;
+        let refs: Vec<OwnerReference> = n
+            .meta
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| &r.uid != owner_uid)
+            .collect();
+        patch_meta(
+            client,
+            n,
+            json!({"metadata": {"ownerReferences": refs, "resourceVersion": n.meta.resource_version}}),
+        )
+        .await?;
     }
-    let owners: HashSet<&str> =
-        nodes.iter().flat_map(|n| n.meta.owner_references.iter().flatten().map(|r| r.uid.as_str())).collect();
+    let owners: HashSet<&str> = nodes
+        .iter()
+        .flat_map(|n| n.meta.owner_references.iter().flatten().map(|r| r.uid.as_str()))
+        .collect();
     for d in &plan.delete_foreground {
         // Dependents with dependents of their own cascade in the foreground too.
-        let policy = if owners.contains(nodes[*d].uid()) { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+        let policy = if owners.contains(nodes[*d].uid()) {
+            PropagationPolicy::Foreground
+        } else {
+            PropagationPolicy::Background
+        };
         delete(client, &nodes[*d], policy).await?;
     }
     for (o, finalizer) in &plan.finalize {
         let n = &nodes[*o];
-        let rest: Vec<String> =
-            n.meta.finalizers.clone().unwrap_or_default().into_iter().filter(|f| f != finalizer).collect();
-        patch_meta(client, n, json!({"metadata": {"finalizers": rest, "resourceVersion": n.meta.resource_version}})).await?;
+        let rest: Vec<String> = n
+            .meta
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f != finalizer)
+            .collect();
+        patch_meta(
+            client,
+            n,
+            json!({"metadata": {"finalizers": rest, "resourceVersion": n.meta.resource_version}}),
+        )
+        .await?;
     }
     for d in &plan.maybe_orphaned {
         let n = &nodes[*d];
@@ -217,13 +249,21 @@ async fn pass(ctx: &Context, discovery: &mut Option<Discovery>) -> Result<(), Er
             continue;
         }
         if absent.len() == refs.len() {
-            let policy = if foreground_owner { PropagationPolicy::Foreground } else { PropagationPolicy::Background };
+            let policy = if foreground_owner {
+                PropagationPolicy::Foreground
+            } else {
+                PropagationPolicy::Background
+            };
             tracing::info!(kind = %n.kind, name = ?n.meta.name, "deleting dependent whose owners are gone");
             delete(client, n, policy).await?;
         } else {
             let keep: Vec<OwnerReference> = refs.into_iter().filter(|r| !absent.contains(&r.uid)).collect();
-            patch_meta(client, n, json!({"metadata": {"ownerReferences": keep, "resourceVersion": n.meta.resource_version}}))
-                .await?;
+            patch_meta(
+                client,
+                n,
+                json!({"metadata": {"ownerReferences": keep, "resourceVersion": n.meta.resource_version}}),
+            )
+            .await?;
         }
     }
     Ok(())
@@ -263,7 +303,11 @@ async fn owner_state(
         Some(o) if o.metadata.uid.as_deref() != Some(r.uid.as_str()) => Ok(OwnerState::Absent),
         Some(o) => Ok(OwnerState::Present {
             deleting_foreground: o.metadata.deletion_timestamp.is_some()
-                && o.metadata.finalizers.iter().flatten().any(|f| f == FOREGROUND_FINALIZER),
+                && o.metadata
+                    .finalizers
+                    .iter()
+                    .flatten()
+                    .any(|f| f == FOREGROUND_FINALIZER),
         }),
     }
 }
@@ -283,10 +327,16 @@ fn api_for(client: &Client, n: &Node) -> Api<DynamicObject> {
 async fn delete(client: &Client, n: &Node, policy: PropagationPolicy) -> Result<(), Error> {
     let params = DeleteParams {
         propagation_policy: Some(policy),
-        preconditions: Some(kube::api::Preconditions { uid: n.meta.uid.clone(), resource_version: None }),
+        preconditions: Some(kube::api::Preconditions {
+            uid: n.meta.uid.clone(),
+            resource_version: None,
+        }),
         ..Default::default()
     };
-    match api_for(client, n).delete(n.meta.name.as_deref().unwrap_or_default(), &params).await {
+    match api_for(client, n)
+        .delete(n.meta.name.as_deref().unwrap_or_default(), &params)
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(err) => Err(err.into()),
@@ -294,7 +344,14 @@ async fn delete(client: &Client, n: &Node, policy: PropagationPolicy) -> Result<
 }
 
 async fn patch_meta(client: &Client, n: &Node, patch: serde_json::Value) -> Result<(), Error> {
-    match api_for(client, n).patch(n.meta.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api_for(client, n)
+        .patch(
+            n.meta.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(err) => Err(err.into()),
@@ -315,7 +372,12 @@ mod tests {
             meta: ObjectMeta {
                 uid: Some(uid.into()),
                 owner_references: owner.map(|(o, block)| {
-                    vec![OwnerReference { uid: o.into(), block_owner_deletion: Some(block), controller: Some(true), ..Default::default() }]
+                    vec![OwnerReference {
+                        uid: o.into(),
+                        block_owner_deletion: Some(block),
+                        controller: Some(true),
+                        ..Default::default()
+                    }]
                 }),
                 deletion_timestamp: deleting.map(|_| Time(Timestamp::now())),
                 finalizers: deleting.map(|f| vec![f.to_string()]),
@@ -326,13 +388,20 @@ mod tests {
 
     #[test]
     fn dangling_owner_marks_dependent() {
-        let p = plan(&[node("rs", None, None), node("a", Some(("rs", true)), None), node("b", Some(("gone", true)), None)]);
+        let p = plan(&[
+            node("rs", None, None),
+            node("a", Some(("rs", true)), None),
+            node("b", Some(("gone", true)), None),
+        ]);
         assert_eq!(p.maybe_orphaned, [2]);
     }
 
     #[test]
     fn foreground_deletes_dependents_then_finalizes() {
-        let p = plan(&[node("d", None, Some(FOREGROUND_FINALIZER)), node("rs", Some(("d", true)), None)]);
+        let p = plan(&[
+            node("d", None, Some(FOREGROUND_FINALIZER)),
+            node("rs", Some(("d", true)), None),
+        ]);
         assert_eq!(p.delete_foreground, [1]);
         assert!(p.finalize.is_empty());
         let p = plan(&[node("d", None, Some(FOREGROUND_FINALIZER))]);
@@ -341,7 +410,10 @@ mod tests {
 
     #[test]
     fn orphan_strips_references_first() {
-        let p = plan(&[node("rs", None, Some(ORPHAN_FINALIZER)), node("a", Some(("rs", true)), None)]);
+        let p = plan(&[
+            node("rs", None, Some(ORPHAN_FINALIZER)),
+            node("a", Some(("rs", true)), None),
+        ]);
         assert_eq!(p.strip, [(1, "rs".to_string())]);
         assert!(p.finalize.is_empty());
     }

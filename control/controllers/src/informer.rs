@@ -65,7 +65,11 @@ where
                 }
             }
         };
-        Self { store, changes, driver: std::sync::Mutex::new(Some(Box::pin(driver))) }
+        Self {
+            store,
+            changes,
+            driver: std::sync::Mutex::new(Some(Box::pin(driver))),
+        }
     }
 
     /// The cache (empty until the first list completes; see [`Informer::wait_synced`]).

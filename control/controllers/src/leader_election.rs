@@ -53,7 +53,11 @@ pub struct LeaderElector {
 impl LeaderElector {
     /// A candidate using `client`.
     pub fn new(client: Client, config: LeaderElectionConfig) -> Self {
-        Self { api: Api::namespaced(client, &config.namespace), config, observed: None }
+        Self {
+            api: Api::namespaced(client, &config.namespace),
+            config,
+            observed: None,
+        }
     }
 
     /// Waits until this candidate holds the Lease.
@@ -78,11 +82,16 @@ impl LeaderElector {
             tokio::time::sleep(self.config.retry_period).await;
             match self.try_acquire_or_renew().await {
                 Ok(true) => last_renew = Instant::now(),
-                Ok(false) => return LeaderElectionError::Lost(format!("{} is held by another candidate", self.config.name)),
+                Ok(false) => {
+                    return LeaderElectionError::Lost(format!("{} is held by another candidate", self.config.name))
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "could not renew the leader lease");
                     if last_renew.elapsed() > self.config.renew_deadline {
-                        return LeaderElectionError::Lost(format!("{} not renewed within the renew deadline", self.config.name));
+                        return LeaderElectionError::Lost(format!(
+                            "{} not renewed within the renew deadline",
+                            self.config.name
+                        ));
                     }
                 }
             }
@@ -141,11 +150,19 @@ impl LeaderElector {
             new_spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
         }
         lease.spec = Some(new_spec);
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(updated) => {
                 let s = updated.spec.unwrap_or_default();
                 self.observed = Some((
-                    format!("{}|{:?}", s.holder_identity.unwrap_or_default(), s.renew_time.as_ref().map(|t| t.0)),
+                    format!(
+                        "{}|{:?}",
+                        s.holder_identity.unwrap_or_default(),
+                        s.renew_time.as_ref().map(|t| t.0)
+                    ),
                     Instant::now(),
                 ));
                 Ok(true)

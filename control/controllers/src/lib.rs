@@ -69,13 +69,40 @@ pub struct ControllerDescriptor {
 
 /// Every controller the manager can run, in start order.
 pub const CONTROLLERS: &[ControllerDescriptor] = &[
-    ControllerDescriptor { name: "replicaset", init: replicaset::init },
-    ControllerDescriptor { name: "deployment", init: deployment::init },
-    ControllerDescriptor { name: "endpointslice", init: endpointslice::init },
-    ControllerDescriptor { name: "endpoints", init: endpoints::init },
-    ControllerDescriptor { name: "namespace", init: namespace::init },
-    ControllerDescriptor { name: "garbage-collector", init: garbage_collector::init },
-    ControllerDescriptor { name: "node-ipam", init: node_ipam::init },
-    ControllerDescriptor { name: "node-lifecycle", init: node_lifecycle::init },
-    ControllerDescriptor { name: "pod-gc", init: pod_gc::init },
+    ControllerDescriptor {
+        name: "replicaset",
+        init: replicaset::init,
+    },
+    ControllerDescriptor {
+        name: "deployment",
+        init: deployment::init,
+    },
+    ControllerDescriptor {
+        name: "endpointslice",
+        init: endpointslice::init,
+    },
+    ControllerDescriptor {
+        name: "endpoints",
+        init: endpoints::init,
+    },
+    ControllerDescriptor {
+        name: "namespace",
+        init: namespace::init,
+    },
+    ControllerDescriptor {
+        name: "garbage-collector",
+        init: garbage_collector::init,
+    },
+    ControllerDescriptor {
+        name: "node-ipam",
+        init: node_ipam::init,
+    },
+    ControllerDescriptor {
+        name: "node-lifecycle",
+        init: node_lifecycle::init,
+    },
+    ControllerDescriptor {
+        name: "pod-gc",
+        init: pod_gc::init,
+    },
 ];

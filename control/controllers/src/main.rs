@@ -21,7 +21,9 @@ async fn main() -> anyhow::Result<()> {
 
     let mut elector = if config.leader_elect {
         let identity = config.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "localhost".into());
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
             format!("{host}_{}", std::process::id())
         });
         let mut elector = LeaderElector::new(
@@ -79,7 +81,9 @@ async fn client(config: &ControllerManagerConfig) -> anyhow::Result<kube::Client
     let kube_config = match &config.kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.context("loading kubeconfig")?
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .context("loading kubeconfig")?
         }
         None => kube::Config::infer().await.context("finding a kubeconfig")?,
     };

@@ -27,7 +27,10 @@ pub const KUBERNETES_FINALIZER: &str = "kubernetes";
 /// Subscribes the Namespace controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let store = ctx.informers.namespaces.store();
-    let own = ctx.informers.namespaces.trigger(|n: &Namespace| Some(ObjectRef::from_obj(n)));
+    let own = ctx
+        .informers
+        .namespaces
+        .trigger(|n: &Namespace| Some(ObjectRef::from_obj(n)));
     runner::run("namespace", ctx, store, vec![own.boxed()], reconcile)
 }
 
@@ -47,13 +50,21 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Erro
         body.spec.get_or_insert_with(Default::default).finalizers =
             Some(finalizers.into_iter().filter(|f| f != KUBERNETES_FINALIZER).collect());
         let api: Api<Namespace> = Api::all(ctx.client.clone());
-        match api.replace_subresource("finalize", &name, &PostParams::default(), &body).await {
+        match api
+            .replace_subresource("finalize", &name, &PostParams::default(), &body)
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => {}
             Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Action::requeue(Duration::from_millis(200))),
             Err(err) => return Err(err.into()),
         }
-        ctx.recorder.record(&*ns, EventType::Normal, "NamespaceFinalized", format!("Namespace {name} emptied and finalized"));
+        ctx.recorder.record(
+            &*ns,
+            EventType::Normal,
+            "NamespaceFinalized",
+            format!("Namespace {name} emptied and finalized"),
+        );
     }
     Ok(Action::await_change())
 }
@@ -64,7 +75,10 @@ async fn delete_contents(ctx: &Context, namespace: &str) -> Result<usize, Error>
     let mut remaining = 0;
     for group in discovery.groups() {
         for (resource, caps) in group.recommended_resources() {
-            if caps.scope != Scope::Namespaced || !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::DELETE) {
+            if caps.scope != Scope::Namespaced
+                || !caps.supports_operation(verbs::LIST)
+                || !caps.supports_operation(verbs::DELETE)
+            {
                 continue;
             }
             let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);

@@ -33,9 +33,15 @@ impl CidrAllocator {
     pub fn new(cluster: Ipv4Net, mask: u8) -> Result<Self, Error> {
         let subnets: Vec<Ipv4Net> = cluster
             .subnets(mask)
-            .map_err(|e| Error::Invalid { object: format!("--cluster-cidr {cluster}"), reason: e.to_string() })?
+            .map_err(|e| Error::Invalid {
+                object: format!("--cluster-cidr {cluster}"),
+                reason: e.to_string(),
+            })?
             .collect();
-        Ok(Self { subnets, in_flight: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            subnets,
+            in_flight: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The first subnet not used by `nodes` (name, podCIDR) nor in flight, reserved for `node`.
@@ -69,11 +75,17 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
             return Box::pin(futures::future::pending());
         }
     };
-    runner::run("node-ipam", ctx, store, vec![own.boxed()], move |node, ctx| reconcile(node, ctx, allocator.clone()))
+    runner::run("node-ipam", ctx, store, vec![own.boxed()], move |node, ctx| {
+        reconcile(node, ctx, allocator.clone())
+    })
 }
 
 async fn reconcile(node: Arc<Node>, ctx: Arc<Context>, allocator: Arc<CidrAllocator>) -> Result<Action, Error> {
-    let has_cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some_and(|c| !c.is_empty());
+    let has_cidr = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_cidr.as_ref())
+        .is_some_and(|c| !c.is_empty());
     if has_cidr || node.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -83,16 +95,35 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>, allocator: Arc<CidrAlloca
         .store()
         .state()
         .iter()
-        .map(|n| (n.name_any(), n.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty())))
+        .map(|n| {
+            (
+                n.name_any(),
+                n.spec
+                    .as_ref()
+                    .and_then(|s| s.pod_cidr.clone())
+                    .filter(|c| !c.is_empty()),
+            )
+        })
         .collect();
     let Some(cidr) = allocator.allocate(&node.name_any(), &nodes) else {
-        ctx.recorder.record(&*node, EventType::Warning, "CIDRNotAvailable", "No pod CIDR left in the cluster CIDR".into());
+        ctx.recorder.record(
+            &*node,
+            EventType::Warning,
+            "CIDRNotAvailable",
+            "No pod CIDR left in the cluster CIDR".into(),
+        );
         return Ok(Action::requeue(std::time::Duration::from_secs(30)));
     };
     let api: Api<Node> = Api::all(ctx.client.clone());
     let patch = json!({"spec": {"podCIDR": cidr.to_string(), "podCIDRs": [cidr.to_string()]}});
-    api.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    ctx.recorder.record(&*node, EventType::Normal, "CIDRAssignmentSucceeded", format!("Assigned pod CIDR {cidr}"));
+    api.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    ctx.recorder.record(
+        &*node,
+        EventType::Normal,
+        "CIDRAssignmentSucceeded",
+        format!("Assigned pod CIDR {cidr}"),
+    );
     Ok(Action::await_change())
 }
 
@@ -103,7 +134,11 @@ mod tests {
     #[test]
     fn never_hands_out_a_range_twice() {
         let a = CidrAllocator::new("10.244.0.0/16".parse().unwrap(), 24).unwrap();
-        let existing = vec![("n0".to_string(), Some("10.244.0.0/24".to_string())), ("n1".to_string(), None), ("n2".to_string(), None)];
+        let existing = vec![
+            ("n0".to_string(), Some("10.244.0.0/24".to_string())),
+            ("n1".to_string(), None),
+            ("n2".to_string(), None),
+        ];
         let c1 = a.allocate("n1", &existing).unwrap();
         assert_eq!(c1.to_string(), "10.244.1.0/24");
         // Cache has not seen n1's CIDR yet: n2 must get another one, n1 the same again.
@@ -111,7 +146,10 @@ mod tests {
         assert_eq!(c2.to_string(), "10.244.2.0/24");
         assert_eq!(a.allocate("n1", &existing), Some(c1));
         let small = CidrAllocator::new("10.0.0.0/23".parse().unwrap(), 24).unwrap();
-        let full = vec![("a".to_string(), Some("10.0.0.0/24".to_string())), ("b".to_string(), Some("10.0.1.0/24".to_string()))];
+        let full = vec![
+            ("a".to_string(), Some("10.0.0.0/24".to_string())),
+            ("b".to_string(), Some("10.0.1.0/24".to_string())),
+        ];
         assert_eq!(small.allocate("c", &full), None);
     }
 }

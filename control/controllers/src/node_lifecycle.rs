@@ -54,15 +54,30 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 /// The heartbeat marker of a Node: its Lease renewTime, else its Ready
 /// condition's lastHeartbeatTime.
 fn heartbeat(ctx: &Context, node: &Node) -> Option<String> {
-    let lease = ctx.informers.node_leases.store().get(&ObjectRef::new(&node.name_any()).within("kube-node-lease"));
-    if let Some(renew) = lease.as_ref().and_then(|l| l.spec.as_ref()).and_then(|s| s.renew_time.as_ref()) {
+    let lease = ctx
+        .informers
+        .node_leases
+        .store()
+        .get(&ObjectRef::new(&node.name_any()).within("kube-node-lease"));
+    if let Some(renew) = lease
+        .as_ref()
+        .and_then(|l| l.spec.as_ref())
+        .and_then(|s| s.renew_time.as_ref())
+    {
         return Some(format!("lease:{}", renew.0));
     }
-    ready_condition(node).and_then(|c| c.last_heartbeat_time.as_ref()).map(|t| format!("status:{}", t.0))
+    ready_condition(node)
+        .and_then(|c| c.last_heartbeat_time.as_ref())
+        .map(|t| format!("status:{}", t.0))
 }
 
 fn ready_condition(node: &Node) -> Option<&NodeCondition> {
-    node.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+    node.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
 }
 
 fn taints(node: &Node) -> Vec<Taint> {
@@ -78,17 +93,26 @@ async fn monitor(ctx: &Context, health: &std::sync::Mutex<Health>) -> Result<(),
         let beat = heartbeat(ctx, node).unwrap_or_default();
         let stale = {
             let mut h = health.lock().expect("health lock");
-            let entry = h.seen.entry(name.clone()).or_insert_with(|| (beat.clone(), Instant::now()));
+            let entry = h
+                .seen
+                .entry(name.clone())
+                .or_insert_with(|| (beat.clone(), Instant::now()));
             if entry.0 != beat {
                 *entry = (beat, Instant::now());
             }
             entry.1.elapsed() > grace
         };
-        let tainted = taints(node).iter().any(|t| t.key == UNREACHABLE_TAINT && t.effect == "NoExecute");
+        let tainted = taints(node)
+            .iter()
+            .any(|t| t.key == UNREACHABLE_TAINT && t.effect == "NoExecute");
         let now = Time(Timestamp::now());
         if stale && !tainted {
             tracing::info!(node = %name, "node stopped heartbeating; marking unreachable");
-            let mut conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+            let mut conditions = node
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.clone())
+                .unwrap_or_default();
             for c in conditions.iter_mut() {
                 if c.status != "Unknown" {
                     c.status = "Unknown".into();
@@ -108,36 +132,85 @@ async fn monitor(ctx: &Context, health: &std::sync::Mutex<Health>) -> Result<(),
                 });
             }
             nodes_api
-                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"conditions": conditions}})))
+                .patch_status(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"status": {"conditions": conditions}})),
+                )
                 .await?;
             let mut t = taints(node);
-            t.push(Taint { key: UNREACHABLE_TAINT.into(), effect: "NoExecute".into(), time_added: Some(now.clone()), value: None });
-            nodes_api.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"taints": t}}))).await?;
-            ctx.recorder.record(&**node, EventType::Normal, "NodeNotReady", format!("Node {name} status is now: NodeNotReady"));
+            t.push(Taint {
+                key: UNREACHABLE_TAINT.into(),
+                effect: "NoExecute".into(),
+                time_added: Some(now.clone()),
+                value: None,
+            });
+            nodes_api
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"taints": t}})),
+                )
+                .await?;
+            ctx.recorder.record(
+                &**node,
+                EventType::Normal,
+                "NodeNotReady",
+                format!("Node {name} status is now: NodeNotReady"),
+            );
             mark_pods_not_ready(ctx, &name).await?;
         } else if !stale && tainted {
             tracing::info!(node = %name, "node heartbeats again; lifting unreachable taint");
-            let t: Vec<Taint> = taints(node).into_iter().filter(|t| t.key != UNREACHABLE_TAINT).collect();
-            nodes_api.patch(&name, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"taints": t}}))).await?;
+            let t: Vec<Taint> = taints(node)
+                .into_iter()
+                .filter(|t| t.key != UNREACHABLE_TAINT)
+                .collect();
+            nodes_api
+                .patch(
+                    &name,
+                    &PatchParams::default(),
+                    &Patch::Merge(&json!({"spec": {"taints": t}})),
+                )
+                .await?;
             if ready_condition(node).and_then(|c| c.reason.as_deref()) == Some("NodeStatusUnknown") {
-                let mut conditions = node.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
-                for c in conditions.iter_mut().filter(|c| c.reason.as_deref() == Some("NodeStatusUnknown")) {
+                let mut conditions = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.clone())
+                    .unwrap_or_default();
+                for c in conditions
+                    .iter_mut()
+                    .filter(|c| c.reason.as_deref() == Some("NodeStatusUnknown"))
+                {
                     c.status = if c.type_ == "Ready" { "True" } else { "False" }.into();
                     c.reason = Some("NodeHeartbeatResumed".into());
                     c.message = Some("Node lease is renewed again.".into());
                     c.last_transition_time = Some(now.clone());
                 }
                 nodes_api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&json!({"status": {"conditions": conditions}})))
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(&json!({"status": {"conditions": conditions}})),
+                    )
                     .await?;
             }
-            ctx.recorder.record(&**node, EventType::Normal, "NodeReady", format!("Node {name} status is now: NodeReady"));
+            ctx.recorder.record(
+                &**node,
+                EventType::Normal,
+                "NodeReady",
+                format!("Node {name} status is now: NodeReady"),
+            );
         }
         evict_pods(ctx, node).await?;
     }
     // Forget nodes that are gone.
     let names: std::collections::HashSet<String> = nodes.iter().map(|n| n.name_any()).collect();
-    health.lock().expect("health lock").seen.retain(|n, _| names.contains(n));
+    health
+        .lock()
+        .expect("health lock")
+        .seen
+        .retain(|n, _| names.contains(n));
     Ok(())
 }
 
@@ -157,7 +230,11 @@ async fn mark_pods_not_ready(ctx: &Context, node: &str) -> Result<(), Error> {
         if !crate::pods::is_ready(&pod) || pod.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let mut conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         for c in conditions.iter_mut().filter(|c| c.type_ == "Ready") {
             c.status = "False".into();
             c.reason = Some("NodeNotReady".into());
@@ -165,7 +242,11 @@ async fn mark_pods_not_ready(ctx: &Context, node: &str) -> Result<(), Error> {
         }
         let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
         match api
-            .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&json!({"status": {"conditions": conditions}})))
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"status": {"conditions": conditions}})),
+            )
             .await
         {
             Ok(_) => {}
@@ -181,7 +262,10 @@ pub fn toleration_seconds(tolerations: &[Toleration], taint: &Taint, default_sec
     let matching = tolerations.iter().find(|t| {
         let key_ok = match t.operator.as_deref() {
             Some("Exists") => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-            _ => t.key.as_deref() == Some(taint.key.as_str()) && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+            _ => {
+                t.key.as_deref() == Some(taint.key.as_str())
+                    && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+            }
         };
         let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
         key_ok && effect_ok
@@ -205,12 +289,21 @@ async fn evict_pods(ctx: &Context, node: &Node) -> Result<(), Error> {
         if pod.metadata.deletion_timestamp.is_some() || crate::pods::is_terminated(&pod) {
             continue;
         }
-        let tolerations = pod.spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+        let tolerations = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.clone())
+            .unwrap_or_default();
         let due = no_execute.iter().any(|taint| {
-            let Some(secs) = toleration_seconds(&tolerations, taint, ctx.config.default_eviction_toleration_seconds) else {
+            let Some(secs) = toleration_seconds(&tolerations, taint, ctx.config.default_eviction_toleration_seconds)
+            else {
                 return false;
             };
-            let added = taint.time_added.as_ref().map(|t| t.0.as_millisecond()).unwrap_or(now_ms);
+            let added = taint
+                .time_added
+                .as_ref()
+                .map(|t| t.0.as_millisecond())
+                .unwrap_or(now_ms);
             now_ms >= added + secs * 1000
         });
         if !due {
@@ -222,7 +315,11 @@ async fn evict_pods(ctx: &Context, node: &Node) -> Result<(), Error> {
             &*pod,
             EventType::Normal,
             "TaintManagerEviction",
-            format!("Marking for deletion Pod {}/{}", pod.namespace().unwrap_or_default(), pod.name_any()),
+            format!(
+                "Marking for deletion Pod {}/{}",
+                pod.namespace().unwrap_or_default(),
+                pod.name_any()
+            ),
         );
         match api.delete(&pod.name_any(), &DeleteParams::default()).await {
             Ok(_) => {}
@@ -238,7 +335,11 @@ mod tests {
     use super::*;
 
     fn taint() -> Taint {
-        Taint { key: UNREACHABLE_TAINT.into(), effect: "NoExecute".into(), ..Default::default() }
+        Taint {
+            key: UNREACHABLE_TAINT.into(),
+            effect: "NoExecute".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -252,9 +353,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(toleration_seconds(&[own.clone()], &taint(), 300), Some(5));
-        let forever = Toleration { toleration_seconds: None, ..own };
+        let forever = Toleration {
+            toleration_seconds: None,
+            ..own
+        };
         assert_eq!(toleration_seconds(&[forever], &taint(), 300), None);
-        let other = Toleration { key: Some("x".into()), operator: Some("Exists".into()), ..Default::default() };
+        let other = Toleration {
+            key: Some("x".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        };
         assert_eq!(toleration_seconds(&[other], &taint(), 300), Some(300));
     }
 }

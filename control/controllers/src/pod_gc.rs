@@ -28,12 +28,21 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 
 /// Terminated pods to delete so that at most `threshold` remain: oldest first.
 pub fn excess_terminated(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>> {
-    let mut terminated: Vec<Arc<Pod>> =
-        pods.iter().filter(|p| pods::is_terminated(p) && p.metadata.deletion_timestamp.is_none()).cloned().collect();
+    let mut terminated: Vec<Arc<Pod>> = pods
+        .iter()
+        .filter(|p| pods::is_terminated(p) && p.metadata.deletion_timestamp.is_none())
+        .cloned()
+        .collect();
     if terminated.len() <= threshold {
         return vec![];
     }
-    terminated.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()).unwrap_or(0));
+    terminated.sort_by_key(|p| {
+        p.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+            .unwrap_or(0)
+    });
     let excess = terminated.len() - threshold;
     terminated.truncate(excess);
     terminated
@@ -41,7 +50,14 @@ pub fn excess_terminated(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>> {
 
 async fn pass(ctx: &Context) -> Result<(), Error> {
     let all = ctx.informers.pods.store().state();
-    let nodes: HashSet<String> = ctx.informers.nodes.store().state().iter().map(|n| n.name_any()).collect();
+    let nodes: HashSet<String> = ctx
+        .informers
+        .nodes
+        .store()
+        .state()
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
     let nodes_api: Api<Node> = Api::all(ctx.client.clone());
     let mut checked: HashSet<String> = HashSet::new();
     for pod in &all {
@@ -72,7 +88,16 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
 
 async fn force_delete(ctx: &Context, pod: &Pod) -> Result<(), Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
-    match api.delete(&pod.name_any(), &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await {
+    match api
+        .delete(
+            &pod.name_any(),
+            &DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            },
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(err) => Err(err.into()),
@@ -94,13 +119,21 @@ mod tests {
                 ..Default::default()
             },
             spec: None,
-            status: Some(PodStatus { phase: Some(phase.into()), ..Default::default() }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                ..Default::default()
+            }),
         })
     }
 
     #[test]
     fn oldest_terminated_pods_go_first() {
-        let pods = vec![pod("new-done", "Succeeded", 300), pod("running", "Running", 1), pod("old-failed", "Failed", 100), pod("mid", "Succeeded", 200)];
+        let pods = vec![
+            pod("new-done", "Succeeded", 300),
+            pod("running", "Running", 1),
+            pod("old-failed", "Failed", 100),
+            pod("mid", "Succeeded", 200),
+        ];
         let names: Vec<_> = excess_terminated(&pods, 1).iter().map(|p| p.name_any()).collect();
         assert_eq!(names, ["old-failed", "mid"]);
         assert!(excess_terminated(&pods, 3).is_empty());

@@ -22,7 +22,10 @@ pub fn is_active(pod: &Pod) -> bool {
 
 /// Whether the pod has terminated (Succeeded or Failed).
 pub fn is_terminated(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded") | Some("Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
 }
 
 /// The pod's Ready condition, if it is True: when it last changed.
@@ -45,7 +48,9 @@ pub fn is_ready(pod: &Pod) -> bool {
 /// Availability of a pod under `minReadySeconds`: `Ok(())` when available,
 /// `Err(Some(wait))` when ready but not yet for long enough, `Err(None)` when not ready.
 pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<Duration>> {
-    let Some(since) = ready_since(pod) else { return Err(None) };
+    let Some(since) = ready_since(pod) else {
+        return Err(None);
+    };
     if min_ready_seconds <= 0 {
         return Ok(());
     }
@@ -61,7 +66,11 @@ pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result
 
 /// The owner reference with `controller: true`, if any.
 pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
-    obj.meta().owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))
+    obj.meta()
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
 }
 
 /// An owner reference to `owner` marking it as the controller, blocking the
@@ -80,7 +89,10 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
 /// Parses a label selector; an invalid one is an error naming the object.
 pub fn selector(sel: Option<&LabelSelector>, object: &str) -> Result<Selector, Error> {
     let sel = sel.cloned().unwrap_or_default();
-    Selector::try_from(sel).map_err(|e| Error::Invalid { object: object.into(), reason: e.to_string() })
+    Selector::try_from(sel).map_err(|e| Error::Invalid {
+        object: object.into(),
+        reason: e.to_string(),
+    })
 }
 
 /// Whether a selector with no requirements (which must select nothing for
@@ -98,13 +110,17 @@ const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// Maps each byte of `s` into [`SAFE_ALPHABET`], as Kubernetes'
 /// `SafeEncodeString` does for the decimal digits of pod-template-hash.
 pub fn safe_encode_string(s: &str) -> String {
-    s.bytes().map(|b| SAFE_ALPHABET[b as usize % SAFE_ALPHABET.len()] as char).collect()
+    s.bytes()
+        .map(|b| SAFE_ALPHABET[b as usize % SAFE_ALPHABET.len()] as char)
+        .collect()
 }
 
 /// A 5-character random-looking suffix for generated object names.
 pub fn random_suffix() -> String {
     let n = NAME_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let seed = Timestamp::now().as_nanosecond() as u64 ^ (u64::from(std::process::id()) << 32) ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let seed = Timestamp::now().as_nanosecond() as u64
+        ^ (u64::from(std::process::id()) << 32)
+        ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut h = fnv1a64(&seed.to_le_bytes());
     let mut s = String::new();
     for _ in 0..5 {
@@ -135,7 +151,11 @@ fn fnv1a64(data: &[u8]) -> u64 {
 
 /// `namespace/name` of an object, for logs and errors.
 pub fn key_of<K: Resource>(obj: &K) -> String {
-    format!("{}/{}", obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+    format!(
+        "{}/{}",
+        obj.meta().namespace.clone().unwrap_or_default(),
+        obj.meta().name.clone().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]

@@ -35,13 +35,23 @@ const BURST_REPLICAS: usize = 500;
 /// Subscribes the ReplicaSet controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let store = ctx.informers.replicasets.store();
-    let own = ctx.informers.replicasets.trigger(|rs: &ReplicaSet| Some(ObjectRef::from_obj(rs)));
+    let own = ctx
+        .informers
+        .replicasets
+        .trigger(|rs: &ReplicaSet| Some(ObjectRef::from_obj(rs)));
     let rs_store = store.clone();
-    let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| replicasets_for_pod(&rs_store, pod));
+    let from_pods = ctx
+        .informers
+        .pods
+        .trigger(move |pod: &Pod| replicasets_for_pod(&rs_store, pod));
     let expectations = Arc::new(Expectations::default());
-    runner::run("replicaset", ctx, store, vec![own.boxed(), from_pods.boxed()], move |rs, ctx| {
-        reconcile(rs, ctx, expectations.clone())
-    })
+    runner::run(
+        "replicaset",
+        ctx,
+        store,
+        vec![own.boxed(), from_pods.boxed()],
+        move |rs, ctx| reconcile(rs, ctx, expectations.clone()),
+    )
 }
 
 /// The ReplicaSets a pod change concerns: its controller, or for an orphan
@@ -79,7 +89,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
 
     // Claim pods: keep owned matching ones, release owned non-matching, adopt orphans.
     let mut owned: Vec<Arc<Pod>> = Vec::new();
-    for pod in pod_store.state().into_iter().filter(|p| p.namespace().as_deref() == Some(ns.as_str())) {
+    for pod in pod_store
+        .state()
+        .into_iter()
+        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+    {
         let matches = selects(&selector, pod.labels());
         match controller_of(&*pod) {
             Some(r) if r.uid == uid => {
@@ -87,7 +101,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
                     owned.push(pod);
                 } else if pod.metadata.deletion_timestamp.is_none() {
                     release(&pods_api, &pod, &uid).await?;
-                    ctx.recorder.record(&*rs, EventType::Normal, "ReleasedPod", format!("Released pod: {}", pod.name_any()));
+                    ctx.recorder.record(
+                        &*rs,
+                        EventType::Normal,
+                        "ReleasedPod",
+                        format!("Released pod: {}", pod.name_any()),
+                    );
                 }
             }
             Some(_) => {}
@@ -102,7 +121,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
     let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
 
     let exists = |n: &str| pod_store.get(&ObjectRef::new(n).within(&ns)).is_some();
-    let live = |n: &str| pod_store.get(&ObjectRef::new(n).within(&ns)).is_some_and(|p| p.metadata.deletion_timestamp.is_none());
+    let live = |n: &str| {
+        pod_store
+            .get(&ObjectRef::new(n).within(&ns))
+            .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+    };
     let mut requeue: Option<Duration> = None;
     let mut deleted: Vec<String> = Vec::new();
     if rs.metadata.deletion_timestamp.is_none() && expectations.satisfied(&key, exists, live) {
@@ -127,7 +150,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
                 expectations.expect_delete(&key, pod_name.clone());
                 deleted.push(pod_name.clone());
                 match pods_api.delete(&pod_name, &DeleteParams::default()).await {
-                    Ok(_) => ctx.recorder.record(&*rs, EventType::Normal, "SuccessfulDelete", format!("Deleted pod: {pod_name}")),
+                    Ok(_) => ctx.recorder.record(
+                        &*rs,
+                        EventType::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {pod_name}"),
+                    ),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
                     Err(err) => return Err(err.into()),
                 }
@@ -140,10 +168,18 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
 
     // Status from the pods this reconcile saw, minus the ones it just deleted
     // (so a status carrying the new observedGeneration never over-counts).
-    let active: Vec<Arc<Pod>> = active.into_iter().filter(|p| !deleted.contains(&p.name_any())).collect();
+    let active: Vec<Arc<Pod>> = active
+        .into_iter()
+        .filter(|p| !deleted.contains(&p.name_any()))
+        .collect();
     let now = Timestamp::now();
     let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let template_labels = spec.template.as_ref().and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default();
+    let template_labels = spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let mut ready = 0;
     let mut available = 0;
     let mut fully_labeled = 0;
@@ -176,7 +212,10 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
             "replicas": new.0, "fullyLabeledReplicas": new.1, "readyReplicas": new.2,
             "availableReplicas": new.3, "observedGeneration": new.4,
         }});
-        match rs_api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match rs_api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(Action::await_change()),
             Err(err) => return Err(err.into()),
@@ -201,7 +240,12 @@ async fn create_pods(
         let n = batch.min(remaining);
         let creates = (0..n).map(|_| {
             let pod = pod_from_template(rs);
-            async move { (pod.metadata.name.clone().unwrap_or_default(), api.create(&PostParams::default(), &pod).await) }
+            async move {
+                (
+                    pod.metadata.name.clone().unwrap_or_default(),
+                    api.create(&PostParams::default(), &pod).await,
+                )
+            }
         });
         let results = futures::future::join_all(creates).await;
         let mut failed = None;
@@ -209,10 +253,16 @@ async fn create_pods(
             match result {
                 Ok(_) => {
                     expectations.expect_create(key, pod_name.clone());
-                    ctx.recorder.record(rs, EventType::Normal, "SuccessfulCreate", format!("Created pod: {pod_name}"));
+                    ctx.recorder.record(
+                        rs,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {pod_name}"),
+                    );
                 }
                 Err(err) => {
-                    ctx.recorder.record(rs, EventType::Warning, "FailedCreate", format!("Error creating: {err}"));
+                    ctx.recorder
+                        .record(rs, EventType::Warning, "FailedCreate", format!("Error creating: {err}"));
                     failed = Some(err);
                 }
             }
@@ -250,7 +300,11 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
 /// running, then not ready, then ready for the shortest time, then most
 /// restarts, then newest.
 pub fn deletion_rank(pod: &Pod) -> (bool, u8, bool, Reverse<i64>, Reverse<i32>, Reverse<i64>) {
-    let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
+    let scheduled = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some_and(|n| !n.is_empty());
     let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Pending") | None => 0,
         Some("Unknown") => 1,
@@ -265,8 +319,20 @@ pub fn deletion_rank(pod: &Pod) -> (bool, u8, bool, Reverse<i64>, Reverse<i32>, 
         .and_then(|s| s.container_statuses.as_ref())
         .map(|cs| cs.iter().map(|c| c.restart_count).sum())
         .unwrap_or(0);
-    let created = pod.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()).unwrap_or(0);
-    (scheduled, phase, ready, Reverse(ready_at), Reverse(restarts), Reverse(created))
+    let created = pod
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_millisecond())
+        .unwrap_or(0);
+    (
+        scheduled,
+        phase,
+        ready,
+        Reverse(ready_at),
+        Reverse(restarts),
+        Reverse(created),
+    )
 }
 
 /// Sets `owner` as the pod's controller (guarded by resourceVersion).
@@ -278,7 +344,14 @@ async fn adopt(api: &Api<Pod>, pod: &Pod, owner: &ReplicaSet) -> Result<(), Erro
 
 /// Removes the owner reference with `uid` from the pod.
 async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
-    let refs: Vec<_> = pod.metadata.owner_references.clone().unwrap_or_default().into_iter().filter(|r| r.uid != uid).collect();
+    let refs: Vec<_> = pod
+        .metadata
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.uid != uid)
+        .collect();
     patch_owner_refs(api, pod, refs).await
 }
 
@@ -288,7 +361,10 @@ async fn patch_owner_refs(
     refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
 ) -> Result<(), Error> {
     let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod.resource_version()}});
-    match api.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+    match api
+        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(err) => Err(err.into()),
@@ -297,7 +373,11 @@ async fn patch_owner_refs(
 
 /// Labels of a pod template, for tests and other controllers.
 pub fn template_labels(rs: &ReplicaSet) -> BTreeMap<String, String> {
-    Some(&rs.spec).and_then(|s| s.template.as_ref()).and_then(|t| t.metadata.as_ref()).and_then(|m| m.labels.clone()).unwrap_or_default()
+    Some(&rs.spec)
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -313,10 +393,19 @@ mod tests {
                 creation_timestamp: Some(Time(Timestamp::from_second(created_s).unwrap())),
                 ..Default::default()
             },
-            spec: Some(PodSpec { node_name: node.map(Into::into), ..Default::default() }),
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..Default::default()
+            }),
             status: Some(PodStatus {
                 phase: Some(phase.into()),
-                conditions: ready.then(|| vec![PodCondition { type_: "Ready".into(), status: "True".into(), ..Default::default() }]),
+                conditions: ready.then(|| {
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
         }

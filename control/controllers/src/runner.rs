@@ -59,7 +59,15 @@ where
     let resync = ctx.config.resync_period;
     let resync_store = store.clone();
     let resync_trigger = tokio_interval(resync)
-        .flat_map(move |_| futures::stream::iter(resync_store.state().iter().map(|o| ObjectRef::from_obj(&**o)).collect::<Vec<_>>()))
+        .flat_map(move |_| {
+            futures::stream::iter(
+                resync_store
+                    .state()
+                    .iter()
+                    .map(|o| ObjectRef::from_obj(&**o))
+                    .collect::<Vec<_>>(),
+            )
+        })
         .boxed();
     let mut all = futures::stream::select_all(triggers);
     all.push(resync_trigger);

@@ -97,9 +97,15 @@ impl Catalog {
             for group in &list.items {
                 let group_name = group.metadata.as_ref().and_then(|m| m.name.clone()).unwrap_or_default();
                 // The first version listed is the preferred one; keep only it.
-                let Some(version) = group.versions.first() else { continue };
+                let Some(version) = group.versions.first() else {
+                    continue;
+                };
                 for r in &version.resources {
-                    let kind = r.response_kind.as_ref().and_then(|k| k.kind.clone()).unwrap_or_default();
+                    let kind = r
+                        .response_kind
+                        .as_ref()
+                        .and_then(|k| k.kind.clone())
+                        .unwrap_or_default();
                     resources.push(ResourceInfo {
                         group: group_name.clone(),
                         version: version.version.clone().unwrap_or_default(),
@@ -124,7 +130,9 @@ impl Catalog {
             None => (lower.clone(), None),
         };
         let matches = |r: &&ResourceInfo| {
-            let group_ok = group.as_ref().is_none_or(|g| &r.group == g || r.group.starts_with(&format!("{g}.")));
+            let group_ok = group
+                .as_ref()
+                .is_none_or(|g| &r.group == g || r.group.starts_with(&format!("{g}.")));
             group_ok
                 && (r.plural == base
                     || r.singular == base
@@ -196,19 +204,29 @@ pub struct Api {
 impl Api {
     /// Connect using the kubeconfig at `path`.
     pub async fn connect(path: PathBuf, namespace: Option<String>) -> Result<Api> {
-        let kubeconfig = Kubeconfig::read_from(&path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
+        let kubeconfig =
+            Kubeconfig::read_from(&path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
         let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
             .await
             .with_context(|| format!("loading kubeconfig {}", path.display()))?;
         let namespace = namespace.unwrap_or_else(|| config.default_namespace.clone());
         let client = Client::try_from(config).context("building the API client")?;
-        Ok(Api { client, namespace, kubeconfig: path, catalog: None })
+        Ok(Api {
+            client,
+            namespace,
+            kubeconfig: path,
+            catalog: None,
+        })
     }
 
     /// The server's resources, fetched once.
     pub async fn catalog(&mut self) -> Result<&Catalog> {
         if self.catalog.is_none() {
-            let core = self.client.list_core_api_versions_aggregated().await.map_err(server_error)?;
+            let core = self
+                .client
+                .list_core_api_versions_aggregated()
+                .await
+                .map_err(server_error)?;
             let groups = self.client.list_api_groups_aggregated().await.map_err(server_error)?;
             self.catalog = Some(Catalog::from_discovery(&[core, groups]));
         }
@@ -248,12 +266,24 @@ pub struct RawRequest<'a> {
 impl<'a> RawRequest<'a> {
     /// A GET of `path` answered as JSON.
     pub fn get(path: String) -> RawRequest<'a> {
-        RawRequest { method: Method::GET, path, query: Vec::new(), accept: "application/json", body: None }
+        RawRequest {
+            method: Method::GET,
+            path,
+            query: Vec::new(),
+            accept: "application/json",
+            body: None,
+        }
     }
 
     /// A request with a body of the given content type.
     pub fn with_body(method: Method, path: String, content_type: &'a str, body: Vec<u8>) -> RawRequest<'a> {
-        RawRequest { method, path, query: Vec::new(), accept: "application/json", body: Some((content_type, body)) }
+        RawRequest {
+            method,
+            path,
+            query: Vec::new(),
+            accept: "application/json",
+            body: Some((content_type, body)),
+        }
     }
 
     /// Add a query parameter.
@@ -300,7 +330,11 @@ pub fn is_not_found(e: &kube::Error) -> bool {
 pub fn server_error(e: kube::Error) -> anyhow::Error {
     match e {
         kube::Error::Api(s) => {
-            let reason = if s.reason.is_empty() { format!("{}", s.code) } else { s.reason.clone() };
+            let reason = if s.reason.is_empty() {
+                format!("{}", s.code)
+            } else {
+                s.reason.clone()
+            };
             anyhow!("Error from server ({reason}): {}", s.message)
         }
         other => anyhow!("cannot reach the API server: {other}"),
@@ -353,7 +387,10 @@ mod tests {
         let c = catalog();
         let d = c.resolve("deploy").expect("deploy");
         assert_eq!(d.type_name(), "deployment.apps");
-        assert_eq!(d.object_path("default", "web"), "/apis/apps/v1/namespaces/default/deployments/web");
+        assert_eq!(
+            d.object_path("default", "web"),
+            "/apis/apps/v1/namespaces/default/deployments/web"
+        );
         assert_eq!(d.collection_path(None), "/apis/apps/v1/deployments");
         assert_eq!(d.subresources, ["scale"]);
         let n = c.resolve("no").expect("nodes");

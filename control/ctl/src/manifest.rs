@@ -29,7 +29,10 @@ impl Manifest {
     }
     /// `metadata.name` of the object.
     pub fn name(&self) -> &str {
-        self.object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+        self.object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
     /// `metadata.namespace` of the object, if set.
     pub fn namespace(&self) -> Option<&str> {
@@ -81,7 +84,8 @@ fn manifest_files(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn parse(text: &str, source: &str) -> Result<Vec<Manifest>> {
     let mut out = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = Value::deserialize(doc).with_context(|| format!("{source}: document {} is not valid YAML", i + 1))?;
+        let value =
+            Value::deserialize(doc).with_context(|| format!("{source}: document {} is not valid YAML", i + 1))?;
         flatten(value, source, &mut out)?;
     }
     Ok(out)
@@ -90,14 +94,22 @@ pub fn parse(text: &str, source: &str) -> Result<Vec<Manifest>> {
 fn flatten(value: Value, source: &str, out: &mut Vec<Manifest>) -> Result<()> {
     match value {
         Value::Null => Ok(()),
-        Value::Object(ref o) if o.get("kind").and_then(Value::as_str).is_some_and(|k| k.ends_with("List")) && o.get("items").is_some() => {
+        Value::Object(ref o)
+            if o.get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
+                && o.get("items").is_some() =>
+        {
             for item in o.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
                 flatten(item, source, out)?;
             }
             Ok(())
         }
         Value::Object(_) => {
-            let m = Manifest { object: value, source: source.to_string() };
+            let m = Manifest {
+                object: value,
+                source: source.to_string(),
+            };
             if m.api_version().is_empty() || m.kind().is_empty() {
                 bail!("{source}: an object is missing apiVersion or kind");
             }
@@ -121,7 +133,11 @@ mod tests {
         assert_eq!((m[1].kind(), m[1].namespace()), ("Service", Some("x")));
         assert!(parse("apiVersion: v1\nmetadata: {name: a}\n", "t").is_err());
         assert!(parse("a: [\n", "t").is_err());
-        let json = parse(r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}"#, "p.json").expect("json");
+        let json = parse(
+            r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}"#,
+            "p.json",
+        )
+        .expect("json");
         assert_eq!(json[0].name(), "p");
     }
 
@@ -129,8 +145,16 @@ mod tests {
     fn directories_are_read_in_name_order() {
         let dir = std::env::temp_dir().join(format!("ctl-manifest-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("b.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n").expect("write");
-        std::fs::write(dir.join("a.yml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n").expect("write");
+        std::fs::write(
+            dir.join("b.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n",
+        )
+        .expect("write");
+        std::fs::write(
+            dir.join("a.yml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+        )
+        .expect("write");
         std::fs::write(dir.join("notes.txt"), "not a manifest").expect("write");
         let m = read_all(&[dir.clone()]).expect("read");
         std::fs::remove_dir_all(&dir).expect("cleanup");

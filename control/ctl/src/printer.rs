@@ -73,7 +73,11 @@ fn cell_text(v: &Value) -> String {
 
 /// Select and stringify the columns of a server Table.
 pub fn grid(table: &Value, opts: &TableOptions) -> Grid {
-    let columns = table.get("columnDefinitions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let columns = table
+        .get("columnDefinitions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let shown: Vec<usize> = columns
         .iter()
         .enumerate()
@@ -83,13 +87,21 @@ pub fn grid(table: &Value, opts: &TableOptions) -> Grid {
     let name_col = columns
         .iter()
         .position(|c| c.get("format").and_then(Value::as_str) == Some("name"))
-        .or_else(|| columns.iter().position(|c| c.get("name").and_then(Value::as_str) == Some("Name")));
+        .or_else(|| {
+            columns
+                .iter()
+                .position(|c| c.get("name").and_then(Value::as_str) == Some("Name"))
+        });
     let mut headers: Vec<String> = Vec::new();
     if opts.with_namespace {
         headers.push("NAMESPACE".into());
     }
     headers.extend(shown.iter().map(|&i| {
-        columns[i].get("name").and_then(Value::as_str).unwrap_or("").to_uppercase()
+        columns[i]
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_uppercase()
     }));
     let rows = table
         .get("rows")
@@ -100,7 +112,10 @@ pub fn grid(table: &Value, opts: &TableOptions) -> Grid {
                     let cells = row.get("cells").and_then(Value::as_array).cloned().unwrap_or_default();
                     let mut out = Vec::new();
                     if opts.with_namespace {
-                        let ns = row.pointer("/object/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+                        let ns = row
+                            .pointer("/object/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or("");
                         out.push(ns.to_string());
                     }
                     for &i in &shown {
@@ -206,7 +221,11 @@ mod tests {
 
     #[test]
     fn wide_namespace_and_type_prefix() {
-        let opts = TableOptions { wide: true, with_namespace: true, name_prefix: Some("pod".into()) };
+        let opts = TableOptions {
+            wide: true,
+            with_namespace: true,
+            name_prefix: Some("pod".into()),
+        };
         let g = grid(&table(), &opts);
         assert_eq!(g.headers, ["NAMESPACE", "NAME", "READY", "RESTARTS", "IP"]);
         assert_eq!(g.rows[0], ["default", "pod/web-abc", "1/1", "0", "10.0.0.1"]);
@@ -215,7 +234,11 @@ mod tests {
 
     #[test]
     fn empty_tables_render_nothing_and_formats_parse() {
-        assert!(render(&grid(&json!({"columnDefinitions": [], "rows": []}), &TableOptions::default())).is_none());
+        assert!(render(&grid(
+            &json!({"columnDefinitions": [], "rows": []}),
+            &TableOptions::default()
+        ))
+        .is_none());
         assert_eq!(Format::parse(Some("wide")).expect("wide"), Format::Wide);
         assert!(Format::parse(Some("xml")).is_err());
         let one = objects(&[json!({"kind": "Pod"})], Format::Yaml).expect("yaml");

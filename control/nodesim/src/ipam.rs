@@ -33,10 +33,23 @@ impl PodIpam {
     pub fn set_node_cidr(&mut self, node: &str, cidr: Ipv4Net) {
         match self.nodes.get_mut(node) {
             Some(r) if r.cidr == cidr => {}
-            Some(r) if r.used.is_empty() => *r = NodeRange { cidr, used: BTreeSet::new(), next: 2 },
+            Some(r) if r.used.is_empty() => {
+                *r = NodeRange {
+                    cidr,
+                    used: BTreeSet::new(),
+                    next: 2,
+                }
+            }
             Some(_) => {}
             None => {
-                self.nodes.insert(node.to_string(), NodeRange { cidr, used: BTreeSet::new(), next: 2 });
+                self.nodes.insert(
+                    node.to_string(),
+                    NodeRange {
+                        cidr,
+                        used: BTreeSet::new(),
+                        next: 2,
+                    },
+                );
             }
         }
     }

@@ -19,7 +19,13 @@ pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Create `kube-node-lease` if it does not exist yet.
 pub async fn ensure_namespace(client: &Client) -> Result<()> {
     let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace { metadata: ObjectMeta { name: Some(NODE_LEASE_NAMESPACE.into()), ..Default::default() }, ..Default::default() };
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(NODE_LEASE_NAMESPACE.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     match api.create(&PostParams::default(), &ns).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
@@ -42,7 +48,13 @@ pub async fn renew(api: &Api<Lease>, node: &NodeRef, duration_secs: i32) -> Resu
             name: Some(name.clone()),
             namespace: Some(NODE_LEASE_NAMESPACE.into()),
             owner_references: node.uid.clone().map(|uid| {
-                vec![OwnerReference { api_version: "v1".into(), kind: "Node".into(), name: name.clone(), uid, ..Default::default() }]
+                vec![OwnerReference {
+                    api_version: "v1".into(),
+                    kind: "Node".into(),
+                    name: name.clone(),
+                    uid,
+                    ..Default::default()
+                }]
             }),
             ..Default::default()
         },
@@ -71,12 +83,21 @@ pub struct NodeRef {
 
 impl From<&Node> for NodeRef {
     fn from(n: &Node) -> NodeRef {
-        NodeRef { name: n.metadata.name.clone().unwrap_or_default(), uid: n.metadata.uid.clone() }
+        NodeRef {
+            name: n.metadata.name.clone().unwrap_or_default(),
+            uid: n.metadata.uid.clone(),
+        }
     }
 }
 
 /// Renew every node's Lease each `interval`.
-pub async fn renew_forever(client: Client, nodes: Vec<NodeRef>, interval: Duration, duration_secs: i32, concurrency: usize) {
+pub async fn renew_forever(
+    client: Client,
+    nodes: Vec<NodeRef>,
+    interval: Duration,
+    duration_secs: i32,
+    concurrency: usize,
+) {
     let api: Api<Lease> = Api::namespaced(client, NODE_LEASE_NAMESPACE);
     let nodes = std::sync::Arc::new(nodes);
     let mut tick = tokio::time::interval(interval);

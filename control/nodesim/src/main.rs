@@ -109,7 +109,11 @@ async fn main() -> Result<()> {
         }
     }
     drop(results);
-    info!(nodes = names.len(), elapsed_ms = started.elapsed().as_millis() as u64, "nodes registered and Ready");
+    info!(
+        nodes = names.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "nodes registered and Ready"
+    );
 
     // Leases: one now for every node, then renewed every interval except for --no-renew ones.
     let lease_api = Api::namespaced(client.clone(), leases::NODE_LEASE_NAMESPACE);
@@ -121,7 +125,10 @@ async fn main() -> Result<()> {
     if let Some(Err(e)) = first_round.iter().find(|r| r.is_err()) {
         warn!(error = %e, "some node leases could not be created");
     }
-    let renewed: Vec<_> = registered.into_iter().filter(|n| !args.no_renew.contains(&n.name)).collect();
+    let renewed: Vec<_> = registered
+        .into_iter()
+        .filter(|n| !args.no_renew.contains(&n.name))
+        .collect();
     tokio::spawn(leases::renew_forever(
         client.clone(),
         renewed,
@@ -147,7 +154,9 @@ async fn client(path: Option<&std::path::Path>) -> Result<kube::Client> {
             let kc = Kubeconfig::read_from(p).with_context(|| format!("reading kubeconfig {}", p.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
         }
-        None => kube::Config::infer().await.context("no --kubeconfig given and none could be inferred")?,
+        None => kube::Config::infer()
+            .await
+            .context("no --kubeconfig given and none could be inferred")?,
     };
     kube::Client::try_from(config).context("building the API client")
 }

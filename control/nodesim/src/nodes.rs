@@ -30,9 +30,13 @@ pub struct NodeTemplate {
 
 /// Parse a `--taint key[=value]:Effect` flag.
 pub fn parse_taint(s: &str) -> Result<Taint, String> {
-    let (kv, effect) = s.rsplit_once(':').ok_or_else(|| format!("taint {s:?} must be key[=value]:Effect"))?;
+    let (kv, effect) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("taint {s:?} must be key[=value]:Effect"))?;
     if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
-        return Err(format!("taint effect {effect:?} must be NoSchedule, PreferNoSchedule or NoExecute"));
+        return Err(format!(
+            "taint effect {effect:?} must be NoSchedule, PreferNoSchedule or NoExecute"
+        ));
     }
     let (key, value) = match kv.split_once('=') {
         Some((k, v)) => (k, Some(v.to_string())),
@@ -41,12 +45,19 @@ pub fn parse_taint(s: &str) -> Result<Taint, String> {
     if key.is_empty() {
         return Err(format!("taint {s:?} has an empty key"));
     }
-    Ok(Taint { key: key.into(), value, effect: effect.into(), time_added: None })
+    Ok(Taint {
+        key: key.into(),
+        value,
+        effect: effect.into(),
+        time_added: None,
+    })
 }
 
 /// Parse a `--label key=value` flag.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("label {s:?} must be key=value"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} must be key=value"))?;
     Ok((k.to_string(), v.to_string()))
 }
 
@@ -66,8 +77,15 @@ impl NodeTemplate {
         labels.insert("kubernetes.io/arch".into(), "amd64".into());
         labels.insert(NODESIM_LABEL.into(), self.prefix.clone());
         Node {
-            metadata: ObjectMeta { name: Some(name.into()), labels: Some(labels), ..Default::default() },
-            spec: Some(NodeSpec { taints: (!self.taints.is_empty()).then(|| self.taints.clone()), ..Default::default() }),
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                labels: Some(labels),
+                ..Default::default()
+            },
+            spec: Some(NodeSpec {
+                taints: (!self.taints.is_empty()).then(|| self.taints.clone()),
+                ..Default::default()
+            }),
             status: Some(self.status(name, 0)),
         }
     }
@@ -87,14 +105,40 @@ impl NodeTemplate {
             capacity: Some(self.resources()),
             allocatable: Some(self.resources()),
             conditions: Some(vec![
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "simulated node has sufficient memory"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "simulated node has no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "simulated node has sufficient PID"),
-                cond("Ready", "True", "KubeletReady", "simulated kubelet is posting ready status"),
+                cond(
+                    "MemoryPressure",
+                    "False",
+                    "KubeletHasSufficientMemory",
+                    "simulated node has sufficient memory",
+                ),
+                cond(
+                    "DiskPressure",
+                    "False",
+                    "KubeletHasNoDiskPressure",
+                    "simulated node has no disk pressure",
+                ),
+                cond(
+                    "PIDPressure",
+                    "False",
+                    "KubeletHasSufficientPID",
+                    "simulated node has sufficient PID",
+                ),
+                cond(
+                    "Ready",
+                    "True",
+                    "KubeletReady",
+                    "simulated kubelet is posting ready status",
+                ),
             ]),
             addresses: Some(vec![
-                NodeAddress { type_: "InternalIP".into(), address: node_address(index) },
-                NodeAddress { type_: "Hostname".into(), address: name.into() },
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: node_address(index),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: name.into(),
+                },
             ]),
             node_info: Some(NodeSystemInfo {
                 architecture: "amd64".into(),
@@ -123,7 +167,12 @@ pub fn node_address(index: usize) -> String {
 
 /// Create the node if missing, then write its status (Ready=True, capacity).
 /// Returns the registered node's name and UID.
-pub async fn register(api: &Api<Node>, template: &NodeTemplate, name: &str, index: usize) -> Result<crate::leases::NodeRef> {
+pub async fn register(
+    api: &Api<Node>,
+    template: &NodeTemplate,
+    name: &str,
+    index: usize,
+) -> Result<crate::leases::NodeRef> {
     match api.create(&PostParams::default(), &template.node(name)).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
@@ -144,9 +193,15 @@ mod tests {
     #[test]
     fn taint_flags() {
         let t = parse_taint("dedicated=gpu:NoSchedule").unwrap();
-        assert_eq!((t.key.as_str(), t.value.as_deref(), t.effect.as_str()), ("dedicated", Some("gpu"), "NoSchedule"));
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("gpu"), "NoSchedule")
+        );
         let t = parse_taint("spot:PreferNoSchedule").unwrap();
-        assert_eq!((t.key.as_str(), t.value, t.effect.as_str()), ("spot", None, "PreferNoSchedule"));
+        assert_eq!(
+            (t.key.as_str(), t.value, t.effect.as_str()),
+            ("spot", None, "PreferNoSchedule")
+        );
         assert!(parse_taint("x=y").is_err());
         assert!(parse_taint("x=y:Sometimes").is_err());
         assert!(parse_taint("=y:NoSchedule").is_err());

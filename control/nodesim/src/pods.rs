@@ -34,7 +34,9 @@ pub enum Action {
 
 /// Decide what a kubelet on `our_nodes` would do with this pod now.
 pub fn action(pod: &Pod, our_nodes: &HashSet<String>) -> Action {
-    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else { return Action::Nothing };
+    let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) else {
+        return Action::Nothing;
+    };
     if !our_nodes.contains(node) {
         return Action::Nothing;
     }
@@ -43,7 +45,9 @@ pub fn action(pod: &Pod, our_nodes: &HashSet<String>) -> Action {
     }
     let status = pod.status.as_ref();
     let phase = status.and_then(|s| s.phase.as_deref());
-    let has_ip = status.and_then(|s| s.pod_ip.as_deref()).is_some_and(|ip| !ip.is_empty());
+    let has_ip = status
+        .and_then(|s| s.pod_ip.as_deref())
+        .is_some_and(|ip| !ip.is_empty());
     match phase {
         Some("Running") if has_ip => Action::Nothing,
         Some("Succeeded") | Some("Failed") => Action::Nothing,
@@ -146,19 +150,30 @@ impl PodRunner {
     }
 
     fn on_node(&self, node: &Node) {
-        let Some(name) = node.metadata.name.as_deref() else { return };
+        let Some(name) = node.metadata.name.as_deref() else {
+            return;
+        };
         if !self.our_nodes.contains(name) {
             return;
         }
-        let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.as_deref()).and_then(|c| c.parse::<Ipv4Net>().ok());
+        let cidr = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.pod_cidr.as_deref())
+            .and_then(|c| c.parse::<Ipv4Net>().ok());
         let cidr = cidr.unwrap_or_else(|| crate::ipam::synthetic_cidr(self.synthetic_range, self.node_index[name]));
-        self.ipam.lock().unwrap_or_else(|e| e.into_inner()).set_node_cidr(name, cidr);
+        self.ipam
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_node_cidr(name, cidr);
     }
 
     /// Watch our nodes for `spec.podCIDR` (set by the controller-manager's IPAM).
     pub async fn watch_nodes(self: Arc<Self>) {
         let api: Api<Node> = Api::all(self.client.clone());
-        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(Event::Apply(n)) | Ok(Event::InitApply(n)) => self.on_node(&n),
@@ -171,7 +186,9 @@ impl PodRunner {
     /// Watch pods and act on those bound to our nodes, until the process ends.
     pub async fn run(self: Arc<Self>) {
         let api: Api<Pod> = Api::all(self.client.clone());
-        let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut stream = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = stream.next().await {
             match ev {
                 Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => self.clone().on_pod(p).await,
@@ -196,8 +213,14 @@ impl PodRunner {
         if act == Action::Nothing {
             // Remember IPs of pods already running (e.g. after a nodesim restart).
             if let (Some(node), Some(ip)) = (
-                pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| self.our_nodes.contains(n)),
-                pod.status.as_ref().and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .filter(|n| self.our_nodes.contains(n)),
+                pod.status
+                    .as_ref()
+                    .and_then(|s| s.pod_ip.as_deref())
+                    .and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
             ) {
                 let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
                 if !ips.contains_key(&uid) {
@@ -210,7 +233,12 @@ impl PodRunner {
         if !self.busy.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone()) {
             return; // already being handled
         }
-        let permit = self.slots.clone().acquire_owned().await.expect("semaphore never closed");
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         tokio::spawn(async move {
             let result = match act {
                 Action::Start => self.start(&pod).await,
@@ -230,7 +258,12 @@ impl PodRunner {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-        let existing = self.ips.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).map(|(_, ip)| *ip);
+        let existing = self
+            .ips
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&uid)
+            .map(|(_, ip)| *ip);
         let ip = match existing {
             Some(ip) => ip,
             None => {
@@ -238,14 +271,20 @@ impl PodRunner {
                     warn!(pod = name, node, "no free pod IP on node");
                     return Ok(());
                 };
-                self.ips.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.clone(), (node.clone(), ip));
+                self.ips
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(uid.clone(), (node.clone(), ip));
                 ip
             }
         };
         let host_ip = crate::nodes::node_address(self.node_index.get(&node).copied().unwrap_or(0));
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let status = running_status(pod, ip, &host_ip);
-        match api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status)).await {
+        match api
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+        {
             Ok(_) => {
                 debug!(pod = name, node, %ip, "pod running");
                 Ok(())
@@ -264,7 +303,10 @@ impl PodRunner {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let dp = DeleteParams {
             grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         match api.delete(name, &dp).await {
@@ -282,8 +324,15 @@ mod tests {
 
     fn pod(node: Option<&str>, phase: Option<&str>, ip: Option<&str>) -> Pod {
         Pod {
-            spec: Some(PodSpec { node_name: node.map(Into::into), ..Default::default() }),
-            status: Some(PodStatus { phase: phase.map(Into::into), pod_ip: ip.map(Into::into), ..Default::default() }),
+            spec: Some(PodSpec {
+                node_name: node.map(Into::into),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                phase: phase.map(Into::into),
+                pod_ip: ip.map(Into::into),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -292,10 +341,19 @@ mod tests {
     fn acts_only_on_pods_bound_to_our_nodes() {
         let ours: HashSet<String> = ["n-0".to_string()].into();
         assert_eq!(action(&pod(None, None, None), &ours), Action::Nothing);
-        assert_eq!(action(&pod(Some("other"), Some("Pending"), None), &ours), Action::Nothing);
+        assert_eq!(
+            action(&pod(Some("other"), Some("Pending"), None), &ours),
+            Action::Nothing
+        );
         assert_eq!(action(&pod(Some("n-0"), Some("Pending"), None), &ours), Action::Start);
-        assert_eq!(action(&pod(Some("n-0"), Some("Running"), Some("10.0.0.2")), &ours), Action::Nothing);
-        assert_eq!(action(&pod(Some("n-0"), Some("Succeeded"), None), &ours), Action::Nothing);
+        assert_eq!(
+            action(&pod(Some("n-0"), Some("Running"), Some("10.0.0.2")), &ours),
+            Action::Nothing
+        );
+        assert_eq!(
+            action(&pod(Some("n-0"), Some("Succeeded"), None), &ours),
+            Action::Nothing
+        );
         let mut deleting = pod(Some("n-0"), Some("Running"), Some("10.0.0.2"));
         deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
         assert_eq!(action(&deleting, &ours), Action::Delete);
@@ -304,12 +362,19 @@ mod tests {
     #[test]
     fn running_status_reports_ready_containers() {
         let mut p = pod(Some("n-0"), None, None);
-        p.spec.as_mut().unwrap().containers = vec![k8s_openapi::api::core::v1::Container { name: "app".into(), ..Default::default() }];
+        p.spec.as_mut().unwrap().containers = vec![k8s_openapi::api::core::v1::Container {
+            name: "app".into(),
+            ..Default::default()
+        }];
         let s = running_status(&p, "10.0.0.5".parse().unwrap(), "100.64.0.1");
         assert_eq!(s["status"]["phase"], "Running");
         assert_eq!(s["status"]["podIP"], "10.0.0.5");
         assert_eq!(s["status"]["containerStatuses"][0]["ready"], true);
-        let ready = s["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let ready = s["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
         assert!(ready);
     }
 }

@@ -23,13 +23,20 @@ pub fn num_feasible_nodes_to_find(percentage: u32, num_all_nodes: usize) -> usiz
     }
     let mut pct = percentage as usize;
     if pct == 0 {
-        pct = 50usize.saturating_sub(num_all_nodes / 125).max(MIN_FEASIBLE_NODES_PERCENTAGE);
+        pct = 50usize
+            .saturating_sub(num_all_nodes / 125)
+            .max(MIN_FEASIBLE_NODES_PERCENTAGE);
     }
     (num_all_nodes * pct / 100).max(MIN_FEASIBLE_NODES_TO_FIND)
 }
 
 /// Pick a node for the pod, or explain why none fits (all nodes were then examined).
-pub fn schedule_pod(framework: &Framework, cache: &mut Cache, pod: &PodInfo, percentage: u32) -> Result<String, Diagnosis> {
+pub fn schedule_pod(
+    framework: &Framework,
+    cache: &mut Cache,
+    pod: &PodInfo,
+    percentage: u32,
+) -> Result<String, Diagnosis> {
     let nodes = cache.nodes();
     let n = nodes.len();
     if n == 0 {
@@ -38,7 +45,10 @@ pub fn schedule_pod(framework: &Framework, cache: &mut Cache, pod: &PodInfo, per
     let to_find = num_feasible_nodes_to_find(percentage, n);
     let start = cache.next_start % n;
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(n));
-    let mut diagnosis = Diagnosis { num_nodes: n, ..Default::default() };
+    let mut diagnosis = Diagnosis {
+        num_nodes: n,
+        ..Default::default()
+    };
     let mut processed = 0;
     for i in 0..n {
         let node = &nodes[(start + i) % n];
@@ -108,8 +118,12 @@ mod tests {
         cache.upsert_node(Arc::new(node("small", "1", "2Gi")));
         cache.upsert_node(Arc::new(node("big", "8", "16Gi")));
         let mut tainted = node("tainted", "16", "32Gi");
-        tainted.spec.as_mut().unwrap().taints =
-            Some(vec![Taint { key: "dedicated".into(), value: Some("gpu".into()), effect: "NoSchedule".into(), ..Default::default() }]);
+        tainted.spec.as_mut().unwrap().taints = Some(vec![Taint {
+            key: "dedicated".into(),
+            value: Some("gpu".into()),
+            effect: "NoSchedule".into(),
+            ..Default::default()
+        }]);
         cache.upsert_node(Arc::new(tainted));
 
         let p = pod_info(pod("p", "500m", "1Gi"));
@@ -136,11 +150,19 @@ mod tests {
                     cache.assume(&format!("u{i}"), &node, p.requests, vec![]);
                     placed.push(node);
                 }
-                Err(d) => assert!(d.message().starts_with("0/3 nodes are available: 3 Insufficient cpu."), "{}", d.message()),
+                Err(d) => assert!(
+                    d.message().starts_with("0/3 nodes are available: 3 Insufficient cpu."),
+                    "{}",
+                    d.message()
+                ),
             }
         }
         placed.sort();
-        assert_eq!(placed, ["n0", "n1", "n2"], "one 600m pod per 1-cpu node, the fourth waits");
+        assert_eq!(
+            placed,
+            ["n0", "n1", "n2"],
+            "one 600m pod per 1-cpu node, the fourth waits"
+        );
     }
 
     #[test]

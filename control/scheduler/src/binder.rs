@@ -23,7 +23,9 @@ pub async fn bind(client: &Client, namespace: &str, name: &str, uid: &str, node:
         },
     };
     // The response is a Status object; its body is not needed.
-    let _: serde_json::Value = api.create_subresource("binding", name, &PostParams::default(), &binding).await?;
+    let _: serde_json::Value = api
+        .create_subresource("binding", name, &PostParams::default(), &binding)
+        .await?;
     Ok(())
 }
 

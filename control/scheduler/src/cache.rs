@@ -125,7 +125,11 @@ impl Cache {
 
     fn account(&mut self, node: &str, requests: &PodRequests, ports: &[HostPort], add: bool) {
         if let Some(info) = self.node_mut(node) {
-            if add { info.add_pod(requests, ports) } else { info.remove_pod(requests, ports) }
+            if add {
+                info.add_pod(requests, ports)
+            } else {
+                info.remove_pod(requests, ports)
+            }
             return;
         }
         let orphaned = self.orphaned.entry(node.to_string()).or_default();
@@ -152,7 +156,12 @@ impl Cache {
             let old = self.pods.remove(&key).expect("just seen");
             self.account(&old.node, &old.requests, &old.ports, false);
         }
-        let cached = CachedPod { node: node.clone(), requests: pod_requests(pod), ports: pod_host_ports(pod), state: PodState::Bound };
+        let cached = CachedPod {
+            node: node.clone(),
+            requests: pod_requests(pod),
+            ports: pod_host_ports(pod),
+            state: PodState::Bound,
+        };
         self.account(&node, &cached.requests, &cached.ports, true);
         self.pods.insert(key, cached);
     }
@@ -180,20 +189,37 @@ impl Cache {
             return;
         }
         self.account(node, &requests, &ports, true);
-        self.pods
-            .insert(uid.to_string(), CachedPod { node: node.to_string(), requests, ports, state: PodState::Assumed { bound_at: None } });
+        self.pods.insert(
+            uid.to_string(),
+            CachedPod {
+                node: node.to_string(),
+                requests,
+                ports,
+                state: PodState::Assumed { bound_at: None },
+            },
+        );
     }
 
     /// Binding failed: undo the assumption (a pod already confirmed bound is kept).
     pub fn forget(&mut self, uid: &str) {
-        if matches!(self.pods.get(uid), Some(CachedPod { state: PodState::Assumed { .. }, .. })) {
+        if matches!(
+            self.pods.get(uid),
+            Some(CachedPod {
+                state: PodState::Assumed { .. },
+                ..
+            })
+        ) {
             self.remove_pod(uid);
         }
     }
 
     /// Binding succeeded: start the clock for the informer to confirm it.
     pub fn finish_binding(&mut self, uid: &str, now: Instant) {
-        if let Some(CachedPod { state: PodState::Assumed { bound_at }, .. }) = self.pods.get_mut(uid) {
+        if let Some(CachedPod {
+            state: PodState::Assumed { bound_at },
+            ..
+        }) = self.pods.get_mut(uid)
+        {
             *bound_at = Some(now);
         }
     }
@@ -229,7 +255,12 @@ impl Cache {
 
     /// After a re-list: drop nodes the list did not contain.
     pub fn retain_nodes(&mut self, listed: &std::collections::HashSet<String>) {
-        let gone: Vec<String> = self.node_index.keys().filter(|n| !listed.contains(*n)).cloned().collect();
+        let gone: Vec<String> = self
+            .node_index
+            .keys()
+            .filter(|n| !listed.contains(*n))
+            .cloned()
+            .collect();
         for n in gone {
             self.remove_node(&n);
         }
@@ -261,7 +292,11 @@ mod tests {
         cache.add_or_update_bound_pod(&with_uid(p.clone(), "u1", Some("n1")));
         assert!(cache.is_bound("u1"));
         cache.forget("u1"); // a late failure report must not drop a confirmed pod
-        assert_eq!(cache.node("n1").unwrap().requested.milli_cpu, 1000, "confirmed pods are not double-counted");
+        assert_eq!(
+            cache.node("n1").unwrap().requested.milli_cpu,
+            1000,
+            "confirmed pods are not double-counted"
+        );
         assert!(cache.remove_pod("u1"));
         assert_eq!(cache.node("n1").unwrap().requested, Default::default());
     }
@@ -290,7 +325,11 @@ mod tests {
         assert_eq!(cache.nodes().len(), 1);
         assert_eq!(cache.node("other").unwrap().name(), "other");
         cache.upsert_node(Arc::new(node("late", "2", "4Gi")));
-        assert_eq!(cache.node("late").unwrap().requested.milli_cpu, 500, "usage survives a node delete/re-add");
+        assert_eq!(
+            cache.node("late").unwrap().requested.milli_cpu,
+            500,
+            "usage survives a node delete/re-add"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub async fn client(path: Option<&Path>) -> Result<Client> {
                 .await
                 .with_context(|| format!("loading kubeconfig {}", p.display()))?
         }
-        None => Config::infer().await.context("no --kubeconfig given and none could be inferred")?,
+        None => Config::infer()
+            .await
+            .context("no --kubeconfig given and none could be inferred")?,
     };
     Client::try_from(config).context("building the API client")
 }

@@ -35,7 +35,12 @@ pub struct FailureRecorder {
 impl FailureRecorder {
     /// A recorder reporting as `component` (the scheduler name) from `instance`.
     pub fn new(client: Client, component: &str, instance: &str) -> FailureRecorder {
-        FailureRecorder { client, component: component.into(), instance: instance.into(), recorded: Mutex::new(HashMap::new()) }
+        FailureRecorder {
+            client,
+            component: component.into(),
+            instance: instance.into(),
+            recorded: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Forget a pod's event series (it was bound or deleted).
@@ -67,7 +72,10 @@ impl FailureRecorder {
         };
         if let Some((event_name, count)) = repeat {
             let patch = serde_json::json!({ "count": count, "lastTimestamp": Time(now) });
-            match api.patch(&event_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+            match api
+                .patch(&event_name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(kube::Error::Api(s)) if s.code == 404 => {} // expired: create a new one
                 Err(e) => return Err(e),
@@ -75,7 +83,11 @@ impl FailureRecorder {
         }
         let event_name = format!("{name}.{:x}", now.as_nanosecond());
         let event = Event {
-            metadata: ObjectMeta { name: Some(event_name.clone()), namespace: Some(ns.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(event_name.clone()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
             involved_object: ObjectReference {
                 api_version: Some("v1".into()),
                 kind: Some("Pod".into()),
@@ -92,23 +104,37 @@ impl FailureRecorder {
             count: Some(1),
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
-            source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
             reporting_component: Some(self.component.clone()),
             reporting_instance: Some(self.instance.clone()),
             ..Default::default()
         };
         api.create(&PostParams::default(), &event).await?;
-        self.recorded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(uid, Recorded { event_name, message: message.into(), count: 1 });
+        self.recorded.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            uid,
+            Recorded {
+                event_name,
+                message: message.into(),
+                count: 1,
+            },
+        );
         Ok(())
     }
 
     async fn set_condition(&self, pod: &Pod, message: &str) -> Result<(), kube::Error> {
-        let mut conditions = pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+        let mut conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         if let Some(c) = conditions.iter().find(|c| c.type_ == "PodScheduled") {
-            if c.status == "False" && c.reason.as_deref() == Some(REASON_UNSCHEDULABLE) && c.message.as_deref() == Some(message) {
+            if c.status == "False"
+                && c.reason.as_deref() == Some(REASON_UNSCHEDULABLE)
+                && c.message.as_deref() == Some(message)
+            {
                 return Ok(());
             }
         }
@@ -125,7 +151,8 @@ impl FailureRecorder {
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         let patch = serde_json::json!({ "status": { "conditions": conditions } });
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         Ok(())
     }
 }

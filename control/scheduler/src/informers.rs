@@ -63,7 +63,10 @@ impl InformerTargets {
             }
             return;
         }
-        let ours = spec.and_then(|s| s.scheduler_name.as_deref()).unwrap_or("default-scheduler") == self.scheduler_name;
+        let ours = spec
+            .and_then(|s| s.scheduler_name.as_deref())
+            .unwrap_or("default-scheduler")
+            == self.scheduler_name;
         if terminal || pod.metadata.deletion_timestamp.is_some() || !ours {
             self.queue.remove(&key);
         } else if !self.cache().contains_pod(&uid) {
@@ -84,12 +87,16 @@ impl InformerTargets {
 /// Watch nodes until the process ends; `synced` turns true after the first full list.
 pub async fn run_node_informer(client: Client, targets: InformerTargets, synced: watch::Sender<bool>) {
     let api: Api<Node> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut listed: Option<HashSet<String>> = None;
     while let Some(event) = stream.next().await {
         match event {
             Ok(Event::Apply(node)) => targets.on_node(node),
-            Ok(Event::Delete(node)) => targets.cache().remove_node(node.metadata.name.as_deref().unwrap_or_default()),
+            Ok(Event::Delete(node)) => targets
+                .cache()
+                .remove_node(node.metadata.name.as_deref().unwrap_or_default()),
             Ok(Event::Init) => listed = Some(HashSet::new()),
             Ok(Event::InitApply(node)) => {
                 if let Some(l) = listed.as_mut() {
@@ -113,7 +120,9 @@ pub async fn run_node_informer(client: Client, targets: InformerTargets, synced:
 /// Watch pods until the process ends; `synced` turns true after the first full list.
 pub async fn run_pod_informer(client: Client, targets: InformerTargets, synced: watch::Sender<bool>) {
     let api: Api<Pod> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     let mut listed: Option<HashSet<String>> = None;
     while let Some(event) = stream.next().await {
         match event {

@@ -103,7 +103,12 @@ impl LeaderElector {
             tokio::time::sleep(self.timing.retry_period).await;
             match self.try_acquire_or_renew().await {
                 Ok(Attempt::Acquired) => last_renew = Instant::now(),
-                Ok(Attempt::HeldByOther(holder)) => return LeaderElectionError::Stolen { lease: self.name.clone(), holder },
+                Ok(Attempt::HeldByOther(holder)) => {
+                    return LeaderElectionError::Stolen {
+                        lease: self.name.clone(),
+                        holder,
+                    }
+                }
                 Err(e) => warn!(error = %e, "lease renewal failed"),
             }
             if last_renew.elapsed() > self.timing.renew_deadline {
@@ -114,7 +119,9 @@ impl LeaderElector {
 
     /// Give the Lease up (on clean shutdown) so a standby takes over at once.
     pub async fn release(&mut self) {
-        let Ok(mut lease) = self.api.get(&self.name).await else { return };
+        let Ok(mut lease) = self.api.get(&self.name).await else {
+            return;
+        };
         let spec = lease.spec.get_or_insert_with(Default::default);
         if spec.holder_identity.as_deref() != Some(&self.identity) {
             return;
@@ -139,7 +146,10 @@ impl LeaderElector {
             Ok(l) => l,
             Err(kube::Error::Api(s)) if s.code == 404 => {
                 let lease = Lease {
-                    metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                    metadata: ObjectMeta {
+                        name: Some(self.name.clone()),
+                        ..Default::default()
+                    },
                     spec: Some(LeaseSpec {
                         holder_identity: Some(self.identity.clone()),
                         lease_duration_seconds: Some(duration_secs),
@@ -154,7 +164,9 @@ impl LeaderElector {
                         self.observe(created.spec.unwrap_or_default());
                         Ok(Attempt::Acquired)
                     }
-                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::HeldByOther("(just created by another candidate)".into())),
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        Ok(Attempt::HeldByOther("(just created by another candidate)".into()))
+                    }
                     Err(e) => Err(e),
                 };
             }

@@ -121,7 +121,10 @@ impl State {
         let seq = self.seq;
         if let Some(e) = self.entries.get_mut(&key) {
             e.location = Location::Active { seq };
-            self.active.push(Keyed { ord: (priority(&e.pod), Reverse(seq)), key });
+            self.active.push(Keyed {
+                ord: (priority(&e.pod), Reverse(seq)),
+                key,
+            });
         }
     }
 
@@ -138,7 +141,11 @@ impl State {
 impl SchedulingQueue {
     /// An empty queue.
     pub fn new(config: QueueConfig) -> SchedulingQueue {
-        SchedulingQueue { state: Mutex::new(State::default()), notify: Notify::new(), config }
+        SchedulingQueue {
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+            config,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -148,13 +155,21 @@ impl SchedulingQueue {
     fn backoff_until(&self, e: &Entry) -> Option<Instant> {
         let last = e.last_failure?;
         let exp = e.attempts.saturating_sub(1).min(16);
-        let d = self.config.initial_backoff.saturating_mul(1 << exp).min(self.config.max_backoff);
+        let d = self
+            .config
+            .initial_backoff
+            .saturating_mul(1 << exp)
+            .min(self.config.max_backoff);
         Some(last + d)
     }
 
     /// Move a waiting pod to active, or to backoff if it is still backing off.
     fn requeue(&self, st: &mut State, key: PodKey, now: Instant) {
-        let ready = st.entries.get(&key).and_then(|e| self.backoff_until(e)).filter(|t| *t > now);
+        let ready = st
+            .entries
+            .get(&key)
+            .and_then(|e| self.backoff_until(e))
+            .filter(|t| *t > now);
         match ready {
             Some(t) => st.push_backoff(key, t),
             None => st.push_active(key),
@@ -179,7 +194,15 @@ impl SchedulingQueue {
                 }
             }
             None => {
-                st.entries.insert(key.clone(), Entry { pod, location: Location::Active { seq: 0 }, attempts: 0, last_failure: None });
+                st.entries.insert(
+                    key.clone(),
+                    Entry {
+                        pod,
+                        location: Location::Active { seq: 0 },
+                        attempts: 0,
+                        last_failure: None,
+                    },
+                );
                 st.push_active(key);
                 drop(st);
                 self.notify.notify_one();
@@ -212,8 +235,15 @@ impl SchedulingQueue {
     /// Take the next active pod, if any.
     pub fn try_pop(&self) -> Option<(PodKey, Arc<Pod>, u64)> {
         let mut st = self.lock();
-        while let Some(Keyed { ord: (_, Reverse(seq)), key }) = st.active.pop() {
-            let valid = st.entries.get(&key).is_some_and(|e| e.location == Location::Active { seq });
+        while let Some(Keyed {
+            ord: (_, Reverse(seq)),
+            key,
+        }) = st.active.pop()
+        {
+            let valid = st
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.location == Location::Active { seq });
             if !valid {
                 continue; // stale heap entry: the pod moved or went away
             }
@@ -292,7 +322,11 @@ impl SchedulingQueue {
             }
             let seq = *seq;
             let Reverse(Keyed { key, .. }) = st.backoff.pop().expect("peeked");
-            if st.entries.get(&key).is_some_and(|e| e.location == Location::Backoff { seq }) {
+            if st
+                .entries
+                .get(&key)
+                .is_some_and(|e| e.location == Location::Backoff { seq })
+            {
                 st.push_active(key);
                 woke = true;
             }
@@ -336,8 +370,15 @@ mod tests {
 
     fn pod(name: &str, prio: i32) -> (PodKey, Arc<Pod>) {
         let p = Pod {
-            metadata: kube::api::ObjectMeta { name: Some(name.into()), namespace: Some("default".into()), ..Default::default() },
-            spec: Some(PodSpec { priority: Some(prio), ..Default::default() }),
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                priority: Some(prio),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         (PodKey::from_obj(&p), Arc::new(p))
@@ -399,7 +440,10 @@ mod tests {
 
     #[test]
     fn pods_unschedulable_too_long_are_retried() {
-        let q = SchedulingQueue::new(QueueConfig { max_unschedulable: Duration::from_secs(5), ..Default::default() });
+        let q = SchedulingQueue::new(QueueConfig {
+            max_unschedulable: Duration::from_secs(5),
+            ..Default::default()
+        });
         let (k, p) = pod("a", 0);
         q.add_or_update(k.clone(), p);
         let (_, _, cycle) = q.try_pop().unwrap();

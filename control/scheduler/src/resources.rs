@@ -31,9 +31,7 @@ pub fn parse_milli(q: &str) -> Result<i64, QuantityError> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let num_end = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let num_end = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (number, suffix) = s.split_at(num_end);
     if number.is_empty() || number == "." || number.matches('.').count() > 1 {
         return Err(err());
@@ -209,7 +207,10 @@ pub fn pod_requests(pod: &Pod) -> PodRequests {
             non_zero: spec_requests(spec, true),
         },
         None => PodRequests {
-            requests: Resources { pods: 1, ..Default::default() },
+            requests: Resources {
+                pods: 1,
+                ..Default::default()
+            },
             non_zero: Resources {
                 milli_cpu: DEFAULT_MILLI_CPU_REQUEST,
                 memory: DEFAULT_MEMORY_REQUEST,
@@ -253,7 +254,10 @@ mod tests {
         }
         Container {
             name: "c".into(),
-            resources: Some(ResourceRequirements { requests: Some(requests), ..Default::default() }),
+            resources: Some(ResourceRequirements {
+                requests: Some(requests),
+                ..Default::default()
+            }),
             ..Default::default()
         }
     }
@@ -267,10 +271,20 @@ mod tests {
             init_containers: Some(vec![container(Some("2"), Some("50Mi")), sidecar]),
             ..Default::default()
         };
-        let pod = Pod { spec: Some(spec), ..Default::default() };
+        let pod = Pod {
+            spec: Some(spec),
+            ..Default::default()
+        };
         let r = pod_requests(&pod);
         // cpu: max(500 + 100 sidecar, 2000 init) = 2000; memory: max(100Mi + 10Mi, 50Mi) = 110Mi.
-        assert_eq!(r.requests, Resources { milli_cpu: 2000, memory: 110 << 20, pods: 1 });
+        assert_eq!(
+            r.requests,
+            Resources {
+                milli_cpu: 2000,
+                memory: 110 << 20,
+                pods: 1
+            }
+        );
         // The container without a memory request counts 200Mi when scoring.
         assert_eq!(r.non_zero.memory, (110 << 20) + DEFAULT_MEMORY_REQUEST);
     }
@@ -281,10 +295,19 @@ mod tests {
         limits.insert("cpu".to_string(), Quantity("1".into()));
         let c = Container {
             name: "c".into(),
-            resources: Some(ResourceRequirements { limits: Some(limits), ..Default::default() }),
+            resources: Some(ResourceRequirements {
+                limits: Some(limits),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let pod = Pod { spec: Some(PodSpec { containers: vec![c], ..Default::default() }), ..Default::default() };
+        let pod = Pod {
+            spec: Some(PodSpec {
+                containers: vec![c],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
         assert_eq!(pod_requests(&pod).requests.milli_cpu, 1000);
     }
 }

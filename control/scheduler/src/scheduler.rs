@@ -132,8 +132,15 @@ impl Scheduler {
                 let bound = me.metrics.bound.load(Ordering::Relaxed);
                 if bound != last {
                     let l = me.queue.lengths();
-                    info!(bound, per_second = (bound - last) / 10, active = l.active, backoff = l.backoff,
-                        unschedulable = l.unschedulable, in_flight = l.in_flight, "scheduling progress");
+                    info!(
+                        bound,
+                        per_second = (bound - last) / 10,
+                        active = l.active,
+                        backoff = l.backoff,
+                        unschedulable = l.unschedulable,
+                        in_flight = l.in_flight,
+                        "scheduling progress"
+                    );
                     last = bound;
                 }
             }
@@ -152,7 +159,12 @@ impl Scheduler {
                     self.queue.remove(&key);
                     continue;
                 }
-                let decision = schedule_pod(&self.framework, &mut cache, &info, self.config.percentage_of_nodes_to_score);
+                let decision = schedule_pod(
+                    &self.framework,
+                    &mut cache,
+                    &info,
+                    self.config.percentage_of_nodes_to_score,
+                );
                 if let Ok(node) = &decision {
                     cache.assume(&uid, node, info.requests, info.host_ports.clone());
                 }
@@ -160,7 +172,12 @@ impl Scheduler {
             };
             match decision {
                 Ok(node) => {
-                    let permit = self.bind_slots.clone().acquire_owned().await.expect("semaphore never closed");
+                    let permit = self
+                        .bind_slots
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("semaphore never closed");
                     let me = self.clone();
                     tokio::spawn(
                         async move {
@@ -198,7 +215,10 @@ impl Scheduler {
         let ns = key.namespace.as_deref().unwrap_or("default");
         match binder::bind(&self.client, ns, &key.name, uid, node).await {
             Ok(()) => {
-                self.cache.lock().unwrap_or_else(|e| e.into_inner()).finish_binding(uid, Instant::now());
+                self.cache
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .finish_binding(uid, Instant::now());
                 self.queue.done_bound(&key);
                 self.recorder.forget(uid);
                 self.metrics.bound.fetch_add(1, Ordering::Relaxed);

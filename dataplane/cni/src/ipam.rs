@@ -40,7 +40,10 @@ pub enum IpamError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> IpamError + '_ {
-    move |source| IpamError::Io { path: path.to_owned(), source }
+    move |source| IpamError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Who holds an address.
@@ -66,7 +69,12 @@ impl Allocation {
         let container_id = lines.next()?.to_owned();
         let ifname = lines.next()?.to_owned();
         let host_veth = lines.next().unwrap_or_default().to_owned();
-        (!container_id.is_empty()).then_some(Self { ip, container_id, ifname, host_veth })
+        (!container_id.is_empty()).then_some(Self {
+            ip,
+            container_id,
+            ifname,
+            host_veth,
+        })
     }
 }
 
@@ -89,16 +97,26 @@ impl Drop for StoreLock {
 impl IpamStore {
     /// The store under `state_dir/ipam` (created on first use).
     pub fn new(state_dir: &Path) -> Self {
-        Self { dir: state_dir.join("ipam") }
+        Self {
+            dir: state_dir.join("ipam"),
+        }
     }
 
     fn lock(&self) -> Result<StoreLock, IpamError> {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let path = self.dir.join("lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         // SAFETY: flock on an fd we own; blocks until the lock is ours.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(IpamError::Io { path, source: io::Error::last_os_error() });
+            return Err(IpamError::Io {
+                path,
+                source: io::Error::last_os_error(),
+            });
         }
         Ok(StoreLock(file))
     }
@@ -113,7 +131,9 @@ impl IpamStore {
         let mut found = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else { continue };
+            let Some(ip) = entry.file_name().to_str().and_then(|n| n.parse::<Ipv4Addr>().ok()) else {
+                continue;
+            };
             let text = fs::read_to_string(entry.path()).unwrap_or_default();
             match Allocation::decode(ip, &text) {
                 Some(allocation) => found.push(allocation),
@@ -129,14 +149,26 @@ impl IpamStore {
 
     /// The address held by (container id, interface), if any.
     pub fn get(&self, container_id: &str, ifname: &str) -> Result<Option<Allocation>, IpamError> {
-        Ok(self.list()?.into_iter().find(|a| a.container_id == container_id && a.ifname == ifname))
+        Ok(self
+            .list()?
+            .into_iter()
+            .find(|a| a.container_id == container_id && a.ifname == ifname))
     }
 
     /// Give (container id, interface) an address from `range`; the same one again if it has one.
-    pub fn allocate(&self, range: Ipv4Net, container_id: &str, ifname: &str, host_veth: &str) -> Result<Allocation, IpamError> {
+    pub fn allocate(
+        &self,
+        range: Ipv4Net,
+        container_id: &str,
+        ifname: &str,
+        host_veth: &str,
+    ) -> Result<Allocation, IpamError> {
         let _lock = self.lock()?;
         let existing = self.list_locked()?;
-        if let Some(held) = existing.iter().find(|a| a.container_id == container_id && a.ifname == ifname) {
+        if let Some(held) = existing
+            .iter()
+            .find(|a| a.container_id == container_id && a.ifname == ifname)
+        {
             return Ok(held.clone());
         }
         let taken: std::collections::HashSet<Ipv4Addr> = existing.iter().map(|a| a.ip).collect();
@@ -225,7 +257,11 @@ mod tests {
         let b = store.allocate(r, "c2", "eth0", "lxc2").unwrap();
         assert_eq!(a, again);
         assert_ne!(a.ip, b.ip);
-        assert_eq!(a.ip, "10.244.1.2".parse::<Ipv4Addr>().unwrap(), "network and node address skipped");
+        assert_eq!(
+            a.ip,
+            "10.244.1.2".parse::<Ipv4Addr>().unwrap(),
+            "network and node address skipped"
+        );
     }
 
     #[test]
@@ -246,10 +282,16 @@ mod tests {
         let store = IpamStore::new(dir.path());
         let r = range("10.244.1.0/30"); // hosts .1-.2: one pod address
         store.allocate(r, "c1", "eth0", "lxc1").unwrap();
-        assert!(matches!(store.allocate(r, "c2", "eth0", "lxc2"), Err(IpamError::Exhausted(_))));
+        assert!(matches!(
+            store.allocate(r, "c2", "eth0", "lxc2"),
+            Err(IpamError::Exhausted(_))
+        ));
         let freed = store.retain(|id| id == "c2").unwrap();
         assert_eq!(freed.len(), 1);
-        assert_eq!(store.allocate(r, "c2", "eth0", "lxc2").unwrap().ip, "10.244.1.2".parse::<Ipv4Addr>().unwrap());
+        assert_eq!(
+            store.allocate(r, "c2", "eth0", "lxc2").unwrap().ip,
+            "10.244.1.2".parse::<Ipv4Addr>().unwrap()
+        );
     }
 
     #[test]

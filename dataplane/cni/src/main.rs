@@ -16,7 +16,8 @@ fn main() {
         }
         Ok(None) => {}
         Err(err) => {
-            let json = serde_json::to_string(&err).unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"error\"}}", err.code));
+            let json =
+                serde_json::to_string(&err).unwrap_or_else(|_| format!("{{\"code\":{},\"msg\":\"error\"}}", err.code));
             let _ = writeln!(stdout, "{json}");
             let _ = stdout.flush();
             std::process::exit(1);
@@ -28,9 +29,9 @@ fn run() -> Result<Option<serde_json::Value>, CniError> {
     let invocation = Invocation::from_env()?;
     let mut stdin = Vec::new();
     if invocation.command != sluice_cni::spec::Command::Version {
-        std::io::stdin()
-            .read_to_end(&mut stdin)
-            .map_err(|e| CniError::new(code::IO_FAILURE, "cannot read the network config from stdin").with_details(e))?;
+        std::io::stdin().read_to_end(&mut stdin).map_err(|e| {
+            CniError::new(code::IO_FAILURE, "cannot read the network config from stdin").with_details(e)
+        })?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

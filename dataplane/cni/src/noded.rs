@@ -31,7 +31,10 @@ impl Noded {
             .await
             .map_err(|e| unavailable(&shown, "did not answer", e))?
             .map_err(|e| unavailable(&shown, "is not reachable (is noded running?)", e))?;
-        Ok(Self { client: NodeNetworkClient::new(channel), socket: shown })
+        Ok(Self {
+            client: NodeNetworkClient::new(channel),
+            socket: shown,
+        })
     }
 
     /// AddPod: noded attaches the data plane to the pod's host veth.
@@ -57,8 +60,11 @@ impl Noded {
     pub async fn check_pod(&mut self, pod: PodInterface) -> Result<(), CniError> {
         match tokio::time::timeout(CALL_TIMEOUT, self.client.check_pod(CheckPodRequest { pod: Some(pod) })).await {
             Ok(Ok(reply)) if reply.get_ref().ok => Ok(()),
-            Ok(Ok(reply)) => Err(CniError::new(code::CHECK_FAILED, "noded reports the pod's data plane is not in place")
-                .with_details(&reply.get_ref().message)),
+            Ok(Ok(reply)) => Err(CniError::new(
+                code::CHECK_FAILED,
+                "noded reports the pod's data plane is not in place",
+            )
+            .with_details(&reply.get_ref().message)),
             Ok(Err(status)) => Err(unavailable(&self.socket, "failed CheckPod", status.message())),
             Err(e) => Err(unavailable(&self.socket, "did not answer CheckPod", e)),
         }

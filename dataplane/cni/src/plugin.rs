@@ -23,7 +23,9 @@ pub async fn run(invocation: &Invocation, stdin: &[u8]) -> Result<Option<serde_j
             cni_version: spec::CNI_VERSION.to_owned(),
             supported_versions: spec::SUPPORTED_VERSIONS.iter().map(|v| v.to_string()).collect(),
         }))),
-        Command::Add => add(invocation, &spec::parse_netconf(stdin)?).await.map(|r| Some(json(&r))),
+        Command::Add => add(invocation, &spec::parse_netconf(stdin)?)
+            .await
+            .map(|r| Some(json(&r))),
         Command::Del => del(invocation, &spec::parse_netconf(stdin)?).await.map(|()| None),
         Command::Check => check(invocation, &spec::parse_netconf(stdin)?).await.map(|()| None),
     }
@@ -52,10 +54,20 @@ fn veth_error(err: VethError) -> CniError {
     CniError::new(code::NETLINK, "setting up the pod's interface failed").with_details(err)
 }
 
-fn pod_interface(invocation: &Invocation, host_veth: &str, host_ifindex: u32, pod_ip: Ipv4Addr, pod_mac: &str) -> PodInterface {
+fn pod_interface(
+    invocation: &Invocation,
+    host_veth: &str,
+    host_ifindex: u32,
+    pod_ip: Ipv4Addr,
+    pod_mac: &str,
+) -> PodInterface {
     PodInterface {
         container_id: invocation.container_id.clone(),
-        netns_path: invocation.netns.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        netns_path: invocation
+            .netns
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
         ifname: invocation.ifname.clone(),
         pod_namespace: invocation.arg("K8S_POD_NAMESPACE").to_owned(),
         pod_name: invocation.arg("K8S_POD_NAME").to_owned(),
@@ -91,7 +103,13 @@ async fn add(invocation: &Invocation, conf: &spec::NetConf) -> Result<AddResult,
     let told_noded = async {
         let mut noded = Noded::connect(&conf.noded_socket).await?;
         noded
-            .add_pod(pod_interface(invocation, &interface.host_veth, interface.host_ifindex, allocation.ip, &interface.pod_mac))
+            .add_pod(pod_interface(
+                invocation,
+                &interface.host_veth,
+                interface.host_ifindex,
+                allocation.ip,
+                &interface.pod_mac,
+            ))
             .await
     }
     .await;
@@ -103,17 +121,34 @@ async fn add(invocation: &Invocation, conf: &spec::NetConf) -> Result<AddResult,
     Ok(AddResult {
         cni_version: spec::CNI_VERSION.to_owned(),
         interfaces: vec![
-            Interface { name: interface.host_veth.clone(), mac: interface.host_mac.clone(), sandbox: None },
-            Interface { name: invocation.ifname.clone(), mac: interface.pod_mac.clone(), sandbox: Some(netns.display().to_string()) },
+            Interface {
+                name: interface.host_veth.clone(),
+                mac: interface.host_mac.clone(),
+                sandbox: None,
+            },
+            Interface {
+                name: invocation.ifname.clone(),
+                mac: interface.pod_mac.clone(),
+                sandbox: Some(netns.display().to_string()),
+            },
         ],
-        ips: vec![IpConfig { address: format!("{}/32", allocation.ip), gateway: GATEWAY.to_string(), interface: 1 }],
-        routes: vec![Route { dst: "0.0.0.0/0".to_owned(), gw: GATEWAY.to_string() }],
+        ips: vec![IpConfig {
+            address: format!("{}/32", allocation.ip),
+            gateway: GATEWAY.to_string(),
+            interface: 1,
+        }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".to_owned(),
+            gw: GATEWAY.to_string(),
+        }],
     })
 }
 
 async fn del(invocation: &Invocation, conf: &spec::NetConf) -> Result<(), CniError> {
     let store = IpamStore::new(&conf.state_dir);
-    let allocation = store.get(&invocation.container_id, &invocation.ifname).map_err(ipam_error)?;
+    let allocation = store
+        .get(&invocation.container_id, &invocation.ifname)
+        .map_err(ipam_error)?;
     let host_veth = allocation
         .as_ref()
         .map(|a| a.host_veth.clone())
@@ -130,7 +165,9 @@ async fn del(invocation: &Invocation, conf: &spec::NetConf) -> Result<(), CniErr
             .await;
     }
     veth::delete(&host_veth).await.map_err(veth_error)?;
-    store.release(&invocation.container_id, &invocation.ifname).map_err(ipam_error)?;
+    store
+        .release(&invocation.container_id, &invocation.ifname)
+        .map_err(ipam_error)?;
     Ok(())
 }
 
@@ -143,10 +180,17 @@ async fn check(invocation: &Invocation, conf: &spec::NetConf) -> Result<(), CniE
     let allocation = store
         .get(&invocation.container_id, &invocation.ifname)
         .map_err(ipam_error)?
-        .ok_or_else(|| CniError::new(code::CHECK_FAILED, format!("container {} holds no pod address", invocation.container_id)))?;
+        .ok_or_else(|| {
+            CniError::new(
+                code::CHECK_FAILED,
+                format!("container {} holds no pod address", invocation.container_id),
+            )
+        })?;
     veth::check(&allocation.host_veth, netns, &invocation.ifname, allocation.ip)
         .await
         .map_err(|e| CniError::new(code::CHECK_FAILED, "the pod's interface is not as ADD left it").with_details(e))?;
     let mut noded = Noded::connect(&conf.noded_socket).await?;
-    noded.check_pod(pod_interface(invocation, &allocation.host_veth, 0, allocation.ip, "")).await
+    noded
+        .check_pod(pod_interface(invocation, &allocation.host_veth, 0, allocation.ip, ""))
+        .await
 }

@@ -109,7 +109,10 @@ impl Invocation {
         let container_id = required("CNI_CONTAINERID")?;
         let ifname = required("CNI_IFNAME")?;
         if ifname.len() > 15 || ifname.contains('/') {
-            return Err(CniError::new(code::INVALID_ENV, format!("CNI_IFNAME {ifname:?} is not a valid interface name")));
+            return Err(CniError::new(
+                code::INVALID_ENV,
+                format!("CNI_IFNAME {ifname:?} is not a valid interface name"),
+            ));
         }
         let netns = match command {
             Command::Del => var("CNI_NETNS").filter(|v| !v.is_empty()).map(PathBuf::from),
@@ -121,7 +124,13 @@ impl Invocation {
             .filter_map(|pair| pair.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
-        Ok(Self { command, container_id, netns, ifname, args })
+        Ok(Self {
+            command,
+            container_id,
+            netns,
+            ifname,
+            args,
+        })
     }
 
     /// A `CNI_ARGS` value, or "" when absent.
@@ -228,7 +237,12 @@ pub struct CniError {
 impl CniError {
     /// An error with a code and message.
     pub fn new(code: u32, msg: impl Into<String>) -> Self {
-        Self { cni_version: CNI_VERSION.to_owned(), code, msg: msg.into(), details: String::new() }
+        Self {
+            cni_version: CNI_VERSION.to_owned(),
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
     }
 
     /// The same error with details attached.
@@ -245,11 +259,18 @@ pub fn parse_netconf(bytes: &[u8]) -> Result<NetConf, CniError> {
     if !SUPPORTED_VERSIONS.contains(&conf.cni_version.as_str()) {
         return Err(CniError::new(
             code::INCOMPATIBLE_VERSION,
-            format!("cniVersion {} is not supported (supported: {})", conf.cni_version, SUPPORTED_VERSIONS.join(", ")),
+            format!(
+                "cniVersion {} is not supported (supported: {})",
+                conf.cni_version,
+                SUPPORTED_VERSIONS.join(", ")
+            ),
         ));
     }
     if conf.pod_cidr.prefix_len() > 30 {
-        return Err(CniError::new(code::INVALID_CONFIG, format!("podCIDR {} is too small", conf.pod_cidr)));
+        return Err(CniError::new(
+            code::INVALID_CONFIG,
+            format!("podCIDR {} is too small", conf.pod_cidr),
+        ));
     }
     Ok(conf)
 }
@@ -264,9 +285,18 @@ mod tests {
 
     #[test]
     fn add_needs_netns_but_del_does_not() {
-        let add = Invocation::from_vars(vars(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")]));
+        let add = Invocation::from_vars(vars(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ]));
         assert_eq!(add.unwrap_err().code, code::INVALID_ENV);
-        let del = Invocation::from_vars(vars(&[("CNI_COMMAND", "DEL"), ("CNI_CONTAINERID", "c1"), ("CNI_IFNAME", "eth0")])).unwrap();
+        let del = Invocation::from_vars(vars(&[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+        ]))
+        .unwrap();
         assert_eq!(del.netns, None);
     }
 
@@ -277,7 +307,10 @@ mod tests {
             ("CNI_CONTAINERID", "c1"),
             ("CNI_IFNAME", "eth0"),
             ("CNI_NETNS", "/var/run/netns/x"),
-            ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+            ),
         ]))
         .unwrap();
         assert_eq!(inv.arg("K8S_POD_NAMESPACE"), "default");
@@ -297,6 +330,9 @@ mod tests {
     #[test]
     fn error_serializes_in_the_spec_shape() {
         let json = serde_json::to_value(CniError::new(7, "bad")).unwrap();
-        assert_eq!(json, serde_json::json!({"cniVersion": "1.0.0", "code": 7, "msg": "bad"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"cniVersion": "1.0.0", "code": 7, "msg": "bad"})
+        );
     }
 }

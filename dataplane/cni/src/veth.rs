@@ -106,10 +106,20 @@ fn mac_of(link: &LinkMessage) -> Vec<u8> {
 
 /// Find a link by name; `Ok(None)` when there is none.
 async fn find_link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, VethError> {
-    match handle.link().get().match_name(name.to_owned()).execute().try_next().await {
+    match handle
+        .link()
+        .get()
+        .match_name(name.to_owned())
+        .execute()
+        .try_next()
+        .await
+    {
         Ok(link) => Ok(link),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
-        Err(source) => Err(VethError::Netlink { what: format!("looking up {name}"), source }),
+        Err(source) => Err(VethError::Netlink {
+            what: format!("looking up {name}"),
+            source,
+        }),
     }
 }
 
@@ -123,7 +133,10 @@ where
     F: FnOnce(Handle) -> Fut + Send,
     Fut: std::future::Future<Output = Result<T, VethError>>,
 {
-    let ns_err = |source| VethError::Netns { path: netns.display().to_string(), source };
+    let ns_err = |source| VethError::Netns {
+        path: netns.display().to_string(),
+        source,
+    };
     let file = File::open(netns).map_err(ns_err)?;
     std::thread::scope(|scope| {
         scope
@@ -132,7 +145,10 @@ where
                 if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
                     return Err(ns_err(std::io::Error::last_os_error()));
                 }
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(ns_err)?;
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(ns_err)?;
                 runtime.block_on(async move {
                     let (connection, handle, _) = rtnetlink::new_connection().map_err(ns_err)?;
                     tokio::spawn(connection);
@@ -146,8 +162,10 @@ where
 
 /// A handle in the plugin's own (the node's) network namespace.
 fn host_handle() -> Result<Handle, VethError> {
-    let (connection, handle, _) =
-        rtnetlink::new_connection().map_err(|source| VethError::Netns { path: "self".into(), source })?;
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(|source| VethError::Netns {
+        path: "self".into(),
+        source,
+    })?;
     tokio::spawn(connection);
     Ok(handle)
 }
@@ -167,7 +185,11 @@ pub async fn create(
     let peer = temp_peer_name(container_id, ifname);
     for stale in [&host_veth, &peer] {
         if let Some(link) = find_link(&host, stale).await? {
-            host.link().del(link.header.index).execute().await.map_err(nl(format!("deleting stale {stale}")))?;
+            host.link()
+                .del(link.header.index)
+                .execute()
+                .await
+                .map_err(nl(format!("deleting stale {stale}")))?;
         }
     }
     host.link()
@@ -176,14 +198,25 @@ pub async fn create(
         .await
         .map_err(nl(format!("creating veth {host_veth}")))?;
     let result = async {
-        let peer_link = find_link(&host, &peer).await?.ok_or_else(|| VethError::Missing(peer.clone()))?;
-        let ns_file = File::open(netns).map_err(|source| VethError::Netns { path: netns.display().to_string(), source })?;
+        let peer_link = find_link(&host, &peer)
+            .await?
+            .ok_or_else(|| VethError::Missing(peer.clone()))?;
+        let ns_file = File::open(netns).map_err(|source| VethError::Netns {
+            path: netns.display().to_string(),
+            source,
+        })?;
         host.link()
-            .set(LinkUnspec::new_with_index(peer_link.header.index).setns_by_fd(ns_file.as_raw_fd()).build())
+            .set(
+                LinkUnspec::new_with_index(peer_link.header.index)
+                    .setns_by_fd(ns_file.as_raw_fd())
+                    .build(),
+            )
             .execute()
             .await
             .map_err(nl("moving the pod end into the pod's namespace"))?;
-        let host_link = find_link(&host, &host_veth).await?.ok_or_else(|| VethError::Missing(host_veth.clone()))?;
+        let host_link = find_link(&host, &host_veth)
+            .await?
+            .ok_or_else(|| VethError::Missing(host_veth.clone()))?;
         let host_index = host_link.header.index;
         let host_mac = mac_of(&host_link);
         host.link()
@@ -193,7 +226,9 @@ pub async fn create(
             .map_err(nl(format!("setting {host_veth} up")))?;
         let pod_mac = {
             let (peer, ifname, host_mac) = (peer.clone(), ifname.to_owned(), host_mac.clone());
-            in_netns(netns, move |pod| async move { configure_pod_end(&pod, &peer, &ifname, pod_ip, mtu, &host_mac).await })?
+            in_netns(netns, move |pod| async move {
+                configure_pod_end(&pod, &peer, &ifname, pod_ip, mtu, &host_mac).await
+            })?
         };
         host.route()
             .add(
@@ -207,7 +242,12 @@ pub async fn create(
             .execute()
             .await
             .map_err(nl(format!("routing {pod_ip} to {host_veth}")))?;
-        Ok(PodInterface { host_veth: host_veth.clone(), host_ifindex: host_index, host_mac: format_mac(&host_mac), pod_mac })
+        Ok(PodInterface {
+            host_veth: host_veth.clone(),
+            host_ifindex: host_index,
+            host_mac: format_mac(&host_mac),
+            pod_mac,
+        })
     }
     .await;
     if result.is_err() {
@@ -226,22 +266,37 @@ async fn configure_pod_end(
     mtu: u32,
     host_mac: &[u8],
 ) -> Result<String, VethError> {
-    let link = find_link(pod, temp_name).await?.ok_or_else(|| VethError::Missing(temp_name.to_owned()))?;
+    let link = find_link(pod, temp_name)
+        .await?
+        .ok_or_else(|| VethError::Missing(temp_name.to_owned()))?;
     let index = link.header.index;
     pod.link()
-        .set(LinkUnspec::new_with_index(index).name(ifname.to_owned()).mtu(mtu).build())
+        .set(
+            LinkUnspec::new_with_index(index)
+                .name(ifname.to_owned())
+                .mtu(mtu)
+                .build(),
+        )
         .execute()
         .await
         .map_err(nl(format!("renaming the pod end to {ifname}")))?;
     if let Some(lo) = find_link(pod, "lo").await? {
-        pod.link().set(LinkUnspec::new_with_index(lo.header.index).up().build()).execute().await.map_err(nl("setting lo up"))?;
+        pod.link()
+            .set(LinkUnspec::new_with_index(lo.header.index).up().build())
+            .execute()
+            .await
+            .map_err(nl("setting lo up"))?;
     }
     pod.address()
         .add(index, IpAddr::V4(pod_ip), 32)
         .execute()
         .await
         .map_err(nl(format!("adding {pod_ip}/32 to {ifname}")))?;
-    pod.link().set(LinkUnspec::new_with_index(index).up().build()).execute().await.map_err(nl(format!("setting {ifname} up")))?;
+    pod.link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
+        .map_err(nl(format!("setting {ifname} up")))?;
     pod.route()
         .add(
             RouteMessageBuilder::<Ipv4Addr>::new()
@@ -272,7 +327,9 @@ async fn configure_pod_end(
         .execute()
         .await
         .map_err(nl("adding the gateway neighbour"))?;
-    let link = find_link(pod, ifname).await?.ok_or_else(|| VethError::Missing(ifname.to_owned()))?;
+    let link = find_link(pod, ifname)
+        .await?
+        .ok_or_else(|| VethError::Missing(ifname.to_owned()))?;
     Ok(format_mac(&mac_of(&link)))
 }
 
@@ -284,7 +341,12 @@ pub async fn delete(host_veth: &str) -> Result<(), VethError> {
             Ok(()) => {}
             // Raced with the namespace going away, which deletes the pair too.
             Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {}
-            Err(source) => return Err(VethError::Netlink { what: format!("deleting {host_veth}"), source }),
+            Err(source) => {
+                return Err(VethError::Netlink {
+                    what: format!("deleting {host_veth}"),
+                    source,
+                })
+            }
         }
     }
     Ok(())
@@ -293,13 +355,17 @@ pub async fn delete(host_veth: &str) -> Result<(), VethError> {
 /// Verify the host end exists and is up, and the pod end carries `pod_ip`.
 pub async fn check(host_veth: &str, netns: &Path, ifname: &str, pod_ip: Ipv4Addr) -> Result<(), VethError> {
     let host = host_handle()?;
-    let link = find_link(&host, host_veth).await?.ok_or_else(|| VethError::Missing(host_veth.to_owned()))?;
+    let link = find_link(&host, host_veth)
+        .await?
+        .ok_or_else(|| VethError::Missing(host_veth.to_owned()))?;
     if link.header.flags.bits() & libc::IFF_UP as u32 == 0 {
         return Err(VethError::Mismatch(format!("{host_veth} is down")));
     }
     let ifname = ifname.to_owned();
     in_netns(netns, move |pod| async move {
-        let link = find_link(&pod, &ifname).await?.ok_or_else(|| VethError::Missing(ifname.clone()))?;
+        let link = find_link(&pod, &ifname)
+            .await?
+            .ok_or_else(|| VethError::Missing(ifname.clone()))?;
         let mut addresses = pod.address().get().set_link_index_filter(link.header.index).execute();
         while let Some(address) = addresses.try_next().await.map_err(nl("listing pod addresses"))? {
             let has_ip = address.attributes.iter().any(|a| {
@@ -309,7 +375,9 @@ pub async fn check(host_veth: &str, netns: &Path, ifname: &str, pod_ip: Ipv4Addr
                 return Ok(());
             }
         }
-        Err(VethError::Mismatch(format!("{ifname} in the pod does not carry {pod_ip}")))
+        Err(VethError::Mismatch(format!(
+            "{ifname} in the pod does not carry {pod_ip}"
+        )))
     })
 }
 

@@ -57,7 +57,11 @@ impl Drop for Netns {
 
 fn sh(args: &[&str]) {
     let out = Command::new(args[0]).args(&args[1..]).output().expect("run command");
-    assert!(out.status.success(), "{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// noded's NodeNetwork service, recording what the plugin tells it.
@@ -69,19 +73,39 @@ struct RecordingNoded {
 
 #[tonic::async_trait]
 impl NodeNetwork for RecordingNoded {
-    async fn add_pod(&self, request: tonic::Request<AddPodRequest>) -> Result<tonic::Response<AddPodResponse>, tonic::Status> {
-        let pod = request.into_inner().pod.ok_or_else(|| tonic::Status::invalid_argument("no pod"))?;
+    async fn add_pod(
+        &self,
+        request: tonic::Request<AddPodRequest>,
+    ) -> Result<tonic::Response<AddPodResponse>, tonic::Status> {
+        let pod = request
+            .into_inner()
+            .pod
+            .ok_or_else(|| tonic::Status::invalid_argument("no pod"))?;
         self.added.lock().unwrap().push(pod);
         Ok(tonic::Response::new(AddPodResponse {}))
     }
-    async fn del_pod(&self, request: tonic::Request<DelPodRequest>) -> Result<tonic::Response<DelPodResponse>, tonic::Status> {
+    async fn del_pod(
+        &self,
+        request: tonic::Request<DelPodRequest>,
+    ) -> Result<tonic::Response<DelPodResponse>, tonic::Status> {
         self.deleted.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(DelPodResponse {}))
     }
-    async fn check_pod(&self, request: tonic::Request<CheckPodRequest>) -> Result<tonic::Response<CheckPodResponse>, tonic::Status> {
+    async fn check_pod(
+        &self,
+        request: tonic::Request<CheckPodRequest>,
+    ) -> Result<tonic::Response<CheckPodResponse>, tonic::Status> {
         let pod = request.into_inner().pod.unwrap_or_default();
-        let known = self.added.lock().unwrap().iter().any(|p| p.container_id == pod.container_id);
-        Ok(tonic::Response::new(CheckPodResponse { ok: known, message: if known { String::new() } else { "unknown pod".into() } }))
+        let known = self
+            .added
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.container_id == pod.container_id);
+        Ok(tonic::Response::new(CheckPodResponse {
+            ok: known,
+            message: if known { String::new() } else { "unknown pod".into() },
+        }))
     }
 }
 
@@ -97,15 +121,48 @@ impl Node {
     fn new(test: &str, with_noded: bool) -> Self {
         let netns = Netns::new("node", test);
         // The node's own address sits on a veth (the dummy driver is not available everywhere).
-        sh(&["ip", "-n", &netns.name, "link", "add", "node0", "type", "veth", "peer", "name", "node0p"]);
+        sh(&[
+            "ip",
+            "-n",
+            &netns.name,
+            "link",
+            "add",
+            "node0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "node0p",
+        ]);
         sh(&["ip", "-n", &netns.name, "link", "set", "node0p", "up"]);
-        sh(&["ip", "-n", &netns.name, "addr", "add", &format!("{NODE_ADDRESS}/24"), "dev", "node0"]);
+        sh(&[
+            "ip",
+            "-n",
+            &netns.name,
+            "addr",
+            "add",
+            &format!("{NODE_ADDRESS}/24"),
+            "dev",
+            "node0",
+        ]);
         sh(&["ip", "-n", &netns.name, "link", "set", "node0", "up"]);
-        sh(&["ip", "netns", "exec", &netns.name, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &netns.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
         let dir = tempfile::tempdir().expect("tempdir");
         let noded = RecordingNoded::default();
         let runtime = with_noded.then(|| {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
             let listener = {
                 let _guard = runtime.enter();
                 tokio::net::UnixListener::bind(dir.path().join("noded.sock")).expect("bind noded socket")
@@ -118,7 +175,12 @@ impl Node {
             );
             runtime
         });
-        Self { netns, dir, noded, _runtime: runtime }
+        Self {
+            netns,
+            dir,
+            noded,
+            _runtime: runtime,
+        }
     }
 
     fn config(&self) -> String {
@@ -135,7 +197,12 @@ impl Node {
 
     fn ipam_entries(&self) -> Vec<String> {
         std::fs::read_dir(self.dir.path().join("state/ipam"))
-            .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok()).collect())
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -157,7 +224,11 @@ impl Node {
         child.stdin.take().unwrap().write_all(self.config().as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let json = if stdout.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}")) };
+        let json = if stdout.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {stdout}"))
+        };
         (out.status.success(), json)
     }
 
@@ -167,7 +238,9 @@ impl Node {
 }
 
 fn ping(from: &Netns, to: &str) -> bool {
-    from.exec(&["busybox", "ping", "-c", "1", "-W", "2", to]).status.success()
+    from.exec(&["busybox", "ping", "-c", "1", "-W", "2", to])
+        .status
+        .success()
 }
 
 fn pod_ip(result: &serde_json::Value) -> String {
@@ -181,12 +254,21 @@ fn version_reports_cni_1_0() {
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["cniVersion"], "1.0.0");
-    assert!(json["supportedVersions"].as_array().unwrap().iter().any(|v| v == "1.0.0"));
+    assert!(json["supportedVersions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v == "1.0.0"));
 }
 
 #[test]
 fn missing_environment_is_a_cni_error_on_stdout() {
-    let out = Command::new(PLUGIN).env("CNI_COMMAND", "ADD").env_remove("CNI_CONTAINERID").stdin(Stdio::null()).output().unwrap();
+    let out = Command::new(PLUGIN)
+        .env("CNI_COMMAND", "ADD")
+        .env_remove("CNI_CONTAINERID")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["code"], 4);
@@ -245,7 +327,10 @@ fn add_connects_the_pod_check_verifies_and_del_removes_everything() {
     assert!(ok, "DEL failed: {out}");
     assert!(!node.has_link(&host_veth), "host veth left behind");
     assert!(node.ipam_entries().is_empty(), "address not freed");
-    assert!(!pod.exec(&["ip", "link", "show", "eth0"]).status.success(), "pod eth0 left behind");
+    assert!(
+        !pod.exec(&["ip", "link", "show", "eth0"]).status.success(),
+        "pod eth0 left behind"
+    );
     assert_eq!(node.noded.deleted.lock().unwrap()[0].pod_ip, ip);
     let (ok, out) = node.cni("DEL", "c1", None);
     assert!(ok, "a second DEL (no netns) must succeed: {out}");

@@ -7,7 +7,9 @@ use std::path::Path;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 fn is_bpffs(path: &Path) -> bool {
-    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
     // SAFETY: statfs on a valid C string into a zeroed struct.
     unsafe {
         let mut st: libc::statfs = std::mem::zeroed();
@@ -39,9 +41,7 @@ pub fn ensure_mounted(pin_root: &Path) -> Result<(), DatapathError> {
     let target = CString::new("/sys/fs/bpf").expect("no NUL");
     let fstype = CString::new("bpf").expect("no NUL");
     // SAFETY: mount(2) with valid C strings.
-    let rc = unsafe {
-        libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null())
-    };
+    let rc = unsafe { libc::mount(fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
     if rc != 0 && !is_bpffs(mount_point) {
         return Err(DatapathError::MountBpffs {
             path: mount_point.to_path_buf(),
@@ -53,7 +53,10 @@ pub fn ensure_mounted(pin_root: &Path) -> Result<(), DatapathError> {
 
 /// The index of an interface in the calling thread's network namespace.
 pub fn ifindex(ifname: &str) -> Result<u32, DatapathError> {
-    let err = |source| DatapathError::Interface { ifname: ifname.to_string(), source };
+    let err = |source| DatapathError::Interface {
+        ifname: ifname.to_string(),
+        source,
+    };
     let c = CString::new(ifname).map_err(|_| err(std::io::Error::other("NUL in name")))?;
     // SAFETY: valid C string.
     let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
@@ -71,5 +74,8 @@ pub fn ifindex(ifname: &str) -> Result<u32, DatapathError> {
 /// Written for the calling thread's network namespace.
 pub fn accept_local(ifname: &str) -> Result<(), DatapathError> {
     let path = format!("/proc/sys/net/ipv4/conf/{ifname}/accept_local");
-    std::fs::write(&path, "1").map_err(|source| DatapathError::Interface { ifname: ifname.to_string(), source })
+    std::fs::write(&path, "1").map_err(|source| DatapathError::Interface {
+        ifname: ifname.to_string(),
+        source,
+    })
 }

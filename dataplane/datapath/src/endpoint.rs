@@ -32,7 +32,11 @@ impl std::str::FromStr for Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -54,7 +58,12 @@ impl PodEndpoint {
     /// The endpoint of a pod behind host veth `host_veth` (resolved in the
     /// calling thread's network namespace: ifindex and the veth's MAC).
     pub fn on_interface(ip: Ipv4Addr, host_veth: &str, pod_mac: Mac) -> Result<Self, DatapathError> {
-        Ok(Self { ip, ifindex: crate::bpffs::ifindex(host_veth)?, pod_mac, host_mac: interface_mac(host_veth)? })
+        Ok(Self {
+            ip,
+            ifindex: crate::bpffs::ifindex(host_veth)?,
+            pod_mac,
+            host_mac: interface_mac(host_veth)?,
+        })
     }
 
     pub(crate) fn key(&self) -> EndpointKey {
@@ -62,11 +71,20 @@ impl PodEndpoint {
     }
 
     pub(crate) fn value(&self) -> EndpointValue {
-        EndpointValue { ifindex: self.ifindex, pod_mac: self.pod_mac.0, host_mac: self.host_mac.0 }
+        EndpointValue {
+            ifindex: self.ifindex,
+            pod_mac: self.pod_mac.0,
+            host_mac: self.host_mac.0,
+        }
     }
 
     pub(crate) fn from_entry(k: &EndpointKey, v: &EndpointValue) -> Self {
-        Self { ip: Ipv4Addr::from(k.addr), ifindex: v.ifindex, pod_mac: Mac(v.pod_mac), host_mac: Mac(v.host_mac) }
+        Self {
+            ip: Ipv4Addr::from(k.addr),
+            ifindex: v.ifindex,
+            pod_mac: Mac(v.pod_mac),
+            host_mac: Mac(v.host_mac),
+        }
     }
 }
 
@@ -83,14 +101,20 @@ impl RoutingSettings {
     pub(crate) fn to_config(self) -> Result<RoutingConfig, DatapathError> {
         let (addr, len) = self.cluster_cidr;
         if len > 32 {
-            return Err(DatapathError::InvalidConfig(format!("cluster CIDR {addr}/{len}: prefix longer than 32")));
+            return Err(DatapathError::InvalidConfig(format!(
+                "cluster CIDR {addr}/{len}: prefix longer than 32"
+            )));
         }
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
         Ok(RoutingConfig {
             cluster_cidr: (u32::from(addr) & mask).to_be_bytes(),
             cluster_mask: mask.to_be_bytes(),
             masquerade_addr: self.masquerade.unwrap_or(Ipv4Addr::UNSPECIFIED).octets(),
-            flags: if self.masquerade.is_some() { sluice_common::routing_flags::MASQUERADE } else { 0 },
+            flags: if self.masquerade.is_some() {
+                sluice_common::routing_flags::MASQUERADE
+            } else {
+                0
+            },
         })
     }
 }
@@ -98,7 +122,10 @@ impl RoutingSettings {
 /// The MAC of an interface in the calling thread's network namespace
 /// (SIOCGIFHWADDR: sysfs may show another namespace's interfaces).
 pub fn interface_mac(ifname: &str) -> Result<Mac, DatapathError> {
-    let err = |source| DatapathError::Interface { ifname: ifname.to_string(), source };
+    let err = |source| DatapathError::Interface {
+        ifname: ifname.to_string(),
+        source,
+    };
     let name = CString::new(ifname).map_err(|_| err(std::io::Error::other("NUL in name")))?;
     if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
         return Err(err(std::io::Error::other("name too long")));
@@ -121,7 +148,14 @@ pub fn interface_mac(ifname: &str) -> Result<Mac, DatapathError> {
             return Err(err(os));
         }
         let sa = req.ifr_ifru.ifru_hwaddr.sa_data;
-        Ok(Mac([sa[0] as u8, sa[1] as u8, sa[2] as u8, sa[3] as u8, sa[4] as u8, sa[5] as u8]))
+        Ok(Mac([
+            sa[0] as u8,
+            sa[1] as u8,
+            sa[2] as u8,
+            sa[3] as u8,
+            sa[4] as u8,
+            sa[5] as u8,
+        ]))
     }
 }
 
@@ -133,7 +167,10 @@ pub fn interface_with_address(ip: Ipv4Addr) -> Result<Option<String>, DatapathEr
     unsafe {
         let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
         if libc::getifaddrs(&mut head) != 0 {
-            return Err(DatapathError::Interface { ifname: ip.to_string(), source: std::io::Error::last_os_error() });
+            return Err(DatapathError::Interface {
+                ifname: ip.to_string(),
+                source: std::io::Error::last_os_error(),
+            });
         }
         let mut cur = head;
         while !cur.is_null() {
@@ -158,7 +195,10 @@ mod tests {
 
     #[test]
     fn loopback_carries_127_0_0_1() {
-        assert_eq!(interface_with_address(Ipv4Addr::LOCALHOST).unwrap().as_deref(), Some("lo"));
+        assert_eq!(
+            interface_with_address(Ipv4Addr::LOCALHOST).unwrap().as_deref(),
+            Some("lo")
+        );
         assert_eq!(interface_with_address(Ipv4Addr::new(192, 0, 2, 251)).unwrap(), None);
     }
 
@@ -174,15 +214,28 @@ mod tests {
 
     #[test]
     fn routing_settings_mask_the_cidr() {
-        let c = RoutingSettings { cluster_cidr: (Ipv4Addr::new(10, 244, 3, 7), 16), masquerade: Some(Ipv4Addr::new(192, 0, 2, 1)) }
-            .to_config()
-            .unwrap();
+        let c = RoutingSettings {
+            cluster_cidr: (Ipv4Addr::new(10, 244, 3, 7), 16),
+            masquerade: Some(Ipv4Addr::new(192, 0, 2, 1)),
+        }
+        .to_config()
+        .unwrap();
         assert_eq!(c.cluster_cidr, [10, 244, 0, 0]);
         assert_eq!(c.cluster_mask, [255, 255, 0, 0]);
         assert_eq!(c.masquerade_addr, [192, 0, 2, 1]);
         assert_eq!(c.flags, sluice_common::routing_flags::MASQUERADE);
-        let off = RoutingSettings { cluster_cidr: (Ipv4Addr::new(10, 0, 0, 0), 8), masquerade: None }.to_config().unwrap();
+        let off = RoutingSettings {
+            cluster_cidr: (Ipv4Addr::new(10, 0, 0, 0), 8),
+            masquerade: None,
+        }
+        .to_config()
+        .unwrap();
         assert_eq!(off.flags, 0);
-        assert!(RoutingSettings { cluster_cidr: (Ipv4Addr::new(10, 0, 0, 0), 33), masquerade: None }.to_config().is_err());
+        assert!(RoutingSettings {
+            cluster_cidr: (Ipv4Addr::new(10, 0, 0, 0), 33),
+            masquerade: None
+        }
+        .to_config()
+        .is_err());
     }
 }

@@ -47,10 +47,9 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use sluice_common::{
-    backend_flags, map_names, program_names, service_flags, AffinityKey, AffinityValue,
-    BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue,
-    ServiceKey, ServiceValue, SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX, MAX_BACKENDS,
-    MAX_SERVICES,
+    backend_flags, map_names, program_names, service_flags, AffinityKey, AffinityValue, BackendValue, CtKey, CtValue,
+    EndpointKey, EndpointValue, MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue, ServiceKey, ServiceValue,
+    SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX, MAX_BACKENDS, MAX_SERVICES,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -173,7 +172,11 @@ struct Ids {
 
 impl Ids {
     fn new(max: u32) -> Self {
-        Self { used: BTreeSet::new(), next: 0, max }
+        Self {
+            used: BTreeSet::new(),
+            next: 0,
+            max,
+        }
     }
     fn take(&mut self, what: &'static str) -> Result<u32, DatapathError> {
         for _ in 0..self.max {
@@ -258,15 +261,16 @@ impl Datapath {
         replace_incompatible_pins(&config.pin_root);
         let adopted = config.pin_root.join(map_names::SERVICES).exists();
         let mut loader = EbpfLoader::new();
-        let pins: Vec<(&'static str, PathBuf)> = map_names::ALL
-            .iter()
-            .map(|n| (*n, config.pin_root.join(n)))
-            .collect();
+        let pins: Vec<(&'static str, PathBuf)> = map_names::ALL.iter().map(|n| (*n, config.pin_root.join(n))).collect();
         for (name, path) in &pins {
             loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(OBJECT)?;
-        for name in [program_names::POD_INGRESS, program_names::POD_EGRESS, program_names::NODEPORT_TC] {
+        for name in [
+            program_names::POD_INGRESS,
+            program_names::POD_EGRESS,
+            program_names::NODEPORT_TC,
+        ] {
             let p: &mut SchedClassifier = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingInObject(name))?
@@ -274,7 +278,11 @@ impl Datapath {
                 .map_err(prog_err(name))?;
             p.load().map_err(prog_err(name))?;
         }
-        for name in [program_names::NODEPORT_XDP, program_names::BOUNCE_XDP, program_names::PASS_XDP] {
+        for name in [
+            program_names::NODEPORT_XDP,
+            program_names::BOUNCE_XDP,
+            program_names::PASS_XDP,
+        ] {
             let p: &mut Xdp = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingInObject(name))?
@@ -282,7 +290,11 @@ impl Datapath {
                 .map_err(prog_err(name))?;
             p.load().map_err(prog_err(name))?;
         }
-        for name in [program_names::SOCK_CONNECT4, program_names::SOCK_SENDMSG4, program_names::SOCK_RECVMSG4] {
+        for name in [
+            program_names::SOCK_CONNECT4,
+            program_names::SOCK_SENDMSG4,
+            program_names::SOCK_RECVMSG4,
+        ] {
             let p: &mut CgroupSockAddr = ebpf
                 .program_mut(name)
                 .ok_or(DatapathError::MissingInObject(name))?
@@ -336,12 +348,19 @@ impl Datapath {
         let mut by_id: HashMap<u32, Frontend> = HashMap::new();
         for item in self.services_map.iter() {
             let (k, v) = item.map_err(map_err(map_names::SERVICES))?;
-            let Some(frontend) = Frontend::from_key(&k) else { continue };
+            let Some(frontend) = Frontend::from_key(&k) else {
+                continue;
+            };
             self.service_ids.used.insert(v.id);
             by_id.insert(v.id, frontend);
             self.services.insert(
                 frontend,
-                ServiceState { id: v.id, slot: v.slot, backends: HashMap::new(), source_ranges: Vec::new() },
+                ServiceState {
+                    id: v.id,
+                    slot: v.slot,
+                    backends: HashMap::new(),
+                    source_ranges: Vec::new(),
+                },
             );
         }
         for item in self.backends_map.iter() {
@@ -356,7 +375,8 @@ impl Datapath {
             let data = k.data();
             let id = u32::from_be_bytes(data.service_id_be);
             if let Some(s) = by_id.get(&id).and_then(|f| self.services.get_mut(f)) {
-                s.source_ranges.push((Ipv4Addr::from(data.addr), (k.prefix_len() - 32) as u8));
+                s.source_ranges
+                    .push((Ipv4Addr::from(data.addr), (k.prefix_len() - 32) as u8));
             }
         }
         Ok(())
@@ -380,7 +400,12 @@ impl Datapath {
             Some(s) => s.clone(),
             None => {
                 let id = self.service_ids.take("service")?;
-                ServiceState { id, slot: 1, backends: HashMap::new(), source_ranges: Vec::new() }
+                ServiceState {
+                    id,
+                    slot: 1,
+                    backends: HashMap::new(),
+                    source_ranges: Vec::new(),
+                }
             }
         };
         let new_slot = 1 - state.slot;
@@ -410,7 +435,9 @@ impl Datapath {
                 pad: 0,
                 service_id: state.id,
             };
-            self.backends_map.insert(id, value, 0).map_err(map_err(map_names::BACKENDS))?;
+            self.backends_map
+                .insert(id, value, 0)
+                .map_err(map_err(map_names::BACKENDS))?;
             new_backends.insert(ep, id);
         }
 
@@ -419,7 +446,10 @@ impl Datapath {
         let serving: Vec<&Backend> = dedup(&spec.backends).into_iter().filter(|b| !b.terminating).collect();
         let local: Vec<&Backend> = serving.iter().copied().filter(|b| b.node_local).collect();
         for (list, extra) in [(&serving, 0u32), (&local, MAGLEV_LOCAL)] {
-            let key = MaglevKey { service_id: state.id, slot: new_slot as u32 + extra };
+            let key = MaglevKey {
+                service_id: state.id,
+                slot: new_slot as u32 + extra,
+            };
             // All-local: the programs use the full table for local-only picks too.
             let same_as_full = extra == MAGLEV_LOCAL && local.len() == serving.len();
             if list.is_empty() || same_as_full {
@@ -428,17 +458,28 @@ impl Datapath {
             }
             let endpoints: Vec<SocketAddrV4> = list.iter().map(|b| b.endpoint()).collect();
             let entries = maglev::table(&endpoints, size);
-            let mut table = MaglevTable { backend_ids: [0; MAGLEV_MAX], pad: 0 };
+            let mut table = MaglevTable {
+                backend_ids: [0; MAGLEV_MAX],
+                pad: 0,
+            };
             for (slot, idx) in entries.iter().enumerate() {
                 table.backend_ids[slot] = new_backends[&endpoints[*idx as usize]];
             }
-            self.maglev_map.insert(key, table, 0).map_err(map_err(map_names::MAGLEV))?;
+            self.maglev_map
+                .insert(key, table, 0)
+                .map_err(map_err(map_names::MAGLEV))?;
         }
 
         // 3. Source ranges: add the new ones before the switch.
         let sid = state.id.to_be_bytes();
         let range_key = |(ip, len): &(Ipv4Addr, u8)| {
-            LpmKey::new(32 + *len as u32, SourceRangeKey { service_id_be: sid, addr: ip.octets() })
+            LpmKey::new(
+                32 + *len as u32,
+                SourceRangeKey {
+                    service_id_be: sid,
+                    addr: ip.octets(),
+                },
+            )
         };
         for r in &spec.source_ranges {
             self.source_ranges_map
@@ -502,7 +543,10 @@ impl Datapath {
         for slot in 0..4 {
             remove_ok(
                 &mut self.maglev_map,
-                &MaglevKey { service_id: state.id, slot },
+                &MaglevKey {
+                    service_id: state.id,
+                    slot,
+                },
                 map_names::MAGLEV,
             )?;
         }
@@ -515,7 +559,10 @@ impl Datapath {
         for (ip, len) in &state.source_ranges {
             let _ = self.source_ranges_map.remove(&LpmKey::new(
                 32 + *len as u32,
-                SourceRangeKey { service_id_be: sid, addr: ip.octets() },
+                SourceRangeKey {
+                    service_id_be: sid,
+                    addr: ip.octets(),
+                },
             ));
         }
         self.zero_counter(state.id, true)?;
@@ -526,17 +573,28 @@ impl Datapath {
 
     /// Reset the counters of a released id (ids are reused; fresh maps start at zero).
     fn zero_counter(&mut self, id: u32, service: bool) -> Result<(), DatapathError> {
-        let zeros = PerCpuValues::try_from(vec![TrafficCounter::default(); self.nr_cpus])
-            .map_err(|source| DatapathError::PinDir { path: "per-cpu values".into(), source })?;
+        let zeros = PerCpuValues::try_from(vec![TrafficCounter::default(); self.nr_cpus]).map_err(|source| {
+            DatapathError::PinDir {
+                path: "per-cpu values".into(),
+                source,
+            }
+        })?;
         if service {
-            self.service_stats.set(id, zeros, 0).map_err(map_err(map_names::SERVICE_STATS))
+            self.service_stats
+                .set(id, zeros, 0)
+                .map_err(map_err(map_names::SERVICE_STATS))
         } else {
-            self.backend_stats.set(id, zeros, 0).map_err(map_err(map_names::BACKEND_STATS))
+            self.backend_stats
+                .set(id, zeros, 0)
+                .map_err(map_err(map_names::BACKEND_STATS))
         }
     }
 
     fn link_pin(&self, ifname: &str, ifindex: u32, hook: &str) -> PathBuf {
-        self.config.pin_root.join("links").join(format!("{ifname}_{ifindex}_{hook}"))
+        self.config
+            .pin_root
+            .join("links")
+            .join(format!("{ifname}_{ifindex}_{hook}"))
     }
 
     /// Attach the pod programs (TC ingress + egress) to a pod's host-side
@@ -573,7 +631,13 @@ impl Datapath {
             .map_err(map_err(map_names::NODE_ADDRS))?;
         match self.config.external_hook {
             ExternalHook::Xdp => self.attach_xdp(program_names::NODEPORT_XDP, ifname, ifindex, "xdp")?,
-            ExternalHook::Tc => self.attach_tc(program_names::NODEPORT_TC, ifname, ifindex, "tcext", TcAttachType::Ingress)?,
+            ExternalHook::Tc => self.attach_tc(
+                program_names::NODEPORT_TC,
+                ifname,
+                ifindex,
+                "tcext",
+                TcAttachType::Ingress,
+            )?,
         }
         debug!(ifname, %node_ip, hook = ?self.config.external_hook, "external interface attached");
         Ok(())
@@ -623,7 +687,9 @@ impl Datapath {
     /// the address pod flows leaving the cluster are masqueraded to.
     pub fn set_routing(&mut self, settings: &RoutingSettings) -> Result<(), DatapathError> {
         let config = settings.to_config()?;
-        self.routing_map.set(0, config, 0).map_err(map_err(map_names::ROUTING))?;
+        self.routing_map
+            .set(0, config, 0)
+            .map_err(map_err(map_names::ROUTING))?;
         info!(cluster_cidr = %format!("{}/{}", settings.cluster_cidr.0, settings.cluster_cidr.1),
             masquerade = ?settings.masquerade, "routing settings programmed");
         Ok(())
@@ -642,7 +708,9 @@ impl Datapath {
         }
         for addr in want {
             if !have.iter().any(|k| k.addr == addr) {
-                self.cluster_nodes_map.insert(NodeAddrKey { addr }, 1, 0).map_err(map_err(map_names::CLUSTER_NODES))?;
+                self.cluster_nodes_map
+                    .insert(NodeAddrKey { addr }, 1, 0)
+                    .map_err(map_err(map_names::CLUSTER_NODES))?;
             }
         }
         Ok(())
@@ -650,7 +718,12 @@ impl Datapath {
 
     /// The node addresses set by [`Self::set_cluster_nodes`], sorted.
     pub fn cluster_nodes(&self) -> Vec<Ipv4Addr> {
-        let mut v: Vec<Ipv4Addr> = self.cluster_nodes_map.keys().filter_map(|k| k.ok()).map(|k| Ipv4Addr::from(k.addr)).collect();
+        let mut v: Vec<Ipv4Addr> = self
+            .cluster_nodes_map
+            .keys()
+            .filter_map(|k| k.ok())
+            .map(|k| Ipv4Addr::from(k.addr))
+            .collect();
         v.sort();
         v
     }
@@ -662,13 +735,21 @@ impl Datapath {
             return Ok(None);
         }
         let len = u32::from_be_bytes(c.cluster_mask).count_ones() as u8;
-        let masquerade = (c.flags & sluice_common::routing_flags::MASQUERADE != 0).then(|| Ipv4Addr::from(c.masquerade_addr));
-        Ok(Some(RoutingSettings { cluster_cidr: (Ipv4Addr::from(c.cluster_cidr), len), masquerade }))
+        let masquerade =
+            (c.flags & sluice_common::routing_flags::MASQUERADE != 0).then(|| Ipv4Addr::from(c.masquerade_addr));
+        Ok(Some(RoutingSettings {
+            cluster_cidr: (Ipv4Addr::from(c.cluster_cidr), len),
+            masquerade,
+        }))
     }
 
     /// Stop serving NodePorts on `node_ip` and detach XDP from `ifname`.
     pub fn detach_external_interface(&mut self, ifname: &str, node_ip: Ipv4Addr) -> Result<(), DatapathError> {
-        remove_ok(&mut self.node_addrs_map, &NodeAddrKey { addr: node_ip.octets() }, map_names::NODE_ADDRS)?;
+        remove_ok(
+            &mut self.node_addrs_map,
+            &NodeAddrKey { addr: node_ip.octets() },
+            map_names::NODE_ADDRS,
+        )?;
         self.unpin_links_of(ifname, &["xdp", "tcext"])
     }
 
@@ -708,16 +789,27 @@ impl Datapath {
         if pin.exists() {
             // Adopted attachment: swap in this build's program atomically
             // (bpf_link_update); the interface is never without a program.
-            let link_err = |e| DatapathError::Link { path: pin.clone(), source: e };
+            let link_err = |e| DatapathError::Link {
+                path: pin.clone(),
+                source: e,
+            };
             let old = FdLink::from(PinnedLink::from_pin(&pin).map_err(link_err)?);
-            let id = p.attach_to_link(old.try_into().map_err(link_err)?).map_err(prog_err(name))?;
+            let id = p
+                .attach_to_link(old.try_into().map_err(link_err)?)
+                .map_err(prog_err(name))?;
             drop(p.take_link(id).map_err(prog_err(name))?); // the pin keeps the link
             return Ok(());
         }
         let id = p.attach(ifname, ty).map_err(prog_err(name))?;
         let link = p.take_link(id).map_err(prog_err(name))?;
-        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
-        fd.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link {
+            path: pin.clone(),
+            source: e,
+        })?;
+        fd.pin(&pin).map_err(|source| DatapathError::Pin {
+            path: pin.clone(),
+            source,
+        })?;
         Ok(())
     }
 
@@ -731,16 +823,27 @@ impl Datapath {
             .map_err(prog_err(name))?;
         if pin.exists() {
             // Adopted attachment: swap in this build's program atomically.
-            let link_err = |e| DatapathError::Link { path: pin.clone(), source: e };
+            let link_err = |e| DatapathError::Link {
+                path: pin.clone(),
+                source: e,
+            };
             let old = FdLink::from(PinnedLink::from_pin(&pin).map_err(link_err)?);
-            let id = p.attach_to_link(old.try_into().map_err(link_err)?).map_err(prog_err(name))?;
+            let id = p
+                .attach_to_link(old.try_into().map_err(link_err)?)
+                .map_err(prog_err(name))?;
             drop(p.take_link(id).map_err(prog_err(name))?); // the pin keeps the link
             return Ok(());
         }
         let id = p.attach(ifname, XdpMode::default()).map_err(prog_err(name))?;
         let link = p.take_link(id).map_err(prog_err(name))?;
-        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
-        fd.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+        let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link {
+            path: pin.clone(),
+            source: e,
+        })?;
+        fd.pin(&pin).map_err(|source| DatapathError::Pin {
+            path: pin.clone(),
+            source,
+        })?;
         Ok(())
     }
 
@@ -750,9 +853,19 @@ impl Datapath {
     /// services without any packet NAT. Idempotent, kept across restarts.
     pub fn attach_cgroup(&mut self, cgroup: &Path) -> Result<(), DatapathError> {
         let dir = self.config.pin_root.join("links").join("cgroup");
-        std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir { path: dir.clone(), source })?;
-        let file = std::fs::File::open(cgroup).map_err(|source| DatapathError::PinDir { path: cgroup.to_path_buf(), source })?;
-        for name in [program_names::SOCK_CONNECT4, program_names::SOCK_SENDMSG4, program_names::SOCK_RECVMSG4] {
+        std::fs::create_dir_all(&dir).map_err(|source| DatapathError::PinDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let file = std::fs::File::open(cgroup).map_err(|source| DatapathError::PinDir {
+            path: cgroup.to_path_buf(),
+            source,
+        })?;
+        for name in [
+            program_names::SOCK_CONNECT4,
+            program_names::SOCK_SENDMSG4,
+            program_names::SOCK_RECVMSG4,
+        ] {
             let pin = dir.join(name);
             if pin.exists() {
                 continue;
@@ -765,8 +878,14 @@ impl Datapath {
                 .map_err(prog_err(name))?;
             let id = p.attach(&file, CgroupAttachMode::Single).map_err(prog_err(name))?;
             let link = p.take_link(id).map_err(prog_err(name))?;
-            let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link { path: pin.clone(), source: e })?;
-            fd.pin(&pin).map_err(|source| DatapathError::Pin { path: pin.clone(), source })?;
+            let fd: FdLink = link.try_into().map_err(|e| DatapathError::Link {
+                path: pin.clone(),
+                source: e,
+            })?;
+            fd.pin(&pin).map_err(|source| DatapathError::Pin {
+                path: pin.clone(),
+                source,
+            })?;
         }
         debug!(cgroup = %cgroup.display(), "socket-level load balancing attached");
         Ok(())
@@ -775,7 +894,11 @@ impl Datapath {
     /// Detach the socket-level programs (a no-op when not attached).
     pub fn detach_cgroup(&mut self) -> Result<(), DatapathError> {
         let dir = self.config.pin_root.join("links").join("cgroup");
-        for name in [program_names::SOCK_CONNECT4, program_names::SOCK_SENDMSG4, program_names::SOCK_RECVMSG4] {
+        for name in [
+            program_names::SOCK_CONNECT4,
+            program_names::SOCK_SENDMSG4,
+            program_names::SOCK_RECVMSG4,
+        ] {
             let pin = dir.join(name);
             if pin.exists() {
                 unpin(&pin)?;
@@ -845,7 +968,11 @@ impl Datapath {
                 backends.push((*ep, sum(&self.backend_stats, *id, map_names::BACKEND_STATS)?));
             }
             backends.sort_by_key(|(ep, _)| *ep);
-            out.services.push(ServiceCounters { frontend: *frontend, total, backends });
+            out.services.push(ServiceCounters {
+                frontend: *frontend,
+                total,
+                backends,
+            });
         }
         for e in ALL_EVENTS {
             let v = self.events.get(&(e as u32), 0).map_err(map_err(map_names::EVENTS))?;
@@ -888,7 +1015,10 @@ impl Datapath {
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(packet);
         opts.data_out = Some(&mut out);
-        let prog = self.ebpf.program_mut(name).ok_or(DatapathError::MissingInObject(name))?;
+        let prog = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DatapathError::MissingInObject(name))?;
         let result = match kind {
             ProgramKind::PodIngress | ProgramKind::PodEgress | ProgramKind::NodePortTc => {
                 let p: &mut SchedClassifier = prog.try_into().map_err(prog_err(name))?;
@@ -901,7 +1031,10 @@ impl Datapath {
         }
         .map_err(prog_err(name))?;
         out.truncate(result.data_size_out as usize);
-        Ok(TestRunOutput { action: result.return_value, packet: out })
+        Ok(TestRunOutput {
+            action: result.return_value,
+            packet: out,
+        })
     }
 
     /// Detach every program and remove every pin under the pin root: the
@@ -916,7 +1049,10 @@ impl Datapath {
         for name in map_names::ALL {
             let p = root.join(name);
             if p.exists() {
-                std::fs::remove_file(&p).map_err(|source| DatapathError::PinDir { path: p.clone(), source })?;
+                std::fs::remove_file(&p).map_err(|source| DatapathError::PinDir {
+                    path: p.clone(),
+                    source,
+                })?;
             }
         }
         let _ = std::fs::remove_dir(root.join("links"));
@@ -948,14 +1084,30 @@ fn expected_layouts() -> [(&'static str, usize, usize); 14] {
         (map_names::BACKENDS, size_of::<u32>(), size_of::<BackendValue>()),
         (map_names::MAGLEV, size_of::<MaglevKey>(), size_of::<MaglevTable>()),
         (map_names::CONNTRACK, size_of::<CtKey>(), size_of::<CtValue>()),
-        (map_names::AFFINITY, size_of::<AffinityKey>(), size_of::<AffinityValue>()),
+        (
+            map_names::AFFINITY,
+            size_of::<AffinityKey>(),
+            size_of::<AffinityValue>(),
+        ),
         (map_names::SOURCE_RANGES, 4 + size_of::<SourceRangeKey>(), 1),
-        (map_names::NODE_ADDRS, size_of::<NodeAddrKey>(), size_of::<NodeAddrValue>()),
+        (
+            map_names::NODE_ADDRS,
+            size_of::<NodeAddrKey>(),
+            size_of::<NodeAddrValue>(),
+        ),
         (map_names::SERVICE_STATS, 4, size_of::<TrafficCounter>()),
         (map_names::BACKEND_STATS, 4, size_of::<TrafficCounter>()),
         (map_names::EVENTS, 4, 8),
-        (map_names::SOCK_REVNAT, size_of::<sluice_common::SockRevKey>(), size_of::<sluice_common::SockRevValue>()),
-        (map_names::ENDPOINTS, size_of::<EndpointKey>(), size_of::<EndpointValue>()),
+        (
+            map_names::SOCK_REVNAT,
+            size_of::<sluice_common::SockRevKey>(),
+            size_of::<sluice_common::SockRevValue>(),
+        ),
+        (
+            map_names::ENDPOINTS,
+            size_of::<EndpointKey>(),
+            size_of::<EndpointValue>(),
+        ),
         (map_names::ROUTING, 4, size_of::<sluice_common::RoutingConfig>()),
         (map_names::CLUSTER_NODES, size_of::<NodeAddrKey>(), 4),
     ]
@@ -972,10 +1124,15 @@ fn replace_incompatible_pins(pin_root: &Path) {
         }
         let info = MapData::from_pin(&path).and_then(|m| m.info());
         // The events array also grows with new event kinds.
-        let entries_ok = |i: &aya::maps::MapInfo| name != map_names::EVENTS || i.max_entries() == sluice_common::EVENT_COUNT;
-        let compatible = matches!(&info, Ok(i) if i.key_size() as usize == key && i.value_size() as usize == value && entries_ok(i));
+        let entries_ok =
+            |i: &aya::maps::MapInfo| name != map_names::EVENTS || i.max_entries() == sluice_common::EVENT_COUNT;
+        let compatible =
+            matches!(&info, Ok(i) if i.key_size() as usize == key && i.value_size() as usize == value && entries_ok(i));
         if !compatible {
-            warn!(map = name, "pinned map has another layout than this build: replacing it (its entries are lost)");
+            warn!(
+                map = name,
+                "pinned map has another layout than this build: replacing it (its entries are lost)"
+            );
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -987,8 +1144,14 @@ fn dedup(backends: &[Backend]) -> Vec<&Backend> {
 }
 
 fn unpin(path: &Path) -> Result<(), DatapathError> {
-    let link = PinnedLink::from_pin(path).map_err(|e| DatapathError::Link { path: path.to_path_buf(), source: e })?;
-    let fd = link.unpin().map_err(|source| DatapathError::PinDir { path: path.to_path_buf(), source })?;
+    let link = PinnedLink::from_pin(path).map_err(|e| DatapathError::Link {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let fd = link.unpin().map_err(|source| DatapathError::PinDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
     drop(fd);
     Ok(())
 }
@@ -1004,4 +1167,3 @@ fn remove_ok<K: aya::Pod, V: aya::Pod>(
         Err(source) => Err(DatapathError::Map { name, source }),
     }
 }
-

@@ -36,7 +36,11 @@ impl log::Log for TracingLog {
             if l.suppressed > 0 {
                 tracing::warn!(target: "sluice_datapath::ebpf", suppressed = l.suppressed, "datapath log records suppressed (rate limit)");
             }
-            *l = Limiter { window: Instant::now(), used: 0, suppressed: 0 };
+            *l = Limiter {
+                window: Instant::now(),
+                used: 0,
+                suppressed: 0,
+            };
         }
         if l.used >= PER_SECOND {
             l.suppressed += 1;
@@ -66,7 +70,11 @@ impl LogForwarder {
     /// Start forwarding the records of `ebpf`'s programs (takes its `AYA_LOGS` map).
     pub fn start(ebpf: &mut Ebpf) -> Option<Self> {
         let logger = TracingLog {
-            limiter: Mutex::new(Limiter { window: Instant::now(), used: 0, suppressed: 0 }),
+            limiter: Mutex::new(Limiter {
+                window: Instant::now(),
+                used: 0,
+                suppressed: 0,
+            }),
         };
         let mut reader = match EbpfLogger::init_with_logger(ebpf, logger) {
             Ok(r) => r,
@@ -82,14 +90,21 @@ impl LogForwarder {
             .spawn(move || {
                 let fd = reader.as_raw_fd();
                 while !flag.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
                     // SAFETY: poll on one valid pollfd.
                     unsafe { libc::poll(&mut pfd, 1, 200) };
                     reader.flush();
                 }
             })
             .ok()?;
-        Some(Self { stop, thread: Some(thread) })
+        Some(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

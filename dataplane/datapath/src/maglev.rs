@@ -90,7 +90,9 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn backends(n: u8) -> Vec<SocketAddrV4> {
-        (1..=n).map(|i| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, i), 8080)).collect()
+        (1..=n)
+            .map(|i| SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, i), 8080))
+            .collect()
     }
 
     #[test]

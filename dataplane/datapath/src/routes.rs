@@ -53,8 +53,10 @@ fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> DatapathError
 }
 
 fn handle() -> Result<Handle, DatapathError> {
-    let (connection, handle, _) = rtnetlink::new_connection()
-        .map_err(|source| DatapathError::PinDir { path: "netlink socket".into(), source })?;
+    let (connection, handle, _) = rtnetlink::new_connection().map_err(|source| DatapathError::PinDir {
+        path: "netlink socket".into(),
+        source,
+    })?;
     tokio::spawn(connection);
     Ok(handle)
 }
@@ -69,11 +71,20 @@ fn parse(msg: &RouteMessage) -> Option<NodeRoute> {
             _ => {}
         }
     }
-    Some(NodeRoute { pod_cidr: (dst.unwrap_or(Ipv4Addr::UNSPECIFIED), msg.header.destination_prefix_length), via: via? })
+    Some(NodeRoute {
+        pod_cidr: (
+            dst.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            msg.header.destination_prefix_length,
+        ),
+        via: via?,
+    })
 }
 
 async fn owned(handle: &Handle) -> Result<Vec<(NodeRoute, RouteMessage)>, DatapathError> {
-    let mut dump = handle.route().get(RouteMessageBuilder::<Ipv4Addr>::new().build()).execute();
+    let mut dump = handle
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute();
     let mut out = Vec::new();
     while let Some(msg) = dump.try_next().await.map_err(nl("listing routes"))? {
         if msg.header.protocol != RouteProtocol::Other(ROUTE_PROTOCOL) || msg.header.table != MAIN_TABLE {
@@ -103,7 +114,12 @@ pub async fn sync_node_routes(desired: &[NodeRoute]) -> Result<RouteChanges, Dat
     let mut changes = RouteChanges::default();
     for (route, msg) in have.iter() {
         if !want.contains_key(&route.pod_cidr) {
-            handle.route().del(msg.clone()).execute().await.map_err(nl(format!("deleting route {route}")))?;
+            handle
+                .route()
+                .del(msg.clone())
+                .execute()
+                .await
+                .map_err(nl(format!("deleting route {route}")))?;
             changes.deleted.push(*route);
         }
     }
@@ -117,7 +133,13 @@ pub async fn sync_node_routes(desired: &[NodeRoute]) -> Result<RouteChanges, Dat
             .gateway(via)
             .protocol(RouteProtocol::Other(ROUTE_PROTOCOL))
             .build();
-        handle.route().add(msg).replace().execute().await.map_err(nl(format!("setting route {route}")))?;
+        handle
+            .route()
+            .add(msg)
+            .replace()
+            .execute()
+            .await
+            .map_err(nl(format!("setting route {route}")))?;
         changes.set.push(route);
     }
     if !changes.set.is_empty() || !changes.deleted.is_empty() {

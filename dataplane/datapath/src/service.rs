@@ -51,15 +51,30 @@ pub struct Frontend {
 impl Frontend {
     /// A TCP ClusterIP frontend.
     pub fn tcp(ip: Ipv4Addr, port: u16) -> Self {
-        Self { kind: ServiceKind::ClusterIp, ip, port, proto: Protocol::Tcp }
+        Self {
+            kind: ServiceKind::ClusterIp,
+            ip,
+            port,
+            proto: Protocol::Tcp,
+        }
     }
     /// A UDP ClusterIP frontend.
     pub fn udp(ip: Ipv4Addr, port: u16) -> Self {
-        Self { kind: ServiceKind::ClusterIp, ip, port, proto: Protocol::Udp }
+        Self {
+            kind: ServiceKind::ClusterIp,
+            ip,
+            port,
+            proto: Protocol::Udp,
+        }
     }
     /// A NodePort frontend.
     pub fn node_port(port: u16, proto: Protocol) -> Self {
-        Self { kind: ServiceKind::NodePort, ip: Ipv4Addr::UNSPECIFIED, port, proto }
+        Self {
+            kind: ServiceKind::NodePort,
+            ip: Ipv4Addr::UNSPECIFIED,
+            port,
+            proto,
+        }
     }
 
     pub(crate) fn key(&self) -> ServiceKey {
@@ -90,7 +105,12 @@ impl Frontend {
             scope::NODE_PORT => ServiceKind::NodePort,
             _ => return None,
         };
-        Some(Self { kind, ip: Ipv4Addr::from(k.addr), port: k.port, proto })
+        Some(Self {
+            kind,
+            ip: Ipv4Addr::from(k.addr),
+            port: k.port,
+            proto,
+        })
     }
 }
 
@@ -124,7 +144,12 @@ pub struct Backend {
 impl Backend {
     /// A ready, remote endpoint.
     pub fn new(ip: Ipv4Addr, port: u16) -> Self {
-        Self { ip, port, node_local: false, terminating: false }
+        Self {
+            ip,
+            port,
+            node_local: false,
+            terminating: false,
+        }
     }
     /// The same endpoint, marked as running on this node.
     pub fn local(mut self) -> Self {
@@ -172,7 +197,10 @@ impl ServiceSpec {
     }
 
     pub(crate) fn validate(&self) -> Result<(), DatapathError> {
-        let bad = |reason: String| DatapathError::InvalidService { frontend: self.frontend.to_string(), reason };
+        let bad = |reason: String| DatapathError::InvalidService {
+            frontend: self.frontend.to_string(),
+            reason,
+        };
         if self.frontend.port == 0 {
             return Err(bad("port 0".into()));
         }
@@ -181,7 +209,10 @@ impl ServiceSpec {
         }
         if let Some(size) = self.maglev_size {
             if size as usize > sluice_common::MAGLEV_MAX || !crate::maglev::is_prime(size) {
-                return Err(bad(format!("maglev size {size} is not a prime ≤ {}", sluice_common::MAGLEV_MAX)));
+                return Err(bad(format!(
+                    "maglev size {size} is not a prime ≤ {}",
+                    sluice_common::MAGLEV_MAX
+                )));
             }
         }
         for b in &self.backends {

@@ -19,7 +19,11 @@ const NODE2: &str = "198.18.0.2";
 const CLIENT: &str = "198.18.0.100";
 const POD: &str = "198.18.1.50";
 /// Backend pods: (name, node, address).
-const BACKENDS: [(&str, u8, &str); 3] = [("b1", 1, "198.18.1.11"), ("b2", 2, "198.18.2.12"), ("b3", 2, "198.18.2.13")];
+const BACKENDS: [(&str, u8, &str); 3] = [
+    ("b1", 1, "198.18.1.11"),
+    ("b2", 2, "198.18.2.12"),
+    ("b3", 2, "198.18.2.13"),
+];
 
 struct Cluster {
     // Field order = drop order: datapaths (unpinned) before the namespaces.
@@ -49,7 +53,10 @@ impl Cluster {
             topo.tcp_server(name, 8080, name);
             topo.udp_server(name, 8053, name);
         }
-        let config = DatapathConfig { external_hook: hook, ..DatapathConfig::default() };
+        let config = DatapathConfig {
+            external_hook: hook,
+            ..DatapathConfig::default()
+        };
         let mut node1 = TestDatapath::in_ns_with(&format!("{tag}-n1"), &topo.ns("n1"), config.clone());
         let mut node2 = TestDatapath::in_ns_with(&format!("{tag}-n2"), &topo.ns("n2"), config);
         for (node, dp, ip) in [(1u8, &mut node1, NODE1), (2, &mut node2, NODE2)] {
@@ -58,7 +65,8 @@ impl Cluster {
                 for i in &ifs {
                     dp.attach_pod_interface(i).expect("attach pod interface");
                 }
-                dp.attach_external_interface("eth0", ip.parse().unwrap()).expect("attach external");
+                dp.attach_external_interface("eth0", ip.parse().unwrap())
+                    .expect("attach external");
             });
         }
         Self { node1, node2, topo }
@@ -73,7 +81,11 @@ impl Cluster {
                 .filter(|(n, ..)| names.contains(n))
                 .map(|(_, on, a)| {
                     let b = Backend::new(a.parse().unwrap(), 8080);
-                    if *on == node { b.local() } else { b }
+                    if *on == node {
+                        b.local()
+                    } else {
+                        b
+                    }
                 })
                 .collect();
             dp.upsert_service(&make(backends)).expect("upsert");
@@ -95,8 +107,12 @@ fn udp(mut spec: ServiceSpec) -> ServiceSpec {
 #[test]
 fn clusterip_spreads_3000_connections_evenly_and_serves_udp() {
     let mut c = Cluster::new("spread");
-    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
-    c.program(&["b1", "b2", "b3"], |b| udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), b)));
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
+    c.program(&["b1", "b2", "b3"], |b| {
+        udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), b))
+    });
     let (counts, udp_names) = in_ns(&c.topo.ns("pod"), || {
         let mut counts: HashMap<String, usize> = HashMap::new();
         for _ in 0..3000 {
@@ -115,10 +131,21 @@ fn clusterip_spreads_3000_connections_evenly_and_serves_udp() {
         let share = *n as f64 / 3000.0;
         assert!((0.25..=0.40).contains(&share), "{name} got {n} of 3000: {counts:?}");
     }
-    assert!(udp_names.iter().all(|n| ["b1", "b2", "b3"].contains(&n.as_str())), "{udp_names:?}");
+    assert!(
+        udp_names.iter().all(|n| ["b1", "b2", "b3"].contains(&n.as_str())),
+        "{udp_names:?}"
+    );
     let counters = c.node1.counters().unwrap();
-    let tcp = counters.services.iter().find(|s| s.frontend == Frontend::tcp(vip(), 80)).unwrap();
-    assert!(tcp.total.packets >= 3000 * 4, "per-service counters count packets: {:?}", tcp.total);
+    let tcp = counters
+        .services
+        .iter()
+        .find(|s| s.frontend == Frontend::tcp(vip(), 80))
+        .unwrap();
+    assert!(
+        tcp.total.packets >= 3000 * 4,
+        "per-service counters count packets: {:?}",
+        tcp.total
+    );
     assert!(tcp.backends.iter().all(|(_, t)| t.packets > 0));
 }
 
@@ -168,7 +195,8 @@ fn pod_reaching_its_own_service_lands_on_itself_and_sees_the_vip() {
     c.topo.tcp_server("pod", 8080, "pod");
     for dp in [&mut c.node1, &mut c.node2] {
         let me = Backend::new(POD.parse().unwrap(), 8080);
-        dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![me.local()])).unwrap();
+        dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![me.local()]))
+            .unwrap();
     }
     in_ns(&c.topo.ns("pod"), || {
         for _ in 0..5 {
@@ -183,7 +211,9 @@ fn pod_reaching_its_own_service_lands_on_itself_and_sees_the_vip() {
 #[test]
 fn removed_backend_keeps_established_connections_and_gets_no_new_ones() {
     let mut c = Cluster::new("removal");
-    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
     let pod_ns = c.topo.ns("pod");
     // Open connections until one lands on b2.
     let mut conn = in_ns(&pod_ns, || {
@@ -209,7 +239,9 @@ fn removed_backend_keeps_established_connections_and_gets_no_new_ones() {
 #[test]
 fn restarting_userspace_keeps_long_lived_connections() {
     let mut c = Cluster::new("restart");
-    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
     c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
     let mut from_pod = in_ns(&c.topo.ns("pod"), || greet(addr(VIP, 80)).unwrap().2);
     let mut from_client = in_ns(&c.topo.ns("client"), || greet(addr(NODE1, 30080)).unwrap().2);
@@ -219,18 +251,26 @@ fn restarting_userspace_keeps_long_lived_connections() {
     let root2 = c.node2.pin_root().to_string_lossy().into_owned();
     drop(c.node1.0.take());
     drop(c.node2.0.take());
-    in_ns(&c.topo.ns("pod"), || echo(&mut from_pod, "while down").expect("pod connection while userspace is down"));
+    in_ns(&c.topo.ns("pod"), || {
+        echo(&mut from_pod, "while down").expect("pod connection while userspace is down")
+    });
     c.node1.0 = Some(open_in_ns(&root1, &c.topo.ns("n1")));
     c.node2.0 = Some(open_in_ns(&root2, &c.topo.ns("n2")));
     assert_eq!(c.node1.frontends().len(), 2, "services adopted");
-    assert_eq!(c.node1.attachments().len(), 5, "links adopted: 2 pod veths x (ingress, egress) + XDP");
+    assert_eq!(
+        c.node1.attachments().len(),
+        5,
+        "links adopted: 2 pod veths x (ingress, egress) + XDP"
+    );
     // Re-attach as the node daemon does on start: the adopted links get this
     // process's programs, swapped atomically.
     let pod_link = std::fs::read_dir(format!("{root1}/links"))
         .unwrap()
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("v-pod_") && p.to_string_lossy().ends_with("_ingress"))
+        .find(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with("v-pod_") && p.to_string_lossy().ends_with("_ingress")
+        })
         .expect("pinned link of the pod veth");
     let prog_id = || {
         let out = sh(&["bpftool", "-j", "link", "show", "pinned", pod_link.to_str().unwrap()]);
@@ -244,13 +284,18 @@ fn restarting_userspace_keeps_long_lived_connections() {
         for i in ["v-pod", "v-b1"] {
             dp1.attach_pod_interface(i).expect("re-attach pod interface");
         }
-        dp1.attach_external_interface("eth0", NODE1.parse().unwrap()).expect("re-attach external");
+        dp1.attach_external_interface("eth0", NODE1.parse().unwrap())
+            .expect("re-attach external");
     });
     assert_eq!(c.node1.attachments().len(), 5, "no duplicate attachments");
     assert_ne!(prog_id(), before, "the adopted link now runs this process's program");
-    in_ns(&c.topo.ns("pod"), || echo(&mut from_pod, "after re-attach").expect("pod connection survives the program swap"));
+    in_ns(&c.topo.ns("pod"), || {
+        echo(&mut from_pod, "after re-attach").expect("pod connection survives the program swap")
+    });
     // Reconcile (same services, as the node daemon would) and check traffic.
-    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
     c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
     in_ns(&c.topo.ns("pod"), || {
         echo(&mut from_pod, "after restart").expect("pod connection survives the restart");
@@ -265,13 +310,18 @@ fn restarting_userspace_keeps_long_lived_connections() {
 #[test]
 fn sluice_installs_no_iptables_or_nftables_rules() {
     let mut c = Cluster::new("norules");
-    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
     c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30080, Protocol::Tcp, b));
     in_ns(&c.topo.ns("pod"), || greet(addr(VIP, 80)).expect("service works"));
     for node in ["n1", "n2"] {
         let ns = c.topo.ns(node);
         let ipt = sh(&["ip", "netns", "exec", &ns, "iptables-save"]);
-        assert!(!ipt.lines().any(|l| l.starts_with("-A")), "iptables rules in {node}: {ipt}");
+        assert!(
+            !ipt.lines().any(|l| l.starts_with("-A")),
+            "iptables rules in {node}: {ipt}"
+        );
         assert!(!ipt.to_lowercase().contains("sluice"));
         let nft = sh(&["ip", "netns", "exec", &ns, "nft", "list", "ruleset"]);
         assert!(nft.trim().is_empty(), "nftables ruleset in {node}: {nft}");
@@ -283,7 +333,10 @@ struct TestCgroup(std::path::PathBuf);
 
 impl TestCgroup {
     fn new(tag: &str) -> Self {
-        let p = std::path::PathBuf::from(format!("/sys/fs/cgroup/unified/sluice-test-{tag}-{}", std::process::id()));
+        let p = std::path::PathBuf::from(format!(
+            "/sys/fs/cgroup/unified/sluice-test-{tag}-{}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&p).expect("create cgroup");
         Self(p)
     }
@@ -311,8 +364,12 @@ impl Drop for TestCgroup {
 #[test]
 fn node_local_clients_reach_clusterips_through_socket_level_balancing() {
     let mut c = Cluster::new("socklb");
-    c.program(&["b1", "b2", "b3"], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b));
-    c.program(&["b1", "b2", "b3"], |b| udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), b)));
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
+    c.program(&["b1", "b2", "b3"], |b| {
+        udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), b))
+    });
     c.program(&[], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 82), b));
     let cg = TestCgroup::new("socklb");
     c.node1.attach_cgroup(&cg.0).expect("attach cgroup programs");
@@ -321,14 +378,23 @@ fn node_local_clients_reach_clusterips_through_socket_level_balancing() {
     for _ in 0..12 {
         let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/tcp/{VIP}/80; head -n1 <&3'"));
         let name = out.split_whitespace().next().unwrap_or_default().to_string();
-        assert!(["b1", "b2", "b3"].contains(&name.as_str()), "node-local TCP client got {out:?}");
+        assert!(
+            ["b1", "b2", "b3"].contains(&name.as_str()),
+            "node-local TCP client got {out:?}"
+        );
         names.insert(name);
     }
     assert!(names.len() >= 2, "connections are balanced: {names:?}");
-    let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/udp/{VIP}/53; echo hi >&3; timeout 3 head -c 2 <&3'"));
+    let out = cg.run(
+        &n1,
+        &format!("bash -c 'exec 3<>/dev/udp/{VIP}/53; echo hi >&3; timeout 3 head -c 2 <&3'"),
+    );
     assert!(out.starts_with('b'), "node-local UDP client got {out:?}");
     let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/tcp/{VIP}/82' 2>&1"));
-    assert!(out.to_lowercase().contains("refused"), "no backends: connection refused, got {out:?}");
+    assert!(
+        out.to_lowercase().contains("refused"),
+        "no backends: connection refused, got {out:?}"
+    );
     assert!(c.node1.counters().unwrap().event(Event::SocketLb) >= 13);
     c.node1.detach_cgroup().unwrap();
 }

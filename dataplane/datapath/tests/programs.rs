@@ -23,7 +23,9 @@ fn client() -> (std::net::Ipv4Addr, u16) {
     (ip("198.18.1.5"), 40000)
 }
 fn backends(n: u8) -> Vec<Backend> {
-    (1..=n).map(|i| Backend::new(ip(&format!("198.18.2.{i}")), 8080)).collect()
+    (1..=n)
+        .map(|i| Backend::new(ip(&format!("198.18.2.{i}")), 8080))
+        .collect()
 }
 
 fn run(dp: &mut Datapath, kind: ProgramKind, p: &Pkt) -> (u32, Pkt) {
@@ -35,7 +37,8 @@ fn run(dp: &mut Datapath, kind: ProgramKind, p: &Pkt) -> (u32, Pkt) {
 #[test]
 fn clusterip_tcp_is_dnated_and_replies_are_reverse_nated() {
     let mut dp = TestDatapath::new("dnat");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(1))).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(1)))
+        .unwrap();
     let syn = Pkt::tcp(client(), (vip(), 80), SYN);
     let (action, out) = run(&mut dp, ProgramKind::PodIngress, &syn);
     assert_eq!(action, TC_ACT_OK);
@@ -62,7 +65,8 @@ fn clusterip_tcp_is_dnated_and_replies_are_reverse_nated() {
 #[test]
 fn clusterip_udp_is_dnated() {
     let mut dp = TestDatapath::new("udp");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), backends(1))).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), backends(1)))
+        .unwrap();
     let (action, out) = run(&mut dp, ProgramKind::PodIngress, &Pkt::udp(client(), (vip(), 53)));
     assert_eq!(action, TC_ACT_OK);
     assert_eq!((out.dst, out.dport), (ip("198.18.2.1"), 8080));
@@ -74,7 +78,8 @@ fn clusterip_udp_is_dnated() {
 #[test]
 fn other_traffic_passes_untouched() {
     let mut dp = TestDatapath::new("other");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2))).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
+        .unwrap();
     let p = Pkt::tcp(client(), (ip("198.18.9.9"), 80), SYN);
     let out = dp.test_run(ProgramKind::PodIngress, &p.build()).unwrap();
     assert_eq!(out.action, TC_ACT_OK);
@@ -84,8 +89,10 @@ fn other_traffic_passes_untouched() {
 #[test]
 fn service_without_backends_rejects_tcp_with_rst_and_udp_with_icmp() {
     let mut dp = TestDatapath::new("reject");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), vec![])).unwrap();
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), vec![])).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), vec![]))
+        .unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), vec![]))
+        .unwrap();
     let mut syn = Pkt::tcp(client(), (vip(), 80), SYN);
     syn.payload.clear();
     let (action, rst) = run(&mut dp, ProgramKind::PodIngress, &syn);
@@ -95,7 +102,9 @@ fn service_without_backends_rejects_tcp_with_rst_and_udp_with_icmp() {
     assert_eq!(rst.flags, RST | ACK);
     assert_eq!(rst.ack, syn.seq + 1);
 
-    let out = dp.test_run(ProgramKind::PodIngress, &Pkt::udp(client(), (vip(), 53)).build()).unwrap();
+    let out = dp
+        .test_run(ProgramKind::PodIngress, &Pkt::udp(client(), (vip(), 53)).build())
+        .unwrap();
     assert_eq!(out.action, TC_ACT_REDIRECT);
     let icmp = Pkt::parse(&out.packet);
     assert_eq!(icmp.proto, 1);
@@ -116,10 +125,15 @@ fn backend_of(dp: &mut Datapath, kind: ProgramKind, p: &Pkt) -> std::net::Ipv4Ad
 #[test]
 fn flows_spread_over_backends_and_affinity_pins_a_client() {
     let mut dp = TestDatapath::new("affinity");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3))).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3)))
+        .unwrap();
     let mut seen: HashMap<_, usize> = HashMap::new();
     for port in 0..300u16 {
-        let b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((client().0, 20000 + port), (vip(), 80), SYN));
+        let b = backend_of(
+            &mut dp,
+            ProgramKind::PodIngress,
+            &Pkt::tcp((client().0, 20000 + port), (vip(), 80), SYN),
+        );
         *seen.entry(b).or_default() += 1;
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
@@ -128,62 +142,117 @@ fn flows_spread_over_backends_and_affinity_pins_a_client() {
     let mut spec = ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), backends(3));
     spec.affinity_timeout = Some(Duration::from_secs(60));
     dp.upsert_service(&spec).unwrap();
-    let first = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((client().0, 30000), (vip(), 81), SYN));
+    let first = backend_of(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::tcp((client().0, 30000), (vip(), 81), SYN),
+    );
     for port in 1..50u16 {
-        let b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((client().0, 30000 + port), (vip(), 81), SYN));
+        let b = backend_of(
+            &mut dp,
+            ProgramKind::PodIngress,
+            &Pkt::tcp((client().0, 30000 + port), (vip(), 81), SYN),
+        );
         assert_eq!(b, first, "affinity keeps the client on one backend");
     }
     // Another client may land elsewhere but is pinned too.
     let other = (ip("198.18.1.6"), 30000);
     let b2 = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(other, (vip(), 81), SYN));
-    let b2b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((other.0, 30001), (vip(), 81), SYN));
+    let b2b = backend_of(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::tcp((other.0, 30001), (vip(), 81), SYN),
+    );
     assert_eq!(b2, b2b);
 }
 
 #[test]
 fn maglev_choice_is_stable_and_adding_a_backend_moves_few_flows() {
     let mut dp = TestDatapath::new("maglev");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(4))).unwrap();
-    let flows: Vec<Pkt> = (0..400u16).map(|p| Pkt::tcp((client().0, 10000 + p), (vip(), 80), SYN)).collect();
-    let before: Vec<_> = flows.iter().map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f)).collect();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(4)))
+        .unwrap();
+    let flows: Vec<Pkt> = (0..400u16)
+        .map(|p| Pkt::tcp((client().0, 10000 + p), (vip(), 80), SYN))
+        .collect();
+    let before: Vec<_> = flows
+        .iter()
+        .map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f))
+        .collect();
     // Without conntrack the same flows hash to the same backends.
     dp.flush_conntrack().unwrap();
-    let again: Vec<_> = flows.iter().map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f)).collect();
+    let again: Vec<_> = flows
+        .iter()
+        .map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f))
+        .collect();
     assert_eq!(before, again);
     // A fifth backend takes about 1/5 of new flows from the others.
     dp.flush_conntrack().unwrap();
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(5))).unwrap();
-    let after: Vec<_> = flows.iter().map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f)).collect();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(5)))
+        .unwrap();
+    let after: Vec<_> = flows
+        .iter()
+        .map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f))
+        .collect();
     let moved = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert!((40..=130).contains(&moved), "moved {moved} of 400");
     // Maglev keeps disruption near-minimal, not zero: most moved flows go to the new backend.
-    let to_new = before.iter().zip(&after).filter(|(a, b)| a != b && **b == ip("198.18.2.5")).count();
-    assert!(to_new * 10 >= moved * 8, "{to_new} of {moved} moved flows went to the new backend");
+    let to_new = before
+        .iter()
+        .zip(&after)
+        .filter(|(a, b)| a != b && **b == ip("198.18.2.5"))
+        .count();
+    assert!(
+        to_new * 10 >= moved * 8,
+        "{to_new} of {moved} moved flows went to the new backend"
+    );
 }
 
 #[test]
 fn established_flows_keep_a_removed_or_terminating_backend() {
     let mut dp = TestDatapath::new("keep");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3))).unwrap();
-    let flows: Vec<Pkt> = (0..60u16).map(|p| Pkt::tcp((client().0, 10000 + p), (vip(), 80), SYN)).collect();
-    let before: Vec<_> = flows.iter().map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f)).collect();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3)))
+        .unwrap();
+    let flows: Vec<Pkt> = (0..60u16)
+        .map(|p| Pkt::tcp((client().0, 10000 + p), (vip(), 80), SYN))
+        .collect();
+    let before: Vec<_> = flows
+        .iter()
+        .map(|f| backend_of(&mut dp, ProgramKind::PodIngress, f))
+        .collect();
     let gone = ip("198.18.2.2");
     assert!(before.contains(&gone));
     let mut bs = backends(3);
     bs[1].terminating = true;
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), bs)).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), bs))
+        .unwrap();
     for (f, b) in flows.iter().zip(&before) {
         let mut data = f.clone();
         data.flags = ACK;
-        assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, &data), *b, "tracked flow keeps its backend");
+        assert_eq!(
+            backend_of(&mut dp, ProgramKind::PodIngress, &data),
+            *b,
+            "tracked flow keeps its backend"
+        );
     }
     for p in 0..100u16 {
-        let b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((client().0, 50000 + p), (vip(), 80), SYN));
+        let b = backend_of(
+            &mut dp,
+            ProgramKind::PodIngress,
+            &Pkt::tcp((client().0, 50000 + p), (vip(), 80), SYN),
+        );
         assert_ne!(b, gone, "terminating backend gets no new flow");
     }
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), vec![backends(3)[0], backends(3)[2]])).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(
+        Frontend::tcp(vip(), 80),
+        vec![backends(3)[0], backends(3)[2]],
+    ))
+    .unwrap();
     for (f, b) in flows.iter().zip(&before) {
-        assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, f), *b, "removed backend keeps its flows");
+        assert_eq!(
+            backend_of(&mut dp, ProgramKind::PodIngress, f),
+            *b,
+            "removed backend keeps its flows"
+        );
     }
 }
 
@@ -194,15 +263,23 @@ fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
     dp.add_node_address(node, 1).unwrap();
     let ext_client = (ip("198.18.0.100"), 45000);
     let remote = Backend::new(ip("198.18.2.7"), 8080);
-    dp.upsert_service(&ServiceSpec::node_port(30080, Protocol::Tcp, vec![remote])).unwrap();
-    for (kind, pass, port) in [(ProgramKind::NodePortXdp, XDP_PASS, 45000), (ProgramKind::NodePortTc, TC_ACT_OK, 45001)] {
+    dp.upsert_service(&ServiceSpec::node_port(30080, Protocol::Tcp, vec![remote]))
+        .unwrap();
+    for (kind, pass, port) in [
+        (ProgramKind::NodePortXdp, XDP_PASS, 45000),
+        (ProgramKind::NodePortTc, TC_ACT_OK, 45001),
+    ] {
         let ext_client = (ext_client.0, port);
         let (action, out) = run(&mut dp, kind, &Pkt::tcp(ext_client, (node, 30080), SYN));
         assert_eq!(action, pass);
         assert_eq!((out.dst, out.dport), (remote.ip, 8080));
         assert_eq!(out.src, node, "remote backend: source NAT to the node ({kind:?})");
         let snat_port = out.sport;
-        let (action, back) = run(&mut dp, kind, &Pkt::tcp((remote.ip, 8080), (node, snat_port), SYN | ACK));
+        let (action, back) = run(
+            &mut dp,
+            kind,
+            &Pkt::tcp((remote.ip, 8080), (node, snat_port), SYN | ACK),
+        );
         assert_eq!(action, pass);
         assert_eq!((back.src, back.sport), (node, 30080));
         assert_eq!((back.dst, back.dport), ext_client);
@@ -210,7 +287,10 @@ fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
 
     // Not a node address: not a NodePort.
     let p = Pkt::tcp(ext_client, (ip("198.18.0.2"), 30080), SYN);
-    assert_eq!(dp.test_run(ProgramKind::NodePortXdp, &p.build()).unwrap().packet, p.build());
+    assert_eq!(
+        dp.test_run(ProgramKind::NodePortXdp, &p.build()).unwrap().packet,
+        p.build()
+    );
 
     // externalTrafficPolicy Local: only the local backend, client IP kept.
     let local = Backend::new(ip("198.18.1.9"), 9090).local();
@@ -218,7 +298,11 @@ fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
     spec.external_traffic_local = true;
     dp.upsert_service(&spec).unwrap();
     for port in 0..20 {
-        let (action, out) = run(&mut dp, ProgramKind::NodePortXdp, &Pkt::tcp((ext_client.0, 1000 + port), (node, 30081), SYN));
+        let (action, out) = run(
+            &mut dp,
+            ProgramKind::NodePortXdp,
+            &Pkt::tcp((ext_client.0, 1000 + port), (node, 30081), SYN),
+        );
         assert_eq!(action, XDP_PASS);
         assert_eq!((out.dst, out.dport), (local.ip, 9090));
         assert_eq!((out.src, out.sport), (ext_client.0, 1000 + port));
@@ -227,7 +311,12 @@ fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
     let mut spec = ServiceSpec::node_port(30082, Protocol::Tcp, vec![remote]);
     spec.external_traffic_local = true;
     dp.upsert_service(&spec).unwrap();
-    let out = dp.test_run(ProgramKind::NodePortXdp, &Pkt::tcp(ext_client, (node, 30082), SYN).build()).unwrap();
+    let out = dp
+        .test_run(
+            ProgramKind::NodePortXdp,
+            &Pkt::tcp(ext_client, (node, 30082), SYN).build(),
+        )
+        .unwrap();
     assert_eq!(out.action, XDP_DROP);
 }
 
@@ -239,29 +328,43 @@ fn source_ranges_filter_nodeport_clients() {
     let mut spec = ServiceSpec::node_port(30090, Protocol::Tcp, vec![Backend::new(ip("198.18.1.9"), 80).local()]);
     spec.source_ranges = vec![(ip("198.18.0.0"), 28)];
     dp.upsert_service(&spec).unwrap();
-    let (action, out) = run(&mut dp, ProgramKind::NodePortXdp, &Pkt::tcp((ip("198.18.0.14"), 1234), (node, 30090), SYN));
+    let (action, out) = run(
+        &mut dp,
+        ProgramKind::NodePortXdp,
+        &Pkt::tcp((ip("198.18.0.14"), 1234), (node, 30090), SYN),
+    );
     assert_eq!(action, XDP_PASS);
     assert_eq!(out.dst, ip("198.18.1.9"));
-    let out = dp.test_run(ProgramKind::NodePortXdp, &Pkt::tcp((ip("198.18.0.100"), 1234), (node, 30090), SYN).build()).unwrap();
+    let out = dp
+        .test_run(
+            ProgramKind::NodePortXdp,
+            &Pkt::tcp((ip("198.18.0.100"), 1234), (node, 30090), SYN).build(),
+        )
+        .unwrap();
     assert_eq!(out.action, XDP_DROP);
     assert_eq!(dp.counters().unwrap().event(Event::SourceDenied), 1);
     // Widening the ranges lets the client in.
     spec.source_ranges = vec![(ip("198.18.0.0"), 24)];
     dp.upsert_service(&spec).unwrap();
-    let (action, _) = run(&mut dp, ProgramKind::NodePortXdp, &Pkt::tcp((ip("198.18.0.100"), 1234), (node, 30090), SYN));
+    let (action, _) = run(
+        &mut dp,
+        ProgramKind::NodePortXdp,
+        &Pkt::tcp((ip("198.18.0.100"), 1234), (node, 30090), SYN),
+    );
     assert_eq!(action, XDP_PASS);
 }
 
 #[test]
 fn truncated_and_malformed_packets_pass_untouched() {
     let mut dp = TestDatapath::new("malformed");
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2))).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
+        .unwrap();
     dp.add_node_address(ip("198.18.0.1"), 1).unwrap();
     let good = Pkt::tcp(client(), (vip(), 80), SYN).build();
     let mut cases: Vec<Vec<u8>> = vec![
-        good[..14].to_vec(),      // Ethernet only
-        good[..30].to_vec(),      // IPv4 header cut
-        good[..40].to_vec(),      // TCP header cut
+        good[..14].to_vec(), // Ethernet only
+        good[..30].to_vec(), // IPv4 header cut
+        good[..40].to_vec(), // TCP header cut
     ];
     let mut bad_ihl = good.clone();
     bad_ihl[14] = 0x43; // IHL 3
@@ -280,12 +383,20 @@ fn truncated_and_malformed_packets_pass_untouched() {
     garbage[13] = 0x00;
     cases.push(garbage);
     for (i, c) in cases.iter().enumerate() {
-        for kind in [ProgramKind::PodIngress, ProgramKind::PodEgress, ProgramKind::NodePortXdp] {
+        for kind in [
+            ProgramKind::PodIngress,
+            ProgramKind::PodEgress,
+            ProgramKind::NodePortXdp,
+        ] {
             if kind != ProgramKind::NodePortXdp && c.len() < 34 {
                 continue; // the kernel cannot even build an skb from a cut IPv4 header
             }
             let out = dp.test_run(kind, c).unwrap();
-            let ok = if kind == ProgramKind::NodePortXdp { XDP_PASS } else { TC_ACT_OK };
+            let ok = if kind == ProgramKind::NodePortXdp {
+                XDP_PASS
+            } else {
+                TC_ACT_OK
+            };
             assert_eq!(out.action, ok, "case {i} at {kind:?}");
             assert_eq!(&out.packet, c, "case {i} at {kind:?} unchanged");
         }
@@ -300,7 +411,10 @@ fn bad_specs_are_refused_without_changes() {
     let mut dp = TestDatapath::new("badspec");
     let mut spec = ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(1));
     spec.maglev_size = Some(1000);
-    assert!(matches!(dp.upsert_service(&spec), Err(DatapathError::InvalidService { .. })));
+    assert!(matches!(
+        dp.upsert_service(&spec),
+        Err(DatapathError::InvalidService { .. })
+    ));
     let spec = ServiceSpec::cluster_ip(Frontend::tcp(vip(), 0), backends(1));
     assert!(dp.upsert_service(&spec).is_err());
     assert!(dp.frontends().is_empty());
@@ -312,7 +426,8 @@ fn reopening_adopts_services_and_conntrack() {
     let root = format!("/sys/fs/bpf/sluice-test-adopt-{}", std::process::id());
     let mut dp = Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root)).unwrap();
     let mut guard = TestDatapath(None);
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3))).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3)))
+        .unwrap();
     let flow = Pkt::tcp(client(), (vip(), 80), SYN);
     let b = backend_of(&mut dp, ProgramKind::PodIngress, &flow);
     drop(dp); // the "process" exits: only the pins remain
@@ -320,7 +435,11 @@ fn reopening_adopts_services_and_conntrack() {
     assert_eq!(dp.frontends(), vec![Frontend::tcp(vip(), 80)]);
     assert_eq!(dp.conntrack_len(), 2);
     // Reconcile to a different backend set: the tracked flow keeps its backend.
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(3).into_iter().filter(|x| x.ip != b).collect())).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(
+        Frontend::tcp(vip(), 80),
+        backends(3).into_iter().filter(|x| x.ip != b).collect(),
+    ))
+    .unwrap();
     let mut data = flow.clone();
     data.flags = ACK;
     assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, &data), b);
@@ -333,12 +452,20 @@ fn reopening_adopts_services_and_conntrack() {
 fn hairpin_flow_to_itself_comes_from_the_vip() {
     let mut dp = TestDatapath::new("hairpin");
     let me = client();
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), vec![Backend::new(me.0, 8080).local()])).unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(
+        Frontend::tcp(vip(), 80),
+        vec![Backend::new(me.0, 8080).local()],
+    ))
+    .unwrap();
     let (action, out) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(me, (vip(), 80), SYN));
     assert_eq!(action, TC_ACT_OK);
     assert_eq!((out.dst, out.dport), (me.0, 8080), "lands on itself");
     assert_eq!(out.src, vip(), "and sees the VIP as the source, not its own address");
-    let (_, back) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp((me.0, 8080), (vip(), out.sport), SYN | ACK));
+    let (_, back) = run(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::tcp((me.0, 8080), (vip(), out.sport), SYN | ACK),
+    );
     assert_eq!((back.src, back.sport), (vip(), 80));
     assert_eq!((back.dst, back.dport), me);
 }
@@ -349,12 +476,17 @@ fn a_pinned_map_with_an_old_layout_is_replaced_not_adopted() {
     std::fs::create_dir_all(&root).unwrap();
     let pin = format!("{root}/backends");
     let out = std::process::Command::new("bpftool")
-        .args(["map", "create", &pin, "type", "hash", "key", "4", "value", "8", "entries", "16", "name", "backends"])
+        .args([
+            "map", "create", &pin, "type", "hash", "key", "4", "value", "8", "entries", "16", "name", "backends",
+        ])
         .output()
         .expect("bpftool");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let mut dp = TestDatapath(Some(Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root)).expect("open despite the old pin")));
-    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2))).unwrap();
+    let mut dp = TestDatapath(Some(
+        Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root)).expect("open despite the old pin"),
+    ));
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
+        .unwrap();
     let b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), (vip(), 80), SYN));
     assert!(b == ip("198.18.2.1") || b == ip("198.18.2.2"));
 }

@@ -25,7 +25,12 @@ struct Entry {
 impl Backoff {
     /// A back-off starting at `initial`, capped at `max` (Kubernetes: 10 s and 300 s).
     pub fn new(initial: Duration, max: Duration) -> Self {
-        Self { initial, max, reset_after: Duration::from_secs(600), entries: HashMap::new() }
+        Self {
+            initial,
+            max,
+            reset_after: Duration::from_secs(600),
+            entries: HashMap::new(),
+        }
     }
 
     /// May the container restart at `now`? `Err(remaining)` while backing off.
@@ -45,7 +50,13 @@ impl Backoff {
             Some(e) => (e.wait * 2).min(self.max),
             None => Duration::ZERO,
         };
-        self.entries.insert(key, Entry { wait, not_before: now + wait });
+        self.entries.insert(
+            key,
+            Entry {
+                wait,
+                not_before: now + wait,
+            },
+        );
     }
 
     /// Forget a pod's entries (pod deleted).

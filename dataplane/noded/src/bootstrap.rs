@@ -52,7 +52,10 @@ pub enum BootstrapError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
-    move |source| BootstrapError::Io { path: path.to_path_buf(), source }
+    move |source| BootstrapError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -73,7 +76,11 @@ pub fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credential: serde
 }
 
 /// Make sure `kubeconfig` exists, joining with `bootstrap` when it does not.
-pub async fn ensure_kubeconfig(kubeconfig: &Path, node_name: &str, bootstrap: Option<&BootstrapConfig>) -> Result<(), BootstrapError> {
+pub async fn ensure_kubeconfig(
+    kubeconfig: &Path,
+    node_name: &str,
+    bootstrap: Option<&BootstrapConfig>,
+) -> Result<(), BootstrapError> {
     if kubeconfig.exists() {
         return Ok(());
     }
@@ -81,8 +88,14 @@ pub async fn ensure_kubeconfig(kubeconfig: &Path, node_name: &str, bootstrap: Op
         return Err(BootstrapError::NoCredential(kubeconfig.to_path_buf()));
     };
     let ca_pem = std::fs::read_to_string(&bootstrap.ca_file).map_err(io(&bootstrap.ca_file))?;
-    let token_config = kubeconfig_text(&bootstrap.apiserver, &ca_pem, "bootstrap", serde_json::json!({"token": bootstrap.token}));
-    let parsed = kube::config::Kubeconfig::from_yaml(&token_config).map_err(|e| BootstrapError::Config(e.to_string()))?;
+    let token_config = kubeconfig_text(
+        &bootstrap.apiserver,
+        &ca_pem,
+        "bootstrap",
+        serde_json::json!({"token": bootstrap.token}),
+    );
+    let parsed =
+        kube::config::Kubeconfig::from_yaml(&token_config).map_err(|e| BootstrapError::Config(e.to_string()))?;
     let config = kube::Config::from_custom_kubeconfig(parsed, &kube::config::KubeConfigOptions::default())
         .await
         .map_err(|e| BootstrapError::Config(e.to_string()))?;
@@ -92,7 +105,9 @@ pub async fn ensure_kubeconfig(kubeconfig: &Path, node_name: &str, bootstrap: Op
     let key = rcgen::KeyPair::generate()?;
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, user.as_str());
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:nodes");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
     let request_pem = params.serialize_request(&key)?.pem()?;
     let csr = serde_json::json!({
         "apiVersion": "certificates.k8s.io/v1",
@@ -114,7 +129,9 @@ pub async fn ensure_kubeconfig(kubeconfig: &Path, node_name: &str, bootstrap: Op
         .and_then(serde_json::Value::as_str)
         .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
         .and_then(|c| String::from_utf8(c).ok())
-        .ok_or_else(|| BootstrapError::NotIssued(answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default()))?;
+        .ok_or_else(|| {
+            BootstrapError::NotIssued(answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default())
+        })?;
     let text = kubeconfig_text(
         &bootstrap.apiserver,
         &ca_pem,
@@ -134,7 +151,13 @@ fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io(&tmp))?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     f.write_all(text.as_bytes()).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))
@@ -157,6 +180,10 @@ pub struct JoinArgs {
 impl JoinArgs {
     /// The bootstrap settings, when a token was given.
     pub fn config(&self) -> Option<BootstrapConfig> {
-        Some(BootstrapConfig { apiserver: self.apiserver.clone()?, ca_file: self.ca_file.clone()?, token: self.bootstrap_token.clone()? })
+        Some(BootstrapConfig {
+            apiserver: self.apiserver.clone()?,
+            ca_file: self.ca_file.clone()?,
+            token: self.bootstrap_token.clone()?,
+        })
     }
 }

@@ -23,7 +23,9 @@ pub fn directories(mount: &Path, cgroup_path: &str) -> Vec<PathBuf> {
     if mount.join("cgroup.controllers").exists() {
         return vec![mount.join(relative)];
     }
-    let Ok(entries) = std::fs::read_dir(mount) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(mount) else {
+        return Vec::new();
+    };
     let mut dirs: Vec<PathBuf> = entries
         .flatten()
         // Symlinks (`cpu` -> `cpu,cpuacct`) name a hierarchy that is listed anyway.
@@ -53,7 +55,10 @@ pub fn remove_tree(dir: &Path) -> bool {
 
 /// Remove the cgroups of `cgroup_path` in every hierarchy; returns those that stayed (still busy).
 pub fn remove(cgroup_path: &str) -> Vec<PathBuf> {
-    directories(Path::new(CGROUP_MOUNT), cgroup_path).into_iter().filter(|dir| !remove_tree(dir)).collect()
+    directories(Path::new(CGROUP_MOUNT), cgroup_path)
+        .into_iter()
+        .filter(|dir| !remove_tree(dir))
+        .collect()
 }
 
 #[cfg(test)]
@@ -68,7 +73,10 @@ mod tests {
         }
         std::fs::create_dir_all(mount.path().join("cpu")).unwrap();
         let dirs = directories(mount.path(), "/sluice/n1/podu");
-        assert_eq!(dirs, ["memory", "pids", "unified"].map(|h| mount.path().join(h).join("sluice/n1/podu")));
+        assert_eq!(
+            dirs,
+            ["memory", "pids", "unified"].map(|h| mount.path().join(h).join("sluice/n1/podu"))
+        );
         assert!(directories(mount.path(), "/sluice/../etc").is_empty());
         assert!(directories(mount.path(), "/").is_empty());
     }
@@ -77,7 +85,10 @@ mod tests {
     fn a_pure_v2_mount_is_one_tree() {
         let mount = tempfile::tempdir().unwrap();
         std::fs::write(mount.path().join("cgroup.controllers"), "cpu memory").unwrap();
-        assert_eq!(directories(mount.path(), "/sluice/n1/podu"), vec![mount.path().join("sluice/n1/podu")]);
+        assert_eq!(
+            directories(mount.path(), "/sluice/n1/podu"),
+            vec![mount.path().join("sluice/n1/podu")]
+        );
     }
 
     #[test]

@@ -32,7 +32,8 @@ pub fn write(conf_dir: &Path, pod_cidr: Ipv4Net, noded_socket: &Path, state_dir:
     std::fs::create_dir_all(conf_dir)?;
     let path = conf_dir.join(CONFLIST_NAME);
     let partial = conf_dir.join(format!(".{CONFLIST_NAME}.partial"));
-    let text = serde_json::to_string_pretty(&render(pod_cidr, noded_socket, state_dir)).map_err(std::io::Error::other)?;
+    let text =
+        serde_json::to_string_pretty(&render(pod_cidr, noded_socket, state_dir)).map_err(std::io::Error::other)?;
     std::fs::write(&partial, text)?;
     std::fs::rename(&partial, &path)?;
     Ok(path)
@@ -44,7 +45,11 @@ mod tests {
 
     #[test]
     fn conflist_carries_what_the_plugin_parses() {
-        let json = render("10.244.3.0/24".parse().unwrap(), Path::new("/run/n.sock"), Path::new("/var/lib/s"));
+        let json = render(
+            "10.244.3.0/24".parse().unwrap(),
+            Path::new("/run/n.sock"),
+            Path::new("/var/lib/s"),
+        );
         // libcni injects cniVersion and name into each plugin's config.
         let mut plugin = json["plugins"][0].clone();
         plugin["cniVersion"] = json["cniVersion"].clone();

@@ -77,7 +77,10 @@ impl Cri {
     pub async fn connect(socket: &Path) -> Result<Self, CriError> {
         let channel = sluice_proto::unix::connect(socket)
             .await
-            .map_err(|source| CriError::Connect { socket: socket.display().to_string(), source })?;
+            .map_err(|source| CriError::Connect {
+                socket: socket.display().to_string(),
+                source,
+            })?;
         Ok(Self {
             runtime: RuntimeServiceClient::new(channel.clone()).max_decoding_message_size(16 << 20),
             images: ImageServiceClient::new(channel).max_decoding_message_size(16 << 20),
@@ -87,7 +90,12 @@ impl Cri {
     /// Runtime name and version.
     pub async fn version(&self) -> Result<api::VersionResponse, CriError> {
         let mut rt = self.runtime.clone();
-        call("Version", CALL_TIMEOUT, rt.version(api::VersionRequest { version: "v1".into() })).await
+        call(
+            "Version",
+            CALL_TIMEOUT,
+            rt.version(api::VersionRequest { version: "v1".into() }),
+        )
+        .await
     }
 
     /// Runtime conditions (`RuntimeReady`, `NetworkReady`).
@@ -99,38 +107,65 @@ impl Cri {
 
     /// Whether the runtime reports its pod network ready (a CNI config is loaded).
     pub async fn network_ready(&self) -> Result<bool, CriError> {
-        Ok(self.status().await?.iter().any(|c| c.r#type == "NetworkReady" && c.status))
+        Ok(self
+            .status()
+            .await?
+            .iter()
+            .any(|c| c.r#type == "NetworkReady" && c.status))
     }
 
     /// Start a pod sandbox (pause container, network via CNI); returns its id.
     pub async fn run_pod_sandbox(&self, config: api::PodSandboxConfig) -> Result<String, CriError> {
         let mut rt = self.runtime.clone();
-        let request = api::RunPodSandboxRequest { config: Some(config), runtime_handler: String::new() };
-        Ok(call("RunPodSandbox", CALL_TIMEOUT, rt.run_pod_sandbox(request)).await?.pod_sandbox_id)
+        let request = api::RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        };
+        Ok(call("RunPodSandbox", CALL_TIMEOUT, rt.run_pod_sandbox(request))
+            .await?
+            .pod_sandbox_id)
     }
 
     /// Stop a sandbox: kills its containers and tears its network down (CNI DEL).
     pub async fn stop_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
         let mut rt = self.runtime.clone();
-        call("StopPodSandbox", CALL_TIMEOUT, rt.stop_pod_sandbox(api::StopPodSandboxRequest { pod_sandbox_id: id.into() }))
-            .await
-            .map(drop)
+        call(
+            "StopPodSandbox",
+            CALL_TIMEOUT,
+            rt.stop_pod_sandbox(api::StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Remove a stopped sandbox and its containers.
     pub async fn remove_pod_sandbox(&self, id: &str) -> Result<(), CriError> {
         let mut rt = self.runtime.clone();
-        call("RemovePodSandbox", CALL_TIMEOUT, rt.remove_pod_sandbox(api::RemovePodSandboxRequest { pod_sandbox_id: id.into() }))
-            .await
-            .map(drop)
+        call(
+            "RemovePodSandbox",
+            CALL_TIMEOUT,
+            rt.remove_pod_sandbox(api::RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Status of one sandbox (state, pod IP).
     pub async fn pod_sandbox_status(&self, id: &str) -> Result<api::PodSandboxStatus, CriError> {
         let mut rt = self.runtime.clone();
-        let request = api::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false };
+        let request = api::PodSandboxStatusRequest {
+            pod_sandbox_id: id.into(),
+            verbose: false,
+        };
         let reply = call("PodSandboxStatus", CALL_TIMEOUT, rt.pod_sandbox_status(request)).await?;
-        reply.status.ok_or(CriError::Call { call: "PodSandboxStatus", source: tonic::Status::not_found("no status") })
+        reply.status.ok_or(CriError::Call {
+            call: "PodSandboxStatus",
+            source: tonic::Status::not_found("no status"),
+        })
     }
 
     /// Every sandbox the runtime knows, optionally only those carrying `labels`.
@@ -141,7 +176,9 @@ impl Cri {
             ..Default::default()
         };
         let request = api::ListPodSandboxRequest { filter: Some(filter) };
-        Ok(call("ListPodSandbox", CALL_TIMEOUT, rt.list_pod_sandbox(request)).await?.items)
+        Ok(call("ListPodSandbox", CALL_TIMEOUT, rt.list_pod_sandbox(request))
+            .await?
+            .items)
     }
 
     /// Create a container in a sandbox; returns its id.
@@ -157,52 +194,91 @@ impl Cri {
             config: Some(config),
             sandbox_config: Some(sandbox_config),
         };
-        Ok(call("CreateContainer", CALL_TIMEOUT, rt.create_container(request)).await?.container_id)
+        Ok(call("CreateContainer", CALL_TIMEOUT, rt.create_container(request))
+            .await?
+            .container_id)
     }
 
     /// Start a created container.
     pub async fn start_container(&self, id: &str) -> Result<(), CriError> {
         let mut rt = self.runtime.clone();
-        call("StartContainer", CALL_TIMEOUT, rt.start_container(api::StartContainerRequest { container_id: id.into() }))
-            .await
-            .map(drop)
+        call(
+            "StartContainer",
+            CALL_TIMEOUT,
+            rt.start_container(api::StartContainerRequest {
+                container_id: id.into(),
+            }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Stop a container: SIGTERM, then SIGKILL after `grace`.
     pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), CriError> {
         let mut rt = self.runtime.clone();
-        let request = api::StopContainerRequest { container_id: id.into(), timeout: grace.as_secs() as i64 };
-        call("StopContainer", grace + CALL_TIMEOUT, rt.stop_container(request)).await.map(drop)
+        let request = api::StopContainerRequest {
+            container_id: id.into(),
+            timeout: grace.as_secs() as i64,
+        };
+        call("StopContainer", grace + CALL_TIMEOUT, rt.stop_container(request))
+            .await
+            .map(drop)
     }
 
     /// Remove a container (stopping it first if needed).
     pub async fn remove_container(&self, id: &str) -> Result<(), CriError> {
         let mut rt = self.runtime.clone();
-        call("RemoveContainer", CALL_TIMEOUT, rt.remove_container(api::RemoveContainerRequest { container_id: id.into() }))
-            .await
-            .map(drop)
+        call(
+            "RemoveContainer",
+            CALL_TIMEOUT,
+            rt.remove_container(api::RemoveContainerRequest {
+                container_id: id.into(),
+            }),
+        )
+        .await
+        .map(drop)
     }
 
     /// Containers, optionally of one sandbox only.
     pub async fn list_containers(&self, sandbox_id: Option<&str>) -> Result<Vec<api::Container>, CriError> {
         let mut rt = self.runtime.clone();
-        let filter = api::ContainerFilter { pod_sandbox_id: sandbox_id.unwrap_or_default().into(), ..Default::default() };
+        let filter = api::ContainerFilter {
+            pod_sandbox_id: sandbox_id.unwrap_or_default().into(),
+            ..Default::default()
+        };
         let request = api::ListContainersRequest { filter: Some(filter) };
-        Ok(call("ListContainers", CALL_TIMEOUT, rt.list_containers(request)).await?.containers)
+        Ok(call("ListContainers", CALL_TIMEOUT, rt.list_containers(request))
+            .await?
+            .containers)
     }
 
     /// Status of one container (state, exit code, times, image).
     pub async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
         let mut rt = self.runtime.clone();
-        let request = api::ContainerStatusRequest { container_id: id.into(), verbose: false };
+        let request = api::ContainerStatusRequest {
+            container_id: id.into(),
+            verbose: false,
+        };
         let reply = call("ContainerStatus", CALL_TIMEOUT, rt.container_status(request)).await?;
-        reply.status.ok_or(CriError::Call { call: "ContainerStatus", source: tonic::Status::not_found("no status") })
+        reply.status.ok_or(CriError::Call {
+            call: "ContainerStatus",
+            source: tonic::Status::not_found("no status"),
+        })
     }
 
     /// Run a command in a container and wait for it (exec probes).
-    pub async fn exec_sync(&self, id: &str, cmd: Vec<String>, timeout: Duration) -> Result<api::ExecSyncResponse, CriError> {
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<api::ExecSyncResponse, CriError> {
         let mut rt = self.runtime.clone();
-        let request = api::ExecSyncRequest { container_id: id.into(), cmd, timeout: timeout.as_secs().max(1) as i64 };
+        let request = api::ExecSyncRequest {
+            container_id: id.into(),
+            cmd,
+            timeout: timeout.as_secs().max(1) as i64,
+        };
         call("ExecSync", timeout + Duration::from_secs(5), rt.exec_sync(request)).await
     }
 
@@ -210,9 +286,14 @@ impl Cri {
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         let mut images = self.images.clone();
         let request = api::ImageStatusRequest {
-            image: Some(api::ImageSpec { image: image.into(), ..Default::default() }),
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
             verbose: false,
         };
-        Ok(call("ImageStatus", CALL_TIMEOUT, images.image_status(request)).await?.image)
+        Ok(call("ImageStatus", CALL_TIMEOUT, images.image_status(request))
+            .await?
+            .image)
     }
 }

@@ -15,7 +15,12 @@ use std::collections::BTreeMap;
 pub struct EnvError(pub String);
 
 /// Resolve the environment of `container` in `pod` (`pod_ip` for `status.podIP`).
-pub async fn resolve(client: &kube::Client, pod: &Pod, container: &Container, pod_ip: &str) -> Result<Vec<(String, String)>, EnvError> {
+pub async fn resolve(
+    client: &kube::Client,
+    pod: &Pod,
+    container: &Container,
+    pod_ip: &str,
+) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -27,16 +32,32 @@ pub async fn resolve(client: &kube::Client, pod: &Pod, container: &Container, po
     for from in container.env_from.as_deref().unwrap_or(&[]) {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(source) = &from.config_map_ref {
-            match config_maps.get_opt(&source.name).await.map_err(|e| EnvError(e.to_string()))? {
-                Some(cm) => cm.data.unwrap_or_default().into_iter().for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v)),
+            match config_maps
+                .get_opt(&source.name)
+                .await
+                .map_err(|e| EnvError(e.to_string()))?
+            {
+                Some(cm) => cm
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v)),
                 None if source.optional.unwrap_or(false) => {}
                 None => return Err(EnvError(format!("configmap {:?} not found", source.name))),
             }
         }
         if let Some(source) = &from.secret_ref {
-            match secrets.get_opt(&source.name).await.map_err(|e| EnvError(e.to_string()))? {
+            match secrets
+                .get_opt(&source.name)
+                .await
+                .map_err(|e| EnvError(e.to_string()))?
+            {
                 Some(secret) => secret.data.unwrap_or_default().into_iter().for_each(|(k, v)| {
-                    set(&mut env, format!("{prefix}{k}"), String::from_utf8_lossy(&v.0).into_owned())
+                    set(
+                        &mut env,
+                        format!("{prefix}{k}"),
+                        String::from_utf8_lossy(&v.0).into_owned(),
+                    )
                 }),
                 None if source.optional.unwrap_or(false) => {}
                 None => return Err(EnvError(format!("secret {:?} not found", source.name))),
@@ -51,18 +72,31 @@ pub async fn resolve(client: &kube::Client, pod: &Pod, container: &Container, po
                 field_value(pod, &field.field_path, pod_ip)
                     .ok_or_else(|| EnvError(format!("env {}: unsupported fieldRef {}", var.name, field.field_path)))?
             } else if let Some(key) = &from.config_map_key_ref {
-                let cm = config_maps.get_opt(&key.name).await.map_err(|e| EnvError(e.to_string()))?;
+                let cm = config_maps
+                    .get_opt(&key.name)
+                    .await
+                    .map_err(|e| EnvError(e.to_string()))?;
                 match cm.and_then(|cm| cm.data).and_then(|mut d| d.remove(&key.key)) {
                     Some(v) => v,
                     None if key.optional.unwrap_or(false) => continue,
-                    None => return Err(EnvError(format!("env {}: key {:?} of configmap {:?} not found", var.name, key.key, key.name))),
+                    None => {
+                        return Err(EnvError(format!(
+                            "env {}: key {:?} of configmap {:?} not found",
+                            var.name, key.key, key.name
+                        )))
+                    }
                 }
             } else if let Some(key) = &from.secret_key_ref {
                 let secret = secrets.get_opt(&key.name).await.map_err(|e| EnvError(e.to_string()))?;
                 match secret.and_then(|s| s.data).and_then(|mut d| d.remove(&key.key)) {
                     Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                     None if key.optional.unwrap_or(false) => continue,
-                    None => return Err(EnvError(format!("env {}: key {:?} of secret {:?} not found", var.name, key.key, key.name))),
+                    None => {
+                        return Err(EnvError(format!(
+                            "env {}: key {:?} of secret {:?} not found",
+                            var.name, key.key, key.name
+                        )))
+                    }
                 }
             } else {
                 return Err(EnvError(format!("env {}: unsupported valueFrom", var.name)));
@@ -83,14 +117,24 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
         "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
         "metadata.uid" => meta.uid.clone().unwrap_or_default(),
         "spec.nodeName" => pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default(),
-        "spec.serviceAccountName" => pod.spec.as_ref().and_then(|s| s.service_account_name.clone()).unwrap_or_default(),
+        "spec.serviceAccountName" => pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_default(),
         "status.podIP" => pod_ip.to_string(),
         "status.hostIP" => pod.status.as_ref().and_then(|s| s.host_ip.clone()).unwrap_or_default(),
         _ => {
             let labels = |m: &Option<BTreeMap<String, String>>, key: &str| m.as_ref().and_then(|m| m.get(key).cloned());
-            if let Some(key) = path.strip_prefix("metadata.labels['").and_then(|k| k.strip_suffix("']")) {
+            if let Some(key) = path
+                .strip_prefix("metadata.labels['")
+                .and_then(|k| k.strip_suffix("']"))
+            {
                 labels(&meta.labels, key).unwrap_or_default()
-            } else if let Some(key) = path.strip_prefix("metadata.annotations['").and_then(|k| k.strip_suffix("']")) {
+            } else if let Some(key) = path
+                .strip_prefix("metadata.annotations['")
+                .and_then(|k| k.strip_suffix("']"))
+            {
                 labels(&meta.annotations, key).unwrap_or_default()
             } else {
                 return None;
@@ -144,7 +188,10 @@ mod tests {
         .unwrap();
         assert_eq!(field_value(&pod, "metadata.name", "").as_deref(), Some("p"));
         assert_eq!(field_value(&pod, "metadata.labels['app']", "").as_deref(), Some("web"));
-        assert_eq!(field_value(&pod, "status.podIP", "10.0.0.9").as_deref(), Some("10.0.0.9"));
+        assert_eq!(
+            field_value(&pod, "status.podIP", "10.0.0.9").as_deref(),
+            Some("10.0.0.9")
+        );
         assert_eq!(field_value(&pod, "spec.nope", ""), None);
     }
 }

@@ -26,7 +26,10 @@ static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 impl PodEvents {
     /// A recorder for node `node`.
     pub fn new(client: kube::Client, node: &str) -> Self {
-        Self { client, node: node.to_string() }
+        Self {
+            client,
+            node: node.to_string(),
+        }
     }
 
     /// A `Normal` event about container `container` of `pod`.
@@ -45,7 +48,11 @@ impl PodEvents {
         let now = k8s_openapi::jiff::Timestamp::now();
         let event = Event {
             metadata: ObjectMeta {
-                name: Some(format!("{name}.{:x}{:x}", now.as_nanosecond(), SEQUENCE.fetch_add(1, Ordering::Relaxed))),
+                name: Some(format!(
+                    "{name}.{:x}{:x}",
+                    now.as_nanosecond(),
+                    SEQUENCE.fetch_add(1, Ordering::Relaxed)
+                )),
                 namespace: Some(namespace.clone()),
                 ..Default::default()
             },
@@ -65,7 +72,10 @@ impl PodEvents {
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             event_time: Some(MicroTime(now)),
-            source: Some(EventSource { component: Some(COMPONENT.into()), host: Some(self.node.clone()) }),
+            source: Some(EventSource {
+                component: Some(COMPONENT.into()),
+                host: Some(self.node.clone()),
+            }),
             reporting_component: Some(COMPONENT.into()),
             reporting_instance: Some(self.node.clone()),
             action: Some(reason.into()),

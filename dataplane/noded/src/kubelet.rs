@@ -35,7 +35,9 @@ pub async fn run(workers: Arc<PodWorkers>) {
     let changed = Arc::new(tokio::sync::Notify::new());
     let dirty: Arc<Mutex<HashSet<String>>> = Arc::default();
     let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
-    let stream = reflector(writer, watcher(pods, config)).default_backoff().applied_objects();
+    let stream = reflector(writer, watcher(pods, config))
+        .default_backoff()
+        .applied_objects();
     {
         let (changed, dirty) = (changed.clone(), dirty.clone());
         tokio::spawn(async move {
@@ -90,8 +92,13 @@ pub async fn run(workers: Arc<PodWorkers>) {
                 }
                 continue;
             }
-            let (workers, snapshot, in_flight, dirty, changed) =
-                (workers.clone(), snapshot.clone(), in_flight.clone(), dirty.clone(), changed.clone());
+            let (workers, snapshot, in_flight, dirty, changed) = (
+                workers.clone(),
+                snapshot.clone(),
+                in_flight.clone(),
+                dirty.clone(),
+                changed.clone(),
+            );
             tokio::spawn(async move {
                 if let Err(err) = workers.sync_pod(&pod, &snapshot).await {
                     tracing::warn!(pod = pod.metadata.name.as_deref().unwrap_or(""), %err, "pod sync failed (retrying)");

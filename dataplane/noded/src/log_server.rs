@@ -128,11 +128,24 @@ struct Peer {
 
 impl Peer {
     fn from_der(der: &[u8]) -> Peer {
-        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else { return Peer::default() };
+        let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+            return Peer::default();
+        };
         let subject = cert.subject();
-        let common_name = subject.iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default().to_string();
-        let organizations = subject.iter_organization().filter_map(|o| o.as_str().ok().map(String::from)).collect();
-        Peer { common_name, organizations }
+        let common_name = subject
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let organizations = subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(String::from))
+            .collect();
+        Peer {
+            common_name,
+            organizations,
+        }
     }
 
     fn may_read_logs(&self) -> bool {
@@ -144,13 +157,17 @@ fn tls_config(cfg: &LogServerConfig) -> Result<rustls::ServerConfig, LogServerEr
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for der in &cfg.client_ca {
-        roots.add(CertificateDer::from(der.clone())).map_err(|e| LogServerError::Tls(e.to_string()))?;
+        roots
+            .add(CertificateDer::from(der.clone()))
+            .map_err(|e| LogServerError::Tls(e.to_string()))?;
     }
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| LogServerError::Tls(e.to_string()))?;
     let mut params = rcgen::CertificateParams::new(cfg.serving_names.clone())?;
-    params.distinguished_name.push(rcgen::DnType::CommonName, format!("{}@noded", cfg.node_name));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{}@noded", cfg.node_name));
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let key = rcgen::KeyPair::generate()?;
     let cert = params.self_signed(&key)?;
@@ -168,10 +185,20 @@ fn tls_config(cfg: &LogServerConfig) -> Result<rustls::ServerConfig, LogServerEr
 /// Bind and serve until the returned [`LogServer`] is dropped.
 pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServer, LogServerError> {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&cfg)?));
-    let listener = tokio::net::TcpListener::bind(cfg.addr).await.map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
-    let local_addr = listener.local_addr().map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
-    let ctx = Arc::new(Ctx { client, node_name: cfg.node_name, state_dir: cfg.state_dir });
-    let app = Router::new().route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs)).with_state(ctx);
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
+    let ctx = Arc::new(Ctx {
+        client,
+        node_name: cfg.node_name,
+        state_dir: cfg.state_dir,
+    });
+    let app = Router::new()
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .with_state(ctx);
     tracing::info!(addr = %local_addr, "serving container logs over HTTPS");
     let task = tokio::spawn(async move {
         loop {
@@ -194,13 +221,22 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
                     }
                     Err(_) => return,
                 };
-                let peer = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| Peer::from_der(c.as_ref())).unwrap_or_default();
+                let peer = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| Peer::from_der(c.as_ref()))
+                    .unwrap_or_default();
                 let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
                     req.extensions_mut().insert(peer.clone());
                     req
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                if let Err(err) = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc)).await {
+                if let Err(err) = builder
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                    .await
+                {
                     tracing::debug!(%remote, %err, "log connection ended with an error");
                 }
             });
@@ -227,7 +263,9 @@ pub async fn start_for_node(
         .map_err(|e| LogServerError::Kubeconfig(e.to_string()))?;
     let client_ca = config.root_cert.unwrap_or_default();
     if client_ca.is_empty() {
-        return Err(LogServerError::Kubeconfig("no certificate-authority in the kubeconfig".into()));
+        return Err(LogServerError::Kubeconfig(
+            "no certificate-authority in the kubeconfig".into(),
+        ));
     }
     let ip: Option<IpAddr> = node_ip.and_then(|ip| ip.parse().ok());
     let cfg = LogServerConfig {
@@ -269,12 +307,20 @@ pub async fn advertise_port(client: kube::Client, node_name: String, port: u16) 
     loop {
         let wait = match nodes.get_opt(&node_name).await {
             Ok(Some(node)) => {
-                let current = node.status.as_ref().and_then(|s| s.daemon_endpoints.as_ref()).and_then(|d| d.kubelet_endpoint.as_ref()).map(|e| e.port);
+                let current = node
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.daemon_endpoints.as_ref())
+                    .and_then(|d| d.kubelet_endpoint.as_ref())
+                    .map(|e| e.port);
                 if current == Some(i32::from(port)) {
                     Duration::from_secs(30)
                 } else {
                     let patch = serde_json::json!({"status": {"daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}});
-                    match nodes.patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match nodes
+                        .patch_status(&node_name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         Ok(_) => {
                             tracing::info!(port, "reported the log port in the Node status");
                             Duration::from_secs(30)
@@ -299,7 +345,12 @@ pub async fn advertise_port(client: kube::Client, node_name: String, port: u16) 
 
 /// A plain-text error answer (the API server turns it into a `Status`).
 fn fail(code: StatusCode, message: impl Into<String>) -> Response {
-    (code, [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.into()).into_response()
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message.into(),
+    )
+        .into_response()
 }
 
 /// Options of one log request, parsed.
@@ -326,7 +377,10 @@ impl LogOptions {
         let int = |k: &str| -> Result<Option<i64>, String> {
             match q.get(k).filter(|v| !v.is_empty()) {
                 None => Ok(None),
-                Some(v) => v.parse::<i64>().map(Some).map_err(|_| format!("{k}: invalid integer {v:?}")),
+                Some(v) => v
+                    .parse::<i64>()
+                    .map(Some)
+                    .map_err(|_| format!("{k}: invalid integer {v:?}")),
             }
         };
         let mut since = None;
@@ -368,7 +422,12 @@ pub fn parse_cri_line(line: &[u8]) -> Option<CriLine<'_>> {
     let tags = parts.next()?;
     let text = parts.next().unwrap_or_default();
     let partial = tags.split(|b| *b == b':').next() == Some(b"P");
-    Some(CriLine { time, stream, partial, text })
+    Some(CriLine {
+        time,
+        stream,
+        partial,
+        text,
+    })
 }
 
 /// A complete log message: joined partial lines.
@@ -419,14 +478,20 @@ impl Assembler {
             start += pos + 1;
             match parse_cri_line(line) {
                 Some(l) => {
-                    let msg = self.partial.get_or_insert_with(|| Message { time: l.time.to_string(), text: Vec::new() });
+                    let msg = self.partial.get_or_insert_with(|| Message {
+                        time: l.time.to_string(),
+                        text: Vec::new(),
+                    });
                     msg.text.extend_from_slice(l.text);
                     if !l.partial {
                         out.extend(self.partial.take());
                     }
                 }
                 // Not CRI format: pass the line through as it is.
-                None => out.push(Message { time: String::new(), text: line.to_vec() }),
+                None => out.push(Message {
+                    time: String::new(),
+                    text: line.to_vec(),
+                }),
             }
         }
         self.pending_line.drain(..start);
@@ -451,20 +516,31 @@ fn attempts(dir: &Path) -> Vec<(u32, PathBuf)> {
 }
 
 fn container_names(pod: &Pod) -> Vec<String> {
-    let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
     let init = spec.init_containers.iter().flatten().map(|c| c.name.clone());
     let eph = spec.ephemeral_containers.iter().flatten().map(|c| c.name.clone());
-    spec.containers.iter().map(|c| c.name.clone()).chain(init).chain(eph).collect()
+    spec.containers
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(init)
+        .chain(eph)
+        .collect()
 }
 
 /// The container's status in `pod`, if reported.
 fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a k8s_openapi::api::core::v1::ContainerStatus> {
     let status = pod.status.as_ref()?;
-    [&status.container_statuses, &status.init_container_statuses, &status.ephemeral_container_statuses]
-        .into_iter()
-        .flatten()
-        .flatten()
-        .find(|s| s.name == container)
+    [
+        &status.container_statuses,
+        &status.init_container_statuses,
+        &status.ephemeral_container_statuses,
+    ]
+    .into_iter()
+    .flatten()
+    .flatten()
+    .find(|s| s.name == container)
 }
 
 async fn container_logs(
@@ -476,13 +552,28 @@ async fn container_logs(
     use tracing::Instrument;
     let peer = req.extensions().get::<Peer>().cloned().unwrap_or_default();
     let span = tracing::info_span!("container_logs", pod = %format!("{namespace}/{pod_name}"), container, client = %peer.common_name);
-    serve_logs(ctx, namespace, pod_name, container, query, peer).instrument(span).await
+    serve_logs(ctx, namespace, pod_name, container, query, peer)
+        .instrument(span)
+        .await
 }
 
-async fn serve_logs(ctx: Arc<Ctx>, namespace: String, pod_name: String, container: String, query: HashMap<String, String>, peer: Peer) -> Response {
+async fn serve_logs(
+    ctx: Arc<Ctx>,
+    namespace: String,
+    pod_name: String,
+    container: String,
+    query: HashMap<String, String>,
+    peer: Peer,
+) -> Response {
     if !peer.may_read_logs() {
         tracing::info!(code = 403, "log request refused");
-        return fail(StatusCode::FORBIDDEN, format!("Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)", peer.common_name));
+        return fail(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Forbidden (user={}, verb=get, resource=nodes, subresource=proxy)",
+                peer.common_name
+            ),
+        );
     }
     let options = match LogOptions::parse(&query, Timestamp::now()) {
         Ok(o) => o,
@@ -491,11 +582,24 @@ async fn serve_logs(ctx: Arc<Ctx>, namespace: String, pod_name: String, containe
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let pod = match pods.get_opt(&pod_name).await {
         Ok(Some(p)) if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(ctx.node_name.as_str()) => p,
-        Ok(_) => return fail(StatusCode::NOT_FOUND, format!("pod \"{namespace}/{pod_name}\" not found on node {:?}", ctx.node_name)),
-        Err(err) => return fail(StatusCode::SERVICE_UNAVAILABLE, format!("reading pod \"{namespace}/{pod_name}\": {err}")),
+        Ok(_) => {
+            return fail(
+                StatusCode::NOT_FOUND,
+                format!("pod \"{namespace}/{pod_name}\" not found on node {:?}", ctx.node_name),
+            )
+        }
+        Err(err) => {
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("reading pod \"{namespace}/{pod_name}\": {err}"),
+            )
+        }
     };
     if !container_names(&pod).contains(&container) {
-        return fail(StatusCode::NOT_FOUND, format!("container {container:?} not found in pod \"{namespace}/{pod_name}\""));
+        return fail(
+            StatusCode::NOT_FOUND,
+            format!("container {container:?} not found in pod \"{namespace}/{pod_name}\""),
+        );
     }
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let dir = crate::pod_spec::log_directory(&crate::volumes::pod_dir(&ctx.state_dir, &uid)).join(&container);
@@ -503,7 +607,12 @@ async fn serve_logs(ctx: Arc<Ctx>, namespace: String, pod_name: String, containe
     let chosen = if options.previous {
         match found.len() {
             n if n >= 2 => found[n - 2].clone(),
-            _ => return fail(StatusCode::BAD_REQUEST, format!("previous terminated container {container:?} in pod {pod_name:?} not found")),
+            _ => {
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("previous terminated container {container:?} in pod {pod_name:?} not found"),
+                )
+            }
         }
     } else {
         match found.last() {
@@ -514,14 +623,24 @@ async fn serve_logs(ctx: Arc<Ctx>, namespace: String, pod_name: String, containe
                     .and_then(|s| s.waiting.as_ref())
                     .and_then(|w| w.reason.clone())
                     .unwrap_or_else(|| "ContainerCreating".into());
-                return fail(StatusCode::BAD_REQUEST, format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}"));
+                return fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("container {container:?} in pod {pod_name:?} is waiting to start: {reason}"),
+                );
             }
         }
     };
     // A previous attempt never grows: following it just reads it.
     let follow = options.follow && !options.previous;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
-    let stream_ctx = StreamCtx { pods, pod_name: pod_name.clone(), container: container.clone(), uid, dir, attempt: chosen.0 };
+    let stream_ctx = StreamCtx {
+        pods,
+        pod_name: pod_name.clone(),
+        container: container.clone(),
+        uid,
+        dir,
+        attempt: chosen.0,
+    };
     tokio::spawn(stream_log(chosen.1, options, follow, stream_ctx, tx));
     tracing::info!(attempt = chosen.0, follow, "streaming container log");
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
@@ -547,7 +666,9 @@ impl StreamCtx {
         match self.pods.get_opt(&self.pod_name).await {
             Ok(Some(pod)) if pod.metadata.uid.as_deref() == Some(self.uid.as_str()) => {
                 let status = container_status(&pod, &self.container);
-                let terminated = status.and_then(|s| s.state.as_ref()).is_some_and(|s| s.terminated.is_some());
+                let terminated = status
+                    .and_then(|s| s.state.as_ref())
+                    .is_some_and(|s| s.terminated.is_some());
                 let this_attempt = status.is_none_or(|s| s.restart_count as u32 == self.attempt);
                 !(terminated && this_attempt)
             }
@@ -559,7 +680,13 @@ impl StreamCtx {
 }
 
 /// Send `path`'s messages per `options`, then (with `follow`) new ones as they come.
-async fn stream_log(path: PathBuf, options: LogOptions, follow: bool, ctx: StreamCtx, tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>) {
+async fn stream_log(
+    path: PathBuf,
+    options: LogOptions,
+    follow: bool,
+    ctx: StreamCtx,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(err) => {
@@ -576,7 +703,11 @@ async fn stream_log(path: PathBuf, options: LogOptions, follow: bool, ctx: Strea
         return;
     }
     let mut offset = existing.len() as u64;
-    let mut messages: Vec<Message> = assembler.feed(&existing).into_iter().filter(|m| m.at_or_after(options.since)).collect();
+    let mut messages: Vec<Message> = assembler
+        .feed(&existing)
+        .into_iter()
+        .filter(|m| m.at_or_after(options.since))
+        .collect();
     drop(existing);
     if let Some(n) = options.tail_lines {
         let skip = messages.len().saturating_sub(n);
@@ -598,7 +729,11 @@ async fn stream_log(path: PathBuf, options: LogOptions, follow: bool, ctx: Strea
         };
         if n > 0 {
             offset += n as u64;
-            let msgs: Vec<Message> = assembler.feed(&buf[..n]).into_iter().filter(|m| m.at_or_after(options.since)).collect();
+            let msgs: Vec<Message> = assembler
+                .feed(&buf[..n])
+                .into_iter()
+                .filter(|m| m.at_or_after(options.since))
+                .collect();
             if !send(&tx, &msgs, options.timestamps, &mut budget).await {
                 return;
             }
@@ -632,7 +767,12 @@ async fn stream_log(path: PathBuf, options: LogOptions, follow: bool, ctx: Strea
 }
 
 /// Send messages within the byte budget; `false` when done (client gone or budget spent).
-async fn send(tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>, messages: &[Message], timestamps: bool, budget: &mut u64) -> bool {
+async fn send(
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    messages: &[Message],
+    timestamps: bool,
+    budget: &mut u64,
+) -> bool {
     if messages.is_empty() {
         return *budget > 0;
     }
@@ -661,7 +801,10 @@ mod tests {
     #[test]
     fn cri_lines_are_parsed() {
         let l = parse_cri_line(b"2024-05-01T10:00:00.123456789Z stdout F hello world").unwrap();
-        assert_eq!((l.time, l.stream, l.partial, l.text), ("2024-05-01T10:00:00.123456789Z", "stdout", false, &b"hello world"[..]));
+        assert_eq!(
+            (l.time, l.stream, l.partial, l.text),
+            ("2024-05-01T10:00:00.123456789Z", "stdout", false, &b"hello world"[..])
+        );
         let p = parse_cri_line(b"2024-05-01T10:00:00Z stderr P part").unwrap();
         assert!(p.partial);
         assert_eq!(parse_cri_line(b"2024-05-01T10:00:00Z stdout F ").unwrap().text, b"");
@@ -684,14 +827,27 @@ mod tests {
     #[test]
     fn options_parse_and_since_filters() {
         let now: Timestamp = "2024-05-01T10:00:10Z".parse().unwrap();
-        let q: HashMap<String, String> =
-            [("follow", "true"), ("tailLines", "3"), ("sinceSeconds", "5"), ("limitBytes", "10")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let q: HashMap<String, String> = [
+            ("follow", "true"),
+            ("tailLines", "3"),
+            ("sinceSeconds", "5"),
+            ("limitBytes", "10"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let o = LogOptions::parse(&q, now).unwrap();
         assert!(o.follow && !o.previous && !o.timestamps);
         assert_eq!(o.tail_lines, Some(3));
         assert_eq!(o.limit_bytes, Some(10));
-        let old = Message { time: "2024-05-01T10:00:04Z".into(), text: vec![] };
-        let new = Message { time: "2024-05-01T10:00:05Z".into(), text: vec![] };
+        let old = Message {
+            time: "2024-05-01T10:00:04Z".into(),
+            text: vec![],
+        };
+        let new = Message {
+            time: "2024-05-01T10:00:05Z".into(),
+            text: vec![],
+        };
         assert!(!old.at_or_after(o.since) && new.at_or_after(o.since));
         let bad: HashMap<String, String> = [("tailLines".to_string(), "x".to_string())].into();
         assert!(LogOptions::parse(&bad, now).is_err());

@@ -77,15 +77,25 @@ async fn main() -> anyhow::Result<()> {
     // Endpoints survive restarts through the plugin's address store; addresses
     // of sandboxes that no longer exist are freed (a crash mid-ADD/DEL leaks nothing).
     let store = sluice_cni::ipam::IpamStore::new(&cni_state_dir);
-    let sandboxes: std::collections::HashSet<String> = cri.list_pod_sandboxes(&[]).await?.into_iter().map(|s| s.id).collect();
+    let sandboxes: std::collections::HashSet<String> =
+        cri.list_pod_sandboxes(&[]).await?.into_iter().map(|s| s.id).collect();
     if std::fs::metadata(cni_state_dir.join("ipam")).is_ok() {
         for freed in store.retain(|id| sandboxes.contains(id))? {
             tracing::info!(ip = %freed.ip, container = freed.container_id, "freed the address of a sandbox that no longer exists");
         }
     }
-    let endpoints = if std::fs::metadata(cni_state_dir.join("ipam")).is_ok() { Endpoints::recover(&store)? } else { Endpoints::default() };
+    let endpoints = if std::fs::metadata(cni_state_dir.join("ipam")).is_ok() {
+        Endpoints::recover(&store)?
+    } else {
+        Endpoints::default()
+    };
     // The data plane comes up before the node reports anything: its network is ready only then.
-    let node_ip: Option<std::net::Ipv4Addr> = args.node_ip.as_deref().map(str::parse).transpose().context("--node-ip")?;
+    let node_ip: Option<std::net::Ipv4Addr> = args
+        .node_ip
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .context("--node-ip")?;
     let dataplane = sluice_noded::network::DataPlane::start(&args.network, &args.node_name, node_ip)?;
     dataplane.adopt(&endpoints.all());
     let _network = network_service::serve_with_data_plane(&noded_socket, endpoints, dataplane.clone())
@@ -96,17 +106,43 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
     let client = kube::Client::try_from(config)?;
-    let _logs = sluice_noded::log_server::start_or_warn(&args.kubeconfig, client.clone(), &args.node_name, args.node_ip.as_deref(), &args.state_dir, args.logs.log_port).await;
+    let _logs = sluice_noded::log_server::start_or_warn(
+        &args.kubeconfig,
+        client.clone(),
+        &args.node_name,
+        args.node_ip.as_deref(),
+        &args.state_dir,
+        args.logs.log_port,
+    )
+    .await;
     let _dataplane_loops = sluice_noded::network::spawn(client.clone(), dataplane);
 
     let identity = NodeIdentity {
         name: args.node_name.clone(),
         internal_ips: args.node_ip.iter().cloned().collect(),
-        runtime_version: format!("{}://{}", version.runtime_name, version.runtime_version.trim_start_matches('v')),
+        runtime_version: format!(
+            "{}://{}",
+            version.runtime_name,
+            version.runtime_version.trim_start_matches('v')
+        ),
     };
-    let reserved = Reservations { cpu_millis: args.reserved_cpu_millis, memory_bytes: args.reserved_memory_mib << 20 };
-    let paths = NetworkPaths { cni_conf_dir: args.cni_conf_dir.clone(), noded_socket, cni_state_dir };
-    let agent = tokio::spawn(node_agent::run(client.clone(), cri.clone(), identity, reserved, paths, Duration::from_secs(args.heartbeat_seconds.max(1))));
+    let reserved = Reservations {
+        cpu_millis: args.reserved_cpu_millis,
+        memory_bytes: args.reserved_memory_mib << 20,
+    };
+    let paths = NetworkPaths {
+        cni_conf_dir: args.cni_conf_dir.clone(),
+        noded_socket,
+        cni_state_dir,
+    };
+    let agent = tokio::spawn(node_agent::run(
+        client.clone(),
+        cri.clone(),
+        identity,
+        reserved,
+        paths,
+        Duration::from_secs(args.heartbeat_seconds.max(1)),
+    ));
 
     let workers = Arc::new(PodWorkers::new(
         NodeContext {

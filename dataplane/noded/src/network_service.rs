@@ -9,12 +9,12 @@
 //! not start). After a noded restart the table is rebuilt from the CNI
 //! plugin's address store, so nothing running loses its entry.
 
+use crate::network::DataPlane;
 use sluice_cni::ipam::IpamStore;
 use sluice_proto::cni::v1::node_network_server::{NodeNetwork, NodeNetworkServer};
 use sluice_proto::cni::v1::{
     AddPodRequest, AddPodResponse, CheckPodRequest, CheckPodResponse, DelPodRequest, DelPodResponse, PodInterface,
 };
-use crate::network::DataPlane;
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
@@ -43,17 +43,29 @@ impl Endpoints {
     }
 
     fn insert(&self, pod: PodInterface) {
-        self.by_container.write().unwrap_or_else(|e| e.into_inner()).insert(pod.container_id.clone(), pod);
+        self.by_container
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(pod.container_id.clone(), pod);
     }
 
     /// The endpoint of a sandbox, if known.
     pub fn get(&self, container_id: &str) -> Option<PodInterface> {
-        self.by_container.read().unwrap_or_else(|e| e.into_inner()).get(container_id).cloned()
+        self.by_container
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(container_id)
+            .cloned()
     }
 
     /// Every known endpoint.
     pub fn all(&self) -> Vec<PodInterface> {
-        self.by_container.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.by_container
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 }
 
@@ -66,21 +78,33 @@ pub struct NodeNetworkService {
 impl NodeNetworkService {
     /// A service updating `endpoints` only (no data plane: tests of the kubelet path).
     pub fn new(endpoints: Endpoints) -> Self {
-        Self { endpoints, dataplane: None }
+        Self {
+            endpoints,
+            dataplane: None,
+        }
     }
 
     /// A service updating `endpoints` and attaching pods to `dataplane`.
     pub fn with_data_plane(endpoints: Endpoints, dataplane: DataPlane) -> Self {
-        Self { endpoints, dataplane: Some(dataplane) }
+        Self {
+            endpoints,
+            dataplane: Some(dataplane),
+        }
     }
 }
 
 #[tonic::async_trait]
 impl NodeNetwork for NodeNetworkService {
     async fn add_pod(&self, request: Request<AddPodRequest>) -> Result<Response<AddPodResponse>, Status> {
-        let pod = request.into_inner().pod.ok_or_else(|| Status::invalid_argument("AddPod without a pod"))?;
-        if pod.container_id.is_empty() || pod.host_veth.is_empty() || pod.pod_ip.parse::<std::net::Ipv4Addr>().is_err() {
-            return Err(Status::invalid_argument("AddPod needs container_id, host_veth and an IPv4 pod_ip"));
+        let pod = request
+            .into_inner()
+            .pod
+            .ok_or_else(|| Status::invalid_argument("AddPod without a pod"))?;
+        if pod.container_id.is_empty() || pod.host_veth.is_empty() || pod.pod_ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            return Err(Status::invalid_argument(
+                "AddPod needs container_id, host_veth and an IPv4 pod_ip",
+            ));
         }
         if let Some(dataplane) = self.dataplane.clone() {
             let attach = pod.clone();
@@ -97,10 +121,23 @@ impl NodeNetwork for NodeNetworkService {
 
     async fn del_pod(&self, request: Request<DelPodRequest>) -> Result<Response<DelPodResponse>, Status> {
         let request = request.into_inner();
-        let removed = self.endpoints.by_container.write().unwrap_or_else(|e| e.into_inner()).remove(&request.container_id);
+        let removed = self
+            .endpoints
+            .by_container
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&request.container_id);
         if let Some(dataplane) = self.dataplane.clone() {
-            let ip = removed.as_ref().map(|p| p.pod_ip.as_str()).unwrap_or(&request.pod_ip).parse().ok();
-            let veth = removed.as_ref().map(|p| p.host_veth.clone()).unwrap_or_else(|| request.host_veth.clone());
+            let ip = removed
+                .as_ref()
+                .map(|p| p.pod_ip.as_str())
+                .unwrap_or(&request.pod_ip)
+                .parse()
+                .ok();
+            let veth = removed
+                .as_ref()
+                .map(|p| p.host_veth.clone())
+                .unwrap_or_else(|| request.host_veth.clone());
             tokio::task::spawn_blocking(move || dataplane.detach_pod(ip, Some(&veth)))
                 .await
                 .map_err(|e| Status::internal(format!("detaching the pod's data plane: {e}")))?
@@ -115,9 +152,18 @@ impl NodeNetwork for NodeNetworkService {
     async fn check_pod(&self, request: Request<CheckPodRequest>) -> Result<Response<CheckPodResponse>, Status> {
         let pod = request.into_inner().pod.unwrap_or_default();
         let reply = match self.endpoints.get(&pod.container_id) {
-            Some(known) if known.pod_ip == pod.pod_ip => CheckPodResponse { ok: true, message: String::new() },
-            Some(known) => CheckPodResponse { ok: false, message: format!("noded knows the pod with IP {}", known.pod_ip) },
-            None => CheckPodResponse { ok: false, message: "noded has no endpoint for this sandbox".into() },
+            Some(known) if known.pod_ip == pod.pod_ip => CheckPodResponse {
+                ok: true,
+                message: String::new(),
+            },
+            Some(known) => CheckPodResponse {
+                ok: false,
+                message: format!("noded knows the pod with IP {}", known.pod_ip),
+            },
+            None => CheckPodResponse {
+                ok: false,
+                message: "noded has no endpoint for this sandbox".into(),
+            },
         };
         Ok(Response::new(reply))
     }
@@ -129,7 +175,11 @@ pub fn serve(socket: &Path, endpoints: Endpoints) -> std::io::Result<tokio::task
 }
 
 /// Serve the service on `socket`, attaching pods to `dataplane`.
-pub fn serve_with_data_plane(socket: &Path, endpoints: Endpoints, dataplane: DataPlane) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub fn serve_with_data_plane(
+    socket: &Path,
+    endpoints: Endpoints,
+    dataplane: DataPlane,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     serve_service(socket, NodeNetworkService::with_data_plane(endpoints, dataplane))
 }
 

@@ -15,7 +15,6 @@ use kube::Api;
 use std::path::PathBuf;
 use std::time::Duration;
 
-
 /// Where the node's network config goes.
 pub struct NetworkPaths {
     /// containerd's CNI config directory.
@@ -39,7 +38,11 @@ pub async fn run(
     let nodes: Api<Node> = Api::all(client.clone());
     let node = node_status::register(&nodes, &identity).await?;
     tracing::info!(node = identity.name, "node registered");
-    tokio::spawn(crate::lease::run(Api::<Lease>::namespaced(client.clone(), crate::lease::NAMESPACE), node, heartbeat));
+    tokio::spawn(crate::lease::run(
+        Api::<Lease>::namespaced(client.clone(), crate::lease::NAMESPACE),
+        node,
+        heartbeat,
+    ));
     let machine = Machine::measure(110);
     let mut previous = Vec::new();
     let mut network_configured = false;
@@ -57,17 +60,32 @@ pub async fn run(
                 }
             }
         }
-        let runtime_ready = cri.status().await.map(|cs| cs.iter().any(|c| c.r#type == "RuntimeReady" && c.status)).unwrap_or(false);
+        let runtime_ready = cri
+            .status()
+            .await
+            .map(|cs| cs.iter().any(|c| c.r#type == "RuntimeReady" && c.status))
+            .unwrap_or(false);
         let network_ready = network_configured && cri.network_ready().await.unwrap_or(false);
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let conditions = node_status::conditions(Health { runtime_ready, network_ready }, &previous, &now);
+        let conditions = node_status::conditions(
+            Health {
+                runtime_ready,
+                network_ready,
+            },
+            &previous,
+            &now,
+        );
         previous = conditions.clone();
         let status = node_status::status(&identity, &machine, &reserved, conditions);
         if let Err(err) = node_status::post_status(&nodes, &identity.name, status).await {
             tracing::warn!(%err, "posting node status failed");
         }
         // Until the network is up, look again soon; then at the normal period.
-        let wait = if network_ready { heartbeat } else { heartbeat.min(Duration::from_secs(1)) };
+        let wait = if network_ready {
+            heartbeat
+        } else {
+            heartbeat.min(Duration::from_secs(1))
+        };
         tokio::time::sleep(wait).await;
     }
 }

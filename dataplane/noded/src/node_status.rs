@@ -25,7 +25,10 @@ pub struct Reservations {
 
 impl Default for Reservations {
     fn default() -> Self {
-        Self { cpu_millis: 100, memory_bytes: 256 << 20 }
+        Self {
+            cpu_millis: 100,
+            memory_bytes: 256 << 20,
+        }
     }
 }
 
@@ -43,19 +46,28 @@ pub struct Machine {
 impl Machine {
     /// Measure CPUs and memory (`/proc/meminfo`).
     pub fn measure(max_pods: u64) -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get() as u64)
+            .unwrap_or(1);
         let memory_bytes = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|text| parse_mem_total(&text))
             .unwrap_or(0);
-        Self { cpus, memory_bytes, max_pods }
+        Self {
+            cpus,
+            memory_bytes,
+            max_pods,
+        }
     }
 
     /// `status.capacity`.
     pub fn capacity(&self) -> BTreeMap<String, Quantity> {
         BTreeMap::from([
             ("cpu".to_string(), Quantity(self.cpus.to_string())),
-            ("memory".to_string(), Quantity(format!("{}Ki", self.memory_bytes / 1024))),
+            (
+                "memory".to_string(),
+                Quantity(format!("{}Ki", self.memory_bytes / 1024)),
+            ),
             ("pods".to_string(), Quantity(self.max_pods.to_string())),
         ])
     }
@@ -94,18 +106,44 @@ pub fn conditions(health: Health, previous: &[NodeCondition], now: &Time) -> Vec
     let (ready_reason, ready_message) = match (health.runtime_ready, health.network_ready) {
         (true, true) => ("KubeletReady", "noded is posting ready status"),
         (false, _) => ("ContainerRuntimeNotReady", "the container runtime is not ready"),
-        (true, false) => ("NetworkNotReady", "the pod network is not configured yet (waiting for spec.podCIDR)"),
+        (true, false) => (
+            "NetworkNotReady",
+            "the pod network is not configured yet (waiting for spec.podCIDR)",
+        ),
     };
     let wanted = [
         ("Ready", ready, ready_reason, ready_message),
-        ("MemoryPressure", false, "KubeletHasSufficientMemory", "noded has sufficient memory available"),
-        ("DiskPressure", false, "KubeletHasNoDiskPressure", "noded has no disk pressure"),
-        ("PIDPressure", false, "KubeletHasSufficientPID", "noded has sufficient PID available"),
+        (
+            "MemoryPressure",
+            false,
+            "KubeletHasSufficientMemory",
+            "noded has sufficient memory available",
+        ),
+        (
+            "DiskPressure",
+            false,
+            "KubeletHasNoDiskPressure",
+            "noded has no disk pressure",
+        ),
+        (
+            "PIDPressure",
+            false,
+            "KubeletHasSufficientPID",
+            "noded has sufficient PID available",
+        ),
         (
             "NetworkUnavailable",
             !health.network_ready,
-            if health.network_ready { "RouteCreated" } else { "NoRouteCreated" },
-            if health.network_ready { "the pod network is configured" } else { "the pod network is not configured yet" },
+            if health.network_ready {
+                "RouteCreated"
+            } else {
+                "NoRouteCreated"
+            },
+            if health.network_ready {
+                "the pod network is configured"
+            } else {
+                "the pod network is not configured yet"
+            },
         ),
     ];
     wanted
@@ -175,11 +213,28 @@ fn go_arch() -> &'static str {
 }
 
 /// The full `status` noded posts.
-pub fn status(identity: &NodeIdentity, machine: &Machine, reserved: &Reservations, conditions: Vec<NodeCondition>) -> NodeStatus {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let mut addresses: Vec<NodeAddress> =
-        identity.internal_ips.iter().map(|ip| NodeAddress { type_: "InternalIP".into(), address: ip.clone() }).collect();
-    addresses.push(NodeAddress { type_: "Hostname".into(), address: identity.name.clone() });
+pub fn status(
+    identity: &NodeIdentity,
+    machine: &Machine,
+    reserved: &Reservations,
+    conditions: Vec<NodeCondition>,
+) -> NodeStatus {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let mut addresses: Vec<NodeAddress> = identity
+        .internal_ips
+        .iter()
+        .map(|ip| NodeAddress {
+            type_: "InternalIP".into(),
+            address: ip.clone(),
+        })
+        .collect();
+    addresses.push(NodeAddress {
+        type_: "Hostname".into(),
+        address: identity.name.clone(),
+    });
     NodeStatus {
         capacity: Some(machine.capacity()),
         allocatable: Some(machine.allocatable(reserved)),
@@ -193,7 +248,10 @@ pub fn status(identity: &NodeIdentity, machine: &Machine, reserved: &Reservation
             container_runtime_version: identity.runtime_version.clone(),
             kubelet_version: concat!("v1.32.0-sluice.", env!("CARGO_PKG_VERSION")).into(),
             kube_proxy_version: String::new(),
-            machine_id: std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim().into(),
+            machine_id: std::fs::read_to_string("/etc/machine-id")
+                .unwrap_or_default()
+                .trim()
+                .into(),
             ..Default::default()
         }),
         ..Default::default()
@@ -203,7 +261,9 @@ pub fn status(identity: &NodeIdentity, machine: &Machine, reserved: &Reservation
 /// Post `status` through the status subresource.
 pub async fn post_status(nodes: &Api<Node>, name: &str, status: NodeStatus) -> kube::Result<Node> {
     let patch = serde_json::json!({ "status": status });
-    nodes.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await
+    nodes
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
 }
 
 #[cfg(test)]
@@ -212,8 +272,15 @@ mod tests {
 
     #[test]
     fn allocatable_is_capacity_minus_reservations() {
-        let machine = Machine { cpus: 2, memory_bytes: 4 << 30, max_pods: 110 };
-        let alloc = machine.allocatable(&Reservations { cpu_millis: 100, memory_bytes: 256 << 20 });
+        let machine = Machine {
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            max_pods: 110,
+        };
+        let alloc = machine.allocatable(&Reservations {
+            cpu_millis: 100,
+            memory_bytes: 256 << 20,
+        });
         assert_eq!(alloc["cpu"].0, "1900m");
         assert_eq!(alloc["memory"].0, format!("{}Ki", ((4u64 << 30) - (256 << 20)) / 1024));
         assert_eq!(machine.capacity()["cpu"].0, "2");
@@ -221,21 +288,42 @@ mod tests {
 
     #[test]
     fn meminfo_total_is_parsed_in_bytes() {
-        assert_eq!(parse_mem_total("MemTotal:       24576000 kB\nMemFree: 1 kB\n"), Some(24_576_000 * 1024));
+        assert_eq!(
+            parse_mem_total("MemTotal:       24576000 kB\nMemFree: 1 kB\n"),
+            Some(24_576_000 * 1024)
+        );
     }
 
     #[test]
     fn network_unavailable_until_configured_and_transition_times_kept() {
         let t0 = Time(k8s_openapi::jiff::Timestamp::from_second(1_000).unwrap());
         let t1 = Time(k8s_openapi::jiff::Timestamp::from_second(2_000).unwrap());
-        let before = conditions(Health { runtime_ready: true, network_ready: false }, &[], &t0);
+        let before = conditions(
+            Health {
+                runtime_ready: true,
+                network_ready: false,
+            },
+            &[],
+            &t0,
+        );
         let get = |cs: &[NodeCondition], t: &str| cs.iter().find(|c| c.type_ == t).unwrap().clone();
         assert_eq!(get(&before, "Ready").status, "False");
         assert_eq!(get(&before, "NetworkUnavailable").status, "True");
-        let after = conditions(Health { runtime_ready: true, network_ready: true }, &before, &t1);
+        let after = conditions(
+            Health {
+                runtime_ready: true,
+                network_ready: true,
+            },
+            &before,
+            &t1,
+        );
         assert_eq!(get(&after, "Ready").status, "True");
         assert_eq!(get(&after, "Ready").last_transition_time, Some(t1.clone()));
-        assert_eq!(get(&after, "MemoryPressure").last_transition_time, Some(t0), "unchanged condition keeps its time");
+        assert_eq!(
+            get(&after, "MemoryPressure").last_transition_time,
+            Some(t0),
+            "unchanged condition keeps its time"
+        );
         assert_eq!(get(&after, "MemoryPressure").last_heartbeat_time, Some(t1));
     }
 }

@@ -35,8 +35,11 @@ impl Snapshot {
 
     /// Sandboxes of a pod, newest first.
     pub fn sandboxes_of(&self, uid: &str) -> Vec<&api::PodSandbox> {
-        let mut found: Vec<&api::PodSandbox> =
-            self.sandboxes.iter().filter(|s| s.labels.get(labels::POD_UID).map(String::as_str) == Some(uid)).collect();
+        let mut found: Vec<&api::PodSandbox> = self
+            .sandboxes
+            .iter()
+            .filter(|s| s.labels.get(labels::POD_UID).map(String::as_str) == Some(uid))
+            .collect();
         found.sort_by_key(|s| std::cmp::Reverse(s.created_at));
         found
     }
@@ -55,6 +58,9 @@ impl Snapshot {
 
     /// Pod uids that have runtime objects.
     pub fn pod_uids(&self) -> std::collections::BTreeSet<String> {
-        self.sandboxes.iter().filter_map(|s| s.labels.get(labels::POD_UID).cloned()).collect()
+        self.sandboxes
+            .iter()
+            .filter_map(|s| s.labels.get(labels::POD_UID).cloned())
+            .collect()
     }
 }

@@ -21,7 +21,10 @@ fn pod_labels(pod: &Pod) -> HashMap<String, String> {
     HashMap::from([
         (labels::POD_UID.to_string(), meta.uid.clone().unwrap_or_default()),
         (labels::POD_NAME.to_string(), meta.name.clone().unwrap_or_default()),
-        (labels::POD_NAMESPACE.to_string(), meta.namespace.clone().unwrap_or_else(|| "default".into())),
+        (
+            labels::POD_NAMESPACE.to_string(),
+            meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        ),
         (labels::MANAGED_BY.to_string(), labels::MANAGER.to_string()),
     ])
 }
@@ -50,7 +53,10 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, cgroup_parent: &str, pod_dir: &Pa
         hostname: hostname.chars().take(63).collect(),
         log_directory: log_directory(pod_dir).display().to_string(),
         labels: pod_labels(pod),
-        linux: Some(api::LinuxPodSandboxConfig { cgroup_parent: cgroup_parent.to_string(), ..Default::default() }),
+        linux: Some(api::LinuxPodSandboxConfig {
+            cgroup_parent: cgroup_parent.to_string(),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -72,7 +78,11 @@ pub fn container_config(
         .iter()
         .filter_map(|m| {
             let host = volumes.get(&m.name)?;
-            let host = match m.sub_path.as_deref().filter(|p| !p.is_empty() && !p.split('/').any(|c| c == "..")) {
+            let host = match m
+                .sub_path
+                .as_deref()
+                .filter(|p| !p.is_empty() && !p.split('/').any(|c| c == ".."))
+            {
                 Some(sub) => host.join(sub),
                 None => host.clone(),
             };
@@ -85,18 +95,30 @@ pub fn container_config(
         })
         .collect();
     api::ContainerConfig {
-        metadata: Some(api::ContainerMetadata { name: container.name.clone(), attempt }),
-        image: Some(api::ImageSpec { image: container.image.clone().unwrap_or_default(), ..Default::default() }),
+        metadata: Some(api::ContainerMetadata {
+            name: container.name.clone(),
+            attempt,
+        }),
+        image: Some(api::ImageSpec {
+            image: container.image.clone().unwrap_or_default(),
+            ..Default::default()
+        }),
         command: container.command.clone().unwrap_or_default(),
         args: container.args.clone().unwrap_or_default(),
         working_dir: container.working_dir.clone().unwrap_or_default(),
-        envs: env.into_iter().map(|(key, value)| api::KeyValue { key, value }).collect(),
+        envs: env
+            .into_iter()
+            .map(|(key, value)| api::KeyValue { key, value })
+            .collect(),
         mounts,
         labels,
         log_path: format!("{}/{attempt}.log", container.name),
         stdin: container.stdin.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
-        linux: Some(api::LinuxContainerConfig { resources: Some(resources(container)), security_context: None }),
+        linux: Some(api::LinuxContainerConfig {
+            resources: Some(resources(container)),
+            security_context: None,
+        }),
         ..Default::default()
     }
 }
@@ -133,8 +155,18 @@ pub fn cpu_millis(q: &Quantity) -> Option<i64> {
 pub fn memory_bytes(q: &Quantity) -> Option<i64> {
     let s = q.0.trim();
     const SUFFIXES: [(&str, f64); 12] = [
-        ("Ki", 1024.0), ("Mi", 1048576.0), ("Gi", 1073741824.0), ("Ti", 1099511627776.0), ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15), ("E", 1e18),
+        ("Ki", 1024.0),
+        ("Mi", 1048576.0),
+        ("Gi", 1073741824.0),
+        ("Ti", 1099511627776.0),
+        ("Pi", 1125899906842624.0),
+        ("Ei", 1152921504606846976.0),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+        ("T", 1e12),
+        ("P", 1e15),
+        ("E", 1e18),
     ];
     for (suffix, factor) in SUFFIXES {
         if let Some(number) = s.strip_suffix(suffix) {

@@ -70,18 +70,27 @@ fn exited(view: &ContainerView) -> Option<i32> {
 pub fn container_status(view: &ContainerView) -> ContainerStatus {
     let state = match (&view.waiting, &view.latest) {
         (Some((reason, message)), _) => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some(reason.clone()), message: Some(message.clone()) }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some(reason.clone()),
+                message: Some(message.clone()),
+            }),
             ..Default::default()
         },
         (None, Some(s)) if s.state == api::ContainerState::ContainerRunning as i32 => ContainerState {
-            running: Some(ContainerStateRunning { started_at: time_from_nanos(s.started_at) }),
+            running: Some(ContainerStateRunning {
+                started_at: time_from_nanos(s.started_at),
+            }),
             ..Default::default()
         },
-        (None, Some(s)) if s.state == api::ContainerState::ContainerExited as i32 => {
-            ContainerState { terminated: Some(terminated(s)), ..Default::default() }
-        }
+        (None, Some(s)) if s.state == api::ContainerState::ContainerExited as i32 => ContainerState {
+            terminated: Some(terminated(s)),
+            ..Default::default()
+        },
         _ => ContainerState {
-            waiting: Some(ContainerStateWaiting { reason: Some("ContainerCreating".into()), message: None }),
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
             ..Default::default()
         },
     };
@@ -90,7 +99,10 @@ pub fn container_status(view: &ContainerView) -> ContainerStatus {
         .as_ref()
         .or(view.latest.as_ref().filter(|_| view.waiting.is_some()))
         .filter(|s| s.state == api::ContainerState::ContainerExited as i32)
-        .map(|s| ContainerState { terminated: Some(terminated(s)), ..Default::default() });
+        .map(|s| ContainerState {
+            terminated: Some(terminated(s)),
+            ..Default::default()
+        });
     ContainerStatus {
         name: view.name.clone(),
         image: view.image.clone(),
@@ -128,8 +140,18 @@ pub fn phase(restart_policy: &str, containers: &[ContainerView]) -> &'static str
 }
 
 /// The full status of `pod`; transition times are kept from the pod's current status.
-pub fn pod_status(pod: &Pod, pod_ip: Option<&str>, host_ip: Option<&str>, containers: &[ContainerView], now: &Time) -> PodStatus {
-    let restart_policy = pod.spec.as_ref().and_then(|s| s.restart_policy.clone()).unwrap_or_else(|| "Always".into());
+pub fn pod_status(
+    pod: &Pod,
+    pod_ip: Option<&str>,
+    host_ip: Option<&str>,
+    containers: &[ContainerView],
+    now: &Time,
+) -> PodStatus {
+    let restart_policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into());
     let phase = phase(&restart_policy, containers);
     let previous = pod.status.as_ref();
     let all_ready = !containers.is_empty() && containers.iter().all(|c| c.ready && is_running(c));
@@ -148,7 +170,11 @@ pub fn pod_status(pod: &Pod, pod_ip: Option<&str>, host_ip: Option<&str>, contai
             ..Default::default()
         }
     };
-    let not_ready: Vec<&str> = containers.iter().filter(|c| !(c.ready && is_running(c))).map(|c| c.name.as_str()).collect();
+    let not_ready: Vec<&str> = containers
+        .iter()
+        .filter(|c| !(c.ready && is_running(c)))
+        .map(|c| c.name.as_str())
+        .collect();
     let reason = (!not_ready.is_empty()).then_some("ContainersNotReady");
     let ip = pod_ip.filter(|ip| !ip.is_empty());
     PodStatus {
@@ -163,9 +189,13 @@ pub fn pod_status(pod: &Pod, pod_ip: Option<&str>, host_ip: Option<&str>, contai
         pod_ips: ip.map(|ip| vec![PodIP { ip: ip.to_string() }]),
         host_ip: host_ip.map(str::to_string),
         host_ips: None,
-        start_time: previous.and_then(|p| p.start_time.clone()).or_else(|| Some(now.clone())),
+        start_time: previous
+            .and_then(|p| p.start_time.clone())
+            .or_else(|| Some(now.clone())),
         container_statuses: Some(containers.iter().map(container_status).collect()),
-        qos_class: previous.and_then(|p| p.qos_class.clone()).or_else(|| pod.spec.as_ref().map(|s| qos_class(s).to_string())),
+        qos_class: previous
+            .and_then(|p| p.qos_class.clone())
+            .or_else(|| pod.spec.as_ref().map(|s| qos_class(s).to_string())),
         ..Default::default()
     }
 }
@@ -202,15 +232,32 @@ mod tests {
     use super::*;
 
     fn running(id: &str) -> api::ContainerStatus {
-        api::ContainerStatus { id: id.into(), state: api::ContainerState::ContainerRunning as i32, image_ref: "sha256:abc".into(), started_at: 1_000_000_000, ..Default::default() }
+        api::ContainerStatus {
+            id: id.into(),
+            state: api::ContainerState::ContainerRunning as i32,
+            image_ref: "sha256:abc".into(),
+            started_at: 1_000_000_000,
+            ..Default::default()
+        }
     }
 
     fn exited(id: &str, code: i32) -> api::ContainerStatus {
-        api::ContainerStatus { id: id.into(), state: api::ContainerState::ContainerExited as i32, exit_code: code, ..Default::default() }
+        api::ContainerStatus {
+            id: id.into(),
+            state: api::ContainerState::ContainerExited as i32,
+            exit_code: code,
+            ..Default::default()
+        }
     }
 
     fn view(latest: Option<api::ContainerStatus>, ready: bool) -> ContainerView {
-        ContainerView { name: "c".into(), image: "img".into(), latest, ready, ..Default::default() }
+        ContainerView {
+            name: "c".into(),
+            image: "img".into(),
+            latest,
+            ready,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -226,7 +273,8 @@ mod tests {
 
     #[test]
     fn running_and_ready_pod_reports_ip_conditions_and_container_status() {
-        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).unwrap();
+        let pod: Pod =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).unwrap();
         let now = Time(k8s_openapi::jiff::Timestamp::from_second(5).unwrap());
         let mut v = view(Some(running("abc")), true);
         v.restart_count = 2;
@@ -250,13 +298,24 @@ mod tests {
             serde_json::from_value(serde_json::json!({"containers": [{"name": "c", "resources": resources}]})).unwrap()
         };
         assert_eq!(qos_class(&spec(serde_json::json!({}))), "BestEffort");
-        assert_eq!(qos_class(&spec(serde_json::json!({"limits": {"cpu": "250m", "memory": "64Mi"}}))), "Guaranteed");
         assert_eq!(
-            qos_class(&spec(serde_json::json!({"requests": {"cpu": "0.25", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}}))),
+            qos_class(&spec(serde_json::json!({"limits": {"cpu": "250m", "memory": "64Mi"}}))),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&spec(serde_json::json!({"requests": {"cpu": "100m"}}))), "Burstable");
-        assert_eq!(qos_class(&spec(serde_json::json!({"limits": {"memory": "64Mi"}}))), "Burstable");
+        assert_eq!(
+            qos_class(&spec(
+                serde_json::json!({"requests": {"cpu": "0.25", "memory": "64Mi"}, "limits": {"cpu": "250m", "memory": "64Mi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&spec(serde_json::json!({"requests": {"cpu": "100m"}}))),
+            "Burstable"
+        );
+        assert_eq!(
+            qos_class(&spec(serde_json::json!({"limits": {"memory": "64Mi"}}))),
+            "Burstable"
+        );
     }
 
     #[test]
@@ -264,7 +323,10 @@ mod tests {
         let mut v = view(Some(exited("abc", 3)), false);
         v.waiting = Some(("CrashLoopBackOff".into(), "back-off 10s".into()));
         let cs = container_status(&v);
-        assert_eq!(cs.state.unwrap().waiting.unwrap().reason.as_deref(), Some("CrashLoopBackOff"));
+        assert_eq!(
+            cs.state.unwrap().waiting.unwrap().reason.as_deref(),
+            Some("CrashLoopBackOff")
+        );
         assert_eq!(cs.last_state.unwrap().terminated.unwrap().exit_code, 3);
         assert!(!cs.ready);
     }

@@ -11,10 +11,10 @@
 
 use crate::backoff::Backoff;
 use crate::cri::{api, Cri, CriError};
+use crate::events::PodEvents;
 use crate::pleg::Snapshot;
 use crate::pod_status::{self, ContainerView};
 use crate::probes::{self, Prober};
-use crate::events::PodEvents;
 use crate::{cgroups, env, labels, pod_spec, volumes};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -112,14 +112,32 @@ impl PodWorkers {
         let uid = uid_of(pod);
         if pod.metadata.deletion_timestamp.is_some() {
             let sandboxes: Vec<&str> = snapshot.sandboxes_of(&uid).iter().map(|s| s.id.as_str()).collect();
-            for running in snapshot.containers.iter().filter(|c| sandboxes.contains(&c.pod_sandbox_id.as_str()) && is_running(c)) {
-                let name = running.labels.get(labels::CONTAINER_NAME).map(String::as_str).unwrap_or_default();
-                self.events.normal(pod, name, "Killing", format!("Stopping container {name}"));
+            for running in snapshot
+                .containers
+                .iter()
+                .filter(|c| sandboxes.contains(&c.pod_sandbox_id.as_str()) && is_running(c))
+            {
+                let name = running
+                    .labels
+                    .get(labels::CONTAINER_NAME)
+                    .map(String::as_str)
+                    .unwrap_or_default();
+                self.events
+                    .normal(pod, name, "Killing", format!("Stopping container {name}"));
             }
             self.kill_pod(&uid, snapshot, grace_period(pod)).await?;
-            let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-            let params = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
-            match pods.delete(pod.metadata.name.as_deref().unwrap_or_default(), &params).await {
+            let pods: Api<Pod> = Api::namespaced(
+                self.ctx.client.clone(),
+                pod.metadata.namespace.as_deref().unwrap_or("default"),
+            );
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                ..Default::default()
+            };
+            match pods
+                .delete(pod.metadata.name.as_deref().unwrap_or_default(), &params)
+                .await
+            {
                 Ok(_) => tracing::info!("pod stopped and deleted"),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(err) => return Err(err.into()),
@@ -130,7 +148,9 @@ impl PodWorkers {
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
         let terminal = matches!(phase, Some("Succeeded" | "Failed"));
         let sandboxes = snapshot.sandboxes_of(&uid);
-        let ready = sandboxes.iter().find(|s| s.state == api::PodSandboxState::SandboxReady as i32);
+        let ready = sandboxes
+            .iter()
+            .find(|s| s.state == api::PodSandboxState::SandboxReady as i32);
         let (sandbox_id, fresh) = match ready {
             Some(sandbox) => (sandbox.id.clone(), false),
             None if terminal => return Ok(()),
@@ -139,7 +159,12 @@ impl PodWorkers {
                     self.remove_sandbox(&old.id).await?;
                 }
                 volumes::prepare(&self.ctx.client, &self.ctx.state_dir, pod).await?;
-                let config = pod_spec::sandbox_config(pod, sandboxes.len() as u32, &self.cgroup_parent(&uid), &self.pod_dir(&uid));
+                let config = pod_spec::sandbox_config(
+                    pod,
+                    sandboxes.len() as u32,
+                    &self.cgroup_parent(&uid),
+                    &self.pod_dir(&uid),
+                );
                 let started = Instant::now();
                 let id = self.ctx.cri.run_pod_sandbox(config).await?;
                 tracing::info!(sandbox = %id, elapsed = ?started.elapsed(), "sandbox started");
@@ -147,7 +172,11 @@ impl PodWorkers {
             }
         };
         let sandbox_status = self.ctx.cri.pod_sandbox_status(&sandbox_id).await?;
-        let pod_ip = sandbox_status.network.as_ref().map(|n| n.ip.clone()).unwrap_or_default();
+        let pod_ip = sandbox_status
+            .network
+            .as_ref()
+            .map(|n| n.ip.clone())
+            .unwrap_or_default();
         let sandbox_config = pod_spec::sandbox_config(
             pod,
             sandbox_status.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
@@ -164,10 +193,22 @@ impl PodWorkers {
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
         let mut views = Vec::new();
         for container in &spec.containers {
-            let instances: Vec<&api::Container> =
-                if fresh { Vec::new() } else { snapshot.containers_of(&sandbox_id, &container.name) };
+            let instances: Vec<&api::Container> = if fresh {
+                Vec::new()
+            } else {
+                snapshot.containers_of(&sandbox_id, &container.name)
+            };
             let view = self
-                .sync_container(pod, container, &sandbox_id, &sandbox_config, &instances, restart_policy, &pod_ip, &volume_paths)
+                .sync_container(
+                    pod,
+                    container,
+                    &sandbox_id,
+                    &sandbox_config,
+                    &instances,
+                    restart_policy,
+                    &pod_ip,
+                    &volume_paths,
+                )
                 .await;
             views.push(view);
         }
@@ -189,11 +230,25 @@ impl PodWorkers {
     ) -> ContainerView {
         let uid = uid_of(pod);
         let cri = &self.ctx.cri;
-        let mut view = ContainerView { name: container.name.clone(), image: container.image.clone().unwrap_or_default(), ..Default::default() };
+        let mut view = ContainerView {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            ..Default::default()
+        };
         let latest = instances.first();
         let attempt = latest.and_then(|c| c.metadata.as_ref()).map(|m| m.attempt).unwrap_or(0);
         view.restart_count = attempt as i32;
-        let start_new = |attempt: u32| self.create_and_start(pod, container, sandbox_id, sandbox_config, attempt, pod_ip, volume_paths);
+        let start_new = |attempt: u32| {
+            self.create_and_start(
+                pod,
+                container,
+                sandbox_id,
+                sandbox_config,
+                attempt,
+                pod_ip,
+                volume_paths,
+            )
+        };
         match latest {
             None => match start_new(0).await {
                 Ok(id) => view.latest = cri.container_status(&id).await.ok(),
@@ -209,17 +264,52 @@ impl PodWorkers {
                 if let Some(status) = &view.latest {
                     adopt_probe_results(prober, pod, container, status);
                 }
-                let started = prober.observe(cri, probes::Kind::Startup, container.startup_probe.as_ref(), pod_ip, &c.id).await;
+                let started = prober
+                    .observe(
+                        cri,
+                        probes::Kind::Startup,
+                        container.startup_probe.as_ref(),
+                        pod_ip,
+                        &c.id,
+                    )
+                    .await;
                 view.started = started;
                 if started {
-                    let alive = prober.observe(cri, probes::Kind::Liveness, container.liveness_probe.as_ref(), pod_ip, &c.id).await;
+                    let alive = prober
+                        .observe(
+                            cri,
+                            probes::Kind::Liveness,
+                            container.liveness_probe.as_ref(),
+                            pod_ip,
+                            &c.id,
+                        )
+                        .await;
                     if !alive {
                         tracing::info!(container = %container.name, "liveness probe failed; restarting");
-                        self.events.normal(pod, &container.name, "Killing", format!("Container {} failed liveness probe, will be restarted", container.name));
-                        let grace = Duration::from_secs(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0) as u64);
+                        self.events.normal(
+                            pod,
+                            &container.name,
+                            "Killing",
+                            format!("Container {} failed liveness probe, will be restarted", container.name),
+                        );
+                        let grace = Duration::from_secs(
+                            pod.spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds)
+                                .unwrap_or(30)
+                                .max(0) as u64,
+                        );
                         let _ = cri.stop_container(&c.id, grace).await;
                     }
-                    view.ready = prober.observe(cri, probes::Kind::Readiness, container.readiness_probe.as_ref(), pod_ip, &c.id).await;
+                    view.ready = prober
+                        .observe(
+                            cri,
+                            probes::Kind::Readiness,
+                            container.readiness_probe.as_ref(),
+                            pod_ip,
+                            &c.id,
+                        )
+                        .await;
                 }
             }
             Some(c) if c.state == api::ContainerState::ContainerCreated as i32 => {
@@ -234,12 +324,21 @@ impl PodWorkers {
                 let restart = restart_policy == "Always" || (restart_policy == "OnFailure" && exit_code != 0);
                 view.latest = status.clone();
                 if restart {
-                    let check = self.backoff.lock().unwrap_or_else(|e| e.into_inner()).check(&uid, &container.name, Instant::now());
+                    let check = self.backoff.lock().unwrap_or_else(|e| e.into_inner()).check(
+                        &uid,
+                        &container.name,
+                        Instant::now(),
+                    );
                     match check {
                         Err(remaining) => {
                             view.waiting = Some((
                                 "CrashLoopBackOff".into(),
-                                format!("back-off {}s restarting failed container={} pod={}", remaining.as_secs().max(1), container.name, pod.metadata.name.as_deref().unwrap_or("")),
+                                format!(
+                                    "back-off {}s restarting failed container={} pod={}",
+                                    remaining.as_secs().max(1),
+                                    container.name,
+                                    pod.metadata.name.as_deref().unwrap_or("")
+                                ),
                             ));
                         }
                         Ok(()) => {
@@ -251,7 +350,12 @@ impl PodWorkers {
                                 .as_ref()
                                 .map(|s| Duration::from_nanos((s.finished_at - s.started_at).max(0) as u64))
                                 .unwrap_or_default();
-                            self.backoff.lock().unwrap_or_else(|e| e.into_inner()).restarted(&uid, &container.name, ran, Instant::now());
+                            self.backoff.lock().unwrap_or_else(|e| e.into_inner()).restarted(
+                                &uid,
+                                &container.name,
+                                ran,
+                                Instant::now(),
+                            );
                             match start_new(attempt + 1).await {
                                 Ok(id) => {
                                     tracing::info!(container = %container.name, restarts = attempt + 1, "container restarted");
@@ -286,8 +390,18 @@ impl PodWorkers {
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let image = container.image.clone().unwrap_or_default();
         match self.ctx.cri.image_status(&image).await {
-            Ok(Some(_)) => self.events.normal(pod, &container.name, "Pulled", format!("Container image {image:?} already present on machine")),
-            Ok(None) => return Err(("ErrImageNeverPull".into(), format!("image {image:?} is not present on the node (no registry is used)"))),
+            Ok(Some(_)) => self.events.normal(
+                pod,
+                &container.name,
+                "Pulled",
+                format!("Container image {image:?} already present on machine"),
+            ),
+            Ok(None) => {
+                return Err((
+                    "ErrImageNeverPull".into(),
+                    format!("image {image:?} is not present on the node (no registry is used)"),
+                ))
+            }
             Err(err) => return Err(("ErrImageInspect".into(), err.to_string())),
         }
         let config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
@@ -297,9 +411,23 @@ impl PodWorkers {
             .create_container(sandbox_id, config, sandbox_config.clone())
             .await
             .map_err(|e| ("CreateContainerError".to_string(), e.to_string()))?;
-        self.events.normal(pod, &container.name, "Created", format!("Created container {}", container.name));
-        self.ctx.cri.start_container(&id).await.map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
-        self.events.normal(pod, &container.name, "Started", format!("Started container {}", container.name));
+        self.events.normal(
+            pod,
+            &container.name,
+            "Created",
+            format!("Created container {}", container.name),
+        );
+        self.ctx
+            .cri
+            .start_container(&id)
+            .await
+            .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        self.events.normal(
+            pod,
+            &container.name,
+            "Started",
+            format!("Started container {}", container.name),
+        );
         Ok(id)
     }
 
@@ -314,12 +442,22 @@ impl PodWorkers {
         if basis.status.as_ref() == Some(&status) {
             return Ok(());
         }
-        let pods: Api<Pod> = Api::namespaced(self.ctx.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+        let pods: Api<Pod> = Api::namespaced(
+            self.ctx.client.clone(),
+            pod.metadata.namespace.as_deref().unwrap_or("default"),
+        );
         let patch = serde_json::json!({ "status": status });
-        pods.patch_status(pod.metadata.name.as_deref().unwrap_or_default(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        pods.patch_status(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
         tracing::debug!(phase = ?status.phase, "pod status posted");
-        self.posted.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, status);
+        self.posted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(uid, status);
         Ok(())
     }
 
@@ -386,7 +524,12 @@ fn adopt_probe_results(prober: &Prober, pod: &Pod, container: &Container, status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .and_then(|cs| cs.iter().find(|c| c.name == container.name))
-        .filter(|c| c.container_id.as_deref().and_then(|cid| cid.split_once("://")).is_some_and(|(_, cid)| cid == id.as_str()));
+        .filter(|c| {
+            c.container_id
+                .as_deref()
+                .and_then(|cid| cid.split_once("://"))
+                .is_some_and(|(_, cid)| cid == id.as_str())
+        });
     let Some(posted) = posted else { return };
     let ran_for = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

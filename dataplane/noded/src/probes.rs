@@ -66,7 +66,10 @@ pub async fn probe_once(cri: &Cri, probe: &Probe, pod_ip: &str, container_id: &s
     if let Some(tcp) = &probe.tcp_socket {
         let Some(port) = port(&tcp.port) else { return false };
         let host = tcp.host.clone().unwrap_or_else(|| pod_ip.to_string());
-        return matches!(tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await, Ok(Ok(_)));
+        return matches!(
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await,
+            Ok(Ok(_))
+        );
     }
     if let Some(exec) = &probe.exec {
         let cmd = exec.command.clone().unwrap_or_default();
@@ -93,7 +96,14 @@ impl Prober {
 
     /// The current result of a probe, running it first when due.
     /// Without a probe: readiness/startup are true once running, liveness true.
-    pub async fn observe(&self, cri: &Cri, kind: Kind, probe: Option<&Probe>, pod_ip: &str, container_id: &str) -> bool {
+    pub async fn observe(
+        &self,
+        cri: &Cri,
+        kind: Kind,
+        probe: Option<&Probe>,
+        pod_ip: &str,
+        container_id: &str,
+    ) -> bool {
         let Some(probe) = probe else { return true };
         let now = Instant::now();
         let key = (container_id.to_string(), kind);
@@ -116,7 +126,9 @@ impl Prober {
         }
         let ok = probe_once(cri, probe, pod_ip, container_id).await;
         let mut states = self.states();
-        let Some(state) = states.get_mut(&key) else { return false };
+        let Some(state) = states.get_mut(&key) else {
+            return false;
+        };
         if ok {
             state.successes += 1;
             state.failures = 0;

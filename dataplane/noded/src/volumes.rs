@@ -43,26 +43,46 @@ pub fn pod_dir(state_dir: &Path, uid: &str) -> PathBuf {
 }
 
 /// Prepare every volume of `pod`; returns volume name -> host directory.
-pub async fn prepare(client: &kube::Client, state_dir: &Path, pod: &Pod) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
+pub async fn prepare(
+    client: &kube::Client,
+    state_dir: &Path,
+    pod: &Pod,
+) -> Result<BTreeMap<String, PathBuf>, VolumeError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let volumes: &[Volume] = pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
     let mut prepared = BTreeMap::new();
     for volume in volumes {
         let dir = pod_dir(state_dir, &uid).join("volumes").join(&volume.name);
-        let io = |source| VolumeError::Io { volume: volume.name.clone(), source };
+        let io = |source| VolumeError::Io {
+            volume: volume.name.clone(),
+            source,
+        };
         std::fs::create_dir_all(&dir).map_err(io)?;
         if volume.empty_dir.is_some() {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(io)?;
         } else if let Some(source) = &volume.config_map {
             let api: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
             let optional = source.optional.unwrap_or(false);
-            match api.get_opt(&source.name).await.map_err(|e| VolumeError::Api { volume: volume.name.clone(), source: e })? {
+            match api.get_opt(&source.name).await.map_err(|e| VolumeError::Api {
+                volume: volume.name.clone(),
+                source: e,
+            })? {
                 Some(cm) => {
-                    let mut data: BTreeMap<String, Vec<u8>> =
-                        cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                    let mut data: BTreeMap<String, Vec<u8>> = cm
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
                     data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
-                    write_keys(&dir, &data, source.items.as_deref(), source.default_mode.unwrap_or(0o644)).map_err(io)?;
+                    write_keys(
+                        &dir,
+                        &data,
+                        source.items.as_deref(),
+                        source.default_mode.unwrap_or(0o644),
+                    )
+                    .map_err(io)?;
                 }
                 None if optional => {}
                 None => return Err(not_found(&volume.name, "ConfigMap", &source.name)),
@@ -70,12 +90,31 @@ pub async fn prepare(client: &kube::Client, state_dir: &Path, pod: &Pod) -> Resu
         } else if let Some(source) = &volume.secret {
             let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
             let name = source.secret_name.clone().unwrap_or_default();
-            match api.get_opt(&name).await.map_err(|e| VolumeError::Api { volume: volume.name.clone(), source: e })? {
+            match api.get_opt(&name).await.map_err(|e| VolumeError::Api {
+                volume: volume.name.clone(),
+                source: e,
+            })? {
                 Some(secret) => {
-                    let mut data: BTreeMap<String, Vec<u8>> =
-                        secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
-                    data.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
-                    write_keys(&dir, &data, source.items.as_deref(), source.default_mode.unwrap_or(0o644)).map_err(io)?;
+                    let mut data: BTreeMap<String, Vec<u8>> = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.0))
+                        .collect();
+                    data.extend(
+                        secret
+                            .string_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.into_bytes())),
+                    );
+                    write_keys(
+                        &dir,
+                        &data,
+                        source.items.as_deref(),
+                        source.default_mode.unwrap_or(0o644),
+                    )
+                    .map_err(io)?;
                 }
                 None if source.optional.unwrap_or(false) => {}
                 None => return Err(not_found(&volume.name, "Secret", &name)),
@@ -96,7 +135,12 @@ fn not_found(volume: &str, kind: &str, name: &str) -> VolumeError {
 }
 
 /// Write `data` as files (all keys, or `items` with their paths and modes).
-fn write_keys(dir: &Path, data: &BTreeMap<String, Vec<u8>>, items: Option<&[KeyToPath]>, mode: i32) -> std::io::Result<()> {
+fn write_keys(
+    dir: &Path,
+    data: &BTreeMap<String, Vec<u8>>,
+    items: Option<&[KeyToPath]>,
+    mode: i32,
+) -> std::io::Result<()> {
     let files: Vec<(&str, &str, i32)> = match items {
         Some(items) => items
             .iter()
@@ -107,7 +151,10 @@ fn write_keys(dir: &Path, data: &BTreeMap<String, Vec<u8>>, items: Option<&[KeyT
     };
     for (key, path, mode) in files {
         if path.split('/').any(|part| part == ".." || part.is_empty()) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("invalid item path {path:?}")));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("invalid item path {path:?}"),
+            ));
         }
         let target = dir.join(path);
         if let Some(parent) = target.parent() {
@@ -132,11 +179,21 @@ mod tests {
     fn items_select_keys_and_paths_and_reject_escapes() {
         let dir = tempfile::tempdir().unwrap();
         let data = BTreeMap::from([("a".to_string(), b"1".to_vec()), ("b".to_string(), b"2".to_vec())]);
-        let items = [KeyToPath { key: "b".into(), path: "sub/b.txt".into(), mode: None, ..Default::default() }];
+        let items = [KeyToPath {
+            key: "b".into(),
+            path: "sub/b.txt".into(),
+            mode: None,
+            ..Default::default()
+        }];
         write_keys(dir.path(), &data, Some(&items), 0o644).unwrap();
         assert_eq!(std::fs::read(dir.path().join("sub/b.txt")).unwrap(), b"2");
         assert!(!dir.path().join("a").exists());
-        let evil = [KeyToPath { key: "a".into(), path: "../x".into(), mode: None, ..Default::default() }];
+        let evil = [KeyToPath {
+            key: "a".into(),
+            path: "../x".into(),
+            mode: None,
+            ..Default::default()
+        }];
         assert!(write_keys(dir.path(), &data, Some(&evil), 0o644).is_err());
     }
 }

@@ -21,7 +21,12 @@ const POD_CIDR: &str = "10.213.61.0/24";
 
 fn sandbox_config(name: &str, uid: &str) -> api::PodSandboxConfig {
     api::PodSandboxConfig {
-        metadata: Some(api::PodSandboxMetadata { name: name.into(), uid: uid.into(), namespace: "default".into(), attempt: 0 }),
+        metadata: Some(api::PodSandboxMetadata {
+            name: name.into(),
+            uid: uid.into(),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
         hostname: name.into(),
         labels: HashMap::from([("sluice.io/pod-uid".to_string(), uid.to_string())]),
         linux: Some(api::LinuxPodSandboxConfig::default()),
@@ -36,7 +41,10 @@ where
 {
     let deadline = Instant::now() + timeout;
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -46,7 +54,9 @@ fn http_get(ip: &str) -> Option<String> {
         .args(["-s", "--max-time", "2", &format!("http://{ip}:8080/")])
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,8 +66,13 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
     let noded_socket = containerd.dir().join("noded.sock");
     let endpoints = Endpoints::default();
     let _service = network_service::serve(&noded_socket, endpoints.clone()).expect("serve node network");
-    sluice_noded::cni_config::write(&containerd.cni_conf_dir, POD_CIDR.parse().unwrap(), &noded_socket, &state_dir)
-        .expect("write conflist");
+    sluice_noded::cni_config::write(
+        &containerd.cni_conf_dir,
+        POD_CIDR.parse().unwrap(),
+        &noded_socket,
+        &state_dir,
+    )
+    .expect("write conflist");
 
     let cri = Cri::connect(&containerd.socket).await.expect("connect CRI");
     let version = cri.version().await.expect("CRI version");
@@ -66,12 +81,18 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
         cri.network_ready().await.unwrap_or(false)
     })
     .await;
-    assert!(cri.image_status(BUSYBOX_IMAGE).await.unwrap().is_some(), "busybox image imported");
+    assert!(
+        cri.image_status(BUSYBOX_IMAGE).await.unwrap().is_some(),
+        "busybox image imported"
+    );
 
     // The sandbox gets its address from the podCIDR through sluice-cni.
     let started = Instant::now();
     let config = sandbox_config("web", "uid-web-1");
-    let sandbox = cri.run_pod_sandbox(config.clone()).await.unwrap_or_else(|e| panic!("{e}\n{}", containerd.log()));
+    let sandbox = cri
+        .run_pod_sandbox(config.clone())
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", containerd.log()));
     let status = cri.pod_sandbox_status(&sandbox).await.unwrap();
     let ip = status.network.map(|n| n.ip).unwrap_or_default();
     assert!(ip.starts_with("10.213.61."), "pod IP {ip:?} from {POD_CIDR}");
@@ -83,11 +104,23 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
         .create_container(
             &sandbox,
             api::ContainerConfig {
-                metadata: Some(api::ContainerMetadata { name: "httpd".into(), attempt: 0 }),
-                image: Some(api::ImageSpec { image: BUSYBOX_IMAGE.into(), ..Default::default() }),
+                metadata: Some(api::ContainerMetadata {
+                    name: "httpd".into(),
+                    attempt: 0,
+                }),
+                image: Some(api::ImageSpec {
+                    image: BUSYBOX_IMAGE.into(),
+                    ..Default::default()
+                }),
                 command: vec!["sh".into(), "-c".into()],
-                args: vec!["mkdir -p /www && echo \"hello from $POD_NAME\" > /www/index.html && exec httpd -f -p 8080 -h /www".into()],
-                envs: vec![api::KeyValue { key: "POD_NAME".into(), value: "web".into() }],
+                args: vec![
+                    "mkdir -p /www && echo \"hello from $POD_NAME\" > /www/index.html && exec httpd -f -p 8080 -h /www"
+                        .into(),
+                ],
+                envs: vec![api::KeyValue {
+                    key: "POD_NAME".into(),
+                    value: "web".into(),
+                }],
                 linux: Some(api::LinuxContainerConfig::default()),
                 ..Default::default()
             },
@@ -110,14 +143,20 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
     assert_eq!(body.unwrap().trim(), "hello from web");
 
     let exec = cri
-        .exec_sync(&container, vec!["cat".into(), "/www/index.html".into()], Duration::from_secs(5))
+        .exec_sync(
+            &container,
+            vec!["cat".into(), "/www/index.html".into()],
+            Duration::from_secs(5),
+        )
         .await
         .expect("exec");
     assert_eq!(exec.exit_code, 0);
     assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "hello from web");
 
     // Delete: stop with a short grace period, then remove; nothing is left.
-    cri.stop_container(&container, Duration::from_secs(1)).await.expect("stop container");
+    cri.stop_container(&container, Duration::from_secs(1))
+        .await
+        .expect("stop container");
     let stopped = cri.container_status(&container).await.unwrap();
     assert_eq!(stopped.state, api::ContainerState::ContainerExited as i32);
     cri.stop_pod_sandbox(&sandbox).await.expect("stop sandbox");
@@ -127,8 +166,14 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
     assert!(endpoints.get(&sandbox).is_none(), "noded was told the pod is gone");
     let allocations = sluice_cni::ipam::IpamStore::new(&state_dir).list().unwrap();
     assert!(allocations.is_empty(), "address not freed: {allocations:?}");
-    let routes = std::process::Command::new("ip").args(["-o", "route", "show", "exact", &format!("{ip}/32")]).output().unwrap();
+    let routes = std::process::Command::new("ip")
+        .args(["-o", "route", "show", "exact", &format!("{ip}/32")])
+        .output()
+        .unwrap();
     assert!(routes.stdout.is_empty(), "host route to the pod left behind");
-    let veth = std::process::Command::new("ip").args(["link", "show", &endpoint.host_veth]).output().unwrap();
+    let veth = std::process::Command::new("ip")
+        .args(["link", "show", &endpoint.host_veth])
+        .output()
+        .unwrap();
     assert!(!veth.status.success(), "host veth {} left behind", endpoint.host_veth);
 }

@@ -32,7 +32,13 @@ fn args(pin_root: &str) -> NetworkArgs {
 /// What the CNI plugin reports on AddPod.
 fn pod_interface(topo: &Topology, pod: &str, ip: &str, host_veth: &str) -> PodInterface {
     let mac = in_ns(&topo.ns(pod), || sluice_datapath::interface_mac("eth0").unwrap());
-    PodInterface { container_id: format!("sandbox-{pod}"), host_veth: host_veth.into(), pod_ip: ip.into(), pod_mac: mac.to_string(), ..Default::default() }
+    PodInterface {
+        container_id: format!("sandbox-{pod}"),
+        host_veth: host_veth.into(),
+        pod_ip: ip.into(),
+        pod_mac: mac.to_string(),
+        ..Default::default()
+    }
 }
 
 /// Removes the test's pins (uninstalls its datapath) at the end, even on panic.
@@ -44,7 +50,9 @@ impl Drop for Pins {
 }
 
 fn connects(topo: &Topology, from: &str, to: &str) -> bool {
-    in_ns(&topo.ns(from), || std::net::TcpStream::connect_timeout(&addr(to, 8080).into(), std::time::Duration::from_secs(1)).is_ok())
+    in_ns(&topo.ns(from), || {
+        std::net::TcpStream::connect_timeout(&addr(to, 8080).into(), std::time::Duration::from_secs(1)).is_ok()
+    })
 }
 
 #[test]
@@ -64,7 +72,9 @@ fn pods_get_their_data_plane_on_add_keep_it_across_a_restart_and_lose_it_on_dele
     let pods = [pod_interface(&topo, "a", A, &a_if), pod_interface(&topo, "b", B, &b_if)];
     assert!(!connects(&topo, "a", B));
 
-    let dataplane = in_ns(&n1, || DataPlane::start(&args(&pin_root), "n1", Some(NODE.parse().unwrap())).expect("data plane starts"));
+    let dataplane = in_ns(&n1, || {
+        DataPlane::start(&args(&pin_root), "n1", Some(NODE.parse().unwrap())).expect("data plane starts")
+    });
     assert!(dataplane.is_ready());
     in_ns(&n1, || {
         for pod in &pods {
@@ -74,11 +84,19 @@ fn pods_get_their_data_plane_on_add_keep_it_across_a_restart_and_lose_it_on_dele
     let (name, peer, mut conn) = in_ns(&topo.ns("a"), || greet(addr(B, 8080))).expect("A reaches B veth to veth");
     assert_eq!((name.as_str(), peer.as_str()), ("b", A));
     let (name, peer, _) = in_ns(&topo.ns("a"), || greet(addr(OUTSIDE, 8080))).expect("A reaches the outside");
-    assert_eq!((name.as_str(), peer.as_str()), ("out", NODE), "masqueraded to the node address");
+    assert_eq!(
+        (name.as_str(), peer.as_str()),
+        ("out", NODE),
+        "masqueraded to the node address"
+    );
     {
         let dp = dataplane.datapath().unwrap();
         let dp = dp.lock().unwrap();
-        assert!(dp.attachments().iter().any(|(i, h)| i == "eth0" && h == "tcext"), "NodePorts on the node IP's interface: {:?}", dp.attachments());
+        assert!(
+            dp.attachments().iter().any(|(i, h)| i == "eth0" && h == "tcext"),
+            "NodePorts on the node IP's interface: {:?}",
+            dp.attachments()
+        );
         assert_eq!(dp.endpoints().unwrap().len(), 2);
     }
 
@@ -98,6 +116,13 @@ fn pods_get_their_data_plane_on_add_keep_it_across_a_restart_and_lose_it_on_dele
     assert!(!connects(&topo, "a", B), "B is no longer delivered");
     let dp = dataplane.datapath().unwrap();
     let dp = dp.lock().unwrap();
-    assert_eq!(dp.endpoints().unwrap().iter().map(|e| e.ip.to_string()).collect::<Vec<_>>(), [A]);
+    assert_eq!(
+        dp.endpoints()
+            .unwrap()
+            .iter()
+            .map(|e| e.ip.to_string())
+            .collect::<Vec<_>>(),
+        [A]
+    );
     assert!(!dp.attachments().iter().any(|(i, _)| *i == b_if));
 }

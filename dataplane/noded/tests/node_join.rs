@@ -20,7 +20,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 async fn run(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().expect("command runs")).await.expect("join")
+    tokio::task::spawn_blocking(move || cmd.output().expect("command runs"))
+        .await
+        .expect("join")
 }
 
 fn ctl(cp: &ControlPlane, args: &[&str]) -> Command {
@@ -33,7 +35,14 @@ fn ctl(cp: &ControlPlane, args: &[&str]) -> Command {
 fn kubectl_with_token(cp: &ControlPlane, empty_kubeconfig: &Path, token: &str, args: &[&str]) -> Command {
     let mut c = Command::new("kubectl");
     c.env("KUBECONFIG", empty_kubeconfig)
-        .args(["--server", &cp.url(), "--token", token, "--request-timeout=20s", "--certificate-authority"])
+        .args([
+            "--server",
+            &cp.url(),
+            "--token",
+            token,
+            "--request-timeout=20s",
+            "--certificate-authority",
+        ])
         .arg(cp.apiserver.cert_dir().join("ca.crt"))
         .args(args);
     c
@@ -41,7 +50,9 @@ fn kubectl_with_token(cp: &ControlPlane, empty_kubeconfig: &Path, token: &str, a
 
 async fn joined_client(kubeconfig: &Path) -> kube::Client {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("joined kubeconfig parses");
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await.unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+        .await
+        .unwrap();
     kube::Client::try_from(cfg).unwrap()
 }
 
@@ -60,7 +71,15 @@ async fn a_new_node_joins_with_a_bootstrap_token() {
     let (id, _) = token.split_once('.').expect("token is <id>.<secret>");
     let out = run({
         let mut c = cp.kubectl();
-        c.args(["get", "secret", "-n", "kube-system", &format!("bootstrap-token-{id}"), "-o", "jsonpath={.type}"]);
+        c.args([
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            &format!("bootstrap-token-{id}"),
+            "-o",
+            "jsonpath={.type}",
+        ]);
         c
     })
     .await;
@@ -74,45 +93,96 @@ async fn a_new_node_joins_with_a_bootstrap_token() {
     );
     let wrong = format!("{id}.0000000000000000");
     let out = run(kubectl_with_token(&cp, &empty, &wrong, &["get", "pods"])).await;
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "error: You must be logged in to the server (Unauthorized)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: You must be logged in to the server (Unauthorized)"
+    );
 
     // Nor get a certificate for anything but a node.
     let mut params = rcgen::CertificateParams::default();
     params.distinguished_name.push(rcgen::DnType::CommonName, "admin");
-    params.distinguished_name.push(rcgen::DnType::OrganizationName, "system:masters");
-    let request = params.serialize_request(&rcgen::KeyPair::generate().unwrap()).unwrap().pem().unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:masters");
+    let request = params
+        .serialize_request(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+        .unwrap();
     let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "sneaky"},
         "spec": {"request": base64::engine::general_purpose::STANDARD.encode(request), "signerName": "kubernetes.io/kube-apiserver-client-kubelet"}});
-    let r = cp.apiserver.with_token(&token).await.post("/apis/certificates.k8s.io/v1/certificatesigningrequests", &csr).await;
+    let r = cp
+        .apiserver
+        .with_token(&token)
+        .await
+        .post("/apis/certificates.k8s.io/v1/certificatesigningrequests", &csr)
+        .await;
     assert_eq!(r.status, 422, "{}", r.text());
-    assert!(r.json()["message"].as_str().unwrap().contains("system:node:<nodeName>"), "{}", r.text());
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("system:node:<nodeName>"),
+        "{}",
+        r.text()
+    );
 
     // noded joins: its node certificate lands in a private kubeconfig and works.
     let kubeconfig = dir.path().join("node1/noded.kubeconfig");
-    let join = BootstrapConfig { apiserver: cp.url(), ca_file: ca_file.clone(), token: token.clone() };
-    ensure_kubeconfig(&kubeconfig, "node1", Some(&join)).await.expect("joins");
-    assert_eq!(std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+    let join = BootstrapConfig {
+        apiserver: cp.url(),
+        ca_file: ca_file.clone(),
+        token: token.clone(),
+    };
+    ensure_kubeconfig(&kubeconfig, "node1", Some(&join))
+        .await
+        .expect("joins");
+    assert_eq!(
+        std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let node_client = joined_client(&kubeconfig).await;
     let nodes: Api<Node> = Api::all(node_client);
-    nodes.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "node1"}})).unwrap()).await.expect("the node registers itself");
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "node1"}})).unwrap(),
+        )
+        .await
+        .expect("the node registers itself");
     let out = run({
         let mut c = Command::new("kubectl");
-        c.arg("--kubeconfig").arg(&kubeconfig).args(["get", "node", "node1", "-o", "name"]);
+        c.arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["get", "node", "node1", "-o", "name"]);
         c
     })
     .await;
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "node/node1", "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "node/node1",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
-    assert!(!text.contains(&token), "the token is not kept once the node has its certificate");
+    assert!(
+        !text.contains(&token),
+        "the token is not kept once the node has its certificate"
+    );
     // A restart finds its kubeconfig and needs no token.
-    ensure_kubeconfig(&kubeconfig, "node1", None).await.expect("existing kubeconfig is used");
+    ensure_kubeconfig(&kubeconfig, "node1", None)
+        .await
+        .expect("existing kubeconfig is used");
 
     // An expired token is refused.
     let out = run(ctl(&cp, &["node", "token", "create", "--ttl", "1s"])).await;
     let short = String::from_utf8(out.stdout).unwrap().trim().to_string();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let late = BootstrapConfig { apiserver: cp.url(), ca_file: ca_file.clone(), token: short };
-    let err = ensure_kubeconfig(&dir.path().join("late.kubeconfig"), "late", Some(&late)).await.unwrap_err();
+    let late = BootstrapConfig {
+        apiserver: cp.url(),
+        ca_file: ca_file.clone(),
+        token: short,
+    };
+    let err = ensure_kubeconfig(&dir.path().join("late.kubeconfig"), "late", Some(&late))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("Unauthorized"), "{err}");
     assert!(!dir.path().join("late.kubeconfig").exists());
 
@@ -120,14 +190,29 @@ async fn a_new_node_joins_with_a_bootstrap_token() {
     let out = run(ctl(&cp, &["node", "join-command", "--apiserver", &cp.url()])).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let printed = String::from_utf8(out.stdout).unwrap();
-    let ca_b64 = printed.lines().find_map(|l| l.strip_prefix("echo '")?.split('\'').next()).expect("CA line");
+    let ca_b64 = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("echo '")?.split('\'').next())
+        .expect("CA line");
     let ca = base64::engine::general_purpose::STANDARD.decode(ca_b64).unwrap();
     assert_eq!(ca, std::fs::read(&ca_file).unwrap(), "the printed CA is the cluster CA");
     let words: Vec<&str> = printed.split_whitespace().collect();
-    let at = |flag: &str| words.iter().position(|w| *w == flag).map(|i| words[i + 1].to_string()).unwrap_or_else(|| panic!("{flag} in {printed}"));
+    let at = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .map(|i| words[i + 1].to_string())
+            .unwrap_or_else(|| panic!("{flag} in {printed}"))
+    };
     assert_eq!(at("--apiserver"), cp.url());
     let printed_ca = dir.path().join("printed-ca.crt");
     std::fs::write(&printed_ca, &ca).unwrap();
-    let join2 = BootstrapConfig { apiserver: cp.url(), ca_file: printed_ca, token: at("--bootstrap-token") };
-    ensure_kubeconfig(&dir.path().join("node2.kubeconfig"), "node2", Some(&join2)).await.expect("the printed command's token joins");
+    let join2 = BootstrapConfig {
+        apiserver: cp.url(),
+        ca_file: printed_ca,
+        token: at("--bootstrap-token"),
+    };
+    ensure_kubeconfig(&dir.path().join("node2.kubeconfig"), "node2", Some(&join2))
+        .await
+        .expect("the printed command's token joins");
 }

@@ -54,7 +54,10 @@ fn main() {
         (libc::SIGCHLD, reap_children),
     ] {
         if let Err(err) = install(signal, handler) {
-            let _ = writeln!(std::io::stderr(), "pause: cannot install handler for signal {signal}: {err}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "pause: cannot install handler for signal {signal}: {err}"
+            );
             std::process::exit(1);
         }
     }

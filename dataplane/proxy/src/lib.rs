@@ -51,7 +51,11 @@ pub struct ProxyConfig {
 impl ProxyConfig {
     /// Defaults for `node_name`: 50 ms debounce, 30 s resync.
     pub fn new(node_name: impl Into<String>) -> Self {
-        Self { node_name: node_name.into(), debounce: Duration::from_millis(50), resync: Duration::from_secs(30) }
+        Self {
+            node_name: node_name.into(),
+            debounce: Duration::from_millis(50),
+            resync: Duration::from_secs(30),
+        }
     }
 }
 
@@ -80,8 +84,14 @@ pub async fn run(
         drive("endpointslices", slices_watch, wake.clone()),
     );
     let ready = async {
-        services.wait_until_ready().await.map_err(|_| ProxyError::WatchEnded("services"))?;
-        slices.wait_until_ready().await.map_err(|_| ProxyError::WatchEnded("endpointslices"))
+        services
+            .wait_until_ready()
+            .await
+            .map_err(|_| ProxyError::WatchEnded("services"))?;
+        slices
+            .wait_until_ready()
+            .await
+            .map_err(|_| ProxyError::WatchEnded("endpointslices"))
     };
     let loop_ = async {
         ready.await?;
@@ -99,7 +109,11 @@ pub async fn run(
 }
 
 /// Drive a reflector stream, waking the reconcile loop on every event.
-async fn drive<K>(what: &'static str, stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>, wake: Arc<Notify>) {
+async fn drive<K>(
+    what: &'static str,
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    wake: Arc<Notify>,
+) {
     let mut stream = std::pin::pin!(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -130,8 +144,11 @@ async fn reconcile_loop(
             drop(dp);
             match &outcome {
                 Ok(o) if o.upserted + o.deleted > 0 => info!(
-                    frontends = desired.len(), upserted = o.upserted, deleted = o.deleted,
-                    took_us = started.elapsed().as_micros() as u64, "datapath updated"
+                    frontends = desired.len(),
+                    upserted = o.upserted,
+                    deleted = o.deleted,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "datapath updated"
                 ),
                 Ok(_) => tracing::debug!(frontends = desired.len(), "datapath up to date"),
                 Err(e) => warn!(error = %e, "reconcile incomplete; retrying"),
@@ -141,18 +158,31 @@ async fn reconcile_loop(
         .instrument(span)
         .await?;
         let retry_soon = result;
-        let wait = if retry_soon { Duration::from_secs(1).min(config.resync) } else { config.resync };
+        let wait = if retry_soon {
+            Duration::from_secs(1).min(config.resync)
+        } else {
+            config.resync
+        };
         let _ = tokio::time::timeout(wait, wake.notified()).await;
         tokio::time::sleep(config.debounce).await;
     }
 }
 
 /// Every frontend this node should serve, from the caches.
-fn desired_state(services: &Store<Service>, slices: &Store<EndpointSlice>, node_name: &str) -> HashMap<Frontend, ServiceSpec> {
+fn desired_state(
+    services: &Store<Service>,
+    slices: &Store<EndpointSlice>,
+    node_name: &str,
+) -> HashMap<Frontend, ServiceSpec> {
     let all_slices = slices.state();
     let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
     for s in &all_slices {
-        let Some(name) = s.metadata.labels.as_ref().and_then(|l| l.get(translate::SERVICE_NAME_LABEL)) else {
+        let Some(name) = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(translate::SERVICE_NAME_LABEL))
+        else {
             continue;
         };
         let ns = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());

@@ -36,7 +36,11 @@ pub fn plan(
         .map(|(_, spec)| spec.clone())
         .collect();
     upserts.sort_by_key(|s| s.frontend.to_string());
-    let mut deletes: Vec<Frontend> = programmed.into_iter().filter(|f| !desired.contains_key(f)).copied().collect();
+    let mut deletes: Vec<Frontend> = programmed
+        .into_iter()
+        .filter(|f| !desired.contains_key(f))
+        .copied()
+        .collect();
     deletes.sort_by_key(|f| f.to_string());
     Plan { upserts, deletes }
 }
@@ -96,7 +100,10 @@ pub fn apply(
     applied.retain(|f, _| desired.contains_key(f));
     match first {
         None => Ok(outcome),
-        Some(first) => Err(ProxyError::Program { failed: outcome.failed, first }),
+        Some(first) => Err(ProxyError::Program {
+            failed: outcome.failed,
+            first,
+        }),
     }
 }
 
@@ -109,7 +116,10 @@ mod tests {
     fn spec(port: u16, backends: &[u8]) -> ServiceSpec {
         ServiceSpec::cluster_ip(
             Frontend::tcp(Ipv4Addr::new(10, 96, 0, 1), port),
-            backends.iter().map(|b| Backend::new(Ipv4Addr::new(10, 0, 0, *b), 8080)).collect(),
+            backends
+                .iter()
+                .map(|b| Backend::new(Ipv4Addr::new(10, 0, 0, *b), 8080))
+                .collect(),
         )
     }
     fn map(specs: &[ServiceSpec]) -> HashMap<Frontend, ServiceSpec> {
@@ -131,16 +141,66 @@ mod tests {
             deletes: Vec<Frontend>,
         }
         let cases = [
-            Case { name: "fresh start programs everything", desired: vec![a.clone(), b.clone()], applied: vec![], programmed: vec![], upserts: vec![a.clone(), b.clone()], deletes: vec![] },
-            Case { name: "steady state does nothing", desired: vec![a.clone()], applied: vec![a.clone()], programmed: vec![a.frontend], upserts: vec![], deletes: vec![] },
-            Case { name: "changed backends are upserted", desired: vec![a2.clone()], applied: vec![a.clone()], programmed: vec![a.frontend], upserts: vec![a2.clone()], deletes: vec![] },
-            Case { name: "restart rewrites adopted frontends once and deletes stale ones", desired: vec![a.clone()], applied: vec![], programmed: vec![a.frontend, np.frontend], upserts: vec![a.clone()], deletes: vec![np.frontend] },
-            Case { name: "deleted service is removed", desired: vec![], applied: vec![a.clone(), b.clone()], programmed: vec![a.frontend, b.frontend], upserts: vec![], deletes: vec![a.frontend, b.frontend] },
-            Case { name: "frontend removed behind our back is re-created", desired: vec![a.clone()], applied: vec![a.clone()], programmed: vec![], upserts: vec![a.clone()], deletes: vec![] },
+            Case {
+                name: "fresh start programs everything",
+                desired: vec![a.clone(), b.clone()],
+                applied: vec![],
+                programmed: vec![],
+                upserts: vec![a.clone(), b.clone()],
+                deletes: vec![],
+            },
+            Case {
+                name: "steady state does nothing",
+                desired: vec![a.clone()],
+                applied: vec![a.clone()],
+                programmed: vec![a.frontend],
+                upserts: vec![],
+                deletes: vec![],
+            },
+            Case {
+                name: "changed backends are upserted",
+                desired: vec![a2.clone()],
+                applied: vec![a.clone()],
+                programmed: vec![a.frontend],
+                upserts: vec![a2.clone()],
+                deletes: vec![],
+            },
+            Case {
+                name: "restart rewrites adopted frontends once and deletes stale ones",
+                desired: vec![a.clone()],
+                applied: vec![],
+                programmed: vec![a.frontend, np.frontend],
+                upserts: vec![a.clone()],
+                deletes: vec![np.frontend],
+            },
+            Case {
+                name: "deleted service is removed",
+                desired: vec![],
+                applied: vec![a.clone(), b.clone()],
+                programmed: vec![a.frontend, b.frontend],
+                upserts: vec![],
+                deletes: vec![a.frontend, b.frontend],
+            },
+            Case {
+                name: "frontend removed behind our back is re-created",
+                desired: vec![a.clone()],
+                applied: vec![a.clone()],
+                programmed: vec![],
+                upserts: vec![a.clone()],
+                deletes: vec![],
+            },
         ];
         for c in cases {
             let p = plan(&map(&c.desired), &map(&c.applied), &c.programmed);
-            assert_eq!(p, Plan { upserts: c.upserts, deletes: c.deletes }, "{}", c.name);
+            assert_eq!(
+                p,
+                Plan {
+                    upserts: c.upserts,
+                    deletes: c.deletes
+                },
+                "{}",
+                c.name
+            );
         }
     }
 }

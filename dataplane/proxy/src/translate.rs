@@ -35,7 +35,9 @@ pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10_800);
 /// from `slices` (slices of other Services are ignored). Empty for headless,
 /// ExternalName or IPv6-only Services.
 pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name: &str) -> Vec<ServiceSpec> {
-    let Some(spec) = service.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
     let svc_type = spec.type_.as_deref().unwrap_or("ClusterIP");
     if svc_type == "ExternalName" {
         return Vec::new();
@@ -77,15 +79,25 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name
 
     let mut out = Vec::new();
     for port in spec.ports.as_deref().unwrap_or_default() {
-        let Some(proto) = protocol(port.protocol.as_deref()) else { continue };
-        let Ok(service_port) = u16::try_from(port.port) else { continue };
+        let Some(proto) = protocol(port.protocol.as_deref()) else {
+            continue;
+        };
+        let Ok(service_port) = u16::try_from(port.port) else {
+            continue;
+        };
         let backends = backends_for(port, proto, &own_slices, node_name);
         let cluster_backends = if internal_local {
             backends.iter().copied().filter(|b| b.node_local).collect()
         } else {
             backends.clone()
         };
-        let mut cluster = ServiceSpec::cluster_ip(Frontend { proto, ..Frontend::tcp(cluster_ip, service_port) }, cluster_backends);
+        let mut cluster = ServiceSpec::cluster_ip(
+            Frontend {
+                proto,
+                ..Frontend::tcp(cluster_ip, service_port)
+            },
+            cluster_backends,
+        );
         cluster.affinity_timeout = affinity_timeout;
         out.push(cluster);
         if !has_node_ports {
@@ -128,10 +140,15 @@ fn backends_for(port: &ServicePort, proto: Protocol, slices: &[&EndpointSlice], 
     let port_name = port.name.as_deref().unwrap_or("");
     let mut out: Vec<Backend> = Vec::new();
     for slice in slices {
-        let target = slice.ports.as_deref().unwrap_or_default().iter().find(|p| {
-            p.name.as_deref().unwrap_or("") == port_name && protocol(p.protocol.as_deref()) == Some(proto)
-        });
-        let Some(target) = target.and_then(|p| p.port).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0) else {
+        let target =
+            slice.ports.as_deref().unwrap_or_default().iter().find(|p| {
+                p.name.as_deref().unwrap_or("") == port_name && protocol(p.protocol.as_deref()) == Some(proto)
+            });
+        let Some(target) = target
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p != 0)
+        else {
             continue;
         };
         for ep in slice.endpoints.iter().flatten() {
@@ -139,7 +156,12 @@ fn backends_for(port: &ServicePort, proto: Protocol, slices: &[&EndpointSlice], 
             let node_local = ep.node_name.as_deref() == Some(node_name);
             for addr in &ep.addresses {
                 let Ok(ip) = addr.parse::<Ipv4Addr>() else { continue };
-                let b = Backend { ip, port: target, node_local, terminating };
+                let b = Backend {
+                    ip,
+                    port: target,
+                    node_local,
+                    terminating,
+                };
                 match out.iter_mut().find(|o| o.ip == ip && o.port == target) {
                     // The same address in two slices (during a slice split): ready wins.
                     Some(o) => o.terminating &= terminating,

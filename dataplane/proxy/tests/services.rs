@@ -47,7 +47,12 @@ impl NodeProxy {
         let task = tokio::spawn(sluice_proxy::run(client, datapath.clone(), config, async {
             let _ = stopped.await;
         }));
-        Self { datapath: Some(datapath), pin_root, stop: Some(stop), task: Some(task) }
+        Self {
+            datapath: Some(datapath),
+            pin_root,
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     /// Stop the proxy and check it ended cleanly.
@@ -99,7 +104,8 @@ fn node_topology() -> (Topology, Datapath, String) {
         for i in &pod_ifs {
             dp.attach_pod_interface(i).expect("attach pod interface");
         }
-        dp.attach_external_interface("eth0", NODE_IP.parse().unwrap()).expect("attach external interface");
+        dp.attach_external_interface("eth0", NODE_IP.parse().unwrap())
+            .expect("attach external interface");
         dp
     });
     (topo, dp, pin_root)
@@ -111,7 +117,11 @@ async fn answering(ns: String, ip: String, port: u16) -> BTreeSet<String> {
     tokio::task::spawn_blocking(move || {
         in_ns(&ns, || {
             (0..30)
-                .map(|_| greet(addr(&ip, port)).map(|(name, _, _)| name).unwrap_or_else(|_| "-".into()))
+                .map(|_| {
+                    greet(addr(&ip, port))
+                        .map(|(name, _, _)| name)
+                        .unwrap_or_else(|_| "-".into())
+                })
                 .collect()
         })
     })
@@ -127,7 +137,10 @@ async fn eventually_answering(ns: &str, ip: &str, port: u16, want: &[&str]) {
         if got == want {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "{ip}:{port} from {ns}: answered by {got:?}, want {want:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{ip}:{port} from {ns}: answered by {got:?}, want {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -139,7 +152,10 @@ async fn eventually_frontends(proxy: &NodeProxy, want: &BTreeSet<String>) {
         if &got == want {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "frontends {got:?}, want {want:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "frontends {got:?}, want {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -164,11 +180,18 @@ fn slice(endpoints: &[(&str, bool)]) -> EndpointSlice {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodeport_service_reaches_its_endpoints_follows_scaling_and_goes_away() {
-    let _ = tracing_subscriber::fmt().with_env_filter("sluice_proxy=debug,info").with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("sluice_proxy=debug,info")
+        .with_test_writer()
+        .try_init();
     let (topo, mut dp, pin_root) = node_topology();
     // A frontend left over from an earlier noded run, for a Service that no longer exists.
-    dp.upsert_service(&ServiceSpec::node_port(31999, Protocol::Tcp, vec![Backend::new("198.18.1.11".parse().unwrap(), 8080).local()]))
-        .expect("stale frontend");
+    dp.upsert_service(&ServiceSpec::node_port(
+        31999,
+        Protocol::Tcp,
+        vec![Backend::new("198.18.1.11".parse().unwrap(), 8080).local()],
+    ))
+    .expect("stale frontend");
     let datapath = Arc::new(Mutex::new(dp));
 
     let cp = ControlPlane::start_with(&["--service-cluster-ip-range", "198.19.0.0/24"]).await;
@@ -187,11 +210,17 @@ async fn nodeport_service_reaches_its_endpoints_follows_scaling_and_goes_away() 
         "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]}
     }))
     .unwrap();
-    let svc = services.create(&PostParams::default(), &svc).await.expect("create service");
+    let svc = services
+        .create(&PostParams::default(), &svc)
+        .await
+        .expect("create service");
     let spec = svc.spec.expect("spec");
     let cluster_ip = spec.cluster_ip.expect("clusterIP allocated");
     let node_port = spec.ports.unwrap()[0].node_port.expect("nodePort allocated") as u16;
-    slices.create(&PostParams::default(), &slice(&[("b1", true), ("b2", true)])).await.expect("create slice");
+    slices
+        .create(&PostParams::default(), &slice(&[("b1", true), ("b2", true)]))
+        .await
+        .expect("create slice");
 
     let mut frontends = builtin.clone();
     frontends.extend([format!("{cluster_ip}:80/tcp"), format!("nodeport:{node_port}/tcp")]);
@@ -203,12 +232,18 @@ async fn nodeport_service_reaches_its_endpoints_follows_scaling_and_goes_away() 
     let mut updated = slice(&[("b1", false), ("b2", true), ("b3", true)]);
     let current = slices.get("web-abcde").await.expect("slice");
     updated.metadata.resource_version = current.metadata.resource_version;
-    slices.replace("web-abcde", &PostParams::default(), &updated).await.expect("update slice");
+    slices
+        .replace("web-abcde", &PostParams::default(), &updated)
+        .await
+        .expect("update slice");
     eventually_answering(&topo.ns("client"), NODE_IP, node_port, &["b2", "b3"]).await;
     eventually_answering(&topo.ns("pod"), &cluster_ip, 80, &["b2", "b3"]).await;
 
     // Delete the Service: both frontends go away (its slice alone programs nothing).
-    services.delete("web", &DeleteParams::default()).await.expect("delete service");
+    services
+        .delete("web", &DeleteParams::default())
+        .await
+        .expect("delete service");
     eventually_frontends(&proxy, &builtin).await;
 
     proxy.stop().await;

@@ -29,13 +29,23 @@ pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
     match lb::balance(&flow, Hook::External) {
         Verdict::Pass => xdp_action::XDP_PASS,
         Verdict::Reject => {
-            warn!(&ctx, "no ready backend for NodePort {}, {:i}:{} gets the kernel's reject",
-                flow.dport, u32::from_be_bytes(flow.saddr), flow.sport);
+            warn!(
+                &ctx,
+                "no ready backend for NodePort {}, {:i}:{} gets the kernel's reject",
+                flow.dport,
+                u32::from_be_bytes(flow.saddr),
+                flow.sport
+            );
             xdp_action::XDP_PASS
         }
         Verdict::Drop => {
-            info!(&ctx, "dropped new flow {:i}:{} -> NodePort {} (source range or policy Local)",
-                u32::from_be_bytes(flow.saddr), flow.sport, flow.dport);
+            info!(
+                &ctx,
+                "dropped new flow {:i}:{} -> NodePort {} (source range or policy Local)",
+                u32::from_be_bytes(flow.saddr),
+                flow.sport,
+                flow.dport
+            );
             xdp_action::XDP_DROP
         }
         Verdict::Rewrite(to) => match nat::rewrite_xdp(&ctx, &flow, &to) {

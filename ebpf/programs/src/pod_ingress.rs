@@ -10,7 +10,11 @@
 //! masqueraded to the node's address, and packets for a pod of this node go
 //! straight into it (`bpf_redirect_peer`) instead of through the kernel.
 
-use aya_ebpf::{bindings::{TC_ACT_OK, TC_ACT_SHOT}, macros::classifier, programs::TcContext};
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, TC_ACT_SHOT},
+    macros::classifier,
+    programs::TcContext,
+};
 use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
@@ -36,13 +40,26 @@ pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
             match verdict {
                 Verdict::Pass => {}
                 Verdict::Drop => {
-                    info!(ctx, "dropped new flow {:i}:{} -> {:i}:{} (source range, policy Local or SNAT ports)",
-                        u32::from_be_bytes(flow.saddr), flow.sport, u32::from_be_bytes(flow.daddr), flow.dport);
+                    info!(
+                        ctx,
+                        "dropped new flow {:i}:{} -> {:i}:{} (source range, policy Local or SNAT ports)",
+                        u32::from_be_bytes(flow.saddr),
+                        flow.sport,
+                        u32::from_be_bytes(flow.daddr),
+                        flow.dport
+                    );
                     return TC_ACT_SHOT;
                 }
                 Verdict::Reject => {
-                    warn!(ctx, "no ready backend for {:i}:{} (proto {}), rejecting {:i}:{}",
-                        u32::from_be_bytes(flow.daddr), flow.dport, flow.proto, u32::from_be_bytes(flow.saddr), flow.sport);
+                    warn!(
+                        ctx,
+                        "no ready backend for {:i}:{} (proto {}), rejecting {:i}:{}",
+                        u32::from_be_bytes(flow.daddr),
+                        flow.dport,
+                        flow.proto,
+                        u32::from_be_bytes(flow.saddr),
+                        flow.sport
+                    );
                     return reject::reject_tc(ctx, &flow);
                 }
                 Verdict::Rewrite(to) => {

@@ -15,7 +15,11 @@ use aya_ebpf::{
 };
 use sluice_common::{scope, Event, ServiceKey, SockRevKey, SockRevValue, PROTO_TCP, PROTO_UDP};
 
-use crate::lb::{self, maps::{SERVICES, SOCK_REVNAT}, service};
+use crate::lb::{
+    self,
+    maps::{SERVICES, SOCK_REVNAT},
+    service,
+};
 
 /// Allow the operation (cgroup sock_addr return code).
 const ALLOW: i32 = 1;
@@ -96,7 +100,15 @@ fn translate(ctx: &SockAddrContext) -> i32 {
             port: backend.port,
             pad: 0,
         };
-        let _ = SOCK_REVNAT.insert(rev, SockRevValue { addr: key.addr, port: key.port, pad: 0 }, 0);
+        let _ = SOCK_REVNAT.insert(
+            rev,
+            SockRevValue {
+                addr: key.addr,
+                port: key.port,
+                pad: 0,
+            },
+            0,
+        );
     }
     // SAFETY: context fields are writable for these attach types.
     unsafe {

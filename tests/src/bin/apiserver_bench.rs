@@ -136,7 +136,10 @@ async fn main() -> anyhow::Result<()> {
     let raws = Arc::new(raws);
 
     // Baseline: the same objects written to and read from etcd directly.
-    eprintln!("==> baseline: {} direct etcd puts/gets from {} clients", args.pods, args.clients);
+    eprintln!(
+        "==> baseline: {} direct etcd puts/gets from {} clients",
+        args.pods, args.clients
+    );
     let etcd = etcd_client::Client::connect([cp.etcd.url()], None).await?;
     let body = Arc::new(serde_json::to_vec(&pod(0))?);
     let e = etcd.clone();
@@ -146,7 +149,11 @@ async fn main() -> anyhow::Result<()> {
         async move {
             let key = format!("/bench-baseline/{i:05}");
             let txn = etcd_client::Txn::new()
-                .when([etcd_client::Compare::version(key.as_str(), etcd_client::CompareOp::Equal, 0)])
+                .when([etcd_client::Compare::version(
+                    key.as_str(),
+                    etcd_client::CompareOp::Equal,
+                    0,
+                )])
                 .and_then([etcd_client::TxnOp::put(key.as_str(), b.as_slice(), None)]);
             e.txn(txn).await.is_ok()
         }
@@ -158,7 +165,12 @@ async fn main() -> anyhow::Result<()> {
         async move { e.get(format!("/bench-baseline/{i:05}"), None).await.is_ok() }
     })
     .await;
-    etcd.clone().delete("/bench-baseline/", Some(etcd_client::DeleteOptions::new().with_prefix())).await?;
+    etcd.clone()
+        .delete(
+            "/bench-baseline/",
+            Some(etcd_client::DeleteOptions::new().with_prefix()),
+        )
+        .await?;
 
     eprintln!("==> creating {} pods from {} clients", args.pods, args.clients);
     let r = raws.clone();
@@ -171,7 +183,12 @@ async fn main() -> anyhow::Result<()> {
     let r = raws.clone();
     let get = run_concurrent(args.pods, args.clients, move |w, i| {
         let raw = r[w].clone();
-        async move { raw.get(&format!("/api/v1/namespaces/default/pods/bench-{i:05}")).await.status == 200 }
+        async move {
+            raw.get(&format!("/api/v1/namespaces/default/pods/bench-{i:05}"))
+                .await
+                .status
+                == 200
+        }
     })
     .await;
     eprintln!("==> listing");
@@ -184,7 +201,15 @@ async fn main() -> anyhow::Result<()> {
     let r = raws.clone();
     let list_sel = run_concurrent(200, 8, move |w, i| {
         let raw = r[w].clone();
-        async move { raw.get(&format!("/api/v1/namespaces/default/pods?labelSelector=shard%3D{}&limit=100", i % 10)).await.status == 200 }
+        async move {
+            raw.get(&format!(
+                "/api/v1/namespaces/default/pods?labelSelector=shard%3D{}&limit=100",
+                i % 10
+            ))
+            .await
+            .status
+                == 200
+        }
     })
     .await;
     let r = raws.clone();
@@ -195,8 +220,13 @@ async fn main() -> anyhow::Result<()> {
     .await;
 
     // Watch phase: watchers on a namespace, a paced writer creating ConfigMaps stamped with the send time.
-    eprintln!("==> watch: {} watchers, {} writes/s for {}s", args.watchers, args.rate, args.watch_seconds);
-    raws[0].post("/api/v1/namespaces", &json!({"metadata": {"name": "bench-watch"}})).await;
+    eprintln!(
+        "==> watch: {} watchers, {} writes/s for {}s",
+        args.watchers, args.rate, args.watch_seconds
+    );
+    raws[0]
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": "bench-watch"}}))
+        .await;
     let rv = raws[0].get("/api/v1/namespaces/bench-watch/configmaps").await.json()["metadata"]["resourceVersion"]
         .as_str()
         .unwrap_or("0")
@@ -206,7 +236,8 @@ async fn main() -> anyhow::Result<()> {
     let mut watch_tasks = Vec::new();
     let client = cp.client().await;
     for _ in 0..args.watchers {
-        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> = kube::Api::namespaced(client.clone(), "bench-watch");
+        let api: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client.clone(), "bench-watch");
         let delays = delays.clone();
         let rv = rv.clone();
         let secs = args.watch_seconds;
@@ -221,7 +252,12 @@ async fn main() -> anyhow::Result<()> {
                 match tokio::time::timeout_at(deadline, stream.try_next()).await {
                     Ok(Ok(Some(kube::api::WatchEvent::Added(cm)))) => {
                         let now = now_nanos();
-                        if let Some(sent) = cm.data.as_ref().and_then(|d| d.get("sent")).and_then(|s| s.parse::<u128>().ok()) {
+                        if let Some(sent) = cm
+                            .data
+                            .as_ref()
+                            .and_then(|d| d.get("sent"))
+                            .and_then(|s| s.parse::<u128>().ok())
+                        {
                             local.push(now.saturating_sub(sent) as f64 / 1e6);
                         }
                     }
@@ -253,9 +289,15 @@ async fn main() -> anyhow::Result<()> {
         writers.push(tokio::spawn(async move {
             let mut st = Stats::default();
             while let Ok(i) = rx.recv().await {
-                let body = json!({"metadata": {"name": format!("w-{i:06}")}, "data": {"sent": now_nanos().to_string()}});
+                let body =
+                    json!({"metadata": {"name": format!("w-{i:06}")}, "data": {"sent": now_nanos().to_string()}});
                 let t = Instant::now();
-                if raw.post("/api/v1/namespaces/bench-watch/configmaps", &body).await.status == 201 {
+                if raw
+                    .post("/api/v1/namespaces/bench-watch/configmaps", &body)
+                    .await
+                    .status
+                    == 201
+                {
                     st.samples.push(t.elapsed().as_secs_f64() * 1000.0);
                 } else {
                     st.errors += 1;
@@ -275,7 +317,11 @@ async fn main() -> anyhow::Result<()> {
     for t in watch_tasks {
         let _ = t.await;
     }
-    let delays = Stats { samples: delays.lock().await.clone(), elapsed: paced.elapsed, errors: 0 };
+    let delays = Stats {
+        samples: delays.lock().await.clone(),
+        elapsed: paced.elapsed,
+        errors: 0,
+    };
     let delivered = delays.samples.len();
 
     let report = format!(
@@ -297,8 +343,15 @@ Write-to-event delay over {} watchers: p50 {:.1} ms, p99 {:.1} ms ({} of {} expe
 Mutating latency during the paced phase: p50 {:.1} ms, p99 {:.1} ms, achieved {:.0} writes/s.\n\n\
 Goals (issue 2): p99 mutating latency <= 50 ms and p99 watch delay <= 50 ms at 1,000 writes/s: \
 mutating {}, watch delay {}.\n",
-        args.pods, args.clients, args.watchers, args.rate, args.watch_seconds,
-        String::from_utf8_lossy(&std::process::Command::new("etcd").arg("--version").output()?.stdout).lines().next().unwrap_or(""),
+        args.pods,
+        args.clients,
+        args.watchers,
+        args.rate,
+        args.watch_seconds,
+        String::from_utf8_lossy(&std::process::Command::new("etcd").arg("--version").output()?.stdout)
+            .lines()
+            .next()
+            .unwrap_or(""),
         base_put.row("etcd txn put (baseline)"),
         base_get.row("etcd get (baseline)"),
         create.row("create pod"),
@@ -307,14 +360,33 @@ mutating {}, watch delay {}.\n",
         list_sel.row("list labelSelector (1/10), limit 100"),
         list_page.row("list first page, limit 500"),
         paced.row("paced create configmap (watch phase)"),
-        create.pct(99.0), base_put.pct(99.0), create.pct(99.0) / base_put.pct(99.0),
-        create.throughput(), base_put.throughput(), create.throughput() / base_put.throughput(),
-        get.pct(99.0), base_get.pct(99.0), get.pct(99.0) / base_get.pct(99.0),
-        get.throughput(), base_get.throughput(), get.throughput() / base_get.throughput(),
-        args.rate, args.watchers, delays.pct(50.0), delays.pct(99.0), delivered, expected * args.watchers,
-        paced.pct(50.0), paced.pct(99.0), paced.throughput(),
+        create.pct(99.0),
+        base_put.pct(99.0),
+        create.pct(99.0) / base_put.pct(99.0),
+        create.throughput(),
+        base_put.throughput(),
+        create.throughput() / base_put.throughput(),
+        get.pct(99.0),
+        base_get.pct(99.0),
+        get.pct(99.0) / base_get.pct(99.0),
+        get.throughput(),
+        base_get.throughput(),
+        get.throughput() / base_get.throughput(),
+        args.rate,
+        args.watchers,
+        delays.pct(50.0),
+        delays.pct(99.0),
+        delivered,
+        expected * args.watchers,
+        paced.pct(50.0),
+        paced.pct(99.0),
+        paced.throughput(),
         if paced.pct(99.0) <= 50.0 { "met" } else { "NOT met" },
-        if delays.pct(99.0) <= 50.0 && delivered == expected * args.watchers { "met" } else { "NOT met" },
+        if delays.pct(99.0) <= 50.0 && delivered == expected * args.watchers {
+            "met"
+        } else {
+            "NOT met"
+        },
     );
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -338,4 +410,3 @@ impl SharedReceiver {
         self.0.lock().await.recv().await.ok_or(())
     }
 }
-

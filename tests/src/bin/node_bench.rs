@@ -82,7 +82,10 @@ async fn main() -> anyhow::Result<()> {
     clean(&pods, "warm", &sockets).await?;
     eprintln!("    warm-up pods ran in {:.0} ms p99", warm.pct(99.0));
 
-    eprintln!("==> baseline: {} raw CRI pod starts on {n1}'s containerd", args.pods_one_node);
+    eprintln!(
+        "==> baseline: {} raw CRI pod starts on {n1}'s containerd",
+        args.pods_one_node
+    );
     // All at once: once created, noded starts every pod of a burst concurrently too.
     let baseline = cri_baseline(&sockets[0], args.pods_one_node, args.pods_one_node).await?;
     eprintln!("==> {} pods on one node", args.pods_one_node);
@@ -139,7 +142,10 @@ async fn burst(pods: &Api<Pod>, run: &str, n: usize, node: Option<&str>, concurr
                     let status = p.status.as_ref();
                     if status.and_then(|s| s.phase.as_deref()) == Some("Running") {
                         let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-                        seen.lock().unwrap().entry(p.metadata.name.clone().unwrap_or_default()).or_insert((now, node));
+                        seen.lock()
+                            .unwrap()
+                            .entry(p.metadata.name.clone().unwrap_or_default())
+                            .or_insert((now, node));
                     }
                 }
                 _ => {}
@@ -152,7 +158,9 @@ async fn burst(pods: &Api<Pod>, run: &str, n: usize, node: Option<&str>, concurr
         .map(|i| async move {
             let p = pod(run, i, node);
             let at = Instant::now();
-            pods.create(&PostParams::default(), &p).await.map(|_| (format!("{run}-{i}"), at))
+            pods.create(&PostParams::default(), &p)
+                .await
+                .map(|_| (format!("{run}-{i}"), at))
         })
         .buffer_unordered(concurrency)
         .try_collect()
@@ -187,9 +195,16 @@ async fn burst(pods: &Api<Pod>, run: &str, n: usize, node: Option<&str>, concurr
 
 /// Delete the run's pods at once and wait until neither node's containerd has a sandbox left.
 async fn clean(pods: &Api<Pod>, run: &str, sockets: &[PathBuf]) -> anyhow::Result<()> {
-    let list = pods.list(&ListParams::default().labels(&format!("bench={run}"))).await?;
+    let list = pods
+        .list(&ListParams::default().labels(&format!("bench={run}")))
+        .await?;
     for p in list {
-        let _ = pods.delete(&p.metadata.name.unwrap_or_default(), &DeleteParams::default().grace_period(0)).await;
+        let _ = pods
+            .delete(
+                &p.metadata.name.unwrap_or_default(),
+                &DeleteParams::default().grace_period(0),
+            )
+            .await;
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     for socket in sockets {
@@ -198,7 +213,13 @@ async fn clean(pods: &Api<Pod>, run: &str, sockets: &[PathBuf]) -> anyhow::Resul
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    while !pods.list(&ListParams::default().labels(&format!("bench={run}"))).await?.items.is_empty() && Instant::now() < deadline {
+    while !pods
+        .list(&ListParams::default().labels(&format!("bench={run}")))
+        .await?
+        .items
+        .is_empty()
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
@@ -224,8 +245,14 @@ async fn cri_baseline(socket: &PathBuf, n: usize, concurrency: usize) -> anyhow:
                     ..Default::default()
                 };
                 let container = api::ContainerConfig {
-                    metadata: Some(api::ContainerMetadata { name: "main".into(), attempt: 0 }),
-                    image: Some(api::ImageSpec { image: BUSYBOX_IMAGE.into(), ..Default::default() }),
+                    metadata: Some(api::ContainerMetadata {
+                        name: "main".into(),
+                        attempt: 0,
+                    }),
+                    image: Some(api::ImageSpec {
+                        image: BUSYBOX_IMAGE.into(),
+                        ..Default::default()
+                    }),
                     command: vec!["sleep".into(), "3600".into()],
                     linux: Some(api::LinuxContainerConfig::default()),
                     ..Default::default()
@@ -281,7 +308,12 @@ fn report(args: &Args, baseline: &Burst, bursts: &[Burst]) -> String {
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n");
     let (b50, b99) = (baseline.pct(50.0), baseline.pct(99.0));
     for b in std::iter::once(baseline).chain(bursts) {
-        let per_node = b.per_node.iter().map(|(n, c)| format!("{n}: {c}")).collect::<Vec<_>>().join(", ");
+        let per_node = b
+            .per_node
+            .iter()
+            .map(|(n, c)| format!("{n}: {c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push_str(&format!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.1}× | {:.1}× | {:.2} s | {} | {} |\n",
             b.name,

@@ -16,13 +16,26 @@ pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
     step("building apiserver and apiserver-bench (release)");
     util::run(Command::new("cargo").current_dir(&root).args([
-        "build", "--release", "-p", "sluice-apiserver", "--bin", "apiserver", "-p", "sluice-tests", "--bin", "apiserver-bench",
+        "build",
+        "--release",
+        "-p",
+        "sluice-apiserver",
+        "--bin",
+        "apiserver",
+        "-p",
+        "sluice-tests",
+        "--bin",
+        "apiserver-bench",
     ]))?;
-    let target = std::env::var("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("target"));
     let bin = std::path::PathBuf::from(target).join("release").join("apiserver-bench");
     step("measuring (creates, gets, lists, then watch delay under paced writes; about a minute)");
     let mut cmd = Command::new(bin);
-    cmd.current_dir(&root).arg("--out").arg(root.join("bench-results/apiserver.md"));
+    cmd.current_dir(&root)
+        .arg("--out")
+        .arg(root.join("bench-results/apiserver.md"));
     if quick {
         cmd.args(["--pods", "1000", "--watchers", "20", "--watch-seconds", "5"]);
     }

@@ -23,18 +23,31 @@ pub fn run(quick: bool) -> Result<()> {
     step(&format!("building the cluster's binaries and node-bench ({profile})"));
     let mut cargo = Command::new("cargo");
     cargo.current_dir(&root).args(["build", "--bins"]);
-    for p in ["sluice-apiserver", "sluice-controllers", "sluice-scheduler", "sluice-noded", "sluice-cni", "xtask", "sluice-tests"] {
+    for p in [
+        "sluice-apiserver",
+        "sluice-controllers",
+        "sluice-scheduler",
+        "sluice-noded",
+        "sluice-cni",
+        "xtask",
+        "sluice-tests",
+    ] {
         cargo.args(["-p", p]);
     }
     if !debug {
         cargo.arg("--release");
     }
     util::run(&mut cargo)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
     let bin = target.join(profile).join("node-bench");
     step("measuring (starts a two-node cluster; a few minutes)");
     let mut cmd = Command::new(&bin);
-    cmd.current_dir(&root).arg("--out").arg(root.join("bench-results/node.md")).args(["--profile", profile]);
+    cmd.current_dir(&root)
+        .arg("--out")
+        .arg(root.join("bench-results/node.md"))
+        .args(["--profile", profile]);
     if quick {
         cmd.args(["--pods-one-node", "10", "--pods-two-nodes", "20"]);
     }

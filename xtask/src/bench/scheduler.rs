@@ -16,17 +16,36 @@ pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
     step("building apiserver, scheduler, scheduler-bench, nodesim (release)");
     util::run(Command::new("cargo").current_dir(&root).args([
-        "build", "--release", "-p", "sluice-apiserver", "-p", "sluice-scheduler", "-p", "sluice-nodesim",
+        "build",
+        "--release",
+        "-p",
+        "sluice-apiserver",
+        "-p",
+        "sluice-scheduler",
+        "-p",
+        "sluice-nodesim",
     ]))?;
     step("building controller-manager (release; the workload uses Deployments when it is available)");
-    if let Err(e) = util::run(Command::new("cargo").current_dir(&root).args(["build", "--release", "-p", "sluice-controllers"])) {
+    if let Err(e) =
+        util::run(
+            Command::new("cargo")
+                .current_dir(&root)
+                .args(["build", "--release", "-p", "sluice-controllers"]),
+        )
+    {
         eprintln!("controller-manager not built ({e}); pods will be created directly");
     }
-    let target = std::env::var("CARGO_TARGET_DIR").map(Into::into).unwrap_or_else(|_| root.join("target"));
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| root.join("target"));
     let bin_dir = std::path::PathBuf::from(target).join("release");
     step("measuring (registers the nodes, then schedules the pods; several minutes)");
     let mut cmd = Command::new(bin_dir.join("scheduler-bench"));
-    cmd.current_dir(&root).arg("--bin-dir").arg(&bin_dir).arg("--out").arg(root.join("bench-results/scheduler.md"));
+    cmd.current_dir(&root)
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--out")
+        .arg(root.join("bench-results/scheduler.md"));
     if quick {
         cmd.args(["--nodes", "500", "--pods", "1000", "--baseline-pods", "500"]);
     }

@@ -13,7 +13,10 @@ use crate::Error;
 
 /// Deletes old ReplicaSets beyond the history limit.
 pub async fn cleanup(s: &Sync<'_>, old: &[Arc<ReplicaSet>]) -> Result<(), Error> {
-    let limit = Some(&s.d.spec).and_then(|sp| sp.revision_history_limit).unwrap_or(10).max(0) as usize;
+    let limit = Some(&s.d.spec)
+        .and_then(|sp| sp.revision_history_limit)
+        .unwrap_or(10)
+        .max(0) as usize;
     for rs in to_delete(old, limit) {
         match s.rs_api.delete(&rs.name_any(), &DeleteParams::default()).await {
             Ok(_) => {}
@@ -59,8 +62,14 @@ mod tests {
                 annotations: Some(BTreeMap::from([(super::super::REVISION.to_string(), rev.to_string())])),
                 ..Default::default()
             },
-            spec: ReplicaSetSpec { replicas: Some(replicas), ..Default::default() },
-            status: Some(ReplicaSetStatus { replicas, ..Default::default() }),
+            spec: ReplicaSetSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            },
+            status: Some(ReplicaSetStatus {
+                replicas,
+                ..Default::default()
+            }),
         })
     }
 

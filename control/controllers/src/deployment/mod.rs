@@ -58,14 +58,22 @@ pub struct DeploymentState {
 /// Subscribes the Deployment controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let store = ctx.informers.deployments.store();
-    let own = ctx.informers.deployments.trigger(|d: &Deployment| Some(ObjectRef::from_obj(d)));
+    let own = ctx
+        .informers
+        .deployments
+        .trigger(|d: &Deployment| Some(ObjectRef::from_obj(d)));
     let d_store = store.clone();
-    let from_rs = ctx.informers.replicasets.trigger(move |rs: &ReplicaSet| deployments_for_replicaset(&d_store, rs));
+    let from_rs = ctx
+        .informers
+        .replicasets
+        .trigger(move |rs: &ReplicaSet| deployments_for_replicaset(&d_store, rs));
     // Recreate waits for old pods to be gone: pod changes reach the Deployment through their ReplicaSet.
     let rs_store = ctx.informers.replicasets.store();
     let d_store = store.clone();
     let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| {
-        let Some(owner) = controller_of(pod).filter(|r| r.kind == "ReplicaSet") else { return None };
+        let Some(owner) = controller_of(pod).filter(|r| r.kind == "ReplicaSet") else {
+            return None;
+        };
         let ns = pod.namespace().unwrap_or_default();
         let rs = rs_store.get(&ObjectRef::new(&owner.name).within(&ns))?;
         let d_ref = controller_of(&*rs).filter(|r| r.kind == "Deployment")?;
@@ -73,26 +81,39 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         is_recreate(&d).then(|| ObjectRef::from_obj(&*d))
     });
     let state = Arc::new(DeploymentState::default());
-    runner::run("deployment", ctx, store, vec![own.boxed(), from_rs.boxed(), from_pods.boxed()], move |d, ctx| {
-        reconcile(d, ctx, state.clone())
-    })
+    runner::run(
+        "deployment",
+        ctx,
+        store,
+        vec![own.boxed(), from_rs.boxed(), from_pods.boxed()],
+        move |d, ctx| reconcile(d, ctx, state.clone()),
+    )
 }
 
 fn is_recreate(d: &Deployment) -> bool {
-    Some(&d.spec).and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) == Some("Recreate")
+    Some(&d.spec)
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.type_.as_deref())
+        == Some("Recreate")
 }
 
 fn deployments_for_replicaset(store: &Store<Deployment>, rs: &ReplicaSet) -> Vec<ObjectRef<Deployment>> {
     let ns = rs.namespace().unwrap_or_default();
     if let Some(owner) = controller_of(rs) {
-        return if owner.kind == "Deployment" { vec![ObjectRef::new(&owner.name).within(&ns)] } else { vec![] };
+        return if owner.kind == "Deployment" {
+            vec![ObjectRef::new(&owner.name).within(&ns)]
+        } else {
+            vec![]
+        };
     }
     store
         .state()
         .iter()
         .filter(|d| d.namespace().as_deref() == Some(ns.as_str()))
         .filter(|d| {
-            pods::selector(Some(&d.spec).map(|s| &s.selector), "").map(|s| selects(&s, rs.labels())).unwrap_or(false)
+            pods::selector(Some(&d.spec).map(|s| &s.selector), "")
+                .map(|s| selects(&s, rs.labels()))
+                .unwrap_or(false)
         })
         .map(|d| ObjectRef::from_obj(&**d))
         .collect()
@@ -127,8 +148,13 @@ impl Sync<'_> {
             "metadata": {"annotations": {DESIRED_REPLICAS: self.replicas().to_string(), MAX_REPLICAS: max.to_string()}},
             "spec": {"replicas": to},
         });
-        let updated = self.rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        self.state.written.wrote(&pods::key_of(rs), updated.metadata.resource_version.as_deref());
+        let updated = self
+            .rs_api
+            .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        self.state
+            .written
+            .wrote(&pods::key_of(rs), updated.metadata.resource_version.as_deref());
         if from != to {
             let verb = if to > from { "up" } else { "down" };
             self.ctx.recorder.record(
@@ -170,22 +196,33 @@ impl Sync<'_> {
                     REVISION: new_revision.to_string(),
                     REVISION_HISTORY: if history.is_empty() { serde_json::Value::Null } else { history.join(",").into() },
                 }}});
-                rs = self.rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-                self.state.written.wrote(&pods::key_of(&rs), rs.metadata.resource_version.as_deref());
-                self.pending_condition =
-                    Some(("FoundNewReplicaSet", format!("Found new replica set \"{}\"", rs.name_any())));
+                rs = self
+                    .rs_api
+                    .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
+                self.state
+                    .written
+                    .wrote(&pods::key_of(&rs), rs.metadata.resource_version.as_deref());
+                self.pending_condition = Some((
+                    "FoundNewReplicaSet",
+                    format!("Found new replica set \"{}\"", rs.name_any()),
+                ));
             }
             self.set_deployment_revision(revision(&rs)).await?;
             return Ok(Some(rs));
         }
-        let Some(replicas) = create_replicas else { return Ok(None) };
+        let Some(replicas) = create_replicas else {
+            return Ok(None);
+        };
         let collision_count = self.d.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
         let hash = pod_template_hash(&template, collision_count);
         let name = format!("{}-{}", self.d.name_any(), hash);
         let rs = self.replicaset_for(&template, &name, &hash, replicas, new_revision);
         match self.rs_api.create(&PostParams::default(), &rs).await {
             Ok(created) => {
-                self.state.written.wrote(&pods::key_of(&created), created.metadata.resource_version.as_deref());
+                self.state
+                    .written
+                    .wrote(&pods::key_of(&created), created.metadata.resource_version.as_deref());
                 self.ctx.recorder.record(
                     self.d,
                     EventType::Normal,
@@ -199,15 +236,20 @@ impl Sync<'_> {
             Err(kube::Error::Api(s)) if s.code == 409 => {
                 let existing = self.rs_api.get(&name).await?;
                 let ours = controller_of(&existing).is_some_and(|r| Some(&r.uid) == self.d.uid().as_ref());
-                let same = Some(&existing.spec).and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &template));
+                let same = Some(&existing.spec)
+                    .and_then(|s| s.template.as_ref())
+                    .is_some_and(|t| equal_ignore_hash(t, &template));
                 if ours && same {
                     // Our cache was behind; use it next time.
                     Ok(None)
                 } else {
                     // Hash collision: bump collisionCount so the next hash differs.
-                    let d_api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
+                    let d_api: Api<Deployment> =
+                        Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
                     let patch = json!({"status": {"collisionCount": collision_count + 1}});
-                    d_api.patch_status(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                    d_api
+                        .patch_status(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                        .await?;
                     Ok(None)
                 }
             }
@@ -215,20 +257,34 @@ impl Sync<'_> {
         }
     }
 
-    fn replicaset_for(&self, template: &PodTemplateSpec, name: &str, hash: &str, replicas: i32, revision: i64) -> ReplicaSet {
+    fn replicaset_for(
+        &self,
+        template: &PodTemplateSpec,
+        name: &str,
+        hash: &str,
+        replicas: i32,
+        revision: i64,
+    ) -> ReplicaSet {
         let d = self.d;
         let spec = d.spec.clone();
         let mut template = template.clone();
         let mut meta = template.metadata.take().unwrap_or_default();
-        meta.labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.into());
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.into());
         let labels = meta.labels.clone();
         template.metadata = Some(meta);
         let mut selector = spec.selector.clone();
-        selector.match_labels.get_or_insert_with(BTreeMap::new).insert(POD_TEMPLATE_HASH.into(), hash.into());
+        selector
+            .match_labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(POD_TEMPLATE_HASH.into(), hash.into());
         let mut annotations: BTreeMap<String, String> = d
             .annotations()
             .iter()
-            .filter(|(k, _)| !k.starts_with("deployment.kubernetes.io/") && *k != "kubectl.kubernetes.io/last-applied-configuration")
+            .filter(|(k, _)| {
+                !k.starts_with("deployment.kubernetes.io/") && *k != "kubectl.kubernetes.io/last-applied-configuration"
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         annotations.insert(REVISION.into(), revision.to_string());
@@ -259,7 +315,8 @@ impl Sync<'_> {
         }
         let api: Api<Deployment> = Api::namespaced(self.ctx.client.clone(), &self.d.namespace().unwrap_or_default());
         let patch = json!({"metadata": {"annotations": {REVISION: rev.to_string()}}});
-        api.patch(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        api.patch(&self.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
         Ok(())
     }
 }
@@ -273,7 +330,12 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>, state: Arc<DeploymentS
     let spec = d.spec.clone();
     let selector = pods::selector(Some(&spec.selector), &key)?;
     if selector.selects_all() {
-        ctx.recorder.record(&*d, EventType::Warning, "SelectingAll", "This deployment is selecting all pods. A non-empty selector is required.".into());
+        ctx.recorder.record(
+            &*d,
+            EventType::Warning,
+            "SelectingAll",
+            "This deployment is selecting all pods. A non-empty selector is required.".into(),
+        );
         return Ok(Action::await_change());
     }
     let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
@@ -291,26 +353,51 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>, state: Arc<DeploymentS
                 let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
                 refs.push(controller_ref(&*d));
                 let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": rs.resource_version()}});
-                rs_api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                rs_api
+                    .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+                    .await?;
                 return Ok(Action::requeue(Duration::from_millis(200)));
             }
             _ => {}
         }
     }
     // Never decide on a cache older than our own last write.
-    if owned.iter().any(|rs| !state.written.is_fresh(&pods::key_of(&**rs), rs.metadata.resource_version.as_deref())) {
+    if owned.iter().any(|rs| {
+        !state
+            .written
+            .is_fresh(&pods::key_of(&**rs), rs.metadata.resource_version.as_deref())
+    }) {
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
-    owned.sort_by_key(|rs| rs.metadata.creation_timestamp.as_ref().map(|t| t.0.as_millisecond()).unwrap_or(0));
+    owned.sort_by_key(|rs| {
+        rs.metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0.as_millisecond())
+            .unwrap_or(0)
+    });
     let template = spec.template.clone();
     let new_rs = owned
         .iter()
-        .find(|rs| Some(&rs.spec).and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, &template)))
+        .find(|rs| {
+            Some(&rs.spec)
+                .and_then(|s| s.template.as_ref())
+                .is_some_and(|t| equal_ignore_hash(t, &template))
+        })
         .cloned();
-    let old: Vec<Arc<ReplicaSet>> =
-        owned.iter().filter(|rs| Some(rs.uid()) != new_rs.as_ref().map(|n| n.uid())).cloned().collect();
+    let old: Vec<Arc<ReplicaSet>> = owned
+        .iter()
+        .filter(|rs| Some(rs.uid()) != new_rs.as_ref().map(|n| n.uid()))
+        .cloned()
+        .collect();
 
-    let mut sync = Sync { ctx: &ctx, state: &state, d: &d, rs_api, pending_condition: None };
+    let mut sync = Sync {
+        ctx: &ctx,
+        state: &state,
+        d: &d,
+        rs_api,
+        pending_condition: None,
+    };
     let paused = spec.paused.unwrap_or(false);
     let new_rs = if paused {
         // Paused: no rollout step; only keep the scale of a finished rollout in line.
@@ -337,7 +424,11 @@ pub fn rs_replicas(rs: &ReplicaSet) -> i32 {
 
 /// Available replicas a ReplicaSet reports, never more than it is scaled to.
 pub fn rs_available(rs: &ReplicaSet) -> i32 {
-    rs.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0).min(rs_replicas(rs))
+    rs.status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
+        .min(rs_replicas(rs))
 }
 
 /// Whether a ReplicaSet's status reflects its current spec.
@@ -391,13 +482,19 @@ fn canonical(t: &PodTemplateSpec) -> serde_json::Value {
                 (!m.is_empty()).then_some(serde_json::Value::Object(m))
             }
             serde_json::Value::Array(a) => {
-                let a: Vec<serde_json::Value> = a.into_iter().map(|v| prune(v).unwrap_or(serde_json::Value::Null)).collect();
+                let a: Vec<serde_json::Value> = a
+                    .into_iter()
+                    .map(|v| prune(v).unwrap_or(serde_json::Value::Null))
+                    .collect();
                 (!a.is_empty()).then_some(serde_json::Value::Array(a))
             }
             other => Some(other),
         }
     }
-    serde_json::to_value(strip_hash(t)).ok().and_then(prune).unwrap_or(serde_json::Value::Null)
+    serde_json::to_value(strip_hash(t))
+        .ok()
+        .and_then(prune)
+        .unwrap_or(serde_json::Value::Null)
 }
 
 /// Resolves an int-or-percent against `total`, rounding up or down.
@@ -446,7 +543,10 @@ mod tests {
                 replicas: Some(replicas),
                 strategy: Some(DeploymentStrategy {
                     type_: Some("RollingUpdate".into()),
-                    rolling_update: Some(RollingUpdateDeployment { max_surge: Some(surge), max_unavailable: Some(unavailable) }),
+                    rolling_update: Some(RollingUpdateDeployment {
+                        max_surge: Some(surge),
+                        max_unavailable: Some(unavailable),
+                    }),
                 }),
                 ..Default::default()
             },
@@ -459,27 +559,45 @@ mod tests {
         let pct = |s: &str| IntOrString::String(s.into());
         assert_eq!(fenceposts(&deployment(10, pct("25%"), pct("25%"))), (3, 2));
         assert_eq!(fenceposts(&deployment(3, pct("25%"), pct("25%"))), (1, 0));
-        assert_eq!(fenceposts(&deployment(3, IntOrString::Int(0), IntOrString::Int(0))), (0, 1));
-        assert_eq!(fenceposts(&deployment(4, IntOrString::Int(2), IntOrString::Int(0))), (2, 0));
+        assert_eq!(
+            fenceposts(&deployment(3, IntOrString::Int(0), IntOrString::Int(0))),
+            (0, 1)
+        );
+        assert_eq!(
+            fenceposts(&deployment(4, IntOrString::Int(2), IntOrString::Int(0))),
+            (2, 0)
+        );
         assert_eq!(fenceposts(&deployment(1, pct("50%"), pct("50%"))), (1, 0));
     }
 
     #[test]
     fn template_hash_is_stable_and_ignores_its_own_label() {
         let mut t = PodTemplateSpec {
-            metadata: Some(ObjectMeta { labels: Some(BTreeMap::from([("app".into(), "web".into())])), ..Default::default() }),
+            metadata: Some(ObjectMeta {
+                labels: Some(BTreeMap::from([("app".into(), "web".into())])),
+                ..Default::default()
+            }),
             spec: None,
         };
         let h1 = pod_template_hash(&t, 0);
         assert_eq!(h1, pod_template_hash(&t.clone(), 0));
         assert_ne!(h1, pod_template_hash(&t, 1));
         let plain = t.clone();
-        t.metadata.as_mut().unwrap().labels.as_mut().unwrap().insert(POD_TEMPLATE_HASH.into(), h1.clone());
+        t.metadata
+            .as_mut()
+            .unwrap()
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(POD_TEMPLATE_HASH.into(), h1.clone());
         assert_eq!(h1, pod_template_hash(&t, 0));
         assert!(equal_ignore_hash(&t, &plain));
         let mut with_empty = plain.clone();
         with_empty.spec = Some(Default::default());
-        assert!(equal_ignore_hash(&with_empty, &plain), "empty and absent fields are equal");
+        assert!(
+            equal_ignore_hash(&with_empty, &plain),
+            "empty and absent fields are equal"
+        );
         assert!(h1.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
     }
 }

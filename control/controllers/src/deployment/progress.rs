@@ -17,19 +17,28 @@ use super::{fenceposts, Sync};
 use crate::Error;
 
 /// Writes status if it changed; returns when to look again (progress deadline).
-pub async fn sync_status(s: &Sync<'_>, new_rs: Option<&ReplicaSet>, all: &[Arc<ReplicaSet>]) -> Result<Option<Duration>, Error> {
+pub async fn sync_status(
+    s: &Sync<'_>,
+    new_rs: Option<&ReplicaSet>,
+    all: &[Arc<ReplicaSet>],
+) -> Result<Option<Duration>, Error> {
     let now = Timestamp::now();
     let (status, requeue) = compute(s.d, new_rs, all, s.pending_condition.clone(), now);
     let old = s.d.status.clone().unwrap_or_default();
     if serde_json::to_value(&status).ok() != serde_json::to_value(&old).ok() {
         let api: Api<Deployment> = Api::namespaced(s.ctx.client.clone(), &s.d.namespace().unwrap_or_default());
         let patch = json!({ "status": status });
-        match api.patch_status(&s.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&s.d.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(st)) if st.code == 404 => {}
             Err(err) => return Err(err.into()),
         }
-        if progressing_reason(&status) == Some("ProgressDeadlineExceeded") && progressing_reason(&old) != Some("ProgressDeadlineExceeded") {
+        if progressing_reason(&status) == Some("ProgressDeadlineExceeded")
+            && progressing_reason(&old) != Some("ProgressDeadlineExceeded")
+        {
             s.ctx.recorder.record(
                 s.d,
                 crate::events::EventType::Warning,
@@ -42,7 +51,13 @@ pub async fn sync_status(s: &Sync<'_>, new_rs: Option<&ReplicaSet>, all: &[Arc<R
 }
 
 fn progressing_reason(status: &DeploymentStatus) -> Option<&str> {
-    status.conditions.as_ref()?.iter().find(|c| c.type_.as_deref() == Some("Progressing"))?.reason.as_deref()
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_deref() == Some("Progressing"))?
+        .reason
+        .as_deref()
 }
 
 /// The status a Deployment should have, and when the progress deadline would
@@ -87,9 +102,23 @@ pub fn compute(
     let (_, max_unavailable) = fenceposts(d);
     let stamp = Time(now);
     if available >= replicas - max_unavailable {
-        set_condition(&mut status, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", &stamp);
+        set_condition(
+            &mut status,
+            "Available",
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+            &stamp,
+        );
     } else {
-        set_condition(&mut status, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.", &stamp);
+        set_condition(
+            &mut status,
+            "Available",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+            &stamp,
+        );
     }
 
     let mut requeue = None;
@@ -97,17 +126,34 @@ pub fn compute(
     let rs_name = new_rs.map(|rs| rs.name_any()).unwrap_or_default();
     if spec.paused.unwrap_or(false) {
         if current.as_ref().and_then(|c| c.reason.as_deref()) != Some("DeploymentPaused") {
-            set_condition(&mut status, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", &stamp);
+            set_condition(
+                &mut status,
+                "Progressing",
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused",
+                &stamp,
+            );
         }
         return (status, None);
     }
     if current.as_ref().and_then(|c| c.reason.as_deref()) == Some("DeploymentPaused") {
-        set_condition(&mut status, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed", &stamp);
+        set_condition(
+            &mut status,
+            "Progressing",
+            "Unknown",
+            "DeploymentResumed",
+            "Deployment is resumed",
+            &stamp,
+        );
     }
     if let Some((reason, message)) = pending {
         set_condition(&mut status, "Progressing", "True", reason, &message, &stamp);
     }
-    let complete = new_rs.is_some() && updated == replicas && available >= replicas && total == replicas
+    let complete = new_rs.is_some()
+        && updated == replicas
+        && available >= replicas
+        && total == replicas
         && new_rs.map(|rs| Some(&rs.spec).and_then(|s| s.replicas).unwrap_or(1)) == Some(replicas);
     let progressed = updated > old.updated_replicas.unwrap_or(0)
         || total < old.replicas.unwrap_or(0) && total >= updated
@@ -140,7 +186,11 @@ pub fn compute(
     } else if let Some(deadline) = spec.progress_deadline_seconds.filter(|s| *s > 0 && *s < i32::MAX) {
         if let Some(cur) = condition(&status, "Progressing").cloned() {
             let timed_out_already = cur.reason.as_deref() == Some("ProgressDeadlineExceeded");
-            let last = cur.last_update_time.as_ref().map(|t| t.0.as_millisecond()).unwrap_or(now.as_millisecond());
+            let last = cur
+                .last_update_time
+                .as_ref()
+                .map(|t| t.0.as_millisecond())
+                .unwrap_or(now.as_millisecond());
             let due = last + i64::from(deadline) * 1000;
             if !timed_out_already && cur.reason.as_deref() != Some("NewReplicaSetAvailable") {
                 if now.as_millisecond() >= due {
@@ -162,7 +212,11 @@ pub fn compute(
 }
 
 fn condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
-    status.conditions.as_ref()?.iter().find(|c| c.type_.as_deref() == Some(type_))
+    status
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_.as_deref() == Some(type_))
 }
 
 fn replace_condition(status: &mut DeploymentStatus, c: DeploymentCondition) {
@@ -208,8 +262,15 @@ mod tests {
 
     fn rs(uid: &str, replicas: i32, available: i32) -> ReplicaSet {
         ReplicaSet {
-            metadata: ObjectMeta { name: Some(format!("web-{uid}")), uid: Some(uid.into()), ..Default::default() },
-            spec: ReplicaSetSpec { replicas: Some(replicas), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(format!("web-{uid}")),
+                uid: Some(uid.into()),
+                ..Default::default()
+            },
+            spec: ReplicaSetSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            },
             status: Some(ReplicaSetStatus {
                 replicas,
                 ready_replicas: Some(available),
@@ -221,8 +282,15 @@ mod tests {
 
     fn deployment(replicas: i32, deadline: i32) -> Deployment {
         Deployment {
-            metadata: ObjectMeta { generation: Some(2), ..Default::default() },
-            spec: DeploymentSpec { replicas: Some(replicas), progress_deadline_seconds: Some(deadline), ..Default::default() },
+            metadata: ObjectMeta {
+                generation: Some(2),
+                ..Default::default()
+            },
+            spec: DeploymentSpec {
+                replicas: Some(replicas),
+                progress_deadline_seconds: Some(deadline),
+                ..Default::default()
+            },
             status: None,
         }
     }
@@ -234,9 +302,18 @@ mod tests {
     #[test]
     fn complete_rollout_reports_new_replicaset_available() {
         let new = rs("a", 3, 3);
-        let (st, _) = compute(&deployment(3, 600), Some(&new), &[Arc::new(new.clone())], None, Timestamp::now());
+        let (st, _) = compute(
+            &deployment(3, 600),
+            Some(&new),
+            &[Arc::new(new.clone())],
+            None,
+            Timestamp::now(),
+        );
         assert_eq!(st.observed_generation, Some(2));
-        assert_eq!((st.replicas, st.updated_replicas, st.available_replicas), (Some(3), Some(3), Some(3)));
+        assert_eq!(
+            (st.replicas, st.updated_replicas, st.available_replicas),
+            (Some(3), Some(3), Some(3))
+        );
         assert_eq!(reason(&st, "Available"), "MinimumReplicasAvailable");
         assert_eq!(reason(&st, "Progressing"), "NewReplicaSetAvailable");
     }
@@ -248,7 +325,13 @@ mod tests {
         let all = [Arc::new(old), Arc::new(new.clone())];
         let t0 = Timestamp::now();
         let mut d = deployment(3, 5);
-        let (st, _) = compute(&d, Some(&new), &all, Some(("NewReplicaSetCreated", "Created".into())), t0);
+        let (st, _) = compute(
+            &d,
+            Some(&new),
+            &all,
+            Some(("NewReplicaSetCreated", "Created".into())),
+            t0,
+        );
         // The new pod counts as progress over the empty previous status.
         assert_eq!(reason(&st, "Progressing"), "ReplicaSetUpdated");
         d.status = Some(st);

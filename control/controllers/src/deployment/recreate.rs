@@ -11,7 +11,11 @@ use crate::pods::controller_of;
 use crate::Error;
 
 /// One Recreate step; returns the new ReplicaSet (if it exists yet).
-pub async fn sync(s: &mut Sync<'_>, new_rs: Option<&ReplicaSet>, old: &[Arc<ReplicaSet>]) -> Result<Option<ReplicaSet>, Error> {
+pub async fn sync(
+    s: &mut Sync<'_>,
+    new_rs: Option<&ReplicaSet>,
+    old: &[Arc<ReplicaSet>],
+) -> Result<Option<ReplicaSet>, Error> {
     let mut scaled_down = false;
     for rs in old.iter().filter(|rs| rs_replicas(rs) > 0) {
         s.scale(rs, 0).await?;
@@ -20,7 +24,9 @@ pub async fn sync(s: &mut Sync<'_>, new_rs: Option<&ReplicaSet>, old: &[Arc<Repl
     if scaled_down || old_pods_running(s, old) {
         return s.new_replicaset(new_rs, old, None).await;
     }
-    let Some(new_rs) = s.new_replicaset(new_rs, old, Some(s.replicas())).await? else { return Ok(None) };
+    let Some(new_rs) = s.new_replicaset(new_rs, old, Some(s.replicas())).await? else {
+        return Ok(None);
+    };
     if rs_replicas(&new_rs) != s.replicas() {
         return Ok(Some(s.scale(&new_rs, s.replicas()).await?));
     }

@@ -32,8 +32,10 @@ pub fn rollback_template(
     deployment_uid: &str,
     to_revision: i64,
 ) -> Result<PodTemplateSpec, RollbackError> {
-    let mut owned: Vec<&ReplicaSet> =
-        replicasets.iter().filter(|rs| controller_of(*rs).is_some_and(|r| r.uid == deployment_uid)).collect();
+    let mut owned: Vec<&ReplicaSet> = replicasets
+        .iter()
+        .filter(|rs| controller_of(*rs).is_some_and(|r| r.uid == deployment_uid))
+        .collect();
     owned.sort_by_key(|rs| revision(rs));
     let target = if to_revision == 0 {
         if owned.len() < 2 {
@@ -41,7 +43,11 @@ pub fn rollback_template(
         }
         owned[owned.len() - 2]
     } else {
-        owned.iter().copied().find(|rs| revision(rs) == to_revision).ok_or(RollbackError::RevisionNotFound(to_revision))?
+        owned
+            .iter()
+            .copied()
+            .find(|rs| revision(rs) == to_revision)
+            .ok_or(RollbackError::RevisionNotFound(to_revision))?
     };
     let mut template = Some(&target.spec).and_then(|s| s.template.clone()).unwrap_or_default();
     if let Some(labels) = template.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
@@ -61,7 +67,11 @@ mod tests {
         ReplicaSet {
             metadata: ObjectMeta {
                 annotations: Some(BTreeMap::from([(super::super::REVISION.to_string(), rev.to_string())])),
-                owner_references: Some(vec![OwnerReference { uid: "d1".into(), controller: Some(true), ..Default::default() }]),
+                owner_references: Some(vec![OwnerReference {
+                    uid: "d1".into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             },
             spec: ReplicaSetSpec {
@@ -89,8 +99,19 @@ mod tests {
         let meta = t.metadata.unwrap();
         assert_eq!(meta.annotations.unwrap()["image"], "v2");
         assert!(!meta.labels.unwrap().contains_key(POD_TEMPLATE_HASH));
-        assert_eq!(rollback_template(&all, "d1", 1).unwrap().metadata.unwrap().annotations.unwrap()["image"], "v1");
-        assert_eq!(rollback_template(&all, "d1", 7), Err(RollbackError::RevisionNotFound(7)));
+        assert_eq!(
+            rollback_template(&all, "d1", 1)
+                .unwrap()
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()["image"],
+            "v1"
+        );
+        assert_eq!(
+            rollback_template(&all, "d1", 7),
+            Err(RollbackError::RevisionNotFound(7))
+        );
         assert_eq!(rollback_template(&all[..1], "d1", 0), Err(RollbackError::NoHistory));
     }
 }

@@ -10,13 +10,19 @@ use super::{fenceposts, rs_available, rs_replicas, rs_status_current, Sync};
 use crate::Error;
 
 /// One rolling step; returns the new ReplicaSet (if it exists yet).
-pub async fn sync(s: &mut Sync<'_>, new_rs: Option<&ReplicaSet>, old: &[Arc<ReplicaSet>]) -> Result<Option<ReplicaSet>, Error> {
+pub async fn sync(
+    s: &mut Sync<'_>,
+    new_rs: Option<&ReplicaSet>,
+    old: &[Arc<ReplicaSet>],
+) -> Result<Option<ReplicaSet>, Error> {
     let replicas = s.replicas();
     let (surge, unavailable) = fenceposts(s.d);
     let old_total: i32 = old.iter().map(|rs| rs_replicas(rs)).sum();
     let first = new_rs.is_none();
     let create_with = new_replicas(replicas, surge, old_total, 0);
-    let Some(mut new_rs) = s.new_replicaset(new_rs, old, Some(create_with)).await? else { return Ok(None) };
+    let Some(mut new_rs) = s.new_replicaset(new_rs, old, Some(create_with)).await? else {
+        return Ok(None);
+    };
     if first {
         // Just created: let the caches catch up before the next step.
         return Ok(Some(new_rs));
@@ -24,7 +30,11 @@ pub async fn sync(s: &mut Sync<'_>, new_rs: Option<&ReplicaSet>, old: &[Arc<Repl
 
     // Scale up the new ReplicaSet.
     let current = rs_replicas(&new_rs);
-    let target = if current > replicas { replicas } else { new_replicas(replicas, surge, old_total, current) };
+    let target = if current > replicas {
+        replicas
+    } else {
+        new_replicas(replicas, surge, old_total, current)
+    };
     if target != current {
         new_rs = s.scale(&new_rs, target).await?;
         return Ok(Some(new_rs));
@@ -56,9 +66,16 @@ pub fn new_replicas(replicas: i32, surge: i32, old_total: i32, new_current: i32)
 /// Scale-downs of old ReplicaSets keeping `replicas - unavailable` pods
 /// available: first their unhealthy pods, then available ones, oldest first
 /// (Kubernetes' `reconcileOldReplicaSets`). `old` must be sorted oldest first.
-pub fn scale_down_plan(replicas: i32, unavailable: i32, new_rs: &ReplicaSet, old: &[Arc<ReplicaSet>]) -> Vec<(ReplicaSet, i32)> {
-    let mut scaled: Vec<(ReplicaSet, i32, i32)> =
-        old.iter().map(|rs| ((**rs).clone(), rs_replicas(rs), rs_available(rs))).collect();
+pub fn scale_down_plan(
+    replicas: i32,
+    unavailable: i32,
+    new_rs: &ReplicaSet,
+    old: &[Arc<ReplicaSet>],
+) -> Vec<(ReplicaSet, i32)> {
+    let mut scaled: Vec<(ReplicaSet, i32, i32)> = old
+        .iter()
+        .map(|rs| ((**rs).clone(), rs_replicas(rs), rs_available(rs)))
+        .collect();
     let old_total: i32 = scaled.iter().map(|(_, r, _)| r).sum();
     let all_total = old_total + rs_replicas(new_rs);
     let min_available = replicas - unavailable;
@@ -108,9 +125,19 @@ mod tests {
 
     fn rs(name: &str, replicas: i32, available: i32) -> ReplicaSet {
         ReplicaSet {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-            spec: ReplicaSetSpec { replicas: Some(replicas), ..Default::default() },
-            status: Some(ReplicaSetStatus { replicas, available_replicas: Some(available), ..Default::default() }),
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            spec: ReplicaSetSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            },
+            status: Some(ReplicaSetStatus {
+                replicas,
+                available_replicas: Some(available),
+                ..Default::default()
+            }),
         }
     }
 
@@ -138,7 +165,10 @@ mod tests {
     fn unhealthy_old_pods_go_first() {
         let old = vec![Arc::new(rs("older", 2, 0)), Arc::new(rs("old", 3, 3))];
         let plan = scale_down_plan(3, 1, &rs("new", 0, 0), &old);
-        let names: Vec<_> = plan.iter().map(|(r, n)| (r.metadata.name.clone().unwrap(), *n)).collect();
+        let names: Vec<_> = plan
+            .iter()
+            .map(|(r, n)| (r.metadata.name.clone().unwrap(), *n))
+            .collect();
         assert_eq!(names, [("older".to_string(), 0), ("old".to_string(), 2)]);
     }
 }

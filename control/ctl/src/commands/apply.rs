@@ -58,7 +58,10 @@ async fn apply_one(api: &mut Api, m: &Manifest, dry_run: bool) -> Result<String>
     if name.is_empty() {
         bail!("{} has no metadata.name", m.kind());
     }
-    let namespace = m.namespace().map(str::to_string).unwrap_or_else(|| api.namespace.clone());
+    let namespace = m
+        .namespace()
+        .map(str::to_string)
+        .unwrap_or_else(|| api.namespace.clone());
     let path = info.object_path(&namespace, name);
     let mut object = m.object.clone();
     if info.namespaced {
@@ -74,8 +77,13 @@ async fn apply_one(api: &mut Api, m: &Manifest, dry_run: bool) -> Result<String>
     let body = serde_json::to_vec(&object)?;
     let after = match &before {
         None => {
-            let mut req = RawRequest::with_body(Method::POST, info.collection_path(Some(&namespace)), "application/json", body)
-                .param("fieldManager", FIELD_MANAGER);
+            let mut req = RawRequest::with_body(
+                Method::POST,
+                info.collection_path(Some(&namespace)),
+                "application/json",
+                body,
+            )
+            .param("fieldManager", FIELD_MANAGER);
             if dry_run {
                 req = req.param("dryRun", "All");
             }
@@ -84,9 +92,14 @@ async fn apply_one(api: &mut Api, m: &Manifest, dry_run: bool) -> Result<String>
         }
         Some(current) => {
             let apply = |dry: bool| {
-                let mut req = RawRequest::with_body(Method::PATCH, path.clone(), "application/apply-patch+yaml", body.clone())
-                    .param("fieldManager", FIELD_MANAGER)
-                    .param("force", "true");
+                let mut req = RawRequest::with_body(
+                    Method::PATCH,
+                    path.clone(),
+                    "application/apply-patch+yaml",
+                    body.clone(),
+                )
+                .param("fieldManager", FIELD_MANAGER)
+                .param("force", "true");
                 if dry {
                     req = req.param("dryRun", "All");
                 }
@@ -105,7 +118,11 @@ async fn apply_one(api: &mut Api, m: &Manifest, dry_run: bool) -> Result<String>
             }
         }
     };
-    let verb = if before.as_ref().map(comparable) == Some(comparable(&after)) { "unchanged" } else { "configured" };
+    let verb = if before.as_ref().map(comparable) == Some(comparable(&after)) {
+        "unchanged"
+    } else {
+        "configured"
+    };
     Ok(format!("{}/{name} {verb}{dry}", info.type_name()))
 }
 
@@ -127,7 +144,8 @@ mod tests {
 
     #[test]
     fn comparison_ignores_write_bookkeeping_only() {
-        let a = json!({"metadata": {"name": "x", "resourceVersion": "5", "managedFields": []}, "spec": {"replicas": 1}});
+        let a =
+            json!({"metadata": {"name": "x", "resourceVersion": "5", "managedFields": []}, "spec": {"replicas": 1}});
         let b = json!({"metadata": {"name": "x", "resourceVersion": "9"}, "spec": {"replicas": 1}});
         let c = json!({"metadata": {"name": "x", "resourceVersion": "9"}, "spec": {"replicas": 2}});
         assert_eq!(comparable(&a), comparable(&b));

@@ -25,15 +25,26 @@ pub async fn run(args: CreateArgs, api: &mut Api) -> Result<()> {
     for m in &manifests {
         let result: Result<String> = async {
             let info = api.for_kind(m.api_version(), m.kind()).await?;
-            let namespace = m.namespace().map(str::to_string).unwrap_or_else(|| api.namespace.clone());
+            let namespace = m
+                .namespace()
+                .map(str::to_string)
+                .unwrap_or_else(|| api.namespace.clone());
             let mut object = m.object.clone();
             if info.namespaced {
                 object["metadata"]["namespace"] = Value::String(namespace.clone());
             }
-            let req = RawRequest::with_body(Method::POST, info.collection_path(Some(&namespace)), "application/json", serde_json::to_vec(&object)?)
-                .param("fieldManager", FIELD_MANAGER);
+            let req = RawRequest::with_body(
+                Method::POST,
+                info.collection_path(Some(&namespace)),
+                "application/json",
+                serde_json::to_vec(&object)?,
+            )
+            .param("fieldManager", FIELD_MANAGER);
             let created = api.request(req).await.map_err(server_error)?;
-            let name = created.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(m.name());
+            let name = created
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or(m.name());
             Ok(format!("{}/{name} created", info.type_name()))
         }
         .await;

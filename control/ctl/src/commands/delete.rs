@@ -38,7 +38,10 @@ pub async fn run(args: DeleteArgs, api: &mut Api) -> Result<()> {
     if !args.files.is_empty() {
         for m in manifest::read_all(&args.files)? {
             let info = api.for_kind(m.api_version(), m.kind()).await?;
-            let ns = m.namespace().map(str::to_string).unwrap_or_else(|| api.namespace.clone());
+            let ns = m
+                .namespace()
+                .map(str::to_string)
+                .unwrap_or_else(|| api.namespace.clone());
             work.push((info, ns, m.name().to_string()));
         }
     } else if args.targets.is_empty() {
@@ -69,7 +72,12 @@ pub async fn run(args: DeleteArgs, api: &mut Api) -> Result<()> {
     }
     let mut failures = 0;
     for (info, ns, name) in work {
-        let mut req = RawRequest::with_body(Method::DELETE, info.object_path(&ns, &name), "application/json", Vec::new());
+        let mut req = RawRequest::with_body(
+            Method::DELETE,
+            info.object_path(&ns, &name),
+            "application/json",
+            Vec::new(),
+        );
         req.body = None;
         if let Some(g) = args.grace_period {
             req = req.param("gracePeriodSeconds", g.to_string());

@@ -36,7 +36,11 @@ pub async fn run(args: DescribeArgs, api: &mut Api) -> Result<()> {
         } else {
             let mut out = Vec::new();
             for name in &names {
-                out.push(api.request(RawRequest::get(info.object_path(&ns, name))).await.map_err(server_error)?);
+                out.push(
+                    api.request(RawRequest::get(info.object_path(&ns, name)))
+                        .await
+                        .map_err(server_error)?,
+                );
             }
             out
         };
@@ -55,8 +59,14 @@ pub async fn run(args: DescribeArgs, api: &mut Api) -> Result<()> {
 /// Events whose involvedObject is `obj`, oldest first.
 async fn events_for(api: &Api, info: &ResourceInfo, obj: &Value) -> Result<Vec<Value>> {
     let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
-    let namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("default");
-    let mut selector = format!("involvedObject.name={name},involvedObject.namespace={namespace},involvedObject.kind={}", info.kind);
+    let namespace = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default");
+    let mut selector = format!(
+        "involvedObject.name={name},involvedObject.namespace={namespace},involvedObject.kind={}",
+        info.kind
+    );
     if let Some(uid) = obj.pointer("/metadata/uid").and_then(Value::as_str) {
         selector.push_str(&format!(",involvedObject.uid={uid}"));
     }
@@ -68,11 +78,16 @@ async fn events_for(api: &Api, info: &ResourceInfo, obj: &Value) -> Result<Vec<V
 }
 
 fn last_seen(e: &Value) -> &str {
-    ["/lastTimestamp", "/eventTime", "/firstTimestamp", "/metadata/creationTimestamp"]
-        .iter()
-        .filter_map(|p| e.pointer(p).and_then(Value::as_str))
-        .find(|s| !s.is_empty())
-        .unwrap_or("")
+    [
+        "/lastTimestamp",
+        "/eventTime",
+        "/firstTimestamp",
+        "/metadata/creationTimestamp",
+    ]
+    .iter()
+    .filter_map(|p| e.pointer(p).and_then(Value::as_str))
+    .find(|s| !s.is_empty())
+    .unwrap_or("")
 }
 
 fn map_lines(v: Option<&Value>) -> String {
@@ -139,7 +154,10 @@ pub fn render(info: &ResourceInfo, obj: &Value, events: &[Value], now: DateTime<
             if value.is_object() || value.is_array() {
                 out.push_str(&format!("{title}:\n{}\n", indented_yaml(value)));
             } else {
-                out.push_str(&format!("{title}:  {}\n", value.as_str().map(str::to_string).unwrap_or(value.to_string())));
+                out.push_str(&format!(
+                    "{title}:  {}\n",
+                    value.as_str().map(str::to_string).unwrap_or(value.to_string())
+                ));
             }
         }
     }
@@ -154,7 +172,13 @@ pub fn render(info: &ResourceInfo, obj: &Value, events: &[Value], now: DateTime<
                 if from.is_empty() {
                     from = g("/reportingComponent");
                 }
-                vec![g("/type"), g("/reason"), age(last_seen(e), now), from, g("/message").trim().to_string()]
+                vec![
+                    g("/type"),
+                    g("/reason"),
+                    age(last_seen(e), now),
+                    from,
+                    g("/message").trim().to_string(),
+                ]
             })
             .collect();
         let grid = crate::printer::Grid {
@@ -197,7 +221,9 @@ mod tests {
                          "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
             "spec": {"replicas": 3}
         });
-        let now = DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z").expect("t").with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-01-01T00:10:00Z")
+            .expect("t")
+            .with_timezone(&Utc);
         let ev = json!({"type": "Normal", "reason": "ScalingReplicaSet", "message": "Scaled up to 3",
                         "lastTimestamp": "2026-01-01T00:09:00Z", "source": {"component": "deployment-controller"}});
         let text = render(&info, &obj, &[ev], now);
@@ -205,7 +231,10 @@ mod tests {
         assert!(text.contains("Labels:       app=web"));
         assert!(text.contains("Annotations:  <none>"), "{text}");
         assert!(text.contains("Spec:\n  replicas: 3"));
-        assert!(text.contains("ScalingReplicaSet   60s    deployment-controller   Scaled up to 3"), "{text}");
+        assert!(
+            text.contains("ScalingReplicaSet   60s    deployment-controller   Scaled up to 3"),
+            "{text}"
+        );
         assert!(render(&info, &obj, &[], now).ends_with("Events:       <none>"));
     }
 }

@@ -119,7 +119,17 @@ pub async fn run(args: GetArgs, api: &mut Api) -> Result<()> {
             with_namespace: with_namespace && f.info.namespaced,
             name_prefix: None,
         };
-        watch(api, &f.info, namespace.as_deref(), &args, format, &opts, f.resource_version.clone(), watch_widths).await?;
+        watch(
+            api,
+            &f.info,
+            namespace.as_deref(),
+            &args,
+            format,
+            &opts,
+            f.resource_version.clone(),
+            watch_widths,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -142,7 +152,8 @@ fn list_items(list: &Value, info: &ResourceInfo) -> Vec<Value> {
                 .map(|i| {
                     let mut i = i.clone();
                     if let Some(o) = i.as_object_mut() {
-                        o.entry("apiVersion").or_insert_with(|| Value::String(info.api_version()));
+                        o.entry("apiVersion")
+                            .or_insert_with(|| Value::String(info.api_version()));
                         o.entry("kind").or_insert_with(|| Value::String(info.kind.clone()));
                     }
                     i
@@ -158,7 +169,11 @@ fn as_table(v: Value, info: &ResourceInfo) -> Value {
     if v.get("kind").and_then(Value::as_str) == Some("Table") {
         return v;
     }
-    let objects = if v.get("items").is_some() { list_items(&v, info) } else { vec![v.clone()] };
+    let objects = if v.get("items").is_some() {
+        list_items(&v, info)
+    } else {
+        vec![v.clone()]
+    };
     serde_json::json!({
         "kind": "Table",
         "metadata": v.get("metadata").cloned().unwrap_or(Value::Null),
@@ -178,7 +193,12 @@ async fn fetch(
     args: &GetArgs,
     format: Format,
 ) -> Result<Fetched> {
-    let mut out = Fetched { info: info.clone(), tables: Vec::new(), objects: Vec::new(), resource_version: String::new() };
+    let mut out = Fetched {
+        info: info.clone(),
+        tables: Vec::new(),
+        objects: Vec::new(),
+        resource_version: String::new(),
+    };
     if names.is_empty() {
         let mut req = RawRequest::get(info.collection_path(namespace));
         req.accept = accept(format);
@@ -242,7 +262,11 @@ async fn watch(
         if let Some(f) = &args.field_selector {
             req = req.param("fieldSelector", f.clone());
         }
-        let stream = api.client.request_events::<Value>(req.build()?).await.map_err(server_error)?;
+        let stream = api
+            .client
+            .request_events::<Value>(req.build()?)
+            .await
+            .map_err(server_error)?;
         futures::pin_mut!(stream);
         while let Some(event) = stream.try_next().await.map_err(server_error)? {
             let object = match event {
@@ -271,7 +295,13 @@ async fn watch(
     }
 }
 
-fn print_event(object: &Value, info: &ResourceInfo, format: Format, opts: &TableOptions, widths: &mut Option<Vec<usize>>) -> Result<()> {
+fn print_event(
+    object: &Value,
+    info: &ResourceInfo,
+    format: Format,
+    opts: &TableOptions,
+    widths: &mut Option<Vec<usize>>,
+) -> Result<()> {
     match format {
         Format::Table | Format::Wide => {
             let table = as_table(object.clone(), info);

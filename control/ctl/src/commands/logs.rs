@@ -42,7 +42,9 @@ pub fn parse_duration_seconds(text: &str) -> Result<i64> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let n: i64 = digits.parse().with_context(|| format!("invalid duration {text:?} (e.g. 30s, 5m, 2h, 1d)"))?;
+    let n: i64 = digits
+        .parse()
+        .with_context(|| format!("invalid duration {text:?} (e.g. 30s, 5m, 2h, 1d)"))?;
     let factor = match unit {
         "" | "s" => 1,
         "m" => 60,

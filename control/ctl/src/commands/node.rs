@@ -99,13 +99,22 @@ async fn create_token(api: &Api, ttl: &str, description: &str) -> Result<String>
     if seconds < 0 {
         bail!("--ttl must not be negative");
     }
-    let expiration = (seconds > 0).then(|| (chrono::Utc::now() + chrono::Duration::seconds(seconds)).format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    let expiration = (seconds > 0).then(|| {
+        (chrono::Utc::now() + chrono::Duration::seconds(seconds))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    });
     let id = random_string(6)?;
     let secret = random_string(16)?;
     let body = serde_json::to_vec(&token_secret(&id, &secret, expiration.as_deref(), description))?;
-    api.request(RawRequest::with_body(Method::POST, "/api/v1/namespaces/kube-system/secrets".into(), "application/json", body))
-        .await
-        .map_err(server_error)?;
+    api.request(RawRequest::with_body(
+        Method::POST,
+        "/api/v1/namespaces/kube-system/secrets".into(),
+        "application/json",
+        body,
+    ))
+    .await
+    .map_err(server_error)?;
     Ok(format!("{id}.{secret}"))
 }
 
@@ -120,7 +129,10 @@ enum ClusterCa {
 /// Server URL and CA of the kubeconfig's current cluster.
 fn cluster_of(path: &std::path::Path) -> Result<(String, ClusterCa)> {
     let config = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-    let context = config.current_context.as_deref().context("the kubeconfig has no current-context")?;
+    let context = config
+        .current_context
+        .as_deref()
+        .context("the kubeconfig has no current-context")?;
     let cluster_name = config
         .contexts
         .iter()
@@ -134,10 +146,15 @@ fn cluster_of(path: &std::path::Path) -> Result<(String, ClusterCa)> {
         .find(|c| c.name == cluster_name)
         .and_then(|c| c.cluster.clone())
         .with_context(|| format!("cluster {cluster_name:?} is not in the kubeconfig"))?;
-    let server = cluster.server.clone().context("the kubeconfig's cluster has no server")?;
+    let server = cluster
+        .server
+        .clone()
+        .context("the kubeconfig's cluster has no server")?;
     let ca = match (cluster.certificate_authority_data, cluster.certificate_authority) {
         (Some(data), _) => ClusterCa::Data(data),
-        (None, Some(file)) => ClusterCa::Pem(std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?),
+        (None, Some(file)) => {
+            ClusterCa::Pem(std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?)
+        }
         (None, None) => bail!("the kubeconfig has no cluster CA to hand to the new node"),
     };
     Ok((server, ca))
@@ -146,7 +163,9 @@ fn cluster_of(path: &std::path::Path) -> Result<(String, ClusterCa)> {
 /// Run `ctl node`.
 pub async fn run(args: NodeArgs, api: &mut Api) -> Result<()> {
     match args.command {
-        NodeCommand::Token { command: TokenCommand::Create { ttl, description } } => {
+        NodeCommand::Token {
+            command: TokenCommand::Create { ttl, description },
+        } => {
             println!("{}", create_token(api, &ttl, &description).await?);
         }
         NodeCommand::JoinCommand { ttl, apiserver } => {

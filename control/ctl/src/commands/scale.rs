@@ -32,9 +32,14 @@ pub async fn run(args: ScaleArgs, api: &mut Api) -> Result<()> {
         for name in names {
             let body = serde_json::to_vec(&json!({"spec": {"replicas": args.replicas}}))?;
             let path = format!("{}/scale", info.object_path(&ns, &name));
-            api.request(RawRequest::with_body(Method::PATCH, path, "application/merge-patch+json", body))
-                .await
-                .map_err(server_error)?;
+            api.request(RawRequest::with_body(
+                Method::PATCH,
+                path,
+                "application/merge-patch+json",
+                body,
+            ))
+            .await
+            .map_err(server_error)?;
             println!("{}/{name} scaled", info.type_name());
         }
     }

@@ -175,7 +175,9 @@ fn watch_timeline(client: Client, ns: &str) -> Arc<Mutex<Timeline>> {
     let t = timeline.clone();
     let api: Api<Pod> = Api::namespaced(client, ns);
     tokio::spawn(async move {
-        let mut s = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
+        let mut s = watcher::watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
         while let Some(ev) = s.next().await {
             let pod = match ev {
                 Ok(Event::Apply(p)) | Ok(Event::InitApply(p)) => p,
@@ -184,7 +186,12 @@ fn watch_timeline(client: Client, ns: &str) -> Arc<Mutex<Timeline>> {
             let now = Instant::now();
             let name = pod.metadata.name.clone().unwrap_or_default();
             let mut t = t.lock().unwrap();
-            if pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty()) {
+            if pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| !n.is_empty())
+            {
                 t.bound.entry(name.clone()).or_insert(now);
             }
             if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
@@ -215,7 +222,10 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     for bin in ["apiserver", "scheduler", "nodesim"] {
         if !args.bin_dir.join(bin).exists() {
-            bail!("{} is missing; build it first (cargo build --release)", args.bin_dir.join(bin).display());
+            bail!(
+                "{} is missing; build it first (cargo build --release)",
+                args.bin_dir.join(bin).display()
+            );
         }
     }
     let cm_bin = args.bin_dir.join("controller-manager");
@@ -240,7 +250,10 @@ async fn main() -> Result<()> {
         ]),
         &work.join("etcd.log"),
     )?;
-    wait_for("etcd", Duration::from_secs(30), || async { std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok() }).await?;
+    wait_for("etcd", Duration::from_secs(30), || async {
+        std::net::TcpStream::connect(("127.0.0.1", etcd_port)).is_ok()
+    })
+    .await?;
 
     // apiserver + admin kubeconfig
     let pki = work.join("pki");
@@ -281,7 +294,18 @@ async fn main() -> Result<()> {
         Command::new(args.bin_dir.join("nodesim"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["--nodes", &args.nodes.to_string(), "--name-prefix", "sim", "--cpu", "4", "--memory", "32Gi", "--pods", "110"]),
+            .args([
+                "--nodes",
+                &args.nodes.to_string(),
+                "--name-prefix",
+                "sim",
+                "--cpu",
+                "4",
+                "--memory",
+                "32Gi",
+                "--pods",
+                "110",
+            ]),
         &work.join("nodesim.log"),
     )?;
     let nodes_api: Api<Node> = Api::all(client.clone());
@@ -297,10 +321,11 @@ async fn main() -> Result<()> {
     if use_cm {
         procs.start(
             "controller-manager",
-            Command::new(&cm_bin)
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(["--cluster-cidr", "10.0.0.0/8", "--leader-elect=false"]),
+            Command::new(&cm_bin).arg("--kubeconfig").arg(&kubeconfig).args([
+                "--cluster-cidr",
+                "10.0.0.0/8",
+                "--leader-elect=false",
+            ]),
             &work.join("controller-manager.log"),
         )?;
     }
@@ -309,7 +334,11 @@ async fn main() -> Result<()> {
         Command::new(args.bin_dir.join("scheduler"))
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["--leader-elect=false", "--max-in-flight-bindings", &args.max_in_flight_bindings.to_string()]),
+            .args([
+                "--leader-elect=false",
+                "--max-in-flight-bindings",
+                &args.max_in_flight_bindings.to_string(),
+            ]),
         &work.join("scheduler.log"),
     )?;
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -318,20 +347,35 @@ async fn main() -> Result<()> {
     // 1. Baseline: the driver binds pods itself (no filtering/scoring), same concurrency.
     let ns_api: Api<Namespace> = Api::all(client.clone());
     for ns in ["bench-baseline", "bench"] {
-        let n = Namespace { metadata: ObjectMeta { name: Some(ns.into()), ..Default::default() }, ..Default::default() };
+        let n = Namespace {
+            metadata: ObjectMeta {
+                name: Some(ns.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
         ns_api.create(&PostParams::default(), &n).await.or_else(|e| match e {
             kube::Error::Api(s) if s.code == 409 => Ok(n.clone()),
             e => Err(e),
         })?;
     }
-    let node_names: Vec<String> =
-        list_all(&nodes_api).await?.into_iter().filter_map(|n| n.metadata.name).collect();
+    let node_names: Vec<String> = list_all(&nodes_api)
+        .await?
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
     let base_api: Api<Pod> = Api::namespaced(client.clone(), "bench-baseline");
     eprintln!("==> baseline: creating {} pods for direct binding", args.baseline_pods);
     futures::stream::iter(0..args.baseline_pods)
         .map(|i| {
             let api = base_api.clone();
-            async move { api.create(&PostParams::default(), &pod_template(&format!("base-{i}"), "bench-none")).await }
+            async move {
+                api.create(
+                    &PostParams::default(),
+                    &pod_template(&format!("base-{i}"), "bench-none"),
+                )
+                .await
+            }
         })
         .buffer_unordered(32)
         .collect::<Vec<_>>()
@@ -360,7 +404,12 @@ async fn main() -> Result<()> {
         async move {
             list_all(&api)
                 .await
-                .map(|l| l.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count() >= want)
+                .map(|l| {
+                    l.iter()
+                        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                        .count()
+                        >= want
+                })
                 .unwrap_or(false)
         }
     })
@@ -375,7 +424,11 @@ async fn main() -> Result<()> {
         let per = args.pods / args.deployments.max(1);
         let dep_api: Api<Deployment> = Api::namespaced(client.clone(), "bench");
         for d in 0..args.deployments {
-            let replicas = if d + 1 == args.deployments { args.pods - per * d } else { per };
+            let replicas = if d + 1 == args.deployments {
+                args.pods - per * d
+            } else {
+                per
+            };
             let tmpl = pod_template("x", "default-scheduler");
             let dep: Deployment = serde_json::from_value(serde_json::json!({
                 "metadata": { "name": format!("bench-{d}") },
@@ -395,7 +448,13 @@ async fn main() -> Result<()> {
         let results: Vec<_> = futures::stream::iter(0..args.pods)
             .map(|i| {
                 let api = api.clone();
-                async move { api.create(&PostParams::default(), &pod_template(&format!("pod-{i}"), "default-scheduler")).await }
+                async move {
+                    api.create(
+                        &PostParams::default(),
+                        &pod_template(&format!("pod-{i}"), "default-scheduler"),
+                    )
+                    .await
+                }
             })
             .buffer_unordered(64)
             .collect()
@@ -417,7 +476,10 @@ async fn main() -> Result<()> {
             bail!("timed out: {bound} bound, {running} running of {}", args.pods);
         }
         if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!("==> {:.0} s: {bound} bound, {running} running", t0.elapsed().as_secs_f64());
+            eprintln!(
+                "==> {:.0} s: {bound} bound, {running} running",
+                t0.elapsed().as_secs_f64()
+            );
             last_report = Instant::now();
             procs.check_alive()?;
         }
@@ -450,31 +512,67 @@ async fn main() -> Result<()> {
 
     let mut md = String::new();
     writeln!(md, "# Scheduler benchmark\n")?;
-    let profile = args.bin_dir.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let profile = args
+        .bin_dir
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     writeln!(md, "`cargo xtask bench scheduler` (driver: `scheduler-bench`, `{profile}` binaries), {} simulated nodes (nodesim: 4 cpu, 32Gi, 110 pods each), {} pods requesting 100m cpu / 500Mi (kube-scheduler scheduler_perf SchedulingBasic templates).", args.nodes, args.pods)?;
     writeln!(md, "Measured {}, on this machine ({} cores). etcd, API server, controller-manager, scheduler, nodesim and the driver all share those cores.\n",
         std::process::Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))?;
-    writeln!(md, "Pods created: {}.\n", if use_cm {
-        format!("from {} Deployments by the controller-manager", args.deployments)
-    } else {
-        format!("directly by the driver in {created_secs:.1} s (controller-manager not used)")
-    })?;
+    writeln!(
+        md,
+        "Pods created: {}.\n",
+        if use_cm {
+            format!("from {} Deployments by the controller-manager", args.deployments)
+        } else {
+            format!("directly by the driver in {created_secs:.1} s (controller-manager not used)")
+        }
+    )?;
     writeln!(md, "| figure | value | vs baseline / anchor |")?;
     writeln!(md, "| --- | --- | --- |")?;
     writeln!(md, "| baseline: direct bindings/s (driver binds round-robin, {} in flight, no scheduling) | {baseline_rate:.0} | 1.00 |", args.max_in_flight_bindings)?;
     writeln!(md, "| scheduler: pods bound/s (first to last binding) | {rate_window:.0} | {:.2} × baseline; {:.1} × kube-scheduler threshold 270; goal 1,000: {} |",
         rate_window / baseline_rate, rate_window / 270.0, if rate_window >= 1000.0 { "met" } else { "not met" })?;
-    writeln!(md, "| scheduler: pods bound/s (from first create to last binding) | {rate_from_create:.0} | {:.2} × baseline |", rate_from_create / baseline_rate)?;
+    writeln!(
+        md,
+        "| scheduler: pods bound/s (from first create to last binding) | {rate_from_create:.0} | {:.2} × baseline |",
+        rate_from_create / baseline_rate
+    )?;
     writeln!(md, "| scheduler: peak pods bound in one second | {peak} | |")?;
-    writeln!(md, "| time from first create until all {} pods Running | {to_running:.1} s | |", args.pods)?;
-    writeln!(md, "| node registration ({} nodes, nodesim) | {nodes_secs:.1} s | |", args.nodes)?;
+    writeln!(
+        md,
+        "| time from first create until all {} pods Running | {to_running:.1} s | |",
+        args.pods
+    )?;
+    writeln!(
+        md,
+        "| node registration ({} nodes, nodesim) | {nodes_secs:.1} s | |",
+        args.nodes
+    )?;
     for (name, m) in &mem {
-        writeln!(md, "| peak memory (VmHWM) {name} | {} | |", m.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into()))?;
+        writeln!(
+            md,
+            "| peak memory (VmHWM) {name} | {} | |",
+            m.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "n/a".into())
+        )?;
     }
-    writeln!(md, "| API server + controller-manager + scheduler | {control_plane:.0} MiB | goal < 400 MB: {} |", if control_plane * 1.048576 < 400.0 { "met" } else { "not met" })?;
+    writeln!(
+        md,
+        "| API server + controller-manager + scheduler | {control_plane:.0} MiB | goal < 400 MB: {} |",
+        if control_plane * 1.048576 < 400.0 {
+            "met"
+        } else {
+            "not met"
+        }
+    )?;
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    writeln!(md, "\nLoad average at the end of the run (1/5/15 min): {} — anything above ~2 means other work shared the cores.", load.split_whitespace().take(3).collect::<Vec<_>>().join(" / "))?;
+    writeln!(
+        md,
+        "\nLoad average at the end of the run (1/5/15 min): {} — anything above ~2 means other work shared the cores.",
+        load.split_whitespace().take(3).collect::<Vec<_>>().join(" / ")
+    )?;
     writeln!(md, "\nAnchors: kube-scheduler scheduler_perf `SchedulingBasic/5000Nodes_10000Pods` threshold 270 pods/s; goal ≥ 1,000 pods/s on 2 cores; API server + controller-manager + scheduler < 400 MB.")?;
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;

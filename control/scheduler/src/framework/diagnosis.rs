@@ -40,7 +40,10 @@ impl Diagnosis {
         if n == 0 {
             return "no nodes available to schedule pods".to_string();
         }
-        let mut msg = format!("0/{n} nodes are available: {}.", histogram(self.reasons.iter().map(|(r, c)| (r.as_ref(), *c))));
+        let mut msg = format!(
+            "0/{n} nodes are available: {}.",
+            histogram(self.reasons.iter().map(|(r, c)| (r.as_ref(), *c)))
+        );
         let resolvable = n.saturating_sub(self.unresolvable_nodes);
         let preemption = [
             ("Preemption is not helpful for scheduling", self.unresolvable_nodes),
@@ -67,7 +70,10 @@ mod tests {
 
     #[test]
     fn message_counts_nodes_per_reason() {
-        let mut d = Diagnosis { num_nodes: 3, ..Default::default() };
+        let mut d = Diagnosis {
+            num_nodes: 3,
+            ..Default::default()
+        };
         d.record(Unfit::resolvable("Insufficient cpu"));
         d.record(Unfit::resolvable("Insufficient cpu"));
         d.record(Unfit::unresolvable("node(s) had untolerated taint {dedicated: gpu}"));

@@ -38,7 +38,9 @@ impl HostPort {
 
 /// The host ports a pod asks for (containers' `hostPort`s).
 pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
-    let Some(spec) = pod.spec.as_ref() else { return Vec::new() };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())
@@ -47,7 +49,11 @@ pub fn pod_host_ports(pod: &Pod) -> Vec<HostPort> {
             let port = p.host_port.filter(|hp| *hp > 0)?;
             Some(HostPort {
                 protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
-                host_ip: p.host_ip.clone().filter(|ip| !ip.is_empty()).unwrap_or_else(|| "0.0.0.0".into()),
+                host_ip: p
+                    .host_ip
+                    .clone()
+                    .filter(|ip| !ip.is_empty())
+                    .unwrap_or_else(|| "0.0.0.0".into()),
                 port,
             })
         })
@@ -68,7 +74,11 @@ pub struct PodInfo {
 impl PodInfo {
     /// Precompute the per-pod inputs of the plugins.
     pub fn new(pod: Arc<Pod>) -> PodInfo {
-        PodInfo { requests: pod_requests(&pod), host_ports: pod_host_ports(&pod), pod }
+        PodInfo {
+            requests: pod_requests(&pod),
+            host_ports: pod_host_ports(&pod),
+            pod,
+        }
     }
 }
 
@@ -104,7 +114,9 @@ impl NodeInfo {
     /// Replace the node object (an update from the informer), keeping its pods' usage.
     pub fn set_node(&mut self, node: Arc<Node>) {
         let status = node.status.as_ref();
-        let list = status.and_then(|s| s.allocatable.as_ref()).or_else(|| status.and_then(|s| s.capacity.as_ref()));
+        let list = status
+            .and_then(|s| s.allocatable.as_ref())
+            .or_else(|| status.and_then(|s| s.capacity.as_ref()));
         self.allocatable = Resources::from_list(list);
         self.node = node;
     }
@@ -121,7 +133,11 @@ impl NodeInfo {
 
     /// The node's taints.
     pub fn taints(&self) -> &[Taint] {
-        self.node.spec.as_ref().and_then(|s| s.taints.as_deref()).unwrap_or_default()
+        self.node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.as_deref())
+            .unwrap_or_default()
     }
 
     /// Account a pod as running here.
@@ -155,12 +171,18 @@ pub struct Unfit {
 impl Unfit {
     /// A failure that preempting pods could fix (e.g. Insufficient cpu).
     pub fn resolvable(reason: impl Into<Cow<'static, str>>) -> Unfit {
-        Unfit { reasons: vec![reason.into()], unresolvable: false }
+        Unfit {
+            reasons: vec![reason.into()],
+            unresolvable: false,
+        }
     }
 
     /// A failure that preempting pods cannot fix (e.g. a taint).
     pub fn unresolvable(reason: impl Into<Cow<'static, str>>) -> Unfit {
-        Unfit { reasons: vec![reason.into()], unresolvable: true }
+        Unfit {
+            reasons: vec![reason.into()],
+            unresolvable: true,
+        }
     }
 }
 
@@ -261,9 +283,15 @@ pub(crate) mod testing {
         alloc.insert("memory".to_string(), Quantity(memory.into()));
         alloc.insert("pods".to_string(), Quantity("110".into()));
         Node {
-            metadata: kube::api::ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
             spec: Some(NodeSpec::default()),
-            status: Some(NodeStatus { allocatable: Some(alloc), ..Default::default() }),
+            status: Some(NodeStatus {
+                allocatable: Some(alloc),
+                ..Default::default()
+            }),
         }
     }
 
@@ -285,7 +313,10 @@ pub(crate) mod testing {
             spec: Some(PodSpec {
                 containers: vec![Container {
                     name: "app".into(),
-                    resources: Some(ResourceRequirements { requests: Some(requests), ..Default::default() }),
+                    resources: Some(ResourceRequirements {
+                        requests: Some(requests),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()

@@ -41,7 +41,11 @@ fn sh(args: &[&str]) -> Result<String> {
 }
 
 fn sh_stdin(args: &[&str], input: &str) -> Result<()> {
-    let mut child = Command::new(args[0]).args(&args[1..]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut child = Command::new(args[0])
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
     child.stdin.take().ok_or("stdin")?.write_all(input.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
@@ -57,7 +61,14 @@ fn enter(ns: &str) {
 }
 
 fn in_ns<T: Send>(ns: &str, f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| s.spawn(|| { enter(ns); f() }).join().expect("netns thread"))
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            enter(ns);
+            f()
+        })
+        .join()
+        .expect("netns thread")
+    })
 }
 
 fn backend_ip(j: usize) -> Ipv4Addr {
@@ -81,7 +92,11 @@ impl Bed {
     }
 
     fn new(tag: &str) -> Result<Self> {
-        let bed = Bed { p: format!("slb{}{tag}", std::process::id() % 10000), stop: Arc::new(AtomicBool::new(false)), udp_rx: Arc::new(AtomicU64::new(0)) };
+        let bed = Bed {
+            p: format!("slb{}{tag}", std::process::id() % 10000),
+            stop: Arc::new(AtomicBool::new(false)),
+            udp_rx: Arc::new(AtomicU64::new(0)),
+        };
         let (wire, client, node) = (bed.ns("wire"), bed.ns("client"), bed.ns("node"));
         for ns in [&wire, &client, &node] {
             sh(&["ip", "netns", "add", ns])?;
@@ -90,13 +105,25 @@ impl Bed {
         sh(&["ip", "-n", &wire, "link", "add", "br0", "type", "bridge"])?;
         sh(&["ip", "-n", &wire, "link", "set", "br0", "up"])?;
         for (ns, port, a) in [(&client, "p-client", CLIENT), (&node, "p-node", NODE)] {
-            sh(&["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", &wire])?;
+            sh(&[
+                "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", &wire,
+            ])?;
             sh(&["ip", "-n", &wire, "link", "set", port, "master", "br0", "up"])?;
             sh(&["ip", "-n", ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"])?;
             sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
         }
-        sh(&["ip", "netns", "exec", &node, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0",
-            "net.ipv4.conf.default.rp_filter=0", "net.ipv4.conf.all.send_redirects=0"])?;
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &node,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+            "net.ipv4.conf.all.send_redirects=0",
+        ])?;
         let mut pods = vec![("pod".to_string(), POD.parse::<Ipv4Addr>()?)];
         for j in 0..BACKENDS {
             pods.push((format!("b{j}"), backend_ip(j)));
@@ -106,11 +133,24 @@ impl Bed {
             sh(&["ip", "netns", "add", &ns])?;
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
             let host_if = format!("v-{name}");
-            sh(&["ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node])?;
+            sh(&[
+                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node,
+            ])?;
             sh(&["ip", "-n", &ns, "addr", "add", &format!("{a}/32"), "dev", "eth0"])?;
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
             sh(&["ip", "-n", &ns, "route", "add", "169.254.1.1", "dev", "eth0"])?;
-            sh(&["ip", "-n", &ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"])?;
+            sh(&[
+                "ip",
+                "-n",
+                &ns,
+                "route",
+                "add",
+                "default",
+                "via",
+                "169.254.1.1",
+                "dev",
+                "eth0",
+            ])?;
             sh(&["ip", "-n", &node, "addr", "add", "169.254.1.1/32", "dev", &host_if])?;
             sh(&["ip", "-n", &node, "link", "set", &host_if, "up"])?;
             sh(&["ip", "-n", &node, "route", "add", &format!("{a}/32"), "dev", &host_if])?;
@@ -170,7 +210,10 @@ impl Drop for Bed {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(100));
-        let mut names = vec!["wire", "client", "node", "pod"].into_iter().map(String::from).collect::<Vec<_>>();
+        let mut names = vec!["wire", "client", "node", "pod"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
         names.extend((0..BACKENDS).map(|j| format!("b{j}")));
         for n in names {
             let _ = Command::new("ip").args(["netns", "delete", &self.ns(&n)]).status();
@@ -216,11 +259,17 @@ fn iptables_rules(n: usize) -> String {
             let sep = format!("{}-{j}", svc.replace("SVC", "SEP"));
             r.push_str(&format!(":{sep} - [0:0]\n"));
             if j + 1 < BACKENDS {
-                body.push_str(&format!("-A {svc} -m statistic --mode random --probability {:.5} -j {sep}\n", 1.0 / (BACKENDS - j) as f64));
+                body.push_str(&format!(
+                    "-A {svc} -m statistic --mode random --probability {:.5} -j {sep}\n",
+                    1.0 / (BACKENDS - j) as f64
+                ));
             } else {
                 body.push_str(&format!("-A {svc} -j {sep}\n"));
             }
-            body.push_str(&format!("-A {sep} -p {proto} -j DNAT --to-destination {}:{port}\n", backend_ip(j)));
+            body.push_str(&format!(
+                "-A {sep} -p {proto} -j DNAT --to-destination {}:{port}\n",
+                backend_ip(j)
+            ));
         }
     };
     for i in 0..n {
@@ -229,7 +278,10 @@ fn iptables_rules(n: usize) -> String {
     }
     chains("KUBE-SVC-NPUDP", "udp", UDP_PORT);
     for i in 0..n {
-        body.push_str(&format!("-A KUBE-SERVICES -d {}/32 -p tcp --dport 80 -j KUBE-SVC-{i:06}\n", vip(i)));
+        body.push_str(&format!(
+            "-A KUBE-SERVICES -d {}/32 -p tcp --dport 80 -j KUBE-SVC-{i:06}\n",
+            vip(i)
+        ));
     }
     body.push_str(&format!("-A KUBE-NODEPORTS -p udp --dport {NODEPORT_UDP} -j KUBE-MARK-MASQ\n-A KUBE-NODEPORTS -p udp --dport {NODEPORT_UDP} -j KUBE-SVC-NPUDP\n"));
     body.push_str("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n");
@@ -250,7 +302,10 @@ fn ipvs_rules(n: usize) -> (String, String) {
     }
     ipvs.push_str(&format!("-A -u {NODE}:{NODEPORT_UDP} -s rr\n"));
     for j in 0..BACKENDS {
-        ipvs.push_str(&format!("-a -u {NODE}:{NODEPORT_UDP} -r {}:{UDP_PORT} -m\n", backend_ip(j)));
+        ipvs.push_str(&format!(
+            "-a -u {NODE}:{NODEPORT_UDP} -r {}:{UDP_PORT} -m\n",
+            backend_ip(j)
+        ));
     }
     (ipvs, addrs)
 }
@@ -260,9 +315,16 @@ fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<D
     match mode {
         Mode::Sluice | Mode::SluiceTc => {
             let ifs = bed.pod_ifs();
-            let external_hook = if mode == Mode::SluiceTc { ExternalHook::Tc } else { ExternalHook::Xdp };
+            let external_hook = if mode == Mode::SluiceTc {
+                ExternalHook::Tc
+            } else {
+                ExternalHook::Xdp
+            };
             let mut dp = in_ns(&node, || -> Result<Datapath> {
-                let config = DatapathConfig { external_hook, ..DatapathConfig::with_pin_root(root) };
+                let config = DatapathConfig {
+                    external_hook,
+                    ..DatapathConfig::with_pin_root(root)
+                };
                 let mut dp = Datapath::open_or_adopt(config)?;
                 for i in &ifs {
                     dp.attach_pod_interface(i)?;
@@ -271,12 +333,16 @@ fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<D
                 Ok(dp)
             })
             .map_err(|e| e.to_string())?;
-            let backends: Vec<Backend> = (0..BACKENDS).map(|j| Backend::new(backend_ip(j), TCP_PORT).local()).collect();
+            let backends: Vec<Backend> = (0..BACKENDS)
+                .map(|j| Backend::new(backend_ip(j), TCP_PORT).local())
+                .collect();
             let t = Instant::now();
             for i in 0..n {
                 dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(i), 80), backends.clone()))?;
             }
-            let udp: Vec<Backend> = (0..BACKENDS).map(|j| Backend::new(backend_ip(j), UDP_PORT).local()).collect();
+            let udp: Vec<Backend> = (0..BACKENDS)
+                .map(|j| Backend::new(backend_ip(j), UDP_PORT).local())
+                .collect();
             dp.upsert_service(&ServiceSpec::node_port(NODEPORT_UDP, Protocol::Udp, udp))?;
             Ok((t.elapsed().as_secs_f64() * 1e3, Some(dp)))
         }
@@ -304,7 +370,9 @@ fn latency(bed: &Bed, secs: f64) -> (f64, f64, f64) {
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < secs {
             let t = Instant::now();
-            let Ok(s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else { continue };
+            let Ok(s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
+                continue;
+            };
             s.set_read_timeout(Some(Duration::from_secs(2))).ok();
             let mut line = String::new();
             if BufReader::new(&s).read_line(&mut line).is_ok() && !line.is_empty() {
@@ -313,7 +381,13 @@ fn latency(bed: &Bed, secs: f64) -> (f64, f64, f64) {
         }
         let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
         lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let pct = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p) as usize] };
+        let pct = |p: f64| {
+            if lat.is_empty() {
+                f64::NAN
+            } else {
+                lat[((lat.len() - 1) as f64 * p) as usize]
+            }
+        };
         (rate, pct(0.50), pct(0.99))
     })
 }
@@ -325,7 +399,10 @@ fn udp_pps(bed: &Bed, secs: f64, count_client_rx: bool) -> f64 {
     let client = bed.ns("client");
     let rx_file = "/sys/class/net/eth0/statistics/rx_packets";
     let read_rx = || -> u64 {
-        sh(&["ip", "netns", "exec", &client, "cat", rx_file]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+        sh(&["ip", "netns", "exec", &client, "cat", rx_file])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
     };
     let backends_rx = || -> u64 {
         (0..BACKENDS)
@@ -406,7 +483,11 @@ fn ping_pong(client_ns: &str, server: SocketAddrV4, secs: f64) -> (f64, f64, f64
         }
         samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
-        (samples.len() as f64 / start.elapsed().as_secs_f64(), pct(0.5), pct(0.99))
+        (
+            samples.len() as f64 / start.elapsed().as_secs_f64(),
+            pct(0.5),
+            pct(0.99),
+        )
     })
 }
 
@@ -421,9 +502,13 @@ fn routing_report(secs: f64) -> Result<String> {
         let root = format!("/sys/fs/bpf/sluice-bench-routing-{}", std::process::id());
         let mut dp = None;
         if path == PodPath::Sluice {
-            let mut d = in_ns(&node, || Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root))).map_err(|e| e.to_string())?;
+            let mut d = in_ns(&node, || Datapath::open_or_adopt(DatapathConfig::with_pin_root(&root)))
+                .map_err(|e| e.to_string())?;
             in_ns(&node, || -> Result<()> {
-                for (ifname, pod_ns, ip) in [("v-pod".to_string(), a.clone(), POD.parse::<Ipv4Addr>()?), ("v-b0".to_string(), bed.ns("b0"), b_ip)] {
+                for (ifname, pod_ns, ip) in [
+                    ("v-pod".to_string(), a.clone(), POD.parse::<Ipv4Addr>()?),
+                    ("v-b0".to_string(), bed.ns("b0"), b_ip),
+                ] {
                     d.attach_pod_interface(&ifname)?;
                     let mac = in_ns(&pod_ns, || sluice_datapath::interface_mac("eth0"))?;
                     d.upsert_endpoint(&sluice_datapath::PodEndpoint::on_interface(ip, &ifname, mac)?)?;
@@ -435,9 +520,26 @@ fn routing_report(secs: f64) -> Result<String> {
             .map_err(|e| e.to_string())?;
             dp = Some(d);
         }
-        let iperf = Command::new("ip").args(["netns", "exec", &bed.ns("b0"), "iperf3", "-s", "-1", "-p", "5201"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+        let iperf = Command::new("ip")
+            .args(["netns", "exec", &bed.ns("b0"), "iperf3", "-s", "-1", "-p", "5201"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
         std::thread::sleep(Duration::from_millis(300));
-        let out = sh(&["ip", "netns", "exec", &a, "iperf3", "-c", &b_ip.to_string(), "-p", "5201", "-t", &format!("{}", secs.max(1.0) as u32 * 2), "-J"])?;
+        let out = sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &a,
+            "iperf3",
+            "-c",
+            &b_ip.to_string(),
+            "-p",
+            "5201",
+            "-t",
+            &format!("{}", secs.max(1.0) as u32 * 2),
+            "-J",
+        ])?;
         let mut iperf = iperf;
         let _ = iperf.wait();
         let gbps = out
@@ -467,7 +569,11 @@ fn routing_report(secs: f64) -> Result<String> {
         });
         ready.recv()?;
         let (rt_per_s, p50, p99) = ping_pong(&a, SocketAddrV4::new(b_ip, 9000), secs);
-        let redirected = dp.as_ref().and_then(|d: &Datapath| d.counters().ok()).map(|c| c.event(sluice_datapath::Event::RedirectPeer)).unwrap_or(0);
+        let redirected = dp
+            .as_ref()
+            .and_then(|d: &Datapath| d.counters().ok())
+            .map(|c| c.event(sluice_datapath::Event::RedirectPeer))
+            .unwrap_or(0);
         if let Some(d) = dp {
             d.uninstall()?;
         }
@@ -476,10 +582,22 @@ fn routing_report(secs: f64) -> Result<String> {
     }
     let mut out = String::from("\n## Pod to pod on one node\n\nClient pod → one backend pod of the same node. Kernel: routed veth pair with host `/32` routes, no Sluice program. Sluice: pod programs on both host veths, endpoints programmed, host routes deleted (only `bpf_redirect_peer` can deliver). TCP throughput: one iperf3 stream; round trips: one byte back and forth over one TCP connection (no Nagle), sequential.\n\n| path | TCP Gbit/s | round trips/s | p50 (µs) | p99 (µs) | packets redirected by eBPF |\n|---|---:|---:|---:|---:|---:|\n");
     for (path, gbps, rt, p50, p99, red) in &rows {
-        out.push_str(&format!("| {} | {gbps:.2} | {rt:.0} | {p50:.0} | {p99:.0} | {red} |\n", if *path == PodPath::Kernel { "kernel routing" } else { "Sluice eBPF (redirect_peer)" }));
+        out.push_str(&format!(
+            "| {} | {gbps:.2} | {rt:.0} | {p50:.0} | {p99:.0} | {red} |\n",
+            if *path == PodPath::Kernel {
+                "kernel routing"
+            } else {
+                "Sluice eBPF (redirect_peer)"
+            }
+        ));
     }
     if let [(_, kg, krt, _, kp99, _), (_, sg, srt, _, sp99, _)] = rows.as_slice() {
-        out.push_str(&format!("\nRatios (Sluice ÷ kernel): throughput {:.2}, round trips/s {:.2}, p99 {:.2}.\n", sg / kg, srt / krt, sp99 / kp99));
+        out.push_str(&format!(
+            "\nRatios (Sluice ÷ kernel): throughput {:.2}, round trips/s {:.2}, p99 {:.2}.\n",
+            sg / kg,
+            srt / krt,
+            sp99 / kp99
+        ));
     }
     Ok(out)
 }
@@ -487,7 +605,10 @@ fn routing_report(secs: f64) -> Result<String> {
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     if std::env::args().any(|a| a == "--routing-only") {
-        print!("# Data plane benchmark (pod routing only)\n{}", routing_report(if quick { 1.0 } else { 3.0 })?);
+        print!(
+            "# Data plane benchmark (pod routing only)\n{}",
+            routing_report(if quick { 1.0 } else { 3.0 })?
+        );
         return Ok(());
     }
     let sizes: &[usize] = if quick { &[1, 1000] } else { &[1, 1000, 10000] };
@@ -504,7 +625,12 @@ fn main() -> Result<()> {
                 continue;
             }
             eprintln!("==> {} with {n} services x {BACKENDS} backends", mode.name());
-            let tag = match mode { Mode::Sluice => "s", Mode::SluiceTc => "t", Mode::Iptables => "i", Mode::Ipvs => "v" };
+            let tag = match mode {
+                Mode::Sluice => "s",
+                Mode::SluiceTc => "t",
+                Mode::Iptables => "i",
+                Mode::Ipvs => "v",
+            };
             let bed = Bed::new(tag)?;
             let root = format!("/sys/fs/bpf/sluice-bench-{}", std::process::id());
             let (program_ms, mut dp) = program(&bed, mode, n, &root)?;
@@ -519,7 +645,8 @@ fn main() -> Result<()> {
                         d.detach_external_interface("eth0", NODE.parse()?)?;
                         d.attach_bounce("eth0")?;
                         Ok(())
-                    }).map_err(|e| e.to_string())?;
+                    })
+                    .map_err(|e| e.to_string())?;
                     in_ns(&wire, || d.attach_pass("p-node")).map_err(|e| e.to_string())?;
                     ceiling = udp_pps(&bed, secs, true);
                 }
@@ -527,34 +654,61 @@ fn main() -> Result<()> {
             if let Some(d) = dp {
                 d.uninstall()?;
             }
-            rows.push(Row { mode, services: n, program_ms, conn_per_s, p50_us, p99_us, udp_pps: udp });
+            rows.push(Row {
+                mode,
+                services: n,
+                program_ms,
+                conn_per_s,
+                p50_us,
+                p99_us,
+                udp_pps: udp,
+            });
             drop(bed);
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let mut out = String::new();
     out.push_str("# Data plane benchmark\n\n");
-    out.push_str(&format!("Load average when the run ended: `{}` — other work on the machine skews every number below.\n\n", load.trim()));
+    out.push_str(&format!(
+        "Load average when the run ended: `{}` — other work on the machine skews every number below.\n\n",
+        load.trim()
+    ));
     out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connect + greeting from the client pod to one ClusterIP for {secs} s. UDP: 2 sender threads × 16 sockets (many flows), 18-byte payloads, client host → node NodePort → backend pods, counted as frames arriving on the backend pods' interfaces; the userspace senders on the same 2 CPUs are the limit, so this understates every system alike. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
     out.push_str("| system | services | program all (ms) | conn/s | p50 (µs) | p99 (µs) | UDP NodePort pps |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
-        out.push_str(&format!("| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |\n", r.mode.name(), r.services, r.program_ms, r.conn_per_s, r.p50_us, r.p99_us, r.udp_pps));
+        out.push_str(&format!(
+            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            r.mode.name(),
+            r.services,
+            r.program_ms,
+            r.conn_per_s,
+            r.p50_us,
+            r.p99_us,
+            r.udp_pps
+        ));
     }
     out.push_str(&format!("\nXDP_TX bounce ceiling on the node interface: {ceiling:.0} pps.\n\n## Ratios (Sluice ÷ baseline)\n\n| Sluice NodePort hook | services | program time vs iptables | vs IPVS | conn/s vs iptables | vs IPVS | p99 vs iptables | vs IPVS | UDP pps vs iptables | vs IPVS | UDP pps vs ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
     for &n in sizes {
         let get = |m: Mode| rows.iter().find(|r| r.mode == m && r.services == n);
         for sm in [Mode::Sluice, Mode::SluiceTc] {
-        let (Some(s), Some(i)) = (get(sm), get(Mode::Iptables)) else { continue };
-        let v = get(Mode::Ipvs);
-        let vs = |f: &dyn Fn(&Row) -> f64| v.map(|v| format!("{:.2}", f(s) / f(v))).unwrap_or_else(|| "n/a".into());
-        out.push_str(&format!(
-            "| {} | {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} |\n",
-            if sm == Mode::Sluice { "XDP" } else { "TC" },
-            s.program_ms / i.program_ms, vs(&|r| r.program_ms),
-            s.conn_per_s / i.conn_per_s, vs(&|r| r.conn_per_s),
-            s.p99_us / i.p99_us, vs(&|r| r.p99_us),
-            s.udp_pps / i.udp_pps, vs(&|r| r.udp_pps), s.udp_pps / ceiling
-        ));
+            let (Some(s), Some(i)) = (get(sm), get(Mode::Iptables)) else {
+                continue;
+            };
+            let v = get(Mode::Ipvs);
+            let vs = |f: &dyn Fn(&Row) -> f64| v.map(|v| format!("{:.2}", f(s) / f(v))).unwrap_or_else(|| "n/a".into());
+            out.push_str(&format!(
+                "| {} | {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} |\n",
+                if sm == Mode::Sluice { "XDP" } else { "TC" },
+                s.program_ms / i.program_ms,
+                vs(&|r| r.program_ms),
+                s.conn_per_s / i.conn_per_s,
+                vs(&|r| r.conn_per_s),
+                s.p99_us / i.p99_us,
+                vs(&|r| r.p99_us),
+                s.udp_pps / i.udp_pps,
+                vs(&|r| r.udp_pps),
+                s.udp_pps / ceiling
+            ));
         }
     }
     if !ipvs {

@@ -13,7 +13,9 @@ pub struct TestDatapath(pub Option<Datapath>);
 impl TestDatapath {
     pub fn new(tag: &str) -> Self {
         let root = format!("/sys/fs/bpf/sluice-test-{tag}-{}", std::process::id());
-        Self(Some(Datapath::open_or_adopt(DatapathConfig::with_pin_root(root)).expect("open datapath")))
+        Self(Some(
+            Datapath::open_or_adopt(DatapathConfig::with_pin_root(root)).expect("open datapath"),
+        ))
     }
 }
 
@@ -44,7 +46,11 @@ pub const RST: u8 = 0x04;
 
 fn sum(bytes: &[u8], mut acc: u32) -> u32 {
     for c in bytes.chunks(2) {
-        let w = if c.len() == 2 { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_be_bytes([c[0], 0]) };
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from_be_bytes([c[0], 0])
+        };
         acc += w as u32;
     }
     acc
@@ -72,10 +78,30 @@ pub struct Pkt {
 
 impl Pkt {
     pub fn tcp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16), flags: u8) -> Self {
-        Self { src: src.0, dst: dst.0, proto: TCP, sport: src.1, dport: dst.1, flags, seq: 1000, ack: 0, payload: b"hello".to_vec() }
+        Self {
+            src: src.0,
+            dst: dst.0,
+            proto: TCP,
+            sport: src.1,
+            dport: dst.1,
+            flags,
+            seq: 1000,
+            ack: 0,
+            payload: b"hello".to_vec(),
+        }
     }
     pub fn udp(src: (Ipv4Addr, u16), dst: (Ipv4Addr, u16)) -> Self {
-        Self { src: src.0, dst: dst.0, proto: UDP, sport: src.1, dport: dst.1, flags: 0, seq: 0, ack: 0, payload: b"ping".to_vec() }
+        Self {
+            src: src.0,
+            dst: dst.0,
+            proto: UDP,
+            sport: src.1,
+            dport: dst.1,
+            flags: 0,
+            seq: 0,
+            ack: 0,
+            payload: b"ping".to_vec(),
+        }
     }
 
     /// Ethernet frame with valid checksums.
@@ -133,7 +159,9 @@ impl Pkt {
             TCP | UDP => assert_eq!(fold(sum(l4, sum(&pseudo, 0))), 0, "bad L4 checksum"),
             _ => assert_eq!(fold(sum(l4, 0)), 0, "bad ICMP checksum"),
         }
-        let (sport, dport) = if proto == 1 { (0, 0) } else {
+        let (sport, dport) = if proto == 1 {
+            (0, 0)
+        } else {
             (u16::from_be_bytes([l4[0], l4[1]]), u16::from_be_bytes([l4[2], l4[3]]))
         };
         let (flags, seq, ack, payload) = match proto {
@@ -146,7 +174,17 @@ impl Pkt {
             UDP => (0, 0, 0, l4[8..].to_vec()),
             _ => (0, 0, 0, l4.to_vec()),
         };
-        Self { src, dst, proto, sport, dport, flags, seq, ack, payload }
+        Self {
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            flags,
+            seq,
+            ack,
+            payload,
+        }
     }
 }
 
@@ -164,7 +202,9 @@ impl TestDatapath {
     /// Like [`Self::in_ns`] with a given config (its pin root is replaced).
     pub fn in_ns_with(tag: &str, ns: &str, mut config: DatapathConfig) -> Self {
         config.pin_root = pin_root(tag).into();
-        Self(Some(netns::in_ns(ns, || Datapath::open_or_adopt(config).expect("open datapath"))))
+        Self(Some(netns::in_ns(ns, || {
+            Datapath::open_or_adopt(config).expect("open datapath")
+        })))
     }
 }
 
@@ -175,5 +215,7 @@ pub fn pin_root(tag: &str) -> String {
 
 /// Open (or adopt) a datapath from inside network namespace `ns`.
 pub fn open_in_ns(root: &str, ns: &str) -> Datapath {
-    netns::in_ns(ns, || Datapath::open_or_adopt(DatapathConfig::with_pin_root(root)).expect("open datapath"))
+    netns::in_ns(ns, || {
+        Datapath::open_or_adopt(DatapathConfig::with_pin_root(root)).expect("open datapath")
+    })
 }

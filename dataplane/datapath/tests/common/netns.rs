@@ -59,8 +59,16 @@ pub struct Topology {
 impl Topology {
     /// An empty topology with a wire (bridge) namespace.
     pub fn new() -> Self {
-        let prefix = format!("sl{}x{}", std::process::id() % 100_000, SEQ.fetch_add(1, Ordering::SeqCst));
-        let mut t = Self { prefix, namespaces: Vec::new(), stop: Arc::new(AtomicBool::new(false)) };
+        let prefix = format!(
+            "sl{}x{}",
+            std::process::id() % 100_000,
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut t = Self {
+            prefix,
+            namespaces: Vec::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
         let wire = t.add_ns("wire");
         sh(&["ip", "-n", &wire, "link", "add", "br0", "type", "bridge"]);
         sh(&["ip", "-n", &wire, "link", "set", "br0", "up"]);
@@ -85,14 +93,26 @@ impl Topology {
         let ns = self.add_ns(short);
         let wire = self.ns("wire");
         let port = format!("p-{short}");
-        sh(&["ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &wire]);
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &wire,
+        ]);
         sh(&["ip", "-n", &wire, "link", "set", &port, "master", "br0", "up"]);
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         if node {
-            sh(&["ip", "netns", "exec", &ns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
-                "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
-                "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.eth0.send_redirects=0"]);
+            sh(&[
+                "ip",
+                "netns",
+                "exec",
+                &ns,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+                "net.ipv4.conf.all.send_redirects=0",
+                "net.ipv4.conf.eth0.send_redirects=0",
+            ]);
         }
         ns
     }
@@ -102,15 +122,45 @@ impl Topology {
         let ns = self.add_ns(short);
         let node_ns = self.ns(node);
         let host_if = format!("v-{short}");
-        sh(&["ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node_ns]);
+        sh(&[
+            "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node_ns,
+        ]);
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"]);
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         sh(&["ip", "-n", &ns, "route", "add", "169.254.1.1", "dev", "eth0"]);
-        sh(&["ip", "-n", &ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"]);
+        sh(&[
+            "ip",
+            "-n",
+            &ns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ]);
         sh(&["ip", "-n", &node_ns, "addr", "add", "169.254.1.1/32", "dev", &host_if]);
         sh(&["ip", "-n", &node_ns, "link", "set", &host_if, "up"]);
-        sh(&["ip", "-n", &node_ns, "route", "add", &format!("{addr}/32"), "dev", &host_if]);
-        sh(&["ip", "netns", "exec", &node_ns, "sysctl", "-qw", &format!("net.ipv4.conf.{host_if}.rp_filter=0")]);
+        sh(&[
+            "ip",
+            "-n",
+            &node_ns,
+            "route",
+            "add",
+            &format!("{addr}/32"),
+            "dev",
+            &host_if,
+        ]);
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &node_ns,
+            "sysctl",
+            "-qw",
+            &format!("net.ipv4.conf.{host_if}.rp_filter=0"),
+        ]);
         (ns, host_if)
     }
 
@@ -218,7 +268,10 @@ pub fn udp_ask(to: SocketAddrV4) -> std::io::Result<(String, String)> {
     let (n, _) = s.recv_from(&mut buf)?;
     let text = String::from_utf8_lossy(&buf[..n]).into_owned();
     let mut it = text.split_whitespace();
-    Ok((it.next().unwrap_or_default().into(), it.next().unwrap_or_default().into()))
+    Ok((
+        it.next().unwrap_or_default().into(),
+        it.next().unwrap_or_default().into(),
+    ))
 }
 
 pub fn addr(ip: &str, port: u16) -> SocketAddrV4 {

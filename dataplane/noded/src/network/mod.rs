@@ -82,7 +82,11 @@ fn sysctl(path: &str, value: &str) -> anyhow::Result<()> {
 /// Whether this process runs in the machine's initial network namespace
 /// (false when that cannot be told: pid 1's namespace may be unreadable).
 fn in_initial_netns() -> bool {
-    let ino = |p: &str| std::fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+    let ino = |p: &str| {
+        std::fs::metadata(p)
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .ok()
+    };
     matches!((ino("/proc/self/ns/net"), ino("/proc/1/ns/net")), (Some(a), Some(b)) if a == b)
 }
 
@@ -106,20 +110,42 @@ impl DataPlane {
             _ => node_ip.is_some_and(|ip| !ip.is_loopback()) && !in_initial_netns(),
         };
         if !on {
-            warn!(mode = args.data_plane, "eBPF data plane off: no Services, pods reached by kernel routes (--data-plane=on to enable)");
-            return Ok(Self { datapath: None, node_name: node_name.to_owned(), ready: Arc::new(AtomicBool::new(false)) });
+            warn!(
+                mode = args.data_plane,
+                "eBPF data plane off: no Services, pods reached by kernel routes (--data-plane=on to enable)"
+            );
+            return Ok(Self {
+                datapath: None,
+                node_name: node_name.to_owned(),
+                ready: Arc::new(AtomicBool::new(false)),
+            });
         }
-        let pin_root = args.bpf_pin_root.clone().unwrap_or_else(|| Path::new("/sys/fs/bpf/sluice").join(node_name));
-        let hook = if args.nodeport_hook == "xdp" { ExternalHook::Xdp } else { ExternalHook::Tc };
-        let config = DatapathConfig { pin_root: pin_root.clone(), external_hook: hook, ..DatapathConfig::default() };
-        let mut dp = Datapath::open_or_adopt(config).with_context(|| format!("opening the datapath at {}", pin_root.display()))?;
+        let pin_root = args
+            .bpf_pin_root
+            .clone()
+            .unwrap_or_else(|| Path::new("/sys/fs/bpf/sluice").join(node_name));
+        let hook = if args.nodeport_hook == "xdp" {
+            ExternalHook::Xdp
+        } else {
+            ExternalHook::Tc
+        };
+        let config = DatapathConfig {
+            pin_root: pin_root.clone(),
+            external_hook: hook,
+            ..DatapathConfig::default()
+        };
+        let mut dp = Datapath::open_or_adopt(config)
+            .with_context(|| format!("opening the datapath at {}", pin_root.display()))?;
         // The node forwards its pods' traffic; masqueraded packets carry the
         // node's own address when they enter from a pod veth (strict reverse-path
         // filtering would drop them).
         sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         sysctl("/proc/sys/net/ipv4/conf/all/rp_filter", "0")?;
         let masquerade = if args.no_masquerade { None } else { node_ip };
-        dp.set_routing(&RoutingSettings { cluster_cidr: (args.cluster_cidr.network(), args.cluster_cidr.prefix_len()), masquerade })?;
+        dp.set_routing(&RoutingSettings {
+            cluster_cidr: (args.cluster_cidr.network(), args.cluster_cidr.prefix_len()),
+            masquerade,
+        })?;
         match node_ip {
             Some(ip) => {
                 let ifname = match &args.external_interface {
@@ -127,21 +153,32 @@ impl DataPlane {
                     None => sluice_datapath::interface_with_address(ip)?
                         .with_context(|| format!("no interface in this network namespace carries --node-ip {ip}"))?,
                 };
-                dp.attach_external_interface(&ifname, ip).with_context(|| format!("attaching NodePort programs to {ifname}"))?;
+                dp.attach_external_interface(&ifname, ip)
+                    .with_context(|| format!("attaching NodePort programs to {ifname}"))?;
                 info!(ifname, %ip, hook = args.nodeport_hook, "external interface serves NodePorts");
             }
             None => warn!("no --node-ip: NodePorts and masquerade are off"),
         }
-        let cgroup = args.socket_lb_cgroup.clone().or_else(|| in_initial_netns().then(cgroup2_root).flatten());
+        let cgroup = args
+            .socket_lb_cgroup
+            .clone()
+            .or_else(|| in_initial_netns().then(cgroup2_root).flatten());
         match cgroup {
             Some(cg) => {
-                dp.attach_cgroup(&cg).with_context(|| format!("attaching socket-level ClusterIP to {}", cg.display()))?;
+                dp.attach_cgroup(&cg)
+                    .with_context(|| format!("attaching socket-level ClusterIP to {}", cg.display()))?;
                 info!(cgroup = %cg.display(), "node processes reach ClusterIPs by socket-level balancing");
             }
-            None => info!("no socket-level ClusterIP for node processes (node network namespace; see --socket-lb-cgroup)"),
+            None => {
+                info!("no socket-level ClusterIP for node processes (node network namespace; see --socket-lb-cgroup)")
+            }
         }
         info!(pin_root = %pin_root.display(), "data plane up");
-        Ok(Self { datapath: Some(Arc::new(Mutex::new(dp))), node_name: node_name.to_owned(), ready: Arc::new(AtomicBool::new(true)) })
+        Ok(Self {
+            datapath: Some(Arc::new(Mutex::new(dp))),
+            node_name: node_name.to_owned(),
+            ready: Arc::new(AtomicBool::new(true)),
+        })
     }
 
     /// Whether the eBPF data plane is up (false when it is off).
@@ -155,7 +192,9 @@ impl DataPlane {
     }
 
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, Datapath>> {
-        self.datapath.as_ref().map(|d| d.lock().unwrap_or_else(|e| e.into_inner()))
+        self.datapath
+            .as_ref()
+            .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// A pod interface the CNI plugin created: attach the pod programs to its
@@ -165,7 +204,8 @@ impl DataPlane {
         let ip: Ipv4Addr = pod.pod_ip.parse().with_context(|| format!("pod IP {:?}", pod.pod_ip))?;
         let Some(mut dp) = self.lock() else { return Ok(()) };
         sysctl(&format!("/proc/sys/net/ipv4/conf/{}/rp_filter", pod.host_veth), "0")?;
-        dp.attach_pod_interface(&pod.host_veth).with_context(|| format!("attaching to {}", pod.host_veth))?;
+        dp.attach_pod_interface(&pod.host_veth)
+            .with_context(|| format!("attaching to {}", pod.host_veth))?;
         match pod.pod_mac.parse::<Mac>() {
             Ok(mac) => dp.upsert_endpoint(&PodEndpoint::on_interface(ip, &pod.host_veth, mac)?)?,
             Err(e) => warn!(ip = %ip, error = %e, "no pod MAC: the pod is reached by kernel routing"),
@@ -194,7 +234,9 @@ impl DataPlane {
         let pinned = dp.endpoints().unwrap_or_default();
         let mut known = std::collections::HashSet::new();
         for pod in pods {
-            let Ok(ip) = pod.pod_ip.parse::<Ipv4Addr>() else { continue };
+            let Ok(ip) = pod.pod_ip.parse::<Ipv4Addr>() else {
+                continue;
+            };
             known.insert(ip);
             if let Err(e) = dp.attach_pod_interface(&pod.host_veth) {
                 warn!(veth = pod.host_veth, error = %e, "could not re-attach a known pod interface");
@@ -220,8 +262,15 @@ impl DataPlane {
 /// Start the Service proxy and the node route loop in the background; errors are logged.
 pub fn spawn(client: kube::Client, dataplane: DataPlane) -> tokio::task::JoinHandle<()> {
     let node = dataplane.node_name.clone();
-    let Some(datapath) = dataplane.datapath() else { return tokio::spawn(async {}) };
-    let proxy = sluice_proxy::run(client.clone(), datapath.clone(), sluice_proxy::ProxyConfig::new(node.clone()), std::future::pending());
+    let Some(datapath) = dataplane.datapath() else {
+        return tokio::spawn(async {});
+    };
+    let proxy = sluice_proxy::run(
+        client.clone(),
+        datapath.clone(),
+        sluice_proxy::ProxyConfig::new(node.clone()),
+        std::future::pending(),
+    );
     let routes = node_routes::run(client, node, datapath);
     tokio::spawn(async move {
         tokio::select! {

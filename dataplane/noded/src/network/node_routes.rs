@@ -21,7 +21,13 @@ use tracing::{info_span, warn, Instrument};
 const RESYNC: Duration = Duration::from_secs(30);
 
 fn internal_ip(n: &Node) -> Option<Ipv4Addr> {
-    n.status.as_ref()?.addresses.as_ref()?.iter().find(|a| a.type_ == "InternalIP").and_then(|a| a.address.parse().ok())
+    n.status
+        .as_ref()?
+        .addresses
+        .as_ref()?
+        .iter()
+        .find(|a| a.type_ == "InternalIP")
+        .and_then(|a| a.address.parse().ok())
 }
 
 /// Every node's InternalIP (this node's included), sorted.
@@ -39,7 +45,10 @@ pub fn desired_routes<'a>(nodes: impl IntoIterator<Item = &'a Node>, me: &str) -
         .filter(|n| n.metadata.name.as_deref() != Some(me))
         .filter_map(|n| {
             let cidr: ipnet::Ipv4Net = n.spec.as_ref()?.pod_cidr.as_deref()?.parse().ok()?;
-            Some(NodeRoute { pod_cidr: (cidr.network(), cidr.prefix_len()), via: internal_ip(n)? })
+            Some(NodeRoute {
+                pod_cidr: (cidr.network(), cidr.prefix_len()),
+                via: internal_ip(n)?,
+            })
         })
         .collect();
     out.sort();
@@ -53,30 +62,41 @@ pub async fn run(client: Client, node_name: String, datapath: Arc<Mutex<Datapath
     let wake = Arc::new(Notify::new());
     let watch = {
         let wake = wake.clone();
-        reflector::reflector(writer, watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff()).for_each(
-            move |event| {
-                match event {
-                    Ok(watcher::Event::InitApply(_)) => {}
-                    Ok(_) => wake.notify_one(),
-                    Err(e) => warn!(error = %e, "node watch failed; retrying with back-off"),
-                }
-                std::future::ready(())
-            },
+        reflector::reflector(
+            writer,
+            watcher(Api::<Node>::all(client), watcher::Config::default()).default_backoff(),
         )
+        .for_each(move |event| {
+            match event {
+                Ok(watcher::Event::InitApply(_)) => {}
+                Ok(_) => wake.notify_one(),
+                Err(e) => warn!(error = %e, "node watch failed; retrying with back-off"),
+            }
+            std::future::ready(())
+        })
     };
     let sync = async {
-        store.wait_until_ready().await.map_err(|_| anyhow::anyhow!("the node watch ended"))?;
+        store
+            .wait_until_ready()
+            .await
+            .map_err(|_| anyhow::anyhow!("the node watch ended"))?;
         loop {
             let nodes = store.state();
             let desired = desired_routes(nodes.iter().map(|n| n.as_ref()), &node_name);
             let addresses = node_addresses(nodes.iter().map(|n| n.as_ref()));
-            let programmed = datapath.lock().unwrap_or_else(|e| e.into_inner()).set_cluster_nodes(&addresses);
+            let programmed = datapath
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_cluster_nodes(&addresses);
             if let Err(e) = programmed {
                 warn!(error = %e, "node addresses not programmed; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
-            if let Err(e) = routes::sync_node_routes(&desired).instrument(info_span!("node_routes", routes = desired.len())).await {
+            if let Err(e) = routes::sync_node_routes(&desired)
+                .instrument(info_span!("node_routes", routes = desired.len()))
+                .await
+            {
                 warn!(error = %e, "node routes not in sync; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
@@ -121,6 +141,9 @@ mod tests {
         let shown: Vec<String> = routes.iter().map(|r| r.to_string()).collect();
         assert_eq!(shown, ["10.244.2.0/24 via 10.251.0.3", "10.244.3.0/24 via 10.251.0.4"]);
         let addresses: Vec<String> = node_addresses(nodes.iter()).iter().map(|a| a.to_string()).collect();
-        assert_eq!(addresses, ["10.251.0.2", "10.251.0.3", "10.251.0.4", "10.251.0.8", "10.251.0.9"]);
+        assert_eq!(
+            addresses,
+            ["10.251.0.2", "10.251.0.3", "10.251.0.4", "10.251.0.8", "10.251.0.9"]
+        );
     }
 }

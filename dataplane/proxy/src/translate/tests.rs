@@ -35,7 +35,13 @@ fn merge(a: &mut serde_json::Value, b: serde_json::Value) {
     }
 }
 
-fn ep(ip: &str, node: &str, ready: Option<bool>, serving: Option<bool>, terminating: Option<bool>) -> serde_json::Value {
+fn ep(
+    ip: &str,
+    node: &str,
+    ready: Option<bool>,
+    serving: Option<bool>,
+    terminating: Option<bool>,
+) -> serde_json::Value {
     json!({"addresses": [ip], "nodeName": node, "conditions": {"ready": ready, "serving": serving, "terminating": terminating}})
 }
 
@@ -44,7 +50,12 @@ fn http_port() -> serde_json::Value {
 }
 
 fn b(ip: &str, port: u16, local: bool, terminating: bool) -> Backend {
-    Backend { ip: ip.parse().unwrap(), port, node_local: local, terminating }
+    Backend {
+        ip: ip.parse().unwrap(),
+        port,
+        node_local: local,
+        terminating,
+    }
 }
 
 fn vip(port: u16) -> Frontend {
@@ -61,7 +72,16 @@ fn np(port: u16, backends: Vec<Backend>) -> ServiceSpec {
 
 #[test]
 fn translation_table() {
-    let two_ready = || slice("web-1", http_port(), json!([ep("10.1.0.1", NODE, Some(true), None, None), ep("10.1.1.1", "node-b", Some(true), None, None)]));
+    let two_ready = || {
+        slice(
+            "web-1",
+            http_port(),
+            json!([
+                ep("10.1.0.1", NODE, Some(true), None, None),
+                ep("10.1.1.1", "node-b", Some(true), None, None)
+            ]),
+        )
+    };
     let both = vec![b("10.1.0.1", 8080, true, false), b("10.1.1.1", 8080, false, false)];
     struct Case {
         name: &'static str,
@@ -70,11 +90,23 @@ fn translation_table() {
         want: Vec<ServiceSpec>,
     }
     let cases = vec![
-        Case { name: "ClusterIP: one frontend, ready endpoints, local flag", service: service(json!({})), slices: vec![two_ready()], want: vec![cip(80, both.clone())] },
-        Case { name: "no slices: frontend without backends (rejects)", service: service(json!({})), slices: vec![], want: vec![cip(80, vec![])] },
+        Case {
+            name: "ClusterIP: one frontend, ready endpoints, local flag",
+            service: service(json!({})),
+            slices: vec![two_ready()],
+            want: vec![cip(80, both.clone())],
+        },
+        Case {
+            name: "no slices: frontend without backends (rejects)",
+            service: service(json!({})),
+            slices: vec![],
+            want: vec![cip(80, vec![])],
+        },
         Case {
             name: "NodePort: ClusterIP + node port frontends",
-            service: service(json!({"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}})),
+            service: service(
+                json!({"spec": {"type": "NodePort", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}),
+            ),
             slices: vec![two_ready()],
             want: vec![cip(80, both.clone()), np(30080, both.clone())],
         },
@@ -93,14 +125,25 @@ fn translation_table() {
         Case {
             name: "not ready is dropped; serving+terminating kept as terminating; terminating not serving dropped",
             service: service(json!({})),
-            slices: vec![slice("web-1", http_port(), json!([
-                ep("10.1.0.1", NODE, Some(true), Some(true), Some(false)),
-                ep("10.1.0.2", NODE, Some(false), Some(false), Some(false)),
-                ep("10.1.0.3", NODE, Some(false), Some(true), Some(true)),
-                ep("10.1.0.4", NODE, Some(false), Some(false), Some(true)),
-                json!({"addresses": ["10.1.0.5"]}),
-            ]))],
-            want: vec![cip(80, vec![b("10.1.0.1", 8080, true, false), b("10.1.0.3", 8080, true, true), b("10.1.0.5", 8080, false, false)])],
+            slices: vec![slice(
+                "web-1",
+                http_port(),
+                json!([
+                    ep("10.1.0.1", NODE, Some(true), Some(true), Some(false)),
+                    ep("10.1.0.2", NODE, Some(false), Some(false), Some(false)),
+                    ep("10.1.0.3", NODE, Some(false), Some(true), Some(true)),
+                    ep("10.1.0.4", NODE, Some(false), Some(false), Some(true)),
+                    json!({"addresses": ["10.1.0.5"]}),
+                ]),
+            )],
+            want: vec![cip(
+                80,
+                vec![
+                    b("10.1.0.1", 8080, true, false),
+                    b("10.1.0.3", 8080, true, true),
+                    b("10.1.0.5", 8080, false, false),
+                ],
+            )],
         },
         Case {
             name: "targetPort resolved by port name, per port and protocol",
@@ -109,26 +152,43 @@ fn translation_table() {
                 {"name": "dns", "port": 53, "protocol": "UDP"},
                 {"name": "sctp", "port": 99, "protocol": "SCTP"}
             ]}})),
-            slices: vec![slice("web-1",
+            slices: vec![slice(
+                "web-1",
                 json!([{"name": "dns", "port": 5353, "protocol": "UDP"}, {"name": "http", "port": 8080, "protocol": "TCP"}]),
-                json!([ep("10.1.0.1", "node-b", Some(true), None, None)]))],
+                json!([ep("10.1.0.1", "node-b", Some(true), None, None)]),
+            )],
             want: vec![
                 cip(80, vec![b("10.1.0.1", 8080, false, false)]),
-                ServiceSpec::cluster_ip(Frontend::udp("10.96.0.10".parse().unwrap(), 53), vec![b("10.1.0.1", 5353, false, false)]),
+                ServiceSpec::cluster_ip(
+                    Frontend::udp("10.96.0.10".parse().unwrap(), 53),
+                    vec![b("10.1.0.1", 5353, false, false)],
+                ),
             ],
         },
         Case {
             name: "a slice without the port gives no backends for it; slices of other services are ignored",
             service: service(json!({})),
             slices: vec![
-                slice("web-1", json!([{"name": "metrics", "port": 9090}]), json!([ep("10.1.0.1", NODE, Some(true), None, None)])),
+                slice(
+                    "web-1",
+                    json!([{"name": "metrics", "port": 9090}]),
+                    json!([ep("10.1.0.1", NODE, Some(true), None, None)]),
+                ),
                 {
-                    let mut other = slice("db-1", http_port(), json!([ep("10.1.9.9", NODE, Some(true), None, None)]));
+                    let mut other = slice(
+                        "db-1",
+                        http_port(),
+                        json!([ep("10.1.9.9", NODE, Some(true), None, None)]),
+                    );
                     other.metadata.labels = Some([(SERVICE_NAME_LABEL.to_string(), "db".to_string())].into());
                     other
                 },
                 {
-                    let mut v6 = slice("web-v6", http_port(), json!([ep("fd00::1", NODE, Some(true), None, None)]));
+                    let mut v6 = slice(
+                        "web-v6",
+                        http_port(),
+                        json!([ep("fd00::1", NODE, Some(true), None, None)]),
+                    );
                     v6.address_type = "IPv6".into();
                     v6
                 },
@@ -139,60 +199,109 @@ fn translation_table() {
             name: "endpoints from several slices are merged and deduplicated",
             service: service(json!({})),
             slices: vec![
-                slice("web-1", http_port(), json!([ep("10.1.0.1", NODE, Some(true), None, None)])),
-                slice("web-2", http_port(), json!([ep("10.1.0.1", NODE, Some(true), None, None), ep("10.1.0.2", "node-b", Some(true), None, None)])),
+                slice(
+                    "web-1",
+                    http_port(),
+                    json!([ep("10.1.0.1", NODE, Some(true), None, None)]),
+                ),
+                slice(
+                    "web-2",
+                    http_port(),
+                    json!([
+                        ep("10.1.0.1", NODE, Some(true), None, None),
+                        ep("10.1.0.2", "node-b", Some(true), None, None)
+                    ]),
+                ),
             ],
-            want: vec![cip(80, vec![b("10.1.0.1", 8080, true, false), b("10.1.0.2", 8080, false, false)])],
+            want: vec![cip(
+                80,
+                vec![b("10.1.0.1", 8080, true, false), b("10.1.0.2", 8080, false, false)],
+            )],
         },
         Case {
             name: "ClientIP affinity with its timeout; default timeout when unset",
-            service: service(json!({"spec": {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
-                "ports": [{"name": "http", "port": 80}, {"name": "alt", "port": 81}]}})),
+            service: service(
+                json!({"spec": {"sessionAffinity": "ClientIP", "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 60}},
+                "ports": [{"name": "http", "port": 80}, {"name": "alt", "port": 81}]}}),
+            ),
             slices: vec![],
             want: vec![
-                ServiceSpec { affinity_timeout: Some(Duration::from_secs(60)), ..cip(80, vec![]) },
-                ServiceSpec { affinity_timeout: Some(Duration::from_secs(60)), ..cip(81, vec![]) },
+                ServiceSpec {
+                    affinity_timeout: Some(Duration::from_secs(60)),
+                    ..cip(80, vec![])
+                },
+                ServiceSpec {
+                    affinity_timeout: Some(Duration::from_secs(60)),
+                    ..cip(81, vec![])
+                },
             ],
         },
         Case {
             name: "ClientIP affinity without config uses 10800 s",
             service: service(json!({"spec": {"sessionAffinity": "ClientIP"}})),
             slices: vec![],
-            want: vec![ServiceSpec { affinity_timeout: Some(DEFAULT_AFFINITY_TIMEOUT), ..cip(80, vec![]) }],
+            want: vec![ServiceSpec {
+                affinity_timeout: Some(DEFAULT_AFFINITY_TIMEOUT),
+                ..cip(80, vec![])
+            }],
         },
         Case {
             name: "externalTrafficPolicy Local applies to the node port only",
-            service: service(json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}})),
+            service: service(
+                json!({"spec": {"type": "NodePort", "externalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}),
+            ),
             slices: vec![two_ready()],
-            want: vec![cip(80, both.clone()), ServiceSpec { external_traffic_local: true, ..np(30080, both.clone()) }],
+            want: vec![
+                cip(80, both.clone()),
+                ServiceSpec {
+                    external_traffic_local: true,
+                    ..np(30080, both.clone())
+                },
+            ],
         },
         Case {
             name: "internalTrafficPolicy Local keeps local endpoints on the ClusterIP only",
-            service: service(json!({"spec": {"type": "NodePort", "internalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}})),
+            service: service(
+                json!({"spec": {"type": "NodePort", "internalTrafficPolicy": "Local", "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}),
+            ),
             slices: vec![two_ready()],
             want: vec![cip(80, vec![both[0]]), np(30080, both.clone())],
         },
         Case {
             name: "LoadBalancer: node port with normalised source ranges (IPv6 ignored)",
-            service: service(json!({"spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["192.0.2.77/24", "198.51.100.7", "2001:db8::/32"],
-                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}})),
+            service: service(
+                json!({"spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["192.0.2.77/24", "198.51.100.7", "2001:db8::/32"],
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}),
+            ),
             slices: vec![],
-            want: vec![cip(80, vec![]), ServiceSpec {
-                source_ranges: vec![("192.0.2.0".parse().unwrap(), 24), ("198.51.100.7".parse().unwrap(), 32)],
-                ..np(30080, vec![])
-            }],
+            want: vec![
+                cip(80, vec![]),
+                ServiceSpec {
+                    source_ranges: vec![
+                        ("192.0.2.0".parse().unwrap(), 24),
+                        ("198.51.100.7".parse().unwrap(), 32),
+                    ],
+                    ..np(30080, vec![])
+                },
+            ],
         },
         Case {
             name: "LoadBalancer whose source ranges are all unusable keeps its node ports closed",
-            service: service(json!({"spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["2001:db8::/32", "bogus"],
-                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}})),
+            service: service(
+                json!({"spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["2001:db8::/32", "bogus"],
+                "ports": [{"name": "http", "port": 80, "nodePort": 30080}]}}),
+            ),
             slices: vec![],
             want: vec![cip(80, vec![])],
         },
         Case {
             name: "ClusterIP type ignores a stray nodePort; unnamed port matches unnamed slice port",
             service: service(json!({"spec": {"ports": [{"port": 80, "nodePort": 30080}]}})),
-            slices: vec![slice("web-1", json!([{"port": 9000}]), json!([ep("10.1.0.1", NODE, Some(true), None, None)]))],
+            slices: vec![slice(
+                "web-1",
+                json!([{"port": 9000}]),
+                json!([ep("10.1.0.1", NODE, Some(true), None, None)]),
+            )],
             want: vec![cip(80, vec![b("10.1.0.1", 9000, true, false)])],
         },
     ];

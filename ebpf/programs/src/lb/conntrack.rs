@@ -3,10 +3,7 @@
 //! their backend and NAT state here, whatever happens to the service since.
 
 use aya_ebpf::helpers::bpf_ktime_get_ns;
-use sluice_common::{
-    ct_flags, CtKey, CtValue, CT_CLOSING_TIMEOUT_NS, CT_TCP_TIMEOUT_NS, CT_UDP_TIMEOUT_NS,
-    PROTO_TCP,
-};
+use sluice_common::{ct_flags, CtKey, CtValue, CT_CLOSING_TIMEOUT_NS, CT_TCP_TIMEOUT_NS, CT_UDP_TIMEOUT_NS, PROTO_TCP};
 
 use super::{
     maps::CONNTRACK,

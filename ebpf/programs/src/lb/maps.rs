@@ -9,10 +9,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use sluice_common::{
-    AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue,
-    MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, SockRevKey, SockRevValue, SourceRangeKey,
-    TrafficCounter,
-    EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
+    AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, MaglevKey, MaglevTable,
+    NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, SockRevKey, SockRevValue, SourceRangeKey,
+    TrafficCounter, EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -27,8 +26,7 @@ pub static BACKENDS: HashMap<u32, BackendValue, { MAX_BACKENDS as usize }> = Has
 
 /// (service id, slot) → Maglev lookup table. Not preallocated: tables are 4 KiB.
 #[btf_map(name = "maglev")]
-pub static MAGLEV: HashMap<MaglevKey, MaglevTable, { 4 * MAX_SERVICES as usize }, NO_PREALLOC> =
-    HashMap::new();
+pub static MAGLEV: HashMap<MaglevKey, MaglevTable, { 4 * MAX_SERVICES as usize }, NO_PREALLOC> = HashMap::new();
 
 /// Connection tracking and NAT state, both directions of every flow.
 #[btf_map(name = "conntrack")]

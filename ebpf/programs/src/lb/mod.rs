@@ -149,9 +149,7 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     //   through this node to be translated;
     // - hairpin, a pod reaching its own service and landing on itself: it
     //   would drop a packet from its own address, so it sees the VIP instead.
-    let remote_nodeport = local_node
-        && !local_only
-        && backend.flags & sluice_common::backend_flags::LOCAL == 0;
+    let remote_nodeport = local_node && !local_only && backend.flags & sluice_common::backend_flags::LOCAL == 0;
     let hairpin = hook == Hook::FromPod && backend.addr == flow.saddr;
     let snat = remote_nodeport || hairpin;
     let mut forward = CtValue {
@@ -189,7 +187,8 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         reply.snat_port = flow.sport;
         reply_key.daddr = flow.daddr;
         // Keep the client's port when free, else try a few others.
-        let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow)) else {
+        let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow))
+        else {
             count(Event::SnatExhausted);
             return Verdict::Drop;
         };

@@ -23,13 +23,19 @@ pub fn rewrite_tc(ctx: &TcContext, flow: &Flow, to: &Rewrite) -> Result<(), i64>
         0
     };
     if to.saddr != flow.saddr {
-        let (from, new) = (u32::from_ne_bytes(flow.saddr) as u64, u32::from_ne_bytes(to.saddr) as u64);
+        let (from, new) = (
+            u32::from_ne_bytes(flow.saddr) as u64,
+            u32::from_ne_bytes(to.saddr) as u64,
+        );
         ctx.l4_csum_replace(l4c, from, new, BPF_F_PSEUDO_HDR as u64 | zero_ok | 4)?;
         ctx.l3_csum_replace(IP_CSUM_OFF, from, new, 4)?;
         ctx.store(IP_SADDR_OFF, &to.saddr, 0)?;
     }
     if to.daddr != flow.daddr {
-        let (from, new) = (u32::from_ne_bytes(flow.daddr) as u64, u32::from_ne_bytes(to.daddr) as u64);
+        let (from, new) = (
+            u32::from_ne_bytes(flow.daddr) as u64,
+            u32::from_ne_bytes(to.daddr) as u64,
+        );
         ctx.l4_csum_replace(l4c, from, new, BPF_F_PSEUDO_HDR as u64 | zero_ok | 4)?;
         ctx.l3_csum_replace(IP_CSUM_OFF, from, new, 4)?;
         ctx.store(IP_DADDR_OFF, &to.daddr, 0)?;

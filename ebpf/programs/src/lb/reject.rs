@@ -20,8 +20,8 @@ use super::{
 fn ip_header(total_len: u16, proto: u8, saddr: [u8; 4], daddr: [u8; 4]) -> [u8; 20] {
     let len = total_len.to_be_bytes();
     let mut h = [
-        0x45, 0, len[0], len[1], 0, 0, 0x40, 0, 64, proto, 0, 0, saddr[0], saddr[1], saddr[2],
-        saddr[3], daddr[0], daddr[1], daddr[2], daddr[3],
+        0x45, 0, len[0], len[1], 0, 0, 0x40, 0, 64, proto, 0, 0, saddr[0], saddr[1], saddr[2], saddr[3], daddr[0],
+        daddr[1], daddr[2], daddr[3],
     ];
     let c = csum::finish(csum::sum(&h, 0)).to_ne_bytes();
     h[10] = c[0];
@@ -85,8 +85,8 @@ fn tcp_reset(ctx: &TcContext, flow: &Flow) -> Result<(), i64> {
         ([0u8; 4], in_seq.wrapping_add(n).to_be_bytes(), TCP_RST | TCP_ACK)
     };
     let mut th = [
-        tcp[2], tcp[3], tcp[0], tcp[1], seq[0], seq[1], seq[2], seq[3], ack[0], ack[1], ack[2],
-        ack[3], 0x50, flags, 0, 0, 0, 0, 0, 0,
+        tcp[2], tcp[3], tcp[0], tcp[1], seq[0], seq[1], seq[2], seq[3], ack[0], ack[1], ack[2], ack[3], 0x50, flags, 0,
+        0, 0, 0, 0, 0,
     ];
     let mut pseudo = [0u8; 12];
     pseudo[..4].copy_from_slice(&flow.daddr);

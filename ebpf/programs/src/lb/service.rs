@@ -4,8 +4,8 @@
 
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use sluice_common::{
-    backend_flags, service_flags, AffinityKey, AffinityValue, BackendValue, MaglevKey,
-    NodeAddrKey, ServiceKey, ServiceValue, SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX,
+    backend_flags, service_flags, AffinityKey, AffinityValue, BackendValue, MaglevKey, NodeAddrKey, ServiceKey,
+    ServiceValue, SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX,
 };
 
 use super::{
@@ -80,12 +80,7 @@ fn usable(b: &BackendValue, local_only: bool) -> bool {
 /// Choose the backend of a new flow: the client's affine backend if still
 /// usable, else the Maglev table's entry for the flow hash.
 #[inline(always)]
-pub fn choose_backend(
-    flow: &Flow,
-    svc: &ServiceValue,
-    local_only: bool,
-    now: u64,
-) -> Option<(u32, BackendValue)> {
+pub fn choose_backend(flow: &Flow, svc: &ServiceValue, local_only: bool, now: u64) -> Option<(u32, BackendValue)> {
     let affinity = svc.flags & service_flags::AFFINITY != 0;
     let akey = AffinityKey {
         client: flow.saddr,
@@ -127,14 +122,22 @@ pub fn choose_backend(
 /// table (all serving backends, or only the node-local ones).
 #[inline(always)]
 pub fn maglev_pick(svc: &ServiceValue, hash: u32, local_only: bool) -> Option<(u32, BackendValue)> {
-    let count = if local_only { svc.local_backend_count } else { svc.backend_count };
+    let count = if local_only {
+        svc.local_backend_count
+    } else {
+        svc.backend_count
+    };
     if count == 0 {
         return None;
     }
     // When every serving backend is local the local table would be the
     // same as the full one: userspace writes only the full one.
     let slot = svc.slot as u32
-        + if local_only && svc.local_backend_count != svc.backend_count { MAGLEV_LOCAL } else { 0 };
+        + if local_only && svc.local_backend_count != svc.backend_count {
+            MAGLEV_LOCAL
+        } else {
+            0
+        };
     let table = MAGLEV.get_ptr(MaglevKey {
         service_id: svc.id,
         slot,

@@ -29,10 +29,22 @@ pub fn registry() -> Framework {
             Box::new(node_resources_fit::NodeResourcesFit),
         ],
         scores: vec![
-            WeightedScore { plugin: Box::new(taint_toleration::TaintToleration), weight: 3 },
-            WeightedScore { plugin: Box::new(node_affinity::NodeAffinity), weight: 2 },
-            WeightedScore { plugin: Box::new(node_resources_fit::NodeResourcesFit), weight: 1 },
-            WeightedScore { plugin: Box::new(balanced_allocation::BalancedAllocation), weight: 1 },
+            WeightedScore {
+                plugin: Box::new(taint_toleration::TaintToleration),
+                weight: 3,
+            },
+            WeightedScore {
+                plugin: Box::new(node_affinity::NodeAffinity),
+                weight: 2,
+            },
+            WeightedScore {
+                plugin: Box::new(node_resources_fit::NodeResourcesFit),
+                weight: 1,
+            },
+            WeightedScore {
+                plugin: Box::new(balanced_allocation::BalancedAllocation),
+                weight: 1,
+            },
         ],
     }
 }

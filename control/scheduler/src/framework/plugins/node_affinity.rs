@@ -16,7 +16,9 @@ pub fn label_requirement_matches(req: &NodeSelectorRequirement, labels: Option<&
     let value = labels.and_then(|l| l.get(&req.key));
     let values = req.values.as_deref().unwrap_or_default();
     let int_cmp = |cmp: fn(i64, i64) -> bool| -> bool {
-        let (Some(v), [bound]) = (value, values) else { return false };
+        let (Some(v), [bound]) = (value, values) else {
+            return false;
+        };
         match (v.parse::<i64>(), bound.parse::<i64>()) {
             (Ok(v), Ok(b)) => cmp(v, b),
             _ => false,
@@ -55,7 +57,8 @@ pub fn term_matches(term: &NodeSelectorTerm, labels: Option<&BTreeMap<String, St
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    exprs.iter().all(|r| label_requirement_matches(r, labels)) && fields.iter().all(|r| field_requirement_matches(r, node_name))
+    exprs.iter().all(|r| label_requirement_matches(r, labels))
+        && fields.iter().all(|r| field_requirement_matches(r, node_name))
 }
 
 /// Whether the pod's `nodeSelector` and required node affinity (terms ORed) match the node.
@@ -73,7 +76,10 @@ pub fn required_matches(spec: &PodSpec, labels: Option<&BTreeMap<String, String>
         .and_then(|na| na.required_during_scheduling_ignored_during_execution.as_ref());
     match required {
         None => true,
-        Some(sel) => sel.node_selector_terms.iter().any(|t| term_matches(t, labels, node_name)),
+        Some(sel) => sel
+            .node_selector_terms
+            .iter()
+            .any(|t| term_matches(t, labels, node_name)),
     }
 }
 
@@ -102,8 +108,14 @@ impl FilterPlugin for NodeAffinity {
         NAME
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        let Some(spec) = pod.pod.spec.as_ref() else { return Ok(()) };
-        if required_matches(spec, node.labels(), node.name()) { Ok(()) } else { Err(Unfit::unresolvable(REASON)) }
+        let Some(spec) = pod.pod.spec.as_ref() else {
+            return Ok(());
+        };
+        if required_matches(spec, node.labels(), node.name()) {
+            Ok(())
+        } else {
+            Err(Unfit::unresolvable(REASON))
+        }
     }
 }
 
@@ -115,7 +127,10 @@ impl ScorePlugin for NodeAffinity {
         pod.pod.spec.as_ref().is_none_or(|s| preferred_terms(s).is_empty())
     }
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
-        pod.pod.spec.as_ref().map_or(0, |s| preferred_score(s, node.labels(), node.name()))
+        pod.pod
+            .spec
+            .as_ref()
+            .map_or(0, |s| preferred_score(s, node.labels(), node.name()))
     }
     fn normalize(&self, scores: &mut [i64]) {
         default_normalize(scores, false);
@@ -125,13 +140,19 @@ impl ScorePlugin for NodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Affinity, NodeAffinity as NodeAffinitySpec, NodeSelector, PreferredSchedulingTerm};
+    use k8s_openapi::api::core::v1::{
+        Affinity, NodeAffinity as NodeAffinitySpec, NodeSelector, PreferredSchedulingTerm,
+    };
 
     fn req(key: &str, op: &str, values: &[&str]) -> NodeSelectorRequirement {
         NodeSelectorRequirement {
             key: key.into(),
             operator: op.into(),
-            values: if values.is_empty() { None } else { Some(values.iter().map(|v| v.to_string()).collect()) },
+            values: if values.is_empty() {
+                None
+            } else {
+                Some(values.iter().map(|v| v.to_string()).collect())
+            },
         }
     }
 
@@ -146,14 +167,23 @@ mod tests {
         assert!(label_requirement_matches(&req("zone", "In", &["a", "b"]), l));
         assert!(!label_requirement_matches(&req("zone", "In", &["b"]), l));
         assert!(label_requirement_matches(&req("zone", "NotIn", &["b"]), l));
-        assert!(label_requirement_matches(&req("missing", "NotIn", &["b"]), l), "NotIn matches an absent label");
+        assert!(
+            label_requirement_matches(&req("missing", "NotIn", &["b"]), l),
+            "NotIn matches an absent label"
+        );
         assert!(label_requirement_matches(&req("zone", "Exists", &[]), l));
         assert!(!label_requirement_matches(&req("zone", "DoesNotExist", &[]), l));
         assert!(label_requirement_matches(&req("gpu", "DoesNotExist", &[]), l));
         assert!(label_requirement_matches(&req("cores", "Gt", &["4"]), l));
         assert!(!label_requirement_matches(&req("cores", "Lt", &["4"]), l));
-        assert!(!label_requirement_matches(&req("zone", "Gt", &["4"]), l), "non-integer label never compares");
-        assert!(!label_requirement_matches(&req("cores", "Gt", &["4", "5"]), l), "Gt needs exactly one value");
+        assert!(
+            !label_requirement_matches(&req("zone", "Gt", &["4"]), l),
+            "non-integer label never compares"
+        );
+        assert!(
+            !label_requirement_matches(&req("cores", "Gt", &["4", "5"]), l),
+            "Gt needs exactly one value"
+        );
         assert!(!label_requirement_matches(&req("zone", "Bogus", &["a"]), l));
     }
 
@@ -161,7 +191,9 @@ mod tests {
         PodSpec {
             affinity: Some(Affinity {
                 node_affinity: Some(NodeAffinitySpec {
-                    required_during_scheduling_ignored_during_execution: Some(NodeSelector { node_selector_terms: terms }),
+                    required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                        node_selector_terms: terms,
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -173,7 +205,10 @@ mod tests {
     #[test]
     fn required_terms_are_ored_and_requirements_anded() {
         let l = labels(&[("zone", "a"), ("disk", "ssd")]);
-        let term = |reqs: Vec<NodeSelectorRequirement>| NodeSelectorTerm { match_expressions: Some(reqs), match_fields: None };
+        let term = |reqs: Vec<NodeSelectorRequirement>| NodeSelectorTerm {
+            match_expressions: Some(reqs),
+            match_fields: None,
+        };
         let spec = spec_with_required(vec![
             term(vec![req("zone", "In", &["b"])]),
             term(vec![req("zone", "In", &["a"]), req("disk", "In", &["ssd"])]),
@@ -182,12 +217,18 @@ mod tests {
         let spec = spec_with_required(vec![term(vec![req("zone", "In", &["a"]), req("disk", "In", &["hdd"])])]);
         assert!(!required_matches(&spec, Some(&l), "n1"));
         let spec = spec_with_required(vec![NodeSelectorTerm::default()]);
-        assert!(!required_matches(&spec, Some(&l), "n1"), "an empty term matches nothing");
+        assert!(
+            !required_matches(&spec, Some(&l), "n1"),
+            "an empty term matches nothing"
+        );
     }
 
     #[test]
     fn match_fields_selects_by_node_name() {
-        let term = NodeSelectorTerm { match_expressions: None, match_fields: Some(vec![req("metadata.name", "In", &["n2"])]) };
+        let term = NodeSelectorTerm {
+            match_expressions: None,
+            match_fields: Some(vec![req("metadata.name", "In", &["n2"])]),
+        };
         let spec = spec_with_required(vec![term]);
         assert!(!required_matches(&spec, None, "n1"));
         assert!(required_matches(&spec, None, "n2"));
@@ -195,8 +236,15 @@ mod tests {
 
     #[test]
     fn node_selector_needs_every_label() {
-        let spec = PodSpec { node_selector: Some(labels(&[("zone", "a"), ("disk", "ssd")])), ..Default::default() };
-        assert!(required_matches(&spec, Some(&labels(&[("zone", "a"), ("disk", "ssd"), ("x", "y")])), "n"));
+        let spec = PodSpec {
+            node_selector: Some(labels(&[("zone", "a"), ("disk", "ssd")])),
+            ..Default::default()
+        };
+        assert!(required_matches(
+            &spec,
+            Some(&labels(&[("zone", "a"), ("disk", "ssd"), ("x", "y")])),
+            "n"
+        ));
         assert!(!required_matches(&spec, Some(&labels(&[("zone", "a")])), "n"));
         assert!(!required_matches(&spec, None, "n"));
     }
@@ -205,19 +253,28 @@ mod tests {
     fn preferred_terms_add_weights() {
         let pref = |w: i32, key: &str, v: &str| PreferredSchedulingTerm {
             weight: w,
-            preference: NodeSelectorTerm { match_expressions: Some(vec![req(key, "In", &[v])]), match_fields: None },
+            preference: NodeSelectorTerm {
+                match_expressions: Some(vec![req(key, "In", &[v])]),
+                match_fields: None,
+            },
         };
         let spec = PodSpec {
             affinity: Some(Affinity {
                 node_affinity: Some(NodeAffinitySpec {
-                    preferred_during_scheduling_ignored_during_execution: Some(vec![pref(80, "zone", "a"), pref(20, "disk", "ssd")]),
+                    preferred_during_scheduling_ignored_during_execution: Some(vec![
+                        pref(80, "zone", "a"),
+                        pref(20, "disk", "ssd"),
+                    ]),
                     ..Default::default()
                 }),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        assert_eq!(preferred_score(&spec, Some(&labels(&[("zone", "a"), ("disk", "ssd")])), "n"), 100);
+        assert_eq!(
+            preferred_score(&spec, Some(&labels(&[("zone", "a"), ("disk", "ssd")])), "n"),
+            100
+        );
         assert_eq!(preferred_score(&spec, Some(&labels(&[("disk", "ssd")])), "n"), 20);
         let mut scores = [100, 20, 0];
         default_normalize(&mut scores, false);

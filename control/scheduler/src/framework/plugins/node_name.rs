@@ -24,7 +24,11 @@ impl FilterPlugin for NodeName {
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let wanted = pod.pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
-        if fits(wanted, node.name()) { Ok(()) } else { Err(Unfit::unresolvable(REASON)) }
+        if fits(wanted, node.name()) {
+            Ok(())
+        } else {
+            Err(Unfit::unresolvable(REASON))
+        }
     }
 }
 

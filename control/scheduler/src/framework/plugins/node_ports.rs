@@ -20,7 +20,11 @@ impl FilterPlugin for NodePorts {
         NAME
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        if fits(&pod.host_ports, &node.used_ports) { Ok(()) } else { Err(Unfit::resolvable(REASON)) }
+        if fits(&pod.host_ports, &node.used_ports) {
+            Ok(())
+        } else {
+            Err(Unfit::resolvable(REASON))
+        }
     }
 }
 
@@ -30,14 +34,21 @@ mod tests {
     use crate::framework::testing::*;
 
     fn hp(proto: &str, ip: &str, port: i32) -> HostPort {
-        HostPort { protocol: proto.into(), host_ip: ip.into(), port }
+        HostPort {
+            protocol: proto.into(),
+            host_ip: ip.into(),
+            port,
+        }
     }
 
     #[test]
     fn host_ports_conflict_by_protocol_ip_and_port() {
         let used = [hp("TCP", "10.0.0.1", 8080)];
         assert!(!fits(&[hp("TCP", "10.0.0.1", 8080)], &used));
-        assert!(!fits(&[hp("TCP", "0.0.0.0", 8080)], &used), "wildcard IP overlaps every IP");
+        assert!(
+            !fits(&[hp("TCP", "0.0.0.0", 8080)], &used),
+            "wildcard IP overlaps every IP"
+        );
         assert!(fits(&[hp("TCP", "10.0.0.2", 8080)], &used));
         assert!(fits(&[hp("UDP", "10.0.0.1", 8080)], &used));
         assert!(fits(&[hp("TCP", "10.0.0.1", 8081)], &used));

@@ -40,7 +40,10 @@ pub fn least_requested(requested: i64, capacity: i64) -> i64 {
 
 /// LeastAllocated score of a node after adding the pod (cpu and memory weighted equally).
 pub fn least_allocated_score(pod_non_zero: &Resources, allocatable: &Resources, non_zero_requested: &Resources) -> i64 {
-    let cpu = least_requested(non_zero_requested.milli_cpu + pod_non_zero.milli_cpu, allocatable.milli_cpu);
+    let cpu = least_requested(
+        non_zero_requested.milli_cpu + pod_non_zero.milli_cpu,
+        allocatable.milli_cpu,
+    );
     let mem = least_requested(non_zero_requested.memory + pod_non_zero.memory, allocatable.memory);
     (cpu + mem) / 2
 }
@@ -57,7 +60,10 @@ impl FilterPlugin for NodeResourcesFit {
         if reasons.is_empty() {
             Ok(())
         } else {
-            Err(Unfit { reasons: reasons.into_iter().map(Cow::Borrowed).collect(), unresolvable: false })
+            Err(Unfit {
+                reasons: reasons.into_iter().map(Cow::Borrowed).collect(),
+                unresolvable: false,
+            })
         }
     }
 }
@@ -83,9 +89,16 @@ mod tests {
         assert_eq!(NodeResourcesFit.filter(&big, &node), Ok(()));
         node.add_pod(&big.requests, &[]);
         let second = pod_info(pod("second", "600m", "1Gi"));
-        assert_eq!(NodeResourcesFit.filter(&second, &node), Err(Unfit::resolvable(INSUFFICIENT_CPU)));
+        assert_eq!(
+            NodeResourcesFit.filter(&second, &node),
+            Err(Unfit::resolvable(INSUFFICIENT_CPU))
+        );
         let exact = pod_info(pod("exact", "500m", "3Gi"));
-        assert_eq!(NodeResourcesFit.filter(&exact, &node), Ok(()), "filling the node exactly fits");
+        assert_eq!(
+            NodeResourcesFit.filter(&exact, &node),
+            Ok(()),
+            "filling the node exactly fits"
+        );
         let both = pod_info(pod("both", "4", "8Gi"));
         assert_eq!(
             NodeResourcesFit.filter(&both, &node).unwrap_err().reasons,
@@ -95,9 +108,27 @@ mod tests {
 
     #[test]
     fn pod_count_is_a_resource() {
-        let allocatable = Resources { milli_cpu: 1000, memory: 1 << 30, pods: 2 };
-        let requested = Resources { milli_cpu: 0, memory: 0, pods: 2 };
-        assert_eq!(insufficient(&Resources { pods: 1, ..Default::default() }, &allocatable, &requested), vec![TOO_MANY_PODS]);
+        let allocatable = Resources {
+            milli_cpu: 1000,
+            memory: 1 << 30,
+            pods: 2,
+        };
+        let requested = Resources {
+            milli_cpu: 0,
+            memory: 0,
+            pods: 2,
+        };
+        assert_eq!(
+            insufficient(
+                &Resources {
+                    pods: 1,
+                    ..Default::default()
+                },
+                &allocatable,
+                &requested
+            ),
+            vec![TOO_MANY_PODS]
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ pub fn fits(node_unschedulable: bool, tolerations: &[Toleration]) -> bool {
     if !node_unschedulable {
         return true;
     }
-    let taint = Taint { key: UNSCHEDULABLE_TAINT_KEY.into(), effect: "NoSchedule".into(), ..Default::default() };
+    let taint = Taint {
+        key: UNSCHEDULABLE_TAINT_KEY.into(),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    };
     tolerations.iter().any(|t| tolerates(t, &taint))
 }
 
@@ -30,8 +34,17 @@ impl FilterPlugin for NodeUnschedulable {
     }
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         let unschedulable = node.node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false);
-        let tolerations = pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default();
-        if fits(unschedulable, tolerations) { Ok(()) } else { Err(Unfit::unresolvable(REASON)) }
+        let tolerations = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.tolerations.as_deref())
+            .unwrap_or_default();
+        if fits(unschedulable, tolerations) {
+            Ok(())
+        } else {
+            Err(Unfit::unresolvable(REASON))
+        }
     }
 }
 
@@ -50,7 +63,11 @@ mod tests {
             ..Default::default()
         };
         assert!(fits(true, &[exists]));
-        let other = Toleration { key: Some("other".into()), operator: Some("Exists".into()), ..Default::default() };
+        let other = Toleration {
+            key: Some("other".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        };
         assert!(!fits(true, &[other]));
     }
 }

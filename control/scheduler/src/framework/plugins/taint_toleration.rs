@@ -54,11 +54,19 @@ pub fn intolerable_prefer_no_schedule(taints: &[Taint], tolerations: &[Toleratio
 
 /// The reason text kube-scheduler uses for an untolerated taint.
 pub fn reason(taint: &Taint) -> String {
-    format!("node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value.as_deref().unwrap_or_default())
+    format!(
+        "node(s) had untolerated taint {{{}: {}}}",
+        taint.key,
+        taint.value.as_deref().unwrap_or_default()
+    )
 }
 
 fn tolerations(pod: &PodInfo) -> &[Toleration] {
-    pod.pod.spec.as_ref().and_then(|s| s.tolerations.as_deref()).unwrap_or_default()
+    pod.pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_deref())
+        .unwrap_or_default()
 }
 
 /// The TaintToleration filter and score.
@@ -93,23 +101,40 @@ mod tests {
     use super::*;
 
     fn taint(key: &str, value: &str, effect: &str) -> Taint {
-        Taint { key: key.into(), value: Some(value.into()), effect: effect.into(), ..Default::default() }
+        Taint {
+            key: key.into(),
+            value: Some(value.into()),
+            effect: effect.into(),
+            ..Default::default()
+        }
     }
 
     fn toleration(key: &str, op: &str, value: &str, effect: &str) -> Toleration {
         let opt = |s: &str| if s.is_empty() { None } else { Some(s.to_string()) };
-        Toleration { key: opt(key), operator: opt(op), value: opt(value), effect: opt(effect), ..Default::default() }
+        Toleration {
+            key: opt(key),
+            operator: opt(op),
+            value: opt(value),
+            effect: opt(effect),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn toleration_matching_follows_kubernetes() {
         let t = taint("dedicated", "gpu", "NoSchedule");
         assert!(tolerates(&toleration("dedicated", "Equal", "gpu", "NoSchedule"), &t));
-        assert!(tolerates(&toleration("dedicated", "", "gpu", ""), &t), "default operator is Equal, empty effect matches all");
+        assert!(
+            tolerates(&toleration("dedicated", "", "gpu", ""), &t),
+            "default operator is Equal, empty effect matches all"
+        );
         assert!(!tolerates(&toleration("dedicated", "Equal", "cpu", "NoSchedule"), &t));
         assert!(tolerates(&toleration("dedicated", "Exists", "", "NoSchedule"), &t));
         assert!(!tolerates(&toleration("dedicated", "Exists", "", "NoExecute"), &t));
-        assert!(tolerates(&toleration("", "Exists", "", ""), &t), "empty key with Exists tolerates everything");
+        assert!(
+            tolerates(&toleration("", "Exists", "", ""), &t),
+            "empty key with Exists tolerates everything"
+        );
         assert!(!tolerates(&toleration("other", "Exists", "", ""), &t));
     }
 
@@ -118,7 +143,10 @@ mod tests {
         let taints = [taint("soft", "x", "PreferNoSchedule"), taint("hard", "y", "NoExecute")];
         let untolerated = first_untolerated(&taints, &[]).map(reason);
         assert_eq!(untolerated.as_deref(), Some("node(s) had untolerated taint {hard: y}"));
-        assert_eq!(first_untolerated(&taints, &[toleration("hard", "Exists", "", "")]), None);
+        assert_eq!(
+            first_untolerated(&taints, &[toleration("hard", "Exists", "", "")]),
+            None
+        );
     }
 
     #[test]
@@ -126,8 +154,14 @@ mod tests {
         let taints = [taint("a", "1", "PreferNoSchedule"), taint("b", "2", "PreferNoSchedule")];
         assert_eq!(intolerable_prefer_no_schedule(&taints, &[]), 2);
         // A NoSchedule-only toleration does not count for PreferNoSchedule taints.
-        assert_eq!(intolerable_prefer_no_schedule(&taints, &[toleration("a", "Exists", "", "NoSchedule")]), 2);
-        assert_eq!(intolerable_prefer_no_schedule(&taints, &[toleration("a", "Exists", "", "")]), 1);
+        assert_eq!(
+            intolerable_prefer_no_schedule(&taints, &[toleration("a", "Exists", "", "NoSchedule")]),
+            2
+        );
+        assert_eq!(
+            intolerable_prefer_no_schedule(&taints, &[toleration("a", "Exists", "", "")]),
+            1
+        );
         let mut scores = [0, 1, 2];
         default_normalize(&mut scores, true);
         assert_eq!(scores, [100, 50, 0]);
