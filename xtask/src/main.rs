@@ -8,10 +8,12 @@ mod bench;
 mod cluster;
 mod containerd;
 mod ebpf;
+mod fresh_check;
 mod images;
 mod network;
 mod nodes;
 mod process;
+mod registry;
 mod test;
 mod util;
 
@@ -36,9 +38,12 @@ enum Task {
     BuildEbpf(ebpf::BuildEbpfArgs),
     /// Install what the tests need, build everything and run the whole test suite.
     Test(test::TestArgs),
+    /// Prove the README's two commands in a fresh Debian root (mmdebstrap + chroot).
+    FreshCheck(fresh_check::FreshCheckArgs),
     /// Run a benchmark (not a test): results go under `bench-results/`.
     Bench(bench::BenchArgs),
-    /// Build the local node images (busybox, pause) and import them into containerd.
+    /// Build the cluster's images (busybox, nginx, redis, pause) and push them into the cluster registry;
+    /// `images push SOURCE NAME` pushes one of your own.
     Images(images::ImagesArgs),
     /// Write a per-node containerd config, or clean up after one.
     Containerd(containerd::ContainerdArgs),
@@ -51,6 +56,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf(args) => ebpf::build_ebpf(args),
         Task::Test(args) => test::run_all(args),
         Task::Bench(args) => bench::run(args),
+        Task::FreshCheck(args) => fresh_check::fresh_check(args),
         Task::Images(args) => images::images(args),
         Task::Containerd(args) => containerd::containerd(args),
     }

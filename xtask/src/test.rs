@@ -21,23 +21,26 @@ pub struct TestArgs {
 pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("etcd", "etcd-server"),
     ("etcdctl", "etcd-client"),
-    ("protoc", "protobuf-compiler"),
     ("bpftool", "bpftool"),
     ("ip", "iproute2"),
     ("iptables-save", "iptables"),
     ("nft", "nftables"),
-    ("ipvsadm", "ipvsadm"),
     ("containerd", "containerd"),
     ("runc", "runc"),
     ("umoci", "umoci"),
     ("busybox", "busybox-static"),
     ("curl", "curl"),
+    // The cluster registry and the images pushed to it (xtask images).
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("mmdebstrap", "mmdebstrap"),
+    // htpasswd for the private-registry story.
+    ("htpasswd", "apache2-utils"),
 ];
 
 /// Run the whole test suite.
 pub fn run_all(args: TestArgs) -> Result<()> {
     ensure_packages(TEST_PACKAGES)?;
-    crate::ebpf::build_ebpf(crate::ebpf::BuildEbpfArgs::default())?;
     let root = workspace_root();
     step("building all binaries (integration tests run them)");
     util::run(

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 /// Everything that can go wrong programming the datapath.
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    /// This binary was built without the eBPF object.
-    #[error("the eBPF object was not built into this binary: run `cargo xtask build-ebpf`, then rebuild")]
+    /// The embedded eBPF object is empty.
+    #[error("the eBPF object embedded in this binary is empty (was SLUICE_EBPF_OBJECT an empty file at build time?)")]
     ObjectNotBuilt,
     /// The object lacks a program or map this library expects (version skew).
     #[error("the eBPF object has no {0:?}")]

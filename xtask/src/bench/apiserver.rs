@@ -1,7 +1,7 @@
 //! `cargo xtask bench apiserver`: API server create/get/list/watch latency
 //! and throughput against direct etcd access measured in the same run. Not a test.
 //!
-//! The measuring is done by the `apiserver-bench` binary of `sluice-tests`
+//! The measuring is done by the `apiserver-bench` binary of `sluice-bench`
 //! (it needs kube and etcd-client; xtask stays light): this task builds it
 //! and the API server in release mode and runs it; it starts its own etcd and
 //! API server on free ports, kills them by pid, and writes
@@ -23,7 +23,7 @@ pub fn run(quick: bool) -> Result<()> {
         "--bin",
         "apiserver",
         "-p",
-        "sluice-tests",
+        "sluice-bench",
         "--bin",
         "apiserver-bench",
     ]))?;

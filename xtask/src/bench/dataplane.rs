@@ -13,7 +13,6 @@ use std::process::Command;
 
 /// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) measures 1 and 1,000 services only, for 1 s each.
 pub fn run(quick: bool) -> Result<()> {
-    crate::ebpf::build_ebpf(crate::ebpf::BuildEbpfArgs::default())?;
     let root = workspace_root();
     step("building sluice-datapath-bench (release)");
     util::run(Command::new("cargo").current_dir(&root).args([

@@ -32,8 +32,25 @@ pub enum Which {
     Node,
 }
 
+/// Debian packages each benchmark runs, as (command, package); `up` installs
+/// the node bench's cluster packages itself.
+fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
+    match which {
+        Which::Apiserver | Which::Scheduler => &[("etcd", "etcd-server")],
+        Which::Dataplane => &[
+            ("ip", "iproute2"),
+            ("iperf3", "iperf3"),
+            ("iptables-restore", "iptables"),
+            ("ipvsadm", "ipvsadm"),
+            ("sysctl", "procps"),
+        ],
+        Which::Node => &[],
+    }
+}
+
 /// Run one benchmark.
 pub fn run(args: BenchArgs) -> Result<()> {
+    crate::util::ensure_packages(packages(args.which))?;
     match args.which {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),

@@ -2,7 +2,7 @@
 //! watch) on a real cluster, against raw CRI calls to the same containerd
 //! measured in the same run. Not a test.
 //!
-//! The measuring is done by the `node-bench` binary of `sluice-tests` (it
+//! The measuring is done by the `node-bench` binary of `sluice-bench` (it
 //! needs kube and the CRI client; xtask stays light): this task builds the
 //! eBPF object and every binary a cluster needs, then runs it. It starts its
 //! own two-node cluster with `xtask up --nodes 2` (temp home, free ports, own
@@ -16,7 +16,6 @@ use std::process::Command;
 
 /// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 10 and 20 pods.
 pub fn run(quick: bool) -> Result<()> {
-    crate::ebpf::build_ebpf(crate::ebpf::BuildEbpfArgs::default())?;
     let root = workspace_root();
     let debug = std::env::var_os("SLUICE_BENCH_DEBUG").is_some();
     let profile = if debug { "debug" } else { "release" };
@@ -30,7 +29,7 @@ pub fn run(quick: bool) -> Result<()> {
         "sluice-noded",
         "sluice-cni",
         "xtask",
-        "sluice-tests",
+        "sluice-bench",
     ] {
         cargo.args(["-p", p]);
     }
