@@ -26,7 +26,11 @@ fn main() {
     println!("cargo:rerun-if-changed={}", object.display());
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("sluice.bpf.o");
     if let Err(e) = std::fs::copy(&object, &out) {
-        eprintln!("error: copying the eBPF object {} to {}: {e}", object.display(), out.display());
+        eprintln!(
+            "error: copying the eBPF object {} to {}: {e}",
+            object.display(),
+            out.display()
+        );
         std::process::exit(1);
     }
 }

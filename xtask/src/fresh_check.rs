@@ -140,7 +140,9 @@ pub fn fresh_check(args: FreshCheckArgs) -> Result<()> {
 
 /// Make the root filesystem tarball from the host's apt sources.
 fn build_rootfs(tarball: &Path) -> Result<()> {
-    step(&format!("making a Debian bookworm root filesystem with mmdebstrap ({MACHINE_PACKAGES})"));
+    step(&format!(
+        "making a Debian bookworm root filesystem with mmdebstrap ({MACHINE_PACKAGES})"
+    ));
     let sources = ["/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"]
         .into_iter()
         .find(|p| Path::new(p).is_file())
@@ -165,21 +167,48 @@ fn run_in(work: &Path, tarball: &Path, repo: &Path, args: &FreshCheckArgs) -> Re
     util::run(Command::new("tar").arg("-xf").arg(tarball).arg("-C").arg(&rootfs))?;
     step("cloning the committed HEAD into /src");
     let head = String::from_utf8(
-        Command::new("git").arg("-C").arg(repo).args(["rev-parse", "HEAD"]).output()?.stdout,
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(["rev-parse", "HEAD"])
+            .output()?
+            .stdout,
     )?;
-    util::run(Command::new("git").args(["clone", "--quiet", "--no-local"]).arg(repo).arg(rootfs.join("src")))?;
-    util::run(Command::new("git").arg("-C").arg(rootfs.join("src")).args(["checkout", "--quiet", head.trim()]))?;
+    util::run(
+        Command::new("git")
+            .args(["clone", "--quiet", "--no-local"])
+            .arg(repo)
+            .arg(rootfs.join("src")),
+    )?;
+    util::run(
+        Command::new("git")
+            .arg("-C")
+            .arg(rootfs.join("src"))
+            .args(["checkout", "--quiet", head.trim()]),
+    )?;
     std::fs::write(rootfs.join("app.yaml"), APP)?;
     std::fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf")).context("copying resolv.conf")?;
 
     let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
-    let rustup = std::env::var_os("RUSTUP_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".rustup"));
-    let cargo_home = std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| home.join(".cargo"));
+    let rustup = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".rustup"));
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".cargo"));
     // ~/.cargo/bin: only rustup and its proxies (no cargo-installed tools).
     let bin = rootfs.join("root/.cargo/bin");
     std::fs::create_dir_all(&bin)?;
     std::fs::copy(cargo_home.join("bin/rustup"), bin.join("rustup")).context("copying rustup")?;
-    for proxy in ["cargo", "rustc", "rustdoc", "rustfmt", "cargo-fmt", "cargo-clippy", "clippy-driver"] {
+    for proxy in [
+        "cargo",
+        "rustc",
+        "rustdoc",
+        "rustfmt",
+        "cargo-fmt",
+        "cargo-clippy",
+        "clippy-driver",
+    ] {
         std::os::unix::fs::symlink("rustup", bin.join(proxy))?;
     }
     for dir in ["rustup-upper", "rustup-work", "registry-upper", "registry-work"] {
@@ -217,9 +246,15 @@ exec chroot {r} /bin/bash /inner.sh
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .status()
         .context("running unshare")?;
-    step(&format!("fresh-check finished in {:.0?} with {status}", started.elapsed()));
+    step(&format!(
+        "fresh-check finished in {:.0?} with {status}",
+        started.elapsed()
+    ));
     if !status.success() {
-        bail!("the fresh-machine check failed (see above); rerun with --keep to inspect {}", work.display());
+        bail!(
+            "the fresh-machine check failed (see above); rerun with --keep to inspect {}",
+            work.display()
+        );
     }
     Ok(())
 }

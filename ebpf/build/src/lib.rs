@@ -26,7 +26,11 @@ pub const NIGHTLY: &str = "nightly";
 pub enum Error {
     /// A tool is missing and could not be installed.
     #[error("{what} is missing and could not be set up: {detail}\n  fix it with: {fix}")]
-    Setup { what: &'static str, detail: String, fix: String },
+    Setup {
+        what: &'static str,
+        detail: String,
+        fix: String,
+    },
     /// A command ran and failed.
     #[error("{command} failed ({status})")]
     Failed { command: String, status: String },
@@ -55,10 +59,16 @@ pub fn object_path() -> PathBuf {
 /// The sources whose change makes the object stale (for `cargo:rerun-if-changed`).
 pub fn sources() -> Vec<PathBuf> {
     let ebpf = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    ["programs/src", "programs/Cargo.toml", "programs/Cargo.lock", "common/src", "common/Cargo.toml"]
-        .iter()
-        .map(|p| ebpf.join(p))
-        .collect()
+    [
+        "programs/src",
+        "programs/Cargo.toml",
+        "programs/Cargo.lock",
+        "common/src",
+        "common/Cargo.toml",
+    ]
+    .iter()
+    .map(|p| ebpf.join(p))
+    .collect()
 }
 
 /// Print a progress line for a step of a long operation.
@@ -165,13 +175,22 @@ fn run(cmd: &mut Command) -> Result<()> {
     let stderr = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()
-        .map_err(|source| Error::Io { context: "duplicating stderr".into(), source })?;
+        .map_err(|source| Error::Io {
+            context: "duplicating stderr".into(),
+            source,
+        })?;
     let status = cmd
         .stdout(Stdio::from(stderr))
         .status()
-        .map_err(|source| Error::Spawn { command: command.clone(), source })?;
+        .map_err(|source| Error::Spawn {
+            command: command.clone(),
+            source,
+        })?;
     if !status.success() {
-        return Err(Error::Failed { command, status: status.to_string() });
+        return Err(Error::Failed {
+            command,
+            status: status.to_string(),
+        });
     }
     Ok(())
 }
@@ -197,7 +216,9 @@ fn ensure_nightly() -> Result<PathBuf> {
 
 fn nightly_output(args: &[&str]) -> Option<String> {
     let out = rustup().args(["run", NIGHTLY, "rustc"]).args(args).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn nightly_sysroot() -> Option<PathBuf> {
@@ -209,7 +230,9 @@ fn ensure_rust_src(sysroot: &Path) -> Result<()> {
     if sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml").is_file() {
         return Ok(());
     }
-    step(&format!("adding rust-src to the {NIGHTLY} toolchain (needed for -Z build-std=core)"));
+    step(&format!(
+        "adding rust-src to the {NIGHTLY} toolchain (needed for -Z build-std=core)"
+    ));
     run(rustup().args(["component", "add", "rust-src", "--toolchain", NIGHTLY])).map_err(|e| Error::Setup {
         what: "the nightly's rust-src component",
         detail: e.to_string(),
@@ -271,7 +294,12 @@ fn ensure_bpf_linker(sysroot: &Path) -> Result<()> {
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("libLLVM.so.") || (n.starts_with("libLLVM-") && n.ends_with(".so")))
         })
-        .ok_or_else(|| setup(format!("the nightly toolchain has no shared libLLVM in {}", lib_dir.display())))?;
+        .ok_or_else(|| {
+            setup(format!(
+                "the nightly toolchain has no shared libLLVM in {}",
+                lib_dir.display()
+            ))
+        })?;
     let prefix = programs_dir().join("target/llvm-prefix");
     let prefix_lib = prefix.join("lib");
     let link = prefix_lib.join("libLLVM.so");
@@ -288,14 +316,25 @@ fn ensure_bpf_linker(sysroot: &Path) -> Result<()> {
     // The default toolchain's cargo, run from this crate's directory (no
     // rust-toolchain file there, unlike ebpf/programs).
     let mut cmd = rustup_proxy("cargo");
-    cmd.args(["install", "--locked", "bpf-linker", "--no-default-features", "--features"])
-        .arg(format!("llvm-{major}"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("LLVM_PREFIX", &prefix)
-        .env("LD_LIBRARY_PATH", &lib_dir)
-        // Let the binary find the nightly's libLLVM without LD_LIBRARY_PATH too.
-        .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", lib_dir.display()));
-    run(&mut cmd).map_err(|e| setup(format!("{e} (needs crates.io and a C toolchain; LLVM_PREFIX={})", prefix.display())))?;
+    cmd.args([
+        "install",
+        "--locked",
+        "bpf-linker",
+        "--no-default-features",
+        "--features",
+    ])
+    .arg(format!("llvm-{major}"))
+    .current_dir(env!("CARGO_MANIFEST_DIR"))
+    .env("LLVM_PREFIX", &prefix)
+    .env("LD_LIBRARY_PATH", &lib_dir)
+    // Let the binary find the nightly's libLLVM without LD_LIBRARY_PATH too.
+    .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", lib_dir.display()));
+    run(&mut cmd).map_err(|e| {
+        setup(format!(
+            "{e} (needs crates.io and a C toolchain; LLVM_PREFIX={})",
+            prefix.display()
+        ))
+    })?;
     if !bpf_linker_works(sysroot) {
         return Err(setup("it was installed but `bpf-linker --version` fails".into()));
     }
