@@ -5,11 +5,15 @@
 //! of [`components`] in order (own session, logs under `$SLUICE_HOME/logs`, pid
 //! files under `$SLUICE_HOME/run`), waiting for each to be ready, then brings up
 //! `--nodes N` nodes ([`crate::nodes`]): network namespaces on one bridge
-//! ([`crate::network`]), each with its own containerd and `noded`.
+//! ([`crate::network`]), the cluster registry on the bridge address
+//! ([`crate::registry`], storage under `$SLUICE_HOME/registry`) with the
+//! images pushed into it ([`crate::images`]), and per node its own containerd
+//! (pulling through the registry) and `noded`.
 //! `down` removes the nodes (processes by pid, pods, sandboxes, pins,
-//! namespaces, links, the bridge), then stops the control plane in reverse
-//! order by pid, after checking the pid still runs the binary we started; it
-//! keeps the data unless `--purge`.
+//! namespaces, links), stops the registry, removes the bridge, then stops the
+//! control plane in reverse order by pid, after checking the pid still runs
+//! the binary we started; it keeps the data (registry storage included)
+//! unless `--purge`.
 //!
 //! Adding a control-plane component means adding one [`Component`] to
 //! [`components`].
@@ -56,6 +60,9 @@ pub struct UpArgs {
     /// Extra noded flag for every node (repeatable), e.g. `--noded-arg=--heartbeat-seconds=2`.
     #[arg(long = "noded-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub noded_args: Vec<String>,
+    /// Port of the cluster registry on the bridge address (started with the first node).
+    #[arg(long, default_value_t = crate::registry::DEFAULT_PORT)]
+    pub registry_port: u16,
 }
 
 /// Arguments of `cargo xtask down`.
@@ -105,12 +112,21 @@ pub struct Cluster {
 /// `down` removes the right bridge whatever flags it is given.
 const NETWORK_FILE: &str = "network.conf";
 
+/// Pid/log name of the cluster registry.
+const REGISTRY: &str = "registry";
+/// The registry's executable (Debian's `docker-registry`).
+const REGISTRY_EXE: &str = "docker-registry";
+
+/// `--home`, else `$SLUICE_HOME`, else `/var/lib/sluice`.
+pub fn home_dir(home: Option<&Path>) -> PathBuf {
+    home.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("SLUICE_HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/sluice"))
+}
+
 impl Cluster {
     fn home_of(args: &ClusterArgs) -> PathBuf {
-        args.home
-            .clone()
-            .or_else(|| std::env::var_os("SLUICE_HOME").map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("/var/lib/sluice"))
+        home_dir(args.home.as_deref())
     }
     fn pki(&self) -> PathBuf {
         self.home.join("pki")
@@ -254,15 +270,15 @@ fn components() -> Vec<Component> {
 }
 
 /// Debian packages `up` needs: (command, package).
-const PACKAGES: &[(&str, &str)] = &[
-    ("etcd", "etcd-server"),
-    ("curl", "curl"),
-    ("protoc", "protobuf-compiler"),
-    ("ip", "iproute2"),
-];
+const PACKAGES: &[(&str, &str)] = &[("etcd", "etcd-server"), ("curl", "curl"), ("ip", "iproute2")];
 
 /// Debian packages nodes need on top: (command, package).
 const NODE_PACKAGES: &[(&str, &str)] = &[
+    ("docker-registry", "docker-registry"),
+    ("skopeo", "skopeo"),
+    ("umoci", "umoci"),
+    ("mmdebstrap", "mmdebstrap"),
+    ("busybox", "busybox-static"),
     ("containerd", "containerd"),
     ("runc", "runc"),
     ("/usr/lib/cni/loopback", "containernetworking-plugins"),
@@ -316,13 +332,16 @@ pub fn up(args: UpArgs) -> Result<()> {
     for dir in [cluster.home.clone(), cluster.pki(), cluster.logs(), cluster.run_dir()] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let registry_addr = format!("{}:{}", cluster.network.gateway(), args.registry_port);
     if args.nodes > 0 {
-        record_network(&cluster.home, &cluster.network)?;
+        record_network(&cluster.home, &cluster.network, &registry_addr)?;
     }
+    // Read early: a mistake in the user's file should stop `up` before anything starts.
+    let user_registries = crate::registry::UserRegistries::load(&cluster.home)?;
 
     let images = if args.nodes > 0 {
-        step("building the node images (busybox, pause)");
-        crate::images::build_all(&crate::images::default_out_dir(), false)?
+        step(&format!("building the images ({})", crate::images::ALL.join(", ")));
+        crate::images::build(&crate::images::default_out_dir(), false, crate::images::ALL)?
     } else {
         Vec::new()
     };
@@ -365,6 +384,8 @@ pub fn up(args: UpArgs) -> Result<()> {
     if args.nodes > 0 {
         ensure_bpffs()?;
         cluster.network.ensure_bridge()?;
+        start_registry(&cluster.home, &files, &registry_addr)?;
+        crate::images::push_all(&registry_addr, &images, None)?;
         let (pki, kubeconfig) = (cluster.pki(), cluster.kubeconfig());
         for index in 1..=args.nodes {
             step(&format!(
@@ -382,11 +403,18 @@ pub fn up(args: UpArgs) -> Result<()> {
                 admin_kubeconfig: &kubeconfig,
                 cluster_cidr: cluster.cluster_cidr,
                 noded_args: &args.noded_args,
+                registry: &registry_addr,
+                user_registries: &user_registries,
             };
-            nodes::up(&spec, &files, &images)?;
+            nodes::up(&spec, &files)?;
         }
     }
     println!("Sluice is up. Logs: {}", cluster.logs().display());
+    if args.nodes > 0 {
+        println!(
+            "registry at http://{registry_addr} (push your images with `cargo xtask images push SOURCE NAME[:TAG]`)"
+        );
+    }
     for index in 1..=args.nodes {
         println!(
             "node {} at {}",
@@ -413,6 +441,8 @@ pub fn down(args: DownArgs) -> Result<()> {
             failures.push(format!("node {node}: {e:#}"));
         }
     }
+    // The registry is no use without nodes; its storage stays under $SLUICE_HOME/registry.
+    files.stop(REGISTRY, REGISTRY_EXE)?;
     match recorded_network(&home) {
         Ok(Some(network)) => {
             if let Err(e) = network.remove_bridge() {
@@ -442,10 +472,46 @@ pub fn down(args: DownArgs) -> Result<()> {
     Ok(())
 }
 
-/// Write the node network's prefix and subnet under `home`.
-fn record_network(home: &Path, network: &NodeNetwork) -> Result<()> {
-    let text = format!("prefix={}\nsubnet={}\n", network.prefix, network.subnet);
+/// Start the cluster registry on `addr` (the bridge address) unless it runs.
+fn start_registry(home: &Path, files: &Files, addr: &str) -> Result<()> {
+    if let Some(pid) = files.running_pid(REGISTRY, REGISTRY_EXE) {
+        step(&format!("the registry is already running (pid {pid})"));
+        return Ok(());
+    }
+    let config = crate::registry::write_config(home, addr)?;
+    let daemon = Daemon::new(
+        REGISTRY,
+        format!("/usr/bin/{REGISTRY_EXE}"),
+        vec!["serve".into(), config.display().to_string()],
+    );
+    let pid = files.start(&daemon)?;
+    step(&format!(
+        "started the registry on {addr} (pid {pid}), waiting until it answers"
+    ));
+    let url = format!("http://{addr}/v2/");
+    files.wait_until(REGISTRY, pid, REGISTRY_EXE, Duration::from_secs(30), || {
+        Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--max-time", "2", &url])
+            .status()
+            .is_ok_and(|s| s.success())
+    })
+}
+
+/// Write the node network's prefix and subnet and the registry address under `home`.
+fn record_network(home: &Path, network: &NodeNetwork, registry: &str) -> Result<()> {
+    let text = format!(
+        "prefix={}\nsubnet={}\nregistry={registry}\n",
+        network.prefix, network.subnet
+    );
     fs::write(home.join(NETWORK_FILE), text).context("recording the node network")
+}
+
+/// The registry address (`ip:port`) `up` recorded under `home`, if it made nodes.
+pub fn recorded_registry(home: &Path) -> Option<String> {
+    let text = fs::read_to_string(home.join(NETWORK_FILE)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("registry="))
+        .map(str::to_owned)
 }
 
 /// The node network `up` recorded under `home` (none if `up` made no nodes).

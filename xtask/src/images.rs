@@ -1,64 +1,137 @@
-//! `cargo xtask images`: the node's container images, built locally.
+//! `cargo xtask images`: the cluster's images, built from Debian packages
+//! and our own binaries, pushed into the cluster registry.
 //!
-//! No registry is reachable from a Sluice machine, so the two images every
-//! node needs are built here from files already on the host and imported
-//! straight into a containerd:
-//! - [`BUSYBOX_IMAGE`]: busybox-static with one symlink per applet (so
-//!   `httpd`, `sh`, `sleep`, `wget`... are all on `PATH`), the image pods use;
-//! - [`PAUSE_IMAGE`]: the static `pause` binary of `dataplane/pause`, the
-//!   sandbox image containerd's CRI plugin starts for every pod.
+//! No internet registry is reachable from a Sluice machine, so the images
+//! pods and nodes need are built here and pushed into the cluster registry
+//! (see [`crate::registry`]) under the names users write, in the mirror
+//! layout (`nginx` → repository `docker.io/library/nginx`):
+//! - `busybox`: Debian's busybox-static with one symlink per applet (`sh`,
+//!   `httpd`, `nc`, `wget`, `nslookup`, ...), default command `sh`, tagged
+//!   with the package's upstream version and `latest`;
+//! - `nginx`: `nginx-light` on Debian's essential set (`mmdebstrap`), serving
+//!   its default page on port 80 in the foreground, logs to stdout/stderr;
+//! - `redis`: `redis-server` likewise, on port 6379 with `--protected-mode no`;
+//! - `pause`: the static binary of `dataplane/pause`, named for what it is,
+//!   `sluice.local/pause:<workspace version>` ([`pause_image`]); containerd's
+//!   `sandbox_image`, pulled through the mirror like everything else.
 //!
-//! Images are built with `umoci` into an OCI layout, packed as a tar and
-//! cached under `target/sluice-images/`; `ctr images import` then loads them
-//! under exactly ONE name each (CRI's image cache gets confused by aliases),
-//! a registry-like name with a dot so CRI never tries to pull from docker.io.
+//! Tags come from the versions actually installed, never from wishes. Each
+//! image is cached as an OCI archive under `target/sluice-images/<name>.tar`
+//! with its references in `<name>.refs`; pushing (skopeo) skips blobs the
+//! registry already has, so a second run takes seconds. Users push their own
+//! images with `cargo xtask images push SOURCE NAME[:TAG]`.
 
+use crate::registry::{mirror_repository, Reference};
 use crate::util::{self, step, workspace_root};
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, Subcommand};
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
-/// The image pods run: busybox with all applets (`busybox httpd -f -p 8080 -h DIR`).
-pub const BUSYBOX_IMAGE: &str = "sluice.local/busybox:latest";
-/// The sandbox ("pause") image; containerd's `sandbox_image` must name it exactly.
-pub const PAUSE_IMAGE: &str = "sluice.local/pause:3.10";
-/// The containerd namespace the CRI plugin uses.
-pub const CRI_NAMESPACE: &str = "k8s.io";
+/// The images `up` builds and pushes, by short name.
+pub const ALL: &[&str] = &["busybox", "pause", "nginx", "redis"];
+
+/// The sandbox ("pause") image: our own binary under an honest name.
+pub fn pause_image() -> String {
+    format!("sluice.local/pause:{}", env!("CARGO_PKG_VERSION"))
+}
 
 /// Arguments of `cargo xtask images`.
 #[derive(Args)]
 pub struct ImagesArgs {
-    /// Where the image tarballs are written (default: `target/sluice-images`).
+    #[command(subcommand)]
+    action: Option<ImagesAction>,
+    /// Where the OCI archives are cached (default: `target/sluice-images`).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Import the images into the containerd listening on this socket (repeatable).
-    #[arg(long = "import", value_name = "SOCKET")]
-    pub import_to: Vec<PathBuf>,
-    /// Rebuild the tarballs even when cached ones exist.
+    /// Rebuild the archives even when cached ones exist.
     #[arg(long)]
     pub rebuild: bool,
+    /// Build (and push) only these images (repeatable): busybox, pause, nginx, redis.
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Build only; push nowhere.
+    #[arg(long)]
+    pub no_push: bool,
+    #[command(flatten)]
+    pub target: RegistryTarget,
 }
 
-/// One image packed as an OCI-layout tarball, ready for `ctr images import`.
+/// Which registry to push to.
+#[derive(Args, Clone)]
+pub struct RegistryTarget {
+    /// Push to this registry (`host:port`, plain HTTP) instead of the cluster's.
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub registry: Option<String>,
+    /// The cluster whose registry to push to [default: $SLUICE_HOME, else /var/lib/sluice].
+    #[arg(long, global = true)]
+    pub home: Option<PathBuf>,
+    /// Registry credentials (`user:password`).
+    #[arg(long, value_name = "USER:PASSWORD", global = true)]
+    pub creds: Option<String>,
+}
+
+impl RegistryTarget {
+    /// The registry address: `--registry`, else the one `up` recorded for the cluster.
+    fn address(&self) -> Result<Option<String>> {
+        if let Some(addr) = &self.registry {
+            return Ok(Some(addr.clone()));
+        }
+        let home = crate::cluster::home_dir(self.home.as_deref());
+        Ok(crate::cluster::recorded_registry(&home))
+    }
+}
+
+#[derive(Subcommand)]
+enum ImagesAction {
+    /// Push an image of your own into the cluster registry under the name pods use:
+    /// `push ./app.tar myapp:1` makes `image: myapp:1` pullable on every node.
+    Push {
+        /// An OCI archive, a docker archive (`docker save`), an OCI layout
+        /// directory, or any skopeo source (`oci:DIR:TAG`, `docker-archive:FILE`, ...).
+        source: String,
+        /// The name as pods write it (`myapp:1`, `quay.io/me/app:2`).
+        name: String,
+    },
+}
+
+/// One image cached as an OCI archive.
 pub struct BuiltImage {
-    /// Full reference, e.g. `sluice.local/busybox:latest`.
-    pub reference: &'static str,
-    /// The tarball.
-    pub tar: PathBuf,
+    /// Full references it is pushed as (`docker.io/library/nginx:1.22.1`, `...:latest`).
+    pub references: Vec<String>,
+    /// The OCI archive.
+    pub archive: PathBuf,
 }
 
-/// `cargo xtask images`: build (or reuse) both images and import them where asked.
+/// `cargo xtask images ...`.
 pub fn images(args: ImagesArgs) -> Result<()> {
+    if let Some(ImagesAction::Push { source, name }) = &args.action {
+        let addr = args
+            .target
+            .address()?
+            .context("no cluster registry is recorded (run `cargo xtask up`) and no --registry given")?;
+        let reference = mirror_repository(name)?;
+        push(&addr, &skopeo_source(source)?, &reference, args.target.creds.as_deref())?;
+        println!("pushed {name} as {addr}/{reference}: pods can use `image: {name}`");
+        return Ok(());
+    }
     let out = args.out.unwrap_or_else(default_out_dir);
-    let built = build_all(&out, args.rebuild)?;
-    for socket in &args.import_to {
-        import_all(socket, &built)?;
+    let names: Vec<&str> = if args.only.is_empty() {
+        ALL.to_vec()
+    } else {
+        args.only.iter().map(String::as_str).collect()
+    };
+    let built = build(&out, args.rebuild, &names)?;
+    if !args.no_push {
+        match args.target.address()? {
+            Some(addr) => push_all(&addr, &built, args.target.creds.as_deref())?,
+            None => step("no cluster registry recorded (`cargo xtask up` starts one): built only"),
+        }
     }
     for image in &built {
-        println!("{}\t{}", image.reference, image.tar.display());
+        println!("{}\t{}", image.references.join(","), image.archive.display());
     }
     Ok(())
 }
@@ -68,79 +141,162 @@ pub fn default_out_dir() -> PathBuf {
     workspace_root().join("target").join("sluice-images")
 }
 
-/// Build both node images into `out` (cached unless `rebuild` or out of date).
-pub fn build_all(out: &Path, rebuild: bool) -> Result<Vec<BuiltImage>> {
-    util::ensure_packages(&[("umoci", "umoci"), ("busybox", "busybox-static"), ("tar", "tar")])?;
+/// Build (or reuse) the named images into `out`.
+pub fn build(out: &Path, rebuild: bool, names: &[&str]) -> Result<Vec<BuiltImage>> {
+    util::ensure_packages(&[
+        ("umoci", "umoci"),
+        ("busybox", "busybox-static"),
+        ("tar", "tar"),
+        ("skopeo", "skopeo"),
+    ])?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let busybox = build_busybox(out, rebuild)?;
-    let pause = build_pause(out, rebuild)?;
-    Ok(vec![busybox, pause])
+    names
+        .iter()
+        .map(|name| match *name {
+            "busybox" => build_busybox(out, rebuild),
+            "pause" => build_pause(out, rebuild),
+            "nginx" => build_debian(
+                out,
+                rebuild,
+                &Debian {
+                    name: "nginx",
+                    package: "nginx-light",
+                    hook: "ln -sf /dev/stdout \"$1/var/log/nginx/access.log\" && \
+                           ln -sf /dev/stderr \"$1/var/log/nginx/error.log\"",
+                    config: &[
+                        "--config.cmd=nginx",
+                        "--config.cmd=-g",
+                        "--config.cmd=daemon off;",
+                        "--config.exposedports=80/tcp",
+                        "--config.stopsignal=SIGQUIT",
+                    ],
+                },
+            ),
+            "redis" => build_debian(
+                out,
+                rebuild,
+                &Debian {
+                    name: "redis",
+                    package: "redis-server",
+                    hook: "true",
+                    config: &[
+                        "--config.cmd=redis-server",
+                        "--config.cmd=--protected-mode",
+                        "--config.cmd=no",
+                        "--config.exposedports=6379/tcp",
+                    ],
+                },
+            ),
+            other => bail!("unknown image {other:?} (known: {})", ALL.join(", ")),
+        })
+        .collect()
 }
 
-/// Import every built image into the containerd at `socket`, namespace `k8s.io`.
-pub fn import_all(socket: &Path, images: &[BuiltImage]) -> Result<()> {
+/// Push every reference of every image to the registry at `addr`.
+pub fn push_all(addr: &str, images: &[BuiltImage], creds: Option<&str>) -> Result<()> {
     for image in images {
-        import(socket, image)?;
+        for reference in &image.references {
+            step(&format!("pushing {reference} to {addr}"));
+            push(
+                addr,
+                &format!("oci-archive:{}", image.archive.display()),
+                reference,
+                creds,
+            )?;
+        }
     }
     Ok(())
 }
 
-/// Import one image under its single reference.
-pub fn import(socket: &Path, image: &BuiltImage) -> Result<()> {
-    step(&format!("importing {} into {}", image.reference, socket.display()));
-    let (base, _tag) = image
-        .reference
-        .rsplit_once(':')
-        .context("image reference without a tag")?;
-    // A freshly started containerd has been seen (rarely, under load) to answer an
-    // import with "content digest ...: not found" for the index it has just written;
-    // the same import then succeeds. Retry a few times before giving up.
-    const ATTEMPTS: u32 = 3;
-    for attempt in 1..=ATTEMPTS {
-        let output = Command::new("ctr")
-            .arg("--address")
-            .arg(socket)
-            .args(["--namespace", CRI_NAMESPACE, "images", "import"])
-            .args(["--base-name", base, "--index-name", image.reference])
-            .arg(&image.tar)
-            .output()
-            .context("running ctr (is containerd installed?)")?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_string();
-        if attempt == ATTEMPTS {
-            bail!(
-                "ctr images import of {} failed {ATTEMPTS} times; last error: {stderr}",
-                image.tar.display()
-            );
-        }
-        eprintln!(
-            "ctr images import of {} failed (attempt {attempt} of {ATTEMPTS}), retrying: {stderr}",
-            image.tar.display()
-        );
-        std::thread::sleep(std::time::Duration::from_secs(1));
+/// `skopeo copy SOURCE docker://ADDR/REFERENCE` over plain HTTP.
+pub fn push(addr: &str, source: &str, reference: &str, creds: Option<&str>) -> Result<()> {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--quiet", "--dest-tls-verify=false"]);
+    if let Some(creds) = creds {
+        cmd.args(["--dest-creds", creds]);
     }
-    unreachable!("the last attempt returns or bails")
+    cmd.arg(source).arg(format!("docker://{addr}/{reference}"));
+    quiet(&mut cmd).with_context(|| format!("pushing {source} to {addr}/{reference}"))
+}
+
+/// The skopeo transport for a path: OCI layout dir, OCI archive or docker archive.
+fn skopeo_source(source: &str) -> Result<String> {
+    let path = Path::new(source);
+    if !path.exists() {
+        if source.contains(':') {
+            return Ok(source.to_string()); // already a skopeo source (`oci:dir:tag`, ...)
+        }
+        bail!("{source}: no such file or directory");
+    }
+    let abs = fs::canonicalize(path)?;
+    if abs.is_dir() {
+        if !abs.join("oci-layout").exists() {
+            bail!("{source} is a directory but not an OCI layout (no oci-layout file)");
+        }
+        return Ok(format!("oci:{}", abs.display()));
+    }
+    let listing = capture(Command::new("tar").arg("-tf").arg(&abs))?;
+    let has = |f: &str| listing.lines().any(|l| l.trim_start_matches("./") == f);
+    if has("oci-layout") {
+        Ok(format!("oci-archive:{}", abs.display()))
+    } else if has("manifest.json") {
+        Ok(format!("docker-archive:{}", abs.display()))
+    } else {
+        bail!("{source} is neither an OCI archive nor a docker archive")
+    }
+}
+
+/// A cached archive with its recorded references, if fresh.
+fn cached(out: &Path, name: &str, rebuild: bool, source: Option<&Path>) -> Option<BuiltImage> {
+    let archive = out.join(format!("{name}.tar"));
+    let refs = fs::read_to_string(out.join(format!("{name}.refs"))).ok()?;
+    let fresh = match source {
+        Some(source) => is_newer(&archive, source),
+        None => archive.exists(),
+    };
+    (!rebuild && fresh).then(|| BuiltImage {
+        references: refs.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect(),
+        archive,
+    })
+}
+
+/// Record what was built.
+fn finish(out: &Path, name: &str, references: Vec<String>) -> Result<BuiltImage> {
+    fs::write(out.join(format!("{name}.refs")), references.join("\n") + "\n")?;
+    Ok(BuiltImage {
+        references,
+        archive: out.join(format!("{name}.tar")),
+    })
+}
+
+/// `name:version` and `name:latest` as full references.
+fn tags(name: &str, version: &str) -> Result<Vec<String>> {
+    Ok(vec![
+        mirror_repository(&format!("{name}:{version}"))?,
+        mirror_repository(&format!("{name}:latest"))?,
+    ])
+}
+
+/// The upstream part of a Debian version: `1:1.35.0-4+deb12u1` → `1.35.0`.
+fn upstream_version(debian: &str) -> String {
+    let v = debian.split_once(':').map_or(debian, |(_, v)| v);
+    v.rsplit_once('-').map_or(v, |(v, _)| v).to_string()
 }
 
 /// busybox-static plus applet symlinks, `/tmp`, and minimal passwd/group files.
 fn build_busybox(out: &Path, rebuild: bool) -> Result<BuiltImage> {
-    let tar = out.join("busybox.tar");
     let busybox = which("busybox")?;
-    if !rebuild && is_newer(&tar, &busybox) {
-        return Ok(BuiltImage {
-            reference: BUSYBOX_IMAGE,
-            tar,
-        });
+    if let Some(image) = cached(out, "busybox", rebuild, Some(&busybox)) {
+        return Ok(image);
     }
-    step(&format!("building image {BUSYBOX_IMAGE}"));
+    let version =
+        upstream_version(capture(Command::new("dpkg-query").args(["-W", "-f=${Version}", "busybox-static"]))?.trim());
+    let references = tags("busybox", &version)?;
+    step(&format!("building image {}", references[0]));
     let applets = capture(Command::new(&busybox).arg("--list"))?;
     pack_image(
         out,
         "busybox",
-        BUSYBOX_IMAGE,
-        &tar,
         |rootfs| {
             for dir in ["bin", "sbin", "etc", "tmp", "var/www", "root"] {
                 fs::create_dir_all(rootfs.join(dir))?;
@@ -163,38 +319,122 @@ fn build_busybox(out: &Path, rebuild: bool) -> Result<BuiltImage> {
         },
         &["--config.cmd=sh", "--config.env=PATH=/usr/sbin:/usr/bin:/sbin:/bin"],
     )?;
-    Ok(BuiltImage {
-        reference: BUSYBOX_IMAGE,
-        tar,
-    })
+    finish(out, "busybox", references)
 }
 
 /// The static `pause` binary alone, as the entrypoint.
 fn build_pause(out: &Path, rebuild: bool) -> Result<BuiltImage> {
-    let tar = out.join("pause.tar");
     let binary = build_pause_binary()?;
-    if !rebuild && is_newer(&tar, &binary) {
-        return Ok(BuiltImage {
-            reference: PAUSE_IMAGE,
-            tar,
-        });
+    let reference = pause_image();
+    if let Some(image) = cached(out, "pause", rebuild, Some(&binary)) {
+        if image.references == [reference.clone()] {
+            return Ok(image);
+        }
     }
-    step(&format!("building image {PAUSE_IMAGE}"));
+    step(&format!("building image {reference}"));
     pack_image(
         out,
         "pause",
-        PAUSE_IMAGE,
-        &tar,
         |rootfs| {
             fs::copy(&binary, rootfs.join("pause"))?;
             Ok(())
         },
         &["--config.entrypoint=/pause"],
     )?;
-    Ok(BuiltImage {
-        reference: PAUSE_IMAGE,
-        tar,
-    })
+    finish(out, "pause", vec![Reference::parse(&reference)?.full()])
+}
+
+/// An image made of one Debian package on the essential set.
+struct Debian {
+    /// Image name (`nginx`).
+    name: &'static str,
+    /// The package to install (`nginx-light`).
+    package: &'static str,
+    /// Shell run on the host with the root filesystem as `$1`.
+    hook: &'static str,
+    /// `umoci config` flags.
+    config: &'static [&'static str],
+}
+
+/// `mmdebstrap --variant=essential --include=PACKAGE` as one layer; tagged
+/// with the upstream version of the package it installed.
+fn build_debian(out: &Path, rebuild: bool, image: &Debian) -> Result<BuiltImage> {
+    if let Some(built) = cached(out, image.name, rebuild, None) {
+        return Ok(built);
+    }
+    util::ensure_packages(&[("mmdebstrap", "mmdebstrap")])?;
+    step(&format!(
+        "building image {} from Debian's {} (mmdebstrap; about a minute)",
+        image.name, image.package
+    ));
+    let work = out.join(format!(".work-{}-{}", image.name, std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work)?;
+    let result = (|| -> Result<BuiltImage> {
+        let rootfs = work.join("rootfs.tar");
+        let version_file = work.join("version");
+        let suite = os_codename()?;
+        let mirror = |suffix: &str, path: &str| format!("deb http://deb.debian.org/{path} {suite}{suffix} main");
+        quiet(
+            Command::new("mmdebstrap")
+                .args(["--quiet", "--variant=essential", "--skip=output/dev"])
+                .arg(format!("--include={}", image.package))
+                .args(
+                    [
+                        "/usr/share/doc",
+                        "/usr/share/man",
+                        "/usr/share/info",
+                        "/usr/share/locale",
+                    ]
+                    .map(|d| format!("--dpkgopt=path-exclude={d}/*")),
+                )
+                .arg(format!(
+                    "--customize-hook=dpkg-query --admindir=\"$1/var/lib/dpkg\" -W -f='${{Version}}' {} > {}",
+                    image.package,
+                    version_file.display()
+                ))
+                .arg(format!("--customize-hook={}", image.hook))
+                .arg(&suite)
+                .arg(&rootfs)
+                .arg(mirror("", "debian"))
+                .arg(mirror("-updates", "debian"))
+                .arg(mirror("-security", "debian-security"))
+                .stdin(Stdio::null()),
+        )?;
+        let version = upstream_version(fs::read_to_string(&version_file)?.trim());
+        let references = tags(image.name, &version)?;
+        let layout = work.join("oci");
+        let tagged = format!("{}:{version}", layout.display());
+        quiet(Command::new("umoci").args(["init", "--layout"]).arg(&layout))?;
+        quiet(Command::new("umoci").args(["new", "--image", &tagged]))?;
+        quiet(
+            Command::new("umoci")
+                .args(["raw", "add-layer", "--image", &tagged])
+                .arg(&rootfs),
+        )?;
+        quiet(
+            Command::new("umoci")
+                .args(["config", "--image", &tagged])
+                .arg("--config.env=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+                .args(image.config),
+        )?;
+        quiet(Command::new("umoci").args(["gc", "--layout"]).arg(&layout))?;
+        write_archive(&layout, &out.join(format!("{}.tar", image.name)))?;
+        finish(out, image.name, references)
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result.with_context(|| format!("building image {}", image.name))
+}
+
+/// This machine's Debian suite (`bookworm`).
+fn os_codename() -> Result<String> {
+    let release = fs::read_to_string("/etc/os-release").context("reading /etc/os-release")?;
+    release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|v| v.trim_matches('"').to_string())
+        .filter(|v| !v.is_empty())
+        .context("/etc/os-release names no VERSION_CODENAME")
 }
 
 /// Build `dataplane/pause` statically for the host (its own target dir, so the
@@ -237,25 +477,14 @@ fn host_triple() -> Result<String> {
 }
 
 /// Make a one-layer image whose rootfs `fill` populates, configure it with
-/// `umoci config` arguments, and write it atomically as `tar`.
-fn pack_image(
-    out: &Path,
-    name: &str,
-    reference: &str,
-    tar: &Path,
-    fill: impl FnOnce(&Path) -> std::io::Result<()>,
-    config: &[&str],
-) -> Result<()> {
-    let tag = reference
-        .rsplit_once(':')
-        .map(|(_, t)| t)
-        .context("reference without tag")?;
+/// `umoci config` arguments, and write it atomically as `<out>/<name>.tar`.
+fn pack_image(out: &Path, name: &str, fill: impl FnOnce(&Path) -> std::io::Result<()>, config: &[&str]) -> Result<()> {
     let work = out.join(format!(".work-{name}-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
     let result = (|| -> Result<()> {
         let layout = work.join("oci");
-        let image = format!("{}:{tag}", layout.display());
+        let image = format!("{}:latest", layout.display());
         let bundle = work.join("bundle");
         quiet(Command::new("umoci").args(["init", "--layout"]).arg(&layout))?;
         quiet(Command::new("umoci").args(["new", "--image", &image]))?;
@@ -264,20 +493,25 @@ fn pack_image(
         quiet(Command::new("umoci").args(["repack", "--image", &image]).arg(&bundle))?;
         quiet(Command::new("umoci").args(["config", "--image", &image]).args(config))?;
         quiet(Command::new("umoci").args(["gc", "--layout"]).arg(&layout))?;
-        let partial = tar.with_extension(format!("tar.{}", std::process::id()));
-        quiet(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&layout)
-                .arg("-cf")
-                .arg(&partial)
-                .arg("."),
-        )?;
-        fs::rename(&partial, tar)?;
-        Ok(())
+        write_archive(&layout, &out.join(format!("{name}.tar")))
     })();
     let _ = fs::remove_dir_all(&work);
-    result.with_context(|| format!("building image {reference}"))
+    result.with_context(|| format!("building image {name}"))
+}
+
+/// Tar an OCI layout into an OCI archive, atomically.
+fn write_archive(layout: &Path, archive: &Path) -> Result<()> {
+    let partial = archive.with_extension(format!("tar.{}", std::process::id()));
+    quiet(
+        Command::new("tar")
+            .arg("-C")
+            .arg(layout)
+            .arg("-cf")
+            .arg(&partial)
+            .arg("."),
+    )?;
+    fs::rename(&partial, archive)?;
+    Ok(())
 }
 
 /// Whether `file` exists and is at least as new as `source`.

@@ -3,8 +3,8 @@
 //! inside the namespace.
 //!
 //! Node `<prefix>-n<i>` keeps everything under `$SLUICE_HOME/nodes/<node>/`:
-//! `containerd/` (the [`ContainerdLayout`]: config, socket, root, state, runc
-//! root, CNI dirs with `sluice-cni`), `noded/` (noded's state: IPAM, volumes,
+//! `containerd/` (the [`ContainerdLayout`]: config, registry hosts, socket,
+//! root, state, runc root, CNI dirs with `sluice-cni`), `noded/` (noded's state: IPAM, volumes,
 //! the node network socket) and `kubeconfig` (the node's credential, pointing
 //! at the API server's address on the bridge). Its pid and log files are
 //! `run/<node>-containerd.pid`, `run/<node>-noded.pid` and the same under
@@ -15,9 +15,9 @@
 //! then deletes the pins, the namespace and its links.
 
 use crate::containerd::ContainerdLayout;
-use crate::images::BuiltImage;
 use crate::network::NodeNetwork;
 use crate::process::{Daemon, Files};
+use crate::registry::UserRegistries;
 use crate::util::step;
 use anyhow::{Context, Result};
 use std::fs;
@@ -48,6 +48,10 @@ pub struct NodeSpec<'a> {
     pub cluster_cidr: crate::network::Cidr,
     /// Extra `noded` flags.
     pub noded_args: &'a [String],
+    /// The cluster registry (`ip:port`) containerd pulls every image through.
+    pub registry: &'a str,
+    /// The user's mirrors and credentials (`$SLUICE_HOME/registries.yaml`).
+    pub user_registries: &'a UserRegistries,
 }
 
 /// Paths of node `name` under `home`.
@@ -105,8 +109,9 @@ pub fn noded_name(node: &str) -> String {
     format!("{node}-noded")
 }
 
-/// Bring node `spec.index` up: namespace, containerd with the images, kubeconfig, noded; wait until Ready.
-pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
+/// Bring node `spec.index` up: namespace, containerd pulling through the
+/// registry, kubeconfig, noded; wait until Ready.
+pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
     let net = spec.network;
     let node = net.node_name(spec.index);
     let node_ip = net.node_ip(spec.index)?;
@@ -117,13 +122,19 @@ pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
     // containerd, inside the node's namespace (CNI runs there, so pod veths land in it).
     let layout = dirs.containerd();
     let ctr_name = containerd_name(&node);
+    // Rewritten every time: a running containerd reads hosts.toml on each pull
+    // (credentials in config.toml need a restart: `down`, then `up`).
+    let config = layout.prepare(
+        Some(&spec.bin_dir.join("sluice-cni")),
+        Some(spec.registry),
+        spec.user_registries,
+    )?;
     let ctr_pid = match files.running_pid(&ctr_name, "containerd") {
         Some(pid) => {
             step(&format!("{ctr_name} is already running (pid {pid})"));
             pid
         }
         None => {
-            let config = layout.prepare(Some(&spec.bin_dir.join("sluice-cni")))?;
             let mut d = Daemon::new(
                 &ctr_name,
                 "/usr/bin/containerd",
@@ -144,9 +155,6 @@ pub fn up(spec: &NodeSpec, files: &Files, images: &[BuiltImage]) -> Result<()> {
     files.wait_until(&ctr_name, ctr_pid, "containerd", Duration::from_secs(60), || {
         ctr_answers(&socket)
     })?;
-    for image in images {
-        crate::images::import(&socket, image)?;
-    }
 
     // The node's credential: a client certificate for system:node:<name>.
     let kubeconfig = dirs.kubeconfig();
