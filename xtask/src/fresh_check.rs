@@ -147,7 +147,8 @@ fn build_rootfs(tarball: &Path) -> Result<()> {
         .into_iter()
         .find(|p| Path::new(p).is_file())
         .context("no apt sources on this machine")?;
-    let partial = tarball.with_extension("partial");
+    // mmdebstrap picks the output format from the extension: keep `.tar`.
+    let partial = tarball.with_extension("partial.tar");
     util::run(Command::new("mmdebstrap").args([
         "--variant=minbase",
         &format!("--include={MACHINE_PACKAGES}"),

@@ -267,7 +267,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             };
             let table = wants_table(&headers);
             let include = IncludeObject::parse(q.get("includeObject"));
-            let wrap: Option<Arc<dyn Fn(&Value) -> Value + Send + Sync>> = if table {
+            let wrap: Option<crate::watch::Wrap> = if table {
                 Some(Arc::new(move |o: &Value| {
                     let rv = o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
                     render_table(r, std::slice::from_ref(o), json!({"resourceVersion": rv}), include)

@@ -471,39 +471,34 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
         check_port(errs, p.get("port"), &format!("{path}.port"), true);
         check_protocol(errs, p.get("protocol"), &format!("{path}.protocol"));
         match p.get("targetPort") {
-            Some(Value::Number(n)) => {
-                if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) {
-                    errs.push(FieldError::invalid(
-                        format!("{path}.targetPort"),
-                        &Value::Number(n.clone()),
-                        "must be between 1 and 65535, inclusive",
-                    ));
-                }
+            Some(Value::Number(n)) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => {
+                errs.push(FieldError::invalid(
+                    format!("{path}.targetPort"),
+                    &Value::Number(n.clone()),
+                    "must be between 1 and 65535, inclusive",
+                ));
             }
-            Some(Value::String(s)) => {
-                if s.is_empty()
+            Some(Value::String(s))
+                if (s.is_empty()
                     || s.len() > 15
                     || !s
                         .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-                {
-                    errs.push(FieldError::invalid(
-                        format!("{path}.targetPort"),
-                        &Value::String(s.clone()),
-                        "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters",
-                    ));
-                }
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')) =>
+            {
+                errs.push(FieldError::invalid(
+                    format!("{path}.targetPort"),
+                    &Value::String(s.clone()),
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters",
+                ));
             }
             _ => {}
         }
         if let Some(np) = p.get("nodePort") {
-            if np.as_i64() != Some(0) {
-                if ty == "ClusterIP" || ty == "ExternalName" {
-                    errs.push(FieldError::forbidden(
-                        format!("{path}.nodePort"),
-                        format!("may not be used when `type` is '{ty}'"),
-                    ));
-                }
+            if np.as_i64() != Some(0) && (ty == "ClusterIP" || ty == "ExternalName") {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.nodePort"),
+                    format!("may not be used when `type` is '{ty}'"),
+                ));
             }
         }
         let key = (
@@ -512,7 +507,7 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
         );
         if seen.contains(&key) {
             errs.push(FieldError::duplicate(
-                format!("{path}"),
+                path.to_string(),
                 &serde_json::json!({"port": key.0, "protocol": key.1}),
             ));
         }
@@ -563,10 +558,8 @@ pub fn validate(r: &Resource, obj: &Value) -> Vec<FieldError> {
                 }
             }
         }
-        ("", "Event") => {
-            if obj.get("involvedObject").is_none() {
-                errs.push(FieldError::required("involvedObject", ""));
-            }
+        ("", "Event") if obj.get("involvedObject").is_none() => {
+            errs.push(FieldError::required("involvedObject", ""));
         }
         _ => {}
     }

@@ -42,8 +42,11 @@ pub struct WatchRequest {
     /// `timeoutSeconds`.
     pub timeout: Option<Duration>,
     /// Wrap each object with this function (Table rendering), if set.
-    pub wrap: Option<Arc<dyn Fn(&Value) -> Value + Send + Sync>>,
+    pub wrap: Option<Wrap>,
 }
+
+/// A function applied to every object a watch sends (e.g. rendering it as a Table row).
+pub type Wrap = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 fn line(kind: &str, object: Value) -> Bytes {
     let mut s = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
@@ -53,7 +56,7 @@ fn line(kind: &str, object: Value) -> Bytes {
 
 struct Emitter {
     tx: mpsc::Sender<Bytes>,
-    wrap: Option<Arc<dyn Fn(&Value) -> Value + Send + Sync>>,
+    wrap: Option<Wrap>,
 }
 
 impl Emitter {
@@ -142,7 +145,7 @@ fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'stat
     match &change.new {
         Some(new) => {
             let new_match = matches(new);
-            let old_match = !change.created && change.old.as_ref().is_some_and(|o| matches(o));
+            let old_match = !change.created && change.old.as_ref().is_some_and(matches);
             match (old_match, new_match) {
                 (_, true) if change.created => Some(("ADDED", new.clone())),
                 (true, true) => Some(("MODIFIED", new.clone())),
@@ -313,7 +316,7 @@ async fn run(
                             let created = kv.create_revision() == kv.mod_revision();
                             let old = ev.prev_kv().and_then(|p| decode(p.value(), p.mod_revision()).ok());
                             let new_match = matches(&new);
-                            let old_match = !created && old.as_ref().is_some_and(|o| matches(o));
+                            let old_match = !created && old.as_ref().is_some_and(&matches);
                             match (old_match, new_match) {
                                 (_, true) if created => ("ADDED", new),
                                 (true, true) => ("MODIFIED", new),

@@ -352,7 +352,7 @@ mod tests {
             toleration_seconds: Some(5),
             ..Default::default()
         };
-        assert_eq!(toleration_seconds(&[own.clone()], &taint(), 300), Some(5));
+        assert_eq!(toleration_seconds(std::slice::from_ref(&own), &taint(), 300), Some(5));
         let forever = Toleration {
             toleration_seconds: None,
             ..own

@@ -158,6 +158,17 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
     )
 }
 
+/// The reference to `pod` that Endpoints and EndpointSlices carry as `targetRef`.
+pub fn target_ref(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        kind: Some("Pod".into()),
+        name: Some(pod.name_any()),
+        namespace: pod.namespace(),
+        uid: pod.uid(),
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,16 +218,5 @@ mod tests {
         assert_ne!(random_suffix(), random_suffix());
         assert_eq!(fnv1a32(b""), 0x811c_9dc5);
         assert_eq!(fnv1a32(b"a"), 0xe40c_292c);
-    }
-}
-
-/// The reference to `pod` that Endpoints and EndpointSlices carry as `targetRef`.
-pub fn target_ref(pod: &Pod) -> ObjectReference {
-    ObjectReference {
-        kind: Some("Pod".into()),
-        name: Some(pod.name_any()),
-        namespace: pod.namespace(),
-        uid: pod.uid(),
-        ..Default::default()
     }
 }

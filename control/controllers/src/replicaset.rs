@@ -69,7 +69,7 @@ fn replicasets_for_pod(store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<Re
         .iter()
         .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
         .filter(|rs| {
-            pods::selector(Some(&rs.spec).and_then(|s| Some(&s.selector)), "")
+            pods::selector(Some(&rs.spec).map(|s| &s.selector), "")
                 .map(|sel| selects(&sel, pod.labels()))
                 .unwrap_or(false)
         })
@@ -413,7 +413,7 @@ mod tests {
 
     #[test]
     fn extras_are_deleted_unscheduled_then_not_ready_then_newest() {
-        let mut pods = vec![
+        let mut pods = [
             pod("old-ready", Some("n1"), "Running", true, 100),
             pod("new-ready", Some("n1"), "Running", true, 200),
             pod("unscheduled", None, "Pending", false, 50),

@@ -137,7 +137,7 @@ impl Catalog {
                 && (r.plural == base
                     || r.singular == base
                     || r.kind.to_lowercase() == base
-                    || r.short_names.iter().any(|s| *s == base))
+                    || r.short_names.contains(&base))
         };
         self.resources
             .iter()

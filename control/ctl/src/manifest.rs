@@ -156,7 +156,7 @@ mod tests {
         )
         .expect("write");
         std::fs::write(dir.join("notes.txt"), "not a manifest").expect("write");
-        let m = read_all(&[dir.clone()]).expect("read");
+        let m = read_all(std::slice::from_ref(&dir)).expect("read");
         std::fs::remove_dir_all(&dir).expect("cleanup");
         assert_eq!(m.iter().map(Manifest::name).collect::<Vec<_>>(), ["a", "b"]);
     }

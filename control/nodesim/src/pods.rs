@@ -223,10 +223,10 @@ impl PodRunner {
                     .and_then(|ip| ip.parse::<Ipv4Addr>().ok()),
             ) {
                 let mut ips = self.ips.lock().unwrap_or_else(|e| e.into_inner());
-                if !ips.contains_key(&uid) {
+                ips.entry(uid).or_insert_with(|| {
                     self.ipam.lock().unwrap_or_else(|e| e.into_inner()).mark_used(&node, ip);
-                    ips.insert(uid, (node, ip));
-                }
+                    (node, ip)
+                });
             }
             return;
         }

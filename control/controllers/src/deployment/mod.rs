@@ -71,9 +71,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let rs_store = ctx.informers.replicasets.store();
     let d_store = store.clone();
     let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| {
-        let Some(owner) = controller_of(pod).filter(|r| r.kind == "ReplicaSet") else {
-            return None;
-        };
+        let owner = controller_of(pod).filter(|r| r.kind == "ReplicaSet")?;
         let ns = pod.namespace().unwrap_or_default();
         let rs = rs_store.get(&ObjectRef::new(&owner.name).within(&ns))?;
         let d_ref = controller_of(&*rs).filter(|r| r.kind == "Deployment")?;

@@ -546,7 +546,7 @@ fn routing_report(secs: f64) -> Result<String> {
             .split("\"sum_received\"")
             .nth(1)
             .and_then(|r| r.split("\"bits_per_second\":").nth(1))
-            .and_then(|v| v.split(|c: char| c == ',' || c == '\n' || c == '}').next())
+            .and_then(|v| v.split([',', '\n', '}']).next())
             .and_then(|v| v.trim().parse::<f64>().ok())
             .unwrap_or(f64::NAN)
             / 1e9;
