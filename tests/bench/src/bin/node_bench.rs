@@ -9,6 +9,10 @@
 //! containerd, is what the runtime alone costs: CRI RunPodSandbox (with the
 //! same CNI plugin) + CreateContainer + StartContainer of the same image and
 //! command, all pods of the burst at once (as noded's pod workers run them).
+//! Every image comes from the cluster registry: the bursts above run with the
+//! image already on the node (pulled by the warm-up pods), and a last burst
+//! starts pods of an image neither node has pulled yet (`redis`), so its
+//! latency includes a cold pull through the node's containerd mirror.
 //! Writes a Markdown report.
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +30,9 @@ use serde_json::json;
 use sluice_noded::cri::{api, Cri};
 use sluice_tests::cluster::{TestCluster, BUSYBOX_IMAGE};
 
+/// The image of the cold-pull burst: in the cluster registry, on no node yet.
+const COLD_IMAGE: &str = "redis:7.0.15";
+
 #[derive(Parser)]
 struct Args {
     /// Pods in the one-node burst.
@@ -34,6 +41,9 @@ struct Args {
     /// Pods in the two-node burst.
     #[arg(long, default_value_t = 100)]
     pods_two_nodes: usize,
+    /// Pods in the cold-pull burst (an image not yet on node 2).
+    #[arg(long, default_value_t = 10)]
+    pods_cold: usize,
     /// Pod creates in flight at once.
     #[arg(long, default_value_t = 10)]
     concurrency: usize,
@@ -78,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let sockets = [cluster.containerd_socket(&n1), cluster.containerd_socket(&n2)];
 
     eprintln!("==> warm-up: one pod per node");
-    let warm = burst(&pods, "warm", 2, None, 2).await?;
+    let warm = burst(&pods, "warm", 2, None, BUSYBOX_IMAGE, 2).await?;
     clean(&pods, "warm", &sockets).await?;
     eprintln!("    warm-up pods ran in {:.0} ms p99", warm.pct(99.0));
 
@@ -89,13 +99,36 @@ async fn main() -> anyhow::Result<()> {
     // All at once: once created, noded starts every pod of a burst concurrently too.
     let baseline = cri_baseline(&sockets[0], args.pods_one_node, args.pods_one_node).await?;
     eprintln!("==> {} pods on one node", args.pods_one_node);
-    let one = burst(&pods, "one-node", args.pods_one_node, Some(&n1), args.concurrency).await?;
+    let one = burst(
+        &pods,
+        "one-node",
+        args.pods_one_node,
+        Some(&n1),
+        BUSYBOX_IMAGE,
+        args.concurrency,
+    )
+    .await?;
     clean(&pods, "one-node", &sockets).await?;
     eprintln!("==> {} pods across two nodes", args.pods_two_nodes);
-    let two = burst(&pods, "two-nodes", args.pods_two_nodes, None, args.concurrency).await?;
+    let two = burst(
+        &pods,
+        "two-nodes",
+        args.pods_two_nodes,
+        None,
+        BUSYBOX_IMAGE,
+        args.concurrency,
+    )
+    .await?;
     clean(&pods, "two-nodes", &sockets).await?;
+    eprintln!(
+        "==> {} pods of {COLD_IMAGE} on {n2}, which has not pulled it (cold pull from the cluster registry)",
+        args.pods_cold
+    );
+    let mut cold = burst(&pods, "cold", args.pods_cold, Some(&n2), COLD_IMAGE, args.concurrency).await?;
+    cold.name = format!("{} pods, one node, cold pull of {COLD_IMAGE}", args.pods_cold);
+    clean(&pods, "cold", &sockets).await?;
 
-    let report = report(&args, &baseline, &[one, two]);
+    let report = report(&args, &baseline, &[one, two, cold]);
     println!("{report}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -105,10 +138,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pod(run: &str, i: usize, node: Option<&str>) -> Pod {
+fn pod(run: &str, i: usize, node: Option<&str>, image: &str) -> Pod {
+    // busybox sleeps; other images run their default command.
+    let container = if image == BUSYBOX_IMAGE {
+        json!({"name": "main", "image": image, "command": ["sleep", "3600"]})
+    } else {
+        json!({"name": "main", "image": image})
+    };
     let mut spec = json!({
         "terminationGracePeriodSeconds": 0,
-        "containers": [{"name": "main", "image": BUSYBOX_IMAGE, "command": ["sleep", "3600"]}],
+        "containers": [container],
     });
     if let Some(node) = node {
         spec["nodeSelector"] = json!({"kubernetes.io/hostname": node});
@@ -122,7 +161,14 @@ fn pod(run: &str, i: usize, node: Option<&str>) -> Pod {
 
 /// Create `n` pods (label `bench=<run>`) `concurrency` at a time; time each from
 /// its create request to the watch event showing it Running.
-async fn burst(pods: &Api<Pod>, run: &str, n: usize, node: Option<&str>, concurrency: usize) -> anyhow::Result<Burst> {
+async fn burst(
+    pods: &Api<Pod>,
+    run: &str,
+    n: usize,
+    node: Option<&str>,
+    image: &str,
+    concurrency: usize,
+) -> anyhow::Result<Burst> {
     let running: Arc<Mutex<HashMap<String, (Instant, String)>>> = Default::default();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let seen = running.clone();
@@ -156,7 +202,7 @@ async fn burst(pods: &Api<Pod>, run: &str, n: usize, node: Option<&str>, concurr
     let started = Instant::now();
     let sent: Vec<(String, Instant)> = futures::stream::iter(0..n)
         .map(|i| async move {
-            let p = pod(run, i, node);
+            let p = pod(run, i, node, image);
             let at = Instant::now();
             pods.create(&PostParams::default(), &p)
                 .await
@@ -289,7 +335,9 @@ fn report(args: &Args, baseline: &Burst, bursts: &[Burst]) -> String {
     out.push_str(
         "Create request sent → Pod `Running` seen on a watch, on a real cluster from `xtask up --nodes 2` \
          (etcd, API server, controller-manager, scheduler; per node a network namespace with its own containerd 1.6 + runc \
-         and noded; images are local, so no pull). Pods: busybox `sleep 3600`, created with ",
+         and noded; images come from the cluster registry through each node's containerd mirror). Pods: busybox `sleep 3600` \
+         with the image already on the node (pulled by one warm-up pod per node), and, in the last row, redis with a cold \
+         pull from the cluster registry (no node had it). Created with ",
     );
     out.push_str(&format!(
         "{} creates in flight at a time (a burst: every pod of a run is created within a fraction of a second, so \
