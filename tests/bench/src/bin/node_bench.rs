@@ -272,7 +272,7 @@ async fn clean(pods: &Api<Pod>, run: &str, sockets: &[PathBuf]) -> anyhow::Resul
 }
 
 /// RunPodSandbox + CreateContainer + StartContainer straight against containerd, `n` times.
-async fn cri_baseline(socket: &PathBuf, n: usize, concurrency: usize) -> anyhow::Result<Burst> {
+async fn cri_baseline(socket: &std::path::Path, n: usize, concurrency: usize) -> anyhow::Result<Burst> {
     let cri = Cri::connect(socket).await?;
     let started = Instant::now();
     let results: Vec<(String, f64)> = futures::stream::iter(0..n)
