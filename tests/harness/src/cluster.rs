@@ -5,8 +5,13 @@
 //! [`TestCluster::up`] runs the workspace's `xtask up` with the binaries of
 //! this target directory (`--bin-dir`), a temp `--home`, free ports, and its
 //! own name prefix and node subnet (`10.251.<k>.0/24`, a `<k>` no interface on
-//! this machine uses), so its bridge, node namespaces, pins and processes are
-//! its own. Dropping it runs `xtask down --purge`, then removes by name and
+//! this machine uses) and its own registry port, so its bridge, node
+//! namespaces, registry, pins and processes are its own. `up` starts the
+//! cluster registry on the bridge address and pushes our images (cached
+//! archives, so that takes seconds); nodes pull everything through it, so
+//! stories write images as users do (`busybox:1.35.0`, `nginx`).
+//! [`TestCluster::new`] + [`TestCluster::start`] leave room to write
+//! `registries.yaml` into the home first. Dropping it runs `xtask down --purge`, then removes by name and
 //! pid whatever that left (namespaces, links, bridge, pins, processes whose
 //! pid file names them and whose executable is still ours), even when the
 //! test failed. Users' actions go through the real `kubectl`.
@@ -24,8 +29,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// The busybox image pods use (has `httpd`, `wget`, `hostname`).
-pub const BUSYBOX_IMAGE: &str = "sluice.local/busybox:latest";
+/// The busybox image pods use (has `httpd`, `wget`, `hostname`), as users write it.
+pub const BUSYBOX_IMAGE: &str = "busybox:1.35.0";
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -34,6 +39,7 @@ pub struct TestCluster {
     home: tempfile::TempDir,
     apiserver_port: u16,
     etcd_port: u16,
+    registry_port: u16,
     /// Prefix of the bridge, node names and namespaces (`<prefix>-n1`, ...).
     pub prefix: String,
     /// Third octet of the node subnet `10.251.<k>.0/24`.
@@ -65,6 +71,14 @@ impl TestCluster {
     /// `xtask up --nodes <nodes>` plus `extra` flags (e.g. `--controller-manager-arg=...`).
     /// Panics with xtask's output if it fails (the drop still cleans up).
     pub fn up(nodes: u32, extra: &[&str]) -> TestCluster {
+        let cluster = TestCluster::new(nodes);
+        cluster.start(extra);
+        cluster
+    }
+
+    /// A cluster not started yet: home, ports, prefix and subnet chosen (so a
+    /// story can write `registries.yaml` into [`TestCluster::home`] first).
+    pub fn new(nodes: u32) -> TestCluster {
         let etcd_port = loop {
             let p = crate::free_port();
             if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
@@ -85,11 +99,19 @@ impl TestCluster {
                 .expect("temp dir"),
             apiserver_port: crate::free_port(),
             etcd_port,
+            registry_port: crate::free_port(),
             prefix: format!("t{:x}", seed & 0xfffff),
             k,
             nodes,
             clients: Default::default(),
         };
+        cluster
+    }
+
+    /// Run `xtask up` for this cluster (again: `up` is idempotent).
+    pub fn start(&self, extra: &[&str]) {
+        let cluster = self;
+        let (nodes, k) = (self.nodes, self.k);
         let bins = workspace_bin("noded").parent().expect("bin dir").to_path_buf();
         let mut up = cluster.xtask("up");
         up.arg("--bin-dir")
@@ -98,6 +120,7 @@ impl TestCluster {
             .args(["--node-subnet", &format!("10.251.{k}.0/24")])
             .args(["--cluster-cidr", "10.252.0.0/16"])
             .args(["--service-cidr", &format!("10.250.{k}.0/24")])
+            .args(["--registry-port", &self.registry_port.to_string()])
             .arg("--noded-arg=--heartbeat-seconds=2")
             .args(extra);
         let started = Instant::now();
@@ -107,7 +130,35 @@ impl TestCluster {
             cluster.prefix,
             started.elapsed()
         );
-        cluster
+    }
+
+    /// `xtask down` (data kept; the drop still purges); its output.
+    pub fn down(&self) -> Output {
+        run_ok(&mut self.xtask("down"))
+    }
+
+    /// The bridge address (API server, registry and gateway of the nodes).
+    pub fn gateway(&self) -> String {
+        format!("10.251.{}.1", self.k)
+    }
+
+    /// The cluster registry, `ip:port` on the bridge.
+    pub fn registry_addr(&self) -> String {
+        format!("{}:{}", self.gateway(), self.registry_port)
+    }
+
+    /// Push `source` (OCI/docker archive, OCI layout dir) into the cluster
+    /// registry as `name` (as pods write it), the documented way:
+    /// `cargo xtask images push SOURCE NAME`.
+    pub fn push_image(&self, source: &Path, name: &str) {
+        run_ok(
+            Command::new(workspace_bin("xtask"))
+                .args(["images", "push"])
+                .arg(source)
+                .arg(name)
+                .arg("--home")
+                .arg(self.home()),
+        );
     }
 
     fn xtask(&self, task: &str) -> Command {
@@ -356,6 +407,7 @@ impl Drop for TestCluster {
                 "scheduler",
                 "containerd",
                 "noded",
+                "docker-registry",
             ]
             .contains(&name.trim_end_matches(" (deleted)"))
             {

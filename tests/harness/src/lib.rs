@@ -32,6 +32,7 @@
 pub mod cluster;
 pub mod controllers;
 pub mod node;
+pub mod registry;
 pub mod scheduling;
 
 use std::net::TcpListener;
@@ -66,6 +67,15 @@ pub fn workspace_bin(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("tests/harness lives two levels below the workspace root")
+        .to_path_buf()
 }
 
 /// A free TCP port on loopback (bound then released).

@@ -1,23 +1,27 @@
-//! Node-side harness: a private containerd per test, with the local images.
+//! Node-side harness: a private containerd per test, pulling through a registry.
 //!
 //! [`Containerd::start`] does what `cargo xtask up` does for one node: it
-//! writes the node's containerd config with `xtask containerd config`,
-//! starts containerd on it, and imports the busybox and pause images with
-//! `xtask images --import`. Dropping it kills containerd by pid and runs
-//! `xtask containerd cleanup`, which removes that instance's shims,
-//! containers, mounts and network namespaces, and its directory.
+//! starts a [`Registry`] (loopback, free port) holding the busybox and pause
+//! images, writes the node's containerd config with `xtask containerd config
+//! --registry` (every upstream mirrored through that registry) and starts
+//! containerd on it. Nothing is imported: images arrive only by pulls (the
+//! kubelet's CRI PullImage; the sandbox image by containerd itself).
+//! Dropping it kills containerd by pid and runs `xtask containerd cleanup`,
+//! which removes that instance's shims, containers, mounts and network
+//! namespaces, and its directory; then the registry.
 //! [`Noded`] runs the node daemon against one such containerd (killed by pid
 //! on drop, its log tail printed when the test panics).
 
+use crate::registry::Registry;
 use crate::{run_ok, workspace_bin};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The busybox image every test pod uses (has `httpd`).
-pub const BUSYBOX_IMAGE: &str = "sluice.local/busybox:latest";
-/// The pause image containerd's config names as `sandbox_image`.
-pub const PAUSE_IMAGE: &str = "sluice.local/pause:3.10";
+/// The busybox image every test pod uses (has `httpd`), as users write it.
+pub const BUSYBOX_IMAGE: &str = "busybox:1.35.0";
+/// The pause image containerd's config names as `sandbox_image` (our own binary).
+pub const PAUSE_IMAGE: &str = concat!("sluice.local/pause:", env!("CARGO_PKG_VERSION"));
 
 /// A running containerd with its own root, state, socket and CNI dirs.
 pub struct Containerd {
@@ -27,6 +31,10 @@ pub struct Containerd {
     pub socket: PathBuf,
     /// Where the node's CNI conflist goes.
     pub cni_conf_dir: PathBuf,
+    /// containerd's registry hosts dir (`config_path`).
+    pub hosts_dir: PathBuf,
+    /// The registry every pull goes through (busybox and pause pushed).
+    pub registry: Registry,
 }
 
 /// Run the workspace's `xtask` binary, returning stdout; panics with stderr on failure.
@@ -35,15 +43,32 @@ fn xtask(args: &[&str]) -> String {
 }
 
 impl Containerd {
-    /// Start a containerd whose CNI bin dir holds `sluice-cni` (from the target dir).
+    /// Start a containerd whose CNI bin dir holds `sluice-cni` (from the target
+    /// dir), pulling through a fresh loopback registry holding busybox and pause.
     pub fn start() -> Containerd {
+        let registry = Registry::start();
+        registry.push_images(&["busybox", "pause"]);
+        Containerd::start_with(registry)
+    }
+
+    /// Start a containerd that pulls everything through `registry`.
+    pub fn start_with(registry: Registry) -> Containerd {
         // Short path: the socket path must fit in a sockaddr_un (108 bytes).
         let dir = PathBuf::from(format!("/tmp/sl-ctrd-{}-{}", std::process::id(), unique()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("containerd dir");
         let dir_arg = dir.display().to_string();
         let plugin = workspace_bin("sluice-cni").display().to_string();
-        let printed = xtask(&["containerd", "config", "--dir", &dir_arg, "--cni-plugin", &plugin]);
+        let printed = xtask(&[
+            "containerd",
+            "config",
+            "--dir",
+            &dir_arg,
+            "--cni-plugin",
+            &plugin,
+            "--registry",
+            &registry.addr,
+        ]);
         let value = |key: &str| {
             printed
                 .lines()
@@ -62,14 +87,29 @@ impl Containerd {
             .spawn()
             .expect("start containerd");
         let mut containerd = Containerd {
+            hosts_dir: dir.join("certs.d"),
             dir,
             child: Some(child),
             socket,
             cni_conf_dir,
+            registry,
         };
         containerd.wait_ready(Duration::from_secs(30));
-        xtask(&["images", "--import", &containerd.socket.display().to_string()]);
         containerd
+    }
+
+    /// Pull `image` (as users write it) into the CRI namespace with `ctr`,
+    /// through the same registry hosts the CRI plugin uses. For tests of the
+    /// runtime itself; pods get their images from the kubelet's pulls.
+    pub fn pull(&self, image: &str) {
+        run_ok(
+            Command::new("ctr")
+                .arg("--address")
+                .arg(&self.socket)
+                .args(["-n", "k8s.io", "images", "pull", "--hosts-dir"])
+                .arg(&self.hosts_dir)
+                .arg(full_reference(image)),
+        );
     }
 
     fn wait_ready(&mut self, timeout: Duration) {
@@ -133,6 +173,24 @@ impl Drop for Containerd {
             .arg(&self.dir)
             .stdout(Stdio::null())
             .status();
+    }
+}
+
+/// `busybox:1.35.0` → `docker.io/library/busybox:1.35.0` (what `ctr` needs).
+pub fn full_reference(image: &str) -> String {
+    let (first, _) = image.split_once('/').unwrap_or(("", image));
+    let named = if first.contains('.') || first.contains(':') || first == "localhost" {
+        image.to_string()
+    } else if image.contains('/') {
+        format!("docker.io/{image}")
+    } else {
+        format!("docker.io/library/{image}")
+    };
+    let last = named.rsplit('/').next().unwrap_or_default();
+    if last.contains(':') || last.contains('@') {
+        named
+    } else {
+        format!("{named}:latest")
     }
 }
 

@@ -174,7 +174,7 @@ pub fn pod(name: &str, cpu: &str, memory: &str, spec: Value) -> Pod {
         "spec": {
             "containers": [{
                 "name": "app",
-                "image": "sluice.local/busybox:latest",
+                "image": "busybox:1.35.0",
                 "resources": { "requests": { "cpu": cpu, "memory": memory } }
             }]
         }

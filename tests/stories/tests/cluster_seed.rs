@@ -31,7 +31,7 @@ spec:
       terminationGracePeriodSeconds: 1
       containers:
       - name: httpd
-        image: sluice.local/busybox:latest
+        image: busybox
         command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}

@@ -35,7 +35,7 @@ spec:
 {selector}      terminationGracePeriodSeconds: 1
       containers:
       - name: httpd
-        image: sluice.local/busybox:latest
+        image: busybox
         command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
         readinessProbe: {{httpGet: {{path: /, port: 8080}}, periodSeconds: 1}}
 "#

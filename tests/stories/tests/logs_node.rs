@@ -40,7 +40,7 @@ fn pod(name: &str, script: &str) -> Pod {
         "spec": {
             "nodeName": NODE,
             "terminationGracePeriodSeconds": 1,
-            "containers": [{"name": "main", "image": "sluice.local/busybox:latest", "command": ["sh", "-c", script]}],
+            "containers": [{"name": "main", "image": "busybox:1.35.0", "command": ["sh", "-c", script]}],
         }
     }))
     .unwrap()

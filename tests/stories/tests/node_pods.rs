@@ -42,7 +42,7 @@ fn httpd_pod(name: &str, setup: &str) -> serde_json::Value {
             "terminationGracePeriodSeconds": 2,
             "containers": [{
                 "name": "httpd",
-                "image": "sluice.local/busybox:latest",
+                "image": "busybox:1.35.0",
                 "command": ["sh", "-c", format!("mkdir -p /www && {setup} && exec httpd -f -p 8080 -h /www")],
                 "ports": [{"containerPort": 8080}]
             }]
@@ -458,7 +458,7 @@ async fn deletion_honours_the_grace_period() {
         "metadata": {"name": "tidy"},
         "spec": {
             "terminationGracePeriodSeconds": 20,
-            "containers": [{"name": "app", "image": "sluice.local/busybox:latest",
+            "containers": [{"name": "app", "image": "busybox:1.35.0",
                 "command": ["sh", "-c", "trap 'sleep 3; exit 0' TERM; while true; do sleep 0.2; done"]}]
         }
     });
@@ -467,7 +467,7 @@ async fn deletion_honours_the_grace_period() {
         "metadata": {"name": "stubborn"},
         "spec": {
             "terminationGracePeriodSeconds": 30,
-            "containers": [{"name": "app", "image": "sluice.local/busybox:latest",
+            "containers": [{"name": "app", "image": "busybox:1.35.0",
                 "command": ["sh", "-c", "trap '' TERM; while true; do sleep 0.2; done"]}]
         }
     });

@@ -30,7 +30,7 @@ fn echo_pod(name: &str) -> serde_json::Value {
             "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "echo",
-                "image": "sluice.local/busybox:latest",
+                "image": "busybox:1.35.0",
                 "command": ["nc", "-ll", "-p", "9000", "-e", "cat"],
                 "readinessProbe": {"tcpSocket": {"port": 9000}, "initialDelaySeconds": 3, "periodSeconds": 1}
             }]
