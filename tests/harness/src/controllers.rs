@@ -101,10 +101,14 @@ impl Drop for ControllerManager {
 /// Runs the stories of one test binary one at a time: each starts a whole
 /// control plane plus nodes, and several at once on two cores would only
 /// race their timeouts. Hold the guard for the whole test.
-pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+pub fn serial() -> Serial {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    Serial(LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
 }
+
+/// The guard of [`serial`]. It is held across awaits on purpose: every story
+/// runs on its own runtime and thread, and the lock only orders whole stories.
+pub struct Serial(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
 
 pub use crate::eventually;
 

@@ -13,7 +13,7 @@
 
 use kube::api::DeleteParams;
 use serde_json::json;
-use sluice_tests::controllers::{eventually, serial};
+use sluice_tests::controllers::eventually;
 use sluice_tests::node::{pod_ready, SingleNode};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -53,7 +53,6 @@ fn round_trip(reader: &mut BufReader<TcpStream>, line: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarting_noded_keeps_pods_running_and_their_connections_open() {
-    let _serial = serial();
     let mut node = SingleNode::start("node-restart-1", CLUSTER_CIDR).await;
     node.create_pod(echo_pod("echo")).await;
     let before = node.wait_running_ready("echo", Duration::from_secs(60)).await;
