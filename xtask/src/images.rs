@@ -112,7 +112,14 @@ pub fn images(args: ImagesArgs) -> Result<()> {
             .target
             .address()?
             .context("no cluster registry is recorded (run `cargo xtask up`) and no --registry given")?;
-        let reference = mirror_repository(name)?;
+        // A name on the registry itself (`ADDR/team/app:1`) is stored as is;
+        // any other in the mirror layout (`myapp:1` → `docker.io/library/myapp:1`).
+        let parsed = Reference::parse(name)?;
+        let reference = if parsed.host == addr {
+            format!("{}:{}", parsed.path, parsed.tag)
+        } else {
+            parsed.full()
+        };
         push(&addr, &skopeo_source(source)?, &reference, args.target.creds.as_deref())?;
         println!("pushed {name} as {addr}/{reference}: pods can use `image: {name}`");
         return Ok(());
