@@ -306,7 +306,9 @@ pub fn render_hosts_dir(dir: &Path, cluster_registry: Option<&str>, user: &UserR
     names.dedup();
     for name in names {
         let endpoints = user.mirrors.get(&name).cloned().unwrap_or_default();
-        // An endpoint on the registry's own host is its server (e.g. a plain-HTTP registry).
+        // An endpoint on the registry's own host is its server (e.g. a plain-HTTP
+        // registry). containerd 1.6.20 ignores the scheme of `server` alone
+        // (it still speaks HTTPS), so the endpoint is listed as a host as well.
         let own = endpoints.iter().find(|e| {
             e.split("://")
                 .nth(1)
@@ -326,7 +328,7 @@ pub fn render_hosts_dir(dir: &Path, cluster_registry: Option<&str>, user: &UserR
                  [host.\"http://{addr}/v2/{name}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  override_path = true\n"
             );
         }
-        for endpoint in endpoints.iter().filter(|e| Some(*e) != own) {
+        for endpoint in &endpoints {
             let _ = write!(
                 text,
                 "\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n{}",
@@ -590,7 +592,14 @@ configs:
         assert!(mirror_at < user_at, "cluster registry first: {docker}");
         assert!(docker.contains("override_path = true") && docker.contains("ca = \"/etc/ca.pem\""));
         let own = fs::read_to_string(dir.join("10.251.0.1:5001/hosts.toml")).unwrap();
-        assert!(own.contains("server = \"http://10.251.0.1:5001\"") && !own.contains("[host"));
+        assert!(
+            own.contains("server = \"http://10.251.0.1:5001\"") && own.contains("[host.\"http://10.251.0.1:5001\"]"),
+            "{own}"
+        );
+        assert!(
+            !own.contains("override_path"),
+            "not an upstream the cluster registry mirrors: {own}"
+        );
         assert!(dir.join("sluice.local/hosts.toml").exists() && dir.join("quay.io/hosts.toml").exists());
         fs::remove_dir_all(&dir).unwrap();
         let auth = user.render_cri_auth();
