@@ -16,6 +16,9 @@ use tonic::transport::Channel;
 /// Deadline of ordinary calls (status, list, create, start).
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Deadline of an image pull (large images over slow links take minutes).
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Errors of CRI calls.
 #[derive(Debug, thiserror::Error)]
 pub enum CriError {
@@ -49,6 +52,16 @@ impl CriError {
     /// Whether the runtime said the object does not exist (already gone).
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::Call { source, .. } if source.code() == tonic::Code::NotFound)
+    }
+
+    /// The runtime's own words: the gRPC status as Go prints it
+    /// (`rpc error: code = NotFound desc = ...`), what the kubelet shows for
+    /// failed calls; other errors as they display.
+    pub fn runtime_message(&self) -> String {
+        match self {
+            Self::Call { source, .. } => crate::format::grpc_status(source),
+            other => other.to_string(),
+        }
     }
 }
 
@@ -280,6 +293,28 @@ impl Cri {
             timeout: timeout.as_secs().max(1) as i64,
         };
         call("ExecSync", timeout + Duration::from_secs(5), rt.exec_sync(request)).await
+    }
+
+    /// Pull `image` from its registry (or the node's configured mirrors), with
+    /// registry credentials when given; returns the image reference (id).
+    pub async fn pull_image(
+        &self,
+        image: &str,
+        auth: Option<api::AuthConfig>,
+        sandbox_config: Option<api::PodSandboxConfig>,
+    ) -> Result<String, CriError> {
+        let mut images = self.images.clone();
+        let request = api::PullImageRequest {
+            image: Some(api::ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            auth,
+            sandbox_config,
+        };
+        Ok(call("PullImage", PULL_TIMEOUT, images.pull_image(request))
+            .await?
+            .image_ref)
     }
 
     /// The local image named `image`, if present (no registry is ever contacted).

@@ -4,8 +4,10 @@
 //! - [`node_agent`]: registration, podCIDR -> CNI config, status loop ([`node_status`]) and heartbeat ([`lease`]);
 //! - [`kubelet`]: the pod loop — a reflector of this node's Pods, a once-a-second runtime relist
 //!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
-//!   [`env`], [`volumes`], [`probes`], [`backoff`], [`pod_status`] (runtime -> Pod status)
-//!   and [`cgroups`] (a removed pod's leftover cgroups); [`events`] are what `kubectl describe` lists;
+//!   [`images`] (pull policy, pull secrets, pulls with back-off), [`env`], [`volumes`],
+//!   [`probes`], [`backoff`], [`pod_status`] (runtime -> Pod status)
+//!   and [`cgroups`] (a removed pod's leftover cgroups); [`events`] are what `kubectl describe` lists,
+//!   worded as the kubelet's ([`format`]: Go durations, pod names);
 //! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
 //! - [`log_server`]: the HTTPS endpoint the API server reads container logs from;
 //!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
@@ -20,6 +22,8 @@ pub mod cni_config;
 pub mod cri;
 pub mod env;
 pub mod events;
+pub mod format;
+pub mod images;
 pub mod kubelet;
 pub mod labels;
 pub mod lease;

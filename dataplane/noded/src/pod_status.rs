@@ -30,6 +30,8 @@ pub struct ContainerView {
     pub ready: bool,
     /// Startup probe passed (true when there is no probe and it runs).
     pub started: bool,
+    /// The image's repo digest, when the runtime's `image_ref` is a bare id.
+    pub image_id: Option<String>,
 }
 
 fn time_from_nanos(nanos: i64) -> Option<Time> {
@@ -106,7 +108,10 @@ pub fn container_status(view: &ContainerView) -> ContainerStatus {
     ContainerStatus {
         name: view.name.clone(),
         image: view.image.clone(),
-        image_id: view.latest.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
+        image_id: match (&view.image_id, &view.latest) {
+            (Some(digest), Some(_)) => digest.clone(),
+            (_, latest) => latest.as_ref().map(|s| s.image_ref.clone()).unwrap_or_default(),
+        },
         container_id: view.latest.as_ref().map(|s| format!("containerd://{}", s.id)),
         ready: view.ready && is_running(view),
         started: Some(view.started && is_running(view)),
@@ -288,6 +293,9 @@ mod tests {
         assert!(cs.ready);
         assert_eq!(cs.restart_count, 2);
         assert_eq!(cs.image_id, "sha256:abc");
+        let mut pulled = view(Some(running("abc")), true);
+        pulled.image_id = Some("docker.io/library/nginx@sha256:def".into());
+        assert_eq!(container_status(&pulled).image_id, "docker.io/library/nginx@sha256:def");
         assert_eq!(cs.container_id.as_deref(), Some("containerd://abc"));
         assert!(cs.state.as_ref().unwrap().running.is_some());
     }

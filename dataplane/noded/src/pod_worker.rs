@@ -12,10 +12,11 @@
 use crate::backoff::Backoff;
 use crate::cri::{api, Cri, CriError};
 use crate::events::PodEvents;
+use crate::images::{self, ImageManager};
 use crate::pleg::Snapshot;
 use crate::pod_status::{self, ContainerView};
 use crate::probes::{self, Prober};
-use crate::{cgroups, env, labels, pod_spec, volumes};
+use crate::{cgroups, env, format, labels, pod_spec, volumes};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -58,6 +59,7 @@ pub struct NodeContext {
 pub struct PodWorkers {
     ctx: NodeContext,
     backoff: Mutex<Backoff>,
+    images: ImageManager,
     prober: Prober,
     events: PodEvents,
     posted: Mutex<HashMap<String, PodStatus>>,
@@ -86,6 +88,7 @@ impl PodWorkers {
     pub fn new(ctx: NodeContext, backoff_initial: Duration) -> Self {
         Self {
             events: PodEvents::new(ctx.client.clone(), &ctx.node_name),
+            images: ImageManager::new(ctx.cri.clone(), ctx.client.clone()),
             ctx,
             backoff: Mutex::new(Backoff::new(backoff_initial, Duration::from_secs(300))),
             prober: Prober::default(),
@@ -158,7 +161,12 @@ impl PodWorkers {
                 for old in &sandboxes {
                     self.remove_sandbox(&old.id).await?;
                 }
-                volumes::prepare(&self.ctx.client, &self.ctx.state_dir, pod).await?;
+                if let Err(err) = volumes::prepare(&self.ctx.client, &self.ctx.state_dir, pod).await {
+                    // As the kubelet: the pod stays ContainerCreating and the next sync retries.
+                    tracing::info!(%err, "volume not ready");
+                    self.events.warning(pod, "", "FailedMount", err.failed_mount_message());
+                    return self.post_status(pod, "", &creating_views(pod)).await;
+                }
                 let config = pod_spec::sandbox_config(
                     pod,
                     sandboxes.len() as u32,
@@ -191,6 +199,12 @@ impl PodWorkers {
             .map(|v| (v.name.clone(), self.pod_dir(&uid).join("volumes").join(&v.name)))
             .collect();
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        if fresh {
+            // Show the pod IP and ContainerCreating while images are pulled.
+            if let Err(err) = self.post_status(pod, &pod_ip, &creating_views(pod)).await {
+                tracing::debug!(%err, "could not post the ContainerCreating status");
+            }
+        }
         let mut views = Vec::new();
         for container in &spec.containers {
             let instances: Vec<&api::Container> = if fresh {
@@ -210,6 +224,11 @@ impl PodWorkers {
                     &volume_paths,
                 )
                 .await;
+            let mut view = view;
+            let image_ref = view.latest.as_ref().map(|s| s.image_ref.as_str()).unwrap_or("");
+            if !image_ref.contains('@') {
+                view.image_id = self.images.image_id(&view.image);
+            }
             views.push(view);
         }
         self.post_status(pod, &pod_ip, &views).await
@@ -264,26 +283,17 @@ impl PodWorkers {
                 if let Some(status) = &view.latest {
                     adopt_probe_results(prober, pod, container, status);
                 }
-                let started = prober
-                    .observe(
-                        cri,
-                        probes::Kind::Startup,
-                        container.startup_probe.as_ref(),
-                        pod_ip,
-                        &c.id,
-                    )
-                    .await;
+                let observe = |kind| async move {
+                    let seen = prober.observe(cri, kind, container, pod_ip, &c.id).await;
+                    if let Some(message) = seen.unhealthy {
+                        self.events.warning(pod, &container.name, "Unhealthy", message);
+                    }
+                    seen.ok
+                };
+                let started = observe(probes::Kind::Startup).await;
                 view.started = started;
                 if started {
-                    let alive = prober
-                        .observe(
-                            cri,
-                            probes::Kind::Liveness,
-                            container.liveness_probe.as_ref(),
-                            pod_ip,
-                            &c.id,
-                        )
-                        .await;
+                    let alive = observe(probes::Kind::Liveness).await;
                     if !alive {
                         tracing::info!(container = %container.name, "liveness probe failed; restarting");
                         self.events.normal(
@@ -301,15 +311,7 @@ impl PodWorkers {
                         );
                         let _ = cri.stop_container(&c.id, grace).await;
                     }
-                    view.ready = prober
-                        .observe(
-                            cri,
-                            probes::Kind::Readiness,
-                            container.readiness_probe.as_ref(),
-                            pod_ip,
-                            &c.id,
-                        )
-                        .await;
+                    view.ready = observe(probes::Kind::Readiness).await;
                 }
             }
             Some(c) if c.state == api::ContainerState::ContainerCreated as i32 => {
@@ -331,14 +333,21 @@ impl PodWorkers {
                     );
                     match check {
                         Err(remaining) => {
+                            let wait = self
+                                .backoff
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .current(&uid, &container.name)
+                                .unwrap_or(remaining);
+                            self.events.warning(
+                                pod,
+                                &container.name,
+                                "BackOff",
+                                crash_loop_event(&container.name, pod),
+                            );
                             view.waiting = Some((
                                 "CrashLoopBackOff".into(),
-                                format!(
-                                    "back-off {}s restarting failed container={} pod={}",
-                                    remaining.as_secs().max(1),
-                                    container.name,
-                                    pod.metadata.name.as_deref().unwrap_or("")
-                                ),
+                                crash_loop_waiting(wait, &container.name, pod),
                             ));
                         }
                         Ok(()) => {
@@ -385,25 +394,14 @@ impl PodWorkers {
         pod_ip: &str,
         volume_paths: &BTreeMap<String, PathBuf>,
     ) -> Result<String, (String, String)> {
+        if let Err((reason, message)) = self.images.ensure(pod, container, &self.events, sandbox_config).await {
+            self.events
+                .warning(pod, &container.name, "Failed", images::messages::error(&reason));
+            return Err((reason, message));
+        }
         let environment = env::resolve(&self.ctx.client, pod, container, pod_ip)
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
-        let image = container.image.clone().unwrap_or_default();
-        match self.ctx.cri.image_status(&image).await {
-            Ok(Some(_)) => self.events.normal(
-                pod,
-                &container.name,
-                "Pulled",
-                format!("Container image {image:?} already present on machine"),
-            ),
-            Ok(None) => {
-                return Err((
-                    "ErrImageNeverPull".into(),
-                    format!("image {image:?} is not present on the node (no registry is used)"),
-                ))
-            }
-            Err(err) => return Err(("ErrImageInspect".into(), err.to_string())),
-        }
         let config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
         let id = self
             .ctx
@@ -486,6 +484,7 @@ impl PodWorkers {
             tracing::warn!(uid, ?busy, "pod cgroups still in use; left in place");
         }
         self.backoff.lock().unwrap_or_else(|e| e.into_inner()).forget_pod(uid);
+        self.images.forget_pod(uid);
         self.posted.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
         if !sandboxes.is_empty() {
             tracing::info!(uid, "pod's sandboxes removed");
@@ -545,7 +544,59 @@ fn adopt_probe_results(prober: &Prober, pod: &Pod, container: &Container, status
     }
 }
 
+/// Every spec container waiting in ContainerCreating (before any runs).
+fn creating_views(pod: &Pod) -> Vec<ContainerView> {
+    pod.spec
+        .iter()
+        .flat_map(|s| &s.containers)
+        .map(|c| ContainerView {
+            name: c.name.clone(),
+            image: c.image.clone().unwrap_or_default(),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The Warning `BackOff` event of a container in CrashLoopBackOff.
+pub fn crash_loop_event(container: &str, pod: &Pod) -> String {
+    format!(
+        "Back-off restarting failed container {container} in pod {}",
+        format::pod(pod)
+    )
+}
+
+/// The waiting message of CrashLoopBackOff (`wait` is the whole current back-off).
+pub fn crash_loop_waiting(wait: Duration, container: &str, pod: &Pod) -> String {
+    format!(
+        "back-off {} restarting failed container={container} pod={}",
+        format::go_duration(wait),
+        format::pod(pod)
+    )
+}
+
 /// The state directory of pods (for `noded` and tests).
 pub fn pods_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("pods")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crash_loop_texts_are_worded_like_the_kubelet() {
+        let pod: Pod = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "web", "namespace": "default", "uid": "u-1"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            crash_loop_event("app", &pod),
+            "Back-off restarting failed container app in pod web_default(u-1)"
+        );
+        assert_eq!(
+            crash_loop_waiting(Duration::from_secs(80), "app", &pod),
+            "back-off 1m20s restarting failed container=app pod=web_default(u-1)"
+        );
+        assert_eq!(creating_views(&pod).len(), 0);
+    }
 }

@@ -1,4 +1,7 @@
-//! Container probes: httpGet, tcpSocket and exec, with their thresholds.
+//! Container probes: httpGet, tcpSocket, gRPC (grpc.health.v1) and exec,
+//! with their thresholds. Ports may be named after the container's `ports`.
+//! A probe that fails or errors yields the kubelet's `Unhealthy` event text
+//! (`Readiness probe failed: HTTP probe failed with statuscode: 500`).
 //!
 //! The pod worker asks [`Prober::observe`] on every tick; a probe runs only
 //! when its period has passed (after `initialDelaySeconds`). Readiness
@@ -9,8 +12,9 @@
 //! restart, running containers' results are [adopted](Prober::adopt) from
 //! the Pod's last posted status rather than starting over.
 
-use crate::cri::Cri;
-use k8s_openapi::api::core::v1::Probe;
+use crate::cri::{Cri, CriError};
+use crate::format::go_duration;
+use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,47 +50,254 @@ pub struct Prober {
     states: Mutex<HashMap<(String, Kind), State>>,
 }
 
-/// Run one probe once: `true` on success.
-pub async fn probe_once(cri: &Cri, probe: &Probe, pod_ip: &str, container_id: &str) -> bool {
-    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    let port = |p: &IntOrString| match p {
-        IntOrString::Int(n) => Some(*n as u16),
-        IntOrString::String(s) => s.parse().ok(),
+/// The result of running a probe once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The probe passed.
+    Success,
+    /// The probe ran and failed; the output the kubelet shows.
+    Failure(String),
+    /// The probe could not run (e.g. an unknown named port).
+    Error(String),
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Startup => "Startup",
+            Kind::Readiness => "Readiness",
+            Kind::Liveness => "Liveness",
+        })
+    }
+}
+
+impl Outcome {
+    /// The `Unhealthy` event message of a failed or errored probe, as the kubelet words it.
+    pub fn event_message(&self, kind: Kind) -> Option<String> {
+        match self {
+            Outcome::Success => None,
+            Outcome::Failure(output) => Some(format!("{kind} probe failed: {output}")),
+            Outcome::Error(err) => Some(format!("{kind} probe errored and resulted in unknown state: {err}")),
+        }
+    }
+}
+
+/// A probe's port: a number, or the name of one of the container's `ports`.
+pub fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String> {
+    let number = match port {
+        IntOrString::Int(n) => *n,
+        IntOrString::String(name) => match container
+            .ports
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+        {
+            Some(p) => p.container_port,
+            None => name.parse().map_err(|_| format!("port {name:?} not found"))?,
+        },
     };
+    u16::try_from(number)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("invalid port number: {number}"))
+}
+
+/// `host:port`, IPv6 hosts in brackets (Go's `net.JoinHostPort`).
+pub fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// How Go's `net.Dial` words a failed connect (`connect: connection refused`).
+fn dial_error(address: &str, err: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    let what = match err.kind() {
+        ErrorKind::ConnectionRefused => "connect: connection refused".to_string(),
+        ErrorKind::HostUnreachable => "connect: no route to host".to_string(),
+        ErrorKind::NetworkUnreachable => "connect: network is unreachable".to_string(),
+        ErrorKind::TimedOut => "i/o timeout".to_string(),
+        _ => format!("connect: {err}"),
+    };
+    format!("dial tcp {address}: {what}")
+}
+
+/// Run one probe once.
+pub async fn probe_once(cri: &Cri, probe: &Probe, container: &Container, pod_ip: &str, container_id: &str) -> Outcome {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
     if let Some(http) = &probe.http_get {
-        let Some(port) = port(&http.port) else { return false };
-        let host = http.host.clone().unwrap_or_else(|| pod_ip.to_string());
-        let path = http.path.clone().unwrap_or_else(|| "/".into());
-        return tokio::time::timeout(timeout, http_status(&host, port, &path))
-            .await
-            .ok()
+        let port = match resolve_port(&http.port, container) {
+            Ok(port) => port,
+            Err(err) => return Outcome::Error(err),
+        };
+        let host = http
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
+        let path = http
+            .path
+            .clone()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into());
+        let headers: Vec<(String, String)> = http
+            .http_headers
+            .iter()
             .flatten()
-            .is_some_and(|code| (200..400).contains(&code));
+            .map(|h| (h.name.clone(), h.value.clone()))
+            .collect();
+        let url = format!("http://{}{path}", join_host_port(&host, port));
+        return match tokio::time::timeout(timeout, http_status(&host, port, &path, &headers)).await {
+            Err(_) => Outcome::Failure(format!(
+                "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+            )),
+            Ok(Err(err)) => Outcome::Failure(format!("Get {url:?}: {err}")),
+            Ok(Ok(code)) if (200..400).contains(&code) => Outcome::Success,
+            Ok(Ok(code)) => Outcome::Failure(format!("HTTP probe failed with statuscode: {code}")),
+        };
     }
     if let Some(tcp) = &probe.tcp_socket {
-        let Some(port) = port(&tcp.port) else { return false };
-        let host = tcp.host.clone().unwrap_or_else(|| pod_ip.to_string());
-        return matches!(
-            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await,
-            Ok(Ok(_))
-        );
+        let port = match resolve_port(&tcp.port, container) {
+            Ok(port) => port,
+            Err(err) => return Outcome::Error(err),
+        };
+        let host = tcp
+            .host
+            .clone()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| pod_ip.to_string());
+        let address = join_host_port(&host, port);
+        return match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
+            Ok(Ok(_)) => Outcome::Success,
+            Ok(Err(err)) => Outcome::Failure(dial_error(&address, &err)),
+            Err(_) => Outcome::Failure(format!("dial tcp {address}: i/o timeout")),
+        };
+    }
+    if let Some(grpc) = &probe.grpc {
+        let port = match u16::try_from(grpc.port).ok().filter(|p| *p > 0) {
+            Some(port) => port,
+            None => return Outcome::Error(format!("invalid port number: {}", grpc.port)),
+        };
+        let address = join_host_port(pod_ip, port);
+        return grpc_health(&address, grpc.service.as_deref().unwrap_or(""), timeout).await;
     }
     if let Some(exec) = &probe.exec {
         let cmd = exec.command.clone().unwrap_or_default();
-        return matches!(cri.exec_sync(container_id, cmd, timeout).await, Ok(reply) if reply.exit_code == 0);
+        return match cri.exec_sync(container_id, cmd.clone(), timeout).await {
+            Ok(reply) if reply.exit_code == 0 => Outcome::Success,
+            Ok(reply) => {
+                let mut output = reply.stdout;
+                output.extend_from_slice(&reply.stderr);
+                Outcome::Failure(String::from_utf8_lossy(&output).into_owned())
+            }
+            Err(CriError::Timeout { .. }) => Outcome::Error(format!(
+                "command timed out: {:?} timed out after {}",
+                cmd.join(" "),
+                go_duration(timeout)
+            )),
+            Err(err) => Outcome::Error(err.runtime_message()),
+        };
     }
-    false
+    Outcome::Error("missing probe handler".into())
 }
 
-/// `GET path` over HTTP/1.0; the status code.
-async fn http_status(host: &str, port: u16, path: &str) -> Option<u16> {
-    let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nUser-Agent: sluice-noded-probe\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut head = vec![0u8; 64];
-    let n = stream.read(&mut head).await.ok()?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    line.split_whitespace().nth(1)?.parse().ok()
+/// grpc.health.v1 `Health/Check` of `service` at `address`; `SERVING` passes.
+async fn grpc_health(address: &str, service: &str, timeout: Duration) -> Outcome {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let connect_failed = || {
+        Outcome::Failure(format!(
+            "timeout: failed to connect service {address:?} within {}: context deadline exceeded",
+            go_duration(timeout)
+        ))
+    };
+    let endpoint = match tonic::transport::Endpoint::from_shared(format!("http://{address}")) {
+        Ok(endpoint) => endpoint.connect_timeout(timeout),
+        Err(err) => return Outcome::Failure(format!("error: failed to connect service at {address:?}: {err}")),
+    };
+    // The kubelet dials until the deadline, so a refused connection reads as a timeout.
+    let channel = match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(_)) | Err(_) => return connect_failed(),
+    };
+    let mut client = HealthClient::new(channel);
+    let request = HealthCheckRequest {
+        service: service.to_string(),
+    };
+    match tokio::time::timeout(timeout, client.check(request)).await {
+        Err(_) => Outcome::Failure(format!(
+            "timeout: health rpc did not complete within {}",
+            go_duration(timeout)
+        )),
+        Ok(Err(status)) => Outcome::Failure(match status.code() {
+            tonic::Code::Unimplemented => format!(
+                "this server does not implement the grpc health protocol (grpc.health.v1.Health): {}",
+                status.message()
+            ),
+            tonic::Code::DeadlineExceeded => {
+                format!("timeout: health rpc did not complete within {}", go_duration(timeout))
+            }
+            _ => crate::format::grpc_status(&status),
+        }),
+        Ok(Ok(reply)) => {
+            let status = reply.into_inner().status();
+            if status == ServingStatus::Serving {
+                Outcome::Success
+            } else {
+                Outcome::Failure(format!("service unhealthy (responded with {:?})", status.as_str_name()))
+            }
+        }
+    }
+}
+
+/// `GET path` over HTTP/1.0; the status code, or what went wrong as Go words it.
+async fn http_status(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<u16, String> {
+    let address = join_host_port(host, port);
+    let mut stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| dial_error(&address, &e))?;
+    let mut request =
+        format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nUser-Agent: sluice-noded-probe\r\nAccept: */*\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut head = Vec::with_capacity(64);
+    let mut buf = [0u8; 64];
+    while !head.contains(&b'\n') && head.len() < 1024 {
+        let n = stream.read(&mut buf).await.map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    if head.is_empty() {
+        return Err("EOF".into());
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| "net/http: malformed HTTP response".to_string())
+}
+
+/// One observation of a probe: its current result, and the `Unhealthy`
+/// event message when it ran just now and did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    /// The probe's result after thresholds.
+    pub ok: bool,
+    /// Set when the probe ran now and failed or errored.
+    pub unhealthy: Option<String>,
+}
+
+impl Observation {
+    fn quiet(ok: bool) -> Self {
+        Self { ok, unhealthy: None }
+    }
 }
 
 impl Prober {
@@ -100,11 +311,18 @@ impl Prober {
         &self,
         cri: &Cri,
         kind: Kind,
-        probe: Option<&Probe>,
+        container: &Container,
         pod_ip: &str,
         container_id: &str,
-    ) -> bool {
-        let Some(probe) = probe else { return true };
+    ) -> Observation {
+        let probe = match kind {
+            Kind::Startup => container.startup_probe.as_ref(),
+            Kind::Readiness => container.readiness_probe.as_ref(),
+            Kind::Liveness => container.liveness_probe.as_ref(),
+        };
+        let Some(probe) = probe else {
+            return Observation::quiet(true);
+        };
         let now = Instant::now();
         let key = (container_id.to_string(), kind);
         {
@@ -120,14 +338,15 @@ impl Prober {
             let period = Duration::from_secs(probe.period_seconds.unwrap_or(10).max(1) as u64);
             let due = now >= state.started + delay && state.last_run.is_none_or(|last| now >= last + period);
             if !due {
-                return state.result;
+                return Observation::quiet(state.result);
             }
             state.last_run = Some(now);
         }
-        let ok = probe_once(cri, probe, pod_ip, container_id).await;
+        let outcome = probe_once(cri, probe, container, pod_ip, container_id).await;
+        let ok = outcome == Outcome::Success;
         let mut states = self.states();
         let Some(state) = states.get_mut(&key) else {
-            return false;
+            return Observation::quiet(false);
         };
         if ok {
             state.successes += 1;
@@ -142,7 +361,10 @@ impl Prober {
                 state.result = false;
             }
         }
-        state.result
+        Observation {
+            ok: state.result,
+            unhealthy: outcome.event_message(kind),
+        }
     }
 
     /// Whether a probe of a container has state yet (false for containers
@@ -168,5 +390,86 @@ impl Prober {
     /// Forget containers that no longer exist.
     pub fn retain(&self, live: impl Fn(&str) -> bool) {
         self.states().retain(|(id, _), _| live(id));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ContainerPort;
+
+    fn container() -> Container {
+        Container {
+            name: "web".into(),
+            ports: Some(vec![ContainerPort {
+                name: Some("http".into()),
+                container_port: 8080,
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn named_ports_resolve_against_the_container() {
+        let c = container();
+        assert_eq!(resolve_port(&IntOrString::String("http".into()), &c), Ok(8080));
+        assert_eq!(resolve_port(&IntOrString::Int(9000), &c), Ok(9000));
+        assert_eq!(
+            resolve_port(&IntOrString::String("metrics".into()), &c),
+            Err("port \"metrics\" not found".into())
+        );
+        assert_eq!(
+            resolve_port(&IntOrString::Int(70000), &c),
+            Err("invalid port number: 70000".into())
+        );
+    }
+
+    #[test]
+    fn unhealthy_messages_are_worded_like_the_kubelet() {
+        let failed = Outcome::Failure("HTTP probe failed with statuscode: 500".into());
+        assert_eq!(
+            failed.event_message(Kind::Readiness).as_deref(),
+            Some("Readiness probe failed: HTTP probe failed with statuscode: 500")
+        );
+        assert_eq!(
+            Outcome::Error("port \"http\" not found".into())
+                .event_message(Kind::Liveness)
+                .as_deref(),
+            Some("Liveness probe errored and resulted in unknown state: port \"http\" not found")
+        );
+        assert_eq!(Outcome::Success.event_message(Kind::Startup), None);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            dial_error("10.244.0.5:8080", &refused),
+            "dial tcp 10.244.0.5:8080: connect: connection refused"
+        );
+        assert_eq!(join_host_port("fd00::5", 80), "[fd00::5]:80");
+    }
+
+    #[tokio::test]
+    async fn http_and_tcp_probes_report_refused_connections_and_status_codes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = [0u8; 512];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(b"HTTP/1.0 500 Internal Server Error\r\n\r\n").await;
+            }
+        });
+        let status = http_status("127.0.0.1", port, "/healthz", &[]).await;
+        assert_eq!(status, Ok(500));
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(
+            http_status("127.0.0.1", closed_port, "/", &[]).await,
+            Err(format!("dial tcp 127.0.0.1:{closed_port}: connect: connection refused"))
+        );
+        assert!(matches!(
+            grpc_health(&format!("127.0.0.1:{closed_port}"), "", Duration::from_secs(1)).await,
+            Outcome::Failure(m) if m.starts_with("timeout: failed to connect service")
+        ));
     }
 }

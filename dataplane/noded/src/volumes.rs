@@ -32,6 +32,16 @@ pub enum VolumeError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A configMap or secret volume's source does not exist (and is not optional).
+    #[error("{kind} {name:?} not found")]
+    SourceNotFound {
+        /// The volume name.
+        volume: String,
+        /// `configmap` or `secret`, as the kubelet names them.
+        kind: &'static str,
+        /// The missing object's name.
+        name: String,
+    },
     /// The volume type is not supported by this node.
     #[error("volume {0}: only emptyDir, configMap and secret volumes are supported")]
     Unsupported(String),
@@ -85,7 +95,7 @@ pub async fn prepare(
                     .map_err(io)?;
                 }
                 None if optional => {}
-                None => return Err(not_found(&volume.name, "ConfigMap", &source.name)),
+                None => return Err(not_found(&volume.name, "configmap", &source.name)),
             }
         } else if let Some(source) = &volume.secret {
             let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -117,7 +127,7 @@ pub async fn prepare(
                     .map_err(io)?;
                 }
                 None if source.optional.unwrap_or(false) => {}
-                None => return Err(not_found(&volume.name, "Secret", &name)),
+                None => return Err(not_found(&volume.name, "secret", &name)),
             }
         } else {
             return Err(VolumeError::Unsupported(volume.name.clone()));
@@ -127,10 +137,33 @@ pub async fn prepare(
     Ok(prepared)
 }
 
-fn not_found(volume: &str, kind: &str, name: &str) -> VolumeError {
-    VolumeError::Io {
+fn not_found(volume: &str, kind: &'static str, name: &str) -> VolumeError {
+    VolumeError::SourceNotFound {
         volume: volume.to_string(),
-        source: std::io::Error::new(std::io::ErrorKind::NotFound, format!("{kind} {name} not found")),
+        kind,
+        name: name.to_string(),
+    }
+}
+
+impl VolumeError {
+    /// The volume the error is about.
+    pub fn volume(&self) -> &str {
+        match self {
+            Self::Api { volume, .. } | Self::Io { volume, .. } | Self::SourceNotFound { volume, .. } => volume,
+            Self::Unsupported(volume) => volume,
+        }
+    }
+
+    /// The kubelet's `FailedMount` event text:
+    /// `MountVolume.SetUp failed for volume "config" : configmap "app" not found`.
+    pub fn failed_mount_message(&self) -> String {
+        let cause = match self {
+            Self::Api { source, .. } => source.to_string(),
+            Self::Io { source, .. } => source.to_string(),
+            Self::SourceNotFound { .. } => self.to_string(),
+            Self::Unsupported(_) => "only emptyDir, configMap and secret volumes are supported".to_string(),
+        };
+        format!("MountVolume.SetUp failed for volume {:?} : {cause}", self.volume())
     }
 }
 
@@ -195,5 +228,17 @@ mod tests {
             ..Default::default()
         }];
         assert!(write_keys(dir.path(), &data, Some(&evil), 0o644).is_err());
+    }
+
+    #[test]
+    fn missing_sources_are_worded_like_the_kubelet() {
+        assert_eq!(
+            not_found("config", "configmap", "app-config").failed_mount_message(),
+            "MountVolume.SetUp failed for volume \"config\" : configmap \"app-config\" not found"
+        );
+        assert_eq!(
+            not_found("creds", "secret", "db").failed_mount_message(),
+            "MountVolume.SetUp failed for volume \"creds\" : secret \"db\" not found"
+        );
     }
 }
