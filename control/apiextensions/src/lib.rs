@@ -1,0 +1,8 @@
+//! CustomResourceDefinition schemas (WIP).
+pub mod cel;
+pub mod defaulting;
+pub mod field;
+pub mod formats;
+pub mod pruning;
+pub mod schema;
+pub mod validation;
