@@ -256,6 +256,10 @@ fn compile_node(env: &Env, s: &Schema, path: &FieldPath, errors: &mut Vec<Compil
         return node;
     }
     for (i, rule) in s.x_validations.iter().enumerate() {
+        if rule.rule.trim().is_empty() {
+            // reported by the CRD's validation ("rule is not specified")
+            continue;
+        }
         let mut ok = true;
         let program = match compile_one(env, &rule.rule) {
             Ok(p) => Some(p),

@@ -5,4 +5,5 @@ pub mod field;
 pub mod formats;
 pub mod pruning;
 pub mod schema;
+pub mod structural;
 pub mod validation;
