@@ -1,5 +1,6 @@
 //! CustomResourceDefinition schemas (WIP).
 pub mod cel;
+pub mod crd;
 pub mod defaulting;
 pub mod field;
 pub mod formats;
