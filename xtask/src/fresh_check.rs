@@ -14,7 +14,9 @@
 //!   check installs reaches the host, with the nightly's `rust-src` removed and
 //!   no `bpf-linker`; `~/.cargo/bin` holds only rustup's proxies; the crates.io
 //!   download cache is shared (through an overlay as well) to save time;
-//! - `kubectl` bind-mounted from the host (the machine image ships it).
+//! - `kubectl` bind-mounted from the host (the machine image ships it), and the
+//!   machine's extra CA certificates (`/usr/local/share/ca-certificates`, e.g.
+//!   an egress proxy's CA that every machine of this kind trusts) copied in.
 //!
 //! Inside a private mount namespace, chrooted there, it runs `cargo xtask up`
 //! exactly as the README writes it, waits for the node, rolls out an nginx
@@ -94,6 +96,7 @@ export HOME=/root PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin
 export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=never
 timed() {{ local what=$1; shift; local t0=$(date +%s); "$@"; echo "==> fresh-check: $what took $(( $(date +%s) - t0 ))s"; }}
 echo "==> fresh-check: hidden from this root: $(for c in etcd containerd runc docker-registry skopeo bpftool bpf-linker protoc; do command -v $c >/dev/null || printf '%s ' $c; done)"
+update-ca-certificates >/dev/null
 rustup component remove rust-src --toolchain nightly >/dev/null 2>&1 || true
 cd /src
 trap 'echo "==> fresh-check: failed; tearing the cluster down"; cargo xtask down --purge >/dev/null 2>&1 || true' EXIT
@@ -189,6 +192,17 @@ fn run_in(work: &Path, tarball: &Path, repo: &Path, args: &FreshCheckArgs) -> Re
     )?;
     std::fs::write(rootfs.join("app.yaml"), APP)?;
     std::fs::copy("/etc/resolv.conf", rootfs.join("etc/resolv.conf")).context("copying resolv.conf")?;
+    let cas = Path::new("/usr/local/share/ca-certificates");
+    if cas.is_dir() {
+        let into = rootfs.join("usr/local/share/ca-certificates");
+        std::fs::create_dir_all(&into)?;
+        for entry in std::fs::read_dir(cas)? {
+            let path = entry?.path();
+            if path.is_file() {
+                std::fs::copy(&path, into.join(path.file_name().context("CA file name")?))?;
+            }
+        }
+    }
 
     let home = PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?);
     let rustup = std::env::var_os("RUSTUP_HOME")
