@@ -451,14 +451,7 @@ pub fn names_status(crd: &CustomResourceDefinition, others: &[CustomResourceDefi
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-    let established = if was_established {
-        condition(
-            "Established",
-            true,
-            "InitialNamesAccepted",
-            "the initial names have been accepted",
-        )
-    } else if conflict.is_none() {
+    let established = if was_established || conflict.is_none() {
         condition(
             "Established",
             true,

@@ -108,7 +108,7 @@ fn is_cidr(s: &str) -> bool {
 }
 
 fn is_base64(s: &str) -> bool {
-    if s.len() % 4 != 0 {
+    if !s.len().is_multiple_of(4) {
         return false;
     }
     let body = s.trim_end_matches('=');
@@ -139,7 +139,7 @@ fn is_isbn10(s: &str) -> bool {
         };
         sum += (10 - i as u32) * v;
     }
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 fn is_isbn13(s: &str) -> bool {
@@ -152,7 +152,7 @@ fn is_isbn13(s: &str) -> bool {
         let Some(v) = c.to_digit(10) else { return false };
         sum += if i % 2 == 0 { v } else { 3 * v };
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn is_luhn(s: &str) -> bool {
@@ -181,7 +181,7 @@ fn is_luhn(s: &str) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Parses an RFC 3339 date-time (also accepting a space or lowercase `t` separator, and a

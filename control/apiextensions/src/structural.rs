@@ -323,14 +323,12 @@ fn list_type_checks(m: &Map<String, Value>, ty: &str, path: &FieldPath, errs: &m
                             }
                         }
                     }
-                    "object" => {
-                        if is.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic") {
-                            errs.push(FieldError::invalid(
-                                &path.child("items").child("x-kubernetes-map-type"),
-                                BadValue::Null,
-                                "must be atomic as item of a list with x-kubernetes-list-type=set",
-                            ));
-                        }
+                    "object" if is.get("x-kubernetes-map-type").and_then(Value::as_str) != Some("atomic") => {
+                        errs.push(FieldError::invalid(
+                            &path.child("items").child("x-kubernetes-map-type"),
+                            BadValue::Null,
+                            "must be atomic as item of a list with x-kubernetes-list-type=set",
+                        ));
                     }
                     _ => {}
                 }
