@@ -22,6 +22,7 @@
 
 use serde_json::Value;
 use sluice_tests::cluster::{wait_for, TestCluster};
+use sluice_tests::controllers::serial;
 use sluice_tests::registry::{cached_archive, relabelled, Registry};
 use std::time::{Duration, Instant};
 
@@ -122,6 +123,8 @@ fn running_pod(cluster: &TestCluster, selector: &str) -> String {
 
 #[test]
 fn nginx_and_busybox_by_their_usual_names_roll_out_and_nginx_answers_on_a_node_port() {
+    // One cluster at a time: four at once on two cores would only race their timeouts.
+    let _serial = serial();
     let cluster = TestCluster::up(1, &[]);
     let started = Instant::now();
     cluster.apply(WEB);
@@ -154,6 +157,8 @@ fn nginx_and_busybox_by_their_usual_names_roll_out_and_nginx_answers_on_a_node_p
 
 #[test]
 fn an_image_that_exists_nowhere_gives_err_image_pull_then_image_pull_back_off() {
+    // One cluster at a time: four at once on two cores would only race their timeouts.
+    let _serial = serial();
     let cluster = TestCluster::up(1, &[]);
     cluster.apply(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: ghost}\nspec:\n  containers:\n  - {name: app, image: 'sluice-no-such-image:1'}\n",
@@ -188,6 +193,8 @@ fn an_image_that_exists_nowhere_gives_err_image_pull_then_image_pull_back_off() 
 
 #[test]
 fn pull_policy_always_runs_the_new_image_pushed_under_the_same_tag() {
+    // One cluster at a time: four at once on two cores would only race their timeouts.
+    let _serial = serial();
     let cluster = TestCluster::up(1, &[]);
     let work = tempfile::tempdir().expect("temp dir");
     let busybox = cached_archive("busybox");
@@ -236,6 +243,8 @@ spec:
 
 #[test]
 fn a_private_registry_pulls_with_image_pull_secrets_and_refuses_without() {
+    // One cluster at a time: four at once on two cores would only race their timeouts.
+    let _serial = serial();
     let cluster = TestCluster::new(1);
     // The team's own registry on the cluster network, plain HTTP with basic auth.
     let addr = format!("{}:{}", cluster.gateway(), sluice_tests::free_port());
