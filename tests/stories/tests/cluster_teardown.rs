@@ -66,6 +66,30 @@ fn sandbox_netns(socket: &Path) -> BTreeSet<String> {
     found
 }
 
+/// Host pids of the node's running tasks (pause and app containers).
+fn task_pids(socket: &Path) -> Vec<u32> {
+    let out = Command::new("ctr")
+        .arg("--address")
+        .arg(socket)
+        .args(["-n", "k8s.io", "tasks", "ls"])
+        .output()
+        .expect("ctr tasks ls");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .filter(|pid| *pid > 0)
+        .collect()
+}
+
+/// Whether `pid` is a live (non-zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'))
+    })
+}
+
 /// Pids of live (non-zombie) processes whose command line mentions `needle`.
 fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     let mut found = Vec::new();
@@ -113,6 +137,11 @@ fn down_with_pods_still_terminating_leaves_no_namespace_link_pin_mount_or_proces
         .filter(|pid| *pid != containerd_pid)
         .collect();
     assert!(!shims.is_empty(), "the pods' shims run");
+    let containers = task_pids(&socket);
+    assert!(
+        containers.len() >= 2,
+        "the pods' sandboxes (at least) run: {containers:?}"
+    );
 
     cluster.kubectl_ok(&["delete", "deployment", "stubborn", "--wait=false"]);
     cluster.kubectl_ok(&["delete", "pods", "-l", "app=stubborn", "--wait=false"]);
@@ -144,13 +173,8 @@ fn down_with_pods_still_terminating_leaves_no_namespace_link_pin_mount_or_proces
     assert!(mounts.is_empty(), "mounts under {home} left: {mounts:?}");
     let processes = processes_mentioning(&home);
     assert!(processes.is_empty(), "processes of the cluster left: {processes:?}");
-    for pid in shims {
-        assert!(
-            !Path::new(&format!("/proc/{pid}/cmdline")).exists()
-                || processes_mentioning(&home).iter().all(|(p, _)| *p != pid),
-            "shim {pid} left"
-        );
-    }
+    let survivors: Vec<u32> = shims.into_iter().chain(containers).filter(|pid| alive(*pid)).collect();
+    assert!(survivors.is_empty(), "shims or container processes left: {survivors:?}");
     assert!(
         cluster.home().join("registry").join("storage").is_dir(),
         "the registry's storage is kept by `down`"
