@@ -242,7 +242,8 @@ fn skopeo_source(source: &str) -> Result<String> {
         }
         return Ok(format!("oci:{}", abs.display()));
     }
-    let listing = capture(Command::new("tar").arg("-tf").arg(&abs))?;
+    let listing = capture(Command::new("tar").arg("-tf").arg(&abs))
+        .with_context(|| format!("{source} is not an OCI archive, a docker archive or an OCI layout directory"))?;
     let has = |f: &str| listing.lines().any(|l| l.trim_start_matches("./") == f);
     if has("oci-layout") {
         Ok(format!("oci-archive:{}", abs.display()))
