@@ -287,10 +287,7 @@ const NODE_PACKAGES: &[(&str, &str)] = &[
 
 /// Directory cargo puts binaries of `profile` in.
 fn target_bin_dir(profile: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join(profile)
+    crate::util::target_dir().join(profile)
 }
 
 /// Start a cluster.

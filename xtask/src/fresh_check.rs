@@ -99,7 +99,7 @@ echo "==> fresh-check: hidden from this root: $(for c in etcd containerd runc do
 update-ca-certificates >/dev/null
 rustup component remove rust-src --toolchain nightly >/dev/null 2>&1 || true
 cd /src
-trap 'echo "==> fresh-check: failed; tearing the cluster down"; cargo xtask down --purge >/dev/null 2>&1 || true' EXIT
+trap 'echo "==> fresh-check: failed; tearing the cluster down"; cargo xtask down --purge || true' EXIT
 timed 'cargo xtask up' cargo xtask up
 export KUBECONFIG=/var/lib/sluice/admin.kubeconfig
 kubectl wait --for=condition=Ready node/sluice-n1 --timeout=180s
@@ -139,6 +139,49 @@ pub fn fresh_check(args: FreshCheckArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&work);
     }
     result
+}
+
+/// Safety net after a failed run: stop every process still rooted in the
+/// fresh root (by pid, found through `/proc/<pid>/root`) and remove the
+/// default bridge and node links if `down` could not.
+fn reap_leftovers(rootfs: &Path) {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let mut pids = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        if let Ok(root) = std::fs::read_link(entry.path().join("root")) {
+            let root = root.to_string_lossy();
+            if root.trim_end_matches(" (deleted)") == rootfs.to_string_lossy() {
+                pids.push(pid);
+            }
+        }
+    }
+    if !pids.is_empty() {
+        step(&format!("stopping {} process(es) left in the fresh root: {pids:?}", pids.len()));
+        for &pid in &pids {
+            // SAFETY: kill(2) with a pid read from /proc; no memory is involved.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        std::thread::sleep(std::time::Duration::from_secs(2));
+        for &pid in &pids {
+            if Path::new(&format!("/proc/{pid}")).exists() {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+    if Path::new("/sys/class/net/sluice-br").exists() {
+        step("removing the bridge sluice-br that down left");
+        let _ = Command::new("ip").args(["link", "del", "sluice-br"]).status();
+    }
+    if let Ok(links) = std::fs::read_dir("/sys/class/net") {
+        for link in links.flatten() {
+            let name = link.file_name().to_string_lossy().into_owned();
+            if name.starts_with("sluice-n") {
+                let _ = Command::new("ip").args(["link", "del", &name]).status();
+            }
+        }
+    }
 }
 
 /// Make the root filesystem tarball from the host's apt sources.
@@ -239,6 +282,8 @@ fn run_in(work: &Path, tarball: &Path, repo: &Path, args: &FreshCheckArgs) -> Re
     let setup = format!(
         r#"set -euo pipefail
 mount --make-rprivate /
+# The new root must be a mount point: `ip netns` makes / rslave inside it.
+mount --bind {r} {r}
 mount -t overlay overlay -o lowerdir={rustup},upperdir={w}/rustup-upper,workdir={w}/rustup-work {r}/root/.rustup
 mount -t overlay overlay -o lowerdir={registry},upperdir={w}/registry-upper,workdir={w}/registry-work {r}/root/.cargo/registry
 mount -t proc proc {r}/proc
@@ -265,6 +310,7 @@ exec chroot {r} /bin/bash /inner.sh
         "fresh-check finished in {:.0?} with {status}",
         started.elapsed()
     ));
+    reap_leftovers(&rootfs);
     if !status.success() {
         bail!(
             "the fresh-machine check failed (see above); rerun with --keep to inspect {}",

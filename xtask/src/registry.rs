@@ -177,62 +177,38 @@ impl UserRegistries {
         }
     }
 
-    /// Parse the YAML text.
+    /// Parse the YAML text (serde_yaml; unknown keys are errors).
     pub fn parse(text: &str) -> Result<UserRegistries> {
-        let doc = yaml::parse(text)?;
+        if text.trim().is_empty() {
+            return Ok(UserRegistries::default());
+        }
+        let file: file::File = serde_yaml::from_str(text)?;
         let mut out = UserRegistries::default();
-        let Some(top) = doc.as_map() else {
-            return Ok(out);
-        };
-        for (key, value) in top {
-            match key.as_str() {
-                "mirrors" => {
-                    for (host, mirror) in value.as_map().context("`mirrors` must be a mapping")? {
-                        let endpoints = mirror
-                            .as_map()
-                            .and_then(|m| m.iter().find(|(k, _)| k == "endpoint"))
-                            .map(|(_, v)| v.as_list())
-                            .with_context(|| format!("mirrors.{host} needs an `endpoint` list"))?;
-                        let mut urls = Vec::new();
-                        for e in endpoints.context("`endpoint` must be a list")? {
-                            let url = e.as_str().context("an endpoint must be a URL")?.trim_end_matches('/');
-                            if !url.starts_with("http://") && !url.starts_with("https://") {
-                                bail!("mirrors.{host}: endpoint {url:?} must start with http:// or https://");
-                            }
-                            urls.push(url.to_string());
-                        }
-                        out.mirrors.insert(host.clone(), urls);
-                    }
+        for (host, mirror) in file.mirrors {
+            let mut urls = Vec::new();
+            for url in mirror.endpoint {
+                let url = url.trim_end_matches('/');
+                if !url.starts_with("http://") && !url.starts_with("https://") {
+                    bail!("mirrors.{host}: endpoint {url:?} must start with http:// or https://");
                 }
-                "configs" => {
-                    for (host, config) in value.as_map().context("`configs` must be a mapping")? {
-                        let mut c = HostConfig::default();
-                        for (section, fields) in config.as_map().context("configs.<host> must be a mapping")? {
-                            for (k, v) in fields
-                                .as_map()
-                                .with_context(|| format!("configs.{host}.{section} must be a mapping"))?
-                            {
-                                let s = v.as_str().map(str::to_owned);
-                                match (section.as_str(), k.as_str()) {
-                                    ("auth", "username") => c.username = s,
-                                    ("auth", "password") => c.password = s,
-                                    ("auth", "auth") => c.auth = s,
-                                    ("auth", "identitytoken") => c.identitytoken = s,
-                                    ("tls", "ca_file") => c.ca_file = s,
-                                    ("tls", "cert_file") => c.cert_file = s,
-                                    ("tls", "key_file") => c.key_file = s,
-                                    ("tls", "insecure_skip_verify") => {
-                                        c.insecure_skip_verify = s.as_deref() == Some("true")
-                                    }
-                                    _ => bail!("configs.{host}.{section}.{k} is not a known setting"),
-                                }
-                            }
-                        }
-                        out.configs.insert(host.clone(), c);
-                    }
-                }
-                other => bail!("unknown top-level key {other:?} (expected mirrors, configs)"),
+                urls.push(url.to_string());
             }
+            out.mirrors.insert(host, urls);
+        }
+        for (host, config) in file.configs {
+            out.configs.insert(
+                host,
+                HostConfig {
+                    username: config.auth.username,
+                    password: config.auth.password,
+                    auth: config.auth.auth,
+                    identitytoken: config.auth.identitytoken,
+                    ca_file: config.tls.ca_file,
+                    cert_file: config.tls.cert_file,
+                    key_file: config.tls.key_file,
+                    insecure_skip_verify: config.tls.insecure_skip_verify,
+                },
+            );
         }
         Ok(out)
     }
@@ -352,192 +328,52 @@ fn toml_str(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Just enough YAML for `registries.yaml`: block mappings, block and flow
-/// sequences of scalars, flow mappings of scalars, quoted and plain scalars,
-/// comments.
-mod yaml {
-    use anyhow::{bail, Result};
+/// The file's shape, as k3s's registries.yaml (unknown keys are refused).
+mod file {
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
 
-    /// A parsed value.
-    #[derive(Debug, Clone, PartialEq)]
-    pub enum Value {
-        Str(String),
-        List(Vec<Value>),
-        Map(Vec<(String, Value)>),
-        Null,
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct File {
+        #[serde(default)]
+        pub mirrors: BTreeMap<String, Mirror>,
+        #[serde(default)]
+        pub configs: BTreeMap<String, Config>,
     }
 
-    impl Value {
-        pub fn as_map(&self) -> Option<&Vec<(String, Value)>> {
-            match self {
-                Value::Map(m) => Some(m),
-                Value::Null => None,
-                _ => None,
-            }
-        }
-        pub fn as_list(&self) -> Option<&Vec<Value>> {
-            match self {
-                Value::List(l) => Some(l),
-                _ => None,
-            }
-        }
-        pub fn as_str(&self) -> Option<&str> {
-            match self {
-                Value::Str(s) => Some(s),
-                _ => None,
-            }
-        }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Mirror {
+        pub endpoint: Vec<String>,
     }
 
-    /// (indent, text) of every meaningful line.
-    fn lines(text: &str) -> Vec<(usize, String)> {
-        text.lines()
-            .map(strip_comment)
-            .filter(|l| !l.trim().is_empty() && l.trim() != "---")
-            .map(|l| (l.len() - l.trim_start().len(), l.trim().to_string()))
-            .collect()
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Config {
+        #[serde(default)]
+        pub auth: Auth,
+        #[serde(default)]
+        pub tls: Tls,
     }
 
-    fn strip_comment(line: &str) -> &str {
-        let mut quote = None;
-        for (i, c) in line.char_indices() {
-            match (quote, c) {
-                (None, '"' | '\'') => quote = Some(c),
-                (Some(q), c) if c == q => quote = None,
-                (None, '#') if i == 0 || line[..i].ends_with(' ') => return &line[..i],
-                _ => {}
-            }
-        }
-        line
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Auth {
+        pub username: Option<String>,
+        pub password: Option<String>,
+        pub auth: Option<String>,
+        pub identitytoken: Option<String>,
     }
 
-    pub fn parse(text: &str) -> Result<Value> {
-        let lines = lines(text);
-        let mut at = 0;
-        let value = block(&lines, &mut at, 0)?;
-        if at < lines.len() {
-            bail!("unexpected line {:?}", lines[at].1);
-        }
-        Ok(value)
-    }
-
-    fn block(lines: &[(usize, String)], at: &mut usize, min_indent: usize) -> Result<Value> {
-        let Some((indent, first)) = lines.get(*at) else {
-            return Ok(Value::Null);
-        };
-        let indent = *indent;
-        if indent < min_indent {
-            return Ok(Value::Null);
-        }
-        if first.starts_with("- ") || first == "-" {
-            let mut items = Vec::new();
-            while let Some((i, l)) = lines.get(*at) {
-                if *i != indent || !(l.starts_with("- ") || l == "-") {
-                    break;
-                }
-                items.push(scalar(l[1..].trim())?);
-                *at += 1;
-            }
-            return Ok(Value::List(items));
-        }
-        let mut map = Vec::new();
-        while let Some((i, l)) = lines.get(*at) {
-            if *i < indent {
-                break;
-            }
-            if *i > indent {
-                bail!("bad indentation at {l:?}");
-            }
-            let (key, rest) = split_key(l)?;
-            *at += 1;
-            let value = if rest.is_empty() {
-                block(lines, at, indent + 1)?
-            } else {
-                scalar(rest)?
-            };
-            map.push((key, value));
-        }
-        Ok(Value::Map(map))
-    }
-
-    fn split_key(line: &str) -> Result<(String, &str)> {
-        let (key, rest) = if let Some(q) = line.strip_prefix('"').or_else(|| line.strip_prefix('\'')) {
-            let quote = line.as_bytes()[0] as char;
-            let end = q
-                .find(quote)
-                .ok_or_else(|| anyhow::anyhow!("unterminated key in {line:?}"))?;
-            let rest = q[end + 1..].trim_start();
-            let Some(rest) = rest.strip_prefix(':') else {
-                bail!("expected `key: value`, got {line:?}");
-            };
-            (q[..end].to_string(), rest.trim())
-        } else if let Some(k) = line.strip_suffix(':') {
-            (k.trim().to_string(), "")
-        } else if let Some((k, v)) = line.split_once(": ") {
-            (k.trim().to_string(), v.trim())
-        } else {
-            bail!("expected `key: value`, got {line:?}");
-        };
-        Ok((key, rest))
-    }
-
-    fn scalar(s: &str) -> Result<Value> {
-        let s = s.trim();
-        if let Some(inner) = s.strip_prefix('[') {
-            let inner = inner
-                .strip_suffix(']')
-                .ok_or_else(|| anyhow::anyhow!("unterminated list {s:?}"))?;
-            return Ok(Value::List(
-                split_flow(inner).iter().map(|p| scalar(p)).collect::<Result<_>>()?,
-            ));
-        }
-        if let Some(inner) = s.strip_prefix('{') {
-            let inner = inner
-                .strip_suffix('}')
-                .ok_or_else(|| anyhow::anyhow!("unterminated mapping {s:?}"))?;
-            let mut map = Vec::new();
-            for part in split_flow(inner) {
-                let (k, v) = split_key(&part)?;
-                map.push((k, scalar(v)?));
-            }
-            return Ok(Value::Map(map));
-        }
-        for q in ['"', '\''] {
-            if let Some(inner) = s.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
-                return Ok(Value::Str(inner.replace("\\\"", "\"")));
-            }
-        }
-        Ok(match s {
-            "" | "~" | "null" => Value::Null,
-            s => Value::Str(s.to_string()),
-        })
-    }
-
-    /// Split `a, "b, c", d` at top-level commas.
-    fn split_flow(s: &str) -> Vec<String> {
-        let mut parts = Vec::new();
-        let mut current = String::new();
-        let mut quote = None;
-        for c in s.chars() {
-            match (quote, c) {
-                (None, '"' | '\'') => {
-                    quote = Some(c);
-                    current.push(c);
-                }
-                (Some(q), c) if c == q => {
-                    quote = None;
-                    current.push(c);
-                }
-                (None, ',') => parts.push(std::mem::take(&mut current)),
-                _ => current.push(c),
-            }
-        }
-        parts.push(current);
-        parts
-            .into_iter()
-            .map(|p| p.trim().to_string())
-            .filter(|p| !p.is_empty())
-            .collect()
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct Tls {
+        pub ca_file: Option<String>,
+        pub cert_file: Option<String>,
+        pub key_file: Option<String>,
+        #[serde(default)]
+        pub insecure_skip_verify: bool,
     }
 }
 
@@ -605,6 +441,7 @@ configs:
         let auth = user.render_cri_auth();
         assert!(auth.contains("registry.configs.\"mirror.example.com\".auth]") && auth.contains("password = \"p#ss\""));
         assert!(UserRegistries::parse("mirrors:\n  docker.io:\n    endpoint: [ftp://x]\n").is_err());
+        assert!(UserRegistries::parse("mirrors: {}\nproxies: {}\n").is_err(), "unknown keys are refused");
         assert_eq!(UserRegistries::parse("").unwrap(), UserRegistries::default());
     }
 }

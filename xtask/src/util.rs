@@ -12,6 +12,13 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// cargo's target directory (`CARGO_TARGET_DIR`, else `target/` in the workspace).
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
 /// Print a progress line for a step of a long operation.
 pub fn step(msg: &str) {
     eprintln!("==> {msg}");

@@ -184,7 +184,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"},
             "spec": {"containers": [{
-                "name": "httpd", "image": "sluice.local/busybox:latest",
+                "name": "httpd", "image": "busybox:1.35.0",
                 "command": ["httpd"], "args": ["-f"],
                 "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
                 "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}]

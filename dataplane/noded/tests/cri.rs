@@ -62,6 +62,8 @@ fn http_get(ip: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
     let containerd = Containerd::start();
+    // A node's containerd starts empty; the image comes from its registry mirror.
+    containerd.pull(BUSYBOX_IMAGE);
     let state_dir = containerd.dir().join("noded");
     let noded_socket = containerd.dir().join("noded.sock");
     let endpoints = Endpoints::default();
@@ -83,7 +85,7 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
     .await;
     assert!(
         cri.image_status(BUSYBOX_IMAGE).await.unwrap().is_some(),
-        "busybox image imported"
+        "busybox image pulled through the mirror"
     );
 
     // The sandbox gets its address from the podCIDR through sluice-cni.

@@ -64,7 +64,7 @@ fn append(path: &Path, lines: &[&str]) {
 async fn pod(pods: &Api<Pod>, name: &str, node: Option<&str>, containers: &[&str]) -> String {
     let containers: Vec<_> = containers
         .iter()
-        .map(|c| json!({"name": c, "image": "sluice.local/busybox:latest"}))
+        .map(|c| json!({"name": c, "image": "busybox:1.35.0"}))
         .collect();
     let mut spec = json!({"containers": containers});
     if let Some(n) = node {
@@ -201,7 +201,7 @@ async fn users_read_container_logs_through_the_api_server() {
         &["2024-05-01T10:02:00.000000000Z stdout F appended while following"],
     );
     assert_eq!(next("appended"), "appended while following");
-    let terminated = json!({"status": {"containerStatuses": [{"name": "app", "image": "sluice.local/busybox:latest", "imageID": "", "ready": false,
+    let terminated = json!({"status": {"containerStatuses": [{"name": "app", "image": "busybox:1.35.0", "imageID": "", "ready": false,
         "restartCount": 1, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}});
     // The runtime has written the container's last line before its status says it stopped.
     append(&current, &["2024-05-01T10:02:01.000000000Z stdout F last words"]);

@@ -7,9 +7,9 @@
 //! shared PID namespace, reaps orphaned children so they never linger as
 //! zombies.
 //!
-//! `cargo xtask images` builds it statically (`+crt-static`) and packs it as
-//! the local image `sluice.local/pause:3.10`, which containerd uses as its
-//! `sandbox_image` (no registry is reachable).
+//! `cargo xtask images` builds it statically (`+crt-static`), packs it as the
+//! image `sluice.local/pause:<workspace version>` and pushes it to the cluster
+//! registry, through which containerd pulls it as its `sandbox_image`.
 
 use std::io::Write;
 

@@ -29,7 +29,7 @@ spec:
     spec:
       containers:
       - name: web
-        image: sluice.local/busybox:1
+        image: busybox:1.35
         command: ["httpd", "-f", "-p", "8080"]
         env:
         - {name: MODE, value: blue}
@@ -97,7 +97,7 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     let pod = write(
         dir.path(),
         "pod.yaml",
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: web-manual, labels: {app: web}}\nspec:\n  containers:\n  - {name: web, image: sluice.local/busybox:1}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: web-manual, labels: {app: web}}\nspec:\n  containers:\n  - {name: web, image: busybox:1.35}\n",
     );
     run(cp.kubectl().arg("apply").arg("-f").arg(&pod));
 
@@ -122,7 +122,7 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     );
     let wide = stdout(&run(cp.kubectl().args(["get", "deploy", "-o", "wide"])));
     assert!(
-        wide.contains("SELECTOR") && wide.contains("app=web") && wide.contains("sluice.local/busybox:1"),
+        wide.contains("SELECTOR") && wide.contains("app=web") && wide.contains("busybox:1.35"),
         "{wide}"
     );
 
@@ -144,7 +144,7 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     // untouched env var and the port, and changes the rest.
     run(cp.kubectl().args(["label", "deploy", "web", "team=payments"]));
     let edited = MANIFEST_V1
-        .replace("sluice.local/busybox:1", "sluice.local/busybox:2")
+        .replace("busybox:1.35", "busybox:1.36")
         .replace("{name: MODE, value: blue}", "{name: MODE, value: green}");
     write(dir.path(), "app.yaml", &edited);
     let reapplied = stdout(&run(cp.kubectl().arg("apply").arg("-f").arg(&manifest)));
@@ -152,7 +152,7 @@ async fn kubectl_apply_get_edit_scale_watch_delete() {
     assert!(reapplied.contains("service/web unchanged"), "{reapplied}");
     let d = kubectl_json(&cp, &["get", "deploy", "web"]);
     let c = &d["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(c["image"], "sluice.local/busybox:2");
+    assert_eq!(c["image"], "busybox:1.36");
     let env: Vec<(String, String)> = c["env"]
         .as_array()
         .expect("env")

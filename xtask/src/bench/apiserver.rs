@@ -27,10 +27,7 @@ pub fn run(quick: bool) -> Result<()> {
         "--bin",
         "apiserver-bench",
     ]))?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    let bin = std::path::PathBuf::from(target).join("release").join("apiserver-bench");
+    let bin = util::target_dir().join("release/apiserver-bench");
     step("measuring (creates, gets, lists, then watch delay under paced writes; about a minute)");
     let mut cmd = Command::new(bin);
     cmd.current_dir(&root)

@@ -23,10 +23,7 @@ pub fn run(quick: bool) -> Result<()> {
         "--bin",
         "sluice-datapath-bench",
     ]))?;
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    let bin = std::path::PathBuf::from(target).join("release/sluice-datapath-bench");
+    let bin = util::target_dir().join("release/sluice-datapath-bench");
     step("measuring (namespaces, iptables/IPVS only inside them; a few minutes)");
     let mut cmd = Command::new(&bin);
     if quick {

@@ -35,10 +35,7 @@ pub fn run(quick: bool) -> Result<()> {
     {
         eprintln!("controller-manager not built ({e}); pods will be created directly");
     }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| root.join("target"));
-    let bin_dir = std::path::PathBuf::from(target).join("release");
+    let bin_dir = util::target_dir().join("release");
     step("measuring (registers the nodes, then schedules the pods; several minutes)");
     let mut cmd = Command::new(bin_dir.join("scheduler-bench"));
     cmd.current_dir(&root)

@@ -76,7 +76,7 @@ fn pod(i: usize) -> Value {
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("bench-{i:05}"), "labels": {"app": "bench", "shard": (i % 10).to_string()}},
-        "spec": {"containers": [{"name": "app", "image": "sluice.local/busybox:latest", "ports": [{"containerPort": 8080}],
+        "spec": {"containers": [{"name": "app", "image": "busybox:1.35.0", "ports": [{"containerPort": 8080}],
                                  "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
     })
 }
