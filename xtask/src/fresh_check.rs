@@ -145,10 +145,14 @@ pub fn fresh_check(args: FreshCheckArgs) -> Result<()> {
 /// fresh root (by pid, found through `/proc/<pid>/root`) and remove the
 /// default bridge and node links if `down` could not.
 fn reap_leftovers(rootfs: &Path) {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
     let mut pids = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
         if let Ok(root) = std::fs::read_link(entry.path().join("root")) {
             let root = root.to_string_lossy();
             if root.trim_end_matches(" (deleted)") == rootfs.to_string_lossy() {
@@ -157,7 +161,10 @@ fn reap_leftovers(rootfs: &Path) {
         }
     }
     if !pids.is_empty() {
-        step(&format!("stopping {} process(es) left in the fresh root: {pids:?}", pids.len()));
+        step(&format!(
+            "stopping {} process(es) left in the fresh root: {pids:?}",
+            pids.len()
+        ));
         for &pid in &pids {
             // SAFETY: kill(2) with a pid read from /proc; no memory is involved.
             unsafe { libc::kill(pid, libc::SIGTERM) };
