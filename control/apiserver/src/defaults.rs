@@ -185,6 +185,54 @@ fn default_template(spec: &mut Map<String, Value>) {
     }
 }
 
+/// Fill in the status Kubernetes always returns for `r`, even when nothing
+/// has been reported yet: Go structs without `omitempty` marshal as their
+/// zero values (a Service's `status.loadBalancer: {}`, a ReplicaSet's
+/// `status.replicas: 0`, a Node's `daemonEndpoints` and `nodeInfo`), and
+/// kinds with a status have at least `status: {}`.
+pub fn empty_status(r: &Resource, obj: &mut Value) {
+    const NODE_INFO: &[&str] = &[
+        "machineID",
+        "systemUUID",
+        "bootID",
+        "kernelVersion",
+        "osImage",
+        "containerRuntimeVersion",
+        "kubeletVersion",
+        "kubeProxyVersion",
+        "operatingSystem",
+        "architecture",
+    ];
+    if r.subresource("status").is_none() {
+        return;
+    }
+    let Some(o) = obj.as_object_mut() else { return };
+    if !o.get("status").is_some_and(Value::is_object) {
+        o.insert("status".into(), json!({}));
+    }
+    let Some(status) = obj_mut(obj, "status") else { return };
+    match (r.group, r.kind) {
+        ("", "Service") => default(status, "loadBalancer", json!({})),
+        ("apps", "ReplicaSet") => default(status, "replicas", json!(0)),
+        ("", "Node") => {
+            default(status, "daemonEndpoints", json!({}));
+            if let Some(d) = status.get_mut("daemonEndpoints").and_then(Value::as_object_mut) {
+                default(d, "kubeletEndpoint", json!({}));
+                if let Some(k) = d.get_mut("kubeletEndpoint").and_then(Value::as_object_mut) {
+                    default(k, "Port", json!(0));
+                }
+            }
+            default(status, "nodeInfo", json!({}));
+            if let Some(info) = status.get_mut("nodeInfo").and_then(Value::as_object_mut) {
+                for k in NODE_INFO {
+                    default(info, k, json!(""));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Apply the defaults of resource `r` to `obj`.
 pub fn apply(r: &Resource, obj: &mut Value) {
     match (r.group, r.kind) {
@@ -384,5 +432,36 @@ mod tests {
         assert_eq!(quantity(&json!("1.5Gi")), Some(1.5 * 1024f64.powi(3)));
         assert_eq!(quantity(&json!("2e3")), Some(2000.0));
         assert_eq!(quantity(&json!("bogus")), None);
+    }
+
+    #[test]
+    fn empty_statuses_as_kubernetes_returns_them() {
+        use crate::resources::by_kind;
+        let cases = [
+            (("", "Service"), json!({"loadBalancer": {}})),
+            (("apps", "ReplicaSet"), json!({"replicas": 0})),
+            (("apps", "Deployment"), json!({})),
+            (("", "Pod"), json!({})),
+            (("", "Namespace"), json!({})),
+        ];
+        for ((g, k), want) in cases {
+            let mut obj = json!({"kind": k, "metadata": {"name": "x"}});
+            empty_status(by_kind(g, k).unwrap(), &mut obj);
+            assert_eq!(obj["status"], want, "{k}");
+        }
+        let mut node = json!({"kind": "Node", "status": {"nodeInfo": {"kubeletVersion": "v1.31"}}});
+        empty_status(by_kind("", "Node").unwrap(), &mut node);
+        assert_eq!(
+            node["status"]["daemonEndpoints"],
+            json!({"kubeletEndpoint": {"Port": 0}})
+        );
+        assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.31");
+        assert_eq!(node["status"]["nodeInfo"]["machineID"], "");
+        let mut svc = json!({"kind": "Service", "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
+        empty_status(by_kind("", "Service").unwrap(), &mut svc);
+        assert_eq!(svc["status"]["loadBalancer"]["ingress"][0]["ip"], "1.2.3.4");
+        let mut cm = json!({"kind": "ConfigMap"});
+        empty_status(by_kind("", "ConfigMap").unwrap(), &mut cm);
+        assert!(cm.get("status").is_none());
     }
 }

@@ -13,42 +13,84 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
 use crate::auth::{RequestAttributes, UserInfo};
+use crate::negotiation::{self, Negotiated, Output};
+use crate::params::{DeleteQuery, ListOptions, Query, ResourceVersionMatch};
 use crate::patch;
 use crate::registry::{FieldValidation, ListQuery, Registry, UpdateMode, WriteOptions, Written};
-use crate::request::{parse_path, Query, Target};
+use crate::request::{parse_path, Target};
 use crate::resources::Resource;
 use crate::selectors::{FieldSelector, LabelSelector};
 use crate::server::AppState;
 use crate::status::{success_status, ApiError, ApiResult};
 use crate::table::IncludeObject;
-use crate::watch;
+use crate::{watch, wire};
 
 /// Largest accepted request body (as Kubernetes: 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-fn json_response(code: StatusCode, v: &Value, warnings: &[String]) -> Response {
-    let mut resp = (code, serde_json::to_vec(v).unwrap_or_default()).into_response();
-    resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    for w in warnings {
-        if let Ok(h) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
-            resp.headers_mut().append("warning", h);
-        }
+/// Whether responses are indented: `pretty` (Go's ParseBool), the
+/// `pretty=1` media type parameter, or a human client's User-Agent, as
+/// Kubernetes' `isPrettyPrint`.
+fn pretty_print(q: &Query, headers: &HeaderMap) -> bool {
+    if let Some(p) = q.get("pretty").filter(|p| !p.is_empty()) {
+        return crate::params::go_parse_bool(p).unwrap_or(false);
     }
-    resp
-}
-
-/// Whether the client asked for a `meta.k8s.io` Table.
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::ACCEPT)
+    let ua = headers
+        .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
+        .unwrap_or_default();
+    ["curl", "Wget", "Mozilla/5.0"].iter().any(|p| ua.starts_with(p))
 }
 
-/// Render objects as a `meta.k8s.io/v1` Table (kubectl's printing).
-fn render_table(r: &Resource, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
-    crate::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now())
+/// Render objects as a `meta.k8s.io` Table (kubectl's printing).
+fn render_table(r: &Resource, version: &str, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+    let mut t = crate::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now());
+    t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
+    t
+}
+
+/// Writes every object response of a request: the negotiated conversion
+/// (Table, PartialObjectMetadata[List]) and the encoding in [`wire`].
+struct Responder {
+    r: &'static Resource,
+    neg: Negotiated,
+    pretty: bool,
+    include: IncludeObject,
+}
+
+impl Responder {
+    /// One object.
+    fn object(&self, code: StatusCode, obj: Value, warnings: &[String]) -> ApiResult<Response> {
+        let body = match self.neg.output {
+            Output::Table(v) => {
+                let rv = obj.pointer("/metadata/resourceVersion").cloned();
+                render_table(
+                    self.r,
+                    v,
+                    std::slice::from_ref(&obj),
+                    json!({"resourceVersion": rv}),
+                    self.include,
+                )
+            }
+            other => negotiation::convert_object(self.r, obj, other)?,
+        };
+        Ok(wire::response(code, &body, self.pretty, warnings))
+    }
+    /// A list.
+    fn list(&self, code: StatusCode, list: Value) -> ApiResult<Response> {
+        let body = match self.neg.output {
+            Output::Table(v) => {
+                let items = list["items"].as_array().cloned().unwrap_or_default();
+                render_table(self.r, v, &items, list["metadata"].clone(), self.include)
+            }
+            other => negotiation::convert_list(self.r, list, other)?,
+        };
+        Ok(wire::response(code, &body, self.pretty, &[]))
+    }
+    /// A body that is never converted (a `Status`, a `Scale`).
+    fn raw(&self, code: StatusCode, body: &Value, warnings: &[String]) -> Response {
+        wire::response(code, body, self.pretty, warnings)
+    }
 }
 
 /// Bodies over the limit are still read (up to this much) before the 413 is
@@ -106,30 +148,32 @@ fn write_options(q: &Query) -> ApiResult<WriteOptions> {
     })
 }
 
-fn list_query(r: &Resource, q: &Query) -> ApiResult<ListQuery> {
-    let label = LabelSelector::parse(q.get("labelSelector").unwrap_or_default())
+/// The selectors and paging of a list or watch from its decoded options.
+fn list_query(r: &Resource, o: &ListOptions) -> ApiResult<ListQuery> {
+    let label = LabelSelector::parse(&o.label_selector)
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
-    let field =
-        FieldSelector::parse(q.get("fieldSelector").unwrap_or_default(), r.kind).map_err(ApiError::bad_request)?;
-    let exact_revision = match (q.get("resourceVersionMatch"), q.int("resourceVersion")) {
-        (Some("Exact"), Some(rv)) if rv > 0 => Some(rv),
-        (Some("Exact"), _) => {
-            return Err(ApiError::bad_request(
-                "resourceVersionMatch=Exact requires a resourceVersion",
-            ))
-        }
+    let field = FieldSelector::parse(&o.field_selector, r).map_err(ApiError::bad_request)?;
+    let exact_revision = match o.match_kind() {
+        Some(ResourceVersionMatch::Exact) => Some(
+            o.resource_version
+                .parse::<i64>()
+                .ok()
+                .filter(|rv| *rv > 0)
+                .ok_or_else(|| ApiError::bad_request(format!("invalid resource version {:?}", o.resource_version)))?,
+        ),
         _ => None,
     };
     Ok(ListQuery {
         label,
         field,
-        limit: q.int("limit").unwrap_or(0).max(0),
-        continue_token: q.get("continue").filter(|c| !c.is_empty()).map(String::from),
+        limit: o.limit.max(0),
+        continue_token: Some(o.continue_token.clone()).filter(|c| !c.is_empty()),
         exact_revision,
     })
 }
 
 fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
+    // As Kubernetes' request info: `watch` is false only for 0/false.
     let watch = t.legacy_watch || q.flag("watch");
     match (method, t.name.is_some()) {
         (&Method::GET, _) if watch => "watch",
@@ -155,6 +199,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         return ApiError::path_not_found(&path).into_response();
     };
     let verb = verb_of(req.method(), &target, &q);
+    let pretty = pretty_print(&q, req.headers());
     let span = tracing::info_span!(
         "request",
         verb,
@@ -168,7 +213,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let resp = async {
         let resp = match dispatch(state, target, verb, q, req).await {
             Ok(r) => r,
-            Err(e) => e.into_response(),
+            Err(e) => error_response(&e, pretty),
         };
         let span = tracing::Span::current();
         span.record("code", resp.status().as_u16());
@@ -178,6 +223,12 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     .instrument(span)
     .await;
     resp
+}
+
+/// An error as its `Status`, encoded like every other response.
+fn error_response(e: &ApiError, pretty: bool) -> Response {
+    let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    wire::response(code, &e.to_status(), pretty, &[])
 }
 
 async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req: Request) -> ApiResult<Response> {
@@ -202,6 +253,13 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     let r = t.resource;
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();
+    let neg = negotiation::negotiate(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()))?;
+    let out = Responder {
+        r,
+        neg,
+        pretty: neg.pretty || pretty_print(&q, &headers),
+        include: IncludeObject::parse(q.get("includeObject")),
+    };
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -220,72 +278,68 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     }
     if let Some(sub) = t.subresource.as_deref() {
         let name = t.name.as_deref().unwrap_or_default();
-        return subresource(reg, r, ns, name, sub, verb, &q, &content_type, body).await;
+        return subresource(reg, &out, ns, name, sub, verb, &q, &content_type, body).await;
     }
     match verb {
         "get" => {
             let name = t.name.as_deref().unwrap_or_default();
             let obj = reg.get(r, ns, name).await?.object;
-            if wants_table(&headers) {
-                let table = render_table(
-                    r,
-                    std::slice::from_ref(&obj),
-                    json!({"resourceVersion": obj.pointer("/metadata/resourceVersion")}),
-                    IncludeObject::parse(q.get("includeObject")),
-                );
-                return Ok(json_response(StatusCode::OK, &table, &[]));
-            }
-            Ok(json_response(StatusCode::OK, &obj, &[]))
+            out.object(StatusCode::OK, obj, &[])
         }
         "list" => {
-            let lq = list_query(r, &q)?;
+            let opts = ListOptions::parse(&q, false)?;
+            let lq = list_query(r, &opts)?;
             let list = reg.list(r, ns, &lq).await?;
-            if wants_table(&headers) {
-                let items = list["items"].as_array().cloned().unwrap_or_default();
-                let table = render_table(
-                    r,
-                    &items,
-                    list["metadata"].clone(),
-                    IncludeObject::parse(q.get("includeObject")),
-                );
-                return Ok(json_response(StatusCode::OK, &table, &[]));
-            }
-            Ok(json_response(StatusCode::OK, &list, &[]))
+            out.list(StatusCode::OK, list)
         }
         "watch" => {
-            let mut lq = list_query(r, &q)?;
+            let opts = ListOptions::parse(&q, true)?;
+            let mut lq = list_query(r, &opts)?;
             if let Some(name) = &t.name {
                 lq.field.0.push(("metadata.name".into(), true, name.clone()));
             }
-            let rv = q.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0");
-            let resource_version = match rv {
+            let rv = Some(opts.resource_version.as_str()).filter(|v| !v.is_empty() && *v != "0");
+            let mut resource_version = match rv {
                 Some(v) => Some(
                     v.parse::<i64>()
                         .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {v:?}")))?,
                 ),
                 None => None,
             };
-            let table = wants_table(&headers);
-            let include = IncludeObject::parse(q.get("includeObject"));
-            let wrap: Option<crate::watch::Wrap> = if table {
-                Some(Arc::new(move |o: &Value| {
-                    let rv = o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                    render_table(r, std::slice::from_ref(o), json!({"resourceVersion": rv}), include)
-                }))
-            } else {
-                None
+            // sendInitialEvents=false without a resourceVersion: only changes from now on.
+            if opts.send_initial_events == Some(false) && resource_version.is_none() {
+                resource_version = Some(reg.store.current_revision().await?);
+            }
+            let wrap: Option<crate::watch::Wrap> = match neg.output {
+                Output::Table(v) => {
+                    let include = out.include;
+                    Some(Arc::new(move |o: &Value| {
+                        let rv = o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+                        render_table(r, v, std::slice::from_ref(o), json!({"resourceVersion": rv}), include)
+                    }))
+                }
+                Output::PartialObjectMetadata(v) => {
+                    Some(Arc::new(move |o: &Value| negotiation::partial_object_metadata(o, v)))
+                }
+                // A watch sends single objects: a list conversion cannot apply.
+                Output::PartialObjectMetadataList(_) => {
+                    negotiation::convert_object(r, Value::Null, neg.output)?;
+                    None
+                }
+                Output::Object => None,
             };
             let wr = watch::WatchRequest {
                 resource: r,
                 namespace: t.namespace.clone(),
                 query: lq,
                 resource_version,
-                bookmarks: q.flag("allowWatchBookmarks"),
-                send_initial_events: q.flag("sendInitialEvents"),
-                timeout: q
-                    .int("timeoutSeconds")
+                bookmarks: opts.allow_watch_bookmarks,
+                send_initial_events: opts.send_initial_events == Some(true),
+                timeout: opts
+                    .timeout_seconds
                     .filter(|s| *s > 0)
                     .map(|s| Duration::from_secs(s as u64)),
+                wrap_bookmarks: matches!(neg.output, Output::PartialObjectMetadata(_)),
                 wrap,
             };
             let rx = watch::start(reg, wr).await?;
@@ -307,7 +361,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let opts = write_options(&q)?;
             let obj = read_body(body).await?;
             let Written { object, warnings } = reg.create(r, ns, obj, opts).await?;
-            Ok(json_response(StatusCode::CREATED, &object, &warnings))
+            out.object(StatusCode::CREATED, object, &warnings)
         }
         "update" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
@@ -319,14 +373,14 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let Written { object, warnings } = reg
                 .update(r, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone()))
                 .await?;
-            Ok(json_response(StatusCode::OK, &object, &warnings))
+            out.object(StatusCode::OK, object, &warnings)
         }
         "patch" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
             let opts = write_options(&q)?;
             let patch_body = read_body_as(body, &content_type).await?;
             if content_type.starts_with("application/apply-patch") {
-                return apply_patch(reg, r, ns, &name, patch_body, &q, opts).await;
+                return apply_patch(reg, &out, ns, &name, patch_body, &q, opts).await;
             }
             let kind = patch_kind(&content_type)?;
             let Written { object, warnings } = reg
@@ -334,23 +388,19 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                     apply_patch_kind(kind, cur, &patch_body)
                 })
                 .await?;
-            Ok(json_response(StatusCode::OK, &object, &warnings))
+            out.object(StatusCode::OK, object, &warnings)
         }
         "delete" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
             let opts = write_options(&q)?;
             let options = delete_options(body, &q).await?;
             let (obj, gone) = reg.delete(r, ns, &name, &options, opts).await?;
-            Ok(json_response(
-                if gone { StatusCode::OK } else { StatusCode::ACCEPTED },
-                &obj,
-                &[],
-            ))
+            out.object(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, obj, &[])
         }
         "deletecollection" => {
             let opts = write_options(&q)?;
             let options = delete_options(body, &q).await?;
-            let mut lq = list_query(r, &q)?;
+            let mut lq = list_query(r, &ListOptions::parse(&q, false)?)?;
             lq.limit = 0;
             lq.continue_token = None;
             let list = reg.list(r, ns, &lq).await?;
@@ -371,26 +421,29 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                     Err(e) => return Err(e),
                 }
             }
-            let out = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]}, "items": deleted});
-            Ok(json_response(StatusCode::OK, &out, &[]))
+            let list = json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {"resourceVersion": list["metadata"]["resourceVersion"]}, "items": deleted});
+            out.list(StatusCode::OK, list)
         }
         _ => Err(ApiError::method_not_allowed(verb)),
     }
 }
 
+/// `DeleteOptions`: from the body when there is one, else from the query (as Kubernetes).
 async fn delete_options(body: Body, q: &Query) -> ApiResult<Value> {
-    let mut options = read_body(body).await?;
-    if !options.is_object() {
-        options = json!({});
+    let options = read_body(body).await?;
+    if options.is_object() {
+        return Ok(options);
     }
-    if let Some(g) = q.int("gracePeriodSeconds") {
+    let d = DeleteQuery::parse(q)?;
+    let mut options = json!({});
+    if let Some(g) = d.grace_period_seconds {
         options["gracePeriodSeconds"] = json!(g);
     }
-    if let Some(p) = q.get("propagationPolicy") {
+    if let Some(p) = d.propagation_policy {
         options["propagationPolicy"] = json!(p);
     }
-    if let Some(o) = q.get("orphanDependents") {
-        options["orphanDependents"] = json!(o == "true");
+    if let Some(o) = d.orphan_dependents {
+        options["orphanDependents"] = json!(o);
     }
     Ok(options)
 }
@@ -445,13 +498,14 @@ fn apply_patch_kind(kind: PatchKind, cur: &Value, p: &Value) -> ApiResult<Value>
 /// Server-side apply without managed fields: create, or strategic-merge the applied configuration.
 async fn apply_patch(
     reg: Arc<Registry>,
-    r: &'static Resource,
+    out: &Responder,
     ns: Option<&str>,
     name: &str,
     applied: Value,
     q: &Query,
     opts: WriteOptions,
 ) -> ApiResult<Response> {
+    let r = out.r;
     if q.get("fieldManager").unwrap_or_default().is_empty() {
         return Err(ApiError::bad_request(
             "PATCH requests with application/apply-patch+yaml require a fieldManager",
@@ -470,14 +524,14 @@ async fn apply_patch(
         })
         .await
     {
-        Ok(Written { object, warnings }) => Ok(json_response(StatusCode::OK, &object, &warnings)),
+        Ok(Written { object, warnings }) => out.object(StatusCode::OK, object, &warnings),
         Err(e) if e.code == 404 && e.reason == "NotFound" => {
             let mut obj = applied.clone();
             if obj.pointer("/metadata/name").is_none() {
                 obj["metadata"]["name"] = json!(name);
             }
             let Written { object, warnings } = reg.create(r, ns, obj, opts).await?;
-            Ok(json_response(StatusCode::CREATED, &object, &warnings))
+            out.object(StatusCode::CREATED, object, &warnings)
         }
         Err(e) => Err(e),
     }
@@ -531,7 +585,7 @@ fn selector_string(sel: &Value) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn subresource(
     reg: Arc<Registry>,
-    r: &'static Resource,
+    out: &Responder,
     ns: Option<&str>,
     name: &str,
     sub: &str,
@@ -540,15 +594,16 @@ async fn subresource(
     content_type: &str,
     body: Body,
 ) -> ApiResult<Response> {
+    let r = out.r;
     let opts = write_options(q)?;
     match (sub, verb) {
-        ("status", "get") => Ok(json_response(StatusCode::OK, &reg.get(r, ns, name).await?.object, &[])),
+        ("status", "get") => out.object(StatusCode::OK, reg.get(r, ns, name).await?.object, &[]),
         ("status", "update") => {
             let obj = read_body(body).await?;
             let w = reg
                 .update(r, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone()))
                 .await?;
-            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+            out.object(StatusCode::OK, w.object, &w.warnings)
         }
         ("status", "patch") => {
             let p = read_body_as(body, content_type).await?;
@@ -562,20 +617,16 @@ async fn subresource(
                     apply_patch_kind(kind, cur, &p)
                 })
                 .await?;
-            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+            out.object(StatusCode::OK, w.object, &w.warnings)
         }
         ("finalize", "update") => {
             let obj = read_body(body).await?;
             let w = reg
                 .update(r, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone()))
                 .await?;
-            Ok(json_response(StatusCode::OK, &w.object, &w.warnings))
+            out.object(StatusCode::OK, w.object, &w.warnings)
         }
-        ("scale", "get") => Ok(json_response(
-            StatusCode::OK,
-            &scale_of(&reg.get(r, ns, name).await?.object),
-            &[],
-        )),
+        ("scale", "get") => Ok(out.raw(StatusCode::OK, &scale_of(&reg.get(r, ns, name).await?.object), &[])),
         ("scale", "update") | ("scale", "patch") => {
             let input = read_body_as(body, content_type).await?;
             let kind = if verb == "patch" {
@@ -618,7 +669,7 @@ async fn subresource(
                     Ok(new)
                 })
                 .await?;
-            Ok(json_response(StatusCode::OK, &scale_of(&w.object), &[]))
+            Ok(out.raw(StatusCode::OK, &scale_of(&w.object), &[]))
         }
         ("binding", "create") => {
             let binding = read_body(body).await?;
@@ -668,7 +719,7 @@ async fn subresource(
                 Ok(new)
             })
             .await?;
-            Ok(json_response(
+            Ok(out.raw(
                 StatusCode::CREATED,
                 &success_status(json!({"name": name, "kind": "pods"})),
                 &[],

@@ -16,9 +16,11 @@ pub mod bootstrap_token;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;
+pub mod negotiation;
 pub mod node_certs;
 pub mod node_proxy;
 pub mod openapi;
+pub mod params;
 pub mod patch;
 pub mod pki;
 pub mod registry;
@@ -33,3 +35,7 @@ pub mod table;
 pub mod validation;
 pub mod watch;
 pub mod watch_cache;
+pub mod wire;
+
+#[cfg(test)]
+mod proptests;

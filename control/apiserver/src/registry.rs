@@ -173,9 +173,23 @@ fn generate_name(prefix: &str) -> String {
     let suffix: String = (0..5)
         .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
         .collect();
-    let max = 63usize.saturating_sub(5);
-    let prefix = if prefix.len() > max { &prefix[..max] } else { prefix };
-    format!("{prefix}{suffix}")
+    format!("{}{suffix}", truncate_prefix(prefix))
+}
+
+/// `generateName` cut to 58 bytes (63 minus the 5 random characters), as
+/// `names.SimpleNameGenerator` does, but on a character boundary: Go cuts
+/// the bytes and produces invalid UTF-8, which validation then refuses; a
+/// name with any non-ASCII character is refused by validation all the same.
+pub fn truncate_prefix(prefix: &str) -> &str {
+    const MAX: usize = 63 - 5;
+    if prefix.len() <= MAX {
+        return prefix;
+    }
+    let mut end = MAX;
+    while !prefix.is_char_boundary(end) {
+        end -= 1;
+    }
+    &prefix[..end]
 }
 
 impl Registry {
@@ -352,20 +366,13 @@ impl Registry {
         if r.kind == "Namespace" {
             obj["status"] = json!({"phase": "Active"});
         }
+        defaults::empty_status(r, &mut obj);
         let mut name = name_of(&obj).to_string();
         if name.is_empty() && !generate.is_empty() {
             name = generate_name(&generate);
             meta_mut(&mut obj).insert("name".into(), json!(name));
         }
-        let mut errs = validation::validate(r, &obj);
-        if !generate.is_empty() && name_of(&obj).starts_with(generate.as_str()) {
-            // Report generateName problems on generateName, as Kubernetes does.
-            for e in &mut errs {
-                if e.field == "metadata.name" {
-                    e.field = "metadata.generateName".into();
-                }
-            }
-        }
+        let errs = validation::validate(r, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(r, &name, errs));
         }
@@ -584,6 +591,7 @@ impl Registry {
             };
             let mut new = self.prepare_update(r, mode, &cur.object, proposed);
             defaults::apply(r, &mut new);
+            defaults::empty_status(r, &mut new);
             let mut errs = validation::validate(r, &new);
             if mode == UpdateMode::Main {
                 errs.extend(validation::validate_update(r, &cur.object, &new));

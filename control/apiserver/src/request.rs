@@ -4,8 +4,7 @@
 //! then `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`, optionally
 //! prefixed by the legacy `watch/` segment.
 
-use std::collections::HashMap;
-
+pub use crate::params::Query;
 use crate::resources::{self, Resource};
 
 /// The object or collection a request addresses.
@@ -69,34 +68,6 @@ pub fn parse_path(path: &str) -> Option<Target> {
         [plural, name] => target(plural, None, Some(name), None),
         [plural, name, sub] => target(plural, None, Some(name), Some(sub)),
         _ => None,
-    }
-}
-
-/// Query parameters of a request.
-#[derive(Debug, Default, Clone)]
-pub struct Query(pub HashMap<String, String>);
-
-impl Query {
-    /// Parse a raw query string.
-    pub fn parse(raw: Option<&str>) -> Self {
-        let pairs: Vec<(String, String)> = raw.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default();
-        Self(pairs.into_iter().collect())
-    }
-    /// A parameter's value.
-    pub fn get(&self, k: &str) -> Option<&str> {
-        self.0.get(k).map(String::as_str)
-    }
-    /// A boolean parameter (`true`/`1`).
-    pub fn flag(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("true" | "1"))
-    }
-    /// An integer parameter.
-    pub fn int(&self, k: &str) -> Option<i64> {
-        self.get(k).and_then(|v| v.parse().ok())
-    }
-    /// `dryRun=All`.
-    pub fn dry_run(&self) -> bool {
-        self.get("dryRun") == Some("All")
     }
 }
 

@@ -54,6 +54,11 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     /// Subresources served under `<object>/<subresource>`.
     pub subresources: &'static [Subresource],
+    /// Field labels accepted by `fieldSelector` when the kind declares its
+    /// own (Kubernetes' field label conversion funcs; anything else is
+    /// `field label not supported: X`); `None` = only `metadata.name` and
+    /// `metadata.namespace`, refused with the default conversion's words.
+    pub field_labels: Option<&'static [&'static str]>,
 }
 
 impl Resource {
@@ -135,6 +140,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["ns"],
         categories: &[],
         subresources: &[status("Namespace", "", "v1")],
+        field_labels: Some(&["metadata.name", "status.phase"]),
     },
     Resource {
         group: "",
@@ -146,6 +152,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["no"],
         categories: &[],
         subresources: &[status("Node", "", "v1")],
+        field_labels: Some(&["metadata.name", "spec.unschedulable"]),
     },
     Resource {
         group: "",
@@ -157,6 +164,19 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["po"],
         categories: &["all"],
         subresources: &[status("Pod", "", "v1"), BINDING, LOG],
+        field_labels: Some(&[
+            "metadata.name",
+            "metadata.namespace",
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.podIPs",
+            "status.nominatedNodeName",
+        ]),
     },
     Resource {
         group: "",
@@ -168,6 +188,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["svc"],
         categories: &["all"],
         subresources: &[status("Service", "", "v1")],
+        field_labels: Some(&["metadata.name", "metadata.namespace", "spec.clusterIP", "spec.type"]),
     },
     Resource {
         group: "",
@@ -179,6 +200,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["ep"],
         categories: &[],
         subresources: &[],
+        field_labels: None,
     },
     Resource {
         group: "",
@@ -190,6 +212,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["cm"],
         categories: &[],
         subresources: &[],
+        field_labels: None,
     },
     Resource {
         group: "",
@@ -201,6 +224,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        field_labels: Some(&["metadata.name", "metadata.namespace", "type"]),
     },
     Resource {
         group: "",
@@ -212,6 +236,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["sa"],
         categories: &[],
         subresources: &[],
+        field_labels: None,
     },
     Resource {
         group: "",
@@ -223,6 +248,21 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["ev"],
         categories: &[],
         subresources: &[],
+        field_labels: Some(&[
+            "metadata.name",
+            "metadata.namespace",
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        ]),
     },
     Resource {
         group: "apps",
@@ -234,6 +274,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["deploy"],
         categories: &["all"],
         subresources: &[status("Deployment", "apps", "v1"), SCALE],
+        field_labels: None,
     },
     Resource {
         group: "apps",
@@ -245,6 +286,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &["rs"],
         categories: &["all"],
         subresources: &[status("ReplicaSet", "apps", "v1"), SCALE],
+        field_labels: Some(&["metadata.name", "metadata.namespace", "status.replicas"]),
     },
     Resource {
         group: "discovery.k8s.io",
@@ -256,6 +298,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        field_labels: None,
     },
     Resource {
         group: "coordination.k8s.io",
@@ -267,6 +310,7 @@ pub static RESOURCES: &[Resource] = &[
         short_names: &[],
         categories: &[],
         subresources: &[],
+        field_labels: None,
     },
 ];
 

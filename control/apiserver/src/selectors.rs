@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::resources::Resource;
+
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Requirement {
@@ -177,64 +179,96 @@ pub fn labels_of(obj: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// A parsed field selector.
+/// A parsed field selector: (field, equals?, value) terms, all of which must hold.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FieldSelector(pub Vec<(String, bool, String)>);
 
-/// Field paths accepted in field selectors, per kind (metadata.name and
-/// metadata.namespace are accepted everywhere).
-fn supported_fields(kind: &str) -> &'static [&'static str] {
-    match kind {
-        "Pod" => &[
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        "Event" => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ],
-        "Namespace" => &["status.phase"],
-        "Node" => &["spec.unschedulable"],
-        "Secret" => &["type"],
-        "ReplicaSet" => &["status.replicas"],
-        _ => &[],
+/// Split a selector into terms at unescaped commas (`fields.splitTerms`).
+fn split_terms(s: &str) -> Vec<&str> {
+    let mut terms = Vec::new();
+    let mut start = 0;
+    let mut in_slash = false;
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if in_slash => in_slash = false,
+            '\\' => in_slash = true,
+            ',' => {
+                terms.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
     }
+    terms.push(&s[start..]);
+    terms
+}
+
+/// Split a term at its first operator (`!=`, `==`, `=`, earliest position wins).
+fn split_term(term: &str) -> Option<(&str, bool, &str)> {
+    for (i, _) in term.char_indices() {
+        let rest = &term[i..];
+        if rest.starts_with("!=") {
+            return Some((&term[..i], false, &term[i + 2..]));
+        }
+        if rest.starts_with("==") {
+            return Some((&term[..i], true, &term[i + 2..]));
+        }
+        if rest.starts_with('=') {
+            return Some((&term[..i], true, &term[i + 1..]));
+        }
+    }
+    None
+}
+
+/// `fields.UnescapeValue`: `\\`, `\,` and `\=` are the only escapes, and
+/// `,`/`=` must be escaped.
+fn unescape_value(v: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(v.len());
+    let mut in_slash = false;
+    for c in v.chars() {
+        if in_slash {
+            if !matches!(c, '\\' | ',' | '=') {
+                return Err(format!("invalid field selector: invalid escape sequence: \\{c}"));
+            }
+            out.push(c);
+            in_slash = false;
+            continue;
+        }
+        match c {
+            '\\' => in_slash = true,
+            // Go prints the rune with %v: its code point.
+            ',' | '=' => {
+                return Err(format!(
+                    "invalid field selector: unescaped character in value: {}",
+                    c as u32
+                ))
+            }
+            c => out.push(c),
+        }
+    }
+    if in_slash {
+        return Err("invalid field selector: invalid escape sequence: \\".into());
+    }
+    Ok(out)
 }
 
 impl FieldSelector {
-    /// Parse `a=b,c!=d` for a kind.
-    pub fn parse(s: &str, kind: &str) -> Result<Self, String> {
+    /// Parse a field selector for resource `r` as Kubernetes does: the
+    /// syntax of `fields.ParseSelector` (terms sorted, values unescaped, no
+    /// trimming), then each field checked against the kind's field labels
+    /// (`r.field_labels`), with the kind's error text.
+    pub fn parse(s: &str, r: &Resource) -> Result<Self, String> {
+        let mut parts = split_terms(s);
+        parts.sort_unstable();
         let mut reqs = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (field, eq, value) = if let Some((k, v)) = part.split_once("!=") {
-                (k, false, v)
-            } else if let Some((k, v)) = part.split_once("==") {
-                (k, true, v)
-            } else if let Some((k, v)) = part.split_once('=') {
-                (k, true, v)
-            } else {
-                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
+        for part in parts.into_iter().filter(|p| !p.is_empty()) {
+            let Some((field, eq, value)) = split_term(part) else {
+                return Err(format!("invalid selector: '{s}'; can't understand '{part}'"));
             };
-            let field = field.trim();
-            if field != "metadata.name" && field != "metadata.namespace" && !supported_fields(kind).contains(&field) {
-                return Err(format!("field label not supported: {field}"));
-            }
-            reqs.push((field.to_string(), eq, value.trim().to_string()));
+            reqs.push((field.to_string(), eq, unescape_value(value)?));
+        }
+        for (field, _, _) in &mut reqs {
+            *field = convert_field_label(r, field)?;
         }
         Ok(Self(reqs))
     }
@@ -256,32 +290,72 @@ impl FieldSelector {
     }
 }
 
-/// The string value of a dotted field path ("" when absent).
-pub fn field_value(obj: &Value, path: &str) -> String {
-    if path == "source" {
-        return obj
-            .pointer("/source/component")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-    }
-    let mut cur = obj;
-    for seg in path.split('.') {
-        match cur.get(seg) {
-            Some(v) => cur = v,
-            None => return String::new(),
+/// `Scheme.ConvertFieldLabel`: the kind's own conversion when it has one,
+/// else `DefaultMetaV1FieldSelectorConversion`.
+fn convert_field_label(r: &Resource, field: &str) -> Result<String, String> {
+    match r.field_labels {
+        Some(labels) => {
+            if r.kind == "Pod" && field == "spec.host" {
+                // Old v1 clients' name for spec.nodeName.
+                return Ok("spec.nodeName".into());
+            }
+            if labels.contains(&field) {
+                Ok(field.to_string())
+            } else {
+                Err(format!("field label not supported: {field}"))
+            }
         }
+        None if field == "metadata.name" || field == "metadata.namespace" => Ok(field.to_string()),
+        None => Err(format!(
+            "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
+            crate::params::go_quote(field)
+        )),
     }
-    match cur {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+}
+
+/// The value of a selectable field as Kubernetes' field sets compute it
+/// ("" when absent; booleans and counts formatted as Go does).
+pub fn field_value(obj: &Value, path: &str) -> String {
+    let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let str_at = |p: &str| obj.pointer(p).and_then(Value::as_str).map(String::from);
+    match (kind, path) {
+        ("Node", "spec.unschedulable") | ("Pod", "spec.hostNetwork") => {
+            let p = format!("/{}", path.replace('.', "/"));
+            obj.pointer(&p).and_then(Value::as_bool).unwrap_or(false).to_string()
+        }
+        ("Pod", "status.podIP") => str_at("/status/podIPs/0/ip")
+            .or_else(|| str_at("/status/podIP"))
+            .unwrap_or_default(),
+        ("Event", "source") => str_at("/source/component")
+            .filter(|c| !c.is_empty())
+            .or_else(|| str_at("/reportingComponent"))
+            .unwrap_or_default(),
+        ("ReplicaSet", "status.replicas") => obj
+            .pointer("/status/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .to_string(),
+        _ => {
+            let mut cur = obj;
+            for seg in path.split('.') {
+                match cur.get(seg) {
+                    Some(v) => cur = v,
+                    None => return String::new(),
+                }
+            }
+            match cur {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resources::by_kind;
     use serde_json::json;
 
     fn pod(labels: Value) -> Value {
@@ -334,14 +408,116 @@ mod tests {
 
     #[test]
     fn field_selectors() {
+        let pods = by_kind("", "Pod").unwrap();
         let p = pod(json!({}));
-        let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", "Pod").unwrap();
+        let s = FieldSelector::parse("spec.nodeName=n1,status.phase!=Failed", pods).unwrap();
         assert!(s.matches(&p));
-        let s = FieldSelector::parse("spec.nodeName=", "Pod").unwrap();
+        let s = FieldSelector::parse("spec.nodeName=", pods).unwrap();
         assert!(!s.matches(&p));
-        assert!(FieldSelector::parse("spec.foo=1", "Pod").is_err());
-        let ev = json!({"involvedObject": {"name": "x", "kind": "Pod", "uid": "u"}});
-        let s = FieldSelector::parse("involvedObject.name=x,involvedObject.kind=Pod", "Event").unwrap();
+        assert_eq!(
+            FieldSelector::parse("spec.foo=1", pods).unwrap_err(),
+            "field label not supported: spec.foo"
+        );
+        let events = by_kind("", "Event").unwrap();
+        let ev = json!({"kind": "Event", "involvedObject": {"name": "x", "kind": "Pod", "uid": "u"}, "reportingComponent": "kubelet"});
+        let s = FieldSelector::parse("involvedObject.name=x,involvedObject.kind=Pod", events).unwrap();
         assert!(s.matches(&ev));
+        // source falls back to reportingComponent.
+        assert!(
+            FieldSelector::parse("source=kubelet,reportingComponent==kubelet", events)
+                .unwrap()
+                .matches(&ev)
+        );
+    }
+
+    #[test]
+    fn field_labels_per_kind() {
+        let ok = |kind: (&str, &str), sel: &str| FieldSelector::parse(sel, by_kind(kind.0, kind.1).unwrap());
+        for (kind, sel) in [
+            (("", "Node"), "spec.unschedulable=true"),
+            (("", "Node"), "metadata.name=n"),
+            (
+                ("", "Pod"),
+                "spec.schedulerName=s,spec.serviceAccountName=a,spec.restartPolicy=Always",
+            ),
+            (
+                ("", "Pod"),
+                "status.podIP=1.2.3.4,status.nominatedNodeName=n,spec.hostNetwork=false",
+            ),
+            (("", "Secret"), "type=Opaque,metadata.namespace=d"),
+            (("", "Namespace"), "status.phase=Active"),
+            (("", "Service"), "spec.type=ClusterIP,spec.clusterIP=None"),
+            (("", "Event"), "reason=x,type=Normal,source=s,metadata.namespace=d"),
+            (("", "ConfigMap"), "metadata.name=a,metadata.namespace=b"),
+            (("apps", "Deployment"), "metadata.name=a"),
+        ] {
+            assert!(ok(kind, sel).is_ok(), "{kind:?} {sel}: {:?}", ok(kind, sel));
+        }
+        assert_eq!(
+            ok(("", "Node"), "metadata.namespace=x").unwrap_err(),
+            "field label not supported: metadata.namespace"
+        );
+        assert_eq!(
+            ok(("", "Namespace"), "metadata.namespace=x").unwrap_err(),
+            "field label not supported: metadata.namespace"
+        );
+        assert_eq!(
+            ok(("", "ConfigMap"), "data.x=1").unwrap_err(),
+            "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
+        );
+        assert_eq!(ok(("", "Pod"), "spec.host=n").unwrap().0[0].0, "spec.nodeName");
+    }
+
+    #[test]
+    fn field_selector_syntax_is_kubernetes() {
+        let pods = by_kind("", "Pod").unwrap();
+        // The earliest operator wins; values are unescaped, nothing is trimmed.
+        let s = FieldSelector::parse("metadata.name!=a\\=b", pods).unwrap();
+        assert_eq!(s.0, vec![("metadata.name".to_string(), false, "a=b".to_string())]);
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a!=b", pods).unwrap_err(),
+            "invalid field selector: unescaped character in value: 61"
+        );
+        let s = FieldSelector::parse("metadata.name=a\\,b", pods).unwrap();
+        assert_eq!(s.0[0].2, "a,b");
+        assert_eq!(
+            FieldSelector::parse("metadata.name", pods).unwrap_err(),
+            "invalid selector: 'metadata.name'; can't understand 'metadata.name'"
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.name=a\\x", pods).unwrap_err(),
+            "invalid field selector: invalid escape sequence: \\x"
+        );
+        assert_eq!(
+            FieldSelector::parse("metadata.name==a=b", pods).unwrap_err(),
+            "invalid field selector: unescaped character in value: 61"
+        );
+        assert_eq!(
+            FieldSelector::parse("spec.nodeName = n1", pods).unwrap_err(),
+            "field label not supported: spec.nodeName "
+        );
+        assert!(FieldSelector::parse(",,", pods).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn node_and_pod_booleans_default_to_false() {
+        let nodes = by_kind("", "Node").unwrap();
+        let node = json!({"kind": "Node", "metadata": {"name": "n"}, "spec": {}});
+        let cordoned = json!({"kind": "Node", "metadata": {"name": "c"}, "spec": {"unschedulable": true}});
+        for (sel, plain, cord) in [
+            ("spec.unschedulable=false", true, false),
+            ("spec.unschedulable==true", false, true),
+            ("spec.unschedulable!=true", true, false),
+        ] {
+            let s = FieldSelector::parse(sel, nodes).unwrap();
+            assert_eq!((s.matches(&node), s.matches(&cordoned)), (plain, cord), "{sel}");
+        }
+        let pods = by_kind("", "Pod").unwrap();
+        let p = json!({"kind": "Pod", "spec": {}, "status": {"podIPs": [{"ip": "10.0.0.2"}], "podIP": "10.0.0.2"}});
+        assert!(
+            FieldSelector::parse("spec.hostNetwork=false,status.podIP=10.0.0.2", pods)
+                .unwrap()
+                .matches(&p)
+        );
     }
 }

@@ -4,7 +4,7 @@
 //! `Status` JSON (kind, apiVersion v1, status Failure, code, reason, message,
 //! details) that kubectl and client libraries decode.
 
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
@@ -110,14 +110,6 @@ fn qualified_resource(r: &Resource) -> String {
     }
 }
 
-fn qualified_kind(r: &Resource) -> String {
-    if r.group.is_empty() {
-        r.kind.to_string()
-    } else {
-        format!("{}.{}", r.kind, r.group)
-    }
-}
-
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -176,6 +168,10 @@ impl ApiError {
     }
     /// 422 with field causes.
     pub fn invalid(r: &Resource, name: &str, causes: Vec<FieldError>) -> Self {
+        Self::invalid_kind(r.group, r.kind, name, causes)
+    }
+    /// 422 with field causes on any group and kind (e.g. `ListOptions.meta.k8s.io`).
+    pub fn invalid_kind(group: &str, kind: &str, name: &str, causes: Vec<FieldError>) -> Self {
         let lines: Vec<String> = causes.iter().map(FieldError::to_line).collect();
         let summary = if lines.len() == 1 {
             lines[0].clone()
@@ -186,12 +182,17 @@ impl ApiError {
             .iter()
             .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
             .collect();
-        Self::new(
-            422,
-            "Invalid",
-            format!("{} {name:?} is invalid: {summary}", qualified_kind(r)),
-        )
-        .with_details(json!({"name": name, "group": r.group, "kind": r.kind, "causes": causes_json}))
+        let qualified = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        Self::new(422, "Invalid", format!("{qualified} {name:?} is invalid: {summary}"))
+            .with_details(json!({"name": name, "group": group, "kind": kind, "causes": causes_json}))
+    }
+    /// 406 when no acceptable representation can be served.
+    pub fn not_acceptable(message: impl Into<String>) -> Self {
+        Self::new(406, "NotAcceptable", message)
     }
     /// 400 for a malformed request.
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -258,37 +259,69 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
-    /// The `Status` object.
+    /// The `Status` object, with Kubernetes' field order (`kind, apiVersion,
+    /// metadata, status, message, reason, details, code`) and its `omitempty`s:
+    /// empty strings, lists and zero numbers inside `details` are left out,
+    /// while a present but empty `details` is `{}`.
     pub fn to_status(&self) -> Value {
         let mut v = json!({
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
             "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
         });
-        if let Some(d) = &self.details {
-            v["details"] = d.clone();
+        if !self.message.is_empty() {
+            v["message"] = json!(self.message);
         }
+        if !self.reason.is_empty() {
+            v["reason"] = json!(self.reason);
+        }
+        if let Some(d) = &self.details {
+            v["details"] = status_details(d);
+        }
+        v["code"] = json!(self.code);
         v
     }
 }
 
+/// `metav1.StatusDetails` in Go's field order with its `omitempty`s.
+fn status_details(d: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in ["name", "group", "kind", "uid"] {
+        if let Some(s) = d.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            out.insert(k.into(), json!(s));
+        }
+    }
+    if let Some(causes) = d.get("causes").and_then(Value::as_array).filter(|c| !c.is_empty()) {
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| {
+                let mut m = serde_json::Map::new();
+                for k in ["reason", "message", "field"] {
+                    if let Some(s) = c.get(k).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+                        m.insert(k.into(), json!(s));
+                    }
+                }
+                Value::Object(m)
+            })
+            .collect();
+        out.insert("causes".into(), Value::Array(causes));
+    }
+    if let Some(n) = d.get("retryAfterSeconds").and_then(Value::as_i64).filter(|n| *n != 0) {
+        out.insert("retryAfterSeconds".into(), json!(n));
+    }
+    Value::Object(out)
+}
+
 /// A success `Status` (deletecollection, some deletes).
 pub fn success_status(details: Value) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": status_details(&details)})
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = serde_json::to_vec(&self.to_status()).unwrap_or_default();
-        let mut resp = (code, body).into_response();
-        resp.headers_mut()
-            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        resp
+        crate::wire::response(code, &self.to_status(), false, &[])
     }
 }
 
@@ -309,5 +342,30 @@ mod tests {
         let s = e.to_status();
         assert_eq!(s["details"]["causes"][0]["field"], "spec.selector");
         assert_eq!(s["details"]["kind"], "Deployment");
+    }
+
+    #[test]
+    fn status_bytes_are_kubernetes_bytes() {
+        let pods = by_kind("", "Pod").unwrap();
+        let bytes = crate::wire::to_vec(&ApiError::not_found(pods, "x").to_status(), false);
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"x\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"x\",\"kind\":\"pods\"},\"code\":404}\n"
+        );
+        let d = by_kind("apps", "Deployment").unwrap();
+        let s = crate::wire::to_vec(&ApiError::already_exists(d, "d").to_status(), false);
+        assert!(String::from_utf8(s)
+            .unwrap()
+            .contains("\"details\":{\"name\":\"d\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}"));
+        // No details at all: no key; empty details: `{}`.
+        let s = ApiError::bad_request("nope").to_status();
+        assert_eq!(
+            String::from_utf8(crate::wire::to_vec(&s, false)).unwrap(),
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"nope\",\"reason\":\"BadRequest\",\"code\":400}\n"
+        );
+        assert_eq!(ApiError::path_not_found("/x").to_status()["details"], json!({}));
+        let inv = ApiError::invalid(pods, "p", vec![FieldError::required("spec.containers", "")]).to_status();
+        let text = String::from_utf8(crate::wire::to_vec(&inv, false)).unwrap();
+        assert!(text.contains("\"details\":{\"name\":\"p\",\"kind\":\"Pod\",\"causes\":[{\"reason\":\"FieldValueRequired\",\"message\":\"Required value\",\"field\":\"spec.containers\"}]},\"code\":422}"), "{text}");
     }
 }

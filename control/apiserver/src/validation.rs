@@ -162,6 +162,25 @@ pub fn validate_metadata(errs: &mut Errors, r: &Resource, obj: &Value) {
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .unwrap_or_default();
+    // generateName is checked as a name prefix (a trailing dash allowed), as
+    // ValidateObjectMeta does, before the (possibly generated) name.
+    let generate = meta
+        .and_then(|m| m.get("generateName"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if !generate.is_empty() {
+        let masked = match generate.strip_suffix('-') {
+            Some(head) if !head.is_empty() => format!("{head}a"),
+            _ => generate.to_string(),
+        };
+        if let Err(e) = name_rule(r.kind)(&masked) {
+            errs.push(FieldError::invalid(
+                "metadata.generateName",
+                &Value::String(generate.into()),
+                e,
+            ));
+        }
+    }
     if name.is_empty() {
         errs.push(FieldError::required(
             "metadata.name",

@@ -41,28 +41,31 @@ pub struct WatchRequest {
     pub send_initial_events: bool,
     /// `timeoutSeconds`.
     pub timeout: Option<Duration>,
-    /// Wrap each object with this function (Table rendering), if set.
+    /// Wrap each object with this function (Table rendering, PartialObjectMetadata), if set.
     pub wrap: Option<Wrap>,
+    /// Also wrap BOOKMARK objects (PartialObjectMetadata, as Kubernetes converts them too).
+    pub wrap_bookmarks: bool,
 }
 
 /// A function applied to every object a watch sends (e.g. rendering it as a Table row).
 pub type Wrap = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
+/// One watch event, encoded as Kubernetes does (one JSON document per line).
 fn line(kind: &str, object: Value) -> Bytes {
-    let mut s = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    s.push(b'\n');
-    Bytes::from(s)
+    Bytes::from(crate::wire::to_vec(&json!({"type": kind, "object": object}), false))
 }
 
 struct Emitter {
     tx: mpsc::Sender<Bytes>,
     wrap: Option<Wrap>,
+    wrap_bookmarks: bool,
 }
 
 impl Emitter {
     async fn send(&self, kind: &str, object: Value) -> bool {
         let object = match (&self.wrap, kind) {
             (Some(w), "ADDED" | "MODIFIED" | "DELETED") => w(&object),
+            (Some(w), "BOOKMARK") if self.wrap_bookmarks => w(&object),
             _ => object,
         };
         self.tx.send(line(kind, object)).await.is_ok()
@@ -84,6 +87,7 @@ impl Emitter {
 /// return as the HTTP response (before any event is sent).
 pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Receiver<Bytes>> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
+    let wrap_bookmarks = req.wrap_bookmarks;
     let prefix = store::collection_prefix(req.resource, req.namespace.as_deref());
     // Initial state, read at one revision.
     let mut initial = Vec::new();
@@ -107,7 +111,11 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
         let end = store::prefix_end(&prefix);
         if let Err(e) = reg.store.range(prefix.as_bytes(), &end, start_rev.max(1), 1).await {
             if e.code == 410 {
-                let em = Emitter { tx, wrap: None };
+                let em = Emitter {
+                    tx,
+                    wrap: None,
+                    wrap_bookmarks,
+                };
                 em.error(ApiError::expired(format!("too old resource version: {start_rev}")))
                     .await;
                 return Ok(rx);
@@ -122,12 +130,27 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
             prefix,
             start_rev,
             initial,
-            Emitter { tx, wrap: None },
+            Emitter {
+                tx,
+                wrap: None,
+                wrap_bookmarks,
+            },
         ));
         return Ok(rx);
     }
     let stream = reg.store.watch(&prefix, start_rev + 1).await?;
-    tokio::spawn(run(reg, req, stream, start_rev, initial, Emitter { tx, wrap: None }));
+    tokio::spawn(run(
+        reg,
+        req,
+        stream,
+        start_rev,
+        initial,
+        Emitter {
+            tx,
+            wrap: None,
+            wrap_bookmarks,
+        },
+    ));
     Ok(rx)
 }
 
