@@ -163,7 +163,9 @@ pub fn tls_config(ca_bundle: Option<&[u8]>, default_roots: &RootCertStore) -> Re
 fn tls_cause(e: &std::io::Error) -> String {
     use rustls::{CertificateError, Error};
     match e.get_ref().and_then(|inner| inner.downcast_ref::<Error>()) {
-        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+        // BadSignature: an issuer with the right name but another key (e.g. a regenerated CA).
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer))
+        | Some(Error::InvalidCertificate(CertificateError::BadSignature)) => {
             "tls: failed to verify certificate: x509: certificate signed by unknown authority".to_owned()
         }
         Some(Error::InvalidCertificate(CertificateError::NotValidForName))
