@@ -126,7 +126,7 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
         .is_some_and(|ip| ip.parse::<std::net::Ipv4Addr>().is_ok()));
 
     // Re-apply an edited manifest from stdin: the image changes, the rest stays.
-    let edited = DEPLOYMENT.replace("busybox:1", "busybox:2");
+    let edited = DEPLOYMENT.replace("busybox:1.35", "busybox:1.36");
     let mut child = ctl(&cp)
         .args(["apply", "-f", "-"])
         .stdin(Stdio::piped())
@@ -185,7 +185,7 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
         "metadata": {"name": "api.rollout-1", "namespace": "default"},
         "involvedObject": {"kind": "Deployment", "name": "api", "namespace": "default", "apiVersion": "apps/v1",
                            "uid": d["metadata"]["uid"]},
-        "reason": "RolloutChecked", "message": "image busybox:2 verified", "type": "Normal",
+        "reason": "RolloutChecked", "message": "image busybox:1.36 verified", "type": "Normal",
         "source": {"component": "story"},
         "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z", "count": 1
     });
@@ -211,7 +211,7 @@ async fn ctl_apply_get_scale_describe_watch_delete() {
     let described = ok(ctl(&cp).args(["describe", "deploy", "api"]));
     assert!(described.contains("Name:         api"), "{described}");
     assert!(
-        described.contains("RolloutChecked") && described.contains("image busybox:2 verified"),
+        described.contains("RolloutChecked") && described.contains("image busybox:1.36 verified"),
         "{described}"
     );
 
