@@ -353,7 +353,7 @@ pub fn denied(webhook: &str, status: Option<&ResponseStatus>) -> AdmissionError 
     let status = status.unwrap_or(&default);
     let code = match status.code.and_then(|c| u16::try_from(c).ok()) {
         None | Some(0) => 403,
-        Some(c) if c < 400 || c > 599 => 400,
+        Some(c) if !(400..=599).contains(&c) => 400,
         Some(c) => c,
     };
     let denied_by = format!("admission webhook {webhook:?} denied the request");
