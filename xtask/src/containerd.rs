@@ -348,7 +348,7 @@ fn processes_mentioning(dir: &Path) -> Vec<u32> {
 
 /// SIGKILL one process by pid.
 fn kill(pid: u32) {
-    let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).output();
+    let _ = crate::process::signal(pid, libc::SIGKILL);
 }
 
 /// Unmount every mount point below `dir`, deepest first.

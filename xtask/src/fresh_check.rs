@@ -150,7 +150,7 @@ fn reap_leftovers(rootfs: &Path) {
     };
     let mut pids = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
         if let Ok(root) = std::fs::read_link(entry.path().join("root")) {
@@ -166,14 +166,12 @@ fn reap_leftovers(rootfs: &Path) {
             pids.len()
         ));
         for &pid in &pids {
-            // SAFETY: kill(2) with a pid read from /proc; no memory is involved.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = crate::process::signal(pid, libc::SIGTERM);
         }
         std::thread::sleep(std::time::Duration::from_secs(2));
         for &pid in &pids {
             if Path::new(&format!("/proc/{pid}")).exists() {
-                // SAFETY: as above.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = crate::process::signal(pid, libc::SIGKILL);
             }
         }
     }

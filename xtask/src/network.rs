@@ -171,8 +171,16 @@ impl NodeNetwork {
             "via",
             &self.gateway().to_string(),
         ])?;
-        // Nodes route their pods' traffic. (`ip netns exec` is fine for a one-shot sysctl.)
-        run_quiet(Command::new("ip").args(["netns", "exec", &node, "sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+        // Nodes route their pods' traffic. (`ip netns exec` is fine for a one-shot
+        // sysctl; written through /proc, as procps' `sysctl` is not on every machine.)
+        run_quiet(Command::new("ip").args([
+            "netns",
+            "exec",
+            &node,
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/net/ipv4/ip_forward",
+        ]))
     }
 
     /// Remove node `node`'s namespace and veth (nothing if absent).

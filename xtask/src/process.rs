@@ -193,15 +193,24 @@ pub fn process_runs(pid: u32, name: &str) -> bool {
     !is_zombie(pid) && Path::new(exe).file_name().is_some_and(|f| f == name)
 }
 
+/// Send `sig` to `pid` (kill(2); no `kill` binary needed: procps is not on every machine).
+pub fn signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: kill(2) takes plain integers; no memory is shared.
+    if unsafe { libc::kill(pid, sig) } == 0 {
+        Ok(())
+    } else {
+        match std::io::Error::last_os_error() {
+            // Already gone: nothing to stop.
+            e if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            e => Err(e),
+        }
+    }
+}
+
 /// SIGTERM, then SIGKILL after 10 s if the process is still there.
 pub fn stop(pid: u32) -> Result<()> {
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &pid.to_string()])
-            .stderr(Stdio::null())
-            .status()
-    };
-    signal("-TERM").context("running kill")?;
+    signal(pid, libc::SIGTERM).with_context(|| format!("sending SIGTERM to {pid}"))?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
@@ -210,7 +219,7 @@ pub fn stop(pid: u32) -> Result<()> {
         sleep(Duration::from_millis(100));
     }
     step(&format!("pid {pid} ignored SIGTERM; sending SIGKILL"));
-    signal("-KILL").context("running kill")?;
+    signal(pid, libc::SIGKILL).with_context(|| format!("sending SIGKILL to {pid}"))?;
     Ok(())
 }
 

@@ -441,7 +441,10 @@ configs:
         let auth = user.render_cri_auth();
         assert!(auth.contains("registry.configs.\"mirror.example.com\".auth]") && auth.contains("password = \"p#ss\""));
         assert!(UserRegistries::parse("mirrors:\n  docker.io:\n    endpoint: [ftp://x]\n").is_err());
-        assert!(UserRegistries::parse("mirrors: {}\nproxies: {}\n").is_err(), "unknown keys are refused");
+        assert!(
+            UserRegistries::parse("mirrors: {}\nproxies: {}\n").is_err(),
+            "unknown keys are refused"
+        );
         assert_eq!(UserRegistries::parse("").unwrap(), UserRegistries::default());
     }
 }

@@ -30,6 +30,8 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("umoci", "umoci"),
     ("busybox", "busybox-static"),
     ("curl", "curl"),
+    // Stories stop processes with /bin/kill (`kill` alone would find the shell builtin).
+    ("/bin/kill", "procps"),
     // The cluster registry and the images pushed to it (xtask images).
     ("docker-registry", "docker-registry"),
     ("skopeo", "skopeo"),
