@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod params;
 pub mod patch;
 pub mod pki;
+pub mod pod_support;
 pub mod registry;
 pub mod request;
 pub mod resources;

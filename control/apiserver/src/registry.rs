@@ -592,7 +592,7 @@ impl Registry {
             let mut new = self.prepare_update(r, mode, &cur.object, proposed);
             defaults::apply(r, &mut new);
             defaults::empty_status(r, &mut new);
-            let mut errs = validation::validate(r, &new);
+            let mut errs = validation::validate_for_update(r, &cur.object, &new);
             if mode == UpdateMode::Main {
                 errs.extend(validation::validate_update(r, &cur.object, &new));
             }

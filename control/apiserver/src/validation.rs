@@ -4,7 +4,8 @@
 //! [`FieldError`] with its field path, the way Kubernetes reports them:
 //! names (DNS-1123 subdomain or label per kind), labels and annotations,
 //! selectors, ports, required fields, and fields that may not change on
-//! update.
+//! update. Pod-spec fields the cluster cannot honour are refused by
+//! [`crate::pod_support`].
 
 use serde_json::Value;
 
@@ -546,8 +547,24 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
     }
 }
 
-/// Validate a whole object of resource `r` (create and update).
+/// Validate a whole object of resource `r` on create, including the pod-spec
+/// fields this cluster cannot honour ([`crate::pod_support`]).
 pub fn validate(r: &Resource, obj: &Value) -> Vec<FieldError> {
+    let mut errs = validate_fields(r, obj);
+    errs.extend(crate::pod_support::refuse_unsupported(r, None, obj));
+    errs
+}
+
+/// Validate the new object of an update: as [`validate`], except that an
+/// unsupported pod-spec field is refused only when its value changed, so
+/// objects stored before it was refused can still be updated and deleted.
+pub fn validate_for_update(r: &Resource, old: &Value, new: &Value) -> Vec<FieldError> {
+    let mut errs = validate_fields(r, new);
+    errs.extend(crate::pod_support::refuse_unsupported(r, Some(old), new));
+    errs
+}
+
+fn validate_fields(r: &Resource, obj: &Value) -> Vec<FieldError> {
     let mut errs = Errors::default();
     validate_metadata(&mut errs, r, obj);
     let spec = obj.get("spec");

@@ -1,0 +1,766 @@
+//! Pod spec fields this cluster cannot honour yet, refused at admission.
+//!
+//! Project rule: a field is honoured or refused with a 422 naming it, never
+//! ignored. This module is the one place that says which pod-spec fields are
+//! supported. It checks Pods (`spec...`) and the pod templates of Deployments
+//! and ReplicaSets (`spec.template.spec...`), so a Deployment that could only
+//! produce failing or misbehaving Pods is refused when it is applied. Errors
+//! are `Forbidden` causes with Kubernetes field paths, e.g.
+//! `spec.template.spec.containers[0].securityContext.runAsUser: Forbidden: ...`.
+//!
+//! A value that equals what Sluice does anyway (Kubernetes' default, or the
+//! "off" value of a switch: `hostNetwork: false`, `securityContext: {}`,
+//! `dnsPolicy: ClusterFirst`, `terminationMessagePolicy: File`) is accepted;
+//! empty values (`null`, `""`, `[]`, `{}`) count as unset. On update only
+//! fields whose value changed are refused, so objects stored before a field
+//! was refused can still be updated, finalized and deleted.
+//!
+//! # Audit (read from `dataplane/noded` and `control/scheduler`)
+//!
+//! **Honoured** — `PodSpec`: `containers`, `volumes` (see below), `nodeName`,
+//! `nodeSelector`, `affinity.nodeAffinity` (required and preferred, scheduler
+//! NodeAffinity), `tolerations` (TaintToleration), `restartPolicy`,
+//! `terminationGracePeriodSeconds`, `imagePullSecrets` (noded's keyring),
+//! `hostname` (sandbox hostname), `schedulerName` (the scheduler queues only
+//! its own), `priority` (scheduling queue order; there is no preemption, so
+//! `preemptionPolicy` is accepted either way), `serviceAccountName` /
+//! `serviceAccount` (the downward API), `dnsPolicy` `ClusterFirst`,
+//! `ClusterFirstWithHostNet`, `Default` (the node's resolver; a kubelet
+//! without cluster DNS does the same). `Container`: `name`, `image`,
+//! `imagePullPolicy`, `command`, `args`, `workingDir`, `env` (`value`,
+//! `valueFrom.configMapKeyRef`, `secretKeyRef`, `fieldRef` on
+//! `metadata.name|namespace|uid`, `metadata.labels['k']`,
+//! `metadata.annotations['k']`, `spec.nodeName`, `spec.serviceAccountName`,
+//! `status.podIP`, `status.hostIP`), `envFrom`, `ports` (`name` for probes,
+//! `containerPort`, `protocol`; `hostPort` see below), `resources.requests`
+//! and `limits` (cgroups, scheduler fit), `volumeMounts` (`name`,
+//! `mountPath`, `readOnly`, `subPath`), `livenessProbe` / `readinessProbe` /
+//! `startupProbe` with `httpGet` (HTTP, `host`, `path`, `httpHeaders`),
+//! `tcpSocket`, `grpc`, `exec` and their timings/thresholds, `stdin` and
+//! `tty` (passed to CRI). Volumes: `emptyDir` (on disk, no `sizeLimit`),
+//! `configMap`, `secret` (`items`, `defaultMode`, `optional`).
+//!
+//! **Accepted although not honoured, because they are Kubernetes' defaults**
+//! (refusing them would refuse ordinary manifests): `enableServiceLinks`
+//! (no Service environment variables are injected), `terminationMessagePath:
+//! /dev/termination-log` with `terminationMessagePolicy: File` (no
+//! termination message is read), an unset `automountServiceAccountToken`
+//! (no token is mounted; explicit `true` is refused).
+//!
+//! **Not refused, needs a decision** — `ports[].hostPort`: the scheduler
+//! reserves it (NodePorts) but noded maps no host port (no CRI port
+//! mappings). The `scheduler_constraints` story creates pods with a
+//! `hostPort`, so refusing it is left to the maintainers.
+//!
+//! **Refused** — every entry of the tables below ([`POD_SPEC`],
+//! [`CONTAINER`], [`CONTAINER_SECURITY_CONTEXT`], [`POD_SECURITY_CONTEXT`],
+//! [`AFFINITY`], [`PROBE`], [`VOLUME_MOUNT`], [`PORT`], [`EMPTY_DIR`]), plus
+//! volume sources other than `emptyDir`, `configMap`, `secret`, `fieldRef`
+//! paths other than those above, `valueFrom.resourceFieldRef` and
+//! `valueFrom.fileKeyRef`, and `httpGet.scheme` other than `HTTP`.
+//!
+//! Not audited: the semantics of `tolerations[].tolerationSeconds` (NoExecute
+//! eviction), non-cpu/memory resource names in `resources`, and whether
+//! every `Probe` timing field is applied exactly as the kubelet does.
+
+use serde_json::Value;
+
+use crate::resources::Resource;
+use crate::status::FieldError;
+
+/// One field Sluice cannot honour: its JSON name inside its object, which
+/// values are still accepted, and why it is refused.
+pub struct Unsupported {
+    /// JSON field name inside the enclosing object.
+    pub field: &'static str,
+    /// Values accepted anyway (they equal what Sluice does); empty values
+    /// are always accepted.
+    pub accepts: Accepts,
+    /// One-line reason, shown after `Forbidden: `.
+    pub reason: &'static str,
+}
+
+/// The values of an unsupported field that are still accepted.
+#[derive(Debug, Clone, Copy)]
+pub enum Accepts {
+    /// Only unset/empty.
+    Nothing,
+    /// This boolean (the value that means "off" or the default).
+    Bool(bool),
+    /// One of these strings.
+    Strings(&'static [&'static str]),
+    /// An object with this one key, set to one of these strings.
+    Key(&'static str, &'static [&'static str]),
+}
+
+impl Accepts {
+    fn accepts(self, v: &Value) -> bool {
+        if is_unset(v) {
+            return true;
+        }
+        match self {
+            Accepts::Nothing => false,
+            Accepts::Bool(b) => v.as_bool() == Some(b),
+            Accepts::Strings(list) => v.as_str().is_some_and(|s| list.contains(&s)),
+            Accepts::Key(key, list) => v
+                .as_object()
+                .is_some_and(|o| o.len() == 1 && o.get(key).and_then(Value::as_str).is_some_and(|t| list.contains(&t))),
+        }
+    }
+}
+
+const fn refuse(field: &'static str, reason: &'static str) -> Unsupported {
+    Unsupported {
+        field,
+        accepts: Accepts::Nothing,
+        reason,
+    }
+}
+
+const fn only(field: &'static str, accepts: Accepts, reason: &'static str) -> Unsupported {
+    Unsupported { field, accepts, reason }
+}
+
+/// `PodSpec` fields.
+pub const POD_SPEC: &[Unsupported] = &[
+    refuse(
+        "activeDeadlineSeconds",
+        "activeDeadlineSeconds is not enforced by this cluster yet",
+    ),
+    only(
+        "automountServiceAccountToken",
+        Accepts::Bool(false),
+        "service account tokens are not mounted by this cluster yet",
+    ),
+    refuse("dnsConfig", "dnsConfig is not supported by this cluster yet"),
+    only(
+        "dnsPolicy",
+        Accepts::Strings(&["ClusterFirst", "ClusterFirstWithHostNet", "Default"]),
+        "dnsPolicy None is not supported by this cluster yet",
+    ),
+    refuse(
+        "ephemeralContainers",
+        "ephemeral containers are not supported by this cluster yet",
+    ),
+    refuse("hostAliases", "hostAliases are not supported by this cluster yet"),
+    only(
+        "hostIPC",
+        Accepts::Bool(false),
+        "the host IPC namespace is not supported by this cluster yet",
+    ),
+    only(
+        "hostNetwork",
+        Accepts::Bool(false),
+        "the host network is not supported by this cluster yet",
+    ),
+    only(
+        "hostPID",
+        Accepts::Bool(false),
+        "the host PID namespace is not supported by this cluster yet",
+    ),
+    only(
+        "hostUsers",
+        Accepts::Bool(true),
+        "user namespaces are not supported by this cluster yet",
+    ),
+    refuse(
+        "hostnameOverride",
+        "hostnameOverride is not supported by this cluster yet",
+    ),
+    refuse(
+        "initContainers",
+        "init containers are not supported by this cluster yet",
+    ),
+    only("os", Accepts::Key("name", &["linux"]), "only Linux pods are supported"),
+    refuse("overhead", "pod overhead is not supported by this cluster yet"),
+    refuse(
+        "priorityClassName",
+        "priority classes are not supported by this cluster yet",
+    ),
+    refuse(
+        "readinessGates",
+        "readiness gates are not supported by this cluster yet",
+    ),
+    refuse(
+        "resourceClaims",
+        "resource claims are not supported by this cluster yet",
+    ),
+    refuse("resources", "pod-level resources are not supported by this cluster yet"),
+    refuse(
+        "runtimeClassName",
+        "runtime classes are not supported by this cluster yet",
+    ),
+    refuse(
+        "schedulingGates",
+        "scheduling gates are not supported by this cluster yet",
+    ),
+    only(
+        "setHostnameAsFQDN",
+        Accepts::Bool(false),
+        "setHostnameAsFQDN is not supported by this cluster yet",
+    ),
+    only(
+        "shareProcessNamespace",
+        Accepts::Bool(false),
+        "a shared process namespace is not supported by this cluster yet",
+    ),
+    refuse(
+        "subdomain",
+        "subdomain (pod DNS names) is not supported by this cluster yet",
+    ),
+    refuse(
+        "topologySpreadConstraints",
+        "topology spread constraints are not supported by this cluster yet",
+    ),
+    refuse("workloadRef", "workloadRef is not supported by this cluster yet"),
+];
+
+/// `PodSpec.affinity` fields.
+pub const AFFINITY: &[Unsupported] = &[
+    refuse("podAffinity", "pod affinity is not supported by this cluster yet"),
+    refuse(
+        "podAntiAffinity",
+        "pod anti-affinity is not supported by this cluster yet",
+    ),
+];
+
+/// `PodSecurityContext` fields (noded passes no security context to the runtime).
+pub const POD_SECURITY_CONTEXT: &[Unsupported] = &[
+    refuse(
+        "appArmorProfile",
+        "appArmorProfile is not supported by this cluster yet",
+    ),
+    refuse("fsGroup", "fsGroup is not supported by this cluster yet"),
+    refuse(
+        "fsGroupChangePolicy",
+        "fsGroupChangePolicy is not supported by this cluster yet",
+    ),
+    refuse("runAsGroup", "runAsGroup is not supported by this cluster yet"),
+    only(
+        "runAsNonRoot",
+        Accepts::Bool(false),
+        "runAsNonRoot is not enforced by this cluster yet",
+    ),
+    refuse("runAsUser", "runAsUser is not supported by this cluster yet"),
+    refuse(
+        "seLinuxChangePolicy",
+        "seLinuxChangePolicy is not supported by this cluster yet",
+    ),
+    refuse("seLinuxOptions", "seLinuxOptions are not supported by this cluster yet"),
+    only(
+        "seccompProfile",
+        Accepts::Key("type", &["Unconfined"]),
+        "seccomp profiles are not supported by this cluster yet (containers run unconfined)",
+    ),
+    refuse(
+        "supplementalGroups",
+        "supplementalGroups are not supported by this cluster yet",
+    ),
+    only(
+        "supplementalGroupsPolicy",
+        Accepts::Strings(&["Merge"]),
+        "supplementalGroupsPolicy Strict is not supported by this cluster yet",
+    ),
+    refuse("sysctls", "sysctls are not supported by this cluster yet"),
+    refuse("windowsOptions", "only Linux pods are supported"),
+];
+
+/// `Container` fields (also checked: `securityContext`, probes, ports, mounts, env).
+pub const CONTAINER: &[Unsupported] = &[
+    refuse(
+        "lifecycle",
+        "lifecycle hooks (postStart, preStop, stopSignal) are not supported by this cluster yet",
+    ),
+    refuse("resizePolicy", "in-place resize is not supported by this cluster yet"),
+    refuse(
+        "restartPolicy",
+        "container restart policies are not supported by this cluster yet",
+    ),
+    refuse(
+        "restartPolicyRules",
+        "container restart rules are not supported by this cluster yet",
+    ),
+    only(
+        "stdinOnce",
+        Accepts::Bool(false),
+        "stdinOnce (attach) is not supported by this cluster yet",
+    ),
+    only(
+        "terminationMessagePath",
+        Accepts::Strings(&["/dev/termination-log"]),
+        "termination messages are not read by this cluster yet",
+    ),
+    only(
+        "terminationMessagePolicy",
+        Accepts::Strings(&["File"]),
+        "termination messages are not read by this cluster yet",
+    ),
+    refuse("volumeDevices", "block volumes are not supported by this cluster yet"),
+];
+
+/// `Container.securityContext` fields (noded passes no security context to the runtime).
+pub const CONTAINER_SECURITY_CONTEXT: &[Unsupported] = &[
+    only(
+        "allowPrivilegeEscalation",
+        Accepts::Bool(true),
+        "allowPrivilegeEscalation: false is not enforced by this cluster yet",
+    ),
+    refuse(
+        "appArmorProfile",
+        "appArmorProfile is not supported by this cluster yet",
+    ),
+    refuse("capabilities", "capabilities are not supported by this cluster yet"),
+    only(
+        "privileged",
+        Accepts::Bool(false),
+        "privileged containers are not supported by this cluster yet",
+    ),
+    only(
+        "procMount",
+        Accepts::Strings(&["Default"]),
+        "procMount is not supported by this cluster yet",
+    ),
+    only(
+        "readOnlyRootFilesystem",
+        Accepts::Bool(false),
+        "a read-only root filesystem is not supported by this cluster yet",
+    ),
+    refuse("runAsGroup", "runAsGroup is not supported by this cluster yet"),
+    only(
+        "runAsNonRoot",
+        Accepts::Bool(false),
+        "runAsNonRoot is not enforced by this cluster yet",
+    ),
+    refuse("runAsUser", "runAsUser is not supported by this cluster yet"),
+    refuse("seLinuxOptions", "seLinuxOptions are not supported by this cluster yet"),
+    only(
+        "seccompProfile",
+        Accepts::Key("type", &["Unconfined"]),
+        "seccomp profiles are not supported by this cluster yet (containers run unconfined)",
+    ),
+    refuse("windowsOptions", "only Linux pods are supported"),
+];
+
+/// `Probe` fields.
+pub const PROBE: &[Unsupported] = &[refuse(
+    "terminationGracePeriodSeconds",
+    "a probe-level terminationGracePeriodSeconds is not supported by this cluster yet",
+)];
+
+/// `ContainerPort` fields.
+pub const PORT: &[Unsupported] = &[refuse("hostIP", "hostIP is not supported by this cluster yet")];
+
+/// `VolumeMount` fields.
+pub const VOLUME_MOUNT: &[Unsupported] = &[
+    only(
+        "mountPropagation",
+        Accepts::Strings(&["None"]),
+        "mount propagation is not supported by this cluster yet",
+    ),
+    only(
+        "recursiveReadOnly",
+        Accepts::Strings(&["Disabled"]),
+        "recursiveReadOnly is not supported by this cluster yet",
+    ),
+    refuse("subPathExpr", "subPathExpr is not supported by this cluster yet"),
+];
+
+/// `EmptyDirVolumeSource` fields.
+pub const EMPTY_DIR: &[Unsupported] = &[
+    refuse("medium", "emptyDir medium Memory is not supported by this cluster yet"),
+    refuse("sizeLimit", "emptyDir sizeLimit is not enforced by this cluster yet"),
+];
+
+/// Volume sources noded materialises.
+pub const VOLUME_SOURCES: &[&str] = &["emptyDir", "configMap", "secret"];
+
+/// `env[].valueFrom.fieldRef.fieldPath` values noded resolves (plus
+/// `metadata.labels['k']` and `metadata.annotations['k']`).
+pub const FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.podIP",
+    "status.hostIP",
+];
+
+/// `null`, `""`, `[]`, `{}`, or an object of only such values.
+fn is_unset(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.values().all(is_unset),
+        _ => false,
+    }
+}
+
+/// Walks an object collecting refusals with their field path and JSON pointer.
+struct Walk {
+    found: Vec<(String, FieldError)>,
+}
+
+impl Walk {
+    fn refuse(&mut self, path: &str, pointer: &str, reason: &str) {
+        self.found
+            .push((pointer.to_string(), FieldError::forbidden(path, reason)));
+    }
+
+    fn table(&mut self, obj: Option<&Value>, path: &str, pointer: &str, table: &[Unsupported]) {
+        let Some(obj) = obj.and_then(Value::as_object) else {
+            return;
+        };
+        for rule in table {
+            if let Some(v) = obj.get(rule.field) {
+                if !rule.accepts.accepts(v) {
+                    self.refuse(
+                        &format!("{path}.{}", rule.field),
+                        &format!("{pointer}/{}", rule.field),
+                        rule.reason,
+                    );
+                }
+            }
+        }
+    }
+
+    fn items<'a>(obj: &'a Value, field: &str) -> impl Iterator<Item = (usize, &'a Value)> {
+        obj.get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+    }
+
+    fn pod_spec(&mut self, spec: &Value, path: &str, pointer: &str) {
+        self.table(Some(spec), path, pointer, POD_SPEC);
+        self.table(
+            spec.get("affinity"),
+            &format!("{path}.affinity"),
+            &format!("{pointer}/affinity"),
+            AFFINITY,
+        );
+        self.table(
+            spec.get("securityContext"),
+            &format!("{path}.securityContext"),
+            &format!("{pointer}/securityContext"),
+            POD_SECURITY_CONTEXT,
+        );
+        for (i, c) in Self::items(spec, "containers") {
+            self.container(
+                c,
+                &format!("{path}.containers[{i}]"),
+                &format!("{pointer}/containers/{i}"),
+            );
+        }
+        for (i, v) in Self::items(spec, "volumes") {
+            self.volume(v, &format!("{path}.volumes[{i}]"), &format!("{pointer}/volumes/{i}"));
+        }
+    }
+
+    fn volume(&mut self, v: &Value, path: &str, pointer: &str) {
+        let Some(o) = v.as_object() else { return };
+        for (key, source) in o {
+            if key == "name" || VOLUME_SOURCES.contains(&key.as_str()) {
+                continue;
+            }
+            if !source.is_null() {
+                self.refuse(
+                    &format!("{path}.{key}"),
+                    &format!("{pointer}/{key}"),
+                    "only emptyDir, configMap and secret volumes are supported by this cluster yet",
+                );
+            }
+        }
+        self.table(
+            o.get("emptyDir"),
+            &format!("{path}.emptyDir"),
+            &format!("{pointer}/emptyDir"),
+            EMPTY_DIR,
+        );
+    }
+
+    fn container(&mut self, c: &Value, path: &str, pointer: &str) {
+        self.table(Some(c), path, pointer, CONTAINER);
+        self.table(
+            c.get("securityContext"),
+            &format!("{path}.securityContext"),
+            &format!("{pointer}/securityContext"),
+            CONTAINER_SECURITY_CONTEXT,
+        );
+        if c.pointer("/resources/claims").is_some_and(|v| !is_unset(v)) {
+            self.refuse(
+                &format!("{path}.resources.claims"),
+                &format!("{pointer}/resources/claims"),
+                "resource claims are not supported by this cluster yet",
+            );
+        }
+        for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+            let Some(p) = c.get(probe) else { continue };
+            let (pp, pptr) = (format!("{path}.{probe}"), format!("{pointer}/{probe}"));
+            self.table(Some(p), &pp, &pptr, PROBE);
+            if let Some(scheme) = p.pointer("/httpGet/scheme") {
+                if !Accepts::Strings(&["HTTP"]).accepts(scheme) {
+                    self.refuse(
+                        &format!("{pp}.httpGet.scheme"),
+                        &format!("{pptr}/httpGet/scheme"),
+                        "HTTPS probes are not supported by this cluster yet",
+                    );
+                }
+            }
+        }
+        for (j, port) in Self::items(c, "ports") {
+            self.table(
+                Some(port),
+                &format!("{path}.ports[{j}]"),
+                &format!("{pointer}/ports/{j}"),
+                PORT,
+            );
+        }
+        for (j, m) in Self::items(c, "volumeMounts") {
+            self.table(
+                Some(m),
+                &format!("{path}.volumeMounts[{j}]"),
+                &format!("{pointer}/volumeMounts/{j}"),
+                VOLUME_MOUNT,
+            );
+        }
+        for (j, e) in Self::items(c, "env") {
+            let Some(from) = e.get("valueFrom").and_then(Value::as_object) else {
+                continue;
+            };
+            let (ep, eptr) = (
+                format!("{path}.env[{j}].valueFrom"),
+                format!("{pointer}/env/{j}/valueFrom"),
+            );
+            for (key, reason) in [
+                (
+                    "resourceFieldRef",
+                    "resourceFieldRef is not supported by this cluster yet",
+                ),
+                ("fileKeyRef", "fileKeyRef is not supported by this cluster yet"),
+            ] {
+                if from.get(key).is_some_and(|v| !v.is_null()) {
+                    self.refuse(&format!("{ep}.{key}"), &format!("{eptr}/{key}"), reason);
+                }
+            }
+            if let Some(fp) = from
+                .get("fieldRef")
+                .and_then(|f| f.get("fieldPath"))
+                .and_then(Value::as_str)
+            {
+                let keyed = |prefix: &str| {
+                    fp.strip_prefix(prefix)
+                        .and_then(|k| k.strip_suffix("']"))
+                        .is_some_and(|k| !k.is_empty())
+                };
+                let ok = FIELD_PATHS.contains(&fp) || keyed("metadata.labels['") || keyed("metadata.annotations['");
+                if !ok {
+                    self.refuse(
+                        &format!("{ep}.fieldRef.fieldPath"),
+                        &format!("{eptr}/fieldRef/fieldPath"),
+                        "this fieldPath is not supported by this cluster yet; supported: metadata.name, metadata.namespace, metadata.uid, metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, status.podIP, status.hostIP",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Where the pod spec of an object of resource `r` is: (field path, JSON pointer).
+fn pod_spec_location(r: &Resource) -> Option<(&'static str, &'static str)> {
+    match (r.group, r.kind) {
+        ("", "Pod") => Some(("spec", "/spec")),
+        ("apps", "Deployment") | ("apps", "ReplicaSet") => Some(("spec.template.spec", "/spec/template/spec")),
+        _ => None,
+    }
+}
+
+/// The unsupported pod-spec fields set in `obj`. With `old` (an update),
+/// only fields whose value differs from `old` are refused.
+pub fn refuse_unsupported(r: &Resource, old: Option<&Value>, obj: &Value) -> Vec<FieldError> {
+    let Some((path, pointer)) = pod_spec_location(r) else {
+        return Vec::new();
+    };
+    let Some(spec) = obj.pointer(pointer) else {
+        return Vec::new();
+    };
+    let mut walk = Walk { found: Vec::new() };
+    walk.pod_spec(spec, path, pointer);
+    walk.found
+        .into_iter()
+        .filter(|(ptr, _)| old.is_none_or(|old| old.pointer(ptr) != obj.pointer(ptr)))
+        .map(|(_, e)| e)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::by_kind;
+    use serde_json::json;
+
+    fn pod(spec: Value) -> Value {
+        json!({"metadata": {"name": "p"}, "spec": spec})
+    }
+
+    fn fields(errs: &[FieldError]) -> Vec<&str> {
+        errs.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn init_containers_are_refused_with_the_kubernetes_wording() {
+        let p = by_kind("", "Pod").unwrap();
+        let errs = refuse_unsupported(
+            p,
+            None,
+            &pod(
+                json!({"initContainers": [{"name": "i", "image": "busybox"}], "containers": [{"name": "c", "image": "busybox"}]}),
+            ),
+        );
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].reason, "FieldValueForbidden");
+        assert_eq!(
+            errs[0].to_line(),
+            "spec.initContainers: Forbidden: init containers are not supported by this cluster yet"
+        );
+    }
+
+    #[test]
+    fn default_valued_fields_are_accepted() {
+        let p = by_kind("", "Pod").unwrap();
+        let mut spec = json!({
+            "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "securityContext": {},
+            "hostNetwork": false, "hostPID": false, "hostIPC": false, "shareProcessNamespace": false,
+            "enableServiceLinks": true, "automountServiceAccountToken": false, "hostUsers": true,
+            "schedulerName": "default-scheduler", "terminationGracePeriodSeconds": 30,
+            "priority": 0, "preemptionPolicy": "PreemptLowerPriority", "os": {"name": "linux"},
+            "initContainers": [], "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Exists"}]}]}}},
+            "volumes": [{"name": "d", "emptyDir": {}}, {"name": "c", "configMap": {"name": "x"}},
+                        {"name": "s", "secret": {"secretName": "y"}}]
+        });
+        let container = json!({
+            "name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent", "workingDir": "/w",
+            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+            "stdin": true, "tty": true, "stdinOnce": false, "lifecycle": {},
+            "securityContext": {"privileged": false, "allowPrivilegeEscalation": true,
+                                "readOnlyRootFilesystem": false, "procMount": "Default",
+                                "seccompProfile": {"type": "Unconfined"}, "capabilities": {"add": [], "drop": []}},
+            "ports": [{"containerPort": 80, "protocol": "TCP", "name": "http"}],
+            "volumeMounts": [{"name": "d", "mountPath": "/d", "mountPropagation": "None", "subPath": "x"}],
+            "env": [{"name": "A", "value": "1"},
+                    {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+            "readinessProbe": {"httpGet": {"port": 80, "path": "/", "scheme": "HTTP"}},
+            "livenessProbe": {"exec": {"command": ["true"]}},
+            "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}
+        });
+        spec["containers"] = json!([container]);
+        let errs = refuse_unsupported(p, None, &pod(spec));
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn unsupported_values_are_refused_with_their_paths() {
+        let p = by_kind("", "Pod").unwrap();
+        let spec = json!({
+            "hostNetwork": true, "dnsPolicy": "None", "os": {"name": "windows"},
+            "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "runAsNonRoot": true},
+            "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}},
+            "topologySpreadConstraints": [{"maxSkew": 1}],
+            "volumes": [{"name": "h", "hostPath": {"path": "/"}}, {"name": "m", "emptyDir": {"medium": "Memory"}}],
+            "containers": [{
+                "name": "c", "image": "i",
+                "lifecycle": {"preStop": {"exec": {"command": ["x"]}}},
+                "securityContext": {"capabilities": {"drop": ["ALL"]}, "allowPrivilegeEscalation": false,
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "ports": [{"containerPort": 80, "hostIP": "1.2.3.4"}],
+                "env": [{"name": "R", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                        {"name": "F", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}],
+                "livenessProbe": {"httpGet": {"port": 443, "scheme": "HTTPS"}},
+                "resources": {"claims": [{"name": "gpu"}]},
+                "terminationMessagePolicy": "FallbackToLogsOnError"
+            }]
+        });
+        let errs = refuse_unsupported(p, None, &pod(spec));
+        assert_eq!(
+            fields(&errs),
+            [
+                "spec.dnsPolicy",
+                "spec.hostNetwork",
+                "spec.os",
+                "spec.topologySpreadConstraints",
+                "spec.affinity.podAntiAffinity",
+                "spec.securityContext.fsGroup",
+                "spec.securityContext.runAsNonRoot",
+                "spec.securityContext.runAsUser",
+                "spec.containers[0].lifecycle",
+                "spec.containers[0].terminationMessagePolicy",
+                "spec.containers[0].securityContext.allowPrivilegeEscalation",
+                "spec.containers[0].securityContext.capabilities",
+                "spec.containers[0].securityContext.seccompProfile",
+                "spec.containers[0].resources.claims",
+                "spec.containers[0].livenessProbe.httpGet.scheme",
+                "spec.containers[0].ports[0].hostIP",
+                "spec.containers[0].env[0].valueFrom.resourceFieldRef",
+                "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath",
+                "spec.volumes[0].hostPath",
+                "spec.volumes[1].emptyDir.medium",
+            ]
+        );
+    }
+
+    #[test]
+    fn templates_of_deployments_and_replicasets_are_checked() {
+        for kind in ["Deployment", "ReplicaSet"] {
+            let r = by_kind("apps", kind).unwrap();
+            let obj = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {
+                "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": 1000}}]}}}});
+            assert_eq!(
+                fields(&refuse_unsupported(r, None, &obj)),
+                ["spec.template.spec.containers[0].securityContext.runAsUser"]
+            );
+        }
+        let svc = by_kind("", "Service").unwrap();
+        assert!(refuse_unsupported(svc, None, &json!({"spec": {"hostNetwork": true}})).is_empty());
+    }
+
+    #[test]
+    fn updates_refuse_only_changed_fields() {
+        let d = by_kind("apps", "Deployment").unwrap();
+        let with = |user: i64, host: bool| {
+            json!({"spec": {"template": {"spec": {"hostNetwork": host,
+                "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": user}}]}}}})
+        };
+        // Stored before the field was refused: unchanged values pass.
+        assert!(refuse_unsupported(d, Some(&with(1, false)), &with(1, false)).is_empty());
+        assert_eq!(
+            fields(&refuse_unsupported(d, Some(&with(1, false)), &with(2, true))),
+            [
+                "spec.template.spec.hostNetwork",
+                "spec.template.spec.containers[0].securityContext.runAsUser"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_table_reason_is_one_line() {
+        for table in [
+            POD_SPEC,
+            AFFINITY,
+            POD_SECURITY_CONTEXT,
+            CONTAINER,
+            CONTAINER_SECURITY_CONTEXT,
+            PROBE,
+            PORT,
+            VOLUME_MOUNT,
+            EMPTY_DIR,
+        ] {
+            for rule in table {
+                assert!(!rule.reason.is_empty() && !rule.reason.contains('\n'), "{}", rule.field);
+            }
+        }
+    }
+}
