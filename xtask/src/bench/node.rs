@@ -37,10 +37,7 @@ pub fn run(quick: bool) -> Result<()> {
         cargo.arg("--release");
     }
     util::run(&mut cargo)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = target.join(profile).join("node-bench");
+    let bin = util::target_dir().join(profile).join("node-bench");
     step("measuring (starts a two-node cluster; a few minutes)");
     let mut cmd = Command::new(&bin);
     cmd.current_dir(&root)
@@ -48,7 +45,7 @@ pub fn run(quick: bool) -> Result<()> {
         .arg(root.join("bench-results/node.md"))
         .args(["--profile", profile]);
     if quick {
-        cmd.args(["--pods-one-node", "10", "--pods-two-nodes", "20"]);
+        cmd.args(["--pods-one-node", "10", "--pods-two-nodes", "20", "--pods-cold", "5"]);
     }
     util::run(&mut cmd).with_context(|| format!("running {}", bin.display()))?;
     step("wrote bench-results/node.md");
