@@ -105,7 +105,10 @@ export KUBECONFIG=/var/lib/sluice/admin.kubeconfig
 kubectl wait --for=condition=Ready node/sluice-n1 --timeout=180s
 kubectl apply -f /app.yaml
 timed 'nginx rollout' kubectl rollout status deployment/web --timeout=300s
-body=$(curl -sf --max-time 5 http://10.251.0.2:30080/)
+# The Service's NodePort is programmed a moment after the pods turn Ready (as
+# with kube-proxy), so try for up to 10 s, as a user would.
+body=
+for _ in $(seq 20); do body=$(curl -sf --max-time 2 http://10.251.0.2:30080/) && break; sleep 0.5; done
 echo "$body" | grep -q 'Welcome to nginx' || {{ echo "unexpected page: $body"; exit 1; }}
 echo '==> fresh-check: nginx answered on node 1 NodePort 30080'
 cargo xtask down --purge
