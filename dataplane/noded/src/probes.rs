@@ -472,4 +472,31 @@ mod tests {
             Outcome::Failure(m) if m.starts_with("timeout: failed to connect service")
         ));
     }
+
+    #[tokio::test]
+    async fn grpc_probes_pass_on_serving_and_fail_on_not_serving() {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("db", tonic_health::ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        assert_eq!(
+            grpc_health(&address, "", Duration::from_secs(2)).await,
+            Outcome::Success
+        );
+        assert_eq!(
+            grpc_health(&address, "db", Duration::from_secs(2)).await,
+            Outcome::Failure("service unhealthy (responded with \"NOT_SERVING\")".into())
+        );
+        server.abort();
+    }
 }
