@@ -7,7 +7,10 @@
 //! with its restartCount; `kubectl get -o wide` and `kubectl describe`
 //! showing all that; readiness probes driving Ready; ConfigMaps and Secrets
 //! reaching containers as env and files; limits landing in the container's
-//! cgroup; deletion honouring the grace period and emptying containerd.
+//! cgroup; deletion honouring the grace period and emptying containerd; a
+//! failing probe (on a named port) or a missing ConfigMap explained in
+//! `kubectl describe` with the kubelet's Unhealthy, Killing and FailedMount
+//! events.
 //!
 //! Needs root. Build first: `cargo build -p sluice-apiserver -p sluice-controllers
 //! -p sluice-noded -p sluice-cni -p sluice-pause -p xtask` (or `cargo xtask test`).
@@ -514,4 +517,74 @@ async fn deletion_honours_the_grace_period() {
         node.containers().is_empty().then_some(())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_probe_or_mount_shows_why_in_kubectl_describe() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-6", CLUSTER_CIDR).await;
+    // httpd serves / but not /healthz; nothing listens on 9999. Probes name the port, as manifests do.
+    let mut pod = httpd_pod("sickly", "echo up > /www/index.html");
+    let container = &mut pod["spec"]["containers"][0];
+    container["ports"] = json!([{"name": "http", "containerPort": 8080}, {"name": "admin", "containerPort": 9999}]);
+    container["readinessProbe"] =
+        json!({"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1});
+    container["livenessProbe"] = json!({"tcpSocket": {"port": "admin"}, "periodSeconds": 1, "failureThreshold": 2});
+    node.create_pod(pod).await;
+    // A configMap volume whose ConfigMap does not exist.
+    node.create_pod(json!({
+        "metadata": {"name": "unmounted"},
+        "spec": {
+            "containers": [{"name": "app", "image": "busybox:1.35.0", "command": ["sleep", "3600"],
+                            "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+            "volumes": [{"name": "cfg", "configMap": {"name": "missing"}}]
+        }
+    }))
+    .await;
+    let pods = node.pods();
+
+    // The liveness probe restarts the container; describe says why, in the kubelet's words.
+    let ip = eventually(
+        Duration::from_secs(60),
+        "sickly restarted by its liveness probe",
+        || async {
+            let pod = pods.get("sickly").await.ok()?;
+            let status = pod.status?;
+            (status.container_statuses?.first()?.restart_count >= 1).then_some(status.pod_ip?)
+        },
+    )
+    .await;
+    let described = eventually(Duration::from_secs(30), "probe events in describe", || async {
+        let out = kubectl(&node, &["describe", "pod", "sickly"]);
+        (out.contains("Readiness probe failed: HTTP probe failed with statuscode: 404")
+            && out.contains(&format!(
+                "Liveness probe failed: dial tcp {ip}:9999: connect: connection refused"
+            ))
+            && out.contains("Container httpd failed liveness probe, will be restarted"))
+        .then_some(out)
+    })
+    .await;
+    assert!(
+        described.contains("Unhealthy") && described.contains("Killing"),
+        "{described}"
+    );
+    let pod = pods.get("sickly").await.unwrap();
+    assert!(!pod_ready(&pod), "never Ready while /healthz is 404");
+
+    // The missing ConfigMap keeps the pod ContainerCreating, with a FailedMount event.
+    let described = eventually(Duration::from_secs(30), "FailedMount in describe", || async {
+        let out = kubectl(&node, &["describe", "pod", "unmounted"]);
+        out.contains(r#"MountVolume.SetUp failed for volume "cfg" : configmap "missing" not found"#)
+            .then_some(out)
+    })
+    .await;
+    assert!(
+        described.contains("FailedMount") && described.contains("ContainerCreating"),
+        "{described}"
+    );
+
+    for name in ["sickly", "unmounted"] {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+        wait_gone(&pods, name, Duration::from_secs(30)).await;
+    }
 }
