@@ -18,7 +18,7 @@
 //!   machine's extra CA certificates (`/usr/local/share/ca-certificates`, e.g.
 //!   an egress proxy's CA that every machine of this kind trusts) copied in.
 //!
-//! Inside a private mount namespace, chrooted there, it runs `cargo xtask up`
+//! Inside a private mount namespace whose root it becomes (pivot_root), it runs `cargo xtask up`
 //! exactly as the README writes it, waits for the node, rolls out an nginx
 //! Deployment pulled through the cluster registry and reaches it on a NodePort
 //! (on the node's address inside the node namespace `up` made), runs
@@ -151,14 +151,17 @@ fn reap_leftovers(rootfs: &Path) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
+    // A process's /proc/<pid>/root is the directory it sees as /: compare
+    // (device, inode) with the fresh root, however it was mounted there.
+    use std::os::unix::fs::MetadataExt;
+    let Ok(fresh) = std::fs::metadata(rootfs) else { return };
     let mut pids = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        if let Ok(root) = std::fs::read_link(entry.path().join("root")) {
-            let root = root.to_string_lossy();
-            if root.trim_end_matches(" (deleted)") == rootfs.to_string_lossy() {
+        if let Ok(root) = std::fs::metadata(entry.path().join("root")) {
+            if root.dev() == fresh.dev() && root.ino() == fresh.ino() {
                 pids.push(pid);
             }
         }
@@ -301,12 +304,18 @@ mount -t tmpfs tmpfs {r}/run
 mount -t tmpfs tmpfs {r}/tmp
 touch {r}/usr/local/bin/kubectl
 mount --bind "$(command -v kubectl)" {r}/usr/local/bin/kubectl
-exec chroot {r} /bin/bash /inner.sh
+# pivot_root, not a bare chroot: runc behaves as on a real machine only when the
+# fresh root is the mount namespace's root (after a chroot, `runc exec` landed in
+# the outer root, not the container's: `cat` in a container found no file).
+cd {r}
+mkdir -p .oldroot
+pivot_root . .oldroot
+exec /usr/sbin/chroot . /bin/bash -c 'umount -l /.oldroot && rmdir /.oldroot && exec /bin/bash /inner.sh'
 "#,
         rustup = rustup.display(),
         registry = cargo_home.join("registry").display(),
     );
-    step("entering the fresh root (private mount namespace + chroot); the README's commands follow");
+    step("entering the fresh root (private mount namespace + pivot_root); the README's commands follow");
     let started = Instant::now();
     let status = Command::new("unshare")
         .args(["--mount", "--fork", "bash", "-c", &setup])

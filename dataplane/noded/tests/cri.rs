@@ -152,7 +152,13 @@ async fn a_busybox_httpd_pod_runs_serves_and_is_removed_without_leftovers() {
         )
         .await
         .expect("exec");
-    assert_eq!(exec.exit_code, 0);
+    assert_eq!(
+        exec.exit_code,
+        0,
+        "exec failed: stdout {:?}, stderr {:?}",
+        String::from_utf8_lossy(&exec.stdout),
+        String::from_utf8_lossy(&exec.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&exec.stdout).trim(), "hello from web");
 
     // Delete: stop with a short grace period, then remove; nothing is left.
