@@ -181,14 +181,21 @@ fn reap_leftovers(rootfs: &Path) {
             }
         }
     }
-    if Path::new("/sys/class/net/sluice-br").exists() {
-        step("removing the bridge sluice-br that down left");
-        let _ = Command::new("ip").args(["link", "del", "sluice-br"]).status();
+    // The check refused to start while sluice-br existed, so a bridge of that
+    // name, and node host veths `sluice-n<i>h`, are the check's own.
+    if !Path::new("/sys/class/net/sluice-br").exists() {
+        return;
     }
+    step("removing the bridge sluice-br and node links that down left");
+    let _ = Command::new("ip").args(["link", "del", "sluice-br"]).status();
     if let Ok(links) = std::fs::read_dir("/sys/class/net") {
         for link in links.flatten() {
             let name = link.file_name().to_string_lossy().into_owned();
-            if name.starts_with("sluice-n") {
+            let node_link = name
+                .strip_prefix("sluice-n")
+                .and_then(|rest| rest.strip_suffix('h'))
+                .is_some_and(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()));
+            if node_link {
                 let _ = Command::new("ip").args(["link", "del", &name]).status();
             }
         }
