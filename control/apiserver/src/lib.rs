@@ -3,40 +3,28 @@
 //! Only this crate talks to etcd; every other component talks to it over
 //! the Kubernetes REST API.
 //!
-//! Request path: [`server`] (TLS, authentication) → [`handlers`] (HTTP
-//! verbs, content types) → [`registry`] (per-kind strategies: defaulting in
-//! [`defaults`], validation in [`validation`] and [`schema`], Service
-//! allocation in [`allocator`], patches in [`patch`]) → [`store`] (etcd).
-//! Watches stream from etcd in [`watch`]. Everything is driven by the
-//! resource table in [`resources`].
+//! The folders are the layers, and each only uses the ones below it:
+//! - [`http`]: TLS, authentication, routing, verbs, content negotiation,
+//!   watches, the node proxy;
+//! - [`discovery`]: discovery documents and OpenAPI, derived from the
+//!   served kinds;
+//! - [`registry`]: the generic create/read/update/delete of any kind
+//!   (patches, selectors, typed decoding, Service allocation), driven by
+//!   each kind's strategy;
+//! - [`kinds`]: what each kind is (names, scope, subresources, defaults,
+//!   validation, columns), one file per kind, and the catalog of what is
+//!   served (built-in kinds plus CustomResourceDefinitions);
+//! - [`storage`]: etcd and the shared watch cache.
+//!
+//! [`status`] (the `Status` error shape) and [`pki`] are used by every layer.
 
-pub mod allocator;
-pub mod auth;
-pub mod bootstrap_token;
-pub mod defaults;
 pub mod discovery;
-pub mod handlers;
-pub mod negotiation;
-pub mod node_certs;
-pub mod node_proxy;
-pub mod openapi;
-pub mod params;
-pub mod patch;
+pub mod http;
+pub mod kinds;
 pub mod pki;
-pub mod pod_support;
 pub mod registry;
-pub mod request;
-pub mod resources;
-pub mod schema;
-pub mod selectors;
-pub mod server;
 pub mod status;
-pub mod store;
-pub mod table;
-pub mod validation;
-pub mod watch;
-pub mod watch_cache;
-pub mod wire;
+pub mod storage;
 
 #[cfg(test)]
 mod proptests;

@@ -101,7 +101,7 @@ fn main() -> Result<()> {
                 .with_target(false)
                 .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                 .init();
-            let cfg = sluice_apiserver::server::ServeConfig {
+            let cfg = sluice_apiserver::http::server::ServeConfig {
                 etcd_servers,
                 bind_address,
                 secure_port,
@@ -115,7 +115,7 @@ fn main() -> Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(sluice_apiserver::server::serve(cfg))
+                .block_on(sluice_apiserver::http::server::serve(cfg))
         }
     }
 }

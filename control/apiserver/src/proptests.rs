@@ -6,11 +6,13 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-use crate::negotiation;
-use crate::params::{DeleteQuery, ListOptions, Query};
-use crate::resources::RESOURCES;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::{defaults, patch, registry, request, validation, wire};
+use crate::http::negotiation;
+use crate::http::params::{DeleteQuery, ListOptions, Query};
+use crate::http::{request, wire};
+use crate::kinds::RESOURCES;
+use crate::kinds::{defaults, validation};
+use crate::registry::selectors::{FieldSelector, LabelSelector};
+use crate::registry::{self, patch};
 
 /// Strings biased towards the characters that matter to parsers: ASCII
 /// punctuation, multi-byte characters and long runs.
@@ -117,7 +119,7 @@ fn generate_name_with_a_multibyte_character_at_byte_58() {
     assert_eq!(registry::truncate_prefix("short-"), "short-");
     assert_eq!(registry::truncate_prefix(&"b".repeat(80)), "b".repeat(58));
     // Validation refuses the prefix itself, as ValidateObjectMeta does.
-    let cms = crate::resources::by_kind("", "ConfigMap").unwrap();
+    let cms = crate::kinds::by_kind("", "ConfigMap").unwrap();
     let generate = format!("{}é-", "a".repeat(57));
     let name = format!("{}bcdfg", registry::truncate_prefix(&generate));
     let errs = validation::validate(cms, &json!({"metadata": {"name": name, "generateName": generate}}));

@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 
 /// One field-level cause of an `Invalid` error.
 #[derive(Debug, Clone, PartialEq)]
@@ -321,14 +321,14 @@ pub fn success_status(details: Value) -> Value {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        crate::wire::response(code, &self.to_status(), false, &[])
+        crate::http::wire::response(code, &self.to_status(), false, &[])
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
 
     #[test]
     fn invalid_message_names_kind_group_and_field() {
@@ -347,25 +347,25 @@ mod tests {
     #[test]
     fn status_bytes_are_kubernetes_bytes() {
         let pods = by_kind("", "Pod").unwrap();
-        let bytes = crate::wire::to_vec(&ApiError::not_found(pods, "x").to_status(), false);
+        let bytes = crate::http::wire::to_vec(&ApiError::not_found(pods, "x").to_status(), false);
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"pods \\\"x\\\" not found\",\"reason\":\"NotFound\",\"details\":{\"name\":\"x\",\"kind\":\"pods\"},\"code\":404}\n"
         );
         let d = by_kind("apps", "Deployment").unwrap();
-        let s = crate::wire::to_vec(&ApiError::already_exists(d, "d").to_status(), false);
+        let s = crate::http::wire::to_vec(&ApiError::already_exists(d, "d").to_status(), false);
         assert!(String::from_utf8(s)
             .unwrap()
             .contains("\"details\":{\"name\":\"d\",\"group\":\"apps\",\"kind\":\"deployments\"},\"code\":409}"));
         // No details at all: no key; empty details: `{}`.
         let s = ApiError::bad_request("nope").to_status();
         assert_eq!(
-            String::from_utf8(crate::wire::to_vec(&s, false)).unwrap(),
+            String::from_utf8(crate::http::wire::to_vec(&s, false)).unwrap(),
             "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"nope\",\"reason\":\"BadRequest\",\"code\":400}\n"
         );
         assert_eq!(ApiError::path_not_found("/x").to_status()["details"], json!({}));
         let inv = ApiError::invalid(pods, "p", vec![FieldError::required("spec.containers", "")]).to_status();
-        let text = String::from_utf8(crate::wire::to_vec(&inv, false)).unwrap();
+        let text = String::from_utf8(crate::http::wire::to_vec(&inv, false)).unwrap();
         assert!(text.contains("\"details\":{\"name\":\"p\",\"kind\":\"Pod\",\"causes\":[{\"reason\":\"FieldValueRequired\",\"message\":\"Required value\",\"field\":\"spec.containers\"}]},\"code\":422}"), "{text}");
     }
 }

@@ -18,8 +18,8 @@ use etcd_client::EventType;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use crate::resources::Resource;
-use crate::store::{self, decode, Store};
+use crate::kinds::Resource;
+use crate::storage::store::{self, decode, Store};
 
 /// Changes kept per resource for watchers that resume from a recent revision.
 const WINDOW: usize = 20_000;

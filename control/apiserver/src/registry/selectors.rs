@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +101,7 @@ impl LabelSelector {
                 | Requirement::Exists(k)
                 | Requirement::DoesNotExist(k) => k,
             };
-            if let Err(e) = crate::validation::check_label_key(key) {
+            if let Err(e) = crate::kinds::validation::check_label_key(key) {
                 return Err(format!("invalid label key {key:?}: {e}"));
             }
             reqs.push(req);
@@ -308,7 +308,7 @@ fn convert_field_label(r: &Resource, field: &str) -> Result<String, String> {
         None if field == "metadata.name" || field == "metadata.namespace" => Ok(field.to_string()),
         None => Err(format!(
             "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
-            crate::params::go_quote(field)
+            crate::http::params::go_quote(field)
         )),
     }
 }
@@ -355,7 +355,7 @@ pub fn field_value(obj: &Value, path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
     use serde_json::json;
 
     fn pod(labels: Value) -> Value {

@@ -65,7 +65,7 @@
 
 use serde_json::Value;
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 use crate::status::FieldError;
 
 /// One field Sluice cannot honour: its JSON name inside its object, which
@@ -598,7 +598,7 @@ pub fn refuse_unsupported(r: &Resource, old: Option<&Value>, obj: &Value) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
     use serde_json::json;
 
     fn pod(spec: Value) -> Value {

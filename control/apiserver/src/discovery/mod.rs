@@ -2,7 +2,7 @@
 //!
 //! kubectl and client-go find resources, their verbs, scope, short names and
 //! subresources here before doing anything else. Everything is derived from
-//! [`crate::resources::RESOURCES`], so a resource added there shows up in
+//! [`crate::kinds::RESOURCES`], so a resource added there shows up in
 //! discovery, `kubectl api-resources` and short-name resolution at once.
 //!
 //! Two forms are served on `/api` and `/apis`:
@@ -12,8 +12,9 @@
 //!   which kubectl 1.32 asks for first through the `Accept` header and which
 //!   saves it one request per group-version.
 
-use crate::openapi;
-use crate::resources::{self, Resource, RESOURCES, STANDARD_VERBS};
+pub mod openapi;
+
+use crate::kinds::{self, Resource, RESOURCES, STANDARD_VERBS};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -222,7 +223,7 @@ pub fn api_group(group: &str) -> Option<Value> {
 /// `GET /apis`: every named group.
 pub fn api_group_list() -> Value {
     let mut groups = Vec::new();
-    for g in resources::groups() {
+    for g in kinds::groups() {
         if let Some(mut doc) = api_group(g) {
             if let Some(obj) = doc.as_object_mut() {
                 obj.remove("kind");
@@ -314,7 +315,7 @@ fn aggregated_resource(r: &Resource) -> Value {
 /// Aggregated discovery (`apidiscovery.k8s.io/v2`): the core group when `core`,
 /// otherwise every named group, each with all its versions and resources.
 pub fn aggregated(core: bool) -> Value {
-    let groups: Vec<&str> = if core { vec![""] } else { resources::groups() };
+    let groups: Vec<&str> = if core { vec![""] } else { kinds::groups() };
     let items: Vec<Value> = groups
         .iter()
         .map(|g| {

@@ -12,18 +12,18 @@ use serde_json::{json, Value};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::Instrument;
 
-use crate::auth::{RequestAttributes, UserInfo};
-use crate::negotiation::{self, Negotiated, Output};
-use crate::params::{DeleteQuery, ListOptions, Query, ResourceVersionMatch};
-use crate::patch;
+use crate::http::auth::{RequestAttributes, UserInfo};
+use crate::http::negotiation::{self, Negotiated, Output};
+use crate::http::params::{DeleteQuery, ListOptions, Query, ResourceVersionMatch};
+use crate::http::request::{parse_path, Target};
+use crate::http::server::AppState;
+use crate::http::{watch, wire};
+use crate::kinds::table::IncludeObject;
+use crate::kinds::Resource;
+use crate::registry::patch;
+use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::registry::{FieldValidation, ListQuery, Registry, UpdateMode, WriteOptions, Written};
-use crate::request::{parse_path, Target};
-use crate::resources::Resource;
-use crate::selectors::{FieldSelector, LabelSelector};
-use crate::server::AppState;
 use crate::status::{success_status, ApiError, ApiResult};
-use crate::table::IncludeObject;
-use crate::{watch, wire};
 
 /// Largest accepted request body (as Kubernetes: 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -33,7 +33,7 @@ pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// Kubernetes' `isPrettyPrint`.
 fn pretty_print(q: &Query, headers: &HeaderMap) -> bool {
     if let Some(p) = q.get("pretty").filter(|p| !p.is_empty()) {
-        return crate::params::go_parse_bool(p).unwrap_or(false);
+        return crate::http::params::go_parse_bool(p).unwrap_or(false);
     }
     let ua = headers
         .get(http::header::USER_AGENT)
@@ -44,7 +44,7 @@ fn pretty_print(q: &Query, headers: &HeaderMap) -> bool {
 
 /// Render objects as a `meta.k8s.io` Table (kubectl's printing).
 fn render_table(r: &Resource, version: &str, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
-    let mut t = crate::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now());
+    let mut t = crate::kinds::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now());
     t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
     t
 }
@@ -274,7 +274,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     }
     if t.subresource.as_deref() == Some("log") && verb == "get" {
         let name = t.name.as_deref().unwrap_or_default();
-        return crate::node_proxy::pod_log(&state, ns.unwrap_or_default(), name, &q).await;
+        return crate::http::node_proxy::pod_log(&state, ns.unwrap_or_default(), name, &q).await;
     }
     if let Some(sub) = t.subresource.as_deref() {
         let name = t.name.as_deref().unwrap_or_default();
@@ -310,7 +310,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             if opts.send_initial_events == Some(false) && resource_version.is_none() {
                 resource_version = Some(reg.store.current_revision().await?);
             }
-            let wrap: Option<crate::watch::Wrap> = match neg.output {
+            let wrap: Option<crate::http::watch::Wrap> = match neg.output {
                 Output::Table(v) => {
                     let include = out.include;
                     Some(Arc::new(move |o: &Value| {
@@ -640,7 +640,7 @@ async fn subresource(
                         Some(k) => apply_patch_kind(k, &scale_of(cur), &input)?,
                         None => input.clone(),
                     };
-                    if crate::schema::typed_round_trip("autoscaling", "Scale", &scale)?.is_none() {
+                    if crate::registry::schema::typed_round_trip("autoscaling", "Scale", &scale)?.is_none() {
                         return Err(ApiError::internal("no Scale schema"));
                     }
                     let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);

@@ -16,11 +16,11 @@ use etcd_client::EventType;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::kinds::Resource;
 use crate::registry::{ListQuery, Registry};
-use crate::resources::Resource;
 use crate::status::{ApiError, ApiResult};
-use crate::store::{self, decode};
-use crate::watch_cache::{Change, HubEvent, Subscription};
+use crate::storage::store::{self, decode};
+use crate::storage::watch_cache::{Change, HubEvent, Subscription};
 
 /// How often bookmarks are requested when the client allows them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(2);
@@ -52,7 +52,10 @@ pub type Wrap = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 /// One watch event, encoded as Kubernetes does (one JSON document per line).
 fn line(kind: &str, object: Value) -> Bytes {
-    Bytes::from(crate::wire::to_vec(&json!({"type": kind, "object": object}), false))
+    Bytes::from(crate::http::wire::to_vec(
+        &json!({"type": kind, "object": object}),
+        false,
+    ))
 }
 
 struct Emitter {

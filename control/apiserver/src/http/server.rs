@@ -20,13 +20,14 @@ use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::allocator::Allocator;
-use crate::auth::{AllowAll, Authorizer, ClientCertIdentity, TokenAuthenticator, UserInfo};
+use crate::http::auth::{AllowAll, Authorizer, ClientCertIdentity, TokenAuthenticator, UserInfo};
+use crate::http::handlers;
+use crate::kinds;
+use crate::pki;
+use crate::registry::allocator::Allocator;
 use crate::registry::{Registry, WriteOptions};
-use crate::resources;
 use crate::status::ApiError;
-use crate::store::Store;
-use crate::{handlers, pki};
+use crate::storage::store::Store;
 
 /// Everything `apiserver serve` is configured with.
 #[derive(Debug, Clone)]
@@ -61,9 +62,9 @@ pub struct AppState {
     /// Authorization seam.
     pub authorizer: Arc<dyn Authorizer>,
     /// TLS client identity towards node daemons (`pods/log`).
-    pub kubelet: Arc<crate::node_proxy::KubeletClient>,
+    pub kubelet: Arc<crate::http::node_proxy::KubeletClient>,
     /// Signs node client certificates for joining nodes.
-    pub node_certs: Arc<crate::node_certs::NodeCertSigner>,
+    pub node_certs: Arc<crate::http::node_certs::NodeCertSigner>,
 }
 
 /// Paths served to anonymous clients.
@@ -84,7 +85,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         if let Some(token) = h.strip_prefix("Bearer ").map(str::trim) {
             user = match state.tokens.authenticate(token) {
                 Some(u) => Some(u),
-                None => crate::bootstrap_token::authenticate(&state.registry, token).await,
+                None => crate::http::bootstrap_token::authenticate(&state.registry, token).await,
             };
             if user.is_none() {
                 return ApiError::unauthorized().into_response();
@@ -137,13 +138,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         // Discovery, /version and OpenAPI documents.
         .merge(crate::discovery::routes())
-        .merge(crate::node_certs::routes(state.node_certs.clone()));
+        .merge(crate::http::node_certs::routes(state.node_certs.clone()));
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
 /// Create the namespaces every cluster has, and the `kubernetes` Service.
 pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
-    let ns = resources::by_kind("", "Namespace").expect("namespaces");
+    let ns = kinds::by_kind("", "Namespace").expect("namespaces");
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match registry.create(ns, None, obj, WriteOptions::default()).await {
@@ -152,7 +153,7 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
             Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
         }
     }
-    let svc = resources::by_kind("", "Service").expect("services");
+    let svc = kinds::by_kind("", "Service").expect("services");
     let obj = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
@@ -224,9 +225,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     let state = AppState {
         registry,
         tokens: Arc::new(tokens),
-        authorizer: Arc::new(crate::bootstrap_token::BootstrapScoped(AllowAll)),
-        kubelet: Arc::new(crate::node_proxy::KubeletClient::from_cert_dir(&cfg.cert_dir)?),
-        node_certs: Arc::new(crate::node_certs::NodeCertSigner::load(&cfg.cert_dir)?),
+        authorizer: Arc::new(crate::http::bootstrap_token::BootstrapScoped(AllowAll)),
+        kubelet: Arc::new(crate::http::node_proxy::KubeletClient::from_cert_dir(&cfg.cert_dir)?),
+        node_certs: Arc::new(crate::http::node_certs::NodeCertSigner::load(&cfg.cert_dir)?),
     };
     let app = router(state);
     let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);
@@ -259,7 +260,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
                 .1
                 .peer_certificates()
                 .and_then(|certs| certs.first())
-                .and_then(|c| crate::auth::identity_from_cert(c.as_ref()));
+                .and_then(|c| crate::http::auth::identity_from_cert(c.as_ref()));
             let ident = ClientCertIdentity(identity);
             let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ident.clone());

@@ -5,7 +5,7 @@
 //! STATUS, RESTARTS, PORT(S), ...) are computed here, per resource, from the
 //! stored JSON. Columns with priority 1 are the ones `-o wide` adds.
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -898,7 +898,7 @@ fn default_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
 
     fn now() -> DateTime<Utc> {
         parse_time("2026-01-01T12:00:00Z").expect("time")

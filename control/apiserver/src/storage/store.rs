@@ -15,7 +15,7 @@ use etcd_client::{
 };
 use serde_json::Value;
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 use crate::status::ApiError;
 
 /// The etcd key of one object.
@@ -349,7 +349,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::{by_kind, by_path};
+    use crate::kinds::{by_kind, by_path};
 
     #[test]
     fn keys_follow_the_registry_layout() {

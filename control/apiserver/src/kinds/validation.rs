@@ -5,12 +5,12 @@
 //! names (DNS-1123 subdomain or label per kind), labels and annotations,
 //! selectors, ports, required fields, and fields that may not change on
 //! update. Pod-spec fields the cluster cannot honour are refused by
-//! [`crate::pod_support`].
+//! [`crate::kinds::pod_support`].
 
 use serde_json::Value;
 
-use crate::resources::Resource;
-use crate::selectors::LabelSelector;
+use crate::kinds::Resource;
+use crate::registry::selectors::LabelSelector;
 use crate::status::FieldError;
 
 const DNS1123_LABEL_MAX: usize = 63;
@@ -396,7 +396,7 @@ fn validate_selector_and_template(errs: &mut Errors, spec: Option<&Value>) {
     let labels = template.and_then(|t| t.pointer("/metadata/labels"));
     check_labels(errs, labels, "spec.template.metadata.labels");
     if let Some(sel) = parsed {
-        let tl = crate::selectors::labels_of(template.unwrap_or(&Value::Null));
+        let tl = crate::registry::selectors::labels_of(template.unwrap_or(&Value::Null));
         if !sel.matches_labels(&tl) {
             errs.push(FieldError::invalid(
                 "spec.template.metadata.labels",
@@ -548,10 +548,10 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
 }
 
 /// Validate a whole object of resource `r` on create, including the pod-spec
-/// fields this cluster cannot honour ([`crate::pod_support`]).
+/// fields this cluster cannot honour ([`crate::kinds::pod_support`]).
 pub fn validate(r: &Resource, obj: &Value) -> Vec<FieldError> {
     let mut errs = validate_fields(r, obj);
-    errs.extend(crate::pod_support::refuse_unsupported(r, None, obj));
+    errs.extend(crate::kinds::pod_support::refuse_unsupported(r, None, obj));
     errs
 }
 
@@ -560,7 +560,7 @@ pub fn validate(r: &Resource, obj: &Value) -> Vec<FieldError> {
 /// objects stored before it was refused can still be updated and deleted.
 pub fn validate_for_update(r: &Resource, old: &Value, new: &Value) -> Vec<FieldError> {
     let mut errs = validate_fields(r, new);
-    errs.extend(crate::pod_support::refuse_unsupported(r, Some(old), new));
+    errs.extend(crate::kinds::pod_support::refuse_unsupported(r, Some(old), new));
     errs
 }
 
@@ -672,7 +672,7 @@ pub fn validate_update(r: &Resource, old: &Value, new: &Value) -> Vec<FieldError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
     use serde_json::json;
 
     #[test]

@@ -6,6 +6,11 @@
 //! so adding a resource means adding one entry here (plus its validation and
 //! defaulting, if any).
 
+pub mod defaults;
+pub mod pod_support;
+pub mod table;
+pub mod validation;
+
 /// Verbs a resource supports, as discovery reports them.
 pub const STANDARD_VERBS: &[&str] = &[
     "create",

@@ -7,19 +7,23 @@
 //! race either retries (unconditional writes) or is a 409 (writes with a
 //! resourceVersion precondition). Nothing is written when any check fails.
 
+pub mod allocator;
+pub mod patch;
+pub mod schema;
+pub mod selectors;
+
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::allocator::Allocator;
-use crate::defaults;
-use crate::resources::{self, Resource};
-use crate::schema;
-use crate::selectors::{FieldSelector, LabelSelector};
+use crate::kinds::defaults;
+use crate::kinds::validation;
+use crate::kinds::{self, Resource};
+use crate::registry::allocator::Allocator;
+use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult, FieldError};
-use crate::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
-use crate::validation;
+use crate::storage::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
 
 /// Shared state of the API server.
 pub struct Registry {
@@ -30,7 +34,7 @@ pub struct Registry {
     /// TTL of Event objects.
     pub event_ttl: Duration,
     /// Shared etcd watches fanned out to HTTP watchers.
-    pub watch_cache: crate::watch_cache::WatchCache,
+    pub watch_cache: crate::storage::watch_cache::WatchCache,
     event_lease: Mutex<Option<(i64, Instant)>>,
 }
 
@@ -284,7 +288,7 @@ impl Registry {
 
     /// The namespace must exist and not be terminating.
     async fn check_namespace(&self, r: &Resource, ns: &str, name: &str) -> ApiResult<()> {
-        let nsr = resources::by_kind("", "Namespace").expect("namespaces served");
+        let nsr = kinds::by_kind("", "Namespace").expect("namespaces served");
         match self.store.get(&store::object_key(nsr, None, ns)).await? {
             None => Err(ApiError::not_found(nsr, ns)),
             Some(s) if is_deleting(&s.object) => Err(ApiError::forbidden(
@@ -441,7 +445,7 @@ impl Registry {
     async fn taken_ports(&self) -> ApiResult<Vec<i64>> {
         Ok(self
             .store
-            .keys(crate::allocator::PORT_PREFIX)
+            .keys(crate::registry::allocator::PORT_PREFIX)
             .await?
             .iter()
             .filter_map(|k| k.rsplit('/').next()?.parse().ok())

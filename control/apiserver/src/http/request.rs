@@ -4,8 +4,8 @@
 //! then `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`, optionally
 //! prefixed by the legacy `watch/` segment.
 
-pub use crate::params::Query;
-use crate::resources::{self, Resource};
+pub use crate::http::params::Query;
+use crate::kinds::{self, Resource};
 
 /// The object or collection a request addresses.
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
         _ => (false, rest),
     };
     let target = |plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        let r = resources::by_path(group, version, plural)?;
+        let r = kinds::by_path(group, version, plural)?;
         if ns.is_some() && !r.namespaced {
             return None;
         }
@@ -55,7 +55,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
     };
     match rest {
         ["namespaces", ns, plural, tail @ ..]
-            if resources::by_path(group, version, plural).is_some_and(|r| r.namespaced) =>
+            if kinds::by_path(group, version, plural).is_some_and(|r| r.namespaced) =>
         {
             match tail {
                 [] => target(plural, Some(ns), None, None),

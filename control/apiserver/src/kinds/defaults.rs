@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 
 fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
     let o = v.as_object_mut()?;
@@ -322,7 +322,7 @@ pub fn apply(r: &Resource, obj: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
 
     #[test]
     fn pull_policy() {
@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn empty_statuses_as_kubernetes_returns_them() {
-        use crate::resources::by_kind;
+        use crate::kinds::by_kind;
         let cases = [
             (("", "Service"), json!({"loadBalancer": {}})),
             (("apps", "ReplicaSet"), json!({"replicas": 0})),

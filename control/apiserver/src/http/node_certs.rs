@@ -25,8 +25,8 @@ use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::auth::UserInfo;
-use crate::bootstrap_token::BOOTSTRAPPERS;
+use crate::http::auth::UserInfo;
+use crate::http::bootstrap_token::BOOTSTRAPPERS;
 use crate::pki::ClusterCa;
 use crate::status::{ApiError, ApiResult};
 
@@ -127,7 +127,7 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
         .cloned()
         .ok_or_else(ApiError::unauthorized)?;
     let body: Body = req.into_body();
-    let bytes = axum::body::to_bytes(body, crate::handlers::MAX_BODY_BYTES)
+    let bytes = axum::body::to_bytes(body, crate::http::handlers::MAX_BODY_BYTES)
         .await
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
     let mut csr: Value = serde_json::from_slice(&bytes)

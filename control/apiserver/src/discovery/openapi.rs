@@ -12,12 +12,12 @@
 //! output carries neither group-version-kind markers nor patch strategies, so
 //! this module adds them: [`PATCH_STRATEGIES`] is our table of how list fields
 //! merge. Paths and operations are generated from
-//! [`crate::resources::RESOURCES`]. Every document is built once and cached.
+//! [`crate::kinds::RESOURCES`]. Every document is built once and cached.
 
 mod proto_v2;
 
 use crate::discovery::GIT_VERSION;
-use crate::resources::{Resource, Subresource, RESOURCES};
+use crate::kinds::{Resource, Subresource, RESOURCES};
 use axum::extract::{Path, Query};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -28,10 +28,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
+use crate::http::request::Query;
+use crate::http::server::AppState;
+use crate::kinds;
 use crate::pki::ClusterCa;
-use crate::request::Query;
-use crate::resources;
-use crate::server::AppState;
 use crate::status::{ApiError, ApiResult};
 
 /// User name of the API server's client certificate towards node daemons.
@@ -264,8 +264,8 @@ fn node_error(code: StatusCode, body: &[u8]) -> ApiError {
 
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log`.
 pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiResult<Response> {
-    let pods = resources::by_kind("", "Pod").expect("pods are served");
-    let nodes = resources::by_kind("", "Node").expect("nodes are served");
+    let pods = kinds::by_kind("", "Pod").expect("pods are served");
+    let nodes = kinds::by_kind("", "Node").expect("nodes are served");
     let pod = state.registry.get(pods, Some(ns), name).await?.object;
     let container = select_container(&pod, name, q.get("container"))?;
     validate_options(q)?;

@@ -14,9 +14,9 @@
 use base64::Engine;
 use serde_json::Value;
 
-use crate::auth::{Authorizer, RequestAttributes, UserInfo};
+use crate::http::auth::{Authorizer, RequestAttributes, UserInfo};
+use crate::kinds;
 use crate::registry::Registry;
-use crate::resources;
 
 /// Group of every bootstrap-token user.
 pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
@@ -102,7 +102,7 @@ pub fn check(
 /// `None` when it is not a (valid, current) bootstrap token.
 pub async fn authenticate(registry: &Registry, token: &str) -> Option<UserInfo> {
     let (id, token_secret) = parse(token)?;
-    let secrets = resources::by_kind("", "Secret")?;
+    let secrets = kinds::by_kind("", "Secret")?;
     let stored = registry
         .get(secrets, Some(NAMESPACE), &format!("bootstrap-token-{id}"))
         .await
@@ -148,7 +148,7 @@ impl<A: Authorizer> Authorizer for BootstrapScoped<A> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::AllowAll;
+    use crate::http::auth::AllowAll;
     use serde_json::json;
 
     fn b64(s: &str) -> String {

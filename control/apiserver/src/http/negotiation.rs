@@ -12,7 +12,7 @@
 
 use serde_json::{json, Value};
 
-use crate::resources::Resource;
+use crate::kinds::Resource;
 use crate::status::{ApiError, ApiResult};
 
 /// Media types the server can write.
@@ -207,7 +207,7 @@ pub fn convert_list(r: &Resource, list: Value, output: Output) -> ApiResult<Valu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::by_kind;
+    use crate::kinds::by_kind;
 
     fn out(h: &str) -> ApiResult<Output> {
         negotiate(Some(h)).map(|n| n.output)

@@ -1,0 +1,17 @@
+//! The HTTP layer: TLS and authentication ([`server`], [`auth`],
+//! [`bootstrap_token`]), routing and verbs ([`request`], [`handlers`],
+//! [`params`]), content negotiation and encodings ([`negotiation`],
+//! [`wire`]), watches ([`watch`]), and the node-facing endpoints
+//! ([`node_proxy`], [`node_certs`]).
+
+pub mod auth;
+pub mod bootstrap_token;
+pub mod handlers;
+pub mod negotiation;
+pub mod node_certs;
+pub mod node_proxy;
+pub mod params;
+pub mod request;
+pub mod server;
+pub mod watch;
+pub mod wire;
