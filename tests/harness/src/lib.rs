@@ -28,12 +28,16 @@
 //!   let b = ApiServer::start_sharing(&etcd, &a, &[]).await;` (same CA and tokens).
 //! * [`Etcd::etcdctl`] runs etcdctl against the test etcd (e.g. `compact`).
 //! * On a panicking test, the guards print the tail of each process log.
+//! * [`https`] and [`webhook`] run real HTTPS servers (test CA, recorded
+//!   requests) for admission webhooks and aggregated API servers.
 
 pub mod cluster;
 pub mod controllers;
+pub mod https;
 pub mod node;
 pub mod registry;
 pub mod scheduling;
+pub mod webhook;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
