@@ -21,6 +21,7 @@
 pub mod discovery;
 pub mod http;
 pub mod kinds;
+pub mod meta;
 pub mod pki;
 pub mod registry;
 pub mod status;

@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 use crate::http::negotiation;
 use crate::http::params::{DeleteQuery, ListOptions, Query};
 use crate::http::{request, wire};
-use crate::kinds::RESOURCES;
-use crate::kinds::{defaults, validation};
-use crate::registry::selectors::{FieldSelector, LabelSelector};
+use crate::kinds::validation;
+use crate::kinds::BUILTIN;
+use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::{self, patch};
 
 /// Strings biased towards the characters that matter to parsers: ASCII
@@ -57,25 +57,26 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn names_and_generate_name_never_panic(name in tricky(), generate in tricky(), idx in 0..RESOURCES.len()) {
-        let r = &RESOURCES[idx];
+    fn names_and_generate_name_never_panic(name in tricky(), generate in tricky(), idx in 0..BUILTIN.len()) {
+        let k = BUILTIN[idx];
+        let r = k.resource();
         let generated = format!("{}abcde", registry::truncate_prefix(&generate));
         prop_assert!(generated.len() <= 63 + 3, "prefix cut to 58 bytes, at most 3 short of a char");
         for n in [name.as_str(), generated.as_str()] {
             let mut obj = json!({"kind": r.kind, "apiVersion": r.api_version(), "metadata": {"name": n, "generateName": generate, "namespace": "default"}, "spec": {}});
-            defaults::apply(r, &mut obj);
-            defaults::empty_status(r, &mut obj);
-            let _ = validation::validate(r, &obj);
-            let _ = validation::validate_update(r, &obj, &obj);
+            k.default(&mut obj);
+            k.empty_status(&mut obj);
+            let _ = validation::validate_object(k, &obj, k.validate(&obj));
+            let _ = k.validate_update(&obj, &obj);
         }
     }
 
     #[test]
-    fn selectors_never_panic(sel in tricky(), idx in 0..RESOURCES.len(), obj in json_value()) {
+    fn selectors_never_panic(sel in tricky(), idx in 0..BUILTIN.len(), obj in json_value()) {
         if let Ok(s) = LabelSelector::parse(&sel) {
             let _ = s.matches(&obj);
         }
-        if let Ok(s) = FieldSelector::parse(&sel, &RESOURCES[idx]) {
+        if let Ok(s) = FieldSelector::parse(&sel, BUILTIN[idx].resource()) {
             let _ = s.matches(&obj);
         }
     }
@@ -95,8 +96,8 @@ proptest! {
         let _ = DeleteQuery::parse(&q);
         let _ = q.pretty();
         let _ = negotiation::negotiate(Some(&accept));
-        let _ = request::parse_path(&path);
-        let _ = request::parse_path(&format!("/api/v1/namespaces/{path}"));
+        let _ = request::parse_path(&crate::kinds::Catalog::new(), &path);
+        let _ = request::parse_path(&crate::kinds::Catalog::new(), &format!("/api/v1/namespaces/{path}"));
         let bytes = wire::to_vec(&v, false);
         prop_assert_eq!(serde_json::from_slice::<Value>(&bytes).ok(), Some(v));
     }
@@ -119,12 +120,20 @@ fn generate_name_with_a_multibyte_character_at_byte_58() {
     assert_eq!(registry::truncate_prefix("short-"), "short-");
     assert_eq!(registry::truncate_prefix(&"b".repeat(80)), "b".repeat(58));
     // Validation refuses the prefix itself, as ValidateObjectMeta does.
-    let cms = crate::kinds::by_kind("", "ConfigMap").unwrap();
+    let cms = crate::kinds::builtin("", "ConfigMap").unwrap();
     let generate = format!("{}é-", "a".repeat(57));
     let name = format!("{}bcdfg", registry::truncate_prefix(&generate));
-    let errs = validation::validate(cms, &json!({"metadata": {"name": name, "generateName": generate}}));
+    let errs = validation::validate_object(
+        cms,
+        &json!({"metadata": {"name": name, "generateName": generate}}),
+        Vec::new(),
+    );
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert_eq!(errs[0].field, "metadata.generateName");
-    let ok = validation::validate(cms, &json!({"metadata": {"name": "cfg-bcdfg", "generateName": "cfg-"}}));
+    let ok = validation::validate_object(
+        cms,
+        &json!({"metadata": {"name": "cfg-bcdfg", "generateName": "cfg-"}}),
+        Vec::new(),
+    );
     assert!(ok.is_empty(), "{ok:?}");
 }

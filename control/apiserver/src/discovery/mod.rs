@@ -2,7 +2,7 @@
 //!
 //! kubectl and client-go find resources, their verbs, scope, short names and
 //! subresources here before doing anything else. Everything is derived from
-//! [`crate::kinds::RESOURCES`], so a resource added there shows up in
+//! [`crate::kinds::Catalog`], so a kind added there (built-in or custom) shows up in
 //! discovery, `kubectl api-resources` and short-name resolution at once.
 //!
 //! Two forms are served on `/api` and `/apis`:
@@ -14,7 +14,10 @@
 
 pub mod openapi;
 
-use crate::kinds::{self, Resource, RESOURCES, STANDARD_VERBS};
+use std::sync::Arc;
+
+use crate::kinds::{Catalog, Resource, STANDARD_VERBS};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -32,9 +35,11 @@ pub const GIT_VERSION: &str = "v1.32.0-sluice";
 /// echo in `Content-Type`.
 pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
-/// Routes for `/version`, discovery and OpenAPI; stateless, merged into the
-/// API server's router.
-pub fn routes() -> Router {
+/// Routes for `/version`, discovery and OpenAPI, answering from `catalog`
+/// on every request (custom resources come and go); merged into the API
+/// server's router.
+pub fn routes(catalog: Arc<Catalog>) -> Router {
+    let openapi = openapi::routes(openapi::OpenApi::new(catalog.clone()));
     Router::new()
         .route("/version", get(version))
         .route("/version/", get(version))
@@ -48,7 +53,8 @@ pub fn routes() -> Router {
         .route("/apis/{group}/", get(group))
         .route("/apis/{group}/{version}", get(group_version))
         .route("/apis/{group}/{version}/", get(group_version))
-        .merge(openapi::routes())
+        .with_state(catalog)
+        .merge(openapi)
 }
 
 /// The `/version` document.
@@ -142,28 +148,28 @@ async fn version() -> Response {
     json_response("application/json", &version_info())
 }
 
-async fn core_versions(headers: HeaderMap) -> Response {
+async fn core_versions(State(c): State<Arc<Catalog>>, headers: HeaderMap) -> Response {
     if wants_aggregated(&headers) {
-        json_response(AGGREGATED_V2, &aggregated(true))
+        json_response(AGGREGATED_V2, &aggregated(&c, true))
     } else {
-        json_response("application/json", &api_versions())
+        json_response("application/json", &api_versions(&c))
     }
 }
 
-async fn core_v1() -> Response {
-    json_response("application/json", &resource_list("", "v1"))
+async fn core_v1(State(c): State<Arc<Catalog>>) -> Response {
+    json_response("application/json", &resource_list(&c, "", "v1"))
 }
 
-async fn group_list(headers: HeaderMap) -> Response {
+async fn group_list(State(c): State<Arc<Catalog>>, headers: HeaderMap) -> Response {
     if wants_aggregated(&headers) {
-        json_response(AGGREGATED_V2, &aggregated(false))
+        json_response(AGGREGATED_V2, &aggregated(&c, false))
     } else {
-        json_response("application/json", &api_group_list())
+        json_response("application/json", &api_group_list(&c))
     }
 }
 
-async fn group(axum::extract::Path(group): axum::extract::Path<String>) -> Response {
-    match api_group(&group) {
+async fn group(State(c): State<Arc<Catalog>>, axum::extract::Path(group): axum::extract::Path<String>) -> Response {
+    match api_group(&c, &group) {
         Some(doc) => json_response("application/json", &doc),
         None => not_found(format!(
             "the server could not find the requested resource (group {group})"
@@ -171,9 +177,12 @@ async fn group(axum::extract::Path(group): axum::extract::Path<String>) -> Respo
     }
 }
 
-async fn group_version(axum::extract::Path((group, version)): axum::extract::Path<(String, String)>) -> Response {
-    if RESOURCES.iter().any(|r| r.group == group && r.version == version) {
-        json_response("application/json", &resource_list(&group, &version))
+async fn group_version(
+    State(c): State<Arc<Catalog>>,
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> Response {
+    if c.versions_of(&group).contains(&version.as_str()) {
+        json_response("application/json", &resource_list(&c, &group, &version))
     } else {
         not_found(format!(
             "the server could not find the requested resource ({group}/{version})"
@@ -181,29 +190,18 @@ async fn group_version(axum::extract::Path((group, version)): axum::extract::Pat
     }
 }
 
-/// The versions served by a group, in a stable order.
-fn versions_of(group: &str) -> Vec<&'static str> {
-    let mut versions: Vec<&'static str> = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group) {
-        if !versions.contains(&r.version) {
-            versions.push(r.version);
-        }
-    }
-    versions
-}
-
 /// `GET /api`: the legacy core group's versions.
-pub fn api_versions() -> Value {
+pub fn api_versions(c: &Catalog) -> Value {
     json!({
         "kind": "APIVersions",
-        "versions": versions_of(""),
+        "versions": c.versions_of(""),
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
     })
 }
 
 /// `GET /apis/<group>`: one named group.
-pub fn api_group(group: &str) -> Option<Value> {
-    let versions = versions_of(group);
+pub fn api_group(c: &Catalog, group: &str) -> Option<Value> {
+    let versions = c.versions_of(group);
     let preferred = *versions.first()?;
     if group.is_empty() {
         return None;
@@ -221,10 +219,10 @@ pub fn api_group(group: &str) -> Option<Value> {
 }
 
 /// `GET /apis`: every named group.
-pub fn api_group_list() -> Value {
+pub fn api_group_list(c: &Catalog) -> Value {
     let mut groups = Vec::new();
-    for g in kinds::groups() {
-        if let Some(mut doc) = api_group(g) {
+    for g in c.groups() {
+        if let Some(mut doc) = api_group(c, g) {
             if let Some(obj) = doc.as_object_mut() {
                 obj.remove("kind");
                 obj.remove("apiVersion");
@@ -237,9 +235,14 @@ pub fn api_group_list() -> Value {
 
 /// `GET /api/v1` or `/apis/<group>/<version>`: the resources of one group-version,
 /// subresources listed as `<plural>/<subresource>`.
-pub fn resource_list(group: &str, version: &str) -> Value {
+pub fn resource_list(c: &Catalog, group: &str, version: &str) -> Value {
     let mut list = Vec::new();
-    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+    let kinds = c.kinds();
+    for r in kinds
+        .iter()
+        .map(|k| k.resource())
+        .filter(|r| r.group == group && r.version == version)
+    {
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
@@ -314,16 +317,19 @@ fn aggregated_resource(r: &Resource) -> Value {
 
 /// Aggregated discovery (`apidiscovery.k8s.io/v2`): the core group when `core`,
 /// otherwise every named group, each with all its versions and resources.
-pub fn aggregated(core: bool) -> Value {
-    let groups: Vec<&str> = if core { vec![""] } else { kinds::groups() };
+pub fn aggregated(c: &Catalog, core: bool) -> Value {
+    let groups: Vec<&str> = if core { vec![""] } else { c.groups() };
+    let kinds = c.kinds();
     let items: Vec<Value> = groups
         .iter()
         .map(|g| {
-            let versions: Vec<Value> = versions_of(g)
+            let versions: Vec<Value> = c
+                .versions_of(g)
                 .iter()
                 .map(|v| {
-                    let resources: Vec<Value> = RESOURCES
+                    let resources: Vec<Value> = kinds
                         .iter()
+                        .map(|k| k.resource())
                         .filter(|r| r.group == *g && r.version == *v)
                         .map(aggregated_resource)
                         .collect();
@@ -368,7 +374,7 @@ mod tests {
 
     #[test]
     fn core_resource_list_has_short_names_and_subresources() {
-        let doc = resource_list("", "v1");
+        let doc = resource_list(&Catalog::new(), "", "v1");
         assert_eq!(doc["groupVersion"], "v1");
         let res = doc["resources"].as_array().expect("resources");
         let pods = res.iter().find(|r| r["name"] == "pods").expect("pods");
@@ -386,7 +392,7 @@ mod tests {
 
     #[test]
     fn apps_scale_subresource_names_autoscaling_kind() {
-        let doc = resource_list("apps", "v1");
+        let doc = resource_list(&Catalog::new(), "apps", "v1");
         let res = doc["resources"].as_array().expect("resources");
         let scale = res
             .iter()
@@ -399,7 +405,7 @@ mod tests {
 
     #[test]
     fn group_list_and_groups() {
-        let doc = api_group_list();
+        let doc = api_group_list(&Catalog::new());
         let names: Vec<&str> = doc["groups"]
             .as_array()
             .expect("groups")
@@ -408,19 +414,19 @@ mod tests {
             .collect();
         assert_eq!(names, ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
         assert_eq!(
-            api_group("apps").expect("apps")["preferredVersion"]["groupVersion"],
+            api_group(&Catalog::new(), "apps").expect("apps")["preferredVersion"]["groupVersion"],
             "apps/v1"
         );
-        assert!(api_group("nope").is_none());
-        assert!(api_group("").is_none());
+        assert!(api_group(&Catalog::new(), "nope").is_none());
+        assert!(api_group(&Catalog::new(), "").is_none());
     }
 
     #[test]
     fn aggregated_documents_cover_every_resource() {
-        let core = aggregated(true);
+        let core = aggregated(&Catalog::new(), true);
         assert_eq!(core["kind"], "APIGroupDiscoveryList");
         let core_resources = core["items"][0]["versions"][0]["resources"].as_array().expect("core");
-        let deploys = aggregated(false);
+        let deploys = aggregated(&Catalog::new(), false);
         let total = core_resources.len()
             + deploys["items"]
                 .as_array()
@@ -428,7 +434,7 @@ mod tests {
                 .iter()
                 .map(|g| g["versions"][0]["resources"].as_array().map_or(0, Vec::len))
                 .sum::<usize>();
-        assert_eq!(total, RESOURCES.len());
+        assert_eq!(total, crate::kinds::BUILTIN.len());
         let apps = &deploys["items"][0];
         assert_eq!(apps["metadata"]["name"], "apps");
         let d = apps["versions"][0]["resources"]

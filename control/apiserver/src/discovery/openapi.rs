@@ -17,8 +17,9 @@
 mod proto_v2;
 
 use crate::discovery::GIT_VERSION;
-use crate::kinds::{Resource, Subresource, RESOURCES};
-use axum::extract::{Path, Query};
+use crate::kinds::strategy::openapi_ref;
+use crate::kinds::{Catalog, Kind, Resource, Subresource};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -29,7 +30,7 @@ use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 
 /// Media type kubectl asks for on `/openapi/v2` (gnostic's protobuf encoding).
 pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
@@ -203,35 +204,14 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
     json!({"group": group, "kind": kind, "version": version})
 }
 
-/// Adds the schema of a served (or exchanged) kind to the generator, returning its name.
-fn add_kind(generator: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String> {
-    use api::{
-        apps::v1 as apps, autoscaling::v1 as autoscaling, coordination::v1 as coordination, core::v1 as core,
-        discovery::v1 as discovery,
-    };
-    let schema = match (group, kind) {
-        ("", "Namespace") => generator.subschema_for::<core::Namespace>(),
-        ("", "Node") => generator.subschema_for::<core::Node>(),
-        ("", "Pod") => generator.subschema_for::<core::Pod>(),
-        ("", "Service") => generator.subschema_for::<core::Service>(),
-        ("", "Endpoints") => generator.subschema_for::<core::Endpoints>(),
-        ("", "ConfigMap") => generator.subschema_for::<core::ConfigMap>(),
-        ("", "Secret") => generator.subschema_for::<core::Secret>(),
-        ("", "ServiceAccount") => generator.subschema_for::<core::ServiceAccount>(),
-        ("", "Event") => generator.subschema_for::<core::Event>(),
-        ("", "Binding") => generator.subschema_for::<core::Binding>(),
-        ("apps", "Deployment") => generator.subschema_for::<apps::Deployment>(),
-        ("apps", "ReplicaSet") => generator.subschema_for::<apps::ReplicaSet>(),
-        ("autoscaling", "Scale") => generator.subschema_for::<autoscaling::Scale>(),
-        ("discovery.k8s.io", "EndpointSlice") => generator.subschema_for::<discovery::EndpointSlice>(),
-        ("coordination.k8s.io", "Lease") => generator.subschema_for::<coordination::Lease>(),
-        _ => return None,
-    };
-    schema
-        .get("$ref")
-        .and_then(Value::as_str)
-        .and_then(|r| r.rsplit('/').next())
-        .map(str::to_string)
+/// Adds the schema of a kind only exchanged on a subresource (`Binding`,
+/// `Scale`) to the generator, returning its name.
+fn add_subresource_kind(generator: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String> {
+    match (group, kind) {
+        ("", "Binding") => openapi_ref::<api::core::v1::Binding>(generator),
+        ("autoscaling", "Scale") => openapi_ref::<api::autoscaling::v1::Scale>(generator),
+        _ => None,
+    }
 }
 
 fn new_generator(flavor: Flavor) -> SchemaGenerator {
@@ -248,30 +228,25 @@ fn new_generator(flavor: Flavor) -> SchemaGenerator {
         .into_generator()
 }
 
-/// Every kind a group-version exchanges: its resources' kinds plus the kinds of
-/// their subresources (`Scale`, `Binding`), as (group, version, kind).
-fn kinds_of(resources: &[&Resource]) -> Vec<(&'static str, &'static str, &'static str)> {
-    let mut kinds = Vec::new();
-    for r in resources {
-        kinds.push((r.group, r.version, r.kind));
-        for s in r.subresources {
-            let k = (s.kind_group, s.kind_version, s.kind);
-            if !kinds.contains(&k) {
-                kinds.push(k);
-            }
-        }
-    }
-    kinds
-}
-
-/// Schemas for the given resources (and everything they reference), with
-/// GVK markers, list kinds and patch strategies added.
-fn definitions(resources: &[&Resource], flavor: Flavor) -> Map<String, Value> {
+/// Schemas for the given kinds (and everything they reference, and the
+/// kinds their subresources exchange), with GVK markers, list kinds and
+/// patch strategies added.
+fn definitions(kinds: &[Kind], flavor: Flavor) -> Map<String, Value> {
     let mut generator = new_generator(flavor);
     let mut named: Vec<(String, (&str, &str, &str))> = Vec::new();
-    for k in kinds_of(resources) {
-        if let Some(name) = add_kind(&mut generator, k.0, k.2) {
-            named.push((name, k));
+    for k in kinds {
+        let r = k.resource();
+        if let Some(name) = k.openapi(&mut generator) {
+            named.push((name, (r.group, r.version, r.kind)));
+        }
+        for s in r.subresources {
+            let gvk = (s.kind_group, s.kind_version, s.kind);
+            if s.kind == r.kind || named.iter().any(|(_, k)| *k == gvk) {
+                continue;
+            }
+            if let Some(name) = add_subresource_kind(&mut generator, s.kind_group, s.kind) {
+                named.push((name, gvk));
+            }
         }
     }
     let _ = generator.subschema_for::<meta::ListMeta>();
@@ -298,7 +273,7 @@ fn definitions(resources: &[&Resource], flavor: Flavor) -> Map<String, Value> {
         }
     }
     // `<Kind>List` for every resource, as list responses are typed.
-    for r in resources {
+    for r in kinds.iter().map(|k| k.resource()) {
         let Some((name, _)) = named.iter().find(|(_, k)| k.0 == r.group && k.2 == r.kind) else {
             continue;
         };
@@ -657,20 +632,21 @@ fn subresource_paths(
 }
 
 /// The OpenAPI v3 document of one group-version (`""` group for core), if served.
-pub fn v3_document(group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<&Resource> = RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
+pub fn v3_document(catalog: &Catalog, group: &str, version: &str) -> Option<Value> {
+    let kinds: Vec<Kind> = catalog
+        .kinds()
+        .into_iter()
+        .filter(|k| k.resource().group == group && k.resource().version == version)
         .collect();
-    if resources.is_empty() {
+    if kinds.is_empty() {
         return None;
     }
-    let schemas = definitions(&resources, Flavor::V3);
+    let schemas = definitions(&kinds, Flavor::V3);
     let mut paths = BTreeMap::new();
-    for r in &resources {
+    for r in kinds.iter().map(|k| k.resource()) {
         let def = schemas.iter().find_map(|(name, s)| {
             let g = s.get("x-kubernetes-group-version-kind")?.get(0)?;
-            (g["group"] == r.group && g["kind"] == r.kind).then(|| name.clone())
+            (g["group"] == r.group && g["kind"] == r.kind && g["version"] == r.version).then(|| name.clone())
         })?;
         resource_paths(r, &def, &mut paths);
     }
@@ -684,13 +660,12 @@ pub fn v3_document(group: &str, version: &str) -> Option<Value> {
 
 /// The Swagger 2.0 document: every served kind's schema (kubectl uses it for
 /// client-side validation models and as a fallback for patch strategies).
-pub fn v2_document() -> Value {
-    let resources: Vec<&Resource> = RESOURCES.iter().collect();
+pub fn v2_document(catalog: &Catalog) -> Value {
     json!({
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": GIT_VERSION},
         "paths": {},
-        "definitions": definitions(&resources, Flavor::V2),
+        "definitions": definitions(&catalog.kinds(), Flavor::V2),
     })
 }
 
@@ -711,9 +686,9 @@ fn render(doc: &Value) -> Rendered {
 }
 
 /// The group-versions served, as v3 index keys (`api/v1`, `apis/apps/v1`).
-fn v3_keys() -> Vec<(String, &'static str, &'static str)> {
+fn v3_keys(catalog: &Catalog) -> Vec<(String, &'static str, &'static str)> {
     let mut keys: Vec<(String, &'static str, &'static str)> = Vec::new();
-    for r in RESOURCES {
+    for r in catalog.kinds().iter().map(|k| k.resource()) {
         let key = if r.group.is_empty() {
             format!("api/{}", r.version)
         } else {
@@ -726,48 +701,75 @@ fn v3_keys() -> Vec<(String, &'static str, &'static str)> {
     keys
 }
 
-fn v3_cache() -> &'static HashMap<String, Rendered> {
-    static CACHE: OnceLock<HashMap<String, Rendered>> = OnceLock::new();
-    CACHE.get_or_init(|| {
-        v3_keys()
+/// Every document, rendered for one generation of the catalog.
+struct Documents {
+    generation: u64,
+    /// Index keys in order, with their documents.
+    v3: Vec<(String, Rendered)>,
+    v2: Rendered,
+    v2_proto: Vec<u8>,
+}
+
+/// The OpenAPI documents of what the catalog serves, rebuilt when it
+/// changes (a CRD established, updated or deleted).
+pub struct OpenApi {
+    catalog: Arc<Catalog>,
+    docs: Mutex<Option<Arc<Documents>>>,
+}
+
+impl OpenApi {
+    /// Documents for `catalog`, built on first use.
+    pub fn new(catalog: Arc<Catalog>) -> Arc<Self> {
+        Arc::new(Self {
+            catalog,
+            docs: Mutex::new(None),
+        })
+    }
+
+    fn documents(&self) -> Arc<Documents> {
+        let generation = self.catalog.generation();
+        let mut docs = self.docs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(d) = docs.as_ref().filter(|d| d.generation == generation) {
+            return d.clone();
+        }
+        let v3 = v3_keys(&self.catalog)
             .into_iter()
-            .filter_map(|(key, g, v)| v3_document(g, v).map(|d| (key, render(&d))))
-            .collect()
-    })
-}
+            .filter_map(|(key, g, v)| v3_document(&self.catalog, g, v).map(|d| (key, render(&d))))
+            .collect();
+        let v2_doc = v2_document(&self.catalog);
+        let built = Arc::new(Documents {
+            generation,
+            v3,
+            v2_proto: proto_v2::encode_document(&v2_doc),
+            v2: render(&v2_doc),
+        });
+        *docs = Some(built.clone());
+        built
+    }
 
-fn v2_cache() -> &'static (Rendered, Vec<u8>) {
-    static CACHE: OnceLock<(Rendered, Vec<u8>)> = OnceLock::new();
-    CACHE.get_or_init(|| {
-        let doc = v2_document();
-        let proto = proto_v2::encode_document(&doc);
-        (render(&doc), proto)
-    })
-}
-
-/// `GET /openapi/v3`: where each group-version's document is, with a content hash.
-pub fn v3_index() -> Value {
-    let cache = v3_cache();
-    let mut paths = BTreeMap::new();
-    for (key, _, _) in v3_keys() {
-        if let Some(r) = cache.get(&key) {
+    /// `GET /openapi/v3`: where each group-version's document is, with a content hash.
+    pub fn v3_index(&self) -> Value {
+        let docs = self.documents();
+        let mut paths = BTreeMap::new();
+        for (key, r) in &docs.v3 {
             paths.insert(
                 key.clone(),
                 json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={}", r.hash)}),
             );
         }
+        json!({"paths": paths})
     }
-    json!({"paths": paths})
 }
 
 /// Routes serving the OpenAPI documents.
-pub fn routes() -> Router {
+pub fn routes(openapi: Arc<OpenApi>) -> Router {
     Router::new()
         .route("/openapi/v2", get(serve_v2))
         .route("/openapi/v3", get(serve_v3_index))
         .route("/openapi/v3/", get(serve_v3_index))
         .route("/openapi/v3/api/{version}", get(serve_v3_core))
         .route("/openapi/v3/apis/{group}/{version}", get(serve_v3_group))
+        .with_state(openapi)
 }
 
 fn accepts(headers: &HeaderMap, media: &str) -> bool {
@@ -789,8 +791,9 @@ fn accepts_json(headers: &HeaderMap) -> bool {
     }
 }
 
-async fn serve_v2(headers: HeaderMap) -> Response {
-    let (json_doc, proto) = v2_cache();
+async fn serve_v2(State(o): State<Arc<OpenApi>>, headers: HeaderMap) -> Response {
+    let docs = o.documents();
+    let (json_doc, proto) = (&docs.v2, &docs.v2_proto);
     // kubectl asks for protobuf only and decodes the body as protobuf whatever the
     // Content-Type says, so protobuf wins whenever it is acceptable.
     if accepts(&headers, V2_PROTOBUF) || !accepts_json(&headers) {
@@ -804,13 +807,14 @@ async fn serve_v2(headers: HeaderMap) -> Response {
         .into_response()
 }
 
-async fn serve_v3_index() -> Response {
-    let body = serde_json::to_vec(&v3_index()).unwrap_or_default();
+async fn serve_v3_index(State(o): State<Arc<OpenApi>>) -> Response {
+    let body = serde_json::to_vec(&o.v3_index()).unwrap_or_default();
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn serve_v3_key(key: &str, query: &HashMap<String, String>) -> Response {
-    match v3_cache().get(key) {
+fn serve_v3_key(o: &OpenApi, key: &str, query: &HashMap<String, String>) -> Response {
+    let docs = o.documents();
+    match docs.v3.iter().find(|(k, _)| k == key).map(|(_, r)| r) {
         Some(r) => {
             let cache_control = if query.get("hash") == Some(&r.hash) {
                 "public, immutable"
@@ -843,15 +847,20 @@ fn serve_v3_key(key: &str, query: &HashMap<String, String>) -> Response {
     }
 }
 
-async fn serve_v3_core(Path(version): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
-    serve_v3_key(&format!("api/{version}"), &q)
+async fn serve_v3_core(
+    State(o): State<Arc<OpenApi>>,
+    Path(version): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    serve_v3_key(&o, &format!("api/{version}"), &q)
 }
 
 async fn serve_v3_group(
+    State(o): State<Arc<OpenApi>>,
     Path((group, version)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    serve_v3_key(&format!("apis/{group}/{version}"), &q)
+    serve_v3_key(&o, &format!("apis/{group}/{version}"), &q)
 }
 
 #[cfg(test)]
@@ -864,8 +873,8 @@ mod tests {
 
     #[test]
     fn every_served_kind_has_a_schema_with_its_gvk() {
-        for r in RESOURCES {
-            let doc = v3_document(r.group, r.version).expect("document");
+        for r in crate::kinds::builtin_resources() {
+            let doc = v3_document(&Catalog::new(), r.group, r.version).expect("document");
             let schemas = doc["components"]["schemas"].as_object().expect("schemas");
             let found = schemas.values().any(|s| {
                 s["x-kubernetes-group-version-kind"]
@@ -886,7 +895,7 @@ mod tests {
 
     #[test]
     fn apps_document_carries_patch_strategies_kubectl_apply_needs() {
-        let doc = v3_document("apps", "v1").expect("apps/v1");
+        let doc = v3_document(&Catalog::new(), "apps", "v1").expect("apps/v1");
         let containers = &schema(&doc, "io.k8s.api.core.v1.PodSpec")["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");
@@ -910,7 +919,7 @@ mod tests {
             "autoscaling"
         );
         // The strategy table names only properties that exist (no typo silently ignored).
-        let core = v3_document("", "v1").expect("v1");
+        let core = v3_document(&Catalog::new(), "", "v1").expect("v1");
         for p in PATCH_STRATEGIES {
             let found = [&doc, &core]
                 .iter()
@@ -921,7 +930,7 @@ mod tests {
 
     #[test]
     fn service_ports_merge_by_port() {
-        let doc = v3_document("", "v1").expect("v1");
+        let doc = v3_document(&Catalog::new(), "", "v1").expect("v1");
         let ports = &schema(&doc, "io.k8s.api.core.v1.ServiceSpec")["properties"]["ports"];
         assert_eq!(ports["x-kubernetes-patch-merge-key"], "port");
         assert_eq!(ports["x-kubernetes-patch-strategy"], "merge");
@@ -929,7 +938,7 @@ mod tests {
 
     #[test]
     fn patch_operations_accept_field_validation_and_dry_run() {
-        let doc = v3_document("apps", "v1").expect("apps/v1");
+        let doc = v3_document(&Catalog::new(), "apps", "v1").expect("apps/v1");
         let item = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
         let patch = &item["patch"];
         assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
@@ -947,7 +956,7 @@ mod tests {
         let scale = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"];
         assert_eq!(scale["patch"]["x-kubernetes-group-version-kind"]["kind"], "Scale");
         assert!(doc["paths"].get("/apis/apps/v1/deployments").is_some());
-        let core = v3_document("", "v1").expect("v1");
+        let core = v3_document(&Catalog::new(), "", "v1").expect("v1");
         assert!(core["paths"].get("/api/v1/nodes/{name}/status").is_some());
         assert!(core["paths"]["/api/v1/namespaces/{namespace}/pods/{name}/binding"]
             .get("post")
@@ -956,7 +965,7 @@ mod tests {
 
     #[test]
     fn v3_refs_resolve_and_siblings_are_wrapped() {
-        let doc = v3_document("apps", "v1").expect("apps/v1");
+        let doc = v3_document(&Catalog::new(), "apps", "v1").expect("apps/v1");
         let schemas = doc["components"]["schemas"].as_object().expect("schemas");
         fn walk(v: &Value, schemas: &Map<String, Value>) {
             match v {
@@ -979,7 +988,7 @@ mod tests {
 
     #[test]
     fn v3_index_lists_every_group_version_with_hash() {
-        let index = v3_index();
+        let index = OpenApi::new(Arc::new(Catalog::new())).v3_index();
         let url = index["paths"]["apis/apps/v1"]["serverRelativeURL"]
             .as_str()
             .expect("url");
@@ -990,7 +999,7 @@ mod tests {
 
     #[test]
     fn v2_uses_definitions_refs_and_string_int_or_string() {
-        let doc = v2_document();
+        let doc = v2_document(&Catalog::new());
         let defs = doc["definitions"].as_object().expect("definitions");
         assert_eq!(
             defs["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["format"],

@@ -19,9 +19,9 @@ use crate::http::request::{parse_path, Target};
 use crate::http::server::AppState;
 use crate::http::{watch, wire};
 use crate::kinds::table::IncludeObject;
-use crate::kinds::Resource;
+use crate::kinds::{Kind, Resource};
+use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::patch;
-use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::registry::{FieldValidation, ListQuery, Registry, UpdateMode, WriteOptions, Written};
 use crate::status::{success_status, ApiError, ApiResult};
 
@@ -43,8 +43,8 @@ fn pretty_print(q: &Query, headers: &HeaderMap) -> bool {
 }
 
 /// Render objects as a `meta.k8s.io` Table (kubectl's printing).
-fn render_table(r: &Resource, version: &str, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
-    let mut t = crate::kinds::table::to_table_with(r, objects, list_meta, include, chrono::Utc::now());
+fn render_table(k: &Kind, version: &str, objects: &[Value], list_meta: Value, include: IncludeObject) -> Value {
+    let mut t = crate::kinds::table::to_table_with(k, objects, list_meta, include, chrono::Utc::now());
     t["apiVersion"] = json!(format!("meta.k8s.io/{version}"));
     t
 }
@@ -52,6 +52,7 @@ fn render_table(r: &Resource, version: &str, objects: &[Value], list_meta: Value
 /// Writes every object response of a request: the negotiated conversion
 /// (Table, PartialObjectMetadata[List]) and the encoding in [`wire`].
 struct Responder {
+    kind: Kind,
     r: &'static Resource,
     neg: Negotiated,
     pretty: bool,
@@ -65,7 +66,7 @@ impl Responder {
             Output::Table(v) => {
                 let rv = obj.pointer("/metadata/resourceVersion").cloned();
                 render_table(
-                    self.r,
+                    &self.kind,
                     v,
                     std::slice::from_ref(&obj),
                     json!({"resourceVersion": rv}),
@@ -81,7 +82,7 @@ impl Responder {
         let body = match self.neg.output {
             Output::Table(v) => {
                 let items = list["items"].as_array().cloned().unwrap_or_default();
-                render_table(self.r, v, &items, list["metadata"].clone(), self.include)
+                render_table(&self.kind, v, &items, list["metadata"].clone(), self.include)
             }
             other => negotiation::convert_list(self.r, list, other)?,
         };
@@ -192,7 +193,7 @@ fn verb_of(method: &Method, t: &Target, q: &Query) -> &'static str {
 pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_string();
     let q = Query::parse(req.uri().query());
-    let Some(target) = parse_path(&path) else {
+    let Some(target) = parse_path(&state.registry.catalog, &path) else {
         let span = tracing::info_span!("request", verb = %req.method(), path = %path);
         let _g = span.enter();
         tracing::info!(code = 404, "unknown path");
@@ -254,7 +255,9 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();
     let neg = negotiation::negotiate(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()))?;
+    let k = t.kind.clone();
     let out = Responder {
+        kind: k.clone(),
         r,
         neg,
         pretty: neg.pretty || pretty_print(&q, &headers),
@@ -313,9 +316,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let wrap: Option<crate::http::watch::Wrap> = match neg.output {
                 Output::Table(v) => {
                     let include = out.include;
+                    let k = k.clone();
                     Some(Arc::new(move |o: &Value| {
                         let rv = o.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
-                        render_table(r, v, std::slice::from_ref(o), json!({"resourceVersion": rv}), include)
+                        render_table(&k, v, std::slice::from_ref(o), json!({"resourceVersion": rv}), include)
                     }))
                 }
                 Output::PartialObjectMetadata(v) => {
@@ -360,7 +364,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             }
             let opts = write_options(&q)?;
             let obj = read_body(body).await?;
-            let Written { object, warnings } = reg.create(r, ns, obj, opts).await?;
+            let Written { object, warnings } = reg.create(&k, ns, obj, opts).await?;
             out.object(StatusCode::CREATED, object, &warnings)
         }
         "update" => {
@@ -371,7 +375,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                 return Err(ApiError::bad_request("the request body must be a JSON object"));
             }
             let Written { object, warnings } = reg
-                .update(r, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone()))
+                .update(&k, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone()))
                 .await?;
             out.object(StatusCode::OK, object, &warnings)
         }
@@ -384,7 +388,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             }
             let kind = patch_kind(&content_type)?;
             let Written { object, warnings } = reg
-                .update(r, ns, &name, UpdateMode::Main, opts, |cur| {
+                .update(&k, ns, &name, UpdateMode::Main, opts, |cur| {
                     apply_patch_kind(kind, cur, &patch_body)
                 })
                 .await?;
@@ -394,7 +398,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let name = t.name.as_deref().unwrap_or_default().to_string();
             let opts = write_options(&q)?;
             let options = delete_options(body, &q).await?;
-            let (obj, gone) = reg.delete(r, ns, &name, &options, opts).await?;
+            let (obj, gone) = reg.delete(&k, ns, &name, &options, opts).await?;
             out.object(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, obj, &[])
         }
         "deletecollection" => {
@@ -415,7 +419,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                     .pointer("/metadata/namespace")
                     .and_then(Value::as_str)
                     .map(String::from);
-                match reg.delete(r, item_ns.as_deref(), &name, &options, opts).await {
+                match reg.delete(&k, item_ns.as_deref(), &name, &options, opts).await {
                     Ok((obj, _)) => deleted.push(obj),
                     Err(e) if e.code == 404 => {}
                     Err(e) => return Err(e),
@@ -505,7 +509,7 @@ async fn apply_patch(
     q: &Query,
     opts: WriteOptions,
 ) -> ApiResult<Response> {
-    let r = out.r;
+    let k = &out.kind;
     if q.get("fieldManager").unwrap_or_default().is_empty() {
         return Err(ApiError::bad_request(
             "PATCH requests with application/apply-patch+yaml require a fieldManager",
@@ -519,7 +523,7 @@ async fn apply_patch(
         m.remove("managedFields");
     }
     match reg
-        .update(r, ns, name, UpdateMode::Main, opts, |cur| {
+        .update(k, ns, name, UpdateMode::Main, opts, |cur| {
             apply_patch_kind(PatchKind::Strategic, cur, &applied)
         })
         .await
@@ -530,7 +534,7 @@ async fn apply_patch(
             if obj.pointer("/metadata/name").is_none() {
                 obj["metadata"]["name"] = json!(name);
             }
-            let Written { object, warnings } = reg.create(r, ns, obj, opts).await?;
+            let Written { object, warnings } = reg.create(k, ns, obj, opts).await?;
             out.object(StatusCode::CREATED, object, &warnings)
         }
         Err(e) => Err(e),
@@ -595,13 +599,14 @@ async fn subresource(
     body: Body,
 ) -> ApiResult<Response> {
     let r = out.r;
+    let k = &out.kind;
     let opts = write_options(q)?;
     match (sub, verb) {
         ("status", "get") => out.object(StatusCode::OK, reg.get(r, ns, name).await?.object, &[]),
         ("status", "update") => {
             let obj = read_body(body).await?;
             let w = reg
-                .update(r, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone()))
+                .update(k, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone()))
                 .await?;
             out.object(StatusCode::OK, w.object, &w.warnings)
         }
@@ -613,7 +618,7 @@ async fn subresource(
                 patch_kind(content_type)?
             };
             let w = reg
-                .update(r, ns, name, UpdateMode::Status, opts, |cur| {
+                .update(k, ns, name, UpdateMode::Status, opts, |cur| {
                     apply_patch_kind(kind, cur, &p)
                 })
                 .await?;
@@ -622,7 +627,7 @@ async fn subresource(
         ("finalize", "update") => {
             let obj = read_body(body).await?;
             let w = reg
-                .update(r, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone()))
+                .update(k, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone()))
                 .await?;
             out.object(StatusCode::OK, w.object, &w.warnings)
         }
@@ -635,7 +640,7 @@ async fn subresource(
                 None
             };
             let w = reg
-                .update(r, ns, name, UpdateMode::Internal, opts, |cur| {
+                .update(k, ns, name, UpdateMode::Internal, opts, |cur| {
                     let scale = match kind {
                         Some(k) => apply_patch_kind(k, &scale_of(cur), &input)?,
                         None => input.clone(),
@@ -700,7 +705,7 @@ async fn subresource(
                     )],
                 ));
             }
-            reg.update(r, ns, name, UpdateMode::Internal, opts, |cur| {
+            reg.update(k, ns, name, UpdateMode::Internal, opts, |cur| {
                 if is_set(cur.pointer("/metadata/deletionTimestamp")) {
                     return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
                 }

@@ -5,12 +5,14 @@
 //! prefixed by the legacy `watch/` segment.
 
 pub use crate::http::params::Query;
-use crate::kinds::{self, Resource};
+use crate::kinds::{Catalog, Kind, Resource};
 
 /// The object or collection a request addresses.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The resource.
+    /// The kind served at the path.
+    pub kind: Kind,
+    /// Its description.
     pub resource: &'static Resource,
     /// Namespace from the path (None for cluster-scoped or all-namespaces).
     pub namespace: Option<String>,
@@ -23,7 +25,7 @@ pub struct Target {
 }
 
 /// Parse a request path; `None` when the server does not serve it.
-pub fn parse_path(path: &str) -> Option<Target> {
+pub fn parse_path(catalog: &Catalog, path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
@@ -35,7 +37,8 @@ pub fn parse_path(path: &str) -> Option<Target> {
         _ => (false, rest),
     };
     let target = |plural: &str, ns: Option<&str>, name: Option<&str>, sub: Option<&str>| {
-        let r = kinds::by_path(group, version, plural)?;
+        let kind = catalog.by_path(group, version, plural)?;
+        let r = kind.resource();
         if ns.is_some() && !r.namespaced {
             return None;
         }
@@ -46,6 +49,7 @@ pub fn parse_path(path: &str) -> Option<Target> {
             }
         }
         Some(Target {
+            kind,
             resource: r,
             namespace: ns.map(String::from),
             name: name.map(String::from),
@@ -55,7 +59,9 @@ pub fn parse_path(path: &str) -> Option<Target> {
     };
     match rest {
         ["namespaces", ns, plural, tail @ ..]
-            if kinds::by_path(group, version, plural).is_some_and(|r| r.namespaced) =>
+            if catalog
+                .by_path(group, version, plural)
+                .is_some_and(|k| k.resource().namespaced) =>
         {
             match tail {
                 [] => target(plural, Some(ns), None, None),
@@ -77,23 +83,27 @@ mod tests {
 
     #[test]
     fn parses_kubernetes_paths() {
-        let t = parse_path("/api/v1/namespaces/default/pods/p1/status").unwrap();
+        let t = parse_path(&Catalog::new(), "/api/v1/namespaces/default/pods/p1/status").unwrap();
         assert_eq!(t.resource.plural, "pods");
         assert_eq!(t.namespace.as_deref(), Some("default"));
         assert_eq!(t.name.as_deref(), Some("p1"));
         assert_eq!(t.subresource.as_deref(), Some("status"));
-        let t = parse_path("/api/v1/namespaces/kube-system").unwrap();
+        let t = parse_path(&Catalog::new(), "/api/v1/namespaces/kube-system").unwrap();
         assert_eq!(t.resource.plural, "namespaces");
         assert_eq!(t.name.as_deref(), Some("kube-system"));
-        let t = parse_path("/api/v1/namespaces/x/finalize").unwrap();
+        let t = parse_path(&Catalog::new(), "/api/v1/namespaces/x/finalize").unwrap();
         assert_eq!(t.subresource.as_deref(), Some("finalize"));
-        let t = parse_path("/apis/apps/v1/deployments").unwrap();
+        let t = parse_path(&Catalog::new(), "/apis/apps/v1/deployments").unwrap();
         assert!(t.namespace.is_none() && t.name.is_none());
-        let t = parse_path("/apis/apps/v1/namespaces/a/deployments/d/scale").unwrap();
+        let t = parse_path(&Catalog::new(), "/apis/apps/v1/namespaces/a/deployments/d/scale").unwrap();
         assert_eq!(t.subresource.as_deref(), Some("scale"));
-        assert!(parse_path("/api/v1/namespaces/a/nodes").is_none());
-        assert!(parse_path("/api/v1/foos").is_none());
-        assert!(parse_path("/apis/apps/v1/namespaces/a/deployments/d/binding").is_none());
-        assert!(parse_path("/api/v1/watch/namespaces/a/pods").unwrap().legacy_watch);
+        assert!(parse_path(&Catalog::new(), "/api/v1/namespaces/a/nodes").is_none());
+        assert!(parse_path(&Catalog::new(), "/api/v1/foos").is_none());
+        assert!(parse_path(&Catalog::new(), "/apis/apps/v1/namespaces/a/deployments/d/binding").is_none());
+        assert!(
+            parse_path(&Catalog::new(), "/api/v1/watch/namespaces/a/pods")
+                .unwrap()
+                .legacy_watch
+        );
     }
 }

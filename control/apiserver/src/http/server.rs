@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 use crate::http::auth::{AllowAll, Authorizer, ClientCertIdentity, TokenAuthenticator, UserInfo};
 use crate::http::handlers;
-use crate::kinds;
+use crate::kinds::{self, Kind};
 use crate::pki;
 use crate::registry::allocator::Allocator;
 use crate::registry::{Registry, WriteOptions};
@@ -137,14 +137,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(handlers::handle)
         .with_state(state.clone())
         // Discovery, /version and OpenAPI documents.
-        .merge(crate::discovery::routes())
+        .merge(crate::discovery::routes(state.registry.catalog.clone()))
         .merge(crate::http::node_certs::routes(state.node_certs.clone()));
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
 /// Create the namespaces every cluster has, and the `kubernetes` Service.
 pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
-    let ns = kinds::by_kind("", "Namespace").expect("namespaces");
+    let ns = &Kind::Builtin(&kinds::namespace::Namespaces);
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
         match registry.create(ns, None, obj, WriteOptions::default()).await {
@@ -153,7 +153,7 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
             Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
         }
     }
-    let svc = kinds::by_kind("", "Service").expect("services");
+    let svc = &Kind::Builtin(&kinds::service::Services);
     let obj = json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},

@@ -5,9 +5,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::kinds::Resource;
-
-fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
+/// The object at `key` of `v`, created (or replacing null) if missing.
+pub fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
     let o = v.as_object_mut()?;
     let e = o.entry(key).or_insert_with(|| json!({}));
     if e.is_null() {
@@ -16,7 +15,8 @@ fn obj_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>
     e.as_object_mut()
 }
 
-fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
+/// Set `key` to `value` unless it is already set (null counts as unset).
+pub fn default(m: &mut Map<String, Value>, key: &str, value: Value) {
     match m.get(key) {
         None | Some(Value::Null) => {
             m.insert(key.to_string(), value);
@@ -177,7 +177,7 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     default_containers(spec, "initContainers");
 }
 
-fn default_template(spec: &mut Map<String, Value>) {
+pub fn default_template(spec: &mut Map<String, Value>) {
     if let Some(t) = spec.get_mut("template").and_then(Value::as_object_mut) {
         if let Some(s) = t.get_mut("spec").and_then(Value::as_object_mut) {
             default_pod_spec(s);
@@ -185,144 +185,10 @@ fn default_template(spec: &mut Map<String, Value>) {
     }
 }
 
-/// Fill in the status Kubernetes always returns for `r`, even when nothing
-/// has been reported yet: Go structs without `omitempty` marshal as their
-/// zero values (a Service's `status.loadBalancer: {}`, a ReplicaSet's
-/// `status.replicas: 0`, a Node's `daemonEndpoints` and `nodeInfo`), and
-/// kinds with a status have at least `status: {}`.
-pub fn empty_status(r: &Resource, obj: &mut Value) {
-    const NODE_INFO: &[&str] = &[
-        "machineID",
-        "systemUUID",
-        "bootID",
-        "kernelVersion",
-        "osImage",
-        "containerRuntimeVersion",
-        "kubeletVersion",
-        "kubeProxyVersion",
-        "operatingSystem",
-        "architecture",
-    ];
-    if r.subresource("status").is_none() {
-        return;
-    }
-    let Some(o) = obj.as_object_mut() else { return };
-    if !o.get("status").is_some_and(Value::is_object) {
-        o.insert("status".into(), json!({}));
-    }
-    let Some(status) = obj_mut(obj, "status") else { return };
-    match (r.group, r.kind) {
-        ("", "Service") => default(status, "loadBalancer", json!({})),
-        ("apps", "ReplicaSet") => default(status, "replicas", json!(0)),
-        ("", "Node") => {
-            default(status, "daemonEndpoints", json!({}));
-            if let Some(d) = status.get_mut("daemonEndpoints").and_then(Value::as_object_mut) {
-                default(d, "kubeletEndpoint", json!({}));
-                if let Some(k) = d.get_mut("kubeletEndpoint").and_then(Value::as_object_mut) {
-                    default(k, "Port", json!(0));
-                }
-            }
-            default(status, "nodeInfo", json!({}));
-            if let Some(info) = status.get_mut("nodeInfo").and_then(Value::as_object_mut) {
-                for k in NODE_INFO {
-                    default(info, k, json!(""));
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Apply the defaults of resource `r` to `obj`.
-pub fn apply(r: &Resource, obj: &mut Value) {
-    match (r.group, r.kind) {
-        ("", "Pod") => {
-            if let Some(spec) = obj_mut(obj, "spec") {
-                default_pod_spec(spec);
-            }
-        }
-        ("apps", "Deployment") => {
-            if let Some(spec) = obj_mut(obj, "spec") {
-                default(spec, "replicas", json!(1));
-                default(spec, "revisionHistoryLimit", json!(10));
-                default(spec, "progressDeadlineSeconds", json!(600));
-                default(spec, "strategy", json!({}));
-                if let Some(st) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
-                    default(st, "type", json!("RollingUpdate"));
-                    if st.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                        default(st, "rollingUpdate", json!({}));
-                        if let Some(ru) = st.get_mut("rollingUpdate").and_then(Value::as_object_mut) {
-                            default(ru, "maxUnavailable", json!("25%"));
-                            default(ru, "maxSurge", json!("25%"));
-                        }
-                    }
-                }
-                default_template(spec);
-            }
-        }
-        ("apps", "ReplicaSet") => {
-            if let Some(spec) = obj_mut(obj, "spec") {
-                default(spec, "replicas", json!(1));
-                default_template(spec);
-            }
-        }
-        ("", "Service") => {
-            if let Some(spec) = obj_mut(obj, "spec") {
-                default(spec, "type", json!("ClusterIP"));
-                let ty = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
-                if ty != "ExternalName" {
-                    default(spec, "sessionAffinity", json!("None"));
-                    default(spec, "internalTrafficPolicy", json!("Cluster"));
-                }
-                if ty == "NodePort" || ty == "LoadBalancer" {
-                    default(spec, "externalTrafficPolicy", json!("Cluster"));
-                }
-                if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
-                    for p in ports.iter_mut().filter_map(Value::as_object_mut) {
-                        default(p, "protocol", json!("TCP"));
-                        if let Some(port) = p.get("port").cloned() {
-                            default(p, "targetPort", port);
-                        }
-                    }
-                }
-            }
-        }
-        ("", "Namespace") => {
-            if let Some(spec) = obj_mut(obj, "spec") {
-                default(spec, "finalizers", json!(["kubernetes"]));
-            }
-            if let Some(status) = obj_mut(obj, "status") {
-                default(status, "phase", json!("Active"));
-            }
-        }
-        ("", "Secret") => {
-            if let Some(o) = obj.as_object_mut() {
-                default(o, "type", json!("Opaque"));
-                // stringData is write-only: merge it into data.
-                if let Some(Value::Object(sd)) = o.remove("stringData") {
-                    use base64::Engine;
-                    let data = o.entry("data").or_insert_with(|| json!({}));
-                    if data.is_null() {
-                        *data = json!({});
-                    }
-                    if let Some(d) = data.as_object_mut() {
-                        for (k, v) in sd {
-                            let s = v.as_str().unwrap_or_default();
-                            d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(s)));
-                        }
-                    }
-                }
-            }
-        }
-        ("", "ServiceAccount") | ("", "ConfigMap") | ("", "Endpoints") => {}
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::by_kind;
+    use crate::kinds::builtin as by_kind;
 
     #[test]
     fn pull_policy() {
@@ -336,7 +202,7 @@ mod tests {
     #[test]
     fn deployment_and_service_defaults() {
         let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}]}}}});
-        apply(by_kind("apps", "Deployment").unwrap(), &mut d);
+        by_kind("apps", "Deployment").unwrap().default(&mut d);
         assert_eq!(d["spec"]["replicas"], 1);
         assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");
@@ -345,7 +211,7 @@ mod tests {
             "TCP"
         );
         let mut s = json!({"spec": {"ports": [{"port": 80}]}});
-        apply(by_kind("", "Service").unwrap(), &mut s);
+        by_kind("", "Service").unwrap().default(&mut s);
         assert_eq!(s["spec"]["type"], "ClusterIP");
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["sessionAffinity"], "None");
@@ -357,7 +223,7 @@ mod tests {
         let spec = json!({"containers": [{"name": "c", "image": "i:1", "livenessProbe": probe, "readinessProbe": {"exec": {"command": ["true"]}, "periodSeconds": 2}}],
                           "initContainers": [{"name": "i", "image": "i", "startupProbe": {"httpGet": {"port": 1, "path": "", "scheme": "HTTPS"}}}]});
         let mut pod = json!({"spec": spec.clone()});
-        apply(by_kind("", "Pod").unwrap(), &mut pod);
+        by_kind("", "Pod").unwrap().default(&mut pod);
         let live = &pod["spec"]["containers"][0]["livenessProbe"];
         assert_eq!(
             (live["timeoutSeconds"].clone(), live["periodSeconds"].clone()),
@@ -381,7 +247,7 @@ mod tests {
         assert_eq!(pod["spec"]["containers"][0]["terminationMessagePolicy"], "File");
         for kind in ["Deployment", "ReplicaSet"] {
             let mut d = json!({"spec": {"template": {"spec": spec.clone()}}});
-            apply(by_kind("apps", kind).unwrap(), &mut d);
+            by_kind("apps", kind).unwrap().default(&mut d);
             assert_eq!(
                 d["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["failureThreshold"], 3,
                 "{kind}"
@@ -392,7 +258,7 @@ mod tests {
     #[test]
     fn requests_default_to_limits() {
         let mut pod = json!({"spec": {"containers": [{"name": "c", "image": "i", "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}, "requests": {"cpu": "100m"}}}]}});
-        apply(by_kind("", "Pod").unwrap(), &mut pod);
+        by_kind("", "Pod").unwrap().default(&mut pod);
         assert_eq!(
             pod["spec"]["containers"][0]["resources"]["requests"],
             json!({"cpu": "100m", "memory": "64Mi"})
@@ -427,7 +293,7 @@ mod tests {
         );
         // Requests filled from limits by defaulting make a limits-only pod Guaranteed.
         let mut p = json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "128Mi"}}}]}});
-        apply(by_kind("", "Pod").unwrap(), &mut p);
+        by_kind("", "Pod").unwrap().default(&mut p);
         assert_eq!(pod_qos_class(&p["spec"]), "Guaranteed");
         assert_eq!(quantity(&json!("1.5Gi")), Some(1.5 * 1024f64.powi(3)));
         assert_eq!(quantity(&json!("2e3")), Some(2000.0));
@@ -436,7 +302,7 @@ mod tests {
 
     #[test]
     fn empty_statuses_as_kubernetes_returns_them() {
-        use crate::kinds::by_kind;
+        use crate::kinds::builtin as by_kind;
         let cases = [
             (("", "Service"), json!({"loadBalancer": {}})),
             (("apps", "ReplicaSet"), json!({"replicas": 0})),
@@ -446,11 +312,11 @@ mod tests {
         ];
         for ((g, k), want) in cases {
             let mut obj = json!({"kind": k, "metadata": {"name": "x"}});
-            empty_status(by_kind(g, k).unwrap(), &mut obj);
+            by_kind(g, k).unwrap().empty_status(&mut obj);
             assert_eq!(obj["status"], want, "{k}");
         }
         let mut node = json!({"kind": "Node", "status": {"nodeInfo": {"kubeletVersion": "v1.31"}}});
-        empty_status(by_kind("", "Node").unwrap(), &mut node);
+        by_kind("", "Node").unwrap().empty_status(&mut node);
         assert_eq!(
             node["status"]["daemonEndpoints"],
             json!({"kubeletEndpoint": {"Port": 0}})
@@ -458,10 +324,10 @@ mod tests {
         assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.31");
         assert_eq!(node["status"]["nodeInfo"]["machineID"], "");
         let mut svc = json!({"kind": "Service", "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}});
-        empty_status(by_kind("", "Service").unwrap(), &mut svc);
+        by_kind("", "Service").unwrap().empty_status(&mut svc);
         assert_eq!(svc["status"]["loadBalancer"]["ingress"][0]["ip"], "1.2.3.4");
         let mut cm = json!({"kind": "ConfigMap"});
-        empty_status(by_kind("", "ConfigMap").unwrap(), &mut cm);
+        by_kind("", "ConfigMap").unwrap().empty_status(&mut cm);
         assert!(cm.get("status").is_none());
     }
 }

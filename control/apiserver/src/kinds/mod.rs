@@ -1,15 +1,54 @@
-//! The table of resources the API server serves.
+//! What the API server serves: one file per built-in kind, and the
+//! [`catalog`] of everything served (built-in kinds plus the versions of
+//! every established CustomResourceDefinition).
 //!
-//! This is the single description of every resource (group, version, kind,
-//! plural, scope, short names, verbs, subresources). Routing, storage keys,
-//! discovery documents, OpenAPI and Table printing are all derived from it,
-//! so adding a resource means adding one entry here (plus its validation and
-//! defaulting, if any).
+//! A kind's file holds its whole description: the [`Resource`] (group,
+//! version, kind, plural, scope, short names, categories, subresources,
+//! field selectors) and its [`Strategy`] (typed decoding, defaults,
+//! validation, the status/spec split, immutable fields, deletion, Table
+//! columns). Routing, storage keys, discovery, OpenAPI and Table printing
+//! are all derived from them.
+//!
+//! **Adding a built-in kind** is one new file here (a `pub static RESOURCE`
+//! and a `Strategy` implementation; copy `configmap.rs` for a plain kind)
+//! plus one line in [`builtin_kinds!`] below. Its list-merge keys go in
+//! [`crate::discovery::merge_keys`] if its lists merge by key.
 
+pub mod catalog;
 pub mod defaults;
 pub mod pod_support;
+pub mod strategy;
 pub mod table;
 pub mod validation;
+
+pub use catalog::Catalog;
+pub use strategy::{Kind, Strategy};
+
+/// Declares the built-in kind modules and the list [`BUILTIN`] in the order
+/// discovery shows them: one line per kind, `module => StrategyType`.
+macro_rules! builtin_kinds {
+    ($($module:ident => $strategy:ident),* $(,)?) => {
+        $(pub mod $module;)*
+        /// Every built-in kind, in discovery order.
+        pub static BUILTIN: &[&dyn Strategy] = &[$(&$module::$strategy),*];
+    };
+}
+
+builtin_kinds! {
+    namespace => Namespaces,
+    node => Nodes,
+    pod => Pods,
+    service => Services,
+    endpoints => EndpointsStrategy,
+    configmap => ConfigMaps,
+    secret => Secrets,
+    serviceaccount => ServiceAccounts,
+    event => Events,
+    deployment => Deployments,
+    replicaset => ReplicaSets,
+    endpointslice => EndpointSlices,
+    lease => Leases,
+}
 
 /// Verbs a resource supports, as discovery reports them.
 pub const STANDARD_VERBS: &[&str] = &[
@@ -96,9 +135,9 @@ impl Resource {
     }
 }
 
-const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
+pub(crate) const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
-const fn status(kind: &'static str, group: &'static str, version: &'static str) -> Subresource {
+pub(crate) const fn status(kind: &'static str, group: &'static str, version: &'static str) -> Subresource {
     Subresource {
         name: "status",
         kind,
@@ -108,7 +147,7 @@ const fn status(kind: &'static str, group: &'static str, version: &'static str) 
     }
 }
 
-const SCALE: Subresource = Subresource {
+pub(crate) const SCALE: Subresource = Subresource {
     name: "scale",
     kind: "Scale",
     kind_group: "autoscaling",
@@ -116,7 +155,7 @@ const SCALE: Subresource = Subresource {
     verbs: STATUS_VERBS,
 };
 
-const BINDING: Subresource = Subresource {
+pub(crate) const BINDING: Subresource = Subresource {
     name: "binding",
     kind: "Binding",
     kind_group: "",
@@ -125,7 +164,7 @@ const BINDING: Subresource = Subresource {
 };
 
 /// `pods/log`: container logs, proxied to the node daemon (see `node_proxy`).
-const LOG: Subresource = Subresource {
+pub(crate) const LOG: Subresource = Subresource {
     name: "log",
     kind: "Pod",
     kind_group: "",
@@ -133,213 +172,28 @@ const LOG: Subresource = Subresource {
     verbs: &["get"],
 };
 
-/// Every resource the API server serves.
-pub static RESOURCES: &[Resource] = &[
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Namespace",
-        plural: "namespaces",
-        singular: "namespace",
-        namespaced: false,
-        short_names: &["ns"],
-        categories: &[],
-        subresources: &[status("Namespace", "", "v1")],
-        field_labels: Some(&["metadata.name", "status.phase"]),
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Node",
-        plural: "nodes",
-        singular: "node",
-        namespaced: false,
-        short_names: &["no"],
-        categories: &[],
-        subresources: &[status("Node", "", "v1")],
-        field_labels: Some(&["metadata.name", "spec.unschedulable"]),
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        plural: "pods",
-        singular: "pod",
-        namespaced: true,
-        short_names: &["po"],
-        categories: &["all"],
-        subresources: &[status("Pod", "", "v1"), BINDING, LOG],
-        field_labels: Some(&[
-            "metadata.name",
-            "metadata.namespace",
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.podIPs",
-            "status.nominatedNodeName",
-        ]),
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Service",
-        plural: "services",
-        singular: "service",
-        namespaced: true,
-        short_names: &["svc"],
-        categories: &["all"],
-        subresources: &[status("Service", "", "v1")],
-        field_labels: Some(&["metadata.name", "metadata.namespace", "spec.clusterIP", "spec.type"]),
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Endpoints",
-        plural: "endpoints",
-        singular: "endpoints",
-        namespaced: true,
-        short_names: &["ep"],
-        categories: &[],
-        subresources: &[],
-        field_labels: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "ConfigMap",
-        plural: "configmaps",
-        singular: "configmap",
-        namespaced: true,
-        short_names: &["cm"],
-        categories: &[],
-        subresources: &[],
-        field_labels: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Secret",
-        plural: "secrets",
-        singular: "secret",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        field_labels: Some(&["metadata.name", "metadata.namespace", "type"]),
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "ServiceAccount",
-        plural: "serviceaccounts",
-        singular: "serviceaccount",
-        namespaced: true,
-        short_names: &["sa"],
-        categories: &[],
-        subresources: &[],
-        field_labels: None,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Event",
-        plural: "events",
-        singular: "event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        field_labels: Some(&[
-            "metadata.name",
-            "metadata.namespace",
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-        ]),
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        plural: "deployments",
-        singular: "deployment",
-        namespaced: true,
-        short_names: &["deploy"],
-        categories: &["all"],
-        subresources: &[status("Deployment", "apps", "v1"), SCALE],
-        field_labels: None,
-    },
-    Resource {
-        group: "apps",
-        version: "v1",
-        kind: "ReplicaSet",
-        plural: "replicasets",
-        singular: "replicaset",
-        namespaced: true,
-        short_names: &["rs"],
-        categories: &["all"],
-        subresources: &[status("ReplicaSet", "apps", "v1"), SCALE],
-        field_labels: Some(&["metadata.name", "metadata.namespace", "status.replicas"]),
-    },
-    Resource {
-        group: "discovery.k8s.io",
-        version: "v1",
-        kind: "EndpointSlice",
-        plural: "endpointslices",
-        singular: "endpointslice",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        field_labels: None,
-    },
-    Resource {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        plural: "leases",
-        singular: "lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        field_labels: None,
-    },
-];
+/// The descriptions of the built-in kinds, in discovery order.
+pub fn builtin_resources() -> impl Iterator<Item = &'static Resource> {
+    BUILTIN.iter().map(|s| s.resource())
+}
 
-/// Look a resource up by group, version and plural (as in a request path).
+/// A built-in kind by group, version and plural (as in a request path).
+/// What is served, custom resources included, is in the [`Catalog`].
 pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
-    RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
+    builtin_resources().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
 
-/// Look a resource up by group and kind (as in an object's apiVersion/kind).
+/// A built-in kind by group and kind (as in an object's apiVersion/kind).
 pub fn by_kind(group: &str, kind: &str) -> Option<&'static Resource> {
-    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+    builtin_resources().find(|r| r.group == group && r.kind == kind)
 }
 
-/// The API groups served under `/apis` (every group but core), in a stable order.
-pub fn groups() -> Vec<&'static str> {
-    let mut groups: Vec<&'static str> = Vec::new();
-    for r in RESOURCES {
-        if !r.group.is_empty() && !groups.contains(&r.group) {
-            groups.push(r.group);
-        }
-    }
-    groups
+/// The strategy of a built-in kind, by group and kind.
+pub fn builtin(group: &str, kind: &str) -> Option<&'static dyn Strategy> {
+    BUILTIN
+        .iter()
+        .copied()
+        .find(|s| s.resource().group == group && s.resource().kind == kind)
 }
 
 #[cfg(test)]
@@ -348,8 +202,9 @@ mod tests {
 
     #[test]
     fn plurals_are_unique_per_group() {
-        for (i, a) in RESOURCES.iter().enumerate() {
-            for b in &RESOURCES[i + 1..] {
+        let all: Vec<&Resource> = builtin_resources().collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
                 assert!(
                     !(a.group == b.group && a.plural == b.plural),
                     "{} served twice",
@@ -364,7 +219,7 @@ mod tests {
         let pods = by_path("", "v1", "pods").expect("pods");
         assert_eq!(pods.kind, "Pod");
         assert_eq!(by_kind("apps", "Deployment").map(|r| r.plural), Some("deployments"));
-        assert_eq!(groups(), ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
+
         assert!(pods.subresource("binding").is_some());
     }
 }

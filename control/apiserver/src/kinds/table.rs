@@ -5,7 +5,7 @@
 //! STATUS, RESTARTS, PORT(S), ...) are computed here, per resource, from the
 //! stored JSON. Columns with priority 1 are the ones `-o wide` adds.
 
-use crate::kinds::Resource;
+use crate::kinds::Kind;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -32,38 +32,25 @@ impl IncludeObject {
     }
 }
 
-/// Objects of `resource` as a Table whose rows carry `PartialObjectMetadata`.
-pub fn to_table(resource: &Resource, objects: &[Value], list_metadata: Value) -> Value {
-    to_table_with(resource, objects, list_metadata, IncludeObject::Metadata, Utc::now())
+/// Objects of `kind` as a Table whose rows carry `PartialObjectMetadata`.
+pub fn to_table(kind: &Kind, objects: &[Value], list_metadata: Value) -> Value {
+    to_table_with(kind, objects, list_metadata, IncludeObject::Metadata, Utc::now())
 }
 
-/// Objects of `resource` as a Table, rows carrying what `include` says, ages
+/// Objects of `kind` as a Table, rows carrying what `include` says, ages
 /// computed against `now`.
 pub fn to_table_with(
-    resource: &Resource,
+    kind: &Kind,
     objects: &[Value],
     list_metadata: Value,
     include: IncludeObject,
     now: DateTime<Utc>,
 ) -> Value {
-    let printer = printer_for(resource.kind);
-    let columns: Vec<Value> = printer
-        .columns
-        .iter()
-        .map(|c| {
-            json!({
-                "name": c.name,
-                "type": c.kind,
-                "format": if c.name == "Name" { "name" } else { "" },
-                "description": c.description,
-                "priority": c.priority,
-            })
-        })
-        .collect();
+    let columns = kind.columns();
     let rows: Vec<Value> = objects
         .iter()
         .map(|obj| {
-            let mut row = json!({ "cells": (printer.cells)(obj, now) });
+            let mut row = json!({ "cells": kind.cells(obj, now) });
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Metadata => {
@@ -93,16 +80,18 @@ pub fn to_table_with(
 }
 
 /// One column of a printer.
-struct Column {
-    name: &'static str,
+pub struct Column {
+    /// Header, e.g. `Ready`.
+    pub name: &'static str,
     /// OpenAPI type of the cells: `string` or `integer`.
-    kind: &'static str,
+    pub kind: &'static str,
     /// 0 = always shown, 1 = shown by `-o wide`.
-    priority: u8,
-    description: &'static str,
+    pub priority: u8,
+    /// Column description.
+    pub description: &'static str,
 }
 
-const fn col(name: &'static str, kind: &'static str, priority: u8, description: &'static str) -> Column {
+pub const fn col(name: &'static str, kind: &'static str, priority: u8, description: &'static str) -> Column {
     Column {
         name,
         kind,
@@ -111,74 +100,28 @@ const fn col(name: &'static str, kind: &'static str, priority: u8, description: 
     }
 }
 
-/// Columns plus the function that fills one row.
-struct Printer {
-    columns: &'static [Column],
-    cells: fn(&Value, DateTime<Utc>) -> Vec<Value>,
+pub const NAME: Column = col("Name", "string", 0, "Name of the object.");
+pub const AGE: Column = col("Age", "string", 0, "Time since the object was created.");
+
+/// `TableColumnDefinition`s for `columns`.
+pub fn column_definitions(columns: &[Column]) -> Vec<Value> {
+    columns
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "type": c.kind,
+                "format": if c.name == "Name" { "name" } else { "" },
+                "description": c.description,
+                "priority": c.priority,
+            })
+        })
+        .collect()
 }
 
-const NAME: Column = col("Name", "string", 0, "Name of the object.");
-const AGE: Column = col("Age", "string", 0, "Time since the object was created.");
-
-fn printer_for(kind: &str) -> Printer {
-    match kind {
-        "Pod" => Printer {
-            columns: POD_COLUMNS,
-            cells: pod_cells,
-        },
-        "Deployment" => Printer {
-            columns: DEPLOYMENT_COLUMNS,
-            cells: deployment_cells,
-        },
-        "ReplicaSet" => Printer {
-            columns: REPLICASET_COLUMNS,
-            cells: replicaset_cells,
-        },
-        "Service" => Printer {
-            columns: SERVICE_COLUMNS,
-            cells: service_cells,
-        },
-        "Node" => Printer {
-            columns: NODE_COLUMNS,
-            cells: node_cells,
-        },
-        "Namespace" => Printer {
-            columns: NAMESPACE_COLUMNS,
-            cells: namespace_cells,
-        },
-        "Event" => Printer {
-            columns: EVENT_COLUMNS,
-            cells: event_cells,
-        },
-        "Endpoints" => Printer {
-            columns: ENDPOINTS_COLUMNS,
-            cells: endpoints_cells,
-        },
-        "ConfigMap" => Printer {
-            columns: CONFIGMAP_COLUMNS,
-            cells: configmap_cells,
-        },
-        "Secret" => Printer {
-            columns: SECRET_COLUMNS,
-            cells: secret_cells,
-        },
-        "ServiceAccount" => Printer {
-            columns: SERVICEACCOUNT_COLUMNS,
-            cells: serviceaccount_cells,
-        },
-        "EndpointSlice" => Printer {
-            columns: ENDPOINTSLICE_COLUMNS,
-            cells: endpointslice_cells,
-        },
-        "Lease" => Printer {
-            columns: LEASE_COLUMNS,
-            cells: lease_cells,
-        },
-        _ => Printer {
-            columns: DEFAULT_COLUMNS,
-            cells: default_cells,
-        },
-    }
+/// The columns of a kind that declares none: Name and Age.
+pub fn default_columns() -> Vec<Value> {
+    column_definitions(DEFAULT_COLUMNS)
 }
 
 // ---- small accessors over untyped JSON ----
@@ -322,7 +265,7 @@ fn template_containers(obj: &Value) -> (String, String) {
 
 // ---- Pod ----
 
-const POD_COLUMNS: &[Column] = &[
+pub(crate) const POD_COLUMNS: &[Column] = &[
     NAME,
     col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
     col("Status", "string", 0, "The aggregate status of the containers in this pod."),
@@ -406,7 +349,7 @@ fn pod_status(pod: &Value) -> String {
     }
 }
 
-fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let statuses = arr(pod, &["status", "containerStatuses"]);
     let total = arr(pod, &["spec", "containers"]).len();
     let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true))).count();
@@ -454,7 +397,7 @@ fn pod_cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Deployment / ReplicaSet ----
 
-const DEPLOYMENT_COLUMNS: &[Column] = &[
+pub(crate) const DEPLOYMENT_COLUMNS: &[Column] = &[
     NAME,
     col(
         "Ready",
@@ -489,7 +432,7 @@ fn desired_replicas(obj: &Value) -> i64 {
     get(obj, &["spec", "replicas"]).and_then(Value::as_i64).unwrap_or(1)
 }
 
-fn deployment_cells(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn deployment_cells(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (containers, images) = template_containers(d);
     vec![
         name(d),
@@ -509,7 +452,7 @@ fn deployment_cells(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-const REPLICASET_COLUMNS: &[Column] = &[
+pub(crate) const REPLICASET_COLUMNS: &[Column] = &[
     NAME,
     col("Desired", "integer", 0, "Number of desired pods."),
     col("Current", "integer", 0, "Number of actually running pods."),
@@ -525,7 +468,7 @@ const REPLICASET_COLUMNS: &[Column] = &[
     col("Selector", "string", 1, "Label selector for pods."),
 ];
 
-fn replicaset_cells(rs: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn replicaset_cells(rs: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let (containers, images) = template_containers(rs);
     vec![
         name(rs),
@@ -543,7 +486,7 @@ fn replicaset_cells(rs: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Service ----
 
-const SERVICE_COLUMNS: &[Column] = &[
+pub(crate) const SERVICE_COLUMNS: &[Column] = &[
     NAME,
     col("Type", "string", 0, "The type of the service."),
     col("Cluster-IP", "string", 0, "The cluster IP of the service."),
@@ -608,7 +551,7 @@ fn service_ports(svc: &Value) -> String {
     or_none(ports.join(","))
 }
 
-fn service_cells(svc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn service_cells(svc: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ty = match s(svc, &["spec", "type"]) {
         "" => "ClusterIP",
         other => other,
@@ -628,7 +571,7 @@ fn service_cells(svc: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Node ----
 
-const NODE_COLUMNS: &[Column] = &[
+pub(crate) const NODE_COLUMNS: &[Column] = &[
     NAME,
     col("Status", "string", 0, "The status of the node."),
     col("Roles", "string", 0, "The roles of the node."),
@@ -646,7 +589,7 @@ const NODE_COLUMNS: &[Column] = &[
     ),
 ];
 
-fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ready = arr(node, &["status", "conditions"])
         .iter()
         .find(|c| s(c, &["type"]) == "Ready")
@@ -699,9 +642,9 @@ fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Namespace ----
 
-const NAMESPACE_COLUMNS: &[Column] = &[NAME, col("Status", "string", 0, "The phase of the namespace."), AGE];
+pub(crate) const NAMESPACE_COLUMNS: &[Column] = &[NAME, col("Status", "string", 0, "The phase of the namespace."), AGE];
 
-fn namespace_cells(ns: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn namespace_cells(ns: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let phase = match s(ns, &["status", "phase"]) {
         "" => "Active",
         p => p,
@@ -711,7 +654,7 @@ fn namespace_cells(ns: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Event ----
 
-const EVENT_COLUMNS: &[Column] = &[
+pub(crate) const EVENT_COLUMNS: &[Column] = &[
     col("Last Seen", "string", 0, "Time since the event was last seen."),
     col("Type", "string", 0, "Type of the event (Normal, Warning)."),
     col(
@@ -729,7 +672,7 @@ const EVENT_COLUMNS: &[Column] = &[
     col("Name", "string", 1, "Name of the event object."),
 ];
 
-fn event_cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn event_cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let first = [
         s(ev, &["firstTimestamp"]),
         s(ev, &["eventTime"]),
@@ -774,7 +717,7 @@ fn event_cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- Endpoints / EndpointSlice ----
 
-const ENDPOINTS_COLUMNS: &[Column] = &[
+pub(crate) const ENDPOINTS_COLUMNS: &[Column] = &[
     NAME,
     col("Endpoints", "string", 0, "Endpoints of the service: ip:port."),
     AGE,
@@ -806,11 +749,11 @@ fn endpoints_string(ep: &Value) -> String {
     }
 }
 
-fn endpoints_cells(ep: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn endpoints_cells(ep: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(ep), json!(endpoints_string(ep)), age(ep, now)]
 }
 
-const ENDPOINTSLICE_COLUMNS: &[Column] = &[
+pub(crate) const ENDPOINTSLICE_COLUMNS: &[Column] = &[
     NAME,
     col("AddressType", "string", 0, "Type of the addresses in this slice."),
     col("Ports", "string", 0, "Ports of the slice."),
@@ -818,7 +761,7 @@ const ENDPOINTSLICE_COLUMNS: &[Column] = &[
     AGE,
 ];
 
-fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ports: Vec<String> = arr(es, &["ports"])
         .iter()
         .map(|p| i(p, &["port"]).to_string())
@@ -846,9 +789,9 @@ fn endpointslice_cells(es: &Value, now: DateTime<Utc>) -> Vec<Value> {
 
 // ---- ConfigMap / Secret / ServiceAccount / Lease / anything else ----
 
-const CONFIGMAP_COLUMNS: &[Column] = &[NAME, col("Data", "integer", 0, "Number of data entries."), AGE];
+pub(crate) const CONFIGMAP_COLUMNS: &[Column] = &[NAME, col("Data", "integer", 0, "Number of data entries."), AGE];
 
-fn configmap_cells(cm: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn configmap_cells(cm: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let count = ["data", "binaryData"]
         .iter()
         .filter_map(|k| cm.get(k).and_then(Value::as_object))
@@ -857,14 +800,14 @@ fn configmap_cells(cm: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(cm), json!(count), age(cm, now)]
 }
 
-const SECRET_COLUMNS: &[Column] = &[
+pub(crate) const SECRET_COLUMNS: &[Column] = &[
     NAME,
     col("Type", "string", 0, "Type of the secret."),
     col("Data", "integer", 0, "Number of data entries."),
     AGE,
 ];
 
-fn secret_cells(secret: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn secret_cells(secret: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let ty = match s(secret, &["type"]) {
         "" => "Opaque",
         t => t,
@@ -873,15 +816,15 @@ fn secret_cells(secret: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(secret), json!(ty), json!(count), age(secret, now)]
 }
 
-const SERVICEACCOUNT_COLUMNS: &[Column] = &[NAME, col("Secrets", "integer", 0, "Number of secrets."), AGE];
+pub(crate) const SERVICEACCOUNT_COLUMNS: &[Column] = &[NAME, col("Secrets", "integer", 0, "Number of secrets."), AGE];
 
-fn serviceaccount_cells(sa: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn serviceaccount_cells(sa: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(sa), json!(arr(sa, &["secrets"]).len()), age(sa, now)]
 }
 
-const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", "string", 0, "Holder of the lease."), AGE];
+pub(crate) const LEASE_COLUMNS: &[Column] = &[NAME, col("Holder", "string", 0, "Holder of the lease."), AGE];
 
-fn lease_cells(lease: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn lease_cells(lease: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![
         name(lease),
         json!(s(lease, &["spec", "holderIdentity"])),
@@ -889,25 +832,25 @@ fn lease_cells(lease: &Value, now: DateTime<Utc>) -> Vec<Value> {
     ]
 }
 
-const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
+pub(crate) const DEFAULT_COLUMNS: &[Column] = &[NAME, AGE];
 
-fn default_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+pub(crate) fn default_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), age(obj, now)]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::by_kind;
+    use crate::kinds::{builtin as by_kind, Kind};
 
     fn now() -> DateTime<Utc> {
         parse_time("2026-01-01T12:00:00Z").expect("time")
     }
 
     fn table(kind: &str, group: &str, objects: &[Value]) -> Value {
-        let r = by_kind(group, kind).expect("served kind");
+        let k = Kind::Builtin(by_kind(group, kind).expect("served kind"));
         to_table_with(
-            r,
+            &k,
             objects,
             json!({"resourceVersion": "7"}),
             IncludeObject::Metadata,
@@ -1108,7 +1051,7 @@ mod tests {
     #[test]
     fn include_object_and_default_printer() {
         let cm = json!({"metadata": {"name": "c", "creationTimestamp": "2026-01-01T11:59:00Z"}, "data": {"a": "1", "b": "2"}});
-        let r = by_kind("", "ConfigMap").expect("cm");
+        let r = &Kind::Builtin(by_kind("", "ConfigMap").expect("cm"));
         let t = to_table_with(r, std::slice::from_ref(&cm), Value::Null, IncludeObject::Object, now());
         assert_eq!(t["rows"][0]["cells"], json!(["c", 2, "60s"]));
         assert_eq!(t["rows"][0]["object"], cm);
@@ -1118,7 +1061,7 @@ mod tests {
         assert_eq!(IncludeObject::parse(Some("Object")), IncludeObject::Object);
         assert_eq!(IncludeObject::parse(None), IncludeObject::Metadata);
         let lease = json!({"metadata": {"name": "l"}, "spec": {"holderIdentity": "me"}});
-        let r = by_kind("coordination.k8s.io", "Lease").expect("lease");
+        let r = &Kind::Builtin(by_kind("coordination.k8s.io", "Lease").expect("lease"));
         assert_eq!(
             to_table_with(r, &[lease], Value::Null, IncludeObject::None, now())["rows"][0]["cells"],
             json!(["l", "me", "<unknown>"])

@@ -10,18 +10,16 @@
 pub mod allocator;
 pub mod patch;
 pub mod schema;
-pub mod selectors;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::kinds::defaults;
 use crate::kinds::validation;
-use crate::kinds::{self, Resource};
+use crate::kinds::{self, Catalog, Kind, Resource};
+use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::allocator::Allocator;
-use crate::registry::selectors::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, ApiResult, FieldError};
 use crate::storage::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
 
@@ -35,6 +33,8 @@ pub struct Registry {
     pub event_ttl: Duration,
     /// Shared etcd watches fanned out to HTTP watchers.
     pub watch_cache: crate::storage::watch_cache::WatchCache,
+    /// What is served: built-in kinds and established custom resources.
+    pub catalog: Arc<Catalog>,
     event_lease: Mutex<Option<(i64, Instant)>>,
 }
 
@@ -107,12 +107,6 @@ fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn rfc3339_in(secs: i64) -> String {
-    (chrono::Utc::now() + chrono::Duration::seconds(secs))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
-}
-
 /// Name of an object ("" when missing).
 pub fn name_of(v: &Value) -> &str {
     v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
@@ -146,27 +140,8 @@ fn is_deleting(v: &Value) -> bool {
 }
 
 /// Whether a deleting object has no finalizers left and must now be removed.
-fn ready_to_remove(r: &Resource, v: &Value) -> bool {
-    if !is_deleting(v) || !finalizers(v).is_empty() {
-        return false;
-    }
-    if r.kind == "Namespace" {
-        let spec_fin = v
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .map(|a| a.len())
-            .unwrap_or(0);
-        return spec_fin == 0;
-    }
-    if r.kind == "Pod" {
-        // A pod in graceful deletion is removed by its node (delete with grace 0).
-        let grace = v
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        return grace == 0;
-    }
-    true
+fn ready_to_remove(k: &Kind, v: &Value) -> bool {
+    is_deleting(v) && finalizers(v).is_empty() && k.ready_to_remove(v)
 }
 
 /// Generate `generateName` + 5 random characters as Kubernetes does.
@@ -204,6 +179,7 @@ impl Registry {
             allocator,
             event_ttl,
             watch_cache: Default::default(),
+            catalog: Arc::new(Catalog::new()),
             event_lease: Mutex::new(None),
         }
     }
@@ -231,8 +207,8 @@ impl Registry {
     }
 
     /// Decode-and-prune: check the body against the typed schema.
-    fn check_schema(&self, r: &Resource, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
-        let Some(known) = schema::typed_round_trip(r.group, r.kind, obj)? else {
+    fn check_schema(&self, k: &Kind, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+        let Some(known) = k.decode(obj)? else {
             return Ok(Vec::new());
         };
         let unknown = schema::unknown_fields(obj, &known);
@@ -288,7 +264,7 @@ impl Registry {
 
     /// The namespace must exist and not be terminating.
     async fn check_namespace(&self, r: &Resource, ns: &str, name: &str) -> ApiResult<()> {
-        let nsr = kinds::by_kind("", "Namespace").expect("namespaces served");
+        let nsr = &kinds::namespace::RESOURCE;
         match self.store.get(&store::object_key(nsr, None, ns)).await? {
             None => Err(ApiError::not_found(nsr, ns)),
             Some(s) if is_deleting(&s.object) => Err(ApiError::forbidden(
@@ -301,13 +277,8 @@ impl Registry {
     }
 
     /// Create an object.
-    pub async fn create(
-        &self,
-        r: &'static Resource,
-        ns: Option<&str>,
-        mut obj: Value,
-        opts: WriteOptions,
-    ) -> ApiResult<Written> {
+    pub async fn create(&self, k: &Kind, ns: Option<&str>, mut obj: Value, opts: WriteOptions) -> ApiResult<Written> {
+        let r = k.resource();
         self.check_type_meta(r, &mut obj)?;
         let ns = if r.namespaced {
             let body_ns = obj
@@ -326,8 +297,8 @@ impl Registry {
         } else {
             None
         };
-        let warnings = self.check_schema(r, &mut obj, opts.field_validation)?;
-        defaults::apply(r, &mut obj);
+        let warnings = self.check_schema(k, &mut obj, opts.field_validation)?;
+        k.default(&mut obj);
         // Server-set metadata.
         let generate = obj
             .pointer("/metadata/generateName")
@@ -355,35 +326,31 @@ impl Registry {
             }
             m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
             m.insert("creationTimestamp".into(), json!(now_rfc3339()));
-            if obj.get("spec").is_some() && r.kind != "Pod" {
+            if obj.get("spec").is_some() && k.generation_tracks_spec() {
                 meta_mut(&mut obj).insert("generation".into(), json!(1));
             }
         }
-        if has_status_subresource(r) && r.kind != "Node" && r.kind != "Namespace" {
+        if has_status_subresource(r) && !k.keeps_status_on_create() {
             if let Some(o) = obj.as_object_mut() {
                 o.remove("status");
             }
         }
-        if r.kind == "Pod" {
-            obj["status"] = json!({"phase": "Pending", "qosClass": defaults::pod_qos_class(&obj["spec"])});
-        }
-        if r.kind == "Namespace" {
-            obj["status"] = json!({"phase": "Active"});
-        }
-        defaults::empty_status(r, &mut obj);
+        k.prepare_for_create(&mut obj);
+        k.empty_status(&mut obj);
         let mut name = name_of(&obj).to_string();
         if name.is_empty() && !generate.is_empty() {
             name = generate_name(&generate);
             meta_mut(&mut obj).insert("name".into(), json!(name));
         }
-        let errs = validation::validate(r, &obj);
+        let errs = validation::validate_object(&**k, &obj, k.validate(&obj));
         if !errs.is_empty() {
             return Err(ApiError::invalid(r, &name, errs));
         }
         if let Some(ns) = &ns {
             self.check_namespace(r, ns, &name).await?;
         }
-        let lease = if r.kind == "Event" && !opts.dry_run {
+        let hooks = k.storage();
+        let lease = if hooks.expires && !opts.dry_run {
             Some(self.event_lease().await?)
         } else {
             None
@@ -391,7 +358,7 @@ impl Registry {
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..24 {
             let mut candidate = obj.clone();
-            let plan = if r.kind == "Service" {
+            let plan = if hooks.allocates_service_addresses {
                 let owner = format!("{}/{}", ns.as_deref().unwrap_or_default(), name);
                 self.allocator
                     .plan(None, &mut candidate, &owner, &taken_ports)
@@ -473,7 +440,8 @@ impl Registry {
     }
 
     /// Combine the current object and a proposed one according to `mode`.
-    fn prepare_update(&self, r: &Resource, mode: UpdateMode, old: &Value, proposed: Value) -> Value {
+    fn prepare_update(&self, k: &Kind, mode: UpdateMode, old: &Value, proposed: Value) -> Value {
+        let r = k.resource();
         let mut new = match mode {
             UpdateMode::Main | UpdateMode::Internal => proposed,
             UpdateMode::Status => {
@@ -529,12 +497,10 @@ impl Registry {
                     }
                 }
             }
-            if r.kind == "Namespace" {
-                new["spec"]["finalizers"] = old.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-            }
+            k.prepare_for_update(old, &mut new);
         }
         // Generation follows spec changes.
-        if old.get("spec") != new.get("spec") && r.kind != "Pod" {
+        if old.get("spec") != new.get("spec") && k.generation_tracks_spec() {
             let g = old.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
@@ -545,7 +511,7 @@ impl Registry {
     /// `precondition` is a resourceVersion the current object must have.
     pub async fn update<F>(
         &self,
-        r: &'static Resource,
+        k: &Kind,
         ns: Option<&str>,
         name: &str,
         mode: UpdateMode,
@@ -555,6 +521,8 @@ impl Registry {
     where
         F: FnMut(&Value) -> ApiResult<Value>,
     {
+        let r = k.resource();
+        let hooks = k.storage();
         let key = store::object_key(r, ns, name);
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..32 {
@@ -591,15 +559,17 @@ impl Registry {
             let warnings = if mode == UpdateMode::Internal {
                 Vec::new()
             } else {
-                self.check_schema(r, &mut proposed, opts.field_validation)?
+                self.check_schema(k, &mut proposed, opts.field_validation)?
             };
-            let mut new = self.prepare_update(r, mode, &cur.object, proposed);
-            defaults::apply(r, &mut new);
-            defaults::empty_status(r, &mut new);
-            let mut errs = validation::validate_for_update(r, &cur.object, &new);
-            if mode == UpdateMode::Main {
-                errs.extend(validation::validate_update(r, &cur.object, &new));
-            }
+            let mut new = self.prepare_update(k, mode, &cur.object, proposed);
+            k.default(&mut new);
+            k.empty_status(&mut new);
+            let kind_errors = if mode == UpdateMode::Main {
+                k.validate_update(&cur.object, &new)
+            } else {
+                k.validate_status_update(&cur.object, &new)
+            };
+            let errs = validation::validate_object(&**k, &new, kind_errors);
             // Finalizers may only be removed, never added, once deletion started.
             if is_deleting(&cur.object) && !is_deleting(&new) {
                 meta_mut(&mut new).insert(
@@ -613,11 +583,11 @@ impl Registry {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(r, name, errs));
             }
-            if ready_to_remove(r, &new) {
+            if ready_to_remove(k, &new) {
                 if opts.dry_run {
                     return Ok(Written { object: new, warnings });
                 }
-                let release = if r.kind == "Service" {
+                let release = if hooks.allocates_service_addresses {
                     self.allocator.release_all(&cur.object)
                 } else {
                     Vec::new()
@@ -638,7 +608,7 @@ impl Registry {
                     Err(_) => return Err(ApiError::stale(r, name)),
                 }
             }
-            let plan = if r.kind == "Service" {
+            let plan = if hooks.allocates_service_addresses {
                 let owner = format!("{}/{}", ns.unwrap_or_default(), name);
                 self.allocator
                     .plan(Some(&cur.object), &mut new, &owner, &taken_ports)
@@ -649,7 +619,7 @@ impl Registry {
             if opts.dry_run {
                 return Ok(Written { object: new, warnings });
             }
-            let lease = if r.kind == "Event" {
+            let lease = if hooks.expires {
                 Some(self.event_lease().await?)
             } else {
                 None
@@ -687,12 +657,13 @@ impl Registry {
     /// deletion is pending on finalizers or graceful termination).
     pub async fn delete(
         &self,
-        r: &'static Resource,
+        k: &Kind,
         ns: Option<&str>,
         name: &str,
         options: &Value,
         opts: WriteOptions,
     ) -> ApiResult<(Value, bool)> {
+        let r = k.resource();
         let key = store::object_key(r, ns, name);
         let want_rv = options
             .pointer("/preconditions/resourceVersion")
@@ -754,58 +725,11 @@ impl Registry {
                 Some("Orphan") if !fins.iter().any(|f| f == "orphan") => fins.push("orphan".into()),
                 _ => {}
             }
-            let mut pending = !fins.is_empty();
+            let pending = !fins.is_empty();
             if !fins.is_empty() {
                 meta_mut(&mut new).insert("finalizers".into(), json!(fins));
             }
-            if r.kind == "Namespace" {
-                let spec_fins = new
-                    .pointer("/spec/finalizers")
-                    .and_then(Value::as_array)
-                    .map(|a| !a.is_empty())
-                    .unwrap_or(false);
-                if spec_fins {
-                    pending = true;
-                }
-                if pending {
-                    new["status"]["phase"] = json!("Terminating");
-                }
-            }
-            // Pods on a node terminate gracefully: the node deletes them with grace 0.
-            if r.kind == "Pod" {
-                let bound = new
-                    .pointer("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| !n.is_empty());
-                let terminal = matches!(
-                    new.pointer("/status/phase").and_then(Value::as_str),
-                    Some("Succeeded" | "Failed")
-                );
-                let default_grace = new
-                    .pointer("/spec/terminationGracePeriodSeconds")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(30);
-                let grace = if !bound || terminal {
-                    0
-                } else {
-                    grace_opt.unwrap_or(default_grace).max(0)
-                };
-                let current = new
-                    .pointer("/metadata/deletionGracePeriodSeconds")
-                    .and_then(Value::as_i64);
-                let effective = match current {
-                    Some(c) if is_deleting(&new) => c.min(grace),
-                    _ => grace,
-                };
-                if effective > 0 {
-                    pending = true;
-                }
-                if is_deleting(&new) && current != Some(effective) || !is_deleting(&new) {
-                    let m = meta_mut(&mut new);
-                    m.insert("deletionGracePeriodSeconds".into(), json!(effective));
-                    m.insert("deletionTimestamp".into(), json!(rfc3339_in(effective)));
-                }
-            }
+            let pending = k.begin_delete(&mut new, grace_opt, pending);
             if pending {
                 if !is_deleting(&new) {
                     let m = meta_mut(&mut new);
@@ -836,7 +760,7 @@ impl Registry {
             if opts.dry_run {
                 return Ok((cur.object, true));
             }
-            let release = if r.kind == "Service" {
+            let release = if k.storage().allocates_service_addresses {
                 self.allocator.release_all(&cur.object)
             } else {
                 Vec::new()
@@ -858,7 +782,7 @@ impl Registry {
     }
 
     /// List a collection at one revision, with selectors and paging.
-    pub async fn list(&self, r: &'static Resource, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
+    pub async fn list(&self, r: &Resource, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
         let prefix = store::collection_prefix(r, ns);
         let end = store::prefix_end(&prefix);
         let (mut rev, mut start) = match &q.continue_token {

@@ -10,18 +10,10 @@
 use k8s_openapi::api::{
     apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
 };
-use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use crate::meta::typed::round_trip;
 use crate::status::ApiError;
-
-fn round_trip<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, ApiError> {
-    let typed: T = serde_path_to_error::deserialize(v).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad_request(format!("failed to decode object: {path}: {}", e.inner()))
-    })?;
-    serde_json::to_value(&typed).map_err(|e| ApiError::internal(e.to_string()))
-}
 
 /// Round-trip `v` through the typed representation of `group`/`kind`.
 /// Returns `None` for kinds without a typed model.

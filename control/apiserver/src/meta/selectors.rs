@@ -101,7 +101,7 @@ impl LabelSelector {
                 | Requirement::Exists(k)
                 | Requirement::DoesNotExist(k) => k,
             };
-            if let Err(e) = crate::kinds::validation::check_label_key(key) {
+            if let Err(e) = crate::meta::names::check_label_key(key) {
                 return Err(format!("invalid label key {key:?}: {e}"));
             }
             reqs.push(req);

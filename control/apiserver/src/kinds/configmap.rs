@@ -1,0 +1,52 @@
+//! ConfigMaps (core/v1): keys of `data` and `binaryData` are config keys.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::Value;
+
+use crate::kinds::{table, validation, Resource, Strategy};
+use crate::kinds::strategy::openapi_ref;
+use crate::status::{ApiResult, FieldError};
+
+/// The `ConfigMap` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "ConfigMap",
+    plural: "configmaps",
+    singular: "configmap",
+    namespaced: true,
+    short_names: &["cm"],
+    categories: &[],
+    subresources: &[],
+    field_labels: None,
+};
+
+/// How `ConfigMap` objects behave.
+pub struct ConfigMaps;
+
+impl Strategy for ConfigMaps {
+    fn resource(&self) -> &'static Resource {
+        &RESOURCE
+    }
+
+    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+        crate::meta::typed::round_trip::<k8s_openapi::api::core::v1::ConfigMap>(obj).map(Some)
+    }
+
+    fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {
+        openapi_ref::<k8s_openapi::api::core::v1::ConfigMap>(generator)
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        validation::validate_config_keys(obj)
+    }
+
+    fn columns(&self) -> Vec<Value> {
+        table::column_definitions(table::CONFIGMAP_COLUMNS)
+    }
+
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        table::configmap_cells(obj, now)
+    }
+}

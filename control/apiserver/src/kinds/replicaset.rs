@@ -1,0 +1,85 @@
+//! ReplicaSets (apps/v1): 1 replica by default; the selector is required,
+//! must match the template and is immutable; `status.replicas` is always
+//! present.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::{json, Value};
+
+use crate::kinds::{defaults, pod_support, table, validation, status, SCALE, Resource, Strategy};
+use crate::kinds::defaults::{default, obj_mut};
+use crate::kinds::validation::Errors;
+use crate::kinds::strategy::openapi_ref;
+use crate::status::{ApiResult, FieldError};
+
+/// The `ReplicaSet` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "apps",
+    version: "v1",
+    kind: "ReplicaSet",
+    plural: "replicasets",
+    singular: "replicaset",
+    namespaced: true,
+    short_names: &["rs"],
+    categories: &["all"],
+    subresources: &[status("ReplicaSet", "apps", "v1"), SCALE],
+    field_labels: Some(&["metadata.name", "metadata.namespace", "status.replicas"]),
+};
+
+/// How `ReplicaSet` objects behave.
+pub struct ReplicaSets;
+
+impl Strategy for ReplicaSets {
+    fn resource(&self) -> &'static Resource {
+        &RESOURCE
+    }
+
+    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+        crate::meta::typed::round_trip::<k8s_openapi::api::apps::v1::ReplicaSet>(obj).map(Some)
+    }
+
+    fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {
+        openapi_ref::<k8s_openapi::api::apps::v1::ReplicaSet>(generator)
+    }
+
+    fn default(&self, obj: &mut Value) {
+        if let Some(spec) = obj_mut(obj, "spec") {
+            default(spec, "replicas", json!(1));
+            defaults::default_template(spec);
+        }
+    }
+
+    fn empty_status(&self, obj: &mut Value) {
+        if let Some(status) = obj_mut(obj, "status") {
+            default(status, "replicas", json!(0));
+        }
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        validation::validate_selector_and_template(&mut errs, obj.get("spec"));
+        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, None, obj));
+        errs.0
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate_status_update(old, new);
+        errs.extend(validation::immutable(old, new, "/spec/selector", "spec.selector"));
+        errs
+    }
+
+    fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        validation::validate_selector_and_template(&mut errs, new.get("spec"));
+        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
+        errs.0
+    }
+
+    fn columns(&self) -> Vec<Value> {
+        table::column_definitions(table::REPLICASET_COLUMNS)
+    }
+
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        table::replicaset_cells(obj, now)
+    }
+}

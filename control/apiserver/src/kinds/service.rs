@@ -1,0 +1,217 @@
+//! Services (core/v1): named by DNS-1035 labels; ClusterIPs and NodePorts are
+//! allocated in the same etcd transaction as the object (see
+//! [`crate::registry::allocator`]) and may not change once set;
+//! `status.loadBalancer` is always present.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::{json, Value};
+
+use crate::kinds::{table, status, Resource, Strategy};
+use crate::kinds::strategy::{openapi_ref, NameRule, StorageHooks};
+use crate::kinds::defaults::{default, obj_mut};
+use crate::kinds::validation::{check_labels, check_port, check_protocol, Errors};
+use crate::meta::names::{check_dns1123_label, check_dns1035_label};
+use crate::status::{ApiResult, FieldError};
+
+/// The `Service` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "Service",
+    plural: "services",
+    singular: "service",
+    namespaced: true,
+    short_names: &["svc"],
+    categories: &["all"],
+    subresources: &[status("Service", "", "v1")],
+    field_labels: Some(&["metadata.name", "metadata.namespace", "spec.clusterIP", "spec.type"]),
+};
+
+/// How `Service` objects behave.
+pub struct Services;
+
+impl Strategy for Services {
+    fn resource(&self) -> &'static Resource {
+        &RESOURCE
+    }
+
+    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+        crate::meta::typed::round_trip::<k8s_openapi::api::core::v1::Service>(obj).map(Some)
+    }
+
+    fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {
+        openapi_ref::<k8s_openapi::api::core::v1::Service>(generator)
+    }
+
+    fn default(&self, obj: &mut Value) {
+        let Some(spec) = obj_mut(obj, "spec") else { return };
+        default(spec, "type", json!("ClusterIP"));
+        let ty = spec.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+        if ty != "ExternalName" {
+            default(spec, "sessionAffinity", json!("None"));
+            default(spec, "internalTrafficPolicy", json!("Cluster"));
+        }
+        if ty == "NodePort" || ty == "LoadBalancer" {
+            default(spec, "externalTrafficPolicy", json!("Cluster"));
+        }
+        if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
+            for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+                default(p, "protocol", json!("TCP"));
+                if let Some(port) = p.get("port").cloned() {
+                    default(p, "targetPort", port);
+                }
+            }
+        }
+    }
+
+    fn empty_status(&self, obj: &mut Value) {
+        if let Some(status) = obj_mut(obj, "status") {
+            default(status, "loadBalancer", json!({}));
+        }
+    }
+
+    fn name_rule(&self) -> NameRule {
+        check_dns1035_label
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        let mut errs = Errors::default();
+        validate_service(&mut errs, obj.get("spec"));
+        errs.0
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
+        let ty = |v: &Value| v.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let (old_ip, new_ip) = (ip(old), ip(new));
+        if !old_ip.is_empty() && old_ip != new_ip && ty(old) != "ExternalName" && ty(new) != "ExternalName" {
+            errs.push(FieldError::invalid("spec.clusterIPs[0]", &Value::String(new_ip), "may not change once set"));
+        }
+        errs
+    }
+
+    fn storage(&self) -> StorageHooks {
+        StorageHooks {
+            allocates_service_addresses: true,
+            ..Default::default()
+        }
+    }
+
+    fn columns(&self) -> Vec<Value> {
+        table::column_definitions(table::SERVICE_COLUMNS)
+    }
+
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        table::service_cells(obj, now)
+    }
+}
+
+fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
+    let Some(spec) = spec else {
+        errs.push(FieldError::required("spec", ""));
+        return;
+    };
+    let ty = spec.get("type").and_then(Value::as_str).unwrap_or("ClusterIP");
+    if !matches!(ty, "ClusterIP" | "NodePort" | "LoadBalancer" | "ExternalName") {
+        errs.push(FieldError::not_supported(
+            "spec.type",
+            spec.get("type").unwrap_or(&Value::Null),
+            &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+        ));
+    }
+    let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
+    let ports = spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    if ports.is_empty() && ty != "ExternalName" && !headless {
+        errs.push(FieldError::required("spec.ports", ""));
+    }
+    if headless && matches!(ty, "NodePort" | "LoadBalancer") {
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            &Value::String("None".into()),
+            format!("may not be set to 'None' for {ty} services"),
+        ));
+    }
+    let mut names = Vec::new();
+    let mut seen = Vec::new();
+    for (i, p) in ports.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        let name = p.get("name").and_then(Value::as_str).unwrap_or_default();
+        if ports.len() > 1 && name.is_empty() {
+            errs.push(FieldError::required(format!("{path}.name"), ""));
+        }
+        if !name.is_empty() {
+            if let Err(e) = check_dns1123_label(name) {
+                errs.push(FieldError::invalid(
+                    format!("{path}.name"),
+                    &Value::String(name.into()),
+                    e,
+                ));
+            }
+            if names.contains(&name) {
+                errs.push(FieldError::duplicate(
+                    format!("{path}.name"),
+                    &Value::String(name.into()),
+                ));
+            }
+            names.push(name);
+        }
+        check_port(errs, p.get("port"), &format!("{path}.port"), true);
+        check_protocol(errs, p.get("protocol"), &format!("{path}.protocol"));
+        match p.get("targetPort") {
+            Some(Value::Number(n)) if !(1..=65535).contains(&n.as_i64().unwrap_or(0)) => {
+                errs.push(FieldError::invalid(
+                    format!("{path}.targetPort"),
+                    &Value::Number(n.clone()),
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            Some(Value::String(s))
+                if (s.is_empty()
+                    || s.len() > 15
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')) =>
+            {
+                errs.push(FieldError::invalid(
+                    format!("{path}.targetPort"),
+                    &Value::String(s.clone()),
+                    "must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-), at most 15 characters",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(np) = p.get("nodePort") {
+            if np.as_i64() != Some(0) && (ty == "ClusterIP" || ty == "ExternalName") {
+                errs.push(FieldError::forbidden(
+                    format!("{path}.nodePort"),
+                    format!("may not be used when `type` is '{ty}'"),
+                ));
+            }
+        }
+        let key = (
+            p.get("port").and_then(Value::as_i64),
+            p.get("protocol").and_then(Value::as_str).unwrap_or("TCP").to_string(),
+        );
+        if seen.contains(&key) {
+            errs.push(FieldError::duplicate(
+                path.to_string(),
+                &serde_json::json!({"port": key.0, "protocol": key.1}),
+            ));
+        }
+        seen.push(key);
+    }
+    if let Some(sel) = spec.get("selector") {
+        check_labels(errs, Some(sel), "spec.selector");
+    }
+    if let Some(sa) = spec.get("sessionAffinity") {
+        if !matches!(sa.as_str(), Some("None" | "ClientIP")) {
+            errs.push(FieldError::not_supported(
+                "spec.sessionAffinity",
+                sa,
+                &["ClientIP", "None"],
+            ));
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! ServiceAccounts (core/v1).
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::Value;
+
+use crate::kinds::{table, Resource, Strategy};
+use crate::kinds::strategy::openapi_ref;
+use crate::status::ApiResult;
+
+/// The `ServiceAccount` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "ServiceAccount",
+    plural: "serviceaccounts",
+    singular: "serviceaccount",
+    namespaced: true,
+    short_names: &["sa"],
+    categories: &[],
+    subresources: &[],
+    field_labels: None,
+};
+
+/// How `ServiceAccount` objects behave.
+pub struct ServiceAccounts;
+
+impl Strategy for ServiceAccounts {
+    fn resource(&self) -> &'static Resource {
+        &RESOURCE
+    }
+
+    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+        crate::meta::typed::round_trip::<k8s_openapi::api::core::v1::ServiceAccount>(obj).map(Some)
+    }
+
+    fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {
+        openapi_ref::<k8s_openapi::api::core::v1::ServiceAccount>(generator)
+    }
+
+    fn columns(&self) -> Vec<Value> {
+        table::column_definitions(table::SERVICEACCOUNT_COLUMNS)
+    }
+
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        table::serviceaccount_cells(obj, now)
+    }
+}

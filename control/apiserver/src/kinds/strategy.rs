@@ -1,0 +1,184 @@
+//! What a kind is and how its objects behave: the [`Strategy`] trait, in the
+//! spirit of Kubernetes' `RESTCreateStrategy`/`RESTUpdateStrategy`/
+//! `RESTDeleteStrategy` and `TableConvertor`.
+//!
+//! The registry is generic: it does the same read → compute → one guarded
+//! etcd transaction for every kind, and asks the kind's strategy at each step
+//! (decode, default, prepare, validate, delete, print). Built-in kinds
+//! implement it in their own file under `kinds/`; custom resources implement
+//! it from their CustomResourceDefinition.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::{json, Value};
+
+use crate::kinds::Resource;
+use crate::status::{ApiResult, FieldError};
+
+/// What the storage layer does besides storing the object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StorageHooks {
+    /// Service ClusterIPs and NodePorts are allocated on create/update and
+    /// released on delete, in the same etcd transaction as the object.
+    pub allocates_service_addresses: bool,
+    /// Objects are stored under an etcd lease and expire (Events, `--event-ttl`).
+    pub expires: bool,
+}
+
+/// Adds the schema of the k8s-openapi type `T` to `generator`, returning
+/// its definition name (what built-in kinds' [`Strategy::openapi`] does).
+pub fn openapi_ref<T: k8s_openapi::schemars::JsonSchema>(generator: &mut SchemaGenerator) -> Option<String> {
+    generator
+        .subschema_for::<T>()
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.rsplit('/').next())
+        .map(str::to_string)
+}
+
+/// A name rule: `Ok` or the reason the name is invalid.
+pub type NameRule = fn(&str) -> Result<(), String>;
+
+/// The per-kind behaviour the generic registry asks for.
+///
+/// Every method but [`Strategy::resource`] has the default Kubernetes uses
+/// for a kind that does not override it.
+pub trait Strategy: Send + Sync + 'static {
+    /// Group, version, kind, resource, scope, names and subresources.
+    fn resource(&self) -> &'static Resource;
+
+    /// The fields of `obj` the kind knows, as a decoded copy (a typed round
+    /// trip for built-in kinds, structural pruning for custom resources).
+    /// Fields missing from it are unknown: dropped, warned about or refused
+    /// per `fieldValidation`. `None`: every field is kept.
+    fn decode(&self, _obj: &Value) -> ApiResult<Option<Value>> {
+        Ok(None)
+    }
+
+    /// Fill in defaults (on create and on every update, before validation).
+    fn default(&self, _obj: &mut Value) {}
+
+    /// Whether a created object keeps the status it was sent with. Kinds
+    /// with a status subresource normally drop it (status is written
+    /// through `/status`); Nodes and Namespaces keep it.
+    fn keeps_status_on_create(&self) -> bool {
+        false
+    }
+
+    /// Server-set fields of a new object (e.g. a Pod's `Pending` phase).
+    fn prepare_for_create(&self, _obj: &mut Value) {}
+
+    /// Server-kept fields on a main-resource update (e.g. a Namespace's
+    /// `spec.finalizers`, which only `/finalize` changes).
+    fn prepare_for_update(&self, _old: &Value, _new: &mut Value) {}
+
+    /// Whether `metadata.generation` is bumped when `spec` changes (Pods: no).
+    fn generation_tracks_spec(&self) -> bool {
+        true
+    }
+
+    /// Whether objects of kinds with a status subresource always have a
+    /// `status` (Go structs without `omitempty`); the zero values a kind
+    /// always reports go in [`Strategy::empty_status`].
+    fn empty_status(&self, obj: &mut Value) {
+        if self.resource().subresource("status").is_some() {
+            if let Some(o) = obj.as_object_mut() {
+                if !o.get("status").is_some_and(Value::is_object) {
+                    o.insert("status".into(), json!({}));
+                }
+            }
+        }
+    }
+
+    /// How names of this kind are validated.
+    fn name_rule(&self) -> NameRule {
+        crate::meta::names::check_dns1123_subdomain
+    }
+
+    /// Validate a new object (metadata is validated by the registry).
+    fn validate(&self, _obj: &Value) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Validate a main-resource update: the new object, and fields that may
+    /// not change.
+    fn validate_update(&self, _old: &Value, new: &Value) -> Vec<FieldError> {
+        self.validate(new)
+    }
+
+    /// Validate a status (or other subresource) update.
+    fn validate_status_update(&self, _old: &Value, new: &Value) -> Vec<FieldError> {
+        self.validate(new)
+    }
+
+    /// Whether a deleting object with no finalizers left may now be removed
+    /// (Pods wait for their node; Namespaces for `spec.finalizers`).
+    fn ready_to_remove(&self, _obj: &Value) -> bool {
+        true
+    }
+
+    /// Mark `obj` for deletion. `pending` says whether metadata finalizers
+    /// hold the object; returns whether deletion is pending (graceful
+    /// termination and spec finalizers may hold it too). `grace` is the
+    /// request's `gracePeriodSeconds`.
+    fn begin_delete(&self, _obj: &mut Value, _grace: Option<i64>, pending: bool) -> bool {
+        pending
+    }
+
+    /// What storage does besides storing.
+    fn storage(&self) -> StorageHooks {
+        StorageHooks::default()
+    }
+
+    /// Adds the kind's OpenAPI schema (and what it references) to
+    /// `generator`, returning the definition's name; `None`: no schema.
+    fn openapi(&self, _generator: &mut SchemaGenerator) -> Option<String> {
+        None
+    }
+
+    /// Table column definitions (`meta.k8s.io/v1` `TableColumnDefinition`s).
+    fn columns(&self) -> Vec<Value> {
+        crate::kinds::table::default_columns()
+    }
+
+    /// One Table row's cells for `obj`, ages computed against `now`.
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        crate::kinds::table::default_cells(obj, now)
+    }
+}
+
+/// A served kind: its description and behaviour. Cheap to clone; a request
+/// keeps the one it started with even if a CustomResourceDefinition changes.
+#[derive(Clone)]
+pub enum Kind {
+    /// A built-in kind.
+    Builtin(&'static dyn Strategy),
+    /// A kind served from a CustomResourceDefinition.
+    Custom(Arc<dyn Strategy>),
+}
+
+impl Kind {
+    /// The kind's description.
+    pub fn resource(&self) -> &'static Resource {
+        (**self).resource()
+    }
+}
+
+impl std::ops::Deref for Kind {
+    type Target = dyn Strategy;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Kind::Builtin(s) => *s,
+            Kind::Custom(s) => &**s,
+        }
+    }
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let r = self.resource();
+        write!(f, "Kind({}/{}, {})", r.group, r.version, r.plural)
+    }
+}
