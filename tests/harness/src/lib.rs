@@ -502,6 +502,26 @@ impl RawClient {
             .unwrap_or_default();
         Ok(RawResponse { status, headers, body })
     }
+    /// GET with an `Accept` header (e.g. a Table: `application/json;as=Table;v=v1;g=meta.k8s.io`).
+    pub async fn get_accept(&self, path: &str, accept: &str) -> RawResponse {
+        let req = http::Request::builder()
+            .method("GET")
+            .uri(path)
+            .header(http::header::ACCEPT, accept)
+            .body(kube::client::Body::from(Vec::new()))
+            .expect("request");
+        let resp = self.client.send(req).await.expect("request sent");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        use http_body_util::BodyExt;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+        RawResponse { status, headers, body }
+    }
     /// GET
     pub async fn get(&self, path: &str) -> RawResponse {
         self.request("GET", path, None, Vec::new()).await
