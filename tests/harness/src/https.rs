@@ -46,6 +46,12 @@ impl TestCa {
         &self.pem
     }
 
+    /// The CA certificate as a `caBundle` field holds it in JSON (base64 of the PEM).
+    pub fn ca_bundle(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&self.pem)
+    }
+
     /// A rustls server configuration with a certificate for `names` (DNS
     /// names or IP addresses), signed by this CA; HTTP/1.1 only.
     pub fn server_config(&self, names: &[String]) -> Arc<rustls::ServerConfig> {
@@ -291,4 +297,50 @@ pub fn host_ip() -> IpAddr {
         .and_then(|ip| ip.parse().ok())
         .filter(|ip| usable(*ip))
         .expect("this machine has a non-loopback IPv4 address (needed as a Kubernetes endpoint address)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The server answers over TLS trusted through the CA, records the
+    /// request, and refuses connections once stopped.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn serves_records_and_stops() {
+        let ca = TestCa::new("harness test CA");
+        let dir = tempfile::tempdir().expect("dir");
+        let ca_file = dir.path().join("ca.crt");
+        std::fs::write(&ca_file, ca.pem()).expect("write CA");
+        let mut server = HttpsServer::start_with_names(&ca, &format!("{}:0", host_ip()), &["svc.ns.svc"], |s| {
+            Reply::json(201, &serde_json::json!({"path": s.path}))
+        })
+        .await;
+        let url = server.url("/hello?x=1");
+        let curl = |url: String, ca_file: std::path::PathBuf| {
+            tokio::task::spawn_blocking(move || {
+                std::process::Command::new("curl")
+                    .args(["-sS", "-w", " %{http_code}", "--cacert"])
+                    .arg(ca_file)
+                    .args(["-H", "X-Remote-Group: a", "-H", "X-Remote-Group: b", &url])
+                    .output()
+                    .expect("curl runs")
+            })
+        };
+        let out = curl(url.clone(), ca_file.clone()).await.expect("join");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout,
+            "{\"path\":\"/hello\"} 201",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let seen = server.requests_to("/hello");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].query, "x=1");
+        assert_eq!(seen[0].header_values("x-remote-group"), ["a", "b"]);
+        server.stop();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let out = curl(url, ca_file).await.expect("join");
+        assert!(!out.status.success(), "stopped server still answers");
+    }
 }

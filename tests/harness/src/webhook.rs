@@ -119,7 +119,7 @@ pub fn core_rule(operations: &[&str], resources: &[&str]) -> Value {
 /// `sideEffects: None`, `admissionReviewVersions: [v1]`. Add
 /// `failurePolicy`, selectors, `timeoutSeconds` to the returned value.
 pub fn webhook(name: &str, url: &str, ca: &TestCa, rules: Vec<Value>) -> Value {
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca.pem());
+    let ca_bundle = ca.ca_bundle();
     json!({
         "name": name,
         "clientConfig": {"url": url, "caBundle": ca_bundle},
