@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
-use crate::kinds::{table, validation, Resource, Strategy};
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, col, name, Column, AGE, NAME};
+use crate::kinds::{table, validation, Resource, Strategy};
 use crate::status::{ApiResult, FieldError};
 
 /// The `ConfigMap` resource.
@@ -43,10 +44,23 @@ impl Strategy for ConfigMaps {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::CONFIGMAP_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::configmap_cells(obj, now)
+        row(obj, now)
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[NAME, col("Data", "integer", 0, "Number of data entries."), AGE];
+
+fn row(cm: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let count = ["data", "binaryData"]
+        .iter()
+        .filter_map(|k| cm.get(k).and_then(Value::as_object))
+        .map(Map::len)
+        .sum::<usize>();
+    vec![name(cm), json!(count), age(cm, now)]
 }

@@ -6,10 +6,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
 use serde_json::{json, Value};
 
-use crate::kinds::{defaults, pod_support, table, validation, status, SCALE, Resource, Strategy};
 use crate::kinds::defaults::{default, obj_mut};
-use crate::kinds::validation::Errors;
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{
+    age, col, desired_replicas, i, label_selector_string, name, or_none, template_containers, Column, AGE, NAME,
+};
+use crate::kinds::validation::Errors;
+use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, SCALE};
 use crate::status::{ApiResult, FieldError};
 
 /// The `Deployment` resource.
@@ -79,16 +82,17 @@ impl Strategy for Deployments {
         let mut errs = Errors::default();
         validation::validate_selector_and_template(&mut errs, new.get("spec"));
         validate_deployment_strategy(&mut errs, new.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
+        errs.0
+            .extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
         errs.0
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::DEPLOYMENT_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::deployment_cells(obj, now)
+        row(obj, now)
     }
 }
 
@@ -112,4 +116,57 @@ fn validate_deployment_strategy(errs: &mut Errors, spec: Option<&Value>) {
             &["Recreate", "RollingUpdate"],
         )),
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col(
+        "Ready",
+        "string",
+        0,
+        "Number of the pod with ready state out of the desired replicas.",
+    ),
+    col(
+        "Up-to-date",
+        "integer",
+        0,
+        "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+    ),
+    col(
+        "Available",
+        "integer",
+        0,
+        "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+    ),
+    AGE,
+    col("Containers", "string", 1, "Names of each container in the template."),
+    col(
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    ),
+    col("Selector", "string", 1, "Label selector for pods."),
+];
+
+fn row(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = template_containers(d);
+    vec![
+        name(d),
+        json!(format!(
+            "{}/{}",
+            i(d, &["status", "readyReplicas"]),
+            desired_replicas(d)
+        )),
+        json!(i(d, &["status", "updatedReplicas"])),
+        json!(i(d, &["status", "availableReplicas"])),
+        age(d, now),
+        json!(containers),
+        json!(images),
+        json!(or_none(label_selector_string(
+            d.pointer("/spec/selector").unwrap_or(&Value::Null)
+        ))),
+    ]
 }

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::kinds::{table, Resource, Strategy};
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, arr, col, i, name, s, Column, AGE, NAME};
+use crate::kinds::{table, Resource, Strategy};
 use crate::status::ApiResult;
 
 /// The `Endpoints` resource.
@@ -39,10 +40,60 @@ impl Strategy for EndpointsStrategy {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::ENDPOINTS_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::endpoints_cells(obj, now)
+        row(obj, now)
+    }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Endpoints", "string", 0, "Endpoints of the service: ip:port."),
+    AGE,
+];
+
+/// The ENDPOINTS column: the first three `ip:port` pairs, then `+ N more...`.
+fn endpoints_string(ep: &Value) -> String {
+    let mut all: Vec<String> = Vec::new();
+    for subset in arr(ep, &["subsets"]) {
+        let ports = arr(subset, &["ports"]);
+        for addr in arr(subset, &["addresses"]) {
+            let ip = s(addr, &["ip"]);
+            if ports.is_empty() {
+                all.push(ip.to_string());
+            }
+            for p in ports {
+                all.push(format!("{ip}:{}", i(p, &["port"])));
+            }
+        }
+    }
+    if all.is_empty() {
+        return "<none>".to_string();
+    }
+    let shown = all.iter().take(3).cloned().collect::<Vec<_>>().join(",");
+    if all.len() > 3 {
+        format!("{shown} + {} more...", all.len() - 3)
+    } else {
+        shown
+    }
+}
+
+fn row(ep: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(ep), json!(endpoints_string(ep)), age(ep, now)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_column_shows_three_then_counts() {
+        let ep = json!({"metadata": {"name": "web"}, "subsets": [{"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}, {"ip": "10.0.0.3"}, {"ip": "10.0.0.4"}], "ports": [{"port": 80}]}]});
+        assert_eq!(endpoints_string(&ep), "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 1 more...");
+        assert_eq!(endpoints_string(&json!({})), "<none>");
     }
 }

@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::kinds::{table, Resource, Strategy};
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, col, name, s, Column, AGE, NAME};
+use crate::kinds::{table, Resource, Strategy};
 use crate::status::ApiResult;
 
 /// The `Lease` resource.
@@ -39,10 +40,22 @@ impl Strategy for Leases {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::LEASE_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::lease_cells(obj, now)
+        row(obj, now)
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[NAME, col("Holder", "string", 0, "Holder of the lease."), AGE];
+
+fn row(lease: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(lease),
+        json!(s(lease, &["spec", "holderIdentity"])),
+        age(lease, now),
+    ]
 }

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
 use serde_json::{json, Value};
 
-use crate::kinds::{table, status, Resource, Strategy};
-use crate::kinds::strategy::{openapi_ref, NameRule};
 use crate::kinds::defaults::{default, obj_mut};
-use crate::meta::names::{check_dns1123_label};
+use crate::kinds::strategy::{openapi_ref, NameRule};
+use crate::kinds::table::{age, col, name, s, Column, AGE, NAME};
+use crate::kinds::{status, table, Resource, Strategy};
+use crate::meta::names::check_dns1123_label;
 use crate::status::ApiResult;
 
 /// The `Namespace` resource.
@@ -81,14 +82,28 @@ impl Strategy for Namespaces {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::NAMESPACE_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::namespace_cells(obj, now)
+        row(obj, now)
     }
 }
 
 fn spec_finalizers(obj: &Value) -> usize {
-    obj.pointer("/spec/finalizers").and_then(Value::as_array).map_or(0, Vec::len)
+    obj.pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[NAME, col("Status", "string", 0, "The phase of the namespace."), AGE];
+
+fn row(ns: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let phase = match s(ns, &["status", "phase"]) {
+        "" => "Active",
+        p => p,
+    };
+    vec![name(ns), json!(phase), age(ns, now)]
 }

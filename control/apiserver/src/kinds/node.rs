@@ -6,9 +6,10 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
 use serde_json::{json, Value};
 
-use crate::kinds::{table, status, Resource, Strategy};
 use crate::kinds::defaults::{default, obj_mut};
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, arr, col, get, name, or_none, s, Column, AGE, NAME};
+use crate::kinds::{status, table, Resource, Strategy};
 use crate::status::ApiResult;
 
 /// The `Node` resource.
@@ -75,10 +76,81 @@ impl Strategy for Nodes {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::NODE_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::node_cells(obj, now)
+        row(obj, now)
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Status", "string", 0, "The status of the node."),
+    col("Roles", "string", 0, "The roles of the node."),
+    AGE,
+    col("Version", "string", 0, "Kubelet version reported by the node."),
+    col("Internal-IP", "string", 1, "The node's internal IP."),
+    col("External-IP", "string", 1, "The node's external IP."),
+    col("OS-Image", "string", 1, "OS image reported by the node."),
+    col("Kernel-Version", "string", 1, "Kernel version reported by the node."),
+    col(
+        "Container-Runtime",
+        "string",
+        1,
+        "Container runtime reported by the node.",
+    ),
+];
+
+fn row(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ready = arr(node, &["status", "conditions"])
+        .iter()
+        .find(|c| s(c, &["type"]) == "Ready")
+        .map(|c| match s(c, &["status"]) {
+            "True" => "Ready",
+            "False" => "NotReady",
+            _ => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    let mut status = ready.to_string();
+    if node.pointer("/spec/unschedulable") == Some(&json!(true)) {
+        status.push_str(",SchedulingDisabled");
+    }
+    let mut roles: Vec<String> = Vec::new();
+    if let Some(labels) = get(node, &["metadata", "labels"]).and_then(Value::as_object) {
+        for k in labels.keys() {
+            if let Some(role) = k.strip_prefix("node-role.kubernetes.io/") {
+                if !role.is_empty() {
+                    roles.push(role.to_string());
+                }
+            } else if k == "kubernetes.io/role" {
+                if let Some(v) = labels[k].as_str() {
+                    roles.push(v.to_string());
+                }
+            }
+        }
+    }
+    roles.sort();
+    let address = |ty: &str| {
+        arr(node, &["status", "addresses"])
+            .iter()
+            .find(|a| s(a, &["type"]) == ty)
+            .map(|a| s(a, &["address"]).to_string())
+            .unwrap_or_default()
+    };
+    let info = |field: &str| or_none(s(node, &["status", "nodeInfo", field]).to_string());
+    vec![
+        name(node),
+        json!(status),
+        json!(or_none(roles.join(","))),
+        age(node, now),
+        json!(s(node, &["status", "nodeInfo", "kubeletVersion"])),
+        json!(or_none(address("InternalIP"))),
+        json!(or_none(address("ExternalIP"))),
+        json!(info("osImage")),
+        json!(info("kernelVersion")),
+        json!(info("containerRuntimeVersion")),
+    ]
 }

@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
 use serde_json::{json, Value};
 
-use crate::kinds::{defaults, pod_support, table, validation, status, BINDING, LOG, Resource, Strategy};
 use crate::kinds::defaults::obj_mut;
-use crate::kinds::validation::Errors;
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, arr, col, get, human_duration, i, name, or_none, parse_time, s, Column, AGE, NAME};
+use crate::kinds::validation::Errors;
+use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, BINDING, LOG};
 use crate::status::{ApiResult, FieldError};
 
 /// The `Pod` resource.
@@ -88,22 +89,41 @@ impl Strategy for Pods {
     fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = Errors::default();
         validation::validate_pod_spec(&mut errs, new.get("spec"), "spec");
-        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
+        errs.0
+            .extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
         errs.0
     }
 
     fn ready_to_remove(&self, obj: &Value) -> bool {
         // A pod in graceful deletion is removed by its node (delete with grace 0).
-        obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0) == 0
+        obj.pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            == 0
     }
 
     fn begin_delete(&self, obj: &mut Value, grace: Option<i64>, pending: bool) -> bool {
         let deleting = obj.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
-        let bound = obj.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
-        let terminal = matches!(obj.pointer("/status/phase").and_then(Value::as_str), Some("Succeeded" | "Failed"));
-        let default_grace = obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(30);
-        let grace = if !bound || terminal { 0 } else { grace.unwrap_or(default_grace).max(0) };
-        let current = obj.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+        let bound = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .is_some_and(|n| !n.is_empty());
+        let terminal = matches!(
+            obj.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        );
+        let default_grace = obj
+            .pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30);
+        let grace = if !bound || terminal {
+            0
+        } else {
+            grace.unwrap_or(default_grace).max(0)
+        };
+        let current = obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64);
         let effective = match current {
             Some(c) if deleting => c.min(grace),
             _ => grace,
@@ -118,11 +138,11 @@ impl Strategy for Pods {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::POD_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::pod_cells(obj, now)
+        row(obj, now)
     }
 }
 
@@ -145,5 +165,163 @@ fn mutable_spec(pod: &Value) -> Value {
 }
 
 fn rfc3339_in(secs: i64) -> String {
-    (Utc::now() + chrono::Duration::seconds(secs)).format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    (Utc::now() + chrono::Duration::seconds(secs))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
+    col("Status", "string", 0, "The aggregate status of the containers in this pod."),
+    col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+    AGE,
+    col("IP", "string", 1, "IP address allocated to the pod."),
+    col("Node", "string", 1, "Name of the node the pod is assigned to."),
+    col("Nominated Node", "string", 1, "Node the scheduler nominated for this pod, if any."),
+    col("Readiness Gates", "string", 1, "Readiness gates that are true, out of those declared."),
+];
+
+/// The STATUS column: the most telling reason among phase, init containers and containers.
+fn pod_status(pod: &Value) -> String {
+    let mut reason = s(pod, &["status", "phase"]).to_string();
+    if !s(pod, &["status", "reason"]).is_empty() {
+        reason = s(pod, &["status", "reason"]).to_string();
+    }
+    let init_statuses = arr(pod, &["status", "initContainerStatuses"]);
+    let init_total = arr(pod, &["spec", "initContainers"]).len();
+    let mut initializing = false;
+    for (idx, c) in init_statuses.iter().enumerate() {
+        let terminated = get(c, &["state", "terminated"]);
+        let waiting = get(c, &["state", "waiting"]);
+        if let Some(t) = terminated {
+            if i(t, &["exitCode"]) == 0 {
+                continue;
+            }
+            let r = s(t, &["reason"]);
+            reason = if !r.is_empty() {
+                format!("Init:{r}")
+            } else if i(t, &["signal"]) != 0 {
+                format!("Init:Signal:{}", i(t, &["signal"]))
+            } else {
+                format!("Init:ExitCode:{}", i(t, &["exitCode"]))
+            };
+        } else if let Some(w) =
+            waiting.filter(|w| !s(w, &["reason"]).is_empty() && s(w, &["reason"]) != "PodInitializing")
+        {
+            reason = format!("Init:{}", s(w, &["reason"]));
+        } else {
+            reason = format!("Init:{idx}/{init_total}");
+        }
+        initializing = true;
+        break;
+    }
+    if !initializing {
+        let mut has_running = false;
+        for c in arr(pod, &["status", "containerStatuses"]).iter().rev() {
+            if let Some(w) = get(c, &["state", "waiting"]) {
+                if !s(w, &["reason"]).is_empty() {
+                    reason = s(w, &["reason"]).to_string();
+                }
+            } else if let Some(t) = get(c, &["state", "terminated"]) {
+                let r = s(t, &["reason"]);
+                reason = if !r.is_empty() {
+                    r.to_string()
+                } else if i(t, &["signal"]) != 0 {
+                    format!("Signal:{}", i(t, &["signal"]))
+                } else {
+                    format!("ExitCode:{}", i(t, &["exitCode"]))
+                };
+            } else if get(c, &["state", "running"]).is_some() && c.get("ready") == Some(&json!(true)) {
+                has_running = true;
+            }
+        }
+        if reason == "Completed" && has_running {
+            reason = "Running".to_string();
+        }
+    }
+    if get(pod, &["metadata", "deletionTimestamp"]).is_some_and(|v| !v.is_null()) {
+        reason = if s(pod, &["status", "reason"]) == "NodeLost" {
+            "Unknown".to_string()
+        } else {
+            "Terminating".to_string()
+        };
+    }
+    if reason.is_empty() {
+        "Pending".to_string()
+    } else {
+        reason
+    }
+}
+
+fn row(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let statuses = arr(pod, &["status", "containerStatuses"]);
+    let total = arr(pod, &["spec", "containers"]).len();
+    let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true))).count();
+    let mut restarts = 0;
+    let mut last_restart: Option<DateTime<Utc>> = None;
+    for c in arr(pod, &["status", "initContainerStatuses"]).iter().chain(statuses) {
+        restarts += i(c, &["restartCount"]);
+        if let Some(t) = parse_time(s(c, &["lastState", "terminated", "finishedAt"])) {
+            if last_restart.is_none_or(|l| t > l) {
+                last_restart = Some(t);
+            }
+        }
+    }
+    let restarts = match last_restart {
+        Some(t) if restarts > 0 => format!("{restarts} ({} ago)", human_duration(now.signed_duration_since(t))),
+        _ => restarts.to_string(),
+    };
+    let gates = arr(pod, &["spec", "readinessGates"]);
+    let gates = if gates.is_empty() {
+        "<none>".to_string()
+    } else {
+        let conditions = arr(pod, &["status", "conditions"]);
+        let true_gates = gates
+            .iter()
+            .filter(|g| {
+                conditions
+                    .iter()
+                    .any(|c| s(c, &["type"]) == s(g, &["conditionType"]) && s(c, &["status"]) == "True")
+            })
+            .count();
+        format!("{true_gates}/{}", gates.len())
+    };
+    vec![
+        name(pod),
+        json!(format!("{ready}/{total}")),
+        json!(pod_status(pod)),
+        json!(restarts),
+        age(pod, now),
+        json!(or_none(s(pod, &["status", "podIP"]).to_string())),
+        json!(or_none(s(pod, &["spec", "nodeName"]).to_string())),
+        json!(or_none(s(pod, &["status", "nominatedNodeName"]).to_string())),
+        json!(gates),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_status_covers_pending_init_and_terminating() {
+        let pending = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}});
+        assert_eq!(pod_status(&pending), "Pending");
+        let init = json!({
+            "spec": {"initContainers": [{"name": "i"}], "containers": [{"name": "a"}]},
+            "status": {"phase": "Pending", "initContainerStatuses": [{"state": {"running": {}}}]}
+        });
+        assert_eq!(pod_status(&init), "Init:0/1");
+        let terminating = json!({
+            "metadata": {"deletionTimestamp": "2026-01-01T11:59:00Z"},
+            "status": {"phase": "Running"}
+        });
+        assert_eq!(pod_status(&terminating), "Terminating");
+        let completed = json!({"status": {"phase": "Succeeded", "containerStatuses": [
+            {"state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}});
+        assert_eq!(pod_status(&completed), "Completed");
+    }
 }

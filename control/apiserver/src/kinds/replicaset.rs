@@ -6,10 +6,13 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
 use serde_json::{json, Value};
 
-use crate::kinds::{defaults, pod_support, table, validation, status, SCALE, Resource, Strategy};
 use crate::kinds::defaults::{default, obj_mut};
-use crate::kinds::validation::Errors;
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{
+    age, col, desired_replicas, i, label_selector_string, name, or_none, template_containers, Column, AGE, NAME,
+};
+use crate::kinds::validation::Errors;
+use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, SCALE};
 use crate::status::{ApiResult, FieldError};
 
 /// The `ReplicaSet` resource.
@@ -71,15 +74,50 @@ impl Strategy for ReplicaSets {
     fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = Errors::default();
         validation::validate_selector_and_template(&mut errs, new.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
+        errs.0
+            .extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
         errs.0
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::REPLICASET_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::replicaset_cells(obj, now)
+        row(obj, now)
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Desired", "integer", 0, "Number of desired pods."),
+    col("Current", "integer", 0, "Number of actually running pods."),
+    col("Ready", "integer", 0, "Number of ready pods."),
+    AGE,
+    col("Containers", "string", 1, "Names of each container in the template."),
+    col(
+        "Images",
+        "string",
+        1,
+        "Images referenced by each container in the template.",
+    ),
+    col("Selector", "string", 1, "Label selector for pods."),
+];
+
+fn row(rs: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (containers, images) = template_containers(rs);
+    vec![
+        name(rs),
+        json!(desired_replicas(rs)),
+        json!(i(rs, &["status", "replicas"])),
+        json!(i(rs, &["status", "readyReplicas"])),
+        age(rs, now),
+        json!(containers),
+        json!(images),
+        json!(or_none(label_selector_string(
+            rs.pointer("/spec/selector").unwrap_or(&Value::Null)
+        ))),
+    ]
 }

@@ -3,11 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use crate::kinds::{table, validation, Resource, Strategy};
 use crate::kinds::defaults::default;
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, col, name, s, Column, AGE, NAME};
+use crate::kinds::{table, validation, Resource, Strategy};
 use crate::status::{ApiResult, FieldError};
 
 /// The `Secret` resource.
@@ -64,10 +65,28 @@ impl Strategy for Secrets {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::SECRET_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::secret_cells(obj, now)
+        row(obj, now)
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", "string", 0, "Type of the secret."),
+    col("Data", "integer", 0, "Number of data entries."),
+    AGE,
+];
+
+fn row(secret: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ty = match s(secret, &["type"]) {
+        "" => "Opaque",
+        t => t,
+    };
+    let count = secret.get("data").and_then(Value::as_object).map_or(0, Map::len);
+    vec![name(secret), json!(ty), json!(count), age(secret, now)]
 }

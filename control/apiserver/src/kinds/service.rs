@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
 use serde_json::{json, Value};
 
-use crate::kinds::{table, status, Resource, Strategy};
-use crate::kinds::strategy::{openapi_ref, NameRule, StorageHooks};
 use crate::kinds::defaults::{default, obj_mut};
+use crate::kinds::strategy::{openapi_ref, NameRule, StorageHooks};
+use crate::kinds::table::{age, arr, col, get, i, map_selector_string, name, or_none, s, Column, AGE, NAME};
 use crate::kinds::validation::{check_labels, check_port, check_protocol, Errors};
-use crate::meta::names::{check_dns1123_label, check_dns1035_label};
+use crate::kinds::{status, table, Resource, Strategy};
+use crate::meta::names::{check_dns1035_label, check_dns1123_label};
 use crate::status::{ApiResult, FieldError};
 
 /// The `Service` resource.
@@ -83,11 +84,25 @@ impl Strategy for Services {
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = self.validate(new);
-        let ip = |v: &Value| v.pointer("/spec/clusterIP").and_then(Value::as_str).unwrap_or_default().to_string();
-        let ty = |v: &Value| v.pointer("/spec/type").and_then(Value::as_str).unwrap_or("ClusterIP").to_string();
+        let ip = |v: &Value| {
+            v.pointer("/spec/clusterIP")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let ty = |v: &Value| {
+            v.pointer("/spec/type")
+                .and_then(Value::as_str)
+                .unwrap_or("ClusterIP")
+                .to_string()
+        };
         let (old_ip, new_ip) = (ip(old), ip(new));
         if !old_ip.is_empty() && old_ip != new_ip && ty(old) != "ExternalName" && ty(new) != "ExternalName" {
-            errs.push(FieldError::invalid("spec.clusterIPs[0]", &Value::String(new_ip), "may not change once set"));
+            errs.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                &Value::String(new_ip),
+                "may not change once set",
+            ));
         }
         errs
     }
@@ -100,11 +115,11 @@ impl Strategy for Services {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::SERVICE_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::service_cells(obj, now)
+        row(obj, now)
     }
 }
 
@@ -213,5 +228,102 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
                 &["ClientIP", "None"],
             ));
         }
+    }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[
+    NAME,
+    col("Type", "string", 0, "The type of the service."),
+    col("Cluster-IP", "string", 0, "The cluster IP of the service."),
+    col("External-IP", "string", 0, "The external IP of the service."),
+    col(
+        "Port(s)",
+        "string",
+        0,
+        "The ports of the service: port[:nodePort]/protocol.",
+    ),
+    AGE,
+    col("Selector", "string", 1, "The label selector of the service."),
+];
+
+fn service_external_ip(svc: &Value) -> String {
+    let external: Vec<&str> = arr(svc, &["spec", "externalIPs"])
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    match s(svc, &["spec", "type"]) {
+        "ExternalName" => s(svc, &["spec", "externalName"]).to_string(),
+        "LoadBalancer" => {
+            let mut ips: Vec<String> = arr(svc, &["status", "loadBalancer", "ingress"])
+                .iter()
+                .map(|i| {
+                    let ip = s(i, &["ip"]);
+                    if ip.is_empty() {
+                        s(i, &["hostname"]).to_string()
+                    } else {
+                        ip.to_string()
+                    }
+                })
+                .filter(|x| !x.is_empty())
+                .collect();
+            ips.extend(external.iter().map(|s| s.to_string()));
+            if ips.is_empty() {
+                "<pending>".to_string()
+            } else {
+                ips.join(",")
+            }
+        }
+        _ => or_none(external.join(",")),
+    }
+}
+
+fn service_ports(svc: &Value) -> String {
+    let ports: Vec<String> = arr(svc, &["spec", "ports"])
+        .iter()
+        .map(|p| {
+            let protocol = match s(p, &["protocol"]) {
+                "" => "TCP",
+                other => other,
+            };
+            let node_port = i(p, &["nodePort"]);
+            if node_port > 0 {
+                format!("{}:{node_port}/{protocol}", i(p, &["port"]))
+            } else {
+                format!("{}/{protocol}", i(p, &["port"]))
+            }
+        })
+        .collect();
+    or_none(ports.join(","))
+}
+
+fn row(svc: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let ty = match s(svc, &["spec", "type"]) {
+        "" => "ClusterIP",
+        other => other,
+    };
+    vec![
+        name(svc),
+        json!(ty),
+        json!(or_none(s(svc, &["spec", "clusterIP"]).to_string())),
+        json!(service_external_ip(svc)),
+        json!(service_ports(svc)),
+        age(svc, now),
+        json!(or_none(map_selector_string(
+            get(svc, &["spec", "selector"]).and_then(Value::as_object)
+        ))),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_load_balancers_and_no_ports() {
+        let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.11"}});
+        assert_eq!(service_external_ip(&lb), "<pending>");
+        assert_eq!(service_ports(&lb), "<none>");
     }
 }

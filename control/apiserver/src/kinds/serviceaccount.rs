@@ -2,10 +2,11 @@
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::kinds::{table, Resource, Strategy};
 use crate::kinds::strategy::openapi_ref;
+use crate::kinds::table::{age, arr, col, name, Column, AGE, NAME};
+use crate::kinds::{table, Resource, Strategy};
 use crate::status::ApiResult;
 
 /// The `ServiceAccount` resource.
@@ -39,10 +40,18 @@ impl Strategy for ServiceAccounts {
     }
 
     fn columns(&self) -> Vec<Value> {
-        table::column_definitions(table::SERVICEACCOUNT_COLUMNS)
+        table::column_definitions(COLUMNS)
     }
 
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-        table::serviceaccount_cells(obj, now)
+        row(obj, now)
     }
+}
+
+// ---- Table ----
+
+const COLUMNS: &[Column] = &[NAME, col("Secrets", "integer", 0, "Number of secrets."), AGE];
+
+fn row(sa: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![name(sa), json!(arr(sa, &["secrets"]).len()), age(sa, now)]
 }
