@@ -1,5 +1,7 @@
 //! `cargo xtask bench apiserver`: API server create/get/list/watch latency
-//! and throughput against direct etcd access measured in the same run. Not a test.
+//! and throughput against direct etcd access measured in the same run, then
+//! create/list/watch for a custom resource (a CRD the bench creates) beside
+//! ConfigMap, with the ratios. Not a test.
 //!
 //! The measuring is done by the `apiserver-bench` binary of `sluice-bench`
 //! (it needs kube and etcd-client; xtask stays light): this task builds it
@@ -11,7 +13,8 @@ use crate::util::{self, step, workspace_root};
 use anyhow::{Context, Result};
 use std::process::Command;
 
-/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 1,000 pods and 20 watchers.
+/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 1,000 pods and 20 watchers,
+/// and 500 objects per kind in the custom resource vs ConfigMap phase.
 pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
     step("building apiserver and apiserver-bench (release)");
@@ -28,13 +31,14 @@ pub fn run(quick: bool) -> Result<()> {
         "apiserver-bench",
     ]))?;
     let bin = util::target_dir().join("release/apiserver-bench");
-    step("measuring (creates, gets, lists, then watch delay under paced writes; about a minute)");
+    step("measuring (creates, gets, lists, watch delay under paced writes, then ConfigMap vs custom resource; a minute or two)");
     let mut cmd = Command::new(bin);
     cmd.current_dir(&root)
         .arg("--out")
         .arg(root.join("bench-results/apiserver.md"));
     if quick {
         cmd.args(["--pods", "1000", "--watchers", "20", "--watch-seconds", "5"]);
+        cmd.args(["--kind-objects", "500", "--kind-watchers", "10", "--kind-seconds", "3"]);
     }
     util::run(&mut cmd).context("apiserver-bench")?;
     step("wrote bench-results/apiserver.md");

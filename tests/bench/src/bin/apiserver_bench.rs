@@ -6,7 +6,10 @@
 //! p50/p99 and throughput), then write-to-watch-event delay with many
 //! watchers under a paced write load. The baseline, measured in the same
 //! run, is the same writes/reads done directly against etcd (what the API
-//! server adds on top of its store). Writes a Markdown report.
+//! server adds on top of its store). Then, in the same run, the same
+//! create/list/watch measurements for a custom resource (a CRD the bench
+//! creates, with a structural schema and a CEL rule) beside ConfigMap, the
+//! built-in kind closest in shape, with the ratios. Writes a Markdown report.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +38,18 @@ struct Args {
     /// Duration of the watch phase (s).
     #[arg(long, default_value_t = 10)]
     watch_seconds: u64,
+    /// Objects created per kind in the ConfigMap vs custom resource phase.
+    #[arg(long, default_value_t = 5_000)]
+    kind_objects: usize,
+    /// Watchers per kind in that phase.
+    #[arg(long, default_value_t = 20)]
+    kind_watchers: usize,
+    /// Paced write rate per kind in that phase (writes/s).
+    #[arg(long, default_value_t = 200)]
+    kind_rate: u64,
+    /// Duration of each kind's paced watch phase (s).
+    #[arg(long, default_value_t = 5)]
+    kind_seconds: u64,
     /// Report path.
     #[arg(long, default_value = "bench-results/apiserver.md")]
     out: PathBuf,
@@ -388,6 +403,7 @@ mutating {}, watch delay {}.\n",
             "NOT met"
         },
     );
+    let report = report + &kinds::run(&cp, raws.clone(), &args).await;
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -408,5 +424,341 @@ struct SharedReceiver(Arc<Mutex<tokio::sync::mpsc::Receiver<usize>>>);
 impl SharedReceiver {
     async fn recv(&self) -> Result<usize, ()> {
         self.0.lock().await.recv().await.ok_or(())
+    }
+}
+
+/// Custom resource beside ConfigMap: the same creates, lists and paced
+/// watched writes for both kinds, in one run, on one API server.
+mod kinds {
+    use super::{now_nanos, run_concurrent, Args, Stats};
+    use futures::TryStreamExt;
+    use serde_json::{json, Value};
+    use sluice_tests::{ControlPlane, RawClient};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use tokio::sync::Mutex;
+
+    const NS: &str = "bench-kinds";
+    const CRD: &str = "benchobjects.bench.sluice.dev";
+
+    /// One kind under test.
+    struct Kind {
+        label: &'static str,
+        collection: String,
+        resource: kube::api::ApiResource,
+        /// The object number `i`, stamped with the send time.
+        body: fn(usize, u128) -> Value,
+        /// Where the send time is in a watched object (JSON pointer).
+        sent_at: &'static str,
+    }
+
+    /// What one kind measured.
+    struct Measured {
+        create: Stats,
+        list: Stats,
+        list_selector: Stats,
+        paced: Stats,
+        delays: Stats,
+        delivered: usize,
+        expected: usize,
+    }
+
+    fn configmap(i: usize, sent: u128) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": format!("k-{i:06}"), "labels": {"shard": (i % 10).to_string()}},
+               "data": {"sent": sent.to_string(), "mode": "blue", "level": "info"}})
+    }
+
+    fn custom(i: usize, sent: u128) -> Value {
+        json!({"apiVersion": "bench.sluice.dev/v1", "kind": "BenchObject",
+               "metadata": {"name": format!("k-{i:06}"), "labels": {"shard": (i % 10).to_string()}},
+               "spec": {"sent": sent.to_string(), "shard": i % 10, "data": {"mode": "blue", "level": "info"}}})
+    }
+
+    /// A CRD shaped like the objects operators install: structural schema,
+    /// defaults, a CEL rule, printer columns, status subresource.
+    fn crd() -> Value {
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": CRD},
+            "spec": {
+                "group": "bench.sluice.dev",
+                "scope": "Namespaced",
+                "names": {"plural": "benchobjects", "singular": "benchobject", "kind": "BenchObject", "listKind": "BenchObjectList"},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [{"name": "Shard", "type": "integer", "jsonPath": ".spec.shard"}],
+                    "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                        "spec": {"type": "object",
+                                 "properties": {
+                                     "sent": {"type": "string"},
+                                     "shard": {"type": "integer", "minimum": 0},
+                                     "replicas": {"type": "integer", "default": 1},
+                                     "data": {"type": "object", "additionalProperties": {"type": "string"}}},
+                                 "x-kubernetes-validations": [{"rule": "self.shard < 10", "message": "shard must be below 10"}]},
+                        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}}}}}
+                }]
+            }
+        })
+    }
+
+    /// Create the CRD and wait until its collection is served; an error
+    /// (e.g. CRDs not served by this build) is reported, not fatal.
+    async fn install(raw: &RawClient, collection: &str) -> Result<(), String> {
+        let r = raw
+            .post("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", &crd())
+            .await;
+        if r.status != 201 {
+            return Err(format!("creating the CRD: HTTP {} {}", r.status, r.text()));
+        }
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if raw.get(collection).await.status == 200 {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err("the CRD's collection was not served within 30 s".into())
+    }
+
+    async fn measure(kind: Arc<Kind>, raws: Arc<Vec<RawClient>>, client: kube::Client, args: &Args) -> Measured {
+        let clients = raws.len();
+        eprintln!(
+            "==> {}: creating {} from {} clients",
+            kind.label, args.kind_objects, clients
+        );
+        let (r, k) = (raws.clone(), kind.clone());
+        let create = run_concurrent(args.kind_objects, clients, move |w, i| {
+            let (raw, k) = (r[w].clone(), k.clone());
+            async move { raw.post(&k.collection, &(k.body)(i, now_nanos())).await.status == 201 }
+        })
+        .await;
+        eprintln!("==> {}: listing", kind.label);
+        let (r, k) = (raws.clone(), kind.clone());
+        let list = run_concurrent(20, 4.min(clients), move |w, _| {
+            let (raw, k) = (r[w].clone(), k.clone());
+            async move { raw.get(&k.collection).await.status == 200 }
+        })
+        .await;
+        let (r, k) = (raws.clone(), kind.clone());
+        let list_selector = run_concurrent(200, 8.min(clients), move |w, i| {
+            let (raw, k) = (r[w].clone(), k.clone());
+            async move {
+                raw.get(&format!("{}?labelSelector=shard%3D{}&limit=100", k.collection, i % 10))
+                    .await
+                    .status
+                    == 200
+            }
+        })
+        .await;
+
+        eprintln!(
+            "==> {}: watch, {} watchers, {} writes/s for {} s",
+            kind.label, args.kind_watchers, args.kind_rate, args.kind_seconds
+        );
+        let rv = raws[0].get(&kind.collection).await.json()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        let expected = (args.kind_rate * args.kind_seconds) as usize;
+        let delays = Arc::new(Mutex::new(Vec::<f64>::new()));
+        let mut watchers = Vec::new();
+        for _ in 0..args.kind_watchers {
+            let api: kube::Api<kube::api::DynamicObject> =
+                kube::Api::namespaced_with(client.clone(), NS, &kind.resource);
+            let (delays, rv, k) = (delays.clone(), rv.clone(), kind.clone());
+            let secs = args.kind_seconds;
+            watchers.push(tokio::spawn(async move {
+                let mut wp = kube::api::WatchParams::default().timeout((secs + 30) as u32);
+                wp.bookmarks = false;
+                let Ok(stream) = api.watch(&wp, &rv).await else { return };
+                let mut stream = std::pin::pin!(stream);
+                let mut local = Vec::new();
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(secs + 20);
+                while local.len() < expected {
+                    match tokio::time::timeout_at(deadline, stream.try_next()).await {
+                        Ok(Ok(Some(kube::api::WatchEvent::Added(obj)))) => {
+                            let now = now_nanos();
+                            if let Some(sent) = obj
+                                .data
+                                .pointer(k.sent_at)
+                                .and_then(Value::as_str)
+                                .and_then(|s| s.parse::<u128>().ok())
+                            {
+                                local.push(now.saturating_sub(sent) as f64 / 1e6);
+                            }
+                        }
+                        Ok(Ok(Some(_))) => {}
+                        _ => break,
+                    }
+                }
+                delays.lock().await.extend(local);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Paced writes: one tick per object, spread over the clients.
+        let interval = Duration::from_nanos(1_000_000_000 / args.kind_rate.max(1));
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let started = Instant::now();
+        let mut writers = Vec::new();
+        let (tick_tx, tick_rx) = tokio::sync::mpsc::channel::<()>(expected.max(1));
+        let tick_rx = Arc::new(Mutex::new(tick_rx));
+        let producer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for _ in 0..expected {
+                tick.tick().await;
+                if tick_tx.send(()).await.is_err() {
+                    break;
+                }
+            }
+        });
+        for w in 0..clients {
+            let (raw, k, next, rx) = (raws[w].clone(), kind.clone(), next.clone(), tick_rx.clone());
+            let base = args.kind_objects;
+            writers.push(tokio::spawn(async move {
+                let mut st = Stats::default();
+                while rx.lock().await.recv().await.is_some() {
+                    let i = base + next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let t = Instant::now();
+                    if raw.post(&k.collection, &(k.body)(i, now_nanos())).await.status == 201 {
+                        st.samples.push(t.elapsed().as_secs_f64() * 1000.0);
+                    } else {
+                        st.errors += 1;
+                    }
+                }
+                st
+            }));
+        }
+        let _ = producer.await;
+        let mut paced = Stats::default();
+        for w in writers {
+            if let Ok(st) = w.await {
+                paced.samples.extend(st.samples);
+                paced.errors += st.errors;
+            }
+        }
+        paced.elapsed = started.elapsed().as_secs_f64();
+        for t in watchers {
+            let _ = t.await;
+        }
+        let samples = delays.lock().await.clone();
+        let delivered = samples.len();
+        Measured {
+            create,
+            list,
+            list_selector,
+            paced,
+            delays: Stats {
+                samples,
+                elapsed: 0.0,
+                errors: 0,
+            },
+            delivered,
+            expected: expected * args.kind_watchers,
+        }
+    }
+
+    /// Measure both kinds and return the report section.
+    pub async fn run(cp: &ControlPlane, raws: Arc<Vec<RawClient>>, args: &Args) -> String {
+        let client = cp.client().await;
+        raws[0]
+            .post("/api/v1/namespaces", &json!({"metadata": {"name": NS}}))
+            .await;
+        let cm = Arc::new(Kind {
+            label: "ConfigMap",
+            collection: format!("/api/v1/namespaces/{NS}/configmaps"),
+            resource: kube::api::ApiResource {
+                group: String::new(),
+                version: "v1".into(),
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                plural: "configmaps".into(),
+            },
+            body: configmap,
+            sent_at: "/data/sent",
+        });
+        let cr = Arc::new(Kind {
+            label: "custom resource",
+            collection: format!("/apis/bench.sluice.dev/v1/namespaces/{NS}/benchobjects"),
+            resource: kube::api::ApiResource {
+                group: "bench.sluice.dev".into(),
+                version: "v1".into(),
+                api_version: "bench.sluice.dev/v1".into(),
+                kind: "BenchObject".into(),
+                plural: "benchobjects".into(),
+            },
+            body: custom,
+            sent_at: "/spec/sent",
+        });
+        let header = format!(
+            "\n## Custom resource beside ConfigMap (same run)\n\n\
+{} objects of each kind created from {} clients, 20 full lists and 200 labelSelector lists (limit 100), \
+then {} watchers while {} writes/s are paced for {} s. The custom resource is a CRD created by the bench \
+(`{CRD}`: structural schema, a default, a CEL rule, a printer column, status subresource).\n\n",
+            args.kind_objects,
+            raws.len(),
+            args.kind_watchers,
+            args.kind_rate,
+            args.kind_seconds
+        );
+        if let Err(e) = install(&raws[0], &cr.collection).await {
+            eprintln!("==> custom resources not measured: {e}");
+            return format!("{header}Not measured: {e}\n");
+        }
+        let a = measure(cm, raws.clone(), client.clone(), args).await;
+        let b = measure(cr, raws, client, args).await;
+        let ratio = |x: f64, y: f64| if y > 0.0 { x / y } else { f64::NAN };
+        format!(
+            "{header}| | ConfigMap | custom resource | ratio (CR / ConfigMap) |\n|---|---|---|---|\n\
+| create throughput (/s) | {:.0} | {:.0} | {:.2}x |\n\
+| create p50 / p99 (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x (p99) |\n\
+| full list p50 / p99 (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x (p99) |\n\
+| full list throughput (/s) | {:.1} | {:.1} | {:.2}x |\n\
+| labelSelector list p99 (ms) | {:.1} | {:.1} | {:.2}x |\n\
+| paced write p99 (ms) | {:.1} | {:.1} | {:.2}x |\n\
+| watch delay p50 / p99 (ms) | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}x (p99) |\n\
+| watch events delivered | {} of {} | {} of {} | |\n\
+| errors (create, list, paced) | {}, {}, {} | {}, {}, {} | |\n",
+            a.create.throughput(),
+            b.create.throughput(),
+            ratio(b.create.throughput(), a.create.throughput()),
+            a.create.pct(50.0),
+            a.create.pct(99.0),
+            b.create.pct(50.0),
+            b.create.pct(99.0),
+            ratio(b.create.pct(99.0), a.create.pct(99.0)),
+            a.list.pct(50.0),
+            a.list.pct(99.0),
+            b.list.pct(50.0),
+            b.list.pct(99.0),
+            ratio(b.list.pct(99.0), a.list.pct(99.0)),
+            a.list.throughput(),
+            b.list.throughput(),
+            ratio(b.list.throughput(), a.list.throughput()),
+            a.list_selector.pct(99.0),
+            b.list_selector.pct(99.0),
+            ratio(b.list_selector.pct(99.0), a.list_selector.pct(99.0)),
+            a.paced.pct(99.0),
+            b.paced.pct(99.0),
+            ratio(b.paced.pct(99.0), a.paced.pct(99.0)),
+            a.delays.pct(50.0),
+            a.delays.pct(99.0),
+            b.delays.pct(50.0),
+            b.delays.pct(99.0),
+            ratio(b.delays.pct(99.0), a.delays.pct(99.0)),
+            a.delivered,
+            a.expected,
+            b.delivered,
+            b.expected,
+            a.create.errors,
+            a.list.errors,
+            a.paced.errors,
+            b.create.errors,
+            b.list.errors,
+            b.paced.errors,
+        )
     }
 }
