@@ -162,13 +162,23 @@ pub fn endpoint_for_pod(svc: &Service, pod: &Pod) -> Endpoint {
             serving: Some(serving),
             terminating: Some(terminating),
         }),
-        hostname: None,
+        hostname: endpoint_hostname(svc, pod),
         node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         target_ref: Some(pods::target_ref(pod)),
         zone: None,
         hints: None,
         deprecated_topology: None,
     }
+}
+
+/// The endpoint's `hostname`, as Kubernetes sets it: the pod's
+/// `spec.hostname` when its `spec.subdomain` names this Service (cluster DNS
+/// then answers `<hostname>.<service>.<ns>.svc.<domain>`).
+pub fn endpoint_hostname(svc: &Service, pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
+    let same_ns = svc.metadata.namespace == pod.metadata.namespace;
+    (same_ns && spec.subdomain.is_some() && spec.subdomain == svc.metadata.name).then(|| hostname.to_string())
 }
 
 /// Desired slice contents: (addressType, ports, endpoints ≤ `max` each).
@@ -329,6 +339,21 @@ mod tests {
                 ..Default::default()
             }),
         })
+    }
+
+    #[test]
+    fn hostname_only_under_a_matching_subdomain() {
+        let with = |hostname: Option<&str>, subdomain: Option<&str>| {
+            let mut p = (*pod("p", "10.0.0.1", true, 80)).clone();
+            let spec = p.spec.as_mut().unwrap();
+            spec.hostname = hostname.map(Into::into);
+            spec.subdomain = subdomain.map(Into::into);
+            endpoint_for_pod(&svc(), &p).hostname
+        };
+        assert_eq!(with(Some("web-0"), Some("web")), Some("web-0".into()));
+        assert_eq!(with(Some("web-0"), Some("other")), None);
+        assert_eq!(with(Some("web-0"), None), None);
+        assert_eq!(with(None, Some("web")), None);
     }
 
     fn svc() -> Service {

@@ -26,7 +26,7 @@ pub enum Forwarded {
         /// `NXDomain` or `NoError`.
         code: ResponseCode,
         /// Authority section.
-        soa: Option<Record>,
+        soa: Option<Box<Record>>,
     },
     /// No usable answer (timeouts, refused, no upstream): SERVFAIL.
     Failed,
@@ -82,7 +82,7 @@ impl Forwarder {
                     if let ProtoErrorKind::NoRecordsFound { soa, response_code, .. } = p.kind() {
                         return Forwarded::Negative {
                             code: *response_code,
-                            soa: soa.as_ref().map(|s| Record::clone(s).into_record_of_rdata()),
+                            soa: soa.as_ref().map(|s| Box::new(Record::clone(s).into_record_of_rdata())),
                         };
                     }
                 }

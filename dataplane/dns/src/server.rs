@@ -242,7 +242,7 @@ impl Zone {
             Forwarded::Negative { code, soa } => {
                 reply.set_response_code(code);
                 if let Some(soa) = soa {
-                    reply.add_name_server(soa);
+                    reply.add_name_server(*soa);
                 }
             }
             Forwarded::Failed => {
