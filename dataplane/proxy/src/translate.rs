@@ -16,7 +16,11 @@
 //! * `sessionAffinity: ClientIP` (default timeout 10800 s),
 //!   `externalTrafficPolicy: Local` (NodePort frontends),
 //!   `internalTrafficPolicy: Local` (ClusterIP frontends: local endpoints only),
-//!   `loadBalancerSourceRanges` (NodePort frontends of LoadBalancer Services).
+//!   `loadBalancerSourceRanges` (NodePort frontends of LoadBalancer Services);
+//! * `trafficDistribution: PreferSameNode` (ClusterIP frontends): only this
+//!   node's ready endpoints when it has any, else all of them — how the
+//!   `kube-dns` Service sends every pod to its own node's DNS server and
+//!   falls back to the other nodes' while that one is down.
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
@@ -27,6 +31,9 @@ use tracing::warn;
 
 /// The label an EndpointSlice carries to name its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// The `trafficDistribution` value that keeps traffic on the client's node when it can.
+pub const PREFER_SAME_NODE: &str = "PreferSameNode";
 
 /// The Kubernetes default `sessionAffinityConfig.clientIP.timeoutSeconds`.
 pub const DEFAULT_AFFINITY_TIMEOUT: Duration = Duration::from_secs(10_800);
@@ -65,6 +72,7 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name
     });
     let internal_local = spec.internal_traffic_policy.as_deref() == Some("Local");
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
+    let prefer_same_node = spec.traffic_distribution.as_deref() == Some(PREFER_SAME_NODE);
     let mut has_node_ports = matches!(svc_type, "NodePort" | "LoadBalancer");
     let mut source_ranges = Vec::new();
     if svc_type == "LoadBalancer" {
@@ -87,6 +95,8 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name
         };
         let backends = backends_for(port, proto, &own_slices, node_name);
         let cluster_backends = if internal_local {
+            backends.iter().copied().filter(|b| b.node_local).collect()
+        } else if prefer_same_node && backends.iter().any(|b| b.node_local && !b.terminating) {
             backends.iter().copied().filter(|b| b.node_local).collect()
         } else {
             backends.clone()

@@ -268,6 +268,25 @@ fn translation_table() {
             want: vec![cip(80, vec![both[0]]), np(30080, both.clone())],
         },
         Case {
+            name: "trafficDistribution PreferSameNode: the local endpoint while it is ready",
+            service: service(json!({"spec": {"trafficDistribution": "PreferSameNode"}})),
+            slices: vec![two_ready()],
+            want: vec![cip(80, vec![both[0]])],
+        },
+        Case {
+            name: "trafficDistribution PreferSameNode: every endpoint when none is local and ready",
+            service: service(json!({"spec": {"trafficDistribution": "PreferSameNode"}})),
+            slices: vec![slice(
+                "s",
+                http_port(),
+                json!([
+                    ep("10.1.0.1", NODE, Some(false), Some(false), Some(false)),
+                    ep("10.1.1.1", "node-b", Some(true), None, None)
+                ]),
+            )],
+            want: vec![cip(80, vec![both[1]])],
+        },
+        Case {
             name: "LoadBalancer: node port with normalised source ranges (IPv6 ignored)",
             service: service(
                 json!({"spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["192.0.2.77/24", "198.51.100.7", "2001:db8::/32"],
