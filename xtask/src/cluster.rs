@@ -399,6 +399,10 @@ pub fn up(args: UpArgs) -> Result<()> {
                 apiserver_url: cluster.apiserver_node_url(),
                 admin_kubeconfig: &kubeconfig,
                 cluster_cidr: cluster.cluster_cidr,
+                cluster_dns: cluster
+                    .service_cidr
+                    .host(10)
+                    .context("the service CIDR has no 10th address for kube-dns")?,
                 noded_args: &args.noded_args,
                 registry: &registry_addr,
                 user_registries: &user_registries,

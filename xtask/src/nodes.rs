@@ -46,6 +46,8 @@ pub struct NodeSpec<'a> {
     pub admin_kubeconfig: &'a Path,
     /// The cluster's pod range (noded routes it as is and masquerades the rest).
     pub cluster_cidr: crate::network::Cidr,
+    /// The `kube-dns` Service address (the 10th of the service CIDR), pods' nameserver.
+    pub cluster_dns: std::net::Ipv4Addr,
     /// Extra `noded` flags.
     pub noded_args: &'a [String],
     /// The cluster registry (`ip:port`) containerd pulls every image through.
@@ -191,6 +193,7 @@ pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
                 format!("--state-dir={}", dirs.noded_state().display()),
                 format!("--node-ip={node_ip}"),
                 format!("--cluster-cidr={}", spec.cluster_cidr),
+                format!("--cluster-dns={}", spec.cluster_dns),
             ];
             args.extend(spec.noded_args.iter().cloned());
             let mut d = Daemon::new(&noded, spec.bin_dir.join("noded"), args);

@@ -1,11 +1,12 @@
-//! Container environment: literal values, field references, ConfigMap and Secret keys.
+//! Container environment: Service variables, literal values, field references, ConfigMap and Secret keys.
 //!
-//! Resolved once per container start, in spec order (`envFrom` first, then
-//! `env`, later entries win, as in Kubernetes); `$(VAR)` references to
+//! Resolved once per container start, in spec order (the Service variables
+//! of [`crate::service_env`] first, then `envFrom`, then `env`, later entries
+//! win, as in Kubernetes); `$(VAR)` references to
 //! earlier variables are expanded. A missing non-optional ConfigMap/Secret
 //! key is an error the pod worker reports as `CreateContainerConfigError`.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::api::Api;
 use std::collections::BTreeMap;
 
@@ -24,7 +25,7 @@ pub async fn resolve(
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut env: Vec<(String, String)> = Vec::new();
+    let mut env: Vec<(String, String)> = service_variables(client, pod, &namespace).await?;
     let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
         env.retain(|(n, _)| *n != name);
         env.push((name, value));
@@ -107,6 +108,30 @@ pub async fn resolve(
         set(&mut env, var.name.clone(), value);
     }
     Ok(env)
+}
+
+/// The Service variables of the pod's namespace (`enableServiceLinks`,
+/// default true) and of `default/kubernetes`.
+async fn service_variables(
+    client: &kube::Client,
+    pod: &Pod,
+    namespace: &str,
+) -> Result<Vec<(String, String)>, EnvError> {
+    let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
+    let err = |e: kube::Error| EnvError(format!("listing services: {e}"));
+    let mut services = Vec::new();
+    if links {
+        services = Api::<Service>::namespaced(client.clone(), namespace)
+            .list(&Default::default())
+            .await
+            .map_err(err)?
+            .items;
+    }
+    if !links || namespace != "default" {
+        let api = Api::<Service>::namespaced(client.clone(), "default");
+        services.extend(api.get_opt("kubernetes").await.map_err(err)?);
+    }
+    Ok(crate::service_env::service_env(&services, namespace, links))
 }
 
 /// The downward-API value of `path`, if supported.

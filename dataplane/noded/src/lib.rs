@@ -12,12 +12,15 @@
 //! - [`log_server`]: the HTTPS endpoint the API server reads container logs from;
 //!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
 //! - [`network`]: the node's data plane (eBPF datapath, Service proxy, node routes);
+//! - [`cluster_dns`]: the node's cluster DNS server behind the `kube-dns` Service; pods get
+//!   their resolver configuration from [`pod_dns`] and Service variables from [`service_env`];
 //! - [`network_service`]: the `sluice.cni.v1.NodeNetwork` service the CNI plugin calls;
 //!   [`cni_config`]: the node's CNI conflist.
 
 pub mod backoff;
 pub mod bootstrap;
 pub mod cgroups;
+pub mod cluster_dns;
 pub mod cni_config;
 pub mod cri;
 pub mod env;
@@ -33,8 +36,10 @@ pub mod network_service;
 pub mod node_agent;
 pub mod node_status;
 pub mod pleg;
+pub mod pod_dns;
 pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
+pub mod service_env;
 pub mod volumes;

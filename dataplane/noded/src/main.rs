@@ -58,6 +58,9 @@ struct Args {
     /// The log endpoint.
     #[command(flatten)]
     logs: sluice_noded::log_server::LogArgs,
+    /// Cluster DNS and pods' resolver configuration.
+    #[command(flatten)]
+    dns: sluice_noded::cluster_dns::DnsArgs,
 }
 
 #[tokio::main]
@@ -115,7 +118,25 @@ async fn main() -> anyhow::Result<()> {
         args.logs.log_port,
     )
     .await;
+    let data_plane_up = dataplane.is_ready();
     let _dataplane_loops = sluice_noded::network::spawn(client.clone(), dataplane);
+    // The node's DNS server, behind kube-dns (needs the data plane to be steered to).
+    let dns_server = match node_ip.filter(|_| args.dns.enabled(data_plane_up)) {
+        Some(ip) => {
+            let host = args.dns.pod_settings(false)?.host;
+            Some(
+                sluice_noded::cluster_dns::NodeDns::start(&args.dns, client.clone(), &args.node_name, ip.into(), &host)
+                    .await?,
+            )
+        }
+        None => {
+            tracing::info!(
+                "no node DNS server (data plane off or no --node-ip): ClusterFirst pods get the node's resolvers"
+            );
+            None
+        }
+    };
+    let pod_dns = args.dns.pod_settings(dns_server.is_some())?;
 
     let identity = NodeIdentity {
         name: args.node_name.clone(),
@@ -152,13 +173,21 @@ async fn main() -> anyhow::Result<()> {
             host_ip: args.node_ip.clone(),
             state_dir: args.state_dir.clone(),
             cgroup_root: format!("/sluice/{}", args.node_name),
+            dns: pod_dns,
         },
         Duration::from_secs(args.crash_backoff_seconds),
     ));
     let pods = tokio::spawn(sluice_noded::kubelet::run(workers));
-    tokio::select! {
-        result = agent => result.context("node agent task")?.context("node agent"),
-        _ = pods => anyhow::bail!("the pod loop stopped"),
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let result = tokio::select! {
+        result = agent => result.context("node agent task").and_then(|r| r.context("node agent")),
+        _ = pods => Err(anyhow::anyhow!("the pod loop stopped")),
         _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = terminate.recv() => Ok(()),
+    };
+    // Hand DNS to the other nodes before going away (no lookup is lost).
+    if let Some(dns) = dns_server {
+        dns.stop().await;
     }
+    result
 }

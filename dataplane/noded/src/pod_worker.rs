@@ -53,6 +53,8 @@ pub struct NodeContext {
     pub state_dir: PathBuf,
     /// cgroup parent of all pods of this node (e.g. `/sluice/<node>`).
     pub cgroup_root: String,
+    /// What pods' resolver configuration is made from.
+    pub dns: crate::cluster_dns::PodDnsSettings,
 }
 
 /// The pod workers of the node, with their shared back-off, probe and status caches.
@@ -167,12 +169,13 @@ impl PodWorkers {
                     self.events.warning(pod, "", "FailedMount", err.failed_mount_message());
                     return self.post_status(pod, "", &creating_views(pod)).await;
                 }
-                let config = pod_spec::sandbox_config(
+                let mut config = pod_spec::sandbox_config(
                     pod,
                     sandboxes.len() as u32,
                     &self.cgroup_parent(&uid),
                     &self.pod_dir(&uid),
                 );
+                config.dns_config = Some(crate::pod_dns::dns_config(pod, &self.ctx.dns));
                 let started = Instant::now();
                 let id = self.ctx.cri.run_pod_sandbox(config).await?;
                 tracing::info!(sandbox = %id, elapsed = ?started.elapsed(), "sandbox started");
@@ -185,12 +188,13 @@ impl PodWorkers {
             .as_ref()
             .map(|n| n.ip.clone())
             .unwrap_or_default();
-        let sandbox_config = pod_spec::sandbox_config(
+        let mut sandbox_config = pod_spec::sandbox_config(
             pod,
             sandbox_status.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
             &self.cgroup_parent(&uid),
             &self.pod_dir(&uid),
         );
+        sandbox_config.dns_config = Some(crate::pod_dns::dns_config(pod, &self.ctx.dns));
         let volume_paths: BTreeMap<String, PathBuf> = spec
             .volumes
             .as_deref()
