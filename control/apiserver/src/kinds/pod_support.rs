@@ -24,9 +24,9 @@
 //! `hostname` (sandbox hostname), `schedulerName` (the scheduler queues only
 //! its own), `priority` (scheduling queue order; there is no preemption, so
 //! `preemptionPolicy` is accepted either way), `serviceAccountName` /
-//! `serviceAccount` (the downward API), `dnsPolicy` `ClusterFirst`,
-//! `ClusterFirstWithHostNet`, `Default` (the node's resolver; a kubelet
-//! without cluster DNS does the same). `Container`: `name`, `image`,
+//! `serviceAccount` (the downward API), `dnsPolicy` (all four) and
+//! `dnsConfig` (noded's `pod_dns`), `enableServiceLinks` (noded's
+//! `service_env`). `Container`: `name`, `image`,
 //! `imagePullPolicy`, `command`, `args`, `workingDir`, `env` (`value`,
 //! `valueFrom.configMapKeyRef`, `secretKeyRef`, `fieldRef` on
 //! `metadata.name|namespace|uid`, `metadata.labels['k']`,
@@ -41,8 +41,7 @@
 //! `configMap`, `secret` (`items`, `defaultMode`, `optional`).
 //!
 //! **Accepted although not honoured, because they are Kubernetes' defaults**
-//! (refusing them would refuse ordinary manifests): `enableServiceLinks`
-//! (no Service environment variables are injected), `terminationMessagePath:
+//! (refusing them would refuse ordinary manifests): `terminationMessagePath:
 //! /dev/termination-log` with `terminationMessagePolicy: File` (no
 //! termination message is read), an unset `automountServiceAccountToken`
 //! (no token is mounted; explicit `true` is refused).
@@ -131,12 +130,6 @@ pub const POD_SPEC: &[Unsupported] = &[
         "automountServiceAccountToken",
         Accepts::Bool(false),
         "service account tokens are not mounted by this cluster yet",
-    ),
-    refuse("dnsConfig", "dnsConfig is not supported by this cluster yet"),
-    only(
-        "dnsPolicy",
-        Accepts::Strings(&["ClusterFirst", "ClusterFirstWithHostNet", "Default"]),
-        "dnsPolicy None is not supported by this cluster yet",
     ),
     refuse(
         "ephemeralContainers",
@@ -666,7 +659,7 @@ mod tests {
     fn unsupported_values_are_refused_with_their_paths() {
         let p = by_kind("", "Pod").unwrap();
         let spec = json!({
-            "hostNetwork": true, "dnsPolicy": "None", "os": {"name": "windows"},
+            "hostNetwork": true, "os": {"name": "windows"},
             "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "runAsNonRoot": true},
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}},
             "topologySpreadConstraints": [{"maxSkew": 1}],
@@ -688,7 +681,6 @@ mod tests {
         assert_eq!(
             fields(&errs),
             [
-                "spec.dnsPolicy",
                 "spec.hostNetwork",
                 "spec.os",
                 "spec.topologySpreadConstraints",
