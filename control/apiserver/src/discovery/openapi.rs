@@ -17,14 +17,12 @@
 mod proto_v2;
 
 use crate::discovery::GIT_VERSION;
-use crate::kinds::strategy::openapi_ref;
 use crate::kinds::{Catalog, Kind, Resource, Subresource};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use k8s_openapi::api;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_openapi::schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{json, Map, Value};
@@ -34,6 +32,10 @@ use std::sync::{Arc, Mutex};
 
 /// Media type kubectl asks for on `/openapi/v2` (gnostic's protobuf encoding).
 pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The Content-Type of the protobuf answer: the same media type spelled
+/// without `@`, which Go's `mime.ParseMediaType` (in kubectl) refuses.
+pub const V2_PROTOBUF_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// How one list (or struct) field merges in a strategic merge patch.
 #[derive(Debug, Clone, Copy)]
@@ -204,16 +206,6 @@ fn gvk(group: &str, version: &str, kind: &str) -> Value {
     json!({"group": group, "kind": kind, "version": version})
 }
 
-/// Adds the schema of a kind only exchanged on a subresource (`Binding`,
-/// `Scale`) to the generator, returning its name.
-fn add_subresource_kind(generator: &mut SchemaGenerator, group: &str, kind: &str) -> Option<String> {
-    match (group, kind) {
-        ("", "Binding") => openapi_ref::<api::core::v1::Binding>(generator),
-        ("autoscaling", "Scale") => openapi_ref::<api::autoscaling::v1::Scale>(generator),
-        _ => None,
-    }
-}
-
 fn new_generator(flavor: Flavor) -> SchemaGenerator {
     let path = match flavor {
         Flavor::V2 => "/definitions",
@@ -244,7 +236,7 @@ fn definitions(kinds: &[Kind], flavor: Flavor) -> Map<String, Value> {
             if s.kind == r.kind || named.iter().any(|(_, k)| *k == gvk) {
                 continue;
             }
-            if let Some(name) = add_subresource_kind(&mut generator, s.kind_group, s.kind) {
+            if let Some(name) = s.model.and_then(|m| m.openapi(&mut generator)) {
                 named.push((name, gvk));
             }
         }
@@ -365,19 +357,28 @@ fn v2_scalar_types(defs: &mut Map<String, Value>) {
 /// OpenAPI 3.0 ignores siblings of `$ref`: wrap the reference in `allOf` so
 /// descriptions and extensions next to it stay meaningful.
 fn wrap_ref_siblings(schema: &mut Value) {
-    match schema {
-        Value::Object(obj) => {
-            if obj.len() > 1 {
-                if let Some(r) = obj.remove("$ref") {
-                    obj.insert("allOf".into(), json!([{"$ref": r}]));
-                }
-            }
-            for v in obj.values_mut() {
-                wrap_ref_siblings(v);
-            }
+    let Value::Object(obj) = schema else { return };
+    if obj.len() > 1 && obj.get("$ref").is_some_and(Value::is_string) {
+        if let Some(r) = obj.remove("$ref") {
+            obj.insert("allOf".into(), json!([{"$ref": r}]));
         }
-        Value::Array(items) => items.iter_mut().for_each(wrap_ref_siblings),
-        _ => {}
+    }
+    // Walk only where schemas are: a `properties` map's keys are field
+    // names (JSONSchemaProps has fields called `$ref` and `allOf`).
+    if let Some(Value::Object(props)) = obj.get_mut("properties") {
+        props.values_mut().for_each(wrap_ref_siblings);
+    }
+    for key in ["additionalProperties", "not", "items"] {
+        match obj.get_mut(key) {
+            Some(Value::Array(items)) => items.iter_mut().for_each(wrap_ref_siblings),
+            Some(v) => wrap_ref_siblings(v),
+            None => {}
+        }
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(items)) = obj.get_mut(key) {
+            items.iter_mut().for_each(wrap_ref_siblings);
+        }
     }
 }
 
@@ -797,7 +798,12 @@ async fn serve_v2(State(o): State<Arc<OpenApi>>, headers: HeaderMap) -> Response
     // kubectl asks for protobuf only and decodes the body as protobuf whatever the
     // Content-Type says, so protobuf wins whenever it is acceptable.
     if accepts(&headers, V2_PROTOBUF) || !accepts_json(&headers) {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, V2_PROTOBUF)], proto.clone()).into_response();
+        return (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, V2_PROTOBUF_CONTENT_TYPE)],
+            proto.clone(),
+        )
+            .into_response();
     }
     (
         StatusCode::OK,

@@ -43,10 +43,7 @@ pub fn parse_path(catalog: &Catalog, path: &str) -> Option<Target> {
             return None;
         }
         if let Some(s) = sub {
-            let served = r.subresource(s).is_some() || (r.kind == "Namespace" && s == "finalize");
-            if !served {
-                return None;
-            }
+            r.subresource(s)?;
         }
         Some(Target {
             kind,

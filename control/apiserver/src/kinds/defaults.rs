@@ -96,76 +96,6 @@ fn default_requests_from_limits(c: &mut Map<String, Value>) {
     }
 }
 
-/// A resource quantity ("500m", "1Gi", "1e3") as a number, for comparisons.
-fn quantity(v: &Value) -> Option<f64> {
-    let s = match v {
-        Value::Number(n) => return n.as_f64(),
-        Value::String(s) => s.trim(),
-        _ => return None,
-    };
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
-}
-
-/// The QoS class Kubernetes records in `status.qosClass` at Pod create:
-/// `Guaranteed` when every container (init containers included) limits cpu
-/// and memory with requests equal to the limits, `BestEffort` when no
-/// container requests or limits cpu or memory, else `Burstable`.
-/// Expects the spec after defaulting (requests filled from limits).
-pub fn pod_qos_class(spec: &Value) -> &'static str {
-    const TRACKED: [&str; 2] = ["cpu", "memory"];
-    let containers = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
-        .flatten();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let get = |kind: &str, r: &str| -> Option<f64> {
-            c.pointer(&format!("/resources/{kind}/{r}"))
-                .and_then(quantity)
-                .filter(|q| *q != 0.0)
-        };
-        for r in TRACKED {
-            let (req, lim) = (get("requests", r), get("limits", r));
-            any |= req.is_some() || lim.is_some();
-            match (req, lim) {
-                (Some(a), Some(b)) if (a - b).abs() <= f64::EPSILON * b.abs().max(1.0) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
-}
-
 /// Defaults of a PodSpec.
 pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     default(spec, "restartPolicy", json!("Always"));
@@ -263,41 +193,6 @@ mod tests {
             pod["spec"]["containers"][0]["resources"]["requests"],
             json!({"cpu": "100m", "memory": "64Mi"})
         );
-    }
-
-    #[test]
-    fn qos_class() {
-        let pod = |res: Value| json!({"containers": [{"name": "a", "resources": res}, {"name": "b"}]});
-        assert_eq!(pod_qos_class(&pod(json!({}))), "BestEffort");
-        assert_eq!(
-            pod_qos_class(&json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "0"}}}]})),
-            "BestEffort"
-        );
-        assert_eq!(pod_qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
-        let full = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1024Mi"}});
-        assert_eq!(
-            pod_qos_class(&json!({"containers": [{"name": "a", "resources": full}]})),
-            "Guaranteed"
-        );
-        // One container without limits makes the pod Burstable.
-        assert_eq!(pod_qos_class(&pod(full.clone())), "Burstable");
-        let unequal = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}});
-        assert_eq!(
-            pod_qos_class(&json!({"containers": [{"name": "a", "resources": unequal}]})),
-            "Burstable"
-        );
-        let only_cpu = json!({"limits": {"cpu": "1"}, "requests": {"cpu": "1"}});
-        assert_eq!(
-            pod_qos_class(&json!({"containers": [{"name": "a", "resources": only_cpu}]})),
-            "Burstable"
-        );
-        // Requests filled from limits by defaulting make a limits-only pod Guaranteed.
-        let mut p = json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "128Mi"}}}]}});
-        by_kind("", "Pod").unwrap().default(&mut p);
-        assert_eq!(pod_qos_class(&p["spec"]), "Guaranteed");
-        assert_eq!(quantity(&json!("1.5Gi")), Some(1.5 * 1024f64.powi(3)));
-        assert_eq!(quantity(&json!("2e3")), Some(2000.0));
-        assert_eq!(quantity(&json!("bogus")), None);
     }
 
     #[test]

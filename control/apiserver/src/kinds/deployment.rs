@@ -68,7 +68,11 @@ impl Strategy for Deployments {
         let mut errs = Errors::default();
         validation::validate_selector_and_template(&mut errs, obj.get("spec"));
         validate_deployment_strategy(&mut errs, obj.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, None, obj));
+        errs.0.extend(pod_support::refuse_unsupported(
+            pod_support::TEMPLATE_SPEC_AT,
+            None,
+            obj,
+        ));
         errs.0
     }
 
@@ -82,8 +86,11 @@ impl Strategy for Deployments {
         let mut errs = Errors::default();
         validation::validate_selector_and_template(&mut errs, new.get("spec"));
         validate_deployment_strategy(&mut errs, new.get("spec"));
-        errs.0
-            .extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
+        errs.0.extend(pod_support::refuse_unsupported(
+            pod_support::TEMPLATE_SPEC_AT,
+            Some(old),
+            new,
+        ));
         errs.0
     }
 

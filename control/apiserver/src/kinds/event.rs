@@ -68,6 +68,16 @@ impl Strategy for Events {
         }
     }
 
+    fn field_value(&self, obj: &Value, label: &str) -> Option<String> {
+        let str_at = |p: &str| obj.pointer(p).and_then(Value::as_str).map(String::from);
+        (label == "source").then(|| {
+            str_at("/source/component")
+                .filter(|c| !c.is_empty())
+                .or_else(|| str_at("/reportingComponent"))
+                .unwrap_or_default()
+        })
+    }
+
     fn columns(&self) -> Vec<Value> {
         table::column_definitions(COLUMNS)
     }

@@ -73,6 +73,9 @@ pub struct Subresource {
     pub kind_group: &'static str,
     /// Version of that kind.
     pub kind_version: &'static str,
+    /// The typed model of that kind when it is not the resource's own kind
+    /// (`Binding`, `Scale`): its decoding and OpenAPI schema.
+    pub model: Option<crate::meta::typed::Model>,
     /// Verbs allowed on the subresource.
     pub verbs: &'static [&'static str],
 }
@@ -144,6 +147,7 @@ pub(crate) const fn status(kind: &'static str, group: &'static str, version: &'s
         kind_group: group,
         kind_version: version,
         verbs: STATUS_VERBS,
+        model: None,
     }
 }
 
@@ -153,6 +157,7 @@ pub(crate) const SCALE: Subresource = Subresource {
     kind_group: "autoscaling",
     kind_version: "v1",
     verbs: STATUS_VERBS,
+    model: Some(crate::meta::typed::Model::of::<k8s_openapi::api::autoscaling::v1::Scale>()),
 };
 
 pub(crate) const BINDING: Subresource = Subresource {
@@ -161,6 +166,7 @@ pub(crate) const BINDING: Subresource = Subresource {
     kind_group: "",
     kind_version: "v1",
     verbs: &["create"],
+    model: Some(crate::meta::typed::Model::of::<k8s_openapi::api::core::v1::Binding>()),
 };
 
 /// `pods/log`: container logs, proxied to the node daemon (see `node_proxy`).
@@ -170,6 +176,7 @@ pub(crate) const LOG: Subresource = Subresource {
     kind_group: "",
     kind_version: "v1",
     verbs: &["get"],
+    model: None,
 };
 
 /// The descriptions of the built-in kinds, in discovery order.

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::kinds::defaults::{default, obj_mut};
 use crate::kinds::strategy::{openapi_ref, NameRule};
 use crate::kinds::table::{age, col, name, s, Column, AGE, NAME};
-use crate::kinds::{status, table, Resource, Strategy};
+use crate::kinds::{status, table, Resource, Strategy, Subresource};
 use crate::meta::names::check_dns1123_label;
 use crate::status::ApiResult;
 
@@ -23,8 +23,20 @@ pub static RESOURCE: Resource = Resource {
     namespaced: false,
     short_names: &["ns"],
     categories: &[],
-    subresources: &[status("Namespace", "", "v1")],
+    subresources: &[FINALIZE, status("Namespace", "", "v1")],
     field_labels: Some(&["metadata.name", "status.phase"]),
+};
+
+/// `namespaces/finalize`: the namespace controller empties
+/// `spec.finalizers` through it (the main resource keeps them); Kubernetes'
+/// discovery lists it with the one verb `update`.
+const FINALIZE: Subresource = Subresource {
+    name: "finalize",
+    kind: "Namespace",
+    kind_group: "",
+    kind_version: "v1",
+    verbs: &["update"],
+    model: None,
 };
 
 /// How `Namespace` objects behave.

@@ -10,6 +10,7 @@ use crate::kinds::defaults::{default, obj_mut};
 use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{age, arr, col, get, name, or_none, s, Column, AGE, NAME};
 use crate::kinds::{status, table, Resource, Strategy};
+use crate::meta::selectors::bool_field;
 use crate::status::ApiResult;
 
 /// The `Node` resource.
@@ -73,6 +74,10 @@ impl Strategy for Nodes {
                 default(info, k, json!(""));
             }
         }
+    }
+
+    fn field_value(&self, obj: &Value, label: &str) -> Option<String> {
+        (label == "spec.unschedulable").then(|| bool_field(obj, label))
     }
 
     fn columns(&self) -> Vec<Value> {

@@ -13,6 +13,7 @@ use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{age, arr, col, get, human_duration, i, name, or_none, parse_time, s, Column, AGE, NAME};
 use crate::kinds::validation::Errors;
 use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, BINDING, LOG};
+use crate::meta::selectors::bool_field;
 use crate::status::{ApiResult, FieldError};
 
 /// The `Pod` resource.
@@ -64,7 +65,7 @@ impl Strategy for Pods {
     }
 
     fn prepare_for_create(&self, obj: &mut Value) {
-        obj["status"] = json!({"phase": "Pending", "qosClass": defaults::pod_qos_class(&obj["spec"])});
+        obj["status"] = json!({"phase": "Pending", "qosClass": pod_qos_class(&obj["spec"])});
     }
 
     fn generation_tracks_spec(&self) -> bool {
@@ -74,7 +75,8 @@ impl Strategy for Pods {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Errors::default();
         validation::validate_pod_spec(&mut errs, obj.get("spec"), "spec");
-        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, None, obj));
+        errs.0
+            .extend(pod_support::refuse_unsupported(pod_support::POD_SPEC_AT, None, obj));
         errs.0
     }
 
@@ -89,8 +91,11 @@ impl Strategy for Pods {
     fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = Errors::default();
         validation::validate_pod_spec(&mut errs, new.get("spec"), "spec");
-        errs.0
-            .extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
+        errs.0.extend(pod_support::refuse_unsupported(
+            pod_support::POD_SPEC_AT,
+            Some(old),
+            new,
+        ));
         errs.0
     }
 
@@ -137,6 +142,24 @@ impl Strategy for Pods {
         pending || effective > 0
     }
 
+    fn field_label_alias(&self, label: &str) -> Option<&'static str> {
+        // Old v1 clients' name for spec.nodeName.
+        (label == "spec.host").then_some("spec.nodeName")
+    }
+
+    fn field_value(&self, obj: &Value, label: &str) -> Option<String> {
+        let str_at = |p: &str| obj.pointer(p).and_then(Value::as_str).map(String::from);
+        match label {
+            "spec.hostNetwork" => Some(bool_field(obj, label)),
+            "status.podIP" => Some(
+                str_at("/status/podIPs/0/ip")
+                    .or_else(|| str_at("/status/podIP"))
+                    .unwrap_or_default(),
+            ),
+            _ => None,
+        }
+    }
+
     fn columns(&self) -> Vec<Value> {
         table::column_definitions(COLUMNS)
     }
@@ -168,6 +191,76 @@ fn rfc3339_in(secs: i64) -> String {
     (Utc::now() + chrono::Duration::seconds(secs))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
+}
+
+/// A resource quantity ("500m", "1Gi", "1e3") as a number, for comparisons.
+fn quantity(v: &Value) -> Option<f64> {
+    let s = match v {
+        Value::Number(n) => return n.as_f64(),
+        Value::String(s) => s.trim(),
+        _ => return None,
+    };
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(s.len());
+    let (num, suffix) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let mult = match suffix {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024f64,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
+        _ => return None,
+    };
+    Some(n * mult)
+}
+
+/// The QoS class Kubernetes records in `status.qosClass` at Pod create:
+/// `Guaranteed` when every container (init containers included) limits cpu
+/// and memory with requests equal to the limits, `BestEffort` when no
+/// container requests or limits cpu or memory, else `Burstable`.
+/// Expects the spec after defaulting (requests filled from limits).
+pub fn pod_qos_class(spec: &Value) -> &'static str {
+    const TRACKED: [&str; 2] = ["cpu", "memory"];
+    let containers = ["containers", "initContainers"]
+        .iter()
+        .filter_map(|l| spec.get(*l).and_then(Value::as_array))
+        .flatten();
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in containers {
+        let get = |kind: &str, r: &str| -> Option<f64> {
+            c.pointer(&format!("/resources/{kind}/{r}"))
+                .and_then(quantity)
+                .filter(|q| *q != 0.0)
+        };
+        for r in TRACKED {
+            let (req, lim) = (get("requests", r), get("limits", r));
+            any |= req.is_some() || lim.is_some();
+            match (req, lim) {
+                (Some(a), Some(b)) if (a - b).abs() <= f64::EPSILON * b.abs().max(1.0) => {}
+                _ => guaranteed = false,
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
 }
 
 // ---- Table ----
@@ -323,5 +416,40 @@ mod tests {
         let completed = json!({"status": {"phase": "Succeeded", "containerStatuses": [
             {"state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}});
         assert_eq!(pod_status(&completed), "Completed");
+    }
+
+    #[test]
+    fn qos_class() {
+        let pod = |res: Value| json!({"containers": [{"name": "a", "resources": res}, {"name": "b"}]});
+        assert_eq!(pod_qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": {"limits": {"cpu": "0"}}}]})),
+            "BestEffort"
+        );
+        assert_eq!(pod_qos_class(&pod(json!({"requests": {"cpu": "1"}}))), "Burstable");
+        let full = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1024Mi"}});
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": full}]})),
+            "Guaranteed"
+        );
+        // One container without limits makes the pod Burstable.
+        assert_eq!(pod_qos_class(&pod(full.clone())), "Burstable");
+        let unequal = json!({"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m", "memory": "1Gi"}});
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": unequal}]})),
+            "Burstable"
+        );
+        let only_cpu = json!({"limits": {"cpu": "1"}, "requests": {"cpu": "1"}});
+        assert_eq!(
+            pod_qos_class(&json!({"containers": [{"name": "a", "resources": only_cpu}]})),
+            "Burstable"
+        );
+        // Requests filled from limits by defaulting make a limits-only pod Guaranteed.
+        let mut p = json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "128Mi"}}}]}});
+        Pods.default(&mut p);
+        assert_eq!(pod_qos_class(&p["spec"]), "Guaranteed");
+        assert_eq!(quantity(&json!("1.5Gi")), Some(1.5 * 1024f64.powi(3)));
+        assert_eq!(quantity(&json!("2e3")), Some(2000.0));
+        assert_eq!(quantity(&json!("bogus")), None);
     }
 }

@@ -64,7 +64,6 @@
 
 use serde_json::Value;
 
-use crate::kinds::Resource;
 use crate::status::FieldError;
 
 /// One field Sluice cannot honour: its JSON name inside its object, which
@@ -561,21 +560,32 @@ impl Walk {
     }
 }
 
-/// Where the pod spec of an object of resource `r` is: (field path, JSON pointer).
-fn pod_spec_location(r: &Resource) -> Option<(&'static str, &'static str)> {
-    match (r.group, r.kind) {
-        ("", "Pod") => Some(("spec", "/spec")),
-        ("apps", "Deployment") | ("apps", "ReplicaSet") => Some(("spec.template.spec", "/spec/template/spec")),
-        _ => None,
-    }
+/// Where an object keeps the pod spec checked here: its field path and
+/// JSON pointer. Each kind with a pod spec passes its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodSpecAt {
+    /// Field path, as error messages show it.
+    pub path: &'static str,
+    /// JSON pointer into the object.
+    pub pointer: &'static str,
 }
 
-/// The unsupported pod-spec fields set in `obj`. With `old` (an update),
+/// A Pod's own spec.
+pub const POD_SPEC_AT: PodSpecAt = PodSpecAt {
+    path: "spec",
+    pointer: "/spec",
+};
+
+/// The pod template of a workload (Deployment, ReplicaSet).
+pub const TEMPLATE_SPEC_AT: PodSpecAt = PodSpecAt {
+    path: "spec.template.spec",
+    pointer: "/spec/template/spec",
+};
+
+/// The unsupported pod-spec fields set in the pod spec of `obj` at `at`. With `old` (an update),
 /// only fields whose value differs from `old` are refused.
-pub fn refuse_unsupported(r: &Resource, old: Option<&Value>, obj: &Value) -> Vec<FieldError> {
-    let Some((path, pointer)) = pod_spec_location(r) else {
-        return Vec::new();
-    };
+pub fn refuse_unsupported(at: PodSpecAt, old: Option<&Value>, obj: &Value) -> Vec<FieldError> {
+    let PodSpecAt { path, pointer } = at;
     let Some(spec) = obj.pointer(pointer) else {
         return Vec::new();
     };
@@ -591,7 +601,6 @@ pub fn refuse_unsupported(r: &Resource, old: Option<&Value>, obj: &Value) -> Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::by_kind;
     use serde_json::json;
 
     fn pod(spec: Value) -> Value {
@@ -604,7 +613,7 @@ mod tests {
 
     #[test]
     fn init_containers_are_refused_with_the_kubernetes_wording() {
-        let p = by_kind("", "Pod").unwrap();
+        let p = POD_SPEC_AT;
         let errs = refuse_unsupported(
             p,
             None,
@@ -622,7 +631,7 @@ mod tests {
 
     #[test]
     fn default_valued_fields_are_accepted() {
-        let p = by_kind("", "Pod").unwrap();
+        let p = POD_SPEC_AT;
         let mut spec = json!({
             "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "securityContext": {},
             "hostNetwork": false, "hostPID": false, "hostIPC": false, "shareProcessNamespace": false,
@@ -657,7 +666,7 @@ mod tests {
 
     #[test]
     fn unsupported_values_are_refused_with_their_paths() {
-        let p = by_kind("", "Pod").unwrap();
+        let p = POD_SPEC_AT;
         let spec = json!({
             "hostNetwork": true, "os": {"name": "windows"},
             "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "runAsNonRoot": true},
@@ -706,22 +715,30 @@ mod tests {
 
     #[test]
     fn templates_of_deployments_and_replicasets_are_checked() {
-        for kind in ["Deployment", "ReplicaSet"] {
-            let r = by_kind("apps", kind).unwrap();
-            let obj = json!({"metadata": {"name": "d"}, "spec": {"template": {"spec": {
-                "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": 1000}}]}}}});
-            assert_eq!(
-                fields(&refuse_unsupported(r, None, &obj)),
-                ["spec.template.spec.containers[0].securityContext.runAsUser"]
+        use crate::kinds::Strategy;
+        let obj = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {
+            "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": 1000}}]}}}});
+        assert_eq!(
+            fields(&refuse_unsupported(TEMPLATE_SPEC_AT, None, &obj)),
+            ["spec.template.spec.containers[0].securityContext.runAsUser"]
+        );
+        let workloads: [&dyn Strategy; 2] = [
+            &crate::kinds::deployment::Deployments,
+            &crate::kinds::replicaset::ReplicaSets,
+        ];
+        for k in workloads {
+            assert!(
+                fields(&k.validate(&obj)).contains(&"spec.template.spec.containers[0].securityContext.runAsUser"),
+                "{}",
+                k.resource().kind
             );
         }
-        let svc = by_kind("", "Service").unwrap();
-        assert!(refuse_unsupported(svc, None, &json!({"spec": {"hostNetwork": true}})).is_empty());
     }
 
     #[test]
     fn updates_refuse_only_changed_fields() {
-        let d = by_kind("apps", "Deployment").unwrap();
+        let d = TEMPLATE_SPEC_AT;
         let with = |user: i64, host: bool| {
             json!({"spec": {"template": {"spec": {"hostNetwork": host,
                 "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": user}}]}}}})

@@ -61,7 +61,11 @@ impl Strategy for ReplicaSets {
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         let mut errs = Errors::default();
         validation::validate_selector_and_template(&mut errs, obj.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(&RESOURCE, None, obj));
+        errs.0.extend(pod_support::refuse_unsupported(
+            pod_support::TEMPLATE_SPEC_AT,
+            None,
+            obj,
+        ));
         errs.0
     }
 
@@ -74,9 +78,21 @@ impl Strategy for ReplicaSets {
     fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = Errors::default();
         validation::validate_selector_and_template(&mut errs, new.get("spec"));
+        errs.0.extend(pod_support::refuse_unsupported(
+            pod_support::TEMPLATE_SPEC_AT,
+            Some(old),
+            new,
+        ));
         errs.0
-            .extend(pod_support::refuse_unsupported(&RESOURCE, Some(old), new));
-        errs.0
+    }
+
+    fn field_value(&self, obj: &Value, label: &str) -> Option<String> {
+        (label == "status.replicas").then(|| {
+            obj.pointer("/status/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                .to_string()
+        })
     }
 
     fn columns(&self) -> Vec<Value> {

@@ -147,6 +147,21 @@ pub trait Strategy: Send + Sync + 'static {
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         crate::kinds::table::default_cells(obj, now)
     }
+
+    /// The field a deprecated field-selector label stands for, as the kind's
+    /// field label conversion func says (a Pod's `spec.host` is
+    /// `spec.nodeName`); checked before [`Resource::field_labels`].
+    fn field_label_alias(&self, _label: &str) -> Option<&'static str> {
+        None
+    }
+
+    /// The value of the selectable field `label` of `obj` when the kind
+    /// computes it (Kubernetes' `<Kind>ToSelectableFields`: booleans that
+    /// default to `false`, a Pod's first `podIPs`); `None`: the value at
+    /// that path, `""` when absent.
+    fn field_value(&self, _obj: &Value, _label: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A served kind: its description and behaviour. Cheap to clone; a request

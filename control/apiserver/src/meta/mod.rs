@@ -4,6 +4,7 @@
 //! the crate but [`crate::status`] and the [`crate::kinds::Resource`]
 //! description.
 
+pub mod go;
 pub mod names;
 pub mod selectors;
 pub mod typed;

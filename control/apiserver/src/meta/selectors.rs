@@ -295,9 +295,8 @@ impl FieldSelector {
 fn convert_field_label(r: &Resource, field: &str) -> Result<String, String> {
     match r.field_labels {
         Some(labels) => {
-            if r.kind == "Pod" && field == "spec.host" {
-                // Old v1 clients' name for spec.nodeName.
-                return Ok("spec.nodeName".into());
+            if let Some(alias) = crate::kinds::builtin(r.group, r.kind).and_then(|k| k.field_label_alias(field)) {
+                return Ok(alias.into());
             }
             if labels.contains(&field) {
                 Ok(field.to_string())
@@ -308,48 +307,77 @@ fn convert_field_label(r: &Resource, field: &str) -> Result<String, String> {
         None if field == "metadata.name" || field == "metadata.namespace" => Ok(field.to_string()),
         None => Err(format!(
             "{} is not a known field selector: only \"metadata.name\", \"metadata.namespace\"",
-            crate::http::params::go_quote(field)
+            crate::meta::go::go_quote(field)
         )),
     }
 }
 
 /// The value of a selectable field as Kubernetes' field sets compute it
-/// ("" when absent; booleans and counts formatted as Go does).
+/// ("" when absent; booleans and counts formatted as Go does): the kind's
+/// own computation ([`crate::kinds::Strategy::field_value`]) when it has
+/// one, else the value at the dotted path.
 pub fn field_value(obj: &Value, path: &str) -> String {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
-    let str_at = |p: &str| obj.pointer(p).and_then(Value::as_str).map(String::from);
-    match (kind, path) {
-        ("Node", "spec.unschedulable") | ("Pod", "spec.hostNetwork") => {
-            let p = format!("/{}", path.replace('.', "/"));
-            obj.pointer(&p).and_then(Value::as_bool).unwrap_or(false).to_string()
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
+    let strategy = match api_version.rsplit_once('/') {
+        _ if api_version.is_empty() => crate::kinds::BUILTIN
+            .iter()
+            .copied()
+            .find(|k| k.resource().kind == kind),
+        Some((group, _)) => crate::kinds::builtin(group, kind),
+        None => crate::kinds::builtin("", kind),
+    };
+    if let Some(v) = strategy.and_then(|k| k.field_value(obj, path)) {
+        return v;
+    }
+    let mut cur = obj;
+    for seg in path.split('.') {
+        match cur.get(seg) {
+            Some(v) => cur = v,
+            None => return String::new(),
         }
-        ("Pod", "status.podIP") => str_at("/status/podIPs/0/ip")
-            .or_else(|| str_at("/status/podIP"))
-            .unwrap_or_default(),
-        ("Event", "source") => str_at("/source/component")
-            .filter(|c| !c.is_empty())
-            .or_else(|| str_at("/reportingComponent"))
-            .unwrap_or_default(),
-        ("ReplicaSet", "status.replicas") => obj
-            .pointer("/status/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            .to_string(),
-        _ => {
-            let mut cur = obj;
-            for seg in path.split('.') {
-                match cur.get(seg) {
-                    Some(v) => cur = v,
-                    None => return String::new(),
-                }
-            }
-            match cur {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
+    }
+    match cur {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// A boolean field at the dotted `path` of `obj`, `false` when absent, as
+/// Go formats it (selectable fields of Go `bool`s).
+pub fn bool_field(obj: &Value, path: &str) -> String {
+    let p = format!("/{}", path.replace('.', "/"));
+    obj.pointer(&p).and_then(Value::as_bool).unwrap_or(false).to_string()
+}
+
+/// A `LabelSelector` object as the selector string Kubernetes prints
+/// (`a=b,c in (d,e),!f`), as in a Scale's `status.selector`.
+pub fn selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in ml {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
+                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+                "Exists" => parts.push(key.to_string()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
             }
         }
     }
+    parts.join(",")
 }
 
 #[cfg(test)]

@@ -7,35 +7,25 @@
 //! Warn/Ignore: a warning / nothing). The stored JSON keeps the client's own
 //! representation of every known field.
 
-use k8s_openapi::api::{
-    apps::v1 as apps, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery,
-};
 use serde_json::Value;
 
-use crate::meta::typed::round_trip;
+use crate::kinds::BUILTIN;
 use crate::status::ApiError;
 
-/// Round-trip `v` through the typed representation of `group`/`kind`.
+/// Round-trip `v` through the typed representation of `group`/`kind`: a
+/// built-in kind's own decoding, or the model a built-in subresource
+/// declares for the kind it exchanges (`Binding`, `Scale`).
 /// Returns `None` for kinds without a typed model.
 pub fn typed_round_trip(group: &str, kind: &str, v: &Value) -> Result<Option<Value>, ApiError> {
-    Ok(Some(match (group, kind) {
-        ("", "Namespace") => round_trip::<core::Namespace>(v)?,
-        ("", "Node") => round_trip::<core::Node>(v)?,
-        ("", "Pod") => round_trip::<core::Pod>(v)?,
-        ("", "Service") => round_trip::<core::Service>(v)?,
-        ("", "Endpoints") => round_trip::<core::Endpoints>(v)?,
-        ("", "ConfigMap") => round_trip::<core::ConfigMap>(v)?,
-        ("", "Secret") => round_trip::<core::Secret>(v)?,
-        ("", "ServiceAccount") => round_trip::<core::ServiceAccount>(v)?,
-        ("", "Event") => round_trip::<core::Event>(v)?,
-        ("", "Binding") => round_trip::<core::Binding>(v)?,
-        ("apps", "Deployment") => round_trip::<apps::Deployment>(v)?,
-        ("apps", "ReplicaSet") => round_trip::<apps::ReplicaSet>(v)?,
-        ("discovery.k8s.io", "EndpointSlice") => round_trip::<discovery::EndpointSlice>(v)?,
-        ("coordination.k8s.io", "Lease") => round_trip::<coordination::Lease>(v)?,
-        ("autoscaling", "Scale") => round_trip::<k8s_openapi::api::autoscaling::v1::Scale>(v)?,
-        _ => return Ok(None),
-    }))
+    if let Some(k) = crate::kinds::builtin(group, kind) {
+        return k.decode(v);
+    }
+    let model = BUILTIN
+        .iter()
+        .flat_map(|k| k.resource().subresources)
+        .find(|s| s.kind_group == group && s.kind == kind)
+        .and_then(|s| s.model);
+    model.map(|m| m.decode(v)).transpose()
 }
 
 /// Paths (dotted, `[i]` for list items) present in `input` but not in `known`.
@@ -159,5 +149,17 @@ mod tests {
         let err = typed_round_trip("apps", "Deployment", &input).unwrap_err();
         assert_eq!(err.code, 400);
         assert!(err.message.contains("spec.replicas"), "{}", err.message);
+    }
+
+    #[test]
+    fn subresource_kinds_decode_by_their_declared_models() {
+        let scale = json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "d"}, "spec": {"replicas": 2}, "bogus": 1});
+        let known = typed_round_trip("autoscaling", "Scale", &scale).unwrap().unwrap();
+        assert_eq!(unknown_fields(&scale, &known), ["bogus"]);
+        let err = typed_round_trip("autoscaling", "Scale", &json!({"spec": {"replicas": "two"}})).unwrap_err();
+        assert_eq!(err.code, 400);
+        let binding = json!({"kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "n"}});
+        assert!(typed_round_trip("", "Binding", &binding).unwrap().is_some());
+        assert!(typed_round_trip("example.com", "Widget", &json!({})).unwrap().is_none());
     }
 }
