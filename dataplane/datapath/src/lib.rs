@@ -51,7 +51,7 @@ use sluice_common::{
     EndpointKey, EndpointValue, MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue, ServiceKey, ServiceValue,
     SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX, MAX_BACKENDS, MAX_SERVICES,
 };
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use tracing::{debug, info, warn};
@@ -392,7 +392,11 @@ impl Datapath {
     /// source ranges. Atomic for packets: the new revision is written into the
     /// inactive slot and the service entry is switched last. Backends that
     /// disappear or turn terminating keep their established flows (conntrack)
-    /// but get no new ones.
+    /// but get no new ones — except UDP: there a flow is only a source port
+    /// the client keeps reusing (a resolver's socket), so the flows of a UDP
+    /// backend that left or is terminating are dropped at once and the next
+    /// datagram picks a live backend (the classic stale-conntrack DNS
+    /// timeout, kubernetes#56903, cannot happen).
     pub fn upsert_service(&mut self, spec: &ServiceSpec) -> Result<(), DatapathError> {
         spec.validate()?;
         let frontend = spec.frontend;
@@ -513,6 +517,23 @@ impl Datapath {
             .map_err(map_err(map_names::SERVICES))?;
 
         // 5. Clean up what the old revision alone used.
+        if frontend.proto == Protocol::Udp {
+            let leaving: HashSet<u32> = state
+                .backends
+                .iter()
+                .filter(|(ep, _)| !new_backends.contains_key(ep))
+                .map(|(_, id)| *id)
+                .chain(
+                    spec.backends
+                        .iter()
+                        .filter(|b| b.terminating)
+                        .filter_map(|b| new_backends.get(&b.endpoint()).copied()),
+                )
+                .collect();
+            if !leaving.is_empty() {
+                self.drop_flows(state.id, Some(&leaving))?;
+            }
+        }
         for (ep, id) in &state.backends {
             if !new_backends.contains_key(ep) {
                 remove_ok(&mut self.backends_map, id, map_names::BACKENDS)?;
@@ -540,6 +561,9 @@ impl Datapath {
             return Ok(false);
         };
         remove_ok(&mut self.services_map, &frontend.key(), map_names::SERVICES)?;
+        if frontend.proto == Protocol::Udp {
+            self.drop_flows(state.id, None)?;
+        }
         for slot in 0..4 {
             remove_ok(
                 &mut self.maglev_map,
@@ -569,6 +593,29 @@ impl Datapath {
         self.service_ids.release(state.id);
         debug!(%frontend, "service deleted");
         Ok(true)
+    }
+
+    /// Delete the conntrack entries (both directions) of service `service_id`'s
+    /// flows to `backends` (all of its flows with `None`). Returns how many.
+    fn drop_flows(&mut self, service_id: u32, backends: Option<&HashSet<u32>>) -> Result<usize, DatapathError> {
+        let stale: Vec<CtKey> = self
+            .conntrack_map
+            .iter()
+            .filter_map(|e| e.ok())
+            .filter(|(_, v)| v.service_id == service_id && backends.is_none_or(|b| b.contains(&v.backend_id)))
+            .map(|(k, _)| k)
+            .collect();
+        for k in &stale {
+            remove_ok(&mut self.conntrack_map, k, map_names::CONNTRACK)?;
+        }
+        if !stale.is_empty() {
+            debug!(
+                service_id,
+                entries = stale.len(),
+                "dropped the UDP flows of departed backends"
+            );
+        }
+        Ok(stale.len())
     }
 
     /// Reset the counters of a released id (ids are reused; fresh maps start at zero).

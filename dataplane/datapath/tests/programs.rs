@@ -76,6 +76,52 @@ fn clusterip_udp_is_dnated() {
 }
 
 #[test]
+fn udp_flows_of_a_removed_backend_are_dropped_at_once() {
+    let mut dp = TestDatapath::new("udpgone");
+    let all = backends(2);
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), all.clone()))
+        .unwrap();
+    let query = Pkt::udp(client(), (vip(), 53));
+    let (_, out) = run(&mut dp, ProgramKind::PodIngress, &query);
+    let first = out.dst;
+    assert_eq!(dp.conntrack_len(), 2, "forward and reply entries");
+    // The same client socket keeps going to the same backend while it lives...
+    let (_, out) = run(&mut dp, ProgramKind::PodIngress, &query);
+    assert_eq!(out.dst, first);
+    // ...and to the other one as soon as that backend is gone.
+    let rest: Vec<Backend> = all.iter().copied().filter(|b| b.ip != first).collect();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), rest.clone()))
+        .unwrap();
+    assert_eq!(dp.conntrack_len(), 0, "the departed backend's entries are gone");
+    let (_, out) = run(&mut dp, ProgramKind::PodIngress, &query);
+    assert_eq!(out.dst, rest[0].ip, "the next datagram picks a live backend");
+    // A terminating UDP backend loses its flows too; deleting the service drops the rest.
+    let mut terminating = rest[0];
+    terminating.terminating = true;
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), vec![terminating]))
+        .unwrap();
+    assert_eq!(dp.conntrack_len(), 0);
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::udp(vip(), 53), rest))
+        .unwrap();
+    run(&mut dp, ProgramKind::PodIngress, &query);
+    assert_eq!(dp.conntrack_len(), 2);
+    dp.delete_service(&Frontend::udp(vip(), 53)).unwrap();
+    assert_eq!(dp.conntrack_len(), 0);
+}
+
+#[test]
+fn tcp_flows_of_a_removed_backend_stay() {
+    let mut dp = TestDatapath::new("tcpstay");
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
+        .unwrap();
+    let (_, out) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), (vip(), 80), SYN));
+    let rest: Vec<Backend> = backends(2).into_iter().filter(|b| b.ip != out.dst).collect();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), rest))
+        .unwrap();
+    assert_eq!(dp.conntrack_len(), 2, "established TCP connections keep their backend");
+}
+
+#[test]
 fn other_traffic_passes_untouched() {
     let mut dp = TestDatapath::new("other");
     dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
