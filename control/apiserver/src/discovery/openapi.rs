@@ -10,13 +10,14 @@
 //! The schemas themselves come from k8s-openapi's `schemars` implementations
 //! (the Kubernetes API types, field by field, with their descriptions). That
 //! output carries neither group-version-kind markers nor patch strategies, so
-//! this module adds them: [`PATCH_STRATEGIES`] is our table of how list fields
-//! merge. Paths and operations are generated from
+//! this module adds them from [`PATCH_STRATEGIES`], the table of how list
+//! fields merge that strategic merge patching reads too. Paths and operations are generated from
 //! [`crate::kinds::RESOURCES`]. Every document is built once and cached.
 
 mod proto_v2;
 
 use crate::discovery::GIT_VERSION;
+use crate::kinds::merge_keys::PATCH_STRATEGIES;
 use crate::kinds::{Catalog, Kind, Resource, Subresource};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -36,152 +37,6 @@ pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0
 /// The Content-Type of the protobuf answer: the same media type spelled
 /// without `@`, which Go's `mime.ParseMediaType` (in kubectl) refuses.
 pub const V2_PROTOBUF_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
-
-/// How one list (or struct) field merges in a strategic merge patch.
-#[derive(Debug, Clone, Copy)]
-pub struct PatchStrategy {
-    /// Schema name, e.g. `io.k8s.api.core.v1.PodSpec`.
-    pub definition: &'static str,
-    /// Property of that schema, e.g. `containers`.
-    pub property: &'static str,
-    /// `merge`, `retainKeys` or `merge,retainKeys`.
-    pub strategy: &'static str,
-    /// Key identifying list items (for lists of objects merged by key).
-    pub merge_key: Option<&'static str>,
-    /// Keys of a `map` list type (server-side apply), when the list is one.
-    pub list_map_keys: &'static [&'static str],
-}
-
-const fn by_key(
-    definition: &'static str,
-    property: &'static str,
-    merge_key: &'static str,
-    list_map_keys: &'static [&'static str],
-) -> PatchStrategy {
-    PatchStrategy {
-        definition,
-        property,
-        strategy: "merge",
-        merge_key: Some(merge_key),
-        list_map_keys,
-    }
-}
-
-/// How list fields of the served kinds merge, as Kubernetes defines them.
-///
-/// Lists not named here are replaced whole by a patch (atomic), which is
-/// also Kubernetes' default.
-pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
-    // Pod spec: containers and friends merge by name.
-    by_key("io.k8s.api.core.v1.PodSpec", "containers", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.PodSpec", "initContainers", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.PodSpec", "ephemeralContainers", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.PodSpec", "imagePullSecrets", "name", &["name"]),
-    by_key("io.k8s.api.core.v1.PodSpec", "hostAliases", "ip", &["ip"]),
-    by_key("io.k8s.api.core.v1.PodSpec", "schedulingGates", "name", &["name"]),
-    by_key(
-        "io.k8s.api.core.v1.PodSpec",
-        "topologySpreadConstraints",
-        "topologyKey",
-        &["topologyKey", "whenUnsatisfiable"],
-    ),
-    PatchStrategy {
-        definition: "io.k8s.api.core.v1.PodSpec",
-        property: "volumes",
-        strategy: "merge,retainKeys",
-        merge_key: Some("name"),
-        list_map_keys: &["name"],
-    },
-    PatchStrategy {
-        definition: "io.k8s.api.core.v1.PodSpec",
-        property: "resourceClaims",
-        strategy: "merge,retainKeys",
-        merge_key: Some("name"),
-        list_map_keys: &["name"],
-    },
-    // Containers: env by name, ports by containerPort, mounts by path.
-    by_key("io.k8s.api.core.v1.Container", "env", "name", &["name"]),
-    by_key(
-        "io.k8s.api.core.v1.Container",
-        "ports",
-        "containerPort",
-        &["containerPort", "protocol"],
-    ),
-    by_key(
-        "io.k8s.api.core.v1.Container",
-        "volumeMounts",
-        "mountPath",
-        &["mountPath"],
-    ),
-    by_key(
-        "io.k8s.api.core.v1.Container",
-        "volumeDevices",
-        "devicePath",
-        &["devicePath"],
-    ),
-    by_key("io.k8s.api.core.v1.EphemeralContainer", "env", "name", &["name"]),
-    by_key(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "ports",
-        "containerPort",
-        &["containerPort", "protocol"],
-    ),
-    by_key(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeMounts",
-        "mountPath",
-        &["mountPath"],
-    ),
-    by_key(
-        "io.k8s.api.core.v1.EphemeralContainer",
-        "volumeDevices",
-        "devicePath",
-        &["devicePath"],
-    ),
-    // Pod status.
-    by_key("io.k8s.api.core.v1.PodStatus", "conditions", "type", &["type"]),
-    by_key("io.k8s.api.core.v1.PodStatus", "podIPs", "ip", &["ip"]),
-    by_key("io.k8s.api.core.v1.PodStatus", "hostIPs", "ip", &["ip"]),
-    // Services: ports by port.
-    by_key("io.k8s.api.core.v1.ServiceSpec", "ports", "port", &["port", "protocol"]),
-    by_key("io.k8s.api.core.v1.ServiceStatus", "conditions", "type", &["type"]),
-    // Nodes and namespaces.
-    PatchStrategy {
-        definition: "io.k8s.api.core.v1.NodeSpec",
-        property: "podCIDRs",
-        strategy: "merge",
-        merge_key: None,
-        list_map_keys: &[],
-    },
-    by_key("io.k8s.api.core.v1.NodeStatus", "conditions", "type", &["type"]),
-    by_key("io.k8s.api.core.v1.NodeStatus", "addresses", "type", &["type"]),
-    by_key("io.k8s.api.core.v1.NamespaceStatus", "conditions", "type", &["type"]),
-    by_key("io.k8s.api.core.v1.ServiceAccount", "secrets", "name", &["name"]),
-    // Workloads.
-    by_key("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "type", &["type"]),
-    by_key("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "type", &["type"]),
-    PatchStrategy {
-        definition: "io.k8s.api.apps.v1.DeploymentSpec",
-        property: "strategy",
-        strategy: "retainKeys",
-        merge_key: None,
-        list_map_keys: &[],
-    },
-    // Object metadata.
-    PatchStrategy {
-        definition: "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        property: "finalizers",
-        strategy: "merge",
-        merge_key: None,
-        list_map_keys: &[],
-    },
-    by_key(
-        "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
-        "ownerReferences",
-        "uid",
-        &["uid"],
-    ),
-];
 
 /// Which OpenAPI flavour a schema set is rendered for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,10 +12,11 @@
 //! **Adding a built-in kind** is one new file here (a `pub static RESOURCE`
 //! and a `Strategy` implementation; copy `configmap.rs` for a plain kind)
 //! plus one line in [`builtin_kinds!`] below. Its list-merge keys go in
-//! [`crate::discovery::merge_keys`] if its lists merge by key.
+//! [`merge_keys`] if its lists merge by key.
 
 pub mod catalog;
 pub mod defaults;
+pub mod merge_keys;
 pub mod pod_support;
 pub mod strategy;
 pub mod table;
