@@ -124,10 +124,24 @@ async fn main() -> anyhow::Result<()> {
     let dns_server = match node_ip.filter(|_| args.dns.enabled(data_plane_up)) {
         Some(ip) => {
             let host = args.dns.pod_settings(false)?.host;
-            Some(
-                sluice_noded::cluster_dns::NodeDns::start(&args.dns, client.clone(), &args.node_name, ip.into(), &host)
-                    .await?,
+            match sluice_noded::cluster_dns::NodeDns::start(
+                &args.dns,
+                client.clone(),
+                &args.node_name,
+                ip.into(),
+                &host,
             )
+            .await
+            {
+                Ok(dns) => Some(dns),
+                Err(e) => {
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "no node DNS server: ClusterFirst pods get the node's resolvers"
+                    );
+                    None
+                }
+            }
         }
         None => {
             tracing::info!(
