@@ -26,7 +26,7 @@
 //! `preemptionPolicy` is accepted either way), `serviceAccountName` /
 //! `serviceAccount` (the downward API), `dnsPolicy` (all four) and
 //! `dnsConfig` (noded's `pod_dns`), `enableServiceLinks` (noded's
-//! `service_env`). `Container`: `name`, `image`,
+//! `service_env`), `subdomain` (cluster DNS `<hostname>.<subdomain>`). `Container`: `name`, `image`,
 //! `imagePullPolicy`, `command`, `args`, `workingDir`, `env` (`value`,
 //! `valueFrom.configMapKeyRef`, `secretKeyRef`, `fieldRef` on
 //! `metadata.name|namespace|uid`, `metadata.labels['k']`,
@@ -195,10 +195,6 @@ pub const POD_SPEC: &[Unsupported] = &[
         "shareProcessNamespace",
         Accepts::Bool(false),
         "a shared process namespace is not supported by this cluster yet",
-    ),
-    refuse(
-        "subdomain",
-        "subdomain (pod DNS names) is not supported by this cluster yet",
     ),
     refuse(
         "topologySpreadConstraints",
