@@ -107,6 +107,62 @@ impl AdmissionError {
         }
     }
 
+    /// The `metav1.Status` Kubernetes returns for this error on a request for
+    /// `resource` object `name` (empty: not known yet, e.g. a generated name).
+    ///
+    /// A denial is worded as Kubernetes' `ToStatusErr`: the message gets the
+    /// `<resource> "<name>" is forbidden: ` prefix (`Internal error occurred: `
+    /// for code 500), and without details from the webhook the details name
+    /// the object (`kind` is the resource, as `NewForbidden` sets it) or, for
+    /// code 500, carry the message as the one cause. Other errors are
+    /// [`AdmissionError::to_status`].
+    pub fn to_status_for(&self, resource: &crate::GroupVersionResource, name: &str) -> Status {
+        let AdmissionError::Denied {
+            code,
+            reason,
+            message,
+            details,
+            ..
+        } = self
+        else {
+            return self.to_status();
+        };
+        let name = if name.is_empty() { "Unknown" } else { name };
+        let details = details.as_deref().cloned().unwrap_or_else(|| {
+            if *code == 500 {
+                StatusDetails {
+                    causes: Some(vec![StatusCause {
+                        message: Some(message.clone()),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }
+            } else {
+                StatusDetails {
+                    group: Some(resource.group.clone()),
+                    kind: Some(resource.resource.clone()),
+                    name: Some(name.to_owned()),
+                    ..Default::default()
+                }
+            }
+        });
+        let prefix = if *code == 500 {
+            "Internal error occurred".to_owned()
+        } else if resource.group.is_empty() {
+            format!("{} {name:?} is forbidden", resource.resource)
+        } else {
+            format!("{}.{} {name:?} is forbidden", resource.resource, resource.group)
+        };
+        Status {
+            code: Some(i32::from(*code)),
+            details: Some(details),
+            message: Some(format!("{prefix}: {message}")),
+            metadata: Default::default(),
+            reason: Some(reason.clone()),
+            status: Some("Failure".to_owned()),
+        }
+    }
+
     /// The `metav1.Status` Kubernetes returns for this error.
     pub fn to_status(&self) -> Status {
         let failure = |code: u16, reason: &str, message: String, details: Option<StatusDetails>| Status {
@@ -167,6 +223,30 @@ mod tests {
             )
         );
         assert_eq!(s.status.as_deref(), Some("Failure"));
+    }
+
+    #[test]
+    fn denial_status_for_a_request() {
+        let e = crate::denied(
+            "deny.example.com",
+            Some(&crate::review::ResponseStatus {
+                message: Some("no".into()),
+                ..Default::default()
+            }),
+        );
+        let s = e.to_status_for(&crate::GroupVersionResource::new("", "v1", "configmaps"), "cm");
+        assert_eq!(
+            s.message.as_deref(),
+            Some("configmaps \"cm\" is forbidden: admission webhook \"deny.example.com\" denied the request: no")
+        );
+        assert_eq!(s.code, Some(403));
+        let d = s.details.expect("details");
+        assert_eq!((d.kind.as_deref(), d.name.as_deref()), (Some("configmaps"), Some("cm")));
+        let s = e.to_status_for(&crate::GroupVersionResource::new("apps", "v1", "deployments"), "");
+        assert!(s
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("deployments.apps \"Unknown\" is forbidden: ")));
     }
 
     #[test]

@@ -202,7 +202,9 @@ pub fn api_versions(c: &Catalog) -> Value {
 /// `GET /apis/<group>`: one named group.
 pub fn api_group(c: &Catalog, group: &str) -> Option<Value> {
     let versions = c.versions_of(group);
-    let preferred = *versions.first()?;
+    let Some(preferred) = versions.first().copied() else {
+        return remote_group(c, group);
+    };
     if group.is_empty() {
         return None;
     }
@@ -218,10 +220,44 @@ pub fn api_group(c: &Catalog, group: &str) -> Option<Value> {
     }))
 }
 
+/// A group only other servers serve (remote APIServices), from what they
+/// registered: versions by priority, the first preferred.
+fn remote_group(c: &Catalog, group: &str) -> Option<Value> {
+    let versions: Vec<String> = c
+        .remote()
+        .into_iter()
+        .filter(|r| r.group == group)
+        .map(|r| r.version)
+        .collect();
+    let preferred = versions.first()?;
+    Some(json!({
+        "kind": "APIGroup",
+        "apiVersion": "v1",
+        "name": group,
+        "versions": versions
+            .iter()
+            .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+            .collect::<Vec<_>>(),
+        "preferredVersion": {"groupVersion": format!("{group}/{preferred}"), "version": preferred},
+    }))
+}
+
+/// The groups only other servers serve, in discovery order.
+fn remote_groups(c: &Catalog) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    for r in c.remote() {
+        if !groups.contains(&r.group) {
+            groups.push(r.group);
+        }
+    }
+    groups
+}
+
 /// `GET /apis`: every named group.
 pub fn api_group_list(c: &Catalog) -> Value {
     let mut groups = Vec::new();
-    for g in c.groups() {
+    let remote = remote_groups(c);
+    for g in c.groups().into_iter().chain(remote.iter().map(String::as_str)) {
         if let Some(mut doc) = api_group(c, g) {
             if let Some(obj) = doc.as_object_mut() {
                 obj.remove("kind");
@@ -320,7 +356,7 @@ fn aggregated_resource(r: &Resource) -> Value {
 pub fn aggregated(c: &Catalog, core: bool) -> Value {
     let groups: Vec<&str> = if core { vec![""] } else { c.groups() };
     let kinds = c.kinds();
-    let items: Vec<Value> = groups
+    let mut items: Vec<Value> = groups
         .iter()
         .map(|g| {
             let versions: Vec<Value> = c
@@ -340,12 +376,74 @@ pub fn aggregated(c: &Catalog, core: bool) -> Value {
             json!({"metadata": metadata, "versions": versions})
         })
         .collect();
+    if !core {
+        items.extend(aggregated_remote(c));
+    }
     json!({
         "kind": "APIGroupDiscoveryList",
         "apiVersion": "apidiscovery.k8s.io/v2",
         "metadata": {},
         "items": items,
     })
+}
+
+/// Aggregated discovery of the groups other servers serve, from the
+/// `APIResourceList`s they answered (resources `<plural>/<sub>` become
+/// subresources).
+fn aggregated_remote(c: &Catalog) -> Vec<Value> {
+    let remote = c.remote();
+    remote_groups(c)
+        .iter()
+        .map(|g| {
+            let versions: Vec<Value> = remote
+                .iter()
+                .filter(|r| &r.group == g)
+                .map(|r| {
+                    let mut resources: Vec<Value> = Vec::new();
+                    for res in &r.resources {
+                        let name = res.get("name").and_then(Value::as_str).unwrap_or_default();
+                        let scope = if res.get("namespaced").and_then(Value::as_bool).unwrap_or(false) {
+                            "Namespaced"
+                        } else {
+                            "Cluster"
+                        };
+                        let kind = |e: &Value| {
+                            json!({
+                                "group": e.get("group").and_then(Value::as_str).unwrap_or(&r.group),
+                                "version": e.get("version").and_then(Value::as_str).unwrap_or(&r.version),
+                                "kind": e.get("kind").cloned().unwrap_or(json!("")),
+                            })
+                        };
+                        if let Some((parent, sub)) = name.split_once('/') {
+                            if let Some(p) = resources.iter_mut().find(|p| p["resource"] == parent) {
+                                let entry = json!({"subresource": sub, "responseKind": kind(res), "verbs": res.get("verbs").cloned().unwrap_or(json!([]))});
+                                match p.get_mut("subresources").and_then(Value::as_array_mut) {
+                                    Some(subs) => subs.push(entry),
+                                    None => p["subresources"] = json!([entry]),
+                                }
+                            }
+                            continue;
+                        }
+                        let mut entry = json!({
+                            "resource": name,
+                            "responseKind": kind(res),
+                            "scope": scope,
+                            "singularResource": res.get("singularName").cloned().unwrap_or(json!("")),
+                            "verbs": res.get("verbs").cloned().unwrap_or(json!([])),
+                        });
+                        for key in ["shortNames", "categories"] {
+                            if let Some(v) = res.get(key).filter(|v| v.as_array().is_some_and(|a| !a.is_empty())) {
+                                entry[key] = v.clone();
+                            }
+                        }
+                        resources.push(entry);
+                    }
+                    json!({"version": r.version, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": g}, "versions": versions})
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -412,7 +510,16 @@ mod tests {
             .iter()
             .filter_map(|g| g["name"].as_str())
             .collect();
-        assert_eq!(names, ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
+        assert_eq!(
+            names,
+            [
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "admissionregistration.k8s.io",
+                "apiregistration.k8s.io"
+            ]
+        );
         assert_eq!(
             api_group(&Catalog::new(), "apps").expect("apps")["preferredVersion"]["groupVersion"],
             "apps/v1"

@@ -212,7 +212,11 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
     );
     let started = std::time::Instant::now();
     let resp = async {
-        let resp = match dispatch(state, target, verb, q, req).await {
+        let user = req
+            .extensions()
+            .get::<UserInfo>()
+            .map(|u| (u.name.clone(), u.uid.clone(), u.groups.clone()));
+        let resp = match crate::registry::admission::with_requester(user, dispatch(state, target, verb, q, req)).await {
             Ok(r) => r,
             Err(e) => error_response(&e, pretty),
         };

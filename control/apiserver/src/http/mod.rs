@@ -1,9 +1,11 @@
 //! The HTTP layer: TLS and authentication ([`server`], [`auth`],
 //! [`bootstrap_token`]), routing and verbs ([`request`], [`handlers`],
 //! [`params`]), content negotiation and encodings ([`negotiation`],
-//! [`wire`]), watches ([`watch`]), and the node-facing endpoints
-//! ([`node_proxy`], [`node_certs`]).
+//! [`wire`]), watches ([`watch`]), the node-facing endpoints
+//! ([`node_proxy`], [`node_certs`]), and the proxy to aggregated API
+//! servers ([`aggregator`]).
 
+pub mod aggregator;
 pub mod auth;
 pub mod bootstrap_token;
 pub mod handlers;

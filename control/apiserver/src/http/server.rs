@@ -65,6 +65,8 @@ pub struct AppState {
     pub kubelet: Arc<crate::http::node_proxy::KubeletClient>,
     /// Signs node client certificates for joining nodes.
     pub node_certs: Arc<crate::http::node_certs::NodeCertSigner>,
+    /// Remote APIServices: routing table and transport of the aggregator.
+    pub aggregator: Arc<crate::registry::apiservices::ApiServices>,
 }
 
 /// Paths served to anonymous clients.
@@ -139,6 +141,10 @@ pub fn router(state: AppState) -> Router {
         // Discovery, /version and OpenAPI documents.
         .merge(crate::discovery::routes(state.registry.catalog.clone()))
         .merge(crate::http::node_certs::routes(state.node_certs.clone()));
+    let api = api.layer(middleware::from_fn_with_state(
+        state.aggregator.clone(),
+        crate::http::aggregator::proxy,
+    ));
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -222,7 +228,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    crate::registry::admission::start(registry.clone()).await?;
+    let aggregator = crate::registry::apiservices::start(registry.clone(), &cfg.cert_dir).await?;
     let state = AppState {
+        aggregator,
         registry,
         tokens: Arc::new(tokens),
         authorizer: Arc::new(crate::http::bootstrap_token::BootstrapScoped(AllowAll)),

@@ -28,6 +28,25 @@ struct Inner {
     builtin: Vec<Kind>,
     /// Served versions of each CustomResourceDefinition, by CRD name.
     custom: BTreeMap<String, Vec<Kind>>,
+    /// Group/versions served by other servers (remote APIServices), by
+    /// APIService name.
+    remote: BTreeMap<String, RemoteGroupVersion>,
+}
+
+/// A group/version another server serves (a remote APIService), as
+/// discovery shows it; requests for it are proxied (`http::aggregator`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteGroupVersion {
+    /// API group.
+    pub group: String,
+    /// Version.
+    pub version: String,
+    /// `spec.groupPriorityMinimum`.
+    pub group_priority: i64,
+    /// `spec.versionPriority`.
+    pub version_priority: i64,
+    /// The `resources` of the server's `APIResourceList`, as last read.
+    pub resources: Vec<serde_json::Value>,
 }
 
 impl Default for Catalog {
@@ -43,6 +62,7 @@ impl Catalog {
             inner: RwLock::new(Inner {
                 builtin: BUILTIN.iter().map(|s| Kind::Builtin(*s)).collect(),
                 custom: BTreeMap::new(),
+                remote: BTreeMap::new(),
             }),
             generation: AtomicU64::new(1),
         }
@@ -151,6 +171,48 @@ impl Catalog {
                 .filter(|(name, _)| name.as_str() != crd)
                 .flat_map(|(_, ks)| ks)
                 .any(|k| k.resource().group == group && k.resource().plural == plural)
+    }
+
+    /// Replace the group/versions served by other servers (by APIService name).
+    pub fn set_remote(&self, remote: BTreeMap<String, RemoteGroupVersion>) {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if inner.remote != remote {
+            inner.remote = remote;
+            self.generation.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The group/versions served by other servers whose group this server
+    /// does not serve, highest group priority first, then by group name;
+    /// versions of a group by priority.
+    pub fn remote(&self) -> Vec<RemoteGroupVersion> {
+        let local = self.groups();
+        let mut all: Vec<RemoteGroupVersion> = self
+            .read()
+            .remote
+            .values()
+            .filter(|r| !r.group.is_empty() && !local.contains(&r.group.as_str()))
+            .cloned()
+            .collect();
+        let group_priority = |g: &str, all: &[RemoteGroupVersion]| {
+            all.iter()
+                .filter(|r| r.group == g)
+                .map(|r| r.group_priority)
+                .max()
+                .unwrap_or(0)
+        };
+        let mut keyed: Vec<(i64, RemoteGroupVersion)> = all
+            .iter()
+            .map(|r| (group_priority(&r.group, &all), r.clone()))
+            .collect();
+        keyed.sort_by(|(ga, a), (gb, b)| {
+            gb.cmp(ga)
+                .then_with(|| a.group.cmp(&b.group))
+                .then_with(|| b.version_priority.cmp(&a.version_priority))
+                .then_with(|| a.version.cmp(&b.version))
+        });
+        all = keyed.into_iter().map(|(_, r)| r).collect();
+        all
     }
 
     /// Changes with every change of what is served.
@@ -294,6 +356,15 @@ mod tests {
     fn catalog_serves_builtins_and_groups_in_order() {
         let c = Catalog::new();
         assert!(c.by_path("", "v1", "pods").is_some());
-        assert_eq!(c.groups(), ["apps", "discovery.k8s.io", "coordination.k8s.io"]);
+        assert_eq!(
+            c.groups(),
+            [
+                "apps",
+                "discovery.k8s.io",
+                "coordination.k8s.io",
+                "admissionregistration.k8s.io",
+                "apiregistration.k8s.io"
+            ]
+        );
     }
 }

@@ -39,6 +39,10 @@ impl Strategy for EndpointsStrategy {
         openapi_ref::<k8s_openapi::api::core::v1::Endpoints>(generator)
     }
 
+    fn validate(&self, obj: &Value) -> Vec<crate::status::FieldError> {
+        special_addresses(obj)
+    }
+
     fn columns(&self) -> Vec<Value> {
         table::column_definitions(COLUMNS)
     }
@@ -46,6 +50,61 @@ impl Strategy for EndpointsStrategy {
     fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         row(obj, now)
     }
+}
+
+/// Endpoint addresses may not be special IPs (Kubernetes' `ValidateNonSpecialIP`).
+fn special_addresses(ep: &Value) -> Vec<crate::status::FieldError> {
+    use crate::status::FieldError;
+    let mut errs = Vec::new();
+    for (i, subset) in arr(ep, &["subsets"]).iter().enumerate() {
+        for list in ["addresses", "notReadyAddresses"] {
+            for (j, addr) in arr(subset, &[list]).iter().enumerate() {
+                let field = format!("subsets[{i}].{list}[{j}].ip");
+                let text = s(addr, &["ip"]);
+                let value = json!(text);
+                let Ok(ip) = text.parse::<std::net::IpAddr>() else {
+                    errs.push(FieldError::invalid(field, &value, "must be a valid IP address"));
+                    continue;
+                };
+                let (link_local, link_local_multicast) = match ip {
+                    std::net::IpAddr::V4(v4) => (v4.is_link_local(), v4.octets()[..3] == [224, 0, 0]),
+                    std::net::IpAddr::V6(v6) => (
+                        (v6.segments()[0] & 0xffc0) == 0xfe80,
+                        (v6.segments()[0] & 0xff0f) == 0xff02,
+                    ),
+                };
+                if ip.is_unspecified() {
+                    errs.push(FieldError::invalid(
+                        field.clone(),
+                        &value,
+                        format!("may not be unspecified ({text})"),
+                    ));
+                }
+                if ip.is_loopback() {
+                    errs.push(FieldError::invalid(
+                        field.clone(),
+                        &value,
+                        "may not be in the loopback range (127.0.0.0/8, ::1/128)",
+                    ));
+                }
+                if link_local {
+                    errs.push(FieldError::invalid(
+                        field.clone(),
+                        &value,
+                        "may not be in the link-local range (169.254.0.0/16, fe80::/10)",
+                    ));
+                }
+                if link_local_multicast {
+                    errs.push(FieldError::invalid(
+                        field,
+                        &value,
+                        "may not be in the link-local multicast range (224.0.0.0/24, ff02::/10)",
+                    ));
+                }
+            }
+        }
+    }
+    errs
 }
 
 // ---- Table ----

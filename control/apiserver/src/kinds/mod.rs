@@ -49,6 +49,9 @@ builtin_kinds! {
     replicaset => ReplicaSets,
     endpointslice => EndpointSlices,
     lease => Leases,
+    mutatingwebhookconfiguration => MutatingWebhookConfigurations,
+    validatingwebhookconfiguration => ValidatingWebhookConfigurations,
+    apiservice => ApiServices,
 }
 
 /// Verbs a resource supports, as discovery reports them.

@@ -7,8 +7,11 @@
 //! race either retries (unconditional writes) or is a 409 (writes with a
 //! resourceVersion precondition). Nothing is written when any check fails.
 
+pub mod admission;
 pub mod allocator;
+pub mod apiservices;
 pub mod patch;
+pub mod resolver;
 pub mod schema;
 
 use std::sync::{Arc, Mutex};
@@ -35,6 +38,8 @@ pub struct Registry {
     pub watch_cache: crate::storage::watch_cache::WatchCache,
     /// What is served: built-in kinds and established custom resources.
     pub catalog: Arc<Catalog>,
+    /// Admission webhooks: the configurations in effect and their dispatcher.
+    pub admission: admission::Admission,
     event_lease: Mutex<Option<(i64, Instant)>>,
 }
 
@@ -174,12 +179,14 @@ pub fn truncate_prefix(prefix: &str) -> &str {
 impl Registry {
     /// Build the registry.
     pub fn new(store: Store, allocator: Allocator, event_ttl: Duration) -> Self {
+        let catalog = Arc::new(Catalog::new());
         Self {
+            admission: admission::Admission::new(store.clone(), catalog.clone()),
             store,
             allocator,
             event_ttl,
             watch_cache: Default::default(),
-            catalog: Arc::new(Catalog::new()),
+            catalog,
             event_lease: Mutex::new(None),
         }
     }
@@ -297,8 +304,9 @@ impl Registry {
         } else {
             None
         };
-        let warnings = self.check_schema(k, &mut obj, opts.field_validation)?;
+        let mut warnings = self.check_schema(k, &mut obj, opts.field_validation)?;
         k.default(&mut obj);
+        warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
         let generate = obj
             .pointer("/metadata/generateName")
@@ -349,6 +357,7 @@ impl Registry {
         if let Some(ns) = &ns {
             self.check_namespace(r, ns, &name).await?;
         }
+        warnings.extend(self.validate_create(k, ns.as_deref(), &obj, opts).await?);
         let hooks = k.storage();
         let lease = if hooks.expires && !opts.dry_run {
             Some(self.event_lease().await?)
@@ -556,7 +565,7 @@ impl Registry {
                     ));
                 }
             }
-            let warnings = if mode == UpdateMode::Internal {
+            let mut warnings = if mode == UpdateMode::Internal {
                 Vec::new()
             } else {
                 self.check_schema(k, &mut proposed, opts.field_validation)?
@@ -564,6 +573,10 @@ impl Registry {
             let mut new = self.prepare_update(k, mode, &cur.object, proposed);
             k.default(&mut new);
             k.empty_status(&mut new);
+            warnings.extend(
+                self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
+                    .await?,
+            );
             let kind_errors = if mode == UpdateMode::Main {
                 k.validate_update(&cur.object, &new)
             } else {
@@ -583,6 +596,7 @@ impl Registry {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(r, name, errs));
             }
+            warnings.extend(self.validate_update(k, mode, ns, name, &cur.object, &new, opts).await?);
             if ready_to_remove(k, &new) {
                 if opts.dry_run {
                     return Ok(Written { object: new, warnings });
@@ -716,6 +730,7 @@ impl Registry {
                     ));
                 }
             }
+            self.admit_delete(k, ns, name, &cur.object, options, opts).await?;
             let mut new = cur.object.clone();
             let mut fins = finalizers(&new);
             match policy.as_deref() {
