@@ -88,6 +88,45 @@ pub fn validate_crd(crd: &CustomResourceDefinition) -> Vec<FieldError> {
 pub enum JsonPathStep {
     Field(String),
     Index(usize),
+    /// `[*]`: every item of a list (or value of an object).
+    Wildcard,
+    /// `[?(@.a.b == "x")]` (or `!=`): the list items whose field at the
+    /// relative path equals (or not) a literal.
+    Filter {
+        path: Vec<String>,
+        equal: bool,
+        value: Value,
+    },
+}
+
+/// Parses the inside of `[?( ... )]`: `@.field.path <op> literal` where
+/// `<op>` is `==` or `!=` and the literal is quoted text, a number, `true`,
+/// `false` or `null`.
+fn parse_filter(inner: &str) -> Result<JsonPathStep, String> {
+    let (lhs, rhs, equal) = if let Some((l, r)) = inner.split_once("==") {
+        (l, r, true)
+    } else if let Some((l, r)) = inner.split_once("!=") {
+        (l, r, false)
+    } else {
+        return Err(format!("unsupported filter {inner:?}"));
+    };
+    let lhs = lhs.trim();
+    let rel = lhs
+        .strip_prefix("@.")
+        .ok_or_else(|| format!("unsupported filter {inner:?}"))?;
+    let path: Vec<String> = rel.split('.').map(str::to_string).collect();
+    if path.iter().any(String::is_empty) {
+        return Err(format!("unsupported filter {inner:?}"));
+    }
+    let rhs = rhs.trim();
+    let value = if let Some(q) = rhs.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+        Value::String(q.to_string())
+    } else if let Some(q) = rhs.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
+        Value::String(q.to_string())
+    } else {
+        serde_json::from_str(rhs).map_err(|_| format!("unsupported filter literal {rhs:?}"))?
+    };
+    Ok(JsonPathStep::Filter { path, equal, value })
 }
 
 /// Parses a simple JSONPath as CRDs use them: `.spec.replicas`, `.status.conditions[0].type`,
@@ -117,10 +156,16 @@ pub fn parse_json_path(path: &str) -> Result<Vec<JsonPathStep>, String> {
             }
             steps.push(JsonPathStep::Field(r[..end].to_string()));
             rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix("[?(") {
+            let end = r.find(")]").ok_or("unterminated [?(")?;
+            steps.push(parse_filter(&r[..end])?);
+            rest = &r[end + 2..];
         } else if let Some(r) = rest.strip_prefix('[') {
             let end = r.find(']').ok_or("unterminated [")?;
             let inner = r[..end].trim();
-            if let Some(q) = inner.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
+            if inner == "*" {
+                steps.push(JsonPathStep::Wildcard);
+            } else if let Some(q) = inner.strip_prefix('\'').and_then(|q| q.strip_suffix('\'')) {
                 steps.push(JsonPathStep::Field(q.to_string()));
             } else if let Some(q) = inner.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
                 steps.push(JsonPathStep::Field(q.to_string()));
@@ -136,17 +181,48 @@ pub fn parse_json_path(path: &str) -> Result<Vec<JsonPathStep>, String> {
     Ok(steps)
 }
 
-/// The value at a simple JSONPath, if present.
+/// The value at a simple JSONPath, if present (the first, when a wildcard
+/// or filter selects several).
 pub fn get_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
-    let steps = parse_json_path(path).ok()?;
-    let mut cur = obj;
+    get_all(obj, path).into_iter().next()
+}
+
+/// Every value a JSONPath selects, in order.
+pub fn get_all<'a>(obj: &'a Value, path: &str) -> Vec<&'a Value> {
+    let Ok(steps) = parse_json_path(path) else {
+        return Vec::new();
+    };
+    let mut cur = vec![obj];
     for s in &steps {
-        cur = match s {
-            JsonPathStep::Field(f) => cur.as_object()?.get(f)?,
-            JsonPathStep::Index(i) => cur.as_array()?.get(*i)?,
-        };
+        let mut next = Vec::new();
+        for v in cur {
+            match s {
+                JsonPathStep::Field(f) => next.extend(v.as_object().and_then(|o| o.get(f))),
+                JsonPathStep::Index(i) => next.extend(v.as_array().and_then(|a| a.get(*i))),
+                JsonPathStep::Wildcard => match v {
+                    Value::Array(a) => next.extend(a.iter()),
+                    Value::Object(o) => next.extend(o.values()),
+                    _ => {}
+                },
+                JsonPathStep::Filter { path, equal, value } => {
+                    for item in v.as_array().into_iter().flatten() {
+                        let mut field = Some(item);
+                        for p in path {
+                            field = field.and_then(|f| f.as_object()).and_then(|o| o.get(p));
+                        }
+                        // A missing field matches neither `==` nor `!=`, as in kubectl.
+                        if let Some(f) = field {
+                            if (f == value) == *equal {
+                                next.push(item);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        cur = next;
     }
-    Some(cur)
+    cur
 }
 
 /// Sets the value at a simple JSONPath made of fields only, creating missing objects.
@@ -158,7 +234,7 @@ pub fn set_path(obj: &mut Value, path: &str, value: Value) -> Result<(), String>
     let mut cur = obj;
     for s in parents {
         let JsonPathStep::Field(f) = s else {
-            return Err("indices are not supported when setting".into());
+            return Err("only fields are supported when setting".into());
         };
         let m = cur
             .as_object_mut()
@@ -169,7 +245,7 @@ pub fn set_path(obj: &mut Value, path: &str, value: Value) -> Result<(), String>
         }
     }
     let JsonPathStep::Field(f) = last else {
-        return Err("indices are not supported when setting".into());
+        return Err("only fields are supported when setting".into());
     };
     let m = cur
         .as_object_mut()
@@ -806,5 +882,31 @@ mod tests {
         assert!(parse_json_path(".a[x]").is_err());
         assert_eq!(get_path(&json!({"a": [1, {"b": 2}]}), ".a[1].b"), Some(&json!(2)));
         assert_eq!(get_path(&json!({"a": 1}), ".a.b"), None);
+    }
+
+    #[test]
+    fn json_path_filters_and_wildcards_as_printer_columns_use_them() {
+        let obj = json!({"status": {"conditions": [
+            {"type": "Issuing", "status": "False"},
+            {"type": "Ready", "status": "True", "message": "ok"}
+        ]}});
+        assert_eq!(
+            get_path(&obj, r#".status.conditions[?(@.type=="Ready")].status"#),
+            Some(&json!("True"))
+        );
+        assert_eq!(
+            get_path(&obj, ".status.conditions[?(@.type == 'Ready')].message"),
+            Some(&json!("ok"))
+        );
+        assert_eq!(get_path(&obj, r#".status.conditions[?(@.type=="Gone")].status"#), None);
+        assert_eq!(
+            get_all(&obj, ".status.conditions[*].type"),
+            vec![&json!("Issuing"), &json!("Ready")]
+        );
+        assert_eq!(
+            get_all(&obj, r#".status.conditions[?(@.status!="True")].type"#),
+            vec![&json!("Issuing")]
+        );
+        assert!(set_path(&mut obj.clone(), ".status.conditions[*].x", json!(1)).is_err());
     }
 }

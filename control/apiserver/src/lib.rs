@@ -29,3 +29,5 @@ pub mod storage;
 
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod tidy;

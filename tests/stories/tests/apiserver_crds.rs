@@ -188,14 +188,10 @@ async fn real_world_bundles_apply_unchanged_and_become_established() {
                 "{applied}"
             );
         }
-        k.ok(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            "-f",
-            path_str(&dir),
-        ]);
+        let crds: Vec<String> = names.iter().map(|n| format!("crd/{n}")).collect();
+        let mut args = vec!["wait", "--for", "condition=established", "--timeout=60s"];
+        args.extend(crds.iter().map(String::as_str));
+        k.ok(&args);
 
         for n in &names {
             let crd = raw
@@ -404,14 +400,12 @@ spec:
 async fn install(k: &Kubectl<'_>, project: &str) {
     let dir = fixtures(project);
     k.ok(&["apply", "-f", path_str(&dir)]);
-    k.ok(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=60s",
-        "-f",
-        path_str(&dir),
-    ]);
+    // `kubectl wait -f <dir>` also reads subdirectories (prometheus-operator's
+    // `server-side-only/`), so wait for the CRDs `apply -f <dir>` created.
+    let crds: Vec<String> = crd_names(&dir).iter().map(|n| format!("crd/{n}")).collect();
+    let mut args = vec!["wait", "--for", "condition=established", "--timeout=60s"];
+    args.extend(crds.iter().map(String::as_str));
+    k.ok(&args);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1470,7 +1464,9 @@ async fn finalizers_hold_custom_resources_and_deleting_the_crd_deletes_its_objec
             .any(|g| g["name"] == "stories.sluice.dev"),
         "discovery drops the group: {groups}"
     );
-    let err = k.fails(&["get", "wg"]);
+    // (kubectl keeps discovery on disk for hours, as it does against
+    // Kubernetes: a fresh cache sees the type gone.)
+    let err = Kubectl::new(&cp).fails(&["get", "wg"]);
     assert!(err.contains("the server doesn't have a resource type \"wg\""), "{err}");
 
     // The objects are gone from storage, not hidden: a new CRD of the same name starts empty.

@@ -13,6 +13,7 @@
 //!   saves it one request per group-version.
 
 pub mod openapi;
+pub mod version;
 
 use std::sync::Arc;
 
@@ -24,12 +25,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::{json, Value};
 
-/// The Kubernetes version we report; kubectl 1.32 warns about skew otherwise.
-pub const KUBE_VERSION_MAJOR: &str = "1";
-/// Minor part of [`KUBE_VERSION_MAJOR`].
-pub const KUBE_VERSION_MINOR: &str = "32";
-/// `gitVersion` reported by `/version`.
-pub const GIT_VERSION: &str = "v1.32.0-sluice";
+pub use version::{GIT_VERSION, KUBE_VERSION_MAJOR, KUBE_VERSION_MINOR};
 
 /// Media type of aggregated discovery, as clients put it in `Accept` and we
 /// echo in `Content-Type`.
@@ -516,6 +512,7 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",
                 "apiregistration.k8s.io"
             ]

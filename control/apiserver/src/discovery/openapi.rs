@@ -16,7 +16,7 @@
 
 mod proto_v2;
 
-use crate::discovery::GIT_VERSION;
+use crate::discovery::version::GIT_VERSION;
 use crate::kinds::merge_keys::PATCH_STRATEGIES;
 use crate::kinds::{Catalog, Kind, Resource, Subresource};
 use axum::extract::{Path, Query, State};

@@ -102,9 +102,9 @@ pub fn check(
 /// `None` when it is not a (valid, current) bootstrap token.
 pub async fn authenticate(registry: &Registry, token: &str) -> Option<UserInfo> {
     let (id, token_secret) = parse(token)?;
-    let secrets = kinds::by_kind("", "Secret")?;
+    let secrets = kinds::Kind::Builtin(&kinds::secret::Secrets);
     let stored = registry
-        .get(secrets, Some(NAMESPACE), &format!("bootstrap-token-{id}"))
+        .get(&secrets, Some(NAMESPACE), &format!("bootstrap-token-{id}"))
         .await
         .ok()?;
     match check(&stored.object, id, token_secret, chrono::Utc::now()) {

@@ -21,6 +21,7 @@ use crate::http::{watch, wire};
 use crate::kinds::table::IncludeObject;
 use crate::kinds::{Kind, Resource};
 use crate::meta::selectors::{FieldSelector, LabelSelector};
+use crate::registry::apply::{self, Tracking};
 use crate::registry::patch;
 use crate::registry::{FieldValidation, ListQuery, Registry, UpdateMode, WriteOptions, Written};
 use crate::status::{success_status, ApiError, ApiResult};
@@ -285,18 +286,18 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     }
     if let Some(sub) = t.subresource.as_deref() {
         let name = t.name.as_deref().unwrap_or_default();
-        return subresource(reg, &out, ns, name, sub, verb, &q, &content_type, body).await;
+        return subresource(reg, &out, ns, name, sub, verb, &q, &headers, &content_type, body).await;
     }
     match verb {
         "get" => {
             let name = t.name.as_deref().unwrap_or_default();
-            let obj = reg.get(r, ns, name).await?.object;
+            let obj = reg.get(&k, ns, name).await?.object;
             out.object(StatusCode::OK, obj, &[])
         }
         "list" => {
             let opts = ListOptions::parse(&q, false)?;
             let lq = list_query(r, &opts)?;
-            let list = reg.list(r, ns, &lq).await?;
+            let list = reg.list(&k, ns, &lq).await?;
             out.list(StatusCode::OK, list)
         }
         "watch" => {
@@ -336,7 +337,23 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                 }
                 Output::Object => None,
             };
+            // Custom resources are served in the requested version, with defaults.
+            let wrap: Option<crate::http::watch::Wrap> = match (&k, wrap) {
+                (Kind::Custom(_), inner) => {
+                    let k = k.clone();
+                    Some(Arc::new(move |o: &Value| {
+                        let mut o = o.clone();
+                        k.on_read(&mut o);
+                        match &inner {
+                            Some(w) => w(&o),
+                            None => o,
+                        }
+                    }))
+                }
+                (_, w) => w,
+            };
             let wr = watch::WatchRequest {
+                kind: k.clone(),
                 resource: r,
                 namespace: t.namespace.clone(),
                 query: lq,
@@ -367,32 +384,39 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                 return Err(ApiError::method_not_allowed("POST on an object"));
             }
             let opts = write_options(&q)?;
+            let manager = field_manager(&q, &headers, "CreateOptions")?;
             let obj = read_body(body).await?;
-            let Written { object, warnings } = reg.create(&k, ns, obj, opts).await?;
+            let Written { object, warnings } = reg
+                .create_tracked(&k, ns, obj, opts, &Tracking::update(manager, ""))
+                .await?;
             out.object(StatusCode::CREATED, object, &warnings)
         }
         "update" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
             let opts = write_options(&q)?;
+            let manager = field_manager(&q, &headers, "UpdateOptions")?;
             let obj = read_body(body).await?;
             if !obj.is_object() {
                 return Err(ApiError::bad_request("the request body must be a JSON object"));
             }
+            let tracking = Tracking::update(manager, "");
             let Written { object, warnings } = reg
-                .update(&k, ns, &name, UpdateMode::Main, opts, |_| Ok(obj.clone()))
+                .update_tracked(&k, ns, &name, UpdateMode::Main, opts, &tracking, |_| Ok(obj.clone()))
                 .await?;
             out.object(StatusCode::OK, object, &warnings)
         }
         "patch" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
             let opts = write_options(&q)?;
+            let patch_opts = patch_options(&q, &headers, &content_type)?;
             let patch_body = read_body_as(body, &content_type).await?;
-            if content_type.starts_with("application/apply-patch") {
-                return apply_patch(reg, &out, ns, &name, patch_body, &q, opts).await;
+            if let Some(force) = patch_opts.apply {
+                return apply_patch(reg, &out, ns, &name, patch_body, &patch_opts.manager, force, opts).await;
             }
-            let kind = patch_kind(&content_type)?;
+            let kind = patch_kind(&k, &content_type)?;
+            let tracking = Tracking::update(patch_opts.manager, "");
             let Written { object, warnings } = reg
-                .update(&k, ns, &name, UpdateMode::Main, opts, |cur| {
+                .update_tracked(&k, ns, &name, UpdateMode::Main, opts, &tracking, |cur| {
                     apply_patch_kind(kind, cur, &patch_body)
                 })
                 .await?;
@@ -403,7 +427,18 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let opts = write_options(&q)?;
             let options = delete_options(body, &q).await?;
             let (obj, gone) = reg.delete(&k, ns, &name, &options, opts).await?;
-            out.object(if gone { StatusCode::OK } else { StatusCode::ACCEPTED }, obj, &[])
+            // 202 only for a pending deletion the client asked to cascade
+            // with `orphanDependents: false`, as Kubernetes (for compatibility).
+            let cascading = options.get("orphanDependents").and_then(Value::as_bool) == Some(false);
+            out.object(
+                if !gone && cascading {
+                    StatusCode::ACCEPTED
+                } else {
+                    StatusCode::OK
+                },
+                obj,
+                &[],
+            )
         }
         "deletecollection" => {
             let opts = write_options(&q)?;
@@ -411,7 +446,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let mut lq = list_query(r, &ListOptions::parse(&q, false)?)?;
             lq.limit = 0;
             lq.continue_token = None;
-            let list = reg.list(r, ns, &lq).await?;
+            let list = reg.list(&k, ns, &lq).await?;
             let mut deleted = Vec::new();
             for item in list["items"].as_array().cloned().unwrap_or_default() {
                 let name = item
@@ -463,16 +498,27 @@ enum PatchKind {
     Strategic,
 }
 
-fn patch_kind(ct: &str) -> ApiResult<PatchKind> {
+/// The patch format of a Content-Type; strategic merge only for kinds that
+/// have it (Kubernetes answers 415 for custom resources).
+fn patch_kind(k: &Kind, ct: &str) -> ApiResult<PatchKind> {
     if ct.starts_with("application/merge-patch+json") {
         Ok(PatchKind::Merge)
     } else if ct.starts_with("application/json-patch+json") {
         Ok(PatchKind::Json)
-    } else if ct.starts_with("application/strategic-merge-patch+json") {
+    } else if ct.starts_with("application/strategic-merge-patch+json") && k.strategic_merge() {
         Ok(PatchKind::Strategic)
     } else {
         Err(ApiError::unsupported_media_type(ct))
     }
+}
+
+/// The Scale view of an object of a kind serving `/scale`.
+fn scale_of(k: &Kind, obj: &Value) -> ApiResult<Value> {
+    k.scale(obj).unwrap_or_else(|| {
+        Err(ApiError::path_not_found(
+            "the server could not find the requested resource",
+        ))
+    })
 }
 
 fn apply_patch_kind(kind: PatchKind, cur: &Value, p: &Value) -> ApiResult<Value> {
@@ -503,91 +549,109 @@ fn apply_patch_kind(kind: PatchKind, cur: &Value, p: &Value) -> ApiResult<Value>
     Ok(out)
 }
 
-/// Server-side apply without managed fields: create, or strategic-merge the applied configuration.
+/// The manager of a create or update (`fieldManager`, else the
+/// User-Agent's first token), validated as Kubernetes validates
+/// `CreateOptions`/`UpdateOptions`.
+fn field_manager(q: &Query, headers: &HeaderMap, options_kind: &str) -> ApiResult<String> {
+    let given = q.get("fieldManager");
+    let errs = apply::validate_field_manager(given.unwrap_or_default());
+    if !errs.is_empty() {
+        return Err(ApiError::invalid_kind("meta.k8s.io", options_kind, "", errs));
+    }
+    let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    Ok(apply::manager_or_user_agent(given, ua))
+}
+
+/// The decoded `PatchOptions` of a patch.
+struct PatchOptions {
+    /// Who patches.
+    manager: String,
+    /// `Some(force)` for server-side apply.
+    apply: Option<bool>,
+}
+
+/// `PatchOptions` as Kubernetes decodes and validates them: `force` is a
+/// `*bool` (Go's ParseBool, 400 when unparsable) allowed only for apply,
+/// which requires a `fieldManager` (422 otherwise).
+fn patch_options(q: &Query, headers: &HeaderMap, content_type: &str) -> ApiResult<PatchOptions> {
+    let force = match q.get("force") {
+        Some(v) => Some(
+            crate::http::params::go_parse_bool(v)
+                .ok_or_else(|| ApiError::bad_request(format!("strconv.ParseBool: parsing {v:?}: invalid syntax")))?,
+        ),
+        None => None,
+    };
+    let is_apply = content_type.starts_with("application/apply-patch");
+    let given = q.get("fieldManager").unwrap_or_default();
+    let mut errs = Vec::new();
+    if !is_apply && force.is_some() {
+        errs.push(crate::status::FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    if is_apply && given.is_empty() {
+        errs.push(crate::status::FieldError::required(
+            "fieldManager",
+            "is required for apply patch",
+        ));
+    }
+    errs.extend(apply::validate_field_manager(given));
+    if !errs.is_empty() {
+        return Err(ApiError::invalid_kind("meta.k8s.io", "PatchOptions", "", errs));
+    }
+    let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok());
+    Ok(PatchOptions {
+        manager: apply::manager_or_user_agent(Some(given), ua),
+        apply: is_apply.then_some(force.unwrap_or(false)),
+    })
+}
+
+/// `obj` merged onto `cur` without `cur`'s resourceVersion, which is not a
+/// precondition (one the applied configuration names is kept).
+fn without_base_version(mut obj: Value, cur: &Value) -> Value {
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        if m.get("resourceVersion") == cur.pointer("/metadata/resourceVersion") {
+            m.remove("resourceVersion");
+        }
+    }
+    obj
+}
+
+/// Server-side apply: merge the applied configuration into the object (or
+/// create it), owning its fields in `managedFields` (see [`apply`]).
+#[allow(clippy::too_many_arguments)]
 async fn apply_patch(
     reg: Arc<Registry>,
     out: &Responder,
     ns: Option<&str>,
     name: &str,
     applied: Value,
-    q: &Query,
+    manager: &str,
+    force: bool,
     opts: WriteOptions,
 ) -> ApiResult<Response> {
     let k = &out.kind;
-    if q.get("fieldManager").unwrap_or_default().is_empty() {
-        return Err(ApiError::bad_request(
-            "PATCH requests with application/apply-patch+yaml require a fieldManager",
-        ));
-    }
     if !applied.is_object() {
         return Err(ApiError::bad_request("the applied configuration must be an object"));
     }
-    let mut applied = applied;
-    if let Some(m) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("managedFields");
-    }
     match reg
-        .update(k, ns, name, UpdateMode::Main, opts, |cur| {
-            apply_patch_kind(PatchKind::Strategic, cur, &applied)
+        .update_tracked(k, ns, name, UpdateMode::Main, opts, &Tracking::Applied, |cur| {
+            apply::apply_to(k, Some(cur), &applied, manager, "", force).map(|o| without_base_version(o, cur))
         })
         .await
     {
         Ok(Written { object, warnings }) => out.object(StatusCode::OK, object, &warnings),
         Err(e) if e.code == 404 && e.reason == "NotFound" => {
-            let mut obj = applied.clone();
+            let mut obj = apply::apply_to(k, None, &applied, manager, "", force)?;
             if obj.pointer("/metadata/name").is_none() {
                 obj["metadata"]["name"] = json!(name);
             }
-            let Written { object, warnings } = reg.create(k, ns, obj, opts).await?;
+            let Written { object, warnings } = reg.create_tracked(k, ns, obj, opts, &Tracking::Applied).await?;
             out.object(StatusCode::CREATED, object, &warnings)
         }
         Err(e) => Err(e),
     }
-}
-
-/// The autoscaling/v1 Scale view of a Deployment/ReplicaSet.
-fn scale_of(obj: &Value) -> Value {
-    let selector = obj.pointer("/spec/selector").map(selector_string).unwrap_or_default();
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": obj.pointer("/metadata/name"),
-            "namespace": obj.pointer("/metadata/namespace"),
-            "uid": obj.pointer("/metadata/uid"),
-            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
-            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
-        },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
-    })
-}
-
-fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
-        }
-    }
-    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or_default();
-            let vals: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e.get("operator").and_then(Value::as_str).unwrap_or_default() {
-                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-                "Exists" => parts.push(key.to_string()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -599,33 +663,64 @@ async fn subresource(
     sub: &str,
     verb: &str,
     q: &Query,
+    headers: &HeaderMap,
     content_type: &str,
     body: Body,
 ) -> ApiResult<Response> {
     let r = out.r;
     let k = &out.kind;
     let opts = write_options(q)?;
+    let writes = matches!(verb, "create" | "update" | "patch");
+    let patch_opts = if verb == "patch" {
+        Some(patch_options(q, headers, content_type)?)
+    } else {
+        None
+    };
+    let manager = match &patch_opts {
+        Some(p) => p.manager.clone(),
+        None if writes => field_manager(
+            q,
+            headers,
+            if verb == "create" {
+                "CreateOptions"
+            } else {
+                "UpdateOptions"
+            },
+        )?,
+        None => String::new(),
+    };
     match (sub, verb) {
-        ("status", "get") => out.object(StatusCode::OK, reg.get(r, ns, name).await?.object, &[]),
+        ("status", "get") => out.object(StatusCode::OK, reg.get(k, ns, name).await?.object, &[]),
         ("status", "update") => {
             let obj = read_body(body).await?;
+            let tracking = Tracking::update(manager, "status");
             let w = reg
-                .update(k, ns, name, UpdateMode::Status, opts, |_| Ok(obj.clone()))
+                .update_tracked(k, ns, name, UpdateMode::Status, opts, &tracking, |_| Ok(obj.clone()))
                 .await?;
             out.object(StatusCode::OK, w.object, &w.warnings)
         }
         ("status", "patch") => {
             let p = read_body_as(body, content_type).await?;
-            let kind = if content_type.starts_with("application/apply-patch") {
-                PatchKind::Strategic
-            } else {
-                patch_kind(content_type)?
+            let w = match patch_opts.as_ref().and_then(|o| o.apply) {
+                Some(force) => {
+                    if !p.is_object() {
+                        return Err(ApiError::bad_request("the applied configuration must be an object"));
+                    }
+                    reg.update_tracked(k, ns, name, UpdateMode::Status, opts, &Tracking::Applied, |cur| {
+                        apply::apply_to(k, Some(cur), &p, &manager, "status", force)
+                            .map(|o| without_base_version(o, cur))
+                    })
+                    .await?
+                }
+                None => {
+                    let kind = patch_kind(k, content_type)?;
+                    let tracking = Tracking::update(manager, "status");
+                    reg.update_tracked(k, ns, name, UpdateMode::Status, opts, &tracking, |cur| {
+                        apply_patch_kind(kind, cur, &p)
+                    })
+                    .await?
+                }
             };
-            let w = reg
-                .update(k, ns, name, UpdateMode::Status, opts, |cur| {
-                    apply_patch_kind(kind, cur, &p)
-                })
-                .await?;
             out.object(StatusCode::OK, w.object, &w.warnings)
         }
         ("finalize", "update") => {
@@ -635,18 +730,22 @@ async fn subresource(
                 .await?;
             out.object(StatusCode::OK, w.object, &w.warnings)
         }
-        ("scale", "get") => Ok(out.raw(StatusCode::OK, &scale_of(&reg.get(r, ns, name).await?.object), &[])),
+        ("scale", "get") => {
+            let obj = reg.get(k, ns, name).await?.object;
+            Ok(out.raw(StatusCode::OK, &scale_of(k, &obj)?, &[]))
+        }
         ("scale", "update") | ("scale", "patch") => {
             let input = read_body_as(body, content_type).await?;
             let kind = if verb == "patch" {
-                Some(patch_kind(content_type)?)
+                Some(patch_kind(k, content_type)?)
             } else {
                 None
             };
+            let tracking = Tracking::update(manager, "scale");
             let w = reg
-                .update(k, ns, name, UpdateMode::Internal, opts, |cur| {
+                .update_tracked(k, ns, name, UpdateMode::Internal, opts, &tracking, |cur| {
                     let scale = match kind {
-                        Some(k) => apply_patch_kind(k, &scale_of(cur), &input)?,
+                        Some(p) => apply_patch_kind(p, &scale_of(k, cur)?, &input)?,
                         None => input.clone(),
                     };
                     if crate::registry::schema::typed_round_trip("autoscaling", "Scale", &scale)?.is_none() {
@@ -665,7 +764,8 @@ async fn subresource(
                         ));
                     }
                     let mut new = cur.clone();
-                    new["spec"]["replicas"] = json!(replicas);
+                    k.set_replicas(&mut new, replicas)
+                        .unwrap_or_else(|| Err(ApiError::path_not_found("scale")))?;
                     // A resourceVersion in the Scale is a precondition on the object.
                     match scale.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
                         Some(rv) if kind.is_none() && !rv.is_empty() => new["metadata"]["resourceVersion"] = json!(rv),
@@ -678,7 +778,7 @@ async fn subresource(
                     Ok(new)
                 })
                 .await?;
-            Ok(out.raw(StatusCode::OK, &scale_of(&w.object), &[]))
+            Ok(out.raw(StatusCode::OK, &scale_of(k, &w.object)?, &[]))
         }
         ("binding", "create") => {
             let binding = read_body(body).await?;

@@ -15,5 +15,6 @@ pub mod node_proxy;
 pub mod params;
 pub mod request;
 pub mod server;
+pub mod state;
 pub mod watch;
 pub mod wire;

@@ -120,6 +120,9 @@ async fn create(State(signer): State<Arc<NodeCertSigner>>, req: Request) -> Resp
     }
 }
 
+/// Largest CertificateSigningRequest body read (the limit of every API body).
+const MAX_CSR_BYTES: usize = 3 * 1024 * 1024;
+
 async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value> {
     let user = req
         .extensions()
@@ -127,7 +130,7 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
         .cloned()
         .ok_or_else(ApiError::unauthorized)?;
     let body: Body = req.into_body();
-    let bytes = axum::body::to_bytes(body, crate::http::handlers::MAX_BODY_BYTES)
+    let bytes = axum::body::to_bytes(body, MAX_CSR_BYTES)
         .await
         .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
     let mut csr: Value = serde_json::from_slice(&bytes)

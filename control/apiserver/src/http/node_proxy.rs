@@ -29,9 +29,9 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
 use crate::http::request::Query;
-use crate::http::server::AppState;
 use crate::kinds;
 use crate::pki::ClusterCa;
+use crate::registry::Registry;
 use crate::status::{ApiError, ApiResult};
 
 /// User name of the API server's client certificate towards node daemons.
@@ -262,11 +262,19 @@ fn node_error(code: StatusCode, body: &[u8]) -> ApiError {
     }
 }
 
+/// What `pods/log` needs from the server (the server's `AppState`).
+pub trait NodeAccess {
+    /// The registry, to read the pod and its node.
+    fn registry(&self) -> &Registry;
+    /// The client towards node daemons.
+    fn kubelet(&self) -> &KubeletClient;
+}
+
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log`.
-pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiResult<Response> {
-    let pods = kinds::by_kind("", "Pod").expect("pods are served");
-    let nodes = kinds::by_kind("", "Node").expect("nodes are served");
-    let pod = state.registry.get(pods, Some(ns), name).await?.object;
+pub async fn pod_log(state: &impl NodeAccess, ns: &str, name: &str, q: &Query) -> ApiResult<Response> {
+    let pods = kinds::Kind::Builtin(&kinds::pod::Pods);
+    let nodes = kinds::Kind::Builtin(&kinds::node::Nodes);
+    let pod = state.registry().get(&pods, Some(ns), name).await?.object;
     let container = select_container(&pod, name, q.get("container"))?;
     validate_options(q)?;
     let node_name = pod
@@ -278,7 +286,7 @@ pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiRe
             "pod {name} does not have a host assigned"
         )));
     }
-    let node = state.registry.get(nodes, None, node_name).await?.object;
+    let node = state.registry().get(&nodes, None, node_name).await?.object;
     let addr = node_log_address(&node)?;
     let mut query = form_query(q);
     if !query.is_empty() {
@@ -287,7 +295,7 @@ pub async fn pod_log(state: &AppState, ns: &str, name: &str, q: &Query) -> ApiRe
     let path = format!("/containerLogs/{ns}/{name}/{container}{query}");
     tracing::info!(node = node_name, %addr, container, "proxying logs from the node");
     let resp = state
-        .kubelet
+        .kubelet()
         .get(addr, &path)
         .await
         .map_err(|e| ApiError::unavailable(format!("Get \"https://{addr}{path}\": {e} (node {node_name:?})")))?;

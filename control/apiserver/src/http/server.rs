@@ -20,8 +20,9 @@ use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::http::auth::{AllowAll, Authorizer, ClientCertIdentity, TokenAuthenticator, UserInfo};
+use crate::http::auth::{AllowAll, ClientCertIdentity, TokenAuthenticator, UserInfo};
 use crate::http::handlers;
+pub use crate::http::state::AppState;
 use crate::kinds::{self, Kind};
 use crate::pki;
 use crate::registry::allocator::Allocator;
@@ -50,23 +51,6 @@ pub struct ServeConfig {
     pub event_ttl: Duration,
     /// Extra SANs for the serving certificate.
     pub extra_sans: Vec<String>,
-}
-
-/// State shared by all handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// The registry (storage + strategies).
-    pub registry: Arc<Registry>,
-    /// Bearer tokens.
-    pub tokens: Arc<TokenAuthenticator>,
-    /// Authorization seam.
-    pub authorizer: Arc<dyn Authorizer>,
-    /// TLS client identity towards node daemons (`pods/log`).
-    pub kubelet: Arc<crate::http::node_proxy::KubeletClient>,
-    /// Signs node client certificates for joining nodes.
-    pub node_certs: Arc<crate::http::node_certs::NodeCertSigner>,
-    /// Remote APIServices: routing table and transport of the aggregator.
-    pub aggregator: Arc<crate::registry::apiservices::ApiServices>,
 }
 
 /// Paths served to anonymous clients.
@@ -228,6 +212,8 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
             Err(e) => return Err(e),
         }
     }
+    // Custom resources are served before the server listens.
+    crate::registry::crds::start(registry.clone()).await?;
     crate::registry::admission::start(registry.clone()).await?;
     let aggregator = crate::registry::apiservices::start(registry.clone(), &cfg.cert_dir).await?;
     let state = AppState {

@@ -16,7 +16,7 @@ use etcd_client::EventType;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::kinds::Resource;
+use crate::kinds::{Kind, Resource};
 use crate::registry::{ListQuery, Registry};
 use crate::status::{ApiError, ApiResult};
 use crate::storage::store::{self, decode};
@@ -27,7 +27,9 @@ const BOOKMARK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Parameters of a watch.
 pub struct WatchRequest {
-    /// Resource watched.
+    /// Kind watched.
+    pub kind: Kind,
+    /// Its description.
     pub resource: &'static Resource,
     /// Namespace (None = all).
     pub namespace: Option<String>,
@@ -101,7 +103,7 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
             q.limit = 0;
             q.continue_token = None;
             q.exact_revision = None;
-            let list = reg.list(req.resource, req.namespace.as_deref(), &q).await?;
+            let list = reg.list(&req.kind, req.namespace.as_deref(), &q).await?;
             initial = list["items"].as_array().cloned().unwrap_or_default();
             list["metadata"]["resourceVersion"]
                 .as_str()

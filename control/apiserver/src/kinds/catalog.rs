@@ -26,8 +26,9 @@ pub struct Catalog {
 #[derive(Default)]
 struct Inner {
     builtin: Vec<Kind>,
-    /// Served versions of each CustomResourceDefinition, by CRD name.
-    custom: BTreeMap<String, Vec<Kind>>,
+    /// Served versions of each CustomResourceDefinition, by CRD name, with
+    /// the CRD's resourceVersion they were built from.
+    custom: BTreeMap<String, (String, Vec<Kind>)>,
     /// Group/versions served by other servers (remote APIServices), by
     /// APIService name.
     remote: BTreeMap<String, RemoteGroupVersion>,
@@ -78,7 +79,7 @@ impl Catalog {
         inner
             .builtin
             .iter()
-            .chain(inner.custom.values().flatten())
+            .chain(inner.custom.values().flat_map(|(_, ks)| ks))
             .cloned()
             .collect()
     }
@@ -89,7 +90,7 @@ impl Catalog {
         inner
             .builtin
             .iter()
-            .chain(inner.custom.values().flatten())
+            .chain(inner.custom.values().flat_map(|(_, ks)| ks))
             .find(|k| {
                 let r = k.resource();
                 r.group == group && r.version == version && r.plural == plural
@@ -108,7 +109,7 @@ impl Catalog {
         inner
             .builtin
             .iter()
-            .chain(inner.custom.values().flatten())
+            .chain(inner.custom.values().flat_map(|(_, ks)| ks))
             .find(|k| k.resource().group == group && k.resource().kind == kind)
             .cloned()
     }
@@ -139,13 +140,31 @@ impl Catalog {
         versions
     }
 
-    /// Serve `kinds` for the CustomResourceDefinition `crd` (replacing what
-    /// it served before). Returns whether anything changed.
-    pub fn set_custom(&self, crd: &str, kinds: Vec<Kind>) -> bool {
+    /// Serve `kinds` for the CustomResourceDefinition `crd`, built from its
+    /// resourceVersion `key` (replacing what it served before).
+    pub fn set_custom(&self, crd: &str, key: &str, kinds: Vec<Kind>) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        inner.custom.insert(crd.to_string(), kinds);
+        inner.custom.insert(crd.to_string(), (key.to_string(), kinds));
         self.generation.fetch_add(1, Ordering::SeqCst);
-        true
+    }
+
+    /// The resourceVersion of the CRD `crd` that what it serves was built from.
+    pub fn custom_key(&self, crd: &str) -> Option<String> {
+        self.read().custom.get(crd).map(|(k, _)| k.clone())
+    }
+
+    /// What the CRD `crd` serves.
+    pub fn custom_kinds(&self, crd: &str) -> Vec<Kind> {
+        self.read()
+            .custom
+            .get(crd)
+            .map(|(_, ks)| ks.clone())
+            .unwrap_or_default()
+    }
+
+    /// Names of the CRDs served.
+    pub fn custom_names(&self) -> Vec<String> {
+        self.read().custom.keys().cloned().collect()
     }
 
     /// Stop serving what `crd` served. Returns whether it served anything.
@@ -169,7 +188,7 @@ impl Catalog {
                 .custom
                 .iter()
                 .filter(|(name, _)| name.as_str() != crd)
-                .flat_map(|(_, ks)| ks)
+                .flat_map(|(_, (_, ks))| ks)
                 .any(|k| k.resource().group == group && k.resource().plural == plural)
     }
 
@@ -249,7 +268,7 @@ pub fn sort_versions(versions: &mut [&str]) {
 
 /// An owned description of a custom kind, before interning.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CustomResource {
+pub struct CustomDescription {
     /// API group.
     pub group: String,
     /// Version.
@@ -288,8 +307,8 @@ fn leak_strs(v: &[String]) -> &'static [&'static str] {
 }
 
 /// The interned `&'static Resource` for `c`.
-pub fn intern(c: &CustomResource) -> &'static Resource {
-    static RESOURCES: Mutex<Vec<(CustomResource, &'static Resource)>> = Mutex::new(Vec::new());
+pub fn intern(c: &CustomDescription) -> &'static Resource {
+    static RESOURCES: Mutex<Vec<(CustomDescription, &'static Resource)>> = Mutex::new(Vec::new());
     let mut all = RESOURCES.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, r)) = all.iter().find(|(k, _)| k == c) {
         return r;
@@ -334,7 +353,7 @@ mod tests {
 
     #[test]
     fn interning_returns_the_same_description() {
-        let c = CustomResource {
+        let c = CustomDescription {
             group: "example.com".into(),
             version: "v1".into(),
             kind: "Widget".into(),
@@ -362,6 +381,7 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",
                 "apiregistration.k8s.io"
             ]

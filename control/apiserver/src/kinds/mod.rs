@@ -15,6 +15,7 @@
 //! [`merge_keys`] if its lists merge by key.
 
 pub mod catalog;
+pub mod custom;
 pub mod defaults;
 pub mod merge_keys;
 pub mod pod_support;
@@ -49,6 +50,7 @@ builtin_kinds! {
     replicaset => ReplicaSets,
     endpointslice => EndpointSlices,
     lease => Leases,
+    customresourcedefinition => CustomResourceDefinitions,
     mutatingwebhookconfiguration => MutatingWebhookConfigurations,
     validatingwebhookconfiguration => ValidatingWebhookConfigurations,
     apiservice => ApiServices,

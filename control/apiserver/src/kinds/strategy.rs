@@ -57,8 +57,22 @@ pub trait Strategy: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether objects may be created now (custom resources of a deleting
+    /// CRD may not).
+    fn check_create(&self) -> ApiResult<()> {
+        Ok(())
+    }
+
     /// Fill in defaults (on create and on every update, before validation).
     fn default(&self, _obj: &mut Value) {}
+
+    /// Decorate an object read from storage before it is served (custom
+    /// resources: the served version's `apiVersion`, schema defaults).
+    fn on_read(&self, _obj: &mut Value) {}
+
+    /// Prepare an object for storage (custom resources: the storage
+    /// version's `apiVersion`).
+    fn to_storage(&self, _obj: &mut Value) {}
 
     /// Whether a created object keeps the status it was sent with. Kinds
     /// with a status subresource normally drop it (status is written
@@ -127,6 +141,32 @@ pub trait Strategy: Send + Sync + 'static {
         pending
     }
 
+    /// Whether strategic merge patches apply (Kubernetes refuses them for
+    /// custom resources with 415).
+    fn strategic_merge(&self) -> bool {
+        true
+    }
+
+    /// How the kind's lists and maps merge under server-side apply and are
+    /// owned in `managedFields` (list types and keys, atomic maps). Built-in
+    /// kinds: their OpenAPI definitions and [`crate::kinds::merge_keys`].
+    fn apply_schema(&self) -> crate::registry::apply::ApplySchema {
+        crate::registry::apply::ApplySchema::builtin(self.resource(), |g| self.openapi(g))
+    }
+
+    /// The autoscaling/v1 `Scale` view of `obj`, for kinds serving `/scale`.
+    fn scale(&self, obj: &Value) -> Option<ApiResult<Value>> {
+        self.resource().subresource("scale")?;
+        Some(Ok(replicas_scale(obj)))
+    }
+
+    /// Set the desired replicas of `obj` (a write through `/scale`).
+    fn set_replicas(&self, obj: &mut Value, replicas: i64) -> Option<ApiResult<()>> {
+        self.resource().subresource("scale")?;
+        obj["spec"]["replicas"] = json!(replicas);
+        Some(Ok(()))
+    }
+
     /// What storage does besides storing.
     fn storage(&self) -> StorageHooks {
         StorageHooks::default()
@@ -162,6 +202,28 @@ pub trait Strategy: Send + Sync + 'static {
     fn field_value(&self, _obj: &Value, _label: &str) -> Option<String> {
         None
     }
+}
+
+/// The Scale of a kind with `spec.replicas`, `status.replicas` and a
+/// `spec.selector` label selector (Deployments, ReplicaSets, ...).
+pub fn replicas_scale(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector")
+        .map(crate::meta::selectors::selector_string)
+        .unwrap_or_default();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": obj.pointer("/metadata/name"),
+            "namespace": obj.pointer("/metadata/namespace"),
+            "uid": obj.pointer("/metadata/uid"),
+            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
+            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+    })
 }
 
 /// A served kind: its description and behaviour. Cheap to clone; a request

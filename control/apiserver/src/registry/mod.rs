@@ -10,6 +10,8 @@
 pub mod admission;
 pub mod allocator;
 pub mod apiservices;
+pub mod apply;
+pub mod crds;
 pub mod patch;
 pub mod resolver;
 pub mod schema;
@@ -133,6 +135,13 @@ fn has_status_subresource(r: &Resource) -> bool {
     r.subresource("status").is_some()
 }
 
+/// `obj` as it is stored (custom resources: in the storage version).
+fn stored(k: &Kind, obj: &Value) -> Value {
+    let mut s = obj.clone();
+    k.to_storage(&mut s);
+    s
+}
+
 fn finalizers(v: &Value) -> Vec<String> {
     v.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -206,11 +215,15 @@ impl Registry {
     }
 
     /// Read one object.
-    pub async fn get(&self, r: &Resource, ns: Option<&str>, name: &str) -> ApiResult<Stored> {
-        self.store
+    pub async fn get(&self, k: &Kind, ns: Option<&str>, name: &str) -> ApiResult<Stored> {
+        let r = k.resource();
+        let mut s = self
+            .store
             .get(&store::object_key(r, ns, name))
             .await?
-            .ok_or_else(|| ApiError::not_found(r, name))
+            .ok_or_else(|| ApiError::not_found(r, name))?;
+        k.on_read(&mut s.object);
+        Ok(s)
     }
 
     /// Decode-and-prune: check the body against the typed schema.
@@ -283,9 +296,22 @@ impl Registry {
         }
     }
 
-    /// Create an object.
-    pub async fn create(&self, k: &Kind, ns: Option<&str>, mut obj: Value, opts: WriteOptions) -> ApiResult<Written> {
+    /// Create an object (server-internal: `managedFields` are not kept).
+    pub async fn create(&self, k: &Kind, ns: Option<&str>, obj: Value, opts: WriteOptions) -> ApiResult<Written> {
+        self.create_tracked(k, ns, obj, opts, &apply::Tracking::Untracked).await
+    }
+
+    /// Create an object, recording its manager in `managedFields` as `tracking` says.
+    pub async fn create_tracked(
+        &self,
+        k: &Kind,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: WriteOptions,
+        tracking: &apply::Tracking,
+    ) -> ApiResult<Written> {
         let r = k.resource();
+        k.check_create()?;
         self.check_type_meta(r, &mut obj)?;
         let ns = if r.namespaced {
             let body_ns = obj
@@ -306,6 +332,15 @@ impl Registry {
         };
         let mut warnings = self.check_schema(k, &mut obj, opts.field_validation)?;
         k.default(&mut obj);
+        let proposed_fields = obj.pointer("/metadata/managedFields").cloned();
+        apply::track(
+            k,
+            None,
+            &mut obj,
+            proposed_fields,
+            tracking,
+            apply::ignored_fields(k, ""),
+        );
         warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
         let generate = obj
@@ -319,7 +354,6 @@ impl Registry {
                 "resourceVersion",
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
-                "managedFields",
                 "selfLink",
                 "uid",
                 "creationTimestamp",
@@ -385,7 +419,7 @@ impl Registry {
             let w = Write {
                 key,
                 precondition: Precondition::Absent,
-                action: Action::Put(candidate.clone(), lease),
+                action: Action::Put(stored(k, &candidate), lease),
                 claim: plan.claims.clone(),
                 release: Vec::new(),
             };
@@ -494,7 +528,6 @@ impl Registry {
                     }
                 }
             }
-            m.remove("managedFields");
             m.remove("selfLink");
             if has_status_subresource(r) {
                 match old.get("status") {
@@ -518,6 +551,7 @@ impl Registry {
 
     /// Update an object: `mutate` proposes the new object from the current one.
     /// `precondition` is a resourceVersion the current object must have.
+    /// Server-internal: the stored `managedFields` are kept as they are.
     pub async fn update<F>(
         &self,
         k: &Kind,
@@ -525,6 +559,25 @@ impl Registry {
         name: &str,
         mode: UpdateMode,
         opts: WriteOptions,
+        mutate: F,
+    ) -> ApiResult<Written>
+    where
+        F: FnMut(&Value) -> ApiResult<Value>,
+    {
+        self.update_tracked(k, ns, name, mode, opts, &apply::Tracking::Untracked, mutate)
+            .await
+    }
+
+    /// [`Registry::update`], recording the write in `managedFields` as `tracking` says.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn update_tracked<F>(
+        &self,
+        k: &Kind,
+        ns: Option<&str>,
+        name: &str,
+        mode: UpdateMode,
+        opts: WriteOptions,
+        tracking: &apply::Tracking,
         mut mutate: F,
     ) -> ApiResult<Written>
     where
@@ -535,11 +588,12 @@ impl Registry {
         let key = store::object_key(r, ns, name);
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..32 {
-            let cur = self
+            let mut cur = self
                 .store
                 .get(&key)
                 .await?
                 .ok_or_else(|| ApiError::not_found(r, name))?;
+            k.on_read(&mut cur.object);
             let mut proposed = mutate(&cur.object)?;
             self.check_type_meta(r, &mut proposed)?;
             // A resourceVersion in the proposal is a precondition.
@@ -570,9 +624,16 @@ impl Registry {
             } else {
                 self.check_schema(k, &mut proposed, opts.field_validation)?
             };
+            let proposed_fields = proposed.pointer("/metadata/managedFields").cloned();
             let mut new = self.prepare_update(k, mode, &cur.object, proposed);
             k.default(&mut new);
             k.empty_status(&mut new);
+            let ignored = match mode {
+                UpdateMode::Main => apply::ignored_fields(k, ""),
+                UpdateMode::Status => apply::ignored_fields(k, "status"),
+                UpdateMode::Finalize | UpdateMode::Internal => apply::ignored_fields(k, "finalize"),
+            };
+            apply::track(k, Some(&cur.object), &mut new, proposed_fields, tracking, ignored);
             warnings.extend(
                 self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
                     .await?,
@@ -641,7 +702,7 @@ impl Registry {
             let w = Write {
                 key: key.clone(),
                 precondition: Precondition::Revision(cur.revision),
-                action: Action::Put(new.clone(), lease),
+                action: Action::Put(stored(k, &new), lease),
                 claim: plan.claims.clone(),
                 release: plan.releases.clone(),
             };
@@ -705,11 +766,12 @@ impl Registry {
             }
         }
         for _ in 0..32 {
-            let cur = self
+            let mut cur = self
                 .store
                 .get(&key)
                 .await?
                 .ok_or_else(|| ApiError::not_found(r, name))?;
+            k.on_read(&mut cur.object);
             if let Some(rv) = &want_rv {
                 if *rv != cur.revision.to_string() {
                     return Err(ApiError::conflict(r, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
@@ -760,7 +822,7 @@ impl Registry {
                 let w = Write {
                     key: key.clone(),
                     precondition: Precondition::Revision(cur.revision),
-                    action: Action::Put(new.clone(), None),
+                    action: Action::Put(stored(k, &new), None),
                     claim: Vec::new(),
                     release: Vec::new(),
                 };
@@ -797,7 +859,8 @@ impl Registry {
     }
 
     /// List a collection at one revision, with selectors and paging.
-    pub async fn list(&self, r: &Resource, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
+    pub async fn list(&self, k: &Kind, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
+        let r = k.resource();
         let prefix = store::collection_prefix(r, ns);
         let end = store::prefix_end(&prefix);
         let (mut rev, mut start) = match &q.continue_token {
@@ -811,7 +874,8 @@ impl Registry {
             let page = self.store.range(&start, &end, rev, chunk).await?;
             rev = page.revision;
             let mut last: Option<String> = None;
-            for (key, s) in page.items {
+            for (key, mut s) in page.items {
+                k.on_read(&mut s.object);
                 if q.limit > 0 && items.len() as i64 == q.limit {
                     next = Some(key);
                     break 'outer;
