@@ -286,3 +286,50 @@ async fn upsert_slice(client: &kube::Client, mut slice: EndpointSlice) -> anyhow
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_dns_is_the_service_users_expect() {
+        let svc = kube_dns_service("10.96.0.10".parse().unwrap());
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.cluster_ip.as_deref(), Some("10.96.0.10"));
+        assert_eq!(spec.selector, None, "endpoints come from the nodes, not from pods");
+        assert_eq!(spec.traffic_distribution.as_deref(), Some("PreferSameNode"));
+        let ports: Vec<(Option<String>, i32, Option<String>)> = spec
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name, p.port, p.protocol))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                (Some("dns".into()), 53, Some("UDP".into())),
+                (Some("dns-tcp".into()), 53, Some("TCP".into()))
+            ]
+        );
+    }
+
+    #[test]
+    fn each_node_publishes_its_own_endpoint() {
+        let s = endpoint_slice("n1", "10.0.0.2".parse().unwrap(), 53, true, Some("uid-1"));
+        assert_eq!(s.metadata.name.as_deref(), Some("kube-dns-n1"));
+        let labels = s.metadata.labels.clone().unwrap();
+        assert_eq!(labels["kubernetes.io/service-name"], "kube-dns");
+        assert_eq!(labels["endpointslice.kubernetes.io/managed-by"], MANAGED_BY);
+        assert_eq!(s.metadata.owner_references.as_ref().unwrap()[0].name, "n1");
+        let ep = &s.endpoints.as_ref().unwrap()[0];
+        assert_eq!(ep.addresses, ["10.0.0.2"]);
+        assert_eq!(ep.node_name.as_deref(), Some("n1"));
+        assert_eq!(ep.conditions.as_ref().unwrap().ready, Some(true));
+        let draining = endpoint_slice("n1", "10.0.0.2".parse().unwrap(), 53, false, None);
+        let c = draining.endpoints.as_ref().unwrap()[0].conditions.clone().unwrap();
+        assert_eq!(
+            (c.ready, c.serving, c.terminating),
+            (Some(false), Some(false), Some(true))
+        );
+    }
+}

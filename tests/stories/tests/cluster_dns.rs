@@ -354,6 +354,16 @@ fn pods_find_services_by_name_and_lose_no_lookup_while_a_dns_server_restarts() {
         .unwrap_or(0);
     assert!(count >= 1000, "{summary}");
     eprintln!("{summary} lookups across node 1's DNS restart");
+    // The restart went the way that loses nothing: drained, then back.
+    let log = std::fs::read_to_string(cluster.home().join("logs").join(format!("{n1}-noded.log"))).unwrap_or_default();
+    assert!(
+        log.contains("node DNS endpoint not ready; draining"),
+        "node 1's noded did not drain its DNS endpoint"
+    );
+    assert!(
+        log.matches("node DNS server up").count() >= 2,
+        "node 1's DNS server did not come back"
+    );
 
     stop.store(true, Ordering::Relaxed);
     upstream.join().unwrap();
