@@ -274,11 +274,13 @@ async fn objects_are_marshalled_in_kubernetes_field_order() {
     let r = send(&c, "POST", CMS, None, Some(&body)).await;
     assert_eq!(r.status, 201);
     assert!(r.text().starts_with(prefix), "create: {}", r.text());
+    // managedFields come last in metadata, as in ObjectMeta.
     assert!(
-        r.text().contains("\"labels\":{\"a\":\"b\"}},\"data\":{\"k\":\"v\"}}"),
+        r.text().contains("\"labels\":{\"a\":\"b\"},\"managedFields\":[{"),
         "{}",
         r.text()
     );
+    assert!(r.text().trim_end().ends_with("}]},\"data\":{\"k\":\"v\"}}"), "{}", r.text());
     let r = send(&c, "GET", &format!("{CMS}/o1"), None, None).await;
     assert!(r.text().starts_with(prefix), "get: {}", r.text());
     let r = send(&c, "GET", CMS, None, None).await;

@@ -33,6 +33,28 @@ pub fn print_manager(e: &Entry) -> String {
     s
 }
 
+/// Kubernetes' manager identifier (`BuildManagerIdentifier`): the entry's
+/// JSON without fields and time, and without apiVersion for appliers.
+/// Conflicts are grouped and sorted by it.
+fn identifier(e: &Entry) -> String {
+    let mut m = serde_json::Map::new();
+    if !e.manager.is_empty() {
+        m.insert("manager".into(), json!(e.manager));
+    }
+    let op = match e.operation {
+        Operation::Apply => "Apply",
+        Operation::Update => "Update",
+    };
+    m.insert("operation".into(), json!(op));
+    if e.operation == Operation::Update && !e.api_version.is_empty() {
+        m.insert("apiVersion".into(), json!(e.api_version));
+    }
+    if !e.subresource.is_empty() {
+        m.insert("subresource".into(), json!(e.subresource));
+    }
+    Value::Object(m).to_string()
+}
+
 /// The message: one conflict, or several grouped by manager (sorted).
 pub fn message(conflicts: &[Conflict]) -> String {
     if let [c] = conflicts {
@@ -42,15 +64,16 @@ pub fn message(conflicts: &[Conflict]) -> String {
             path_string(&c.path)
         );
     }
-    let mut by_manager: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_manager: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for c in conflicts {
         by_manager
-            .entry(print_manager(&c.manager))
-            .or_default()
+            .entry(identifier(&c.manager))
+            .or_insert_with(|| (print_manager(&c.manager), Vec::new()))
+            .1
             .push(path_string(&c.path));
     }
     let mut lines = Vec::new();
-    for (manager, paths) in by_manager {
+    for (_, (manager, paths)) in by_manager {
         lines.push(format!("conflicts with {manager}:"));
         lines.extend(paths.into_iter().map(|p| format!("- {p}")));
     }
