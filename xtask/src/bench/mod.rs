@@ -6,6 +6,7 @@
 
 mod apiserver;
 mod dataplane;
+mod dns;
 mod node;
 mod scheduler;
 
@@ -30,6 +31,8 @@ pub enum Which {
     Scheduler,
     /// Pod startup latency on real nodes.
     Node,
+    /// Cluster DNS against dnsmasq with dnsperf at 1,000 and 10,000 Services.
+    Dns,
 }
 
 /// Debian packages each benchmark runs, as (command, package); `up` installs
@@ -45,6 +48,7 @@ fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
             ("sysctl", "procps"),
         ],
         Which::Node => &[],
+        Which::Dns => &[("dnsperf", "dnsperf"), ("dnsmasq", "dnsmasq-base")],
     }
 }
 
@@ -56,5 +60,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Node => node::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Dns => dns::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
     }
 }
