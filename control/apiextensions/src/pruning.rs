@@ -32,6 +32,40 @@ pub fn unknown_field_message(path: &str) -> String {
     format!("unknown field {}", crate::field::go_quote(path))
 }
 
+/// The fields of ObjectMeta (`metadata` of a resource root or an embedded
+/// resource keeps only these).
+const OBJECT_META_FIELDS: &[&str] = &[
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+];
+
+fn prune_object_meta(meta: &mut Value, path: &str, pruned: &mut Vec<String>) {
+    let Some(m) = meta.as_object_mut() else { return };
+    let mut keys: Vec<String> = m
+        .keys()
+        .filter(|k| !OBJECT_META_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+    keys.sort();
+    for k in keys {
+        m.remove(&k);
+        pruned.push(join(path, &k));
+    }
+}
+
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -46,7 +80,13 @@ fn prune_node(s: &Schema, v: &mut Value, is_resource_root: bool, path: &str, pru
             let mut keys: Vec<String> = m.keys().cloned().collect();
             keys.sort();
             for k in keys {
-                if is_resource_root && (k == "apiVersion" || k == "kind" || k == "metadata") {
+                if is_resource_root && (k == "apiVersion" || k == "kind") {
+                    continue;
+                }
+                if is_resource_root && k == "metadata" {
+                    if let Some(meta) = m.get_mut(&k) {
+                        prune_object_meta(meta, &join(path, &k), pruned);
+                    }
                     continue;
                 }
                 let child_path = join(path, &k);
@@ -125,18 +165,20 @@ mod tests {
                 "labels": {"one": {"v": "1", "w": "2"}},
                 "free": {"anything": {"deep": true}, "known": {"k": "v", "drop": 1}},
                 "any": {"z": {"q": 1}},
-                "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"c": "c", "d": "d"}, "extra": 1}
+                "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1}, "spec": {"c": "c", "d": "d"}, "extra": 1}
             }
         });
         let pruned = prune(&s, &mut obj);
         assert_eq!(
             pruned,
             vec![
+                "metadata.whatever",
                 "spec.b",
                 "spec.free.known.drop",
                 "spec.items[0].y",
                 "spec.labels.one.w",
                 "spec.template.extra",
+                "spec.template.metadata.bogus",
                 "spec.template.spec.d",
                 "status",
             ]
@@ -146,7 +188,7 @@ mod tests {
             json!({
                 "apiVersion": "example.com/v1",
                 "kind": "Thing",
-                "metadata": {"name": "t", "whatever": 1},
+                "metadata": {"name": "t"},
                 "spec": {
                     "a": "ok",
                     "items": [{"x": 1}, {"x": 2}],

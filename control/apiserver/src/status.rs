@@ -111,7 +111,8 @@ fn qualified_resource(r: &Resource) -> String {
 }
 
 impl ApiError {
-    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+    /// An error with this code, reason and message (no details).
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             code,
             reason,
@@ -241,6 +242,26 @@ impl ApiError {
     /// 415 for a content type we cannot decode.
     pub fn unsupported_media_type(ct: &str) -> Self {
         Self::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {ct})"))
+    }
+    /// 415 for a PATCH whose Content-Type is not a patch format the kind
+    /// accepts (Kubernetes lists them, sorted).
+    pub fn unsupported_patch_type(strategic: bool) -> Self {
+        let mut accepted = vec![
+            "application/apply-patch+yaml",
+            "application/json-patch+json",
+            "application/merge-patch+json",
+        ];
+        if strategic {
+            accepted.push("application/strategic-merge-patch+json");
+        }
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
     }
     /// 500 for unexpected failures.
     pub fn internal(message: impl Into<String>) -> Self {

@@ -755,11 +755,17 @@ async fn gateway_api_objects_are_validated_defaulted_printed_watched_and_patched
     let stream = api.watch(&wp, &rv).await.expect("watch starts");
     futures::pin_mut!(stream);
     raw.delete(&format!("{routes}/pruned")).await;
-    let ev = tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut stream))
-        .await
-        .expect("an event within 5s")
-        .expect("stream open")
-        .expect("event");
+    // Bookmarks may come at any time (kube asks for them); skip them.
+    let ev = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match futures::StreamExt::next(&mut stream).await.expect("stream open").expect("event") {
+                kube::api::WatchEvent::Bookmark(_) => continue,
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("an event within 5s");
     match ev {
         kube::api::WatchEvent::Deleted(o) => assert_eq!(o.metadata.name.as_deref(), Some("pruned")),
         other => panic!("expected Deleted, got {other:?}"),

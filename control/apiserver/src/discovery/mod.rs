@@ -17,7 +17,7 @@ pub mod version;
 
 use std::sync::Arc;
 
-use crate::kinds::{Catalog, Resource, STANDARD_VERBS};
+use crate::kinds::{Catalog, Kind};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -270,17 +270,17 @@ pub fn api_group_list(c: &Catalog) -> Value {
 pub fn resource_list(c: &Catalog, group: &str, version: &str) -> Value {
     let mut list = Vec::new();
     let kinds = c.kinds();
-    for r in kinds
+    for k in kinds
         .iter()
-        .map(|k| k.resource())
-        .filter(|r| r.group == group && r.version == version)
+        .filter(|k| k.resource().group == group && k.resource().version == version)
     {
+        let r = k.resource();
         let mut entry = json!({
             "name": r.plural,
             "singularName": r.singular,
             "namespaced": r.namespaced,
             "kind": r.kind,
-            "verbs": STANDARD_VERBS,
+            "verbs": k.verbs(),
         });
         if !r.short_names.is_empty() {
             entry["shortNames"] = json!(r.short_names);
@@ -317,13 +317,14 @@ pub fn resource_list(c: &Catalog, group: &str, version: &str) -> Value {
     })
 }
 
-fn aggregated_resource(r: &Resource) -> Value {
+fn aggregated_resource(k: &Kind) -> Value {
+    let r = k.resource();
     let mut entry = json!({
         "resource": r.plural,
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": STANDARD_VERBS,
+        "verbs": k.verbs(),
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);
@@ -361,8 +362,7 @@ pub fn aggregated(c: &Catalog, core: bool) -> Value {
                 .map(|v| {
                     let resources: Vec<Value> = kinds
                         .iter()
-                        .map(|k| k.resource())
-                        .filter(|r| r.group == *g && r.version == *v)
+                        .filter(|k| k.resource().group == *g && k.resource().version == *v)
                         .map(aggregated_resource)
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
@@ -512,6 +512,7 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "events.k8s.io",
                 "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",
                 "apiregistration.k8s.io"

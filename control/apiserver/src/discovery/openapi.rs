@@ -334,14 +334,20 @@ fn path_param(name: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": format!("{name} of the object"), "schema": {"type": "string", "uniqueItems": true}})
 }
 
-fn patch_body() -> Value {
+/// The patch media types a kind accepts; kubectl's client-side apply sends
+/// a strategic merge patch only where OpenAPI lists it (not for custom
+/// resources).
+fn patch_body(strategic: bool) -> Value {
     let schema = json!({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.Patch"});
-    json!({
+    let mut body = json!({
         "application/apply-patch+yaml": {"schema": schema},
         "application/json-patch+json": {"schema": schema},
         "application/merge-patch+json": {"schema": schema},
-        "application/strategic-merge-patch+json": {"schema": schema},
-    })
+    });
+    if strategic {
+        body["application/strategic-merge-patch+json"] = json!({"schema": schema});
+    }
+    body
 }
 
 fn tag_of(r: &Resource) -> String {
@@ -355,7 +361,9 @@ fn tag_of(r: &Resource) -> String {
 
 /// Paths and operations of one resource, each operation marked with the GVK
 /// it exchanges and the query parameters it accepts.
-fn resource_paths(r: &Resource, def_name: &str, paths: &mut BTreeMap<String, Value>) {
+fn resource_paths(k: &Kind, def_name: &str, paths: &mut BTreeMap<String, Value>) {
+    let r = k.resource();
+    let strategic = k.strategic_merge();
     let prefix = Flavor::V3.ref_prefix();
     let obj_ref = format!("{prefix}{def_name}");
     let list_ref = format!("{prefix}{def_name}List");
@@ -413,7 +421,7 @@ fn resource_paths(r: &Resource, def_name: &str, paths: &mut BTreeMap<String, Val
             "parameters": with_name,
             "get": operation(format!("read{scope}{}", r.kind), "get", &the_gvk, vec![], None, &obj_ref, &tag),
             "put": operation(format!("replace{scope}{}", r.kind), "put", &the_gvk, write_params(), Some(json_content(&obj_ref)), &obj_ref, &tag),
-            "patch": operation(format!("patch{scope}{}", r.kind), "patch", &the_gvk, patch_params.clone(), Some(patch_body()), &obj_ref, &tag),
+            "patch": operation(format!("patch{scope}{}", r.kind), "patch", &the_gvk, patch_params.clone(), Some(patch_body(strategic)), &obj_ref, &tag),
             "delete": operation(format!("delete{scope}{}", r.kind), "delete", &the_gvk, vec![
                 query_param("gracePeriodSeconds", "integer", "Seconds before the object is deleted."),
                 query_param("propagationPolicy", "string", "Whether and how dependents are garbage collected."),
@@ -423,7 +431,7 @@ fn resource_paths(r: &Resource, def_name: &str, paths: &mut BTreeMap<String, Val
     );
 
     for s in r.subresources {
-        subresource_paths(r, s, &item, &with_name, scope, &obj_ref, &tag, paths);
+        subresource_paths(r, s, &item, &with_name, scope, &obj_ref, &tag, strategic, paths);
     }
 }
 
@@ -436,6 +444,7 @@ fn subresource_paths(
     scope: &str,
     obj_ref: &str,
     tag: &str,
+    strategic: bool,
     paths: &mut BTreeMap<String, Value>,
 ) {
     let prefix = Flavor::V3.ref_prefix();
@@ -467,7 +476,7 @@ fn subresource_paths(
             "patch" => (
                 "patch",
                 "patch",
-                Some(patch_body()),
+                Some(patch_body(strategic)),
                 format!("patch{scope}{}{suffix}", r.kind),
             ),
             "create" => (
@@ -499,12 +508,13 @@ pub fn v3_document(catalog: &Catalog, group: &str, version: &str) -> Option<Valu
     }
     let schemas = definitions(&kinds, Flavor::V3);
     let mut paths = BTreeMap::new();
-    for r in kinds.iter().map(|k| k.resource()) {
+    for k in &kinds {
+        let r = k.resource();
         let def = schemas.iter().find_map(|(name, s)| {
             let g = s.get("x-kubernetes-group-version-kind")?.get(0)?;
             (g["group"] == r.group && g["kind"] == r.kind && g["version"] == r.version).then(|| name.clone())
         })?;
-        resource_paths(r, &def, &mut paths);
+        resource_paths(k, &def, &mut paths);
     }
     Some(json!({
         "openapi": "3.0.0",

@@ -16,7 +16,7 @@ use crate::http::auth::{RequestAttributes, UserInfo};
 use crate::http::negotiation::{self, Negotiated, Output};
 use crate::http::params::{DeleteQuery, ListOptions, Query, ResourceVersionMatch};
 use crate::http::request::{parse_path, Target};
-use crate::http::server::AppState;
+use crate::http::state::AppState;
 use crate::http::{watch, wire};
 use crate::kinds::table::IncludeObject;
 use crate::kinds::{Kind, Resource};
@@ -61,6 +61,15 @@ struct Responder {
 }
 
 impl Responder {
+    /// `warnings`, after the kind's deprecation warning if it has one.
+    fn warnings(&self, warnings: &[String]) -> Vec<String> {
+        self.kind
+            .deprecation()
+            .into_iter()
+            .chain(warnings.iter().cloned())
+            .collect()
+    }
+
     /// One object.
     fn object(&self, code: StatusCode, obj: Value, warnings: &[String]) -> ApiResult<Response> {
         let body = match self.neg.output {
@@ -76,7 +85,7 @@ impl Responder {
             }
             other => negotiation::convert_object(self.r, obj, other)?,
         };
-        Ok(wire::response(code, &body, self.pretty, warnings))
+        Ok(wire::response(code, &body, self.pretty, &self.warnings(warnings)))
     }
     /// A list.
     fn list(&self, code: StatusCode, list: Value) -> ApiResult<Response> {
@@ -87,7 +96,7 @@ impl Responder {
             }
             other => negotiation::convert_list(self.r, list, other)?,
         };
-        Ok(wire::response(code, &body, self.pretty, &[]))
+        Ok(wire::response(code, &body, self.pretty, &self.warnings(&[])))
     }
     /// A body that is never converted (a `Status`, a `Scale`).
     fn raw(&self, code: StatusCode, body: &Value, warnings: &[String]) -> Response {
@@ -257,6 +266,14 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         .map_err(ApiError::access_denied)?;
     let reg = state.registry.clone();
     let r = t.resource;
+    // Verbs a kind does not serve (componentstatuses: get and list only).
+    if t.subresource.is_none() && !t.kind.verbs().contains(&verb) {
+        return Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        ));
+    }
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();
     let neg = negotiation::negotiate(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()))?;
@@ -337,9 +354,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                 }
                 Output::Object => None,
             };
-            // Custom resources are served in the requested version, with defaults.
-            let wrap: Option<crate::http::watch::Wrap> = match (&k, wrap) {
-                (Kind::Custom(_), inner) => {
+            // Kinds that convert on read (custom resources: the requested
+            // version, with defaults; events.k8s.io: from core Events).
+            let wrap: Option<crate::http::watch::Wrap> = match (k.converts_on_read(), wrap) {
+                (true, inner) => {
                     let k = k.clone();
                     Some(Arc::new(move |o: &Value| {
                         let mut o = o.clone();
@@ -508,7 +526,7 @@ fn patch_kind(k: &Kind, ct: &str) -> ApiResult<PatchKind> {
     } else if ct.starts_with("application/strategic-merge-patch+json") && k.strategic_merge() {
         Ok(PatchKind::Strategic)
     } else {
-        Err(ApiError::unsupported_media_type(ct))
+        Err(ApiError::unsupported_patch_type(k.strategic_merge()))
     }
 }
 

@@ -22,7 +22,7 @@ use tower::ServiceExt;
 
 use crate::http::auth::{AllowAll, ClientCertIdentity, TokenAuthenticator, UserInfo};
 use crate::http::handlers;
-pub use crate::http::state::AppState;
+use crate::http::state::AppState;
 use crate::kinds::{self, Kind};
 use crate::pki;
 use crate::registry::allocator::Allocator;

@@ -93,7 +93,7 @@ impl Emitter {
 pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Receiver<Bytes>> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let wrap_bookmarks = req.wrap_bookmarks;
-    let prefix = store::collection_prefix(req.resource, req.namespace.as_deref());
+    let prefix = store::collection_prefix(req.kind.storage_resource(), req.namespace.as_deref());
     // Initial state, read at one revision.
     let mut initial = Vec::new();
     let start_rev = match req.resource_version {
@@ -128,7 +128,11 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
             return Err(e);
         }
     }
-    if let Some(sub) = reg.watch_cache.subscribe(&reg.store, req.resource, start_rev).await {
+    if let Some(sub) = reg
+        .watch_cache
+        .subscribe(&reg.store, req.kind.storage_resource(), start_rev)
+        .await
+    {
         tokio::spawn(run_shared(
             req,
             sub,

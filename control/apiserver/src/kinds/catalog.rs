@@ -381,6 +381,7 @@ mod tests {
                 "apps",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "events.k8s.io",
                 "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",
                 "apiregistration.k8s.io"

@@ -47,6 +47,8 @@ pub struct CustomResource {
     pub scale: Option<ScalePaths>,
     /// The CRD is being deleted: no new objects.
     pub terminating: bool,
+    /// The warning responses carry when the version is deprecated.
+    pub deprecation: Option<String>,
 }
 
 /// Converts a schema error to the API server's field error.
@@ -102,6 +104,10 @@ impl Strategy for CustomResource {
         Ok(Some(known))
     }
 
+    fn deprecation(&self) -> Option<String> {
+        self.deprecation.clone()
+    }
+
     fn check_create(&self) -> ApiResult<()> {
         if !self.terminating {
             return Ok(());
@@ -116,6 +122,10 @@ impl Strategy for CustomResource {
 
     fn default(&self, obj: &mut Value) {
         self.schema.apply_defaults(obj);
+    }
+
+    fn converts_on_read(&self) -> bool {
+        true
     }
 
     fn on_read(&self, obj: &mut Value) {

@@ -18,6 +18,9 @@ use crate::kinds::{status, validation, Resource, Strategy};
 use crate::meta::names::{check_dns1035_label, check_dns1123_subdomain};
 use crate::status::{ApiResult, FieldError};
 
+/// The annotation that approves a CRD in a protected group.
+pub const APPROVAL_ANNOTATION: &str = "api-approved.kubernetes.io";
+
 /// The finalizer that makes deletion remove the custom resources first.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
@@ -133,6 +136,19 @@ fn validate_crd(obj: &Value) -> Vec<FieldError> {
             "spec.group",
             &json!(group),
             "should be a domain with at least one dot",
+        ));
+    }
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|p| group == *p || group.ends_with(&format!(".{p}")));
+    let approved = obj
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(APPROVAL_ANNOTATION))
+        .is_some();
+    if protected && !approved {
+        errs.push(FieldError::required(
+            format!("metadata.annotations[{APPROVAL_ANNOTATION}]"),
+            format!("protected groups must have approval annotation {APPROVAL_ANNOTATION:?}, see https://github.com/kubernetes/enhancements/pull/1111"),
         ));
     }
     match s(obj, "/spec/scope") {

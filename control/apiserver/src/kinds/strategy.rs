@@ -38,6 +38,15 @@ pub fn openapi_ref<T: k8s_openapi::schemars::JsonSchema>(generator: &mut SchemaG
         .map(str::to_string)
 }
 
+/// Objects computed on each read (a read-only kind without storage).
+pub trait Computed: Send + Sync {
+    /// Every object, in order.
+    fn list<'a>(
+        &'a self,
+        store: &'a crate::storage::store::Store,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ApiResult<Vec<Value>>> + Send + 'a>>;
+}
+
 /// A name rule: `Ok` or the reason the name is invalid.
 pub type NameRule = fn(&str) -> Result<(), String>;
 
@@ -55,6 +64,35 @@ pub trait Strategy: Send + Sync + 'static {
     /// per `fieldValidation`. `None`: every field is kept.
     fn decode(&self, _obj: &Value) -> ApiResult<Option<Value>> {
         Ok(None)
+    }
+
+    /// The `Warning` every response about this kind carries when its
+    /// version is deprecated (`v1 ComponentStatus is deprecated in v1.19+`).
+    fn deprecation(&self) -> Option<String> {
+        None
+    }
+
+    /// Verbs the kind serves (discovery lists them; others are 405).
+    fn verbs(&self) -> &'static [&'static str] {
+        crate::kinds::STANDARD_VERBS
+    }
+
+    /// For kinds whose objects are computed on each read instead of stored
+    /// (componentstatuses): what computes them.
+    fn computed(&self) -> Option<&dyn Computed> {
+        None
+    }
+
+    /// Where objects are stored: the kind's own resource, or another one it
+    /// is a second view of (`events.k8s.io/v1` Events are core Events).
+    fn storage_resource(&self) -> &'static Resource {
+        self.resource()
+    }
+
+    /// Whether [`Strategy::on_read`] changes objects (watches then convert
+    /// every event instead of sharing the stored bytes).
+    fn converts_on_read(&self) -> bool {
+        false
     }
 
     /// Whether objects may be created now (custom resources of a deleting

@@ -150,6 +150,9 @@ async fn reconcile(
         condition_json(c, &decided.names_accepted),
         condition_json(c, &decided.established),
     ];
+    if let Some(approval) = approval_condition(c) {
+        conditions.push(condition_json(c, &approval));
+    }
     if deleting {
         conditions.push(condition_json(
             c,
@@ -177,6 +180,19 @@ async fn reconcile(
         "conditions": conditions,
         "storedVersions": stored_versions,
     });
+    // Serve first: once the status says Established (or Terminating),
+    // requests must already see it.
+    let established = decided.established.status == "True";
+    let key = format!(
+        "{}/{:?}",
+        c.metadata.resource_version.as_deref().unwrap_or_default(),
+        serde_json::to_string(&decided.accepted_names).unwrap_or_default()
+    );
+    if established && registry.catalog.custom_key(&name).as_deref() != Some(key.as_str()) {
+        let kinds = served_kinds(c, &decided.accepted_names);
+        tracing::info!(crd = %name, versions = kinds.len(), "serving");
+        registry.catalog.set_custom(&name, &key, kinds);
+    }
     let current = serde_json::to_value(&c.status).unwrap_or(Value::Null);
     if current != status {
         let write = registry
@@ -203,21 +219,40 @@ async fn reconcile(
             return Ok(());
         }
     }
-    let established = decided.established.status == "True";
-    let key = format!(
-        "{}/{:?}",
-        c.metadata.resource_version.as_deref().unwrap_or_default(),
-        serde_json::to_string(&decided.accepted_names).unwrap_or_default()
-    );
-    if established && registry.catalog.custom_key(&name).as_deref() != Some(key.as_str()) {
-        let kinds = served_kinds(c, &decided.accepted_names);
-        tracing::info!(crd = %name, versions = kinds.len(), "serving");
-        registry.catalog.set_custom(&name, &key, kinds);
-    }
     if deleting {
         cleanup(registry, c, &name).await?;
     }
     Ok(())
+}
+
+/// `KubernetesAPIApprovalPolicyConformant` for CRDs in the protected
+/// groups (`k8s.io`, `kubernetes.io` and their subdomains), from the
+/// `api-approved.kubernetes.io` annotation, as Kubernetes reports it.
+fn approval_condition(c: &CustomResourceDefinition) -> Option<CustomResourceDefinitionCondition> {
+    let g = c.spec.group.as_str();
+    let protected = ["k8s.io", "kubernetes.io"]
+        .iter()
+        .any(|p| g == *p || g.ends_with(&format!(".{p}")));
+    if !protected {
+        return None;
+    }
+    let annotation = c
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crd_kind::APPROVAL_ANNOTATION));
+    let (status, reason, message) = match annotation {
+        None => ("False", "MissingAnnotation", format!("protected groups must have approval annotation {:?}, see https://github.com/kubernetes/enhancements/pull/1111", crd_kind::APPROVAL_ANNOTATION)),
+        Some(v) if v.starts_with("unapproved") => ("False", "UnapprovedAnnotation", format!("not approved: {v:?}")),
+        Some(v) => ("True", "ApprovedAnnotation", format!("approved in {v}")),
+    };
+    Some(CustomResourceDefinitionCondition {
+        type_: "KubernetesAPIApprovalPolicyConformant".into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        ..Default::default()
+    })
 }
 
 /// The served versions of `c` as kinds, under its accepted names. A version
@@ -260,6 +295,13 @@ fn served_kinds(
             columns: crd::printer_columns(c, v),
             scale: crd::scale_paths(c, v),
             terminating: c.metadata.deletion_timestamp.is_some(),
+            deprecation: crd::version(c, v)
+                .filter(|ver| ver.deprecated == Some(true))
+                .map(|ver| {
+                    ver.deprecation_warning
+                        .clone()
+                        .unwrap_or_else(|| format!("{}/{} {} is deprecated", c.spec.group, v, names.kind))
+                }),
         })));
     }
     kinds

@@ -217,9 +217,18 @@ impl Registry {
     /// Read one object.
     pub async fn get(&self, k: &Kind, ns: Option<&str>, name: &str) -> ApiResult<Stored> {
         let r = k.resource();
+        if let Some(c) = k.computed() {
+            let object = c
+                .list(&self.store)
+                .await?
+                .into_iter()
+                .find(|o| name_of(o) == name)
+                .ok_or_else(|| ApiError::not_found(r, name))?;
+            return Ok(Stored { object, revision: 0 });
+        }
         let mut s = self
             .store
-            .get(&store::object_key(r, ns, name))
+            .get(&store::object_key(k.storage_resource(), ns, name))
             .await?
             .ok_or_else(|| ApiError::not_found(r, name))?;
         k.on_read(&mut s.object);
@@ -415,7 +424,7 @@ impl Registry {
                     warnings,
                 });
             }
-            let key = store::object_key(r, ns.as_deref(), &name);
+            let key = store::object_key(k.storage_resource(), ns.as_deref(), &name);
             let w = Write {
                 key,
                 precondition: Precondition::Absent,
@@ -585,7 +594,7 @@ impl Registry {
     {
         let r = k.resource();
         let hooks = k.storage();
-        let key = store::object_key(r, ns, name);
+        let key = store::object_key(k.storage_resource(), ns, name);
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..32 {
             let mut cur = self
@@ -739,7 +748,7 @@ impl Registry {
         opts: WriteOptions,
     ) -> ApiResult<(Value, bool)> {
         let r = k.resource();
-        let key = store::object_key(r, ns, name);
+        let key = store::object_key(k.storage_resource(), ns, name);
         let want_rv = options
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
@@ -861,7 +870,16 @@ impl Registry {
     /// List a collection at one revision, with selectors and paging.
     pub async fn list(&self, k: &Kind, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
         let r = k.resource();
-        let prefix = store::collection_prefix(r, ns);
+        if let Some(c) = k.computed() {
+            let items: Vec<Value> = c
+                .list(&self.store)
+                .await?
+                .into_iter()
+                .filter(|o| q.label.matches(o) && q.field.matches(o))
+                .collect();
+            return Ok(json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items}));
+        }
+        let prefix = store::collection_prefix(k.storage_resource(), ns);
         let end = store::prefix_end(&prefix);
         let (mut rev, mut start) = match &q.continue_token {
             Some(t) => decode_continue(t, &prefix)?,
