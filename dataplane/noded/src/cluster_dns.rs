@@ -37,6 +37,9 @@ pub const MANAGED_BY: &str = "sluice-noded";
 /// ready (the proxies move DNS within their 50 ms debounce; this leaves room).
 pub const DRAIN: Duration = Duration::from_millis(1500);
 
+/// systemd-resolved's list of the real upstream resolvers.
+const SYSTEMD_RESOLVED_CONF: &str = "/run/systemd/resolve/resolv.conf";
+
 /// noded's DNS flags (the kubelet's names where it has them).
 #[derive(clap::Args, Debug, Clone)]
 pub struct DnsArgs {
@@ -85,8 +88,21 @@ pub struct NodeDns {
 impl DnsArgs {
     /// The settings pods get, `serving` = whether this node's server runs.
     pub fn pod_settings(&self, serving: bool) -> anyhow::Result<PodDnsSettings> {
-        let host =
+        let mut host =
             ResolvConf::read(&self.resolv_conf).with_context(|| format!("reading {}", self.resolv_conf.display()))?;
+        // systemd-resolved's stub (127.0.0.53) answers nobody outside the host's
+        // own loopback: use the upstreams it was given, as the kubelet's docs advise.
+        if !host.nameservers.is_empty() && host.nameservers.iter().all(IpAddr::is_loopback) {
+            if let Ok(upstream) = ResolvConf::read(std::path::Path::new(SYSTEMD_RESOLVED_CONF)) {
+                if !upstream.nameservers.is_empty() {
+                    info!(
+                        from = SYSTEMD_RESOLVED_CONF,
+                        "the node's resolv.conf names only a loopback stub; using systemd-resolved's upstreams"
+                    );
+                    host.nameservers = upstream.nameservers;
+                }
+            }
+        }
         Ok(PodDnsSettings {
             cluster_dns: if serving { vec![self.cluster_dns] } else { Vec::new() },
             domain: self.cluster_domain.trim_end_matches('.').to_string(),

@@ -17,7 +17,8 @@
 //!   `nc` to `web`, `web.default`, `web.default.svc`, the FQDN gets a page;
 //!   `db` → both pods, `db-0.db.default.svc.cluster.local` → db-0; SRV
 //!   `_http._tcp.web...`; `ext` → CNAME `outside.test` + its address;
-//!   reverse lookup of the ClusterIP; `outside.test` through the upstream;
+//!   reverse lookup of the ClusterIP and of db-0 (its endpoint name),
+//!   `a-b-c-d.default.pod.cluster.local`; `outside.test` through the upstream;
 //! * a loop of at least 1,000 lookups from the pod loses none while node 1's
 //!   noded (its DNS server) is stopped with SIGTERM and started again.
 //!
@@ -292,6 +293,15 @@ fn pods_find_services_by_name_and_lose_no_lookup_while_a_dns_server_restarts() {
         &["web.default.svc.cluster.local"],
     );
     eventually(&cluster, &client, "nslookup outside.test", &["192.0.2.10"]);
+    // Pods by their dashed address, and their reverse names.
+    let dashed = format!("{}.default.pod.cluster.local", db0.replace('.', "-"));
+    eventually(&cluster, &client, &format!("nslookup {dashed}"), &[&db0]);
+    eventually(
+        &cluster,
+        &client,
+        &format!("nslookup {db0}"),
+        &["db-0.db.default.svc.cluster.local"],
+    );
 
     // A lookup loop while node 1's DNS server restarts.
     let looper = {
