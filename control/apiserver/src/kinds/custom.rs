@@ -159,8 +159,8 @@ impl Strategy for CustomResource {
         false
     }
 
-    fn apply_schema(&self) -> crate::registry::apply::ApplySchema {
-        crate::registry::apply::ApplySchema::Structural(self.schema.clone())
+    fn apply_schema(&self) -> crate::kinds::apply_schema::ApplySchema {
+        crate::kinds::apply_schema::ApplySchema::Structural(self.schema.clone())
     }
 
     fn scale(&self, obj: &Value) -> Option<ApiResult<Value>> {

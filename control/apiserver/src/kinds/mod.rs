@@ -14,6 +14,7 @@
 //! plus one line in [`builtin_kinds!`] below. Its list-merge keys go in
 //! [`merge_keys`] if its lists merge by key.
 
+pub mod apply_schema;
 pub mod catalog;
 pub mod custom;
 pub mod defaults;

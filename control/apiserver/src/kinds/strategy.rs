@@ -188,8 +188,8 @@ pub trait Strategy: Send + Sync + 'static {
     /// How the kind's lists and maps merge under server-side apply and are
     /// owned in `managedFields` (list types and keys, atomic maps). Built-in
     /// kinds: their OpenAPI definitions and [`crate::kinds::merge_keys`].
-    fn apply_schema(&self) -> crate::registry::apply::ApplySchema {
-        crate::registry::apply::ApplySchema::builtin(self.resource(), |g| self.openapi(g))
+    fn apply_schema(&self) -> crate::kinds::apply_schema::ApplySchema {
+        crate::kinds::apply_schema::ApplySchema::builtin(self.resource(), |g| self.openapi(g))
     }
 
     /// The autoscaling/v1 `Scale` view of `obj`, for kinds serving `/scale`.

@@ -17,10 +17,10 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::kinds::apply_schema::Ty;
 use crate::registry::apply::conflicts::Conflict;
 use crate::registry::apply::fieldset::{PathElement, Set};
 use crate::registry::apply::merge::{merge, remove_items};
-use crate::registry::apply::schema::Ty;
 use crate::registry::apply::typed::{compare, to_field_set, Comparison};
 
 /// `Apply` or `Update`.
@@ -423,8 +423,8 @@ pub fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::apply_schema::ApplySchema;
     use crate::registry::apply::fieldset::set_of;
-    use crate::registry::apply::schema::ApplySchema;
     use std::sync::Arc;
 
     fn schema() -> ApplySchema {

@@ -10,8 +10,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::kinds::apply_schema::{ListType, Ty};
 use crate::registry::apply::fieldset::{PathElement, Set};
-use crate::registry::apply::schema::{ListType, Ty};
 use crate::registry::apply::typed::item_element;
 
 /// `config` merged into `live` (either may be absent); `None`: nothing.
@@ -238,8 +238,8 @@ pub fn remove_items(v: &Value, remove: &Set, ty: Ty<'_>) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::apply_schema::ApplySchema;
     use crate::registry::apply::fieldset::set_of;
-    use crate::registry::apply::schema::ApplySchema;
     use serde_json::json;
     use std::sync::Arc;
 

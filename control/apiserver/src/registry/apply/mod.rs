@@ -19,12 +19,11 @@ pub mod conflicts;
 pub mod fieldset;
 pub mod managers;
 pub mod merge;
-pub mod schema;
 pub mod typed;
 
 use serde_json::{json, Map, Value};
 
-pub use schema::{ApplySchema, ListType};
+pub use crate::kinds::apply_schema::{self as schema, ApplySchema, ListType};
 
 use crate::kinds::Kind;
 use crate::registry::apply::managers::{IgnoredFields, Managers, Writer};

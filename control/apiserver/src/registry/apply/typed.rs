@@ -12,8 +12,8 @@
 
 use serde_json::Value;
 
+use crate::kinds::apply_schema::{ListType, Ty};
 use crate::registry::apply::fieldset::{Path, PathElement, Set};
-use crate::registry::apply::schema::{ListType, Ty};
 
 /// The path element of a list item, or why there is none (a list-map
 /// item missing a key field that has no default).
@@ -276,8 +276,8 @@ pub fn zero_of(obj: &Value, ty: Ty<'_>) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::apply_schema::ApplySchema;
     use crate::registry::apply::fieldset::set_of;
-    use crate::registry::apply::schema::ApplySchema;
     use serde_json::json;
     use std::sync::Arc;
 
