@@ -1,19 +1,29 @@
 //! Garbage collector: deletes objects whose owners are gone and carries out
-//! foreground and orphan deletion.
+//! foreground and orphan deletion, on every kind that can be listed and
+//! deleted, custom resources included (as Kubernetes' collector does).
 //!
-//! The ownership graph is built from the shared caches (Deployments,
-//! ReplicaSets, Pods, Services, EndpointSlices) after every burst of changes:
+//! The ownership graph is built, after every burst of changes, from the
+//! shared caches (Deployments, ReplicaSets, Pods, Services, EndpointSlices)
+//! plus a metadata-only listing of every other collectable resource, found
+//! through discovery (see [`resources`] for what is listed, how often, and
+//! when discovery runs again):
 //! - background: a dependent all of whose owners are absent (checked with a
-//!   live GET, never from the cache alone) is deleted; absent owners among
-//!   live ones are removed from its ownerReferences;
+//!   live GET of the owner and a fresh read of the dependent, never from a
+//!   cache or listing alone) is deleted; absent owners among live ones are
+//!   removed from its ownerReferences. An owner whose kind does not resolve
+//!   (even after rediscovery) is not absent, nor is a namespaced owner of a
+//!   cluster-scoped dependent (Kubernetes leaves such references alone);
 //! - foreground: an owner being deleted with the `foregroundDeletion`
 //!   finalizer has its dependents deleted (foreground too), and the
 //!   finalizer is removed once no dependent with `blockOwnerDeletion` is left;
 //! - orphan: an owner being deleted with the `orphan` finalizer has its
 //!   references stripped from its dependents, then the finalizer removed.
 //!
-//! Owners of other kinds are resolved through discovery for the background
-//! case; foreground/orphan finalizers are handled on the cached kinds.
+//! Finalizers are removed only on a listing taken in the same pass and only
+//! when every collectable resource could be listed, so that no dependent is
+//! overlooked.
+
+mod resources;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -23,13 +33,14 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy};
-use kube::discovery::Discovery;
+use kube::discovery::Scope;
 use kube::{Api, Client};
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
 use crate::{Context, Error};
+use resources::{Resources, LIST_PERIOD};
 
 /// Finalizer asking for dependents to be deleted before the owner.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
@@ -75,15 +86,16 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         futures::future::ready(())
     }));
     async move {
-        let mut discovery: Option<Discovery> = None;
+        let mut resources = Resources::new(ctx.client.clone());
         loop {
+            // The uncached kinds are polled: wake at least once per listing period.
             tokio::select! {
                 _ = notify.notified() => {}
-                _ = tokio::time::sleep(ctx.config.resync_period.min(Duration::from_secs(30))) => {}
+                _ = tokio::time::sleep(ctx.config.resync_period.min(LIST_PERIOD)) => {}
             }
             tokio::time::sleep(PASS_DELAY).await;
             let span = tracing::info_span!("reconcile", controller = "garbage-collector");
-            if let Err(err) = pass(&ctx, &mut discovery).instrument(span).await {
+            if let Err(err) = pass(&ctx, &mut resources).instrument(span).await {
                 tracing::warn!(controller = "garbage-collector", error = %err, "pass failed");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 notify.notify_one();
@@ -182,9 +194,31 @@ pub fn plan(nodes: &[Node]) -> Plan {
     plan
 }
 
-async fn pass(ctx: &Context, discovery: &mut Option<Discovery>) -> Result<(), Error> {
-    let nodes = snapshot(ctx);
-    let plan = plan(&nodes);
+/// The graph of this pass: the cached kinds, then the listed ones (an object
+/// seen twice, e.g. through two groups, counts once).
+fn graph(cached: Vec<Node>, listed: &[Node]) -> Vec<Node> {
+    let mut seen: HashSet<String> = cached.iter().map(|n| n.uid().to_string()).collect();
+    let mut nodes = cached;
+    nodes.extend(listed.iter().filter(|n| seen.insert(n.uid().to_string())).cloned());
+    nodes
+}
+
+async fn pass(ctx: &Context, resources: &mut Resources) -> Result<(), Error> {
+    let listing = resources.listing().await;
+    let (mut fresh, mut complete) = (listing.fresh, listing.complete);
+    let mut nodes = graph(snapshot(ctx), listing.nodes);
+    let mut plan = plan(&nodes);
+    if !plan.finalize.is_empty() && !fresh {
+        // Finalizing needs every dependent: take a new listing first.
+        resources.invalidate();
+        let listing = resources.listing().await;
+        (fresh, complete) = (listing.fresh, listing.complete);
+        nodes = graph(snapshot(ctx), listing.nodes);
+        plan = self::plan(&nodes);
+    }
+    if !(fresh && complete) {
+        plan.finalize.clear();
+    }
     let client = &ctx.client;
     for (d, owner_uid) in &plan.strip {
         let n = &nodes[*d];
@@ -234,39 +268,64 @@ async fn pass(ctx: &Context, discovery: &mut Option<Discovery>) -> Result<(), Er
         .await?;
     }
     for d in &plan.maybe_orphaned {
-        let n = &nodes[*d];
-        let refs = n.meta.owner_references.clone().unwrap_or_default();
-        let mut absent = Vec::new();
-        let mut foreground_owner = false;
-        for r in &refs {
-            match owner_state(client, discovery, n.meta.namespace.as_deref(), r).await? {
-                OwnerState::Absent => absent.push(r.uid.clone()),
-                OwnerState::Present { deleting_foreground } => foreground_owner |= deleting_foreground,
-                OwnerState::Unknown => {}
-            }
-        }
-        if absent.is_empty() {
-            continue;
-        }
-        if absent.len() == refs.len() {
-            let policy = if foreground_owner {
-                PropagationPolicy::Foreground
-            } else {
-                PropagationPolicy::Background
-            };
-            tracing::info!(kind = %n.kind, name = ?n.meta.name, "deleting dependent whose owners are gone");
-            delete(client, n, policy).await?;
-        } else {
-            let keep: Vec<OwnerReference> = refs.into_iter().filter(|r| !absent.contains(&r.uid)).collect();
-            patch_meta(
-                client,
-                n,
-                json!({"metadata": {"ownerReferences": keep, "resourceVersion": n.meta.resource_version}}),
-            )
-            .await?;
-        }
+        collect_if_orphaned(client, resources, &nodes[*d]).await?;
     }
     Ok(())
+}
+
+/// Deletes `n` if all its owners are gone, or drops the references to the
+/// gone ones. Owners are looked up live; `n` itself is read again before
+/// acting (a listing may be a few seconds old).
+async fn collect_if_orphaned(client: &Client, resources: &mut Resources, n: &Node) -> Result<(), Error> {
+    let refs = n.meta.owner_references.clone().unwrap_or_default();
+    let mut absent = Vec::new();
+    let mut foreground_owner = false;
+    for r in &refs {
+        match owner_state(client, resources, n.meta.namespace.as_deref(), r).await {
+            Ok(OwnerState::Absent) => absent.push(r.uid.clone()),
+            Ok(OwnerState::Present { deleting_foreground }) => foreground_owner |= deleting_foreground,
+            Ok(OwnerState::Unknown) => {}
+            Err(err) => {
+                tracing::debug!(controller = "garbage-collector", owner = %r.name, kind = %r.kind, error = %err, "owner lookup failed");
+            }
+        }
+    }
+    if absent.is_empty() {
+        return Ok(());
+    }
+    let Some(live) = api_for(client, n)
+        .get_metadata_opt(n.meta.name.as_deref().unwrap_or_default())
+        .await?
+    else {
+        return Ok(());
+    };
+    let live_refs = live.metadata.owner_references.clone().unwrap_or_default();
+    let uids = |rs: &[OwnerReference]| rs.iter().map(|r| r.uid.clone()).collect::<HashSet<_>>();
+    if live.metadata.uid != n.meta.uid || uids(&live_refs) != uids(&refs) {
+        // Replaced or re-owned since it was seen: the next pass looks again.
+        return Ok(());
+    }
+    let n = &Node {
+        meta: live.metadata,
+        ..n.clone()
+    };
+    if absent.len() == refs.len() {
+        let policy = if foreground_owner {
+            PropagationPolicy::Foreground
+        } else {
+            PropagationPolicy::Background
+        };
+        tracing::info!(kind = %n.kind, namespace = ?n.meta.namespace, name = ?n.meta.name, "deleting dependent whose owners are gone");
+        delete(client, n, policy).await
+    } else {
+        let keep: Vec<OwnerReference> = live_refs.into_iter().filter(|r| !absent.contains(&r.uid)).collect();
+        patch_meta(
+            client,
+            n,
+            json!({"metadata": {"ownerReferences": keep, "resourceVersion": n.meta.resource_version}}),
+        )
+        .await
+    }
 }
 
 enum OwnerState {
@@ -278,7 +337,7 @@ enum OwnerState {
 /// Looks the owner up live (a cache may simply not have seen it yet).
 async fn owner_state(
     client: &Client,
-    discovery: &mut Option<Discovery>,
+    resources: &mut Resources,
     namespace: Option<&str>,
     r: &OwnerReference,
 ) -> Result<OwnerState, Error> {
@@ -287,16 +346,15 @@ async fn owner_state(
         None => (String::new(), r.api_version.clone()),
     };
     let gvk = GroupVersionKind::gvk(&group, &version, &r.kind);
-    if discovery.is_none() {
-        *discovery = Some(Discovery::new(client.clone()).run().await?);
-    }
-    let Some((ar, caps)) = discovery.as_ref().and_then(|d| d.resolve_gvk(&gvk)) else {
+    let Some((ar, caps)) = resources.resolve(&gvk).await else {
         return Ok(OwnerState::Unknown);
     };
     let api: Api<DynamicObject> = match (caps.scope, namespace) {
-        (kube::discovery::Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
-        (kube::discovery::Scope::Namespaced, None) => return Ok(OwnerState::Absent),
-        _ => Api::all_with(client.clone(), &ar),
+        (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &ar),
+        // A cluster-scoped dependent cannot have a namespaced owner: Kubernetes
+        // leaves such a reference unresolved rather than collecting the dependent.
+        (Scope::Namespaced, None) => return Ok(OwnerState::Unknown),
+        (Scope::Cluster, _) => Api::all_with(client.clone(), &ar),
     };
     match api.get_metadata_opt(&r.name).await? {
         None => Ok(OwnerState::Absent),
@@ -406,6 +464,22 @@ mod tests {
         assert!(p.finalize.is_empty());
         let p = plan(&[node("d", None, Some(FOREGROUND_FINALIZER))]);
         assert_eq!(p.finalize, [(0, FOREGROUND_FINALIZER)]);
+    }
+
+    #[test]
+    fn listed_custom_resources_join_the_graph_once() {
+        let mut widget = node("w", Some(("owner", true)), None);
+        widget.api_version = "stories.sluice.dev/v1".into();
+        widget.kind = "Widget".into();
+        widget.plural = "widgets".into();
+        let nodes = graph(
+            vec![node("owner", None, Some(FOREGROUND_FINALIZER))],
+            &[widget.clone(), widget, node("owner", None, None)],
+        );
+        assert_eq!(nodes.len(), 2);
+        let p = plan(&nodes);
+        assert_eq!(p.delete_foreground, [1]);
+        assert!(p.finalize.is_empty(), "a blocking custom resource holds its owner");
     }
 
     #[test]
