@@ -22,10 +22,7 @@ use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{PrivateKeyDer, ServerName};
 use serde_json::Value;
 
 use crate::http::request::Query;
@@ -56,43 +53,6 @@ pub struct KubeletClient {
     tls: tokio_rustls::TlsConnector,
 }
 
-/// Accepts any serving certificate from a node (see the module doc) while
-/// still checking the handshake signatures.
-#[derive(Debug)]
-struct UnverifiedNodeCert(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for UnverifiedNodeCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 impl KubeletClient {
     /// Issue the API server's node client certificate from the CA in `cert_dir`.
     pub fn from_cert_dir(cert_dir: &std::path::Path) -> Result<Self> {
@@ -105,7 +65,7 @@ impl KubeletClient {
         let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(UnverifiedNodeCert(provider)))
+            .with_custom_certificate_verifier(Arc::new(crate::pki::AcceptAnyServerCert::new(provider)))
             .with_client_auth_cert(certs, key)?;
         Ok(Self {
             tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),

@@ -77,19 +77,12 @@ impl CustomResource {
     pub fn scale_of(&self, obj: &Value) -> ApiResult<Value> {
         let paths = self.scale.as_ref().ok_or_else(|| ApiError::path_not_found("scale"))?;
         let values = sluice_apiextensions::crd::read_scale(paths, obj).map_err(ApiError::internal)?;
-        Ok(json!({
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {
-                "name": obj.pointer("/metadata/name"),
-                "namespace": obj.pointer("/metadata/namespace"),
-                "uid": obj.pointer("/metadata/uid"),
-                "resourceVersion": obj.pointer("/metadata/resourceVersion"),
-                "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
-            },
-            "spec": {"replicas": values.spec_replicas},
-            "status": {"replicas": values.status_replicas, "selector": values.selector},
-        }))
+        Ok(crate::kinds::strategy::scale_object(
+            obj,
+            json!(values.spec_replicas),
+            json!(values.status_replicas),
+            &values.selector,
+        ))
     }
 }
 

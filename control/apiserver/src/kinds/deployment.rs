@@ -12,7 +12,7 @@ use crate::kinds::table::{
     age, col, desired_replicas, i, label_selector_string, name, or_none, template_containers, Column, AGE, NAME,
 };
 use crate::kinds::validation::Errors;
-use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, SCALE};
+use crate::kinds::{defaults, status, table, validation, Resource, Strategy, SCALE};
 use crate::status::{ApiResult, FieldError};
 
 /// The `Deployment` resource.
@@ -65,15 +65,7 @@ impl Strategy for Deployments {
     }
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut errs = Errors::default();
-        validation::validate_selector_and_template(&mut errs, obj.get("spec"));
-        validate_deployment_strategy(&mut errs, obj.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(
-            pod_support::TEMPLATE_SPEC_AT,
-            None,
-            obj,
-        ));
-        errs.0
+        check(None, obj)
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
@@ -83,15 +75,7 @@ impl Strategy for Deployments {
     }
 
     fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
-        let mut errs = Errors::default();
-        validation::validate_selector_and_template(&mut errs, new.get("spec"));
-        validate_deployment_strategy(&mut errs, new.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(
-            pod_support::TEMPLATE_SPEC_AT,
-            Some(old),
-            new,
-        ));
-        errs.0
+        check(Some(old), new)
     }
 
     fn columns(&self) -> Vec<Value> {
@@ -176,4 +160,11 @@ fn row(d: &Value, now: DateTime<Utc>) -> Vec<Value> {
             d.pointer("/spec/selector").unwrap_or(&Value::Null)
         ))),
     ]
+}
+
+/// The workload checks plus the rollout strategy's.
+fn check(old: Option<&Value>, obj: &Value) -> Vec<FieldError> {
+    let mut errs = validation::validate_workload(old, obj);
+    validate_deployment_strategy(&mut errs, obj.get("spec"));
+    errs.0
 }

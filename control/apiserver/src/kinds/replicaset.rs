@@ -11,8 +11,7 @@ use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{
     age, col, desired_replicas, i, label_selector_string, name, or_none, template_containers, Column, AGE, NAME,
 };
-use crate::kinds::validation::Errors;
-use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, SCALE};
+use crate::kinds::{defaults, status, table, validation, Resource, Strategy, SCALE};
 use crate::status::{ApiResult, FieldError};
 
 /// The `ReplicaSet` resource.
@@ -59,14 +58,7 @@ impl Strategy for ReplicaSets {
     }
 
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
-        let mut errs = Errors::default();
-        validation::validate_selector_and_template(&mut errs, obj.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(
-            pod_support::TEMPLATE_SPEC_AT,
-            None,
-            obj,
-        ));
-        errs.0
+        validation::validate_workload(None, obj).0
     }
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
@@ -76,14 +68,7 @@ impl Strategy for ReplicaSets {
     }
 
     fn validate_status_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
-        let mut errs = Errors::default();
-        validation::validate_selector_and_template(&mut errs, new.get("spec"));
-        errs.0.extend(pod_support::refuse_unsupported(
-            pod_support::TEMPLATE_SPEC_AT,
-            Some(old),
-            new,
-        ));
-        errs.0
+        validation::validate_workload(Some(old), new).0
     }
 
     fn field_value(&self, obj: &Value, label: &str) -> Option<String> {

@@ -249,6 +249,16 @@ pub fn replicas_scale(obj: &Value) -> Value {
         .pointer("/spec/selector")
         .map(crate::meta::selectors::selector_string)
         .unwrap_or_default();
+    scale_object(
+        obj,
+        obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0)),
+        obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+        &selector,
+    )
+}
+
+/// An autoscaling/v1 `Scale` for `obj` with these replica counts and selector.
+pub fn scale_object(obj: &Value, spec_replicas: Value, status_replicas: Value, selector: &str) -> Value {
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -259,8 +269,8 @@ pub fn replicas_scale(obj: &Value) -> Value {
             "resourceVersion": obj.pointer("/metadata/resourceVersion"),
             "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
-        "status": {"replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)), "selector": selector},
+        "spec": {"replicas": spec_replicas},
+        "status": {"replicas": status_replicas, "selector": selector},
     })
 }
 

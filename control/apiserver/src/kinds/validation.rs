@@ -336,6 +336,20 @@ pub fn validate_object(k: &dyn Strategy, obj: &Value, kind_errors: Vec<FieldErro
     errs.0
 }
 
+/// A workload with a selector and a pod template (Deployments,
+/// ReplicaSets, ...): the selector and template checks, and the template's
+/// pod-spec fields the node cannot honour (on update, only changed ones).
+pub fn validate_workload(old: Option<&Value>, obj: &Value) -> Errors {
+    let mut errs = Errors::default();
+    validate_selector_and_template(&mut errs, obj.get("spec"));
+    errs.0.extend(crate::kinds::pod_support::refuse_unsupported(
+        crate::kinds::pod_support::TEMPLATE_SPEC_AT,
+        old,
+        obj,
+    ));
+    errs
+}
+
 /// Keys of `data` and `binaryData` (ConfigMaps, Secrets) are config keys.
 pub fn validate_config_keys(obj: &Value) -> Vec<FieldError> {
     let mut errs = Vec::new();
