@@ -198,19 +198,25 @@ pub fn api_versions(c: &Catalog) -> Value {
 /// `GET /apis/<group>`: one named group.
 pub fn api_group(c: &Catalog, group: &str) -> Option<Value> {
     let versions = c.versions_of(group);
-    let Some(preferred) = versions.first().copied() else {
+    if versions.is_empty() {
         return remote_group(c, group);
-    };
+    }
     if group.is_empty() {
         return None;
     }
+    group_document(group, &versions)
+}
+
+/// The `APIGroup` document of `group` serving `versions`, the first preferred.
+fn group_document<V: AsRef<str>>(group: &str, versions: &[V]) -> Option<Value> {
+    let preferred = versions.first()?.as_ref();
     Some(json!({
         "kind": "APIGroup",
         "apiVersion": "v1",
         "name": group,
         "versions": versions
             .iter()
-            .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
+            .map(|v| json!({"groupVersion": format!("{group}/{}", v.as_ref()), "version": v.as_ref()}))
             .collect::<Vec<_>>(),
         "preferredVersion": {"groupVersion": format!("{group}/{preferred}"), "version": preferred},
     }))
@@ -225,17 +231,7 @@ fn remote_group(c: &Catalog, group: &str) -> Option<Value> {
         .filter(|r| r.group == group)
         .map(|r| r.version)
         .collect();
-    let preferred = versions.first()?;
-    Some(json!({
-        "kind": "APIGroup",
-        "apiVersion": "v1",
-        "name": group,
-        "versions": versions
-            .iter()
-            .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
-            .collect::<Vec<_>>(),
-        "preferredVersion": {"groupVersion": format!("{group}/{preferred}"), "version": preferred},
-    }))
+    group_document(group, &versions)
 }
 
 /// The groups only other servers serve, in discovery order.

@@ -27,7 +27,7 @@ pub struct Catalog {
 struct Inner {
     builtin: Vec<Kind>,
     /// Served versions of each CustomResourceDefinition, by CRD name, with
-    /// the CRD's resourceVersion they were built from.
+    /// the key of what they were built from.
     custom: BTreeMap<String, (String, Vec<Kind>)>,
     /// Group/versions served by other servers (remote APIServices), by
     /// APIService name.
@@ -140,15 +140,15 @@ impl Catalog {
         versions
     }
 
-    /// Serve `kinds` for the CustomResourceDefinition `crd`, built from its
-    /// resourceVersion `key` (replacing what it served before).
+    /// Serve `kinds` for the CustomResourceDefinition `crd`, built from what
+    /// `key` names (replacing what it served before).
     pub fn set_custom(&self, crd: &str, key: &str, kinds: Vec<Kind>) {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
         inner.custom.insert(crd.to_string(), (key.to_string(), kinds));
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// The resourceVersion of the CRD `crd` that what it serves was built from.
+    /// The key of what the CRD `crd`'s served kinds were built from.
     pub fn custom_key(&self, crd: &str) -> Option<String> {
         self.read().custom.get(crd).map(|(k, _)| k.clone())
     }

@@ -183,9 +183,13 @@ async fn reconcile(
     // Serve first: once the status says Established (or Terminating),
     // requests must already see it.
     let established = decided.established.status == "True";
+    // What the served kinds are built from: the spec (its generation), the
+    // accepted names and whether the CRD is deleting. Status writes (the
+    // conditions below) change none of them, so they rebuild nothing.
     let key = format!(
-        "{}/{:?}",
-        c.metadata.resource_version.as_deref().unwrap_or_default(),
+        "{}/{}/{}",
+        c.metadata.generation.unwrap_or_default(),
+        deleting,
         serde_json::to_string(&decided.accepted_names).unwrap_or_default()
     );
     if established && registry.catalog.custom_key(&name).as_deref() != Some(key.as_str()) {

@@ -461,6 +461,23 @@ impl Registry {
         ))
     }
 
+    /// The write that removes `cur` from storage, releasing its Service
+    /// addresses in the same transaction when the kind allocates them.
+    fn removal(&self, k: &Kind, key: &str, cur: &Stored) -> Write {
+        let release = if k.storage().allocates_service_addresses {
+            self.allocator.release_all(&cur.object)
+        } else {
+            Vec::new()
+        };
+        Write {
+            key: key.to_string(),
+            precondition: Precondition::Revision(cur.revision),
+            action: Action::Delete,
+            claim: Vec::new(),
+            release,
+        }
+    }
+
     async fn taken_ports(&self) -> ApiResult<Vec<i64>> {
         Ok(self
             .store
@@ -671,19 +688,7 @@ impl Registry {
                 if opts.dry_run {
                     return Ok(Written { object: new, warnings });
                 }
-                let release = if hooks.allocates_service_addresses {
-                    self.allocator.release_all(&cur.object)
-                } else {
-                    Vec::new()
-                };
-                let w = Write {
-                    key: key.clone(),
-                    precondition: Precondition::Revision(cur.revision),
-                    action: Action::Delete,
-                    claim: Vec::new(),
-                    release,
-                };
-                match self.store.write(w).await? {
+                match self.store.write(self.removal(k, &key, &cur)).await? {
                     Ok(rev) => {
                         store::set_resource_version(&mut new, rev);
                         return Ok(Written { object: new, warnings });
@@ -846,19 +851,7 @@ impl Registry {
             if opts.dry_run {
                 return Ok((cur.object, true));
             }
-            let release = if k.storage().allocates_service_addresses {
-                self.allocator.release_all(&cur.object)
-            } else {
-                Vec::new()
-            };
-            let w = Write {
-                key: key.clone(),
-                precondition: Precondition::Revision(cur.revision),
-                action: Action::Delete,
-                claim: Vec::new(),
-                release,
-            };
-            match self.store.write(w).await? {
+            match self.store.write(self.removal(k, &key, &cur)).await? {
                 Ok(_) => return Ok((cur.object, true)),
                 Err(WriteFailure::ObjectChanged(None)) => return Err(ApiError::not_found(r, name)),
                 Err(_) => continue,
