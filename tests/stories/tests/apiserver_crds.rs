@@ -758,7 +758,11 @@ async fn gateway_api_objects_are_validated_defaulted_printed_watched_and_patched
     // Bookmarks may come at any time (kube asks for them); skip them.
     let ev = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            match futures::StreamExt::next(&mut stream).await.expect("stream open").expect("event") {
+            match futures::StreamExt::next(&mut stream)
+                .await
+                .expect("stream open")
+                .expect("event")
+            {
                 kube::api::WatchEvent::Bookmark(_) => continue,
                 other => break other,
             }

@@ -83,7 +83,13 @@ fn managers(obj: &Value) -> Vec<String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|m| format!("{}/{}", m["manager"].as_str().unwrap_or(""), m["operation"].as_str().unwrap_or("")))
+                .map(|m| {
+                    format!(
+                        "{}/{}",
+                        m["manager"].as_str().unwrap_or(""),
+                        m["operation"].as_str().unwrap_or("")
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -125,11 +131,17 @@ async fn two_managers_share_a_deployment_through_server_side_apply() {
     let web = &f["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
     assert_eq!(web["."], json!({}), "{f}");
     assert_eq!(web["f:image"], json!({}), "{f}");
-    assert!(web["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]["f:containerPort"].is_object(), "{f}");
+    assert!(
+        web["f:ports"]["k:{\"containerPort\":80,\"protocol\":\"TCP\"}"]["f:containerPort"].is_object(),
+        "{f}"
+    );
     assert!(web["f:env"]["k:{\"name\":\"MODE\"}"]["f:value"].is_object(), "{f}");
     // Defaults the server filled in are nobody's.
     assert!(web.get("f:terminationMessagePath").is_none(), "{f}");
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"],
+        "/dev/termination-log"
+    );
 
     // The autoscaler applies replicas over raw HTTP: the field is kubectl's.
     let r = raw_apply(&raw, "fieldManager=autoscaler", AUTOSCALER).await;
@@ -156,8 +168,16 @@ async fn two_managers_share_a_deployment_through_server_side_apply() {
     assert_eq!(r.status, 200, "{}", r.text());
     let d = r.json();
     assert_eq!(d["spec"]["replicas"], 5);
-    assert!(entry(&d, "kubectl", "Apply").unwrap()["fieldsV1"]["f:spec"].get("f:replicas").is_none(), "{d}");
-    assert_eq!(entry(&d, "autoscaler", "Apply").unwrap()["fieldsV1"], json!({"f:spec": {"f:replicas": {}}}));
+    assert!(
+        entry(&d, "kubectl", "Apply").unwrap()["fieldsV1"]["f:spec"]
+            .get("f:replicas")
+            .is_none(),
+        "{d}"
+    );
+    assert_eq!(
+        entry(&d, "autoscaler", "Apply").unwrap()["fieldsV1"],
+        json!({"f:spec": {"f:replicas": {}}})
+    );
 
     // Now kubectl applying its replicas conflicts with the autoscaler...
     let out = apply(&cp, &manifest(2, TEAM_LABEL, ENV), &["--server-side"]);
@@ -169,7 +189,11 @@ async fn two_managers_share_a_deployment_through_server_side_apply() {
     );
     // ... until it forces, which takes the field back; the autoscaler, left
     // with nothing, is dropped.
-    ok(apply(&cp, &manifest(2, TEAM_LABEL, ENV), &["--server-side", "--force-conflicts"]));
+    ok(apply(
+        &cp,
+        &manifest(2, TEAM_LABEL, ENV),
+        &["--server-side", "--force-conflicts"],
+    ));
     let d = raw.get(&format!("{DEPLOYMENTS}/web")).await.json();
     assert_eq!(d["spec"]["replicas"], 2);
     assert_eq!(managers(&d), ["kubectl/Apply"], "{d}");
@@ -182,12 +206,20 @@ async fn two_managers_share_a_deployment_through_server_side_apply() {
     assert_eq!(r.status, 200, "{}", r.text());
     ok(apply(&cp, &manifest(2, "", ""), &["--server-side"]));
     let d = raw.get(&format!("{DEPLOYMENTS}/web")).await.json();
-    assert!(d["spec"]["template"]["spec"]["containers"][0].get("env").is_none(), "{d}");
+    assert!(
+        d["spec"]["template"]["spec"]["containers"][0].get("env").is_none(),
+        "{d}"
+    );
     assert_eq!(d["metadata"]["labels"]["team"], "platform", "{d}");
     let f = &entry(&d, "kubectl", "Apply").unwrap()["fieldsV1"];
     assert!(f["f:metadata"]["f:labels"].get("f:team").is_none(), "{f}");
     // When the last owner lets go, the label goes too.
-    let r = raw_apply(&raw, "fieldManager=labeler", "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n").await;
+    let r = raw_apply(
+        &raw,
+        "fieldManager=labeler",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n",
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(r.json()["metadata"]["labels"].get("team").is_none(), "{}", r.text());
 
@@ -210,11 +242,17 @@ async fn two_managers_share_a_deployment_through_server_side_apply() {
     d["spec"]["minReadySeconds"] = json!(3);
     let r = raw.put(&format!("{DEPLOYMENTS}/web"), &d).await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let updaters: Vec<String> = managers(&r.json()).into_iter().filter(|m| m.ends_with("/Update")).collect();
+    let updaters: Vec<String> = managers(&r.json())
+        .into_iter()
+        .filter(|m| m.ends_with("/Update"))
+        .collect();
     assert_eq!(updaters.len(), 2, "{updaters:?}");
 
     // kubectl shows managedFields only when asked.
-    let shown = run_ok(cp.kubectl().args(["get", "deployment", "web", "-o", "yaml", "--show-managed-fields"]));
+    let shown = run_ok(
+        cp.kubectl()
+            .args(["get", "deployment", "web", "-o", "yaml", "--show-managed-fields"]),
+    );
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(shown.contains("managedFields:"), "{shown}");
     assert!(shown.contains("manager: kubectl\n    operation: Apply"), "{shown}");
@@ -262,7 +300,12 @@ async fn patch_options_and_client_side_apply_upgrade() {
 
     // PatchOptions are checked as Kubernetes checks them.
     let r = raw
-        .request("PATCH", &format!("{cms}/x"), Some("application/apply-patch+yaml"), b"{}".to_vec())
+        .request(
+            "PATCH",
+            &format!("{cms}/x"),
+            Some("application/apply-patch+yaml"),
+            b"{}".to_vec(),
+        )
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(
@@ -270,7 +313,11 @@ async fn patch_options_and_client_side_apply_upgrade() {
         "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
     );
     let r = raw
-        .patch(&format!("{cms}/x?force=true"), "application/merge-patch+json", &json!({}))
+        .patch(
+            &format!("{cms}/x?force=true"),
+            "application/merge-patch+json",
+            &json!({}),
+        )
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(
@@ -279,7 +326,10 @@ async fn patch_options_and_client_side_apply_upgrade() {
     );
     let long = "m".repeat(129);
     let r = raw
-        .post(&format!("{cms}?fieldManager={long}"), &json!({"metadata": {"name": "c"}}))
+        .post(
+            &format!("{cms}?fieldManager={long}"),
+            &json!({"metadata": {"name": "c"}}),
+        )
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(
@@ -314,8 +364,15 @@ async fn patch_options_and_client_side_apply_upgrade() {
     ok(apply(&cp, cm, &[]));
     let c = raw.get(&format!("{cms}/settings")).await.json();
     let csa = entry(&c, "kubectl-client-side-apply", "Update").unwrap_or_else(|| panic!("{c}"));
-    assert_eq!(csa["fieldsV1"]["f:data"], json!({".": {}, "f:mode": {}, "f:size": {}}), "{csa}");
-    assert!(csa["fieldsV1"]["f:metadata"]["f:annotations"]["f:kubectl.kubernetes.io/last-applied-configuration"].is_object());
+    assert_eq!(
+        csa["fieldsV1"]["f:data"],
+        json!({".": {}, "f:mode": {}, "f:size": {}}),
+        "{csa}"
+    );
+    assert!(
+        csa["fieldsV1"]["f:metadata"]["f:annotations"]["f:kubectl.kubernetes.io/last-applied-configuration"]
+            .is_object()
+    );
     // ... and the upgrade to server-side apply changes a value the
     // annotation applied without a conflict, keeping the annotation in step.
     let changed = cm.replace("mode: blue", "mode: green");
@@ -330,7 +387,11 @@ async fn patch_options_and_client_side_apply_upgrade() {
     assert!(last.contains("\"mode\":\"green\""), "{last}");
     // kubectl moved the client-side entry into its Apply entry (its
     // managedFields upgrade patch), so kubectl alone owns the data now.
-    assert!(entry(&c, "kubectl-client-side-apply", "Update").is_none(), "{:?}", managers(&c));
+    assert!(
+        entry(&c, "kubectl-client-side-apply", "Update").is_none(),
+        "{:?}",
+        managers(&c)
+    );
     let applied = |manager: &str, size: &str| {
         let body = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  size: {size}\n");
         let path = format!("{cms}/settings?fieldManager={manager}");
@@ -357,7 +418,9 @@ async fn patch_options_and_client_side_apply_upgrade() {
         .output()
         .expect("kubectl runs"));
     assert!(
-        out.contains("customresourcedefinition.apiextensions.k8s.io/prometheuses.monitoring.coreos.com serverside-applied"),
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/prometheuses.monitoring.coreos.com serverside-applied"
+        ),
         "{out}"
     );
     let crd = raw

@@ -280,7 +280,11 @@ async fn objects_are_marshalled_in_kubernetes_field_order() {
         "{}",
         r.text()
     );
-    assert!(r.text().trim_end().ends_with("}]},\"data\":{\"k\":\"v\"}}"), "{}", r.text());
+    assert!(
+        r.text().trim_end().ends_with("}]},\"data\":{\"k\":\"v\"}}"),
+        "{}",
+        r.text()
+    );
     let r = send(&c, "GET", &format!("{CMS}/o1"), None, None).await;
     assert!(r.text().starts_with(prefix), "get: {}", r.text());
     let r = send(&c, "GET", CMS, None, None).await;
