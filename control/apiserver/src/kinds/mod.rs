@@ -51,6 +51,8 @@ builtin_kinds! {
     event => Events,
     deployment => Deployments,
     replicaset => ReplicaSets,
+    job => Jobs,
+    cronjob => CronJobs,
     endpointslice => EndpointSlices,
     lease => Leases,
     event_v1 => EventsV1,
