@@ -26,6 +26,14 @@ impl FieldError {
     pub fn invalid(field: impl Into<String>, value: &Value, detail: impl AsRef<str>) -> Self {
         let shown = match value {
             Value::String(s) => format!("{s:?}"),
+            // Go prints a []string value with %#v.
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                let items: Vec<String> = items
+                    .iter()
+                    .map(|v| format!("{:?}", v.as_str().unwrap_or_default()))
+                    .collect();
+                format!("[]string{{{}}}", items.join(", "))
+            }
             other => other.to_string(),
         };
         Self {

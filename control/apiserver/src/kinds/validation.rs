@@ -225,6 +225,12 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
             ));
         }
     }
+    validate_dns_config(
+        errs,
+        spec.get("dnsPolicy").and_then(Value::as_str),
+        spec.get("dnsConfig"),
+        &format!("{path}.dnsConfig"),
+    );
     if let Some(g) = spec.get("terminationGracePeriodSeconds") {
         if g.as_i64().is_some_and(|g| g < 0) {
             errs.push(FieldError::invalid(
@@ -254,7 +260,109 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
     }
 }
 
+/// Kubernetes' resolver limits on a pod's `dnsConfig` (glibc reads at most
+/// three nameservers; the kubelet's search list limits).
+const MAX_DNS_NAMESERVERS: usize = 3;
+const MAX_DNS_SEARCH_PATHS: usize = 32;
+const MAX_DNS_SEARCH_LIST_CHARS: usize = 2048;
+
+/// Validate `dnsConfig` against `dnsPolicy` as Kubernetes does: `None` needs a
+/// `dnsConfig` with at least one nameserver; at most 3 nameservers, each an IP;
+/// at most 32 search paths of 2048 characters in all, each a DNS subdomain
+/// (a trailing dot allowed); every option named.
+fn validate_dns_config(errs: &mut Errors, policy: Option<&str>, config: Option<&Value>, path: &str) {
+    let config = config.filter(|c| !c.is_null());
+    let list = |key: &str| -> Vec<&Value> {
+        config
+            .and_then(|c| c.get(key))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
+    };
+    let nameservers = list("nameservers");
+    if policy == Some("None") {
+        if config.is_none() {
+            errs.push(FieldError::required(
+                path,
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            ));
+            return;
+        }
+        if nameservers.is_empty() {
+            errs.push(FieldError::required(
+                format!("{path}.nameservers"),
+                "must provide at least one DNS nameserver when `dnsPolicy` is None",
+            ));
+            return;
+        }
+    }
+    if config.is_none() {
+        return;
+    }
+    if nameservers.len() > MAX_DNS_NAMESERVERS {
+        errs.push(FieldError::invalid(
+            format!("{path}.nameservers"),
+            &Value::Array(nameservers.iter().map(|v| (*v).clone()).collect()),
+            format!("must not have more than {MAX_DNS_NAMESERVERS} nameservers"),
+        ));
+    }
+    for (i, ns) in nameservers.iter().enumerate() {
+        if ns.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()).is_none() {
+            errs.push(FieldError::invalid(
+                format!("{path}.nameservers[{i}]"),
+                ns,
+                "must be valid IP address",
+            ));
+        }
+    }
+    let searches = list("searches");
+    if searches.len() > MAX_DNS_SEARCH_PATHS {
+        errs.push(FieldError::invalid(
+            format!("{path}.searches"),
+            &Value::Array(searches.iter().map(|v| (*v).clone()).collect()),
+            format!("must not have more than {MAX_DNS_SEARCH_PATHS} search paths"),
+        ));
+    }
+    let chars: usize =
+        searches.iter().map(|s| s.as_str().map_or(0, str::len)).sum::<usize>() + searches.len().saturating_sub(1);
+    if chars > MAX_DNS_SEARCH_LIST_CHARS {
+        errs.push(FieldError::invalid(
+            format!("{path}.searches"),
+            &Value::Array(searches.iter().map(|v| (*v).clone()).collect()),
+            format!(
+                "must not have more than {MAX_DNS_SEARCH_LIST_CHARS} characters (including spaces) in the search list"
+            ),
+        ));
+    }
+    for (i, search) in searches.iter().enumerate() {
+        let name = search.as_str().unwrap_or_default();
+        let trimmed = name.strip_suffix('.').unwrap_or(name);
+        if let Err(msg) = check_dns1123_subdomain(trimmed) {
+            errs.push(FieldError::invalid(format!("{path}.searches[{i}]"), search, msg));
+        }
+    }
+    for (i, option) in list("options").iter().enumerate() {
+        if option
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            errs.push(FieldError::required(
+                format!("{path}.options[{i}]"),
+                "Must not be empty",
+            ));
+        }
+    }
+}
+
 pub fn validate_selector_and_template(errs: &mut Errors, spec: Option<&Value>) {
+    validate_selector_and_template_for(errs, "deployment", spec)
+}
+
+/// [`validate_selector_and_template`] for a workload whose empty-selector
+/// error names `kind` (`empty selector is invalid for daemonset`).
+pub fn validate_selector_and_template_for(errs: &mut Errors, kind: &str, spec: Option<&Value>) {
     let Some(spec) = spec else {
         errs.push(FieldError::required("spec", ""));
         return;
@@ -287,7 +395,7 @@ pub fn validate_selector_and_template(errs: &mut Errors, spec: Option<&Value>) {
                 errs.push(FieldError::invalid(
                     "spec.selector",
                     sel,
-                    "empty selector is invalid for deployment",
+                    format!("empty selector is invalid for {kind}"),
                 ));
                 None
             } else {
@@ -340,8 +448,14 @@ pub fn validate_object(k: &dyn Strategy, obj: &Value, kind_errors: Vec<FieldErro
 /// ReplicaSets, ...): the selector and template checks, and the template's
 /// pod-spec fields the node cannot honour (on update, only changed ones).
 pub fn validate_workload(old: Option<&Value>, obj: &Value) -> Errors {
+    validate_workload_for("deployment", old, obj)
+}
+
+/// [`validate_workload`] for a workload whose empty-selector error names
+/// `kind` (DaemonSets, StatefulSets).
+pub fn validate_workload_for(kind: &str, old: Option<&Value>, obj: &Value) -> Errors {
     let mut errs = Errors::default();
-    validate_selector_and_template(&mut errs, obj.get("spec"));
+    validate_selector_and_template_for(&mut errs, kind, obj.get("spec"));
     errs.0.extend(crate::kinds::pod_support::refuse_unsupported(
         crate::kinds::pod_support::TEMPLATE_SPEC_AT,
         old,
@@ -370,6 +484,65 @@ pub fn validate_config_keys(obj: &Value) -> Vec<FieldError> {
         }
     }
     errs
+}
+
+/// An int-or-percent field (`maxUnavailable`, `maxSurge`) checked as
+/// Kubernetes' `ValidatePositiveIntOrPercent` and `IsNotMoreThan100Percent`
+/// do; returns its number (the percentage for percents) when valid.
+pub fn check_int_or_percent(errs: &mut Errors, v: Option<&Value>, path: &str) -> Option<i64> {
+    match v {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_i64() {
+            Some(i) if i >= 0 => Some(i),
+            _ => {
+                errs.push(FieldError::invalid(
+                    path,
+                    v.unwrap_or(&Value::Null),
+                    "must be greater than or equal to 0",
+                ));
+                None
+            }
+        },
+        Some(Value::String(s)) => {
+            let digits = s
+                .strip_suffix('%')
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()));
+            match digits.and_then(|d| d.parse::<i64>().ok()) {
+                Some(p) if p > 100 => {
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.unwrap_or(&Value::Null),
+                        "must not be greater than 100%",
+                    ));
+                    None
+                }
+                Some(p) => Some(p),
+                None => {
+                    errs.push(FieldError::invalid(
+                        path,
+                        v.unwrap_or(&Value::Null),
+                        "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                    ));
+                    None
+                }
+            }
+        }
+        Some(other) => {
+            errs.push(FieldError::invalid(
+                path,
+                other,
+                "must be an integer or percentage (e.g '5%')",
+            ));
+            None
+        }
+    }
+}
+
+/// A field that must be a non-negative integer when set.
+pub fn check_non_negative(errs: &mut Errors, v: Option<&Value>, path: &str) {
+    if let Some(n) = v.filter(|n| n.as_i64().is_some_and(|n| n < 0)) {
+        errs.push(FieldError::invalid(path, n, "must be greater than or equal to 0"));
+    }
 }
 
 /// `field is immutable` when the value at `pointer` changed.
@@ -445,6 +618,49 @@ mod tests {
         );
         let errs = validate(p, &json!({"metadata": {"name": "p"}, "spec": {}}));
         assert_eq!(errs[0].field, "spec.containers");
+    }
+
+    #[test]
+    fn dns_config_is_checked_against_dns_policy() {
+        let p = by_kind("", "Pod").unwrap();
+        let pod = |spec: Value| {
+            let mut spec = spec;
+            spec["containers"] = json!([{"name": "c", "image": "i"}]);
+            json!({"metadata": {"name": "p"}, "spec": spec})
+        };
+        let lines = |spec: Value| -> Vec<String> { validate(p, &pod(spec)).iter().map(FieldError::to_line).collect() };
+        assert_eq!(
+            lines(json!({"dnsPolicy": "None"})),
+            ["spec.dnsConfig: Required value: must provide `dnsConfig` when `dnsPolicy` is None"]
+        );
+        assert_eq!(
+            lines(json!({"dnsPolicy": "None", "dnsConfig": {"searches": ["a.example"]}})),
+            ["spec.dnsConfig.nameservers: Required value: must provide at least one DNS nameserver when `dnsPolicy` is None"]
+        );
+        assert!(lines(
+            json!({"dnsPolicy": "None", "dnsConfig": {"nameservers": ["192.0.2.53"], "searches": ["corp.example."]}})
+        )
+        .is_empty());
+        assert!(lines(
+            json!({"dnsPolicy": "ClusterFirst", "dnsConfig": {"options": [{"name": "ndots", "value": "2"}]}})
+        )
+        .is_empty());
+        assert_eq!(
+            lines(json!({"dnsPolicy": "None", "dnsConfig": {
+                "nameservers": ["1.2.3.4", "5.6.7.8", "9.8.0.1", "2.3.4.c"],
+                "searches": ["Bad_Domain"],
+                "options": [{"value": "2"}]}})),
+            [
+                r#"spec.dnsConfig.nameservers: Invalid value: []string{"1.2.3.4", "5.6.7.8", "9.8.0.1", "2.3.4.c"}: must not have more than 3 nameservers"#,
+                r#"spec.dnsConfig.nameservers[3]: Invalid value: "2.3.4.c": must be valid IP address"#,
+                r#"spec.dnsConfig.searches[0]: Invalid value: "Bad_Domain": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"#,
+                "spec.dnsConfig.options[0]: Required value: Must not be empty",
+            ]
+        );
+        let many: Vec<String> = (0..33).map(|i| format!("s{i}.example")).collect();
+        let errs = lines(json!({"dnsConfig": {"searches": many}}));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].ends_with("must not have more than 32 search paths"), "{errs:?}");
     }
 
     #[test]
