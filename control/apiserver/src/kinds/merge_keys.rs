@@ -141,6 +141,8 @@ pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
     // Workloads.
     by_key("io.k8s.api.apps.v1.DeploymentStatus", "conditions", "type", &["type"]),
     by_key("io.k8s.api.apps.v1.ReplicaSetStatus", "conditions", "type", &["type"]),
+    by_key("io.k8s.api.apps.v1.DaemonSetStatus", "conditions", "type", &["type"]),
+    by_key("io.k8s.api.apps.v1.StatefulSetStatus", "conditions", "type", &["type"]),
     PatchStrategy {
         definition: "io.k8s.api.apps.v1.DeploymentSpec",
         property: "strategy",
