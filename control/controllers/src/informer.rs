@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -138,6 +139,10 @@ pub struct Informers {
     pub node_leases: Informer<Lease>,
     /// All Namespaces.
     pub namespaces: Informer<Namespace>,
+    /// All Jobs.
+    pub jobs: Informer<Job>,
+    /// All CronJobs.
+    pub cronjobs: Informer<CronJob>,
 }
 
 impl Informers {
@@ -153,6 +158,8 @@ impl Informers {
             nodes: Informer::new(Api::all(client.clone()), cfg()),
             node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease"), cfg()),
             namespaces: Informer::new(Api::all(client.clone()), cfg()),
+            jobs: Informer::new(Api::all(client.clone()), cfg()),
+            cronjobs: Informer::new(Api::all(client.clone()), cfg()),
         }
     }
 
@@ -166,6 +173,8 @@ impl Informers {
         self.nodes.start();
         self.node_leases.start();
         self.namespaces.start();
+        self.jobs.start();
+        self.cronjobs.start();
         self.pods.wait_synced().await;
         self.replicasets.wait_synced().await;
         self.deployments.wait_synced().await;
@@ -174,5 +183,7 @@ impl Informers {
         self.nodes.wait_synced().await;
         self.node_leases.wait_synced().await;
         self.namespaces.wait_synced().await;
+        self.jobs.wait_synced().await;
+        self.cronjobs.wait_synced().await;
     }
 }

@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod context;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
+pub mod job;
 pub mod leader_election;
 pub mod namespace;
 pub mod node_ipam;
@@ -26,6 +28,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
 pub mod runner;
+pub mod ttl_after_finished;
 
 use std::sync::Arc;
 
@@ -76,6 +79,18 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "deployment",
         init: deployment::init,
+    },
+    ControllerDescriptor {
+        name: "job",
+        init: job::init,
+    },
+    ControllerDescriptor {
+        name: "cronjob",
+        init: cronjob::init,
+    },
+    ControllerDescriptor {
+        name: "ttl-after-finished",
+        init: ttl_after_finished::init,
     },
     ControllerDescriptor {
         name: "endpointslice",
