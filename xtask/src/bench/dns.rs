@@ -1,10 +1,13 @@
 //! `cargo xtask bench dns`: the cluster DNS server (`sluice-dns`) against
 //! dnsmasq serving the same names from a file, with dnsperf, at 1,000 and
-//! 10,000 Services, on loopback. Not a test.
+//! 10,000 Services, on loopback; then the same server as a pod sees it, on a
+//! real one-node cluster, against asking it directly. Not a test.
 //!
-//! The measuring is done by the `sluice-dns-bench` binary of `sluice-dns`
-//! (xtask stays light): this task builds it in release mode, runs it and
-//! writes its report to `bench-results/dns.md`.
+//! The measuring is done by the `dns-bench` and `dns-pod-bench` binaries of
+//! `sluice-bench` (xtask stays light): this task builds them (release; the
+//! cluster's binaries too, for the pod phase), runs them and writes their
+//! reports to `bench-results/dns.md`. `SLUICE_BENCH_DEBUG=1` uses debug
+//! builds (quick to build, slower to run; the report says which).
 
 use crate::util::{self, step, workspace_root};
 use anyhow::{bail, Context, Result};
@@ -13,17 +16,33 @@ use std::process::Command;
 /// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) runs 3 s per measurement instead of 10 s.
 pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
-    step("building sluice-dns-bench (release)");
-    util::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "sluice-dns",
-        "--bin",
-        "sluice-dns-bench",
-    ]))?;
-    let bin = util::target_dir().join("release/sluice-dns-bench");
-    step("measuring (loopback only; about a minute)");
+    let debug = std::env::var_os("SLUICE_BENCH_DEBUG").is_some();
+    let profile = if debug { "debug" } else { "release" };
+    step(&format!(
+        "building the cluster's binaries, dns-bench and dns-pod-bench ({profile})"
+    ));
+    let mut cargo = Command::new("cargo");
+    cargo.current_dir(&root).args(["build", "--bins"]);
+    for p in [
+        "sluice-apiserver",
+        "sluice-controllers",
+        "sluice-scheduler",
+        "sluice-noded",
+        "sluice-cni",
+        "xtask",
+        "sluice-bench",
+    ] {
+        cargo.args(["-p", p]);
+    }
+    if !debug {
+        cargo.arg("--release");
+    }
+    util::run(&mut cargo)?;
+    let bins = util::target_dir().join(profile);
+    let seconds = if quick { "3" } else { "10" };
+
+    step("measuring on loopback (a few minutes)");
+    let bin = bins.join("dns-bench");
     let mut cmd = Command::new(&bin);
     if quick {
         cmd.arg("--quick");
@@ -32,7 +51,21 @@ pub fn run(quick: bool) -> Result<()> {
     if !out.status.success() {
         bail!("{} failed: {}", bin.display(), String::from_utf8_lossy(&out.stderr));
     }
-    let report = String::from_utf8(out.stdout)?;
+    let mut report = String::from_utf8(out.stdout)?;
+
+    step("measuring from inside a pod (starts a one-node cluster; a few minutes)");
+    let bin = bins.join("dns-pod-bench");
+    let out = Command::new(&bin)
+        .current_dir(&root)
+        .args(["--profile", profile, "--seconds", seconds])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running {}", bin.display()))?;
+    if !out.status.success() {
+        bail!("{} failed", bin.display());
+    }
+    report.push_str(&String::from_utf8(out.stdout)?);
+
     let dir = root.join("bench-results");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("dns.md"), &report)?;

@@ -1,4 +1,4 @@
-//! `sluice-dns-bench`: the cluster DNS server against dnsmasq serving the
+//! `dns-bench`: the cluster DNS server against dnsmasq serving the
 //! same names from a hosts file, both on loopback, measured with dnsperf at
 //! 1,000 and 10,000 Services. Run by `cargo xtask bench dns`; prints a
 //! Markdown report on stdout. Not a test.
@@ -8,23 +8,21 @@
 //! server answers on 127.0.0.1; dnsmasq gets the same N names in an
 //! `--addn-hosts` file (no upstream, no cache limit on hosts data). dnsperf
 //! runs twice per server: flat out for throughput (QPS), then at a fixed
-//! 5,000 queries/s with per-query output for the latency percentiles.
+//! 5,000 queries/s with per-query output for the latency percentiles; each
+//! figure is the median of 3 such runs, the two servers alternating.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
+use sluice_bench::dnsperf::{self, Measure, Target};
 use sluice_dns::{DnsConfig, Forwarder, Server, Snapshot, Zone};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
-struct Measure {
-    qps: f64,
-    lost: String,
-    p50_us: f64,
-    p99_us: f64,
-}
+/// Measurements per figure (the median is reported).
+const RUNS: u32 = 3;
+use std::time::Duration;
 
 fn names(n: usize) -> Vec<(String, String)> {
     (0..n)
@@ -48,60 +46,6 @@ fn snapshot(n: usize) -> Snapshot {
         })
         .collect();
     Snapshot::build(&services, &[], &[])
-}
-
-/// dnsperf output field after `label`.
-fn field(out: &str, label: &str) -> Option<String> {
-    out.lines()
-        .find(|l| l.trim_start().starts_with(label))
-        .map(|l| l.trim_start()[label.len()..].trim().to_string())
-}
-
-fn dnsperf(server: SocketAddr, queries: &Path, seconds: u32, rate: Option<u32>) -> Result<(String, String)> {
-    let mut cmd = Command::new("dnsperf");
-    cmd.args(["-s", &server.ip().to_string(), "-p", &server.port().to_string()])
-        .arg("-d")
-        .arg(queries)
-        .args(["-l", &seconds.to_string(), "-c", "4", "-T", "1", "-q", "200", "-t", "2"]);
-    if let Some(q) = rate {
-        cmd.args(["-Q", &q.to_string(), "-v"]);
-    }
-    let out = cmd.output().context("running dnsperf")?;
-    if !out.status.success() {
-        bail!("dnsperf failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok((
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
-fn measure(server: SocketAddr, queries: &Path, seconds: u32) -> Result<Measure> {
-    let (out, _) = dnsperf(server, queries, seconds, None)?;
-    let qps: f64 = field(&out, "Queries per second:")
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("no QPS in dnsperf output:\n{out}"))?;
-    let lost = field(&out, "Queries lost:").unwrap_or_default();
-    // Per-query latencies at a fixed rate (verbose lines end with the latency in seconds).
-    let (verbose, _) = dnsperf(server, queries, seconds, Some(5_000))?;
-    let mut lat: Vec<f64> = verbose
-        .lines()
-        .filter(|l| l.starts_with('>'))
-        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
-        .collect();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return f64::NAN;
-        }
-        lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] * 1e6
-    };
-    Ok(Measure {
-        qps,
-        lost,
-        p50_us: pct(0.50),
-        p99_us: pct(0.99),
-    })
 }
 
 fn free_port() -> Result<u16> {
@@ -143,7 +87,8 @@ fn main() -> Result<()> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let mut report = format!(
         "# Cluster DNS benchmark\n\n\
-         dnsperf on loopback (4 clients, 200 outstanding queries; latency at a fixed 5,000 q/s), \
+         dnsperf on loopback (4 clients, 200 outstanding queries; latency at a fixed 5,000 q/s; \
+         median of {RUNS} runs, the servers alternating), \
          random A queries for existing Service names. Sluice: the `sluice-dns` server fed by \
          `Snapshot::build` of N Service objects. Baseline: dnsmasq with the same names in an \
          `--addn-hosts` file. Build: {build}; {cpus} CPUs shared by server and dnsperf.\n\n\
@@ -171,14 +116,42 @@ fn main() -> Result<()> {
             },
             zone,
         ))?;
-        let sluice = measure(server.local_addr(), &queries, seconds)?;
-        rt.block_on(async { server.shutdown() });
-
         let (mut child, addr) = dnsmasq(&dir, n)?;
-        let base = measure(addr, &queries, seconds);
+        let ours = Target {
+            server: server.local_addr(),
+            netns: None,
+        };
+        let theirs = Target {
+            server: addr,
+            netns: None,
+        };
+        let (mut sluice, mut base): (Vec<Measure>, Vec<Measure>) = (Vec::new(), Vec::new());
+        let mut failed = None;
+        for _ in 0..RUNS {
+            match (
+                dnsperf::measure(&ours, &queries, seconds, 5_000),
+                dnsperf::measure(&theirs, &queries, seconds, 5_000),
+            ) {
+                (Ok(a), Ok(b)) => {
+                    sluice.push(a);
+                    base.push(b);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
         let _ = child.kill();
         let _ = child.wait();
-        let base = base?;
+        rt.block_on(async { server.shutdown() });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let mut sluice = sluice.into_iter();
+        let sluice = dnsperf::median_of(RUNS, || sluice.next().context("a run"))?;
+        let mut base = base.into_iter();
+        let base = dnsperf::median_of(RUNS, || base.next().context("a run"))?;
         for (name, m) in [("sluice-dns", &sluice), ("dnsmasq (file)", &base)] {
             writeln!(
                 report,

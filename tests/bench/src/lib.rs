@@ -1,0 +1,3 @@
+//! What several benchmark drivers share (the drivers are the binaries in `src/bin`).
+
+pub mod dnsperf;
