@@ -85,7 +85,13 @@ impl Responder {
             }
             other => negotiation::convert_object(self.r, obj, other)?,
         };
-        Ok(wire::response(code, &body, self.pretty, &self.warnings(warnings)))
+        Ok(wire::encoded(
+            code,
+            &body,
+            self.neg.encoding,
+            self.pretty,
+            &self.warnings(warnings),
+        ))
     }
     /// A list.
     fn list(&self, code: StatusCode, list: Value) -> ApiResult<Response> {
@@ -96,11 +102,17 @@ impl Responder {
             }
             other => negotiation::convert_list(self.r, list, other)?,
         };
-        Ok(wire::response(code, &body, self.pretty, &self.warnings(&[])))
+        Ok(wire::encoded(
+            code,
+            &body,
+            self.neg.encoding,
+            self.pretty,
+            &self.warnings(&[]),
+        ))
     }
     /// A body that is never converted (a `Status`, a `Scale`).
     fn raw(&self, code: StatusCode, body: &Value, warnings: &[String]) -> Response {
-        wire::response(code, body, self.pretty, warnings)
+        wire::encoded(code, body, self.neg.encoding, self.pretty, warnings)
     }
 }
 
@@ -221,6 +233,8 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
         code = tracing::field::Empty,
     );
     let started = std::time::Instant::now();
+    let accept = req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let err_encoding = negotiation::error_encoding(accept, negotiation::protobuf_served(target.resource));
     let resp = async {
         let user = req
             .extensions()
@@ -228,7 +242,7 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
             .map(|u| (u.name.clone(), u.uid.clone(), u.groups.clone()));
         let resp = match crate::registry::admission::with_requester(user, dispatch(state, target, verb, q, req)).await {
             Ok(r) => r,
-            Err(e) => error_response(&e, pretty),
+            Err(e) => error_response(&e, pretty, err_encoding),
         };
         let span = tracing::Span::current();
         span.record("code", resp.status().as_u16());
@@ -241,9 +255,9 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 }
 
 /// An error as its `Status`, encoded like every other response.
-fn error_response(e: &ApiError, pretty: bool) -> Response {
+fn error_response(e: &ApiError, pretty: bool, encoding: negotiation::Encoding) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    wire::response(code, &e.to_status(), pretty, &[])
+    wire::encoded(code, &e.to_status(), encoding, pretty, &[])
 }
 
 async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req: Request) -> ApiResult<Response> {
@@ -276,7 +290,8 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     }
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();
-    let neg = negotiation::negotiate(headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()))?;
+    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let neg = negotiation::negotiate_for(accept, negotiation::protobuf_served(r))?;
     let k = t.kind.clone();
     let out = Responder {
         kind: k.clone(),
@@ -285,13 +300,18 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         pretty: neg.pretty || pretty_print(&q, &headers),
         include: IncludeObject::parse(q.get("includeObject")),
     };
-    let content_type = headers
+    let mut content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    let body = req.into_body();
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
+    let mut body = req.into_body();
+    // Protobuf bodies (not patches, which are JSON-only) become the JSON the registry works on.
+    let protobuf_body = negotiation::Encoding::of_content_type(&content_type) == negotiation::Encoding::Protobuf;
+    if protobuf_body && negotiation::protobuf_served(r) && verb != "patch" {
+        body = Body::from(serde_json::to_vec(&wire::from_protobuf(&body_bytes(body).await?)?).unwrap_or_default());
+        content_type = "application/json".into();
+    } else if (content_type.contains("protobuf") && verb != "patch") || content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
     if r.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
@@ -384,13 +404,18 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                     .map(|s| Duration::from_secs(s as u64)),
                 wrap_bookmarks: matches!(neg.output, Output::PartialObjectMetadata(_)),
                 wrap,
+                encoding: neg.encoding,
             };
             let rx = watch::start(reg, wr).await?;
             let stream = ReceiverStream::new(rx);
             let body = Body::from_stream(futures::StreamExt::map(stream, Ok::<_, std::convert::Infallible>));
             let mut resp = Response::new(body);
+            let content_type = match neg.encoding {
+                negotiation::Encoding::Protobuf => sluice_protobuf::WATCH_MEDIA_TYPE,
+                negotiation::Encoding::Json => "application/json",
+            };
             resp.headers_mut()
-                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             resp.headers_mut().insert(
                 http::header::CACHE_CONTROL,
                 HeaderValue::from_static("no-cache, private"),

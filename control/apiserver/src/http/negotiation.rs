@@ -1,8 +1,12 @@
 //! Output negotiation: which representation the `Accept` header asks for.
 //!
-//! As Kubernetes: the clauses of `Accept` are tried by preference; a clause
-//! names a media type (only `application/json` is served, `*/*` and
-//! `application/*` match it) and optionally a conversion `as=<Kind>;g=<group>;v=<version>`.
+//! As Kubernetes: the clauses of `Accept` are tried by preference (q-values,
+//! then the more specific); a clause names a media type — `application/json`
+//! (which `*/*` and `application/*` mean), or
+//! `application/vnd.kubernetes.protobuf` for kinds Kubernetes has a protobuf
+//! message for ([`Encoding`]; custom resources have none, so a protobuf
+//! clause is skipped for them and the next one, usually JSON, is used) — and
+//! optionally a conversion `as=<Kind>;g=<group>;v=<version>`.
 //! The conversions served are `Table`, `PartialObjectMetadata` and
 //! `PartialObjectMetadataList` in `meta.k8s.io` `v1`/`v1beta1`; a clause
 //! asking for anything else is skipped, and when no clause is acceptable the
@@ -15,8 +19,37 @@ use serde_json::{json, Value};
 use crate::kinds::Resource;
 use crate::status::{ApiError, ApiResult};
 
-/// Media types the server can write.
+/// Media types the server can write, for kinds without and with protobuf.
 const SERVED: &[&str] = &["application/json"];
+const SERVED_WITH_PROTOBUF: &[&str] = &["application/json", sluice_protobuf::MEDIA_TYPE];
+
+/// The body's encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// `application/json`.
+    #[default]
+    Json,
+    /// `application/vnd.kubernetes.protobuf` (see `sluice_protobuf`).
+    Protobuf,
+}
+
+impl Encoding {
+    /// Whether a request body of this Content-Type is protobuf.
+    pub fn of_content_type(ct: &str) -> Encoding {
+        let media = ct.split(';').next().unwrap_or_default().trim();
+        if media.eq_ignore_ascii_case(sluice_protobuf::MEDIA_TYPE) {
+            Encoding::Protobuf
+        } else {
+            Encoding::Json
+        }
+    }
+}
+
+/// Whether objects of `r` have a protobuf form: every kind Kubernetes has a
+/// message for (custom resources have none).
+pub fn protobuf_served(r: &Resource) -> bool {
+    sluice_protobuf::has_message(&r.api_version(), r.kind)
+}
 
 /// What the response body should be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +71,8 @@ pub struct Negotiated {
     pub output: Output,
     /// `pretty=1` media type parameter.
     pub pretty: bool,
+    /// JSON or protobuf.
+    pub encoding: Encoding,
 }
 
 struct Clause<'a> {
@@ -93,26 +128,32 @@ fn meta_version(v: &str) -> Option<&'static str> {
     }
 }
 
-/// Negotiate the output of a request from its `Accept` header.
+/// Negotiate the output of a request from its `Accept` header, for a kind
+/// with no protobuf form (custom resources).
 pub fn negotiate(accept: Option<&str>) -> ApiResult<Negotiated> {
+    negotiate_for(accept, false)
+}
+
+/// Negotiate the output of a request from its `Accept` header; `protobuf`:
+/// whether the kind has a protobuf form ([`protobuf_served`]).
+pub fn negotiate_for(accept: Option<&str>, protobuf: bool) -> ApiResult<Negotiated> {
     let header = accept.unwrap_or_default().trim();
     if header.is_empty() {
         return Ok(Negotiated {
             output: Output::Object,
             pretty: false,
+            encoding: Encoding::Json,
         });
     }
     for c in parse_accept(header) {
         if c.q <= 0.0 {
             continue;
         }
-        let matches = SERVED.iter().any(|m| {
-            let (ty, sub) = m.split_once('/').unwrap_or((m, ""));
-            (c.media.0 == ty && (c.media.1 == sub || c.media.1 == "*")) || (c.media.0 == "*" && c.media.1 == "*")
-        });
-        if !matches {
-            continue;
-        }
+        let encoding = match c.media {
+            ("application", "json") | ("application", "*") | ("*", "*") => Encoding::Json,
+            ("application", sub) if sub == &sluice_protobuf::MEDIA_TYPE["application/".len()..] => Encoding::Protobuf,
+            _ => continue,
+        };
         let get = |k: &str| c.params.iter().find(|(pk, _)| *pk == k).map(|(_, v)| *v);
         let pretty = get("pretty") == Some("1");
         let convert = ["as", "g", "v"].iter().any(|k| get(k).is_some());
@@ -134,12 +175,39 @@ pub fn negotiate(accept: Option<&str>) -> ApiResult<Negotiated> {
                 _ => continue,
             }
         };
-        return Ok(Negotiated { output, pretty });
+        if encoding == Encoding::Protobuf {
+            // Tables have no protobuf form; metadata conversions have one
+            // for every kind, custom resources included (metadata informers).
+            let ok = match output {
+                Output::Object => protobuf,
+                Output::Table(_) => false,
+                Output::PartialObjectMetadata(v) => {
+                    sluice_protobuf::has_message(&format!("meta.k8s.io/{v}"), "PartialObjectMetadata")
+                }
+                Output::PartialObjectMetadataList(v) => {
+                    sluice_protobuf::has_message(&format!("meta.k8s.io/{v}"), "PartialObjectMetadataList")
+                }
+            };
+            if !ok {
+                continue;
+            }
+        }
+        return Ok(Negotiated {
+            output,
+            pretty,
+            encoding,
+        });
     }
     Err(ApiError::not_acceptable(format!(
         "only the following media types are accepted: {}",
-        SERVED.join(", ")
+        if protobuf { SERVED_WITH_PROTOBUF } else { SERVED }.join(", ")
     )))
+}
+
+/// The encoding of an error response: the negotiated one, or JSON when
+/// negotiation itself fails (as Kubernetes).
+pub fn error_encoding(accept: Option<&str>, protobuf: bool) -> Encoding {
+    negotiate_for(accept, protobuf).map(|n| n.encoding).unwrap_or_default()
 }
 
 /// Go's `%T` of the object Kubernetes holds when it converts: the internal
@@ -255,6 +323,63 @@ mod tests {
             );
         }
         assert!(negotiate(Some("application/json;pretty=1")).unwrap().pretty);
+    }
+
+    #[test]
+    fn protobuf_for_kinds_that_have_it() {
+        let proto = |h: &str| negotiate_for(Some(h), true).map(|n| (n.output, n.encoding));
+        let cr = |h: &str| negotiate_for(Some(h), false).map(|n| (n.output, n.encoding));
+        let pb = Encoding::Protobuf;
+        let js = Encoding::Json;
+        // What client-go sends for typed clients, and for lists of custom resources.
+        let kubectl = "application/vnd.kubernetes.protobuf, */*";
+        assert_eq!(proto(kubectl).unwrap(), (Output::Object, pb));
+        assert_eq!(cr(kubectl).unwrap(), (Output::Object, js));
+        let both = "application/vnd.kubernetes.protobuf, application/json";
+        assert_eq!(cr(both).unwrap(), (Output::Object, js));
+        // q-values decide, then specificity.
+        assert_eq!(
+            proto("application/json;q=0.5, application/vnd.kubernetes.protobuf;q=0.9").unwrap(),
+            (Output::Object, pb)
+        );
+        assert_eq!(
+            proto("application/vnd.kubernetes.protobuf;q=0.5, application/json").unwrap(),
+            (Output::Object, js)
+        );
+        assert_eq!(proto("*/*;q=0.8, application/vnd.kubernetes.protobuf").unwrap().1, pb);
+        assert_eq!(
+            proto("application/vnd.kubernetes.protobuf;q=0, application/json")
+                .unwrap()
+                .1,
+            js
+        );
+        // Tables are JSON only; metadata conversions exist in protobuf, for custom resources too.
+        assert_eq!(
+            proto("application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io, application/json;as=Table;v=v1;g=meta.k8s.io").unwrap(),
+            (Output::Table("v1"), js)
+        );
+        let meta =
+            "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(cr(meta).unwrap(), (Output::PartialObjectMetadataList("v1"), pb));
+        // Nothing acceptable: 406 naming what is served.
+        let e = proto("text/html").unwrap_err();
+        assert_eq!((e.code, e.reason), (406, "NotAcceptable"));
+        assert_eq!(
+            e.message,
+            "only the following media types are accepted: application/json, application/vnd.kubernetes.protobuf"
+        );
+        let e = cr("application/vnd.kubernetes.protobuf").unwrap_err();
+        assert_eq!(
+            e.message,
+            "only the following media types are accepted: application/json"
+        );
+        assert_eq!(error_encoding(Some("application/vnd.kubernetes.protobuf"), true), pb);
+        assert_eq!(error_encoding(Some("text/html"), true), js);
+        assert_eq!(
+            Encoding::of_content_type("application/vnd.kubernetes.protobuf; charset=x"),
+            pb
+        );
+        assert_eq!(Encoding::of_content_type("application/json"), js);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use etcd_client::EventType;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use crate::http::negotiation::Encoding;
 use crate::kinds::{Kind, Resource};
 use crate::registry::{ListQuery, Registry};
 use crate::status::{ApiError, ApiResult};
@@ -47,6 +48,8 @@ pub struct WatchRequest {
     pub wrap: Option<Wrap>,
     /// Also wrap BOOKMARK objects (PartialObjectMetadata, as Kubernetes converts them too).
     pub wrap_bookmarks: bool,
+    /// JSON lines or protobuf frames.
+    pub encoding: Encoding,
 }
 
 /// A function applied to every object a watch sends (e.g. rendering it as a Table row).
@@ -54,16 +57,14 @@ pub type Wrap = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
 /// One watch event, encoded as Kubernetes does (one JSON document per line).
 fn line(kind: &str, object: Value) -> Bytes {
-    Bytes::from(crate::http::wire::to_vec(
-        &json!({"type": kind, "object": object}),
-        false,
-    ))
+    crate::http::wire::watch_event(Encoding::Json, kind, object)
 }
 
 struct Emitter {
     tx: mpsc::Sender<Bytes>,
     wrap: Option<Wrap>,
     wrap_bookmarks: bool,
+    encoding: Encoding,
 }
 
 impl Emitter {
@@ -73,7 +74,10 @@ impl Emitter {
             (Some(w), "BOOKMARK") if self.wrap_bookmarks => w(&object),
             _ => object,
         };
-        self.tx.send(line(kind, object)).await.is_ok()
+        self.tx
+            .send(crate::http::wire::watch_event(self.encoding, kind, object))
+            .await
+            .is_ok()
     }
     /// Send a prepared change; false when the client went away.
     async fn deliver(&self, out: Option<Result<Bytes, (&'static str, Value)>>) -> bool {
@@ -84,7 +88,10 @@ impl Emitter {
         }
     }
     async fn error(&self, e: ApiError) {
-        let _ = self.tx.send(line("ERROR", e.to_status())).await;
+        let _ = self
+            .tx
+            .send(crate::http::wire::watch_event(self.encoding, "ERROR", e.to_status()))
+            .await;
     }
 }
 
@@ -93,6 +100,7 @@ impl Emitter {
 pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Receiver<Bytes>> {
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let wrap_bookmarks = req.wrap_bookmarks;
+    let encoding = req.encoding;
     let prefix = store::collection_prefix(req.kind.storage_resource(), req.namespace.as_deref());
     // Initial state, read at one revision.
     let mut initial = Vec::new();
@@ -120,6 +128,7 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
                     tx,
                     wrap: None,
                     wrap_bookmarks,
+                    encoding,
                 };
                 em.error(ApiError::expired(format!("too old resource version: {start_rev}")))
                     .await;
@@ -143,6 +152,7 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
                 tx,
                 wrap: None,
                 wrap_bookmarks,
+                encoding,
             },
         ));
         return Ok(rx);
@@ -158,6 +168,7 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
             tx,
             wrap: None,
             wrap_bookmarks,
+            encoding,
         },
     ));
     Ok(rx)
@@ -216,7 +227,11 @@ async fn run_shared(
     {
         return;
     }
-    let unfiltered = req.query.label.is_empty() && req.query.field.0.is_empty() && em.wrap.is_none();
+    // The shared pre-encoded line is JSON: protobuf watchers encode their own.
+    let unfiltered = req.query.label.is_empty()
+        && req.query.field.0.is_empty()
+        && em.wrap.is_none()
+        && req.encoding == Encoding::Json;
     let matches = |o: &Value| req.query.label.matches(o) && req.query.field.matches(o);
     let mut last = start_rev;
     let mut last_bookmark = start_rev;

@@ -16,6 +16,9 @@ use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
+use crate::http::negotiation::Encoding;
+use crate::status::{ApiError, ApiResult};
+
 /// `metav1.ObjectMeta` then `metav1.ListMeta` field order (their names do not overlap).
 const META_ORDER: &[&str] = &[
     "name",
@@ -218,15 +221,57 @@ pub fn to_vec(v: &Value, pretty: bool) -> Vec<u8> {
 
 /// A JSON response with `Warning` headers (`299 - "text"`).
 pub fn response(code: StatusCode, v: &Value, pretty: bool, warnings: &[String]) -> Response {
-    let mut resp = (code, to_vec(v, pretty)).into_response();
+    encoded(code, v, Encoding::Json, pretty, warnings)
+}
+
+/// A response in the negotiated encoding with `Warning` headers. An
+/// object with no protobuf form (which negotiation should have prevented)
+/// is written as JSON, with its Content-Type saying so.
+pub fn encoded(code: StatusCode, v: &Value, encoding: Encoding, pretty: bool, warnings: &[String]) -> Response {
+    let (body, content_type) = match encoding {
+        Encoding::Protobuf => match sluice_protobuf::encode(v) {
+            Ok(b) => (b, sluice_protobuf::MEDIA_TYPE),
+            Err(e) => {
+                tracing::warn!(error = %e, kind = ?v.get("kind"), "no protobuf form; answering JSON");
+                (to_vec(v, pretty), "application/json")
+            }
+        },
+        Encoding::Json => (to_vec(v, pretty), "application/json"),
+    };
+    let mut resp = (code, body).into_response();
     resp.headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     for w in warnings {
         if let Ok(h) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
             resp.headers_mut().append("warning", h);
         }
     }
     resp
+}
+
+/// A protobuf request body as the JSON object the registry works on (400
+/// when it is not one, as Kubernetes' decoder answers).
+pub fn from_protobuf(body: &[u8]) -> ApiResult<Value> {
+    sluice_protobuf::decode(body).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
+}
+
+/// One watch event in the stream's encoding: a JSON line, or a
+/// length-prefixed protobuf frame (an object with no protobuf form becomes
+/// an ERROR event saying so, never a JSON line inside a protobuf stream).
+pub fn watch_event(encoding: Encoding, event_type: &str, object: Value) -> bytes::Bytes {
+    match encoding {
+        Encoding::Json => bytes::Bytes::from(to_vec(
+            &serde_json::json!({"type": event_type, "object": object}),
+            false,
+        )),
+        Encoding::Protobuf => match sluice_protobuf::encode_watch_event(event_type, &object) {
+            Ok(frame) => bytes::Bytes::from(frame),
+            Err(e) => {
+                let status = ApiError::internal(format!("unable to encode watch object: {e}")).to_status();
+                bytes::Bytes::from(sluice_protobuf::encode_watch_event("ERROR", &status).unwrap_or_default())
+            }
+        },
+    }
 }
 
 #[cfg(test)]
