@@ -11,7 +11,7 @@ use std::hash::Hash;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
@@ -143,6 +143,12 @@ pub struct Informers {
     pub jobs: Informer<Job>,
     /// All CronJobs.
     pub cronjobs: Informer<CronJob>,
+    /// All DaemonSets.
+    pub daemonsets: Informer<DaemonSet>,
+    /// All StatefulSets.
+    pub statefulsets: Informer<StatefulSet>,
+    /// All ControllerRevisions (DaemonSet and StatefulSet history).
+    pub controllerrevisions: Informer<ControllerRevision>,
 }
 
 impl Informers {
@@ -160,6 +166,9 @@ impl Informers {
             namespaces: Informer::new(Api::all(client.clone()), cfg()),
             jobs: Informer::new(Api::all(client.clone()), cfg()),
             cronjobs: Informer::new(Api::all(client.clone()), cfg()),
+            daemonsets: Informer::new(Api::all(client.clone()), cfg()),
+            statefulsets: Informer::new(Api::all(client.clone()), cfg()),
+            controllerrevisions: Informer::new(Api::all(client.clone()), cfg()),
         }
     }
 
@@ -175,6 +184,9 @@ impl Informers {
         self.namespaces.start();
         self.jobs.start();
         self.cronjobs.start();
+        self.daemonsets.start();
+        self.statefulsets.start();
+        self.controllerrevisions.start();
         self.pods.wait_synced().await;
         self.replicasets.wait_synced().await;
         self.deployments.wait_synced().await;
@@ -185,5 +197,8 @@ impl Informers {
         self.namespaces.wait_synced().await;
         self.jobs.wait_synced().await;
         self.cronjobs.wait_synced().await;
+        self.daemonsets.wait_synced().await;
+        self.statefulsets.wait_synced().await;
+        self.controllerrevisions.wait_synced().await;
     }
 }

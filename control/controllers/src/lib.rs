@@ -11,6 +11,8 @@
 
 pub mod config;
 pub mod context;
+pub mod controller_revision;
+pub mod daemonset;
 pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
@@ -28,6 +30,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
 pub mod runner;
+pub mod statefulset;
 pub mod ttl_after_finished;
 
 use std::sync::Arc;
@@ -91,6 +94,14 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "ttl-after-finished",
         init: ttl_after_finished::init,
+    },
+    ControllerDescriptor {
+        name: "daemonset",
+        init: daemonset::init,
+    },
+    ControllerDescriptor {
+        name: "statefulset",
+        init: statefulset::init,
     },
     ControllerDescriptor {
         name: "endpointslice",
