@@ -28,6 +28,7 @@
 //! # Ok::<(), DatapathError>(())
 //! ```
 
+mod announce;
 mod bpffs;
 mod endpoint;
 mod error;
@@ -210,6 +211,9 @@ pub struct Datapath {
     endpoints_map: BpfHashMap<MapData, EndpointKey, EndpointValue>,
     routing_map: Array<MapData, sluice_common::RoutingConfig>,
     cluster_nodes_map: BpfHashMap<MapData, NodeAddrKey, u32>,
+    announce_map: BpfHashMap<MapData, NodeAddrKey, sluice_common::AnnounceValue>,
+    /// The external interface (ifindex, MAC): where LoadBalancer IPs are announced.
+    external: Option<(u32, Mac)>,
     services: HashMap<Frontend, ServiceState>,
     _logs: Option<logs::LogForwarder>,
     service_ids: Ids,
@@ -225,7 +229,7 @@ where
     T::try_from(map).map_err(|source| DatapathError::Map { name, source })
 }
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
+pub(crate) fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> DatapathError {
     move |source| DatapathError::Map { name, source }
 }
 
@@ -316,6 +320,8 @@ impl Datapath {
             endpoints_map: take(&mut ebpf, map_names::ENDPOINTS)?,
             routing_map: take(&mut ebpf, map_names::ROUTING)?,
             cluster_nodes_map: take(&mut ebpf, map_names::CLUSTER_NODES)?,
+            announce_map: take(&mut ebpf, map_names::ANNOUNCE)?,
+            external: None,
             _logs: logs::LogForwarder::start(&mut ebpf),
             ebpf,
             services: HashMap::new(),
@@ -669,13 +675,16 @@ impl Datapath {
     }
 
     /// Attach NodePort XDP to the node's external interface and serve
-    /// NodePorts on `node_ip`. Idempotent and kept across restarts.
+    /// NodePorts and hostPorts on `node_ip`, external frontends (LoadBalancer
+    /// and external IPs) and ARP for announced LoadBalancer IPs
+    /// ([`Self::set_announced`]) on the interface. Idempotent and kept across restarts.
     pub fn attach_external_interface(&mut self, ifname: &str, node_ip: Ipv4Addr) -> Result<(), DatapathError> {
         let ifindex = bpffs::ifindex(ifname)?;
         bpffs::accept_local(ifname)?;
         self.node_addrs_map
             .insert(NodeAddrKey { addr: node_ip.octets() }, NodeAddrValue { ifindex }, 0)
             .map_err(map_err(map_names::NODE_ADDRS))?;
+        self.external = Some((ifindex, interface_mac(ifname)?));
         match self.config.external_hook {
             ExternalHook::Xdp => self.attach_xdp(program_names::NODEPORT_XDP, ifname, ifindex, "xdp")?,
             ExternalHook::Tc => self.attach_tc(
@@ -1121,10 +1130,11 @@ const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::SocketLb,
     Event::RedirectPeer,
     Event::Masquerade,
+    Event::ArpReply,
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).
-fn expected_layouts() -> [(&'static str, usize, usize); 14] {
+fn expected_layouts() -> [(&'static str, usize, usize); 15] {
     use std::mem::size_of;
     [
         (map_names::SERVICES, size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -1157,6 +1167,11 @@ fn expected_layouts() -> [(&'static str, usize, usize); 14] {
         ),
         (map_names::ROUTING, 4, size_of::<sluice_common::RoutingConfig>()),
         (map_names::CLUSTER_NODES, size_of::<NodeAddrKey>(), 4),
+        (
+            map_names::ANNOUNCE,
+            size_of::<NodeAddrKey>(),
+            size_of::<sluice_common::AnnounceValue>(),
+        ),
     ]
 }
 
@@ -1203,7 +1218,7 @@ fn unpin(path: &Path) -> Result<(), DatapathError> {
     Ok(())
 }
 
-fn remove_ok<K: aya::Pod, V: aya::Pod>(
+pub(crate) fn remove_ok<K: aya::Pod, V: aya::Pod>(
     map: &mut BpfHashMap<MapData, K, V>,
     key: &K,
     name: &'static str,

@@ -1,5 +1,6 @@
 //! The typed description of a service as the node daemon hands it to the
-//! datapath: a frontend (ClusterIP or NodePort), its backends and policies.
+//! datapath: a frontend (ClusterIP, NodePort, external address or hostPort),
+//! its backends and policies.
 
 use crate::DatapathError;
 use sluice_common::{scope, ServiceKey, PROTO_TCP, PROTO_UDP};
@@ -32,6 +33,11 @@ pub enum ServiceKind {
     ClusterIp,
     /// A port on every node address given to `attach_external_interface`.
     NodePort,
+    /// An address from outside the cluster (a LoadBalancer ingress IP or one
+    /// of `spec.externalIPs`): reached on the external interface and from pods.
+    External,
+    /// A pod's `hostPort`: a port on every node address, looked up after the NodePorts.
+    HostPort,
 }
 
 /// One frontend: where clients send traffic. A Kubernetes Service of type
@@ -40,7 +46,7 @@ pub enum ServiceKind {
 pub struct Frontend {
     /// ClusterIP or NodePort.
     pub kind: ServiceKind,
-    /// The VIP (ClusterIP); ignored (0.0.0.0) for NodePort.
+    /// The VIP (ClusterIP) or the external address; ignored (0.0.0.0) for NodePort and HostPort.
     pub ip: Ipv4Addr,
     /// Service port or node port.
     pub port: u16,
@@ -77,20 +83,37 @@ impl Frontend {
         }
     }
 
+    /// An external frontend (LoadBalancer IP or external IP).
+    pub fn external(ip: Ipv4Addr, port: u16, proto: Protocol) -> Self {
+        Self {
+            kind: ServiceKind::External,
+            ip,
+            port,
+            proto,
+        }
+    }
+    /// A hostPort frontend.
+    pub fn host_port(port: u16, proto: Protocol) -> Self {
+        Self {
+            kind: ServiceKind::HostPort,
+            ip: Ipv4Addr::UNSPECIFIED,
+            port,
+            proto,
+        }
+    }
+
     pub(crate) fn key(&self) -> ServiceKey {
-        match self.kind {
-            ServiceKind::ClusterIp => ServiceKey {
-                addr: self.ip.octets(),
-                port: self.port,
-                proto: self.proto.number(),
-                scope: scope::CLUSTER_IP,
-            },
-            ServiceKind::NodePort => ServiceKey {
-                addr: [0; 4],
-                port: self.port,
-                proto: self.proto.number(),
-                scope: scope::NODE_PORT,
-            },
+        let (addr, scope) = match self.kind {
+            ServiceKind::ClusterIp => (self.ip.octets(), scope::CLUSTER_IP),
+            ServiceKind::NodePort => ([0; 4], scope::NODE_PORT),
+            ServiceKind::External => (self.ip.octets(), scope::EXTERNAL),
+            ServiceKind::HostPort => ([0; 4], scope::HOST_PORT),
+        };
+        ServiceKey {
+            addr,
+            port: self.port,
+            proto: self.proto.number(),
+            scope,
         }
     }
 
@@ -103,6 +126,8 @@ impl Frontend {
         let kind = match k.scope {
             scope::CLUSTER_IP => ServiceKind::ClusterIp,
             scope::NODE_PORT => ServiceKind::NodePort,
+            scope::EXTERNAL => ServiceKind::External,
+            scope::HOST_PORT => ServiceKind::HostPort,
             _ => return None,
         };
         Some(Self {
@@ -123,6 +148,8 @@ impl fmt::Display for Frontend {
         match self.kind {
             ServiceKind::ClusterIp => write!(f, "{}:{}/{proto}", self.ip, self.port),
             ServiceKind::NodePort => write!(f, "nodeport:{}/{proto}", self.port),
+            ServiceKind::External => write!(f, "external:{}:{}/{proto}", self.ip, self.port),
+            ServiceKind::HostPort => write!(f, "hostport:{}/{proto}", self.port),
         }
     }
 }
@@ -170,7 +197,7 @@ pub struct ServiceSpec {
     pub backends: Vec<Backend>,
     /// sessionAffinity ClientIP with this timeout (None: no affinity).
     pub affinity_timeout: Option<Duration>,
-    /// externalTrafficPolicy Local (NodePort only): local endpoints only, client IP kept.
+    /// externalTrafficPolicy Local (NodePort and external frontends): local endpoints only, client IP kept.
     pub external_traffic_local: bool,
     /// loadBalancerSourceRanges: allowed client prefixes (empty: everyone).
     pub source_ranges: Vec<(Ipv4Addr, u8)>,
@@ -204,8 +231,10 @@ impl ServiceSpec {
         if self.frontend.port == 0 {
             return Err(bad("port 0".into()));
         }
-        if self.frontend.kind == ServiceKind::ClusterIp && self.frontend.ip.is_unspecified() {
-            return Err(bad("a ClusterIP needs an address".into()));
+        if matches!(self.frontend.kind, ServiceKind::ClusterIp | ServiceKind::External)
+            && self.frontend.ip.is_unspecified()
+        {
+            return Err(bad("a ClusterIP or external frontend needs an address".into()));
         }
         if let Some(size) = self.maglev_size {
             if size as usize > sluice_common::MAGLEV_MAX || !crate::maglev::is_prime(size) {

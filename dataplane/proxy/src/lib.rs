@@ -1,9 +1,12 @@
-//! The Service proxy of the node daemon: watches Services and EndpointSlices
-//! through the API server and programs the eBPF datapath so that ClusterIPs
-//! and NodePorts reach the Services' ready endpoints. It installs no
-//! iptables rule: every frontend is an entry in the datapath's pinned maps.
+//! The Service proxy of the node daemon: watches Services, EndpointSlices,
+//! Nodes and this node's Pods through the API server and programs the eBPF
+//! datapath so that ClusterIPs, NodePorts, LoadBalancer and external IPs and
+//! hostPorts reach their endpoints; answers ARP for the LoadBalancer IPs this
+//! node announces ([`announce`]) and serves `healthCheckNodePort`s
+//! ([`health_check`]). It installs no iptables rule: every frontend is an
+//! entry in the datapath's pinned maps.
 //!
-//! Shape: two kube reflectors (Services, EndpointSlices) keep local caches and
+//! Shape: four kube reflectors (Services, EndpointSlices, Nodes, own Pods) keep local caches and
 //! wake the reconcile loop; bursts of events are coalesced (debounce), then
 //! one reconcile translates every Service ([`desired_frontends`]) and applies
 //! the difference to the datapath ([`reconcile::apply`]). A periodic resync
@@ -16,7 +19,9 @@
 //! sluice_proxy::run(client, datapath, ProxyConfig::new(node_name), shutdown_signal).await?;
 //! ```
 
+pub mod announce;
 mod error;
+pub mod health_check;
 pub mod reconcile;
 pub mod translate;
 
@@ -24,7 +29,7 @@ pub use error::ProxyError;
 pub use translate::desired_frontends;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -71,17 +76,31 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     let (services, services_writer) = reflector::store::<Service>();
     let (slices, slices_writer) = reflector::store::<EndpointSlice>();
+    let (nodes, nodes_writer) = reflector::store::<Node>();
+    let (pods, pods_writer) = reflector::store::<Pod>();
     let services_watch = reflector::reflector(
         services_writer,
         watcher(Api::<Service>::all(client.clone()), watcher::Config::default()).default_backoff(),
     );
     let slices_watch = reflector::reflector(
         slices_writer,
-        watcher(Api::<EndpointSlice>::all(client), watcher::Config::default()).default_backoff(),
+        watcher(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default()).default_backoff(),
     );
-    let watches = futures::future::join(
+    let nodes_watch = reflector::reflector(
+        nodes_writer,
+        watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
+    );
+    // This node's pods, for their hostPorts.
+    let own_pods = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
+    let pods_watch = reflector::reflector(
+        pods_writer,
+        watcher(Api::<Pod>::all(client), own_pods).default_backoff(),
+    );
+    let watches = futures::future::join4(
         drive("services", services_watch, wake.clone()),
         drive("endpointslices", slices_watch, wake.clone()),
+        drive("nodes", nodes_watch, wake.clone()),
+        drive("pods", pods_watch, wake.clone()),
     );
     let ready = async {
         services
@@ -91,12 +110,25 @@ pub async fn run(
         slices
             .wait_until_ready()
             .await
-            .map_err(|_| ProxyError::WatchEnded("endpointslices"))
+            .map_err(|_| ProxyError::WatchEnded("endpointslices"))?;
+        nodes
+            .wait_until_ready()
+            .await
+            .map_err(|_| ProxyError::WatchEnded("nodes"))?;
+        pods.wait_until_ready()
+            .await
+            .map_err(|_| ProxyError::WatchEnded("pods"))
+    };
+    let caches = Caches {
+        services: services.clone(),
+        slices: slices.clone(),
+        nodes: nodes.clone(),
+        pods: pods.clone(),
     };
     let loop_ = async {
         ready.await?;
         info!(node = %config.node_name, "service proxy caches filled; reconciling");
-        reconcile_loop(&services, &slices, &datapath, &config, &wake).await
+        reconcile_loop(&caches, &datapath, &config, &wake).await
     };
     tokio::select! {
         _ = shutdown => {
@@ -104,7 +136,7 @@ pub async fn run(
             Ok(())
         }
         r = loop_ => r,
-        _ = watches => Err(ProxyError::WatchEnded("services/endpointslices")),
+        _ = watches => Err(ProxyError::WatchEnded("services/endpointslices/nodes/pods")),
     }
 }
 
@@ -124,24 +156,59 @@ async fn drive<K>(
     }
 }
 
+/// The proxy's caches of the objects it translates.
+struct Caches {
+    services: Store<Service>,
+    slices: Store<EndpointSlice>,
+    nodes: Store<Node>,
+    pods: Store<Pod>,
+}
+
 async fn reconcile_loop(
-    services: &Store<Service>,
-    slices: &Store<EndpointSlice>,
+    caches: &Caches,
     datapath: &Mutex<Datapath>,
     config: &ProxyConfig,
     wake: &Notify,
 ) -> Result<(), ProxyError> {
     let mut applied: HashMap<Frontend, ServiceSpec> = HashMap::new();
+    let mut health = health_check::HealthServers::default();
     let mut generation = 0u64;
     loop {
         generation += 1;
         let span = info_span!("reconcile", generation, node = %config.node_name);
         let result = async {
             let started = Instant::now();
-            let desired = desired_state(services, slices, &config.node_name);
-            let mut dp = datapath.lock().map_err(|_| ProxyError::DatapathPoisoned)?;
-            let outcome = reconcile::apply(&mut dp, &desired, &mut applied);
-            drop(dp);
+            let services = caches.services.state();
+            let slices = caches.slices.state();
+            let services: Vec<&Service> = services.iter().map(AsRef::as_ref).collect();
+            let slices: Vec<&EndpointSlice> = slices.iter().map(AsRef::as_ref).collect();
+            let mut desired = desired_state(&services, &slices, &config.node_name);
+            let pods = caches.pods.state();
+            let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
+            for spec in translate::host_port_frontends(&pods, &config.node_name) {
+                if let Some(other) = desired.insert(spec.frontend, spec) {
+                    warn!(frontend = %other.frontend, "a hostPort and a NodePort share a port; the hostPort wins");
+                }
+            }
+            let nodes = caches.nodes.state();
+            let nodes: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
+            let announced = announce::announced_by(&services, &slices, &nodes, &config.node_name);
+            let checks = health_check::desired(&services, &slices, &config.node_name);
+            let (outcome, announce_result) = {
+                let mut dp = datapath.lock().map_err(|_| ProxyError::DatapathPoisoned)?;
+                let outcome = reconcile::apply(&mut dp, &desired, &mut applied);
+                let announce_result = if dp.announced() != announced {
+                    info!(ips = ?announced, "LoadBalancer IPs announced by this node");
+                    dp.set_announced(&announced)
+                } else {
+                    Ok(())
+                };
+                (outcome, announce_result)
+            };
+            health.sync(&checks).await;
+            if let Err(e) = &announce_result {
+                warn!(error = %e, "could not announce LoadBalancer IPs; retrying");
+            }
             match &outcome {
                 Ok(o) if o.upserted + o.deleted > 0 => info!(
                     frontends = desired.len(),
@@ -153,7 +220,7 @@ async fn reconcile_loop(
                 Ok(_) => tracing::debug!(frontends = desired.len(), "datapath up to date"),
                 Err(e) => warn!(error = %e, "reconcile incomplete; retrying"),
             }
-            Ok::<bool, ProxyError>(outcome.is_err())
+            Ok::<bool, ProxyError>(outcome.is_err() || announce_result.is_err())
         }
         .instrument(span)
         .await?;
@@ -168,15 +235,10 @@ async fn reconcile_loop(
     }
 }
 
-/// Every frontend this node should serve, from the caches.
-fn desired_state(
-    services: &Store<Service>,
-    slices: &Store<EndpointSlice>,
-    node_name: &str,
-) -> HashMap<Frontend, ServiceSpec> {
-    let all_slices = slices.state();
+/// Every Service frontend this node should serve.
+fn desired_state(services: &[&Service], slices: &[&EndpointSlice], node_name: &str) -> HashMap<Frontend, ServiceSpec> {
     let mut by_service: HashMap<(String, String), Vec<&EndpointSlice>> = HashMap::new();
-    for s in &all_slices {
+    for s in slices {
         let Some(name) = s
             .metadata
             .labels
@@ -186,16 +248,16 @@ fn desired_state(
             continue;
         };
         let ns = s.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-        by_service.entry((ns, name.clone())).or_default().push(s.as_ref());
+        by_service.entry((ns, name.clone())).or_default().push(s);
     }
     let mut desired = HashMap::new();
-    for svc in services.state() {
+    for svc in services {
         let key = (
             svc.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
             svc.metadata.name.clone().unwrap_or_default(),
         );
         let own = by_service.get(&key).map(Vec::as_slice).unwrap_or_default();
-        for spec in desired_frontends(&svc, own, node_name) {
+        for spec in desired_frontends(svc, own, node_name) {
             if let Some(other) = desired.insert(spec.frontend, spec) {
                 warn!(frontend = %other.frontend, service = %format!("{}/{}", key.0, key.1), "two Services claim one frontend; the later one wins");
             }

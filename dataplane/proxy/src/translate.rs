@@ -5,7 +5,13 @@
 //! Rules (the same as kube-proxy's):
 //! * one ClusterIP frontend per Service port (TCP/UDP; SCTP and IPv6 are not
 //!   served by the datapath and are skipped), plus one NodePort frontend per
-//!   port for `type: NodePort` and `type: LoadBalancer`;
+//!   port for `type: NodePort` and `type: LoadBalancer` (none for a port
+//!   without a `nodePort`, e.g. `allocateLoadBalancerNodePorts: false`);
+//! * one external frontend per port and address of
+//!   `status.loadBalancer.ingress[].ip` (LoadBalancer; not `ipMode: Proxy`)
+//!   and of `spec.externalIPs` (any type): externalTrafficPolicy applies to
+//!   both, `loadBalancerSourceRanges` to the LoadBalancer IPs;
+//! * hostPorts of this node's pods ([`host_port_frontends`]);
 //! * headless (`clusterIP: None`) and `ExternalName` Services are skipped;
 //! * backends come from the EndpointSlices labelled
 //!   `kubernetes.io/service-name=<name>`, the target port resolved by the
@@ -16,13 +22,14 @@
 //! * `sessionAffinity: ClientIP` (default timeout 10800 s),
 //!   `externalTrafficPolicy: Local` (NodePort frontends),
 //!   `internalTrafficPolicy: Local` (ClusterIP frontends: local endpoints only),
-//!   `loadBalancerSourceRanges` (NodePort frontends of LoadBalancer Services);
+//!   `loadBalancerSourceRanges` (NodePort and LoadBalancer IP frontends of
+//!   LoadBalancer Services);
 //! * `trafficDistribution: PreferSameNode` (ClusterIP frontends): only this
 //!   node's ready endpoints when it has any, else all of them — how the
 //!   `kube-dns` Service sends every pod to its own node's DNS server and
 //!   falls back to the other nodes' while that one is down.
 
-use k8s_openapi::api::core::v1::{Service, ServicePort};
+use k8s_openapi::api::core::v1::{Pod, Service, ServicePort};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointSlice};
 use sluice_datapath::{Backend, Frontend, Protocol, ServiceSpec};
 use std::net::Ipv4Addr;
@@ -74,13 +81,25 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name
     let external_local = spec.external_traffic_policy.as_deref() == Some("Local");
     let prefer_same_node = spec.traffic_distribution.as_deref() == Some(PREFER_SAME_NODE);
     let mut has_node_ports = matches!(svc_type, "NodePort" | "LoadBalancer");
+    let mut lb_ips = if svc_type == "LoadBalancer" {
+        load_balancer_ips(service)
+    } else {
+        Vec::new()
+    };
+    let external_ips: Vec<Ipv4Addr> = spec
+        .external_ips
+        .iter()
+        .flatten()
+        .filter_map(|ip| ip.parse().ok())
+        .collect();
     let mut source_ranges = Vec::new();
     if svc_type == "LoadBalancer" {
         match parse_source_ranges(spec.load_balancer_source_ranges.as_deref().unwrap_or_default()) {
             Some(r) => source_ranges = r,
             None => {
-                warn!(service = %format!("{namespace}/{name}"), "no loadBalancerSourceRanges entry is a valid IPv4 CIDR: node ports stay closed");
+                warn!(service = %format!("{namespace}/{name}"), "no loadBalancerSourceRanges entry is a valid IPv4 CIDR: node ports and LoadBalancer IPs stay closed");
                 has_node_ports = false;
+                lb_ips.clear();
             }
         }
     }
@@ -110,6 +129,21 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name
         );
         cluster.affinity_timeout = affinity_timeout;
         out.push(cluster);
+        // LoadBalancer IPs (with the source ranges) and external IPs (without):
+        // reached from outside on the external interface and from pods.
+        let externals = lb_ips
+            .iter()
+            .map(|ip| (*ip, true))
+            .chain(external_ips.iter().map(|ip| (*ip, false)));
+        for (ip, is_lb) in externals {
+            let mut ext = ServiceSpec::cluster_ip(Frontend::external(ip, service_port, proto), backends.clone());
+            ext.affinity_timeout = affinity_timeout;
+            ext.external_traffic_local = external_local;
+            if is_lb {
+                ext.source_ranges = source_ranges.clone();
+            }
+            out.push(ext);
+        }
         if !has_node_ports {
             continue;
         }
@@ -119,6 +153,71 @@ pub fn desired_frontends(service: &Service, slices: &[&EndpointSlice], node_name
             np.external_traffic_local = external_local;
             np.source_ranges = source_ranges.clone();
             out.push(np);
+        }
+    }
+    out
+}
+
+/// The IPv4 addresses in `status.loadBalancer.ingress` that the data plane
+/// serves: every `ip` except those with `ipMode: Proxy` (a load balancer that
+/// proxies traffic to the nodes itself, which kube-proxy does not short-circuit either).
+pub fn load_balancer_ips(service: &Service) -> Vec<Ipv4Addr> {
+    service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|i| i.ip_mode.as_deref() != Some("Proxy"))
+        .filter_map(|i| i.ip.as_deref()?.parse().ok())
+        .collect()
+}
+
+/// The hostPort frontends of the pods bound to this node: `<node
+/// address>:<hostPort>` → the pod's `containerPort` (what the CNI portmap
+/// plugin does with iptables, here as datapath frontends). Pods without an
+/// IP, finished or on the host network are skipped; SCTP is not served.
+pub fn host_port_frontends(pods: &[&Pod], node_name: &str) -> Vec<ServiceSpec> {
+    let mut out: Vec<ServiceSpec> = Vec::new();
+    for pod in pods {
+        let (Some(spec), Some(status)) = (pod.spec.as_ref(), pod.status.as_ref()) else {
+            continue;
+        };
+        if spec.node_name.as_deref() != Some(node_name)
+            || spec.host_network == Some(true)
+            || matches!(status.phase.as_deref(), Some("Succeeded" | "Failed"))
+            || pod.metadata.deletion_timestamp.is_some()
+        {
+            continue;
+        }
+        let Some(ip) = status.pod_ip.as_deref().and_then(|ip| ip.parse::<Ipv4Addr>().ok()) else {
+            continue;
+        };
+        let ports = spec.containers.iter().flat_map(|c| c.ports.iter().flatten());
+        for p in ports {
+            let (Some(host_port), Ok(container_port)) = (
+                p.host_port.and_then(|h| u16::try_from(h).ok()).filter(|h| *h != 0),
+                u16::try_from(p.container_port),
+            ) else {
+                continue;
+            };
+            let Some(proto) = protocol(p.protocol.as_deref()) else {
+                continue;
+            };
+            let frontend = Frontend::host_port(host_port, proto);
+            if out.iter().any(|s| s.frontend == frontend) {
+                continue; // the scheduler keeps host ports unique per node
+            }
+            out.push(ServiceSpec::cluster_ip(
+                frontend,
+                vec![Backend {
+                    ip,
+                    port: container_port,
+                    node_local: true,
+                    terminating: false,
+                }],
+            ));
         }
     }
     out

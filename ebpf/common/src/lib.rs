@@ -63,6 +63,8 @@ pub mod map_names {
     pub const ROUTING: &str = "routing";
     /// `NodeAddrKey` → `u32` (1): every node's InternalIP; pod traffic to them is never masqueraded.
     pub const CLUSTER_NODES: &str = "cluster_nodes";
+    /// `NodeAddrKey` → `AnnounceValue`: LoadBalancer IPs this node answers ARP for.
+    pub const ANNOUNCE: &str = "announce";
     /// Every map, for pinning, adoption and uninstall.
     pub const ALL: &[&str] = &[
         SERVICES,
@@ -80,6 +82,7 @@ pub mod map_names {
         ENDPOINTS,
         ROUTING,
         CLUSTER_NODES,
+        ANNOUNCE,
     ];
 }
 
@@ -111,13 +114,21 @@ pub mod scope {
     pub const CLUSTER_IP: u8 = 0;
     /// A NodePort: `addr` is `0.0.0.0` and matches every address in `node_addrs`.
     pub const NODE_PORT: u8 = 1;
+    /// An address from outside the cluster: a LoadBalancer ingress IP or one
+    /// of `spec.externalIPs`; `addr` is that address (reached from outside
+    /// on the external interface and from pods).
+    pub const EXTERNAL: u8 = 2;
+    /// A pod's `hostPort`: `addr` is `0.0.0.0` and matches every address in
+    /// `node_addrs` (a NodePort frontend is looked up first).
+    pub const HOST_PORT: u8 = 3;
 }
 
 /// A service frontend: (address, port, protocol, scope).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct ServiceKey {
-    /// VIP for a ClusterIP, `0.0.0.0` for a NodePort.
+    /// VIP for a ClusterIP, the address for an external frontend, `0.0.0.0`
+    /// for a NodePort or a hostPort.
     pub addr: [u8; 4],
     /// Service port (ClusterIP) or node port, host order.
     pub port: u16,
@@ -380,9 +391,11 @@ pub enum Event {
     RedirectPeer = 9,
     /// A new flow from a pod to outside the cluster was source-NATed to the node's address.
     Masquerade = 10,
+    /// An ARP request for an announced LoadBalancer IP was answered.
+    ArpReply = 11,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 11;
+pub const EVENT_COUNT: u32 = 12;
 
 /// Socket-level reverse translation key: (socket cookie, backend address and port).
 #[repr(C)]
@@ -459,6 +472,20 @@ pub struct RoutingConfig {
 }
 const _: () = assert!(core::mem::size_of::<RoutingConfig>() == 16);
 
+/// Value of `announce`: how this node answers ARP for a LoadBalancer IP
+/// (MetalLB's L2 mode, from eBPF: one node per IP answers, the others stay silent).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct AnnounceValue {
+    /// Interface the IP is announced on (the external interface).
+    pub ifindex: u32,
+    /// Its MAC: the sender hardware address of the ARP reply.
+    pub mac: [u8; 6],
+    /// Explicit padding.
+    pub pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<AnnounceValue>() == 12);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -482,4 +509,5 @@ mod pod {
     unsafe impl aya::Pod for EndpointKey {}
     unsafe impl aya::Pod for EndpointValue {}
     unsafe impl aya::Pod for RoutingConfig {}
+    unsafe impl aya::Pod for AnnounceValue {}
 }

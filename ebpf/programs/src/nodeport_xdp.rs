@@ -1,5 +1,10 @@
 //! XDP on the node's external interface(s): every frame entering the node.
 //!
+//! The same balancing serves hostPorts (a NodePort with one local backend),
+//! LoadBalancer IPs and `externalIPs` (frontends on those addresses), and
+//! ARP requests for the LoadBalancer IPs this node announces are answered
+//! here ([`crate::arp`]).
+//!
 //! New flows to `<node address>:<nodePort>` are balanced: a local backend gets
 //! destination NAT only; a remote one also gets source NAT to the node
 //! address (policy Cluster) so its replies come back here, where they are
@@ -13,6 +18,7 @@ use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
+use crate::arp;
 use crate::lb::{self, nat, packet, Hook, Verdict};
 
 /// Entry point (see the module docs).
@@ -20,7 +26,7 @@ use crate::lb::{self, nat, packet, Hook, Verdict};
 pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
     let flow = match packet::parse(ctx.data(), ctx.data_end()) {
         packet::Parsed::Flow(f) => f,
-        packet::Parsed::Other => return xdp_action::XDP_PASS,
+        packet::Parsed::Other => return arp::answer_xdp(&ctx).unwrap_or(xdp_action::XDP_PASS),
         packet::Parsed::Malformed => {
             lb::count(Event::Malformed);
             return xdp_action::XDP_PASS;

@@ -18,6 +18,7 @@ use aya_ebpf::{
 use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
+use crate::arp;
 use crate::lb::{self, nat, packet, reject, Hook, Verdict};
 use crate::route;
 
@@ -69,7 +70,13 @@ pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
                 }
             }
         }
-        packet::Parsed::Other => {}
+        packet::Parsed::Other => {
+            if hook == Hook::External {
+                if let Some(action) = arp::answer_tc(ctx) {
+                    return action;
+                }
+            }
+        }
         packet::Parsed::Malformed => {
             lb::count(Event::Malformed);
             return TC_ACT_OK;

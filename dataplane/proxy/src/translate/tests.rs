@@ -330,3 +330,98 @@ fn translation_table() {
         assert_eq!(got, c.want, "{}", c.name);
     }
 }
+
+fn ext(ip: &str, port: u16, backends: Vec<Backend>) -> ServiceSpec {
+    ServiceSpec::cluster_ip(Frontend::external(ip.parse().unwrap(), port, Protocol::Tcp), backends)
+}
+
+#[test]
+fn load_balancer_and_external_ips_become_external_frontends() {
+    let one = || {
+        slice(
+            "web-1",
+            http_port(),
+            json!([ep("10.1.0.1", NODE, Some(true), None, None)]),
+        )
+    };
+    let backends = vec![b("10.1.0.1", 8080, true, false)];
+    let lb_status =
+        json!({"loadBalancer": {"ingress": [{"ip": "10.251.0.241", "ipMode": "VIP"}, {"hostname": "lb.example"}]}});
+
+    // LoadBalancer: ClusterIP, LB IP (with source ranges and policy Local), NodePort.
+    let svc = service(json!({
+        "spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+                 "loadBalancerSourceRanges": ["192.0.2.0/24"],
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]},
+        "status": lb_status
+    }));
+    let s = one();
+    let got = desired_frontends(&svc, &[&s], NODE);
+    let mut lb = ext("10.251.0.241", 80, backends.clone());
+    lb.external_traffic_local = true;
+    lb.source_ranges = vec![("192.0.2.0".parse().unwrap(), 24)];
+    let mut node_port = np(30080, backends.clone());
+    node_port.external_traffic_local = true;
+    node_port.source_ranges = lb.source_ranges.clone();
+    assert_eq!(got, vec![cip(80, backends.clone()), lb, node_port]);
+
+    // allocateLoadBalancerNodePorts: false (no nodePort): no NodePort frontend; ipMode Proxy: no LB frontend.
+    let svc = service(json!({
+        "spec": {"type": "LoadBalancer", "allocateLoadBalancerNodePorts": false},
+        "status": {"loadBalancer": {"ingress": [{"ip": "10.251.0.242", "ipMode": "Proxy"}, {"ip": "10.251.0.243"}]}}
+    }));
+    let got = desired_frontends(&svc, &[&s], NODE);
+    assert_eq!(
+        got,
+        vec![cip(80, backends.clone()), ext("10.251.0.243", 80, backends.clone())]
+    );
+
+    // externalIPs on a ClusterIP Service: no source ranges, any type.
+    let svc = service(json!({"spec": {"externalIPs": ["192.0.2.10", "not-an-ip"]}}));
+    let got = desired_frontends(&svc, &[&s], NODE);
+    assert_eq!(
+        got,
+        vec![cip(80, backends.clone()), ext("192.0.2.10", 80, backends.clone())]
+    );
+
+    // Unusable source ranges close the LB IP as they close the node ports.
+    let svc = service(json!({
+        "spec": {"type": "LoadBalancer", "loadBalancerSourceRanges": ["nonsense"],
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP", "nodePort": 30080}]},
+        "status": lb_status
+    }));
+    assert_eq!(desired_frontends(&svc, &[&s], NODE), vec![cip(80, backends)]);
+}
+
+#[test]
+fn host_ports_of_this_nodes_running_pods() {
+    let pod = |name: &str, node: &str, ip: Option<&str>, phase: &str, host_network: bool| -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"nodeName": node, "hostNetwork": host_network, "containers": [{"name": "c", "ports": [
+                {"containerPort": 8080, "hostPort": 8081},
+                {"containerPort": 53, "hostPort": 5353, "protocol": "UDP"},
+                {"containerPort": 9000},
+                {"containerPort": 7000, "hostPort": 7000, "protocol": "SCTP"}
+            ]}]},
+            "status": {"phase": phase, "podIP": ip}
+        }))
+        .unwrap()
+    };
+    let pods = [
+        pod("a", NODE, Some("10.1.0.5"), "Running", false),
+        pod("other-node", "node-b", Some("10.1.1.5"), "Running", false),
+        pod("no-ip", NODE, None, "Pending", false),
+        pod("done", NODE, Some("10.1.0.6"), "Succeeded", false),
+        pod("host", NODE, Some("10.0.0.1"), "Running", true),
+    ];
+    let refs: Vec<&Pod> = pods.iter().collect();
+    let local = |ip: &str, port| vec![b(ip, port, true, false)];
+    assert_eq!(
+        host_port_frontends(&refs, NODE),
+        vec![
+            ServiceSpec::cluster_ip(Frontend::host_port(8081, Protocol::Tcp), local("10.1.0.5", 8080)),
+            ServiceSpec::cluster_ip(Frontend::host_port(5353, Protocol::Udp), local("10.1.0.5", 53)),
+        ]
+    );
+}

@@ -9,9 +9,9 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use sluice_common::{
-    AffinityKey, AffinityValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, MaglevKey, MaglevTable,
-    NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, SockRevKey, SockRevValue, SourceRangeKey,
-    TrafficCounter, EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
+    AffinityKey, AffinityValue, AnnounceValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, MaglevKey,
+    MaglevTable, NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
+    SourceRangeKey, TrafficCounter, EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -72,3 +72,7 @@ pub static ROUTING: Array<RoutingConfig, 1> = Array::new();
 /// masqueraded (a node's NodePort SNAT flows need the pod's replies untouched).
 #[btf_map(name = "cluster_nodes")]
 pub static CLUSTER_NODES: HashMap<NodeAddrKey, u32, 4096> = HashMap::new();
+
+/// LoadBalancer IPs this node answers ARP for, with the interface and MAC to answer with.
+#[btf_map(name = "announce")]
+pub static ANNOUNCE: HashMap<NodeAddrKey, AnnounceValue, 4096> = HashMap::new();

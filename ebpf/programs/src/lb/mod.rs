@@ -12,7 +12,7 @@ pub mod packet;
 pub mod reject;
 pub mod service;
 
-use sluice_common::{ct_flags, scope, CtKey, CtValue, Event, PROTO_UDP};
+use sluice_common::{ct_flags, CtKey, CtValue, Event, PROTO_UDP};
 
 use maps::{BACKEND_STATS, EVENTS, SERVICE_STATS};
 use packet::Flow;
@@ -116,19 +116,24 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         count_traffic(ct.service_id, ct.backend_id, flow.ip_len);
         return Verdict::Rewrite(tracked(flow, &ct));
     }
-    let (frontend_scope, local_node) = match hook {
+    let from_pod = match hook {
         Hook::ToPod => return Verdict::Pass,
-        Hook::FromPod => (scope::CLUSTER_IP, false),
-        Hook::External => {
-            if !service::is_node_addr(flow.daddr) {
-                return Verdict::Pass;
-            }
-            (scope::NODE_PORT, true)
-        }
+        Hook::FromPod => true,
+        Hook::External => false,
     };
-    let Some(svc) = service::lookup(flow, frontend_scope) else {
+    let Some((svc, found)) = service::find(flow, from_pod) else {
+        // A port nothing serves on a LoadBalancer IP this node announces:
+        // drop it (the kernel would route it back onto the wire).
+        if !from_pod && service::is_announced(flow.daddr) {
+            return Verdict::Drop;
+        }
         return Verdict::Pass;
     };
+    // From outside the node (NodePort, hostPort, LoadBalancer or external
+    // IP): externalTrafficPolicy applies and remote backends need source NAT.
+    // From a pod (as kube-proxy does) every ready backend serves and the
+    // pod's address is kept.
+    let local_node = !from_pod;
     if !service::source_allowed(&svc, flow.saddr) {
         count(Event::SourceDenied);
         return Verdict::Drop;
@@ -181,11 +186,18 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     };
     if snat {
         forward.flags |= ct_flags::SNAT;
-        forward.snat_addr = flow.daddr;
+        // NodePort: the node address the client reached. A LoadBalancer or
+        // external IP: the node's own address, so the backend's node routes
+        // the replies back here without needing ARP for the frontend.
+        forward.snat_addr = if found == service::Found::External {
+            service::node_address().unwrap_or(flow.daddr)
+        } else {
+            flow.daddr
+        };
         reply.flags |= ct_flags::SNAT;
         reply.snat_addr = flow.saddr;
         reply.snat_port = flow.sport;
-        reply_key.daddr = flow.daddr;
+        reply_key.daddr = forward.snat_addr;
         // Keep the client's port when free, else try a few others.
         let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow))
         else {

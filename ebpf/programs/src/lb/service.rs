@@ -4,12 +4,12 @@
 
 use aya_ebpf::btf_maps::lpm_trie::Key;
 use sluice_common::{
-    backend_flags, service_flags, AffinityKey, AffinityValue, BackendValue, MaglevKey, NodeAddrKey, ServiceKey,
+    backend_flags, scope, service_flags, AffinityKey, AffinityValue, BackendValue, MaglevKey, NodeAddrKey, ServiceKey,
     ServiceValue, SourceRangeKey, MAGLEV_LOCAL, MAGLEV_MAX,
 };
 
 use super::{
-    maps::{AFFINITY, BACKENDS, MAGLEV, NODE_ADDRS, SERVICES, SOURCE_RANGES},
+    maps::{AFFINITY, ANNOUNCE, BACKENDS, MAGLEV, NODE_ADDRS, ROUTING, SERVICES, SOURCE_RANGES},
     packet::Flow,
 };
 
@@ -19,11 +19,11 @@ pub fn is_node_addr(addr: [u8; 4]) -> bool {
     NODE_ADDRS.get_ptr(NodeAddrKey { addr }).is_some()
 }
 
-/// The service a new flow is addressed to, if any.
+/// The frontend of `frontend_scope` a new flow is addressed to, if any.
 #[inline(always)]
 pub fn lookup(flow: &Flow, frontend_scope: u8) -> Option<ServiceValue> {
     let key = ServiceKey {
-        addr: if frontend_scope == sluice_common::scope::NODE_PORT {
+        addr: if frontend_scope == scope::NODE_PORT || frontend_scope == scope::HOST_PORT {
             [0; 4]
         } else {
             flow.daddr
@@ -34,6 +34,52 @@ pub fn lookup(flow: &Flow, frontend_scope: u8) -> Option<ServiceValue> {
     };
     // SAFETY: the value is copied out at once.
     SERVICES.get_ptr(key).map(|p| unsafe { *p })
+}
+
+/// Where a new flow's frontend was found.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// A ClusterIP (from pods only).
+    ClusterIp,
+    /// A NodePort or hostPort on one of this node's addresses.
+    NodeAddr,
+    /// A LoadBalancer IP or an external IP.
+    External,
+}
+
+/// The frontend a new flow seen from a pod (`from_pod`) or from outside is
+/// addressed to: a ClusterIP (pods only); on this node's addresses a
+/// NodePort, else a hostPort; else an external address (LoadBalancer IP,
+/// `externalIPs`). Pods reach their own node's NodePorts, hostPorts and
+/// LoadBalancer IPs through this same lookup.
+#[inline(always)]
+pub fn find(flow: &Flow, from_pod: bool) -> Option<(ServiceValue, Found)> {
+    if from_pod {
+        if let Some(s) = lookup(flow, scope::CLUSTER_IP) {
+            return Some((s, Found::ClusterIp));
+        }
+    }
+    if is_node_addr(flow.daddr) {
+        if let Some(s) = lookup(flow, scope::NODE_PORT) {
+            return Some((s, Found::NodeAddr));
+        }
+        return lookup(flow, scope::HOST_PORT).map(|s| (s, Found::NodeAddr));
+    }
+    lookup(flow, scope::EXTERNAL).map(|s| (s, Found::External))
+}
+
+/// This node's own address (the masquerade address of `routing`), if set.
+#[inline(always)]
+pub fn node_address() -> Option<[u8; 4]> {
+    // SAFETY: array value, copied out at once.
+    let cfg = unsafe { *ROUTING.get_ptr(0)? };
+    (cfg.masquerade_addr != [0; 4]).then_some(cfg.masquerade_addr)
+}
+
+/// Whether this node announces `addr` (a LoadBalancer IP it answers ARP for).
+#[inline(always)]
+pub fn is_announced(addr: [u8; 4]) -> bool {
+    ANNOUNCE.get_ptr(NodeAddrKey { addr }).is_some()
 }
 
 /// Whether `client` may use the service (loadBalancerSourceRanges).
