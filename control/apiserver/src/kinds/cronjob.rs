@@ -220,7 +220,12 @@ fn row(cj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         name(cj),
         json!(s(cj, &["spec", "schedule"])),
         json!(or_none(s(cj, &["spec", "timeZone"]).to_string())),
-        json!(get(cj, &["spec", "suspend"]).and_then(Value::as_bool).unwrap_or(false)),
+        // Kubernetes prints the *bool as a word (`printBoolPtr`).
+        json!(match get(cj, &["spec", "suspend"]).and_then(Value::as_bool) {
+            Some(true) => "True",
+            Some(false) => "False",
+            None => "<unset>",
+        }),
         json!(arr(cj, &["status", "active"]).len()),
         json!(if last.is_empty() {
             "<none>".to_string()
@@ -309,7 +314,7 @@ mod tests {
                 json!("hello"),
                 json!("*/5 * * * *"),
                 json!("<none>"),
-                json!(false),
+                json!("False"),
                 json!(1),
                 json!("60s"),
                 json!("6m")
