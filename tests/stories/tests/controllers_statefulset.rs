@@ -15,10 +15,14 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 use sluice_tests::controllers::{eventually, pod_available, serial, start_nodes, start_scheduler, ControllerManager};
+use sluice_tests::node::SingleNode;
 use sluice_tests::ControlPlane;
 
 const NS: &str = "default";
 const WAIT: Duration = Duration::from_secs(60);
+/// Pod routes of the real-node story land in the root network namespace: a
+/// cluster CIDR no other test file uses.
+const CLUSTER_CIDR: &str = "10.214.48.0/20";
 
 /// What the watch saw happen to one pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,4 +512,66 @@ async fn kubectl_rolls_a_statefulset_from_the_top_with_partitions_history_undo_a
         (pods.get("web-1")?.1 == "web:v4" && pods.len() == 3).then_some(())
     })
     .await;
+}
+
+/// The container of `pod` and its restart count.
+fn container_of(pod: &Pod) -> (String, i32) {
+    let cs = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .expect("a container status");
+    (cs.container_id.clone().unwrap_or_default(), cs.restart_count)
+}
+
+/// On a real node (containerd + runc + noded): inside the container the
+/// hostname is the pod's name; a killed container restarts in the same pod,
+/// and a deleted pod comes back under the same name and hostname.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_real_node_a_killed_or_deleted_pod_keeps_its_name_and_hostname() {
+    let _serial = serial();
+    let node = SingleNode::start("sts-story-1", CLUSTER_CIDR).await;
+    let _scheduler = start_scheduler(node.control_plane.kubeconfig_path());
+    let mut sts = statefulset("ident", 1, "busybox:1.35.0", json!({}));
+    sts["spec"]["template"]["spec"] = json!({
+        "terminationGracePeriodSeconds": 1,
+        "containers": [{"name": "app", "image": "busybox:1.35.0", "command": ["sh", "-c", "exec sleep 3600"]}],
+    });
+    let sets: Api<StatefulSet> = Api::namespaced(node.client.clone(), NS);
+    sets.create(&Default::default(), &serde_json::from_value(sts).expect("sts"))
+        .await
+        .expect("create sts");
+    let pod = node.wait_running_ready("ident-0", Duration::from_secs(120)).await;
+    let (container, restarts) = container_of(&pod);
+    assert_eq!(node.exec(&container, &["hostname"]).trim(), "ident-0");
+
+    // Killed: the container restarts inside the same pod.
+    let pid = node.task_pid(&container);
+    // SAFETY: kill(2) on a pid containerd reports for this test's own container.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let pods: Api<Pod> = node.pods();
+    let restarted = eventually(Duration::from_secs(60), "ident-0's container restarted", || async {
+        let p = pods.get("ident-0").await.ok()?;
+        let (c, n) = container_of(&p);
+        (n > restarts && c != container && pod_available(&p)).then_some(p)
+    })
+    .await;
+    assert_eq!(restarted.uid(), pod.uid(), "same pod");
+    let (container, _) = container_of(&restarted);
+    assert_eq!(node.exec(&container, &["hostname"]).trim(), "ident-0");
+
+    // Deleted: a new pod under the same name and hostname.
+    pods.delete("ident-0", &Default::default())
+        .await
+        .expect("delete ident-0");
+    let back = eventually(Duration::from_secs(90), "ident-0 back as a new pod", || async {
+        let p = pods.get("ident-0").await.ok()?;
+        let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+        (p.uid() != pod.uid() && running && pod_available(&p) && p.metadata.deletion_timestamp.is_none()).then_some(p)
+    })
+    .await;
+    let (container, _) = container_of(&back);
+    assert_eq!(node.exec(&container, &["hostname"]).trim(), "ident-0");
+    sets.delete("ident", &Default::default()).await.expect("delete sts");
 }
