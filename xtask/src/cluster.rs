@@ -57,6 +57,11 @@ pub struct UpArgs {
     /// Extra controller-manager flag (repeatable), e.g. `--controller-manager-arg=--node-monitor-grace-period=10s`.
     #[arg(long = "controller-manager-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub controller_manager_args: Vec<String>,
+    /// Addresses LoadBalancer Services get; one node answers ARP for each, so
+    /// it must lie on the nodes' L2 network [default: the top /28 of
+    /// --node-subnet, e.g. 10.251.0.240/28, which no node or client of ours uses].
+    #[arg(long)]
+    pub load_balancer_ip_pool: Option<Cidr>,
     /// Extra noded flag for every node (repeatable), e.g. `--noded-arg=--heartbeat-seconds=2`.
     #[arg(long = "noded-arg", value_name = "FLAG", allow_hyphen_values = true)]
     pub noded_args: Vec<String>,
@@ -316,6 +321,13 @@ pub fn up(args: UpArgs) -> Result<()> {
             target_bin_dir(profile)
         }
     };
+    let mut controller_manager_args = args.controller_manager_args.clone();
+    if let Some(pool) = args
+        .load_balancer_ip_pool
+        .or_else(|| network.default_load_balancer_pool())
+    {
+        controller_manager_args.push(format!("--load-balancer-ip-pool={pool}"));
+    }
     let cluster = Cluster {
         home: Cluster::home_of(&args.cluster),
         apiserver_port: args.cluster.apiserver_port,
@@ -324,7 +336,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         network,
         cluster_cidr: args.cluster_cidr,
         service_cidr: args.service_cidr,
-        controller_manager_args: args.controller_manager_args.clone(),
+        controller_manager_args,
     };
     for dir in [cluster.home.clone(), cluster.pki(), cluster.logs(), cluster.run_dir()] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -75,6 +75,17 @@ pub struct NodeNetwork {
 }
 
 impl NodeNetwork {
+    /// The default LoadBalancer pool: the top /28 of the node subnet (on the
+    /// nodes' L2 network, far from the bridge, node and client addresses at
+    /// its bottom); none for a subnet smaller than a /26.
+    pub fn default_load_balancer_pool(&self) -> Option<Cidr> {
+        let size = 1u64 << (32 - u32::from(self.subnet.len));
+        (size >= 64).then(|| Cidr {
+            network: std::net::Ipv4Addr::from((u64::from(u32::from(self.subnet.network)) + size - 16) as u32),
+            len: 28,
+        })
+    }
+
     /// Validate the prefix (names must fit in an interface name).
     pub fn new(prefix: &str, subnet: Cidr) -> Result<NodeNetwork> {
         if prefix.is_empty() || prefix.len() > 8 || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {

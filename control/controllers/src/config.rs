@@ -24,6 +24,12 @@ pub struct ControllerManagerConfig {
     #[arg(long, default_value = "10.244.0.0/16")]
     pub cluster_cidr: Ipv4Net,
 
+    /// Addresses LoadBalancer Services get (`status.loadBalancer.ingress`);
+    /// unset: they stay pending. Put it on the nodes' L2 network: the node
+    /// chosen for an address answers ARP for it.
+    #[arg(long)]
+    pub load_balancer_ip_pool: Option<Ipv4Net>,
+
     /// Prefix length of each Node's pod CIDR.
     #[arg(long, default_value_t = 24)]
     pub node_cidr_mask_size: u8,

@@ -30,6 +30,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
 pub mod runner;
+pub mod service_lb;
 pub mod statefulset;
 pub mod ttl_after_finished;
 
@@ -130,5 +131,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "pod-gc",
         init: pod_gc::init,
+    },
+    ControllerDescriptor {
+        name: "service-lb",
+        init: service_lb::init,
     },
 ];

@@ -46,10 +46,10 @@
 //! termination message is read), an unset `automountServiceAccountToken`
 //! (no token is mounted; explicit `true` is refused).
 //!
-//! **Not refused, needs a decision** — `ports[].hostPort`: the scheduler
-//! reserves it (NodePorts) but noded maps no host port (no CRI port
-//! mappings). The `scheduler_constraints` story creates pods with a
-//! `hostPort`, so refusing it is left to the maintainers.
+//! **Honoured by the node's data plane** — `ports[].hostPort`: the scheduler
+//! reserves it (NodePorts) and noded's proxy programs `<node address>:<hostPort>`
+//! → the pod's `containerPort` as an eBPF frontend (no CRI port mappings, no
+//! iptables); `hostIP` is refused below.
 //!
 //! **Refused** — every entry of the tables below ([`POD_SPEC`],
 //! [`CONTAINER`], [`CONTAINER_SECURITY_CONTEXT`], [`POD_SECURITY_CONTEXT`],
