@@ -7,7 +7,10 @@
 //! Indexed Job's pods print their `$JOB_COMPLETION_INDEX` and hostname; a
 //! Job whose pods exit 3 stops at its backoffLimit with Failed /
 //! BackoffLimitExceeded after Kubernetes' back-off; a finished Job with
-//! `ttlSecondsAfterFinished` disappears with its pods.
+//! `ttlSecondsAfterFinished` disappears with its pods. A second story
+//! ends Jobs early: a podFailurePolicy FailJob rule on exit code 42,
+//! activeDeadlineSeconds, a per-index backoff limit; and suspends and
+//! resumes one.
 //!
 //! Needs root. Build first: `cargo build --workspace --bins`.
 
@@ -16,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
 use sluice_tests::controllers::{eventually, serial, start_scheduler};
@@ -295,4 +298,144 @@ async fn jobs_run_to_completion_count_indexes_stop_at_the_backoff_limit_and_expi
     })
     .await;
     eprintln!("whole story took {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_end_early_on_a_failure_policy_a_deadline_or_failed_indexes_and_wait_while_suspended() {
+    let _serial = serial();
+    let node = SingleNode::start("job-story-2", CLUSTER_CIDR).await;
+    let _scheduler = start_scheduler(node.control_plane.kubeconfig_path());
+    let client = node.client.clone();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "default");
+    let pods = node.pods();
+    let pp = PostParams::default();
+
+    let mut policy = job("policy", json!({"backoffLimit": 6}), "exit 42");
+    policy.spec.as_mut().unwrap().pod_failure_policy = Some(
+        serde_json::from_value(json!({"rules": [
+            {"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In", "values": [42]}}
+        ]}))
+        .unwrap(),
+    );
+    jobs.create(&pp, &policy).await.unwrap();
+    jobs.create(&pp, &job("deadline", json!({"activeDeadlineSeconds": 3}), "sleep 300"))
+        .await
+        .unwrap();
+    jobs.create(
+        &pp,
+        &job(
+            "per-index",
+            json!({"completions": 3, "parallelism": 3, "completionMode": "Indexed", "backoffLimitPerIndex": 0}),
+            "[ \"$JOB_COMPLETION_INDEX\" != 1 ] || exit 1",
+        ),
+    )
+    .await
+    .unwrap();
+    jobs.create(&pp, &job("paused", json!({"suspend": true}), "true"))
+        .await
+        .unwrap();
+
+    // FailJob: the first failure ends the Job despite backoffLimit 6.
+    let failed = eventually(Duration::from_secs(60), "policy job Failed", || async {
+        let j = jobs.get("policy").await.ok()?;
+        condition(&j, "Failed").map(|c| (j, c))
+    })
+    .await;
+    let policy_pods = pods_of(&pods, "policy").await;
+    assert_eq!(policy_pods.len(), 1, "no retry after a FailJob match");
+    assert_eq!(failed.1 .0, "PodFailurePolicy");
+    assert_eq!(
+        failed.1 .1,
+        format!(
+            "Container main for pod default/{} failed with exit code 42 matching FailJob rule at index 0",
+            policy_pods[0].name_any()
+        )
+    );
+    assert_eq!(failed.0.status.as_ref().unwrap().failed, Some(1));
+
+    // activeDeadlineSeconds: the running pod is deleted and the Job fails.
+    let deadline = eventually(Duration::from_secs(60), "deadline job Failed", || async {
+        let j = jobs.get("deadline").await.ok()?;
+        condition(&j, "Failed").map(|c| (j, c))
+    })
+    .await;
+    assert_eq!(deadline.1 .0, "DeadlineExceeded");
+    assert_eq!(deadline.1 .1, "Job was active longer than specified deadline");
+    let status = deadline.0.status.clone().unwrap();
+    assert_eq!(status.active.unwrap_or(0), 0);
+    let start = status.start_time.unwrap().0;
+    let failed_at = deadline
+        .0
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "FailureTarget")
+        .unwrap()
+        .last_transition_time
+        .clone()
+        .unwrap()
+        .0;
+    let after = failed_at.duration_since(start).as_secs_f64();
+    assert!((3.0..8.0).contains(&after), "deadline hit {after} s after start");
+    eventually(Duration::from_secs(30), "the deadline job's pod deleted", || async {
+        pods_of(&pods, "deadline").await.is_empty().then_some(())
+    })
+    .await;
+
+    // backoffLimitPerIndex 0: index 1 fails for good, 0 and 2 complete.
+    let per_index = eventually(Duration::from_secs(60), "per-index job Failed", || async {
+        let j = jobs.get("per-index").await.ok()?;
+        condition(&j, "Failed").map(|c| (j, c))
+    })
+    .await;
+    assert_eq!(per_index.1 .0, "FailedIndexes");
+    let st = per_index.0.status.clone().unwrap();
+    assert_eq!(st.failed_indexes.as_deref(), Some("1"));
+    assert_eq!(st.completed_indexes.as_deref(), Some("0,2"));
+    assert_eq!(pods_of(&pods, "per-index").await.len(), 3, "no retry of index 1");
+
+    // Suspended: no pods until resumed, then it runs to completion.
+    let paused = jobs.get("paused").await.unwrap();
+    assert_eq!(
+        condition(&paused, "Suspended").map(|c| c.0).as_deref(),
+        Some("JobSuspended")
+    );
+    assert!(pods_of(&pods, "paused").await.is_empty());
+    assert!(paused.status.as_ref().unwrap().start_time.is_none());
+    jobs.patch(
+        "paused",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    let resumed = eventually(Duration::from_secs(60), "resumed job Complete", || async {
+        let j = jobs.get("paused").await.ok()?;
+        condition(&j, "Complete").map(|_| j)
+    })
+    .await;
+    let suspended = resumed
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|c| c.type_ == "Suspended")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (suspended.status.as_str(), suspended.reason.as_deref()),
+        ("False", Some("JobResumed"))
+    );
+    let events = events_of(&client, "paused").await;
+    assert!(
+        events.iter().any(|e| e.1 == "Suspended") && events.iter().any(|e| e.1 == "Resumed"),
+        "{events:?}"
+    );
 }
