@@ -321,6 +321,17 @@ mod tests {
     }
 
     #[test]
+    fn template_pod_specs_go_through_the_support_check() {
+        let mut d = ds(json!({"type": "OnDelete"}));
+        d["spec"]["template"]["spec"]["volumes"] =
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "x"}}]);
+        let errs = DaemonSets.validate(&d);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "spec.template.spec.volumes[0].persistentVolumeClaim");
+        assert!(errs[0].message.starts_with("Forbidden:"));
+    }
+
+    #[test]
     fn table_row_is_kubectls() {
         let mut d = ds(json!({"type": "OnDelete"}));
         d["status"] = json!({"desiredNumberScheduled": 3, "currentNumberScheduled": 3, "numberReady": 2,

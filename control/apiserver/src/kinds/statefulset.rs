@@ -307,6 +307,18 @@ mod tests {
     }
 
     #[test]
+    fn template_pod_specs_go_through_the_support_check() {
+        let mut s = sts();
+        s["spec"]["template"]["spec"]["volumes"] =
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "x"}}]);
+        let errs = StatefulSets.validate(&s);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].field, "spec.template.spec.volumes[0].persistentVolumeClaim");
+        // On update only changed fields are refused.
+        assert!(StatefulSets.validate_update(&s, &s).is_empty());
+    }
+
+    #[test]
     fn only_kubernetes_mutable_fields_may_change() {
         let old = sts();
         let mut new = old.clone();
