@@ -295,6 +295,25 @@ impl Cri {
         call("ExecSync", timeout + Duration::from_secs(5), rt.exec_sync(request)).await
     }
 
+    /// Prepare a streaming exec in a container; the answer is the URL of
+    /// the runtime's streaming server that serves it (see `streaming`).
+    pub async fn exec(&self, request: api::ExecRequest) -> Result<String, CriError> {
+        let mut rt = self.runtime.clone();
+        Ok(call("Exec", CALL_TIMEOUT, rt.exec(request)).await?.url)
+    }
+
+    /// Prepare a streaming attach to a container's main process (its URL).
+    pub async fn attach(&self, request: api::AttachRequest) -> Result<String, CriError> {
+        let mut rt = self.runtime.clone();
+        Ok(call("Attach", CALL_TIMEOUT, rt.attach(request)).await?.url)
+    }
+
+    /// Prepare a port-forward into a sandbox's network namespace (its URL).
+    pub async fn port_forward(&self, request: api::PortForwardRequest) -> Result<String, CriError> {
+        let mut rt = self.runtime.clone();
+        Ok(call("PortForward", CALL_TIMEOUT, rt.port_forward(request)).await?.url)
+    }
+
     /// Pull `image` from its registry (or the node's configured mirrors), with
     /// registry credentials when given; returns the image reference (id).
     pub async fn pull_image(

@@ -42,4 +42,5 @@ pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
 pub mod service_env;
+pub mod streaming;
 pub mod volumes;

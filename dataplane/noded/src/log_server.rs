@@ -98,6 +98,8 @@ pub struct LogServerConfig {
     pub client_ca: Vec<Vec<u8>>,
     /// Names and IPs in the self-signed serving certificate.
     pub serving_names: Vec<String>,
+    /// The runtime, for exec/attach/port-forward ([`crate::streaming`]); none: not served.
+    pub cri: Option<crate::cri::Cri>,
 }
 
 /// A running log server.
@@ -191,14 +193,22 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
     let local_addr = listener
         .local_addr()
         .map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
+    let streaming = cfg.cri.map(|cri| crate::streaming::Streaming {
+        client: client.clone(),
+        node_name: cfg.node_name.clone(),
+        cri,
+    });
     let ctx = Arc::new(Ctx {
         client,
         node_name: cfg.node_name,
         state_dir: cfg.state_dir,
     });
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .with_state(ctx);
+    if let Some(streaming) = streaming {
+        app = app.merge(crate::streaming::routes(Arc::new(streaming), authorize_streaming));
+    }
     tracing::info!(addr = %local_addr, "serving container logs over HTTPS");
     let task = tokio::spawn(async move {
         loop {
@@ -234,7 +244,7 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
                 });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 if let Err(err) = builder
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
+                    .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(svc))
                     .await
                 {
                     tracing::debug!(%remote, %err, "log connection ended with an error");
@@ -243,6 +253,19 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
         }
     });
     Ok(LogServer { local_addr, task })
+}
+
+/// exec/attach/port-forward are for the same clients as logs.
+fn authorize_streaming(req: &Request) -> Result<(), String> {
+    let peer = req.extensions().get::<Peer>().cloned().unwrap_or_default();
+    if peer.may_read_logs() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Forbidden (user={}, verb=create, resource=nodes, subresource=proxy)",
+            peer.common_name
+        ))
+    }
 }
 
 /// Start the log server of this node: listen on `node_ip` (all addresses
@@ -255,6 +278,7 @@ pub async fn start_for_node(
     node_ip: Option<&str>,
     state_dir: &Path,
     port: u16,
+    cri: Option<crate::cri::Cri>,
 ) -> Result<LogServer, LogServerError> {
     let text = std::fs::read_to_string(kubeconfig).map_err(|e| LogServerError::Kubeconfig(e.to_string()))?;
     let parsed = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| LogServerError::Kubeconfig(e.to_string()))?;
@@ -274,6 +298,7 @@ pub async fn start_for_node(
         state_dir: state_dir.to_path_buf(),
         client_ca,
         serving_names: serving_names(node_name, &ip.into_iter().collect::<Vec<_>>()),
+        cri,
     };
     let server = start(cfg, client.clone()).await?;
     tokio::spawn(advertise_port(client, node_name.to_string(), server.local_addr.port()));
@@ -290,8 +315,9 @@ pub async fn start_or_warn(
     node_ip: Option<&str>,
     state_dir: &Path,
     port: u16,
+    cri: Option<crate::cri::Cri>,
 ) -> Option<LogServer> {
-    match start_for_node(kubeconfig, client, node_name, node_ip, state_dir, port).await {
+    match start_for_node(kubeconfig, client, node_name, node_ip, state_dir, port, cri).await {
         Ok(server) => Some(server),
         Err(err) => {
             tracing::error!(%err, "container logs are NOT served on this node (kubectl logs will fail for its pods)");

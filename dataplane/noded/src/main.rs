@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
         args.node_ip.as_deref(),
         &args.state_dir,
         args.logs.log_port,
+        Some(cri.clone()),
     )
     .await;
     let data_plane_up = dataplane.is_ready();

@@ -106,6 +106,7 @@ async fn users_read_container_logs_through_the_api_server() {
         Some("127.0.0.1"),
         state.path(),
         0,
+        None,
     )
     .await
     .expect("log server starts");

@@ -17,7 +17,7 @@ use crate::http::negotiation::{self, Negotiated, Output};
 use crate::http::params::{DeleteQuery, ListOptions, Query, ResourceVersionMatch};
 use crate::http::request::{parse_path, Target};
 use crate::http::state::AppState;
-use crate::http::{watch, wire};
+use crate::http::{node_proxy, watch, wire};
 use crate::kinds::table::IncludeObject;
 use crate::kinds::{Kind, Resource};
 use crate::meta::selectors::{FieldSelector, LabelSelector};
@@ -287,6 +287,17 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             "MethodNotAllowed",
             "the server does not allow this method on the requested resource",
         ));
+    }
+    if let Some(sub) = t
+        .subresource
+        .as_deref()
+        .filter(|s| node_proxy::STREAM_SUBRESOURCES.contains(s))
+    {
+        let (ns, name) = (
+            t.namespace.as_deref().unwrap_or_default(),
+            t.name.as_deref().unwrap_or_default(),
+        );
+        return node_proxy::pod_stream(&state, ns, name, sub, &q, req).await;
     }
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();

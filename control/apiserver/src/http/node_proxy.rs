@@ -1,4 +1,5 @@
-//! `pods/log`: the API server reads container logs from the node daemon.
+//! `pods/log`, `pods/exec`, `pods/attach`, `pods/portforward`: the API
+//! server reaches the pod's node daemon.
 //!
 //! A `GET .../pods/{name}/log` is checked here (the pod exists, is bound to a
 //! node, the container belongs to it, the options are valid) and then proxied
@@ -6,6 +7,14 @@
 //! `https://<node InternalIP>:<status.daemonEndpoints.kubeletEndpoint.Port>/containerLogs/{ns}/{pod}/{container}`,
 //! with the same options. The node's answer streams straight through, so
 //! `follow=true` keeps the connection open for as long as the client reads.
+//!
+//! `exec`, `attach` and `portforward` are checked the same way (container
+//! defaulting, at least one of stdin/stdout/stderr, ports) and then sent to
+//! the node daemon as the kubelet's `/exec|attach/{ns}/{pod}/{container}`
+//! and `/portForward/{ns}/{pod}` with the client's upgrade headers; after
+//! the node's 101 the two upgraded connections are joined byte for byte, so
+//! every protocol the node speaks (WebSocket `v5`/`v4.channel.k8s.io`,
+//! SPDY/3.1, SPDY tunnelled in WebSocket) passes through unchanged.
 //!
 //! The API server authenticates to the node with a client certificate it
 //! issues itself from the cluster CA at start (CN `kube-apiserver-kubelet-client`,
@@ -78,6 +87,21 @@ impl KubeletClient {
         addr: SocketAddr,
         path_and_query: &str,
     ) -> Result<http::Response<hyper::body::Incoming>, String> {
+        let req = http::Request::get(path_and_query)
+            .header(http::header::HOST, addr.to_string())
+            .body(Body::empty())
+            .map_err(|e| e.to_string())?;
+        self.send(addr, req).await
+    }
+
+    /// Send `req` to the node daemon at `addr` over a new connection that
+    /// can be upgraded (the response to an upgrade request can be turned
+    /// into a raw byte stream with `hyper::upgrade::on`).
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        req: http::Request<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, String> {
         let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| "dial tcp: i/o timeout".to_string())?
@@ -92,14 +116,10 @@ impl KubeletClient {
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "node log connection ended");
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "node connection ended");
             }
         });
-        let req = http::Request::get(path_and_query)
-            .header(http::header::HOST, addr.to_string())
-            .body(Body::empty())
-            .map_err(|e| e.to_string())?;
         tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
             .await
             .map_err(|_| "timeout awaiting response headers".to_string())?
@@ -233,21 +253,11 @@ pub trait NodeAccess {
 /// `GET /api/v1/namespaces/{ns}/pods/{name}/log`.
 pub async fn pod_log(state: &impl NodeAccess, ns: &str, name: &str, q: &Query) -> ApiResult<Response> {
     let pods = kinds::Kind::Builtin(&kinds::pod::Pods);
-    let nodes = kinds::Kind::Builtin(&kinds::node::Nodes);
     let pod = state.registry().get(&pods, Some(ns), name).await?.object;
     let container = select_container(&pod, name, q.get("container"))?;
     validate_options(q)?;
-    let node_name = pod
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} does not have a host assigned"
-        )));
-    }
-    let node = state.registry().get(&nodes, None, node_name).await?.object;
-    let addr = node_log_address(&node)?;
+    let (node_name, addr) = pod_node(state, &pod, name).await?;
+    let node_name = node_name.as_str();
     let mut query = form_query(q);
     if !query.is_empty() {
         query.insert(0, '?');
@@ -276,6 +286,170 @@ pub async fn pod_log(state: &impl NodeAccess, ns: &str, name: &str, q: &Query) -
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),
     );
+    Ok(out)
+}
+
+/// The node a pod is bound to and where its node daemon listens.
+async fn pod_node(state: &impl NodeAccess, pod: &Value, name: &str) -> ApiResult<(String, SocketAddr)> {
+    let nodes = kinds::Kind::Builtin(&kinds::node::Nodes);
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let node = state.registry().get(&nodes, None, node_name).await?.object;
+    Ok((node_name.to_string(), node_log_address(&node)?))
+}
+
+/// The pod subresources that stream over an upgraded connection.
+pub const STREAM_SUBRESOURCES: &[&str] = &["exec", "attach", "portforward"];
+
+/// Request headers carried to the node on an upgrade (the user's own
+/// credentials never are: the API server authenticates to the node itself).
+const UPGRADE_HEADERS: &[&str] = &[
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+    "user-agent",
+];
+
+/// The node daemon's path and query for a streaming subresource, from the
+/// `PodExecOptions` / `PodAttachOptions` / `PodPortForwardOptions` in `q`,
+/// as the kubelet names them (`input`, `output`, `error`, `tty`, `command`,
+/// `port`).
+pub fn stream_location(pod: &Value, ns: &str, name: &str, sub: &str, q: &Query) -> ApiResult<String> {
+    let mut params: Vec<(&str, String)> = Vec::new();
+    let path = match sub {
+        "exec" | "attach" => {
+            let container = select_container(pod, name, q.get("container"))?;
+            let (stdin, stdout, stderr, tty) = (q.flag("stdin"), q.flag("stdout"), q.flag("stderr"), q.flag("tty"));
+            if !stdin && !stdout && !stderr {
+                return Err(ApiError::bad_request(
+                    "you must specify at least 1 of stdin, stdout, stderr",
+                ));
+            }
+            for (on, key) in [(stdin, "input"), (stdout, "output"), (stderr, "error"), (tty, "tty")] {
+                if on {
+                    params.push((key, "1".to_string()));
+                }
+            }
+            if sub == "exec" {
+                for c in q.all("command") {
+                    params.push(("command", c.to_string()));
+                }
+            }
+            format!("/{sub}/{ns}/{name}/{container}")
+        }
+        "portforward" => {
+            // `ports=80&ports=443` or `ports=80,443` (kube-rs) alike.
+            for value in q.all("ports") {
+                for p in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                    match p.parse::<u16>() {
+                        Ok(n) if n > 0 => params.push(("port", n.to_string())),
+                        _ => {
+                            return Err(ApiError::bad_request(format!(
+                                "invalid port {p:?}: must be an integer between 1 and 65535"
+                            )))
+                        }
+                    }
+                }
+            }
+            format!("/portForward/{ns}/{name}")
+        }
+        other => return Err(ApiError::path_not_found(other)),
+    };
+    let query = serde_urlencoded::to_string(&params).unwrap_or_default();
+    Ok(if query.is_empty() {
+        path
+    } else {
+        format!("{path}?{query}")
+    })
+}
+
+/// `GET|POST /api/v1/namespaces/{ns}/pods/{name}/{exec|attach|portforward}`:
+/// checked as Kubernetes checks them, then sent to the pod's node daemon with
+/// the client's upgrade headers (WebSocket or SPDY). When the node agrees
+/// (101), both upgraded connections are joined byte for byte; otherwise the
+/// node's answer is returned as it is.
+pub async fn pod_stream(
+    state: &impl NodeAccess,
+    ns: &str,
+    name: &str,
+    sub: &str,
+    q: &Query,
+    mut req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let pods = kinds::Kind::Builtin(&kinds::pod::Pods);
+    let pod = state.registry().get(&pods, Some(ns), name).await?.object;
+    if sub != "portforward" {
+        if let Some(phase @ ("Succeeded" | "Failed")) = pod.pointer("/status/phase").and_then(Value::as_str) {
+            return Err(ApiError::bad_request(format!(
+                "cannot {sub} into a container in a completed pod; current phase is {phase}"
+            )));
+        }
+    }
+    let path = stream_location(&pod, ns, name, sub, q)?;
+    let (node_name, addr) = pod_node(state, &pod, name).await?;
+    if !req.headers().contains_key(http::header::UPGRADE) {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    }
+    let mut forward = http::Request::builder()
+        .method(req.method().clone())
+        .uri(&path)
+        .header(http::header::HOST, addr.to_string());
+    for (k, v) in req.headers() {
+        if UPGRADE_HEADERS.contains(&k.as_str()) {
+            forward = forward.header(k, v);
+        }
+    }
+    let forward = forward
+        .body(Body::empty())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    tracing::info!(node = %node_name, %addr, path, "proxying a stream to the node");
+    let client_upgrade = hyper::upgrade::on(&mut req);
+    let resp = state
+        .kubelet()
+        .send(addr, forward)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("error dialing backend: {e} (node {node_name:?})")))?;
+    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+        // The node's refusal (a Status, or text) goes back unchanged, so
+        // clients see the same upgrade failure they would from Kubernetes.
+        let (parts, body) = resp.into_parts();
+        let mut out = Response::new(Body::new(body));
+        *out.status_mut() = parts.status;
+        for key in [http::header::CONTENT_TYPE, http::header::CONTENT_LENGTH] {
+            if let Some(v) = parts.headers.get(&key) {
+                out.headers_mut().insert(key, v.clone());
+            }
+        }
+        return Ok(out);
+    }
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    *out.headers_mut() = resp.headers().clone();
+    tokio::spawn(async move {
+        let (client, node) = match tokio::try_join!(client_upgrade, hyper::upgrade::on(resp)) {
+            Ok(both) => both,
+            Err(e) => {
+                tracing::debug!(error = %e, "stream upgrade failed");
+                return;
+            }
+        };
+        let (mut client, mut node) = (TokioIo::new(client), TokioIo::new(node));
+        match tokio::io::copy_bidirectional(&mut client, &mut node).await {
+            Ok((up, down)) => tracing::debug!(up, down, "stream ended"),
+            Err(e) => tracing::debug!(error = %e, "stream ended with an error"),
+        }
+    });
     Ok(out)
 }
 

@@ -32,6 +32,14 @@ impl Query {
     pub fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
     }
+    /// Every value of a repeated parameter (`command` of `pods/exec`), in order.
+    pub fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
     /// A boolean parameter as Kubernetes decodes it (absent = false).
     pub fn flag(&self, k: &str) -> bool {
         self.get(k).is_some_and(kube_bool)

@@ -12,9 +12,26 @@ use crate::kinds::defaults::obj_mut;
 use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{age, arr, col, get, human_duration, i, name, or_none, parse_time, s, Column, AGE, NAME};
 use crate::kinds::validation::Errors;
-use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, BINDING, LOG};
+use crate::kinds::{defaults, pod_support, status, table, validation, Resource, Strategy, Subresource, BINDING, LOG};
 use crate::meta::selectors::bool_field;
 use crate::status::{ApiResult, FieldError};
+
+/// A streaming subresource (served by `http::node_proxy` on the pod's node).
+const fn stream(name: &'static str, kind: &'static str) -> Subresource {
+    Subresource {
+        name,
+        kind,
+        kind_group: "",
+        kind_version: "v1",
+        verbs: &["create", "get"],
+        model: None,
+    }
+}
+
+/// `pods/exec`, `pods/attach`, `pods/portforward`.
+const EXEC: Subresource = stream("exec", "PodExecOptions");
+const ATTACH: Subresource = stream("attach", "PodAttachOptions");
+const PORTFORWARD: Subresource = stream("portforward", "PodPortForwardOptions");
 
 /// The `Pod` resource.
 pub static RESOURCE: Resource = Resource {
@@ -26,7 +43,7 @@ pub static RESOURCE: Resource = Resource {
     namespaced: true,
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[status("Pod", "", "v1"), BINDING, LOG],
+    subresources: &[status("Pod", "", "v1"), BINDING, LOG, EXEC, ATTACH, PORTFORWARD],
     field_labels: Some(&[
         "metadata.name",
         "metadata.namespace",

@@ -1,0 +1,256 @@
+//! A user works inside a running pod with kubectl and with a kube-rs
+//! program, through the API server and the node daemon to containerd.
+//!
+//! `cargo xtask up --nodes 1`, then one busybox pod `shell` serving a page
+//! with `httpd` on port 8080. The user:
+//! * `kubectl exec shell -- echo hi` sees `hi`; `sh -c 'exit 3'` makes
+//!   kubectl exit 3 ("command terminated with exit code 3");
+//! * sees stdout and stderr apart (`echo out; echo err >&2`);
+//! * pipes bytes into `kubectl exec -i shell -- cat` (and 100 KiB into
+//!   `wc -c`): the command ends when stdin does;
+//! * gets a terminal with `kubectl exec -it shell -- tty` (`/dev/pts/...`,
+//!   kubectl run under `script` to have one);
+//! * copies a file into the pod and back with `kubectl cp`: same bytes;
+//! * `kubectl port-forward pod/shell <port>:8080` and `curl` on loopback get
+//!   the page;
+//! * does the same from kube-rs (`Api::<Pod>::exec`, WebSocket v5: output,
+//!   the exit code in the Status, stdin closed by shutting the writer; and
+//!   `Api::<Pod>::portforward`).
+//!
+//! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, AttachParams};
+use sluice_tests::cluster::{TestCluster, BUSYBOX_IMAGE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PAGE: &str = "hello-from-the-pod";
+
+/// Run kubectl with `stdin` fed to it; killed after 60 s so a hang fails the story.
+fn kubectl_with_input(cluster: &TestCluster, args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new("timeout")
+        .arg("60")
+        .arg("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl");
+    let mut input = child.stdin.take().expect("stdin");
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+        // Dropping `input` closes kubectl's stdin.
+    });
+    let out = child.wait_with_output().expect("kubectl output");
+    writer.join().expect("stdin writer");
+    out
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn kubectl_and_kube_rs_exec_cp_and_port_forward_into_a_pod() {
+    let cluster = TestCluster::up(1, &[]);
+    cluster.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: shell
+  labels: {{app: shell}}
+spec:
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    command: ["sh", "-c", "mkdir -p /www && echo {PAGE} > /www/index.html && httpd -p 8080 -h /www && exec sleep 3600"]
+    ports:
+    - containerPort: 8080
+"#
+    ));
+    cluster.wait_running("app=shell", 1, Duration::from_secs(120));
+
+    // Output and exit codes.
+    let out = cluster.kubectl(&["exec", "shell", "--", "echo", "hi"]);
+    assert!(out.status.success(), "exec echo: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hi\n");
+    let out = cluster.kubectl(&["exec", "shell", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "exit code; stderr: {}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("command terminated with exit code 3"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // stdout and stderr stay apart.
+    let out = cluster.kubectl(&["exec", "shell", "--", "sh", "-c", "echo out; echo err >&2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "out\n");
+    assert!(text(&out.stderr).contains("err"), "stderr: {}", text(&out.stderr));
+
+    // stdin, closed when the pipe ends.
+    let out = kubectl_with_input(&cluster, &["exec", "-i", "shell", "--", "cat"], b"piped line\nsecond\n");
+    assert!(
+        out.status.success(),
+        "exec -i cat: {:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout), "piped line\nsecond\n");
+    let big = vec![b'x'; 100 * 1024];
+    let out = kubectl_with_input(&cluster, &["exec", "-i", "shell", "--", "wc", "-c"], &big);
+    assert!(
+        out.status.success(),
+        "exec -i wc: {:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert_eq!(text(&out.stdout).trim(), "102400");
+
+    // A terminal.
+    let tty_cmd = format!(
+        "timeout 60 kubectl --kubeconfig {} exec -it shell -- tty",
+        cluster.kubeconfig().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &tty_cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .expect("run script");
+    assert!(
+        text(&out.stdout).contains("/dev/pts/"),
+        "exec -it tty: {:?} {} {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // kubectl cp both ways (tar over exec).
+    let dir = tempfile::tempdir().expect("temp dir");
+    let local = dir.path().join("payload.bin");
+    let payload: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&local, &payload).expect("write payload");
+    cluster.kubectl_ok(&["cp", &local.display().to_string(), "shell:/tmp/payload.bin"]);
+    let back = dir.path().join("back.bin");
+    cluster.kubectl_ok(&["cp", "shell:/tmp/payload.bin", &back.display().to_string()]);
+    assert!(
+        std::fs::read(&back).expect("copied back") == payload,
+        "kubectl cp changed the bytes"
+    );
+
+    // kubectl port-forward, then curl on loopback.
+    let port = sluice_tests::free_port();
+    let mut forward = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["port-forward", "pod/shell", &format!("{port}:8080")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run kubectl port-forward");
+    let mut lines = BufReader::new(forward.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let page = if first.contains("Forwarding from") {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "20", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .expect("run curl")
+    } else {
+        let _ = forward.kill();
+        let out = forward.wait_with_output().expect("port-forward output");
+        panic!("kubectl port-forward did not start: {first} {}", text(&out.stderr));
+    };
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert_eq!(
+        text(&page.stdout).trim(),
+        PAGE,
+        "curl through port-forward: {}",
+        text(&page.stderr)
+    );
+
+    // The same through kube-rs.
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(cluster.kubeconfig()).expect("kubeconfig"),
+            &Default::default(),
+        )
+        .await
+        .expect("kube config");
+        let client = kube::Client::try_from(config).expect("kube client");
+        let pods: Api<Pod> = Api::default_namespaced(client);
+
+        let mut proc = pods
+            .exec(
+                "shell",
+                ["sh", "-c", "echo from-kube-rs; exit 3"],
+                &AttachParams::default().stdout(true).stderr(true),
+            )
+            .await
+            .expect("kube-rs exec");
+        let mut stdout = String::new();
+        proc.stdout()
+            .expect("stdout")
+            .read_to_string(&mut stdout)
+            .await
+            .expect("read stdout");
+        let status = proc.take_status().expect("status").await.expect("a Status");
+        assert_eq!(stdout, "from-kube-rs\n");
+        assert_eq!(status.reason.as_deref(), Some("NonZeroExitCode"), "{status:?}");
+        let causes = status.details.and_then(|d| d.causes).unwrap_or_default();
+        assert_eq!(causes[0].reason.as_deref(), Some("ExitCode"));
+        assert_eq!(causes[0].message.as_deref(), Some("3"));
+
+        let mut proc = pods
+            .exec(
+                "shell",
+                ["cat"],
+                &AttachParams::default().stdin(true).stdout(true).stderr(false),
+            )
+            .await
+            .expect("kube-rs exec cat");
+        let mut stdin = proc.stdin().expect("stdin");
+        stdin.write_all(b"through kube-rs\n").await.expect("write stdin");
+        // End of stdin: kube-rs sends v5's CLOSE signal for channel 0.
+        stdin.shutdown().await.expect("close stdin");
+        drop(stdin);
+        let mut echoed = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            proc.stdout().expect("stdout").read_to_string(&mut echoed),
+        )
+        .await
+        .expect("cat ends when kube-rs closes stdin")
+        .expect("read stdout");
+        assert_eq!(echoed, "through kube-rs\n");
+        let status = proc.take_status().expect("status").await.expect("a Status");
+        assert_eq!(status.status.as_deref(), Some("Success"), "{status:?}");
+
+        let mut pf = pods.portforward("shell", &[8080]).await.expect("kube-rs portforward");
+        let mut stream = pf.take_stream(8080).expect("port stream");
+        stream
+            .write_all(b"GET / HTTP/1.0\r\nHost: shell\r\n\r\n")
+            .await
+            .expect("send request");
+        let mut response = String::new();
+        tokio::time::timeout(Duration::from_secs(30), stream.read_to_string(&mut response))
+            .await
+            .expect("the page arrives")
+            .expect("read response");
+        assert!(response.starts_with("HTTP/1."), "{response}");
+        assert!(response.contains(PAGE), "{response}");
+        drop(stream);
+        pf.abort();
+    });
+}
