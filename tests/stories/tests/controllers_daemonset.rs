@@ -267,6 +267,28 @@ async fn a_daemonset_lands_on_every_node_including_a_later_one_and_rolls() {
     c.wait_pods_on("agent", &["late-0", "node-0", "node-1", "node-2"], "agent:v1")
         .await;
 
+    // A cordoned node still runs its daemon pod: a deleted one comes back
+    // there (daemon pods tolerate node.kubernetes.io/unschedulable).
+    c.kubectl_ok(&["cordon", "late-0"]);
+    let on_late = pods_with(&c.client, NS, &BTreeMap::from([("app", "agent")]))
+        .await
+        .into_iter()
+        .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("late-0"))
+        .expect("pod on late-0");
+    c.kubectl_ok(&["delete", "pod", &on_late.name_any(), "--wait=false"]);
+    eventually(WAIT, "a new agent pod running on cordoned late-0", || async {
+        let pods = pods_with(&c.client, NS, &BTreeMap::from([("app", "agent")])).await;
+        pods.iter()
+            .any(|p| {
+                p.name_any() != on_late.name_any()
+                    && p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some("late-0")
+                    && sluice_tests::controllers::pod_available(p)
+            })
+            .then_some(())
+    })
+    .await;
+    c.kubectl_ok(&["uncordon", "late-0"]);
+
     // A new template rolls out node by node; kubectl follows it.
     c.kubectl_ok(&["set", "image", "daemonset/agent", "agent=agent:v2"]);
     c.rollout_status("agent");

@@ -257,6 +257,22 @@ mod tests {
     }
 
     #[test]
+    fn min_ready_seconds_hold_ordered_ready_until_available() {
+        let mut ready_not_available = pod(0, "r1", true);
+        ready_not_available.available = false;
+        let s = set(2, false);
+        assert_eq!(
+            plan(&s, &[ready_not_available.clone()]),
+            [Step::WaitFor("web-0".into())]
+        );
+        assert_eq!(
+            plan(&set(2, true), &[ready_not_available]),
+            [create(1, "r1")],
+            "Parallel does not wait"
+        );
+    }
+
+    #[test]
     fn failed_pods_are_recreated() {
         let mut failed = pod(0, "r1", false);
         failed.finished = true;
