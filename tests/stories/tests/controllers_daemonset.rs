@@ -229,6 +229,17 @@ async fn a_daemonset_lands_on_every_node_including_a_later_one_and_rolls() {
     let row: Vec<&str> = table.lines().nth(1).unwrap_or("").split_whitespace().collect();
     assert_eq!(row[..7], ["agent", "3", "3", "3", "3", "3", "<none>"], "{table}");
 
+    let describe = c.kubectl_ok(&["describe", "ds", "agent"]);
+    for line in [
+        "Desired Number of Nodes Scheduled: 3",
+        "Number of Nodes Scheduled with Up-to-date Pods: 3",
+        "Pods Status:  3 Running / 0 Waiting / 0 Succeeded / 0 Failed",
+    ] {
+        assert!(describe.contains(line), "{line:?} missing from:\n{describe}");
+    }
+    let all = c.kubectl_ok(&["get", "all"]);
+    assert!(all.contains("daemonset.apps/agent"), "{all}");
+
     // A node added later gets its pod.
     let _late = start_nodes(&c.client, c.cp.kubeconfig_path(), "late", 1).await;
     c.wait_pods_on("agent", &["late-0", "node-0", "node-1", "node-2"], "agent:v1")

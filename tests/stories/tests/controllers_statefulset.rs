@@ -316,6 +316,17 @@ async fn a_statefulset_of_three_starts_in_order_and_a_deleted_pod_comes_back_as_
         "{table}"
     );
 
+    let describe = c.kubectl_ok(&["describe", "sts", "db"]);
+    for line in [
+        "Replicas:           3 desired | 3 total",
+        "Update Strategy:    RollingUpdate",
+        "Pods Status:        3 Running / 0 Waiting / 0 Succeeded / 0 Failed",
+    ] {
+        assert!(describe.contains(line), "{line:?} missing from:\n{describe}");
+    }
+    let all = c.kubectl_ok(&["get", "all"]);
+    assert!(all.contains("statefulset.apps/db"), "{all}");
+
     // A deleted pod comes back under the same name and identity.
     let old_uid = pods.get("db-1").await.expect("db-1").uid();
     c.kubectl_ok(&["delete", "pod", "db-1", "--wait=false"]);
