@@ -361,6 +361,26 @@ pub(crate) fn validate_job_spec(errs: &mut Errors, spec: Option<&Value>, at: Job
             }
         }
     }
+    if let Some(m) = spec.get("managedBy").filter(|v| !v.is_null()) {
+        // A domain-prefixed path (`example.com/controller`), at most 63 characters.
+        let ok = m.as_str().is_some_and(|m| {
+            m.len() <= 63
+                && m.split_once('/').is_some_and(|(domain, path)| {
+                    crate::meta::names::check_dns1123_subdomain(domain).is_ok()
+                        && !path.is_empty()
+                        && path
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:/".contains(&b))
+                })
+        });
+        if !ok {
+            errs.push(FieldError::invalid(
+                format!("{path}.managedBy"),
+                m,
+                "must be a domain-prefixed path (such as \"acme.io/foo\") of at most 63 characters",
+            ));
+        }
+    }
     if let Some(p) = spec.get("podReplacementPolicy").filter(|v| !v.is_null()) {
         if !matches!(p.as_str(), Some("TerminatingOrFailed" | "Failed")) {
             errs.push(FieldError::not_supported(
@@ -698,6 +718,7 @@ fn immutable_fields(old: &Value, new: &Value) -> Vec<FieldError> {
         "/spec/successPolicy",
         "spec.successPolicy",
     ));
+    errs.extend(validation::immutable(old, new, "/spec/managedBy", "spec.managedBy"));
     errs
 }
 
@@ -930,6 +951,20 @@ mod tests {
         assert_eq!(cells[3], "12s");
         assert_eq!(cells[4], "60s");
         assert_eq!(Jobs.columns().len(), cells.len());
+    }
+
+    #[test]
+    fn managed_by_is_a_domain_prefixed_path_and_immutable() {
+        let mut j = created(json!({"template": template("Never"), "managedBy": "kueue.x-k8s.io/multikueue"}));
+        assert!(Jobs.validate(&j).is_empty(), "{:?}", Jobs.validate(&j));
+        let old = j.clone();
+        j["spec"]["managedBy"] = json!("kubernetes.io/job-controller");
+        assert!(Jobs
+            .validate_update(&old, &j)
+            .iter()
+            .any(|e| e.field == "spec.managedBy"));
+        j["spec"]["managedBy"] = json!("no-slash");
+        assert!(Jobs.validate(&j).iter().any(|e| e.field == "spec.managedBy"));
     }
 
     #[test]

@@ -43,6 +43,8 @@ use accounting::{
 
 /// Most pods created or deleted in one reconcile (Kubernetes' burstReplicas).
 const BURST: usize = 500;
+/// The `spec.managedBy` value of Jobs this controller manages (also when unset).
+pub const MANAGED_BY_JOB_CONTROLLER: &str = "kubernetes.io/job-controller";
 /// How often pods whose Job is gone are freed of the tracking finalizer.
 const ORPHAN_SWEEP: Duration = Duration::from_secs(2);
 
@@ -167,6 +169,14 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>, state: Arc<State>) -> Resul
     let key = format!("{ns}/{name}");
     let uid = job.uid().unwrap_or_default();
     let spec = job.spec.clone().unwrap_or_default();
+    // `spec.managedBy` hands the Job to another controller (Kubernetes' rule).
+    if spec
+        .managed_by
+        .as_deref()
+        .is_some_and(|m| m != MANAGED_BY_JOB_CONTROLLER)
+    {
+        return Ok(Action::await_change());
+    }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_store = ctx.informers.pods.store();
     let owned: Vec<Arc<Pod>> = pod_store
