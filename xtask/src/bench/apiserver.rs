@@ -1,7 +1,8 @@
 //! `cargo xtask bench apiserver`: API server create/get/list/watch latency
 //! and throughput against direct etcd access measured in the same run, then
 //! create/list/watch for a custom resource (a CRD the bench creates) beside
-//! ConfigMap, with the ratios. Not a test.
+//! ConfigMap, with the ratios, and listing/watching all pods as JSON vs
+//! protobuf. Not a test.
 //!
 //! The measuring is done by the `apiserver-bench` binary of `sluice-bench`
 //! (it needs kube and etcd-client; xtask stays light): this task builds it
@@ -39,6 +40,7 @@ pub fn run(quick: bool) -> Result<()> {
     if quick {
         cmd.args(["--pods", "1000", "--watchers", "20", "--watch-seconds", "5"]);
         cmd.args(["--kind-objects", "500", "--kind-watchers", "10", "--kind-seconds", "3"]);
+        cmd.args(["--encoding-rounds", "8"]);
     }
     util::run(&mut cmd).context("apiserver-bench")?;
     step("wrote bench-results/apiserver.md");

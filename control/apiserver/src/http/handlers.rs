@@ -322,7 +322,9 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     if protobuf_body && negotiation::protobuf_served(r) && verb != "patch" {
         body = Body::from(serde_json::to_vec(&wire::from_protobuf(&body_bytes(body).await?)?).unwrap_or_default());
         content_type = "application/json".into();
-    } else if (content_type.contains("protobuf") && verb != "patch") || content_type.contains("cbor") {
+    } else if protobuf_body && verb == "patch" {
+        patch_kind(&t.kind, &content_type)?;
+    } else if content_type.contains("protobuf") || content_type.contains("cbor") {
         return Err(ApiError::unsupported_media_type(&content_type));
     }
     if r.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {

@@ -9,7 +9,9 @@
 //! server adds on top of its store). Then, in the same run, the same
 //! create/list/watch measurements for a custom resource (a CRD the bench
 //! creates, with a structural schema and a CEL rule) beside ConfigMap, the
-//! built-in kind closest in shape, with the ratios. Writes a Markdown report.
+//! built-in kind closest in shape, with the ratios. Last, listing and
+//! watching all the pods as JSON vs protobuf (`application/vnd.kubernetes.protobuf`),
+//! decoded as a client would. Writes a Markdown report.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +52,12 @@ struct Args {
     /// Duration of each kind's paced watch phase (s).
     #[arg(long, default_value_t = 5)]
     kind_seconds: u64,
+    /// Lists and watches of all pods per encoding in the JSON vs protobuf phase.
+    #[arg(long, default_value_t = 20)]
+    encoding_rounds: usize,
+    /// Concurrent clients in that phase.
+    #[arg(long, default_value_t = 4)]
+    encoding_clients: usize,
     /// Report path.
     #[arg(long, default_value = "bench-results/apiserver.md")]
     out: PathBuf,
@@ -404,6 +412,7 @@ mutating {}, watch delay {}.\n",
         },
     );
     let report = report + &kinds::run(&cp, raws.clone(), &args).await;
+    let report = report + &encodings::run(&cp, &args).await;
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -759,6 +768,123 @@ then {} watchers while {} writes/s are paced for {} s. The custom resource is a 
             b.create.errors,
             b.list.errors,
             b.paced.errors,
+        )
+    }
+}
+
+/// JSON vs protobuf in the same run: listing all the pods created above and
+/// watching them from the start (every pod an ADDED event), each body or
+/// event decoded as a client would.
+mod encodings {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    const ENCODINGS: &[(&str, &str)] = &[("JSON", "application/json"), ("protobuf", sluice_protobuf::MEDIA_TYPE)];
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+
+    fn request(path: &str, accept: &str) -> http::Request<kube::client::Body> {
+        http::Request::builder()
+            .uri(path)
+            .header(http::header::ACCEPT, accept)
+            .body(kube::client::Body::from(Vec::new()))
+            .expect("request")
+    }
+
+    /// One list of every pod; the decoded item count and the body size.
+    async fn list(c: &kube::Client, accept: &str) -> Option<(usize, usize)> {
+        let resp = c.send(request(PODS, accept)).await.ok()?;
+        let body = resp.into_body().collect().await.ok()?.to_bytes();
+        let list = if accept == "application/json" {
+            serde_json::from_slice::<Value>(&body).ok()?
+        } else {
+            sluice_protobuf::decode(&body).ok()?
+        };
+        Some((list["items"].as_array()?.len(), body.len()))
+    }
+
+    /// A watch from the start, read until `pods` events arrived.
+    async fn watch(c: &kube::Client, accept: &str, pods: usize) -> bool {
+        let path = format!("{PODS}?watch=1&timeoutSeconds=300");
+        let Ok(resp) = c.send(request(&path, accept)).await else {
+            return false;
+        };
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut seen = 0;
+        while seen < pods {
+            let Some(Ok(frame)) = body.frame().await else {
+                return false;
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            if accept == "application/json" {
+                while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=end).collect();
+                    if serde_json::from_slice::<Value>(&line).is_ok() {
+                        seen += 1;
+                    }
+                }
+            } else {
+                while let Some(frame) = sluice_protobuf::next_frame(&mut buf) {
+                    if sluice_protobuf::decode_watch_event(&frame).is_ok() {
+                        seen += 1;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    pub async fn run(cp: &ControlPlane, args: &Args) -> String {
+        let client = cp.client().await;
+        let mut rows = Vec::new();
+        let mut summary = Vec::new();
+        for (name, accept) in ENCODINGS {
+            eprintln!(
+                "==> {name}: {} lists and watches of {} pods",
+                args.encoding_rounds, args.pods
+            );
+            let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let (c, s, pods) = (client.clone(), sizes.clone(), args.pods);
+            let lists = run_concurrent(args.encoding_rounds, args.encoding_clients, move |_, _| {
+                let (c, s) = (c.clone(), s.clone());
+                async move {
+                    match list(&c, accept).await {
+                        Some((n, bytes)) if n >= pods => {
+                            s.lock().expect("sizes").push(bytes);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            })
+            .await;
+            let c = client.clone();
+            let watches = run_concurrent(args.encoding_rounds, args.encoding_clients, move |_, _| {
+                let c = c.clone();
+                async move { watch(&c, accept, pods).await }
+            })
+            .await;
+            let bytes = sizes.lock().expect("sizes").first().copied().unwrap_or(0);
+            rows.push(lists.row(&format!(
+                "list all {pods} pods, {name} ({:.1} MiB)",
+                bytes as f64 / 1048576.0
+            )));
+            rows.push(watches.row(&format!("watch from the start until {pods} ADDED events, {name}")));
+            summary.push((lists, watches, bytes));
+        }
+        let ratio = |f: &dyn Fn(&(Stats, Stats, usize)) -> f64| f(&summary[0]) / f(&summary[1]);
+        format!(
+            "\n## JSON vs protobuf (same run, {} pods, {} concurrent clients, bodies decoded by the client)\n\n\
+| operation | count | throughput | p50 | p99 | errors |\n|---|---|---|---|---|---|\n{}\n\n\
+JSON / protobuf: list p99 {:.2}x, list throughput {:.2}x, watch p99 {:.2}x, body size {:.2}x.\n",
+            args.pods,
+            args.encoding_clients,
+            rows.join("\n"),
+            ratio(&|s| s.0.pct(99.0)),
+            ratio(&|s| s.0.throughput()),
+            ratio(&|s| s.1.pct(99.0)),
+            ratio(&|s| s.2 as f64),
         )
     }
 }
