@@ -13,6 +13,8 @@
 //! * copies a file into the pod and back with `kubectl cp`: same bytes;
 //! * `kubectl port-forward pod/shell <port>:8080` and `curl` on loopback get
 //!   the page;
+//! * does it again as older clients do, over SPDY/3.1 (kubectl with
+//!   `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`);
 //! * does the same from kube-rs (`Api::<Pod>::exec`, WebSocket v5: output,
 //!   the exit code in the Status, stdin closed by shutting the writer; and
 //!   `Api::<Pod>::portforward`).
@@ -176,6 +178,62 @@ spec:
         text(&page.stdout).trim(),
         PAGE,
         "curl through port-forward: {}",
+        text(&page.stderr)
+    );
+
+    // Older clients speak SPDY/3.1 (kubectl's own fallback when WebSockets are off).
+    let spdy = |args: &[&str], input: &[u8]| {
+        let mut child = Command::new("timeout")
+            .arg("60")
+            .arg("kubectl")
+            .arg("--kubeconfig")
+            .arg(cluster.kubeconfig())
+            .args(args)
+            .env("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run kubectl");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(input).expect("write stdin");
+        drop(stdin);
+        child.wait_with_output().expect("kubectl output")
+    };
+    let out = spdy(
+        &["exec", "shell", "--", "sh", "-c", "echo spdy; echo oops >&2; exit 3"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(3), "SPDY exec: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "spdy\n");
+    assert!(text(&out.stderr).contains("oops"), "{}", text(&out.stderr));
+    let out = spdy(&["exec", "-i", "shell", "--", "cat"], b"over spdy\n");
+    assert!(out.status.success(), "SPDY exec -i: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "over spdy\n");
+    let port = sluice_tests::free_port();
+    let mut forward = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["port-forward", "pod/shell", &format!("{port}:8080")])
+        .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", "false")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run kubectl port-forward");
+    let mut lines = BufReader::new(forward.stdout.take().expect("stdout")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let page = Command::new("curl")
+        .args(["-sS", "--max-time", "20", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .expect("run curl");
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(first.contains("Forwarding from"), "SPDY port-forward: {first}");
+    assert_eq!(
+        text(&page.stdout).trim(),
+        PAGE,
+        "curl through SPDY port-forward: {}",
         text(&page.stderr)
     );
 

@@ -129,7 +129,8 @@ where
     'session: loop {
         tokio::select! {
             n = rt_r.read(&mut chunk) => {
-                let n = n?;
+                // The runtime hanging up (or resetting) ends the session.
+                let n = n.unwrap_or(0);
                 if n == 0 {
                     break 'session;
                 }
@@ -143,7 +144,7 @@ where
                                 msg.extend_from_slice(&data);
                                 ws_tx.send(Message::Binary(Bytes::from(msg))).await?;
                                 let credit = Frame::WindowUpdate { stream_id, delta: data.len() as u32 };
-                                rt_w.write_all(&codec.encode(&credit)?).await?;
+                                let _ = rt_w.write_all(&codec.encode(&credit)?).await;
                             }
                             if flags & FLAG_FIN != 0 {
                                 open.retain(|id| *id != stream_id);
@@ -155,12 +156,12 @@ where
                             }
                         }
                         Frame::RstStream { stream_id, .. } => open.retain(|id| *id != stream_id),
-                        Frame::Ping(id) => rt_w.write_all(&codec.encode(&Frame::Ping(id))?).await?,
+                        Frame::Ping(id) => { let _ = rt_w.write_all(&codec.encode(&Frame::Ping(id))?).await; }
                         Frame::GoAway { .. } => break 'session,
                         Frame::SynStream { stream_id, .. } => {
                             // The runtime opens no streams in this protocol.
                             let rst = Frame::RstStream { stream_id, status: 3 };
-                            rt_w.write_all(&codec.encode(&rst)?).await?;
+                            let _ = rt_w.write_all(&codec.encode(&rst)?).await;
                         }
                         Frame::Settings(_) | Frame::WindowUpdate { .. } => {}
                     }
@@ -181,20 +182,20 @@ where
                     STDIN if stdin_open && !payload.is_empty() => {
                         if let Some(stream_id) = id_of(STDIN) {
                             let frame = Frame::Data { stream_id, flags: 0, data: payload.to_vec() };
-                            rt_w.write_all(&codec.encode(&frame)?).await?;
+                            let _ = rt_w.write_all(&codec.encode(&frame)?).await;
                         }
                     }
                     RESIZE => {
                         if let Some(stream_id) = id_of(RESIZE) {
                             let frame = Frame::Data { stream_id, flags: 0, data: payload.to_vec() };
-                            rt_w.write_all(&codec.encode(&frame)?).await?;
+                            let _ = rt_w.write_all(&codec.encode(&frame)?).await;
                         }
                     }
                     CLOSE if payload.first() == Some(&STDIN) && stdin_open => {
                         stdin_open = false;
                         if let Some(stream_id) = id_of(STDIN) {
                             let fin = Frame::Data { stream_id, flags: FLAG_FIN, data: Vec::new() };
-                            rt_w.write_all(&codec.encode(&fin)?).await?;
+                            let _ = rt_w.write_all(&codec.encode(&fin)?).await;
                         }
                     }
                     _ => {}
