@@ -492,6 +492,40 @@ mod tests {
     }
 
     #[test]
+    fn stream_locations_use_the_kubelet_parameter_names() {
+        let pod = json!({"spec": {"containers": [{"name": "web"}]}});
+        let q = Query::parse(Some(
+            "command=sh&command=-c&command=exit+3&stdin=true&stdout=true&tty=true",
+        ));
+        assert_eq!(
+            stream_location(&pod, "ns", "p", "exec", &q).unwrap(),
+            "/exec/ns/p/web?input=1&output=1&tty=1&command=sh&command=-c&command=exit+3"
+        );
+        let e = stream_location(&pod, "ns", "p", "attach", &Query::parse(Some("tty=true"))).unwrap_err();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (400, "you must specify at least 1 of stdin, stdout, stderr")
+        );
+        assert_eq!(
+            stream_location(
+                &pod,
+                "ns",
+                "p",
+                "portforward",
+                &Query::parse(Some("ports=80,8080&ports=9090"))
+            )
+            .unwrap(),
+            "/portForward/ns/p?port=80&port=8080&port=9090"
+        );
+        assert_eq!(
+            stream_location(&pod, "ns", "p", "portforward", &Query::parse(Some("ports=0")))
+                .unwrap_err()
+                .code,
+            400
+        );
+    }
+
+    #[test]
     fn node_address_prefers_internal_ip_and_reported_port() {
         let node = json!({"metadata": {"name": "n"}, "status": {
             "addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "10.0.0.7"}],
