@@ -10,6 +10,7 @@
 //!   `wc -c`): the command ends when stdin does;
 //! * gets a terminal with `kubectl exec -it shell -- tty` (`/dev/pts/...`,
 //!   kubectl run under `script` to have one);
+//! * attaches to a second pod reading its stdin (`kubectl attach -i`);
 //! * copies a file into the pod and back with `kubectl cp`: same bytes;
 //! * `kubectl port-forward pod/shell <port>:8080` and `curl` on loopback get
 //!   the page;
@@ -179,6 +180,32 @@ spec:
         PAGE,
         "curl through port-forward: {}",
         text(&page.stderr)
+    );
+
+    // kubectl attach to a container that reads its stdin: one line in, one out, and it exits.
+    cluster.apply(&format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: echoer
+  labels: {{app: echoer}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    stdin: true
+    command: ["sh", "-c", "read line; echo \"got $line\""]
+"#
+    ));
+    cluster.wait_running("app=echoer", 1, Duration::from_secs(120));
+    let out = kubectl_with_input(&cluster, &["attach", "-i", "echoer"], b"hello\n");
+    assert!(
+        text(&out.stdout).contains("got hello"),
+        "attach: {:?} {} {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
     );
 
     // Older clients speak SPDY/3.1 (kubectl's own fallback when WebSockets are off).
