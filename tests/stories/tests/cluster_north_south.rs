@@ -27,7 +27,7 @@ use sluice_tests::cluster::{sh_ok, wait_for, Client, TestCluster};
 use std::process::Command;
 use std::time::Duration;
 
-fn web(node: &str) -> String {
+fn web(node: &str, hp_node: &str) -> String {
     format!(
         r#"
 apiVersion: apps/v1
@@ -51,6 +51,7 @@ apiVersion: v1
 kind: Pod
 metadata: {{name: hp, labels: {{app: hp}}}}
 spec:
+  nodeSelector: {{kubernetes.io/hostname: {hp_node}}}
   terminationGracePeriodSeconds: 1
   containers:
   - name: httpd
@@ -170,11 +171,9 @@ fn load_balancer_ips_external_ips_host_ports_and_health_checks_from_outside() {
     let (c1, c2) = (cluster.client(), cluster.client());
     let external_ip = format!("{subnet}.230");
 
-    cluster.apply(&web(&n1));
-    cluster.kubectl_ok(&["cordon", &n1]); // hp goes to node 2
+    cluster.apply(&web(&n1, &n2));
     cluster.apply(&services(&c1.ip, &external_ip));
     let hp = cluster.wait_running("app=hp", 1, Duration::from_secs(120));
-    cluster.kubectl_ok(&["uncordon", &n1]);
     let web_pods = cluster.wait_running("app=web", 1, Duration::from_secs(120));
     assert_eq!(web_pods[0].node.as_deref(), Some(n1.as_str()));
     assert_eq!(hp[0].node.as_deref(), Some(n2.as_str()));
