@@ -68,6 +68,41 @@ pub fn owned<K: Resource>(store: &Store<ControllerRevision>, owner: &K) -> Vec<A
     revs
 }
 
+/// The owner's revisions ([`owned`]) after adopting orphans whose labels
+/// its selector matches, as Kubernetes' `ClaimControllerRevisions` does (a
+/// set deleted with `--cascade=orphan` and created again keeps its history,
+/// so its pods do not roll).
+pub async fn claim<K>(
+    ctx: &Context,
+    store: &Store<ControllerRevision>,
+    owner: &K,
+    selector: &kube::core::Selector,
+) -> Result<Vec<Arc<ControllerRevision>>, Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    let ns = owner.meta().namespace.clone();
+    let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), ns.as_deref().unwrap_or_default());
+    let orphans: Vec<Arc<ControllerRevision>> = store
+        .state()
+        .into_iter()
+        .filter(|r| r.metadata.namespace == ns && r.metadata.deletion_timestamp.is_none())
+        .filter(|r| controller_of(&**r).is_none() && crate::pods::selects(selector, r.labels()))
+        .collect();
+    let mut revs = owned(store, owner);
+    if owner.meta().deletion_timestamp.is_some() {
+        return Ok(revs);
+    }
+    for orphan in orphans {
+        crate::pods::adopt(&api, &*orphan, owner).await?;
+        let mut adopted = (*orphan).clone();
+        adopted.metadata.owner_references = Some(vec![controller_ref(owner)]);
+        revs.push(Arc::new(adopted));
+    }
+    revs.sort_by_key(|r| (revision(r), r.name_any()));
+    Ok(revs)
+}
+
 /// What [`ensure`] found.
 pub enum Ensured {
     /// The revision holding the owner's current template, newest of all.

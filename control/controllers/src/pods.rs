@@ -8,8 +8,10 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
-use kube::{Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 
 use crate::Error;
 
@@ -83,6 +85,49 @@ pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReferenc
         uid: owner.uid().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// Makes `owner` the controller of `obj` (adoption of an orphan), guarded
+/// by `obj`'s resourceVersion; an object that changed or is gone is left
+/// for the next reconcile.
+pub async fn adopt<K, O>(api: &Api<K>, obj: &K, owner: &O) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    O: Resource<DynamicType = ()>,
+{
+    let mut refs = obj.meta().owner_references.clone().unwrap_or_default();
+    refs.push(controller_ref(owner));
+    patch_owner_refs(api, obj, refs).await
+}
+
+/// Removes the owner reference with `uid` from `obj` (release), guarded as [`adopt`].
+pub async fn release<K>(api: &Api<K>, obj: &K, uid: &str) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let refs: Vec<OwnerReference> = obj
+        .meta()
+        .owner_references
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.uid != uid)
+        .collect();
+    patch_owner_refs(api, obj, refs).await
+}
+
+async fn patch_owner_refs<K>(api: &Api<K>, obj: &K, refs: Vec<OwnerReference>) -> Result<(), Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let patch =
+        serde_json::json!({"metadata": {"ownerReferences": refs, "resourceVersion": obj.meta().resource_version}});
+    let name = obj.meta().name.clone().unwrap_or_default();
+    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -26,7 +26,7 @@ use serde_json::json;
 
 use crate::events::EventType;
 use crate::expectations::Expectations;
-use crate::pods::{self, controller_of, controller_ref, is_active, selects};
+use crate::pods::{self, adopt, controller_of, controller_ref, is_active, release, selects};
 use crate::{runner, Context, Error};
 
 /// Most pods created or deleted in one reconcile (Kubernetes' burstReplicas).
@@ -112,7 +112,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
             Some(_) => {}
             None => {
                 if matches && is_active(&pod) && rs.metadata.deletion_timestamp.is_none() {
-                    adopt(&pods_api, &pod, &rs).await?;
+                    adopt(&pods_api, &pod, &*rs).await?;
                     owned.push(pod);
                 }
             }
@@ -333,42 +333,6 @@ pub fn deletion_rank(pod: &Pod) -> (bool, u8, bool, Reverse<i64>, Reverse<i32>, 
         Reverse(restarts),
         Reverse(created),
     )
-}
-
-/// Sets `owner` as the pod's controller (guarded by resourceVersion).
-async fn adopt(api: &Api<Pod>, pod: &Pod, owner: &ReplicaSet) -> Result<(), Error> {
-    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-    refs.push(controller_ref(owner));
-    patch_owner_refs(api, pod, refs).await
-}
-
-/// Removes the owner reference with `uid` from the pod.
-async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
-    let refs: Vec<_> = pod
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.uid != uid)
-        .collect();
-    patch_owner_refs(api, pod, refs).await
-}
-
-async fn patch_owner_refs(
-    api: &Api<Pod>,
-    pod: &Pod,
-    refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<(), Error> {
-    let patch = json!({"metadata": {"ownerReferences": refs, "resourceVersion": pod.resource_version()}});
-    match api
-        .patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(err) => Err(err.into()),
-    }
 }
 
 /// Labels of a pod template, for tests and other controllers.

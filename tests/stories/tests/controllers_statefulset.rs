@@ -365,6 +365,38 @@ async fn a_statefulset_of_three_starts_in_order_and_a_deleted_pod_comes_back_as_
     assert_eq!(scale["spec"]["replicas"], 2);
     assert_eq!(scale["status"]["selector"], "app=db");
 
+    // Deleted with --cascade=orphan and created again: the new set adopts
+    // the pods and the history, so nothing is replaced.
+    let before = c.pods("db").await;
+    c.kubectl_ok(&["delete", "sts", "db", "--cascade=orphan"]);
+    eventually(WAIT, "db pods orphaned", || async {
+        let pods = pods.list(&ListParams::default().labels("app=db")).await.ok()?.items;
+        (pods.len() == 2 && pods.iter().all(|p| p.owner_references().is_empty())).then_some(())
+    })
+    .await;
+    c.apply(&statefulset("db", 2, "db:v1", json!({})));
+    let uid = eventually(WAIT, "the new db set", || async { sets.get("db").await.ok()?.uid() }).await;
+    eventually(WAIT, "db pods adopted by the new set", || async {
+        let pods = pods.list(&ListParams::default().labels("app=db")).await.ok()?.items;
+        (pods.len() == 2
+            && pods.iter().all(|p| {
+                p.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == Some(&uid) && o.controller == Some(true))
+            }))
+        .then_some(())
+    })
+    .await;
+    c.rollout_status("db");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = c.pods("db").await;
+    assert_eq!(
+        before.iter().map(|(n, p)| (n.clone(), p.0.clone())).collect::<Vec<_>>(),
+        after.iter().map(|(n, p)| (n.clone(), p.0.clone())).collect::<Vec<_>>(),
+        "adopted pods kept"
+    );
+    assert_eq!(c.revisions("db").await, [1], "history adopted, not duplicated");
+
     // Parallel pods, ordinals from 5.
     c.apply(&statefulset(
         "par",

@@ -139,7 +139,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expe
     }
 
     // The revision of the current template.
-    let revisions = controller_revision::owned(&ctx.informers.controllerrevisions.store(), &*ds);
+    let revisions =
+        controller_revision::claim(&ctx, &ctx.informers.controllerrevisions.store(), &*ds, &selector).await?;
     let collision_count = ds.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
     let naming = Naming {
         template: &ds.spec.template,
@@ -163,11 +164,28 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expe
     let uid = ds.uid().unwrap_or_default();
     let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
     for pod in pod_store.state() {
-        if pod.namespace().as_deref() != Some(ns.as_str())
-            || controller_of(&*pod).is_none_or(|r| r.uid != uid)
-            || !pods::selects(&selector, pod.labels())
-        {
+        if pod.namespace().as_deref() != Some(ns.as_str()) {
             continue;
+        }
+        // Claim as Kubernetes does: release owned pods that stopped
+        // matching, adopt matching orphans.
+        let matches = pods::selects(&selector, pod.labels());
+        match controller_of(&*pod) {
+            Some(r) if r.uid == uid => {
+                if !matches {
+                    if pod.metadata.deletion_timestamp.is_none() {
+                        pods::release(&pods_api, &*pod, &uid).await?;
+                    }
+                    continue;
+                }
+            }
+            Some(_) => continue,
+            None => {
+                if !matches || !pods::is_active(&pod) {
+                    continue;
+                }
+                pods::adopt(&pods_api, &*pod, &*ds).await?;
+            }
         }
         if let Some(node) = placement::target_node(&pod) {
             by_node.entry(node).or_default().push(pod);

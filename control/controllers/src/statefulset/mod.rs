@@ -138,7 +138,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
     }
 
     // Revisions: update = the template's; current = the status's, if kept.
-    let revisions = controller_revision::owned(&ctx.informers.controllerrevisions.store(), &*set);
+    let revisions =
+        controller_revision::claim(&ctx, &ctx.informers.controllerrevisions.store(), &*set, &selector).await?;
     let collision_count = set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0);
     let naming = Naming {
         template: &set.spec.template,
@@ -166,13 +167,32 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
     let uid = set.uid().unwrap_or_default();
     let now = Timestamp::now();
     let min_ready = set.spec.min_ready_seconds.unwrap_or(0);
-    let owned: Vec<Arc<Pod>> = pod_store
-        .state()
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|p| controller_of(&**p).is_some_and(|r| r.uid == uid))
-        .filter(|p| pods::selects(&selector, p.labels()))
-        .collect();
+    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    for pod in pod_store.state() {
+        if pod.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        // Claim as Kubernetes does: release owned pods that stopped
+        // matching, adopt matching orphans named like the set's pods.
+        let matches = pods::selects(&selector, pod.labels());
+        match controller_of(&*pod) {
+            Some(r) if r.uid == uid => {
+                if matches {
+                    owned.push(pod);
+                } else if pod.metadata.deletion_timestamp.is_none() {
+                    pods::release(&pods_api, &*pod, &uid).await?;
+                }
+            }
+            Some(_) => {}
+            None => {
+                if matches && pods::is_active(&pod) && plan::ordinal_of(&name, &pod.name_any()).is_some() {
+                    pods::adopt(&pods_api, &*pod, &*set).await?;
+                    owned.push(pod);
+                }
+            }
+        }
+    }
     let views: Vec<PodView> = owned
         .iter()
         .filter_map(|p| {
@@ -193,7 +213,6 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
     let set_view = view(&set, &current_name, &update_name);
     let steps = plan::plan(&set_view, &views);
 
-    let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut wrote = false;
     for step in &steps {
         match step {
