@@ -13,10 +13,12 @@ use prost::bytes::Bytes;
 use prost_reflect::{DynamicMessage, Kind, MapKey, ReflectMessage, Value as Pb};
 use serde_json::{Map, Number, Value};
 
+use std::sync::Arc;
+
 use crate::schema::{field_message, schema, Field, Message, Special};
 use crate::Error;
 
-fn mismatch(path: &str, want: &str, got: &Value) -> Error {
+fn mismatch(want: &str, got: &Value) -> Error {
     let got = match got {
         Value::Null => "null",
         Value::Bool(_) => "bool",
@@ -26,30 +28,30 @@ fn mismatch(path: &str, want: &str, got: &Value) -> Error {
         Value::Object(_) => "object",
     };
     Error::Field {
-        path: path.to_string(),
+        path: String::new(),
         message: format!("expected {want}, got {got}"),
     }
 }
 
-fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
+/// A field error (its path is filled in on the way out, see `Error::within`).
+fn invalid(message: impl Into<String>) -> Error {
+    Error::Field {
+        path: String::new(),
+        message: message.into(),
     }
 }
 
 /// A JSON object as the message `m`. `kind` and `apiVersion` (TypeMeta,
 /// which Kubernetes' messages leave to the envelope) are skipped; any other
 /// key the message does not have is an error.
-pub fn message_from_json(m: &Message, obj: &Map<String, Value>, path: &str) -> Result<DynamicMessage, Error> {
+pub fn message_from_json(m: &Message, obj: &Map<String, Value>) -> Result<DynamicMessage, Error> {
     let s = schema();
     let mut msg = DynamicMessage::new(m.desc.clone());
     let mut inlined: Vec<(usize, Map<String, Value>)> = Vec::new();
     for (k, v) in obj {
         if let Some(&i) = m.by_json.get(k) {
             let f = &m.fields[i];
-            if let Some(value) = field_from_json(f, v, &join(path, k))? {
+            if let Some(value) = field_from_json(f, v).map_err(|e| e.within(k))? {
                 msg.set_field(&f.desc, value);
             }
             continue;
@@ -66,12 +68,7 @@ pub fn message_from_json(m: &Message, obj: &Map<String, Value>, path: &str) -> R
                 None => inlined.push((i, Map::from_iter([(k.clone(), v.clone())]))),
             },
             None if k == "kind" || k == "apiVersion" => {}
-            None => {
-                return Err(Error::Field {
-                    path: join(path, k),
-                    message: format!("unknown field in {}", m.desc.full_name()),
-                })
-            }
+            None => return Err(invalid(format!("unknown field in {}", m.desc.full_name())).within(k)),
         }
     }
     // Go always writes an inlined (non-pointer) struct.
@@ -83,7 +80,7 @@ pub fn message_from_json(m: &Message, obj: &Map<String, Value>, path: &str) -> R
             .find(|(i, _)| *i == idx)
             .map(|(_, o)| o.clone())
             .unwrap_or_default();
-        msg.set_field(&f.desc, Pb::Message(message_from_json(im, &sub, path)?));
+        msg.set_field(&f.desc, Pb::Message(message_from_json(im, &sub)?));
     }
     Ok(msg)
 }
@@ -93,7 +90,7 @@ fn time_by_value(f: &Field) -> bool {
     matches!(f.special, Some(Special::Time | Special::MicroTime)) && !f.ptr && !f.desc.is_list() && !f.desc.is_map()
 }
 
-fn field_from_json(f: &Field, v: &Value, path: &str) -> Result<Option<Pb>, Error> {
+fn field_from_json(f: &Field, v: &Value) -> Result<Option<Pb>, Error> {
     if v.is_null() {
         // `"lastProbeTime": null` is the zero Time Go would put on the wire.
         return Ok(match (time_by_value(f), field_message(&f.desc)) {
@@ -103,10 +100,10 @@ fn field_from_json(f: &Field, v: &Value, path: &str) -> Result<Option<Pb>, Error
     }
     if f.desc.is_map() {
         let Value::Object(o) = v else {
-            return Err(mismatch(path, "object", v));
+            return Err(mismatch("object", v));
         };
         let Kind::Message(entry) = f.desc.kind() else {
-            return Err(mismatch(path, "map", v));
+            return Err(mismatch("map", v));
         };
         let vf = entry.map_entry_value_field();
         let mut out = std::collections::HashMap::with_capacity(o.len());
@@ -116,70 +113,67 @@ fn field_from_json(f: &Field, v: &Value, path: &str) -> Result<Option<Pb>, Error
             }
             out.insert(
                 MapKey::String(k.clone()),
-                single(&vf.kind(), f.special, x, &join(path, k))?,
+                single(&vf.kind(), f.special, f.target(), x).map_err(|e| e.within(k))?,
             );
         }
         return Ok(Some(Pb::Map(out)));
     }
     if f.desc.is_list() {
         let Value::Array(a) = v else {
-            return Err(mismatch(path, "array", v));
+            return Err(mismatch("array", v));
         };
         let kind = f.desc.kind();
         let items = a
             .iter()
             .enumerate()
-            .map(|(i, x)| single(&kind, f.special, x, &format!("{path}[{i}]")))
+            .map(|(i, x)| single(&kind, f.special, f.target(), x).map_err(|e| e.within(&format!("[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Some(Pb::List(items)));
     }
-    single(&f.desc.kind(), f.special, v, path).map(Some)
+    single(&f.desc.kind(), f.special, f.target(), v).map(Some)
 }
 
-fn int(v: &Value, path: &str) -> Result<i64, Error> {
-    v.as_i64().ok_or_else(|| mismatch(path, "integer", v))
+fn int(v: &Value) -> Result<i64, Error> {
+    v.as_i64().ok_or_else(|| mismatch("integer", v))
 }
 
-fn single(kind: &Kind, special: Option<Special>, v: &Value, path: &str) -> Result<Pb, Error> {
-    let range = |path: &str| Error::Field {
-        path: path.to_string(),
-        message: "integer out of range".into(),
-    };
+fn single(kind: &Kind, special: Option<Special>, target: Option<&Arc<Message>>, v: &Value) -> Result<Pb, Error> {
+    let range = || invalid("integer out of range");
     Ok(match kind {
         Kind::Message(d) => {
             if let Some(sp) = special {
-                return special_from_json(d, sp, v, path);
+                return special_from_json(d, sp, v);
             }
             let Value::Object(o) = v else {
-                return Err(mismatch(path, "object", v));
+                return Err(mismatch("object", v));
             };
-            let m = schema()
-                .message(d.full_name())
-                .ok_or_else(|| Error::UnknownType(d.full_name().into()))?;
-            Pb::Message(message_from_json(m, o, path)?)
+            let m = match target {
+                Some(m) => m,
+                None => schema()
+                    .message(d.full_name())
+                    .ok_or_else(|| Error::UnknownType(d.full_name().into()))?,
+            };
+            Pb::Message(message_from_json(m, o)?)
         }
-        Kind::String => Pb::String(v.as_str().ok_or_else(|| mismatch(path, "string", v))?.to_string()),
+        Kind::String => Pb::String(v.as_str().ok_or_else(|| mismatch("string", v))?.to_string()),
         Kind::Bytes => {
-            let s = v.as_str().ok_or_else(|| mismatch(path, "base64 string", v))?;
+            let s = v.as_str().ok_or_else(|| mismatch("base64 string", v))?;
             let b = base64::engine::general_purpose::STANDARD
                 .decode(s)
-                .map_err(|e| Error::Field {
-                    path: path.to_string(),
-                    message: format!("illegal base64 data: {e}"),
-                })?;
+                .map_err(|e| invalid(format!("illegal base64 data: {e}")))?;
             Pb::Bytes(Bytes::from(b))
         }
-        Kind::Bool => Pb::Bool(v.as_bool().ok_or_else(|| mismatch(path, "bool", v))?),
-        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Pb::I32(i32::try_from(int(v, path)?).map_err(|_| range(path))?),
-        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Pb::I64(int(v, path)?),
+        Kind::Bool => Pb::Bool(v.as_bool().ok_or_else(|| mismatch("bool", v))?),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Pb::I32(i32::try_from(int(v)?).map_err(|_| range())?),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Pb::I64(int(v)?),
         Kind::Uint32 | Kind::Fixed32 => {
-            let n = v.as_u64().ok_or_else(|| mismatch(path, "unsigned integer", v))?;
-            Pb::U32(u32::try_from(n).map_err(|_| range(path))?)
+            let n = v.as_u64().ok_or_else(|| mismatch("unsigned integer", v))?;
+            Pb::U32(u32::try_from(n).map_err(|_| range())?)
         }
-        Kind::Uint64 | Kind::Fixed64 => Pb::U64(v.as_u64().ok_or_else(|| mismatch(path, "unsigned integer", v))?),
-        Kind::Double => Pb::F64(v.as_f64().ok_or_else(|| mismatch(path, "number", v))?),
-        Kind::Float => Pb::F32(v.as_f64().ok_or_else(|| mismatch(path, "number", v))? as f32),
-        Kind::Enum(_) => return Err(mismatch(path, "enum", v)),
+        Kind::Uint64 | Kind::Fixed64 => Pb::U64(v.as_u64().ok_or_else(|| mismatch("unsigned integer", v))?),
+        Kind::Double => Pb::F64(v.as_f64().ok_or_else(|| mismatch("number", v))?),
+        Kind::Float => Pb::F32(v.as_f64().ok_or_else(|| mismatch("number", v))? as f32),
+        Kind::Enum(_) => return Err(mismatch("enum", v)),
     })
 }
 
@@ -193,46 +187,40 @@ fn child(msg: &DynamicMessage, name: &str) -> Option<prost_reflect::MessageDescr
     msg.descriptor().get_field_by_name(name).and_then(|f| field_message(&f))
 }
 
-fn schema_from_json(parent: &DynamicMessage, name: &str, v: &Value, path: &str) -> Result<Pb, Error> {
+fn schema_from_json(parent: &DynamicMessage, name: &str, v: &Value) -> Result<Pb, Error> {
     let d =
         child(parent, name).ok_or_else(|| Error::UnknownType(format!("{}.{name}", parent.descriptor().full_name())))?;
-    single(&Kind::Message(d), None, v, path)
+    single(&Kind::Message(d), None, None, v)
 }
 
-fn time_from_json(msg: &mut DynamicMessage, v: &Value, path: &str) -> Result<(), Error> {
-    let s = v.as_str().ok_or_else(|| mismatch(path, "RFC 3339 time", v))?;
-    let t = DateTime::parse_from_rfc3339(s).map_err(|e| Error::Field {
-        path: path.to_string(),
-        message: format!("parsing time {s:?}: {e}"),
-    })?;
+fn time_from_json(msg: &mut DynamicMessage, v: &Value) -> Result<(), Error> {
+    let s = v.as_str().ok_or_else(|| mismatch("RFC 3339 time", v))?;
+    let t = DateTime::parse_from_rfc3339(s).map_err(|e| invalid(format!("parsing time {s:?}: {e}")))?;
     set(msg, "seconds", Pb::I64(t.timestamp()));
     set(msg, "nanos", Pb::I32(t.timestamp_subsec_nanos() as i32));
     Ok(())
 }
 
-fn special_from_json(d: &prost_reflect::MessageDescriptor, sp: Special, v: &Value, path: &str) -> Result<Pb, Error> {
+fn special_from_json(d: &prost_reflect::MessageDescriptor, sp: Special, v: &Value) -> Result<Pb, Error> {
     let mut msg = DynamicMessage::new(d.clone());
     match sp {
         Special::Quantity => {
             let s = match v {
                 Value::String(s) => s.clone(),
                 Value::Number(n) => n.to_string(),
-                _ => return Err(mismatch(path, "quantity", v)),
+                _ => return Err(mismatch("quantity", v)),
             };
             set(&mut msg, "string", Pb::String(s));
         }
-        Special::Time | Special::MicroTime => time_from_json(&mut msg, v, path)?,
+        Special::Time | Special::MicroTime => time_from_json(&mut msg, v)?,
         Special::Duration => {
-            let s = v.as_str().ok_or_else(|| mismatch(path, "duration string", v))?;
-            let n = crate::duration::parse(s).ok_or_else(|| Error::Field {
-                path: path.to_string(),
-                message: format!("time: invalid duration {s:?}"),
-            })?;
+            let s = v.as_str().ok_or_else(|| mismatch("duration string", v))?;
+            let n = crate::duration::parse(s).ok_or_else(|| invalid(format!("time: invalid duration {s:?}")))?;
             set(&mut msg, "duration", Pb::I64(n));
         }
         Special::IntOrString => match v {
             Value::Number(_) => {
-                let n = i32::try_from(int(v, path)?).map_err(|_| mismatch(path, "int32", v))?;
+                let n = i32::try_from(int(v)?).map_err(|_| mismatch("int32", v))?;
                 set(&mut msg, "type", Pb::I64(0));
                 set(&mut msg, "intVal", Pb::I32(n));
             }
@@ -240,13 +228,10 @@ fn special_from_json(d: &prost_reflect::MessageDescriptor, sp: Special, v: &Valu
                 set(&mut msg, "type", Pb::I64(1));
                 set(&mut msg, "strVal", Pb::String(s.clone()));
             }
-            _ => return Err(mismatch(path, "integer or string", v)),
+            _ => return Err(mismatch("integer or string", v)),
         },
         Special::Raw => {
-            let raw = serde_json::to_vec(v).map_err(|e| Error::Field {
-                path: path.to_string(),
-                message: e.to_string(),
-            })?;
+            let raw = serde_json::to_vec(v).map_err(|e| invalid(e.to_string()))?;
             // `raw` (RawExtension, apiextensions JSON) or `Raw` (FieldsV1).
             let name = if d.get_field_by_name("raw").is_some() {
                 "raw"
@@ -260,19 +245,19 @@ fn special_from_json(d: &prost_reflect::MessageDescriptor, sp: Special, v: &Valu
                 let items = a
                     .iter()
                     .enumerate()
-                    .map(|(i, x)| schema_from_json(&msg, "jSONSchemas", x, &format!("{path}[{i}]")))
+                    .map(|(i, x)| schema_from_json(&msg, "jSONSchemas", x).map_err(|e| e.within(&format!("[{i}]"))))
                     .collect::<Result<Vec<_>, _>>()?;
                 set(&mut msg, "jSONSchemas", Pb::List(items));
             }
             _ => {
-                let s = schema_from_json(&msg, "schema", v, path)?;
+                let s = schema_from_json(&msg, "schema", v)?;
                 set(&mut msg, "schema", s);
             }
         },
         Special::PropsOrBool => match v {
             Value::Bool(b) => set(&mut msg, "allows", Pb::Bool(*b)),
             _ => {
-                let s = schema_from_json(&msg, "schema", v, path)?;
+                let s = schema_from_json(&msg, "schema", v)?;
                 set(&mut msg, "allows", Pb::Bool(true));
                 set(&mut msg, "schema", s);
             }
@@ -284,13 +269,13 @@ fn special_from_json(d: &prost_reflect::MessageDescriptor, sp: Special, v: &Valu
                     .map(|x| {
                         x.as_str()
                             .map(|s| Pb::String(s.to_string()))
-                            .ok_or_else(|| mismatch(path, "string", x))
+                            .ok_or_else(|| mismatch("string", x))
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 set(&mut msg, "property", Pb::List(items));
             }
             _ => {
-                let s = schema_from_json(&msg, "schema", v, path)?;
+                let s = schema_from_json(&msg, "schema", v)?;
                 set(&mut msg, "schema", s);
             }
         },
@@ -333,7 +318,7 @@ fn field_to_json(f: &Field, v: &Pb) -> Option<Value> {
         Pb::List(items) => {
             let a: Vec<Value> = items
                 .iter()
-                .map(|x| single_to_json(x, f.special).unwrap_or(Value::Null))
+                .map(|x| single_to_json(x, f.special, f.target()).unwrap_or(Value::Null))
                 .collect();
             (!a.is_empty()).then_some(Value::Array(a))
         }
@@ -347,13 +332,13 @@ fn field_to_json(f: &Field, v: &Pb) -> Option<Value> {
                         MapKey::String(s) => s.clone(),
                         other => format!("{other:?}"),
                     };
-                    (key, single_to_json(x, f.special).unwrap_or(Value::Null))
+                    (key, single_to_json(x, f.special, f.target()).unwrap_or(Value::Null))
                 })
                 .collect();
             (!o.is_empty()).then_some(Value::Object(o))
         }
         scalar if !f.keep_zero && is_zero(scalar) => None,
-        other => single_to_json(other, f.special).or_else(|| time_by_value(f).then_some(Value::Null)),
+        other => single_to_json(other, f.special, f.target()).or_else(|| time_by_value(f).then_some(Value::Null)),
     }
 }
 
@@ -402,11 +387,16 @@ fn get_str(msg: &DynamicMessage, name: &str) -> String {
     }
 }
 
-fn single_to_json(v: &Pb, special: Option<Special>) -> Option<Value> {
+fn single_to_json(v: &Pb, special: Option<Special>, target: Option<&Arc<Message>>) -> Option<Value> {
     Some(match v {
-        Pb::Message(msg) => match special {
-            Some(sp) => return special_to_json(msg, sp),
-            None => Value::Object(message_to_json(msg)),
+        Pb::Message(msg) => match (special, target) {
+            (Some(sp), _) => return special_to_json(msg, sp),
+            (None, Some(m)) => {
+                let mut out = Map::new();
+                write_fields(m, msg, &mut out);
+                Value::Object(out)
+            }
+            (None, None) => Value::Object(message_to_json(msg)),
         },
         Pb::Bool(b) => Value::Bool(*b),
         Pb::I32(n) => Value::from(*n),
@@ -457,20 +447,24 @@ fn special_to_json(msg: &DynamicMessage, sp: Special) -> Option<Value> {
             serde_json::from_slice(b).ok()?
         }
         Special::PropsOrArray => match get(msg, "schema") {
-            Some(s) => single_to_json(&s, None)?,
+            Some(s) => single_to_json(&s, None, None)?,
             None => match get(msg, "jSONSchemas").as_deref() {
-                Some(Pb::List(items)) => Value::Array(items.iter().filter_map(|x| single_to_json(x, None)).collect()),
+                Some(Pb::List(items)) => {
+                    Value::Array(items.iter().filter_map(|x| single_to_json(x, None, None)).collect())
+                }
                 _ => return None,
             },
         },
         Special::PropsOrBool => match get(msg, "schema") {
-            Some(s) => single_to_json(&s, None)?,
+            Some(s) => single_to_json(&s, None, None)?,
             None => Value::Bool(matches!(get(msg, "allows").as_deref(), Some(Pb::Bool(true)))),
         },
         Special::PropsOrStringArray => match get(msg, "schema") {
-            Some(s) => single_to_json(&s, None)?,
+            Some(s) => single_to_json(&s, None, None)?,
             None => match get(msg, "property").as_deref() {
-                Some(Pb::List(items)) => Value::Array(items.iter().filter_map(|x| single_to_json(x, None)).collect()),
+                Some(Pb::List(items)) => {
+                    Value::Array(items.iter().filter_map(|x| single_to_json(x, None, None)).collect())
+                }
                 _ => return None,
             },
         },

@@ -63,6 +63,25 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The error as seen from the object holding `segment` (a JSON key or `[i]`).
+    pub fn within(self, segment: &str) -> Error {
+        match self {
+            Error::Field { path, message } => Error::Field {
+                path: if path.is_empty() {
+                    segment.to_string()
+                } else if path.starts_with('[') {
+                    format!("{segment}{path}")
+                } else {
+                    format!("{segment}.{path}")
+                },
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Whether Kubernetes has a protobuf message for `kind` in `api_version`.
 pub fn has_message(api_version: &str, kind: &str) -> bool {
     schema::message_for(api_version, kind).is_some()
@@ -102,7 +121,7 @@ pub fn to_message(obj: &Value) -> Result<DynamicMessage, Error> {
             message: "expected an object".into(),
         });
     };
-    convert::message_from_json(m, o, "")
+    convert::message_from_json(m, o)
 }
 
 /// Encode a JSON object as a protobuf body (magic + `runtime.Unknown`).

@@ -72,6 +72,30 @@ pub struct Field {
     pub inline: bool,
     /// The JSON form of the field's message type (or, for a map, of its values).
     pub special: Option<Special>,
+    /// The field's message type (or, for a map, its values'), resolved on first use.
+    target: OnceLock<Option<Arc<Message>>>,
+}
+
+impl Field {
+    /// The message of this field's values, if they are messages.
+    pub fn target(&self) -> Option<&Arc<Message>> {
+        self.target
+            .get_or_init(|| {
+                let kind = if self.desc.is_map() {
+                    match self.desc.kind() {
+                        Kind::Message(entry) => entry.map_entry_value_field().kind(),
+                        k => k,
+                    }
+                } else {
+                    self.desc.kind()
+                };
+                match kind {
+                    Kind::Message(m) => schema().message(m.full_name()).cloned(),
+                    _ => None,
+                }
+            })
+            .as_ref()
+    }
 }
 
 /// A message, as JSON sees it.
@@ -176,6 +200,7 @@ impl Schema {
                     ptr: g.ptr,
                     inline: g.inline,
                     special,
+                    target: OnceLock::new(),
                 });
             }
             messages.insert(
