@@ -39,6 +39,40 @@ use crate::{runner, Context, Error};
 
 /// Most pods created in one reconcile (Kubernetes' burstReplicas).
 const BURST_REPLICAS: usize = 250;
+/// Back-off before a failed daemon pod on a node is replaced again
+/// (Kubernetes' failedPodsBackoff: 1 s doubling to 15 min).
+const FAILED_BACKOFF_INITIAL: Duration = Duration::from_secs(1);
+const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// The next back-off after `previous` (none: the initial one).
+pub fn next_backoff(previous: Option<Duration>) -> Duration {
+    previous.map_or(FAILED_BACKOFF_INITIAL, |d| (d * 2).min(FAILED_BACKOFF_MAX))
+}
+
+/// State shared by the DaemonSet reconciles.
+#[derive(Default)]
+struct State {
+    expectations: Expectations,
+    /// `ns/ds/node` → (when failed pods may be replaced again, last delay).
+    failed_backoff: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Duration)>>,
+}
+
+impl State {
+    /// Whether a failed pod on `node` may be deleted now (starting the next
+    /// back-off), else how long to wait.
+    fn may_replace_failed(&self, key: &str) -> Result<(), Duration> {
+        let mut map = self.failed_backoff.lock().expect("backoff lock");
+        let now = std::time::Instant::now();
+        let previous = match map.get(key) {
+            Some((until, _)) if *until > now => return Err(*until - now),
+            Some((_, delay)) => Some(*delay),
+            None => None,
+        };
+        let delay = next_backoff(previous);
+        map.insert(key.to_string(), (now + delay, delay));
+        Ok(())
+    }
+}
 
 /// Subscribes the DaemonSet controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
@@ -54,7 +88,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         .trigger(|rev: &ControllerRevision| owner_ref(rev));
     let ds_store = store.clone();
     let from_nodes = ctx.informers.nodes.trigger(move |_node: &Node| all(&ds_store));
-    let expectations = Arc::new(Expectations::default());
+    let state = Arc::new(State::default());
     runner::run_batched(
         "daemonset",
         ctx,
@@ -66,7 +100,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
             from_nodes.boxed(),
         ],
         Duration::from_millis(50),
-        move |ds, ctx| reconcile(ds, ctx, expectations.clone()),
+        move |ds, ctx| reconcile(ds, ctx, state.clone()),
     )
 }
 
@@ -114,7 +148,8 @@ fn oldest_first(pods: &mut [Arc<Pod>]) {
     });
 }
 
-async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expectations>) -> Result<Action, Error> {
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, state: Arc<State>) -> Result<Action, Error> {
+    let expectations = &state.expectations;
     if ds.metadata.deletion_timestamp.is_some() {
         // The garbage collector removes the pods and revisions.
         return Ok(Action::await_change());
@@ -218,6 +253,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expe
     let mut create: Vec<String> = Vec::new();
     let mut delete: Vec<(String, &'static str)> = Vec::new();
     let mut rolling_nodes: Vec<rolling::NodePods> = Vec::new();
+    let mut backoff: Option<Duration> = None;
     for (node, fit) in &fits {
         let node_name = node.name_any();
         let here = by_node.get(&node_name).cloned().unwrap_or_default();
@@ -229,7 +265,14 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expe
             let mut running: Vec<Arc<Pod>> = Vec::new();
             for pod in here.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
                 if is_terminated(pod) {
-                    let why = if pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed") {
+                    let failed = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
+                    if failed {
+                        if let Err(wait) = state.may_replace_failed(&format!("{key}/{node_name}")) {
+                            backoff = Some(backoff.map_or(wait, |b: Duration| b.min(wait)));
+                            continue;
+                        }
+                    }
+                    let why = if failed {
                         ctx.recorder.record(
                             &*ds,
                             EventType::Warning,
@@ -297,7 +340,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expe
 
     create.truncate(BURST_REPLICAS);
     let wrote = !create.is_empty() || !delete.is_empty();
-    create_pods(&ctx, &ds, &pods_api, &create, &hash, &key, &expectations).await?;
+    create_pods(&ctx, &ds, &pods_api, &create, &hash, &key, expectations).await?;
     for (pod_name, why) in &delete {
         expectations.expect_delete(&key, pod_name.clone());
         tracing::debug!(pod = %pod_name, reason = why, "deleting daemon pod");
@@ -366,6 +409,10 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, expectations: Arc<Expe
     if wrote {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
+    let requeue = match (requeue, backoff) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(requeue.map_or_else(|| Action::requeue(ctx.config.resync_period), Action::requeue))
 }
 
@@ -454,5 +501,21 @@ async fn create_pods(
     match failed {
         Some(err) => Err(err.into()),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_pods_back_off_doubling_to_fifteen_minutes() {
+        assert_eq!(next_backoff(None), Duration::from_secs(1));
+        assert_eq!(next_backoff(Some(Duration::from_secs(4))), Duration::from_secs(8));
+        assert_eq!(next_backoff(Some(Duration::from_secs(600))), Duration::from_secs(900));
+        let state = State::default();
+        assert_eq!(state.may_replace_failed("ns/ds/n1"), Ok(()));
+        assert!(state.may_replace_failed("ns/ds/n1").is_err(), "within the back-off");
+        assert_eq!(state.may_replace_failed("ns/ds/n2"), Ok(()), "per node");
     }
 }
