@@ -5,6 +5,7 @@
 //! with `httpd` on port 8080. The user:
 //! * `kubectl exec shell -- echo hi` sees `hi`; `sh -c 'exit 3'` makes
 //!   kubectl exit 3 ("command terminated with exit code 3");
+//! * is told `container nope is not valid for pod shell` for a wrong `-c`;
 //! * sees stdout and stderr apart (`echo out; echo err >&2`);
 //! * pipes bytes into `kubectl exec -i shell -- cat` (and 100 KiB into
 //!   `wc -c`): the command ends when stdin does;
@@ -89,6 +90,15 @@ spec:
     assert_eq!(out.status.code(), Some(3), "exit code; stderr: {}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("command terminated with exit code 3"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A container the pod does not have: the API server's 400, as Kubernetes words it.
+    let out = cluster.kubectl(&["exec", "shell", "-c", "nope", "--", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("container nope is not valid for pod shell"),
         "{}",
         text(&out.stderr)
     );
@@ -199,14 +209,30 @@ spec:
 "#
     ));
     cluster.wait_running("app=echoer", 1, Duration::from_secs(120));
-    let out = kubectl_with_input(&cluster, &["attach", "-i", "echoer"], b"hello\n");
-    assert!(
-        text(&out.stdout).contains("got hello"),
-        "attach: {:?} {} {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
+    // stdin stays open (closing it would end the attach session, racing the answer).
+    let mut attach = Command::new("timeout")
+        .arg("60")
+        .arg("kubectl")
+        .arg("--kubeconfig")
+        .arg(cluster.kubeconfig())
+        .args(["attach", "-i", "echoer"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run kubectl attach");
+    let mut input = attach.stdin.take().expect("stdin");
+    let mut output = attach.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut output, &mut text);
+        text
+    });
+    input.write_all(b"hello\n").expect("write to attach");
+    let status = attach.wait().expect("kubectl attach ends when the container exits");
+    drop(input);
+    let seen = reader.join().expect("attach output");
+    assert!(seen.contains("got hello"), "attach: {status:?} {seen}");
 
     // Older clients speak SPDY/3.1 (kubectl's own fallback when WebSockets are off).
     let spdy = |args: &[&str], input: &[u8]| {
