@@ -12,8 +12,8 @@
 pub mod config;
 pub mod context;
 pub mod controller_revision;
-pub mod daemonset;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;

@@ -506,6 +506,7 @@ mod tests {
             names,
             [
                 "apps",
+                "batch",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "events.k8s.io",

@@ -379,6 +379,7 @@ mod tests {
             c.groups(),
             [
                 "apps",
+                "batch",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "events.k8s.io",
