@@ -72,7 +72,6 @@ metadata: {{name: lb}}
 spec:
   type: LoadBalancer
   externalTrafficPolicy: Local
-  healthCheckNodePort: 32123
   selector: {{app: web}}
   ports: [{{port: 80, targetPort: 8080}}]
 ---
@@ -217,8 +216,18 @@ fn load_balancer_ips_external_ips_host_ports_and_health_checks_from_outside() {
         "ARP for {lb_ip} answered by node 1 ({mac1}): {neigh}"
     );
 
-    // healthCheckNodePort: 200 where the endpoint is, 503 elsewhere, with kube-proxy's body.
-    let health = |ip: &str| wait_for(Duration::from_secs(30), || curl(&c1, &format!("http://{ip}:32123/")));
+    // healthCheckNodePort (allocated by the API server for `externalTrafficPolicy: Local`):
+    // 200 where the endpoint is, 503 elsewhere, with kube-proxy's body.
+    let hc_port = service(&cluster, "lb")["spec"]["healthCheckNodePort"]
+        .as_i64()
+        .expect("healthCheckNodePort allocated");
+    assert!((30000..=32767).contains(&hc_port), "{hc_port} in the node port range");
+    let hc_port = hc_port.to_string();
+    let health = |ip: &str| {
+        wait_for(Duration::from_secs(30), || {
+            curl(&c1, &format!("http://{ip}:{hc_port}/"))
+        })
+    };
     let (code1, body1) = health(&ip1).expect("node 1 health check");
     assert_eq!(code1, 200, "{body1}");
     let body1: Value = serde_json::from_str(&body1).expect("json");
@@ -266,7 +275,14 @@ fn load_balancer_ips_external_ips_host_ports_and_health_checks_from_outside() {
     for netns in [None, Some(n1.as_str()), Some(n2.as_str())] {
         for cmd in [&["iptables-save"][..], &["nft", "list", "ruleset"][..]] {
             let text = rules(netns, cmd);
-            for ours in [lb_ip.as_str(), external_ip.as_str(), "8081", "32123", "KUBE-", "sluice"] {
+            for ours in [
+                lb_ip.as_str(),
+                external_ip.as_str(),
+                "8081",
+                hc_port.as_str(),
+                "KUBE-",
+                "sluice",
+            ] {
                 assert!(!text.contains(ours), "{cmd:?} in {netns:?} mentions {ours}:\n{text}");
             }
         }

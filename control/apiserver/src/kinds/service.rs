@@ -56,6 +56,9 @@ impl Strategy for Services {
         if ty == "NodePort" || ty == "LoadBalancer" {
             default(spec, "externalTrafficPolicy", json!("Cluster"));
         }
+        if ty == "LoadBalancer" {
+            default(spec, "allocateLoadBalancerNodePorts", json!(true));
+        }
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
             for p in ports.iter_mut().filter_map(Value::as_object_mut) {
                 default(p, "protocol", json!("TCP"));
@@ -140,6 +143,22 @@ fn validate_service(errs: &mut Errors, spec: Option<&Value>) {
     let ports = spec.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
     if ports.is_empty() && ty != "ExternalName" && !headless {
         errs.push(FieldError::required("spec.ports", ""));
+    }
+    let local = spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+    if let Some(hc) = spec.get("healthCheckNodePort").filter(|v| v.as_i64().is_some_and(|p| p != 0)) {
+        if !(ty == "LoadBalancer" && local) {
+            errs.push(FieldError::invalid(
+                "spec.healthCheckNodePort",
+                hc,
+                "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+            ));
+        }
+    }
+    if spec.get("allocateLoadBalancerNodePorts").is_some_and(|v| !v.is_null()) && ty != "LoadBalancer" {
+        errs.push(FieldError::forbidden(
+            "spec.allocateLoadBalancerNodePorts",
+            "may only be used when `type` is 'LoadBalancer'",
+        ));
     }
     if headless && matches!(ty, "NodePort" | "LoadBalancer") {
         errs.push(FieldError::invalid(
@@ -325,5 +344,28 @@ mod tests {
         let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.96.0.11"}});
         assert_eq!(service_external_ip(&lb), "<pending>");
         assert_eq!(service_ports(&lb), "<none>");
+    }
+
+    #[test]
+    fn load_balancer_only_fields_are_refused_elsewhere() {
+        let lines = |spec: Value| -> Vec<String> {
+            let mut errs = Errors::default();
+            validate_service(&mut errs, Some(&spec));
+            errs.0.iter().map(FieldError::to_line).collect()
+        };
+        assert_eq!(
+            lines(json!({"type": "NodePort", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000,
+                "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}]})),
+            [
+                "spec.healthCheckNodePort: Invalid value: 32000: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'",
+                "spec.allocateLoadBalancerNodePorts: Forbidden: may only be used when `type` is 'LoadBalancer'",
+            ]
+        );
+        assert!(lines(json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local", "healthCheckNodePort": 32000,
+            "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80}]}))
+        .is_empty());
+        let mut lb = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}});
+        Services.default(&mut lb);
+        assert_eq!(lb["spec"]["allocateLoadBalancerNodePorts"], json!(true));
     }
 }

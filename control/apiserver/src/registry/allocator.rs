@@ -230,8 +230,13 @@ impl Allocator {
             }
         }
 
-        // NodePorts.
+        // NodePorts: every port of a NodePort Service; of a LoadBalancer
+        // Service unless `allocateLoadBalancerNodePorts: false` (then only the
+        // ones asked for or already held).
         let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
+        let allocates_node_ports = ty == "NodePort"
+            || (ty == "LoadBalancer"
+                && spec.get("allocateLoadBalancerNodePorts").and_then(Value::as_bool) != Some(false));
         let mut kept: Vec<i64> = Vec::new();
         let mut chosen: Vec<i64> = taken_ports.to_vec();
         if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
@@ -275,6 +280,10 @@ impl Allocator {
                     }
                     None => match old_ports.iter().find(|(op, opr, _)| *op == port && *opr == proto) {
                         Some((_, _, np)) if !kept.contains(np) => *np,
+                        _ if !allocates_node_ports => {
+                            pm.remove("nodePort");
+                            continue;
+                        }
                         _ => {
                             let np = self.random_port(&chosen);
                             plan.claims.push((port_key(np), owner.to_string()));
@@ -291,6 +300,75 @@ impl Allocator {
             if !kept.contains(np) {
                 plan.releases.push(port_key(*np));
             }
+        }
+
+        // healthCheckNodePort: LoadBalancer Services with
+        // `externalTrafficPolicy: Local` get one (kept across updates).
+        let old_hc = old
+            .and_then(|o| o.pointer("/spec/healthCheckNodePort"))
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0);
+        let needs_hc =
+            ty == "LoadBalancer" && spec.get("externalTrafficPolicy").and_then(Value::as_str) == Some("Local");
+        let asked_hc = spec
+            .get("healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0);
+        let mut new_hc = None;
+        if needs_hc {
+            let hc = match asked_hc {
+                Some(hc) if !self.port_in_range(hc) => {
+                    errs.push(FieldError::invalid(
+                        "spec.healthCheckNodePort",
+                        &json!(hc),
+                        format!(
+                            "provided port is not in the valid range. The range of valid ports is {}-{}",
+                            self.port_lo, self.port_hi
+                        ),
+                    ));
+                    None
+                }
+                Some(hc) if chosen.contains(&hc) && old_hc != Some(hc) => {
+                    errs.push(FieldError::invalid(
+                        "spec.healthCheckNodePort",
+                        &json!(hc),
+                        "provided port is already allocated",
+                    ));
+                    None
+                }
+                Some(hc) => {
+                    if old_hc != Some(hc) {
+                        let key = port_key(hc);
+                        plan.claims.push((key.clone(), owner.to_string()));
+                        plan.requested.push((
+                            key,
+                            FieldError::invalid(
+                                "spec.healthCheckNodePort",
+                                &json!(hc),
+                                "provided port is already allocated",
+                            ),
+                        ));
+                    }
+                    Some(hc)
+                }
+                None => Some(match old_hc {
+                    Some(hc) => hc,
+                    None => {
+                        let hc = self.random_port(&chosen);
+                        plan.claims.push((port_key(hc), owner.to_string()));
+                        hc
+                    }
+                }),
+            };
+            if let Some(hc) = hc {
+                spec.insert("healthCheckNodePort".into(), json!(hc));
+                new_hc = Some(hc);
+            }
+        } else if spec.get("healthCheckNodePort").and_then(Value::as_i64) == Some(0) {
+            spec.remove("healthCheckNodePort");
+        }
+        if let Some(hc) = old_hc.filter(|hc| new_hc != Some(*hc)) {
+            plan.releases.push(port_key(hc));
         }
         plan.claims.dedup_by(|a, b| a.0 == b.0);
         if errs.is_empty() {
@@ -314,6 +392,13 @@ impl Allocator {
                     keys.push(port_key(np));
                 }
             }
+        }
+        if let Some(hc) = svc
+            .pointer("/spec/healthCheckNodePort")
+            .and_then(Value::as_i64)
+            .filter(|n| *n != 0)
+        {
+            keys.push(port_key(hc));
         }
         keys.dedup();
         keys
@@ -348,6 +433,46 @@ mod tests {
         let mut ci = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}]}});
         let plan = a.plan(Some(&old), &mut ci, "default/s", &[]).unwrap();
         assert_eq!(plan.releases, vec![format!("{PORT_PREFIX}{np}")]);
+    }
+
+    #[test]
+    fn load_balancers_get_a_health_check_port_when_local_and_node_ports_unless_refused() {
+        let a = alloc();
+        let mut svc = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let plan = a.plan(None, &mut svc, "default/lb", &[]).unwrap();
+        assert!(svc["spec"]["ports"][0].get("nodePort").is_none(), "{svc}");
+        let hc = svc["spec"]["healthCheckNodePort"].as_i64().expect("health check port");
+        assert!((30000..=32767).contains(&hc));
+        assert_eq!(plan.claims.len(), 2, "the IP and the health check port: {plan:?}");
+        // Kept on update; released when the policy turns to Cluster.
+        let old = svc.clone();
+        let mut upd = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "allocateLoadBalancerNodePorts": false, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let plan = a.plan(Some(&old), &mut upd, "default/lb", &[]).unwrap();
+        assert!(plan.claims.is_empty() && plan.releases.is_empty(), "{plan:?}");
+        assert_eq!(upd["spec"]["healthCheckNodePort"], json!(hc));
+        let mut cluster = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Cluster",
+            "allocateLoadBalancerNodePorts": true, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let plan = a.plan(Some(&old), &mut cluster, "default/lb", &[]).unwrap();
+        assert!(cluster["spec"].get("healthCheckNodePort").is_none());
+        assert_eq!(plan.releases, vec![format!("{PORT_PREFIX}{hc}")]);
+        assert!(
+            cluster["spec"]["ports"][0]["nodePort"].as_i64().is_some(),
+            "allocated again: {cluster}"
+        );
+        // An asked-for port is claimed as such, and must be in range.
+        let mut asked = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 32123, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let plan = a.plan(None, &mut asked, "default/lb2", &[]).unwrap();
+        assert!(
+            plan.requested.iter().any(|(k, _)| *k == format!("{PORT_PREFIX}32123")),
+            "{plan:?}"
+        );
+        let mut bad = json!({"spec": {"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "healthCheckNodePort": 80, "ports": [{"port": 80, "protocol": "TCP"}]}});
+        let errs = a.plan(None, &mut bad, "default/lb3", &[]).unwrap_err();
+        assert_eq!(errs[0].field, "spec.healthCheckNodePort");
     }
 
     #[test]
