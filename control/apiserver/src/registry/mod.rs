@@ -15,6 +15,7 @@ pub mod crds;
 pub mod patch;
 pub mod resolver;
 pub mod schema;
+pub mod unchanged;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -705,7 +706,19 @@ impl Registry {
             } else {
                 Default::default()
             };
+            // Nothing changed: no write, the object keeps its resourceVersion.
+            if plan.claims.is_empty()
+                && plan.releases.is_empty()
+                && unchanged::is_unchanged(&stored(k, &cur.object), &stored(k, &new))
+            {
+                return Ok(Written {
+                    object: cur.object,
+                    warnings,
+                });
+            }
             if opts.dry_run {
+                // As it would be stored, still at the current resourceVersion.
+                store::set_resource_version(&mut new, cur.revision);
                 return Ok(Written { object: new, warnings });
             }
             let lease = if hooks.expires {
