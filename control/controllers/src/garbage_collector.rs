@@ -233,7 +233,7 @@ async fn pass(ctx: &Context, resources: &mut Resources) -> Result<(), Error> {
         patch_meta(
             client,
             n,
-            json!({"metadata": {"ownerReferences": refs, "resourceVersion": n.meta.resource_version}}),
+            owner_references_patch(&refs, n.meta.resource_version.as_deref()),
         )
         .await?;
     }
@@ -322,10 +322,22 @@ async fn collect_if_orphaned(client: &Client, resources: &mut Resources, n: &Nod
         patch_meta(
             client,
             n,
-            json!({"metadata": {"ownerReferences": keep, "resourceVersion": n.meta.resource_version}}),
+            owner_references_patch(&keep, n.meta.resource_version.as_deref()),
         )
         .await
     }
+}
+
+/// The merge patch leaving a dependent with `refs` as its ownerReferences,
+/// guarded by its resourceVersion. No reference left removes the field, as
+/// Kubernetes' objects never carry an empty `ownerReferences` list.
+fn owner_references_patch(refs: &[OwnerReference], resource_version: Option<&str>) -> serde_json::Value {
+    let refs = if refs.is_empty() {
+        serde_json::Value::Null
+    } else {
+        json!(refs)
+    };
+    json!({"metadata": {"ownerReferences": refs, "resourceVersion": resource_version}})
 }
 
 enum OwnerState {
@@ -490,5 +502,23 @@ mod tests {
         ]);
         assert_eq!(p.strip, [(1, "rs".to_string())]);
         assert!(p.finalize.is_empty());
+    }
+
+    #[test]
+    fn stripping_the_last_owner_removes_the_field() {
+        let owner = OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            owner_references_patch(&[], Some("7")),
+            json!({"metadata": {"ownerReferences": null, "resourceVersion": "7"}})
+        );
+        let kept = owner_references_patch(std::slice::from_ref(&owner), Some("7"));
+        assert_eq!(kept["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(kept["metadata"]["resourceVersion"], "7");
     }
 }

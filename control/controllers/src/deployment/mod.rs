@@ -180,6 +180,12 @@ impl Sync<'_> {
         if let Some(rs) = new_rs {
             let current = revision(rs);
             let mut rs = rs.clone();
+            // The Deployment's annotations (e.g. `kubernetes.io/change-cause`)
+            // follow onto its new ReplicaSet, as `rollout history` shows them.
+            let mut annotations: serde_json::Map<String, serde_json::Value> = annotations_to_copy(self.d, &rs)
+                .into_iter()
+                .map(|(k, v)| (k, v.into()))
+                .collect();
             if current < new_revision {
                 // A reused ReplicaSet (rollback): next revision, remember the old one.
                 let mut history: Vec<String> = rs
@@ -190,10 +196,22 @@ impl Sync<'_> {
                 if current > 0 {
                     history.push(current.to_string());
                 }
-                let patch = json!({"metadata": {"annotations": {
-                    REVISION: new_revision.to_string(),
-                    REVISION_HISTORY: if history.is_empty() { serde_json::Value::Null } else { history.join(",").into() },
-                }}});
+                annotations.insert(REVISION.into(), new_revision.to_string().into());
+                annotations.insert(
+                    REVISION_HISTORY.into(),
+                    if history.is_empty() {
+                        serde_json::Value::Null
+                    } else {
+                        history.join(",").into()
+                    },
+                );
+                self.pending_condition = Some((
+                    "FoundNewReplicaSet",
+                    format!("Found new replica set \"{}\"", rs.name_any()),
+                ));
+            }
+            if !annotations.is_empty() {
+                let patch = json!({"metadata": {"annotations": annotations}});
                 rs = self
                     .rs_api
                     .patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
@@ -201,10 +219,6 @@ impl Sync<'_> {
                 self.state
                     .written
                     .wrote(&pods::key_of(&rs), rs.metadata.resource_version.as_deref());
-                self.pending_condition = Some((
-                    "FoundNewReplicaSet",
-                    format!("Found new replica set \"{}\"", rs.name_any()),
-                ));
             }
             self.set_deployment_revision(revision(&rs)).await?;
             return Ok(Some(rs));
@@ -280,9 +294,7 @@ impl Sync<'_> {
         let mut annotations: BTreeMap<String, String> = d
             .annotations()
             .iter()
-            .filter(|(k, _)| {
-                !k.starts_with("deployment.kubernetes.io/") && *k != "kubectl.kubernetes.io/last-applied-configuration"
-            })
+            .filter(|(k, _)| copies_annotation(k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         annotations.insert(REVISION.into(), revision.to_string());
@@ -413,6 +425,34 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>, state: Arc<DeploymentS
     history::cleanup(&sync, &old).await?;
     let requeue = progress::sync_status(&sync, new_rs.as_ref(), &owned).await?;
     Ok(Action::requeue(requeue.unwrap_or(ctx.config.resync_period)))
+}
+
+/// Annotations a Deployment does not pass on to its ReplicaSets (Kubernetes'
+/// `annotationsToSkip`): the revision bookkeeping, which each ReplicaSet keeps
+/// for itself, and kubectl's last applied configuration.
+const NOT_COPIED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    REVISION_HISTORY,
+    DESIRED_REPLICAS,
+    MAX_REPLICAS,
+    "deprecated.deployment.rollback.to",
+];
+
+/// Whether a Deployment's annotation `key` goes onto its ReplicaSets.
+fn copies_annotation(key: &str) -> bool {
+    !NOT_COPIED.contains(&key)
+}
+
+/// The Deployment's annotations its new ReplicaSet lacks or holds with
+/// another value (added or overwritten, never removed: Kubernetes'
+/// `copyDeploymentAnnotationsToReplicaSet`).
+pub fn annotations_to_copy(d: &Deployment, rs: &ReplicaSet) -> BTreeMap<String, String> {
+    d.annotations()
+        .iter()
+        .filter(|(k, v)| copies_annotation(k) && rs.annotations().get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// `spec.replicas` of a ReplicaSet (default 1).
@@ -566,6 +606,40 @@ mod tests {
             (2, 0)
         );
         assert_eq!(fenceposts(&deployment(1, pct("50%"), pct("50%"))), (1, 0));
+    }
+
+    #[test]
+    fn deployment_annotations_follow_onto_the_new_replicaset_but_not_revision_bookkeeping() {
+        let meta = |pairs: &[(&str, &str)]| ObjectMeta {
+            annotations: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            ..Default::default()
+        };
+        let d = Deployment {
+            metadata: meta(&[
+                ("kubernetes.io/change-cause", "limit memory"),
+                ("team", "payments"),
+                (REVISION, "4"),
+                ("kubectl.kubernetes.io/last-applied-configuration", "{}"),
+                (DESIRED_REPLICAS, "3"),
+            ]),
+            ..Default::default()
+        };
+        let rs = ReplicaSet {
+            metadata: meta(&[(REVISION, "3"), ("team", "payments"), ("kept", "yes")]),
+            ..Default::default()
+        };
+        assert_eq!(
+            annotations_to_copy(&d, &rs),
+            BTreeMap::from([("kubernetes.io/change-cause".to_string(), "limit memory".to_string())])
+        );
+        let same = ReplicaSet {
+            metadata: meta(&[("kubernetes.io/change-cause", "limit memory"), ("team", "payments")]),
+            ..Default::default()
+        };
+        assert!(
+            annotations_to_copy(&d, &same).is_empty(),
+            "nothing to write when in step"
+        );
     }
 
     #[test]
