@@ -557,7 +557,25 @@ async fn accept_is_negotiated_as_kubernetes_does() {
     );
     assert_eq!(
         s["message"],
-        "only the following media types are accepted: application/json, application/vnd.kubernetes.protobuf"
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    );
+    // YAML is served for objects (keys sorted, as Kubernetes converts JSON
+    // to YAML), never for a watch stream.
+    let r = send(&c, "GET", &one, None, Some("application/yaml"), vec![]).await;
+    assert_eq!((r.status, r.content_type.as_str()), (200, "application/yaml"));
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(text.starts_with("apiVersion: v1\n"), "{text}");
+    let y: serde_json::Value = serde_yaml::from_str(&text).expect("YAML body");
+    assert_eq!(y["kind"], "ConfigMap");
+    let r = send(&c, "GET", &format!("{cms}?watch=1"), None, Some("application/yaml, application/json"), vec![]).await;
+    assert_eq!(r.status, 406);
+    // The refusal itself is written in the negotiated (YAML) encoding.
+    assert_eq!(r.content_type, "application/yaml");
+    let status: serde_json::Value = serde_yaml::from_slice(&r.body).expect("YAML Status");
+    assert_eq!(
+        status,
+        json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure", "reason": "NotAcceptable", "code": 406,
+               "message": "only the following media types are accepted: application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch"})
     );
 
     // Errors come in the negotiated encoding: a protobuf Status.
@@ -646,7 +664,7 @@ async fn accept_is_negotiated_as_kubernetes_does() {
     assert_eq!(r.status, 406);
     assert_eq!(
         r.json()["message"],
-        "only the following media types are accepted: application/json"
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
     );
     let g = json!({"apiVersion": "pb.example.com/v1", "kind": "Gadget", "metadata": {"name": "g"}});
     let r = send(

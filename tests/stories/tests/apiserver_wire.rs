@@ -365,7 +365,6 @@ async fn partial_object_metadata_on_request() {
     assert!(ev[0]["object"].get("data").is_none());
 
     // Conversions that do not fit, or are not served: 406 as Kubernetes words them
-    // (ConfigMaps are served as JSON and protobuf).
     let r = send(&c, "GET", CMS, Some(pom), None).await;
     assert_eq!(r.status, 406, "{}", r.text());
     assert_eq!(
@@ -383,7 +382,7 @@ async fn partial_object_metadata_on_request() {
     assert_eq!(r.status, 406);
     assert_eq!(
         r.text(),
-        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"only the following media types are accepted: application/json, application/vnd.kubernetes.protobuf\",\"reason\":\"NotAcceptable\",\"code\":406}\n"
+        "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\",\"message\":\"only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf\",\"reason\":\"NotAcceptable\",\"code\":406}\n"
     );
 
     // kube-rs metadata APIs work against it.

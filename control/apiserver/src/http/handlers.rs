@@ -302,7 +302,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
-    let neg = negotiation::negotiate_for(accept, negotiation::protobuf_served(r))?;
+    let neg = negotiation::negotiate_for(accept, negotiation::protobuf_served(r));
+    let neg = if verb == "watch" {
+        negotiation::stream_encoding(neg)?
+    } else {
+        neg?
+    };
     let k = t.kind.clone();
     let out = Responder {
         kind: k.clone(),
@@ -425,7 +430,7 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let mut resp = Response::new(body);
             let content_type = match neg.encoding {
                 negotiation::Encoding::Protobuf => sluice_protobuf::WATCH_MEDIA_TYPE,
-                negotiation::Encoding::Json => "application/json",
+                negotiation::Encoding::Json | negotiation::Encoding::Yaml => "application/json",
             };
             resp.headers_mut()
                 .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -3,10 +3,12 @@
 //! As Kubernetes: the clauses of `Accept` are tried by preference (q-values,
 //! then the more specific); a clause names a media type — `application/json`
 //! (which `*/*` and `application/*` mean), or
-//! `application/vnd.kubernetes.protobuf` for kinds Kubernetes has a protobuf
-//! message for ([`Encoding`]; custom resources have none, so a protobuf
-//! clause is skipped for them and the next one, usually JSON, is used) — and
-//! optionally a conversion `as=<Kind>;g=<group>;v=<version>`.
+//! `application/yaml`, or `application/vnd.kubernetes.protobuf` for kinds
+//! Kubernetes has a protobuf message for ([`Encoding`]; custom resources have
+//! none, so a protobuf clause is skipped for them and the next one, usually
+//! JSON, is used) — and optionally a conversion `as=<Kind>;g=<group>;v=<version>`.
+//! YAML has no stream form: a watch that negotiates it is refused
+//! ([`stream_encoding`]), as Kubernetes refuses it.
 //! The conversions served are `Table`, `PartialObjectMetadata` and
 //! `PartialObjectMetadataList` in `meta.k8s.io` `v1`/`v1beta1`; a clause
 //! asking for anything else is skipped, and when no clause is acceptable the
@@ -19,9 +21,15 @@ use serde_json::{json, Value};
 use crate::kinds::Resource;
 use crate::status::{ApiError, ApiResult};
 
-/// Media types the server can write, for kinds without and with protobuf.
-const SERVED: &[&str] = &["application/json"];
-const SERVED_WITH_PROTOBUF: &[&str] = &["application/json", sluice_protobuf::MEDIA_TYPE];
+/// Media types the server names in a 406: every serializer it has, in
+/// Kubernetes' order (for custom resources too: their protobuf serializer
+/// writes the metadata conversions).
+const SERVED: &[&str] = &["application/json", "application/yaml", sluice_protobuf::MEDIA_TYPE];
+/// Media types a watch can be streamed in.
+const SERVED_STREAM: &[&str] = &[
+    "application/json;stream=watch",
+    "application/vnd.kubernetes.protobuf;stream=watch",
+];
 
 /// The body's encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +39,9 @@ pub enum Encoding {
     Json,
     /// `application/vnd.kubernetes.protobuf` (see `sluice_protobuf`).
     Protobuf,
+    /// `application/yaml`: the JSON form with keys sorted, as Kubernetes'
+    /// YAML serializer (JSON converted to YAML) writes it.
+    Yaml,
 }
 
 impl Encoding {
@@ -151,6 +162,7 @@ pub fn negotiate_for(accept: Option<&str>, protobuf: bool) -> ApiResult<Negotiat
         }
         let encoding = match c.media {
             ("application", "json") | ("application", "*") | ("*", "*") => Encoding::Json,
+            ("application", "yaml") => Encoding::Yaml,
             ("application", sub) if sub == &sluice_protobuf::MEDIA_TYPE["application/".len()..] => Encoding::Protobuf,
             _ => continue,
         };
@@ -200,8 +212,21 @@ pub fn negotiate_for(accept: Option<&str>, protobuf: bool) -> ApiResult<Negotiat
     }
     Err(ApiError::not_acceptable(format!(
         "only the following media types are accepted: {}",
-        if protobuf { SERVED_WITH_PROTOBUF } else { SERVED }.join(", ")
+        SERVED.join(", ")
     )))
+}
+
+/// The encoding of a watch stream: the negotiated one when it can stream
+/// (not YAML, which is refused rather than passed over for a later clause,
+/// as Kubernetes does), with the 406 naming the stream media types.
+pub fn stream_encoding(negotiated: ApiResult<Negotiated>) -> ApiResult<Negotiated> {
+    match negotiated {
+        Ok(n) if n.encoding != Encoding::Yaml => Ok(n),
+        _ => Err(ApiError::not_acceptable(format!(
+            "only the following media types are accepted: {}",
+            SERVED_STREAM.join(", ")
+        ))),
+    }
 }
 
 /// The encoding of an error response: the negotiated one, or JSON when
@@ -319,10 +344,34 @@ mod tests {
             assert_eq!((e.code, e.reason), (406, "NotAcceptable"), "{bad}");
             assert_eq!(
                 e.message,
-                "only the following media types are accepted: application/json"
+                "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
             );
         }
         assert!(negotiate(Some("application/json;pretty=1")).unwrap().pretty);
+    }
+
+    #[test]
+    fn yaml_for_objects_and_conversions_but_not_streams() {
+        let yaml = |h: &str| negotiate_for(Some(h), true).map(|n| (n.output, n.encoding));
+        assert_eq!(yaml("application/yaml").unwrap(), (Output::Object, Encoding::Yaml));
+        assert_eq!(
+            yaml("application/yaml;as=Table;v=v1;g=meta.k8s.io").unwrap(),
+            (Output::Table("v1"), Encoding::Yaml)
+        );
+        assert_eq!(
+            yaml("application/json;q=0.5, application/yaml").unwrap().1,
+            Encoding::Yaml
+        );
+        // A watch in YAML is refused, even with a later acceptable clause.
+        let e = stream_encoding(negotiate_for(Some("application/yaml, application/json"), true)).unwrap_err();
+        assert_eq!((e.code, e.reason), (406, "NotAcceptable"));
+        assert_eq!(
+            e.message,
+            "only the following media types are accepted: application/json;stream=watch, application/vnd.kubernetes.protobuf;stream=watch"
+        );
+        let ok = stream_encoding(negotiate_for(Some("application/vnd.kubernetes.protobuf"), true)).unwrap();
+        assert_eq!(ok.encoding, Encoding::Protobuf);
+        assert!(stream_encoding(negotiate_for(Some("text/html"), true)).is_err());
     }
 
     #[test]
@@ -366,12 +415,12 @@ mod tests {
         assert_eq!((e.code, e.reason), (406, "NotAcceptable"));
         assert_eq!(
             e.message,
-            "only the following media types are accepted: application/json, application/vnd.kubernetes.protobuf"
+            "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         );
         let e = cr("application/vnd.kubernetes.protobuf").unwrap_err();
         assert_eq!(
             e.message,
-            "only the following media types are accepted: application/json"
+            "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf"
         );
         assert_eq!(error_encoding(Some("application/vnd.kubernetes.protobuf"), true), pb);
         assert_eq!(error_encoding(Some("text/html"), true), js);

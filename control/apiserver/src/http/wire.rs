@@ -237,6 +237,7 @@ pub fn encoded(code: StatusCode, v: &Value, encoding: Encoding, pretty: bool, wa
             }
         },
         Encoding::Json => (to_vec(v, pretty), "application/json"),
+        Encoding::Yaml => (to_yaml(v), "application/yaml"),
     };
     let mut resp = (code, body).into_response();
     resp.headers_mut()
@@ -247,6 +248,30 @@ pub fn encoded(code: StatusCode, v: &Value, encoding: Encoding, pretty: bool, wa
         }
     }
     resp
+}
+
+/// An object as Kubernetes' YAML serializer writes it: the JSON form
+/// converted to YAML, so mapping keys come out sorted.
+pub fn to_yaml(v: &Value) -> Vec<u8> {
+    fn sorted(v: &Value) -> serde_yaml::Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                serde_yaml::Value::Mapping(
+                    keys.into_iter()
+                        .map(|k| (serde_yaml::Value::String(k.clone()), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => serde_yaml::Value::Sequence(a.iter().map(sorted).collect()),
+            Value::String(s) => serde_yaml::Value::String(s.clone()),
+            Value::Bool(b) => serde_yaml::Value::Bool(*b),
+            Value::Number(n) => serde_yaml::to_value(n).unwrap_or(serde_yaml::Value::Null),
+            Value::Null => serde_yaml::Value::Null,
+        }
+    }
+    serde_yaml::to_string(&sorted(v)).unwrap_or_default().into_bytes()
 }
 
 /// A protobuf request body as the JSON object the registry works on (400
@@ -260,7 +285,8 @@ pub fn from_protobuf(body: &[u8]) -> ApiResult<Value> {
 /// an ERROR event saying so, never a JSON line inside a protobuf stream).
 pub fn watch_event(encoding: Encoding, event_type: &str, object: Value) -> bytes::Bytes {
     match encoding {
-        Encoding::Json => bytes::Bytes::from(to_vec(
+        // Never negotiated for a watch (`negotiation::stream_encoding`).
+        Encoding::Json | Encoding::Yaml => bytes::Bytes::from(to_vec(
             &serde_json::json!({"type": event_type, "object": object}),
             false,
         )),
@@ -327,5 +353,15 @@ mod tests {
     fn strings_are_escaped_as_go_does() {
         let v = json!({"kind": "X", "data": {"a": "<b>&\u{2028}é\"\n"}});
         assert_eq!(s(&v), r#"{"kind":"X","data":{"a":"\u003cb\u003e\u0026\u2028é\"\n"}}"#);
+    }
+
+    #[test]
+    fn yaml_is_json_converted_with_sorted_keys() {
+        let v = json!({"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"name": "m", "labels": {}}, "data": {"b": "true", "a": "x\ny"}, "n": [1, 2.5]});
+        let y = String::from_utf8(to_yaml(&v)).unwrap();
+        assert_eq!(
+            y,
+            "apiVersion: v1\ndata:\n  a: |-\n    x\n    y\n  b: 'true'\nkind: ConfigMap\nmetadata:\n  labels: {}\n  name: m\nn:\n- 1\n- 2.5\n"
+        );
     }
 }
