@@ -106,6 +106,34 @@ impl ClusterCa {
         Ok(csr.signed_by(&self.issuer())?.pem())
     }
 
+    /// Sign a node's certificate request (PEM) as its serving certificate
+    /// (signer `kubernetes.io/kubelet-serving`): CN `system:node:<node>`, O
+    /// `system:nodes`, server auth, exactly the SANs given (already checked
+    /// by the caller), valid for `seconds`. Returns the certificate PEM.
+    pub fn sign_node_serving(
+        &self,
+        csr_pem: &str,
+        node: &str,
+        sans: Vec<rcgen::SanType>,
+        seconds: i64,
+    ) -> Result<String> {
+        let mut csr =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).context("parsing the certificate request")?;
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("system:node:{node}"));
+        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::minutes(5);
+        params.not_after = now + time::Duration::seconds(seconds);
+        csr.params = params;
+        Ok(csr.signed_by(&self.issuer())?.pem())
+    }
+
     /// Issue a TLS serving certificate for these names/IPs. Returns (cert PEM, key PEM).
     pub fn issue_serving(&self, sans: &[String]) -> Result<(String, String)> {
         let mut params = CertificateParams::new(sans.to_vec()).context("serving SANs")?;
@@ -207,8 +235,7 @@ pub fn write_kubeconfig(cert_dir: &Path, server: &str, user: &str, groups: &[Str
 }
 
 /// A TLS client verifier that accepts any server certificate but still
-/// checks the handshake signatures: node daemons' self-signed serving
-/// certificates (`pods/log`) and APIServices with `insecureSkipTLSVerify`.
+/// checks the handshake signatures: APIServices with `insecureSkipTLSVerify`.
 #[derive(Debug)]
 pub struct AcceptAnyServerCert(Arc<CryptoProvider>);
 

@@ -9,7 +9,8 @@
 //!   and [`cgroups`] (a removed pod's leftover cgroups); [`events`] are what `kubectl describe` lists,
 //!   worded as the kubelet's ([`format`]: Go durations, pod names);
 //! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
-//! - [`log_server`]: the HTTPS endpoint the API server reads container logs from;
+//! - [`log_server`]: the HTTPS endpoint the API server reads container logs from, with the
+//!   cluster CA's [`serving_cert`];
 //!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
 //! - [`network`]: the node's data plane (eBPF datapath, Service proxy, node routes);
 //! - [`cluster_dns`]: the node's cluster DNS server behind the `kube-dns` Service; pods get
@@ -42,5 +43,6 @@ pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
 pub mod service_env;
+pub mod serving_cert;
 pub mod streaming;
 pub mod volumes;

@@ -9,9 +9,12 @@
 //!   only for the API server's identity (CN `kube-apiserver-kubelet-client`)
 //!   or an administrator (O `system:masters`). Nodes and users cannot read
 //!   other pods' logs here.
-//! - **Serving certificate.** Self-signed, generated at start for the node's
-//!   name and IP; the API server does not verify it (Kubernetes' behaviour
-//!   without `--kubelet-certificate-authority`).
+//! - **Serving certificate.** Signed by the cluster CA at start
+//!   ([`crate::serving_cert`]: a `kubernetes.io/kubelet-serving` request for
+//!   the node's name and IP); the API server verifies it against the cluster
+//!   CA and the address it dials. When the API server will not sign one,
+//!   the endpoint serves a self-signed certificate, which the API server
+//!   refuses (said loudly here).
 //! - **Where logs are.** The runtime writes each container attempt to
 //!   `<state>/pods/<uid>/logs/<container>/<attempt>.log` (see
 //!   [`crate::pod_spec`]) in the CRI format `<RFC3339Nano> <stream> <P|F> <text>`.
@@ -96,10 +99,19 @@ pub struct LogServerConfig {
     pub state_dir: PathBuf,
     /// CAs whose client certificates are accepted (the cluster CA, DER).
     pub client_ca: Vec<Vec<u8>>,
-    /// Names and IPs in the self-signed serving certificate.
-    pub serving_names: Vec<String>,
+    /// The serving certificate.
+    pub serving: ServingIdentity,
     /// The runtime, for exec/attach/port-forward ([`crate::streaming`]); none: not served.
     pub cri: Option<crate::cri::Cri>,
+}
+
+/// What the endpoint presents to its clients.
+#[derive(Debug, Clone)]
+pub enum ServingIdentity {
+    /// The certificate the cluster CA signed for this node.
+    Issued(crate::serving_cert::ServingCert),
+    /// A self-signed certificate for these names and IPs (no API server trusts it).
+    SelfSigned(Vec<String>),
 }
 
 /// A running log server.
@@ -166,19 +178,37 @@ fn tls_config(cfg: &LogServerConfig) -> Result<rustls::ServerConfig, LogServerEr
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| LogServerError::Tls(e.to_string()))?;
-    let mut params = rcgen::CertificateParams::new(cfg.serving_names.clone())?;
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("{}@noded", cfg.node_name));
-    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let key = rcgen::KeyPair::generate()?;
-    let cert = params.self_signed(&key)?;
-    let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let (chain, key_der) = match &cfg.serving {
+        ServingIdentity::Issued(issued) => {
+            let chain = x509_parser::pem::Pem::iter_from_buffer(issued.cert_pem.as_bytes())
+                .map(|p| p.map(|p| CertificateDer::from(p.contents)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| LogServerError::Tls(format!("serving certificate: {e}")))?;
+            let key = rcgen::KeyPair::from_pem(&issued.key_pem)?;
+            (
+                chain,
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+        }
+        ServingIdentity::SelfSigned(names) => {
+            let mut params = rcgen::CertificateParams::new(names.clone())?;
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, format!("{}@noded", cfg.node_name));
+            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+            let key = rcgen::KeyPair::generate()?;
+            let cert = params.self_signed(&key)?;
+            (
+                vec![cert.der().clone()],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+        }
+    };
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| LogServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![cert.der().clone()], key_der)
+        .with_single_cert(chain, key_der)
         .map_err(|e| LogServerError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tls)
@@ -292,17 +322,42 @@ pub async fn start_for_node(
         ));
     }
     let ip: Option<IpAddr> = node_ip.and_then(|ip| ip.parse().ok());
+    let names = serving_names(node_name, &ip.into_iter().collect::<Vec<_>>());
     let cfg = LogServerConfig {
         addr: SocketAddr::new(ip.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)), port),
         node_name: node_name.to_string(),
         state_dir: state_dir.to_path_buf(),
         client_ca,
-        serving_names: serving_names(node_name, &ip.into_iter().collect::<Vec<_>>()),
+        serving: serving_identity(&client, node_name, names).await,
         cri,
     };
     let server = start(cfg, client.clone()).await?;
     tokio::spawn(advertise_port(client, node_name.to_string(), server.local_addr.port()));
     Ok(server)
+}
+
+/// The cluster CA's serving certificate for `names` (a few tries while the
+/// API server is unavailable), or a self-signed one when it will not sign.
+async fn serving_identity(client: &kube::Client, node_name: &str, names: Vec<String>) -> ServingIdentity {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match crate::serving_cert::request(client, node_name, &names).await {
+            Ok(cert) => return ServingIdentity::Issued(cert),
+            Err(err) if err.is_transient() && attempt < 5 => {
+                tracing::warn!(%err, attempt, "requesting the serving certificate failed (retrying)");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(err) => {
+                tracing::error!(
+                    %err,
+                    "no serving certificate from the cluster CA: serving a self-signed one, which the API server \
+                     refuses (kubectl logs/exec/attach/port-forward will fail for this node's pods)"
+                );
+                return ServingIdentity::SelfSigned(names);
+            }
+        }
+    }
 }
 
 /// [`start_for_node`], but a node whose log port cannot be served (e.g. taken
@@ -812,9 +867,10 @@ async fn send(
     tx.send(Ok(Bytes::from(chunk))).await.is_ok() && !exhausted
 }
 
-/// SANs for the serving certificate: the node name and its IPs.
+/// SANs for the serving certificate: the node name and its IPs (the
+/// kubelet's: hostname and node addresses).
 pub fn serving_names(node_name: &str, ips: &[IpAddr]) -> Vec<String> {
-    let mut names = vec![node_name.to_string(), "localhost".to_string()];
+    let mut names = vec![node_name.to_string()];
     names.extend(ips.iter().map(IpAddr::to_string));
     names.dedup();
     names

@@ -2,13 +2,14 @@
 //! [`bootstrap_token`]), routing and verbs ([`request`], [`handlers`],
 //! [`params`]), content negotiation and encodings ([`negotiation`],
 //! [`wire`]), watches ([`watch`]), the node-facing endpoints
-//! ([`node_proxy`], [`node_certs`]), and the proxy to aggregated API
+//! ([`node_proxy`], [`kubelet_client`], [`node_certs`]), and the proxy to aggregated API
 //! servers ([`aggregator`]).
 
 pub mod aggregator;
 pub mod auth;
 pub mod bootstrap_token;
 pub mod handlers;
+pub mod kubelet_client;
 pub mod negotiation;
 pub mod node_certs;
 pub mod node_proxy;

@@ -1,19 +1,28 @@
-//! Node client certificates: the exchange a joining node makes with its
-//! bootstrap token.
+//! Node certificates: the client certificate a joining node gets with its
+//! bootstrap token, and the serving certificate of its HTTPS endpoint
+//! (logs, exec, attach, port-forward).
 //!
 //! Kubernetes' path is a stored CertificateSigningRequest approved by a
 //! controller and signed by another. Sluice serves the same request shape
-//! (`POST /apis/certificates.k8s.io/v1/certificatesigningrequests`, signer
-//! `kubernetes.io/kube-apiserver-client-kubelet`) but approves and signs it
-//! synchronously, in the API server that holds the cluster CA, and answers the
-//! CSR with `status.certificate` already set. Nothing is stored: there is no
-//! CSR to list or approve by hand afterwards.
+//! (`POST /apis/certificates.k8s.io/v1/certificatesigningrequests`, signers
+//! `kubernetes.io/kube-apiserver-client-kubelet` and
+//! `kubernetes.io/kubelet-serving`) but approves and signs it synchronously,
+//! in the API server that holds the cluster CA, and answers the CSR with
+//! `status.certificate` already set. Nothing is stored: there is no CSR to
+//! list or approve by hand afterwards.
 //!
-//! Auto-approval rules (those of Kubernetes' csrapproving controller for node
-//! client certificates): the subject must be exactly CN `system:node:<name>`,
-//! O `system:nodes`; the requester must be a bootstrap-token user
+//! Approval rules. Both signers need exactly CN `system:node:<name>`, O
+//! `system:nodes` (Kubernetes' `IsKubeletClientCSR`/`IsKubeletServingCSR`).
+//! Client certificates: the requester must be a bootstrap-token user
 //! (`system:bootstrappers`), the node itself renewing (`system:node:<name>`),
-//! or an administrator (`system:masters`).
+//! or an administrator (`system:masters`), as Kubernetes' csrapproving
+//! controller approves them. Serving certificates: only DNS and IP SANs (at
+//! least one), usages within digital signature, key encipherment and server
+//! auth (server auth required), and the requester must be the node itself
+//! or an administrator — a bootstrap token cannot get one. Kubernetes leaves
+//! serving CSRs to a human or an external approver; Sluice approves the
+//! node's own, without checking its SANs against the Node's addresses (a
+//! node could claim another node's address).
 
 use std::sync::Arc;
 
@@ -30,8 +39,12 @@ use crate::http::bootstrap_token::BOOTSTRAPPERS;
 use crate::pki::ClusterCa;
 use crate::status::{ApiError, ApiResult};
 
-/// The only signer served.
+/// The signer of node client certificates.
 pub const NODE_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The signer of node serving certificates.
+pub const NODE_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+/// Usages a serving certificate request may ask for.
+const SERVING_USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"];
 /// Group every node certificate carries.
 pub const NODES_GROUP: &str = "system:nodes";
 /// Path of the CSR collection.
@@ -39,7 +52,7 @@ pub const PATH: &str = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 /// Validity of a node certificate when the request does not ask for less.
 pub const DEFAULT_VALIDITY_SECONDS: i64 = 365 * 24 * 3600;
 
-/// Signs node client certificates with the cluster CA.
+/// Signs node client and serving certificates with the cluster CA.
 pub struct NodeCertSigner {
     ca: ClusterCa,
 }
@@ -92,6 +105,60 @@ pub fn node_subject(csr_der: &[u8]) -> Result<String, String> {
         ));
     }
     Ok(node.to_string())
+}
+
+/// The subject alternative names of a serving certificate request, checked
+/// as Kubernetes checks `kubernetes.io/kubelet-serving` requests: DNS names
+/// and IP addresses only, at least one.
+pub fn serving_sans(csr_der: &[u8]) -> Result<Vec<rcgen::SanType>, String> {
+    use x509_parser::certification_request::X509CertificationRequest;
+    use x509_parser::extensions::{GeneralName, ParsedExtension};
+    use x509_parser::prelude::FromDer;
+    let (_, csr) =
+        X509CertificationRequest::from_der(csr_der).map_err(|e| format!("invalid certificate request: {e}"))?;
+    let mut sans = Vec::new();
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        let ParsedExtension::SubjectAlternativeName(names) = ext else {
+            continue;
+        };
+        for name in &names.general_names {
+            match name {
+                GeneralName::DNSName(dns) => {
+                    let dns = rcgen::string::Ia5String::try_from(dns.to_string())
+                        .map_err(|e| format!("invalid DNS subjectAltName {dns:?}: {e}"))?;
+                    sans.push(rcgen::SanType::DnsName(dns));
+                }
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => std::net::IpAddr::from(<[u8; 4]>::try_from(*bytes).unwrap_or_default()),
+                        16 => std::net::IpAddr::from(<[u8; 16]>::try_from(*bytes).unwrap_or_default()),
+                        _ => return Err("invalid IP subjectAltName".into()),
+                    };
+                    sans.push(rcgen::SanType::IpAddress(ip));
+                }
+                GeneralName::RFC822Name(_) => return Err("Email subjectAltNames are not allowed".into()),
+                GeneralName::URI(_) => return Err("URI subjectAltNames are not allowed".into()),
+                _ => return Err("only DNS and IP subjectAltNames are allowed".into()),
+            }
+        }
+    }
+    if sans.is_empty() {
+        return Err("DNS or IP subjectAltName is required".into());
+    }
+    Ok(sans)
+}
+
+/// A serving request's `spec.usages`: within [`SERVING_USAGES`], with server auth.
+fn check_serving_usages(csr: &Value) -> Result<(), String> {
+    let usages: Vec<&str> = csr
+        .pointer("/spec/usages")
+        .and_then(Value::as_array)
+        .map(|u| u.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if !usages.contains(&"server auth") || usages.iter().any(|u| !SERVING_USAGES.contains(u)) {
+        return Err(format!("usages did not match {SERVING_USAGES:?}: got {usages:?}"));
+    }
+    Ok(())
 }
 
 fn invalid(name: &str, field: &str, message: impl Into<String>) -> ApiError {
@@ -152,13 +219,19 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
         .pointer("/spec/signerName")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if signer_name != NODE_CLIENT_SIGNER {
-        return Err(invalid(
-            &name,
-            "spec.signerName",
-            format!("Unsupported value: {signer_name:?}: supported values: \"{NODE_CLIENT_SIGNER}\""),
-        ));
-    }
+    let serving = match signer_name {
+        NODE_CLIENT_SIGNER => false,
+        NODE_SERVING_SIGNER => true,
+        _ => {
+            return Err(invalid(
+                &name,
+                "spec.signerName",
+                format!(
+                    "Unsupported value: {signer_name:?}: supported values: \"{NODE_CLIENT_SIGNER}\", \"{NODE_SERVING_SIGNER}\""
+                ),
+            ))
+        }
+    };
     let request_b64 = csr.pointer("/spec/request").and_then(Value::as_str).unwrap_or_default();
     let pem = base64::engine::general_purpose::STANDARD
         .decode(request_b64)
@@ -179,24 +252,34 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
         )
     })?;
     let node = node_subject(der.as_ref()).map_err(|e| invalid(&name, "spec.request", e))?;
-    let may = user.groups.iter().any(|g| g == BOOTSTRAPPERS || g == "system:masters")
-        || user.name == format!("system:node:{node}");
+    let admin = user.groups.iter().any(|g| g == "system:masters");
+    let itself = user.name == format!("system:node:{node}");
+    let bootstrapper = user.groups.iter().any(|g| g == BOOTSTRAPPERS);
+    let may = admin || itself || (bootstrapper && !serving);
     if !may {
         return Err(ApiError::access_denied(format!(
-            "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a client certificate for node {node:?}",
-            user.name
+            "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a {} certificate for node {node:?}",
+            user.name,
+            if serving { "serving" } else { "client" },
         )));
     }
+    let sans = if serving {
+        check_serving_usages(&csr).map_err(|e| invalid(&name, "spec.usages", format!("Invalid value: {e}")))?;
+        Some(serving_sans(der.as_ref()).map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e}")))?)
+    } else {
+        None
+    };
     let seconds = csr
         .pointer("/spec/expirationSeconds")
         .and_then(Value::as_i64)
         .map(|s| s.clamp(600, DEFAULT_VALIDITY_SECONDS))
         .unwrap_or(DEFAULT_VALIDITY_SECONDS);
-    let cert_pem = signer
-        .ca
-        .sign_node_client(&pem, &node, seconds)
-        .map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e:#}")))?;
-    tracing::info!(node, requester = %user.name, "signed a node client certificate");
+    let signed = match sans {
+        Some(sans) => signer.ca.sign_node_serving(&pem, &node, sans, seconds),
+        None => signer.ca.sign_node_client(&pem, &node, seconds),
+    };
+    let cert_pem = signed.map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e:#}")))?;
+    tracing::info!(node, requester = %user.name, signer = signer_name, "signed a node certificate");
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     csr["apiVersion"] = json!("certificates.k8s.io/v1");
     csr["kind"] = json!("CertificateSigningRequest");
@@ -208,7 +291,11 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
     csr["status"] = json!({
         "conditions": [{
             "type": "Approved", "status": "True", "reason": "AutoApproved",
-            "message": "Auto approving node client certificate requested with a bootstrap token or by the node itself",
+            "message": if serving {
+                "Auto approving node serving certificate requested by the node itself"
+            } else {
+                "Auto approving node client certificate requested with a bootstrap token or by the node itself"
+            },
             "lastUpdateTime": now, "lastTransitionTime": now,
         }],
         "certificate": base64::engine::general_purpose::STANDARD.encode(cert_pem),
@@ -240,5 +327,44 @@ mod tests {
         assert!(node_subject(&request("system:node:n1", &["system:nodes", "system:masters"])).is_err());
         assert!(node_subject(&request("system:node:", &["system:nodes"])).is_err());
         assert!(node_subject(b"garbage").is_err());
+    }
+
+    fn serving_request(sans: Vec<rcgen::SanType>) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::default();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:n1");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:nodes");
+        params.subject_alt_names = sans;
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.serialize_request(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn serving_requests_need_dns_or_ip_names_only() {
+        let ip = rcgen::SanType::IpAddress("10.0.0.7".parse().unwrap());
+        let dns = rcgen::SanType::DnsName("n1".try_into().unwrap());
+        let got = serving_sans(&serving_request(vec![dns.clone(), ip.clone()])).unwrap();
+        assert_eq!(got, vec![dns, ip]);
+        assert_eq!(
+            serving_sans(&serving_request(vec![])).unwrap_err(),
+            "DNS or IP subjectAltName is required"
+        );
+        let email = rcgen::SanType::Rfc822Name("a@b.c".try_into().unwrap());
+        assert_eq!(
+            serving_sans(&serving_request(vec![email])).unwrap_err(),
+            "Email subjectAltNames are not allowed"
+        );
+    }
+
+    #[test]
+    fn serving_usages_must_include_server_auth_only_with_signing_ones() {
+        let with = |u: serde_json::Value| json!({"spec": {"usages": u}});
+        assert!(check_serving_usages(&with(json!(["digital signature", "key encipherment", "server auth"]))).is_ok());
+        assert!(check_serving_usages(&with(json!(["server auth"]))).is_ok());
+        assert!(check_serving_usages(&with(json!(["digital signature", "client auth"]))).is_err());
+        assert!(check_serving_usages(&with(json!(["server auth", "client auth"]))).is_err());
     }
 }

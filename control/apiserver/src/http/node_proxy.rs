@@ -16,32 +16,25 @@
 //! every protocol the node speaks (WebSocket `v5`/`v4.channel.k8s.io`,
 //! SPDY/3.1, SPDY tunnelled in WebSocket) passes through unchanged.
 //!
-//! The API server authenticates to the node with a client certificate it
-//! issues itself from the cluster CA at start (CN `kube-apiserver-kubelet-client`,
-//! O `system:masters`, as kubeadm names it); noded accepts only that.
-//! The node's serving certificate is self-signed and not verified — what
-//! Kubernetes does when `--kubelet-certificate-authority` is unset.
+//! The connection to the node is [`KubeletClient`]'s: the API server's
+//! client certificate one way, and the node's serving certificate verified
+//! against the cluster CA and the dialed address the other.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use axum::body::Body;
 use axum::response::Response;
 use http::{HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{PrivateKeyDer, ServerName};
 use serde_json::Value;
 
 use crate::http::request::Query;
 use crate::kinds;
-use crate::pki::ClusterCa;
 use crate::registry::Registry;
 use crate::status::{ApiError, ApiResult};
 
-/// User name of the API server's client certificate towards node daemons.
-pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
+pub use crate::http::kubelet_client::KubeletClient;
 
 /// Port of the node daemon's log endpoint when the Node does not report one.
 pub const DEFAULT_NODE_PORT: u16 = 10250;
@@ -56,76 +49,6 @@ const LOG_OPTIONS: &[&str] = &[
     "sinceTime",
     "limitBytes",
 ];
-
-/// How the API server connects to node daemons (TLS client identity).
-pub struct KubeletClient {
-    tls: tokio_rustls::TlsConnector,
-}
-
-impl KubeletClient {
-    /// Issue the API server's node client certificate from the CA in `cert_dir`.
-    pub fn from_cert_dir(cert_dir: &std::path::Path) -> Result<Self> {
-        let ca = ClusterCa::load_or_create(cert_dir)?;
-        let (cert_pem, key_pem) = ca.issue_client(KUBELET_CLIENT_USER, &["system:masters".to_string()])?;
-        let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-        let key: PrivateKeyDer<'static> =
-            rustls_pemfile::private_key(&mut key_pem.as_bytes())?.context("issued key missing")?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(crate::pki::AcceptAnyServerCert::new(provider)))
-            .with_client_auth_cert(certs, key)?;
-        Ok(Self {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(cfg)),
-        })
-    }
-
-    /// GET `path_and_query` from the node daemon at `addr`; the response body streams.
-    async fn get(
-        &self,
-        addr: SocketAddr,
-        path_and_query: &str,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
-        let req = http::Request::get(path_and_query)
-            .header(http::header::HOST, addr.to_string())
-            .body(Body::empty())
-            .map_err(|e| e.to_string())?;
-        self.send(addr, req).await
-    }
-
-    /// Send `req` to the node daemon at `addr` over a new connection that
-    /// can be upgraded (the response to an upgrade request can be turned
-    /// into a raw byte stream with `hyper::upgrade::on`).
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        req: http::Request<Body>,
-    ) -> Result<http::Response<hyper::body::Incoming>, String> {
-        let tcp = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| "dial tcp: i/o timeout".to_string())?
-            .map_err(|e| format!("dial tcp {addr}: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::IpAddress(addr.ip().into());
-        let tls = tokio::time::timeout(Duration::from_secs(10), self.tls.connect(name, tcp))
-            .await
-            .map_err(|_| "TLS handshake timeout".to_string())?
-            .map_err(|e| format!("TLS handshake: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "node connection ended");
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(30), sender.send_request(req))
-            .await
-            .map_err(|_| "timeout awaiting response headers".to_string())?
-            .map_err(|e| e.to_string())
-    }
-}
 
 /// The container a log request is for: the one named, or the pod's only one.
 pub fn select_container(pod: &Value, name: &str, requested: Option<&str>) -> ApiResult<String> {

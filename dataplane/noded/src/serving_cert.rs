@@ -1,0 +1,146 @@
+//! The node's serving certificate: what its HTTPS endpoint (logs, exec,
+//! attach, port-forward) presents to the API server.
+//!
+//! As the kubelet with `serverTLSBootstrap`, noded makes a key pair at start
+//! and asks the API server, with its own credentials, for a certificate from
+//! signer `kubernetes.io/kubelet-serving`: CN `system:node:<name>`, O
+//! `system:nodes`, subjectAltNames = the node's name and IPs, usages digital
+//! signature, key encipherment, server auth. The API server approves the
+//! node's own request at once and answers with the certificate signed by the
+//! cluster CA, which is what it verifies nodes against. The key never leaves
+//! memory; every start gets a new certificate (valid a year), so there is
+//! nothing on disk to rotate.
+
+use base64::Engine;
+
+/// The signer of node serving certificates.
+pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+/// A certificate and its key, PEM.
+#[derive(Clone)]
+pub struct ServingCert {
+    /// The certificate the cluster CA signed.
+    pub cert_pem: String,
+    /// Its private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServingCert").finish_non_exhaustive()
+    }
+}
+
+/// Why no serving certificate was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum ServingCertError {
+    /// The key or certificate request could not be made.
+    #[error("making the key and certificate request: {0}")]
+    Key(#[from] rcgen::Error),
+    /// The API server refused or could not be reached.
+    #[error("requesting the serving certificate: {0}")]
+    Api(#[from] kube::Error),
+    /// The API server's answer had no certificate.
+    #[error("the API server did not issue a serving certificate: {0}")]
+    NotIssued(String),
+}
+
+impl ServingCertError {
+    /// Whether asking again may help (not a refusal of the request itself).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ServingCertError::Api(kube::Error::Api(status)) => status.code >= 500,
+            ServingCertError::Api(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The certificate request for `node_name` covering `names` (DNS names and
+/// IPs), with a new key: (request PEM, key PEM).
+pub fn certificate_request(node_name: &str, names: &[String]) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::new(names.to_vec())?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node_name}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    let request = params.serialize_request(&key)?.pem()?;
+    Ok((request, key.serialize_pem()))
+}
+
+/// Ask the API server behind `client` for this node's serving certificate.
+#[tracing::instrument(skip(client), err)]
+pub async fn request(
+    client: &kube::Client,
+    node_name: &str,
+    names: &[String],
+) -> Result<ServingCert, ServingCertError> {
+    let (request_pem, key_pem) = certificate_request(node_name, names)?;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": "csr-"},
+        "spec": {
+            "request": b64(request_pem.as_bytes()),
+            "signerName": SIGNER,
+            "usages": ["digital signature", "key encipherment", "server auth"],
+        },
+    });
+    let req = http::Request::post("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&csr).unwrap_or_default())
+        .map_err(kube::Error::HttpError)?;
+    let answer: serde_json::Value = client.request(req).await?;
+    let cert_pem = answer
+        .pointer("/status/certificate")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .and_then(|c| String::from_utf8(c).ok())
+        .ok_or_else(|| {
+            ServingCertError::NotIssued(answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default())
+        })?;
+    tracing::info!(node = node_name, ?names, "serving certificate issued by the cluster CA");
+    Ok(ServingCert { cert_pem, key_pem })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_names_the_node_and_its_addresses() {
+        use x509_parser::certification_request::X509CertificationRequest;
+        use x509_parser::extensions::{GeneralName, ParsedExtension};
+        use x509_parser::prelude::FromDer;
+        let (pem, key) = certificate_request("n1", &["n1".into(), "10.0.0.7".into()]).unwrap();
+        assert!(key.contains("PRIVATE KEY"));
+        let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).unwrap();
+        let (_, csr) = X509CertificationRequest::from_der(&block.contents).unwrap();
+        let subject = &csr.certification_request_info.subject;
+        assert_eq!(
+            subject.iter_common_name().next().unwrap().as_str().unwrap(),
+            "system:node:n1"
+        );
+        assert_eq!(
+            subject.iter_organization().next().unwrap().as_str().unwrap(),
+            "system:nodes"
+        );
+        let mut names = Vec::new();
+        for ext in csr.requested_extensions().into_iter().flatten() {
+            if let ParsedExtension::SubjectAlternativeName(san) = ext {
+                for n in &san.general_names {
+                    match n {
+                        GeneralName::DNSName(d) => names.push(d.to_string()),
+                        GeneralName::IPAddress(ip) => names.push(format!("{ip:?}")),
+                        _ => {}
+                    }
+                }
+            }
+        }
+        assert_eq!(names, vec!["n1".to_string(), "[10, 0, 0, 7]".to_string()]);
+    }
+}
