@@ -4,11 +4,12 @@
 //! the labels that map runtime objects back to Pods, the pod's cgroup
 //! parent, log paths, command/args/env/mounts, and resources turned into
 //! cgroup settings (requests -> cpu shares, limits -> CFS quota and memory
-//! limit).
+//! limit); ephemeral containers run as containers whose process namespace is
+//! their target's.
 
 use crate::cri::api;
 use crate::labels;
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::{Container, EphemeralContainer, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -123,6 +124,45 @@ pub fn container_config(
     }
 }
 
+/// An ephemeral container as the container the runtime runs: the same
+/// fields (the API server allows no ports, probes, lifecycle or resources on
+/// it); `targetContainerName` is applied by [`share_pid_namespace_with`].
+pub fn ephemeral_as_container(ec: &EphemeralContainer) -> Container {
+    Container {
+        name: ec.name.clone(),
+        image: ec.image.clone(),
+        image_pull_policy: ec.image_pull_policy.clone(),
+        command: ec.command.clone(),
+        args: ec.args.clone(),
+        working_dir: ec.working_dir.clone(),
+        env: ec.env.clone(),
+        env_from: ec.env_from.clone(),
+        volume_mounts: ec.volume_mounts.clone(),
+        security_context: ec.security_context.clone(),
+        stdin: ec.stdin,
+        stdin_once: ec.stdin_once,
+        tty: ec.tty,
+        termination_message_path: ec.termination_message_path.clone(),
+        termination_message_policy: ec.termination_message_policy.clone(),
+        ..Default::default()
+    }
+}
+
+/// Run the container in the process namespace of container `target_id`
+/// (CRI `NamespaceMode::TARGET`), network and IPC staying the pod's: what
+/// the kubelet does for an ephemeral container with `targetContainerName`.
+pub fn share_pid_namespace_with(config: &mut api::ContainerConfig, target_id: &str) {
+    let linux = config.linux.get_or_insert_with(Default::default);
+    let security = linux.security_context.get_or_insert_with(Default::default);
+    security.namespace_options = Some(api::NamespaceOption {
+        network: api::NamespaceMode::Pod as i32,
+        pid: api::NamespaceMode::Target as i32,
+        ipc: api::NamespaceMode::Pod as i32,
+        target_id: target_id.to_string(),
+        ..Default::default()
+    });
+}
+
 /// cgroup settings from requests and limits.
 pub fn resources(container: &Container) -> api::LinuxContainerResources {
     let res = container.resources.as_ref();
@@ -219,6 +259,34 @@ mod tests {
         assert_eq!(r.cpu_period, CPU_PERIOD_US);
         assert_eq!(r.cpu_shares, 512, "request defaults to the limit");
         assert_eq!(r.memory_limit_in_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn ephemeral_containers_run_in_their_target_process_namespace() {
+        let ec: EphemeralContainer = serde_json::from_value(serde_json::json!({
+            "name": "debugger", "image": "busybox", "command": ["sh"], "stdin": true, "tty": true,
+            "targetContainerName": "httpd"
+        }))
+        .unwrap();
+        let container = ephemeral_as_container(&ec);
+        assert_eq!(
+            (container.name.as_str(), container.stdin, container.tty),
+            ("debugger", Some(true), Some(true))
+        );
+        let mut config = container_config(&pod(), &container, 0, vec![], &BTreeMap::new());
+        assert_eq!(config.labels[labels::CONTAINER_NAME], "debugger");
+        assert!(config.linux.as_ref().unwrap().security_context.is_none());
+        share_pid_namespace_with(&mut config, "c-1");
+        let ns = config
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!(ns.pid, api::NamespaceMode::Target as i32);
+        assert_eq!(ns.network, api::NamespaceMode::Pod as i32);
+        assert_eq!(ns.target_id, "c-1");
     }
 
     #[test]

@@ -122,6 +122,16 @@ pub fn container_status(view: &ContainerView) -> ContainerStatus {
     }
 }
 
+/// The `ephemeralContainerStatuses` entry of an ephemeral container: never
+/// ready (it serves nothing), never restarted.
+pub fn ephemeral_container_status(view: &ContainerView) -> ContainerStatus {
+    ContainerStatus {
+        ready: false,
+        restart_count: 0,
+        ..container_status(view)
+    }
+}
+
 /// The pod phase from its containers and restart policy.
 pub fn phase(restart_policy: &str, containers: &[ContainerView]) -> &'static str {
     if containers.is_empty() || containers.iter().any(|c| c.latest.is_none()) {
@@ -324,6 +334,17 @@ mod tests {
             qos_class(&spec(serde_json::json!({"limits": {"memory": "64Mi"}}))),
             "Burstable"
         );
+    }
+
+    #[test]
+    fn ephemeral_containers_are_never_ready_and_show_their_exit() {
+        let cs = ephemeral_container_status(&view(Some(running("e1")), true));
+        assert!(!cs.ready);
+        assert!(cs.state.unwrap().running.is_some());
+        let cs = ephemeral_container_status(&view(Some(exited("e1", 0)), false));
+        let done = cs.state.unwrap().terminated.unwrap();
+        assert_eq!((done.exit_code, done.reason.as_deref()), (0, Some("Completed")));
+        assert_eq!(cs.restart_count, 0);
     }
 
     #[test]

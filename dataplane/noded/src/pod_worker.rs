@@ -4,8 +4,9 @@
 //! every relist tick (it never runs twice at once for one pod). It starts
 //! the sandbox and missing containers, restarts exited ones per
 //! `restartPolicy` with back-off, restarts containers failing liveness,
-//! tracks readiness, and posts the computed status through the status
-//! subresource when it changed. [`PodWorkers::kill_pod`] stops everything
+//! tracks readiness, starts ephemeral containers once each (never
+//! restarted; in their target container's process namespace), and posts
+//! the computed status through the status subresource when it changed. [`PodWorkers::kill_pod`] stops everything
 //! of a pod honouring its grace period; a Pod in graceful deletion is then
 //! deleted for good (grace 0), which is the node's job in Kubernetes.
 
@@ -17,7 +18,7 @@ use crate::pleg::Snapshot;
 use crate::pod_status::{self, ContainerView};
 use crate::probes::{self, Prober};
 use crate::{cgroups, env, format, labels, pod_spec, volumes};
-use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use std::collections::{BTreeMap, HashMap};
@@ -167,7 +168,7 @@ impl PodWorkers {
                     // As the kubelet: the pod stays ContainerCreating and the next sync retries.
                     tracing::info!(%err, "volume not ready");
                     self.events.warning(pod, "", "FailedMount", err.failed_mount_message());
-                    return self.post_status(pod, "", &creating_views(pod)).await;
+                    return self.post_status(pod, "", &creating_views(pod), None).await;
                 }
                 let mut config = pod_spec::sandbox_config(
                     pod,
@@ -205,7 +206,7 @@ impl PodWorkers {
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
         if fresh {
             // Show the pod IP and ContainerCreating while images are pulled.
-            if let Err(err) = self.post_status(pod, &pod_ip, &creating_views(pod)).await {
+            if let Err(err) = self.post_status(pod, &pod_ip, &creating_views(pod), None).await {
                 tracing::debug!(%err, "could not post the ContainerCreating status");
             }
         }
@@ -235,7 +236,114 @@ impl PodWorkers {
             }
             views.push(view);
         }
-        self.post_status(pod, &pod_ip, &views).await
+        let ephemeral = self
+            .sync_ephemeral_containers(
+                pod,
+                &sandbox_id,
+                &sandbox_config,
+                fresh,
+                snapshot,
+                &pod_ip,
+                &volume_paths,
+            )
+            .await;
+        self.post_status(pod, &pod_ip, &views, Some(ephemeral)).await
+    }
+
+    /// The pod's ephemeral containers: each is started once, in the running
+    /// sandbox, and never restarted; returns their statuses.
+    #[allow(clippy::too_many_arguments)]
+    async fn sync_ephemeral_containers(
+        &self,
+        pod: &Pod,
+        sandbox_id: &str,
+        sandbox_config: &api::PodSandboxConfig,
+        fresh: bool,
+        snapshot: &Snapshot,
+        pod_ip: &str,
+        volume_paths: &BTreeMap<String, PathBuf>,
+    ) -> Vec<ContainerStatus> {
+        let Some(list) = pod.spec.as_ref().and_then(|s| s.ephemeral_containers.as_ref()) else {
+            return Vec::new();
+        };
+        let reported = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.ephemeral_container_statuses.as_ref());
+        let mut statuses = Vec::new();
+        for ec in list {
+            let container = pod_spec::ephemeral_as_container(ec);
+            let mut view = ContainerView {
+                name: ec.name.clone(),
+                image: ec.image.clone().unwrap_or_default(),
+                ..Default::default()
+            };
+            let instance = if fresh {
+                None
+            } else {
+                snapshot.containers_of(sandbox_id, &ec.name).first().copied()
+            };
+            let ran_before = reported
+                .and_then(|r| r.iter().find(|s| s.name == ec.name))
+                .filter(|s| s.state.as_ref().is_some_and(|st| st.waiting.is_none()));
+            match (instance, ran_before) {
+                (Some(c), _) => view.latest = self.ctx.cri.container_status(&c.id).await.ok(),
+                // It ran in an earlier sandbox: ephemeral containers are never started again.
+                (None, Some(before)) => {
+                    statuses.push(before.clone());
+                    continue;
+                }
+                (None, None) => {
+                    let target = match ec.target_container_name.as_deref().filter(|t| !t.is_empty()) {
+                        None => Ok(None),
+                        Some(t) => self.running_container(sandbox_id, t).await.map(Some).ok_or_else(|| {
+                            (
+                                "CreateContainerConfigError".to_string(),
+                                format!("target container {t:?} is not running"),
+                            )
+                        }),
+                    };
+                    let started = match target {
+                        Ok(target) => {
+                            self.create_and_start(
+                                pod,
+                                &container,
+                                sandbox_id,
+                                sandbox_config,
+                                0,
+                                pod_ip,
+                                volume_paths,
+                                target.as_deref(),
+                            )
+                            .await
+                        }
+                        Err(waiting) => Err(waiting),
+                    };
+                    match started {
+                        Ok(id) => {
+                            tracing::info!(container = %ec.name, target = ?ec.target_container_name, "ephemeral container started");
+                            view.latest = self.ctx.cri.container_status(&id).await.ok();
+                        }
+                        Err(waiting) => view.waiting = Some(waiting),
+                    }
+                }
+            }
+            let image_ref = view.latest.as_ref().map(|s| s.image_ref.as_str()).unwrap_or("");
+            if !image_ref.contains('@') {
+                view.image_id = self.images.image_id(&view.image);
+            }
+            statuses.push(pod_status::ephemeral_container_status(&view));
+        }
+        statuses
+    }
+
+    /// The id of the running container `name` in sandbox `sandbox_id`, asked of the runtime now.
+    async fn running_container(&self, sandbox_id: &str, name: &str) -> Option<String> {
+        let all = self.ctx.cri.list_containers(Some(sandbox_id)).await.ok()?;
+        all.into_iter()
+            .filter(|c| c.labels.get(labels::CONTAINER_NAME).map(String::as_str) == Some(name) && is_running(c))
+            .max_by_key(|c| c.created_at)
+            .map(|c| c.id)
     }
 
     /// One container: start, restart or keep; returns its view for the status.
@@ -270,6 +378,7 @@ impl PodWorkers {
                 attempt,
                 pod_ip,
                 volume_paths,
+                None,
             )
         };
         match latest {
@@ -386,7 +495,8 @@ impl PodWorkers {
         view
     }
 
-    /// Create and start a container; `Err((reason, message))` for the waiting state.
+    /// Create and start a container (in the process namespace of container
+    /// `pid_target` when given); `Err((reason, message))` for the waiting state.
     #[allow(clippy::too_many_arguments)]
     async fn create_and_start(
         &self,
@@ -397,6 +507,7 @@ impl PodWorkers {
         attempt: u32,
         pod_ip: &str,
         volume_paths: &BTreeMap<String, PathBuf>,
+        pid_target: Option<&str>,
     ) -> Result<String, (String, String)> {
         if let Err((reason, message)) = self.images.ensure(pod, container, &self.events, sandbox_config).await {
             self.events
@@ -406,7 +517,10 @@ impl PodWorkers {
         let environment = env::resolve(&self.ctx.client, pod, container, pod_ip)
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
-        let config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
+        let mut config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
+        if let Some(target) = pid_target {
+            pod_spec::share_pid_namespace_with(&mut config, target);
+        }
         let id = self
             .ctx
             .cri
@@ -433,14 +547,30 @@ impl PodWorkers {
         Ok(id)
     }
 
-    async fn post_status(&self, pod: &Pod, pod_ip: &str, views: &[ContainerView]) -> Result<(), SyncError> {
+    /// Post the status computed from `views`; `ephemeral` statuses replace
+    /// the pod's (None keeps what it shows).
+    async fn post_status(
+        &self,
+        pod: &Pod,
+        pod_ip: &str,
+        views: &[ContainerView],
+        ephemeral: Option<Vec<ContainerStatus>>,
+    ) -> Result<(), SyncError> {
         let uid = uid_of(pod);
         let mut basis = pod.clone();
         if let Some(posted) = self.posted.lock().unwrap_or_else(|e| e.into_inner()).get(&uid) {
             basis.status = Some(posted.clone());
         }
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let status = pod_status::pod_status(&basis, Some(pod_ip), self.ctx.host_ip.as_deref(), views, &now);
+        let mut status = pod_status::pod_status(&basis, Some(pod_ip), self.ctx.host_ip.as_deref(), views, &now);
+        status.ephemeral_container_statuses = match ephemeral {
+            Some(list) if list.is_empty() => None,
+            Some(list) => Some(list),
+            None => basis
+                .status
+                .as_ref()
+                .and_then(|s| s.ephemeral_container_statuses.clone()),
+        };
         if basis.status.as_ref() == Some(&status) {
             return Ok(());
         }

@@ -19,7 +19,14 @@
 //!   `KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false`, `KUBECTL_PORT_FORWARD_WEBSOCKETS=false`);
 //! * does the same from kube-rs (`Api::<Pod>::exec`, WebSocket v5: output,
 //!   the exit code in the Status, stdin closed by shutting the writer; and
-//!   `Api::<Pod>::portforward`).
+//!   `Api::<Pod>::portforward`);
+//! * resizes a kube-rs exec terminal (v5 channel 4): `stty size` in the
+//!   container sees the new rows and columns;
+//! * debugs the pod with `kubectl debug -it shell --image=busybox
+//!   --target=main -- sh -c ...` (an ephemeral container in the running
+//!   sandbox, in `main`'s process namespace): sees its output, then the
+//!   pod's `ephemeralContainerStatuses` shows it terminated; an ephemeral
+//!   container with `ports` gets the subresource's 422.
 //!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -27,8 +34,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use futures::SinkExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, AttachParams};
+use kube::api::{Api, AttachParams, Patch, PatchParams, TerminalSize};
 use sluice_tests::cluster::{TestCluster, BUSYBOX_IMAGE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -363,5 +371,114 @@ spec:
         assert!(response.contains(PAGE), "{response}");
         drop(stream);
         pf.abort();
+
+        // A terminal resized from kube-rs: the size reaches the container (v5 channel 4).
+        let mut proc = pods
+            .exec(
+                "shell",
+                ["sh", "-c", "sleep 2; stty size"],
+                &AttachParams::interactive_tty(),
+            )
+            .await
+            .expect("kube-rs exec with a tty");
+        let mut resize = proc.terminal_size().expect("terminal size sender");
+        resize
+            .send(TerminalSize { width: 123, height: 45 })
+            .await
+            .expect("send the new size");
+        let mut seen = String::new();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            proc.stdout().expect("stdout").read_to_string(&mut seen),
+        )
+        .await
+        .expect("stty ends")
+        .expect("read stdout");
+        assert_eq!(seen.trim(), "45 123", "stty size after the resize");
+    });
+
+    // kubectl debug: an ephemeral container in the running pod, in main's process namespace.
+    let debug_cmd = format!(
+        "timeout 90 kubectl --kubeconfig {} debug -it shell --image={BUSYBOX_IMAGE} --target=main -c debugger \
+         -- sh -c 'sleep 3; echo debug-says-hi; ps'",
+        cluster.kubeconfig().display()
+    );
+    let out = Command::new("script")
+        .args(["-qec", &debug_cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .output()
+        .expect("run script");
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("debug-says-hi"),
+        "kubectl debug: {:?} {shown} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        shown.contains("sleep 3600"),
+        "the debugger sees main's processes: {shown}"
+    );
+    let mut terminated = String::new();
+    for _ in 0..60 {
+        let out = cluster.kubectl(&[
+            "get",
+            "pod",
+            "shell",
+            "-o",
+            "jsonpath={.status.ephemeralContainerStatuses[?(@.name==\"debugger\")].state.terminated.reason}",
+        ]);
+        terminated = text(&out.stdout);
+        if terminated == "Completed" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(terminated, "Completed", "the debugger's status once it exited");
+
+    // The subresource as an API: read, and a refused ephemeral container.
+    rt.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(cluster.kubeconfig()).expect("kubeconfig"),
+            &Default::default(),
+        )
+        .await
+        .expect("kube config");
+        let pods: Api<Pod> = Api::default_namespaced(kube::Client::try_from(config).expect("kube client"));
+        let pod = pods
+            .get_subresource("ephemeralcontainers", "shell")
+            .await
+            .expect("GET pods/shell/ephemeralcontainers");
+        let names: Vec<String> = pod
+            .spec
+            .and_then(|s| s.ephemeral_containers)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(names, ["debugger"]);
+        let bad = serde_json::json!({"spec": {"ephemeralContainers": [
+            {"name": "with-ports", "image": BUSYBOX_IMAGE, "ports": [{"containerPort": 80}]}]}});
+        match pods
+            .patch_subresource(
+                "ephemeralcontainers",
+                "shell",
+                &PatchParams::default(),
+                &Patch::Strategic(&bad),
+            )
+            .await
+        {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"), "{status:?}");
+                assert!(
+                    status.message.contains(
+                        "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container"
+                    ),
+                    "{}",
+                    status.message
+                );
+            }
+            other => panic!("an ephemeral container with ports was not refused: {other:?}"),
+        }
     });
 }

@@ -841,6 +841,26 @@ async fn subresource(
                 .await?;
             Ok(out.raw(StatusCode::OK, &scale_of(k, &w.object)?, &[]))
         }
+        ("ephemeralcontainers", "get") => out.object(StatusCode::OK, reg.get(k, ns, name).await?.object, &[]),
+        ("ephemeralcontainers", "update" | "patch") => {
+            let input = read_body_as(body, content_type).await?;
+            let kind = if verb == "patch" {
+                Some(patch_kind(k, content_type)?)
+            } else {
+                None
+            };
+            let tracking = Tracking::update(manager, "ephemeralcontainers");
+            let w = reg
+                .update_tracked(k, ns, name, UpdateMode::Internal, opts, &tracking, |cur| {
+                    let proposed = match kind {
+                        Some(p) => apply_patch_kind(p, cur, &input)?,
+                        None => input.clone(),
+                    };
+                    crate::kinds::pod_support::ephemeral_write(r, name, cur, &proposed)
+                })
+                .await?;
+            out.object(StatusCode::OK, w.object, &w.warnings)
+        }
         ("binding", "create") => {
             let binding = read_body(body).await?;
             let node = binding

@@ -28,6 +28,17 @@ const fn stream(name: &'static str, kind: &'static str) -> Subresource {
     }
 }
 
+/// `pods/ephemeralcontainers`: the Pod, of which only
+/// `spec.ephemeralContainers` is written (see `pod_support::ephemeral_write`).
+const EPHEMERAL_CONTAINERS: Subresource = Subresource {
+    name: "ephemeralcontainers",
+    kind: "Pod",
+    kind_group: "",
+    kind_version: "v1",
+    verbs: crate::kinds::STATUS_VERBS,
+    model: None,
+};
+
 /// `pods/exec`, `pods/attach`, `pods/portforward`.
 const EXEC: Subresource = stream("exec", "PodExecOptions");
 const ATTACH: Subresource = stream("attach", "PodAttachOptions");
@@ -43,7 +54,15 @@ pub static RESOURCE: Resource = Resource {
     namespaced: true,
     short_names: &["po"],
     categories: &["all"],
-    subresources: &[status("Pod", "", "v1"), BINDING, LOG, EXEC, ATTACH, PORTFORWARD],
+    subresources: &[
+        status("Pod", "", "v1"),
+        BINDING,
+        EPHEMERAL_CONTAINERS,
+        LOG,
+        EXEC,
+        ATTACH,
+        PORTFORWARD,
+    ],
     field_labels: Some(&[
         "metadata.name",
         "metadata.namespace",

@@ -58,13 +58,20 @@
 //! paths other than those above, `valueFrom.resourceFieldRef` and
 //! `valueFrom.fileKeyRef`, and `httpGet.scheme` other than `HTTP`.
 //!
+//! **Ephemeral containers** (`kubectl debug`) are added only through the
+//! `pods/ephemeralcontainers` subresource ([`ephemeral_update`], validated by
+//! [`validate_ephemeral_update`] as Kubernetes' `ValidatePodEphemeralContainersUpdate`);
+//! they are refused on Pod create (`cannot be set on create`), in pod
+//! templates, and — as any spec change — on the Pod's own update. The
+//! container-field tables above apply to them as to containers.
+//!
 //! Not audited: the semantics of `tolerations[].tolerationSeconds` (NoExecute
 //! eviction), non-cpu/memory resource names in `resources`, and whether
 //! every `Probe` timing field is applied exactly as the kubelet does.
 
 use serde_json::Value;
 
-use crate::status::FieldError;
+use crate::status::{ApiError, ApiResult, FieldError};
 
 /// One field Sluice cannot honour: its JSON name inside its object, which
 /// values are still accepted, and why it is refused.
@@ -129,10 +136,6 @@ pub const POD_SPEC: &[Unsupported] = &[
         "automountServiceAccountToken",
         Accepts::Bool(false),
         "service account tokens are not mounted by this cluster yet",
-    ),
-    refuse(
-        "ephemeralContainers",
-        "ephemeral containers are not supported by this cluster yet",
     ),
     refuse("hostAliases", "hostAliases are not supported by this cluster yet"),
     only(
@@ -442,6 +445,13 @@ impl Walk {
                 &format!("{pointer}/containers/{i}"),
             );
         }
+        for (i, c) in Self::items(spec, "ephemeralContainers") {
+            self.container(
+                c,
+                &format!("{path}.ephemeralContainers[{i}]"),
+                &format!("{pointer}/ephemeralContainers/{i}"),
+            );
+        }
         for (i, v) in Self::items(spec, "volumes") {
             self.volume(v, &format!("{path}.volumes[{i}]"), &format!("{pointer}/volumes/{i}"));
         }
@@ -587,11 +597,215 @@ pub fn refuse_unsupported(at: PodSpecAt, old: Option<&Value>, obj: &Value) -> Ve
     };
     let mut walk = Walk { found: Vec::new() };
     walk.pod_spec(spec, path, pointer);
+    // Ephemeral containers come only through `pods/ephemeralcontainers`.
+    if spec.get("ephemeralContainers").is_some_and(|v| !is_unset(v)) {
+        let reason = match (at == POD_SPEC_AT, old.is_none()) {
+            (true, true) => Some("cannot be set on create"),
+            (true, false) => None,
+            (false, _) => Some("ephemeral containers not allowed in pod template"),
+        };
+        if let Some(reason) = reason {
+            walk.refuse(
+                &format!("{path}.ephemeralContainers"),
+                &format!("{pointer}/ephemeralContainers"),
+                reason,
+            );
+        }
+    }
     walk.found
         .into_iter()
         .filter(|(ptr, _)| old.is_none_or(|old| old.pointer(ptr) != obj.pointer(ptr)))
         .map(|(_, e)| e)
         .collect()
+}
+
+/// `EphemeralContainer` fields beside those of the container-field tables
+/// that an ephemeral container may set (Kubernetes'
+/// `allowedEphemeralContainerFields`); every other field is refused with
+/// "cannot be set for an Ephemeral Container".
+const EPHEMERAL_FIELDS: &[&str] = &[
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "env",
+    "envFrom",
+    "volumeMounts",
+    "volumeDevices",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "targetContainerName",
+];
+
+/// What `PUT|PATCH pods/{name}/ephemeralcontainers` stores: the current
+/// pod with only `spec.ephemeralContainers` taken from `proposed` (as
+/// Kubernetes' `dropNonEphemeralContainerUpdates`), the new ones defaulted
+/// as containers are (`imagePullPolicy`, termination message fields). A
+/// `metadata.resourceVersion` in `proposed` is kept as the precondition.
+pub fn ephemeral_update(cur: &Value, proposed: &Value) -> Value {
+    let mut new = cur.clone();
+    let mut list = proposed
+        .pointer("/spec/ephemeralContainers")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if let Some(items) = list.as_array_mut() {
+        for c in items.iter_mut().filter_map(Value::as_object_mut) {
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default().to_string();
+            let pull = crate::kinds::defaults::image_pull_policy(&image);
+            for (key, value) in [
+                ("imagePullPolicy", pull),
+                ("terminationMessagePath", "/dev/termination-log"),
+                ("terminationMessagePolicy", "File"),
+            ] {
+                if c.get(key).is_none_or(|v| v.is_null() || v == "") {
+                    c.insert(key.into(), Value::String(value.into()));
+                }
+            }
+        }
+    }
+    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+        if is_unset(&list) {
+            spec.remove("ephemeralContainers");
+        } else {
+            spec.insert("ephemeralContainers".into(), list);
+        }
+    }
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        match proposed.pointer("/metadata/resourceVersion").and_then(Value::as_str) {
+            Some(rv) if !rv.is_empty() => {
+                meta.insert("resourceVersion".into(), Value::String(rv.into()));
+            }
+            _ => {
+                meta.remove("resourceVersion");
+            }
+        }
+    }
+    new
+}
+
+/// One write of `pods/{name}/ephemeralcontainers`: `proposed` (the body,
+/// or the current pod patched) decoded as a Pod, reduced to its ephemeral
+/// containers by [`ephemeral_update`] and checked by
+/// [`validate_ephemeral_update`] (422 naming the fields).
+pub fn ephemeral_write(r: &crate::kinds::Resource, name: &str, cur: &Value, proposed: &Value) -> ApiResult<Value> {
+    let decoded = crate::meta::typed::round_trip::<k8s_openapi::api::core::v1::Pod>(proposed)?;
+    let new = ephemeral_update(cur, &decoded);
+    let errs = validate_ephemeral_update(cur, &new);
+    if errs.is_empty() {
+        Ok(new)
+    } else {
+        Err(ApiError::invalid(r, name, errs))
+    }
+}
+
+/// The checks of an ephemeral-containers update (Kubernetes'
+/// `ValidatePodEphemeralContainersUpdate` and `validateEphemeralContainers`):
+/// names are DNS labels unique among all containers, an image is given,
+/// `targetContainerName` names a container or init container, no ports,
+/// probes, lifecycle, resources or restart policy, no `subPath`, and the
+/// ephemeral containers already added are neither removed nor changed.
+pub fn validate_ephemeral_update(old: &Value, new: &Value) -> Vec<FieldError> {
+    const PATH: &str = "spec.ephemeralContainers";
+    let mut errs = Vec::new();
+    let names_of = |list: &str| -> Vec<String> {
+        new.pointer(&format!("/spec/{list}"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.get("name").and_then(Value::as_str).map(String::from))
+            .collect()
+    };
+    let others: Vec<String> = names_of("containers")
+        .into_iter()
+        .chain(names_of("initContainers"))
+        .collect();
+    let mut seen = others.clone();
+    let empty = Vec::new();
+    let items = new
+        .pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    for (i, c) in items.iter().enumerate() {
+        let p = format!("{PATH}[{i}]");
+        match c.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+            None => errs.push(FieldError::required(format!("{p}.name"), "")),
+            Some(n) => {
+                if let Err(e) = crate::meta::names::check_dns1123_label(n) {
+                    errs.push(FieldError::invalid(format!("{p}.name"), &Value::String(n.into()), e));
+                }
+                if seen.iter().any(|s| s == n) {
+                    errs.push(FieldError::duplicate(format!("{p}.name"), &Value::String(n.into())));
+                } else {
+                    seen.push(n.to_string());
+                }
+            }
+        }
+        if c.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+            errs.push(FieldError::required(format!("{p}.image"), ""));
+        }
+        if let Some(target) = c
+            .get("targetContainerName")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            if !others.iter().any(|o| o == target) {
+                errs.push(FieldError {
+                    reason: "FieldValueNotFound",
+                    field: format!("{p}.targetContainerName"),
+                    message: format!("Not found: {:?}", target),
+                });
+            }
+        }
+        if let Some(fields) = c.as_object() {
+            for (key, value) in fields {
+                if !EPHEMERAL_FIELDS.contains(&key.as_str()) && !is_unset(value) {
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.{key}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+        for (j, m) in Walk::items(c, "volumeMounts") {
+            for key in ["subPath", "subPathExpr"] {
+                if m.get(key).is_some_and(|v| !is_unset(v)) {
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.volumeMounts[{j}].{key}"),
+                        "cannot be set for an Ephemeral Container",
+                    ));
+                }
+            }
+        }
+    }
+    for before in old
+        .pointer("/spec/ephemeralContainers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let name = before.get("name").and_then(Value::as_str).unwrap_or_default();
+        match items
+            .iter()
+            .find(|c| c.get("name").and_then(Value::as_str) == Some(name))
+        {
+            None => errs.push(FieldError::forbidden(
+                PATH,
+                format!("existing ephemeral containers {name:?} may not be removed"),
+            )),
+            Some(after) if after != before => errs.push(FieldError::forbidden(
+                PATH,
+                format!("existing ephemeral containers {name:?} may not be changed"),
+            )),
+            Some(_) => {}
+        }
+    }
+    errs
 }
 
 #[cfg(test)]
@@ -747,6 +961,92 @@ mod tests {
                 "spec.template.spec.hostNetwork",
                 "spec.template.spec.containers[0].securityContext.runAsUser"
             ]
+        );
+    }
+
+    #[test]
+    fn ephemeral_containers_only_come_through_the_subresource() {
+        let with_debugger = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}],
+            "ephemeralContainers": [{"name": "d", "image": "busybox"}]}});
+        let errs = refuse_unsupported(POD_SPEC_AT, None, &with_debugger);
+        assert_eq!(
+            errs.iter().map(FieldError::to_line).collect::<Vec<_>>(),
+            ["spec.ephemeralContainers: Forbidden: cannot be set on create"]
+        );
+        // Stored ones pass the pod's own updates and status writes.
+        assert!(refuse_unsupported(POD_SPEC_AT, Some(&with_debugger), &with_debugger).is_empty());
+        let template = json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}],
+            "ephemeralContainers": [{"name": "d", "image": "busybox"}]}}}});
+        assert_eq!(
+            fields(&refuse_unsupported(TEMPLATE_SPEC_AT, None, &template)),
+            ["spec.template.spec.ephemeralContainers"]
+        );
+        // The container tables apply to them too.
+        let privileged = json!({"spec": {"containers": [{"name": "c", "image": "i"}], "ephemeralContainers": [
+            {"name": "d", "image": "busybox", "securityContext": {"privileged": true}}]}});
+        assert!(
+            fields(&refuse_unsupported(POD_SPEC_AT, Some(&pod(json!({}))), &privileged))
+                .contains(&"spec.ephemeralContainers[0].securityContext.privileged")
+        );
+    }
+
+    #[test]
+    fn ephemeral_updates_take_only_the_ephemeral_containers_and_default_them() {
+        let cur = json!({"metadata": {"name": "p", "resourceVersion": "5"}, "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"}});
+        let proposed = json!({"metadata": {"name": "p", "labels": {"x": "y"}}, "spec": {"containers": [],
+            "ephemeralContainers": [{"name": "d", "image": "busybox:1.36", "targetContainerName": "c"}]}});
+        let new = ephemeral_update(&cur, &proposed);
+        assert_eq!(new["spec"]["containers"], cur["spec"]["containers"]);
+        assert_eq!(new["status"], cur["status"]);
+        assert!(new["metadata"].get("labels").is_none());
+        assert!(new["metadata"].get("resourceVersion").is_none());
+        let d = &new["spec"]["ephemeralContainers"][0];
+        assert_eq!(
+            (
+                &d["imagePullPolicy"],
+                &d["terminationMessagePolicy"],
+                &d["terminationMessagePath"]
+            ),
+            (&json!("IfNotPresent"), &json!("File"), &json!("/dev/termination-log"))
+        );
+        assert!(validate_ephemeral_update(&cur, &new).is_empty());
+    }
+
+    #[test]
+    fn ephemeral_containers_are_validated_as_kubernetes_does() {
+        let old = json!({"spec": {"containers": [{"name": "c", "image": "i"}], "initContainers": [{"name": "i", "image": "i"}],
+            "ephemeralContainers": [{"name": "first", "image": "busybox"}]}});
+        let mut new = old.clone();
+        new["spec"]["ephemeralContainers"] = json!([
+            {"name": "first", "image": "busybox", "stdin": true},
+            {"name": "c", "image": "busybox", "targetContainerName": "nope",
+             "ports": [{"containerPort": 80}], "readinessProbe": {"exec": {"command": ["true"]}},
+             "resources": {}, "volumeMounts": [{"name": "v", "mountPath": "/v", "subPath": "x"}]},
+            {"name": "Bad_Name"},
+        ]);
+        let lines: Vec<String> = validate_ephemeral_update(&old, &new)
+            .iter()
+            .map(FieldError::to_line)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "spec.ephemeralContainers[1].name: Duplicate value: \"c\"",
+                "spec.ephemeralContainers[1].targetContainerName: Not found: \"nope\"",
+                "spec.ephemeralContainers[1].ports: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[1].readinessProbe: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[1].volumeMounts[0].subPath: Forbidden: cannot be set for an Ephemeral Container",
+                "spec.ephemeralContainers[2].name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+                "spec.ephemeralContainers[2].image: Required value",
+                "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"first\" may not be changed",
+            ]
+        );
+        let mut removed = old.clone();
+        removed["spec"]["ephemeralContainers"] = json!([]);
+        assert_eq!(
+            validate_ephemeral_update(&old, &removed)[0].to_line(),
+            "spec.ephemeralContainers: Forbidden: existing ephemeral containers \"first\" may not be removed"
         );
     }
 
