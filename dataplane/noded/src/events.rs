@@ -170,7 +170,7 @@ impl PodEvents {
                 namespace: Some(namespace.clone()),
                 uid: pod.metadata.uid.clone(),
                 resource_version: pod.metadata.resource_version.clone(),
-                field_path: (!container.is_empty()).then(|| format!("spec.containers{{{container}}}")),
+                field_path: (!container.is_empty()).then(|| container_field_path(pod, container)),
             },
             reason: Some(reason.into()),
             message: Some(message),
@@ -207,9 +207,42 @@ impl PodEvents {
     }
 }
 
+/// The `involvedObject.fieldPath` of an event about `container`, as the
+/// kubelet names it: `spec.containers{name}`, or the init or ephemeral
+/// container list it is in.
+pub fn container_field_path(pod: &Pod, container: &str) -> String {
+    let spec = pod.spec.as_ref();
+    let list = if spec
+        .and_then(|s| s.ephemeral_containers.as_ref())
+        .is_some_and(|l| l.iter().any(|c| c.name == container))
+    {
+        "ephemeralContainers"
+    } else if spec
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|l| l.iter().any(|c| c.name == container))
+    {
+        "initContainers"
+    } else {
+        "containers"
+    };
+    format!("spec.{list}{{{container}}}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_paths_name_the_container_list() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {
+            "containers": [{"name": "main"}], "ephemeralContainers": [{"name": "debugger"}]}}))
+        .unwrap();
+        assert_eq!(container_field_path(&pod, "main"), "spec.containers{main}");
+        assert_eq!(
+            container_field_path(&pod, "debugger"),
+            "spec.ephemeralContainers{debugger}"
+        );
+    }
 
     fn key(message: &str) -> Key {
         (
