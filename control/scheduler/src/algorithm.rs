@@ -42,6 +42,7 @@ pub fn schedule_pod(
     if n == 0 {
         return Err(Diagnosis::default());
     }
+    let pod = &framework.run_pre_filters(pod, cache);
     let to_find = num_feasible_nodes_to_find(percentage, n);
     let start = cache.next_start % n;
     let mut feasible: Vec<&NodeInfo> = Vec::with_capacity(to_find.min(n));
@@ -67,7 +68,7 @@ pub fn schedule_pod(
         0 => None,
         1 => Some(feasible[0].name().to_string()),
         _ => {
-            let scores = framework.run_scores(pod, &feasible);
+            let scores = framework.run_scores(pod, &feasible, cache);
             Some(feasible[select_host(&scores)].name().to_string())
         }
     };
@@ -163,6 +164,50 @@ mod tests {
             ["n0", "n1", "n2"],
             "one 600m pod per 1-cpu node, the fourth waits"
         );
+    }
+
+    #[test]
+    fn required_anti_affinity_puts_one_replica_per_host_and_explains_the_rest() {
+        use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+        let fw = registry();
+        let mut cache = Cache::new();
+        for i in 0..3 {
+            let mut n = node(&format!("n{i}"), "4", "8Gi");
+            n.metadata.labels = Some([("kubernetes.io/hostname".to_string(), format!("n{i}"))].into());
+            cache.upsert_node(Arc::new(n));
+        }
+        let app: std::collections::BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
+        let mut placed = Vec::new();
+        for i in 0..4 {
+            let mut p = pod(&format!("web-{i}"), "100m", "100Mi");
+            p.metadata.labels = Some(app.clone());
+            p.spec.as_mut().unwrap().affinity = Some(Affinity {
+                pod_anti_affinity: Some(PodAntiAffinity {
+                    required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(app.clone()),
+                            ..Default::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".into(),
+                        ..Default::default()
+                    }]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            let p = pod_info(p);
+            match schedule_pod(&fw, &mut cache, &p, 0) {
+                Ok(node) => {
+                    cache.assume_pod(&format!("u{i}"), &node, &p);
+                    placed.push(node);
+                }
+                Err(d) => expect_test::expect![[r#"0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules. preemption: 0/3 nodes are available: 3 No preemption victims found for incoming pod."#]]
+                .assert_eq(&d.message()),
+            }
+        }
+        placed.sort();
+        assert_eq!(placed, ["n0", "n1", "n2"]);
     }
 
     #[test]

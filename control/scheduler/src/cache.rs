@@ -6,10 +6,10 @@
 //! the informer shows the bound pod, forgotten when binding fails, and expires if the
 //! informer never shows it after a successful binding.
 
-use crate::framework::{pod_host_ports, HostPort, NodeInfo};
+use crate::framework::{pod_host_ports, HostPort, NodeInfo, PodInfo};
 use crate::resources::{pod_requests, PodRequests};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,26 @@ struct CachedPod {
     requests: PodRequests,
     ports: Vec<HostPort>,
     state: PodState,
+    /// The pod object (labels, namespace, affinity) for InterPodAffinity and
+    /// PodTopologySpread; absent only for usage recorded without one.
+    object: Option<Arc<Pod>>,
+}
+
+/// Whether the pod has any pod affinity or anti-affinity (kube's `PodsWithAffinity`).
+pub fn has_pod_affinity(pod: &Pod) -> bool {
+    let a = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+    a.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+}
+
+/// Whether the pod has required pod anti-affinity terms (kept in a side index, since
+/// every incoming pod is checked against them).
+pub fn has_required_anti_affinity(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.affinity.as_ref())
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
+        .is_some_and(|t| !t.is_empty())
 }
 
 /// Usage of pods on a node the cache does not know (yet): pod events can arrive before
@@ -46,6 +66,12 @@ pub struct Cache {
     node_index: HashMap<String, usize>,
     pods: HashMap<String, CachedPod>,
     orphaned: HashMap<String, Orphaned>,
+    /// Uids of cached pods with required anti-affinity terms.
+    anti_affinity: HashSet<String>,
+    /// Uids of cached pods with any pod affinity or anti-affinity.
+    with_affinity: HashSet<String>,
+    /// Namespace labels, for pod affinity terms' `namespaceSelector`.
+    namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Where the next search starts, so successive pods spread over all nodes
     /// (kube-scheduler's `nextStartNodeIndex`).
     pub next_start: usize,
@@ -144,13 +170,22 @@ impl Cache {
     }
 
     /// Record a bound, non-terminal pod seen by the informer (confirms an assumption).
-    pub fn add_or_update_bound_pod(&mut self, pod: &Pod) {
+    /// Returns whether pending pods may now fit because of it: a pod the cache did not
+    /// know, or whose labels changed (pod affinity may now be satisfied).
+    pub fn add_or_update_bound_pod(&mut self, pod: &Pod) -> bool {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let key = uid(pod).to_string();
+        let object = Arc::new(pod.clone());
+        self.index_affinity(&key, pod);
         if let Some(existing) = self.pods.get_mut(&key) {
             existing.state = PodState::Bound;
+            let relabeled = existing
+                .object
+                .as_ref()
+                .is_none_or(|o| o.metadata.labels != pod.metadata.labels);
+            existing.object = Some(object.clone());
             if existing.node == node {
-                return;
+                return relabeled;
             }
             // Bound somewhere else than assumed: move the usage.
             let old = self.pods.remove(&key).expect("just seen");
@@ -161,14 +196,18 @@ impl Cache {
             requests: pod_requests(pod),
             ports: pod_host_ports(pod),
             state: PodState::Bound,
+            object: Some(object),
         };
         self.account(&node, &cached.requests, &cached.ports, true);
         self.pods.insert(key, cached);
+        true
     }
 
     /// Remove a pod (deleted or terminal); returns whether it was using a node.
     pub fn remove_pod(&mut self, uid: &str) -> bool {
         let Some(old) = self.pods.remove(uid) else { return false };
+        self.anti_affinity.remove(uid);
+        self.with_affinity.remove(uid);
         self.account(&old.node, &old.requests, &old.ports, false);
         true
     }
@@ -196,8 +235,80 @@ impl Cache {
                 requests,
                 ports,
                 state: PodState::Assumed { bound_at: None },
+                object: None,
             },
         );
+    }
+
+    /// [`Cache::assume`] with the pod object, so the next decisions see its labels and
+    /// anti-affinity on the node.
+    pub fn assume_pod(&mut self, uid: &str, node: &str, pod: &PodInfo) {
+        if self.pods.contains_key(uid) {
+            return;
+        }
+        self.assume(uid, node, pod.requests, pod.host_ports.clone());
+        if let Some(cached) = self.pods.get_mut(uid) {
+            cached.object = Some(pod.pod.clone());
+        }
+        self.index_affinity(uid, &pod.pod);
+    }
+
+    fn index_affinity(&mut self, uid: &str, pod: &Pod) {
+        if has_required_anti_affinity(pod) {
+            self.anti_affinity.insert(uid.to_string());
+        } else {
+            self.anti_affinity.remove(uid);
+        }
+        if has_pod_affinity(pod) {
+            self.with_affinity.insert(uid.to_string());
+        } else {
+            self.with_affinity.remove(uid);
+        }
+    }
+
+    /// The cached pods with any pod affinity or anti-affinity, with their nodes.
+    pub fn pods_with_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
+        self.with_affinity.iter().filter_map(|uid| {
+            let p = self.pods.get(uid)?;
+            Some((self.node(&p.node)?, p.object.as_deref()?))
+        })
+    }
+
+    /// Every cached pod (bound or assumed) with its node, for plugins that count pods
+    /// by topology; pods on nodes the cache does not know are left out.
+    pub fn pods_on_nodes(&self) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
+        self.pods.values().filter_map(|p| {
+            let pod = p.object.as_deref()?;
+            Some((self.node(&p.node)?, pod))
+        })
+    }
+
+    /// The cached pods with required pod anti-affinity terms, with their nodes.
+    pub fn pods_with_required_anti_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
+        self.anti_affinity.iter().filter_map(|uid| {
+            let p = self.pods.get(uid)?;
+            Some((self.node(&p.node)?, p.object.as_deref()?))
+        })
+    }
+
+    /// Record a namespace's labels; returns whether they changed.
+    pub fn upsert_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) -> bool {
+        self.namespaces.insert(name.to_string(), labels.clone()) != Some(labels)
+    }
+
+    /// Forget a namespace.
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+    }
+
+    /// A namespace's labels, if the namespace is known.
+    pub fn namespace_labels(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces.get(name)
+    }
+
+    /// Every known namespace's name and labels.
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, String>)> {
+        self.namespaces.iter().map(|(k, v)| (k.as_str(), v))
     }
 
     /// Binding failed: undo the assumption (a pod already confirmed bound is kept).

@@ -8,7 +8,7 @@
 use crate::cache::Cache;
 use crate::queue::{PodKey, SchedulingQueue};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -58,8 +58,9 @@ impl InformerTargets {
                 if self.cache().remove_pod(&uid) {
                     self.queue.move_all_unschedulable(Instant::now());
                 }
-            } else {
-                self.cache().add_or_update_bound_pod(&pod);
+            } else if self.cache().add_or_update_bound_pod(&pod) {
+                // A new or relabeled pod may satisfy a pending pod's affinity.
+                self.queue.move_all_unschedulable(Instant::now());
             }
             return;
         }
@@ -145,6 +146,34 @@ pub async fn run_pod_informer(client: Client, targets: InformerTargets, synced: 
                 let _ = synced.send(true);
             }
             Err(e) => warn!(error = %e, "pod watch failed; retrying"),
+        }
+    }
+}
+
+/// Watch namespaces (their labels, for pod affinity terms' `namespaceSelector`) until
+/// the process ends. Scheduling does not wait for it: until it syncs, terms with a
+/// non-empty `namespaceSelector` see only the namespaces already known.
+pub async fn run_namespace_informer(client: Client, targets: InformerTargets) {
+    let api: Api<Namespace> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(ns)) | Ok(Event::InitApply(ns)) => {
+                let name = ns.metadata.name.clone().unwrap_or_default();
+                let changed = targets
+                    .cache()
+                    .upsert_namespace(&name, ns.metadata.labels.unwrap_or_default());
+                if changed {
+                    targets.queue.move_all_unschedulable(Instant::now());
+                }
+            }
+            Ok(Event::Delete(ns)) => targets
+                .cache()
+                .remove_namespace(ns.metadata.name.as_deref().unwrap_or_default()),
+            Ok(Event::Init) | Ok(Event::InitDone) => {}
+            Err(e) => warn!(error = %e, "namespace watch failed; retrying"),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::binder;
 use crate::cache::Cache;
 use crate::events::FailureRecorder;
 use crate::framework::{Framework, PodInfo};
-use crate::informers::{run_node_informer, run_pod_informer, InformerTargets};
+use crate::informers::{run_namespace_informer, run_node_informer, run_pod_informer, InformerTargets};
 use crate::queue::{QueueConfig, SchedulingQueue};
 use kube::Client;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +98,7 @@ impl Scheduler {
         let (node_tx, mut node_rx) = watch::channel(false);
         let (pod_tx, mut pod_rx) = watch::channel(false);
         tokio::spawn(run_node_informer(self.client.clone(), targets.clone(), node_tx));
+        tokio::spawn(run_namespace_informer(self.client.clone(), targets.clone()));
         tokio::spawn(run_pod_informer(self.client.clone(), targets, pod_tx));
         let me = self.clone();
         tokio::spawn(async move {
@@ -166,7 +167,7 @@ impl Scheduler {
                     self.config.percentage_of_nodes_to_score,
                 );
                 if let Ok(node) = &decision {
-                    cache.assume(&uid, node, info.requests, info.host_ports.clone());
+                    cache.assume_pod(&uid, node, &info);
                 }
                 decision
             };

@@ -6,7 +6,9 @@
 
 pub mod diagnosis;
 pub mod plugins;
+pub mod selector;
 
+use crate::cache::Cache;
 use crate::resources::{pod_requests, PodRequests, Resources};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use std::borrow::Cow;
@@ -69,6 +71,18 @@ pub struct PodInfo {
     pub requests: PodRequests,
     /// Host ports it needs free.
     pub host_ports: Vec<HostPort>,
+    /// What PreFilter computed for this scheduling cycle (empty outside a cycle).
+    pub cycle: Arc<CycleState>,
+}
+
+/// Per-cycle state that PreFilter extension points compute once from the whole cache,
+/// so Filter is cheap per node (kube-scheduler's CycleState, with typed slots).
+#[derive(Clone, Debug, Default)]
+pub struct CycleState {
+    /// InterPodAffinity's topology counts.
+    pub inter_pod_affinity: Option<plugins::inter_pod_affinity::PreFilterState>,
+    /// PodTopologySpread's per-domain counts.
+    pub pod_topology_spread: Option<plugins::pod_topology_spread::PreFilterState>,
 }
 
 impl PodInfo {
@@ -78,6 +92,7 @@ impl PodInfo {
             requests: pod_requests(&pod),
             host_ports: pod_host_ports(&pod),
             pod,
+            cycle: Arc::default(),
         }
     }
 }
@@ -190,6 +205,8 @@ impl Unfit {
 pub trait FilterPlugin: Send + Sync {
     /// The plugin's name (as in kube-scheduler's configuration).
     fn name(&self) -> &'static str;
+    /// Compute this cycle's state from the whole cache once, before any node is filtered.
+    fn pre_filter(&self, _pod: &PodInfo, _cache: &Cache, _state: &mut CycleState) {}
     /// `Ok` when the node fits, otherwise why not.
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit>;
 }
@@ -206,6 +223,11 @@ pub trait ScorePlugin: Send + Sync {
     fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
     /// Bring raw scores of all feasible nodes into 0..=[`MAX_NODE_SCORE`].
     fn normalize(&self, _scores: &mut [i64]) {}
+    /// Score all feasible nodes at once, normalized, for plugins that need the whole
+    /// cache (kube's PreScore); `None` means use [`ScorePlugin::score`] and `normalize`.
+    fn score_nodes(&self, _pod: &PodInfo, _nodes: &[&NodeInfo], _cache: &Cache) -> Option<Vec<i64>> {
+        None
+    }
 }
 
 /// A score plugin with its weight in the total.
@@ -225,6 +247,18 @@ pub struct Framework {
 }
 
 impl Framework {
+    /// Run every filter's PreFilter; returns the pod with this cycle's state attached.
+    pub fn run_pre_filters(&self, pod: &PodInfo, cache: &Cache) -> PodInfo {
+        let mut state = CycleState::default();
+        for f in &self.filters {
+            f.pre_filter(pod, cache, &mut state);
+        }
+        PodInfo {
+            cycle: Arc::new(state),
+            ..pod.clone()
+        }
+    }
+
     /// Run all filters on one node; the first failing plugin's reason is returned.
     pub fn run_filters(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), (&'static str, Unfit)> {
         for f in &self.filters {
@@ -234,11 +268,17 @@ impl Framework {
     }
 
     /// Total weighted score of each feasible node (same order as `nodes`).
-    pub fn run_scores(&self, pod: &PodInfo, nodes: &[&NodeInfo]) -> Vec<i64> {
+    pub fn run_scores(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Vec<i64> {
         let mut total = vec![0i64; nodes.len()];
         let mut scores = vec![0i64; nodes.len()];
         for ws in &self.scores {
             if ws.plugin.skip(pod) {
+                continue;
+            }
+            if let Some(all) = ws.plugin.score_nodes(pod, nodes, cache) {
+                for (t, s) in total.iter_mut().zip(&all) {
+                    *t += s * ws.weight;
+                }
                 continue;
             }
             for (s, n) in scores.iter_mut().zip(nodes) {

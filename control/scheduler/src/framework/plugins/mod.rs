@@ -5,19 +5,22 @@
 //! [`FilterPlugin`](super::FilterPlugin)/[`ScorePlugin`](super::ScorePlugin) impls.
 
 pub mod balanced_allocation;
+pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
 pub mod node_ports;
 pub mod node_resources_fit;
 pub mod node_unschedulable;
+pub mod pod_topology_spread;
 pub mod taint_toleration;
 
 use super::{Framework, WeightedScore};
 
 /// The default plugin set with kube-scheduler's default order and score weights:
 /// filters NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
-/// NodeResourcesFit; scores TaintToleration ×3, NodeAffinity ×2,
-/// NodeResourcesFit (LeastAllocated) ×1, NodeResourcesBalancedAllocation ×1.
+/// NodeResourcesFit, PodTopologySpread, InterPodAffinity; scores TaintToleration ×3,
+/// NodeAffinity ×2, NodeResourcesFit (LeastAllocated) ×1, PodTopologySpread ×2,
+/// InterPodAffinity ×2, NodeResourcesBalancedAllocation ×1.
 pub fn registry() -> Framework {
     Framework {
         filters: vec![
@@ -27,6 +30,8 @@ pub fn registry() -> Framework {
             Box::new(node_affinity::NodeAffinity),
             Box::new(node_ports::NodePorts),
             Box::new(node_resources_fit::NodeResourcesFit),
+            Box::new(pod_topology_spread::PodTopologySpread),
+            Box::new(inter_pod_affinity::InterPodAffinity),
         ],
         scores: vec![
             WeightedScore {
@@ -40,6 +45,14 @@ pub fn registry() -> Framework {
             WeightedScore {
                 plugin: Box::new(node_resources_fit::NodeResourcesFit),
                 weight: 1,
+            },
+            WeightedScore {
+                plugin: Box::new(pod_topology_spread::PodTopologySpread),
+                weight: 2,
+            },
+            WeightedScore {
+                plugin: Box::new(inter_pod_affinity::InterPodAffinity),
+                weight: 2,
             },
             WeightedScore {
                 plugin: Box::new(balanced_allocation::BalancedAllocation),

@@ -1,0 +1,480 @@
+//! PodTopologySpread: `spec.topologySpreadConstraints`. A `DoNotSchedule` constraint
+//! rejects a node when placing the pod there would make its domain hold more than
+//! `maxSkew` matching pods above the least populated eligible domain (filter); the
+//! `ScheduleAnyway` ones prefer nodes whose domains hold fewer matching pods (score).
+//!
+//! Eligible domains come from nodes that carry every constraint's topology key and pass
+//! the constraint's node inclusion policies (`nodeAffinityPolicy` Honor by default:
+//! the pod's nodeSelector/required node affinity; `nodeTaintsPolicy` Ignore by default).
+//! With fewer eligible domains than `minDomains`, the global minimum counts as 0.
+//! PreFilter counts matching pods per domain in one pass over the cache's pods.
+//!
+//! Not done: kube-scheduler's system default constraints for pods without any (those
+//! need the Services/ReplicaSets/StatefulSets selecting the pod); such pods are not
+//! spread by this plugin.
+
+use crate::cache::Cache;
+use crate::framework::plugins::{node_affinity, taint_toleration};
+use crate::framework::selector::Selector;
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
+use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Plugin name.
+pub const NAME: &str = "PodTopologySpread";
+/// Reason when the skew would exceed `maxSkew`.
+pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
+/// Reason when the node lacks a constraint's topology key.
+pub const REASON_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+/// The hostname label, counted per node rather than per domain when scoring.
+pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+
+type Labels = BTreeMap<String, String>;
+
+/// A constraint resolved against the pod that carries it.
+#[derive(Clone, Debug)]
+pub struct Constraint {
+    /// `maxSkew`.
+    pub max_skew: i64,
+    /// `topologyKey`.
+    pub topology_key: String,
+    /// `labelSelector` with `matchLabelKeys` merged in.
+    pub selector: Selector,
+    /// `minDomains` (1 when unset).
+    pub min_domains: i64,
+    /// `nodeAffinityPolicy` is Honor (the default).
+    pub honor_node_affinity: bool,
+    /// `nodeTaintsPolicy` is Honor (default Ignore).
+    pub honor_node_taints: bool,
+}
+
+impl Constraint {
+    /// Resolve one constraint of `pod`.
+    pub fn new(c: &TopologySpreadConstraint, pod: &Pod) -> Constraint {
+        let mut selector = Selector::from_label_selector(c.label_selector.as_ref());
+        let pod_labels = pod.metadata.labels.as_ref();
+        for key in c.match_label_keys.iter().flatten() {
+            if let Some(v) = pod_labels.and_then(|l| l.get(key)) {
+                selector.require_equal(key, v);
+            }
+        }
+        Constraint {
+            max_skew: i64::from(c.max_skew),
+            topology_key: c.topology_key.clone(),
+            selector,
+            min_domains: i64::from(c.min_domains.unwrap_or(1).max(1)),
+            honor_node_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+            honor_node_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+        }
+    }
+
+    /// Whether the node passes this constraint's node inclusion policies for `pod`.
+    pub fn includes_node(&self, pod: &Pod, node: &NodeInfo) -> bool {
+        let Some(spec) = pod.spec.as_ref() else { return true };
+        if self.honor_node_affinity && !node_affinity::required_matches(spec, node.labels(), node.name()) {
+            return false;
+        }
+        if self.honor_node_taints {
+            let tolerations = spec.tolerations.as_deref().unwrap_or_default();
+            if taint_toleration::first_untolerated(node.taints(), tolerations).is_some() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The pod's constraints with the given `whenUnsatisfiable`.
+pub fn constraints(pod: &Pod, when_unsatisfiable: &str) -> Vec<Constraint> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.topology_spread_constraints.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.when_unsatisfiable == when_unsatisfiable)
+        .map(|c| Constraint::new(c, pod))
+        .collect()
+}
+
+fn has_all_keys(labels: Option<&Labels>, constraints: &[Constraint]) -> bool {
+    constraints
+        .iter()
+        .all(|c| labels.is_some_and(|l| l.contains_key(&c.topology_key)))
+}
+
+/// Per node (by name), per constraint: how many placed pods in the pod's namespace match
+/// the constraint's selector (terminating pods excluded). One pass over `pods`.
+pub fn matching_per_node<'a>(
+    pod: &Pod,
+    constraints: &[Constraint],
+    pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
+) -> HashMap<&'a str, Vec<i64>> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let mut per_node: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (node, existing) in pods {
+        if existing.metadata.deletion_timestamp.is_some()
+            || existing.metadata.namespace.as_deref().unwrap_or("default") != ns
+        {
+            continue;
+        }
+        let labels = existing.metadata.labels.as_ref();
+        for (i, c) in constraints.iter().enumerate() {
+            if c.selector.matches(labels) {
+                per_node
+                    .entry(node.name())
+                    .or_insert_with(|| vec![0; constraints.len()])[i] += 1;
+            }
+        }
+    }
+    per_node
+}
+
+/// What PreFilter computes once per cycle for the `DoNotSchedule` constraints.
+#[derive(Clone, Debug, Default)]
+pub struct PreFilterState {
+    /// The constraints.
+    pub constraints: Vec<Constraint>,
+    /// Per constraint: matching pods per eligible domain (topology value).
+    pub counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: 1 when the incoming pod matches its own selector.
+    pub self_match: Vec<i64>,
+}
+
+impl PreFilterState {
+    /// The global minimum of constraint `i` (0 below `minDomains` eligible domains).
+    pub fn min_match(&self, i: usize) -> i64 {
+        let counts = &self.counts[i];
+        if (counts.len() as i64) < self.constraints[i].min_domains {
+            return 0;
+        }
+        counts.values().copied().min().unwrap_or(i64::MAX)
+    }
+}
+
+/// Compute the PreFilter state from every node and every placed pod.
+pub fn pre_filter<'a>(
+    pod: &Pod,
+    constraints: Vec<Constraint>,
+    nodes: &'a [NodeInfo],
+    pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
+) -> PreFilterState {
+    let per_node = matching_per_node(pod, &constraints, pods);
+    let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
+    for node in nodes {
+        let labels = node.labels();
+        if !has_all_keys(labels, &constraints) {
+            continue;
+        }
+        let on_node = per_node.get(node.name());
+        for (i, c) in constraints.iter().enumerate() {
+            if !c.includes_node(pod, node) {
+                continue;
+            }
+            let Some(value) = labels.and_then(|l| l.get(&c.topology_key)) else {
+                continue;
+            };
+            *counts[i].entry(value.clone()).or_default() += on_node.map_or(0, |v| v[i]);
+        }
+    }
+    let labels = pod.metadata.labels.as_ref();
+    PreFilterState {
+        self_match: constraints
+            .iter()
+            .map(|c| i64::from(c.selector.matches(labels)))
+            .collect(),
+        constraints,
+        counts,
+    }
+}
+
+/// The Filter decision for one node.
+pub fn filter(state: &PreFilterState, node_labels: Option<&Labels>) -> Result<(), Unfit> {
+    for (i, c) in state.constraints.iter().enumerate() {
+        let Some(value) = node_labels.and_then(|l| l.get(&c.topology_key)) else {
+            return Err(Unfit::unresolvable(REASON_MISSING_LABEL));
+        };
+        let here = state.counts[i].get(value).copied().unwrap_or(0);
+        let skew = (here + state.self_match[i]).saturating_sub(state.min_match(i));
+        if skew > c.max_skew {
+            return Err(Unfit::resolvable(REASON));
+        }
+    }
+    Ok(())
+}
+
+/// Normalized scores of the feasible `nodes` for the `ScheduleAnyway` constraints, as
+/// kube-scheduler computes them: per constraint, matching pods in the node's domain
+/// (on the node itself for the hostname key) weighted by ln(domains + 2), plus
+/// `maxSkew - 1`; fewer is better; nodes lacking a topology key score 0.
+pub fn score<'a>(
+    pod: &Pod,
+    constraints: &[Constraint],
+    nodes: &[&NodeInfo],
+    all_nodes: &'a [NodeInfo],
+    pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
+) -> Vec<i64> {
+    let ignored: Vec<bool> = nodes.iter().map(|n| !has_all_keys(n.labels(), constraints)).collect();
+    // Domains of the scored nodes, per constraint.
+    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
+    let mut scored_nodes = 0usize;
+    for (n, _) in nodes.iter().zip(&ignored).filter(|(_, ig)| !**ig) {
+        scored_nodes += 1;
+        for (i, c) in constraints.iter().enumerate() {
+            if let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) {
+                domains[i].insert(v);
+            }
+        }
+    }
+    let weights: Vec<f64> = constraints
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let size = if c.topology_key == HOSTNAME_LABEL {
+                scored_nodes
+            } else {
+                domains[i].len()
+            };
+            ((size + 2) as f64).ln()
+        })
+        .collect();
+    let per_node = matching_per_node(pod, constraints, pods);
+    // Matching pods per domain over every eligible node (hostname: counted per node).
+    let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
+    for node in all_nodes {
+        let labels = node.labels();
+        if !has_all_keys(labels, constraints) {
+            continue;
+        }
+        let Some(on_node) = per_node.get(node.name()) else {
+            continue;
+        };
+        for (i, c) in constraints.iter().enumerate() {
+            if c.topology_key == HOSTNAME_LABEL || !c.includes_node(pod, node) {
+                continue;
+            }
+            let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) else {
+                continue;
+            };
+            if domains[i].contains(v.as_str()) {
+                *domain_counts[i].entry(v.as_str()).or_default() += on_node[i];
+            }
+        }
+    }
+    let mut raw: Vec<i64> = nodes
+        .iter()
+        .zip(&ignored)
+        .map(|(n, ig)| {
+            if *ig {
+                return 0;
+            }
+            let mut s = 0f64;
+            for (i, c) in constraints.iter().enumerate() {
+                let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) else {
+                    continue;
+                };
+                let cnt = if c.topology_key == HOSTNAME_LABEL {
+                    per_node.get(n.name()).map_or(0, |v| v[i])
+                } else {
+                    domain_counts[i].get(v.as_str()).copied().unwrap_or(0)
+                };
+                s += cnt as f64 * weights[i] + (c.max_skew - 1) as f64;
+            }
+            s.round() as i64
+        })
+        .collect();
+    normalize(&mut raw, &ignored);
+    raw
+}
+
+/// kube-scheduler's normalization: the lowest raw score becomes 100; ignored nodes 0.
+pub fn normalize(scores: &mut [i64], ignored: &[bool]) {
+    let considered = || scores.iter().zip(ignored).filter(|(_, ig)| !**ig).map(|(s, _)| *s);
+    let min = considered().min().unwrap_or(0);
+    let max = considered().max().unwrap_or(0);
+    for (s, ig) in scores.iter_mut().zip(ignored) {
+        *s = if *ig {
+            0
+        } else if max == 0 {
+            MAX_NODE_SCORE
+        } else {
+            MAX_NODE_SCORE * (max + min - *s) / max
+        };
+    }
+}
+
+/// The plugin.
+pub struct PodTopologySpread;
+
+impl FilterPlugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn pre_filter(&self, pod: &PodInfo, cache: &Cache, state: &mut CycleState) {
+        let hard = constraints(&pod.pod, "DoNotSchedule");
+        if hard.is_empty() {
+            return;
+        }
+        state.pod_topology_spread = Some(pre_filter(&pod.pod, hard, cache.nodes(), cache.pods_on_nodes()));
+    }
+
+    fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        match pod.cycle.pod_topology_spread.as_ref() {
+            Some(state) => filter(state, node.labels()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ScorePlugin for PodTopologySpread {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn skip(&self, pod: &PodInfo) -> bool {
+        !pod.pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| c.when_unsatisfiable == "ScheduleAnyway")
+    }
+
+    fn score(&self, _pod: &PodInfo, _node: &NodeInfo) -> i64 {
+        0
+    }
+
+    fn score_nodes(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Option<Vec<i64>> {
+        let soft = constraints(&pod.pod, "ScheduleAnyway");
+        Some(score(&pod.pod, &soft, nodes, cache.nodes(), cache.pods_on_nodes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::framework::testing::{node, node_info, pod};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    const ZONE: &str = "topology.kubernetes.io/zone";
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn zoned(name: &str, zone: &str) -> NodeInfo {
+        let mut n = node(name, "4", "8Gi");
+        n.metadata.labels = Some(labels(&[(HOSTNAME_LABEL, name), (ZONE, zone)]));
+        node_info(n)
+    }
+
+    fn web(name: &str) -> Pod {
+        let mut p = pod(name, "", "");
+        p.metadata.labels = Some(labels(&[("app", "web")]));
+        p
+    }
+
+    fn spread(mut p: Pod, key: &str, max_skew: i32, when: &str) -> Pod {
+        p.spec.as_mut().unwrap().topology_spread_constraints = Some(vec![TopologySpreadConstraint {
+            max_skew,
+            topology_key: key.into(),
+            when_unsatisfiable: when.into(),
+            label_selector: Some(LabelSelector {
+                match_labels: Some(labels(&[("app", "web")])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]);
+        p
+    }
+
+    fn state(incoming: &Pod, nodes: &[NodeInfo], placed: &[(usize, Pod)]) -> PreFilterState {
+        let pods = placed.iter().map(|(i, p)| (&nodes[*i], p));
+        pre_filter(incoming, constraints(incoming, "DoNotSchedule"), nodes, pods)
+    }
+
+    #[test]
+    fn skew_over_zones_is_kept_within_max_skew() {
+        let nodes = vec![zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+        let incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
+        // Zone a has 1, zone b has 0: the next pod must go to b.
+        let s = state(&incoming, &nodes, &[(0, web("w1"))]);
+        assert_eq!(filter(&s, nodes[1].labels()), Err(Unfit::resolvable(REASON)));
+        assert_eq!(filter(&s, nodes[2].labels()), Ok(()));
+        // Balanced: anywhere.
+        let s = state(&incoming, &nodes, &[(0, web("w1")), (2, web("w2"))]);
+        assert!(nodes.iter().all(|n| filter(&s, n.labels()).is_ok()));
+        // Pods of another app or namespace do not count.
+        let mut other = web("o");
+        other.metadata.namespace = Some("other".into());
+        let s = state(&incoming, &nodes, &[(0, other)]);
+        assert_eq!(filter(&s, nodes[0].labels()), Ok(()));
+    }
+
+    #[test]
+    fn nodes_without_the_key_are_rejected_unresolvably() {
+        let nodes = vec![zoned("a1", "a"), node_info(node("bare", "4", "8Gi"))];
+        let incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
+        let s = state(&incoming, &nodes, &[]);
+        assert_eq!(
+            filter(&s, nodes[1].labels()),
+            Err(Unfit::unresolvable(REASON_MISSING_LABEL))
+        );
+        assert_eq!(filter(&s, nodes[0].labels()), Ok(()));
+    }
+
+    #[test]
+    fn min_domains_counts_missing_domains_as_empty() {
+        let nodes = vec![zoned("a1", "a"), zoned("b1", "b")];
+        let mut incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
+        incoming
+            .spec
+            .as_mut()
+            .unwrap()
+            .topology_spread_constraints
+            .as_mut()
+            .unwrap()[0]
+            .min_domains = Some(3);
+        let s = state(&incoming, &nodes, &[(0, web("w1")), (1, web("w2"))]);
+        // Global minimum is 0 with 2 < 3 domains: 1 + 1 - 0 > 1 everywhere.
+        assert!(nodes.iter().all(|n| filter(&s, n.labels()).is_err()));
+    }
+
+    #[test]
+    fn node_affinity_policy_limits_the_domains() {
+        let nodes = vec![zoned("a1", "a"), zoned("b1", "b")];
+        let mut incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
+        incoming.spec.as_mut().unwrap().node_selector = Some(labels(&[(ZONE, "a")]));
+        // Zone b is not eligible (Honor), so zone a may exceed it.
+        let s = state(&incoming, &nodes, &[(0, web("w1")), (0, web("w2"))]);
+        assert_eq!(filter(&s, nodes[0].labels()), Ok(()));
+        incoming
+            .spec
+            .as_mut()
+            .unwrap()
+            .topology_spread_constraints
+            .as_mut()
+            .unwrap()[0]
+            .node_affinity_policy = Some("Ignore".into());
+        let s = state(&incoming, &nodes, &[(0, web("w1")), (0, web("w2"))]);
+        assert_eq!(filter(&s, nodes[0].labels()), Err(Unfit::resolvable(REASON)));
+    }
+
+    #[test]
+    fn schedule_anyway_prefers_emptier_domains() {
+        let nodes = vec![zoned("a1", "a"), zoned("b1", "b"), node_info(node("bare", "4", "8Gi"))];
+        let incoming = spread(web("new"), ZONE, 1, "ScheduleAnyway");
+        let placed = [(0usize, web("w1")), (0, web("w2"))];
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        let scores = score(
+            &incoming,
+            &constraints(&incoming, "ScheduleAnyway"),
+            &feasible,
+            &nodes,
+            placed.iter().map(|(i, p)| (&nodes[*i], p)),
+        );
+        // ln(4) * 2 = 2.77 -> 3 for zone a, 0 for zone b: b gets 100, a 100*(3+0-3)/3 = 0.
+        assert_eq!(scores, [0, 100, 0]);
+    }
+}
