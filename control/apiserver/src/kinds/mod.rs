@@ -19,6 +19,7 @@ pub mod catalog;
 pub mod custom;
 pub mod defaults;
 pub mod merge_keys;
+pub mod pod_scheduling;
 pub mod pod_support;
 pub mod strategy;
 pub mod table;
