@@ -137,14 +137,13 @@ impl ApiError {
         Self::new(404, "NotFound", format!("{} {name:?} not found", qualified_resource(r)))
             .with_details(json!({"name": name, "group": r.group, "kind": r.plural}))
     }
-    /// 404 for a path the server does not serve.
+    /// 404 for a path the server does not serve, worded as Kubernetes words
+    /// it (the message names no path, so kubectl shows "Error from server
+    /// (NotFound): the server could not find the requested resource"); the
+    /// path is only logged.
     pub fn path_not_found(path: &str) -> Self {
-        Self::new(
-            404,
-            "NotFound",
-            format!("the server could not find the requested resource ({path})"),
-        )
-        .with_details(json!({}))
+        tracing::debug!(path, "no such resource");
+        Self::new(404, "NotFound", "the server could not find the requested resource").with_details(json!({}))
     }
     /// 409 when creating an object that exists.
     pub fn already_exists(r: &Resource, name: &str) -> Self {
@@ -371,6 +370,17 @@ mod tests {
         let s = e.to_status();
         assert_eq!(s["details"]["causes"][0]["field"], "spec.selector");
         assert_eq!(s["details"]["kind"], "Deployment");
+    }
+
+    #[test]
+    fn an_unserved_path_is_a_plain_not_found() {
+        let s = ApiError::path_not_found("/apis/autoscaling/v2/namespaces/x/horizontalpodautoscalers").to_status();
+        assert_eq!(s["message"], "the server could not find the requested resource");
+        assert_eq!(
+            (s["reason"].as_str(), s["code"].as_u64()),
+            (Some("NotFound"), Some(404))
+        );
+        assert_eq!(s["details"], json!({}));
     }
 
     #[test]

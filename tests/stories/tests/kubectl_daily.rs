@@ -956,7 +956,8 @@ async fn kubectl_discovery_explain_and_generators_of_other_kinds() {
         let err = text(&out.stderr);
         assert!(!out.status.success(), "kubectl {args:?} should fail");
         assert!(
-            err.contains("the server could not find the requested resource"),
+            err.trim_end()
+                .ends_with("the server could not find the requested resource"),
             "kubectl {args:?}: {err}"
         );
     };

@@ -122,16 +122,8 @@ fn json_response(content_type: &'static str, body: &Value) -> Response {
         .into_response()
 }
 
-fn not_found(message: String) -> Response {
-    let body = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": "NotFound",
-        "code": 404,
-    });
+fn not_found(path: &str) -> Response {
+    let body = crate::status::ApiError::path_not_found(path).to_status();
     (
         StatusCode::NOT_FOUND,
         [(header::CONTENT_TYPE, "application/json")],
@@ -167,9 +159,7 @@ async fn group_list(State(c): State<Arc<Catalog>>, headers: HeaderMap) -> Respon
 async fn group(State(c): State<Arc<Catalog>>, axum::extract::Path(group): axum::extract::Path<String>) -> Response {
     match api_group(&c, &group) {
         Some(doc) => json_response("application/json", &doc),
-        None => not_found(format!(
-            "the server could not find the requested resource (group {group})"
-        )),
+        None => not_found(&format!("/apis/{group}")),
     }
 }
 
@@ -180,9 +170,7 @@ async fn group_version(
     if c.versions_of(&group).contains(&version.as_str()) {
         json_response("application/json", &resource_list(&c, &group, &version))
     } else {
-        not_found(format!(
-            "the server could not find the requested resource ({group}/{version})"
-        ))
+        not_found(&format!("/apis/{group}/{version}"))
     }
 }
 
