@@ -18,8 +18,10 @@
 //! * one quick `exec`, `cp` and `port-forward` (through the Service) each —
 //!   `kubectl_exec.rs` covers them in depth — and `logs -f` streaming lines
 //!   as they are written and ending with the container;
-//! * `run --rm -it` with stdin from a pipe: kubectl says it cannot use a TTY,
-//!   attaches anyway, shows the answer and deletes the pod;
+//! * `run --rm -it --leave-stdin-open` with stdin from a pipe: kubectl says
+//!   it cannot use a TTY, attaches anyway, shows the answer and deletes the
+//!   pod (plain `run -i` asks for `stdinOnce: true`, which the API server
+//!   still refuses as unsupported);
 //! * `edit` with a scripted editor, `diff` (exit 0 when the same, 1 and a
 //!   unified diff when not), `describe`, `events --for`;
 //! * `cordon`/`uncordon`: `SchedulingDisabled`, a new pod left Pending with
