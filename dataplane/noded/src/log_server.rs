@@ -12,9 +12,9 @@
 //! - **Serving certificate.** Signed by the cluster CA at start
 //!   ([`crate::serving_cert`]: a `kubernetes.io/kubelet-serving` request for
 //!   the node's name and IP); the API server verifies it against the cluster
-//!   CA and the address it dials. When the API server will not sign one,
-//!   the endpoint serves a self-signed certificate, which the API server
-//!   refuses (said loudly here).
+//!   CA and the address it dials; it is renewed while serving. When the API
+//!   server will not sign one, the endpoint serves a self-signed
+//!   certificate, which the API server refuses (said loudly here).
 //! - **Where logs are.** The runtime writes each container attempt to
 //!   `<state>/pods/<uid>/logs/<container>/<attempt>.log` (see
 //!   [`crate::pod_spec`]) in the CRI format `<RFC3339Nano> <stream> <P|F> <text>`.
@@ -46,7 +46,7 @@ use hyper_util::service::TowerToHyperService;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tower::ServiceExt;
 
@@ -108,8 +108,9 @@ pub struct LogServerConfig {
 /// What the endpoint presents to its clients.
 #[derive(Debug, Clone)]
 pub enum ServingIdentity {
-    /// The certificate the cluster CA signed for this node.
-    Issued(crate::serving_cert::ServingCert),
+    /// The certificate the cluster CA signed for this node (for these names
+    /// and IPs), renewed while the endpoint runs.
+    Issued(crate::serving_cert::ServingCert, Vec<String>),
     /// A self-signed certificate for these names and IPs (no API server trusts it).
     SelfSigned(Vec<String>),
 }
@@ -119,11 +120,15 @@ pub struct LogServer {
     /// Where it listens.
     pub local_addr: SocketAddr,
     task: tokio::task::JoinHandle<()>,
+    renewal: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for LogServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(renewal) = &self.renewal {
+            renewal.abort();
+        }
     }
 }
 
@@ -167,7 +172,9 @@ impl Peer {
     }
 }
 
-fn tls_config(cfg: &LogServerConfig) -> Result<rustls::ServerConfig, LogServerError> {
+fn tls_config(
+    cfg: &LogServerConfig,
+) -> Result<(rustls::ServerConfig, Arc<crate::serving_cert::Resolver>), LogServerError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     for der in &cfg.client_ca {
@@ -178,18 +185,8 @@ fn tls_config(cfg: &LogServerConfig) -> Result<rustls::ServerConfig, LogServerEr
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
         .build()
         .map_err(|e| LogServerError::Tls(e.to_string()))?;
-    let (chain, key_der) = match &cfg.serving {
-        ServingIdentity::Issued(issued) => {
-            let chain = x509_parser::pem::Pem::iter_from_buffer(issued.cert_pem.as_bytes())
-                .map(|p| p.map(|p| CertificateDer::from(p.contents)))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| LogServerError::Tls(format!("serving certificate: {e}")))?;
-            let key = rcgen::KeyPair::from_pem(&issued.key_pem)?;
-            (
-                chain,
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
-        }
+    let serving = match &cfg.serving {
+        ServingIdentity::Issued(issued, _) => issued.clone(),
         ServingIdentity::SelfSigned(names) => {
             let mut params = rcgen::CertificateParams::new(names.clone())?;
             params
@@ -198,25 +195,28 @@ fn tls_config(cfg: &LogServerConfig) -> Result<rustls::ServerConfig, LogServerEr
             params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
             let key = rcgen::KeyPair::generate()?;
             let cert = params.self_signed(&key)?;
-            (
-                vec![cert.der().clone()],
-                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-            )
+            crate::serving_cert::ServingCert {
+                cert_pem: cert.pem(),
+                key_pem: key.serialize_pem(),
+            }
         }
     };
+    let key = crate::serving_cert::certified_key(&serving).map_err(|e| LogServerError::Tls(e.to_string()))?;
+    let resolver = Arc::new(crate::serving_cert::Resolver::new(key));
     let mut tls = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| LogServerError::Tls(e.to_string()))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key_der)
-        .map_err(|e| LogServerError::Tls(e.to_string()))?;
+        .with_cert_resolver(resolver.clone());
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(tls)
+    Ok((tls, resolver))
 }
 
 /// Bind and serve until the returned [`LogServer`] is dropped.
 pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServer, LogServerError> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&cfg)?));
+    let (tls, resolver) = tls_config(&cfg)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let (cfg_serving, renewal_client, renewal_node) = (cfg.serving.clone(), client.clone(), cfg.node_name.clone());
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
         .map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
@@ -282,7 +282,21 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
             });
         }
     });
-    Ok(LogServer { local_addr, task })
+    let renewal = match cfg_serving {
+        ServingIdentity::Issued(cert, names) => Some(tokio::spawn(crate::serving_cert::keep_fresh(
+            resolver,
+            renewal_client,
+            renewal_node,
+            names,
+            cert,
+        ))),
+        ServingIdentity::SelfSigned(_) => None,
+    };
+    Ok(LogServer {
+        local_addr,
+        task,
+        renewal,
+    })
 }
 
 /// exec/attach/port-forward are for the same clients as logs.
@@ -343,7 +357,7 @@ async fn serving_identity(client: &kube::Client, node_name: &str, names: Vec<Str
     loop {
         attempt += 1;
         match crate::serving_cert::request(client, node_name, &names).await {
-            Ok(cert) => return ServingIdentity::Issued(cert),
+            Ok(cert) => return ServingIdentity::Issued(cert, names),
             Err(err) if err.is_transient() && attempt < 5 => {
                 tracing::warn!(%err, attempt, "requesting the serving certificate failed (retrying)");
                 tokio::time::sleep(Duration::from_secs(1)).await;

@@ -8,10 +8,18 @@
 //! signature, key encipherment, server auth. The API server approves the
 //! node's own request at once and answers with the certificate signed by the
 //! cluster CA, which is what it verifies nodes against. The key never leaves
-//! memory; every start gets a new certificate (valid a year), so there is
-//! nothing on disk to rotate.
+//! memory: every start gets a new certificate (valid a year), and a running
+//! noded asks for the next one once 80% of the current one's lifetime has
+//! passed ([`keep_fresh`]; the kubelet's rotation renews between 70% and
+//! 90%), swapping it into the running endpoint ([`Resolver`]) without a
+//! restart.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
 
 /// The signer of node serving certificates.
 pub const SIGNER: &str = "kubernetes.io/kubelet-serving";
@@ -43,6 +51,9 @@ pub enum ServingCertError {
     /// The API server's answer had no certificate.
     #[error("the API server did not issue a serving certificate: {0}")]
     NotIssued(String),
+    /// The certificate or key could not be loaded for TLS.
+    #[error("loading the serving certificate: {0}")]
+    Load(String),
 }
 
 impl ServingCertError {
@@ -107,9 +118,115 @@ pub async fn request(
     Ok(ServingCert { cert_pem, key_pem })
 }
 
+/// The certificate chain and signing key of `cert`, as rustls serves them.
+pub fn certified_key(cert: &ServingCert) -> Result<CertifiedKey, ServingCertError> {
+    let chain = x509_parser::pem::Pem::iter_from_buffer(cert.cert_pem.as_bytes())
+        .map(|p| p.map(|p| CertificateDer::from(p.contents)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ServingCertError::Load(e.to_string()))?;
+    let key = rcgen::KeyPair::from_pem(&cert.key_pem)?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+    let signing = rustls::crypto::ring::default_provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| ServingCertError::Load(e.to_string()))?;
+    Ok(CertifiedKey::new(chain, signing))
+}
+
+/// When the certificate in `cert_pem` should be renewed: 80% of the way
+/// from its notBefore to its notAfter.
+pub fn renew_at(cert_pem: &str) -> Option<SystemTime> {
+    let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
+    let cert = block.parse_x509().ok()?;
+    let from = cert.validity().not_before.timestamp();
+    let to = cert.validity().not_after.timestamp();
+    let at = from + (to - from) * 4 / 5;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).ok()?))
+}
+
+/// The serving certificate of a running endpoint, replaceable while it
+/// serves (new handshakes get the new one).
+#[derive(Debug)]
+pub struct Resolver {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl Resolver {
+    /// Serving `first`.
+    pub fn new(first: CertifiedKey) -> Self {
+        Self {
+            current: RwLock::new(Arc::new(first)),
+        }
+    }
+
+    /// Serve `next` from now on.
+    pub fn replace(&self, next: CertifiedKey) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    }
+}
+
+impl rustls::server::ResolvesServerCert for Resolver {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.read().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+/// Renew `current` (for `names`) at [`renew_at`] and swap each new
+/// certificate into `resolver`, forever; a failed request is retried every
+/// minute.
+pub async fn keep_fresh(
+    resolver: Arc<Resolver>,
+    client: kube::Client,
+    node_name: String,
+    names: Vec<String>,
+    mut current: ServingCert,
+) {
+    loop {
+        let wait = renew_at(&current.cert_pem)
+            .and_then(|at| at.duration_since(SystemTime::now()).ok())
+            .unwrap_or_default();
+        tokio::time::sleep(wait).await;
+        let next = request(&client, &node_name, &names)
+            .await
+            .and_then(|cert| certified_key(&cert).map(|key| (cert, key)));
+        match next {
+            Ok((cert, key)) => {
+                resolver.replace(key);
+                tracing::info!(node = node_name, "serving certificate renewed");
+                current = cert;
+            }
+            Err(err) => {
+                tracing::warn!(%err, "renewing the serving certificate failed (retrying in a minute)");
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renewal_is_due_at_four_fifths_of_the_lifetime() {
+        let mut params = rcgen::CertificateParams::new(vec!["n1".to_string()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2030, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2030, 1, 11);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let jan_1_2030 = 1_893_456_000;
+        assert_eq!(
+            renew_at(&cert.pem()),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(jan_1_2030 + 8 * 86_400))
+        );
+        let served = ServingCert {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        };
+        let resolver = Resolver::new(certified_key(&served).unwrap());
+        resolver.replace(certified_key(&served).unwrap());
+        assert!(renew_at("not a certificate").is_none());
+    }
 
     #[test]
     fn the_request_names_the_node_and_its_addresses() {
