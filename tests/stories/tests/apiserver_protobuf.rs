@@ -567,7 +567,15 @@ async fn accept_is_negotiated_as_kubernetes_does() {
     assert!(text.starts_with("apiVersion: v1\n"), "{text}");
     let y: serde_json::Value = serde_yaml::from_str(&text).expect("YAML body");
     assert_eq!(y["kind"], "ConfigMap");
-    let r = send(&c, "GET", &format!("{cms}?watch=1"), None, Some("application/yaml, application/json"), vec![]).await;
+    let r = send(
+        &c,
+        "GET",
+        &format!("{cms}?watch=1"),
+        None,
+        Some("application/yaml, application/json"),
+        vec![],
+    )
+    .await;
     assert_eq!(r.status, 406);
     // The refusal itself is written in the negotiated (YAML) encoding.
     assert_eq!(r.content_type, "application/yaml");
