@@ -9,6 +9,7 @@
 use crate::framework::{pod_host_ports, HostPort, NodeInfo, PodInfo};
 use crate::resources::{pod_requests, PodRequests};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,6 +73,10 @@ pub struct Cache {
     with_affinity: HashSet<String>,
     /// Namespace labels, for pod affinity terms' `namespaceSelector`.
     namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Service selectors by namespace and name (default topology spreading).
+    services: HashMap<String, HashMap<String, BTreeMap<String, String>>>,
+    /// ReplicaSet and StatefulSet selectors by (kind, namespace, name).
+    controllers: HashMap<(String, String, String), LabelSelector>,
     /// Where the next search starts, so successive pods spread over all nodes
     /// (kube-scheduler's `nextStartNodeIndex`).
     pub next_start: usize,
@@ -362,6 +367,48 @@ impl Cache {
             self.remove_pod(k);
         }
         !gone.is_empty()
+    }
+
+    /// Record a Service's selector (`None`: it selects no pods).
+    pub fn upsert_service(&mut self, ns: &str, name: &str, selector: Option<BTreeMap<String, String>>) {
+        let in_ns = self.services.entry(ns.to_string()).or_default();
+        match selector {
+            Some(sel) => {
+                in_ns.insert(name.to_string(), sel);
+            }
+            None => {
+                in_ns.remove(name);
+            }
+        }
+    }
+
+    /// Forget a Service.
+    pub fn remove_service(&mut self, ns: &str, name: &str) {
+        self.upsert_service(ns, name, None);
+    }
+
+    /// Selectors of the Services of a namespace.
+    pub fn service_selectors(&self, ns: &str) -> impl Iterator<Item = &BTreeMap<String, String>> {
+        self.services.get(ns).into_iter().flat_map(|m| m.values())
+    }
+
+    /// Record a ReplicaSet's or StatefulSet's selector (`kind` as in ownerReferences).
+    pub fn upsert_controller(&mut self, kind: &str, ns: &str, name: &str, selector: Option<LabelSelector>) {
+        let key = (kind.to_string(), ns.to_string(), name.to_string());
+        match selector {
+            Some(sel) => {
+                self.controllers.insert(key, sel);
+            }
+            None => {
+                self.controllers.remove(&key);
+            }
+        }
+    }
+
+    /// The selector of a ReplicaSet or StatefulSet.
+    pub fn controller_selector(&self, kind: &str, ns: &str, name: &str) -> Option<&LabelSelector> {
+        self.controllers
+            .get(&(kind.to_string(), ns.to_string(), name.to_string()))
     }
 
     /// After a re-list: drop nodes the list did not contain.

@@ -8,7 +8,8 @@
 use crate::cache::Cache;
 use crate::queue::{PodKey, SchedulingQueue};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -174,6 +175,66 @@ pub async fn run_namespace_informer(client: Client, targets: InformerTargets) {
                 .remove_namespace(ns.metadata.name.as_deref().unwrap_or_default()),
             Ok(Event::Init) | Ok(Event::InitDone) => {}
             Err(e) => warn!(error = %e, "namespace watch failed; retrying"),
+        }
+    }
+}
+
+/// Watch Services, ReplicaSets and StatefulSets (their selectors, for the default
+/// topology spread constraints of the pods they select or own) until the process ends.
+pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
+    let services = {
+        let targets = targets.clone();
+        watch_selectors::<Service>(client.clone(), move |obj, present| {
+            let (ns, name) = (
+                obj.metadata.namespace.as_deref().unwrap_or_default(),
+                obj.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let selector = obj.spec.as_ref().and_then(|s| s.selector.clone()).filter(|_| present);
+            targets.cache().upsert_service(ns, name, selector);
+        })
+    };
+    let replicasets = {
+        let targets = targets.clone();
+        watch_selectors::<ReplicaSet>(client.clone(), move |obj, present| {
+            let (ns, name) = (
+                obj.metadata.namespace.as_deref().unwrap_or_default(),
+                obj.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let selector = Some(obj.spec.selector.clone()).filter(|_| present);
+            targets.cache().upsert_controller("ReplicaSet", ns, name, selector);
+        })
+    };
+    let statefulsets = watch_selectors::<StatefulSet>(client, move |obj, present| {
+        let (ns, name) = (
+            obj.metadata.namespace.as_deref().unwrap_or_default(),
+            obj.metadata.name.as_deref().unwrap_or_default(),
+        );
+        let selector = Some(obj.spec.selector.clone()).filter(|_| present);
+        targets.cache().upsert_controller("StatefulSet", ns, name, selector);
+    });
+    futures::join!(services, replicasets, statefulsets);
+}
+
+/// Watch one kind, calling `update(obj, present)` for every add/change (`true`) and delete.
+async fn watch_selectors<K>(client: Client, update: impl Fn(&K, bool))
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
+    let api: Api<K> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(obj)) | Ok(Event::InitApply(obj)) => update(&obj, true),
+            Ok(Event::Delete(obj)) => update(&obj, false),
+            Ok(Event::Init) | Ok(Event::InitDone) => {}
+            Err(e) => warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying"),
         }
     }
 }

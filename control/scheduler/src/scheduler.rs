@@ -10,7 +10,9 @@ use crate::binder;
 use crate::cache::Cache;
 use crate::events::FailureRecorder;
 use crate::framework::{Framework, PodInfo};
-use crate::informers::{run_namespace_informer, run_node_informer, run_pod_informer, InformerTargets};
+use crate::informers::{
+    run_namespace_informer, run_node_informer, run_pod_informer, run_selector_informers, InformerTargets,
+};
 use crate::queue::{QueueConfig, SchedulingQueue};
 use kube::Client;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,6 +101,7 @@ impl Scheduler {
         let (pod_tx, mut pod_rx) = watch::channel(false);
         tokio::spawn(run_node_informer(self.client.clone(), targets.clone(), node_tx));
         tokio::spawn(run_namespace_informer(self.client.clone(), targets.clone()));
+        tokio::spawn(run_selector_informers(self.client.clone(), targets.clone()));
         tokio::spawn(run_pod_informer(self.client.clone(), targets, pod_tx));
         let me = self.clone();
         tokio::spawn(async move {

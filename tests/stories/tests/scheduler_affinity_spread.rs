@@ -103,7 +103,7 @@ async fn anti_affinity_affinity_and_zone_spread() {
     )
     .await;
     let _cm = ControllerManager::start(kc, "cm-1", &[]);
-    let _scheduler = SchedulerProcess::start(kc, "sched-1", &[]);
+    let scheduler = SchedulerProcess::start(kc, "sched-1", &[]);
     let t = Duration::from_secs(30);
 
     // 1. Three replicas that refuse to share a node land on the three nodes.
@@ -286,4 +286,8 @@ async fn anti_affinity_affinity_and_zone_spread() {
     ] {
         assert!(msg.contains(expected), "missing {expected:?} in:\n{msg}");
     }
+
+    // The scheduler's informers (namespaces, Services, ReplicaSets, StatefulSets) all work.
+    let log = scheduler.log();
+    assert!(!log.contains("watch failed"), "{log}");
 }

@@ -9,15 +9,18 @@
 //! With fewer eligible domains than `minDomains`, the global minimum counts as 0.
 //! PreFilter counts matching pods per domain in one pass over the cache's pods.
 //!
-//! Not done: kube-scheduler's system default constraints for pods without any (those
-//! need the Services/ReplicaSets/StatefulSets selecting the pod); such pods are not
-//! spread by this plugin.
+//! A pod with no constraints at all gets kube-scheduler's system defaults when it
+//! belongs to a Service (whose selector matches it) or is controlled by a ReplicaSet
+//! or StatefulSet: `ScheduleAnyway` over the hostname (maxSkew 3) and the zone
+//! (maxSkew 5), selecting the pods those objects select; nodes lacking a key are
+//! then scored, not ignored.
 
 use crate::cache::Cache;
 use crate::framework::plugins::{node_affinity, taint_toleration};
 use crate::framework::selector::Selector;
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Plugin name.
@@ -28,6 +31,8 @@ pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 pub const REASON_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
 /// The hostname label, counted per node rather than per domain when scoring.
 pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// The zone label of the system default constraints.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 type Labels = BTreeMap<String, String>;
 
@@ -93,6 +98,62 @@ pub fn constraints(pod: &Pod, when_unsatisfiable: &str) -> Vec<Constraint> {
         .flatten()
         .filter(|c| c.when_unsatisfiable == when_unsatisfiable)
         .map(|c| Constraint::new(c, pod))
+        .collect()
+}
+
+/// kube-scheduler's default selector for a pod: the selectors of the Services in its
+/// namespace that select it (merged), plus the selector of its controlling ReplicaSet
+/// or StatefulSet. `None` when there is nothing to group it with.
+pub fn default_selector<'a>(
+    pod: &Pod,
+    service_selectors: impl Iterator<Item = &'a BTreeMap<String, String>>,
+    controller_selector: &dyn Fn(&str, &str) -> Option<&'a LabelSelector>,
+) -> Option<LabelSelector> {
+    let labels = pod.metadata.labels.as_ref();
+    let mut merged = BTreeMap::new();
+    for sel in service_selectors {
+        if sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)) {
+            merged.extend(sel.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+    }
+    let mut expressions: Vec<LabelSelectorRequirement> = Vec::new();
+    let owner = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true) && o.api_version == "apps/v1");
+    if let Some(sel) = owner.and_then(|o| controller_selector(&o.kind, &o.name)) {
+        for (k, v) in sel.match_labels.iter().flatten() {
+            expressions.push(LabelSelectorRequirement {
+                key: k.clone(),
+                operator: "In".into(),
+                values: Some(vec![v.clone()]),
+            });
+        }
+        expressions.extend(sel.match_expressions.iter().flatten().cloned());
+    }
+    if merged.is_empty() && expressions.is_empty() {
+        return None;
+    }
+    Some(LabelSelector {
+        match_labels: Some(merged),
+        match_expressions: Some(expressions),
+    })
+}
+
+/// The system default constraints (hostname maxSkew 3, zone maxSkew 5, ScheduleAnyway).
+pub fn system_default_constraints(selector: &LabelSelector) -> Vec<Constraint> {
+    [(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| Constraint {
+            max_skew,
+            topology_key: key.into(),
+            selector: Selector::from_label_selector(Some(selector)),
+            min_domains: 1,
+            honor_node_affinity: true,
+            honor_node_taints: false,
+        })
         .collect()
 }
 
@@ -206,14 +267,20 @@ pub fn filter(state: &PreFilterState, node_labels: Option<&Labels>) -> Result<()
 /// kube-scheduler computes them: per constraint, matching pods in the node's domain
 /// (on the node itself for the hostname key) weighted by ln(domains + 2), plus
 /// `maxSkew - 1`; fewer is better; nodes lacking a topology key score 0.
+/// `require_all` is false for system default constraints: nodes lacking a key are
+/// then scored on the keys they have instead of being ignored.
 pub fn score<'a>(
     pod: &Pod,
     constraints: &[Constraint],
     nodes: &[&NodeInfo],
     all_nodes: &'a [NodeInfo],
     pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
+    require_all: bool,
 ) -> Vec<i64> {
-    let ignored: Vec<bool> = nodes.iter().map(|n| !has_all_keys(n.labels(), constraints)).collect();
+    let ignored: Vec<bool> = nodes
+        .iter()
+        .map(|n| require_all && !has_all_keys(n.labels(), constraints))
+        .collect();
     // Domains of the scored nodes, per constraint.
     let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
     let mut scored_nodes = 0usize;
@@ -242,7 +309,7 @@ pub fn score<'a>(
     let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
     for node in all_nodes {
         let labels = node.labels();
-        if !has_all_keys(labels, constraints) {
+        if require_all && !has_all_keys(labels, constraints) {
             continue;
         }
         let Some(on_node) = per_node.get(node.name()) else {
@@ -331,23 +398,40 @@ impl ScorePlugin for PodTopologySpread {
         NAME
     }
 
-    fn skip(&self, pod: &PodInfo) -> bool {
-        !pod.pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.topology_spread_constraints.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.when_unsatisfiable == "ScheduleAnyway")
-    }
-
     fn score(&self, _pod: &PodInfo, _node: &NodeInfo) -> i64 {
         0
     }
 
     fn score_nodes(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Option<Vec<i64>> {
-        let soft = constraints(&pod.pod, "ScheduleAnyway");
-        Some(score(&pod.pod, &soft, nodes, cache.nodes(), cache.pods_on_nodes()))
+        let has_any = pod
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.topology_spread_constraints.as_ref())
+            .is_some_and(|c| !c.is_empty());
+        let (soft, require_all) = if has_any {
+            (constraints(&pod.pod, "ScheduleAnyway"), true)
+        } else {
+            let ns = pod.pod.metadata.namespace.as_deref().unwrap_or("default");
+            let selector = default_selector(&pod.pod, cache.service_selectors(ns), &|kind, name| {
+                cache.controller_selector(kind, ns, name)
+            });
+            (
+                selector.map(|s| system_default_constraints(&s)).unwrap_or_default(),
+                false,
+            )
+        };
+        if soft.is_empty() {
+            return Some(vec![0; nodes.len()]);
+        }
+        Some(score(
+            &pod.pod,
+            &soft,
+            nodes,
+            cache.nodes(),
+            cache.pods_on_nodes(),
+            require_all,
+        ))
     }
 }
 
@@ -473,8 +557,59 @@ mod tests {
             &feasible,
             &nodes,
             placed.iter().map(|(i, p)| (&nodes[*i], p)),
+            true,
         );
         // ln(4) * 2 = 2.77 -> 3 for zone a, 0 for zone b: b gets 100, a 100*(3+0-3)/3 = 0.
         assert_eq!(scores, [0, 100, 0]);
+    }
+
+    #[test]
+    fn replicaset_pods_get_the_system_default_spreading() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        let mut p = web("web-abc");
+        p.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            name: "web-5d4".into(),
+            uid: "u".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        let rs_selector = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            ..Default::default()
+        };
+        let none = |_: &str, _: &str| None;
+        assert!(default_selector(&p, std::iter::empty(), &none).is_none());
+        let by_owner = |kind: &str, name: &str| (kind == "ReplicaSet" && name == "web-5d4").then_some(&rs_selector);
+        let sel = default_selector(&p, std::iter::empty(), &by_owner).expect("owned by a ReplicaSet");
+        let c = system_default_constraints(&sel);
+        assert_eq!(
+            c.iter()
+                .map(|c| (c.topology_key.as_str(), c.max_skew))
+                .collect::<Vec<_>>(),
+            [(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]
+        );
+        // A Service selecting other pods does not group it; one selecting it does.
+        let other = labels(&[("app", "db")]);
+        assert!(default_selector(&p, [&other].into_iter(), &none).is_none());
+        let svc = labels(&[("app", "web")]);
+        assert!(default_selector(&p, [&svc].into_iter(), &none).is_some());
+
+        // Scoring: the node already holding two replicas scores lowest; a node without a
+        // zone label is still scored (not ignored) under the defaults.
+        let nodes = vec![zoned("a1", "a"), zoned("b1", "b"), node_info(node("bare", "4", "8Gi"))];
+        let placed = [(0usize, web("w1")), (0, web("w2"))];
+        let feasible: Vec<&NodeInfo> = nodes.iter().collect();
+        let scores = score(
+            &p,
+            &c,
+            &feasible,
+            &nodes,
+            placed.iter().map(|(i, p)| (&nodes[*i], p)),
+            false,
+        );
+        assert!(scores[0] < scores[1], "{scores:?}");
+        assert!(scores[2] > 0, "{scores:?}");
     }
 }
