@@ -192,7 +192,7 @@ impl Found {
         for (i, c) in constraints.iter().enumerate() {
             let cp = format!("{path}[{i}]");
             let max_skew = c.get("maxSkew").cloned().unwrap_or(Value::from(0));
-            if !max_skew.as_i64().is_some_and(|n| n > 0) {
+            if max_skew.as_i64().is_none_or(|n| n <= 0) {
                 self.errs
                     .push(FieldError::invalid(format!("{cp}.maxSkew"), &max_skew, NOT_POSITIVE));
             }
@@ -223,7 +223,7 @@ impl Found {
             }
             if let Some(min) = c.get("minDomains").filter(|v| !v.is_null()) {
                 let mp = format!("{cp}.minDomains");
-                if !min.as_i64().is_some_and(|n| n > 0) {
+                if min.as_i64().is_none_or(|n| n <= 0) {
                     self.errs.push(FieldError::invalid(&mp, min, NOT_POSITIVE));
                 }
                 if when.as_str() != Some("DoNotSchedule") {
