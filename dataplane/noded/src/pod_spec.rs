@@ -56,8 +56,29 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, cgroup_parent: &str, pod_dir: &Pa
         labels: pod_labels(pod),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.to_string(),
+            security_context: Some(api::LinuxSandboxSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                ..Default::default()
+            }),
             ..Default::default()
         }),
+        ..Default::default()
+    }
+}
+
+/// The pod's namespaces as the kubelet asks for them: network and IPC
+/// shared by the pod; processes one namespace per container, or one for
+/// the whole pod with `shareProcessNamespace: true`.
+pub fn namespace_options(pod: &Pod) -> api::NamespaceOption {
+    let shared = pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true);
+    api::NamespaceOption {
+        network: api::NamespaceMode::Pod as i32,
+        pid: if shared {
+            api::NamespaceMode::Pod as i32
+        } else {
+            api::NamespaceMode::Container as i32
+        },
+        ipc: api::NamespaceMode::Pod as i32,
         ..Default::default()
     }
 }
@@ -118,7 +139,10 @@ pub fn container_config(
         tty: container.tty.unwrap_or(false),
         linux: Some(api::LinuxContainerConfig {
             resources: Some(resources(container)),
-            security_context: None,
+            security_context: Some(api::LinuxContainerSecurityContext {
+                namespace_options: Some(namespace_options(pod)),
+                ..Default::default()
+            }),
         }),
         ..Default::default()
     }
@@ -275,7 +299,6 @@ mod tests {
         );
         let mut config = container_config(&pod(), &container, 0, vec![], &BTreeMap::new());
         assert_eq!(config.labels[labels::CONTAINER_NAME], "debugger");
-        assert!(config.linux.as_ref().unwrap().security_context.is_none());
         share_pid_namespace_with(&mut config, "c-1");
         let ns = config
             .linux
@@ -287,6 +310,46 @@ mod tests {
         assert_eq!(ns.pid, api::NamespaceMode::Target as i32);
         assert_eq!(ns.network, api::NamespaceMode::Pod as i32);
         assert_eq!(ns.target_id, "c-1");
+    }
+
+    #[test]
+    fn each_container_has_its_own_process_namespace_unless_the_pod_shares_one() {
+        let mut p = pod();
+        let c = Container {
+            name: "c".into(),
+            ..Default::default()
+        };
+        let modes = |p: &Pod| {
+            let sandbox = sandbox_config(p, 0, "/x", Path::new("/d"));
+            let s = sandbox
+                .linux
+                .unwrap()
+                .security_context
+                .unwrap()
+                .namespace_options
+                .unwrap();
+            let config = container_config(p, &c, 0, vec![], &BTreeMap::new());
+            let n = config
+                .linux
+                .unwrap()
+                .security_context
+                .unwrap()
+                .namespace_options
+                .unwrap();
+            assert_eq!(
+                (s.network, s.ipc),
+                (api::NamespaceMode::Pod as i32, api::NamespaceMode::Pod as i32)
+            );
+            assert_eq!(
+                (n.network, n.ipc),
+                (api::NamespaceMode::Pod as i32, api::NamespaceMode::Pod as i32)
+            );
+            assert_eq!(s.pid, n.pid);
+            n.pid
+        };
+        assert_eq!(modes(&p), api::NamespaceMode::Container as i32);
+        p.spec.get_or_insert_with(Default::default).share_process_namespace = Some(true);
+        assert_eq!(modes(&p), api::NamespaceMode::Pod as i32);
     }
 
     #[test]

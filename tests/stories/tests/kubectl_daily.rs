@@ -250,6 +250,10 @@ fn kubectl_daily_commands_on_a_real_cluster() {
         cluster.kubectl_ok(&["patch", "deployment", "web", "-p", grace]).trim(),
         "deployment.apps/web patched"
     );
+    // kubectl says "(no change)" when the object it read before patching
+    // equals the answer: let the rollout the patch started settle first, or
+    // a status write in between makes the two differ (as on Kubernetes).
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
     assert_eq!(
         cluster.kubectl_ok(&["patch", "deployment", "web", "-p", grace]).trim(),
         "deployment.apps/web patched (no change)"

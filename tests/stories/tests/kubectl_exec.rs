@@ -435,6 +435,12 @@ spec:
         std::thread::sleep(Duration::from_millis(500));
     }
     assert_eq!(terminated, "Completed", "the debugger's status once it exited");
+    // Without shareProcessNamespace each container has its own process
+    // namespace, as the kubelet asks: PID 1 in main is main's own command,
+    // not the sandbox's pause process (the debugger above joined it by target).
+    let out = cluster.kubectl(&["exec", "shell", "-c", "main", "--", "cat", "/proc/1/cmdline"]);
+    let pid1 = text(&out.stdout).replace('\0', " ");
+    assert!(pid1.starts_with("sleep 3600"), "PID 1 in main: {pid1:?}");
 
     // The subresource as an API: read, and a refused ephemeral container.
     rt.block_on(async {

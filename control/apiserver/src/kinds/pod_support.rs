@@ -19,7 +19,10 @@
 //!
 //! **Honoured** — `PodSpec`: `containers`, `volumes` (see below), `nodeName`,
 //! `nodeSelector`, `affinity.nodeAffinity` (required and preferred, scheduler
-//! NodeAffinity), `tolerations` (TaintToleration), `restartPolicy`,
+//! NodeAffinity), `affinity.podAffinity`/`podAntiAffinity` and
+//! `topologySpreadConstraints` (InterPodAffinity, PodTopologySpread; validated
+//! in `pod_scheduling`), `shareProcessNamespace` (noded: one process
+//! namespace per container, or the pod's), `tolerations` (TaintToleration), `restartPolicy`,
 //! `terminationGracePeriodSeconds`, `imagePullSecrets` (noded's keyring),
 //! `hostname` (sandbox hostname), `schedulerName` (the scheduler queues only
 //! its own), `priority` (scheduling queue order; there is no preemption, so
@@ -194,26 +197,11 @@ pub const POD_SPEC: &[Unsupported] = &[
         Accepts::Bool(false),
         "setHostnameAsFQDN is not supported by this cluster yet",
     ),
-    only(
-        "shareProcessNamespace",
-        Accepts::Bool(false),
-        "a shared process namespace is not supported by this cluster yet",
-    ),
-    refuse(
-        "topologySpreadConstraints",
-        "topology spread constraints are not supported by this cluster yet",
-    ),
     refuse("workloadRef", "workloadRef is not supported by this cluster yet"),
 ];
 
 /// `PodSpec.affinity` fields.
-pub const AFFINITY: &[Unsupported] = &[
-    refuse("podAffinity", "pod affinity is not supported by this cluster yet"),
-    refuse(
-        "podAntiAffinity",
-        "pod anti-affinity is not supported by this cluster yet",
-    ),
-];
+pub const AFFINITY: &[Unsupported] = &[];
 
 /// `PodSecurityContext` fields (noded passes no security context to the runtime).
 pub const POD_SECURITY_CONTEXT: &[Unsupported] = &[
@@ -432,6 +420,7 @@ impl Walk {
             &format!("{pointer}/affinity"),
             AFFINITY,
         );
+        self.found.extend(super::pod_scheduling::validate(spec, path, pointer));
         self.table(
             spec.get("securityContext"),
             &format!("{path}.securityContext"),
@@ -902,8 +891,8 @@ mod tests {
             [
                 "spec.hostNetwork",
                 "spec.os",
-                "spec.topologySpreadConstraints",
-                "spec.affinity.podAntiAffinity",
+                "spec.topologySpreadConstraints[0].topologyKey",
+                "spec.topologySpreadConstraints[0].whenUnsatisfiable",
                 "spec.securityContext.fsGroup",
                 "spec.securityContext.runAsNonRoot",
                 "spec.securityContext.runAsUser",
