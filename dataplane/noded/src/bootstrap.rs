@@ -58,6 +58,39 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
     }
 }
 
+/// Submit a `CertificateSigningRequest` for `request_pem` to `signer` and
+/// return the certificate the API server issued with it (PEM), or the
+/// request's status when it issued none.
+pub(crate) async fn request_certificate(
+    client: &kube::Client,
+    generate_name: &str,
+    request_pem: &str,
+    signer: &str,
+    usages: &[&str],
+) -> Result<Result<String, String>, kube::Error> {
+    let csr = serde_json::json!({
+        "apiVersion": "certificates.k8s.io/v1",
+        "kind": "CertificateSigningRequest",
+        "metadata": {"generateName": generate_name},
+        "spec": {
+            "request": b64(request_pem.as_bytes()),
+            "signerName": signer,
+            "usages": usages,
+        },
+    });
+    let req = http::Request::post("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(serde_json::to_vec(&csr).unwrap_or_default())
+        .map_err(kube::Error::HttpError)?;
+    let answer: serde_json::Value = client.request(req).await?;
+    Ok(answer
+        .pointer("/status/certificate")
+        .and_then(serde_json::Value::as_str)
+        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
+        .and_then(|c| String::from_utf8(c).ok())
+        .ok_or_else(|| answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default()))
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -109,29 +142,15 @@ pub async fn ensure_kubeconfig(
         .distinguished_name
         .push(rcgen::DnType::OrganizationName, "system:nodes");
     let request_pem = params.serialize_request(&key)?.pem()?;
-    let csr = serde_json::json!({
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"generateName": format!("node-csr-{node_name}-")},
-        "spec": {
-            "request": b64(request_pem.as_bytes()),
-            "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
-            "usages": ["digital signature", "key encipherment", "client auth"],
-        },
-    });
-    let req = http::Request::post("/apis/certificates.k8s.io/v1/certificatesigningrequests")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&csr).unwrap_or_default())
-        .map_err(kube::Error::HttpError)?;
-    let answer: serde_json::Value = client.request(req).await?;
-    let cert_pem = answer
-        .pointer("/status/certificate")
-        .and_then(serde_json::Value::as_str)
-        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
-        .and_then(|c| String::from_utf8(c).ok())
-        .ok_or_else(|| {
-            BootstrapError::NotIssued(answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default())
-        })?;
+    let cert_pem = request_certificate(
+        &client,
+        &format!("node-csr-{node_name}-"),
+        &request_pem,
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        &["digital signature", "key encipherment", "client auth"],
+    )
+    .await?
+    .map_err(BootstrapError::NotIssued)?;
     let text = kubeconfig_text(
         &bootstrap.apiserver,
         &ca_pem,

@@ -17,7 +17,6 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
@@ -90,30 +89,15 @@ pub async fn request(
     names: &[String],
 ) -> Result<ServingCert, ServingCertError> {
     let (request_pem, key_pem) = certificate_request(node_name, names)?;
-    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let csr = serde_json::json!({
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"generateName": "csr-"},
-        "spec": {
-            "request": b64(request_pem.as_bytes()),
-            "signerName": SIGNER,
-            "usages": ["digital signature", "key encipherment", "server auth"],
-        },
-    });
-    let req = http::Request::post("/apis/certificates.k8s.io/v1/certificatesigningrequests")
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&csr).unwrap_or_default())
-        .map_err(kube::Error::HttpError)?;
-    let answer: serde_json::Value = client.request(req).await?;
-    let cert_pem = answer
-        .pointer("/status/certificate")
-        .and_then(serde_json::Value::as_str)
-        .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
-        .and_then(|c| String::from_utf8(c).ok())
-        .ok_or_else(|| {
-            ServingCertError::NotIssued(answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default())
-        })?;
+    let cert_pem = crate::bootstrap::request_certificate(
+        client,
+        "csr-",
+        &request_pem,
+        SIGNER,
+        &["digital signature", "key encipherment", "server auth"],
+    )
+    .await?
+    .map_err(ServingCertError::NotIssued)?;
     tracing::info!(node = node_name, ?names, "serving certificate issued by the cluster CA");
     Ok(ServingCert { cert_pem, key_pem })
 }
