@@ -12,6 +12,17 @@
 //! back on the matching channel; the session ends when the runtime has
 //! finished its streams (or hung up), and the WebSocket is closed after the
 //! last byte.
+//!
+//! Output is held back until the client has surely registered its channels:
+//! client-go before 1.33 (kubectl 1.30–1.32) starts reading WebSocket
+//! messages before it creates its streams and drops a message for a channel
+//! it has not created yet (kubernetes/kubernetes#131189). Kubernetes' own
+//! hops (API server translator → kubelet → runtime) make that window
+//! unlikely; here a fast command can answer first. The runtime's output is
+//! therefore read only once the client sent a message (stdin, resize,
+//! CLOSE: it has its streams) or [`CLIENT_GRACE`] after the upgrade. The
+//! command itself starts at once, so this costs no latency beyond the
+//! grace when the command is faster than it.
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -34,6 +45,9 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 /// v5's CLOSE signal: `[255, channel]`.
 const CLOSE: u8 = 255;
+
+/// How long output waits for a client that sends nothing first.
+const CLIENT_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The SPDY streams of one session: (channel, stream id, streamtype).
 fn plan(opts: StreamOptions) -> Vec<(u8, u32, &'static str)> {
@@ -126,9 +140,13 @@ where
     let mut stdin_open = opts.stdin;
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut chunk = vec![0u8; 32 * 1024];
+    let grace = tokio::time::sleep(CLIENT_GRACE);
+    tokio::pin!(grace);
+    let mut client_ready = false;
     'session: loop {
         tokio::select! {
-            n = rt_r.read(&mut chunk) => {
+            _ = &mut grace, if !client_ready => client_ready = true,
+            n = rt_r.read(&mut chunk), if client_ready => {
                 // The runtime hanging up (or resetting) ends the session.
                 let n = n.unwrap_or(0);
                 if n == 0 {
@@ -171,6 +189,7 @@ where
                 }
             }
             msg = ws_rx.next() => {
+                client_ready = true;
                 let data = match msg {
                     None | Some(Ok(Message::Close(_))) => break 'session,
                     Some(Err(e)) => return Err(e.into()),
