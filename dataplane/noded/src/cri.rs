@@ -265,7 +265,7 @@ impl Cri {
             .containers)
     }
 
-    /// Status of one container (state, exit code, times, image).
+    /// Status of one container (state, exit code, times, image; the termination message once exited).
     pub async fn container_status(&self, id: &str) -> Result<api::ContainerStatus, CriError> {
         let mut rt = self.runtime.clone();
         let request = api::ContainerStatusRequest {
@@ -273,10 +273,13 @@ impl Cri {
             verbose: false,
         };
         let reply = call("ContainerStatus", CALL_TIMEOUT, rt.container_status(request)).await?;
-        reply.status.ok_or(CriError::Call {
+        let mut status = reply.status.ok_or(CriError::Call {
             call: "ContainerStatus",
             source: tonic::Status::not_found("no status"),
-        })
+        })?;
+        // As the kubelet's runtime manager: an exited container's status carries its termination message.
+        crate::termination_message::enrich(&mut status);
+        Ok(status)
     }
 
     /// Run a command in a container and wait for it (exec probes).

@@ -5,9 +5,18 @@
 //! win, as in Kubernetes); `$(VAR)` references to
 //! earlier variables are expanded. A missing non-optional ConfigMap/Secret
 //! key is an error the pod worker reports as `CreateContainerConfigError`.
+//!
+//! The downward API: `fieldRef` on the paths Kubernetes allows in env
+//! (`status.podIPs`/`status.hostIPs` are comma-separated lists), and
+//! `resourceFieldRef` as the kubelet computes it ([`resource_value`]): a
+//! container without a cpu/memory/ephemeral-storage limit is given the
+//! node's allocatable amount, and the value divided by `divisor` (default 1)
+//! is rounded up.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, ResourceFieldSelector, Secret, Service};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
+use sluice_scheduler::resources::{parse_milli, parse_value};
 use std::collections::BTreeMap;
 
 /// Why an environment could not be built.
@@ -26,6 +35,7 @@ pub async fn resolve(
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut env: Vec<(String, String)> = service_variables(client, pod, &namespace).await?;
+    let mut node: Option<Node> = None;
     let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
         env.retain(|(n, _)| *n != name);
         env.push((name, value));
@@ -70,8 +80,38 @@ pub async fn resolve(
             expand(value, &env)
         } else if let Some(from) = &var.value_from {
             if let Some(field) = &from.field_ref {
-                field_value(pod, &field.field_path, pod_ip)
+                let needs_node = field.field_path.starts_with("status.hostIP")
+                    && pod.status.as_ref().and_then(|s| s.host_ip.as_ref()).is_none();
+                let host_ips = if needs_node {
+                    node_addresses(node_of(client, pod, &mut node).await?)
+                } else {
+                    status_host_ips(pod)
+                };
+                field_value(pod, &field.field_path, pod_ip, &host_ips)
                     .ok_or_else(|| EnvError(format!("env {}: unsupported fieldRef {}", var.name, field.field_path)))?
+            } else if let Some(selector) = &from.resource_field_ref {
+                let allocatable = node_of(client, pod, &mut node)
+                    .await?
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.allocatable.as_ref());
+                let target = match selector.container_name.as_deref().filter(|n| !n.is_empty()) {
+                    None => Some(container),
+                    Some(name) => pod.spec.as_ref().and_then(|s| {
+                        s.containers
+                            .iter()
+                            .chain(s.init_containers.iter().flatten())
+                            .find(|c| c.name == name)
+                    }),
+                };
+                let target = target.ok_or_else(|| {
+                    EnvError(format!(
+                        "env {}: container {:?} not found",
+                        var.name,
+                        selector.container_name.as_deref().unwrap_or_default()
+                    ))
+                })?;
+                resource_value(target, allocatable, selector).map_err(|e| EnvError(format!("env {}: {e}", var.name)))?
             } else if let Some(key) = &from.config_map_key_ref {
                 let cm = config_maps
                     .get_opt(&key.name)
@@ -134,8 +174,106 @@ async fn service_variables(
     Ok(crate::service_env::service_env(&services, namespace, links))
 }
 
+/// This pod's Node, fetched once per environment (for its allocatable resources and addresses).
+async fn node_of<'a>(client: &kube::Client, pod: &Pod, cache: &'a mut Option<Node>) -> Result<&'a Node, EnvError> {
+    if cache.is_none() {
+        let name = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+        let node = Api::<Node>::all(client.clone())
+            .get(&name)
+            .await
+            .map_err(|e| EnvError(format!("getting node {name:?}: {e}")))?;
+        *cache = Some(node);
+    }
+    cache.as_ref().ok_or_else(|| EnvError("node not available".into()))
+}
+
+/// The node's InternalIP addresses (the pod's host IPs).
+fn node_addresses(node: &Node) -> Vec<String> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|a| a.type_ == "InternalIP")
+        .map(|a| a.address.clone())
+        .collect()
+}
+
+/// The host IPs the pod's status shows.
+fn status_host_ips(pod: &Pod) -> Vec<String> {
+    let status = pod.status.as_ref();
+    let listed: Vec<String> = status
+        .and_then(|s| s.host_ips.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|h| h.ip.clone())
+        .collect();
+    if listed.is_empty() {
+        status.and_then(|s| s.host_ip.clone()).into_iter().collect()
+    } else {
+        listed
+    }
+}
+
+/// Why a `resourceFieldRef` has no value.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ResourceFieldError {
+    /// Not one of `limits.*` / `requests.*` of cpu, memory, ephemeral-storage.
+    #[error("unsupported container resource : {0}")]
+    Unsupported(String),
+    /// The container's quantity or the divisor does not parse.
+    #[error(transparent)]
+    Quantity(#[from] sluice_scheduler::resources::QuantityError),
+}
+
+/// The `resourceFieldRef` value of `container` as the kubelet computes it:
+/// limits default to the node's `allocatable` (cpu, memory,
+/// ephemeral-storage), requests to zero; the amount divided by the divisor
+/// (unset or zero: 1) and rounded up, cpu compared in millicores, the
+/// others in whole units.
+pub fn resource_value(
+    container: &Container,
+    allocatable: Option<&BTreeMap<String, Quantity>>,
+    selector: &ResourceFieldSelector,
+) -> Result<String, ResourceFieldError> {
+    let unsupported = || ResourceFieldError::Unsupported(selector.resource.clone());
+    let (kind, name) = selector.resource.split_once('.').ok_or_else(unsupported)?;
+    if !["cpu", "memory", "ephemeral-storage"].contains(&name) {
+        return Err(unsupported());
+    }
+    let resources = container.resources.as_ref();
+    let own = |list: Option<&BTreeMap<String, Quantity>>| {
+        list.and_then(|l| l.get(name))
+            .map(|q| q.0.clone())
+            .filter(|q| parse_milli(q).map_or(true, |v| v != 0))
+    };
+    let amount = match kind {
+        "limits" => own(resources.and_then(|r| r.limits.as_ref()))
+            .or_else(|| allocatable.and_then(|a| a.get(name)).map(|q| q.0.clone())),
+        "requests" => own(resources.and_then(|r| r.requests.as_ref())),
+        _ => return Err(unsupported()),
+    }
+    .unwrap_or_else(|| "0".into());
+    let divisor = selector
+        .divisor
+        .as_ref()
+        .map(|d| d.0.clone())
+        .filter(|d| parse_milli(d).map_or(true, |v| v != 0))
+        .unwrap_or_else(|| "1".into());
+    let (value, per) = if name == "cpu" {
+        (parse_milli(&amount)?, parse_milli(&divisor)?)
+    } else {
+        (parse_value(&amount)?, parse_value(&divisor)?)
+    };
+    let per = per.max(1);
+    Ok(value
+        .div_euclid(per)
+        .saturating_add(i64::from(value.rem_euclid(per) != 0))
+        .to_string())
+}
+
 /// The downward-API value of `path`, if supported.
-fn field_value(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
+fn field_value(pod: &Pod, path: &str, pod_ip: &str, host_ips: &[String]) -> Option<String> {
     let meta = &pod.metadata;
     Some(match path {
         "metadata.name" => meta.name.clone().unwrap_or_default(),
@@ -147,8 +285,9 @@ fn field_value(pod: &Pod, path: &str, pod_ip: &str) -> Option<String> {
             .as_ref()
             .and_then(|s| s.service_account_name.clone())
             .unwrap_or_default(),
-        "status.podIP" => pod_ip.to_string(),
-        "status.hostIP" => pod.status.as_ref().and_then(|s| s.host_ip.clone()).unwrap_or_default(),
+        "status.podIP" | "status.podIPs" => pod_ip.to_string(),
+        "status.hostIP" => host_ips.first().cloned().unwrap_or_default(),
+        "status.hostIPs" => host_ips.join(","),
         _ => {
             let labels = |m: &Option<BTreeMap<String, String>>, key: &str| m.as_ref().and_then(|m| m.get(key).cloned());
             if let Some(key) = path
@@ -211,12 +350,79 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": []}
         }))
         .unwrap();
-        assert_eq!(field_value(&pod, "metadata.name", "").as_deref(), Some("p"));
-        assert_eq!(field_value(&pod, "metadata.labels['app']", "").as_deref(), Some("web"));
+        assert_eq!(field_value(&pod, "metadata.name", "", &[]).as_deref(), Some("p"));
         assert_eq!(
-            field_value(&pod, "status.podIP", "10.0.0.9").as_deref(),
+            field_value(&pod, "metadata.labels['app']", "", &[]).as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            field_value(&pod, "status.podIP", "10.0.0.9", &[]).as_deref(),
             Some("10.0.0.9")
         );
-        assert_eq!(field_value(&pod, "spec.nope", ""), None);
+        assert_eq!(
+            field_value(&pod, "status.podIPs", "10.0.0.9", &[]).as_deref(),
+            Some("10.0.0.9")
+        );
+        let hosts = ["192.0.2.1".to_string(), "2001:db8::1".to_string()];
+        assert_eq!(
+            field_value(&pod, "status.hostIPs", "", &hosts).as_deref(),
+            Some("192.0.2.1,2001:db8::1")
+        );
+        assert_eq!(
+            field_value(&pod, "status.hostIP", "", &hosts).as_deref(),
+            Some("192.0.2.1")
+        );
+        assert_eq!(field_value(&pod, "spec.nope", "", &[]), None);
+    }
+
+    #[test]
+    fn resource_field_refs_round_up_and_default_limits_to_allocatable() {
+        let c: Container = serde_json::from_value(serde_json::json!({"name": "c", "resources": {
+            "limits": {"cpu": "250m", "memory": "64Mi"}, "requests": {"cpu": "100m", "memory": "1000"}}}))
+        .unwrap();
+        let allocatable = BTreeMap::from([
+            ("cpu".to_string(), Quantity("1900m".into())),
+            ("memory".to_string(), Quantity("2Gi".into())),
+        ]);
+        let value = |resource: &str, divisor: Option<&str>| {
+            let selector = ResourceFieldSelector {
+                resource: resource.into(),
+                divisor: divisor.map(|d| Quantity(d.into())),
+                container_name: None,
+            };
+            resource_value(&c, Some(&allocatable), &selector)
+        };
+        let ok = |s: &str| Ok(s.to_string());
+        assert_eq!(value("limits.cpu", None), ok("1"), "250m rounds up to one core");
+        assert_eq!(value("limits.cpu", Some("1m")), ok("250"));
+        assert_eq!(value("limits.cpu", Some("0")), ok("1"), "a zero divisor counts as 1");
+        assert_eq!(value("requests.cpu", Some("1m")), ok("100"));
+        assert_eq!(value("limits.memory", None), ok("67108864"));
+        assert_eq!(value("limits.memory", Some("1Mi")), ok("64"));
+        assert_eq!(
+            value("requests.memory", Some("1Ki")),
+            ok("1"),
+            "1000 bytes round up to 1Ki"
+        );
+        assert_eq!(value("requests.ephemeral-storage", None), ok("0"));
+        let bare = Container::default();
+        let selector = |r: &str, d: &str| ResourceFieldSelector {
+            resource: r.into(),
+            divisor: Some(Quantity(d.into())),
+            container_name: None,
+        };
+        assert_eq!(
+            resource_value(&bare, Some(&allocatable), &selector("limits.cpu", "1m")),
+            ok("1900")
+        );
+        assert_eq!(
+            resource_value(&bare, Some(&allocatable), &selector("limits.memory", "1Mi")),
+            ok("2048")
+        );
+        assert_eq!(resource_value(&bare, None, &selector("limits.memory", "1")), ok("0"));
+        assert_eq!(
+            value("limits.gpu", None),
+            Err(ResourceFieldError::Unsupported("limits.gpu".into()))
+        );
     }
 }

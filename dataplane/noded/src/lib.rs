@@ -5,7 +5,9 @@
 //! - [`kubelet`]: the pod loop — a reflector of this node's Pods, a once-a-second runtime relist
 //!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
 //!   [`images`] (pull policy, pull secrets, pulls with back-off), [`env`], [`volumes`],
-//!   [`probes`], [`backoff`], [`pod_status`] (runtime -> Pod status)
+//!   [`probes`], [`backoff`], [`pod_status`] (runtime -> Pod status), [`container_setup`] (the
+//!   node's part of a container config: [`security_context`], [`etc_hosts`],
+//!   [`termination_message`])
 //!   and [`cgroups`] (a removed pod's leftover cgroups); [`events`] are what `kubectl describe` lists,
 //!   worded as the kubelet's ([`format`]: Go durations, pod names);
 //! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
@@ -23,8 +25,10 @@ pub mod bootstrap;
 pub mod cgroups;
 pub mod cluster_dns;
 pub mod cni_config;
+pub mod container_setup;
 pub mod cri;
 pub mod env;
+pub mod etc_hosts;
 pub mod events;
 pub mod format;
 pub mod images;
@@ -42,7 +46,9 @@ pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
+pub mod security_context;
 pub mod service_env;
 pub mod serving_cert;
 pub mod streaming;
+pub mod termination_message;
 pub mod volumes;

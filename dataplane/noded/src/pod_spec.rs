@@ -4,8 +4,11 @@
 //! the labels that map runtime objects back to Pods, the pod's cgroup
 //! parent, log paths, command/args/env/mounts, and resources turned into
 //! cgroup settings (requests -> cpu shares, limits -> CFS quota and memory
-//! limit); ephemeral containers run as containers whose process namespace is
-//! their target's.
+//! limit); the pod's namespaces (`hostNetwork`, `hostPID`, `hostIPC` are the
+//! node's, CRI `NamespaceMode::NODE`; a host-network sandbox keeps the
+//! node's hostname); ephemeral containers run as containers whose process
+//! namespace is their target's. Security contexts come from
+//! [`crate::security_context`].
 
 use crate::cri::api;
 use crate::labels;
@@ -38,12 +41,12 @@ pub fn log_directory(pod_dir: &Path) -> PathBuf {
 /// The sandbox config of `pod` (attempt counts sandbox re-creations).
 pub fn sandbox_config(pod: &Pod, attempt: u32, cgroup_parent: &str, pod_dir: &Path) -> api::PodSandboxConfig {
     let meta = &pod.metadata;
-    let hostname = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.hostname.clone())
-        .or_else(|| meta.name.clone())
-        .unwrap_or_default();
+    // As the kubelet: a host-network sandbox shares the node's UTS namespace and keeps its hostname.
+    let hostname = if is_host_network(pod) {
+        String::new()
+    } else {
+        pod_hostname(pod)
+    };
     api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
             name: meta.name.clone().unwrap_or_default(),
@@ -51,14 +54,14 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, cgroup_parent: &str, pod_dir: &Pa
             namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
             attempt,
         }),
-        hostname: hostname.chars().take(63).collect(),
+        hostname,
         log_directory: log_directory(pod_dir).display().to_string(),
         labels: pod_labels(pod),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: cgroup_parent.to_string(),
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(namespace_options(pod)),
-                ..Default::default()
+                ..crate::security_context::sandbox_security(pod)
             }),
             ..Default::default()
         }),
@@ -66,19 +69,57 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, cgroup_parent: &str, pod_dir: &Pa
     }
 }
 
+/// The pod's hostname: `spec.hostname` or its name, at most 63 characters.
+pub fn pod_hostname(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.hostname.clone())
+        .filter(|h| !h.is_empty())
+        .or_else(|| pod.metadata.name.clone())
+        .unwrap_or_default()
+        .chars()
+        .take(63)
+        .collect()
+}
+
+/// Whether the pod uses the node's network namespace (`hostNetwork: true`).
+pub fn is_host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+}
+
+/// The pod's IP: the sandbox's from CNI, or for a host-network pod (which
+/// has none of its own) the node's address, as the kubelet reports it.
+pub fn pod_ip(pod: &Pod, sandbox_ip: &str, host_ip: Option<&str>) -> String {
+    if is_host_network(pod) {
+        host_ip.unwrap_or_default().to_string()
+    } else {
+        sandbox_ip.to_string()
+    }
+}
+
 /// The pod's namespaces as the kubelet asks for them: network and IPC
-/// shared by the pod; processes one namespace per container, or one for
-/// the whole pod with `shareProcessNamespace: true`.
+/// shared by the pod, or the node's with `hostNetwork` / `hostIPC`;
+/// processes the node's with `hostPID`, else one namespace per container,
+/// or one for the whole pod with `shareProcessNamespace: true`.
 pub fn namespace_options(pod: &Pod) -> api::NamespaceOption {
-    let shared = pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true);
-    api::NamespaceOption {
-        network: api::NamespaceMode::Pod as i32,
-        pid: if shared {
-            api::NamespaceMode::Pod as i32
+    let spec = pod.spec.as_ref();
+    let host = |flag: Option<bool>, otherwise: api::NamespaceMode| {
+        if flag == Some(true) {
+            api::NamespaceMode::Node as i32
         } else {
-            api::NamespaceMode::Container as i32
-        },
-        ipc: api::NamespaceMode::Pod as i32,
+            otherwise as i32
+        }
+    };
+    let shared = spec.and_then(|s| s.share_process_namespace) == Some(true);
+    let own_pid = if shared {
+        api::NamespaceMode::Pod
+    } else {
+        api::NamespaceMode::Container
+    };
+    api::NamespaceOption {
+        network: host(spec.and_then(|s| s.host_network), api::NamespaceMode::Pod),
+        pid: host(spec.and_then(|s| s.host_pid), own_pid),
+        ipc: host(spec.and_then(|s| s.host_ipc), api::NamespaceMode::Pod),
         ..Default::default()
     }
 }
@@ -173,18 +214,14 @@ pub fn ephemeral_as_container(ec: &EphemeralContainer) -> Container {
 }
 
 /// Run the container in the process namespace of container `target_id`
-/// (CRI `NamespaceMode::TARGET`), network and IPC staying the pod's: what
+/// (CRI `NamespaceMode::TARGET`), network and IPC staying as they are: what
 /// the kubelet does for an ephemeral container with `targetContainerName`.
 pub fn share_pid_namespace_with(config: &mut api::ContainerConfig, target_id: &str) {
     let linux = config.linux.get_or_insert_with(Default::default);
     let security = linux.security_context.get_or_insert_with(Default::default);
-    security.namespace_options = Some(api::NamespaceOption {
-        network: api::NamespaceMode::Pod as i32,
-        pid: api::NamespaceMode::Target as i32,
-        ipc: api::NamespaceMode::Pod as i32,
-        target_id: target_id.to_string(),
-        ..Default::default()
-    });
+    let ns = security.namespace_options.get_or_insert_with(Default::default);
+    ns.pid = api::NamespaceMode::Target as i32;
+    ns.target_id = target_id.to_string();
 }
 
 /// cgroup settings from requests and limits.
@@ -206,38 +243,15 @@ pub fn resources(container: &Container) -> api::LinuxContainerResources {
     }
 }
 
-/// A CPU quantity in millicores (`500m`, `1`, `0.25`).
+/// A CPU quantity in millicores (`500m`, `1`, `0.25`), rounded up; parsed by
+/// the workspace's one `resource.Quantity` parser.
 pub fn cpu_millis(q: &Quantity) -> Option<i64> {
-    let s = q.0.trim();
-    if let Some(m) = s.strip_suffix('m') {
-        return m.parse::<i64>().ok();
-    }
-    s.parse::<f64>().ok().map(|cores| (cores * 1000.0).ceil() as i64)
+    sluice_scheduler::resources::parse_milli(&q.0).ok()
 }
 
-/// A memory quantity in bytes (`128Mi`, `1G`, `1e6`, `1000`).
+/// A memory quantity in bytes (`128Mi`, `1G`, `1e6`, `1000`), rounded up.
 pub fn memory_bytes(q: &Quantity) -> Option<i64> {
-    let s = q.0.trim();
-    const SUFFIXES: [(&str, f64); 12] = [
-        ("Ki", 1024.0),
-        ("Mi", 1048576.0),
-        ("Gi", 1073741824.0),
-        ("Ti", 1099511627776.0),
-        ("Pi", 1125899906842624.0),
-        ("Ei", 1152921504606846976.0),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (suffix, factor) in SUFFIXES {
-        if let Some(number) = s.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| (n * factor).ceil() as i64);
-        }
-    }
-    s.parse::<f64>().ok().map(|n| n.ceil() as i64)
+    sluice_scheduler::resources::parse_value(&q.0).ok()
 }
 
 #[cfg(test)]
@@ -350,6 +364,32 @@ mod tests {
         assert_eq!(modes(&p), api::NamespaceMode::Container as i32);
         p.spec.get_or_insert_with(Default::default).share_process_namespace = Some(true);
         assert_eq!(modes(&p), api::NamespaceMode::Pod as i32);
+    }
+
+    #[test]
+    fn host_namespaces_are_the_nodes_and_a_host_network_pod_has_the_node_ip() {
+        let mut p = pod();
+        let spec = p.spec.get_or_insert_with(Default::default);
+        spec.host_network = Some(true);
+        spec.host_pid = Some(true);
+        spec.host_ipc = Some(true);
+        let ns = namespace_options(&p);
+        let node = api::NamespaceMode::Node as i32;
+        assert_eq!((ns.network, ns.pid, ns.ipc), (node, node, node));
+        let sandbox = sandbox_config(&p, 0, "/x", Path::new("/d"));
+        assert_eq!(sandbox.hostname, "", "the node's hostname is kept");
+        assert_eq!(pod_ip(&p, "", Some("192.0.2.7")), "192.0.2.7");
+        let mut config = container_config(&p, &p.spec.as_ref().unwrap().containers[0], 0, vec![], &BTreeMap::new());
+        share_pid_namespace_with(&mut config, "c-1");
+        let ns = config
+            .linux
+            .unwrap()
+            .security_context
+            .unwrap()
+            .namespace_options
+            .unwrap();
+        assert_eq!((ns.network, ns.pid), (node, api::NamespaceMode::Target as i32));
+        assert_eq!(pod_ip(&pod(), "10.244.0.9", Some("192.0.2.7")), "10.244.0.9");
     }
 
     #[test]

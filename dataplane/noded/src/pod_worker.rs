@@ -184,11 +184,12 @@ impl PodWorkers {
             }
         };
         let sandbox_status = self.ctx.cri.pod_sandbox_status(&sandbox_id).await?;
-        let pod_ip = sandbox_status
+        let sandbox_ip = sandbox_status
             .network
             .as_ref()
-            .map(|n| n.ip.clone())
+            .map(|n| n.ip.as_str())
             .unwrap_or_default();
+        let pod_ip = pod_spec::pod_ip(pod, sandbox_ip, self.ctx.host_ip.as_deref());
         let mut sandbox_config = pod_spec::sandbox_config(
             pod,
             sandbox_status.metadata.as_ref().map(|m| m.attempt).unwrap_or(0),
@@ -518,6 +519,14 @@ impl PodWorkers {
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let mut config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
+        let node = crate::container_setup::NodeFacts {
+            pod_dir: &self.pod_dir(&uid_of(pod)),
+            pod_ip,
+            cluster_domain: &self.ctx.dns.domain,
+        };
+        crate::container_setup::complete(&self.ctx.cri, pod, container, &node, &mut config)
+            .await
+            .map_err(|message| ("CreateContainerConfigError".to_string(), message))?;
         if let Some(target) = pid_target {
             pod_spec::share_pid_namespace_with(&mut config, target);
         }
