@@ -118,7 +118,7 @@ pub async fn run(workers: Arc<PodWorkers>) {
             }
             let (workers, snapshot, in_flight) = (workers.clone(), snapshot.clone(), in_flight.clone());
             tokio::spawn(async move {
-                if let Err(err) = workers.kill_pod(&uid, &snapshot, ORPHAN_GRACE).await {
+                if let Err(err) = workers.kill_pod(&uid, None, &snapshot, ORPHAN_GRACE).await {
                     tracing::warn!(uid, %err, "removing an orphaned pod failed (retrying)");
                 }
                 lock(&in_flight).remove(&uid);

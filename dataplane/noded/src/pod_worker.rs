@@ -14,10 +14,11 @@ use crate::backoff::Backoff;
 use crate::cri::{api, Cri, CriError};
 use crate::events::PodEvents;
 use crate::images::{self, ImageManager};
+use crate::init_containers::{self, Gate, Seen};
 use crate::pleg::Snapshot;
-use crate::pod_status::{self, ContainerView};
+use crate::pod_status::{self, ContainerView, Observed};
 use crate::probes::{self, Prober};
-use crate::{cgroups, env, format, labels, pod_spec, volumes};
+use crate::{cgroups, env, format, labels, lifecycle, pod_spec, volumes};
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -76,6 +77,14 @@ fn is_running(c: &api::Container) -> bool {
     c.state == api::ContainerState::ContainerRunning as i32
 }
 
+/// The shortest SIGTERM-to-SIGKILL window left after a preStop hook (the kubelet's `minimumGracePeriodInSeconds`).
+const MINIMUM_GRACE: Duration = Duration::from_secs(2);
+
+/// How long noded waits for a postStart hook. The kubelet sets no limit; this
+/// one only keeps a hung hook from holding the pod's worker forever (it then
+/// counts as failed, `context deadline exceeded`).
+const POST_START_LIMIT: Duration = Duration::from_secs(600);
+
 /// How long a pod's containers get between SIGTERM and SIGKILL.
 pub fn grace_period(pod: &Pod) -> Duration {
     let seconds = pod
@@ -131,7 +140,7 @@ impl PodWorkers {
                 self.events
                     .normal(pod, name, "Killing", format!("Stopping container {name}"));
             }
-            self.kill_pod(&uid, snapshot, grace_period(pod)).await?;
+            self.kill_pod(&uid, Some(pod), snapshot, grace_period(pod)).await?;
             let pods: Api<Pod> = Api::namespaced(
                 self.ctx.client.clone(),
                 pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -168,7 +177,16 @@ impl PodWorkers {
                     // As the kubelet: the pod stays ContainerCreating and the next sync retries.
                     tracing::info!(%err, "volume not ready");
                     self.events.warning(pod, "", "FailedMount", err.failed_mount_message());
-                    return self.post_status(pod, "", &creating_views(pod), None).await;
+                    let (init, app) = (
+                        creating_views(spec.init_containers.as_deref().unwrap_or(&[])),
+                        creating_views(&spec.containers),
+                    );
+                    let observed = Observed {
+                        init_containers: &init,
+                        containers: &app,
+                        sandbox_ready: false,
+                    };
+                    return self.post_status(pod, "", observed, None).await;
                 }
                 let mut config = pod_spec::sandbox_config(
                     pod,
@@ -205,38 +223,110 @@ impl PodWorkers {
             .map(|v| (v.name.clone(), self.pod_dir(&uid).join("volumes").join(&v.name)))
             .collect();
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
+        let init_specs = spec.init_containers.as_deref().unwrap_or(&[]);
         if fresh {
-            // Show the pod IP and ContainerCreating while images are pulled.
-            if let Err(err) = self.post_status(pod, &pod_ip, &creating_views(pod), None).await {
+            // Show the pod IP and ContainerCreating (PodInitializing) while images are pulled.
+            let (init, app) = (creating_views(init_specs), creating_views(&spec.containers));
+            let observed = Observed {
+                init_containers: &init,
+                containers: &app,
+                sandbox_ready: true,
+            };
+            if let Err(err) = self.post_status(pod, &pod_ip, observed, None).await {
                 tracing::debug!(%err, "could not post the ContainerCreating status");
             }
         }
-        let mut views = Vec::new();
-        for container in &spec.containers {
-            let instances: Vec<&api::Container> = if fresh {
+        let instances_of = |name: &str| -> Vec<&api::Container> {
+            if fresh {
                 Vec::new()
             } else {
-                snapshot.containers_of(&sandbox_id, &container.name)
+                snapshot.containers_of(&sandbox_id, name)
+            }
+        };
+        // Once an app container ran in this sandbox the pod is initialized for good.
+        let app_started = spec.containers.iter().any(|c| !instances_of(&c.name).is_empty());
+        let mut app_views = Vec::new();
+        let mut finished = false;
+        if app_started
+            && restart_policy != "Always"
+            && spec
+                .containers
+                .iter()
+                .all(|c| instances_of(&c.name).first().is_some_and(|i| !is_running(i)))
+        {
+            for c in &spec.containers {
+                app_views.push(self.observe_container(c, &instances_of(&c.name)).await);
+            }
+            let seen: Vec<Seen> = app_views.iter().map(Seen::of).collect();
+            finished = init_containers::app_containers_finished(restart_policy, &seen);
+        }
+        let stopping = finished || self.known_terminal(pod);
+        let mut init_views = Vec::new();
+        let mut open = true;
+        let mut init_failed = false;
+        for container in init_specs {
+            let instances = instances_of(&container.name);
+            let sidecar = pod_status::is_sidecar(container);
+            let observed = self.observe_container(container, &instances).await;
+            let policy = if sidecar {
+                "Always"
+            } else {
+                init_containers::restart_policy_of_init(restart_policy)
             };
-            let view = self
-                .sync_container(
+            let acts = open && init_containers::acts(sidecar, Seen::of(&observed), policy, app_started, stopping);
+            let view = if acts {
+                self.sync_container(
                     pod,
                     container,
                     &sandbox_id,
                     &sandbox_config,
                     &instances,
-                    restart_policy,
+                    policy,
                     &pod_ip,
                     &volume_paths,
                 )
-                .await;
-            let mut view = view;
-            let image_ref = view.latest.as_ref().map(|s| s.image_ref.as_str()).unwrap_or("");
-            if !image_ref.contains('@') {
-                view.image_id = self.images.image_id(&view.image);
+                .await
+            } else {
+                observed
+            };
+            match init_containers::gate(sidecar, Seen::of(&view), restart_policy) {
+                Gate::Open => {}
+                Gate::Wait => open = false,
+                Gate::Failed => {
+                    open = false;
+                    init_failed = true;
+                }
             }
-            views.push(view);
+            init_views.push(self.with_image_id(view));
         }
+        if finished || init_failed {
+            // As the kubelet's KillPod: what still runs (the sidecars) is stopped, last one first.
+            self.stop_sidecars(pod, init_specs, &mut init_views, &pod_ip).await;
+        } else if stopping {
+            app_views.clear();
+        }
+        if app_views.is_empty() {
+            for container in &spec.containers {
+                let instances = instances_of(&container.name);
+                let view = if (open || app_started) && !stopping {
+                    self.sync_container(
+                        pod,
+                        container,
+                        &sandbox_id,
+                        &sandbox_config,
+                        &instances,
+                        restart_policy,
+                        &pod_ip,
+                        &volume_paths,
+                    )
+                    .await
+                } else {
+                    self.observe_container(container, &instances).await
+                };
+                app_views.push(view);
+            }
+        }
+        let app_views: Vec<ContainerView> = app_views.into_iter().map(|v| self.with_image_id(v)).collect();
         let ephemeral = self
             .sync_ephemeral_containers(
                 pod,
@@ -248,7 +338,115 @@ impl PodWorkers {
                 &volume_paths,
             )
             .await;
-        self.post_status(pod, &pod_ip, &views, Some(ephemeral)).await
+        let observed = Observed {
+            init_containers: &init_views,
+            containers: &app_views,
+            sandbox_ready: true,
+        };
+        self.post_status(pod, &pod_ip, observed, Some(ephemeral)).await
+    }
+
+    /// The image's repo digest as `imageID` when the runtime reports a bare id.
+    fn with_image_id(&self, mut view: ContainerView) -> ContainerView {
+        let image_ref = view.latest.as_ref().map(|s| s.image_ref.as_str()).unwrap_or("");
+        if !image_ref.contains('@') {
+            view.image_id = self.images.image_id(&view.image);
+        }
+        view
+    }
+
+    /// Whether the pod's phase (as last posted, or as the API has it) is Succeeded or Failed.
+    fn known_terminal(&self, pod: &Pod) -> bool {
+        let posted = self
+            .posted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&uid_of(pod))
+            .and_then(|s| s.phase.clone());
+        let phase = posted.or_else(|| pod.status.as_ref().and_then(|s| s.phase.clone()));
+        matches!(phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
+    /// A container as the runtime shows it, without acting on it.
+    async fn observe_container(&self, container: &Container, instances: &[&api::Container]) -> ContainerView {
+        let cri = &self.ctx.cri;
+        let mut view = ContainerView {
+            name: container.name.clone(),
+            image: container.image.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Some(latest) = instances.first() {
+            view.restart_count = latest.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) as i32;
+            view.latest = cri.container_status(&latest.id).await.ok();
+            if let Some(prev) = instances.get(1) {
+                view.previous = cri.container_status(&prev.id).await.ok();
+            }
+        }
+        view
+    }
+
+    /// Stop the pod's running sidecars in reverse spec order (each with its
+    /// preStop hook and the rest of the grace period), refreshing their views.
+    async fn stop_sidecars(&self, pod: &Pod, init_specs: &[Container], views: &mut [ContainerView], pod_ip: &str) {
+        let grace = grace_period(pod);
+        let began = Instant::now();
+        for (container, view) in init_specs.iter().zip(views.iter_mut()).rev() {
+            let Some(id) = view
+                .latest
+                .as_ref()
+                .filter(|s| s.state == api::ContainerState::ContainerRunning as i32)
+                .map(|s| s.id.clone())
+            else {
+                continue;
+            };
+            if !pod_status::is_sidecar(container) {
+                continue;
+            }
+            self.events.normal(
+                pod,
+                &container.name,
+                "Killing",
+                format!("Stopping container {}", container.name),
+            );
+            let left = grace.saturating_sub(began.elapsed());
+            if let Err(err) = self.stop_container(Some(pod), Some(container), &id, left, pod_ip).await {
+                tracing::warn!(container = %container.name, %err, "stopping a sidecar failed");
+            }
+            if let Ok(status) = self.ctx.cri.container_status(&id).await {
+                view.latest = Some(status);
+            }
+            view.ready = false;
+            view.started = false;
+        }
+    }
+
+    /// Stop one running container as the kubelet's `killContainer`: its
+    /// `preStop` hook first, within the grace period (`FailedPreStopHook` on
+    /// failure), then SIGTERM with what is left of it (at least 2 s after a
+    /// hook), then SIGKILL. Without a Pod (an orphan) no hook runs.
+    async fn stop_container(
+        &self,
+        pod: Option<&Pod>,
+        container: Option<&Container>,
+        id: &str,
+        grace: Duration,
+        pod_ip: &str,
+    ) -> Result<(), CriError> {
+        let mut grace = grace;
+        let hook = container
+            .and_then(|c| c.lifecycle.as_ref())
+            .and_then(|l| l.pre_stop.as_ref());
+        if let (Some(pod), Some(container), Some(hook)) = (pod, container, hook) {
+            if !grace.is_zero() {
+                let began = Instant::now();
+                if let Err(message) = lifecycle::run(&self.ctx.cri, hook, pod, container, pod_ip, id, grace).await {
+                    tracing::info!(container = %container.name, %message, "preStop hook failed");
+                    self.events.warning(pod, &container.name, "FailedPreStopHook", message);
+                }
+                grace = grace.saturating_sub(began.elapsed()).max(MINIMUM_GRACE);
+            }
+        }
+        self.ctx.cri.stop_container(id, grace).await
     }
 
     /// The pod's ephemeral containers: each is started once, in the running
@@ -423,7 +621,9 @@ impl PodWorkers {
                                 .unwrap_or(30)
                                 .max(0) as u64,
                         );
-                        let _ = cri.stop_container(&c.id, grace).await;
+                        let _ = self
+                            .stop_container(Some(pod), Some(container), &c.id, grace, pod_ip)
+                            .await;
                     }
                     view.ready = observe(probes::Kind::Readiness).await;
                 }
@@ -553,6 +753,25 @@ impl PodWorkers {
             "Started",
             format!("Started container {}", container.name),
         );
+        if let Some(hook) = container.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
+            // As the kubelet: the hook runs right after the start; if it fails the container is killed.
+            if let Err(message) =
+                lifecycle::run(&self.ctx.cri, hook, pod, container, pod_ip, &id, POST_START_LIMIT).await
+            {
+                tracing::info!(container = %container.name, %message, "postStart hook failed");
+                self.events
+                    .warning(pod, &container.name, "FailedPostStartHook", message.clone());
+                self.events
+                    .normal(pod, &container.name, "Killing", "FailedPostStartHook".to_string());
+                if let Err(err) = self
+                    .stop_container(Some(pod), Some(container), &id, grace_period(pod), pod_ip)
+                    .await
+                {
+                    tracing::warn!(container = %container.name, %err, "killing after a failed postStart hook failed");
+                }
+                return Err(("PostStartHookError".to_string(), message));
+            }
+        }
         Ok(id)
     }
 
@@ -562,7 +781,7 @@ impl PodWorkers {
         &self,
         pod: &Pod,
         pod_ip: &str,
-        views: &[ContainerView],
+        observed: Observed<'_>,
         ephemeral: Option<Vec<ContainerStatus>>,
     ) -> Result<(), SyncError> {
         let uid = uid_of(pod);
@@ -571,7 +790,7 @@ impl PodWorkers {
             basis.status = Some(posted.clone());
         }
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let mut status = pod_status::pod_status(&basis, Some(pod_ip), self.ctx.host_ip.as_deref(), views, &now);
+        let mut status = pod_status::pod_status(&basis, Some(pod_ip), self.ctx.host_ip.as_deref(), observed, &now);
         status.ephemeral_container_statuses = match ephemeral {
             Some(list) if list.is_empty() => None,
             Some(list) => Some(list),
@@ -603,16 +822,54 @@ impl PodWorkers {
     }
 
     /// Stop and remove everything of pod `uid`: containers get `grace` between SIGTERM and SIGKILL.
-    pub async fn kill_pod(&self, uid: &str, snapshot: &Snapshot, grace: Duration) -> Result<(), SyncError> {
+    ///
+    /// As the kubelet: with the Pod (`pod`), each container's preStop hook
+    /// runs first; the app containers (and any other) stop together, then
+    /// the sidecars one by one in reverse spec order with what is left of
+    /// the grace period. An orphan (`None`: its Pod is gone) runs no hooks.
+    pub async fn kill_pod(
+        &self,
+        uid: &str,
+        pod: Option<&Pod>,
+        snapshot: &Snapshot,
+        grace: Duration,
+    ) -> Result<(), SyncError> {
         let sandboxes: Vec<String> = snapshot.sandboxes_of(uid).iter().map(|s| s.id.clone()).collect();
-        let running: Vec<String> = snapshot
+        let running: Vec<&api::Container> = snapshot
             .containers
             .iter()
             .filter(|c| sandboxes.contains(&c.pod_sandbox_id) && is_running(c))
-            .map(|c| c.id.clone())
             .collect();
-        let stops = running.iter().map(|id| self.ctx.cri.stop_container(id, grace));
-        for result in futures::future::join_all(stops).await {
+        let spec = pod.and_then(|p| p.spec.as_ref());
+        let init_specs = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or(&[]);
+        let name_of = |c: &api::Container| c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
+        let sidecar_rank = |c: &api::Container| {
+            let name = name_of(c);
+            init_specs
+                .iter()
+                .position(|s| s.name == name && pod_status::is_sidecar(s))
+        };
+        let spec_of = |c: &api::Container| {
+            let name = name_of(c);
+            spec.and_then(|s| s.containers.iter().chain(init_specs).find(|s| s.name == name))
+        };
+        let pod_ip = pod
+            .and_then(|p| p.status.as_ref())
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let began = Instant::now();
+        let (mut sidecars, others): (Vec<&api::Container>, Vec<&api::Container>) =
+            running.into_iter().partition(|c| sidecar_rank(c).is_some());
+        let stops = others
+            .iter()
+            .map(|c| self.stop_container(pod, spec_of(c), &c.id, grace, &pod_ip));
+        let mut results = futures::future::join_all(stops).await;
+        sidecars.sort_by_key(|c| std::cmp::Reverse(sidecar_rank(c)));
+        for c in sidecars {
+            let left = grace.saturating_sub(began.elapsed());
+            results.push(self.stop_container(pod, spec_of(c), &c.id, left, &pod_ip).await);
+        }
+        for result in results {
             match result {
                 Err(err) if !err.is_not_found() => return Err(err.into()),
                 _ => {}
@@ -687,11 +944,11 @@ fn adopt_probe_results(prober: &Prober, pod: &Pod, container: &Container, status
     }
 }
 
-/// Every spec container waiting in ContainerCreating (before any runs).
-fn creating_views(pod: &Pod) -> Vec<ContainerView> {
-    pod.spec
+/// Containers waiting to be created (ContainerCreating, or PodInitializing
+/// in a pod with init containers), before any runs.
+fn creating_views(containers: &[Container]) -> Vec<ContainerView> {
+    containers
         .iter()
-        .flat_map(|s| &s.containers)
         .map(|c| ContainerView {
             name: c.name.clone(),
             image: c.image.clone().unwrap_or_default(),
@@ -740,6 +997,6 @@ mod tests {
             crash_loop_waiting(Duration::from_secs(80), "app", &pod),
             "back-off 1m20s restarting failed container=app pod=web_default(u-1)"
         );
-        assert_eq!(creating_views(&pod).len(), 0);
+        assert_eq!(creating_views(&[]).len(), 0);
     }
 }

@@ -252,8 +252,14 @@ async fn grpc_health(address: &str, service: &str, timeout: Duration) -> Outcome
     }
 }
 
-/// `GET path` over HTTP/1.0; the status code, or what went wrong as Go words it.
-async fn http_status(host: &str, port: u16, path: &str, headers: &[(String, String)]) -> Result<u16, String> {
+/// `GET path` over HTTP/1.0; the status code, or what went wrong as Go words it
+/// (probes and `lifecycle` hooks share it).
+pub(crate) async fn http_status(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+) -> Result<u16, String> {
     let address = join_host_port(host, port);
     let mut stream = tokio::net::TcpStream::connect((host, port))
         .await
