@@ -16,6 +16,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
@@ -149,6 +150,8 @@ pub struct Informers {
     pub statefulsets: Informer<StatefulSet>,
     /// All ControllerRevisions (DaemonSet and StatefulSet history).
     pub controllerrevisions: Informer<ControllerRevision>,
+    /// All PodDisruptionBudgets.
+    pub pdbs: Informer<PodDisruptionBudget>,
 }
 
 impl Informers {
@@ -169,6 +172,7 @@ impl Informers {
             daemonsets: Informer::new(Api::all(client.clone()), cfg()),
             statefulsets: Informer::new(Api::all(client.clone()), cfg()),
             controllerrevisions: Informer::new(Api::all(client.clone()), cfg()),
+            pdbs: Informer::new(Api::all(client.clone()), cfg()),
         }
     }
 
@@ -187,6 +191,7 @@ impl Informers {
         self.daemonsets.start();
         self.statefulsets.start();
         self.controllerrevisions.start();
+        self.pdbs.start();
         self.pods.wait_synced().await;
         self.replicasets.wait_synced().await;
         self.deployments.wait_synced().await;
@@ -200,5 +205,6 @@ impl Informers {
         self.daemonsets.wait_synced().await;
         self.statefulsets.wait_synced().await;
         self.controllerrevisions.wait_synced().await;
+        self.pdbs.wait_synced().await;
     }
 }

@@ -15,6 +15,7 @@ pub mod controller_revision;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -103,6 +104,10 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "statefulset",
         init: statefulset::init,
+    },
+    ControllerDescriptor {
+        name: "disruption",
+        init: disruption::init,
     },
     ControllerDescriptor {
         name: "endpointslice",

@@ -257,7 +257,19 @@ pub async fn handle(State(state): State<AppState>, req: Request) -> Response {
 /// An error as its `Status`, encoded like every other response.
 fn error_response(e: &ApiError, pretty: bool, encoding: negotiation::Encoding) -> Response {
     let code = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    wire::encoded(code, &e.to_status(), encoding, pretty, &[])
+    let mut resp = wire::encoded(code, &e.to_status(), encoding, pretty, &[]);
+    // As Kubernetes: a Status that says when to retry says it in Retry-After too.
+    let retry_after = e
+        .details
+        .as_ref()
+        .and_then(|d| d.get("retryAfterSeconds"))
+        .and_then(Value::as_i64)
+        .filter(|s| *s > 0);
+    if let Some(secs) = retry_after {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req: Request) -> ApiResult<Response> {
@@ -860,6 +872,11 @@ async fn subresource(
                 })
                 .await?;
             out.object(StatusCode::OK, w.object, &w.warnings)
+        }
+        ("eviction", "create") => {
+            let eviction = read_body(body).await?;
+            let status = crate::registry::eviction::evict(&reg, ns.unwrap_or_default(), name, eviction, opts).await?;
+            Ok(out.raw(StatusCode::CREATED, &status, &[]))
         }
         ("binding", "create") => {
             let binding = read_body(body).await?;

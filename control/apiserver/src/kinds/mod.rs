@@ -57,6 +57,7 @@ builtin_kinds! {
     controllerrevision => ControllerRevisions,
     job => Jobs,
     cronjob => CronJobs,
+    poddisruptionbudget => PodDisruptionBudgets,
     endpointslice => EndpointSlices,
     lease => Leases,
     event_v1 => EventsV1,

@@ -39,6 +39,17 @@ const EPHEMERAL_CONTAINERS: Subresource = Subresource {
     model: None,
 };
 
+/// `pods/eviction`: a policy/v1 `Eviction` (policy/v1beta1 accepted too),
+/// served by `registry::eviction`.
+const EVICTION: Subresource = Subresource {
+    name: "eviction",
+    kind: "Eviction",
+    kind_group: "policy",
+    kind_version: "v1",
+    verbs: &["create"],
+    model: Some(crate::meta::typed::Model::of::<k8s_openapi::api::policy::v1::Eviction>()),
+};
+
 /// `pods/exec`, `pods/attach`, `pods/portforward`.
 const EXEC: Subresource = stream("exec", "PodExecOptions");
 const ATTACH: Subresource = stream("attach", "PodAttachOptions");
@@ -58,6 +69,7 @@ pub static RESOURCE: Resource = Resource {
         status("Pod", "", "v1"),
         BINDING,
         EPHEMERAL_CONTAINERS,
+        EVICTION,
         LOG,
         EXEC,
         ATTACH,

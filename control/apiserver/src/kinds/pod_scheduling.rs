@@ -22,6 +22,18 @@ const NODE_INCLUSION_POLICIES: &[&str] = &["Honor", "Ignore"];
 const NOT_POSITIVE: &str = "must be greater than zero";
 const EMPTY_NAME_REGEX: &str = "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
+/// Kubernetes' `ValidateLabelSelector` of the selector at `path` (label
+/// values must be valid), for kinds whose spec holds one
+/// (PodDisruptionBudgets).
+pub fn validate_label_selector(sel: Option<&Value>, path: &str) -> Vec<FieldError> {
+    let mut found = Found {
+        pointer: String::new(),
+        errs: Vec::new(),
+    };
+    found.label_selector(sel, path);
+    found.errs
+}
+
 /// Errors with the pointer they are attributed to.
 struct Found {
     pointer: String,

@@ -12,6 +12,7 @@ pub mod allocator;
 pub mod apiservices;
 pub mod apply;
 pub mod crds;
+pub mod eviction;
 pub mod patch;
 pub mod resolver;
 pub mod schema;
