@@ -105,6 +105,27 @@ pub fn default_pod_spec(spec: &mut Map<String, Value>) {
     default(spec, "securityContext", json!({}));
     default_containers(spec, "containers");
     default_containers(spec, "initContainers");
+    if spec.get("hostNetwork").and_then(Value::as_bool) == Some(true) {
+        default_host_network_ports(spec);
+    }
+}
+
+/// In a host-network pod a container port is a port of the node: an unset
+/// (or zero) `hostPort` becomes the `containerPort`, as Kubernetes defaults it.
+fn default_host_network_ports(spec: &mut Map<String, Value>) {
+    for list in ["containers", "initContainers"] {
+        let containers = spec.get_mut(list).and_then(Value::as_array_mut);
+        for c in containers.into_iter().flatten() {
+            let ports = c.get_mut("ports").and_then(Value::as_array_mut);
+            for p in ports.into_iter().flatten().filter_map(Value::as_object_mut) {
+                if p.get("hostPort").and_then(Value::as_i64).unwrap_or(0) == 0 {
+                    if let Some(cp) = p.get("containerPort").cloned() {
+                        p.insert("hostPort".into(), cp);
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub fn default_template(spec: &mut Map<String, Value>) {
@@ -119,6 +140,18 @@ pub fn default_template(spec: &mut Map<String, Value>) {
 mod tests {
     use super::*;
     use crate::kinds::builtin as by_kind;
+
+    #[test]
+    fn host_network_container_ports_become_host_ports() {
+        let ports = json!([{"containerPort": 8080}, {"containerPort": 53, "hostPort": 53, "protocol": "UDP"}]);
+        let mut spec = json!({"hostNetwork": true, "containers": [{"name": "c", "image": "i:1", "ports": ports}]});
+        default_pod_spec(spec.as_object_mut().unwrap());
+        assert_eq!(spec["containers"][0]["ports"][0]["hostPort"], 8080);
+        assert_eq!(spec["containers"][0]["ports"][1]["hostPort"], 53);
+        let mut plain = json!({"containers": [{"name": "c", "image": "i:1", "ports": [{"containerPort": 80}]}]});
+        default_pod_spec(plain.as_object_mut().unwrap());
+        assert!(plain["containers"][0]["ports"][0].get("hostPort").is_none());
+    }
 
     #[test]
     fn pull_policy() {

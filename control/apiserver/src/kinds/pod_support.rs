@@ -29,25 +29,39 @@
 //! `preemptionPolicy` is accepted either way), `serviceAccountName` /
 //! `serviceAccount` (the downward API), `dnsPolicy` (all four) and
 //! `dnsConfig` (noded's `pod_dns`), `enableServiceLinks` (noded's
-//! `service_env`), `subdomain` (cluster DNS `<hostname>.<subdomain>`). `Container`: `name`, `image`,
+//! `service_env`), `subdomain` (cluster DNS `<hostname>.<subdomain>`),
+//! `hostNetwork` / `hostPID` / `hostIPC` (noded: CRI `NamespaceMode::NODE`;
+//! a host-network pod gets no CNI and the node's address as its IP, its
+//! `containerPort`s are defaulted to `hostPort`s), `hostAliases` (noded's
+//! `etc_hosts`: the pod's `/etc/hosts` as the kubelet writes it),
+//! `securityContext` (noded's `security_context`): `runAsUser`, `runAsGroup`,
+//! `runAsNonRoot` (the kubelet's check), `supplementalGroups`,
+//! `seccompProfile` `RuntimeDefault`/`Unconfined`. `Container`: `name`, `image`,
 //! `imagePullPolicy`, `command`, `args`, `workingDir`, `env` (`value`,
 //! `valueFrom.configMapKeyRef`, `secretKeyRef`, `fieldRef` on
 //! `metadata.name|namespace|uid`, `metadata.labels['k']`,
 //! `metadata.annotations['k']`, `spec.nodeName`, `spec.serviceAccountName`,
-//! `status.podIP`, `status.hostIP`), `envFrom`, `ports` (`name` for probes,
+//! `status.podIP(s)`, `status.hostIP(s)`; `resourceFieldRef` on
+//! `limits|requests.cpu|memory|ephemeral-storage` with `divisor`, limits
+//! defaulting to the node's allocatable), `envFrom`, `ports` (`name` for probes,
 //! `containerPort`, `protocol`; `hostPort` see below), `resources.requests`
 //! and `limits` (cgroups, scheduler fit), `volumeMounts` (`name`,
 //! `mountPath`, `readOnly`, `subPath`), `livenessProbe` / `readinessProbe` /
 //! `startupProbe` with `httpGet` (HTTP, `host`, `path`, `httpHeaders`),
 //! `tcpSocket`, `grpc`, `exec` and their timings/thresholds, `stdin` and
-//! `tty` (passed to CRI). Volumes: `emptyDir` (on disk, no `sizeLimit`),
+//! `tty` (passed to CRI), `terminationMessagePath` and
+//! `terminationMessagePolicy` (`File`, `FallbackToLogsOnError`; noded's
+//! `termination_message`), `securityContext` (merged over the pod's as the
+//! kubelet does): `runAsUser`, `runAsGroup`, `runAsNonRoot`, `privileged`,
+//! `readOnlyRootFilesystem`, `capabilities`, `allowPrivilegeEscalation`
+//! (`no_new_privs`), `seccompProfile` `RuntimeDefault`/`Unconfined`,
+//! `procMount: Default`. Volumes: `emptyDir` (on disk, no `sizeLimit`),
 //! `configMap`, `secret` (`items`, `defaultMode`, `optional`).
 //!
 //! **Accepted although not honoured, because they are Kubernetes' defaults**
-//! (refusing them would refuse ordinary manifests): `terminationMessagePath:
-//! /dev/termination-log` with `terminationMessagePolicy: File` (no
-//! termination message is read), an unset `automountServiceAccountToken`
-//! (no token is mounted; explicit `true` is refused).
+//! (refusing them would refuse ordinary manifests): an unset
+//! `automountServiceAccountToken` (no token is mounted; explicit `true` is
+//! refused).
 //!
 //! **Honoured by the node's data plane** — `ports[].hostPort`: the scheduler
 //! reserves it (NodePorts) and noded's proxy programs `<node address>:<hostPort>`
@@ -58,8 +72,8 @@
 //! [`CONTAINER`], [`CONTAINER_SECURITY_CONTEXT`], [`POD_SECURITY_CONTEXT`],
 //! [`AFFINITY`], [`PROBE`], [`VOLUME_MOUNT`], [`PORT`], [`EMPTY_DIR`]), plus
 //! volume sources other than `emptyDir`, `configMap`, `secret`, `fieldRef`
-//! paths other than those above, `valueFrom.resourceFieldRef` and
-//! `valueFrom.fileKeyRef`, and `httpGet.scheme` other than `HTTP`.
+//! paths other than those above, `resourceFieldRef` on other resources
+//! (hugepages), `valueFrom.fileKeyRef`, and `httpGet.scheme` other than `HTTP`.
 //!
 //! **Ephemeral containers** (`kubectl debug`) are added only through the
 //! `pods/ephemeralcontainers` subresource ([`ephemeral_update`], validated by
@@ -140,22 +154,6 @@ pub const POD_SPEC: &[Unsupported] = &[
         Accepts::Bool(false),
         "service account tokens are not mounted by this cluster yet",
     ),
-    refuse("hostAliases", "hostAliases are not supported by this cluster yet"),
-    only(
-        "hostIPC",
-        Accepts::Bool(false),
-        "the host IPC namespace is not supported by this cluster yet",
-    ),
-    only(
-        "hostNetwork",
-        Accepts::Bool(false),
-        "the host network is not supported by this cluster yet",
-    ),
-    only(
-        "hostPID",
-        Accepts::Bool(false),
-        "the host PID namespace is not supported by this cluster yet",
-    ),
     only(
         "hostUsers",
         Accepts::Bool(true),
@@ -203,24 +201,20 @@ pub const POD_SPEC: &[Unsupported] = &[
 /// `PodSpec.affinity` fields.
 pub const AFFINITY: &[Unsupported] = &[];
 
-/// `PodSecurityContext` fields (noded passes no security context to the runtime).
+/// `PodSecurityContext` fields noded cannot honour (the others reach the runtime).
 pub const POD_SECURITY_CONTEXT: &[Unsupported] = &[
     refuse(
         "appArmorProfile",
         "appArmorProfile is not supported by this cluster yet",
     ),
-    refuse("fsGroup", "fsGroup is not supported by this cluster yet"),
+    refuse(
+        "fsGroup",
+        "fsGroup (volume ownership) is not supported by this cluster yet",
+    ),
     refuse(
         "fsGroupChangePolicy",
         "fsGroupChangePolicy is not supported by this cluster yet",
     ),
-    refuse("runAsGroup", "runAsGroup is not supported by this cluster yet"),
-    only(
-        "runAsNonRoot",
-        Accepts::Bool(false),
-        "runAsNonRoot is not enforced by this cluster yet",
-    ),
-    refuse("runAsUser", "runAsUser is not supported by this cluster yet"),
     refuse(
         "seLinuxChangePolicy",
         "seLinuxChangePolicy is not supported by this cluster yet",
@@ -228,12 +222,8 @@ pub const POD_SECURITY_CONTEXT: &[Unsupported] = &[
     refuse("seLinuxOptions", "seLinuxOptions are not supported by this cluster yet"),
     only(
         "seccompProfile",
-        Accepts::Key("type", &["Unconfined"]),
-        "seccomp profiles are not supported by this cluster yet (containers run unconfined)",
-    ),
-    refuse(
-        "supplementalGroups",
-        "supplementalGroups are not supported by this cluster yet",
+        Accepts::Key("type", &["RuntimeDefault", "Unconfined"]),
+        "Localhost seccomp profiles are not supported by this cluster yet (RuntimeDefault and Unconfined are)",
     ),
     only(
         "supplementalGroupsPolicy",
@@ -264,58 +254,25 @@ pub const CONTAINER: &[Unsupported] = &[
         Accepts::Bool(false),
         "stdinOnce (attach) is not supported by this cluster yet",
     ),
-    only(
-        "terminationMessagePath",
-        Accepts::Strings(&["/dev/termination-log"]),
-        "termination messages are not read by this cluster yet",
-    ),
-    only(
-        "terminationMessagePolicy",
-        Accepts::Strings(&["File"]),
-        "termination messages are not read by this cluster yet",
-    ),
     refuse("volumeDevices", "block volumes are not supported by this cluster yet"),
 ];
 
-/// `Container.securityContext` fields (noded passes no security context to the runtime).
+/// `Container.securityContext` fields noded cannot honour (the others reach the runtime).
 pub const CONTAINER_SECURITY_CONTEXT: &[Unsupported] = &[
-    only(
-        "allowPrivilegeEscalation",
-        Accepts::Bool(true),
-        "allowPrivilegeEscalation: false is not enforced by this cluster yet",
-    ),
     refuse(
         "appArmorProfile",
         "appArmorProfile is not supported by this cluster yet",
     ),
-    refuse("capabilities", "capabilities are not supported by this cluster yet"),
-    only(
-        "privileged",
-        Accepts::Bool(false),
-        "privileged containers are not supported by this cluster yet",
-    ),
     only(
         "procMount",
         Accepts::Strings(&["Default"]),
-        "procMount is not supported by this cluster yet",
+        "procMount Unmasked needs user namespaces, which this cluster does not support yet",
     ),
-    only(
-        "readOnlyRootFilesystem",
-        Accepts::Bool(false),
-        "a read-only root filesystem is not supported by this cluster yet",
-    ),
-    refuse("runAsGroup", "runAsGroup is not supported by this cluster yet"),
-    only(
-        "runAsNonRoot",
-        Accepts::Bool(false),
-        "runAsNonRoot is not enforced by this cluster yet",
-    ),
-    refuse("runAsUser", "runAsUser is not supported by this cluster yet"),
     refuse("seLinuxOptions", "seLinuxOptions are not supported by this cluster yet"),
     only(
         "seccompProfile",
-        Accepts::Key("type", &["Unconfined"]),
-        "seccomp profiles are not supported by this cluster yet (containers run unconfined)",
+        Accepts::Key("type", &["RuntimeDefault", "Unconfined"]),
+        "Localhost seccomp profiles are not supported by this cluster yet (RuntimeDefault and Unconfined are)",
     ),
     refuse("windowsOptions", "only Linux pods are supported"),
 ];
@@ -362,7 +319,19 @@ pub const FIELD_PATHS: &[&str] = &[
     "spec.nodeName",
     "spec.serviceAccountName",
     "status.podIP",
+    "status.podIPs",
     "status.hostIP",
+    "status.hostIPs",
+];
+
+/// `env[].valueFrom.resourceFieldRef.resource` values noded resolves.
+pub const RESOURCE_FIELDS: &[&str] = &[
+    "limits.cpu",
+    "limits.memory",
+    "limits.ephemeral-storage",
+    "requests.cpu",
+    "requests.memory",
+    "requests.ephemeral-storage",
 ];
 
 /// `null`, `""`, `[]`, `{}`, or an object of only such values.
@@ -521,15 +490,24 @@ impl Walk {
                 format!("{path}.env[{j}].valueFrom"),
                 format!("{pointer}/env/{j}/valueFrom"),
             );
-            for (key, reason) in [
-                (
-                    "resourceFieldRef",
-                    "resourceFieldRef is not supported by this cluster yet",
-                ),
-                ("fileKeyRef", "fileKeyRef is not supported by this cluster yet"),
-            ] {
-                if from.get(key).is_some_and(|v| !v.is_null()) {
-                    self.refuse(&format!("{ep}.{key}"), &format!("{eptr}/{key}"), reason);
+            if from.get("fileKeyRef").is_some_and(|v| !v.is_null()) {
+                self.refuse(
+                    &format!("{ep}.fileKeyRef"),
+                    &format!("{eptr}/fileKeyRef"),
+                    "fileKeyRef is not supported by this cluster yet",
+                );
+            }
+            if let Some(resource) = from
+                .get("resourceFieldRef")
+                .and_then(|r| r.get("resource"))
+                .and_then(Value::as_str)
+            {
+                if !RESOURCE_FIELDS.contains(&resource) {
+                    self.refuse(
+                        &format!("{ep}.resourceFieldRef.resource"),
+                        &format!("{eptr}/resourceFieldRef/resource"),
+                        "this resource is not supported by this cluster yet; supported: limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory, requests.ephemeral-storage",
+                    );
                 }
             }
             if let Some(fp) = from
@@ -547,7 +525,7 @@ impl Walk {
                     self.refuse(
                         &format!("{ep}.fieldRef.fieldPath"),
                         &format!("{eptr}/fieldRef/fieldPath"),
-                        "this fieldPath is not supported by this cluster yet; supported: metadata.name, metadata.namespace, metadata.uid, metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, status.podIP, status.hostIP",
+                        "this fieldPath is not supported by this cluster yet; supported: metadata.name, metadata.namespace, metadata.uid, metadata.labels['<key>'], metadata.annotations['<key>'], spec.nodeName, spec.serviceAccountName, status.podIP, status.podIPs, status.hostIP, status.hostIPs",
                     );
                 }
             }
@@ -844,7 +822,7 @@ mod tests {
         });
         let container = json!({
             "name": "c", "image": "busybox", "imagePullPolicy": "IfNotPresent", "workingDir": "/w",
-            "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File",
+            "terminationMessagePath": "/tmp/last-words", "terminationMessagePolicy": "FallbackToLogsOnError",
             "stdin": true, "tty": true, "stdinOnce": false, "lifecycle": {},
             "securityContext": {"privileged": false, "allowPrivilegeEscalation": true,
                                 "readOnlyRootFilesystem": false, "procMount": "Default",
@@ -864,11 +842,36 @@ mod tests {
     }
 
     #[test]
+    fn security_contexts_host_namespaces_and_the_downward_api_are_honoured() {
+        let spec = json!({
+            "hostNetwork": true, "hostPID": true, "hostIPC": true, "dnsPolicy": "ClusterFirstWithHostNet",
+            "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a.local"]}],
+            "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "runAsNonRoot": true,
+                                "supplementalGroups": [3000], "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": "i",
+                "securityContext": {"privileged": true, "readOnlyRootFilesystem": true,
+                                    "allowPrivilegeEscalation": false, "runAsUser": 0, "runAsNonRoot": false,
+                                    "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+                                    "seccompProfile": {"type": "RuntimeDefault"}, "procMount": "Default"},
+                "env": [{"name": "M", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                        {"name": "S", "valueFrom": {"resourceFieldRef": {"resource": "requests.ephemeral-storage"}}},
+                        {"name": "P", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}},
+                        {"name": "H", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIPs"}}}],
+                "terminationMessagePolicy": "FallbackToLogsOnError"
+            }]
+        });
+        let errs = refuse_unsupported(POD_SPEC_AT, None, &pod(spec));
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
     fn unsupported_values_are_refused_with_their_paths() {
         let p = POD_SPEC_AT;
         let spec = json!({
-            "hostNetwork": true, "os": {"name": "windows"},
-            "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "runAsNonRoot": true},
+            "hostUsers": false, "os": {"name": "windows"},
+            "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "runAsNonRoot": true,
+                                "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}},
             "topologySpreadConstraints": [{"maxSkew": 1}],
             "volumes": [{"name": "h", "hostPath": {"path": "/"}}, {"name": "m", "emptyDir": {"medium": "Memory"}}],
@@ -876,10 +879,11 @@ mod tests {
                 "name": "c", "image": "i",
                 "lifecycle": {"preStop": {"exec": {"command": ["x"]}}},
                 "securityContext": {"capabilities": {"drop": ["ALL"]}, "allowPrivilegeEscalation": false,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                                    "procMount": "Unmasked", "seLinuxOptions": {"level": "s0:c1"},
+                                    "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
                 "ports": [{"containerPort": 80, "hostIP": "1.2.3.4"}],
-                "env": [{"name": "R", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
-                        {"name": "F", "valueFrom": {"fieldRef": {"fieldPath": "status.podIPs"}}}],
+                "env": [{"name": "R", "valueFrom": {"resourceFieldRef": {"resource": "limits.hugepages-2Mi"}}},
+                        {"name": "F", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels"}}}],
                 "livenessProbe": {"httpGet": {"port": 443, "scheme": "HTTPS"}},
                 "resources": {"claims": [{"name": "gpu"}]},
                 "terminationMessagePolicy": "FallbackToLogsOnError"
@@ -889,22 +893,20 @@ mod tests {
         assert_eq!(
             fields(&errs),
             [
-                "spec.hostNetwork",
+                "spec.hostUsers",
                 "spec.os",
                 "spec.topologySpreadConstraints[0].topologyKey",
                 "spec.topologySpreadConstraints[0].whenUnsatisfiable",
                 "spec.securityContext.fsGroup",
-                "spec.securityContext.runAsNonRoot",
-                "spec.securityContext.runAsUser",
+                "spec.securityContext.seccompProfile",
                 "spec.containers[0].lifecycle",
-                "spec.containers[0].terminationMessagePolicy",
-                "spec.containers[0].securityContext.allowPrivilegeEscalation",
-                "spec.containers[0].securityContext.capabilities",
+                "spec.containers[0].securityContext.procMount",
+                "spec.containers[0].securityContext.seLinuxOptions",
                 "spec.containers[0].securityContext.seccompProfile",
                 "spec.containers[0].resources.claims",
                 "spec.containers[0].livenessProbe.httpGet.scheme",
                 "spec.containers[0].ports[0].hostIP",
-                "spec.containers[0].env[0].valueFrom.resourceFieldRef",
+                "spec.containers[0].env[0].valueFrom.resourceFieldRef.resource",
                 "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath",
                 "spec.volumes[0].hostPath",
                 "spec.volumes[1].emptyDir.medium",
@@ -917,10 +919,10 @@ mod tests {
         use crate::kinds::Strategy;
         let obj = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
             "template": {"metadata": {"labels": {"a": "b"}}, "spec": {
-            "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": 1000}}]}}}});
+            "containers": [{"name": "c", "image": "i", "securityContext": {"procMount": "Unmasked"}}]}}}});
         assert_eq!(
             fields(&refuse_unsupported(TEMPLATE_SPEC_AT, None, &obj)),
-            ["spec.template.spec.containers[0].securityContext.runAsUser"]
+            ["spec.template.spec.containers[0].securityContext.procMount"]
         );
         let workloads: [&dyn Strategy; 2] = [
             &crate::kinds::deployment::Deployments,
@@ -928,7 +930,7 @@ mod tests {
         ];
         for k in workloads {
             assert!(
-                fields(&k.validate(&obj)).contains(&"spec.template.spec.containers[0].securityContext.runAsUser"),
+                fields(&k.validate(&obj)).contains(&"spec.template.spec.containers[0].securityContext.procMount"),
                 "{}",
                 k.resource().kind
             );
@@ -938,17 +940,18 @@ mod tests {
     #[test]
     fn updates_refuse_only_changed_fields() {
         let d = TEMPLATE_SPEC_AT;
-        let with = |user: i64, host: bool| {
-            json!({"spec": {"template": {"spec": {"hostNetwork": host,
-                "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": user}}]}}}})
+        let with = |profile: &str, users: bool| {
+            json!({"spec": {"template": {"spec": {"hostUsers": users,
+                "containers": [{"name": "c", "image": "i", "securityContext": {
+                    "seccompProfile": {"type": "Localhost", "localhostProfile": profile}}}]}}}})
         };
         // Stored before the field was refused: unchanged values pass.
-        assert!(refuse_unsupported(d, Some(&with(1, false)), &with(1, false)).is_empty());
+        assert!(refuse_unsupported(d, Some(&with("a", true)), &with("a", true)).is_empty());
         assert_eq!(
-            fields(&refuse_unsupported(d, Some(&with(1, false)), &with(2, true))),
+            fields(&refuse_unsupported(d, Some(&with("a", true)), &with("b", false))),
             [
-                "spec.template.spec.hostNetwork",
-                "spec.template.spec.containers[0].securityContext.runAsUser"
+                "spec.template.spec.hostUsers",
+                "spec.template.spec.containers[0].securityContext.seccompProfile"
             ]
         );
     }
@@ -971,11 +974,11 @@ mod tests {
             ["spec.template.spec.ephemeralContainers"]
         );
         // The container tables apply to them too.
-        let privileged = json!({"spec": {"containers": [{"name": "c", "image": "i"}], "ephemeralContainers": [
-            {"name": "d", "image": "busybox", "securityContext": {"privileged": true}}]}});
+        let unmasked = json!({"spec": {"containers": [{"name": "c", "image": "i"}], "ephemeralContainers": [
+            {"name": "d", "image": "busybox", "securityContext": {"procMount": "Unmasked"}}]}});
         assert!(
-            fields(&refuse_unsupported(POD_SPEC_AT, Some(&pod(json!({}))), &privileged))
-                .contains(&"spec.ephemeralContainers[0].securityContext.privileged")
+            fields(&refuse_unsupported(POD_SPEC_AT, Some(&pod(json!({}))), &unmasked))
+                .contains(&"spec.ephemeralContainers[0].securityContext.procMount")
         );
     }
 

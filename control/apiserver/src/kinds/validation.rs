@@ -258,6 +258,42 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
     if let Some(ns) = spec.get("nodeSelector") {
         check_labels(errs, Some(ns), &format!("{path}.nodeSelector"));
     }
+    validate_host_network_ports(errs, spec, path);
+}
+
+/// A host-network pod's ports are the node's: each `hostPort` (defaulted to
+/// it) must equal the `containerPort`, as Kubernetes' `validateHostNetwork`.
+fn validate_host_network_ports(errs: &mut Errors, spec: &Value, path: &str) {
+    if spec.get("hostNetwork").and_then(Value::as_bool) != Some(true) {
+        return;
+    }
+    for list in ["containers", "initContainers"] {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for (j, port) in c
+                .get("ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let container_port = port.get("containerPort").and_then(Value::as_i64).unwrap_or(0);
+                let host_port = port.get("hostPort").and_then(Value::as_i64).unwrap_or(0);
+                if host_port != container_port {
+                    errs.push(FieldError::invalid(
+                        format!("{path}.{list}[{i}].ports[{j}].containerPort"),
+                        &Value::from(container_port),
+                        "must match `hostPort` when `hostNetwork` is true",
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// Kubernetes' resolver limits on a pod's `dnsConfig` (glibc reads at most
@@ -618,6 +654,23 @@ mod tests {
         );
         let errs = validate(p, &json!({"metadata": {"name": "p"}, "spec": {}}));
         assert_eq!(errs[0].field, "spec.containers");
+    }
+
+    #[test]
+    fn host_network_ports_must_be_host_ports() {
+        let p = by_kind("", "Pod").unwrap();
+        let pod = |host_port: i64| {
+            json!({"metadata": {"name": "p"}, "spec": {"hostNetwork": true, "containers": [{"name": "c", "image": "i",
+                "ports": [{"containerPort": 8080, "hostPort": host_port}]}]}})
+        };
+        assert!(validate(p, &pod(8080)).is_empty());
+        assert_eq!(
+            validate(p, &pod(9090))
+                .iter()
+                .map(FieldError::to_line)
+                .collect::<Vec<_>>(),
+            ["spec.containers[0].ports[0].containerPort: Invalid value: 8080: must match `hostPort` when `hostNetwork` is true"]
+        );
     }
 
     #[test]
