@@ -1,5 +1,6 @@
 //! Story: a developer applies manifests that use pod-spec fields Sluice cannot
-//! honour yet (init containers, a container `runAsUser`) and is told so at
+//! honour yet (init containers, a `Localhost` seccomp profile beside an
+//! honoured `runAsUser`) and is told so at
 //! once — a 422 `Invalid` naming the field — instead of getting pods that
 //! silently run without them. Deployments are refused at apply time, on their
 //! template's field path; a typical manifest whose fields carry Kubernetes'
@@ -37,6 +38,7 @@ spec:
         command: ["httpd", "-f", "-p", "8080"]
         securityContext:
           runAsUser: 1000
+          seccompProfile: {type: Localhost, localhostProfile: profiles/audit.json}
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -70,8 +72,9 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
     let gone = raw.get("/api/v1/namespaces/default/pods/with-init").await;
     assert_eq!(gone.status, 404, "nothing was stored");
 
-    // kubectl apply of a Deployment whose template sets runAsUser: refused
-    // at apply time, on the template's field path; no Deployment is stored.
+    // kubectl apply of a Deployment whose template asks for a Localhost seccomp
+    // profile: refused at apply time, on the template's field path (its
+    // runAsUser is honoured, so not named); no Deployment is stored.
     let dir = tempfile::tempdir().expect("temp dir");
     let manifest = dir.path().join("hardened.yaml");
     std::fs::write(&manifest, DEPLOYMENT).expect("write manifest");
@@ -85,7 +88,7 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
     assert!(!out.status.success(), "apply must fail: {stderr}");
     assert!(
         stderr.contains(
-            "spec.template.spec.containers[0].securityContext.runAsUser: Forbidden: runAsUser is not supported by this cluster yet"
+            "spec.template.spec.containers[0].securityContext.seccompProfile: Forbidden: Localhost seccomp profiles are not supported by this cluster yet (RuntimeDefault and Unconfined are)"
         ),
         "{stderr}"
     );
@@ -102,7 +105,8 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
                 "metadata": {"labels": {"app": "hardened"}},
                 "spec": {"containers": [{
                     "name": "web", "image": "busybox:1.36",
-                    "securityContext": {"runAsUser": 1000}
+                    "securityContext": {"runAsUser": 1000,
+                        "seccompProfile": {"type": "Localhost", "localhostProfile": "profiles/audit.json"}}
                 }]}
             }
         }
@@ -113,7 +117,7 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
     assert_eq!(resp.status, 422, "{}", resp.text());
     assert_eq!(
         causes(&resp.json()),
-        ["spec.template.spec.containers[0].securityContext.runAsUser"]
+        ["spec.template.spec.containers[0].securityContext.seccompProfile"]
     );
 
     // A typical manifest carrying Kubernetes' default values is accepted.
@@ -166,9 +170,9 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
         .patch(
             "/apis/apps/v1/namespaces/default/deployments/typical",
             "application/merge-patch+json",
-            &json!({"spec": {"template": {"spec": {"hostNetwork": true}}}}),
+            &json!({"spec": {"template": {"spec": {"hostUsers": false}}}}),
         )
         .await;
     assert_eq!(resp.status, 422, "{}", resp.text());
-    assert_eq!(causes(&resp.json()), ["spec.template.spec.hostNetwork"]);
+    assert_eq!(causes(&resp.json()), ["spec.template.spec.hostUsers"]);
 }
