@@ -245,7 +245,7 @@ pub fn resource_value(
     let own = |list: Option<&BTreeMap<String, Quantity>>| {
         list.and_then(|l| l.get(name))
             .map(|q| q.0.clone())
-            .filter(|q| parse_milli(q).map_or(true, |v| v != 0))
+            .filter(|q| parse_milli(q) != Ok(0))
     };
     let amount = match kind {
         "limits" => own(resources.and_then(|r| r.limits.as_ref()))
@@ -258,7 +258,7 @@ pub fn resource_value(
         .divisor
         .as_ref()
         .map(|d| d.0.clone())
-        .filter(|d| parse_milli(d).map_or(true, |v| v != 0))
+        .filter(|d| parse_milli(d) != Ok(0))
         .unwrap_or_else(|| "1".into());
     let (value, per) = if name == "cpu" {
         (parse_milli(&amount)?, parse_milli(&divisor)?)
