@@ -1,6 +1,6 @@
 //! Story: a developer applies manifests that use pod-spec fields Sluice cannot
-//! honour yet (init containers, a `Localhost` seccomp profile beside an
-//! honoured `runAsUser`) and is told so at
+//! honour yet (a `tcpSocket` lifecycle hook on a sidecar init container, a
+//! `Localhost` seccomp profile beside an honoured `runAsUser`) and is told so at
 //! once — a 422 `Invalid` naming the field — instead of getting pods that
 //! silently run without them. Deployments are refused at apply time, on their
 //! template's field path; a typical manifest whose fields carry Kubernetes'
@@ -46,14 +46,16 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
     let cp = ControlPlane::start().await;
     let raw = cp.raw().await;
 
-    // A Pod with an init container: 422, Kubernetes' Status shape and wording.
+    // A Pod whose sidecar init container has a tcpSocket preStop hook (which
+    // Kubernetes keeps only for compatibility): 422, Kubernetes' Status shape and wording.
     let resp = raw
         .post(
             "/api/v1/namespaces/default/pods",
             &json!({
                 "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "with-init"},
                 "spec": {
-                    "initContainers": [{"name": "setup", "image": "busybox:1.36", "command": ["true"]}],
+                    "initContainers": [{"name": "setup", "image": "busybox:1.36", "restartPolicy": "Always",
+                                        "lifecycle": {"preStop": {"tcpSocket": {"port": 80}}}}],
                     "containers": [{"name": "app", "image": "busybox:1.36"}]
                 }
             }),
@@ -63,11 +65,11 @@ async fn unsupported_pod_fields_are_refused_at_admission() {
     let status = resp.json();
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["reason"], "Invalid");
-    assert_eq!(causes(&status), ["spec.initContainers"]);
+    assert_eq!(causes(&status), ["spec.initContainers[0].lifecycle.preStop.tcpSocket"]);
     assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueForbidden");
     assert_eq!(
         status["message"],
-        "Pod \"with-init\" is invalid: spec.initContainers: Forbidden: init containers are not supported by this cluster yet"
+        "Pod \"with-init\" is invalid: spec.initContainers[0].lifecycle.preStop.tcpSocket: Forbidden: tcpSocket lifecycle hooks are not supported (Kubernetes keeps the field for compatibility and fails such hooks when they run)"
     );
     let gone = raw.get("/api/v1/namespaces/default/pods/with-init").await;
     assert_eq!(gone.status, 404, "nothing was stored");

@@ -337,10 +337,12 @@ fn pod_status(pod: &Value) -> String {
     for (idx, c) in init_statuses.iter().enumerate() {
         let terminated = get(c, &["state", "terminated"]);
         let waiting = get(c, &["state", "waiting"]);
+        if terminated.is_some_and(|t| i(t, &["exitCode"]) == 0)
+            || (is_sidecar(pod, s(c, &["name"])) && c.get("started") == Some(&json!(true)))
+        {
+            continue;
+        }
         if let Some(t) = terminated {
-            if i(t, &["exitCode"]) == 0 {
-                continue;
-            }
             let r = s(t, &["reason"]);
             reason = if !r.is_empty() {
                 format!("Init:{r}")
@@ -359,7 +361,10 @@ fn pod_status(pod: &Value) -> String {
         initializing = true;
         break;
     }
-    if !initializing {
+    let initialized = arr(pod, &["status", "conditions"])
+        .iter()
+        .any(|c| s(c, &["type"]) == "Initialized" && s(c, &["status"]) == "True");
+    if !initializing || initialized {
         let mut has_running = false;
         for c in arr(pod, &["status", "containerStatuses"]).iter().rev() {
             if let Some(w) = get(c, &["state", "waiting"]) {
@@ -397,10 +402,30 @@ fn pod_status(pod: &Value) -> String {
     }
 }
 
+/// Whether init container `name` of `pod` is a sidecar (`restartPolicy: Always`).
+fn is_sidecar(pod: &Value, name: &str) -> bool {
+    arr(pod, &["spec", "initContainers"])
+        .iter()
+        .any(|c| s(c, &["name"]) == name && s(c, &["restartPolicy"]) == "Always")
+}
+
 fn row(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let statuses = arr(pod, &["status", "containerStatuses"]);
-    let total = arr(pod, &["spec", "containers"]).len();
-    let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true))).count();
+    // As kubectl: sidecars count among the containers, ready once started and ready.
+    let sidecars = arr(pod, &["spec", "initContainers"])
+        .iter()
+        .filter(|c| s(c, &["restartPolicy"]) == "Always")
+        .count();
+    let total = arr(pod, &["spec", "containers"]).len() + sidecars;
+    let ready_sidecars = arr(pod, &["status", "initContainerStatuses"])
+        .iter()
+        .filter(|c| {
+            is_sidecar(pod, s(c, &["name"]))
+                && c.get("started") == Some(&json!(true))
+                && c.get("ready") == Some(&json!(true))
+        })
+        .count();
+    let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true))).count() + ready_sidecars;
     let mut restarts = 0;
     let mut last_restart: Option<DateTime<Utc>> = None;
     for c in arr(pod, &["status", "initContainerStatuses"]).iter().chain(statuses) {
@@ -446,6 +471,30 @@ fn row(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sidecars_count_as_containers_once_started() {
+        let pod = json!({
+            "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"initContainers": [{"name": "setup"}, {"name": "proxy", "restartPolicy": "Always"}],
+                     "containers": [{"name": "a"}]},
+            "status": {"phase": "Pending", "initContainerStatuses": [
+                {"name": "setup", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}, "ready": true},
+                {"name": "proxy", "state": {"running": {}}, "started": false, "ready": false}]}
+        });
+        assert_eq!(pod_status(&pod), "Init:1/2");
+        let mut running = pod.clone();
+        running["status"] = json!({"phase": "Running",
+            "conditions": [{"type": "Initialized", "status": "True"}],
+            "initContainerStatuses": [
+                {"name": "setup", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}, "ready": true},
+                {"name": "proxy", "state": {"running": {}}, "started": true, "ready": true}],
+            "containerStatuses": [{"name": "a", "state": {"running": {}}, "ready": true}]});
+        assert_eq!(pod_status(&running), "Running");
+        let now = chrono::Utc::now();
+        assert_eq!(row(&running, now)[1], json!("2/2"));
+        assert_eq!(row(&pod, now)[1], json!("0/2"));
+    }
 
     #[test]
     fn pod_status_covers_pending_init_and_terminating() {

@@ -75,6 +75,19 @@
 //! paths other than those above, `resourceFieldRef` on other resources
 //! (hugepages), `valueFrom.fileKeyRef`, and `httpGet.scheme` other than `HTTP`.
 //!
+//! **Init containers, sidecars and lifecycle hooks** — `initContainers` are
+//! honoured by noded (`init_containers`: one at a time in order before the
+//! app containers, retried per `restartPolicy`; with `restartPolicy: Always`
+//! a sidecar that starts in order, keeps running, counts for readiness and
+//! stops after the app containers). The container-field tables apply to them
+//! as to containers; `validation` refuses, with Kubernetes' words, probes and
+//! `lifecycle` on regular init containers, a container `restartPolicy` other
+//! than `Always` on init containers and any on app containers. `lifecycle`
+//! `postStart` and `preStop` with `exec`, `httpGet` (HTTP, `host`, `path`,
+//! `httpHeaders`, named ports) and `sleep` are honoured (noded's
+//! `lifecycle`); refused: [`LIFECYCLE`] (`stopSignal`), [`LIFECYCLE_HANDLER`]
+//! (`tcpSocket`) and a hook's `httpGet.scheme` other than `HTTP`.
+//!
 //! **Ephemeral containers** (`kubectl debug`) are added only through the
 //! `pods/ephemeralcontainers` subresource ([`ephemeral_update`], validated by
 //! [`validate_ephemeral_update`] as Kubernetes' `ValidatePodEphemeralContainersUpdate`);
@@ -163,10 +176,6 @@ pub const POD_SPEC: &[Unsupported] = &[
         "hostnameOverride",
         "hostnameOverride is not supported by this cluster yet",
     ),
-    refuse(
-        "initContainers",
-        "init containers are not supported by this cluster yet",
-    ),
     only("os", Accepts::Key("name", &["linux"]), "only Linux pods are supported"),
     refuse("overhead", "pod overhead is not supported by this cluster yet"),
     refuse(
@@ -236,15 +245,7 @@ pub const POD_SECURITY_CONTEXT: &[Unsupported] = &[
 
 /// `Container` fields (also checked: `securityContext`, probes, ports, mounts, env).
 pub const CONTAINER: &[Unsupported] = &[
-    refuse(
-        "lifecycle",
-        "lifecycle hooks (postStart, preStop, stopSignal) are not supported by this cluster yet",
-    ),
     refuse("resizePolicy", "in-place resize is not supported by this cluster yet"),
-    refuse(
-        "restartPolicy",
-        "container restart policies are not supported by this cluster yet",
-    ),
     refuse(
         "restartPolicyRules",
         "container restart rules are not supported by this cluster yet",
@@ -281,6 +282,18 @@ pub const CONTAINER_SECURITY_CONTEXT: &[Unsupported] = &[
 pub const PROBE: &[Unsupported] = &[refuse(
     "terminationGracePeriodSeconds",
     "a probe-level terminationGracePeriodSeconds is not supported by this cluster yet",
+)];
+
+/// `Lifecycle` fields (`postStart` and `preStop` are honoured by noded's `lifecycle`).
+pub const LIFECYCLE: &[Unsupported] = &[refuse(
+    "stopSignal",
+    "lifecycle stopSignal is not supported by this cluster yet",
+)];
+
+/// `LifecycleHandler` fields (`exec`, `httpGet` and `sleep` are honoured).
+pub const LIFECYCLE_HANDLER: &[Unsupported] = &[refuse(
+    "tcpSocket",
+    "tcpSocket lifecycle hooks are not supported (Kubernetes keeps the field for compatibility and fails such hooks when they run)",
 )];
 
 /// `ContainerPort` fields.
@@ -403,6 +416,13 @@ impl Walk {
                 &format!("{pointer}/containers/{i}"),
             );
         }
+        for (i, c) in Self::items(spec, "initContainers") {
+            self.container(
+                c,
+                &format!("{path}.initContainers[{i}]"),
+                &format!("{pointer}/initContainers/{i}"),
+            );
+        }
         for (i, c) in Self::items(spec, "ephemeralContainers") {
             self.container(
                 c,
@@ -462,6 +482,25 @@ impl Walk {
                         &format!("{pp}.httpGet.scheme"),
                         &format!("{pptr}/httpGet/scheme"),
                         "HTTPS probes are not supported by this cluster yet",
+                    );
+                }
+            }
+        }
+        let lifecycle = c.get("lifecycle");
+        let (lp, lptr) = (format!("{path}.lifecycle"), format!("{pointer}/lifecycle"));
+        self.table(lifecycle, &lp, &lptr, LIFECYCLE);
+        for hook in ["postStart", "preStop"] {
+            let Some(handler) = lifecycle.and_then(|l| l.get(hook)) else {
+                continue;
+            };
+            let (hp, hptr) = (format!("{lp}.{hook}"), format!("{lptr}/{hook}"));
+            self.table(Some(handler), &hp, &hptr, LIFECYCLE_HANDLER);
+            if let Some(scheme) = handler.pointer("/httpGet/scheme") {
+                if !Accepts::Strings(&["HTTP"]).accepts(scheme) {
+                    self.refuse(
+                        &format!("{hp}.httpGet.scheme"),
+                        &format!("{hptr}/httpGet/scheme"),
+                        "HTTPS lifecycle hooks are not supported by this cluster yet",
                     );
                 }
             }
@@ -789,20 +828,35 @@ mod tests {
     }
 
     #[test]
-    fn init_containers_are_refused_with_the_kubernetes_wording() {
+    fn init_containers_sidecars_and_hooks_are_admitted_but_not_what_noded_cannot_run() {
         let p = POD_SPEC_AT;
-        let errs = refuse_unsupported(
-            p,
-            None,
-            &pod(
-                json!({"initContainers": [{"name": "i", "image": "busybox"}], "containers": [{"name": "c", "image": "busybox"}]}),
-            ),
-        );
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].reason, "FieldValueForbidden");
+        let hook = json!({"postStart": {"exec": {"command": ["touch", "/x"]}},
+                          "preStop": {"httpGet": {"path": "/stop", "port": 8080}}});
+        let ok = pod(json!({
+            "initContainers": [{"name": "i", "image": "busybox"},
+                               {"name": "proxy", "image": "busybox", "restartPolicy": "Always", "lifecycle": hook,
+                                "readinessProbe": {"exec": {"command": ["true"]}}}],
+            "containers": [{"name": "c", "image": "busybox", "lifecycle": {"preStop": {"sleep": {"seconds": 1}}}}]
+        }));
+        assert!(refuse_unsupported(p, None, &ok).is_empty());
+        let refused = pod(json!({
+            "initContainers": [{"name": "i", "image": "busybox", "volumeDevices": [{"name": "b", "devicePath": "/dev/b"}]}],
+            "containers": [{"name": "c", "image": "busybox", "lifecycle": {
+                "stopSignal": "SIGUSR1",
+                "postStart": {"tcpSocket": {"port": 80}},
+                "preStop": {"httpGet": {"port": 443, "scheme": "HTTPS"}}}}]
+        }));
         assert_eq!(
-            errs[0].to_line(),
-            "spec.initContainers: Forbidden: init containers are not supported by this cluster yet"
+            refuse_unsupported(p, None, &refused)
+                .iter()
+                .map(FieldError::to_line)
+                .collect::<Vec<_>>(),
+            [
+                "spec.containers[0].lifecycle.stopSignal: Forbidden: lifecycle stopSignal is not supported by this cluster yet",
+                "spec.containers[0].lifecycle.postStart.tcpSocket: Forbidden: tcpSocket lifecycle hooks are not supported (Kubernetes keeps the field for compatibility and fails such hooks when they run)",
+                "spec.containers[0].lifecycle.preStop.httpGet.scheme: Forbidden: HTTPS lifecycle hooks are not supported by this cluster yet",
+                "spec.initContainers[0].volumeDevices: Forbidden: block volumes are not supported by this cluster yet",
+            ]
         );
     }
 
@@ -877,7 +931,7 @@ mod tests {
             "volumes": [{"name": "h", "hostPath": {"path": "/"}}, {"name": "m", "emptyDir": {"medium": "Memory"}}],
             "containers": [{
                 "name": "c", "image": "i",
-                "lifecycle": {"preStop": {"exec": {"command": ["x"]}}},
+                "lifecycle": {"stopSignal": "SIGINT"},
                 "securityContext": {"capabilities": {"drop": ["ALL"]}, "allowPrivilegeEscalation": false,
                                     "procMount": "Unmasked", "seLinuxOptions": {"level": "s0:c1"},
                                     "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
@@ -899,12 +953,12 @@ mod tests {
                 "spec.topologySpreadConstraints[0].whenUnsatisfiable",
                 "spec.securityContext.fsGroup",
                 "spec.securityContext.seccompProfile",
-                "spec.containers[0].lifecycle",
                 "spec.containers[0].securityContext.procMount",
                 "spec.containers[0].securityContext.seLinuxOptions",
                 "spec.containers[0].securityContext.seccompProfile",
                 "spec.containers[0].resources.claims",
                 "spec.containers[0].livenessProbe.httpGet.scheme",
+                "spec.containers[0].lifecycle.stopSignal",
                 "spec.containers[0].ports[0].hostIP",
                 "spec.containers[0].env[0].valueFrom.resourceFieldRef.resource",
                 "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath",
@@ -1051,6 +1105,8 @@ mod tests {
             CONTAINER,
             CONTAINER_SECURITY_CONTEXT,
             PROBE,
+            LIFECYCLE,
+            LIFECYCLE_HANDLER,
             PORT,
             VOLUME_MOUNT,
             EMPTY_DIR,

@@ -191,6 +191,114 @@ fn validate_containers(errs: &mut Errors, list: Option<&Value>, path: &str, requ
     }
 }
 
+/// Kubernetes' rules for init containers, container restart policies and
+/// lifecycle hooks (`validateInitContainers`, `validateLifecycle`): init
+/// container names unique among all containers, `restartPolicy` only
+/// `Always` and only on init containers (sidecars), probes and `lifecycle`
+/// only on sidecars among init containers, each hook with exactly one handler.
+fn validate_init_containers_and_hooks(errs: &mut Errors, spec: &Value, path: &str) {
+    let list = |field: &str| spec.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
+    let (containers, init) = (list("containers"), list("initContainers"));
+    let grace = spec.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+    let app_names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c.get("name").and_then(Value::as_str))
+        .collect();
+    let set = |c: &Value, field: &str| c.get(field).is_some_and(|v| !v.is_null());
+    for (i, c) in containers.iter().enumerate() {
+        let p = format!("{path}.containers[{i}]");
+        if set(c, "restartPolicy") {
+            errs.push(FieldError::forbidden(
+                format!("{p}.restartPolicy"),
+                "may not be set for non-init containers",
+            ));
+        }
+        validate_lifecycle(errs, c.get("lifecycle"), &format!("{p}.lifecycle"), grace);
+    }
+    for (i, c) in init.iter().enumerate() {
+        let p = format!("{path}.initContainers[{i}]");
+        if let Some(n) = c.get("name").and_then(Value::as_str) {
+            if app_names.contains(&n) {
+                errs.push(FieldError::duplicate(format!("{p}.name"), &Value::String(n.into())));
+            }
+        }
+        let sidecar = match c.get("restartPolicy") {
+            None | Some(Value::Null) => false,
+            Some(v) if v.as_str() == Some("Always") => true,
+            Some(v) => {
+                errs.push(FieldError::not_supported(format!("{p}.restartPolicy"), v, &["Always"]));
+                false
+            }
+        };
+        if sidecar {
+            validate_lifecycle(errs, c.get("lifecycle"), &format!("{p}.lifecycle"), grace);
+            continue;
+        }
+        for field in ["lifecycle", "livenessProbe", "readinessProbe", "startupProbe"] {
+            if set(c, field) {
+                errs.push(FieldError::forbidden(
+                    format!("{p}.{field}"),
+                    "may not be set for init containers without restartPolicy=Always",
+                ));
+            }
+        }
+    }
+}
+
+/// A container's `postStart` and `preStop` hooks: one handler each (`exec`
+/// with a command, `httpGet` on a valid port, `tcpSocket`, or `sleep` within
+/// the grace period), as Kubernetes' `validateHandler`.
+fn validate_lifecycle(errs: &mut Errors, lifecycle: Option<&Value>, path: &str, grace: Option<i64>) {
+    let Some(lifecycle) = lifecycle else { return };
+    for hook in ["postStart", "preStop"] {
+        let Some(handler) = lifecycle.get(hook).filter(|h| !h.is_null()) else {
+            continue;
+        };
+        let hp = format!("{path}.{hook}");
+        let mut handlers = 0;
+        for kind in ["exec", "httpGet", "tcpSocket", "sleep"] {
+            let Some(action) = handler.get(kind).filter(|a| !a.is_null()) else {
+                continue;
+            };
+            let ap = format!("{hp}.{kind}");
+            if handlers > 0 {
+                errs.push(FieldError::forbidden(ap, "may not specify more than 1 handler type"));
+                continue;
+            }
+            handlers += 1;
+            match kind {
+                "exec"
+                    if action
+                        .get("command")
+                        .and_then(Value::as_array)
+                        .is_none_or(Vec::is_empty) =>
+                {
+                    errs.push(FieldError::required(format!("{ap}.command"), ""));
+                }
+                "httpGet" | "tcpSocket" => {
+                    if let Some(port) = action.get("port").filter(|p| p.is_i64() || p.is_u64()) {
+                        check_port(errs, Some(port), &format!("{ap}.port"), true);
+                    }
+                }
+                "sleep" => {
+                    let seconds = action.get("seconds").and_then(Value::as_i64).unwrap_or(0);
+                    if let Some(grace) = grace.filter(|g| seconds <= 0 || seconds > *g) {
+                        errs.push(FieldError::invalid(
+                            ap,
+                            &Value::from(seconds),
+                            format!("must be greater than 0 and less than terminationGracePeriodSeconds ({grace}). Enable AllowPodLifecycleSleepActionZeroValue feature gate for zero sleep."),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if handlers == 0 {
+            errs.push(FieldError::required(hp, "must specify a handler type"));
+        }
+    }
+}
+
 /// Validate a PodSpec at `path`.
 pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
     let Some(spec) = spec else {
@@ -204,6 +312,7 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
         &format!("{path}.initContainers"),
         false,
     );
+    validate_init_containers_and_hooks(errs, spec, path);
     if let Some(rp) = spec.get("restartPolicy") {
         if !matches!(rp.as_str(), Some("Always" | "OnFailure" | "Never")) {
             errs.push(FieldError::not_supported(
@@ -634,6 +743,41 @@ mod tests {
         let errs = validate(d, &obj);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert_eq!(errs[0].field, "spec.template.metadata.labels");
+    }
+
+    #[test]
+    fn init_containers_and_hooks_are_validated_with_the_kubernetes_messages() {
+        let spec = json!({
+            "terminationGracePeriodSeconds": 30,
+            "containers": [{"name": "app", "image": "i", "restartPolicy": "Always",
+                            "lifecycle": {"postStart": {}, "preStop": {"exec": {"command": ["x"]}, "sleep": {"seconds": 1}}}}],
+            "initContainers": [
+                {"name": "app", "image": "i"},
+                {"name": "setup", "image": "i", "readinessProbe": {"exec": {"command": ["true"]}},
+                 "lifecycle": {"preStop": {"sleep": {"seconds": 5}}}},
+                {"name": "proxy", "image": "i", "restartPolicy": "Always",
+                 "readinessProbe": {"exec": {"command": ["true"]}},
+                 "lifecycle": {"preStop": {"sleep": {"seconds": 60}}, "postStart": {"exec": {"command": []}}}},
+                {"name": "odd", "image": "i", "restartPolicy": "OnFailure"}
+            ]
+        });
+        let mut errs = Errors::default();
+        validate_pod_spec(&mut errs, Some(&spec), "spec");
+        let lines: Vec<String> = errs.0.iter().map(FieldError::to_line).collect();
+        assert_eq!(
+            lines,
+            [
+                "spec.containers[0].restartPolicy: Forbidden: may not be set for non-init containers",
+                "spec.containers[0].lifecycle.postStart: Required value: must specify a handler type",
+                "spec.containers[0].lifecycle.preStop.sleep: Forbidden: may not specify more than 1 handler type",
+                "spec.initContainers[0].name: Duplicate value: \"app\"",
+                "spec.initContainers[1].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.initContainers[1].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
+                "spec.initContainers[2].lifecycle.postStart.exec.command: Required value",
+                "spec.initContainers[2].lifecycle.preStop.sleep: Invalid value: 60: must be greater than 0 and less than terminationGracePeriodSeconds (30). Enable AllowPodLifecycleSleepActionZeroValue feature gate for zero sleep.",
+                "spec.initContainers[3].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
+            ]
+        );
     }
 
     #[test]
