@@ -13,8 +13,10 @@
 //!   (limits, requests, the node's allocatable CPU when there is no limit);
 //! * `nonroot` (`runAsNonRoot` with busybox, which runs as root): waits in
 //!   `CreateContainerConfigError` with the kubelet's message;
-//! * `hostnet` (`hostNetwork`): its podIP is the node's address and it sees
-//!   the node's interfaces;
+//! * `hostnet` (`hostNetwork`, httpd on 18080): its podIP is the node's
+//!   address, it sees the node's interfaces, its containerPort is defaulted
+//!   to a hostPort, and a ClusterIP Service in front of it answers from the
+//!   `tools` pod (the endpoint is the node's address);
 //! * `last-words` (`restartPolicy: Never`): one container writes its
 //!   termination message file, one fails with `FallbackToLogsOnError`; both
 //!   messages show in `kubectl get pod -o jsonpath`.
@@ -86,7 +88,7 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {{name: hostnet}}
+metadata: {{name: hostnet, labels: {{app: hostnet}}}}
 spec:
   terminationGracePeriodSeconds: 0
   hostNetwork: true
@@ -94,7 +96,15 @@ spec:
   containers:
   - name: app
     image: {BUSYBOX_IMAGE}
-    command: ["sleep", "3600"]
+    command: ["sh", "-c", "mkdir -p /tmp/www && echo host-network-page > /tmp/www/index.html && exec httpd -f -p 18080 -h /tmp/www"]
+    ports: [{{containerPort: 18080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: hostnet}}
+spec:
+  selector: {{app: hostnet}}
+  ports: [{{port: 80, targetPort: 18080}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -219,6 +229,22 @@ fn security_contexts_host_namespaces_and_termination_messages_reach_the_containe
     assert_eq!(hostnet["status"]["podIP"], node_ip.as_str(), "{:#}", hostnet["status"]);
     let addresses = exec_ok(&cluster, "hostnet", "ip -4 -o addr");
     assert!(addresses.contains(&format!("inet {node_ip}/")), "{addresses}");
+    assert_eq!(
+        hostnet["spec"]["containers"][0]["ports"][0]["hostPort"], 18080,
+        "a host-network containerPort is defaulted to a hostPort"
+    );
+    // A Service in front of it: its endpoint is the node's address, reached from a pod.
+    let cluster_ip = cluster.kubectl_ok(&["get", "service", "hostnet", "-o", "jsonpath={.spec.clusterIP}"]);
+    let fetch = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {cluster_ip} 80");
+    let page = wait_for(Duration::from_secs(30), || {
+        let (ok, text) = exec(&cluster, "tools", &fetch);
+        (ok && text.contains("host-network-page")).then_some(text)
+    });
+    assert!(
+        page.is_some(),
+        "the hostNetwork pod answers through its Service {cluster_ip}: {:?}",
+        exec(&cluster, "tools", &fetch)
+    );
 
     // Termination messages: from the file, and from the logs on error.
     wait_pod(&cluster, "last-words", "Failed", |p| p["status"]["phase"] == "Failed");
