@@ -177,6 +177,7 @@ pub fn container_config(
         labels,
         log_path: format!("{}/{attempt}.log", container.name),
         stdin: container.stdin.unwrap_or(false),
+        stdin_once: container.stdin_once.unwrap_or(false),
         tty: container.tty.unwrap_or(false),
         linux: Some(api::LinuxContainerConfig {
             resources: Some(resources(container)),

@@ -18,10 +18,10 @@
 //! * one quick `exec`, `cp` and `port-forward` (through the Service) each —
 //!   `kubectl_exec.rs` covers them in depth — and `logs -f` streaming lines
 //!   as they are written and ending with the container;
-//! * `run --rm -it --leave-stdin-open` with stdin from a pipe: kubectl says
-//!   it cannot use a TTY, attaches anyway, shows the answer and deletes the
-//!   pod (plain `run -i` asks for `stdinOnce: true`, which the API server
-//!   still refuses as unsupported);
+//! * `run --rm -it --restart=Never` with stdin from a pipe (the pod gets
+//!   `stdin`, `stdinOnce` and `tty`): kubectl says it cannot use a TTY,
+//!   attaches anyway, shows the answer, waits for the pod to complete and
+//!   deletes it, while its stdin is still open;
 //! * `edit` with a scripted editor, `diff` (exit 0 when the same, 1 and a
 //!   unified diff when not), `describe`, `events --for`;
 //! * `cordon`/`uncordon`: `SchedulingDisabled`, a new pod left Pending with
@@ -586,9 +586,9 @@ fn kubectl_daily_commands_on_a_real_cluster() {
     assert!(ended.success(), "logs -f: {ended:?}");
 
     // ---- run --rm -it with stdin from a pipe ----
-    // `--leave-stdin-open`: without it kubectl asks for `stdinOnce: true`,
-    // which this cluster refuses for now ("stdinOnce (attach) is not
-    // supported by this cluster yet").
+    // kubectl creates the pod with `stdinOnce: true` and `tty: true`, and
+    // attaches without a terminal (its stdin is a pipe): the attach follows
+    // the container's terminal, so it ends when the container does.
     let mut run = Command::new("timeout")
         .arg("120")
         .arg("kubectl")
@@ -599,7 +599,6 @@ fn kubectl_daily_commands_on_a_real_cluster() {
             "tmp",
             "--rm",
             "-it",
-            "--leave-stdin-open",
             "--restart=Never",
             &format!("--image={BUSYBOX_IMAGE}"),
             "--",

@@ -48,8 +48,8 @@
 //! and `limits` (cgroups, scheduler fit), `volumeMounts` (`name`,
 //! `mountPath`, `readOnly`, `subPath`), `livenessProbe` / `readinessProbe` /
 //! `startupProbe` with `httpGet` (HTTP, `host`, `path`, `httpHeaders`),
-//! `tcpSocket`, `grpc`, `exec` and their timings/thresholds, `stdin` and
-//! `tty` (passed to CRI), `terminationMessagePath` and
+//! `tcpSocket`, `grpc`, `exec` and their timings/thresholds, `stdin`,
+//! `stdinOnce` and `tty` (passed to CRI), `terminationMessagePath` and
 //! `terminationMessagePolicy` (`File`, `FallbackToLogsOnError`; noded's
 //! `termination_message`), `securityContext` (merged over the pod's as the
 //! kubelet does): `runAsUser`, `runAsGroup`, `runAsNonRoot`, `privileged`,
@@ -249,11 +249,6 @@ pub const CONTAINER: &[Unsupported] = &[
     refuse(
         "restartPolicyRules",
         "container restart rules are not supported by this cluster yet",
-    ),
-    only(
-        "stdinOnce",
-        Accepts::Bool(false),
-        "stdinOnce (attach) is not supported by this cluster yet",
     ),
     refuse("volumeDevices", "block volumes are not supported by this cluster yet"),
 ];

@@ -196,12 +196,12 @@ fn is_upgrade(req: &Request) -> bool {
 }
 
 impl Streaming {
-    /// The uid of pod `ns/name` if it is bound to this node.
-    async fn pod_uid(&self, ns: &str, name: &str) -> Result<String, Refusal> {
+    /// Pod `ns/name` if it is bound to this node.
+    async fn bound_pod(&self, ns: &str, name: &str) -> Result<Pod, Refusal> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
         match pods.get_opt(name).await {
             Ok(Some(p)) if p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(self.node_name.as_str()) => {
-                Ok(p.metadata.uid.unwrap_or_default())
+                Ok(p)
             }
             Ok(_) => Err(Refusal::new(
                 StatusCode::NOT_FOUND,
@@ -212,6 +212,11 @@ impl Streaming {
                 &format!("reading pod: {err}"),
             )),
         }
+    }
+
+    /// The uid of pod `ns/name` if it is bound to this node.
+    async fn pod_uid(&self, ns: &str, name: &str) -> Result<String, Refusal> {
+        Ok(self.bound_pod(ns, name).await?.metadata.uid.unwrap_or_default())
     }
 
     /// The id of the running container `container` of pod `uid`.
@@ -266,9 +271,18 @@ async fn remote_command(
     if !is_upgrade(&req) {
         return refuse(StatusCode::BAD_REQUEST, "Upgrade request required");
     }
-    let uid = match s.pod_uid(&ns, &pod).await {
-        Ok(u) => u,
+    let bound = match s.bound_pod(&ns, &pod).await {
+        Ok(p) => p,
         Err(r) => return r.into(),
+    };
+    let uid = bound.metadata.uid.clone().unwrap_or_default();
+    // Attach joins the process as it was started: whether it has a terminal
+    // is the container's, not the request's, and a terminal has no stderr
+    // (as the kubelet asks the runtime; containerd would otherwise wait for
+    // a stderr that never ends).
+    let opts = match verb {
+        Verb::Attach => attach_options(opts, container_has_tty(&bound, &container)),
+        Verb::Exec => opts,
     };
     let id = match s.running_container(&uid, &container).await {
         Ok(id) => id,
@@ -316,6 +330,35 @@ async fn remote_command(
         return remotecommand::serve_v5(&url, opts, req).await;
     }
     upstream::pass_through(&url, "", req).await
+}
+
+/// The streams of an attach to a container started with (or without) a terminal.
+fn attach_options(requested: StreamOptions, tty: bool) -> StreamOptions {
+    StreamOptions {
+        tty,
+        stderr: requested.stderr && !tty,
+        ..requested
+    }
+}
+
+/// Whether container `name` of `pod` (a container, init container or
+/// ephemeral container) was started with a terminal.
+fn container_has_tty(pod: &Pod, name: &str) -> bool {
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    let regular = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+    regular
+        .filter(|c| c.name == name)
+        .map(|c| c.tty)
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .filter(|c| c.name == name)
+                .map(|c| c.tty),
+        )
+        .next()
+        .flatten()
+        .unwrap_or(false)
 }
 
 async fn port_forward(
@@ -445,5 +488,23 @@ mod tests {
             "you must specify at least 1 of stdin, stdout, stderr"
         );
         assert!(StreamOptions::parse(&q("output=true")).is_err());
+    }
+
+    #[test]
+    fn attach_follows_the_containers_terminal() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"spec": {
+            "containers": [{"name": "shell", "tty": true, "stdin": true}, {"name": "plain"}],
+            "ephemeralContainers": [{"name": "debugger", "tty": true}]
+        }}))
+        .unwrap();
+        assert!(container_has_tty(&pod, "shell"));
+        assert!(container_has_tty(&pod, "debugger"));
+        assert!(!container_has_tty(&pod, "plain"));
+        assert!(!container_has_tty(&pod, "missing"));
+        // kubectl run -it with a pipe as stdin asks without a terminal and with stderr.
+        let asked = StreamOptions::parse(&q("input=1&output=1&error=1")).unwrap();
+        let o = attach_options(asked, true);
+        assert!(o.tty && !o.stderr && o.stdin && o.stdout);
+        assert_eq!(attach_options(asked, false), asked);
     }
 }
