@@ -918,11 +918,13 @@ fn adopt_probe_results(prober: &Prober, pod: &Pod, container: &Container, status
     if prober.knows(id, probes::Kind::Readiness) && prober.knows(id, probes::Kind::Startup) {
         return;
     }
+    // Sidecars' results are in initContainerStatuses.
     let posted = pod
         .status
         .as_ref()
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == container.name))
+        .into_iter()
+        .flat_map(|s| s.container_statuses.iter().chain(&s.init_container_statuses).flatten())
+        .find(|c| c.name == container.name)
         .filter(|c| {
             c.container_id
                 .as_deref()

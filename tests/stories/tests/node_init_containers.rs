@@ -8,7 +8,10 @@
 //! containers still to complete; a postStart hook writes a file the app
 //! sees; a preStop HTTP hook reaches another pod when the pod is deleted; an
 //! init container failing under `restartPolicy: Never` fails the pod
-//! (`Init:Error`, app never started); a sidecar (init container with
+//! (`Init:Error`, app never started), one failing in a pod that restarts
+//! backs off (`Init:CrashLoopBackOff`); a failing postStart hook gives the
+//! kubelet's `FailedPostStartHook` and `Killing` events; a sidecar that exits
+//! is restarted beside its running app; a sidecar (init container with
 //! `restartPolicy: Always`) is running and ready before and while the main
 //! container runs (`2/2`), and a Job whose pod has one completes once the
 //! main container exits, the sidecar stopped after it.
@@ -112,6 +115,36 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
             "restartPolicy": "Never",
             "initContainers": [{"name": "check", "image": IMAGE, "command": ["sh", "-c", "echo no database; exit 3"]}],
             "containers": [{"name": "app", "image": IMAGE, "command": ["true"]}]
+        }
+    }))
+    .await;
+    // An init container that keeps failing in a pod that restarts: back-off.
+    node.create_pod(json!({
+        "metadata": {"name": "crashy-init"},
+        "spec": {
+            "initContainers": [{"name": "wait-db", "image": IMAGE, "command": ["sh", "-c", "exit 1"]}],
+            "containers": [{"name": "app", "image": IMAGE, "command": ["sleep", "3600"]}]
+        }
+    }))
+    .await;
+    // A sidecar that exits now and then beside a long-running app: restarted each time.
+    node.create_pod(json!({
+        "metadata": {"name": "flaky-sidecar"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "initContainers": [{"name": "agent", "image": IMAGE, "restartPolicy": "Always",
+                                "command": ["sh", "-c", "sleep 1; exit 1"]}],
+            "containers": [{"name": "app", "image": IMAGE, "command": ["sleep", "3600"]}]
+        }
+    }))
+    .await;
+    // A postStart hook that fails: the kubelet's event, and the container killed.
+    node.create_pod(json!({
+        "metadata": {"name": "bad-hook"},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": IMAGE, "command": ["sleep", "3600"],
+                            "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "echo nope; exit 7"]}}}}]
         }
     }))
     .await;
@@ -234,6 +267,59 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
     .unwrap();
     let jobs: Api<Job> = Api::namespaced(node.client.clone(), "default");
     jobs.create(&PostParams::default(), &job).await.expect("create the job");
+
+    // The failing init container backs off (kubectl: Init:CrashLoopBackOff); the app waits.
+    eventually(Duration::from_secs(30), "crashy-init in Init:CrashLoopBackOff", || {
+        let status = get_pod(&node, "crashy-init").1;
+        async move { (status == "Init:CrashLoopBackOff").then_some(()) }
+    })
+    .await;
+    let crashy = pods.get("crashy-init").await.unwrap().status.unwrap();
+    assert_eq!(crashy.phase.as_deref(), Some("Pending"));
+    assert!(
+        status_of(&crashy.init_container_statuses, "wait-db")
+            .unwrap()
+            .restart_count
+            >= 1
+    );
+    assert!(!running(status_of(&crashy.container_statuses, "app")));
+
+    // The sidecar that exits is restarted while the app keeps running, never restarted.
+    eventually(Duration::from_secs(30), "the flaky sidecar restarted", || async {
+        let status = pods.get("flaky-sidecar").await.ok()?.status?;
+        let agent = status_of(&status.init_container_statuses, "agent")?;
+        let app = status_of(&status.container_statuses, "app")?;
+        (agent.restart_count >= 2 && running(Some(app)) && app.restart_count == 0).then_some(())
+    })
+    .await;
+
+    // The failed postStart hook: FailedPostStartHook with the kubelet's text, then Killing.
+    let uid = pods.get("bad-hook").await.unwrap().metadata.uid.unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(node.client.clone(), "default");
+    let hook_events = eventually(
+        Duration::from_secs(30),
+        "FailedPostStartHook and Killing events",
+        || async {
+            let list = events.list(&Default::default()).await.ok()?;
+            let of_pod: Vec<(String, String)> = list
+                .items
+                .into_iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some("bad-hook"))
+                .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+                .collect();
+            let has = |reason: &str| of_pod.iter().any(|(r, _)| r == reason);
+            (has("FailedPostStartHook") && has("Killing")).then_some(of_pod)
+        },
+    )
+    .await;
+    assert!(
+        hook_events.contains(&(
+            "FailedPostStartHook".to_string(),
+            format!("Exec lifecycle hook ([sh -c echo nope; exit 7]) for Container \"app\" in Pod \"bad-hook_default({uid})\" failed - error: command 'sh -c echo nope; exit 7' exited with 7: , message: \"nope\\n\"")
+        )),
+        "{hook_events:?}"
+    );
+    assert!(hook_events.contains(&("Killing".to_string(), "FailedPostStartHook".to_string())));
 
     // The Job's pod: the sidecar is running and ready while main runs (2/2), then the Job
     // completes and the sidecar was stopped after main.
