@@ -495,6 +495,7 @@ mod tests {
             [
                 "apps",
                 "batch",
+                "policy",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "events.k8s.io",
