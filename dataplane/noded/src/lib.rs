@@ -5,7 +5,8 @@
 //! - [`kubelet`]: the pod loop — a reflector of this node's Pods, a once-a-second runtime relist
 //!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
 //!   [`images`] (pull policy, pull secrets, pulls with back-off), [`env`], [`volumes`],
-//!   [`probes`], [`backoff`], [`pod_status`] (runtime -> Pod status), [`container_setup`] (the
+//!   [`probes`], [`lifecycle`] (postStart/preStop hooks), [`init_containers`] (which init
+//!   container runs next, sidecars), [`backoff`], [`pod_status`] (runtime -> Pod status), [`container_setup`] (the
 //!   node's part of a container config: [`security_context`], [`etc_hosts`],
 //!   [`termination_message`])
 //!   and [`cgroups`] (a removed pod's leftover cgroups); [`events`] are what `kubectl describe` lists,

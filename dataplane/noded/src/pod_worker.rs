@@ -2,12 +2,14 @@
 //!
 //! [`PodWorkers::sync_pod`] is called for a Pod whenever it changes and on
 //! every relist tick (it never runs twice at once for one pod). It starts
-//! the sandbox and missing containers, restarts exited ones per
+//! the sandbox, the init containers in order ([`crate::init_containers`]:
+//! sidecars kept running, and stopped last), then missing containers
+//! (each with its postStart hook, [`crate::lifecycle`]), restarts exited ones per
 //! `restartPolicy` with back-off, restarts containers failing liveness,
 //! tracks readiness, starts ephemeral containers once each (never
 //! restarted; in their target container's process namespace), and posts
 //! the computed status through the status subresource when it changed. [`PodWorkers::kill_pod`] stops everything
-//! of a pod honouring its grace period; a Pod in graceful deletion is then
+//! of a pod honouring its grace period (preStop hooks first, sidecars after the app containers); a Pod in graceful deletion is then
 //! deleted for good (grace 0), which is the node's job in Kubernetes.
 
 use crate::backoff::Backoff;
