@@ -7,8 +7,8 @@
 //!   refused at admission) may be set at either level, the container
 //!   winning; `capabilities`, `privileged`, `readOnlyRootFilesystem`,
 //!   `allowPrivilegeEscalation` and `procMount` exist only on containers.
-//! * The pod's `supplementalGroups` (after `fsGroup`, refused at admission
-//!   for now) go to every container; without `runAsUser` the image's user
+//! * The pod's `fsGroup` and `supplementalGroups` (in that order) go to every
+//!   container (volumes are given to the `fsGroup` by [`crate::volumes`]); without `runAsUser` the image's user
 //!   is passed (numeric as `run_as_user`, otherwise `run_as_username`), an
 //!   image without a user counting as uid 0.
 //! * `runAsNonRoot` is checked before the container is created

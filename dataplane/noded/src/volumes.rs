@@ -4,8 +4,10 @@
 //! bind-mounted into the containers that mount it. configMap and secret
 //! volumes are written from the objects at pod start (keys as files, or the
 //! `items` subset with their paths); secret files are mode 0400-ish (0644 by
-//! default as in Kubernetes unless `defaultMode` says otherwise). The whole
-//! pod directory is removed when the pod is.
+//! default as in Kubernetes unless `defaultMode` says otherwise). With the
+//! pod's `fsGroup`, every volume is then given to that group as the
+//! kubelet's `SetVolumeOwnership` does ([`set_ownership`]). The whole pod
+//! directory is removed when the pod is.
 
 use k8s_openapi::api::core::v1::{ConfigMap, KeyToPath, Pod, Secret, Volume};
 use kube::api::Api;
@@ -61,6 +63,11 @@ pub async fn prepare(
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let uid = pod.metadata.uid.clone().unwrap_or_default();
     let volumes: &[Volume] = pod.spec.as_ref().and_then(|s| s.volumes.as_deref()).unwrap_or(&[]);
+    let fs_group = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group);
     let mut prepared = BTreeMap::new();
     for volume in volumes {
         let dir = pod_dir(state_dir, &uid).join("volumes").join(&volume.name);
@@ -132,6 +139,10 @@ pub async fn prepare(
         } else {
             return Err(VolumeError::Unsupported(volume.name.clone()));
         }
+        if let Some(gid) = fs_group {
+            // configMap and secret volumes are read-only volumes for the kubelet.
+            set_ownership(&dir, gid, volume.empty_dir.is_none()).map_err(io)?;
+        }
         prepared.insert(volume.name.clone(), dir);
     }
     Ok(prepared)
@@ -199,6 +210,29 @@ fn write_keys(
     Ok(())
 }
 
+/// Give `dir` and everything below it to group `gid`, as the kubelet's
+/// `SetVolumeOwnership`: group read (and write unless `read_only`) on every
+/// file, and on directories also search and setgid, so new files inherit the
+/// group. Owners are kept; symbolic links are left alone.
+pub fn set_ownership(dir: &Path, gid: i64, read_only: bool) -> std::io::Result<()> {
+    let gid = u32::try_from(gid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "fsGroup out of range"))?;
+    let mask = if read_only { 0o440 } else { 0o660 };
+    let meta = std::fs::symlink_metadata(dir)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(dir, None, Some(gid))?;
+    let mut mode = meta.permissions().mode() | mask;
+    if meta.is_dir() {
+        mode |= 0o2000 | 0o110;
+        for entry in std::fs::read_dir(dir)? {
+            set_ownership(&entry?.path(), i64::from(gid), read_only)?;
+        }
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode & 0o7777))
+}
+
 /// Remove everything the pod had on the node.
 pub fn remove(state_dir: &Path, uid: &str) {
     let _ = std::fs::remove_dir_all(pod_dir(state_dir, uid));
@@ -228,6 +262,32 @@ mod tests {
             ..Default::default()
         }];
         assert!(write_keys(dir.path(), &data, Some(&evil), 0o644).is_err());
+    }
+
+    #[test]
+    fn fs_group_owns_volumes_as_the_kubelet_sets_them() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = BTreeMap::from([("key".to_string(), b"v".to_vec())]);
+        let items = [KeyToPath {
+            key: "key".into(),
+            path: "sub/key".into(),
+            mode: Some(0o400),
+            ..Default::default()
+        }];
+        write_keys(dir.path(), &data, Some(&items), 0o644).unwrap();
+        set_ownership(dir.path(), 4321, true).unwrap();
+        let file = std::fs::metadata(dir.path().join("sub/key")).unwrap();
+        assert_eq!((file.gid(), file.mode() & 0o7777), (4321, 0o440));
+        let sub = std::fs::metadata(dir.path().join("sub")).unwrap();
+        assert_eq!(sub.gid(), 4321);
+        assert_eq!(sub.mode() & 0o2550, 0o2550, "setgid, group read and search");
+        let scratch = tempfile::tempdir().unwrap();
+        std::fs::write(scratch.path().join("f"), "x").unwrap();
+        std::fs::set_permissions(scratch.path().join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        set_ownership(scratch.path(), 4321, false).unwrap();
+        let f = std::fs::metadata(scratch.path().join("f")).unwrap();
+        assert_eq!(f.mode() & 0o777, 0o660);
     }
 
     #[test]

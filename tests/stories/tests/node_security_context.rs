@@ -3,9 +3,10 @@
 //!
 //! `cargo xtask up --nodes 1`, then one manifest of busybox pods:
 //! * `secure` (pod `runAsUser: 1000`, `runAsGroup: 3000`,
-//!   `supplementalGroups: [4000]`, `seccompProfile: RuntimeDefault`;
-//!   container `allowPrivilegeEscalation: false`): `id` shows the user and
-//!   groups, `/proc/self/status` shows `NoNewPrivs: 1` and seccomp filtering;
+//!   `supplementalGroups: [4000]`, `fsGroup: 5000`, `seccompProfile:
+//!   RuntimeDefault`; container `allowPrivilegeEscalation: false`): `id` shows
+//!   the user and groups, its emptyDir belongs to the fsGroup (setgid, so new
+//!   files too), `/proc/self/status` shows `NoNewPrivs: 1` and seccomp filtering;
 //! * `tools` (root, `readOnlyRootFilesystem`, `capabilities` add NET_ADMIN and
 //!   drop NET_RAW, `hostAliases`, downward-API `resourceFieldRef`s): writing to
 //!   `/` fails, `CapEff` has NET_ADMIN and lacks NET_RAW, `/etc/hosts` has the
@@ -38,12 +39,15 @@ spec:
     runAsUser: 1000
     runAsGroup: 3000
     supplementalGroups: [4000]
+    fsGroup: 5000
     seccompProfile: {{type: RuntimeDefault}}
+  volumes: [{{name: data, emptyDir: {{}}}}]
   containers:
   - name: app
     image: {BUSYBOX_IMAGE}
     command: ["sleep", "3600"]
     securityContext: {{allowPrivilegeEscalation: false}}
+    volumeMounts: [{{name: data, mountPath: /data}}]
 ---
 apiVersion: v1
 kind: Pod
@@ -175,7 +179,17 @@ fn security_contexts_host_namespaces_and_termination_messages_reach_the_containe
     wait_pod(&cluster, "secure", "Running", running);
     assert_eq!(exec_ok(&cluster, "secure", "id -u; id -g"), "1000\n3000");
     let groups = exec_ok(&cluster, "secure", "id -G");
-    assert!(groups.split_whitespace().any(|g| g == "4000"), "{groups}");
+    let groups: Vec<&str> = groups.split_whitespace().collect();
+    assert!(groups.contains(&"4000") && groups.contains(&"5000"), "{groups:?}");
+    // fsGroup owns the volume; new files inherit the group (setgid directory).
+    assert_eq!(
+        exec_ok(
+            &cluster,
+            "secure",
+            "stat -c '%g %A' /data; touch /data/f && stat -c %g /data/f"
+        ),
+        "5000 drwxrwsrwx\n5000"
+    );
     let status = exec_ok(&cluster, "secure", "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "filtered by RuntimeDefault: {status}");

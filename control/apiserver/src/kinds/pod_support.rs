@@ -35,7 +35,10 @@
 //! `containerPort`s are defaulted to `hostPort`s), `hostAliases` (noded's
 //! `etc_hosts`: the pod's `/etc/hosts` as the kubelet writes it),
 //! `securityContext` (noded's `security_context`): `runAsUser`, `runAsGroup`,
-//! `runAsNonRoot` (the kubelet's check), `supplementalGroups`,
+//! `runAsNonRoot` (the kubelet's check), `supplementalGroups`, `fsGroup`
+//! (also noded's `volumes`: every volume given to the group as the kubelet's
+//! `SetVolumeOwnership`) with either `fsGroupChangePolicy` (volumes are
+//! fresh at each sandbox start, so both mean the same),
 //! `seccompProfile` `RuntimeDefault`/`Unconfined`. `Container`: `name`, `image`,
 //! `imagePullPolicy`, `command`, `args`, `workingDir`, `env` (`value`,
 //! `valueFrom.configMapKeyRef`, `secretKeyRef`, `fieldRef` on
@@ -215,14 +218,6 @@ pub const POD_SECURITY_CONTEXT: &[Unsupported] = &[
     refuse(
         "appArmorProfile",
         "appArmorProfile is not supported by this cluster yet",
-    ),
-    refuse(
-        "fsGroup",
-        "fsGroup (volume ownership) is not supported by this cluster yet",
-    ),
-    refuse(
-        "fsGroupChangePolicy",
-        "fsGroupChangePolicy is not supported by this cluster yet",
     ),
     refuse(
         "seLinuxChangePolicy",
@@ -896,7 +891,8 @@ mod tests {
             "hostNetwork": true, "hostPID": true, "hostIPC": true, "dnsPolicy": "ClusterFirstWithHostNet",
             "hostAliases": [{"ip": "10.0.0.1", "hostnames": ["a.local"]}],
             "securityContext": {"runAsUser": 1000, "runAsGroup": 2000, "runAsNonRoot": true,
-                                "supplementalGroups": [3000], "seccompProfile": {"type": "RuntimeDefault"}},
+                                "supplementalGroups": [3000], "seccompProfile": {"type": "RuntimeDefault"},
+                                "fsGroup": 4000, "fsGroupChangePolicy": "OnRootMismatch"},
             "containers": [{
                 "name": "c", "image": "i",
                 "securityContext": {"privileged": true, "readOnlyRootFilesystem": true,
@@ -920,6 +916,7 @@ mod tests {
         let spec = json!({
             "hostUsers": false, "os": {"name": "windows"},
             "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "runAsNonRoot": true,
+                                "seLinuxOptions": {"level": "s0:c1"},
                                 "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}},
             "topologySpreadConstraints": [{"maxSkew": 1}],
@@ -946,7 +943,7 @@ mod tests {
                 "spec.os",
                 "spec.topologySpreadConstraints[0].topologyKey",
                 "spec.topologySpreadConstraints[0].whenUnsatisfiable",
-                "spec.securityContext.fsGroup",
+                "spec.securityContext.seLinuxOptions",
                 "spec.securityContext.seccompProfile",
                 "spec.containers[0].securityContext.procMount",
                 "spec.containers[0].securityContext.seLinuxOptions",
