@@ -6,7 +6,8 @@
 //! container in order through an emptyDir) while `kubectl get pod` shows
 //! `Init:0/2` then `Init:1/2` and the `Initialized` condition names the
 //! containers still to complete; a postStart hook writes a file the app
-//! sees; a preStop HTTP hook reaches another pod when the pod is deleted; an
+//! sees; a preStop HTTP hook reaches another pod when the pod is deleted (a
+//! failing exec one gives `FailedPreStopHook`); an
 //! init container failing under `restartPolicy: Never` fails the pod
 //! (`Init:Error`, app never started), one failing in a pod that restarts
 //! backs off (`Init:CrashLoopBackOff`); a failing postStart hook gives the
@@ -387,11 +388,20 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
                 "name": "app", "image": IMAGE,
                 "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
                 "lifecycle": {"preStop": {"httpGet": {"host": listener_ip, "port": 8080, "path": "/pre-stop-from-stopping"}}}
+            }, {
+                "name": "stubborn", "image": IMAGE,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.2; done"],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo cannot; exit 2"]}}}
             }]
         }
     }))
     .await;
-    node.wait_running_ready("stopping", Duration::from_secs(30)).await;
+    let stopping_uid = node
+        .wait_running_ready("stopping", Duration::from_secs(30))
+        .await
+        .metadata
+        .uid
+        .unwrap();
     pods.delete("stopping", &DeleteParams::default()).await.unwrap();
     eventually(
         Duration::from_secs(20),
@@ -408,5 +418,19 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
         matches!(pods.get_opt("stopping").await, Ok(None)).then_some(())
     })
     .await;
+    // The failing preStop hook is reported as the kubelet does; the container still stopped.
+    let failed = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some("stopping"))
+        .find(|e| e.reason.as_deref() == Some("FailedPreStopHook"))
+        .expect("a FailedPreStopHook event");
+    assert_eq!(
+        failed.message.unwrap(),
+        format!("Exec lifecycle hook ([sh -c echo cannot; exit 2]) for Container \"stubborn\" in Pod \"stopping_default({stopping_uid})\" failed - error: command 'sh -c echo cannot; exit 2' exited with 2: , message: \"cannot\\n\"")
+    );
     eprintln!("init container story took {:?}", started.elapsed());
 }
