@@ -726,9 +726,13 @@ impl PodWorkers {
             pod_ip,
             cluster_domain: &self.ctx.dns.domain,
         };
-        crate::container_setup::complete(&self.ctx.cri, pod, container, &node, &mut config)
-            .await
-            .map_err(|message| ("CreateContainerConfigError".to_string(), message))?;
+        if let Err(message) = crate::container_setup::complete(&self.ctx.cri, pod, container, &node, &mut config).await
+        {
+            // As the kubelet: a container config it cannot build is also a Warning `Failed` event.
+            self.events
+                .warning(pod, &container.name, "Failed", format!("Error: {message}"));
+            return Err(("CreateContainerConfigError".to_string(), message));
+        }
         if let Some(target) = pid_target {
             pod_spec::share_pid_namespace_with(&mut config, target);
         }

@@ -13,7 +13,8 @@
 //!   aliases under the pod's own entry, the env values are the kubelet's
 //!   (limits, requests, the node's allocatable CPU when there is no limit);
 //! * `nonroot` (`runAsNonRoot` with busybox, which runs as root): waits in
-//!   `CreateContainerConfigError` with the kubelet's message;
+//!   `CreateContainerConfigError` with the kubelet's message, also in a
+//!   Warning `Failed` event;
 //! * `hostnet` (`hostNetwork`, httpd on 18080): its podIP is the node's
 //!   address, it sees the node's interfaces, its containerPort is defaulted
 //!   to a hostPort, and a ClusterIP Service in front of it answers from the
@@ -235,6 +236,29 @@ fn security_contexts_host_namespaces_and_termination_messages_reach_the_containe
         format!(
             "container has runAsNonRoot and image will run as root (pod: \"nonroot_default({uid})\", container: app)"
         )
+    );
+    let event = wait_for(Duration::from_secs(30), || {
+        let out = cluster.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=nonroot",
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_slice(&out.stdout).ok()?;
+        list["items"]
+            .as_array()?
+            .iter()
+            .find(|e| e["reason"] == "Failed" && e["type"] == "Warning")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+    });
+    assert_eq!(
+        event,
+        Some(format!(
+            "Error: container has runAsNonRoot and image will run as root (pod: \"nonroot_default({uid})\", container: app)"
+        )),
+        "the kubelet's Warning Failed event"
     );
 
     // The host network: the node's address and interfaces.
