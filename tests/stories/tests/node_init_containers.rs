@@ -5,7 +5,8 @@
 //! two init containers run one after the other (their lines reach the app
 //! container in order through an emptyDir) while `kubectl get pod` shows
 //! `Init:0/2` then `Init:1/2` and the `Initialized` condition names the
-//! containers still to complete; a postStart hook writes a file the app
+//! containers still to complete, and again when its sandbox is killed and
+//! recreated; a postStart hook writes a file the app
 //! sees; a preStop HTTP hook reaches another pod when the pod is deleted (a
 //! failing exec one gives `FailedPreStopHook`); an
 //! init container failing under `restartPolicy: Never` fails the pod
@@ -227,6 +228,57 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
         kubectl(&node, &["logs", "ordered", "-c", "first"]),
         "",
         "init container logs are served"
+    );
+
+    // The sandbox dies: a new one runs the init containers again, in order, before the app.
+    let before = pods.get("ordered").await.unwrap().status.unwrap();
+    let first_id = status_of(&before.init_container_statuses, "first")
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let app_id = status_of(&before.container_statuses, "app")
+        .unwrap()
+        .container_id
+        .clone()
+        .unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&node.ctr(&["containers", "info", app_id.trim_start_matches("containerd://")]))
+            .expect("ctr containers info is JSON");
+    let sandbox = info["Spec"]["annotations"]["io.kubernetes.cri.sandbox-id"]
+        .as_str()
+        .expect("the app's sandbox id")
+        .to_string();
+    node.ctr(&["tasks", "kill", "-s", "SIGKILL", &sandbox]);
+    let mut statuses: Vec<String> = Vec::new();
+    let rerun = eventually(
+        Duration::from_secs(60),
+        "init containers re-run in a new sandbox",
+        || {
+            let (_, status) = get_pod(&node, "ordered");
+            if statuses.last() != Some(&status) {
+                statuses.push(status.clone());
+            }
+            let pods = pods.clone();
+            let first_id = first_id.clone();
+            async move {
+                let pod = pods.get("ordered").await.ok()?;
+                let s = pod.status.clone()?;
+                let first = status_of(&s.init_container_statuses, "first")?;
+                let again = first.container_id.as_deref().is_some_and(|id| id != first_id);
+                (again && status == "Running").then_some(pod)
+            }
+        },
+    )
+    .await;
+    assert!(
+        statuses.iter().any(|s| s.starts_with("Init:")),
+        "kubectl showed the init containers again: {statuses:?}"
+    );
+    let second = status_of(&rerun.status.as_ref().unwrap().init_container_statuses, "second").unwrap();
+    assert_eq!(
+        second.state.as_ref().unwrap().terminated.as_ref().map(|t| t.exit_code),
+        Some(0)
     );
 
     // The failed init container fails the pod; the app never started.
