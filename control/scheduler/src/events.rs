@@ -125,7 +125,7 @@ impl FailureRecorder {
     }
 
     async fn set_condition(&self, pod: &Pod, message: &str) -> Result<(), kube::Error> {
-        let mut conditions = pod
+        let conditions = pod
             .status
             .as_ref()
             .and_then(|s| s.conditions.clone())
@@ -138,20 +138,22 @@ impl FailureRecorder {
                 return Ok(());
             }
         }
-        conditions.retain(|c| c.type_ != "PodScheduled");
-        conditions.push(k8s_openapi::api::core::v1::PodCondition {
+        let condition = k8s_openapi::api::core::v1::PodCondition {
             type_: "PodScheduled".into(),
             status: "False".into(),
             reason: Some(REASON_UNSCHEDULABLE.into()),
             message: Some(message.into()),
             last_transition_time: Some(Time(Timestamp::now())),
             ..Default::default()
-        });
+        };
         let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
         let name = pod.metadata.name.as_deref().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), ns);
-        let patch = serde_json::json!({ "status": { "conditions": conditions } });
-        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        // A strategic merge patch (conditions merge by type), as kube-scheduler
+        // sends: conditions others wrote meanwhile (an eviction's
+        // DisruptionTarget) are kept, not replaced by our cached list.
+        let patch = serde_json::json!({ "status": { "conditions": [condition] } });
+        api.patch_status(name, &PatchParams::default(), &Patch::Strategic(&patch))
             .await?;
         Ok(())
     }
