@@ -368,6 +368,52 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
         check_labels(errs, Some(ns), &format!("{path}.nodeSelector"));
     }
     validate_host_network_ports(errs, spec, path);
+    validate_security_ids(errs, spec, path);
+}
+
+/// User and group ids of the pod's and its containers' `securityContext`
+/// must be valid Linux ids, as Kubernetes' `IsValidUserID`/`IsValidGroupID`.
+fn validate_security_ids(errs: &mut Errors, spec: &Value, path: &str) {
+    let mut check = |v: Option<&Value>, field: String| {
+        if let Some(v) = v.filter(|v| !v.is_null()) {
+            if !v.as_i64().is_some_and(|id| (0..=i64::from(i32::MAX)).contains(&id)) {
+                errs.push(FieldError::invalid(
+                    field,
+                    v,
+                    format!("must be between 0 and {}, inclusive", i32::MAX),
+                ));
+            }
+        }
+    };
+    let pod_sc = spec.get("securityContext");
+    for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+        check(
+            pod_sc.and_then(|sc| sc.get(key)),
+            format!("{path}.securityContext.{key}"),
+        );
+    }
+    let groups = pod_sc
+        .and_then(|sc| sc.get("supplementalGroups"))
+        .and_then(Value::as_array);
+    for (i, g) in groups.into_iter().flatten().enumerate() {
+        check(Some(g), format!("{path}.securityContext.supplementalGroups[{i}]"));
+    }
+    for list in ["containers", "initContainers", "ephemeralContainers"] {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            for key in ["runAsUser", "runAsGroup"] {
+                check(
+                    c.pointer(&format!("/securityContext/{key}")),
+                    format!("{path}.{list}[{i}].securityContext.{key}"),
+                );
+            }
+        }
+    }
 }
 
 /// A host-network pod's ports are the node's: each `hostPort` (defaulted to
@@ -814,6 +860,23 @@ mod tests {
                 .map(FieldError::to_line)
                 .collect::<Vec<_>>(),
             ["spec.containers[0].ports[0].containerPort: Invalid value: 8080: must match `hostPort` when `hostNetwork` is true"]
+        );
+    }
+
+    #[test]
+    fn security_context_ids_are_linux_ids() {
+        let p = by_kind("", "Pod").unwrap();
+        let pod = json!({"metadata": {"name": "p"}, "spec": {
+            "securityContext": {"runAsUser": -1, "runAsGroup": 0, "fsGroup": 2147483648_i64, "supplementalGroups": [1, -5]},
+            "containers": [{"name": "c", "image": "i", "securityContext": {"runAsUser": 1000, "runAsGroup": -2}}]}});
+        assert_eq!(
+            validate(p, &pod).iter().map(FieldError::to_line).collect::<Vec<_>>(),
+            [
+                "spec.securityContext.runAsUser: Invalid value: -1: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.fsGroup: Invalid value: 2147483648: must be between 0 and 2147483647, inclusive",
+                "spec.securityContext.supplementalGroups[1]: Invalid value: -5: must be between 0 and 2147483647, inclusive",
+                "spec.containers[0].securityContext.runAsGroup: Invalid value: -2: must be between 0 and 2147483647, inclusive",
+            ]
         );
     }
 
