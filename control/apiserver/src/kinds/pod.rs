@@ -426,9 +426,22 @@ fn row(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
         })
         .count();
     let ready = statuses.iter().filter(|c| c.get("ready") == Some(&json!(true))).count() + ready_sidecars;
+    // As kubectl: once the pod is initialized, only sidecars' and containers' restarts count.
+    let init_statuses = arr(pod, &["status", "initContainerStatuses"]);
+    let initializing = init_statuses.iter().any(|c| {
+        let done = get(c, &["state", "terminated"]).is_some_and(|t| i(t, &["exitCode"]) == 0);
+        let started_sidecar = is_sidecar(pod, s(c, &["name"])) && c.get("started") == Some(&json!(true));
+        !done && !started_sidecar
+    });
+    let initialized = arr(pod, &["status", "conditions"])
+        .iter()
+        .any(|c| s(c, &["type"]) == "Initialized" && s(c, &["status"]) == "True");
+    let counted_init = init_statuses
+        .iter()
+        .filter(|c| (initializing && !initialized) || is_sidecar(pod, s(c, &["name"])));
     let mut restarts = 0;
     let mut last_restart: Option<DateTime<Utc>> = None;
-    for c in arr(pod, &["status", "initContainerStatuses"]).iter().chain(statuses) {
+    for c in counted_init.chain(statuses) {
         restarts += i(c, &["restartCount"]);
         if let Some(t) = parse_time(s(c, &["lastState", "terminated", "finishedAt"])) {
             if last_restart.is_none_or(|l| t > l) {
@@ -493,6 +506,14 @@ mod tests {
         assert_eq!(pod_status(&running), "Running");
         let now = chrono::Utc::now();
         assert_eq!(row(&running, now)[1], json!("2/2"));
+        // A regular init container's restarts stop counting once the pod is initialized.
+        running["status"]["initContainerStatuses"][0]["restartCount"] = json!(3);
+        running["status"]["initContainerStatuses"][1]["restartCount"] = json!(1);
+        assert_eq!(row(&running, now)[3], json!("1"));
+        let mut initializing = pod.clone();
+        initializing["status"]["initContainerStatuses"][0] =
+            json!({"name": "setup", "state": {"running": {}}, "restartCount": 2});
+        assert_eq!(row(&initializing, now)[3], json!("2"));
         assert_eq!(row(&pod, now)[1], json!("0/2"));
     }
 
