@@ -286,7 +286,7 @@ fn validate_lifecycle(errs: &mut Errors, lifecycle: Option<&Value>, path: &str, 
                         errs.push(FieldError::invalid(
                             ap,
                             &Value::from(seconds),
-                            format!("must be greater than 0 and less than terminationGracePeriodSeconds ({grace}). Enable AllowPodLifecycleSleepActionZeroValue feature gate for zero sleep."),
+                            format!("must be greater than 0 and less than terminationGracePeriodSeconds ({grace}). Please enable PodLifecycleSleepActionAllowZero feature gate if you need a sleep of zero duration."),
                         ));
                     }
                 }
@@ -820,7 +820,7 @@ mod tests {
                 "spec.initContainers[1].lifecycle: Forbidden: may not be set for init containers without restartPolicy=Always",
                 "spec.initContainers[1].readinessProbe: Forbidden: may not be set for init containers without restartPolicy=Always",
                 "spec.initContainers[2].lifecycle.postStart.exec.command: Required value",
-                "spec.initContainers[2].lifecycle.preStop.sleep: Invalid value: 60: must be greater than 0 and less than terminationGracePeriodSeconds (30). Enable AllowPodLifecycleSleepActionZeroValue feature gate for zero sleep.",
+                "spec.initContainers[2].lifecycle.preStop.sleep: Invalid value: 60: must be greater than 0 and less than terminationGracePeriodSeconds (30). Please enable PodLifecycleSleepActionAllowZero feature gate if you need a sleep of zero duration.",
                 "spec.initContainers[3].restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\"",
             ]
         );
