@@ -161,8 +161,9 @@ pub fn phase(restart_policy: &str, containers: &[ContainerView]) -> &'static str
 /// The pod phase from the statuses it will show, as the kubelet's `getPhase`:
 /// `init` pairs each init container's status with whether it is a sidecar.
 /// A regular init container still to run (or running) keeps the pod
-/// Pending, one that failed under `restartPolicy: Never` fails it; sidecars
-/// count as running containers but their exit never ends the pod.
+/// Pending, one that failed under `restartPolicy: Never` fails it, and so
+/// does a container not started yet; sidecars count as running containers
+/// but their exit never ends the pod.
 pub fn pod_phase(
     restart_policy: &str,
     init: &[(bool, ContainerStatus)],
@@ -171,7 +172,7 @@ pub fn pod_phase(
     let state = |s: &ContainerStatus| s.state.clone().unwrap_or_default();
     let last_terminated = |s: &ContainerStatus| s.last_state.as_ref().and_then(|l| l.terminated.as_ref()).cloned();
     let (mut pending_init, mut pending_sidecars, mut failed_init) = (0, 0, 0);
-    let (mut running, mut stopped, mut succeeded) = (0, 0, 0);
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
     let mut regular_started = false;
     for (sidecar, status) in init {
         let st = state(status);
@@ -214,12 +215,15 @@ pub fn pod_phase(
         } else if last_terminated(status).is_some() {
             stopped += 1;
             regular_started = true;
+        } else {
+            waiting += 1;
         }
     }
     if failed_init > 0 && restart_policy == "Never" {
         return "Failed";
     }
-    if pending_init > 0 || (pending_sidecars > 0 && !regular_started) {
+    // A container not started yet (waiting without an earlier run) keeps the pod Pending.
+    if pending_init > 0 || (pending_sidecars > 0 && !regular_started) || waiting > 0 {
         return "Pending";
     }
     if containers.is_empty() {
@@ -486,6 +490,11 @@ mod tests {
         assert_eq!(phase("OnFailure", &[view(Some(exited("a", 1)), false)]), "Running");
         assert_eq!(phase("OnFailure", &[view(Some(exited("a", 0)), false)]), "Succeeded");
         assert_eq!(phase("Always", &[view(Some(exited("a", 0)), false)]), "Running");
+        // One container still being created keeps the pod Pending, as the kubelet's `waiting > 0`.
+        assert_eq!(
+            phase("Always", &[view(Some(running("a")), true), view(None, false)]),
+            "Pending"
+        );
     }
 
     #[test]
