@@ -120,7 +120,11 @@ fn decode(body: &Value, ns: &str, name: &str) -> ApiResult<Value> {
     if !kind.is_empty() && kind != "Eviction" {
         return Err(ApiError::bad_request(format!("not a Eviction object: {kind}")));
     }
-    let eviction = crate::meta::typed::round_trip::<k8s_openapi::api::policy::v1::Eviction>(body)?;
+    // policy/v1beta1's Eviction is the same object: decode both as v1.
+    let mut v1 = body.clone();
+    v1["apiVersion"] = json!("policy/v1");
+    v1["kind"] = json!("Eviction");
+    let eviction = crate::meta::typed::round_trip::<k8s_openapi::api::policy::v1::Eviction>(&v1)?;
     if str_at(&eviction, "/metadata/name").unwrap_or_default() != name {
         return Err(ApiError::bad_request(
             "name in URL does not match name in Eviction object",
@@ -577,6 +581,23 @@ mod tests {
         let status = decrement(&pdb(3, 1, 1), "web-2", "t").unwrap();
         assert_eq!(status["disruptionsAllowed"], 2);
         assert!(status.get("conditions").is_none());
+    }
+
+    #[test]
+    fn both_eviction_versions_are_accepted_for_the_named_pod() {
+        let ev = |v: &str, name: &str| json!({"apiVersion": v, "kind": "Eviction", "metadata": {"name": name, "namespace": "default"}});
+        assert!(decode(&ev("policy/v1", "web-1"), "default", "web-1").is_ok());
+        assert!(decode(&ev("policy/v1beta1", "web-1"), "default", "web-1").is_ok());
+        assert!(decode(&json!({"metadata": {"name": "web-1"}}), "default", "web-1").is_ok());
+        let err = decode(&ev("v1", "web-1"), "default", "web-1").unwrap_err();
+        assert_eq!(err.code, 400);
+        let err = decode(&ev("policy/v1", "web-2"), "default", "web-1").unwrap_err();
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, "name in URL does not match name in Eviction object")
+        );
+        let err = decode(&ev("policy/v1", "web-1"), "other", "web-1").unwrap_err();
+        assert_eq!(err.code, 400);
     }
 
     #[test]
