@@ -15,21 +15,23 @@
 //! expected, and the `DisruptionAllowed` condition says `SufficientPods` or
 //! `InsufficientPods`. When the expected count cannot be computed (a pod
 //! whose controller is unknown), the budget fails safe: `disruptionsAllowed`
-//! 0 and the condition `SyncFailed` with the error.
+//! 0 and the condition `SyncFailed` with the error. Pods that carried an
+//! eviction's `DisruptionTarget=True` for two minutes without being deleted
+//! get it set back to False.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::PostParams;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -45,6 +47,15 @@ pub const DELETION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
 
 /// The condition the controller keeps.
 pub const DISRUPTION_ALLOWED: &str = "DisruptionAllowed";
+
+/// How long a pod may carry `DisruptionTarget=True` without being deleted
+/// before the condition is set back to False (Kubernetes'
+/// `stalePodDisruptionTimeout`).
+pub const STALE_POD_DISRUPTION_TIMEOUT: SignedDuration = SignedDuration::from_secs(120);
+
+/// How often pods are checked for a stale `DisruptionTarget` (Kubernetes
+/// queues each pod for its own deadline; a sweep of the cache is as good).
+const STALE_SWEEP_PERIOD: Duration = Duration::from_secs(10);
 
 /// Subscribes the disruption controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
@@ -71,7 +82,8 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         .informers
         .statefulsets
         .trigger(move |ss: &StatefulSet| budgets_in(&pdbs, ss.namespace()));
-    runner::run(
+    let sweep_ctx = ctx.clone();
+    let budgets = runner::run(
         "disruption",
         ctx,
         store,
@@ -83,7 +95,12 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
             from_statefulsets.boxed(),
         ],
         reconcile,
-    )
+    );
+    let stale = runner::every("disruption-stale-pods", STALE_SWEEP_PERIOD, move || {
+        let ctx = sweep_ctx.clone();
+        async move { reset_stale_disruption_targets(&ctx).await }
+    });
+    futures::future::join(budgets, stale).map(|_| ()).boxed()
 }
 
 /// The pod selector of a budget: `None` selects no pod (a null selector).
@@ -358,6 +375,59 @@ fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
     } else {
         cond.status == "False" && cond.reason == "InsufficientPods"
     }
+}
+
+/// Kubernetes' `nonTerminatingPodHasStaleDisruptionCondition`: `None` when
+/// the pod has no stale `DisruptionTarget` (none, not True, set by the
+/// kubelet, the pod deleting or finished), else how long until it is stale.
+pub fn stale_disruption_target(pod: &Pod, now: Timestamp) -> Option<Duration> {
+    if pod.metadata.deletion_timestamp.is_some() || crate::pods::is_terminated(pod) {
+        return None;
+    }
+    let cond = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")?;
+    if cond.status != "True" || cond.reason.as_deref() == Some("TerminationByKubelet") {
+        return None;
+    }
+    let since = cond.last_transition_time.as_ref().map_or(now, |t| t.0);
+    let left = (since + STALE_POD_DISRUPTION_TIMEOUT).as_millisecond() - now.as_millisecond();
+    Some(Duration::from_millis(left.max(0) as u64))
+}
+
+/// Sets `DisruptionTarget` back to False on pods that carried it for
+/// [`STALE_POD_DISRUPTION_TIMEOUT`] without being deleted (an eviction whose
+/// delete never happened), guarded by the pod's resourceVersion; the
+/// condition's reason and message stay, as Kubernetes' apply leaves them.
+async fn reset_stale_disruption_targets(ctx: &Context) -> Result<(), Error> {
+    let now = Timestamp::now();
+    for pod in ctx.informers.pods.store().state() {
+        if stale_disruption_target(&pod, now) != Some(Duration::ZERO) {
+            continue;
+        }
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": pod.resource_version()},
+            "status": {"conditions": [{
+                "type": "DisruptionTarget",
+                "status": "False",
+                "lastTransitionTime": Time(now),
+            }]},
+        });
+        match api
+            .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            Ok(_) => tracing::info!(pod = %key_of(&*pod), "reset stale DisruptionTarget condition to False"),
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
 }
 
 async fn write_status(
@@ -642,6 +712,43 @@ mod tests {
         assert_eq!(lapsed.iter().map(|p| p.name_any()).collect::<Vec<_>>(), ["b"]);
         // b (lapsed entry) and e count; a (disrupted), c (deleting), d (unready) do not.
         assert_eq!(count_healthy(&pods, &kept, now), 2);
+    }
+
+    #[test]
+    fn a_disruption_target_goes_stale_after_two_minutes_without_deletion() {
+        let now = Timestamp::now();
+        let marked = |reason: &str, ago: i64, deleting: bool| {
+            let mut p = (*pod("p", true, deleting)).clone();
+            p.status
+                .as_mut()
+                .and_then(|s| s.conditions.as_mut())
+                .expect("conditions")
+                .push(PodCondition {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                    reason: Some(reason.into()),
+                    last_transition_time: Some(Time(now - SignedDuration::from_secs(ago))),
+                    ..Default::default()
+                });
+            p
+        };
+        assert_eq!(
+            stale_disruption_target(&marked("EvictionByEvictionAPI", 200, false), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            stale_disruption_target(&marked("EvictionByEvictionAPI", 20, false), now),
+            Some(Duration::from_secs(100))
+        );
+        assert_eq!(
+            stale_disruption_target(&marked("EvictionByEvictionAPI", 200, true), now),
+            None
+        );
+        assert_eq!(
+            stale_disruption_target(&marked("TerminationByKubelet", 200, false), now),
+            None
+        );
+        assert_eq!(stale_disruption_target(&pod("q", true, false), now), None);
     }
 
     #[test]
