@@ -304,7 +304,9 @@ impl PodWorkers {
         if finished || init_failed {
             // As the kubelet's KillPod: what still runs (the sidecars) is stopped, last one first.
             self.stop_sidecars(pod, init_specs, &mut init_views, &pod_ip).await;
-        } else if stopping {
+        }
+        if !finished {
+            // Exited app containers that are to be restarted (OnFailure) are synced below.
             app_views.clear();
         }
         if app_views.is_empty() {

@@ -150,6 +150,18 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
         }
     }))
     .await;
+    // restartPolicy OnFailure: a container that fails once is restarted, then the pod succeeds.
+    node.create_pod(json!({
+        "metadata": {"name": "retry-once"},
+        "spec": {
+            "restartPolicy": "OnFailure",
+            "volumes": [{"name": "work", "emptyDir": {}}],
+            "containers": [{"name": "app", "image": IMAGE,
+                            "command": ["sh", "-c", "[ -f /work/ran ] || { touch /work/ran; exit 1; }"],
+                            "volumeMounts": [{"name": "work", "mountPath": "/work"}]}]
+        }
+    }))
+    .await;
     // While the init containers sleep, kubectl shows Init:0/2, then Init:1/2, and the
     // Initialized condition names the containers still to complete.
     let mut seen_status: Vec<String> = Vec::new();
@@ -373,6 +385,14 @@ async fn init_containers_sidecars_and_hooks_run_as_in_kubernetes() {
         "{hook_events:?}"
     );
     assert!(hook_events.contains(&("Killing".to_string(), "FailedPostStartHook".to_string())));
+
+    // The OnFailure pod was restarted once and then succeeded.
+    let retried = eventually(Duration::from_secs(30), "retry-once Succeeded", || async {
+        let status = pods.get("retry-once").await.ok()?.status?;
+        (status.phase.as_deref() == Some("Succeeded")).then_some(status)
+    })
+    .await;
+    assert_eq!(status_of(&retried.container_statuses, "app").unwrap().restart_count, 1);
 
     // The Job's pod: the sidecar is running and ready while main runs (2/2), then the Job
     // completes and the sidecar was stopped after main.
