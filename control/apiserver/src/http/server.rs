@@ -132,7 +132,8 @@ pub fn router(state: AppState) -> Router {
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
-/// Create the namespaces every cluster has, and the `kubernetes` Service.
+/// Create the namespaces and PriorityClasses every cluster has, and the
+/// `kubernetes` Service.
 pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
     let ns = &Kind::Builtin(&kinds::namespace::Namespaces);
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -141,6 +142,16 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
             Ok(_) => tracing::info!(namespace = name, "created namespace"),
             Err(e) if e.code == 409 => {}
             Err(e) => anyhow::bail!("creating namespace {name}: {e}"),
+        }
+    }
+    let pcs = &Kind::Builtin(&kinds::priorityclass::PriorityClasses);
+    for (name, value, description) in kinds::priorityclass::SYSTEM_CLASSES {
+        let obj = json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                         "metadata": {"name": name}, "value": value, "description": description});
+        match registry.create(pcs, None, obj, WriteOptions::default()).await {
+            Ok(_) => tracing::info!(priority_class = name, "created priority class"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("creating priority class {name}: {e}"),
         }
     }
     let svc = &Kind::Builtin(&kinds::service::Services);

@@ -383,6 +383,7 @@ mod tests {
                 "policy",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
+                "scheduling.k8s.io",
                 "events.k8s.io",
                 "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",

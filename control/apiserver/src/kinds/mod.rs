@@ -60,6 +60,7 @@ builtin_kinds! {
     poddisruptionbudget => PodDisruptionBudgets,
     endpointslice => EndpointSlices,
     lease => Leases,
+    priorityclass => PriorityClasses,
     event_v1 => EventsV1,
     customresourcedefinition => CustomResourceDefinitions,
     mutatingwebhookconfiguration => MutatingWebhookConfigurations,

@@ -25,8 +25,10 @@
 //! namespace per container, or the pod's), `tolerations` (TaintToleration), `restartPolicy`,
 //! `terminationGracePeriodSeconds`, `imagePullSecrets` (noded's keyring),
 //! `hostname` (sandbox hostname), `schedulerName` (the scheduler queues only
-//! its own), `priority` (scheduling queue order; there is no preemption, so
-//! `preemptionPolicy` is accepted either way), `serviceAccountName` /
+//! its own), `priorityClassName`, `priority` and
+//! `preemptionPolicy` (set from the PriorityClass by the Priority admission
+//! step, `registry::priority`; the scheduler orders its queue by priority;
+//! there is no preemption yet, so the policy changes nothing), `serviceAccountName` /
 //! `serviceAccount` (the downward API), `dnsPolicy` (all four) and
 //! `dnsConfig` (noded's `pod_dns`), `enableServiceLinks` (noded's
 //! `service_env`), `subdomain` (cluster DNS `<hostname>.<subdomain>`),
@@ -181,10 +183,6 @@ pub const POD_SPEC: &[Unsupported] = &[
     ),
     only("os", Accepts::Key("name", &["linux"]), "only Linux pods are supported"),
     refuse("overhead", "pod overhead is not supported by this cluster yet"),
-    refuse(
-        "priorityClassName",
-        "priority classes are not supported by this cluster yet",
-    ),
     refuse(
         "readinessGates",
         "readiness gates are not supported by this cluster yet",

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod crds;
 pub mod eviction;
 pub mod patch;
+pub mod priority;
 pub mod resolver;
 pub mod schema;
 pub mod unchanged;
@@ -352,6 +353,7 @@ impl Registry {
             tracking,
             apply::ignored_fields(k, ""),
         );
+        self.admit_priority_create(r, &mut obj).await?;
         warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
         let generate = obj
@@ -662,6 +664,9 @@ impl Registry {
                 UpdateMode::Finalize | UpdateMode::Internal => apply::ignored_fields(k, "finalize"),
             };
             apply::track(k, Some(&cur.object), &mut new, proposed_fields, tracking, ignored);
+            if mode == UpdateMode::Main {
+                self.admit_priority_update(r, &cur.object, &mut new).await?;
+            }
             warnings.extend(
                 self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
                     .await?,
