@@ -7,7 +7,8 @@
 //! taken as is with `expectedPods` the number of pods; a percentage
 //! `minAvailable` or any `maxUnavailable` is scaled (rounding up) against
 //! `expectedPods`, the summed `spec.replicas` of the pods' controllers (a
-//! ReplicaSet's Deployment, a ReplicaSet, a StatefulSet), each counted once.
+//! ReplicaSet's Deployment, a ReplicaSet, a StatefulSet, or any controller
+//! serving `/scale`), each counted once.
 //! `currentHealthy` counts Ready pods that are not being deleted and not
 //! listed in `disruptedPods` (pods the eviction handler let go; an entry older
 //! than two minutes is dropped and the pod counts again). `disruptionsAllowed`
@@ -31,6 +32,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetStatu
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::api::{DynamicObject, GroupVersionKind};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::controller::Action;
@@ -250,9 +252,44 @@ fn controller_scale(ctx: &Context, owner: &OwnerReference, ns: &str) -> Option<(
     }
 }
 
+/// Kubernetes' `getScaleController`: any other controller, through its
+/// `/scale` subresource (found by discovery; matched by uid). A kind that
+/// serves no `/scale` is an error naming it.
+async fn scale_subresource(ctx: &Context, owner: &OwnerReference, ns: &str) -> Result<Option<(String, i32)>, String> {
+    let (group, version) = owner
+        .api_version
+        .rsplit_once('/')
+        .unwrap_or(("", owner.api_version.as_str()));
+    let gvk = GroupVersionKind::gvk(group, version, &owner.kind);
+    let Ok((resource, caps)) = kube::discovery::pinned_kind(&ctx.client, &gvk).await else {
+        return Ok(None);
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
+    match api.get_scale(&owner.name).await {
+        Ok(scale) if scale.metadata.uid.as_deref() == Some(owner.uid.as_str()) => Ok(Some((
+            owner.uid.clone(),
+            scale.spec.and_then(|s| s.replicas).unwrap_or(0),
+        ))),
+        Ok(_) => Ok(None),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            if caps.subresources.iter().any(|(r, _)| r.plural == "scale") {
+                Ok(None)
+            } else {
+                let gr = if resource.group.is_empty() {
+                    resource.plural.clone()
+                } else {
+                    format!("{}.{}", resource.plural, resource.group)
+                };
+                Err(format!("{gr} does not implement the scale subresource"))
+            }
+        }
+        Err(err) => Err(err.to_string()),
+    }
+}
+
 /// Kubernetes' `getExpectedScale`: the summed scale of the pods'
 /// controllers, each once; pods without a controller are listed apart.
-fn expected_scale(ctx: &Context, pods: &[Arc<Pod>]) -> Result<Expected, String> {
+async fn expected_scale(ctx: &Context, pods: &[Arc<Pod>]) -> Result<Expected, String> {
     let mut scales: HashMap<String, i32> = HashMap::new();
     let mut unmanaged = Vec::new();
     for pod in pods {
@@ -264,7 +301,11 @@ fn expected_scale(ctx: &Context, pods: &[Arc<Pod>]) -> Result<Expected, String> 
             continue;
         }
         let ns = pod.namespace().unwrap_or_default();
-        match controller_scale(ctx, owner, &ns) {
+        let found = match controller_scale(ctx, owner, &ns) {
+            Some(found) => Some(found),
+            None => scale_subresource(ctx, owner, &ns).await?,
+        };
+        match found {
             Some((uid, scale)) => {
                 scales.insert(uid, scale);
             }
@@ -492,7 +533,18 @@ async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<A
             return fail_safe(&ctx, &pdb, err.to_string()).await;
         }
     };
-    let (expected, desired, unmanaged) = match expected_and_desired(&pdb, pods.len(), || expected_scale(&ctx, &pods)) {
+    // The controllers' scale is looked up only when the bound needs it.
+    let needs_scale = pdb
+        .spec
+        .as_ref()
+        .is_some_and(|s| s.max_unavailable.is_some() || matches!(s.min_available, Some(IntOrString::String(_))));
+    let scaled = if needs_scale {
+        Some(expected_scale(&ctx, &pods).await)
+    } else {
+        None
+    };
+    let scale = || scaled.unwrap_or_else(|| Err("the controllers' scale was not looked up".into()));
+    let (expected, desired, unmanaged) = match expected_and_desired(&pdb, pods.len(), scale) {
         Ok(v) => v,
         Err(err) => {
             ctx.recorder.record(
