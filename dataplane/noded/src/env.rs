@@ -16,7 +16,7 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, ResourceFieldSelector, Secret, Service};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
-use sluice_scheduler::resources::{parse_milli, parse_value};
+use sluice_kube::quantity::{parse_milli, parse_value};
 use std::collections::BTreeMap;
 
 /// Why an environment could not be built.
@@ -223,7 +223,7 @@ pub enum ResourceFieldError {
     Unsupported(String),
     /// The container's quantity or the divisor does not parse.
     #[error(transparent)]
-    Quantity(#[from] sluice_scheduler::resources::QuantityError),
+    Quantity(#[from] sluice_kube::quantity::QuantityError),
 }
 
 /// The `resourceFieldRef` value of `container` as the kubelet computes it:

@@ -247,12 +247,12 @@ pub fn resources(container: &Container) -> api::LinuxContainerResources {
 /// A CPU quantity in millicores (`500m`, `1`, `0.25`), rounded up; parsed by
 /// the workspace's one `resource.Quantity` parser.
 pub fn cpu_millis(q: &Quantity) -> Option<i64> {
-    sluice_scheduler::resources::parse_milli(&q.0).ok()
+    sluice_kube::quantity::parse_milli(&q.0).ok()
 }
 
 /// A memory quantity in bytes (`128Mi`, `1G`, `1e6`, `1000`), rounded up.
 pub fn memory_bytes(q: &Quantity) -> Option<i64> {
-    sluice_scheduler::resources::parse_value(&q.0).ok()
+    sluice_kube::quantity::parse_value(&q.0).ok()
 }
 
 #[cfg(test)]

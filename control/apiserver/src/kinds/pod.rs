@@ -241,37 +241,15 @@ fn rfc3339_in(secs: i64) -> String {
         .to_string()
 }
 
-/// A resource quantity ("500m", "1Gi", "1e3") as a number, for comparisons.
-fn quantity(v: &Value) -> Option<f64> {
-    let s = match v {
-        Value::Number(n) => return n.as_f64(),
-        Value::String(s) => s.trim(),
-        _ => return None,
-    };
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (num, suffix) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let mult = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        e if e.starts_with(['e', 'E']) => 10f64.powi(e[1..].parse().ok()?),
-        _ => return None,
-    };
-    Some(n * mult)
+/// A resource quantity ("500m", "1Gi", "1e3", or a JSON number) in
+/// thousandths, for exact comparisons (the shared parser, as the scheduler
+/// and the node read it).
+fn quantity(v: &Value) -> Option<i64> {
+    match v {
+        Value::String(q) => sluice_kube::quantity::parse_milli(q).ok(),
+        Value::Number(n) => sluice_kube::quantity::parse_milli(&n.to_string()).ok(),
+        _ => None,
+    }
 }
 
 /// The QoS class Kubernetes records in `status.qosClass` at Pod create:
@@ -288,16 +266,16 @@ pub fn pod_qos_class(spec: &Value) -> &'static str {
     let mut any = false;
     let mut guaranteed = true;
     for c in containers {
-        let get = |kind: &str, r: &str| -> Option<f64> {
+        let get = |kind: &str, r: &str| -> Option<i64> {
             c.pointer(&format!("/resources/{kind}/{r}"))
                 .and_then(quantity)
-                .filter(|q| *q != 0.0)
+                .filter(|q| *q != 0)
         };
         for r in TRACKED {
             let (req, lim) = (get("requests", r), get("limits", r));
             any |= req.is_some() || lim.is_some();
             match (req, lim) {
-                (Some(a), Some(b)) if (a - b).abs() <= f64::EPSILON * b.abs().max(1.0) => {}
+                (Some(a), Some(b)) if a == b => {}
                 _ => guaranteed = false,
             }
         }
@@ -566,8 +544,9 @@ mod tests {
         let mut p = json!({"spec": {"containers": [{"name": "a", "image": "i", "resources": {"limits": {"cpu": "2", "memory": "128Mi"}}}]}});
         Pods.default(&mut p);
         assert_eq!(pod_qos_class(&p["spec"]), "Guaranteed");
-        assert_eq!(quantity(&json!("1.5Gi")), Some(1.5 * 1024f64.powi(3)));
-        assert_eq!(quantity(&json!("2e3")), Some(2000.0));
+        assert_eq!(quantity(&json!("1.5Gi")), Some(1536 * 1024 * 1024 * 1000));
+        assert_eq!(quantity(&json!("2e3")), Some(2_000_000));
+        assert_eq!(quantity(&json!(2)), Some(2000));
         assert_eq!(quantity(&json!("bogus")), None);
     }
 }
