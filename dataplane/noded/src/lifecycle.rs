@@ -76,24 +76,13 @@ pub async fn run(
 
 /// An HTTP hook's GET (host defaults to the pod IP); the error as Go's HTTP client words it.
 async fn http_get(http: &HTTPGetAction, container: &Container, pod_ip: &str, timeout: Duration) -> Result<(), String> {
-    let path = http
-        .path
-        .clone()
-        .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| "/".into());
-    let port = probes::resolve_port(&http.port, container)?;
-    let host = http
-        .host
-        .clone()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| pod_ip.to_string());
-    let headers: Vec<(String, String)> = http
-        .http_headers
-        .iter()
-        .flatten()
-        .map(|h| (h.name.clone(), h.value.clone()))
-        .collect();
-    let url = format!("http://{}{path}", probes::join_host_port(&host, port));
+    let probes::HttpTarget {
+        host,
+        port,
+        path,
+        headers,
+        url,
+    } = probes::HttpTarget::of(http, container, pod_ip)?;
     match tokio::time::timeout(timeout, probes::http_status(&host, port, &path, &headers)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(err)) => Err(format!("Get {url:?}: {err}")),

@@ -14,7 +14,7 @@
 
 use crate::cri::{Cri, CriError};
 use crate::format::go_duration;
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -125,14 +125,26 @@ fn dial_error(address: &str, err: &std::io::Error) -> String {
     format!("dial tcp {address}: {what}")
 }
 
-/// Run one probe once.
-pub async fn probe_once(cri: &Cri, probe: &Probe, container: &Container, pod_ip: &str, container_id: &str) -> Outcome {
-    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    if let Some(http) = &probe.http_get {
-        let port = match resolve_port(&http.port, container) {
-            Ok(port) => port,
-            Err(err) => return Outcome::Error(err),
-        };
+/// Where an `httpGet` action (a probe's or a lifecycle hook's) goes: the
+/// host (the pod IP unless given), the resolved port, the path (`/` unless
+/// given), the headers, and the URL as Go's client prints it in errors.
+pub struct HttpTarget {
+    /// Host to connect to.
+    pub host: String,
+    /// Resolved port.
+    pub port: u16,
+    /// Request path.
+    pub path: String,
+    /// Request headers.
+    pub headers: Vec<(String, String)>,
+    /// `http://host:port/path`.
+    pub url: String,
+}
+
+impl HttpTarget {
+    /// The target of `http` in `container` of the pod at `pod_ip`.
+    pub fn of(http: &HTTPGetAction, container: &Container, pod_ip: &str) -> Result<Self, String> {
+        let port = resolve_port(&http.port, container)?;
         let host = http
             .host
             .clone()
@@ -143,13 +155,37 @@ pub async fn probe_once(cri: &Cri, probe: &Probe, container: &Container, pod_ip:
             .clone()
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "/".into());
-        let headers: Vec<(String, String)> = http
+        let headers = http
             .http_headers
             .iter()
             .flatten()
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
         let url = format!("http://{}{path}", join_host_port(&host, port));
+        Ok(Self {
+            host,
+            port,
+            path,
+            headers,
+            url,
+        })
+    }
+}
+
+/// Run one probe once.
+pub async fn probe_once(cri: &Cri, probe: &Probe, container: &Container, pod_ip: &str, container_id: &str) -> Outcome {
+    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
+    if let Some(http) = &probe.http_get {
+        let HttpTarget {
+            host,
+            port,
+            path,
+            headers,
+            url,
+        } = match HttpTarget::of(http, container, pod_ip) {
+            Ok(t) => t,
+            Err(err) => return Outcome::Error(err),
+        };
         return match tokio::time::timeout(timeout, http_status(&host, port, &path, &headers)).await {
             Err(_) => Outcome::Failure(format!(
                 "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
