@@ -807,6 +807,18 @@ impl PodWorkers {
                 .as_ref()
                 .and_then(|s| s.ephemeral_container_statuses.clone()),
         };
+        // As the kubelet's status merge: conditions the node does not own
+        // (DisruptionTarget, readiness gates, ...) stay as the API has them.
+        let own: Vec<String> = status.conditions.iter().flatten().map(|c| c.type_.clone()).collect();
+        let foreign = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|c| !own.contains(&c.type_))
+            .cloned();
+        status.conditions.get_or_insert_with(Vec::new).extend(foreign);
         if basis.status.as_ref() == Some(&status) {
             return Ok(());
         }
