@@ -19,10 +19,12 @@
 //! it has not created yet (kubernetes/kubernetes#131189). Kubernetes' own
 //! hops (API server translator → kubelet → runtime) make that window
 //! unlikely; here a fast command can answer first. The runtime's output is
-//! therefore read only once the client sent a message (stdin, resize,
-//! CLOSE: it has its streams) or [`CLIENT_GRACE`] after the upgrade. The
-//! command itself starts at once, so this costs no latency beyond the
-//! grace when the command is faster than it.
+//! therefore read at once but held until the client sent a message (stdin,
+//! resize, CLOSE: it has its streams) or [`CLIENT_GRACE`] after the upgrade.
+//! The command itself starts at once, so this costs no latency beyond the
+//! grace when the command is faster than it. (Not reading the runtime
+//! meanwhile loses output: a runtime that has finished and hung up answers
+//! our next write with a reset, which discards what it sent.)
 
 use axum::extract::Request;
 use axum::response::Response;
@@ -143,14 +145,32 @@ where
     let grace = tokio::time::sleep(CLIENT_GRACE);
     tokio::pin!(grace);
     let mut client_ready = false;
+    // The runtime is always read (so nothing it sent is lost when it hangs
+    // up); what goes to the client waits here until the client is ready.
+    let mut pending: Vec<(u32, Vec<u8>)> = Vec::new();
+    let mut runtime_done = false;
     'session: loop {
+        if client_ready {
+            for (stream_id, msg) in pending.drain(..) {
+                let delta = msg.len() as u32 - 1;
+                ws_tx.send(Message::Binary(Bytes::from(msg))).await?;
+                // Credit is given back once the client has the bytes, so the
+                // runtime sends at most one window ahead of the client.
+                let credit = Frame::WindowUpdate { stream_id, delta };
+                let _ = rt_w.write_all(&codec.encode(&credit)?).await;
+            }
+            if runtime_done {
+                break 'session;
+            }
+        }
         tokio::select! {
             _ = &mut grace, if !client_ready => client_ready = true,
-            n = rt_r.read(&mut chunk), if client_ready => {
+            n = rt_r.read(&mut chunk), if !runtime_done => {
                 // The runtime hanging up (or resetting) ends the session.
                 let n = n.unwrap_or(0);
                 if n == 0 {
-                    break 'session;
+                    runtime_done = true;
+                    continue 'session;
                 }
                 buf.extend_from_slice(&chunk[..n]);
                 while let Some(frame) = codec.decode(&mut buf)? {
@@ -160,9 +180,7 @@ where
                                 let mut msg = Vec::with_capacity(data.len() + 1);
                                 msg.push(ch);
                                 msg.extend_from_slice(&data);
-                                ws_tx.send(Message::Binary(Bytes::from(msg))).await?;
-                                let credit = Frame::WindowUpdate { stream_id, delta: data.len() as u32 };
-                                let _ = rt_w.write_all(&codec.encode(&credit)?).await;
+                                pending.push((stream_id, msg));
                             }
                             if flags & FLAG_FIN != 0 {
                                 open.retain(|id| *id != stream_id);
@@ -175,7 +193,7 @@ where
                         }
                         Frame::RstStream { stream_id, .. } => open.retain(|id| *id != stream_id),
                         Frame::Ping(id) => { let _ = rt_w.write_all(&codec.encode(&Frame::Ping(id))?).await; }
-                        Frame::GoAway { .. } => break 'session,
+                        Frame::GoAway { .. } => runtime_done = true,
                         Frame::SynStream { stream_id, .. } => {
                             // The runtime opens no streams in this protocol.
                             let rst = Frame::RstStream { stream_id, status: 3 };
@@ -185,7 +203,7 @@ where
                     }
                 }
                 if open.is_empty() {
-                    break 'session;
+                    runtime_done = true;
                 }
             }
             msg = ws_rx.next() => {
