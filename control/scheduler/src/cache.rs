@@ -6,6 +6,7 @@
 //! the informer shows the bound pod, forgotten when binding fails, and expires if the
 //! informer never shows it after a successful binding.
 
+use crate::framework::plugins::default_preemption::{Budget, Running};
 use crate::framework::{pod_host_ports, HostPort, NodeInfo, PodInfo};
 use crate::resources::{pod_requests, PodRequests};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -77,6 +78,8 @@ pub struct Cache {
     services: HashMap<String, HashMap<String, BTreeMap<String, String>>>,
     /// ReplicaSet and StatefulSet selectors by (kind, namespace, name).
     controllers: HashMap<(String, String, String), LabelSelector>,
+    /// PodDisruptionBudgets by (namespace, name), for preemption.
+    budgets: HashMap<(String, String), Budget>,
     /// Where the next search starts, so successive pods spread over all nodes
     /// (kube-scheduler's `nextStartNodeIndex`).
     pub next_start: usize,
@@ -409,6 +412,39 @@ impl Cache {
     pub fn controller_selector(&self, kind: &str, ns: &str, name: &str) -> Option<&LabelSelector> {
         self.controllers
             .get(&(kind.to_string(), ns.to_string(), name.to_string()))
+    }
+
+    /// Record a PodDisruptionBudget (`None`: it was deleted).
+    pub fn upsert_budget(&mut self, ns: &str, name: &str, budget: Option<Budget>) {
+        let key = (ns.to_string(), name.to_string());
+        match budget {
+            Some(b) => {
+                self.budgets.insert(key, b);
+            }
+            None => {
+                self.budgets.remove(&key);
+            }
+        }
+    }
+
+    /// Every known PodDisruptionBudget.
+    pub fn budgets(&self) -> Vec<Budget> {
+        self.budgets.values().cloned().collect()
+    }
+
+    /// The pods using each node (bound or assumed), for preemption.
+    pub fn running_by_node(&self) -> HashMap<&str, Vec<Running>> {
+        let mut by_node: HashMap<&str, Vec<Running>> = HashMap::new();
+        for p in self.pods.values() {
+            if let Some(pod) = &p.object {
+                by_node.entry(p.node.as_str()).or_default().push(Running {
+                    pod: pod.clone(),
+                    requests: p.requests,
+                    ports: p.ports.clone(),
+                });
+            }
+        }
+        by_node
     }
 
     /// After a re-list: drop nodes the list did not contain.

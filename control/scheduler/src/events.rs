@@ -82,36 +82,13 @@ impl FailureRecorder {
             }
         }
         let event_name = format!("{name}.{:x}", now.as_nanosecond());
-        let event = Event {
-            metadata: ObjectMeta {
-                name: Some(event_name.clone()),
-                namespace: Some(ns.into()),
-                ..Default::default()
-            },
-            involved_object: ObjectReference {
-                api_version: Some("v1".into()),
-                kind: Some("Pod".into()),
-                namespace: Some(ns.into()),
-                name: Some(name.into()),
-                uid: pod.metadata.uid.clone(),
-                resource_version: pod.metadata.resource_version.clone(),
-                ..Default::default()
-            },
-            reason: Some(REASON_FAILED_SCHEDULING.into()),
-            message: Some(message.into()),
-            type_: Some("Warning".into()),
-            action: Some("Scheduling".into()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            source: Some(EventSource {
-                component: Some(self.component.clone()),
-                host: None,
-            }),
-            reporting_component: Some(self.component.clone()),
-            reporting_instance: Some(self.instance.clone()),
-            ..Default::default()
-        };
+        let event = self.event_for(
+            pod,
+            &event_name,
+            ("Warning", REASON_FAILED_SCHEDULING, "Scheduling"),
+            message,
+            now,
+        );
         api.create(&PostParams::default(), &event).await?;
         self.recorded.lock().unwrap_or_else(|e| e.into_inner()).insert(
             uid,
@@ -122,6 +99,74 @@ impl FailureRecorder {
             },
         );
         Ok(())
+    }
+
+    /// The `Preempted` event of a pod evicted for `preemptor`, as
+    /// kube-scheduler words it.
+    pub async fn record_preempted(&self, victim: &Pod, preemptor: &Pod, node: &str) -> Result<(), kube::Error> {
+        let ns = victim.metadata.namespace.as_deref().unwrap_or("default");
+        let name = victim.metadata.name.as_deref().unwrap_or_default();
+        let now = Timestamp::now();
+        let preemptor_uid = preemptor.metadata.uid.as_deref().unwrap_or_default();
+        let mut event = self.event_for(
+            victim,
+            &format!("{name}.{:x}", now.as_nanosecond()),
+            ("Normal", "Preempted", "Preempting"),
+            &format!("Preempted by pod {preemptor_uid} on node {node}"),
+            now,
+        );
+        event.related = Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            namespace: preemptor.metadata.namespace.clone(),
+            name: preemptor.metadata.name.clone(),
+            uid: preemptor.metadata.uid.clone(),
+            ..Default::default()
+        });
+        let api: Api<Event> = Api::namespaced(self.client.clone(), ns);
+        api.create(&PostParams::default(), &event).await.map(|_| ())
+    }
+
+    /// An Event about `pod` from this scheduler: (type, reason, action) and message.
+    fn event_for(
+        &self,
+        pod: &Pod,
+        event_name: &str,
+        (type_, reason, action): (&str, &str, &str),
+        message: &str,
+        now: Timestamp,
+    ) -> Event {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        Event {
+            metadata: ObjectMeta {
+                name: Some(event_name.into()),
+                namespace: Some(ns.into()),
+                ..Default::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                namespace: Some(ns.into()),
+                name: pod.metadata.name.clone(),
+                uid: pod.metadata.uid.clone(),
+                resource_version: pod.metadata.resource_version.clone(),
+                ..Default::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some(type_.into()),
+            action: Some(action.into()),
+            count: Some(1),
+            first_timestamp: Some(Time(now)),
+            last_timestamp: Some(Time(now)),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(self.instance.clone()),
+            ..Default::default()
+        }
     }
 
     async fn set_condition(&self, pod: &Pod, message: &str) -> Result<(), kube::Error> {

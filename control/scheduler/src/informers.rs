@@ -6,10 +6,13 @@
 //! `managedFields` are dropped on arrival to keep memory small at 5,000 nodes.
 
 use crate::cache::Cache;
+use crate::framework::plugins::default_preemption::Budget;
+use crate::framework::selector::Selector;
 use crate::queue::{PodKey, SchedulingQueue};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -180,7 +183,8 @@ pub async fn run_namespace_informer(client: Client, targets: InformerTargets) {
 }
 
 /// Watch Services, ReplicaSets and StatefulSets (their selectors, for the default
-/// topology spread constraints of the pods they select or own) until the process ends.
+/// topology spread constraints of the pods they select or own) and
+/// PodDisruptionBudgets (for preemption) until the process ends.
 pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
     let services = {
         let targets = targets.clone();
@@ -204,6 +208,17 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
             targets.cache().upsert_controller("ReplicaSet", ns, name, selector);
         })
     };
+    let budgets = {
+        let targets = targets.clone();
+        watch_selectors::<PodDisruptionBudget>(client.clone(), move |obj, present| {
+            let (ns, name) = (
+                obj.metadata.namespace.as_deref().unwrap_or_default(),
+                obj.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let budget = present.then(|| budget_of(obj));
+            targets.cache().upsert_budget(ns, name, budget);
+        })
+    };
     let statefulsets = watch_selectors::<StatefulSet>(client, move |obj, present| {
         let (ns, name) = (
             obj.metadata.namespace.as_deref().unwrap_or_default(),
@@ -212,7 +227,25 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
         let selector = Some(obj.spec.selector.clone()).filter(|_| present);
         targets.cache().upsert_controller("StatefulSet", ns, name, selector);
     });
-    futures::join!(services, replicasets, statefulsets);
+    futures::join!(services, replicasets, statefulsets, budgets);
+}
+
+/// What preemption reads of a PodDisruptionBudget.
+fn budget_of(pdb: &PodDisruptionBudget) -> Budget {
+    let status = pdb.status.as_ref();
+    Budget {
+        namespace: pdb.metadata.namespace.clone().unwrap_or_default(),
+        selector: pdb
+            .spec
+            .as_ref()
+            .and_then(|s| s.selector.as_ref())
+            .map_or_else(Selector::nothing, |s| Selector::from_label_selector(Some(s))),
+        disruptions_allowed: status.and_then(|s| s.disruptions_allowed).unwrap_or(0),
+        disrupted: status
+            .and_then(|s| s.disrupted_pods.as_ref())
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default(),
+    }
 }
 
 /// Watch one kind, calling `update(obj, present)` for every add/change (`true`) and delete.

@@ -9,11 +9,16 @@ use crate::algorithm::schedule_pod;
 use crate::binder;
 use crate::cache::Cache;
 use crate::events::FailureRecorder;
+use crate::framework::plugins::default_preemption::{self, Candidate};
 use crate::framework::{Framework, PodInfo};
 use crate::informers::{
     run_namespace_informer, run_node_informer, run_pod_informer, run_selector_informers, InformerTargets,
 };
 use crate::queue::{QueueConfig, SchedulingQueue};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Client;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -191,8 +196,25 @@ impl Scheduler {
                         .instrument(span),
                     );
                 }
-                Err(diagnosis) => {
+                Err(mut diagnosis) => {
                     self.metrics.unschedulable.fetch_add(1, Ordering::Relaxed);
+                    let preemption = {
+                        let _enter = span.enter();
+                        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                        default_preemption::preempt(&self.framework, &cache, &info)
+                    };
+                    match preemption {
+                        Ok(candidate) => {
+                            diagnosis.post_filter = Some(String::new());
+                            let me = self.clone();
+                            let preemptor = info.pod.clone();
+                            tokio::spawn(
+                                async move { me.evict_victims(&preemptor, candidate).await }.instrument(span.clone()),
+                            );
+                        }
+                        Err(Some(why)) => diagnosis.post_filter = Some(why.to_string()),
+                        Err(None) => {}
+                    }
                     let message = diagnosis.message();
                     self.queue.done_unschedulable(key, cycle, Instant::now());
                     span.in_scope(|| info!(%message, "pod is unschedulable"));
@@ -213,6 +235,52 @@ impl Scheduler {
                 }
             }
         }
+    }
+
+    /// Carry out a preemption as kube-scheduler's `PrepareCandidate`: the
+    /// preemptor is nominated to the node; each victim gets the
+    /// `DisruptionTarget` condition, is deleted gracefully and gets a
+    /// `Preempted` event. The preemptor is scheduled once they are gone.
+    async fn evict_victims(&self, preemptor: &Pod, candidate: Candidate) {
+        let ns = preemptor.metadata.namespace.as_deref().unwrap_or("default");
+        let name = preemptor.metadata.name.as_deref().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let nominate = serde_json::json!({"status": {"nominatedNodeName": candidate.node}});
+        if let Err(e) = pods
+            .patch_status(name, &PatchParams::default(), &Patch::Merge(&nominate))
+            .await
+        {
+            warn!(error = %e, "could not nominate the preemptor's node");
+            return;
+        }
+        for victim in &candidate.victims {
+            let vns = victim.metadata.namespace.as_deref().unwrap_or("default");
+            let vname = victim.metadata.name.as_deref().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(self.client.clone(), vns);
+            let condition = serde_json::json!({"status": {"conditions": [{
+                "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                "message": format!("{}: preempting to accommodate a higher priority pod", self.config.scheduler_name),
+                "lastTransitionTime": Time(Timestamp::now()),
+            }]}});
+            if let Err(e) = api
+                .patch_status(vname, &PatchParams::default(), &Patch::Strategic(&condition))
+                .await
+            {
+                debug!(victim = vname, error = %e, "could not mark the victim");
+            }
+            match api.delete(vname, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => {
+                    warn!(victim = vname, error = %e, "could not delete the victim");
+                    continue;
+                }
+            }
+            if let Err(e) = self.recorder.record_preempted(victim, preemptor, &candidate.node).await {
+                debug!(victim = vname, error = %e, "could not record Preempted");
+            }
+        }
+        info!(node = %candidate.node, victims = candidate.victims.len(), "preempted lower-priority pods");
     }
 
     async fn bind(&self, key: crate::queue::PodKey, uid: &str, node: &str) {

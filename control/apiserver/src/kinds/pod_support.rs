@@ -27,8 +27,8 @@
 //! `hostname` (sandbox hostname), `schedulerName` (the scheduler queues only
 //! its own), `priorityClassName`, `priority` and
 //! `preemptionPolicy` (set from the PriorityClass by the Priority admission
-//! step, `registry::priority`; the scheduler orders its queue by priority;
-//! there is no preemption yet, so the policy changes nothing), `serviceAccountName` /
+//! step, `registry::priority`; the scheduler orders its queue by priority
+//! and preempts lower priorities unless the policy is `Never`), `serviceAccountName` /
 //! `serviceAccount` (the downward API), `dnsPolicy` (all four) and
 //! `dnsConfig` (noded's `pod_dns`), `enableServiceLinks` (noded's
 //! `service_env`), `subdomain` (cluster DNS `<hostname>.<subdomain>`),

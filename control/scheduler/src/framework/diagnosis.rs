@@ -1,10 +1,10 @@
 //! Why a pod fits nowhere: per-reason node counts and the FailedScheduling message
 //! in kube-scheduler's format.
 //!
-//! Sluice does not preempt. The `preemption:` part says, per node, what kube-scheduler's
-//! DefaultPreemption would say when it finds no victims: "Preemption is not helpful for
-//! scheduling" for failures evicting pods cannot fix, "No preemption victims found for
-//! incoming pod" for the others.
+//! The `preemption:` part is DefaultPreemption's verdict, as kube-scheduler words it:
+//! when it finds no victims, per node, "Preemption is not helpful for scheduling" for
+//! failures evicting pods cannot fix and "No preemption victims found for incoming pod"
+//! for the others; why the pod may not preempt at all; nothing when it preempted.
 
 use super::Unfit;
 use std::borrow::Cow;
@@ -19,6 +19,9 @@ pub struct Diagnosis {
     pub reasons: BTreeMap<Cow<'static, str>, usize>,
     /// Nodes whose failure preemption could not fix.
     pub unresolvable_nodes: usize,
+    /// DefaultPreemption's own message when it did not look for victims
+    /// (`Some(reason)`) or found them (`Some("")`: no `preemption:` part).
+    pub post_filter: Option<String>,
 }
 
 impl Diagnosis {
@@ -44,6 +47,14 @@ impl Diagnosis {
             "0/{n} nodes are available: {}.",
             histogram(self.reasons.iter().map(|(r, c)| (r.as_ref(), *c)))
         );
+        match self.post_filter.as_deref() {
+            Some("") => return msg,
+            Some(why) => {
+                msg.push_str(&format!(" preemption: {why}"));
+                return msg;
+            }
+            None => {}
+        }
         let resolvable = n.saturating_sub(self.unresolvable_nodes);
         let preemption = [
             ("Preemption is not helpful for scheduling", self.unresolvable_nodes),

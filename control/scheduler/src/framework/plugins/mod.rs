@@ -5,6 +5,7 @@
 //! [`FilterPlugin`](super::FilterPlugin)/[`ScorePlugin`](super::ScorePlugin) impls.
 
 pub mod balanced_allocation;
+pub mod default_preemption;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
@@ -20,7 +21,8 @@ use super::{Framework, WeightedScore};
 /// filters NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
 /// NodeResourcesFit, PodTopologySpread, InterPodAffinity; scores TaintToleration ×3,
 /// NodeAffinity ×2, NodeResourcesFit (LeastAllocated) ×1, PodTopologySpread ×2,
-/// InterPodAffinity ×2, NodeResourcesBalancedAllocation ×1.
+/// InterPodAffinity ×2, NodeResourcesBalancedAllocation ×1. DefaultPreemption
+/// ([`default_preemption`]) runs when no node fits.
 pub fn registry() -> Framework {
     Framework {
         filters: vec![
