@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, Pod,
     PodCondition, PodIP, PodSpec, PodStatus,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// What the worker knows about one spec container.
@@ -426,26 +427,24 @@ pub fn pod_status(
 /// every container limits CPU and memory with equal requests, `BestEffort`
 /// when none sets any, `Burstable` otherwise.
 pub fn qos_class(spec: &PodSpec) -> &'static str {
-    use crate::pod_spec::{cpu_millis, memory_bytes};
     let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
-    let mut any = false;
-    let mut guaranteed = true;
-    for container in containers {
+    sluice_kube::qos::qos_class(containers.map(|container| {
         let resources = container.resources.as_ref();
-        let requests = resources.and_then(|r| r.requests.as_ref());
-        let limits = resources.and_then(|r| r.limits.as_ref());
-        for (resource, amount) in [("cpu", cpu_millis as fn(&_) -> _), ("memory", memory_bytes)] {
-            let request = requests.and_then(|m| m.get(resource)).and_then(amount);
-            let limit = limits.and_then(|m| m.get(resource)).and_then(amount);
-            any |= request.is_some_and(|v| v > 0) || limit.is_some_and(|v| v > 0);
-            guaranteed &= limit.is_some_and(|v| v > 0) && request.is_none_or(|r| Some(r) == limit);
+        let get = |list: Option<&std::collections::BTreeMap<String, Quantity>>, r: &str| {
+            list.and_then(|m| m.get(r))
+                .and_then(|q| sluice_kube::quantity::parse_milli(&q.0).ok())
+        };
+        let (requests, limits) = (
+            resources.and_then(|r| r.requests.as_ref()),
+            resources.and_then(|r| r.limits.as_ref()),
+        );
+        sluice_kube::qos::ContainerResources {
+            cpu_request: get(requests, "cpu"),
+            cpu_limit: get(limits, "cpu"),
+            memory_request: get(requests, "memory"),
+            memory_limit: get(limits, "memory"),
         }
-    }
-    match (any, guaranteed) {
-        (false, _) => "BestEffort",
-        (true, true) => "Guaranteed",
-        (true, false) => "Burstable",
-    }
+    }))
 }
 
 #[cfg(test)]

@@ -258,35 +258,20 @@ fn quantity(v: &Value) -> Option<i64> {
 /// container requests or limits cpu or memory, else `Burstable`.
 /// Expects the spec after defaulting (requests filled from limits).
 pub fn pod_qos_class(spec: &Value) -> &'static str {
-    const TRACKED: [&str; 2] = ["cpu", "memory"];
     let containers = ["containers", "initContainers"]
         .iter()
         .filter_map(|l| spec.get(*l).and_then(Value::as_array))
-        .flatten();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in containers {
-        let get = |kind: &str, r: &str| -> Option<i64> {
-            c.pointer(&format!("/resources/{kind}/{r}"))
-                .and_then(quantity)
-                .filter(|q| *q != 0)
-        };
-        for r in TRACKED {
-            let (req, lim) = (get("requests", r), get("limits", r));
-            any |= req.is_some() || lim.is_some();
-            match (req, lim) {
-                (Some(a), Some(b)) if a == b => {}
-                _ => guaranteed = false,
+        .flatten()
+        .map(|c| {
+            let get = |kind: &str, r: &str| c.pointer(&format!("/resources/{kind}/{r}")).and_then(quantity);
+            sluice_kube::qos::ContainerResources {
+                cpu_request: get("requests", "cpu"),
+                cpu_limit: get("limits", "cpu"),
+                memory_request: get("requests", "memory"),
+                memory_limit: get("limits", "memory"),
             }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
-    }
+        });
+    sluice_kube::qos::qos_class(containers)
 }
 
 // ---- Table ----
