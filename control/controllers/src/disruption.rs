@@ -425,13 +425,7 @@ pub fn stale_disruption_target(pod: &Pod, now: Timestamp) -> Option<Duration> {
     if pod.metadata.deletion_timestamp.is_some() || crate::pods::is_terminated(pod) {
         return None;
     }
-    let cond = pod
-        .status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "DisruptionTarget")?;
+    let cond = crate::pods::condition(pod, "DisruptionTarget")?;
     if cond.status != "True" || cond.reason.as_deref() == Some("TerminationByKubelet") {
         return None;
     }

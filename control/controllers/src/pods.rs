@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -30,15 +30,19 @@ pub fn is_terminated(pod: &Pod) -> bool {
     )
 }
 
-/// The pod's Ready condition, if it is True: when it last changed.
-pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
-    let cond = pod
-        .status
+/// The pod's condition of type `type_`, if it has one.
+pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
         .as_ref()?
         .conditions
         .as_ref()?
         .iter()
-        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+        .find(|c| c.type_ == type_)
+}
+
+/// The pod's Ready condition, if it is True: when it last changed.
+pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+    let cond = condition(pod, "Ready").filter(|c| c.status == "True")?;
     Some(cond.last_transition_time.as_ref().map(|t| t.0))
 }
 
