@@ -1131,6 +1131,7 @@ const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::RedirectPeer,
     Event::Masquerade,
     Event::ArpReply,
+    Event::Rebalanced,
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).

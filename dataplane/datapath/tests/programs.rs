@@ -294,12 +294,68 @@ fn established_flows_keep_a_removed_or_terminating_backend() {
     ))
     .unwrap();
     for (f, b) in flows.iter().zip(&before) {
+        let mut data = f.clone();
+        data.flags = ACK;
         assert_eq!(
-            backend_of(&mut dp, ProgramKind::PodIngress, f),
+            backend_of(&mut dp, ProgramKind::PodIngress, &data),
             *b,
             "removed backend keeps its flows"
         );
     }
+}
+
+#[test]
+fn a_syn_for_a_departed_backend_or_a_closed_flow_is_balanced_again() {
+    let mut dp = TestDatapath::new("rebal");
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
+        .unwrap();
+    let syn = Pkt::tcp(client(), (vip(), 80), SYN);
+    let first = backend_of(&mut dp, ProgramKind::PodIngress, &syn);
+    let other = backends(2).into_iter().find(|b| b.ip != first).unwrap();
+
+    // A retransmitted SYN while the backend is still there keeps it, even
+    // when it has begun terminating (the first SYN may have reached it).
+    let mut bs = backends(2);
+    bs.iter_mut()
+        .filter(|b| b.ip == first)
+        .for_each(|b| b.terminating = true);
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), bs))
+        .unwrap();
+    assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, &syn), first);
+    assert_eq!(dp.counters().unwrap().event(Event::Rebalanced), 0);
+
+    // Once the backend has left, a SYN on that flow goes to a live backend,
+    // and the reply comes back from the VIP.
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), vec![other]))
+        .unwrap();
+    assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, &syn), other.ip);
+    assert_eq!(dp.counters().unwrap().event(Event::Rebalanced), 1);
+    let reply = Pkt::tcp((other.ip, 8080), client(), SYN | ACK);
+    let (_, out) = run(&mut dp, ProgramKind::PodEgress, &reply);
+    assert_eq!(
+        (out.src, out.sport),
+        (vip(), 80),
+        "the new backend's reply is reverse-NATed"
+    );
+    let mut data = syn.clone();
+    data.flags = ACK;
+    assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, &data), other.ip);
+
+    // A client reusing the port of a connection that ended (FIN seen) opens
+    // a new connection: it is balanced again, to a serving backend.
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(2)))
+        .unwrap();
+    let mut fin = syn.clone();
+    fin.flags = FIN | ACK;
+    run(&mut dp, ProgramKind::PodIngress, &fin);
+    let mut bs = backends(2);
+    bs.iter_mut()
+        .filter(|b| b.ip == other.ip)
+        .for_each(|b| b.terminating = true);
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), bs))
+        .unwrap();
+    assert_eq!(backend_of(&mut dp, ProgramKind::PodIngress, &syn), first);
+    assert_eq!(dp.counters().unwrap().event(Event::Rebalanced), 2);
 }
 
 #[test]

@@ -393,9 +393,12 @@ pub enum Event {
     Masquerade = 10,
     /// An ARP request for an announced LoadBalancer IP was answered.
     ArpReply = 11,
+    /// A TCP SYN matched a flow whose backend is gone, or that was closing
+    /// (the client reused the port): balanced again as a new flow.
+    Rebalanced = 12,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 12;
+pub const EVENT_COUNT: u32 = 13;
 
 /// Socket-level reverse translation key: (socket cookie, backend address and port).
 #[repr(C)]

@@ -6,7 +6,7 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use sluice_common::{ct_flags, CtKey, CtValue, CT_CLOSING_TIMEOUT_NS, CT_TCP_TIMEOUT_NS, CT_UDP_TIMEOUT_NS, PROTO_TCP};
 
 use super::{
-    maps::CONNTRACK,
+    maps::{BACKENDS, CONNTRACK},
     packet::{Flow, TCP_FIN, TCP_RST},
 };
 
@@ -63,6 +63,17 @@ pub fn lookup(flow: &Flow, now: u64) -> Option<CtValue> {
         v.last_seen_ns = now;
     }
     Some(*v)
+}
+
+/// Whether the backend a flow was balanced to is still a backend of its
+/// service at the same address (ids are reused once released).
+#[inline(always)]
+pub fn backend_alive(ct: &CtValue) -> bool {
+    match BACKENDS.get_ptr(ct.backend_id) {
+        // SAFETY: map value pointer, fields copied out at once.
+        Some(b) => unsafe { (*b).addr == ct.nat_addr && (*b).port == ct.nat_port && (*b).service_id == ct.service_id },
+        None => false,
+    }
 }
 
 /// Store an entry.

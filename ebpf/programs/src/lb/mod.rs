@@ -12,7 +12,7 @@ pub mod packet;
 pub mod reject;
 pub mod service;
 
-use sluice_common::{ct_flags, CtKey, CtValue, Event, PROTO_UDP};
+use sluice_common::{ct_flags, CtKey, CtValue, Event, PROTO_TCP, PROTO_UDP};
 
 use maps::{BACKEND_STATS, EVENTS, SERVICE_STATS};
 use packet::Flow;
@@ -112,9 +112,16 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         if hook == Hook::ToPod && !reply {
             return Verdict::Pass;
         }
-        count(if reply { Event::ReverseNat } else { Event::TrackedFlow });
-        count_traffic(ct.service_id, ct.backend_id, flow.ip_len);
-        return Verdict::Rewrite(tracked(flow, &ct));
+        if !reply && opens_connection(flow) && (ct.flags & ct_flags::CLOSING != 0 || !conntrack::backend_alive(&ct)) {
+            // A new connection on a reused port, or a SYN (first or
+            // retransmitted) whose backend has left: balance it again
+            // rather than send it where nobody answers.
+            count(Event::Rebalanced);
+        } else {
+            count(if reply { Event::ReverseNat } else { Event::TrackedFlow });
+            count_traffic(ct.service_id, ct.backend_id, flow.ip_len);
+            return Verdict::Rewrite(tracked(flow, &ct));
+        }
     }
     let from_pod = match hook {
         Hook::ToPod => return Verdict::Pass,
@@ -212,6 +219,12 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     count(Event::NewFlow);
     count_traffic(svc.id, backend_id, flow.ip_len);
     Verdict::Rewrite(tracked(flow, &forward))
+}
+
+/// A TCP SYN without ACK: the first packet of a connection.
+#[inline(always)]
+fn opens_connection(flow: &Flow) -> bool {
+    flow.proto == PROTO_TCP && flow.tcp_flags & (packet::TCP_SYN | packet::TCP_ACK) == packet::TCP_SYN
 }
 
 /// Whether a protocol's checksum may be zero ("no checksum", UDP only).
