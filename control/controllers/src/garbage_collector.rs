@@ -3,7 +3,8 @@
 //! deleted, custom resources included (as Kubernetes' collector does).
 //!
 //! The ownership graph is built, after every burst of changes, from the
-//! shared caches (Deployments, ReplicaSets, Pods, Services, EndpointSlices)
+//! shared caches (Deployments, ReplicaSets, ReplicationControllers, Pods,
+//! Services, EndpointSlices)
 //! plus a metadata-only listing of every other collectable resource, found
 //! through discovery (see [`resources`] for what is listed, how often, and
 //! when discovery runs again):
@@ -76,6 +77,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let streams = vec![
         i.pods.subscribe().map(|_| ()).boxed(),
         i.replicasets.subscribe().map(|_| ()).boxed(),
+        i.replicationcontrollers.subscribe().map(|_| ()).boxed(),
         i.deployments.subscribe().map(|_| ()).boxed(),
         i.services.subscribe().map(|_| ()).boxed(),
         i.endpointslices.subscribe().map(|_| ()).boxed(),
@@ -124,6 +126,7 @@ fn snapshot(ctx: &Context) -> Vec<Node> {
     let mut out = Vec::new();
     nodes(&i.deployments.store(), &mut out);
     nodes(&i.replicasets.store(), &mut out);
+    nodes(&i.replicationcontrollers.store(), &mut out);
     nodes(&i.pods.store(), &mut out);
     nodes(&i.services.store(), &mut out);
     nodes(&i.endpointslices.store(), &mut out);

@@ -14,7 +14,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -128,6 +128,8 @@ pub struct Informers {
     pub pods: Informer<Pod>,
     /// All ReplicaSets.
     pub replicasets: Informer<ReplicaSet>,
+    /// All ReplicationControllers.
+    pub replicationcontrollers: Informer<ReplicationController>,
     /// All Deployments.
     pub deployments: Informer<Deployment>,
     /// All Services.
@@ -161,6 +163,7 @@ impl Informers {
         Self {
             pods: Informer::new(Api::all(client.clone()), cfg()),
             replicasets: Informer::new(Api::all(client.clone()), cfg()),
+            replicationcontrollers: Informer::new(Api::all(client.clone()), cfg()),
             deployments: Informer::new(Api::all(client.clone()), cfg()),
             services: Informer::new(Api::all(client.clone()), cfg()),
             endpointslices: Informer::new(Api::all(client.clone()), cfg()),
@@ -180,6 +183,7 @@ impl Informers {
     pub async fn start_and_sync(&self) {
         self.pods.start();
         self.replicasets.start();
+        self.replicationcontrollers.start();
         self.deployments.start();
         self.services.start();
         self.endpointslices.start();
@@ -194,6 +198,7 @@ impl Informers {
         self.pdbs.start();
         self.pods.wait_synced().await;
         self.replicasets.wait_synced().await;
+        self.replicationcontrollers.wait_synced().await;
         self.deployments.wait_synced().await;
         self.services.wait_synced().await;
         self.endpointslices.wait_synced().await;

@@ -1,5 +1,5 @@
 //! Sluice's controller-manager: the control loops that turn declared objects
-//! (Deployments, ReplicaSets, Services, Namespaces, Nodes) into the objects and
+//! (Deployments, ReplicaSets, ReplicationControllers, Services, Namespaces, Nodes) into the objects and
 //! state they imply.
 //!
 //! Every controller reads the cluster only through the shared [`informer`]
@@ -30,6 +30,7 @@ pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod runner;
 pub mod service_lb;
 pub mod statefulset;
@@ -80,6 +81,10 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "replicaset",
         init: replicaset::init,
+    },
+    ControllerDescriptor {
+        name: "replicationcontroller",
+        init: replicationcontroller::init,
     },
     ControllerDescriptor {
         name: "deployment",

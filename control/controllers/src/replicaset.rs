@@ -1,65 +1,146 @@
 //! ReplicaSet controller: keeps `spec.replicas` active pods matching the
-//! selector.
+//! selector. The same logic serves ReplicationControllers (Kubernetes runs
+//! one controller for both): it works on any kind implementing
+//! [`Replicated`], and `crate::replicationcontroller` only says how an RC
+//! reads as one.
 //!
 //! Claims pods like Kubernetes: adopts matching orphans, releases owned pods
 //! whose labels stopped matching, creates missing pods (slow-start batches)
 //! and deletes extras in Kubernetes' order (unscheduled, then not ready, then
 //! newest). Status counts replicas, fully labelled, ready and available
-//! (ready for `minReadySeconds`) pods.
+//! (ready for `minReadySeconds`) pods; a failed create or delete sets the
+//! `ReplicaFailure` condition (`FailedCreate`/`FailedDelete` with the API
+//! server's message), removed by the next reconcile that manages without
+//! error.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::NamespaceResourceScope;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Api, ResourceExt};
-use serde_json::json;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 
 use crate::events::EventType;
 use crate::expectations::Expectations;
+use crate::informer::Informer;
 use crate::pods::{self, adopt, controller_of, controller_ref, is_active, release, selects};
 use crate::{runner, Context, Error};
 
 /// Most pods created or deleted in one reconcile (Kubernetes' burstReplicas).
 const BURST_REPLICAS: usize = 500;
 
-/// Subscribes the ReplicaSet controller and returns its loop.
-pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
-    let store = ctx.informers.replicasets.store();
-    let own = ctx
-        .informers
-        .replicasets
-        .trigger(|rs: &ReplicaSet| Some(ObjectRef::from_obj(rs)));
-    let rs_store = store.clone();
-    let from_pods = ctx
-        .informers
-        .pods
-        .trigger(move |pod: &Pod| replicasets_for_pod(&rs_store, pod));
-    let expectations = Arc::new(Expectations::default());
-    runner::run(
-        "replicaset",
-        ctx,
-        store,
-        vec![own.boxed(), from_pods.boxed()],
-        move |rs, ctx| reconcile(rs, ctx, expectations.clone()),
-    )
+/// The condition a failed create or delete sets.
+pub const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+/// The status a replica controller reports (ReplicaSetStatus and
+/// ReplicationControllerStatus have the same fields).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaStatus {
+    /// Pods owned and active.
+    pub replicas: i32,
+    /// Of those, pods carrying every template label.
+    pub fully_labeled: i32,
+    /// Of those, Ready pods.
+    pub ready: i32,
+    /// Of those, pods Ready for `minReadySeconds`.
+    pub available: i32,
+    /// The generation these counts were computed for.
+    pub observed_generation: i64,
+    /// `status.conditions` as JSON (each with type, status,
+    /// lastTransitionTime, reason, message).
+    pub conditions: Vec<Value>,
 }
 
-/// The ReplicaSets a pod change concerns: its controller, or for an orphan
-/// every ReplicaSet in its namespace whose selector matches it.
-fn replicasets_for_pod(store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<ReplicaSet>> {
+/// A kind whose controller keeps `spec.replicas` pods from a template
+/// (ReplicaSet, ReplicationController): what the shared logic reads of it.
+pub trait Replicated:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
+    /// `spec.replicas` (defaulted to 1 by the API server).
+    fn replicas(&self) -> i32;
+    /// `spec.minReadySeconds`.
+    fn min_ready_seconds(&self) -> i32;
+    /// The pod selector as a label selector.
+    fn label_selector(&self) -> LabelSelector;
+    /// `spec.template`.
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// What `status` says now.
+    fn current_status(&self) -> ReplicaStatus;
+}
+
+impl Replicated for ReplicaSet {
+    fn replicas(&self) -> i32 {
+        self.spec.replicas.unwrap_or(1)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.min_ready_seconds.unwrap_or(0)
+    }
+    fn label_selector(&self) -> LabelSelector {
+        self.spec.selector.clone()
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.template.as_ref()
+    }
+    fn current_status(&self) -> ReplicaStatus {
+        let s = self.status.clone().unwrap_or_default();
+        ReplicaStatus {
+            replicas: s.replicas,
+            fully_labeled: s.fully_labeled_replicas.unwrap_or(0),
+            ready: s.ready_replicas.unwrap_or(0),
+            available: s.available_replicas.unwrap_or(0),
+            observed_generation: s.observed_generation.unwrap_or(0),
+            conditions: conditions_json(&s.conditions),
+        }
+    }
+}
+
+/// A typed conditions list as JSON values.
+pub fn conditions_json<T: serde::Serialize>(conditions: &Option<Vec<T>>) -> Vec<Value> {
+    conditions
+        .iter()
+        .flatten()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect()
+}
+
+/// Subscribes the ReplicaSet controller and returns its loop.
+pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
+    let informer = &ctx.informers.replicasets;
+    run_for(ctx.clone(), "replicaset", informer)
+}
+
+/// Subscribes a replica controller for kind `K` (its objects from
+/// `informer`) and returns its loop.
+pub fn run_for<K: Replicated>(ctx: Arc<Context>, name: &'static str, informer: &Informer<K>) -> BoxFuture<'static, ()> {
+    let store = informer.store();
+    let own = informer.trigger(|o: &K| Some(ObjectRef::from_obj(o)));
+    let owners = store.clone();
+    let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| owners_of_pod(&owners, pod));
+    let expectations = Arc::new(Expectations::default());
+    runner::run(name, ctx, store, vec![own.boxed(), from_pods.boxed()], move |o, ctx| {
+        reconcile(o, ctx, expectations.clone())
+    })
+}
+
+/// The owners of kind `K` a pod change concerns: its controller, or for an
+/// orphan every one in its namespace whose selector matches it.
+fn owners_of_pod<K: Replicated>(store: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
     let ns = pod.namespace().unwrap_or_default();
     if let Some(owner) = controller_of(pod) {
-        if owner.kind == "ReplicaSet" {
+        if owner.kind == K::kind(&()) {
             return vec![ObjectRef::new(&owner.name).within(&ns)];
         }
         return vec![];
@@ -67,25 +148,46 @@ fn replicasets_for_pod(store: &Store<ReplicaSet>, pod: &Pod) -> Vec<ObjectRef<Re
     store
         .state()
         .iter()
-        .filter(|rs| rs.namespace().as_deref() == Some(ns.as_str()))
-        .filter(|rs| {
-            pods::selector(Some(&rs.spec).map(|s| &s.selector), "")
+        .filter(|o| o.namespace().as_deref() == Some(ns.as_str()))
+        .filter(|o| {
+            pods::selector(Some(&o.label_selector()), "")
                 .map(|sel| selects(&sel, pod.labels()))
                 .unwrap_or(false)
         })
-        .map(|rs| ObjectRef::from_obj(&**rs))
+        .map(|o| ObjectRef::from_obj(&**o))
         .collect()
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Expectations>) -> Result<Action, Error> {
+/// A create or delete that failed while managing replicas.
+struct ManageError {
+    /// `FailedCreate` or `FailedDelete`.
+    reason: &'static str,
+    error: kube::Error,
+}
+
+impl ManageError {
+    /// The condition message: the API server's own words when it answered.
+    fn message(&self) -> String {
+        match &self.error {
+            kube::Error::Api(s) => s.message.clone(),
+            other => other.to_string(),
+        }
+    }
+}
+
+async fn reconcile<K: Replicated>(
+    rs: Arc<K>,
+    ctx: Arc<Context>,
+    expectations: Arc<Expectations>,
+) -> Result<Action, Error> {
     let ns = rs.namespace().unwrap_or_default();
     let name = rs.name_any();
     let key = format!("{ns}/{name}");
     let uid = rs.uid().unwrap_or_default();
-    let spec = rs.spec.clone();
-    let selector = pods::selector(Some(&spec.selector), &key)?;
+    let selector = pods::selector(Some(&rs.label_selector()), &key)?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_store = ctx.informers.pods.store();
+    let deleting = rs.meta().deletion_timestamp.is_some();
 
     // Claim pods: keep owned matching ones, release owned non-matching, adopt orphans.
     let mut owned: Vec<Arc<Pod>> = Vec::new();
@@ -111,7 +213,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
             }
             Some(_) => {}
             None => {
-                if matches && is_active(&pod) && rs.metadata.deletion_timestamp.is_none() {
+                if matches && is_active(&pod) && !deleting {
                     adopt(&pods_api, &pod, &*rs).await?;
                     owned.push(pod);
                 }
@@ -128,8 +230,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
     };
     let mut requeue: Option<Duration> = None;
     let mut deleted: Vec<String> = Vec::new();
-    if rs.metadata.deletion_timestamp.is_none() && expectations.satisfied(&key, exists, live) {
-        let want = spec.replicas.unwrap_or(1).max(0) as usize;
+    let mut manage_err: Option<ManageError> = None;
+    if !deleting && expectations.satisfied(&key, exists, live) {
+        let want = rs.replicas().max(0) as usize;
         let namespace_terminating = ctx
             .informers
             .namespaces
@@ -140,7 +243,12 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
             // New content is refused in a terminating namespace; its objects are going anyway.
         } else if active.len() < want {
             let missing = (want - active.len()).min(BURST_REPLICAS);
-            create_pods(&ctx, &rs, &pods_api, missing, &key, &expectations).await?;
+            if let Err(error) = create_pods(&ctx, &*rs, &pods_api, missing, &key, &expectations).await {
+                manage_err = Some(ManageError {
+                    reason: "FailedCreate",
+                    error,
+                });
+            }
         } else if active.len() > want {
             let extra = (active.len() - want).min(BURST_REPLICAS);
             let mut victims = active.clone();
@@ -157,11 +265,24 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
                         format!("Deleted pod: {pod_name}"),
                     ),
                     Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(err) => return Err(err.into()),
+                    Err(error) => {
+                        ctx.recorder.record(
+                            &*rs,
+                            EventType::Warning,
+                            "FailedDelete",
+                            format!("Error deleting: {error}"),
+                        );
+                        deleted.pop();
+                        manage_err = Some(ManageError {
+                            reason: "FailedDelete",
+                            error,
+                        });
+                        break;
+                    }
                 }
             }
         }
-    } else if rs.metadata.deletion_timestamp.is_none() {
+    } else if !deleting {
         // The cache predates our own writes: neither act nor report on it.
         return Ok(Action::requeue(Duration::from_secs(1)));
     }
@@ -173,46 +294,45 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
         .filter(|p| !deleted.contains(&p.name_any()))
         .collect();
     let now = Timestamp::now();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let template_labels = spec
-        .template
-        .as_ref()
+    let min_ready = rs.min_ready_seconds();
+    let template_labels = rs
+        .template()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
-    let mut ready = 0;
-    let mut available = 0;
-    let mut fully_labeled = 0;
+    let old = rs.current_status();
+    let mut new = ReplicaStatus {
+        replicas: active.len() as i32,
+        observed_generation: rs.meta().generation.unwrap_or(0),
+        conditions: failure_conditions(&old.conditions, manage_err.as_ref(), now),
+        ..Default::default()
+    };
     for pod in &active {
         if template_labels.iter().all(|(k, v)| pod.labels().get(k) == Some(v)) {
-            fully_labeled += 1;
+            new.fully_labeled += 1;
         }
         if pods::is_ready(pod) {
-            ready += 1;
+            new.ready += 1;
         }
         match pods::availability(pod, min_ready, now) {
-            Ok(()) => available += 1,
+            Ok(()) => new.available += 1,
             Err(Some(wait)) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
             Err(None) => {}
         }
     }
-    let status = rs.status.clone().unwrap_or_default();
-    let generation = rs.metadata.generation.unwrap_or(0);
-    let new = (active.len() as i32, fully_labeled, ready, available, generation);
-    let old = (
-        status.replicas,
-        status.fully_labeled_replicas.unwrap_or(0),
-        status.ready_replicas.unwrap_or(0),
-        status.available_replicas.unwrap_or(0),
-        status.observed_generation.unwrap_or(0),
-    );
     if new != old {
-        let rs_api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        let conditions = if new.conditions.is_empty() {
+            Value::Null
+        } else {
+            json!(new.conditions)
+        };
         let patch = json!({"status": {
-            "replicas": new.0, "fullyLabeledReplicas": new.1, "readyReplicas": new.2,
-            "availableReplicas": new.3, "observedGeneration": new.4,
+            "replicas": new.replicas, "fullyLabeledReplicas": new.fully_labeled, "readyReplicas": new.ready,
+            "availableReplicas": new.available, "observedGeneration": new.observed_generation,
+            "conditions": conditions,
         }});
-        match rs_api
+        match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
         {
@@ -221,19 +341,42 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>, expectations: Arc<Exp
             Err(err) => return Err(err.into()),
         }
     }
+    if let Some(e) = manage_err {
+        return Err(e.error.into());
+    }
     Ok(requeue.map_or_else(|| Action::requeue(ctx.config.resync_period), Action::requeue))
+}
+
+/// The conditions after managing replicas, as Kubernetes' `calculateStatus`:
+/// a failure adds `ReplicaFailure` (unless one is there already, which is
+/// kept as it is), success removes it; other conditions are kept.
+fn failure_conditions(old: &[Value], err: Option<&ManageError>, now: Timestamp) -> Vec<Value> {
+    let is_failure = |c: &Value| c.get("type").and_then(Value::as_str) == Some(REPLICA_FAILURE);
+    let mut conditions = old.to_vec();
+    match err {
+        Some(e) if !old.iter().any(is_failure) => conditions.push(json!({
+            "type": REPLICA_FAILURE,
+            "status": "True",
+            "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            "reason": e.reason,
+            "message": e.message(),
+        })),
+        Some(_) => {}
+        None => conditions.retain(|c| !is_failure(c)),
+    }
+    conditions
 }
 
 /// Creates `count` pods from the template in slow-start batches (1, 2, 4 ...),
 /// stopping at the first failure like Kubernetes.
-async fn create_pods(
+async fn create_pods<K: Replicated>(
     ctx: &Context,
-    rs: &ReplicaSet,
+    rs: &K,
     api: &Api<Pod>,
     count: usize,
     key: &str,
     expectations: &Expectations,
-) -> Result<(), Error> {
+) -> Result<(), kube::Error> {
     let mut remaining = count;
     let mut batch = 1;
     while remaining > 0 {
@@ -268,7 +411,7 @@ async fn create_pods(
             }
         }
         if let Some(err) = failed {
-            return Err(err.into());
+            return Err(err);
         }
         remaining -= n;
         batch *= 2;
@@ -277,8 +420,8 @@ async fn create_pods(
 }
 
 /// A new pod for `rs`: its template, a generated name, and `rs` as controller.
-pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = Some(&rs.spec).and_then(|s| s.template.clone()).unwrap_or_default();
+pub fn pod_from_template<K: Replicated>(rs: &K) -> Pod {
+    let template = rs.template().cloned().unwrap_or_default();
     let meta = template.metadata.unwrap_or_default();
     let name = format!("{}-{}", rs.name_any(), pods::random_suffix());
     Pod {
@@ -336,9 +479,8 @@ pub fn deletion_rank(pod: &Pod) -> (bool, u8, bool, Reverse<i64>, Reverse<i32>, 
 }
 
 /// Labels of a pod template, for tests and other controllers.
-pub fn template_labels(rs: &ReplicaSet) -> BTreeMap<String, String> {
-    Some(&rs.spec)
-        .and_then(|s| s.template.as_ref())
+pub fn template_labels<K: Replicated>(rs: &K) -> BTreeMap<String, String> {
+    rs.template()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.labels.clone())
         .unwrap_or_default()
@@ -373,6 +515,31 @@ mod tests {
                 ..Default::default()
             }),
         }
+    }
+
+    #[test]
+    fn a_failed_create_sets_replica_failure_until_a_clean_reconcile() {
+        let status = kube::core::Status::failure("pods \"web-x\" is forbidden: quota", "Forbidden").with_code(403);
+        let err = ManageError {
+            reason: "FailedCreate",
+            error: kube::Error::Api(status.boxed()),
+        };
+        let other = json!({"type": "Other", "status": "True"});
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let set = failure_conditions(std::slice::from_ref(&other), Some(&err), now);
+        assert_eq!(set.len(), 2);
+        assert_eq!(
+            set[1],
+            json!({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": "2027-01-15T08:00:00Z",
+                   "reason": "FailedCreate", "message": "pods \"web-x\" is forbidden: quota"})
+        );
+        let later = Timestamp::from_second(1_800_000_100).unwrap();
+        assert_eq!(
+            failure_conditions(&set, Some(&err), later),
+            set,
+            "an existing failure is kept as it is"
+        );
+        assert_eq!(failure_conditions(&set, None, later), vec![other], "success removes it");
     }
 
     #[test]

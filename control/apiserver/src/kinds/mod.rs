@@ -48,6 +48,7 @@ builtin_kinds! {
     secret => Secrets,
     serviceaccount => ServiceAccounts,
     podtemplate => PodTemplates,
+    replicationcontroller => ReplicationControllers,
     componentstatus => ComponentStatuses,
     event => Events,
     deployment => Deployments,

@@ -179,6 +179,16 @@ pub trait Strategy: Send + Sync + 'static {
         pending
     }
 
+    /// The propagation policy of a delete that states none (no
+    /// `propagationPolicy`, no `orphanDependents`) and of an object with
+    /// neither the `orphan` nor the `foregroundDeletion` finalizer
+    /// (Kubernetes' `DefaultGarbageCollectionPolicy`): `None` is background
+    /// deletion; `Some("Orphan")` keeps the dependents (core/v1
+    /// ReplicationControllers, for compatibility).
+    fn default_propagation_policy(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Whether strategic merge patches apply (Kubernetes refuses them for
     /// custom resources with 415).
     fn strategic_merge(&self) -> bool {

@@ -828,7 +828,11 @@ impl Registry {
             self.admit_delete(k, ns, name, &cur.object, options, opts).await?;
             let mut new = cur.object.clone();
             let mut fins = finalizers(&new);
-            match policy.as_deref() {
+            let stated = fins.iter().any(|f| f == "orphan" || f == "foregroundDeletion");
+            let policy = policy
+                .as_deref()
+                .or_else(|| (!stated).then(|| k.default_propagation_policy()).flatten());
+            match policy {
                 Some("Foreground") if !fins.iter().any(|f| f == "foregroundDeletion") => {
                     fins.push("foregroundDeletion".into())
                 }

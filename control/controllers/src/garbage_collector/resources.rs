@@ -32,6 +32,7 @@ use super::Node;
 pub const CACHED: &[(&str, &str)] = &[
     ("apps", "deployments"),
     ("apps", "replicasets"),
+    ("", "replicationcontrollers"),
     ("", "pods"),
     ("", "services"),
     ("discovery.k8s.io", "endpointslices"),
