@@ -9,6 +9,7 @@
 //! Controllers are registered in one descriptor list, [`CONTROLLERS`]; the
 //! binary runs them only while it holds the leader [`leader_election`] Lease.
 
+pub mod clusterrole_aggregation;
 pub mod config;
 pub mod context;
 pub mod controller_revision;
@@ -145,5 +146,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "service-lb",
         init: service_lb::init,
+    },
+    ControllerDescriptor {
+        name: "clusterrole-aggregation",
+        init: clusterrole_aggregation::init,
     },
 ];

@@ -496,6 +496,7 @@ mod tests {
                 "apps",
                 "batch",
                 "policy",
+                "rbac.authorization.k8s.io",
                 "discovery.k8s.io",
                 "coordination.k8s.io",
                 "scheduling.k8s.io",

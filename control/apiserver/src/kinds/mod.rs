@@ -21,6 +21,7 @@ pub mod defaults;
 pub mod merge_keys;
 pub mod pod_scheduling;
 pub mod pod_support;
+pub mod rbac;
 pub mod strategy;
 pub mod table;
 pub mod validation;
@@ -59,6 +60,10 @@ builtin_kinds! {
     job => Jobs,
     cronjob => CronJobs,
     poddisruptionbudget => PodDisruptionBudgets,
+    role => Roles,
+    clusterrole => ClusterRoles,
+    rolebinding => RoleBindings,
+    clusterrolebinding => ClusterRoleBindings,
     endpointslice => EndpointSlices,
     lease => Leases,
     priorityclass => PriorityClasses,

@@ -1,0 +1,69 @@
+//! ClusterRoleBindings (`rbac.authorization.k8s.io/v1`): grant a ClusterRole
+//! cluster-wide. The role reference is immutable; who may create one is
+//! decided in `registry::rbac`.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::Value;
+
+use crate::kinds::strategy::{openapi_ref, NameRule};
+use crate::kinds::{rbac, table, Resource, Strategy};
+use crate::status::{ApiResult, FieldError};
+
+/// The `ClusterRoleBinding` resource.
+pub static RESOURCE: Resource = Resource {
+    group: rbac::GROUP,
+    version: "v1",
+    kind: "ClusterRoleBinding",
+    plural: "clusterrolebindings",
+    singular: "clusterrolebinding",
+    namespaced: false,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    field_labels: None,
+};
+
+/// How `ClusterRoleBinding` objects behave.
+pub struct ClusterRoleBindings;
+
+impl Strategy for ClusterRoleBindings {
+    fn resource(&self) -> &'static Resource {
+        &RESOURCE
+    }
+
+    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+        crate::meta::typed::round_trip::<ClusterRoleBinding>(obj).map(Some)
+    }
+
+    fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {
+        openapi_ref::<ClusterRoleBinding>(generator)
+    }
+
+    fn name_rule(&self) -> NameRule {
+        rbac::path_segment_name
+    }
+
+    fn default(&self, obj: &mut Value) {
+        rbac::default_binding(obj);
+    }
+
+    fn validate(&self, obj: &Value) -> Vec<FieldError> {
+        rbac::validate_binding(obj, false, &["ClusterRole"])
+    }
+
+    fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
+        let mut errs = self.validate(new);
+        errs.extend(rbac::validate_role_ref_unchanged(old, new));
+        errs
+    }
+
+    fn columns(&self) -> Vec<Value> {
+        table::column_definitions(&rbac::binding_columns("clusterRoleBinding"))
+    }
+
+    fn cells(&self, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+        rbac::binding_row(obj, now)
+    }
+}
