@@ -38,6 +38,8 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("mmdebstrap", "mmdebstrap"),
     // htpasswd for the private-registry story.
     ("htpasswd", "apache2-utils"),
+    // Continuous HTTP load through endpoint changes (cluster_zero_loss).
+    ("hey", "hey"),
 ];
 
 /// Run the whole test suite.

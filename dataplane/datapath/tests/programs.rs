@@ -359,6 +359,44 @@ fn a_syn_for_a_departed_backend_or_a_closed_flow_is_balanced_again() {
 }
 
 #[test]
+fn a_client_reusing_its_port_through_a_source_nat_gets_the_same_port_back() {
+    let mut dp = TestDatapath::new("snatreuse");
+    let node = ip("198.18.0.1");
+    dp.add_node_address(node, 1).unwrap();
+    let remote = Backend::new(ip("198.18.2.7"), 8080);
+    dp.upsert_service(&ServiceSpec::node_port(30080, Protocol::Tcp, vec![remote]))
+        .unwrap();
+    let client = (ip("198.18.0.100"), 45000);
+    let syn = Pkt::tcp(client, (node, 30080), SYN);
+    let (_, out) = run(&mut dp, ProgramKind::NodePortTc, &syn);
+    assert_eq!((out.src, out.sport), (node, 45000), "the client's port when free");
+    let mut fin = syn.clone();
+    fin.flags = FIN | ACK;
+    run(&mut dp, ProgramKind::NodePortTc, &fin);
+    // The client opens a new connection from the same port: its own old
+    // flow's NAT port is reclaimed (the backend sees one tuple whose
+    // sequence numbers only grow), not a random one, and nothing is dropped.
+    let (_, out) = run(&mut dp, ProgramKind::NodePortTc, &syn);
+    assert_eq!((out.dst, out.src, out.sport), (remote.ip, node, 45000));
+    let (_, back) = run(
+        &mut dp,
+        ProgramKind::NodePortTc,
+        &Pkt::tcp((remote.ip, 8080), (node, 45000), SYN | ACK),
+    );
+    assert_eq!(
+        ((back.src, back.sport), (back.dst, back.dport)),
+        ((node, 30080), client)
+    );
+    // Another client's flow on that port is never taken.
+    let other = (ip("198.18.0.101"), 45000);
+    let (_, out) = run(&mut dp, ProgramKind::NodePortTc, &Pkt::tcp(other, (node, 30080), SYN));
+    assert_ne!(out.sport, 45000, "a live flow keeps its NAT port");
+    let c = dp.counters().unwrap();
+    assert_eq!(c.event(Event::Rebalanced), 1);
+    assert_eq!(c.event(Event::SnatExhausted), 0);
+}
+
+#[test]
 fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
     let mut dp = TestDatapath::new("nodeport");
     let node = ip("198.18.0.1");

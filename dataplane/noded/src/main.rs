@@ -10,7 +10,7 @@ use sluice_noded::cri::Cri;
 use sluice_noded::network_service::{self, Endpoints};
 use sluice_noded::node_agent::{self, NetworkPaths};
 use sluice_noded::node_status::{NodeIdentity, Reservations};
-use sluice_noded::pod_worker::{NodeContext, PodWorkers};
+use sluice_noded::pod_worker::{EndpointDrain, NodeContext, PodWorkers};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +120,12 @@ async fn main() -> anyhow::Result<()> {
     )
     .await;
     let data_plane_up = dataplane.is_ready();
-    let _dataplane_loops = sluice_noded::network::spawn(client.clone(), dataplane);
+    let (drain_publisher, drains) = sluice_proxy::drain::channel();
+    let endpoint_drain = dataplane.datapath().is_some().then(|| EndpointDrain {
+        drains,
+        delay: Duration::from_millis(args.network.endpoint_drain_delay_ms),
+    });
+    let _dataplane_loops = sluice_noded::network::spawn(client.clone(), dataplane, drain_publisher);
     // The node's DNS server, behind kube-dns (needs the data plane to be steered to).
     let dns_server = match node_ip.filter(|_| args.dns.enabled(data_plane_up)) {
         Some(ip) => {
@@ -189,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
             state_dir: args.state_dir.clone(),
             cgroup_root: format!("/sluice/{}", args.node_name),
             dns: pod_dns,
+            endpoint_drain,
         },
         Duration::from_secs(args.crash_backoff_seconds),
     ));

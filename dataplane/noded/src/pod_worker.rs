@@ -59,7 +59,22 @@ pub struct NodeContext {
     pub cgroup_root: String,
     /// What pods' resolver configuration is made from.
     pub dns: crate::cluster_dns::PodDnsSettings,
+    /// Zero-loss endpoint removal, when this node's proxy runs.
+    pub endpoint_drain: Option<EndpointDrain>,
 }
+
+/// A deleted pod leaves the Service maps before its containers are told to
+/// stop (see `sluice_proxy::drain`).
+pub struct EndpointDrain {
+    /// The pods the proxy has taken out of the maps.
+    pub drains: sluice_proxy::drain::Drains,
+    /// How long a drained backend keeps running before preStop/SIGTERM, so
+    /// that other nodes catch up (capped at the grace period).
+    pub delay: Duration,
+}
+
+/// How long to wait for this node's proxy to drain a deleted pod.
+const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
 /// The pod workers of the node, with their shared back-off, probe and status caches.
 pub struct PodWorkers {
@@ -142,7 +157,9 @@ impl PodWorkers {
                 self.events
                     .normal(pod, name, "Killing", format!("Stopping container {name}"));
             }
-            self.kill_pod(&uid, Some(pod), snapshot, grace_period(pod)).await?;
+            let drained_for = self.drain_endpoints(pod, snapshot).await;
+            let grace = grace_period(pod).saturating_sub(drained_for);
+            self.kill_pod(&uid, Some(pod), snapshot, grace).await?;
             let pods: Api<Pod> = Api::namespaced(
                 self.ctx.client.clone(),
                 pod.metadata.namespace.as_deref().unwrap_or("default"),
@@ -839,6 +856,41 @@ impl PodWorkers {
             .unwrap_or_else(|e| e.into_inner())
             .insert(uid, status);
         Ok(())
+    }
+
+    /// Before a deleted pod's containers are signalled: wait until this
+    /// node's proxy has taken its address out of the maps for new flows,
+    /// then, if it backs a Service, the drain delay for the other nodes.
+    /// All of it within the first half of the grace period, which still
+    /// bounds the pod's whole termination; returns the time spent. Nothing
+    /// to wait for when no container runs.
+    async fn drain_endpoints(&self, pod: &Pod, snapshot: &Snapshot) -> Duration {
+        let Some(drain) = &self.ctx.endpoint_drain else {
+            return Duration::ZERO;
+        };
+        let uid = uid_of(pod);
+        let sandboxes: Vec<&str> = snapshot.sandboxes_of(&uid).iter().map(|s| s.id.as_str()).collect();
+        let running = snapshot
+            .containers
+            .iter()
+            .any(|c| sandboxes.contains(&c.pod_sandbox_id.as_str()) && is_running(c));
+        let budget = grace_period(pod) / 2;
+        if !running || budget.is_zero() {
+            return Duration::ZERO;
+        }
+        let began = Instant::now();
+        match drain.drains.wait_for(&uid, DRAIN_WAIT.min(budget)).await {
+            Some(true) => {
+                tokio::time::sleep(drain.delay.min(budget).saturating_sub(began.elapsed())).await;
+                tracing::info!(
+                    waited_ms = began.elapsed().as_millis() as u64,
+                    "endpoints drained before stopping"
+                );
+            }
+            Some(false) => {}
+            None => tracing::warn!("the service proxy did not drain the pod's endpoints in time; stopping anyway"),
+        }
+        began.elapsed()
     }
 
     /// Stop and remove everything of pod `uid`: containers get `grace` between SIGTERM and SIGKILL.

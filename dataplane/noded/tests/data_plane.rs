@@ -26,6 +26,7 @@ fn args(pin_root: &str) -> NetworkArgs {
         nodeport_hook: "tc".into(),
         socket_lb_cgroup: None,
         no_masquerade: false,
+        endpoint_drain_delay_ms: 0,
     }
 }
 

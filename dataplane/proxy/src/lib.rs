@@ -3,7 +3,8 @@
 //! datapath so that ClusterIPs, NodePorts, LoadBalancer and external IPs and
 //! hostPorts reach their endpoints; answers ARP for the LoadBalancer IPs this
 //! node announces ([`announce`]) and serves `healthCheckNodePort`s
-//! ([`health_check`]). It installs no iptables rule: every frontend is an
+//! ([`health_check`]); takes this node's deleted pods out of the maps before
+//! they are signalled ([`drain`]). It installs no iptables rule: every frontend is an
 //! entry in the datapath's pinned maps.
 //!
 //! Shape: four kube reflectors (Services, EndpointSlices, Nodes, own Pods) keep local caches and
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod announce;
+pub mod drain;
 mod error;
 pub mod health_check;
 pub mod reconcile;
@@ -51,6 +53,10 @@ pub struct ProxyConfig {
     pub debounce: Duration,
     /// Reconcile at least this often even without events (retries, repairs drift).
     pub resync: Duration,
+    /// Where to publish the pods of this node whose endpoints were drained
+    /// (see [`drain`]); `None`: this node's deleting pods are left to the
+    /// EndpointSlice alone.
+    pub drains: Option<drain::DrainPublisher>,
 }
 
 impl ProxyConfig {
@@ -60,6 +66,7 @@ impl ProxyConfig {
             node_name: node_name.into(),
             debounce: Duration::from_millis(50),
             resync: Duration::from_secs(30),
+            drains: None,
         }
     }
 }
@@ -90,7 +97,7 @@ pub async fn run(
         nodes_writer,
         watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff(),
     );
-    // This node's pods, for their hostPorts.
+    // This node's pods, for their hostPorts and to drain the deleted ones.
     let own_pods = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
     let pods_watch = reflector::reflector(
         pods_writer,
@@ -190,6 +197,7 @@ async fn reconcile_loop(
                     warn!(frontend = %other.frontend, "a hostPort and a NodePort share a port; the hostPort wins");
                 }
             }
+            let drained = drain::apply(&mut desired, &drain::draining_addresses(&pods));
             let nodes = caches.nodes.state();
             let nodes: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
             let announced = announce::announced_by(&services, &slices, &nodes, &config.node_name);
@@ -205,6 +213,9 @@ async fn reconcile_loop(
                 };
                 (outcome, announce_result)
             };
+            if let (Ok(_), Some(drains)) = (&outcome, &config.drains) {
+                drains.publish(drained);
+            }
             health.sync(&checks).await;
             if let Err(e) = &announce_result {
                 warn!(error = %e, "could not announce LoadBalancer IPs; retrying");

@@ -367,6 +367,16 @@ impl Drop for TestCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("{}", self.logs_tail());
+            // SLUICE_KEEP_LOGS=<dir>: a failed story's component logs are kept there.
+            if let Some(dir) = std::env::var_os("SLUICE_KEEP_LOGS") {
+                let to = PathBuf::from(dir).join(&self.prefix);
+                let _ = Command::new("cp")
+                    .arg("-r")
+                    .arg(self.home().join("logs"))
+                    .arg(&to)
+                    .status();
+                eprintln!("component logs kept in {}", to.display());
+            }
         }
         for client in self.clients.lock().map(|c| c.clone()).unwrap_or_default() {
             let _ = Command::new("ip").args(["netns", "del", &client]).status();
@@ -471,6 +481,24 @@ impl Client {
         tally
     }
 
+    /// Start continuous load on `url` from this namespace: `hey` with
+    /// `workers` concurrent workers, each request on a new connection (a
+    /// request lost to an endpoint change cannot hide behind keep-alive),
+    /// `timeout_s` per request. Stop it with [`Load::finish`].
+    pub fn load(&self, url: &str, workers: u32, timeout_s: u32) -> Load {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "hey", "-z", "10m", "-disable-keepalive"])
+            .args(["-c", &workers.to_string(), "-t", &timeout_s.to_string(), url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run hey");
+        Load {
+            child: Some(child),
+            started: Instant::now(),
+        }
+    }
+
     /// One GET; the trimmed body if it answered.
     pub fn get(&self, url: &str) -> Option<String> {
         let out = Command::new("ip")
@@ -481,6 +509,111 @@ impl Client {
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
+}
+
+/// Continuous load from a client namespace (`hey`), stopped by pid on drop.
+pub struct Load {
+    child: Option<std::process::Child>,
+    started: Instant,
+}
+
+/// What a load run saw: answers by HTTP status and failed requests by error.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Responses by status code.
+    pub statuses: BTreeMap<u16, usize>,
+    /// Failed requests (no response: refused, reset, timed out) by error text.
+    pub errors: BTreeMap<String, usize>,
+    /// How long the load ran.
+    pub duration: Duration,
+}
+
+impl LoadReport {
+    /// Requests answered with 200.
+    pub fn ok(&self) -> usize {
+        self.statuses.get(&200).copied().unwrap_or(0)
+    }
+    /// Requests that failed or were answered with anything but 200.
+    pub fn failed(&self) -> usize {
+        self.errors.values().sum::<usize>()
+            + self
+                .statuses
+                .iter()
+                .filter(|(s, _)| **s != 200)
+                .map(|(_, n)| n)
+                .sum::<usize>()
+    }
+}
+
+impl Load {
+    /// Stop the load (SIGINT: `hey` then prints its summary) and read the summary.
+    pub fn finish(mut self) -> LoadReport {
+        let child = self.child.take().expect("load running");
+        let duration = self.started.elapsed();
+        let _ = Command::new("/bin/kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let out = child.wait_with_output().expect("hey ends");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut report = parse_hey(&text);
+        report.duration = duration;
+        assert!(
+            report.ok() + report.failed() > 0,
+            "hey reported nothing: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        report
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The status and error distributions of `hey`'s summary.
+fn parse_hey(text: &str) -> LoadReport {
+    let mut report = LoadReport::default();
+    let mut section = "";
+    for line in text.lines() {
+        let t = line.trim();
+        if t.ends_with("distribution:") {
+            section = if t.starts_with("Status") {
+                "status"
+            } else if t.starts_with("Error") {
+                "error"
+            } else {
+                ""
+            };
+            continue;
+        }
+        // `[200]\t1234 responses` / `[3]\tGet "...": dial tcp ...: connection refused`
+        let Some(rest) = t.strip_prefix('[') else {
+            if !t.is_empty() && !t.starts_with('[') && section == "status" {
+                section = "";
+            }
+            continue;
+        };
+        let Some((head, tail)) = rest.split_once(']') else {
+            continue;
+        };
+        let Ok(n) = head.trim().parse::<usize>() else { continue };
+        match section {
+            "status" => {
+                let count = tail.split_whitespace().next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                if let Ok(code) = u16::try_from(n) {
+                    *report.statuses.entry(code).or_insert(0) += count;
+                }
+            }
+            "error" => *report.errors.entry(tail.trim().to_string()).or_insert(0) += n,
+            _ => {}
+        }
+    }
+    report
 }
 
 /// Poll `check` every 250 ms until it returns `Some` or `timeout` passes.
@@ -519,4 +652,17 @@ fn subnets_in_use() -> Vec<u8> {
         .filter_map(|w| w.strip_prefix("10.251."))
         .filter_map(|rest| rest.split('.').next()?.parse().ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hey_summaries_are_read() {
+        let text = "Summary:\n  Total:\t5.0 secs\n\nResponse time histogram:\n  0.001 [1]\t|\n\nStatus code distribution:\n  [200]\t1200 responses\n  [503]\t2 responses\n\nError distribution:\n  [3]\tGet \"http://10.0.0.1:30004\": dial tcp 10.0.0.1:30004: connect: connection refused\n  [1]\tGet \"http://10.0.0.1:30004\": context deadline exceeded\n";
+        let r = super::parse_hey(text);
+        assert_eq!(r.ok(), 1200);
+        assert_eq!(r.statuses.get(&503), Some(&2));
+        assert_eq!(r.errors.values().sum::<usize>(), 4);
+        assert_eq!(r.failed(), 6);
+    }
 }

@@ -62,6 +62,13 @@ pub struct NetworkArgs {
     /// Do not masquerade pod traffic leaving the cluster.
     #[arg(long)]
     pub no_masquerade: bool,
+    /// Milliseconds a deleted pod that backs a Service keeps running after
+    /// this node has taken it out of its maps, before its preStop hooks and
+    /// SIGTERM, so that the other nodes see its EndpointSlice turn
+    /// terminating too (taken from the first half of the pod's grace
+    /// period, which still bounds its termination; 0: no wait).
+    #[arg(long, default_value_t = 1000)]
+    pub endpoint_drain_delay_ms: u64,
 }
 
 /// The node's data plane, shared by the node network service, the proxy and
@@ -259,18 +266,20 @@ impl DataPlane {
     }
 }
 
-/// Start the Service proxy and the node route loop in the background; errors are logged.
-pub fn spawn(client: kube::Client, dataplane: DataPlane) -> tokio::task::JoinHandle<()> {
+/// Start the Service proxy and the node route loop in the background; errors
+/// are logged. The proxy publishes this node's drained pods to `drains`.
+pub fn spawn(
+    client: kube::Client,
+    dataplane: DataPlane,
+    drains: sluice_proxy::drain::DrainPublisher,
+) -> tokio::task::JoinHandle<()> {
     let node = dataplane.node_name.clone();
     let Some(datapath) = dataplane.datapath() else {
         return tokio::spawn(async {});
     };
-    let proxy = sluice_proxy::run(
-        client.clone(),
-        datapath.clone(),
-        sluice_proxy::ProxyConfig::new(node.clone()),
-        std::future::pending(),
-    );
+    let mut config = sluice_proxy::ProxyConfig::new(node.clone());
+    config.drains = Some(drains);
+    let proxy = sluice_proxy::run(client.clone(), datapath.clone(), config, std::future::pending());
     let routes = node_routes::run(client, node, datapath);
     tokio::spawn(async move {
         tokio::select! {

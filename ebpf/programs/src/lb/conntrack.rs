@@ -10,6 +10,9 @@ use super::{
     packet::{Flow, TCP_FIN, TCP_RST},
 };
 
+/// Ports tried for a source NAT before the packet is dropped.
+const SNAT_TRIES: u32 = 8;
+
 /// Refresh `last_seen` at most this often (saves writes to a shared cache line).
 const TOUCH_EVERY_NS: u64 = 1_000_000_000;
 
@@ -88,11 +91,26 @@ pub fn insert(key: &CtKey, value: &CtValue, flags: u64) -> Result<(), i32> {
 /// all tries collide (the caller drops and counts `SnatExhausted`).
 #[inline(always)]
 pub fn claim_snat_port(reply_key: &mut CtKey, reply: &CtValue, preferred: u16, seed: u32) -> Option<u16> {
+    let now = reply.last_seen_ns;
     let mut port = preferred;
-    for i in 0..4u32 {
+    for i in 0..SNAT_TRIES {
         reply_key.dport = port;
         if insert(reply_key, reply, aya_ebpf::bindings::BPF_NOEXIST as u64).is_ok() {
             return Some(port);
+        }
+        // Taken. Reclaim it when it holds this very client's earlier flow
+        // on the same port (the client reused its port: that connection is
+        // over, and the backend accepts the new SYN over its TIME_WAIT as
+        // the sequence numbers of one client tuple only grow), or a flow
+        // idle past its timeout. Another client's live flow is never taken.
+        if let Some(old) = CONNTRACK.get_ptr(*reply_key) {
+            // SAFETY: map value pointer, copied out at once.
+            let old = unsafe { *old };
+            let own = old.snat_addr == reply.snat_addr && old.snat_port == reply.snat_port;
+            let expired = now.wrapping_sub(old.last_seen_ns) > timeout(&old) && now > old.last_seen_ns;
+            if (own || expired) && insert(reply_key, reply, 0).is_ok() {
+                return Some(port);
+            }
         }
         port = 32768 + (seed.wrapping_add(i.wrapping_mul(7919)) % 28000) as u16;
     }
