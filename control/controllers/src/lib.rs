@@ -35,6 +35,7 @@ pub mod replicationcontroller;
 pub mod runner;
 pub mod service_lb;
 pub mod statefulset;
+pub mod status;
 pub mod ttl_after_finished;
 
 use std::sync::Arc;

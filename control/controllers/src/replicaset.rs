@@ -37,6 +37,7 @@ use crate::events::EventType;
 use crate::expectations::Expectations;
 use crate::informer::Informer;
 use crate::pods::{self, adopt, controller_of, controller_ref, is_active, release, selects};
+use crate::status::omit_zero;
 use crate::{runner, Context, Error};
 
 /// Most pods created or deleted in one reconcile (Kubernetes' burstReplicas).
@@ -327,10 +328,11 @@ async fn reconcile<K: Replicated>(
         } else {
             json!(new.conditions)
         };
+        // `replicas` is always encoded; the other counts are `omitempty`.
         let patch = json!({"status": {
-            "replicas": new.replicas, "fullyLabeledReplicas": new.fully_labeled, "readyReplicas": new.ready,
-            "availableReplicas": new.available, "observedGeneration": new.observed_generation,
-            "conditions": conditions,
+            "replicas": new.replicas, "fullyLabeledReplicas": omit_zero(new.fully_labeled),
+            "readyReplicas": omit_zero(new.ready), "availableReplicas": omit_zero(new.available),
+            "observedGeneration": new.observed_generation, "conditions": conditions,
         }});
         match api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))

@@ -165,6 +165,12 @@ async fn a_daemonset_lands_on_every_node_including_a_later_one_and_rolls() {
         (3, 3, 3)
     );
     assert_eq!((st.number_available, st.updated_number_scheduled), (Some(3), Some(3)));
+    // All available: numberUnavailable 0 is not encoded (omitempty), as Kubernetes
+    // reports it; no collision, no conditions.
+    assert_eq!((st.number_unavailable, st.number_misscheduled), (None, 0));
+    assert_eq!(st.observed_generation, ds.metadata.generation);
+    assert_eq!(st.collision_count, None);
+    assert!(st.conditions.is_none(), "{:?}", st.conditions);
     let v1_hash = pods.values().next().expect("a pod").1.clone();
     assert!(!v1_hash.is_empty() && pods.values().all(|(_, h)| *h == v1_hash));
 
@@ -427,7 +433,8 @@ async fn node_selectors_surge_on_delete_and_refusals() {
         (st.observed_generation == ds.metadata.generation).then_some(st)
     })
     .await;
-    assert_eq!(ds.updated_number_scheduled, Some(0));
+    // Zero is not encoded (the Go field is omitempty), as Kubernetes reports it.
+    assert_eq!(ds.updated_number_scheduled, None);
     let (ok, out) = c.kubectl(&["rollout", "status", "daemonset/manual", "--timeout=5s"], None);
     assert!(
         !ok && out.contains("rollout status is only available for RollingUpdate strategy type"),

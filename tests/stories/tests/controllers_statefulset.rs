@@ -292,6 +292,11 @@ async fn a_statefulset_of_three_starts_in_order_and_a_deleted_pod_comes_back_as_
     );
     assert_eq!(st.current_revision, st.update_revision);
     assert!(st.update_revision.as_deref().is_some_and(|r| r.starts_with("db-")));
+    // As Kubernetes writes it: collisionCount always, no conditions.
+    assert_eq!(st.collision_count, Some(0));
+    assert_eq!((st.current_replicas, st.updated_replicas), (Some(3), Some(3)));
+    assert_eq!(st.observed_generation, sts.metadata.generation);
+    assert!(st.conditions.as_ref().is_none_or(Vec::is_empty), "{:?}", st.conditions);
 
     // Each pod's identity: hostname, subdomain (the headless Service), labels.
     let pods: Api<Pod> = Api::namespaced(c.client.clone(), NS);

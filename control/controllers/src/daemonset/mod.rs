@@ -35,6 +35,7 @@ use crate::deployment::scaled_value;
 use crate::events::EventType;
 use crate::expectations::Expectations;
 use crate::pods::{self, controller_of, is_terminated};
+use crate::status::omit_zero;
 use crate::{runner, Context, Error};
 
 /// Most pods created in one reconcile (Kubernetes' burstReplicas).
@@ -440,16 +441,7 @@ async fn write_status(ctx: &Context, ds: &DaemonSet, st: &Counts) -> Result<(), 
     if old == *st && status.observed_generation == Some(generation) {
         return Ok(());
     }
-    let patch = json!({"status": {
-        "desiredNumberScheduled": st.desired,
-        "currentNumberScheduled": st.current,
-        "numberReady": st.ready,
-        "numberAvailable": st.available,
-        "numberUnavailable": st.desired - st.available,
-        "updatedNumberScheduled": st.updated,
-        "numberMisscheduled": st.misscheduled,
-        "observedGeneration": generation,
-    }});
+    let patch = status_patch(st, generation);
     let api: Api<DaemonSet> = Api::namespaced(ctx.client.clone(), &ds.namespace().unwrap_or_default());
     match api
         .patch_status(&ds.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
@@ -459,6 +451,25 @@ async fn write_status(ctx: &Context, ds: &DaemonSet, st: &Counts) -> Result<(), 
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(err) => Err(err.into()),
     }
+}
+
+/// The status merge patch for these counts, as Kubernetes'
+/// `storeDaemonSetStatus` writes them: the four counts Go always encodes,
+/// and `numberAvailable`, `numberUnavailable` (desired − available) and
+/// `updatedNumberScheduled` only when not zero (`omitempty`; a zero removes
+/// an earlier value). `collisionCount` is written only on a collision, and no
+/// condition is ever set (Kubernetes' DaemonSet controller sets none).
+fn status_patch(st: &Counts, generation: i64) -> serde_json::Value {
+    json!({"status": {
+        "desiredNumberScheduled": st.desired,
+        "currentNumberScheduled": st.current,
+        "numberReady": st.ready,
+        "numberAvailable": omit_zero(st.available),
+        "numberUnavailable": omit_zero(st.desired - st.available),
+        "updatedNumberScheduled": omit_zero(st.updated),
+        "numberMisscheduled": st.misscheduled,
+        "observedGeneration": generation,
+    }})
 }
 
 /// Creates a daemon pod on each of `nodes`, all at once; the first failure
@@ -507,6 +518,26 @@ async fn create_pods(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_has_kubernetes_fields_with_zero_counts_omitted() {
+        let st = Counts {
+            desired: 3,
+            current: 2,
+            ready: 2,
+            available: 0,
+            updated: 2,
+            misscheduled: 0,
+        };
+        assert_eq!(
+            status_patch(&st, 5),
+            json!({"status": {
+                "desiredNumberScheduled": 3, "currentNumberScheduled": 2, "numberReady": 2,
+                "numberAvailable": null, "numberUnavailable": 3, "updatedNumberScheduled": 2,
+                "numberMisscheduled": 0, "observedGeneration": 5,
+            }})
+        );
+    }
 
     #[test]
     fn failed_pods_back_off_doubling_to_fifteen_minutes() {

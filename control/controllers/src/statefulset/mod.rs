@@ -34,6 +34,7 @@ use crate::deployment::scaled_value;
 use crate::events::EventType;
 use crate::expectations::Expectations;
 use crate::pods::{self, controller_of, controller_ref, is_terminated};
+use crate::status::omit_zero;
 use crate::{runner, Context, Error};
 use plan::{PodView, SetView, Step};
 
@@ -297,7 +298,13 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
         current_rev = update_name.clone();
         current_count = st.updated;
     }
-    write_status(&ctx, &set, &st, &current_rev, current_count, &update_name).await?;
+    let status_revisions = Revisions {
+        current: &current_rev,
+        current_replicas: current_count,
+        update: &update_name,
+        collision_count,
+    };
+    write_status(&ctx, &set, &st, &status_revisions).await?;
 
     // History: revisions neither current, update, nor used by a pod.
     let mut live_revisions: HashSet<String> = HashSet::from([current_rev, update_name]);
@@ -325,37 +332,30 @@ struct Counts {
     updated: i32,
 }
 
-async fn write_status(
-    ctx: &Context,
-    set: &StatefulSet,
-    st: &Counts,
-    current_revision: &str,
+/// What the status says of revisions.
+struct Revisions<'a> {
+    current: &'a str,
     current_replicas: i32,
-    update_revision: &str,
-) -> Result<(), Error> {
+    update: &'a str,
+    collision_count: i32,
+}
+
+async fn write_status(ctx: &Context, set: &StatefulSet, st: &Counts, revs: &Revisions<'_>) -> Result<(), Error> {
     let old = set.status.clone().unwrap_or_default();
     let generation = set.metadata.generation.unwrap_or(0);
     let unchanged = old.replicas == st.replicas
         && old.ready_replicas.unwrap_or(0) == st.ready
         && old.available_replicas.unwrap_or(0) == st.available
-        && old.current_replicas.unwrap_or(0) == current_replicas
+        && old.current_replicas.unwrap_or(0) == revs.current_replicas
         && old.updated_replicas.unwrap_or(0) == st.updated
-        && old.current_revision.as_deref() == Some(current_revision)
-        && old.update_revision.as_deref() == Some(update_revision)
+        && old.current_revision.as_deref() == Some(revs.current)
+        && old.update_revision.as_deref() == Some(revs.update)
+        && old.collision_count == Some(revs.collision_count)
         && old.observed_generation == Some(generation);
     if unchanged {
         return Ok(());
     }
-    let patch = json!({"status": {
-        "replicas": st.replicas,
-        "readyReplicas": st.ready,
-        "availableReplicas": st.available,
-        "currentReplicas": current_replicas,
-        "updatedReplicas": st.updated,
-        "currentRevision": current_revision,
-        "updateRevision": update_revision,
-        "observedGeneration": generation,
-    }});
+    let patch = status_patch(st, revs, generation);
     let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), &set.namespace().unwrap_or_default());
     match api
         .patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
@@ -367,9 +367,53 @@ async fn write_status(
     }
 }
 
+/// The status merge patch, as Kubernetes' StatefulSet controller writes
+/// it: `replicas` and `availableReplicas` always, `collisionCount` always
+/// (the controller sets it on every update), the other counts only when not
+/// zero (`omitempty`; a zero removes an earlier value). No condition is ever
+/// set (Kubernetes' StatefulSet controller sets none).
+fn status_patch(st: &Counts, revs: &Revisions<'_>, generation: i64) -> serde_json::Value {
+    json!({"status": {
+        "replicas": st.replicas,
+        "readyReplicas": omit_zero(st.ready),
+        "availableReplicas": st.available,
+        "currentReplicas": omit_zero(revs.current_replicas),
+        "updatedReplicas": omit_zero(st.updated),
+        "currentRevision": revs.current,
+        "updateRevision": revs.update,
+        "collisionCount": revs.collision_count,
+        "observedGeneration": generation,
+    }})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_has_kubernetes_fields_with_zero_counts_omitted() {
+        let st = Counts {
+            replicas: 3,
+            ready: 2,
+            available: 0,
+            current: 1,
+            updated: 0,
+        };
+        let revs = Revisions {
+            current: "db-1",
+            current_replicas: 3,
+            update: "db-2",
+            collision_count: 0,
+        };
+        assert_eq!(
+            status_patch(&st, &revs, 4),
+            json!({"status": {
+                "replicas": 3, "readyReplicas": 2, "availableReplicas": 0, "currentReplicas": 3,
+                "updatedReplicas": null, "currentRevision": "db-1", "updateRevision": "db-2",
+                "collisionCount": 0, "observedGeneration": 4,
+            }})
+        );
+    }
 
     #[test]
     fn pods_get_stable_identity() {
