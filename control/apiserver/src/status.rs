@@ -227,6 +227,23 @@ impl ApiError {
     pub fn access_denied(message: impl Into<String>) -> Self {
         Self::new(403, "Forbidden", message)
     }
+    /// 403 for a request the authorizer denied, as Kubernetes' `NewForbidden`
+    /// for the requested group and resource (both empty for a non-resource
+    /// URL): `deployments.apps "web" is forbidden: <why>`.
+    pub fn forbidden_request(group: &str, resource: &str, name: &str, why: impl AsRef<str>) -> Self {
+        let why = why.as_ref();
+        let qualified = match (resource, group) {
+            ("", _) => String::new(),
+            (r, "") => r.to_string(),
+            (r, g) => format!("{r}.{g}"),
+        };
+        let message = match (qualified.as_str(), name) {
+            ("", _) => format!("forbidden: {why}"),
+            (q, "") => format!("{q} is forbidden: {why}"),
+            (q, n) => format!("{q} {n:?} is forbidden: {why}"),
+        };
+        Self::new(403, "Forbidden", message).with_details(json!({"name": name, "group": group, "kind": resource}))
+    }
     /// 413 when the body is over the limit.
     pub fn too_large(limit: usize) -> Self {
         Self::new(

@@ -416,6 +416,33 @@ impl ApiServer {
         }
     }
 
+    /// A kubeconfig for user `user` in `groups`, with a client certificate
+    /// signed by the cluster CA (how stories make users other than admin).
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let path = self.dir.path().join(format!("{}.kubeconfig", user.replace(':', "_")));
+        let mut cmd = Command::new(workspace_bin("apiserver"));
+        cmd.args(["kubeconfig", "--cert-dir"])
+            .arg(&self.cert_dir)
+            .args(["--server", &self.url(), "--user", user]);
+        for g in groups {
+            cmd.args(["--group", g]);
+        }
+        run_ok(cmd.arg("--out").arg(&path));
+        path
+    }
+
+    /// Raw HTTP with the credentials of `kubeconfig` (see [`Self::user_kubeconfig`]).
+    pub async fn raw_as(&self, kubeconfig: &Path) -> RawClient {
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("kube config");
+        cfg.default_retry = false;
+        RawClient {
+            client: kube::Client::try_from(cfg).expect("client"),
+        }
+    }
+
     /// Raw HTTP with an arbitrary bearer token.
     pub async fn with_token(&self, token: &str) -> RawClient {
         let mut cfg = self.base_config();

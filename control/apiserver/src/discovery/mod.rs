@@ -494,6 +494,8 @@ mod tests {
             names,
             [
                 "apps",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
                 "batch",
                 "policy",
                 "rbac.authorization.k8s.io",

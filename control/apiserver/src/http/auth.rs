@@ -4,8 +4,8 @@
 //! Authentication turns a request into a [`UserInfo`]; the TLS layer has
 //! already verified any client certificate against the cluster CA and put
 //! the identity it carries into the request extensions. Authorization is a
-//! trait ([`Authorizer`]) consulted for every API request; today the only
-//! implementation allows every authenticated user.
+//! trait ([`Authorizer`]) consulted for every API request; the server's is
+//! the chain in `authz` (privileged group, Node, RBAC).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -118,30 +118,18 @@ pub fn identity_from_cert(der: &[u8]) -> Option<UserInfo> {
     })
 }
 
-/// What a request wants to do, for authorization.
-#[derive(Debug, Clone)]
-pub struct RequestAttributes {
-    /// Kubernetes verb (get, list, watch, create, update, patch, delete, deletecollection).
-    pub verb: String,
-    /// API group ("" for core).
-    pub group: String,
-    /// Resource plural.
-    pub resource: String,
-    /// Subresource, if any.
-    pub subresource: Option<String>,
-    /// Namespace, if any.
-    pub namespace: Option<String>,
-    /// Object name, if any.
-    pub name: Option<String>,
-}
+/// What a request wants to do, for authorization (a resource request, or
+/// a non-resource URL when `path` is set).
+pub use crate::registry::rbac::Attributes as RequestAttributes;
 
 /// Decides whether an authenticated user may perform a request.
 pub trait Authorizer: Send + Sync {
-    /// `Err(reason)` denies the request with 403.
+    /// `Err(reason)` denies the request with 403 (the reason, often empty,
+    /// follows Kubernetes' message; see `authz::forbidden`).
     fn authorize(&self, user: &UserInfo, attrs: &RequestAttributes) -> Result<(), String>;
 }
 
-/// Allows every authenticated request (until RBAC lands).
+/// Allows every authenticated request (tests; the server runs `authz::Chain`).
 pub struct AllowAll;
 
 impl Authorizer for AllowAll {

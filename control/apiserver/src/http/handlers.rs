@@ -285,11 +285,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         subresource: t.subresource.clone(),
         namespace: t.namespace.clone(),
         name: t.name.clone(),
+        path: None,
     };
     state
         .authorizer
         .authorize(&user, &attrs)
-        .map_err(ApiError::access_denied)?;
+        .map_err(|reason| crate::http::authz::forbidden(&user.name, &attrs, &reason))?;
     let reg = state.registry.clone();
     let r = t.resource;
     // Verbs a kind does not serve (componentstatuses: get and list only).
@@ -346,6 +347,11 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     }
     if r.namespaced && t.namespace.is_none() && !matches!(verb, "list" | "watch") {
         return Err(ApiError::path_not_found("a namespace is required for this request"));
+    }
+    if verb == "create" && crate::http::reviews::is_review(r) {
+        let obj = read_body_as(body, &content_type).await?;
+        let answered = crate::http::reviews::answer(&reg, &user, r, ns, obj)?;
+        return out.object(StatusCode::CREATED, answered, &[]);
     }
     if t.subresource.as_deref() == Some("log") && verb == "get" {
         let name = t.name.as_deref().unwrap_or_default();

@@ -1,5 +1,6 @@
 //! The HTTP layer: TLS and authentication ([`server`], [`auth`],
-//! [`bootstrap_token`]), routing and verbs ([`request`], [`handlers`],
+//! [`bootstrap_token`]), authorization ([`authz`]) and the access reviews
+//! ([`reviews`]), routing and verbs ([`request`], [`handlers`],
 //! [`params`]), content negotiation and encodings ([`negotiation`],
 //! [`wire`]), watches ([`watch`]), the node-facing endpoints
 //! ([`node_proxy`], [`kubelet_client`], [`node_certs`]), and the proxy to aggregated API
@@ -7,6 +8,7 @@
 
 pub mod aggregator;
 pub mod auth;
+pub mod authz;
 pub mod bootstrap_token;
 pub mod handlers;
 pub mod kubelet_client;
@@ -15,6 +17,7 @@ pub mod node_certs;
 pub mod node_proxy;
 pub mod params;
 pub mod request;
+pub mod reviews;
 pub mod server;
 pub mod state;
 pub mod watch;

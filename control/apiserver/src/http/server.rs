@@ -20,7 +20,7 @@ use rustls::server::WebPkiClientVerifier;
 use serde_json::json;
 use tower::ServiceExt;
 
-use crate::http::auth::{AllowAll, ClientCertIdentity, TokenAuthenticator, UserInfo};
+use crate::http::auth::{ClientCertIdentity, RequestAttributes, TokenAuthenticator, UserInfo};
 use crate::http::handlers;
 use crate::http::state::AppState;
 use crate::kinds::{self, Kind};
@@ -83,6 +83,15 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     }
     match user {
         Some(u) => {
+            // Requests the resource handlers do not serve (discovery,
+            // OpenAPI, health, aggregated APIs, unknown paths) are
+            // authorized here, before routing, as Kubernetes does.
+            if let Some(attrs) = outside_handlers(&state, &req) {
+                if let Err(reason) = state.authorizer.authorize(&u, &attrs) {
+                    tracing::info!(path = %req.uri().path(), user = %u.name, code = 403, "request forbidden");
+                    return crate::http::authz::forbidden(&u.name, &attrs, &reason).into_response();
+                }
+            }
             req.extensions_mut().insert(u);
         }
         None if is_public(req.uri().path()) => {}
@@ -92,6 +101,54 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
     }
     next.run(req).await
+}
+
+/// What a request the resource handlers do not authorize asks for: a
+/// resource of a group-version the catalog does not serve (aggregated APIs,
+/// unknown paths), read from the path as Kubernetes' request info does, or
+/// a non-resource URL. `None` for the handlers' own paths and for node
+/// certificate requests (`node_certs` applies its own approval rules).
+fn outside_handlers(state: &AppState, req: &Request) -> Option<RequestAttributes> {
+    let path = req.uri().path();
+    if path == crate::http::node_certs::PATH
+        || crate::http::request::parse_path(&state.registry.catalog, path).is_some()
+    {
+        return None;
+    }
+    let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _, rest @ ..] if !rest.is_empty() => ("", rest),
+        ["apis", group, _, rest @ ..] if !rest.is_empty() => (*group, rest),
+        _ => {
+            let verb = req.method().as_str().to_ascii_lowercase();
+            return Some(RequestAttributes::non_resource(&verb, path));
+        }
+    };
+    let query = crate::http::params::Query::parse(req.uri().query());
+    let (watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        _ => (query.flag("watch"), rest),
+    };
+    let (namespace, resource, name, sub) = match rest {
+        ["namespaces", ns, resource, tail @ ..] => (Some(*ns), *resource, tail.first(), tail.get(1)),
+        ["namespaces", ns] => (None, "namespaces", Some(ns), None),
+        [resource, tail @ ..] => (None, *resource, tail.first(), tail.get(1)),
+        [] => return None,
+    };
+    let verb = match (req.method().as_str(), name.is_some()) {
+        ("GET" | "HEAD", _) if watch => "watch",
+        ("GET" | "HEAD", true) => "get",
+        ("GET" | "HEAD", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "unknown",
+    };
+    let mut attrs = RequestAttributes::resource(verb, group, resource, namespace, name.copied());
+    attrs.subresource = sub.map(|s| s.to_string());
+    Some(attrs)
 }
 
 async fn healthz() -> &'static str {
@@ -132,8 +189,8 @@ pub fn router(state: AppState) -> Router {
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
-/// Create the namespaces and PriorityClasses every cluster has, and the
-/// `kubernetes` Service.
+/// Create the namespaces and PriorityClasses every cluster has, the
+/// default RBAC policy (reconciled), and the `kubernetes` Service.
 pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
     let ns = &Kind::Builtin(&kinds::namespace::Namespaces);
     for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -154,6 +211,9 @@ pub async fn bootstrap(registry: &Registry, secure_port: u16) -> Result<()> {
             Err(e) => anyhow::bail!("creating priority class {name}: {e}"),
         }
     }
+    crate::registry::rbac::bootstrap::reconcile(registry)
+        .await
+        .map_err(|e| anyhow::anyhow!("reconciling the default RBAC policy: {e}"))?;
     let svc = &Kind::Builtin(&kinds::service::Services);
     let obj = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -226,12 +286,16 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     // Custom resources are served before the server listens.
     crate::registry::crds::start(registry.clone()).await?;
     crate::registry::admission::start(registry.clone()).await?;
+    // Roles and bindings are in memory before the first request is authorized.
+    crate::registry::rbac::start(registry.clone()).await?;
     let aggregator = crate::registry::apiservices::start(registry.clone(), &cfg.cert_dir).await?;
     let state = AppState {
         aggregator,
-        registry,
+        registry: registry.clone(),
         tokens: Arc::new(tokens),
-        authorizer: Arc::new(crate::http::bootstrap_token::BootstrapScoped(AllowAll)),
+        authorizer: Arc::new(crate::http::bootstrap_token::BootstrapScoped(
+            crate::http::authz::Chain(registry.clone()),
+        )),
         kubelet: Arc::new(crate::http::node_proxy::KubeletClient::from_cert_dir(&cfg.cert_dir)?),
         node_certs: Arc::new(crate::http::node_certs::NodeCertSigner::load(&cfg.cert_dir)?),
     };

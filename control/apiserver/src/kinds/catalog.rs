@@ -379,6 +379,8 @@ mod tests {
             c.groups(),
             [
                 "apps",
+                "authentication.k8s.io",
+                "authorization.k8s.io",
                 "batch",
                 "policy",
                 "rbac.authorization.k8s.io",

@@ -69,6 +69,16 @@ pub async fn with_requester<F: Future>(user: Option<(String, String, Vec<String>
     }
 }
 
+/// The user of the request being served; `None` for the API server's own
+/// writes (bootstrap, controllers it runs).
+pub(crate) fn requesting_user() -> Option<crate::registry::rbac::User> {
+    USER.try_with(|u| crate::registry::rbac::User {
+        name: u.username.clone().unwrap_or_default(),
+        groups: u.groups.clone().unwrap_or_default(),
+    })
+    .ok()
+}
+
 fn current_user() -> UserInfo {
     USER.try_with(Clone::clone).unwrap_or_else(|_| UserInfo {
         username: Some("system:apiserver".into()),

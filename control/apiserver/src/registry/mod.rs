@@ -15,6 +15,7 @@ pub mod crds;
 pub mod eviction;
 pub mod patch;
 pub mod priority;
+pub mod rbac;
 pub mod resolver;
 pub mod schema;
 pub mod unchanged;
@@ -45,6 +46,8 @@ pub struct Registry {
     pub catalog: Arc<Catalog>,
     /// Admission webhooks: the configurations in effect and their dispatcher.
     pub admission: admission::Admission,
+    /// Roles and bindings held in memory for authorization.
+    pub rbac: rbac::Rbac,
     event_lease: Mutex<Option<(i64, Instant)>>,
 }
 
@@ -194,6 +197,7 @@ impl Registry {
         let catalog = Arc::new(Catalog::new());
         Self {
             admission: admission::Admission::new(store.clone(), catalog.clone()),
+            rbac: rbac::Rbac::default(),
             store,
             allocator,
             event_ttl,
@@ -354,6 +358,7 @@ impl Registry {
             apply::ignored_fields(k, ""),
         );
         self.admit_priority_create(r, &mut obj).await?;
+        self.admit_rbac(r, ns.as_deref(), None, &obj)?;
         warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
         let generate = obj
@@ -666,6 +671,7 @@ impl Registry {
             apply::track(k, Some(&cur.object), &mut new, proposed_fields, tracking, ignored);
             if mode == UpdateMode::Main {
                 self.admit_priority_update(r, &cur.object, &mut new).await?;
+                self.admit_rbac(r, ns, Some(&cur.object), &new)?;
             }
             warnings.extend(
                 self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
