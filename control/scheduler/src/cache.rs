@@ -80,6 +80,8 @@ pub struct Cache {
     controllers: HashMap<(String, String, String), LabelSelector>,
     /// PodDisruptionBudgets by (namespace, name), for preemption.
     budgets: HashMap<(String, String), Budget>,
+    /// How many nodes report each image name (ImageLocality's spread).
+    image_nodes: HashMap<String, usize>,
     /// Where the next search starts, so successive pods spread over all nodes
     /// (kube-scheduler's `nextStartNodeIndex`).
     pub next_start: usize,
@@ -125,9 +127,12 @@ impl Cache {
             let old = info.clone();
             info.set_node(node);
             let info = info.clone();
+            self.count_images(&old, -1);
+            self.count_images(&info, 1);
             return scheduling_relevant_change(&old, &info);
         }
         let mut info = NodeInfo::new(node);
+        self.count_images(&info, 1);
         if let Some(orphaned) = self.orphaned.remove(&name) {
             for (req, ports) in &orphaned.pods {
                 info.add_pod(req, ports);
@@ -141,7 +146,8 @@ impl Cache {
     /// Forget a node; its pods' usage is kept aside in case it comes back.
     pub fn remove_node(&mut self, name: &str) {
         let Some(i) = self.node_index.remove(name) else { return };
-        self.nodes.swap_remove(i);
+        let info = self.nodes.swap_remove(i);
+        self.count_images(&info, -1);
         if i < self.nodes.len() {
             let moved = self.nodes[i].name().to_string();
             self.node_index.insert(moved, i);
@@ -155,6 +161,23 @@ impl Cache {
         if !orphaned.is_empty() {
             self.orphaned.insert(name.to_string(), Orphaned { pods: orphaned });
         }
+    }
+
+    /// Adds (`delta` 1) or removes (-1) `info`'s image names in the per-image node counts.
+    fn count_images(&mut self, info: &NodeInfo, delta: isize) {
+        for name in info.images.keys() {
+            let n = self.image_nodes.entry(name.clone()).or_default();
+            *n = n.saturating_add_signed(delta);
+            if *n == 0 {
+                self.image_nodes.remove(name);
+            }
+        }
+    }
+
+    /// How many nodes report an image by this name (kube-scheduler's
+    /// `ImageStateSummary.NumNodes`).
+    pub fn image_node_count(&self, name: &str) -> usize {
+        self.image_nodes.get(name).copied().unwrap_or(0)
     }
 
     fn account(&mut self, node: &str, requests: &PodRequests, ports: &[HostPort], add: bool) {

@@ -12,7 +12,7 @@ use crate::cache::Cache;
 use crate::resources::{pod_requests, PodRequests, Resources};
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Highest score a Score plugin may give a node after normalization.
@@ -110,6 +110,9 @@ pub struct NodeInfo {
     pub non_zero_requested: Resources,
     /// Host ports used by pods here.
     pub used_ports: Vec<HostPort>,
+    /// Sizes in bytes of the images the node reports (`status.images`), by
+    /// each of their names (ImageLocality).
+    pub images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -121,6 +124,7 @@ impl NodeInfo {
             requested: Resources::default(),
             non_zero_requested: Resources::default(),
             used_ports: Vec::new(),
+            images: HashMap::new(),
         };
         info.set_node(info.node.clone());
         info
@@ -133,6 +137,15 @@ impl NodeInfo {
             .and_then(|s| s.allocatable.as_ref())
             .or_else(|| status.and_then(|s| s.capacity.as_ref()));
         self.allocatable = Resources::from_list(list);
+        self.images = status
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+            .flat_map(|i| {
+                let size = i.size_bytes.unwrap_or(0);
+                i.names.iter().flatten().map(move |n| (n.clone(), size))
+            })
+            .collect();
         self.node = node;
     }
 

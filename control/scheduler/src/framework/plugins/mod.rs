@@ -6,6 +6,7 @@
 
 pub mod balanced_allocation;
 pub mod default_preemption;
+pub mod image_locality;
 pub mod inter_pod_affinity;
 pub mod node_affinity;
 pub mod node_name;
@@ -21,7 +22,7 @@ use super::{Framework, WeightedScore};
 /// filters NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
 /// NodeResourcesFit, PodTopologySpread, InterPodAffinity; scores TaintToleration ×3,
 /// NodeAffinity ×2, NodeResourcesFit (LeastAllocated) ×1, PodTopologySpread ×2,
-/// InterPodAffinity ×2, NodeResourcesBalancedAllocation ×1. DefaultPreemption
+/// InterPodAffinity ×2, NodeResourcesBalancedAllocation ×1, ImageLocality ×1. DefaultPreemption
 /// ([`default_preemption`]) runs when no node fits.
 pub fn registry() -> Framework {
     Framework {
@@ -58,6 +59,10 @@ pub fn registry() -> Framework {
             },
             WeightedScore {
                 plugin: Box::new(balanced_allocation::BalancedAllocation),
+                weight: 1,
+            },
+            WeightedScore {
+                plugin: Box::new(image_locality::ImageLocality),
                 weight: 1,
             },
         ],
