@@ -7,8 +7,21 @@
 //!   `MilliValue`/`Value` compute them;
 //! - [`qos`]: a pod's QoS class from its containers' requests and limits.
 //!
-//! Dependency rule: this crate depends on no other Sluice crate and does no
-//! I/O, so any crate may use it.
+//! With the `client` feature, for the binaries that talk to the API server:
+//!
+//! - `client`: an API client from `--kubeconfig` or the environment;
+//! - `leader_election`: Lease-based leader election and its
+//!   `--leader-elect*` flag group;
+//! - `logging`: the process's tracing subscriber.
+//!
+//! Dependency rule: this crate depends on no other Sluice crate, and its
+//! default build does no I/O, so any crate may use it.
 
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub mod leader_election;
+#[cfg(feature = "client")]
+pub mod logging;
 pub mod qos;
 pub mod quantity;

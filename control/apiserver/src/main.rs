@@ -93,14 +93,7 @@ fn main() -> Result<()> {
             event_ttl,
             tls_san,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_target(false)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            sluice_kube::logging::init();
             let cfg = sluice_apiserver::http::server::ServeConfig {
                 etcd_servers,
                 bind_address,

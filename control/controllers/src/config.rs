@@ -63,33 +63,9 @@ pub struct ControllerManagerConfig {
     #[arg(long, default_value_t = 100)]
     pub max_endpoints_per_slice: usize,
 
-    /// Run only while holding the leader Lease.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
-
-    /// How long a leader's Lease is valid after its last renewal.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-
-    /// How long the leader keeps trying to renew before giving up leadership (and exiting).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-
-    /// Interval between acquire/renew attempts.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub leader_elect_retry_period: Duration,
-
-    /// Namespace of the leader Lease.
-    #[arg(long, default_value = "kube-system")]
-    pub leader_elect_resource_namespace: String,
-
-    /// Name of the leader Lease.
-    #[arg(long, default_value = "sluice-controller-manager")]
-    pub leader_elect_resource_name: String,
-
-    /// Identity written into the Lease (default: hostname_pid).
-    #[arg(long)]
-    pub identity: Option<String>,
+    /// Leader election: run only while holding the Lease.
+    #[command(flatten)]
+    pub leader_election: sluice_kube::leader_election::LeaderElectionArgs,
 
     /// How often every object is reconciled again even without a change.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

@@ -7,7 +7,7 @@
 //! queue keyed by object (kube-runtime's `Controller`, which never reconciles
 //! the same key twice at once), reconciles idempotently and records Events.
 //! Controllers are registered in one descriptor list, [`CONTROLLERS`]; the
-//! binary runs them only while it holds the leader [`leader_election`] Lease.
+//! binary runs them only while it holds the leader Lease (`sluice_kube::leader_election`).
 
 pub mod clusterrole_aggregation;
 pub mod config;
@@ -24,7 +24,6 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
 pub mod job;
-pub mod leader_election;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;

@@ -3,46 +3,21 @@
 
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Parser;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use sluice_controllers::leader_election::{LeaderElectionConfig, LeaderElector};
 use sluice_controllers::{Context, ControllerManagerConfig, CONTROLLERS};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    sluice_kube::logging::init();
     let config = ControllerManagerConfig::parse();
-    let client = client(&config).await?;
+    let client = sluice_kube::client::client(config.kubeconfig.as_deref()).await?;
 
-    let mut elector = if config.leader_elect {
-        let identity = config.identity.clone().unwrap_or_else(|| {
-            let host = std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_else(|_| "localhost".into());
-            format!("{host}_{}", std::process::id())
-        });
-        let mut elector = LeaderElector::new(
-            client.clone(),
-            LeaderElectionConfig {
-                namespace: config.leader_elect_resource_namespace.clone(),
-                name: config.leader_elect_resource_name.clone(),
-                identity: identity.clone(),
-                lease_duration: config.leader_elect_lease_duration,
-                renew_deadline: config.leader_elect_renew_deadline,
-                retry_period: config.leader_elect_retry_period,
-            },
-        );
-        tracing::info!(%identity, "waiting to become leader");
+    let mut elector = config
+        .leader_election
+        .elector(client.clone(), "sluice-controller-manager");
+    if let Some(elector) = elector.as_mut() {
         elector.acquire().await;
-        Some(elector)
-    } else {
-        None
-    };
+    }
 
     let ctx = Arc::new(Context::new(client, config.clone()));
     let mut running = Vec::new();
@@ -75,17 +50,4 @@ async fn main() -> anyhow::Result<()> {
         }
         _ = tasks.join_next() => anyhow::bail!("a controller stopped unexpectedly"),
     }
-}
-
-async fn client(config: &ControllerManagerConfig) -> anyhow::Result<kube::Client> {
-    let kube_config = match &config.kubeconfig {
-        Some(path) => {
-            let kc = Kubeconfig::read_from(path).with_context(|| format!("reading kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                .await
-                .context("loading kubeconfig")?
-        }
-        None => kube::Config::infer().await.context("finding a kubeconfig")?,
-    };
-    kube::Client::try_from(kube_config).context("building the API client")
 }

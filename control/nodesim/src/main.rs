@@ -16,7 +16,7 @@ mod leases;
 mod nodes;
 mod pods;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -72,11 +72,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    sluice_kube::logging::init();
     let args = Args::parse();
-    let client = client(args.kubeconfig.as_deref()).await?;
+    let client = sluice_kube::client::client(args.kubeconfig.as_deref()).await?;
     let names: Vec<String> = (0..args.nodes).map(|i| format!("{}-{i}", args.name_prefix)).collect();
     let template = nodes::NodeTemplate {
         cpu: args.cpu.clone(),
@@ -145,18 +143,4 @@ async fn main() -> Result<()> {
     }
     info!("stopping (nodes stay registered; their Leases expire)");
     Ok(())
-}
-
-async fn client(path: Option<&std::path::Path>) -> Result<kube::Client> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let config = match path {
-        Some(p) => {
-            let kc = Kubeconfig::read_from(p).with_context(|| format!("reading kubeconfig {}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no --kubeconfig given and none could be inferred")?,
-    };
-    kube::Client::try_from(config).context("building the API client")
 }

@@ -4,17 +4,15 @@
 //! [`cache`] (nodes with bound and assumed usage) and the [`queue`] (pending pods with
 //! back-off); [`scheduler`] pops a pod, runs the [`framework`] plugins through
 //! [`algorithm`], assumes the pod on the chosen node and binds it with [`binder`];
-//! failures are reported by [`events`]. [`leader_election`] makes sure only one
-//! scheduler acts. Quantities are parsed in [`resources`].
+//! failures are reported by [`events`]. `sluice_kube::leader_election` makes sure
+//! only one scheduler acts. Quantities are parsed in [`resources`].
 
 pub mod algorithm;
 pub mod binder;
 pub mod cache;
-pub mod client;
 pub mod events;
 pub mod framework;
 pub mod informers;
-pub mod leader_election;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;

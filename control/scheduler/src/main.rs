@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use sluice_scheduler::leader_election::{LeaderElector, LeaseTiming};
+use sluice_kube::leader_election::LeaderElectionArgs;
 use sluice_scheduler::queue::QueueConfig;
 use sluice_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use std::path::PathBuf;
@@ -34,40 +34,17 @@ struct Args {
     /// Retry an unschedulable pod after this long even if nothing changed.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pod_max_in_unschedulable_pods_duration: Duration,
-    /// Take part in leader election (only the leader schedules).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    leader_elect: bool,
-    /// Namespace of the leader Lease.
-    #[arg(long, default_value = "kube-system")]
-    leader_elect_resource_namespace: String,
-    /// Name of the leader Lease.
-    #[arg(long, default_value = "sluice-scheduler")]
-    leader_elect_resource_name: String,
-    /// How long a non-renewed Lease blocks other candidates.
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
-    leader_elect_lease_duration: Duration,
-    /// How long the leader keeps trying to renew before giving up.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    leader_elect_renew_deadline: Duration,
-    /// Pause between Lease attempts.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    leader_elect_retry_period: Duration,
-    /// This instance's identity (default: hostname_pid).
-    #[arg(long)]
-    identity: Option<String>,
+    /// Leader election (only the leader schedules).
+    #[command(flatten)]
+    leader_election: LeaderElectionArgs,
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    sluice_kube::logging::init();
     let args = Args::parse();
-    let identity = args.identity.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}_{}", host.trim(), std::process::id())
-    });
-    let client = sluice_scheduler::client::client(args.kubeconfig.as_deref()).await?;
+    let identity = args.leader_election.identity();
+    let client = sluice_kube::client::client(args.kubeconfig.as_deref()).await?;
     let config = SchedulerConfig {
         scheduler_name: args.scheduler_name.clone(),
         percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,
@@ -82,26 +59,14 @@ async fn main() -> Result<()> {
     let scheduler = Scheduler::new(client.clone(), config);
     scheduler.start_informers().await;
 
-    if !args.leader_elect {
+    let Some(mut elector) = args.leader_election.elector(client, "sluice-scheduler") else {
         info!("leader election disabled; scheduling");
         tokio::select! {
             _ = scheduler.run() => {}
             _ = tokio::signal::ctrl_c() => info!("interrupted"),
         }
         return Ok(());
-    }
-    let timing = LeaseTiming {
-        lease_duration: args.leader_elect_lease_duration,
-        renew_deadline: args.leader_elect_renew_deadline,
-        retry_period: args.leader_elect_retry_period,
     };
-    let mut elector = LeaderElector::new(
-        client,
-        &args.leader_elect_resource_namespace,
-        &args.leader_elect_resource_name,
-        &identity,
-        timing,
-    );
     tokio::select! {
         _ = elector.acquire() => {}
         _ = tokio::signal::ctrl_c() => return Ok(()),

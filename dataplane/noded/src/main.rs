@@ -65,9 +65,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    sluice_kube::logging::init();
     let args = Args::parse();
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let noded_socket = args.state_dir.join("noded.sock");
@@ -105,10 +103,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("serving the node network service on {}", noded_socket.display()))?;
 
     sluice_noded::bootstrap::ensure_kubeconfig(&args.kubeconfig, &args.node_name, args.join.config().as_ref()).await?;
-    let kubeconfig = kube::config::Kubeconfig::read_from(&args.kubeconfig)
-        .with_context(|| format!("reading {}", args.kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
-    let client = kube::Client::try_from(config)?;
+    let client = sluice_kube::client::client(Some(&args.kubeconfig)).await?;
     let _logs = sluice_noded::log_server::start_or_warn(
         &args.kubeconfig,
         client.clone(),

@@ -280,7 +280,7 @@ async fn main() -> Result<()> {
         ]),
         &work.join("apiserver.log"),
     )?;
-    let client = sluice_scheduler::client::client(Some(&kubeconfig)).await?;
+    let client = sluice_kube::client::client(Some(&kubeconfig)).await?;
     wait_for("the API server", Duration::from_secs(60), || {
         let c = client.clone();
         async move { c.apiserver_version().await.is_ok() }

@@ -1,5 +1,6 @@
-//! Leader election on a coordination.k8s.io Lease, so two schedulers can run and only
-//! one binds pods.
+//! Leader election on a coordination.k8s.io Lease, so several copies of a
+//! component (scheduler, controller-manager) can run and only one acts; with
+//! kube-scheduler's and kube-controller-manager's flags ([`LeaderElectionArgs`]).
 //!
 //! Same rules as client-go's leaderelection: a candidate takes the Lease when it is free
 //! or when its holder has not renewed it for `lease_duration` *as observed locally*
@@ -15,6 +16,66 @@ use kube::Client;
 use std::time::{Duration, Instant};
 use thiserror::Error;
 use tracing::{debug, info, warn};
+
+/// The `--leader-elect*` flags of kube-scheduler and kube-controller-manager,
+/// one group for every binary that elects a leader.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LeaderElectionArgs {
+    /// Take part in leader election: act only while holding the Lease.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    pub leader_elect_resource_namespace: String,
+    /// Name of the leader Lease (default: the component's own).
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+    /// How long a non-renewed Lease blocks other candidates.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    pub leader_elect_lease_duration: Duration,
+    /// How long the leader keeps trying to renew before giving up (and exiting).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub leader_elect_renew_deadline: Duration,
+    /// Pause between Lease attempts.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub leader_elect_retry_period: Duration,
+    /// This instance's identity in the Lease (default: hostname_pid).
+    #[arg(long)]
+    pub identity: Option<String>,
+}
+
+impl LeaderElectionArgs {
+    /// The election's timing.
+    pub fn timing(&self) -> LeaseTiming {
+        LeaseTiming {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        }
+    }
+
+    /// `--identity`, or `<hostname>_<pid>` as client-go builds it.
+    pub fn identity(&self) -> String {
+        self.identity.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            format!("{}_{}", host.trim(), std::process::id())
+        })
+    }
+
+    /// A candidate for the Lease `--leader-elect-resource-name` (or
+    /// `default_name`), when `--leader-elect` is on.
+    pub fn elector(&self, client: Client, default_name: &str) -> Option<LeaderElector> {
+        self.leader_elect.then(|| {
+            LeaderElector::new(
+                client,
+                &self.leader_elect_resource_namespace,
+                self.leader_elect_resource_name.as_deref().unwrap_or(default_name),
+                &self.identity(),
+                self.timing(),
+            )
+        })
+    }
+}
 
 /// Timing of the election (kube-scheduler's defaults: 15 s, 10 s, 2 s).
 #[derive(Clone, Copy, Debug)]
