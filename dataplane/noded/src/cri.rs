@@ -339,6 +339,15 @@ impl Cri {
             .image_ref)
     }
 
+    /// Every image the runtime holds.
+    pub async fn list_images(&self) -> Result<Vec<api::Image>, CriError> {
+        let mut images = self.images.clone();
+        let request = api::ListImagesRequest { filter: None };
+        Ok(call("ListImages", CALL_TIMEOUT, images.list_images(request))
+            .await?
+            .images)
+    }
+
     /// The local image named `image`, if present (no registry is ever contacted).
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         let mut images = self.images.clone();

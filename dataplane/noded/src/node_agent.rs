@@ -76,7 +76,14 @@ pub async fn run(
             &now,
         );
         previous = conditions.clone();
-        let status = node_status::status(&identity, &machine, &reserved, conditions);
+        let images = match cri.list_images().await {
+            Ok(list) => node_status::images(list),
+            Err(err) => {
+                tracing::warn!(%err, "listing images failed");
+                Vec::new()
+            }
+        };
+        let status = node_status::status(&identity, &machine, &reserved, conditions, images);
         if let Err(err) = node_status::post_status(&nodes, &identity.name, status).await {
             tracing::warn!(%err, "posting node status failed");
         }

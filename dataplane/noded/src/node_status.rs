@@ -7,8 +7,11 @@
 //! node's addresses, `nodeInfo`, and the conditions the scheduler and the
 //! node lifecycle controller read. `NetworkUnavailable` stays True until the
 //! node's pod network is configured (podCIDR known, CNI config written).
+//! `images` lists what the runtime holds as the kubelet reports it (largest
+//! first, at most 50 images, each by its repo digests then repo tags, at most
+//! 5 names), which the scheduler's ImageLocality scores.
 
-use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
+use k8s_openapi::api::core::v1::{ContainerImage, Node, NodeAddress, NodeCondition, NodeStatus, NodeSystemInfo};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -167,6 +170,34 @@ pub fn conditions(health: Health, previous: &[NodeCondition], now: &Time) -> Vec
         .collect()
 }
 
+/// Most images a node reports (the kubelet's default `--node-status-max-images`).
+pub const MAX_IMAGES: usize = 50;
+/// Most names reported per image (the kubelet's `MaxNamesPerImageInNodeStatus`).
+pub const MAX_NAMES_PER_IMAGE: usize = 5;
+
+/// `status.images` from the runtime's image list, as the kubelet builds it:
+/// sorted by size, largest first (equal sizes by id, descending), the first
+/// [`MAX_IMAGES`], each named by its repo digests then its repo tags (the
+/// first [`MAX_NAMES_PER_IMAGE`]) with its size in bytes.
+pub fn images(mut list: Vec<crate::cri::api::Image>) -> Vec<ContainerImage> {
+    list.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| b.id.cmp(&a.id)));
+    list.into_iter()
+        .take(MAX_IMAGES)
+        .map(|image| {
+            let names: Vec<String> = image
+                .repo_digests
+                .into_iter()
+                .chain(image.repo_tags)
+                .take(MAX_NAMES_PER_IMAGE)
+                .collect();
+            ContainerImage {
+                names: Some(names),
+                size_bytes: Some(i64::try_from(image.size).unwrap_or(i64::MAX)),
+            }
+        })
+        .collect()
+}
+
 /// Static facts about this node.
 #[derive(Debug, Clone)]
 pub struct NodeIdentity {
@@ -218,6 +249,7 @@ pub fn status(
     machine: &Machine,
     reserved: &Reservations,
     conditions: Vec<NodeCondition>,
+    images: Vec<ContainerImage>,
 ) -> NodeStatus {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
@@ -240,6 +272,7 @@ pub fn status(
         allocatable: Some(machine.allocatable(reserved)),
         conditions: Some(conditions),
         addresses: Some(addresses),
+        images: (!images.is_empty()).then_some(images),
         node_info: Some(NodeSystemInfo {
             architecture: go_arch().into(),
             operating_system: "linux".into(),
@@ -260,7 +293,11 @@ pub fn status(
 
 /// Post `status` through the status subresource.
 pub async fn post_status(nodes: &Api<Node>, name: &str, status: NodeStatus) -> kube::Result<Node> {
-    let patch = serde_json::json!({ "status": status });
+    let mut patch = serde_json::json!({ "status": status });
+    if status.images.is_none() {
+        // A merge patch keeps what it does not mention: clear a list no longer true.
+        patch["status"]["images"] = serde_json::Value::Null;
+    }
     nodes
         .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -284,6 +321,47 @@ mod tests {
         assert_eq!(alloc["cpu"].0, "1900m");
         assert_eq!(alloc["memory"].0, format!("{}Ki", ((4u64 << 30) - (256 << 20)) / 1024));
         assert_eq!(machine.capacity()["cpu"].0, "2");
+    }
+
+    #[test]
+    fn images_are_the_largest_fifty_named_by_digests_then_tags() {
+        let image = |id: &str, size: u64, digests: &[&str], tags: &[&str]| crate::cri::api::Image {
+            id: id.into(),
+            size,
+            repo_digests: digests.iter().map(|s| s.to_string()).collect(),
+            repo_tags: tags.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut list: Vec<_> = (0..60)
+            .map(|i| image(&format!("sha256:{i:02}"), 1000 + i, &[], &[]))
+            .collect();
+        list.push(image(
+            "sha256:big",
+            1 << 30,
+            &["docker.io/library/nginx@sha256:d1"],
+            &["docker.io/library/nginx:1.27", "a:1", "b:1", "c:1", "d:1"],
+        ));
+        list.push(image("sha256:zz", 1000, &[], &["tie-high-id:1"]));
+        let out = images(list);
+        assert_eq!(out.len(), MAX_IMAGES);
+        assert_eq!(
+            out[0].names.as_deref().unwrap(),
+            [
+                "docker.io/library/nginx@sha256:d1",
+                "docker.io/library/nginx:1.27",
+                "a:1",
+                "b:1",
+                "c:1"
+            ]
+        );
+        assert_eq!(out[0].size_bytes, Some(1 << 30));
+        assert_eq!(out[1].size_bytes, Some(1059));
+        assert!(out.windows(2).all(|w| w[0].size_bytes >= w[1].size_bytes));
+        assert!(
+            !out.iter()
+                .any(|i| i.names.as_deref() == Some(&["tie-high-id:1".to_string()][..])),
+            "the smallest images are left out"
+        );
     }
 
     #[test]

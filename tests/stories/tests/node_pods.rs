@@ -134,6 +134,28 @@ async fn a_pod_created_in_the_api_runs_in_containerd_and_reports_running_with_it
         "the pod serves the ConfigMap value"
     );
 
+    // The pulled image is in the node's status.images (what the scheduler's
+    // ImageLocality scores), by its repo digest, with its size.
+    let nodes: Api<Node> = Api::all(client.clone());
+    let images = eventually(Duration::from_secs(30), "the pulled image in status.images", || async {
+        let images = nodes.get("node-story-1").await.ok()?.status?.images?;
+        images
+            .iter()
+            .any(|i| i.names.iter().flatten().any(|n| *n == container.image_id))
+            .then_some(images)
+    })
+    .await;
+    assert!(
+        images
+            .iter()
+            .all(|i| i.size_bytes.unwrap_or(0) > 0 && !i.names.as_deref().unwrap_or_default().is_empty()),
+        "{images:?}"
+    );
+    assert!(
+        images.windows(2).all(|w| w[0].size_bytes >= w[1].size_bytes),
+        "largest first: {images:?}"
+    );
+
     // kubectl shows the pod the way a user expects.
     let wide = kubectl(&node, &["get", "pods", "-o", "wide"]);
     let row = wide
