@@ -76,7 +76,7 @@ pub struct Cache {
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Service selectors by namespace and name (default topology spreading).
     services: HashMap<String, HashMap<String, BTreeMap<String, String>>>,
-    /// ReplicaSet and StatefulSet selectors by (kind, namespace, name).
+    /// ReplicationController, ReplicaSet and StatefulSet selectors by (kind, namespace, name).
     controllers: HashMap<(String, String, String), LabelSelector>,
     /// PodDisruptionBudgets by (namespace, name), for preemption.
     budgets: HashMap<(String, String), Budget>,
@@ -418,7 +418,7 @@ impl Cache {
         self.services.get(ns).into_iter().flat_map(|m| m.values())
     }
 
-    /// Record a ReplicaSet's or StatefulSet's selector (`kind` as in ownerReferences).
+    /// Record a ReplicationController's, ReplicaSet's or StatefulSet's selector (`kind` as in ownerReferences).
     pub fn upsert_controller(&mut self, kind: &str, ns: &str, name: &str, selector: Option<LabelSelector>) {
         let key = (kind.to_string(), ns.to_string(), name.to_string());
         match selector {
@@ -431,7 +431,7 @@ impl Cache {
         }
     }
 
-    /// The selector of a ReplicaSet or StatefulSet.
+    /// The selector of a ReplicationController, ReplicaSet or StatefulSet.
     pub fn controller_selector(&self, kind: &str, ns: &str, name: &str) -> Option<&LabelSelector> {
         self.controllers
             .get(&(kind.to_string(), ns.to_string(), name.to_string()))

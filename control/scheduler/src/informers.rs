@@ -11,8 +11,9 @@ use crate::framework::selector::Selector;
 use crate::queue::{PodKey, SchedulingQueue};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
@@ -182,7 +183,7 @@ pub async fn run_namespace_informer(client: Client, targets: InformerTargets) {
     }
 }
 
-/// Watch Services, ReplicaSets and StatefulSets (their selectors, for the default
+/// Watch Services, ReplicationControllers, ReplicaSets and StatefulSets (their selectors, for the default
 /// topology spread constraints of the pods they select or own) and
 /// PodDisruptionBudgets (for preemption) until the process ends.
 pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
@@ -208,6 +209,27 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
             targets.cache().upsert_controller("ReplicaSet", ns, name, selector);
         })
     };
+    let replicationcontrollers = {
+        let targets = targets.clone();
+        watch_selectors::<ReplicationController>(client.clone(), move |obj, present| {
+            let (ns, name) = (
+                obj.metadata.namespace.as_deref().unwrap_or_default(),
+                obj.metadata.name.as_deref().unwrap_or_default(),
+            );
+            let selector = obj
+                .spec
+                .as_ref()
+                .and_then(|s| s.selector.clone())
+                .filter(|_| present)
+                .map(|m| LabelSelector {
+                    match_labels: Some(m),
+                    match_expressions: None,
+                });
+            targets
+                .cache()
+                .upsert_controller("ReplicationController", ns, name, selector);
+        })
+    };
     let budgets = {
         let targets = targets.clone();
         watch_selectors::<PodDisruptionBudget>(client.clone(), move |obj, present| {
@@ -227,7 +249,7 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
         let selector = Some(obj.spec.selector.clone()).filter(|_| present);
         targets.cache().upsert_controller("StatefulSet", ns, name, selector);
     });
-    futures::join!(services, replicasets, statefulsets, budgets);
+    futures::join!(services, replicationcontrollers, replicasets, statefulsets, budgets);
 }
 
 /// What preemption reads of a PodDisruptionBudget.

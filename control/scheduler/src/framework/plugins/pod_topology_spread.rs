@@ -10,8 +10,8 @@
 //! PreFilter counts matching pods per domain in one pass over the cache's pods.
 //!
 //! A pod with no constraints at all gets kube-scheduler's system defaults when it
-//! belongs to a Service (whose selector matches it) or is controlled by a ReplicaSet
-//! or StatefulSet: `ScheduleAnyway` over the hostname (maxSkew 3) and the zone
+//! belongs to a Service (whose selector matches it) or is controlled by a
+//! ReplicationController, ReplicaSet or StatefulSet: `ScheduleAnyway` over the hostname (maxSkew 3) and the zone
 //! (maxSkew 5), selecting the pods those objects select; nodes lacking a key are
 //! then scored, not ignored.
 
@@ -102,8 +102,9 @@ pub fn constraints(pod: &Pod, when_unsatisfiable: &str) -> Vec<Constraint> {
 }
 
 /// kube-scheduler's default selector for a pod: the selectors of the Services in its
-/// namespace that select it (merged), plus the selector of its controlling ReplicaSet
-/// or StatefulSet. `None` when there is nothing to group it with.
+/// namespace that select it (merged), plus the selector of its controlling
+/// ReplicationController, ReplicaSet or StatefulSet. `None` when there is nothing
+/// to group it with.
 pub fn default_selector<'a>(
     pod: &Pod,
     service_selectors: impl Iterator<Item = &'a BTreeMap<String, String>>,
@@ -122,7 +123,13 @@ pub fn default_selector<'a>(
         .owner_references
         .iter()
         .flatten()
-        .find(|o| o.controller == Some(true) && o.api_version == "apps/v1");
+        .find(|o| o.controller == Some(true))
+        .filter(|o| {
+            matches!(
+                (o.api_version.as_str(), o.kind.as_str()),
+                ("v1", "ReplicationController") | ("apps/v1", "ReplicaSet" | "StatefulSet")
+            )
+        });
     if let Some(sel) = owner.and_then(|o| controller_selector(&o.kind, &o.name)) {
         for (k, v) in sel.match_labels.iter().flatten() {
             expressions.push(LabelSelectorRequirement {
@@ -590,6 +597,21 @@ mod tests {
                 .collect::<Vec<_>>(),
             [(HOSTNAME_LABEL, 3), (ZONE_LABEL, 5)]
         );
+        // A ReplicationController's pods are grouped by its (map) selector.
+        let mut q = web("web-rc-x");
+        q.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "v1".into(),
+            kind: "ReplicationController".into(),
+            name: "web-rc".into(),
+            uid: "u2".into(),
+            controller: Some(true),
+            ..Default::default()
+        }]);
+        let by_rc =
+            |kind: &str, name: &str| (kind == "ReplicationController" && name == "web-rc").then_some(&rs_selector);
+        assert!(default_selector(&q, std::iter::empty(), &by_rc).is_some());
+        assert!(default_selector(&q, std::iter::empty(), &by_owner).is_none());
+
         // A Service selecting other pods does not group it; one selecting it does.
         let other = labels(&[("app", "db")]);
         assert!(default_selector(&p, [&other].into_iter(), &none).is_none());
