@@ -154,6 +154,14 @@ async fn a_replication_controller_keeps_its_pods_scales_heals_and_takes_them_on_
     .expect("scale json");
     assert_eq!(scale["spec"]["replicas"], 3);
     assert_eq!(scale["status"]["selector"], "app=web");
+    let describe = c.kubectl_ok(&["describe", "rc", "web"]);
+    for line in [
+        "3 current / 3 desired",
+        "3 Running / 0 Waiting / 0 Succeeded / 0 Failed",
+        "SuccessfulCreate",
+    ] {
+        assert!(describe.contains(line), "{line:?} missing from:\n{describe}");
+    }
 
     // A deleted pod is replaced by a new one.
     let victim = pods[0].name_any();
