@@ -67,6 +67,10 @@ mod tests {
             panic!("a client from a missing file");
         };
         assert!(matches!(err, ClientError::Read { .. }));
-        assert!(err.to_string().starts_with("reading kubeconfig /nonexistent/kubeconfig: "), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("reading kubeconfig /nonexistent/kubeconfig: "),
+            "{err}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 //! With the `client` feature, for the binaries that talk to the API server:
 //!
 //! - `client`: an API client from `--kubeconfig` or the environment;
+//! - `events`: core/v1 Events, written in the background, repeats counted;
 //! - `leader_election`: Lease-based leader election and its
 //!   `--leader-elect*` flag group;
 //! - `logging`: the process's tracing subscriber.
@@ -19,6 +20,8 @@
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod events;
 #[cfg(feature = "client")]
 pub mod leader_election;
 #[cfg(feature = "client")]

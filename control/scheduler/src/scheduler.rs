@@ -276,9 +276,7 @@ impl Scheduler {
                     continue;
                 }
             }
-            if let Err(e) = self.recorder.record_preempted(victim, preemptor, &candidate.node).await {
-                debug!(victim = vname, error = %e, "could not record Preempted");
-            }
+            self.recorder.record_preempted(victim, preemptor, &candidate.node);
         }
         info!(node = %candidate.node, victims = candidate.victims.len(), "preempted lower-priority pods");
     }
@@ -292,7 +290,6 @@ impl Scheduler {
                     .unwrap_or_else(|e| e.into_inner())
                     .finish_binding(uid, Instant::now());
                 self.queue.done_bound(&key);
-                self.recorder.forget(uid);
                 self.metrics.bound.fetch_add(1, Ordering::Relaxed);
                 debug!(node, "pod bound to node");
             }
@@ -303,7 +300,6 @@ impl Scheduler {
                 self.queue.move_all_unschedulable(Instant::now());
                 if binder::pod_is_gone(&e) {
                     self.queue.remove(&key);
-                    self.recorder.forget(uid);
                 } else {
                     warn!(node, error = %e, "binding failed; will retry");
                     self.queue.done_error(key, Instant::now());
