@@ -13,7 +13,8 @@
 //! - `events`: core/v1 Events, written in the background, repeats counted;
 //! - `leader_election`: Lease-based leader election and its
 //!   `--leader-elect*` flag group;
-//! - `logging`: the process's tracing subscriber.
+//! - `logging`: the process's tracing subscriber;
+//! - `node_lease`: a node's heartbeat Lease.
 //!
 //! Dependency rule: this crate depends on no other Sluice crate, and its
 //! default build does no I/O, so any crate may use it.
@@ -26,5 +27,7 @@ pub mod events;
 pub mod leader_election;
 #[cfg(feature = "client")]
 pub mod logging;
+#[cfg(feature = "client")]
+pub mod node_lease;
 pub mod qos;
 pub mod quantity;
