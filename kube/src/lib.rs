@@ -5,7 +5,8 @@
 //!
 //! - [`quantity`]: `resource.Quantity` strings as integers, as Go's
 //!   `MilliValue`/`Value` compute them;
-//! - [`qos`]: a pod's QoS class from its containers' requests and limits.
+//! - [`qos`]: a pod's QoS class from its containers' requests and limits;
+//! - [`tolerations`]: whether a pod's tolerations tolerate a node's taints.
 //!
 //! With the `client` feature, for the binaries that talk to the API server:
 //!
@@ -31,3 +32,4 @@ pub mod logging;
 pub mod node_lease;
 pub mod qos;
 pub mod quantity;
+pub mod tolerations;

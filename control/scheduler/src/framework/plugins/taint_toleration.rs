@@ -7,36 +7,7 @@ use k8s_openapi::api::core::v1::{Taint, Toleration};
 /// Plugin name.
 pub const NAME: &str = "TaintToleration";
 
-/// Whether one toleration tolerates one taint (Kubernetes' `ToleratesTaint`):
-/// an empty effect matches every effect, an empty key with `Exists` matches every key,
-/// `Equal` (the default operator) also needs equal values.
-pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    if let Some(key) = t.key.as_deref().filter(|k| !k.is_empty()) {
-        if key != taint.key {
-            return false;
-        }
-    }
-    match t.operator.as_deref() {
-        Some("Exists") => true,
-        None | Some("") | Some("Equal") => {
-            t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default()
-        }
-        Some(_) => false,
-    }
-}
-
-/// The first NoSchedule/NoExecute taint no toleration tolerates, if any.
-pub fn first_untolerated<'a>(taints: &'a [Taint], tolerations: &[Toleration]) -> Option<&'a Taint> {
-    taints
-        .iter()
-        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
-        .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
-}
+pub use sluice_kube::tolerations::{first_untolerated, tolerates};
 
 /// Number of PreferNoSchedule taints not tolerated by tolerations whose effect is
 /// empty or PreferNoSchedule (the raw score; fewer is better).
@@ -118,24 +89,6 @@ mod tests {
             effect: opt(effect),
             ..Default::default()
         }
-    }
-
-    #[test]
-    fn toleration_matching_follows_kubernetes() {
-        let t = taint("dedicated", "gpu", "NoSchedule");
-        assert!(tolerates(&toleration("dedicated", "Equal", "gpu", "NoSchedule"), &t));
-        assert!(
-            tolerates(&toleration("dedicated", "", "gpu", ""), &t),
-            "default operator is Equal, empty effect matches all"
-        );
-        assert!(!tolerates(&toleration("dedicated", "Equal", "cpu", "NoSchedule"), &t));
-        assert!(tolerates(&toleration("dedicated", "Exists", "", "NoSchedule"), &t));
-        assert!(!tolerates(&toleration("dedicated", "Exists", "", "NoExecute"), &t));
-        assert!(
-            tolerates(&toleration("", "Exists", "", ""), &t),
-            "empty key with Exists tolerates everything"
-        );
-        assert!(!tolerates(&toleration("other", "Exists", "", ""), &t));
     }
 
     #[test]
