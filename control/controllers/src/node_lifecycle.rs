@@ -9,6 +9,13 @@
 //! once their toleration runs out — their own `tolerationSeconds`, or
 //! `--default-eviction-toleration-seconds` when they do not tolerate the taint
 //! — and their controllers replace them. A renewed Lease lifts the taint.
+//!
+//! Taint by condition, as Kubernetes' node lifecycle controller: a Node whose
+//! MemoryPressure, DiskPressure or PIDPressure condition is True carries
+//! `node.kubernetes.io/memory-pressure` (`disk-pressure`, `pid-pressure`)
+//! `:NoSchedule`, removed when the condition is no longer True, so the
+//! scheduler's TaintToleration keeps new pods off (DaemonSet pods tolerate
+//! them). This is the only place those taints are written.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +38,69 @@ use crate::{runner, Context, Error};
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
 /// Taint of a Node that reports not ready.
 pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+
+/// The NoSchedule taint of each pressure condition while it is True.
+pub const CONDITION_TAINTS: &[(&str, &str)] = &[
+    ("MemoryPressure", "node.kubernetes.io/memory-pressure"),
+    ("DiskPressure", "node.kubernetes.io/disk-pressure"),
+    ("PIDPressure", "node.kubernetes.io/pid-pressure"),
+];
+
+/// The node's taints with the condition taints brought in line with its
+/// conditions (added with `now`, others kept as they are); `None` when
+/// nothing changes.
+pub fn condition_taints(node: &Node, now: &Time) -> Option<Vec<Taint>> {
+    let current = taints(node);
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let wanted: Vec<&str> = CONDITION_TAINTS
+        .iter()
+        .filter(|(kind, _)| conditions.iter().any(|c| c.type_ == *kind && c.status == "True"))
+        .map(|(_, key)| *key)
+        .collect();
+    let managed = |t: &Taint| t.effect == "NoSchedule" && CONDITION_TAINTS.iter().any(|(_, key)| t.key == *key);
+    let mut next: Vec<Taint> = current
+        .iter()
+        .filter(|t| !managed(t) || wanted.contains(&t.key.as_str()))
+        .cloned()
+        .collect();
+    for key in &wanted {
+        if !next.iter().any(|t| t.key == *key && t.effect == "NoSchedule") {
+            next.push(Taint {
+                key: (*key).into(),
+                effect: "NoSchedule".into(),
+                time_added: Some(now.clone()),
+                value: None,
+            });
+        }
+    }
+    (next != current).then_some(next)
+}
+
+/// Apply [`condition_taints`] (with the Node's resourceVersion as precondition:
+/// a conflict is retried on the next pass).
+async fn taint_by_conditions(nodes_api: &Api<Node>, node: &Node) -> Result<(), Error> {
+    let Some(next) = condition_taints(node, &Time(Timestamp::now())) else {
+        return Ok(());
+    };
+    let name = node.name_any();
+    tracing::info!(node = %name, taints = ?next.iter().map(|t| format!("{}:{}", t.key, t.effect)).collect::<Vec<_>>(), "node conditions changed its taints");
+    let patch = json!({
+        "metadata": {"resourceVersion": node.resource_version()},
+        "spec": {"taints": next},
+    });
+    match nodes_api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
 
 /// When each Node's heartbeat was last seen to change.
 #[derive(Default)]
@@ -202,6 +272,9 @@ async fn monitor(ctx: &Context, health: &std::sync::Mutex<Health>) -> Result<(),
                 format!("Node {name} status is now: NodeReady"),
             );
         }
+        if !stale {
+            taint_by_conditions(&nodes_api, node).await?;
+        }
         evict_pods(ctx, node).await?;
     }
     // Forget nodes that are gone.
@@ -333,6 +406,42 @@ async fn evict_pods(ctx: &Context, node: &Node) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pressure_conditions_add_and_remove_their_noschedule_taints_only() {
+        let node = |conditions: serde_json::Value, taints: serde_json::Value| -> Node {
+            serde_json::from_value(json!({
+                "metadata": {"name": "n1"},
+                "spec": {"taints": taints},
+                "status": {"conditions": conditions},
+            }))
+            .unwrap()
+        };
+        let now = Time(Timestamp::from_second(1_000).unwrap());
+        let pressed = node(
+            json!([{"type": "MemoryPressure", "status": "True"}, {"type": "DiskPressure", "status": "False"}]),
+            json!([{"key": "user", "effect": "NoSchedule"}]),
+        );
+        let next = condition_taints(&pressed, &now).unwrap();
+        let keys: Vec<&str> = next.iter().map(|t| t.key.as_str()).collect();
+        assert_eq!(keys, ["user", "node.kubernetes.io/memory-pressure"]);
+        assert_eq!(next[1].time_added, Some(now.clone()));
+        let already = node(
+            json!([{"type": "MemoryPressure", "status": "True"}]),
+            serde_json::to_value(&next).unwrap(),
+        );
+        assert_eq!(condition_taints(&already, &now), None, "nothing to do");
+        let relieved = node(
+            json!([{"type": "MemoryPressure", "status": "False"}]),
+            serde_json::to_value(&next).unwrap(),
+        );
+        let keys: Vec<String> = condition_taints(&relieved, &now)
+            .unwrap()
+            .into_iter()
+            .map(|t| t.key)
+            .collect();
+        assert_eq!(keys, ["user"]);
+    }
 
     fn taint() -> Taint {
         Taint {

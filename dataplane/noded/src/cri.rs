@@ -348,6 +348,23 @@ impl Cri {
             .images)
     }
 
+    /// The mount point of the runtime's image filesystem (CRI `ImageFsInfo`), if it reports one.
+    pub async fn image_fs_mountpoint(&self) -> Result<Option<std::path::PathBuf>, CriError> {
+        let mut images = self.images.clone();
+        let reply = call(
+            "ImageFsInfo",
+            CALL_TIMEOUT,
+            images.image_fs_info(api::ImageFsInfoRequest {}),
+        )
+        .await?;
+        Ok(reply
+            .image_filesystems
+            .into_iter()
+            .filter_map(|fs| fs.fs_id)
+            .map(|id| std::path::PathBuf::from(id.mountpoint))
+            .find(|p| !p.as_os_str().is_empty()))
+    }
+
     /// The local image named `image`, if present (no registry is ever contacted).
     pub async fn image_status(&self, image: &str) -> Result<Option<api::Image>, CriError> {
         let mut images = self.images.clone();

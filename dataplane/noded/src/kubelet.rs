@@ -26,8 +26,8 @@ pub const RELIST_PERIOD: Duration = Duration::from_secs(1);
 /// Orphans get this long to stop (their Pod, and so its grace period, is gone).
 const ORPHAN_GRACE: Duration = Duration::from_secs(2);
 
-/// Run the pod loop forever.
-pub async fn run(workers: Arc<PodWorkers>) {
+/// Run the pod loop forever (with the node-pressure `eviction` manager beside it, given one).
+pub async fn run(workers: Arc<PodWorkers>, eviction: Option<crate::eviction::Manager>) {
     let ctx = workers.context();
     let node = ctx.node_name.clone();
     let pods: Api<Pod> = Api::all(ctx.client.clone());
@@ -58,6 +58,9 @@ pub async fn run(workers: Arc<PodWorkers>) {
         return;
     }
     tracing::info!(node, "pod loop started");
+    if let Some(manager) = eviction {
+        tokio::spawn(manager.run(reader.clone(), workers.clone()));
+    }
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut tick = tokio::time::interval(RELIST_PERIOD);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -2,6 +2,7 @@
 //!
 //! Node side, one module per concept:
 //! - [`node_agent`]: registration, podCIDR -> CNI config, status loop ([`node_status`]) and heartbeat ([`lease`]);
+//!   [`eviction`]: pressure signals measured on the node, the pressure conditions and evicting pods under them;
 //! - [`kubelet`]: the pod loop — a reflector of this node's Pods, a once-a-second runtime relist
 //!   ([`pleg`]) and one [`pod_worker`] per pod, which uses [`pod_spec`] (Pod -> CRI configs),
 //!   [`images`] (pull policy, pull secrets, pulls with back-off), [`env`], [`volumes`],
@@ -31,6 +32,7 @@ pub mod cri;
 pub mod env;
 pub mod etc_hosts;
 pub mod events;
+pub mod eviction;
 pub mod format;
 pub mod images;
 pub mod init_containers;

@@ -61,12 +61,20 @@ struct Args {
     /// Cluster DNS and pods' resolver configuration.
     #[command(flatten)]
     dns: sluice_noded::cluster_dns::DnsArgs,
+    /// Node-pressure eviction.
+    #[command(flatten)]
+    eviction: sluice_noded::eviction::EvictionArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     sluice_kube::logging::init();
     let args = Args::parse();
+    let eviction = args
+        .eviction
+        .config()
+        .context("invalid --eviction-hard, --eviction-pressure-transition-period or --housekeeping-interval")?;
+    let (eviction, pressure) = sluice_noded::eviction::Manager::new(eviction);
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
     let noded_socket = args.state_dir.join("noded.sock");
     let cni_state_dir = args.state_dir.join("cni");
@@ -178,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         reserved,
         paths,
         Duration::from_secs(args.heartbeat_seconds.max(1)),
+        pressure,
     ));
 
     let workers = Arc::new(PodWorkers::new(
@@ -193,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
         },
         Duration::from_secs(args.crash_backoff_seconds),
     ));
-    let pods = tokio::spawn(sluice_noded::kubelet::run(workers));
+    let pods = tokio::spawn(sluice_noded::kubelet::run(workers, Some(eviction)));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let result = tokio::select! {
         result = agent => result.context("node agent task").and_then(|r| r.context("node agent")),

@@ -26,7 +26,8 @@ pub struct NetworkPaths {
 }
 
 /// Register the node and run status and lease loops forever, both every `heartbeat`
-/// (Kubernetes: 10 s; tests with a short node-monitor grace period use less).
+/// (Kubernetes: 10 s; tests with a short node-monitor grace period use less),
+/// and whenever the eviction manager's `pressure` changes.
 pub async fn run(
     client: kube::Client,
     cri: Cri,
@@ -34,6 +35,7 @@ pub async fn run(
     reserved: Reservations,
     paths: NetworkPaths,
     heartbeat: Duration,
+    mut pressure: tokio::sync::watch::Receiver<crate::eviction::Pressure>,
 ) -> anyhow::Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node = node_status::register(&nodes, &identity).await?;
@@ -71,6 +73,7 @@ pub async fn run(
             Health {
                 runtime_ready,
                 network_ready,
+                pressure: *pressure.borrow_and_update(),
             },
             &previous,
             &now,
@@ -93,6 +96,10 @@ pub async fn run(
         } else {
             heartbeat.min(Duration::from_secs(1))
         };
-        tokio::time::sleep(wait).await;
+        // A pressure change is posted at once (the scheduler's taints follow it).
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            Ok(()) = pressure.changed() => {}
+        }
     }
 }

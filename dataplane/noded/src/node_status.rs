@@ -6,7 +6,9 @@
 //! capacity minus the reservations for the system and noded itself, the
 //! node's addresses, `nodeInfo`, and the conditions the scheduler and the
 //! node lifecycle controller read. `NetworkUnavailable` stays True until the
-//! node's pod network is configured (podCIDR known, CNI config written).
+//! node's pod network is configured (podCIDR known, CNI config written);
+//! MemoryPressure, DiskPressure and PIDPressure come from [`crate::eviction`]
+//! with the kubelet's reasons and messages.
 //! `images` lists what the runtime holds as the kubelet reports it (largest
 //! first, at most 50 images, each by its repo digests then repo tags, at most
 //! 5 names), which the scheduler's ImageLocality scores.
@@ -101,6 +103,8 @@ pub struct Health {
     pub runtime_ready: bool,
     /// The pod network is configured (podCIDR known, CNI config loaded).
     pub network_ready: bool,
+    /// The pressure conditions measured by [`crate::eviction`].
+    pub pressure: crate::eviction::Pressure,
 }
 
 /// The node conditions for `health`, stamped `now` (transition times kept from `previous`).
@@ -116,24 +120,51 @@ pub fn conditions(health: Health, previous: &[NodeCondition], now: &Time) -> Vec
     };
     let wanted = [
         ("Ready", ready, ready_reason, ready_message),
-        (
-            "MemoryPressure",
-            false,
-            "KubeletHasSufficientMemory",
-            "noded has sufficient memory available",
-        ),
-        (
-            "DiskPressure",
-            false,
-            "KubeletHasNoDiskPressure",
-            "noded has no disk pressure",
-        ),
-        (
-            "PIDPressure",
-            false,
-            "KubeletHasSufficientPID",
-            "noded has sufficient PID available",
-        ),
+        if health.pressure.memory {
+            (
+                "MemoryPressure",
+                true,
+                "KubeletHasInsufficientMemory",
+                "kubelet has insufficient memory available",
+            )
+        } else {
+            (
+                "MemoryPressure",
+                false,
+                "KubeletHasSufficientMemory",
+                "kubelet has sufficient memory available",
+            )
+        },
+        if health.pressure.disk {
+            (
+                "DiskPressure",
+                true,
+                "KubeletHasDiskPressure",
+                "kubelet has disk pressure",
+            )
+        } else {
+            (
+                "DiskPressure",
+                false,
+                "KubeletHasNoDiskPressure",
+                "kubelet has no disk pressure",
+            )
+        },
+        if health.pressure.pid {
+            (
+                "PIDPressure",
+                true,
+                "KubeletHasInsufficientPID",
+                "kubelet has insufficient PID available",
+            )
+        } else {
+            (
+                "PIDPressure",
+                false,
+                "KubeletHasSufficientPID",
+                "kubelet has sufficient PID available",
+            )
+        },
         (
             "NetworkUnavailable",
             !health.network_ready,
@@ -380,6 +411,7 @@ mod tests {
             Health {
                 runtime_ready: true,
                 network_ready: false,
+                pressure: Default::default(),
             },
             &[],
             &t0,
@@ -391,6 +423,7 @@ mod tests {
             Health {
                 runtime_ready: true,
                 network_ready: true,
+                pressure: Default::default(),
             },
             &before,
             &t1,
@@ -403,5 +436,45 @@ mod tests {
             "unchanged condition keeps its time"
         );
         assert_eq!(get(&after, "MemoryPressure").last_heartbeat_time, Some(t1));
+        assert_eq!(
+            get(&after, "MemoryPressure").message.as_deref(),
+            Some("kubelet has sufficient memory available")
+        );
+        let t2 = Time(k8s_openapi::jiff::Timestamp::from_second(3_000).unwrap());
+        let pressed = conditions(
+            Health {
+                runtime_ready: true,
+                network_ready: true,
+                pressure: crate::eviction::Pressure {
+                    memory: true,
+                    disk: false,
+                    pid: true,
+                },
+            },
+            &after,
+            &t2,
+        );
+        let memory = get(&pressed, "MemoryPressure");
+        assert_eq!(
+            (
+                memory.status.as_str(),
+                memory.reason.as_deref(),
+                memory.message.as_deref()
+            ),
+            (
+                "True",
+                Some("KubeletHasInsufficientMemory"),
+                Some("kubelet has insufficient memory available")
+            )
+        );
+        assert_eq!(memory.last_transition_time, Some(t2));
+        assert_eq!(
+            get(&pressed, "PIDPressure").reason.as_deref(),
+            Some("KubeletHasInsufficientPID")
+        );
+        assert_eq!(
+            get(&pressed, "DiskPressure").reason.as_deref(),
+            Some("KubeletHasNoDiskPressure")
+        );
     }
 }

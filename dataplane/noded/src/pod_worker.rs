@@ -84,7 +84,17 @@ pub struct PodWorkers {
     prober: Prober,
     events: PodEvents,
     posted: Mutex<HashMap<String, PodStatus>>,
+    evictions: Mutex<HashMap<String, Eviction>>,
 }
+
+/// A pod the eviction manager chose: its message, and whether it is stopped and reported.
+struct Eviction {
+    message: String,
+    done: bool,
+}
+
+/// The grace period of a pod evicted under node pressure (the kubelet's `immediateEvictionGracePeriodSeconds`).
+const EVICTION_GRACE: Duration = Duration::from_secs(1);
 
 fn uid_of(pod: &Pod) -> String {
     pod.metadata.uid.clone().unwrap_or_default()
@@ -122,7 +132,26 @@ impl PodWorkers {
             backoff: Mutex::new(Backoff::new(backoff_initial, Duration::from_secs(300))),
             prober: Prober::default(),
             posted: Mutex::new(HashMap::new()),
+            evictions: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Evict pod `uid` under node pressure ([`crate::eviction`]): its next
+    /// sync stops its containers and reports it Failed / `Evicted` with `message`.
+    pub fn request_eviction(&self, uid: &str, message: String) {
+        lock(&self.evictions)
+            .entry(uid.to_string())
+            .or_insert(Eviction { message, done: false });
+    }
+
+    /// Whether pod `uid` was chosen for eviction.
+    pub fn is_evicted(&self, uid: &str) -> bool {
+        lock(&self.evictions).contains_key(uid)
+    }
+
+    /// Whether evicted pod `uid` is stopped and reported.
+    pub fn eviction_done(&self, uid: &str) -> bool {
+        lock(&self.evictions).get(uid).is_some_and(|e| e.done)
     }
 
     /// The shared context.
@@ -134,7 +163,8 @@ impl PodWorkers {
         volumes::pod_dir(&self.ctx.state_dir, uid)
     }
 
-    fn cgroup_parent(&self, uid: &str) -> String {
+    /// The cgroup parent of pod `uid` (its containers' cgroups are below it).
+    pub fn cgroup_parent(&self, uid: &str) -> String {
         format!("{}/pod{uid}", self.ctx.cgroup_root.trim_end_matches('/'))
     }
 
@@ -175,6 +205,16 @@ impl PodWorkers {
                 Ok(_) => tracing::info!("pod stopped and deleted"),
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(err) => return Err(err.into()),
+            }
+            return Ok(());
+        }
+        let eviction = lock(&self.evictions).get(&uid).map(|e| (e.message.clone(), e.done));
+        if let Some((message, done)) = eviction {
+            if !done {
+                self.evict(pod, snapshot, &message).await?;
+                if let Some(e) = lock(&self.evictions).get_mut(&uid) {
+                    e.done = true;
+                }
             }
             return Ok(());
         }
@@ -365,6 +405,70 @@ impl PodWorkers {
             sandbox_ready: true,
         };
         self.post_status(pod, &pod_ip, observed, Some(ephemeral)).await
+    }
+
+    /// Evict the pod as the kubelet does under node pressure: a Warning
+    /// `Evicted` event, its running containers stopped with a 1 s grace
+    /// period (preStop hooks first), its sandbox stopped (kept, with the
+    /// containers, until the Pod is deleted), and the status Failed /
+    /// `Evicted` with `message`. The Pod object stays; its controller replaces it.
+    async fn evict(&self, pod: &Pod, snapshot: &Snapshot, message: &str) -> Result<(), SyncError> {
+        let uid = uid_of(pod);
+        self.events.warning(pod, "", "Evicted", message.to_string());
+        let sandboxes: Vec<String> = snapshot.sandboxes_of(&uid).iter().map(|s| s.id.clone()).collect();
+        let pod_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init_specs = spec.init_containers.clone().unwrap_or_default();
+        let spec_of = |name: &str| spec.containers.iter().chain(&init_specs).find(|c| c.name == name);
+        let stops = snapshot
+            .containers
+            .iter()
+            .filter(|c| sandboxes.contains(&c.pod_sandbox_id) && is_running(c))
+            .map(|c| {
+                let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
+                self.events
+                    .normal(pod, &name, "Killing", format!("Stopping container {name}"));
+                let (container, pod_ip) = (spec_of(&name), pod_ip.as_str());
+                async move {
+                    self.stop_container(Some(pod), container, &c.id, EVICTION_GRACE, pod_ip)
+                        .await
+                }
+            })
+            .collect::<Vec<_>>();
+        for result in futures::future::join_all(stops).await {
+            match result {
+                Err(err) if !err.is_not_found() => return Err(err.into()),
+                _ => {}
+            }
+        }
+        for id in &sandboxes {
+            match self.ctx.cri.stop_pod_sandbox(id).await {
+                Err(err) if !err.is_not_found() => return Err(err.into()),
+                _ => {}
+            }
+        }
+        tracing::info!(%message, "pod evicted");
+        let newest = sandboxes.first().cloned().unwrap_or_default();
+        let mut init_views = Vec::new();
+        for c in &init_specs {
+            init_views.push(
+                self.observe_container(c, &snapshot.containers_of(&newest, &c.name))
+                    .await,
+            );
+        }
+        let mut app_views = Vec::new();
+        for c in &spec.containers {
+            app_views.push(
+                self.observe_container(c, &snapshot.containers_of(&newest, &c.name))
+                    .await,
+            );
+        }
+        let observed = Observed {
+            init_containers: &init_views,
+            containers: &app_views,
+            sandbox_ready: false,
+        };
+        self.post_status(pod, &pod_ip, observed, None).await
     }
 
     /// The image's repo digest as `imageID` when the runtime reports a bare id.
@@ -836,6 +940,10 @@ impl PodWorkers {
             .filter(|c| !own.contains(&c.type_))
             .cloned();
         status.conditions.get_or_insert_with(Vec::new).extend(foreign);
+        let evicted = lock(&self.evictions).get(&uid).map(|e| e.message.clone());
+        if let Some(message) = evicted {
+            crate::eviction::mark_evicted(&mut status, &message, basis.status.as_ref(), &now);
+        }
         if basis.status.as_ref() == Some(&status) {
             return Ok(());
         }
@@ -958,6 +1066,7 @@ impl PodWorkers {
         self.backoff.lock().unwrap_or_else(|e| e.into_inner()).forget_pod(uid);
         self.images.forget_pod(uid);
         self.posted.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+        lock(&self.evictions).remove(uid);
         if !sandboxes.is_empty() {
             tracing::info!(uid, "pod's sandboxes removed");
         }
@@ -1046,6 +1155,10 @@ pub fn crash_loop_waiting(wait: Duration, container: &str, pod: &Pod) -> String 
         format::go_duration(wait),
         format::pod(pod)
     )
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The state directory of pods (for `noded` and tests).
