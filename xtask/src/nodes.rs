@@ -195,7 +195,7 @@ pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
                 format!("--cluster-cidr={}", spec.cluster_cidr),
                 format!("--cluster-dns={}", spec.cluster_dns),
             ];
-            args.extend(spec.noded_args.iter().cloned());
+            args.extend(noded_args(spec.noded_args));
             let mut d = Daemon::new(&noded, spec.bin_dir.join("noded"), args);
             d.netns = Some(node.clone());
             let pid = files.start(&d)?;
@@ -208,6 +208,37 @@ pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
     files.wait_until(&noded, pid, "noded", Duration::from_secs(120), || {
         node_ready(spec.admin_kubeconfig, &node, &since)
     })
+}
+
+/// Disk-based eviction signals switched off on these nodes: they share the
+/// machine's (often nearly full) disk with everything else on it, so
+/// Kubernetes' defaults (`nodefs.available<10%`, `imagefs.available<15%`,
+/// `nodefs.inodesFree<5%`) would evict every pod of a development cluster.
+/// kind switches them off for the same reason. Memory and PID signals keep
+/// their defaults.
+const DISK_SIGNALS_OFF: [&str; 3] = ["nodefs.available<0%", "nodefs.inodesFree<0%", "imagefs.available<0%"];
+
+/// The user's `--noded-arg`s, with one `--eviction-hard`: theirs, plus
+/// [`DISK_SIGNALS_OFF`] for the disk signals they did not set.
+fn noded_args(user: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut given: Vec<String> = Vec::new();
+    for a in user {
+        match a.strip_prefix("--eviction-hard=") {
+            Some(v) => given.extend(v.split(',').filter(|s| !s.is_empty()).map(String::from)),
+            None => out.push(a.clone()),
+        }
+    }
+    let signal = |t: &str| t.split(['<', '>', '=']).next().unwrap_or_default().trim().to_string();
+    let set: Vec<String> = given.iter().map(|t| signal(t)).collect();
+    given.extend(
+        DISK_SIGNALS_OFF
+            .iter()
+            .filter(|t| !set.contains(&signal(t)))
+            .map(|t| t.to_string()),
+    );
+    out.push(format!("--eviction-hard={}", given.join(",")));
+    out
 }
 
 /// Stop node `node` and remove its pods, sandboxes, pins, namespace and links.
@@ -296,4 +327,24 @@ fn utc_now() -> Result<String> {
         .output()
         .context("running date")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod eviction_tests {
+    use super::noded_args;
+
+    #[test]
+    fn disk_signals_are_off_unless_the_user_sets_them() {
+        assert_eq!(
+            noded_args(&["--heartbeat-seconds=2".into()]),
+            [
+                "--heartbeat-seconds=2",
+                "--eviction-hard=nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%"
+            ]
+        );
+        assert_eq!(
+            noded_args(&["--eviction-hard=memory.available<1Gi,nodefs.available<20%".into()]),
+            ["--eviction-hard=memory.available<1Gi,nodefs.available<20%,nodefs.inodesFree<0%,imagefs.available<0%"]
+        );
+    }
 }
