@@ -236,6 +236,11 @@ impl Noded {
             // (the API server follows the port the node reports).
             "--log-port=0".into(),
         ];
+        // Tests share the machine's disk, often nearly full: no disk-based
+        // eviction (as `xtask up` and kind), unless a test sets the signals.
+        if !extra.iter().any(|a| a.starts_with("--eviction-hard")) {
+            args.push("--eviction-hard=nodefs.available<0%,nodefs.inodesFree<0%,imagefs.available<0%".into());
+        }
         args.extend_from_slice(extra);
         let log_dir = tempfile::Builder::new()
             .prefix("sluice-noded-")
