@@ -332,17 +332,7 @@ async fn mark_pods_not_ready(ctx: &Context, node: &str) -> Result<(), Error> {
 
 /// How long a pod may stay on a node with `taint`: `None` forever, else seconds.
 pub fn toleration_seconds(tolerations: &[Toleration], taint: &Taint, default_seconds: i64) -> Option<i64> {
-    let matching = tolerations.iter().find(|t| {
-        let key_ok = match t.operator.as_deref() {
-            Some("Exists") => t.key.as_deref().is_none_or(|k| k.is_empty() || k == taint.key),
-            _ => {
-                t.key.as_deref() == Some(taint.key.as_str())
-                    && t.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-            }
-        };
-        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-        key_ok && effect_ok
-    });
+    let matching = tolerations.iter().find(|t| sluice_kube::tolerations::tolerates(t, taint));
     match matching {
         None => Some(default_seconds),
         Some(t) => t.toleration_seconds.map(|s| s.max(0)),
