@@ -5,7 +5,10 @@
 //! capacity, labels and taints, reports them Ready, renews their Leases in
 //! `kube-node-lease` every `--lease-renew-interval`, moves pods bound to them to Running
 //! with a pod IP (from the node's `spec.podCIDR`, else a synthetic /24 per node from
-//! `--synthetic-pod-cidr`), and finalizes pods marked for deletion. Killing the process
+//! `--synthetic-pod-cidr`), and finalizes pods marked for deletion. With
+//! `--complete-after D`, pods with restartPolicy `Never`/`OnFailure` succeed (containers
+//! terminated, exit code 0, reason Completed) D after they started, so Jobs finish;
+//! `--zones N` labels node i `topology.kubernetes.io/zone=zone-<i mod N>`. Killing the process
 //! stops the heartbeats, as if the nodes died. Several instances with different
 //! prefixes (and synthetic ranges) can run side by side.
 //!
@@ -65,6 +68,13 @@ struct Args {
     /// Pod IP range split into one /24 per node, for nodes without spec.podCIDR.
     #[arg(long, default_value = "10.128.0.0/9")]
     synthetic_pod_cidr: ipnet::Ipv4Net,
+    /// Spread the nodes over this many zones (label `topology.kubernetes.io/zone=zone-<i mod N>`; 0: none).
+    #[arg(long, default_value_t = 0)]
+    zones: usize,
+    /// Report Running pods with restartPolicy Never/OnFailure Succeeded (every container
+    /// exited 0) this long after they started; without it they run until deleted.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    complete_after: Option<Duration>,
     /// API requests in flight at once (registration, leases, pod status).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -83,10 +93,17 @@ async fn main() -> Result<()> {
         labels: args.labels.iter().cloned().collect(),
         taints: args.taints.clone(),
         prefix: args.name_prefix.clone(),
+        zones: args.zones,
     };
 
     // Run pods from the start: the scheduler may bind to a node as soon as it exists.
-    let runner = pods::PodRunner::new(client.clone(), &names, args.synthetic_pod_cidr, args.concurrency);
+    let runner = pods::PodRunner::new(
+        client.clone(),
+        &names,
+        args.synthetic_pod_cidr,
+        args.concurrency,
+        args.complete_after,
+    );
     tokio::spawn(runner.clone().watch_nodes());
     tokio::spawn(runner.clone().run());
 

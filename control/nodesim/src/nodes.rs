@@ -26,6 +26,18 @@ pub struct NodeTemplate {
     pub taints: Vec<Taint>,
     /// Name prefix (value of [`NODESIM_LABEL`]).
     pub prefix: String,
+    /// Spread the nodes over this many zones (0: no zone label), see [`zone_of`].
+    pub zones: usize,
+}
+
+/// The zone label Kubernetes' topology spreading and volume topology use.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+
+/// The zone of the node with registration index `index` among `zones` zones:
+/// `zone-<index mod zones>`, so consecutive nodes land in different zones and
+/// every zone gets the same number of nodes (±1). `None` without zones.
+pub fn zone_of(index: usize, zones: usize) -> Option<String> {
+    (zones > 0).then(|| format!("zone-{}", index % zones))
 }
 
 /// Parse a `--taint key[=value]:Effect` flag.
@@ -69,9 +81,12 @@ impl NodeTemplate {
             .collect()
     }
 
-    /// The Node object registered for `name`.
-    pub fn node(&self, name: &str) -> Node {
+    /// The Node object registered for `name`, the `index`-th node.
+    pub fn node(&self, name: &str, index: usize) -> Node {
         let mut labels = self.labels.clone();
+        if let Some(zone) = zone_of(index, self.zones) {
+            labels.insert(ZONE_LABEL.into(), zone);
+        }
         labels.insert("kubernetes.io/hostname".into(), name.into());
         labels.insert("kubernetes.io/os".into(), "linux".into());
         labels.insert("kubernetes.io/arch".into(), "amd64".into());
@@ -173,7 +188,7 @@ pub async fn register(
     name: &str,
     index: usize,
 ) -> Result<crate::leases::NodeRef> {
-    match api.create(&PostParams::default(), &template.node(name)).await {
+    match api.create(&PostParams::default(), &template.node(name, index)).await {
         Ok(_) => {}
         Err(kube::Error::Api(s)) if s.code == 409 => {}
         Err(e) => return Err(e).with_context(|| format!("creating node {name}")),
@@ -205,5 +220,26 @@ mod tests {
         assert!(parse_taint("x=y").is_err());
         assert!(parse_taint("x=y:Sometimes").is_err());
         assert!(parse_taint("=y:NoSchedule").is_err());
+    }
+
+    #[test]
+    fn zones_round_robin() {
+        assert_eq!(zone_of(7, 0), None);
+        let zones: Vec<_> = (0..5).map(|i| zone_of(i, 3).unwrap()).collect();
+        assert_eq!(zones, ["zone-0", "zone-1", "zone-2", "zone-0", "zone-1"]);
+        let t = NodeTemplate {
+            cpu: "4".into(),
+            memory: "8Gi".into(),
+            pods: "110".into(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            prefix: "sim".into(),
+            zones: 3,
+        };
+        let labels = t.node("sim-4", 4).metadata.labels.unwrap();
+        assert_eq!(labels[ZONE_LABEL], "zone-1");
+        assert_eq!(labels["kubernetes.io/hostname"], "sim-4");
+        let t = NodeTemplate { zones: 0, ..t };
+        assert!(!t.node("sim-4", 4).metadata.labels.unwrap().contains_key(ZONE_LABEL));
     }
 }
