@@ -9,6 +9,7 @@ mod dataplane;
 mod dns;
 mod node;
 mod scheduler;
+mod workloads;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -33,13 +34,15 @@ pub enum Which {
     Node,
     /// Cluster DNS against dnsmasq with dnsperf at 1,000 and 10,000 Services.
     Dns,
+    /// Job completions/s and DaemonSet rollout time with simulated nodes.
+    Workloads,
 }
 
 /// Debian packages each benchmark runs, as (command, package); `up` installs
 /// the node bench's cluster packages itself.
 fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
     match which {
-        Which::Apiserver | Which::Scheduler => &[("etcd", "etcd-server")],
+        Which::Apiserver | Which::Scheduler | Which::Workloads => &[("etcd", "etcd-server")],
         Which::Dataplane => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
@@ -61,5 +64,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Node => node::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Dns => dns::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Workloads => workloads::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
     }
 }

@@ -1,5 +1,7 @@
-//! `cargo xtask bench scheduler`: scheduler throughput with 5,000 simulated nodes and
-//! 10,000 pods, against a direct-binding baseline measured in the same run. Not a test.
+//! `cargo xtask bench scheduler`: scheduler throughput with 5,000 simulated nodes, for
+//! 10,000 basic pods and then 5,000 pods with a required podAntiAffinity on hostname and a
+//! zone topologySpreadConstraint (10 pods per app), against a direct-binding baseline
+//! measured in the same run. Not a test.
 //!
 //! The measuring is done by the `scheduler-bench` binary of `sluice-scheduler` (it needs
 //! kube; xtask stays light): this task builds the control-plane binaries in release mode
@@ -11,7 +13,8 @@ use crate::util::{self, step, workspace_root};
 use anyhow::{Context, Result};
 use std::process::Command;
 
-/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 500 nodes and 1,000 pods.
+/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 500 nodes, 1,000 basic and
+/// 500 anti-affinity + spread pods.
 pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
     step("building apiserver, scheduler, scheduler-bench, nodesim (release)");
@@ -44,7 +47,16 @@ pub fn run(quick: bool) -> Result<()> {
         .arg("--out")
         .arg(root.join("bench-results/scheduler.md"));
     if quick {
-        cmd.args(["--nodes", "500", "--pods", "1000", "--baseline-pods", "500"]);
+        cmd.args([
+            "--nodes",
+            "500",
+            "--pods",
+            "1000",
+            "--spread-pods",
+            "500",
+            "--baseline-pods",
+            "500",
+        ]);
     }
     util::run(&mut cmd).context("scheduler-bench")?;
     step("wrote bench-results/scheduler.md");

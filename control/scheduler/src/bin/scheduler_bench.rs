@@ -4,11 +4,16 @@
 //! if built, scheduler, nodesim with `--nodes` simulated nodes), then:
 //! 1. *baseline*: binds `--baseline-pods` pods itself, round-robin with no scheduling
 //!    logic and the same number of binding requests in flight: the API server's ceiling;
-//! 2. *workload*: creates `--pods` pods (from Deployments when the controller-manager is
-//!    available, else directly) and records when each is bound and Running.
+//! 2. *basic workload*: creates `--pods` pods (from Deployments when the controller-manager
+//!    is available, else directly) and records when each is bound and Running;
+//! 3. *anti-affinity + spread workload*: then creates `--spread-pods` more pods directly,
+//!    `--pods-per-app` per app label, each with a required podAntiAffinity on
+//!    `kubernetes.io/hostname` against its own app and a topologySpreadConstraint (maxSkew 1,
+//!    DoNotSchedule) over `topology.kubernetes.io/zone` (nodesim spreads the nodes over
+//!    `--zones` zones), with the basic workload's pods still in place.
 //!
-//! It reports bound pods/s, time until all pods are Running, and the peak RSS (VmHWM)
-//! of each process, with ratios against the baseline and the anchors, to `--out`.
+//! It reports bound pods/s of both workloads, time until all pods are Running, and the peak
+//! RSS (VmHWM) of each process, with ratios against the baseline and the anchors, to `--out`.
 //! Every process it started is killed by pid at the end.
 
 use anyhow::{bail, Context, Result};
@@ -46,6 +51,15 @@ struct Args {
     /// Deployments the workload is split into (when the controller-manager runs).
     #[arg(long, default_value_t = 10)]
     deployments: usize,
+    /// Pods of the anti-affinity + topology spread workload (0: skip it).
+    #[arg(long, default_value_t = 5000)]
+    spread_pods: usize,
+    /// Pods per app label in that workload (anti-affinity and spread are per app).
+    #[arg(long, default_value_t = 10)]
+    pods_per_app: usize,
+    /// Zones the simulated nodes are spread over (nodesim `--zones`).
+    #[arg(long, default_value_t = 10)]
+    zones: usize,
     /// Pods bound directly by the driver for the baseline.
     #[arg(long, default_value_t = 2000)]
     baseline_pods: usize,
@@ -161,6 +175,127 @@ fn pod_template(name: &str, scheduler: &str) -> Pod {
         }
     }))
     .expect("valid pod")
+}
+
+/// A pod of app `app` that must not share a node with another pod of its app and must
+/// keep its app's pods spread evenly over zones (maxSkew 1), like kube-scheduler
+/// scheduler_perf's `SchedulingPodAntiAffinity` and `TopologySpreading` templates.
+fn spread_pod_template(name: &str, app: &str) -> Pod {
+    let mut pod = pod_template(name, "default-scheduler");
+    let selector = serde_json::json!({ "matchLabels": { "app": app } });
+    pod.metadata.labels = Some([("app".to_string(), app.to_string())].into());
+    let spec = pod.spec.as_mut().expect("template has a spec");
+    spec.affinity = Some(
+        serde_json::from_value(serde_json::json!({
+            "podAntiAffinity": { "requiredDuringSchedulingIgnoredDuringExecution": [
+                { "labelSelector": selector, "topologyKey": "kubernetes.io/hostname" }
+            ] }
+        }))
+        .expect("valid affinity"),
+    );
+    spec.topology_spread_constraints = Some(
+        serde_json::from_value(serde_json::json!([{
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector,
+        }]))
+        .expect("valid constraint"),
+    );
+    pod
+}
+
+/// Placements that break the spread workload's constraints: a pod on a node that holds an
+/// earlier pod of its app, plus every app whose zone counts differ by more than 1 (nodesim
+/// names node `sim-<i>` and puts it in `zone-<i mod zones>`).
+fn spread_violations(pods: &[Pod], zones: usize) -> usize {
+    let zones = zones.max(1);
+    let mut nodes: HashMap<(String, String), usize> = HashMap::new();
+    let mut per_zone: HashMap<String, Vec<usize>> = HashMap::new();
+    for p in pods {
+        let app = p
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("app"))
+            .cloned()
+            .unwrap_or_default();
+        let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            continue;
+        };
+        let zone = node
+            .rsplit_once('-')
+            .and_then(|(_, i)| i.parse::<usize>().ok())
+            .map(|i| i % zones)
+            .unwrap_or(0);
+        *nodes.entry((app.clone(), node)).or_default() += 1;
+        per_zone.entry(app).or_insert_with(|| vec![0; zones])[zone] += 1;
+    }
+    let shared: usize = nodes.values().map(|n| n - 1).sum();
+    let skewed = per_zone
+        .values()
+        .filter(|c| c.iter().max().unwrap_or(&0) - c.iter().min().unwrap_or(&0) > 1)
+        .count();
+    shared + skewed
+}
+
+/// Figures of one measured workload.
+struct Figures {
+    /// Pods bound per second, first to last binding.
+    rate_window: f64,
+    /// Pods bound per second, first create to last binding.
+    rate_from_create: f64,
+    /// Most pods bound within one second.
+    peak: usize,
+    /// Seconds from the first create until every pod ran.
+    to_running: f64,
+}
+
+/// Wait until `pods` pods of `timeline` run (failing after `timeout` from `t0` or if a
+/// process died), then compute the figures.
+async fn measure(
+    what: &str,
+    timeline: &Mutex<Timeline>,
+    t0: Instant,
+    pods: usize,
+    timeout: Duration,
+    procs: &mut Procs,
+) -> Result<Figures> {
+    let deadline = t0 + timeout;
+    let mut last_report = Instant::now();
+    loop {
+        let (bound, running) = {
+            let t = timeline.lock().unwrap();
+            (t.bound.len(), t.running.len())
+        };
+        if running >= pods {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: timed out: {bound} bound, {running} running of {pods}");
+        }
+        if last_report.elapsed() > Duration::from_secs(5) {
+            eprintln!(
+                "==> {what}, {:.0} s: {bound} bound, {running} running",
+                t0.elapsed().as_secs_f64()
+            );
+            last_report = Instant::now();
+            procs.check_alive()?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let t = timeline.lock().unwrap();
+    let bound_times: Vec<Instant> = t.bound.values().copied().collect();
+    let first_bound = bound_times.iter().min().copied().unwrap_or(t0);
+    let last_bound = bound_times.iter().max().copied().unwrap_or(t0);
+    let all_running = t.running.values().max().copied().unwrap_or(t0);
+    let bind_window = last_bound.duration_since(first_bound).as_secs_f64().max(1e-3);
+    Ok(Figures {
+        rate_window: pods as f64 / bind_window,
+        rate_from_create: pods as f64 / last_bound.duration_since(t0).as_secs_f64().max(1e-3),
+        peak: peak_per_second(&bound_times),
+        to_running: all_running.duration_since(t0).as_secs_f64(),
+    })
 }
 
 /// Pod timeline collected from a watch: when each pod was first seen bound and Running.
@@ -305,6 +440,8 @@ async fn main() -> Result<()> {
                 "32Gi",
                 "--pods",
                 "110",
+                "--zones",
+                &args.zones.to_string(),
             ]),
         &work.join("nodesim.log"),
     )?;
@@ -346,7 +483,7 @@ async fn main() -> Result<()> {
 
     // 1. Baseline: the driver binds pods itself (no filtering/scoring), same concurrency.
     let ns_api: Api<Namespace> = Api::all(client.clone());
-    for ns in ["bench-baseline", "bench"] {
+    for ns in ["bench-baseline", "bench", "bench-spread"] {
         let n = Namespace {
             metadata: ObjectMeta {
                 name: Some(ns.into()),
@@ -462,42 +599,48 @@ async fn main() -> Result<()> {
         results.into_iter().collect::<Result<Vec<_>, _>>()?;
         created_secs = t0.elapsed().as_secs_f64();
     }
-    let deadline = t0 + args.timeout;
-    let mut last_report = Instant::now();
-    loop {
-        let (bound, running) = {
-            let t = timeline.lock().unwrap();
-            (t.bound.len(), t.running.len())
-        };
-        if running >= args.pods {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("timed out: {bound} bound, {running} running of {}", args.pods);
-        }
-        if last_report.elapsed() > Duration::from_secs(5) {
-            eprintln!(
-                "==> {:.0} s: {bound} bound, {running} running",
-                t0.elapsed().as_secs_f64()
-            );
-            last_report = Instant::now();
-            procs.check_alive()?;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let basic = measure("basic workload", &timeline, t0, args.pods, args.timeout, &mut procs).await?;
 
-    // Figures.
-    let t = timeline.lock().unwrap();
-    let bound_times: Vec<Instant> = t.bound.values().copied().collect();
-    let first_bound = bound_times.iter().min().copied().unwrap_or(t0);
-    let last_bound = bound_times.iter().max().copied().unwrap_or(t0);
-    let all_running = t.running.values().max().copied().unwrap_or(t0);
-    let bind_window = last_bound.duration_since(first_bound).as_secs_f64().max(1e-3);
-    let rate_window = args.pods as f64 / bind_window;
-    let rate_from_create = args.pods as f64 / last_bound.duration_since(t0).as_secs_f64();
-    let peak = peak_per_second(&bound_times);
-    let to_running = all_running.duration_since(t0).as_secs_f64();
-    drop(t);
+    // 3. Anti-affinity + topology spread workload, beside the basic workload's pods.
+    let spread = if args.spread_pods > 0 {
+        let timeline = watch_timeline(client.clone(), "bench-spread");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let api: Api<Pod> = Api::namespaced(client.clone(), "bench-spread");
+        let per_app = args.pods_per_app.max(1);
+        eprintln!(
+            "==> anti-affinity + spread workload: {} pods, {per_app} per app, {} zones",
+            args.spread_pods, args.zones
+        );
+        let t0 = Instant::now();
+        let results: Vec<_> = futures::stream::iter(0..args.spread_pods)
+            .map(|i| {
+                let api = api.clone();
+                async move {
+                    let pod = spread_pod_template(&format!("pod-{i}"), &format!("app-{}", i / per_app));
+                    api.create(&PostParams::default(), &pod).await
+                }
+            })
+            .buffer_unordered(64)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let created = t0.elapsed().as_secs_f64();
+        let f = measure(
+            "anti-affinity + spread",
+            &timeline,
+            t0,
+            args.spread_pods,
+            args.timeout,
+            &mut procs,
+        )
+        .await?;
+        let violations = spread_violations(&list_all(&api).await?, args.zones);
+        eprintln!("==> anti-affinity + spread: {violations} placements break a constraint");
+        Some((f, created, violations))
+    } else {
+        None
+    };
+
     let mut mem = Vec::new();
     for name in ["apiserver", "controller-manager", "scheduler", "nodesim", "etcd"] {
         if let Some(pid) = procs.pid(name) {
@@ -533,19 +676,46 @@ async fn main() -> Result<()> {
     writeln!(md, "| figure | value | vs baseline / anchor |")?;
     writeln!(md, "| --- | --- | --- |")?;
     writeln!(md, "| baseline: direct bindings/s (driver binds round-robin, {} in flight, no scheduling) | {baseline_rate:.0} | 1.00 |", args.max_in_flight_bindings)?;
-    writeln!(md, "| scheduler: pods bound/s (first to last binding) | {rate_window:.0} | {:.2} × baseline; {:.1} × kube-scheduler threshold 270; goal 1,000: {} |",
+    let Figures {
+        rate_window,
+        rate_from_create,
+        peak,
+        to_running,
+    } = basic;
+    writeln!(md, "| basic: pods bound/s (first to last binding) | {rate_window:.0} | {:.2} × baseline; {:.1} × kube-scheduler threshold 270; goal 1,000: {} |",
         rate_window / baseline_rate, rate_window / 270.0, if rate_window >= 1000.0 { "met" } else { "not met" })?;
     writeln!(
         md,
-        "| scheduler: pods bound/s (from first create to last binding) | {rate_from_create:.0} | {:.2} × baseline |",
+        "| basic: pods bound/s (from first create to last binding) | {rate_from_create:.0} | {:.2} × baseline |",
         rate_from_create / baseline_rate
     )?;
-    writeln!(md, "| scheduler: peak pods bound in one second | {peak} | |")?;
+    writeln!(md, "| basic: peak pods bound in one second | {peak} | |")?;
     writeln!(
         md,
-        "| time from first create until all {} pods Running | {to_running:.1} s | |",
+        "| basic: time from first create until all {} pods Running | {to_running:.1} s | |",
         args.pods
     )?;
+    if let Some((f, created, violations)) = &spread {
+        writeln!(md, "| anti-affinity + spread: pods bound/s (first to last binding) | {:.0} | {:.2} × baseline; {:.2} × basic |",
+            f.rate_window, f.rate_window / baseline_rate, f.rate_window / rate_window)?;
+        writeln!(
+            md,
+            "| anti-affinity + spread: pods bound/s (from first create to last binding) | {:.0} | {:.2} × baseline |",
+            f.rate_from_create,
+            f.rate_from_create / baseline_rate
+        )?;
+        writeln!(
+            md,
+            "| anti-affinity + spread: peak pods bound in one second | {} | |",
+            f.peak
+        )?;
+        writeln!(md, "| anti-affinity + spread: pods sharing a node with their app, plus apps with zone skew > 1 (checked after the run) | {violations} | |")?;
+        writeln!(
+            md,
+            "| anti-affinity + spread: time from first create until all {} pods Running (created in {created:.1} s) | {:.1} s | |",
+            args.spread_pods, f.to_running
+        )?;
+    }
     writeln!(
         md,
         "| node registration ({} nodes, nodesim) | {nodes_secs:.1} s | |",
@@ -573,6 +743,10 @@ async fn main() -> Result<()> {
         "\nLoad average at the end of the run (1/5/15 min): {} — anything above ~2 means other work shared the cores.",
         load.split_whitespace().take(3).collect::<Vec<_>>().join(" / ")
     )?;
+    if spread.is_some() {
+        writeln!(md, "\nAnti-affinity + spread workload: {} pods created directly by the driver after the basic workload ran (its pods stay), app label `app-<i / {}>` ({} pods per app), each with a required podAntiAffinity on `kubernetes.io/hostname` against its own app and a topologySpreadConstraint maxSkew 1, `whenUnsatisfiable: DoNotSchedule` on `topology.kubernetes.io/zone` ({} zones, nodesim `--zones`).",
+            args.spread_pods, args.pods_per_app.max(1), args.pods_per_app.max(1), args.zones)?;
+    }
     writeln!(md, "\nAnchors: kube-scheduler scheduler_perf `SchedulingBasic/5000Nodes_10000Pods` threshold 270 pods/s; goal ≥ 1,000 pods/s on 2 cores; API server + controller-manager + scheduler < 400 MB.")?;
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
