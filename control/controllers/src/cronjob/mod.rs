@@ -15,8 +15,8 @@
 
 pub mod schedule;
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -95,6 +95,10 @@ pub fn job_name(cronjob: &str, t: DateTime<Utc>) -> String {
 
 async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     if cj.metadata.deletion_timestamp.is_some() {
+        WRITTEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cj.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
     let ns = cj.namespace().unwrap_or_default();
@@ -228,7 +232,7 @@ async fn reconcile(cj: Arc<CronJob>, ctx: Arc<Context>) -> Result<Action, Error>
         .as_ref()
         .map(|t| to_chrono(t.0))
         .unwrap_or(now);
-    let last = old_status.last_schedule_time.as_ref().map(|t| to_chrono(t.0));
+    let last = known_times(&cj).0.map(to_chrono);
     let due = schedule::due(&sched, tz, created, last, spec.starting_deadline_seconds, now);
     if due.missed == Missed::Many {
         ctx.recorder.record(
@@ -389,6 +393,39 @@ async fn clean_history(
     Ok(())
 }
 
+/// The times this controller last wrote per CronJob uid: (lastScheduleTime,
+/// lastSuccessfulTime). The informer's copy of a CronJob can lag behind our
+/// own status write when a Job event triggers the next reconcile first; both
+/// times only move forward, so the later of the two copies is the truth, and
+/// a stale copy can neither rewind them nor make a run look not yet done.
+static WRITTEN: LazyLock<Mutex<HashMap<String, Times>>> = LazyLock::new(Mutex::default);
+
+/// (lastScheduleTime, lastSuccessfulTime).
+type Times = (Option<Timestamp>, Option<Timestamp>);
+
+fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The CronJob's (lastScheduleTime, lastSuccessfulTime): the later of the
+/// cached object's and what this controller last wrote.
+fn known_times(cj: &CronJob) -> Times {
+    let st = cj.status.clone().unwrap_or_default();
+    let written = WRITTEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&cj.uid().unwrap_or_default())
+        .copied()
+        .unwrap_or_default();
+    (
+        later(st.last_schedule_time.map(|t| t.0), written.0),
+        later(st.last_successful_time.map(|t| t.0), written.1),
+    )
+}
+
 /// Writes `status` when it changed.
 async fn write_status(
     ctx: &Context,
@@ -401,7 +438,9 @@ async fn write_status(
     let mut active = active.to_vec();
     active.sort_by(|a, b| a.name.cmp(&b.name));
     active.dedup_by(|a, b| a.name == b.name);
-    let last_schedule = scheduled.map(to_jiff).or(old.last_schedule_time.as_ref().map(|t| t.0));
+    let (known_schedule, known_success) = known_times(cj);
+    let last_schedule = later(scheduled.map(to_jiff), known_schedule);
+    let last_success = later(last_success, known_success);
     let same_active = {
         let names = |v: &[ObjectReference]| v.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>();
         names(&active) == names(old.active.as_deref().unwrap_or_default())
@@ -423,7 +462,13 @@ async fn write_status(
         .patch_status(&cj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            WRITTEN
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(cj.uid().unwrap_or_default(), (last_schedule, last_success));
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(err) => Err(err.into()),
     }
