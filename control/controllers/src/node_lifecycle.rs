@@ -332,7 +332,9 @@ async fn mark_pods_not_ready(ctx: &Context, node: &str) -> Result<(), Error> {
 
 /// How long a pod may stay on a node with `taint`: `None` forever, else seconds.
 pub fn toleration_seconds(tolerations: &[Toleration], taint: &Taint, default_seconds: i64) -> Option<i64> {
-    let matching = tolerations.iter().find(|t| sluice_kube::tolerations::tolerates(t, taint));
+    let matching = tolerations
+        .iter()
+        .find(|t| sluice_kube::tolerations::tolerates(t, taint));
     match matching {
         None => Some(default_seconds),
         Some(t) => t.toleration_seconds.map(|s| s.max(0)),

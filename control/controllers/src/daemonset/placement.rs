@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
-use sluice_scheduler::framework::plugins::node_affinity::required_matches;
 use sluice_kube::tolerations::first_untolerated;
+use sluice_scheduler::framework::plugins::node_affinity::required_matches;
 
 use crate::controller_revision::CONTROLLER_REVISION_HASH;
 use crate::pods::{controller_ref, random_suffix};
