@@ -5,6 +5,8 @@
 //!
 //! - [`quantity`]: `resource.Quantity` strings as integers, as Go's
 //!   `MilliValue`/`Value` compute them;
+//! - [`pods`]: a pod's lifecycle (active, terminated, conditions, readiness,
+//!   availability under `minReadySeconds`);
 //! - [`qos`]: a pod's QoS class from its containers' requests and limits;
 //! - [`tolerations`]: whether a pod's tolerations tolerate a node's taints.
 //!
@@ -15,7 +17,8 @@
 //! - `leader_election`: Lease-based leader election and its
 //!   `--leader-elect*` flag group;
 //! - `logging`: the process's tracing subscriber;
-//! - `node_lease`: a node's heartbeat Lease.
+//! - `node_lease`: a node's heartbeat Lease;
+//! - `owners`: owner references (the controller of an object, a controller's reference).
 //!
 //! Dependency rule: this crate depends on no other Sluice crate, and its
 //! default build does no I/O, so any crate may use it.
@@ -30,6 +33,9 @@ pub mod leader_election;
 pub mod logging;
 #[cfg(feature = "client")]
 pub mod node_lease;
+#[cfg(feature = "client")]
+pub mod owners;
+pub mod pods;
 pub mod qos;
 pub mod quantity;
 pub mod tolerations;

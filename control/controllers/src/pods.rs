@@ -1,11 +1,12 @@
-//! Small pure helpers about pods, owner references and label selectors that
-//! several controllers share (Kubernetes' `controller_utils`/`podutil`).
+//! Helpers the controllers share (Kubernetes' `controller_utils`): adoption
+//! and release through owner references, label selectors, names and keys;
+//! the pod lifecycle and owner references themselves are `sluice_kube`'s
+//! (`pods`, `owners`), re-exported here.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -15,82 +16,8 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 
-/// Whether the pod still counts towards its controller's replicas: not
-/// terminated and not being deleted.
-pub fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded") | Some("Failed")) && pod.metadata.deletion_timestamp.is_none()
-}
-
-/// Whether the pod has terminated (Succeeded or Failed).
-pub fn is_terminated(pod: &Pod) -> bool {
-    matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded") | Some("Failed")
-    )
-}
-
-/// The pod's condition of type `type_`, if it has one.
-pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-/// The pod's Ready condition, if it is True: when it last changed.
-pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
-    let cond = condition(pod, "Ready").filter(|c| c.status == "True")?;
-    Some(cond.last_transition_time.as_ref().map(|t| t.0))
-}
-
-/// Whether the pod is Ready.
-pub fn is_ready(pod: &Pod) -> bool {
-    ready_since(pod).is_some()
-}
-
-/// Availability of a pod under `minReadySeconds`: `Ok(())` when available,
-/// `Err(Some(wait))` when ready but not yet for long enough, `Err(None)` when not ready.
-pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<Duration>> {
-    let Some(since) = ready_since(pod) else {
-        return Err(None);
-    };
-    if min_ready_seconds <= 0 {
-        return Ok(());
-    }
-    let Some(since) = since else { return Ok(()) };
-    let ready_for = now.as_millisecond() - since.as_millisecond();
-    let needed = i64::from(min_ready_seconds) * 1000;
-    if ready_for >= needed {
-        Ok(())
-    } else {
-        Err(Some(Duration::from_millis((needed - ready_for) as u64)))
-    }
-}
-
-/// The owner reference with `controller: true`, if any.
-pub fn controller_of<K: Resource>(obj: &K) -> Option<&OwnerReference> {
-    obj.meta()
-        .owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
-}
-
-/// An owner reference to `owner` marking it as the controller, blocking the
-/// owner's foreground deletion until this dependent is gone.
-pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
-    OwnerReference {
-        api_version: K::api_version(&()).into(),
-        kind: K::kind(&()).into(),
-        name: owner.name_any(),
-        uid: owner.uid().unwrap_or_default(),
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    }
-}
+pub use sluice_kube::owners::{controller_of, controller_ref};
+pub use sluice_kube::pods::{availability, condition, is_active, is_ready, is_terminated, ready_since};
 
 /// Makes `owner` the controller of `obj` (adoption of an orphan), guarded
 /// by `obj`'s resourceVersion; an object that changed or is gone is left
@@ -221,37 +148,6 @@ pub fn target_ref(pod: &Pod) -> ObjectReference {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
-    fn ready_pod(since: Timestamp) -> Pod {
-        Pod {
-            status: Some(PodStatus {
-                phase: Some("Running".into()),
-                conditions: Some(vec![PodCondition {
-                    type_: "Ready".into(),
-                    status: "True".into(),
-                    last_transition_time: Some(Time(since)),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn availability_waits_for_min_ready_seconds() {
-        let now = Timestamp::now();
-        let pod = ready_pod(now - k8s_openapi::jiff::SignedDuration::from_secs(3));
-        assert_eq!(availability(&pod, 0, now), Ok(()));
-        assert_eq!(availability(&pod, 2, now), Ok(()));
-        match availability(&pod, 10, now) {
-            Err(Some(wait)) => assert!(wait.as_secs() >= 6 && wait.as_secs() <= 7, "{wait:?}"),
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(availability(&Pod::default(), 0, now), Err(None));
-    }
 
     #[test]
     fn empty_selector_selects_nothing() {

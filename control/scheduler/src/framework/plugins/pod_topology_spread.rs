@@ -118,18 +118,12 @@ pub fn default_selector<'a>(
         }
     }
     let mut expressions: Vec<LabelSelectorRequirement> = Vec::new();
-    let owner = pod
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|o| o.controller == Some(true))
-        .filter(|o| {
-            matches!(
-                (o.api_version.as_str(), o.kind.as_str()),
-                ("v1", "ReplicationController") | ("apps/v1", "ReplicaSet" | "StatefulSet")
-            )
-        });
+    let owner = sluice_kube::owners::controller_of(pod).filter(|o| {
+        matches!(
+            (o.api_version.as_str(), o.kind.as_str()),
+            ("v1", "ReplicationController") | ("apps/v1", "ReplicaSet" | "StatefulSet")
+        )
+    });
     if let Some(sel) = owner.and_then(|o| controller_selector(&o.kind, &o.name)) {
         for (k, v) in sel.match_labels.iter().flatten() {
             expressions.push(LabelSelectorRequirement {

@@ -1,0 +1,112 @@
+//! A pod's lifecycle as controllers and the scheduler read it (Kubernetes'
+//! `podutil`): active or terminated, its conditions, readiness and
+//! availability under `minReadySeconds`.
+
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::jiff::Timestamp;
+use std::time::Duration;
+
+/// Whether the pod still counts towards its controller's replicas: not
+/// terminated and not being deleted.
+pub fn is_active(pod: &Pod) -> bool {
+    !is_terminated(pod) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// Whether the pod has terminated (Succeeded or Failed).
+pub fn is_terminated(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// The pod's condition of type `type_`, if it has one.
+pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+/// The pod's Ready condition, if it is True: when it last changed.
+pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+    let cond = condition(pod, "Ready").filter(|c| c.status == "True")?;
+    Some(cond.last_transition_time.as_ref().map(|t| t.0))
+}
+
+/// Whether the pod is Ready.
+pub fn is_ready(pod: &Pod) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// Availability of a pod under `minReadySeconds`: `Ok(())` when available,
+/// `Err(Some(wait))` when ready but not yet for long enough, `Err(None)` when not ready.
+pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<Duration>> {
+    let Some(since) = ready_since(pod) else {
+        return Err(None);
+    };
+    if min_ready_seconds <= 0 {
+        return Ok(());
+    }
+    let Some(since) = since else { return Ok(()) };
+    let ready_for = now.as_millisecond() - since.as_millisecond();
+    let needed = i64::from(min_ready_seconds) * 1000;
+    if ready_for >= needed {
+        Ok(())
+    } else {
+        Err(Some(Duration::from_millis((needed - ready_for) as u64)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::PodStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn pod(phase: &str, ready_since: Option<Timestamp>) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                conditions: ready_since.map(|since| {
+                    vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        last_transition_time: Some(Time(since)),
+                        ..Default::default()
+                    }]
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let now = Timestamp::now();
+        let pod = pod("Running", Some(now - k8s_openapi::jiff::SignedDuration::from_secs(3)));
+        assert_eq!(availability(&pod, 0, now), Ok(()));
+        assert_eq!(availability(&pod, 2, now), Ok(()));
+        match availability(&pod, 10, now) {
+            Err(Some(wait)) => assert!(wait.as_secs() >= 6 && wait.as_secs() <= 7, "{wait:?}"),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(availability(&Pod::default(), 0, now), Err(None));
+    }
+
+    #[test]
+    fn terminated_and_deleted_pods_are_not_active() {
+        assert!(is_active(&pod("Running", None)));
+        assert!(!is_ready(&pod("Running", None)));
+        assert!(is_ready(&pod("Running", Some(Timestamp::now()))));
+        for phase in ["Succeeded", "Failed"] {
+            assert!(is_terminated(&pod(phase, None)) && !is_active(&pod(phase, None)));
+        }
+        let mut deleting = pod("Running", None);
+        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        assert!(!is_active(&deleting) && !is_terminated(&deleting));
+    }
+}
