@@ -44,6 +44,16 @@ impl Snapshot {
         found
     }
 
+    /// The running containers of a pod, in any of its sandboxes.
+    pub fn running_containers_of(&self, uid: &str) -> Vec<&api::Container> {
+        let sandboxes = self.sandboxes_of(uid);
+        self.containers
+            .iter()
+            .filter(|c| c.state == api::ContainerState::ContainerRunning as i32)
+            .filter(|c| sandboxes.iter().any(|s| s.id == c.pod_sandbox_id))
+            .collect()
+    }
+
     /// Containers named `name` in a sandbox, newest attempt first.
     pub fn containers_of(&self, sandbox_id: &str, name: &str) -> Vec<&api::Container> {
         let mut found: Vec<&api::Container> = self

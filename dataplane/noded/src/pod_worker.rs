@@ -173,12 +173,7 @@ impl PodWorkers {
     pub async fn sync_pod(&self, pod: &Pod, snapshot: &Snapshot) -> Result<(), SyncError> {
         let uid = uid_of(pod);
         if pod.metadata.deletion_timestamp.is_some() {
-            let sandboxes: Vec<&str> = snapshot.sandboxes_of(&uid).iter().map(|s| s.id.as_str()).collect();
-            for running in snapshot
-                .containers
-                .iter()
-                .filter(|c| sandboxes.contains(&c.pod_sandbox_id.as_str()) && is_running(c))
-            {
+            for running in snapshot.running_containers_of(&uid) {
                 let name = running
                     .labels
                     .get(labels::CONTAINER_NAME)
@@ -421,9 +416,8 @@ impl PodWorkers {
         let init_specs = spec.init_containers.clone().unwrap_or_default();
         let spec_of = |name: &str| spec.containers.iter().chain(&init_specs).find(|c| c.name == name);
         let stops = snapshot
-            .containers
-            .iter()
-            .filter(|c| sandboxes.contains(&c.pod_sandbox_id) && is_running(c))
+            .running_containers_of(&uid)
+            .into_iter()
             .map(|c| {
                 let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
                 self.events
@@ -977,13 +971,8 @@ impl PodWorkers {
             return Duration::ZERO;
         };
         let uid = uid_of(pod);
-        let sandboxes: Vec<&str> = snapshot.sandboxes_of(&uid).iter().map(|s| s.id.as_str()).collect();
-        let running = snapshot
-            .containers
-            .iter()
-            .any(|c| sandboxes.contains(&c.pod_sandbox_id.as_str()) && is_running(c));
         let budget = grace_period(pod) / 2;
-        if !running || budget.is_zero() {
+        if snapshot.running_containers_of(&uid).is_empty() || budget.is_zero() {
             return Duration::ZERO;
         }
         let began = Instant::now();
@@ -1015,11 +1004,7 @@ impl PodWorkers {
         grace: Duration,
     ) -> Result<(), SyncError> {
         let sandboxes: Vec<String> = snapshot.sandboxes_of(uid).iter().map(|s| s.id.clone()).collect();
-        let running: Vec<&api::Container> = snapshot
-            .containers
-            .iter()
-            .filter(|c| sandboxes.contains(&c.pod_sandbox_id) && is_running(c))
-            .collect();
+        let running = snapshot.running_containers_of(uid);
         let spec = pod.and_then(|p| p.spec.as_ref());
         let init_specs = spec.and_then(|s| s.init_containers.as_deref()).unwrap_or(&[]);
         let name_of = |c: &api::Container| c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
