@@ -396,19 +396,13 @@ async fn clean_history(
 /// The times this controller last wrote per CronJob uid: (lastScheduleTime,
 /// lastSuccessfulTime). The informer's copy of a CronJob can lag behind our
 /// own status write when a Job event triggers the next reconcile first; both
-/// times only move forward, so the later of the two copies is the truth, and
+/// times only move forward, so the later of the two copies is the truth
+/// (`Option::max`: `None` is earlier than any time), and
 /// a stale copy can neither rewind them nor make a run look not yet done.
 static WRITTEN: LazyLock<Mutex<HashMap<String, Times>>> = LazyLock::new(Mutex::default);
 
 /// (lastScheduleTime, lastSuccessfulTime).
 type Times = (Option<Timestamp>, Option<Timestamp>);
-
-fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
 
 /// The CronJob's (lastScheduleTime, lastSuccessfulTime): the later of the
 /// cached object's and what this controller last wrote.
@@ -421,8 +415,8 @@ fn known_times(cj: &CronJob) -> Times {
         .copied()
         .unwrap_or_default();
     (
-        later(st.last_schedule_time.map(|t| t.0), written.0),
-        later(st.last_successful_time.map(|t| t.0), written.1),
+        st.last_schedule_time.map(|t| t.0).max(written.0),
+        st.last_successful_time.map(|t| t.0).max(written.1),
     )
 }
 
@@ -439,8 +433,8 @@ async fn write_status(
     active.sort_by(|a, b| a.name.cmp(&b.name));
     active.dedup_by(|a, b| a.name == b.name);
     let (known_schedule, known_success) = known_times(cj);
-    let last_schedule = later(scheduled.map(to_jiff), known_schedule);
-    let last_success = later(last_success, known_success);
+    let last_schedule = scheduled.map(to_jiff).max(known_schedule);
+    let last_success = last_success.max(known_success);
     let same_active = {
         let names = |v: &[ObjectReference]| v.iter().map(|r| r.name.clone()).collect::<BTreeSet<_>>();
         names(&active) == names(old.active.as_deref().unwrap_or_default())
