@@ -136,12 +136,15 @@ spec:
     );
     assert_eq!(text(&out.stdout).trim(), "102400");
 
-    // A terminal.
+    // A terminal. kubectl must stay in the terminal's foreground process
+    // group to put it in raw mode (a background group is stopped by SIGTTOU),
+    // so `timeout` runs it with --foreground whatever shell `script` starts.
     let tty_cmd = format!(
-        "timeout 60 kubectl --kubeconfig {} exec -it shell -- tty",
+        "timeout --foreground 60 kubectl --kubeconfig {} exec -it shell -- tty",
         cluster.kubeconfig().display()
     );
     let out = Command::new("script")
+        .env("SHELL", "/bin/sh")
         .args(["-qec", &tty_cmd, "/dev/null"])
         .stdin(Stdio::piped())
         .output()
@@ -399,11 +402,12 @@ spec:
 
     // kubectl debug: an ephemeral container in the running pod, in main's process namespace.
     let debug_cmd = format!(
-        "timeout 90 kubectl --kubeconfig {} debug -it shell --image={BUSYBOX_IMAGE} --target=main -c debugger \
+        "timeout --foreground 90 kubectl --kubeconfig {} debug -it shell --image={BUSYBOX_IMAGE} --target=main -c debugger \
          -- sh -c 'sleep 3; echo debug-says-hi; ps'",
         cluster.kubeconfig().display()
     );
     let out = Command::new("script")
+        .env("SHELL", "/bin/sh")
         .args(["-qec", &debug_cmd, "/dev/null"])
         .stdin(Stdio::piped())
         .output()

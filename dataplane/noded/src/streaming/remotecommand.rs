@@ -39,6 +39,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::spdy::{Codec, Frame, FLAG_FIN};
 use super::{StreamOptions, V5_PROTOCOL};
 
+/// How long a finished session waits for the client's answering Close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The remote command channels.
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -245,9 +248,24 @@ where
         code: CloseCode::Normal,
         reason: "".into(),
     };
-    let _ = ws_tx.send(Message::Close(Some(close))).await;
-    let _ = ws_tx.close().await;
+    close_handshake(ws_tx, ws_rx, Some(close)).await;
     Ok(())
+}
+
+/// End a WebSocket session: send our Close, then drop the connection only
+/// once the client answered with its own (or after [`CLOSE_WAIT`]).
+/// Dropping it at once, with a late client message (a resize, stdin) still
+/// unread, makes the kernel reset the connection, and the reset can overtake
+/// our last bytes on the API server's hop: the client then sees 1006
+/// "unexpected EOF" instead of the exit status.
+pub(super) async fn close_handshake<Tx, Rx>(mut ws_tx: Tx, mut ws_rx: Rx, frame: Option<CloseFrame>)
+where
+    Tx: futures::Sink<Message> + Unpin,
+    Rx: futures::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    let _ = ws_tx.send(Message::Close(frame)).await;
+    let _ = tokio::time::timeout(CLOSE_WAIT, async { while let Some(Ok(_)) = ws_rx.next().await {} }).await;
+    let _ = ws_tx.close().await;
 }
 
 #[cfg(test)]

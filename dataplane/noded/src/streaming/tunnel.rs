@@ -72,6 +72,6 @@ where
         }
     }
     let _ = rt_w.shutdown().await;
-    let _ = ws_tx.close().await;
+    super::remotecommand::close_handshake(ws_tx, ws_rx, None).await;
     Ok(())
 }
