@@ -85,6 +85,7 @@ pub struct PodWorkers {
     events: PodEvents,
     posted: Mutex<HashMap<String, PodStatus>>,
     evictions: Mutex<HashMap<String, Eviction>>,
+    volumes: volumes::Refresher,
 }
 
 /// A pod the eviction manager chose: its message, and whether it is stopped and reported.
@@ -133,6 +134,7 @@ impl PodWorkers {
             prober: Prober::default(),
             posted: Mutex::new(HashMap::new()),
             evictions: Mutex::new(HashMap::new()),
+            volumes: volumes::Refresher::default(),
         }
     }
 
@@ -227,7 +229,7 @@ impl PodWorkers {
                 for old in &sandboxes {
                     self.remove_sandbox(&old.id).await?;
                 }
-                if let Err(err) = volumes::prepare(&self.ctx.client, &self.ctx.state_dir, pod).await {
+                if let Err(err) = self.volumes.prepare(&self.ctx.client, &self.ctx.state_dir, pod).await {
                     // As the kubelet: the pod stays ContainerCreating and the next sync retries.
                     tracing::info!(%err, "volume not ready");
                     self.events.warning(pod, "", "FailedMount", err.failed_mount_message());
@@ -255,6 +257,22 @@ impl PodWorkers {
                 (id, true)
             }
         };
+        if !fresh {
+            // configMap/secret/downwardAPI/projected volumes follow their objects; emptyDir sizeLimit.
+            let refreshed = self
+                .volumes
+                .refresh_if_due(&self.ctx.client, &self.ctx.state_dir, pod)
+                .await;
+            if let Some(err) = refreshed.error {
+                tracing::info!(%err, "volume not refreshed");
+                self.events.warning(pod, "", "FailedMount", err.failed_mount_message());
+            }
+            if let Some(message) = refreshed.evict {
+                tracing::info!(%message, "emptyDir over its sizeLimit; evicting");
+                self.request_eviction(&uid, message);
+                return Ok(());
+            }
+        }
         let sandbox_status = self.ctx.cri.pod_sandbox_status(&sandbox_id).await?;
         let sandbox_ip = sandbox_status
             .network
@@ -269,13 +287,7 @@ impl PodWorkers {
             &self.pod_dir(&uid),
         );
         sandbox_config.dns_config = Some(crate::pod_dns::dns_config(pod, &self.ctx.dns));
-        let volume_paths: BTreeMap<String, PathBuf> = spec
-            .volumes
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .map(|v| (v.name.clone(), self.pod_dir(&uid).join("volumes").join(&v.name)))
-            .collect();
+        let volume_paths = volumes::host_paths(&self.ctx.state_dir, pod);
         let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always");
         let init_specs = spec.init_containers.as_deref().unwrap_or(&[]);
         if fresh {
@@ -837,7 +849,13 @@ impl PodWorkers {
         let environment = env::resolve(&self.ctx.client, pod, container, pod_ip)
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let mounts = volumes::container_mounts(pod, container, &environment, volume_paths).map_err(|message| {
+            self.events
+                .warning(pod, &container.name, "Failed", format!("Error: {message}"));
+            ("CreateContainerConfigError".to_string(), message)
+        })?;
         let mut config = pod_spec::container_config(pod, container, attempt, environment, volume_paths);
+        config.mounts = mounts;
         let node = crate::container_setup::NodeFacts {
             pod_dir: &self.pod_dir(&uid_of(pod)),
             pod_ip,
@@ -1044,6 +1062,7 @@ impl PodWorkers {
             self.remove_sandbox(id).await?;
         }
         volumes::remove(&self.ctx.state_dir, uid);
+        self.volumes.forget(uid);
         let busy = cgroups::remove(&self.cgroup_parent(uid));
         if !busy.is_empty() {
             tracing::warn!(uid, ?busy, "pod cgroups still in use; left in place");

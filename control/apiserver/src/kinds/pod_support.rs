@@ -51,7 +51,7 @@
 //! defaulting to the node's allocatable), `envFrom`, `ports` (`name` for probes,
 //! `containerPort`, `protocol`; `hostPort` see below), `resources.requests`
 //! and `limits` (cgroups, scheduler fit), `volumeMounts` (`name`,
-//! `mountPath`, `readOnly`, `subPath`), `livenessProbe` / `readinessProbe` /
+//! `mountPath`, `readOnly`, `subPath`, `subPathExpr`), `livenessProbe` / `readinessProbe` /
 //! `startupProbe` with `httpGet` (HTTP, `host`, `path`, `httpHeaders`),
 //! `tcpSocket`, `grpc`, `exec` and their timings/thresholds, `stdin`,
 //! `stdinOnce` and `tty` (passed to CRI), `terminationMessagePath` and
@@ -60,8 +60,15 @@
 //! kubelet does): `runAsUser`, `runAsGroup`, `runAsNonRoot`, `privileged`,
 //! `readOnlyRootFilesystem`, `capabilities`, `allowPrivilegeEscalation`
 //! (`no_new_privs`), `seccompProfile` `RuntimeDefault`/`Unconfined`,
-//! `procMount: Default`. Volumes: `emptyDir` (on disk, no `sizeLimit`),
-//! `configMap`, `secret` (`items`, `defaultMode`, `optional`).
+//! `procMount: Default`. Volumes (noded's `volumes`): `emptyDir` (on disk
+//! or `medium: Memory`, a tmpfs; `sizeLimit` evicts the pod as the kubelet
+//! does; `mode`), `hostPath` (every `type`), `configMap`, `secret`,
+//! `downwardAPI` (`metadata.*` fieldRefs, `resourceFieldRef`) and
+//! `projected` (configMap, secret, downwardAPI sources; `items`,
+//! `defaultMode`, `mode`, `defaultUser`, `user`, `optional`; kept up to
+//! date; a `serviceAccountToken` source is accepted here but fails to mount
+//! with a FailedMount event until the cluster issues tokens), and
+//! `persistentVolumeClaim` (the bound PV's hostPath or local path, `readOnly`).
 //!
 //! **Accepted although not honoured, because they are Kubernetes' defaults**
 //! (refusing them would refuse ordinary manifests): an unset
@@ -76,7 +83,9 @@
 //! **Refused** — every entry of the tables below ([`POD_SPEC`],
 //! [`CONTAINER`], [`CONTAINER_SECURITY_CONTEXT`], [`POD_SECURITY_CONTEXT`],
 //! [`AFFINITY`], [`PROBE`], [`VOLUME_MOUNT`], [`PORT`], [`EMPTY_DIR`]), plus
-//! volume sources other than `emptyDir`, `configMap`, `secret`, `fieldRef`
+//! volume sources other than those of [`VOLUME_SOURCES`], `hostPath.type`
+//! values that are not Kubernetes', downwardAPI volume fieldPaths other than
+//! `metadata.*` (as Kubernetes' own validation), `fieldRef`
 //! paths other than those above, `resourceFieldRef` on other resources
 //! (hugepages), `valueFrom.fileKeyRef`, and `httpGet.scheme` other than `HTTP`.
 //!
@@ -299,17 +308,51 @@ pub const VOLUME_MOUNT: &[Unsupported] = &[
         Accepts::Strings(&["Disabled"]),
         "recursiveReadOnly is not supported by this cluster yet",
     ),
-    refuse("subPathExpr", "subPathExpr is not supported by this cluster yet"),
+    refuse(
+        "bindMountOptions",
+        "bindMountOptions are not supported by this cluster yet",
+    ),
 ];
 
 /// `EmptyDirVolumeSource` fields.
-pub const EMPTY_DIR: &[Unsupported] = &[
-    refuse("medium", "emptyDir medium Memory is not supported by this cluster yet"),
-    refuse("sizeLimit", "emptyDir sizeLimit is not enforced by this cluster yet"),
-];
+pub const EMPTY_DIR: &[Unsupported] = &[only(
+    "medium",
+    Accepts::Strings(&["", "Memory"]),
+    "emptyDir medium HugePages is not supported by this cluster yet",
+)];
 
 /// Volume sources noded materialises.
-pub const VOLUME_SOURCES: &[&str] = &["emptyDir", "configMap", "secret"];
+pub const VOLUME_SOURCES: &[&str] = &[
+    "emptyDir",
+    "configMap",
+    "secret",
+    "hostPath",
+    "downwardAPI",
+    "projected",
+    "persistentVolumeClaim",
+];
+
+/// `hostPath.type` values (Kubernetes' `HostPathType`).
+pub const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+];
+
+/// `fieldRef.fieldPath` values of downwardAPI volume files (plus
+/// `metadata.labels['k']` and `metadata.annotations['k']`), as Kubernetes allows them.
+pub const VOLUME_FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "metadata.labels",
+    "metadata.annotations",
+];
 
 /// `env[].valueFrom.fieldRef.fieldPath` values noded resolves (plus
 /// `metadata.labels['k']` and `metadata.annotations['k']`).
@@ -433,7 +476,7 @@ impl Walk {
                 self.refuse(
                     &format!("{path}.{key}"),
                     &format!("{pointer}/{key}"),
-                    "only emptyDir, configMap and secret volumes are supported by this cluster yet",
+                    "only emptyDir, hostPath, configMap, secret, downwardAPI, projected and persistentVolumeClaim volumes are supported by this cluster yet",
                 );
             }
         }
@@ -443,6 +486,62 @@ impl Walk {
             &format!("{pointer}/emptyDir"),
             EMPTY_DIR,
         );
+        if let Some(t) = v.pointer("/hostPath/type") {
+            if !Accepts::Strings(HOST_PATH_TYPES).accepts(t) {
+                self.refuse(
+                    &format!("{path}.hostPath.type"),
+                    &format!("{pointer}/hostPath/type"),
+                    "supported values: \"\", DirectoryOrCreate, Directory, FileOrCreate, File, Socket, CharDevice, BlockDevice",
+                );
+            }
+        }
+        let own = Self::items(v.get("downwardAPI").unwrap_or(&Value::Null), "items").map(|(j, item)| {
+            (
+                format!("{path}.downwardAPI.items[{j}]"),
+                format!("{pointer}/downwardAPI/items/{j}"),
+                item,
+            )
+        });
+        let projected = Self::items(v.get("projected").unwrap_or(&Value::Null), "sources").flat_map(|(k, source)| {
+            Self::items(source.get("downwardAPI").unwrap_or(&Value::Null), "items").map(move |(j, item)| {
+                (
+                    format!("{path}.projected.sources[{k}].downwardAPI.items[{j}]"),
+                    format!("{pointer}/projected/sources/{k}/downwardAPI/items/{j}"),
+                    item,
+                )
+            })
+        });
+        let items: Vec<(String, String, &Value)> = own.chain(projected).collect();
+        for (ip, iptr, item) in items {
+            self.downward_api_file(item, &ip, &iptr);
+        }
+    }
+
+    /// A downwardAPI volume file: `metadata.*` fieldRefs only, and the resources noded resolves.
+    fn downward_api_file(&mut self, item: &Value, path: &str, pointer: &str) {
+        if let Some(fp) = item.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
+            let keyed = |prefix: &str| {
+                fp.strip_prefix(prefix)
+                    .and_then(|k| k.strip_suffix("']"))
+                    .is_some_and(|k| !k.is_empty())
+            };
+            if !(VOLUME_FIELD_PATHS.contains(&fp) || keyed("metadata.labels['") || keyed("metadata.annotations['")) {
+                self.refuse(
+                    &format!("{path}.fieldRef.fieldPath"),
+                    &format!("{pointer}/fieldRef/fieldPath"),
+                    "supported values: metadata.name, metadata.namespace, metadata.uid, metadata.labels, metadata.annotations, metadata.labels['<key>'], metadata.annotations['<key>']",
+                );
+            }
+        }
+        if let Some(resource) = item.pointer("/resourceFieldRef/resource").and_then(Value::as_str) {
+            if !RESOURCE_FIELDS.contains(&resource) {
+                self.refuse(
+                    &format!("{path}.resourceFieldRef.resource"),
+                    &format!("{pointer}/resourceFieldRef/resource"),
+                    "this resource is not supported by this cluster yet; supported: limits.cpu, limits.memory, limits.ephemeral-storage, requests.cpu, requests.memory, requests.ephemeral-storage",
+                );
+            }
+        }
     }
 
     fn container(&mut self, c: &Value, path: &str, pointer: &str) {
@@ -909,6 +1008,25 @@ mod tests {
     }
 
     #[test]
+    fn the_volume_types_noded_prepares_are_accepted() {
+        let spec = json!({
+            "volumes": [
+                {"name": "h", "hostPath": {"path": "/srv", "type": "DirectoryOrCreate"}},
+                {"name": "m", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                {"name": "d", "downwardAPI": {"items": [{"path": "l", "fieldRef": {"fieldPath": "metadata.labels"}},
+                    {"path": "c", "resourceFieldRef": {"containerName": "c", "resource": "limits.cpu", "divisor": "1m"}}]}},
+                {"name": "p", "projected": {"defaultMode": 420, "sources": [{"configMap": {"name": "a"}}, {"secret": {"name": "b"}},
+                    {"downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}}]}},
+                {"name": "c", "persistentVolumeClaim": {"claimName": "data", "readOnly": true}}
+            ],
+            "containers": [{"name": "c", "image": "i", "volumeMounts": [
+                {"name": "h", "mountPath": "/h", "subPathExpr": "$(POD)"}]}]
+        });
+        let errs = refuse_unsupported(POD_SPEC_AT, None, &pod(spec));
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
     fn unsupported_values_are_refused_with_their_paths() {
         let p = POD_SPEC_AT;
         let spec = json!({
@@ -918,7 +1036,9 @@ mod tests {
                                 "seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
             "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}},
             "topologySpreadConstraints": [{"maxSkew": 1}],
-            "volumes": [{"name": "h", "hostPath": {"path": "/"}}, {"name": "m", "emptyDir": {"medium": "Memory"}}],
+            "volumes": [{"name": "h", "hostPath": {"path": "/", "type": "Folder"}}, {"name": "m", "emptyDir": {"medium": "HugePages"}},
+                        {"name": "n", "nfs": {"server": "s", "path": "/"}},
+                        {"name": "d", "downwardAPI": {"items": [{"path": "ip", "fieldRef": {"fieldPath": "status.podIP"}}]}}],
             "containers": [{
                 "name": "c", "image": "i",
                 "lifecycle": {"stopSignal": "SIGINT"},
@@ -952,8 +1072,10 @@ mod tests {
                 "spec.containers[0].ports[0].hostIP",
                 "spec.containers[0].env[0].valueFrom.resourceFieldRef.resource",
                 "spec.containers[0].env[1].valueFrom.fieldRef.fieldPath",
-                "spec.volumes[0].hostPath",
+                "spec.volumes[0].hostPath.type",
                 "spec.volumes[1].emptyDir.medium",
+                "spec.volumes[2].nfs",
+                "spec.volumes[3].downwardAPI.items[0].fieldRef.fieldPath",
             ]
         );
     }
