@@ -77,6 +77,12 @@ builtin_kinds! {
     mutatingwebhookconfiguration => MutatingWebhookConfigurations,
     validatingwebhookconfiguration => ValidatingWebhookConfigurations,
     apiservice => ApiServices,
+    persistentvolume => PersistentVolumes,
+    persistentvolumeclaim => PersistentVolumeClaims,
+    storageclass => StorageClasses,
+    csidriver => CsiDrivers,
+    csinode => CsiNodes,
+    volumeattachment => VolumeAttachments,
 }
 
 /// Verbs a resource supports, as discovery reports them.

@@ -18,6 +18,7 @@ pub mod priority;
 pub mod rbac;
 pub mod resolver;
 pub mod schema;
+pub mod storage_admission;
 pub mod unchanged;
 
 use std::sync::{Arc, Mutex};
@@ -358,6 +359,7 @@ impl Registry {
             apply::ignored_fields(k, ""),
         );
         self.admit_priority_create(r, &mut obj).await?;
+        self.admit_storage_create(r, &mut obj).await?;
         self.admit_rbac(r, ns.as_deref(), None, &obj)?;
         warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
@@ -671,6 +673,7 @@ impl Registry {
             apply::track(k, Some(&cur.object), &mut new, proposed_fields, tracking, ignored);
             if mode == UpdateMode::Main {
                 self.admit_priority_update(r, &cur.object, &mut new).await?;
+                self.admit_storage_update(r, &cur.object, &new).await?;
                 self.admit_rbac(r, ns, Some(&cur.object), &new)?;
             }
             warnings.extend(
