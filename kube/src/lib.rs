@@ -8,7 +8,9 @@
 //! - [`pods`]: a pod's lifecycle (active, terminated, conditions, readiness,
 //!   availability under `minReadySeconds`);
 //! - [`qos`]: a pod's QoS class from its containers' requests and limits;
-//! - [`tolerations`]: whether a pod's tolerations tolerate a node's taints.
+//! - [`tolerations`]: whether a pod's tolerations tolerate a node's taints;
+//! - [`local_path`]: the names `local-path` volumes are built on (class,
+//!   provisioner, annotations, volume and directory names).
 //!
 //! With the `client` feature, for the binaries that talk to the API server:
 //!
@@ -29,6 +31,7 @@ pub mod client;
 pub mod events;
 #[cfg(feature = "client")]
 pub mod leader_election;
+pub mod local_path;
 #[cfg(feature = "client")]
 pub mod logging;
 #[cfg(feature = "client")]

@@ -82,6 +82,8 @@ pub struct Cache {
     budgets: HashMap<(String, String), Budget>,
     /// How many nodes report each image name (ImageLocality's spread).
     image_nodes: HashMap<String, usize>,
+    /// PersistentVolumeClaims, PersistentVolumes and StorageClasses (VolumeBinding).
+    pub volumes: crate::framework::plugins::volume_binding::Volumes,
     /// Where the next search starts, so successive pods spread over all nodes
     /// (kube-scheduler's `nextStartNodeIndex`).
     pub next_start: usize,

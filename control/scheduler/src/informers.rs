@@ -11,8 +11,11 @@ use crate::framework::selector::Selector;
 use crate::queue::{PodKey, SchedulingQueue};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
@@ -279,6 +282,51 @@ where
         + std::fmt::Debug
         + Send
         + 'static,
+{
+    let api: Api<K> = Api::all(client);
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(Event::Apply(obj)) | Ok(Event::InitApply(obj)) => update(&obj, true),
+            Ok(Event::Delete(obj)) => update(&obj, false),
+            Ok(Event::Init) | Ok(Event::InitDone) => {}
+            Err(e) => warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying"),
+        }
+    }
+}
+
+/// Watch PersistentVolumeClaims, PersistentVolumes and StorageClasses (for
+/// VolumeBinding) until the process ends; any change may let a pending pod
+/// fit (a claim created or bound, a volume freed, a class added).
+pub async fn run_volume_informers(client: Client, targets: InformerTargets) {
+    let claims = {
+        let targets = targets.clone();
+        watch_volume_kind::<PersistentVolumeClaim>(client.clone(), move |obj, present| {
+            targets.cache().volumes.upsert_claim(obj, present);
+            targets.queue.move_all_unschedulable(Instant::now());
+        })
+    };
+    let volumes = {
+        let targets = targets.clone();
+        watch_volume_kind::<PersistentVolume>(client.clone(), move |obj, present| {
+            targets.cache().volumes.upsert_volume(obj, present);
+            targets.queue.move_all_unschedulable(Instant::now());
+        })
+    };
+    let classes = watch_volume_kind::<StorageClass>(client, move |obj, present| {
+        targets.cache().volumes.upsert_class(obj, present);
+        targets.queue.move_all_unschedulable(Instant::now());
+    });
+    futures::join!(claims, volumes, classes);
+}
+
+/// Watch one kind of any scope, calling `update(obj, present)` for every
+/// add/change (`true`) and delete.
+async fn watch_volume_kind<K>(client: Client, update: impl Fn(&K, bool))
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let api: Api<K> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())

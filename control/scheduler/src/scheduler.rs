@@ -10,9 +10,11 @@ use crate::binder;
 use crate::cache::Cache;
 use crate::events::FailureRecorder;
 use crate::framework::plugins::default_preemption::{self, Candidate};
+use crate::framework::plugins::volume_binding;
 use crate::framework::{Framework, PodInfo};
 use crate::informers::{
-    run_namespace_informer, run_node_informer, run_pod_informer, run_selector_informers, InformerTargets,
+    run_namespace_informer, run_node_informer, run_pod_informer, run_selector_informers, run_volume_informers,
+    InformerTargets,
 };
 use crate::queue::{QueueConfig, SchedulingQueue};
 use k8s_openapi::api::core::v1::Pod;
@@ -107,6 +109,7 @@ impl Scheduler {
         tokio::spawn(run_node_informer(self.client.clone(), targets.clone(), node_tx));
         tokio::spawn(run_namespace_informer(self.client.clone(), targets.clone()));
         tokio::spawn(run_selector_informers(self.client.clone(), targets.clone()));
+        tokio::spawn(run_volume_informers(self.client.clone(), targets.clone()));
         tokio::spawn(run_pod_informer(self.client.clone(), targets, pod_tx));
         let me = self.clone();
         tokio::spawn(async move {
@@ -188,9 +191,10 @@ impl Scheduler {
                         .await
                         .expect("semaphore never closed");
                     let me = self.clone();
+                    let pod = info.pod.clone();
                     tokio::spawn(
                         async move {
-                            me.bind(key, &uid, &node).await;
+                            me.bind(key, &pod, &uid, &node).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -281,7 +285,19 @@ impl Scheduler {
         info!(node = %candidate.node, victims = candidate.victims.len(), "preempted lower-priority pods");
     }
 
-    async fn bind(&self, key: crate::queue::PodKey, uid: &str, node: &str) {
+    async fn bind(&self, key: crate::queue::PodKey, pod: &Pod, uid: &str, node: &str) {
+        // PreBind: VolumeBinding's claims bound (or provisioned) for this node first.
+        if let Err(e) = volume_binding::pre_bind(&self.client, &self.cache, pod, node).await {
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).forget(uid);
+            self.queue.move_all_unschedulable(Instant::now());
+            let message = e.to_string();
+            warn!(node, %message, "PreBind failed; will retry");
+            self.queue.done_error(key, Instant::now());
+            if let Err(e) = self.recorder.record(pod, &message).await {
+                warn!(error = %e, "could not record FailedScheduling");
+            }
+            return;
+        }
         let ns = key.namespace.as_deref().unwrap_or("default");
         match binder::bind(&self.client, ns, &key.name, uid, node).await {
             Ok(()) => {

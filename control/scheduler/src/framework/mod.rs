@@ -83,6 +83,8 @@ pub struct CycleState {
     pub inter_pod_affinity: Option<plugins::inter_pod_affinity::PreFilterState>,
     /// PodTopologySpread's per-domain counts.
     pub pod_topology_spread: Option<plugins::pod_topology_spread::PreFilterState>,
+    /// VolumeBinding's view of the pod's PersistentVolumeClaims.
+    pub volume_binding: Option<plugins::volume_binding::PreFilterState>,
 }
 
 impl PodInfo {

@@ -15,15 +15,17 @@ pub mod node_resources_fit;
 pub mod node_unschedulable;
 pub mod pod_topology_spread;
 pub mod taint_toleration;
+pub mod volume_binding;
 
 use super::{Framework, WeightedScore};
 
 /// The default plugin set with kube-scheduler's default order and score weights:
 /// filters NodeUnschedulable, NodeName, TaintToleration, NodeAffinity, NodePorts,
-/// NodeResourcesFit, PodTopologySpread, InterPodAffinity; scores TaintToleration ×3,
+/// NodeResourcesFit, VolumeBinding, PodTopologySpread, InterPodAffinity; scores TaintToleration ×3,
 /// NodeAffinity ×2, NodeResourcesFit (LeastAllocated) ×1, PodTopologySpread ×2,
 /// InterPodAffinity ×2, NodeResourcesBalancedAllocation ×1, ImageLocality ×1. DefaultPreemption
-/// ([`default_preemption`]) runs when no node fits.
+/// ([`default_preemption`]) runs when no node fits; VolumeBinding's PreBind
+/// ([`volume_binding::pre_bind`]) runs before each binding.
 pub fn registry() -> Framework {
     Framework {
         filters: vec![
@@ -33,6 +35,7 @@ pub fn registry() -> Framework {
             Box::new(node_affinity::NodeAffinity),
             Box::new(node_ports::NodePorts),
             Box::new(node_resources_fit::NodeResourcesFit),
+            Box::new(volume_binding::VolumeBinding),
             Box::new(pod_topology_spread::PodTopologySpread),
             Box::new(inter_pod_affinity::InterPodAffinity),
         ],
