@@ -3,9 +3,10 @@
 //! the selector is required and must match the template; only the fields
 //! Kubernetes lets change may change; `/scale` as Deployments.
 //!
-//! `volumeClaimTemplates` need PersistentVolumeClaims, which this cluster
-//! does not serve yet: a non-empty list is refused with a 422 naming the
-//! field rather than producing pods without their volumes.
+//! `volumeClaimTemplates` are validated as claims (a name per template, each
+//! spec as a PersistentVolumeClaim's); the StatefulSet controller creates
+//! the claims `<template>-<set>-<ordinal>` and honours
+//! `persistentVolumeClaimRetentionPolicy`.
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
@@ -15,7 +16,7 @@ use crate::kinds::defaults::{default, obj_mut};
 use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{age, col, desired_replicas, i, name, template_containers, Column, AGE, NAME};
 use crate::kinds::validation::{self, Errors};
-use crate::kinds::{defaults, status, table, Resource, Strategy, SCALE};
+use crate::kinds::{defaults, persistentvolumeclaim, status, table, Resource, Strategy, SCALE};
 use crate::status::{ApiResult, FieldError};
 
 /// The `StatefulSet` resource.
@@ -175,12 +176,28 @@ fn check(old: Option<&Value>, obj: &Value) -> Vec<FieldError> {
             }
         }
     }
-    let templates = at("/volumeClaimTemplates").and_then(Value::as_array);
-    let old_templates = old.and_then(|o| o.pointer("/spec/volumeClaimTemplates"));
-    if templates.is_some_and(|t| !t.is_empty()) && old_templates != at("/volumeClaimTemplates") {
-        errs.push(FieldError::forbidden(
-            "spec.volumeClaimTemplates",
-            "not supported by this cluster yet (PersistentVolumeClaims are not served)",
+    for (i, t) in at("/volumeClaimTemplates")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+    {
+        let path = format!("spec.volumeClaimTemplates[{i}]");
+        match t.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("") {
+            "" => errs.push(FieldError::required(
+                format!("{path}.metadata.name"),
+                "name or generateName is required",
+            )),
+            n => {
+                if let Err(e) = crate::meta::names::check_dns1123_subdomain(n) {
+                    errs.push(FieldError::invalid(format!("{path}.metadata.name"), &json!(n), e));
+                }
+            }
+        }
+        errs.0.extend(persistentvolumeclaim::validate_spec_at(
+            t.get("spec").unwrap_or(&Value::Null),
+            &format!("{path}.spec"),
         ));
     }
     errs.0
@@ -293,27 +310,30 @@ mod tests {
     }
 
     #[test]
-    fn volume_claim_templates_are_refused_with_their_field() {
+    fn volume_claim_templates_are_validated_as_claims() {
         let mut s = sts();
-        s["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"}}]);
-        let errs = StatefulSets.validate(&s);
-        assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].field, "spec.volumeClaimTemplates");
-        assert!(errs[0]
-            .message
-            .starts_with("Forbidden: not supported by this cluster yet"));
-        s["spec"]["volumeClaimTemplates"] = json!([]);
-        assert!(StatefulSets.validate(&s).is_empty());
+        s["spec"]["volumeClaimTemplates"] = json!([{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]);
+        assert!(StatefulSets.validate(&s).is_empty(), "{:?}", StatefulSets.validate(&s));
+        s["spec"]["volumeClaimTemplates"] =
+            json!([{"metadata": {}, "spec": {"resources": {"requests": {"storage": "1Gi"}}}}]);
+        let errs: Vec<String> = StatefulSets.validate(&s).iter().map(FieldError::to_line).collect();
+        assert_eq!(
+            errs,
+            [
+                "spec.volumeClaimTemplates[0].metadata.name: Required value: name or generateName is required",
+                "spec.volumeClaimTemplates[0].spec.accessModes: Required value: at least 1 access mode is required",
+            ]
+        );
     }
 
     #[test]
     fn template_pod_specs_go_through_the_support_check() {
         let mut s = sts();
-        s["spec"]["template"]["spec"]["volumes"] =
-            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "x"}}]);
+        s["spec"]["template"]["spec"]["volumes"] = json!([{"name": "data", "gcePersistentDisk": {"pdName": "x"}}]);
         let errs = StatefulSets.validate(&s);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].field, "spec.template.spec.volumes[0].persistentVolumeClaim");
+        assert_eq!(errs[0].field, "spec.template.spec.volumes[0].gcePersistentDisk");
         // On update only changed fields are refused.
         assert!(StatefulSets.validate_update(&s, &s).is_empty());
     }

@@ -9,7 +9,13 @@
 //! (`status.currentRevision`), takes the steps [`plan::plan`] decides, prunes
 //! history and writes status; when every pod is at the update revision and
 //! ready, the update revision becomes the current one.
+//!
+//! `volumeClaimTemplates` ([`claims`]): a pod's claims are created before
+//! it, the pod mounts them, and `persistentVolumeClaimRetentionPolicy`
+//! decides their owners (a condemned pod takes its claims with it under
+//! `whenScaled: Delete`).
 
+pub mod claims;
 pub mod plan;
 
 use std::collections::{BTreeMap, HashSet};
@@ -101,7 +107,7 @@ pub fn pod_for(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
     let mut spec = template.spec.clone().unwrap_or_default();
     spec.hostname = Some(name.clone());
     spec.subdomain = set.spec.service_name.clone().filter(|s| !s.is_empty());
-    Pod {
+    let mut pod = Pod {
         metadata: ObjectMeta {
             name: Some(name),
             namespace: set.namespace(),
@@ -113,7 +119,9 @@ pub fn pod_for(set: &StatefulSet, template: &PodTemplateSpec, ordinal: i32, revi
         },
         spec: Some(spec),
         status: None,
-    }
+    };
+    claims::add_claim_volumes(set, &mut pod, ordinal);
+    pod
 }
 
 async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<Expectations>) -> Result<Action, Error> {
@@ -225,6 +233,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
                 };
                 let pod = pod_for(&set, template, *ordinal, revision);
                 let pod_name = pod.name_any();
+                claims::ensure(&ctx, &set, *ordinal, &pod_name).await?;
                 match pods_api.create(&PostParams::default(), &pod).await {
                     Ok(_) => {
                         expectations.expect_create(&key, pod_name.clone());
@@ -250,6 +259,13 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
                 }
             }
             Step::Delete(pod_name) => {
+                if let (Some(pod), Some(ordinal)) = (
+                    owned.iter().find(|p| &p.name_any() == pod_name),
+                    plan::ordinal_of(&name, pod_name),
+                ) {
+                    let in_range = ordinal >= set_view.start && ordinal < set_view.start + set_view.replicas;
+                    claims::update_owners(&ctx, &set, pod, ordinal, in_range).await?;
+                }
                 expectations.expect_delete(&key, pod_name.clone());
                 wrote = true;
                 match pods_api.delete(pod_name, &DeleteParams::default()).await {
