@@ -24,6 +24,7 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod informer;
 pub mod job;
+pub mod local_path_provisioner;
 pub mod namespace;
 pub mod node_ipam;
 pub mod node_lifecycle;
@@ -151,6 +152,10 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "clusterrole-aggregation",
         init: clusterrole_aggregation::init,
+    },
+    ControllerDescriptor {
+        name: "local-path-provisioner",
+        init: local_path_provisioner::init,
     },
     ControllerDescriptor {
         name: "persistentvolume-binder",
