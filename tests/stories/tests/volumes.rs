@@ -24,6 +24,11 @@
 //! get events` and `kubectl describe`, and starts once the ConfigMap is
 //! created. A pod `wrong-type` wants a hostPath `Directory` where there is
 //! none and gets `hostPath type check failed: <path> is not a directory`.
+//! A pod `claimer` mounts a persistentVolumeClaim that does not exist yet:
+//! FailedMount (`error processing PVC default/data`), then a hostPath
+//! PersistentVolume and the claim pre-bound to it are created and the claim
+//! marked Bound (as the PV controller would), and the pod starts; what it
+//! writes is in the PV's directory.
 //!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -109,6 +114,48 @@ spec:
     image: {BUSYBOX_IMAGE}
     command: ["sleep", "3600"]
     volumeMounts: [{{name: nodir, mountPath: /nodir}}]
+"#
+    )
+}
+
+fn claim_pod() -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: claimer}}
+spec:
+  terminationGracePeriodSeconds: 0
+  volumes: [{{name: data, persistentVolumeClaim: {{claimName: data}}}}]
+  containers:
+  - name: app
+    image: {BUSYBOX_IMAGE}
+    command: ["sleep", "3600"]
+    volumeMounts: [{{name: data, mountPath: /data}}]
+"#
+    )
+}
+
+fn claim_and_volume(dir: &Path) -> String {
+    let dir = dir.display();
+    format!(
+        r#"apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: pv-data}}
+spec:
+  capacity: {{storage: 1Gi}}
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  hostPath: {{path: {dir}, type: DirectoryOrCreate}}
+  claimRef: {{namespace: default, name: data}}
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {{name: data}}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: ""
+  volumeName: pv-data
+  resources: {{requests: {{storage: 1Gi}}}}
 "#
     )
 }
@@ -279,6 +326,39 @@ fn volumes_bring_host_files_pod_facts_config_and_memory_into_pods() {
         failed_mounts(&cluster, "wrong-type")
     );
     assert!(!missing.exists(), "type Directory creates nothing");
+
+    // A persistentVolumeClaim: the pod waits for its claim, then mounts the bound PV's hostPath.
+    let pv_dir = owned.path().join("pv-data");
+    cluster.apply(&claim_pod());
+    let events = wait_for(Duration::from_secs(60), || {
+        let found = failed_mounts(&cluster, "claimer");
+        found
+            .iter()
+            .any(|m| m.contains("error processing PVC default/data"))
+            .then_some(found)
+    });
+    assert!(
+        events.is_some(),
+        "no FailedMount for the missing claim: {:?}",
+        failed_mounts(&cluster, "claimer")
+    );
+    cluster.apply(&claim_and_volume(&pv_dir));
+    // Bound as the PV controller binds a pre-bound pair (harmless if it already did).
+    cluster.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "data",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Bound"}}"#,
+    ]);
+    wait_running(&cluster, "claimer");
+    exec_ok(&cluster, "claimer", "echo kept-on-the-volume > /data/f");
+    assert_eq!(
+        std::fs::read_to_string(pv_dir.join("f")).expect("file in the PV's directory"),
+        "kept-on-the-volume\n"
+    );
 
     // Deleting the pod unmounts its tmpfs from the node.
     let uid = volumes["metadata"]["uid"].as_str().expect("uid").to_string();
