@@ -40,6 +40,7 @@ pub mod kubelet;
 pub mod labels;
 pub mod lease;
 pub mod lifecycle;
+pub mod local_path;
 pub mod log_server;
 pub mod network;
 pub mod network_service;

@@ -64,6 +64,9 @@ struct Args {
     /// Node-pressure eviction.
     #[command(flatten)]
     eviction: sluice_noded::eviction::EvictionArgs,
+    /// The storage root of `local-path` volumes.
+    #[command(flatten)]
+    local_path: sluice_noded::local_path::LocalPathArgs,
 }
 
 #[tokio::main]
@@ -76,6 +79,10 @@ async fn main() -> anyhow::Result<()> {
         .context("invalid --eviction-hard, --eviction-pressure-transition-period or --housekeeping-interval")?;
     let (eviction, pressure) = sluice_noded::eviction::Manager::new(eviction);
     std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let local_path_root = args
+        .local_path
+        .prepare(&args.state_dir)
+        .context("creating the local storage root (--local-path-root)")?;
     let noded_socket = args.state_dir.join("noded.sock");
     let cni_state_dir = args.state_dir.join("cni");
 
@@ -179,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
         noded_socket,
         cni_state_dir,
     };
+    let _local_path = tokio::spawn(sluice_noded::local_path::run(
+        client.clone(),
+        args.node_name.clone(),
+        local_path_root,
+    ));
     let agent = tokio::spawn(node_agent::run(
         client.clone(),
         cri.clone(),

@@ -54,6 +54,8 @@ pub fn node_stub_rules() -> Vec<PolicyRule> {
         &["discovery.k8s.io"],
         &["endpointslices"],
     ));
+    // noded's local_path: deleting this node's released local-path volumes.
+    r.push(rule(&["delete", "get", "list", "watch"], &[""], &["persistentvolumes"]));
     r
 }
 
