@@ -390,7 +390,8 @@ mod tests {
                 "events.k8s.io",
                 "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",
-                "apiregistration.k8s.io"
+                "apiregistration.k8s.io",
+                "storage.k8s.io"
             ]
         );
     }
