@@ -414,7 +414,7 @@ async fn a_statefulset_of_three_starts_in_order_and_a_deleted_pod_comes_back_as_
         .iter()
         .all(|p| p.labels()["apps.kubernetes.io/pod-index"] == p.name_any().trim_start_matches("par-")));
 
-    // volumeClaimTemplates need PersistentVolumeClaims, not served yet: refused with the field.
+    // volumeClaimTemplates: each ordinal gets its claim <template>-<set>-<ordinal>.
     let claims = statefulset(
         "data",
         1,
@@ -423,11 +423,12 @@ async fn a_statefulset_of_three_starts_in_order_and_a_deleted_pod_comes_back_as_
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}),
     );
     let (ok, out) = c.kubectl(&["apply", "-f", "-"], Some(&claims.to_string()));
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("spec.volumeClaimTemplates: Forbidden: not supported by this cluster yet"),
-        "{out}"
-    );
+    assert!(ok, "{out}");
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(c.client.clone(), NS);
+    eventually(WAIT, "claim data-data-0", || async {
+        pvcs.get_opt("data-data-0").await.ok().flatten()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
