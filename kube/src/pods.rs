@@ -63,8 +63,15 @@ pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
     use k8s_openapi::api::core::v1::PodStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    /// A fixed instant (`Timestamp::now` needs jiff's `std`, which only the
+    /// `client` feature brings in).
+    fn fixed_now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).expect("a valid instant")
+    }
 
     fn pod(phase: &str, ready_since: Option<Timestamp>) -> Pod {
         Pod {
@@ -86,7 +93,7 @@ mod tests {
 
     #[test]
     fn availability_waits_for_min_ready_seconds() {
-        let now = Timestamp::now();
+        let now = fixed_now();
         let pod = pod("Running", Some(now - k8s_openapi::jiff::SignedDuration::from_secs(3)));
         assert_eq!(availability(&pod, 0, now), Ok(()));
         assert_eq!(availability(&pod, 2, now), Ok(()));
@@ -101,12 +108,12 @@ mod tests {
     fn terminated_and_deleted_pods_are_not_active() {
         assert!(is_active(&pod("Running", None)));
         assert!(!is_ready(&pod("Running", None)));
-        assert!(is_ready(&pod("Running", Some(Timestamp::now()))));
+        assert!(is_ready(&pod("Running", Some(fixed_now()))));
         for phase in ["Succeeded", "Failed"] {
             assert!(is_terminated(&pod(phase, None)) && !is_active(&pod(phase, None)));
         }
         let mut deleting = pod("Running", None);
-        deleting.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+        deleting.metadata.deletion_timestamp = Some(Time(fixed_now()));
         assert!(!is_active(&deleting) && !is_terminated(&deleting));
     }
 }

@@ -324,10 +324,10 @@ mod tests {
     fn template_pod_specs_go_through_the_support_check() {
         let mut d = ds(json!({"type": "OnDelete"}));
         d["spec"]["template"]["spec"]["volumes"] =
-            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "x"}}]);
+            json!([{"name": "data", "nfs": {"server": "nfs.example", "path": "/x"}}]);
         let errs = DaemonSets.validate(&d);
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert_eq!(errs[0].field, "spec.template.spec.volumes[0].persistentVolumeClaim");
+        assert_eq!(errs[0].field, "spec.template.spec.volumes[0].nfs");
         assert!(errs[0].message.starts_with("Forbidden:"));
     }
 

@@ -137,7 +137,12 @@ pub static PATCH_STRATEGIES: &[PatchStrategy] = &[
     by_key("io.k8s.api.core.v1.NodeStatus", "conditions", "type", &["type"]),
     by_key("io.k8s.api.core.v1.NodeStatus", "addresses", "type", &["type"]),
     by_key("io.k8s.api.core.v1.NamespaceStatus", "conditions", "type", &["type"]),
-    by_key("io.k8s.api.core.v1.PersistentVolumeClaimStatus", "conditions", "type", &["type"]),
+    by_key(
+        "io.k8s.api.core.v1.PersistentVolumeClaimStatus",
+        "conditions",
+        "type",
+        &["type"],
+    ),
     by_key(
         "io.k8s.api.core.v1.ReplicationControllerStatus",
         "conditions",
