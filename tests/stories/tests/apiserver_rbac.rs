@@ -566,14 +566,20 @@ rules:
         (has("crontabs") && has("pods") && has("deployments")).then_some(())
     })
     .await;
-    let edit = raw_admin
-        .get("/apis/rbac.authorization.k8s.io/v1/clusterroles/edit")
-        .await
-        .json();
-    assert!(
-        edit["rules"].to_string().contains("crontabs"),
-        "edit aggregates view's roles too"
-    );
+    // edit aggregates view (labelled aggregate-to-edit), so it follows once
+    // the controller has seen view change: eventually, as in Kubernetes.
+    eventually(
+        Duration::from_secs(20),
+        "edit to aggregate view's roles too",
+        || async {
+            let edit = raw_admin
+                .get("/apis/rbac.authorization.k8s.io/v1/clusterroles/edit")
+                .await
+                .json();
+            edit["rules"].to_string().contains("crontabs").then_some(())
+        },
+    )
+    .await;
     let bob = cp.apiserver.user_kubeconfig("bob", &[]);
     eventually(
         Duration::from_secs(10),

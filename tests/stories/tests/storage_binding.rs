@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -324,6 +325,33 @@ async fn a_claim_without_a_class_gets_the_default_class() {
     let client = cp.client().await;
     let _cm = ControllerManager::start(cp.kubeconfig_path(), "cm-storage-default", &[]);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    // A fresh cluster's default class is local-path (the controller-manager's
+    // provisioner creates it). The administrator makes another class the
+    // default as Kubernetes' documentation says: unmark the old one first.
+    let classes: Api<StorageClass> = Api::all(client.clone());
+    let local_path = eventually(WAIT, "the local-path class", || async {
+        classes.get_opt("local-path").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        local_path
+            .annotations()
+            .get("storageclass.kubernetes.io/is-default-class")
+            .map(String::as_str),
+        Some("true")
+    );
+    let out = cp
+        .kubectl()
+        .args([
+            "annotate",
+            "--overwrite",
+            "storageclass",
+            "local-path",
+            "storageclass.kubernetes.io/is-default-class=false",
+        ])
+        .output()
+        .expect("kubectl annotate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let sc = json!({
         "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
         "metadata": {"name": "story-default", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},

@@ -102,13 +102,15 @@ fn claims_get_node_local_volumes_where_their_pod_runs() {
     for column in ["sluice.dev/local-path", "Delete", "WaitForFirstConsumer"] {
         assert!(row.contains(column), "{column} missing from {row:?}");
     }
-    // Every node publishes its storage root.
+    // Every node publishes its storage root (noded does once its Node exists).
     for i in 1..=2 {
-        let node = get_json(&cluster, &["node", &cluster.node_name(i)]).unwrap();
-        let root = node["metadata"]["annotations"]["storage.sluice.dev/local-path-root"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let root = wait_for(Duration::from_secs(30), || {
+            let node = get_json(&cluster, &["node", &cluster.node_name(i)])?;
+            node["metadata"]["annotations"]["storage.sluice.dev/local-path-root"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
         assert!(Path::new(&root).is_dir(), "node {i} publishes root {root:?}");
     }
 

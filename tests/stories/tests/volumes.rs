@@ -197,13 +197,18 @@ fn exec_ok(cluster: &TestCluster, pod: &str, script: &str) -> String {
 
 /// Messages of the `FailedMount` Warning events about pod `name` (`kubectl get events`).
 fn failed_mounts(cluster: &TestCluster, name: &str) -> Vec<String> {
+    warnings(cluster, name, "FailedMount")
+}
+
+/// The messages of the Warning events with `reason` about the object `name`.
+fn warnings(cluster: &TestCluster, name: &str, reason: &str) -> Vec<String> {
     let out = cluster.kubectl(&["get", "events", "-o", "json"]);
     let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     list["items"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|e| e["involvedObject"]["name"] == name && e["reason"] == "FailedMount" && e["type"] == "Warning")
+        .filter(|e| e["involvedObject"]["name"] == name && e["reason"] == reason && e["type"] == "Warning")
         .filter_map(|e| e["message"].as_str().map(str::to_owned))
         .collect()
 }
@@ -327,32 +332,23 @@ fn volumes_bring_host_files_pod_facts_config_and_memory_into_pods() {
     );
     assert!(!missing.exists(), "type Directory creates nothing");
 
-    // A persistentVolumeClaim: the pod waits for its claim, then mounts the bound PV's hostPath.
+    // A persistentVolumeClaim: the pod waits for its claim (unschedulable,
+    // as kube-scheduler's VolumeBinding says), then mounts the bound PV's
+    // hostPath once the PV controller has bound the pair.
     let pv_dir = owned.path().join("pv-data");
     cluster.apply(&claim_pod());
+    let expected = r#"persistentvolumeclaim "data" not found"#;
     let events = wait_for(Duration::from_secs(60), || {
-        let found = failed_mounts(&cluster, "claimer");
-        found
-            .iter()
-            .any(|m| m.contains("error processing PVC default/data"))
-            .then_some(found)
+        let found = warnings(&cluster, "claimer", "FailedScheduling");
+        found.iter().any(|m| m.contains(expected)).then_some(found)
     });
     assert!(
         events.is_some(),
-        "no FailedMount for the missing claim: {:?}",
-        failed_mounts(&cluster, "claimer")
+        "no FailedScheduling for the missing claim: {:?}",
+        warnings(&cluster, "claimer", "FailedScheduling")
     );
+    assert_eq!(pod(&cluster, "claimer")["status"]["phase"], "Pending");
     cluster.apply(&claim_and_volume(&pv_dir));
-    // Bound as the PV controller binds a pre-bound pair (harmless if it already did).
-    cluster.kubectl_ok(&[
-        "patch",
-        "pvc",
-        "data",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        r#"{"status":{"phase":"Bound"}}"#,
-    ]);
     wait_running(&cluster, "claimer");
     exec_ok(&cluster, "claimer", "echo kept-on-the-volume > /data/f");
     assert_eq!(
