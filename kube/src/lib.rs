@@ -9,6 +9,8 @@
 //!   availability under `minReadySeconds`);
 //! - [`qos`]: a pod's QoS class from its containers' requests and limits;
 //! - [`tolerations`]: whether a pod's tolerations tolerate a node's taints;
+//! - [`node_selector`]: whether a node satisfies node selector terms (pod
+//!   and volume node affinity);
 //! - [`local_path`]: the names `local-path` volumes are built on (class,
 //!   provisioner, annotations, volume and directory names).
 //!
@@ -20,7 +22,9 @@
 //!   `--leader-elect*` flag group;
 //! - `logging`: the process's tracing subscriber;
 //! - `node_lease`: a node's heartbeat Lease;
-//! - `owners`: owner references (the controller of an object, a controller's reference).
+//! - `owners`: owner references (the controller of an object, a controller's reference);
+//! - `storage`: which PersistentVolume a claim binds to, and the claims a
+//!   pod uses (label selectors through kube's `Selector`).
 //!
 //! Dependency rule: this crate depends on no other Sluice crate, and its
 //! default build does no I/O, so any crate may use it.
@@ -36,9 +40,12 @@ pub mod local_path;
 pub mod logging;
 #[cfg(feature = "client")]
 pub mod node_lease;
+pub mod node_selector;
 #[cfg(feature = "client")]
 pub mod owners;
 pub mod pods;
 pub mod qos;
 pub mod quantity;
+#[cfg(feature = "client")]
+pub mod storage;
 pub mod tolerations;

@@ -1,5 +1,7 @@
-//! Which PersistentVolume a claim binds to (pure, table-tested): Kubernetes'
-//! `findMatchingVolume` and `checkVolumeSatisfyClaim`.
+//! PersistentVolumes and the claims that bind them (Kubernetes'
+//! `findMatchingVolume` and `checkVolumeSatisfyClaim`), one implementation
+//! for the PV controller (which binds) and the scheduler's VolumeBinding
+//! (which places pods where their claims can bind).
 //!
 //! A volume pre-bound to the claim (its `claimRef` names the claim, with
 //! the claim's uid or none) wins if it fits the node; otherwise the smallest
@@ -9,18 +11,33 @@
 //! equals the claim's and which is not being deleted. A claim of a
 //! `WaitForFirstConsumer` class takes unbound volumes only once a node is
 //! selected, and then only volumes whose node affinity admits that node.
+//! [`claim_names`] lists the claims a pod uses.
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{
-    Node, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim,
-};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
 
+/// The names of the claims `pod` uses, in volume order: its
+/// `persistentVolumeClaim` volumes' claims, and `<pod>-<volume>` for an
+/// `ephemeral` volume (the claim Kubernetes creates for it).
+pub fn claim_names(pod: &Pod) -> Vec<String> {
+    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
+            (Some(c), _) => Some(c.claim_name.clone()),
+            (None, Some(_)) => Some(format!("{pod_name}-{}", v.name)),
+            (None, None) => None,
+        })
+        .collect()
+}
+
 /// A storage quantity in bytes (`None`: absent or not a quantity).
 pub fn bytes(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) -> Option<i64> {
-    q.and_then(|q| sluice_kube::quantity::parse_value(&q.0).ok())
+    q.and_then(|q| crate::quantity::parse_value(&q.0).ok())
 }
 
 /// The claim's requested storage in bytes.
@@ -114,41 +131,6 @@ pub fn is_bound_to(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> 
         && (r.uid.as_deref().unwrap_or("").is_empty() || r.uid == claim.metadata.uid)
 }
 
-fn requirement_matches(req: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = req.values.as_deref().unwrap_or(&[]);
-    let number = |s: &str| s.parse::<i64>().ok();
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => !value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => match (
-            value.and_then(number),
-            values.first().map(String::as_str).and_then(number),
-        ) {
-            (Some(v), Some(bound)) if req.operator == "Gt" => v > bound,
-            (Some(v), Some(bound)) => v < bound,
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
-fn term_matches(term: &NodeSelectorTerm, name: &str, labels: &BTreeMap<String, String>) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name").then_some(name);
-            requirement_matches(r, value)
-        })
-}
-
 /// Whether the volume's required node affinity admits `node` (no affinity
 /// admits every node).
 pub fn node_admits(volume: &PersistentVolume, node: &Node) -> bool {
@@ -160,12 +142,11 @@ pub fn node_admits(volume: &PersistentVolume, node: &Node) -> bool {
     else {
         return true;
     };
-    let labels = node.labels().clone();
     let name = node.name_any();
     required
         .node_selector_terms
         .iter()
-        .any(|t| term_matches(t, &name, &labels))
+        .any(|t| crate::node_selector::term_matches(t, node.metadata.labels.as_ref(), &name))
 }
 
 /// Whether the claim's selector (none: everything) matches the volume.
@@ -375,6 +356,20 @@ mod tests {
         }
         assert_eq!(names(&claim, &free, &on(&n1)).as_deref(), Some("free"));
         assert_eq!(names(&claim, &free, &on(&n2)), None);
+    }
+
+    #[test]
+    fn a_pods_claims_include_its_ephemeral_volumes_claims() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"containers": [], "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+                {"name": "tmp", "emptyDir": {}},
+                {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+            ]},
+        }))
+        .expect("pod");
+        assert_eq!(claim_names(&pod), ["data", "web-scratch"]);
     }
 
     #[test]

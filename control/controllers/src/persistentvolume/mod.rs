@@ -6,7 +6,7 @@
 //! PersistentVolumeClaim and StorageClass informers:
 //!
 //! - **claims** (`syncClaim`): an unbound claim gets the volume
-//!   [`matching::best_match`] picks (a volume pre-bound to it through
+//!   [`sluice_kube::storage::best_match`] picks (a volume pre-bound to it through
 //!   `claimRef`, else the smallest fitting `Available` one); binding writes
 //!   the volume's `claimRef` (+ `pv.kubernetes.io/bound-by-controller`), the
 //!   volume `Bound`, the claim's `volumeName` (+ `pv.kubernetes.io/bind-completed`
@@ -37,7 +37,6 @@
 //! it; a deleting volume loses `kubernetes.io/pv-protection` once it is not
 //! `Bound`. The API server adds both finalizers on create.
 
-pub mod matching;
 pub mod protection;
 
 use std::sync::Arc;
@@ -60,8 +59,8 @@ use crate::events::{EventRecorder, EventType};
 use crate::informer::Informer;
 use crate::{runner, Context, Error};
 
-use matching::{best_match, claim_class, is_bound_to, unsatisfied, Search};
 use protection::{claim_releasable, volume_releasable, PVC_PROTECTION, PV_PROTECTION};
+use sluice_kube::storage::{best_match, claim_class, claim_names, is_bound_to, unsatisfied, Search};
 
 /// The name Kubernetes' controller-manager gives this controller.
 pub const NAME: &str = "persistentvolume-binder";
@@ -117,7 +116,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let claim_from_volume = volumes.trigger(|v: &PersistentVolume| claim_of_volume(v));
     let claim_from_pod = ctx.informers.pods.trigger(|p: &Pod| {
         let ns = p.namespace().unwrap_or_default();
-        protection::claims_of(p)
+        claim_names(p)
             .into_iter()
             .map(move |c| ObjectRef::<PersistentVolumeClaim>::new(&c).within(&ns))
             .collect::<Vec<_>>()
@@ -371,7 +370,7 @@ async fn sync_unbound_claim(
                     .unwrap_or("")
                     .is_empty()
             })
-            .filter(|p| protection::claims_of(p).contains(&claim.name_any()))
+            .filter(|p| claim_names(p).contains(&claim.name_any()))
             .map(|p| p.name_any())
             .collect();
         let (reason, message) = match waiting.as_slice() {

@@ -13,24 +13,6 @@ pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
 /// The finalizer that keeps a volume while it is bound.
 pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
-/// The names of the claims `pod` mounts (in its namespace).
-pub fn claims_of(pod: &Pod) -> Vec<String> {
-    let pod_name = pod.name_any();
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            if let Some(c) = &v.persistent_volume_claim {
-                Some(c.claim_name.clone())
-            } else {
-                v.ephemeral.as_ref().map(|_| format!("{pod_name}-{}", v.name))
-            }
-        })
-        .collect()
-}
-
 /// Whether `pod` keeps the claim named `claim` in use: it is scheduled, has
 /// not terminated, and mounts the claim.
 pub fn pod_uses(pod: &Pod, namespace: &str, claim: &str) -> bool {
@@ -41,7 +23,7 @@ pub fn pod_uses(pod: &Pod, namespace: &str, claim: &str) -> bool {
             .and_then(|s| s.node_name.as_deref())
             .is_some_and(|n| !n.is_empty())
         && !sluice_kube::pods::is_terminated(pod)
-        && claims_of(pod).iter().any(|c| c == claim)
+        && sluice_kube::storage::claim_names(pod).iter().any(|c| c == claim)
 }
 
 /// Whether the claim's protection finalizer may go: it is being deleted,
@@ -89,7 +71,6 @@ mod tests {
 
     #[test]
     fn running_scheduled_pods_keep_their_claims() {
-        assert_eq!(claims_of(&pod("n1", "Running")), ["data", "web-scratch"]);
         assert!(!claim_releasable(&deleting_claim("data"), [&pod("n1", "Running")]));
         assert!(!claim_releasable(
             &deleting_claim("web-scratch"),

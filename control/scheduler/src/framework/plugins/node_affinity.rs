@@ -2,7 +2,7 @@
 //! (filter); matching preferred terms add their weights (score).
 
 use crate::framework::{default_normalize, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit};
-use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use std::collections::BTreeMap;
 
 /// Plugin name.
@@ -10,56 +10,7 @@ pub const NAME: &str = "NodeAffinity";
 /// Reason shown in FailedScheduling messages.
 pub const REASON: &str = "node(s) didn't match Pod's node affinity/selector";
 
-/// Whether one label requirement matches the node's labels.
-/// Unknown operators and malformed Gt/Lt values never match.
-pub fn label_requirement_matches(req: &NodeSelectorRequirement, labels: Option<&BTreeMap<String, String>>) -> bool {
-    let value = labels.and_then(|l| l.get(&req.key));
-    let values = req.values.as_deref().unwrap_or_default();
-    let int_cmp = |cmp: fn(i64, i64) -> bool| -> bool {
-        let (Some(v), [bound]) = (value, values) else {
-            return false;
-        };
-        match (v.parse::<i64>(), bound.parse::<i64>()) {
-            (Ok(v), Ok(b)) => cmp(v, b),
-            _ => false,
-        }
-    };
-    match req.operator.as_str() {
-        "In" => value.is_some_and(|v| values.contains(v)),
-        "NotIn" => value.is_none_or(|v| !values.contains(v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" => int_cmp(|v, b| v > b),
-        "Lt" => int_cmp(|v, b| v < b),
-        _ => false,
-    }
-}
-
-/// Whether one field requirement matches; only `metadata.name` with In/NotIn is supported,
-/// as in Kubernetes.
-pub fn field_requirement_matches(req: &NodeSelectorRequirement, node_name: &str) -> bool {
-    if req.key != "metadata.name" {
-        return false;
-    }
-    let values = req.values.as_deref().unwrap_or_default();
-    match req.operator.as_str() {
-        "In" => values.iter().any(|v| v == node_name),
-        "NotIn" => !values.iter().any(|v| v == node_name),
-        _ => false,
-    }
-}
-
-/// Whether a node selector term matches: all its expressions and fields match.
-/// A term with neither matches nothing.
-pub fn term_matches(term: &NodeSelectorTerm, labels: Option<&BTreeMap<String, String>>, node_name: &str) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs.iter().all(|r| label_requirement_matches(r, labels))
-        && fields.iter().all(|r| field_requirement_matches(r, node_name))
-}
+pub use sluice_kube::node_selector::{field_requirement_matches, label_requirement_matches, term_matches};
 
 /// Whether the pod's `nodeSelector` and required node affinity (terms ORed) match the node.
 pub fn required_matches(spec: &PodSpec, labels: Option<&BTreeMap<String, String>>, node_name: &str) -> bool {
@@ -141,7 +92,8 @@ impl ScorePlugin for NodeAffinity {
 mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::{
-        Affinity, NodeAffinity as NodeAffinitySpec, NodeSelector, PreferredSchedulingTerm,
+        Affinity, NodeAffinity as NodeAffinitySpec, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+        PreferredSchedulingTerm,
     };
 
     fn req(key: &str, op: &str, values: &[&str]) -> NodeSelectorRequirement {
@@ -158,33 +110,6 @@ mod tests {
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    #[test]
-    fn label_operators() {
-        let l = labels(&[("zone", "a"), ("cores", "8")]);
-        let l = Some(&l);
-        assert!(label_requirement_matches(&req("zone", "In", &["a", "b"]), l));
-        assert!(!label_requirement_matches(&req("zone", "In", &["b"]), l));
-        assert!(label_requirement_matches(&req("zone", "NotIn", &["b"]), l));
-        assert!(
-            label_requirement_matches(&req("missing", "NotIn", &["b"]), l),
-            "NotIn matches an absent label"
-        );
-        assert!(label_requirement_matches(&req("zone", "Exists", &[]), l));
-        assert!(!label_requirement_matches(&req("zone", "DoesNotExist", &[]), l));
-        assert!(label_requirement_matches(&req("gpu", "DoesNotExist", &[]), l));
-        assert!(label_requirement_matches(&req("cores", "Gt", &["4"]), l));
-        assert!(!label_requirement_matches(&req("cores", "Lt", &["4"]), l));
-        assert!(
-            !label_requirement_matches(&req("zone", "Gt", &["4"]), l),
-            "non-integer label never compares"
-        );
-        assert!(
-            !label_requirement_matches(&req("cores", "Gt", &["4", "5"]), l),
-            "Gt needs exactly one value"
-        );
-        assert!(!label_requirement_matches(&req("zone", "Bogus", &["a"]), l));
     }
 
     fn spec_with_required(terms: Vec<NodeSelectorTerm>) -> PodSpec {

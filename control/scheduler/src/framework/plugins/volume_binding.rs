@@ -30,16 +30,14 @@
 //! timeout and is retried), CSI storage capacity and volume limits.
 
 use crate::cache::Cache;
-use crate::framework::plugins::node_affinity::term_matches;
-use crate::framework::selector::Selector;
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, Unfit};
-use k8s_openapi::api::core::v1::{Node, NodeSelector, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use serde_json::json;
-use sluice_kube::quantity::parse_value;
-use std::collections::{BTreeMap, HashMap};
+use sluice_kube::storage;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -142,97 +140,9 @@ impl Volumes {
     }
 }
 
-/// The names of the claims a pod uses, in volume order (an ephemeral volume's
-/// claim is `<pod>-<volume>`).
-pub fn pod_claim_names(pod: &Pod) -> Vec<String> {
-    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
-        .filter_map(|v| {
-            if let Some(c) = &v.persistent_volume_claim {
-                Some(c.claim_name.clone())
-            } else {
-                v.ephemeral.as_ref().map(|_| format!("{pod_name}-{}", v.name))
-            }
-        })
-        .collect()
-}
-
-/// Whether a volume's node affinity allows the node (no affinity: any node).
-pub fn volume_fits_node(affinity: Option<&NodeSelector>, node: &Node) -> bool {
-    let Some(selector) = affinity else { return true };
-    let name = node.metadata.name.as_deref().unwrap_or_default();
-    selector
-        .node_selector_terms
-        .iter()
-        .any(|t| term_matches(t, node.metadata.labels.as_ref(), name))
-}
-
-fn required_affinity(pv: &PersistentVolume) -> Option<&NodeSelector> {
-    pv.spec
-        .as_ref()
-        .and_then(|s| s.node_affinity.as_ref())
-        .and_then(|a| a.required.as_ref())
-}
-
 /// Whether the class binds when the first pod is scheduled.
 pub fn waits_for_first_consumer(class: Option<&StorageClass>) -> bool {
     class.and_then(|c| c.volume_binding_mode.as_deref()) == Some("WaitForFirstConsumer")
-}
-
-fn storage_bytes(list: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>) -> i64 {
-    list.and_then(|l| l.get("storage"))
-        .and_then(|q| parse_value(&q.0).ok())
-        .unwrap_or(0)
-}
-
-/// Whether an unbound volume could be bound to the claim (Kubernetes'
-/// `FindMatchingVolume` without the node): same class, not being deleted,
-/// Available (or pre-bound to this claim), at least the requested storage,
-/// every requested access mode, the same volume mode, the claim's selector.
-pub fn volume_matches_claim(pv: &PersistentVolume, claim: &PersistentVolumeClaim, class: &str) -> bool {
-    let (Some(spec), Some(cspec)) = (pv.spec.as_ref(), claim.spec.as_ref()) else {
-        return false;
-    };
-    if pv.metadata.deletion_timestamp.is_some() || spec.storage_class_name.as_deref().unwrap_or_default() != class {
-        return false;
-    }
-    if let Some(r) = &spec.claim_ref {
-        let same = r.name.as_deref() == claim.metadata.name.as_deref()
-            && r.namespace.as_deref() == claim.metadata.namespace.as_deref()
-            && r.uid
-                .as_deref()
-                .is_none_or(|u| Some(u) == claim.metadata.uid.as_deref());
-        if !same {
-            return false;
-        }
-    } else if pv
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .is_some_and(|p| p != "Available")
-    {
-        return false;
-    }
-    let wanted = storage_bytes(cspec.resources.as_ref().and_then(|r| r.requests.as_ref()));
-    if storage_bytes(spec.capacity.as_ref()) < wanted {
-        return false;
-    }
-    let modes = spec.access_modes.as_deref().unwrap_or_default();
-    if !cspec.access_modes.iter().flatten().all(|m| modes.contains(m)) {
-        return false;
-    }
-    let mode = |m: Option<&String>| m.map_or("Filesystem", |s| s.as_str()).to_string();
-    if mode(spec.volume_mode.as_ref()) != mode(cspec.volume_mode.as_ref()) {
-        return false;
-    }
-    match &cspec.selector {
-        None => true,
-        Some(sel) => Selector::from_label_selector(Some(sel)).matches(pv.metadata.labels.as_ref()),
-    }
 }
 
 /// An unbound claim of a WaitForFirstConsumer class.
@@ -240,18 +150,23 @@ pub fn volume_matches_claim(pv: &PersistentVolume, claim: &PersistentVolumeClaim
 pub struct UnboundClaim {
     /// The claim.
     pub claim: Arc<PersistentVolumeClaim>,
-    /// Available volumes it could bind, smallest first.
+    /// The volumes of its class (those it could bind are chosen among them
+    /// per node by [`storage::best_match`]).
     pub candidates: Vec<Arc<PersistentVolume>>,
     /// Its class.
     pub class: Option<Arc<StorageClass>>,
 }
 
 impl UnboundClaim {
-    /// The smallest candidate volume usable on the node.
+    /// The volume the claim would bind on the node: the smallest Available
+    /// one that matches it (or one pre-bound to it) and admits the node.
     pub fn volume_for(&self, node: &Node) -> Option<&Arc<PersistentVolume>> {
-        self.candidates
-            .iter()
-            .find(|pv| volume_fits_node(required_affinity(pv), node))
+        let search = storage::Search {
+            delay_binding: true,
+            node: Some(node),
+        };
+        let best = storage::best_match(&self.claim, self.candidates.iter().map(|pv| pv.as_ref()), &search)?;
+        self.candidates.iter().find(|pv| std::ptr::eq(pv.as_ref(), best))
     }
 
     /// Whether the class's provisioner can make a volume on the node.
@@ -308,7 +223,7 @@ pub struct PreFilterState {
 /// Kubernetes' PreFilter: sort the pod's claims into bound and unbound, or say
 /// why the pod cannot be scheduled. `None` when the pod uses no claim.
 pub fn pre_filter_state(pod: &Pod, volumes: &Volumes) -> Option<PreFilterState> {
-    let names = pod_claim_names(pod);
+    let names = storage::claim_names(pod);
     if names.is_empty() {
         return None;
     }
@@ -347,18 +262,13 @@ pub fn pre_filter_state(pod: &Pod, volumes: &Volumes) -> Option<PreFilterState> 
             unbound_immediate = true;
             continue;
         }
-        let mut candidates: Vec<Arc<PersistentVolume>> = volumes
+        let claim_class = storage::claim_class(claim);
+        let candidates: Vec<Arc<PersistentVolume>> = volumes
             .volumes
             .values()
-            .filter(|pv| volume_matches_claim(pv, claim, &class_name))
+            .filter(|pv| storage::volume_class(pv) == claim_class)
             .cloned()
             .collect();
-        candidates.sort_by_key(|pv| {
-            (
-                storage_bytes(pv.spec.as_ref().and_then(|s| s.capacity.as_ref())),
-                pv.metadata.name.clone(),
-            )
-        });
         state.unbound.push(UnboundClaim {
             claim: claim.clone(),
             candidates,
@@ -376,11 +286,7 @@ pub fn fits_node(state: &PreFilterState, node: &Node) -> Result<(), Unfit> {
     if let Some(error) = &state.error {
         return Err(Unfit::unresolvable(error.clone()));
     }
-    if !state
-        .bound
-        .iter()
-        .all(|pv| volume_fits_node(required_affinity(pv), node))
-    {
+    if !state.bound.iter().all(|pv| storage::node_admits(pv, node)) {
         return Err(Unfit::unresolvable(REASON_NODE_CONFLICT));
     }
     if !state
@@ -438,7 +344,7 @@ fn claim_is_bound(claim: &PersistentVolumeClaim) -> bool {
 /// WaitForFirstConsumer claim of the pod, then wait until all of the pod's
 /// claims are Bound. Returns at once for pods without claims.
 pub async fn pre_bind(client: &Client, cache: &Mutex<Cache>, pod: &Pod, node: &str) -> Result<(), PreBindError> {
-    let names = pod_claim_names(pod);
+    let names = storage::claim_names(pod);
     if names.is_empty() {
         return Ok(());
     }
@@ -519,7 +425,7 @@ pub async fn pre_bind(client: &Client, cache: &Mutex<Cache>, pod: &Pod, node: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Volume};
+    use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Volume};
     use k8s_openapi::api::core::v1::{
         PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PersistentVolumeClaimVolumeSource,
         PersistentVolumeSpec, PersistentVolumeStatus, VolumeNodeAffinity, VolumeResourceRequirements,
@@ -681,7 +587,11 @@ mod tests {
         assert!(fits_node(&state, &node("a", true)).is_ok());
         let err = fits_node(&state, &node("b", false)).unwrap_err();
         assert_eq!(err.reasons, vec![REASON_BIND_CONFLICT]);
-        // An Available volume on node b makes b fit too, the smallest first.
+        // An Available volume of the claim's class on node b makes b fit
+        // too, the smallest first (the claim names its class, as the
+        // DefaultStorageClass admission step writes it at create; volumes
+        // match on the class the claim names, as the PV controller binds).
+        v.upsert_claim(&claim("data", Some("local-path"), None), true);
         v.upsert_volume(&pv("big", "local-path", "5Gi", "b"), true);
         v.upsert_volume(&pv("small", "local-path", "1Gi", "b"), true);
         v.upsert_volume(&pv("tiny", "local-path", "100Mi", "b"), true);
@@ -696,56 +606,5 @@ mod tests {
         let state = pre_filter_state(&pod_with(&["data"]), &v).unwrap();
         assert!(!state.unbound[0].can_provision(&node("c", true)));
         assert!(state.unbound[0].can_provision(&node("a", true)));
-    }
-
-    #[test]
-    fn volume_matching_checks_class_size_modes_and_claim_ref() {
-        let c = claim("data", Some("local-path"), None);
-        assert!(volume_matches_claim(
-            &pv("x", "local-path", "1Gi", "a"),
-            &c,
-            "local-path"
-        ));
-        assert!(!volume_matches_claim(&pv("x", "other", "1Gi", "a"), &c, "local-path"));
-        assert!(!volume_matches_claim(
-            &pv("x", "local-path", "500Mi", "a"),
-            &c,
-            "local-path"
-        ));
-        let mut rwx = c.clone();
-        rwx.spec.as_mut().unwrap().access_modes = Some(vec!["ReadWriteMany".into()]);
-        assert!(!volume_matches_claim(
-            &pv("x", "local-path", "1Gi", "a"),
-            &rwx,
-            "local-path"
-        ));
-        let mut block = c.clone();
-        block.spec.as_mut().unwrap().volume_mode = Some("Block".into());
-        assert!(!volume_matches_claim(
-            &pv("x", "local-path", "1Gi", "a"),
-            &block,
-            "local-path"
-        ));
-        let mut taken = pv("x", "local-path", "1Gi", "a");
-        taken.spec.as_mut().unwrap().claim_ref = Some(k8s_openapi::api::core::v1::ObjectReference {
-            name: Some("other".into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        });
-        assert!(!volume_matches_claim(&taken, &c, "local-path"));
-        let mut bound = pv("x", "local-path", "1Gi", "a");
-        bound.status.as_mut().unwrap().phase = Some("Bound".into());
-        assert!(!volume_matches_claim(&bound, &c, "local-path"));
-    }
-
-    #[test]
-    fn ephemeral_volumes_name_their_claim_after_the_pod() {
-        let mut pod = pod_with(&["data"]);
-        pod.spec.as_mut().unwrap().volumes.as_mut().unwrap().push(Volume {
-            name: "scratch".into(),
-            ephemeral: Some(Default::default()),
-            ..Default::default()
-        });
-        assert_eq!(pod_claim_names(&pod), ["data", "p-scratch"]);
     }
 }
