@@ -352,7 +352,7 @@ fn kill(pid: u32) {
 }
 
 /// Unmount every mount point below `dir`, deepest first.
-fn unmount_below(dir: &Path) {
+pub fn unmount_below(dir: &Path) {
     let Ok(mountinfo) = fs::read_to_string("/proc/self/mountinfo") else {
         return;
     };

@@ -249,6 +249,8 @@ pub fn remove(home: &Path, files: &Files, node: &str, purge: bool) -> Result<()>
     let dirs = NodeDirs::new(home, node);
     // Kills leftover shims and containers of this node, unmounts, deletes containerd's directory.
     dirs.containerd().cleanup()?;
+    // What noded mounted for its pods (emptyDir `medium: Memory` tmpfs) goes with them.
+    crate::containerd::unmount_below(&dirs.dir);
     let pins = Path::new(PIN_ROOT).join(node);
     if pins.exists() {
         step(&format!("deleting the eBPF pins under {}", pins.display()));
