@@ -192,7 +192,7 @@ pub async fn run_namespace_informer(client: Client, targets: InformerTargets) {
 pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
     let services = {
         let targets = targets.clone();
-        watch_selectors::<Service>(client.clone(), move |obj, present| {
+        watch_kind::<Service>(client.clone(), move |obj, present| {
             let (ns, name) = (
                 obj.metadata.namespace.as_deref().unwrap_or_default(),
                 obj.metadata.name.as_deref().unwrap_or_default(),
@@ -203,7 +203,7 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
     };
     let replicasets = {
         let targets = targets.clone();
-        watch_selectors::<ReplicaSet>(client.clone(), move |obj, present| {
+        watch_kind::<ReplicaSet>(client.clone(), move |obj, present| {
             let (ns, name) = (
                 obj.metadata.namespace.as_deref().unwrap_or_default(),
                 obj.metadata.name.as_deref().unwrap_or_default(),
@@ -214,7 +214,7 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
     };
     let replicationcontrollers = {
         let targets = targets.clone();
-        watch_selectors::<ReplicationController>(client.clone(), move |obj, present| {
+        watch_kind::<ReplicationController>(client.clone(), move |obj, present| {
             let (ns, name) = (
                 obj.metadata.namespace.as_deref().unwrap_or_default(),
                 obj.metadata.name.as_deref().unwrap_or_default(),
@@ -235,7 +235,7 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
     };
     let budgets = {
         let targets = targets.clone();
-        watch_selectors::<PodDisruptionBudget>(client.clone(), move |obj, present| {
+        watch_kind::<PodDisruptionBudget>(client.clone(), move |obj, present| {
             let (ns, name) = (
                 obj.metadata.namespace.as_deref().unwrap_or_default(),
                 obj.metadata.name.as_deref().unwrap_or_default(),
@@ -244,7 +244,7 @@ pub async fn run_selector_informers(client: Client, targets: InformerTargets) {
             targets.cache().upsert_budget(ns, name, budget);
         })
     };
-    let statefulsets = watch_selectors::<StatefulSet>(client, move |obj, present| {
+    let statefulsets = watch_kind::<StatefulSet>(client, move |obj, present| {
         let (ns, name) = (
             obj.metadata.namespace.as_deref().unwrap_or_default(),
             obj.metadata.name.as_deref().unwrap_or_default(),
@@ -273,15 +273,11 @@ fn budget_of(pdb: &PodDisruptionBudget) -> Budget {
     }
 }
 
-/// Watch one kind, calling `update(obj, present)` for every add/change (`true`) and delete.
-async fn watch_selectors<K>(client: Client, update: impl Fn(&K, bool))
+/// Watch one kind (of any scope, across namespaces), calling
+/// `update(obj, present)` for every add/change (`true`) and delete.
+async fn watch_kind<K>(client: Client, update: impl Fn(&K, bool))
 where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + 'static,
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
     let api: Api<K> = Api::all(client);
     let mut stream = watcher::watcher(api, watcher::Config::default())
@@ -303,41 +299,21 @@ where
 pub async fn run_volume_informers(client: Client, targets: InformerTargets) {
     let claims = {
         let targets = targets.clone();
-        watch_volume_kind::<PersistentVolumeClaim>(client.clone(), move |obj, present| {
+        watch_kind::<PersistentVolumeClaim>(client.clone(), move |obj, present| {
             targets.cache().volumes.upsert_claim(obj, present);
             targets.queue.move_all_unschedulable(Instant::now());
         })
     };
     let volumes = {
         let targets = targets.clone();
-        watch_volume_kind::<PersistentVolume>(client.clone(), move |obj, present| {
+        watch_kind::<PersistentVolume>(client.clone(), move |obj, present| {
             targets.cache().volumes.upsert_volume(obj, present);
             targets.queue.move_all_unschedulable(Instant::now());
         })
     };
-    let classes = watch_volume_kind::<StorageClass>(client, move |obj, present| {
+    let classes = watch_kind::<StorageClass>(client, move |obj, present| {
         targets.cache().volumes.upsert_class(obj, present);
         targets.queue.move_all_unschedulable(Instant::now());
     });
     futures::join!(claims, volumes, classes);
-}
-
-/// Watch one kind of any scope, calling `update(obj, present)` for every
-/// add/change (`true`) and delete.
-async fn watch_volume_kind<K>(client: Client, update: impl Fn(&K, bool))
-where
-    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-{
-    let api: Api<K> = Api::all(client);
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(Event::Apply(obj)) | Ok(Event::InitApply(obj)) => update(&obj, true),
-            Ok(Event::Delete(obj)) => update(&obj, false),
-            Ok(Event::Init) | Ok(Event::InitDone) => {}
-            Err(e) => warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying"),
-        }
-    }
 }
