@@ -47,5 +47,7 @@ pub mod pods;
 pub mod qos;
 pub mod quantity;
 #[cfg(feature = "client")]
+pub mod resource_quota;
+#[cfg(feature = "client")]
 pub mod storage;
 pub mod tolerations;

@@ -49,6 +49,8 @@ builtin_kinds! {
     secret => Secrets,
     serviceaccount => ServiceAccounts,
     podtemplate => PodTemplates,
+    limitrange => LimitRanges,
+    resourcequota => ResourceQuotas,
     replicationcontroller => ReplicationControllers,
     componentstatus => ComponentStatuses,
     event => Events,

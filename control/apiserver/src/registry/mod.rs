@@ -13,8 +13,11 @@ pub mod apiservices;
 pub mod apply;
 pub mod crds;
 pub mod eviction;
+pub mod limit_ranger;
 pub mod patch;
+pub mod pod_security;
 pub mod priority;
+pub mod quota;
 pub mod rbac;
 pub mod resolver;
 pub mod schema;
@@ -358,6 +361,7 @@ impl Registry {
             tracking,
             apply::ignored_fields(k, ""),
         );
+        self.admit_limit_ranger_create(r, ns.as_deref(), &mut obj).await?;
         self.admit_priority_create(r, &mut obj).await?;
         self.admit_storage_create(r, &mut obj).await?;
         self.admit_rbac(r, ns.as_deref(), None, &obj)?;
@@ -411,7 +415,9 @@ impl Registry {
         if let Some(ns) = &ns {
             self.check_namespace(r, ns, &name).await?;
         }
+        warnings.extend(self.admit_pod_security_create(r, ns.as_deref(), &obj).await?);
         warnings.extend(self.validate_create(k, ns.as_deref(), &obj, opts).await?);
+        self.admit_quota_create(r, ns.as_deref(), &obj, opts.dry_run).await?;
         let hooks = k.storage();
         let lease = if hooks.expires && !opts.dry_run {
             Some(self.event_lease().await?)
@@ -699,7 +705,13 @@ impl Registry {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(r, name, errs));
             }
+            if mode == UpdateMode::Main {
+                warnings.extend(self.admit_pod_security_update(r, ns, &cur.object, &new).await?);
+            }
             warnings.extend(self.validate_update(k, mode, ns, name, &cur.object, &new, opts).await?);
+            if mode == UpdateMode::Main {
+                self.admit_quota_update(r, ns, &cur.object, &new, opts.dry_run).await?;
+            }
             if ready_to_remove(k, &new) {
                 if opts.dry_run {
                     return Ok(Written { object: new, warnings });
