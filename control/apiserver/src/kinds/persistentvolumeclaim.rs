@@ -198,10 +198,14 @@ pub fn validate_spec_update(old: &Value, new: &Value) -> Vec<FieldError> {
     let new_size = new.pointer("/spec/resources/requests/storage");
     if bound && old_size != new_size {
         if let (Some(Ok(o)), Some(Ok(n))) = (storage_bytes(old_size), storage_bytes(new_size)) {
-            if n < o {
+            // RecoverVolumeExpansionFailure (on by default since 1.32): a
+            // request may come back down, but only while it stays above
+            // what the volume already has.
+            let status = storage_bytes(old.pointer("/status/capacity/storage"));
+            if n < o && !matches!(status, Some(Ok(s)) if n > s) {
                 errs.push(FieldError::forbidden(
                     "spec.resources.requests.storage",
-                    "field can not be less than previous value",
+                    "field can not be less than status.capacity",
                 ));
             }
         }
@@ -341,8 +345,16 @@ mod tests {
         shrunk["spec"]["resources"]["requests"]["storage"] = json!("1Mi");
         assert_eq!(
             lines(&PersistentVolumeClaims.validate_update(&grown, &shrunk)),
-            ["spec.resources.requests.storage: Forbidden: field can not be less than previous value"]
+            ["spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"]
         );
+        // A failed expansion may be retried smaller, above what the volume has.
+        let mut resizing = grown.clone();
+        resizing["status"]["capacity"] = json!({"storage": "1Gi"});
+        let mut retried = resizing.clone();
+        retried["spec"]["resources"]["requests"]["storage"] = json!("1536Mi");
+        assert!(PersistentVolumeClaims.validate_update(&resizing, &retried).is_empty());
+        retried["spec"]["resources"]["requests"]["storage"] = json!("1Gi");
+        assert_eq!(PersistentVolumeClaims.validate_update(&resizing, &retried).len(), 1);
         let mut classed = old.clone();
         classed["spec"]["storageClassName"] = json!("local-path");
         assert!(PersistentVolumeClaims.validate_update(&old, &classed).is_empty());

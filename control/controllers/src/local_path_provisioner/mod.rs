@@ -31,6 +31,10 @@
 //! enforced:** the PV reports the requested size, but the directory may grow
 //! until its node's filesystem is full. Deleting a released volume's
 //! directory is noded's (`local_path` in noded), on the node that has it.
+//!
+//! The class allows expansion: [`resize`] is this provisioner's resizer (a
+//! grown claim and its volume record the larger size; nothing changes on
+//! the node, since the size is not enforced).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +54,8 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use sluice_kube::local_path::{self as names, ANN_ROOT, ANN_SELECTED_NODE, PROVISIONER};
 
+pub mod resize;
+
 use crate::events::{EventRecorder, EventType};
 use crate::informer::Informer;
 use crate::{runner, Context, Error};
@@ -66,6 +72,8 @@ struct Caches {
     volumes: Store<PersistentVolume>,
     nodes: Store<Node>,
     events: EventRecorder,
+    /// The resizer's events, under external-resizer's component name.
+    resize_events: EventRecorder,
 }
 
 /// Subscribes the provisioner and returns its loop.
@@ -83,12 +91,18 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         watcher::Config::default(),
     ));
     let own = claims.trigger(|c: &PersistentVolumeClaim| Some(ObjectRef::from_obj(c)));
+    let resize_own = claims.trigger(|c: &PersistentVolumeClaim| Some(ObjectRef::from_obj(c)));
+    let resize_from_volume = volumes.trigger(|v: &PersistentVolume| {
+        let r = v.spec.as_ref()?.claim_ref.as_ref()?;
+        Some(ObjectRef::<PersistentVolumeClaim>::new(r.name.as_deref()?).within(r.namespace.as_deref()?))
+    });
     let store = claims.store();
     let caches = Arc::new(Caches {
         classes: classes.store(),
         volumes: volumes.store(),
         nodes: ctx.informers.nodes.store(),
         events: EventRecorder::new(ctx.client.clone(), COMPONENT),
+        resize_events: EventRecorder::new(ctx.client.clone(), &format!("external-resizer {PROVISIONER}")),
     });
     async move {
         tokio::spawn(ensure_class(ctx.client.clone()));
@@ -98,14 +112,22 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         claims.wait_synced().await;
         classes.wait_synced().await;
         volumes.wait_synced().await;
-        runner::run(
+        let resize_caches = caches.clone();
+        let resizer = runner::run(
+            resize::NAME,
+            ctx.clone(),
+            store.clone(),
+            vec![resize_own.boxed(), resize_from_volume.boxed()],
+            move |claim, ctx| resize::reconcile(claim, ctx, resize_caches.clone()),
+        );
+        let provisioner = runner::run(
             "local-path-provisioner",
             ctx,
             store,
             vec![own.boxed()],
             move |claim, ctx| reconcile(claim, ctx, caches.clone()),
-        )
-        .await;
+        );
+        futures::future::join(provisioner, resizer).await;
     }
     .boxed()
 }
@@ -124,6 +146,9 @@ pub fn default_class() -> StorageClass {
         provisioner: PROVISIONER.into(),
         reclaim_policy: Some("Delete".into()),
         volume_binding_mode: Some("WaitForFirstConsumer".into()),
+        // Growing a directory whose size is not enforced is bookkeeping only
+        // (the resizer in `resize`).
+        allow_volume_expansion: Some(true),
         ..Default::default()
     }
 }

@@ -2,7 +2,7 @@
 //! Kubernetes' `pkg/controller/volume/persistentvolume` with its
 //! `pvc-protection` and `pv-protection` companions.
 //!
-//! Two work queues over this controller's own PersistentVolume,
+//! Three work queues over this controller's own PersistentVolume,
 //! PersistentVolumeClaim and StorageClass informers:
 //!
 //! - **claims** (`syncClaim`): an unbound claim gets the volume
@@ -32,11 +32,16 @@
 //!   no deleter runs here). A volume this controller bound to a claim that
 //!   went to another volume is unbound.
 //!
+//! - **expansion** ([`expand`], Kubernetes' `persistentvolume-expander`): a
+//!   Bound claim asking for more storage than it has is handed to its
+//!   resizer through `volume.kubernetes.io/storage-resizer`.
+//!
 //! Protection ([`protection`]): a deleting claim loses
 //! `kubernetes.io/pvc-protection` once no scheduled, unterminated pod uses
 //! it; a deleting volume loses `kubernetes.io/pv-protection` once it is not
 //! `Bound`. The API server adds both finalizers on create.
 
+pub mod expand;
 pub mod protection;
 
 use std::sync::Arc;
@@ -131,6 +136,10 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
             .collect::<Vec<_>>()
     });
 
+    // Expander queue: the claim and the claim of a changed volume.
+    let expand_own = claims.trigger(|c: &PersistentVolumeClaim| Some(ObjectRef::from_obj(c)));
+    let expand_from_volume = volumes.trigger(|v: &PersistentVolume| claim_of_volume(v));
+
     // Volume queue: the volume itself and the volume of a changed claim.
     let volume_own = volumes.trigger(|v: &PersistentVolume| Some(ObjectRef::from_obj(v)));
     let all_volumes = shared.volumes.clone();
@@ -174,12 +183,20 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         let s2 = shared.clone();
         let volume_loop = runner::run(
             "persistentvolume-binder-volumes",
-            ctx,
+            ctx.clone(),
             shared.volumes.clone(),
             vec![volume_own.boxed(), volume_from_claim.boxed()],
             move |v, ctx| sync_volume(v, ctx, s2.clone()),
         );
-        futures::future::join(claim_loop, volume_loop).await;
+        let s3 = shared.clone();
+        let expand_loop = runner::run(
+            expand::NAME,
+            ctx.clone(),
+            shared.claims.clone(),
+            vec![expand_own.boxed(), expand_from_volume.boxed()],
+            move |c, ctx| expand::sync(c, ctx, s3.clone()),
+        );
+        futures::future::join3(claim_loop, volume_loop, expand_loop).await;
     }
     .boxed()
 }
