@@ -56,11 +56,12 @@ impl Amount {
         })
     }
 
-    /// `self + other`, keeping `self`'s format.
+    /// `self + other`, in `self`'s format (`other`'s when `self` is zero,
+    /// as Go's `Quantity.Add`).
     pub fn add(self, other: Amount) -> Self {
         Self {
             milli: self.milli.saturating_add(other.milli),
-            binary: self.binary,
+            binary: if self.milli == 0 { other.binary } else { self.binary },
         }
     }
 

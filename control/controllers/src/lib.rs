@@ -33,6 +33,7 @@ pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
 pub mod replicationcontroller;
+pub mod resourcequota;
 pub mod runner;
 pub mod service_lb;
 pub mod statefulset;
@@ -160,5 +161,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "persistentvolume-binder",
         init: persistentvolume::init,
+    },
+    ControllerDescriptor {
+        name: "resourcequota",
+        init: resourcequota::init,
     },
 ];
