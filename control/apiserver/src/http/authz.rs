@@ -3,32 +3,34 @@
 //!
 //! 1. `system:masters` is always allowed (Kubernetes' privileged group
 //!    authorizer, before any other).
-//! 2. [`node_allows`], the Node authorizer seam. **A stub for now:** a
-//!    client in group `system:nodes` named `system:node:<name>` is allowed
-//!    whatever Kubernetes' `system:node` and `system:node-proxier` roles
-//!    grant plus what noded's cluster DNS writes (the `kube-dns` Service,
-//!    its node's EndpointSlice), on any object. Kubernetes' Node authorizer
-//!    also limits a node to the objects of its own pods (a graph of pods,
-//!    secrets, configmaps, volumes per node) and NodeRestriction admission
-//!    limits its writes to its own Node and pods; neither is done yet.
+//! 2. The Node authorizer ([`crate::http::node_authorizer`]): a client in
+//!    group `system:nodes` named `system:node:<name>` may reach the Secrets,
+//!    ConfigMaps, claims, volumes and service accounts of the pods bound to
+//!    it (the graph of [`crate::registry::node_graph`]) and what Kubernetes'
+//!    static node rules grant; NodeRestriction admission
+//!    (`registry::node_restriction`) then limits its writes to its own Node,
+//!    Lease and pods.
 //! 3. RBAC over the in-memory snapshot of roles and bindings
-//!    (`registry::rbac`), kept current by a watch.
+//!    (`registry::rbac`), kept current by a watch. What the Node authorizer
+//!    does not allow falls through to it, as in Kubernetes.
 //!
 //! A denial becomes Kubernetes' 403 ([`forbidden`]): `pods is forbidden:
 //! User "alice" cannot list resource "pods" in API group "" in the namespace
-//! "default"`, with RBAC's reason appended when it has one.
+//! "default"`, with the authorizers' reasons appended when they have some
+//! (`... : no relationship found between node 'n1' and this object`).
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 
 use crate::http::auth::{Authorizer, RequestAttributes, UserInfo};
-use crate::registry::rbac::bootstrap::{node_proxier_rules, node_rules};
+use crate::http::node_authorizer::{self, Decision};
+use crate::registry::node_graph;
 use crate::registry::rbac::rules::{self, rule};
 use crate::registry::rbac::{User, AUTHENTICATED, MASTERS};
 use crate::registry::Registry;
 use crate::status::ApiError;
 
 /// The group of node client certificates.
-pub const NODES: &str = "system:nodes";
+pub const NODES: &str = node_authorizer::NODES;
 
 /// The user as authorization sees it: `system:authenticated` added, as
 /// Kubernetes' authenticators add it.
@@ -43,37 +45,29 @@ pub fn subject(user: &UserInfo) -> User {
     }
 }
 
-/// What the Node authorizer stub grants a node.
-pub fn node_stub_rules() -> Vec<PolicyRule> {
-    let mut r = node_rules();
-    r.extend(node_proxier_rules());
-    // noded's cluster DNS: the kube-dns Service and its node's EndpointSlice.
-    r.push(rule(&["create", "get", "update", "patch"], &[""], &["services"]));
-    r.push(rule(
-        &["create", "delete", "get", "list", "patch", "update", "watch"],
-        &["discovery.k8s.io"],
-        &["endpointslices"],
-    ));
-    // noded's local_path: deleting this node's released local-path volumes.
-    r.push(rule(&["delete", "get", "list", "watch"], &[""], &["persistentvolumes"]));
-    r
-}
-
-fn is_node(user: &User) -> bool {
-    user.in_group(NODES) && user.name.starts_with("system:node:")
-}
-
-/// The Node authorizer seam (a stub: see the module documentation).
+/// Whether the Node authorizer allows the request (a node's request
+/// it does not allow may still be allowed by RBAC).
 pub fn node_allows(user: &User, attrs: &RequestAttributes) -> bool {
-    is_node(user) && rules::any_allows(&node_stub_rules(), attrs)
+    node_authorizer::authorize(node_graph::graph(), user, attrs) == Decision::Allow
 }
 
 /// The whole chain for `user`: `Ok`, or the reason RBAC gives (often empty).
 pub fn decide(registry: &Registry, user: &User, attrs: &RequestAttributes) -> Result<(), String> {
-    if user.in_group(MASTERS) || node_allows(user, attrs) {
+    if user.in_group(MASTERS) {
         return Ok(());
     }
-    registry.rbac.snapshot().authorize(user, attrs)
+    let node_reason = match node_authorizer::authorize(node_graph::graph(), user, attrs) {
+        Decision::Allow => return Ok(()),
+        Decision::NoOpinion(reason) => reason,
+    };
+    registry.rbac.snapshot().authorize(user, attrs).map_err(|rbac| {
+        // Kubernetes' union authorizer joins the reasons it was given.
+        match (node_reason.is_empty(), rbac.is_empty()) {
+            (true, _) => rbac,
+            (false, true) => node_reason,
+            (false, false) => format!("{node_reason}, {rbac}"),
+        }
+    })
 }
 
 /// The rules `user` holds in `namespace` through the chain, and whether
@@ -84,10 +78,12 @@ pub fn rules_for(registry: &Registry, user: &User, namespace: Option<&str>) -> (
         out.push(rule(&["*"], &["*"], &["*"]));
         out.push(rules::url_rule(&["*"], &["*"]));
     }
-    if is_node(user) {
-        out.extend(node_stub_rules());
+    let (rbac, mut errors) = registry.rbac.snapshot().rules_for(user, namespace);
+    if node_authorizer::node_name(user).is_some() {
+        // As Kubernetes': a node's graph-decided rights cannot be listed.
+        out.extend(node_authorizer::static_rules());
+        errors.push("node authorizer does not support user rule resolution".to_string());
     }
-    let (rbac, errors) = registry.rbac.snapshot().rules_for(user, namespace);
     out.extend(rbac);
     (out, errors)
 }
@@ -159,7 +155,7 @@ mod tests {
     }
 
     #[test]
-    fn nodes_get_the_node_stub_and_others_do_not() {
+    fn nodes_get_the_node_rules_and_others_do_not() {
         let node = User {
             name: "system:node:n1".into(),
             groups: vec![NODES.into(), AUTHENTICATED.into()],

@@ -10,6 +10,15 @@
 //!
 //! [`BootstrapScoped`] keeps such users to what joining needs: they may only
 //! ask for a node client certificate (see `node_certs`), nothing else.
+//!
+//! Sluice binds a token to the node it was issued for: the Secret's
+//! annotation `bootstrap.sluice.dev/node-name` (set by whoever writes the
+//! Secret, an administrator) becomes the extra group
+//! `system:bootstrappers:sluice:node:<name>` of the token's user, and
+//! `node_certs` signs a node client certificate for that user only when the
+//! request's subject is `system:node:<name>`. That group can only come from
+//! the annotation (one named in `auth-extra-groups` is dropped). A token
+//! without the annotation is not bound, as in Kubernetes.
 
 use base64::Engine;
 use serde_json::Value;
@@ -24,6 +33,15 @@ pub const BOOTSTRAPPERS: &str = "system:bootstrappers";
 pub const SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
 /// Namespace bootstrap-token Secrets live in.
 pub const NAMESPACE: &str = "kube-system";
+/// Annotation of a bootstrap-token Secret naming the only node it may join as.
+pub const NODE_NAME_ANNOTATION: &str = "bootstrap.sluice.dev/node-name";
+/// Prefix of the group that carries a token's node name.
+pub const NODE_GROUP_PREFIX: &str = "system:bootstrappers:sluice:node:";
+
+/// The node a bootstrap user's token is bound to, if it is bound.
+pub fn bound_node(groups: &[String]) -> Option<&str> {
+    groups.iter().find_map(|g| g.strip_prefix(NODE_GROUP_PREFIX))
+}
 
 /// Split `<id>.<secret>` if it has the bootstrap token shape.
 pub fn parse(token: &str) -> Option<(&str, &str)> {
@@ -87,9 +105,18 @@ pub fn check(
         .split(',')
         .map(str::trim)
     {
-        if g.starts_with("system:bootstrappers:") && !groups.iter().any(|x| x == g) {
+        if g.starts_with("system:bootstrappers:") && !g.starts_with(NODE_GROUP_PREFIX) && !groups.iter().any(|x| x == g)
+        {
             groups.push(g.to_string());
         }
+    }
+    let node = secret
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(NODE_NAME_ANNOTATION))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty());
+    if let Some(node) = node {
+        groups.push(format!("{NODE_GROUP_PREFIX}{node}"));
     }
     Ok(UserInfo {
         name: format!("system:bootstrap:{id}"),
@@ -171,6 +198,13 @@ mod tests {
                 .unwrap_err()
                 .contains("expired")
         );
+        let mut forged = secret("2030-01-02T00:00:00Z");
+        forged["data"]["auth-extra-groups"] = json!(b64("system:bootstrappers:sluice:node:n2"));
+        let user = check(&forged, "abcdef", "0123456789abcdef", now).unwrap();
+        assert_eq!(bound_node(&user.groups), None);
+        forged["metadata"]["annotations"] = json!({NODE_NAME_ANNOTATION: "n1"});
+        let user = check(&forged, "abcdef", "0123456789abcdef", now).unwrap();
+        assert_eq!(bound_node(&user.groups), Some("n1"));
         let mut wrong_type = secret("2030-01-02T00:00:00Z");
         wrong_type["type"] = json!("Opaque");
         assert!(check(&wrong_type, "abcdef", "0123456789abcdef", now).is_err());

@@ -13,6 +13,7 @@ pub mod bootstrap_token;
 pub mod handlers;
 pub mod kubelet_client;
 pub mod negotiation;
+pub mod node_authorizer;
 pub mod node_certs;
 pub mod node_proxy;
 pub mod params;

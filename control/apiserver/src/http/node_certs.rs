@@ -16,7 +16,8 @@
 //! Client certificates: the requester must be a bootstrap-token user
 //! (`system:bootstrappers`), the node itself renewing (`system:node:<name>`),
 //! or an administrator (`system:masters`), as Kubernetes' csrapproving
-//! controller approves them. Serving certificates: only DNS and IP SANs (at
+//! controller approves them; a bootstrap token bound to a node name (see
+//! `bootstrap_token`) only for that node (403 otherwise). Serving certificates: only DNS and IP SANs (at
 //! least one), usages within digital signature, key encipherment and server
 //! auth (server auth required), and the requester must be the node itself
 //! or an administrator — a bootstrap token cannot get one. Kubernetes leaves
@@ -35,7 +36,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::http::auth::UserInfo;
-use crate::http::bootstrap_token::BOOTSTRAPPERS;
+use crate::http::bootstrap_token::{self, BOOTSTRAPPERS};
 use crate::pki::ClusterCa;
 use crate::status::{ApiError, ApiResult};
 
@@ -255,6 +256,15 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
     let admin = user.groups.iter().any(|g| g == "system:masters");
     let itself = user.name == format!("system:node:{node}");
     let bootstrapper = user.groups.iter().any(|g| g == BOOTSTRAPPERS);
+    if let Some(bound) = bootstrap_token::bound_node(&user.groups).filter(|_| bootstrapper && !admin) {
+        if bound != node {
+            tracing::info!(node, bound, requester = %user.name, "denied a node certificate for another node");
+            return Err(ApiError::access_denied(format!(
+                "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a client certificate for node {node:?}: its bootstrap token is bound to node {bound:?}",
+                user.name
+            )));
+        }
+    }
     let may = admin || itself || (bootstrapper && !serving);
     if !may {
         return Err(ApiError::access_denied(format!(

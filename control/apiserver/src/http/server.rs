@@ -288,6 +288,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     crate::registry::admission::start(registry.clone()).await?;
     // Roles and bindings are in memory before the first request is authorized.
     crate::registry::rbac::start(registry.clone()).await?;
+    crate::registry::node_graph::start(registry.clone()).await?;
     let aggregator = crate::registry::apiservices::start(registry.clone(), &cfg.cert_dir).await?;
     let state = AppState {
         aggregator,

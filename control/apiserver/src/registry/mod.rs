@@ -14,6 +14,8 @@ pub mod apply;
 pub mod crds;
 pub mod eviction;
 pub mod limit_ranger;
+pub mod node_graph;
+pub mod node_restriction;
 pub mod patch;
 pub mod pod_security;
 pub mod priority;
@@ -365,6 +367,7 @@ impl Registry {
         self.admit_priority_create(r, &mut obj).await?;
         self.admit_storage_create(r, &mut obj).await?;
         self.admit_rbac(r, ns.as_deref(), None, &obj)?;
+        self.admit_node_create(r, ns.as_deref(), &obj).await?;
         warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
         let generate = obj
@@ -682,6 +685,7 @@ impl Registry {
                 self.admit_storage_update(r, &cur.object, &new).await?;
                 self.admit_rbac(r, ns, Some(&cur.object), &new)?;
             }
+            self.admit_node_update(r, mode, name, &cur.object, &new)?;
             warnings.extend(
                 self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
                     .await?,
@@ -846,6 +850,7 @@ impl Registry {
                     ));
                 }
             }
+            self.admit_node_delete(r, name, &cur.object)?;
             self.admit_delete(k, ns, name, &cur.object, options, opts).await?;
             let mut new = cur.object.clone();
             let mut fins = finalizers(&new);
