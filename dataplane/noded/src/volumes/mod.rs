@@ -2,7 +2,8 @@
 //! emptyDir ([`empty_dir`], on disk or `medium: Memory`), hostPath
 //! ([`host_path`], with its `type` checks), configMap, secret, downwardAPI
 //! and projected ([`projection`], written by the [`atomic_writer`] and kept
-//! up to date by the [`Refresher`]), and persistentVolumeClaim ([`pvc`]: the
+//! up to date by the [`Refresher`]; service account tokens from
+//! [`sa_token`], refreshed when 80% of their lifetime has passed), and persistentVolumeClaim ([`pvc`]: the
 //! bound PersistentVolume's hostPath or local path).
 //!
 //! Each volume of a pod has a directory `<state>/pods/<uid>/volumes/<name>`;
@@ -30,6 +31,7 @@ pub mod empty_dir;
 pub mod host_path;
 pub mod projection;
 pub mod pvc;
+pub mod sa_token;
 
 use crate::cri::api;
 use k8s_openapi::api::core::v1::{Container, Node, Pod, Volume};
@@ -160,11 +162,16 @@ fn volumes_of(pod: &Pod) -> &[Volume] {
 
 /// Prepare every volume of `pod`; returns the names of volumes whose
 /// sources are all immutable (the refresh need not read them again).
-pub async fn prepare(client: &kube::Client, state_dir: &Path, pod: &Pod) -> Result<BTreeSet<String>, VolumeError> {
+pub async fn prepare(
+    client: &kube::Client,
+    tokens: &sa_token::TokenManager,
+    state_dir: &Path,
+    pod: &Pod,
+) -> Result<BTreeSet<String>, VolumeError> {
     let node = node_facts(client, pod, volumes_of(pod).iter().collect::<Vec<_>>().as_slice()).await;
     let mut immutable = BTreeSet::new();
     for volume in volumes_of(pod) {
-        if set_up(client, state_dir, pod, volume, &node).await? {
+        if set_up(client, tokens, state_dir, pod, volume, &node).await? {
             immutable.insert(volume.name.clone());
         }
     }
@@ -228,6 +235,7 @@ fn fs_group_of(pod: &Pod) -> Option<(i64, bool)> {
 /// Set up one volume; returns whether it is a projected-kind volume whose sources are all immutable.
 async fn set_up(
     client: &kube::Client,
+    tokens: &sa_token::TokenManager,
     state_dir: &Path,
     pod: &Pod,
     volume: &Volume,
@@ -252,6 +260,7 @@ async fn set_up(
         let inputs = projection::Inputs {
             client,
             allocatable: node.allocatable.as_ref(),
+            tokens,
         };
         let projected = projection::payload(&inputs, pod, volume).await.map_err(|e| match e {
             projection::ProjectionError::Api(source) => VolumeError::Api {
@@ -427,6 +436,7 @@ pub const REFRESH_PERIOD: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub struct Refresher {
     pods: Mutex<HashMap<String, RefreshState>>,
+    tokens: sa_token::TokenManager,
 }
 
 struct RefreshState {
@@ -446,7 +456,7 @@ pub struct Refreshed {
 impl Refresher {
     /// [`prepare`] the pod's volumes, remembering the immutable ones.
     pub async fn prepare(&self, client: &kube::Client, state_dir: &Path, pod: &Pod) -> Result<(), VolumeError> {
-        let immutable = prepare(client, state_dir, pod).await?;
+        let immutable = prepare(client, &self.tokens, state_dir, pod).await?;
         self.lock().insert(
             pod.metadata.uid.clone().unwrap_or_default(),
             RefreshState {
@@ -488,7 +498,7 @@ impl Refresher {
         let node = node_facts(client, pod, &todo).await;
         let mut immutable = skip;
         for volume in todo {
-            match set_up(client, state_dir, pod, volume, &node).await {
+            match set_up(client, &self.tokens, state_dir, pod, volume, &node).await {
                 Ok(true) => {
                     immutable.insert(volume.name.clone());
                 }
@@ -504,9 +514,10 @@ impl Refresher {
         out
     }
 
-    /// Forget pod `uid` (it is gone).
+    /// Forget pod `uid` (it is gone), and the tokens bound to it.
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
+        self.tokens.forget_pod(uid);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RefreshState>> {

@@ -12,7 +12,11 @@
 //!   through [`crate::env::resource_value`] (limits default to the node's
 //!   allocatable, `divisor` rounds up).
 //! * projected: the sources above merged (`defaultMode` for the whole
-//!   volume, `mode` per item); `serviceAccountToken`,
+//!   volume, `mode` per item); `serviceAccountToken` through
+//!   [`super::sa_token`] (the file at the source's `path` with the volume's
+//!   `defaultMode`; 0600 when it has an owner (its `user`, the volume's
+//!   `defaultUser`, or the `runAsUser` all containers share) or the pod an
+//!   `fsGroup`, as the kubelet);
 //!   `clusterTrustBundle` and `podCertificate` sources are refused (this
 //!   cluster issues no such credentials yet).
 //!
@@ -59,6 +63,8 @@ pub struct Inputs<'a> {
     pub client: &'a kube::Client,
     /// The node's allocatable resources (resourceFieldRef limits default to it).
     pub allocatable: Option<&'a BTreeMap<String, Quantity>>,
+    /// The node's service account tokens.
+    pub tokens: &'a super::sa_token::TokenManager,
 }
 
 /// Whether `volume` is one of the kinds this module projects.
@@ -138,11 +144,25 @@ pub async fn payload(inputs: &Inputs<'_>, pod: &Pod, volume: &Volume) -> Result<
             if let Some(d) = &s.downward_api {
                 downward(inputs, pod, d.items.as_deref().unwrap_or(&[]), owner, &mut out)?;
             }
-            if s.service_account_token.is_some() {
-                return Err(ProjectionError::Setup(
-                    "serviceAccountToken projections are not supported: this cluster issues no service account tokens yet"
-                        .into(),
-                ));
+            if let Some(t) = &s.service_account_token {
+                let token = inputs
+                    .tokens
+                    .token(inputs.client, pod, t)
+                    .await
+                    .map_err(ProjectionError::Setup)?;
+                let user = t.user.or(owner.user).or_else(|| fs_user(pod));
+                let has_fs_group = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.security_context.as_ref())
+                    .is_some_and(|c| c.fs_group.is_some());
+                let mode = if user.is_some() || has_fs_group {
+                    0o600
+                } else {
+                    owner.mode
+                };
+                out.immutable = false;
+                insert(&mut out, &t.path, token.into_bytes(), mode, user)?;
             }
             if s.cluster_trust_bundle.is_some() {
                 return Err(ProjectionError::Setup(
@@ -324,6 +344,35 @@ fn resource_value(inputs: &Inputs<'_>, pod: &Pod, selector: &ResourceFieldSelect
         .map_err(|e| ProjectionError::Setup(format!("resourceFieldRef {:?}: {e}", selector.resource)))
 }
 
+/// The user that owns a pod's token files: the effective `runAsUser`
+/// shared by every container (the kubelet's `FsUserFrom`), else none.
+fn fs_user(pod: &Pod) -> Option<i64> {
+    let spec = pod.spec.as_ref()?;
+    let pod_user = spec.security_context.as_ref().and_then(|c| c.run_as_user);
+    let own = |sc: Option<&k8s_openapi::api::core::v1::SecurityContext>| sc.and_then(|s| s.run_as_user);
+    let users = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .map(|c| own(c.security_context.as_ref()))
+        .chain(
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| own(c.security_context.as_ref())),
+        );
+    let mut user = None;
+    for uid in users {
+        let uid = uid.or(pod_user)?;
+        match user {
+            Some(u) if u != uid => return None,
+            _ => user = Some(uid),
+        }
+    }
+    user
+}
+
 /// The value of a downwardAPI volume's `fieldRef` (metadata only, as the kubelet's volume plugin).
 pub fn field_value(pod: &Pod, path: &str) -> Option<String> {
     let meta = &pod.metadata;
@@ -422,9 +471,11 @@ mod tests {
         ]))
         .unwrap();
         let client = sluice_tests_free_client();
+        let tokens = super::super::sa_token::TokenManager::default();
         let inputs = Inputs {
             client: &client,
             allocatable: None,
+            tokens: &tokens,
         };
         let mut out = Projected {
             payload: Payload::new(),
@@ -442,6 +493,26 @@ mod tests {
     fn sluice_tests_free_client() -> kube::Client {
         let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
         kube::Client::try_from(config).unwrap()
+    }
+
+    #[test]
+    fn token_files_belong_to_the_single_run_as_user() {
+        let mut pod = pod();
+        assert_eq!(fs_user(&pod), None);
+        pod.spec.as_mut().unwrap().security_context = Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            run_as_user: Some(1000),
+            ..Default::default()
+        });
+        assert_eq!(fs_user(&pod), Some(1000));
+        pod.spec.as_mut().unwrap().containers[0].security_context = Some(k8s_openapi::api::core::v1::SecurityContext {
+            run_as_user: Some(7),
+            ..Default::default()
+        });
+        assert_eq!(fs_user(&pod), Some(7));
+        let mut second = pod.spec.as_ref().unwrap().containers[0].clone();
+        second.security_context = None;
+        pod.spec.as_mut().unwrap().containers.push(second);
+        assert_eq!(fs_user(&pod), None, "two users: no owner");
     }
 
     #[test]
