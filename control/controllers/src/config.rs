@@ -63,6 +63,12 @@ pub struct ControllerManagerConfig {
     #[arg(long, default_value_t = 100)]
     pub max_endpoints_per_slice: usize,
 
+    /// The cluster CA bundle (PEM) published in every namespace as the
+    /// ConfigMap `kube-root-ca.crt` (the API server's `<cert-dir>/ca.crt`);
+    /// unset: nothing is published.
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
+
     /// Leader election: run only while holding the Lease.
     #[command(flatten)]
     pub leader_election: sluice_kube::leader_election::LeaderElectionArgs,

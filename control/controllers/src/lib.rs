@@ -34,8 +34,10 @@ pub mod pods;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod resourcequota;
+pub mod root_ca_publisher;
 pub mod runner;
 pub mod service_lb;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod status;
 pub mod ttl_after_finished;
@@ -165,5 +167,13 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "resourcequota",
         init: resourcequota::init,
+    },
+    ControllerDescriptor {
+        name: serviceaccount::NAME,
+        init: serviceaccount::init,
+    },
+    ControllerDescriptor {
+        name: root_ca_publisher::NAME,
+        init: root_ca_publisher::init,
     },
 ];
