@@ -47,6 +47,12 @@ enum Command {
         /// Extra subject alternative names for the serving certificate.
         #[arg(long = "tls-san")]
         tls_san: Vec<String>,
+        /// Issuer (`iss`) of ServiceAccount tokens.
+        #[arg(long, default_value = sluice_apiserver::http::service_account_token::DEFAULT_ISSUER)]
+        service_account_issuer: String,
+        /// Audiences the API accepts in tokens (comma-separated; default: the issuer).
+        #[arg(long, value_delimiter = ',')]
+        api_audiences: Vec<String>,
     },
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig {
@@ -92,6 +98,8 @@ fn main() -> Result<()> {
             service_node_port_range,
             event_ttl,
             tls_san,
+            service_account_issuer,
+            api_audiences,
         } => {
             sluice_kube::logging::init();
             let cfg = sluice_apiserver::http::server::ServeConfig {
@@ -104,6 +112,8 @@ fn main() -> Result<()> {
                 service_node_port_range,
                 event_ttl: event_ttl.into(),
                 extra_sans: tls_san,
+                service_account_issuer,
+                api_audiences,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -10,6 +10,11 @@
 //! directory on that node. A class with `reclaimPolicy: Retain` keeps the
 //! volume `Released` with its directory.
 //!
+//! A one-node cluster runs Redis as a Deployment on a claim: what it wrote
+//! is still there after its pod is deleted and replaced. The user then grows
+//! the claim (`kubectl patch`), and the claim and its volume report the new
+//! size with Kubernetes' resize events; shrinking it is refused.
+//!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
 use serde_json::Value;
@@ -200,4 +205,121 @@ volumeBindingMode: WaitForFirstConsumer
         std::fs::read_to_string(Path::new(&dir).join("hello")).ok().as_deref(),
         Some("retained\n")
     );
+}
+
+/// The user story of issue 15: Redis keeps what it wrote on its claim when
+/// its pod is deleted and the Deployment makes a new one; the claim then
+/// grows when the user asks for more, as the class allows expansion.
+#[test]
+fn redis_keeps_its_data_on_a_claim_across_pods_and_the_claim_grows() {
+    let cluster = TestCluster::up(1, &[]);
+    cluster.apply(&claim("redis-data", None));
+    cluster.apply(
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+      - name: redis
+        image: redis:7.0.15
+        command: [redis-server, --appendonly, "yes", --dir, /data, --protected-mode, "no"]
+        ports: [{containerPort: 6379}]
+        readinessProbe: {tcpSocket: {port: 6379}, periodSeconds: 1}
+        volumeMounts: [{name: data, mountPath: /data}]
+      volumes:
+      - name: data
+        persistentVolumeClaim: {claimName: redis-data}
+"#,
+    );
+    let first = cluster.wait_running("app=redis", 1, WAIT).remove(0);
+    let cli = |pod: &PodView, args: &[&str]| {
+        let mut cmd = vec!["redis-cli"];
+        cmd.extend_from_slice(args);
+        let out = cluster.exec_in_pod(pod, &cmd);
+        assert!(
+            out.status.success(),
+            "redis-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    // redis-server may still be starting when the container runs.
+    wait_for(Duration::from_secs(60), || {
+        let out = cluster.exec_in_pod(&first, &["redis-cli", "ping"]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "PONG").then_some(())
+    })
+    .expect("redis answers PING");
+    assert_eq!(cli(&first, &["set", "greeting", "survives"]), "OK");
+    assert_eq!(cli(&first, &["rpush", "queue", "a", "b", "c"]), "3");
+
+    // The pod goes; the Deployment's next pod finds the data.
+    cluster.kubectl_ok(&["delete", "pod", &first.name, "--wait=true"]);
+    let second = wait_for(WAIT, || {
+        cluster
+            .pods("app=redis")
+            .into_iter()
+            .find(|p| p.name != first.name && p.phase == "Running" && p.ready)
+    })
+    .unwrap_or_else(|| panic!("no second redis pod\n{}", cluster.logs_tail()));
+    assert_eq!(cli(&second, &["get", "greeting"]), "survives");
+    assert_eq!(cli(&second, &["lrange", "queue", "0", "-1"]), "a\nb\nc");
+
+    // The user asks for more space: the claim and its volume grow.
+    let volume = wait_bound(&cluster, "redis-data");
+    cluster.kubectl_ok(&[
+        "patch",
+        "pvc",
+        "redis-data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"128Mi"}}}}"#,
+    ]);
+    wait_for(WAIT, || {
+        let c = get_json(&cluster, &["pvc", "redis-data"])?;
+        (c["status"]["capacity"]["storage"] == "128Mi").then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the claim never grew\n{}\n{}",
+            cluster.kubectl_ok(&["describe", "pvc", "redis-data"]),
+            cluster.logs_tail()
+        )
+    });
+    let pv = get_json(&cluster, &["pv", &volume]).unwrap();
+    assert_eq!(pv["spec"]["capacity"]["storage"], "128Mi", "{pv}");
+    let c = get_json(&cluster, &["pvc", "redis-data"]).unwrap();
+    assert!(
+        c["status"]["conditions"].as_array().is_none_or(|c| c.is_empty()),
+        "no resize condition is left: {c}"
+    );
+    let described = wait_for(Duration::from_secs(30), || {
+        let out = cluster.kubectl_ok(&["describe", "pvc", "redis-data"]);
+        out.contains("VolumeResizeSuccessful").then_some(out)
+    })
+    .expect("a VolumeResizeSuccessful event");
+    for reason in ["ExternalExpanding", "Resizing", "Resize volume succeeded"] {
+        assert!(described.contains(reason), "{reason} missing:\n{described}");
+    }
+    assert!(described.contains("128Mi"), "{described}");
+    // Shrinking below what the volume has is refused, as Kubernetes refuses it.
+    let out = cluster.kubectl(&[
+        "patch",
+        "pvc",
+        "redis-data",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"64Mi"}}}}"#,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.resources.requests.storage: Forbidden: field can not be less than status.capacity"),
+        "{err}"
+    );
+    // Redis kept running on its volume throughout.
+    assert_eq!(cli(&second, &["get", "greeting"]), "survives");
 }

@@ -1,5 +1,5 @@
-//! Authentication (bearer tokens, client certificates) and the
-//! authorization seam.
+//! Authentication (bearer tokens — static, bootstrap and ServiceAccount
+//! tokens — and client certificates) and the authorization seam.
 //!
 //! Authentication turns a request into a [`UserInfo`]; the TLS layer has
 //! already verified any client certificate against the cluster CA and put
@@ -116,6 +116,34 @@ pub fn identity_from_cert(der: &[u8]) -> Option<UserInfo> {
         uid: String::new(),
         groups,
     })
+}
+
+/// The `extra` attributes of the request's user (ServiceAccount tokens:
+/// `authentication.kubernetes.io/pod-name`, `credential-id`, ...), put in
+/// the request extensions beside its [`UserInfo`].
+#[derive(Debug, Clone, Default)]
+pub struct UserExtra(pub std::collections::BTreeMap<String, Vec<String>>);
+
+/// A ServiceAccount token (`service_account_token`) for the API's own
+/// audiences: its user, with the user's [`UserExtra`] added to `req`; `None`
+/// (then 401) when the token is not one, or is invalid (the reason is logged).
+pub async fn service_account(
+    state: &crate::http::state::AppState,
+    token: &str,
+    req: &mut axum::extract::Request,
+) -> Option<UserInfo> {
+    let tokens = &state.sa_tokens;
+    match tokens.authenticate(&state.registry, token, &tokens.api_audiences).await {
+        Ok(Some(a)) => {
+            req.extensions_mut().insert(UserExtra(a.extra));
+            Some(a.user)
+        }
+        Ok(None) => None,
+        Err(reason) => {
+            tracing::info!(%reason, "service account token rejected");
+            None
+        }
+    }
 }
 
 /// What a request wants to do, for authorization (a resource request, or

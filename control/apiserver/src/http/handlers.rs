@@ -353,6 +353,17 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         let answered = crate::http::reviews::answer(&reg, &user, r, ns, obj)?;
         return out.object(StatusCode::CREATED, answered, &[]);
     }
+    if verb == "create" && *r == crate::kinds::tokenreview::RESOURCE {
+        let obj = read_body_as(body, &content_type).await?;
+        let answered = crate::http::token_request::review(&state, obj).await?;
+        return out.object(StatusCode::CREATED, answered, &[]);
+    }
+    if verb == "create" && t.subresource.as_deref() == Some("token") && *r == crate::kinds::serviceaccount::RESOURCE {
+        let obj = read_body_as(body, &content_type).await?;
+        let (ns, name) = (ns.unwrap_or_default(), t.name.as_deref().unwrap_or_default());
+        let answered = crate::http::token_request::create(&reg, &state.sa_tokens, ns, name, obj).await?;
+        return Ok(out.raw(StatusCode::CREATED, &answered, &[]));
+    }
     if t.subresource.as_deref() == Some("log") && verb == "get" {
         let name = t.name.as_deref().unwrap_or_default();
         return crate::http::node_proxy::pod_log(&state, ns.unwrap_or_default(), name, &q).await;

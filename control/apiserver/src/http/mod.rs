@@ -1,6 +1,7 @@
 //! The HTTP layer: TLS and authentication ([`server`], [`auth`],
-//! [`bootstrap_token`]), authorization ([`authz`]) and the access reviews
-//! ([`reviews`]), routing and verbs ([`request`], [`handlers`],
+//! [`bootstrap_token`], [`service_account_token`]), authorization ([`authz`]) and the access reviews
+//! ([`reviews`]), ServiceAccount tokens and OIDC discovery
+//! ([`token_request`]), routing and verbs ([`request`], [`handlers`],
 //! [`params`]), content negotiation and encodings ([`negotiation`],
 //! [`wire`]), watches ([`watch`]), the node-facing endpoints
 //! ([`node_proxy`], [`kubelet_client`], [`node_certs`]), and the proxy to aggregated API
@@ -20,6 +21,8 @@ pub mod params;
 pub mod request;
 pub mod reviews;
 pub mod server;
+pub mod service_account_token;
 pub mod state;
+pub mod token_request;
 pub mod watch;
 pub mod wire;

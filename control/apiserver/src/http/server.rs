@@ -22,6 +22,7 @@ use tower::ServiceExt;
 
 use crate::http::auth::{ClientCertIdentity, RequestAttributes, TokenAuthenticator, UserInfo};
 use crate::http::handlers;
+use crate::http::service_account_token::{ServiceAccountTokens, JWKS_PATH};
 use crate::http::state::AppState;
 use crate::kinds::{self, Kind};
 use crate::pki;
@@ -51,6 +52,10 @@ pub struct ServeConfig {
     pub event_ttl: Duration,
     /// Extra SANs for the serving certificate.
     pub extra_sans: Vec<String>,
+    /// `iss` of ServiceAccount tokens (`--service-account-issuer`).
+    pub service_account_issuer: String,
+    /// Audiences the API accepts (`--api-audiences`; empty: the issuer).
+    pub api_audiences: Vec<String>,
 }
 
 /// Paths served to anonymous clients.
@@ -67,12 +72,16 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
     {
         if let Some(token) = h.strip_prefix("Bearer ").map(str::trim) {
             user = match state.tokens.authenticate(token) {
                 Some(u) => Some(u),
                 None => crate::http::bootstrap_token::authenticate(&state.registry, token).await,
             };
+            if user.is_none() {
+                user = crate::http::auth::service_account(&state, token, &mut req).await;
+            }
             if user.is_none() {
                 return ApiError::unauthorized().into_response();
             }
@@ -181,7 +190,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         // Discovery, /version and OpenAPI documents.
         .merge(crate::discovery::routes(state.registry.catalog.clone()))
-        .merge(crate::http::node_certs::routes(state.node_certs.clone()));
+        .merge(crate::http::node_certs::routes(state.node_certs.clone()))
+        .merge(crate::http::token_request::discovery_routes(state.sa_tokens.clone()));
     let api = api.layer(middleware::from_fn_with_state(
         state.aggregator.clone(),
         crate::http::aggregator::proxy,
@@ -259,6 +269,22 @@ fn tls_config(files: &pki::ServingFiles) -> Result<rustls::ServerConfig> {
     Ok(cfg)
 }
 
+/// The key set's URL in the OIDC discovery document: this server's
+/// address (or first SAN when bound to all addresses), as Kubernetes uses
+/// its external address.
+fn jwks_uri(cfg: &ServeConfig) -> String {
+    let host = match cfg.extra_sans.first() {
+        Some(san) if cfg.bind_address.is_unspecified() => san.clone(),
+        _ if cfg.bind_address.is_unspecified() => "127.0.0.1".to_string(),
+        _ => cfg.bind_address.to_string(),
+    };
+    let host = match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("[{host}]"),
+        Err(_) => host,
+    };
+    format!("https://{host}:{}{JWKS_PATH}", cfg.secure_port)
+}
+
 /// Run the API server until the process is stopped.
 pub async fn serve(cfg: ServeConfig) -> Result<()> {
     let files = pki::ensure_serving(&cfg.cert_dir, cfg.bind_address, &cfg.extra_sans)?;
@@ -299,6 +325,12 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
         )),
         kubelet: Arc::new(crate::http::node_proxy::KubeletClient::from_cert_dir(&cfg.cert_dir)?),
         node_certs: Arc::new(crate::http::node_certs::NodeCertSigner::load(&cfg.cert_dir)?),
+        sa_tokens: Arc::new(ServiceAccountTokens::load_or_create(
+            &cfg.cert_dir,
+            &cfg.service_account_issuer,
+            cfg.api_audiences.clone(),
+            jwks_uri(&cfg),
+        )?),
     };
     let app = router(state);
     let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);

@@ -21,6 +21,8 @@ pub struct AppState {
     pub kubelet: Arc<KubeletClient>,
     /// Signs node client certificates for joining nodes.
     pub node_certs: Arc<NodeCertSigner>,
+    /// ServiceAccount token issuer and authenticator.
+    pub sa_tokens: Arc<crate::http::service_account_token::ServiceAccountTokens>,
     /// Remote APIServices: routing table and transport of the aggregator.
     pub aggregator: Arc<crate::registry::apiservices::ApiServices>,
 }

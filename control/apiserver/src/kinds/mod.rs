@@ -60,6 +60,7 @@ builtin_kinds! {
     daemonset => DaemonSets,
     controllerrevision => ControllerRevisions,
     selfsubjectreview => SelfSubjectReviews,
+    tokenreview => TokenReviews,
     selfsubjectaccessreview => SelfSubjectAccessReviews,
     subjectaccessreview => SubjectAccessReviews,
     localsubjectaccessreview => LocalSubjectAccessReviews,

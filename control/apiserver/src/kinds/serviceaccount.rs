@@ -6,8 +6,21 @@ use serde_json::{json, Value};
 
 use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{age, arr, col, name, Column, AGE, NAME};
-use crate::kinds::{table, Resource, Strategy};
+use crate::kinds::{table, Resource, Strategy, Subresource};
 use crate::status::ApiResult;
+
+/// `serviceaccounts/token`: an `authentication.k8s.io/v1` TokenRequest,
+/// answered by `http::token_request` (`kubectl create token`).
+const TOKEN: Subresource = Subresource {
+    name: "token",
+    kind: "TokenRequest",
+    kind_group: "authentication.k8s.io",
+    kind_version: "v1",
+    verbs: &["create"],
+    model: Some(crate::meta::typed::Model::of::<
+        k8s_openapi::api::authentication::v1::TokenRequest,
+    >()),
+};
 
 /// The `ServiceAccount` resource.
 pub static RESOURCE: Resource = Resource {
@@ -19,7 +32,7 @@ pub static RESOURCE: Resource = Resource {
     namespaced: true,
     short_names: &["sa"],
     categories: &[],
-    subresources: &[],
+    subresources: &[TOKEN],
     field_labels: None,
 };
 

@@ -283,6 +283,18 @@ fn roles() -> Vec<DefaultRole> {
     out.push(plain("system:kube-scheduler", scheduler_rules()));
     out.push(plain("system:kube-controller-manager", controller_manager_rules()));
     out.push(plain(
+        "system:service-account-issuer-discovery",
+        vec![url_rule(
+            &["get"],
+            &[
+                "/.well-known/openid-configuration",
+                "/.well-known/openid-configuration/",
+                "/openid/v1/jwks",
+                "/openid/v1/jwks/",
+            ],
+        )],
+    ));
+    out.push(plain(
         "system:node-bootstrapper",
         vec![rule(
             &["create", "get", "list", "watch"],
@@ -407,6 +419,10 @@ fn bindings() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
             vec![("User", "system:kube-controller-manager")],
         ),
         ("system:kube-scheduler", vec![("User", "system:kube-scheduler")]),
+        (
+            "system:service-account-issuer-discovery",
+            vec![("Group", "system:serviceaccounts")],
+        ),
     ]
 }
 

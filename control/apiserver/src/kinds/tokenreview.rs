@@ -1,0 +1,45 @@
+//! TokenReviews (`authentication.k8s.io/v1`): is this token valid, and whose
+//! is it? Created only, never stored: the API server answers the create with
+//! the object's `status` filled in (`http::token_request`), as Kubernetes does.
+
+use k8s_openapi::schemars::generate::SchemaGenerator;
+use serde_json::Value;
+
+use crate::kinds::strategy::openapi_ref;
+use crate::kinds::{Resource, Strategy};
+use crate::status::ApiResult;
+
+/// The `TokenReview` resource.
+pub static RESOURCE: Resource = Resource {
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenReview",
+    plural: "tokenreviews",
+    singular: "tokenreview",
+    namespaced: false,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    field_labels: None,
+};
+
+/// How `TokenReview` objects behave: created and answered, nothing else.
+pub struct TokenReviews;
+
+impl Strategy for TokenReviews {
+    fn resource(&self) -> &'static Resource {
+        &RESOURCE
+    }
+
+    fn verbs(&self) -> &'static [&'static str] {
+        &["create"]
+    }
+
+    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+        crate::meta::typed::round_trip::<k8s_openapi::api::authentication::v1::TokenReview>(obj).map(Some)
+    }
+
+    fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {
+        openapi_ref::<k8s_openapi::api::authentication::v1::TokenReview>(generator)
+    }
+}
