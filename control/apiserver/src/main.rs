@@ -26,6 +26,11 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         bind_address: IpAddr,
+        /// Address published as the `kubernetes` Service's endpoint (default: the
+        /// bind address; bound to 0.0.0.0, the default route's source address;
+        /// never a loopback address).
+        #[arg(long)]
+        advertise_address: Option<IpAddr>,
         /// HTTPS port.
         #[arg(long, default_value_t = 6443)]
         secure_port: u16,
@@ -91,6 +96,7 @@ fn main() -> Result<()> {
         Command::Serve {
             etcd_servers,
             bind_address,
+            advertise_address,
             secure_port,
             cert_dir,
             token_auth_file,
@@ -105,6 +111,7 @@ fn main() -> Result<()> {
             let cfg = sluice_apiserver::http::server::ServeConfig {
                 etcd_servers,
                 bind_address,
+                advertise_address,
                 secure_port,
                 cert_dir,
                 token_auth_file,

@@ -40,6 +40,9 @@ pub struct ServeConfig {
     pub bind_address: IpAddr,
     /// HTTPS port.
     pub secure_port: u16,
+    /// The address published in the `kubernetes` Endpoints (`--advertise-address`;
+    /// see [`crate::registry::master_endpoints::advertise_address`]).
+    pub advertise_address: Option<IpAddr>,
     /// Where the CA and serving certificate live.
     pub cert_dir: PathBuf,
     /// Static token file.
@@ -287,7 +290,10 @@ fn jwks_uri(cfg: &ServeConfig) -> String {
 
 /// Run the API server until the process is stopped.
 pub async fn serve(cfg: ServeConfig) -> Result<()> {
-    let files = pki::ensure_serving(&cfg.cert_dir, cfg.bind_address, &cfg.extra_sans)?;
+    let advertise = crate::registry::master_endpoints::advertise_address(cfg.bind_address, cfg.advertise_address);
+    let kubernetes_ip = Allocator::new(&cfg.service_cluster_ip_range, &cfg.service_node_port_range)?.kubernetes_ip();
+    let sans = crate::registry::master_endpoints::serving_sans(&cfg.extra_sans, advertise, kubernetes_ip);
+    let files = pki::ensure_serving(&cfg.cert_dir, cfg.bind_address, &sans)?;
     let tls = tokio_rustls::TlsAcceptor::from(Arc::new(tls_config(&files)?));
     let tokens = match &cfg.token_auth_file {
         Some(p) => TokenAuthenticator::load(p)?,
@@ -314,6 +320,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     crate::registry::admission::start(registry.clone()).await?;
     // Roles and bindings are in memory before the first request is authorized.
     crate::registry::rbac::start(registry.clone()).await?;
+    match advertise {
+        Some(ip) => crate::registry::master_endpoints::start(registry.clone(), ip, cfg.secure_port),
+        None => tracing::warn!("no advertise address: the kubernetes Service gets no endpoints"),
+    }
     crate::registry::node_graph::start(registry.clone()).await?;
     let aggregator = crate::registry::apiservices::start(registry.clone(), &cfg.cert_dir).await?;
     let state = AppState {

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod crds;
 pub mod eviction;
 pub mod limit_ranger;
+pub mod master_endpoints;
 pub mod node_graph;
 pub mod node_restriction;
 pub mod patch;
