@@ -13,10 +13,9 @@
 //! step charges with, so terminal pods use no compute and no `pods`. A name
 //! no kind counts gets no `used` entry; a counted name nobody uses is `0`.
 //!
-//! A quota is reconciled when it changes (a new `hard` is recomputed at
-//! once), when a pod or Service in its namespace changes (deletions release
-//! usage quickly, as Kubernetes' replenishment does), and every resync
-//! period. The status is written with `replace_status` under the quota's
+//! A quota is reconciled when its `hard` changes (recomputed at once),
+//! when a pod or Service in its namespace changes (deletions release usage
+//! quickly, as Kubernetes' replenishment does), and every resync period. The status is written with `replace_status` under the quota's
 //! resourceVersion; a conflict with an admission charge retries.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -52,7 +51,14 @@ const NAMED_KINDS: &[(&str, &str)] = &[
 /// Subscribes the resourcequota controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let quotas: Informer<ResourceQuota> = Informer::new(Api::all(ctx.client.clone()), watcher::Config::default());
-    let own = quotas.trigger(|q: &ResourceQuota| Some(ObjectRef::from_obj(q)));
+    // A quota whose status.hard lags its spec (new, or `hard` changed); not
+    // the status writes of admission charges, which would recompute from a
+    // list that may not have the charged object yet.
+    let own = quotas.trigger(|q: &ResourceQuota| {
+        let hard = q.spec.as_ref().and_then(|s| s.hard.clone());
+        let observed = q.status.as_ref().and_then(|s| s.hard.clone());
+        (hard != observed || q.status.as_ref().is_none_or(|s| s.used.is_none())).then(|| ObjectRef::from_obj(q))
+    });
     let in_namespace = |store: kube::runtime::reflector::Store<ResourceQuota>| {
         move |ns: Option<String>| -> Vec<ObjectRef<ResourceQuota>> {
             store

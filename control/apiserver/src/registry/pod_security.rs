@@ -802,7 +802,9 @@ fn invalid_labels(name: &str, errs: &[FieldError]) -> ApiError {
         code: 422,
         reason: "Invalid",
         message: format!("namespaces {name:?} is invalid: {summary}"),
-        details: Some(json!({"name": name, "kind": "namespaces"})),
+        // Kubernetes' PodSecurity response carries no details: kubectl
+        // prints the message as it is.
+        details: None,
     }
 }
 

@@ -1,0 +1,330 @@
+//! Story: a cluster administrator shares the cluster between teams with
+//! namespace policies. A team namespace gets a LimitRange (pods without
+//! resources get its defaults, a container above its maximum is refused)
+//! and a ResourceQuota (the controller-manager keeps its usage, a pod over
+//! the quota is refused with Kubernetes' words, `kubectl describe quota`
+//! shows used/hard, and deleting a pod frees its share). Pod Security
+//! labels guard the namespaces: `restricted` refuses a privileged pod and
+//! admits a conforming one, `warn=baseline` admits with a `Warning:`,
+//! tightening the enforce level warns about the pods already there, and an
+//! invalid level is refused.
+//!
+//! API server, etcd and controller-manager only: pods stay Pending, no node
+//! is needed.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sluice_tests::controllers::ControllerManager;
+use sluice_tests::{eventually, ControlPlane};
+
+/// kubectl with `kubeconfig` and optional stdin: (success, stdout, stderr).
+fn kubectl_in(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl runs");
+    let mut input = child.stdin.take().expect("stdin");
+    input.write_all(stdin.unwrap_or("").as_bytes()).expect("stdin written");
+    drop(input);
+    let out = child.wait_with_output().expect("kubectl finishes");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    kubectl_in(kubeconfig, args, None)
+}
+
+fn kubectl_ok(kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = kubectl(kubeconfig, args);
+    assert!(ok, "kubectl {args:?} failed:\n{out}{err}");
+    out
+}
+
+/// `kubectl apply -f -`: (success, stdout, stderr).
+fn apply(kubeconfig: &Path, manifest: &str) -> (bool, String, String) {
+    kubectl_in(kubeconfig, &["apply", "-f", "-"], Some(manifest))
+}
+
+fn privileged_pod(ns: &str, name: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  containers:\n  - name: {name}\n    image: busybox\n    securityContext:\n      privileged: true\n"
+    )
+}
+
+/// The `Used` and `Hard` columns of `resource` in `kubectl describe quota`.
+fn described(text: &str, resource: &str) -> Option<(String, String)> {
+    text.lines().find_map(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        (cols.len() == 3 && cols[0] == resource).then(|| (cols[1].to_string(), cols[2].to_string()))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_policies_limit_default_and_guard_pods() {
+    let cp = ControlPlane::start().await;
+    let kc = cp.kubeconfig_path().to_path_buf();
+    let _cm = ControllerManager::start(&kc, "cm-1", &[]);
+
+    // --- A team namespace with defaults, limits and a quota.
+    kubectl_ok(&kc, &["create", "namespace", "team"]);
+    let (ok, out, err) = apply(
+        &kc,
+        "apiVersion: v1
+kind: LimitRange
+metadata:
+  name: defaults
+  namespace: team
+spec:
+  limits:
+  - type: Container
+    default: {cpu: 500m, memory: 256Mi}
+    defaultRequest: {cpu: 250m, memory: 128Mi}
+    max: {cpu: \"1\"}
+---
+apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: q
+  namespace: team
+spec:
+  hard: {pods: \"2\", requests.cpu: \"1\", limits.memory: 1Gi}
+",
+    );
+    assert!(ok, "policies applied: {out}{err}");
+    assert!(kubectl_ok(&kc, &["get", "limitranges", "-n", "team"]).starts_with("NAME       CREATED AT"));
+
+    // The controller-manager fills in the quota's status.
+    eventually(Duration::from_secs(30), "quota status computed", || async {
+        let used = kubectl(
+            &kc,
+            &["get", "quota", "q", "-n", "team", "-o", "jsonpath={.status.used.pods}"],
+        )
+        .1;
+        (used == "0").then_some(())
+    })
+    .await;
+
+    // A pod without resources gets the LimitRange's defaults, recorded in an annotation.
+    kubectl_ok(&kc, &["run", "p1", "-n", "team", "--image=busybox"]);
+    let resources = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "pod",
+            "p1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.spec.containers[0].resources}",
+        ],
+    );
+    let resources: serde_json::Value = serde_json::from_str(&resources).expect("resources are JSON");
+    assert_eq!(
+        resources,
+        serde_json::json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "250m", "memory": "128Mi"}})
+    );
+    let annotation = kubectl_ok(
+        &kc,
+        &[
+            "get",
+            "pod",
+            "p1",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.metadata.annotations.kubernetes\\.io/limit-ranger}",
+        ],
+    );
+    assert_eq!(
+        annotation,
+        "LimitRanger plugin set: cpu, memory request for container p1; cpu, memory limit for container p1"
+    );
+
+    // A container above the LimitRange's maximum is refused.
+    let (ok, _, err) = apply(
+        &kc,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: big\n  namespace: team\nspec:\n  containers:\n  - name: big\n    image: busybox\n    resources:\n      limits: {cpu: \"2\"}\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("pods \"big\" is forbidden: maximum cpu usage per Container is 1, but limit is 2"),
+        "{err}"
+    );
+
+    // The quota admits two pods, then refuses the third with Kubernetes' words.
+    kubectl_ok(&kc, &["run", "p2", "-n", "team", "--image=busybox"]);
+    let (ok, _, err) = kubectl(&kc, &["run", "p3", "-n", "team", "--image=busybox"]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "Error from server (Forbidden): pods \"p3\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"
+        ),
+        "{err}"
+    );
+    let describe = kubectl_ok(&kc, &["describe", "quota", "q", "-n", "team"]);
+    assert_eq!(
+        described(&describe, "pods"),
+        Some(("2".into(), "2".into())),
+        "{describe}"
+    );
+    assert_eq!(
+        described(&describe, "requests.cpu"),
+        Some(("500m".into(), "1".into())),
+        "{describe}"
+    );
+    assert_eq!(
+        described(&describe, "limits.memory"),
+        Some(("512Mi".into(), "1Gi".into())),
+        "{describe}"
+    );
+    let table = kubectl_ok(&kc, &["get", "quota", "-n", "team"]);
+    assert!(table.starts_with("NAME   AGE"), "{table}");
+    assert!(table.contains("pods: 2/2, requests.cpu: 500m/1"), "{table}");
+    assert!(table.contains("limits.memory: 512Mi/1Gi"), "{table}");
+
+    // Deleting a pod frees its share.
+    kubectl_ok(&kc, &["delete", "pod", "p1", "-n", "team", "--wait=false"]);
+    eventually(Duration::from_secs(30), "usage released", || async {
+        let used = kubectl(
+            &kc,
+            &["get", "quota", "q", "-n", "team", "-o", "jsonpath={.status.used.pods}"],
+        )
+        .1;
+        (used == "1").then_some(())
+    })
+    .await;
+    kubectl_ok(&kc, &["run", "p3", "-n", "team", "--image=busybox"]);
+
+    // --- A restricted namespace refuses a privileged pod and admits a conforming one.
+    kubectl_ok(&kc, &["create", "namespace", "locked"]);
+    kubectl_ok(
+        &kc,
+        &[
+            "label",
+            "namespace",
+            "locked",
+            "pod-security.kubernetes.io/enforce=restricted",
+        ],
+    );
+    let (ok, _, err) = apply(&kc, &privileged_pod("locked", "priv"));
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "pods \"priv\" is forbidden: violates PodSecurity \"restricted:latest\": \
+privileged (container \"priv\" must not set securityContext.privileged=true), \
+allowPrivilegeEscalation != false (container \"priv\" must set securityContext.allowPrivilegeEscalation=false), \
+unrestricted capabilities (container \"priv\" must set securityContext.capabilities.drop=[\"ALL\"]), \
+runAsNonRoot != true (pod or container \"priv\" must set securityContext.runAsNonRoot=true), \
+seccompProfile (pod or container \"priv\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
+        ),
+        "{err}"
+    );
+    let conforming = "apiVersion: v1
+kind: Pod
+metadata:
+  name: good
+  namespace: locked
+spec:
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+  - name: good
+    image: busybox
+    securityContext:
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL]}
+";
+    let (ok, out, err) = apply(&kc, conforming);
+    assert!(ok, "conforming pod admitted: {out}{err}");
+    assert!(!err.contains("Warning"), "{err}");
+
+    // --- A namespace that only warns admits with a warning, for pods and workloads.
+    kubectl_ok(&kc, &["create", "namespace", "open"]);
+    kubectl_ok(
+        &kc,
+        &["label", "namespace", "open", "pod-security.kubernetes.io/warn=baseline"],
+    );
+    let (ok, out, err) = apply(&kc, &privileged_pod("open", "priv"));
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(
+            "Warning: would violate PodSecurity \"baseline:latest\": privileged (container \"priv\" must not set securityContext.privileged=true)"
+        ),
+        "{err}"
+    );
+    let (ok, out, err) = apply(
+        &kc,
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: open
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      hostNetwork: true
+      containers:
+      - name: web
+        image: busybox
+",
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains("Warning: would violate PodSecurity \"baseline:latest\": host namespaces (hostNetwork=true)"),
+        "{err}"
+    );
+
+    // Tightening the enforce level warns about the pods already there.
+    let (ok, out, err) = kubectl(
+        &kc,
+        &[
+            "label",
+            "namespace",
+            "open",
+            "pod-security.kubernetes.io/enforce=baseline",
+        ],
+    );
+    assert!(ok, "{out}{err}");
+    assert!(
+        err.contains(
+            "Warning: existing pods in namespace \"open\" violate the new PodSecurity enforce level \"baseline:latest\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("Warning: priv: privileged"), "{err}");
+
+    // Label values are validated.
+    let (ok, _, err) = kubectl(
+        &kc,
+        &[
+            "label",
+            "namespace",
+            "open",
+            "pod-security.kubernetes.io/enforce=strict",
+            "--overwrite",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "namespaces \"open\" is invalid: metadata.labels[pod-security.kubernetes.io/enforce]: Invalid value: \"strict\": must be one of privileged, baseline, restricted"
+        ),
+        "{err}"
+    );
+}
