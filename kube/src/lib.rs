@@ -25,6 +25,8 @@
 //! - `owners`: owner references (the controller of an object, a controller's reference);
 //! - `storage`: which PersistentVolume a claim binds to, and the claims a
 //!   pod uses (label selectors through kube's `Selector`).
+//! - `resource_quota`: what objects use under a ResourceQuota, scopes and
+//!   quantities printed as Kubernetes does (admission and controller alike).
 //!
 //! Dependency rule: this crate depends on no other Sluice crate, and its
 //! default build does no I/O, so any crate may use it.
