@@ -9,6 +9,7 @@
 //! Controllers are registered in one descriptor list, [`CONTROLLERS`]; the
 //! binary runs them only while it holds the leader Lease (`sluice_kube::leader_election`).
 
+pub mod attach_detach;
 pub mod clusterrole_aggregation;
 pub mod config;
 pub mod context;
@@ -163,6 +164,10 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: "persistentvolume-binder",
         init: persistentvolume::init,
+    },
+    ControllerDescriptor {
+        name: "attach-detach",
+        init: attach_detach::init,
     },
     ControllerDescriptor {
         name: "resourcequota",

@@ -27,6 +27,7 @@ pub mod bootstrap;
 pub mod cgroups;
 pub mod cluster_dns;
 pub mod cni_config;
+pub mod csi;
 pub mod container_setup;
 pub mod cri;
 pub mod env;

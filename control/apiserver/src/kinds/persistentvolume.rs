@@ -8,11 +8,14 @@
 //! Validation as Kubernetes' `ValidatePersistentVolume`: exactly one volume
 //! source, `capacity.storage` required, access modes required and known
 //! (`ReadWriteOncePod` alone), a `local` volume needs node affinity, and the
-//! node affinity's shape. The node can mount only `hostPath` and `local`
-//! volumes, so every other source is refused with a 422 naming it, and so
-//! is the deprecated `Recycle` reclaim policy (no recycler pod runs here);
-//! `mountOptions` are refused as Kubernetes refuses them for these two
-//! sources. The source, `volumeMode` and node affinity are immutable.
+//! node affinity's shape. The node can mount only `csi` (through a
+//! registered CSI driver), `hostPath` and `local` volumes, so every other
+//! source is refused with a 422 naming it, and so is the deprecated
+//! `Recycle` reclaim policy (no recycler pod runs here); `mountOptions` are
+//! refused as Kubernetes refuses them for `hostPath` and `local` (a CSI
+//! volume passes them to the driver). A `csi` source needs `driver` and
+//! `volumeHandle`; its expansion secrets are refused (no CSI expansion
+//! here). The source, `volumeMode` and node affinity are immutable.
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::schemars::generate::SchemaGenerator;
@@ -88,7 +91,7 @@ const SOURCES: &[&str] = &[
     "storageos",
     "vsphereVolume",
 ];
-const MOUNTABLE: &[&str] = &["hostPath", "local"];
+const MOUNTABLE: &[&str] = &["csi", "hostPath", "local"];
 
 /// How `PersistentVolume` objects behave.
 pub struct PersistentVolumes;
@@ -310,10 +313,11 @@ pub fn validate_spec(spec: &Value) -> Vec<FieldError> {
         }
     }
     check_mode_and_class(&mut errs, spec, "spec");
-    if spec
-        .get("mountOptions")
-        .and_then(Value::as_array)
-        .is_some_and(|m| !m.is_empty())
+    if sources != ["csi"]
+        && spec
+            .get("mountOptions")
+            .and_then(Value::as_array)
+            .is_some_and(|m| !m.is_empty())
     {
         errs.push(FieldError::forbidden(
             "spec.mountOptions",
@@ -341,12 +345,54 @@ pub fn validate_spec(spec: &Value) -> Vec<FieldError> {
     errs.0
 }
 
+/// A `csi` source as Kubernetes' `validateCSIPersistentVolumeSource`:
+/// `driver` (a DNS-1123 subdomain of at most 63 characters) and
+/// `volumeHandle` required, secret references with name and namespace.
+/// Expansion secrets are refused: no CSI volume is expanded here.
+fn check_csi(errs: &mut Errors, csi: &Value) {
+    let driver = csi.get("driver").and_then(Value::as_str).unwrap_or("");
+    if driver.is_empty() {
+        errs.push(FieldError::required("spec.csi.driver", ""));
+    } else if driver.len() > 63 {
+        errs.push(FieldError::invalid(
+            "spec.csi.driver",
+            &json!(driver),
+            "must be no more than 63 characters",
+        ));
+    } else if let Err(msg) = check_dns1123_subdomain(&driver.to_lowercase()) {
+        errs.push(FieldError::invalid("spec.csi.driver", &json!(driver), msg));
+    }
+    if csi.get("volumeHandle").and_then(Value::as_str).unwrap_or("").is_empty() {
+        errs.push(FieldError::required("spec.csi.volumeHandle", ""));
+    }
+    for secret in ["controllerPublishSecretRef", "nodeStageSecretRef", "nodePublishSecretRef"] {
+        let Some(r) = csi.get(secret).filter(|r| !r.is_null()) else { continue };
+        for field in ["name", "namespace"] {
+            if r.get(field).and_then(Value::as_str).unwrap_or("").is_empty() {
+                errs.push(FieldError::required(format!("spec.csi.{secret}.{field}"), ""));
+            }
+        }
+    }
+    for secret in ["controllerExpandSecretRef", "nodeExpandSecretRef"] {
+        if csi.get(secret).is_some_and(|r| !r.is_null()) {
+            errs.push(FieldError::forbidden(
+                format!("spec.csi.{secret}"),
+                "expansion of CSI volumes is not supported by this cluster",
+            ));
+        }
+    }
+}
+
 fn check_source(errs: &mut Errors, spec: &Value, source: &str) {
     if !MOUNTABLE.contains(&source) {
         errs.push(FieldError::forbidden(
             format!("spec.{source}"),
-            "not supported by this cluster: only hostPath and local volumes can be mounted",
+            "not supported by this cluster: only csi, hostPath and local volumes can be mounted",
         ));
+        return;
+    }
+    if source == "csi" {
+        check_csi(errs, spec.get("csi").unwrap_or(&Value::Null));
         return;
     }
     let base = format!("spec.{source}");

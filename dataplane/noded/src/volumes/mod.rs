@@ -272,6 +272,7 @@ async fn set_up(
         atomic_writer::write(&dir, &projected.payload).map_err(io)?;
         immutable = projected.immutable;
         owned = Some((dir.clone(), true));
+    } else if crate::csi::set_up(client, state_dir, pod, volume, &dir).await? {
     } else if let Some(source) = &volume.persistent_volume_claim {
         let claim_error = |message: String| VolumeError::Claim {
             volume: volume.name.clone(),
@@ -568,6 +569,7 @@ fn disk_usage(path: &Path) -> i64 {
 /// first; links to PersistentVolumes are removed, never followed).
 pub fn remove(state_dir: &Path, uid: &str) {
     let dir = pod_dir(state_dir, uid);
+    crate::csi::tear_down(state_dir, uid);
     if dir.exists() {
         empty_dir::unmount_all_below(&dir);
     }
