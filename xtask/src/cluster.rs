@@ -255,6 +255,8 @@ fn components() -> Vec<Component> {
         Component {
             name: "controller-manager",
             binary: Binary::Workspace("controller-manager"),
+                    // The kubernetes Service's endpoint: pods reach the bridge address.
+                    format!("--advertise-address={}", c.network.gateway()),
             args: |c| {
                 let mut args = vec![
                     format!("--kubeconfig={}", c.kubeconfig().display()),
@@ -269,6 +271,7 @@ fn components() -> Vec<Component> {
             name: "scheduler",
             binary: Binary::Workspace("scheduler"),
             args: |c| vec![format!("--kubeconfig={}", c.kubeconfig().display())],
+                    format!("--root-ca-file={}", c.pki().join("ca.crt").display()),
             ready: Ready::Alive,
         },
     ]
