@@ -1,7 +1,9 @@
 //! `cargo xtask up` / `cargo xtask down`: a Sluice cluster on this machine.
 //!
 //! `up` installs what is missing, builds the binaries, writes certificates and
-//! the admin kubeconfig under `$SLUICE_HOME`, starts every control-plane entry
+//! the admin kubeconfig under `$SLUICE_HOME` (and `scheduler.kubeconfig`,
+//! `controller-manager.kubeconfig`: their own `system:kube-scheduler` and
+//! `system:kube-controller-manager` credentials), starts every control-plane entry
 //! of [`components`] in order (own session, logs under `$SLUICE_HOME/logs`, pid
 //! files under `$SLUICE_HOME/run`), waiting for each to be ready, then brings up
 //! `--nodes N` nodes ([`crate::nodes`]): network namespaces on one bridge
@@ -151,6 +153,14 @@ impl Cluster {
     fn kubeconfig(&self) -> PathBuf {
         self.home.join("admin.kubeconfig")
     }
+    /// The scheduler's own credential (user `system:kube-scheduler`).
+    fn scheduler_kubeconfig(&self) -> PathBuf {
+        self.home.join("scheduler.kubeconfig")
+    }
+    /// The controller-manager's own credential (user `system:kube-controller-manager`).
+    fn controller_manager_kubeconfig(&self) -> PathBuf {
+        self.home.join("controller-manager.kubeconfig")
+    }
     fn etcd_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.etcd_port)
     }
@@ -245,6 +255,8 @@ fn components() -> Vec<Component> {
                     // Loopback for the admin, the bridge address for the nodes.
                     "--bind-address=0.0.0.0".into(),
                     format!("--tls-san={}", c.network.gateway()),
+                    // The kubernetes Service's endpoint: pods reach the bridge address.
+                    format!("--advertise-address={}", c.network.gateway()),
                     format!("--secure-port={}", c.apiserver_port),
                     format!("--cert-dir={}", c.pki().display()),
                     format!("--service-cluster-ip-range={}", c.service_cidr),
@@ -255,12 +267,11 @@ fn components() -> Vec<Component> {
         Component {
             name: "controller-manager",
             binary: Binary::Workspace("controller-manager"),
-                    // The kubernetes Service's endpoint: pods reach the bridge address.
-                    format!("--advertise-address={}", c.network.gateway()),
             args: |c| {
                 let mut args = vec![
-                    format!("--kubeconfig={}", c.kubeconfig().display()),
+                    format!("--kubeconfig={}", c.controller_manager_kubeconfig().display()),
                     format!("--cluster-cidr={}", c.cluster_cidr),
+                    format!("--root-ca-file={}", c.pki().join("ca.crt").display()),
                 ];
                 args.extend(c.controller_manager_args.iter().cloned());
                 args
@@ -270,8 +281,7 @@ fn components() -> Vec<Component> {
         Component {
             name: "scheduler",
             binary: Binary::Workspace("scheduler"),
-            args: |c| vec![format!("--kubeconfig={}", c.kubeconfig().display())],
-                    format!("--root-ca-file={}", c.pki().join("ca.crt").display()),
+            args: |c| vec![format!("--kubeconfig={}", c.scheduler_kubeconfig().display())],
             ready: Ready::Alive,
         },
     ]
@@ -373,6 +383,30 @@ pub fn up(args: UpArgs) -> Result<()> {
             .arg("--out")
             .arg(cluster.kubeconfig())
             .stdout(Stdio::null()))?;
+    }
+
+    // The scheduler and the controller-manager run under their own
+    // identities, as kube-scheduler and kube-controller-manager do.
+    for (user, path) in [
+        ("system:kube-scheduler", cluster.scheduler_kubeconfig()),
+        (
+            "system:kube-controller-manager",
+            cluster.controller_manager_kubeconfig(),
+        ),
+    ] {
+        if !path.exists() {
+            step(&format!("issuing the credential of {user}"));
+            run(Command::new(cluster.bin_dir.join("apiserver"))
+                .arg("kubeconfig")
+                .arg("--cert-dir")
+                .arg(cluster.pki())
+                .arg("--server")
+                .arg(cluster.apiserver_url())
+                .args(["--user", user])
+                .arg("--out")
+                .arg(&path)
+                .stdout(Stdio::null()))?;
+        }
     }
 
     let files = cluster.files();

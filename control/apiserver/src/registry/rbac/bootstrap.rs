@@ -17,11 +17,13 @@
 //!
 //! The component roles (`system:node`, `system:node-proxier`,
 //! `system:kube-scheduler`, `system:kube-controller-manager`,
-//! `system:node-bootstrapper`) are the ones Kubernetes ships; Sluice's own
-//! components still run as `system:masters` (controller-manager, scheduler)
-//! or as nodes (noded, authorized by the Node authorizer seam in
-//! `http::authz`), so these roles are there for clusters that give
-//! components their own identities.
+//! `system:node-bootstrapper`, `system:volume-scheduler`) are the ones
+//! Kubernetes ships. `xtask up` runs the scheduler as `system:kube-scheduler`
+//! (that role and `system:volume-scheduler`), the controller-manager as
+//! `system:kube-controller-manager` (that role and every
+//! `system:controller:<name>` role of [`controller_roles`], as Kubernetes'
+//! `--use-service-account-credentials=false` needs), noded as its node (the
+//! Node authorizer in `http::node_authorizer`).
 
 use k8s_openapi::api::rbac::v1::PolicyRule;
 use serde_json::{json, Value};
@@ -281,7 +283,21 @@ fn roles() -> Vec<DefaultRole> {
     out.push(plain("system:node", node_rules()));
     out.push(plain("system:node-proxier", node_proxier_rules()));
     out.push(plain("system:kube-scheduler", scheduler_rules()));
+    out.push(plain(
+        "system:volume-scheduler",
+        vec![
+            rule(
+                &["get", "list", "watch", "patch", "update"],
+                &[""],
+                &["persistentvolumes", "persistentvolumeclaims"],
+            ),
+            rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+        ],
+    ));
     out.push(plain("system:kube-controller-manager", controller_manager_rules()));
+    for (name, rules) in controller_roles() {
+        out.push(plain(name, rules));
+    }
     out.push(plain(
         "system:service-account-issuer-discovery",
         vec![url_rule(
@@ -401,6 +417,274 @@ fn controller_manager_rules() -> Vec<PolicyRule> {
     r
 }
 
+/// The controller-manager's user.
+pub const CONTROLLER_MANAGER: &str = "system:kube-controller-manager";
+
+/// The per-controller roles Kubernetes ships (`system:controller:<name>`)
+/// for the controllers Sluice's controller-manager runs, plus Sluice's own
+/// local-path provisioner; all bound to [`CONTROLLER_MANAGER`].
+pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
+    let with_events = |mut r: Vec<PolicyRule>| {
+        r.extend(events());
+        r
+    };
+    let owner = |group: &'static str, plural: &'static str| {
+        vec![
+            rule(&["get", "list", "patch", "update", "watch"], &[group], &[plural]),
+            rule(
+                &["patch", "update"],
+                &[group],
+                &[&format!("{plural}/status"), &format!("{plural}/finalizers")],
+            ),
+        ]
+    };
+    let pods_rw = rule(
+        &["create", "delete", "get", "list", "patch", "update", "watch"],
+        &[""],
+        &["pods"],
+    );
+    vec![
+        (
+            "system:controller:attachdetach-controller",
+            with_events(vec![
+                rule(
+                    &["list", "watch"],
+                    &[""],
+                    &["persistentvolumes", "persistentvolumeclaims"],
+                ),
+                rule(READ, &[""], &["nodes"]),
+                rule(&["patch", "update"], &[""], &["nodes/status"]),
+                rule(&["list", "watch"], &[""], &["pods"]),
+                rule(
+                    &["create", "delete", "get", "list", "watch"],
+                    &["storage.k8s.io"],
+                    &["volumeattachments"],
+                ),
+                rule(READ, &["storage.k8s.io"], &["csidrivers", "csinodes"]),
+            ]),
+        ),
+        (
+            "system:controller:clusterrole-aggregation-controller",
+            vec![rule(
+                &["escalate", "get", "list", "patch", "update", "watch"],
+                &["rbac.authorization.k8s.io"],
+                &["clusterroles"],
+            )],
+        ),
+        ("system:controller:cronjob-controller", {
+            let mut r = owner("batch", "cronjobs");
+            r.push(rule(
+                &["create", "delete", "get", "list", "patch", "update", "watch"],
+                &["batch"],
+                &["jobs"],
+            ));
+            r.push(rule(&["delete", "list"], &[""], &["pods"]));
+            with_events(r)
+        }),
+        ("system:controller:daemon-set-controller", {
+            let mut r = owner("apps", "daemonsets");
+            r.push(rule(READ, &[""], &["nodes"]));
+            r.push(rule(&["create", "delete", "list", "patch", "watch"], &[""], &["pods"]));
+            r.push(rule(&["create"], &[""], &["pods/binding"]));
+            r.push(rule(READ_WRITE, &["apps"], &["controllerrevisions"]));
+            with_events(r)
+        }),
+        ("system:controller:deployment-controller", {
+            let mut r = owner("apps", "deployments");
+            r.push(rule(READ_WRITE, &["apps"], &["replicasets"]));
+            r.push(rule(&["get", "list", "patch", "update", "watch"], &[""], &["pods"]));
+            with_events(r)
+        }),
+        (
+            "system:controller:disruption-controller",
+            with_events(vec![
+                rule(READ, &["apps", "extensions"], &["deployments", "replicasets"]),
+                rule(READ, &[""], &["replicationcontrollers", "pods"]),
+                rule(READ, &["policy"], &["poddisruptionbudgets"]),
+                rule(READ, &["apps"], &["statefulsets"]),
+                rule(&["patch", "update"], &["policy"], &["poddisruptionbudgets/status"]),
+                rule(&["get"], &["*"], &["*/scale"]),
+                rule(&["patch", "update"], &[""], &["pods/status"]),
+            ]),
+        ),
+        (
+            "system:controller:endpoint-controller",
+            with_events(vec![
+                rule(READ, &[""], &["services", "pods"]),
+                rule(
+                    &["create", "delete", "get", "list", "patch", "update"],
+                    &[""],
+                    &["endpoints"],
+                ),
+                rule(&["create"], &[""], &["endpoints/restricted"]),
+            ]),
+        ),
+        (
+            "system:controller:endpointslice-controller",
+            with_events(vec![
+                rule(READ, &[""], &["services", "pods", "nodes"]),
+                rule(
+                    &["create", "delete", "get", "list", "patch", "update"],
+                    &["discovery.k8s.io"],
+                    &["endpointslices"],
+                ),
+            ]),
+        ),
+        (
+            "system:controller:generic-garbage-collector",
+            vec![rule(
+                &["delete", "get", "list", "patch", "update", "watch"],
+                &["*"],
+                &["*"],
+            )],
+        ),
+        ("system:controller:job-controller", {
+            let mut r = owner("batch", "jobs");
+            r.push(rule(&["patch"], &["batch"], &["jobs/status"]));
+            r.push(pods_rw.clone());
+            with_events(r)
+        }),
+        (
+            "system:controller:namespace-controller",
+            vec![
+                rule(&["delete", "get", "list", "watch"], &[""], &["namespaces"]),
+                rule(
+                    &["patch", "update"],
+                    &[""],
+                    &["namespaces/finalize", "namespaces/status"],
+                ),
+                rule(&["delete", "deletecollection", "get", "list"], &["*"], &["*"]),
+            ],
+        ),
+        (
+            "system:controller:node-controller",
+            with_events(vec![
+                rule(&["delete", "get", "list", "patch", "update"], &[""], &["nodes"]),
+                rule(&["patch", "update"], &[""], &["nodes/status"]),
+                rule(&["patch", "update"], &[""], &["pods/status"]),
+                rule(&["delete", "list"], &[""], &["pods"]),
+                rule(
+                    &["create", "delete", "get", "list", "patch", "update", "watch"],
+                    &["coordination.k8s.io"],
+                    &["leases"],
+                ),
+            ]),
+        ),
+        (
+            "system:controller:persistent-volume-binder",
+            with_events(vec![
+                rule(
+                    &["create", "delete", "get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
+                rule(&["patch", "update"], &[""], &["persistentvolumes/status"]),
+                rule(
+                    &["get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
+                rule(&["patch", "update"], &[""], &["persistentvolumeclaims/status"]),
+                rule(&["get", "list", "watch"], &[""], &["pods", "nodes"]),
+                rule(READ, &["storage.k8s.io"], &["storageclasses", "csidrivers", "csinodes"]),
+            ]),
+        ),
+        (
+            "system:controller:expand-controller",
+            with_events(vec![
+                rule(
+                    &["get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
+                rule(&["patch", "update"], &[""], &["persistentvolumeclaims/status"]),
+                rule(READ, &[""], &["persistentvolumeclaims"]),
+                rule(READ, &["storage.k8s.io"], &["storageclasses"]),
+            ]),
+        ),
+        (
+            "system:controller:local-path-provisioner",
+            with_events(vec![
+                rule(
+                    &["create", "delete", "get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumes"],
+                ),
+                rule(
+                    &["get", "list", "patch", "update", "watch"],
+                    &[""],
+                    &["persistentvolumeclaims"],
+                ),
+                rule(
+                    &["patch", "update"],
+                    &[""],
+                    &["persistentvolumeclaims/status", "persistentvolumes/status"],
+                ),
+                rule(READ, &[""], &["nodes"]),
+                // It creates the default `local-path` StorageClass at start.
+                rule(
+                    &["create", "get", "list", "watch"],
+                    &["storage.k8s.io"],
+                    &["storageclasses"],
+                ),
+            ]),
+        ),
+        (
+            "system:controller:pod-garbage-collector",
+            vec![
+                rule(&["delete", "list", "watch"], &[""], &["pods"]),
+                rule(&["get", "list", "watch"], &[""], &["nodes"]),
+                rule(&["patch"], &[""], &["pods/status"]),
+            ],
+        ),
+        ("system:controller:replicaset-controller", {
+            let mut r = owner("apps", "replicasets");
+            r.push(pods_rw.clone());
+            with_events(r)
+        }),
+        ("system:controller:replication-controller", {
+            let mut r = owner("", "replicationcontrollers");
+            r.push(pods_rw.clone());
+            with_events(r)
+        }),
+        (
+            "system:controller:resourcequota-controller",
+            with_events(vec![
+                rule(&["list", "watch"], &["*"], &["*"]),
+                rule(&["patch", "update"], &[""], &["resourcequotas/status"]),
+            ]),
+        ),
+        (
+            "system:controller:service-account-controller",
+            with_events(vec![rule(&["create"], &[""], &["serviceaccounts"])]),
+        ),
+        (
+            "system:controller:root-ca-cert-publisher",
+            with_events(vec![rule(&["create", "patch", "update"], &[""], &["configmaps"])]),
+        ),
+        (
+            "system:controller:service-controller",
+            with_events(vec![
+                rule(READ, &[""], &["services"]),
+                rule(&["patch", "update"], &[""], &["services/status"]),
+                rule(READ, &[""], &["nodes"]),
+            ]),
+        ),
+        ("system:controller:statefulset-controller", {
+            let mut r = owner("apps", "statefulsets");
+            r.push(pods_rw);
+            r.push(rule(&["create", "get"], &[""], &["persistentvolumeclaims"]));
+            r.push(rule(&["patch", "update"], &[""], &["persistentvolumeclaims"]));
+            r.push(rule(READ_WRITE, &["apps"], &["controllerrevisions"]));
+            with_events(r)
+        }),
+        (
+            "system:controller:ttl-after-finished-controller",
+            with_events(vec![rule(&["delete", "get", "list", "watch"], &["batch"], &["jobs"])]),
+        ),
+    ]
+}
+
 /// The default bindings: ClusterRole name and subjects (kind, name).
 fn bindings() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
     vec![
@@ -419,11 +703,21 @@ fn bindings() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
             vec![("User", "system:kube-controller-manager")],
         ),
         ("system:kube-scheduler", vec![("User", "system:kube-scheduler")]),
+        ("system:volume-scheduler", vec![("User", "system:kube-scheduler")]),
         (
             "system:service-account-issuer-discovery",
             vec![("Group", "system:serviceaccounts")],
         ),
     ]
+    .into_iter()
+    // The controller-manager runs every controller under its own identity
+    // (Kubernetes' `--use-service-account-credentials=false`).
+    .chain(
+        controller_roles()
+            .into_iter()
+            .map(|(name, _)| (name, vec![("User", CONTROLLER_MANAGER)])),
+    )
+    .collect()
 }
 
 fn metadata(name: &str, extra_labels: &[String]) -> Value {
