@@ -11,6 +11,8 @@
 //! - `nginx`: `nginx-light` on Debian's essential set (`mmdebstrap`), serving
 //!   its default page on port 80 in the foreground, logs to stdout/stderr;
 //! - `redis`: `redis-server` likewise, on port 6379 with `--protected-mode no`;
+//! - `curl`: Debian's `curl`, sleeping; built only on request (`--only curl`),
+//!   for stories that talk to the API server from a pod;
 //! - `pause`: the static binary of `dataplane/pause`, named for what it is,
 //!   `sluice.local/pause:<workspace version>` ([`pause_image`]); containerd's
 //!   `sandbox_image`, pulled through the mirror like everything else.
@@ -192,6 +194,17 @@ pub fn build(out: &Path, rebuild: bool, names: &[&str]) -> Result<Vec<BuiltImage
                         "--config.cmd=no",
                         "--config.exposedports=6379/tcp",
                     ],
+                },
+            ),
+            // Only for tests (not in ALL): an HTTPS client with bearer tokens, as in-cluster clients.
+            "curl" => build_debian(
+                out,
+                rebuild,
+                &Debian {
+                    name: "curl",
+                    package: "curl",
+                    hook: "true",
+                    config: &["--config.cmd=sleep", "--config.cmd=infinity"],
                 },
             ),
             other => bail!("unknown image {other:?} (known: {})", ALL.join(", ")),
