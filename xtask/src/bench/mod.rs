@@ -9,10 +9,13 @@ mod dataplane;
 mod dns;
 mod node;
 mod scheduler;
+mod storage;
 mod workloads;
 
-use anyhow::Result;
+use crate::util::{self, step, workspace_root};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use std::process::Command;
 
 /// Arguments of `cargo xtask bench`.
 #[derive(Args)]
@@ -36,6 +39,8 @@ pub enum Which {
     Dns,
     /// Job completions/s and DaemonSet rollout time with simulated nodes.
     Workloads,
+    /// Claim → Running latency and local-volume write throughput on real nodes.
+    Storage,
 }
 
 /// Debian packages each benchmark runs, as (command, package); `up` installs
@@ -50,7 +55,7 @@ fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
             ("ipvsadm", "ipvsadm"),
             ("sysctl", "procps"),
         ],
-        Which::Node => &[],
+        Which::Node | Which::Storage => &[],
         Which::Dns => &[("dnsperf", "dnsperf"), ("dnsmasq", "dnsmasq-base")],
     }
 }
@@ -65,5 +70,48 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Node => node::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Dns => dns::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Workloads => workloads::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Storage => storage::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
     }
+}
+
+/// Builds every binary a cluster needs plus `sluice-bench` (release, or
+/// debug with `SLUICE_BENCH_DEBUG=1`), then runs the bench binary `bin`,
+/// which starts its own cluster and writes `bench-results/<report>.md`.
+/// `quick_args` are passed with `SLUICE_BENCH_QUICK=1`.
+fn on_a_cluster(bin: &str, report: &str, quick: bool, quick_args: &[&str]) -> Result<()> {
+    let root = workspace_root();
+    let debug = std::env::var_os("SLUICE_BENCH_DEBUG").is_some();
+    let profile = if debug { "debug" } else { "release" };
+    step(&format!("building the cluster's binaries and {bin} ({profile})"));
+    let mut cargo = Command::new("cargo");
+    cargo.current_dir(&root).args(["build", "--bins"]);
+    for p in [
+        "sluice-apiserver",
+        "sluice-controllers",
+        "sluice-scheduler",
+        "sluice-noded",
+        "sluice-cni",
+        "xtask",
+        "sluice-bench",
+    ] {
+        cargo.args(["-p", p]);
+    }
+    if !debug {
+        cargo.arg("--release");
+    }
+    util::run(&mut cargo)?;
+    let path = util::target_dir().join(profile).join(bin);
+    step("measuring (starts a two-node cluster; a few minutes)");
+    let out = root.join(format!("bench-results/{report}.md"));
+    let mut cmd = Command::new(&path);
+    cmd.current_dir(&root)
+        .arg("--out")
+        .arg(&out)
+        .args(["--profile", profile]);
+    if quick {
+        cmd.args(quick_args);
+    }
+    util::run(&mut cmd).with_context(|| format!("running {}", path.display()))?;
+    step(&format!("wrote bench-results/{report}.md"));
+    Ok(())
 }
