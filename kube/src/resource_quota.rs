@@ -58,7 +58,7 @@ impl Amount {
 
     /// `self + other`, in `self`'s format (`other`'s when `self` is zero,
     /// as Go's `Quantity.Add`).
-    pub fn add(self, other: Amount) -> Self {
+    pub fn plus(self, other: Amount) -> Self {
         Self {
             milli: self.milli.saturating_add(other.milli),
             binary: if self.milli == 0 { other.binary } else { self.binary },
@@ -66,7 +66,7 @@ impl Amount {
     }
 
     /// `self - other`, keeping `self`'s format.
-    pub fn sub(self, other: Amount) -> Self {
+    pub fn minus(self, other: Amount) -> Self {
         Self {
             milli: self.milli.saturating_sub(other.milli),
             binary: self.binary,
@@ -132,7 +132,7 @@ pub fn to_json(list: &ResourceList) -> Value {
 pub fn add(a: &ResourceList, b: &ResourceList) -> ResourceList {
     let mut out = a.clone();
     for (k, v) in b {
-        out.entry(k.clone()).and_modify(|x| *x = x.add(*v)).or_insert(*v);
+        out.entry(k.clone()).and_modify(|x| *x = x.plus(*v)).or_insert(*v);
     }
     out
 }
@@ -142,7 +142,7 @@ pub fn subtract(a: &ResourceList, b: &ResourceList) -> ResourceList {
     let mut out = a.clone();
     for (k, v) in b {
         out.entry(k.clone())
-            .and_modify(|x| *x = x.sub(*v))
+            .and_modify(|x| *x = x.minus(*v))
             .or_insert(Amount { milli: -v.milli, ..*v });
     }
     out
@@ -337,13 +337,11 @@ pub fn usage(group: &str, plural: &str, obj: &Value, now: i64) -> ResourceList {
         return out;
     }
     match plural {
-        "pods" => {
-            if pod_counts(obj, now) {
-                out = add(
-                    &out,
-                    &compute_usage(&pod_resources(obj, "requests"), &pod_resources(obj, "limits")),
-                );
-            }
+        "pods" if pod_counts(obj, now) => {
+            out = add(
+                &out,
+                &compute_usage(&pod_resources(obj, "requests"), &pod_resources(obj, "limits")),
+            );
         }
         "services" => {
             out.insert("services".into(), Amount::count(1));
@@ -558,7 +556,7 @@ mod tests {
         assert_eq!(
             Amount::parse("128Mi")
                 .expect("q")
-                .add(Amount::parse("128Mi").expect("q"))
+                .plus(Amount::parse("128Mi").expect("q"))
                 .format(),
             "256Mi"
         );

@@ -14,20 +14,23 @@
 //! no kind counts gets no `used` entry; a counted name nobody uses is `0`.
 //!
 //! A quota is reconciled when its `hard` changes (recomputed at once),
-//! when a pod or Service in its namespace changes (deletions release usage
-//! quickly, as Kubernetes' replenishment does), and every resync period. The status is written with `replace_status` under the quota's
+//! when a pod, Service, ConfigMap, Secret, claim or ReplicationController
+//! in its namespace changes (deletions release usage quickly, as
+//! Kubernetes' replenishment does; the last four through metadata-only
+//! watches), and every resync period (other `count/` kinds). The status is written with `replace_status` under the quota's
 //! resourceVersion; a conflict with an admission charge retries.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::ResourceQuota;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, ReplicationController, ResourceQuota, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 use sluice_kube::resource_quota::{
@@ -59,7 +62,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         let observed = q.status.as_ref().and_then(|s| s.hard.clone());
         (hard != observed || q.status.as_ref().is_none_or(|s| s.used.is_none())).then(|| ObjectRef::from_obj(q))
     });
-    let in_namespace = |store: kube::runtime::reflector::Store<ResourceQuota>| {
+    let in_namespace = |store: Store<ResourceQuota>| {
         move |ns: Option<String>| -> Vec<ObjectRef<ResourceQuota>> {
             store
                 .state()
@@ -79,20 +82,52 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         .informers
         .services
         .trigger(move |s: &k8s_openapi::api::core::v1::Service| by_service(s.namespace()));
+    let mut triggers = vec![own.boxed(), pods.boxed(), services.boxed()];
+    // Kinds without a shared informer: a metadata watch each, so that a
+    // deletion releases its count without waiting for the resync.
+    let client = ctx.client.clone();
+    let watched = [
+        metadata_changes::<ConfigMap>(&client, quotas.store()),
+        metadata_changes::<Secret>(&client, quotas.store()),
+        metadata_changes::<PersistentVolumeClaim>(&client, quotas.store()),
+        metadata_changes::<ReplicationController>(&client, quotas.store()),
+    ];
+    triggers.extend(watched);
     quotas.start();
-    let run = runner::run(
-        "resourcequota",
-        ctx,
-        quotas.store(),
-        vec![own.boxed(), pods.boxed(), services.boxed()],
-        reconcile,
-    );
+    let run = runner::run("resourcequota", ctx, quotas.store(), triggers, reconcile);
     async move {
         // The informer lives as long as the loop.
         let _quotas = quotas;
         run.await
     }
     .boxed()
+}
+
+/// The quotas of the namespace of every object of kind `K` that changes.
+fn metadata_changes<K>(
+    client: &kube::Client,
+    quotas: Store<ResourceQuota>,
+) -> BoxStream<'static, ObjectRef<ResourceQuota>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let api: Api<kube::core::PartialObjectMeta<K>> = Api::all(client.clone());
+    watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|o| futures::future::ready(o.ok()))
+        .flat_map(move |o| {
+            let ns = o.metadata.namespace.clone();
+            futures::stream::iter(
+                quotas
+                    .state()
+                    .iter()
+                    .filter(|q| q.namespace() == ns)
+                    .map(|q| ObjectRef::from_obj(&**q))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .boxed()
 }
 
 /// The kind that counts quota resource `name`: (group, plural).
@@ -130,7 +165,7 @@ pub fn compute_used(
             }
             for (k, a) in usage(group, plural, obj, now) {
                 if let Some(u) = used.get_mut(&k) {
-                    *u = u.add(a);
+                    *u = u.plus(a);
                 }
             }
         }
