@@ -28,7 +28,10 @@
 //! FailedMount (`error processing PVC default/data`), then a hostPath
 //! PersistentVolume and the claim pre-bound to it are created and the claim
 //! marked Bound (as the PV controller would), and the pod starts; what it
-//! writes is in the PV's directory.
+//! writes is in the PV's directory. A pod `hog` writes 4 MiB into a disk
+//! emptyDir with `sizeLimit: 1Mi` and is evicted (phase Failed, reason
+//! Evicted, the kubelet's `Usage of EmptyDir volume "scratch" exceeds the
+//! limit "1Mi".` message and an Evicted event).
 //!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -369,6 +372,43 @@ fn volumes_bring_host_files_pod_facts_config_and_memory_into_pods() {
     assert!(
         wait_for(Duration::from_secs(30), || (!mounted()).then_some(())).is_some(),
         "the pod's tmpfs is still mounted on the node"
+    );
+
+    // A disk emptyDir over its sizeLimit gets its pod evicted, as the kubelet does.
+    cluster.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: hog}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: {BUSYBOX_IMAGE}
+    command: [sh, -c, "dd if=/dev/zero of=/scratch/fill bs=1M count=4 && sleep 3600"]
+    volumeMounts: [{{name: scratch, mountPath: /scratch}}]
+  volumes:
+  - name: scratch
+    emptyDir: {{sizeLimit: 1Mi}}
+"#
+    ));
+    let evicted = wait_for(Duration::from_secs(90), || {
+        let p = pod(&cluster, "hog");
+        (p["status"]["phase"] == "Failed").then_some(p)
+    })
+    .unwrap_or_else(|| panic!("the hog was not evicted: {}", pod(&cluster, "hog")));
+    assert_eq!(evicted["status"]["reason"], "Evicted", "{evicted}");
+    let message = evicted["status"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(r#"Usage of EmptyDir volume "scratch" exceeds the limit "1Mi"."#),
+        "{message}"
+    );
+    assert!(
+        wait_for(Duration::from_secs(30), || (!warnings(&cluster, "hog", "Evicted")
+            .is_empty())
+        .then_some(()))
+        .is_some(),
+        "no Evicted event for the hog"
     );
     drop(cluster);
     drop(owned);
