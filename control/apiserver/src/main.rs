@@ -58,6 +58,9 @@ enum Command {
         /// Audiences the API accepts in tokens (comma-separated; default: the issuer).
         #[arg(long, value_delimiter = ',')]
         api_audiences: Vec<String>,
+        /// Admission plugins to switch off (comma-separated; only `ServiceAccount` can be).
+        #[arg(long, value_delimiter = ',')]
+        disable_admission_plugins: Vec<String>,
     },
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig {
@@ -106,7 +109,17 @@ fn main() -> Result<()> {
             tls_san,
             service_account_issuer,
             api_audiences,
+            disable_admission_plugins,
         } => {
+            use sluice_apiserver::registry::serviceaccount_admission as sa_admission;
+            for plugin in disable_admission_plugins.iter().filter(|p| !p.is_empty()) {
+                anyhow::ensure!(
+                    plugin == sa_admission::PLUGIN_NAME,
+                    "--disable-admission-plugins: {plugin} cannot be disabled (only {})",
+                    sa_admission::PLUGIN_NAME
+                );
+                sa_admission::set_enabled(false);
+            }
             sluice_kube::logging::init();
             let cfg = sluice_apiserver::http::server::ServeConfig {
                 etcd_servers,

@@ -594,9 +594,16 @@ impl ControlPlane {
     }
 
     /// Start with extra `apiserver serve` flags, e.g. `&["--event-ttl", "5s"]`.
+    ///
+    /// No controller-manager runs here, so no namespace gets its `default`
+    /// ServiceAccount and Kubernetes' ServiceAccount admission would refuse
+    /// every pod: it is switched off (`--disable-admission-plugins`). Start
+    /// `Etcd` and `ApiServer` directly to keep it.
     pub async fn start_with(extra_args: &[&str]) -> ControlPlane {
         let etcd = Etcd::start().await;
-        let apiserver = ApiServer::start(&etcd, extra_args).await;
+        let mut args = vec!["--disable-admission-plugins=ServiceAccount"];
+        args.extend_from_slice(extra_args);
+        let apiserver = ApiServer::start(&etcd, &args).await;
         ControlPlane { apiserver, etcd }
     }
 

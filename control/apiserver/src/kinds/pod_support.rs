@@ -66,14 +66,10 @@
 //! `downwardAPI` (`metadata.*` fieldRefs, `resourceFieldRef`) and
 //! `projected` (configMap, secret, downwardAPI sources; `items`,
 //! `defaultMode`, `mode`, `defaultUser`, `user`, `optional`; kept up to
-//! date; a `serviceAccountToken` source is accepted here but fails to mount
-//! with a FailedMount event until the cluster issues tokens), and
+//! date; `serviceAccountToken` sources, tokens from TokenRequest), and
 //! `persistentVolumeClaim` (the bound PV's hostPath or local path, `readOnly`).
-//!
-//! **Accepted although not honoured, because they are Kubernetes' defaults**
-//! (refusing them would refuse ordinary manifests): an unset
-//! `automountServiceAccountToken` (no token is mounted; explicit `true` is
-//! refused).
+//! `automountServiceAccountToken` (the ServiceAccount admission step,
+//! `registry::serviceaccount_admission`, adds the `kube-api-access-*` volume).
 //!
 //! **Honoured by the node's data plane** — `ports[].hostPort`: the scheduler
 //! reserves it (NodePorts) and noded's proxy programs `<node address>:<hostPort>`
@@ -175,11 +171,6 @@ pub const POD_SPEC: &[Unsupported] = &[
     refuse(
         "activeDeadlineSeconds",
         "activeDeadlineSeconds is not enforced by this cluster yet",
-    ),
-    only(
-        "automountServiceAccountToken",
-        Accepts::Bool(false),
-        "service account tokens are not mounted by this cluster yet",
     ),
     only(
         "hostUsers",

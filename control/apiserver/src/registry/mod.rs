@@ -24,6 +24,7 @@ pub mod quota;
 pub mod rbac;
 pub mod resolver;
 pub mod schema;
+pub mod serviceaccount_admission;
 pub mod storage_admission;
 pub mod unchanged;
 
@@ -365,6 +366,7 @@ impl Registry {
             apply::ignored_fields(k, ""),
         );
         self.admit_limit_ranger_create(r, ns.as_deref(), &mut obj).await?;
+        self.admit_service_account_create(r, ns.as_deref(), &mut obj).await?;
         self.admit_priority_create(r, &mut obj).await?;
         self.admit_storage_create(r, &mut obj).await?;
         self.admit_rbac(r, ns.as_deref(), None, &obj)?;
