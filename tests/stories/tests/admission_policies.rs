@@ -3,7 +3,9 @@
 //! resources get its defaults, a container above its maximum is refused)
 //! and a ResourceQuota (the controller-manager keeps its usage, a pod over
 //! the quota is refused with Kubernetes' words, `kubectl describe quota`
-//! shows used/hard, and deleting a pod frees its share). Pod Security
+//! shows used/hard, and deleting a pod frees its share). Without a
+//! LimitRange a compute quota refuses pods that state no requests, and a
+//! deleted ConfigMap frees its count. Pod Security
 //! labels guard the namespaces: `restricted` refuses a privileged pod and
 //! admits a conforming one, `warn=baseline` admits with a `Warning:`,
 //! tightening the enforce level warns about the pods already there, and an
@@ -206,6 +208,69 @@ spec:
     })
     .await;
     kubectl_ok(&kc, &["run", "p3", "-n", "team", "--image=busybox"]);
+
+    // --- Without a LimitRange, a compute quota wants every container to say what it needs,
+    // and object counts are released when objects go.
+    kubectl_ok(&kc, &["create", "namespace", "lab"]);
+    let (ok, out, err) = apply(
+        &kc,
+        "apiVersion: v1
+kind: ResourceQuota
+metadata:
+  name: compute
+  namespace: lab
+spec:
+  hard: {requests.cpu: \"1\", limits.memory: 1Gi, count/configmaps: \"2\"}
+",
+    );
+    assert!(ok, "{out}{err}");
+    eventually(Duration::from_secs(30), "lab quota status computed", || async {
+        let used = kubectl(
+            &kc,
+            &[
+                "get",
+                "quota",
+                "compute",
+                "-n",
+                "lab",
+                "-o",
+                "jsonpath={.status.used.count/configmaps}",
+            ],
+        )
+        .1;
+        // kube-root-ca.crt may or may not exist in this cluster.
+        (used == "0" || used == "1").then_some(())
+    })
+    .await;
+    let (ok, _, err) = kubectl(&kc, &["run", "bare", "-n", "lab", "--image=busybox"]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "pods \"bare\" is forbidden: failed quota: compute: must specify limits.memory for: bare; requests.cpu for: bare"
+        ),
+        "{err}"
+    );
+    let configmaps = |n: usize| (0..n).map(|i| format!("cm-{i}")).collect::<Vec<_>>();
+    let mut refused = None;
+    for name in configmaps(3) {
+        let (ok, _, err) = kubectl(&kc, &["create", "configmap", &name, "-n", "lab"]);
+        if !ok {
+            refused = Some((name, err));
+            break;
+        }
+    }
+    let (name, err) = refused.expect("the quota refuses a third ConfigMap");
+    assert!(
+        err.contains(&format!("configmaps \"{name}\" is forbidden: exceeded quota: compute, requested: count/configmaps=1, used: count/configmaps=2, limited: count/configmaps=2")),
+        "{err}"
+    );
+    kubectl_ok(&kc, &["delete", "configmap", "cm-0", "-n", "lab"]);
+    eventually(Duration::from_secs(30), "ConfigMap count released", || async {
+        kubectl(&kc, &["create", "configmap", &name, "-n", "lab"])
+            .0
+            .then_some(())
+    })
+    .await;
 
     // --- A restricted namespace refuses a privileged pod and admits a conforming one.
     kubectl_ok(&kc, &["create", "namespace", "locked"]);
