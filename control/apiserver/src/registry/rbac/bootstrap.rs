@@ -354,6 +354,7 @@ pub fn node_rules() -> Vec<PolicyRule> {
         rule(&["create"], &[""], &["serviceaccounts/token"]),
         rule(&["patch", "update"], &[""], &["persistentvolumeclaims/status"]),
         rule(READ, &["node.k8s.io"], &["runtimeclasses"]),
+        rule(READ, &["storage.k8s.io"], &["csidrivers"]),
     ];
     r.extend(events());
     r
