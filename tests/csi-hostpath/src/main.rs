@@ -97,7 +97,10 @@ impl Driver {
     }
 
     fn attachment(&self, volume: &str, node: &str) -> PathBuf {
-        self.args.backing_dir.join(".attachments").join(format!("{volume}@{node}"))
+        self.args
+            .backing_dir
+            .join(".attachments")
+            .join(format!("{volume}@{node}"))
     }
 
     fn topology(&self) -> Topology {
@@ -110,9 +113,9 @@ impl Driver {
 fn check_capability(cap: Option<&VolumeCapability>) -> Result<(), Status> {
     match cap.and_then(|c| c.access_type.as_ref()) {
         Some(volume_capability::AccessType::Mount(_)) => Ok(()),
-        Some(volume_capability::AccessType::Block(_)) => {
-            Err(Status::invalid_argument("block volumes are not supported by this driver"))
-        }
+        Some(volume_capability::AccessType::Block(_)) => Err(Status::invalid_argument(
+            "block volumes are not supported by this driver",
+        )),
         None => Err(Status::invalid_argument("volume capability missing")),
     }
 }
@@ -140,14 +143,30 @@ fn bind_mount(source: &Path, target: &Path, read_only: bool) -> Result<(), Statu
     }
     let (src, dst) = (c_path(source)?, c_path(target)?);
     // SAFETY: valid NUL-terminated paths; null fstype/data are allowed for a bind mount.
-    let rc = unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) };
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
     if rc != 0 {
         return Err(io_status("bind mount", std::io::Error::last_os_error()));
     }
     if read_only {
         let flags = libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY;
         // SAFETY: as above; remounting the bind mount just made.
-        let rc = unsafe { libc::mount(std::ptr::null(), dst.as_ptr(), std::ptr::null(), flags, std::ptr::null()) };
+        let rc = unsafe {
+            libc::mount(
+                std::ptr::null(),
+                dst.as_ptr(),
+                std::ptr::null(),
+                flags,
+                std::ptr::null(),
+            )
+        };
         if rc != 0 {
             return Err(io_status("read-only remount", std::io::Error::last_os_error()));
         }
@@ -182,7 +201,9 @@ impl Identity for Driver {
         _: Request<GetPluginCapabilitiesRequest>,
     ) -> Reply<GetPluginCapabilitiesResponse> {
         let service = |t: plugin_capability::service::Type| PluginCapability {
-            r#type: Some(plugin_capability::Type::Service(plugin_capability::Service { r#type: t as i32 })),
+            r#type: Some(plugin_capability::Type::Service(plugin_capability::Service {
+                r#type: t as i32,
+            })),
         };
         Ok(Response::new(GetPluginCapabilitiesResponse {
             capabilities: vec![
@@ -209,7 +230,9 @@ impl Controller for Driver {
             check_capability(Some(cap))?;
         }
         if req.volume_content_source.is_some() {
-            return Err(Status::invalid_argument("volume content sources are not supported by this driver"));
+            return Err(Status::invalid_argument(
+                "volume content sources are not supported by this driver",
+            ));
         }
         if let Some(topo) = &req.accessibility_requirements {
             let ours = self.topology();
@@ -288,15 +311,22 @@ impl Controller for Driver {
         if !self.volume_dir(&req.volume_id)?.is_dir() {
             return Err(Status::not_found(format!("volume {} not found", req.volume_id)));
         }
-        let ok = req.volume_capabilities.iter().all(|c| check_capability(Some(c)).is_ok());
+        let ok = req
+            .volume_capabilities
+            .iter()
+            .all(|c| check_capability(Some(c)).is_ok());
         Ok(Response::new(ValidateVolumeCapabilitiesResponse {
-            confirmed: ok.then(|| validate_volume_capabilities_response::Confirmed {
+            confirmed: ok.then_some(validate_volume_capabilities_response::Confirmed {
                 volume_context: req.volume_context,
                 volume_capabilities: req.volume_capabilities,
                 parameters: req.parameters,
                 mutable_parameters: req.mutable_parameters,
             }),
-            message: if ok { String::new() } else { "block volumes are not supported".into() },
+            message: if ok {
+                String::new()
+            } else {
+                "block volumes are not supported".into()
+            },
         }))
     }
 
@@ -314,9 +344,9 @@ impl Controller for Driver {
     ) -> Reply<ControllerGetCapabilitiesResponse> {
         use controller_service_capability::rpc::Type;
         let rpc = |t: Type| ControllerServiceCapability {
-            r#type: Some(controller_service_capability::Type::Rpc(controller_service_capability::Rpc {
-                r#type: t as i32,
-            })),
+            r#type: Some(controller_service_capability::Type::Rpc(
+                controller_service_capability::Rpc { r#type: t as i32 },
+            )),
         };
         Ok(Response::new(ControllerGetCapabilitiesResponse {
             capabilities: vec![rpc(Type::CreateDeleteVolume), rpc(Type::PublishUnpublishVolume)],
@@ -346,7 +376,10 @@ impl Controller for Driver {
         Err(Status::unimplemented("ControllerExpandVolume"))
     }
 
-    async fn controller_get_volume(&self, _: Request<ControllerGetVolumeRequest>) -> Reply<ControllerGetVolumeResponse> {
+    async fn controller_get_volume(
+        &self,
+        _: Request<ControllerGetVolumeRequest>,
+    ) -> Reply<ControllerGetVolumeResponse> {
         Err(Status::unimplemented("ControllerGetVolume"))
     }
 
@@ -398,7 +431,10 @@ impl Node for Driver {
         }
         let staging = PathBuf::from(&req.staging_target_path);
         if !is_mount_point(&staging) {
-            return Err(Status::failed_precondition(format!("volume {} is not staged", req.volume_id)));
+            return Err(Status::failed_precondition(format!(
+                "volume {} is not staged",
+                req.volume_id
+            )));
         }
         let target = PathBuf::from(&req.target_path);
         std::fs::create_dir_all(&target).map_err(|e| io_status("creating the target path", e))?;
