@@ -33,6 +33,9 @@ use crate::{Context, Error};
 /// The controller name of the resizer's loop.
 pub const NAME: &str = "local-path-resizer";
 
+/// When a claim mid-resize is looked at again without a new event.
+const STEP_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The claim's conditions without the resize ones, plus `extra`.
 fn conditions_with(claim: &PersistentVolumeClaim, extra: Option<Value>) -> Value {
     let mut out: Vec<Value> = claim
@@ -138,9 +141,12 @@ pub(super) async fn reconcile(
         }
     };
     match result {
-        // The next step is taken on the write's own watch event.
-        Ok(()) => Ok(Action::await_change()),
-        Err(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => Ok(Action::await_change()),
+        // The next step follows on the write's own watch event; the requeue
+        // covers a reconcile that ran on a cache not yet showing that write
+        // (its precondition then failed with a conflict).
+        Ok(()) => Ok(Action::requeue(STEP_RECHECK)),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Action::requeue(STEP_RECHECK)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Action::await_change()),
         Err(e) => {
             caches.resize_events.record(
                 &*claim,

@@ -184,7 +184,8 @@ pub(super) async fn sync(
             );
             Ok(Action::await_change())
         }
-        Err(e) if super::stale(&e) => Ok(Action::await_change()),
+        // A cache behind our own write: look again shortly.
+        Err(e) if super::stale(&e) => Ok(Action::requeue(std::time::Duration::from_secs(1))),
         Err(e) => Err(e.into()),
     }
 }
