@@ -37,7 +37,10 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// attacher names it: `csi-` and the SHA-256 of volume handle, driver and
 /// node name concatenated.
 pub fn volume_attachment_name(volume_handle: &str, driver: &str, node: &str) -> String {
-    format!("csi-{}", sha256_hex(format!("{volume_handle}{driver}{node}").as_bytes()))
+    format!(
+        "csi-{}",
+        sha256_hex(format!("{volume_handle}{driver}{node}").as_bytes())
+    )
 }
 
 /// A gRPC error worded as Go's grpc-status prints it (what the kubelet's
@@ -54,10 +57,7 @@ mod tests {
     fn attachment_names_are_the_hash_of_handle_driver_and_node() {
         let name = volume_attachment_name("vol-1", "hostpath.csi.k8s.io", "node-a");
         assert_eq!(name.len(), 4 + 64);
-        assert_eq!(
-            name,
-            format!("csi-{}", sha256_hex(b"vol-1hostpath.csi.k8s.ionode-a"))
-        );
+        assert_eq!(name, format!("csi-{}", sha256_hex(b"vol-1hostpath.csi.k8s.ionode-a")));
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
