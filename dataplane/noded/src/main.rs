@@ -191,7 +191,11 @@ async fn main() -> anyhow::Result<()> {
         args.node_name.clone(),
         local_path_root,
     ));
-    let _csi = tokio::spawn(sluice_noded::csi::registration::run(client.clone(), args.node_name.clone(), args.state_dir.clone()));
+    let _csi = tokio::spawn(sluice_noded::csi::registration::run(
+        client.clone(),
+        args.node_name.clone(),
+        args.state_dir.clone(),
+    ));
     let agent = tokio::spawn(node_agent::run(
         client.clone(),
         cri.clone(),
