@@ -112,13 +112,13 @@ async fn burst(client: &kube::Client, run: &str, n: usize, claims: bool, concurr
                         let _ = tx.send(());
                     }
                 }
-                Event::Apply(p) | Event::InitApply(p) => {
-                    if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") {
-                        seen.lock()
-                            .unwrap()
-                            .entry(p.metadata.name.clone().unwrap_or_default())
-                            .or_insert(now);
-                    }
+                Event::Apply(p) | Event::InitApply(p)
+                    if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") =>
+                {
+                    seen.lock()
+                        .unwrap()
+                        .entry(p.metadata.name.clone().unwrap_or_default())
+                        .or_insert(now);
                 }
                 _ => {}
             }
