@@ -9,36 +9,14 @@
 //! reports to `bench-results/dns.md`. `SLUICE_BENCH_DEBUG=1` uses debug
 //! builds (quick to build, slower to run; the report says which).
 
-use crate::util::{self, step, workspace_root};
+use crate::util::{step, workspace_root};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 /// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) runs 3 s per measurement instead of 10 s.
 pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
-    let debug = std::env::var_os("SLUICE_BENCH_DEBUG").is_some();
-    let profile = if debug { "debug" } else { "release" };
-    step(&format!(
-        "building the cluster's binaries, dns-bench and dns-pod-bench ({profile})"
-    ));
-    let mut cargo = Command::new("cargo");
-    cargo.current_dir(&root).args(["build", "--bins"]);
-    for p in [
-        "sluice-apiserver",
-        "sluice-controllers",
-        "sluice-scheduler",
-        "sluice-noded",
-        "sluice-cni",
-        "xtask",
-        "sluice-bench",
-    ] {
-        cargo.args(["-p", p]);
-    }
-    if !debug {
-        cargo.arg("--release");
-    }
-    util::run(&mut cargo)?;
-    let bins = util::target_dir().join(profile);
+    let (bins, profile) = super::build_cluster_bins("dns-bench and dns-pod-bench")?;
     let seconds = if quick { "3" } else { "10" };
 
     step("measuring on loopback (a few minutes)");

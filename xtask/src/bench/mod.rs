@@ -75,14 +75,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Builds every binary a cluster needs plus `sluice-bench` (release, or
-/// debug with `SLUICE_BENCH_DEBUG=1`), then runs the bench binary `bin`,
-/// which starts its own cluster and writes `bench-results/<report>.md`.
-/// `quick_args` are passed with `SLUICE_BENCH_QUICK=1`.
-fn on_a_cluster(bin: &str, report: &str, quick: bool, quick_args: &[&str]) -> Result<()> {
+/// debug with `SLUICE_BENCH_DEBUG=1`); returns the directory of the built
+/// binaries and the profile's name. `what` names the drivers for the log.
+fn build_cluster_bins(what: &str) -> Result<(std::path::PathBuf, &'static str)> {
     let root = workspace_root();
     let debug = std::env::var_os("SLUICE_BENCH_DEBUG").is_some();
     let profile = if debug { "debug" } else { "release" };
-    step(&format!("building the cluster's binaries and {bin} ({profile})"));
+    step(&format!("building the cluster's binaries and {what} ({profile})"));
     let mut cargo = Command::new("cargo");
     cargo.current_dir(&root).args(["build", "--bins"]);
     for p in [
@@ -100,7 +99,17 @@ fn on_a_cluster(bin: &str, report: &str, quick: bool, quick_args: &[&str]) -> Re
         cargo.arg("--release");
     }
     util::run(&mut cargo)?;
-    let path = util::target_dir().join(profile).join(bin);
+    Ok((util::target_dir().join(profile), profile))
+}
+
+/// Builds the cluster's binaries ([`build_cluster_bins`]), then runs the
+/// bench binary `bin`, which starts its own cluster and writes
+/// `bench-results/<report>.md`. `quick_args` are passed with
+/// `SLUICE_BENCH_QUICK=1`.
+fn on_a_cluster(bin: &str, report: &str, quick: bool, quick_args: &[&str]) -> Result<()> {
+    let root = workspace_root();
+    let (bins, profile) = build_cluster_bins(bin)?;
+    let path = bins.join(bin);
     step("measuring (starts a two-node cluster; a few minutes)");
     let out = root.join(format!("bench-results/{report}.md"));
     let mut cmd = Command::new(&path);
