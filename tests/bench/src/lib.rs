@@ -1,3 +1,4 @@
 //! What several benchmark drivers share (the drivers are the binaries in `src/bin`).
 
 pub mod dnsperf;
+pub mod running;

@@ -15,16 +15,14 @@
 //! latency includes a cold pull through the node's containerd mirror.
 //! Writes a Markdown report.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher::{self, Event};
 use kube::Api;
 use serde_json::json;
 use sluice_noded::cri::{api, Cri};
@@ -169,36 +167,7 @@ async fn burst(
     image: &str,
     concurrency: usize,
 ) -> anyhow::Result<Burst> {
-    let running: Arc<Mutex<HashMap<String, (Instant, String)>>> = Default::default();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let seen = running.clone();
-    let stream = watcher::watcher(pods.clone(), watcher::Config::default().labels(&format!("bench={run}")));
-    let watch = tokio::spawn(async move {
-        let mut ready_tx = Some(ready_tx);
-        let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(event)) = stream.try_next().await {
-            let now = Instant::now();
-            match event {
-                Event::InitDone => {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Apply(p) | Event::InitApply(p) => {
-                    let status = p.status.as_ref();
-                    if status.and_then(|s| s.phase.as_deref()) == Some("Running") {
-                        let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
-                        seen.lock()
-                            .unwrap()
-                            .entry(p.metadata.name.clone().unwrap_or_default())
-                            .or_insert((now, node));
-                    }
-                }
-                _ => {}
-            }
-        }
-    });
-    ready_rx.await?;
+    let (running, watch) = sluice_bench::running::watch_running(pods.clone(), &format!("bench={run}")).await?;
     let started = Instant::now();
     let sent: Vec<(String, Instant)> = futures::stream::iter(0..n)
         .map(|i| async move {

@@ -17,16 +17,13 @@
 //!
 //! Writes a Markdown report.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher::{self, Event};
 use kube::Api;
 use serde_json::json;
 use sluice_tests::cluster::{TestCluster, BUSYBOX_IMAGE};
@@ -97,34 +94,7 @@ fn claim(run: &str, i: usize) -> PersistentVolumeClaim {
 async fn burst(client: &kube::Client, run: &str, n: usize, claims: bool, concurrency: usize) -> anyhow::Result<Burst> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), "default");
-    let running: Arc<Mutex<HashMap<String, Instant>>> = Default::default();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let seen = running.clone();
-    let stream = watcher::watcher(pods.clone(), watcher::Config::default().labels(&format!("bench={run}")));
-    let watch = tokio::spawn(async move {
-        let mut ready_tx = Some(ready_tx);
-        let mut stream = std::pin::pin!(stream);
-        while let Ok(Some(event)) = stream.try_next().await {
-            let now = Instant::now();
-            match event {
-                Event::InitDone => {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-                Event::Apply(p) | Event::InitApply(p)
-                    if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") =>
-                {
-                    seen.lock()
-                        .unwrap()
-                        .entry(p.metadata.name.clone().unwrap_or_default())
-                        .or_insert(now);
-                }
-                _ => {}
-            }
-        }
-    });
-    ready_rx.await?;
+    let (running, watch) = sluice_bench::running::watch_running(pods.clone(), &format!("bench={run}")).await?;
     let sent: Vec<(String, Instant)> = futures::stream::iter(0..n)
         .map(|i| {
             let (pods, pvcs) = (pods.clone(), pvcs.clone());
@@ -151,7 +121,7 @@ async fn burst(client: &kube::Client, run: &str, n: usize, claims: bool, concurr
         .filter_map(|(name, at)| {
             running
                 .get(name)
-                .map(|seen| seen.duration_since(*at).as_secs_f64() * 1000.0)
+                .map(|(seen, _)| seen.duration_since(*at).as_secs_f64() * 1000.0)
         })
         .collect();
     Ok(Burst {
