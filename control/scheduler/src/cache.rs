@@ -95,9 +95,14 @@ fn uid(pod: &Pod) -> &str {
 
 /// Whether a node change may let pending pods fit: a new node, or changed
 /// allocatable, labels, taints or cordon flag.
+/// Whether a node's update may let a pending pod fit, as kube-scheduler's
+/// node update events: allocatable, labels, annotations (a node publishing its
+/// local storage root makes `WaitForFirstConsumer` claims provisionable
+/// there), taints and `unschedulable`.
 fn scheduling_relevant_change(old: &NodeInfo, new: &NodeInfo) -> bool {
     old.allocatable != new.allocatable
         || old.node.metadata.labels != new.node.metadata.labels
+        || old.node.metadata.annotations != new.node.metadata.annotations
         || old.node.spec.as_ref().map(|s| (&s.taints, s.unschedulable))
             != new.node.spec.as_ref().map(|s| (&s.taints, s.unschedulable))
 }
@@ -495,6 +500,18 @@ mod tests {
         p.metadata.uid = Some(uid.into());
         p.spec.as_mut().unwrap().node_name = node.map(Into::into);
         p
+    }
+
+    #[test]
+    fn a_node_publishing_an_annotation_wakes_pending_pods() {
+        let mut cache = Cache::new();
+        let n = node("n1", "2", "4Gi");
+        assert!(cache.upsert_node(Arc::new(n.clone())), "a new node is relevant");
+        assert!(!cache.upsert_node(Arc::new(n.clone())), "an unchanged node is not");
+        let mut rooted = n.clone();
+        rooted.metadata.annotations =
+            Some([(sluice_kube::local_path::ANN_ROOT.to_string(), "/var/lib/x".to_string())].into());
+        assert!(cache.upsert_node(Arc::new(rooted)), "a new annotation is relevant");
     }
 
     #[test]
