@@ -14,7 +14,8 @@
 //!   check installs reaches the host, with the nightly's `rust-src` removed and
 //!   no `bpf-linker`; `~/.cargo/bin` holds only rustup's proxies; the crates.io
 //!   download cache is shared (through an overlay as well) to save time;
-//! - `kubectl` bind-mounted from the host (the machine image ships it), and the
+//! - `kubectl` and `cargo-nextest` bind-mounted from the host (the machine
+//!   image ships both), and the
 //!   machine's extra CA certificates (`/usr/local/share/ca-certificates`, e.g.
 //!   an egress proxy's CA that every machine of this kind trusts) copied in.
 //!
@@ -311,7 +312,7 @@ mount -t tmpfs tmpfs {r}/run
 mount -t tmpfs tmpfs {r}/tmp
 touch {r}/usr/local/bin/kubectl
 mount --bind "$(command -v kubectl)" {r}/usr/local/bin/kubectl
-# pivot_root, not a bare chroot: runc behaves as on a real machine only when the
+{nextest}# pivot_root, not a bare chroot: runc behaves as on a real machine only when the
 # fresh root is the mount namespace's root (after a chroot, `runc exec` landed in
 # the outer root, not the container's: `cat` in a container found no file).
 cd {r}
@@ -321,6 +322,14 @@ exec /usr/sbin/chroot . /bin/bash -c 'umount -l /.oldroot && rmdir /.oldroot && 
 "#,
         rustup = rustup.display(),
         registry = cargo_home.join("registry").display(),
+        nextest = match on_host_path("cargo-nextest") {
+            Some(bin) => format!(
+                "touch {r}/usr/local/bin/cargo-nextest\nmount --bind {} {r}/usr/local/bin/cargo-nextest\n",
+                bin.display()
+            ),
+            // `cargo xtask test` then installs it, as on a machine without it.
+            None => String::new(),
+        },
     );
     step("entering the fresh root (private mount namespace + pivot_root); the README's commands follow");
     let started = Instant::now();
@@ -342,4 +351,11 @@ exec /usr/sbin/chroot . /bin/bash -c 'umount -l /.oldroot && rmdir /.oldroot && 
         );
     }
     Ok(())
+}
+
+/// Where a command is on this machine's `PATH`.
+fn on_host_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }

@@ -2,7 +2,8 @@
 //!
 //! Installs what the tests need, builds the eBPF object and every binary
 //! (integration tests start the real binaries from `target/debug`), then runs
-//! `cargo test` over the whole workspace.
+//! the whole workspace's tests with cargo-nextest (one process per test, a few
+//! at once; `.config/nextest.toml`) and the doc tests with `cargo test --doc`.
 
 use crate::util::{self, ensure_packages, step, workspace_root};
 use anyhow::Result;
@@ -12,7 +13,8 @@ use std::process::Command;
 /// Arguments of `cargo xtask test`.
 #[derive(Args)]
 pub struct TestArgs {
-    /// Extra arguments passed to `cargo test` (e.g. a test name filter).
+    /// Extra arguments passed to `cargo nextest run` (e.g. a test name filter,
+    /// `--test-threads 2`, `--no-capture`).
     #[arg(trailing_var_arg = true)]
     pub cargo_args: Vec<String>,
 }
@@ -52,11 +54,34 @@ pub fn run_all(args: TestArgs) -> Result<()> {
             .current_dir(&root)
             .args(["build", "--workspace", "--bins"]),
     )?;
-    step("running the test suite");
+    ensure_nextest()?;
+    if args.cargo_args.is_empty() {
+        // First, so that nextest's summary is the run's closing line.
+        step("running the doc tests");
+        util::run(
+            Command::new("cargo")
+                .current_dir(&root)
+                .args(["test", "--workspace", "--doc"]),
+        )?;
+    }
+    step("running the test suite (cargo nextest)");
     util::run(
         Command::new("cargo")
             .current_dir(&root)
-            .args(["test", "--workspace"])
+            .args(["nextest", "run", "--workspace"])
             .args(&args.cargo_args),
     )
+}
+
+/// cargo-nextest ships with this kind of machine; install it when it does not.
+fn ensure_nextest() -> Result<()> {
+    let have = Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if have {
+        return Ok(());
+    }
+    step("installing cargo-nextest (cargo install --locked)");
+    util::run(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))
 }
