@@ -138,6 +138,10 @@ impl Cluster {
     fn pki(&self) -> PathBuf {
         self.home.join("pki")
     }
+    /// The EncryptionConfiguration the API server encrypts Secrets with (see [`ensure_encryption_config`]).
+    fn encryption_config(&self) -> PathBuf {
+        self.pki().join("encryption-config.yaml")
+    }
     fn logs(&self) -> PathBuf {
         self.home.join("logs")
     }
@@ -260,6 +264,7 @@ fn components() -> Vec<Component> {
                     format!("--secure-port={}", c.apiserver_port),
                     format!("--cert-dir={}", c.pki().display()),
                     format!("--service-cluster-ip-range={}", c.service_cidr),
+                    format!("--encryption-provider-config={}", c.encryption_config().display()),
                 ]
             },
             ready: Ready::Https(|c| format!("{}/readyz", c.apiserver_url())),
@@ -272,6 +277,9 @@ fn components() -> Vec<Component> {
                     format!("--kubeconfig={}", c.controller_manager_kubeconfig().display()),
                     format!("--cluster-cidr={}", c.cluster_cidr),
                     format!("--root-ca-file={}", c.pki().join("ca.crt").display()),
+                    // The csrsigning controller signs with the cluster CA.
+                    format!("--cluster-signing-cert-file={}", c.pki().join("ca.crt").display()),
+                    format!("--cluster-signing-key-file={}", c.pki().join("ca.key").display()),
                 ];
                 args.extend(c.controller_manager_args.iter().cloned());
                 args
@@ -354,6 +362,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     for dir in [cluster.home.clone(), cluster.pki(), cluster.logs(), cluster.run_dir()] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    ensure_encryption_config(&cluster.encryption_config())?;
     let registry_addr = format!("{}:{}", cluster.network.gateway(), args.registry_port);
     if args.nodes > 0 {
         record_network(&cluster.home, &cluster.network, &registry_addr)?;
@@ -591,6 +600,48 @@ fn ensure_bpffs() -> Result<()> {
     }
     step("mounting bpffs at /sys/fs/bpf");
     run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
+}
+
+/// Write an `EncryptionConfiguration` with a fresh random aescbc key for
+/// Secrets, once: the file is kept across `up`s (a new key would make every
+/// stored Secret unreadable). `identity` comes second so Secrets written
+/// before encryption was switched on stay readable.
+fn ensure_encryption_config(path: &Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    step(&format!("generating the Secret encryption key in {}", path.display()));
+    let mut key = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut key))
+        .context("reading /dev/urandom")?;
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key);
+    let text = format!(
+        "apiVersion: apiserver.config.k8s.io/v1\n\
+         kind: EncryptionConfiguration\n\
+         resources:\n\
+         \x20 - resources:\n\
+         \x20     - secrets\n\
+         \x20   providers:\n\
+         \x20     - aescbc:\n\
+         \x20         keys:\n\
+         \x20           - name: key1\n\
+         \x20             secret: {secret}\n\
+         \x20     - identity: {{}}\n"
+    );
+    let tmp = path.with_extension("yaml.tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes()).with_context(|| format!("writing {}", tmp.display()))?;
+    f.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
 fn is_ready(cluster: &Cluster, ready: Ready) -> bool {

@@ -61,6 +61,9 @@ enum Command {
         /// Admission plugins to switch off (comma-separated; only `ServiceAccount` can be).
         #[arg(long, value_delimiter = ',')]
         disable_admission_plugins: Vec<String>,
+        /// `apiserver.config.k8s.io/v1` EncryptionConfiguration: how resources are encrypted in etcd.
+        #[arg(long)]
+        encryption_provider_config: Option<PathBuf>,
     },
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig {
@@ -110,7 +113,12 @@ fn main() -> Result<()> {
             service_account_issuer,
             api_audiences,
             disable_admission_plugins,
+            encryption_provider_config,
         } => {
+            if let Some(path) = &encryption_provider_config {
+                let t = sluice_apiserver::storage::encryption::Transformers::load(path)?;
+                sluice_apiserver::storage::encryption::install(t);
+            }
             use sluice_apiserver::registry::serviceaccount_admission as sa_admission;
             for plugin in disable_admission_plugins.iter().filter(|p| !p.is_empty()) {
                 anyhow::ensure!(

@@ -359,9 +359,9 @@ async fn run(
                     last_sent = last_sent.max(rev);
                     let (kind, obj) = match ev.event_type() {
                         EventType::Put => {
-                            let Ok(new) = decode(kv.value(), rev) else { continue };
+                            let Ok(new) = decode(kv.key(), kv.value(), rev) else { continue };
                             let created = kv.create_revision() == kv.mod_revision();
-                            let old = ev.prev_kv().and_then(|p| decode(p.value(), p.mod_revision()).ok());
+                            let old = ev.prev_kv().and_then(|p| decode(p.key(), p.value(), p.mod_revision()).ok());
                             let new_match = matches(&new);
                             let old_match = !created && old.as_ref().is_some_and(&matches);
                             match (old_match, new_match) {
@@ -373,7 +373,7 @@ async fn run(
                             }
                         }
                         EventType::Delete => {
-                            let Some(old) = ev.prev_kv().and_then(|p| decode(p.value(), rev).ok()) else { continue };
+                            let Some(old) = ev.prev_kv().and_then(|p| decode(p.key(), p.value(), rev).ok()) else { continue };
                             if !matches(&old) { continue; }
                             ("DELETED", old)
                         }

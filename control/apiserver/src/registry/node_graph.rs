@@ -456,8 +456,8 @@ async fn follow(registry: Arc<Registry>, feed: Feed, mut rev: i64) {
                     let Some(kv) = ev.kv() else { continue };
                     rev = rev.max(kv.mod_revision());
                     let (obj, gone) = match ev.event_type() {
-                        EventType::Put => (decode(kv.value(), kv.mod_revision()).ok(), false),
-                        EventType::Delete => (ev.prev_kv().and_then(|p| decode(p.value(), rev).ok()), true),
+                        EventType::Put => (decode(kv.key(), kv.value(), kv.mod_revision()).ok(), false),
+                        EventType::Delete => (ev.prev_kv().and_then(|p| decode(p.key(), p.value(), rev).ok()), true),
                     };
                     let Some(obj) = obj else { continue };
                     if let Some(key) = meta_key(&obj) {

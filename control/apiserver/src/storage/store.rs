@@ -58,9 +58,11 @@ pub struct Stored {
 }
 
 /// Decode a stored value and stamp its resourceVersion.
-pub fn decode(value: &[u8], revision: i64) -> Result<Value, ApiError> {
+/// The value is decrypted first (see [`super::encryption`]); `key` is its etcd key.
+pub fn decode(key: &[u8], value: &[u8], revision: i64) -> Result<Value, ApiError> {
+    let plain = super::encryption::from_storage(key, value).map_err(|e| ApiError::internal(e.to_string()))?;
     let mut v: Value =
-        serde_json::from_slice(value).map_err(|e| ApiError::internal(format!("corrupt object in storage: {e}")))?;
+        serde_json::from_slice(&plain).map_err(|e| ApiError::internal(format!("corrupt object in storage: {e}")))?;
     set_resource_version(&mut v, revision);
     Ok(v)
 }
@@ -77,13 +79,15 @@ pub fn set_resource_version(v: &mut Value, revision: i64) {
     }
 }
 
-/// Serialize an object for storage (without resourceVersion).
-pub fn encode(v: &Value) -> Vec<u8> {
+/// Serialize an object for storage under `key` (without resourceVersion,
+/// encrypted if the encryption configuration covers its resource).
+pub fn encode(key: &[u8], v: &Value) -> Result<Vec<u8>, ApiError> {
     let mut v = v.clone();
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
     }
-    serde_json::to_vec(&v).unwrap_or_default()
+    let plain = serde_json::to_vec(&v).unwrap_or_default();
+    super::encryption::to_storage(key, plain).map_err(|e| ApiError::internal(e.to_string()))
 }
 
 /// What must hold for a write to apply.
@@ -185,7 +189,7 @@ impl Store {
         let resp = c.get(key, None).await.map_err(storage_error)?;
         match resp.kvs().first() {
             Some(kv) => Ok(Some(Stored {
-                object: decode(kv.value(), kv.mod_revision())?,
+                object: decode(kv.key(), kv.value(), kv.mod_revision())?,
                 revision: kv.mod_revision(),
             })),
             None => Ok(None),
@@ -224,7 +228,7 @@ impl Store {
             items.push((
                 key,
                 Stored {
-                    object: decode(kv.value(), kv.mod_revision())?,
+                    object: decode(kv.key(), kv.value(), kv.mod_revision())?,
                     revision: kv.mod_revision(),
                 },
             ));
@@ -282,7 +286,7 @@ impl Store {
         match &w.action {
             Action::Put(obj, lease) => {
                 let opts = lease.map(|l| PutOptions::new().with_lease(l));
-                ops.push(TxnOp::put(w.key.as_str(), encode(obj), opts));
+                ops.push(TxnOp::put(w.key.as_str(), encode(w.key.as_bytes(), obj)?, opts));
             }
             Action::Delete => ops.push(TxnOp::delete(w.key.as_str(), None)),
         }
@@ -301,7 +305,7 @@ impl Store {
         });
         let current = match current.as_ref().and_then(|g| g.kvs().first()) {
             Some(kv) => Some(Stored {
-                object: decode(kv.value(), kv.mod_revision())?,
+                object: decode(kv.key(), kv.value(), kv.mod_revision())?,
                 revision: kv.mod_revision(),
             }),
             None => None,
