@@ -267,7 +267,7 @@ fn masquerade_replies_are_translated_on_the_tc_hook_too() {
     masquerade_scenario(TwoNodes::new("masqtc", ExternalHook::Tc));
 }
 
-fn masquerade_scenario(c: TwoNodes) {
+fn masquerade_scenario(mut c: TwoNodes) {
     // The outside host has no route to the pods: only a masqueraded flow gets answers.
     for _ in 0..5 {
         let (name, peer, mut s) =
@@ -282,6 +282,24 @@ fn masquerade_scenario(c: TwoNodes) {
     let (name, peer) = in_ns(&c.topo.ns("c"), || udp_ask(addr(OUTSIDE, 8053))).expect("UDP from C to the outside");
     assert_eq!((name.as_str(), peer.as_str()), ("out", NODE2));
     assert!(c.n1.counters().unwrap().event(Event::Masquerade) >= 5);
+    // A ClusterIP whose backend is outside the cluster (as the `kubernetes`
+    // Service's API servers are): balanced, then masqueraded, and the pod's
+    // conversation with the VIP goes both ways.
+    c.n1.upsert_service(&ServiceSpec::cluster_ip(
+        Frontend::tcp(VIP.parse().unwrap(), 443),
+        vec![Backend::new(OUTSIDE.parse().unwrap(), 8080)],
+    ))
+    .unwrap();
+    let masqueraded = c.n1.counters().unwrap().event(Event::NewFlow);
+    let (name, peer, mut s) =
+        in_ns(&c.topo.ns("a"), || greet(addr(VIP, 443))).expect("A reaches an outside backend through a ClusterIP");
+    assert_eq!(
+        (name.as_str(), peer.as_str()),
+        ("out", NODE1),
+        "the outside backend sees node 1's address"
+    );
+    in_ns(&c.topo.ns("a"), || echo(&mut s, "through the VIP")).unwrap();
+    assert!(c.n1.counters().unwrap().event(Event::NewFlow) > masqueraded);
     // The node's own address is not masqueraded (the node sees the pod).
     let (_, peer, _) = in_ns(&c.topo.ns("a"), || {
         c.topo.tcp_server("n1", 9090, "n1");

@@ -15,7 +15,11 @@
 //! the pod's address) gets the node's address as source
 //! and a port claimed in the conntrack map; both directions are then
 //! ordinary tracked flows of [`crate::lb`] (the reply is translated back on
-//! the external interface's hook). ICMP is not masqueraded.
+//! the external interface's hook). A ClusterIP flow balanced to a backend
+//! outside the cluster by the same rule (the `kubernetes` Service, whose
+//! endpoints are the API servers' addresses) is masqueraded too, in the same
+//! conntrack entries as its destination NAT: the reply gets the VIP back as
+//! source and the pod as destination. ICMP is not masqueraded.
 
 use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_redirect_peer, programs::TcContext};
 use sluice_common::{ct_flags, routing_flags, CtKey, CtValue, EndpointKey, Event, NodeAddrKey, RoutingConfig};
@@ -36,29 +40,39 @@ fn in_cidr(addr: [u8; 4], cfg: &RoutingConfig) -> bool {
     u32::from_ne_bytes(addr) & mask == u32::from_ne_bytes(cfg.cluster_cidr) & mask
 }
 
+/// The node's address when a pod flow from `saddr` to `daddr` leaves the
+/// cluster and must be masqueraded to it (see the module docs), else `None`.
+/// Also asked for a service's flow after balancing: a backend outside the
+/// cluster (the `kubernetes` Service's API servers) answers the node.
+#[inline(always)]
+pub fn masquerade_address(saddr: [u8; 4], daddr: [u8; 4]) -> Option<[u8; 4]> {
+    let cfg = ROUTING.get_ptr(0)?;
+    // SAFETY: array value, copied out at once.
+    let cfg = unsafe { *cfg };
+    if cfg.flags & routing_flags::MASQUERADE == 0
+        || !in_cidr(saddr, &cfg)
+        || in_cidr(daddr, &cfg)
+        || daddr == cfg.masquerade_addr
+        || service::is_node_addr(daddr)
+        || CLUSTER_NODES.get_ptr(NodeAddrKey { addr: daddr }).is_some()
+    {
+        return None;
+    }
+    Some(cfg.masquerade_addr)
+}
+
 /// Decide on a new pod flow that no service claimed: source NAT to the node
 /// when it leaves the cluster, else leave it alone.
 #[inline(always)]
 pub fn masquerade(flow: &Flow) -> Verdict {
-    let Some(cfg) = ROUTING.get_ptr(0) else {
+    let Some(masquerade_addr) = masquerade_address(flow.saddr, flow.daddr) else {
         return Verdict::Pass;
     };
-    // SAFETY: array value, copied out at once.
-    let cfg = unsafe { *cfg };
-    if cfg.flags & routing_flags::MASQUERADE == 0
-        || !in_cidr(flow.saddr, &cfg)
-        || in_cidr(flow.daddr, &cfg)
-        || flow.daddr == cfg.masquerade_addr
-        || service::is_node_addr(flow.daddr)
-        || CLUSTER_NODES.get_ptr(NodeAddrKey { addr: flow.daddr }).is_some()
-    {
-        return Verdict::Pass;
-    }
     let now = conntrack::now();
     let mut forward = CtValue {
         nat_addr: flow.daddr,
         nat_port: flow.dport,
-        snat_addr: cfg.masquerade_addr,
+        snat_addr: masquerade_addr,
         flags: ct_flags::SNAT,
         proto: flow.proto,
         service_id: NO_SERVICE,
@@ -81,7 +95,7 @@ pub fn masquerade(flow: &Flow) -> Verdict {
     };
     let mut reply_key = CtKey {
         saddr: flow.daddr,
-        daddr: cfg.masquerade_addr,
+        daddr: masquerade_addr,
         sport: flow.dport,
         dport: flow.sport,
         proto: flow.proto,

@@ -16,16 +16,15 @@
 //!   ClusterIP:443, whose EndpointSlice names the API server's advertised
 //!   address (the bridge) and secure port `https`;
 //! * from inside the pod, `curl --cacert ca.crt` with the mounted token to
-//!   `https://kubernetes.default.svc:<port>` resolved to that endpoint (the
-//!   certificate names the Service) is told 403 with Kubernetes' message;
+//!   `https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT` (the
+//!   ClusterIP, balanced to the API server outside the cluster network and
+//!   masqueraded to the node's address) is told 403 with Kubernetes' message;
 //!   after `kubectl create rolebinding --clusterrole=view
-//!   --serviceaccount=<ns>:default` the same request lists the pod;
+//!   --serviceaccount=<ns>:default` a request to
+//!   `https://kubernetes.default.svc` (resolved to the ClusterIP; the
+//!   certificate names the Service) lists the pod;
 //! * copies the token out, deletes the pod: the token is refused with 401.
 //!
-//! Not yet: the request through the ClusterIP itself times out. The
-//! datapath DNATs it to the host address but only source-NATs flows it did
-//! not balance (`pod_ingress`: masquerade on `Verdict::Pass` only), so the
-//! API server's reply goes to the pod address the host has no route for.
 //! Token refresh before expiry is unit-tested in noded (`volumes::sa_token`).
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -211,9 +210,7 @@ spec:
         "the kubernetes Service's ClusterIP"
     );
     let path = format!("/api/v1/namespaces/{NS}/pods");
-    // The Service's endpoint is the API server's advertised address and port
-    // (not yet reachable through the ClusterIP itself: see the module docs);
-    // curl still checks the certificate against kubernetes.default.svc.
+    // The Service's endpoint is the API server's advertised address and port.
     let slice = kubectl_json(&cluster, &["get", "endpointslice", "kubernetes", "-o", "json"])
         .expect("the kubernetes EndpointSlice");
     let endpoint = slice["endpoints"][0]["addresses"][0]
@@ -223,8 +220,16 @@ spec:
     let port = slice["ports"][0]["port"].as_i64().expect("a port");
     assert_eq!(slice["ports"][0]["name"], "https");
     assert_eq!(endpoint, cluster.gateway(), "the advertised address");
-    let resolve = format!("kubernetes.default.svc:{port}:{endpoint}");
-    let url = format!("https://kubernetes.default.svc:{port}{path}");
+    let server = cluster.kubectl_ok(&["config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"]);
+    assert!(
+        server.trim().ends_with(&format!(":{port}")),
+        "the endpoint's port is the API server's secure port: {server} vs {port}"
+    );
+    // As client-go's in-cluster config: https://$KUBERNETES_SERVICE_HOST:
+    // $KUBERNETES_SERVICE_PORT, through the ClusterIP (the certificate names
+    // it) to the API server outside the cluster network.
+    let resolve = format!("kubernetes.default.svc:443:{}", cluster_ip.trim());
+    let url = format!("https://{service}{path}");
     let (code, body) = api_from_pod(&cluster, "client", &resolve, &url);
     assert_eq!(code, 403, "{body}");
     let status: Value = serde_json::from_str(&body).expect("a Status");
@@ -245,6 +250,7 @@ spec:
         "--clusterrole=view",
         &format!("--serviceaccount={NS}:default"),
     ]);
+    let url = format!("https://kubernetes.default.svc{path}");
     let listed = wait_for(Duration::from_secs(30), || {
         let (code, body) = api_from_pod(&cluster, "client", &resolve, &url);
         (code == 200).then_some(body)
@@ -256,7 +262,6 @@ spec:
 
     // The token dies with its pod.
     cluster.kubectl_ok(&["delete", "pod", "client", "-n", NS, "--wait=true", "--timeout=90s"]);
-    let server = cluster.kubectl_ok(&["config", "view", "-o", "jsonpath={.clusters[0].cluster.server}"]);
     let ca_file = cluster.home().join("pki/ca.crt");
     let refused = wait_for(Duration::from_secs(30), || {
         let out = Command::new("curl")

@@ -161,9 +161,17 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     //   through this node to be translated;
     // - hairpin, a pod reaching its own service and landing on itself: it
     //   would drop a packet from its own address, so it sees the VIP instead.
+    // - a pod's flow to a backend outside the cluster (the API servers of
+    //   the `kubernetes` Service): that host has no route to pods, so the
+    //   flow is masqueraded to this node's address (`route`).
     let remote_nodeport = local_node && !local_only && backend.flags & sluice_common::backend_flags::LOCAL == 0;
     let hairpin = hook == Hook::FromPod && backend.addr == flow.saddr;
-    let snat = remote_nodeport || hairpin;
+    let leaves_cluster = if hook == Hook::FromPod && !hairpin {
+        crate::route::masquerade_address(flow.saddr, backend.addr)
+    } else {
+        None
+    };
+    let snat = remote_nodeport || hairpin || leaves_cluster.is_some();
     let mut forward = CtValue {
         nat_addr: backend.addr,
         nat_port: backend.port,
@@ -196,7 +204,9 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         // NodePort: the node address the client reached. A LoadBalancer or
         // external IP: the node's own address, so the backend's node routes
         // the replies back here without needing ARP for the frontend.
-        forward.snat_addr = if found == service::Found::External {
+        forward.snat_addr = if let Some(node) = leaves_cluster {
+            node
+        } else if found == service::Found::External {
             service::node_address().unwrap_or(flow.daddr)
         } else {
             flow.daddr
