@@ -141,6 +141,9 @@ pub async fn create(
         return Err(invalid("", errs));
     }
     let sa = live(registry, &kinds::serviceaccount::RESOURCE, Some(namespace), name).await?;
+    registry
+        .admit_node_token_request(namespace, name, &Value::Object(req.clone()))
+        .await?;
     let mut bound = Bound::default();
     if let Some(r) = spec.get("boundObjectRef").filter(|r| r.is_object()).cloned() {
         let (api_version, kind, obj_name, want_uid) = (

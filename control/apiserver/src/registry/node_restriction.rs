@@ -296,6 +296,23 @@ fn is(r: &Resource, group: &str, plural: &str) -> bool {
 }
 
 impl Registry {
+    /// NodeRestriction on a TokenRequest (`serviceaccounts/<name>/token`): a
+    /// node may only ask for tokens bound to a pod that runs on it.
+    pub(crate) async fn admit_node_token_request(&self, ns: &str, name: &str, request: &Value) -> ApiResult<()> {
+        let Some(node) = requesting_node() else {
+            return Ok(());
+        };
+        let pod_name = str_at(request, "/spec/boundObjectRef/name");
+        let pod = if str_at(request, "/spec/boundObjectRef/kind") == "Pod" && !pod_name.is_empty() {
+            let pods = Kind::Builtin(&kinds::pod::Pods);
+            self.get(&pods, Some(ns), pod_name).await.ok().map(|p| p.object)
+        } else {
+            None
+        };
+        check_token_request(&node, request, pod.as_ref())
+            .map_err(|why| ApiError::forbidden(&kinds::serviceaccount::RESOURCE, name, why))
+    }
+
     /// NodeRestriction on create.
     pub(super) async fn admit_node_create(&self, r: &Resource, ns: Option<&str>, obj: &Value) -> ApiResult<()> {
         let Some(node) = requesting_node() else {
