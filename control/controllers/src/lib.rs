@@ -36,6 +36,7 @@ pub mod replicaset;
 pub mod replicationcontroller;
 pub mod resourcequota;
 pub mod root_ca_publisher;
+pub mod csr_signing;
 pub mod runner;
 pub mod service_lb;
 pub mod serviceaccount;
@@ -180,5 +181,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: root_ca_publisher::NAME,
         init: root_ca_publisher::init,
+    },
+    ControllerDescriptor {
+        name: csr_signing::NAME,
+        init: csr_signing::init,
     },
 ];
