@@ -142,6 +142,10 @@ impl Cluster {
     fn encryption_config(&self) -> PathBuf {
         self.pki().join("encryption-config.yaml")
     }
+    /// The audit policy `up` writes once (edit it and restart the API server to change it).
+    fn audit_policy(&self) -> PathBuf {
+        self.home.join("audit-policy.yaml")
+    }
     fn logs(&self) -> PathBuf {
         self.home.join("logs")
     }
@@ -265,6 +269,8 @@ fn components() -> Vec<Component> {
                     format!("--cert-dir={}", c.pki().display()),
                     format!("--service-cluster-ip-range={}", c.service_cidr),
                     format!("--encryption-provider-config={}", c.encryption_config().display()),
+                    format!("--audit-policy-file={}", c.audit_policy().display()),
+                    format!("--audit-log-path={}", c.logs().join("audit.log").display()),
                 ]
             },
             ready: Ready::Https(|c| format!("{}/readyz", c.apiserver_url())),
@@ -363,6 +369,9 @@ pub fn up(args: UpArgs) -> Result<()> {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     ensure_encryption_config(&cluster.encryption_config())?;
+    if !cluster.audit_policy().exists() {
+        fs::write(cluster.audit_policy(), AUDIT_POLICY).context("writing the audit policy")?;
+    }
     let registry_addr = format!("{}:{}", cluster.network.gateway(), args.registry_port);
     if args.nodes > 0 {
         record_network(&cluster.home, &cluster.network, &registry_addr)?;
@@ -601,6 +610,27 @@ fn ensure_bpffs() -> Result<()> {
     step("mounting bpffs at /sys/fs/bpf");
     run(Command::new("mount").args(["-t", "bpf", "bpf", "/sys/fs/bpf"]))
 }
+
+/// The audit policy of `up` clusters: every request at `Metadata` (who did
+/// what to which object, with the response code), except the control
+/// plane's and the nodes' own reads, lease renewals and health probes.
+const AUDIT_POLICY: &str = r#"apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    users: ["system:kube-scheduler", "system:kube-controller-manager"]
+    verbs: [get, list, watch]
+  - level: None
+    userGroups: ["system:nodes"]
+    verbs: [get, list, watch]
+  - level: None
+    resources: [{group: coordination.k8s.io, resources: [leases]}]
+    verbs: [get, update]
+  - level: None
+    nonResourceURLs: ["/healthz*", "/livez*", "/readyz*", "/version"]
+  - level: Metadata
+"#;
 
 /// Write an `EncryptionConfiguration` with a fresh random aescbc key for
 /// Secrets, once: the file is kept across `up`s (a new key would make every

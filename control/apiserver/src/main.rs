@@ -17,6 +17,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once at start: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Serve the Kubernetes API over HTTPS.
     Serve {
@@ -64,6 +66,12 @@ enum Command {
         /// `apiserver.config.k8s.io/v1` EncryptionConfiguration: how resources are encrypted in etcd.
         #[arg(long)]
         encryption_provider_config: Option<PathBuf>,
+        /// `audit.k8s.io/v1` Policy: which requests the audit log records, at which level.
+        #[arg(long, requires = "audit_log_path")]
+        audit_policy_file: Option<PathBuf>,
+        /// Where the audit log's JSON lines are appended.
+        #[arg(long, requires = "audit_policy_file")]
+        audit_log_path: Option<PathBuf>,
     },
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig {
@@ -114,7 +122,13 @@ fn main() -> Result<()> {
             api_audiences,
             disable_admission_plugins,
             encryption_provider_config,
+            audit_policy_file,
+            audit_log_path,
         } => {
+            if let (Some(policy), Some(log)) = (&audit_policy_file, &audit_log_path) {
+                let policy = sluice_apiserver::http::audit::Policy::load(policy)?;
+                sluice_apiserver::http::audit::install(policy, log)?;
+            }
             if let Some(path) = &encryption_provider_config {
                 let t = sluice_apiserver::storage::encryption::Transformers::load(path)?;
                 sluice_apiserver::storage::encryption::install(t);

@@ -8,6 +8,7 @@
 //! servers ([`aggregator`]).
 
 pub mod aggregator;
+pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap_token;

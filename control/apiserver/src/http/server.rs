@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         state.aggregator.clone(),
         crate::http::aggregator::proxy,
     ));
+    let api = api.layer(middleware::from_fn(crate::http::audit::layer));
     api.layer(middleware::from_fn_with_state(state, authenticate))
 }
 
@@ -377,6 +378,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
             let ident = ClientCertIdentity(identity);
             let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ident.clone());
+                req.extensions_mut().insert(crate::http::audit::PeerAddr(peer));
                 req
             });
             let svc = TowerToHyperService::new(svc);
