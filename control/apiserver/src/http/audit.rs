@@ -158,12 +158,7 @@ pub fn request_info(method: &str, path: &str, query: Option<&str>) -> RequestInf
         ["apis", g, v, rest @ ..] => (*g, *v, rest),
         _ => return info,
     };
-    let watch_param = query
-        .map(|q| {
-            q.split('&')
-                .any(|kv| kv == "watch=true" || kv == "watch=1" || kv == "watch")
-        })
-        .unwrap_or(false);
+    let watch_param = crate::http::params::Query::parse(query).flag("watch");
     let (watch, rest) = match rest {
         ["watch", rest @ ..] => (true, rest),
         _ => (watch_param, rest),
@@ -181,7 +176,14 @@ pub fn request_info(method: &str, path: &str, query: Option<&str>) -> RequestInf
     info.resource = resource.to_string();
     info.name = name.map(|s| s.to_string()).unwrap_or_default();
     info.subresource = sub.map(|s| s.to_string()).unwrap_or_default();
-    info.verb = match (method, name.is_some()) {
+    info.verb = resource_verb(method, name.is_some(), watch).to_string();
+    info
+}
+
+/// A resource request's verb from its HTTP method, whether it names an
+/// object, and whether it watches (Kubernetes' RequestInfo).
+pub fn resource_verb(method: &str, named: bool, watch: bool) -> &'static str {
+    match (method, named) {
         ("GET" | "HEAD", _) if watch => "watch",
         ("GET" | "HEAD", true) => "get",
         ("GET" | "HEAD", false) => "list",
@@ -192,8 +194,6 @@ pub fn request_info(method: &str, path: &str, query: Option<&str>) -> RequestInf
         ("DELETE", false) => "deletecollection",
         _ => "unknown",
     }
-    .to_string();
-    info
 }
 
 /// A loaded audit policy.

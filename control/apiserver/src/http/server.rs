@@ -147,17 +147,7 @@ fn outside_handlers(state: &AppState, req: &Request) -> Option<RequestAttributes
         [resource, tail @ ..] => (None, *resource, tail.first(), tail.get(1)),
         [] => return None,
     };
-    let verb = match (req.method().as_str(), name.is_some()) {
-        ("GET" | "HEAD", _) if watch => "watch",
-        ("GET" | "HEAD", true) => "get",
-        ("GET" | "HEAD", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => "unknown",
-    };
+    let verb = crate::http::audit::resource_verb(req.method().as_str(), name.is_some(), watch);
     let mut attrs = RequestAttributes::resource(verb, group, resource, namespace, name.copied());
     attrs.subresource = sub.map(|s| s.to_string());
     Some(attrs)
