@@ -85,3 +85,41 @@ fn ensure_nextest() -> Result<()> {
     step("installing cargo-nextest (cargo install --locked)");
     util::run(Command::new("cargo").args(["install", "--locked", "cargo-nextest"]))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// A story file whose tests take the harness's `serial()` lock runs them
+    /// one after another; nextest must know it (a test group of one thread per
+    /// file), or a waiting test holds one of the few slots for nothing.
+    #[test]
+    fn serial_story_files_have_a_test_group() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let config = std::fs::read_to_string(root.join(".config/nextest.toml")).unwrap();
+        let stories = root.join("tests/stories/tests");
+        let mut missing = Vec::new();
+        for entry in std::fs::read_dir(&stories).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            let tests = source.matches("#[tokio::test").count() + source.matches("#[test]").count();
+            if source.contains("serial()") && tests > 1 {
+                let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+                let filter = format!(
+                    "filter = \"binary({stem})\"\ntest-group = \"serial-{}\"",
+                    stem.replace('_', "-")
+                );
+                if !config.contains(&filter) {
+                    missing.push(stem);
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "add a test group to .config/nextest.toml for {missing:?}"
+        );
+    }
+}

@@ -79,9 +79,11 @@ impl TestCluster {
     /// A cluster not started yet: home, ports, prefix and subnet chosen (so a
     /// story can write `registries.yaml` into [`TestCluster::home`] first).
     pub fn new(nodes: u32) -> TestCluster {
+        // etcd's peer port is the one after its client port; `free_port`
+        // never hands that one out afterwards.
         let etcd_port = loop {
             let p = crate::free_port();
-            if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            if p < u16::MAX - 1 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
                 break p;
             }
         };

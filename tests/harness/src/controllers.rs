@@ -99,16 +99,52 @@ impl Drop for ControllerManager {
 }
 
 /// Runs the stories of one test binary one at a time: each starts a whole
-/// control plane plus nodes, and several at once on two cores would only
-/// race their timeouts. Hold the guard for the whole test.
+/// control plane plus nodes, often with the same fixed pod CIDR, and several
+/// at once on two cores would only race their timeouts. Hold the guard for the
+/// whole test.
+///
+/// The lock is an exclusive `flock` on a file named after the test binary, so
+/// it orders the stories both when one process runs them all on threads
+/// (`cargo test`) and when every test is its own process (`cargo nextest`,
+/// which `cargo xtask test` uses). Two `open`s of the file are two open file
+/// descriptions, and `flock` makes them exclude each other even inside one
+/// process. The kernel drops the lock when the process dies.
 pub fn serial() -> Serial {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    Serial(LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "stories".to_string());
+    // Cargo names test binaries `<file>-<hash>`; the hash changes per build,
+    // and one build's binary is what runs, so the whole stem is the key.
+    let path = std::env::temp_dir().join(format!("sluice-serial-{binary}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open the serial lock {}: {e}", path.display()));
+    // Blocking on purpose: the story waits for the one before it.
+    loop {
+        // SAFETY: flock on a descriptor this function owns for the guard's life.
+        let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX) };
+        if rc == 0 {
+            break;
+        }
+        let err = std::io::Error::last_os_error();
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::Interrupted,
+            "flock {}: {err}",
+            path.display()
+        );
+    }
+    Serial(file)
 }
 
-/// The guard of [`serial`]. It is held across awaits on purpose: every story
-/// runs on its own runtime and thread, and the lock only orders whole stories.
-pub struct Serial(#[allow(dead_code)] std::sync::MutexGuard<'static, ()>);
+/// The guard of [`serial`]: the locked file, unlocked when it is closed. It is
+/// held across awaits on purpose: every story runs on its own runtime and
+/// thread, and the lock only orders whole stories.
+pub struct Serial(#[allow(dead_code)] std::fs::File);
 
 pub use crate::eventually;
 

@@ -82,12 +82,26 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A free TCP port on loopback (bound then released).
+/// A free TCP port on loopback (bound then released), never one this process
+/// was given before: the kernel may hand a just-released port out again, and
+/// two components of one story (an API server and its etcd) must not both
+/// get it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        // etcd listens on the port after its client port too (peers), so
+        // neighbours of a port given out are not given out either.
+        let near = |p: &u16| p.abs_diff(port) <= 1;
+        if !given.iter().any(near) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn tail(path: &Path, lines: usize) -> String {
