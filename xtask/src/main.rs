@@ -9,6 +9,7 @@ mod cluster;
 mod containerd;
 mod ebpf;
 mod fresh_check;
+mod fuzz;
 mod images;
 mod network;
 mod nodes;
@@ -40,6 +41,8 @@ enum Task {
     Test(test::TestArgs),
     /// Prove the README's two commands in a fresh Debian root (mmdebstrap + chroot).
     FreshCheck(fresh_check::FreshCheckArgs),
+    /// Fuzz the API server's authentication path with libFuzzer (nightly, cargo-fuzz).
+    Fuzz(fuzz::FuzzArgs),
     /// Run a benchmark (not a test): results go under `bench-results/`.
     Bench(bench::BenchArgs),
     /// Build the cluster's images (busybox, nginx, redis, pause) and push them into the cluster registry;
@@ -56,6 +59,7 @@ fn main() -> Result<()> {
         Task::BuildEbpf(args) => ebpf::build_ebpf(args),
         Task::Test(args) => test::run_all(args),
         Task::Bench(args) => bench::run(args),
+        Task::Fuzz(args) => fuzz::fuzz(args),
         Task::FreshCheck(args) => fresh_check::fresh_check(args),
         Task::Images(args) => images::images(args),
         Task::Containerd(args) => containerd::containerd(args),

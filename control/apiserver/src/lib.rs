@@ -17,8 +17,11 @@
 //! - [`storage`]: etcd and the shared watch cache.
 //!
 //! [`status`] (the `Status` error shape) and [`pki`] are used by every layer.
+//! [`fuzz`] holds the fuzz targets of the authentication path; like the
+//! tests, it sits above the layers.
 
 pub mod discovery;
+pub mod fuzz;
 pub mod http;
 pub mod kinds;
 pub mod meta;

@@ -102,11 +102,49 @@ impl TokenAuthenticator {
     }
 }
 
+/// What an `Authorization` header says about bearer tokens, read as
+/// Kubernetes' bearer-token authenticator reads it: the scheme `Bearer` in
+/// any case, then the token up to the next space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer<'a> {
+    /// No header, or another scheme (e.g. `Basic`): not a token; other
+    /// authenticators (client certificates) decide.
+    Absent,
+    /// The token.
+    Token(&'a str),
+    /// `Bearer` with an empty token (`Bearer  x`: two spaces): refused with 401.
+    Invalid,
+}
+
+/// Read the bearer token of an `Authorization` header value.
+pub fn bearer_token(header: &str) -> Bearer<'_> {
+    let header = header.trim_matches(|c: char| c.is_ascii_whitespace());
+    let mut parts = header.splitn(3, ' ');
+    let scheme = parts.next().unwrap_or_default();
+    let Some(token) = parts.next() else {
+        return Bearer::Absent;
+    };
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Bearer::Absent;
+    }
+    if token.is_empty() {
+        return Bearer::Invalid;
+    }
+    Bearer::Token(token)
+}
+
 /// Extract CN (user) and O (groups) from a DER certificate already verified by rustls.
 pub fn identity_from_cert(der: &[u8]) -> Option<UserInfo> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
-    let name = subject.iter_common_name().next()?.as_str().ok()?.to_string();
+    // As Kubernetes: a certificate without a common name names no user.
+    let name = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()
+        .filter(|cn| !cn.is_empty())?
+        .to_string();
     let groups = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(String::from))

@@ -77,7 +77,12 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
     {
-        if let Some(token) = h.strip_prefix("Bearer ").map(str::trim) {
+        let token = match crate::http::auth::bearer_token(&h) {
+            crate::http::auth::Bearer::Token(token) => Some(token),
+            crate::http::auth::Bearer::Absent => None,
+            crate::http::auth::Bearer::Invalid => return ApiError::unauthorized().into_response(),
+        };
+        if let Some(token) = token {
             user = match state.tokens.authenticate(token) {
                 Some(u) => Some(u),
                 None => crate::http::bootstrap_token::authenticate(&state.registry, token).await,
