@@ -283,6 +283,9 @@ fn components() -> Vec<Component> {
                     format!("--kubeconfig={}", c.controller_manager_kubeconfig().display()),
                     format!("--cluster-cidr={}", c.cluster_cidr),
                     format!("--root-ca-file={}", c.pki().join("ca.crt").display()),
+                    // The csrsigning controller signs with the cluster CA.
+                    format!("--cluster-signing-cert-file={}", c.pki().join("ca.crt").display()),
+                    format!("--cluster-signing-key-file={}", c.pki().join("ca.key").display()),
                 ];
                 args.extend(c.controller_manager_args.iter().cloned());
                 args

@@ -69,6 +69,20 @@ pub struct ControllerManagerConfig {
     #[arg(long)]
     pub root_ca_file: Option<PathBuf>,
 
+    /// The CA certificate (PEM) the csrsigning controller signs with (the
+    /// API server's `<cert-dir>/ca.crt`); unset: nothing is signed.
+    #[arg(long)]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+
+    /// The key (PEM) of `--cluster-signing-cert-file`.
+    #[arg(long)]
+    pub cluster_signing_key_file: Option<PathBuf>,
+
+    /// The longest validity of a certificate the csrsigning controller
+    /// issues (a request's `expirationSeconds` may ask for less).
+    #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
+    pub cluster_signing_duration: Duration,
+
     /// Leader election: run only while holding the Lease.
     #[command(flatten)]
     pub leader_election: sluice_kube::leader_election::LeaderElectionArgs,

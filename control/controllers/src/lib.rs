@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod controller_revision;
 pub mod cronjob;
+pub mod csr_signing;
 pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
@@ -180,5 +181,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: root_ca_publisher::NAME,
         init: root_ca_publisher::init,
+    },
+    ControllerDescriptor {
+        name: csr_signing::NAME,
+        init: csr_signing::init,
     },
 ];

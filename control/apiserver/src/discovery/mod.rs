@@ -506,7 +506,8 @@ mod tests {
                 "apiextensions.k8s.io",
                 "admissionregistration.k8s.io",
                 "apiregistration.k8s.io",
-                "storage.k8s.io"
+                "storage.k8s.io",
+                "certificates.k8s.io"
             ]
         );
         assert_eq!(

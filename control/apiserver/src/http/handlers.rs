@@ -780,7 +780,37 @@ async fn subresource(
         None => String::new(),
     };
     match (sub, verb) {
-        ("status", "get") => out.object(StatusCode::OK, reg.get(k, ns, name).await?.object, &[]),
+        ("status" | "approval", "get") => out.object(StatusCode::OK, reg.get(k, ns, name).await?.object, &[]),
+        // CertificateSigningRequests: approval and signing need the signer's verbs.
+        ("approval" | "status", "update" | "patch") if r.group == "certificates.k8s.io" => {
+            if patch_opts.as_ref().is_some_and(|o| o.apply.is_some()) {
+                return Err(ApiError::bad_request(format!(
+                    "server-side apply is not served on {}/{sub}",
+                    r.plural
+                )));
+            }
+            let p = if verb == "patch" {
+                read_body_as(body, content_type).await?
+            } else {
+                read_body(body).await?
+            };
+            let kind = if verb == "patch" {
+                Some(patch_kind(k, content_type)?)
+            } else {
+                None
+            };
+            let tracking = Tracking::update(manager, sub);
+            let w = reg
+                .update_tracked(k, ns, name, UpdateMode::Status, opts, &tracking, |cur| {
+                    let proposed = match kind {
+                        Some(kind) => apply_patch_kind(kind, cur, &p)?,
+                        None => p.clone(),
+                    };
+                    crate::registry::certificates::subresource_write(&reg, sub, cur, &proposed)
+                })
+                .await?;
+            out.object(StatusCode::OK, w.object, &w.warnings)
+        }
         ("status", "update") => {
             let obj = read_body(body).await?;
             let tracking = Tracking::update(manager, "status");

@@ -2,14 +2,22 @@
 //! bootstrap token, and the serving certificate of its HTTPS endpoint
 //! (logs, exec, attach, port-forward).
 //!
-//! Kubernetes' path is a stored CertificateSigningRequest approved by a
-//! controller and signed by another. Sluice serves the same request shape
-//! (`POST /apis/certificates.k8s.io/v1/certificatesigningrequests`, signers
-//! `kubernetes.io/kube-apiserver-client-kubelet` and
-//! `kubernetes.io/kubelet-serving`) but approves and signs it synchronously,
-//! in the API server that holds the cluster CA, and answers the CSR with
-//! `status.certificate` already set. Nothing is stored: there is no CSR to
-//! list or approve by hand afterwards.
+//! CertificateSigningRequests are stored objects (`kinds::certificatesigningrequest`:
+//! `kubectl get csr`, `kubectl certificate approve|deny`, the `/approval` and
+//! `/status` subresources). Requests for any signer but the two node signers
+//! go straight to the generic handlers and stay Pending until someone
+//! approves them; the controller-manager's csrsigning controller then signs
+//! `kubernetes.io/kube-apiserver-client` ones.
+//!
+//! The node signers (`kubernetes.io/kube-apiserver-client-kubelet`,
+//! `kubernetes.io/kubelet-serving`) still take a shortcut here: this POST
+//! checks the rules below, signs with the cluster CA the API server holds,
+//! and stores the request already `Approved` (reason `AutoApproved`) with
+//! `status.certificate` set, answering with it, so a joining node never
+//! waits for a controller. Kubernetes instead leaves it Pending for the
+//! csrapproving controller and the signer; moving node requests onto that
+//! path (noded watching for the certificate, certificate rotation) is the
+//! remaining step of issue 14 item 2.
 //!
 //! Approval rules. Both signers need exactly CN `system:node:<name>`, O
 //! `system:nodes` (Kubernetes' `IsKubeletClientCSR`/`IsKubeletServingCSR`).
@@ -25,10 +33,9 @@
 //! node's own, without checking its SANs against the Node's addresses (a
 //! node could claim another node's address).
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -37,7 +44,10 @@ use serde_json::{json, Value};
 
 use crate::http::auth::UserInfo;
 use crate::http::bootstrap_token::{self, BOOTSTRAPPERS};
+use crate::http::state::AppState;
+use crate::kinds::Kind;
 use crate::pki::ClusterCa;
+use crate::registry::{UpdateMode, WriteOptions};
 use crate::status::{ApiError, ApiResult};
 
 /// The signer of node client certificates.
@@ -67,19 +77,23 @@ impl NodeCertSigner {
     }
 }
 
-/// The CSR routes (merged under the authentication layer).
-pub fn routes(signer: Arc<NodeCertSigner>) -> Router {
+/// The CSR collection's POST (merged under the authentication layer): node
+/// signers are answered here, every other request goes to `generic` (the
+/// server's resource handlers, serving the stored
+/// `certificatesigningrequests` kind), passed in so that this module does
+/// not depend on the handlers.
+pub fn routes<H, T>(state: AppState, generic: H) -> Router
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let fallback = generic.clone();
     Router::new()
         .route(
             PATH,
-            post(create).fallback(|| async {
-                ApiError::method_not_allowed(
-                    "certificatesigningrequests are only created (signed at once, never stored)",
-                )
-                .into_response()
-            }),
+            post(move |State(state): State<AppState>, req: Request| create(state, req, generic)).fallback(fallback),
         )
-        .with_state(signer)
+        .with_state(state)
 }
 
 /// The node name a CSR's subject asks for, if it is a node client subject.
@@ -174,8 +188,29 @@ fn invalid(name: &str, field: &str, message: impl Into<String>) -> ApiError {
     }
 }
 
-async fn create(State(signer): State<Arc<NodeCertSigner>>, req: Request) -> Response {
-    match create_inner(&signer, req).await {
+async fn create<H, T>(state: AppState, req: Request, generic: H) -> Response
+where
+    H: Handler<T, AppState>,
+{
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_CSR_BYTES).await {
+        Ok(b) => b,
+        Err(e) => return ApiError::bad_request(format!("error reading request body: {e}")).into_response(),
+    };
+    let signer = serde_json::from_slice::<Value>(&bytes).ok().and_then(|v| {
+        v.pointer("/spec/signerName")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    });
+    if !matches!(signer.as_deref(), Some(NODE_CLIENT_SIGNER | NODE_SERVING_SIGNER)) {
+        // Any other signer: a plain create of the stored kind, left Pending.
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return generic.call(req, state).await;
+    }
+    let Some(user) = parts.extensions.get::<UserInfo>().cloned() else {
+        return ApiError::unauthorized().into_response();
+    };
+    match create_inner(&state, user, &bytes).await {
         Ok(v) => {
             let mut resp = (http::StatusCode::CREATED, serde_json::to_vec(&v).unwrap_or_default()).into_response();
             resp.headers_mut().insert(
@@ -191,17 +226,9 @@ async fn create(State(signer): State<Arc<NodeCertSigner>>, req: Request) -> Resp
 /// Largest CertificateSigningRequest body read (the limit of every API body).
 const MAX_CSR_BYTES: usize = 3 * 1024 * 1024;
 
-async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value> {
-    let user = req
-        .extensions()
-        .get::<UserInfo>()
-        .cloned()
-        .ok_or_else(ApiError::unauthorized)?;
-    let body: Body = req.into_body();
-    let bytes = axum::body::to_bytes(body, MAX_CSR_BYTES)
-        .await
-        .map_err(|e| ApiError::bad_request(format!("error reading request body: {e}")))?;
-    let mut csr: Value = serde_json::from_slice(&bytes)
+async fn create_inner(state: &AppState, user: UserInfo, bytes: &[u8]) -> ApiResult<Value> {
+    let signer = &state.node_certs;
+    let mut csr: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))?;
     let name = match csr.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if !n.is_empty() => n.to_string(),
@@ -291,26 +318,46 @@ async fn create_inner(signer: &NodeCertSigner, req: Request) -> ApiResult<Value>
     let cert_pem = signed.map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e:#}")))?;
     tracing::info!(node, requester = %user.name, signer = signer_name, "signed a node certificate");
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-    csr["apiVersion"] = json!("certificates.k8s.io/v1");
-    csr["kind"] = json!("CertificateSigningRequest");
     csr["metadata"]["name"] = json!(name);
-    csr["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
-    csr["metadata"]["creationTimestamp"] = json!(now);
-    csr["spec"]["username"] = json!(user.name);
-    csr["spec"]["groups"] = json!(user.groups);
-    csr["status"] = json!({
+    if let Some(m) = csr.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("generateName");
+    }
+    let status = json!({
         "conditions": [{
             "type": "Approved", "status": "True", "reason": "AutoApproved",
             "message": if serving {
                 "Auto approving node serving certificate requested by the node itself"
             } else {
-                "Auto approving node client certificate requested with a bootstrap token or by the node itself"
+                "Auto approving kubelet client certificate after SubjectAccessReview."
             },
             "lastUpdateTime": now, "lastTransitionTime": now,
         }],
         "certificate": base64::engine::general_purpose::STANDARD.encode(cert_pem),
     });
-    Ok(csr)
+    // Stored as the requester's (spec.username/groups), then approved and
+    // issued at once by the API server itself.
+    let registry = state.registry.clone();
+    let kind = Kind::Builtin(&crate::kinds::certificatesigningrequest::CertificateSigningRequests);
+    let store = async {
+        registry.create(&kind, None, csr, WriteOptions::default()).await?;
+        registry
+            .update(
+                &kind,
+                None,
+                &name,
+                UpdateMode::Internal,
+                WriteOptions::default(),
+                |cur| {
+                    let mut next = cur.clone();
+                    next["status"] = status.clone();
+                    Ok(next)
+                },
+            )
+            .await
+    };
+    let written =
+        crate::registry::admission::with_user(user.name.clone(), user.uid.clone(), user.groups.clone(), store).await?;
+    Ok(written.object)
 }
 
 #[cfg(test)]

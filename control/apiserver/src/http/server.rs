@@ -188,7 +188,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state.clone())
         // Discovery, /version and OpenAPI documents.
         .merge(crate::discovery::routes(state.registry.catalog.clone()))
-        .merge(crate::http::node_certs::routes(state.node_certs.clone()))
+        .merge(crate::http::node_certs::routes(state.clone(), handlers::handle))
         .merge(crate::http::token_request::discovery_routes(state.sa_tokens.clone()));
     let api = api.layer(middleware::from_fn_with_state(
         state.aggregator.clone(),

@@ -86,6 +86,7 @@ builtin_kinds! {
     csidriver => CsiDrivers,
     csinode => CsiNodes,
     volumeattachment => VolumeAttachments,
+    certificatesigningrequest => CertificateSigningRequests,
 }
 
 /// Verbs a resource supports, as discovery reports them.

@@ -11,6 +11,7 @@ pub mod admission;
 pub mod allocator;
 pub mod apiservices;
 pub mod apply;
+pub mod certificates;
 pub mod crds;
 pub mod eviction;
 pub mod limit_ranger;
@@ -371,6 +372,7 @@ impl Registry {
         self.admit_storage_create(r, &mut obj).await?;
         self.admit_rbac(r, ns.as_deref(), None, &obj)?;
         self.admit_node_create(r, ns.as_deref(), &obj).await?;
+        certificates::stamp_requester(r, &mut obj);
         warnings.extend(self.admit_create(k, ns.as_deref(), &mut obj, opts).await?);
         // Server-set metadata.
         let generate = obj

@@ -664,6 +664,42 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
             with_events(vec![rule(&["create", "patch", "update"], &[""], &["configmaps"])]),
         ),
         (
+            "system:controller:certificate-controller",
+            with_events(vec![
+                rule(
+                    &["delete", "get", "list", "watch"],
+                    &["certificates.k8s.io"],
+                    &["certificatesigningrequests"],
+                ),
+                rule(
+                    &["update"],
+                    &["certificates.k8s.io"],
+                    &[
+                        "certificatesigningrequests/approval",
+                        "certificatesigningrequests/status",
+                    ],
+                ),
+                PolicyRule {
+                    resource_names: Some(vec!["kubernetes.io/kube-apiserver-client-kubelet".into()]),
+                    ..rule(&["approve"], &["certificates.k8s.io"], &["signers"])
+                },
+                PolicyRule {
+                    resource_names: Some(
+                        [
+                            "kubernetes.io/kube-apiserver-client",
+                            "kubernetes.io/kube-apiserver-client-kubelet",
+                            "kubernetes.io/kubelet-serving",
+                            "kubernetes.io/legacy-unknown",
+                        ]
+                        .map(String::from)
+                        .to_vec(),
+                    ),
+                    ..rule(&["sign"], &["certificates.k8s.io"], &["signers"])
+                },
+                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+            ]),
+        ),
+        (
             "system:controller:service-controller",
             with_events(vec![
                 rule(READ, &[""], &["services"]),

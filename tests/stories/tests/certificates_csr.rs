@@ -1,0 +1,211 @@
+//! An administrator works with CertificateSigningRequests as Kubernetes
+//! users do (`certificates.k8s.io/v1`, issue 14 item 2).
+//!
+//! `cargo xtask up --nodes 1` (the controller-manager runs the csrsigning
+//! controller with the cluster CA):
+//! * `kubectl get csr` lists the node's serving certificate request
+//!   (`kubernetes.io/kubelet-serving`, requested by `system:node:<name>`)
+//!   as `Approved,Issued` (`xtask up` writes nodes' client certificates
+//!   itself, so no client CSR shows here; `security_nodes` requests one
+//!   with a bootstrap token);
+//! * a user's request (openssl, CN `jane`, O `qa`, signer
+//!   `kubernetes.io/kube-apiserver-client`, 600 s) shows REQUESTOR the
+//!   administrator, REQUESTEDDURATION `10m` and stays `Pending`;
+//!   `kubectl certificate approve` makes it `Approved,Issued`, and the
+//!   issued certificate authenticates jane: `kubectl auth whoami` says
+//!   `jane` in group `qa`, valid for 10 minutes (plus the 5 minute backdate);
+//! * `kubectl certificate deny` on another leaves it `Denied` with no
+//!   certificate;
+//! * the spec is immutable (422) and a request without usages is refused
+//!   with Kubernetes' `spec.usages: Required value`.
+//!
+//! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use sluice_tests::cluster::{wait_for, TestCluster};
+
+/// An openssl key and PEM certificate request for `subject` in `dir`.
+fn user_request(dir: &Path, name: &str, subject: &str) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+        ])
+        .arg(dir.join(format!("{name}.key")))
+        .args(["-subj", subject])
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("PEM")
+}
+
+fn csr_manifest(name: &str, request_pem: &str, usages: &str) -> String {
+    let request = base64::engine::general_purpose::STANDARD.encode(request_pem);
+    format!(
+        r#"
+apiVersion: certificates.k8s.io/v1
+kind: CertificateSigningRequest
+metadata: {{name: {name}}}
+spec:
+  request: {request}
+  signerName: kubernetes.io/kube-apiserver-client
+  expirationSeconds: 600
+  usages: {usages}
+"#
+    )
+}
+
+/// The CONDITION column of `kubectl get csr <name>`.
+fn condition(cluster: &TestCluster, name: &str) -> String {
+    let out = cluster.kubectl_ok(&["get", "csr", name, "--no-headers"]);
+    out.split_whitespace().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn certificate_signing_requests_are_approved_denied_and_issued() {
+    let cluster = TestCluster::up(1, &[]);
+    let node = cluster.node_name(1);
+
+    // The node's own requests, listed as kubectl shows them.
+    let listed = cluster.kubectl_ok(&["get", "csr"]);
+    eprintln!("{listed}");
+    let header: Vec<&str> = listed.lines().next().unwrap_or_default().split_whitespace().collect();
+    assert_eq!(
+        header,
+        [
+            "NAME",
+            "AGE",
+            "SIGNERNAME",
+            "REQUESTOR",
+            "REQUESTEDDURATION",
+            "CONDITION"
+        ]
+    );
+    let serving = listed
+        .lines()
+        .find(|l| l.contains("kubernetes.io/kubelet-serving"))
+        .unwrap_or_else(|| panic!("the node's serving CSR in:\n{listed}"));
+    assert!(serving.contains(&format!("system:node:{node}")), "{serving}");
+    assert!(serving.ends_with("Approved,Issued"), "{serving}");
+
+    // A user's request stays Pending until approved.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let jane = user_request(dir.path(), "jane", "/O=qa/CN=jane");
+    cluster.apply(&csr_manifest("jane", &jane, "[client auth]"));
+    let row = cluster.kubectl_ok(&["get", "csr", "jane", "--no-headers"]);
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        cells[2..],
+        ["kubernetes.io/kube-apiserver-client", "admin", "10m", "Pending"][..],
+        "{row}"
+    );
+
+    let approved = cluster.kubectl_ok(&["certificate", "approve", "jane"]);
+    assert!(approved.contains("approved"), "{approved}");
+    let issued = wait_for(Duration::from_secs(20), || {
+        (condition(&cluster, "jane") == "Approved,Issued").then_some(())
+    });
+    assert!(issued.is_some(), "jane's CSR: {}", condition(&cluster, "jane"));
+    let reason = cluster.kubectl_ok(&["get", "csr", "jane", "-o", "jsonpath={.status.conditions[0].reason}"]);
+    assert_eq!(reason, "KubectlApprove");
+
+    // The certificate authenticates jane.
+    let cert_b64 = cluster.kubectl_ok(&["get", "csr", "jane", "-o", "jsonpath={.status.certificate}"]);
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(cert_b64.trim())
+        .expect("base64 certificate");
+    let cert_path = dir.path().join("jane.crt");
+    std::fs::write(&cert_path, &cert).expect("write jane.crt");
+    let server = cluster.kubectl_ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let whoami = Command::new("timeout")
+        .args(["60", "kubectl", "--kubeconfig=/dev/null"])
+        .arg(format!("--server={}", server.trim()))
+        .arg(format!(
+            "--certificate-authority={}",
+            cluster.home().join("pki").join("ca.crt").display()
+        ))
+        .arg(format!("--client-certificate={}", cert_path.display()))
+        .arg(format!("--client-key={}", dir.path().join("jane.key").display()))
+        .args([
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ])
+        .output()
+        .expect("run kubectl");
+    let who = String::from_utf8_lossy(&whoami.stdout);
+    assert!(
+        whoami.status.success(),
+        "whoami: {}",
+        String::from_utf8_lossy(&whoami.stderr)
+    );
+    assert!(who.starts_with("jane "), "{who}");
+    assert!(who.contains("qa"), "{who}");
+    let dates = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-startdate",
+            "-enddate",
+            "-dateopt",
+            "iso_8601",
+            "-in",
+        ])
+        .arg(&cert_path)
+        .output()
+        .expect("run openssl");
+    eprintln!("jane's certificate: {}", String::from_utf8_lossy(&dates.stdout));
+
+    // Another is denied and never issued.
+    let bob = user_request(dir.path(), "bob", "/CN=bob");
+    cluster.apply(&csr_manifest("bob", &bob, "[client auth]"));
+    let denied = cluster.kubectl_ok(&["certificate", "deny", "bob"]);
+    assert!(denied.contains("denied"), "{denied}");
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(condition(&cluster, "bob"), "Denied");
+    let none = cluster.kubectl_ok(&["get", "csr", "bob", "-o", "jsonpath={.status.certificate}"]);
+    assert!(none.trim().is_empty(), "{none}");
+
+    // Kubernetes' validation.
+    let changed = cluster.kubectl(&[
+        "patch",
+        "csr",
+        "bob",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"signerName":"example.com/other"}}"#,
+    ]);
+    let err = String::from_utf8_lossy(&changed.stderr);
+    assert!(!changed.status.success() && err.contains("field is immutable"), "{err}");
+    let carol = user_request(dir.path(), "carol", "/CN=carol");
+    let manifest = csr_manifest("carol", &carol, "[]");
+    let path = dir.path().join("carol.yaml");
+    std::fs::write(&path, manifest).expect("write manifest");
+    let refused = cluster.kubectl(&["create", "-f", &path.display().to_string()]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("spec.usages: Required value"),
+        "{err}"
+    );
+}
