@@ -22,6 +22,7 @@
 
 use crate::network::{Cidr, NodeNetwork};
 use crate::nodes::{self, NodeSpec};
+use crate::pki::EtcdPki;
 use crate::process::{Daemon, Files};
 use crate::util::{ensure_packages, run, step, workspace_root};
 use anyhow::{bail, Context, Result};
@@ -169,11 +170,15 @@ impl Cluster {
     fn controller_manager_kubeconfig(&self) -> PathBuf {
         self.home.join("controller-manager.kubeconfig")
     }
+    /// etcd's certificates (see [`crate::pki`]).
+    fn etcd_pki(&self) -> EtcdPki {
+        EtcdPki::new(&self.pki())
+    }
     fn etcd_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd_port)
+        format!("https://127.0.0.1:{}", self.etcd_port)
     }
     fn etcd_peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.etcd_port + 1)
+        format!("https://127.0.0.1:{}", self.etcd_port + 1)
     }
     fn apiserver_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.apiserver_port)
@@ -211,10 +216,11 @@ impl Binary {
 /// How `up` knows a component is ready.
 #[derive(Clone, Copy)]
 enum Ready {
-    /// Plain HTTP GET answering 2xx on a URL built from the cluster.
-    Http(fn(&Cluster) -> String),
     /// HTTPS GET answering 2xx, verified with the cluster CA.
     Https(fn(&Cluster) -> String),
+    /// HTTPS GET to etcd answering 2xx, verified with the etcd CA, with
+    /// the health-check client certificate.
+    EtcdHttps(fn(&Cluster) -> String),
     /// No endpoint to ask (controllers that only talk to the API server):
     /// ready once the process has stayed up for [`ALIVE_GRACE`].
     Alive,
@@ -240,7 +246,7 @@ fn components() -> Vec<Component> {
             name: "etcd",
             binary: Binary::System("etcd"),
             args: |c| {
-                vec![
+                let mut args: Vec<String> = vec![
                     "--name=sluice".into(),
                     format!("--data-dir={}", c.home.join("etcd").display()),
                     format!("--listen-client-urls={}", c.etcd_url()),
@@ -249,9 +255,22 @@ fn components() -> Vec<Component> {
                     format!("--initial-advertise-peer-urls={}", c.etcd_peer_url()),
                     format!("--initial-cluster=sluice={}", c.etcd_peer_url()),
                     "--log-level=warn".into(),
-                ]
+                ];
+                // TLS with client certificates of the etcd CA only, towards clients and peers.
+                let (pki, server, peer) = (c.etcd_pki(), c.etcd_pki().server(), c.etcd_pki().peer());
+                args.extend([
+                    format!("--cert-file={}", server.cert.display()),
+                    format!("--key-file={}", server.key.display()),
+                    "--client-cert-auth".into(),
+                    format!("--trusted-ca-file={}", pki.ca_cert().display()),
+                    format!("--peer-cert-file={}", peer.cert.display()),
+                    format!("--peer-key-file={}", peer.key.display()),
+                    "--peer-client-cert-auth".into(),
+                    format!("--peer-trusted-ca-file={}", pki.ca_cert().display()),
+                ]);
+                args
             },
-            ready: Ready::Http(|c| format!("{}/health", c.etcd_url())),
+            ready: Ready::EtcdHttps(|c| format!("{}/health", c.etcd_url())),
         },
         Component {
             name: "apiserver",
@@ -260,6 +279,9 @@ fn components() -> Vec<Component> {
                 vec![
                     "serve".into(),
                     format!("--etcd-servers={}", c.etcd_url()),
+                    format!("--etcd-cafile={}", c.etcd_pki().ca_cert().display()),
+                    format!("--etcd-certfile={}", c.etcd_pki().apiserver_client().cert.display()),
+                    format!("--etcd-keyfile={}", c.etcd_pki().apiserver_client().key.display()),
                     // Loopback for the admin, the bridge address for the nodes.
                     "--bind-address=0.0.0.0".into(),
                     format!("--tls-san={}", c.network.gateway()),
@@ -369,6 +391,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     ensure_encryption_config(&cluster.encryption_config())?;
+    cluster.etcd_pki().ensure().context("making etcd's certificates")?;
     if !cluster.audit_policy().exists() {
         fs::write(cluster.audit_policy(), AUDIT_POLICY).context("writing the audit policy")?;
     }
@@ -632,8 +655,9 @@ rules:
   - level: Metadata
 "#;
 
-/// Write an `EncryptionConfiguration` with a fresh random aescbc key for
-/// Secrets, once: the file is kept across `up`s (a new key would make every
+/// Write an `EncryptionConfiguration` with a fresh random secretbox key
+/// (XSalsa20-Poly1305, the provider Kubernetes' documentation rates
+/// strongest of the local ones; aescbc is not recommended) for Secrets, once: the file is kept across `up`s (a new key would make every
 /// stored Secret unreadable). `identity` comes second so Secrets written
 /// before encryption was switched on stay readable.
 fn ensure_encryption_config(path: &Path) -> Result<()> {
@@ -655,7 +679,7 @@ fn ensure_encryption_config(path: &Path) -> Result<()> {
          \x20 - resources:\n\
          \x20     - secrets\n\
          \x20   providers:\n\
-         \x20     - aescbc:\n\
+         \x20     - secretbox:\n\
          \x20         keys:\n\
          \x20           - name: key1\n\
          \x20             secret: {secret}\n\
@@ -678,11 +702,18 @@ fn is_ready(cluster: &Cluster, ready: Ready) -> bool {
     let mut curl = Command::new("curl");
     curl.args(["-sf", "-o", "/dev/null", "--max-time", "2"]);
     match ready {
-        Ready::Http(url) => {
-            curl.arg(url(cluster));
-        }
         Ready::Https(url) => {
             curl.arg("--cacert").arg(cluster.pki().join("ca.crt")).arg(url(cluster));
+        }
+        Ready::EtcdHttps(url) => {
+            let (pki, client) = (cluster.etcd_pki(), cluster.etcd_pki().healthcheck_client());
+            curl.arg("--cacert")
+                .arg(pki.ca_cert())
+                .arg("--cert")
+                .arg(&client.cert)
+                .arg("--key")
+                .arg(&client.key)
+                .arg(url(cluster));
         }
         // Judged by the caller from the process staying up.
         Ready::Alive => return false,

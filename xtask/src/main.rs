@@ -13,6 +13,7 @@ mod fuzz;
 mod images;
 mod network;
 mod nodes;
+mod pki;
 mod process;
 mod registry;
 mod test;

@@ -22,9 +22,23 @@ struct Cli {
 enum Command {
     /// Serve the Kubernetes API over HTTPS.
     Serve {
-        /// etcd client URLs (comma-separated).
-        #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+        /// etcd client URLs (comma-separated; all https:// or, with
+        /// --etcd-allow-insecure, all http://).
+        #[arg(long, default_value = "https://127.0.0.1:2379", value_delimiter = ',')]
         etcd_servers: Vec<String>,
+        /// SSL Certificate Authority file used to secure etcd communication.
+        #[arg(long)]
+        etcd_cafile: Option<PathBuf>,
+        /// SSL certification file used to secure etcd communication (the API server's client certificate).
+        #[arg(long)]
+        etcd_certfile: Option<PathBuf>,
+        /// SSL key file used to secure etcd communication.
+        #[arg(long)]
+        etcd_keyfile: Option<PathBuf>,
+        /// Accept http:// etcd servers (plain, unauthenticated; for tests on
+        /// loopback). Without it the server refuses to start on one.
+        #[arg(long)]
+        etcd_allow_insecure: bool,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         bind_address: IpAddr,
@@ -109,6 +123,10 @@ fn main() -> Result<()> {
         }
         Command::Serve {
             etcd_servers,
+            etcd_cafile,
+            etcd_certfile,
+            etcd_keyfile,
+            etcd_allow_insecure,
             bind_address,
             advertise_address,
             secure_port,
@@ -125,6 +143,15 @@ fn main() -> Result<()> {
             audit_policy_file,
             audit_log_path,
         } => {
+            let etcd = sluice_apiserver::storage::etcd_config::EtcdConfig::from_flags(
+                &sluice_apiserver::storage::etcd_config::EtcdFlags {
+                    servers: etcd_servers,
+                    cafile: etcd_cafile,
+                    certfile: etcd_certfile,
+                    keyfile: etcd_keyfile,
+                    allow_insecure: etcd_allow_insecure,
+                },
+            )?;
             if let (Some(policy), Some(log)) = (&audit_policy_file, &audit_log_path) {
                 let policy = sluice_apiserver::http::audit::Policy::load(policy)?;
                 sluice_apiserver::http::audit::install(policy, log)?;
@@ -144,7 +171,7 @@ fn main() -> Result<()> {
             }
             sluice_kube::logging::init();
             let cfg = sluice_apiserver::http::server::ServeConfig {
-                etcd_servers,
+                etcd,
                 bind_address,
                 advertise_address,
                 secure_port,

@@ -331,6 +331,8 @@ impl ApiServer {
         let child = Command::new(workspace_bin("apiserver"))
             .arg("serve")
             .args(["--etcd-servers", &self.etcd_url, "--bind-address", "127.0.0.1"])
+            // The harness's own etcd is plain HTTP on loopback.
+            .arg("--etcd-allow-insecure")
             .args(["--secure-port", &self.port.to_string()])
             .arg("--cert-dir")
             .arg(&self.cert_dir)

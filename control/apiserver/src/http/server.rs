@@ -34,8 +34,8 @@ use crate::storage::store::Store;
 /// Everything `apiserver serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// etcd endpoints.
-    pub etcd_servers: Vec<String>,
+    /// etcd endpoints and TLS settings.
+    pub etcd: crate::storage::etcd_config::EtcdConfig,
     /// Address to listen on.
     pub bind_address: IpAddr,
     /// HTTPS port.
@@ -296,7 +296,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
         None => TokenAuthenticator::default(),
     };
     let allocator = Allocator::new(&cfg.service_cluster_ip_range, &cfg.service_node_port_range)?;
-    let store = Store::connect(&cfg.etcd_servers).await.context("connecting to etcd")?;
+    let store = Store::connect(&cfg.etcd).await.context("connecting to etcd")?;
     let registry = Arc::new(Registry::new(store, allocator, cfg.event_ttl));
     // etcd may still be starting: retry the bootstrap for a while.
     let mut attempt = 0;

@@ -169,13 +169,30 @@ pub struct Page {
 const MAX_RANGE_RESPONSE_BYTES: usize = 1 << 30;
 
 impl Store {
-    /// Connect to etcd.
-    pub async fn connect(endpoints: &[String]) -> anyhow::Result<Self> {
-        let opts = etcd_client::ConnectOptions::new()
+    /// Connect to etcd (over TLS when `etcd` says so).
+    pub async fn connect(etcd: &super::etcd_config::EtcdConfig) -> anyhow::Result<Self> {
+        let opts = etcd
+            .connect_options()
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
-        let client = Client::connect(endpoints, Some(opts)).await?;
+        let client = Client::connect(etcd.servers(), Some(opts)).await?;
         Ok(Self { client })
+    }
+
+    /// Whether the value under `key` is stored other than a write would now
+    /// store it (see [`super::encryption::is_stale`]); reads etcd only for
+    /// resources an encryption rule covers. An unchanged update of a stale
+    /// object is written anyway, as Kubernetes does.
+    pub async fn is_stale(&self, key: &str) -> Result<bool, ApiError> {
+        if !super::encryption::covers(key.as_bytes()) {
+            return Ok(false);
+        }
+        let mut c = self.client.clone();
+        let resp = c.get(key, None).await.map_err(storage_error)?;
+        Ok(resp
+            .kvs()
+            .first()
+            .is_some_and(|kv| super::encryption::is_stale(kv.key(), kv.value())))
     }
 
     /// The raw client (for health checks).

@@ -410,6 +410,7 @@ async fn main() -> Result<()> {
         Command::new(args.bin_dir.join("apiserver")).args([
             "serve".to_string(),
             format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+            "--etcd-allow-insecure".to_string(),
             format!("--secure-port={api_port}"),
             format!("--cert-dir={}", pki.display()),
         ]),
