@@ -422,6 +422,16 @@ fn response_status(code: u16, body: Option<&Value>) -> Value {
     s
 }
 
+/// The user as Kubernetes' audit log shows it: its authenticators add
+/// `system:authenticated` to every authenticated user's groups, so the
+/// event (and a policy's `userGroups`) sees it too.
+fn authenticated(mut user: UserInfo) -> UserInfo {
+    if user.name != "system:anonymous" && !user.groups.iter().any(|g| g == "system:authenticated") {
+        user.groups.push("system:authenticated".into());
+    }
+    user
+}
+
 /// The middleware (runs inside authentication). A no-op unless [`install`]ed.
 pub async fn layer(req: Request, next: Next) -> Response {
     let Some(sink) = SINK.get() else {
@@ -435,7 +445,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let user = req.extensions().get::<UserInfo>().cloned();
+    let user = req.extensions().get::<UserInfo>().cloned().map(authenticated);
     let info = request_info(req.method().as_str(), req.uri().path(), req.uri().query());
     let decision = sink.policy.decide(user.as_ref(), &info);
     if decision.level == Level::None {
@@ -537,7 +547,11 @@ pub async fn layer(req: Request, next: Next) -> Response {
                 return crate::status::ApiError::too_large(MAX_BODY).into_response();
             }
         };
-        if let Ok(obj) = serde_json::from_slice::<Value>(&bytes) {
+        // JSON, or protobuf (`k8s\0`-framed, as client-go's typed clients send it).
+        let body = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .or_else(|| sluice_protobuf::decode(&bytes).ok());
+        if let Some(obj) = body {
             if let Some(meta) = obj.get("metadata") {
                 if !object_ref.contains_key("name") {
                     if let Some(n) = meta.get("name").and_then(Value::as_str) {
@@ -754,5 +768,19 @@ rules:
             let err = Policy::parse(text).unwrap_err();
             assert!(err.contains(want), "{text} => {err}");
         }
+    }
+
+    #[test]
+    fn authenticated_users_carry_the_authenticated_group() {
+        let u = authenticated(user("alice", &["devs"]));
+        assert_eq!(u.groups, ["devs", "system:authenticated"]);
+        assert_eq!(authenticated(u).groups.len(), 2);
+        let policy = Policy::parse(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None, userGroups: [system:authenticated]}, {level: Metadata}]",
+        )
+        .unwrap();
+        let list = request_info("GET", "/api/v1/namespaces/a/pods", None);
+        let alice = authenticated(user("alice", &[]));
+        assert_eq!(policy.decide(Some(&alice), &list).level, Level::None);
     }
 }

@@ -742,10 +742,12 @@ impl Registry {
             } else {
                 Default::default()
             };
-            // Nothing changed: no write, the object keeps its resourceVersion.
+            // Nothing changed: no write, the object keeps its resourceVersion
+            // (unless it is stored stale: an old encryption key, see `Store::is_stale`).
             if plan.claims.is_empty()
                 && plan.releases.is_empty()
                 && unchanged::is_unchanged(&stored(k, &cur.object), &stored(k, &new))
+                && !self.store.is_stale(&key).await?
             {
                 return Ok(Written {
                     object: cur.object,

@@ -397,6 +397,40 @@ impl Transformers {
     }
 }
 
+impl Transformers {
+    /// Whether a value stored under `key` is not what a write now would
+    /// store: encrypted with a key other than the writing one, encrypted
+    /// where writes are plain, or plain where writes encrypt. Kubernetes
+    /// calls such a read "stale" and writes an unchanged update anyway, which
+    /// is what makes `kubectl replace` re-encrypt objects after a key rotation.
+    pub fn is_stale(&self, key: &[u8], stored: &[u8]) -> bool {
+        let encrypted = stored.starts_with(ENCRYPTED_PREFIX.as_bytes());
+        match self.rule_for(key).map(|r| (r, &r.writer)) {
+            None | Some((_, Writer::Identity)) => encrypted,
+            Some((rule, Writer::Key(i))) => !stored.starts_with(rule.keys[*i].prefix.as_slice()),
+        }
+    }
+
+    /// Whether a rule covers the resource stored under `key`.
+    pub fn covers(&self, key: &[u8]) -> bool {
+        self.rule_for(key).is_some()
+    }
+}
+
+/// [`Transformers::is_stale`] with the installed configuration (without
+/// one, only encrypted values are stale).
+pub fn is_stale(key: &[u8], stored: &[u8]) -> bool {
+    match ACTIVE.get() {
+        Some(t) => t.is_stale(key, stored),
+        None => stored.starts_with(ENCRYPTED_PREFIX.as_bytes()),
+    }
+}
+
+/// Whether the installed configuration has a rule for the resource under `key`.
+pub fn covers(key: &[u8]) -> bool {
+    ACTIVE.get().is_some_and(|t| t.covers(key))
+}
+
 /// `k8s:enc:<provider>:v1:<key>` of a stored value (for errors).
 fn describe_prefix(stored: &[u8]) -> String {
     let head = &stored[..stored.len().min(64)];
@@ -635,6 +669,31 @@ mod tests {
                 "{p} decrypted with a wrong key"
             );
         }
+    }
+
+    #[test]
+    fn values_under_an_old_key_or_plain_are_stale() {
+        let old = config("secretbox", &b64(32, 1));
+        let by_old = old.to_storage(SECRET_KEY, b"{}".to_vec()).unwrap();
+        assert!(!old.is_stale(SECRET_KEY, &by_old));
+        assert!(old.is_stale(SECRET_KEY, b"{}"), "plain where writes encrypt");
+        // key2 first, key1 still readable: key1's values are stale.
+        let rotated = Transformers::parse(&format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: \
+             [secrets]\n  providers:\n  - secretbox:\n      keys:\n      - name: k2\n        secret: {}\n      \
+             - name: k1\n        secret: {}\n",
+            b64(32, 2),
+            b64(32, 1)
+        ))
+        .unwrap();
+        assert!(rotated.from_storage(SECRET_KEY, &by_old).is_ok());
+        assert!(rotated.is_stale(SECRET_KEY, &by_old));
+        let by_new = rotated.to_storage(SECRET_KEY, b"{}".to_vec()).unwrap();
+        assert!(!rotated.is_stale(SECRET_KEY, &by_new));
+        // Resources no rule covers: only encrypted values are stale.
+        let pods = b"/registry/core/pods/default/p";
+        assert!(!rotated.covers(pods) && rotated.covers(SECRET_KEY));
+        assert!(!rotated.is_stale(pods, b"{}"));
     }
 
     #[test]
