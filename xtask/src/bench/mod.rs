@@ -8,6 +8,7 @@ mod apiserver;
 mod dataplane;
 mod dns;
 mod node;
+mod rbac;
 mod scheduler;
 mod storage;
 mod workloads;
@@ -41,13 +42,15 @@ pub enum Which {
     Workloads,
     /// Claim → Running latency and local-volume write throughput on real nodes.
     Storage,
+    /// API request latency with RBAC on vs off, with 1,000 Roles and bindings.
+    Rbac,
 }
 
 /// Debian packages each benchmark runs, as (command, package); `up` installs
 /// the node bench's cluster packages itself.
 fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
     match which {
-        Which::Apiserver | Which::Scheduler | Which::Workloads => &[("etcd", "etcd-server")],
+        Which::Apiserver | Which::Scheduler | Which::Workloads | Which::Rbac => &[("etcd", "etcd-server")],
         Which::Dataplane => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
@@ -71,6 +74,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Dns => dns::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Workloads => workloads::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Storage => storage::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Rbac => rbac::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
     }
 }
 
