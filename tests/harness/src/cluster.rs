@@ -174,6 +174,11 @@ impl TestCluster {
         c
     }
 
+    /// etcd's client URL (`up` serves it over TLS with client certificates only).
+    pub fn etcd_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.etcd_port)
+    }
+
     /// `$SLUICE_HOME` of this cluster.
     pub fn home(&self) -> &Path {
         self.home.path()
