@@ -15,6 +15,7 @@ pub mod config;
 pub mod context;
 pub mod controller_revision;
 pub mod cronjob;
+pub mod csr_approving;
 pub mod csr_signing;
 pub mod daemonset;
 pub mod deployment;
@@ -185,5 +186,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: csr_signing::NAME,
         init: csr_signing::init,
+    },
+    ControllerDescriptor {
+        name: csr_approving::NAME,
+        init: csr_approving::init,
     },
 ];

@@ -17,7 +17,16 @@
 //! * `kubectl certificate deny` on another leaves it `Denied` with no
 //!   certificate;
 //! * the spec is immutable (422) and a request without usages is refused
-//!   with Kubernetes' `spec.usages: Required value`.
+//!   with Kubernetes' `spec.usages: Required value`;
+//! * node client requests (`kubernetes.io/kube-apiserver-client-kubelet`)
+//!   are approved by the csrapproving controller after a
+//!   SubjectAccessReview: the node renewing its own certificate (its own
+//!   kubeconfig; `selfnodeclient`, bound to `system:nodes`) gets `AutoApproved`
+//!   with Kubernetes' "Auto approving self kubelet client certificate after
+//!   SubjectAccessReview." and a certificate, the administrator asking for a
+//!   spare node's (`nodeclient`) gets "Auto approving kubelet client
+//!   certificate after SubjectAccessReview.", while jane, who may create
+//!   CSRs but holds neither permission, stays `Pending`.
 //!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -54,6 +63,10 @@ fn user_request(dir: &Path, name: &str, subject: &str) -> String {
 }
 
 fn csr_manifest(name: &str, request_pem: &str, usages: &str) -> String {
+    signer_manifest(name, request_pem, "kubernetes.io/kube-apiserver-client", usages)
+}
+
+fn signer_manifest(name: &str, request_pem: &str, signer: &str, usages: &str) -> String {
     let request = base64::engine::general_purpose::STANDARD.encode(request_pem);
     format!(
         r#"
@@ -62,11 +75,38 @@ kind: CertificateSigningRequest
 metadata: {{name: {name}}}
 spec:
   request: {request}
-  signerName: kubernetes.io/kube-apiserver-client
+  signerName: {signer}
   expirationSeconds: 600
   usages: {usages}
 "#
     )
+}
+
+/// `kubectl` with `kubeconfig` and `args`, which must succeed.
+fn kubectl_as(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args(["60", "kubectl"])
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .args(args)
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `reason|message` of the Approved condition of CSR `name`.
+fn approval(cluster: &TestCluster, name: &str) -> String {
+    cluster.kubectl_ok(&[
+        "get",
+        "csr",
+        name,
+        "-o",
+        r#"jsonpath={.status.conditions[?(@.type=="Approved")].reason}|{.status.conditions[?(@.type=="Approved")].message}"#,
+    ])
 }
 
 /// The CONDITION column of `kubectl get csr <name>`.
@@ -208,4 +248,88 @@ fn certificate_signing_requests_are_approved_denied_and_issued() {
         !refused.status.success() && err.contains("spec.usages: Required value"),
         "{err}"
     );
+
+    // The node renews its own client certificate: csrapproving approves it
+    // (selfnodeclient) and csrsigning issues it.
+    let node_kubeconfig = cluster.home().join("nodes").join(&node).join("kubeconfig");
+    assert!(node_kubeconfig.exists(), "{}", node_kubeconfig.display());
+    let subject = format!("/O=system:nodes/CN=system:node:{node}");
+    let renewal = user_request(dir.path(), "renewal", &subject);
+    let path = dir.path().join("renewal.yaml");
+    let manifest = signer_manifest(
+        "node-renewal",
+        &renewal,
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        "[digital signature, client auth]",
+    );
+    std::fs::write(&path, manifest).expect("write manifest");
+    kubectl_as(&node_kubeconfig, &["create", "-f", &path.display().to_string()]);
+    let issued = wait_for(Duration::from_secs(20), || {
+        (condition(&cluster, "node-renewal") == "Approved,Issued").then_some(())
+    });
+    assert!(
+        issued.is_some(),
+        "the node's renewal: {}",
+        condition(&cluster, "node-renewal")
+    );
+    assert_eq!(
+        approval(&cluster, "node-renewal"),
+        "AutoApproved|Auto approving self kubelet client certificate after SubjectAccessReview."
+    );
+    let requestor = cluster.kubectl_ok(&["get", "csr", "node-renewal", "-o", "jsonpath={.spec.username}"]);
+    assert_eq!(requestor, format!("system:node:{node}"));
+
+    // The administrator asks for a spare node's: nodeclient.
+    let spare = user_request(dir.path(), "spare", "/O=system:nodes/CN=system:node:spare");
+    cluster.apply(&signer_manifest(
+        "spare",
+        &spare,
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        "[digital signature, client auth]",
+    ));
+    let issued = wait_for(Duration::from_secs(20), || {
+        (condition(&cluster, "spare") == "Approved,Issued").then_some(())
+    });
+    assert!(issued.is_some(), "spare: {}", condition(&cluster, "spare"));
+    assert_eq!(
+        approval(&cluster, "spare"),
+        "AutoApproved|Auto approving kubelet client certificate after SubjectAccessReview."
+    );
+
+    // jane may create CSRs, but not have node client ones approved: Pending.
+    cluster.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "csr-creator",
+        "--verb=create,get",
+        "--resource=certificatesigningrequests.certificates.k8s.io",
+    ]);
+    cluster.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "jane-csr-creator",
+        "--clusterrole=csr-creator",
+        "--user=jane",
+    ]);
+    let jane_kubeconfig = dir.path().join("jane.kubeconfig");
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: '{}', certificate-authority: '{}'}}\nusers:\n- name: jane\n  user: {{client-certificate: '{}', client-key: '{}'}}\ncontexts:\n- name: jane\n  context: {{cluster: c, user: jane}}\ncurrent-context: jane\n",
+        server.trim(),
+        cluster.home().join("pki").join("ca.crt").display(),
+        cert_path.display(),
+        dir.path().join("jane.key").display(),
+    );
+    std::fs::write(&jane_kubeconfig, kubeconfig).expect("write jane's kubeconfig");
+    let other = user_request(dir.path(), "other", "/O=system:nodes/CN=system:node:other");
+    let path = dir.path().join("other.yaml");
+    let manifest = signer_manifest(
+        "jane-node",
+        &other,
+        "kubernetes.io/kube-apiserver-client-kubelet",
+        "[digital signature, client auth]",
+    );
+    std::fs::write(&path, manifest).expect("write manifest");
+    kubectl_as(&jane_kubeconfig, &["create", "-f", &path.display().to_string()]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(condition(&cluster, "jane-node"), "Pending");
 }

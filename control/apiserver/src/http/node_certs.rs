@@ -4,34 +4,37 @@
 //!
 //! CertificateSigningRequests are stored objects (`kinds::certificatesigningrequest`:
 //! `kubectl get csr`, `kubectl certificate approve|deny`, the `/approval` and
-//! `/status` subresources). Requests for any signer but the two node signers
-//! go straight to the generic handlers and stay Pending until someone
-//! approves them; the controller-manager's csrsigning controller then signs
-//! `kubernetes.io/kube-apiserver-client` ones.
+//! `/status` subresources). Every request goes to the generic handlers
+//! (passed in by the server) and stays Pending for the controller-manager —
+//! csrapproving approves node client requests whose requester may have them
+//! (a SubjectAccessReview for `certificatesigningrequests/nodeclient` or
+//! `/selfnodeclient`), csrsigning signs approved requests of the built-in
+//! signers — or for a human, except the two shortcuts below.
 //!
-//! The node signers (`kubernetes.io/kube-apiserver-client-kubelet`,
-//! `kubernetes.io/kubelet-serving`) still take a shortcut here: this POST
-//! checks the rules below, signs with the cluster CA the API server holds,
-//! and stores the request already `Approved` (reason `AutoApproved`) with
-//! `status.certificate` set, answering with it, so a joining node never
-//! waits for a controller. Kubernetes instead leaves it Pending for the
-//! csrapproving controller and the signer; moving node requests onto that
-//! path (noded watching for the certificate, certificate rotation) is the
-//! remaining step of issue 14 item 2.
+//! Shortcuts, taken in this POST: a bootstrap-token user's
+//! `kubernetes.io/kube-apiserver-client-kubelet` request (a node joining)
+//! and every `kubernetes.io/kubelet-serving` request are checked against the
+//! rules below, signed with the cluster CA the API server holds and stored
+//! already `Approved` (reason `AutoApproved`) with `status.certificate` set,
+//! answering with it, so a joining node never waits for a controller (and
+//! joins where no controller-manager runs). Kubernetes instead leaves them
+//! Pending for csrapproving and csrsigning (serving requests for a human);
+//! moving them onto that path (noded watching for its certificate, client
+//! certificate rotation) is the remaining step of issue 14 item 2. A node
+//! renewing its own client certificate, or an administrator asking for one,
+//! takes the controllers' path.
 //!
-//! Approval rules. Both signers need exactly CN `system:node:<name>`, O
+//! Shortcut rules. Both signers need exactly CN `system:node:<name>`, O
 //! `system:nodes` (Kubernetes' `IsKubeletClientCSR`/`IsKubeletServingCSR`).
-//! Client certificates: the requester must be a bootstrap-token user
-//! (`system:bootstrappers`), the node itself renewing (`system:node:<name>`),
-//! or an administrator (`system:masters`), as Kubernetes' csrapproving
-//! controller approves them; a bootstrap token bound to a node name (see
-//! `bootstrap_token`) only for that node (403 otherwise). Serving certificates: only DNS and IP SANs (at
-//! least one), usages within digital signature, key encipherment and server
-//! auth (server auth required), and the requester must be the node itself
-//! or an administrator — a bootstrap token cannot get one. Kubernetes leaves
-//! serving CSRs to a human or an external approver; Sluice approves the
-//! node's own, without checking its SANs against the Node's addresses (a
-//! node could claim another node's address).
+//! Client certificates: a bootstrap token bound to a node name (see
+//! `bootstrap_token`) only for that node (403 otherwise). Serving
+//! certificates: only DNS and IP SANs (at least one), usages within digital
+//! signature, key encipherment and server auth (server auth required), and
+//! the requester must be the node itself or an administrator — a bootstrap
+//! token cannot get one. Kubernetes leaves serving CSRs to a human or an
+//! external approver; Sluice approves the node's own, without checking its
+//! SANs against the Node's addresses (a node could claim another node's
+//! address).
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -202,14 +205,21 @@ where
             .and_then(Value::as_str)
             .map(str::to_string)
     });
-    if !matches!(signer.as_deref(), Some(NODE_CLIENT_SIGNER | NODE_SERVING_SIGNER)) {
-        // Any other signer: a plain create of the stored kind, left Pending.
-        let req = Request::from_parts(parts, Body::from(bytes));
-        return generic.call(req, state).await;
-    }
     let Some(user) = parts.extensions.get::<UserInfo>().cloned() else {
         return ApiError::unauthorized().into_response();
     };
+    let bootstrapper = user.groups.iter().any(|g| g == BOOTSTRAPPERS);
+    let shortcut = match signer.as_deref() {
+        Some(NODE_SERVING_SIGNER) => true,
+        Some(NODE_CLIENT_SIGNER) => bootstrapper,
+        _ => false,
+    };
+    if !shortcut {
+        // A plain create of the stored kind, left Pending for the
+        // controllers (csrapproving, csrsigning) or a human.
+        let req = Request::from_parts(parts, Body::from(bytes));
+        return generic.call(req, state).await;
+    }
     match create_inner(&state, user, &bytes).await {
         Ok(v) => {
             let mut resp = (http::StatusCode::CREATED, serde_json::to_vec(&v).unwrap_or_default()).into_response();

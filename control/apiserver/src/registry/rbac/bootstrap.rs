@@ -318,8 +318,66 @@ fn roles() -> Vec<DefaultRole> {
             &["certificatesigningrequests"],
         )],
     ));
+    out.extend(certificate_roles());
     out
 }
+
+/// The CSR roles Kubernetes ships: what the csrapproving controller's
+/// SubjectAccessReviews ask for (`create` on
+/// `certificatesigningrequests/nodeclient` and `/selfnodeclient`), and one
+/// approver role per built-in signer (`approve` on `signers/<name>`).
+fn certificate_roles() -> Vec<DefaultRole> {
+    let csr = |sub: &'static str| {
+        plain(
+            if sub == "nodeclient" {
+                NODE_CLIENT_ROLE
+            } else {
+                SELF_NODE_CLIENT_ROLE
+            },
+            vec![rule(
+                &["create"],
+                &["certificates.k8s.io"],
+                &[format!("certificatesigningrequests/{sub}").as_str()],
+            )],
+        )
+    };
+    let approver = |role: &'static str, signer: &str| {
+        plain(
+            role,
+            vec![PolicyRule {
+                resource_names: Some(vec![signer.into()]),
+                ..rule(&["approve"], &["certificates.k8s.io"], &["signers"])
+            }],
+        )
+    };
+    vec![
+        csr("nodeclient"),
+        csr("selfnodeclient"),
+        approver(
+            "system:certificates.k8s.io:kube-apiserver-client-approver",
+            "kubernetes.io/kube-apiserver-client",
+        ),
+        approver(
+            "system:certificates.k8s.io:kube-apiserver-client-kubelet-approver",
+            "kubernetes.io/kube-apiserver-client-kubelet",
+        ),
+        approver(
+            "system:certificates.k8s.io:kubelet-serving-approver",
+            "kubernetes.io/kubelet-serving",
+        ),
+        approver(
+            "system:certificates.k8s.io:legacy-unknown-approver",
+            "kubernetes.io/legacy-unknown",
+        ),
+    ]
+}
+
+/// Lets bootstrappers' node client requests be auto-approved (bound to
+/// `system:bootstrappers`, as kubeadm binds it).
+pub const NODE_CLIENT_ROLE: &str = "system:certificates.k8s.io:certificatesigningrequests:nodeclient";
+/// Lets nodes' renewals of their own client certificate be auto-approved
+/// (bound to `system:nodes`, as kubeadm binds it).
+pub const SELF_NODE_CLIENT_ROLE: &str = "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient";
 
 /// What Kubernetes' `system:node` role grants a kubelet.
 pub fn node_rules() -> Vec<PolicyRule> {
@@ -745,6 +803,8 @@ fn bindings() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
             "system:service-account-issuer-discovery",
             vec![("Group", "system:serviceaccounts")],
         ),
+        (NODE_CLIENT_ROLE, vec![("Group", "system:bootstrappers")]),
+        (SELF_NODE_CLIENT_ROLE, vec![("Group", "system:nodes")]),
     ]
     .into_iter()
     // The controller-manager runs every controller under its own identity
