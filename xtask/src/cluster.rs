@@ -657,7 +657,8 @@ rules:
 
 /// Write an `EncryptionConfiguration` with a fresh random secretbox key
 /// (XSalsa20-Poly1305, the provider Kubernetes' documentation rates
-/// strongest of the local ones; aescbc is not recommended) for Secrets, once: the file is kept across `up`s (a new key would make every
+/// strongest of the local ones; aescbc is not recommended) for Secrets,
+/// once: the file is kept across `up`s (a new key would make every
 /// stored Secret unreadable). `identity` comes second so Secrets written
 /// before encryption was switched on stay readable.
 fn ensure_encryption_config(path: &Path) -> Result<()> {
