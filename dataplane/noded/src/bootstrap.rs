@@ -5,9 +5,12 @@
 //! `--ca-file <cluster CA>`. In the second case noded makes a key pair, sends a
 //! certificate request for `CN=system:node:<name>, O=system:nodes` (signer
 //! `kubernetes.io/kube-apiserver-client-kubelet`) authenticated by the token,
-//! receives the signed certificate in the answer (the API server approves
-//! node requests made with a bootstrap token at once) and writes the
-//! kubeconfig — which every later start uses, so the token is needed once.
+//! receives the signed certificate — in the answer (the API server approves
+//! node requests made with a bootstrap token at once) or, when the request
+//! is left Pending, by watching it until the controllers or a human approve
+//! and sign it (a `Denied` or `Failed` request is an error naming its
+//! reason) — and writes the kubeconfig, which every later start uses, so
+//! the token is needed once.
 
 use base64::Engine;
 use std::path::{Path, PathBuf};
@@ -58,15 +61,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BootstrapError + '_ {
     }
 }
 
+/// How long [`request_certificate`] waits for a request to be approved and
+/// signed (the kubelet's bootstrap waits an hour too).
+pub const CERTIFICATE_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Submit a `CertificateSigningRequest` for `request_pem` to `signer` and
-/// return the certificate the API server issued with it (PEM), or the
-/// request's status when it issued none.
-pub(crate) async fn request_certificate(
+/// return the certificate issued for it (PEM), or why none was: the request
+/// was `Denied` or `Failed` (with the condition's reason and message),
+/// deleted, or not signed within `wait`.
+///
+/// The API server may answer with the certificate already set (its
+/// shortcut for a joining node's and for serving requests, see its
+/// `node_certs`); otherwise the request is watched until the controllers
+/// (csrapproving, csrsigning) or a human decide it — no polling.
+pub async fn request_certificate(
     client: &kube::Client,
     generate_name: &str,
     request_pem: &str,
     signer: &str,
     usages: &[&str],
+    wait: std::time::Duration,
 ) -> Result<Result<String, String>, kube::Error> {
     let csr = serde_json::json!({
         "apiVersion": "certificates.k8s.io/v1",
@@ -83,12 +97,84 @@ pub(crate) async fn request_certificate(
         .body(serde_json::to_vec(&csr).unwrap_or_default())
         .map_err(kube::Error::HttpError)?;
     let answer: serde_json::Value = client.request(req).await?;
-    Ok(answer
+    if let Some(decided) = decision(&answer) {
+        return Ok(decided);
+    }
+    let name = answer
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    tracing::info!(
+        csr = name,
+        signer,
+        "waiting for the certificate signing request to be approved and signed"
+    );
+    let api: kube::Api<k8s_openapi::api::certificates::v1::CertificateSigningRequest> = kube::Api::all(client.clone());
+    let watch = async {
+        use futures::StreamExt;
+        let stream = kube::runtime::watcher::watch_object(api, &name);
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Some(csr)) => {
+                    let v = serde_json::to_value(&csr).unwrap_or_default();
+                    if let Some(decided) = decision(&v) {
+                        return decided;
+                    }
+                }
+                Ok(None) => return Err(format!("certificate signing request {name} was deleted")),
+                Err(err) => tracing::warn!(%err, csr = name, "watching the certificate signing request (retrying)"),
+            }
+        }
+        Err(format!("the watch of certificate signing request {name} ended"))
+    };
+    Ok(tokio::time::timeout(wait, watch).await.unwrap_or_else(|_| {
+        Err(format!(
+            "certificate signing request {name} was not approved and signed within {}s",
+            wait.as_secs()
+        ))
+    }))
+}
+
+/// The certificate (PEM) a CSR object carries, or why it never will
+/// (`Denied`/`Failed`); `None` while it is still pending.
+fn decision(csr: &serde_json::Value) -> Option<Result<String, String>> {
+    if let Some(pem) = csr
         .pointer("/status/certificate")
         .and_then(serde_json::Value::as_str)
+        .filter(|c| !c.is_empty())
         .and_then(|c| base64::engine::general_purpose::STANDARD.decode(c).ok())
         .and_then(|c| String::from_utf8(c).ok())
-        .ok_or_else(|| answer.pointer("/status").map(|s| s.to_string()).unwrap_or_default()))
+    {
+        return Some(Ok(pem));
+    }
+    let name = csr
+        .pointer("/metadata/name")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default();
+    let conditions = csr
+        .pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)?;
+    conditions.iter().find_map(|c| {
+        let kind = c.get("type").and_then(serde_json::Value::as_str)?;
+        if !matches!(kind, "Denied" | "Failed") || c.get("status").and_then(serde_json::Value::as_str) == Some("False")
+        {
+            return None;
+        }
+        let field = |f: &str| {
+            c.get(f)
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        Some(Err(format!(
+            "certificate signing request {name} was {}: {}: {}",
+            kind.to_lowercase(),
+            field("reason"),
+            field("message")
+        )))
+    })
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -148,6 +234,7 @@ pub async fn ensure_kubeconfig(
         &request_pem,
         "kubernetes.io/kube-apiserver-client-kubelet",
         &["digital signature", "key encipherment", "client auth"],
+        CERTIFICATE_WAIT,
     )
     .await?
     .map_err(BootstrapError::NotIssued)?;

@@ -81,6 +81,11 @@ pub fn certificate_request(node_name: &str, names: &[String]) -> Result<(String,
     Ok((request, key.serialize_pem()))
 }
 
+/// How long a serving certificate request may stay pending before the
+/// endpoint falls back (to a self-signed certificate at start, to a retry
+/// when renewing): the API server issues node serving certificates at once.
+pub const SERVING_WAIT: Duration = Duration::from_secs(60);
+
 /// Ask the API server behind `client` for this node's serving certificate.
 #[tracing::instrument(skip(client), err)]
 pub async fn request(
@@ -95,6 +100,7 @@ pub async fn request(
         &request_pem,
         SIGNER,
         &["digital signature", "key encipherment", "server auth"],
+        SERVING_WAIT,
     )
     .await?
     .map_err(ServingCertError::NotIssued)?;
