@@ -12,6 +12,7 @@
 use base64::Engine as _;
 use serde_json::Value;
 use sluice_tests::cluster::{wait_for, TestCluster};
+use sluice_tests::workspace_bin;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -174,6 +175,24 @@ fn secrets_are_ciphertext_in_etcd_over_tls_and_audited() {
     assert!(
         !by_cluster_ca.status.success(),
         "a certificate of the cluster CA must not open etcd"
+    );
+
+    // An API server pointed at plain-HTTP etcd refuses to start, saying why.
+    let refused = Command::new(workspace_bin("apiserver"))
+        .arg("serve")
+        .arg(format!(
+            "--etcd-servers={}",
+            cluster.etcd_url().replace("https://", "http://")
+        ))
+        .arg("--cert-dir")
+        .arg(cluster.home().join("pki"))
+        .args(["--secure-port", "1"])
+        .output()
+        .expect("run apiserver");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("is plain HTTP") && stderr.contains("--etcd-allow-insecure"),
+        "apiserver with http:// etcd: {stderr}"
     );
 
     // With the API server's etcd client certificate: ciphertext only.
