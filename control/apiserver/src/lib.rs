@@ -16,7 +16,8 @@
 //!   served (built-in kinds plus CustomResourceDefinitions);
 //! - [`storage`]: etcd and the shared watch cache.
 //!
-//! [`status`] (the `Status` error shape) and [`pki`] are used by every layer.
+//! [`status`] (the `Status` error shape), [`pki`] and [`metrics`] (the
+//! Prometheus metrics every layer records into) are used by every layer.
 //! [`fuzz`] holds the fuzz targets of the authentication path; like the
 //! tests, it sits above the layers.
 
@@ -25,6 +26,7 @@ pub mod fuzz;
 pub mod http;
 pub mod kinds;
 pub mod meta;
+pub mod metrics;
 pub mod pki;
 pub mod registry;
 pub mod status;

@@ -14,6 +14,7 @@ pub mod authz;
 pub mod bootstrap_token;
 pub mod handlers;
 pub mod kubelet_client;
+pub mod metrics;
 pub mod negotiation;
 pub mod node_authorizer;
 pub mod node_certs;

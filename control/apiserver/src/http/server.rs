@@ -184,6 +184,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::http::metrics::serve))
         .fallback(handlers::handle)
         .with_state(state.clone())
         // Discovery, /version and OpenAPI documents.
@@ -195,7 +196,8 @@ pub fn router(state: AppState) -> Router {
         crate::http::aggregator::proxy,
     ));
     let api = api.layer(middleware::from_fn(crate::http::audit::layer));
-    api.layer(middleware::from_fn_with_state(state, authenticate))
+    api.layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state, crate::http::metrics::layer))
 }
 
 /// Create the namespaces and PriorityClasses every cluster has, the

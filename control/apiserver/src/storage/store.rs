@@ -188,7 +188,9 @@ impl Store {
             return Ok(false);
         }
         let mut c = self.client.clone();
+        let timer = crate::metrics::etcd_timer("get", key);
         let resp = c.get(key, None).await.map_err(storage_error)?;
+        drop(timer);
         Ok(resp
             .kvs()
             .first()
@@ -203,7 +205,9 @@ impl Store {
     /// Read one object.
     pub async fn get(&self, key: &str) -> Result<Option<Stored>, ApiError> {
         let mut c = self.client.clone();
+        let timer = crate::metrics::etcd_timer("get", key);
         let resp = c.get(key, None).await.map_err(storage_error)?;
+        drop(timer);
         match resp.kvs().first() {
             Some(kv) => Ok(Some(Stored {
                 object: decode(kv.key(), kv.value(), kv.mod_revision())?,
@@ -238,7 +242,9 @@ impl Store {
         if limit > 0 {
             opts = opts.with_limit(limit);
         }
+        let timer = crate::metrics::etcd_timer("list", &String::from_utf8_lossy(start));
         let resp = c.get(start.to_vec(), Some(opts)).await.map_err(storage_error)?;
+        drop(timer);
         let mut items = Vec::with_capacity(resp.kvs().len());
         for kv in resp.kvs() {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
@@ -265,6 +271,7 @@ impl Store {
     /// Keys (only) under a prefix, e.g. allocation records.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
         let mut c = self.client.clone();
+        let _timer = crate::metrics::etcd_timer("list", prefix);
         let resp = c
             .get(prefix, Some(GetOptions::new().with_prefix().with_keys_only()))
             .await
@@ -282,12 +289,18 @@ impl Store {
         let txn = Txn::new()
             .when([Compare::version(key, CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key, value, None)]);
+        let _timer = crate::metrics::etcd_timer("create", key);
         let resp = c.txn(txn).await.map_err(storage_error)?;
         Ok(resp.succeeded())
     }
 
     /// Apply one write atomically. Returns the revision of the write.
     pub async fn write(&self, w: Write) -> Result<Result<i64, WriteFailure>, ApiError> {
+        let operation = match (&w.action, w.precondition) {
+            (Action::Delete, _) => "delete",
+            (Action::Put(..), Precondition::Absent) => "create",
+            (Action::Put(..), Precondition::Revision(_)) => "update",
+        };
         let mut compares = vec![match w.precondition {
             Precondition::Absent => Compare::version(w.key.as_str(), CompareOp::Equal, 0),
             Precondition::Revision(rev) => Compare::mod_revision(w.key.as_str(), CompareOp::Equal, rev),
@@ -312,7 +325,9 @@ impl Store {
             .and_then(ops)
             .or_else([TxnOp::get(w.key.as_str(), None)]);
         let mut c = self.client.clone();
+        let timer = crate::metrics::etcd_timer(operation, &w.key);
         let resp = c.txn(txn).await.map_err(storage_error)?;
+        drop(timer);
         if resp.succeeded() {
             return Ok(Ok(resp.header().map(|h| h.revision()).unwrap_or(0)));
         }

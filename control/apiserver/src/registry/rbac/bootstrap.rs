@@ -115,6 +115,22 @@ fn roles() -> Vec<DefaultRole> {
             )],
         ),
         plain(
+            "system:monitoring",
+            vec![url_rule(
+                &["get"],
+                &[
+                    "/healthz",
+                    "/healthz/*",
+                    "/livez",
+                    "/livez/*",
+                    "/metrics",
+                    "/metrics/slis",
+                    "/readyz",
+                    "/readyz/*",
+                ],
+            )],
+        ),
+        plain(
             "system:basic-user",
             vec![
                 rule(
@@ -786,6 +802,7 @@ fn bindings() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         ("cluster-admin", vec![("Group", MASTERS)]),
         ("system:discovery", vec![("Group", AUTHENTICATED)]),
         ("system:basic-user", vec![("Group", AUTHENTICATED)]),
+        ("system:monitoring", vec![("Group", "system:monitoring")]),
         (
             "system:public-info-viewer",
             vec![("Group", AUTHENTICATED), ("Group", UNAUTHENTICATED)],
