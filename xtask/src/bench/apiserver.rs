@@ -10,39 +10,31 @@
 //! API server on free ports, kills them by pid, and writes
 //! `bench-results/apiserver.md`.
 
-use crate::util::{self, step, workspace_root};
-use anyhow::{Context, Result};
-use std::process::Command;
+use anyhow::Result;
 
 /// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 1,000 pods and 20 watchers,
 /// and 500 objects per kind in the custom resource vs ConfigMap phase.
 pub fn run(quick: bool) -> Result<()> {
-    let root = workspace_root();
-    step("building apiserver and apiserver-bench (release)");
-    util::run(Command::new("cargo").current_dir(&root).args([
-        "build",
-        "--release",
-        "-p",
-        "sluice-apiserver",
-        "--bin",
-        "apiserver",
-        "-p",
-        "sluice-bench",
-        "--bin",
+    super::on_an_apiserver(
         "apiserver-bench",
-    ]))?;
-    let bin = util::target_dir().join("release/apiserver-bench");
-    step("measuring (creates, gets, lists, watch delay under paced writes, then ConfigMap vs custom resource; a minute or two)");
-    let mut cmd = Command::new(bin);
-    cmd.current_dir(&root)
-        .arg("--out")
-        .arg(root.join("bench-results/apiserver.md"));
-    if quick {
-        cmd.args(["--pods", "1000", "--watchers", "20", "--watch-seconds", "5"]);
-        cmd.args(["--kind-objects", "500", "--kind-watchers", "10", "--kind-seconds", "3"]);
-        cmd.args(["--encoding-rounds", "8"]);
-    }
-    util::run(&mut cmd).context("apiserver-bench")?;
-    step("wrote bench-results/apiserver.md");
-    Ok(())
+        "apiserver",
+        "creates, gets, lists, watch delay under paced writes, then ConfigMap vs custom resource; a minute or two",
+        quick,
+        &[
+            "--pods",
+            "1000",
+            "--watchers",
+            "20",
+            "--watch-seconds",
+            "5",
+            "--kind-objects",
+            "500",
+            "--kind-watchers",
+            "10",
+            "--kind-seconds",
+            "3",
+            "--encoding-rounds",
+            "8",
+        ],
+    )
 }

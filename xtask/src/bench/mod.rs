@@ -78,6 +78,39 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
 }
 
+/// Builds the API server and the `sluice-bench` driver `bin` in release
+/// mode, then runs the driver, which starts its own etcd and API server and
+/// writes `bench-results/<report>.md`; `quick_args` are passed with
+/// `SLUICE_BENCH_QUICK=1`. `what` says what is measured, for the log.
+fn on_an_apiserver(bin: &str, report: &str, what: &str, quick: bool, quick_args: &[&str]) -> Result<()> {
+    let root = workspace_root();
+    step(&format!("building apiserver and {bin} (release)"));
+    util::run(Command::new("cargo").current_dir(&root).args([
+        "build",
+        "--release",
+        "-p",
+        "sluice-apiserver",
+        "--bin",
+        "apiserver",
+        "-p",
+        "sluice-bench",
+        "--bin",
+        bin,
+    ]))?;
+    let path = util::target_dir().join("release").join(bin);
+    step(&format!("measuring ({what})"));
+    let mut cmd = Command::new(&path);
+    cmd.current_dir(&root)
+        .arg("--out")
+        .arg(root.join(format!("bench-results/{report}.md")));
+    if quick {
+        cmd.args(quick_args);
+    }
+    util::run(&mut cmd).with_context(|| format!("running {}", path.display()))?;
+    step(&format!("wrote bench-results/{report}.md"));
+    Ok(())
+}
+
 /// Builds every binary a cluster needs plus `sluice-bench` (release, or
 /// debug with `SLUICE_BENCH_DEBUG=1`); returns the directory of the built
 /// binaries and the profile's name. `what` names the drivers for the log.
