@@ -17,6 +17,12 @@
 //! the binary we started; it keeps the data (registry storage included)
 //! unless `--purge`.
 //!
+//! etcd comes first: `--etcd-members N` (1, 3, 5 or 7, recorded in
+//! `$SLUICE_HOME/etcd-members` so later `up`s and `down` use the same
+//! number) starts N members on loopback, member i on `--etcd-port` + 2i
+//! (peers on the port after), all started before `up` waits for each to be
+//! healthy; the API server gets every member in `--etcd-servers`.
+//!
 //! Adding a control-plane component means adding one [`Component`] to
 //! [`components`].
 
@@ -71,6 +77,12 @@ pub struct UpArgs {
     /// Port of the cluster registry on the bridge address (started with the first node).
     #[arg(long, default_value_t = crate::registry::DEFAULT_PORT)]
     pub registry_port: u16,
+    /// Number of etcd members (odd, 1 to 7): member i serves clients on
+    /// --etcd-port + 2i and peers on the port after; the API server spreads
+    /// over all of them. Recorded in $SLUICE_HOME, so a later `up` starts the
+    /// same cluster [default: the recorded number, else 1].
+    #[arg(long, value_name = "N")]
+    pub etcd_members: Option<u16>,
 }
 
 /// Arguments of `cargo xtask down`.
@@ -94,7 +106,8 @@ pub struct ClusterArgs {
     /// HTTPS port of the API server.
     #[arg(long, default_value_t = 6443)]
     pub apiserver_port: u16,
-    /// etcd client port (etcd's peer port is this plus one).
+    /// etcd client port (etcd's peer port is this plus one; with
+    /// --etcd-members N, member i uses this plus 2i and plus 2i+1).
     #[arg(long, default_value_t = 2379)]
     pub etcd_port: u16,
     /// Prefix of the bridge (`<prefix>-br`) and of node names and their
@@ -108,6 +121,8 @@ pub struct Cluster {
     home: PathBuf,
     apiserver_port: u16,
     etcd_port: u16,
+    /// Number of etcd members (see [`EtcdMember`]).
+    etcd_members: u16,
     /// Directory holding the workspace binaries (`apiserver`, ...).
     bin_dir: PathBuf,
     network: NodeNetwork,
@@ -115,6 +130,9 @@ pub struct Cluster {
     service_cidr: Cidr,
     controller_manager_args: Vec<String>,
 }
+
+/// The file under `$SLUICE_HOME` recording how many etcd members `up` made.
+const ETCD_MEMBERS_FILE: &str = "etcd-members";
 
 /// The file under `$SLUICE_HOME` recording the node network `up` made, so
 /// `down` removes the right bridge whatever flags it is given.
@@ -174,11 +192,23 @@ impl Cluster {
     fn etcd_pki(&self) -> EtcdPki {
         EtcdPki::new(&self.pki())
     }
-    fn etcd_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.etcd_port)
+    /// The etcd members, in start order.
+    fn etcd(&self) -> Vec<EtcdMember> {
+        (0..self.etcd_members)
+            .map(|index| EtcdMember {
+                index,
+                members: self.etcd_members,
+                client_port: self.etcd_port + 2 * index,
+            })
+            .collect()
     }
-    fn etcd_peer_url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.etcd_port + 1)
+    /// Every member's client URL, comma-separated (`--etcd-servers`).
+    fn etcd_servers(&self) -> String {
+        self.etcd()
+            .iter()
+            .map(EtcdMember::client_url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
     fn apiserver_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.apiserver_port)
@@ -187,19 +217,137 @@ impl Cluster {
     fn apiserver_node_url(&self) -> String {
         format!("https://{}:{}", self.network.gateway(), self.apiserver_port)
     }
+    /// etcd's arguments for `member`.
+    fn etcd_args(&self, member: &EtcdMember) -> Vec<String> {
+        let initial_cluster = self
+            .etcd()
+            .iter()
+            .map(|m| format!("{}={}", m.etcd_name(), m.peer_url()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args: Vec<String> = vec![
+            format!("--name={}", member.etcd_name()),
+            format!("--data-dir={}", self.home.join(member.data_dir()).display()),
+            format!("--listen-client-urls={}", member.client_url()),
+            format!("--advertise-client-urls={}", member.client_url()),
+            format!("--listen-peer-urls={}", member.peer_url()),
+            format!("--initial-advertise-peer-urls={}", member.peer_url()),
+            format!("--initial-cluster={initial_cluster}"),
+            "--log-level=warn".into(),
+        ];
+        if self.etcd_members > 1 {
+            args.push("--initial-cluster-token=sluice".into());
+        }
+        // TLS with client certificates of the etcd CA only, towards clients and
+        // peers (one peer certificate for 127.0.0.1 serves every member).
+        let (pki, server, peer) = (self.etcd_pki(), self.etcd_pki().server(), self.etcd_pki().peer());
+        args.extend([
+            format!("--cert-file={}", server.cert.display()),
+            format!("--key-file={}", server.key.display()),
+            "--client-cert-auth".into(),
+            format!("--trusted-ca-file={}", pki.ca_cert().display()),
+            format!("--peer-cert-file={}", peer.cert.display()),
+            format!("--peer-key-file={}", peer.key.display()),
+            "--peer-client-cert-auth".into(),
+            format!("--peer-trusted-ca-file={}", pki.ca_cert().display()),
+        ]);
+        args
+    }
     fn program(&self, c: &Component) -> PathBuf {
         match c.binary {
-            Binary::System(name) => PathBuf::from(name),
             Binary::Workspace(name) => self.bin_dir.join(name),
         }
+    }
+}
+
+/// One etcd member. A single member keeps the names of a one-etcd cluster
+/// (pid/log `etcd`, data dir `etcd/`, member name `sluice`) so clusters made
+/// before `--etcd-members` keep working; members of a larger cluster are
+/// `etcd-0`, `etcd-1`, ... (pid/log name, member name and data dir alike).
+struct EtcdMember {
+    index: u16,
+    members: u16,
+    client_port: u16,
+}
+
+impl EtcdMember {
+    /// Pid file, log file and data directory name.
+    fn name(&self) -> String {
+        if self.members == 1 {
+            "etcd".into()
+        } else {
+            format!("etcd-{}", self.index)
+        }
+    }
+    /// `--name` (and its key in `--initial-cluster`).
+    fn etcd_name(&self) -> String {
+        if self.members == 1 {
+            "sluice".into()
+        } else {
+            self.name()
+        }
+    }
+    fn data_dir(&self) -> String {
+        self.name()
+    }
+    fn client_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port)
+    }
+    fn peer_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.client_port + 1)
+    }
+}
+
+/// The etcd executable (pid checks).
+const ETCD_EXE: &str = "etcd";
+
+/// Check `--etcd-members`: odd (an even count tolerates no more failed
+/// members than the odd count below it) and at most 7, with every member's
+/// two ports below 65536.
+fn check_etcd_members(members: u16, etcd_port: u16) -> Result<()> {
+    if !(1..=7).contains(&members) || members.is_multiple_of(2) {
+        bail!(
+            "--etcd-members must be 1, 3, 5 or 7 (got {members}): etcd needs a majority of its members, \
+             and an even count survives no more failures than the odd count below it"
+        );
+    }
+    if u32::from(etcd_port) + 2 * u32::from(members) - 1 > u32::from(u16::MAX) {
+        bail!("--etcd-port {etcd_port} leaves no room for {members} members (each takes two ports)");
+    }
+    Ok(())
+}
+
+/// The number of etcd members `up` recorded under `home` (none before the first `up`).
+fn recorded_etcd_members(home: &Path) -> Result<Option<u16>> {
+    let path = home.join(ETCD_MEMBERS_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .with_context(|| format!("{} does not hold a number", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The number of members this `up` runs: `--etcd-members`, else the recorded
+/// one, else 1. A cluster keeps the number it was made with (etcd's
+/// membership is fixed in its data directories): another is refused.
+fn etcd_members_for(home: &Path, asked: Option<u16>) -> Result<u16> {
+    let recorded = recorded_etcd_members(home)?.or_else(|| home.join("etcd").exists().then_some(1));
+    match (asked, recorded) {
+        (Some(asked), Some(recorded)) if asked != recorded => bail!(
+            "this cluster was made with --etcd-members {recorded}; etcd's membership cannot change \
+             across `up` (run `cargo xtask down --purge` to start a new cluster)"
+        ),
+        (asked, recorded) => Ok(asked.or(recorded).unwrap_or(1)),
     }
 }
 
 /// Where a component's executable comes from.
 #[derive(Clone, Copy)]
 enum Binary {
-    /// A program on PATH, installed from a Debian package.
-    System(&'static str),
     /// A binary of this workspace, built by `up`.
     Workspace(&'static str),
 }
@@ -208,7 +356,7 @@ impl Binary {
     /// The executable's file name, used to check a pid still runs it.
     fn file_name(self) -> &'static str {
         match self {
-            Binary::System(n) | Binary::Workspace(n) => n,
+            Binary::Workspace(n) => n,
         }
     }
 }
@@ -218,9 +366,6 @@ impl Binary {
 enum Ready {
     /// HTTPS GET answering 2xx, verified with the cluster CA.
     Https(fn(&Cluster) -> String),
-    /// HTTPS GET to etcd answering 2xx, verified with the etcd CA, with
-    /// the health-check client certificate.
-    EtcdHttps(fn(&Cluster) -> String),
     /// No endpoint to ask (controllers that only talk to the API server):
     /// ready once the process has stayed up for [`ALIVE_GRACE`].
     Alive,
@@ -239,46 +384,17 @@ struct Component {
     ready: Ready,
 }
 
-/// Every control-plane process, in start order (`down` stops them in reverse).
+/// Every control-plane process but etcd ([`Cluster::etcd`], started first),
+/// in start order (`down` stops them in reverse, then etcd).
 fn components() -> Vec<Component> {
     vec![
-        Component {
-            name: "etcd",
-            binary: Binary::System("etcd"),
-            args: |c| {
-                let mut args: Vec<String> = vec![
-                    "--name=sluice".into(),
-                    format!("--data-dir={}", c.home.join("etcd").display()),
-                    format!("--listen-client-urls={}", c.etcd_url()),
-                    format!("--advertise-client-urls={}", c.etcd_url()),
-                    format!("--listen-peer-urls={}", c.etcd_peer_url()),
-                    format!("--initial-advertise-peer-urls={}", c.etcd_peer_url()),
-                    format!("--initial-cluster=sluice={}", c.etcd_peer_url()),
-                    "--log-level=warn".into(),
-                ];
-                // TLS with client certificates of the etcd CA only, towards clients and peers.
-                let (pki, server, peer) = (c.etcd_pki(), c.etcd_pki().server(), c.etcd_pki().peer());
-                args.extend([
-                    format!("--cert-file={}", server.cert.display()),
-                    format!("--key-file={}", server.key.display()),
-                    "--client-cert-auth".into(),
-                    format!("--trusted-ca-file={}", pki.ca_cert().display()),
-                    format!("--peer-cert-file={}", peer.cert.display()),
-                    format!("--peer-key-file={}", peer.key.display()),
-                    "--peer-client-cert-auth".into(),
-                    format!("--peer-trusted-ca-file={}", pki.ca_cert().display()),
-                ]);
-                args
-            },
-            ready: Ready::EtcdHttps(|c| format!("{}/health", c.etcd_url())),
-        },
         Component {
             name: "apiserver",
             binary: Binary::Workspace("apiserver"),
             args: |c| {
                 vec![
                     "serve".into(),
-                    format!("--etcd-servers={}", c.etcd_url()),
+                    format!("--etcd-servers={}", c.etcd_servers()),
                     format!("--etcd-cafile={}", c.etcd_pki().ca_cert().display()),
                     format!("--etcd-certfile={}", c.etcd_pki().apiserver_client().cert.display()),
                     format!("--etcd-keyfile={}", c.etcd_pki().apiserver_client().key.display()),
@@ -377,10 +493,14 @@ pub fn up(args: UpArgs) -> Result<()> {
     {
         controller_manager_args.push(format!("--load-balancer-ip-pool={pool}"));
     }
+    let home = Cluster::home_of(&args.cluster);
+    let etcd_members = etcd_members_for(&home, args.etcd_members)?;
+    check_etcd_members(etcd_members, args.cluster.etcd_port)?;
     let cluster = Cluster {
-        home: Cluster::home_of(&args.cluster),
+        home,
         apiserver_port: args.cluster.apiserver_port,
         etcd_port: args.cluster.etcd_port,
+        etcd_members,
         bin_dir,
         network,
         cluster_cidr: args.cluster_cidr,
@@ -390,6 +510,8 @@ pub fn up(args: UpArgs) -> Result<()> {
     for dir in [cluster.home.clone(), cluster.pki(), cluster.logs(), cluster.run_dir()] {
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    fs::write(cluster.home.join(ETCD_MEMBERS_FILE), format!("{etcd_members}\n"))
+        .context("recording the number of etcd members")?;
     ensure_encryption_config(&cluster.encryption_config())?;
     cluster.etcd_pki().ensure().context("making etcd's certificates")?;
     if !cluster.audit_policy().exists() {
@@ -451,6 +573,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     }
 
     let files = cluster.files();
+    start_etcd(&cluster, &files)?;
     for c in components() {
         if let Some(pid) = files.running_pid(c.name, c.binary.file_name()) {
             step(&format!("{} is already running (pid {pid})", c.name));
@@ -463,7 +586,7 @@ pub fn up(args: UpArgs) -> Result<()> {
         files.wait_until(c.name, pid, c.binary.file_name(), Duration::from_secs(90), || {
             match c.ready {
                 Ready::Alive => started.elapsed() >= ALIVE_GRACE,
-                ready => is_ready(&cluster, ready),
+                Ready::Https(url) => is_ready(&cluster, &url(&cluster)),
             }
         })?;
     }
@@ -546,6 +669,15 @@ pub fn down(args: DownArgs) -> Result<()> {
     for c in components().iter().rev() {
         files.stop(c.name, c.binary.file_name())?;
     }
+    let members = recorded_etcd_members(&home)?.unwrap_or(1);
+    for index in (0..members).rev() {
+        let member = EtcdMember {
+            index,
+            members,
+            client_port: 0,
+        };
+        files.stop(&member.name(), ETCD_EXE)?;
+    }
     if !failures.is_empty() {
         bail!("down left things behind:\n{}", failures.join("\n"));
     }
@@ -559,6 +691,37 @@ pub fn down(args: DownArgs) -> Result<()> {
         }
     } else {
         println!("Data kept under {} (use --purge to delete it).", home.display());
+    }
+    Ok(())
+}
+
+/// Start every etcd member not running, then wait until each is healthy
+/// (all are started first: a member of a larger cluster is healthy only
+/// once a majority runs and has elected a leader).
+fn start_etcd(cluster: &Cluster, files: &Files) -> Result<()> {
+    let mut started = Vec::new();
+    for member in cluster.etcd() {
+        let name = member.name();
+        let pid = match files.running_pid(&name, ETCD_EXE) {
+            Some(pid) => {
+                step(&format!("{name} is already running (pid {pid})"));
+                pid
+            }
+            None => {
+                let daemon = Daemon::new(name.clone(), ETCD_EXE, cluster.etcd_args(&member));
+                let pid = files.start(&daemon)?;
+                step(&format!("started {name} on {} (pid {pid})", member.client_url()));
+                pid
+            }
+        };
+        started.push((member, pid));
+    }
+    for (member, pid) in started {
+        step(&format!("waiting until {} is healthy", member.name()));
+        let url = format!("{}/health", member.client_url());
+        files.wait_until(&member.name(), pid, ETCD_EXE, Duration::from_secs(90), || {
+            etcd_healthy(cluster, &url)
+        })?;
     }
     Ok(())
 }
@@ -699,29 +862,100 @@ fn ensure_encryption_config(path: &Path) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
-fn is_ready(cluster: &Cluster, ready: Ready) -> bool {
+/// HTTPS GET of `url` answers 2xx, verified with the cluster CA.
+fn is_ready(cluster: &Cluster, url: &str) -> bool {
     let mut curl = Command::new("curl");
     curl.args(["-sf", "-o", "/dev/null", "--max-time", "2"]);
-    match ready {
-        Ready::Https(url) => {
-            curl.arg("--cacert").arg(cluster.pki().join("ca.crt")).arg(url(cluster));
-        }
-        Ready::EtcdHttps(url) => {
-            let (pki, client) = (cluster.etcd_pki(), cluster.etcd_pki().healthcheck_client());
-            curl.arg("--cacert")
-                .arg(pki.ca_cert())
-                .arg("--cert")
-                .arg(&client.cert)
-                .arg("--key")
-                .arg(&client.key)
-                .arg(url(cluster));
-        }
-        // Judged by the caller from the process staying up.
-        Ready::Alive => return false,
-    }
+    curl.arg("--cacert").arg(cluster.pki().join("ca.crt")).arg(url);
+    succeeds(curl)
+}
+
+/// HTTPS GET of etcd's `url` answers 2xx, verified with the etcd CA, with
+/// the health-check client certificate.
+fn etcd_healthy(cluster: &Cluster, url: &str) -> bool {
+    let (pki, client) = (cluster.etcd_pki(), cluster.etcd_pki().healthcheck_client());
+    let mut curl = Command::new("curl");
+    curl.args(["-sf", "-o", "/dev/null", "--max-time", "2"])
+        .arg("--cacert")
+        .arg(pki.ca_cert())
+        .arg("--cert")
+        .arg(&client.cert)
+        .arg("--key")
+        .arg(&client.key)
+        .arg(url);
+    succeeds(curl)
+}
+
+fn succeeds(mut curl: Command) -> bool {
     curl.stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod etcd_members_tests {
+    use super::*;
+
+    #[test]
+    fn only_odd_member_counts_up_to_seven_are_accepted() {
+        for ok in [1, 3, 5, 7] {
+            assert!(check_etcd_members(ok, 2379).is_ok(), "{ok}");
+        }
+        for bad in [0, 2, 4, 8, 9] {
+            let e = check_etcd_members(bad, 2379).expect_err("refused").to_string();
+            assert!(e.contains("--etcd-members must be 1, 3, 5 or 7"), "{e}");
+        }
+        assert!(check_etcd_members(3, u16::MAX - 5).is_ok());
+        assert!(check_etcd_members(3, u16::MAX - 4).is_err());
+    }
+
+    /// A directory removed on drop.
+    struct TempHome(PathBuf);
+    impl TempHome {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for TempHome {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_recorded_member_count_is_kept_and_a_single_etcd_counts_as_one() {
+        let dir = std::env::temp_dir().join(format!("xtask-etcd-members-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("temp dir");
+        let home = TempHome(dir);
+        assert_eq!(etcd_members_for(home.path(), None).expect("fresh"), 1);
+        assert_eq!(etcd_members_for(home.path(), Some(3)).expect("fresh"), 3);
+        fs::create_dir(home.path().join("etcd")).expect("mkdir");
+        let e = etcd_members_for(home.path(), Some(3)).expect_err("refused").to_string();
+        assert!(e.contains("made with --etcd-members 1"), "{e}");
+        fs::write(home.path().join(ETCD_MEMBERS_FILE), "3\n").expect("write");
+        assert_eq!(etcd_members_for(home.path(), None).expect("recorded"), 3);
+        assert!(etcd_members_for(home.path(), Some(5)).is_err());
+    }
+
+    #[test]
+    fn members_take_two_ports_each_and_a_single_member_keeps_its_names() {
+        let one = EtcdMember {
+            index: 0,
+            members: 1,
+            client_port: 2379,
+        };
+        assert_eq!(
+            (one.name(), one.etcd_name(), one.peer_url()),
+            ("etcd".into(), "sluice".into(), "https://127.0.0.1:2380".into())
+        );
+        let second = EtcdMember {
+            index: 1,
+            members: 3,
+            client_port: 2381,
+        };
+        assert_eq!((second.name(), second.etcd_name()), ("etcd-1".into(), "etcd-1".into()));
+    }
 }
