@@ -48,6 +48,9 @@ pub struct TestCluster {
     clients: std::sync::Mutex<Vec<String>>,
 }
 
+/// Ports kept for etcd from [`TestCluster`]'s etcd port on: three members' client and peer ports.
+const ETCD_PORTS: u16 = 6;
+
 /// One pod as `kubectl get pods -o json` shows it.
 #[derive(Clone, Debug)]
 pub struct PodView {
@@ -80,10 +83,18 @@ impl TestCluster {
     /// story can write `registries.yaml` into [`TestCluster::home`] first).
     pub fn new(nodes: u32) -> TestCluster {
         // etcd's peer port is the one after its client port; `free_port`
-        // never hands that one out afterwards.
+        // never hands that one out afterwards. Room is kept for
+        // `--etcd-members 3` (member i on etcd_port + 2i and the port after):
+        // the next four ports are free too and not given to this cluster.
         let etcd_port = loop {
             let p = crate::free_port();
-            if p < u16::MAX - 1 && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            if p < u16::MAX - ETCD_PORTS && (1..ETCD_PORTS).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+                break p;
+            }
+        };
+        let port_beside_etcd = || loop {
+            let p = crate::free_port();
+            if !(etcd_port..etcd_port + ETCD_PORTS).contains(&p) {
                 break p;
             }
         };
@@ -99,9 +110,9 @@ impl TestCluster {
                 .prefix("sluice-cl-")
                 .tempdir()
                 .expect("temp dir"),
-            apiserver_port: crate::free_port(),
+            apiserver_port: port_beside_etcd(),
             etcd_port,
-            registry_port: crate::free_port(),
+            registry_port: port_beside_etcd(),
             prefix: format!("t{:x}", seed & 0xfffff),
             k,
             nodes,
@@ -177,6 +188,12 @@ impl TestCluster {
     /// etcd's client URL (`up` serves it over TLS with client certificates only).
     pub fn etcd_url(&self) -> String {
         format!("https://127.0.0.1:{}", self.etcd_port)
+    }
+
+    /// Client URL of etcd member `i` of a cluster started with
+    /// `--etcd-members 3` (0-based; member 0's is [`TestCluster::etcd_url`]).
+    pub fn etcd_member_url(&self, i: u16) -> String {
+        format!("https://127.0.0.1:{}", self.etcd_port + 2 * i)
     }
 
     /// `$SLUICE_HOME` of this cluster.
