@@ -235,6 +235,68 @@ fn read_key(flag: &'static str, path: &Path) -> Result<Vec<u8>, EtcdConfigError>
     Ok(pem)
 }
 
+/// How often [`watch_endpoints`] probes each etcd member.
+const ENDPOINT_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Keep only reachable etcd members in `client`'s rotation. etcd-client
+/// balances requests over every `--etcd-servers` endpoint but keeps
+/// sending a share to a member that went away (each such request fails
+/// with a connect error), so a task probes each member's port every
+/// second: one that refuses connections is taken out of rotation, and put
+/// back once it accepts them again. The last member in rotation is never
+/// taken out. Nothing to do with a single server.
+pub fn watch_endpoints(client: &etcd_client::Client, servers: &[String]) {
+    if servers.len() < 2 {
+        return;
+    }
+    let (client, servers) = (client.clone(), servers.to_vec());
+    tokio::spawn(async move {
+        let mut in_rotation = vec![true; servers.len()];
+        let mut tick = tokio::time::interval(ENDPOINT_PROBE_EVERY);
+        loop {
+            tick.tick().await;
+            for (i, server) in servers.iter().enumerate() {
+                let up = reachable(server).await;
+                if up && !in_rotation[i] {
+                    match client.add_endpoint(server).await {
+                        Ok(()) => {
+                            tracing::info!(endpoint = %server, "etcd member reachable again: back in rotation");
+                            in_rotation[i] = true;
+                        }
+                        Err(e) => tracing::warn!(endpoint = %server, error = %e, "adding the etcd member back"),
+                    }
+                } else if !up && in_rotation[i] && in_rotation.iter().filter(|r| **r).count() > 1 {
+                    match client.remove_endpoint(server).await {
+                        Ok(()) => {
+                            tracing::warn!(endpoint = %server, "etcd member unreachable: out of rotation");
+                            in_rotation[i] = false;
+                        }
+                        Err(e) => tracing::warn!(endpoint = %server, error = %e, "taking the etcd member out"),
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Whether `server`'s host:port accepts a TCP connection within half a second.
+async fn reachable(server: &str) -> bool {
+    let authority = server
+        .split_once("://")
+        .map_or(server, |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    matches!(
+        tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            tokio::net::TcpStream::connect(authority)
+        )
+        .await,
+        Ok(Ok(_))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

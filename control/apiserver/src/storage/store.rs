@@ -176,6 +176,7 @@ impl Store {
             .with_connect_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
         let client = Client::connect(etcd.servers(), Some(opts)).await?;
+        super::etcd_config::watch_endpoints(&client, etcd.servers());
         Ok(Self { client })
     }
 
