@@ -29,7 +29,7 @@
 use crate::network::{Cidr, NodeNetwork};
 use crate::nodes::{self, NodeSpec};
 use crate::pki::EtcdPki;
-use crate::process::{Daemon, Files};
+use crate::process::{process_runs, Daemon, Files};
 use crate::util::{ensure_packages, run, step, workspace_root};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -702,28 +702,52 @@ fn start_etcd(cluster: &Cluster, files: &Files) -> Result<()> {
     let mut started = Vec::new();
     for member in cluster.etcd() {
         let name = member.name();
-        let pid = match files.running_pid(&name, ETCD_EXE) {
+        let (pid, ours) = match files.running_pid(&name, ETCD_EXE) {
             Some(pid) => {
                 step(&format!("{name} is already running (pid {pid})"));
-                pid
+                (pid, false)
             }
-            None => {
-                let daemon = Daemon::new(name.clone(), ETCD_EXE, cluster.etcd_args(&member));
-                let pid = files.start(&daemon)?;
-                step(&format!("started {name} on {} (pid {pid})", member.client_url()));
-                pid
-            }
+            None => (start_etcd_member(cluster, files, &member)?, true),
         };
-        started.push((member, pid));
+        started.push((member, pid, ours));
     }
-    for (member, pid) in started {
-        step(&format!("waiting until {} is healthy", member.name()));
+    for (member, mut pid, ours) in started {
+        let name = member.name();
+        step(&format!("waiting until {name} is healthy"));
         let url = format!("{}/health", member.client_url());
-        files.wait_until(&member.name(), pid, ETCD_EXE, Duration::from_secs(90), || {
-            etcd_healthy(cluster, &url)
-        })?;
+        let mut attempt = 1;
+        loop {
+            let waited = files.wait_until(&name, pid, ETCD_EXE, Duration::from_secs(90), || {
+                etcd_healthy(cluster, &url)
+            });
+            match waited {
+                Ok(()) => break,
+                // A member restarted beside running ones can find its port
+                // held for a moment by an outgoing connection (its peers
+                // keep dialling it from ephemeral ports): start it again.
+                Err(e) if ours && attempt < ETCD_START_ATTEMPTS && !process_runs(pid, ETCD_EXE) => {
+                    step(&format!("{name} exited during startup (attempt {attempt}): {e:#}"));
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                    pid = start_etcd_member(cluster, files, &member)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
     Ok(())
+}
+
+/// How many times `up` starts an etcd member that exits during startup.
+const ETCD_START_ATTEMPTS: u32 = 3;
+
+/// Start etcd `member`; its pid.
+fn start_etcd_member(cluster: &Cluster, files: &Files, member: &EtcdMember) -> Result<u32> {
+    let name = member.name();
+    let daemon = Daemon::new(name.clone(), ETCD_EXE, cluster.etcd_args(member));
+    let pid = files.start(&daemon)?;
+    step(&format!("started {name} on {} (pid {pid})", member.client_url()));
+    Ok(pid)
 }
 
 /// Start the cluster registry on `addr` (the bridge address) unless it runs.
