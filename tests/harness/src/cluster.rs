@@ -51,6 +51,32 @@ pub struct TestCluster {
 /// Ports kept for etcd from [`TestCluster`]'s etcd port on: three members' client and peer ports.
 const ETCD_PORTS: u16 = 6;
 
+/// The first of [`ETCD_PORTS`] free consecutive ports between 20000 and
+/// the start of the kernel's ephemeral port range, if it leaves room.
+fn etcd_ports_below_ephemeral() -> Option<u16> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let low: u16 = range.split_whitespace().next()?.parse().ok()?;
+    const FROM: u16 = 20000;
+    let slots = low.checked_sub(FROM)? / ETCD_PORTS;
+    if slots < 16 {
+        return None;
+    }
+    let n = NEXT.fetch_add(1, Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let seed = std::process::id()
+        .wrapping_mul(7919)
+        .wrapping_add(n.wrapping_mul(31))
+        .wrapping_add(nanos);
+    (0..u32::from(slots)).find_map(|i| {
+        let p = FROM + ((seed.wrapping_add(i) % u32::from(slots)) as u16) * ETCD_PORTS;
+        (0..ETCD_PORTS)
+            .all(|j| TcpListener::bind(("127.0.0.1", p + j)).is_ok())
+            .then_some(p)
+    })
+}
+
 /// One pod as `kubectl get pods -o json` shows it.
 #[derive(Clone, Debug)]
 pub struct PodView {
@@ -82,16 +108,19 @@ impl TestCluster {
     /// A cluster not started yet: home, ports, prefix and subnet chosen (so a
     /// story can write `registries.yaml` into [`TestCluster::home`] first).
     pub fn new(nodes: u32) -> TestCluster {
-        // etcd's peer port is the one after its client port; `free_port`
-        // never hands that one out afterwards. Room is kept for
-        // `--etcd-members 3` (member i on etcd_port + 2i and the port after):
-        // the next four ports are free too and not given to this cluster.
-        let etcd_port = loop {
+        // etcd's client port and the ports after it: its peer port, and room
+        // for `--etcd-members 3` (member i on etcd_port + 2i and the port
+        // after). They lie below the kernel's ephemeral range when it
+        // leaves room (as 2379/2380 do): a member killed and restarted
+        // beside the others must find its ports free, and inside the range
+        // an outgoing connection (the other members keep dialling it) can
+        // hold one, even connect to itself on it.
+        let etcd_port = etcd_ports_below_ephemeral().unwrap_or_else(|| loop {
             let p = crate::free_port();
             if p < u16::MAX - ETCD_PORTS && (1..ETCD_PORTS).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
                 break p;
             }
-        };
+        });
         let port_beside_etcd = || loop {
             let p = crate::free_port();
             if !(etcd_port..etcd_port + ETCD_PORTS).contains(&p) {
