@@ -3,9 +3,11 @@
 //!
 //! The targets are `sluice_apiserver::fuzz` (every test run feeds them their
 //! corpus and random inputs on stable); this task runs them under cargo-fuzz
-//! on nightly, one after another, each for a time budget, growing the corpus
-//! in `fuzz/corpus/<target>/`. A crash leaves its input in
-//! `fuzz/artifacts/<target>/` and fails the task.
+//! on nightly, one after another, each for a time budget. They start from
+//! the checked-in seeds (`fuzz/corpus/<target>/`) and keep what they find in
+//! `fuzz/target/corpus/<target>/`; an input worth keeping as a seed is copied
+//! by hand. A crash leaves its input in `fuzz/artifacts/<target>/` and fails
+//! the task.
 
 use std::process::Command;
 
@@ -46,6 +48,7 @@ pub fn fuzz(args: FuzzArgs) -> Result<()> {
     ensure_cargo_fuzz()?;
     let dir = workspace_root().join("fuzz");
     for target in targets {
+        std::fs::create_dir_all(dir.join("target/corpus").join(target))?;
         step(&format!(
             "fuzzing {target} for {} s (cargo +nightly fuzz run)",
             args.seconds
@@ -54,6 +57,9 @@ pub fn fuzz(args: FuzzArgs) -> Result<()> {
             Command::new("cargo")
                 .current_dir(&dir)
                 .args(["+nightly", "fuzz", "run", target])
+                // libFuzzer adds what it finds to the first folder (ignored by
+                // git) and reads the checked-in seeds from the second.
+                .arg(dir.join("target/corpus").join(target))
                 .arg(dir.join("corpus").join(target))
                 .args(["--", &format!("-max_total_time={}", args.seconds)]),
         )

@@ -7,8 +7,8 @@
 //! - coverage-guided, with libFuzzer: `cargo xtask fuzz <target>` (the
 //!   `fuzz/` crate, nightly and cargo-fuzz);
 //! - in every test run, on stable: the unit tests below feed each target its
-//!   checked-in corpus (`fuzz/corpus/<target>/`, where libFuzzer also keeps
-//!   what it finds) plus a few thousand random and mutated inputs.
+//!   checked-in seeds (`fuzz/corpus/<target>/`, which libFuzzer starts
+//!   from) plus a few thousand random and mutated inputs.
 //!
 //! The targets sit above every layer, as the tests do: they drive the HTTP
 //! layer's authenticators directly.
