@@ -602,10 +602,19 @@ async fn bind(
         }
     }
     let spec = volume.spec.as_ref();
+    // As Kubernetes: the capacity is copied from the volume when the claim
+    // becomes Bound, never later. A larger volume under a Bound claim is a
+    // resize in progress, which its resizer finishes (`expand`), clearing its
+    // conditions in the same write; copying it here first would leave them.
+    let claim_capacity = claim.status.as_ref().and_then(|s| s.capacity.clone());
+    let capacity = match claim_capacity {
+        Some(c) if phase_of_claim(&claim) == "Bound" => Some(c),
+        _ => spec.and_then(|s| s.capacity.clone()),
+    };
     let want = json!({
         "phase": "Bound",
         "accessModes": spec.and_then(|s| s.access_modes.clone()),
-        "capacity": spec.and_then(|s| s.capacity.clone()),
+        "capacity": capacity,
     });
     let have = json!({
         "phase": phase_of_claim(&claim),
