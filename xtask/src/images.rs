@@ -22,6 +22,11 @@
 //! with its references in `<name>.refs`; pushing (skopeo) skips blobs the
 //! registry already has, so a second run takes seconds. Users push their own
 //! images with `cargo xtask images push SOURCE NAME[:TAG]`.
+//!
+//! Builds into one directory hold an exclusive lock on its `.lock` file: the
+//! many `xtask up` a test run starts at once wait for one build and then
+//! reuse it, rather than each running mmdebstrap beside the others. A failed
+//! mmdebstrap (a mirror mid-sync, a download cut short) is tried again.
 
 use crate::registry::{mirror_repository, Reference};
 use crate::util::{self, step, workspace_root};
@@ -159,6 +164,7 @@ pub fn build(out: &Path, rebuild: bool, names: &[&str]) -> Result<Vec<BuiltImage
         ("skopeo", "skopeo"),
     ])?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let _lock = lock(out)?;
     names
         .iter()
         .map(|name| match *name {
@@ -210,6 +216,22 @@ pub fn build(out: &Path, rebuild: bool, names: &[&str]) -> Result<Vec<BuiltImage
             other => bail!("unknown image {other:?} (known: {})", ALL.join(", ")),
         })
         .collect()
+}
+
+/// Hold the image directory's build lock until the returned file is dropped.
+fn lock(out: &Path) -> Result<fs::File> {
+    let path = out.join(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if file.try_lock().is_err() {
+        step(&format!("waiting for another build of the images in {}", out.display()));
+        file.lock().with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
 }
 
 /// Push every reference of every image to the registry at `addr`.
@@ -396,32 +418,41 @@ fn build_debian(out: &Path, rebuild: bool, image: &Debian) -> Result<BuiltImage>
         let version_file = work.join("version");
         let suite = os_codename()?;
         let mirror = |suffix: &str, path: &str| format!("deb http://deb.debian.org/{path} {suite}{suffix} main");
-        quiet(
-            Command::new("mmdebstrap")
-                .args(["--quiet", "--variant=essential", "--skip=output/dev"])
-                .arg(format!("--include={}", image.package))
-                .args(
-                    [
-                        "/usr/share/doc",
-                        "/usr/share/man",
-                        "/usr/share/info",
-                        "/usr/share/locale",
-                    ]
-                    .map(|d| format!("--dpkgopt=path-exclude={d}/*")),
-                )
-                .arg(format!(
-                    "--customize-hook=dpkg-query --admindir=\"$1/var/lib/dpkg\" -W -f='${{Version}}' {} > {}",
-                    image.package,
-                    version_file.display()
-                ))
-                .arg(format!("--customize-hook={}", image.hook))
-                .arg(&suite)
-                .arg(&rootfs)
-                .arg(mirror("", "debian"))
-                .arg(mirror("-updates", "debian"))
-                .arg(mirror("-security", "debian-security"))
-                .stdin(Stdio::null()),
-        )?;
+        let mmdebstrap = || {
+            quiet(
+                Command::new("mmdebstrap")
+                    .args(["--quiet", "--variant=essential", "--skip=output/dev"])
+                    .arg(format!("--include={}", image.package))
+                    .args(
+                        [
+                            "/usr/share/doc",
+                            "/usr/share/man",
+                            "/usr/share/info",
+                            "/usr/share/locale",
+                        ]
+                        .map(|d| format!("--dpkgopt=path-exclude={d}/*")),
+                    )
+                    .arg(format!(
+                        "--customize-hook=dpkg-query --admindir=\"$1/var/lib/dpkg\" -W -f='${{Version}}' {} > {}",
+                        image.package,
+                        version_file.display()
+                    ))
+                    .arg(format!("--customize-hook={}", image.hook))
+                    .arg(&suite)
+                    .arg(&rootfs)
+                    .arg(mirror("", "debian"))
+                    .arg(mirror("-updates", "debian"))
+                    .arg(mirror("-security", "debian-security"))
+                    .stdin(Stdio::null()),
+            )
+        };
+        retry(MMDEBSTRAP_ATTEMPTS, mmdebstrap, |attempt, e| {
+            step(&format!(
+                "mmdebstrap for {} failed (attempt {attempt} of {MMDEBSTRAP_ATTEMPTS}), trying again: {}",
+                image.name,
+                last_line(&format!("{e:#}"))
+            ))
+        })?;
         let version = upstream_version(fs::read_to_string(&version_file)?.trim());
         let references = tags(image.name, &version)?;
         let layout = work.join("oci");
@@ -445,6 +476,28 @@ fn build_debian(out: &Path, rebuild: bool, image: &Debian) -> Result<BuiltImage>
     })();
     let _ = fs::remove_dir_all(&work);
     result.with_context(|| format!("building image {}", image.name))
+}
+
+/// How many times mmdebstrap is run before a build gives up.
+const MMDEBSTRAP_ATTEMPTS: u32 = 3;
+
+/// Run `f` up to `attempts` times, telling `failed` of each failure but the last.
+fn retry<T>(attempts: u32, mut f: impl FnMut() -> Result<T>, mut failed: impl FnMut(u32, &anyhow::Error)) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match f() {
+            Err(e) if attempt < attempts => {
+                failed(attempt, &e);
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// The last non-empty line of a message.
+fn last_line(text: &str) -> &str {
+    text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or(text).trim()
 }
 
 /// This machine's Debian suite (`bookworm`).
@@ -547,12 +600,25 @@ fn which(program: &str) -> Result<PathBuf> {
     Ok(PathBuf::from(path.trim()))
 }
 
-/// Run a command and return its stdout, failing with its stderr.
+/// Run a command and return its stdout, failing with its stderr and the end
+/// of its stdout (mmdebstrap's chrooted dpkg reports there).
 fn capture(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let output = cmd.output().with_context(|| format!("could not start {shown}"))?;
     if !output.status.success() {
-        bail!("{shown} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let tail: Vec<&str> = stdout.trim().lines().rev().take(20).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        let stdout = if tail.is_empty() {
+            String::new()
+        } else {
+            format!("\nits output ended with:\n{}", tail.join("\n"))
+        };
+        bail!(
+            "{shown} failed ({}): {}{stdout}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
@@ -560,4 +626,64 @@ fn capture(cmd: &mut Command) -> Result<String> {
 /// Run a command, showing its output only when it fails.
 fn quiet(cmd: &mut Command) -> Result<()> {
     capture(cmd).map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_stops_at_the_first_success_and_reports_each_failure_before_it() {
+        let mut calls = 0;
+        let mut reported = Vec::new();
+        let result = retry(
+            3,
+            || {
+                calls += 1;
+                if calls < 2 {
+                    bail!("mirror mid-sync")
+                }
+                Ok(calls)
+            },
+            |attempt, e| reported.push(format!("{attempt}: {e}")),
+        );
+        assert_eq!(result.unwrap(), 2);
+        assert_eq!(reported, ["1: mirror mid-sync"]);
+    }
+
+    #[test]
+    fn retry_gives_up_with_the_last_error() {
+        let mut calls = 0;
+        let result: Result<()> = retry(
+            3,
+            || {
+                calls += 1;
+                bail!("failure {calls}")
+            },
+            |_, _| {},
+        );
+        assert_eq!(result.unwrap_err().to_string(), "failure 3");
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn last_line_skips_trailing_blank_lines() {
+        assert_eq!(
+            last_line("a\nE: mmdebstrap failed to run\n\n"),
+            "E: mmdebstrap failed to run"
+        );
+        assert_eq!(last_line(""), "");
+    }
+
+    #[test]
+    fn a_second_build_of_one_directory_waits_for_the_first() {
+        let dir = std::env::temp_dir().join(format!("sluice-images-lock-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let held = lock(&dir).unwrap();
+        let other = fs::File::options().write(true).open(dir.join(".lock")).unwrap();
+        assert!(other.try_lock().is_err(), "the lock is exclusive while held");
+        drop(held);
+        assert!(other.try_lock().is_ok(), "and free once the build ends");
+        fs::remove_dir_all(&dir).unwrap();
+    }
 }

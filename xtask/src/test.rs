@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the README's test command.
 //!
 //! Installs what the tests need, builds the eBPF object and every binary
-//! (integration tests start the real binaries from `target/debug`), then runs
+//! (integration tests start the real binaries from `target/debug`) and the
+//! images the stories pull (`target/sluice-images`), then runs
 //! the whole workspace's tests with cargo-nextest (one process per test, a few
 //! at once; `.config/nextest.toml`) and the doc tests with `cargo test --doc`.
 
@@ -54,6 +55,12 @@ pub fn run_all(args: TestArgs) -> Result<()> {
             .current_dir(&root)
             .args(["build", "--workspace", "--bins"]),
     )?;
+    // Once, before the stories: each cluster they start pushes these, and a
+    // build inside a story would spend its time budget (and run beside others).
+    let mut images = crate::images::ALL.to_vec();
+    images.push("curl");
+    step(&format!("building the images the stories pull ({})", images.join(", ")));
+    crate::images::build(&crate::images::default_out_dir(), false, &images)?;
     ensure_nextest()?;
     if args.cargo_args.is_empty() {
         // First, so that nextest's summary is the run's closing line.
