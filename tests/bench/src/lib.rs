@@ -2,3 +2,4 @@
 
 pub mod dnsperf;
 pub mod running;
+pub mod stats;

@@ -72,13 +72,7 @@ struct Stats {
 
 impl Stats {
     fn pct(&self, p: f64) -> f64 {
-        if self.samples.is_empty() {
-            return f64::NAN;
-        }
-        let mut s = self.samples.clone();
-        s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let idx = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
-        s[idx]
+        sluice_bench::stats::percentile(&self.samples, p)
     }
     fn throughput(&self) -> f64 {
         self.samples.len() as f64 / self.elapsed

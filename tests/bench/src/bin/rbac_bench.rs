@@ -56,12 +56,7 @@ struct Stats {
 
 impl Stats {
     fn pct(&self, p: f64) -> f64 {
-        if self.samples.is_empty() {
-            return f64::NAN;
-        }
-        let mut s = self.samples.clone();
-        s.sort_by(f64::total_cmp);
-        s[((p / 100.0) * (s.len() - 1) as f64).round() as usize]
+        sluice_bench::stats::percentile(&self.samples, p)
     }
     fn rate(&self) -> f64 {
         (self.samples.len() + self.errors) as f64 / self.elapsed.max(f64::EPSILON)

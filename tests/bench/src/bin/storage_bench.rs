@@ -56,12 +56,7 @@ struct Burst {
 
 impl Burst {
     fn pct(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return f64::NAN;
-        }
-        let mut s = self.latencies.clone();
-        s.sort_by(|a, b| a.total_cmp(b));
-        s[((p / 100.0) * (s.len() - 1) as f64).round() as usize]
+        sluice_bench::stats::percentile(&self.latencies, p)
     }
 }
 
