@@ -33,6 +33,7 @@ mod bpffs;
 mod endpoint;
 mod error;
 mod logs;
+pub mod inspect;
 pub mod maglev;
 pub mod routes;
 mod service;
