@@ -1,9 +1,11 @@
 //! `ctl`: the Sluice command-line client.
 //!
 //! A small kubectl for the everyday verbs: `get`, `describe`, `apply`,
-//! `create`, `delete`, `scale`. It talks only to the API server (through the
-//! kube client and a kubeconfig), resolves resource names through discovery,
-//! and prints the server's own Tables, so what it shows matches kubectl.
+//! `create`, `delete`, `scale`. They talk only to the API server (through the
+//! kube client and a kubeconfig), resolve resource names through discovery,
+//! and print the server's own Tables, so what they show matches kubectl.
+//! `dataplane` is the exception: it reads this machine's pinned eBPF maps and
+//! asks the API server only for names, when it answers.
 //! Each command lives in its own module under [`commands`].
 
 mod api;
@@ -43,6 +45,14 @@ fn main() {
         }
     };
     let result: Result<()> = runtime.block_on(async move {
+        if let commands::Command::Dataplane(args) = cli.command {
+            // Reads this machine's bpffs; the API server only names things, when there is one.
+            let api = match api::kubeconfig_path(cli.kubeconfig) {
+                Ok(path) => api::Api::connect(path, None).await.ok(),
+                Err(_) => None,
+            };
+            return commands::dataplane::run(args, api.as_ref(), cli.namespace.as_deref()).await;
+        }
         let path = api::kubeconfig_path(cli.kubeconfig)?;
         let mut api = api::Api::connect(path, cli.namespace).await?;
         commands::run(cli.command, &mut api).await

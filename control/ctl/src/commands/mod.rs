@@ -2,6 +2,7 @@
 
 mod apply;
 mod create;
+pub mod dataplane;
 mod delete;
 mod describe;
 mod get;
@@ -32,6 +33,8 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Join nodes: bootstrap tokens and the join command line.
     Node(node::NodeArgs),
+    /// Show this machine's eBPF data plane: services, backends, conntrack, drops (live from the pinned maps).
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 /// Run one command.
@@ -45,6 +48,7 @@ pub async fn run(command: Command, api: &mut Api) -> Result<()> {
         Command::Scale(args) => scale::run(args, api).await,
         Command::Logs(args) => logs::run(args, api).await,
         Command::Node(args) => node::run(args, api).await,
+        Command::Dataplane(args) => dataplane::run(args, Some(api), None).await,
     }
 }
 
