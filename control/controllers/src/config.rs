@@ -83,6 +83,10 @@ pub struct ControllerManagerConfig {
     #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
     pub cluster_signing_duration: Duration,
 
+    /// The horizontal-pod-autoscaler controller's flags.
+    #[command(flatten)]
+    pub hpa: crate::horizontal_pod_autoscaler::HpaArgs,
+
     /// Leader election: run only while holding the Lease.
     #[command(flatten)]
     pub leader_election: sluice_kube::leader_election::LeaderElectionArgs,

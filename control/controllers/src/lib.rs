@@ -25,6 +25,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod expectations;
 pub mod garbage_collector;
+pub mod horizontal_pod_autoscaler;
 pub mod informer;
 pub mod job;
 pub mod local_path_provisioner;
@@ -190,5 +191,9 @@ pub const CONTROLLERS: &[ControllerDescriptor] = &[
     ControllerDescriptor {
         name: csr_approving::NAME,
         init: csr_approving::init,
+    },
+    ControllerDescriptor {
+        name: horizontal_pod_autoscaler::NAME,
+        init: horizontal_pod_autoscaler::init,
     },
 ];
