@@ -646,7 +646,14 @@ mod tests {
         let g = backends_grid(&cur, None, &names(), &ViewOptions::default());
         assert_eq!(
             g.rows[0][3..9],
-            ["10.252.0.5:8080", "shop/web-a", "active", "28", "2.7KiB", " 70% ███████"]
+            [
+                "10.252.0.5:8080",
+                "shop/web-a",
+                "active",
+                "28",
+                "2.7KiB",
+                " 70% ███████"
+            ]
         );
         assert_eq!(g.rows[1][4..6], ["-", "terminating"]);
         let g = drops_grid(&cur, Some(&prev), &ViewOptions::default());
