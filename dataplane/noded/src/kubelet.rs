@@ -69,8 +69,12 @@ pub async fn run(workers: Arc<PodWorkers>, eviction: Option<crate::eviction::Man
             _ = tick.tick() => true,
             _ = changed.notified() => false,
         };
+        let relist_started = std::time::Instant::now();
         let snapshot = match Snapshot::relist(&ctx.cri).await {
-            Ok(snapshot) => Arc::new(snapshot),
+            Ok(snapshot) => {
+                crate::kubelet_metrics::metrics().relisted(&snapshot, relist_started);
+                Arc::new(snapshot)
+            }
             Err(err) => {
                 tracing::warn!(%err, "relist failed");
                 continue;
@@ -81,6 +85,7 @@ pub async fn run(workers: Arc<PodWorkers>, eviction: Option<crate::eviction::Man
             .into_iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node.as_str()))
             .collect();
+        crate::kubelet_metrics::metrics().pods_seen(pods.iter().map(|p| &**p));
         let wanted: HashSet<String> = pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
         let changed_now: HashSet<String> = std::mem::take(&mut *lock(&dirty));
         for pod in pods {

@@ -16,6 +16,8 @@
 //! - [`log_server`]: the HTTPS endpoint the API server reads container logs from, with the
 //!   cluster CA's [`serving_cert`];
 //!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
+//!   [`node_api`]: the kubelet's monitoring endpoints on the same port ([`stats`]: cgroup usage of
+//!   the node, pods and containers; [`resource_metrics`], [`kubelet_metrics`]);
 //! - [`network`]: the node's data plane (eBPF datapath, Service proxy, node routes);
 //! - [`cluster_dns`]: the node's cluster DNS server behind the `kube-dns` Service; pods get
 //!   their resolver configuration from [`pod_dns`] and Service variables from [`service_env`];
@@ -38,6 +40,7 @@ pub mod format;
 pub mod images;
 pub mod init_containers;
 pub mod kubelet;
+pub mod kubelet_metrics;
 pub mod labels;
 pub mod lease;
 pub mod lifecycle;
@@ -46,6 +49,7 @@ pub mod log_server;
 pub mod network;
 pub mod network_service;
 pub mod node_agent;
+pub mod node_api;
 pub mod node_status;
 pub mod pleg;
 pub mod pod_dns;
@@ -53,9 +57,11 @@ pub mod pod_spec;
 pub mod pod_status;
 pub mod pod_worker;
 pub mod probes;
+pub mod resource_metrics;
 pub mod security_context;
 pub mod service_env;
 pub mod serving_cert;
+pub mod stats;
 pub mod streaming;
 pub mod termination_message;
 pub mod volumes;

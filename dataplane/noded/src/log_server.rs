@@ -25,6 +25,10 @@
 //! - **follow** polls the file and ends when the container has terminated
 //!   (Pod status), a newer attempt starts, or the pod's logs go away.
 //!
+//! The same port serves the kubelet's monitoring endpoints
+//! ([`crate::node_api`]: `/metrics`, `/metrics/resource`, `/stats/summary`),
+//! authorized by the API server per request rather than by the rule above.
+//!
 //! noded also reports the port in `Node.status.daemonEndpoints.kubeletEndpoint`
 //! ([`advertise_port`]), which is where the API server looks for it.
 
@@ -138,11 +142,13 @@ struct Ctx {
     state_dir: PathBuf,
 }
 
-/// The verified client certificate's subject (CN, O values).
+/// The verified client certificate's subject (CN, O values), in each request's extensions.
 #[derive(Clone, Debug, Default)]
-struct Peer {
-    common_name: String,
-    organizations: Vec<String>,
+pub struct Peer {
+    /// The user.
+    pub common_name: String,
+    /// The groups.
+    pub organizations: Vec<String>,
 }
 
 impl Peer {
@@ -223,6 +229,14 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
     let local_addr = listener
         .local_addr()
         .map_err(|source| LogServerError::Bind { addr: cfg.addr, source })?;
+    let node_api = cfg.cri.clone().map(|cri| {
+        let collector = crate::stats::Collector::new(cri, crate::stats::cgroup_root(&cfg.node_name));
+        Arc::new(crate::node_api::NodeApi::new(
+            client.clone(),
+            cfg.node_name.clone(),
+            collector,
+        ))
+    });
     let streaming = cfg.cri.map(|cri| crate::streaming::Streaming {
         client: client.clone(),
         node_name: cfg.node_name.clone(),
@@ -238,6 +252,9 @@ pub async fn start(cfg: LogServerConfig, client: kube::Client) -> Result<LogServ
         .with_state(ctx);
     if let Some(streaming) = streaming {
         app = app.merge(crate::streaming::routes(Arc::new(streaming), authorize_streaming));
+    }
+    if let Some(node_api) = node_api {
+        app = app.merge(crate::node_api::routes(node_api));
     }
     tracing::info!(addr = %local_addr, "serving container logs over HTTPS");
     let task = tokio::spawn(async move {

@@ -213,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
             node_name: args.node_name.clone(),
             host_ip: args.node_ip.clone(),
             state_dir: args.state_dir.clone(),
-            cgroup_root: format!("/sluice/{}", args.node_name),
+            cgroup_root: sluice_noded::stats::cgroup_root(&args.node_name),
             dns: pod_dns,
             endpoint_drain,
         },

@@ -1,0 +1,200 @@
+//! The kubelet's monitoring endpoints on the node's HTTPS port (beside
+//! [`crate::log_server`]'s logs and streaming):
+//! - `GET /metrics/resource`: [`crate::resource_metrics`] (what metrics-server scrapes);
+//! - `GET /stats/summary`: [`crate::stats::summary`] (`statsapi.Summary` JSON);
+//! - `GET /metrics`: [`crate::kubelet_metrics`].
+//!
+//! **Who may read: the kubelet's webhook authorization.** The TLS layer has
+//! already verified the client certificate against the cluster CA; its CN is
+//! the user and its O values the groups (plus `system:authenticated`). noded
+//! then asks the API server with a `SubjectAccessReview` whether that user may
+//! `get` `nodes` with subresource `metrics` (`/metrics*`) or `stats`
+//! (`/stats*`) on this node's name, and answers `403 Forbidden (user=...,
+//! verb=get, resource=nodes, subresource=...)` otherwise, or `500
+//! Authorization error (...)` when the API server cannot answer. Answers
+//! are cached as the kubelet caches them (allowed 5 minutes, denied 30
+//! seconds). Cluster admins (`system:masters`), the API server's kubelet
+//! client and anyone bound to `system:kubelet-api-admin` may read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use k8s_openapi::api::authorization::v1::{ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec};
+use kube::api::{Api, PostParams};
+use tracing::Instrument;
+
+use crate::log_server::Peer;
+use crate::stats::Collector;
+
+/// How long an allowed answer is reused (the kubelet's `cacheAuthorizedTTL`).
+const ALLOWED_TTL: Duration = Duration::from_secs(300);
+/// How long a denied answer is reused (the kubelet's `cacheUnauthorizedTTL`).
+const DENIED_TTL: Duration = Duration::from_secs(30);
+
+type CacheKey = (String, Vec<String>, &'static str);
+
+/// What the endpoints need.
+pub struct NodeApi {
+    client: kube::Client,
+    node_name: String,
+    collector: Collector,
+    answers: Mutex<HashMap<CacheKey, (bool, Instant)>>,
+}
+
+impl NodeApi {
+    /// The endpoints of node `node_name`, measuring through `collector` and
+    /// authorizing through the API server of `client`.
+    pub fn new(client: kube::Client, node_name: String, collector: Collector) -> NodeApi {
+        NodeApi {
+            client,
+            node_name,
+            collector,
+            answers: Mutex::default(),
+        }
+    }
+
+    fn cached(&self, key: &CacheKey) -> Option<bool> {
+        let answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        let (allowed, at) = answers.get(key)?;
+        let ttl = if *allowed { ALLOWED_TTL } else { DENIED_TTL };
+        (at.elapsed() < ttl).then_some(*allowed)
+    }
+
+    /// Whether `peer` may `get` `nodes/<subresource>` of this node, per the API server.
+    async fn allowed(&self, peer: &Peer, subresource: &'static str) -> Result<bool, kube::Error> {
+        let mut groups = peer.organizations.clone();
+        if !groups.iter().any(|g| g == "system:authenticated") {
+            groups.push("system:authenticated".into());
+        }
+        let key = (peer.common_name.clone(), groups.clone(), subresource);
+        if let Some(allowed) = self.cached(&key) {
+            return Ok(allowed);
+        }
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(peer.common_name.clone()),
+                groups: Some(groups),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some("get".into()),
+                    group: Some(String::new()),
+                    version: Some("v1".into()),
+                    resource: Some("nodes".into()),
+                    subresource: Some(subresource.into()),
+                    name: Some(self.node_name.clone()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await?;
+        let allowed = answer.status.is_some_and(|s| s.allowed);
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|_, (allowed, at)| at.elapsed() < if *allowed { ALLOWED_TTL } else { DENIED_TTL });
+        answers.insert(key, (allowed, Instant::now()));
+        Ok(allowed)
+    }
+
+    /// `None` when `peer` may read `subresource`, else the refusal.
+    async fn authorize(&self, peer: Peer, subresource: &'static str) -> Option<Response> {
+        let attrs = format!(
+            "(user={}, verb=get, resource=nodes, subresource={subresource})",
+            peer.common_name
+        );
+        match self.allowed(&peer, subresource).await {
+            Ok(true) => None,
+            Ok(false) => {
+                tracing::info!(code = 403, user = %peer.common_name, "request refused");
+                Some(text(StatusCode::FORBIDDEN, format!("Forbidden {attrs}")))
+            }
+            Err(err) => {
+                tracing::warn!(%err, user = %peer.common_name, "SubjectAccessReview failed");
+                Some(text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("Authorization error {attrs}"),
+                ))
+            }
+        }
+    }
+}
+
+fn text(code: StatusCode, message: String) -> Response {
+    (
+        code,
+        [(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        message,
+    )
+        .into_response()
+}
+
+/// The verified client of a request (set by the TLS layer).
+fn peer_of(req: &Request) -> Peer {
+    req.extensions().get::<Peer>().cloned().unwrap_or_default()
+}
+
+/// The routes, to merge into the node's HTTPS router.
+pub fn routes(api: Arc<NodeApi>) -> Router {
+    Router::new()
+        .route("/metrics", get(kubelet_metrics))
+        .route("/metrics/resource", get(resource_metrics))
+        .route("/stats/summary", get(stats_summary))
+        .with_state(api)
+}
+
+async fn kubelet_metrics(State(api): State<Arc<NodeApi>>, req: Request) -> Response {
+    let span = tracing::debug_span!("metrics");
+    let peer = peer_of(&req);
+    async move {
+        if let Some(refused) = api.authorize(peer, "metrics").await {
+            return refused;
+        }
+        (
+            [(http::header::CONTENT_TYPE, crate::kubelet_metrics::CONTENT_TYPE)],
+            crate::kubelet_metrics::metrics().encode(),
+        )
+            .into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+async fn resource_metrics(State(api): State<Arc<NodeApi>>, req: Request) -> Response {
+    let span = tracing::debug_span!("metrics_resource");
+    let peer = peer_of(&req);
+    async move {
+        if let Some(refused) = api.authorize(peer, "metrics").await {
+            return refused;
+        }
+        let stats = api.collector.collect().await;
+        (
+            [(http::header::CONTENT_TYPE, crate::resource_metrics::CONTENT_TYPE)],
+            crate::resource_metrics::render(&stats),
+        )
+            .into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+async fn stats_summary(State(api): State<Arc<NodeApi>>, req: Request) -> Response {
+    let span = tracing::debug_span!("stats_summary");
+    let peer = peer_of(&req);
+    async move {
+        if let Some(refused) = api.authorize(peer, "stats").await {
+            return refused;
+        }
+        let stats = api.collector.collect().await;
+        let body = crate::stats::summary(&api.node_name, &stats).to_string();
+        ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+    .instrument(span)
+    .await
+}
