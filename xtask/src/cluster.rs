@@ -2,8 +2,9 @@
 //!
 //! `up` installs what is missing, builds the binaries, writes certificates and
 //! the admin kubeconfig under `$SLUICE_HOME` (and `scheduler.kubeconfig`,
-//! `controller-manager.kubeconfig`: their own `system:kube-scheduler` and
-//! `system:kube-controller-manager` credentials), starts every control-plane entry
+//! `controller-manager.kubeconfig`, `metrics-server.kubeconfig`: their own
+//! `system:kube-scheduler`, `system:kube-controller-manager` and
+//! `system:metrics-server` credentials), starts every control-plane entry
 //! of [`components`] in order (own session, logs under `$SLUICE_HOME/logs`, pid
 //! files under `$SLUICE_HOME/run`), waiting for each to be ready, then brings up
 //! `--nodes N` nodes ([`crate::nodes`]): network namespaces on one bridge
@@ -187,6 +188,10 @@ impl Cluster {
     /// The controller-manager's own credential (user `system:kube-controller-manager`).
     fn controller_manager_kubeconfig(&self) -> PathBuf {
         self.home.join("controller-manager.kubeconfig")
+    }
+    /// The metrics server's own credential (user `system:metrics-server`).
+    fn metrics_server_kubeconfig(&self) -> PathBuf {
+        self.home.join("metrics-server.kubeconfig")
     }
     /// etcd's certificates (see [`crate::pki`]).
     fn etcd_pki(&self) -> EtcdPki {
@@ -382,6 +387,8 @@ struct Component {
     /// Command-line arguments.
     args: fn(&Cluster) -> Vec<String>,
     ready: Ready,
+    /// With `--bin-dir`, a missing binary is skipped with a note instead of failing `up`.
+    optional: bool,
 }
 
 /// Every control-plane process but etcd ([`Cluster::etcd`], started first),
@@ -412,6 +419,7 @@ fn components() -> Vec<Component> {
                 ]
             },
             ready: Ready::Https(|c| format!("{}/readyz", c.apiserver_url())),
+            optional: false,
         },
         Component {
             name: "controller-manager",
@@ -429,12 +437,32 @@ fn components() -> Vec<Component> {
                 args
             },
             ready: Ready::Alive,
+            optional: false,
         },
         Component {
             name: "scheduler",
             binary: Binary::Workspace("scheduler"),
             args: |c| vec![format!("--kubeconfig={}", c.scheduler_kubeconfig().display())],
             ready: Ready::Alive,
+            optional: false,
+        },
+        // metrics.k8s.io for `kubectl top` and autoscaling: on loopback, any
+        // free port (it registers the one it took as its EndpointSlice), its
+        // serving CA kept under pki/metrics-server.
+        Component {
+            name: "metrics-server",
+            binary: Binary::Workspace("metrics-server"),
+            args: |c| {
+                vec![
+                    format!("--kubeconfig={}", c.metrics_server_kubeconfig().display()),
+                    "--bind-address=127.0.0.1".into(),
+                    "--secure-port=0".into(),
+                    format!("--cert-dir={}", c.pki().join("metrics-server").display()),
+                    format!("--requestheader-client-ca-file={}", c.pki().join("ca.crt").display()),
+                ]
+            },
+            ready: Ready::Alive,
+            optional: true,
         },
     ]
 }
@@ -556,6 +584,7 @@ pub fn up(args: UpArgs) -> Result<()> {
             "system:kube-controller-manager",
             cluster.controller_manager_kubeconfig(),
         ),
+        ("system:metrics-server", cluster.metrics_server_kubeconfig()),
     ] {
         if !path.exists() {
             step(&format!("issuing the credential of {user}"));
@@ -577,6 +606,14 @@ pub fn up(args: UpArgs) -> Result<()> {
     for c in components() {
         if let Some(pid) = files.running_pid(c.name, c.binary.file_name()) {
             step(&format!("{} is already running (pid {pid})", c.name));
+            continue;
+        }
+        if c.optional && !cluster.program(&c).exists() {
+            step(&format!(
+                "{} is not in {}: not started (build it to have it)",
+                c.name,
+                cluster.bin_dir.display()
+            ));
             continue;
         }
         let daemon = Daemon::new(c.name, cluster.program(&c), (c.args)(&cluster));

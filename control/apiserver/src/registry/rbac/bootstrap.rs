@@ -348,7 +348,59 @@ fn roles() -> Vec<DefaultRole> {
         ],
     ));
     out.extend(certificate_roles());
+    out.extend(metrics_server_roles());
     out
+}
+
+/// What Kubernetes' metrics-server manifest brings: `system:aggregated-
+/// metrics-reader` (aggregated into view, edit and admin) and the server's
+/// own role `system:metrics-server` (read nodes, their metrics and pods). The
+/// server runs as user `system:metrics-server` (`xtask up`); its role also
+/// holds what Kubernetes grants it through `system:auth-delegator`
+/// (SubjectAccessReviews) and what its registration at start writes (the
+/// Service, EndpointSlice and APIService named below; `create` cannot be
+/// limited by name).
+fn metrics_server_roles() -> Vec<DefaultRole> {
+    let named = |verbs: &[&str], group: &str, resource: &str, name: &str| PolicyRule {
+        resource_names: Some(vec![name.to_string()]),
+        ..rule(verbs, &[group], &[resource])
+    };
+    vec![
+        DefaultRole {
+            name: "system:aggregated-metrics-reader",
+            labels: vec![
+                aggregate_label("view"),
+                aggregate_label("edit"),
+                aggregate_label("admin"),
+            ],
+            rules: vec![rule(READ, &["metrics.k8s.io"], &["pods", "nodes"])],
+            aggregates: None,
+        },
+        plain(
+            "system:metrics-server",
+            vec![
+                rule(&["get"], &[""], &["nodes/metrics"]),
+                rule(READ, &[""], &["pods", "nodes"]),
+                rule(&["create"], &["authorization.k8s.io"], &["subjectaccessreviews"]),
+                rule(&["create"], &[""], &["services"]),
+                rule(&["create"], &["discovery.k8s.io"], &["endpointslices"]),
+                rule(&["create"], &["apiregistration.k8s.io"], &["apiservices"]),
+                named(&["get", "patch", "update"], "", "services", "metrics-server"),
+                named(
+                    &["get", "patch", "update"],
+                    "discovery.k8s.io",
+                    "endpointslices",
+                    "metrics-server",
+                ),
+                named(
+                    &["get", "patch", "update"],
+                    "apiregistration.k8s.io",
+                    "apiservices",
+                    "v1beta1.metrics.k8s.io",
+                ),
+            ],
+        ),
+    ]
 }
 
 /// The CSR roles Kubernetes ships: what the csrapproving controller's
@@ -835,6 +887,7 @@ fn bindings() -> Vec<(&'static str, Vec<(&'static str, &'static str)>)> {
         ),
         (NODE_CLIENT_ROLE, vec![("Group", "system:bootstrappers")]),
         (SELF_NODE_CLIENT_ROLE, vec![("Group", "system:nodes")]),
+        ("system:metrics-server", vec![("User", "system:metrics-server")]),
     ]
     .into_iter()
     // The controller-manager runs every controller under its own identity
