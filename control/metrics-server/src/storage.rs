@@ -141,7 +141,7 @@ pub fn cpu_quantity(nanocores: u64) -> String {
         return "0".into();
     }
     for (div, suffix) in [(1_000_000_000, ""), (1_000_000, "m"), (1_000, "u")] {
-        if nanocores % div == 0 {
+        if nanocores.is_multiple_of(div) {
             return format!("{}{suffix}", nanocores / div);
         }
     }
@@ -156,7 +156,7 @@ pub fn memory_quantity(bytes: u64) -> String {
     }
     let mut n = bytes;
     for suffix in ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"] {
-        if n % 1024 != 0 || suffix == "Ei" {
+        if !n.is_multiple_of(1024) || suffix == "Ei" {
             return format!("{n}{suffix}");
         }
         n /= 1024;

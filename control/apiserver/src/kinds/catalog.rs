@@ -381,6 +381,7 @@ mod tests {
                 "apps",
                 "authentication.k8s.io",
                 "authorization.k8s.io",
+                "autoscaling",
                 "batch",
                 "policy",
                 "rbac.authorization.k8s.io",

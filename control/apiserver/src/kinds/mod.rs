@@ -65,6 +65,8 @@ builtin_kinds! {
     subjectaccessreview => SubjectAccessReviews,
     localsubjectaccessreview => LocalSubjectAccessReviews,
     selfsubjectrulesreview => SelfSubjectRulesReviews,
+    horizontalpodautoscaler => HorizontalPodAutoscalers,
+    horizontalpodautoscaler_v1 => HorizontalPodAutoscalersV1,
     job => Jobs,
     cronjob => CronJobs,
     poddisruptionbudget => PodDisruptionBudgets,
@@ -252,7 +254,7 @@ mod tests {
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert!(
-                    !(a.group == b.group && a.plural == b.plural),
+                    !(a.group == b.group && a.version == b.version && a.plural == b.plural),
                     "{} served twice",
                     a.plural
                 );

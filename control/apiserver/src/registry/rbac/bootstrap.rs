@@ -648,6 +648,18 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
             ]),
         ),
         (
+            "system:controller:horizontal-pod-autoscaler",
+            with_events(vec![
+                rule(&["get", "list", "watch"], &["autoscaling"], &["horizontalpodautoscalers"]),
+                rule(&["update"], &["autoscaling"], &["horizontalpodautoscalers/status"]),
+                rule(&["get", "update"], &["*"], &["*/scale"]),
+                rule(&["list"], &[""], &["pods"]),
+                rule(&["list"], &["metrics.k8s.io"], &["pods"]),
+                rule(&["get", "list"], &["custom.metrics.k8s.io"], &["*"]),
+                rule(&["get", "list"], &["external.metrics.k8s.io"], &["*"]),
+            ]),
+        ),
+        (
             "system:controller:endpoint-controller",
             with_events(vec![
                 rule(READ, &[""], &["services", "pods"]),
