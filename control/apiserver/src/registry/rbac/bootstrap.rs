@@ -650,7 +650,11 @@ pub fn controller_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
         (
             "system:controller:horizontal-pod-autoscaler",
             with_events(vec![
-                rule(&["get", "list", "watch"], &["autoscaling"], &["horizontalpodautoscalers"]),
+                rule(
+                    &["get", "list", "watch"],
+                    &["autoscaling"],
+                    &["horizontalpodautoscalers"],
+                ),
                 rule(&["update"], &["autoscaling"], &["horizontalpodautoscalers/status"]),
                 rule(&["get", "update"], &["*"], &["*/scale"]),
                 rule(&["list"], &[""], &["pods"]),
