@@ -223,10 +223,7 @@ fn proto_name(p: u8) -> String {
 }
 
 fn sum(values: &[TrafficCounter]) -> TrafficCounter {
-    values.iter().fold(TrafficCounter::default(), |a, c| TrafficCounter {
-        packets: a.packets + c.packets,
-        bytes: a.bytes + c.bytes,
-    })
+    values.iter().fold(TrafficCounter::default(), |a, c| a.add(*c))
 }
 
 /// Turn one conntrack entry into a row.

@@ -32,6 +32,7 @@ mod announce;
 mod bpffs;
 mod endpoint;
 mod error;
+pub mod flows;
 pub mod inspect;
 mod logs;
 pub mod maglev;
@@ -70,6 +71,9 @@ pub struct DatapathConfig {
     pub maglev_size: u32,
     /// Which hook serves NodePorts on external interfaces.
     pub external_hook: ExternalHook,
+    /// Write flow events (new flows, drops, rejects) to the `flows` ring
+    /// buffer ([`flows`]); switchable at runtime with [`Datapath::set_flow_events`].
+    pub flow_events: bool,
 }
 
 /// The hook of the NodePort program on external interfaces.
@@ -88,6 +92,7 @@ impl Default for DatapathConfig {
             pin_root: PathBuf::from("/sys/fs/bpf/sluice"),
             maglev_size: sluice_common::MAGLEV_DEFAULT,
             external_hook: ExternalHook::Xdp,
+            flow_events: true,
         }
     }
 }
@@ -213,6 +218,7 @@ pub struct Datapath {
     routing_map: Array<MapData, sluice_common::RoutingConfig>,
     cluster_nodes_map: BpfHashMap<MapData, NodeAddrKey, u32>,
     announce_map: BpfHashMap<MapData, NodeAddrKey, sluice_common::AnnounceValue>,
+    settings_map: Array<MapData, sluice_common::Settings>,
     /// The external interface (ifindex, MAC): where LoadBalancer IPs are announced.
     external: Option<(u32, Mac)>,
     services: HashMap<Frontend, ServiceState>,
@@ -322,6 +328,7 @@ impl Datapath {
             routing_map: take(&mut ebpf, map_names::ROUTING)?,
             cluster_nodes_map: take(&mut ebpf, map_names::CLUSTER_NODES)?,
             announce_map: take(&mut ebpf, map_names::ANNOUNCE)?,
+            settings_map: take(&mut ebpf, map_names::SETTINGS)?,
             external: None,
             _logs: logs::LogForwarder::start(&mut ebpf),
             ebpf,
@@ -336,6 +343,8 @@ impl Datapath {
         };
         dp.rebuild_state()?;
         dp.forget_stale_links();
+        let flow_events = dp.config.flow_events;
+        dp.set_flow_events(flow_events)?;
         info!(
             pin_root = %dp.config.pin_root.display(),
             adopted,
@@ -348,6 +357,27 @@ impl Datapath {
     /// The pin root this datapath lives in.
     pub fn pin_root(&self) -> &Path {
         &self.config.pin_root
+    }
+
+    /// Switch flow events on or off (the programs read the switch per new
+    /// flow; the overhead benchmark compares both).
+    pub fn set_flow_events(&mut self, on: bool) -> Result<(), DatapathError> {
+        let flags = if on {
+            sluice_common::settings_flags::FLOW_EVENTS
+        } else {
+            0
+        };
+        self.settings_map
+            .set(0, sluice_common::Settings { flags, pad: 0 }, 0)
+            .map_err(map_err(map_names::SETTINGS))?;
+        self.config.flow_events = on;
+        debug!(on, "flow events");
+        Ok(())
+    }
+
+    /// Whether flow events are on.
+    pub fn flow_events(&self) -> bool {
+        self.config.flow_events
     }
 
     /// Rebuild the userspace view from the (possibly adopted) maps.
@@ -1010,12 +1040,9 @@ impl Datapath {
     /// Read all counters (summed over CPUs).
     pub fn counters(&self) -> Result<Counters, DatapathError> {
         let sum = |arr: &PerCpuArray<MapData, TrafficCounter>, id: u32, name: &'static str| {
-            arr.get(&id, 0).map_err(map_err(name)).map(|v| {
-                v.iter().fold(TrafficCounter::default(), |a, c| TrafficCounter {
-                    packets: a.packets + c.packets,
-                    bytes: a.bytes + c.bytes,
-                })
-            })
+            arr.get(&id, 0)
+                .map_err(map_err(name))
+                .map(|v| v.iter().fold(TrafficCounter::default(), |a, c| a.add(*c)))
         };
         let mut out = Counters::default();
         for (frontend, s) in &self.services {
@@ -1119,7 +1146,7 @@ impl Datapath {
     }
 }
 
-const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
+pub(crate) const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::NewFlow,
     Event::TrackedFlow,
     Event::ReverseNat,
@@ -1136,7 +1163,7 @@ const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).
-fn expected_layouts() -> [(&'static str, usize, usize); 15] {
+fn expected_layouts() -> [(&'static str, usize, usize); 17] {
     use std::mem::size_of;
     [
         (map_names::SERVICES, size_of::<ServiceKey>(), size_of::<ServiceValue>()),
@@ -1174,6 +1201,9 @@ fn expected_layouts() -> [(&'static str, usize, usize); 15] {
             size_of::<NodeAddrKey>(),
             size_of::<sluice_common::AnnounceValue>(),
         ),
+        // A ring buffer has neither keys nor values (its size is checked below).
+        (map_names::FLOWS, 0, 0),
+        (map_names::SETTINGS, 4, size_of::<sluice_common::Settings>()),
     ]
 }
 
@@ -1188,8 +1218,11 @@ fn replace_incompatible_pins(pin_root: &Path) {
         }
         let info = MapData::from_pin(&path).and_then(|m| m.info());
         // The events array also grows with new event kinds.
-        let entries_ok =
-            |i: &aya::maps::MapInfo| name != map_names::EVENTS || i.max_entries() == sluice_common::EVENT_COUNT;
+        let entries_ok = |i: &aya::maps::MapInfo| match name {
+            map_names::EVENTS => i.max_entries() == sluice_common::EVENT_COUNT,
+            map_names::FLOWS => i.max_entries() == sluice_common::FLOWS_RING_BYTES,
+            _ => true,
+        };
         let compatible =
             matches!(&info, Ok(i) if i.key_size() as usize == key && i.value_size() as usize == value && entries_ok(i));
         if !compatible {

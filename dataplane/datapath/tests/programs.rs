@@ -630,3 +630,60 @@ fn a_pinned_map_with_an_old_layout_is_replaced_not_adopted() {
     let b = backend_of(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), (vip(), 80), SYN));
     assert!(b == ip("198.18.2.1") || b == ip("198.18.2.2"));
 }
+
+#[test]
+fn new_flows_and_rejects_are_flow_events_and_tracked_packets_are_not() {
+    let mut dp = TestDatapath::new("flowev");
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), backends(1)))
+        .unwrap();
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![]))
+        .unwrap();
+    let mut reader = flows::FlowReader::open(dp.pin_root()).expect("the flows ring buffer is pinned");
+    let mut seen = Vec::new();
+    reader.drain(&mut seen);
+    seen.clear();
+    let syn = Pkt::tcp(client(), (vip(), 80), SYN);
+    run(&mut dp, ProgramKind::PodIngress, &syn);
+    // Packets of the established flow: no more events.
+    for _ in 0..3 {
+        run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), (vip(), 80), ACK));
+    }
+    let mut to_empty = Pkt::tcp((client().0, 40001), (vip(), 81), SYN);
+    to_empty.payload.clear();
+    run(&mut dp, ProgramKind::PodIngress, &to_empty);
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (new, rejected) = (&seen[0], &seen[1]);
+    assert_eq!(
+        (new.verdict, new.reason, new.hook),
+        (flows::FlowVerdict::Forwarded, Event::NewFlow, "from-pod")
+    );
+    assert_eq!((new.source.ip(), new.source.port()), (&client().0, client().1));
+    assert_eq!(new.frontend, Some(Frontend::tcp(vip(), 80)));
+    assert_eq!(new.backend.map(|b| b.to_string()).as_deref(), Some("198.18.2.1:8080"));
+    assert_eq!(
+        (rejected.verdict, rejected.reason),
+        (flows::FlowVerdict::Rejected, Event::NoBackendReject)
+    );
+    assert_eq!(rejected.backend, None);
+    let c = dp.counters().unwrap();
+    let svc = c.services.iter().find(|s| s.frontend.port == 80).unwrap();
+    assert_eq!(
+        (svc.total.packets, svc.total.flows),
+        (4, 1),
+        "packets and new flows per frontend"
+    );
+    assert_eq!(svc.backends[0].1.flows, 1);
+
+    // Switched off (the overhead benchmark's baseline): no events.
+    dp.set_flow_events(false).unwrap();
+    run(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::tcp((client().0, 40002), (vip(), 80), SYN),
+    );
+    run(&mut dp, ProgramKind::PodIngress, &to_empty);
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 2, "no events while switched off: {seen:?}");
+    assert_eq!(dp.counters().unwrap().event(Event::NewFlow), 2, "counted all the same");
+}

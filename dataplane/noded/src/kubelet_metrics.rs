@@ -180,6 +180,15 @@ impl KubeletMetrics {
         seen.retain(|uid, _| present.contains(uid));
     }
 
+    /// The text exposition without its closing `# EOF` line, for more
+    /// series to follow in the same exposition.
+    pub fn encode_without_eof(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        out
+    }
+
     /// The text exposition (OpenMetrics) of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -2,7 +2,11 @@
 //! [`crate::log_server`]'s logs and streaming):
 //! - `GET /metrics/resource`: [`crate::resource_metrics`] (what metrics-server scrapes);
 //! - `GET /stats/summary`: [`crate::stats::summary`] (`statsapi.Summary` JSON);
-//! - `GET /metrics`: [`crate::kubelet_metrics`].
+//! - `GET /metrics`: [`crate::kubelet_metrics`], followed by the data plane's
+//!   `sluice_datapath_*` series ([`crate::network::metrics`]) when it is on;
+//! - `GET /dataplane/flows`: the recent flow events ([`crate::network::flows`])
+//!   as JSON lines, `?follow=true` to keep streaming new ones (authorized as
+//!   the kubelet authorizes paths it has no name for: `nodes/proxy`).
 //!
 //! **Who may read: the kubelet's webhook authorization.** The TLS layer has
 //! already verified the client certificate against the cluster CA; its CN is
@@ -146,6 +150,7 @@ pub fn routes(api: Arc<NodeApi>) -> Router {
         .route("/metrics", get(kubelet_metrics))
         .route("/metrics/resource", get(resource_metrics))
         .route("/stats/summary", get(stats_summary))
+        .route("/dataplane/flows", get(dataplane_flows))
         .with_state(api)
 }
 
@@ -156,9 +161,14 @@ async fn kubelet_metrics(State(api): State<Arc<NodeApi>>, req: Request) -> Respo
         if let Some(refused) = api.authorize(peer, "metrics").await {
             return refused;
         }
+        let mut body = crate::kubelet_metrics::metrics().encode_without_eof();
+        if let Some(text) = datapath_series().await {
+            body.push_str(&text);
+        }
+        body.push_str("# EOF\n");
         (
             [(http::header::CONTENT_TYPE, crate::kubelet_metrics::CONTENT_TYPE)],
-            crate::kubelet_metrics::metrics().encode(),
+            body,
         )
             .into_response()
     }
@@ -197,4 +207,125 @@ async fn stats_summary(State(api): State<Arc<NodeApi>>, req: Request) -> Respons
     }
     .instrument(span)
     .await
+}
+
+/// The data plane's series, read from its pinned maps (off the async threads:
+/// a large conntrack table takes a while to walk). `None` when it is off.
+async fn datapath_series() -> Option<String> {
+    let observed = crate::network::observed();
+    let pin_root = observed.pin_root.get()?.clone();
+    let names = observed.names.get();
+    let read = tokio::task::spawn_blocking(move || {
+        sluice_datapath::inspect::Inspector::open(&pin_root)
+            .and_then(|i| i.snapshot())
+            .map(|snapshot| crate::network::metrics::render(&snapshot, &names))
+    })
+    .await;
+    match read {
+        Ok(Ok(text)) => Some(text),
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "data plane metrics not read");
+            None
+        }
+        Err(err) => {
+            tracing::warn!(%err, "data plane metrics not read");
+            None
+        }
+    }
+}
+
+/// The query of `/dataplane/flows`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct FlowsQuery {
+    /// Keep streaming new flows.
+    follow: bool,
+    /// At most this many of the kept flows (the newest), before following.
+    limit: Option<usize>,
+}
+
+impl FlowsQuery {
+    fn parse(query: Option<&str>) -> Result<FlowsQuery, String> {
+        let pairs: Vec<(String, String)> =
+            serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| e.to_string())?;
+        let mut out = FlowsQuery::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "follow" => out.follow = v.is_empty() || v == "true" || v == "1",
+                "limit" => out.limit = Some(v.parse().map_err(|_| format!("invalid limit {v:?}"))?),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+}
+
+async fn dataplane_flows(State(api): State<Arc<NodeApi>>, req: Request) -> Response {
+    let query = match FlowsQuery::parse(req.uri().query()) {
+        Ok(q) => q,
+        Err(e) => return text(StatusCode::BAD_REQUEST, e),
+    };
+    let span = tracing::debug_span!("dataplane_flows", follow = query.follow);
+    let peer = peer_of(&req);
+    async move {
+        if let Some(refused) = api.authorize(peer, "proxy").await {
+            return refused;
+        }
+        if crate::network::observed().pin_root.get().is_none() {
+            return text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the eBPF data plane is off on this node".into(),
+            );
+        }
+        let (kept, rx) = crate::network::observed().flows.snapshot_and_follow();
+        let skip = query.limit.map_or(0, |l| kept.len().saturating_sub(l));
+        let last = kept.last().map_or(0, |e| e.seq);
+        let mut head = String::new();
+        for e in kept.into_iter().skip(skip) {
+            head.push_str(&e.json.to_string());
+            head.push('\n');
+        }
+        let content_type = [(http::header::CONTENT_TYPE, "application/jsonl")];
+        if !query.follow {
+            return (content_type, head).into_response();
+        }
+        let first = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes::Bytes::from(head)) });
+        let rest = futures::stream::unfold(rx, move |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.seq <= last => continue,
+                    Ok(e) => {
+                        let line = format!("{}\n", e.json);
+                        return Some((Ok(bytes::Bytes::from(line)), rx));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(lost = n, "a flow follower fell behind");
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        });
+        use futures::StreamExt;
+        (content_type, axum::body::Body::from_stream(first.chain(rest))).into_response()
+    }
+    .instrument(span)
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flows_query_reads_follow_and_limit() {
+        assert_eq!(FlowsQuery::parse(None), Ok(FlowsQuery::default()));
+        assert_eq!(
+            FlowsQuery::parse(Some("follow=true&limit=20")),
+            Ok(FlowsQuery {
+                follow: true,
+                limit: Some(20)
+            })
+        );
+        assert!(FlowsQuery::parse(Some("limit=many")).is_err());
+    }
 }

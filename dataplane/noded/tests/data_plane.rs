@@ -27,6 +27,7 @@ fn args(pin_root: &str) -> NetworkArgs {
         socket_lb_cgroup: None,
         no_masquerade: false,
         endpoint_drain_delay_ms: 0,
+        flow_events: true,
     }
 }
 

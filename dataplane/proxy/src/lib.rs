@@ -24,6 +24,7 @@ pub mod announce;
 pub mod drain;
 mod error;
 pub mod health_check;
+pub mod names;
 pub mod reconcile;
 pub mod translate;
 
@@ -57,6 +58,9 @@ pub struct ProxyConfig {
     /// (see [`drain`]); `None`: this node's deleting pods are left to the
     /// EndpointSlice alone.
     pub drains: Option<drain::DrainPublisher>,
+    /// Where to publish the names of frontends and endpoint addresses (see
+    /// [`names`]), for the node daemon's metrics and flow events.
+    pub names: Option<names::NamesPublisher>,
 }
 
 impl ProxyConfig {
@@ -67,6 +71,7 @@ impl ProxyConfig {
             debounce: Duration::from_millis(50),
             resync: Duration::from_secs(30),
             drains: None,
+            names: None,
         }
     }
 }
@@ -190,6 +195,9 @@ async fn reconcile_loop(
             let services: Vec<&Service> = services.iter().map(AsRef::as_ref).collect();
             let slices: Vec<&EndpointSlice> = slices.iter().map(AsRef::as_ref).collect();
             let mut desired = desired_state(&services, &slices, &config.node_name);
+            if let Some(names) = &config.names {
+                names.publish(names::ServiceNames::build(&services, &slices));
+            }
             let pods = caches.pods.state();
             let pods: Vec<&Pod> = pods.iter().map(AsRef::as_ref).collect();
             for spec in translate::host_port_frontends(&pods, &config.node_name) {

@@ -65,6 +65,10 @@ pub mod map_names {
     pub const CLUSTER_NODES: &str = "cluster_nodes";
     /// `NodeAddrKey` → `AnnounceValue`: LoadBalancer IPs this node answers ARP for.
     pub const ANNOUNCE: &str = "announce";
+    /// Ring buffer of [`FlowEvent`](super::FlowEvent)s: new flows and drops, read by the node daemon.
+    pub const FLOWS: &str = "flows";
+    /// `u32` 0 → [`Settings`](super::Settings): runtime switches of the programs.
+    pub const SETTINGS: &str = "settings";
     /// Every map, for pinning, adoption and uninstall.
     pub const ALL: &[&str] = &[
         SERVICES,
@@ -83,6 +87,8 @@ pub mod map_names {
         ROUTING,
         CLUSTER_NODES,
         ANNOUNCE,
+        FLOWS,
+        SETTINGS,
     ];
 }
 
@@ -354,7 +360,7 @@ pub struct NodeAddrValue {
 }
 const _: () = assert!(core::mem::size_of::<NodeAddrValue>() == 4);
 
-/// Packet and byte counter (per CPU in the maps; userspace sums the CPUs).
+/// Packet, byte and new-flow counter (per CPU in the maps; userspace sums the CPUs).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct TrafficCounter {
@@ -362,8 +368,21 @@ pub struct TrafficCounter {
     pub packets: u64,
     /// Bytes (IP length).
     pub bytes: u64,
+    /// New flows balanced (conntrack entries created; rebalanced SYNs count again).
+    pub flows: u64,
 }
-const _: () = assert!(core::mem::size_of::<TrafficCounter>() == 16);
+const _: () = assert!(core::mem::size_of::<TrafficCounter>() == 24);
+
+impl TrafficCounter {
+    /// The sum of two counters (per-CPU values added up).
+    pub const fn add(self, other: TrafficCounter) -> TrafficCounter {
+        TrafficCounter {
+            packets: self.packets + other.packets,
+            bytes: self.bytes + other.bytes,
+            flows: self.flows + other.flows,
+        }
+    }
+}
 
 /// Datapath events counted in the `events` map (index = discriminant).
 #[repr(u32)]
@@ -489,6 +508,84 @@ pub struct AnnounceValue {
 }
 const _: () = assert!(core::mem::size_of::<AnnounceValue>() == 12);
 
+/// What happened to the flow of a [`FlowEvent`].
+pub mod flow_verdict {
+    /// Balanced to a backend (a new conntrack entry).
+    pub const FORWARDED: u8 = 0;
+    /// Dropped (source range, policy Local without a local backend, no SNAT port).
+    pub const DROPPED: u8 = 1;
+    /// Answered with a TCP RST / ICMP port unreachable (a Service without endpoints).
+    pub const REJECTED: u8 = 2;
+}
+
+/// Where a [`FlowEvent`] was seen.
+pub mod flow_hook {
+    /// Leaving a pod (TC ingress of its host veth).
+    pub const FROM_POD: u8 = 0;
+    /// Entering the node from outside (XDP or TC on the external interface).
+    pub const EXTERNAL: u8 = 1;
+}
+
+/// One event of the `flows` ring buffer: a new flow balanced to a backend, or
+/// a new flow dropped or rejected. Never written for packets of established
+/// flows, so its cost is per connection, not per packet; switched off with
+/// [`settings_flags::FLOW_EVENTS`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct FlowEvent {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when it happened.
+    pub time_ns: u64,
+    /// Client address.
+    pub saddr: [u8; 4],
+    /// Destination the client addressed (ClusterIP, node address, LoadBalancer or external IP).
+    pub daddr: [u8; 4],
+    /// The backend chosen (`0.0.0.0` when dropped or rejected).
+    pub backend_addr: [u8; 4],
+    /// The frontend's service id.
+    pub service_id: u32,
+    /// The backend's id (0 when dropped or rejected).
+    pub backend_id: u32,
+    /// Client port, host order.
+    pub sport: u16,
+    /// Destination port, host order.
+    pub dport: u16,
+    /// Backend port, host order (0 when dropped or rejected).
+    pub backend_port: u16,
+    /// IP protocol.
+    pub proto: u8,
+    /// One of [`flow_verdict`].
+    pub verdict: u8,
+    /// The [`Event`] that decided: `NewFlow`, `Rebalanced`, `NoBackendReject`, `SourceDenied`, ...
+    pub reason: u8,
+    /// The frontend's [`scope`].
+    pub scope: u8,
+    /// One of [`flow_hook`].
+    pub hook: u8,
+    /// Explicit padding.
+    pub pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 40);
+
+/// Bytes of the `flows` ring buffer (a power of two of pages): about 10,000 events.
+pub const FLOWS_RING_BYTES: u32 = 512 * 1024;
+
+/// Flags of [`Settings`].
+pub mod settings_flags {
+    /// Write [`FlowEvent`](super::FlowEvent)s to the `flows` ring buffer.
+    pub const FLOW_EVENTS: u32 = 1;
+}
+
+/// Runtime switches of the programs (entry 0 of the `settings` array), set by userspace.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Settings {
+    /// [`settings_flags`].
+    pub flags: u32,
+    /// Explicit padding.
+    pub pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+
 #[cfg(feature = "user")]
 mod pod {
     use super::*;
@@ -513,4 +610,6 @@ mod pod {
     unsafe impl aya::Pod for EndpointValue {}
     unsafe impl aya::Pod for RoutingConfig {}
     unsafe impl aya::Pod for AnnounceValue {}
+    unsafe impl aya::Pod for FlowEvent {}
+    unsafe impl aya::Pod for Settings {}
 }

@@ -15,7 +15,14 @@
 //! links get this build's programs swapped in atomically, so established
 //! connections never notice a restart), then [`spawn`] starts the proxy and
 //! the route loop.
+//!
+//! Looking in: [`metrics`] renders the maps' counters as Prometheus series and
+//! [`flows`] keeps the recent flow events; both are served on the kubelet
+//! port by [`crate::node_api`] and find this node's data plane through
+//! [`observed`].
 
+pub mod flows;
+pub mod metrics;
 pub mod node_routes;
 
 use anyhow::Context;
@@ -25,8 +32,25 @@ use sluice_proto::cni::v1::PodInterface;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tracing::{info, warn};
+
+/// What the node's monitoring endpoints read of its data plane.
+#[derive(Default)]
+pub struct Observed {
+    /// The pin root of this node's maps, once the data plane is up.
+    pub pin_root: OnceLock<PathBuf>,
+    /// The Service proxy's names of frontends and endpoints.
+    pub names: sluice_proxy::names::NamesPublisher,
+    /// The recent flow events.
+    pub flows: flows::FlowLog,
+}
+
+/// The process-wide view of the data plane (one node per noded).
+pub fn observed() -> &'static Observed {
+    static OBSERVED: OnceLock<Observed> = OnceLock::new();
+    OBSERVED.get_or_init(Observed::default)
+}
 
 /// noded's data plane flags.
 #[derive(clap::Args, Debug, Clone)]
@@ -69,6 +93,11 @@ pub struct NetworkArgs {
     /// period, which still bounds its termination; 0: no wait).
     #[arg(long, default_value_t = 1000)]
     pub endpoint_drain_delay_ms: u64,
+    /// Have the eBPF programs report every new flow, drop and reject (not
+    /// packets of established flows) for `ctl dataplane flows`;
+    /// `--flow-events=false` switches them off.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub flow_events: bool,
 }
 
 /// The node's data plane, shared by the node network service, the proxy and
@@ -139,6 +168,7 @@ impl DataPlane {
         let config = DatapathConfig {
             pin_root: pin_root.clone(),
             external_hook: hook,
+            flow_events: args.flow_events,
             ..DatapathConfig::default()
         };
         let mut dp = Datapath::open_or_adopt(config)
@@ -180,7 +210,9 @@ impl DataPlane {
                 info!("no socket-level ClusterIP for node processes (node network namespace; see --socket-lb-cgroup)")
             }
         }
-        info!(pin_root = %pin_root.display(), "data plane up");
+        let _ = observed().pin_root.set(pin_root.clone());
+        flows::start_reader(pin_root.clone(), node_name.to_owned());
+        info!(pin_root = %pin_root.display(), flow_events = args.flow_events, "data plane up");
         Ok(Self {
             datapath: Some(Arc::new(Mutex::new(dp))),
             node_name: node_name.to_owned(),
@@ -279,6 +311,7 @@ pub fn spawn(
     };
     let mut config = sluice_proxy::ProxyConfig::new(node.clone());
     config.drains = Some(drains);
+    config.names = Some(observed().names.clone());
     let proxy = sluice_proxy::run(client.clone(), datapath.clone(), config, std::future::pending());
     let routes = node_routes::run(client, node, datapath);
     tokio::spawn(async move {

@@ -5,13 +5,14 @@
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
-    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray},
+    btf_maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
     macros::btf_map,
 };
 use sluice_common::{
-    AffinityKey, AffinityValue, AnnounceValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, MaglevKey,
-    MaglevTable, NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, SockRevKey, SockRevValue,
-    SourceRangeKey, TrafficCounter, EVENT_COUNT, MAX_BACKENDS, MAX_CONNTRACK, MAX_SERVICES,
+    AffinityKey, AffinityValue, AnnounceValue, BackendValue, CtKey, CtValue, EndpointKey, EndpointValue, FlowEvent,
+    MaglevKey, MaglevTable, NodeAddrKey, NodeAddrValue, RoutingConfig, ServiceKey, ServiceValue, Settings, SockRevKey,
+    SockRevValue, SourceRangeKey, TrafficCounter, EVENT_COUNT, FLOWS_RING_BYTES, MAX_BACKENDS, MAX_CONNTRACK,
+    MAX_SERVICES,
 };
 
 const NO_PREALLOC: usize = BPF_F_NO_PREALLOC as usize;
@@ -76,3 +77,12 @@ pub static CLUSTER_NODES: HashMap<NodeAddrKey, u32, 4096> = HashMap::new();
 /// LoadBalancer IPs this node answers ARP for, with the interface and MAC to answer with.
 #[btf_map(name = "announce")]
 pub static ANNOUNCE: HashMap<NodeAddrKey, AnnounceValue, 4096> = HashMap::new();
+
+/// Flow events (new flows, drops, rejects) for the node daemon; never one per
+/// packet of an established flow.
+#[btf_map(name = "flows")]
+pub static FLOWS: RingBuf<FlowEvent, { FLOWS_RING_BYTES as usize }> = RingBuf::new();
+
+/// Runtime switches (entry 0), e.g. whether flow events are written.
+#[btf_map(name = "settings")]
+pub static SETTINGS: Array<Settings, 1> = Array::new();

@@ -12,9 +12,12 @@ pub mod packet;
 pub mod reject;
 pub mod service;
 
-use sluice_common::{ct_flags, CtKey, CtValue, Event, PROTO_TCP, PROTO_UDP};
+use sluice_common::{
+    ct_flags, flow_hook, flow_verdict, settings_flags, BackendValue, CtKey, CtValue, Event, FlowEvent, PROTO_TCP,
+    PROTO_UDP,
+};
 
-use maps::{BACKEND_STATS, EVENTS, SERVICE_STATS};
+use maps::{BACKEND_STATS, EVENTS, FLOWS, SERVICE_STATS, SETTINGS};
 use packet::Flow;
 
 /// The new addresses and ports of a packet (host-order ports).
@@ -62,13 +65,15 @@ pub fn count(event: Event) {
     }
 }
 
+/// Count a packet (and with `new_flow` a new flow) of a service and backend.
 #[inline(always)]
-pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16) {
+pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16, new_flow: bool) {
     if let Some(c) = SERVICE_STATS.get_ptr_mut(service_id) {
         // SAFETY: per-CPU slot of this CPU.
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes as u64;
+            (*c).flows += new_flow as u64;
         }
     }
     if let Some(c) = BACKEND_STATS.get_ptr_mut(backend_id) {
@@ -76,8 +81,58 @@ pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16) {
         unsafe {
             (*c).packets += 1;
             (*c).bytes += bytes as u64;
+            (*c).flows += new_flow as u64;
         }
     }
+}
+
+/// Write a flow event (a new flow, a drop or a reject) to the `flows` ring
+/// buffer, unless switched off in `settings`. Called once per new flow, never
+/// for packets of tracked flows. A full ring buffer loses the event (the
+/// counters still count it).
+#[inline(always)]
+pub fn flow_event(
+    flow: &Flow,
+    hook: Hook,
+    found: service::Found,
+    service_id: u32,
+    verdict: u8,
+    reason: Event,
+    backend: Option<(u32, &BackendValue)>,
+) {
+    // SAFETY: array value, read at once.
+    let on = SETTINGS
+        .get_ptr(0)
+        .is_some_and(|s| unsafe { (*s).flags } & settings_flags::FLOW_EVENTS != 0);
+    if !on {
+        return;
+    }
+    let (backend_id, backend_addr, backend_port) = match backend {
+        Some((id, b)) => (id, b.addr, b.port),
+        None => (0, [0; 4], 0),
+    };
+    let event = FlowEvent {
+        time_ns: conntrack::now(),
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        backend_addr,
+        service_id,
+        backend_id,
+        sport: flow.sport,
+        dport: flow.dport,
+        backend_port,
+        proto: flow.proto,
+        verdict,
+        reason: reason as u8,
+        scope: found.scope(),
+        hook: if hook == Hook::FromPod {
+            flow_hook::FROM_POD
+        } else {
+            flow_hook::EXTERNAL
+        },
+        pad: 0,
+    };
+    let _ = FLOWS.output(&event, 0);
 }
 
 /// Translate a packet of a tracked flow.
@@ -107,6 +162,7 @@ pub fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
 #[inline(always)]
 pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     let now = conntrack::now();
+    let mut rebalanced = false;
     if let Some(ct) = conntrack::lookup(flow, now) {
         let reply = ct.flags & ct_flags::REPLY != 0;
         if hook == Hook::ToPod && !reply {
@@ -117,9 +173,10 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
             // retransmitted) whose backend has left: balance it again
             // rather than send it where nobody answers.
             count(Event::Rebalanced);
+            rebalanced = true;
         } else {
             count(if reply { Event::ReverseNat } else { Event::TrackedFlow });
-            count_traffic(ct.service_id, ct.backend_id, flow.ip_len);
+            count_traffic(ct.service_id, ct.backend_id, flow.ip_len, false);
             return Verdict::Rewrite(tracked(flow, &ct));
         }
     }
@@ -143,15 +200,42 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     let local_node = !from_pod;
     if !service::source_allowed(&svc, flow.saddr) {
         count(Event::SourceDenied);
+        flow_event(
+            flow,
+            hook,
+            found,
+            svc.id,
+            flow_verdict::DROPPED,
+            Event::SourceDenied,
+            None,
+        );
         return Verdict::Drop;
     }
     let local_only = local_node && svc.flags & sluice_common::service_flags::EXTERNAL_LOCAL != 0;
     let Some((backend_id, backend)) = service::choose_backend(flow, &svc, local_only, now) else {
         if local_only && svc.backend_count > 0 {
             count(Event::NoLocalBackend);
+            flow_event(
+                flow,
+                hook,
+                found,
+                svc.id,
+                flow_verdict::DROPPED,
+                Event::NoLocalBackend,
+                None,
+            );
             return Verdict::Drop;
         }
         count(Event::NoBackendReject);
+        flow_event(
+            flow,
+            hook,
+            found,
+            svc.id,
+            flow_verdict::REJECTED,
+            Event::NoBackendReject,
+            None,
+        );
         return Verdict::Reject;
     };
 
@@ -219,6 +303,15 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow))
         else {
             count(Event::SnatExhausted);
+            flow_event(
+                flow,
+                hook,
+                found,
+                svc.id,
+                flow_verdict::DROPPED,
+                Event::SnatExhausted,
+                None,
+            );
             return Verdict::Drop;
         };
         forward.snat_port = port;
@@ -227,7 +320,17 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     }
     let _ = conntrack::insert(&conntrack::key_of(flow), &forward, 0);
     count(Event::NewFlow);
-    count_traffic(svc.id, backend_id, flow.ip_len);
+    count_traffic(svc.id, backend_id, flow.ip_len, true);
+    let reason = if rebalanced { Event::Rebalanced } else { Event::NewFlow };
+    flow_event(
+        flow,
+        hook,
+        found,
+        svc.id,
+        flow_verdict::FORWARDED,
+        reason,
+        Some((backend_id, &backend)),
+    );
     Verdict::Rewrite(tracked(flow, &forward))
 }
 

@@ -41,10 +41,25 @@ pub fn lookup(flow: &Flow, frontend_scope: u8) -> Option<ServiceValue> {
 pub enum Found {
     /// A ClusterIP (from pods only).
     ClusterIp,
-    /// A NodePort or hostPort on one of this node's addresses.
-    NodeAddr,
+    /// A NodePort on one of this node's addresses.
+    NodePort,
+    /// A hostPort on one of this node's addresses.
+    HostPort,
     /// A LoadBalancer IP or an external IP.
     External,
+}
+
+impl Found {
+    /// The frontend's [`scope`] (for flow events).
+    #[inline(always)]
+    pub fn scope(self) -> u8 {
+        match self {
+            Found::ClusterIp => scope::CLUSTER_IP,
+            Found::NodePort => scope::NODE_PORT,
+            Found::HostPort => scope::HOST_PORT,
+            Found::External => scope::EXTERNAL,
+        }
+    }
 }
 
 /// The frontend a new flow seen from a pod (`from_pod`) or from outside is
@@ -61,9 +76,9 @@ pub fn find(flow: &Flow, from_pod: bool) -> Option<(ServiceValue, Found)> {
     }
     if is_node_addr(flow.daddr) {
         if let Some(s) = lookup(flow, scope::NODE_PORT) {
-            return Some((s, Found::NodeAddr));
+            return Some((s, Found::NodePort));
         }
-        return lookup(flow, scope::HOST_PORT).map(|s| (s, Found::NodeAddr));
+        return lookup(flow, scope::HOST_PORT).map(|s| (s, Found::HostPort));
     }
     lookup(flow, scope::EXTERNAL).map(|s| (s, Found::External))
 }

@@ -1,5 +1,6 @@
 //! `ctl dataplane services|backends|conntrack|drops`: the eBPF data plane of
-//! this machine's nodes, live from their pinned maps.
+//! this machine's nodes, live from their pinned maps; `ctl dataplane flows`:
+//! the recent flows of every node, from the node daemons ([`flows`]).
 //!
 //! Runs on a node (as root: reading bpffs needs CAP_BPF). It opens the maps
 //! of each node daemon read-only through `sluice_datapath::inspect` (pin
@@ -9,6 +10,7 @@
 //! tables laid out like `ctl get` ([`view`]). `--follow` reads again every
 //! `--interval` and adds rates; `-o json` prints the raw counters.
 
+pub mod flows;
 pub mod names;
 pub mod view;
 
@@ -29,9 +31,12 @@ use view::{NodeSnapshot, ViewOptions, What};
   ctl dataplane backends --service shop/web    # where shop/web's packets went, per backend
   ctl dataplane conntrack --node worker-1 -o wide
   ctl dataplane drops --follow                 # drop and reject counters, with rates, every second
+  ctl dataplane flows --follow --verdict rejected   # new flows rejected anywhere in the cluster, as they happen
+  ctl dataplane flows --service shop/web --pod web-1 -o json
 
 Reads the pinned eBPF maps under /sys/fs/bpf/sluice/<node> (root needed); never writes them.
-Service and pod names come from the API server when it answers; otherwise addresses are shown.")]
+Service and pod names come from the API server when it answers; otherwise addresses are shown.
+`flows` asks each node daemon instead (its kubelet port, with the kubeconfig's credentials).")]
 pub struct DataplaneArgs {
     #[command(subcommand)]
     what: WhatCommand,
@@ -55,7 +60,7 @@ pub struct DataplaneArgs {
     interval: String,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum WhatCommand {
     /// Frontends (ClusterIP, NodePort, external, hostPort) with backend counts, packets and bytes.
     Services,
@@ -65,6 +70,22 @@ enum WhatCommand {
     Conntrack,
     /// Packets dropped or rejected, by reason (-o wide: every datapath event).
     Drops,
+    /// New flows balanced, dropped or rejected, as the node daemons saw them (like `hubble observe`).
+    Flows(FlowsArgs),
+}
+
+/// Arguments of `ctl dataplane flows`.
+#[derive(Args, Clone)]
+struct FlowsArgs {
+    /// Only flows from or to this pod (NAME or NAMESPACE/NAME).
+    #[arg(long)]
+    pod: Option<String>,
+    /// Only flows with this verdict: forwarded, dropped or rejected.
+    #[arg(long)]
+    verdict: Option<String>,
+    /// Show at most this many of each node's recent flows (after filtering; with --follow, before).
+    #[arg(long, default_value_t = 20)]
+    last: usize,
 }
 
 /// Where to read: (node name, pin root) pairs.
@@ -134,6 +155,7 @@ fn render(
         WhatCommand::Backends => What::Backends,
         WhatCommand::Conntrack => What::Conntrack,
         WhatCommand::Drops => What::Drops,
+        WhatCommand::Flows(_) => bail!("flows are not read from the maps"),
     };
     if json {
         let rows = view::json_rows(kind, nodes, names, opts);
@@ -173,6 +195,32 @@ pub async fn run(args: DataplaneArgs, api: Option<&Api>, namespace: Option<&str>
             bail!("--service does not apply to drops: the data plane counts drop reasons per node, not per Service");
         }
     }
+    if let WhatCommand::Flows(flow_args) = &args.what {
+        if args.pin_dir.is_some() {
+            bail!("--pin-dir does not apply to flows: they come from the node daemons, not from bpffs");
+        }
+        let verdict = match flow_args.verdict.as_deref() {
+            None => None,
+            Some(v) => Some(
+                sluice_datapath::flows::FlowVerdict::parse(v)
+                    .with_context(|| format!("invalid --verdict {v:?}: forwarded, dropped or rejected"))?,
+            ),
+        };
+        let names = Names::fetch(api).await;
+        let request = flows::FlowsRequest {
+            node: args.node.clone(),
+            filter: flows::FlowFilter {
+                namespace: namespace.map(str::to_string),
+                service: args.service.clone(),
+                pod: flow_args.pod.clone(),
+                verdict,
+            },
+            follow: args.follow,
+            json,
+            last: flow_args.last,
+        };
+        return flows::run(api, &names, request).await;
+    }
     let interval = Duration::from_secs(
         crate::commands::logs::parse_duration_seconds(&args.interval)
             .context("--interval")?
@@ -192,7 +240,15 @@ pub async fn run(args: DataplaneArgs, api: Option<&Api>, namespace: Option<&str>
     let mut prev: Option<Vec<NodeSnapshot>> = None;
     loop {
         let cur = read(&inspectors)?;
-        let text = render(args.what, json, args.follow, &cur, prev.as_deref(), &names, &opts)?;
+        let text = render(
+            args.what.clone(),
+            json,
+            args.follow,
+            &cur,
+            prev.as_deref(),
+            &names,
+            &opts,
+        )?;
         if args.follow && !json {
             println!(
                 "{}  (every {}s, rates since the previous read)",

@@ -553,6 +553,7 @@ mod tests {
                 traffic: TrafficCounter {
                     packets: service_packets,
                     bytes: service_packets * 100,
+                    flows: 0,
                 },
             }],
             backends: backend_packets
@@ -568,6 +569,7 @@ mod tests {
                     traffic: TrafficCounter {
                         packets: *p,
                         bytes: p * 100,
+                        flows: 0,
                     },
                     share: *p as f64 / total as f64,
                 })

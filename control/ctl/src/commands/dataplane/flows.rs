@@ -1,0 +1,472 @@
+//! `ctl dataplane flows`: the data plane's recent flows — every new flow a
+//! node balanced to a backend and every new flow it dropped or rejected —
+//! as `hubble observe` shows them, with Service and pod names.
+//!
+//! The eBPF programs write these events to a ring buffer that the node
+//! daemon drains (a ring buffer has one consumer), so this command asks the
+//! node daemons rather than bpffs: `GET /dataplane/flows` on each node's
+//! kubelet port (address and port from the Node object, the kubeconfig's
+//! credentials, authorized as `nodes/proxy`), with `follow=true` for
+//! `--follow`. It therefore works from any machine with a kubeconfig, not
+//! only on the node. Names missing from a node's answer (pods that are no
+//! Service endpoint) are filled in from the API's pod list; the filters
+//! (`-n`, `--service`, `--pod`, `--verdict`) and the layout are pure
+//! functions, unit-tested.
+
+use super::names::Names;
+use crate::api::{Api, RawRequest};
+use anyhow::{bail, Context, Result};
+use futures::{AsyncBufReadExt, StreamExt};
+use serde_json::Value;
+use sluice_datapath::flows::FlowVerdict;
+use sluice_datapath::{Frontend, Protocol, ServiceKind};
+use std::net::Ipv4Addr;
+
+/// Which flows to show.
+#[derive(Clone, Debug, Default)]
+pub struct FlowFilter {
+    /// Only flows touching this namespace (Service, source pod or backend pod).
+    pub namespace: Option<String>,
+    /// Only flows of this Service (`namespace/name`).
+    pub service: Option<String>,
+    /// Only flows from or to this pod (`name` or `namespace/name`).
+    pub pod: Option<String>,
+    /// Only flows with this verdict.
+    pub verdict: Option<FlowVerdict>,
+}
+
+fn pod_of(side: &Value) -> Option<(&str, &str)> {
+    let p = side.get("pod")?;
+    Some((p.get("namespace")?.as_str()?, p.get("name")?.as_str()?))
+}
+
+fn service_of(flow: &Value) -> Option<(&str, &str)> {
+    let s = flow.get("service")?;
+    Some((s.get("namespace")?.as_str()?, s.get("name")?.as_str()?))
+}
+
+/// Whether `flow` (as a node serves it, after [`enrich`]) passes `filter`.
+pub fn matches(flow: &Value, filter: &FlowFilter) -> bool {
+    if let Some(v) = filter.verdict {
+        if flow.get("verdict").and_then(Value::as_str) != Some(v.as_str()) {
+            return false;
+        }
+    }
+    let pods = [pod_of(&flow["source"]), pod_of(&flow["backend"])];
+    if let Some(ns) = &filter.namespace {
+        let touches = service_of(flow).is_some_and(|(n, _)| n == ns) || pods.iter().flatten().any(|(n, _)| n == ns);
+        if !touches {
+            return false;
+        }
+    }
+    if let Some(want) = &filter.service {
+        if service_of(flow).is_none_or(|(ns, name)| format!("{ns}/{name}") != *want) {
+            return false;
+        }
+    }
+    if let Some(want) = &filter.pod {
+        let hit = pods.iter().flatten().any(|(ns, name)| {
+            if want.contains('/') {
+                format!("{ns}/{name}") == *want
+            } else {
+                name == want
+            }
+        });
+        if !hit {
+            return false;
+        }
+    }
+    true
+}
+
+fn addr(side: &Value) -> Option<(Ipv4Addr, u16)> {
+    let ip = side.get("ip")?.as_str()?.parse().ok()?;
+    let port = u16::try_from(side.get("port")?.as_u64()?).ok()?;
+    Some((ip, port))
+}
+
+fn set_pod(side: &mut Value, names: &Names) {
+    if side.get("pod").is_some() {
+        return;
+    }
+    let Some((ip, port)) = addr(side) else { return };
+    if let Some(full) = names.pod(&std::net::SocketAddrV4::new(ip, port)) {
+        if let Some((ns, name)) = full.split_once('/') {
+            side["pod"] = serde_json::json!({"namespace": ns, "name": name});
+        }
+    }
+}
+
+/// Fill in the names a node did not know from the API's Services and pods.
+pub fn enrich(flow: &mut Value, names: &Names) {
+    if !names.known {
+        return;
+    }
+    set_pod(&mut flow["source"], names);
+    if flow.get("backend").is_some() {
+        set_pod(&mut flow["backend"], names);
+    }
+    let known = flow.get("service").and_then(|s| s.get("name")).is_some();
+    let kind = match flow.pointer("/service/type").and_then(Value::as_str) {
+        Some("ClusterIP") => ServiceKind::ClusterIp,
+        Some("NodePort") => ServiceKind::NodePort,
+        Some("External") => ServiceKind::External,
+        _ => return,
+    };
+    if known {
+        return;
+    }
+    let (Some((ip, port)), Some(proto)) = (
+        addr(&flow["destination"]),
+        match flow.get("protocol").and_then(Value::as_str) {
+            Some("TCP") => Some(Protocol::Tcp),
+            Some("UDP") => Some(Protocol::Udp),
+            _ => None,
+        },
+    ) else {
+        return;
+    };
+    let frontend = Frontend {
+        kind,
+        ip: if kind == ServiceKind::NodePort {
+            Ipv4Addr::UNSPECIFIED
+        } else {
+            ip
+        },
+        port,
+        proto,
+    };
+    if let Some(s) = names.service(&frontend) {
+        flow["service"]["namespace"] = Value::from(s.namespace.clone());
+        flow["service"]["name"] = Value::from(s.name.clone());
+        flow["service"]["port"] = Value::from(s.port.clone());
+    }
+}
+
+fn endpoint(side: &Value) -> String {
+    let at = addr(side).map_or_else(|| "?".to_string(), |(ip, port)| format!("{ip}:{port}"));
+    match pod_of(side) {
+        Some((ns, name)) => format!("{ns}/{name} ({at})"),
+        None => at,
+    }
+}
+
+/// The time of a flow as `hubble observe` prints it, in local time: `Dec  2 12:40:01.123`.
+pub fn time(flow: &Value) -> String {
+    flow.get("time")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Local).format("%b %e %H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| "-".to_string())
+}
+
+/// One flow on one line, as `hubble observe` lays it out:
+/// `TIME [NODE]: SOURCE -> DESTINATION SERVICE => BACKEND PROTO VERDICT (REASON)`.
+pub fn line(flow: &Value) -> String {
+    let mut out = format!(
+        "{} [{}]: {} -> {}",
+        time(flow),
+        flow.get("node").and_then(Value::as_str).unwrap_or("-"),
+        endpoint(&flow["source"]),
+        endpoint(&flow["destination"]),
+    );
+    if let Some(kind) = flow.pointer("/service/type").and_then(Value::as_str) {
+        let service = match service_of(flow) {
+            Some((ns, name)) => {
+                let port = flow.pointer("/service/port").and_then(Value::as_str).unwrap_or("");
+                if port.is_empty() {
+                    format!("{ns}/{name}")
+                } else {
+                    format!("{ns}/{name}:{port}")
+                }
+            }
+            None => "-".to_string(),
+        };
+        out.push_str(&format!(" {kind} {service}"));
+    }
+    if flow.get("backend").is_some() {
+        out.push_str(&format!(" => {}", endpoint(&flow["backend"])));
+    }
+    out.push_str(&format!(
+        " {} {} ({})",
+        flow.get("protocol").and_then(Value::as_str).unwrap_or("-"),
+        flow.get("verdict").and_then(Value::as_str).unwrap_or("-"),
+        flow.get("reason").and_then(Value::as_str).unwrap_or("-"),
+    ));
+    out
+}
+
+/// Where a node daemon serves: its InternalIP and kubelet port, from the Node object.
+pub fn node_endpoint(node: &Value) -> Option<(String, Ipv4Addr, u16)> {
+    let name = node.pointer("/metadata/name")?.as_str()?.to_string();
+    let ip = node
+        .pointer("/status/addresses")?
+        .as_array()?
+        .iter()
+        .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))?
+        .get("address")?
+        .as_str()?
+        .parse()
+        .ok()?;
+    let port = node
+        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)?;
+    Some((name, ip, port))
+}
+
+/// A client for a node daemon's HTTPS port, with the kubeconfig's credentials and CA.
+async fn node_client(api: &Api, ip: Ipv4Addr, port: u16) -> Result<kube::Client> {
+    let kubeconfig = kube::config::Kubeconfig::read_from(&api.kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", api.kubeconfig.display()))?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &kube::config::KubeConfigOptions::default()).await?;
+    config.cluster_url = format!("https://{ip}:{port}").parse().context("node URL")?;
+    config.default_retry = false;
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// What `ctl dataplane flows` was asked.
+pub struct FlowsRequest {
+    /// Only this node (else every node).
+    pub node: Option<String>,
+    /// Filters.
+    pub filter: FlowFilter,
+    /// Keep streaming.
+    pub follow: bool,
+    /// Print JSON.
+    pub json: bool,
+    /// At most this many of each node's kept flows (after filtering).
+    pub last: usize,
+}
+
+fn print(flow: &Value, json: bool) {
+    if json {
+        println!("{flow}");
+    } else {
+        println!("{}", line(flow));
+    }
+}
+
+/// Run `ctl dataplane flows`.
+pub async fn run(api: Option<&Api>, names: &Names, req: FlowsRequest) -> Result<()> {
+    let Some(api) = api else {
+        bail!("ctl dataplane flows asks the node daemons, found through the API server, which did not answer (check --kubeconfig)");
+    };
+    let nodes: Vec<Value> = match &req.node {
+        Some(n) => vec![api
+            .request(RawRequest::get(format!("/api/v1/nodes/{n}")))
+            .await
+            .map_err(crate::api::server_error)?],
+        None => api
+            .request(RawRequest::get("/api/v1/nodes".into()))
+            .await
+            .map_err(crate::api::server_error)?
+            .get("items")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    };
+    let mut streams = Vec::new();
+    let mut items = Vec::new();
+    for node in &nodes {
+        let Some((name, ip, port)) = node_endpoint(node) else {
+            eprintln!(
+                "warning: node {} reports no InternalIP or kubelet port; skipped",
+                node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?")
+            );
+            continue;
+        };
+        let client = node_client(api, ip, port).await?;
+        let path = if req.follow {
+            // Filters apply here, so a filtered follow may show fewer than --last of the kept flows.
+            format!("/dataplane/flows?follow=true&limit={}", req.last)
+        } else {
+            "/dataplane/flows".to_string()
+        };
+        let request = http::Request::get(path).body(Vec::new())?;
+        if req.follow {
+            let body = client
+                .request_stream(request)
+                .await
+                .with_context(|| format!("asking node {name} ({ip}:{port}) for its flows"))?;
+            streams.push(body.lines().boxed());
+            continue;
+        }
+        let text = client
+            .request_text(request)
+            .await
+            .with_context(|| format!("asking node {name} ({ip}:{port}) for its flows"))?;
+        let mut kept: Vec<Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|mut f| {
+                enrich(&mut f, names);
+                f
+            })
+            .filter(|f| matches(f, &req.filter))
+            .collect();
+        let skip = kept.len().saturating_sub(req.last);
+        items.extend(kept.drain(skip..));
+    }
+    if !req.follow {
+        items.sort_by(|a, b| {
+            a.get("time")
+                .and_then(Value::as_str)
+                .cmp(&b.get("time").and_then(Value::as_str))
+        });
+        if req.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({ "items": items }))?
+            );
+        } else if items.is_empty() {
+            println!("No flows found.");
+        } else {
+            for f in &items {
+                print(f, false);
+            }
+        }
+        return Ok(());
+    }
+    let mut merged = futures::stream::select_all(streams);
+    loop {
+        tokio::select! {
+            next = merged.next() => match next {
+                Some(Ok(l)) => {
+                    let Ok(mut f) = serde_json::from_str::<Value>(&l) else { continue };
+                    enrich(&mut f, names);
+                    if matches(&f, &req.filter) {
+                        print(&f, req.json);
+                    }
+                }
+                Some(Err(e)) => bail!("reading flows: {e}"),
+                None => return Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn forwarded() -> Value {
+        json!({
+            "time": "2026-12-02T12:40:01.123456Z", "node": "node-1", "verdict": "FORWARDED", "reason": "NewFlow",
+            "protocol": "TCP", "hook": "external",
+            "source": {"ip": "10.0.0.9", "port": 40000},
+            "destination": {"ip": "10.0.0.2", "port": 30080},
+            "service": {"type": "NodePort", "namespace": "default", "name": "web", "port": "http"},
+            "backend": {"ip": "10.244.0.5", "port": 8080, "pod": {"namespace": "default", "name": "web-1"}}
+        })
+    }
+
+    fn rejected() -> Value {
+        json!({
+            "time": "2026-12-02T12:40:02Z", "node": "node-1", "verdict": "REJECTED", "reason": "NoBackendReject",
+            "protocol": "TCP", "hook": "from-pod",
+            "source": {"ip": "10.244.0.7", "port": 5000},
+            "destination": {"ip": "10.96.0.20", "port": 80},
+            "service": {"type": "ClusterIP"}
+        })
+    }
+
+    fn names() -> Names {
+        Names::from_lists(
+            &json!({"items": [{"metadata": {"namespace": "shop", "name": "empty"},
+                               "spec": {"clusterIP": "10.96.0.20", "ports": [{"port": 80}]}}]}),
+            &json!({"items": [{"metadata": {"namespace": "shop", "name": "client"}, "status": {"podIP": "10.244.0.7"}}]}),
+        )
+    }
+
+    #[test]
+    fn a_line_reads_like_hubble_observe() {
+        let l = line(&forwarded());
+        assert!(
+            l.ends_with(
+                "[node-1]: 10.0.0.9:40000 -> 10.0.0.2:30080 NodePort default/web:http => default/web-1 (10.244.0.5:8080) TCP FORWARDED (NewFlow)"
+            ),
+            "{l}"
+        );
+        assert!(l.contains(":40:01.123"), "{l}");
+        let mut r = rejected();
+        assert!(
+            line(&r).contains("ClusterIP - TCP REJECTED (NoBackendReject)"),
+            "{}",
+            line(&r)
+        );
+        enrich(&mut r, &names());
+        assert!(
+            line(&r).contains("shop/client (10.244.0.7:5000) -> 10.96.0.20:80 ClusterIP shop/empty TCP REJECTED"),
+            "{}",
+            line(&r)
+        );
+    }
+
+    #[test]
+    fn filters_by_namespace_service_pod_and_verdict() {
+        let f = forwarded();
+        let mut r = rejected();
+        enrich(&mut r, &names());
+        let only = |filter: FlowFilter| -> Vec<&str> {
+            [&f, &r]
+                .into_iter()
+                .filter(|x| matches(x, &filter))
+                .map(|x| x["reason"].as_str().unwrap_or(""))
+                .collect()
+        };
+        assert_eq!(only(FlowFilter::default()), ["NewFlow", "NoBackendReject"]);
+        let ns = |n: &str| FlowFilter {
+            namespace: Some(n.into()),
+            ..Default::default()
+        };
+        assert_eq!(only(ns("shop")), ["NoBackendReject"]);
+        assert_eq!(only(ns("default")), ["NewFlow"]);
+        assert_eq!(
+            only(FlowFilter {
+                service: Some("default/web".into()),
+                ..Default::default()
+            }),
+            ["NewFlow"]
+        );
+        for pod in ["web-1", "default/web-1"] {
+            assert_eq!(
+                only(FlowFilter {
+                    pod: Some(pod.into()),
+                    ..Default::default()
+                }),
+                ["NewFlow"]
+            );
+        }
+        assert_eq!(
+            only(FlowFilter {
+                pod: Some("other/web-1".into()),
+                ..Default::default()
+            }),
+            Vec::<&str>::new()
+        );
+        assert_eq!(
+            only(FlowFilter {
+                verdict: Some(FlowVerdict::Rejected),
+                ..Default::default()
+            }),
+            ["NoBackendReject"]
+        );
+    }
+
+    #[test]
+    fn a_node_is_reached_at_its_internal_ip_and_kubelet_port() {
+        let node = json!({"metadata": {"name": "n1"}, "status": {
+            "addresses": [{"type": "Hostname", "address": "n1"}, {"type": "InternalIP", "address": "10.0.0.2"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}}}});
+        assert_eq!(
+            node_endpoint(&node),
+            Some(("n1".to_string(), Ipv4Addr::new(10, 0, 0, 2), 10250))
+        );
+        assert_eq!(node_endpoint(&json!({"metadata": {"name": "n2"}})), None);
+    }
+}

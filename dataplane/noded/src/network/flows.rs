@@ -1,0 +1,207 @@
+//! The node's recent data-plane flows: noded is the one consumer of the
+//! `flows` ring buffer (a BPF ring buffer has a single consumer position, so
+//! a second reader would steal events). A thread drains it, names each flow
+//! from the Service proxy's names ([`sluice_proxy::names`]), keeps the last
+//! [`CAPACITY`] in memory and hands new ones to followers. The kubelet port
+//! serves them as JSON lines on `GET /dataplane/flows` (`?follow=true`
+//! streams), which `ctl dataplane flows` reads.
+
+use super::observed;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::{json, Value};
+use sluice_datapath::flows::{FlowReader, FlowRecord};
+use sluice_datapath::inspect::monotonic_ns;
+use sluice_datapath::{Protocol, ServiceKind};
+use sluice_proxy::names::ServiceNames;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+/// Flows kept in memory.
+pub const CAPACITY: usize = 4096;
+
+/// One flow as served: its record, wall-clock time and names.
+#[derive(Clone, Debug)]
+pub struct FlowEntry {
+    /// Position in the node's flow sequence (1, 2, ...).
+    pub seq: u64,
+    /// The JSON served for it.
+    pub json: Value,
+}
+
+/// The last flows and the followers' channel.
+pub struct FlowLog {
+    recent: Mutex<(u64, VecDeque<FlowEntry>)>,
+    tx: broadcast::Sender<FlowEntry>,
+}
+
+impl Default for FlowLog {
+    fn default() -> Self {
+        FlowLog {
+            recent: Mutex::new((0, VecDeque::with_capacity(CAPACITY))),
+            tx: broadcast::channel(1024).0,
+        }
+    }
+}
+
+impl FlowLog {
+    /// Add a flow (as JSON); the oldest is forgotten beyond [`CAPACITY`].
+    pub fn push(&self, json: Value) {
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.0 += 1;
+        let entry = FlowEntry { seq: recent.0, json };
+        if recent.1.len() == CAPACITY {
+            recent.1.pop_front();
+        }
+        recent.1.push_back(entry.clone());
+        let _ = self.tx.send(entry);
+    }
+
+    /// The kept flows, oldest first, and a receiver of the flows after them.
+    pub fn snapshot_and_follow(&self) -> (Vec<FlowEntry>, broadcast::Receiver<FlowEntry>) {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        // Subscribed under the lock: nothing pushed after the copy is missed.
+        (recent.1.iter().cloned().collect(), self.tx.subscribe())
+    }
+}
+
+fn proto(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "TCP",
+        Protocol::Udp => "UDP",
+    }
+}
+
+fn kind(k: ServiceKind) -> &'static str {
+    match k {
+        ServiceKind::ClusterIp => "ClusterIP",
+        ServiceKind::NodePort => "NodePort",
+        ServiceKind::External => "External",
+        ServiceKind::HostPort => "HostPort",
+    }
+}
+
+/// The JSON of one flow seen on `node` at wall-clock `time`.
+pub fn flow_json(r: &FlowRecord, time: Timestamp, node: &str, names: &ServiceNames) -> Value {
+    let pod = |ip: &std::net::Ipv4Addr| names.pod(ip).map(|p| json!({"namespace": p.namespace, "name": p.name}));
+    let mut v = json!({
+        "time": time.to_string(),
+        "node": node,
+        "verdict": r.verdict.as_str(),
+        "reason": r.reason_name(),
+        "protocol": proto(r.proto),
+        "hook": r.hook,
+        "source": {"ip": r.source.ip().to_string(), "port": r.source.port()},
+        "destination": {"ip": r.destination.ip().to_string(), "port": r.destination.port()},
+    });
+    if let Some(p) = pod(r.source.ip()) {
+        v["source"]["pod"] = p;
+    }
+    if let Some(f) = &r.frontend {
+        let mut service = json!({"type": kind(f.kind)});
+        if let Some(s) = names.service(f) {
+            service["namespace"] = json!(s.namespace);
+            service["name"] = json!(s.name);
+            service["port"] = json!(s.port);
+        }
+        v["service"] = service;
+    }
+    if let Some(b) = &r.backend {
+        v["backend"] = json!({"ip": b.ip().to_string(), "port": b.port()});
+        if let Some(p) = pod(b.ip()) {
+            v["backend"]["pod"] = p;
+        }
+    }
+    v
+}
+
+/// Wall-clock time of a `CLOCK_MONOTONIC` instant, given both clocks read now.
+pub fn wall_time(event_ns: u64, mono_now_ns: u64, wall_now: Timestamp) -> Timestamp {
+    let ago = mono_now_ns.saturating_sub(event_ns).min(i64::MAX as u64) as i64;
+    wall_now
+        .checked_sub(SignedDuration::from_nanos(ago))
+        .unwrap_or(wall_now)
+}
+
+/// Start the thread that drains the ring buffer under `pin_root` into the node's [`FlowLog`].
+pub fn start_reader(pin_root: PathBuf, node: String) {
+    let mut reader = match FlowReader::open(&pin_root) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "no flow events: the flows ring buffer cannot be read");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new()
+        .name("datapath-flows".into())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            loop {
+                reader.wait(250);
+                reader.drain(&mut batch);
+                if batch.is_empty() {
+                    continue;
+                }
+                let (mono, wall) = (monotonic_ns(), Timestamp::now());
+                let names = observed().names.get();
+                for r in batch.drain(..) {
+                    observed()
+                        .flows
+                        .push(flow_json(&r, wall_time(r.time_ns, mono, wall), &node, &names));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no flow events: the reader thread did not start");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_datapath::flows::FlowVerdict;
+    use sluice_datapath::{Event, Frontend};
+
+    #[test]
+    fn flows_are_kept_up_to_capacity_and_followed_in_order() {
+        let log = FlowLog::default();
+        for i in 0..(CAPACITY + 3) {
+            log.push(json!({"i": i}));
+        }
+        let (kept, mut rx) = log.snapshot_and_follow();
+        assert_eq!(kept.len(), CAPACITY);
+        assert_eq!(kept[0].json["i"], 3);
+        assert_eq!(kept.last().map(|e| e.seq), Some(CAPACITY as u64 + 3));
+        log.push(json!({"i": "next"}));
+        let next = rx.try_recv().expect("followed");
+        assert_eq!((next.seq, next.json["i"].as_str()), (CAPACITY as u64 + 4, Some("next")));
+    }
+
+    #[test]
+    fn a_flow_is_served_with_its_service_and_wall_time() {
+        let r = FlowRecord {
+            time_ns: 1_000_000_000,
+            source: "10.0.0.9:40000".parse().unwrap(),
+            destination: "10.0.0.2:30080".parse().unwrap(),
+            frontend: Some(Frontend::node_port(30080, Protocol::Tcp)),
+            backend: None,
+            service_id: 1,
+            backend_id: 0,
+            proto: Protocol::Tcp,
+            verdict: FlowVerdict::Rejected,
+            reason: Event::NoBackendReject,
+            hook: "external",
+        };
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let t = wall_time(r.time_ns, 3_500_000_000, now);
+        assert_eq!(t.to_string(), "2027-01-15T07:59:57.5Z");
+        let v = flow_json(&r, t, "node-1", &ServiceNames::default());
+        assert_eq!(v["verdict"], "REJECTED");
+        assert_eq!(v["reason"], "NoBackendReject");
+        assert_eq!(v["service"]["type"], "NodePort");
+        assert_eq!(v["destination"]["port"], 30080);
+        assert!(v.get("backend").is_none());
+        assert_eq!(v["node"], "node-1");
+    }
+}
