@@ -28,6 +28,11 @@
 //! - `resource_quota`: what objects use under a ResourceQuota, scopes and
 //!   quantities printed as Kubernetes does (admission and controller alike).
 //!
+//! With the `serving` feature (the scheduler and the controller-manager):
+//! `secure_serving`, a component's secure port (`/metrics`, `/healthz`,
+//! `/livez`, `/readyz`) with delegated authentication (client certificates,
+//! TokenReview) and authorization (SubjectAccessReview).
+//!
 //! Dependency rule: this crate depends on no other Sluice crate, and its
 //! default build does no I/O, so any crate may use it.
 
@@ -50,6 +55,8 @@ pub mod qos;
 pub mod quantity;
 #[cfg(feature = "client")]
 pub mod resource_quota;
+#[cfg(feature = "serving")]
+pub mod secure_serving;
 #[cfg(feature = "client")]
 pub mod storage;
 pub mod tolerations;

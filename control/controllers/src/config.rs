@@ -94,6 +94,14 @@ pub struct ControllerManagerConfig {
     /// How often every object is reconciled again even without a change.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub resync_period: Duration,
+
+    /// HTTPS port serving /metrics, /healthz, /livez and /readyz (0: none).
+    #[arg(long, default_value_t = 10257)]
+    pub secure_port: u16,
+
+    /// The secure port's address, certificate and delegated authentication and authorization.
+    #[command(flatten)]
+    pub serving: sluice_kube::secure_serving::SecureServingArgs,
 }
 
 impl ControllerManagerConfig {

@@ -45,6 +45,7 @@ pub mod serviceaccount;
 pub mod statefulset;
 pub mod status;
 pub mod ttl_after_finished;
+pub mod workqueue_metrics;
 
 use std::sync::Arc;
 

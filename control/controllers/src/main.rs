@@ -1,16 +1,31 @@
 //! `controller-manager`: runs Sluice's controllers against the API server,
-//! acting only while it holds the leader Lease.
+//! acting only while it holds the leader Lease, with its secure port
+//! (`/metrics`: the work queues' metrics) open from the start.
 
 use std::sync::Arc;
 
 use clap::Parser;
 use sluice_controllers::{Context, ControllerManagerConfig, CONTROLLERS};
+use sluice_kube::secure_serving::{self, Endpoints};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     sluice_kube::logging::init();
     let config = ControllerManagerConfig::parse();
-    let client = sluice_kube::client::client(config.kubeconfig.as_deref()).await?;
+    let kube_config = sluice_kube::client::config(config.kubeconfig.as_deref()).await?;
+    let client = kube::Client::try_from(kube_config.clone())?;
+
+    // Served from the start, before leadership, as kube-controller-manager does.
+    let _secure = if config.secure_port == 0 {
+        None
+    } else {
+        let endpoints = Endpoints {
+            component: "kube-controller-manager",
+            metrics: Arc::new(|| sluice_controllers::workqueue_metrics::metrics().encode()),
+            ready: Vec::new(),
+        };
+        Some(secure_serving::start(&config.serving, config.secure_port, &kube_config, endpoints).await?)
+    };
 
     let mut elector = config
         .leader_election

@@ -1,6 +1,7 @@
 //! Runs one controller: a kube-runtime work queue over an informer's cache,
-//! fed by trigger streams, with a tracing span per reconcile and a periodic
-//! resync.
+//! fed by trigger streams, with a tracing span per reconcile, a periodic
+//! resync and client-go's work queue metrics
+//! ([`crate::workqueue_metrics`], the queue named as Kubernetes names it).
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -71,9 +72,13 @@ where
         .boxed();
     let mut all = futures::stream::select_all(triggers);
     all.push(resync_trigger);
+    let queue = crate::workqueue_metrics::metrics().queue(crate::workqueue_metrics::kubernetes_name(name));
+    let adds = queue.clone();
+    let all = all.inspect(move |r| adds.added(&queue_key(r.namespace.as_deref(), &r.name)));
     let controller = Controller::for_stream(futures::stream::pending(), store)
         .with_config(controller::Config::default().concurrency(8).debounce(batch))
         .reconcile_on(all);
+    let dropped = queue.clone();
     let reconcile = Arc::new(reconcile);
     controller
         .run(
@@ -84,8 +89,11 @@ where
                     object = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
                 );
                 let reconcile = reconcile.clone();
+                let (queue, key) = (queue.clone(), queue_key(obj.namespace().as_deref(), &obj.name_any()));
                 async move {
+                    queue.started(&key);
                     let result = reconcile(obj, ctx).await;
+                    queue.finished(&key, result.is_err());
                     if let Err(err) = &result {
                         tracing::warn!(error = %err, "reconcile failed");
                     }
@@ -96,8 +104,21 @@ where
             |_obj, _err, _ctx| Action::requeue(ERROR_REQUEUE),
             ctx,
         )
-        .for_each(|_| futures::future::ready(()))
+        .for_each(move |result| {
+            if let Err(controller::Error::ObjectNotFound(gone)) = &result {
+                dropped.dropped(&queue_key(gone.namespace.as_deref(), &gone.name));
+            }
+            futures::future::ready(())
+        })
         .boxed()
+}
+
+/// A work queue key, as client-go's `MetaNamespaceKeyFunc` (`namespace/name`, or `name`).
+fn queue_key(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.to_string(),
+    }
 }
 
 /// A stream that ticks every `period`, starting one period from now.

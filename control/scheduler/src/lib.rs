@@ -5,7 +5,8 @@
 //! back-off); [`scheduler`] pops a pod, runs the [`framework`] plugins through
 //! [`algorithm`], assumes the pod on the chosen node and binds it with [`binder`];
 //! failures are reported by [`events`]. `sluice_kube::leader_election` makes sure
-//! only one scheduler acts. Quantities are parsed in [`resources`].
+//! only one scheduler acts. Quantities are parsed in [`resources`]; [`metrics`]
+//! holds kube-scheduler's Prometheus series.
 
 pub mod algorithm;
 pub mod binder;
@@ -13,6 +14,7 @@ pub mod cache;
 pub mod events;
 pub mod framework;
 pub mod informers;
+pub mod metrics;
 pub mod queue;
 pub mod resources;
 pub mod scheduler;

@@ -3,9 +3,12 @@
 use anyhow::Result;
 use clap::Parser;
 use sluice_kube::leader_election::LeaderElectionArgs;
+use sluice_kube::secure_serving::{self, Check, Endpoints, SecureServingArgs};
 use sluice_scheduler::queue::QueueConfig;
 use sluice_scheduler::scheduler::{Scheduler, SchedulerConfig};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{error, info};
 
@@ -37,6 +40,12 @@ struct Args {
     /// Leader election (only the leader schedules).
     #[command(flatten)]
     leader_election: LeaderElectionArgs,
+    /// HTTPS port serving /metrics, /healthz, /livez and /readyz (0: none).
+    #[arg(long, default_value_t = 10259)]
+    secure_port: u16,
+    /// The secure port's address, certificate and delegated authentication and authorization.
+    #[command(flatten)]
+    serving: SecureServingArgs,
 }
 
 #[tokio::main]
@@ -44,7 +53,8 @@ async fn main() -> Result<()> {
     sluice_kube::logging::init();
     let args = Args::parse();
     let identity = args.leader_election.identity();
-    let client = sluice_kube::client::client(args.kubeconfig.as_deref()).await?;
+    let kube_config = sluice_kube::client::config(args.kubeconfig.as_deref()).await?;
+    let client = kube::Client::try_from(kube_config.clone())?;
     let config = SchedulerConfig {
         scheduler_name: args.scheduler_name.clone(),
         percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,
@@ -57,7 +67,25 @@ async fn main() -> Result<()> {
         identity: identity.clone(),
     };
     let scheduler = Scheduler::new(client.clone(), config);
+    // Served from the start, before leadership, as kube-scheduler does;
+    // ready once the informers have synced (its `sched-handler-sync`).
+    let synced = Arc::new(AtomicBool::new(false));
+    let _secure = if args.secure_port == 0 {
+        None
+    } else {
+        let me = scheduler.clone();
+        let endpoints = Endpoints {
+            component: "kube-scheduler",
+            metrics: Arc::new(move || me.encode_metrics()),
+            ready: vec![Check {
+                name: "sched-handler-sync",
+                ok: synced.clone(),
+            }],
+        };
+        Some(secure_serving::start(&args.serving, args.secure_port, &kube_config, endpoints).await?)
+    };
     scheduler.start_informers().await;
+    synced.store(true, Ordering::Relaxed);
 
     let Some(mut elector) = args.leader_election.elector(client, "sluice-scheduler") else {
         info!("leader election disabled; scheduling");

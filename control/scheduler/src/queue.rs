@@ -285,6 +285,11 @@ impl SchedulingQueue {
         st.push_backoff(key, ready);
     }
 
+    /// How many attempts to schedule the pod have failed so far (0 for an unknown pod).
+    pub fn attempts(&self, key: &PodKey) -> u32 {
+        self.lock().entries.get(key).map_or(0, |e| e.attempts)
+    }
+
     /// The pod was bound: forget it.
     pub fn done_bound(&self, key: &PodKey) {
         self.remove(key);

@@ -16,6 +16,7 @@ use crate::informers::{
     run_namespace_informer, run_node_informer, run_pod_informer, run_selector_informers, run_volume_informers,
     InformerTargets,
 };
+use crate::metrics::{AttemptResult, SchedulerMetrics};
 use crate::queue::{QueueConfig, SchedulingQueue};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -78,6 +79,8 @@ pub struct Scheduler {
     failure_slots: Arc<Semaphore>,
     /// Counters, for progress logs.
     pub metrics: Metrics,
+    /// Kubernetes' scheduler metrics, for `/metrics`.
+    prometheus: SchedulerMetrics,
 }
 
 impl Scheduler {
@@ -91,9 +94,15 @@ impl Scheduler {
             cache: Arc::new(Mutex::new(Cache::new())),
             queue: Arc::new(SchedulingQueue::new(config.queue)),
             metrics: Metrics::default(),
+            prometheus: SchedulerMetrics::new(&config.scheduler_name),
             client,
             config,
         })
+    }
+
+    /// The Prometheus text of Kubernetes' scheduler metrics (pending pods as of now).
+    pub fn encode_metrics(&self) -> String {
+        self.prometheus.encode(self.queue.lengths())
     }
 
     /// Start the node and pod informers and the queue housekeeping; resolves once both
@@ -159,6 +168,8 @@ impl Scheduler {
         });
         loop {
             let (key, pod, cycle) = self.queue.pop().await;
+            let started = Instant::now();
+            let attempt = self.queue.attempts(&key) + 1;
             let span = info_span!("schedule_pod", pod = %key, cycle);
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let info = PodInfo::new(pod);
@@ -194,7 +205,7 @@ impl Scheduler {
                     let pod = info.pod.clone();
                     tokio::spawn(
                         async move {
-                            me.bind(key, &pod, &uid, &node).await;
+                            me.bind(key, &pod, &uid, &node, started, attempt).await;
                             drop(permit);
                         }
                         .instrument(span),
@@ -207,6 +218,9 @@ impl Scheduler {
                         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
                         default_preemption::preempt(&self.framework, &cache, &info)
                     };
+                    self.prometheus
+                        .preemption(preemption.as_ref().ok().map(|c| c.victims.len()));
+                    self.prometheus.attempt(AttemptResult::Unschedulable, started.elapsed());
                     match preemption {
                         Ok(candidate) => {
                             diagnosis.post_filter = Some(String::new());
@@ -285,9 +299,12 @@ impl Scheduler {
         info!(node = %candidate.node, victims = candidate.victims.len(), "preempted lower-priority pods");
     }
 
-    async fn bind(&self, key: crate::queue::PodKey, pod: &Pod, uid: &str, node: &str) {
+    /// PreBind and bind `pod` to `node`: the end of the attempt number
+    /// `attempt` that began at `started`.
+    async fn bind(&self, key: crate::queue::PodKey, pod: &Pod, uid: &str, node: &str, started: Instant, attempt: u32) {
         // PreBind: VolumeBinding's claims bound (or provisioned) for this node first.
         if let Err(e) = volume_binding::pre_bind(&self.client, &self.cache, pod, node).await {
+            self.prometheus.attempt(AttemptResult::Error, started.elapsed());
             self.cache.lock().unwrap_or_else(|e| e.into_inner()).forget(uid);
             self.queue.move_all_unschedulable(Instant::now());
             let message = e.to_string();
@@ -307,10 +324,13 @@ impl Scheduler {
                     .finish_binding(uid, Instant::now());
                 self.queue.done_bound(&key);
                 self.metrics.bound.fetch_add(1, Ordering::Relaxed);
+                self.prometheus.attempt(AttemptResult::Scheduled, started.elapsed());
+                self.prometheus.pod_scheduled(attempt);
                 debug!(node, "pod bound to node");
             }
             Err(e) => {
                 self.metrics.bind_errors.fetch_add(1, Ordering::Relaxed);
+                self.prometheus.attempt(AttemptResult::Error, started.elapsed());
                 self.cache.lock().unwrap_or_else(|e| e.into_inner()).forget(uid);
                 // The freed capacity may help pods that were waiting.
                 self.queue.move_all_unschedulable(Instant::now());
