@@ -107,6 +107,12 @@ pub struct ClusterArgs {
     /// HTTPS port of the API server.
     #[arg(long, default_value_t = 6443)]
     pub apiserver_port: u16,
+    /// The scheduler's secure port on loopback (`/metrics`, `/healthz`), kube-scheduler's 10259.
+    #[arg(long, default_value_t = 10259)]
+    pub scheduler_port: u16,
+    /// The controller-manager's secure port on loopback, kube-controller-manager's 10257.
+    #[arg(long, default_value_t = 10257)]
+    pub controller_manager_port: u16,
     /// etcd client port (etcd's peer port is this plus one; with
     /// --etcd-members N, member i uses this plus 2i and plus 2i+1).
     #[arg(long, default_value_t = 2379)]
@@ -121,6 +127,8 @@ pub struct ClusterArgs {
 pub struct Cluster {
     home: PathBuf,
     apiserver_port: u16,
+    scheduler_port: u16,
+    controller_manager_port: u16,
     etcd_port: u16,
     /// Number of etcd members (see [`EtcdMember`]).
     etcd_members: u16,
@@ -432,6 +440,9 @@ fn components() -> Vec<Component> {
                     // The csrsigning controller signs with the cluster CA.
                     format!("--cluster-signing-cert-file={}", c.pki().join("ca.crt").display()),
                     format!("--cluster-signing-key-file={}", c.pki().join("ca.key").display()),
+                    // Its secure port (/metrics) on loopback, as kubeadm binds it.
+                    format!("--secure-port={}", c.controller_manager_port),
+                    "--bind-address=127.0.0.1".into(),
                 ];
                 args.extend(c.controller_manager_args.iter().cloned());
                 args
@@ -442,7 +453,14 @@ fn components() -> Vec<Component> {
         Component {
             name: "scheduler",
             binary: Binary::Workspace("scheduler"),
-            args: |c| vec![format!("--kubeconfig={}", c.scheduler_kubeconfig().display())],
+            args: |c| {
+                vec![
+                    format!("--kubeconfig={}", c.scheduler_kubeconfig().display()),
+                    // Its secure port (/metrics) on loopback, as kubeadm binds it.
+                    format!("--secure-port={}", c.scheduler_port),
+                    "--bind-address=127.0.0.1".into(),
+                ]
+            },
             ready: Ready::Alive,
             optional: false,
         },
@@ -527,6 +545,8 @@ pub fn up(args: UpArgs) -> Result<()> {
     let cluster = Cluster {
         home,
         apiserver_port: args.cluster.apiserver_port,
+        scheduler_port: args.cluster.scheduler_port,
+        controller_manager_port: args.cluster.controller_manager_port,
         etcd_port: args.cluster.etcd_port,
         etcd_members,
         bin_dir,
@@ -661,6 +681,12 @@ pub fn up(args: UpArgs) -> Result<()> {
         }
     }
     println!("Sluice is up. Logs: {}", cluster.logs().display());
+    println!(
+        "metrics (group system:monitoring may read them): API server {}/metrics, scheduler https://127.0.0.1:{}/metrics, controller-manager https://127.0.0.1:{}/metrics",
+        cluster.apiserver_url(),
+        cluster.scheduler_port,
+        cluster.controller_manager_port
+    );
     if args.nodes > 0 {
         println!(
             "registry at http://{registry_addr} (push your images with `cargo xtask images push SOURCE NAME[:TAG]`)"

@@ -38,6 +38,10 @@ static NEXT: AtomicU32 = AtomicU32::new(0);
 pub struct TestCluster {
     home: tempfile::TempDir,
     apiserver_port: u16,
+    /// The scheduler's secure port on loopback (`/metrics`).
+    pub scheduler_port: u16,
+    /// The controller-manager's secure port on loopback (`/metrics`).
+    pub controller_manager_port: u16,
     etcd_port: u16,
     registry_port: u16,
     /// Prefix of the bridge, node names and namespaces (`<prefix>-n1`, ...).
@@ -140,6 +144,8 @@ impl TestCluster {
                 .tempdir()
                 .expect("temp dir"),
             apiserver_port: port_beside_etcd(),
+            scheduler_port: port_beside_etcd(),
+            controller_manager_port: port_beside_etcd(),
             etcd_port,
             registry_port: port_beside_etcd(),
             prefix: format!("t{:x}", seed & 0xfffff),
@@ -209,6 +215,8 @@ impl TestCluster {
             .arg("--home")
             .arg(self.home())
             .args(["--apiserver-port", &self.apiserver_port.to_string()])
+            .args(["--scheduler-port", &self.scheduler_port.to_string()])
+            .args(["--controller-manager-port", &self.controller_manager_port.to_string()])
             .args(["--etcd-port", &self.etcd_port.to_string()])
             .args(["--prefix", &self.prefix]);
         c

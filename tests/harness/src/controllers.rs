@@ -31,6 +31,8 @@ pub struct ControllerManager {
     log: PathBuf,
     /// The identity it uses in the leader Lease.
     pub identity: String,
+    /// Its secure port on loopback (`/metrics`, `/healthz`, ...).
+    pub secure_port: u16,
 }
 
 impl ControllerManager {
@@ -42,11 +44,13 @@ impl ControllerManager {
             .expect("temp dir");
         let log = dir.path().join("controller-manager.log");
         let file = std::fs::File::create(&log).expect("log file");
+        let secure_port = crate::free_port();
         let child = Command::new(crate::workspace_bin("controller-manager"))
             .arg("--kubeconfig")
             .arg(kubeconfig)
             .arg(format!("--identity={identity}"))
             .args(FAST_FLAGS)
+            .args(secure_port_flags(secure_port))
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -61,6 +65,7 @@ impl ControllerManager {
             _dir: dir,
             log,
             identity: identity.into(),
+            secure_port,
         }
     }
 
@@ -213,16 +218,21 @@ impl Drop for Process {
     }
 }
 
+/// The flags that put a scheduler's or controller-manager's secure port on
+/// `port` on loopback (stories run side by side: never the fixed default).
+pub fn secure_port_flags(port: u16) -> [String; 2] {
+    [format!("--secure-port={port}"), "--bind-address=127.0.0.1".into()]
+}
+
 /// Starts the real scheduler (no leader election) against `kubeconfig`.
 pub fn start_scheduler(kubeconfig: &Path) -> Process {
-    Process::start(
-        "scheduler",
-        &[
-            "--kubeconfig".into(),
-            kubeconfig.display().to_string(),
-            "--leader-elect=false".into(),
-        ],
-    )
+    let mut args = vec![
+        "--kubeconfig".into(),
+        kubeconfig.display().to_string(),
+        "--leader-elect=false".into(),
+    ];
+    args.extend(secure_port_flags(crate::free_port()));
+    Process::start("scheduler", &args)
 }
 
 /// Starts the node simulator with `count` nodes named `<prefix>-<i>` and

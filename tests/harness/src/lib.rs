@@ -595,6 +595,33 @@ impl RawClient {
     }
 }
 
+/// Raw HTTPS to a component's secure port at `url` (a scheduler's or
+/// controller-manager's `/metrics`), with the client certificate of
+/// `kubeconfig` (see [`ApiServer::user_kubeconfig`]), or `token`, or
+/// anonymous. The component's self-signed serving certificate is not
+/// verified, as `curl -k` would not.
+pub async fn raw_at(url: &str, kubeconfig: Option<&Path>, token: Option<&str>) -> RawClient {
+    let mut cfg = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+                .await
+                .expect("kube config")
+        }
+        None => kube::Config::new(url.parse().expect("url")),
+    };
+    cfg.cluster_url = url.parse().expect("url");
+    cfg.root_cert = None;
+    cfg.accept_invalid_certs = true;
+    cfg.default_retry = false;
+    if let Some(token) = token {
+        cfg.auth_info.token = Some(token.to_string().into());
+    }
+    RawClient {
+        client: kube::Client::try_from(cfg).expect("client"),
+    }
+}
+
 /// etcd + one API server, ready to use.
 pub struct ControlPlane {
     /// The API server (dropped before etcd).

@@ -88,6 +88,8 @@ pub struct SchedulerProcess {
     proc: Logged,
     /// Its identity in the leader Lease.
     pub identity: String,
+    /// Its secure port on loopback (`/metrics`, `/healthz`, ...).
+    pub secure_port: u16,
 }
 
 impl SchedulerProcess {
@@ -99,6 +101,8 @@ impl SchedulerProcess {
             format!("--identity={identity}"),
         ];
         args.extend(FAST_SCHEDULER_FLAGS.iter().map(|s| s.to_string()));
+        let secure_port = crate::free_port();
+        args.extend(crate::controllers::secure_port_flags(secure_port));
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = Logged::spawn(
             &format!("scheduler {identity}"),
@@ -109,6 +113,7 @@ impl SchedulerProcess {
         SchedulerProcess {
             proc,
             identity: identity.into(),
+            secure_port,
         }
     }
 
