@@ -12,7 +12,12 @@
 //! the client's flows to the NodePort balanced to a `web` pod; a curl to
 //! `empty`'s NodePort is refused and counted under `NoBackendReject` in
 //! `ctl dataplane drops`; and without an API server the same tables still
-//! show the addresses.
+//! show the addresses. `ctl dataplane flows` (from the node daemon's flow
+//! events, like `hubble observe`) shows each of the client's curls as a new
+//! flow to the NodePort forwarded to a named `web` pod, and the curl to
+//! `empty` as `REJECTED (NoBackendReject)`; the node's `/metrics` carries
+//! the same traffic as `sluice_datapath_*` series per Service, backend pod
+//! and drop reason.
 //!
 //! Needs root. Build first: `cargo build --workspace --bins` (or `cargo xtask test`).
 
@@ -103,6 +108,48 @@ fn nodeport_backend_packets(kubeconfig: &std::path::Path, node: &str) -> BTreeMa
 
 fn service(cluster: &TestCluster, name: &str) -> Value {
     serde_json::from_str(&cluster.kubectl_ok(&["get", "service", name, "-o", "json"])).expect("service json")
+}
+
+/// `ctl dataplane flows ARGS --node NODE -o json`: the flows' JSON objects.
+fn flow_items(kubeconfig: &std::path::Path, node: &str, args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["flows", "--last", "1000", "-o", "json"];
+    all.extend_from_slice(args);
+    items(&dataplane(kubeconfig, node, &all))
+}
+
+/// GET `path` on the node daemon's kubelet port with the kubeconfig's (admin) credentials.
+fn node_get(kubeconfig: &std::path::Path, node_ip: &str, port: u64, path: &str) -> (u16, String) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        use http_body_util::BodyExt;
+        let kc = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+        let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("kube config");
+        cfg.cluster_url = format!("https://{node_ip}:{port}").parse().expect("url");
+        cfg.default_retry = false;
+        let client = kube::Client::try_from(cfg).expect("client");
+        let req = http::Request::get(path).body(Vec::new()).expect("request");
+        let resp = client
+            .send(req.map(kube::client::Body::from))
+            .await
+            .expect("the node answers");
+        let code = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    })
+}
+
+/// The value of the sample `series` (name and labels exactly) in Prometheus text.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
 }
 
 fn no_backend_rejects(kubeconfig: &std::path::Path, node: &str) -> u64 {
@@ -235,6 +282,127 @@ fn ctl_dataplane_shows_services_backends_flows_and_drops_of_a_node() {
     assert!(
         drops.contains("NoBackendReject") && drops.contains("SourceDenied"),
         "{drops}"
+    );
+
+    // The flows, as the node daemon saw them: every curl of the client is a
+    // new flow to web's NodePort, forwarded to a web pod, named.
+    let forwarded = flow_items(
+        &kubeconfig,
+        &node,
+        &["--service", "default/web", "--verdict", "forwarded"],
+    );
+    let from_client: Vec<&Value> = forwarded
+        .iter()
+        .filter(|f| f["source"]["ip"] == client.ip.as_str() && f["destination"]["port"] == node_port)
+        .collect();
+    assert!(
+        from_client.len() >= 60,
+        "one flow per curl (65 so far) of {}: {} in {forwarded:?}",
+        client.ip,
+        from_client.len()
+    );
+    let mut flow_pods = BTreeSet::new();
+    for f in &from_client {
+        assert_eq!(
+            (&f["verdict"], &f["protocol"]),
+            (&Value::from("FORWARDED"), &Value::from("TCP")),
+            "{f}"
+        );
+        // (Rebalanced: the client reused the port of an earlier, closing flow.)
+        assert!(f["reason"] == "NewFlow" || f["reason"] == "Rebalanced", "{f}");
+        assert_eq!(f["service"]["type"], "NodePort", "{f}");
+        assert_eq!(f["service"]["port"], "http", "{f}");
+        assert_eq!(f["destination"]["ip"], node_ip.as_str(), "{f}");
+        assert_eq!(f["backend"]["port"], 8080, "{f}");
+        flow_pods.insert(format!(
+            "{}/{}",
+            f["backend"]["pod"]["namespace"].as_str().unwrap_or("?"),
+            f["backend"]["pod"]["name"].as_str().unwrap_or("?")
+        ));
+    }
+    assert_eq!(flow_pods, pod_names, "flows went to both web pods, by name");
+    let rejected = flow_items(&kubeconfig, &node, &["--verdict", "rejected"]);
+    let to_empty = rejected
+        .iter()
+        .find(|f| f["source"]["ip"] == client.ip.as_str() && f["destination"]["port"] == empty_port)
+        .unwrap_or_else(|| panic!("the curl to {empty_url} among the rejected flows: {rejected:?}"));
+    assert_eq!(to_empty["reason"], "NoBackendReject", "{to_empty}");
+    assert_eq!(
+        (&to_empty["service"]["namespace"], &to_empty["service"]["name"]),
+        (&Value::from("default"), &Value::from("empty")),
+        "{to_empty}"
+    );
+    assert!(to_empty.get("backend").is_none(), "{to_empty}");
+    let pod_one = &pods[0].name;
+    let text = dataplane(&kubeconfig, &node, &["flows", "--last", "1000", "--pod", pod_one]);
+    eprintln!("{}", text.lines().rev().take(3).collect::<Vec<_>>().join("\n"));
+    let line = text
+        .lines()
+        .rfind(|l| l.contains(&format!("{}:", client.ip)))
+        .unwrap_or_else(|| panic!("a flow of {} to {pod_one}:\n{text}", client.ip));
+    assert!(
+        line.contains(&format!(
+            "-> {node_ip}:{node_port} NodePort default/web:http => default/{pod_one} ("
+        )) && line.contains(" TCP FORWARDED ("),
+        "hubble-like line: {line}"
+    );
+    assert!(
+        text.lines().all(|l| l.contains(pod_one.as_str())),
+        "--pod keeps the flows of {pod_one}:\n{text}"
+    );
+    let text = dataplane(&kubeconfig, &node, &["flows", "--verdict", "rejected"]);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("NodePort default/empty TCP REJECTED (NoBackendReject)")),
+        "{text}"
+    );
+
+    // The node's /metrics (kubelet port, admin credentials): the same traffic as Prometheus series.
+    let node_json: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "node", &node, "-o", "json"])).expect("node json");
+    let kubelet_port = node_json["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .expect("kubelet port");
+    let (code, metrics) = node_get(&kubeconfig, &node_ip, kubelet_port, "/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    let front = format!(
+        r#"namespace="default",service="web",port="http",frontend_type="NodePort",frontend="*:{node_port}",protocol="TCP""#
+    );
+    let series = |name: &str, extra: &str| {
+        let s = format!("{name}{{{front}{extra}}}");
+        sample(&metrics, &s).unwrap_or_else(|| panic!("{s} in\n{metrics}"))
+    };
+    assert!(series("sluice_datapath_service_packets_total", "") > 300.0, "{metrics}");
+    assert!(
+        series("sluice_datapath_service_bytes_total", "") > 10_000.0,
+        "{metrics}"
+    );
+    assert!(
+        series("sluice_datapath_service_new_flows_total", "") >= 65.0,
+        "{metrics}"
+    );
+    for p in &pods {
+        let backend = format!(r#",backend="{}:8080",pod="{}""#, p.ip.as_deref().unwrap_or("?"), p.name);
+        assert!(
+            series("sluice_datapath_backend_packets_total", &backend) > 0.0,
+            "{metrics}"
+        );
+        assert!(
+            series("sluice_datapath_backend_new_flows_total", &backend) > 0.0,
+            "{metrics}"
+        );
+    }
+    assert!(
+        sample(&metrics, r#"sluice_datapath_drops_total{reason="NoBackendReject"}"#).is_some_and(|v| v >= 1.0),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "sluice_datapath_conntrack_entries").is_some_and(|v| v > 0.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("kubelet_running_pods") && metrics.ends_with("# EOF\n"),
+        "{metrics}"
     );
 
     // Without an API server the tables still show what the maps hold, by address.
