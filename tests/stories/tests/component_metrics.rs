@@ -247,8 +247,14 @@ async fn an_operator_scrapes_the_scheduler_and_the_controller_manager() {
     assert_eq!(request.status, 201, "{}", request.text());
     let token = request.json()["status"]["token"].as_str().unwrap().to_string();
     for url in [&scheduler_url, &cm_url] {
-        let scrape = raw_at(url, None, Some(&token)).await.get("/metrics").await;
-        assert_eq!(scrape.status, 200, "{url}: {}", scrape.text());
-        assert!(scrape.text().contains("# TYPE "), "{url}");
+        let scraper = raw_at(url, None, Some(&token)).await;
+        // The new binding reaches the API server's RBAC within moments; a
+        // denial is cached 10 s by the component, as Kubernetes' is.
+        let text = eventually(Duration::from_secs(30), "the ServiceAccount may scrape", || async {
+            let scrape = scraper.get("/metrics").await;
+            (scrape.status == 200).then(|| scrape.text())
+        })
+        .await;
+        assert!(text.contains("# TYPE "), "{url}");
     }
 }
