@@ -5,7 +5,10 @@
 //!   scope and (for the total) code;
 //! - `apiserver_longrunning_requests`: watches and connections open now;
 //! - `etcd_request_duration_seconds`, by operation and type (the resource a
-//!   key belongs to).
+//!   key belongs to);
+//! - `apiserver_cache_list_total`, `apiserver_cache_list_fetched_objects_total`
+//!   and `apiserver_cache_list_returned_objects_total`: lists the watch cache
+//!   served, by resource prefix (`/pods`, `/deployments.apps`).
 //!
 //! Every layer records into the one process-wide set ([`metrics`]); the HTTP
 //! layer serves it at `/metrics` (`http::metrics`), to users RBAC allows to
@@ -73,6 +76,15 @@ pub struct EtcdLabels {
     pub r#type: String,
 }
 
+/// A list served from the watch cache.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheListLabels {
+    /// The index used (always empty: lists scan the resource's objects).
+    pub index: String,
+    /// `/` and the resource (`/pods`, `/deployments.apps`).
+    pub resource_prefix: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// The API server's metrics.
@@ -86,6 +98,12 @@ pub struct Metrics {
     pub longrunning: Family<RequestLabels, Gauge>,
     /// `etcd_request_duration_seconds`.
     pub etcd_duration: HistogramFamily<EtcdLabels>,
+    /// `apiserver_cache_list_total`.
+    pub cache_lists: Family<CacheListLabels, Counter>,
+    /// `apiserver_cache_list_fetched_objects_total`.
+    pub cache_list_fetched: Family<CacheListLabels, Counter>,
+    /// `apiserver_cache_list_returned_objects_total`.
+    pub cache_list_returned: Family<CacheListLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -122,12 +140,33 @@ impl Metrics {
             "Etcd request latency in seconds for each operation and object type",
             etcd_duration.clone(),
         );
+        let cache_lists = Family::<CacheListLabels, Counter>::default();
+        let cache_list_fetched = Family::<CacheListLabels, Counter>::default();
+        let cache_list_returned = Family::<CacheListLabels, Counter>::default();
+        registry.register(
+            "apiserver_cache_list",
+            "Number of LIST requests served from watch cache",
+            cache_lists.clone(),
+        );
+        registry.register(
+            "apiserver_cache_list_fetched_objects",
+            "Number of objects read from watch cache in the course of serving a LIST request",
+            cache_list_fetched.clone(),
+        );
+        registry.register(
+            "apiserver_cache_list_returned_objects",
+            "Number of objects returned for a LIST request from watch cache",
+            cache_list_returned.clone(),
+        );
         Metrics {
             registry,
             requests,
             request_duration,
             longrunning,
             etcd_duration,
+            cache_lists,
+            cache_list_fetched,
+            cache_list_returned,
         }
     }
 
@@ -157,6 +196,18 @@ fn key_type(key: &str) -> String {
         (Some(first), _) => first.to_string(),
         (None, _) => String::new(),
     }
+}
+
+/// Count a list the watch cache served: `fetched` objects looked at, `returned` in the answer.
+pub fn cache_list(prefix: &str, fetched: usize, returned: usize) {
+    let labels = CacheListLabels {
+        index: String::new(),
+        resource_prefix: format!("/{}", key_type(prefix)),
+    };
+    let m = metrics();
+    m.cache_lists.get_or_create(&labels).inc();
+    m.cache_list_fetched.get_or_create(&labels).inc_by(fetched as u64);
+    m.cache_list_returned.get_or_create(&labels).inc_by(returned as u64);
 }
 
 /// Times one etcd request; observed when dropped.

@@ -176,15 +176,29 @@ fn list_query(r: &Resource, o: &ListOptions) -> ApiResult<ListQuery> {
     let label = LabelSelector::parse(&o.label_selector)
         .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
     let field = FieldSelector::parse(&o.field_selector, r).map_err(ApiError::bad_request)?;
-    let exact_revision = match o.match_kind() {
-        Some(ResourceVersionMatch::Exact) => Some(
+    let invalid = || ApiError::bad_request(format!("invalid resource version {:?}", o.resource_version));
+    let rv = if o.resource_version.is_empty() {
+        None
+    } else {
+        Some(
             o.resource_version
                 .parse::<i64>()
                 .ok()
-                .filter(|rv| *rv > 0)
-                .ok_or_else(|| ApiError::bad_request(format!("invalid resource version {:?}", o.resource_version)))?,
-        ),
-        _ => None,
+                .filter(|rv| *rv >= 0)
+                .ok_or_else(invalid)?,
+        )
+    };
+    // As Kubernetes: Exact when asked, and for a paginated list at a
+    // resourceVersion other than 0 without resourceVersionMatch (legacy).
+    let exact = match o.match_kind() {
+        Some(ResourceVersionMatch::Exact) => true,
+        Some(ResourceVersionMatch::NotOlderThan) => false,
+        None => o.limit > 0 && rv.is_some_and(|rv| rv > 0),
+    };
+    let exact_revision = if exact {
+        Some(rv.filter(|rv| *rv > 0).ok_or_else(invalid)?)
+    } else {
+        None
     };
     Ok(ListQuery {
         label,
@@ -192,6 +206,7 @@ fn list_query(r: &Resource, o: &ListOptions) -> ApiResult<ListQuery> {
         limit: o.limit.max(0),
         continue_token: Some(o.continue_token.clone()).filter(|c| !c.is_empty()),
         exact_revision,
+        min_revision: if exact { None } else { rv },
     })
 }
 

@@ -190,10 +190,10 @@ fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'stat
             let new_match = matches(new);
             let old_match = !change.created && change.old.as_ref().is_some_and(matches);
             match (old_match, new_match) {
-                (_, true) if change.created => Some(("ADDED", new.clone())),
-                (true, true) => Some(("MODIFIED", new.clone())),
-                (false, true) => Some(("ADDED", new.clone())),
-                (true, false) => Some(("DELETED", new.clone())),
+                (_, true) if change.created => Some(("ADDED", Value::clone(new))),
+                (true, true) => Some(("MODIFIED", Value::clone(new))),
+                (false, true) => Some(("ADDED", Value::clone(new))),
+                (true, false) => Some(("DELETED", Value::clone(new))),
                 (false, false) => None,
             }
         }

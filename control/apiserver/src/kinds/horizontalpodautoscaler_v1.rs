@@ -89,19 +89,6 @@ impl Strategy for HorizontalPodAutoscalersV1 {
         }
     }
 
-    fn empty_status(&self, obj: &mut Value) {
-        if let Some(o) = obj.as_object_mut() {
-            if !o.get("status").is_some_and(Value::is_object) {
-                o.insert("status".into(), json!({}));
-            }
-        }
-        if let Some(status) = obj_mut(obj, "status") {
-            // v1's Go status writes both counts without omitempty.
-            crate::kinds::defaults::default(status, "currentReplicas", json!(0));
-            crate::kinds::defaults::default(status, "desiredReplicas", json!(0));
-        }
-    }
-
     fn validate(&self, obj: &Value) -> Vec<FieldError> {
         HorizontalPodAutoscalers.validate(&to_v2(obj))
     }

@@ -40,6 +40,7 @@ use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::allocator::Allocator;
 use crate::status::{ApiError, ApiResult, FieldError};
 use crate::storage::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
+use crate::storage::watch_cache::{ListAt, View};
 
 /// Shared state of the API server.
 pub struct Registry {
@@ -155,6 +156,19 @@ fn stored(k: &Kind, obj: &Value) -> Value {
     let mut s = obj.clone();
     k.to_storage(&mut s);
     s
+}
+
+/// What a write answers: `obj` as a read would return it. A kind that
+/// converts on read (a view of another version, a custom resource with
+/// defaults) answers with what is stored, converted back, so that the answer
+/// equals the object read afterwards.
+fn answer(k: &Kind, obj: Value) -> Value {
+    if !k.converts_on_read() {
+        return obj;
+    }
+    let mut read = stored(k, &obj);
+    k.on_read(&mut read);
+    read
 }
 
 fn finalizers(v: &Value) -> Vec<String> {
@@ -445,7 +459,7 @@ impl Registry {
             };
             if opts.dry_run {
                 return Ok(Written {
-                    object: candidate,
+                    object: answer(k, candidate),
                     warnings,
                 });
             }
@@ -461,7 +475,7 @@ impl Registry {
                 Ok(rev) => {
                     store::set_resource_version(&mut candidate, rev);
                     return Ok(Written {
-                        object: candidate,
+                        object: answer(k, candidate),
                         warnings,
                     });
                 }
@@ -757,7 +771,10 @@ impl Registry {
             if opts.dry_run {
                 // As it would be stored, still at the current resourceVersion.
                 store::set_resource_version(&mut new, cur.revision);
-                return Ok(Written { object: new, warnings });
+                return Ok(Written {
+                    object: answer(k, new),
+                    warnings,
+                });
             }
             let lease = if hooks.expires {
                 Some(self.event_lease().await?)
@@ -774,7 +791,10 @@ impl Registry {
             match self.store.write(w).await? {
                 Ok(rev) => {
                     store::set_resource_version(&mut new, rev);
-                    return Ok(Written { object: new, warnings });
+                    return Ok(Written {
+                        object: answer(k, new),
+                        warnings,
+                    });
                 }
                 Err(WriteFailure::ObjectChanged(None)) => return Err(ApiError::not_found(r, name)),
                 Err(WriteFailure::ObjectChanged(Some(_))) => {
@@ -934,6 +954,28 @@ impl Registry {
             Some(t) => decode_continue(t, &prefix)?,
             None => (q.exact_revision.unwrap_or(0), prefix.as_bytes().to_vec()),
         };
+        let at = if rev > 0 {
+            ListAt::Exact(rev)
+        } else {
+            match q.min_revision {
+                None => ListAt::Latest,
+                Some(0) => ListAt::Any,
+                Some(n) => ListAt::NotOlderThan(n),
+            }
+        };
+        if rev > 0 {
+            // A revision etcd compacted away is 410 Expired even when the
+            // cache still holds a snapshot of it (a one-key read at it).
+            self.store.range(&start, &end, rev, 1).await?;
+        }
+        let from = String::from_utf8_lossy(&start).into_owned();
+        if let Some(view) = self
+            .watch_cache
+            .view(&self.store, k.storage_resource(), &prefix, &from, at)
+            .await
+        {
+            return Ok(self.list_from_view(k, &prefix, q, view));
+        }
         let mut items = Vec::new();
         let mut next: Option<String> = None;
         let chunk = if q.limit > 0 { q.limit.max(100) } else { 0 };
@@ -973,6 +1015,48 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// A list page from the watch cache: the same filtering, paging and
+    /// `continue` tokens as a list from etcd.
+    fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View) -> Value {
+        let r = k.resource();
+        let converts = k.converts_on_read();
+        let mut items = Vec::new();
+        let mut next: Option<&str> = None;
+        for (key, obj) in view.items.iter().skip(view.offset) {
+            if q.limit > 0 && items.len() as i64 == q.limit {
+                next = Some(key);
+                break;
+            }
+            if converts {
+                let mut o = Value::clone(obj);
+                k.on_read(&mut o);
+                if q.label.matches(&o) && q.field.matches(&o) {
+                    items.push(o);
+                }
+            } else if q.label.matches(obj) && q.field.matches(obj) {
+                items.push(Value::clone(obj));
+            }
+        }
+        let fetched = match next {
+            Some(key) => view.items.partition_point(|(k, _)| k.as_str() < key) - view.offset,
+            None => view.items.len() - view.offset,
+        };
+        crate::metrics::cache_list(prefix, fetched, items.len());
+        let mut meta = json!({"resourceVersion": view.revision.to_string()});
+        if let Some(key) = next {
+            meta["continue"] = json!(encode_continue(view.revision, key));
+            self.watch_cache.keep(prefix, &view);
+        }
+        json!({
+            "kind": r.list_kind(),
+            "apiVersion": r.api_version(),
+            "metadata": meta,
+            "items": items,
+        })
+    }
+}
+
 /// Parsed list/watch parameters.
 #[derive(Debug, Default, Clone)]
 pub struct ListQuery {
@@ -986,6 +1070,9 @@ pub struct ListQuery {
     pub continue_token: Option<String>,
     /// resourceVersion with resourceVersionMatch=Exact
     pub exact_revision: Option<i64>,
+    /// Any other resourceVersion: None (unset) reads the latest state
+    /// consistently, `Some(0)` any cached state, `Some(n)` at least n.
+    pub min_revision: Option<i64>,
 }
 
 fn encode_continue(rev: i64, key: &str) -> String {

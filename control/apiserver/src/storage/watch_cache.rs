@@ -1,22 +1,34 @@
-//! Shared watch fan-out: one etcd watch per resource, decoded once, fanned
-//! out to every HTTP watch of that resource.
+//! The watch cache: one etcd watch per resource, decoded once, fanned out to
+//! every HTTP watch of that resource, and the resource's current objects,
+//! from which lists are served.
 //!
-//! Each [`Hub`] keeps the most recent changes of its resource in a window
-//! (like Kubernetes' watch cache), so a client watching from a
-//! resourceVersion inside the window is served from memory; anything older
-//! (or any hub failure) falls back to a dedicated etcd watch, which also
-//! reports compaction as 410 Expired. Replay from the window and the live
-//! subscription are taken under one lock, so no change is missed or
+//! Each [`Hub`] starts from a list of its resource at one revision and then
+//! applies every change etcd sends, so it holds every object at revision
+//! `synced`. It also keeps the most recent changes in a window, so a client
+//! watching from a resourceVersion inside the window is served from memory;
+//! anything older (or any hub failure) falls back to a dedicated etcd watch,
+//! which also reports compaction as 410 Expired. Replay from the window and
+//! the live subscription are taken under one lock, so no change is missed or
 //! delivered twice.
+//!
+//! Lists ([`WatchCache::view`]) are consistent as in Kubernetes' KEP-2340: a
+//! list without a resourceVersion asks etcd for its current revision (a
+//! cheap header-only read), waits until the hub has applied everything up to
+//! it (asking etcd for a progress notification so that an idle resource
+//! catches up at once) and reads from memory; `resourceVersion=0` reads
+//! whatever the cache holds; `resourceVersion=N` waits for N. A paginated
+//! list keeps the rest of its snapshot for its `continue` token. When the
+//! cache cannot answer in time (etcd partitioned, the hub restarting, a
+//! revision it never held), the caller lists from etcd as before.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcd_client::EventType;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch, Notify};
 
 use crate::kinds::Resource;
 use crate::storage::store::{self, decode, Store};
@@ -28,6 +40,13 @@ const WINDOW: usize = 20_000;
 const FANOUT: usize = 8_192;
 /// How often hubs ask etcd for progress (drives bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// How long a list waits for the cache to reach the revision it needs
+/// before it is served from etcd (Kubernetes: 3 s).
+const LIST_WAIT: Duration = Duration::from_secs(3);
+/// Snapshots kept for the `continue` tokens of paginated lists, and for how
+/// long (an older token is served from etcd, at its revision).
+const CONTINUATIONS: usize = 16;
+const CONTINUATION_TTL: Duration = Duration::from_secs(60);
 
 /// One change of one object, decoded once for every watcher.
 #[derive(Debug)]
@@ -36,8 +55,8 @@ pub struct Change {
     pub revision: i64,
     /// The object's key.
     pub key: String,
-    /// New state (None for deletes).
-    pub new: Option<Value>,
+    /// New state (None for deletes), shared with the hub's objects.
+    pub new: Option<Arc<Value>>,
     /// Previous state (None for creates), stamped with its own revision,
     /// or with the deletion revision for deletes.
     pub old: Option<Value>,
@@ -64,12 +83,54 @@ struct HubState {
     covered_from: i64,
     window: VecDeque<Arc<Change>>,
     alive: bool,
+    /// Every object of the resource at revision `synced`, by key.
+    objects: BTreeMap<String, Arc<Value>>,
+    /// The revision `objects` reflects: every change up to it is applied.
+    synced: i64,
+    /// False once an object failed to decode: lists then come from etcd,
+    /// which reports the error.
+    complete: bool,
 }
 
 /// The fan-out of one resource.
 pub struct Hub {
     state: Mutex<HubState>,
     tx: broadcast::Sender<HubEvent>,
+    /// `synced`, for lists waiting on it.
+    synced: watch::Sender<i64>,
+    /// Asks the hub's task for a progress notification now.
+    progress: Notify,
+}
+
+/// At what revision a list is to be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListAt {
+    /// Consistent: at least etcd's current revision (no resourceVersion).
+    Latest,
+    /// Whatever the cache holds (`resourceVersion=0`).
+    Any,
+    /// At least this revision (`resourceVersion=N`, match NotOlderThan or unset).
+    NotOlderThan(i64),
+    /// Exactly this revision (`resourceVersionMatch=Exact`, or a `continue` token).
+    Exact(i64),
+}
+
+/// Objects of one list, read from the cache at one revision, in key order.
+pub struct View {
+    /// The revision the objects are at.
+    pub revision: i64,
+    /// (key, object) under the prefix, from the first list page's start key on.
+    pub items: Arc<Vec<(String, Arc<Value>)>>,
+    /// Index of the first item to serve.
+    pub offset: usize,
+}
+
+/// The rest of a paginated list, kept for its `continue` token.
+struct Continuation {
+    prefix: String,
+    revision: i64,
+    items: Arc<Vec<(String, Arc<Value>)>>,
+    kept: Instant,
 }
 
 /// A subscription: replayed changes (after the requested revision), then live events.
@@ -84,49 +145,57 @@ pub struct Subscription {
 #[derive(Default)]
 pub struct WatchCache {
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
+    continuations: Mutex<VecDeque<Continuation>>,
 }
 
 impl WatchCache {
-    /// Subscribe to `r`'s changes after `revision`, if a live hub covers it.
-    /// Starts the hub on first use (from the current revision).
-    pub async fn subscribe(&self, store: &Store, r: &'static Resource, revision: i64) -> Option<Subscription> {
+    /// The live hub of `r`, started on first use: a list of the resource at
+    /// one revision, then a watch from the revision after it.
+    async fn hub(&self, store: &Store, r: &'static Resource) -> Option<Arc<Hub>> {
         let key = store::collection_prefix(r, None);
-        let hub = {
-            let existing = self.hubs.lock().expect("hubs").get(&key).cloned();
-            match existing {
-                Some(h) => h,
-                None => {
-                    let start = store.current_revision().await.ok()?;
-                    let stream = store.watch(&key, start + 1).await.ok()?;
-                    let (tx, _) = broadcast::channel(FANOUT);
-                    let hub = Arc::new(Hub {
-                        state: Mutex::new(HubState {
-                            covered_from: start,
-                            window: VecDeque::new(),
-                            alive: true,
-                        }),
-                        tx,
-                    });
-                    let mut hubs = self.hubs.lock().expect("hubs");
-                    if let Some(h) = hubs.get(&key) {
-                        h.clone()
-                    } else {
-                        hubs.insert(key.clone(), hub.clone());
-                        tokio::spawn(run_hub(hub.clone(), stream, start));
-                        hub
-                    }
-                }
+        let existing = self.hubs.lock().expect("hubs").get(&key).cloned();
+        if let Some(h) = existing {
+            if h.state.lock().expect("hub state").alive {
+                return Some(h);
             }
-        };
+            let mut hubs = self.hubs.lock().expect("hubs");
+            if hubs.get(&key).is_some_and(|x| Arc::ptr_eq(x, &h)) {
+                hubs.remove(&key);
+            }
+        }
+        let end = store::prefix_end(&key);
+        let page = store.range(key.as_bytes(), &end, 0, 0).await.ok()?;
+        let start = page.revision;
+        let objects = page.items.into_iter().map(|(k, s)| (k, Arc::new(s.object))).collect();
+        let stream = store.watch(&key, start + 1).await.ok()?;
+        let (tx, _) = broadcast::channel(FANOUT);
+        let hub = Arc::new(Hub {
+            state: Mutex::new(HubState {
+                covered_from: start,
+                window: VecDeque::new(),
+                alive: true,
+                objects,
+                synced: start,
+                complete: true,
+            }),
+            tx,
+            synced: watch::Sender::new(start),
+            progress: Notify::new(),
+        });
+        let mut hubs = self.hubs.lock().expect("hubs");
+        if let Some(h) = hubs.get(&key) {
+            return Some(h.clone());
+        }
+        hubs.insert(key, hub.clone());
+        tokio::spawn(run_hub(hub.clone(), stream, start));
+        Some(hub)
+    }
+
+    /// Subscribe to `r`'s changes after `revision`, if a live hub covers it.
+    pub async fn subscribe(&self, store: &Store, r: &'static Resource, revision: i64) -> Option<Subscription> {
+        let hub = self.hub(store, r).await?;
         let st = hub.state.lock().expect("hub state");
         if !st.alive || revision < st.covered_from {
-            if !st.alive {
-                drop(st);
-                let mut hubs = self.hubs.lock().expect("hubs");
-                if hubs.get(&key).is_some_and(|h| Arc::ptr_eq(h, &hub)) {
-                    hubs.remove(&key);
-                }
-            }
             return None;
         }
         let replay = st.window.iter().filter(|c| c.revision > revision).cloned().collect();
@@ -134,6 +203,112 @@ impl WatchCache {
             replay,
             live: hub.tx.subscribe(),
         })
+    }
+
+    /// The objects of `r` under `prefix` (a collection or one namespace of
+    /// it) from `start` on, at the revision `at` asks for; None when the
+    /// cache cannot serve it (the caller reads etcd).
+    pub async fn view(
+        &self,
+        store: &Store,
+        r: &'static Resource,
+        prefix: &str,
+        start: &str,
+        at: ListAt,
+    ) -> Option<View> {
+        if let ListAt::Exact(rev) = at {
+            if let Some(v) = self.continuation(prefix, rev, start) {
+                return Some(v);
+            }
+        }
+        let hub = self.hub(store, r).await?;
+        let target = match at {
+            ListAt::Latest => store.current_revision().await.ok()?,
+            ListAt::Any => 0,
+            ListAt::NotOlderThan(rev) | ListAt::Exact(rev) => rev,
+        };
+        if !hub.wait_synced(target).await {
+            tracing::debug!(resource = r.plural, target, "watch cache behind; listing from etcd");
+            return None;
+        }
+        let st = hub.state.lock().expect("hub state");
+        if !st.alive || !st.complete || matches!(at, ListAt::Exact(rev) if rev != st.synced) {
+            return None;
+        }
+        let end = String::from_utf8_lossy(&store::prefix_end(prefix)).into_owned();
+        let from = if start.is_empty() { prefix } else { start };
+        let items: Vec<(String, Arc<Value>)> = st
+            .objects
+            .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Excluded(end.as_str())))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Some(View {
+            revision: st.synced,
+            items: Arc::new(items),
+            offset: 0,
+        })
+    }
+
+    /// Keep `view` for the `continue` token of a paginated list of
+    /// `prefix` (the token names the key its next page starts at).
+    pub fn keep(&self, prefix: &str, view: &View) {
+        let mut c = self.continuations.lock().expect("continuations");
+        c.retain(|k| k.kept.elapsed() < CONTINUATION_TTL);
+        if let Some(k) = c.iter_mut().find(|k| Arc::ptr_eq(&k.items, &view.items)) {
+            k.kept = Instant::now();
+            return;
+        }
+        if c.len() >= CONTINUATIONS {
+            c.pop_front();
+        }
+        c.push_back(Continuation {
+            prefix: prefix.to_string(),
+            revision: view.revision,
+            items: view.items.clone(),
+            kept: Instant::now(),
+        });
+    }
+
+    fn continuation(&self, prefix: &str, revision: i64, start: &str) -> Option<View> {
+        let c = self.continuations.lock().expect("continuations");
+        let k = c
+            .iter()
+            .rev()
+            .find(|k| k.revision == revision && k.prefix == prefix && k.kept.elapsed() < CONTINUATION_TTL)?;
+        let offset = k.items.partition_point(|(key, _)| key.as_str() < start);
+        Some(View {
+            revision,
+            items: k.items.clone(),
+            offset,
+        })
+    }
+}
+
+impl Hub {
+    /// Wait (up to [`LIST_WAIT`]) until every change up to `target` is applied.
+    async fn wait_synced(&self, target: i64) -> bool {
+        let mut rx = self.synced.subscribe();
+        if *rx.borrow_and_update() >= target {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + LIST_WAIT;
+        loop {
+            // A resource nobody writes sends no events: etcd's progress
+            // notification tells the hub it is current.
+            self.progress.notify_one();
+            let step = (tokio::time::Instant::now() + Duration::from_millis(500)).min(deadline);
+            match tokio::time::timeout_at(step, rx.changed()).await {
+                Ok(Err(_)) => return false,
+                Ok(Ok(())) | Err(_) => {
+                    if *rx.borrow_and_update() >= target {
+                        return true;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -144,6 +319,11 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
+                if sender.request_progress().await.is_err() {
+                    break;
+                }
+            }
+            _ = hub.progress.notified() => {
                 if sender.request_progress().await.is_err() {
                     break;
                 }
@@ -159,12 +339,15 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                 if resp.events().is_empty() {
                     if !resp.created() {
                         let rev = resp.header().map(|h| h.revision()).unwrap_or(last).max(last);
-                        let _st = hub.state.lock().expect("hub state");
+                        let mut st = hub.state.lock().expect("hub state");
+                        st.synced = st.synced.max(rev);
+                        hub.synced.send_replace(st.synced);
                         let _ = hub.tx.send(HubEvent::Progress(rev));
                     }
                     continue;
                 }
                 let mut changes = Vec::with_capacity(resp.events().len());
+                let mut undecodable = false;
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let rev = kv.mod_revision();
@@ -173,7 +356,7 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                         EventType::Put => Change {
                             revision: rev,
                             key,
-                            new: decode(kv.key(), kv.value(), rev).ok(),
+                            new: decode(kv.key(), kv.value(), rev).ok().map(Arc::new),
                             old: ev.prev_kv().and_then(|p| decode(p.key(), p.value(), p.mod_revision()).ok()),
                             created: kv.create_revision() == kv.mod_revision(),
                             line: OnceLock::new(),
@@ -187,11 +370,24 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                             line: OnceLock::new(),
                         },
                     };
+                    undecodable |= ev.event_type() == EventType::Put && change.new.is_none();
                     last = last.max(rev);
                     changes.push(Arc::new(change));
                 }
                 let mut st = hub.state.lock().expect("hub state");
+                if undecodable {
+                    st.complete = false;
+                }
                 for c in changes {
+                    match &c.new {
+                        Some(obj) => {
+                            st.objects.insert(c.key.clone(), obj.clone());
+                        }
+                        None => {
+                            st.objects.remove(&c.key);
+                        }
+                    }
+                    st.synced = st.synced.max(c.revision);
                     st.window.push_back(c.clone());
                     if st.window.len() > WINDOW {
                         if let Some(old) = st.window.pop_front() {
@@ -200,6 +396,7 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     }
                     let _ = hub.tx.send(HubEvent::Change(c));
                 }
+                hub.synced.send_replace(st.synced);
             }
         }
     }
