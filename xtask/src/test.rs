@@ -1,10 +1,11 @@
 //! `cargo xtask test`: the README's test command.
 //!
-//! Installs what the tests need, builds the eBPF object and every binary
-//! (integration tests start the real binaries from `target/debug`) and the
-//! images the stories pull (`target/sluice-images`), then runs
-//! the whole workspace's tests with cargo-nextest (one process per test, a few
-//! at once; `.config/nextest.toml`) and the doc tests with `cargo test --doc`.
+//! Installs what the tests need, builds every binary (integration tests start
+//! the real binaries from `target/debug`) while the Debian-based images the
+//! stories pull are built beside it (`target/sluice-images`), then the pause
+//! image, the doc tests (`cargo test --doc`), and the whole workspace's tests
+//! with cargo-nextest (one process per test, a few at once;
+//! `.config/nextest.toml`). The closing lines give the time of each phase.
 
 use crate::util::{self, ensure_packages, step, workspace_root};
 use anyhow::Result;
@@ -47,37 +48,100 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
 
 /// Run the whole test suite.
 pub fn run_all(args: TestArgs) -> Result<()> {
+    let mut phases = Phases::default();
+    let result = run_phases(args, &mut phases);
+    // Last, so that a run cut short (CI's time limit) still shows where its time went.
+    phases.report();
+    result
+}
+
+fn run_phases(args: TestArgs, phases: &mut Phases) -> Result<()> {
+    phases.start("installing the test packages");
     ensure_packages(TEST_PACKAGES)?;
     let root = workspace_root();
-    step("building all binaries (integration tests run them)");
-    util::run(
+    // The images the stories pull, built once before them: each cluster a
+    // story starts pushes these, and a build inside a story would spend its
+    // time budget. The Debian-based ones mostly download and unpack, so they
+    // are built beside the compiler; the pause image holds a binary of this
+    // workspace and follows the build.
+    let out = crate::images::default_out_dir();
+    let debian: Vec<&str> = crate::images::ALL
+        .iter()
+        .copied()
+        .chain(["curl"])
+        .filter(|name| *name != "pause")
+        .collect();
+    step(&format!("building the images {} beside the build", debian.join(", ")));
+    let beside = {
+        let out = out.clone();
+        std::thread::spawn(move || crate::images::build(&out, false, &debian).map(|_| ()))
+    };
+    phases.start("building all binaries (integration tests run them)");
+    let built = util::run(
         Command::new("cargo")
             .current_dir(&root)
             .args(["build", "--workspace", "--bins"]),
-    )?;
-    // Once, before the stories: each cluster they start pushes these, and a
-    // build inside a story would spend its time budget (and run beside others).
-    let mut images = crate::images::ALL.to_vec();
-    images.push("curl");
-    step(&format!("building the images the stories pull ({})", images.join(", ")));
-    crate::images::build(&crate::images::default_out_dir(), false, &images)?;
+    );
+    phases.start("finishing the images (pause; waiting for the others)");
+    let images = beside.join().map_err(|_| anyhow::anyhow!("the image build panicked"))?;
+    built?;
+    images?;
+    crate::images::build(&out, false, &["pause"])?;
     ensure_nextest()?;
     if args.cargo_args.is_empty() {
-        // First, so that nextest's summary is the run's closing line.
-        step("running the doc tests");
+        phases.start("running the doc tests");
         util::run(
             Command::new("cargo")
                 .current_dir(&root)
                 .args(["test", "--workspace", "--doc"]),
         )?;
     }
-    step("running the test suite (cargo nextest)");
+    phases.start("building the tests (cargo nextest --no-run)");
+    util::run(
+        Command::new("cargo")
+            .current_dir(&root)
+            .args(["nextest", "run", "--workspace", "--no-run"]),
+    )?;
+    phases.start("running the test suite (cargo nextest)");
     util::run(
         Command::new("cargo")
             .current_dir(&root)
             .args(["nextest", "run", "--workspace"])
             .args(&args.cargo_args),
     )
+}
+
+/// How long each phase of the run took.
+#[derive(Default)]
+struct Phases {
+    done: Vec<(String, std::time::Duration)>,
+    current: Option<(String, std::time::Instant)>,
+}
+
+impl Phases {
+    /// End the current phase (if any) and start `name`, with a progress line.
+    fn start(&mut self, name: &str) {
+        self.finish();
+        step(name);
+        self.current = Some((name.to_string(), std::time::Instant::now()));
+    }
+
+    fn finish(&mut self) {
+        if let Some((name, at)) = self.current.take() {
+            self.done.push((name, at.elapsed()));
+        }
+    }
+
+    /// One line per phase, the unfinished one included.
+    fn report(&mut self) {
+        self.finish();
+        let lines: Vec<String> = self
+            .done
+            .iter()
+            .map(|(name, d)| format!("{:>6}s  {name}", d.as_secs()))
+            .collect();
+        eprintln!("==> time per phase:\n{}", lines.join("\n"));
+    }
 }
 
 /// cargo-nextest ships with this kind of machine; install it when it does not.
@@ -95,7 +159,87 @@ fn ensure_nextest() -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
     use std::path::Path;
+    use std::process::Command;
+
+    fn workspace() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// Every package's features as `cargo tree` resolves them over `edges`.
+    fn features(edges: &str) -> BTreeMap<String, String> {
+        let out = Command::new(env!("CARGO"))
+            .current_dir(workspace())
+            .args(["tree", "--workspace", "--prefix", "none", "-f", "{p}|{f}", "-e", edges])
+            .output()
+            .expect("run cargo tree");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (p, f) = l.trim_end_matches(" (*)").split_once('|')?;
+                Some((p.to_string(), f.to_string()))
+            })
+            .collect()
+    }
+
+    /// `cargo test` builds dev-dependencies; a feature only they turn on
+    /// would make the test build compile every crate above it again. The
+    /// `workspace-hack` member turns such features on for every build.
+    #[test]
+    fn workspace_hack_covers_dev_features() {
+        let normal = features("normal,build");
+        let with_dev = features("normal,build,dev");
+        let differ: Vec<String> = with_dev
+            .iter()
+            .filter_map(|(p, f)| {
+                let n = normal.get(p)?;
+                (n != f).then(|| format!("{p}: {n:?} without dev-dependencies, {f:?} with them"))
+            })
+            .collect();
+        assert!(
+            differ.is_empty(),
+            "add these features to tests/workspace-hack/Cargo.toml:\n{}",
+            differ.join("\n")
+        );
+    }
+
+    /// A binary that says `test = false` is not compiled by `cargo test`, so
+    /// it must hold no tests: none in its file, and no module files that could.
+    #[test]
+    fn bins_without_tests_are_not_test_targets() {
+        let out = Command::new(env!("CARGO"))
+            .current_dir(workspace())
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .output()
+            .expect("run cargo metadata");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let meta: serde_yaml::Value = serde_yaml::from_slice(&out.stdout).unwrap(); // JSON is YAML
+        let mut checked = 0;
+        for target in meta["packages"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["targets"].as_sequence().unwrap())
+        {
+            if target["kind"][0] != "bin" || target["test"] != false {
+                continue;
+            }
+            let path = target["src_path"].as_str().unwrap();
+            let source = std::fs::read_to_string(path).unwrap();
+            let has_tests = source.contains("#[test]") || source.contains("#[tokio::test");
+            let module_files = source
+                .lines()
+                .any(|l| l.trim_start().trim_start_matches("pub ").starts_with("mod ") && l.trim_end().ends_with(';'));
+            assert!(
+                !has_tests && !module_files,
+                "{path} has tests or module files: drop `test = false` from its [[bin]]"
+            );
+            checked += 1;
+        }
+        assert!(checked > 0, "no binary says test = false");
+    }
 
     /// A story file whose tests take the harness's `serial()` lock runs them
     /// one after another; nextest must know it (a test group of one thread per

@@ -19,9 +19,13 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Print a progress line for a step of a long operation.
+/// When this task started (the first progress line), for the elapsed time each line shows.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Print a progress line for a step of a long operation, with the time since the task started.
 pub fn step(msg: &str) {
-    eprintln!("==> {msg}");
+    let secs = STARTED.get_or_init(std::time::Instant::now).elapsed().as_secs();
+    eprintln!("==> [{}m{:02}s] {msg}", secs / 60, secs % 60);
 }
 
 /// Run a command, inheriting stdio, and fail with the command line on a non-zero exit.

@@ -963,17 +963,17 @@ impl Registry {
                 Some(n) => ListAt::NotOlderThan(n),
             }
         };
-        if rev > 0 {
-            // A revision etcd compacted away is 410 Expired even when the
-            // cache still holds a snapshot of it (a one-key read at it).
-            self.store.range(&start, &end, rev, 1).await?;
-        }
         let from = String::from_utf8_lossy(&start).into_owned();
         if let Some(view) = self
             .watch_cache
             .view(&self.store, k.storage_resource(), &prefix, &from, at)
             .await
         {
+            if rev > 0 {
+                // A revision etcd compacted away is 410 Expired even when the
+                // cache still holds a snapshot of it (a one-key read at it).
+                self.store.range(&start, &end, rev, 1).await?;
+            }
             return Ok(self.list_from_view(k, &prefix, q, view));
         }
         let mut items = Vec::new();
@@ -1013,9 +1013,7 @@ impl Registry {
             "items": items,
         }))
     }
-}
 
-impl Registry {
     /// A list page from the watch cache: the same filtering, paging and
     /// `continue` tokens as a list from etcd.
     fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View) -> Value {
@@ -1023,11 +1021,13 @@ impl Registry {
         let converts = k.converts_on_read();
         let mut items = Vec::new();
         let mut next: Option<&str> = None;
+        let mut fetched = 0;
         for (key, obj) in view.items.iter().skip(view.offset) {
             if q.limit > 0 && items.len() as i64 == q.limit {
                 next = Some(key);
                 break;
             }
+            fetched += 1;
             if converts {
                 let mut o = Value::clone(obj);
                 k.on_read(&mut o);
@@ -1038,10 +1038,6 @@ impl Registry {
                 items.push(Value::clone(obj));
             }
         }
-        let fetched = match next {
-            Some(key) => view.items.partition_point(|(k, _)| k.as_str() < key) - view.offset,
-            None => view.items.len() - view.offset,
-        };
         crate::metrics::cache_list(prefix, fetched, items.len());
         let mut meta = json!({"resourceVersion": view.revision.to_string()});
         if let Some(key) = next {
