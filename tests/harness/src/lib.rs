@@ -26,7 +26,12 @@
 //! * [`Etcd`] and [`ApiServer`] are usable separately, e.g. two API servers
 //!   on one etcd: `let etcd = Etcd::start().await; let a = ApiServer::start(&etcd, &[]).await;
 //!   let b = ApiServer::start_sharing(&etcd, &a, &[]).await;` (same CA and tokens).
-//! * [`Etcd::etcdctl`] runs etcdctl against the test etcd (e.g. `compact`).
+//! * [`Etcd`] serves TLS only, with client certificates of a CA of its own
+//!   (made per etcd in its temp dir, as `cargo xtask up` serves etcd), so the
+//!   API server gets `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`,
+//!   never `--etcd-allow-insecure`. [`Etcd::etcdctl`] runs etcdctl against
+//!   it with those files (e.g. `compact`); [`Etcd::tls`] hands them to any
+//!   other client.
 //! * On a panicking test, the guards print the tail of each process log.
 //! * [`https`] and [`webhook`] run real HTTPS servers (test CA, recorded
 //!   requests) for admission webhooks and aggregated API servers.
@@ -142,11 +147,113 @@ impl Drop for Reaped {
     }
 }
 
-/// A real etcd in a temp dir on free ports; killed and removed on drop.
+/// A real etcd in a temp dir on free ports, served over TLS with client
+/// certificates of a CA of its own (as `cargo xtask up` serves it); killed
+/// and removed on drop.
 pub struct Etcd {
     child: Child,
     dir: tempfile::TempDir,
     url: String,
+    tls: EtcdTls,
+}
+
+/// The files of a test etcd's own CA: what a client of it needs.
+#[derive(Debug, Clone)]
+pub struct EtcdTls {
+    /// The etcd CA certificate (`--trusted-ca-file`; a client's `--cacert`, `--etcd-cafile`).
+    pub ca: PathBuf,
+    /// A client certificate signed by the etcd CA (`--cert`, `--etcd-certfile`).
+    pub cert: PathBuf,
+    /// Its key (`--key`, `--etcd-keyfile`).
+    pub key: PathBuf,
+    /// etcd's serving (and peer) certificate, for 127.0.0.1 and localhost.
+    server_cert: PathBuf,
+    /// Its key.
+    server_key: PathBuf,
+}
+
+impl EtcdTls {
+    /// Make a CA in `dir` (`ca.crt`), etcd's serving certificate (`server.crt`,
+    /// SANs 127.0.0.1 and localhost, server and client use, also its peer
+    /// certificate as `up`'s is) and a client certificate (`client.crt`,
+    /// CN kube-apiserver-etcd-client, O system:masters), with their keys.
+    fn create(dir: &Path) -> EtcdTls {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+            KeyUsagePurpose, SanType,
+        };
+        let ca_key = KeyPair::generate().expect("etcd CA key");
+        let mut ca_params = CertificateParams::default();
+        ca_params.distinguished_name.push(DnType::CommonName, "etcd-ca");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_cert = ca_params.self_signed(&ca_key).expect("etcd CA certificate");
+        let ca_path = dir.join("ca.crt");
+        std::fs::write(&ca_path, ca_cert.pem()).expect("write etcd ca.crt");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |name: &str, cn: &str, org: Option<&str>, sans: Vec<SanType>, usages| {
+            let key = KeyPair::generate().expect("etcd leaf key");
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, cn);
+            if let Some(org) = org {
+                params.distinguished_name.push(DnType::OrganizationName, org);
+            }
+            params.subject_alt_names = sans;
+            params.extended_key_usages = usages;
+            params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+            let cert = params.signed_by(&key, &issuer).expect("etcd leaf certificate");
+            let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
+            std::fs::write(&cert_path, cert.pem()).expect("write etcd certificate");
+            std::fs::write(&key_path, key.serialize_pem()).expect("write etcd key");
+            (cert_path, key_path)
+        };
+        let (server_cert, server_key) = leaf(
+            "server",
+            "sluice-test-etcd",
+            None,
+            vec![
+                SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+                SanType::DnsName("localhost".try_into().expect("a valid DNS name")),
+            ],
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        );
+        let (cert, key) = leaf(
+            "client",
+            "kube-apiserver-etcd-client",
+            Some("system:masters"),
+            Vec::new(),
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        );
+        EtcdTls {
+            ca: ca_path,
+            cert,
+            key,
+            server_cert,
+            server_key,
+        }
+    }
+
+    /// etcdctl's TLS flags: `--cacert`, `--cert`, `--key`.
+    pub fn etcdctl_args(&self) -> Vec<String> {
+        vec![
+            format!("--cacert={}", self.ca.display()),
+            format!("--cert={}", self.cert.display()),
+            format!("--key={}", self.key.display()),
+        ]
+    }
+
+    /// The API server's TLS flags: `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`.
+    pub fn apiserver_args(&self) -> Vec<String> {
+        vec![
+            format!("--etcd-cafile={}", self.ca.display()),
+            format!("--etcd-certfile={}", self.cert.display()),
+            format!("--etcd-keyfile={}", self.key.display()),
+        ]
+    }
 }
 
 impl Etcd {
@@ -156,10 +263,13 @@ impl Etcd {
             .prefix("sluice-etcd-")
             .tempdir()
             .expect("temp dir");
+        let pki = dir.path().join("pki");
+        std::fs::create_dir(&pki).expect("etcd pki dir");
+        let tls = EtcdTls::create(&pki);
         for _ in 0..5 {
             let (client, peer) = (free_port(), free_port());
-            let url = format!("http://127.0.0.1:{client}");
-            let peer_url = format!("http://127.0.0.1:{peer}");
+            let url = format!("https://127.0.0.1:{client}");
+            let peer_url = format!("https://127.0.0.1:{peer}");
             let log = std::fs::File::create(dir.path().join("etcd.log")).expect("etcd log");
             let mut child = Command::new("etcd")
                 .arg("--name=default")
@@ -169,14 +279,24 @@ impl Etcd {
                 .arg(format!("--listen-peer-urls={peer_url}"))
                 .arg(format!("--initial-advertise-peer-urls={peer_url}"))
                 .arg(format!("--initial-cluster=default={peer_url}"))
+                // TLS with client certificates of its own CA only, towards
+                // clients and peers, as `cargo xtask up` starts etcd.
+                .arg(format!("--cert-file={}", tls.server_cert.display()))
+                .arg(format!("--key-file={}", tls.server_key.display()))
+                .arg("--client-cert-auth")
+                .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                .arg(format!("--peer-cert-file={}", tls.server_cert.display()))
+                .arg(format!("--peer-key-file={}", tls.server_key.display()))
+                .arg("--peer-client-cert-auth")
+                .arg(format!("--peer-trusted-ca-file={}", tls.ca.display()))
                 .arg("--logger=zap")
                 .arg("--log-level=warn")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
                 .expect("etcd is installed (apt-get install etcd-server)");
-            if wait_etcd_ready(&mut child, &url, Duration::from_secs(20)).await {
-                return Etcd { child, dir, url };
+            if wait_etcd_ready(&mut child, &url, &tls, Duration::from_secs(20)).await {
+                return Etcd { child, dir, url, tls };
             }
             kill(&mut child);
             eprintln!("etcd did not start:\n{}", tail(&dir.path().join("etcd.log"), 20));
@@ -185,17 +305,26 @@ impl Etcd {
         panic!("etcd did not start after 5 attempts");
     }
 
-    /// Client URL, e.g. `http://127.0.0.1:23791`.
+    /// Client URL, e.g. `https://127.0.0.1:23791` (TLS; a client needs
+    /// [`Etcd::tls`]'s CA and client certificate).
     pub fn url(&self) -> &str {
         &self.url
     }
 
-    /// Run `etcdctl <args>` against this etcd; returns stdout (panics on failure).
+    /// The etcd CA and the client certificate the harness (etcdctl, the API
+    /// server) reaches this etcd with.
+    pub fn tls(&self) -> &EtcdTls {
+        &self.tls
+    }
+
+    /// Run `etcdctl <args>` against this etcd (over TLS, with the client
+    /// certificate); returns stdout (panics on failure).
     pub fn etcdctl(&self, args: &[&str]) -> String {
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
             .arg("--endpoints")
             .arg(&self.url)
+            .args(self.tls.etcdctl_args())
             .args(args)
             .output()
             .expect("etcdctl runs");
@@ -217,7 +346,7 @@ impl Etcd {
     }
 }
 
-async fn wait_etcd_ready(child: &mut Child, url: &str, timeout: Duration) -> bool {
+async fn wait_etcd_ready(child: &mut Child, url: &str, tls: &EtcdTls, timeout: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if let Ok(Some(_)) = child.try_wait() {
@@ -225,7 +354,9 @@ async fn wait_etcd_ready(child: &mut Child, url: &str, timeout: Duration) -> boo
         }
         let out = Command::new("etcdctl")
             .env("ETCDCTL_API", "3")
-            .args(["--endpoints", url, "--command-timeout=1s", "endpoint", "health"])
+            .args(["--endpoints", url, "--command-timeout=1s"])
+            .args(tls.etcdctl_args())
+            .args(["endpoint", "health"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
@@ -253,6 +384,7 @@ pub struct ApiServer {
     cert_dir: PathBuf,
     token_file: PathBuf,
     etcd_url: String,
+    etcd_tls: EtcdTls,
     port: u16,
     extra_args: Vec<String>,
     kubeconfig: PathBuf,
@@ -261,15 +393,15 @@ pub struct ApiServer {
 impl ApiServer {
     /// Start an API server on `etcd` with its own cert dir and extra `serve` flags.
     pub async fn start(etcd: &Etcd, extra_args: &[&str]) -> ApiServer {
-        Self::start_inner(etcd.url(), None, extra_args).await
+        Self::start_inner(etcd, None, extra_args).await
     }
 
     /// Start a second API server on `etcd` sharing `other`'s CA and tokens.
     pub async fn start_sharing(etcd: &Etcd, other: &ApiServer, extra_args: &[&str]) -> ApiServer {
-        Self::start_inner(etcd.url(), Some((&other.cert_dir, &other.token_file)), extra_args).await
+        Self::start_inner(etcd, Some((&other.cert_dir, &other.token_file)), extra_args).await
     }
 
-    async fn start_inner(etcd_url: &str, share: Option<(&PathBuf, &PathBuf)>, extra_args: &[&str]) -> ApiServer {
+    async fn start_inner(etcd: &Etcd, share: Option<(&PathBuf, &PathBuf)>, extra_args: &[&str]) -> ApiServer {
         let dir = tempfile::Builder::new()
             .prefix("sluice-apiserver-")
             .tempdir()
@@ -309,7 +441,8 @@ impl ApiServer {
             dir,
             cert_dir,
             token_file,
-            etcd_url: etcd_url.to_string(),
+            etcd_url: etcd.url().to_string(),
+            etcd_tls: etcd.tls().clone(),
             port,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             kubeconfig,
@@ -331,8 +464,8 @@ impl ApiServer {
         let child = Command::new(workspace_bin("apiserver"))
             .arg("serve")
             .args(["--etcd-servers", &self.etcd_url, "--bind-address", "127.0.0.1"])
-            // The harness's own etcd is plain HTTP on loopback.
-            .arg("--etcd-allow-insecure")
+            // The harness's etcd speaks TLS and wants a client certificate of its CA.
+            .args(self.etcd_tls.apiserver_args())
             .args(["--secure-port", &self.port.to_string()])
             .arg("--cert-dir")
             .arg(&self.cert_dir)
@@ -705,5 +838,45 @@ where
             "timed out after {timeout:?} waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// etcdctl against `etcd` with `tls` flags; whether it answered.
+    fn etcdctl_health(url: &str, tls: &[String]) -> bool {
+        Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", url, "--dial-timeout=1s", "--command-timeout=1s"])
+            .args(tls)
+            .args(["endpoint", "health"])
+            .output()
+            .expect("etcdctl runs")
+            .status
+            .success()
+    }
+
+    #[tokio::test]
+    async fn etcd_speaks_tls_with_client_certificates_of_its_own_ca_only() {
+        let etcd = Etcd::start().await;
+        assert!(etcd.url().starts_with("https://127.0.0.1:"), "{}", etcd.url());
+        assert!(etcdctl_health(etcd.url(), &etcd.tls().etcdctl_args()));
+        // Plain HTTP on the same port is no etcd.
+        assert!(!etcdctl_health(&etcd.url().replace("https://", "http://"), &[]));
+        // TLS without a client certificate is refused.
+        let ca_only = [format!("--cacert={}", etcd.tls().ca.display())];
+        assert!(!etcdctl_health(etcd.url(), &ca_only));
+        // So is a client certificate of another etcd's CA.
+        let other = Etcd::start().await;
+        let foreign = [
+            format!("--cacert={}", etcd.tls().ca.display()),
+            format!("--cert={}", other.tls().cert.display()),
+            format!("--key={}", other.tls().key.display()),
+        ];
+        assert!(!etcdctl_health(etcd.url(), &foreign));
+        etcd.etcdctl(&["put", "/k", "v"]);
+        assert_eq!(etcd.etcdctl(&["get", "/k", "--print-value-only"]).trim(), "v");
     }
 }

@@ -157,7 +157,19 @@ async fn main() -> anyhow::Result<()> {
         "==> baseline: {} direct etcd puts/gets from {} clients",
         args.pods, args.clients
     );
-    let etcd = etcd_client::Client::connect([cp.etcd.url()], None).await?;
+    // The harness's etcd speaks TLS with client certificates of its own CA.
+    let tls = cp.etcd.tls();
+    let etcd_tls = etcd_client::TlsOptions::new()
+        .ca_certificate(etcd_client::Certificate::from_pem(std::fs::read(&tls.ca)?))
+        .identity(etcd_client::Identity::from_pem(
+            std::fs::read(&tls.cert)?,
+            std::fs::read(&tls.key)?,
+        ));
+    let etcd = etcd_client::Client::connect(
+        [cp.etcd.url()],
+        Some(etcd_client::ConnectOptions::new().with_tls(etcd_tls)),
+    )
+    .await?;
     let body = Arc::new(serde_json::to_vec(&pod(0))?);
     let e = etcd.clone();
     let b = body.clone();
@@ -344,7 +356,7 @@ async fn main() -> anyhow::Result<()> {
     let report = format!(
         "# API server benchmark\n\n\
 Command: `cargo xtask bench apiserver` ({} pods, {} concurrent clients, {} watchers, paced writes {}/s for {} s).\n\
-Machine: 2 cores shared by etcd {}, the API server (release build) and the clients; HTTPS with bearer tokens.\n\
+Machine: 2 cores shared by etcd {}, the API server (release build) and the clients; HTTPS with bearer tokens, etcd over TLS with client certificates (the baseline too).\n\
 Not a test: figures vary with load on the machine.\n\n\
 ## Throughput and latency (ms)\n\n\
 | operation | count | throughput | p50 | p99 | errors |\n|---|---|---|---|---|---|\n\
