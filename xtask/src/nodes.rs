@@ -6,7 +6,8 @@
 //! `containerd/` (the [`ContainerdLayout`]: config, registry hosts, socket,
 //! root, state, runc root, CNI dirs with `sluice-cni`), `noded/` (noded's state: IPAM, volumes,
 //! the node network socket) and `kubeconfig` (the node's credential, pointing
-//! at the API server's address on the bridge). Its pid and log files are
+//! at the API server's address on the bridge: noded writes it when it joins
+//! with the bootstrap token `up` makes for it, and renews its certificate). Its pid and log files are
 //! `run/<node>-containerd.pid`, `run/<node>-noded.pid` and the same under
 //! `logs/`. `noded` pins its eBPF objects under `/sys/fs/bpf/sluice/<node>`.
 //!
@@ -38,7 +39,7 @@ pub struct NodeSpec<'a> {
     pub bin_dir: &'a Path,
     /// `$SLUICE_HOME`.
     pub home: &'a Path,
-    /// Cluster CA directory (issues the node's client certificate).
+    /// Cluster CA directory (`ca.crt`: what a joining noded trusts).
     pub pki: &'a Path,
     /// The API server URL as the nodes reach it (the bridge address).
     pub apiserver_url: String,
@@ -158,23 +159,17 @@ pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
         ctr_answers(&socket)
     })?;
 
-    // The node's credential: a client certificate for system:node:<name>.
+    // The node's credential: noded joins as a user's machine does (`ctl node
+    // join-command`), with a bootstrap token bound to this node; the
+    // controller-manager approves and signs its client certificate request,
+    // and noded writes the kubeconfig (kept for later starts).
     let kubeconfig = dirs.kubeconfig();
-    if !kubeconfig.exists() {
-        step(&format!("issuing the node credential of {node}"));
-        crate::util::run(
-            Command::new(spec.bin_dir.join("apiserver"))
-                .arg("kubeconfig")
-                .arg("--cert-dir")
-                .arg(spec.pki)
-                .arg("--server")
-                .arg(&spec.apiserver_url)
-                .args(["--user", &format!("system:node:{node}"), "--group", "system:nodes"])
-                .arg("--out")
-                .arg(&kubeconfig)
-                .stdout(Stdio::null()),
-        )?;
-    }
+    let join = if kubeconfig.exists() {
+        None
+    } else {
+        step(&format!("making a bootstrap token for {node} to join with"));
+        Some(bootstrap_token(spec.admin_kubeconfig, &node)?)
+    };
 
     let noded = noded_name(&node);
     // A Node object from an earlier run may still say Ready: wait for a heartbeat from this noded.
@@ -195,6 +190,11 @@ pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
                 format!("--cluster-cidr={}", spec.cluster_cidr),
                 format!("--cluster-dns={}", spec.cluster_dns),
             ];
+            if let Some((_, token)) = &join {
+                args.push(format!("--bootstrap-token={token}"));
+                args.push(format!("--apiserver={}", spec.apiserver_url));
+                args.push(format!("--ca-file={}", spec.pki.join("ca.crt").display()));
+            }
             args.extend(noded_args(spec.noded_args));
             let mut d = Daemon::new(&noded, spec.bin_dir.join("noded"), args);
             d.netns = Some(node.clone());
@@ -207,7 +207,75 @@ pub fn up(spec: &NodeSpec, files: &Files) -> Result<()> {
     };
     files.wait_until(&noded, pid, "noded", Duration::from_secs(120), || {
         node_ready(spec.admin_kubeconfig, &node, &since)
-    })
+    })?;
+    if let Some((secret, _)) = join {
+        // Used once: noded has its certificate now and renews it itself.
+        let _ = kubectl(spec.admin_kubeconfig)
+            .args(["-n", "kube-system", "delete", "secret", &secret, "--ignore-not-found"])
+            .stdout(Stdio::null())
+            .status();
+    }
+    Ok(())
+}
+
+fn kubectl(kubeconfig: &Path) -> Command {
+    let mut c = Command::new("kubectl");
+    c.arg("--kubeconfig").arg(kubeconfig);
+    c
+}
+
+/// Store a bootstrap token bound to `node` (valid an hour) the way `ctl
+/// node token create` does; returns (its Secret's name, `<id>.<secret>`).
+fn bootstrap_token(admin_kubeconfig: &Path, node: &str) -> Result<(String, String)> {
+    let mut bytes = [0u8; 22];
+    {
+        use std::io::Read;
+        fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut bytes))
+            .context("reading /dev/urandom")?;
+    }
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let text: String = bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    let (id, secret) = text.split_at(6);
+    let expiration = Command::new("date")
+        .args(["-u", "-d", "+1 hour", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .context("running date")?;
+    let expiration = String::from_utf8_lossy(&expiration.stdout).trim().to_string();
+    let name = format!("bootstrap-token-{id}");
+    // JSON is YAML; every value here is plain ASCII without quotes.
+    let manifest = format!(
+        r#"{{"apiVersion": "v1", "kind": "Secret",
+ "metadata": {{"name": "{name}", "namespace": "kube-system",
+   "annotations": {{"bootstrap.sluice.dev/node-name": "{node}"}}}},
+ "type": "bootstrap.kubernetes.io/token",
+ "stringData": {{"description": "made by cargo xtask up for node {node}",
+   "token-id": "{id}", "token-secret": "{secret}", "expiration": "{expiration}",
+   "usage-bootstrap-authentication": "true"}}}}"#
+    );
+    let mut child = kubectl(admin_kubeconfig)
+        .args(["create", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("running kubectl")?;
+    {
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .context("kubectl stdin")?
+            .write_all(manifest.to_string().as_bytes())?;
+    }
+    let status = child.wait()?;
+    anyhow::ensure!(
+        status.success(),
+        "kubectl create of the bootstrap token for {node} failed"
+    );
+    Ok((name, format!("{id}.{secret}")))
 }
 
 /// Disk-based eviction signals switched off on these nodes: they share the

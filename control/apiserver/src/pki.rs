@@ -86,26 +86,6 @@ impl ClusterCa {
         Issuer::new(ca_params(), &self.key)
     }
 
-    /// Sign a node's certificate request (PEM) as its client certificate:
-    /// CN `system:node:<node>`, O `system:nodes`, valid for `seconds`; only
-    /// the request's public key is taken from it. Returns the certificate PEM.
-    pub fn sign_node_client(&self, csr_pem: &str, node: &str, seconds: i64) -> Result<String> {
-        let mut csr =
-            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).context("parsing the certificate request")?;
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("system:node:{node}"));
-        params.distinguished_name.push(DnType::OrganizationName, "system:nodes");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::minutes(5);
-        params.not_after = now + time::Duration::seconds(seconds);
-        csr.params = params;
-        Ok(csr.signed_by(&self.issuer())?.pem())
-    }
-
     /// Sign a node's certificate request (PEM) as its serving certificate
     /// (signer `kubernetes.io/kubelet-serving`): CN `system:node:<node>`, O
     /// `system:nodes`, server auth, exactly the SANs given (already checked

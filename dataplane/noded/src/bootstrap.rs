@@ -5,12 +5,12 @@
 //! `--ca-file <cluster CA>`. In the second case noded makes a key pair, sends a
 //! certificate request for `CN=system:node:<name>, O=system:nodes` (signer
 //! `kubernetes.io/kube-apiserver-client-kubelet`) authenticated by the token,
-//! receives the signed certificate — in the answer (the API server approves
-//! node requests made with a bootstrap token at once) or, when the request
-//! is left Pending, by watching it until the controllers or a human approve
-//! and sign it (a `Denied` or `Failed` request is an error naming its
-//! reason) — and writes the kubeconfig, which every later start uses, so
-//! the token is needed once.
+//! watches the request until the controllers (csrapproving as `nodeclient`,
+//! then csrsigning) or a human approve and sign it (a `Denied` or `Failed`
+//! request is an error naming its reason), and writes the kubeconfig, which
+//! every later start uses: the token is needed once, and again only if the
+//! node's certificate expired while noded was down (`client_cert` renews it
+//! while noded runs).
 
 use base64::Engine;
 use std::path::{Path, PathBuf};
@@ -70,9 +70,8 @@ pub const CERTIFICATE_WAIT: std::time::Duration = std::time::Duration::from_secs
 /// was `Denied` or `Failed` (with the condition's reason and message),
 /// deleted, or not signed within `wait`.
 ///
-/// The API server may answer with the certificate already set (its
-/// shortcut for a joining node's and for serving requests, see its
-/// `node_certs`); otherwise the request is watched until the controllers
+/// The API server may answer with the certificate already set (it signs a
+/// node's serving requests itself, see its `node_certs`); otherwise the request is watched until the controllers
 /// (csrapproving, csrsigning) or a human decide it — no polling.
 pub async fn request_certificate(
     client: &kube::Client,
@@ -194,14 +193,47 @@ pub fn kubeconfig_text(server: &str, ca_pem: &str, user: &str, credential: serde
     .to_string()
 }
 
-/// Make sure `kubeconfig` exists, joining with `bootstrap` when it does not.
+/// The signer of node client certificates.
+pub const NODE_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+/// The usages a node client certificate request asks for (the kubelet's).
+pub const NODE_CLIENT_USAGES: &[&str] = &["digital signature", "key encipherment", "client auth"];
+
+/// A node client certificate request for `node_name` with a new key:
+/// (request PEM, key PEM).
+pub fn client_request(node_name: &str) -> Result<(String, String), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("system:node:{node_name}"));
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:nodes");
+    Ok((params.serialize_request(&key)?.pem()?, key.serialize_pem()))
+}
+
+/// Whether the client certificate of the kubeconfig at `path` has expired
+/// (false when it has none or it cannot be read: the client will say why).
+fn expired(path: &Path) -> bool {
+    let Ok(Some(identity)) = crate::client_cert::kubeconfig_identity(path) else {
+        return false;
+    };
+    crate::serving_cert::lifetime_point(&identity.cert_pem, 1.0).is_some_and(|at| at <= std::time::SystemTime::now())
+}
+
+/// Make sure `kubeconfig` exists, joining with `bootstrap` when it does not,
+/// or when its client certificate has expired and a bootstrap token is given
+/// (the kubelet falls back to its bootstrap kubeconfig the same way).
 pub async fn ensure_kubeconfig(
     kubeconfig: &Path,
     node_name: &str,
     bootstrap: Option<&BootstrapConfig>,
 ) -> Result<(), BootstrapError> {
     if kubeconfig.exists() {
-        return Ok(());
+        if bootstrap.is_none() || !expired(kubeconfig) {
+            return Ok(());
+        }
+        tracing::warn!(kubeconfig = %kubeconfig.display(), "the node client certificate has expired: joining again with the bootstrap token");
     }
     let Some(bootstrap) = bootstrap else {
         return Err(BootstrapError::NoCredential(kubeconfig.to_path_buf()));
@@ -221,19 +253,13 @@ pub async fn ensure_kubeconfig(
     let client = kube::Client::try_from(config)?;
 
     let user = format!("system:node:{node_name}");
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(rcgen::DnType::CommonName, user.as_str());
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    let request_pem = params.serialize_request(&key)?.pem()?;
+    let (request_pem, key_pem) = client_request(node_name)?;
     let cert_pem = request_certificate(
         &client,
         &format!("node-csr-{node_name}-"),
         &request_pem,
-        "kubernetes.io/kube-apiserver-client-kubelet",
-        &["digital signature", "key encipherment", "client auth"],
+        NODE_CLIENT_SIGNER,
+        NODE_CLIENT_USAGES,
         CERTIFICATE_WAIT,
     )
     .await?
@@ -242,7 +268,7 @@ pub async fn ensure_kubeconfig(
         &bootstrap.apiserver,
         &ca_pem,
         &user,
-        serde_json::json!({"client-certificate-data": b64(cert_pem.as_bytes()), "client-key-data": b64(key.serialize_pem().as_bytes())}),
+        serde_json::json!({"client-certificate-data": b64(cert_pem.as_bytes()), "client-key-data": b64(key_pem.as_bytes())}),
     );
     write_private(kubeconfig, &text)?;
     tracing::info!(kubeconfig = %kubeconfig.display(), user, "joined the cluster: node client certificate issued");
@@ -250,7 +276,7 @@ pub async fn ensure_kubeconfig(
 }
 
 /// Write `text` to `path` (mode 0600) through a temporary file, so a crash never leaves half a kubeconfig.
-fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), BootstrapError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -15,7 +15,8 @@
 //! - [`cri`]: the CRI v1 client over containerd's unix socket; [`labels`] map runtime objects to Pods;
 //! - [`log_server`]: the HTTPS endpoint the API server reads container logs from, with the
 //!   cluster CA's [`serving_cert`];
-//!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig);
+//!   [`bootstrap`]: joining with a bootstrap token (node client certificate -> kubeconfig),
+//!   [`client_cert`]: the API client presenting that certificate, rotated before it expires;
 //!   [`node_api`]: the kubelet's monitoring endpoints on the same port ([`stats`]: cgroup usage of
 //!   the node, pods and containers; [`resource_metrics`], [`kubelet_metrics`]);
 //! - [`network`]: the node's data plane (eBPF datapath, Service proxy, node routes);
@@ -27,6 +28,7 @@
 pub mod backoff;
 pub mod bootstrap;
 pub mod cgroups;
+pub mod client_cert;
 pub mod cluster_dns;
 pub mod cni_config;
 pub mod container_setup;

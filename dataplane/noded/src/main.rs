@@ -118,7 +118,16 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("serving the node network service on {}", noded_socket.display()))?;
 
     sluice_noded::bootstrap::ensure_kubeconfig(&args.kubeconfig, &args.node_name, args.join.config().as_ref()).await?;
-    let client = sluice_kube::client::client(Some(&args.kubeconfig)).await?;
+    let (client, identity) = sluice_noded::client_cert::client(&args.kubeconfig).await?;
+    let _rotation = identity.map(|(identity, current)| {
+        tokio::spawn(sluice_noded::client_cert::keep_rotated(
+            client.clone(),
+            identity,
+            args.kubeconfig.clone(),
+            args.node_name.clone(),
+            current,
+        ))
+    });
     let _logs = sluice_noded::log_server::start_or_warn(
         &args.kubeconfig,
         client.clone(),

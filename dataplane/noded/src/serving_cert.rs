@@ -126,12 +126,25 @@ pub fn certified_key(cert: &ServingCert) -> Result<CertifiedKey, ServingCertErro
 /// When the certificate in `cert_pem` should be renewed: 80% of the way
 /// from its notBefore to its notAfter.
 pub fn renew_at(cert_pem: &str) -> Option<SystemTime> {
+    lifetime_point(cert_pem, 0.8)
+}
+
+/// The moment `fraction` of the way from the notBefore of the certificate
+/// in `cert_pem` to its notAfter (1.0: its expiry).
+pub fn lifetime_point(cert_pem: &str, fraction: f64) -> Option<SystemTime> {
+    let (from, to) = validity(cert_pem)?;
+    Some(from + to.duration_since(from).ok()?.mul_f64(fraction.clamp(0.0, 1.0)))
+}
+
+/// The notBefore and notAfter of the certificate in `cert_pem`.
+pub fn validity(cert_pem: &str) -> Option<(SystemTime, SystemTime)> {
     let (_, block) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).ok()?;
     let cert = block.parse_x509().ok()?;
-    let from = cert.validity().not_before.timestamp();
-    let to = cert.validity().not_after.timestamp();
-    let at = from + (to - from) * 4 / 5;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).ok()?))
+    let at = |t: i64| Some(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).ok()?));
+    Some((
+        at(cert.validity().not_before.timestamp())?,
+        at(cert.validity().not_after.timestamp())?,
+    ))
 }
 
 /// The serving certificate of a running endpoint, replaceable while it

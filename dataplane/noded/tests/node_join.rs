@@ -4,10 +4,12 @@
 //! command line with `ctl node join-command`); the token alone can do nothing
 //! but ask for a node certificate; noded's join (`bootstrap::ensure_kubeconfig`,
 //! what `noded --bootstrap-token` runs) trades it for a client certificate and
-//! writes the kubeconfig the node then works with. Expired or wrong tokens are
-//! refused.
+//! writes the kubeconfig the node then works with, once the controller-manager's
+//! csrapproving and csrsigning have approved and signed its request. A
+//! request for anything but a node is stored but never approved. Expired or
+//! wrong tokens are refused.
 //!
-//! Run `cargo build -p sluice-apiserver -p sluice-ctl` first (same target dir).
+//! Run `cargo build -p sluice-apiserver -p sluice-ctl -p sluice-controllers` first (same target dir).
 
 use base64::Engine;
 use k8s_openapi::api::core::v1::Node;
@@ -63,6 +65,16 @@ async fn a_new_node_joins_with_a_bootstrap_token() {
     let empty = dir.path().join("empty.kubeconfig");
     std::fs::write(&empty, "").unwrap();
     let ca_file = cp.apiserver.cert_dir().join("ca.crt");
+    let ca_key = cp.apiserver.cert_dir().join("ca.key");
+    let _cm = sluice_tests::controllers::ControllerManager::start(
+        cp.kubeconfig_path(),
+        "cm-join",
+        &[
+            "--controllers=csrapproving,csrsigning",
+            &format!("--cluster-signing-cert-file={}", ca_file.display()),
+            &format!("--cluster-signing-key-file={}", ca_key.display()),
+        ],
+    );
 
     // The administrator makes a token; it is stored the Kubernetes way.
     let out = run(ctl(&cp, &["node", "token", "create", "--ttl", "1h"])).await;
@@ -110,19 +122,15 @@ async fn a_new_node_joins_with_a_bootstrap_token() {
         .pem()
         .unwrap();
     let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": "sneaky"},
-        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(request), "signerName": "kubernetes.io/kube-apiserver-client-kubelet"}});
+        "spec": {"request": base64::engine::general_purpose::STANDARD.encode(request), "signerName": "kubernetes.io/kube-apiserver-client-kubelet", "usages": ["digital signature", "client auth"]}});
     let r = cp
         .apiserver
         .with_token(&token)
         .await
         .post("/apis/certificates.k8s.io/v1/certificatesigningrequests", &csr)
         .await;
-    assert_eq!(r.status, 422, "{}", r.text());
-    assert!(
-        r.json()["message"].as_str().unwrap().contains("system:node:<nodeName>"),
-        "{}",
-        r.text()
-    );
+    assert_eq!(r.status, 201, "stored, for the controllers to judge: {}", r.text());
+    assert!(r.json().pointer("/status/certificate").is_none(), "{}", r.text());
 
     // noded joins: its node certificate lands in a private kubeconfig and works.
     let kubeconfig = dir.path().join("node1/noded.kubeconfig");
@@ -161,6 +169,38 @@ async fn a_new_node_joins_with_a_bootstrap_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The controllers approved the node's request, as the token's user, and
+    // left the request for `admin` alone.
+    let out = run({
+        let mut c = cp.kubectl();
+        c.args([
+            "get",
+            "csr",
+            "-o",
+            r#"jsonpath={range .items[*]}{.metadata.name} {.spec.username} {.status.conditions[0].reason} {.status.certificate}{"\n"}{end}"#,
+        ]);
+        c
+    })
+    .await;
+    let csrs = String::from_utf8_lossy(&out.stdout).into_owned();
+    let joined = csrs
+        .lines()
+        .find(|l| l.starts_with("node-csr-node1-"))
+        .unwrap_or_else(|| panic!("the node's request is listed: {csrs}"));
+    let fields: Vec<&str> = joined.split(' ').collect();
+    assert_eq!(fields[1], format!("system:bootstrap:{id}"), "{joined}");
+    assert_eq!(fields[2], "AutoApproved", "{joined}");
+    assert!(!fields[3].is_empty(), "issued: {joined}");
+    let sneaky = csrs
+        .lines()
+        .find(|l| l.starts_with("sneaky "))
+        .expect("sneaky is listed");
+    assert_eq!(
+        sneaky.trim_end(),
+        format!("sneaky system:bootstrap:{id}"),
+        "never approved: {csrs}"
+    );
+
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
     assert!(
         !text.contains(&token),

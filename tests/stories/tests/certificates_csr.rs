@@ -5,9 +5,10 @@
 //! controller with the cluster CA):
 //! * `kubectl get csr` lists the node's serving certificate request
 //!   (`kubernetes.io/kubelet-serving`, requested by `system:node:<name>`)
-//!   as `Approved,Issued` (`xtask up` writes nodes' client certificates
-//!   itself, so no client CSR shows here; `security_nodes` requests one
-//!   with a bootstrap token);
+//!   as `Approved,Issued`, and its join request (`xtask up` joins nodes
+//!   with a bootstrap token bound to them): signer
+//!   `kubernetes.io/kube-apiserver-client-kubelet`, REQUESTOR
+//!   `system:bootstrap:<token id>`, `Approved,Issued` by the controllers;
 //! * a user's request (openssl, CN `jane`, O `qa`, signer
 //!   `kubernetes.io/kube-apiserver-client`, 600 s) shows REQUESTOR the
 //!   administrator, REQUESTEDDURATION `10m` and stays `Pending`;
@@ -141,6 +142,27 @@ fn certificate_signing_requests_are_approved_denied_and_issued() {
         .unwrap_or_else(|| panic!("the node's serving CSR in:\n{listed}"));
     assert!(serving.contains(&format!("system:node:{node}")), "{serving}");
     assert!(serving.ends_with("Approved,Issued"), "{serving}");
+    let joined = listed
+        .lines()
+        .find(|l| l.starts_with(&format!("node-csr-{node}-")))
+        .unwrap_or_else(|| panic!("the node's join request in:\n{listed}"));
+    assert!(
+        joined.contains("kubernetes.io/kube-apiserver-client-kubelet"),
+        "{joined}"
+    );
+    assert!(joined.contains(" system:bootstrap:"), "{joined}");
+    assert!(joined.ends_with("Approved,Issued"), "{joined}");
+    let reason = cluster.kubectl_ok(&[
+        "get",
+        "csr",
+        joined.split_whitespace().next().unwrap_or_default(),
+        "-o",
+        "jsonpath={.status.conditions[0].reason}: {.status.conditions[0].message}",
+    ]);
+    assert_eq!(
+        reason,
+        "AutoApproved: Auto approving kubelet client certificate after SubjectAccessReview."
+    );
 
     // A user's request stays Pending until approved.
     let dir = tempfile::tempdir().expect("temp dir");

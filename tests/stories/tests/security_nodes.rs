@@ -16,8 +16,8 @@
 //!   may label itself otherwise;
 //! * node 1 cannot update the status of a pod bound to node 2;
 //! * a bootstrap token issued for node 1 (Secret annotation
-//!   `bootstrap.sluice.dev/node-name`) gets a client certificate for node 1
-//!   and a 403 for node 2;
+//!   `bootstrap.sluice.dev/node-name`) gets a 403 for node 2, and its
+//!   request for node 1 is approved and signed by the controllers;
 //! * the scheduler and the controller-manager ran as `system:kube-scheduler`
 //!   and `system:kube-controller-manager` (their kubeconfigs in the cluster's
 //!   home) without a single 403 in their logs.
@@ -256,7 +256,18 @@ stringData:
     assert!(body.contains(&format!("bound to node \\\"{n1}\\\"")), "{body}");
     let (code, body) = request_certificate(&cluster, server.trim(), token, &n1);
     assert_eq!(code, 201, "a token for node 1 asks for node 1: {body}");
-    assert!(body.contains("\"certificate\""), "{body}");
+    // The controllers approve (nodeclient) and sign it.
+    let created: serde_json::Value = serde_json::from_str(&body).expect("a CSR");
+    let name = created["metadata"]["name"].as_str().expect("named").to_string();
+    let issued = wait_for(Duration::from_secs(30), || {
+        let cert = cluster.kubectl_ok(&["get", "csr", &name, "-o", "jsonpath={.status.certificate}"]);
+        (!cert.is_empty()).then_some(())
+    });
+    assert!(
+        issued.is_some(),
+        "node 1's request was not issued: {}",
+        cluster.kubectl_ok(&["get", "csr"])
+    );
 
     // The scheduler and the controller-manager run under their own names,
     // and the bootstrap roles cover what they did here: no 403 in their logs.

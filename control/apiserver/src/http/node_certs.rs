@@ -1,39 +1,34 @@
-//! Node certificates: the client certificate a joining node gets with its
-//! bootstrap token, and the serving certificate of its HTTPS endpoint
-//! (logs, exec, attach, port-forward).
+//! Node certificates: the requests a joining node makes with its bootstrap
+//! token, and the serving certificate of a node's HTTPS endpoint (logs,
+//! exec, attach, port-forward).
 //!
 //! CertificateSigningRequests are stored objects (`kinds::certificatesigningrequest`:
 //! `kubectl get csr`, `kubectl certificate approve|deny`, the `/approval` and
 //! `/status` subresources). Every request goes to the generic handlers
 //! (passed in by the server) and stays Pending for the controller-manager —
 //! csrapproving approves node client requests whose requester may have them
-//! (a SubjectAccessReview for `certificatesigningrequests/nodeclient` or
-//! `/selfnodeclient`), csrsigning signs approved requests of the built-in
-//! signers — or for a human, except the two shortcuts below.
+//! (a SubjectAccessReview for `certificatesigningrequests/nodeclient`, a
+//! node joining with a bootstrap token, or `/selfnodeclient`, a node
+//! renewing its own), csrsigning signs approved requests of the built-in
+//! signers — or for a human, as in Kubernetes. This module adds two things
+//! in front of that create:
 //!
-//! Shortcuts, taken in this POST: a bootstrap-token user's
-//! `kubernetes.io/kube-apiserver-client-kubelet` request (a node joining)
-//! and every `kubernetes.io/kubelet-serving` request are checked against the
-//! rules below, signed with the cluster CA the API server holds and stored
-//! already `Approved` (reason `AutoApproved`) with `status.certificate` set,
-//! answering with it, so a joining node never waits for a controller (and
-//! joins where no controller-manager runs). Kubernetes instead leaves them
-//! Pending for csrapproving and csrsigning (serving requests for a human);
-//! moving them onto that path (noded watching for its certificate, client
-//! certificate rotation) is the remaining step of issue 14 item 2. A node
-//! renewing its own client certificate, or an administrator asking for one,
-//! takes the controllers' path.
+//! - A bootstrap token bound to a node name (see `bootstrap_token`) may
+//!   only ask for that node's client certificate: 403 otherwise.
+//! - A `kubernetes.io/kubelet-serving` request is decided in this POST:
+//!   checked against the rules below, signed with the cluster CA the API
+//!   server holds and stored already `Approved` (reason `AutoApproved`)
+//!   with `status.certificate` set, answering with it. Kubernetes has no
+//!   built-in approver for serving requests (a human or an external
+//!   approver decides); Sluice approves the node's own, so a node's HTTPS
+//!   endpoint comes up with it.
 //!
-//! Shortcut rules. Both signers need exactly CN `system:node:<name>`, O
-//! `system:nodes` (Kubernetes' `IsKubeletClientCSR`/`IsKubeletServingCSR`).
-//! Client certificates: a bootstrap token bound to a node name (see
-//! `bootstrap_token`) only for that node (403 otherwise). Serving
-//! certificates: only DNS and IP SANs (at least one), usages within digital
-//! signature, key encipherment and server auth (server auth required), and
-//! the requester must be the node itself or an administrator — a bootstrap
-//! token cannot get one. Kubernetes leaves serving CSRs to a human or an
-//! external approver; Sluice approves the node's own, without checking its
-//! SANs against the Node's addresses (a node could claim another node's
+//! Serving rules: exactly CN `system:node:<name>`, O `system:nodes`
+//! (Kubernetes' `IsKubeletServingCSR`), only DNS and IP SANs (at least
+//! one), usages within digital signature, key encipherment and server auth
+//! (server auth required), and the requester must be the node itself or an
+//! administrator — a bootstrap token cannot get one. The SANs are not
+//! checked against the Node's addresses (a node could claim another node's
 //! address).
 
 use axum::body::Body;
@@ -209,12 +204,13 @@ where
         return ApiError::unauthorized().into_response();
     };
     let bootstrapper = user.groups.iter().any(|g| g == BOOTSTRAPPERS);
-    let shortcut = match signer.as_deref() {
-        Some(NODE_SERVING_SIGNER) => true,
-        Some(NODE_CLIENT_SIGNER) => bootstrapper,
-        _ => false,
-    };
-    if !shortcut {
+    if signer.as_deref() == Some(NODE_CLIENT_SIGNER) && bootstrapper {
+        // A node joining: its token may be bound to one node name.
+        if let Err(e) = check_bound_node(&user, &bytes) {
+            return e.into_response();
+        }
+    }
+    if signer.as_deref() != Some(NODE_SERVING_SIGNER) {
         // A plain create of the stored kind, left Pending for the
         // controllers (csrapproving, csrsigning) or a human.
         let req = Request::from_parts(parts, Body::from(bytes));
@@ -236,6 +232,57 @@ where
 /// Largest CertificateSigningRequest body read (the limit of every API body).
 const MAX_CSR_BYTES: usize = 3 * 1024 * 1024;
 
+/// The PEM request of a CSR body and its DER, or a 422 on `spec.request`.
+fn request_pem(csr: &Value, name: &str) -> ApiResult<(String, Vec<u8>)> {
+    let request_b64 = csr.pointer("/spec/request").and_then(Value::as_str).unwrap_or_default();
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(request_b64)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            invalid(
+                name,
+                "spec.request",
+                "Invalid value: must be a base64-encoded PEM certificate request",
+            )
+        })?;
+    let der = rustls_pemfile::csr(&mut pem.as_bytes()).ok().flatten().ok_or_else(|| {
+        invalid(
+            name,
+            "spec.request",
+            "Invalid value: no PEM \"CERTIFICATE REQUEST\" block",
+        )
+    })?;
+    Ok((pem, der.as_ref().to_vec()))
+}
+
+/// A bootstrap-token user's node client request: 403 when its token is
+/// bound to another node (see `bootstrap_token`). Anything else (a
+/// malformed body, a subject that is no node) is left to the create and to
+/// the controllers, which never approve it.
+fn check_bound_node(user: &UserInfo, bytes: &[u8]) -> ApiResult<()> {
+    let Some(bound) = bootstrap_token::bound_node(&user.groups) else {
+        return Ok(());
+    };
+    let Ok(csr) = serde_json::from_slice::<Value>(bytes) else {
+        return Ok(());
+    };
+    let Ok((_, der)) = request_pem(&csr, "") else {
+        return Ok(());
+    };
+    let Ok(node) = node_subject(&der) else {
+        return Ok(());
+    };
+    if node == bound {
+        return Ok(());
+    }
+    tracing::info!(node, bound, requester = %user.name, "refused a node client certificate request for another node");
+    Err(ApiError::access_denied(format!(
+        "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a client certificate for node {node:?}: its bootstrap token is bound to node {bound:?}",
+        user.name
+    )))
+}
+
 async fn create_inner(state: &AppState, user: UserInfo, bytes: &[u8]) -> ApiResult<Value> {
     let signer = &state.node_certs;
     let mut csr: Value = serde_json::from_slice(bytes)
@@ -253,80 +300,27 @@ async fn create_inner(state: &AppState, user: UserInfo, bytes: &[u8]) -> ApiResu
             }
         },
     };
-    let signer_name = csr
-        .pointer("/spec/signerName")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let serving = match signer_name {
-        NODE_CLIENT_SIGNER => false,
-        NODE_SERVING_SIGNER => true,
-        _ => {
-            return Err(invalid(
-                &name,
-                "spec.signerName",
-                format!(
-                    "Unsupported value: {signer_name:?}: supported values: \"{NODE_CLIENT_SIGNER}\", \"{NODE_SERVING_SIGNER}\""
-                ),
-            ))
-        }
-    };
-    let request_b64 = csr.pointer("/spec/request").and_then(Value::as_str).unwrap_or_default();
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(request_b64)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| {
-            invalid(
-                &name,
-                "spec.request",
-                "Invalid value: must be a base64-encoded PEM certificate request",
-            )
-        })?;
-    let der = rustls_pemfile::csr(&mut pem.as_bytes()).ok().flatten().ok_or_else(|| {
-        invalid(
-            &name,
-            "spec.request",
-            "Invalid value: no PEM \"CERTIFICATE REQUEST\" block",
-        )
-    })?;
+    let (pem, der) = request_pem(&csr, &name)?;
     let node = node_subject(der.as_ref()).map_err(|e| invalid(&name, "spec.request", e))?;
     let admin = user.groups.iter().any(|g| g == "system:masters");
-    let itself = user.name == format!("system:node:{node}");
-    let bootstrapper = user.groups.iter().any(|g| g == BOOTSTRAPPERS);
-    if let Some(bound) = bootstrap_token::bound_node(&user.groups).filter(|_| bootstrapper && !admin) {
-        if bound != node {
-            tracing::info!(node, bound, requester = %user.name, "denied a node certificate for another node");
-            return Err(ApiError::access_denied(format!(
-                "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a client certificate for node {node:?}: its bootstrap token is bound to node {bound:?}",
-                user.name
-            )));
-        }
-    }
-    let may = admin || itself || (bootstrapper && !serving);
-    if !may {
+    if !admin && user.name != format!("system:node:{node}") {
         return Err(ApiError::access_denied(format!(
-            "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a {} certificate for node {node:?}",
+            "certificatesigningrequests.certificates.k8s.io is forbidden: User {:?} may not request a serving certificate for node {node:?}",
             user.name,
-            if serving { "serving" } else { "client" },
         )));
     }
-    let sans = if serving {
-        check_serving_usages(&csr).map_err(|e| invalid(&name, "spec.usages", format!("Invalid value: {e}")))?;
-        Some(serving_sans(der.as_ref()).map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e}")))?)
-    } else {
-        None
-    };
+    check_serving_usages(&csr).map_err(|e| invalid(&name, "spec.usages", format!("Invalid value: {e}")))?;
+    let sans = serving_sans(der.as_ref()).map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e}")))?;
     let seconds = csr
         .pointer("/spec/expirationSeconds")
         .and_then(Value::as_i64)
         .map(|s| s.clamp(600, DEFAULT_VALIDITY_SECONDS))
         .unwrap_or(DEFAULT_VALIDITY_SECONDS);
-    let signed = match sans {
-        Some(sans) => signer.ca.sign_node_serving(&pem, &node, sans, seconds),
-        None => signer.ca.sign_node_client(&pem, &node, seconds),
-    };
-    let cert_pem = signed.map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e:#}")))?;
-    tracing::info!(node, requester = %user.name, signer = signer_name, "signed a node certificate");
+    let cert_pem = signer
+        .ca
+        .sign_node_serving(&pem, &node, sans, seconds)
+        .map_err(|e| invalid(&name, "spec.request", format!("Invalid value: {e:#}")))?;
+    tracing::info!(node, requester = %user.name, "signed a node serving certificate");
     let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
     csr["metadata"]["name"] = json!(name);
     if let Some(m) = csr.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -335,11 +329,7 @@ async fn create_inner(state: &AppState, user: UserInfo, bytes: &[u8]) -> ApiResu
     let status = json!({
         "conditions": [{
             "type": "Approved", "status": "True", "reason": "AutoApproved",
-            "message": if serving {
-                "Auto approving node serving certificate requested by the node itself"
-            } else {
-                "Auto approving kubelet client certificate after SubjectAccessReview."
-            },
+            "message": "Auto approving node serving certificate requested by the node itself",
             "lastUpdateTime": now, "lastTransitionTime": now,
         }],
         "certificate": base64::engine::general_purpose::STANDARD.encode(cert_pem),
