@@ -201,15 +201,8 @@ pub const NODE_CLIENT_USAGES: &[&str] = &["digital signature", "key encipherment
 /// A node client certificate request for `node_name` with a new key:
 /// (request PEM, key PEM).
 pub fn client_request(node_name: &str) -> Result<(String, String), rcgen::Error> {
-    let key = rcgen::KeyPair::generate()?;
-    let mut params = rcgen::CertificateParams::default();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, format!("system:node:{node_name}"));
-    params
-        .distinguished_name
-        .push(rcgen::DnType::OrganizationName, "system:nodes");
-    Ok((params.serialize_request(&key)?.pem()?, key.serialize_pem()))
+    // The serving request's subject, without subjectAltNames.
+    crate::serving_cert::certificate_request(node_name, &[])
 }
 
 /// Whether the client certificate of the kubeconfig at `path` has expired

@@ -83,6 +83,16 @@ pub fn kubeconfig_identity(path: &Path) -> Result<Option<ServingCert>, String> {
 
 /// The `user` object of the current context's user in a kubeconfig document.
 fn current_user(doc: &serde_json::Value) -> Option<&serde_json::Value> {
+    let name = current_user_name(doc)?;
+    doc.get("users")?
+        .as_array()?
+        .iter()
+        .find(|u| u.get("name").and_then(serde_json::Value::as_str) == Some(name.as_str()))?
+        .get("user")
+}
+
+/// The name of the current context's user in a kubeconfig document.
+fn current_user_name(doc: &serde_json::Value) -> Option<String> {
     let context = doc.get("current-context")?.as_str()?;
     let user = doc
         .get("contexts")?
@@ -91,11 +101,7 @@ fn current_user(doc: &serde_json::Value) -> Option<&serde_json::Value> {
         .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(context))?
         .pointer("/context/user")?
         .as_str()?;
-    doc.get("users")?
-        .as_array()?
-        .iter()
-        .find(|u| u.get("name").and_then(serde_json::Value::as_str) == Some(user))?
-        .get("user")
+    Some(user.to_string())
 }
 
 /// Write `next` as the current user's certificate and key into the kubeconfig at `path`.
@@ -103,28 +109,13 @@ pub fn write_identity(path: &Path, next: &ServingCert) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let kc = kube::config::Kubeconfig::from_yaml(&text).map_err(|e| e.to_string())?;
     let mut doc = serde_json::to_value(&kc).map_err(|e| e.to_string())?;
-    let context = doc
-        .get("current-context")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let user_name = doc
-        .get("contexts")
-        .and_then(serde_json::Value::as_array)
-        .and_then(|cs| {
-            cs.iter()
-                .find(|c| c.get("name").and_then(serde_json::Value::as_str) == Some(&context))
-        })
-        .and_then(|c| c.pointer("/context/user"))
-        .and_then(serde_json::Value::as_str)
-        .ok_or("the kubeconfig has no current user")?
-        .to_string();
+    let user_name = current_user_name(&doc).ok_or("the kubeconfig has no current user")?;
     let user = doc
         .get_mut("users")
         .and_then(serde_json::Value::as_array_mut)
         .and_then(|us| {
             us.iter_mut()
-                .find(|u| u.get("name").and_then(serde_json::Value::as_str) == Some(&user_name))
+                .find(|u| u.get("name").and_then(serde_json::Value::as_str) == Some(user_name.as_str()))
         })
         .and_then(|u| u.get_mut("user"))
         .and_then(serde_json::Value::as_object_mut)
