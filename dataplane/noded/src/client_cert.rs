@@ -21,7 +21,8 @@
 //!
 //! The client is built here rather than by `kube::Client::try_from`
 //! because kube fixes a client's certificate when it is built; the stack is
-//! kube's own minus what noded does not use (proxies, exec credentials, gzip).
+//! kube's own minus what noded does not use (proxies, exec credentials, gzip)
+//! and kube's write timeout (connections are closed by the server or here).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
