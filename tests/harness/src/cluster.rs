@@ -371,8 +371,9 @@ impl TestCluster {
             .expect("run ctr tasks exec")
     }
 
-    /// `GET /` to `ip:port` from inside `pod` (busybox `nc`: this busybox's
-    /// `wget` crashes); the response body, trimmed, if it answered.
+    /// `GET /` to `ip:port` from inside `pod` (busybox `nc` with a 2 s
+    /// timeout: this busybox's `wget -T` segfaults, and plain `wget` has no
+    /// timeout); the response body, trimmed, if it answered.
     pub fn http_from_pod(&self, pod: &PodView, ip: &str, port: u16) -> Option<String> {
         let script = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {ip} {port}");
         let out = self.exec_in_pod(pod, &["sh", "-c", &script]);
