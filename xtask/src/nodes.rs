@@ -240,11 +240,7 @@ fn bootstrap_token(admin_kubeconfig: &Path, node: &str) -> Result<(String, Strin
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
         .collect();
     let (id, secret) = text.split_at(6);
-    let expiration = Command::new("date")
-        .args(["-u", "-d", "+1 hour", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .context("running date")?;
-    let expiration = String::from_utf8_lossy(&expiration.stdout).trim().to_string();
+    let expiration = utc_at("+1 hour")?;
     let name = format!("bootstrap-token-{id}");
     // JSON is YAML; every value here is plain ASCII without quotes.
     let manifest = format!(
@@ -268,7 +264,7 @@ fn bootstrap_token(admin_kubeconfig: &Path, node: &str) -> Result<(String, Strin
             .stdin
             .take()
             .context("kubectl stdin")?
-            .write_all(manifest.to_string().as_bytes())?;
+            .write_all(manifest.as_bytes())?;
     }
     let status = child.wait()?;
     anyhow::ensure!(
@@ -375,9 +371,7 @@ fn ctr_answers(socket: &Path) -> bool {
 /// (RFC 3339, UTC; asked with kubectl and the admin kubeconfig).
 fn node_ready(kubeconfig: &Path, node: &str, since: &str) -> bool {
     let jsonpath = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}"#;
-    let Ok(out) = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
+    let Ok(out) = kubectl(kubeconfig)
         .args(["get", "node", node, "-o", jsonpath])
         .stderr(Stdio::null())
         .output()
@@ -392,8 +386,13 @@ fn node_ready(kubeconfig: &Path, node: &str, since: &str) -> bool {
 
 /// The current time as RFC 3339 UTC with seconds (`2026-11-23T20:17:06Z`).
 fn utc_now() -> Result<String> {
+    utc_at("now")
+}
+
+/// The time `when` (a `date -d` string such as `+1 hour`) as RFC 3339 UTC with seconds.
+fn utc_at(when: &str) -> Result<String> {
     let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .args(["-u", "-d", when, "+%Y-%m-%dT%H:%M:%SZ"])
         .output()
         .context("running date")?;
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
