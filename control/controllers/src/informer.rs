@@ -55,6 +55,7 @@ where
                             watcher::Event::Apply(obj)
                             | watcher::Event::Delete(obj)
                             | watcher::Event::InitApply(obj) => {
+                                tracing::trace!(kind = %kind, name = ?obj.meta().name, rv = ?obj.meta().resource_version, "informer event");
                                 let _ = tx.send(Arc::new(obj));
                             }
                             watcher::Event::InitDone => {

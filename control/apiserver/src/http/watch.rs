@@ -142,6 +142,12 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
         .subscribe(&reg.store, req.kind.storage_resource(), start_rev)
         .await
     {
+        tracing::debug!(
+            resource = req.resource.plural,
+            start_rev,
+            replay = sub.replay.len(),
+            "watch served from the cache"
+        );
         tokio::spawn(run_shared(
             req,
             sub,
@@ -158,6 +164,11 @@ pub async fn start(reg: Arc<Registry>, req: WatchRequest) -> ApiResult<mpsc::Rec
         return Ok(rx);
     }
     let stream = reg.store.watch(&prefix, start_rev + 1).await?;
+    tracing::debug!(
+        resource = req.resource.plural,
+        start_rev,
+        "watch served by its own etcd watch"
+    );
     tokio::spawn(run(
         reg,
         req,
@@ -277,7 +288,10 @@ async fn run_shared(
                 }
                 // Hub stopped or this watcher fell too far behind: end the
                 // stream; the client resumes from its last resourceVersion.
-                Ok(HubEvent::Closed) | Err(_) => return,
+                Ok(HubEvent::Closed) | Err(_) => {
+                    tracing::debug!(resource = req.resource.plural, "watch ends: hub closed or watcher lagged");
+                    return;
+                }
             }
         }
     }

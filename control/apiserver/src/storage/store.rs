@@ -218,6 +218,13 @@ impl Store {
         }
     }
 
+    /// The etcd server's version, as its status reports it.
+    pub async fn server_version(&self) -> Result<String, ApiError> {
+        let mut c = self.client.clone();
+        let status = c.status().await.map_err(storage_error)?;
+        Ok(status.version().to_string())
+    }
+
     /// The store's current revision.
     pub async fn current_revision(&self) -> Result<i64, ApiError> {
         let mut c = self.client.clone();

@@ -20,6 +20,16 @@
 //! list keeps the rest of its snapshot for its `continue` token. When the
 //! cache cannot answer in time (etcd partitioned, the hub restarting, a
 //! revision it never held), the caller lists from etcd as before.
+//!
+//! A requested progress notification is believed only from an etcd that
+//! sends it in order with the events (3.4.25, 3.5.8 and later; etcd issue
+//! 15220). An older etcd (Debian's 3.4.23) can send it before the events of
+//! the revision it reports: a hub believing it would serve a list without
+//! those objects, at a resourceVersion its watchers then resume after, so an
+//! informer would never see them. There, as in Kubernetes without
+//! consistent reads from cache, a consistent list the hub cannot answer at
+//! once goes to etcd, and `synced` moves only with events and etcd's own
+//! periodic notifications (sent on the watch itself, so in order).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -100,6 +110,8 @@ pub struct Hub {
     synced: watch::Sender<i64>,
     /// Asks the hub's task for a progress notification now.
     progress: Notify,
+    /// Whether etcd's requested progress notifications can be believed.
+    progress_in_order: bool,
 }
 
 /// At what revision a list is to be served.
@@ -146,6 +158,8 @@ pub struct Subscription {
 pub struct WatchCache {
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
     continuations: Mutex<VecDeque<Continuation>>,
+    /// Whether etcd sends requested progress in order (asked once).
+    progress_in_order: tokio::sync::OnceCell<bool>,
 }
 
 impl WatchCache {
@@ -163,6 +177,21 @@ impl WatchCache {
                 hubs.remove(&key);
             }
         }
+        let progress_in_order = *self
+            .progress_in_order
+            .get_or_try_init(|| async {
+                let version = store.server_version().await?;
+                let in_order = progress_in_order(&version);
+                if !in_order {
+                    tracing::warn!(
+                        %version,
+                        "etcd may send a requested progress notification before its events (fixed in 3.4.25 and 3.5.8): consistent lists the watch cache cannot answer at once are read from etcd"
+                    );
+                }
+                Ok::<_, crate::status::ApiError>(in_order)
+            })
+            .await
+            .ok()?;
         let end = store::prefix_end(&key);
         let page = store.range(key.as_bytes(), &end, 0, 0).await.ok()?;
         let start = page.revision;
@@ -181,6 +210,7 @@ impl WatchCache {
             tx,
             synced: watch::Sender::new(start),
             progress: Notify::new(),
+            progress_in_order,
         });
         let mut hubs = self.hubs.lock().expect("hubs");
         if let Some(h) = hubs.get(&key) {
@@ -223,6 +253,13 @@ impl WatchCache {
         }
         let hub = self.hub(store, r).await?;
         let target = match at {
+            ListAt::Latest if !hub.progress_in_order => {
+                let target = store.current_revision().await.ok()?;
+                if *hub.synced.borrow() < target {
+                    return None;
+                }
+                target
+            }
             ListAt::Latest => store.current_revision().await.ok()?,
             ListAt::Any => 0,
             ListAt::NotOlderThan(rev) | ListAt::Exact(rev) => rev,
@@ -319,11 +356,17 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                if sender.request_progress().await.is_err() {
-                    break;
+                if hub.progress_in_order {
+                    if sender.request_progress().await.is_err() {
+                        break;
+                    }
+                } else {
+                    // Bookmarks at what the hub has applied, which is safe.
+                    let synced = hub.state.lock().expect("hub state").synced;
+                    let _ = hub.tx.send(HubEvent::Progress(synced));
                 }
             }
-            _ = hub.progress.notified() => {
+            _ = hub.progress.notified(), if hub.progress_in_order => {
                 if sender.request_progress().await.is_err() {
                     break;
                 }
@@ -337,7 +380,11 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     break;
                 }
                 if resp.events().is_empty() {
-                    if !resp.created() {
+                    // A requested notification (watch id -1) from an etcd
+                    // that may send it early is not believed; the periodic
+                    // one on this watch is.
+                    let requested = resp.watch_id() == -1;
+                    if !resp.created() && (hub.progress_in_order || !requested) {
                         let rev = resp.header().map(|h| h.revision()).unwrap_or(last).max(last);
                         let mut st = hub.state.lock().expect("hub state");
                         st.synced = st.synced.max(rev);
@@ -403,4 +450,37 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
     hub.state.lock().expect("hub state").alive = false;
     let _ = hub.tx.send(HubEvent::Closed);
     tracing::warn!("watch hub stopped; watchers fall back to direct etcd watches until it restarts");
+}
+
+/// Whether an etcd of `version` sends requested progress notifications in
+/// order with the watch's events (etcd pull request 15237: 3.4.25, 3.5.8).
+fn progress_in_order(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .map(|p| p.parse::<u32>().ok());
+    let (Some(Some(major)), Some(Some(minor)), Some(Some(patch))) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    match (major, minor) {
+        (3, 4) => patch >= 25,
+        (3, 5) => patch >= 8,
+        (3, m) => m > 5,
+        (m, _) => m > 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_in_order;
+
+    #[test]
+    fn requested_progress_is_believed_from_etcd_with_the_ordering_fix() {
+        for v in ["3.4.25", "3.4.34", "3.5.8", "3.5.16", "3.6.0", "v3.6.4", "4.0.0"] {
+            assert!(progress_in_order(v), "{v}");
+        }
+        for v in ["3.4.23", "3.4.24", "3.5.7", "3.5.0", "3.3.27", "", "3.x", "3.5"] {
+            assert!(!progress_in_order(v), "{v}");
+        }
+    }
 }
