@@ -298,7 +298,7 @@ async fn run_shared(
 }
 
 async fn run(
-    _reg: Arc<Registry>,
+    reg: Arc<Registry>,
     req: WatchRequest,
     stream: etcd_client::WatchStream,
     start_rev: i64,
@@ -335,9 +335,17 @@ async fn run(
             }
             _ = ticker.tick() => {
                 if em.tx.is_closed() { return; }
-                if req.bookmarks && sender.request_progress().await.is_err() {
-                    em.error(ApiError::internal("watch progress request failed")).await;
-                    return;
+                if req.bookmarks {
+                    if reg.watch_cache.progress_in_order() {
+                        if sender.request_progress().await.is_err() {
+                            em.error(ApiError::internal("watch progress request failed")).await;
+                            return;
+                        }
+                    } else if !em.send("BOOKMARK", bookmark(last_sent, false)).await {
+                        // An etcd that may answer before sending the events
+                        // it covers: bookmark only what was sent.
+                        return;
+                    }
                 }
             }
             msg = responses.message() => {

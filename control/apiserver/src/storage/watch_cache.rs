@@ -221,6 +221,12 @@ impl WatchCache {
         Some(hub)
     }
 
+    /// Whether etcd's requested progress notifications can be believed
+    /// (false until a hub has asked etcd its version).
+    pub fn progress_in_order(&self) -> bool {
+        self.progress_in_order.get().copied().unwrap_or(false)
+    }
+
     /// Subscribe to `r`'s changes after `revision`, if a live hub covers it.
     pub async fn subscribe(&self, store: &Store, r: &'static Resource, revision: i64) -> Option<Subscription> {
         let hub = self.hub(store, r).await?;
