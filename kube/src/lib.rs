@@ -12,7 +12,8 @@
 //! - [`node_selector`]: whether a node satisfies node selector terms (pod
 //!   and volume node affinity);
 //! - [`local_path`]: the names `local-path` volumes are built on (class,
-//!   provisioner, annotations, volume and directory names).
+//!   provisioner, annotations, volume and directory names);
+//! - [`strconv`]: Go's `strconv.ParseBool`, as query parameters are read.
 //!
 //! With the `client` feature, for the binaries that talk to the API server:
 //!
@@ -59,4 +60,5 @@ pub mod resource_quota;
 pub mod secure_serving;
 #[cfg(feature = "client")]
 pub mod storage;
+pub mod strconv;
 pub mod tolerations;

@@ -178,6 +178,11 @@ pub fn event_info(e: Event) -> (&'static str, bool, &'static str) {
             false,
             "SYN on a closing flow or a gone backend balanced again",
         ),
+        Event::FlowEventLost => (
+            "FlowEventLost",
+            false,
+            "flow event lost: the flows ring buffer was full (the flow was handled)",
+        ),
     }
 }
 

@@ -32,6 +32,7 @@ mod announce;
 mod bpffs;
 mod endpoint;
 mod error;
+pub mod flow_filter;
 pub mod flows;
 pub mod inspect;
 mod logs;
@@ -1160,6 +1161,7 @@ pub(crate) const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::Masquerade,
     Event::ArpReply,
     Event::Rebalanced,
+    Event::FlowEventLost,
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).

@@ -687,3 +687,39 @@ fn new_flows_and_rejects_are_flow_events_and_tracked_packets_are_not() {
     assert_eq!(seen.len(), 2, "no events while switched off: {seen:?}");
     assert_eq!(dp.counters().unwrap().event(Event::NewFlow), 2, "counted all the same");
 }
+
+#[test]
+fn flow_events_that_do_not_fit_the_full_ring_buffer_are_counted_lost() {
+    let mut dp = TestDatapath::new("flowlost");
+    dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![]))
+        .unwrap();
+    let mut reader = flows::FlowReader::open(dp.pin_root()).expect("the flows ring buffer is pinned");
+    let mut seen = Vec::new();
+    reader.drain(&mut seen);
+    seen.clear();
+    // Each SYN to a Service without endpoints is rejected and is one flow
+    // event (nothing is tracked). More than the ring holds, read by nobody.
+    let event_bytes = std::mem::size_of::<sluice_common::FlowEvent>() + 8;
+    let sent = sluice_common::FLOWS_RING_BYTES as usize / event_bytes + 500;
+    let mut syn = Pkt::tcp(client(), (vip(), 81), SYN);
+    syn.payload.clear();
+    let packet = syn.build();
+    for _ in 0..sent {
+        dp.test_run(ProgramKind::PodIngress, &packet).expect("test run");
+    }
+    reader.drain(&mut seen);
+    let c = dp.counters().unwrap();
+    let lost = c.event(Event::FlowEventLost);
+    assert_eq!(c.event(Event::NoBackendReject), sent as u64, "every reject counted");
+    assert!(lost >= 500, "{lost} events counted lost of {sent}");
+    assert_eq!(
+        seen.len() as u64 + lost,
+        sent as u64,
+        "each event was read or counted lost"
+    );
+    // Read again, the ring takes events again.
+    run(&mut dp, ProgramKind::PodIngress, &syn);
+    reader.drain(&mut seen);
+    assert_eq!(seen.len() as u64 + lost, sent as u64 + 1);
+    assert_eq!(dp.counters().unwrap().event(Event::FlowEventLost), lost);
+}

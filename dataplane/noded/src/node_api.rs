@@ -5,8 +5,10 @@
 //! - `GET /metrics`: [`crate::kubelet_metrics`], followed by the data plane's
 //!   `sluice_datapath_*` series ([`crate::network::metrics`]) when it is on;
 //! - `GET /dataplane/flows`: the recent flow events ([`crate::network::flows`])
-//!   as JSON lines, `?follow=true` to keep streaming new ones (authorized as
-//!   the kubelet authorizes paths it has no name for: `nodes/proxy`).
+//!   as JSON lines, `?follow=true` to keep streaming new ones, `limit`, and
+//!   the filters `namespace`, `service`, `pod`, `verdict`
+//!   ([`sluice_datapath::flow_filter`]) (authorized as the kubelet
+//!   authorizes paths it has no name for: `nodes/proxy`).
 //!
 //! **Who may read: the kubelet's webhook authorization.** The TLS layer has
 //! already verified the client certificate against the cluster CA; its CN is
@@ -35,6 +37,7 @@ use tracing::Instrument;
 
 use crate::log_server::Peer;
 use crate::stats::Collector;
+use sluice_datapath::flow_filter::{FlowFilter, Unnamed};
 
 /// How long an allowed answer is reused (the kubelet's `cacheAuthorizedTTL`).
 const ALLOWED_TTL: Duration = Duration::from_secs(300);
@@ -239,8 +242,10 @@ async fn datapath_series() -> Option<String> {
 struct FlowsQuery {
     /// Keep streaming new flows.
     follow: bool,
-    /// At most this many of the kept flows (the newest), before following.
+    /// At most this many of the kept flows that pass the filter (the newest), before following.
     limit: Option<usize>,
+    /// Which flows (`namespace`, `service`, `pod`, `verdict`).
+    filter: FlowFilter,
 }
 
 impl FlowsQuery {
@@ -250,12 +255,27 @@ impl FlowsQuery {
         let mut out = FlowsQuery::default();
         for (k, v) in pairs {
             match k.as_str() {
-                "follow" => out.follow = v.is_empty() || v == "true" || v == "1",
+                // Go's ParseBool, as Kubernetes reads `follow`; bare `follow` is true.
+                "follow" => {
+                    out.follow = v.is_empty()
+                        || sluice_kube::strconv::parse_bool(&v).ok_or_else(|| format!("invalid follow {v:?}"))?
+                }
                 "limit" => out.limit = Some(v.parse().map_err(|_| format!("invalid limit {v:?}"))?),
-                _ => {}
+                other => {
+                    if !out.filter.take_param(other, &v)? {
+                        return Err(format!(
+                            "unknown parameter {other:?}: follow, limit, namespace, service, pod or verdict"
+                        ));
+                    }
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Whether the node sends `flow` (a pod it cannot name may be the one asked for).
+    fn wants(&self, flow: &serde_json::Value) -> bool {
+        sluice_datapath::flow_filter::matches(flow, &self.filter, Unnamed::MayMatch)
     }
 }
 
@@ -276,9 +296,10 @@ async fn dataplane_flows(State(api): State<Arc<NodeApi>>, req: Request) -> Respo
                 "the eBPF data plane is off on this node".into(),
             );
         }
-        let (kept, rx) = crate::network::observed().flows.snapshot_and_follow();
-        let skip = query.limit.map_or(0, |l| kept.len().saturating_sub(l));
+        let (mut kept, rx) = crate::network::observed().flows.snapshot_and_follow();
         let last = kept.last().map_or(0, |e| e.seq);
+        kept.retain(|e| query.wants(&e.json));
+        let skip = query.limit.map_or(0, |l| kept.len().saturating_sub(l));
         let mut head = String::new();
         for e in kept.into_iter().skip(skip) {
             head.push_str(&e.json.to_string());
@@ -289,19 +310,23 @@ async fn dataplane_flows(State(api): State<Arc<NodeApi>>, req: Request) -> Respo
             return (content_type, head).into_response();
         }
         let first = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(bytes::Bytes::from(head)) });
-        let rest = futures::stream::unfold(rx, move |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(e) if e.seq <= last => continue,
-                    Ok(e) => {
-                        let line = format!("{}\n", e.json);
-                        return Some((Ok(bytes::Bytes::from(line)), rx));
+        let query = Arc::new(query);
+        let rest = futures::stream::unfold(rx, move |mut rx| {
+            let query = query.clone();
+            async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(e) if e.seq <= last || !query.wants(&e.json) => continue,
+                        Ok(e) => {
+                            let line = format!("{}\n", e.json);
+                            return Some((Ok(bytes::Bytes::from(line)), rx));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            tracing::debug!(lost = n, "a flow follower fell behind");
+                            continue;
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::debug!(lost = n, "a flow follower fell behind");
-                        continue;
-                    }
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
         });
@@ -317,15 +342,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_flows_query_reads_follow_and_limit() {
+    fn the_flows_query_reads_follow_limit_and_the_filter() {
         assert_eq!(FlowsQuery::parse(None), Ok(FlowsQuery::default()));
-        assert_eq!(
-            FlowsQuery::parse(Some("follow=true&limit=20")),
-            Ok(FlowsQuery {
-                follow: true,
-                limit: Some(20)
-            })
-        );
+        for follow in ["follow", "follow=true", "follow=True", "follow=1", "follow=T"] {
+            let q = FlowsQuery::parse(Some(&format!("{follow}&limit=20"))).unwrap();
+            assert!(q.follow, "{follow}");
+            assert_eq!(q.limit, Some(20));
+        }
+        assert!(!FlowsQuery::parse(Some("follow=false")).unwrap().follow);
+        assert!(FlowsQuery::parse(Some("follow=yes")).is_err());
         assert!(FlowsQuery::parse(Some("limit=many")).is_err());
+        let q = FlowsQuery::parse(Some("verdict=rejected&service=shop%2Fweb")).unwrap();
+        assert_eq!(q.filter.verdict, Some(sluice_datapath::flows::FlowVerdict::Rejected));
+        assert_eq!(q.filter.service.as_deref(), Some("shop/web"));
+        assert!(FlowsQuery::parse(Some("verdict=lost"))
+            .unwrap_err()
+            .contains("forwarded"));
+        assert!(FlowsQuery::parse(Some("node=n1"))
+            .unwrap_err()
+            .contains("unknown parameter"));
     }
 }

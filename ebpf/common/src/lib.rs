@@ -415,9 +415,12 @@ pub enum Event {
     /// A TCP SYN matched a flow whose backend is gone, or that was closing
     /// (the client reused the port): balanced again as a new flow.
     Rebalanced = 12,
+    /// A flow event was lost: the `flows` ring buffer was full (its reader
+    /// fell behind). The flow itself was handled and counted.
+    FlowEventLost = 13,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 13;
+pub const EVENT_COUNT: u32 = 14;
 
 /// Socket-level reverse translation key: (socket cookie, backend address and port).
 #[repr(C)]

@@ -365,6 +365,33 @@ fn ctl_dataplane_shows_services_backends_flows_and_drops_of_a_node() {
         .expect("kubelet port");
     let (code, metrics) = node_get(&kubeconfig, &node_ip, kubelet_port, "/metrics");
     assert_eq!(code, 200, "{metrics}");
+    // noded drains the flows ring buffer: no flow event was lost.
+    assert_eq!(
+        sample(&metrics, r#"sluice_datapath_events_total{event="FlowEventLost"}"#),
+        Some(0.0),
+        "{metrics}"
+    );
+
+    // The node filters flows itself (what ctl asks for above), as raw HTTP shows.
+    let flow_lines = |path: &str| -> Vec<Value> {
+        let (code, body) = node_get(&kubeconfig, &node_ip, kubelet_port, path);
+        assert_eq!(code, 200, "{path}: {body}");
+        body.lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    };
+    let rejected = flow_lines("/dataplane/flows?verdict=rejected");
+    assert!(
+        !rejected.is_empty() && rejected.iter().all(|f| f["verdict"] == "REJECTED"),
+        "{rejected:?}"
+    );
+    let web = flow_lines("/dataplane/flows?service=default%2Fweb&limit=5");
+    assert_eq!(web.len(), 5, "the last 5 flows of default/web: {web:?}");
+    assert!(web.iter().all(|f| f["service"]["name"] == "web"), "{web:?}");
+    for bad in ["verdict=lost", "service=web", "follow=yes", "node=x"] {
+        let (code, body) = node_get(&kubeconfig, &node_ip, kubelet_port, &format!("/dataplane/flows?{bad}"));
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
     let front = format!(
         r#"namespace="default",service="web",port="http",frontend_type="NodePort",frontend="*:{node_port}",protocol="TCP""#
     );

@@ -13,6 +13,17 @@ use std::process::Command;
 
 /// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) measures 1 and 1,000 services only, for 1 s each.
 pub fn run(quick: bool) -> Result<()> {
+    measure(quick, &[], "dataplane")
+}
+
+/// `cargo xtask bench flow-events`: only the cost of flow events (on vs off,
+/// alternated), written to `bench-results/flow-events.md`.
+pub fn flow_events(quick: bool) -> Result<()> {
+    measure(quick, &["--flow-events-only"], "flow-events")
+}
+
+/// Build and run `sluice-datapath-bench` with `args`; write its report to `bench-results/<report>.md`.
+fn measure(quick: bool, args: &[&str], report_name: &str) -> Result<()> {
     let root = workspace_root();
     step("building sluice-datapath-bench (release)");
     util::run(Command::new("cargo").current_dir(&root).args([
@@ -26,6 +37,7 @@ pub fn run(quick: bool) -> Result<()> {
     let bin = util::target_dir().join("release/sluice-datapath-bench");
     step("measuring (namespaces, iptables/IPVS only inside them; a few minutes)");
     let mut cmd = Command::new(&bin);
+    cmd.args(args);
     if quick {
         cmd.arg("--quick");
     }
@@ -36,8 +48,8 @@ pub fn run(quick: bool) -> Result<()> {
     let report = String::from_utf8(out.stdout)?;
     let dir = root.join("bench-results");
     std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("dataplane.md"), &report)?;
+    std::fs::write(dir.join(format!("{report_name}.md")), &report)?;
     println!("{report}");
-    step("wrote bench-results/dataplane.md");
+    step(&format!("wrote bench-results/{report_name}.md"));
     Ok(())
 }

@@ -32,6 +32,8 @@ pub enum Which {
     Apiserver,
     /// eBPF Service load balancing against iptables and IPVS.
     Dataplane,
+    /// The cost of flow events: connections/s, p99 and UDP pps with them on vs off.
+    FlowEvents,
     /// Scheduler throughput with simulated nodes.
     Scheduler,
     /// Pod startup latency on real nodes.
@@ -51,7 +53,7 @@ pub enum Which {
 fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
     match which {
         Which::Apiserver | Which::Scheduler | Which::Workloads | Which::Rbac => &[("etcd", "etcd-server")],
-        Which::Dataplane => &[
+        Which::Dataplane | Which::FlowEvents => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
             ("iptables-restore", "iptables"),
@@ -68,6 +70,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     crate::util::ensure_packages(packages(args.which))?;
     match args.which {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::FlowEvents => dataplane::flow_events(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Node => node::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),

@@ -85,14 +85,7 @@ fn equal_fold(v: &str, word: &str) -> bool {
     chars.next().is_none()
 }
 
-/// Go's `strconv.ParseBool`.
-pub fn go_parse_bool(v: &str) -> Option<bool> {
-    match v {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
+pub use sluice_kube::strconv::parse_bool as go_parse_bool;
 
 /// Go's `strconv.ParseInt(v, 10, 64)`, with its error text.
 pub fn parse_int(v: &str) -> Result<i64, String> {
@@ -289,19 +282,6 @@ mod tests {
         assert_eq!(q.get("x"), Some("1"), "first value wins");
         assert!(!Query::parse(Some("pretty=yes")).pretty());
         assert!(Query::parse(Some("watch")).flag("watch"), "an empty value is true");
-    }
-
-    #[test]
-    fn go_parse_bool_table() {
-        for v in ["1", "t", "T", "TRUE", "true", "True"] {
-            assert_eq!(go_parse_bool(v), Some(true));
-        }
-        for v in ["0", "f", "F", "FALSE", "false", "False"] {
-            assert_eq!(go_parse_bool(v), Some(false));
-        }
-        for v in ["", "yes", "tRUE", " true"] {
-            assert_eq!(go_parse_bool(v), None);
-        }
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16, new_flow: boo
 
 /// Write a flow event (a new flow, a drop or a reject) to the `flows` ring
 /// buffer, unless switched off in `settings`. Called once per new flow, never
-/// for packets of tracked flows. A full ring buffer loses the event (the
-/// counters still count it).
+/// for packets of tracked flows. A full ring buffer loses the event, which
+/// is counted as [`Event::FlowEventLost`] (the flow's own counters count it
+/// all the same).
 #[inline(always)]
 pub fn flow_event(
     flow: &Flow,
@@ -132,7 +133,9 @@ pub fn flow_event(
         },
         pad: 0,
     };
-    let _ = FLOWS.output(&event, 0);
+    if FLOWS.output(&event, 0).is_err() {
+        count(Event::FlowEventLost);
+    }
 }
 
 /// Translate a packet of a tracked flow.

@@ -9,75 +9,22 @@
 //! credentials, authorized as `nodes/proxy`), with `follow=true` for
 //! `--follow`. It therefore works from any machine with a kubeconfig, not
 //! only on the node. Names missing from a node's answer (pods that are no
-//! Service endpoint) are filled in from the API's pod list; the filters
-//! (`-n`, `--service`, `--pod`, `--verdict`) and the layout are pure
-//! functions, unit-tested.
+//! Service endpoint) are filled in from the API's pod list. The filters
+//! (`-n`, `--service`, `--pod`, `--verdict`, [`sluice_datapath::flow_filter`])
+//! go to the nodes as query parameters, so a node sends only the flows that
+//! match (or may, for pods it cannot name), and apply again here once every
+//! name is known; the layout is a pure function, unit-tested.
 
 use super::names::Names;
 use crate::api::{Api, RawRequest};
 use anyhow::{bail, Context, Result};
 use futures::{AsyncBufReadExt, StreamExt};
 use serde_json::Value;
-use sluice_datapath::flows::FlowVerdict;
 use sluice_datapath::{Frontend, Protocol, ServiceKind};
 use std::net::Ipv4Addr;
 
-/// Which flows to show.
-#[derive(Clone, Debug, Default)]
-pub struct FlowFilter {
-    /// Only flows touching this namespace (Service, source pod or backend pod).
-    pub namespace: Option<String>,
-    /// Only flows of this Service (`namespace/name`).
-    pub service: Option<String>,
-    /// Only flows from or to this pod (`name` or `namespace/name`).
-    pub pod: Option<String>,
-    /// Only flows with this verdict.
-    pub verdict: Option<FlowVerdict>,
-}
-
-fn pod_of(side: &Value) -> Option<(&str, &str)> {
-    let p = side.get("pod")?;
-    Some((p.get("namespace")?.as_str()?, p.get("name")?.as_str()?))
-}
-
-fn service_of(flow: &Value) -> Option<(&str, &str)> {
-    let s = flow.get("service")?;
-    Some((s.get("namespace")?.as_str()?, s.get("name")?.as_str()?))
-}
-
-/// Whether `flow` (as a node serves it, after [`enrich`]) passes `filter`.
-pub fn matches(flow: &Value, filter: &FlowFilter) -> bool {
-    if let Some(v) = filter.verdict {
-        if flow.get("verdict").and_then(Value::as_str) != Some(v.as_str()) {
-            return false;
-        }
-    }
-    let pods = [pod_of(&flow["source"]), pod_of(&flow["backend"])];
-    if let Some(ns) = &filter.namespace {
-        let touches = service_of(flow).is_some_and(|(n, _)| n == ns) || pods.iter().flatten().any(|(n, _)| n == ns);
-        if !touches {
-            return false;
-        }
-    }
-    if let Some(want) = &filter.service {
-        if service_of(flow).is_none_or(|(ns, name)| format!("{ns}/{name}") != *want) {
-            return false;
-        }
-    }
-    if let Some(want) = &filter.pod {
-        let hit = pods.iter().flatten().any(|(ns, name)| {
-            if want.contains('/') {
-                format!("{ns}/{name}") == *want
-            } else {
-                name == want
-            }
-        });
-        if !hit {
-            return false;
-        }
-    }
-    true
-}
+pub use sluice_datapath::flow_filter::FlowFilter;
+use sluice_datapath::flow_filter::{matches, pod_of, service_of, Unnamed};
 
 fn addr(side: &Value) -> Option<(Ipv4Addr, u16)> {
     let ip = side.get("ip")?.as_str()?.parse().ok()?;
@@ -279,12 +226,16 @@ pub async fn run(api: Option<&Api>, names: &Names, req: FlowsRequest) -> Result<
             continue;
         };
         let client = node_client(api, ip, port).await?;
-        let path = if req.follow {
-            // Filters apply here, so a filtered follow may show fewer than --last of the kept flows.
-            format!("/dataplane/flows?follow=true&limit={}", req.last)
-        } else {
-            "/dataplane/flows".to_string()
-        };
+        // The node filters (and takes the last flows) first; the pod names
+        // it could not know are filled in and filtered here.
+        let mut path = format!("/dataplane/flows?limit={}", req.last);
+        if req.follow {
+            path.push_str("&follow=true");
+        }
+        let query = req.filter.to_query();
+        if !query.is_empty() {
+            path = format!("{path}&{query}");
+        }
         let request = http::Request::get(path).body(Vec::new())?;
         if req.follow {
             let body = client
@@ -305,7 +256,7 @@ pub async fn run(api: Option<&Api>, names: &Names, req: FlowsRequest) -> Result<
                 enrich(&mut f, names);
                 f
             })
-            .filter(|f| matches(f, &req.filter))
+            .filter(|f| matches(f, &req.filter, Unnamed::NoPod))
             .collect();
         let skip = kept.len().saturating_sub(req.last);
         items.extend(kept.drain(skip..));
@@ -337,7 +288,7 @@ pub async fn run(api: Option<&Api>, names: &Names, req: FlowsRequest) -> Result<
                 Some(Ok(l)) => {
                     let Ok(mut f) = serde_json::from_str::<Value>(&l) else { continue };
                     enrich(&mut f, names);
-                    if matches(&f, &req.filter) {
+                    if matches(&f, &req.filter, Unnamed::NoPod) {
                         print(&f, req.json);
                     }
                 }
@@ -353,6 +304,7 @@ pub async fn run(api: Option<&Api>, names: &Names, req: FlowsRequest) -> Result<
 mod tests {
     use super::*;
     use serde_json::json;
+    use sluice_datapath::flows::FlowVerdict;
 
     fn forwarded() -> Value {
         json!({
@@ -415,7 +367,7 @@ mod tests {
         let only = |filter: FlowFilter| -> Vec<&str> {
             [&f, &r]
                 .into_iter()
-                .filter(|x| matches(x, &filter))
+                .filter(|x| matches(x, &filter, Unnamed::NoPod))
                 .map(|x| x["reason"].as_str().unwrap_or(""))
                 .collect()
         };
