@@ -631,6 +631,15 @@ fn a_pinned_map_with_an_old_layout_is_replaced_not_adopted() {
     assert!(b == ip("198.18.2.1") || b == ip("198.18.2.2"));
 }
 
+/// The node's flow reader, with what the ring held before the test read away.
+fn emptied_flow_reader(dp: &Datapath) -> (flows::FlowReader, Vec<flows::FlowRecord>) {
+    let mut reader = flows::FlowReader::open(dp.pin_root()).expect("the flows ring buffer is pinned");
+    let mut seen = Vec::new();
+    reader.drain(&mut seen);
+    seen.clear();
+    (reader, seen)
+}
+
 #[test]
 fn new_flows_and_rejects_are_flow_events_and_tracked_packets_are_not() {
     let mut dp = TestDatapath::new("flowev");
@@ -638,10 +647,7 @@ fn new_flows_and_rejects_are_flow_events_and_tracked_packets_are_not() {
         .unwrap();
     dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![]))
         .unwrap();
-    let mut reader = flows::FlowReader::open(dp.pin_root()).expect("the flows ring buffer is pinned");
-    let mut seen = Vec::new();
-    reader.drain(&mut seen);
-    seen.clear();
+    let (mut reader, mut seen) = emptied_flow_reader(&dp);
     let syn = Pkt::tcp(client(), (vip(), 80), SYN);
     run(&mut dp, ProgramKind::PodIngress, &syn);
     // Packets of the established flow: no more events.
@@ -693,10 +699,7 @@ fn flow_events_that_do_not_fit_the_full_ring_buffer_are_counted_lost() {
     let mut dp = TestDatapath::new("flowlost");
     dp.upsert_service(&ServiceSpec::cluster_ip(Frontend::tcp(vip(), 81), vec![]))
         .unwrap();
-    let mut reader = flows::FlowReader::open(dp.pin_root()).expect("the flows ring buffer is pinned");
-    let mut seen = Vec::new();
-    reader.drain(&mut seen);
-    seen.clear();
+    let (mut reader, mut seen) = emptied_flow_reader(&dp);
     // Each SYN to a Service without endpoints is rejected and is one flow
     // event (nothing is tracked). More than the ring holds, read by nobody.
     let event_bytes = std::mem::size_of::<sluice_common::FlowEvent>() + 8;

@@ -673,7 +673,7 @@ fn flow_event_report(secs: f64, rounds: usize) -> Result<String> {
 ",
     );
     out.push_str(&format!(
-        "Sluice with NodePort on TC, 1,000 Services × {BACKENDS} backends, the same bed as above; flow events off, then on with a thread draining the ring buffer as noded does (reading, not naming or serving). Off and on alternate, {rounds} rounds of {secs} s each. Every new TCP connection is a flow event; the UDP test opens 32 flows, so it measures the per-packet cost of the switch only.\n\n"
+        "Sluice with NodePort on TC, 1,000 Services × {BACKENDS} backends, the same bed as the data plane benchmark; flow events off, then on with a thread draining the ring buffer as noded does (reading, not naming or serving). Off and on alternate, {rounds} rounds of {secs} s each. Every new TCP connection is a flow event; the UDP test opens 32 flows, so it measures the per-packet cost of the switch only.\n\n"
     ));
     out.push_str(
         "| flow events | conn/s | p99 (µs) | UDP NodePort pps | events read | events lost |
