@@ -34,9 +34,6 @@ pub enum Unnamed {
     MayMatch,
 }
 
-/// The query parameters of a filter.
-const PARAMS: [&str; 4] = ["namespace", "service", "pod", "verdict"];
-
 impl FlowFilter {
     /// The filter as query parameters (`namespace=..&verdict=..`), empty without criteria.
     pub fn to_query(&self) -> String {
@@ -54,27 +51,19 @@ impl FlowFilter {
 
     /// Take this filter's parameter `key=value`; false when `key` is none of them.
     pub fn take_param(&mut self, key: &str, value: &str) -> Result<bool, String> {
-        if !PARAMS.contains(&key) {
-            return Ok(false);
-        }
-        if value.is_empty() {
-            return Err(format!("empty {key}"));
-        }
         match key {
+            "namespace" | "service" | "pod" | "verdict" if value.is_empty() => return Err(format!("empty {key}")),
             "namespace" => self.namespace = Some(value.to_string()),
-            "service" => {
-                if !value.contains('/') {
-                    return Err(format!("invalid service {value:?}: namespace/name"));
-                }
-                self.service = Some(value.to_string());
-            }
+            "service" if !value.contains('/') => return Err(format!("invalid service {value:?}: namespace/name")),
+            "service" => self.service = Some(value.to_string()),
             "pod" => self.pod = Some(value.to_string()),
-            _ => {
+            "verdict" => {
                 self.verdict = Some(
                     FlowVerdict::parse(value)
                         .ok_or_else(|| format!("invalid verdict {value:?}: forwarded, dropped or rejected"))?,
                 )
             }
+            _ => return Ok(false),
         }
         Ok(true)
     }
