@@ -424,6 +424,7 @@ fn components() -> Vec<Component> {
                     format!("--encryption-provider-config={}", c.encryption_config().display()),
                     format!("--audit-policy-file={}", c.audit_policy().display()),
                     format!("--audit-log-path={}", c.logs().join("audit.log").display()),
+                    format!("--dashboard-dir={}", crate::dashboard::dist_dir().display()),
                 ]
             },
             ready: Ready::Https(|c| format!("{}/readyz", c.apiserver_url())),
@@ -572,6 +573,7 @@ pub fn up(args: UpArgs) -> Result<()> {
     // Read early: a mistake in the user's file should stop `up` before anything starts.
     let user_registries = crate::registry::UserRegistries::load(&cluster.home)?;
 
+    crate::dashboard::ensure_built()?;
     let images = if args.nodes > 0 {
         step(&format!("building the images ({})", crate::images::ALL.join(", ")));
         crate::images::build(&crate::images::default_out_dir(), false, crate::images::ALL)?
@@ -699,6 +701,11 @@ pub fn up(args: UpArgs) -> Result<()> {
             cluster.network.node_ip(index)?
         );
     }
+    println!(
+        "dashboard at {}/dashboard/ (sign in with a token, e.g. `kubectl -n kube-system create token <service account>`; the cluster CA is {})",
+        cluster.apiserver_url(),
+        cluster.pki().join("ca.crt").display()
+    );
     println!("export KUBECONFIG={}", cluster.kubeconfig().display());
     Ok(())
 }

@@ -14,8 +14,8 @@
 //!   check installs reaches the host, with the nightly's `rust-src` removed and
 //!   no `bpf-linker`; `~/.cargo/bin` holds only rustup's proxies; the crates.io
 //!   download cache is shared (through an overlay as well) to save time;
-//! - `kubectl` and `cargo-nextest` bind-mounted from the host (the machine
-//!   image ships both), and the
+//! - `kubectl`, `cargo-nextest`, `node` and `npm` bind-mounted from the host
+//!   (the machine image ships them), and the
 //!   machine's extra CA certificates (`/usr/local/share/ca-certificates`, e.g.
 //!   an egress proxy's CA that every machine of this kind trusts) copied in.
 //!
@@ -312,6 +312,12 @@ mount -t tmpfs tmpfs {r}/run
 mount -t tmpfs tmpfs {r}/tmp
 touch {r}/usr/local/bin/kubectl
 mount --bind "$(command -v kubectl)" {r}/usr/local/bin/kubectl
+# Node.js and npm, as the machine image ships them (they build the dashboard).
+touch {r}/usr/local/bin/node
+mount --bind "$(command -v node)" {r}/usr/local/bin/node
+mkdir -p {r}/usr/local/lib/node_modules/npm
+mount --bind "$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")" {r}/usr/local/lib/node_modules/npm
+ln -sf ../lib/node_modules/npm/bin/npm-cli.js {r}/usr/local/bin/npm
 {nextest}# pivot_root, not a bare chroot: runc behaves as on a real machine only when the
 # fresh root is the mount namespace's root (after a chroot, `runc exec` landed in
 # the outer root, not the container's: `cat` in a container found no file).

@@ -7,6 +7,7 @@
 mod bench;
 mod cluster;
 mod containerd;
+mod dashboard;
 mod ebpf;
 mod fresh_check;
 mod fuzz;
@@ -51,6 +52,8 @@ enum Task {
     Images(images::ImagesArgs),
     /// Write a per-node containerd config, or clean up after one.
     Containerd(containerd::ContainerdArgs),
+    /// Build the web dashboard (npm ci, tsc, vite) into control/dashboard/dist.
+    Dashboard,
 }
 
 fn main() -> Result<()> {
@@ -64,5 +67,6 @@ fn main() -> Result<()> {
         Task::FreshCheck(args) => fresh_check::fresh_check(args),
         Task::Images(args) => images::images(args),
         Task::Containerd(args) => containerd::containerd(args),
+        Task::Dashboard => dashboard::build(),
     }
 }

@@ -3,9 +3,10 @@
 //! Installs what the tests need, builds every binary (integration tests start
 //! the real binaries from `target/debug`) while the Debian-based images the
 //! stories pull are built beside it (`target/sluice-images`), then the pause
-//! image, the doc tests (`cargo test --doc`), and the whole workspace's tests
-//! with cargo-nextest (one process per test, a few at once;
-//! `.config/nextest.toml`). The closing lines give the time of each phase.
+//! image, the web dashboard (`control/dashboard/dist`), the doc tests
+//! (`cargo test --doc`), and the whole workspace's tests with cargo-nextest
+//! (one process per test, a few at once; `.config/nextest.toml`). The
+//! closing lines give the time of each phase.
 
 use crate::util::{self, ensure_packages, step, workspace_root};
 use anyhow::Result;
@@ -44,6 +45,9 @@ pub const TEST_PACKAGES: &[(&str, &str)] = &[
     ("htpasswd", "apache2-utils"),
     // Continuous HTTP load through endpoint changes (cluster_zero_loss).
     ("hey", "hey"),
+    // The dashboard story drives a real browser over WebDriver.
+    ("chromium", "chromium"),
+    ("chromedriver", "chromium-driver"),
 ];
 
 /// Run the whole test suite.
@@ -87,8 +91,12 @@ fn run_phases(args: TestArgs, phases: &mut Phases) -> Result<()> {
     built?;
     images?;
     crate::images::build(&out, false, &["pause"])?;
+    phases.start("building the web dashboard");
+    crate::dashboard::ensure_built()?;
     ensure_nextest()?;
     if args.cargo_args.is_empty() {
+        phases.start("running the dashboard's unit tests");
+        crate::dashboard::unit_tests()?;
         phases.start("running the doc tests");
         util::run(
             Command::new("cargo")

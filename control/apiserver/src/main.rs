@@ -86,6 +86,10 @@ enum Command {
         /// Where the audit log's JSON lines are appended.
         #[arg(long, requires = "audit_policy_file")]
         audit_log_path: Option<PathBuf>,
+        /// The built web dashboard (`control/dashboard/dist`), served at
+        /// `/dashboard/`; not served without it.
+        #[arg(long)]
+        dashboard_dir: Option<PathBuf>,
     },
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig {
@@ -142,6 +146,7 @@ fn main() -> Result<()> {
             encryption_provider_config,
             audit_policy_file,
             audit_log_path,
+            dashboard_dir,
         } => {
             let etcd = sluice_apiserver::storage::etcd_config::EtcdConfig::from_flags(
                 &sluice_apiserver::storage::etcd_config::EtcdFlags {
@@ -169,6 +174,13 @@ fn main() -> Result<()> {
                 );
                 sa_admission::set_enabled(false);
             }
+            if let Some(dir) = &dashboard_dir {
+                anyhow::ensure!(
+                    dir.join("index.html").is_file(),
+                    "--dashboard-dir {}: no index.html (build the dashboard with `cargo xtask dashboard`)",
+                    dir.display()
+                );
+            }
             sluice_kube::logging::init();
             let cfg = sluice_apiserver::http::server::ServeConfig {
                 etcd,
@@ -183,6 +195,7 @@ fn main() -> Result<()> {
                 extra_sans: tls_san,
                 service_account_issuer,
                 api_audiences,
+                dashboard_dir,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -238,6 +238,11 @@ impl TestCluster {
         self.home.path()
     }
 
+    /// The API server's URL on loopback.
+    pub fn apiserver_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.apiserver_port)
+    }
+
     /// The admin kubeconfig.
     pub fn kubeconfig(&self) -> PathBuf {
         self.home().join("admin.kubeconfig")

@@ -36,6 +36,7 @@
 //! * [`https`] and [`webhook`] run real HTTPS servers (test CA, recorded
 //!   requests) for admission webhooks and aggregated API servers.
 
+pub mod browser;
 pub mod cluster;
 pub mod controllers;
 pub mod https;

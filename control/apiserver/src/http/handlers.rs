@@ -327,6 +327,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         );
         return node_proxy::pod_stream(&state, ns, name, sub, &q, req).await;
     }
+    if t.subresource.as_deref() == Some("proxy") {
+        let name = t.name.as_deref().unwrap_or_default();
+        return node_proxy::node_proxy(&state, name, t.proxy_path.as_deref().unwrap_or("/"), req).await;
+    }
     let ns = t.namespace.as_deref();
     let headers = req.headers().clone();
     let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());

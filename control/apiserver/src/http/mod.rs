@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod authz;
 pub mod bootstrap_token;
+pub mod dashboard;
 pub mod handlers;
 pub mod kubelet_client;
 pub mod metrics;

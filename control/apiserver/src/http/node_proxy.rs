@@ -16,6 +16,12 @@
 //! every protocol the node speaks (WebSocket `v5`/`v4.channel.k8s.io`,
 //! SPDY/3.1, SPDY tunnelled in WebSocket) passes through unchanged.
 //!
+//! `nodes/{name}/proxy/{path}` sends any request to that node daemon's port
+//! at `/{path}` with the client's query, method, body and content headers,
+//! and streams the node's answer back unchanged (status, type, body): this
+//! is how `kubectl get --raw /api/v1/nodes/n1/proxy/metrics` and the
+//! dashboard's live flows (`/dataplane/flows?follow=true`) reach a node.
+//!
 //! The connection to the node is [`KubeletClient`]'s: the API server's
 //! client certificate one way, and the node's serving certificate verified
 //! against the cluster CA and the dialed address the other.
@@ -110,8 +116,8 @@ pub fn validate_options(q: &Query) -> ApiResult<()> {
     Ok(())
 }
 
-/// Where the node daemon of `node` serves logs.
-fn node_log_address(node: &Value) -> ApiResult<SocketAddr> {
+/// Where the node daemon of `node` listens (logs, streams, proxy).
+fn node_address(node: &Value) -> ApiResult<SocketAddr> {
     let name = node
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -225,7 +231,7 @@ async fn pod_node(state: &impl NodeAccess, pod: &Value, name: &str) -> ApiResult
         )));
     }
     let node = state.registry().get(&nodes, None, node_name).await?.object;
-    Ok((node_name.to_string(), node_log_address(&node)?))
+    Ok((node_name.to_string(), node_address(&node)?))
 }
 
 /// The pod subresources that stream over an upgraded connection.
@@ -376,6 +382,67 @@ pub async fn pod_stream(
     Ok(out)
 }
 
+/// Request headers carried to the node by `nodes/proxy` (never the
+/// client's credentials: the API server authenticates to the node itself).
+const PROXY_HEADERS: &[http::header::HeaderName] = &[
+    http::header::ACCEPT,
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::USER_AGENT,
+];
+
+/// Response headers of the node passed back by `nodes/proxy`.
+const PROXY_RESPONSE_HEADERS: &[http::header::HeaderName] = &[
+    http::header::CONTENT_TYPE,
+    http::header::CONTENT_LENGTH,
+    http::header::CACHE_CONTROL,
+    http::header::CONTENT_ENCODING,
+];
+
+/// `/api/v1/nodes/{name}/proxy/{path}`: the request, as the client sent it,
+/// to the node daemon's `{path}`; the node's answer streams back as it is.
+pub async fn node_proxy(
+    state: &impl NodeAccess,
+    name: &str,
+    path: &str,
+    req: axum::extract::Request,
+) -> ApiResult<Response> {
+    let nodes = kinds::Kind::Builtin(&kinds::node::Nodes);
+    let node = state.registry().get(&nodes, None, name).await?.object;
+    let addr = node_address(&node)?;
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let mut forward = http::Request::builder()
+        .method(req.method().clone())
+        .uri(&path_and_query)
+        .header(http::header::HOST, addr.to_string());
+    for key in PROXY_HEADERS {
+        if let Some(v) = req.headers().get(key) {
+            forward = forward.header(key, v);
+        }
+    }
+    let forward = forward
+        .body(req.into_body())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    tracing::info!(node = name, %addr, path, "proxying to the node");
+    let resp = state
+        .kubelet()
+        .send(addr, forward)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("error trying to reach service: {e} (node {name:?})")))?;
+    let (parts, body) = resp.into_parts();
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    for key in PROXY_RESPONSE_HEADERS {
+        if let Some(v) = parts.headers.get(key) {
+            out.headers_mut().insert(key, v.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// The log options of `q` as a query string (without `?`).
 fn form_query(q: &Query) -> String {
     let pairs: Vec<(&str, &str)> = LOG_OPTIONS.iter().filter_map(|k| q.get(k).map(|v| (*k, v))).collect();
@@ -453,12 +520,9 @@ mod tests {
         let node = json!({"metadata": {"name": "n"}, "status": {
             "addresses": [{"type": "Hostname", "address": "n"}, {"type": "InternalIP", "address": "10.0.0.7"}],
             "daemonEndpoints": {"kubeletEndpoint": {"Port": 10555}}}});
-        assert_eq!(node_log_address(&node).unwrap(), "10.0.0.7:10555".parse().unwrap());
+        assert_eq!(node_address(&node).unwrap(), "10.0.0.7:10555".parse().unwrap());
         let bare = json!({"metadata": {"name": "n"}, "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.8"}]}});
-        assert_eq!(node_log_address(&bare).unwrap().port(), DEFAULT_NODE_PORT);
-        assert_eq!(
-            node_log_address(&json!({"metadata": {"name": "n"}})).unwrap_err().code,
-            400
-        );
+        assert_eq!(node_address(&bare).unwrap().port(), DEFAULT_NODE_PORT);
+        assert_eq!(node_address(&json!({"metadata": {"name": "n"}})).unwrap_err().code, 400);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Kubernetes paths: `/api/v1/...` (core) and `/apis/<group>/<version>/...`,
 //! then `[namespaces/<ns>/]<plural>[/<name>[/<subresource>]]`, optionally
-//! prefixed by the legacy `watch/` segment.
+//! prefixed by the legacy `watch/` segment. A connect subresource that
+//! proxies (`nodes/<name>/proxy/<path>`) takes the rest of the path along.
 
 pub use crate::http::params::Query;
 use crate::kinds::{Catalog, Kind, Resource};
@@ -22,6 +23,8 @@ pub struct Target {
     pub subresource: Option<String>,
     /// Legacy `/watch/` path prefix was used.
     pub legacy_watch: bool,
+    /// The path after a `proxy` subresource (`/` when none), for the proxy.
+    pub proxy_path: Option<String>,
 }
 
 /// Parse a request path; `None` when the server does not serve it.
@@ -52,7 +55,14 @@ pub fn parse_path(catalog: &Catalog, path: &str) -> Option<Target> {
             name: name.map(String::from),
             subresource: sub.map(String::from),
             legacy_watch,
+            proxy_path: None,
         })
+    };
+    // `<object>/proxy/<anything>`: the rest of the path goes to the proxy.
+    let proxied = |plural: &str, ns: Option<&str>, name: &str, rest: &[&str]| {
+        let mut t = target(plural, ns, Some(name), Some("proxy"))?;
+        t.proxy_path = Some(format!("/{}", rest.join("/")));
+        Some(t)
     };
     match rest {
         ["namespaces", ns, plural, tail @ ..]
@@ -64,11 +74,13 @@ pub fn parse_path(catalog: &Catalog, path: &str) -> Option<Target> {
                 [] => target(plural, Some(ns), None, None),
                 [name] => target(plural, Some(ns), Some(name), None),
                 [name, sub] => target(plural, Some(ns), Some(name), Some(sub)),
+                [name, "proxy", rest @ ..] => proxied(plural, Some(ns), name, rest),
                 _ => None,
             }
         }
         [plural] => target(plural, None, None, None),
         [plural, name] => target(plural, None, Some(name), None),
+        [plural, name, "proxy", rest @ ..] => proxied(plural, None, name, rest),
         [plural, name, sub] => target(plural, None, Some(name), Some(sub)),
         _ => None,
     }
@@ -97,6 +109,12 @@ mod tests {
         assert!(parse_path(&Catalog::new(), "/api/v1/namespaces/a/nodes").is_none());
         assert!(parse_path(&Catalog::new(), "/api/v1/foos").is_none());
         assert!(parse_path(&Catalog::new(), "/apis/apps/v1/namespaces/a/deployments/d/binding").is_none());
+        let t = parse_path(&Catalog::new(), "/api/v1/nodes/n1/proxy/dataplane/flows").unwrap();
+        assert_eq!(t.subresource.as_deref(), Some("proxy"));
+        assert_eq!(t.proxy_path.as_deref(), Some("/dataplane/flows"));
+        let t = parse_path(&Catalog::new(), "/api/v1/nodes/n1/proxy").unwrap();
+        assert_eq!(t.proxy_path.as_deref(), Some("/"));
+        assert!(parse_path(&Catalog::new(), "/apis/apps/v1/namespaces/a/deployments/d/proxy/x").is_none());
         assert!(
             parse_path(&Catalog::new(), "/api/v1/watch/namespaces/a/pods")
                 .unwrap()

@@ -59,6 +59,8 @@ pub struct ServeConfig {
     pub service_account_issuer: String,
     /// Audiences the API accepts (`--api-audiences`; empty: the issuer).
     pub api_audiences: Vec<String>,
+    /// The built web dashboard, served under `/dashboard/` (`--dashboard-dir`).
+    pub dashboard_dir: Option<PathBuf>,
 }
 
 /// Paths served to anonymous clients.
@@ -340,7 +342,13 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
             jwks_uri(&cfg),
         )?),
     };
-    let app = router(state);
+    let app = match &cfg.dashboard_dir {
+        Some(dir) => {
+            tracing::info!(dir = %dir.display(), "serving the dashboard at {}/", crate::http::dashboard::PATH);
+            router(state).merge(crate::http::dashboard::routes(dir))
+        }
+        None => router(state),
+    };
     let addr = SocketAddr::new(cfg.bind_address, cfg.secure_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -9,9 +9,21 @@ use serde_json::{json, Value};
 use crate::kinds::defaults::{default, obj_mut};
 use crate::kinds::strategy::openapi_ref;
 use crate::kinds::table::{age, arr, col, get, name, or_none, s, Column, AGE, NAME};
-use crate::kinds::{status, table, Resource, Strategy};
+use crate::kinds::{status, table, Resource, Strategy, Subresource};
 use crate::meta::selectors::bool_field;
 use crate::status::ApiResult;
+
+/// `nodes/proxy`: any request under `nodes/<name>/proxy/` goes to that node
+/// daemon's port (`http::node_proxy::node_proxy`), as Kubernetes'
+/// `NodeProxyOptions` connect subresource.
+const PROXY: Subresource = Subresource {
+    name: "proxy",
+    kind: "NodeProxyOptions",
+    kind_group: "",
+    kind_version: "v1",
+    verbs: &["create", "delete", "get", "patch", "update"],
+    model: None,
+};
 
 /// The `Node` resource.
 pub static RESOURCE: Resource = Resource {
@@ -23,7 +35,7 @@ pub static RESOURCE: Resource = Resource {
     namespaced: false,
     short_names: &["no"],
     categories: &[],
-    subresources: &[status("Node", "", "v1")],
+    subresources: &[status("Node", "", "v1"), PROXY],
     field_labels: Some(&["metadata.name", "spec.unschedulable"]),
 };
 

@@ -1,0 +1,253 @@
+//! The web dashboard, used in a real browser (headless Chromium over
+//! WebDriver), as a platform engineer would on their first day.
+//!
+//! `cargo xtask up --nodes 1` serves the dashboard at
+//! `https://<apiserver>/dashboard/`. The user runs the seed scenario (`web`:
+//! 2 busybox httpd replicas behind a NodePort Service) and makes themselves a
+//! ServiceAccount bound to `cluster-admin`, whose token they paste into the
+//! login page (a wrong token is refused with the API's own "Unauthorized").
+//! Signed in, they see:
+//! - their user name in the header and the live indicator `watching`;
+//! - the pods of `default`, both `web` pods `Running`;
+//! - `web`'s page: its endpoints, and its traffic (new flows per second,
+//!   total, backend spread over both pods) rising while a client on the
+//!   node's network sends requests to the NodePort — read from the nodes'
+//!   eBPF flow events through the API server's `nodes/proxy`;
+//! - the Service map: the client, `default/web` and its pods;
+//! - the Deployment scaled from 2 to 3 with the Workloads page's button,
+//!   the third pod appearing without a reload, and restarted with its
+//!   Restart button (the pod template's `restartedAt`, as `kubectl rollout
+//!   restart`).
+//!
+//! The page updates through watches, never by polling: while it is open and
+//! idle, the API server's audit log records no new read by its user.
+//!
+//! Screenshots of each step are written to `target/dashboard-screenshots/`
+//! and checked (a PNG of the window that is not a blank page).
+//!
+//! Needs root, Chromium and chromedriver (`cargo xtask test` installs them)
+//! and the built dashboard (`cargo xtask dashboard`; `cargo xtask test` and
+//! `up` build it).
+
+use serde_json::Value;
+use sluice_tests::browser::Browser;
+use sluice_tests::cluster::{wait_for, TestCluster};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox
+        command: [sh, -c, 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www']
+        ports: [{containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: dashboard-admin, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: dashboard-admin}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}
+subjects: [{kind: ServiceAccount, name: dashboard-admin, namespace: kube-system}]
+"#;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+const USER: &str = "system:serviceaccount:kube-system:dashboard-admin";
+
+/// The lists and gets the dashboard's user has made (the API server's audit log).
+fn reads_by_the_dashboard(cluster: &TestCluster) -> usize {
+    let log = std::fs::read_to_string(cluster.home().join("logs/audit.log")).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["user"]["username"] == USER && matches!(e["verb"].as_str(), Some("list" | "get")))
+        .count()
+}
+
+fn number(text: Option<String>) -> f64 {
+    text.and_then(|t| t.trim().parse().ok()).unwrap_or(0.0)
+}
+
+#[test]
+fn a_user_signs_in_watches_pods_and_traffic_and_scales_a_deployment() {
+    let cluster = TestCluster::up(1, &[]);
+    let node_ip = cluster.node_ip(1);
+    cluster.apply(APP);
+    let pods = cluster.wait_running("app=web", 2, Duration::from_secs(120));
+    let web: Value =
+        serde_json::from_str(&cluster.kubectl_ok(&["get", "service", "web", "-o", "json"])).expect("service json");
+    let node_port = web["spec"]["ports"][0]["nodePort"].as_u64().expect("nodePort");
+    let url = format!("http://{node_ip}:{node_port}/");
+    let client = cluster.client();
+    assert!(wait_for(WAIT, || client.get(&url)).is_some(), "web answers on {url}");
+    let token = cluster
+        .kubectl_ok(&["-n", "kube-system", "create", "token", "dashboard-admin"])
+        .trim()
+        .to_string();
+
+    let browser = Browser::start();
+    let dashboard = format!("{}/dashboard/", cluster.apiserver_url());
+    browser.goto(&dashboard);
+    browser.find("#token", WAIT);
+    browser.screenshot("01-login");
+
+    // A wrong token is refused with the API's answer.
+    browser.fill("#token", "not-a-token");
+    browser.click("#login");
+    let refused = browser.wait_for(WAIT, "the login error", || {
+        browser.text("#login-error").filter(|t| !t.is_empty())
+    });
+    assert!(refused.contains("Unauthorized"), "login error: {refused}");
+
+    browser.fill("#token", &token);
+    browser.click("#login");
+    let user = browser.wait_for(WAIT, "the signed-in user", || {
+        browser.text("#user").filter(|t| !t.is_empty())
+    });
+    assert_eq!(user, USER);
+    browser.wait_for(WAIT, "the live indicator to say watching", || {
+        let live = browser.all("#live").into_iter().next()?;
+        (browser.attr(&live, "data-state").as_deref() == Some("watching")).then_some(())
+    });
+
+    // The pods of default: both web pods, Running.
+    browser.goto(&format!("{dashboard}#/pods"));
+    browser.select("#namespace", "default");
+    let expected: BTreeSet<String> = pods.iter().map(|p| format!("default/{}", p.name)).collect();
+    let running = |want: &BTreeSet<String>| {
+        let rows = browser.all("#pods-table tr[data-pod]");
+        let shown: BTreeSet<String> = rows
+            .iter()
+            .filter(|r| browser.run(r.text()).is_ok_and(|t| t.contains("Running")))
+            .filter_map(|r| browser.attr(r, "data-pod"))
+            .filter(|p| p.starts_with("default/web-"))
+            .collect();
+        (&shown == want).then_some(shown)
+    };
+    browser.wait_for(WAIT, "both web pods Running in the pods table", || running(&expected));
+    assert_eq!(
+        browser.text("#pods-count").as_deref().map(str::trim),
+        Some("2 pods"),
+        "default holds the two web pods"
+    );
+    browser.screenshot("02-pods");
+
+    // Idle and open, the page watches: it reads nothing more from the API server.
+    let reads_before = reads_by_the_dashboard(&cluster);
+    assert!(reads_before > 0, "the audit log records the dashboard's user");
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        reads_by_the_dashboard(&cluster),
+        reads_before,
+        "the open dashboard read from the API server again while idle (polling?)"
+    );
+
+    // web's traffic rises while a client sends requests to its NodePort.
+    browser.goto(&format!("{dashboard}#/services/default/web"));
+    let section = browser.find("#traffic", WAIT);
+    assert_eq!(browser.attr(&section, "data-service").as_deref(), Some("default/web"));
+    browser.wait_for(WAIT, "web's two endpoints", || {
+        (browser.all("li.endpoint").len() == 2).then_some(())
+    });
+    let total_before = number(browser.text("#traffic-total"));
+    let load = client.load(&url, 2, 2);
+    let rate = browser.wait_for(WAIT, "web's request rate to rise", || {
+        let rate = number(browser.text("#traffic-rate"));
+        let total = number(browser.text("#traffic-total"));
+        (rate > 1.0 && total >= total_before + 20.0).then_some(rate)
+    });
+    let spread = browser.wait_for(WAIT, "flows spread over both web pods", || {
+        let bars: BTreeSet<String> = browser
+            .all(".backend[data-pod]")
+            .iter()
+            .filter(|b| {
+                browser
+                    .attr(b, "data-count")
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    > 0
+            })
+            .filter_map(|b| browser.attr(b, "data-pod"))
+            .collect();
+        (bars == expected).then_some(bars)
+    });
+    browser.screenshot("03-traffic");
+    let report = load.finish();
+    eprintln!("rate {rate}/s, backends {spread:?}, load {report:?}");
+    assert!(report.ok() > 0, "the load was answered: {report:?}");
+    assert_eq!(number(browser.text("#traffic-drops")), 0.0, "no drops to web");
+
+    // The Service map draws web between its client and its pods.
+    browser.goto(&format!("{dashboard}#/map"));
+    browser.find("svg#service-map", WAIT);
+    let ids = browser.wait_for(WAIT, "the Service map", || {
+        let ids: Vec<String> = browser
+            .all("#service-map .map-node")
+            .iter()
+            .filter_map(|n| browser.attr(n, "data-id"))
+            .collect();
+        let has = |needle: &str| ids.iter().any(|id| id.contains(needle));
+        (has("default/web") && pods.iter().all(|p| has(&p.name)) && !browser.all("#service-map .map-edge").is_empty())
+            .then_some(ids.clone())
+    });
+    eprintln!("map nodes: {ids:?}");
+    browser.screenshot("04-map");
+
+    // Scale web from 2 to 3 from the Workloads page.
+    browser.goto(&format!("{dashboard}#/workloads"));
+    let row = "#deployments-table tr[data-deployment=\"default/web\"]";
+    browser.wait_for(WAIT, "web 2/2 ready", || {
+        (browser.text(&format!("{row} td.ready"))?.trim() == "2/2").then_some(())
+    });
+    browser.fill(&format!("{row} input.replicas"), "3");
+    browser.click(&format!("{row} button.scale"));
+    let replicas = wait_for(WAIT, || {
+        let r = cluster.kubectl_ok(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"]);
+        (r.trim() == "3").then_some(r)
+    });
+    assert!(replicas.is_some(), "the Scale button set web's replicas to 3");
+    browser.wait_for(Duration::from_secs(120), "web 3/3 ready without a reload", || {
+        (browser.text(&format!("{row} td.ready"))?.trim() == "3/3").then_some(())
+    });
+    browser.screenshot("05-scaled");
+
+    // Restart: the pod template gets restartedAt, as kubectl rollout restart.
+    browser.click(&format!("{row} button.restart"));
+    let restarted = wait_for(WAIT, || {
+        let at = cluster.kubectl_ok(&[
+            "get",
+            "deployment",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.metadata.annotations.kubectl\\.kubernetes\\.io/restartedAt}",
+        ]);
+        (!at.trim().is_empty()).then_some(at)
+    });
+    assert!(restarted.is_some(), "the Restart button set restartedAt");
+    cluster.kubectl_ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+
+    // Signing out forgets the token: the login page again.
+    browser.click("#logout");
+    browser.find("#token", WAIT);
+}
