@@ -140,11 +140,14 @@ impl Browser {
         self.run(el.click()).unwrap_or_else(|e| panic!("clicking {css}: {e}"));
     }
 
-    /// Replace the value of the input matching `css` with `text`.
+    /// Replace the value of the input matching `css` with `text`, typed as
+    /// a user does (select all, delete, type), so the page sees input events.
     pub fn fill(&self, css: &str, text: &str) {
+        // WebDriver keys: Control (held until Null), Backspace.
+        const SELECT_ALL_AND_DELETE: &str = "\u{E009}a\u{E000}\u{E003}";
         let el = self.find(css, Duration::from_secs(20));
         self.run(async {
-            el.clear().await?;
+            el.send_keys(SELECT_ALL_AND_DELETE).await?;
             el.send_keys(text).await
         })
         .unwrap_or_else(|e| panic!("typing into {css}: {e}"));
@@ -194,6 +197,17 @@ impl Drop for Browser {
         }
         crate::kill(&mut self.driver);
     }
+}
+
+/// The built dashboard (`cargo xtask dashboard`), for an API server's `--dashboard-dir`.
+pub fn dashboard_dir() -> PathBuf {
+    let dir = crate::workspace_root().join("control/dashboard/dist");
+    assert!(
+        dir.join("index.html").is_file(),
+        "{} has no index.html: build the dashboard with `cargo xtask dashboard` (`cargo xtask test` does)",
+        dir.display()
+    );
+    dir
 }
 
 /// Where screenshots are written.

@@ -25,15 +25,26 @@
 //! Screenshots of each step are written to `target/dashboard-screenshots/`
 //! and checked (a PNG of the window that is not a blank page).
 //!
+//! At 1,000 pods (simulated nodes, `nodesim`) the page stays usable: it shows
+//! the count and its first 200 rows within seconds of signing in, a filter
+//! narrows the table at once, and deleting 100 pods shows in the count
+//! through the watch; the times are printed.
+//!
 //! Needs root, Chromium and chromedriver (`cargo xtask test` installs them)
 //! and the built dashboard (`cargo xtask dashboard`; `cargo xtask test` and
 //! `up` build it).
 
-use serde_json::Value;
-use sluice_tests::browser::Browser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
+use kube::Api;
+use serde_json::{json, Value};
+use sluice_tests::browser::{dashboard_dir, Browser};
 use sluice_tests::cluster::{wait_for, TestCluster};
+use sluice_tests::controllers::start_nodes;
+use sluice_tests::{ControlPlane, ADMIN_TOKEN};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const APP: &str = r#"
 apiVersion: apps/v1
@@ -250,4 +261,110 @@ fn a_user_signs_in_watches_pods_and_traffic_and_scales_a_deployment() {
     // Signing out forgets the token: the login page again.
     browser.click("#logout");
     browser.find("#token", WAIT);
+}
+
+/// Sign in with `token` on the dashboard at `url` and wait for the page.
+fn sign_in(browser: &Browser, url: &str, token: &str) {
+    browser.goto(url);
+    browser.fill("#token", token);
+    browser.click("#login");
+    browser.wait_for(WAIT, "the signed-in page", || {
+        browser.text("#user").filter(|t| !t.is_empty())
+    });
+}
+
+#[test]
+fn the_pods_page_stays_usable_at_a_thousand_pods() {
+    const PODS: usize = 1000;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dist = dashboard_dir();
+    let cp = runtime.block_on(ControlPlane::start_with(&[
+        "--dashboard-dir",
+        &dist.display().to_string(),
+    ]));
+    let client = runtime.block_on(cp.client());
+    let _nodes = runtime.block_on(start_nodes(&client, cp.kubeconfig_path(), "sim", 10));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let created = Instant::now();
+    runtime.block_on(async {
+        futures::stream::iter(0..PODS)
+            .map(|i| {
+                let pods = pods.clone();
+                async move {
+                    let pod: Pod = serde_json::from_value(json!({
+                        "apiVersion": "v1", "kind": "Pod",
+                        "metadata": {"name": format!("pod-{i:04}"), "labels": {"app": "many"}},
+                        "spec": {"nodeName": format!("sim-{}", i % 10),
+                                 "containers": [{"name": "app", "image": "busybox"}]},
+                    }))
+                    .expect("pod");
+                    pods.create(&PostParams::default(), &pod).await.map(drop)
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .expect("create the pods");
+    });
+    eprintln!("created {PODS} pods in {:?}", created.elapsed());
+
+    let browser = Browser::start();
+    let signed_in = Instant::now();
+    sign_in(&browser, &format!("{}/dashboard/#/pods", cp.url()), ADMIN_TOKEN);
+    browser.goto(&format!("{}/dashboard/#/pods", cp.url()));
+    let count = |n: usize| {
+        let want = format!("{n} pods");
+        move |b: &Browser| (b.text("#pods-count")?.trim() == want).then_some(())
+    };
+    let all = count(PODS);
+    browser.wait_for(Duration::from_secs(30), "1000 pods counted", || all(&browser));
+    let rows = browser.all("#pods-table tr[data-pod]").len();
+    let shown = signed_in.elapsed();
+    assert_eq!(rows, 200, "at most 200 rows are drawn");
+    browser.wait_for(WAIT, "every pod Running", || {
+        let running = browser
+            .all("#pods-table td.status")
+            .iter()
+            .filter(|c| browser.run(c.text()).is_ok_and(|t| t.trim() == "Running"))
+            .count();
+        (running == 200).then_some(())
+    });
+    browser.screenshot("10-thousand-pods");
+
+    let typed = Instant::now();
+    browser.fill("#pod-filter", "pod-0999");
+    browser.wait_for(Duration::from_secs(10), "the filter to leave one pod", || {
+        let rows = browser.all("#pods-table tr[data-pod]");
+        let only = rows.first().and_then(|r| browser.attr(r, "data-pod"));
+        (rows.len() == 1 && only.as_deref() == Some("default/pod-0999")).then_some(())
+    });
+    let filtered = typed.elapsed();
+    browser.fill("#pod-filter", "");
+
+    let deleting = Instant::now();
+    runtime.block_on(async {
+        futures::stream::iter(0..100)
+            .map(|i| {
+                let pods = pods.clone();
+                async move {
+                    let grace = DeleteParams::default().grace_period(0);
+                    pods.delete(&format!("pod-{i:04}"), &grace).await.map(drop)
+                }
+            })
+            .buffer_unordered(16)
+            .try_collect::<Vec<()>>()
+            .await
+            .expect("delete 100 pods");
+    });
+    let fewer = count(PODS - 100);
+    browser.wait_for(Duration::from_secs(30), "900 pods counted after the deletes", || {
+        fewer(&browser)
+    });
+    let updated = deleting.elapsed();
+    eprintln!(
+        "1,000 pods: counted and 200 rows drawn {shown:?} after signing in; \
+         filter applied in {filtered:?}; 100 deletes shown in {updated:?}"
+    );
+    assert!(shown < Duration::from_secs(15), "the pods page took {shown:?}");
+    assert!(filtered < Duration::from_secs(3), "the filter took {filtered:?}");
 }
