@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Flow, FlowStats, RateWindow, parseFlow } from './flows';
+import { Flow, FlowStats, RateWindow, clientIdOf, parseFlow } from './flows';
 
 const T0 = 1_800_000_000_000; // a whole second, in ms
 
@@ -73,5 +73,13 @@ describe('FlowStats', () => {
     expect(parseFlow(JSON.stringify(flow()))?.service?.name).toBe('web');
     expect(parseFlow('not json')).toBeNull();
     expect(parseFlow('{"hello":1}')).toBeNull();
+  });
+});
+
+describe('clientIdOf', () => {
+  it('names a pod, a node (socket-level balancing) or an outside address', () => {
+    expect(clientIdOf(flow())).toBe('default/client');
+    expect(clientIdOf(flow({ hook: 'socket', source: { ip: '0.0.0.0', port: 0, node: 'n1' } }))).toBe('node n1');
+    expect(clientIdOf(flow({ source: { ip: '192.0.2.9', port: 5000 } }))).toBe('external 192.0.2.9');
   });
 });

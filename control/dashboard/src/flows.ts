@@ -20,6 +20,8 @@ export interface FlowEndpoint {
   ip: string;
   port: number;
   pod?: PodRef;
+  /** The node whose own process opened it (socket-level balancing). */
+  node?: string;
 }
 
 export interface Flow {
@@ -51,10 +53,15 @@ export function serviceKeyOf(flow: Flow): string | null {
   return s?.namespace && s.name ? `${s.namespace}/${s.name}` : null;
 }
 
-/** Who opened the connection: its pod `namespace/name`, or "external <ip>". */
+/**
+ * Who opened the connection: its pod `namespace/name`, "node <name>" for a
+ * process of a node (socket-level balancing), or "external <ip>".
+ */
 export function clientIdOf(flow: Flow): string {
   const pod = flow.source?.pod;
-  return pod ? `${pod.namespace}/${pod.name}` : `external ${flow.source?.ip ?? '?'}`;
+  if (pod) return `${pod.namespace}/${pod.name}`;
+  if (flow.source?.node) return `node ${flow.source.node}`;
+  return `external ${flow.source?.ip ?? '?'}`;
 }
 
 /** The backend chosen: its pod `namespace/name`, or `ip:port` when it is no pod. */

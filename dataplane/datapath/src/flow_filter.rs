@@ -7,7 +7,10 @@
 //!
 //! A node names the pods it knows; a side with an address but no pod name
 //! could be any pod, so on the node ([`Unnamed::MayMatch`]) such a flow
-//! passes a pod or namespace filter for the reader to decide.
+//! passes a pod or namespace filter for the reader to decide. A side the
+//! node says is itself (`"node"`: the client of a socket-level flow) is no
+//! pod. A flow no Service balanced (a masqueraded one) has no `service`: a
+//! Service filter never matches it.
 
 use crate::flows::FlowVerdict;
 use serde_json::Value;
@@ -75,9 +78,9 @@ pub fn pod_of(side: &Value) -> Option<(&str, &str)> {
     Some((p.get("namespace")?.as_str()?, p.get("name")?.as_str()?))
 }
 
-/// A side with an address but no pod name.
+/// A side with an address but no pod name, that may still be a pod (not the node itself).
 fn unnamed(side: &Value) -> bool {
-    side.get("ip").is_some() && side.get("pod").is_none()
+    side.get("ip").is_some() && side.get("pod").is_none() && side.get("node").is_none()
 }
 
 /// The `namespace` and `name` of a flow's Service, if named.
@@ -154,6 +157,26 @@ mod tests {
             .collect()
     }
 
+    /// A socket-level flow from the node itself to pod default/web-1.
+    fn socket() -> Value {
+        json!({
+            "verdict": "FORWARDED", "reason": "SocketLb", "hook": "socket",
+            "source": {"ip": "0.0.0.0", "port": 0, "node": "node-1"},
+            "service": {"type": "ClusterIP", "namespace": "default", "name": "web", "port": 80},
+            "backend": {"ip": "10.252.0.5", "port": 8080, "pod": {"namespace": "default", "name": "web-1"}},
+        })
+    }
+
+    /// Pod shop/client's flow to an address outside the cluster, masqueraded.
+    fn masqueraded() -> Value {
+        json!({
+            "verdict": "FORWARDED", "reason": "Masquerade", "hook": "from-pod",
+            "source": {"ip": "10.252.1.7", "port": 41000, "pod": {"namespace": "shop", "name": "client"}},
+            "destination": {"ip": "192.0.2.80", "port": 443},
+            "masquerade": {"ip": "10.0.0.2", "port": 41000},
+        })
+    }
+
     #[test]
     fn filters_by_namespace_service_pod_and_verdict() {
         let none = Unnamed::NoPod;
@@ -204,6 +227,38 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(only(service, Unnamed::MayMatch), ["NoBackendReject"]);
+    }
+
+    #[test]
+    fn the_node_as_client_is_no_pod_and_a_masqueraded_flow_has_no_service() {
+        let pass = |f: &Value, filter: FlowFilter| matches(f, &filter, Unnamed::MayMatch);
+        let pod = |p: &str| FlowFilter {
+            pod: Some(p.into()),
+            ..Default::default()
+        };
+        // On the node, the socket flow's client is known to be the node:
+        // only its backend pod decides a pod filter.
+        assert!(!pass(&socket(), pod("shop/client")));
+        assert!(pass(&socket(), pod("web-1")));
+        let ns = |n: &str| FlowFilter {
+            namespace: Some(n.into()),
+            ..Default::default()
+        };
+        assert!(!pass(&socket(), ns("shop")));
+        // The masqueraded flow: its pod and namespace, never a Service.
+        assert!(pass(&masqueraded(), pod("shop/client")));
+        assert!(pass(&masqueraded(), ns("shop")));
+        assert!(!pass(&masqueraded(), ns("default")));
+        let service = FlowFilter {
+            service: Some("shop/client".into()),
+            ..Default::default()
+        };
+        assert!(!pass(&masqueraded(), service));
+        let forwarded = FlowFilter {
+            verdict: Some(FlowVerdict::Forwarded),
+            ..Default::default()
+        };
+        assert!(pass(&masqueraded(), forwarded.clone()) && pass(&socket(), forwarded));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Flow events: what the programs write to the `flows` ring buffer for every
-//! new flow they balance and every new flow they drop or reject (never for
-//! packets of established flows), decoded into typed [`FlowRecord`]s.
+//! new flow they balance (packet or socket level), every new pod flow they
+//! masquerade out of the cluster, and every new flow they drop or reject
+//! (never for packets of established flows), decoded into typed
+//! [`FlowRecord`]s.
 //!
 //! A BPF ring buffer has a single consumer position, so exactly one reader
 //! may drain it: the node daemon ([`FlowReader`] on the pinned map), which
@@ -14,7 +16,7 @@
 use crate::inspect::event_info;
 use crate::{map_err, DatapathError, Frontend, Protocol, ServiceKind, ALL_EVENTS};
 use aya::maps::{Map, MapData, RingBuf};
-use sluice_common::{flow_hook, flow_verdict, map_names, scope, Event, FlowEvent, PROTO_TCP, PROTO_UDP};
+use sluice_common::{flow_flags, flow_hook, flow_verdict, map_names, scope, Event, FlowEvent, PROTO_TCP, PROTO_UDP};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::Path;
@@ -51,20 +53,45 @@ impl FlowVerdict {
     }
 }
 
+/// Where a flow was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FlowHook {
+    /// A packet leaving a pod (TC on its host veth).
+    FromPod,
+    /// A packet entering the node from outside (XDP or TC on the external interface).
+    External,
+    /// A socket's `connect()`/`sendmsg()` (socket-level ClusterIP on the node's cgroup).
+    Socket,
+}
+
+impl FlowHook {
+    /// `from-pod`, `external` or `socket` (the served JSON's `hook`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowHook::FromPod => "from-pod",
+            FlowHook::External => "external",
+            FlowHook::Socket => "socket",
+        }
+    }
+}
+
 /// One decoded flow event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlowRecord {
     /// `CLOCK_MONOTONIC` nanoseconds of the event (see [`crate::inspect::monotonic_ns`]).
     pub time_ns: u64,
-    /// The client.
+    /// The client; `0.0.0.0:0` for a socket whose address was not known yet
+    /// ([`FlowHook::Socket`]: a process of the node).
     pub source: SocketAddrV4,
-    /// What the client addressed (ClusterIP, node address and NodePort, LoadBalancer IP).
+    /// What the client addressed (ClusterIP, node address and NodePort,
+    /// LoadBalancer IP, or any address outside the cluster when masqueraded).
     pub destination: SocketAddrV4,
-    /// The frontend that matched (NodePort and hostPort frontends have address `0.0.0.0`).
+    /// The frontend that matched (NodePort and hostPort frontends have
+    /// address `0.0.0.0`); `None` for a flow no Service balanced (masqueraded).
     pub frontend: Option<Frontend>,
-    /// The backend chosen (forwarded flows only).
+    /// The backend chosen (forwarded flows of a Service only).
     pub backend: Option<SocketAddrV4>,
-    /// Service id of the frontend.
+    /// Service id of the frontend (0 without a frontend).
     pub service_id: u32,
     /// Backend id (forwarded flows only).
     pub backend_id: u32,
@@ -72,10 +99,13 @@ pub struct FlowRecord {
     pub proto: Protocol,
     /// What happened.
     pub verdict: FlowVerdict,
-    /// The datapath event that decided (`NewFlow`, `Rebalanced`, `NoBackendReject`, ...).
+    /// The datapath event that decided (`NewFlow`, `Rebalanced`, `NoBackendReject`, `SocketLb`, `Masquerade`, ...).
     pub reason: Event,
-    /// `from-pod` or `external`: where the packet was seen.
-    pub hook: &'static str,
+    /// Where the flow was seen.
+    pub hook: FlowHook,
+    /// The node's address and port the client's source was translated to,
+    /// when the flow left the cluster masqueraded.
+    pub masquerade: Option<SocketAddrV4>,
 }
 
 impl FlowRecord {
@@ -96,7 +126,8 @@ pub fn decode(bytes: &[u8]) -> Option<FlowRecord> {
     record(&e)
 }
 
-/// Turn a raw event into a record; `None` for an unknown protocol, verdict or reason.
+/// Turn a raw event into a record; `None` for an unknown protocol, verdict,
+/// reason or hook.
 pub fn record(e: &FlowEvent) -> Option<FlowRecord> {
     let proto = match e.proto {
         PROTO_TCP => Protocol::Tcp,
@@ -110,6 +141,13 @@ pub fn record(e: &FlowEvent) -> Option<FlowRecord> {
         _ => return None,
     };
     let reason = *ALL_EVENTS.get(e.reason as usize)?;
+    let hook = match e.hook {
+        flow_hook::FROM_POD => FlowHook::FromPod,
+        flow_hook::EXTERNAL => FlowHook::External,
+        flow_hook::SOCKET => FlowHook::Socket,
+        _ => return None,
+    };
+    // `scope::NONE` (a masqueraded flow) and anything unknown: no frontend.
     let kind = match e.scope {
         scope::CLUSTER_IP => Some(ServiceKind::ClusterIp),
         scope::NODE_PORT => Some(ServiceKind::NodePort),
@@ -130,19 +168,17 @@ pub fn record(e: &FlowEvent) -> Option<FlowRecord> {
         time_ns: e.time_ns,
         source: SocketAddrV4::new(Ipv4Addr::from(e.saddr), e.sport),
         destination: SocketAddrV4::new(Ipv4Addr::from(e.daddr), e.dport),
-        frontend,
-        backend: (verdict == FlowVerdict::Forwarded)
+        backend: (verdict == FlowVerdict::Forwarded && frontend.is_some())
             .then(|| SocketAddrV4::new(Ipv4Addr::from(e.backend_addr), e.backend_port)),
+        frontend,
         service_id: e.service_id,
         backend_id: e.backend_id,
         proto,
         verdict,
         reason,
-        hook: if e.hook == flow_hook::FROM_POD {
-            "from-pod"
-        } else {
-            "external"
-        },
+        hook,
+        masquerade: (e.flags & flow_flags::MASQUERADED != 0)
+            .then(|| SocketAddrV4::new(Ipv4Addr::from(e.masquerade_addr), e.masquerade_port)),
     })
 }
 
@@ -213,7 +249,7 @@ mod tests {
             reason: Event::NewFlow as u8,
             scope: scope::NODE_PORT,
             hook: flow_hook::EXTERNAL,
-            pad: 0,
+            ..Default::default()
         };
         let r = decode(&bytes(&e)).expect("decodes");
         assert_eq!(r.source.to_string(), "10.0.0.9:40000");
@@ -221,10 +257,11 @@ mod tests {
         assert_eq!(r.frontend, Some(Frontend::node_port(30080, Protocol::Tcp)));
         assert_eq!(r.backend.map(|b| b.to_string()).as_deref(), Some("10.244.0.5:8080"));
         assert_eq!(
-            (r.verdict, r.reason_name(), r.hook),
+            (r.verdict, r.reason_name(), r.hook.as_str()),
             (FlowVerdict::Forwarded, "NewFlow", "external")
         );
         assert_eq!(r.time_ns, 42);
+        assert_eq!(r.masquerade, None);
     }
 
     #[test]
@@ -245,7 +282,7 @@ mod tests {
         assert_eq!(r.frontend, Some(Frontend::udp(Ipv4Addr::new(10, 96, 0, 20), 80)));
         assert_eq!(r.backend, None);
         assert_eq!(
-            (r.verdict.as_str(), r.reason_name(), r.hook),
+            (r.verdict.as_str(), r.reason_name(), r.hook.as_str()),
             ("REJECTED", "NoBackendReject", "from-pod")
         );
         assert!(decode(&bytes(&e)[..20]).is_none(), "short record");
@@ -254,7 +291,64 @@ mod tests {
             "ICMP is not a flow here"
         );
         assert!(record(&FlowEvent { reason: 200, ..e }).is_none(), "unknown reason");
+        assert!(record(&FlowEvent { hook: 9, ..e }).is_none(), "unknown hook");
         assert_eq!(FlowVerdict::parse("Dropped"), Some(FlowVerdict::Dropped));
         assert_eq!(FlowVerdict::parse("lost"), None);
+    }
+
+    #[test]
+    fn a_socket_flow_has_an_unknown_client_and_a_backend() {
+        let e = FlowEvent {
+            daddr: [10, 96, 0, 10],
+            backend_addr: [10, 244, 1, 5],
+            service_id: 4,
+            backend_id: 9,
+            dport: 53,
+            backend_port: 5353,
+            proto: PROTO_UDP,
+            verdict: flow_verdict::FORWARDED,
+            reason: Event::SocketLb as u8,
+            scope: scope::CLUSTER_IP,
+            hook: flow_hook::SOCKET,
+            ..Default::default()
+        };
+        let r = record(&e).expect("decodes");
+        assert_eq!(r.hook, FlowHook::Socket);
+        assert_eq!(r.hook.as_str(), "socket");
+        assert_eq!(r.source, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0), "not bound yet");
+        assert_eq!(r.frontend, Some(Frontend::udp(Ipv4Addr::new(10, 96, 0, 10), 53)));
+        assert_eq!(r.backend.map(|b| b.to_string()).as_deref(), Some("10.244.1.5:5353"));
+        assert_eq!((r.reason_name(), r.masquerade), ("SocketLb", None));
+    }
+
+    #[test]
+    fn a_masqueraded_flow_has_no_service_and_names_the_node_address() {
+        let e = FlowEvent {
+            time_ns: 7,
+            saddr: [10, 244, 0, 3],
+            daddr: [192, 0, 2, 80],
+            sport: 41000,
+            dport: 443,
+            proto: PROTO_TCP,
+            verdict: flow_verdict::FORWARDED,
+            reason: Event::Masquerade as u8,
+            scope: scope::NONE,
+            hook: flow_hook::FROM_POD,
+            flags: flow_flags::MASQUERADED,
+            masquerade_addr: [10, 0, 0, 2],
+            masquerade_port: 41000,
+            ..Default::default()
+        };
+        let r = decode(&bytes(&e)).expect("decodes");
+        assert_eq!((r.frontend, r.backend, r.service_id), (None, None, 0));
+        assert_eq!(r.destination.to_string(), "192.0.2.80:443");
+        assert_eq!(r.masquerade.map(|m| m.to_string()).as_deref(), Some("10.0.0.2:41000"));
+        assert_eq!(
+            (r.verdict, r.reason_name(), r.hook),
+            (FlowVerdict::Forwarded, "Masquerade", FlowHook::FromPod)
+        );
+        // Without the flag the address means nothing.
+        let plain = record(&FlowEvent { flags: 0, ..e }).expect("decodes");
+        assert_eq!(plain.masquerade, None);
     }
 }

@@ -398,3 +398,79 @@ fn node_local_clients_reach_clusterips_through_socket_level_balancing() {
     assert!(c.node1.counters().unwrap().event(Event::SocketLb) >= 13);
     c.node1.detach_cgroup().unwrap();
 }
+
+#[test]
+fn socket_level_balancing_writes_a_flow_event_per_connect_and_new_udp_pair() {
+    let mut c = Cluster::new("sockflow");
+    c.program(&["b1", "b2", "b3"], |b| {
+        ServiceSpec::cluster_ip(Frontend::tcp(vip(), 80), b)
+    });
+    // One backend: every datagram of a socket goes to the same one.
+    c.program(&["b1"], |b| udp(ServiceSpec::cluster_ip(Frontend::udp(vip(), 54), b)));
+    c.program(&[], |b| ServiceSpec::cluster_ip(Frontend::tcp(vip(), 82), b));
+    let cg = TestCgroup::new("sockflow");
+    c.node1.attach_cgroup(&cg.0).expect("attach cgroup programs");
+    let mut reader = flows::FlowReader::open(c.node1.pin_root()).expect("the flows ring buffer is pinned");
+    let mut seen = Vec::new();
+    reader.drain(&mut seen);
+    seen.clear();
+    let n1 = c.topo.ns("n1");
+    for _ in 0..3 {
+        let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/tcp/{VIP}/80; head -n1 <&3'"));
+        assert!(out.starts_with('b'), "node-local TCP client got {out:?}");
+    }
+    // Three datagrams from one unconnected socket (sendmsg4 each time): one
+    // new (socket, backend) pair, one event. The replies come from the VIP.
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.settimeout(3)\n\
+         for _ in range(3):\n    s.sendto(b\"hi\", (\"{VIP}\", 54)); data, peer = s.recvfrom(100)\n\
+         print(data.decode().split()[0], peer[0], peer[1])"
+    );
+    let out = cg.run(&n1, &format!("python3 -c '{script}'"));
+    assert_eq!(
+        out.trim(),
+        format!("b1 {VIP} 54"),
+        "unconnected UDP through the ClusterIP"
+    );
+    let out = cg.run(&n1, &format!("bash -c 'exec 3<>/dev/tcp/{VIP}/82' 2>&1"));
+    assert!(out.to_lowercase().contains("refused"), "got {out:?}");
+
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 5, "{seen:#?}");
+    let unknown = std::net::SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0);
+    let backends: Vec<_> = BACKENDS.iter().map(|(_, _, a)| addr(a, 8080)).collect();
+    for f in &seen[..3] {
+        assert_eq!(
+            (f.hook, f.verdict, f.reason),
+            (flows::FlowHook::Socket, flows::FlowVerdict::Forwarded, Event::SocketLb)
+        );
+        assert_eq!((f.source, f.frontend), (unknown, Some(Frontend::tcp(vip(), 80))));
+        assert!(f.backend.is_some_and(|b| backends.contains(&b)), "{f:?}");
+    }
+    let udp = &seen[3];
+    assert_eq!((udp.hook, udp.reason), (flows::FlowHook::Socket, Event::SocketLb));
+    assert_eq!(udp.frontend, Some(Frontend::udp(vip(), 54)));
+    assert_eq!(udp.backend, Some(addr(BACKENDS[0].2, 8053)));
+    assert_eq!(udp.source.ip(), &Ipv4Addr::UNSPECIFIED, "no IP_PKTINFO source asked");
+    let refused = &seen[4];
+    assert_eq!(
+        (refused.hook, refused.verdict, refused.reason),
+        (
+            flows::FlowHook::Socket,
+            flows::FlowVerdict::Rejected,
+            Event::NoBackendReject
+        )
+    );
+    assert_eq!(
+        (refused.frontend, refused.backend),
+        (Some(Frontend::tcp(vip(), 82)), None)
+    );
+    assert_eq!(
+        c.node1.counters().unwrap().event(Event::SocketLb),
+        6,
+        "every connect and datagram is translated, only new flows are events"
+    );
+    c.node1.detach_cgroup().unwrap();
+}

@@ -1,7 +1,8 @@
 //! The eBPF programs on crafted packets, run in the kernel with
 //! BPF_PROG_TEST_RUN (no interface, no namespace): DNAT, reverse NAT,
 //! rejects, affinity, Maglev stability, NodePort SNAT/Local, source ranges,
-//! and malformed input. Needs root.
+//! malformed input, and flow events (new, rejected and masqueraded flows).
+//! Needs root.
 
 mod common;
 
@@ -661,7 +662,7 @@ fn new_flows_and_rejects_are_flow_events_and_tracked_packets_are_not() {
     assert_eq!(seen.len(), 2, "{seen:?}");
     let (new, rejected) = (&seen[0], &seen[1]);
     assert_eq!(
-        (new.verdict, new.reason, new.hook),
+        (new.verdict, new.reason, new.hook.as_str()),
         (flows::FlowVerdict::Forwarded, Event::NewFlow, "from-pod")
     );
     assert_eq!((new.source.ip(), new.source.port()), (&client().0, client().1));
@@ -725,4 +726,57 @@ fn flow_events_that_do_not_fit_the_full_ring_buffer_are_counted_lost() {
     reader.drain(&mut seen);
     assert_eq!(seen.len() as u64 + lost, sent as u64 + 1);
     assert_eq!(dp.counters().unwrap().event(Event::FlowEventLost), lost);
+}
+
+#[test]
+fn a_masqueraded_flow_is_one_flow_event_naming_the_node_address() {
+    let mut dp = TestDatapath::new("flowmasq");
+    let node = ip("198.19.9.1");
+    // The client (198.18.1.5) is a pod of the cluster; 198.19.5.5 is outside it.
+    dp.set_routing(&RoutingSettings {
+        cluster_cidr: (ip("198.18.0.0"), 16),
+        masquerade: Some(node),
+    })
+    .unwrap();
+    let (mut reader, mut seen) = emptied_flow_reader(&dp);
+    let outside = (ip("198.19.5.5"), 443);
+    let (action, out) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), outside, SYN));
+    assert_eq!((action, out.src, out.dst), (TC_ACT_OK, node, outside.0), "masqueraded");
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 1, "the new flow is one event: {seen:?}");
+    // The same flow's next packets, a retransmitted SYN among them, are tracked: no event.
+    for flags in [ACK, ACK, SYN, ACK] {
+        let (_, again) = run(&mut dp, ProgramKind::PodIngress, &Pkt::tcp(client(), outside, flags));
+        assert_eq!((again.src, again.sport), (node, out.sport), "same translation");
+    }
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 1, "no event for packets of the flow: {seen:?}");
+    let m = &seen[0];
+    assert_eq!(
+        (m.verdict, m.reason, m.hook),
+        (
+            flows::FlowVerdict::Forwarded,
+            Event::Masquerade,
+            flows::FlowHook::FromPod
+        )
+    );
+    assert_eq!(m.masquerade, Some(std::net::SocketAddrV4::new(node, out.sport)));
+    assert_eq!(m.source, std::net::SocketAddrV4::new(client().0, client().1));
+    assert_eq!(m.destination, std::net::SocketAddrV4::new(outside.0, outside.1));
+    assert_eq!((m.frontend, m.backend, m.service_id), (None, None, 0), "no Service");
+    let c = dp.counters().unwrap();
+    assert_eq!((c.event(Event::Masquerade), c.event(Event::Rebalanced)), (1, 0));
+
+    // Another flow of the pod is another event.
+    run(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::udp((client().0, 5353), (outside.0, 53)),
+    );
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(
+        (seen[1].proto, seen[1].masquerade.map(|m| *m.ip())),
+        (Protocol::Udp, Some(node))
+    );
 }

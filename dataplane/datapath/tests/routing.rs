@@ -267,7 +267,16 @@ fn masquerade_replies_are_translated_on_the_tc_hook_too() {
     masquerade_scenario(TwoNodes::new("masqtc", ExternalHook::Tc));
 }
 
+/// Node `dp`'s flow reader, emptied of what the ring held before.
+fn emptied_flow_reader(dp: &Datapath) -> flows::FlowReader {
+    let mut reader = flows::FlowReader::open(dp.pin_root()).expect("the flows ring buffer is pinned");
+    reader.drain(&mut Vec::new());
+    reader
+}
+
 fn masquerade_scenario(mut c: TwoNodes) {
+    let mut reader = emptied_flow_reader(&c.n1);
+    let mut seen = Vec::new();
     // The outside host has no route to the pods: only a masqueraded flow gets answers.
     for _ in 0..5 {
         let (name, peer, mut s) =
@@ -279,6 +288,23 @@ fn masquerade_scenario(mut c: TwoNodes) {
         );
         in_ns(&c.topo.ns("a"), || echo(&mut s, "masqueraded")).unwrap();
     }
+    // One flow event per connection (not per packet), each naming node 1's
+    // address as the pod's new source.
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 5, "{seen:#?}");
+    for f in &seen {
+        assert_eq!(
+            (f.verdict, f.reason),
+            (flows::FlowVerdict::Forwarded, Event::Masquerade)
+        );
+        assert_eq!(
+            (f.source.ip().to_string(), f.destination),
+            (A.to_string(), addr(OUTSIDE, 8080))
+        );
+        assert_eq!(f.masquerade.map(|m| m.ip().to_string()), Some(NODE1.to_string()));
+        assert_eq!((f.frontend, f.backend), (None, None));
+    }
+    seen.clear();
     let (name, peer) = in_ns(&c.topo.ns("c"), || udp_ask(addr(OUTSIDE, 8053))).expect("UDP from C to the outside");
     assert_eq!((name.as_str(), peer.as_str()), ("out", NODE2));
     assert!(c.n1.counters().unwrap().event(Event::Masquerade) >= 5);
@@ -300,6 +326,15 @@ fn masquerade_scenario(mut c: TwoNodes) {
     );
     in_ns(&c.topo.ns("a"), || echo(&mut s, "through the VIP")).unwrap();
     assert!(c.n1.counters().unwrap().event(Event::NewFlow) > masqueraded);
+    // Its flow event names the Service's backend and the masquerade too.
+    reader.drain(&mut seen);
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(
+        (seen[0].reason, seen[0].frontend),
+        (Event::NewFlow, Some(Frontend::tcp(VIP.parse().unwrap(), 443)))
+    );
+    assert_eq!(seen[0].backend, Some(addr(OUTSIDE, 8080)));
+    assert_eq!(seen[0].masquerade.map(|m| m.ip().to_string()), Some(NODE1.to_string()));
     // The node's own address is not masqueraded (the node sees the pod).
     let (_, peer, _) = in_ns(&c.topo.ns("a"), || {
         c.topo.tcp_server("n1", 9090, "n1");

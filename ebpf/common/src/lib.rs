@@ -65,7 +65,8 @@ pub mod map_names {
     pub const CLUSTER_NODES: &str = "cluster_nodes";
     /// `NodeAddrKey` → `AnnounceValue`: LoadBalancer IPs this node answers ARP for.
     pub const ANNOUNCE: &str = "announce";
-    /// Ring buffer of [`FlowEvent`](super::FlowEvent)s: new flows and drops, read by the node daemon.
+    /// Ring buffer of [`FlowEvent`](super::FlowEvent)s: new flows (balanced, socket-level, masqueraded),
+    /// drops and rejects, read by the node daemon.
     pub const FLOWS: &str = "flows";
     /// `u32` 0 → [`Settings`](super::Settings): runtime switches of the programs.
     pub const SETTINGS: &str = "settings";
@@ -127,6 +128,9 @@ pub mod scope {
     /// A pod's `hostPort`: `addr` is `0.0.0.0` and matches every address in
     /// `node_addrs` (a NodePort frontend is looked up first).
     pub const HOST_PORT: u8 = 3;
+    /// No frontend: only in a [`FlowEvent`](super::FlowEvent) of a flow no
+    /// Service balanced (a masqueraded one), never in a [`ServiceKey`](super::ServiceKey).
+    pub const NONE: u8 = u8::MAX;
 }
 
 /// A service frontend: (address, port, protocol, scope).
@@ -527,28 +531,40 @@ pub mod flow_hook {
     pub const FROM_POD: u8 = 0;
     /// Entering the node from outside (XDP or TC on the external interface).
     pub const EXTERNAL: u8 = 1;
+    /// A socket's `connect()` or `sendmsg()` (cgroup socket-level ClusterIP):
+    /// the client is a process of the node whose address is often not known
+    /// yet (an unbound socket), so `saddr` and `sport` may be zero.
+    pub const SOCKET: u8 = 2;
 }
 
-/// One event of the `flows` ring buffer: a new flow balanced to a backend, or
-/// a new flow dropped or rejected. Never written for packets of established
-/// flows, so its cost is per connection, not per packet; switched off with
+/// Flags of a [`FlowEvent`].
+pub mod flow_flags {
+    /// The client's source was translated to the node's address
+    /// (`masquerade_addr`, `masquerade_port`): a pod flow leaving the cluster.
+    pub const MASQUERADED: u8 = 1;
+}
+
+/// One event of the `flows` ring buffer: a new flow balanced to a backend, a
+/// new flow leaving the cluster masqueraded, or a new flow dropped or
+/// rejected. Never written for packets of established flows, so its cost is
+/// per connection, not per packet; switched off with
 /// [`settings_flags::FLOW_EVENTS`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct FlowEvent {
     /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when it happened.
     pub time_ns: u64,
-    /// Client address.
+    /// Client address (`0.0.0.0` when a socket's address is not known yet, hook [`flow_hook::SOCKET`]).
     pub saddr: [u8; 4],
     /// Destination the client addressed (ClusterIP, node address, LoadBalancer or external IP).
     pub daddr: [u8; 4],
     /// The backend chosen (`0.0.0.0` when dropped or rejected).
     pub backend_addr: [u8; 4],
-    /// The frontend's service id.
+    /// The frontend's service id (0 without a Service: a masqueraded flow).
     pub service_id: u32,
     /// The backend's id (0 when dropped or rejected).
     pub backend_id: u32,
-    /// Client port, host order.
+    /// Client port, host order (0 when not known, hook [`flow_hook::SOCKET`]).
     pub sport: u16,
     /// Destination port, host order.
     pub dport: u16,
@@ -558,18 +574,26 @@ pub struct FlowEvent {
     pub proto: u8,
     /// One of [`flow_verdict`].
     pub verdict: u8,
-    /// The [`Event`] that decided: `NewFlow`, `Rebalanced`, `NoBackendReject`, `SourceDenied`, ...
+    /// The [`Event`] that decided: `NewFlow`, `Rebalanced`, `NoBackendReject`,
+    /// `SourceDenied`, `SocketLb`, `Masquerade`, ...
     pub reason: u8,
-    /// The frontend's [`scope`].
+    /// The frontend's [`scope`] ([`scope::NONE`] without a Service).
     pub scope: u8,
     /// One of [`flow_hook`].
     pub hook: u8,
+    /// [`flow_flags`].
+    pub flags: u8,
+    /// With [`flow_flags::MASQUERADED`]: the client's new source address (the node's).
+    pub masquerade_addr: [u8; 4],
+    /// With [`flow_flags::MASQUERADED`]: the client's new source port, host order.
+    pub masquerade_port: u16,
     /// Explicit padding.
-    pub pad: u8,
+    pub pad: [u8; 2],
 }
-const _: () = assert!(core::mem::size_of::<FlowEvent>() == 40);
+const _: () = assert!(core::mem::size_of::<FlowEvent>() == 48);
 
-/// Bytes of the `flows` ring buffer (a power of two of pages): about 10,000 events.
+/// Bytes of the `flows` ring buffer (a power of two of pages): about 9,000
+/// events (each takes its 48 bytes plus an 8-byte ring header).
 pub const FLOWS_RING_BYTES: u32 = 512 * 1024;
 
 /// Flags of [`Settings`].

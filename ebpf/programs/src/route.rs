@@ -20,19 +20,24 @@
 //! endpoints are the API servers' addresses) is masqueraded too, in the same
 //! conntrack entries as its destination NAT: the reply gets the VIP back as
 //! source and the pod as destination. ICMP is not masqueraded.
+//!
+//! Flow events: a new masqueraded flow writes one (hook from-pod, no
+//! Service, flag `MASQUERADED` with the node's address and port), when its
+//! conntrack entries are created; its later packets are tracked and write none.
 
 use aya_ebpf::{bindings::TC_ACT_SHOT, helpers::bpf_redirect_peer, programs::TcContext};
-use sluice_common::{ct_flags, routing_flags, CtKey, CtValue, EndpointKey, Event, NodeAddrKey, RoutingConfig};
+use sluice_common::{
+    ct_flags, flow_flags, flow_hook, flow_verdict, routing_flags, scope, CtKey, CtValue, EndpointKey, Event, FlowEvent,
+    NodeAddrKey, RoutingConfig,
+};
 
 use crate::lb::{
-    self, conntrack,
+    self,
+    conntrack::{self, NO_SERVICE},
     maps::{CLUSTER_NODES, ENDPOINTS, ROUTING},
     packet::{Flow, IP_DADDR_OFF},
     service, Verdict,
 };
-
-/// `service_id`/`backend_id` of conntrack entries that belong to no service.
-const NO_SERVICE: u32 = u32::MAX;
 
 #[inline(always)]
 fn in_cidr(addr: [u8; 4], cfg: &RoutingConfig) -> bool {
@@ -103,12 +108,51 @@ pub fn masquerade(flow: &Flow) -> Verdict {
     };
     let Some(port) = conntrack::claim_snat_port(&mut reply_key, &reply, flow.sport, service::flow_hash(flow)) else {
         lb::count(Event::SnatExhausted);
+        masquerade_flow_event(flow, flow_verdict::DROPPED, Event::SnatExhausted, None);
         return Verdict::Drop;
     };
     forward.snat_port = port;
     let _ = conntrack::insert(&conntrack::key_of(flow), &forward, 0);
     lb::count(Event::Masquerade);
+    // Only here, where the flow's source-NAT entries were just created: the
+    // packets after it are tracked flows and never reach `masquerade`.
+    masquerade_flow_event(
+        flow,
+        flow_verdict::FORWARDED,
+        Event::Masquerade,
+        Some((masquerade_addr, port)),
+    );
     Verdict::Rewrite(lb::tracked(flow, &forward))
+}
+
+/// The flow event of a new pod flow leaving the cluster: no Service (id 0,
+/// scope `NONE`), no backend, and when masqueraded the node's address and
+/// port the client now has.
+#[inline(always)]
+fn masquerade_flow_event(flow: &Flow, verdict: u8, reason: Event, masqueraded: Option<([u8; 4], u16)>) {
+    if !lb::flow_events_on() {
+        return;
+    }
+    let (flags, masquerade_addr, masquerade_port) = match masqueraded {
+        Some((addr, port)) => (flow_flags::MASQUERADED, addr, port),
+        None => (0, [0; 4], 0),
+    };
+    lb::output_flow_event(&FlowEvent {
+        time_ns: conntrack::now(),
+        saddr: flow.saddr,
+        daddr: flow.daddr,
+        sport: flow.sport,
+        dport: flow.dport,
+        proto: flow.proto,
+        verdict,
+        reason: reason as u8,
+        scope: scope::NONE,
+        hook: flow_hook::FROM_POD,
+        flags,
+        masquerade_addr,
+        masquerade_port,
+        ..FlowEvent::default()
+    });
 }
 
 /// If the IPv4 packet behind `ctx` is addressed to a pod of this node, hand

@@ -6,6 +6,16 @@
 //! Node-local clients have no per-client affinity here (they all share the
 //! node's address); a service without backends fails the connect with
 //! ECONNREFUSED.
+//!
+//! Flow events (hook `SOCKET`): one per `connect()` to a ClusterIP
+//! (forwarded, or rejected without backends). An unconnected UDP socket
+//! passes here on every `sendmsg()`, so it writes one only when a datagram
+//! creates its socket's `sock_revnat` entry for the backend picked (the first
+//! datagram of each (socket, backend) pair; later ones find the entry), and
+//! one per refused datagram as the TC path does per rejected packet. The
+//! client's address is what the context knows: none at `connect()` (the
+//! socket is usually not bound yet), the source a `sendmsg()` asked for
+//! (IP_PKTINFO), else none; userspace shows the node as the client.
 
 use aya_ebpf::{
     bindings::bpf_sock_addr,
@@ -13,10 +23,13 @@ use aya_ebpf::{
     macros::cgroup_sock_addr,
     programs::SockAddrContext,
 };
-use sluice_common::{scope, Event, ServiceKey, SockRevKey, SockRevValue, PROTO_TCP, PROTO_UDP};
+use sluice_common::{
+    flow_hook, flow_verdict, scope, BackendValue, Event, FlowEvent, ServiceKey, SockRevKey, SockRevValue, PROTO_TCP,
+    PROTO_UDP,
+};
 
 use crate::lb::{
-    self,
+    self, conntrack,
     maps::{SERVICES, SOCK_REVNAT},
     service,
 };
@@ -28,16 +41,28 @@ const REFUSE: i32 = 0;
 /// errno of a refused connection.
 const ECONNREFUSED: i32 = 111;
 
+/// Which entry point asks [`translate`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// `connect()`: once per connection.
+    Connect,
+    /// `sendmsg()` of an unconnected UDP socket, with the source address the
+    /// message asked for (`0.0.0.0` when none): once per datagram.
+    Sendmsg([u8; 4]),
+}
+
 /// Entry point: `connect()` of TCP and UDP sockets.
 #[cgroup_sock_addr(connect4)]
 pub fn sock_connect4(ctx: SockAddrContext) -> i32 {
-    translate(&ctx)
+    translate(&ctx, Op::Connect)
 }
 
 /// Entry point: `sendmsg()`/`sendto()` of unconnected UDP sockets.
 #[cgroup_sock_addr(sendmsg4)]
 pub fn sock_sendmsg4(ctx: SockAddrContext) -> i32 {
-    translate(&ctx)
+    // SAFETY: the kernel's context; `msg_src_ip4` is readable in sendmsg4.
+    let src = unsafe { (*ctx.sock_addr).msg_src_ip4 };
+    translate(&ctx, Op::Sendmsg(src.to_ne_bytes()))
 }
 
 /// Entry point: `recvmsg()` of UDP sockets: backend source → VIP.
@@ -65,7 +90,7 @@ pub fn sock_recvmsg4(ctx: SockAddrContext) -> i32 {
 }
 
 #[inline(always)]
-fn translate(ctx: &SockAddrContext) -> i32 {
+fn translate(ctx: &SockAddrContext, op: Op) -> i32 {
     let sa: *mut bpf_sock_addr = ctx.sock_addr;
     // SAFETY: the kernel's context for this program type.
     let (ip, port, proto) = unsafe { ((*sa).user_ip4, (*sa).user_port, (*sa).protocol) };
@@ -85,13 +110,15 @@ fn translate(ctx: &SockAddrContext) -> i32 {
     };
     // SAFETY: plain helper.
     let hash = unsafe { bpf_get_prandom_u32() };
-    let Some((_, backend)) = service::maglev_pick(&svc, hash, false) else {
+    let Some((backend_id, backend)) = service::maglev_pick(&svc, hash, false) else {
         lb::count(Event::NoBackendReject);
+        flow_event(op, &key, svc.id, flow_verdict::REJECTED, Event::NoBackendReject, None);
         // Fail like a rejected connection (ECONNREFUSED), not EPERM.
         // SAFETY: plain helper.
         unsafe { bpf_set_retval(-ECONNREFUSED) };
         return REFUSE;
     };
+    let mut new_flow = op == Op::Connect;
     if proto == PROTO_UDP {
         let rev = SockRevKey {
             // SAFETY: helper on this program's context.
@@ -100,15 +127,20 @@ fn translate(ctx: &SockAddrContext) -> i32 {
             port: backend.port,
             pad: 0,
         };
-        let _ = SOCK_REVNAT.insert(
-            rev,
-            SockRevValue {
-                addr: key.addr,
-                port: key.port,
-                pad: 0,
-            },
-            0,
-        );
+        let frontend = SockRevValue {
+            addr: key.addr,
+            port: key.port,
+            pad: 0,
+        };
+        // SAFETY: map value pointer, compared at once.
+        let known = SOCK_REVNAT
+            .get_ptr(rev)
+            .is_some_and(|v| unsafe { (*v).addr == frontend.addr && (*v).port == frontend.port });
+        // A datagram that finds its entry is one more packet of a known
+        // (socket, backend) pair: no write, no flow event.
+        if !known {
+            new_flow |= SOCK_REVNAT.insert(rev, frontend, 0).is_ok();
+        }
     }
     // SAFETY: context fields are writable for these attach types.
     unsafe {
@@ -116,5 +148,55 @@ fn translate(ctx: &SockAddrContext) -> i32 {
         (*sa).user_port = backend.port.to_be() as u32;
     }
     lb::count(Event::SocketLb);
+    if new_flow {
+        flow_event(
+            op,
+            &key,
+            svc.id,
+            flow_verdict::FORWARDED,
+            Event::SocketLb,
+            Some((backend_id, &backend)),
+        );
+    }
     ALLOW
+}
+
+/// The flow event of a socket's new flow to the ClusterIP `key` (see the
+/// module docs for when), unless flow events are off.
+#[inline(always)]
+fn flow_event(
+    op: Op,
+    key: &ServiceKey,
+    service_id: u32,
+    verdict: u8,
+    reason: Event,
+    backend: Option<(u32, &BackendValue)>,
+) {
+    if !lb::flow_events_on() {
+        return;
+    }
+    let saddr = match op {
+        Op::Connect => [0; 4],
+        Op::Sendmsg(src) => src,
+    };
+    let (backend_id, backend_addr, backend_port) = match backend {
+        Some((id, b)) => (id, b.addr, b.port),
+        None => (0, [0; 4], 0),
+    };
+    lb::output_flow_event(&FlowEvent {
+        time_ns: conntrack::now(),
+        saddr,
+        daddr: key.addr,
+        backend_addr,
+        service_id,
+        backend_id,
+        dport: key.port,
+        backend_port,
+        proto: key.proto,
+        verdict,
+        reason: reason as u8,
+        scope: scope::CLUSTER_IP,
+        hook: flow_hook::SOCKET,
+        ..FlowEvent::default()
+    });
 }

@@ -5,11 +5,20 @@
 //! [`CAPACITY`] in memory and hands new ones to followers. The kubelet port
 //! serves them as JSON lines on `GET /dataplane/flows` (`?follow=true`
 //! streams), which `ctl dataplane flows` reads.
+//!
+//! A flow's JSON: `time`, `node`, `verdict`, `reason`, `protocol`, `hook`
+//! (`from-pod`, `external` or `socket`), `source` and `destination` (`ip`,
+//! `port`, and `pod` when named), `service` (`type`, and `namespace`,
+//! `name`, `port` when named; absent for a flow no Service balanced),
+//! `backend` (forwarded Service flows), and `masquerade` (`ip`, `port`: the
+//! node's address a pod flow leaving the cluster was translated to). A
+//! socket-level flow's client is a process of this node whose address is
+//! often not known yet (`0.0.0.0`): its `source` says `"node": <this node>`.
 
 use super::observed;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{json, Value};
-use sluice_datapath::flows::{FlowReader, FlowRecord};
+use sluice_datapath::flows::{FlowHook, FlowReader, FlowRecord};
 use sluice_datapath::inspect::monotonic_ns;
 use sluice_datapath::{Protocol, ServiceKind};
 use sluice_proxy::names::ServiceNames;
@@ -91,12 +100,16 @@ pub fn flow_json(r: &FlowRecord, time: Timestamp, node: &str, names: &ServiceNam
         "verdict": r.verdict.as_str(),
         "reason": r.reason_name(),
         "protocol": proto(r.proto),
-        "hook": r.hook,
+        "hook": r.hook.as_str(),
         "source": {"ip": r.source.ip().to_string(), "port": r.source.port()},
         "destination": {"ip": r.destination.ip().to_string(), "port": r.destination.port()},
     });
     if let Some(p) = pod(r.source.ip()) {
         v["source"]["pod"] = p;
+    } else if r.hook == FlowHook::Socket {
+        // The socket-level programs run for this node's processes (their
+        // address unknown at connect time): the node is the client.
+        v["source"]["node"] = json!(node);
     }
     if let Some(f) = &r.frontend {
         let mut service = json!({"type": kind(f.kind)});
@@ -112,6 +125,9 @@ pub fn flow_json(r: &FlowRecord, time: Timestamp, node: &str, names: &ServiceNam
         if let Some(p) = pod(b.ip()) {
             v["backend"]["pod"] = p;
         }
+    }
+    if let Some(m) = &r.masquerade {
+        v["masquerade"] = json!({"ip": m.ip().to_string(), "port": m.port()});
     }
     v
 }
@@ -191,7 +207,8 @@ mod tests {
             proto: Protocol::Tcp,
             verdict: FlowVerdict::Rejected,
             reason: Event::NoBackendReject,
-            hook: "external",
+            hook: FlowHook::External,
+            masquerade: None,
         };
         let now = Timestamp::from_second(1_800_000_000).unwrap();
         let t = wall_time(r.time_ns, 3_500_000_000, now);
@@ -203,5 +220,65 @@ mod tests {
         assert_eq!(v["destination"]["port"], 30080);
         assert!(v.get("backend").is_none());
         assert_eq!(v["node"], "node-1");
+        assert_eq!(v["hook"], "external");
+        assert!(v.get("masquerade").is_none());
+        assert!(
+            v["source"].get("node").is_none(),
+            "an outside client is no node process"
+        );
+    }
+
+    fn at() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn a_socket_flow_comes_from_the_node() {
+        let r = FlowRecord {
+            time_ns: 0,
+            source: "0.0.0.0:0".parse().unwrap(),
+            destination: "10.96.0.10:53".parse().unwrap(),
+            frontend: Some(Frontend::udp("10.96.0.10".parse().unwrap(), 53)),
+            backend: Some("10.244.1.5:5353".parse().unwrap()),
+            service_id: 4,
+            backend_id: 9,
+            proto: Protocol::Udp,
+            verdict: FlowVerdict::Forwarded,
+            reason: Event::SocketLb,
+            hook: FlowHook::Socket,
+            masquerade: None,
+        };
+        let v = flow_json(&r, at(), "node-1", &ServiceNames::default());
+        assert_eq!(v["hook"], "socket");
+        assert_eq!(v["reason"], "SocketLb");
+        assert_eq!(v["source"], json!({"ip": "0.0.0.0", "port": 0, "node": "node-1"}));
+        assert_eq!(v["service"]["type"], "ClusterIP");
+        assert_eq!(v["backend"], json!({"ip": "10.244.1.5", "port": 5353}));
+        assert!(v.get("masquerade").is_none());
+    }
+
+    #[test]
+    fn a_masqueraded_flow_has_no_service_and_names_the_node_address() {
+        let r = FlowRecord {
+            time_ns: 0,
+            source: "10.244.0.3:41000".parse().unwrap(),
+            destination: "192.0.2.80:443".parse().unwrap(),
+            frontend: None,
+            backend: None,
+            service_id: 0,
+            backend_id: 0,
+            proto: Protocol::Tcp,
+            verdict: FlowVerdict::Forwarded,
+            reason: Event::Masquerade,
+            hook: FlowHook::FromPod,
+            masquerade: Some("10.0.0.2:41000".parse().unwrap()),
+        };
+        let v = flow_json(&r, at(), "node-1", &ServiceNames::default());
+        assert_eq!(v["hook"], "from-pod");
+        assert_eq!(v["reason"], "Masquerade");
+        assert_eq!(v["masquerade"], json!({"ip": "10.0.0.2", "port": 41000}));
+        assert_eq!(v["destination"], json!({"ip": "192.0.2.80", "port": 443}));
+        assert_eq!(v["source"], json!({"ip": "10.244.0.3", "port": 41000}));
+        assert!(v.get("service").is_none() && v.get("backend").is_none());
     }
 }

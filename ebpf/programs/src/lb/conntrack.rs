@@ -68,10 +68,19 @@ pub fn lookup(flow: &Flow, now: u64) -> Option<CtValue> {
     Some(*v)
 }
 
+/// `service_id`/`backend_id` of conntrack entries that belong to no service
+/// (masqueraded flows, [`crate::route`]).
+pub const NO_SERVICE: u32 = u32::MAX;
+
 /// Whether the backend a flow was balanced to is still a backend of its
-/// service at the same address (ids are reused once released).
+/// service at the same address (ids are reused once released). A flow of no
+/// service (masqueraded) has no backend to lose: a retransmitted SYN keeps
+/// its entry (and writes no second flow event).
 #[inline(always)]
 pub fn backend_alive(ct: &CtValue) -> bool {
+    if ct.service_id == NO_SERVICE {
+        return true;
+    }
     match BACKENDS.get_ptr(ct.backend_id) {
         // SAFETY: map value pointer, fields copied out at once.
         Some(b) => unsafe { (*b).addr == ct.nat_addr && (*b).port == ct.nat_port && (*b).service_id == ct.service_id },

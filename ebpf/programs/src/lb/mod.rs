@@ -13,8 +13,8 @@ pub mod reject;
 pub mod service;
 
 use sluice_common::{
-    ct_flags, flow_hook, flow_verdict, settings_flags, BackendValue, CtKey, CtValue, Event, FlowEvent, PROTO_TCP,
-    PROTO_UDP,
+    ct_flags, flow_flags, flow_hook, flow_verdict, settings_flags, BackendValue, CtKey, CtValue, Event, FlowEvent,
+    PROTO_TCP, PROTO_UDP,
 };
 
 use maps::{BACKEND_STATS, EVENTS, FLOWS, SERVICE_STATS, SETTINGS};
@@ -86,12 +86,32 @@ pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16, new_flow: boo
     }
 }
 
-/// Write a flow event (a new flow, a drop or a reject) to the `flows` ring
-/// buffer, unless switched off in `settings`. Called once per new flow, never
-/// for packets of tracked flows. A full ring buffer loses the event, which
-/// is counted as [`Event::FlowEventLost`] (the flow's own counters count it
-/// all the same).
+/// Whether flow events are switched on in `settings` (read once per new flow).
 #[inline(always)]
+pub fn flow_events_on() -> bool {
+    // SAFETY: array value, read at once.
+    SETTINGS
+        .get_ptr(0)
+        .is_some_and(|s| unsafe { (*s).flags } & settings_flags::FLOW_EVENTS != 0)
+}
+
+/// Put an event into the `flows` ring buffer. A full ring buffer loses the
+/// event, which is counted as [`Event::FlowEventLost`] (the flow's own
+/// counters count it all the same). Callers check [`flow_events_on`] first.
+#[inline(always)]
+pub fn output_flow_event(event: &FlowEvent) {
+    if FLOWS.output(event, 0).is_err() {
+        count(Event::FlowEventLost);
+    }
+}
+
+/// Write a flow event (a new flow, a drop or a reject) of a packet seen at
+/// `hook` to the `flows` ring buffer, unless switched off in `settings`.
+/// Called once per new flow, never for packets of tracked flows.
+/// `masqueraded` is the client's new source (address, port) when the flow
+/// leaves the cluster source-NATed to the node.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 pub fn flow_event(
     flow: &Flow,
     hook: Hook,
@@ -100,19 +120,20 @@ pub fn flow_event(
     verdict: u8,
     reason: Event,
     backend: Option<(u32, &BackendValue)>,
+    masqueraded: Option<([u8; 4], u16)>,
 ) {
-    // SAFETY: array value, read at once.
-    let on = SETTINGS
-        .get_ptr(0)
-        .is_some_and(|s| unsafe { (*s).flags } & settings_flags::FLOW_EVENTS != 0);
-    if !on {
+    if !flow_events_on() {
         return;
     }
     let (backend_id, backend_addr, backend_port) = match backend {
         Some((id, b)) => (id, b.addr, b.port),
         None => (0, [0; 4], 0),
     };
-    let event = FlowEvent {
+    let (flags, masquerade_addr, masquerade_port) = match masqueraded {
+        Some((addr, port)) => (flow_flags::MASQUERADED, addr, port),
+        None => (0, [0; 4], 0),
+    };
+    output_flow_event(&FlowEvent {
         time_ns: conntrack::now(),
         saddr: flow.saddr,
         daddr: flow.daddr,
@@ -131,11 +152,11 @@ pub fn flow_event(
         } else {
             flow_hook::EXTERNAL
         },
-        pad: 0,
-    };
-    if FLOWS.output(&event, 0).is_err() {
-        count(Event::FlowEventLost);
-    }
+        flags,
+        masquerade_addr,
+        masquerade_port,
+        pad: [0; 2],
+    });
 }
 
 /// Translate a packet of a tracked flow.
@@ -211,6 +232,7 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
             flow_verdict::DROPPED,
             Event::SourceDenied,
             None,
+            None,
         );
         return Verdict::Drop;
     }
@@ -226,6 +248,7 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
                 flow_verdict::DROPPED,
                 Event::NoLocalBackend,
                 None,
+                None,
             );
             return Verdict::Drop;
         }
@@ -237,6 +260,7 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
             svc.id,
             flow_verdict::REJECTED,
             Event::NoBackendReject,
+            None,
             None,
         );
         return Verdict::Reject;
@@ -314,6 +338,7 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
                 flow_verdict::DROPPED,
                 Event::SnatExhausted,
                 None,
+                None,
             );
             return Verdict::Drop;
         };
@@ -333,6 +358,7 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         flow_verdict::FORWARDED,
         reason,
         Some((backend_id, &backend)),
+        leaves_cluster.map(|_| (forward.snat_addr, forward.snat_port)),
     );
     Verdict::Rewrite(tracked(flow, &forward))
 }

@@ -1,6 +1,9 @@
 //! `ctl dataplane flows`: the data plane's recent flows — every new flow a
-//! node balanced to a backend and every new flow it dropped or rejected —
-//! as `hubble observe` shows them, with Service and pod names.
+//! node balanced to a backend (from a packet, or at a node process's
+//! `connect()`/`sendmsg()`: hook `socket`, the client shown as `node`), every
+//! new pod flow it masqueraded out of the cluster (`(masqueraded as
+//! IP:PORT)`), and every new flow it dropped or rejected — as `hubble
+//! observe` shows them, with Service and pod names.
 //!
 //! The eBPF programs write these events to a ring buffer that the node
 //! daemon drains (a ring buffer has one consumer), so this command asks the
@@ -33,7 +36,8 @@ fn addr(side: &Value) -> Option<(Ipv4Addr, u16)> {
 }
 
 fn set_pod(side: &mut Value, names: &Names) {
-    if side.get("pod").is_some() {
+    // Named already, or the node itself (a socket-level flow's client).
+    if side.get("pod").is_some() || side.get("node").is_some() {
         return;
     }
     let Some((ip, port)) = addr(side) else { return };
@@ -92,10 +96,19 @@ pub fn enrich(flow: &mut Value, names: &Names) {
 
 fn endpoint(side: &Value) -> String {
     let at = addr(side).map_or_else(|| "?".to_string(), |(ip, port)| format!("{ip}:{port}"));
-    match pod_of(side) {
-        Some((ns, name)) => format!("{ns}/{name} ({at})"),
-        None => at,
+    if let Some((ns, name)) = pod_of(side) {
+        return format!("{ns}/{name} ({at})");
     }
+    if side.get("node").is_some() {
+        // A process of the node (socket-level balancing): its address is
+        // often unknown (0.0.0.0) when it connects.
+        return match addr(side) {
+            Some((ip, _)) if ip.is_unspecified() => "node".to_string(),
+            Some((ip, 0)) => format!("node ({ip})"),
+            _ => format!("node ({at})"),
+        };
+    }
+    at
 }
 
 /// The time of a flow as `hubble observe` prints it, in local time: `Dec  2 12:40:01.123`.
@@ -108,7 +121,9 @@ pub fn time(flow: &Value) -> String {
 }
 
 /// One flow on one line, as `hubble observe` lays it out:
-/// `TIME [NODE]: SOURCE -> DESTINATION SERVICE => BACKEND PROTO VERDICT (REASON)`.
+/// `TIME [NODE]: SOURCE -> DESTINATION SERVICE => BACKEND PROTO VERDICT (REASON)`,
+/// with `(masqueraded as IP:PORT)` after the destination (and backend) of a
+/// flow that left the cluster with the node's address.
 pub fn line(flow: &Value) -> String {
     let mut out = format!(
         "{} [{}]: {} -> {}",
@@ -133,6 +148,9 @@ pub fn line(flow: &Value) -> String {
     }
     if flow.get("backend").is_some() {
         out.push_str(&format!(" => {}", endpoint(&flow["backend"])));
+    }
+    if let Some(m) = flow.get("masquerade") {
+        out.push_str(&format!(" (masqueraded as {})", endpoint(m)));
     }
     out.push_str(&format!(
         " {} {} ({})",
@@ -357,6 +375,62 @@ mod tests {
             "{}",
             line(&r)
         );
+    }
+
+    #[test]
+    fn a_socket_flow_comes_from_the_node_and_a_masqueraded_one_says_as_what() {
+        let socket = json!({
+            "time": "2026-12-02T12:40:03Z", "node": "node-1", "verdict": "FORWARDED", "reason": "SocketLb",
+            "protocol": "TCP", "hook": "socket",
+            "source": {"ip": "0.0.0.0", "port": 0, "node": "node-1"},
+            "destination": {"ip": "10.96.0.20", "port": 80},
+            "service": {"type": "ClusterIP"},
+            "backend": {"ip": "10.244.0.7", "port": 8080}
+        });
+        let mut s = socket.clone();
+        enrich(&mut s, &names());
+        let l = line(&s);
+        assert!(
+            l.ends_with(
+                "[node-1]: node -> 10.96.0.20:80 ClusterIP shop/empty => shop/client (10.244.0.7:8080) TCP FORWARDED (SocketLb)"
+            ),
+            "{l}"
+        );
+        assert!(s["source"].get("pod").is_none(), "the node is no pod");
+        // A client address the socket asked for (IP_PKTINFO) is shown.
+        let mut known = socket.clone();
+        known["source"]["ip"] = json!("10.0.0.2");
+        assert!(
+            line(&known).contains("]: node (10.0.0.2) -> 10.96.0.20:80"),
+            "{}",
+            line(&known)
+        );
+
+        let mut masq = json!({
+            "time": "2026-12-02T12:40:04Z", "node": "node-1", "verdict": "FORWARDED", "reason": "Masquerade",
+            "protocol": "UDP", "hook": "from-pod",
+            "source": {"ip": "10.244.0.7", "port": 41000},
+            "destination": {"ip": "192.0.2.80", "port": 53},
+            "masquerade": {"ip": "10.0.0.2", "port": 41000}
+        });
+        enrich(&mut masq, &names());
+        let l = line(&masq);
+        assert!(
+            l.ends_with(
+                "[node-1]: shop/client (10.244.0.7:41000) -> 192.0.2.80:53 (masqueraded as 10.0.0.2:41000) UDP FORWARDED (Masquerade)"
+            ),
+            "{l}"
+        );
+        // No Service: only its pod, namespace and verdict filters match it.
+        let pass = |filter: FlowFilter| matches(&masq, &filter, Unnamed::NoPod);
+        assert!(pass(FlowFilter {
+            pod: Some("shop/client".into()),
+            ..Default::default()
+        }));
+        assert!(!pass(FlowFilter {
+            service: Some("shop/empty".into()),
+            ..Default::default()
+        }));
     }
 
     #[test]

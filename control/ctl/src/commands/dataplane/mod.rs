@@ -70,7 +70,7 @@ enum WhatCommand {
     Conntrack,
     /// Packets dropped or rejected, by reason (-o wide: every datapath event).
     Drops,
-    /// New flows balanced, dropped or rejected, as the node daemons saw them (like `hubble observe`).
+    /// New flows balanced (packet or socket level), masqueraded out of the cluster, dropped or rejected, as the node daemons saw them (like `hubble observe`).
     Flows(FlowsArgs),
 }
 
