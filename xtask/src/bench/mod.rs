@@ -10,6 +10,7 @@ mod dns;
 mod node;
 mod rbac;
 mod scheduler;
+mod scrape;
 mod storage;
 mod workloads;
 
@@ -46,13 +47,17 @@ pub enum Which {
     Storage,
     /// API request latency with RBAC on vs off, with 1,000 Roles and bindings.
     Rbac,
+    /// Scrape time of each control-plane component's /metrics at 1,000 pods vs none.
+    Scrape,
 }
 
 /// Debian packages each benchmark runs, as (command, package); `up` installs
 /// the node bench's cluster packages itself.
 fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
     match which {
-        Which::Apiserver | Which::Scheduler | Which::Workloads | Which::Rbac => &[("etcd", "etcd-server")],
+        Which::Apiserver | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
+            &[("etcd", "etcd-server")]
+        }
         Which::Dataplane | Which::FlowEvents => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
@@ -78,6 +83,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Workloads => workloads::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Storage => storage::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Rbac => rbac::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::Scrape => scrape::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
     }
 }
 
