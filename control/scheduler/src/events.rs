@@ -1,4 +1,5 @@
-//! Telling users why a pod waits: the FailedScheduling Event and the pod's
+//! Telling users where a pod went and why a pod waits: the `Scheduled`
+//! Event of a bound pod, the FailedScheduling Event and the pod's
 //! `PodScheduled=False` condition with reason `Unschedulable`; and the
 //! `Preempted` Event of a victim.
 //!
@@ -17,19 +18,21 @@ use sluice_kube::events::{object_reference, EventRecorder, EventType};
 
 /// The Event reason kube-scheduler uses.
 pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
+/// The Event reason of a bound pod.
+pub const REASON_SCHEDULED: &str = "Scheduled";
 /// The PodScheduled condition reason for pods that fit nowhere.
 pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
 
-/// Writes FailedScheduling and Preempted Events and PodScheduled conditions.
-pub struct FailureRecorder {
+/// Writes Scheduled, FailedScheduling and Preempted Events and PodScheduled conditions.
+pub struct SchedulingRecorder {
     client: Client,
     events: EventRecorder,
 }
 
-impl FailureRecorder {
+impl SchedulingRecorder {
     /// A recorder reporting as `component` (the scheduler name) from `instance`.
-    pub fn new(client: Client, component: &str, instance: &str) -> FailureRecorder {
-        FailureRecorder {
+    pub fn new(client: Client, component: &str, instance: &str) -> SchedulingRecorder {
+        SchedulingRecorder {
             events: EventRecorder::with_instance(client.clone(), component, instance),
             client,
         }
@@ -46,6 +49,21 @@ impl FailureRecorder {
             message.into(),
         );
         self.set_condition(pod, message).await
+    }
+
+    /// The `Scheduled` event of a pod bound to `node`, as kube-scheduler
+    /// words it (`kubectl describe pod` shows it first).
+    pub fn record_scheduled(&self, pod: &Pod, node: &str) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        self.events.record_full(
+            object_reference(pod),
+            None,
+            EventType::Normal,
+            REASON_SCHEDULED,
+            "Binding",
+            format!("Successfully assigned {ns}/{name} to {node}"),
+        );
     }
 
     /// The `Preempted` event of a pod evicted for `preemptor`, as

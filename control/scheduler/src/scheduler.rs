@@ -8,7 +8,7 @@
 use crate::algorithm::schedule_pod;
 use crate::binder;
 use crate::cache::Cache;
-use crate::events::FailureRecorder;
+use crate::events::SchedulingRecorder;
 use crate::framework::plugins::default_preemption::{self, Candidate};
 use crate::framework::plugins::volume_binding;
 use crate::framework::{Framework, PodInfo};
@@ -74,7 +74,7 @@ pub struct Scheduler {
     framework: Framework,
     cache: Arc<Mutex<Cache>>,
     queue: Arc<SchedulingQueue>,
-    recorder: FailureRecorder,
+    recorder: SchedulingRecorder,
     bind_slots: Arc<Semaphore>,
     failure_slots: Arc<Semaphore>,
     /// Counters, for progress logs.
@@ -87,7 +87,7 @@ impl Scheduler {
     /// A scheduler with the default plugins; nothing runs until [`Scheduler::start_informers`].
     pub fn new(client: Client, config: SchedulerConfig) -> Arc<Scheduler> {
         Arc::new(Scheduler {
-            recorder: FailureRecorder::new(client.clone(), &config.scheduler_name, &config.identity),
+            recorder: SchedulingRecorder::new(client.clone(), &config.scheduler_name, &config.identity),
             bind_slots: Arc::new(Semaphore::new(config.max_in_flight_bindings.max(1))),
             failure_slots: Arc::new(Semaphore::new(8)),
             framework: crate::framework::plugins::registry(),
@@ -326,6 +326,7 @@ impl Scheduler {
                 self.metrics.bound.fetch_add(1, Ordering::Relaxed);
                 self.prometheus.attempt(AttemptResult::Scheduled, started.elapsed());
                 self.prometheus.pod_scheduled(attempt);
+                self.recorder.record_scheduled(pod, node);
                 debug!(node, "pod bound to node");
             }
             Err(e) => {

@@ -105,10 +105,26 @@ impl Browser {
         self.runtime.block_on(f)
     }
 
-    /// Open `url`.
+    /// Open `url`. A load the network failed (Chromium's error page, e.g.
+    /// ERR_NETWORK_CHANGED: Chromium fails what is in flight whenever an
+    /// address of the machine changes, as other tests' namespaces come and
+    /// go) is loaded again, as a user would press Reload.
     pub fn goto(&self, url: &str) {
-        self.run(self.client().goto(url))
-            .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+        for attempt in 1.. {
+            self.run(self.client().goto(url))
+                .unwrap_or_else(|e| panic!("opening {url}: {e}"));
+            let failed = self
+                .run(self.client().current_url())
+                .is_ok_and(|u| u.scheme() == "chrome-error");
+            if !failed || attempt == 5 {
+                return;
+            }
+            eprintln!(
+                "loading {url} failed ({}); loading it again",
+                self.text("body").unwrap_or_default().trim()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// The elements matching the CSS selector now.

@@ -8,7 +8,8 @@
 //! login page (a wrong token is refused with the API's own "Unauthorized").
 //! Signed in, they see:
 //! - their user name in the header and the live indicator `watching`;
-//! - the pods of `default`, both `web` pods `Running`;
+//! - the pods of `default`, both `web` pods `Running`, and a pod's page with
+//!   its events;
 //! - `web`'s page: its endpoints, and its traffic (new flows per second,
 //!   total, backend spread over both pods) rising while a client on the
 //!   node's network sends requests to the NodePort — read from the nodes'
@@ -87,13 +88,20 @@ const WAIT: Duration = Duration::from_secs(60);
 
 const USER: &str = "system:serviceaccount:kube-system:dashboard-admin";
 
-/// The lists and gets the dashboard's user has made (the API server's audit log).
-fn reads_by_the_dashboard(cluster: &TestCluster) -> usize {
+/// The objects the dashboard's user has read (the API server's audit log):
+/// its lists and gets, not its streams (watches, followed logs, the nodes'
+/// flows through `nodes/proxy`), which stay open.
+fn reads_by_the_dashboard(cluster: &TestCluster) -> Vec<String> {
     let log = std::fs::read_to_string(cluster.home().join("logs/audit.log")).unwrap_or_default();
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["user"]["username"] == USER && matches!(e["verb"].as_str(), Some("list" | "get")))
-        .count()
+        .filter(|e| e["user"]["username"] == USER)
+        .filter(|e| {
+            let streams = matches!(e["objectRef"]["subresource"].as_str(), Some("log" | "proxy"));
+            matches!(e["verb"].as_str(), Some("list" | "get")) && !streams
+        })
+        .map(|e| format!("{} {}", e["verb"], e["requestURI"]))
+        .collect()
 }
 
 fn number(text: Option<String>) -> f64 {
@@ -166,13 +174,29 @@ fn a_user_signs_in_watches_pods_and_traffic_and_scales_a_deployment() {
 
     // Idle and open, the page watches: it reads nothing more from the API server.
     let reads_before = reads_by_the_dashboard(&cluster);
-    assert!(reads_before > 0, "the audit log records the dashboard's user");
+    assert!(!reads_before.is_empty(), "the audit log records the dashboard's user");
     std::thread::sleep(Duration::from_secs(8));
+    let reads_after = reads_by_the_dashboard(&cluster);
     assert_eq!(
-        reads_by_the_dashboard(&cluster),
-        reads_before,
-        "the open dashboard read from the API server again while idle (polling?)"
+        reads_after.len(),
+        reads_before.len(),
+        "the open dashboard read from the API server again while idle (polling?): {:?}",
+        &reads_after[reads_before.len().min(reads_after.len())..]
     );
+
+    // A pod's page: its events, as kubectl describe lists them.
+    browser.goto(&format!("{dashboard}#/pods/default/{}", pods[0].name));
+    browser.find("#pod-detail", WAIT);
+    browser.wait_for(WAIT, "the pod's Scheduled and Started events", || {
+        let events: Vec<String> = browser
+            .all("#pod-detail li.event")
+            .iter()
+            .filter_map(|e| browser.run(e.text()).ok())
+            .collect();
+        let has = |reason: &str| events.iter().any(|e| e.contains(reason));
+        (has("Scheduled") && has("Started")).then_some(())
+    });
+    browser.find("#pod-logs", WAIT);
 
     // web's traffic rises while a client sends requests to its NodePort.
     browser.goto(&format!("{dashboard}#/services/default/web"));
