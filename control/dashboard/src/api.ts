@@ -89,16 +89,39 @@ export function onUnauthorized(handler: (e: ApiError) => void): void {
   unauthorizedHandler = handler;
 }
 
+/** Tries of a request the network failed before any answer (see `send`). */
+const NETWORK_TRIES = 3;
+
+/**
+ * Whether a request may be sent again after the network failed it: reads,
+ * patches and puts say the same thing twice, and a SelfSubjectReview only
+ * asks. Nothing else the page sends creates anything, but a create would not
+ * be repeated.
+ */
+function repeatable(path: string, init: RequestInit): boolean {
+  const method = (init.method ?? 'GET').toUpperCase();
+  return ['GET', 'HEAD', 'PATCH', 'PUT'].includes(method) || path === SELF_REVIEW_PATH;
+}
+
+/**
+ * One request. A request the network failed before any answer (the
+ * browser's `TypeError`, e.g. Chromium's ERR_NETWORK_CHANGED when an address
+ * of the machine changes) is sent again, after a short pause, when it is
+ * repeatable; an answer, even an error, is never retried here.
+ */
 async function send(path: string, init: RequestInit, token: string | null): Promise<Response> {
   const headers = new Headers(init.headers);
   if (token) headers.set('Authorization', `Bearer ${token}`);
   if (!headers.has('Accept')) headers.set('Accept', 'application/json');
-  let res: Response;
-  try {
-    res = await fetch(path, { ...init, headers, credentials: 'same-origin' });
-  } catch (e) {
-    if (isAbort(e)) throw e;
-    throw asApiError(e);
+  const tries = repeatable(path, init) ? NETWORK_TRIES : 1;
+  let res: Response | undefined;
+  for (let attempt = 1; !res; attempt++) {
+    try {
+      res = await fetch(path, { ...init, headers, credentials: 'same-origin' });
+    } catch (e) {
+      if (isAbort(e) || attempt >= tries) throw isAbort(e) ? e : asApiError(e);
+      await sleep(250 * attempt, init.signal ?? undefined);
+    }
   }
   if (!res.ok) throw await errorFromResponse(res);
   return res;
