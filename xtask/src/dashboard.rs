@@ -57,6 +57,13 @@ fn npm() -> Result<Command> {
         );
     }
     let mut cmd = Command::new("npm");
+    // Node trusts only its own CA bundle; the machine's (with an egress
+    // proxy's CA, when there is one) is the system store. Machines of this
+    // kind set NODE_EXTRA_CA_CERTS; a clean environment (fresh-check) does not.
+    let system_store = Path::new("/etc/ssl/certs/ca-certificates.crt");
+    if std::env::var_os("NODE_EXTRA_CA_CERTS").is_none() && system_store.is_file() {
+        cmd.env("NODE_EXTRA_CA_CERTS", system_store);
+    }
     cmd.current_dir(source_dir())
         .args(["--no-audit", "--no-fund", "--loglevel=error"]);
     Ok(cmd)
