@@ -352,15 +352,10 @@ pub async fn pod_stream(
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The node's refusal (a Status, or text) goes back unchanged, so
         // clients see the same upgrade failure they would from Kubernetes.
-        let (parts, body) = resp.into_parts();
-        let mut out = Response::new(Body::new(body));
-        *out.status_mut() = parts.status;
-        for key in [http::header::CONTENT_TYPE, http::header::CONTENT_LENGTH] {
-            if let Some(v) = parts.headers.get(&key) {
-                out.headers_mut().insert(key, v.clone());
-            }
-        }
-        return Ok(out);
+        return Ok(node_answer(
+            resp,
+            &[http::header::CONTENT_TYPE, http::header::CONTENT_LENGTH],
+        ));
     }
     let mut out = Response::new(Body::empty());
     *out.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -432,15 +427,21 @@ pub async fn node_proxy(
         .send(addr, forward)
         .await
         .map_err(|e| ApiError::unavailable(format!("error trying to reach service: {e} (node {name:?})")))?;
+    Ok(node_answer(resp, PROXY_RESPONSE_HEADERS))
+}
+
+/// The node's answer as the client's: its status, the headers named in
+/// `keys`, and its body streamed through.
+fn node_answer(resp: http::Response<hyper::body::Incoming>, keys: &[http::header::HeaderName]) -> Response {
     let (parts, body) = resp.into_parts();
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
-    for key in PROXY_RESPONSE_HEADERS {
+    for key in keys {
         if let Some(v) = parts.headers.get(key) {
             out.headers_mut().insert(key, v.clone());
         }
     }
-    Ok(out)
+    out
 }
 
 /// The log options of `q` as a query string (without `?`).
