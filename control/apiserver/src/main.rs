@@ -90,6 +90,12 @@ enum Command {
         /// `/dashboard/`; not served without it.
         #[arg(long)]
         dashboard_dir: Option<PathBuf>,
+        /// Serve lists and watches from memory (one etcd watch per resource);
+        /// `--watch-cache=false` reads etcd for each. A bare `--watch-cache`
+        /// is true; values as Go's ParseBool.
+        #[arg(long, default_value_t = true, num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = go_bool, action = clap::ArgAction::Set)]
+        watch_cache: bool,
     },
     /// Issue a client certificate from the cluster CA and write a kubeconfig.
     Kubeconfig {
@@ -109,6 +115,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// A boolean flag's value as Go's `strconv.ParseBool` reads it (Kubernetes' flags).
+fn go_bool(v: &str) -> Result<bool, String> {
+    sluice_kube::strconv::parse_bool(v).ok_or_else(|| format!("strconv.ParseBool: parsing {v:?}: invalid syntax"))
 }
 
 fn main() -> Result<()> {
@@ -147,6 +158,7 @@ fn main() -> Result<()> {
             audit_policy_file,
             audit_log_path,
             dashboard_dir,
+            watch_cache,
         } => {
             let etcd = sluice_apiserver::storage::etcd_config::EtcdConfig::from_flags(
                 &sluice_apiserver::storage::etcd_config::EtcdFlags {
@@ -196,6 +208,7 @@ fn main() -> Result<()> {
                 service_account_issuer,
                 api_audiences,
                 dashboard_dir,
+                watch_cache,
             };
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

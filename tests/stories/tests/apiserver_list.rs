@@ -311,3 +311,70 @@ async fn an_informer_starting_during_a_burst_of_creates_sees_every_object() {
         );
     }
 }
+
+/// `--watch-cache=false`, as Kubernetes' flag: lists and watches read etcd,
+/// with the same answers (the list benchmark's baseline), and the cache
+/// serves none of them.
+#[tokio::test]
+async fn without_the_watch_cache_lists_and_watches_read_etcd() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, WatchEvent, WatchParams};
+
+    let cp = ControlPlane::start_with(&["--watch-cache=false"]).await;
+    let raw = cp.raw().await;
+    let path = "/api/v1/namespaces/default/configmaps";
+    let mut last_rv = String::new();
+    for i in 0..5 {
+        let created = raw
+            .post(path, &json!({"metadata": {"name": format!("etcd-{i}")}}))
+            .await;
+        assert_eq!(created.status, 201);
+        last_rv = created.json()["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let list = raw.get(path).await.json();
+        assert!(
+            names(&list).contains(&format!("etcd-{i}")),
+            "the list missed the write it follows"
+        );
+    }
+    let any = raw.get(&format!("{path}?resourceVersion=0")).await.json();
+    assert_eq!(names(&any).iter().filter(|n| n.starts_with("etcd-")).count(), 5);
+    let page = raw.get(&format!("{path}?limit=2")).await.json();
+    assert_eq!(names(&page).len(), 2);
+    let token = page["metadata"]["continue"].as_str().expect("a continue token");
+    let rest = raw.get(&format!("{path}?limit=10&continue={token}")).await.json();
+    assert!(names(&rest).len() >= 3, "the second page: {:?}", names(&rest));
+
+    // A watch from the last write's resourceVersion sees the next one.
+    let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
+    let mut events = api
+        .watch(&WatchParams::default().timeout(10), &last_rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let created = raw.post(path, &json!({"metadata": {"name": "etcd-watched"}})).await;
+    assert_eq!(created.status, 201);
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while let Some(event) = events.try_next().await.expect("watch event") {
+            if let WatchEvent::Added(cm) = event {
+                return cm.metadata.name;
+            }
+        }
+        None
+    })
+    .await
+    .expect("the watch answered in time");
+    assert_eq!(seen.as_deref(), Some("etcd-watched"));
+    assert_eq!(cache_lists(&raw, "/configmaps").await, 0, "the cache served a list");
+
+    // A value Go's ParseBool refuses stops the server before it starts.
+    let out = std::process::Command::new(sluice_tests::workspace_bin("apiserver"))
+        .args(["serve", "--cert-dir", "/nonexistent", "--watch-cache=maybe"])
+        .output()
+        .expect("run apiserver");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--watch-cache") && err.contains("invalid syntax"), "{err}");
+}

@@ -7,6 +7,7 @@
 mod apiserver;
 mod dataplane;
 mod dns;
+mod list;
 mod node;
 mod rbac;
 mod scheduler;
@@ -31,6 +32,8 @@ pub struct BenchArgs {
 pub enum Which {
     /// API server create/get/list/watch latency and throughput.
     Apiserver,
+    /// Lists of 1,000 and 10,000 pods from the watch cache vs from etcd.
+    List,
     /// eBPF Service load balancing against iptables and IPVS.
     Dataplane,
     /// The cost of flow events: connections/s, p99 and UDP pps with them on vs off.
@@ -55,7 +58,7 @@ pub enum Which {
 /// the node bench's cluster packages itself.
 fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
     match which {
-        Which::Apiserver | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
+        Which::Apiserver | Which::List | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
             &[("etcd", "etcd-server")]
         }
         Which::Dataplane | Which::FlowEvents => &[
@@ -64,6 +67,7 @@ fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
             ("iptables-restore", "iptables"),
             ("ipvsadm", "ipvsadm"),
             ("sysctl", "procps"),
+            ("trafgen", "netsniff-ng"),
         ],
         Which::Node | Which::Storage => &[],
         Which::Dns => &[("dnsperf", "dnsperf"), ("dnsmasq", "dnsmasq-base")],
@@ -78,6 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::FlowEvents => dataplane::flow_events(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::List => list::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Node => node::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Dns => dns::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Workloads => workloads::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),

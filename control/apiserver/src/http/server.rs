@@ -61,6 +61,8 @@ pub struct ServeConfig {
     pub api_audiences: Vec<String>,
     /// The built web dashboard, served under `/dashboard/` (`--dashboard-dir`).
     pub dashboard_dir: Option<PathBuf>,
+    /// Serve lists and watches from the watch cache (`--watch-cache`).
+    pub watch_cache: bool,
 }
 
 /// Paths served to anonymous clients.
@@ -301,7 +303,11 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
     };
     let allocator = Allocator::new(&cfg.service_cluster_ip_range, &cfg.service_node_port_range)?;
     let store = Store::connect(&cfg.etcd).await.context("connecting to etcd")?;
-    let registry = Arc::new(Registry::new(store, allocator, cfg.event_ttl));
+    let mut registry = Registry::new(store, allocator, cfg.event_ttl);
+    if !cfg.watch_cache {
+        registry.watch_cache = crate::storage::watch_cache::WatchCache::disabled();
+    }
+    let registry = Arc::new(registry);
     // etcd may still be starting: retry the bootstrap for a while.
     let mut attempt = 0;
     loop {

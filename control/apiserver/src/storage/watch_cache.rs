@@ -21,6 +21,9 @@
 //! cache cannot answer in time (etcd partitioned, the hub restarting, a
 //! revision it never held), the caller lists from etcd as before.
 //!
+//! `--watch-cache=false` (Kubernetes' flag) turns the cache off: every list
+//! and watch then reads etcd directly, as the list benchmark's baseline does.
+//!
 //! A requested progress notification is believed only from an etcd that
 //! sends it in order with the events (3.4.25, 3.5.8 and later; etcd issue
 //! 15220). An older etcd (Debian's 3.4.23) can send it before the events of
@@ -156,6 +159,8 @@ pub struct Subscription {
 /// All hubs of the server.
 #[derive(Default)]
 pub struct WatchCache {
+    /// `--watch-cache=false`: no hub is started; lists and watches read etcd.
+    disabled: bool,
     hubs: Mutex<HashMap<String, Arc<Hub>>>,
     continuations: Mutex<VecDeque<Continuation>>,
     /// Whether etcd sends requested progress in order (asked once).
@@ -163,9 +168,20 @@ pub struct WatchCache {
 }
 
 impl WatchCache {
+    /// A cache that serves nothing (`--watch-cache=false`).
+    pub fn disabled() -> Self {
+        Self {
+            disabled: true,
+            ..Self::default()
+        }
+    }
+
     /// The live hub of `r`, started on first use: a list of the resource at
     /// one revision, then a watch from the revision after it.
     async fn hub(&self, store: &Store, r: &'static Resource) -> Option<Arc<Hub>> {
+        if self.disabled {
+            return None;
+        }
         let key = store::collection_prefix(r, None);
         let existing = self.hubs.lock().expect("hubs").get(&key).cloned();
         if let Some(h) = existing {

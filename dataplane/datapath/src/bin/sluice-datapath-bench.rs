@@ -5,7 +5,7 @@
 //! made here, all addresses in 198.18.0.0/15), it compares Sluice with
 //! kube-proxy-style iptables chains and with IPVS at 1, 1,000 and 10,000
 //! services × 10 backends: time to program, connection rate and p50/p99
-//! latency to one ClusterIP from a pod, and small-UDP packets/s through a
+//! latency from a pod to ClusterIPs drawn at random among them, and small-UDP packets/s through a
 //! NodePort; plus an XDP_TX bounce on the node's interface as the ceiling.
 //! Then pod-to-pod on one node ([`routing_report`]): the kernel's routing
 //! (routed veth, `/32` routes) against Sluice's eBPF delivery
@@ -365,13 +365,24 @@ fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<D
     }
 }
 
-/// Sequential connections from the client pod to service 0 for `secs`.
-fn latency(bed: &Bed, secs: f64) -> (f64, f64, f64) {
+/// Sequential connections from the client pod for `secs`, each to a
+/// service drawn at random among the `services` programmed: kube-proxy's
+/// chain is matched rule by rule, so probing only the first service would
+/// hide its O(n) lookup.
+fn latency(bed: &Bed, secs: f64, services: usize) -> (f64, f64, f64) {
     in_ns(&bed.ns("pod"), || {
-        let to = SocketAddrV4::new(vip(0), 80);
+        // xorshift64: a fixed seed, so every system probes the same sequence.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next_service = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % services.max(1) as u64) as usize
+        };
         let mut lat = Vec::new();
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < secs {
+            let to = SocketAddrV4::new(vip(next_service()), 80);
             let t = Instant::now();
             let Ok(s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
                 continue;
@@ -420,11 +431,91 @@ fn udp_pps(bed: &Bed, secs: f64, count_client_rx: bool) -> f64 {
     let before_rx = read_rx();
     let before = backends_rx();
     let t = Instant::now();
+    if trafgen_available() {
+        if let Err(e) = trafgen(bed, secs) {
+            eprintln!("==> trafgen failed ({e}); no UDP figure for this run");
+            return f64::NAN;
+        }
+    } else {
+        socket_senders(&client, secs);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let el = t.elapsed().as_secs_f64() - 0.2;
+    if count_client_rx {
+        (read_rx() - before_rx) as f64 / el
+    } else {
+        // Frames that reached the backend pods' interfaces (a receiving
+        // socket would be the bottleneck, not the node).
+        (backends_rx() - before) as f64 / el
+    }
+}
+
+/// Whether `trafgen` (Debian `netsniff-ng`) is installed.
+fn trafgen_available() -> bool {
+    Command::new("trafgen")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The MAC address of `dev` in namespace `ns`.
+fn mac(ns: &str, dev: &str) -> Result<String> {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "cat",
+        &format!("/sys/class/net/{dev}/address"),
+    ])?;
+    Ok(out.trim().to_string())
+}
+
+/// `trafgen` on the client host's interface for `secs`: 18-byte UDP
+/// datagrams to the node's NodePort from random source ports (many flows),
+/// built in a PF_PACKET TX ring by one sender thread, so the generator costs
+/// far less per packet than the socket senders and the node's path, not the
+/// senders, is what is measured. It is stopped by pid.
+fn trafgen(bed: &Bed, secs: f64) -> Result<()> {
+    let client = bed.ns("client");
+    let conf = std::env::temp_dir().join(format!("{}-trafgen.cfg", bed.p));
+    std::fs::write(
+        &conf,
+        format!(
+            "{{ eth(da={}, sa={}), ipv4(saddr={CLIENT}, daddr={NODE}, ttl=64), udp(sp=drnd(), dp={NODEPORT_UDP}), fill(0x5a, 18) }}\n",
+            mac(&bed.ns("node"), "eth0")?,
+            mac(&client, "eth0")?,
+        ),
+    )?;
+    let mut child = Command::new("ip")
+        .args([
+            "netns", "exec", &client, "trafgen", "--dev", "eth0", "--cpus", "1", "-q", "--conf",
+        ])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    let early = child.try_wait()?;
+    let _ = child.kill();
+    let out = child.wait_with_output()?;
+    let _ = std::fs::remove_file(&conf);
+    if let Some(status) = early {
+        return Err(format!(
+            "trafgen exited early ({status}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Without trafgen: 2 sender threads × 16 UDP sockets for `secs`.
+fn socket_senders(client: &str, secs: f64) {
     std::thread::scope(|s| {
         for k in 0..2u16 {
-            let client = client.clone();
             s.spawn(move || {
-                enter(&client);
+                enter(client);
                 let socks: Vec<UdpSocket> = (0..16).map(|_| UdpSocket::bind("0.0.0.0:0").unwrap()).collect();
                 let to: SocketAddrV4 = SocketAddrV4::new(NODE.parse().unwrap(), NODEPORT_UDP);
                 let payload = [0x5au8; 18];
@@ -439,15 +530,6 @@ fn udp_pps(bed: &Bed, secs: f64, count_client_rx: bool) -> f64 {
             });
         }
     });
-    std::thread::sleep(Duration::from_millis(200));
-    let el = t.elapsed().as_secs_f64() - 0.2;
-    if count_client_rx {
-        (read_rx() - before_rx) as f64 / el
-    } else {
-        // Frames that reached the backend pods' interfaces (a receiving
-        // socket would be the bottleneck, not the node).
-        (backends_rx() - before) as f64 / el
-    }
 }
 
 /// Whether this kernel has IPVS (checked in a throwaway namespace).
@@ -650,7 +732,7 @@ fn flow_event_report(secs: f64, rounds: usize) -> Result<String> {
                     }
                 })
             };
-            let (conn_per_s, _, p99_us) = latency(&bed, secs);
+            let (conn_per_s, _, p99_us) = latency(&bed, secs, 1000);
             let udp = udp_pps(&bed, secs, false);
             stop.store(true, Ordering::Relaxed);
             let _ = reader.join();
@@ -746,7 +828,7 @@ fn main() -> Result<()> {
             let bed = Bed::new(tag)?;
             let root = format!("/sys/fs/bpf/sluice-bench-{}", std::process::id());
             let (program_ms, mut dp) = program(&bed, mode, n, &root)?;
-            let (conn_per_s, p50_us, p99_us) = latency(&bed, secs);
+            let (conn_per_s, p50_us, p99_us) = latency(&bed, secs, n);
             let udp = udp_pps(&bed, secs, false);
             if mode == Mode::Sluice && n == sizes[0] {
                 // The ceiling: bounce every frame on the same interface.
@@ -785,7 +867,12 @@ fn main() -> Result<()> {
         "Load average when the run ended: `{}` — other work on the machine skews every number below.\n\n",
         load.trim()
     ));
-    out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connect + greeting from the client pod to one ClusterIP for {secs} s. UDP: 2 sender threads × 16 sockets (many flows), 18-byte payloads, client host → node NodePort → backend pods, counted as frames arriving on the backend pods' interfaces; the userspace senders on the same 2 CPUs are the limit, so this understates every system alike. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
+    let sender = if trafgen_available() {
+        "`trafgen` (netsniff-ng: frames built in a PF_PACKET TX ring by one thread on one CPU, far cheaper per packet than sockets; this kernel has no `pktgen` module)"
+    } else {
+        "2 threads × 16 UDP sockets (trafgen is not installed: the socket senders, on the same 2 CPUs, are the limit and understate every system alike)"
+    };
+    out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connects + greeting from the client pod for {secs} s, each to a ClusterIP drawn at random among the services programmed (the same sequence for every system; kube-proxy's chain is matched rule by rule, so probing the first service would hide its O(n) lookup). UDP: 18-byte datagrams from random source ports (many flows), client host → node NodePort → backend pods, counted as frames arriving on the backend pods' interfaces, sent by {sender}. Every system shares the 2 CPUs with the sender, which the ceiling row measures. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
     out.push_str("| system | services | program all (ms) | conn/s | p50 (µs) | p99 (µs) | UDP NodePort pps |\n|---|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         out.push_str(&format!(

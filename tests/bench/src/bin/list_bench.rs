@@ -1,0 +1,209 @@
+//! `list-bench`: the measuring half of `cargo xtask bench list` (not a
+//! test): how long a list of 1,000 and of 10,000 pods takes when the API
+//! server serves it from its watch cache, against the same list read from
+//! etcd (the baseline, measured in the same run).
+//!
+//! Starts one real etcd and two release API servers on it: one as it runs by
+//! default, one with `--watch-cache=false` (every list reads etcd, as
+//! Kubernetes does with that flag). Creates `--small` pods in namespace
+//! `small` and `--big` in `big` through the first, then lists each namespace
+//! `--rounds` times on both servers, alternating between them so that noise
+//! on the machine falls on both. Two kinds of list:
+//! - consistent (no `resourceVersion`, what kubectl sends): the cache must
+//!   hold etcd's current revision first (KEP-2340);
+//! - `resourceVersion=0` (what an informer's first list sends): whatever the
+//!   cache holds.
+//!
+//! Each list is one HTTPS request with a bearer token, timed from sending it
+//! to the last byte of the JSON answer. The cached server's
+//! `apiserver_cache_list_total` says how many lists the cache itself served
+//! (a consistent list it cannot answer at once goes to etcd). Writes a
+//! Markdown report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+use sluice_bench::stats::percentile;
+use sluice_tests::{ApiServer, Etcd, RawClient};
+
+#[derive(Parser)]
+struct Args {
+    /// Pods of the small namespace.
+    #[arg(long, default_value_t = 1_000)]
+    small: usize,
+    /// Pods of the big namespace.
+    #[arg(long, default_value_t = 10_000)]
+    big: usize,
+    /// Lists per server, namespace and kind of list.
+    #[arg(long, default_value_t = 40)]
+    rounds: usize,
+    /// Report path.
+    #[arg(long, default_value = "bench-results/list.md")]
+    out: PathBuf,
+}
+
+/// Lists made and not counted before each series (connection set-up, the
+/// cache's first list of the resource).
+const WARM_UP: usize = 3;
+
+/// One series: list times in ms and the answer's size.
+#[derive(Default)]
+struct Series {
+    millis: Vec<f64>,
+    bytes: usize,
+}
+
+impl Series {
+    fn p(&self, q: f64) -> f64 {
+        percentile(&self.millis, q)
+    }
+}
+
+/// `apiserver_cache_list_total` for pods on `server`.
+async fn cache_lists(server: &RawClient) -> u64 {
+    let text = server.get("/metrics").await.text();
+    let series = "apiserver_cache_list_total{index=\"\",resource_prefix=\"/pods\"} ";
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// One list; its time in ms and size, after checking it holds `want` pods.
+async fn list(server: &RawClient, path: &str, want: usize) -> anyhow::Result<(f64, usize)> {
+    let t = Instant::now();
+    let resp = server.get(path).await;
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    anyhow::ensure!(resp.status == 200, "{path}: {}", resp.status);
+    let items = resp.json()["items"].as_array().map_or(0, Vec::len);
+    anyhow::ensure!(items == want, "{path}: {items} pods, expected {want}");
+    Ok((ms, resp.body.len()))
+}
+
+async fn create_pods(server: &RawClient, namespace: &str, n: usize) -> anyhow::Result<()> {
+    let status = server
+        .post("/api/v1/namespaces", &json!({"metadata": {"name": namespace}}))
+        .await
+        .status;
+    anyhow::ensure!(status == 201, "namespace {namespace}: {status}");
+    let path = format!("/api/v1/namespaces/{namespace}/pods");
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let path = path.clone();
+            async move {
+                let pod = json!({
+                    "metadata": {"name": format!("pod-{i:05}"), "labels": {"app": "list", "shard": (i % 10).to_string()}},
+                    "spec": {"nodeName": format!("node-{}", i % 50),
+                             "containers": [{"name": "app", "image": "busybox", "command": ["sleep", "3600"]}]},
+                });
+                let status = server.post(&path, &pod).await.status;
+                anyhow::ensure!(status == 201, "pod {i}: {status}");
+                Ok(())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    eprintln!("==> starting etcd and two API servers on it (watch cache on, and --watch-cache=false)");
+    let etcd = Etcd::start().await;
+    let cached_server = ApiServer::start(&etcd, &[]).await;
+    let etcd_server = ApiServer::start_sharing(&etcd, &cached_server, &["--watch-cache=false"]).await;
+    let cached = cached_server.raw().await;
+    let direct = etcd_server.raw().await;
+    let etcd_version = etcd.etcdctl(&["version"]);
+    let etcd_version = etcd_version.lines().next().unwrap_or("etcd").trim().to_string();
+
+    let created = Instant::now();
+    eprintln!("==> creating {} + {} pods", args.small, args.big);
+    create_pods(&cached, "small", args.small).await?;
+    create_pods(&cached, "big", args.big).await?;
+    let create_s = created.elapsed().as_secs_f64();
+    eprintln!("==> created in {create_s:.1} s");
+
+    // (namespace, pods, kind of list, query)
+    let cases = [
+        ("small", args.small, "consistent", ""),
+        ("small", args.small, "resourceVersion=0", "?resourceVersion=0"),
+        ("big", args.big, "consistent", ""),
+        ("big", args.big, "resourceVersion=0", "?resourceVersion=0"),
+    ];
+    let servers = [("watch cache", &cached), ("etcd", &direct)];
+    let mut results: Vec<[Series; 2]> = Vec::new();
+    let mut served_by_cache = Vec::new();
+    for (ns, pods, kind, query) in cases {
+        let path = format!("/api/v1/namespaces/{ns}/pods{query}");
+        eprintln!("==> {} lists of {pods} pods ({kind}) on each server", args.rounds);
+        for (_, server) in servers {
+            for _ in 0..WARM_UP {
+                list(server, &path, pods).await?;
+            }
+        }
+        let before = cache_lists(&cached).await;
+        let mut pair: [Series; 2] = Default::default();
+        for round in 0..args.rounds {
+            // Alternate which server goes first.
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let (ms, bytes) = list(servers[i].1, &path, pods).await?;
+                pair[i].millis.push(ms);
+                pair[i].bytes = bytes;
+            }
+        }
+        served_by_cache.push(cache_lists(&cached).await - before);
+        results.push(pair);
+    }
+
+    let mut md = String::from("# Lists: watch cache vs etcd\n\n");
+    md.push_str(&format!(
+        "`cargo xtask bench list` on this machine (2 CPUs), release builds. One real etcd ({etcd_version}) and two \
+         API servers on it: one as it runs by default (lists from its watch cache), one with `--watch-cache=false` \
+         (every list reads etcd: the baseline, same run). {small} pods in namespace `small` and {big} in `big` \
+         (created in {create_s:.1} s); each namespace listed {rounds} times on each server after {WARM_UP} \
+         uncounted lists, alternating between the servers. Each list is one HTTPS request (bearer token, JSON), \
+         timed to the last byte of the answer; the client and both servers share the 2 CPUs.\n\n",
+        small = args.small,
+        big = args.big,
+        rounds = args.rounds,
+    ));
+    md.push_str(
+        "| pods | list | watch cache p50 / p99 (ms) | etcd p50 / p99 (ms) | p50 ratio (cache ÷ etcd) | p99 ratio | \
+         size (MiB) | served by the cache |\n|---:|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for (((_, pods, kind, _), [c, e]), served) in cases.iter().zip(&results).zip(&served_by_cache) {
+        md.push_str(&format!(
+            "| {pods} | {kind} | {:.1} / {:.1} | {:.1} / {:.1} | {:.2}× | {:.2}× | {:.1} | {served} of {} |\n",
+            c.p(50.0),
+            c.p(99.0),
+            e.p(50.0),
+            e.p(99.0),
+            c.p(50.0) / e.p(50.0).max(f64::EPSILON),
+            c.p(99.0) / e.p(99.0).max(f64::EPSILON),
+            c.bytes as f64 / (1024.0 * 1024.0),
+            args.rounds,
+        ));
+    }
+    md.push_str(
+        "\n\"Served by the cache\" is the cached server's `apiserver_cache_list_total` over the measured lists. \
+         A consistent list (no `resourceVersion`) is served from the cache once it holds etcd's current \
+         revision; it asks etcd for a progress notification to get there only where etcd sends it in order \
+         with the events (3.4.25, 3.5.8 and later). An older etcd's consistent lists the cache is not \
+         already current for are read from etcd, as Kubernetes does without consistent reads from cache.\n",
+    );
+    print!("{md}");
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, md)?;
+    eprintln!("==> wrote {}", args.out.display());
+    drop((cached_server, etcd_server, etcd));
+    Ok(())
+}
