@@ -115,8 +115,11 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     eprintln!("==> starting etcd and two API servers on it (watch cache on, and --watch-cache=false)");
     let etcd = Etcd::start().await;
-    let cached_server = ApiServer::start(&etcd, &[]).await;
-    let etcd_server = ApiServer::start_sharing(&etcd, &cached_server, &["--watch-cache=false"]).await;
+    // No controller-manager makes the namespaces' `default` ServiceAccounts,
+    // so ServiceAccount admission is off on both (as `ControlPlane` does).
+    const NO_SA: &str = "--disable-admission-plugins=ServiceAccount";
+    let cached_server = ApiServer::start(&etcd, &[NO_SA]).await;
+    let etcd_server = ApiServer::start_sharing(&etcd, &cached_server, &[NO_SA, "--watch-cache=false"]).await;
     let cached = cached_server.raw().await;
     let direct = etcd_server.raw().await;
     let etcd_version = etcd.etcdctl(&["version"]);
