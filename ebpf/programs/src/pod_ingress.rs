@@ -22,6 +22,10 @@ use crate::arp;
 use crate::lb::{self, nat, packet, reject, Hook, Verdict};
 use crate::route;
 
+/// The most header bytes a TC program reads: Ethernet, IPv4 with options,
+/// a TCP header without options (UDP and ICMP headers are shorter).
+const HEADERS_MAX: u32 = 14 + 60 + 20;
+
 /// Entry point (see the module docs).
 #[classifier]
 pub fn pod_ingress(ctx: TcContext) -> i32 {
@@ -32,6 +36,14 @@ pub fn pod_ingress(ctx: TcContext) -> i32 {
 /// masquerade; from a pod or from outside, deliver to local pods.
 #[inline(always)]
 pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
+    // Headers outside the linear area the program reads (a zero-copy
+    // PF_PACKET sender such as trafgen leaves only the Ethernet header
+    // there): pull them in, else the packet would pass unbalanced as
+    // malformed. Linear packets, nearly all, skip the helper.
+    let want = core::cmp::min(ctx.len(), HEADERS_MAX);
+    if ctx.data() + want as usize > ctx.data_end() {
+        let _ = ctx.pull_data(want);
+    }
     match packet::parse(ctx.data(), ctx.data_end()) {
         packet::Parsed::Flow(flow) => {
             let mut verdict = lb::balance(&flow, hook);

@@ -20,6 +20,7 @@ use sluice_datapath::{Backend, Datapath, DatapathConfig, ExternalHook, Frontend,
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -450,12 +451,13 @@ fn udp_pps(bed: &Bed, secs: f64, count_client_rx: bool) -> f64 {
     }
 }
 
-/// Whether `trafgen` (Debian `netsniff-ng`) is installed.
+/// Whether `trafgen` (Debian `netsniff-ng`) is installed (its `--version`
+/// prints the version and exits 1, so the output is what is checked).
 fn trafgen_available() -> bool {
     Command::new("trafgen")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).starts_with("trafgen "))
 }
 
 /// The MAC address of `dev` in namespace `ns`.
@@ -487,25 +489,36 @@ fn trafgen(bed: &Bed, secs: f64) -> Result<()> {
             mac(&client, "eth0")?,
         ),
     )?;
+    // trafgen forks a worker per CPU: it runs in its own process group,
+    // which is stopped as a whole (SIGINT, then SIGKILL) by the group's id,
+    // the pid of the process started here.
+    let log = std::env::temp_dir().join(format!("{}-trafgen.log", bed.p));
     let mut child = Command::new("ip")
         .args([
             "netns", "exec", &client, "trafgen", "--dev", "eth0", "--cpus", "1", "-q", "--conf",
         ])
         .arg(&conf)
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .process_group(0)
         .spawn()?;
+    let group = child.id() as i32;
     std::thread::sleep(Duration::from_secs_f64(secs));
     let early = child.try_wait()?;
-    let _ = child.kill();
-    let out = child.wait_with_output()?;
+    // SAFETY: signals to the process group this function started.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while child.try_wait()?.is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: as above; whatever of the group is left.
+    unsafe { libc::kill(-group, libc::SIGKILL) };
+    let _ = child.wait();
+    let stderr = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&conf);
+    let _ = std::fs::remove_file(&log);
     if let Some(status) = early {
-        return Err(format!(
-            "trafgen exited early ({status}): {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
+        return Err(format!("trafgen exited early ({status}): {stderr}").into());
     }
     Ok(())
 }
