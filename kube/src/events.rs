@@ -13,13 +13,23 @@
 //! within [`REPEAT_WINDOW`] are only counted (a loop that retries every
 //! second would otherwise write an Event per second); `kubectl describe`
 //! then shows `(x5 over 2m)`.
+//!
+//! Like client-go's aggregator, Events about one object with the same type
+//! and reason but different messages are combined once there are
+//! [`AGGREGATE_MAX`] of them within [`AGGREGATE_WINDOW`]: the rest go into
+//! one Event whose message starts with `(combined from similar events): `
+//! and ends with the latest message (a ReplicaSet creating a thousand pods
+//! writes ten Events, not a thousand). And like client-go's spam filter, a
+//! recorder writes at most [`SPAM_BURST`] Events about one object at once,
+//! refilled by one every [`SPAM_REFILL`]; the writes it holds back are still
+//! counted, so the next one written carries the whole count.
 
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Resource, ResourceExt};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +39,26 @@ pub const REPEAT_WINDOW: Duration = Duration::from_secs(10);
 
 /// A repeat older than this starts a new Event (the API server expires Events after an hour).
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// Distinct messages of one object, type and reason written as they are
+/// before the rest are combined (client-go: 10).
+pub const AGGREGATE_MAX: usize = 10;
+
+/// How long similar Events are remembered for combining (client-go: 10 minutes).
+pub const AGGREGATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// How a combined Event's message starts, as client-go words it.
+pub const AGGREGATE_PREFIX: &str = "(combined from similar events): ";
+
+/// Events written about one object at once (client-go's spam filter burst: 25).
+pub const SPAM_BURST: f64 = 25.0;
+
+/// One more Event about an object is allowed this often (client-go: 1 per 5 minutes).
+pub const SPAM_REFILL: Duration = Duration::from_secs(300);
+
+/// Objects remembered by the aggregator and the spam filter before the
+/// least recently seen are forgotten (client-go's LRU: 4096).
+const REMEMBERED: usize = 4096;
 
 /// Severity of an Event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,12 +100,89 @@ enum Action {
     Skip,
 }
 
+/// Messages seen of one (object, type, reason).
+#[derive(Debug)]
+struct Similar {
+    messages: HashSet<String>,
+    last: Instant,
+}
+
+/// An object's allowance of Event writes.
+#[derive(Debug)]
+struct Allowance {
+    tokens: f64,
+    at: Instant,
+}
+
 #[derive(Debug, Default)]
 struct Correlator {
     seen: HashMap<Key, Seen>,
+    /// (object, type, reason) → the distinct messages seen lately.
+    similar: HashMap<(String, &'static str, String), Similar>,
+    /// Object → its allowance.
+    allowance: HashMap<String, Allowance>,
 }
 
 impl Correlator {
+    /// The message to write for a new Event about `object`: `message`
+    /// itself, or the combined form once [`AGGREGATE_MAX`] distinct
+    /// messages of the same type and reason were seen. The second value is
+    /// the message to dedupe by (the same for every combined one).
+    fn aggregate(
+        &mut self,
+        object: &str,
+        type_: &'static str,
+        reason: &str,
+        message: String,
+        now: Instant,
+    ) -> (String, String) {
+        if self.similar.len() > REMEMBERED {
+            self.similar
+                .retain(|_, s| now.saturating_duration_since(s.last) < AGGREGATE_WINDOW);
+        }
+        let entry = self
+            .similar
+            .entry((object.to_string(), type_, reason.to_string()))
+            .or_insert_with(|| Similar {
+                messages: HashSet::new(),
+                last: now,
+            });
+        if now.saturating_duration_since(entry.last) > AGGREGATE_WINDOW {
+            entry.messages.clear();
+        }
+        entry.last = now;
+        if entry.messages.len() < AGGREGATE_MAX {
+            entry.messages.insert(message.clone());
+        }
+        if entry.messages.len() < AGGREGATE_MAX {
+            (message.clone(), message)
+        } else {
+            (format!("{AGGREGATE_PREFIX}{message}"), AGGREGATE_PREFIX.to_string())
+        }
+    }
+
+    /// Whether one more write about `object` is allowed now (a token bucket
+    /// of [`SPAM_BURST`], refilled by one every [`SPAM_REFILL`]).
+    fn allow(&mut self, object: &str, now: Instant) -> bool {
+        if self.allowance.len() > REMEMBERED {
+            let full = SPAM_REFILL.mul_f64(SPAM_BURST);
+            self.allowance.retain(|_, a| now.saturating_duration_since(a.at) < full);
+        }
+        let a = self.allowance.entry(object.to_string()).or_insert(Allowance {
+            tokens: SPAM_BURST,
+            at: now,
+        });
+        let refilled = now.saturating_duration_since(a.at).as_secs_f64() / SPAM_REFILL.as_secs_f64();
+        a.tokens = (a.tokens + refilled).min(SPAM_BURST);
+        a.at = now;
+        if a.tokens >= 1.0 {
+            a.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     fn observe(&mut self, key: Key, name: &str, now: Instant, stamp: Timestamp) -> (Action, i32, Timestamp) {
         if self.seen.len() > 4096 {
             self.seen
@@ -189,18 +296,33 @@ impl EventRecorder {
             now.as_nanosecond(),
             SEQUENCE.fetch_add(1, Ordering::Relaxed)
         );
-        let key = (
-            reference.uid.clone().unwrap_or_else(|| object.clone()),
-            reference.field_path.clone().unwrap_or_default(),
-            type_.as_str(),
-            reason.to_string(),
-            message.clone(),
+        // The object, as client-go's spam key names it (the source is this recorder).
+        let identity = format!(
+            "{}/{}/{}/{}/{}",
+            reference.kind.as_deref().unwrap_or_default(),
+            namespace,
+            object,
+            reference.uid.as_deref().unwrap_or_default(),
+            reference.api_version.as_deref().unwrap_or_default(),
         );
-        let (decision, count, first) =
-            self.correlator
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .observe(key, &fresh_name, Instant::now(), now);
+        let clock = Instant::now();
+        let (decision, count, first, message) = {
+            let mut correlator = self.correlator.lock().unwrap_or_else(|e| e.into_inner());
+            let (message, dedupe_by) = correlator.aggregate(&identity, type_.as_str(), reason, message, clock);
+            let key = (
+                reference.uid.clone().unwrap_or_else(|| object.clone()),
+                reference.field_path.clone().unwrap_or_default(),
+                type_.as_str(),
+                reason.to_string(),
+                dedupe_by,
+            );
+            let (decision, count, first) = correlator.observe(key, &fresh_name, clock, now);
+            if decision != Action::Skip && !correlator.allow(&identity, clock) {
+                tracing::trace!(%object, reason, "event held back: too many about this object");
+                return;
+            }
+            (decision, count, first, message)
+        };
         let event_name = match &decision {
             Action::Skip => return,
             Action::Create => fresh_name,
@@ -232,9 +354,11 @@ impl EventRecorder {
             ..Default::default()
         };
         let events: Api<Event> = Api::namespaced(self.client.clone(), &namespace);
+        let latest = event.message.clone();
         tokio::spawn(async move {
             if let Action::Update { .. } = decision {
-                let patch = serde_json::json!({ "count": count, "lastTimestamp": Time(now) });
+                // A combined Event shows the latest message.
+                let patch = serde_json::json!({ "count": count, "lastTimestamp": Time(now), "message": latest });
                 if events
                     .patch(&event_name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
@@ -293,6 +417,47 @@ mod tests {
         assert_eq!((count, first), (3, stamp));
         let later = t + Duration::from_secs(11) + FORGET_AFTER;
         assert_eq!(c.observe(key("m"), "e5", later, stamp).0, Action::Create);
+    }
+
+    #[test]
+    fn similar_events_are_combined_after_ten_messages() {
+        let mut c = Correlator::default();
+        let t = Instant::now();
+        for i in 0..AGGREGATE_MAX - 1 {
+            let m = format!("Created pod: web-{i}");
+            assert_eq!(
+                c.aggregate("rs", "Normal", "SuccessfulCreate", m.clone(), t),
+                (m.clone(), m)
+            );
+        }
+        let (shown, by) = c.aggregate("rs", "Normal", "SuccessfulCreate", "Created pod: web-9".into(), t);
+        assert_eq!(shown, "(combined from similar events): Created pod: web-9");
+        assert_eq!(by, AGGREGATE_PREFIX);
+        let (shown, by2) = c.aggregate("rs", "Normal", "SuccessfulCreate", "Created pod: web-10".into(), t);
+        assert_eq!(shown, "(combined from similar events): Created pod: web-10");
+        assert_eq!(by2, by, "every combined one dedupes into one Event");
+        // Another reason, or another object, is counted on its own.
+        let m = "Deleted pod: web-0".to_string();
+        assert_eq!(c.aggregate("rs", "Normal", "SuccessfulDelete", m.clone(), t).0, m);
+        assert_eq!(c.aggregate("rs2", "Normal", "SuccessfulCreate", "x".into(), t).0, "x");
+        // After a quiet window, messages are written as they are again.
+        let later = t + AGGREGATE_WINDOW + Duration::from_secs(1);
+        let m = "Created pod: web-11".to_string();
+        assert_eq!(c.aggregate("rs", "Normal", "SuccessfulCreate", m.clone(), later).0, m);
+    }
+
+    #[test]
+    fn an_object_gets_twenty_five_writes_then_one_per_five_minutes() {
+        let mut c = Correlator::default();
+        let t = Instant::now();
+        for _ in 0..25 {
+            assert!(c.allow("pod-a", t));
+        }
+        assert!(!c.allow("pod-a", t), "the 26th write at once is held back");
+        assert!(c.allow("pod-b", t), "another object has its own allowance");
+        assert!(!c.allow("pod-a", t + Duration::from_secs(299)));
+        assert!(c.allow("pod-a", t + Duration::from_secs(300) + Duration::from_millis(10)));
+        assert!(!c.allow("pod-a", t + Duration::from_secs(301)));
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! Shared informers: one watch per resource type for the whole manager.
 //!
 //! An [`Informer`] runs kube-runtime's watcher into a reflector store (the
-//! cache every controller reads) and broadcasts each object it sees — added,
+//! cache every controller reads) and hands each object it sees — added,
 //! modified, or deleted, with its last known state — to subscribers, which
 //! map it to the keys of the objects they reconcile. Subscribing happens
 //! before the informer starts, so the initial list reaches everyone.
+//!
+//! What a subscriber gets is the store's own `Arc` (a deleted object's last
+//! state is the only copy made), through a queue of its own that frees each
+//! change once the subscriber has taken it. A ring shared by all (a
+//! broadcast channel) would keep its last few thousand changes alive,
+//! superseded copies included, however fast everyone reads.
 
 use std::fmt::Debug;
 use std::hash::Hash;
@@ -22,16 +28,15 @@ use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
+use tokio::sync::mpsc;
 
-/// Capacity of each change broadcast; a subscriber that falls further behind
-/// than this misses changes until the periodic resync catches it up.
-const BROADCAST_CAPACITY: usize = 16_384;
+/// The subscribers' queues of one informer.
+type Subscribers<K> = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
 
 /// A cache of one resource type plus a change feed.
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
-    changes: broadcast::Sender<Arc<K>>,
+    subscribers: Subscribers<K>,
     driver: std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
 }
 
@@ -42,8 +47,9 @@ where
     /// Creates the informer; nothing is watched until [`Informer::start`].
     pub fn new(api: Api<K>, config: watcher::Config) -> Self {
         let (store, mut writer) = reflector::store::<K>();
-        let (changes, _) = broadcast::channel(BROADCAST_CAPACITY);
-        let tx = changes.clone();
+        let subscribers: Subscribers<K> = Arc::default();
+        let tx = subscribers.clone();
+        let reader = store.clone();
         let kind = K::kind(&()).to_string();
         let driver = async move {
             let mut events = watcher(api, config).default_backoff().boxed();
@@ -56,7 +62,14 @@ where
                             | watcher::Event::Delete(obj)
                             | watcher::Event::InitApply(obj) => {
                                 tracing::trace!(kind = %kind, name = ?obj.meta().name, rv = ?obj.meta().resource_version, "informer event");
-                                let _ = tx.send(Arc::new(obj));
+                                // The store's copy; a deleted object's last state is new.
+                                let shared = reader
+                                    .get(&ObjectRef::from_obj(&obj))
+                                    .filter(|s| s.meta().resource_version == obj.meta().resource_version)
+                                    .unwrap_or_else(|| Arc::new(obj));
+                                tx.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .retain(|sub| sub.send(shared.clone()).is_ok());
                             }
                             watcher::Event::InitDone => {
                                 tracing::debug!(kind = %kind, "informer synced");
@@ -70,7 +83,7 @@ where
         };
         Self {
             store,
-            changes,
+            subscribers,
             driver: std::sync::Mutex::new(Some(Box::pin(driver))),
         }
     }
@@ -82,18 +95,9 @@ where
 
     /// Every change from now on, as the object's last known state.
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
-        let rx = self.changes.subscribe();
-        futures::stream::unfold(rx, |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(obj) => return Some((obj, rx)),
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "subscriber lagged behind an informer")
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|obj| (obj, rx)) })
     }
 
     /// Changes mapped to reconcile keys of another type by `mapper`.

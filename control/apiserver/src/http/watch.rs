@@ -199,7 +199,7 @@ fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'stat
     match &change.new {
         Some(new) => {
             let new_match = matches(new);
-            let old_match = !change.created && change.old.as_ref().is_some_and(matches);
+            let old_match = !change.created && change.old.as_deref().is_some_and(matches);
             match (old_match, new_match) {
                 (_, true) if change.created => Some(("ADDED", Value::clone(new))),
                 (true, true) => Some(("MODIFIED", Value::clone(new))),
@@ -210,7 +210,10 @@ fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'stat
         }
         None => {
             let old = change.old.as_ref()?;
-            matches(old).then(|| ("DELETED", old.clone()))
+            if !matches(old) {
+                return None;
+            }
+            Some(("DELETED", change.deleted_object()?))
         }
     }
 }
@@ -254,6 +257,11 @@ async fn run_shared(
         if !c.key.starts_with(&prefix) {
             None
         } else if unfiltered {
+            // Encoded once for every such watcher: only the first one
+            // classifies (and copies) the object.
+            if let Some(encoded) = c.line.get() {
+                return Some(Ok(encoded.clone()));
+            }
             classify(c, &|_| true).map(|(kind, obj)| Ok(c.line.get_or_init(|| line(kind, obj)).clone()))
         } else {
             classify(c, &matches).map(Err)

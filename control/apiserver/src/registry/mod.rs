@@ -118,6 +118,29 @@ pub enum UpdateMode {
     Internal,
 }
 
+/// What one attempt of an update came to.
+enum Attempt {
+    /// Written (or nothing to write).
+    Done(Written),
+    /// Try again, on this state of the object if known (else read etcd).
+    Again(Option<Stored>),
+}
+
+/// The fixed inputs of one update attempt.
+#[derive(Clone, Copy)]
+struct UpdateStep<'a> {
+    k: &'a Kind,
+    ns: Option<&'a str>,
+    name: &'a str,
+    mode: UpdateMode,
+    opts: WriteOptions,
+    tracking: &'a apply::Tracking,
+    key: &'a str,
+    /// Whether the object was read from etcd now (false: a watch cache guess).
+    current: bool,
+    attempt: u32,
+}
+
 /// Result of a write: the object and warnings for the `Warning` header.
 pub struct Written {
     /// The object as stored (or as it would be, for dry runs).
@@ -649,168 +672,232 @@ impl Registry {
         F: FnMut(&Value) -> ApiResult<Value>,
     {
         let r = k.resource();
-        let hooks = k.storage();
         let key = store::object_key(k.storage_resource(), ns, name);
         let mut taken_ports: Vec<i64> = Vec::new();
+        // The first guess at the current object is the watch cache's, as
+        // Kubernetes' cacher hands it to GuaranteedUpdate: when it is current
+        // the write costs one etcd transaction instead of a read and a
+        // transaction. Whatever a guess leads to other than a write (an
+        // error, a conflict, no change at all) is tried again on etcd's
+        // current state. A dry run reads etcd, as Kubernetes' does.
+        let mut next = (!opts.dry_run)
+            .then(|| self.watch_cache.cached(k.storage_resource(), &key))
+            .flatten()
+            .map(|guess| (guess, false));
         for attempt in 0..32 {
-            let mut cur = self
-                .store
-                .get(&key)
-                .await?
-                .ok_or_else(|| ApiError::not_found(r, name))?;
-            k.on_read(&mut cur.object);
-            let mut proposed = mutate(&cur.object)?;
-            self.check_type_meta(r, &mut proposed)?;
-            // A resourceVersion in the proposal is a precondition.
-            let proposed_rv = proposed
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            let precondition = !proposed_rv.is_empty();
-            if precondition && proposed_rv != cur.revision.to_string() {
-                return Err(ApiError::stale(r, name));
-            }
-            let body_name = name_of(&proposed);
-            if mode != UpdateMode::Internal && !body_name.is_empty() && body_name != name {
-                return Err(ApiError::bad_request(format!(
-                    "the name of the object ({body_name}) does not match the name on the URL ({name})"
-                )));
-            }
-            if let (Some(ns), Some(bns)) = (ns, proposed.pointer("/metadata/namespace").and_then(Value::as_str)) {
-                if !bns.is_empty() && bns != ns {
-                    return Err(ApiError::bad_request(
-                        "the namespace of the provided object does not match the namespace sent on the request",
-                    ));
-                }
-            }
-            let mut warnings = if mode == UpdateMode::Internal {
-                Vec::new()
-            } else {
-                self.check_schema(k, &mut proposed, opts.field_validation)?
+            let (cur, current) = match next.take() {
+                Some(state) => state,
+                None => (
+                    self.store
+                        .get(&key)
+                        .await?
+                        .ok_or_else(|| ApiError::not_found(r, name))?,
+                    true,
+                ),
             };
-            let proposed_fields = proposed.pointer("/metadata/managedFields").cloned();
-            let mut new = self.prepare_update(k, mode, &cur.object, proposed);
-            k.default(&mut new);
-            k.empty_status(&mut new);
-            let ignored = match mode {
-                UpdateMode::Main => apply::ignored_fields(k, ""),
-                UpdateMode::Status => apply::ignored_fields(k, "status"),
-                UpdateMode::Finalize | UpdateMode::Internal => apply::ignored_fields(k, "finalize"),
+            let step = UpdateStep {
+                k,
+                ns,
+                name,
+                mode,
+                opts,
+                tracking,
+                key: &key,
+                current,
+                attempt,
             };
-            apply::track(k, Some(&cur.object), &mut new, proposed_fields, tracking, ignored);
-            if mode == UpdateMode::Main {
-                self.admit_priority_update(r, &cur.object, &mut new).await?;
-                self.admit_storage_update(r, &cur.object, &new).await?;
-                self.admit_rbac(r, ns, Some(&cur.object), &new)?;
-            }
-            self.admit_node_update(r, mode, name, &cur.object, &new)?;
-            warnings.extend(
-                self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
-                    .await?,
-            );
-            let kind_errors = if mode == UpdateMode::Main {
-                k.validate_update(&cur.object, &new)
-            } else {
-                k.validate_status_update(&cur.object, &new)
-            };
-            let errs = validation::validate_object(&**k, &new, kind_errors);
-            // Finalizers may only be removed, never added, once deletion started.
-            if is_deleting(&cur.object) && !is_deleting(&new) {
-                meta_mut(&mut new).insert(
-                    "deletionTimestamp".into(),
-                    cur.object
-                        .pointer("/metadata/deletionTimestamp")
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                );
-            }
-            if !errs.is_empty() {
-                return Err(ApiError::invalid(r, name, errs));
-            }
-            if mode == UpdateMode::Main {
-                warnings.extend(self.admit_pod_security_update(r, ns, &cur.object, &new).await?);
-            }
-            warnings.extend(self.validate_update(k, mode, ns, name, &cur.object, &new, opts).await?);
-            if mode == UpdateMode::Main {
-                self.admit_quota_update(r, ns, &cur.object, &new, opts.dry_run).await?;
-            }
-            if ready_to_remove(k, &new) {
-                if opts.dry_run {
-                    return Ok(Written { object: new, warnings });
-                }
-                match self.store.write(self.removal(k, &key, &cur)).await? {
-                    Ok(rev) => {
-                        store::set_resource_version(&mut new, rev);
-                        return Ok(Written { object: new, warnings });
-                    }
-                    Err(_) if !precondition => continue,
-                    Err(_) => return Err(ApiError::stale(r, name)),
-                }
-            }
-            let plan = if hooks.allocates_service_addresses {
-                let owner = format!("{}/{}", ns.unwrap_or_default(), name);
-                self.allocator
-                    .plan(Some(&cur.object), &mut new, &owner, &taken_ports)
-                    .map_err(|errs| ApiError::invalid(r, name, errs))?
-            } else {
-                Default::default()
-            };
-            // Nothing changed: no write, the object keeps its resourceVersion
-            // (unless it is stored stale: an old encryption key, see `Store::is_stale`).
-            if plan.claims.is_empty()
-                && plan.releases.is_empty()
-                && unchanged::is_unchanged(&stored(k, &cur.object), &stored(k, &new))
-                && !self.store.is_stale(&key).await?
-            {
-                return Ok(Written {
-                    object: cur.object,
-                    warnings,
-                });
-            }
-            if opts.dry_run {
-                // As it would be stored, still at the current resourceVersion.
-                store::set_resource_version(&mut new, cur.revision);
-                return Ok(Written {
-                    object: answer(k, new),
-                    warnings,
-                });
-            }
-            let lease = if hooks.expires {
-                Some(self.event_lease().await?)
-            } else {
-                None
-            };
-            let w = Write {
-                key: key.clone(),
-                precondition: Precondition::Revision(cur.revision),
-                action: Action::Put(stored(k, &new), lease),
-                claim: plan.claims.clone(),
-                release: plan.releases.clone(),
-            };
-            match self.store.write(w).await? {
-                Ok(rev) => {
-                    store::set_resource_version(&mut new, rev);
-                    return Ok(Written {
-                        object: answer(k, new),
-                        warnings,
-                    });
-                }
-                Err(WriteFailure::ObjectChanged(None)) => return Err(ApiError::not_found(r, name)),
-                Err(WriteFailure::ObjectChanged(Some(_))) => {
-                    if precondition {
-                        return Err(ApiError::stale(r, name));
-                    }
-                }
-                Err(WriteFailure::ClaimTaken) => {
-                    self.report_requested_claims(r, name, &plan.requested).await?;
-                    if attempt >= 2 {
-                        taken_ports = self.taken_ports().await?;
-                    }
-                }
+            match self.try_update(step, cur, &mut mutate, &mut taken_ports).await {
+                Ok(Attempt::Done(written)) => return Ok(written),
+                Ok(Attempt::Again(state)) => next = state.map(|s| (s, true)),
+                Err(_) if !current => {}
+                Err(e) => return Err(e),
             }
         }
         Err(ApiError::conflict(r, name, "too many concurrent writes; please retry"))
+    }
+
+    /// One attempt of [`Registry::update_tracked`] on `cur`, the object as
+    /// etcd has it now or (when `step.current` is false) as the watch cache has it.
+    async fn try_update<F>(
+        &self,
+        step: UpdateStep<'_>,
+        mut cur: Stored,
+        mutate: &mut F,
+        taken_ports: &mut Vec<i64>,
+    ) -> ApiResult<Attempt>
+    where
+        F: FnMut(&Value) -> ApiResult<Value>,
+    {
+        let UpdateStep {
+            k,
+            ns,
+            name,
+            mode,
+            opts,
+            tracking,
+            key,
+            current,
+            attempt,
+        } = step;
+        let r = k.resource();
+        let hooks = k.storage();
+        let key = key.to_string();
+        k.on_read(&mut cur.object);
+        let mut proposed = mutate(&cur.object)?;
+        self.check_type_meta(r, &mut proposed)?;
+        // A resourceVersion in the proposal is a precondition.
+        let proposed_rv = proposed
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let precondition = !proposed_rv.is_empty();
+        if precondition && proposed_rv != cur.revision.to_string() {
+            return Err(ApiError::stale(r, name));
+        }
+        let body_name = name_of(&proposed);
+        if mode != UpdateMode::Internal && !body_name.is_empty() && body_name != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        if let (Some(ns), Some(bns)) = (ns, proposed.pointer("/metadata/namespace").and_then(Value::as_str)) {
+            if !bns.is_empty() && bns != ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+        let mut warnings = if mode == UpdateMode::Internal {
+            Vec::new()
+        } else {
+            self.check_schema(k, &mut proposed, opts.field_validation)?
+        };
+        let proposed_fields = proposed.pointer("/metadata/managedFields").cloned();
+        let mut new = self.prepare_update(k, mode, &cur.object, proposed);
+        k.default(&mut new);
+        k.empty_status(&mut new);
+        let ignored = match mode {
+            UpdateMode::Main => apply::ignored_fields(k, ""),
+            UpdateMode::Status => apply::ignored_fields(k, "status"),
+            UpdateMode::Finalize | UpdateMode::Internal => apply::ignored_fields(k, "finalize"),
+        };
+        apply::track(k, Some(&cur.object), &mut new, proposed_fields, tracking, ignored);
+        if mode == UpdateMode::Main {
+            self.admit_priority_update(r, &cur.object, &mut new).await?;
+            self.admit_storage_update(r, &cur.object, &new).await?;
+            self.admit_rbac(r, ns, Some(&cur.object), &new)?;
+        }
+        self.admit_node_update(r, mode, name, &cur.object, &new)?;
+        warnings.extend(
+            self.admit_update(k, mode, ns, name, &cur.object, &mut new, opts)
+                .await?,
+        );
+        let kind_errors = if mode == UpdateMode::Main {
+            k.validate_update(&cur.object, &new)
+        } else {
+            k.validate_status_update(&cur.object, &new)
+        };
+        let errs = validation::validate_object(&**k, &new, kind_errors);
+        // Finalizers may only be removed, never added, once deletion started.
+        if is_deleting(&cur.object) && !is_deleting(&new) {
+            meta_mut(&mut new).insert(
+                "deletionTimestamp".into(),
+                cur.object
+                    .pointer("/metadata/deletionTimestamp")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(r, name, errs));
+        }
+        if mode == UpdateMode::Main {
+            warnings.extend(self.admit_pod_security_update(r, ns, &cur.object, &new).await?);
+        }
+        warnings.extend(self.validate_update(k, mode, ns, name, &cur.object, &new, opts).await?);
+        if mode == UpdateMode::Main {
+            self.admit_quota_update(r, ns, &cur.object, &new, opts.dry_run).await?;
+        }
+        if ready_to_remove(k, &new) {
+            if opts.dry_run {
+                return Ok(Attempt::Done(Written { object: new, warnings }));
+            }
+            match self.store.write(self.removal(k, &key, &cur)).await? {
+                Ok(rev) => {
+                    store::set_resource_version(&mut new, rev);
+                    return Ok(Attempt::Done(Written { object: new, warnings }));
+                }
+                Err(_) if !precondition => return Ok(Attempt::Again(None)),
+                Err(_) => return Err(ApiError::stale(r, name)),
+            }
+        }
+        let plan = if hooks.allocates_service_addresses {
+            let owner = format!("{}/{}", ns.unwrap_or_default(), name);
+            self.allocator
+                .plan(Some(&cur.object), &mut new, &owner, taken_ports)
+                .map_err(|errs| ApiError::invalid(r, name, errs))?
+        } else {
+            Default::default()
+        };
+        // Nothing changed: no write, the object keeps its resourceVersion
+        // (unless it is stored stale: an old encryption key, see `Store::is_stale`).
+        if plan.claims.is_empty()
+            && plan.releases.is_empty()
+            && unchanged::is_unchanged(&stored(k, &cur.object), &stored(k, &new))
+            && !self.store.is_stale(&key).await?
+        {
+            // A guess from the watch cache may be behind: only etcd's
+            // current state says that nothing would change.
+            if !current {
+                return Ok(Attempt::Again(None));
+            }
+            return Ok(Attempt::Done(Written {
+                object: cur.object,
+                warnings,
+            }));
+        }
+        if opts.dry_run {
+            // As it would be stored, still at the current resourceVersion.
+            store::set_resource_version(&mut new, cur.revision);
+            return Ok(Attempt::Done(Written {
+                object: answer(k, new),
+                warnings,
+            }));
+        }
+        let lease = if hooks.expires {
+            Some(self.event_lease().await?)
+        } else {
+            None
+        };
+        let w = Write {
+            key: key.clone(),
+            precondition: Precondition::Revision(cur.revision),
+            action: Action::Put(stored(k, &new), lease),
+            claim: plan.claims.clone(),
+            release: plan.releases.clone(),
+        };
+        match self.store.write(w).await? {
+            Ok(rev) => {
+                store::set_resource_version(&mut new, rev);
+                Ok(Attempt::Done(Written {
+                    object: answer(k, new),
+                    warnings,
+                }))
+            }
+            Err(WriteFailure::ObjectChanged(None)) => Err(ApiError::not_found(r, name)),
+            // Another write came first: the failed transaction read
+            // etcd's current state, the next attempt's.
+            Err(WriteFailure::ObjectChanged(Some(now))) if !precondition || !current => Ok(Attempt::Again(Some(now))),
+            Err(WriteFailure::ObjectChanged(Some(_))) => Err(ApiError::stale(r, name)),
+            Err(WriteFailure::ClaimTaken) => {
+                self.report_requested_claims(r, name, &plan.requested).await?;
+                if attempt >= 2 {
+                    *taken_ports = self.taken_ports().await?;
+                }
+                Ok(Attempt::Again(None))
+            }
+        }
     }
 
     /// Delete an object. Returns the object and whether it is gone (false:

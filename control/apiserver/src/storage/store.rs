@@ -380,6 +380,18 @@ impl Store {
         c.watch(prefix, Some(opts)).await.map_err(storage_error)
     }
 
+    /// Watch every key under `prefix` from `start_revision` (inclusive),
+    /// without previous values: the watch cache holds them itself, so etcd
+    /// neither sends nor the server decodes them a second time.
+    pub async fn watch_new_values(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, ApiError> {
+        let mut c = self.client.clone();
+        let opts = WatchOptions::new()
+            .with_range(prefix_end(prefix))
+            .with_start_revision(start_revision)
+            .with_progress_notify();
+        c.watch(prefix, Some(opts)).await.map_err(storage_error)
+    }
+
     /// Compact history up to `revision` (tests and maintenance).
     pub async fn compact(&self, revision: i64) -> Result<(), ApiError> {
         let mut c = self.client.clone();

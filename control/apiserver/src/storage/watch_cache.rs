@@ -70,13 +70,26 @@ pub struct Change {
     pub key: String,
     /// New state (None for deletes), shared with the hub's objects.
     pub new: Option<Arc<Value>>,
-    /// Previous state (None for creates), stamped with its own revision,
-    /// or with the deletion revision for deletes.
-    pub old: Option<Value>,
+    /// Previous state (None for creates): the object the hub held before,
+    /// shared with it, so at its own revision. A delete's event carries it
+    /// at the deletion revision ([`Change::deleted_object`]).
+    pub old: Option<Arc<Value>>,
     /// Whether the key was created by this change.
     pub created: bool,
     /// Encoded `{"type":..,"object":..}` line for the unfiltered case, built once.
     pub line: OnceLock<Bytes>,
+}
+
+impl Change {
+    /// The object a DELETED event of this change carries: the last state,
+    /// at the deletion's revision (as Kubernetes' watch cache sends it).
+    pub fn deleted_object(&self) -> Option<Value> {
+        let mut obj = Value::clone(self.old.as_ref()?);
+        if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("resourceVersion".into(), Value::String(self.revision.to_string()));
+        }
+        Some(obj)
+    }
 }
 
 /// What a hub broadcasts.
@@ -212,7 +225,7 @@ impl WatchCache {
         let page = store.range(key.as_bytes(), &end, 0, 0).await.ok()?;
         let start = page.revision;
         let objects = page.items.into_iter().map(|(k, s)| (k, Arc::new(s.object))).collect();
-        let stream = store.watch(&key, start + 1).await.ok()?;
+        let stream = store.watch_new_values(&key, start + 1).await.ok()?;
         let (tx, _) = broadcast::channel(FANOUT);
         let hub = Arc::new(Hub {
             state: Mutex::new(HubState {
@@ -241,6 +254,30 @@ impl WatchCache {
     /// (false until a hub has asked etcd its version).
     pub fn progress_in_order(&self) -> bool {
         self.progress_in_order.get().copied().unwrap_or(false)
+    }
+
+    /// The object at `key` as the live hub of `r` holds it, if there is one
+    /// (no hub is started for this): a guess at etcd's current state, which
+    /// may be behind it.
+    pub fn cached(&self, r: &'static Resource, key: &str) -> Option<store::Stored> {
+        let hub = self
+            .hubs
+            .lock()
+            .expect("hubs")
+            .get(&store::collection_prefix(r, None))
+            .cloned()?;
+        let st = hub.state.lock().expect("hub state");
+        if !st.alive || !st.complete {
+            return None;
+        }
+        let held = st.objects.get(key)?.clone();
+        drop(st);
+        let object = Value::clone(&held);
+        let revision = object
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .and_then(|rv| rv.parse().ok())?;
+        Some(store::Stored { object, revision })
     }
 
     /// Subscribe to `r`'s changes after `revision`, if a live hub covers it.
@@ -412,47 +449,42 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     }
                     continue;
                 }
-                let mut changes = Vec::with_capacity(resp.events().len());
+                // Decoded outside the lock; each change's previous state is
+                // what the hub held, taken under it.
+                let mut decoded = Vec::with_capacity(resp.events().len());
                 let mut undecodable = false;
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let rev = kv.mod_revision();
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let change = match ev.event_type() {
-                        EventType::Put => Change {
-                            revision: rev,
-                            key,
-                            new: decode(kv.key(), kv.value(), rev).ok().map(Arc::new),
-                            old: ev.prev_kv().and_then(|p| decode(p.key(), p.value(), p.mod_revision()).ok()),
-                            created: kv.create_revision() == kv.mod_revision(),
-                            line: OnceLock::new(),
-                        },
-                        EventType::Delete => Change {
-                            revision: rev,
-                            key,
-                            new: None,
-                            old: ev.prev_kv().and_then(|p| decode(p.key(), p.value(), rev).ok()),
-                            created: false,
-                            line: OnceLock::new(),
-                        },
+                    let (new, created) = match ev.event_type() {
+                        EventType::Put => {
+                            let new = decode(kv.key(), kv.value(), rev).ok().map(Arc::new);
+                            undecodable |= new.is_none();
+                            (new, kv.create_revision() == kv.mod_revision())
+                        }
+                        EventType::Delete => (None, false),
                     };
-                    undecodable |= ev.event_type() == EventType::Put && change.new.is_none();
                     last = last.max(rev);
-                    changes.push(Arc::new(change));
+                    decoded.push((rev, key, new, created));
                 }
                 let mut st = hub.state.lock().expect("hub state");
                 if undecodable {
                     st.complete = false;
                 }
-                for c in changes {
-                    match &c.new {
-                        Some(obj) => {
-                            st.objects.insert(c.key.clone(), obj.clone());
-                        }
-                        None => {
-                            st.objects.remove(&c.key);
-                        }
-                    }
+                for (revision, key, new, created) in decoded {
+                    let old = match &new {
+                        Some(obj) => st.objects.insert(key.clone(), obj.clone()),
+                        None => st.objects.remove(&key),
+                    };
+                    let c = Arc::new(Change {
+                        revision,
+                        key,
+                        new,
+                        old,
+                        created,
+                        line: OnceLock::new(),
+                    });
                     st.synced = st.synced.max(c.revision);
                     st.window.push_back(c.clone());
                     if st.window.len() > WINDOW {
