@@ -55,11 +55,6 @@ pub struct WatchRequest {
 /// A function applied to every object a watch sends (e.g. rendering it as a Table row).
 pub type Wrap = Arc<dyn Fn(&Value) -> Value + Send + Sync>;
 
-/// One watch event, encoded as Kubernetes does (one JSON document per line).
-fn line(kind: &str, object: Value) -> Bytes {
-    crate::http::wire::watch_event(Encoding::Json, kind, object)
-}
-
 struct Emitter {
     tx: mpsc::Sender<Bytes>,
     wrap: Option<Wrap>,
@@ -194,6 +189,21 @@ fn bookmark_object(r: &Resource, rev: i64, initial_end: bool) -> Value {
     b
 }
 
+/// The `{"type":..,"object":..}` JSON line every unfiltered JSON watcher
+/// gets of `change`, encoded by the first one to need it.
+fn unfiltered_line(change: &Change) -> Option<Bytes> {
+    if let Some(line) = change.line.get() {
+        return Some(line.clone());
+    }
+    let (kind, object) = change.unfiltered_event()?;
+    Some(
+        change
+            .line
+            .get_or_init(|| crate::http::wire::watch_event(Encoding::Json, kind, object))
+            .clone(),
+    )
+}
+
 /// The event type (and object) a change means for a watcher with selectors; None = not visible.
 fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
     match &change.new {
@@ -257,12 +267,8 @@ async fn run_shared(
         if !c.key.starts_with(&prefix) {
             None
         } else if unfiltered {
-            // Encoded once for every such watcher: only the first one
-            // classifies (and copies) the object.
-            if let Some(encoded) = c.line.get() {
-                return Some(Ok(encoded.clone()));
-            }
-            classify(c, &|_| true).map(|(kind, obj)| Ok(c.line.get_or_init(|| line(kind, obj)).clone()))
+            // Encoded once for every such watcher.
+            unfiltered_line(c).map(Ok)
         } else {
             classify(c, &matches).map(Err)
         }

@@ -6,6 +6,10 @@
 //! applies every change etcd sends, so it holds every object at revision
 //! `synced`. It also keeps the most recent changes in a window, so a client
 //! watching from a resourceVersion inside the window is served from memory;
+//! only the window's newest [`HOT`] changes keep their objects decoded, the
+//! older ones are kept as JSON (a pod decoded into a `Value` takes
+//! about ten times its JSON) and decoded again only for a watcher that
+//! resumes from that far back;
 //! anything older (or any hub failure) falls back to a dedicated etcd watch,
 //! which also reports compaction as 410 Expired. Replay from the window and
 //! the live subscription are taken under one lock, so no change is missed or
@@ -49,8 +53,12 @@ use crate::storage::store::{self, decode, Store};
 /// Changes kept per resource for watchers that resume from a recent revision.
 const WINDOW: usize = 20_000;
 /// Live fan-out buffer per resource; a watcher further behind is disconnected
-/// (it resumes from its last resourceVersion, usually from the window).
-const FANOUT: usize = 8_192;
+/// (it resumes from its last resourceVersion, usually from the window). The
+/// buffer keeps its changes alive, decoded, until they are overwritten.
+const FANOUT: usize = 2_048;
+/// Newest changes of the window kept decoded (as many as the fan-out buffer
+/// keeps alive anyway); the older ones are kept encoded ([`Cold`]).
+const HOT: usize = FANOUT;
 /// How often hubs ask etcd for progress (drives bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a list waits for the cache to reach the revision it needs
@@ -81,6 +89,17 @@ pub struct Change {
 }
 
 impl Change {
+    /// The event an unfiltered watcher gets of this change, as its type and
+    /// object; None when there is nothing to send (an object that could not
+    /// be decoded and was not known before).
+    pub fn unfiltered_event(&self) -> Option<(&'static str, Value)> {
+        match &self.new {
+            Some(new) if self.created || self.old.is_none() => Some(("ADDED", Value::clone(new))),
+            Some(new) => Some(("MODIFIED", Value::clone(new))),
+            None => Some(("DELETED", self.deleted_object()?)),
+        }
+    }
+
     /// The object a DELETED event of this change carries: the last state,
     /// at the deletion's revision (as Kubernetes' watch cache sends it).
     pub fn deleted_object(&self) -> Option<Value> {
@@ -89,6 +108,74 @@ impl Change {
             meta.insert("resourceVersion".into(), Value::String(self.revision.to_string()));
         }
         Some(obj)
+    }
+}
+
+/// A change of the window's older part, encoded.
+#[derive(Debug, Clone)]
+struct Cold {
+    revision: i64,
+    key: String,
+    created: bool,
+    /// The new state, as JSON (None for deletes).
+    new: Option<Bytes>,
+    /// The previous state, as JSON (None for creates).
+    old: Option<Bytes>,
+}
+
+impl Cold {
+    /// Encode `c` (None when it has nothing to send to anyone).
+    fn of(c: &Change) -> Option<Cold> {
+        if c.new.is_none() && c.old.is_none() {
+            return None;
+        }
+        let encode = |v: &Option<Arc<Value>>| -> Option<Option<Bytes>> {
+            match v {
+                Some(v) => serde_json::to_vec(&**v).ok().map(|b| Some(Bytes::from(b))),
+                None => Some(None),
+            }
+        };
+        Some(Cold {
+            revision: c.revision,
+            key: c.key.clone(),
+            created: c.created,
+            new: encode(&c.new)?,
+            old: encode(&c.old)?,
+        })
+    }
+
+    /// The change again, decoded.
+    fn decode(&self) -> Option<Change> {
+        let decode = |b: &Option<Bytes>| -> Option<Option<Arc<Value>>> {
+            match b {
+                Some(b) => serde_json::from_slice::<Value>(b).ok().map(|v| Some(Arc::new(v))),
+                None => Some(None),
+            }
+        };
+        Some(Change {
+            revision: self.revision,
+            key: self.key.clone(),
+            new: decode(&self.new)?,
+            old: decode(&self.old)?,
+            created: self.created,
+            line: OnceLock::new(),
+        })
+    }
+}
+
+/// One change of the window.
+#[derive(Debug, Clone)]
+enum Kept {
+    Hot(Arc<Change>),
+    Cold(Cold),
+}
+
+impl Kept {
+    fn revision(&self) -> i64 {
+        match self {
+            Kept::Hot(c) => c.revision,
+            Kept::Cold(c) => c.revision,
+        }
     }
 }
 
@@ -107,7 +194,7 @@ struct HubState {
     /// Changes with revision > `covered_from` are all in `window` or were
     /// evicted (then `covered_from` moved up).
     covered_from: i64,
-    window: VecDeque<Arc<Change>>,
+    window: VecDeque<Kept>,
     alive: bool,
     /// Every object of the resource at revision `synced`, by key.
     objects: BTreeMap<String, Arc<Value>>,
@@ -287,11 +374,20 @@ impl WatchCache {
         if !st.alive || revision < st.covered_from {
             return None;
         }
-        let replay = st.window.iter().filter(|c| c.revision > revision).cloned().collect();
-        Some(Subscription {
-            replay,
-            live: hub.tx.subscribe(),
-        })
+        let kept: Vec<Kept> = st.window.iter().filter(|c| c.revision() > revision).cloned().collect();
+        let live = hub.tx.subscribe();
+        drop(st);
+        // Decoded outside the lock; a change that no longer decodes (it
+        // decoded when it happened) ends the replay, so the watcher falls
+        // back to etcd rather than miss it.
+        let mut replay = Vec::with_capacity(kept.len());
+        for k in kept {
+            match k {
+                Kept::Hot(c) => replay.push(c),
+                Kept::Cold(c) => replay.push(Arc::new(c.decode()?)),
+            }
+        }
+        Some(Subscription { replay, live })
     }
 
     /// The objects of `r` under `prefix` (a collection or one namespace of
@@ -486,10 +582,17 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                         line: OnceLock::new(),
                     });
                     st.synced = st.synced.max(c.revision);
-                    st.window.push_back(c.clone());
+                    st.window.push_back(Kept::Hot(c.clone()));
                     if st.window.len() > WINDOW {
                         if let Some(old) = st.window.pop_front() {
-                            st.covered_from = old.revision;
+                            st.covered_from = old.revision();
+                        }
+                    }
+                    if let Some(i) = st.window.len().checked_sub(HOT + 1) {
+                        if let Some(Kept::Hot(c)) = st.window.get(i) {
+                            if let Some(cold) = Cold::of(c) {
+                                st.window[i] = Kept::Cold(cold);
+                            }
                         }
                     }
                     let _ = hub.tx.send(HubEvent::Change(c));
@@ -523,7 +626,65 @@ fn progress_in_order(version: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::progress_in_order;
+    use super::{progress_in_order, Change, Cold};
+    use serde_json::{json, Value};
+    use std::sync::{Arc, OnceLock};
+
+    fn pod(rv: i64, phase: &str) -> Arc<Value> {
+        Arc::new(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv.to_string(), "labels": {"app": "web"}},
+            "status": {"phase": phase},
+        }))
+    }
+
+    fn change(revision: i64, new: Option<Arc<Value>>, old: Option<Arc<Value>>, created: bool) -> Change {
+        Change {
+            revision,
+            key: "/registry/core/pods/shop/web".into(),
+            new,
+            old,
+            created,
+            line: OnceLock::new(),
+        }
+    }
+
+    /// An older change of the window, kept encoded, decodes to the same
+    /// change: the same event for an unfiltered watcher, and the same new
+    /// and previous objects for a filtered one.
+    #[test]
+    fn a_change_kept_encoded_decodes_to_the_same_change() {
+        let created = change(5, Some(pod(5, "Pending")), None, true);
+        let modified = change(7, Some(pod(7, "Running")), Some(pod(5, "Pending")), false);
+        let deleted = change(9, None, Some(pod(7, "Running")), false);
+        for c in [created, modified, deleted] {
+            let cold = Cold::of(&c).expect("encoded");
+            let back = cold.decode().expect("decoded");
+            assert_eq!(
+                (back.revision, &back.key, back.created),
+                (c.revision, &c.key, c.created)
+            );
+            assert_eq!(back.new, c.new, "new object of revision {}", c.revision);
+            let old = |c: &Change| c.old.as_deref().cloned();
+            if c.new.is_some() {
+                assert_eq!(old(&back), old(&c), "previous object of revision {}", c.revision);
+            } else {
+                assert_eq!(back.deleted_object(), c.deleted_object(), "deleted object");
+            }
+            assert_eq!(back.unfiltered_event(), c.unfiltered_event());
+        }
+        let deleted = change(9, None, Some(pod(7, "Running")), false);
+        let (kind, object) = deleted.unfiltered_event().unwrap();
+        assert_eq!(kind, "DELETED");
+        assert_eq!(
+            object["metadata"]["resourceVersion"], "9",
+            "stamped at the deletion's revision"
+        );
+        assert!(
+            Cold::of(&change(3, None, None, false)).is_none(),
+            "nothing to send, nothing kept"
+        );
+    }
 
     #[test]
     fn requested_progress_is_believed_from_etcd_with_the_ordering_fix() {
