@@ -49,6 +49,9 @@ pub enum VethError {
     /// The interface exists but differs from what ADD set up.
     #[error("{0}")]
     Mismatch(String),
+    /// GRO could not be turned on for the pod end.
+    #[error("turning GRO on for the pod end: {0}")]
+    Gro(#[from] sluice_datapath::DatapathError),
 }
 
 fn nl(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> VethError {
@@ -201,6 +204,10 @@ pub async fn create(
         let peer_link = find_link(&host, &peer)
             .await?
             .ok_or_else(|| VethError::Missing(peer.clone()))?;
+        // The pod end accepts frames the NodePort fast path redirects into
+        // the host end from XDP (GRO gives a veth the NAPI context they
+        // are queued to). Set here, before the move, from the host.
+        sluice_datapath::accept_xdp_frames(&peer)?;
         let ns_file = File::open(netns).map_err(|source| VethError::Netns {
             path: netns.display().to_string(),
             source,

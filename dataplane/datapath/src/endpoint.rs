@@ -159,6 +159,74 @@ pub fn interface_mac(ifname: &str) -> Result<Mac, DatapathError> {
     }
 }
 
+/// Let a veth receive frames redirected from XDP into its peer
+/// (`bpf_redirect`, as the NodePort fast path does into pods' host-side
+/// veths): turns GRO on, which gives a veth the NAPI context such frames are
+/// queued to; without it (or an XDP program of its own) they are dropped.
+/// Frames its peer sends back out with `XDP_TX` need more: the kernel
+/// (6.18) wakes the receiving veth for those only when it runs an XDP
+/// program ([`crate::Datapath::attach_pass`]). For the calling thread's network
+/// namespace; works on a veth that is down or about to move to another
+/// namespace.
+pub fn accept_xdp_frames(ifname: &str) -> Result<(), DatapathError> {
+    /// `ETHTOOL_SGRO` from `linux/ethtool.h`.
+    const ETHTOOL_SGRO: u32 = 0x2c;
+    ethtool_set(ifname, ETHTOOL_SGRO, 1)
+}
+
+/// Have `ifname` send packets with complete checksums, as a packet on a
+/// wire has: turns transmit checksum offload off. For a veth whose peer
+/// runs an XDP program that may forward what it receives: a packet built on
+/// this host otherwise leaves with only the pseudo-header sum in its TCP/UDP
+/// checksum (the rest is left to offload metadata that a frame forwarded
+/// from XDP no longer has), and its receiver would drop it.
+pub fn checksum_in_software(ifname: &str) -> Result<(), DatapathError> {
+    /// `ETHTOOL_STXCSUM` from `linux/ethtool.h`.
+    const ETHTOOL_STXCSUM: u32 = 0x17;
+    ethtool_set(ifname, ETHTOOL_STXCSUM, 0)
+}
+
+/// One legacy ethtool "set" command (`struct ethtool_value`) on an
+/// interface of the calling thread's network namespace.
+fn ethtool_set(ifname: &str, cmd: u32, data: u32) -> Result<(), DatapathError> {
+    /// `struct ethtool_value`.
+    #[repr(C)]
+    struct EthtoolValue {
+        cmd: u32,
+        data: u32,
+    }
+    let err = |source| DatapathError::Interface {
+        ifname: ifname.to_string(),
+        source,
+    };
+    let name = CString::new(ifname).map_err(|_| err(std::io::Error::other("NUL in name")))?;
+    if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
+        return Err(err(std::io::Error::other("name too long")));
+    }
+    let mut value = EthtoolValue { cmd, data };
+    // SAFETY: a datagram socket, closed below; ifreq zeroed, its name filled
+    // within IFNAMSIZ and its data pointing at `value`, which outlives the
+    // ioctl; the kernel reads only `value`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(err(std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes_with_nul()) {
+            *dst = *src as libc::c_char;
+        }
+        req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
+        let rc = libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut req);
+        let os = std::io::Error::last_os_error();
+        libc::close(fd);
+        if rc != 0 {
+            return Err(err(os));
+        }
+    }
+    Ok(())
+}
+
 /// The interface carrying `ip` in the calling thread's network namespace
 /// (e.g. the node's external interface from its InternalIP).
 pub fn interface_with_address(ip: Ipv4Addr) -> Result<Option<String>, DatapathError> {

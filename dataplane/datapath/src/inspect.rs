@@ -183,6 +183,21 @@ pub fn event_info(e: Event) -> (&'static str, bool, &'static str) {
             false,
             "flow event lost: the flows ring buffer was full (the flow was handled)",
         ),
+        Event::XdpTx => (
+            "XdpTx",
+            false,
+            "translated frame sent back out of its interface from XDP (NodePort fast path)",
+        ),
+        Event::XdpRedirect => (
+            "XdpRedirect",
+            false,
+            "translated frame redirected from XDP into a local pod or another interface (fast path)",
+        ),
+        Event::XdpToKernel => (
+            "XdpToKernel",
+            false,
+            "translated frame left to the kernel: no neighbour yet, local route, MTU or TTL",
+        ),
     }
 }
 

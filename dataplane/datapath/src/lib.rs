@@ -40,7 +40,9 @@ pub mod maglev;
 pub mod routes;
 mod service;
 
-pub use endpoint::{interface_mac, interface_with_address, Mac, PodEndpoint, RoutingSettings};
+pub use endpoint::{
+    accept_xdp_frames, checksum_in_software, interface_mac, interface_with_address, Mac, PodEndpoint, RoutingSettings,
+};
 pub use error::DatapathError;
 pub use service::{Backend, Frontend, Protocol, ServiceKind, ServiceSpec};
 pub use sluice_common::{Event, TrafficCounter};
@@ -75,6 +77,15 @@ pub struct DatapathConfig {
     /// Write flow events (new flows, drops, rejects) to the `flows` ring
     /// buffer ([`flows`]); switchable at runtime with [`Datapath::set_flow_events`].
     pub flow_events: bool,
+    /// With the XDP hook, forward translated NodePort frames from XDP (the
+    /// fast path: `bpf_redirect` into a local pod's veth, `XDP_TX` or
+    /// `bpf_redirect` to the next hop after a FIB lookup) instead of handing
+    /// them to the kernel's stack. A pod's veth must accept frames
+    /// redirected into it ([`accept_xdp_frames`], as sluice-cni sets up); a
+    /// veth as the external interface needs an XDP program on its peer for
+    /// XDP_TX (a physical NIC needs nothing). Off: the kernel routes them,
+    /// as on TC.
+    pub xdp_forward: bool,
 }
 
 /// The hook of the NodePort program on external interfaces.
@@ -94,6 +105,7 @@ impl Default for DatapathConfig {
             maglev_size: sluice_common::MAGLEV_DEFAULT,
             external_hook: ExternalHook::Xdp,
             flow_events: true,
+            xdp_forward: true,
         }
     }
 }
@@ -344,8 +356,7 @@ impl Datapath {
         };
         dp.rebuild_state()?;
         dp.forget_stale_links();
-        let flow_events = dp.config.flow_events;
-        dp.set_flow_events(flow_events)?;
+        dp.write_settings()?;
         info!(
             pin_root = %dp.config.pin_root.display(),
             adopted,
@@ -363,17 +374,33 @@ impl Datapath {
     /// Switch flow events on or off (the programs read the switch per new
     /// flow; the overhead benchmark compares both).
     pub fn set_flow_events(&mut self, on: bool) -> Result<(), DatapathError> {
-        let flags = if on {
-            sluice_common::settings_flags::FLOW_EVENTS
-        } else {
-            0
-        };
-        self.settings_map
-            .set(0, sluice_common::Settings { flags, pad: 0 }, 0)
-            .map_err(map_err(map_names::SETTINGS))?;
         self.config.flow_events = on;
+        self.write_settings()?;
         debug!(on, "flow events");
         Ok(())
+    }
+
+    /// Switch the NodePort fast path on or off (see [`DatapathConfig::xdp_forward`]).
+    pub fn set_xdp_forward(&mut self, on: bool) -> Result<(), DatapathError> {
+        self.config.xdp_forward = on;
+        self.write_settings()?;
+        debug!(on, "XDP forwarding");
+        Ok(())
+    }
+
+    /// The programs' runtime switches from the config.
+    fn write_settings(&mut self) -> Result<(), DatapathError> {
+        use sluice_common::settings_flags::{FLOW_EVENTS, XDP_FORWARD};
+        let mut flags = 0;
+        if self.config.flow_events {
+            flags |= FLOW_EVENTS;
+        }
+        if self.config.xdp_forward {
+            flags |= XDP_FORWARD;
+        }
+        self.settings_map
+            .set(0, sluice_common::Settings { flags, pad: 0 }, 0)
+            .map_err(map_err(map_names::SETTINGS))
     }
 
     /// Whether flow events are on.
@@ -1162,6 +1189,9 @@ pub(crate) const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::ArpReply,
     Event::Rebalanced,
     Event::FlowEventLost,
+    Event::XdpTx,
+    Event::XdpRedirect,
+    Event::XdpToKernel,
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).

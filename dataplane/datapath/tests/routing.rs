@@ -159,9 +159,8 @@ impl TwoNodes {
         add_endpoint(&topo, &mut n1, "n1", "a", A, &a_if);
         add_endpoint(&topo, &mut n2, "n2", "c", C, &c_if);
         for (node, dp, ip) in [("n1", &mut n1, NODE1), ("n2", &mut n2, NODE2)] {
+            attach_node_to_wire(&mut topo, node, dp, ip);
             in_ns(&topo.ns(node), || {
-                dp.attach_external_interface("eth0", ip.parse().unwrap())
-                    .expect("attach external");
                 dp.set_routing(&RoutingSettings {
                     cluster_cidr: CLUSTER,
                     masquerade: Some(ip.parse().unwrap()),

@@ -28,6 +28,7 @@ fn args(pin_root: &str) -> NetworkArgs {
         no_masquerade: false,
         endpoint_drain_delay_ms: 0,
         flow_events: true,
+        xdp_forward: true,
     }
 }
 

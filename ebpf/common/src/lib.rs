@@ -422,9 +422,20 @@ pub enum Event {
     /// A flow event was lost: the `flows` ring buffer was full (its reader
     /// fell behind). The flow itself was handled and counted.
     FlowEventLost = 13,
+    /// A translated frame left by the interface it came in on, from XDP
+    /// (XDP_TX after a FIB lookup): a NodePort flow to a backend on another
+    /// node, or a reply going back to the client.
+    XdpTx = 14,
+    /// A translated frame was redirected from XDP: into a pod of this node
+    /// (its veth), or out of another interface after a FIB lookup.
+    XdpRedirect = 15,
+    /// A translated frame went on through the kernel's stack although XDP
+    /// forwarding is on: no neighbour entry for the next hop yet, a route
+    /// XDP cannot take (local, unreachable, MTU), or a TTL about to expire.
+    XdpToKernel = 16,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 14;
+pub const EVENT_COUNT: u32 = 17;
 
 /// Socket-level reverse translation key: (socket cookie, backend address and port).
 #[repr(C)]
@@ -600,6 +611,11 @@ pub const FLOWS_RING_BYTES: u32 = 512 * 1024;
 pub mod settings_flags {
     /// Write [`FlowEvent`](super::FlowEvent)s to the `flows` ring buffer.
     pub const FLOW_EVENTS: u32 = 1;
+    /// Forward frames the external XDP program translated from XDP itself
+    /// (XDP_TX, `bpf_redirect` into a local pod's veth or out of another
+    /// interface) instead of handing them to the kernel's stack. Every veth
+    /// such a frame enters must accept XDP frames (GRO on, or an XDP program).
+    pub const XDP_FORWARD: u32 = 2;
 }
 
 /// Runtime switches of the programs (entry 0 of the `settings` array), set by userspace.

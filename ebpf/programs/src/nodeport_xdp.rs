@@ -10,8 +10,10 @@
 //! address (policy Cluster) so its replies come back here, where they are
 //! translated back to `<node address>:<nodePort>` → client. With
 //! externalTrafficPolicy Local only local backends are used and the client's
-//! address is kept. Translated frames continue into the kernel (XDP_PASS),
-//! which routes them. A NodePort without backends is passed too: nothing
+//! address is kept. Translated frames leave from XDP when forwarding is on
+//! ([`crate::xdp_forward`]: into a local pod's veth, or XDP_TX / redirect to
+//! the next hop), else continue into the kernel (XDP_PASS), which routes
+//! them. A NodePort without backends is passed too: nothing
 //! listens on that port, so the kernel itself answers RST / ICMP unreachable.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
@@ -19,6 +21,7 @@ use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
 use crate::arp;
+use crate::xdp_forward;
 use crate::lb::{self, nat, packet, Hook, Verdict};
 
 /// Entry point (see the module docs).
@@ -55,7 +58,7 @@ pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
             xdp_action::XDP_DROP
         }
         Verdict::Rewrite(to) => match nat::rewrite_xdp(&ctx, &flow, &to) {
-            Some(()) => xdp_action::XDP_PASS,
+            Some(()) => xdp_forward::forward(&ctx),
             None => xdp_action::XDP_DROP,
         },
     }

@@ -35,6 +35,11 @@ const BACKENDS: usize = 10;
 const TCP_PORT: u16 = 8080;
 const UDP_PORT: u16 = 8053;
 const NODEPORT_UDP: u16 = 30053;
+/// A host on the wire standing for a backend on another node.
+const FAR: &str = "198.18.0.200";
+/// NodePort whose one backend is [`FAR`]: the node sends every datagram
+/// back out of the interface it came in on (XDP_TX on the fast path).
+const NODEPORT_REMOTE: u16 = 30054;
 
 fn sh(args: &[&str]) -> Result<String> {
     let out = Command::new(args[0]).args(&args[1..]).output()?;
@@ -101,17 +106,24 @@ impl Bed {
             stop: Arc::new(AtomicBool::new(false)),
             udp_rx: Arc::new(AtomicU64::new(0)),
         };
-        let (wire, client, node) = (bed.ns("wire"), bed.ns("client"), bed.ns("node"));
-        for ns in [&wire, &client, &node] {
+        let (wire, client, node, far) = (bed.ns("wire"), bed.ns("client"), bed.ns("node"), bed.ns("far"));
+        for ns in [&wire, &client, &node, &far] {
             sh(&["ip", "netns", "add", ns])?;
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"])?;
         }
         sh(&["ip", "-n", &wire, "link", "add", "br0", "type", "bridge"])?;
         sh(&["ip", "-n", &wire, "link", "set", "br0", "up"])?;
-        for (ns, port, a) in [(&client, "p-client", CLIENT), (&node, "p-node", NODE)] {
+        for (ns, port, a) in [
+            (&client, "p-client", CLIENT),
+            (&node, "p-node", NODE),
+            (&far, "p-far", FAR),
+        ] {
             sh(&[
                 "ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port, "netns", &wire,
             ])?;
+            // Complete checksums on the wire, as a NIC's frames have them:
+            // a frame the node forwards from XDP keeps what it came with.
+            in_ns(ns, || sluice_datapath::checksum_in_software("eth0"))?;
             sh(&["ip", "-n", &wire, "link", "set", port, "master", "br0", "up"])?;
             sh(&["ip", "-n", ns, "addr", "add", &format!("{a}/24"), "dev", "eth0"])?;
             sh(&["ip", "-n", ns, "link", "set", "eth0", "up"])?;
@@ -140,6 +152,8 @@ impl Bed {
             sh(&[
                 "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node,
             ])?;
+            // As sluice-cni does: the pod end takes frames redirected from XDP.
+            in_ns(&ns, || sluice_datapath::accept_xdp_frames("eth0"))?;
             sh(&["ip", "-n", &ns, "addr", "add", &format!("{a}/32"), "dev", "eth0"])?;
             sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
             sh(&["ip", "-n", &ns, "route", "add", "169.254.1.1", "dev", "eth0"])?;
@@ -162,6 +176,7 @@ impl Bed {
         for j in 0..BACKENDS {
             bed.servers(&format!("b{j}"));
         }
+        bed.servers("far");
         Ok(bed)
     }
 
@@ -214,7 +229,7 @@ impl Drop for Bed {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(100));
-        let mut names = vec!["wire", "client", "node", "pod"]
+        let mut names = vec!["wire", "client", "node", "far", "pod"]
             .into_iter()
             .map(String::from)
             .collect::<Vec<_>>();
@@ -228,6 +243,9 @@ impl Drop for Bed {
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
     Sluice,
+    /// XDP hook with `xdp_forward` off: translated frames go through the
+    /// kernel's stack (what the fast path saves).
+    SluiceXdpKernel,
     SluiceTc,
     Iptables,
     Ipvs,
@@ -236,7 +254,8 @@ enum Mode {
 impl Mode {
     fn name(self) -> &'static str {
         match self {
-            Mode::Sluice => "Sluice (eBPF, NodePort on XDP)",
+            Mode::Sluice => "Sluice (eBPF, NodePort on XDP, XDP forwarding)",
+            Mode::SluiceXdpKernel => "Sluice (eBPF, NodePort on XDP, kernel forwarding)",
             Mode::SluiceTc => "Sluice (eBPF, NodePort on TC)",
             Mode::Iptables => "iptables (kube-proxy chains)",
             Mode::Ipvs => "IPVS (ipvsadm)",
@@ -252,6 +271,7 @@ struct Row {
     p50_us: f64,
     p99_us: f64,
     udp_pps: f64,
+    udp_remote_pps: f64,
 }
 
 fn iptables_rules(n: usize) -> String {
@@ -281,6 +301,10 @@ fn iptables_rules(n: usize) -> String {
         chains(&svc, "tcp", TCP_PORT);
     }
     chains("KUBE-SVC-NPUDP", "udp", UDP_PORT);
+    r.push_str(":KUBE-SVC-NPFAR - [0:0]\n");
+    body.push_str(&format!(
+        "-A KUBE-SVC-NPFAR -p udp -j DNAT --to-destination {FAR}:{UDP_PORT}\n"
+    ));
     for i in 0..n {
         body.push_str(&format!(
             "-A KUBE-SERVICES -d {}/32 -p tcp --dport 80 -j KUBE-SVC-{i:06}\n",
@@ -288,6 +312,7 @@ fn iptables_rules(n: usize) -> String {
         ));
     }
     body.push_str(&format!("-A KUBE-NODEPORTS -p udp --dport {NODEPORT_UDP} -j KUBE-MARK-MASQ\n-A KUBE-NODEPORTS -p udp --dport {NODEPORT_UDP} -j KUBE-SVC-NPUDP\n"));
+    body.push_str(&format!("-A KUBE-NODEPORTS -p udp --dport {NODEPORT_REMOTE} -j KUBE-MARK-MASQ\n-A KUBE-NODEPORTS -p udp --dport {NODEPORT_REMOTE} -j KUBE-SVC-NPFAR\n"));
     body.push_str("-A KUBE-SERVICES -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS\n");
     r.push_str(&body);
     r.push_str("COMMIT\n");
@@ -311,13 +336,16 @@ fn ipvs_rules(n: usize) -> (String, String) {
             backend_ip(j)
         ));
     }
+    ipvs.push_str(&format!(
+        "-A -u {NODE}:{NODEPORT_REMOTE} -s rr\n-a -u {NODE}:{NODEPORT_REMOTE} -r {FAR}:{UDP_PORT} -m\n"
+    ));
     (ipvs, addrs)
 }
 
 fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<Datapath>)> {
     let node = bed.ns("node");
     match mode {
-        Mode::Sluice | Mode::SluiceTc => {
+        Mode::Sluice | Mode::SluiceXdpKernel | Mode::SluiceTc => {
             let ifs = bed.pod_ifs();
             let external_hook = if mode == Mode::SluiceTc {
                 ExternalHook::Tc
@@ -327,6 +355,7 @@ fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<D
             let mut dp = in_ns(&node, || -> Result<Datapath> {
                 let config = DatapathConfig {
                     external_hook,
+                    xdp_forward: mode == Mode::Sluice,
                     ..DatapathConfig::with_pin_root(root)
                 };
                 let mut dp = Datapath::open_or_adopt(config)?;
@@ -348,7 +377,18 @@ fn program(bed: &Bed, mode: Mode, n: usize, root: &str) -> Result<(f64, Option<D
                 .map(|j| Backend::new(backend_ip(j), UDP_PORT).local())
                 .collect();
             dp.upsert_service(&ServiceSpec::node_port(NODEPORT_UDP, Protocol::Udp, udp))?;
-            Ok((t.elapsed().as_secs_f64() * 1e3, Some(dp)))
+            dp.upsert_service(&ServiceSpec::node_port(
+                NODEPORT_REMOTE,
+                Protocol::Udp,
+                vec![Backend::new(FAR.parse()?, UDP_PORT)],
+            ))?;
+            let elapsed = t.elapsed();
+            if mode == Mode::Sluice {
+                // The wire's end of the node's link runs XDP (a no-op), so
+                // frames the node sends back out with XDP_TX reach the wire.
+                in_ns(&bed.ns("wire"), || dp.attach_pass("p-node")).map_err(|e| e.to_string())?;
+            }
+            Ok((elapsed.as_secs_f64() * 1e3, Some(dp)))
         }
         Mode::Iptables => {
             let rules = iptables_rules(n);
@@ -407,48 +447,49 @@ fn latency(bed: &Bed, secs: f64, services: usize) -> (f64, f64, f64) {
     })
 }
 
-/// Small UDP datagrams from the client host to the node's UDP NodePort.
-/// Returns packets/s received by the backends (or, with `count_client_rx`,
-/// frames bounced back to the client's interface).
-fn udp_pps(bed: &Bed, secs: f64, count_client_rx: bool) -> f64 {
+/// Where [`udp_pps`] counts the frames that arrived.
+#[derive(Clone, Copy)]
+enum Count {
+    /// The backend pods' interfaces (a receiving socket would be the
+    /// bottleneck, not the node).
+    Backends,
+    /// The far host's interface (the remote backend).
+    Far,
+    /// The client's interface (frames bounced back: the ceiling).
+    Client,
+}
+
+/// Small UDP datagrams from the client host to the node's UDP NodePort
+/// `port`. Returns packets/s that arrived where `count` says.
+fn udp_pps(bed: &Bed, secs: f64, port: u16, count: Count) -> f64 {
     let client = bed.ns("client");
     let rx_file = "/sys/class/net/eth0/statistics/rx_packets";
-    let read_rx = || -> u64 {
-        sh(&["ip", "netns", "exec", &client, "cat", rx_file])
+    let rx_of = |ns: &str| -> u64 {
+        sh(&["ip", "netns", "exec", ns, "cat", rx_file])
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
     };
-    let backends_rx = || -> u64 {
-        (0..BACKENDS)
-            .map(|j| {
-                sh(&["ip", "netns", "exec", &bed.ns(&format!("b{j}")), "cat", rx_file])
-                    .ok()
-                    .and_then(|s| s.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            })
-            .sum()
+    let arrived = || -> u64 {
+        match count {
+            Count::Backends => (0..BACKENDS).map(|j| rx_of(&bed.ns(&format!("b{j}")))).sum(),
+            Count::Far => rx_of(&bed.ns("far")),
+            Count::Client => rx_of(&client),
+        }
     };
-    let before_rx = read_rx();
-    let before = backends_rx();
+    let before = arrived();
     let t = Instant::now();
     if trafgen_available() {
-        if let Err(e) = trafgen(bed, secs) {
+        if let Err(e) = trafgen(bed, secs, port) {
             eprintln!("==> trafgen failed ({e}); no UDP figure for this run");
             return f64::NAN;
         }
     } else {
-        socket_senders(&client, secs);
+        socket_senders(&client, secs, port);
     }
     std::thread::sleep(Duration::from_millis(200));
     let el = t.elapsed().as_secs_f64() - 0.2;
-    if count_client_rx {
-        (read_rx() - before_rx) as f64 / el
-    } else {
-        // Frames that reached the backend pods' interfaces (a receiving
-        // socket would be the bottleneck, not the node).
-        (backends_rx() - before) as f64 / el
-    }
+    (arrived() - before) as f64 / el
 }
 
 /// Whether `trafgen` (Debian `netsniff-ng`) is installed (its `--version`
@@ -478,13 +519,13 @@ fn mac(ns: &str, dev: &str) -> Result<String> {
 /// built in a PF_PACKET TX ring by one sender thread, so the generator costs
 /// far less per packet than the socket senders and the node's path, not the
 /// senders, is what is measured. It is stopped by pid.
-fn trafgen(bed: &Bed, secs: f64) -> Result<()> {
+fn trafgen(bed: &Bed, secs: f64, port: u16) -> Result<()> {
     let client = bed.ns("client");
     let conf = std::env::temp_dir().join(format!("{}-trafgen.cfg", bed.p));
     std::fs::write(
         &conf,
         format!(
-            "{{ eth(da={}, sa={}), ipv4(saddr={CLIENT}, daddr={NODE}, ttl=64), udp(sp=drnd(), dp={NODEPORT_UDP}), fill(0x5a, 18) }}\n",
+            "{{ eth(da={}, sa={}), ipv4(saddr={CLIENT}, daddr={NODE}, ttl=64), udp(sp=drnd(), dp={port}), fill(0x5a, 18) }}\n",
             mac(&bed.ns("node"), "eth0")?,
             mac(&client, "eth0")?,
         ),
@@ -524,13 +565,13 @@ fn trafgen(bed: &Bed, secs: f64) -> Result<()> {
 }
 
 /// Without trafgen: 2 sender threads × 16 UDP sockets for `secs`.
-fn socket_senders(client: &str, secs: f64) {
+fn socket_senders(client: &str, secs: f64, port: u16) {
     std::thread::scope(|s| {
         for k in 0..2u16 {
             s.spawn(move || {
                 enter(client);
                 let socks: Vec<UdpSocket> = (0..16).map(|_| UdpSocket::bind("0.0.0.0:0").unwrap()).collect();
-                let to: SocketAddrV4 = SocketAddrV4::new(NODE.parse().unwrap(), NODEPORT_UDP);
+                let to: SocketAddrV4 = SocketAddrV4::new(NODE.parse().unwrap(), port);
                 let payload = [0x5au8; 18];
                 let start = Instant::now();
                 let mut i = k as usize;
@@ -746,7 +787,7 @@ fn flow_event_report(secs: f64, rounds: usize) -> Result<String> {
                 })
             };
             let (conn_per_s, _, p99_us) = latency(&bed, secs, 1000);
-            let udp = udp_pps(&bed, secs, false);
+            let udp = udp_pps(&bed, secs, NODEPORT_UDP, Count::Backends);
             stop.store(true, Ordering::Relaxed);
             let _ = reader.join();
             let lost = dp.counters()?.event(sluice_common::Event::FlowEventLost);
@@ -827,13 +868,20 @@ fn main() -> Result<()> {
         eprintln!("==> IPVS is not available in this kernel (ipvsadm: protocol not available): skipping that baseline");
     }
     for &n in sizes {
-        for mode in [Mode::Sluice, Mode::SluiceTc, Mode::Iptables, Mode::Ipvs] {
+        for mode in [
+            Mode::Sluice,
+            Mode::SluiceXdpKernel,
+            Mode::SluiceTc,
+            Mode::Iptables,
+            Mode::Ipvs,
+        ] {
             if mode == Mode::Ipvs && !ipvs {
                 continue;
             }
             eprintln!("==> {} with {n} services x {BACKENDS} backends", mode.name());
             let tag = match mode {
                 Mode::Sluice => "s",
+                Mode::SluiceXdpKernel => "x",
                 Mode::SluiceTc => "t",
                 Mode::Iptables => "i",
                 Mode::Ipvs => "v",
@@ -842,7 +890,8 @@ fn main() -> Result<()> {
             let root = format!("/sys/fs/bpf/sluice-bench-{}", std::process::id());
             let (program_ms, mut dp) = program(&bed, mode, n, &root)?;
             let (conn_per_s, p50_us, p99_us) = latency(&bed, secs, n);
-            let udp = udp_pps(&bed, secs, false);
+            let udp = udp_pps(&bed, secs, NODEPORT_UDP, Count::Backends);
+            let udp_remote = udp_pps(&bed, secs, NODEPORT_REMOTE, Count::Far);
             if mode == Mode::Sluice && n == sizes[0] {
                 // The ceiling: bounce every frame on the same interface.
                 let node = bed.ns("node");
@@ -855,7 +904,7 @@ fn main() -> Result<()> {
                     })
                     .map_err(|e| e.to_string())?;
                     in_ns(&wire, || d.attach_pass("p-node")).map_err(|e| e.to_string())?;
-                    ceiling = udp_pps(&bed, secs, true);
+                    ceiling = udp_pps(&bed, secs, NODEPORT_UDP, Count::Client);
                 }
             }
             if let Some(d) = dp {
@@ -869,6 +918,7 @@ fn main() -> Result<()> {
                 p50_us,
                 p99_us,
                 udp_pps: udp,
+                udp_remote_pps: udp_remote,
             });
             drop(bed);
         }
@@ -885,32 +935,37 @@ fn main() -> Result<()> {
     } else {
         "2 threads × 16 UDP sockets (trafgen is not installed: the socket senders, on the same 2 CPUs, are the limit and understate every system alike)"
     };
-    out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connects + greeting from the client pod for {secs} s, each to a ClusterIP drawn at random among the services programmed (the same sequence for every system; kube-proxy's chain is matched rule by rule, so probing the first service would hide its O(n) lookup). UDP: 18-byte datagrams from random source ports (many flows), client host → node NodePort → backend pods, counted as frames arriving on the backend pods' interfaces, sent by {sender}. Every system shares the 2 CPUs with the sender, which the ceiling row measures. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
-    out.push_str("| system | services | program all (ms) | conn/s | p50 (µs) | p99 (µs) | UDP NodePort pps |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str(&format!("`cargo xtask bench dataplane` on this machine ({} CPUs), {}. One run, same topology for every system: client host and node on a bridge (veth), client pod + {BACKENDS} backend pods on the node; each service has {BACKENDS} backends. Connection rate and latency: sequential TCP connects + greeting from the client pod for {secs} s, each to a ClusterIP drawn at random among the services programmed (the same sequence for every system; kube-proxy's chain is matched rule by rule, so probing the first service would hide its O(n) lookup). UDP: 18-byte datagrams from random source ports (many flows), client host → node NodePort → backend pods, counted as frames arriving on the backend pods' interfaces, sent by {sender}. Remote UDP: the same to a second NodePort whose one backend is a host on the same bridge (a backend on another node): the node translates (destination and source NAT) and sends every datagram back out of its interface, counted as frames arriving at that host. Sluice on XDP forwards translated frames from XDP itself (the fast path: `bpf_redirect` into the backend pod's veth, XDP_TX after a FIB lookup for the remote backend); on TC and with iptables the kernel's stack routes them. Frames on the wire carry complete checksums (transmit checksum offload off on the hosts' interfaces), as a NIC's do. Every system shares the 2 CPUs with the sender, which the ceiling row measures. Ceiling: an XDP program bouncing every frame (XDP_TX) on the node's interface, counted at the client. Every number is one measurement, not an average; veth on a 2-core VM, so absolute numbers are far below a NIC's.\n\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), if quick { "quick mode" } else { "full mode" }));
+    out.push_str("| system | services | program all (ms) | conn/s | p50 (µs) | p99 (µs) | UDP NodePort pps | remote UDP NodePort pps |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &rows {
         out.push_str(&format!(
-            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
             r.mode.name(),
             r.services,
             r.program_ms,
             r.conn_per_s,
             r.p50_us,
             r.p99_us,
-            r.udp_pps
+            r.udp_pps,
+            r.udp_remote_pps
         ));
     }
-    out.push_str(&format!("\nXDP_TX bounce ceiling on the node interface: {ceiling:.0} pps.\n\n## Ratios (Sluice ÷ baseline)\n\n| Sluice NodePort hook | services | program time vs iptables | vs IPVS | conn/s vs iptables | vs IPVS | p99 vs iptables | vs IPVS | UDP pps vs iptables | vs IPVS | UDP pps vs ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
+    out.push_str(&format!("\nXDP_TX bounce ceiling on the node interface: {ceiling:.0} pps.\n\n## Ratios (Sluice ÷ baseline)\n\n| Sluice NodePort hook | services | program time vs iptables | vs IPVS | conn/s vs iptables | vs IPVS | p99 vs iptables | vs IPVS | UDP pps vs iptables | vs IPVS | UDP pps vs ceiling | remote UDP pps vs iptables | vs ceiling |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"));
     for &n in sizes {
         let get = |m: Mode| rows.iter().find(|r| r.mode == m && r.services == n);
-        for sm in [Mode::Sluice, Mode::SluiceTc] {
+        for sm in [Mode::Sluice, Mode::SluiceXdpKernel, Mode::SluiceTc] {
             let (Some(s), Some(i)) = (get(sm), get(Mode::Iptables)) else {
                 continue;
             };
             let v = get(Mode::Ipvs);
             let vs = |f: &dyn Fn(&Row) -> f64| v.map(|v| format!("{:.2}", f(s) / f(v))).unwrap_or_else(|| "n/a".into());
             out.push_str(&format!(
-                "| {} | {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} |\n",
-                if sm == Mode::Sluice { "XDP" } else { "TC" },
+                "| {} | {n} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {} | {:.2} | {:.2} | {:.2} |\n",
+                match sm {
+                    Mode::Sluice => "XDP, XDP forwarding",
+                    Mode::SluiceXdpKernel => "XDP, kernel forwarding",
+                    _ => "TC",
+                },
                 s.program_ms / i.program_ms,
                 vs(&|r| r.program_ms),
                 s.conn_per_s / i.conn_per_s,
@@ -919,7 +974,9 @@ fn main() -> Result<()> {
                 vs(&|r| r.p99_us),
                 s.udp_pps / i.udp_pps,
                 vs(&|r| r.udp_pps),
-                s.udp_pps / ceiling
+                s.udp_pps / ceiling,
+                s.udp_remote_pps / i.udp_remote_pps,
+                s.udp_remote_pps / ceiling
             ));
         }
     }

@@ -220,3 +220,14 @@ pub fn open_in_ns(root: &str, ns: &str) -> Datapath {
         Datapath::open_or_adopt(DatapathConfig::with_pin_root(root)).expect("open datapath")
     })
 }
+
+/// Attach a node's external programs to its `eth0` on the wire, as noded
+/// does, and let the wire take the frames the node sends back out with
+/// XDP_TX (a physical link would).
+pub fn attach_node_to_wire(topo: &mut netns::Topology, node: &str, dp: &mut Datapath, ip: &str) {
+    netns::in_ns(&topo.ns(node), || {
+        dp.attach_external_interface("eth0", ip.parse().unwrap())
+            .expect("attach external");
+    });
+    topo.wire_takes_xdp_tx(node);
+}

@@ -54,6 +54,9 @@ pub struct Topology {
     pub prefix: String,
     namespaces: Vec<String>,
     stop: Arc<AtomicBool>,
+    /// The wire's own datapath, only for its no-op XDP programs
+    /// ([`Topology::wire_takes_xdp_tx`]); uninstalled on drop.
+    wire_xdp: Option<sluice_datapath::Datapath>,
 }
 
 impl Topology {
@@ -68,6 +71,7 @@ impl Topology {
             prefix,
             namespaces: Vec::new(),
             stop: Arc::new(AtomicBool::new(false)),
+            wire_xdp: None,
         };
         let wire = t.add_ns("wire");
         sh(&["ip", "-n", &wire, "link", "add", "br0", "type", "bridge"]);
@@ -97,6 +101,9 @@ impl Topology {
             "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns", &wire,
         ]);
         sh(&["ip", "-n", &wire, "link", "set", &port, "master", "br0", "up"]);
+        // Packets leave a host with complete checksums, as on a physical
+        // wire: a node's XDP program may forward them without the kernel.
+        in_ns(&ns, || sluice_datapath::checksum_in_software("eth0")).expect("checksums on eth0");
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         if node {
@@ -125,6 +132,8 @@ impl Topology {
         sh(&[
             "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node_ns,
         ]);
+        // As sluice-cni does: the pod end takes frames redirected from XDP.
+        in_ns(&ns, || sluice_datapath::accept_xdp_frames("eth0")).expect("GRO on the pod end");
         sh(&["ip", "-n", &ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"]);
         sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
         sh(&["ip", "-n", &ns, "route", "add", "169.254.1.1", "dev", "eth0"]);
@@ -162,6 +171,23 @@ impl Topology {
             &format!("net.ipv4.conf.{host_if}.rp_filter=0"),
         ]);
         (ns, host_if)
+    }
+
+    /// Let host `short`'s link take frames the host sends back out with
+    /// XDP_TX (the NodePort fast path), as a physical link does: a veth
+    /// hands such frames on only to a peer that runs XDP itself, so the
+    /// wire's end gets a no-op XDP program.
+    pub fn wire_takes_xdp_tx(&mut self, short: &str) {
+        let wire = self.ns("wire");
+        let root = format!("/sys/fs/bpf/sluice-test-{}-wire", self.prefix);
+        let port = format!("p-{short}");
+        let dp = self.wire_xdp.get_or_insert_with(|| {
+            in_ns(&wire, || {
+                sluice_datapath::Datapath::open_or_adopt(sluice_datapath::DatapathConfig::with_pin_root(root))
+                    .expect("open the wire's datapath")
+            })
+        });
+        in_ns(&wire, || dp.attach_pass(&port)).expect("no-op XDP on the wire port");
     }
 
     /// Route `cidr` in namespace `short` via `gw`.
@@ -229,6 +255,9 @@ impl Topology {
 impl Drop for Topology {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(dp) = self.wire_xdp.take() {
+            let _ = dp.uninstall();
+        }
         for ns in self.namespaces.iter().rev() {
             let _ = Command::new("ip").args(["netns", "delete", ns]).status();
         }

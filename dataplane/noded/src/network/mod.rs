@@ -76,6 +76,15 @@ pub struct NetworkArgs {
     /// Hook of the NodePort program: `tc` (fastest on veth, works on any device) or `xdp` (physical NICs).
     #[arg(long, default_value = "tc", value_parser = ["tc", "xdp"])]
     pub nodeport_hook: String,
+    /// With `--nodeport-hook xdp`: forward translated NodePort frames from
+    /// XDP (into a local pod's veth, or out to the next hop after a FIB
+    /// lookup) instead of through the kernel's stack. Needs an interface
+    /// whose frames sent with XDP_TX reach the wire: any physical NIC; a
+    /// veth only when its peer runs an XDP program (the kernel does not
+    /// wake a veth for XDP_TX'd frames otherwise). `--xdp-forward=false`
+    /// hands every frame to the kernel.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub xdp_forward: bool,
     /// cgroup v2 directory whose processes reach ClusterIPs by socket-level
     /// balancing. Default: the cgroup v2 root when noded runs in the
     /// machine's initial network namespace (a real node with --data-plane=on);
@@ -169,6 +178,7 @@ impl DataPlane {
             pin_root: pin_root.clone(),
             external_hook: hook,
             flow_events: args.flow_events,
+            xdp_forward: args.xdp_forward,
             ..DatapathConfig::default()
         };
         let mut dp = Datapath::open_or_adopt(config)
