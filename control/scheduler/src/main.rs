@@ -48,6 +48,11 @@ struct Args {
     serving: SecureServingArgs,
 }
 
+/// mimalloc rather than glibc's malloc, as in the API server and the
+/// controller-manager: informers decode and drop a stream of small objects.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     sluice_kube::logging::init();
