@@ -231,7 +231,26 @@ async fn an_operator_reads_cpu_and_memory_of_a_node_its_pods_and_containers() {
         .output()
         .expect("kubectl");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let reader = kubelet_client(&apiserver.user_kubeconfig("stats-reader", &[]), port).await;
+    let reader_kubeconfig = apiserver.user_kubeconfig("stats-reader", &[]);
+    // The API server's authorizer learns of the binding from its watch, a
+    // moment after kubectl returns; noded, as the kubelet, keeps a denial
+    // for 30 s. So wait until the API server itself says yes (as the user
+    // would see with `kubectl auth can-i`) before asking the node.
+    eventually(
+        Duration::from_secs(10),
+        "the API server allows the bound user",
+        || async {
+            let out = std::process::Command::new("kubectl")
+                .arg("--kubeconfig")
+                .arg(&reader_kubeconfig)
+                .args(["auth", "can-i", "get", "nodes", "--subresource=stats"])
+                .output()
+                .expect("kubectl");
+            (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
+        },
+    )
+    .await;
+    let reader = kubelet_client(&reader_kubeconfig, port).await;
     let (code, text) = eventually(
         Duration::from_secs(10),
         "the bound user reads /stats/summary",
