@@ -11,10 +11,17 @@
 //! change once the subscriber has taken it. A ring shared by all (a
 //! broadcast channel) would keep its last few thousand changes alive,
 //! superseded copies included, however fast everyone reads.
+//!
+//! Beside the store the informer keeps an [`OwnerIndex`]: objects by their
+//! controller's uid, and the ones without a controller by namespace. A
+//! controller reconciling one owner reads the pods it controls and the
+//! orphans it may adopt from there, instead of scanning every cached pod
+//! (client-go's informers offer the same through indexers).
 
+use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::hash::Hash;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
@@ -36,8 +43,114 @@ type Subscribers<K> = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
 /// A cache of one resource type plus a change feed.
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
     store: Store<K>,
+    owners: Arc<RwLock<Indexes<K>>>,
     subscribers: Subscribers<K>,
     driver: std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
+}
+
+/// Where [`OwnerIndex`] filed an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Filed {
+    /// Under its controller's uid.
+    Controller(String),
+    /// Among its namespace's objects without a controller.
+    Orphan(String),
+}
+
+/// Objects of one kind by their controller (the owner reference with
+/// `controller: true`), and those without one by namespace.
+pub struct OwnerIndex<K: Resource<DynamicType = ()>> {
+    controlled: HashMap<String, HashSet<ObjectRef<K>>>,
+    orphans: HashMap<String, HashSet<ObjectRef<K>>>,
+    filed: HashMap<ObjectRef<K>, Filed>,
+}
+
+impl<K: Resource<DynamicType = ()>> Default for OwnerIndex<K> {
+    fn default() -> Self {
+        Self {
+            controlled: HashMap::new(),
+            orphans: HashMap::new(),
+            filed: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Resource<DynamicType = ()>> OwnerIndex<K> {
+    /// File `obj` by its current controller (moving it if that changed).
+    pub fn apply(&mut self, obj: &K) {
+        let key = ObjectRef::from_obj(obj);
+        let place = match sluice_kube::owners::controller_of(obj) {
+            Some(owner) => Filed::Controller(owner.uid.clone()),
+            None => Filed::Orphan(obj.meta().namespace.clone().unwrap_or_default()),
+        };
+        if self.filed.get(&key) == Some(&place) {
+            return;
+        }
+        self.remove(&key);
+        match &place {
+            Filed::Controller(uid) => self.controlled.entry(uid.clone()).or_default().insert(key.clone()),
+            Filed::Orphan(ns) => self.orphans.entry(ns.clone()).or_default().insert(key.clone()),
+        };
+        self.filed.insert(key, place);
+    }
+
+    /// Forget `obj`.
+    pub fn delete(&mut self, obj: &K) {
+        self.remove(&ObjectRef::from_obj(obj));
+    }
+
+    fn remove(&mut self, key: &ObjectRef<K>) {
+        let (map, at) = match self.filed.remove(key) {
+            Some(Filed::Controller(uid)) => (&mut self.controlled, uid),
+            Some(Filed::Orphan(ns)) => (&mut self.orphans, ns),
+            None => return,
+        };
+        if let Some(set) = map.get_mut(&at) {
+            set.remove(key);
+            if set.is_empty() {
+                map.remove(&at);
+            }
+        }
+    }
+
+    /// Keys of the objects controlled by the owner with `uid`.
+    pub fn controlled_by(&self, uid: &str) -> Vec<ObjectRef<K>> {
+        self.controlled
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Keys of the objects in namespace `ns` without a controller.
+    pub fn orphans_in(&self, ns: &str) -> Vec<ObjectRef<K>> {
+        self.orphans
+            .get(ns)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The index in use and, during a relist, the one being rebuilt (swapped in
+/// when the list is complete, as the reflector swaps its store).
+struct Indexes<K: Resource<DynamicType = ()>> {
+    current: OwnerIndex<K>,
+    relisting: Option<OwnerIndex<K>>,
+}
+
+impl<K: Resource<DynamicType = ()> + Clone> Indexes<K> {
+    fn apply_watcher_event(&mut self, event: &watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(obj) => self.current.apply(obj),
+            watcher::Event::Delete(obj) => self.current.delete(obj),
+            watcher::Event::Init => self.relisting = Some(OwnerIndex::default()),
+            watcher::Event::InitApply(obj) => self.relisting.get_or_insert_with(OwnerIndex::default).apply(obj),
+            watcher::Event::InitDone => {
+                if let Some(fresh) = self.relisting.take() {
+                    self.current = fresh;
+                }
+            }
+        }
+    }
 }
 
 impl<K> Informer<K>
@@ -47,6 +160,11 @@ where
     /// Creates the informer; nothing is watched until [`Informer::start`].
     pub fn new(api: Api<K>, config: watcher::Config) -> Self {
         let (store, mut writer) = reflector::store::<K>();
+        let owners = Arc::new(RwLock::new(Indexes {
+            current: OwnerIndex::default(),
+            relisting: None,
+        }));
+        let index = owners.clone();
         let subscribers: Subscribers<K> = Arc::default();
         let tx = subscribers.clone();
         let reader = store.clone();
@@ -57,6 +175,10 @@ where
                 match event {
                     Ok(event) => {
                         writer.apply_watcher_event(&event);
+                        index
+                            .write()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .apply_watcher_event(&event);
                         match event {
                             watcher::Event::Apply(obj)
                             | watcher::Event::Delete(obj)
@@ -83,9 +205,34 @@ where
         };
         Self {
             store,
+            owners,
             subscribers,
             driver: std::sync::Mutex::new(Some(Box::pin(driver))),
         }
+    }
+
+    /// The cached objects controlled by the owner with `uid` (from the
+    /// owner index, not a scan).
+    pub fn controlled_by(&self, uid: &str) -> Vec<Arc<K>> {
+        let keys = self
+            .owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .controlled_by(uid);
+        keys.iter().filter_map(|k| self.store.get(k)).collect()
+    }
+
+    /// The cached objects in namespace `ns` without a controller (from the
+    /// owner index, not a scan).
+    pub fn orphans_in(&self, ns: &str) -> Vec<Arc<K>> {
+        let keys = self
+            .owners
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .current
+            .orphans_in(ns);
+        keys.iter().filter_map(|k| self.store.get(k)).collect()
     }
 
     /// The cache (empty until the first list completes; see [`Informer::wait_synced`]).
@@ -216,5 +363,81 @@ impl Informers {
         self.statefulsets.wait_synced().await;
         self.controllerrevisions.wait_synced().await;
         self.pdbs.wait_synced().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    fn pod(ns: &str, name: &str, controller: Option<&str>) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                owner_references: controller.map(|uid| {
+                    vec![
+                        OwnerReference {
+                            uid: "not-the-controller".into(),
+                            ..OwnerReference::default()
+                        },
+                        OwnerReference {
+                            uid: uid.into(),
+                            controller: Some(true),
+                            ..OwnerReference::default()
+                        },
+                    ]
+                }),
+                ..ObjectMeta::default()
+            },
+            ..Pod::default()
+        }
+    }
+
+    fn names(refs: Vec<ObjectRef<Pod>>) -> Vec<String> {
+        let mut v: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn objects_are_filed_by_controller_or_as_orphans_of_their_namespace_and_move_when_it_changes() {
+        let mut idx = OwnerIndex::<Pod>::default();
+        idx.apply(&pod("a", "p1", Some("rs-1")));
+        idx.apply(&pod("a", "p2", Some("rs-1")));
+        idx.apply(&pod("a", "p3", None));
+        idx.apply(&pod("b", "p4", None));
+        assert_eq!(names(idx.controlled_by("rs-1")), ["p1", "p2"]);
+        assert_eq!(names(idx.controlled_by("not-the-controller")), Vec::<String>::new());
+        assert_eq!(names(idx.orphans_in("a")), ["p3"]);
+        assert_eq!(names(idx.orphans_in("b")), ["p4"]);
+
+        // Released (controller gone), adopted (orphan gets one), deleted.
+        idx.apply(&pod("a", "p2", None));
+        idx.apply(&pod("a", "p3", Some("rs-2")));
+        idx.delete(&pod("a", "p1", Some("rs-1")));
+        assert_eq!(names(idx.controlled_by("rs-1")), Vec::<String>::new());
+        assert_eq!(names(idx.controlled_by("rs-2")), ["p3"]);
+        assert_eq!(names(idx.orphans_in("a")), ["p2"]);
+        assert!(!idx.controlled.contains_key("rs-1"), "empty sets are dropped");
+    }
+
+    #[test]
+    fn a_relist_replaces_the_index_when_it_is_complete() {
+        let mut idx = Indexes::<Pod> {
+            current: OwnerIndex::default(),
+            relisting: None,
+        };
+        idx.apply_watcher_event(&watcher::Event::Apply(pod("a", "gone", Some("rs-1"))));
+        idx.apply_watcher_event(&watcher::Event::Init);
+        idx.apply_watcher_event(&watcher::Event::InitApply(pod("a", "kept", Some("rs-1"))));
+        assert_eq!(
+            names(idx.current.controlled_by("rs-1")),
+            ["gone"],
+            "the old index serves until the list is done"
+        );
+        idx.apply_watcher_event(&watcher::Event::InitDone);
+        assert_eq!(names(idx.current.controlled_by("rs-1")), ["kept"]);
     }
 }

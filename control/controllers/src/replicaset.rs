@@ -190,11 +190,15 @@ async fn reconcile<K: Replicated>(
     let pod_store = ctx.informers.pods.store();
     let deleting = rs.meta().deletion_timestamp.is_some();
 
-    // Claim pods: keep owned matching ones, release owned non-matching, adopt orphans.
+    // Claim pods: keep owned matching ones, release owned non-matching, adopt
+    // orphans. Only those two groups can change hands here, so they come
+    // from the pod informer's owner index rather than a scan of every pod.
+    let pods = &ctx.informers.pods;
     let mut owned: Vec<Arc<Pod>> = Vec::new();
-    for pod in pod_store
-        .state()
+    for pod in pods
+        .controlled_by(&uid)
         .into_iter()
+        .chain(pods.orphans_in(&ns))
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
     {
         let matches = selects(&selector, pod.labels());

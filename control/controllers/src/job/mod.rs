@@ -179,8 +179,10 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>, state: Arc<State>) -> Resul
     }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_store = ctx.informers.pods.store();
-    let owned: Vec<Arc<Pod>> = pod_store
-        .state()
+    let owned: Vec<Arc<Pod>> = ctx
+        .informers
+        .pods
+        .controlled_by(&uid)
         .into_iter()
         .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
         .filter(|p| controller_of(&**p).is_some_and(|o| o.uid == uid))
