@@ -122,6 +122,22 @@ impl RoutingSettings {
 /// The MAC of an interface in the calling thread's network namespace
 /// (SIOCGIFHWADDR: sysfs may show another namespace's interfaces).
 pub fn interface_mac(ifname: &str) -> Result<Mac, DatapathError> {
+    let req = ifreq_ioctl(ifname, libc::SIOCGIFHWADDR, |_| {})?;
+    // SAFETY: SIOCGIFHWADDR answered in the hwaddr member of the union.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    Ok(Mac([
+        sa[0] as u8,
+        sa[1] as u8,
+        sa[2] as u8,
+        sa[3] as u8,
+        sa[4] as u8,
+        sa[5] as u8,
+    ]))
+}
+
+/// One `ifreq` ioctl on interface `ifname` of the calling thread's network
+/// namespace: `fill` sets the request's union, the kernel's answer comes back.
+fn ifreq_ioctl(ifname: &str, request: u64, fill: impl FnOnce(&mut libc::ifreq)) -> Result<libc::ifreq, DatapathError> {
     let err = |source| DatapathError::Interface {
         ifname: ifname.to_string(),
         source,
@@ -130,33 +146,28 @@ pub fn interface_mac(ifname: &str) -> Result<Mac, DatapathError> {
     if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
         return Err(err(std::io::Error::other("name too long")));
     }
-    // SAFETY: a datagram socket, closed below; ifreq zeroed and its name
-    // filled within IFNAMSIZ; the ioctl writes only into the ifreq.
+    // SAFETY: an all-zero ifreq is valid; its name is filled within IFNAMSIZ.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes_with_nul()) {
+        *dst = *src as libc::c_char;
+    }
+    fill(&mut req);
+    // SAFETY: a datagram socket, closed below; the ioctl reads and writes
+    // only the ifreq (and what `fill` pointed it at, which the caller keeps
+    // alive across this call).
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return Err(err(std::io::Error::last_os_error()));
         }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes_with_nul()) {
-            *dst = *src as libc::c_char;
-        }
-        let rc = libc::ioctl(fd, libc::SIOCGIFHWADDR as _, &mut req);
+        let rc = libc::ioctl(fd, request as _, &mut req);
         let os = std::io::Error::last_os_error();
         libc::close(fd);
         if rc != 0 {
             return Err(err(os));
         }
-        let sa = req.ifr_ifru.ifru_hwaddr.sa_data;
-        Ok(Mac([
-            sa[0] as u8,
-            sa[1] as u8,
-            sa[2] as u8,
-            sa[3] as u8,
-            sa[4] as u8,
-            sa[5] as u8,
-        ]))
     }
+    Ok(req)
 }
 
 /// Let a veth receive frames redirected from XDP into its peer
@@ -195,35 +206,9 @@ fn ethtool_set(ifname: &str, cmd: u32, data: u32) -> Result<(), DatapathError> {
         cmd: u32,
         data: u32,
     }
-    let err = |source| DatapathError::Interface {
-        ifname: ifname.to_string(),
-        source,
-    };
-    let name = CString::new(ifname).map_err(|_| err(std::io::Error::other("NUL in name")))?;
-    if name.as_bytes_with_nul().len() > libc::IFNAMSIZ {
-        return Err(err(std::io::Error::other("name too long")));
-    }
     let mut value = EthtoolValue { cmd, data };
-    // SAFETY: a datagram socket, closed below; ifreq zeroed, its name filled
-    // within IFNAMSIZ and its data pointing at `value`, which outlives the
-    // ioctl; the kernel reads only `value`.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(err(std::io::Error::last_os_error()));
-        }
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (dst, src) in req.ifr_name.iter_mut().zip(name.as_bytes_with_nul()) {
-            *dst = *src as libc::c_char;
-        }
-        req.ifr_ifru.ifru_data = (&mut value as *mut EthtoolValue).cast();
-        let rc = libc::ioctl(fd, libc::SIOCETHTOOL as _, &mut req);
-        let os = std::io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err(os));
-        }
-    }
+    let ptr = (&mut value as *mut EthtoolValue).cast();
+    ifreq_ioctl(ifname, libc::SIOCETHTOOL, |req| req.ifr_ifru.ifru_data = ptr)?;
     Ok(())
 }
 
