@@ -204,30 +204,6 @@ fn unfiltered_line(change: &Change) -> Option<Bytes> {
     )
 }
 
-/// The event type (and object) a change means for a watcher with selectors; None = not visible.
-fn classify(change: &Change, matches: &dyn Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
-    match &change.new {
-        Some(new) => {
-            let new_match = matches(new);
-            let old_match = !change.created && change.old.as_deref().is_some_and(matches);
-            match (old_match, new_match) {
-                (_, true) if change.created => Some(("ADDED", Value::clone(new))),
-                (true, true) => Some(("MODIFIED", Value::clone(new))),
-                (false, true) => Some(("ADDED", Value::clone(new))),
-                (true, false) => Some(("DELETED", Value::clone(new))),
-                (false, false) => None,
-            }
-        }
-        None => {
-            let old = change.old.as_ref()?;
-            if !matches(old) {
-                return None;
-            }
-            Some(("DELETED", change.deleted_object()?))
-        }
-    }
-}
-
 /// Serve a watch from the shared fan-out.
 async fn run_shared(
     req: WatchRequest,
@@ -270,7 +246,7 @@ async fn run_shared(
             // Encoded once for every such watcher.
             unfiltered_line(c).map(Ok)
         } else {
-            classify(c, &matches).map(Err)
+            c.event(&matches).map(Err)
         }
     };
     for c in std::mem::take(&mut sub.replay) {

@@ -89,15 +89,35 @@ pub struct Change {
 }
 
 impl Change {
-    /// The event an unfiltered watcher gets of this change, as its type and
-    /// object; None when there is nothing to send (an object that could not
-    /// be decoded and was not known before).
-    pub fn unfiltered_event(&self) -> Option<(&'static str, Value)> {
+    /// The event this change means for a watcher whose selectors `matches`
+    /// tests, as its type and object; None when the watcher sees nothing
+    /// (neither state matches, or there is no object to send).
+    pub fn event(&self, matches: &dyn Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
         match &self.new {
-            Some(new) if self.created || self.old.is_none() => Some(("ADDED", Value::clone(new))),
-            Some(new) => Some(("MODIFIED", Value::clone(new))),
-            None => Some(("DELETED", self.deleted_object()?)),
+            Some(new) => {
+                let new_match = matches(new);
+                let old_match = !self.created && self.old.as_deref().is_some_and(matches);
+                match (old_match, new_match) {
+                    (_, true) if self.created => Some(("ADDED", Value::clone(new))),
+                    (true, true) => Some(("MODIFIED", Value::clone(new))),
+                    (false, true) => Some(("ADDED", Value::clone(new))),
+                    (true, false) => Some(("DELETED", Value::clone(new))),
+                    (false, false) => None,
+                }
+            }
+            None => {
+                let old = self.old.as_ref()?;
+                if !matches(old) {
+                    return None;
+                }
+                Some(("DELETED", self.deleted_object()?))
+            }
         }
+    }
+
+    /// The event an unfiltered watcher gets of this change.
+    pub fn unfiltered_event(&self) -> Option<(&'static str, Value)> {
+        self.event(&|_| true)
     }
 
     /// The object a DELETED event of this change carries: the last state,
