@@ -214,24 +214,27 @@ where
     /// The cached objects controlled by the owner with `uid` (from the
     /// owner index, not a scan).
     pub fn controlled_by(&self, uid: &str) -> Vec<Arc<K>> {
-        let keys = self
-            .owners
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .current
-            .controlled_by(uid);
-        keys.iter().filter_map(|k| self.store.get(k)).collect()
+        self.indexed(|idx| idx.controlled_by(uid))
     }
 
-    /// The cached objects in namespace `ns` without a controller (from the
-    /// owner index, not a scan).
-    pub fn orphans_in(&self, ns: &str) -> Vec<Arc<K>> {
-        let keys = self
-            .owners
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .current
-            .orphans_in(ns);
+    /// The cached objects an owner with `uid` in namespace `ns` may claim:
+    /// those it controls and the namespace's objects without a controller
+    /// (from the owner index, not a scan). Only these can change hands when
+    /// it releases what stopped matching and adopts matching orphans.
+    pub fn claimable(&self, uid: &str, ns: &str) -> Vec<Arc<K>> {
+        self.indexed(|idx| {
+            let mut keys = idx.controlled_by(uid);
+            keys.extend(idx.orphans_in(ns));
+            keys
+        })
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .collect()
+    }
+
+    /// The cached objects of the keys `pick` takes from the owner index.
+    fn indexed(&self, pick: impl FnOnce(&OwnerIndex<K>) -> Vec<ObjectRef<K>>) -> Vec<Arc<K>> {
+        let keys = pick(&self.owners.read().unwrap_or_else(|e| e.into_inner()).current);
         keys.iter().filter_map(|k| self.store.get(k)).collect()
     }
 

@@ -193,14 +193,8 @@ async fn reconcile<K: Replicated>(
     // Claim pods: keep owned matching ones, release owned non-matching, adopt
     // orphans. Only those two groups can change hands here, so they come
     // from the pod informer's owner index rather than a scan of every pod.
-    let pods = &ctx.informers.pods;
     let mut owned: Vec<Arc<Pod>> = Vec::new();
-    for pod in pods
-        .controlled_by(&uid)
-        .into_iter()
-        .chain(pods.orphans_in(&ns))
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-    {
+    for pod in ctx.informers.pods.claimable(&uid, &ns) {
         let matches = selects(&selector, pod.labels());
         match controller_of(&*pod) {
             Some(r) if r.uid == uid => {

@@ -199,17 +199,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, state: Arc<State>) -> 
     // Daemon pods by the node they are meant for (terminal ones included).
     let uid = ds.uid().unwrap_or_default();
     let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
-    // Only the set's own pods and the namespace's orphans can change hands
-    // here: both come from the pod informer's owner index.
-    let pods_informer = &ctx.informers.pods;
-    for pod in pods_informer
-        .controlled_by(&uid)
-        .into_iter()
-        .chain(pods_informer.orphans_in(&ns))
-    {
-        if pod.namespace().as_deref() != Some(ns.as_str()) {
-            continue;
-        }
+    // Only the set's own pods and the namespace's orphans can change hands.
+    for pod in ctx.informers.pods.claimable(&uid, &ns) {
         // Claim as Kubernetes does: release owned pods that stopped
         // matching, adopt matching orphans.
         let matches = pods::selects(&selector, pod.labels());

@@ -178,17 +178,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
     let min_ready = set.spec.min_ready_seconds.unwrap_or(0);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut owned: Vec<Arc<Pod>> = Vec::new();
-    // Only the set's own pods and the namespace's orphans can change hands
-    // here: both come from the pod informer's owner index.
-    let pods_informer = &ctx.informers.pods;
-    for pod in pods_informer
-        .controlled_by(&uid)
-        .into_iter()
-        .chain(pods_informer.orphans_in(&ns))
-    {
-        if pod.namespace().as_deref() != Some(ns.as_str()) {
-            continue;
-        }
+    // Only the set's own pods and the namespace's orphans can change hands.
+    for pod in ctx.informers.pods.claimable(&uid, &ns) {
         // Claim as Kubernetes does: release owned pods that stopped
         // matching, adopt matching orphans named like the set's pods.
         let matches = pods::selects(&selector, pod.labels());
