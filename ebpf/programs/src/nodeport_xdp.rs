@@ -58,7 +58,7 @@ pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
             xdp_action::XDP_DROP
         }
         Verdict::Rewrite(to) => match nat::rewrite_xdp(&ctx, &flow, &to) {
-            Some(()) => xdp_forward::forward(&ctx),
+            Some(()) => xdp_forward::forward(&ctx, &flow, &to),
             None => xdp_action::XDP_DROP,
         },
     }

@@ -31,17 +31,16 @@ use sluice_common::{settings_flags, EndpointKey, Event};
 use crate::lb::{
     self,
     maps::{ENDPOINTS, SETTINGS},
-    packet::{IP_CSUM_OFF, IP_DADDR_OFF, IP_OFF, IP_SADDR_OFF},
+    packet::{Flow, IP_CSUM_OFF, IP_OFF},
+    Rewrite,
 };
 
 /// `AF_INET`, the FIB lookup's address family.
 const AF_INET: u8 = 2;
-/// Offsets in the IPv4 header.
+/// Offsets in the IPv4 header of what parsing did not keep.
 const IP_TOS_OFF: usize = IP_OFF + 1;
-const IP_TOT_LEN_OFF: usize = IP_OFF + 2;
 const IP_TTL_OFF: usize = IP_OFF + 8;
-const IP_PROTO_OFF: usize = IP_OFF + 9;
-/// The end of the IPv4 header without options: everything read here.
+/// The end of the IPv4 header without options: everything touched here.
 const IP_FIXED_END: usize = IP_OFF + 20;
 
 /// Whether the settings switch is on (read once per forwarded frame).
@@ -66,9 +65,10 @@ unsafe fn set_macs(data: usize, dst: &[u8; 6], src: &[u8; 6]) {
     core::ptr::write_unaligned(eth, addrs);
 }
 
-/// Send on a translated IPv4 frame (see the module docs); returns the XDP action.
+/// Send on the IPv4 frame of `flow`, translated to `to` (see the module
+/// docs); returns the XDP action.
 #[inline(always)]
-pub fn forward(ctx: &XdpContext) -> u32 {
+pub fn forward(ctx: &XdpContext, flow: &Flow, to: &Rewrite) -> u32 {
     if !enabled() {
         return xdp_action::XDP_PASS;
     }
@@ -78,19 +78,10 @@ pub fn forward(ctx: &XdpContext) -> u32 {
     }
     // SAFETY: the IPv4 header without options lies inside the packet
     // (checked just above); each field is copied out at once.
-    let (tos, tot_len, ttl, proto, saddr, daddr) = unsafe {
-        (
-            *((data + IP_TOS_OFF) as *const u8),
-            u16::from_be(core::ptr::read_unaligned((data + IP_TOT_LEN_OFF) as *const u16)),
-            *((data + IP_TTL_OFF) as *const u8),
-            *((data + IP_PROTO_OFF) as *const u8),
-            core::ptr::read_unaligned((data + IP_SADDR_OFF) as *const u32),
-            core::ptr::read_unaligned((data + IP_DADDR_OFF) as *const [u8; 4]),
-        )
-    };
+    let (tos, ttl) = unsafe { (*((data + IP_TOS_OFF) as *const u8), *((data + IP_TTL_OFF) as *const u8)) };
 
     // A pod of this node.
-    if let Some(ep) = ENDPOINTS.get_ptr(EndpointKey { addr: daddr }) {
+    if let Some(ep) = ENDPOINTS.get_ptr(EndpointKey { addr: to.daddr }) {
         // SAFETY: map value, copied out at once.
         let ep = unsafe { *ep };
         // SAFETY: the Ethernet header lies inside the packet (checked above).
@@ -108,11 +99,11 @@ pub fn forward(ctx: &XdpContext) -> u32 {
     // SAFETY: plain-old-data C struct; all zeroes is a valid value.
     let mut fib: FibParams = unsafe { core::mem::zeroed() };
     fib.family = AF_INET;
-    fib.l4_protocol = proto;
-    fib.__bindgen_anon_1.tot_len = tot_len;
+    fib.l4_protocol = flow.proto;
+    fib.__bindgen_anon_1.tot_len = flow.ip_len;
     fib.__bindgen_anon_2.tos = tos;
-    fib.__bindgen_anon_3.ipv4_src = saddr;
-    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(daddr);
+    fib.__bindgen_anon_3.ipv4_src = u32::from_ne_bytes(to.saddr);
+    fib.__bindgen_anon_4.ipv4_dst = u32::from_ne_bytes(to.daddr);
     fib.ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: helper call on this program's context and a stack struct of the size given.
     let rc = unsafe {
