@@ -72,17 +72,21 @@ pub struct Cri {
     images: ImageServiceClient<Channel>,
 }
 
-/// Run one call under a deadline, naming it in errors.
+/// Run one call under a deadline, naming it in errors and timing it
+/// (`kubelet_runtime_operations_*`).
 async fn call<T>(
     name: &'static str,
     timeout: Duration,
     future: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, CriError> {
-    match tokio::time::timeout(timeout, future).await {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(timeout, future).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(source)) => Err(CriError::Call { call: name, source }),
         Err(_) => Err(CriError::Timeout { call: name, timeout }),
-    }
+    };
+    crate::kubelet_metrics::metrics().runtime_operation(name, started.elapsed(), result.is_err());
+    result
 }
 
 impl Cri {

@@ -9,7 +9,14 @@
 //!   [`crate::pleg`] each tick;
 //! - `kubelet_running_pods` (pods with a ready sandbox) and
 //!   `kubelet_running_containers` by `container_state` (`created`,
-//!   `running`, `exited`, `unknown`), from the same relist.
+//!   `running`, `exited`, `unknown`), from the same relist;
+//! - `kubelet_runtime_operations_duration_seconds`,
+//!   `kubelet_runtime_operations_total` and
+//!   `kubelet_runtime_operations_errors_total` by `operation_type`
+//!   (`run_podsandbox`, `create_container`, `start_container`, ...): every
+//!   CRI call of [`crate::cri`], timed as the kubelet's instrumented runtime
+//!   service times them (where a pod's start goes: sandbox with CNI, create,
+//!   start).
 //!
 //! One process-wide set ([`metrics`]), as the API server's `metrics`; built
 //! on `prometheus-client`, served in the OpenMetrics text format.
@@ -20,6 +27,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -39,6 +47,53 @@ const POD_START_BUCKETS: [f64; 25] = [
 
 /// Prometheus' default buckets (the kubelet's PLEG histograms use them).
 const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The kubelet's buckets for `kubelet_runtime_operations_duration_seconds`
+/// (exponential from 5 ms, factor 2.5, 14 buckets).
+fn runtime_operation_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.005, 2.5, 14)
+}
+
+/// The runtime-operation metrics' label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The kubelet's name of the CRI call (`run_podsandbox`, `create_container`, ...).
+    pub operation_type: &'static str,
+}
+
+/// The kubelet's `operation_type` of a CRI method.
+fn operation_type(method: &'static str) -> &'static str {
+    match method {
+        "Version" => "version",
+        "Status" => "status",
+        "RunPodSandbox" => "run_podsandbox",
+        "StopPodSandbox" => "stop_podsandbox",
+        "RemovePodSandbox" => "remove_podsandbox",
+        "PodSandboxStatus" => "podsandbox_status",
+        "ListPodSandbox" => "list_podsandbox",
+        "CreateContainer" => "create_container",
+        "StartContainer" => "start_container",
+        "StopContainer" => "stop_container",
+        "RemoveContainer" => "remove_container",
+        "ListContainers" => "list_containers",
+        "ContainerStatus" => "container_status",
+        "ExecSync" => "exec_sync",
+        "Exec" => "exec",
+        "Attach" => "attach",
+        "PortForward" => "port_forward",
+        "PullImage" => "pull_image",
+        "ListImages" => "list_images",
+        "ImageStatus" => "image_status",
+        "RemoveImage" => "remove_image",
+        "ImageFsInfo" => "image_fs_info",
+        "ContainerStats" => "container_stats",
+        "ListContainerStats" => "list_container_stats",
+        "ListPodSandboxStats" => "list_podsandbox_stats",
+        "UpdateContainerResources" => "update_container",
+        "ReopenContainerLog" => "reopen_container_log",
+        other => other,
+    }
+}
 
 /// `kubelet_running_containers`' label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,6 +116,9 @@ pub struct KubeletMetrics {
     relist_interval: Histogram,
     running_pods: Gauge,
     running_containers: Family<StateLabels, Gauge>,
+    runtime_duration: Family<OperationLabels, Histogram>,
+    runtime_total: Family<OperationLabels, Counter>,
+    runtime_errors: Family<OperationLabels, Counter>,
     seen: Mutex<HashMap<String, Seen>>,
     last_relist: Mutex<Option<Instant>>,
 }
@@ -83,6 +141,10 @@ impl KubeletMetrics {
         let relist_interval = Histogram::new(DEFAULT_BUCKETS);
         let running_pods = Gauge::default();
         let running_containers = Family::<StateLabels, Gauge>::default();
+        let runtime_duration =
+            Family::<OperationLabels, Histogram>::new_with_constructor(|| Histogram::new(runtime_operation_buckets()));
+        let runtime_total = Family::<OperationLabels, Counter>::default();
+        let runtime_errors = Family::<OperationLabels, Counter>::default();
         registry.register(
             "kubelet_pod_start_duration_seconds",
             "Duration in seconds from kubelet seeing a pod for the first time to the pod starting to run",
@@ -108,6 +170,21 @@ impl KubeletMetrics {
             "Number of containers currently running",
             running_containers.clone(),
         );
+        registry.register(
+            "kubelet_runtime_operations_duration_seconds",
+            "Duration in seconds of runtime operations. Broken down by operation type.",
+            runtime_duration.clone(),
+        );
+        registry.register(
+            "kubelet_runtime_operations",
+            "Cumulative number of runtime operations by operation type.",
+            runtime_total.clone(),
+        );
+        registry.register(
+            "kubelet_runtime_operations_errors",
+            "Cumulative number of runtime operation errors by operation type.",
+            runtime_errors.clone(),
+        );
         KubeletMetrics {
             registry,
             pod_start,
@@ -115,6 +192,9 @@ impl KubeletMetrics {
             relist_interval,
             running_pods,
             running_containers,
+            runtime_duration,
+            runtime_total,
+            runtime_errors,
             seen: Mutex::default(),
             last_relist: Mutex::default(),
         }
@@ -149,6 +229,20 @@ impl KubeletMetrics {
                     container_state: state.into(),
                 })
                 .set(n);
+        }
+    }
+
+    /// CRI call `method` took `elapsed` and failed or not.
+    pub fn runtime_operation(&self, method: &'static str, elapsed: std::time::Duration, failed: bool) {
+        let labels = OperationLabels {
+            operation_type: operation_type(method),
+        };
+        self.runtime_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.runtime_total.get_or_create(&labels).inc();
+        if failed {
+            self.runtime_errors.get_or_create(&labels).inc();
         }
     }
 
@@ -236,6 +330,35 @@ mod tests {
             "{text}"
         );
         assert_eq!(lock(&m.seen).len(), 1, "pods gone from the node are forgotten");
+    }
+
+    #[test]
+    fn runtime_operations_are_counted_under_the_kubelets_names() {
+        let m = KubeletMetrics::new();
+        m.runtime_operation("RunPodSandbox", Duration::from_millis(300), false);
+        m.runtime_operation("RunPodSandbox", Duration::from_millis(20), true);
+        m.runtime_operation("StartContainer", Duration::from_millis(40), false);
+        let text = m.encode();
+        assert!(
+            text.contains("kubelet_runtime_operations_total{operation_type=\"run_podsandbox\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubelet_runtime_operations_errors_total{operation_type=\"run_podsandbox\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("kubelet_runtime_operations_errors_total{operation_type=\"start_container\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubelet_runtime_operations_duration_seconds_count{operation_type=\"start_container\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("kubelet_runtime_operations_duration_seconds_sum{operation_type=\"run_podsandbox\"} 0.32"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -8,7 +8,13 @@
 //! scheduler. The baseline, measured in the same run against node 1's own
 //! containerd, is what the runtime alone costs: CRI RunPodSandbox (with the
 //! same CNI plugin) + CreateContainer + StartContainer of the same image and
-//! command, all pods of the burst at once (as noded's pod workers run them).
+//! command, all pods of the burst at once (as noded's pod workers run them);
+//! each burst has its own baseline of as many pods on as many nodes (both
+//! nodes share this machine's CPUs, so 100 pods cost what 100 pods cost).
+//! Where the time goes: noded's `kubelet_runtime_operations_*` and
+//! `kubelet_pod_start_duration_seconds` (scraped through `nodes/proxy`
+//! before and after each burst) and the CPU seconds of each process
+//! ([`sluice_bench::cpu`]).
 //! Every image comes from the cluster registry: the bursts above run with the
 //! image already on the node (pulled by the warm-up pods), and a last burst
 //! starts pods of an image neither node has pulled yet (`redis`), so its
@@ -25,6 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
+use sluice_bench::cpu;
 use sluice_noded::cri::{api, Cri};
 use sluice_tests::cluster::{TestCluster, BUSYBOX_IMAGE};
 
@@ -60,6 +67,13 @@ struct Burst {
     total: Duration,
     missing: usize,
     per_node: BTreeMap<String, usize>,
+    /// CPU seconds spent from the first create until every pod ran.
+    cpu: cpu::Usage,
+    /// Mean ms per pod of each CRI call on the way (baseline: timed here;
+    /// bursts: noded's `kubelet_runtime_operations_*`), with calls per pod.
+    calls: BTreeMap<String, (f64, f64)>,
+    /// Mean ms from noded first seeing a pod to its status Running (bursts only).
+    noded_start_ms: Option<f64>,
 }
 
 impl Burst {
@@ -90,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
         args.pods_one_node
     );
     // All at once: once created, noded starts every pod of a burst concurrently too.
-    let baseline = cri_baseline(&sockets[0], args.pods_one_node, args.pods_one_node).await?;
+    let base_one = cri_baseline(&sockets[..1], args.pods_one_node, false).await?;
+    eprintln!("==> the same without the pod network (host-network sandboxes: no CNI)");
+    let no_cni = cri_baseline(&sockets[..1], args.pods_one_node, true).await?;
     eprintln!("==> {} pods on one node", args.pods_one_node);
     let one = burst(
         &pods,
@@ -102,6 +118,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     clean(&pods, "one-node", &sockets).await?;
+    eprintln!(
+        "==> baseline: {} raw CRI pod starts, half on each node's containerd",
+        args.pods_two_nodes
+    );
+    let base_two = cri_baseline(&sockets, args.pods_two_nodes, false).await?;
     eprintln!("==> {} pods across two nodes", args.pods_two_nodes);
     let two = burst(
         &pods,
@@ -121,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
     cold.name = format!("{} pods, one node, cold pull of {COLD_IMAGE}", args.pods_cold);
     clean(&pods, "cold", &sockets).await?;
 
-    let report = report(&args, &baseline, &[one, two, cold]);
+    let report = report(&args, &[(base_one, one), (base_two, two)], &no_cni, &cold);
     println!("{report}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -163,6 +184,8 @@ async fn burst(
     concurrency: usize,
 ) -> anyhow::Result<Burst> {
     let (running, watch) = sluice_bench::running::watch_running(pods.clone(), &format!("bench={run}")).await?;
+    let metrics_before = node_metrics(pods).await;
+    let cpu_before = cpu::Snapshot::take();
     let started = Instant::now();
     let sent: Vec<(String, Instant)> = futures::stream::iter(0..n)
         .map(|i| async move {
@@ -179,7 +202,11 @@ async fn burst(
     while running.lock().unwrap().len() < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let cpu = cpu::Snapshot::take().since(&cpu_before);
     watch.abort();
+    // noded records a pod's start when its pod loop sees the Running status (within a tick).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = node_metrics(pods).await.since(&metrics_before);
     let running = running.lock().unwrap();
     let mut latencies = Vec::new();
     let mut per_node = BTreeMap::new();
@@ -197,10 +224,102 @@ async fn burst(
             None => format!("{n} pods, two nodes"),
         },
         missing: n - latencies.len(),
+        calls: metrics.calls(latencies.len()),
+        noded_start_ms: metrics.mean_ms("kubelet_pod_start_duration_seconds"),
         latencies,
         total: last.duration_since(started),
         per_node,
+        cpu,
     })
+}
+
+/// Series of every node's `/metrics` (through `nodes/proxy`), summed over the nodes.
+#[derive(Default)]
+struct NodeMetrics(BTreeMap<String, f64>);
+
+/// The CRI calls of a pod start, in the order they happen.
+const START_CALLS: [&str; 3] = ["run_podsandbox", "create_container", "start_container"];
+
+impl NodeMetrics {
+    fn since(self, before: &NodeMetrics) -> NodeMetrics {
+        NodeMetrics(
+            self.0
+                .into_iter()
+                .map(|(k, v)| {
+                    let old = before.0.get(&k).copied().unwrap_or(0.0);
+                    (k, v - old)
+                })
+                .collect(),
+        )
+    }
+
+    /// Mean milliseconds of histogram `name` (optionally one label set).
+    fn mean_ms(&self, series: &str) -> Option<f64> {
+        let sum = self.0.get(&format!("{series}_sum"))?;
+        let count = self.0.get(&format!("{series}_count")).filter(|c| **c > 0.0)?;
+        Some(sum / count * 1000.0)
+    }
+
+    /// Per CRI operation: (mean ms per call, calls per pod), for `pods` pods.
+    fn calls(&self, pods: usize) -> BTreeMap<String, (f64, f64)> {
+        let prefix = "kubelet_runtime_operations_duration_seconds{operation_type=\"";
+        self.0
+            .iter()
+            .filter_map(|(k, count)| {
+                let op = k.strip_prefix(prefix)?.strip_suffix("\"}_count")?;
+                let mean = self.mean_ms(&format!(
+                    "kubelet_runtime_operations_duration_seconds{{operation_type=\"{op}\"}}"
+                ))?;
+                Some((op.to_string(), (mean, count / pods.max(1) as f64)))
+            })
+            .filter(|(_, (_, per_pod))| *per_pod > 0.0)
+            .collect()
+    }
+}
+
+/// Scrape every node's kubelet metrics, summed over the nodes; a
+/// histogram's `<name>_sum{labels}` is keyed `<name>{labels}_sum` (and so
+/// `_count`), which [`NodeMetrics::mean_ms`] looks up.
+async fn node_metrics(pods: &Api<Pod>) -> NodeMetrics {
+    let client: kube::Client = pods.clone().into_client();
+    let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(client.clone());
+    let mut out = NodeMetrics::default();
+    let Ok(list) = nodes.list(&ListParams::default()).await else {
+        return out;
+    };
+    for node in list {
+        let name = node.metadata.name.unwrap_or_default();
+        let request = http::Request::get(format!("/api/v1/nodes/{name}/proxy/metrics"))
+            .body(Vec::new())
+            .expect("request");
+        let Ok(text) = client.request_text(request).await else {
+            eprintln!("    (no metrics from {name})");
+            continue;
+        };
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else { continue };
+            *out.0.entry(fold_suffix(series)).or_default() += value;
+        }
+    }
+    out
+}
+
+/// `name_sum{labels}` → `name{labels}_sum` (and `_count`), so a histogram's
+/// series share their labelled name.
+fn fold_suffix(series: &str) -> String {
+    let (name, labels) = match series.find('{') {
+        Some(i) => series.split_at(i),
+        None => (series, ""),
+    };
+    for suffix in ["_sum", "_count"] {
+        if let Some(base) = name.strip_suffix(suffix) {
+            return format!("{base}{labels}{suffix}");
+        }
+    }
+    series.to_string()
 }
 
 /// Delete the run's pods at once and wait until neither node's containerd has a sandbox left.
@@ -235,13 +354,20 @@ async fn clean(pods: &Api<Pod>, run: &str, sockets: &[PathBuf]) -> anyhow::Resul
     Ok(())
 }
 
-/// RunPodSandbox + CreateContainer + StartContainer straight against containerd, `n` times.
-async fn cri_baseline(socket: &std::path::Path, n: usize, concurrency: usize) -> anyhow::Result<Burst> {
-    let cri = Cri::connect(socket).await?;
+/// RunPodSandbox + CreateContainer + StartContainer straight against
+/// containerd, `n` pods at once, spread round-robin over `sockets` (nodes);
+/// each call timed. `host_network` sandboxes skip the CNI plugin (what the
+/// pod network costs is the difference).
+async fn cri_baseline(sockets: &[PathBuf], n: usize, host_network: bool) -> anyhow::Result<Burst> {
+    let mut cris = Vec::new();
+    for socket in sockets {
+        cris.push(Cri::connect(socket).await?);
+    }
+    let cpu_before = cpu::Snapshot::take();
     let started = Instant::now();
-    let results: Vec<(String, f64)> = futures::stream::iter(0..n)
+    let results: Vec<(Cri, String, [f64; 3])> = futures::stream::iter(0..n)
         .map(|i| {
-            let cri = cri.clone();
+            let cri = cris[i % cris.len()].clone();
             async move {
                 let sandbox = api::PodSandboxConfig {
                     metadata: Some(api::PodSandboxMetadata {
@@ -250,8 +376,26 @@ async fn cri_baseline(socket: &std::path::Path, n: usize, concurrency: usize) ->
                         namespace: "bench-baseline".into(),
                         attempt: 0,
                     }),
-                    hostname: format!("baseline-{i}"),
-                    linux: Some(api::LinuxPodSandboxConfig::default()),
+                    // A host-network sandbox shares the node's UTS namespace: no hostname of its own.
+                    hostname: if host_network {
+                        String::new()
+                    } else {
+                        format!("baseline-{i}")
+                    },
+                    linux: Some(api::LinuxPodSandboxConfig {
+                        security_context: Some(api::LinuxSandboxSecurityContext {
+                            namespace_options: Some(api::NamespaceOption {
+                                network: if host_network {
+                                    api::NamespaceMode::Node as i32
+                                } else {
+                                    api::NamespaceMode::Pod as i32
+                                },
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 };
                 let container = api::ContainerConfig {
@@ -269,29 +413,51 @@ async fn cri_baseline(socket: &std::path::Path, n: usize, concurrency: usize) ->
                 };
                 let at = Instant::now();
                 let id = cri.run_pod_sandbox(sandbox.clone()).await?;
+                let sandboxed = at.elapsed();
                 let cid = cri.create_container(&id, container, sandbox).await?;
+                let created = at.elapsed();
                 cri.start_container(&cid).await?;
-                anyhow::Ok((id, at.elapsed().as_secs_f64() * 1000.0))
+                let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+                let done = at.elapsed();
+                anyhow::Ok((cri, id, [ms(sandboxed), ms(created - sandboxed), ms(done - created)]))
             }
         })
-        .buffer_unordered(concurrency)
+        .buffer_unordered(n.max(1))
         .try_collect()
         .await?;
     let total = started.elapsed();
-    for (id, _) in &results {
+    let cpu = cpu::Snapshot::take().since(&cpu_before);
+    for (cri, id, _) in &results {
         let _ = cri.stop_pod_sandbox(id).await;
         let _ = cri.remove_pod_sandbox(id).await;
     }
+    let mean = |k: usize| results.iter().map(|r| r.2[k]).sum::<f64>() / results.len().max(1) as f64;
+    let calls = START_CALLS
+        .iter()
+        .enumerate()
+        .map(|(k, op)| (op.to_string(), (mean(k), 1.0)))
+        .collect();
     Ok(Burst {
-        name: format!("{n} pods, raw CRI (baseline)"),
-        latencies: results.iter().map(|(_, ms)| *ms).collect(),
+        name: format!(
+            "{n} pods, raw CRI ({}{})",
+            if sockets.len() == 1 { "one node" } else { "two nodes" },
+            if host_network {
+                ", host network: no CNI"
+            } else {
+                ", baseline"
+            }
+        ),
+        latencies: results.iter().map(|r| r.2.iter().sum()).collect(),
         total,
         missing: 0,
         per_node: BTreeMap::new(),
+        cpu,
+        calls,
+        noded_start_ms: None,
     })
 }
 
-fn report(args: &Args, baseline: &Burst, bursts: &[Burst]) -> String {
+fn report(args: &Args, runs: &[(Burst, Burst)], no_cni: &Burst, cold: &Burst) -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let mut out = String::new();
@@ -305,10 +471,12 @@ fn report(args: &Args, baseline: &Burst, bursts: &[Burst]) -> String {
     );
     out.push_str(&format!(
         "{} creates in flight at a time (a burst: every pod of a run is created within a fraction of a second, so \
-         latency includes queueing on the node). Baseline, same run, node 1's containerd: CRI RunPodSandbox (same CNI \
-         plugin) + CreateContainer + StartContainer for all {} pods at once, timed per pod. Goal: p99 ≤ 1 s \
+         latency includes queueing on the node). Each burst has its baseline, measured just before it in the same run: \
+         as many pods straight against the same containerd(s) (CRI RunPodSandbox with the same CNI plugin + \
+         CreateContainer + StartContainer, all at once, timed per pod). Both nodes share this machine's CPUs, so the \
+         two-node burst's baseline starts as many pods on both containerds at once. Goal: p99 ≤ 1 s and ≤ 1.1× raw CRI \
          (Kubernetes SLO: p99 ≤ 5 s).\n\n",
-        args.concurrency, args.pods_one_node
+        args.concurrency
     ));
     out.push_str(&format!(
         "Binaries: {} build. Machine: {} cores, load average {} at the end of the run.\n\n",
@@ -318,25 +486,87 @@ fn report(args: &Args, baseline: &Burst, bursts: &[Burst]) -> String {
     ));
     out.push_str("| run | p50 ms | p99 ms | max ms | p50 / baseline | p99 / baseline | all running after | pods per node | not running |\n");
     out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |\n");
-    let (b50, b99) = (baseline.pct(50.0), baseline.pct(99.0));
-    for b in std::iter::once(baseline).chain(bursts) {
+    let row = |out: &mut String, b: &Burst, base: Option<&Burst>| {
         let per_node = b
             .per_node
             .iter()
             .map(|(n, c)| format!("{n}: {c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let ratio = |p: f64| match base {
+            Some(base) => format!("{:.2}×", b.pct(p) / base.pct(p)),
+            None => "-".into(),
+        };
         out.push_str(&format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.1}× | {:.1}× | {:.2} s | {} | {} |\n",
+            "| {} | {:.0} | {:.0} | {:.0} | {} | {} | {:.2} s | {} | {} |\n",
             b.name,
             b.pct(50.0),
             b.pct(99.0),
             b.pct(100.0),
-            b.pct(50.0) / b50,
-            b.pct(99.0) / b99,
+            ratio(50.0),
+            ratio(99.0),
             b.total.as_secs_f64(),
             if per_node.is_empty() { "-".into() } else { per_node },
             b.missing
+        ));
+    };
+    for (base, burst) in runs {
+        row(&mut out, base, Some(base));
+        row(&mut out, burst, Some(base));
+    }
+    row(&mut out, cold, None);
+    out.push_str("\n## Where the time goes\n\n");
+    out.push_str(
+        "Per pod, mean milliseconds of each CRI call of a start (baseline: timed by this driver; through noded: \
+         noded's `kubelet_runtime_operations_duration_seconds`, scraped from every node through `nodes/proxy` before \
+         and after the burst), noded's own clock (`kubelet_pod_start_duration_seconds`: its pod loop first seeing the \
+         pod → seeing it Running), and CPU seconds per pod over the burst (all CPUs; by process, for processes alive \
+         at the end; \"exited\" is what short-lived processes such as runc and the CNI plugin used).\n\n",
+    );
+    out.push_str("| run | create → Running mean ms | noded sees → Running mean ms | RunPodSandbox ms | CreateContainer ms | StartContainer ms | other CRI calls per pod | CPU s per pod | CPU s per pod by process |\n");
+    out.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |\n");
+    for b in std::iter::once(no_cni)
+        .chain(runs.iter().flat_map(|(base, burst)| [base, burst]))
+        .chain([cold])
+    {
+        let pods = b.latencies.len().max(1) as f64;
+        let call = |op: &str| {
+            b.calls
+                .get(op)
+                .map(|(ms, _)| format!("{ms:.0}"))
+                .unwrap_or_else(|| "-".into())
+        };
+        let others: f64 = b
+            .calls
+            .iter()
+            .filter(|(op, _)| !START_CALLS.contains(&op.as_str()))
+            .map(|(_, (_, per_pod))| per_pod)
+            .sum();
+        let mut by: Vec<(&String, &f64)> = b.cpu.by_command.iter().filter(|(_, s)| **s / pods >= 0.001).collect();
+        by.sort_by(|a, b| b.1.total_cmp(a.1));
+        let mut by: Vec<String> = by
+            .iter()
+            .take(6)
+            .map(|(c, s)| format!("{c} {:.3}", **s / pods))
+            .collect();
+        by.push(format!("exited {:.3}", b.cpu.exited / pods));
+        let mean = b.latencies.iter().sum::<f64>() / pods;
+        out.push_str(&format!(
+            "| {} | {mean:.0} | {} | {} | {} | {} | {} | {:.3} | {} |\n",
+            b.name,
+            b.noded_start_ms
+                .map(|ms| format!("{ms:.0}"))
+                .unwrap_or_else(|| "-".into()),
+            call("run_podsandbox"),
+            call("create_container"),
+            call("start_container"),
+            if b.noded_start_ms.is_some() {
+                format!("{others:.1}")
+            } else {
+                "-".into()
+            },
+            b.cpu.busy / pods,
+            by.join(", ")
         ));
     }
     out
