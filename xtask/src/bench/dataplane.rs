@@ -22,6 +22,13 @@ pub fn flow_events(quick: bool) -> Result<()> {
     measure(quick, &["--flow-events-only"], "flow-events")
 }
 
+/// `cargo xtask bench scale-down`: failed requests when a Service's pods are
+/// removed under load, Sluice (drain off and on) vs kube-proxy-style iptables,
+/// 10 rounds each (3 when quick), written to `bench-results/scale-down.md`.
+pub fn scale_down(quick: bool) -> Result<()> {
+    measure(quick, &["--scale-down-only"], "scale-down")
+}
+
 /// Build and run `sluice-datapath-bench` with `args`; write its report to `bench-results/<report>.md`.
 fn measure(quick: bool, args: &[&str], report_name: &str) -> Result<()> {
     let root = workspace_root();

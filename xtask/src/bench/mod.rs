@@ -38,6 +38,8 @@ pub enum Which {
     Dataplane,
     /// The cost of flow events: connections/s, p99 and UDP pps with them on vs off.
     FlowEvents,
+    /// Failed requests when pods are removed under load: Sluice vs kube-proxy-style iptables.
+    ScaleDown,
     /// Scheduler throughput with simulated nodes.
     Scheduler,
     /// Pod startup latency on real nodes.
@@ -61,7 +63,7 @@ fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
         Which::Apiserver | Which::List | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
             &[("etcd", "etcd-server")]
         }
-        Which::Dataplane | Which::FlowEvents => &[
+        Which::Dataplane | Which::FlowEvents | Which::ScaleDown => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
             ("iptables-restore", "iptables"),
@@ -80,6 +82,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.which {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::FlowEvents => dataplane::flow_events(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::ScaleDown => dataplane::scale_down(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::List => list::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),

@@ -17,7 +17,12 @@
 //! Last, the cost of observability ([`flow_event_report`]): the same
 //! connection and UDP tests with flow events off and on.
 //! `--flow-events-only` measures just that part.
+//! Not part of the full run: requests that fail when a Service's pods are
+//! removed under load, Sluice vs kube-proxy-style iptables ([`scale_down`],
+//! `--scale-down-only`, `--propagation-ms N`).
 //! Prints a Markdown report on stdout.
+
+mod scale_down;
 
 use sluice_datapath::{Backend, Datapath, DatapathConfig, ExternalHook, Frontend, Protocol, ServiceSpec};
 use std::io::{BufRead, BufReader, Write};
@@ -929,6 +934,13 @@ fn main() -> Result<()> {
         print!(
             "# Data plane benchmark (NodePort fast path only)\n\n{}",
             fast_path_report(if quick { 1.0 } else { 2.0 }, if quick { 2 } else { 3 })?
+        );
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--scale-down-only") {
+        print!(
+            "# Data plane benchmark (scale-down under load only)\n\n{}",
+            scale_down::report(if quick { 3 } else { 10 }, scale_down::propagation_ms()?)?
         );
         return Ok(());
     }
