@@ -3,7 +3,8 @@
 //! A reflector keeps the Pods bound to this node (`spec.nodeName` field
 //! selector) in memory. When Pods change (watch events), the loop relists
 //! the runtime ([`Snapshot`]) at once and syncs just those Pods, so a new
-//! pod starts without waiting for a tick; every second it relists and syncs
+//! pod starts without waiting for a tick (a change of the status alone,
+//! such as the node's own status write, waits for the tick: [`SyncKeys`]); every second it relists and syncs
 //! every Pod (dead containers, probes, back-offs). A pod never has two
 //! workers at once: a change that arrives while its worker runs is synced
 //! again as soon as that worker ends. Runtime objects whose Pod is gone are
@@ -16,7 +17,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,12 +40,16 @@ pub async fn run(workers: Arc<PodWorkers>, eviction: Option<crate::eviction::Man
         .default_backoff()
         .applied_objects();
     {
-        let (changed, dirty) = (changed.clone(), dirty.clone());
+        let (changed, dirty, reader) = (changed.clone(), dirty.clone(), reader.clone());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
+            let mut seen = SyncKeys::default();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(pod) => {
+                        if !seen.changed(&pod, &reader) {
+                            continue;
+                        }
                         lock(&dirty).insert(pod.metadata.uid.clone().unwrap_or_default());
                         changed.notify_one();
                     }
@@ -136,6 +141,79 @@ pub async fn run(workers: Arc<PodWorkers>, eviction: Option<crate::eviction::Man
     }
 }
 
+/// What of each Pod a worker acts on, so that a watch event that changes
+/// only the status (nearly always the status this node just posted) does
+/// not sync the pod again at once: as the kubelet's pod config, which syncs
+/// on spec and metadata changes and leaves status-only differences to its
+/// periodic work (here the next tick, within [`RELIST_PERIOD`]). In a burst
+/// of pod starts each pod's own status writes would otherwise each cost a
+/// runtime relist and a sync.
+#[derive(Default)]
+struct SyncKeys(HashMap<String, u64>);
+
+impl SyncKeys {
+    /// Whether `pod` differs from its last version in more than its status
+    /// (a pod seen for the first time does); forgets pods the store no longer has.
+    fn changed(&mut self, pod: &Pod, store: &reflector::Store<Pod>) -> bool {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let key = sync_key(pod);
+        let changed = self.0.insert(uid, key) != Some(key);
+        if self.0.len() > 2 * store.len() + 64 {
+            let present: HashSet<String> = store.state().iter().filter_map(|p| p.metadata.uid.clone()).collect();
+            self.0.retain(|uid, _| present.contains(uid));
+        }
+        changed
+    }
+}
+
+/// A hash of the Pod without its status and the bookkeeping every write changes.
+fn sync_key(pod: &Pod) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut bare = Pod {
+        metadata: pod.metadata.clone(),
+        spec: pod.spec.clone(),
+        status: None,
+    };
+    bare.metadata.resource_version = None;
+    bare.metadata.managed_fields = None;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_vec(&bare).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(rv: &str, phase: &str, label: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "uid": "u1", "resourceVersion": rv, "labels": {"app": label},
+                         "managedFields": [{"manager": "noded", "operation": "Update"}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
+            "status": {"phase": phase},
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_status_write_is_not_a_change_to_sync_at_once() {
+        let (store, mut writer) = reflector::store::<Pod>();
+        writer.apply_watcher_event(&watcher::Event::Apply(pod("1", "Pending", "web")));
+        let mut keys = SyncKeys::default();
+        assert!(keys.changed(&pod("1", "Pending", "web"), &store), "first sight");
+        assert!(
+            !keys.changed(&pod("2", "Running", "web"), &store),
+            "only the status and resourceVersion changed"
+        );
+        assert!(keys.changed(&pod("3", "Running", "api"), &store), "a label changed");
+        let mut deleted = pod("4", "Running", "api");
+        deleted.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+        ));
+        assert!(keys.changed(&deleted, &store), "graceful deletion began");
+    }
 }

@@ -3,7 +3,8 @@
 //! - `kubelet_pod_start_duration_seconds`: from the pod loop first seeing a
 //!   pod to the first time its status says Running (pods already Running when
 //!   first seen, e.g. adopted after a noded restart, are not counted), as the
-//!   kubelet's `SyncPod` records it; the loop sees the status within a tick;
+//!   kubelet's `SyncPod` records it: when the worker posts that status, or
+//!   the loop sees it (a status another noded posted);
 //! - `kubelet_pleg_relist_duration_seconds` and
 //!   `kubelet_pleg_relist_interval_seconds`: the runtime relist of
 //!   [`crate::pleg`] each tick;
@@ -251,6 +252,22 @@ impl KubeletMetrics {
         self.pods_seen_at(pods, Instant::now());
     }
 
+    /// This node just posted pod `uid`'s status as Running: its start ends
+    /// now (the pod loop would see it only with its next pass).
+    pub fn posted_running(&self, uid: &str) {
+        self.posted_running_at(uid, Instant::now());
+    }
+
+    fn posted_running_at(&self, uid: &str, now: Instant) {
+        if let Some(entry) = lock(&self.seen).get_mut(uid) {
+            if !entry.recorded {
+                entry.recorded = true;
+                self.pod_start
+                    .observe(now.saturating_duration_since(entry.first).as_secs_f64());
+            }
+        }
+    }
+
     fn pods_seen_at<'a>(&self, pods: impl IntoIterator<Item = &'a Pod>, now: Instant) {
         let mut seen = lock(&self.seen);
         let mut present = std::collections::HashSet::new();
@@ -330,6 +347,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(lock(&m.seen).len(), 1, "pods gone from the node are forgotten");
+    }
+
+    #[test]
+    fn a_posted_running_status_ends_the_start_once() {
+        let m = KubeletMetrics::new();
+        let t0 = Instant::now();
+        m.pods_seen_at([&pod("a", None)], t0);
+        m.posted_running_at("a", t0 + Duration::from_millis(1500));
+        m.posted_running_at("unknown", t0 + Duration::from_secs(2));
+        m.pods_seen_at([&pod("a", Some("Running"))], t0 + Duration::from_secs(3));
+        let text = m.encode();
+        assert!(text.contains("kubelet_pod_start_duration_seconds_count 1\n"), "{text}");
+        assert!(text.contains("kubelet_pod_start_duration_seconds_sum 1.5\n"), "{text}");
     }
 
     #[test]

@@ -971,6 +971,9 @@ impl PodWorkers {
         )
         .await?;
         tracing::debug!(phase = ?status.phase, "pod status posted");
+        if status.phase.as_deref() == Some("Running") {
+            crate::kubelet_metrics::metrics().posted_running(&uid);
+        }
         self.posted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
