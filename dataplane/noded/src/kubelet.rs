@@ -4,7 +4,9 @@
 //! selector) in memory. When Pods change (watch events), the loop relists
 //! the runtime ([`Snapshot`]) at once and syncs just those Pods, so a new
 //! pod starts without waiting for a tick (a change of the status alone,
-//! such as the node's own status write, waits for the tick: [`SyncKeys`]); every second it relists and syncs
+//! such as the node's own status write, waits for the tick: [`SyncKeys`];
+//! a pod whose worker just started a container is synced again at once, to
+//! report it started and ready); every second it relists and syncs
 //! every Pod (dead containers, probes, back-offs). A pod never has two
 //! workers at once: a change that arrives while its worker runs is synced
 //! again as soon as that worker ends. Runtime objects whose Pod is gone are
@@ -117,6 +119,9 @@ pub async fn run(workers: Arc<PodWorkers>, eviction: Option<crate::eviction::Man
                     tracing::warn!(pod = pod.metadata.name.as_deref().unwrap_or(""), %err, "pod sync failed (retrying)");
                 }
                 lock(&in_flight).remove(&uid);
+                if workers.take_started(&uid) {
+                    lock(&dirty).insert(uid.clone());
+                }
                 if lock(&dirty).contains(&uid) {
                     changed.notify_one();
                 }

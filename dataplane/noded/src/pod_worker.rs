@@ -86,6 +86,8 @@ pub struct PodWorkers {
     posted: Mutex<HashMap<String, PodStatus>>,
     evictions: Mutex<HashMap<String, Eviction>>,
     volumes: volumes::Refresher,
+    /// Pods that started a container in their last sync ([`PodWorkers::take_started`]).
+    started: Mutex<std::collections::HashSet<String>>,
 }
 
 /// A pod the eviction manager chose: its message, and whether it is stopped and reported.
@@ -135,6 +137,7 @@ impl PodWorkers {
             posted: Mutex::new(HashMap::new()),
             evictions: Mutex::new(HashMap::new()),
             volumes: volumes::Refresher::default(),
+            started: Mutex::default(),
         }
     }
 
@@ -144,6 +147,14 @@ impl PodWorkers {
         lock(&self.evictions)
             .entry(uid.to_string())
             .or_insert(Eviction { message, done: false });
+    }
+
+    /// Whether pod `uid` started a container since the last call: its next
+    /// sync (run at once by the pod loop) sees the container running and
+    /// reports it started and ready (or runs its first probes), without
+    /// waiting for the once-a-second pass.
+    pub fn take_started(&self, uid: &str) -> bool {
+        lock(&self.started).remove(uid)
     }
 
     /// Whether pod `uid` was chosen for eviction.
@@ -888,6 +899,7 @@ impl PodWorkers {
             .start_container(&id)
             .await
             .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+        lock(&self.started).insert(uid_of(pod));
         self.events.normal(
             pod,
             &container.name,
