@@ -109,6 +109,16 @@ struct Seen {
     recorded: bool,
 }
 
+impl Seen {
+    /// The pod runs at `now`: its start goes into `histogram`, once.
+    fn running(&mut self, histogram: &Histogram, now: Instant) {
+        if !self.recorded {
+            self.recorded = true;
+            histogram.observe(now.saturating_duration_since(self.first).as_secs_f64());
+        }
+    }
+}
+
 /// noded's kubelet metrics.
 pub struct KubeletMetrics {
     registry: Registry,
@@ -260,11 +270,7 @@ impl KubeletMetrics {
 
     fn posted_running_at(&self, uid: &str, now: Instant) {
         if let Some(entry) = lock(&self.seen).get_mut(uid) {
-            if !entry.recorded {
-                entry.recorded = true;
-                self.pod_start
-                    .observe(now.saturating_duration_since(entry.first).as_secs_f64());
-            }
+            entry.running(&self.pod_start, now);
         }
     }
 
@@ -282,10 +288,8 @@ impl KubeletMetrics {
                 // Already running when first seen: its start was not watched.
                 recorded: running,
             });
-            if running && !entry.recorded {
-                entry.recorded = true;
-                self.pod_start
-                    .observe(now.saturating_duration_since(entry.first).as_secs_f64());
+            if running {
+                entry.running(&self.pod_start, now);
             }
         }
         seen.retain(|uid, _| present.contains(uid));

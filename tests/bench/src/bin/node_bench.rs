@@ -204,7 +204,9 @@ async fn burst(
     }
     let cpu = cpu::Snapshot::take().since(&cpu_before);
     watch.abort();
-    // noded records a pod's start when its pod loop sees the Running status (within a tick).
+    // The window the CRI calls are counted in ends 1.5 s after the last pod
+    // ran: each pod's resync right after its start (ready, first probes) and
+    // one once-a-second pass over the node's pods are in it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let metrics = node_metrics(pods).await.since(&metrics_before);
     let running = running.lock().unwrap();
@@ -253,7 +255,7 @@ impl NodeMetrics {
         )
     }
 
-    /// Mean milliseconds of histogram `name` (optionally one label set).
+    /// Mean milliseconds of the histogram `series` (a name, with its labels if it has any).
     fn mean_ms(&self, series: &str) -> Option<f64> {
         let sum = self.0.get(&format!("{series}_sum"))?;
         let count = self.0.get(&format!("{series}_count")).filter(|c| **c > 0.0)?;
@@ -520,7 +522,7 @@ fn report(args: &Args, runs: &[(Burst, Burst)], no_cni: &Burst, cold: &Burst) ->
         "Per pod, mean milliseconds of each CRI call of a start (baseline: timed by this driver; through noded: \
          noded's `kubelet_runtime_operations_duration_seconds`, scraped from every node through `nodes/proxy` before \
          and after the burst), noded's own clock (`kubelet_pod_start_duration_seconds`: its pod loop first seeing the \
-         pod → seeing it Running), and CPU seconds per pod over the burst (all CPUs; by process, for processes alive \
+         pod → noded posting it Running), and CPU seconds per pod over the burst (all CPUs; by process, for processes alive \
          at the end; \"exited\" is what short-lived processes such as runc and the CNI plugin used).\n\n",
     );
     out.push_str("| run | create → Running mean ms | noded sees → Running mean ms | RunPodSandbox ms | CreateContainer ms | StartContainer ms | other CRI calls per pod | CPU s per pod | CPU s per pod by process |\n");

@@ -203,25 +203,7 @@ impl Bed {
             let l = TcpListener::bind(("0.0.0.0", TCP_PORT)).expect("bind");
             l.set_nonblocking(true).unwrap();
             tx.send(()).unwrap();
-            while !stop.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        s.set_nonblocking(false).ok();
-                        let _ = writeln!(s, "{n}");
-                    }
-                    Err(_) => {
-                        // Sleep until a connection waits (or 100 ms pass to
-                        // look at `stop`), not in a polling loop.
-                        let mut pfd = libc::pollfd {
-                            fd: l.as_raw_fd(),
-                            events: libc::POLLIN,
-                            revents: 0,
-                        };
-                        // SAFETY: one pollfd on a socket this thread owns.
-                        unsafe { libc::poll(&mut pfd, 1, 100) };
-                    }
-                }
-            }
+            answer_name(&l, &n, &stop, 100);
         });
         std::thread::spawn(move || {
             enter(&ns2);
@@ -239,6 +221,29 @@ impl Bed {
         let mut v = vec!["v-pod".to_string()];
         v.extend((0..BACKENDS).map(|j| format!("v-b{j}")));
         v
+    }
+}
+
+/// Answer `name` on every connection to the non-blocking listener `l`
+/// until `stop` is set, sleeping in `poll()` until a connection waits (or
+/// `poll_ms` pass to look at `stop`), not in a polling loop.
+fn answer_name(l: &TcpListener, name: &str, stop: &AtomicBool, poll_ms: i32) {
+    while !stop.load(Ordering::Relaxed) {
+        match l.accept() {
+            Ok((mut s, _)) => {
+                s.set_nonblocking(false).ok();
+                let _ = writeln!(s, "{name}");
+            }
+            Err(_) => {
+                let mut pfd = libc::pollfd {
+                    fd: l.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd on a socket this thread owns.
+                unsafe { libc::poll(&mut pfd, 1, poll_ms) };
+            }
+        }
     }
 }
 

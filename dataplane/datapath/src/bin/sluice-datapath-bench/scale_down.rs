@@ -13,11 +13,10 @@
 //! is that server closing its listener (connections still in the backlog are
 //! reset, new SYNs refused), as busybox httpd exiting does.
 
-use super::{backend_ip, enter, iptables_rules, median, program, sh_stdin, Bed, Mode, Result};
+use super::{answer_name, backend_ip, enter, iptables_rules, median, program, sh_stdin, Bed, Mode, Result};
 use sluice_datapath::{Backend, Datapath, Frontend, ServiceSpec};
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -88,26 +87,8 @@ impl Server {
                 }
             };
             let _ = tx.send(Ok(()));
-            while !flag.load(Ordering::Relaxed) {
-                match l.accept() {
-                    Ok((mut s, _)) => {
-                        s.set_nonblocking(false).ok();
-                        let _ = writeln!(s, "{name}");
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                        // Sleep until a connection waits, looking at the
-                        // stop flag every 5 ms.
-                        let mut pfd = libc::pollfd {
-                            fd: l.as_raw_fd(),
-                            events: libc::POLLIN,
-                            revents: 0,
-                        };
-                        // SAFETY: one pollfd on a socket this thread owns.
-                        unsafe { libc::poll(&mut pfd, 1, 5) };
-                    }
-                    Err(_) => {}
-                }
-            }
+            // The stop flag is looked at every 5 ms: "SIGTERM" takes effect at once.
+            answer_name(&l, &name, &flag, 5);
             // The listener is dropped here: the process has exited.
         });
         ready.recv()??;
