@@ -580,8 +580,16 @@ async fn reconcile_all(services: &ApiServices) -> anyhow::Result<()> {
             continue;
         };
         let check = check_remote(services, obj, &remote).await;
-        set_available(registry, obj, check.status, check.reason, &check.message).await;
         remote.available = check.status == "True";
+        // Route before the condition is written: whoever reads the condition
+        // finds requests for the group/version already answered accordingly
+        // (503 while unavailable) rather than 404 until the pass ends.
+        services
+            .table
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((group.clone(), version.clone()), remote.clone());
+        set_available(registry, obj, check.status, check.reason, &check.message).await;
         let resources = match &check.discovery {
             Some(d) => d["resources"].as_array().cloned().unwrap_or_default(),
             None => previous
