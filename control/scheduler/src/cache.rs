@@ -54,6 +54,33 @@ pub fn has_required_anti_affinity(pod: &Pod) -> bool {
         .is_some_and(|t| !t.is_empty())
 }
 
+/// A pod object put on (`added`) or taken off a node, in the order the cache saw it:
+/// plugins that count pods by label (PodTopologySpread) keep their counts current
+/// from these instead of scanning every cached pod each cycle.
+#[derive(Clone, Debug)]
+pub struct Placement {
+    /// The node's name.
+    pub node: String,
+    /// The pod as counted.
+    pub pod: Arc<Pod>,
+    /// Put on (true) or taken off (false).
+    pub added: bool,
+}
+
+/// Placements kept for [`Cache::placements_since`]; a counter further behind counts again.
+const PLACEMENTS_KEPT: usize = 4096;
+
+/// Tells caches apart, so a counter never replays one cache's placements onto another's.
+static CACHE_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Whether replacing pod object `old` by `new` on the same node can change what a
+/// label-counting plugin sees (labels, namespace, or whether it is terminating).
+fn counted_differently(old: &Pod, new: &Pod) -> bool {
+    old.metadata.labels != new.metadata.labels
+        || old.metadata.namespace != new.metadata.namespace
+        || old.metadata.deletion_timestamp.is_some() != new.metadata.deletion_timestamp.is_some()
+}
+
 /// Usage of pods on a node the cache does not know (yet): pod events can arrive before
 /// their node's, and pods outlive a deleted node until garbage collected.
 #[derive(Clone, Debug, Default)]
@@ -87,6 +114,11 @@ pub struct Cache {
     /// Where the next search starts, so successive pods spread over all nodes
     /// (kube-scheduler's `nextStartNodeIndex`).
     pub next_start: usize,
+    /// This cache's identity (see [`Placement`]).
+    id: u64,
+    /// The most recent placements; the first has sequence number `placements_start`.
+    placements: std::collections::VecDeque<Placement>,
+    placements_start: u64,
 }
 
 fn uid(pod: &Pod) -> &str {
@@ -110,7 +142,38 @@ fn scheduling_relevant_change(old: &NodeInfo, new: &NodeInfo) -> bool {
 impl Cache {
     /// An empty cache.
     pub fn new() -> Cache {
-        Cache::default()
+        Cache {
+            id: CACHE_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            ..Cache::default()
+        }
+    }
+
+    /// This cache's identity and the sequence number its next placement gets.
+    pub fn placement_cursor(&self) -> (u64, u64) {
+        (self.id, self.placements_start + self.placements.len() as u64)
+    }
+
+    /// The placements from cursor `from` on (as [`Cache::placement_cursor`] gave it),
+    /// or None when they are no longer all kept or `from` is another cache's.
+    pub fn placements_since(&self, from: (u64, u64)) -> Option<impl Iterator<Item = &Placement>> {
+        let (id, seq) = from;
+        let end = self.placements_start + self.placements.len() as u64;
+        if id != self.id || seq < self.placements_start || seq > end {
+            return None;
+        }
+        Some(self.placements.iter().skip((seq - self.placements_start) as usize))
+    }
+
+    fn place(&mut self, node: &str, pod: Arc<Pod>, added: bool) {
+        if self.placements.len() == PLACEMENTS_KEPT {
+            self.placements.pop_front();
+            self.placements_start += 1;
+        }
+        self.placements.push_back(Placement {
+            node: node.to_string(),
+            pod,
+            added,
+        });
     }
 
     /// All known nodes.
@@ -221,22 +284,35 @@ impl Cache {
                 .object
                 .as_ref()
                 .is_none_or(|o| o.metadata.labels != pod.metadata.labels);
-            existing.object = Some(object.clone());
+            let previous = existing.object.replace(object.clone());
             if existing.node == node {
+                match previous {
+                    Some(old) if !counted_differently(&old, pod) => {}
+                    previous => {
+                        if let Some(old) = previous {
+                            self.place(&node, old, false);
+                        }
+                        self.place(&node, object, true);
+                    }
+                }
                 return relabeled;
             }
             // Bound somewhere else than assumed: move the usage.
             let old = self.pods.remove(&key).expect("just seen");
             self.account(&old.node, &old.requests, &old.ports, false);
+            if let Some(previous) = previous {
+                self.place(&old.node, previous, false);
+            }
         }
         let cached = CachedPod {
             node: node.clone(),
             requests: pod_requests(pod),
             ports: pod_host_ports(pod),
             state: PodState::Bound,
-            object: Some(object),
+            object: Some(object.clone()),
         };
         self.account(&node, &cached.requests, &cached.ports, true);
+        self.place(&node, object, true);
         self.pods.insert(key, cached);
         true
     }
@@ -247,6 +323,9 @@ impl Cache {
         self.anti_affinity.remove(uid);
         self.with_affinity.remove(uid);
         self.account(&old.node, &old.requests, &old.ports, false);
+        if let Some(object) = old.object {
+            self.place(&old.node, object, false);
+        }
         true
     }
 
@@ -288,6 +367,7 @@ impl Cache {
         if let Some(cached) = self.pods.get_mut(uid) {
             cached.object = Some(pod.pod.clone());
         }
+        self.place(node, pod.pod.clone(), true);
         self.index_affinity(uid, &pod.pod);
     }
 
@@ -319,6 +399,13 @@ impl Cache {
             let pod = p.object.as_deref()?;
             Some((self.node(&p.node)?, pod))
         })
+    }
+
+    /// Every cached pod (bound or assumed) with its node's name, known to the cache or not.
+    pub fn pods_by_node(&self) -> impl Iterator<Item = (&str, &Pod)> {
+        self.pods
+            .values()
+            .filter_map(|p| Some((p.node.as_str(), p.object.as_deref()?)))
     }
 
     /// The cached pods with required pod anti-affinity terms, with their nodes.

@@ -36,7 +36,7 @@ pub fn registry() -> Framework {
             Box::new(node_ports::NodePorts),
             Box::new(node_resources_fit::NodeResourcesFit),
             Box::new(volume_binding::VolumeBinding),
-            Box::new(pod_topology_spread::PodTopologySpread),
+            Box::new(pod_topology_spread::PodTopologySpread::default()),
             Box::new(inter_pod_affinity::InterPodAffinity),
         ],
         scores: vec![
@@ -53,7 +53,7 @@ pub fn registry() -> Framework {
                 weight: 1,
             },
             WeightedScore {
-                plugin: Box::new(pod_topology_spread::PodTopologySpread),
+                plugin: Box::new(pod_topology_spread::PodTopologySpread::default()),
                 weight: 2,
             },
             WeightedScore {

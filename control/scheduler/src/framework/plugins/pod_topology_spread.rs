@@ -164,31 +164,126 @@ fn has_all_keys(labels: Option<&Labels>, constraints: &[Constraint]) -> bool {
         .all(|c| labels.is_some_and(|l| l.contains_key(&c.topology_key)))
 }
 
+/// Per node name, per constraint: how many placed pods match.
+pub type PerNode = HashMap<String, Vec<i64>>;
+
+/// Whether placed pod `existing` counts for constraint `i` of a pod in namespace `ns`:
+/// same namespace, not terminating, and selected.
+fn counts_for(ns: &str, existing: &Pod, constraint: &Constraint) -> bool {
+    existing.metadata.deletion_timestamp.is_none()
+        && existing.metadata.namespace.as_deref().unwrap_or("default") == ns
+        && constraint.selector.matches(existing.metadata.labels.as_ref())
+}
+
+/// Add (`delta` 1) or take away (-1) one placed pod's matches.
+fn count(per_node: &mut PerNode, ns: &str, constraints: &[Constraint], node: &str, existing: &Pod, delta: i64) {
+    for (i, c) in constraints.iter().enumerate() {
+        if counts_for(ns, existing, c) {
+            match per_node.get_mut(node) {
+                Some(v) => v[i] += delta,
+                None => {
+                    let mut v = vec![0; constraints.len()];
+                    v[i] = delta;
+                    per_node.insert(node.to_string(), v);
+                }
+            }
+        }
+    }
+}
+
 /// Per node (by name), per constraint: how many placed pods in the pod's namespace match
 /// the constraint's selector (terminating pods excluded). One pass over `pods`.
 pub fn matching_per_node<'a>(
     pod: &Pod,
     constraints: &[Constraint],
-    pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
-) -> HashMap<&'a str, Vec<i64>> {
+    pods: impl Iterator<Item = (&'a str, &'a Pod)>,
+) -> PerNode {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut per_node: HashMap<&str, Vec<i64>> = HashMap::new();
+    let mut per_node = PerNode::new();
     for (node, existing) in pods {
-        if existing.metadata.deletion_timestamp.is_some()
-            || existing.metadata.namespace.as_deref().unwrap_or("default") != ns
-        {
-            continue;
-        }
-        let labels = existing.metadata.labels.as_ref();
-        for (i, c) in constraints.iter().enumerate() {
-            if c.selector.matches(labels) {
-                per_node
-                    .entry(node.name())
-                    .or_insert_with(|| vec![0; constraints.len()])[i] += 1;
-            }
-        }
+        count(&mut per_node, ns, constraints, node, existing, 1);
     }
     per_node
+}
+
+/// Matching counts kept between cycles: a pod of the same namespace and selectors as an
+/// earlier one (the replicas of one workload, scheduled one after another) gets the
+/// earlier counts brought up to date from the cache's placements since, instead of a
+/// pass over every placed pod. Counting every pod again per cycle made a cycle's cost
+/// grow with the cluster (kube-scheduler's PreScore also walks every node's pods).
+#[derive(Default)]
+pub struct MatchCounts {
+    entries: Vec<Counted>,
+    tick: u64,
+}
+
+struct Counted {
+    ns: String,
+    selectors: Vec<Selector>,
+    cursor: (u64, u64),
+    per_node: PerNode,
+    used: u64,
+}
+
+/// Namespaces and selectors remembered at once (several workloads scaling together).
+const COUNTS_KEPT: usize = 16;
+
+impl MatchCounts {
+    /// The counts for `pod` and `constraints`, up to date with `cache`.
+    pub fn get(&mut self, pod: &Pod, constraints: &[Constraint], cache: &Cache) -> &PerNode {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+        self.tick += 1;
+        let tick = self.tick;
+        let cursor = cache.placement_cursor();
+        let found = self.entries.iter().position(|e| {
+            e.ns == ns
+                && e.selectors.len() == constraints.len()
+                && e.selectors.iter().zip(constraints).all(|(s, c)| *s == c.selector)
+        });
+        let at = match found {
+            Some(at) => {
+                let e = &mut self.entries[at];
+                match cache.placements_since(e.cursor) {
+                    Some(placements) => {
+                        for p in placements {
+                            count(
+                                &mut e.per_node,
+                                ns,
+                                constraints,
+                                &p.node,
+                                &p.pod,
+                                if p.added { 1 } else { -1 },
+                            );
+                        }
+                    }
+                    None => e.per_node = matching_per_node(pod, constraints, cache.pods_by_node()),
+                }
+                e.cursor = cursor;
+                at
+            }
+            None => {
+                let entry = Counted {
+                    ns: ns.to_string(),
+                    selectors: constraints.iter().map(|c| c.selector.clone()).collect(),
+                    cursor,
+                    per_node: matching_per_node(pod, constraints, cache.pods_by_node()),
+                    used: tick,
+                };
+                if self.entries.len() < COUNTS_KEPT {
+                    self.entries.push(entry);
+                    self.entries.len() - 1
+                } else {
+                    let oldest = (0..self.entries.len())
+                        .min_by_key(|&i| self.entries[i].used)
+                        .unwrap_or(0);
+                    self.entries[oldest] = entry;
+                    oldest
+                }
+            }
+        };
+        self.entries[at].used = tick;
+        &self.entries[at].per_node
+    }
 }
 
 /// What PreFilter computes once per cycle for the `DoNotSchedule` constraints.
@@ -214,13 +309,7 @@ impl PreFilterState {
 }
 
 /// Compute the PreFilter state from every node and every placed pod.
-pub fn pre_filter<'a>(
-    pod: &Pod,
-    constraints: Vec<Constraint>,
-    nodes: &'a [NodeInfo],
-    pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
-) -> PreFilterState {
-    let per_node = matching_per_node(pod, &constraints, pods);
+pub fn pre_filter(pod: &Pod, constraints: Vec<Constraint>, nodes: &[NodeInfo], per_node: &PerNode) -> PreFilterState {
     let mut counts = vec![HashMap::<String, i64>::new(); constraints.len()];
     for node in nodes {
         let labels = node.labels();
@@ -274,8 +363,8 @@ pub fn score<'a>(
     pod: &Pod,
     constraints: &[Constraint],
     nodes: &[&NodeInfo],
-    all_nodes: &'a [NodeInfo],
-    pods: impl Iterator<Item = (&'a NodeInfo, &'a Pod)>,
+    node_named: impl Fn(&str) -> Option<&'a NodeInfo>,
+    per_node: &PerNode,
     require_all: bool,
 ) -> Vec<i64> {
     let ignored: Vec<bool> = nodes
@@ -305,17 +394,15 @@ pub fn score<'a>(
             ((size + 2) as f64).ln()
         })
         .collect();
-    let per_node = matching_per_node(pod, constraints, pods);
-    // Matching pods per domain over every eligible node (hostname: counted per node).
+    // Matching pods per domain over every eligible node (hostname: counted per node);
+    // only nodes holding matching pods add anything.
     let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
-    for node in all_nodes {
+    for (name, on_node) in per_node {
+        let Some(node) = node_named(name) else { continue };
         let labels = node.labels();
         if require_all && !has_all_keys(labels, constraints) {
             continue;
         }
-        let Some(on_node) = per_node.get(node.name()) else {
-            continue;
-        };
         for (i, c) in constraints.iter().enumerate() {
             if c.topology_key == HOSTNAME_LABEL || !c.includes_node(pod, node) {
                 continue;
@@ -370,8 +457,11 @@ pub fn normalize(scores: &mut [i64], ignored: &[bool]) {
     }
 }
 
-/// The plugin.
-pub struct PodTopologySpread;
+/// The plugin, with the counts it keeps between cycles.
+#[derive(Default)]
+pub struct PodTopologySpread {
+    counts: std::sync::Mutex<MatchCounts>,
+}
 
 impl FilterPlugin for PodTopologySpread {
     fn name(&self) -> &'static str {
@@ -383,7 +473,9 @@ impl FilterPlugin for PodTopologySpread {
         if hard.is_empty() {
             return;
         }
-        state.pod_topology_spread = Some(pre_filter(&pod.pod, hard, cache.nodes(), cache.pods_on_nodes()));
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let per_node = counts.get(&pod.pod, &hard, cache);
+        state.pod_topology_spread = Some(pre_filter(&pod.pod, hard, cache.nodes(), per_node));
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
@@ -425,14 +517,9 @@ impl ScorePlugin for PodTopologySpread {
         if soft.is_empty() {
             return Some(vec![0; nodes.len()]);
         }
-        Some(score(
-            &pod.pod,
-            &soft,
-            nodes,
-            cache.nodes(),
-            cache.pods_on_nodes(),
-            require_all,
-        ))
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let per_node = counts.get(&pod.pod, &soft, cache);
+        Some(score(&pod.pod, &soft, nodes, |n| cache.node(n), per_node, require_all))
     }
 }
 
@@ -474,9 +561,14 @@ mod tests {
         p
     }
 
+    fn named<'a>(nodes: &'a [NodeInfo], name: &str) -> Option<&'a NodeInfo> {
+        nodes.iter().find(|n| n.name() == name)
+    }
+
     fn state(incoming: &Pod, nodes: &[NodeInfo], placed: &[(usize, Pod)]) -> PreFilterState {
-        let pods = placed.iter().map(|(i, p)| (&nodes[*i], p));
-        pre_filter(incoming, constraints(incoming, "DoNotSchedule"), nodes, pods)
+        let hard = constraints(incoming, "DoNotSchedule");
+        let per_node = matching_per_node(incoming, &hard, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
+        pre_filter(incoming, hard, nodes, &per_node)
     }
 
     #[test]
@@ -552,14 +644,9 @@ mod tests {
         let incoming = spread(web("new"), ZONE, 1, "ScheduleAnyway");
         let placed = [(0usize, web("w1")), (0, web("w2"))];
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
-        let scores = score(
-            &incoming,
-            &constraints(&incoming, "ScheduleAnyway"),
-            &feasible,
-            &nodes,
-            placed.iter().map(|(i, p)| (&nodes[*i], p)),
-            true,
-        );
+        let soft = constraints(&incoming, "ScheduleAnyway");
+        let per_node = matching_per_node(&incoming, &soft, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
+        let scores = score(&incoming, &soft, &feasible, |n| named(&nodes, n), &per_node, true);
         // ln(4) * 2 = 2.77 -> 3 for zone a, 0 for zone b: b gets 100, a 100*(3+0-3)/3 = 0.
         assert_eq!(scores, [0, 100, 0]);
     }
@@ -617,15 +704,82 @@ mod tests {
         let nodes = vec![zoned("a1", "a"), zoned("b1", "b"), node_info(node("bare", "4", "8Gi"))];
         let placed = [(0usize, web("w1")), (0, web("w2"))];
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
-        let scores = score(
-            &p,
-            &c,
-            &feasible,
-            &nodes,
-            placed.iter().map(|(i, p)| (&nodes[*i], p)),
-            false,
-        );
+        let per_node = matching_per_node(&p, &c, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
+        let scores = score(&p, &c, &feasible, |n| named(&nodes, n), &per_node, false);
         assert!(scores[0] < scores[1], "{scores:?}");
         assert!(scores[2] > 0, "{scores:?}");
+    }
+
+    /// The counts kept between cycles always equal a fresh count over the cache, through
+    /// assumptions, bindings elsewhere, relabels, terminations, removals and a journal
+    /// that overflowed.
+    #[test]
+    fn kept_counts_follow_the_cache() {
+        use crate::cache::Cache;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use std::sync::Arc;
+        let mut cache = Cache::new();
+        for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+            cache.upsert_node(Arc::new(zoned(name, zone).node.as_ref().clone()));
+        }
+        let placed = |name: &str, node: &str| {
+            let mut p = web(name);
+            p.metadata.uid = Some(name.into());
+            p.spec.as_mut().unwrap().node_name = Some(node.into());
+            p
+        };
+        let incoming = spread(web("new"), ZONE, 1, "ScheduleAnyway");
+        let soft = constraints(&incoming, "ScheduleAnyway");
+        let fresh = |cache: &Cache| -> PerNode {
+            matching_per_node(&incoming, &soft, cache.pods_by_node())
+                .into_iter()
+                .filter(|(_, v)| v.iter().any(|c| *c != 0))
+                .collect()
+        };
+        let mut kept = MatchCounts::default();
+        let mut check = |cache: &Cache, what: &str| {
+            let got: PerNode = kept
+                .get(&incoming, &soft, cache)
+                .iter()
+                .filter(|(_, v)| v.iter().any(|c| *c != 0))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            assert_eq!(got, fresh(cache), "{what}");
+        };
+        cache.add_or_update_bound_pod(&placed("w1", "a1"));
+        cache.add_or_update_bound_pod(&placed("w2", "b1"));
+        check(&cache, "first count");
+        assert_eq!(fresh(&cache).len(), 2);
+
+        cache.assume_pod("w3", "a2", &PodInfo::new(Arc::new(placed("w3", "a2"))));
+        check(&cache, "assumed");
+        // The informer shows it bound elsewhere.
+        cache.add_or_update_bound_pod(&placed("w3", "b1"));
+        check(&cache, "bound elsewhere than assumed");
+        // Relabelled out of the selector, then terminating, then gone.
+        let mut other = placed("w1", "a1");
+        other.metadata.labels = Some(labels(&[("app", "db")]));
+        cache.add_or_update_bound_pod(&other);
+        check(&cache, "relabelled");
+        let mut leaving = placed("w2", "b1");
+        leaving.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        cache.add_or_update_bound_pod(&leaving);
+        check(&cache, "terminating");
+        cache.remove_pod("w3");
+        check(&cache, "removed");
+        assert!(fresh(&cache).is_empty());
+
+        // More changes than the journal keeps: counted again from scratch.
+        for i in 0..5000 {
+            let name = format!("p{i}");
+            cache.add_or_update_bound_pod(&placed(&name, if i % 2 == 0 { "a1" } else { "b1" }));
+        }
+        check(&cache, "after the journal overflowed");
+        assert_eq!(fresh(&cache)["a1"], vec![2500]);
+        // Another cache's journal is never replayed.
+        let mut other_cache = Cache::new();
+        other_cache.upsert_node(Arc::new(zoned("a1", "a").node.as_ref().clone()));
+        other_cache.add_or_update_bound_pod(&placed("x", "a1"));
+        check(&other_cache, "another cache");
     }
 }
