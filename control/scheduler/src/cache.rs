@@ -54,15 +54,20 @@ pub fn has_required_anti_affinity(pod: &Pod) -> bool {
         .is_some_and(|t| !t.is_empty())
 }
 
-/// A pod object put on (`added`) or taken off a node, in the order the cache saw it:
-/// plugins that count pods by label (PodTopologySpread) keep their counts current
-/// from these instead of scanning every cached pod each cycle.
+/// A pod put on (`added`) or taken off a node, in the order the cache saw it, with
+/// what label-counting plugins (PodTopologySpread) look at: they keep their counts
+/// current from these instead of scanning every cached pod each cycle. Only those
+/// fields are kept, not the pod object (old versions would otherwise stay alive).
 #[derive(Clone, Debug)]
 pub struct Placement {
     /// The node's name.
     pub node: String,
-    /// The pod as counted.
-    pub pod: Arc<Pod>,
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's labels.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The pod has a deletionTimestamp.
+    pub terminating: bool,
     /// Put on (true) or taken off (false).
     pub added: bool,
 }
@@ -164,14 +169,16 @@ impl Cache {
         Some(self.placements.iter().skip((seq - self.placements_start) as usize))
     }
 
-    fn place(&mut self, node: &str, pod: Arc<Pod>, added: bool) {
+    fn place(&mut self, node: &str, pod: &Pod, added: bool) {
         if self.placements.len() == PLACEMENTS_KEPT {
             self.placements.pop_front();
             self.placements_start += 1;
         }
         self.placements.push_back(Placement {
             node: node.to_string(),
-            pod,
+            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            labels: pod.metadata.labels.clone(),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
             added,
         });
     }
@@ -290,9 +297,9 @@ impl Cache {
                     Some(old) if !counted_differently(&old, pod) => {}
                     previous => {
                         if let Some(old) = previous {
-                            self.place(&node, old, false);
+                            self.place(&node, &old, false);
                         }
-                        self.place(&node, object, true);
+                        self.place(&node, pod, true);
                     }
                 }
                 return relabeled;
@@ -301,7 +308,7 @@ impl Cache {
             let old = self.pods.remove(&key).expect("just seen");
             self.account(&old.node, &old.requests, &old.ports, false);
             if let Some(previous) = previous {
-                self.place(&old.node, previous, false);
+                self.place(&old.node, &previous, false);
             }
         }
         let cached = CachedPod {
@@ -312,7 +319,7 @@ impl Cache {
             object: Some(object.clone()),
         };
         self.account(&node, &cached.requests, &cached.ports, true);
-        self.place(&node, object, true);
+        self.place(&node, pod, true);
         self.pods.insert(key, cached);
         true
     }
@@ -324,7 +331,7 @@ impl Cache {
         self.with_affinity.remove(uid);
         self.account(&old.node, &old.requests, &old.ports, false);
         if let Some(object) = old.object {
-            self.place(&old.node, object, false);
+            self.place(&old.node, &object, false);
         }
         true
     }
@@ -367,7 +374,7 @@ impl Cache {
         if let Some(cached) = self.pods.get_mut(uid) {
             cached.object = Some(pod.pod.clone());
         }
-        self.place(node, pod.pod.clone(), true);
+        self.place(node, &pod.pod, true);
         self.index_affinity(uid, &pod.pod);
     }
 

@@ -167,18 +167,31 @@ fn has_all_keys(labels: Option<&Labels>, constraints: &[Constraint]) -> bool {
 /// Per node name, per constraint: how many placed pods match.
 pub type PerNode = HashMap<String, Vec<i64>>;
 
-/// Whether placed pod `existing` counts for constraint `i` of a pod in namespace `ns`:
-/// same namespace, not terminating, and selected.
-fn counts_for(ns: &str, existing: &Pod, constraint: &Constraint) -> bool {
-    existing.metadata.deletion_timestamp.is_none()
-        && existing.metadata.namespace.as_deref().unwrap_or("default") == ns
-        && constraint.selector.matches(existing.metadata.labels.as_ref())
+/// One placed pod as counting sees it: namespace, labels, and whether it is terminating.
+struct Placed<'a> {
+    namespace: &'a str,
+    labels: Option<&'a Labels>,
+    terminating: bool,
 }
 
-/// Add (`delta` 1) or take away (-1) one placed pod's matches.
-fn count(per_node: &mut PerNode, ns: &str, constraints: &[Constraint], node: &str, existing: &Pod, delta: i64) {
+impl<'a> Placed<'a> {
+    fn of(pod: &'a Pod) -> Self {
+        Placed {
+            namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
+            labels: pod.metadata.labels.as_ref(),
+            terminating: pod.metadata.deletion_timestamp.is_some(),
+        }
+    }
+}
+
+/// Add (`delta` 1) or take away (-1) one placed pod's matches: pods of namespace `ns`,
+/// not terminating, selected by a constraint.
+fn count(per_node: &mut PerNode, ns: &str, constraints: &[Constraint], node: &str, placed: &Placed, delta: i64) {
+    if placed.terminating || placed.namespace != ns {
+        return;
+    }
     for (i, c) in constraints.iter().enumerate() {
-        if counts_for(ns, existing, c) {
+        if c.selector.matches(placed.labels) {
             match per_node.get_mut(node) {
                 Some(v) => v[i] += delta,
                 None => {
@@ -201,7 +214,7 @@ pub fn matching_per_node<'a>(
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut per_node = PerNode::new();
     for (node, existing) in pods {
-        count(&mut per_node, ns, constraints, node, existing, 1);
+        count(&mut per_node, ns, constraints, node, &Placed::of(existing), 1);
     }
     per_node
 }
@@ -246,12 +259,17 @@ impl MatchCounts {
                 match cache.placements_since(e.cursor) {
                     Some(placements) => {
                         for p in placements {
+                            let placed = Placed {
+                                namespace: &p.namespace,
+                                labels: p.labels.as_ref(),
+                                terminating: p.terminating,
+                            };
                             count(
                                 &mut e.per_node,
                                 ns,
                                 constraints,
                                 &p.node,
-                                &p.pod,
+                                &placed,
                                 if p.added { 1 } else { -1 },
                             );
                         }
