@@ -89,8 +89,10 @@ pub trait Strategy: Send + Sync + 'static {
         self.resource()
     }
 
-    /// Whether [`Strategy::on_read`] changes objects (watches then convert
-    /// every event instead of sharing the stored bytes).
+    /// Whether [`Strategy::on_read`] or [`Strategy::to_storage`] change
+    /// objects (watches then convert every event instead of sharing the
+    /// stored bytes; writes copy the object to convert it). A kind that
+    /// overrides either says true here.
     fn converts_on_read(&self) -> bool {
         false
     }

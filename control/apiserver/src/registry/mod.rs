@@ -175,10 +175,14 @@ fn has_status_subresource(r: &Resource) -> bool {
 }
 
 /// `obj` as it is stored (custom resources: in the storage version).
-fn stored(k: &Kind, obj: &Value) -> Value {
+/// `obj` as it is stored: borrowed for the kinds that store what they serve.
+fn stored<'a>(k: &Kind, obj: &'a Value) -> std::borrow::Cow<'a, Value> {
+    if !k.converts_on_read() {
+        return std::borrow::Cow::Borrowed(obj);
+    }
     let mut s = obj.clone();
     k.to_storage(&mut s);
-    s
+    std::borrow::Cow::Owned(s)
 }
 
 /// What a write answers: `obj` as a read would return it. A kind that
@@ -189,7 +193,7 @@ fn answer(k: &Kind, obj: Value) -> Value {
     if !k.converts_on_read() {
         return obj;
     }
-    let mut read = stored(k, &obj);
+    let mut read = stored(k, &obj).into_owned();
     k.on_read(&mut read);
     read
 }
@@ -490,7 +494,7 @@ impl Registry {
             let w = Write {
                 key,
                 precondition: Precondition::Absent,
-                action: Action::Put(stored(k, &candidate), lease),
+                action: Action::Put(stored(k, &candidate).into_owned(), lease),
                 claim: plan.claims.clone(),
                 release: Vec::new(),
             };
@@ -873,7 +877,7 @@ impl Registry {
         let w = Write {
             key: key.clone(),
             precondition: Precondition::Revision(cur.revision),
-            action: Action::Put(stored(k, &new), lease),
+            action: Action::Put(stored(k, &new).into_owned(), lease),
             claim: plan.claims.clone(),
             release: plan.releases.clone(),
         };
@@ -999,7 +1003,7 @@ impl Registry {
                 let w = Write {
                     key: key.clone(),
                     precondition: Precondition::Revision(cur.revision),
-                    action: Action::Put(stored(k, &new), None),
+                    action: Action::Put(stored(k, &new).into_owned(), None),
                     claim: Vec::new(),
                     release: Vec::new(),
                 };

@@ -9,21 +9,49 @@ use serde_json::Value;
 
 /// Whether `new` (about to be stored) equals `old` (as stored), apart from
 /// `metadata.resourceVersion` and the `time` of each managedFields entry.
+/// Compared in place: every update asks, and copying both objects to strip
+/// those fields cost more than the comparison.
 pub fn is_unchanged(old: &Value, new: &Value) -> bool {
-    normalized(old) == normalized(new)
+    match (old.as_object(), new.as_object()) {
+        (Some(o), Some(n)) => same_except(o, n, &[], &|key, a, b| {
+            if key == "metadata" {
+                same_metadata(a, b)
+            } else {
+                a == b
+            }
+        }),
+        _ => old == new,
+    }
 }
 
-fn normalized(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("resourceVersion");
-        if let Some(entries) = meta.get_mut("managedFields").and_then(Value::as_array_mut) {
-            for entry in entries.iter_mut().filter_map(Value::as_object_mut) {
-                entry.remove("time");
-            }
+type Map = serde_json::Map<String, Value>;
+
+/// Maps equal apart from the `ignored` keys, values compared by `same(key, a, b)`.
+fn same_except(a: &Map, b: &Map, ignored: &[&str], same: &dyn Fn(&str, &Value, &Value) -> bool) -> bool {
+    let kept = |m: &Map| m.keys().filter(|k| !ignored.contains(&k.as_str())).count();
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !ignored.contains(&k.as_str()))
+            .all(|(k, va)| b.get(k).is_some_and(|vb| same(k, va, vb)))
+}
+
+fn same_metadata(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    same_except(a, b, &["resourceVersion"], &|key, a, b| {
+        if key != "managedFields" {
+            return a == b;
         }
-    }
-    v
+        let (Some(a), Some(b)) = (a.as_array(), b.as_array()) else {
+            return a == b;
+        };
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(ea, eb)| match (ea.as_object(), eb.as_object()) {
+                (Some(ea), Some(eb)) => same_except(ea, eb, &["time"], &|_, x, y| x == y),
+                _ => ea == eb,
+            })
+    })
 }
 
 #[cfg(test)]
@@ -61,6 +89,20 @@ mod tests {
         let mut relabelled = old.clone();
         relabelled["metadata"]["labels"] = json!({"tier": "web"});
         assert!(!is_unchanged(&old, &relabelled));
+        let mut extra_meta = old.clone();
+        extra_meta["metadata"]["generation"] = json!(2);
+        assert!(!is_unchanged(&old, &extra_meta));
+        assert!(!is_unchanged(&extra_meta, &old));
+        let mut no_rv = old.clone();
+        no_rv["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        assert!(is_unchanged(&old, &no_rv) && is_unchanged(&no_rv, &old));
+        let mut two_managers = old.clone();
+        let entry = two_managers["metadata"]["managedFields"][0].clone();
+        two_managers["metadata"]["managedFields"]
+            .as_array_mut()
+            .unwrap()
+            .push(entry);
+        assert!(!is_unchanged(&old, &two_managers));
         let mut other_manager = old.clone();
         other_manager["metadata"]["managedFields"][0]["manager"] = json!("kubectl-edit");
         assert!(!is_unchanged(&old, &other_manager));

@@ -82,12 +82,43 @@ pub fn set_resource_version(v: &mut Value, revision: i64) {
 /// Serialize an object for storage under `key` (without resourceVersion,
 /// encrypted if the encryption configuration covers its resource).
 pub fn encode(key: &[u8], v: &Value) -> Result<Vec<u8>, ApiError> {
-    let mut v = v.clone();
-    if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    let plain = serde_json::to_vec(&v).unwrap_or_default();
+    let plain = serde_json::to_vec(&WithoutResourceVersion(v)).unwrap_or_default();
     super::encryption::to_storage(key, plain).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// An object serialized as it is, but for `metadata.resourceVersion` (etcd's
+/// revision is the resourceVersion), without copying it first.
+struct WithoutResourceVersion<'a>(&'a Value);
+
+impl serde::Serialize for WithoutResourceVersion<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(obj) = self.0.as_object() else {
+            return self.0.serialize(s);
+        };
+        let mut map = s.serialize_map(Some(obj.len()))?;
+        for (k, v) in obj {
+            match v.as_object().filter(|_| k == "metadata") {
+                Some(meta) => map.serialize_entry(k, &Skipping(meta, "resourceVersion"))?,
+                None => map.serialize_entry(k, v)?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// A map serialized without one key.
+struct Skipping<'a>(&'a serde_json::Map<String, Value>, &'static str);
+
+impl serde::Serialize for Skipping<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.iter().filter(|(k, _)| k.as_str() != self.1) {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
 }
 
 /// What must hold for a write to apply.
@@ -419,5 +450,22 @@ mod tests {
         let d = by_kind("apps", "Deployment").unwrap();
         assert_eq!(object_key(d, Some("n"), "d"), "/registry/apps/deployments/n/d");
         assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
+    }
+
+    #[test]
+    fn stored_bytes_leave_out_the_resource_version_only() {
+        let obj = serde_json::json!({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "c", "resourceVersion": "42", "labels": {"resourceVersion": "kept"}},
+            "data": {"resourceVersion": "kept"}
+        });
+        let bytes = encode(b"/registry/core/configmaps/default/c", &obj).unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"c","labels":{"resourceVersion":"kept"}},"data":{"resourceVersion":"kept"}}"#
+        );
+        // Read back at a revision, the object is whole again.
+        let read = decode(b"k", &encode(b"k", &obj).unwrap(), 42).unwrap();
+        assert_eq!(read, obj);
     }
 }
