@@ -228,10 +228,8 @@ async fn run_shared(
         return;
     }
     // The shared pre-encoded line is JSON: protobuf watchers encode their own.
-    let unfiltered = req.query.label.is_empty()
-        && req.query.field.0.is_empty()
-        && em.wrap.is_none()
-        && req.encoding == Encoding::Json;
+    let shares_lines = em.wrap.is_none() && req.encoding == Encoding::Json;
+    let unfiltered = shares_lines && req.query.label.is_empty() && req.query.field.0.is_empty();
     let matches = |o: &Value| req.query.label.matches(o) && req.query.field.matches(o);
     let mut last = start_rev;
     let mut last_bookmark = start_rev;
@@ -245,6 +243,15 @@ async fn run_shared(
         } else if unfiltered {
             // Encoded once for every such watcher.
             unfiltered_line(c).map(Ok)
+        } else if shares_lines {
+            // A filtered watcher (a node's pods) mostly gets the very event
+            // the unfiltered ones get: then it shares their line too.
+            let kind = c.event_kind(&matches)?;
+            if c.event_kind(&|_| true) == Some(kind) {
+                unfiltered_line(c).map(Ok)
+            } else {
+                c.event(&matches).map(Err)
+            }
         } else {
             c.event(&matches).map(Err)
         }

@@ -93,24 +93,34 @@ impl Change {
     /// tests, as its type and object; None when the watcher sees nothing
     /// (neither state matches, or there is no object to send).
     pub fn event(&self, matches: &dyn Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
+        let kind = self.event_kind(matches)?;
+        let object = match &self.new {
+            Some(new) => Value::clone(new),
+            None => self.deleted_object()?,
+        };
+        Some((kind, object))
+    }
+
+    /// The type of [`Change::event`] alone. Its object follows from the
+    /// change (the new state, or the last one for a delete), so two watchers
+    /// given the same type get the same event: a filtered watcher whose type
+    /// is the unfiltered one can share the unfiltered watchers' encoding.
+    pub fn event_kind(&self, matches: &dyn Fn(&Value) -> bool) -> Option<&'static str> {
         match &self.new {
             Some(new) => {
                 let new_match = matches(new);
                 let old_match = !self.created && self.old.as_deref().is_some_and(matches);
                 match (old_match, new_match) {
-                    (_, true) if self.created => Some(("ADDED", Value::clone(new))),
-                    (true, true) => Some(("MODIFIED", Value::clone(new))),
-                    (false, true) => Some(("ADDED", Value::clone(new))),
-                    (true, false) => Some(("DELETED", Value::clone(new))),
+                    (_, true) if self.created => Some("ADDED"),
+                    (true, true) => Some("MODIFIED"),
+                    (false, true) => Some("ADDED"),
+                    (true, false) => Some("DELETED"),
                     (false, false) => None,
                 }
             }
             None => {
                 let old = self.old.as_ref()?;
-                if !matches(old) {
-                    return None;
-                }
-                Some(("DELETED", self.deleted_object()?))
+                matches(old).then_some("DELETED")
             }
         }
     }
@@ -704,6 +714,45 @@ mod tests {
             Cold::of(&change(3, None, None, false)).is_none(),
             "nothing to send, nothing kept"
         );
+    }
+
+    /// A filtered watcher sees a change as Kubernetes' cacher shows it
+    /// (leaving the selection is DELETED, entering it ADDED), and whenever
+    /// its event type is the unfiltered one, the whole event is the same
+    /// (so it may share the unfiltered encoding).
+    #[test]
+    fn filtered_watchers_see_selection_changes_and_share_what_is_the_same() {
+        let running = |o: &Value| o["status"]["phase"] == "Running";
+        let cases = [
+            (change(5, Some(pod(5, "Running")), None, true), Some("ADDED")),
+            (change(6, Some(pod(6, "Pending")), None, true), None),
+            (
+                change(7, Some(pod(7, "Running")), Some(pod(5, "Pending")), false),
+                Some("ADDED"),
+            ),
+            (
+                change(8, Some(pod(8, "Running")), Some(pod(7, "Running")), false),
+                Some("MODIFIED"),
+            ),
+            (
+                change(9, Some(pod(9, "Failed")), Some(pod(8, "Running")), false),
+                Some("DELETED"),
+            ),
+            (
+                change(10, Some(pod(10, "Failed")), Some(pod(9, "Pending")), false),
+                None,
+            ),
+            (change(11, None, Some(pod(9, "Running")), false), Some("DELETED")),
+            (change(12, None, Some(pod(9, "Pending")), false), None),
+        ];
+        for (c, want) in cases {
+            let kind = c.event_kind(&running);
+            assert_eq!(kind, want, "revision {}", c.revision);
+            assert_eq!(c.event(&running).map(|(k, _)| k), kind, "revision {}", c.revision);
+            if kind.is_some() && kind == c.event_kind(&|_| true) {
+                assert_eq!(c.event(&running), c.unfiltered_event(), "revision {}", c.revision);
+            }
+        }
     }
 
     #[test]

@@ -683,8 +683,9 @@ async fn main() -> Result<()> {
         peak,
         to_running,
     } = basic;
-    writeln!(md, "| basic: pods bound/s (first to last binding) | {rate_window:.0} | {:.2} × baseline; {:.1} × kube-scheduler threshold 270; goal 1,000: {} |",
-        rate_window / baseline_rate, rate_window / 270.0, if rate_window >= 1000.0 { "met" } else { "not met" })?;
+    writeln!(md, "| basic: pods bound/s (first to last binding) | {rate_window:.0} | {:.2} × baseline (goal ≥ 0.8: {}); {:.1} × kube-scheduler threshold 270; goal 2,000: {} |",
+        rate_window / baseline_rate, if rate_window >= 0.8 * baseline_rate { "met" } else { "not met" },
+        rate_window / 270.0, if rate_window >= 2000.0 { "met" } else { "not met" })?;
     writeln!(
         md,
         "| basic: pods bound/s (from first create to last binding) | {rate_from_create:.0} | {:.2} × baseline |",
@@ -748,7 +749,7 @@ async fn main() -> Result<()> {
         writeln!(md, "\nAnti-affinity + spread workload: {} pods created directly by the driver after the basic workload ran (its pods stay), app label `app-<i / {}>` ({} pods per app), each with a required podAntiAffinity on `kubernetes.io/hostname` against its own app and a topologySpreadConstraint maxSkew 1, `whenUnsatisfiable: DoNotSchedule` on `topology.kubernetes.io/zone` ({} zones, nodesim `--zones`).",
             args.spread_pods, args.pods_per_app.max(1), args.pods_per_app.max(1), args.zones)?;
     }
-    writeln!(md, "\nAnchors: kube-scheduler scheduler_perf `SchedulingBasic/5000Nodes_10000Pods` threshold 270 pods/s; goal ≥ 1,000 pods/s on 2 cores; API server + controller-manager + scheduler < 400 MB.")?;
+    writeln!(md, "\nAnchors: kube-scheduler scheduler_perf `SchedulingBasic/5000Nodes_10000Pods` threshold 270 pods/s; goal ≥ 2,000 pods/s and ≥ 0.8 × the direct bindings on 2 cores (issue 16); API server + controller-manager + scheduler < 400 MB.")?;
     if let Some(parent) = args.out.parent() {
         std::fs::create_dir_all(parent)?;
     }
