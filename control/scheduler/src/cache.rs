@@ -7,6 +7,7 @@
 //! informer never shows it after a successful binding.
 
 use crate::framework::plugins::default_preemption::{Budget, Running};
+use crate::framework::plugins::inter_pod_affinity::PodTerms;
 use crate::framework::{pod_host_ports, HostPort, NodeInfo, PodInfo};
 use crate::resources::{pod_requests, PodRequests};
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -104,6 +105,9 @@ pub struct Cache {
     anti_affinity: HashSet<String>,
     /// Uids of cached pods with any pod affinity or anti-affinity.
     with_affinity: HashSet<String>,
+    /// Those pods' terms, resolved once when the pod is cached or changes
+    /// (InterPodAffinity checks every incoming pod against them).
+    affinity_terms: HashMap<String, Arc<PodTerms>>,
     /// Namespace labels, for pod affinity terms' `namespaceSelector`.
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Service selectors by namespace and name (default topology spreading).
@@ -329,6 +333,7 @@ impl Cache {
         let Some(old) = self.pods.remove(uid) else { return false };
         self.anti_affinity.remove(uid);
         self.with_affinity.remove(uid);
+        self.affinity_terms.remove(uid);
         self.account(&old.node, &old.requests, &old.ports, false);
         if let Some(object) = old.object {
             self.place(&old.node, &object, false);
@@ -386,25 +391,32 @@ impl Cache {
         }
         if has_pod_affinity(pod) {
             self.with_affinity.insert(uid.to_string());
+            self.affinity_terms.insert(uid.to_string(), Arc::new(PodTerms::of(pod)));
         } else {
             self.with_affinity.remove(uid);
+            self.affinity_terms.remove(uid);
         }
     }
 
-    /// The cached pods with any pod affinity or anti-affinity, with their nodes.
-    pub fn pods_with_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
+    /// The cached pods with any pod affinity or anti-affinity, with their nodes and terms.
+    pub fn pods_with_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
         self.with_affinity.iter().filter_map(|uid| {
             let p = self.pods.get(uid)?;
-            Some((self.node(&p.node)?, p.object.as_deref()?))
+            Some((
+                self.node(&p.node)?,
+                p.object.as_deref()?,
+                self.affinity_terms.get(uid).map(|t| &**t),
+            ))
         })
     }
 
-    /// Every cached pod (bound or assumed) with its node, for plugins that count pods
-    /// by topology; pods on nodes the cache does not know are left out.
-    pub fn pods_on_nodes(&self) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
-        self.pods.values().filter_map(|p| {
+    /// Every cached pod (bound or assumed) with its node and, for pods with pod
+    /// (anti-)affinity, their terms, for plugins that count pods by topology; pods on
+    /// nodes the cache does not know are left out.
+    pub fn pods_on_nodes(&self) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
+        self.pods.iter().filter_map(|(uid, p)| {
             let pod = p.object.as_deref()?;
-            Some((self.node(&p.node)?, pod))
+            Some((self.node(&p.node)?, pod, self.affinity_terms.get(uid).map(|t| &**t)))
         })
     }
 
@@ -415,11 +427,15 @@ impl Cache {
             .filter_map(|p| Some((p.node.as_str(), p.object.as_deref()?)))
     }
 
-    /// The cached pods with required pod anti-affinity terms, with their nodes.
-    pub fn pods_with_required_anti_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod)> {
+    /// The cached pods with required pod anti-affinity terms, with their nodes and terms.
+    pub fn pods_with_required_anti_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
         self.anti_affinity.iter().filter_map(|uid| {
             let p = self.pods.get(uid)?;
-            Some((self.node(&p.node)?, p.object.as_deref()?))
+            Some((
+                self.node(&p.node)?,
+                p.object.as_deref()?,
+                self.affinity_terms.get(uid).map(|t| &**t),
+            ))
         })
     }
 
@@ -594,6 +610,40 @@ mod tests {
         p.metadata.uid = Some(uid.into());
         p.spec.as_mut().unwrap().node_name = node.map(Into::into);
         p
+    }
+
+    /// A cached pod's pod (anti-)affinity terms are resolved when it is cached and
+    /// follow its changes, so the plugins do not resolve them again every cycle.
+    #[test]
+    fn affinity_terms_are_kept_with_the_pod() {
+        use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+        let mut cache = Cache::new();
+        cache.upsert_node(Arc::new(crate::framework::testing::node("n1", "4", "8Gi")));
+        let mut p = with_uid(crate::framework::testing::pod("web-1", "", ""), "u1", Some("n1"));
+        p.spec.as_mut().unwrap().affinity = Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                    topology_key: "kubernetes.io/hostname".into(),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        cache.add_or_update_bound_pod(&p);
+        let kept: Vec<_> = cache
+            .pods_with_required_anti_affinity()
+            .map(|(_, _, t)| t.map(|t| t.required_anti_affinity[0].topology_key.clone()))
+            .collect();
+        assert_eq!(kept, [Some("kubernetes.io/hostname".to_string())]);
+        assert!(cache.pods_on_nodes().all(|(_, _, t)| t.is_some()));
+        // The pod drops its affinity: no terms kept.
+        p.spec.as_mut().unwrap().affinity = None;
+        cache.add_or_update_bound_pod(&p);
+        assert_eq!(cache.pods_with_required_anti_affinity().count(), 0);
+        assert!(cache.pods_on_nodes().all(|(_, _, t)| t.is_none()));
+        cache.remove_pod("u1");
+        assert!(cache.affinity_terms.is_empty());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::cache::Cache;
 use crate::framework::selector::Selector;
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 /// Plugin name.
@@ -138,6 +139,14 @@ impl PodTerms {
     }
 }
 
+/// A placed pod's terms: as the cache keeps them, or resolved now.
+fn terms_of<'a>(pod: &Pod, kept: Option<&'a PodTerms>) -> Cow<'a, PodTerms> {
+    match kept {
+        Some(t) => Cow::Borrowed(t),
+        None => Cow::Owned(PodTerms::of(pod)),
+    }
+}
+
 /// Counts of matching pods per topology pair (key, value).
 pub type TopologyCounts = HashMap<(String, String), i64>;
 
@@ -166,11 +175,12 @@ pub struct PreFilterState {
 
 /// Compute the PreFilter state. `pods` yields every placed pod with its node's labels
 /// (consulted only when the incoming pod has required terms); `anti_affinity_pods` the
-/// placed pods with required anti-affinity; `ns_labels` a namespace's labels.
+/// placed pods with required anti-affinity, with their terms when kept (else they are
+/// resolved here); `ns_labels` a namespace's labels.
 pub fn pre_filter<'a, 'n>(
     pod: &Pod,
     pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod)>,
-    anti_affinity_pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod)>,
+    anti_affinity_pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>,
     ns_labels: &dyn Fn(&str) -> Option<&'n Labels>,
 ) -> PreFilterState {
     let terms = PodTerms::of(pod);
@@ -179,10 +189,10 @@ pub fn pre_filter<'a, 'n>(
         matches_own_affinity: terms.required_affinity.iter().all(|t| t.matches(pod, own_ns_labels)),
         ..Default::default()
     };
-    for (node_labels, existing) in anti_affinity_pods {
-        for term in PodTerms::of(existing).required_anti_affinity {
+    for (node_labels, existing, kept) in anti_affinity_pods {
+        for term in &terms_of(existing, kept).required_anti_affinity {
             if term.matches(pod, own_ns_labels) {
-                count(&mut state.existing_anti_affinity, &term, node_labels);
+                count(&mut state.existing_anti_affinity, term, node_labels);
             }
         }
     }
@@ -279,16 +289,16 @@ fn add_score(scores: &mut TopologyScore, term: &AffinityTerm, weight: i64, node_
 /// Score contributions per topology pair (kube's PreScore): the incoming pod's preferred
 /// terms matching placed pods, and placed pods' terms matching the incoming pod.
 /// `pods` must yield every placed pod when the pod has preferred terms, otherwise the
-/// placed pods with pod (anti-)affinity suffice.
+/// placed pods with pod (anti-)affinity suffice; with their terms when kept.
 pub fn topology_score<'a, 'n>(
     pod: &Pod,
     terms: &PodTerms,
-    pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod)>,
+    pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>,
     ns_labels: &dyn Fn(&str) -> Option<&'n Labels>,
 ) -> TopologyScore {
     let own_ns_labels = ns_labels(pod.metadata.namespace.as_deref().unwrap_or("default"));
     let mut scores = TopologyScore::new();
-    for (node_labels, existing) in pods {
+    for (node_labels, existing, kept) in pods {
         if node_labels.is_none_or(|l| l.is_empty()) {
             continue;
         }
@@ -306,7 +316,7 @@ pub fn topology_score<'a, 'n>(
         if !crate::cache::has_pod_affinity(existing) {
             continue;
         }
-        let theirs = PodTerms::of(existing);
+        let theirs = terms_of(existing, kept);
         for term in &theirs.required_affinity {
             if term.matches(pod, own_ns_labels) {
                 add_score(&mut scores, term, HARD_POD_AFFINITY_WEIGHT, node_labels);
@@ -361,8 +371,10 @@ impl FilterPlugin for InterPodAffinity {
         let lookup = |ns: &str| cache.namespace_labels(ns);
         let s = pre_filter(
             &pod.pod,
-            cache.pods_on_nodes().map(|(n, p)| (n.labels(), p)),
-            cache.pods_with_required_anti_affinity().map(|(n, p)| (n.labels(), p)),
+            cache.pods_on_nodes().map(|(n, p, _)| (n.labels(), p)),
+            cache
+                .pods_with_required_anti_affinity()
+                .map(|(n, p, t)| (n.labels(), p, t)),
             &lookup,
         );
         state.inter_pod_affinity = Some(s);
@@ -393,14 +405,14 @@ impl ScorePlugin for InterPodAffinity {
             topology_score(
                 &pod.pod,
                 &terms,
-                cache.pods_on_nodes().map(|(n, p)| (n.labels(), p)),
+                cache.pods_on_nodes().map(|(n, p, t)| (n.labels(), p, t)),
                 &lookup,
             )
         } else {
             topology_score(
                 &pod.pod,
                 &terms,
-                cache.pods_with_affinity().map(|(n, p)| (n.labels(), p)),
+                cache.pods_with_affinity().map(|(n, p, t)| (n.labels(), p, t)),
                 &lookup,
             )
         };
@@ -472,7 +484,7 @@ mod tests {
         let anti = placed
             .iter()
             .filter(|(_, p)| crate::cache::has_required_anti_affinity(p))
-            .map(|(l, p)| (Some(*l), *p));
+            .map(|(l, p)| (Some(*l), *p, None));
         pre_filter(incoming, all, anti, &no_ns)
     }
 
@@ -614,7 +626,12 @@ mod tests {
         });
         let terms = PodTerms::of(&incoming);
         let placed = [(&n1, &cache_pod)];
-        let scores = topology_score(&incoming, &terms, placed.iter().map(|(l, p)| (Some(*l), *p)), &no_ns);
+        let scores = topology_score(
+            &incoming,
+            &terms,
+            placed.iter().map(|(l, p)| (Some(*l), *p, None)),
+            &no_ns,
+        );
         let mut raw = vec![node_score(&scores, Some(&n1)), node_score(&scores, Some(&n2))];
         assert_eq!(raw, [10, 0]);
         normalize(&mut raw);
@@ -627,7 +644,7 @@ mod tests {
         let scores = topology_score(
             &plain,
             &PodTerms::of(&plain),
-            placed.iter().map(|(l, p)| (Some(*l), *p)),
+            placed.iter().map(|(l, p)| (Some(*l), *p, None)),
             &no_ns,
         );
         assert_eq!(node_score(&scores, Some(&n2)), HARD_POD_AFFINITY_WEIGHT);

@@ -342,7 +342,14 @@ pub fn pre_filter(pod: &Pod, constraints: Vec<Constraint>, nodes: &[NodeInfo], p
             let Some(value) = labels.and_then(|l| l.get(&c.topology_key)) else {
                 continue;
             };
-            *counts[i].entry(value.clone()).or_default() += on_node.map_or(0, |v| v[i]);
+            let n = on_node.map_or(0, |v| v[i]);
+            // Most nodes share a few domains: copy a domain's name once, not per node.
+            match counts[i].get_mut(value.as_str()) {
+                Some(c) => *c += n,
+                None => {
+                    counts[i].insert(value.clone(), n);
+                }
+            }
         }
     }
     let labels = pod.metadata.labels.as_ref();
