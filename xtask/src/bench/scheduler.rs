@@ -1,5 +1,5 @@
-//! `cargo xtask bench scheduler`: scheduler throughput with 5,000 simulated nodes, for
-//! 10,000 basic pods and then 5,000 pods with a required podAntiAffinity on hostname and a
+//! `cargo xtask bench scheduler`: scheduler throughput with 5,000 simulated nodes, for a
+//! backlog of 2,000 pods created before the scheduler starts, 10,000 basic pods and then 5,000 pods with a required podAntiAffinity on hostname and a
 //! zone topologySpreadConstraint (10 pods per app), against a direct-binding baseline
 //! measured in the same run. Not a test.
 //!
@@ -13,8 +13,8 @@ use crate::util::{self, step, workspace_root};
 use anyhow::{Context, Result};
 use std::process::Command;
 
-/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 500 nodes, 1,000 basic and
-/// 500 anti-affinity + spread pods.
+/// Run the benchmark; `quick` (env `SLUICE_BENCH_QUICK=1`) uses 500 nodes, 500 backlog,
+/// 1,000 basic and 500 anti-affinity + spread pods.
 pub fn run(quick: bool) -> Result<()> {
     let root = workspace_root();
     step("building apiserver, scheduler, scheduler-bench, nodesim (release)");
@@ -55,6 +55,8 @@ pub fn run(quick: bool) -> Result<()> {
             "--spread-pods",
             "500",
             "--baseline-pods",
+            "500",
+            "--backlog-pods",
             "500",
         ]);
     }
