@@ -22,6 +22,12 @@ pub fn flow_events(quick: bool) -> Result<()> {
     measure(quick, &["--flow-events-only"], "flow-events")
 }
 
+/// `cargo xtask bench dataplane-routing`: only pod-to-pod routing, written to
+/// `bench-results/dataplane-routing.md`.
+pub fn routing(quick: bool) -> Result<()> {
+    measure(quick, &["--routing-only"], "dataplane-routing")
+}
+
 /// `cargo xtask bench scale-down`: failed requests when a Service's pods are
 /// removed under load, Sluice (drain off and on) vs kube-proxy-style iptables,
 /// 10 rounds each (3 when quick), written to `bench-results/scale-down.md`.

@@ -40,6 +40,8 @@ pub enum Which {
     FlowEvents,
     /// Failed requests when pods are removed under load: Sluice vs kube-proxy-style iptables.
     ScaleDown,
+    /// Pod-to-pod routing only: eBPF routing vs the kernel's, throughput and round trips.
+    DataplaneRouting,
     /// Scheduler throughput with simulated nodes.
     Scheduler,
     /// Pod startup latency on real nodes.
@@ -63,7 +65,7 @@ fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
         Which::Apiserver | Which::List | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
             &[("etcd", "etcd-server")]
         }
-        Which::Dataplane | Which::FlowEvents | Which::ScaleDown => &[
+        Which::Dataplane | Which::FlowEvents | Which::ScaleDown | Which::DataplaneRouting => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
             ("iptables-restore", "iptables"),
@@ -83,6 +85,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::Dataplane => dataplane::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::FlowEvents => dataplane::flow_events(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::ScaleDown => dataplane::scale_down(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::DataplaneRouting => dataplane::routing(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::List => list::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),

@@ -318,6 +318,21 @@ async fn measure(
     })
 }
 
+/// Create `n` pods, `make(i)` each, `in_flight` requests at a time; the first error stops it.
+async fn create_pods(api: &Api<Pod>, n: usize, in_flight: usize, make: impl Fn(usize) -> Pod) -> Result<()> {
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let (api, pod) = (api.clone(), make(i));
+            async move { api.create(&PostParams::default(), &pod).await }
+        })
+        .buffer_unordered(in_flight)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(())
+}
+
 /// Pod timeline collected from a watch: when each pod was first seen bound and Running.
 #[derive(Default)]
 struct Timeline {
@@ -532,22 +547,10 @@ async fn main() -> Result<()> {
         .collect();
     let base_api: Api<Pod> = Api::namespaced(client.clone(), "bench-baseline");
     eprintln!("==> baseline: creating {} pods for direct binding", args.baseline_pods);
-    futures::stream::iter(0..args.baseline_pods)
-        .map(|i| {
-            let api = base_api.clone();
-            async move {
-                api.create(
-                    &PostParams::default(),
-                    &pod_template(&format!("base-{i}"), "bench-none"),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    create_pods(&base_api, args.baseline_pods, 32, |i| {
+        pod_template(&format!("base-{i}"), "bench-none")
+    })
+    .await?;
     let t = Instant::now();
     let binds: Vec<_> = futures::stream::iter(0..args.baseline_pods)
         .map(|i| {
@@ -591,22 +594,10 @@ async fn main() -> Result<()> {
             args.backlog_pods
         );
     }
-    futures::stream::iter(0..args.backlog_pods)
-        .map(|i| {
-            let api = backlog_api.clone();
-            async move {
-                api.create(
-                    &PostParams::default(),
-                    &pod_template(&format!("backlog-{i}"), "default-scheduler"),
-                )
-                .await
-            }
-        })
-        .buffer_unordered(32)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect::<Result<Vec<_>, _>>()?;
+    create_pods(&backlog_api, args.backlog_pods, 32, |i| {
+        pod_template(&format!("backlog-{i}"), "default-scheduler")
+    })
+    .await?;
     let t_sched = Instant::now();
     procs.start(
         "scheduler",
@@ -666,21 +657,10 @@ async fn main() -> Result<()> {
         }
     } else {
         let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
-        let results: Vec<_> = futures::stream::iter(0..args.pods)
-            .map(|i| {
-                let api = api.clone();
-                async move {
-                    api.create(
-                        &PostParams::default(),
-                        &pod_template(&format!("pod-{i}"), "default-scheduler"),
-                    )
-                    .await
-                }
-            })
-            .buffer_unordered(64)
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        create_pods(&api, args.pods, 64, |i| {
+            pod_template(&format!("pod-{i}"), "default-scheduler")
+        })
+        .await?;
         created_secs = t0.elapsed().as_secs_f64();
     }
     let basic = measure("basic workload", &timeline, t0, args.pods, args.timeout, &mut procs).await?;
@@ -696,18 +676,10 @@ async fn main() -> Result<()> {
             args.spread_pods, args.zones
         );
         let t0 = Instant::now();
-        let results: Vec<_> = futures::stream::iter(0..args.spread_pods)
-            .map(|i| {
-                let api = api.clone();
-                async move {
-                    let pod = spread_pod_template(&format!("pod-{i}"), &format!("app-{}", i / per_app));
-                    api.create(&PostParams::default(), &pod).await
-                }
-            })
-            .buffer_unordered(64)
-            .collect()
-            .await;
-        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        create_pods(&api, args.spread_pods, 64, |i| {
+            spread_pod_template(&format!("pod-{i}"), &format!("app-{}", i / per_app))
+        })
+        .await?;
         let created = t0.elapsed().as_secs_f64();
         let f = measure(
             "anti-affinity + spread",
