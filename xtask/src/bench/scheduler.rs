@@ -1,7 +1,8 @@
 //! `cargo xtask bench scheduler`: scheduler throughput with 5,000 simulated nodes, for a
-//! backlog of 2,000 pods created before the scheduler starts, 10,000 basic pods and then 5,000 pods with a required podAntiAffinity on hostname and a
-//! zone topologySpreadConstraint (10 pods per app), against a direct-binding baseline
-//! measured in the same run. Not a test.
+//! backlog of 2,000 pods created before the scheduler starts, 10,000 basic pods, and then
+//! 5,000 pods with a required podAntiAffinity on hostname and a zone
+//! topologySpreadConstraint (10 pods per app), against a direct-binding baseline measured
+//! in the same run. Not a test.
 //!
 //! The measuring is done by the `scheduler-bench` binary of `sluice-scheduler` (it needs
 //! kube; xtask stays light): this task builds the control-plane binaries in release mode

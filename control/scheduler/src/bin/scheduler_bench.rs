@@ -318,6 +318,18 @@ async fn measure(
     })
 }
 
+/// Create `obj`; one that already exists (409) is kept as it is.
+async fn create_unless_present<K>(api: &Api<K>, obj: &K) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Create `n` pods, `make(i)` each, `in_flight` requests at a time; the first error stops it.
 async fn create_pods(api: &Api<Pod>, n: usize, in_flight: usize, make: impl Fn(usize) -> Pod) -> Result<()> {
     futures::stream::iter(0..n)
@@ -519,10 +531,7 @@ async fn main() -> Result<()> {
             },
             ..Default::default()
         };
-        ns_api.create(&PostParams::default(), &n).await.or_else(|e| match e {
-            kube::Error::Api(s) if s.code == 409 => Ok(n.clone()),
-            e => Err(e),
-        })?;
+        create_unless_present(&ns_api, &n).await?;
         // Without a controller-manager nobody makes the namespace's `default`
         // ServiceAccount, which ServiceAccount admission requires of every pod.
         if !use_cm {
@@ -534,10 +543,7 @@ async fn main() -> Result<()> {
                 },
                 ..Default::default()
             };
-            sa_api.create(&PostParams::default(), &sa).await.or_else(|e| match e {
-                kube::Error::Api(s) if s.code == 409 => Ok(sa.clone()),
-                e => Err(e),
-            })?;
+            create_unless_present(&sa_api, &sa).await?;
         }
     }
     let node_names: Vec<String> = list_all(&nodes_api)
