@@ -198,6 +198,16 @@ pub fn event_info(e: Event) -> (&'static str, bool, &'static str) {
             false,
             "translated frame left to the kernel: no neighbour yet, local route, MTU or TTL",
         ),
+        Event::DsrForward => (
+            "DsrForward",
+            false,
+            "NodePort packet to a remote backend by direct server return (frontend in an IP option)",
+        ),
+        Event::DsrRecorded => (
+            "DsrRecorded",
+            false,
+            "direct-server-return flow recorded for a local pod: its replies go straight to the client",
+        ),
     }
 }
 

@@ -86,6 +86,14 @@ pub struct DatapathConfig {
     /// XDP_TX (a physical NIC needs nothing). Off: the kernel routes them,
     /// as on TC.
     pub xdp_forward: bool,
+    /// Direct server return for NodePort, LoadBalancer and external IP
+    /// flows to backends on other nodes: destination NAT only (the backend
+    /// sees the client's address), the frontend carried to the backend's
+    /// node in an IPv4 option, replies sent by that node straight to the
+    /// client. Off (the default): source NAT to this node, replies come
+    /// back through it. Every node reads the option whatever this setting;
+    /// switchable at runtime with [`Datapath::set_dsr`].
+    pub dsr: bool,
 }
 
 /// The hook of the NodePort program on external interfaces.
@@ -106,6 +114,7 @@ impl Default for DatapathConfig {
             external_hook: ExternalHook::Xdp,
             flow_events: true,
             xdp_forward: true,
+            dsr: false,
         }
     }
 }
@@ -284,6 +293,18 @@ impl Datapath {
         })?;
         replace_incompatible_pins(&config.pin_root);
         let adopted = config.pin_root.join(map_names::SERVICES).exists();
+        let root = config.pin_root.clone();
+        Self::load(config, adopted).inspect_err(|_| {
+            if !adopted {
+                remove_new_pins(&root);
+            }
+        })
+    }
+
+    /// Load the object with its maps pinned under the pin root (adopting
+    /// the ones already pinned there) and its programs, and bring the
+    /// userspace state up from the maps.
+    fn load(config: DatapathConfig, adopted: bool) -> Result<Self, DatapathError> {
         let mut loader = EbpfLoader::new();
         let pins: Vec<(&'static str, PathBuf)> = map_names::ALL.iter().map(|n| (*n, config.pin_root.join(n))).collect();
         for (name, path) in &pins {
@@ -388,10 +409,22 @@ impl Datapath {
         Ok(())
     }
 
+    /// Switch direct server return on or off for new flows (see
+    /// [`DatapathConfig::dsr`]); flows already tracked keep their mode.
+    pub fn set_dsr(&mut self, on: bool) -> Result<(), DatapathError> {
+        self.config.dsr = on;
+        self.write_settings()?;
+        debug!(on, "direct server return");
+        Ok(())
+    }
+
     /// The programs' runtime switches from the config.
     fn write_settings(&mut self) -> Result<(), DatapathError> {
-        use sluice_common::settings_flags::{FLOW_EVENTS, XDP_FORWARD};
+        use sluice_common::settings_flags::{DSR, FLOW_EVENTS, XDP_FORWARD};
         let mut flags = 0;
+        if self.config.dsr {
+            flags |= DSR;
+        }
         if self.config.flow_events {
             flags |= FLOW_EVENTS;
         }
@@ -1174,6 +1207,18 @@ impl Datapath {
     }
 }
 
+/// Remove what a failed first open pinned (its maps, the empty `links`
+/// directory, the pin root), so a datapath whose programs the kernel
+/// refused leaves nothing behind. Not used when the open adopted pins: a
+/// node's running state is never removed because a new object failed.
+fn remove_new_pins(root: &Path) {
+    for name in map_names::ALL {
+        let _ = std::fs::remove_file(root.join(name));
+    }
+    let _ = std::fs::remove_dir(root.join("links"));
+    let _ = std::fs::remove_dir(root);
+}
+
 pub(crate) const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::NewFlow,
     Event::TrackedFlow,
@@ -1192,6 +1237,8 @@ pub(crate) const ALL_EVENTS: [Event; sluice_common::EVENT_COUNT as usize] = [
     Event::XdpTx,
     Event::XdpRedirect,
     Event::XdpToKernel,
+    Event::DsrForward,
+    Event::DsrRecorded,
 ];
 
 /// Key and value sizes each pinned map must have (from `sluice-common`).

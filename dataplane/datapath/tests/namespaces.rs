@@ -225,6 +225,67 @@ fn nodeport_scenario(c: &mut Cluster) {
     });
 }
 
+/// Direct server return (noded `--nodeport-mode dsr`) switched on at node
+/// 1: a NodePort flow to a backend on node 2 keeps the client's address,
+/// and node 2 answers the client itself, so node 1 translates no reply.
+/// TCP (greeting and an echo on the established connection, whose segments
+/// after the SYN carry no option) and UDP, on both hooks. Switched off, the
+/// same NodePort source-NATs again.
+#[test]
+fn nodeport_by_direct_server_return_keeps_the_client_address_and_replies_skip_the_node() {
+    for (tag, hook) in [("dsrxdp", ExternalHook::Xdp), ("dsrtc", ExternalHook::Tc)] {
+        let mut c = Cluster::with_hook(tag, hook);
+        // As noded does for its pods: node 2 knows its pods' links (the
+        // option is read only for a pod of the node).
+        for (name, _, ip) in BACKENDS.iter().filter(|(_, node, _)| *node == 2) {
+            let pod_mac = in_ns(&c.topo.ns(name), || interface_mac("eth0").expect("pod MAC"));
+            let host_if = format!("v-{name}");
+            let dp = &mut c.node2;
+            in_ns(&c.topo.ns("n2"), || {
+                let ep = PodEndpoint::on_interface(ip.parse().unwrap(), &host_if, pod_mac).expect("endpoint");
+                dp.upsert_endpoint(&ep).expect("upsert endpoint");
+            });
+        }
+        c.node1.set_dsr(true).unwrap();
+        c.program(&["b2", "b3"], |b| ServiceSpec::node_port(30090, Protocol::Tcp, b));
+        c.program(&["b2", "b3"], |b| udp(ServiceSpec::node_port(30091, Protocol::Udp, b)));
+        let events = |dp: &Datapath| {
+            let c = dp.counters().unwrap();
+            [Event::ReverseNat, Event::DsrForward, Event::DsrRecorded].map(|e| c.event(e))
+        };
+        let (n1, n2) = (events(&c.node1), events(&c.node2));
+        in_ns(&c.topo.ns("client"), || {
+            for i in 0..20 {
+                let (name, peer, mut s) = greet(addr(NODE1, 30090)).expect("NodePort by direct server return");
+                assert!(name == "b2" || name == "b3", "landed on {name}");
+                assert_eq!(peer, CLIENT, "{tag}: the remote backend sees the client, not node 1");
+                echo(&mut s, &format!("still there {i}")).expect("the established connection carries on");
+            }
+            for _ in 0..10 {
+                let (name, peer) = udp_ask(addr(NODE1, 30091)).expect("UDP NodePort by direct server return");
+                assert!(name == "b2" || name == "b3", "landed on {name}");
+                assert_eq!(peer, CLIENT, "{tag}: UDP keeps the client's address");
+            }
+        });
+        let (n1_after, n2_after) = (events(&c.node1), events(&c.node2));
+        let delta = |a: [u64; 3], b: [u64; 3]| [a[0] - b[0], a[1] - b[1], a[2] - b[2]];
+        let (n1, n2) = (delta(n1_after, n1), delta(n2_after, n2));
+        assert_eq!(n1[0], 0, "{tag}: no reply came back through node 1: {n1:?}");
+        assert_eq!(
+            n1[1], 30,
+            "{tag}: node 1 sent each SYN and datagram with the option: {n1:?}"
+        );
+        assert_eq!(n2[2], 30, "{tag}: node 2 recorded each flow once: {n2:?}");
+        assert!(n2[0] >= 20 * 3 + 10, "{tag}: node 2 translated the replies: {n2:?}");
+
+        c.node1.set_dsr(false).unwrap();
+        in_ns(&c.topo.ns("client"), || {
+            let (_, peer, _) = greet(addr(NODE1, 30090)).expect("NodePort with source NAT");
+            assert_eq!(peer, NODE1, "{tag}: without DSR the backend sees node 1");
+        });
+    }
+}
+
 #[test]
 fn pod_reaching_its_own_service_lands_on_itself_and_sees_the_vip() {
     let mut c = Cluster::new("hairpin");

@@ -461,6 +461,145 @@ fn nodeport_snats_to_remote_backends_and_keeps_client_ip_with_policy_local() {
     assert_eq!(out.action, XDP_DROP);
 }
 
+/// The frame `f` without its IPv4 options (header length, total length and
+/// header checksum fixed), and the options' bytes.
+fn without_ip_options(f: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let ihl = (f[14] & 0x0f) as usize * 4;
+    let mut ip = f[14..34].to_vec();
+    assert_eq!(
+        fold(sum(&f[14..14 + ihl], 0)),
+        0,
+        "bad IP header checksum (with options)"
+    );
+    ip[0] = 0x45;
+    let total = u16::from_be_bytes([ip[2], ip[3]]) - (ihl - 20) as u16;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = fold(sum(&ip, 0));
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut out = f[..14].to_vec();
+    out.extend_from_slice(&ip);
+    out.extend_from_slice(&f[14 + ihl..]);
+    (out, f[34..14 + ihl].to_vec())
+}
+
+/// Direct server return on crafted packets. On the node the client reached
+/// (either hook): the SYN gets destination NAT only and the frontend in an
+/// 8-byte IPv4 option (type 158, port, address) with a valid header
+/// checksum; the next segment carries no option; each UDP datagram does.
+/// On the backend's node: the option is read for a pod of the node, the
+/// packet passes untouched, and the pod's reply leaves with the frontend as
+/// its source, to the client.
+#[test]
+fn direct_server_return_carries_the_frontend_in_an_ip_option() {
+    let mut dp = TestDatapath::new("dsr");
+    let node = ip("198.18.0.1");
+    dp.add_node_address(node, 1).unwrap();
+    let remote = Backend::new(ip("198.18.2.7"), 8080);
+    dp.upsert_service(&ServiceSpec::node_port(30090, Protocol::Tcp, vec![remote]))
+        .unwrap();
+    let mut udp_spec = ServiceSpec::node_port(30091, Protocol::Udp, vec![remote]);
+    udp_spec.backends[0].port = 8053;
+    dp.upsert_service(&udp_spec).unwrap();
+    dp.set_dsr(true).unwrap();
+    let option = |port: u16| {
+        let mut o = vec![158, 8];
+        o.extend_from_slice(&port.to_be_bytes());
+        o.extend_from_slice(&node.octets());
+        o
+    };
+    for (kind, pass, port) in [
+        (ProgramKind::NodePortXdp, XDP_PASS, 45000),
+        (ProgramKind::NodePortTc, TC_ACT_OK, 45001),
+    ] {
+        let client = (ip("198.18.0.100"), port);
+        let out = dp
+            .test_run(kind, &Pkt::tcp(client, (node, 30090), SYN).build())
+            .unwrap();
+        assert_eq!(out.action, pass, "{kind:?}");
+        assert_eq!(out.packet[14], 0x47, "{kind:?}: header of 7 words");
+        let (plain, opts) = without_ip_options(&out.packet);
+        assert_eq!(opts, option(30090), "{kind:?}: the frontend in the option");
+        let syn = Pkt::parse(&plain);
+        assert_eq!((syn.dst, syn.dport), (remote.ip, 8080), "{kind:?}");
+        assert_eq!((syn.src, syn.sport), client, "{kind:?}: no source NAT");
+        assert_eq!(syn.payload, b"hello", "{kind:?}");
+
+        let (action, ack) = run(&mut dp, kind, &Pkt::tcp(client, (node, 30090), ACK));
+        assert_eq!(action, pass);
+        assert_eq!(
+            (ack.dst, ack.dport, ack.src),
+            (remote.ip, 8080, client.0),
+            "{kind:?}: no option after the SYN"
+        );
+
+        for _ in 0..2 {
+            let out = dp.test_run(kind, &Pkt::udp(client, (node, 30091)).build()).unwrap();
+            let (plain, opts) = without_ip_options(&out.packet);
+            assert_eq!(opts, option(30091), "{kind:?}: every datagram carries the frontend");
+            let d = Pkt::parse(&plain);
+            assert_eq!((d.dst, d.dport, d.src, d.sport), (remote.ip, 8053, client.0, client.1));
+        }
+    }
+    assert_eq!(dp.counters().unwrap().event(Event::DsrForward), 6);
+
+    // The same datapath as the backend's node: the backend is its pod.
+    dp.upsert_endpoint(&PodEndpoint {
+        ip: remote.ip,
+        ifindex: 1,
+        pod_mac: Mac([2, 0, 0, 0, 0, 7]),
+        host_mac: Mac([2, 0, 0, 0, 0, 1]),
+    })
+    .unwrap();
+    let client = (ip("198.18.0.100"), 46000);
+    let mut syn = Pkt::tcp(client, (remote.ip, 8080), SYN).build();
+    let mut with_option = syn[..34].to_vec();
+    with_option[14] = 0x47;
+    let total = u16::from_be_bytes([with_option[16], with_option[17]]) + 8;
+    with_option[16..18].copy_from_slice(&total.to_be_bytes());
+    with_option[24..26].copy_from_slice(&[0, 0]);
+    with_option.extend_from_slice(&option(30090));
+    let c = fold(sum(&with_option[14..42], 0));
+    with_option[24..26].copy_from_slice(&c.to_be_bytes());
+    with_option.extend_from_slice(&syn[34..]);
+    syn = with_option;
+    for kind in [ProgramKind::NodePortXdp, ProgramKind::NodePortTc] {
+        let out = dp.test_run(kind, &syn).unwrap();
+        // (TC hands it to the pod itself, with the pod's Ethernet addresses.)
+        assert_eq!(
+            out.packet[14..],
+            syn[14..],
+            "{kind:?}: on to the pod untranslated, the option in place"
+        );
+    }
+    assert_eq!(
+        dp.counters().unwrap().event(Event::DsrRecorded),
+        1,
+        "recorded once (the second sight changes nothing)"
+    );
+    let (action, reply) = run(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::tcp((remote.ip, 8080), client, SYN | ACK),
+    );
+    assert_eq!(action, TC_ACT_OK);
+    assert_eq!(
+        (reply.src, reply.sport),
+        (node, 30090),
+        "the reply comes from the frontend"
+    );
+    assert_eq!((reply.dst, reply.dport), client, "straight to the client");
+
+    // A packet to an address that is no pod of this node is not recorded.
+    let mut other = syn.clone();
+    other[30..34].copy_from_slice(&ip("198.18.2.99").octets());
+    other[24..26].copy_from_slice(&[0, 0]);
+    let c = fold(sum(&other[14..42], 0));
+    other[24..26].copy_from_slice(&c.to_be_bytes());
+    dp.test_run(ProgramKind::NodePortXdp, &other).unwrap();
+    assert_eq!(dp.counters().unwrap().event(Event::DsrRecorded), 1);
+}
+
 #[test]
 fn source_ranges_filter_nodeport_clients() {
     let mut dp = TestDatapath::new("ranges");

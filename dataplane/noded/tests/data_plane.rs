@@ -29,6 +29,7 @@ fn args(pin_root: &str) -> NetworkArgs {
         endpoint_drain_delay_ms: 0,
         flow_events: true,
         xdp_forward: true,
+        nodeport_mode: "snat".into(),
     }
 }
 

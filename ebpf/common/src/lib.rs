@@ -263,7 +263,22 @@ pub mod ct_flags {
     pub const SNAT: u8 = 2;
     /// A FIN or RST was seen: the short closing timeout applies.
     pub const CLOSING: u8 = 4;
+    /// Direct server return. Forward entry (on the node that balanced a
+    /// NodePort flow to a remote backend): no source NAT, and each SYN and
+    /// UDP datagram carries the frontend to the backend's node in a
+    /// [`DSR_IP_OPTION`]. Reply entry (on the backend's node, keyed by
+    /// backend → client): rewrite the source to the frontend and send the
+    /// reply straight to the client.
+    pub const DSR: u8 = 8;
 }
+
+/// IPv4 option type carrying a direct-server-return flow's frontend to the
+/// backend's node: 158 (copied, class 0, number 30), an RFC 4727
+/// experimental value, which the Linux stack passes over untouched.
+pub const DSR_IP_OPTION: u8 = 158;
+/// Length of that option: type, length, frontend port (network order),
+/// frontend address.
+pub const DSR_IP_OPTION_LEN: usize = 8;
 
 /// Connection-tracking and NAT state of one direction of a flow.
 ///
@@ -433,9 +448,17 @@ pub enum Event {
     /// forwarding is on: no neighbour entry for the next hop yet, a route
     /// XDP cannot take (local, unreachable, MTU), or a TTL about to expire.
     XdpToKernel = 16,
+    /// A NodePort frame went to a remote backend by direct server return:
+    /// destination NAT only, the frontend in a [`DSR_IP_OPTION`] when the
+    /// packet opens the flow (TCP SYN, every UDP datagram).
+    DsrForward = 17,
+    /// A backend's node read the frontend of a direct-server-return flow
+    /// from its IP option: its replies leave from here, source rewritten
+    /// to the frontend, straight to the client.
+    DsrRecorded = 18,
 }
 /// Number of [`Event`] kinds (size of the `events` map).
-pub const EVENT_COUNT: u32 = 17;
+pub const EVENT_COUNT: u32 = 19;
 
 /// Socket-level reverse translation key: (socket cookie, backend address and port).
 #[repr(C)]
@@ -616,6 +639,11 @@ pub mod settings_flags {
     /// interface) instead of handing them to the kernel's stack. Every veth
     /// such a frame enters must accept XDP frames (GRO on, or an XDP program).
     pub const XDP_FORWARD: u32 = 2;
+    /// NodePort (and LoadBalancer/external IP) flows to a backend on another
+    /// node use direct server return instead of source NAT: the backend sees
+    /// the client's address and its node answers the client itself. Every
+    /// node reads the option whatever its own setting.
+    pub const DSR: u32 = 4;
 }
 
 /// Runtime switches of the programs (entry 0 of the `settings` array), set by userspace.

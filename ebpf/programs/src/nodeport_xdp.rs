@@ -13,16 +13,18 @@
 //! address is kept. Translated frames leave from XDP when forwarding is on
 //! ([`crate::xdp_forward`]: into a local pod's veth, or XDP_TX / redirect to
 //! the next hop), else continue into the kernel (XDP_PASS), which routes
-//! them. A NodePort without backends is passed too: nothing
+//! them. With direct server return on ([`crate::lb::dsr`]) a remote backend
+//! gets destination NAT only, and the frontend rides along in an IP option
+//! on the flow's first packets. A NodePort without backends is passed too: nothing
 //! listens on that port, so the kernel itself answers RST / ICMP unreachable.
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use aya_log_ebpf::{info, warn};
-use sluice_common::Event;
+use sluice_common::{Event, DSR_IP_OPTION_LEN};
 
 use crate::arp;
+use crate::lb::{self, dsr, nat, packet, packet::Flow, Hook, Verdict};
 use crate::xdp_forward;
-use crate::lb::{self, nat, packet, Hook, Verdict};
 
 /// Entry point (see the module docs).
 #[xdp]
@@ -57,9 +59,21 @@ pub fn nodeport_xdp(ctx: XdpContext) -> u32 {
             );
             xdp_action::XDP_DROP
         }
-        Verdict::Rewrite(to) => match nat::rewrite_xdp(&ctx, &flow, &to) {
-            Some(()) => xdp_forward::forward(&ctx, &flow, &to),
-            None => xdp_action::XDP_DROP,
-        },
+        Verdict::Rewrite(to) => {
+            if nat::rewrite_xdp(&ctx, &flow, &to).is_none() {
+                return xdp_action::XDP_DROP;
+            }
+            if !to.dsr.is_some() {
+                return xdp_forward::forward(&ctx, &flow, &to);
+            }
+            if dsr::push_xdp(&ctx, &to.dsr).is_none() {
+                return xdp_action::XDP_DROP;
+            }
+            let grown = Flow {
+                ip_len: flow.ip_len + DSR_IP_OPTION_LEN as u16,
+                ..flow
+            };
+            xdp_forward::forward(&ctx, &grown, &to)
+        }
     }
 }

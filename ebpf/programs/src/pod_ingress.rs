@@ -19,7 +19,7 @@ use aya_log_ebpf::{info, warn};
 use sluice_common::Event;
 
 use crate::arp;
-use crate::lb::{self, nat, packet, reject, Hook, Verdict};
+use crate::lb::{self, dsr, nat, packet, reject, Hook, Verdict};
 use crate::route;
 
 /// The most header bytes a TC program reads: Ethernet, IPv4 with options,
@@ -77,6 +77,9 @@ pub fn handle(ctx: &TcContext, hook: Hook) -> i32 {
                 }
                 Verdict::Rewrite(to) => {
                     if nat::rewrite_tc(ctx, &flow, &to).is_err() {
+                        return TC_ACT_SHOT;
+                    }
+                    if to.dsr.is_some() && dsr::push_tc(ctx, &to.dsr).is_err() {
                         return TC_ACT_SHOT;
                     }
                 }

@@ -45,7 +45,8 @@ pub const SYN: u8 = 0x02;
 pub const ACK: u8 = 0x10;
 pub const RST: u8 = 0x04;
 
-fn sum(bytes: &[u8], mut acc: u32) -> u32 {
+/// One's-complement sum of big-endian 16-bit words (an odd byte padded).
+pub fn sum(bytes: &[u8], mut acc: u32) -> u32 {
     for c in bytes.chunks(2) {
         let w = if c.len() == 2 {
             u16::from_be_bytes([c[0], c[1]])
@@ -56,7 +57,8 @@ fn sum(bytes: &[u8], mut acc: u32) -> u32 {
     }
     acc
 }
-fn fold(mut s: u32) -> u16 {
+/// The checksum of a [`sum`]: folded and inverted.
+pub fn fold(mut s: u32) -> u16 {
     while s >> 16 != 0 {
         s = (s & 0xffff) + (s >> 16);
     }

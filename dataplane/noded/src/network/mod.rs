@@ -85,6 +85,15 @@ pub struct NetworkArgs {
     /// hands every frame to the kernel.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub xdp_forward: bool,
+    /// How NodePort, LoadBalancer and external IP flows reach backends on
+    /// other nodes (Cilium's `--bpf-lb-mode`): `snat` (source NAT to this
+    /// node, whose replies come back through it) or `dsr` (direct server
+    /// return: the backend sees the client's address and its node answers
+    /// the client itself; the frontend travels to that node in an IPv4
+    /// option, which the network between nodes must pass). Every node
+    /// reads the option whatever its own mode.
+    #[arg(long, default_value = "snat", value_parser = ["snat", "dsr"])]
+    pub nodeport_mode: String,
     /// cgroup v2 directory whose processes reach ClusterIPs by socket-level
     /// balancing. Default: the cgroup v2 root when noded runs in the
     /// machine's initial network namespace (a real node with --data-plane=on);
@@ -179,6 +188,7 @@ impl DataPlane {
             external_hook: hook,
             flow_events: args.flow_events,
             xdp_forward: args.xdp_forward,
+            dsr: args.nodeport_mode == "dsr",
             ..DatapathConfig::default()
         };
         let mut dp = Datapath::open_or_adopt(config)
@@ -202,7 +212,7 @@ impl DataPlane {
                 };
                 dp.attach_external_interface(&ifname, ip)
                     .with_context(|| format!("attaching NodePort programs to {ifname}"))?;
-                info!(ifname, %ip, hook = args.nodeport_hook, "external interface serves NodePorts");
+                info!(ifname, %ip, hook = args.nodeport_hook, mode = args.nodeport_mode, "external interface serves NodePorts");
             }
             None => warn!("no --node-ip: NodePorts and masquerade are off"),
         }

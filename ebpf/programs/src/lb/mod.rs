@@ -6,6 +6,7 @@
 
 pub mod conntrack;
 pub mod csum;
+pub mod dsr;
 pub mod maps;
 pub mod nat;
 pub mod packet;
@@ -31,6 +32,11 @@ pub struct Rewrite {
     pub sport: u16,
     /// New destination port.
     pub dport: u16,
+    /// The frontend to insert as an IP option for the backend's node
+    /// (direct server return, [`dsr`]); [`dsr::Frontend::NONE`] for none.
+    /// (A plain value rather than an `Option` or another [`Verdict`]: the
+    /// verifier rejects copying the undefined bytes those leave.)
+    pub dsr: dsr::Frontend,
 }
 
 /// What to do with a packet.
@@ -171,6 +177,7 @@ pub fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
             sport: ct.nat_port,
             daddr: if snat { ct.snat_addr } else { flow.daddr },
             dport: if snat { ct.snat_port } else { flow.dport },
+            dsr: dsr::Frontend::NONE,
         }
     } else {
         Rewrite {
@@ -178,6 +185,7 @@ pub fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
             dport: ct.nat_port,
             saddr: if snat { ct.snat_addr } else { flow.saddr },
             sport: if snat { ct.snat_port } else { flow.sport },
+            dsr: dsr::Frontend::NONE,
         }
     }
 }
@@ -186,6 +194,11 @@ pub fn tracked(flow: &Flow, ct: &CtValue) -> Rewrite {
 #[inline(always)]
 pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     let now = conntrack::now();
+    // On a backend's node: a DSR flow's packet carrying its frontend goes
+    // to the pod as it is; its reply entry is kept for the pod's answers.
+    if hook == Hook::External && dsr::record(flow, now) {
+        return Verdict::Pass;
+    }
     let mut rebalanced = false;
     if let Some(ct) = conntrack::lookup(flow, now) {
         let reply = ct.flags & ct_flags::REPLY != 0;
@@ -201,7 +214,12 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         } else {
             count(if reply { Event::ReverseNat } else { Event::TrackedFlow });
             count_traffic(ct.service_id, ct.backend_id, flow.ip_len, false);
-            return Verdict::Rewrite(tracked(flow, &ct));
+            let mut to = tracked(flow, &ct);
+            if !reply && ct.flags & ct_flags::DSR != 0 && dsr::carries_frontend(flow) && dsr::fits(flow) {
+                count(Event::DsrForward);
+                to.dsr = frontend_of(flow);
+            }
+            return Verdict::Rewrite(to);
         }
     }
     let from_pod = match hook {
@@ -275,14 +293,17 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     // - a pod's flow to a backend outside the cluster (the API servers of
     //   the `kubernetes` Service): that host has no route to pods, so the
     //   flow is masqueraded to this node's address (`route`).
+    // With direct server return on, a remote backend keeps the client's
+    // address and its node answers the client itself ([`dsr`]).
     let remote_nodeport = local_node && !local_only && backend.flags & sluice_common::backend_flags::LOCAL == 0;
+    let direct_return = remote_nodeport && dsr::fits(flow) && dsr::enabled();
     let hairpin = hook == Hook::FromPod && backend.addr == flow.saddr;
     let leaves_cluster = if hook == Hook::FromPod && !hairpin {
         crate::route::masquerade_address(flow.saddr, backend.addr)
     } else {
         None
     };
-    let snat = remote_nodeport || hairpin || leaves_cluster.is_some();
+    let snat = (remote_nodeport && !direct_return) || hairpin || leaves_cluster.is_some();
     let mut forward = CtValue {
         nat_addr: backend.addr,
         nat_port: backend.port,
@@ -343,6 +364,9 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
             return Verdict::Drop;
         };
         forward.snat_port = port;
+    } else if direct_return {
+        // Replies leave from the backend's node: no reply entry here.
+        forward.flags |= ct_flags::DSR;
     } else {
         let _ = conntrack::insert(&reply_key, &reply, 0);
     }
@@ -360,12 +384,26 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
         Some((backend_id, &backend)),
         leaves_cluster.map(|_| (forward.snat_addr, forward.snat_port)),
     );
-    Verdict::Rewrite(tracked(flow, &forward))
+    let mut to = tracked(flow, &forward);
+    if direct_return {
+        count(Event::DsrForward);
+        to.dsr = frontend_of(flow);
+    }
+    Verdict::Rewrite(to)
+}
+
+/// The frontend a packet is addressed to.
+#[inline(always)]
+fn frontend_of(flow: &Flow) -> dsr::Frontend {
+    dsr::Frontend {
+        addr: flow.daddr,
+        port: flow.dport,
+    }
 }
 
 /// A TCP SYN without ACK: the first packet of a connection.
 #[inline(always)]
-fn opens_connection(flow: &Flow) -> bool {
+pub fn opens_connection(flow: &Flow) -> bool {
     flow.proto == PROTO_TCP && flow.tcp_flags & (packet::TCP_SYN | packet::TCP_ACK) == packet::TCP_SYN
 }
 

@@ -2,7 +2,9 @@
 //! bounds checks the verifier wants. Anything else (IPv6, VLAN, ICMP,
 //! fragments) is not ours and passes untouched.
 
-use sluice_common::{PROTO_TCP, PROTO_UDP};
+use sluice_common::{DSR_IP_OPTION, DSR_IP_OPTION_LEN, PROTO_TCP, PROTO_UDP};
+
+use super::dsr::Frontend;
 
 /// Length of an Ethernet header.
 pub const ETH_LEN: usize = 14;
@@ -14,6 +16,8 @@ pub const IP_CSUM_OFF: usize = IP_OFF + 10;
 pub const IP_SADDR_OFF: usize = IP_OFF + 12;
 /// Offset of the IPv4 destination address.
 pub const IP_DADDR_OFF: usize = IP_OFF + 16;
+/// Offset of the IPv4 options (the end of the header without them).
+pub const IP_OPTIONS_OFF: usize = IP_OFF + 20;
 
 /// TCP flag bits (byte 13 of the header).
 pub const TCP_FIN: u8 = 0x01;
@@ -43,6 +47,9 @@ pub struct Flow {
     pub tcp_flags: u8,
     /// IPv4 total length, host order (for byte counters).
     pub ip_len: u16,
+    /// The frontend of a direct-server-return flow, when the header's only
+    /// option is [`DSR_IP_OPTION`] ([`super::dsr`]); else [`Frontend::NONE`].
+    pub dsr: Frontend,
 }
 
 impl Flow {
@@ -109,6 +116,18 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
     let l4_off = IP_OFF + ihl * 4;
     let saddr = [ip[12], ip[13], ip[14], ip[15]];
     let daddr = [ip[16], ip[17], ip[18], ip[19]];
+    let dsr = if ihl * 4 == 20 + DSR_IP_OPTION_LEN {
+        match bytes::<DSR_IP_OPTION_LEN>(data, data_end, IP_OPTIONS_OFF) {
+            Some(o) if o[0] == DSR_IP_OPTION && o[1] as usize == DSR_IP_OPTION_LEN => Frontend {
+                port: u16::from_be_bytes([o[2], o[3]]),
+                addr: [o[4], o[5], o[6], o[7]],
+            },
+            Some(_) => Frontend::NONE,
+            None => return Parsed::Malformed,
+        }
+    } else {
+        Frontend::NONE
+    };
     match proto {
         PROTO_TCP => {
             let Some(tcp) = bytes::<20>(data, data_end, l4_off) else {
@@ -126,6 +145,7 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
                 proto,
                 tcp_flags: tcp[13],
                 ip_len,
+                dsr,
             })
         }
         PROTO_UDP => {
@@ -141,6 +161,7 @@ pub fn parse(data: usize, data_end: usize) -> Parsed {
                 proto,
                 tcp_flags: 0,
                 ip_len,
+                dsr,
             })
         }
         _ => Parsed::Other,
