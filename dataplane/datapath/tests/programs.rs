@@ -590,6 +590,28 @@ fn direct_server_return_carries_the_frontend_in_an_ip_option() {
     );
     assert_eq!((reply.dst, reply.dport), client, "straight to the client");
 
+    // A backend outside the pod network (a host of no node of ours, or a
+    // node's own address) would never see the option read: source NAT.
+    dp.set_routing(&RoutingSettings {
+        cluster_cidr: (ip("198.18.2.0"), 24),
+        masquerade: None,
+    })
+    .unwrap();
+    let outside = Backend::new(ip("203.0.113.5"), 8080);
+    dp.upsert_service(&ServiceSpec::node_port(30092, Protocol::Tcp, vec![outside]))
+        .unwrap();
+    let (action, out) = run(
+        &mut dp,
+        ProgramKind::NodePortXdp,
+        &Pkt::tcp((ip("198.18.0.100"), 47000), (node, 30092), SYN),
+    );
+    assert_eq!(action, XDP_PASS);
+    assert_eq!(out.dst, outside.ip);
+    assert_eq!(
+        out.src, node,
+        "source NAT to the node, no option (Pkt::parse takes no options)"
+    );
+
     // A packet to an address that is no pod of this node is not recorded.
     let mut other = syn.clone();
     other[30..34].copy_from_slice(&ip("198.18.2.99").octets());

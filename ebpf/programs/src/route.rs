@@ -45,6 +45,17 @@ fn in_cidr(addr: [u8; 4], cfg: &RoutingConfig) -> bool {
     u32::from_ne_bytes(addr) & mask == u32::from_ne_bytes(cfg.cluster_cidr) & mask
 }
 
+/// Whether `addr` lies in the cluster CIDR of `routing`: a pod's address
+/// (every address while no CIDR is set).
+#[inline(always)]
+pub fn in_cluster_cidr(addr: [u8; 4]) -> bool {
+    match ROUTING.get_ptr(0) {
+        // SAFETY: array value, read in place at once.
+        Some(cfg) => in_cidr(addr, unsafe { &*cfg }),
+        None => true,
+    }
+}
+
 /// The node's address when a pod flow from `saddr` to `daddr` leaves the
 /// cluster and must be masqueraded to it (see the module docs), else `None`.
 /// Also asked for a service's flow after balancing: a backend outside the

@@ -19,7 +19,9 @@
 //!   straight to the client.
 //!
 //! A packet that already has IP options gets no DSR option: a new flow with
-//! options is source-NATed as without DSR. The option makes the packet 8
+//! options is source-NATed as without DSR. So is a flow to a backend outside
+//! the cluster CIDR (a hostNetwork pod at its node's address, a host outside
+//! the cluster): no Sluice node would read the option for it. The option makes the packet 8
 //! bytes longer: a frame that no longer fits the next hop's MTU leaves XDP
 //! for the kernel, which fragments it or answers "fragmentation needed".
 

@@ -293,10 +293,14 @@ pub fn balance(flow: &Flow, hook: Hook) -> Verdict {
     // - a pod's flow to a backend outside the cluster (the API servers of
     //   the `kubernetes` Service): that host has no route to pods, so the
     //   flow is masqueraded to this node's address (`route`).
-    // With direct server return on, a remote backend keeps the client's
-    // address and its node answers the client itself ([`dsr`]).
+    // With direct server return on, a remote backend that is a pod keeps
+    // the client's address and its node answers the client itself
+    // ([`dsr`]). A backend outside the pod network (a node's own address,
+    // a host outside the cluster) has no node of ours to read the option:
+    // it is source-NATed as without DSR.
     let remote_nodeport = local_node && !local_only && backend.flags & sluice_common::backend_flags::LOCAL == 0;
-    let direct_return = remote_nodeport && dsr::fits(flow) && dsr::enabled();
+    let direct_return =
+        remote_nodeport && dsr::fits(flow) && dsr::enabled() && crate::route::in_cluster_cidr(backend.addr);
     let hairpin = hook == Hook::FromPod && backend.addr == flow.saddr;
     let leaves_cluster = if hook == Hook::FromPod && !hairpin {
         crate::route::masquerade_address(flow.saddr, backend.addr)
