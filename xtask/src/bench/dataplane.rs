@@ -28,6 +28,13 @@ pub fn routing(quick: bool) -> Result<()> {
     measure(quick, &["--routing-only"], "dataplane-routing")
 }
 
+/// `cargo xtask bench dataplane-dsr`: only NodePort to a backend on another
+/// node, source NAT vs direct server return, written to
+/// `bench-results/dataplane-dsr.md`.
+pub fn dsr(quick: bool) -> Result<()> {
+    measure(quick, &["--dsr-only"], "dataplane-dsr")
+}
+
 /// `cargo xtask bench scale-down`: failed requests when a Service's pods are
 /// removed under load, Sluice (drain off and on) vs kube-proxy-style iptables,
 /// 10 rounds each (3 when quick), written to `bench-results/scale-down.md`.

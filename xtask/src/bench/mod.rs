@@ -42,6 +42,8 @@ pub enum Which {
     ScaleDown,
     /// Pod-to-pod routing only: eBPF routing vs the kernel's, throughput and round trips.
     DataplaneRouting,
+    /// NodePort to a backend on another node: source NAT vs direct server return.
+    DataplaneDsr,
     /// Scheduler throughput with simulated nodes.
     Scheduler,
     /// Pod startup latency on real nodes.
@@ -65,7 +67,7 @@ fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
         Which::Apiserver | Which::List | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
             &[("etcd", "etcd-server")]
         }
-        Which::Dataplane | Which::FlowEvents | Which::ScaleDown | Which::DataplaneRouting => &[
+        Which::Dataplane | Which::FlowEvents | Which::ScaleDown | Which::DataplaneRouting | Which::DataplaneDsr => &[
             ("ip", "iproute2"),
             ("iperf3", "iperf3"),
             ("iptables-restore", "iptables"),
@@ -86,6 +88,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Which::FlowEvents => dataplane::flow_events(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::ScaleDown => dataplane::scale_down(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::DataplaneRouting => dataplane::routing(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
+        Which::DataplaneDsr => dataplane::dsr(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Scheduler => scheduler::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::Apiserver => apiserver::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),
         Which::List => list::run(std::env::var_os("SLUICE_BENCH_QUICK").is_some()),

@@ -17,11 +17,14 @@
 //! Last, the cost of observability ([`flow_event_report`]): the same
 //! connection and UDP tests with flow events off and on.
 //! `--flow-events-only` measures just that part.
+//! Then NodePort to a backend on another node, source NAT against direct
+//! server return ([`dsr`], `--dsr-only`).
 //! Not part of the full run: requests that fail when a Service's pods are
 //! removed under load, Sluice vs kube-proxy-style iptables ([`scale_down`],
 //! `--scale-down-only`, `--propagation-ms N`).
 //! Prints a Markdown report on stdout.
 
+mod dsr;
 mod scale_down;
 
 use sluice_datapath::{Backend, Datapath, DatapathConfig, ExternalHook, Frontend, Protocol, ServiceSpec};
@@ -949,6 +952,13 @@ fn main() -> Result<()> {
         );
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--dsr-only") {
+        print!(
+            "# Data plane benchmark (NodePort direct server return only)\n\n{}",
+            dsr::report(if quick { 1.0 } else { 2.0 }, if quick { 2 } else { 3 })?
+        );
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--routing-only") {
         print!(
             "# Data plane benchmark (pod routing only)\n{}",
@@ -1081,6 +1091,8 @@ fn main() -> Result<()> {
         if quick { 1.0 } else { 3.0 },
         if quick { 2 } else { 3 },
     )?);
+    out.push('\n');
+    out.push_str(&dsr::report(if quick { 1.0 } else { 2.0 }, if quick { 2 } else { 3 })?);
     print!("{out}");
     let _ = std::io::stdout().flush();
     Ok(())
