@@ -195,11 +195,21 @@ fn unfiltered_line(change: &Change) -> Option<Bytes> {
     if let Some(line) = change.line.get() {
         return Some(line.clone());
     }
-    let (kind, object) = change.unfiltered_event()?;
+    let kind = change.event_kind(&|_| true)?;
+    let deleted;
+    let object: &Value = match &change.new {
+        // Serialized from the shared object: no copy of it.
+        Some(new) => new,
+        // A delete's object is the last state at the deletion's revision.
+        None => {
+            deleted = change.deleted_object()?;
+            &deleted
+        }
+    };
     Some(
         change
             .line
-            .get_or_init(|| crate::http::wire::watch_event(Encoding::Json, kind, object))
+            .get_or_init(|| crate::http::wire::json_watch_event(kind, object))
             .clone(),
     )
 }

@@ -283,6 +283,27 @@ pub fn from_protobuf(body: &[u8]) -> ApiResult<Value> {
 /// One watch event in the stream's encoding: a JSON line, or a
 /// length-prefixed protobuf frame (an object with no protobuf form becomes
 /// an ERROR event saying so, never a JSON line inside a protobuf stream).
+/// A JSON watch event line, `{"type":..,"object":..}`, of an object the
+/// caller keeps: the same bytes as [`watch_event`] with [`Encoding::Json`],
+/// without a copy of the object to wrap it.
+pub fn json_watch_event(event_type: &str, object: &Value) -> bytes::Bytes {
+    struct Event<'a>(&'a str, &'a Value);
+    impl Serialize for Event<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let mut m = s.serialize_map(Some(2))?;
+            m.serialize_entry("type", self.0)?;
+            m.serialize_entry("object", &Ordered(self.1, Place::Object))?;
+            m.end()
+        }
+    }
+    let mut out = Vec::with_capacity(1024);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::CompactFormatter));
+    // Writing into a Vec cannot fail (map keys are strings).
+    let _ = Event(event_type, object).serialize(&mut ser);
+    out.push(b'\n');
+    bytes::Bytes::from(out)
+}
+
 pub fn watch_event(encoding: Encoding, event_type: &str, object: Value) -> bytes::Bytes {
     match encoding {
         // Never negotiated for a watch (`negotiation::stream_encoding`).
@@ -309,6 +330,24 @@ mod tests {
         let mut out = String::from_utf8(to_vec(v, false)).unwrap();
         assert_eq!(out.pop(), Some('\n'), "json.Encoder ends with a newline");
         out
+    }
+
+    /// A watch line of a borrowed object is byte for byte the line of an owned one.
+    #[test]
+    fn borrowed_watch_lines_are_the_owned_ones() {
+        let pod = json!({
+            "status": {"phase": "Running"},
+            "metadata": {"resourceVersion": "7", "name": "p<1>", "namespace": "default"},
+            "apiVersion": "v1",
+            "kind": "Pod",
+        });
+        for kind in ["ADDED", "MODIFIED", "DELETED"] {
+            assert_eq!(
+                json_watch_event(kind, &pod),
+                watch_event(Encoding::Json, kind, pod.clone()),
+                "{kind}"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! only the window's newest [`HOT`] changes keep their objects decoded, the
 //! older ones are kept as JSON (a pod decoded into a `Value` takes
 //! about ten times its JSON) and decoded again only for a watcher that
-//! resumes from that far back;
+//! resumes from that far back; an encoded change shares its previous state's
+//! JSON with the change before it of the same key, which holds it as its new
+//! state;
 //! anything older (or any hub failure) falls back to a dedicated etcd watch,
 //! which also reports compaction as 410 Expired. Replay from the window and
 //! the live subscription are taken under one lock, so no change is missed or
@@ -154,8 +156,11 @@ struct Cold {
 }
 
 impl Cold {
-    /// Encode `c` (None when it has nothing to send to anyone).
-    fn of(c: &Change) -> Option<Cold> {
+    /// Encode `c` (None when it has nothing to send to anyone). `previous`
+    /// is the encoded new state of the window's change before `c` of the
+    /// same key, with its revision: when `c`'s previous state is that one,
+    /// its bytes are shared rather than encoded again.
+    fn of(c: &Change, previous: Option<&(i64, Bytes)>) -> Option<Cold> {
         if c.new.is_none() && c.old.is_none() {
             return None;
         }
@@ -165,12 +170,16 @@ impl Cold {
                 None => Some(None),
             }
         };
+        let old = match (&c.old, previous) {
+            (Some(old), Some((revision, bytes))) if resource_version(old) == Some(*revision) => Some(bytes.clone()),
+            _ => encode(&c.old)?,
+        };
         Some(Cold {
             revision: c.revision,
             key: c.key.clone(),
             created: c.created,
             new: encode(&c.new)?,
-            old: encode(&c.old)?,
+            old,
         })
     }
 
@@ -191,6 +200,14 @@ impl Cold {
             line: OnceLock::new(),
         })
     }
+}
+
+/// An object's `metadata.resourceVersion`, as a revision.
+fn resource_version(object: &Value) -> Option<i64> {
+    object
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|rv| rv.parse().ok())
 }
 
 /// One change of the window.
@@ -225,6 +242,10 @@ struct HubState {
     /// evicted (then `covered_from` moved up).
     covered_from: i64,
     window: VecDeque<Kept>,
+    /// Per key, the newest encoded change's revision and new state, for
+    /// the next change of the key to share as its previous state
+    /// ([`Cold::of`]); dropped with that change when it leaves the window.
+    cold_new: HashMap<String, (i64, Bytes)>,
     alive: bool,
     /// Every object of the resource at revision `synced`, by key.
     objects: BTreeMap<String, Arc<Value>>,
@@ -348,6 +369,7 @@ impl WatchCache {
             state: Mutex::new(HubState {
                 covered_from: start,
                 window: VecDeque::new(),
+                cold_new: HashMap::new(),
                 alive: true,
                 objects,
                 synced: start,
@@ -616,11 +638,26 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     if st.window.len() > WINDOW {
                         if let Some(old) = st.window.pop_front() {
                             st.covered_from = old.revision();
+                            if let Kept::Cold(c) = &old {
+                                if st.cold_new.get(&c.key).is_some_and(|(rev, _)| *rev == c.revision) {
+                                    st.cold_new.remove(&c.key);
+                                }
+                            }
                         }
                     }
                     if let Some(i) = st.window.len().checked_sub(HOT + 1) {
+                        // (Borrowed field by field.)
+                        let st = &mut *st;
                         if let Some(Kept::Hot(c)) = st.window.get(i) {
-                            if let Some(cold) = Cold::of(c) {
+                            if let Some(cold) = Cold::of(c, st.cold_new.get(&c.key)) {
+                                match &cold.new {
+                                    Some(new) => {
+                                        st.cold_new.insert(cold.key.clone(), (cold.revision, new.clone()));
+                                    }
+                                    None => {
+                                        st.cold_new.remove(&cold.key);
+                                    }
+                                }
                                 st.window[i] = Kept::Cold(cold);
                             }
                         }
@@ -688,7 +725,7 @@ mod tests {
         let modified = change(7, Some(pod(7, "Running")), Some(pod(5, "Pending")), false);
         let deleted = change(9, None, Some(pod(7, "Running")), false);
         for c in [created, modified, deleted] {
-            let cold = Cold::of(&c).expect("encoded");
+            let cold = Cold::of(&c, None).expect("encoded");
             let back = cold.decode().expect("decoded");
             assert_eq!(
                 (back.revision, &back.key, back.created),
@@ -711,9 +748,32 @@ mod tests {
             "stamped at the deletion's revision"
         );
         assert!(
-            Cold::of(&change(3, None, None, false)).is_none(),
+            Cold::of(&change(3, None, None, false), None).is_none(),
             "nothing to send, nothing kept"
         );
+    }
+
+    /// An encoded change whose previous state is the new state of the
+    /// encoded change before it shares those bytes; any other previous
+    /// state is encoded anew. Either way it decodes to the same change.
+    #[test]
+    fn an_encoded_change_shares_its_previous_state_with_the_change_before() {
+        let created = change(5, Some(pod(5, "Pending")), None, true);
+        let first = Cold::of(&created, None).expect("encoded");
+        let kept = (first.revision, first.new.clone().expect("new state"));
+        let modified = change(7, Some(pod(7, "Running")), Some(pod(5, "Pending")), false);
+        let second = Cold::of(&modified, Some(&kept)).expect("encoded");
+        let old = second.old.as_ref().expect("previous state");
+        assert_eq!(old.as_ptr(), kept.1.as_ptr(), "the very bytes of the change before");
+        assert_eq!(second.decode().expect("decoded").old, modified.old);
+        let elsewhere = (4, kept.1.clone());
+        let third = Cold::of(&modified, Some(&elsewhere)).expect("encoded");
+        assert_ne!(
+            third.old.as_ref().expect("previous state").as_ptr(),
+            kept.1.as_ptr(),
+            "another revision's bytes are not taken"
+        );
+        assert_eq!(third.decode().expect("decoded").old, modified.old);
     }
 
     /// A filtered watcher sees a change as Kubernetes' cacher shows it
