@@ -113,10 +113,7 @@ impl Browser {
         for attempt in 1.. {
             self.run(self.client().goto(url))
                 .unwrap_or_else(|e| panic!("opening {url}: {e}"));
-            let failed = self
-                .run(self.client().current_url())
-                .is_ok_and(|u| u.scheme() == "chrome-error");
-            if !failed || attempt == 5 {
+            if !self.shows_network_error() || attempt == 5 {
                 return;
             }
             eprintln!(
@@ -177,9 +174,14 @@ impl Browser {
     }
 
     /// Poll `check` every 200 ms until it gives a value; panic after `timeout` naming `what`.
+    /// Meanwhile a page the network failed (Chromium's error page, see
+    /// [`Browser::goto`]; a load can also fail after `goto` returned) is
+    /// reloaded, as a user would press Reload, a few times at most.
     pub fn wait_for<T>(&self, timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
         let start = Instant::now();
+        let (mut reloads, mut polls) = (0, 0u64);
         loop {
+            polls += 1;
             if let Some(v) = check() {
                 return v;
             }
@@ -187,8 +189,24 @@ impl Browser {
                 let body = self.text("body").unwrap_or_default();
                 panic!("waited {timeout:?} for {what}; the page shows:\n{body}");
             }
+            if polls % 5 == 0 && reloads < 5 && self.shows_network_error() {
+                reloads += 1;
+                eprintln!(
+                    "the page shows a network error ({}); reloading it",
+                    self.text("body").unwrap_or_default().trim()
+                );
+                self.run(self.client().refresh())
+                    .unwrap_or_else(|e| panic!("reloading the page: {e}"));
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Whether the page is Chromium's error page for a load the network failed.
+    fn shows_network_error(&self) -> bool {
+        self.run(self.client().current_url())
+            .is_ok_and(|u| u.scheme() == "chrome-error")
+            || self.text("body").is_some_and(|b| b.contains("ERR_NETWORK_CHANGED"))
     }
 
     /// Take a screenshot named `name` (`<dir>/<name>.png`), check it, and return its path.
