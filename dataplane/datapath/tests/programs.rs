@@ -589,6 +589,28 @@ fn direct_server_return_carries_the_frontend_in_an_ip_option() {
         "the reply comes from the frontend"
     );
     assert_eq!((reply.dst, reply.dport), client, "straight to the client");
+    // The connection closes; the client opens a new one on the same port
+    // (as it does under load): the reply entry is open again, not left to
+    // expire with the old connection.
+    let reply_entry_closing = |dp: &Datapath| {
+        let snapshot = inspect::Inspector::open(dp.pin_root()).unwrap().snapshot().unwrap();
+        snapshot
+            .conntrack
+            .iter()
+            .find(|r| {
+                r.source == std::net::SocketAddrV4::new(remote.ip, 8080) && r.direction == inspect::CtDirection::Reply
+            })
+            .expect("the DSR reply entry")
+            .closing
+    };
+    run(
+        &mut dp,
+        ProgramKind::PodIngress,
+        &Pkt::tcp((remote.ip, 8080), client, FIN | ACK),
+    );
+    assert!(reply_entry_closing(&dp), "the pod's FIN closes the entry");
+    dp.test_run(ProgramKind::NodePortXdp, &syn).unwrap();
+    assert!(!reply_entry_closing(&dp), "a new SYN on the same port opens it again");
 
     // A backend outside the pod network (a host of no node of ours, or a
     // node's own address) would never see the option read: source NAT.

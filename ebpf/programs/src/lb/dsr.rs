@@ -109,10 +109,18 @@ pub fn record(flow: &Flow, now: u64) -> bool {
         proto: flow.proto,
         pad: [0; 3],
     };
-    if let Some(old) = CONNTRACK.get_ptr(key) {
-        // SAFETY: map value pointer, copied out at once.
-        let old = unsafe { *old };
+    if let Some(old) = CONNTRACK.get_ptr_mut(key) {
+        // SAFETY: a pointer into the map value; a racing writer of the
+        // same flow writes the same values.
+        let old = unsafe { &mut *old };
         if old.flags & ct_flags::DSR != 0 && old.nat_addr == fe.addr && old.nat_port == fe.port {
+            // The same flow again (a retransmitted SYN, the next datagram)
+            // or a new connection on a reused client port: the entry is
+            // fresh and open again (one that closed would expire 10 s
+            // after its FIN and leave the new connection's replies
+            // untranslated).
+            old.flags &= !ct_flags::CLOSING;
+            old.last_seen_ns = now;
             return true;
         }
     }

@@ -77,6 +77,19 @@ impl Bed {
             ])?;
         }
         sh(&["ip", "-n", &bed.ns("n1"), "route", "add", "198.18.2.0/24", "via", NODE2])?;
+        // Tens of thousands of connections a run: without reusing ports in
+        // TIME_WAIT the client runs out of them and connect() itself, not
+        // the path, becomes what is measured.
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            &bed.ns("client"),
+            "sysctl",
+            "-qw",
+            "net.ipv4.tcp_tw_reuse=1",
+            "net.ipv4.ip_local_port_range=1024 65535",
+        ])?;
         // The backend pod behind node 2, as sluice-cni wires one.
         let (fb, n2) = (bed.ns("fb"), bed.ns("n2"));
         sh(&[
