@@ -10,7 +10,7 @@
 //! drift hits both alike. Node 1's own work per connection is counted from
 //! its event counters (packets it translated).
 
-use super::{answer_name, enter, in_ns, median, sh, Result};
+use super::{answer_name, enter, in_ns, median, sh, wire_pod, Result};
 use sluice_datapath::{Backend, Datapath, DatapathConfig, Event, PodEndpoint, Protocol, ServiceSpec};
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
@@ -92,28 +92,7 @@ impl Bed {
         ])?;
         // The backend pod behind node 2, as sluice-cni wires one.
         let (fb, n2) = (bed.ns("fb"), bed.ns("n2"));
-        sh(&[
-            "ip", "link", "add", "eth0", "netns", &fb, "type", "veth", "peer", "name", "v-fb", "netns", &n2,
-        ])?;
-        in_ns(&fb, || sluice_datapath::accept_xdp_frames("eth0"))?;
-        sh(&["ip", "-n", &fb, "addr", "add", &format!("{BACKEND}/32"), "dev", "eth0"])?;
-        sh(&["ip", "-n", &fb, "link", "set", "eth0", "up"])?;
-        sh(&["ip", "-n", &fb, "route", "add", "169.254.1.1", "dev", "eth0"])?;
-        sh(&[
-            "ip",
-            "-n",
-            &fb,
-            "route",
-            "add",
-            "default",
-            "via",
-            "169.254.1.1",
-            "dev",
-            "eth0",
-        ])?;
-        sh(&["ip", "-n", &n2, "addr", "add", "169.254.1.1/32", "dev", "v-fb"])?;
-        sh(&["ip", "-n", &n2, "link", "set", "v-fb", "up"])?;
-        sh(&["ip", "-n", &n2, "route", "add", &format!("{BACKEND}/32"), "dev", "v-fb"])?;
+        wire_pod(&fb, &n2, "v-fb", BACKEND.parse()?)?;
         let stop = bed.stop.clone();
         let (tx, ready) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

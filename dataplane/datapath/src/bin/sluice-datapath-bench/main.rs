@@ -157,30 +157,7 @@ impl Bed {
             let ns = bed.ns(name);
             sh(&["ip", "netns", "add", &ns])?;
             sh(&["ip", "-n", &ns, "link", "set", "lo", "up"])?;
-            let host_if = format!("v-{name}");
-            sh(&[
-                "ip", "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &host_if, "netns", &node,
-            ])?;
-            // As sluice-cni does: the pod end takes frames redirected from XDP.
-            in_ns(&ns, || sluice_datapath::accept_xdp_frames("eth0"))?;
-            sh(&["ip", "-n", &ns, "addr", "add", &format!("{a}/32"), "dev", "eth0"])?;
-            sh(&["ip", "-n", &ns, "link", "set", "eth0", "up"])?;
-            sh(&["ip", "-n", &ns, "route", "add", "169.254.1.1", "dev", "eth0"])?;
-            sh(&[
-                "ip",
-                "-n",
-                &ns,
-                "route",
-                "add",
-                "default",
-                "via",
-                "169.254.1.1",
-                "dev",
-                "eth0",
-            ])?;
-            sh(&["ip", "-n", &node, "addr", "add", "169.254.1.1/32", "dev", &host_if])?;
-            sh(&["ip", "-n", &node, "link", "set", &host_if, "up"])?;
-            sh(&["ip", "-n", &node, "route", "add", &format!("{a}/32"), "dev", &host_if])?;
+            wire_pod(&ns, &node, &format!("v-{name}"), *a)?;
         }
         for j in 0..BACKENDS {
             bed.servers(&format!("b{j}"));
@@ -225,6 +202,45 @@ impl Bed {
         v.extend((0..BACKENDS).map(|j| format!("v-b{j}")));
         v
     }
+}
+
+/// Wire pod namespace `pod_ns` (made already) behind node namespace
+/// `node_ns` through veth `host_if`, with address `addr`/32, as sluice-cni
+/// does: the pod end takes frames redirected from XDP, the pod's default
+/// route goes via 169.254.1.1 on the host end, the node routes `addr` to it.
+fn wire_pod(pod_ns: &str, node_ns: &str, host_if: &str, addr: Ipv4Addr) -> Result<()> {
+    sh(&[
+        "ip", "link", "add", "eth0", "netns", pod_ns, "type", "veth", "peer", "name", host_if, "netns", node_ns,
+    ])?;
+    in_ns(pod_ns, || sluice_datapath::accept_xdp_frames("eth0"))?;
+    sh(&["ip", "-n", pod_ns, "addr", "add", &format!("{addr}/32"), "dev", "eth0"])?;
+    sh(&["ip", "-n", pod_ns, "link", "set", "eth0", "up"])?;
+    sh(&["ip", "-n", pod_ns, "route", "add", "169.254.1.1", "dev", "eth0"])?;
+    sh(&[
+        "ip",
+        "-n",
+        pod_ns,
+        "route",
+        "add",
+        "default",
+        "via",
+        "169.254.1.1",
+        "dev",
+        "eth0",
+    ])?;
+    sh(&["ip", "-n", node_ns, "addr", "add", "169.254.1.1/32", "dev", host_if])?;
+    sh(&["ip", "-n", node_ns, "link", "set", host_if, "up"])?;
+    sh(&[
+        "ip",
+        "-n",
+        node_ns,
+        "route",
+        "add",
+        &format!("{addr}/32"),
+        "dev",
+        host_if,
+    ])?;
+    Ok(())
 }
 
 /// Answer `name` on every connection to the non-blocking listener `l`
