@@ -10,10 +10,9 @@
 //! drift hits both alike. Node 1's own work per connection is counted from
 //! its event counters (packets it translated).
 
-use super::{answer_name, enter, in_ns, median, sh, wire_pod, Result};
+use super::{answer_name, enter, greeting_us, in_ns, median, rate_and_percentiles, sh, wire_pod, Result};
 use sluice_datapath::{Backend, Datapath, DatapathConfig, Event, PodEndpoint, Protocol, ServiceSpec};
-use std::io::{BufRead, BufReader};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -157,7 +156,7 @@ fn connections(bed: &Bed, threads: usize, secs: f64) -> (f64, f64, f64, usize) {
     let to = SocketAddrV4::new(NODE1.parse::<Ipv4Addr>().expect("address"), NODEPORT);
     let client = bed.ns("client");
     let start = Instant::now();
-    let mut lat: Vec<f64> = std::thread::scope(|s| {
+    let lat: Vec<f64> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 let client = client.clone();
@@ -165,15 +164,7 @@ fn connections(bed: &Bed, threads: usize, secs: f64) -> (f64, f64, f64, usize) {
                     enter(&client);
                     let mut lat = Vec::new();
                     while start.elapsed().as_secs_f64() < secs {
-                        let t = Instant::now();
-                        let Ok(c) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
-                            continue;
-                        };
-                        c.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                        let mut line = String::new();
-                        if BufReader::new(&c).read_line(&mut line).is_ok() && !line.is_empty() {
-                            lat.push(t.elapsed().as_secs_f64() * 1e6);
-                        }
+                        lat.extend(greeting_us(to));
                     }
                     lat
                 })
@@ -182,14 +173,8 @@ fn connections(bed: &Bed, threads: usize, secs: f64) -> (f64, f64, f64, usize) {
         workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
     });
     let n = lat.len();
-    let rate = n as f64 / start.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        lat.get(((n.max(1) - 1) as f64 * p) as usize)
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
-    (rate, pct(0.5), pct(0.99), n)
+    let (rate, p50, p99) = rate_and_percentiles(lat, start.elapsed().as_secs_f64());
+    (rate, p50, p99, n)
 }
 
 /// One measured figure set of one mode.

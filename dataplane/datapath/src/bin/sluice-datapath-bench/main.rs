@@ -459,28 +459,35 @@ fn latency(bed: &Bed, secs: f64, services: usize) -> (f64, f64, f64) {
         let mut lat = Vec::new();
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < secs {
-            let to = SocketAddrV4::new(vip(next_service()), 80);
-            let t = Instant::now();
-            let Ok(s) = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)) else {
-                continue;
-            };
-            s.set_read_timeout(Some(Duration::from_secs(2))).ok();
-            let mut line = String::new();
-            if BufReader::new(&s).read_line(&mut line).is_ok() && !line.is_empty() {
-                lat.push(t.elapsed().as_secs_f64() * 1e6);
-            }
+            lat.extend(greeting_us(SocketAddrV4::new(vip(next_service()), 80)));
         }
-        let rate = lat.len() as f64 / start.elapsed().as_secs_f64();
-        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let pct = |p: f64| {
-            if lat.is_empty() {
-                f64::NAN
-            } else {
-                lat[((lat.len() - 1) as f64 * p) as usize]
-            }
-        };
-        (rate, pct(0.50), pct(0.99))
+        let (rate, p50, p99) = rate_and_percentiles(lat, start.elapsed().as_secs_f64());
+        (rate, p50, p99)
     })
+}
+
+/// One connection to `to`: connect, read the server's greeting line. How
+/// long it took in µs; None when it failed (connect or read timed out at
+/// 2 s, or nothing came).
+fn greeting_us(to: SocketAddrV4) -> Option<f64> {
+    let t = Instant::now();
+    let s = TcpStream::connect_timeout(&to.into(), Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+    let mut line = String::new();
+    (BufReader::new(&s).read_line(&mut line).is_ok() && !line.is_empty()).then(|| t.elapsed().as_secs_f64() * 1e6)
+}
+
+/// Connections per second, p50 and p99 (µs) of latencies `lat` gathered
+/// over `secs` seconds (NaN percentiles without any).
+fn rate_and_percentiles(mut lat: Vec<f64>, secs: f64) -> (f64, f64, f64) {
+    let rate = lat.len() as f64 / secs;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    (rate, pct(0.50), pct(0.99))
 }
 
 /// Where [`udp_pps`] counts the frames that arrived.
