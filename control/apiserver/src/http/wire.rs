@@ -203,19 +203,23 @@ impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for GoEscapes<F> 
 /// indented by two spaces and no trailing newline (`json.MarshalIndent`).
 pub fn to_vec(v: &Value, pretty: bool) -> Vec<u8> {
     let o = Ordered(v, Place::Object);
-    let mut out = Vec::with_capacity(256);
-    // Writing a `Value` into a Vec cannot fail (its map keys are strings).
-    let _ = if pretty {
-        let mut ser =
-            serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::PrettyFormatter::new()));
-        o.serialize(&mut ser)
-    } else {
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::CompactFormatter));
-        o.serialize(&mut ser)
-    };
     if !pretty {
-        out.push(b'\n');
+        return compact_line(&o);
     }
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::PrettyFormatter::new()));
+    // Writing a `Value` into a Vec cannot fail (its map keys are strings).
+    let _ = o.serialize(&mut ser);
+    out
+}
+
+/// `v` compact, with Go's escaping and a trailing newline (`json.Encoder`).
+fn compact_line(v: &impl Serialize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::CompactFormatter));
+    // Writing into a Vec cannot fail (every map key here is a string).
+    let _ = v.serialize(&mut ser);
+    out.push(b'\n');
     out
 }
 
@@ -280,12 +284,9 @@ pub fn from_protobuf(body: &[u8]) -> ApiResult<Value> {
     sluice_protobuf::decode(body).map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}")))
 }
 
-/// One watch event in the stream's encoding: a JSON line, or a
-/// length-prefixed protobuf frame (an object with no protobuf form becomes
-/// an ERROR event saying so, never a JSON line inside a protobuf stream).
-/// A JSON watch event line, `{"type":..,"object":..}`, of an object the
-/// caller keeps: the same bytes as [`watch_event`] with [`Encoding::Json`],
-/// without a copy of the object to wrap it.
+/// A JSON watch event line, `{"type":..,"object":..}`, the object in
+/// Kubernetes' field order, of an object the caller may keep (no copy is
+/// made to wrap it).
 pub fn json_watch_event(event_type: &str, object: &Value) -> bytes::Bytes {
     struct Event<'a>(&'a str, &'a Value);
     impl Serialize for Event<'_> {
@@ -296,21 +297,16 @@ pub fn json_watch_event(event_type: &str, object: &Value) -> bytes::Bytes {
             m.end()
         }
     }
-    let mut out = Vec::with_capacity(1024);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::CompactFormatter));
-    // Writing into a Vec cannot fail (map keys are strings).
-    let _ = Event(event_type, object).serialize(&mut ser);
-    out.push(b'\n');
-    bytes::Bytes::from(out)
+    bytes::Bytes::from(compact_line(&Event(event_type, object)))
 }
 
+/// One watch event in the stream's encoding: a JSON line, or a
+/// length-prefixed protobuf frame (an object with no protobuf form becomes
+/// an ERROR event saying so, never a JSON line inside a protobuf stream).
 pub fn watch_event(encoding: Encoding, event_type: &str, object: Value) -> bytes::Bytes {
     match encoding {
         // Never negotiated for a watch (`negotiation::stream_encoding`).
-        Encoding::Json | Encoding::Yaml => bytes::Bytes::from(to_vec(
-            &serde_json::json!({"type": event_type, "object": object}),
-            false,
-        )),
+        Encoding::Json | Encoding::Yaml => json_watch_event(event_type, &object),
         Encoding::Protobuf => match sluice_protobuf::encode_watch_event(event_type, &object) {
             Ok(frame) => bytes::Bytes::from(frame),
             Err(e) => {
@@ -332,22 +328,22 @@ mod tests {
         out
     }
 
-    /// A watch line of a borrowed object is byte for byte the line of an owned one.
+    /// A JSON watch line: the type, then the object in Kubernetes' order
+    /// with Go's escaping, one line.
     #[test]
-    fn borrowed_watch_lines_are_the_owned_ones() {
+    fn json_watch_lines_are_kubernetes_lines() {
         let pod = json!({
             "status": {"phase": "Running"},
             "metadata": {"resourceVersion": "7", "name": "p<1>", "namespace": "default"},
             "apiVersion": "v1",
             "kind": "Pod",
         });
-        for kind in ["ADDED", "MODIFIED", "DELETED"] {
-            assert_eq!(
-                json_watch_event(kind, &pod),
-                watch_event(Encoding::Json, kind, pod.clone()),
-                "{kind}"
-            );
-        }
+        let line = r#"{"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p\u003c1\u003e","namespace":"default","resourceVersion":"7"},"status":{"phase":"Running"}}}"#;
+        assert_eq!(json_watch_event("MODIFIED", &pod), format!("{line}\n").as_bytes());
+        assert_eq!(
+            watch_event(Encoding::Json, "MODIFIED", pod),
+            format!("{line}\n").as_bytes()
+        );
     }
 
     #[test]

@@ -412,10 +412,7 @@ impl WatchCache {
         let held = st.objects.get(key)?.clone();
         drop(st);
         let object = Value::clone(&held);
-        let revision = object
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            .and_then(|rv| rv.parse().ok())?;
+        let revision = resource_version(&object)?;
         Some(store::Stored { object, revision })
     }
 
