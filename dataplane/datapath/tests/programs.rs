@@ -483,6 +483,22 @@ fn without_ip_options(f: &[u8]) -> (Vec<u8>, Vec<u8>) {
     (out, f[34..14 + ihl].to_vec())
 }
 
+/// The frame `f` (a header without options) with `option` (4-byte
+/// aligned) after its fixed IPv4 header: header length, total length and
+/// header checksum fixed.
+fn with_ip_option(f: &[u8], option: &[u8]) -> Vec<u8> {
+    let mut out = f[..34].to_vec();
+    out[14] = 0x45 + (option.len() / 4) as u8;
+    let total = u16::from_be_bytes([out[16], out[17]]) + option.len() as u16;
+    out[16..18].copy_from_slice(&total.to_be_bytes());
+    out.extend_from_slice(option);
+    out[24..26].copy_from_slice(&[0, 0]);
+    let c = fold(sum(&out[14..34 + option.len()], 0));
+    out[24..26].copy_from_slice(&c.to_be_bytes());
+    out.extend_from_slice(&f[34..]);
+    out
+}
+
 /// Direct server return on crafted packets. On the node the client reached
 /// (either hook): the SYN gets destination NAT only and the frontend in an
 /// 8-byte IPv4 option (type 158, port, address) with a valid header
@@ -552,17 +568,7 @@ fn direct_server_return_carries_the_frontend_in_an_ip_option() {
     })
     .unwrap();
     let client = (ip("198.18.0.100"), 46000);
-    let mut syn = Pkt::tcp(client, (remote.ip, 8080), SYN).build();
-    let mut with_option = syn[..34].to_vec();
-    with_option[14] = 0x47;
-    let total = u16::from_be_bytes([with_option[16], with_option[17]]) + 8;
-    with_option[16..18].copy_from_slice(&total.to_be_bytes());
-    with_option[24..26].copy_from_slice(&[0, 0]);
-    with_option.extend_from_slice(&option(30090));
-    let c = fold(sum(&with_option[14..42], 0));
-    with_option[24..26].copy_from_slice(&c.to_be_bytes());
-    with_option.extend_from_slice(&syn[34..]);
-    syn = with_option;
+    let syn = with_ip_option(&Pkt::tcp(client, (remote.ip, 8080), SYN).build(), &option(30090));
     for kind in [ProgramKind::NodePortXdp, ProgramKind::NodePortTc] {
         let out = dp.test_run(kind, &syn).unwrap();
         // (TC hands it to the pod itself, with the pod's Ethernet addresses.)
@@ -635,11 +641,10 @@ fn direct_server_return_carries_the_frontend_in_an_ip_option() {
     );
 
     // A packet to an address that is no pod of this node is not recorded.
-    let mut other = syn.clone();
-    other[30..34].copy_from_slice(&ip("198.18.2.99").octets());
-    other[24..26].copy_from_slice(&[0, 0]);
-    let c = fold(sum(&other[14..42], 0));
-    other[24..26].copy_from_slice(&c.to_be_bytes());
+    let other = with_ip_option(
+        &Pkt::tcp(client, (ip("198.18.2.99"), 8080), SYN).build(),
+        &option(30090),
+    );
     dp.test_run(ProgramKind::NodePortXdp, &other).unwrap();
     assert_eq!(dp.counters().unwrap().event(Event::DsrRecorded), 1);
 }

@@ -30,7 +30,7 @@ use sluice_common::{settings_flags, EndpointKey, Event};
 
 use crate::lb::{
     self,
-    maps::{ENDPOINTS, SETTINGS},
+    maps::ENDPOINTS,
     packet::{Flow, IP_CSUM_OFF, IP_OFF},
     Rewrite,
 };
@@ -46,10 +46,7 @@ const IP_FIXED_END: usize = IP_OFF + 20;
 /// Whether the settings switch is on (read once per forwarded frame).
 #[inline(always)]
 fn enabled() -> bool {
-    // SAFETY: array value, read at once.
-    SETTINGS
-        .get_ptr(0)
-        .is_some_and(|s| unsafe { (*s).flags } & settings_flags::XDP_FORWARD != 0)
+    lb::setting_on(settings_flags::XDP_FORWARD)
 }
 
 /// Set the frame's Ethernet destination and source.

@@ -38,7 +38,7 @@ use sluice_common::{
 use super::{
     conntrack::{self, NO_SERVICE},
     count, csum,
-    maps::{CONNTRACK, ENDPOINTS, SERVICES, SETTINGS},
+    maps::{CONNTRACK, ENDPOINTS, SERVICES},
     packet::{Flow, ETH_LEN, IP_OFF, IP_OPTIONS_OFF},
 };
 
@@ -69,10 +69,7 @@ const HEADER_LEN: usize = 20 + DSR_IP_OPTION_LEN;
 /// Whether new NodePort flows to remote backends use DSR (read once per new flow).
 #[inline(always)]
 pub fn enabled() -> bool {
-    // SAFETY: array value, read at once.
-    SETTINGS
-        .get_ptr(0)
-        .is_some_and(|s| unsafe { (*s).flags } & settings_flags::DSR != 0)
+    super::setting_on(settings_flags::DSR)
 }
 
 /// Whether a packet can take the option: no IP options of its own.

@@ -95,10 +95,15 @@ pub fn count_traffic(service_id: u32, backend_id: u32, bytes: u16, new_flow: boo
 /// Whether flow events are switched on in `settings` (read once per new flow).
 #[inline(always)]
 pub fn flow_events_on() -> bool {
+    setting_on(settings_flags::FLOW_EVENTS)
+}
+
+/// Whether the runtime switch `flag` (one of [`settings_flags`]) is on in
+/// `settings`.
+#[inline(always)]
+pub fn setting_on(flag: u32) -> bool {
     // SAFETY: array value, read at once.
-    SETTINGS
-        .get_ptr(0)
-        .is_some_and(|s| unsafe { (*s).flags } & settings_flags::FLOW_EVENTS != 0)
+    SETTINGS.get_ptr(0).is_some_and(|s| unsafe { (*s).flags } & flag != 0)
 }
 
 /// Put an event into the `flows` ring buffer. A full ring buffer loses the
