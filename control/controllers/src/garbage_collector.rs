@@ -51,7 +51,8 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 /// Minimum delay between two passes (changes arriving meanwhile are coalesced).
 const PASS_DELAY: Duration = Duration::from_millis(200);
 
-/// One node of the ownership graph: an object's identity and metadata.
+/// One node of the ownership graph: an object's identity and the metadata
+/// the collector reads ([`trimmed`]).
 #[derive(Clone, Debug)]
 pub struct Node {
     /// apiVersion of the object.
@@ -62,6 +63,23 @@ pub struct Node {
     pub plural: String,
     /// Its metadata.
     pub meta: ObjectMeta,
+}
+
+/// The part of an object's metadata the collector reads: identity,
+/// resourceVersion, ownerReferences, finalizers and deletionTimestamp. A
+/// graph node keeps only this (labels, annotations and managedFields are
+/// most of an object's metadata, and the graph is rebuilt every pass).
+pub fn trimmed(m: &ObjectMeta) -> ObjectMeta {
+    ObjectMeta {
+        name: m.name.clone(),
+        namespace: m.namespace.clone(),
+        uid: m.uid.clone(),
+        resource_version: m.resource_version.clone(),
+        owner_references: m.owner_references.clone(),
+        finalizers: m.finalizers.clone(),
+        deletion_timestamp: m.deletion_timestamp.clone(),
+        ..Default::default()
+    }
 }
 
 impl Node {
@@ -118,7 +136,7 @@ fn snapshot(ctx: &Context) -> Vec<Node> {
                 api_version: K::api_version(&()).into(),
                 kind: K::kind(&()).into(),
                 plural: K::plural(&()).into(),
-                meta: o.meta().clone(),
+                meta: trimmed(o.meta()),
             });
         }
     }
@@ -436,6 +454,37 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
+
+    #[test]
+    fn a_graph_node_keeps_identity_owners_finalizers_and_deletion_but_not_labels_annotations_or_managed_fields() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let full = ObjectMeta {
+            name: Some("web-1".into()),
+            namespace: Some("shop".into()),
+            uid: Some("u1".into()),
+            resource_version: Some("7".into()),
+            owner_references: Some(vec![OwnerReference {
+                uid: "rs".into(),
+                ..OwnerReference::default()
+            }]),
+            finalizers: Some(vec!["orphan".into()]),
+            deletion_timestamp: Some(Time(Timestamp::UNIX_EPOCH)),
+            labels: Some([("app".to_string(), "web".to_string())].into()),
+            annotations: Some([("note".to_string(), "x".repeat(1000))].into()),
+            managed_fields: Some(vec![ManagedFieldsEntry::default()]),
+            ..ObjectMeta::default()
+        };
+        let kept = trimmed(&full);
+        assert_eq!(
+            kept,
+            ObjectMeta {
+                labels: None,
+                annotations: None,
+                managed_fields: None,
+                ..full
+            }
+        );
+    }
 
     fn node(uid: &str, owner: Option<(&str, bool)>, deleting: Option<&str>) -> Node {
         Node {

@@ -12,6 +12,12 @@
 //! broadcast channel) would keep its last few thousand changes alive,
 //! superseded copies included, however fast everyone reads.
 //!
+//! Objects are cached without `metadata.managedFields`, as
+//! kube-controller-manager's shared informers cache them (a transform drops
+//! them on arrival): no controller reads them, and they are most of a pod's
+//! metadata. An update sent from a cached copy leaves them out, which keeps
+//! the stored ones.
+//!
 //! Beside the store the informer keeps an [`OwnerIndex`]: objects by their
 //! controller's uid, and the ones without a controller by namespace. A
 //! controller reconciling one owner reads the pods it controls and the
@@ -170,7 +176,10 @@ where
         let reader = store.clone();
         let kind = K::kind(&()).to_string();
         let driver = async move {
-            let mut events = watcher(api, config).default_backoff().boxed();
+            let mut events = watcher(api, config)
+                .default_backoff()
+                .modify(|obj: &mut K| obj.meta_mut().managed_fields = None)
+                .boxed();
             while let Some(event) = events.next().await {
                 match event {
                     Ok(event) => {

@@ -11,8 +11,9 @@
 //!   per resource at its preferred version; subresources, resources without
 //!   `list`/`delete` and Events (Kubernetes' default ignored resources) are
 //!   skipped;
-//! - each object is kept as a trimmed [`Node`] (identity, ownerReferences,
-//!   finalizers, deletionTimestamp): no managedFields or annotations;
+//! - each object is kept as a [`Node`] with [`super::trimmed`] metadata
+//!   (identity, ownerReferences, finalizers, deletionTimestamp): no
+//!   managedFields or annotations;
 //! - discovery runs at most once per [`DISCOVERY_MIN_INTERVAL`]: when an
 //!   owner's kind does not resolve, when the set of CustomResourceDefinitions
 //!   or APIServices (seen in the listing) changed since the last run, and
@@ -21,7 +22,6 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::discovery::{verbs, ApiCapabilities, Discovery};
 use kube::{Api, Client};
@@ -238,7 +238,7 @@ async fn list_resource(client: &Client, ar: &ApiResource, out: &mut Vec<Node>) -
             api_version: ar.api_version.clone(),
             kind: ar.kind.clone(),
             plural: ar.plural.clone(),
-            meta: trim(o.metadata),
+            meta: super::trimmed(&o.metadata),
         }));
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(token) => params = params.continue_token(&token),
@@ -247,23 +247,10 @@ async fn list_resource(client: &Client, ar: &ApiResource, out: &mut Vec<Node>) -
     }
 }
 
-/// Keeps only what the collector reads.
-fn trim(m: ObjectMeta) -> ObjectMeta {
-    ObjectMeta {
-        name: m.name,
-        namespace: m.namespace,
-        uid: m.uid,
-        resource_version: m.resource_version,
-        owner_references: m.owner_references,
-        finalizers: m.finalizers,
-        deletion_timestamp: m.deletion_timestamp,
-        ..Default::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::discovery::Scope;
 
     fn res(group: &str, plural: &str, verbs: &[&str]) -> (ApiResource, ApiCapabilities) {
