@@ -40,7 +40,7 @@ use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::allocator::Allocator;
 use crate::status::{ApiError, ApiResult, FieldError};
 use crate::storage::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
-use crate::storage::watch_cache::{ListAt, View};
+use crate::storage::watch_cache::{Held, ListAt, View};
 
 /// Shared state of the API server.
 pub struct Registry {
@@ -1065,7 +1065,9 @@ impl Registry {
                 // cache still holds a snapshot of it (a one-key read at it).
                 self.store.range(&start, &end, rev, 1).await?;
             }
-            return Ok(self.list_from_view(k, &prefix, q, view));
+            if let Some(list) = self.list_from_view(k, &prefix, q, view) {
+                return Ok(list);
+            }
         }
         let mut items = Vec::new();
         let mut next: Option<String> = None;
@@ -1106,27 +1108,40 @@ impl Registry {
     }
 
     /// A list page from the watch cache: the same filtering, paging and
-    /// `continue` tokens as a list from etcd.
-    fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View) -> Value {
+    /// `continue` tokens as a list from etcd (None if a cached object no
+    /// longer decodes, which the server's own encoding never gives: the
+    /// caller then lists from etcd).
+    fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View) -> Option<Value> {
         let r = k.resource();
         let converts = k.converts_on_read();
         let mut items = Vec::new();
         let mut next: Option<&str> = None;
         let mut fetched = 0;
-        for (key, obj) in view.items.iter().skip(view.offset) {
+        for (key, held) in view.items.iter().skip(view.offset) {
             if q.limit > 0 && items.len() as i64 == q.limit {
                 next = Some(key);
                 break;
             }
             fetched += 1;
+            // An encoded object is decoded only if it is listed (or if the
+            // selectors need more than what is kept beside it).
+            let decided = match held {
+                Held::Decoded(obj) if !converts => Some(q.label.matches(obj) && q.field.matches(obj)),
+                Held::Encoded(e) if !converts => e.matches(&q.label, &q.field),
+                _ => None,
+            };
+            if decided == Some(false) {
+                continue;
+            }
+            let Some(mut o) = held.object() else {
+                tracing::error!(key = %key, "a cached object no longer decodes; listing from etcd");
+                return None;
+            };
             if converts {
-                let mut o = Value::clone(obj);
                 k.on_read(&mut o);
-                if q.label.matches(&o) && q.field.matches(&o) {
-                    items.push(o);
-                }
-            } else if q.label.matches(obj) && q.field.matches(obj) {
-                items.push(Value::clone(obj));
+            }
+            if decided == Some(true) || (q.label.matches(&o) && q.field.matches(&o)) {
+                items.push(o);
             }
         }
         crate::metrics::cache_list(prefix, fetched, items.len());
@@ -1135,12 +1150,12 @@ impl Registry {
             meta["continue"] = json!(encode_continue(view.revision, key));
             self.watch_cache.keep(prefix, &view);
         }
-        json!({
+        Some(json!({
             "kind": r.list_kind(),
             "apiVersion": r.api_version(),
             "metadata": meta,
             "items": items,
-        })
+        }))
     }
 }
 
