@@ -379,6 +379,13 @@ async fn without_the_watch_cache_lists_and_watches_read_etcd() {
     assert!(err.contains("--watch-cache") && err.contains("invalid syntax"), "{err}");
 }
 
+/// A merge patch of `path` that must succeed; the object after it.
+async fn merge_patch(raw: &sluice_tests::RawClient, path: &str, patch: Value) -> Value {
+    let r = raw.patch(path, "application/merge-patch+json", &patch).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 /// The watch cache holds an object decoded only while its last change is
 /// among the newest ones, and encoded after that. A user who lists with
 /// selectors, reads and updates objects nobody has touched for thousands
@@ -421,19 +428,14 @@ async fn objects_the_watch_cache_holds_encoded_are_listed_filtered_updated_and_w
                     .await;
                 assert_eq!(r.status, 201, "{}", r.text());
                 for i in 0..EACH {
-                    let r = raw
-                        .patch(
-                            &format!("{pods}/{name}"),
-                            "application/merge-patch+json",
-                            &json!({"metadata": {"annotations": {"step": i.to_string()}}}),
-                        )
-                        .await;
-                    assert_eq!(r.status, 200, "{}", r.text());
+                    let step = json!({"metadata": {"annotations": {"step": i.to_string()}}});
+                    merge_patch(&raw, &format!("{pods}/{name}"), step).await;
                 }
             }
         })
         .await;
-    let rv = raw.get(&format!("{pods}/churn")).await.json()["metadata"]["resourceVersion"]
+    // A consistent list's resourceVersion: at least every write's.
+    let rv = raw.get(&format!("{pods}?limit=1")).await.json()["metadata"]["resourceVersion"]
         .as_str()
         .unwrap()
         .to_string();
@@ -495,22 +497,18 @@ async fn objects_the_watch_cache_holds_encoded_are_listed_filtered_updated_and_w
 
     // Updates of objects held encoded: a filtered watcher sees the first
     // as MODIFIED and the relabelled one leave its selection as DELETED.
-    let patched = raw
-        .patch(
-            &format!("{pods}/new-web"),
-            "application/merge-patch+json",
-            &json!({"metadata": {"annotations": {"seen": "yes"}}}),
-        )
-        .await;
-    assert_eq!(patched.status, 200, "{}", patched.text());
-    let relabelled = raw
-        .patch(
-            &format!("{pods}/old-web"),
-            "application/merge-patch+json",
-            &json!({"metadata": {"labels": {"app": "db"}}}),
-        )
-        .await;
-    assert_eq!(relabelled.status, 200, "{}", relabelled.text());
+    merge_patch(
+        &raw,
+        &format!("{pods}/new-web"),
+        json!({"metadata": {"annotations": {"seen": "yes"}}}),
+    )
+    .await;
+    let relabelled = merge_patch(
+        &raw,
+        &format!("{pods}/old-web"),
+        json!({"metadata": {"labels": {"app": "db"}}}),
+    )
+    .await;
     let events: Vec<(String, String)> = raw
         .get(&format!(
             "{pods}?watch=1&resourceVersion={rv}&labelSelector=app%3Dweb&timeoutSeconds=1"
@@ -534,10 +532,7 @@ async fn objects_the_watch_cache_holds_encoded_are_listed_filtered_updated_and_w
             ("DELETED".to_string(), "old-web".to_string())
         ]
     );
-    let rv = relabelled.json()["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = relabelled["metadata"]["resourceVersion"].as_str().unwrap().to_string();
     let dbs = raw
         .get(&format!(
             "{pods}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan&labelSelector=app%3Ddb"
