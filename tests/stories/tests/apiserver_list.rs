@@ -401,7 +401,7 @@ async fn objects_the_watch_cache_holds_encoded_are_listed_filtered_updated_and_w
     let create = |name: &'static str, app: &'static str, node: &'static str| {
         let raw = raw.clone();
         async move {
-            let mut pod = json!({"metadata": {"name": name, "labels": {"app": app}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+            let mut pod = json!({"metadata": {"name": name, "labels": {"app": app}, "annotations": {"note": "<a&b>"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
             if !node.is_empty() {
                 pod["spec"]["nodeName"] = json!(node);
             }
@@ -476,6 +476,16 @@ async fn objects_the_watch_cache_holds_encoded_are_listed_filtered_updated_and_w
         names(&list("labelSelector=app&fieldSelector=metadata.name!%3Dchurn").await),
         ["new-web", "old-db", "old-web"]
     );
+    // As JSON, each object is written as Kubernetes writes it (Go's
+    // escaping), whether the cache copies it as held or encodes it.
+    let text = raw
+        .get(&format!(
+            "{pods}?resourceVersion={rv}&resourceVersionMatch=NotOlderThan&labelSelector=app"
+        ))
+        .await
+        .text();
+    assert_eq!(text.matches(r#""note":"\u003ca\u0026b\u003e""#).count(), 4, "{text}");
+    assert!(text.ends_with("]}\n") && !text.contains("<a&b>"), "{text}");
     let whole = list("labelSelector=app%3Dweb").await;
     let old_web = whole["items"]
         .as_array()
@@ -491,7 +501,7 @@ async fn objects_the_watch_cache_holds_encoded_are_listed_filtered_updated_and_w
     );
     assert_eq!(
         cache_lists(&raw, "/pods").await - before,
-        7,
+        8,
         "the lists were served by the watch cache (apiserver_cache_list_total)"
     );
 

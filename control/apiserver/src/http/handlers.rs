@@ -23,7 +23,7 @@ use crate::kinds::{Kind, Resource};
 use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::apply::{self, Tracking};
 use crate::registry::patch;
-use crate::registry::{FieldValidation, ListQuery, Registry, UpdateMode, WriteOptions, Written};
+use crate::registry::{FieldValidation, ListBody, ListQuery, Registry, UpdateMode, WriteOptions, Written};
 use crate::status::{success_status, ApiError, ApiResult};
 
 /// Largest accepted request body (as Kubernetes: 3 MiB).
@@ -400,8 +400,13 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         "list" => {
             let opts = ListOptions::parse(&q, false)?;
             let lq = list_query(r, &opts)?;
-            let list = reg.list(&k, ns, &lq).await?;
-            out.list(StatusCode::OK, list)
+            // Compact JSON of the object itself can be copied from the watch cache.
+            let json =
+                out.neg.output == Output::Object && out.neg.encoding == negotiation::Encoding::Json && !out.pretty;
+            match reg.list_body(&k, ns, &lq, json).await? {
+                ListBody::Json(body) => Ok(wire::json_response(StatusCode::OK, body, &out.warnings(&[]))),
+                ListBody::Value(list) => out.list(StatusCode::OK, list),
+            }
         }
         "watch" => {
             let opts = ListOptions::parse(&q, true)?;

@@ -5,6 +5,7 @@
 //! description.
 
 pub mod go;
+pub mod json;
 pub mod names;
 pub mod selectors;
 pub mod typed;

@@ -32,6 +32,7 @@ pub mod unchanged;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::kinds::validation;
@@ -1029,6 +1030,18 @@ impl Registry {
 
     /// List a collection at one revision, with selectors and paging.
     pub async fn list(&self, k: &Kind, ns: Option<&str>, q: &ListQuery) -> ApiResult<Value> {
+        match self.list_body(k, ns, q, false).await? {
+            ListBody::Value(list) => Ok(list),
+            ListBody::Json(json) => serde_json::from_slice(&json).map_err(|e| ApiError::internal(e.to_string())),
+        }
+    }
+
+    /// [`Registry::list`], answered as compact JSON (as
+    /// [`to_vec`](crate::meta::json::to_vec) writes it) when `json`
+    /// is asked for and the watch cache serves the list: the objects it
+    /// holds encoded are copied into the answer as they are, neither
+    /// decoded nor encoded again.
+    pub async fn list_body(&self, k: &Kind, ns: Option<&str>, q: &ListQuery, json: bool) -> ApiResult<ListBody> {
         let r = k.resource();
         if let Some(c) = k.computed() {
             let items: Vec<Value> = c
@@ -1037,7 +1050,9 @@ impl Registry {
                 .into_iter()
                 .filter(|o| q.label.matches(o) && q.field.matches(o))
                 .collect();
-            return Ok(json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items}));
+            return Ok(ListBody::Value(
+                json!({"kind": r.list_kind(), "apiVersion": r.api_version(), "metadata": {}, "items": items}),
+            ));
         }
         let prefix = store::collection_prefix(k.storage_resource(), ns);
         let end = store::prefix_end(&prefix);
@@ -1065,7 +1080,7 @@ impl Registry {
                 // cache still holds a snapshot of it (a one-key read at it).
                 self.store.range(&start, &end, rev, 1).await?;
             }
-            if let Some(list) = self.list_from_view(k, &prefix, q, view) {
+            if let Some(list) = self.list_from_view(k, &prefix, q, view, json) {
                 return Ok(list);
             }
         }
@@ -1099,19 +1114,19 @@ impl Registry {
         if let Some(k) = next {
             meta["continue"] = json!(encode_continue(rev, &k));
         }
-        Ok(json!({
+        Ok(ListBody::Value(json!({
             "kind": r.list_kind(),
             "apiVersion": r.api_version(),
             "metadata": meta,
             "items": items,
-        }))
+        })))
     }
 
     /// A list page from the watch cache: the same filtering, paging and
-    /// `continue` tokens as a list from etcd (None if a cached object no
-    /// longer decodes, which the server's own encoding never gives: the
-    /// caller then lists from etcd).
-    fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View) -> Option<Value> {
+    /// `continue` tokens as a list from etcd, as JSON when `json` is asked
+    /// for (None if a cached object no longer decodes, which the server's
+    /// own encoding never gives: the caller then lists from etcd).
+    fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View, json: bool) -> Option<ListBody> {
         let r = k.resource();
         let converts = k.converts_on_read();
         let mut items = Vec::new();
@@ -1123,15 +1138,21 @@ impl Registry {
                 break;
             }
             fetched += 1;
-            // An encoded object is decoded only if it is listed (or if the
-            // selectors need more than what is kept beside it).
+            // An encoded object is decoded only if it is listed as a
+            // `Value` (or if the selectors need more than what is kept
+            // beside it).
             let decided = match held {
                 Held::Decoded(obj) if !converts => Some(q.label.matches(obj) && q.field.matches(obj)),
                 Held::Encoded(e) if !converts => e.matches(&q.label, &q.field),
                 _ => None,
             };
-            if decided == Some(false) {
-                continue;
+            match (decided, held) {
+                (Some(false), _) => continue,
+                (Some(true), Held::Encoded(e)) if json => {
+                    items.push(Item::Json(e.json().clone()));
+                    continue;
+                }
+                _ => {}
             }
             let Some(mut o) = held.object() else {
                 tracing::error!(key = %key, "a cached object no longer decodes; listing from etcd");
@@ -1141,7 +1162,7 @@ impl Registry {
                 k.on_read(&mut o);
             }
             if decided == Some(true) || (q.label.matches(&o) && q.field.matches(&o)) {
-                items.push(o);
+                items.push(Item::Value(o));
             }
         }
         crate::metrics::cache_list(prefix, fetched, items.len());
@@ -1150,13 +1171,48 @@ impl Registry {
             meta["continue"] = json!(encode_continue(view.revision, key));
             self.watch_cache.keep(prefix, &view);
         }
-        Some(json!({
+        let list = json!({
             "kind": r.list_kind(),
             "apiVersion": r.api_version(),
             "metadata": meta,
-            "items": items,
-        }))
+        });
+        Some(if json {
+            let written: Vec<Bytes> = items
+                .into_iter()
+                .map(|i| match i {
+                    Item::Json(b) => b,
+                    Item::Value(v) => Bytes::from(crate::meta::json::object_json(&v)),
+                })
+                .collect();
+            ListBody::Json(crate::meta::json::list_with_items(&list, &written))
+        } else {
+            let items: Option<Vec<Value>> = items
+                .into_iter()
+                .map(|i| match i {
+                    Item::Value(v) => Some(v),
+                    Item::Json(b) => serde_json::from_slice(&b).ok(),
+                })
+                .collect();
+            let mut list = list;
+            list["items"] = Value::Array(items?);
+            ListBody::Value(list)
+        })
     }
+}
+
+/// A list's answer: the list, or (from the watch cache, when asked for)
+/// the list already written as compact JSON.
+pub enum ListBody {
+    /// The list object.
+    Value(Value),
+    /// The list as [`to_vec`](crate::meta::json::to_vec) writes it, compact.
+    Json(Vec<u8>),
+}
+
+/// An item of a list from the watch cache: decoded, or as it is held.
+enum Item {
+    Value(Value),
+    Json(Bytes),
 }
 
 /// Parsed list/watch parameters.

@@ -23,10 +23,13 @@
 //! ([`Held::Encoded`]), beside its labels and its resource's selectable
 //! fields, so that a list can filter without decoding what it leaves out;
 //! the objects of the hub's first list are held encoded from the start.
+//! The JSON is written as a list item is ([`object_json`]), so a
+//! compact JSON list copies it into its answer as it is.
 //! Decoded objects were most of the server's memory: a heap profile
 //! (heaptrack, 2,000 simulated nodes, 8,000 pods) put 443 MB of its 747 MB
-//! peak in them. What it costs: a list, and the first guess of an update,
-//! decode what is held encoded (instead of copying a decoded object).
+//! peak in them. What it costs: the first guess of an update, a change's
+//! previous state, and lists in any other form (Tables, protobuf, pretty
+//! JSON, converted versions) decode what is held encoded.
 //!
 //! Lists ([`WatchCache::view`]) are consistent as in Kubernetes' KEP-2340: a
 //! list without a resourceVersion asks etcd for its current revision (a
@@ -61,6 +64,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::kinds::Resource;
+use crate::meta::json::object_json;
 use crate::meta::selectors::{self, FieldSelector, LabelSelector};
 use crate::storage::store::{self, decode, Store};
 
@@ -176,21 +180,16 @@ impl Cold {
         if c.new.is_none() && c.old.is_none() {
             return None;
         }
-        let encode = |v: &Option<Arc<Value>>| -> Option<Option<Bytes>> {
-            match v {
-                Some(v) => serde_json::to_vec(&**v).ok().map(|b| Some(Bytes::from(b))),
-                None => Some(None),
-            }
-        };
+        let encode = |v: &Option<Arc<Value>>| v.as_deref().map(|v| Bytes::from(object_json(v)));
         let old = match (&c.old, previous) {
             (Some(old), Some((revision, bytes))) if resource_version(old) == Some(*revision) => Some(bytes.clone()),
-            _ => encode(&c.old)?,
+            _ => encode(&c.old),
         };
         Some(Cold {
             revision: c.revision,
             key: c.key.clone(),
             created: c.created,
-            new: encode(&c.new)?,
+            new: encode(&c.new),
             old,
         })
     }
@@ -250,7 +249,8 @@ impl Held {
     }
 }
 
-/// An object held as JSON, with what selectors read of it.
+/// An object held as JSON (as a list writes it: Kubernetes' field order,
+/// Go's escaping), with what selectors read of it.
 #[derive(Debug)]
 pub struct Encoded {
     json: Bytes,
@@ -276,6 +276,11 @@ impl Encoded {
             labels: selectors::labels_of(object),
             fields,
         }
+    }
+
+    /// The object as a list item is written ([`object_json`]).
+    pub fn json(&self) -> &Bytes {
+        &self.json
     }
 
     /// The object, decoded.
@@ -457,7 +462,7 @@ impl WatchCache {
             .items
             .into_iter()
             .map(|(k, s)| {
-                let json = Bytes::from(serde_json::to_vec(&s.object).unwrap_or_default());
+                let json = Bytes::from(object_json(&s.object));
                 (k, Held::Encoded(Arc::new(Encoded::new(r, &s.object, json))))
             })
             .collect();
