@@ -8,17 +8,22 @@
 //! visit, so the session accepts the API server's certificate
 //! (`acceptInsecureCerts`); the connection is still HTTPS.
 //!
+//! The browser's console (its log, with every resource it failed to load)
+//! is read as the story goes, and printed when a wait fails.
+//!
 //! Screenshots go to `target/dashboard-screenshots/` (or
 //! `$SLUICE_SCREENSHOT_DIR`) and are checked as they are taken: a PNG of the
 //! window's viewport that is not a blank page.
 
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// The browser window's size. Screenshots show its viewport: the window's
 /// width, and its height less the browser's own bars.
@@ -30,6 +35,61 @@ pub struct Browser {
     client: Option<Client>,
     _profile: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
+    console: RefCell<Console>,
+}
+
+/// The browser's console as read so far.
+#[derive(Default)]
+struct Console {
+    /// Every entry, oldest first (`LEVEL source: message`).
+    entries: Vec<ConsoleEntry>,
+    /// Where the current page's load began in `entries`.
+    page_start: usize,
+}
+
+struct ConsoleEntry {
+    level: String,
+    source: String,
+    message: String,
+}
+
+impl std::fmt::Display for ConsoleEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.level, self.source, self.message)
+    }
+}
+
+impl ConsoleEntry {
+    /// The page's own code (a script or a style sheet) the network failed
+    /// to load: Chromium logs `<url> - Failed to load resource: net::ERR_…`.
+    /// Such a page stays blank or half-made until it is loaded again. An
+    /// answer the server gave (a 404) is not a network failure.
+    fn code_the_network_failed(&self) -> Option<&str> {
+        if self.source != "network" {
+            return None;
+        }
+        let (url, what) = self.message.split_once(" - ")?;
+        if !what.contains("net::ERR_") {
+            return None;
+        }
+        let path = url.split(['?', '#']).next().unwrap_or(url);
+        (path.ends_with(".js") || path.ends_with(".css")).then_some(url)
+    }
+}
+
+/// ChromeDriver's log command: the browser's console entries logged since
+/// it was last asked (the session asks for them with `goog:loggingPrefs`).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(json!({ "type": "browser" }).to_string()))
+    }
 }
 
 impl Browser {
@@ -55,6 +115,7 @@ impl Browser {
             .expect("runtime");
         let mut caps = serde_json::Map::new();
         caps.insert("acceptInsecureCerts".into(), json!(true));
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
         caps.insert(
             "goog:chromeOptions".into(),
             json!({
@@ -93,6 +154,7 @@ impl Browser {
             client: Some(client),
             _profile: profile,
             runtime,
+            console: RefCell::default(),
         }
     }
 
@@ -105,21 +167,21 @@ impl Browser {
         self.runtime.block_on(f)
     }
 
-    /// Open `url`. A load the network failed (Chromium's error page, e.g.
-    /// ERR_NETWORK_CHANGED: Chromium fails what is in flight whenever an
-    /// address of the machine changes, as other tests' namespaces come and
-    /// go) is loaded again, as a user would press Reload.
+    /// Open `url`. A load the network failed (Chromium's error page, or the
+    /// page's code failing to load, e.g. ERR_NETWORK_CHANGED: Chromium fails
+    /// what is in flight whenever an address of the machine changes, as
+    /// other tests' namespaces come and go) is loaded again, as a user would
+    /// press Reload.
     pub fn goto(&self, url: &str) {
         for attempt in 1.. {
+            self.page_loads();
             self.run(self.client().goto(url))
                 .unwrap_or_else(|e| panic!("opening {url}: {e}"));
-            if !self.shows_network_error() || attempt == 5 {
+            let Some(failed) = self.network_failure() else { return };
+            if attempt == 5 {
                 return;
             }
-            eprintln!(
-                "loading {url} failed ({}); loading it again",
-                self.text("body").unwrap_or_default().trim()
-            );
+            eprintln!("loading {url} failed ({failed}); loading it again");
             std::thread::sleep(Duration::from_millis(500));
         }
     }
@@ -187,26 +249,84 @@ impl Browser {
             }
             if start.elapsed() > timeout {
                 let body = self.text("body").unwrap_or_default();
-                panic!("waited {timeout:?} for {what}; the page shows:\n{body}");
-            }
-            if polls % 5 == 0 && reloads < 5 && self.shows_network_error() {
-                reloads += 1;
-                eprintln!(
-                    "the page shows a network error ({}); reloading it",
-                    self.text("body").unwrap_or_default().trim()
+                let page = self.run(self.client().current_url()).map(|u| u.to_string());
+                let page = page.unwrap_or_else(|e| format!("(no address: {e})"));
+                panic!(
+                    "waited {timeout:?} for {what}; the page {page} shows:\n{body}\n\nthe browser's console:\n{}",
+                    self.console_text()
                 );
-                self.run(self.client().refresh())
-                    .unwrap_or_else(|e| panic!("reloading the page: {e}"));
+            }
+            if polls % 5 == 0 && reloads < 5 {
+                if let Some(failed) = self.network_failure() {
+                    reloads += 1;
+                    eprintln!("the page's load failed ({failed}); reloading it");
+                    self.page_loads();
+                    self.run(self.client().refresh())
+                        .unwrap_or_else(|e| panic!("reloading the page: {e}"));
+                }
             }
             std::thread::sleep(Duration::from_millis(200));
         }
     }
 
-    /// Whether the page is Chromium's error page for a load the network failed.
-    fn shows_network_error(&self) -> bool {
-        self.run(self.client().current_url())
+    /// How the network failed the current page's load, if it did: the page
+    /// is Chromium's error page, or its code (a script or a style sheet)
+    /// failed to load.
+    fn network_failure(&self) -> Option<String> {
+        let error_page = self
+            .run(self.client().current_url())
             .is_ok_and(|u| u.scheme() == "chrome-error")
-            || self.text("body").is_some_and(|b| b.contains("ERR_NETWORK_CHANGED"))
+            || self.text("body").is_some_and(|b| b.contains("ERR_NETWORK_CHANGED"));
+        if error_page {
+            return Some(self.text("body").unwrap_or_default().trim().to_string());
+        }
+        self.read_console();
+        let console = self.console.borrow();
+        console.entries[console.page_start..]
+            .iter()
+            .find(|e| e.code_the_network_failed().is_some())
+            .map(|e| e.message.clone())
+    }
+
+    /// A page starts loading: what the console said before is about earlier pages.
+    fn page_loads(&self) {
+        self.read_console();
+        let mut console = self.console.borrow_mut();
+        console.page_start = console.entries.len();
+    }
+
+    /// Read the console entries logged since the last read.
+    fn read_console(&self) {
+        let Ok(read) = self.run(self.client().issue_cmd(BrowserLog)) else {
+            return;
+        };
+        let read = match read {
+            Value::Object(mut o) if o.contains_key("value") => o.remove("value").unwrap_or_default(),
+            v => v,
+        };
+        let text = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_string();
+        let mut console = self.console.borrow_mut();
+        for e in read.as_array().into_iter().flatten() {
+            console.entries.push(ConsoleEntry {
+                level: text(e, "level"),
+                source: text(e, "source"),
+                message: text(e, "message"),
+            });
+        }
+    }
+
+    /// The console's last entries, one per line.
+    fn console_text(&self) -> String {
+        const SHOWN: usize = 30;
+        self.read_console();
+        let console = self.console.borrow();
+        let skip = console.entries.len().saturating_sub(SHOWN);
+        let lines: Vec<String> = console.entries[skip..].iter().map(|e| format!("  {e}")).collect();
+        if lines.is_empty() {
+            "  (nothing)".into()
+        } else {
+            lines.join("\n")
+        }
     }
 
     /// Take a screenshot named `name` (`<dir>/<name>.png`), check it, and return its path.
@@ -276,6 +396,98 @@ pub fn check_screenshot(png: &[u8]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn entry(source: &str, message: &str) -> ConsoleEntry {
+        ConsoleEntry {
+            level: "SEVERE".into(),
+            source: source.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn only_code_the_network_failed_to_load_calls_for_a_reload() {
+        let failed = entry(
+            "network",
+            "https://127.0.0.1:6443/dashboard/assets/index-Dp.js - Failed to load resource: net::ERR_NETWORK_CHANGED",
+        );
+        assert_eq!(
+            failed.code_the_network_failed(),
+            Some("https://127.0.0.1:6443/dashboard/assets/index-Dp.js")
+        );
+        let css = entry(
+            "network",
+            "http://h/a.css?v=1 - Failed to load resource: net::ERR_EMPTY_RESPONSE",
+        );
+        assert_eq!(css.code_the_network_failed(), Some("http://h/a.css?v=1"));
+        // The server's answer, an API call, or the page's own log are not.
+        let not_found =
+            "http://h/a.js - Failed to load resource: the server responded with a status of 404 (Not Found)";
+        assert_eq!(entry("network", not_found).code_the_network_failed(), None);
+        let api = "https://h/api/v1/pods - Failed to load resource: net::ERR_NETWORK_CHANGED";
+        assert_eq!(entry("network", api).code_the_network_failed(), None);
+        let log = "http://h/a.js - Failed to load resource: net::ERR_FAILED";
+        assert_eq!(entry("console-api", log).code_the_network_failed(), None);
+    }
+
+    /// A page whose script the network fails (the server closes the
+    /// connection unanswered, Chromium's ERR_EMPTY_RESPONSE) stays blank;
+    /// the browser loads it again and the script runs.
+    #[test]
+    fn a_page_whose_script_the_network_failed_is_loaded_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let (pages, scripts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (p, sc) = (pages.clone(), scripts.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (p, sc) = (p.clone(), sc.clone());
+                // A connection of its own each: Chromium opens some it sends nothing on.
+                std::thread::spawn(move || answer(stream, &p, &sc));
+            }
+        });
+        let browser = Browser::start();
+        browser.goto(&format!("http://{addr}/"));
+        let ran = browser.find("#ran", Duration::from_secs(30));
+        assert_eq!(browser.run(ran.text()).expect("text"), "ran");
+        assert!(pages.load(Ordering::SeqCst) >= 2, "the page was loaded again");
+        assert!(scripts.load(Ordering::SeqCst) >= 3, "the script was asked for again");
+    }
+
+    /// Answer one request of the page test's server.
+    fn answer(mut stream: std::net::TcpStream, pages: &AtomicUsize, scripts: &AtomicUsize) {
+        let mut line = String::new();
+        if BufReader::new(&stream).read_line(&mut line).is_err() {
+            return;
+        }
+        let (kind, body) = match line.split(' ').nth(1).unwrap_or("/") {
+            "/" => {
+                pages.fetch_add(1, Ordering::SeqCst);
+                (
+                    "text/html",
+                    r#"<!doctype html><body><script type="module" src="/app.js"></script></body>"#,
+                )
+            }
+            // The first two are closed unanswered.
+            "/app.js" if scripts.fetch_add(1, Ordering::SeqCst) < 2 => return,
+            "/app.js" => (
+                "text/javascript",
+                r#"document.body.insertAdjacentHTML("beforeend", "<p id=ran>ran</p>");"#,
+            ),
+            _ => ("text/plain", ""),
+        };
+        let status = if body.is_empty() { "404 Not Found" } else { "200 OK" };
+        let _ = write!(
+            stream,
+            "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+    }
 
     #[test]
     fn a_screenshot_must_be_a_png_of_the_window_with_content() {
