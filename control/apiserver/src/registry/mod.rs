@@ -1129,7 +1129,11 @@ impl Registry {
     fn list_from_view(&self, k: &Kind, prefix: &str, q: &ListQuery, view: View, json: bool) -> Option<ListBody> {
         let r = k.resource();
         let converts = k.converts_on_read();
-        let mut items = Vec::new();
+        let mut items = if json {
+            Items::Written(Vec::new())
+        } else {
+            Items::Values(Vec::new())
+        };
         let mut next: Option<&str> = None;
         let mut fetched = 0;
         for (key, held) in view.items.iter().skip(view.offset) {
@@ -1140,16 +1144,21 @@ impl Registry {
             fetched += 1;
             // An encoded object is decoded only if it is listed as a
             // `Value` (or if the selectors need more than what is kept
-            // beside it).
+            // beside it); a decoded one is copied only then.
             let decided = match held {
                 Held::Decoded(obj) if !converts => Some(q.label.matches(obj) && q.field.matches(obj)),
                 Held::Encoded(e) if !converts => e.matches(&q.label, &q.field),
                 _ => None,
             };
-            match (decided, held) {
-                (Some(false), _) => continue,
-                (Some(true), Held::Encoded(e)) if json => {
-                    items.push(Item::Json(e.json().clone()));
+            match (decided, held, &mut items) {
+                (Some(false), _, _) => continue,
+                (Some(true), Held::Encoded(e), Items::Written(written)) => {
+                    written.push(e.json().clone());
+                    continue;
+                }
+                // Written from the shared object, not from a copy of it.
+                (Some(true), Held::Decoded(obj), Items::Written(written)) => {
+                    written.push(Bytes::from(crate::meta::json::object_json(obj)));
                     continue;
                 }
                 _ => {}
@@ -1162,7 +1171,7 @@ impl Registry {
                 k.on_read(&mut o);
             }
             if decided == Some(true) || (q.label.matches(&o) && q.field.matches(&o)) {
-                items.push(Item::Value(o));
+                items.push(o);
             }
         }
         crate::metrics::cache_list(prefix, fetched, items.len());
@@ -1176,26 +1185,13 @@ impl Registry {
             "apiVersion": r.api_version(),
             "metadata": meta,
         });
-        Some(if json {
-            let written: Vec<Bytes> = items
-                .into_iter()
-                .map(|i| match i {
-                    Item::Json(b) => b,
-                    Item::Value(v) => Bytes::from(crate::meta::json::object_json(&v)),
-                })
-                .collect();
-            ListBody::Json(crate::meta::json::list_with_items(&list, &written))
-        } else {
-            let items: Option<Vec<Value>> = items
-                .into_iter()
-                .map(|i| match i {
-                    Item::Value(v) => Some(v),
-                    Item::Json(b) => serde_json::from_slice(&b).ok(),
-                })
-                .collect();
-            let mut list = list;
-            list["items"] = Value::Array(items?);
-            ListBody::Value(list)
+        Some(match items {
+            Items::Written(written) => ListBody::Json(crate::meta::json::list_with_items(&list, &written)),
+            Items::Values(values) => {
+                let mut list = list;
+                list["items"] = Value::Array(values);
+                ListBody::Value(list)
+            }
         })
     }
 }
@@ -1209,10 +1205,28 @@ pub enum ListBody {
     Json(Vec<u8>),
 }
 
-/// An item of a list from the watch cache: decoded, or as it is held.
-enum Item {
-    Value(Value),
-    Json(Bytes),
+/// The items of a list from the watch cache: decoded, or written as list
+/// items (an object held encoded is copied as it is).
+enum Items {
+    Values(Vec<Value>),
+    Written(Vec<Bytes>),
+}
+
+impl Items {
+    fn len(&self) -> usize {
+        match self {
+            Items::Values(v) => v.len(),
+            Items::Written(w) => w.len(),
+        }
+    }
+
+    /// Add a decoded object.
+    fn push(&mut self, object: Value) {
+        match self {
+            Items::Values(v) => v.push(object),
+            Items::Written(w) => w.push(Bytes::from(crate::meta::json::object_json(&object))),
+        }
+    }
 }
 
 /// Parsed list/watch parameters.
