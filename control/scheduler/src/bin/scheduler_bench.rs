@@ -532,19 +532,20 @@ async fn main() -> Result<()> {
             ..Default::default()
         };
         create_unless_present(&ns_api, &n).await?;
-        // Without a controller-manager nobody makes the namespace's `default`
-        // ServiceAccount, which ServiceAccount admission requires of every pod.
-        if !use_cm {
-            let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-            let sa = ServiceAccount {
-                metadata: ObjectMeta {
-                    name: Some("default".into()),
-                    ..Default::default()
-                },
+        // ServiceAccount admission requires the namespace's `default`
+        // ServiceAccount of every pod. Without a controller-manager nobody
+        // makes it; with one, its ServiceAccount controller may not have yet
+        // (a slow start, e.g. under a heap profiler), so the driver makes it
+        // either way (a 409 when the controller was first).
+        let sa_api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                name: Some("default".into()),
                 ..Default::default()
-            };
-            create_unless_present(&sa_api, &sa).await?;
-        }
+            },
+            ..Default::default()
+        };
+        create_unless_present(&sa_api, &sa).await?;
     }
     let node_names: Vec<String> = list_all(&nodes_api)
         .await?
