@@ -21,7 +21,7 @@ use crate::kinds::{Kind, Resource};
 use crate::registry::{ListQuery, Registry};
 use crate::status::{ApiError, ApiResult};
 use crate::storage::store::{self, decode};
-use crate::storage::watch_cache::{Change, HubEvent, Subscription};
+use crate::storage::watch_cache::{Change, Encoded, HubEvent, Subscription};
 
 /// How often bookmarks are requested when the client allows them.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(2);
@@ -189,31 +189,6 @@ fn bookmark_object(r: &Resource, rev: i64, initial_end: bool) -> Value {
     b
 }
 
-/// The `{"type":..,"object":..}` JSON line every unfiltered JSON watcher
-/// gets of `change`, encoded by the first one to need it.
-fn unfiltered_line(change: &Change) -> Option<Bytes> {
-    if let Some(line) = change.line.get() {
-        return Some(line.clone());
-    }
-    let kind = change.event_kind(&|_| true)?;
-    let deleted;
-    let object: &Value = match &change.new {
-        // Serialized from the shared object: no copy of it.
-        Some(new) => new,
-        // A delete's object is the last state at the deletion's revision.
-        None => {
-            deleted = change.deleted_object()?;
-            &deleted
-        }
-    };
-    Some(
-        change
-            .line
-            .get_or_init(|| crate::http::wire::json_watch_event(kind, object))
-            .clone(),
-    )
-}
-
 /// Serve a watch from the shared fan-out.
 async fn run_shared(
     req: WatchRequest,
@@ -240,7 +215,7 @@ async fn run_shared(
     // The shared pre-encoded line is JSON: protobuf watchers encode their own.
     let shares_lines = em.wrap.is_none() && req.encoding == Encoding::Json;
     let unfiltered = shares_lines && req.query.label.is_empty() && req.query.field.0.is_empty();
-    let matches = |o: &Value| req.query.label.matches(o) && req.query.field.matches(o);
+    let matches = |o: &Encoded| o.selected(&req.query.label, &req.query.field);
     let mut last = start_rev;
     let mut last_bookmark = start_rev;
     let deadline = req.timeout.map(|t| tokio::time::Instant::now() + t);
@@ -251,14 +226,14 @@ async fn run_shared(
         if !c.key.starts_with(&prefix) {
             None
         } else if unfiltered {
-            // Encoded once for every such watcher.
-            unfiltered_line(c).map(Ok)
+            // Written once for every such watcher.
+            c.line().map(Ok)
         } else if shares_lines {
             // A filtered watcher (a node's pods) mostly gets the very event
             // the unfiltered ones get: then it shares their line too.
             let kind = c.event_kind(&matches)?;
             if c.event_kind(&|_| true) == Some(kind) {
-                unfiltered_line(c).map(Ok)
+                c.line().map(Ok)
             } else {
                 c.event(&matches).map(Err)
             }

@@ -41,7 +41,7 @@ use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::allocator::Allocator;
 use crate::status::{ApiError, ApiResult, FieldError};
 use crate::storage::store::{self, Action, Precondition, Store, Stored, Write, WriteFailure};
-use crate::storage::watch_cache::{Held, ListAt, View};
+use crate::storage::watch_cache::{ListAt, View};
 
 /// Shared state of the API server.
 pub struct Registry {
@@ -1142,28 +1142,22 @@ impl Registry {
                 break;
             }
             fetched += 1;
-            // An encoded object is decoded only if it is listed as a
-            // `Value` (or if the selectors need more than what is kept
-            // beside it); a decoded one is copied only then.
-            let decided = match held {
-                Held::Decoded(obj) if !converts => Some(q.label.matches(obj) && q.field.matches(obj)),
-                Held::Encoded(e) if !converts => e.matches(&q.label, &q.field),
-                _ => None,
+            // An object is decoded only if it is listed as a `Value` (or
+            // if the selectors need more than what is kept beside it).
+            let decided = if converts {
+                None
+            } else {
+                held.matches(&q.label, &q.field)
             };
-            match (decided, held, &mut items) {
-                (Some(false), _, _) => continue,
-                (Some(true), Held::Encoded(e), Items::Written(written)) => {
-                    written.push(e.json().clone());
-                    continue;
-                }
-                // Written from the shared object, not from a copy of it.
-                (Some(true), Held::Decoded(obj), Items::Written(written)) => {
-                    written.push(Bytes::from(crate::meta::json::object_json(obj)));
+            match (decided, &mut items) {
+                (Some(false), _) => continue,
+                (Some(true), Items::Written(written)) => {
+                    written.push(held.json().clone());
                     continue;
                 }
                 _ => {}
             }
-            let Some(mut o) = held.object() else {
+            let Some(mut o) = held.decode() else {
                 tracing::error!(key = %key, "a cached object no longer decodes; listing from etcd");
                 return None;
             };

@@ -1,35 +1,34 @@
-//! The watch cache: one etcd watch per resource, decoded once, fanned out to
-//! every HTTP watch of that resource, and the resource's current objects,
-//! from which lists are served.
+//! The watch cache: one etcd watch per resource, decoded and encoded once,
+//! fanned out to every HTTP watch of that resource, and the resource's
+//! current objects, from which lists are served.
 //!
 //! Each [`Hub`] starts from a list of its resource at one revision and then
 //! applies every change etcd sends, so it holds every object at revision
 //! `synced`. It also keeps the most recent changes in a window, so a client
 //! watching from a resourceVersion inside the window is served from memory;
-//! only the window's newest [`HOT`] changes keep their objects decoded, the
-//! older ones are kept as JSON (a pod decoded into a `Value` takes
-//! about ten times its JSON) and decoded again only for a watcher that
-//! resumes from that far back; an encoded change shares its previous state's
-//! JSON with the change before it of the same key, which holds it as its new
-//! state;
 //! anything older (or any hub failure) falls back to a dedicated etcd watch,
 //! which also reports compaction as 410 Expired. Replay from the window and
 //! the live subscription are taken under one lock, so no change is missed or
 //! delivered twice.
 //!
-//! The hub's objects follow the same rule: an object whose last change is
-//! among the window's hot ones is held decoded, shared with that change;
-//! once the change is encoded, the object is held as the same bytes
-//! ([`Held::Encoded`]), beside its labels and its resource's selectable
-//! fields, so that a list can filter without decoding what it leaves out;
-//! the objects of the hub's first list are held encoded from the start.
-//! The JSON is written as a list item is ([`object_json`]), so a
-//! compact JSON list copies it into its answer as it is.
+//! Objects are held as JSON only ([`Encoded`]), written as a list item is
+//! ([`object_json`]: Kubernetes' field order, Go's escaping), beside their
+//! labels and their resource's selectable fields, so that a watcher's or a
+//! list's selectors are answered without decoding. A put's JSON is a part
+//! of the `{"type":..,"object":..}` line every unfiltered JSON watcher is
+//! sent (and every filtered one whose event is the same), written once when
+//! etcd reports the change; a compact JSON list copies the same bytes into
+//! its answer. One version of an object is one buffer, shared by the hub's
+//! objects, the change that wrote it, the next change of its key (as its
+//! previous state) and the fan-out buffer.
 //! Decoded objects were most of the server's memory: a heap profile
-//! (heaptrack, 2,000 simulated nodes, 8,000 pods) put 443 MB of its 747 MB
-//! peak in them. What it costs: the first guess of an update, a change's
-//! previous state, and lists in any other form (Tables, protobuf, pretty
-//! JSON, converted versions) decode what is held encoded.
+//! (heaptrack, 2,000 simulated nodes, 8,000 pods) put 443 MB of a 747 MB
+//! peak in them while every object was held decoded, and still 205 MB of
+//! 550 MB while the window's newest 2,048 changes per resource were (a pod
+//! decoded into a `Value` takes about ten times its JSON). What it costs:
+//! the first guess of an update, events a watcher gets in another form
+//! (protobuf, Tables, a selection change, a delete's last state) and lists
+//! in another form decode what they need.
 //!
 //! Lists ([`WatchCache::view`]) are consistent as in Kubernetes' KEP-2340: a
 //! list without a resourceVersion asks etcd for its current revision (a
@@ -64,19 +63,15 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::kinds::Resource;
-use crate::meta::json::object_json;
+use crate::meta::json::{json_watch_event, object_json};
 use crate::meta::selectors::{self, FieldSelector, LabelSelector};
 use crate::storage::store::{self, decode, Store};
 
 /// Changes kept per resource for watchers that resume from a recent revision.
 const WINDOW: usize = 20_000;
 /// Live fan-out buffer per resource; a watcher further behind is disconnected
-/// (it resumes from its last resourceVersion, usually from the window). The
-/// buffer keeps its changes alive, decoded, until they are overwritten.
+/// (it resumes from its last resourceVersion, usually from the window).
 const FANOUT: usize = 2_048;
-/// Newest changes of the window kept decoded (as many as the fan-out buffer
-/// keeps alive anyway); the older ones are kept encoded ([`Cold`]).
-const HOT: usize = FANOUT;
 /// How often hubs ask etcd for progress (drives bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a list waits for the cache to reach the revision it needs
@@ -87,7 +82,7 @@ const LIST_WAIT: Duration = Duration::from_secs(3);
 const CONTINUATIONS: usize = 16;
 const CONTINUATION_TTL: Duration = Duration::from_secs(60);
 
-/// One change of one object, decoded once for every watcher.
+/// One change of one object, decoded and encoded once for every watcher.
 #[derive(Debug)]
 pub struct Change {
     /// etcd revision of the change (the object's new resourceVersion).
@@ -95,25 +90,62 @@ pub struct Change {
     /// The object's key.
     pub key: String,
     /// New state (None for deletes), shared with the hub's objects.
-    pub new: Option<Arc<Value>>,
+    pub new: Option<Arc<Encoded>>,
     /// Previous state (None for creates): the object the hub held before,
-    /// shared with it, so at its own revision. A delete's event carries it
-    /// at the deletion revision ([`Change::deleted_object`]).
-    pub old: Option<Arc<Value>>,
+    /// shared with it (and with the change before of the same key), so at
+    /// its own revision. A delete's event carries it at the deletion
+    /// revision ([`Change::deleted_object`]).
+    pub old: Option<Arc<Encoded>>,
     /// Whether the key was created by this change.
     pub created: bool,
-    /// Encoded `{"type":..,"object":..}` line for the unfiltered case, built once.
-    pub line: OnceLock<Bytes>,
+    /// The `{"type":..,"object":..}` JSON line an unfiltered watcher gets:
+    /// for a put, the very buffer `new`'s JSON is a part of; for a delete,
+    /// written when a watcher first needs it.
+    line: OnceLock<Bytes>,
 }
 
+/// Whether a watcher's selectors select an object.
+pub type Matches<'a> = dyn Fn(&Encoded) -> bool + 'a;
+
 impl Change {
+    /// A put of `new` (None: a delete) at `revision`, after `old`. `new`
+    /// may carry its unfiltered line already ([`Encoded::with_line`]).
+    fn new(
+        revision: i64,
+        key: String,
+        new: Option<(Arc<Encoded>, Option<Bytes>)>,
+        old: Option<Arc<Encoded>>,
+        created: bool,
+    ) -> Self {
+        let (new, line) = match new {
+            Some((new, line)) => (Some(new), line),
+            None => (None, None),
+        };
+        let c = Change {
+            revision,
+            key,
+            new,
+            old,
+            created,
+            line: OnceLock::new(),
+        };
+        // The line was written for the usual type of a put; a put of a key
+        // the hub did not hold (never, while it follows etcd) is ADDED.
+        if let (Some(line), Some(kind)) = (line, c.event_kind(&|_| true)) {
+            if line.starts_with(&event_head(kind)) {
+                let _ = c.line.set(line);
+            }
+        }
+        c
+    }
+
     /// The event this change means for a watcher whose selectors `matches`
     /// tests, as its type and object; None when the watcher sees nothing
     /// (neither state matches, or there is no object to send).
-    pub fn event(&self, matches: &dyn Fn(&Value) -> bool) -> Option<(&'static str, Value)> {
+    pub fn event(&self, matches: &Matches) -> Option<(&'static str, Value)> {
         let kind = self.event_kind(matches)?;
         let object = match &self.new {
-            Some(new) => Value::clone(new),
+            Some(new) => new.decode()?,
             None => self.deleted_object()?,
         };
         Some((kind, object))
@@ -122,8 +154,8 @@ impl Change {
     /// The type of [`Change::event`] alone. Its object follows from the
     /// change (the new state, or the last one for a delete), so two watchers
     /// given the same type get the same event: a filtered watcher whose type
-    /// is the unfiltered one can share the unfiltered watchers' encoding.
-    pub fn event_kind(&self, matches: &dyn Fn(&Value) -> bool) -> Option<&'static str> {
+    /// is the unfiltered one can share the unfiltered watchers' line.
+    pub fn event_kind(&self, matches: &Matches) -> Option<&'static str> {
         match &self.new {
             Some(new) => {
                 let new_match = matches(new);
@@ -143,15 +175,25 @@ impl Change {
         }
     }
 
-    /// The event an unfiltered watcher gets of this change.
-    pub fn unfiltered_event(&self) -> Option<(&'static str, Value)> {
-        self.event(&|_| true)
+    /// The JSON line every unfiltered watcher gets of this change (None
+    /// when there is nothing to send).
+    pub fn line(&self) -> Option<Bytes> {
+        if let Some(line) = self.line.get() {
+            return Some(line.clone());
+        }
+        let kind = self.event_kind(&|_| true)?;
+        let line = match &self.new {
+            Some(new) => json_watch_line(kind, new.json()),
+            // A delete's object is the last state at the deletion's revision.
+            None => json_watch_event(kind, &self.deleted_object()?),
+        };
+        Some(self.line.get_or_init(|| line).clone())
     }
 
     /// The object a DELETED event of this change carries: the last state,
     /// at the deletion's revision (as Kubernetes' watch cache sends it).
     pub fn deleted_object(&self) -> Option<Value> {
-        let mut obj = Value::clone(self.old.as_ref()?);
+        let mut obj = self.old.as_ref()?.decode()?;
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("resourceVersion".into(), Value::String(self.revision.to_string()));
         }
@@ -159,58 +201,18 @@ impl Change {
     }
 }
 
-/// A change of the window's older part, encoded.
-#[derive(Debug, Clone)]
-struct Cold {
-    revision: i64,
-    key: String,
-    created: bool,
-    /// The new state, as JSON (None for deletes).
-    new: Option<Bytes>,
-    /// The previous state, as JSON (None for creates).
-    old: Option<Bytes>,
+/// `{"type":"<kind>","object":`, how a JSON watch line starts.
+fn event_head(kind: &str) -> Vec<u8> {
+    format!(r#"{{"type":"{kind}","object":"#).into_bytes()
 }
 
-impl Cold {
-    /// Encode `c` (None when it has nothing to send to anyone). `previous`
-    /// is the encoded new state of the window's change before `c` of the
-    /// same key, with its revision: when `c`'s previous state is that one,
-    /// its bytes are shared rather than encoded again.
-    fn of(c: &Change, previous: Option<&(i64, Bytes)>) -> Option<Cold> {
-        if c.new.is_none() && c.old.is_none() {
-            return None;
-        }
-        let encode = |v: &Option<Arc<Value>>| v.as_deref().map(|v| Bytes::from(object_json(v)));
-        let old = match (&c.old, previous) {
-            (Some(old), Some((revision, bytes))) if resource_version(old) == Some(*revision) => Some(bytes.clone()),
-            _ => encode(&c.old),
-        };
-        Some(Cold {
-            revision: c.revision,
-            key: c.key.clone(),
-            created: c.created,
-            new: encode(&c.new),
-            old,
-        })
-    }
-
-    /// The change again, decoded.
-    fn decode(&self) -> Option<Change> {
-        let decode = |b: &Option<Bytes>| -> Option<Option<Arc<Value>>> {
-            match b {
-                Some(b) => serde_json::from_slice::<Value>(b).ok().map(|v| Some(Arc::new(v))),
-                None => Some(None),
-            }
-        };
-        Some(Change {
-            revision: self.revision,
-            key: self.key.clone(),
-            new: decode(&self.new)?,
-            old: decode(&self.old)?,
-            created: self.created,
-            line: OnceLock::new(),
-        })
-    }
+/// A JSON watch line of an object already written ([`object_json`]).
+fn json_watch_line(kind: &str, object: &[u8]) -> Bytes {
+    let mut line = event_head(kind);
+    line.reserve(object.len() + 2);
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    Bytes::from(line)
 }
 
 /// An object's `metadata.resourceVersion`, as a revision.
@@ -219,34 +221,6 @@ fn resource_version(object: &Value) -> Option<i64> {
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .and_then(|rv| rv.parse().ok())
-}
-
-/// An object as the hub holds it.
-#[derive(Debug, Clone)]
-pub enum Held {
-    /// Decoded, shared with its last change while that change is hot.
-    Decoded(Arc<Value>),
-    /// As JSON, once its last change is encoded (or from the first list).
-    Encoded(Arc<Encoded>),
-}
-
-impl Held {
-    /// A copy of the object, decoded (None if its JSON no longer decodes,
-    /// which the server's own encoding never gives).
-    pub fn object(&self) -> Option<Value> {
-        match self {
-            Held::Decoded(v) => Some(Value::clone(v)),
-            Held::Encoded(e) => e.decode(),
-        }
-    }
-
-    /// The object, shared when it is held decoded.
-    fn shared(&self) -> Option<Arc<Value>> {
-        match self {
-            Held::Decoded(v) => Some(v.clone()),
-            Held::Encoded(e) => e.decode().map(Arc::new),
-        }
-    }
 }
 
 /// An object held as JSON (as a list writes it: Kubernetes' field order,
@@ -278,12 +252,21 @@ impl Encoded {
         }
     }
 
+    /// `object` encoded as the object of a watch line of type `kind`: the
+    /// object's JSON is a part of that line, which comes with it.
+    fn with_line(r: &Resource, object: &Value, kind: &str) -> (Self, Bytes) {
+        let line = json_watch_event(kind, object);
+        let json = line.slice(event_head(kind).len()..line.len().saturating_sub(2));
+        (Self::new(r, object, json), line)
+    }
+
     /// The object as a list item is written ([`object_json`]).
     pub fn json(&self) -> &Bytes {
         &self.json
     }
 
-    /// The object, decoded.
+    /// The object, decoded (None if its JSON no longer decodes, which the
+    /// server's own encoding never gives).
     pub fn decode(&self) -> Option<Value> {
         serde_json::from_slice(&self.json).ok()
     }
@@ -302,21 +285,12 @@ impl Encoded {
         }
         Some(true)
     }
-}
 
-/// One change of the window.
-#[derive(Debug, Clone)]
-enum Kept {
-    Hot(Arc<Change>),
-    Cold(Cold),
-}
-
-impl Kept {
-    fn revision(&self) -> i64 {
-        match self {
-            Kept::Hot(c) => c.revision,
-            Kept::Cold(c) => c.revision,
-        }
+    /// Whether the object matches both selectors, decoding it when they
+    /// read a field not kept beside it.
+    pub fn selected(&self, label: &LabelSelector, field: &FieldSelector) -> bool {
+        self.matches(label, field)
+            .unwrap_or_else(|| self.decode().is_some_and(|o| label.matches(&o) && field.matches(&o)))
     }
 }
 
@@ -335,19 +309,42 @@ struct HubState {
     /// Changes with revision > `covered_from` are all in `window` or were
     /// evicted (then `covered_from` moved up).
     covered_from: i64,
-    window: VecDeque<Kept>,
-    /// Per key, the newest encoded change's revision and new state, for
-    /// the next change of the key to share as its previous state
-    /// ([`Cold::of`]); dropped with that change when it leaves the window.
-    cold_new: HashMap<String, (i64, Bytes)>,
+    window: VecDeque<Arc<Change>>,
     alive: bool,
     /// Every object of the resource at revision `synced`, by key.
-    objects: BTreeMap<String, Held>,
+    objects: BTreeMap<String, Arc<Encoded>>,
     /// The revision `objects` reflects: every change up to it is applied.
     synced: i64,
     /// False once an object failed to decode: lists then come from etcd,
     /// which reports the error.
     complete: bool,
+}
+
+impl HubState {
+    /// Apply a put of `new` (None: a delete) of `key` at `revision`: the
+    /// object the hub held becomes the change's previous state, the change
+    /// joins the window (pushing its oldest out past [`WINDOW`]).
+    fn apply(
+        &mut self,
+        revision: i64,
+        key: String,
+        new: Option<(Arc<Encoded>, Option<Bytes>)>,
+        created: bool,
+    ) -> Arc<Change> {
+        let old = match &new {
+            Some((obj, _)) => self.objects.insert(key.clone(), obj.clone()),
+            None => self.objects.remove(&key),
+        };
+        let c = Arc::new(Change::new(revision, key, new, old, created));
+        self.synced = self.synced.max(revision);
+        self.window.push_back(c.clone());
+        if self.window.len() > WINDOW {
+            if let Some(evicted) = self.window.pop_front() {
+                self.covered_from = evicted.revision;
+            }
+        }
+        c
+    }
 }
 
 /// The fan-out of one resource.
@@ -382,7 +379,7 @@ pub struct View {
     /// The revision the objects are at.
     pub revision: i64,
     /// (key, object) under the prefix, from the first list page's start key on.
-    pub items: Arc<Vec<(String, Held)>>,
+    pub items: Arc<Vec<(String, Arc<Encoded>)>>,
     /// Index of the first item to serve.
     pub offset: usize,
 }
@@ -391,7 +388,7 @@ pub struct View {
 struct Continuation {
     prefix: String,
     revision: i64,
-    items: Arc<Vec<(String, Held)>>,
+    items: Arc<Vec<(String, Arc<Encoded>)>>,
     kept: Instant,
 }
 
@@ -463,7 +460,7 @@ impl WatchCache {
             .into_iter()
             .map(|(k, s)| {
                 let json = Bytes::from(object_json(&s.object));
-                (k, Held::Encoded(Arc::new(Encoded::new(r, &s.object, json))))
+                (k, Arc::new(Encoded::new(r, &s.object, json)))
             })
             .collect();
         let stream = store.watch_new_values(&key, start + 1).await.ok()?;
@@ -473,7 +470,6 @@ impl WatchCache {
             state: Mutex::new(HubState {
                 covered_from: start,
                 window: VecDeque::new(),
-                cold_new: HashMap::new(),
                 alive: true,
                 objects,
                 synced: start,
@@ -515,7 +511,7 @@ impl WatchCache {
         }
         let held = st.objects.get(key)?.clone();
         drop(st);
-        let object = held.object()?;
+        let object = held.decode()?;
         let revision = resource_version(&object)?;
         Some(store::Stored { object, revision })
     }
@@ -527,19 +523,9 @@ impl WatchCache {
         if !st.alive || revision < st.covered_from {
             return None;
         }
-        let kept: Vec<Kept> = st.window.iter().filter(|c| c.revision() > revision).cloned().collect();
+        let replay = st.window.iter().filter(|c| c.revision > revision).cloned().collect();
         let live = hub.tx.subscribe();
         drop(st);
-        // Decoded outside the lock; a change that no longer decodes (it
-        // decoded when it happened) ends the replay, so the watcher falls
-        // back to etcd rather than miss it.
-        let mut replay = Vec::with_capacity(kept.len());
-        for k in kept {
-            match k {
-                Kept::Hot(c) => replay.push(c),
-                Kept::Cold(c) => replay.push(Arc::new(c.decode()?)),
-            }
-        }
         Some(Subscription { replay, live })
     }
 
@@ -579,7 +565,7 @@ impl WatchCache {
         }
         let end = String::from_utf8_lossy(&store::prefix_end(prefix)).into_owned();
         let from = if start.is_empty() { prefix } else { start };
-        let items: Vec<(String, Held)> = st
+        let items: Vec<(String, Arc<Encoded>)> = st
             .objects
             .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Excluded(end.as_str())))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -698,78 +684,45 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     }
                     continue;
                 }
-                // Decoded outside the lock; each change's previous state is
-                // what the hub held, taken under it.
+                // Decoded and encoded outside the lock; each change's
+                // previous state is what the hub held, taken under it.
                 let mut decoded = Vec::with_capacity(resp.events().len());
                 let mut undecodable = false;
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let rev = kv.mod_revision();
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let (new, created) = match ev.event_type() {
-                        EventType::Put => {
-                            let new = decode(kv.key(), kv.value(), rev).ok().map(Arc::new);
-                            undecodable |= new.is_none();
-                            (new, kv.create_revision() == kv.mod_revision())
-                        }
-                        EventType::Delete => (None, false),
+                    let created = ev.event_type() == EventType::Put && kv.create_revision() == kv.mod_revision();
+                    let new = match ev.event_type() {
+                        EventType::Put => match decode(kv.key(), kv.value(), rev) {
+                            Ok(object) => {
+                                // Written as the line of a put's usual type.
+                                let kind = if created { "ADDED" } else { "MODIFIED" };
+                                let (new, line) = Encoded::with_line(hub.resource, &object, kind);
+                                Some((Arc::new(new), Some(line)))
+                            }
+                            Err(_) => {
+                                undecodable = true;
+                                None
+                            }
+                        },
+                        EventType::Delete => None,
                     };
                     last = last.max(rev);
-                    decoded.push((rev, key, new, created));
+                    decoded.push((rev, key, new, created, ev.event_type() == EventType::Put));
                 }
                 let mut st = hub.state.lock().expect("hub state");
                 if undecodable {
                     st.complete = false;
                 }
-                for (revision, key, new, created) in decoded {
-                    let old = match &new {
-                        Some(obj) => st.objects.insert(key.clone(), Held::Decoded(obj.clone())),
-                        None => st.objects.remove(&key),
-                    };
-                    let old = old.and_then(|h| h.shared());
-                    let c = Arc::new(Change {
-                        revision,
-                        key,
-                        new,
-                        old,
-                        created,
-                        line: OnceLock::new(),
-                    });
-                    st.synced = st.synced.max(c.revision);
-                    st.window.push_back(Kept::Hot(c.clone()));
-                    if st.window.len() > WINDOW {
-                        if let Some(old) = st.window.pop_front() {
-                            st.covered_from = old.revision();
-                            if let Kept::Cold(c) = &old {
-                                if st.cold_new.get(&c.key).is_some_and(|(rev, _)| *rev == c.revision) {
-                                    st.cold_new.remove(&c.key);
-                                }
-                            }
-                        }
+                for (revision, key, new, created, put) in decoded {
+                    if put && new.is_none() {
+                        // Undecodable: lists go to etcd, which reports it.
+                        st.objects.remove(&key);
+                        st.synced = st.synced.max(revision);
+                        continue;
                     }
-                    if let Some(i) = st.window.len().checked_sub(HOT + 1) {
-                        // (Borrowed field by field.)
-                        let st = &mut *st;
-                        if let Some(Kept::Hot(c)) = st.window.get(i) {
-                            if let Some(cold) = Cold::of(c, st.cold_new.get(&c.key)) {
-                                match (&cold.new, &c.new) {
-                                    (Some(json), Some(new)) => {
-                                        st.cold_new.insert(cold.key.clone(), (cold.revision, json.clone()));
-                                        // The object, if this is still its state, is held as these bytes.
-                                        if let Some(held) = st.objects.get_mut(&cold.key) {
-                                            if matches!(held, Held::Decoded(o) if Arc::ptr_eq(o, new)) {
-                                                *held = Held::Encoded(Arc::new(Encoded::new(hub.resource, new, json.clone())));
-                                            }
-                                        }
-                                    }
-                                    _ => {
-                                        st.cold_new.remove(&cold.key);
-                                    }
-                                }
-                                st.window[i] = Kept::Cold(cold);
-                            }
-                        }
-                    }
+                    let c = st.apply(revision, key, new, created);
                     let _ = hub.tx.send(HubEvent::Change(c));
                 }
                 hub.synced.send_replace(st.synced);
@@ -801,27 +754,48 @@ fn progress_in_order(version: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{progress_in_order, Change, Cold, Encoded, Held};
+    use super::{progress_in_order, Change, Encoded, HubState, WINDOW};
+    use crate::meta::json::{json_watch_event, object_json};
     use crate::meta::selectors::{FieldSelector, LabelSelector};
     use serde_json::{json, Value};
-    use std::sync::{Arc, OnceLock};
+    use std::collections::{BTreeMap, VecDeque};
+    use std::sync::Arc;
 
-    fn pod(rv: i64, phase: &str) -> Arc<Value> {
-        Arc::new(json!({
+    fn pods() -> &'static crate::kinds::Resource {
+        crate::kinds::builtin("", "Pod").expect("pods").resource()
+    }
+
+    fn pod(rv: i64, phase: &str) -> Value {
+        json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web", "namespace": "shop", "resourceVersion": rv.to_string(), "labels": {"app": "web"}},
             "status": {"phase": phase},
-        }))
+        })
     }
 
-    fn change(revision: i64, new: Option<Arc<Value>>, old: Option<Arc<Value>>, created: bool) -> Change {
-        Change {
+    fn encoded(v: &Value) -> Arc<Encoded> {
+        Arc::new(Encoded::new(pods(), v, object_json(v).into()))
+    }
+
+    fn change(revision: i64, new: Option<Value>, old: Option<Value>, created: bool) -> Change {
+        let new = new.map(|v| (encoded(&v), None));
+        Change::new(
             revision,
-            key: "/registry/core/pods/shop/web".into(),
+            "/registry/core/pods/shop/web".into(),
             new,
-            old,
+            old.as_ref().map(encoded),
             created,
-            line: OnceLock::new(),
+        )
+    }
+
+    fn empty_hub() -> HubState {
+        HubState {
+            covered_from: 0,
+            window: VecDeque::new(),
+            alive: true,
+            objects: BTreeMap::new(),
+            synced: 0,
+            complete: true,
         }
     }
 
@@ -830,13 +804,10 @@ mod tests {
     /// a field it does not keep leaves the answer to the caller.
     #[test]
     fn an_object_held_encoded_answers_selectors_as_the_decoded_object() {
-        let pods = crate::kinds::builtin("", "Pod").expect("pods").resource();
-        let mut obj = Value::clone(&pod(5, "Running"));
-        obj["spec"] = json!({"nodeName": "node-1"});
-        let json = serde_json::to_vec(&obj).expect("encodes");
-        let held = Held::Encoded(Arc::new(Encoded::new(pods, &obj, json.into())));
-        assert_eq!(held.object(), Some(obj.clone()));
-        let Held::Encoded(e) = &held else { unreachable!() };
+        let mut obj = pod(5, "Running");
+        obj["spec"] = json!({"nodeName": "node-1", "hostname": "x"});
+        let e = encoded(&obj);
+        assert_eq!(e.decode(), Some(obj.clone()));
         for (labels, fields) in [
             ("", ""),
             ("app=web", ""),
@@ -848,84 +819,93 @@ mod tests {
             ("app", "spec.nodeName=,status.phase=Running"),
         ] {
             let label = LabelSelector::parse(labels).expect("label selector");
-            let field = FieldSelector::parse(fields, pods).expect("field selector");
-            assert_eq!(
-                e.matches(&label, &field),
-                Some(label.matches(&obj) && field.matches(&obj)),
-                "{labels:?} {fields:?}"
-            );
+            let field = FieldSelector::parse(fields, pods()).expect("field selector");
+            let want = label.matches(&obj) && field.matches(&obj);
+            assert_eq!(e.matches(&label, &field), Some(want), "{labels:?} {fields:?}");
+            assert_eq!(e.selected(&label, &field), want, "{labels:?} {fields:?}");
         }
         let unknown = FieldSelector(vec![("spec.hostname".into(), true, "x".into())]);
         assert_eq!(e.matches(&LabelSelector::default(), &unknown), None);
+        assert!(e.selected(&LabelSelector::default(), &unknown), "decoded to answer");
     }
 
-    /// An older change of the window, kept encoded, decodes to the same
-    /// change: the same event for an unfiltered watcher, and the same new
-    /// and previous objects for a filtered one.
+    /// A put is written once: its object's JSON is the list item's JSON and
+    /// a part of the watch line, which is the line the object's event is
+    /// written as. A put whose usual type was guessed wrong gets its own line.
     #[test]
-    fn a_change_kept_encoded_decodes_to_the_same_change() {
-        let created = change(5, Some(pod(5, "Pending")), None, true);
-        let modified = change(7, Some(pod(7, "Running")), Some(pod(5, "Pending")), false);
-        let deleted = change(9, None, Some(pod(7, "Running")), false);
-        for c in [created, modified, deleted] {
-            let cold = Cold::of(&c, None).expect("encoded");
-            let back = cold.decode().expect("decoded");
-            assert_eq!(
-                (back.revision, &back.key, back.created),
-                (c.revision, &c.key, c.created)
-            );
-            assert_eq!(back.new, c.new, "new object of revision {}", c.revision);
-            let old = |c: &Change| c.old.as_deref().cloned();
-            if c.new.is_some() {
-                assert_eq!(old(&back), old(&c), "previous object of revision {}", c.revision);
-            } else {
-                assert_eq!(back.deleted_object(), c.deleted_object(), "deleted object");
-            }
-            assert_eq!(back.unfiltered_event(), c.unfiltered_event());
+    fn a_put_is_written_once_as_its_watch_line_and_its_object() {
+        let obj = pod(7, "Running");
+        for kind in ["ADDED", "MODIFIED"] {
+            let (e, line) = Encoded::with_line(pods(), &obj, kind);
+            assert_eq!(line, json_watch_event(kind, &obj), "{kind}");
+            assert_eq!(&e.json()[..], &object_json(&obj)[..], "{kind}");
         }
-        let deleted = change(9, None, Some(pod(7, "Running")), false);
-        let (kind, object) = deleted.unfiltered_event().unwrap();
-        assert_eq!(kind, "DELETED");
-        assert_eq!(
-            object["metadata"]["resourceVersion"], "9",
-            "stamped at the deletion's revision"
+        let (e, line) = Encoded::with_line(pods(), &obj, "MODIFIED");
+        let e = Arc::new(e);
+        let modified = Change::new(
+            7,
+            "k".into(),
+            Some((e.clone(), Some(line.clone()))),
+            Some(encoded(&pod(5, "Pending"))),
+            false,
         );
-        assert!(
-            Cold::of(&change(3, None, None, false), None).is_none(),
-            "nothing to send, nothing kept"
-        );
+        let sent = modified.line().expect("a line");
+        assert_eq!(sent.as_ptr(), line.as_ptr(), "the very buffer written on arrival");
+        // A put of a key the hub did not hold is ADDED, not MODIFIED.
+        let unknown = Change::new(7, "k".into(), Some((e, Some(line))), None, false);
+        assert_eq!(unknown.line(), Some(json_watch_event("ADDED", &obj)));
     }
 
-    /// An encoded change whose previous state is the new state of the
-    /// encoded change before it shares those bytes; any other previous
-    /// state is encoded anew. Either way it decodes to the same change.
+    /// A delete is sent with the last state stamped at the deletion's
+    /// revision (as Kubernetes' watch cache sends it), line and event alike.
     #[test]
-    fn an_encoded_change_shares_its_previous_state_with_the_change_before() {
-        let created = change(5, Some(pod(5, "Pending")), None, true);
-        let first = Cold::of(&created, None).expect("encoded");
-        let kept = (first.revision, first.new.clone().expect("new state"));
-        let modified = change(7, Some(pod(7, "Running")), Some(pod(5, "Pending")), false);
-        let second = Cold::of(&modified, Some(&kept)).expect("encoded");
-        let old = second.old.as_ref().expect("previous state");
-        assert_eq!(old.as_ptr(), kept.1.as_ptr(), "the very bytes of the change before");
-        assert_eq!(second.decode().expect("decoded").old, modified.old);
-        let elsewhere = (4, kept.1.clone());
-        let third = Cold::of(&modified, Some(&elsewhere)).expect("encoded");
-        assert_ne!(
-            third.old.as_ref().expect("previous state").as_ptr(),
-            kept.1.as_ptr(),
-            "another revision's bytes are not taken"
-        );
-        assert_eq!(third.decode().expect("decoded").old, modified.old);
+    fn a_delete_carries_the_last_state_at_the_deletion_revision() {
+        let deleted = change(9, None, Some(pod(7, "Running")), false);
+        let (kind, object) = deleted.event(&|_| true).expect("an event");
+        assert_eq!(kind, "DELETED");
+        assert_eq!(object["metadata"]["resourceVersion"], "9");
+        assert_eq!(deleted.line(), Some(json_watch_event("DELETED", &object)));
+        assert!(change(3, None, None, false).line().is_none(), "nothing to send");
+    }
+
+    /// The hub's objects, its changes and the changes after them share one
+    /// buffer per version of an object; the window keeps its newest
+    /// [`WINDOW`] changes and says from which revision on it covers them.
+    #[test]
+    fn a_version_of_an_object_is_one_buffer_and_the_window_is_bounded() {
+        let mut hub = empty_hub();
+        let key = "/registry/core/pods/shop/web".to_string();
+        let first = hub.apply(5, key.clone(), Some((encoded(&pod(5, "Pending")), None)), true);
+        let second = hub.apply(7, key.clone(), Some((encoded(&pod(7, "Running")), None)), false);
+        let kept = |c: &Change| c.new.clone().expect("a new state");
+        assert!(Arc::ptr_eq(second.old.as_ref().expect("previous"), &kept(&first)));
+        assert!(Arc::ptr_eq(&hub.objects[&key], &kept(&second)));
+        let gone = hub.apply(9, key.clone(), None, false);
+        assert!(Arc::ptr_eq(gone.old.as_ref().expect("previous"), &kept(&second)));
+        assert!(hub.objects.is_empty());
+        assert_eq!((hub.synced, hub.covered_from, hub.window.len()), (9, 0, 3));
+        for rev in 10..(10 + WINDOW as i64) {
+            hub.apply(
+                rev,
+                format!("/registry/core/pods/shop/p{rev}"),
+                Some((encoded(&pod(rev, "Running")), None)),
+                true,
+            );
+        }
+        assert_eq!(hub.window.len(), WINDOW);
+        assert_eq!(hub.covered_from, 9, "changes up to 9 left the window");
+        assert_eq!(hub.window.front().map(|c| c.revision), Some(10));
     }
 
     /// A filtered watcher sees a change as Kubernetes' cacher shows it
     /// (leaving the selection is DELETED, entering it ADDED), and whenever
     /// its event type is the unfiltered one, the whole event is the same
-    /// (so it may share the unfiltered encoding).
+    /// (so it may share the unfiltered line).
     #[test]
     fn filtered_watchers_see_selection_changes_and_share_what_is_the_same() {
-        let running = |o: &Value| o["status"]["phase"] == "Running";
+        let field = FieldSelector::parse("status.phase=Running", pods()).expect("field selector");
+        let label = LabelSelector::default();
+        let running = |o: &Encoded| o.selected(&label, &field);
         let cases = [
             (change(5, Some(pod(5, "Running")), None, true), Some("ADDED")),
             (change(6, Some(pod(6, "Pending")), None, true), None),
@@ -951,9 +931,12 @@ mod tests {
         for (c, want) in cases {
             let kind = c.event_kind(&running);
             assert_eq!(kind, want, "revision {}", c.revision);
-            assert_eq!(c.event(&running).map(|(k, _)| k), kind, "revision {}", c.revision);
+            let event = c.event(&running);
+            assert_eq!(event.as_ref().map(|(k, _)| *k), kind, "revision {}", c.revision);
             if kind.is_some() && kind == c.event_kind(&|_| true) {
-                assert_eq!(c.event(&running), c.unfiltered_event(), "revision {}", c.revision);
+                assert_eq!(event, c.event(&|_| true), "revision {}", c.revision);
+                let (k, o) = event.expect("an event");
+                assert_eq!(c.line(), Some(json_watch_event(k, &o)), "revision {}", c.revision);
             }
         }
     }
