@@ -123,6 +123,62 @@ async fn pages_come_from_one_snapshot_while_writes_happen() {
     assert_eq!(pages, 9);
 }
 
+/// A client pages through a collection nobody writes, at a revision
+/// another collection's write made (an informer listing nodes at the
+/// resourceVersion of a pod it created; every page after the first of a
+/// list etcd served): every page comes back at once, not after the watch
+/// cache gave up waiting for a revision that collection never reaches.
+#[tokio::test]
+async fn pages_of_a_quiet_collection_at_another_collections_revision_come_at_once() {
+    let cp = ControlPlane::start().await;
+    let raw = cp.raw().await;
+    let quiet = "/api/v1/namespaces/default/configmaps";
+    for i in 0..40 {
+        let r = raw
+            .post(quiet, &json!({"metadata": {"name": format!("quiet-{i:02}")}}))
+            .await;
+        assert_eq!(r.status, 201);
+    }
+    let first = raw.get(&format!("{quiet}?limit=5")).await;
+    assert_eq!(first.status, 200, "the cache holds the collection");
+    // The revision of a write to another collection.
+    let secret = json!({"metadata": {"name": "elsewhere"}, "stringData": {"k": "v"}});
+    let written = raw.post("/api/v1/namespaces/default/secrets", &secret).await;
+    assert_eq!(written.status, 201);
+    let rv = written.json()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut seen = Vec::new();
+    let mut url = format!("{quiet}?limit=5&resourceVersion={rv}&resourceVersionMatch=Exact");
+    let mut pages = 0;
+    loop {
+        let started = std::time::Instant::now();
+        let page = raw.get(&url).await;
+        let took = started.elapsed();
+        assert_eq!(page.status, 200, "{}", page.text());
+        assert!(
+            took < std::time::Duration::from_millis(1500),
+            "page {pages} took {took:?}"
+        );
+        let page = page.json();
+        assert_eq!(
+            page["metadata"]["resourceVersion"],
+            rv.as_str(),
+            "read at the revision asked for"
+        );
+        seen.extend(names(&page));
+        pages += 1;
+        match page["metadata"]["continue"].as_str() {
+            Some(token) if !token.is_empty() => url = format!("{quiet}?limit=5&continue={token}"),
+            _ => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (0..40).map(|i| format!("quiet-{i:02}")).collect::<Vec<_>>());
+    assert_eq!(pages, 8);
+}
+
 /// A list bigger than gRPC's default 4 MiB message (e.g. thousands of nodes)
 /// still comes back whole when the client does not page.
 #[tokio::test]

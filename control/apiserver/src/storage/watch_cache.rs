@@ -36,7 +36,11 @@
 //! it (asking etcd for a progress notification so that an idle resource
 //! catches up at once) and reads from memory; `resourceVersion=0` reads
 //! whatever the cache holds; `resourceVersion=N` waits for N. A paginated
-//! list keeps the rest of its snapshot for its `continue` token. When the
+//! list keeps the rest of its snapshot for its `continue` token; any other
+//! exact revision (`resourceVersionMatch=Exact`, the next page of a list
+//! etcd served) is read from etcd at once unless the hub stands at it, since
+//! a resource nobody writes never reaches another resource's revision
+//! (waiting for it cost an informer 3 s per page). When the
 //! cache cannot answer in time (etcd partitioned, the hub restarting, a
 //! revision it never held), the caller lists from etcd as before.
 //!
@@ -553,6 +557,13 @@ impl WatchCache {
         };
         // Without believable progress, an idle hub would only time out: etcd answers at once.
         if at == ListAt::Latest && !hub.progress_in_order && *hub.synced.borrow() < target {
+            return None;
+        }
+        // One exact revision (a page after one etcd served, or
+        // `resourceVersionMatch=Exact`) is served only by a hub standing at
+        // it: waiting would pass it by, or wait for a revision a resource
+        // nobody writes never reaches, while etcd reads any at once.
+        if matches!(at, ListAt::Exact(rev) if rev != *hub.synced.borrow()) {
             return None;
         }
         if !hub.wait_synced(target).await {
