@@ -201,10 +201,9 @@ async fn main() -> anyhow::Result<()> {
          with the events (3.4.25, 3.5.8 and later). An older etcd's consistent lists the cache is not \
          already current for are read from etcd, as Kubernetes does without consistent reads from cache.\n\n\
          What limits both: a list is put together on one core. From etcd, every value is read, decoded \
-         and encoded into the answer. The cache holds most objects as the JSON a list item is written in \
-         and copies those bytes into the answer (only objects whose last change is among its newest 2,048 \
-         are held decoded and encoded again), so it saves the read, the decoding and most of the encoding; \
-         what is left (the copy, TLS, sending 11 MiB) has not been profiled since. Both servers and the \
+         and encoded into the answer. The cache holds every object as the JSON a list item is written in \
+         and copies those bytes into the answer, so it saves the read, the decoding and the encoding; \
+         what is left (the copy, TLS, sending 11 MiB) has not been profiled. Both servers and the \
          client share the 2 CPUs, which makes the p99 noisy.\n",
     );
     print!("{md}");
