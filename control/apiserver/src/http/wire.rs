@@ -8,6 +8,8 @@ use serde_json::Value;
 
 use crate::http::negotiation::Encoding;
 pub use crate::meta::json::{json_watch_event, list_with_items, object_json, to_vec};
+#[cfg(test)]
+use crate::meta::json::{json_watch_event_and_object, json_watch_line};
 use crate::status::{ApiError, ApiResult};
 
 /// A JSON response with `Warning` headers (`299 - "text"`).
@@ -144,9 +146,17 @@ mod tests {
         let line = r#"{"type":"MODIFIED","object":{"kind":"Pod","apiVersion":"v1","metadata":{"name":"p\u003c1\u003e","namespace":"default","resourceVersion":"7"},"status":{"phase":"Running"}}}"#;
         assert_eq!(json_watch_event("MODIFIED", &pod), format!("{line}\n").as_bytes());
         assert_eq!(
-            watch_event(Encoding::Json, "MODIFIED", pod),
+            watch_event(Encoding::Json, "MODIFIED", pod.clone()),
             format!("{line}\n").as_bytes()
         );
+        // The same line around an object already written, and the object
+        // within a written line, for every event type a change is sent as.
+        for kind in ["ADDED", "MODIFIED", "DELETED"] {
+            let (whole, object) = json_watch_event_and_object(kind, &pod);
+            assert_eq!(whole, json_watch_event(kind, &pod), "{kind}");
+            assert_eq!(&object[..], &object_json(&pod)[..], "{kind}");
+            assert_eq!(json_watch_line(kind, &object_json(&pod)), whole, "{kind}");
+        }
     }
 
     #[test]

@@ -269,3 +269,28 @@ pub fn json_watch_event(event_type: &str, object: &Value) -> bytes::Bytes {
     }
     bytes::Bytes::from(compact_line(&Event(event_type, object)))
 }
+
+/// How a JSON watch event line of `event_type` starts, up to its object
+/// (event types are plain ASCII: nothing to escape).
+fn watch_line_head(event_type: &str) -> Vec<u8> {
+    format!(r#"{{"type":"{event_type}","object":"#).into_bytes()
+}
+
+/// The line [`json_watch_event`] writes, of an object already written by
+/// [`object_json`].
+pub fn json_watch_line(event_type: &str, object: &[u8]) -> bytes::Bytes {
+    let mut line = watch_line_head(event_type);
+    line.reserve(object.len() + 2);
+    line.extend_from_slice(object);
+    line.extend_from_slice(b"}\n");
+    bytes::Bytes::from(line)
+}
+
+/// [`json_watch_event`], with its object's JSON as [`object_json`] writes
+/// it: a slice of the line's own buffer, not a copy.
+pub fn json_watch_event_and_object(event_type: &str, object: &Value) -> (bytes::Bytes, bytes::Bytes) {
+    let line = json_watch_event(event_type, object);
+    // The line ends with the event's `}` and the newline.
+    let json = line.slice(watch_line_head(event_type).len()..line.len().saturating_sub(2));
+    (line, json)
+}

@@ -67,7 +67,7 @@ use serde_json::Value;
 use tokio::sync::{broadcast, watch, Notify};
 
 use crate::kinds::Resource;
-use crate::meta::json::{json_watch_event, object_json};
+use crate::meta::json::{json_watch_event, json_watch_event_and_object, json_watch_line, object_json};
 use crate::meta::selectors::{self, FieldSelector, LabelSelector};
 use crate::storage::store::{self, decode, Store};
 
@@ -112,19 +112,16 @@ pub struct Change {
 pub type Matches<'a> = dyn Fn(&Encoded) -> bool + 'a;
 
 impl Change {
-    /// A put of `new` (None: a delete) at `revision`, after `old`. `new`
-    /// may carry its unfiltered line already ([`Encoded::with_line`]).
+    /// A put of `new` (None: a delete) at `revision`, after `old`, with
+    /// the unfiltered line already written for it, if any, and its type.
     fn new(
         revision: i64,
         key: String,
-        new: Option<(Arc<Encoded>, Option<Bytes>)>,
+        new: Option<Arc<Encoded>>,
+        line: Option<(&'static str, Bytes)>,
         old: Option<Arc<Encoded>>,
         created: bool,
     ) -> Self {
-        let (new, line) = match new {
-            Some((new, line)) => (Some(new), line),
-            None => (None, None),
-        };
         let c = Change {
             revision,
             key,
@@ -135,8 +132,8 @@ impl Change {
         };
         // The line was written for the usual type of a put; a put of a key
         // the hub did not hold (never, while it follows etcd) is ADDED.
-        if let (Some(line), Some(kind)) = (line, c.event_kind(&|_| true)) {
-            if line.starts_with(&event_head(kind)) {
+        if let Some((kind, line)) = line {
+            if c.event_kind(&|_| true) == Some(kind) {
                 let _ = c.line.set(line);
             }
         }
@@ -205,20 +202,6 @@ impl Change {
     }
 }
 
-/// `{"type":"<kind>","object":`, how a JSON watch line starts.
-fn event_head(kind: &str) -> Vec<u8> {
-    format!(r#"{{"type":"{kind}","object":"#).into_bytes()
-}
-
-/// A JSON watch line of an object already written ([`object_json`]).
-fn json_watch_line(kind: &str, object: &[u8]) -> Bytes {
-    let mut line = event_head(kind);
-    line.reserve(object.len() + 2);
-    line.extend_from_slice(object);
-    line.extend_from_slice(b"}\n");
-    Bytes::from(line)
-}
-
 /// An object's `metadata.resourceVersion`, as a revision.
 fn resource_version(object: &Value) -> Option<i64> {
     object
@@ -259,8 +242,7 @@ impl Encoded {
     /// `object` encoded as the object of a watch line of type `kind`: the
     /// object's JSON is a part of that line, which comes with it.
     fn with_line(r: &Resource, object: &Value, kind: &str) -> (Self, Bytes) {
-        let line = json_watch_event(kind, object);
-        let json = line.slice(event_head(kind).len()..line.len().saturating_sub(2));
+        let (line, json) = json_watch_event_and_object(kind, object);
         (Self::new(r, object, json), line)
     }
 
@@ -325,21 +307,23 @@ struct HubState {
 }
 
 impl HubState {
-    /// Apply a put of `new` (None: a delete) of `key` at `revision`: the
-    /// object the hub held becomes the change's previous state, the change
-    /// joins the window (pushing its oldest out past [`WINDOW`]).
+    /// Apply a put of `new` (None: a delete) of `key` at `revision`, with
+    /// the line written for it ([`Change::new`]): the object the hub held
+    /// becomes the change's previous state, the change joins the window
+    /// (pushing its oldest out past [`WINDOW`]).
     fn apply(
         &mut self,
         revision: i64,
         key: String,
-        new: Option<(Arc<Encoded>, Option<Bytes>)>,
+        new: Option<Arc<Encoded>>,
+        line: Option<(&'static str, Bytes)>,
         created: bool,
     ) -> Arc<Change> {
         let old = match &new {
-            Some((obj, _)) => self.objects.insert(key.clone(), obj.clone()),
+            Some(obj) => self.objects.insert(key.clone(), obj.clone()),
             None => self.objects.remove(&key),
         };
-        let c = Arc::new(Change::new(revision, key, new, old, created));
+        let c = Arc::new(Change::new(revision, key, new, line, old, created));
         self.synced = self.synced.max(revision);
         self.window.push_back(c.clone());
         if self.window.len() > WINDOW {
@@ -651,6 +635,19 @@ impl Hub {
     }
 }
 
+/// One event of the hub's etcd watch, decoded and encoded outside its lock.
+enum Arrived {
+    /// A put, written as the line of its usual type (ADDED or MODIFIED).
+    Put {
+        object: Arc<Encoded>,
+        line: (&'static str, Bytes),
+        created: bool,
+    },
+    Delete,
+    /// A value that does not decode.
+    Undecodable,
+}
+
 async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
     let (mut sender, mut responses) = stream.split();
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
@@ -697,43 +694,44 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                 }
                 // Decoded and encoded outside the lock; each change's
                 // previous state is what the hub held, taken under it.
-                let mut decoded = Vec::with_capacity(resp.events().len());
-                let mut undecodable = false;
+                let mut arrived = Vec::with_capacity(resp.events().len());
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     let rev = kv.mod_revision();
+                    last = last.max(rev);
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let created = ev.event_type() == EventType::Put && kv.create_revision() == kv.mod_revision();
-                    let new = match ev.event_type() {
+                    let what = match ev.event_type() {
+                        EventType::Delete => Arrived::Delete,
                         EventType::Put => match decode(kv.key(), kv.value(), rev) {
                             Ok(object) => {
+                                let created = kv.create_revision() == rev;
                                 // Written as the line of a put's usual type.
                                 let kind = if created { "ADDED" } else { "MODIFIED" };
                                 let (new, line) = Encoded::with_line(hub.resource, &object, kind);
-                                Some((Arc::new(new), Some(line)))
+                                Arrived::Put {
+                                    object: Arc::new(new),
+                                    line: (kind, line),
+                                    created,
+                                }
                             }
-                            Err(_) => {
-                                undecodable = true;
-                                None
-                            }
+                            Err(_) => Arrived::Undecodable,
                         },
-                        EventType::Delete => None,
                     };
-                    last = last.max(rev);
-                    decoded.push((rev, key, new, created, ev.event_type() == EventType::Put));
+                    arrived.push((rev, key, what));
                 }
                 let mut st = hub.state.lock().expect("hub state");
-                if undecodable {
-                    st.complete = false;
-                }
-                for (revision, key, new, created, put) in decoded {
-                    if put && new.is_none() {
-                        // Undecodable: lists go to etcd, which reports it.
-                        st.objects.remove(&key);
-                        st.synced = st.synced.max(revision);
-                        continue;
-                    }
-                    let c = st.apply(revision, key, new, created);
+                for (revision, key, what) in arrived {
+                    let c = match what {
+                        Arrived::Put { object, line, created } => st.apply(revision, key, Some(object), Some(line), created),
+                        Arrived::Delete => st.apply(revision, key, None, None, false),
+                        Arrived::Undecodable => {
+                            // Lists go to etcd, which reports it.
+                            st.complete = false;
+                            st.objects.remove(&key);
+                            st.synced = st.synced.max(revision);
+                            continue;
+                        }
+                    };
                     let _ = hub.tx.send(HubEvent::Change(c));
                 }
                 hub.synced.send_replace(st.synced);
@@ -789,11 +787,11 @@ mod tests {
     }
 
     fn change(revision: i64, new: Option<Value>, old: Option<Value>, created: bool) -> Change {
-        let new = new.map(|v| (encoded(&v), None));
         Change::new(
             revision,
             "/registry/core/pods/shop/web".into(),
-            new,
+            new.as_ref().map(encoded),
+            None,
             old.as_ref().map(encoded),
             created,
         )
@@ -856,14 +854,15 @@ mod tests {
         let modified = Change::new(
             7,
             "k".into(),
-            Some((e.clone(), Some(line.clone()))),
+            Some(e.clone()),
+            Some(("MODIFIED", line.clone())),
             Some(encoded(&pod(5, "Pending"))),
             false,
         );
         let sent = modified.line().expect("a line");
         assert_eq!(sent.as_ptr(), line.as_ptr(), "the very buffer written on arrival");
         // A put of a key the hub did not hold is ADDED, not MODIFIED.
-        let unknown = Change::new(7, "k".into(), Some((e, Some(line))), None, false);
+        let unknown = Change::new(7, "k".into(), Some(e), Some(("MODIFIED", line)), None, false);
         assert_eq!(unknown.line(), Some(json_watch_event("ADDED", &obj)));
     }
 
@@ -886,12 +885,12 @@ mod tests {
     fn a_version_of_an_object_is_one_buffer_and_the_window_is_bounded() {
         let mut hub = empty_hub();
         let key = "/registry/core/pods/shop/web".to_string();
-        let first = hub.apply(5, key.clone(), Some((encoded(&pod(5, "Pending")), None)), true);
-        let second = hub.apply(7, key.clone(), Some((encoded(&pod(7, "Running")), None)), false);
+        let first = hub.apply(5, key.clone(), Some(encoded(&pod(5, "Pending"))), None, true);
+        let second = hub.apply(7, key.clone(), Some(encoded(&pod(7, "Running"))), None, false);
         let kept = |c: &Change| c.new.clone().expect("a new state");
         assert!(Arc::ptr_eq(second.old.as_ref().expect("previous"), &kept(&first)));
         assert!(Arc::ptr_eq(&hub.objects[&key], &kept(&second)));
-        let gone = hub.apply(9, key.clone(), None, false);
+        let gone = hub.apply(9, key.clone(), None, None, false);
         assert!(Arc::ptr_eq(gone.old.as_ref().expect("previous"), &kept(&second)));
         assert!(hub.objects.is_empty());
         assert_eq!((hub.synced, hub.covered_from, hub.window.len()), (9, 0, 3));
@@ -899,7 +898,8 @@ mod tests {
             hub.apply(
                 rev,
                 format!("/registry/core/pods/shop/p{rev}"),
-                Some((encoded(&pod(rev, "Running")), None)),
+                Some(encoded(&pod(rev, "Running"))),
+                None,
                 true,
             );
         }
