@@ -247,6 +247,9 @@ impl Cluster {
             format!("--initial-advertise-peer-urls={}", member.peer_url()),
             format!("--initial-cluster={initial_cluster}"),
             "--log-level=warn".into(),
+            // Periodic progress notifications let the API server serve consistent
+            // lists from its watch cache (see its storage/watch_cache.rs).
+            "--experimental-watch-progress-notify-interval=100ms".into(),
         ];
         if self.etcd_members > 1 {
             args.push("--initial-cluster-token=sluice".into());

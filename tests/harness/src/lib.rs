@@ -292,6 +292,9 @@ impl Etcd {
                 .arg(format!("--peer-trusted-ca-file={}", tls.ca.display()))
                 .arg("--logger=zap")
                 .arg("--log-level=warn")
+                // As `cargo xtask up`: the API server's watch cache serves
+                // consistent lists on etcd's periodic progress notifications.
+                .arg("--experimental-watch-progress-notify-interval=100ms")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()

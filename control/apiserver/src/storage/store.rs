@@ -402,25 +402,36 @@ impl Store {
 
     /// Watch every key under `prefix` from `start_revision` (inclusive), with previous values.
     pub async fn watch(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, ApiError> {
+        // Bookmarks come from the watch's own ticker, not etcd's periodic
+        // notifications (Sluice starts etcd with one every 100 ms).
         self.watch_with(prefix, start_revision, WatchOptions::new().with_prev_key())
             .await
     }
 
     /// Watch every key under `prefix` from `start_revision` (inclusive),
     /// without previous values: the watch cache holds them itself, so etcd
-    /// neither sends nor the server decodes them a second time.
-    pub async fn watch_new_values(&self, prefix: &str, start_revision: i64) -> Result<WatchStream, ApiError> {
-        self.watch_with(prefix, start_revision, WatchOptions::new()).await
+    /// neither sends nor the server decodes them a second time. With
+    /// `periodic_progress`, etcd also sends its periodic progress
+    /// notifications (`--experimental-watch-progress-notify-interval`).
+    pub async fn watch_new_values(
+        &self,
+        prefix: &str,
+        start_revision: i64,
+        periodic_progress: bool,
+    ) -> Result<WatchStream, ApiError> {
+        let opts = WatchOptions::new();
+        let opts = if periodic_progress {
+            opts.with_progress_notify()
+        } else {
+            opts
+        };
+        self.watch_with(prefix, start_revision, opts).await
     }
 
-    /// A watch of every key under `prefix` from `start_revision`, with
-    /// progress notifications, and `opts` besides.
+    /// A watch of every key under `prefix` from `start_revision`, and `opts` besides.
     async fn watch_with(&self, prefix: &str, start_revision: i64, opts: WatchOptions) -> Result<WatchStream, ApiError> {
         let mut c = self.client.clone();
-        let opts = opts
-            .with_range(prefix_end(prefix))
-            .with_start_revision(start_revision)
-            .with_progress_notify();
+        let opts = opts.with_range(prefix_end(prefix)).with_start_revision(start_revision);
         c.watch(prefix, Some(opts)).await.map_err(storage_error)
     }
 

@@ -52,10 +52,21 @@
 //! 15220). An older etcd (Debian's 3.4.23) can send it before the events of
 //! the revision it reports: a hub believing it would serve a list without
 //! those objects, at a resourceVersion its watchers then resume after, so an
-//! informer would never see them. There, as in Kubernetes without
-//! consistent reads from cache, a consistent list the hub cannot answer at
-//! once goes to etcd, and `synced` moves only with events and etcd's own
-//! periodic notifications (sent on the watch itself, so in order).
+//! informer would never see them. There `synced` moves only with events and
+//! etcd's own periodic notifications, which etcd sends on the watch itself
+//! (so in order), to a watch that is current, after every
+//! `--experimental-watch-progress-notify-interval` without events. Sluice
+//! starts etcd with 100 ms (etcd's default is 10 minutes). Each
+//! notification is a message per watch, so only hubs of collections of
+//! [`PERIODIC_FROM`] objects or more ask for them (a hub watches again with
+//! them when its collection grows past that). The hubs learn the interval
+//! from the notifications they get ([`PeriodicProgress`]); a consistent list
+//! the hub cannot answer at once then waits for the next one where that is
+//! cheaper than reading etcd (mean wait: half the interval, against about
+//! 25 µs per object read from etcd, measured by the list benchmark), and
+//! goes to etcd otherwise, as in Kubernetes without consistent reads from
+//! cache. Watches read straight from etcd (the cache off or behind) do not
+//! ask for periodic notifications: their bookmarks have their own ticker.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -78,6 +89,16 @@ const WINDOW: usize = 20_000;
 const FANOUT: usize = 2_048;
 /// How often hubs ask etcd for progress (drives bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
+/// What reading one object from etcd costs a list, about (`bench-results/list.md`:
+/// 1,000 pods in 25 ms, 10,000 in 278 ms at p50).
+const ETCD_READ_PER_OBJECT: Duration = Duration::from_micros(25);
+/// etcd's periodic progress notifications are waited for only when they come
+/// at least this often.
+const PERIODIC_USABLE: Duration = Duration::from_secs(1);
+/// Objects from which a hub asks for etcd's periodic progress notifications:
+/// etcd reads a smaller collection faster than the mean wait for one at 100 ms
+/// (2,000 objects' worth; half of that for a collection still growing).
+const PERIODIC_FROM: usize = 1_000;
 /// How long a list waits for the cache to reach the revision it needs
 /// before it is served from etcd (Kubernetes: 3 s).
 const LIST_WAIT: Duration = Duration::from_secs(3);
@@ -335,6 +356,98 @@ impl HubState {
     }
 }
 
+/// etcd's periodic progress notifications (`--experimental-watch-progress-notify-interval`)
+/// as the hubs see them: how often an idle hub gets one, and when one last came.
+/// The interval is measured over [`PERIODIC_RUN`] notifications in a row of
+/// one hub without events between them: a busy hub task can take two at
+/// once, which makes one gap look like nothing and the next like two.
+#[derive(Default)]
+struct PeriodicProgress {
+    /// The last measured interval, in µs (0: none yet).
+    interval_us: std::sync::atomic::AtomicU64,
+    /// When any hub last got a notification, in µs since [`epoch`].
+    last_us: std::sync::atomic::AtomicU64,
+}
+
+/// Gaps in a row an interval is measured over. Correctness never depends on
+/// the estimate: one too short only makes a list give up waiting early, one
+/// too long only sends more lists to etcd.
+const PERIODIC_RUN: u32 = 4;
+
+/// The clock [`PeriodicProgress`] counts from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+impl PeriodicProgress {
+    /// A periodic notification came; `interval` when a hub's run of them measured one.
+    fn seen(&self, interval: Option<Duration>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(interval) = interval {
+            self.interval_us.store(interval.as_micros().max(1) as u64, Relaxed);
+        }
+        self.last_us.store(epoch().elapsed().as_micros() as u64, Relaxed);
+    }
+
+    /// etcd's interval, while notifications keep coming (an idle hub that
+    /// asked for them gets one every interval).
+    fn interval(&self) -> Option<Duration> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let interval = Duration::from_micros(self.interval_us.load(Relaxed));
+        let last = Duration::from_micros(self.last_us.load(Relaxed));
+        // Only hubs of large collections get them, and a busy hub gets none.
+        let fresh = epoch().elapsed().saturating_sub(last) < Duration::from_secs(60);
+        (!interval.is_zero() && fresh).then_some(interval)
+    }
+}
+
+/// One hub's run of periodic notifications without events between them.
+#[derive(Default)]
+struct PeriodicRun {
+    /// The run's first notification, and how many came after it.
+    first: Option<(Instant, u32)>,
+}
+
+impl PeriodicRun {
+    /// A notification came at `now`: the mean gap once the run is long enough.
+    fn notified(&mut self, now: Instant) -> Option<Duration> {
+        match &mut self.first {
+            None => {
+                self.first = Some((now, 0));
+                None
+            }
+            Some((start, n)) => {
+                *n += 1;
+                if *n < PERIODIC_RUN {
+                    return None;
+                }
+                let mean = (now - *start) / *n;
+                self.first = Some((now, 0));
+                Some(mean)
+            }
+        }
+    }
+
+    /// An event came: the run is broken.
+    fn broken(&mut self) {
+        self.first = None;
+    }
+}
+
+/// How long a consistent list of `objects` waits for a periodic progress
+/// notification that comes every `interval`, if waiting (half the interval
+/// on average) is cheaper than reading them from etcd; None: read etcd.
+fn periodic_wait(interval: Duration, objects: impl FnOnce(usize) -> usize) -> Option<Duration> {
+    if interval > PERIODIC_USABLE {
+        return None;
+    }
+    let needed = ((interval / 2).as_micros() / ETCD_READ_PER_OBJECT.as_micros()) as usize;
+    // A hub that just had an event gets its notification one interval after
+    // the next tick (up to two intervals); the rest is margin for a busy etcd.
+    (objects(needed) >= needed).then_some(interval * 3)
+}
+
 /// The fan-out of one resource.
 pub struct Hub {
     /// The resource (its selectable fields are kept beside encoded objects).
@@ -347,6 +460,8 @@ pub struct Hub {
     progress: Notify,
     /// Whether etcd's requested progress notifications can be believed.
     progress_in_order: bool,
+    /// Shared by every hub of the server.
+    periodic: Arc<PeriodicProgress>,
 }
 
 /// At what revision a list is to be served.
@@ -397,6 +512,8 @@ pub struct WatchCache {
     continuations: Mutex<VecDeque<Continuation>>,
     /// Whether etcd sends requested progress in order (asked once).
     progress_in_order: tokio::sync::OnceCell<bool>,
+    /// etcd's periodic progress notifications, as the hubs see them.
+    periodic: Arc<PeriodicProgress>,
 }
 
 impl WatchCache {
@@ -443,6 +560,7 @@ impl WatchCache {
         let end = store::prefix_end(&key);
         let page = store.range(key.as_bytes(), &end, 0, 0).await.ok()?;
         let start = page.revision;
+        let objects_len = page.items.len();
         let objects = page
             .items
             .into_iter()
@@ -451,7 +569,12 @@ impl WatchCache {
                 (k, Arc::new(Encoded::new(r, &s.object, json)))
             })
             .collect();
-        let stream = store.watch_new_values(&key, start + 1).await.ok()?;
+        // etcd's periodic progress notifications cost it and the server a
+        // message per hub every interval (30 idle hubs at 100 ms: about 8 % of
+        // a core together); only hubs of collections whose consistent lists
+        // may wait for them ask for them.
+        let periodic = objects_len >= PERIODIC_FROM;
+        let stream = store.watch_new_values(&key, start + 1, periodic).await.ok()?;
         let (tx, _) = broadcast::channel(FANOUT);
         let hub = Arc::new(Hub {
             resource: r,
@@ -467,13 +590,14 @@ impl WatchCache {
             synced: watch::Sender::new(start),
             progress: Notify::new(),
             progress_in_order,
+            periodic: self.periodic.clone(),
         });
         let mut hubs = self.hubs.lock().expect("hubs");
         if let Some(h) = hubs.get(&key) {
             return Some(h.clone());
         }
         hubs.insert(key, hub.clone());
-        tokio::spawn(run_hub(hub.clone(), stream, start));
+        tokio::spawn(run_hub(hub.clone(), store.clone(), stream, start, periodic));
         Some(hub)
     }
 
@@ -539,9 +663,20 @@ impl WatchCache {
             ListAt::Any => 0,
             ListAt::NotOlderThan(rev) | ListAt::Exact(rev) => rev,
         };
-        // Without believable progress, an idle hub would only time out: etcd answers at once.
+        // Without believable requested progress, only events and etcd's
+        // periodic notifications move the hub: wait for them where that is
+        // cheaper than reading etcd, else etcd answers at once.
+        let mut wait = LIST_WAIT;
         if at == ListAt::Latest && !hub.progress_in_order && *hub.synced.borrow() < target {
-            return None;
+            let end = String::from_utf8_lossy(&store::prefix_end(prefix)).into_owned();
+            wait = periodic_wait(self.periodic.interval()?, |needed| {
+                let st = hub.state.lock().expect("hub state");
+                let range = (
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Excluded(end.as_str()),
+                );
+                st.objects.range::<str, _>(range).take(needed).count()
+            })?;
         }
         // One exact revision (a page after one etcd served, or
         // `resourceVersionMatch=Exact`) is served only by a hub standing at
@@ -550,7 +685,7 @@ impl WatchCache {
         if matches!(at, ListAt::Exact(rev) if rev != *hub.synced.borrow()) {
             return None;
         }
-        if !hub.wait_synced(target).await {
+        if !hub.wait_synced(target, wait).await {
             tracing::debug!(resource = r.plural, target, "watch cache behind; listing from etcd");
             return None;
         }
@@ -608,13 +743,13 @@ impl WatchCache {
 }
 
 impl Hub {
-    /// Wait (up to [`LIST_WAIT`]) until every change up to `target` is applied.
-    async fn wait_synced(&self, target: i64) -> bool {
+    /// Wait (up to `limit`) until every change up to `target` is applied.
+    async fn wait_synced(&self, target: i64, limit: Duration) -> bool {
         let mut rx = self.synced.subscribe();
         if *rx.borrow_and_update() >= target {
             return true;
         }
-        let deadline = tokio::time::Instant::now() + LIST_WAIT;
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             // A resource nobody writes sends no events: etcd's progress
             // notification tells the hub it is current.
@@ -648,10 +783,15 @@ enum Arrived {
     Undecodable,
 }
 
-async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
+/// Apply the watch's events to the hub and fan them out, until the watch
+/// ends. A hub watching without etcd's periodic progress notifications
+/// watches again with them once the collection holds [`PERIODIC_FROM`] objects.
+async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, start: i64, mut periodic: bool) {
+    let key = store::collection_prefix(hub.resource, None);
     let (mut sender, mut responses) = stream.split();
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     let mut last = start;
+    let mut periodic_run = PeriodicRun::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -679,19 +819,30 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     break;
                 }
                 if resp.events().is_empty() {
+                    if resp.created() {
+                        continue;
+                    }
                     // A requested notification (watch id -1) from an etcd
                     // that may send it early is not believed; the periodic
-                    // one on this watch is.
+                    // one on this watch is. Watchers hear of periodic ones
+                    // through the ticker's bookmarks only (they can come
+                    // every 100 ms).
                     let requested = resp.watch_id() == -1;
-                    if !resp.created() && (hub.progress_in_order || !requested) {
+                    if !requested {
+                        hub.periodic.seen(periodic_run.notified(Instant::now()));
+                    }
+                    if hub.progress_in_order || !requested {
                         let rev = resp.header().map(|h| h.revision()).unwrap_or(last).max(last);
                         let mut st = hub.state.lock().expect("hub state");
                         st.synced = st.synced.max(rev);
                         hub.synced.send_replace(st.synced);
-                        let _ = hub.tx.send(HubEvent::Progress(rev));
+                        if requested {
+                            let _ = hub.tx.send(HubEvent::Progress(rev));
+                        }
                     }
                     continue;
                 }
+                periodic_run.broken();
                 // Decoded and encoded outside the lock; each change's
                 // previous state is what the hub held, taken under it.
                 let mut arrived = Vec::with_capacity(resp.events().len());
@@ -719,22 +870,35 @@ async fn run_hub(hub: Arc<Hub>, stream: etcd_client::WatchStream, start: i64) {
                     };
                     arrived.push((rev, key, what));
                 }
-                let mut st = hub.state.lock().expect("hub state");
-                for (revision, key, what) in arrived {
-                    let c = match what {
-                        Arrived::Put { object, line, created } => st.apply(revision, key, Some(object), Some(line), created),
-                        Arrived::Delete => st.apply(revision, key, None, None, false),
-                        Arrived::Undecodable => {
-                            // Lists go to etcd, which reports it.
-                            st.complete = false;
-                            st.objects.remove(&key);
-                            st.synced = st.synced.max(revision);
-                            continue;
-                        }
-                    };
-                    let _ = hub.tx.send(HubEvent::Change(c));
+                let rewatch_after = {
+                    let mut st = hub.state.lock().expect("hub state");
+                    for (revision, key, what) in arrived {
+                        let c = match what {
+                            Arrived::Put { object, line, created } => st.apply(revision, key, Some(object), Some(line), created),
+                            Arrived::Delete => st.apply(revision, key, None, None, false),
+                            Arrived::Undecodable => {
+                                // Lists go to etcd, which reports it.
+                                st.complete = false;
+                                st.objects.remove(&key);
+                                st.synced = st.synced.max(revision);
+                                continue;
+                            }
+                        };
+                        let _ = hub.tx.send(HubEvent::Change(c));
+                    }
+                    hub.synced.send_replace(st.synced);
+                    (!periodic && st.objects.len() >= PERIODIC_FROM).then_some(st.synced)
+                };
+                if let Some(after) = rewatch_after {
+                    // Everything up to `after` is applied: the new watch
+                    // starts after it, and the old one ends when dropped.
+                    match store.watch_new_values(&key, after + 1, true).await {
+                        Ok(stream) => (sender, responses) = stream.split(),
+                        Err(_) => break,
+                    }
+                    periodic = true;
+                    periodic_run.broken();
                 }
-                hub.synced.send_replace(st.synced);
             }
         }
     }
@@ -763,12 +927,16 @@ fn progress_in_order(version: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{progress_in_order, Change, Encoded, HubState, WINDOW};
+    use super::{
+        periodic_wait, progress_in_order, Change, Encoded, HubState, PeriodicProgress, PeriodicRun, PERIODIC_RUN,
+        WINDOW,
+    };
     use crate::meta::json::{json_watch_event, object_json};
     use crate::meta::selectors::{FieldSelector, LabelSelector};
     use serde_json::{json, Value};
     use std::collections::{BTreeMap, VecDeque};
     use std::sync::Arc;
+    use std::time::{Duration, Instant};
 
     fn pods() -> &'static crate::kinds::Resource {
         crate::kinds::builtin("", "Pod").expect("pods").resource()
@@ -950,6 +1118,51 @@ mod tests {
                 assert_eq!(c.line(), Some(json_watch_event(k, &o)), "revision {}", c.revision);
             }
         }
+    }
+
+    #[test]
+    fn a_consistent_list_waits_for_periodic_progress_only_where_etcd_would_take_longer() {
+        let every_100ms = Duration::from_millis(100);
+        // Half of 100 ms is what 2,000 objects cost etcd.
+        assert_eq!(
+            periodic_wait(every_100ms, |needed| needed),
+            Some(Duration::from_millis(300))
+        );
+        assert_eq!(periodic_wait(every_100ms, |needed| needed - 1), None);
+        let mut asked = 0;
+        let _ = periodic_wait(every_100ms, |needed| {
+            asked = needed;
+            0
+        });
+        assert_eq!(asked, 2_000);
+        // Rarer notifications are not waited for at all (etcd's default is 10 minutes).
+        assert_eq!(periodic_wait(Duration::from_secs(2), |_| usize::MAX), None);
+    }
+
+    #[test]
+    fn etcd_s_interval_is_measured_over_a_run_of_an_idle_hub_s_notifications() {
+        let p = PeriodicProgress::default();
+        assert_eq!(p.interval(), None, "nothing seen yet");
+        let mut run = PeriodicRun::default();
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Four gaps of 100 ms, two of them taken at once by a busy hub task.
+        let times = [0, 100, 290, 300, 400];
+        for (i, ms) in times.iter().enumerate() {
+            let measured = run.notified(at(*ms));
+            assert_eq!(measured.is_some(), i == 4, "after {i} notifications");
+            p.seen(measured);
+        }
+        assert_eq!(p.interval(), Some(Duration::from_millis(100)));
+        // An event breaks the run: the gap across it measures nothing.
+        run.broken();
+        assert_eq!(run.notified(at(5_000)), None);
+        for ms in 1..PERIODIC_RUN as u64 {
+            assert_eq!(run.notified(at(5_000 + ms * 250)), None);
+        }
+        // A new interval (etcd restarted with another) replaces the old.
+        p.seen(run.notified(at(5_000 + PERIODIC_RUN as u64 * 250)));
+        assert_eq!(p.interval(), Some(Duration::from_millis(250)));
     }
 
     #[test]

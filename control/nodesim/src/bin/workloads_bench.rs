@@ -360,6 +360,8 @@ async fn run(args: &Args, work: &Path) -> Result<()> {
             format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}"),
             format!("--initial-cluster=bench=http://127.0.0.1:{peer_port}"),
             "--log-level=warn".into(),
+            // As `cargo xtask up` starts etcd.
+            "--experimental-watch-progress-notify-interval=100ms".into(),
         ]),
         &work.join("etcd.log"),
     )?;
