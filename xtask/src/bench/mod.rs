@@ -65,7 +65,8 @@ pub enum Which {
 fn packages(which: Which) -> &'static [(&'static str, &'static str)] {
     match which {
         Which::Apiserver | Which::List | Which::Scheduler | Which::Workloads | Which::Rbac | Which::Scrape => {
-            &[("etcd", "etcd-server")]
+            // The test harness's etcd is checked ready with `etcdctl endpoint health`.
+            &[("etcd", "etcd-server"), ("etcdctl", "etcd-client")]
         }
         Which::Dataplane | Which::FlowEvents | Which::ScaleDown | Which::DataplaneRouting | Which::DataplaneDsr => &[
             ("ip", "iproute2"),
