@@ -328,6 +328,18 @@ struct HubState {
 }
 
 impl HubState {
+    /// The objects under `prefix` (a collection or one namespace of it),
+    /// from the key `from` on, in key order.
+    fn objects_under<'a>(
+        &'a self,
+        prefix: &str,
+        from: &str,
+    ) -> std::collections::btree_map::Range<'a, String, Arc<Encoded>> {
+        let end = String::from_utf8_lossy(&store::prefix_end(prefix)).into_owned();
+        self.objects
+            .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Excluded(end.as_str())))
+    }
+
     /// Apply a put of `new` (None: a delete) of `key` at `revision`, with
     /// the line written for it ([`Change::new`]): the object the hub held
     /// becomes the change's previous state, the change joins the window
@@ -668,14 +680,9 @@ impl WatchCache {
         // cheaper than reading etcd, else etcd answers at once.
         let mut wait = LIST_WAIT;
         if at == ListAt::Latest && !hub.progress_in_order && *hub.synced.borrow() < target {
-            let end = String::from_utf8_lossy(&store::prefix_end(prefix)).into_owned();
             wait = periodic_wait(self.periodic.interval()?, |needed| {
                 let st = hub.state.lock().expect("hub state");
-                let range = (
-                    std::ops::Bound::Included(prefix),
-                    std::ops::Bound::Excluded(end.as_str()),
-                );
-                st.objects.range::<str, _>(range).take(needed).count()
+                st.objects_under(prefix, prefix).take(needed).count()
             })?;
         }
         // One exact revision (a page after one etcd served, or
@@ -693,11 +700,9 @@ impl WatchCache {
         if !st.alive || !st.complete || matches!(at, ListAt::Exact(rev) if rev != st.synced) {
             return None;
         }
-        let end = String::from_utf8_lossy(&store::prefix_end(prefix)).into_owned();
         let from = if start.is_empty() { prefix } else { start };
         let items: Vec<(String, Arc<Encoded>)> = st
-            .objects
-            .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Excluded(end.as_str())))
+            .objects_under(prefix, from)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Some(View {
