@@ -393,3 +393,113 @@ spec:
         "{err}"
     );
 }
+
+/// `etcd_request_duration_seconds_count{operation, type}` of the API server.
+async fn etcd_requests(raw: &sluice_tests::RawClient, operation: &str, resource: &str) -> u64 {
+    let text = raw.get("/metrics").await.text();
+    let series = format!("etcd_request_duration_seconds_count{{operation=\"{operation}\",type=\"{resource}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |v| v.trim().parse().expect("a counter value"))
+}
+
+/// etcd reads of what admission reads for a pod: gets of namespaces and
+/// ServiceAccounts, lists of PriorityClasses, ResourceQuotas and LimitRanges.
+async fn admission_reads_of_etcd(raw: &sluice_tests::RawClient) -> (u64, u64) {
+    let gets = etcd_requests(raw, "get", "namespaces").await + etcd_requests(raw, "get", "serviceaccounts").await;
+    let mut lists = 0;
+    for resource in ["priorityclasses.scheduling.k8s.io", "resourcequotas", "limitranges"] {
+        lists += etcd_requests(raw, "list", resource).await;
+    }
+    (gets, lists)
+}
+
+/// Admission reads what a pod create depends on (its namespace, its
+/// ServiceAccount, PriorityClasses, quotas, limit ranges) from the API
+/// server's watch cache, as Kubernetes' admission plugins read informers,
+/// instead of reading etcd six times per pod; and a write acknowledged just
+/// before still decides the create: a namespace's enforce level flipped a
+/// moment earlier, a ServiceAccount deleted a moment earlier.
+#[tokio::test]
+async fn admission_reads_the_watch_cache_and_every_write_acknowledged_before() {
+    use serde_json::json;
+    // ServiceAccount admission on (ControlPlane::start turns it off).
+    let etcd = sluice_tests::Etcd::start().await;
+    let apiserver = sluice_tests::ApiServer::start(&etcd, &[]).await;
+    let raw = apiserver.raw().await;
+    let created = |r: sluice_tests::RawResponse, what: &str| {
+        assert_eq!(r.status, 201, "{what}: {}", r.text());
+    };
+    created(
+        raw.post("/api/v1/namespaces", &json!({"metadata": {"name": "teams"}}))
+            .await,
+        "namespace",
+    );
+    created(
+        raw.post(
+            "/api/v1/namespaces/teams/serviceaccounts",
+            &json!({"metadata": {"name": "app"}}),
+        )
+        .await,
+        "service account",
+    );
+    let pod = |name: &str, account: &str| {
+        json!({"metadata": {"name": name}, "spec": {
+            "serviceAccountName": account,
+            "containers": [{"name": "c", "image": "busybox", "securityContext": {"privileged": true}}]}})
+    };
+    let pods = "/api/v1/namespaces/teams/pods";
+    created(raw.post(pods, &pod("first", "app")).await, "first pod");
+
+    // Twenty more pods: the namespace (read twice per pod: lifecycle and
+    // Pod Security) and the ServiceAccount come from the cache, as do the
+    // (empty) PriorityClasses, quotas and limit ranges.
+    let (gets_before, lists_before) = admission_reads_of_etcd(&raw).await;
+    for i in 0..20 {
+        created(raw.post(pods, &pod(&format!("p-{i}"), "app")).await, "pod");
+    }
+    let (gets_after, lists_after) = admission_reads_of_etcd(&raw).await;
+    let (read, listed) = (gets_after - gets_before, lists_after - lists_before);
+    assert!(
+        read <= 2,
+        "{read} etcd reads of namespaces and service accounts for 20 pods (60 before)"
+    );
+    assert!(
+        listed <= 2,
+        "{listed} etcd lists of priority classes, quotas, limit ranges for 20 pods (60 before)"
+    );
+
+    // What was written a moment before decides each create.
+    let ns = "/api/v1/namespaces/teams";
+    for round in 0..5 {
+        for (level, admitted) in [("restricted", false), ("privileged", true)] {
+            let labels = json!({"metadata": {"labels": {"pod-security.kubernetes.io/enforce": level}}});
+            let r = raw.patch(ns, "application/merge-patch+json", &labels).await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            let r = raw.post(pods, &pod(&format!("{level}-{round}"), "app")).await;
+            assert_eq!(
+                r.status == 201,
+                admitted,
+                "enforce={level}, round {round}: {}",
+                r.text()
+            );
+            if !admitted {
+                assert_eq!(r.status, 403, "{}", r.text());
+            }
+        }
+        let account = format!("brief-{round}");
+        let accounts = "/api/v1/namespaces/teams/serviceaccounts";
+        created(
+            raw.post(accounts, &json!({"metadata": {"name": account}})).await,
+            "brief account",
+        );
+        created(
+            raw.post(pods, &pod(&format!("with-{account}"), &account)).await,
+            "pod of a new account",
+        );
+        let r = raw.delete(&format!("{accounts}/{account}")).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        let r = raw.post(pods, &pod(&format!("without-{account}"), &account)).await;
+        assert_eq!(r.status, 403, "a pod of the account just deleted: {}", r.text());
+    }
+}

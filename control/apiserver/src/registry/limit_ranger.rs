@@ -33,11 +33,8 @@ pub const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 impl Registry {
     async fn limit_ranges(&self, ns: &str) -> ApiResult<Vec<Value>> {
         let prefix = store::collection_prefix(&limitrange::RESOURCE, Some(ns));
-        let page = self
-            .store
-            .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
-            .await?;
-        Ok(page.items.into_iter().map(|(_, s)| s.object).collect())
+        let ranges = self.admission_list(&limitrange::RESOURCE, &prefix).await?;
+        Ok(ranges.into_iter().map(|s| s.object).collect())
     }
 
     /// The LimitRanger step for a create of `obj` in `ns`.

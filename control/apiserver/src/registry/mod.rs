@@ -8,6 +8,7 @@
 //! resourceVersion precondition). Nothing is written when any check fails.
 
 pub mod admission;
+mod admission_reads;
 pub mod allocator;
 pub mod apiservices;
 pub mod apply;
@@ -352,7 +353,7 @@ impl Registry {
     /// The namespace must exist and not be terminating.
     async fn check_namespace(&self, r: &Resource, ns: &str, name: &str) -> ApiResult<()> {
         let nsr = &kinds::namespace::RESOURCE;
-        match self.store.get(&store::object_key(nsr, None, ns)).await? {
+        match self.admission_get(nsr, &store::object_key(nsr, None, ns)).await? {
             None => Err(ApiError::not_found(nsr, ns)),
             Some(s) if is_deleting(&s.object) => Err(ApiError::forbidden(
                 r,

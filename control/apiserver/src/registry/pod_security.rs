@@ -852,8 +852,7 @@ impl Registry {
     async fn namespace_labels(&self, ns: &str) -> ApiResult<Option<Value>> {
         let key = store::object_key(&namespace::RESOURCE, None, ns);
         Ok(self
-            .store
-            .get(&key)
+            .admission_get(&namespace::RESOURCE, &key)
             .await?
             .and_then(|s| s.object.pointer("/metadata/labels").cloned()))
     }

@@ -115,9 +115,14 @@ impl Registry {
             let (class, default_class) = match named {
                 Some(name) => {
                     let key = store::object_key(&priorityclass::RESOURCE, None, &name);
-                    (self.store.get(&key).await?.map(|s| s.object), None)
+                    let class = self.admission_get(&priorityclass::RESOURCE, &key).await?;
+                    (class.map(|s| s.object), None)
                 }
-                None => (None, self.priority_classes().await?.into_iter().find(is_global_default)),
+                None => {
+                    let prefix = store::collection_prefix(&priorityclass::RESOURCE, None);
+                    let classes = self.admission_list(&priorityclass::RESOURCE, &prefix).await?;
+                    (None, classes.into_iter().map(|s| s.object).find(is_global_default))
+                }
             };
             let name = admission_name(obj).to_string();
             return resolve_pod(obj, class.as_ref(), default_class.as_ref())

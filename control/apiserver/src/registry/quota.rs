@@ -41,16 +41,22 @@ struct Read {
 }
 
 impl Registry {
-    async fn quotas(&self, ns: &str) -> ApiResult<Vec<Read>> {
+    /// The quotas of `ns`: admission's read first, etcd's after a charge
+    /// lost a race (the quota changed since it was read).
+    async fn quotas(&self, ns: &str, after_race: bool) -> ApiResult<Vec<Read>> {
         let prefix = store::collection_prefix(&resourcequota::RESOURCE, Some(ns));
-        let page = self
-            .store
-            .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
-            .await?;
-        Ok(page
-            .items
+        let quotas = if after_race {
+            let page = self
+                .store
+                .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
+                .await?;
+            page.items.into_iter().map(|(_, s)| s).collect()
+        } else {
+            self.admission_list(&resourcequota::RESOURCE, &prefix).await?
+        };
+        Ok(quotas
             .into_iter()
-            .map(|(_, s)| Read {
+            .map(|s| Read {
                 object: s.object,
                 revision: s.revision,
             })
@@ -99,8 +105,8 @@ impl Registry {
             .unwrap_or_default()
             .to_string();
         let mut charged: Vec<String> = Vec::new();
-        for _ in 0..8 {
-            let quotas = self.quotas(ns).await?;
+        for attempt in 0..8 {
+            let quotas = self.quotas(ns, attempt > 0).await?;
             if quotas.is_empty() {
                 return Ok(());
             }

@@ -196,7 +196,7 @@ impl Registry {
                 let ms = rand::thread_rng().gen_range(100..200);
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
-            if let Some(s) = self.store.get(&key).await? {
+            if let Some(s) = self.admission_get(&kinds::serviceaccount::RESOURCE, &key).await? {
                 return Ok(Some(s.object));
             }
         }

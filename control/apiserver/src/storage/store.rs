@@ -14,6 +14,8 @@ use etcd_client::{
     WatchStream,
 };
 use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use crate::kinds::Resource;
 use crate::status::ApiError;
@@ -184,6 +186,15 @@ pub fn storage_error(e: etcd_client::Error) -> ApiError {
 #[derive(Clone)]
 pub struct Store {
     client: Client,
+    written: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+/// The collection a key belongs to, as [`collection_prefix`] writes it for
+/// all namespaces: `/registry/<group>/<plural>/`.
+fn collection_of(key: &str) -> Option<&str> {
+    let mut slashes = key.match_indices('/').map(|(i, _)| i);
+    let end = slashes.nth(3)?;
+    Some(&key[..=end])
 }
 
 /// One page of a range read.
@@ -208,7 +219,29 @@ impl Store {
             .with_keep_alive(std::time::Duration::from_secs(10), std::time::Duration::from_secs(5));
         let client = Client::connect(etcd.servers(), Some(opts)).await?;
         super::etcd_config::watch_endpoints(&client, etcd.servers());
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            written: Arc::default(),
+        })
+    }
+
+    /// The revision of the last write this server made to the collection
+    /// `prefix` ([`collection_prefix`] of all namespaces; 0: none since it
+    /// started). A cache that has applied every change up to it reflects
+    /// every write this server has acknowledged there.
+    pub fn last_write(&self, prefix: &str) -> i64 {
+        self.written.lock().expect("written").get(prefix).copied().unwrap_or(0)
+    }
+
+    fn note_write(&self, key: &str, revision: i64) {
+        let Some(collection) = collection_of(key) else { return };
+        let mut written = self.written.lock().expect("written");
+        match written.get_mut(collection) {
+            Some(r) => *r = (*r).max(revision),
+            None => {
+                written.insert(collection.to_string(), revision);
+            }
+        }
     }
 
     /// Whether the value under `key` is stored other than a write would now
@@ -330,6 +363,9 @@ impl Store {
             .and_then([TxnOp::put(key, value, None)]);
         let _timer = crate::metrics::etcd_timer("create", key);
         let resp = c.txn(txn).await.map_err(storage_error)?;
+        if resp.succeeded() {
+            self.note_write(key, resp.header().map(|h| h.revision()).unwrap_or(0));
+        }
         Ok(resp.succeeded())
     }
 
@@ -368,7 +404,9 @@ impl Store {
         let resp = c.txn(txn).await.map_err(storage_error)?;
         drop(timer);
         if resp.succeeded() {
-            return Ok(Ok(resp.header().map(|h| h.revision()).unwrap_or(0)));
+            let revision = resp.header().map(|h| h.revision()).unwrap_or(0);
+            self.note_write(&w.key, revision);
+            return Ok(Ok(revision));
         }
         let current = resp.op_responses().into_iter().find_map(|op| match op {
             TxnOpResponse::Get(g) => Some(g),
@@ -461,6 +499,23 @@ mod tests {
         let d = by_kind("apps", "Deployment").unwrap();
         assert_eq!(object_key(d, Some("n"), "d"), "/registry/apps/deployments/n/d");
         assert_eq!(prefix_end("/a/"), b"/a0".to_vec());
+    }
+
+    #[test]
+    fn a_key_belongs_to_the_collection_of_all_its_namespaces() {
+        assert_eq!(
+            collection_of("/registry/core/pods/default/a"),
+            Some("/registry/core/pods/")
+        );
+        assert_eq!(
+            collection_of("/registry/core/namespaces/x"),
+            Some("/registry/core/namespaces/")
+        );
+        assert_eq!(
+            collection_of("/registry/scheduling.k8s.io/priorityclasses/p"),
+            Some("/registry/scheduling.k8s.io/priorityclasses/")
+        );
+        assert_eq!(collection_of("/registry/core"), None);
     }
 
     #[test]

@@ -640,6 +640,39 @@ impl WatchCache {
         Some(store::Stored { object, revision })
     }
 
+    /// The objects of `r` under `prefix` (`exact`: only the one at the key
+    /// `prefix`), as `r`'s hub holds them once it has applied every change
+    /// up to `min_revision`: what admission reads, as Kubernetes' admission
+    /// plugins read informers. Starts the hub if there is none; None when
+    /// it is behind `min_revision` or cannot serve (the caller reads etcd).
+    pub async fn current(
+        &self,
+        store: &Store,
+        r: &'static Resource,
+        prefix: &str,
+        exact: bool,
+        min_revision: i64,
+    ) -> Option<Vec<store::Stored>> {
+        let hub = self.hub(store, r).await?;
+        let st = hub.state.lock().expect("hub state");
+        if !st.alive || !st.complete || st.synced < min_revision {
+            return None;
+        }
+        let held: Vec<Arc<Encoded>> = if exact {
+            st.objects.get(prefix).cloned().into_iter().collect()
+        } else {
+            st.objects_under(prefix, prefix).map(|(_, v)| v.clone()).collect()
+        };
+        drop(st);
+        held.iter()
+            .map(|e| {
+                let object = e.decode()?;
+                let revision = resource_version(&object)?;
+                Some(store::Stored { object, revision })
+            })
+            .collect()
+    }
+
     /// Subscribe to `r`'s changes after `revision`, if a live hub covers it.
     pub async fn subscribe(&self, store: &Store, r: &'static Resource, revision: i64) -> Option<Subscription> {
         let hub = self.hub(store, r).await?;
