@@ -22,24 +22,19 @@ impl Registry {
     /// The object of `r` at `key`, for admission.
     pub(super) async fn admission_get(&self, r: &'static Resource, key: &str) -> ApiResult<Option<Stored>> {
         let written = self.store.last_write(&store::collection_prefix(r, None));
-        let held = self.watch_cache.current(&self.store, r, key, true, written).await;
-        if let Some(found) = held.and_then(|mut h| h.pop()) {
-            return Ok(Some(found));
+        match self.watch_cache.current_object(&self.store, r, key, written).await {
+            Some(found) => Ok(Some(found)),
+            None => self.store.get(key).await,
         }
-        self.store.get(key).await
     }
 
     /// The objects of `r` under `prefix` (one namespace of it, or all), for
     /// admission.
     pub(super) async fn admission_list(&self, r: &'static Resource, prefix: &str) -> ApiResult<Vec<Stored>> {
         let written = self.store.last_write(&store::collection_prefix(r, None));
-        if let Some(held) = self.watch_cache.current(&self.store, r, prefix, false, written).await {
-            return Ok(held);
+        match self.watch_cache.current_list(&self.store, r, prefix, written).await {
+            Some(held) => Ok(held),
+            None => self.store.list(prefix).await,
         }
-        let page = self
-            .store
-            .range(prefix.as_bytes(), &store::prefix_end(prefix), 0, 0)
-            .await?;
-        Ok(page.items.into_iter().map(|(_, s)| s).collect())
     }
 }

@@ -900,11 +900,7 @@ impl Registry {
                 return Ok(Vec::new());
             }
             let prefix = store::collection_prefix(&pod::RESOURCE, Some(name));
-            let page = self
-                .store
-                .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
-                .await?;
-            let pods: Vec<Value> = page.items.into_iter().map(|(_, s)| s.object).collect();
+            let pods: Vec<Value> = self.store.list(&prefix).await?.into_iter().map(|s| s.object).collect();
             return Ok(existing_pod_warnings(name, n, &pods));
         }
         let Some(ns) = ns else { return Ok(Vec::new()) };

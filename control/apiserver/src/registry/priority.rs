@@ -96,11 +96,8 @@ impl Registry {
     /// Every stored PriorityClass.
     async fn priority_classes(&self) -> ApiResult<Vec<Value>> {
         let prefix = store::collection_prefix(&priorityclass::RESOURCE, None);
-        let page = self
-            .store
-            .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
-            .await?;
-        Ok(page.items.into_iter().map(|(_, s)| s.object).collect())
+        let classes = self.store.list(&prefix).await?;
+        Ok(classes.into_iter().map(|s| s.object).collect())
     }
 
     /// The Priority admission step for a create of `obj` (a Pod or a

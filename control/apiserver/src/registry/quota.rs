@@ -46,11 +46,7 @@ impl Registry {
     async fn quotas(&self, ns: &str, after_race: bool) -> ApiResult<Vec<Read>> {
         let prefix = store::collection_prefix(&resourcequota::RESOURCE, Some(ns));
         let quotas = if after_race {
-            let page = self
-                .store
-                .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
-                .await?;
-            page.items.into_iter().map(|(_, s)| s).collect()
+            self.store.list(&prefix).await?
         } else {
             self.admission_list(&resourcequota::RESOURCE, &prefix).await?
         };

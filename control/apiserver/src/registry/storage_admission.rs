@@ -65,11 +65,8 @@ fn add_finalizer(obj: &mut Value, finalizer: &str) {
 impl Registry {
     async fn storage_classes(&self) -> ApiResult<Vec<Value>> {
         let prefix = store::collection_prefix(&storageclass::RESOURCE, None);
-        let page = self
-            .store
-            .range(prefix.as_bytes(), &store::prefix_end(&prefix), 0, 0)
-            .await?;
-        Ok(page.items.into_iter().map(|(_, s)| s.object).collect())
+        let classes = self.store.list(&prefix).await?;
+        Ok(classes.into_iter().map(|s| s.object).collect())
     }
 
     /// The storage admission steps for a create of `obj`.

@@ -340,6 +340,12 @@ impl Store {
         })
     }
 
+    /// Every object under `prefix`, at the latest revision.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<Stored>, ApiError> {
+        let page = self.range(prefix.as_bytes(), &prefix_end(prefix), 0, 0).await?;
+        Ok(page.items.into_iter().map(|(_, s)| s).collect())
+    }
+
     /// Keys (only) under a prefix, e.g. allocation records.
     pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
         let mut c = self.client.clone();

@@ -278,6 +278,13 @@ impl Encoded {
         serde_json::from_slice(&self.json).ok()
     }
 
+    /// The object decoded, with the revision its resourceVersion names.
+    fn stored(&self) -> Option<store::Stored> {
+        let object = self.decode()?;
+        let revision = resource_version(&object)?;
+        Some(store::Stored { object, revision })
+    }
+
     /// Whether the object matches both selectors; None when the field
     /// selector reads a field not kept here (the caller decodes).
     pub fn matches(&self, label: &LabelSelector, field: &FieldSelector) -> Option<bool> {
@@ -635,42 +642,55 @@ impl WatchCache {
         }
         let held = st.objects.get(key)?.clone();
         drop(st);
-        let object = held.decode()?;
-        let revision = resource_version(&object)?;
-        Some(store::Stored { object, revision })
+        held.stored()
     }
 
-    /// The objects of `r` under `prefix` (`exact`: only the one at the key
-    /// `prefix`), as `r`'s hub holds them once it has applied every change
+    /// What `read` takes of `r`'s hub once the hub has applied every change
     /// up to `min_revision`: what admission reads, as Kubernetes' admission
     /// plugins read informers. Starts the hub if there is none; None when
     /// it is behind `min_revision` or cannot serve (the caller reads etcd).
-    pub async fn current(
+    async fn current<T>(
+        &self,
+        store: &Store,
+        r: &'static Resource,
+        min_revision: i64,
+        read: impl FnOnce(&HubState) -> T,
+    ) -> Option<T> {
+        let hub = self.hub(store, r).await?;
+        let st = hub.state.lock().expect("hub state");
+        (st.alive && st.complete && st.synced >= min_revision).then(|| read(&st))
+    }
+
+    /// The object at `key`, by [`WatchCache::current`]'s rule; None also
+    /// when the hub does not hold it.
+    pub async fn current_object(
+        &self,
+        store: &Store,
+        r: &'static Resource,
+        key: &str,
+        min_revision: i64,
+    ) -> Option<store::Stored> {
+        let held = self
+            .current(store, r, min_revision, |st| st.objects.get(key).cloned())
+            .await??;
+        held.stored()
+    }
+
+    /// The objects under `prefix` (a collection or one namespace of it), by
+    /// [`WatchCache::current`]'s rule.
+    pub async fn current_list(
         &self,
         store: &Store,
         r: &'static Resource,
         prefix: &str,
-        exact: bool,
         min_revision: i64,
     ) -> Option<Vec<store::Stored>> {
-        let hub = self.hub(store, r).await?;
-        let st = hub.state.lock().expect("hub state");
-        if !st.alive || !st.complete || st.synced < min_revision {
-            return None;
-        }
-        let held: Vec<Arc<Encoded>> = if exact {
-            st.objects.get(prefix).cloned().into_iter().collect()
-        } else {
-            st.objects_under(prefix, prefix).map(|(_, v)| v.clone()).collect()
-        };
-        drop(st);
-        held.iter()
-            .map(|e| {
-                let object = e.decode()?;
-                let revision = resource_version(&object)?;
-                Some(store::Stored { object, revision })
+        let held: Vec<Arc<Encoded>> = self
+            .current(store, r, min_revision, |st| {
+                st.objects_under(prefix, prefix).map(|(_, v)| v.clone()).collect()
             })
-            .collect()
+            .await?;
+        held.iter().map(|e| e.stored()).collect()
     }
 
     /// Subscribe to `r`'s changes after `revision`, if a live hub covers it.
