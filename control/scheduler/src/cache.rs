@@ -8,7 +8,9 @@
 
 use crate::framework::plugins::default_preemption::{Budget, Running};
 use crate::framework::plugins::inter_pod_affinity::PodTerms;
+use crate::framework::selector::{Narrowing, Selector};
 use crate::framework::{pod_host_ports, HostPort, NodeInfo, PodInfo};
+use crate::label_index::LabelIndex;
 use crate::resources::{pod_requests, PodRequests};
 use k8s_openapi::api::core::v1::{Container, Node, Pod, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -84,17 +86,6 @@ pub fn has_pod_affinity(pod: &Pod) -> bool {
     a.is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
 }
 
-/// Whether the pod has required pod anti-affinity terms (kept in a side index, since
-/// every incoming pod is checked against them).
-pub fn has_required_anti_affinity(pod: &Pod) -> bool {
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.affinity.as_ref())
-        .and_then(|a| a.pod_anti_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref())
-        .is_some_and(|t| !t.is_empty())
-}
-
 /// A pod put on (`added`) or taken off a node, in the order the cache saw it, with
 /// what label-counting plugins (PodTopologySpread) look at: they keep their counts
 /// current from these instead of scanning every cached pod each cycle. Only those
@@ -141,12 +132,21 @@ pub struct Cache {
     node_index: HashMap<String, usize>,
     pods: HashMap<String, CachedPod>,
     orphaned: HashMap<String, Orphaned>,
-    /// Uids of cached pods with required anti-affinity terms.
-    anti_affinity: HashSet<String>,
-    /// Uids of cached pods with any pod affinity or anti-affinity.
-    with_affinity: HashSet<String>,
-    /// Those pods' terms, resolved once when the pod is cached or changes
-    /// (InterPodAffinity checks every incoming pod against them).
+    /// Placed pods (bound or assumed, with their objects) by their labels:
+    /// what a pod affinity term may select is looked up here.
+    labeled: LabelIndex,
+    /// Cached pods with required anti-affinity, filed under the label each
+    /// of those terms requires (its selector's [`Narrowing`]): an incoming
+    /// pod is checked only against the terms that may select it.
+    anti_affinity_filed: LabelIndex,
+    /// Cached pods with a required anti-affinity term no label narrows.
+    anti_affinity_unfiled: HashSet<Arc<str>>,
+    /// Uids of cached pods whose terms add to other pods' scores (required
+    /// affinity, preferred affinity or anti-affinity; required anti-affinity
+    /// only filters): InterPodAffinity's score walks these.
+    scoring_terms: HashSet<String>,
+    /// The terms of cached pods with any pod affinity or anti-affinity,
+    /// resolved once when the pod is cached or changes.
     affinity_terms: HashMap<String, Arc<PodTerms>>,
     /// Namespace labels, for pod affinity terms' `namespaceSelector`.
     namespaces: HashMap<String, BTreeMap<String, String>>,
@@ -213,7 +213,16 @@ impl Cache {
         Some(self.placements.iter().skip((seq - self.placements_start) as usize))
     }
 
-    fn place(&mut self, node: &str, pod: &Pod, added: bool) {
+    /// Put the pod cached under `key` on `node` (`added`) or take it off.
+    fn place(&mut self, key: &str, node: &str, pod: &Pod, added: bool) {
+        let key: Arc<str> = key.into();
+        for (k, v) in pod.metadata.labels.iter().flatten() {
+            if added {
+                self.labeled.insert(k, v, &key);
+            } else {
+                self.labeled.remove(k, v, &key);
+            }
+        }
         if self.placements.len() == PLACEMENTS_KEPT {
             self.placements.pop_front();
             self.placements_start += 1;
@@ -341,9 +350,9 @@ impl Cache {
                     Some(old) if !counted_differently(&old, pod) => {}
                     previous => {
                         if let Some(old) = previous {
-                            self.place(&node, &old, false);
+                            self.place(&key, &node, &old, false);
                         }
-                        self.place(&node, pod, true);
+                        self.place(&key, &node, pod, true);
                     }
                 }
                 return relabeled;
@@ -352,7 +361,7 @@ impl Cache {
             let old = self.pods.remove(&key).expect("just seen");
             self.account(&old.node, &old.requests, &old.ports, false);
             if let Some(previous) = previous {
-                self.place(&old.node, &previous, false);
+                self.place(&key, &old.node, &previous, false);
             }
         }
         let cached = CachedPod {
@@ -363,7 +372,7 @@ impl Cache {
             object: Some(object.clone()),
         };
         self.account(&node, &cached.requests, &cached.ports, true);
-        self.place(&node, pod, true);
+        self.place(&key, &node, pod, true);
         self.pods.insert(key, cached);
         true
     }
@@ -371,12 +380,10 @@ impl Cache {
     /// Remove a pod (deleted or terminal); returns whether it was using a node.
     pub fn remove_pod(&mut self, uid: &str) -> bool {
         let Some(old) = self.pods.remove(uid) else { return false };
-        self.anti_affinity.remove(uid);
-        self.with_affinity.remove(uid);
-        self.affinity_terms.remove(uid);
+        self.unindex_affinity(uid);
         self.account(&old.node, &old.requests, &old.ports, false);
         if let Some(object) = old.object {
-            self.place(&old.node, &object, false);
+            self.place(uid, &old.node, &object, false);
         }
         true
     }
@@ -419,35 +426,90 @@ impl Cache {
         if let Some(cached) = self.pods.get_mut(uid) {
             cached.object = Some(pod.pod.clone());
         }
-        self.place(node, &pod.pod, true);
+        self.place(uid, node, &pod.pod, true);
         self.index_affinity(uid, &pod.pod);
     }
 
     fn index_affinity(&mut self, uid: &str, pod: &Pod) {
-        if has_required_anti_affinity(pod) {
-            self.anti_affinity.insert(uid.to_string());
-        } else {
-            self.anti_affinity.remove(uid);
+        self.unindex_affinity(uid);
+        if !has_pod_affinity(pod) {
+            return;
         }
-        if has_pod_affinity(pod) {
-            self.with_affinity.insert(uid.to_string());
-            self.affinity_terms.insert(uid.to_string(), Arc::new(PodTerms::of(pod)));
-        } else {
-            self.with_affinity.remove(uid);
-            self.affinity_terms.remove(uid);
+        let terms = Arc::new(PodTerms::of(pod));
+        let key: Arc<str> = uid.into();
+        for term in &terms.required_anti_affinity {
+            match term.selector().narrowing() {
+                Narrowing::Nothing => {}
+                Narrowing::OneOf(k, values) => {
+                    for v in values {
+                        self.anti_affinity_filed.insert(k, v, &key);
+                    }
+                }
+                Narrowing::Unnarrowed => {
+                    self.anti_affinity_unfiled.insert(key.clone());
+                }
+            }
+        }
+        if terms.scores_others() {
+            self.scoring_terms.insert(uid.to_string());
+        }
+        self.affinity_terms.insert(uid.to_string(), terms);
+    }
+
+    fn unindex_affinity(&mut self, uid: &str) {
+        self.scoring_terms.remove(uid);
+        let Some(terms) = self.affinity_terms.remove(uid) else {
+            return;
+        };
+        for term in &terms.required_anti_affinity {
+            if let Narrowing::OneOf(k, values) = term.selector().narrowing() {
+                for v in values {
+                    self.anti_affinity_filed.remove(k, v, uid);
+                }
+            }
+        }
+        self.anti_affinity_unfiled.remove(uid);
+    }
+
+    /// A placed pod (on a known node, with its object) with its node and kept terms.
+    fn placed(&self, uid: &str) -> Option<(&NodeInfo, &Pod, Option<&PodTerms>)> {
+        let p = self.pods.get(uid)?;
+        Some((
+            self.node(&p.node)?,
+            p.object.as_deref()?,
+            self.affinity_terms.get(uid).map(|t| &**t),
+        ))
+    }
+
+    /// The placed pods `selector` may select, each once: those with a label
+    /// it requires, or all of them when none narrows it. The caller checks
+    /// the whole selector and the namespaces.
+    pub fn pods_selectable_by(&self, selector: &Selector) -> Vec<(&NodeInfo, &Pod, Option<&PodTerms>)> {
+        match self.labeled.narrowed(selector.narrowing()) {
+            Some(uids) => uids.into_iter().filter_map(|u| self.placed(u)).collect(),
+            None => self.pods_on_nodes().collect(),
         }
     }
 
-    /// The cached pods with any pod affinity or anti-affinity, with their nodes and terms.
-    pub fn pods_with_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
-        self.with_affinity.iter().filter_map(|uid| {
-            let p = self.pods.get(uid)?;
-            Some((
-                self.node(&p.node)?,
-                p.object.as_deref()?,
-                self.affinity_terms.get(uid).map(|t| &**t),
-            ))
-        })
+    /// The placed pods with a required anti-affinity term that may select a
+    /// pod labelled `labels`, each once: those whose term requires one of
+    /// these labels, and those with a term no label narrows.
+    pub fn anti_affinity_toward(
+        &self,
+        labels: Option<&BTreeMap<String, String>>,
+    ) -> Vec<(&NodeInfo, &Pod, Option<&PodTerms>)> {
+        let mut uids: Vec<&Arc<str>> = self.anti_affinity_unfiled.iter().collect();
+        for (k, v) in labels.into_iter().flatten() {
+            uids.extend(self.anti_affinity_filed.get(k, v));
+        }
+        uids.sort();
+        uids.dedup();
+        uids.into_iter().filter_map(|u| self.placed(u)).collect()
+    }
+
+    /// The placed pods whose terms add to other pods' scores, with their nodes and terms.
+    pub fn pods_with_scoring_terms(&self) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
+        self.scoring_terms.iter().filter_map(|uid| self.placed(uid))
     }
 
     /// Every cached pod (bound or assumed) with its node and, for pods with pod
@@ -465,18 +527,6 @@ impl Cache {
         self.pods
             .values()
             .filter_map(|p| Some((p.node.as_str(), p.object.as_deref()?)))
-    }
-
-    /// The cached pods with required pod anti-affinity terms, with their nodes and terms.
-    pub fn pods_with_required_anti_affinity(&self) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
-        self.anti_affinity.iter().filter_map(|uid| {
-            let p = self.pods.get(uid)?;
-            Some((
-                self.node(&p.node)?,
-                p.object.as_deref()?,
-                self.affinity_terms.get(uid).map(|t| &**t),
-            ))
-        })
     }
 
     /// Record a namespace's labels; returns whether they changed.
@@ -672,15 +722,18 @@ mod tests {
         });
         cache.add_or_update_bound_pod(&p);
         let kept: Vec<_> = cache
-            .pods_with_required_anti_affinity()
+            .pods_on_nodes()
             .map(|(_, _, t)| t.map(|t| t.required_anti_affinity[0].topology_key.clone()))
             .collect();
         assert_eq!(kept, [Some("kubernetes.io/hostname".to_string())]);
-        assert!(cache.pods_on_nodes().all(|(_, _, t)| t.is_some()));
+        assert_eq!(
+            cache.pods_with_scoring_terms().count(),
+            0,
+            "required anti-affinity scores no other pod"
+        );
         // The pod drops its affinity: no terms kept.
         p.spec.as_mut().unwrap().affinity = None;
         cache.add_or_update_bound_pod(&p);
-        assert_eq!(cache.pods_with_required_anti_affinity().count(), 0);
         assert!(cache.pods_on_nodes().all(|(_, _, t)| t.is_none()));
         cache.remove_pod("u1");
         assert!(cache.affinity_terms.is_empty());

@@ -1,7 +1,8 @@
 //! Sluice's scheduler: binds pods that have no node to nodes that fit.
 //!
 //! Data flow: [`informers`] (list+watch nodes and pods via the API server) feed the
-//! [`cache`] (nodes with bound and assumed usage) and the [`queue`] (pending pods with
+//! [`cache`] (nodes with bound and assumed usage; pods found by label through
+//! [`label_index`]) and the [`queue`] (pending pods with
 //! back-off); [`scheduler`] pops a pod, runs the [`framework`] plugins through
 //! [`algorithm`], assumes the pod on the chosen node and binds it with [`binder`];
 //! failures are reported by [`events`]. `sluice_kube::leader_election` makes sure
@@ -14,6 +15,7 @@ pub mod cache;
 pub mod events;
 pub mod framework;
 pub mod informers;
+pub mod label_index;
 pub mod metrics;
 pub mod queue;
 pub mod resources;

@@ -16,6 +16,19 @@ enum Requirement {
     DoesNotExist(String),
 }
 
+/// What every label set a selector selects must hold, for looking the
+/// selected up in an index instead of checking them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Narrowing<'a> {
+    /// The selector selects nothing.
+    Nothing,
+    /// One of these values under this key (its first `In` requirement;
+    /// `matchLabels` come first). Values may repeat, as the selector lists them.
+    OneOf(&'a str, &'a [String]),
+    /// No requirement narrows it (only `NotIn`, `Exists`, `DoesNotExist`, or none).
+    Unnarrowed,
+}
+
 /// A compiled label selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Selector {
@@ -73,6 +86,19 @@ impl Selector {
         }
     }
 
+    /// What every label set it selects must hold (see [`Narrowing`]).
+    pub fn narrowing(&self) -> Narrowing<'_> {
+        let Some(reqs) = self.requirements.as_ref() else {
+            return Narrowing::Nothing;
+        };
+        reqs.iter()
+            .find_map(|r| match r {
+                Requirement::In(k, vs) => Some(Narrowing::OneOf(k, vs)),
+                _ => None,
+            })
+            .unwrap_or(Narrowing::Unnarrowed)
+    }
+
     /// Whether the labels are selected.
     pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
         let Some(reqs) = self.requirements.as_ref() else {
@@ -105,6 +131,44 @@ mod tests {
         assert!(!Selector::from_label_selector(None).matches(Some(&l)));
         assert!(Selector::from_label_selector(Some(&LabelSelector::default())).matches(Some(&l)));
         assert!(Selector::from_label_selector(Some(&LabelSelector::default())).matches(None));
+    }
+
+    #[test]
+    fn narrowing_names_a_label_every_selected_set_has() {
+        let nothing = Selector::nothing();
+        assert_eq!(nothing.narrowing(), Narrowing::Nothing);
+        assert_eq!(Selector::everything().narrowing(), Narrowing::Unnarrowed);
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "In".into(),
+                values: Some(vec!["a".into(), "b".into()]),
+            }]),
+        };
+        let s = Selector::from_label_selector(Some(&sel));
+        assert_eq!(s.narrowing(), Narrowing::OneOf("app", &["web".to_string()]));
+        let only_expressions = LabelSelector {
+            match_expressions: sel.match_expressions.clone(),
+            ..Default::default()
+        };
+        let s = Selector::from_label_selector(Some(&only_expressions));
+        assert_eq!(
+            s.narrowing(),
+            Narrowing::OneOf("tier", &["a".to_string(), "b".to_string()])
+        );
+        let exists = LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "tier".into(),
+                operator: "Exists".into(),
+                values: None,
+            }]),
+            ..Default::default()
+        };
+        assert_eq!(
+            Selector::from_label_selector(Some(&exists)).narrowing(),
+            Narrowing::Unnarrowed
+        );
     }
 
     #[test]

@@ -5,9 +5,13 @@
 //! match it (required affinity with weight 1), add or subtract their weights per domain
 //! (score).
 //!
-//! Work per scheduling cycle is O(pods): PreFilter counts matching pods per topology pair
-//! (key, value) once (only pods with required anti-affinity when the incoming pod has no
-//! terms), and Filter looks up the node's pairs. A pod whose required affinity terms
+//! PreFilter counts matching pods per topology pair (key, value) once per cycle, and
+//! Filter looks up the node's pairs. The pods counted are looked up, not scanned
+//! ([`PlacedPods`]): for each of the pod's required terms, the placed pods with a label
+//! its selector requires; for placed pods' required anti-affinity, those whose term
+//! requires one of the pod's labels. Work per cycle follows the pods that may match,
+//! not the cluster's size (a term whose selector requires no label value still scans
+//! every placed pod). A pod whose required affinity terms
 //! match no pod anywhere but match the pod itself may go to any node having the
 //! topology keys (the first pod of a group with affinity to itself).
 
@@ -35,7 +39,7 @@ type Labels = BTreeMap<String, String>;
 /// A pod affinity term resolved against the pod that carries it: its namespaces (own
 /// namespace when none are named and there is no `namespaceSelector`) and its label
 /// selector with `matchLabelKeys`/`mismatchLabelKeys` merged in from the owner's labels.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct AffinityTerm {
     namespaces: Vec<String>,
     namespace_selector: Selector,
@@ -71,6 +75,11 @@ impl AffinityTerm {
             selector,
             topology_key: term.topology_key.clone(),
         }
+    }
+
+    /// The term's label selector.
+    pub fn selector(&self) -> &Selector {
+        &self.selector
     }
 
     /// Whether `pod` (whose namespace has labels `ns_labels`) is selected by the term.
@@ -139,6 +148,16 @@ impl PodTerms {
     }
 }
 
+impl PodTerms {
+    /// Whether these terms add to other pods' scores when they match them
+    /// (required anti-affinity only filters).
+    pub fn scores_others(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+}
+
 /// A placed pod's terms: as the cache keeps them, or resolved now.
 fn terms_of<'a>(pod: &Pod, kept: Option<&'a PodTerms>) -> Cow<'a, PodTerms> {
     match kept {
@@ -157,7 +176,7 @@ fn count(counts: &mut TopologyCounts, term: &AffinityTerm, node_labels: Option<&
 }
 
 /// What PreFilter computes once per cycle.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct PreFilterState {
     /// Pairs where a placed pod's required anti-affinity term matches the incoming pod.
     pub existing_anti_affinity: TopologyCounts,
@@ -173,14 +192,47 @@ pub struct PreFilterState {
     pub matches_own_affinity: bool,
 }
 
-/// Compute the PreFilter state. `pods` yields every placed pod with its node's labels
-/// (consulted only when the incoming pod has required terms); `anti_affinity_pods` the
-/// placed pods with required anti-affinity, with their terms when kept (else they are
-/// resolved here); `ns_labels` a namespace's labels.
+/// The placed pods PreFilter reads, found by what may match instead of
+/// scanned: each method may return more pods than match (every term is
+/// checked again), never fewer, and each pod once.
+pub trait PlacedPods<'a> {
+    /// Placed pods `selector` may select, with their node's labels.
+    fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a Pod)>;
+    /// Placed pods with a required anti-affinity term that may select a pod
+    /// labelled `labels`, with their node's labels and their terms when kept
+    /// (else they are resolved here).
+    fn anti_affinity_toward(&self, labels: Option<&Labels>)
+        -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>;
+}
+
+impl<'a> PlacedPods<'a> for &'a Cache {
+    fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a Pod)> {
+        let cache: &'a Cache = self;
+        cache
+            .pods_selectable_by(selector)
+            .into_iter()
+            .map(|(n, p, _)| (n.labels(), p))
+            .collect()
+    }
+
+    fn anti_affinity_toward(
+        &self,
+        labels: Option<&Labels>,
+    ) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+        let cache: &'a Cache = self;
+        cache
+            .anti_affinity_toward(labels)
+            .into_iter()
+            .map(|(n, p, t)| (n.labels(), p, t))
+            .collect()
+    }
+}
+
+/// Compute the PreFilter state from the `placed` pods; `ns_labels` gives a
+/// namespace's labels.
 pub fn pre_filter<'a, 'n>(
     pod: &Pod,
-    pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod)>,
-    anti_affinity_pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>,
+    placed: &dyn PlacedPods<'a>,
     ns_labels: &dyn Fn(&str) -> Option<&'n Labels>,
 ) -> PreFilterState {
     let terms = PodTerms::of(pod);
@@ -189,27 +241,26 @@ pub fn pre_filter<'a, 'n>(
         matches_own_affinity: terms.required_affinity.iter().all(|t| t.matches(pod, own_ns_labels)),
         ..Default::default()
     };
-    for (node_labels, existing, kept) in anti_affinity_pods {
+    for (node_labels, existing, kept) in placed.anti_affinity_toward(pod.metadata.labels.as_ref()) {
         for term in &terms_of(existing, kept).required_anti_affinity {
             if term.matches(pod, own_ns_labels) {
                 count(&mut state.existing_anti_affinity, term, node_labels);
             }
         }
     }
-    if !terms.required_affinity.is_empty() || !terms.required_anti_affinity.is_empty() {
-        for (node_labels, existing) in pods {
+    let count_selected = |term: &AffinityTerm, counts: &mut TopologyCounts| {
+        for (node_labels, existing) in placed.selectable_by(&term.selector) {
             let existing_ns = ns_labels(existing.metadata.namespace.as_deref().unwrap_or("default"));
-            for term in &terms.required_affinity {
-                if term.matches(existing, existing_ns) {
-                    count(&mut state.affinity, term, node_labels);
-                }
-            }
-            for term in &terms.required_anti_affinity {
-                if term.matches(existing, existing_ns) {
-                    count(&mut state.anti_affinity, term, node_labels);
-                }
+            if term.matches(existing, existing_ns) {
+                count(counts, term, node_labels);
             }
         }
+    };
+    for term in &terms.required_affinity {
+        count_selected(term, &mut state.affinity);
+    }
+    for term in &terms.required_anti_affinity {
+        count_selected(term, &mut state.anti_affinity);
     }
     state.required_affinity = terms.required_affinity;
     state.required_anti_affinity = terms.required_anti_affinity;
@@ -289,7 +340,8 @@ fn add_score(scores: &mut TopologyScore, term: &AffinityTerm, weight: i64, node_
 /// Score contributions per topology pair (kube's PreScore): the incoming pod's preferred
 /// terms matching placed pods, and placed pods' terms matching the incoming pod.
 /// `pods` must yield every placed pod when the pod has preferred terms, otherwise the
-/// placed pods with pod (anti-)affinity suffice; with their terms when kept.
+/// placed pods whose terms [score others](PodTerms::scores_others) suffice; with their
+/// terms when kept.
 pub fn topology_score<'a, 'n>(
     pod: &Pod,
     terms: &PodTerms,
@@ -369,14 +421,7 @@ impl FilterPlugin for InterPodAffinity {
 
     fn pre_filter(&self, pod: &PodInfo, cache: &Cache, state: &mut CycleState) {
         let lookup = |ns: &str| cache.namespace_labels(ns);
-        let s = pre_filter(
-            &pod.pod,
-            cache.pods_on_nodes().map(|(n, p, _)| (n.labels(), p)),
-            cache
-                .pods_with_required_anti_affinity()
-                .map(|(n, p, t)| (n.labels(), p, t)),
-            &lookup,
-        );
+        let s = pre_filter(&pod.pod, &cache, &lookup);
         state.inter_pod_affinity = Some(s);
     }
 
@@ -412,7 +457,7 @@ impl ScorePlugin for InterPodAffinity {
             topology_score(
                 &pod.pod,
                 &terms,
-                cache.pods_with_affinity().map(|(n, p, t)| (n.labels(), p, t)),
+                cache.pods_with_scoring_terms().map(|(n, p, t)| (n.labels(), p, t)),
                 &lookup,
             )
         };
@@ -479,13 +524,160 @@ mod tests {
         None
     }
 
+    /// Every placed pod, for each question: the most [`PlacedPods`] may return.
+    struct Scan<'a>(&'a [(&'a Labels, &'a Pod)]);
+
+    impl<'a> PlacedPods<'a> for Scan<'a> {
+        fn selectable_by(&self, _: &Selector) -> Vec<(Option<&'a Labels>, &'a Pod)> {
+            self.0.iter().map(|(l, p)| (Some(*l), *p)).collect()
+        }
+
+        fn anti_affinity_toward(&self, _: Option<&Labels>) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+            self.0
+                .iter()
+                .filter(|(_, p)| !PodTerms::of(p).required_anti_affinity.is_empty())
+                .map(|(l, p)| (Some(*l), *p, None))
+                .collect()
+        }
+    }
+
     fn state_for(incoming: &Pod, placed: &[(&Labels, &Pod)]) -> PreFilterState {
-        let all = placed.iter().map(|(l, p)| (Some(*l), *p));
-        let anti = placed
-            .iter()
-            .filter(|(_, p)| crate::cache::has_required_anti_affinity(p))
-            .map(|(l, p)| (Some(*l), *p, None));
-        pre_filter(incoming, all, anti, &no_ns)
+        pre_filter(incoming, &Scan(placed), &no_ns)
+    }
+
+    /// The cache finds the pods a term may select by label instead of
+    /// scanning them: for every kind of selector (matchLabels, `In` with
+    /// values listed twice, only `Exists`/`NotIn`, none, a namespace
+    /// selector), PreFilter over the cache counts what a scan counts, and
+    /// keeps doing so when placed pods change labels or go away.
+    #[test]
+    fn pre_filter_over_the_cache_counts_what_a_scan_counts() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+        let expr = |key: &str, op: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: key.into(),
+                operator: op.into(),
+                values: (!values.is_empty()).then(|| values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            ..Default::default()
+        };
+        let selectors = [
+            Some(LabelSelector {
+                match_labels: Some(labels(&[("app", "web")])),
+                ..Default::default()
+            }),
+            Some(expr("app", "In", &["db", "web", "db"])),
+            Some(expr("app", "Exists", &[])),
+            Some(expr("app", "NotIn", &["web"])),
+            Some(LabelSelector::default()),
+            None,
+        ];
+        let term_with = |sel: &Option<LabelSelector>, key: &str, all_namespaces: bool| PodAffinityTerm {
+            label_selector: sel.clone(),
+            topology_key: key.into(),
+            namespace_selector: all_namespaces.then(LabelSelector::default),
+            ..Default::default()
+        };
+        use std::sync::Arc;
+        let mut cache = Cache::new();
+        let mut node_labels_of = BTreeMap::new();
+        for (i, zone) in ["a", "a", "b", "c"].iter().enumerate() {
+            let name = format!("n{i}");
+            let mut n = crate::framework::testing::node(&name, "64", "64Gi");
+            n.metadata.labels = Some(node_labels(&name, zone));
+            node_labels_of.insert(name, node_labels(&format!("n{i}"), zone));
+            cache.upsert_node(Arc::new(n));
+        }
+        let mut placed: Vec<(String, Pod)> = Vec::new();
+        let apps = ["web", "db", "cache"];
+        for i in 0..24 {
+            let mut p = labeled(&format!("p{i}"), apps[i % 3]);
+            if i % 5 == 0 {
+                p.metadata.namespace = Some("infra".into());
+            }
+            if i % 7 == 0 {
+                p.metadata.labels = None;
+            }
+            let sel = &selectors[i % selectors.len()];
+            let key = if i % 2 == 0 { HOST } else { ZONE };
+            if i % 3 != 2 {
+                p = with_affinity(p, vec![], vec![term_with(sel, key, i % 4 == 0)]);
+            } else if i % 6 == 5 {
+                // Terms that score others: required affinity, preferred anti-affinity.
+                let sel = &selectors[i % 4];
+                p = with_affinity(p, vec![term_with(sel, key, false)], vec![]);
+                let anti = p.spec.as_mut().unwrap().affinity.as_mut().unwrap();
+                anti.pod_anti_affinity = Some(PodAntiAffinity {
+                    preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+                        weight: 5,
+                        pod_affinity_term: term_with(sel, ZONE, true),
+                    }]),
+                    ..Default::default()
+                });
+            }
+            let node = format!("n{}", i % 4);
+            p.metadata.uid = Some(format!("u{i}"));
+            p.spec.as_mut().unwrap().node_name = Some(node.clone());
+            if i % 6 == 1 {
+                // Assumed, not yet seen bound.
+                let info = crate::framework::testing::pod_info(p.clone());
+                cache.assume_pod(&format!("u{i}"), &node, &info);
+            } else {
+                cache.add_or_update_bound_pod(&p);
+            }
+            placed.push((node, p));
+        }
+        let check = |cache: &Cache, placed: &[(String, Pod)]| {
+            let scan: Vec<(&Labels, &Pod)> = placed.iter().map(|(n, p)| (&node_labels_of[n], p)).collect();
+            let ns_labels = |_: &str| None;
+            for (i, sel) in selectors.iter().enumerate() {
+                for all_namespaces in [false, true] {
+                    let t = term_with(sel, if i % 2 == 0 { HOST } else { ZONE }, all_namespaces);
+                    for incoming in [
+                        with_affinity(labeled("in-web", "web"), vec![t.clone()], vec![t.clone()]),
+                        with_affinity(labeled("in-db", "db"), vec![], vec![t.clone()]),
+                        with_affinity(pod("in-bare", "", ""), vec![t.clone()], vec![]),
+                    ] {
+                        let looked_up = pre_filter(&incoming, &cache, &ns_labels);
+                        let scanned = pre_filter(&incoming, &Scan(&scan), &ns_labels);
+                        assert_eq!(looked_up, scanned, "selector {i}, all namespaces {all_namespaces}");
+                        // Without preferred terms of its own, the pods whose terms
+                        // score others are all the score reads.
+                        let terms = PodTerms::of(&incoming);
+                        let from_cache = topology_score(
+                            &incoming,
+                            &terms,
+                            cache.pods_with_scoring_terms().map(|(n, p, t)| (n.labels(), p, t)),
+                            &ns_labels,
+                        );
+                        let from_all = topology_score(
+                            &incoming,
+                            &terms,
+                            scan.iter().map(|(l, p)| (Some(*l), *p, None)),
+                            &ns_labels,
+                        );
+                        assert_eq!(from_cache, from_all, "selector {i}, all namespaces {all_namespaces}");
+                    }
+                }
+            }
+        };
+        check(&cache, &placed);
+        // Relabel some, take others away: the index follows.
+        for i in [0usize, 3, 8, 13] {
+            let (_, p) = &mut placed[i];
+            p.metadata.labels = Some(labels(&[("app", "web"), ("tier", "front")]));
+            cache.add_or_update_bound_pod(p);
+        }
+        for i in [1usize, 4, 9] {
+            cache.remove_pod(&format!("u{i}"));
+        }
+        let placed: Vec<_> = placed
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| ![1, 4, 9].contains(i))
+            .map(|(_, p)| p)
+            .collect();
+        check(&cache, &placed);
     }
 
     #[test]
@@ -578,12 +770,7 @@ mod tests {
         let incoming = with_affinity(labeled("web", "web"), vec![t], vec![]);
         let infra = labels(&[("team", "infra")]);
         let ns = |n: &str| (n == "infra").then_some(&infra);
-        let s = pre_filter(
-            &incoming,
-            placed.iter().map(|(l, p)| (Some(*l), *p)),
-            std::iter::empty(),
-            &ns,
-        );
+        let s = pre_filter(&incoming, &Scan(&placed), &ns);
         assert_eq!(filter(&s, Some(&n1)), Ok(()));
     }
 
