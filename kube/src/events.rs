@@ -56,9 +56,26 @@ pub const SPAM_BURST: f64 = 25.0;
 /// One more Event about an object is allowed this often (client-go: 1 per 5 minutes).
 pub const SPAM_REFILL: Duration = Duration::from_secs(300);
 
-/// Objects remembered by the aggregator and the spam filter before the
-/// least recently seen are forgotten (client-go's LRU: 4096).
+/// Entries the correlator, the aggregator and the spam filter each keep of
+/// the most recently seen (client-go's LRU: 4096); see [`forget_least_recent`].
 const REMEMBERED: usize = 4096;
+
+/// Bound a remembered map as client-go's LRU bounds it, amortized: past
+/// twice [`REMEMBERED`] entries, keep the [`REMEMBERED`] most recently seen
+/// (by `seen`). Forgetting is only ever a lost count or combination, never
+/// a wrong one: an entry older than its window is treated as new anyway.
+/// Scanning the map on every insert past the bound (what this did before)
+/// cost a pass over thousands of entries per Event once more objects than
+/// that were recent, as for a scheduler binding thousands of pods.
+fn forget_least_recent<K: Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, seen: impl Fn(&V) -> Instant) {
+    if map.len() <= 2 * REMEMBERED {
+        return;
+    }
+    let mut times: Vec<Instant> = map.values().map(&seen).collect();
+    let at = times.len() - REMEMBERED;
+    let cutoff = *times.select_nth_unstable(at).1;
+    map.retain(|_, v| seen(v) >= cutoff);
+}
 
 /// Severity of an Event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,10 +153,7 @@ impl Correlator {
         message: String,
         now: Instant,
     ) -> (String, String) {
-        if self.similar.len() > REMEMBERED {
-            self.similar
-                .retain(|_, s| now.saturating_duration_since(s.last) < AGGREGATE_WINDOW);
-        }
+        forget_least_recent(&mut self.similar, |s| s.last);
         let entry = self
             .similar
             .entry((object.to_string(), type_, reason.to_string()))
@@ -164,10 +178,7 @@ impl Correlator {
     /// Whether one more write about `object` is allowed now (a token bucket
     /// of [`SPAM_BURST`], refilled by one every [`SPAM_REFILL`]).
     fn allow(&mut self, object: &str, now: Instant) -> bool {
-        if self.allowance.len() > REMEMBERED {
-            let full = SPAM_REFILL.mul_f64(SPAM_BURST);
-            self.allowance.retain(|_, a| now.saturating_duration_since(a.at) < full);
-        }
+        forget_least_recent(&mut self.allowance, |a| a.at);
         let a = self.allowance.entry(object.to_string()).or_insert(Allowance {
             tokens: SPAM_BURST,
             at: now,
@@ -184,10 +195,7 @@ impl Correlator {
     }
 
     fn observe(&mut self, key: Key, name: &str, now: Instant, stamp: Timestamp) -> (Action, i32, Timestamp) {
-        if self.seen.len() > 4096 {
-            self.seen
-                .retain(|_, s| now.saturating_duration_since(s.written) < FORGET_AFTER);
-        }
+        forget_least_recent(&mut self.seen, |s| s.written);
         match self.seen.get_mut(&key) {
             Some(seen) if now.saturating_duration_since(seen.written) < FORGET_AFTER => {
                 seen.count += 1;
@@ -458,6 +466,23 @@ mod tests {
         assert!(!c.allow("pod-a", t + Duration::from_secs(299)));
         assert!(c.allow("pod-a", t + Duration::from_secs(300) + Duration::from_millis(10)));
         assert!(!c.allow("pod-a", t + Duration::from_secs(301)));
+    }
+
+    #[test]
+    fn past_twice_the_bound_the_least_recently_seen_are_forgotten() {
+        let t = Instant::now();
+        let mut map: HashMap<usize, Instant> = HashMap::new();
+        for i in 0..2 * REMEMBERED {
+            map.insert(i, t + Duration::from_millis(i as u64));
+            forget_least_recent(&mut map, |at| *at);
+        }
+        assert_eq!(map.len(), 2 * REMEMBERED, "nothing is forgotten up to twice the bound");
+        map.insert(usize::MAX, t + Duration::from_secs(3600));
+        forget_least_recent(&mut map, |at| *at);
+        assert_eq!(map.len(), REMEMBERED);
+        assert!(map.contains_key(&usize::MAX), "the most recent stays");
+        assert!(!map.contains_key(&REMEMBERED), "the least recent go");
+        assert!(map.contains_key(&(REMEMBERED + 1)));
     }
 
     #[test]
