@@ -165,6 +165,8 @@ pub struct Cache {
     pub next_start: usize,
     /// This cache's identity (see [`Placement`]).
     id: u64,
+    /// Counts changes to the set of nodes or their labels.
+    nodes_changed: u64,
     /// The most recent placements; the first has sequence number `placements_start`.
     placements: std::collections::VecDeque<Placement>,
     placements_start: u64,
@@ -236,6 +238,13 @@ impl Cache {
         });
     }
 
+    /// This cache's identity and how many times a node was added, removed
+    /// or relabeled: what is computed from the nodes' labels alone stays
+    /// valid while this stays the same.
+    pub fn node_generation(&self) -> (u64, u64) {
+        (self.id, self.nodes_changed)
+    }
+
     /// All known nodes.
     pub fn nodes(&self) -> &[NodeInfo] {
         &self.nodes
@@ -257,10 +266,14 @@ impl Cache {
             let old = info.clone();
             info.set_node(node);
             let info = info.clone();
+            if old.node.metadata.labels != info.node.metadata.labels {
+                self.nodes_changed += 1;
+            }
             self.count_images(&old, -1);
             self.count_images(&info, 1);
             return scheduling_relevant_change(&old, &info);
         }
+        self.nodes_changed += 1;
         let mut info = NodeInfo::new(node);
         self.count_images(&info, 1);
         if let Some(orphaned) = self.orphaned.remove(&name) {
@@ -276,6 +289,7 @@ impl Cache {
     /// Forget a node; its pods' usage is kept aside in case it comes back.
     pub fn remove_node(&mut self, name: &str) {
         let Some(i) = self.node_index.remove(name) else { return };
+        self.nodes_changed += 1;
         let info = self.nodes.swap_remove(i);
         self.count_images(&info, -1);
         if i < self.nodes.len() {

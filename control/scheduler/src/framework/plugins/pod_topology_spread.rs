@@ -7,7 +7,10 @@
 //! the constraint's node inclusion policies (`nodeAffinityPolicy` Honor by default:
 //! the pod's nodeSelector/required node affinity; `nodeTaintsPolicy` Ignore by default).
 //! With fewer eligible domains than `minDomains`, the global minimum counts as 0.
-//! PreFilter counts matching pods per domain in one pass over the cache's pods.
+//! PreFilter sums the matching pods per domain from the counts kept per node between
+//! cycles ([`MatchCounts`]); when every node passes the inclusion policies, from the
+//! nodes holding matching pods only, with the number of eligible domains recounted only
+//! when the nodes change, else in one pass over every node.
 //!
 //! A pod with no constraints at all gets kube-scheduler's system defaults when it
 //! belongs to a Service (whose selector matches it) or is controlled by a
@@ -304,26 +307,92 @@ impl MatchCounts {
     }
 }
 
+/// One constraint's domains as Filter reads them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DomainCounts {
+    /// How many eligible domains there are.
+    pub eligible: usize,
+    /// Matching pods per eligible domain; a domain not listed has none.
+    pub matched: HashMap<String, i64>,
+    /// The global minimum: 0 below `minDomains` eligible domains or when an
+    /// eligible domain has no matching pod, else the least count.
+    pub min: i64,
+}
+
+impl DomainCounts {
+    fn new(eligible: usize, matched: HashMap<String, i64>, min_domains: i64) -> DomainCounts {
+        let min = if (eligible as i64) < min_domains || matched.len() < eligible {
+            0
+        } else {
+            matched.values().copied().min().unwrap_or(i64::MAX)
+        };
+        DomainCounts { eligible, matched, min }
+    }
+}
+
 /// What PreFilter computes once per cycle for the `DoNotSchedule` constraints.
 #[derive(Clone, Debug, Default)]
 pub struct PreFilterState {
     /// The constraints.
     pub constraints: Vec<Constraint>,
-    /// Per constraint: matching pods per eligible domain (topology value).
-    pub counts: Vec<HashMap<String, i64>>,
+    /// Per constraint: its domains' counts.
+    pub counts: Vec<DomainCounts>,
     /// Per constraint: 1 when the incoming pod matches its own selector.
     pub self_match: Vec<i64>,
 }
 
 impl PreFilterState {
-    /// The global minimum of constraint `i` (0 below `minDomains` eligible domains).
+    /// The global minimum of constraint `i`.
     pub fn min_match(&self, i: usize) -> i64 {
-        let counts = &self.counts[i];
-        if (counts.len() as i64) < self.constraints[i].min_domains {
-            return 0;
-        }
-        counts.values().copied().min().unwrap_or(i64::MAX)
+        self.counts[i].min
     }
+
+    fn of(pod: &Pod, constraints: Vec<Constraint>, counts: Vec<DomainCounts>) -> PreFilterState {
+        let labels = pod.metadata.labels.as_ref();
+        PreFilterState {
+            self_match: constraints
+                .iter()
+                .map(|c| i64::from(c.selector.matches(labels)))
+                .collect(),
+            constraints,
+            counts,
+        }
+    }
+}
+
+/// Whether every node passes the constraints' node inclusion policies for
+/// `pod`: no taint policy, and no node selector or required node affinity
+/// to honor. Then the eligible domains depend on the nodes alone.
+fn includes_every_node(pod: &Pod, constraints: &[Constraint]) -> bool {
+    let spec = pod.spec.as_ref();
+    let node_affinity = spec.is_some_and(|s| {
+        s.node_selector.as_ref().is_some_and(|m| !m.is_empty())
+            || s.affinity
+                .as_ref()
+                .and_then(|a| a.node_affinity.as_ref())
+                .is_some_and(|na| na.required_during_scheduling_ignored_during_execution.is_some())
+    });
+    constraints
+        .iter()
+        .all(|c| !(c.honor_node_taints || (c.honor_node_affinity && node_affinity)))
+}
+
+/// Per constraint, how many domains the nodes having every constraint's key
+/// have (each constraint's key's distinct values among them).
+pub fn eligible_domains(constraints: &[Constraint], nodes: &[NodeInfo]) -> Vec<usize> {
+    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
+    for node in nodes {
+        let labels = node.labels();
+        if !has_all_keys(labels, constraints) {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) {
+                domains[i].insert(v);
+            }
+        }
+    }
+    domains.iter().map(HashSet::len).collect()
 }
 
 /// Compute the PreFilter state from every node and every placed pod.
@@ -352,15 +421,46 @@ pub fn pre_filter(pod: &Pod, constraints: Vec<Constraint>, nodes: &[NodeInfo], p
             }
         }
     }
-    let labels = pod.metadata.labels.as_ref();
-    PreFilterState {
-        self_match: constraints
-            .iter()
-            .map(|c| i64::from(c.selector.matches(labels)))
-            .collect(),
-        constraints,
-        counts,
+    let counts = counts
+        .into_iter()
+        .zip(&constraints)
+        .map(|(m, c)| DomainCounts::new(m.len(), m, c.min_domains))
+        .collect();
+    PreFilterState::of(pod, constraints, counts)
+}
+
+/// [`pre_filter`] when every node is included ([`includes_every_node`]):
+/// from the nodes with matching pods (`per_node`, looked up by `node_named`)
+/// and the eligible domains' number ([`eligible_domains`], which changes only
+/// with the nodes), instead of a pass over every node per cycle.
+pub fn pre_filter_sparse<'a>(
+    pod: &Pod,
+    constraints: Vec<Constraint>,
+    eligible: &[usize],
+    per_node: &PerNode,
+    node_named: impl Fn(&str) -> Option<&'a NodeInfo>,
+) -> PreFilterState {
+    let mut matched = vec![HashMap::<String, i64>::new(); constraints.len()];
+    for (name, on_node) in per_node {
+        let Some(labels) = node_named(name).and_then(NodeInfo::labels) else {
+            continue;
+        };
+        if !has_all_keys(Some(labels), &constraints) {
+            continue;
+        }
+        for (i, c) in constraints.iter().enumerate() {
+            if let Some(value) = labels.get(&c.topology_key) {
+                *matched[i].entry(value.clone()).or_default() += on_node[i];
+            }
+        }
     }
+    let counts = matched
+        .into_iter()
+        .zip(&constraints)
+        .zip(eligible)
+        .map(|((m, c), &e)| DomainCounts::new(e, m, c.min_domains))
+        .collect();
+    PreFilterState::of(pod, constraints, counts)
 }
 
 /// The Filter decision for one node.
@@ -369,7 +469,7 @@ pub fn filter(state: &PreFilterState, node_labels: Option<&Labels>) -> Result<()
         let Some(value) = node_labels.and_then(|l| l.get(&c.topology_key)) else {
             return Err(Unfit::unresolvable(REASON_MISSING_LABEL));
         };
-        let here = state.counts[i].get(value).copied().unwrap_or(0);
+        let here = state.counts[i].matched.get(value).copied().unwrap_or(0);
         let skew = (here + state.self_match[i]).saturating_sub(state.min_match(i));
         if skew > c.max_skew {
             return Err(Unfit::resolvable(REASON));
@@ -486,6 +586,46 @@ pub fn normalize(scores: &mut [i64], ignored: &[bool]) {
 #[derive(Default)]
 pub struct PodTopologySpread {
     counts: std::sync::Mutex<MatchCounts>,
+    domains: std::sync::Mutex<Vec<EligibleDomains>>,
+}
+
+/// [`eligible_domains`] of some topology keys, as of a generation of the
+/// cache's nodes ([`Cache::node_generation`]).
+struct EligibleDomains {
+    cache: (u64, u64),
+    keys: Vec<String>,
+    counts: Vec<usize>,
+}
+
+/// Sets of topology keys whose eligible domains are kept at once.
+const DOMAINS_KEPT: usize = 8;
+
+impl PodTopologySpread {
+    /// The eligible domains' number per constraint, counted again only when
+    /// the nodes changed (or the keys were not asked for lately).
+    fn eligible_domains(&self, constraints: &[Constraint], cache: &Cache) -> Vec<usize> {
+        let mut kept = self.domains.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = cache.node_generation();
+        let same_keys = |m: &EligibleDomains| {
+            m.keys.len() == constraints.len() && m.keys.iter().zip(constraints).all(|(k, c)| *k == c.topology_key)
+        };
+        if let Some(at) = kept.iter().position(same_keys) {
+            if kept[at].cache == generation {
+                return kept[at].counts.clone();
+            }
+            kept.remove(at);
+        }
+        let counts = eligible_domains(constraints, cache.nodes());
+        if kept.len() == DOMAINS_KEPT {
+            kept.remove(0);
+        }
+        kept.push(EligibleDomains {
+            cache: generation,
+            keys: constraints.iter().map(|c| c.topology_key.clone()).collect(),
+            counts: counts.clone(),
+        });
+        counts
+    }
 }
 
 impl FilterPlugin for PodTopologySpread {
@@ -500,7 +640,12 @@ impl FilterPlugin for PodTopologySpread {
         }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let per_node = counts.get(&pod.pod, &hard, cache);
-        state.pod_topology_spread = Some(pre_filter(&pod.pod, hard, cache.nodes(), per_node));
+        state.pod_topology_spread = Some(if includes_every_node(&pod.pod, &hard) {
+            let eligible = self.eligible_domains(&hard, cache);
+            pre_filter_sparse(&pod.pod, hard, &eligible, per_node, |n| cache.node(n))
+        } else {
+            pre_filter(&pod.pod, hard, cache.nodes(), per_node)
+        });
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
@@ -738,6 +883,120 @@ mod tests {
     /// The counts kept between cycles always equal a fresh count over the cache, through
     /// assumptions, bindings elsewhere, relabels, terminations, removals and a journal
     /// that overflowed.
+    /// When every node is included, PreFilter reads only the nodes holding
+    /// matching pods and a count of eligible domains kept until the nodes
+    /// change; Filter decides as after a pass over every node, for a zone
+    /// constraint, zone + hostname, minDomains above the domains there are,
+    /// nodes lacking a key, and after nodes come, go and are relabeled.
+    #[test]
+    fn filter_decides_the_same_from_the_nodes_with_matching_pods() {
+        use crate::cache::Cache;
+        use std::sync::Arc;
+        let plugin = PodTopologySpread::default();
+        let mut cache = Cache::new();
+        let mut nodes: Vec<k8s_openapi::api::core::v1::Node> = Vec::new();
+        for i in 0..12 {
+            let name = format!("n{i}");
+            let mut n = node(&name, "64", "64Gi");
+            n.metadata.labels = Some(if i % 5 == 4 {
+                labels(&[(HOSTNAME_LABEL, &name)])
+            } else {
+                labels(&[(HOSTNAME_LABEL, &name), (ZONE, ["a", "b", "c"][i % 3])])
+            });
+            cache.upsert_node(Arc::new(n.clone()));
+            nodes.push(n);
+        }
+        let mut incomings = Vec::new();
+        for min_domains in [None, Some(5)] {
+            let mut zone = spread(web("new"), ZONE, 1, "DoNotSchedule");
+            zone.spec
+                .as_mut()
+                .unwrap()
+                .topology_spread_constraints
+                .as_mut()
+                .unwrap()[0]
+                .min_domains = min_domains;
+            let mut both = zone.clone();
+            let mut host = spread(web("new"), HOSTNAME_LABEL, 2, "DoNotSchedule");
+            both.spec
+                .as_mut()
+                .unwrap()
+                .topology_spread_constraints
+                .as_mut()
+                .unwrap()
+                .push(
+                    host.spec
+                        .as_mut()
+                        .unwrap()
+                        .topology_spread_constraints
+                        .take()
+                        .unwrap()
+                        .remove(0),
+                );
+            incomings.extend([zone, both]);
+        }
+        let check = |cache: &Cache, what: &str| {
+            for incoming in &incomings {
+                let info = PodInfo::new(Arc::new(incoming.clone()));
+                let mut cycle = CycleState::default();
+                plugin.pre_filter(&info, cache, &mut cycle);
+                let sparse = cycle.pod_topology_spread.expect("constraints");
+                let hard = constraints(incoming, "DoNotSchedule");
+                let per_node = matching_per_node(incoming, &hard, cache.pods_by_node());
+                let full = pre_filter(incoming, hard, cache.nodes(), &per_node);
+                for (a, b) in sparse.counts.iter().zip(&full.counts) {
+                    let nonzero = |d: &DomainCounts| -> Vec<(String, i64)> {
+                        let mut v: Vec<_> = d
+                            .matched
+                            .iter()
+                            .filter(|(_, n)| **n != 0)
+                            .map(|(k, n)| (k.clone(), *n))
+                            .collect();
+                        v.sort();
+                        v
+                    };
+                    assert_eq!(
+                        (a.eligible, a.min, nonzero(a)),
+                        (b.eligible, b.min, nonzero(b)),
+                        "{what}"
+                    );
+                }
+                for n in cache.nodes() {
+                    assert_eq!(
+                        filter(&sparse, n.labels()),
+                        filter(&full, n.labels()),
+                        "{what}: {}",
+                        n.name()
+                    );
+                }
+            }
+        };
+        check(&cache, "no pods");
+        for i in 0..30usize {
+            let mut p = web(&format!("w{i}"));
+            if i % 4 == 3 {
+                p.metadata.labels = Some(labels(&[("app", "db")]));
+            }
+            p.metadata.uid = Some(format!("u{i}"));
+            p.spec.as_mut().unwrap().node_name = Some(format!("n{}", (i * 7) % 11));
+            cache.add_or_update_bound_pod(&p);
+        }
+        check(&cache, "placed pods");
+        // A new zone, a node leaving, a node relabeled into another zone.
+        let mut d = node("n12", "64", "64Gi");
+        d.metadata.labels = Some(labels(&[(HOSTNAME_LABEL, "n12"), (ZONE, "d")]));
+        cache.upsert_node(Arc::new(d));
+        check(&cache, "zone d added");
+        cache.remove_node("n1");
+        check(&cache, "n1 removed");
+        let mut moved = nodes[2].clone();
+        moved.metadata.labels = Some(labels(&[(HOSTNAME_LABEL, "n2"), (ZONE, "e")]));
+        cache.upsert_node(Arc::new(moved));
+        check(&cache, "n2 moved to zone e");
+        let bare = PodTopologySpread::default().eligible_domains(&constraints(&incomings[1], "DoNotSchedule"), &cache);
+        assert_eq!(bare, [5, 10], "zones a, b, c, d, e; hosts with a zone");
+    }
+
     #[test]
     fn kept_counts_follow_the_cache() {
         use crate::cache::Cache;
