@@ -203,6 +203,9 @@ pub trait PlacedPods<'a> {
     /// (else they are resolved here).
     fn anti_affinity_toward(&self, labels: Option<&Labels>)
         -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>;
+    /// Placed pods whose terms may add to other pods' scores
+    /// ([`PodTerms::scores_others`]), with their node's labels and terms.
+    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>;
 }
 
 impl<'a> PlacedPods<'a> for &'a Cache {
@@ -223,6 +226,14 @@ impl<'a> PlacedPods<'a> for &'a Cache {
         cache
             .anti_affinity_toward(labels)
             .into_iter()
+            .map(|(n, p, t)| (n.labels(), p, t))
+            .collect()
+    }
+
+    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+        let cache: &'a Cache = self;
+        cache
+            .pods_with_scoring_terms()
             .map(|(n, p, t)| (n.labels(), p, t))
             .collect()
     }
@@ -338,34 +349,34 @@ fn add_score(scores: &mut TopologyScore, term: &AffinityTerm, weight: i64, node_
 }
 
 /// Score contributions per topology pair (kube's PreScore): the incoming pod's preferred
-/// terms matching placed pods, and placed pods' terms matching the incoming pod.
-/// `pods` must yield every placed pod when the pod has preferred terms, otherwise the
-/// placed pods whose terms [score others](PodTerms::scores_others) suffice; with their
-/// terms when kept.
+/// terms matching placed pods (those each term may select), and the terms of placed
+/// pods that score others matching the incoming pod.
 pub fn topology_score<'a, 'n>(
     pod: &Pod,
     terms: &PodTerms,
-    pods: impl Iterator<Item = (Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>,
+    placed: &dyn PlacedPods<'a>,
     ns_labels: &dyn Fn(&str) -> Option<&'n Labels>,
 ) -> TopologyScore {
     let own_ns_labels = ns_labels(pod.metadata.namespace.as_deref().unwrap_or("default"));
     let mut scores = TopologyScore::new();
-    for (node_labels, existing, kept) in pods {
-        if node_labels.is_none_or(|l| l.is_empty()) {
-            continue;
-        }
-        let existing_ns = ns_labels(existing.metadata.namespace.as_deref().unwrap_or("default"));
-        for w in &terms.preferred_affinity {
+    let preferred = terms
+        .preferred_affinity
+        .iter()
+        .map(|w| (w, w.weight))
+        .chain(terms.preferred_anti_affinity.iter().map(|w| (w, -w.weight)));
+    for (w, weight) in preferred {
+        for (node_labels, existing) in placed.selectable_by(&w.term.selector) {
+            if node_labels.is_none_or(|l| l.is_empty()) {
+                continue;
+            }
+            let existing_ns = ns_labels(existing.metadata.namespace.as_deref().unwrap_or("default"));
             if w.term.matches(existing, existing_ns) {
-                add_score(&mut scores, &w.term, w.weight, node_labels);
+                add_score(&mut scores, &w.term, weight, node_labels);
             }
         }
-        for w in &terms.preferred_anti_affinity {
-            if w.term.matches(existing, existing_ns) {
-                add_score(&mut scores, &w.term, -w.weight, node_labels);
-            }
-        }
-        if !crate::cache::has_pod_affinity(existing) {
+    }
+    for (node_labels, existing, kept) in placed.with_scoring_terms() {
+        if node_labels.is_none_or(|l| l.is_empty()) || !crate::cache::has_pod_affinity(existing) {
             continue;
         }
         let theirs = terms_of(existing, kept);
@@ -445,22 +456,7 @@ impl ScorePlugin for InterPodAffinity {
     fn score_nodes(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Option<Vec<i64>> {
         let terms = PodTerms::of(&pod.pod);
         let lookup = |ns: &str| cache.namespace_labels(ns);
-        let has_preferred = !terms.preferred_affinity.is_empty() || !terms.preferred_anti_affinity.is_empty();
-        let scores = if has_preferred {
-            topology_score(
-                &pod.pod,
-                &terms,
-                cache.pods_on_nodes().map(|(n, p, t)| (n.labels(), p, t)),
-                &lookup,
-            )
-        } else {
-            topology_score(
-                &pod.pod,
-                &terms,
-                cache.pods_with_scoring_terms().map(|(n, p, t)| (n.labels(), p, t)),
-                &lookup,
-            )
-        };
+        let scores = topology_score(&pod.pod, &terms, &cache, &lookup);
         if scores.is_empty() {
             return Some(vec![0; nodes.len()]);
         }
@@ -539,6 +535,10 @@ mod tests {
                 .map(|(l, p)| (Some(*l), *p, None))
                 .collect()
         }
+
+        fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+            self.0.iter().map(|(l, p)| (Some(*l), *p, None)).collect()
+        }
     }
 
     fn state_for(incoming: &Pod, placed: &[(&Labels, &Pod)]) -> PreFilterState {
@@ -579,6 +579,27 @@ mod tests {
             ..Default::default()
         };
         use std::sync::Arc;
+        // Preferred affinity and anti-affinity with the same term (weights 7 and 3).
+        let preferring = |mut p: Pod, t: &PodAffinityTerm| {
+            let weighted = |weight| {
+                Some(vec![WeightedPodAffinityTerm {
+                    weight,
+                    pod_affinity_term: t.clone(),
+                }])
+            };
+            p.spec.as_mut().unwrap().affinity = Some(Affinity {
+                pod_affinity: Some(PodAffinity {
+                    preferred_during_scheduling_ignored_during_execution: weighted(7),
+                    ..Default::default()
+                }),
+                pod_anti_affinity: Some(PodAntiAffinity {
+                    preferred_during_scheduling_ignored_during_execution: weighted(3),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            p
+        };
         let mut cache = Cache::new();
         let mut node_labels_of = BTreeMap::new();
         for (i, zone) in ["a", "a", "b", "c"].iter().enumerate() {
@@ -637,25 +658,16 @@ mod tests {
                         with_affinity(labeled("in-web", "web"), vec![t.clone()], vec![t.clone()]),
                         with_affinity(labeled("in-db", "db"), vec![], vec![t.clone()]),
                         with_affinity(pod("in-bare", "", ""), vec![t.clone()], vec![]),
+                        preferring(labeled("in-pref", "web"), &t),
                     ] {
                         let looked_up = pre_filter(&incoming, &cache, &ns_labels);
                         let scanned = pre_filter(&incoming, &Scan(&scan), &ns_labels);
                         assert_eq!(looked_up, scanned, "selector {i}, all namespaces {all_namespaces}");
-                        // Without preferred terms of its own, the pods whose terms
-                        // score others are all the score reads.
+                        // The score looks up what the pod's preferred terms may
+                        // select, and walks the pods whose terms score others.
                         let terms = PodTerms::of(&incoming);
-                        let from_cache = topology_score(
-                            &incoming,
-                            &terms,
-                            cache.pods_with_scoring_terms().map(|(n, p, t)| (n.labels(), p, t)),
-                            &ns_labels,
-                        );
-                        let from_all = topology_score(
-                            &incoming,
-                            &terms,
-                            scan.iter().map(|(l, p)| (Some(*l), *p, None)),
-                            &ns_labels,
-                        );
+                        let from_cache = topology_score(&incoming, &terms, &cache, &ns_labels);
+                        let from_all = topology_score(&incoming, &terms, &Scan(&scan), &ns_labels);
                         assert_eq!(from_cache, from_all, "selector {i}, all namespaces {all_namespaces}");
                     }
                 }
@@ -813,12 +825,7 @@ mod tests {
         });
         let terms = PodTerms::of(&incoming);
         let placed = [(&n1, &cache_pod)];
-        let scores = topology_score(
-            &incoming,
-            &terms,
-            placed.iter().map(|(l, p)| (Some(*l), *p, None)),
-            &no_ns,
-        );
+        let scores = topology_score(&incoming, &terms, &Scan(&placed), &no_ns);
         let mut raw = vec![node_score(&scores, Some(&n1)), node_score(&scores, Some(&n2))];
         assert_eq!(raw, [10, 0]);
         normalize(&mut raw);
@@ -828,12 +835,7 @@ mod tests {
         let friend = with_affinity(labeled("friend", "friend"), vec![term("web", HOST)], vec![]);
         let plain = labeled("web", "web");
         let placed = [(&n2, &friend)];
-        let scores = topology_score(
-            &plain,
-            &PodTerms::of(&plain),
-            placed.iter().map(|(l, p)| (Some(*l), *p, None)),
-            &no_ns,
-        );
+        let scores = topology_score(&plain, &PodTerms::of(&plain), &Scan(&placed), &no_ns);
         assert_eq!(node_score(&scores, Some(&n2)), HARD_POD_AFFINITY_WEIGHT);
         assert_eq!(node_score(&scores, Some(&n1)), 0);
     }
