@@ -62,8 +62,9 @@ const REMEMBERED: usize = 4096;
 
 /// Bound a remembered map as client-go's LRU bounds it, amortized: past
 /// twice [`REMEMBERED`] entries, keep the [`REMEMBERED`] most recently seen
-/// (by `seen`). Forgetting is only ever a lost count or combination, never
-/// a wrong one: an entry older than its window is treated as new anyway.
+/// (by `seen`). What is forgotten is as if never seen, as with client-go's
+/// LRU: a repeat written anew, a message not combined, an object's spam
+/// allowance full again.
 /// Scanning the map on every insert past the bound (what this did before)
 /// cost a pass over thousands of entries per Event once more objects than
 /// that were recent, as for a scheduler binding thousands of pods.

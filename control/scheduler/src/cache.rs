@@ -490,11 +490,16 @@ impl Cache {
     /// The placed pods `selector` may select, each once: those with a label
     /// it requires, or all of them when none narrows it. The caller checks
     /// the whole selector and the namespaces.
-    pub fn pods_selectable_by(&self, selector: &Selector) -> Vec<(&NodeInfo, &Pod, Option<&PodTerms>)> {
-        match self.labeled.narrowed(selector.narrowing()) {
-            Some(uids) => uids.into_iter().filter_map(|u| self.placed(u)).collect(),
-            None => self.pods_on_nodes().collect(),
-        }
+    pub fn pods_selectable_by(
+        &self,
+        selector: &Selector,
+    ) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
+        let (found, all) = match self.labeled.narrowed(selector.narrowing()) {
+            Some(uids) => (Some(uids), None),
+            None => (None, Some(self.pods_on_nodes())),
+        };
+        let found = found.into_iter().flatten().filter_map(|u| self.placed(u));
+        found.chain(all.into_iter().flatten())
     }
 
     /// The placed pods with a required anti-affinity term that may select a
@@ -503,14 +508,14 @@ impl Cache {
     pub fn anti_affinity_toward(
         &self,
         labels: Option<&BTreeMap<String, String>>,
-    ) -> Vec<(&NodeInfo, &Pod, Option<&PodTerms>)> {
+    ) -> impl Iterator<Item = (&NodeInfo, &Pod, Option<&PodTerms>)> {
         let mut uids: Vec<&Arc<str>> = self.anti_affinity_unfiled.iter().collect();
         for (k, v) in labels.into_iter().flatten() {
             uids.extend(self.anti_affinity_filed.get(k, v));
         }
         uids.sort();
         uids.dedup();
-        uids.into_iter().filter_map(|u| self.placed(u)).collect()
+        uids.into_iter().filter_map(|u| self.placed(u))
     }
 
     /// The placed pods whose terms add to other pods' scores, with their nodes and terms.
@@ -713,6 +718,7 @@ mod tests {
     #[test]
     fn affinity_terms_are_kept_with_the_pod() {
         use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+        let web: BTreeMap<String, String> = [("app".to_string(), "web".to_string())].into();
         let mut cache = Cache::new();
         cache.upsert_node(Arc::new(crate::framework::testing::node("n1", "4", "8Gi")));
         let mut p = with_uid(crate::framework::testing::pod("web-1", "", ""), "u1", Some("n1"));
@@ -720,6 +726,10 @@ mod tests {
             pod_anti_affinity: Some(PodAntiAffinity {
                 required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
                     topology_key: "kubernetes.io/hostname".into(),
+                    label_selector: Some(LabelSelector {
+                        match_labels: Some(web.clone()),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }]),
                 ..Default::default()
@@ -727,6 +737,11 @@ mod tests {
             ..Default::default()
         });
         cache.add_or_update_bound_pod(&p);
+        assert_eq!(
+            cache.anti_affinity_toward(Some(&web)).count(),
+            1,
+            "its required anti-affinity is checked against pods labelled app=web"
+        );
         let kept: Vec<_> = cache
             .pods_on_nodes()
             .map(|(_, _, t)| t.map(|t| t.required_anti_affinity[0].topology_key.clone()))
@@ -741,6 +756,8 @@ mod tests {
         p.spec.as_mut().unwrap().affinity = None;
         cache.add_or_update_bound_pod(&p);
         assert!(cache.pods_on_nodes().all(|(_, _, t)| t.is_none()));
+        assert_eq!(cache.anti_affinity_toward(Some(&web)).count(), 0);
+        assert!(cache.anti_affinity_filed.is_empty());
         cache.remove_pod("u1");
         assert!(cache.affinity_terms.is_empty());
     }

@@ -113,6 +113,14 @@ pub struct PodTerms {
 }
 
 impl PodTerms {
+    /// Whether these terms add to other pods' scores when they match them
+    /// (required anti-affinity only filters).
+    pub fn scores_others(&self) -> bool {
+        !self.required_affinity.is_empty()
+            || !self.preferred_affinity.is_empty()
+            || !self.preferred_anti_affinity.is_empty()
+    }
+
     /// Resolve every pod (anti-)affinity term of `pod`.
     pub fn of(pod: &Pod) -> PodTerms {
         let affinity = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
@@ -145,16 +153,6 @@ impl PodTerms {
                 paa.and_then(|a| a.preferred_during_scheduling_ignored_during_execution.as_ref()),
             ),
         }
-    }
-}
-
-impl PodTerms {
-    /// Whether these terms add to other pods' scores when they match them
-    /// (required anti-affinity only filters).
-    pub fn scores_others(&self) -> bool {
-        !self.required_affinity.is_empty()
-            || !self.preferred_affinity.is_empty()
-            || !self.preferred_anti_affinity.is_empty()
     }
 }
 
@@ -213,7 +211,6 @@ impl<'a> PlacedPods<'a> for &'a Cache {
         let cache: &'a Cache = self;
         cache
             .pods_selectable_by(selector)
-            .into_iter()
             .map(|(n, p, _)| (n.labels(), p))
             .collect()
     }
@@ -225,7 +222,6 @@ impl<'a> PlacedPods<'a> for &'a Cache {
         let cache: &'a Cache = self;
         cache
             .anti_affinity_toward(labels)
-            .into_iter()
             .map(|(n, p, t)| (n.labels(), p, t))
             .collect()
     }

@@ -880,9 +880,6 @@ mod tests {
         assert!(scores[2] > 0, "{scores:?}");
     }
 
-    /// The counts kept between cycles always equal a fresh count over the cache, through
-    /// assumptions, bindings elsewhere, relabels, terminations, removals and a journal
-    /// that overflowed.
     /// When every node is included, PreFilter reads only the nodes holding
     /// matching pods and a count of eligible domains kept until the nodes
     /// change; Filter decides as after a pass over every node, for a zone
@@ -997,6 +994,9 @@ mod tests {
         assert_eq!(bare, [5, 10], "zones a, b, c, d, e; hosts with a zone");
     }
 
+    /// The counts kept between cycles always equal a fresh count over the cache, through
+    /// assumptions, bindings elsewhere, relabels, terminations, removals and a journal
+    /// that overflowed.
     #[test]
     fn kept_counts_follow_the_cache() {
         use crate::cache::Cache;
