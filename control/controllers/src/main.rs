@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     sluice_kube::logging::init();
     let config = ControllerManagerConfig::parse();
     let kube_config = sluice_kube::client::config(config.kubeconfig.as_deref()).await?;
-    let client = kube::Client::try_from(kube_config.clone())?;
+    let client = sluice_kube::client::from_config(kube_config.clone())?;
 
     // Served from the start, before leadership, as kube-controller-manager does.
     let _secure = if config.secure_port == 0 {

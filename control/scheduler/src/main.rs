@@ -59,7 +59,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let identity = args.leader_election.identity();
     let kube_config = sluice_kube::client::config(args.kubeconfig.as_deref()).await?;
-    let client = kube::Client::try_from(kube_config.clone())?;
+    let client = sluice_kube::client::from_config(kube_config.clone())?;
     let config = SchedulerConfig {
         scheduler_name: args.scheduler_name.clone(),
         percentage_of_nodes_to_score: args.percentage_of_nodes_to_score,

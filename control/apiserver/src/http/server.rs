@@ -31,6 +31,14 @@ use crate::registry::{Registry, WriteOptions};
 use crate::status::ApiError;
 use crate::storage::store::Store;
 
+/// Streams a client may have open on one HTTP/2 connection (Kubernetes'
+/// `--http2-max-streams-per-connection` as its recommended options set it).
+const MAX_CONCURRENT_STREAMS: u32 = 1000;
+
+/// Request bytes a client may send on one stream before the server reads
+/// them (Kubernetes: 256 KiB).
+const UPLOAD_WINDOW_PER_STREAM: u32 = 256 << 10;
+
 /// Everything `apiserver serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -393,7 +401,20 @@ pub async fn serve(cfg: ServeConfig) -> Result<()> {
                 req
             });
             let svc = TowerToHyperService::new(svc);
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // Every request and watch of a component shares its HTTP/2
+            // connection (`sluice_kube::client`), and hyper's client waits
+            // for a free stream where Go's would dial another connection:
+            // the limit must hold a controller-manager's watches and its
+            // bursts (hyper's default is 200).
+            // The connection's window holds every stream's (as Kubernetes
+            // sizes it), so bodies waiting on busy handlers do not hold
+            // back the other streams.
+            builder
+                .http2()
+                .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+                .initial_stream_window_size(UPLOAD_WINDOW_PER_STREAM)
+                .initial_connection_window_size(UPLOAD_WINDOW_PER_STREAM * MAX_CONCURRENT_STREAMS);
             if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).await {
                 tracing::debug!(%peer, error = %e, "connection ended with error");
             }
