@@ -477,7 +477,14 @@ impl Registry {
         };
         let mut taken_ports: Vec<i64> = Vec::new();
         for attempt in 0..24 {
-            let mut candidate = obj.clone();
+            // Only an allocation changes the candidate before the write, so
+            // other kinds write the object itself (and take it back to try
+            // again).
+            let mut candidate = if hooks.allocates_service_addresses {
+                obj.clone()
+            } else {
+                std::mem::take(&mut obj)
+            };
             let plan = if hooks.allocates_service_addresses {
                 let owner = format!("{}/{}", ns.as_deref().unwrap_or_default(), name);
                 self.allocator
@@ -494,9 +501,9 @@ impl Registry {
             }
             let key = store::object_key(k.storage_resource(), ns.as_deref(), &name);
             let w = Write {
+                action: Action::put(&key, &stored(k, &candidate), lease)?,
                 key,
                 precondition: Precondition::Absent,
-                action: Action::Put(stored(k, &candidate).into_owned(), lease),
                 claim: plan.claims.clone(),
                 release: Vec::new(),
             };
@@ -508,18 +515,25 @@ impl Registry {
                         warnings,
                     });
                 }
-                Err(WriteFailure::ObjectChanged(_)) => {
-                    if !generate.is_empty() && attempt < 8 {
-                        name = generate_name(&generate);
-                        meta_mut(&mut obj).insert("name".into(), json!(name));
-                        continue;
+                Err(failure) => {
+                    if !hooks.allocates_service_addresses {
+                        obj = candidate;
                     }
-                    return Err(ApiError::already_exists(r, &name));
-                }
-                Err(WriteFailure::ClaimTaken) => {
-                    self.report_requested_claims(r, &name, &plan.requested).await?;
-                    if attempt >= 2 {
-                        taken_ports = self.taken_ports().await?;
+                    match failure {
+                        WriteFailure::ObjectChanged(_) => {
+                            if !generate.is_empty() && attempt < 8 {
+                                name = generate_name(&generate);
+                                meta_mut(&mut obj).insert("name".into(), json!(name));
+                                continue;
+                            }
+                            return Err(ApiError::already_exists(r, &name));
+                        }
+                        WriteFailure::ClaimTaken => {
+                            self.report_requested_claims(r, &name, &plan.requested).await?;
+                            if attempt >= 2 {
+                                taken_ports = self.taken_ports().await?;
+                            }
+                        }
                     }
                 }
             }
@@ -879,7 +893,7 @@ impl Registry {
         let w = Write {
             key: key.clone(),
             precondition: Precondition::Revision(cur.revision),
-            action: Action::Put(stored(k, &new).into_owned(), lease),
+            action: Action::put(&key, &stored(k, &new), lease)?,
             claim: plan.claims.clone(),
             release: plan.releases.clone(),
         };
@@ -1005,7 +1019,7 @@ impl Registry {
                 let w = Write {
                     key: key.clone(),
                     precondition: Precondition::Revision(cur.revision),
-                    action: Action::Put(stored(k, &new).into_owned(), None),
+                    action: Action::put(&key, &stored(k, &new), None)?,
                     claim: Vec::new(),
                     release: Vec::new(),
                 };

@@ -125,10 +125,11 @@ impl Registry {
                 }
                 let mut updated = q.object.clone();
                 updated["status"]["used"] = to_json(&used);
+                let key = store::object_key(&resourcequota::RESOURCE, Some(ns), &qname);
                 let w = Write {
-                    key: store::object_key(&resourcequota::RESOURCE, Some(ns), &qname),
+                    action: Action::put(&key, &updated, None)?,
+                    key,
                     precondition: Precondition::Revision(q.revision),
-                    action: Action::Put(updated, None),
                     claim: Vec::new(),
                     release: Vec::new(),
                 };

@@ -135,10 +135,19 @@ pub enum Precondition {
 /// What to do with the object key.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// Write this object (optionally attached to a lease).
-    Put(Value, Option<i64>),
+    /// Write this value, an object as [`encode`] stores it (optionally
+    /// attached to a lease).
+    Put(Vec<u8>, Option<i64>),
     /// Remove the key.
     Delete,
+}
+
+impl Action {
+    /// Write `obj` under `key` (optionally attached to a lease), encoded
+    /// from the caller's copy rather than from one of its own.
+    pub fn put(key: &str, obj: &Value, lease: Option<i64>) -> Result<Action, ApiError> {
+        Ok(Action::Put(encode(key.as_bytes(), obj)?, lease))
+    }
 }
 
 /// One atomic write of an object plus side keys.
@@ -394,10 +403,10 @@ impl Store {
         for k in &w.release {
             ops.push(TxnOp::delete(k.as_str(), None::<DeleteOptions>));
         }
-        match &w.action {
-            Action::Put(obj, lease) => {
+        match w.action {
+            Action::Put(value, lease) => {
                 let opts = lease.map(|l| PutOptions::new().with_lease(l));
-                ops.push(TxnOp::put(w.key.as_str(), encode(w.key.as_bytes(), obj)?, opts));
+                ops.push(TxnOp::put(w.key.as_str(), value, opts));
             }
             Action::Delete => ops.push(TxnOp::delete(w.key.as_str(), None)),
         }

@@ -218,58 +218,95 @@ impl Set {
         self.children.get(pe).filter(|c| !c.is_empty())
     }
 
+    /// The set's paths that start with `pe` (`pe` itself included).
+    pub fn only(mut self, pe: PathElement) -> Set {
+        let mut out = Set::new();
+        if let Some(c) = self.children.remove(&pe).filter(|c| !c.is_empty()) {
+            out.children.insert(pe.clone(), c);
+        }
+        if self.members.contains(&pe) {
+            out.members.insert(pe);
+        }
+        out
+    }
+
     /// Whether `pe` itself is a member here.
     pub fn has_member(&self, pe: &PathElement) -> bool {
         self.members.contains(pe)
     }
 
     fn pruned(mut self) -> Self {
-        self.children.retain(|_, c| !c.is_empty());
+        self.prune();
         self
+    }
+
+    fn prune(&mut self) {
+        self.children.retain(|_, c| !c.is_empty());
     }
 
     /// Paths in either set.
     pub fn union(&self, other: &Set) -> Set {
         let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, c) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(c),
-                None => c.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
+        out.merge(other.clone());
+        out
+    }
+
+    /// Add every path of `other` ([`Set::union`] in place, taking `other`'s
+    /// elements instead of copying them).
+    pub fn merge(&mut self, other: Set) {
+        self.members.extend(other.members);
+        for (pe, c) in other.children {
+            match self.children.entry(pe) {
+                std::collections::btree_map::Entry::Occupied(mut mine) => mine.get_mut().merge(c),
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(c);
+                }
+            }
         }
-        out.pruned()
+        self.prune();
     }
 
     /// Paths of `self` not in `other` (members only: a member of `other`
     /// does not remove what is below it; see [`Set::recursive_difference`]).
     pub fn difference(&self, other: &Set) -> Set {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .map(|(pe, c)| match other.children.get(pe) {
-                Some(o) => (pe.clone(), c.difference(o)),
-                None => (pe.clone(), c.clone()),
-            })
-            .collect();
-        Set { members, children }.pruned()
+        let mut out = self.clone();
+        out.subtract(other);
+        out
+    }
+
+    /// Remove the paths of `other` ([`Set::difference`] in place).
+    pub fn subtract(&mut self, other: &Set) {
+        if !other.members.is_empty() {
+            self.members.retain(|pe| !other.members.contains(pe));
+        }
+        for (pe, c) in self.children.iter_mut() {
+            if let Some(o) = other.children.get(pe) {
+                c.subtract(o);
+            }
+        }
+        self.prune();
     }
 
     /// Paths of `self` that are neither in `other` nor below a member of it.
     pub fn recursive_difference(&self, other: &Set) -> Set {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter(|(pe, _)| !other.members.contains(pe))
-            .map(|(pe, c)| match other.children.get(pe) {
-                Some(o) => (pe.clone(), c.recursive_difference(o)),
-                None => (pe.clone(), c.clone()),
-            })
-            .collect();
-        Set { members, children }.pruned()
+        let mut out = self.clone();
+        out.recursive_subtract(other);
+        out
+    }
+
+    /// Remove the paths of `other` and everything below its members
+    /// ([`Set::recursive_difference`] in place).
+    pub fn recursive_subtract(&mut self, other: &Set) {
+        if !other.members.is_empty() {
+            self.members.retain(|pe| !other.members.contains(pe));
+            self.children.retain(|pe, _| !other.members.contains(pe));
+        }
+        for (pe, c) in self.children.iter_mut() {
+            if let Some(o) = other.children.get(pe) {
+                c.recursive_subtract(o);
+            }
+        }
+        self.prune();
     }
 
     /// Paths in both sets.
@@ -417,6 +454,46 @@ mod tests {
         let out = s.to_fields_v1();
         let keys: Vec<&String> = out["f:ports"].as_object().unwrap().keys().collect();
         assert_eq!(keys, ["k:{\"port\":80}", "k:{\"port\":443}", "k:{\"port\":8080}"]);
+    }
+
+    /// Sets of up to a dozen paths, up to three deep, over three names (so
+    /// that sets share prefixes and members have paths below them).
+    fn arbitrary_set() -> impl proptest::strategy::Strategy<Value = Set> {
+        use proptest::prelude::*;
+        proptest::collection::vec(proptest::collection::vec(0..3u8, 1..4), 0..12).prop_map(|paths| {
+            let mut s = Set::new();
+            for p in paths {
+                let path: Path = p.iter().map(|i| PathElement::Field(format!("f{i}"))).collect();
+                s.insert(&path);
+            }
+            s
+        })
+    }
+
+    proptest::proptest! {
+        /// The set operations (done in place, the copying ones through
+        /// them) agree with the same operations on the sets' paths.
+        #[test]
+        fn set_algebra_agrees_with_the_paths(a in arbitrary_set(), b in arbitrary_set()) {
+            let pa: BTreeSet<Path> = a.paths().into_iter().collect();
+            let pb: BTreeSet<Path> = b.paths().into_iter().collect();
+            let paths = |s: &Set| s.paths().into_iter().collect::<BTreeSet<Path>>();
+            proptest::prop_assert_eq!(paths(&a.union(&b)), pa.union(&pb).cloned().collect());
+            proptest::prop_assert_eq!(paths(&a.difference(&b)), pa.difference(&pb).cloned().collect());
+            proptest::prop_assert_eq!(paths(&a.intersection(&b)), pa.intersection(&pb).cloned().collect());
+            let below_b = |p: &Path| (1..p.len()).any(|n| pb.contains(&p[..n]));
+            proptest::prop_assert_eq!(
+                paths(&a.recursive_difference(&b)),
+                pa.iter().filter(|p| !pb.contains(*p) && !below_b(p)).cloned().collect()
+            );
+            let first = PathElement::Field("f0".into());
+            proptest::prop_assert_eq!(
+                paths(&a.clone().only(first.clone())),
+                pa.iter().filter(|p| p[0] == first).cloned().collect()
+            );
+            // Emptiness follows the paths, so a pruned-away branch leaves nothing.
+            proptest::prop_assert_eq!(a.difference(&b).is_empty(), pa.difference(&pb).next().is_none());
+        }
     }
 
     #[test]

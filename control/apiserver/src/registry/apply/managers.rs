@@ -168,25 +168,35 @@ pub fn encode(managers: &Managers) -> Option<Value> {
 /// Fields no manager owns: identity and server-set metadata, and
 /// `managedFields` itself (Kubernetes' `stripMeta`).
 pub fn strip(set: &Set) -> Set {
-    let mut s = Set::new();
-    let f = |n: &str| PathElement::Field(n.into());
-    for top in ["apiVersion", "kind", "metadata"] {
-        s.insert(&[f(top)]);
-    }
-    for m in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-    ] {
-        s.insert(&[f("metadata"), f(m)]);
-    }
-    set.difference(&s)
+    let mut out = set.clone();
+    strip_in_place(&mut out);
+    out
+}
+
+/// [`strip`] in place.
+fn strip_in_place(set: &mut Set) {
+    static STRIPPED: std::sync::OnceLock<Set> = std::sync::OnceLock::new();
+    set.subtract(STRIPPED.get_or_init(|| {
+        let mut s = Set::new();
+        let f = |n: &str| PathElement::Field(n.into());
+        for top in ["apiVersion", "kind", "metadata"] {
+            s.insert(&[f(top)]);
+        }
+        for m in [
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "clusterName",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+        ] {
+            s.insert(&[f("metadata"), f(m)]);
+        }
+        s
+    }));
 }
 
 /// How many Update entries an object keeps (`DefaultMaxUpdateManagers`).
@@ -272,37 +282,33 @@ pub enum IgnoredFields {
     AllButStatus,
 }
 
-fn filter_ignored(set: &Set, ignored: IgnoredFields) -> Set {
+fn filter_ignored(set: Set, ignored: IgnoredFields) -> Set {
     let status = PathElement::Field("status".into());
     match ignored {
-        IgnoredFields::None => set.clone(),
+        IgnoredFields::None => set,
         IgnoredFields::Status => {
             let mut s = Set::new();
             s.insert(std::slice::from_ref(&status));
-            set.recursive_difference(&s)
+            let mut set = set;
+            set.recursive_subtract(&s);
+            set
         }
-        IgnoredFields::AllButStatus => {
-            let mut out = Set::new();
-            if let Some(c) = set.child(&status) {
-                for p in c.paths() {
-                    let mut full = vec![status.clone()];
-                    full.extend(p);
-                    out.insert(&full);
-                }
-            }
-            if set.has_member(&status) {
-                out.insert(std::slice::from_ref(&status));
-            }
-            out
-        }
+        IgnoredFields::AllButStatus => set.only(status),
     }
+}
+
+/// The fields a write may own: neither ignored nor stripped.
+fn ownable(set: Set, ignored: IgnoredFields) -> Set {
+    let mut set = filter_ignored(set, ignored);
+    strip_in_place(&mut set);
+    set
 }
 
 fn filter_comparison(c: Comparison, ignored: IgnoredFields) -> Comparison {
     Comparison {
-        added: strip(&filter_ignored(&c.added, ignored)),
-        modified: strip(&filter_ignored(&c.modified, ignored)),
-        removed: strip(&filter_ignored(&c.removed, ignored)),
+        added: ownable(c.added, ignored),
+        modified: ownable(c.modified, ignored),
+        removed: ownable(c.removed, ignored),
     }
 }
 
@@ -311,9 +317,11 @@ fn filter_comparison(c: Comparison, ignored: IgnoredFields) -> Comparison {
 /// fields it changed or removed, and `w` owns what it added or changed.
 pub fn update(managers: &mut Managers, old: &Value, new: &Value, ty: Ty<'_>, w: &Writer) {
     let c = filter_comparison(compare(old, new, ty), w.ignored);
-    let changed = c.modified.union(&c.added);
+    let mut changed = c.modified;
+    changed.merge(c.added);
     for e in managers.iter_mut() {
-        e.fields = e.fields.difference(&changed).difference(&c.removed);
+        e.fields.subtract(&changed);
+        e.fields.subtract(&c.removed);
     }
     if !changed.is_empty() {
         let me = Entry {
@@ -326,7 +334,7 @@ pub fn update(managers: &mut Managers, old: &Value, new: &Value, ty: Ty<'_>, w: 
         };
         match managers.iter_mut().find(|e| e.same_manager(&me)) {
             Some(e) => {
-                e.fields = e.fields.union(&me.fields);
+                e.fields.merge(me.fields);
                 e.time = me.time;
             }
             None => managers.push(me),
@@ -363,7 +371,7 @@ pub fn apply(
         api_version: w.api_version.clone(),
         time: Some(w.now.clone()),
         subresource: w.subresource.clone(),
-        fields: strip(&filter_ignored(&to_field_set(config, ty).map_err(Err)?, w.ignored)),
+        fields: ownable(to_field_set(config, ty).map_err(Err)?, w.ignored),
     };
     let merged = merge(Some(live), Some(config), ty)
         .map_err(|e| Err(format!("failed to merge config: {e}")))?
