@@ -137,6 +137,76 @@ pub fn from_config(config: Config) -> Result<Client, ClientError> {
 mod tests {
     use super::*;
 
+    /// After its first request, a client sends concurrent requests as
+    /// streams of one HTTP/2 connection to a server that offers `h2`.
+    #[cfg(feature = "serving")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_share_one_http2_connection() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepted = connections.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else { return };
+                    // Each answer names the request's HTTP version, a moment
+                    // later, so that the concurrent requests overlap.
+                    let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let version = bytes::Bytes::from(format!("{:?}", req.version()));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(http_body_util::Full::new(version)))
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let mut config = Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+        config.root_cert = Some(vec![cert.der().to_vec()]);
+        let client = from_config(config).unwrap();
+        let version = || http::Request::get("/version").body(Vec::new()).unwrap();
+        assert_eq!(client.request_text(version()).await.unwrap(), "HTTP/2.0");
+        let mut answers = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let client = client.clone();
+            let request = version();
+            answers.spawn(async move { client.request_text(request).await.map_err(|e| e.to_string()) });
+        }
+        while let Some(answer) = answers.join_next().await {
+            assert_eq!(answer.unwrap().unwrap(), "HTTP/2.0");
+        }
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "one connection for nine requests"
+        );
+        server.abort();
+    }
+
     #[tokio::test]
     async fn a_missing_kubeconfig_names_the_file() {
         let Err(err) = client(Some(Path::new("/nonexistent/kubeconfig"))).await else {
