@@ -165,16 +165,9 @@ pub fn encode(managers: &Managers) -> Option<Value> {
     Some(Value::Array(sorted.into_iter().map(Entry::to_json).collect()))
 }
 
-/// Fields no manager owns: identity and server-set metadata, and
+/// Remove the fields no manager owns: identity and server-set metadata, and
 /// `managedFields` itself (Kubernetes' `stripMeta`).
-pub fn strip(set: &Set) -> Set {
-    let mut out = set.clone();
-    strip_in_place(&mut out);
-    out
-}
-
-/// [`strip`] in place.
-fn strip_in_place(set: &mut Set) {
+fn strip(set: &mut Set) {
     static STRIPPED: std::sync::OnceLock<Set> = std::sync::OnceLock::new();
     set.subtract(STRIPPED.get_or_init(|| {
         let mut s = Set::new();
@@ -282,14 +275,13 @@ pub enum IgnoredFields {
     AllButStatus,
 }
 
-fn filter_ignored(set: Set, ignored: IgnoredFields) -> Set {
+fn filter_ignored(mut set: Set, ignored: IgnoredFields) -> Set {
     let status = PathElement::Field("status".into());
     match ignored {
         IgnoredFields::None => set,
         IgnoredFields::Status => {
             let mut s = Set::new();
             s.insert(std::slice::from_ref(&status));
-            let mut set = set;
             set.recursive_subtract(&s);
             set
         }
@@ -300,7 +292,7 @@ fn filter_ignored(set: Set, ignored: IgnoredFields) -> Set {
 /// The fields a write may own: neither ignored nor stripped.
 fn ownable(set: Set, ignored: IgnoredFields) -> Set {
     let mut set = filter_ignored(set, ignored);
-    strip_in_place(&mut set);
+    strip(&mut set);
     set
 }
 
