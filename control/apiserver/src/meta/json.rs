@@ -244,14 +244,48 @@ pub fn list_with_items(list: &Value, items: &[impl AsRef<[u8]>]) -> Vec<u8> {
     out
 }
 
+/// Output up to this size is written into the thread's scratch buffer and
+/// copied out at its exact length; a larger one (a big list) is handed
+/// over as written, and the scratch buffer starts again from empty.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
 /// `v` compact, with Go's escaping and a trailing newline (`json.Encoder`).
+///
+/// An object's line is written into a scratch buffer kept by the thread and
+/// returned in an allocation of its own length. Written into a new vector
+/// instead, it came out of a run of doublings from 256 bytes, its capacity
+/// the next power of two: the watch cache keeps these lines for their
+/// object's life (a `Bytes` keeps its vector's capacity), and a heap profile
+/// of the 2,000-node scheduler benchmark found them to be over half of the
+/// server's heap, so that slack was held for every object and recent change.
 fn compact_line(v: &impl Serialize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::CompactFormatter));
-    // Writing into a Vec cannot fail (every map key here is a string).
-    let _ = v.serialize(&mut ser);
-    out.push(b'\n');
-    out
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let write = |out: &mut Vec<u8>| {
+        let mut ser = serde_json::Serializer::with_formatter(&mut *out, GoEscapes(serde_json::ser::CompactFormatter));
+        // Writing into a Vec cannot fail (every map key here is a string).
+        let _ = v.serialize(&mut ser);
+        out.push(b'\n');
+    };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            write(&mut buf);
+            if buf.len() > SCRATCH_KEEP {
+                std::mem::take(&mut *buf)
+            } else {
+                buf.to_vec()
+            }
+        }
+        // Only a serializer writing another line from inside this one
+        // would get here; it gets a buffer of its own.
+        Err(_) => {
+            let mut out = Vec::new();
+            write(&mut out);
+            out
+        }
+    })
 }
 
 /// A JSON watch event line, `{"type":..,"object":..}`, the object in
@@ -293,4 +327,39 @@ pub fn json_watch_event_and_object(event_type: &str, object: &Value) -> (bytes::
     // The line ends with the event's `}` and the newline.
     let json = line.slice(watch_line_head(event_type).len()..line.len().saturating_sub(2));
     (line, json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A line is returned in an allocation of its own length, the same
+    /// bytes as a fresh serializer writes, one line after another from the
+    /// same thread; a line larger than the scratch buffer keeps is whole.
+    #[test]
+    fn lines_are_allocated_at_their_length() {
+        let fresh = |v: &Value| {
+            let mut out = Vec::new();
+            let mut ser =
+                serde_json::Serializer::with_formatter(&mut out, GoEscapes(serde_json::ser::CompactFormatter));
+            Ordered(v, Place::Object)
+                .serialize(&mut ser)
+                .expect("a value serializes");
+            out.push(b'\n');
+            out
+        };
+        let small = json!({"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "web", "labels": {"a": "<b>"}}});
+        let big = json!({"kind": "ConfigMap", "data": {"x": "y".repeat(3 * SCRATCH_KEEP)}});
+        for v in [&small, &big, &small, &json!({}), &big] {
+            let line = to_vec(v, false);
+            assert_eq!(line, fresh(v));
+            if line.len() <= SCRATCH_KEEP {
+                assert_eq!(line.capacity(), line.len(), "{} bytes", line.len());
+            }
+        }
+        let (line, object) = json_watch_event_and_object("ADDED", &small);
+        assert_eq!(&object[..], &object_json(&small)[..]);
+        assert!(line.starts_with(br#"{"type":"ADDED","object":{"kind":"Pod","apiVersion":"v1""#));
+    }
 }
