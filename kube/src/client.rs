@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hyper_util::client::legacy::{self, connect::HttpConnector};
 use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
@@ -99,7 +100,20 @@ pub fn from_config(config: Config) -> Result<Client, ClientError> {
         return Ok(Client::try_from(config)?);
     }
     let tls = config.rustls_client_config()?;
-    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    let http = http_client(connector(&config, tls)?);
+    over(config, http)
+}
+
+/// The HTTPS connector for `config` with `tls`: it offers HTTP/2 and then
+/// HTTP/1.1 (ALPN), verifies the server as `tls-server-name` when the
+/// kubeconfig gives one, and connects with `config`'s timeout. A caller
+/// with its own TLS settings (noded's rotating client certificate) builds
+/// them from `config` and passes them here.
+pub fn connector(
+    config: &Config,
+    tls: rustls::ClientConfig,
+) -> Result<hyper_rustls::HttpsConnector<HttpConnector>, ClientError> {
+    let mut tcp = HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_nodelay(true);
     tcp.set_connect_timeout(config.connect_timeout);
@@ -114,16 +128,32 @@ pub fn from_config(config: Config) -> Result<Client, ClientError> {
         }
         None => https,
     };
-    let https = https.enable_http1().enable_http2().wrap_connector(tcp);
-    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .http2_keep_alive_interval(READ_IDLE_TIMEOUT)
-            .http2_keep_alive_timeout(PING_TIMEOUT)
-            .http2_initial_stream_window_size(STREAM_WINDOW)
-            .http2_initial_connection_window_size(CONNECTION_WINDOW)
-            .build(https);
+    Ok(https.enable_http1().enable_http2().wrap_connector(tcp))
+}
+
+/// hyper's client over `connector`, with client-go's HTTP/2 settings: the
+/// health check ([`READ_IDLE_TIMEOUT`], [`PING_TIMEOUT`]) and Go's flow
+/// control windows.
+pub fn http_client<C>(connector: C) -> legacy::Client<C, kube::client::Body>
+where
+    C: legacy::connect::Connect + Clone,
+{
+    legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .timer(hyper_util::rt::TokioTimer::new())
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .http2_keep_alive_interval(READ_IDLE_TIMEOUT)
+        .http2_keep_alive_timeout(PING_TIMEOUT)
+        .http2_initial_stream_window_size(STREAM_WINDOW)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
+        .build(connector)
+}
+
+/// An API client sending its requests through `http` with `config`'s
+/// server address, credentials and extra headers (kube's own stack).
+pub fn over<C>(config: Config, http: legacy::Client<C, kube::client::Body>) -> Result<Client, ClientError>
+where
+    C: legacy::connect::Connect + Clone + Send + Sync + 'static,
+{
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)

@@ -19,10 +19,12 @@
 //! noded's next start joins again with its bootstrap token, if it has one
 //! (`bootstrap::ensure_kubeconfig`).
 //!
-//! The client is built here rather than by `kube::Client::try_from`
-//! because kube fixes a client's certificate when it is built; the stack is
-//! kube's own minus what noded does not use (proxies, exec credentials, gzip)
-//! and kube's write timeout (connections are closed by the server or here).
+//! The client is `sluice_kube::client`'s (one HTTP/2 connection when the
+//! server offers it, client-go's health check; kube's base URI, credentials
+//! and headers), built here rather than by `sluice_kube::client::from_config`
+//! because kube fixes a client's certificate when it is built: its TLS
+//! settings carry the resolver, and its connector wraps every connection so
+//! that a rotation closes it.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -32,7 +34,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use base64::Engine;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::client::legacy::connect::{Connected, Connection};
 use rustls::sign::CertifiedKey;
 use tokio::sync::watch;
 
@@ -289,30 +291,13 @@ pub async fn client(
     use kube::client::ConfigExt;
     let mut tls = config.rustls_client_config()?;
     tls.client_auth_cert_resolver = identity.clone();
-    let mut tcp = HttpConnector::new();
-    tcp.enforce_http(false);
-    tcp.set_connect_timeout(config.connect_timeout);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(tcp);
     let connector = Closing {
-        inner: https,
+        inner: sluice_kube::client::connector(&config, tls).map_err(|e| bad(e.to_string()))?,
         epoch: identity.epoch.clone(),
     };
-    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let service = tower::ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .option_layer(config.auth_layer()?)
-        .layer(config.extra_headers_layer()?)
-        .map_err(tower::BoxError::from)
-        .service(http);
-    Ok((
-        kube::Client::new(service, config.default_namespace),
-        Some((identity, first)),
-    ))
+    let http = sluice_kube::client::http_client(connector);
+    let client = sluice_kube::client::over(config, http).map_err(|e| bad(e.to_string()))?;
+    Ok((client, Some((identity, first))))
 }
 
 /// When to renew the certificate in `cert_pem`: at `0.7 + 0.2 × jitter`
