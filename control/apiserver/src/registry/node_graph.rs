@@ -34,7 +34,7 @@ use tracing::Instrument;
 
 use crate::kinds::{self, Kind};
 use crate::registry::Registry;
-use crate::storage::store::{collection_prefix, decode};
+use crate::storage::store::{collection_prefix, decode, decode_as};
 
 /// The provisioner annotation of dynamically provisioned volumes.
 pub const ANN_PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
@@ -443,10 +443,59 @@ async fn relist(registry: &Registry, feed: Feed) -> anyhow::Result<i64> {
     Ok(rev)
 }
 
+/// The (namespace, name) of the object at etcd `key` under `prefix` (its
+/// collection's): `<namespace>/<name>` for a namespaced kind, `<name>` for
+/// a cluster-scoped one.
+fn key_under(prefix: &str, key: &[u8]) -> Option<Key> {
+    let rest = std::str::from_utf8(key).ok()?.strip_prefix(prefix)?;
+    Some(match rest.split_once('/') {
+        Some((ns, name)) => (ns.to_string(), name.to_string()),
+        None => (String::new(), rest.to_string()),
+    })
+}
+
+/// What the graph reads of a stored pod: its name and spec. Decoding only
+/// these skips its status and managedFields, most of a pod, without
+/// allocating them.
+#[derive(serde::Deserialize)]
+struct StoredPod {
+    #[serde(default)]
+    metadata: StoredPodMeta,
+    #[serde(default)]
+    spec: Value,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct StoredPodMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+}
+
+/// A stored object of `feed` as the graph reads it (a pod: only its name
+/// and spec, see [`StoredPod`]).
+fn decode_for(feed: Feed, key: &[u8], value: &[u8], revision: i64) -> Option<Value> {
+    match feed {
+        Feed::Pods => {
+            let pod: StoredPod = decode_as(key, value).ok()?;
+            Some(serde_json::json!({
+                "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace},
+                "spec": pod.spec,
+            }))
+        }
+        _ => decode(key, value, revision).ok(),
+    }
+}
+
+/// Follows the feed's collection from `rev` on. The watch asks etcd for new
+/// values only: a delete names its object by its key, and with previous
+/// values etcd would read and send every pod's last state again on each of
+/// its writes, for the graph alone.
 async fn follow(registry: Arc<Registry>, feed: Feed, mut rev: i64) {
     let prefix = collection_prefix(feed.kind().resource(), None);
     loop {
-        match registry.store.watch(&prefix, rev + 1).await {
+        match registry.store.watch_new_values(&prefix, rev + 1, false).await {
             Ok(mut stream) => loop {
                 let resp = match stream.message().await {
                     Ok(Some(r)) if !r.canceled() && r.compact_revision() == 0 => r,
@@ -455,13 +504,20 @@ async fn follow(registry: Arc<Registry>, feed: Feed, mut rev: i64) {
                 for ev in resp.events() {
                     let Some(kv) = ev.kv() else { continue };
                     rev = rev.max(kv.mod_revision());
-                    let (obj, gone) = match ev.event_type() {
-                        EventType::Put => (decode(kv.key(), kv.value(), kv.mod_revision()).ok(), false),
-                        EventType::Delete => (ev.prev_kv().and_then(|p| decode(p.key(), p.value(), rev).ok()), true),
-                    };
-                    let Some(obj) = obj else { continue };
-                    if let Some(key) = meta_key(&obj) {
-                        feed.apply(graph(), key, (!gone).then_some(&obj));
+                    match ev.event_type() {
+                        EventType::Put => {
+                            let Some(obj) = decode_for(feed, kv.key(), kv.value(), kv.mod_revision()) else {
+                                continue;
+                            };
+                            if let Some(key) = meta_key(&obj) {
+                                feed.apply(graph(), key, Some(&obj));
+                            }
+                        }
+                        EventType::Delete => {
+                            if let Some(key) = key_under(&prefix, kv.key()) {
+                                feed.apply(graph(), key, None);
+                            }
+                        }
                     }
                 }
             },
@@ -479,6 +535,41 @@ async fn follow(registry: Arc<Registry>, feed: Feed, mut rev: i64) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A delete seen on the watch names its object by its etcd key, for
+    /// namespaced and cluster-scoped kinds alike; a key outside the
+    /// collection names nothing.
+    #[test]
+    fn a_key_names_its_object() {
+        let pods = collection_prefix(Feed::Pods.kind().resource(), None);
+        let volumes = collection_prefix(Feed::Volumes.kind().resource(), None);
+        assert_eq!(
+            key_under(&pods, format!("{pods}app/web-0").as_bytes()),
+            Some(("app".into(), "web-0".into()))
+        );
+        assert_eq!(
+            key_under(&volumes, format!("{volumes}pv-1").as_bytes()),
+            Some((String::new(), "pv-1".into()))
+        );
+        assert_eq!(key_under(&pods, format!("{volumes}pv-1").as_bytes()), None);
+    }
+
+    /// A stored pod read for the graph (its name and spec only) gives the
+    /// same key and the same references as the whole pod.
+    #[test]
+    fn a_stored_pod_read_for_the_graph_relates_what_the_whole_pod_does() {
+        let mut whole = pod("web-0", "node-1");
+        whole["metadata"]["labels"] = json!({"app": "web"});
+        whole["metadata"]["managedFields"] = json!([{"manager": "m", "fieldsV1": {"f:spec": {}}}]);
+        whole["status"] = json!({"phase": "Running", "podIP": "10.0.0.5"});
+        let key = b"/registry/core/pods/app/web-0";
+        let stored = crate::storage::store::encode(key, &whole).expect("encodes");
+        let read = decode_for(Feed::Pods, key, &stored, 7).expect("decodes");
+        assert_eq!(meta_key(&read), meta_key(&whole));
+        assert_eq!(pod_refs(&read), pod_refs(&whole));
+        assert!(pod_refs(&read).is_some_and(|r| r.secrets.contains("env-secret") && r.claims.contains("data")));
+        assert!(read.get("status").is_none(), "the status is not read");
+    }
 
     fn pod(name: &str, node: &str) -> Value {
         json!({"metadata": {"name": name, "namespace": "app"}, "spec": {

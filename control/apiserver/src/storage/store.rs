@@ -69,6 +69,13 @@ pub fn decode(key: &[u8], value: &[u8], revision: i64) -> Result<Value, ApiError
     Ok(v)
 }
 
+/// Decode a stored value (decrypted first, as [`decode`] does) as `T`,
+/// skipping whatever `T` does not read.
+pub fn decode_as<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, ApiError> {
+    let plain = super::encryption::from_storage(key, value).map_err(|e| ApiError::internal(e.to_string()))?;
+    serde_json::from_slice(&plain).map_err(|e| ApiError::internal(format!("corrupt object in storage: {e}")))
+}
+
 /// Set `metadata.resourceVersion`.
 pub fn set_resource_version(v: &mut Value, revision: i64) {
     if let Some(obj) = v.as_object_mut() {
