@@ -2,8 +2,10 @@
 //! foreground and orphan deletion, on every kind that can be listed and
 //! deleted, custom resources included (as Kubernetes' collector does).
 //!
-//! The ownership graph is built, after every burst of changes, from the
-//! shared caches (Deployments, ReplicaSets, ReplicationControllers, Pods,
+//! The ownership graph is built, after every burst of changes it can see
+//! (an object appearing or going, its owners, finalizers or deletion
+//! changing: not a pod's binding or status), from the shared caches
+//! (Deployments, ReplicaSets, ReplicationControllers, Pods,
 //! Services, EndpointSlices)
 //! plus a metadata-only listing of every other collectable resource, found
 //! through discovery (see [`resources`] for what is listed, how often, and
@@ -27,19 +29,24 @@
 mod resources;
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PropagationPolicy};
 use kube::discovery::Scope;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
+use crate::informer::Informer;
 use crate::{Context, Error};
 use resources::{Resources, LIST_PERIOD};
 
@@ -93,12 +100,12 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let notify = Arc::new(Notify::new());
     let i = &ctx.informers;
     let streams = vec![
-        i.pods.subscribe().map(|_| ()).boxed(),
-        i.replicasets.subscribe().map(|_| ()).boxed(),
-        i.replicationcontrollers.subscribe().map(|_| ()).boxed(),
-        i.deployments.subscribe().map(|_| ()).boxed(),
-        i.services.subscribe().map(|_| ()).boxed(),
-        i.endpointslices.subscribe().map(|_| ()).boxed(),
+        graph_changes(&i.pods),
+        graph_changes(&i.replicasets),
+        graph_changes(&i.replicationcontrollers),
+        graph_changes(&i.deployments),
+        graph_changes(&i.services),
+        graph_changes(&i.endpointslices),
     ];
     let n = notify.clone();
     tokio::spawn(futures::stream::select_all(streams).for_each(move |_| {
@@ -123,6 +130,60 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         }
     }
     .boxed()
+}
+
+/// The changes of one cached kind that the graph can see: an object
+/// appearing or going, or its owners, finalizers or deletion changing
+/// ([`graph_fingerprint`]). A pod's binding or status, which are most of a
+/// busy cluster's changes, do not start a pass (each pass rebuilds the
+/// graph from every cached object).
+fn graph_changes<K>(informer: &Informer<K>) -> BoxStream<'static, ()>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let store = informer.store();
+    // The fingerprint of each cached object's last state seen here, by uid.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    informer
+        .subscribe()
+        .filter_map(move |obj| {
+            let uid = obj.meta().uid.clone().unwrap_or_default();
+            // The informer stores an object before handing it out, so an
+            // object its store no longer holds (under this uid) is gone.
+            let cached = store
+                .get(&ObjectRef::from_obj(&*obj))
+                .is_some_and(|o| o.meta().uid.as_deref() == Some(uid.as_str()));
+            let changed = if cached {
+                let print = graph_fingerprint(obj.meta());
+                seen.insert(uid, print) != Some(print)
+            } else {
+                seen.remove(&uid);
+                true
+            };
+            futures::future::ready(changed.then_some(()))
+        })
+        .boxed()
+}
+
+/// A hash of what the graph reads of an object's metadata besides its
+/// identity: ownerReferences, finalizers and deletionTimestamp. Pure.
+pub fn graph_fingerprint(m: &ObjectMeta) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for r in m.owner_references.iter().flatten() {
+        (
+            &r.api_version,
+            &r.kind,
+            &r.name,
+            &r.uid,
+            r.controller,
+            r.block_owner_deletion,
+        )
+            .hash(&mut h);
+    }
+    m.owner_references.is_some().hash(&mut h);
+    m.finalizers.hash(&mut h);
+    m.deletion_timestamp.as_ref().map(|t| t.0.as_nanosecond()).hash(&mut h);
+    h.finish()
 }
 
 /// Every cached object as a graph node.
@@ -506,6 +567,51 @@ mod tests {
                 ..Default::default()
             },
         }
+    }
+
+    /// What wakes the collector: owners, finalizers and deletion change
+    /// the fingerprint; labels, status writes (a new resourceVersion) and
+    /// annotations do not.
+    #[test]
+    fn the_graph_fingerprint_follows_owners_finalizers_and_deletion_only() {
+        let base = ObjectMeta {
+            name: Some("web-1".into()),
+            namespace: Some("shop".into()),
+            uid: Some("p1".into()),
+            resource_version: Some("10".into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "web".into(),
+                uid: "rs1".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        };
+        let print = graph_fingerprint(&base);
+
+        let mut status_write = base.clone();
+        status_write.resource_version = Some("11".into());
+        status_write.labels = Some([("ready".to_string(), "yes".to_string())].into());
+        status_write.annotations = Some([("note".to_string(), "x".to_string())].into());
+        assert_eq!(graph_fingerprint(&status_write), print);
+
+        let mut released = base.clone();
+        released.owner_references.as_mut().unwrap()[0].controller = Some(false);
+        assert_ne!(graph_fingerprint(&released), print);
+        let mut orphaned = base.clone();
+        orphaned.owner_references = None;
+        assert_ne!(graph_fingerprint(&orphaned), print);
+        let mut reowned = base.clone();
+        reowned.owner_references.as_mut().unwrap()[0].uid = "rs2".into();
+        assert_ne!(graph_fingerprint(&reowned), print);
+        let mut finalized = base.clone();
+        finalized.finalizers = Some(vec![FOREGROUND_FINALIZER.into()]);
+        assert_ne!(graph_fingerprint(&finalized), print);
+        let mut deleting = base.clone();
+        deleting.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        assert_ne!(graph_fingerprint(&deleting), print);
     }
 
     #[test]
