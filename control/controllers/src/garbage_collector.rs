@@ -166,7 +166,8 @@ where
 }
 
 /// A hash of what the graph reads of an object's metadata besides its
-/// identity: ownerReferences, finalizers and deletionTimestamp. Pure.
+/// identity and resourceVersion (the rest of [`trimmed`]): ownerReferences,
+/// finalizers and deletionTimestamp. Pure.
 pub fn graph_fingerprint(m: &ObjectMeta) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for r in m.owner_references.iter().flatten() {
@@ -574,21 +575,7 @@ mod tests {
     /// annotations do not.
     #[test]
     fn the_graph_fingerprint_follows_owners_finalizers_and_deletion_only() {
-        let base = ObjectMeta {
-            name: Some("web-1".into()),
-            namespace: Some("shop".into()),
-            uid: Some("p1".into()),
-            resource_version: Some("10".into()),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "apps/v1".into(),
-                kind: "ReplicaSet".into(),
-                name: "web".into(),
-                uid: "rs1".into(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
-            ..Default::default()
-        };
+        let base = node("p1", Some(("rs1", true)), None).meta;
         let print = graph_fingerprint(&base);
 
         let mut status_write = base.clone();
