@@ -13,9 +13,17 @@
 //! selected, and then only volumes whose node affinity admits that node.
 //! [`claim_names`] lists the claims a pod uses.
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Volume};
 use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
+
+/// Whether a pod's volume is backed by a claim: a `persistentVolumeClaim`
+/// volume, or an `ephemeral` one (whose claim Kubernetes creates). These are
+/// the volumes [`claim_names`] reads; the caches that drop a pod's other
+/// volumes keep these.
+pub fn names_a_claim(v: &Volume) -> bool {
+    v.persistent_volume_claim.is_some() || v.ephemeral.is_some()
+}
 
 /// The names of the claims `pod` uses, in volume order: its
 /// `persistentVolumeClaim` volumes' claims, and `<pod>-<volume>` for an

@@ -309,7 +309,7 @@ where
 pub fn cached_pod(pod: &mut Pod) {
     let Some(spec) = pod.spec.as_mut() else { return };
     let Some(volumes) = spec.volumes.as_mut() else { return };
-    volumes.retain(|v| v.persistent_volume_claim.is_some() || v.ephemeral.is_some());
+    volumes.retain(sluice_kube::storage::names_a_claim);
     let kept: HashSet<String> = volumes.iter().map(|v| v.name.clone()).collect();
     let containers = spec
         .containers

@@ -5,7 +5,7 @@
 //! Handlers only update the cache and enqueue keys; they never call the API server.
 //! `managedFields` are dropped on arrival to keep memory small at 5,000 nodes.
 
-use crate::cache::Cache;
+use crate::cache::{pending_copy, Cache};
 use crate::framework::plugins::default_preemption::Budget;
 use crate::framework::selector::Selector;
 use crate::queue::{PodKey, SchedulingQueue};
@@ -79,7 +79,7 @@ impl InformerTargets {
         if terminal || pod.metadata.deletion_timestamp.is_some() || !ours {
             self.queue.remove(&key);
         } else if !self.cache().contains_pod(&uid) {
-            self.queue.add_or_update(key, Arc::new(pod));
+            self.queue.add_or_update(key, Arc::new(pending_copy(pod)));
         }
     }
 
