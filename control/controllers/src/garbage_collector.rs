@@ -4,10 +4,10 @@
 //!
 //! The ownership graph is built, after every burst of changes it can see
 //! (an object appearing or going, its owners, finalizers or deletion
-//! changing: not a pod's binding or status), from the shared caches
-//! (Deployments, ReplicaSets, ReplicationControllers, Pods,
-//! Services, EndpointSlices)
-//! plus a metadata-only listing of every other collectable resource, found
+//! changing: not a pod's binding or status), from the shared caches of
+//! every kind the manager's informers hold ([`cached_kinds`]: the
+//! workloads, Pods, Services, EndpointSlices, Nodes, Leases, Namespaces
+//! and PodDisruptionBudgets) plus a metadata-only listing of every other collectable resource, found
 //! through discovery (see [`resources`] for what is listed, how often, and
 //! when discovery runs again):
 //! - background: a dependent all of whose owners are absent (checked with a
@@ -46,7 +46,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tracing::Instrument;
 
-use crate::informer::Informer;
+use crate::informer::{Informer, Informers};
 use crate::{Context, Error};
 use resources::{Resources, LIST_PERIOD};
 
@@ -98,22 +98,16 @@ impl Node {
 /// Subscribes the garbage collector and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let notify = Arc::new(Notify::new());
-    let i = &ctx.informers;
-    let streams = vec![
-        graph_changes(&i.pods),
-        graph_changes(&i.replicasets),
-        graph_changes(&i.replicationcontrollers),
-        graph_changes(&i.deployments),
-        graph_changes(&i.services),
-        graph_changes(&i.endpointslices),
-    ];
+    let kinds = cached_kinds(&ctx.informers);
+    let streams: Vec<_> = kinds.iter().map(|k| k.graph_changes()).collect();
+    let cached = kinds.iter().map(|k| k.kind()).collect();
     let n = notify.clone();
     tokio::spawn(futures::stream::select_all(streams).for_each(move |_| {
         n.notify_one();
         futures::future::ready(())
     }));
     async move {
-        let mut resources = Resources::new(ctx.client.clone());
+        let mut resources = Resources::new(ctx.client.clone(), cached);
         loop {
             // The uncached kinds are polled: wake at least once per listing period.
             tokio::select! {
@@ -187,13 +181,30 @@ pub fn graph_fingerprint(m: &ObjectMeta) -> u64 {
     h.finish()
 }
 
-/// Every cached object as a graph node.
-fn snapshot(ctx: &Context) -> Vec<Node> {
-    fn nodes<K: kube::Resource<DynamicType = ()> + Clone>(
-        store: &kube::runtime::reflector::Store<K>,
-        out: &mut Vec<Node>,
-    ) {
-        for o in store.state() {
+/// One kind the collector reads from a shared informer's cache.
+trait CachedKind {
+    /// Its API group and plural.
+    fn kind(&self) -> resources::Kind;
+    /// Its changes the graph can see ([`graph_changes`]).
+    fn graph_changes(&self) -> BoxStream<'static, ()>;
+    /// Its cached objects as graph nodes, appended to `out`.
+    fn nodes(&self, out: &mut Vec<Node>);
+}
+
+impl<K> CachedKind for Informer<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    fn kind(&self) -> resources::Kind {
+        (K::group(&()).into_owned(), K::plural(&()).into_owned())
+    }
+
+    fn graph_changes(&self) -> BoxStream<'static, ()> {
+        graph_changes(self)
+    }
+
+    fn nodes(&self, out: &mut Vec<Node>) {
+        for o in self.store().state() {
             out.push(Node {
                 api_version: K::api_version(&()).into(),
                 kind: K::kind(&()).into(),
@@ -202,14 +213,37 @@ fn snapshot(ctx: &Context) -> Vec<Node> {
             });
         }
     }
-    let i = &ctx.informers;
+}
+
+/// The kinds the collector reads from the manager's shared informers
+/// (every informer the manager runs): they are never listed for it. The
+/// informers cache every object of their kind, in every namespace.
+fn cached_kinds(i: &Informers) -> [&dyn CachedKind; 15] {
+    [
+        &i.deployments,
+        &i.replicasets,
+        &i.replicationcontrollers,
+        &i.pods,
+        &i.services,
+        &i.endpointslices,
+        &i.nodes,
+        &i.leases,
+        &i.namespaces,
+        &i.jobs,
+        &i.cronjobs,
+        &i.daemonsets,
+        &i.statefulsets,
+        &i.controllerrevisions,
+        &i.pdbs,
+    ]
+}
+
+/// Every cached object as a graph node.
+fn snapshot(ctx: &Context) -> Vec<Node> {
     let mut out = Vec::new();
-    nodes(&i.deployments.store(), &mut out);
-    nodes(&i.replicasets.store(), &mut out);
-    nodes(&i.replicationcontrollers.store(), &mut out);
-    nodes(&i.pods.store(), &mut out);
-    nodes(&i.services.store(), &mut out);
-    nodes(&i.endpointslices.store(), &mut out);
+    for kind in cached_kinds(&ctx.informers) {
+        kind.nodes(&mut out);
+    }
     out
 }
 

@@ -338,8 +338,9 @@ pub struct Informers {
     pub endpointslices: Informer<EndpointSlice>,
     /// All Nodes.
     pub nodes: Informer<Node>,
-    /// Node heartbeat Leases (namespace `kube-node-lease`).
-    pub node_leases: Informer<Lease>,
+    /// All Leases: the nodes' heartbeats (namespace `kube-node-lease`) and
+    /// the few others (leader election), which the garbage collector reads.
+    pub leases: Informer<Lease>,
     /// All Namespaces.
     pub namespaces: Informer<Namespace>,
     /// All Jobs.
@@ -368,7 +369,7 @@ impl Informers {
             services: Informer::new(Api::all(client.clone()), cfg()),
             endpointslices: Informer::new(Api::all(client.clone()), cfg()),
             nodes: Informer::new(Api::all(client.clone()), cfg()),
-            node_leases: Informer::new(Api::namespaced(client.clone(), "kube-node-lease"), cfg()),
+            leases: Informer::new(Api::all(client.clone()), cfg()),
             namespaces: Informer::new(Api::all(client.clone()), cfg()),
             jobs: Informer::new(Api::all(client.clone()), cfg()),
             cronjobs: Informer::new(Api::all(client.clone()), cfg()),
@@ -388,7 +389,7 @@ impl Informers {
         self.services.start();
         self.endpointslices.start();
         self.nodes.start();
-        self.node_leases.start();
+        self.leases.start();
         self.namespaces.start();
         self.jobs.start();
         self.cronjobs.start();
@@ -403,7 +404,7 @@ impl Informers {
         self.services.wait_synced().await;
         self.endpointslices.wait_synced().await;
         self.nodes.wait_synced().await;
-        self.node_leases.wait_synced().await;
+        self.leases.wait_synced().await;
         self.namespaces.wait_synced().await;
         self.jobs.wait_synced().await;
         self.cronjobs.wait_synced().await;

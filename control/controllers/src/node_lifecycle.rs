@@ -126,7 +126,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 fn heartbeat(ctx: &Context, node: &Node) -> Option<String> {
     let lease = ctx
         .informers
-        .node_leases
+        .leases
         .store()
         .get(&ObjectRef::new(&node.name_any()).within("kube-node-lease"));
     if let Some(renew) = lease
