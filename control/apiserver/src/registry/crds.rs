@@ -15,8 +15,8 @@
 //!   discovery and OpenAPI follow at once;
 //! - deletion: a deleting CRD gets `Terminating=True`; its objects are
 //!   deleted (their own finalizers are honoured), and once none is left the
-//!   `customresourcecleanup` finalizer is removed and the CRD is gone, and
-//!   with it what it served.
+//!   CRD's resource stops being served, then the `customresourcecleanup`
+//!   finalizer is removed and the CRD is gone.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -340,6 +340,12 @@ async fn cleanup(registry: &Arc<Registry>, c: &CustomResourceDefinition, name: &
         }
     }
     if items.is_empty() {
+        // Stop serving before the finalizer goes: once a client sees the CRD
+        // gone, its resource is gone too (the watch's next pass would
+        // otherwise remove it a moment after the CRD).
+        if registry.catalog.remove_custom(name) {
+            tracing::info!(crd = name, "no longer served");
+        }
         remove_finalizer(registry, name).await?;
     }
     Ok(())
