@@ -110,6 +110,25 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Why a component exited, from its log: the error it reported (anyhow's
+/// `Error:` line and the causes after it) and the log's last `lines`. The
+/// tail alone can be all backtrace, which a failed start prints after the
+/// error.
+fn exit_report(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let error: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Error:"))
+        .take_while(|l| !l.starts_with("Stack backtrace:"))
+        .take(12)
+        .collect();
+    format!(
+        "{}\n--- last {lines} lines ---\n{}",
+        error.join("\n"),
+        tail(path, lines)
+    )
+}
+
 fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -489,7 +508,7 @@ impl ApiServer {
         let anon = self.anonymous().await;
         while start.elapsed() < Duration::from_secs(30) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("apiserver exited with {status}:\n{}", tail(&self.log_path(), 40));
+                panic!("apiserver exited with {status}:\n{}", exit_report(&self.log_path(), 40));
             }
             if anon
                 .try_request("GET", "/readyz", None, Vec::new())
@@ -860,6 +879,30 @@ mod tests {
             .expect("etcdctl runs")
             .status
             .success()
+    }
+
+    #[test]
+    fn an_exit_report_leads_with_the_error_a_backtrace_would_push_out_of_the_tail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("apiserver.log");
+        let mut text = String::from(
+            "INFO serving\nError: binding 127.0.0.1:4: Address already in use\n\nCaused by:\n    os error 98\nStack backtrace:\n",
+        );
+        for i in 0..60 {
+            text.push_str(&format!("  {i}: frame\n"));
+        }
+        std::fs::write(&log, text).expect("log");
+        let report = exit_report(&log, 40);
+        let (head, tail) = report.split_once("--- last 40 lines ---").expect("both parts");
+        assert!(
+            head.starts_with("Error: binding 127.0.0.1:4: Address already in use"),
+            "{report}"
+        );
+        assert!(head.contains("os error 98") && !head.contains("frame"), "{report}");
+        assert!(
+            !tail.contains("Error:") && tail.trim_end().ends_with("59: frame"),
+            "{report}"
+        );
     }
 
     #[tokio::test]
