@@ -88,26 +88,57 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A free TCP port on loopback (bound then released), never one this process
-/// was given before: the kernel may hand a just-released port out again, and
-/// two components of one story (an API server and its etcd) must not both
-/// get it.
+/// Where [`free_port`] hands ports out: below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, 32768–60999 by default), so no
+/// `bind(0)` or outgoing connection of any process can take a port between
+/// the harness choosing it and the component binding it; and below the
+/// NodePort range (30000–32767), which a test cluster's Services use.
+const PORTS: std::ops::Range<u16> = 20_000..30_000;
+
+/// A free TCP port on loopback, never one another test process holds or
+/// this process was given before.
+///
+/// Tests run as many processes at once (nextest runs each in its own), and
+/// a component binds its port a moment after the harness chose it. A port
+/// is therefore taken from [`PORTS`], outside the kernel's ephemeral range,
+/// and held for this process's lifetime by an abstract Unix socket named
+/// after it: the kernel releases that name when the process exits, leaving
+/// no file behind. Ports are handed out two apart (even numbers only), so
+/// a component that also listens on the port after its own (etcd's peers
+/// are given out the same way) never meets another's.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        // etcd listens on the port after its client port too (peers), so
-        // neighbours of a port given out are not given out either.
-        let near = |p: &u16| p.abs_diff(port) <= 1;
-        if !given.iter().any(near) {
-            given.push(port);
-            return port;
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener};
+    static HELD: std::sync::Mutex<Vec<UnixListener>> = std::sync::Mutex::new(Vec::new());
+    let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let slots = u32::from(PORTS.end - PORTS.start) / 2;
+    // Start where other processes are unlikely to be looking.
+    let seed = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(held.len() as u32 * 7919);
+    for i in 0..slots {
+        let slot = (seed.wrapping_add(i)) % slots;
+        let port = PORTS.start + (slot * 2) as u16;
+        let Ok(addr) = SocketAddr::from_abstract_name(port_lock_name(port).as_bytes()) else {
+            continue;
+        };
+        // Another test process holds it.
+        let Ok(lock) = UnixListener::bind_addr(&addr) else {
+            continue;
+        };
+        // Something outside the harness listens there.
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
         }
+        held.push(lock);
+        return port;
     }
+    panic!("no free port in {PORTS:?}: every one is held by a test process or in use");
+}
+
+/// The abstract Unix socket name that holds `port` for a test process.
+fn port_lock_name(port: u16) -> String {
+    format!("sluice-test-port-{port}")
 }
 
 /// Why a component exited, from its log: the error it reported (anyhow's
@@ -879,6 +910,25 @@ mod tests {
             .expect("etcdctl runs")
             .status
             .success()
+    }
+
+    #[test]
+    fn a_port_given_out_is_held_against_every_other_test_process() {
+        use std::os::linux::net::SocketAddrExt;
+        use std::os::unix::net::{SocketAddr, UnixListener};
+        let ports: Vec<u16> = (0..8).map(|_| free_port()).collect();
+        for (i, &port) in ports.iter().enumerate() {
+            assert!(PORTS.contains(&port) && port % 2 == 0, "port {port}");
+            assert!(
+                ports[..i].iter().all(|p| p.abs_diff(port) >= 2),
+                "{port} next to one given before: {ports:?}"
+            );
+            // What another process finds when it tries the same port.
+            let addr = SocketAddr::from_abstract_name(port_lock_name(port).as_bytes()).expect("name");
+            assert!(UnixListener::bind_addr(&addr).is_err(), "port {port} is not held");
+            // And the component it is for can bind it.
+            TcpListener::bind(("127.0.0.1", port)).expect("the port is free to bind");
+        }
     }
 
     #[test]
