@@ -189,13 +189,8 @@ pub fn track(
         set_managed_fields(new, None);
         return;
     }
-    set_managed_fields(new, None);
     let schema = k.apply_schema();
     let ty = schema.root();
-    let before = match old {
-        Some(o) => without_managed_fields(o),
-        None => typed::zero_of(new, ty),
-    };
     let w = Writer {
         manager: manager.clone(),
         api_version: k.resource().api_version(),
@@ -203,7 +198,19 @@ pub fn track(
         now: now(),
         ignored,
     };
-    managers::update(&mut managed, &before, new, ty, &w);
+    match old {
+        // `new` holds the stored managedFields while it is compared, so
+        // that they compare equal and the old object needs no copy
+        // without them.
+        Some(o) => {
+            set_managed_fields(new, live);
+            managers::update(&mut managed, o, new, ty, &w);
+        }
+        None => {
+            set_managed_fields(new, None);
+            managers::update(&mut managed, &typed::zero_of(new, ty), new, ty, &w);
+        }
+    }
     set_managed_fields(new, managers::encode(&managed));
 }
 

@@ -155,7 +155,15 @@ fn leaf(old: Option<&Value>, new: Option<&Value>, path: &Path, c: &mut Compariso
     }
 }
 
-fn walk_compare(old: Option<&Value>, new: Option<&Value>, ty: Ty<'_>, path: &mut Path, c: &mut Comparison) {
+fn walk_compare<'v>(old: Option<&'v Value>, new: Option<&'v Value>, ty: Ty<'_>, path: &mut Path, c: &mut Comparison) {
+    // Equal values add nothing (no leaf differs, nothing appears or goes):
+    // most of an update's object is untouched, and comparing it for
+    // equality allocates nothing, where walking it builds every path.
+    if let (Some(a), Some(b)) = (old, new) {
+        if a == b {
+            return;
+        }
+    }
     let is_obj = |v: Option<&Value>| v.is_none_or(Value::is_object);
     let is_list = |v: Option<&Value>| v.is_none_or(Value::is_array);
     let container =
@@ -195,13 +203,13 @@ fn walk_compare(old: Option<&Value>, new: Option<&Value>, ty: Ty<'_>, path: &mut
             return;
         }
         let ity = ty.items();
-        let index = |v: Option<&Value>| -> Vec<(PathElement, Vec<Value>)> {
-            let mut out: Vec<(PathElement, Vec<Value>)> = Vec::new();
+        let index = |v: Option<&'v Value>| -> Vec<(PathElement, Vec<&'v Value>)> {
+            let mut out: Vec<(PathElement, Vec<&Value>)> = Vec::new();
             for (i, item) in v.and_then(Value::as_array).into_iter().flatten().enumerate() {
                 let pe = item_element(&lt, ity, i, item).unwrap_or(PathElement::Index(i as i64));
                 match out.iter_mut().find(|(p, _)| *p == pe) {
-                    Some((_, vs)) => vs.push(item.clone()),
-                    None => out.push((pe, vec![item.clone()])),
+                    Some((_, vs)) => vs.push(item),
+                    None => out.push((pe, vec![item])),
                 }
             }
             out
@@ -227,20 +235,20 @@ fn walk_compare(old: Option<&Value>, new: Option<&Value>, ty: Ty<'_>, path: &mut
                 .unwrap_or(&[]);
             path.push(pe.clone());
             match (l.len(), r.len()) {
-                (0..=1, 0..=1) => walk_compare(l.first(), r.first(), ity, path, c),
+                (0..=1, 0..=1) => walk_compare(l.first().copied(), r.first().copied(), ity, path, c),
                 (_, _) if l.len() >= 2 && r.len() >= 2 => {
                     if l != r {
                         c.modified.insert(path);
                     }
                 }
                 (_, _) if l.len() >= 2 => {
-                    if let Some(rv) = r.first() {
+                    if let Some(&rv) = r.first() {
                         walk_compare(None, Some(rv), ity, path, c);
                     }
                     c.removed.insert(path);
                 }
                 _ => {
-                    if let Some(lv) = l.first() {
+                    if let Some(&lv) = l.first() {
                         walk_compare(Some(lv), None, ity, path, c);
                     }
                     c.added.insert(path);
