@@ -454,15 +454,16 @@ fn key_under(prefix: &str, key: &[u8]) -> Option<Key> {
     })
 }
 
-/// What the graph reads of a stored pod: its name and spec. Decoding only
-/// these skips its status and managedFields, most of a pod, without
-/// allocating them.
+/// What the graph reads of a stored pod: its name and the parts of its
+/// spec [`pod_refs`] reads. Decoding only these skips the rest of the spec,
+/// its status and managedFields, most of a pod, without allocating them;
+/// the graph decodes every write of every pod.
 #[derive(serde::Deserialize)]
 struct StoredPod {
     #[serde(default)]
     metadata: StoredPodMeta,
     #[serde(default)]
-    spec: Value,
+    spec: StoredPodSpec,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -473,17 +474,73 @@ struct StoredPodMeta {
     namespace: String,
 }
 
-/// A stored object of `feed` as the graph reads it (a pod: only its name
-/// and spec, see [`StoredPod`]).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StoredPodSpec {
+    node_name: Option<Value>,
+    service_account_name: Option<Value>,
+    service_account: Option<Value>,
+    image_pull_secrets: Option<Value>,
+    init_containers: Option<Vec<StoredContainer>>,
+    containers: Option<Vec<StoredContainer>>,
+    ephemeral_containers: Option<Vec<StoredContainer>>,
+    volumes: Option<Value>,
+}
+
+/// What [`pod_refs`] reads of a container.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct StoredContainer {
+    env: Option<Value>,
+    env_from: Option<Value>,
+}
+
+impl StoredPod {
+    /// The pod as [`pod_refs`] reads it: only what was decoded.
+    fn into_value(self) -> Value {
+        fn put(m: &mut serde_json::Map<String, Value>, k: &str, v: Option<Value>) {
+            if let Some(v) = v {
+                m.insert(k.into(), v);
+            }
+        }
+        let containers = |list: Option<Vec<StoredContainer>>| {
+            list.map(|cs| {
+                Value::Array(
+                    cs.into_iter()
+                        .map(|c| {
+                            let mut m = serde_json::Map::new();
+                            put(&mut m, "env", c.env);
+                            put(&mut m, "envFrom", c.env_from);
+                            Value::Object(m)
+                        })
+                        .collect(),
+                )
+            })
+        };
+        let s = self.spec;
+        let mut spec = serde_json::Map::new();
+        put(&mut spec, "nodeName", s.node_name);
+        put(&mut spec, "serviceAccountName", s.service_account_name);
+        put(&mut spec, "serviceAccount", s.service_account);
+        put(&mut spec, "imagePullSecrets", s.image_pull_secrets);
+        put(&mut spec, "initContainers", containers(s.init_containers));
+        put(&mut spec, "containers", containers(s.containers));
+        put(&mut spec, "ephemeralContainers", containers(s.ephemeral_containers));
+        put(&mut spec, "volumes", s.volumes);
+        let mut meta = serde_json::Map::new();
+        meta.insert("name".into(), Value::String(self.metadata.name));
+        meta.insert("namespace".into(), Value::String(self.metadata.namespace));
+        let mut pod = serde_json::Map::new();
+        pod.insert("metadata".into(), Value::Object(meta));
+        pod.insert("spec".into(), Value::Object(spec));
+        Value::Object(pod)
+    }
+}
+
+/// A stored object of `feed` as the graph reads it (a pod: see [`StoredPod`]).
 fn decode_for(feed: Feed, key: &[u8], value: &[u8], revision: i64) -> Option<Value> {
     match feed {
-        Feed::Pods => {
-            let pod: StoredPod = decode_as(key, value).ok()?;
-            Some(serde_json::json!({
-                "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace},
-                "spec": pod.spec,
-            }))
-        }
+        Feed::Pods => decode_as::<StoredPod>(key, value).ok().map(StoredPod::into_value),
         _ => decode(key, value, revision).ok(),
     }
 }
@@ -569,6 +626,10 @@ mod tests {
         assert_eq!(pod_refs(&read), pod_refs(&whole));
         assert!(pod_refs(&read).is_some_and(|r| r.secrets.contains("env-secret") && r.claims.contains("data")));
         assert!(read.get("status").is_none(), "the status is not read");
+        assert!(
+            read.pointer("/spec/containers/0/name").is_none(),
+            "nor what the graph does not use"
+        );
     }
 
     fn pod(name: &str, node: &str) -> Value {
