@@ -110,6 +110,25 @@ impl Responder {
             &self.warnings(&[]),
         ))
     }
+    /// A written object: the JSON the write already produced when the
+    /// client asked for the object itself as compact JSON, else as
+    /// [`Responder::object`] writes it.
+    fn written(&self, code: StatusCode, w: Written) -> ApiResult<Response> {
+        match w.json {
+            Some(json)
+                if self.neg.output == Output::Object
+                    && self.neg.encoding == negotiation::Encoding::Json
+                    && !self.pretty =>
+            {
+                let mut body = Vec::with_capacity(json.len() + 1);
+                body.extend_from_slice(&json);
+                body.push(b'\n');
+                Ok(wire::json_response(code, body, &self.warnings(&w.warnings)))
+            }
+            _ => self.object(code, w.object, &w.warnings),
+        }
+    }
+
     /// A body that is never converted (a `Status`, a `Scale`).
     fn raw(&self, code: StatusCode, body: &Value, warnings: &[String]) -> Response {
         wire::encoded(code, body, self.neg.encoding, self.pretty, warnings)
@@ -505,10 +524,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             let opts = write_options(&q)?;
             let manager = field_manager(&q, &headers, "CreateOptions")?;
             let obj = read_body(body).await?;
-            let Written { object, warnings } = reg
+            let w = reg
                 .create_tracked(&k, ns, obj, opts, &Tracking::update(manager, ""))
                 .await?;
-            out.object(StatusCode::CREATED, object, &warnings)
+            out.written(StatusCode::CREATED, w)
         }
         "update" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
@@ -519,10 +538,10 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
                 return Err(ApiError::bad_request("the request body must be a JSON object"));
             }
             let tracking = Tracking::update(manager, "");
-            let Written { object, warnings } = reg
+            let w = reg
                 .update_tracked(&k, ns, &name, UpdateMode::Main, opts, &tracking, |_| Ok(obj.clone()))
                 .await?;
-            out.object(StatusCode::OK, object, &warnings)
+            out.written(StatusCode::OK, w)
         }
         "patch" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
@@ -534,12 +553,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
             }
             let kind = patch_kind(&k, &content_type)?;
             let tracking = Tracking::update(patch_opts.manager, "");
-            let Written { object, warnings } = reg
+            let w = reg
                 .update_tracked(&k, ns, &name, UpdateMode::Main, opts, &tracking, |cur| {
                     apply_patch_kind(kind, cur, &patch_body)
                 })
                 .await?;
-            out.object(StatusCode::OK, object, &warnings)
+            out.written(StatusCode::OK, w)
         }
         "delete" => {
             let name = t.name.as_deref().unwrap_or_default().to_string();
@@ -760,14 +779,14 @@ async fn apply_patch(
         })
         .await
     {
-        Ok(Written { object, warnings }) => out.object(StatusCode::OK, object, &warnings),
+        Ok(w) => out.written(StatusCode::OK, w),
         Err(e) if e.code == 404 && e.reason == "NotFound" => {
             let mut obj = apply::apply_to(k, None, &applied, manager, "", force)?;
             if obj.pointer("/metadata/name").is_none() {
                 obj["metadata"]["name"] = json!(name);
             }
-            let Written { object, warnings } = reg.create_tracked(k, ns, obj, opts, &Tracking::Applied).await?;
-            out.object(StatusCode::CREATED, object, &warnings)
+            let w = reg.create_tracked(k, ns, obj, opts, &Tracking::Applied).await?;
+            out.written(StatusCode::CREATED, w)
         }
         Err(e) => Err(e),
     }
@@ -838,7 +857,7 @@ async fn subresource(
                     crate::registry::certificates::subresource_write(&reg, sub, cur, &proposed)
                 })
                 .await?;
-            out.object(StatusCode::OK, w.object, &w.warnings)
+            out.written(StatusCode::OK, w)
         }
         ("status", "update") => {
             let obj = read_body(body).await?;
@@ -846,7 +865,7 @@ async fn subresource(
             let w = reg
                 .update_tracked(k, ns, name, UpdateMode::Status, opts, &tracking, |_| Ok(obj.clone()))
                 .await?;
-            out.object(StatusCode::OK, w.object, &w.warnings)
+            out.written(StatusCode::OK, w)
         }
         ("status", "patch") => {
             let p = read_body_as(body, content_type).await?;
@@ -870,14 +889,14 @@ async fn subresource(
                     .await?
                 }
             };
-            out.object(StatusCode::OK, w.object, &w.warnings)
+            out.written(StatusCode::OK, w)
         }
         ("finalize", "update") => {
             let obj = read_body(body).await?;
             let w = reg
                 .update(k, ns, name, UpdateMode::Finalize, opts, |_| Ok(obj.clone()))
                 .await?;
-            out.object(StatusCode::OK, w.object, &w.warnings)
+            out.written(StatusCode::OK, w)
         }
         ("scale", "get") => {
             let obj = reg.get(k, ns, name).await?.object;
@@ -947,7 +966,7 @@ async fn subresource(
                     crate::kinds::pod_support::ephemeral_write(r, name, cur, &proposed)
                 })
                 .await?;
-            out.object(StatusCode::OK, w.object, &w.warnings)
+            out.written(StatusCode::OK, w)
         }
         ("eviction", "create") => {
             let eviction = read_body(body).await?;

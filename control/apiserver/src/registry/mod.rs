@@ -149,6 +149,9 @@ pub struct Written {
     pub object: Value,
     /// Warnings (unknown fields with fieldValidation=Warn).
     pub warnings: Vec<String>,
+    /// `object` as compact JSON, when the write already wrote it (for the
+    /// watch cache, see `WatchCache::written`): a JSON answer sends it as is.
+    pub json: Option<Bytes>,
 }
 
 fn now_rfc3339() -> String {
@@ -198,6 +201,21 @@ fn answer(k: &Kind, obj: Value) -> Value {
     let mut read = stored(k, &obj).into_owned();
     k.on_read(&mut read);
     read
+}
+
+impl Registry {
+    /// Hand a write to the watch cache ([`WatchCache::written`]) when what
+    /// is stored is the object itself (a kind converted on read stores
+    /// another form).
+    ///
+    /// [`WatchCache::written`]: crate::storage::watch_cache::WatchCache::written
+    fn written(&self, k: &Kind, key: &str, revision: i64, created: bool, obj: &Value) -> Option<Bytes> {
+        if k.converts_on_read() {
+            return None;
+        }
+        self.watch_cache
+            .written(k.storage_resource(), key, revision, created, obj)
+    }
 }
 
 fn finalizers(v: &Value) -> Vec<String> {
@@ -497,12 +515,13 @@ impl Registry {
                 return Ok(Written {
                     object: answer(k, candidate),
                     warnings,
+                    json: None,
                 });
             }
             let key = store::object_key(k.storage_resource(), ns.as_deref(), &name);
             let w = Write {
                 action: Action::put(&key, &stored(k, &candidate), lease)?,
-                key,
+                key: key.clone(),
                 precondition: Precondition::Absent,
                 claim: plan.claims.clone(),
                 release: Vec::new(),
@@ -510,9 +529,11 @@ impl Registry {
             match self.store.write(w).await? {
                 Ok(rev) => {
                     store::set_resource_version(&mut candidate, rev);
+                    let json = self.written(k, &key, rev, true, &candidate);
                     return Ok(Written {
                         object: answer(k, candidate),
                         warnings,
+                        json,
                     });
                 }
                 Err(failure) => {
@@ -841,12 +862,20 @@ impl Registry {
         }
         if ready_to_remove(k, &new) {
             if opts.dry_run {
-                return Ok(Attempt::Done(Written { object: new, warnings }));
+                return Ok(Attempt::Done(Written {
+                    object: new,
+                    warnings,
+                    json: None,
+                }));
             }
             match self.store.write(self.removal(k, &key, &cur)).await? {
                 Ok(rev) => {
                     store::set_resource_version(&mut new, rev);
-                    return Ok(Attempt::Done(Written { object: new, warnings }));
+                    return Ok(Attempt::Done(Written {
+                        object: new,
+                        warnings,
+                        json: None,
+                    }));
                 }
                 Err(_) if !precondition => return Ok(Attempt::Again(None)),
                 Err(_) => return Err(ApiError::stale(r, name)),
@@ -875,6 +904,7 @@ impl Registry {
             return Ok(Attempt::Done(Written {
                 object: cur.object,
                 warnings,
+                json: None,
             }));
         }
         if opts.dry_run {
@@ -883,6 +913,7 @@ impl Registry {
             return Ok(Attempt::Done(Written {
                 object: answer(k, new),
                 warnings,
+                json: None,
             }));
         }
         let lease = if hooks.expires {
@@ -900,9 +931,11 @@ impl Registry {
         match self.store.write(w).await? {
             Ok(rev) => {
                 store::set_resource_version(&mut new, rev);
+                let json = self.written(k, &key, rev, false, &new);
                 Ok(Attempt::Done(Written {
                     object: answer(k, new),
                     warnings,
+                    json,
                 }))
             }
             Err(WriteFailure::ObjectChanged(None)) => Err(ApiError::not_found(r, name)),

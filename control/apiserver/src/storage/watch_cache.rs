@@ -529,6 +529,58 @@ pub struct Hub {
     progress_in_order: bool,
     /// Shared by every hub of the server.
     periodic: Arc<PeriodicProgress>,
+    /// Objects this server wrote, encoded by the writer ([`WatchCache::written`]).
+    handoff: Mutex<Handoff>,
+}
+
+/// Writes the server made itself, handed to the hub so that it need not
+/// decode from etcd what the writer had at hand. A writer encodes its
+/// object once (the JSON its client is answered with, when it asked for
+/// JSON) and the hub takes it when etcd reports that key at that revision;
+/// anything else (a write by another server, one handed over late) the hub
+/// decodes as before.
+#[derive(Default)]
+struct Handoff {
+    /// The newest revision the hub has looked for: a write at or below it
+    /// is not kept (the hub has passed it and would never take it).
+    seen: i64,
+    /// By key: the write's revision, whether it created the key, and its
+    /// encoding.
+    puts: HashMap<String, Handed>,
+}
+
+struct Handed {
+    revision: i64,
+    created: bool,
+    object: Arc<Encoded>,
+    line: Bytes,
+}
+
+/// Writes kept for the hub at most: a hub that stopped taking them (it is
+/// replaced after a failure) holds no more than this.
+const HANDOFF_MAX: usize = 4_096;
+
+impl Handoff {
+    /// Keep a write for the hub, unless the hub has passed its revision.
+    fn put(&mut self, key: &str, h: Handed) {
+        if h.revision > self.seen && self.puts.len() < HANDOFF_MAX {
+            self.puts.insert(key.to_string(), h);
+        }
+    }
+
+    /// The write of `key` at `revision`, if the writer handed it over as
+    /// the change etcd reports (created or not). Called for every change
+    /// the hub applies, in revision order, under the lock writers take.
+    fn take(&mut self, key: &str, revision: i64, created: Option<bool>) -> Option<Handed> {
+        self.seen = self.seen.max(revision);
+        let h = self.puts.remove(key)?;
+        if h.revision > revision {
+            // A later write of the key, ahead of this change.
+            self.puts.insert(key.to_string(), h);
+            return None;
+        }
+        (h.revision == revision && Some(h.created) == created).then_some(h)
+    }
 }
 
 /// At what revision a list is to be served.
@@ -658,6 +710,10 @@ impl WatchCache {
             progress: Notify::new(),
             progress_in_order,
             periodic: self.periodic.clone(),
+            handoff: Mutex::new(Handoff {
+                seen: start,
+                puts: HashMap::new(),
+            }),
         });
         let mut hubs = self.hubs.lock().expect("hubs");
         if let Some(h) = hubs.get(&key) {
@@ -672,6 +728,42 @@ impl WatchCache {
     /// (false until a hub has asked etcd its version).
     pub fn progress_in_order(&self) -> bool {
         self.progress_in_order.get().copied().unwrap_or(false)
+    }
+
+    /// This server wrote `object` (as stored, at `revision`) under `key`:
+    /// if the resource's hub is running, `object` is encoded for it here and
+    /// handed over (see [`Handoff`]). Returns the object's JSON as a list
+    /// item is written ([`object_json`]), which a JSON answer can reuse.
+    pub fn written(
+        &self,
+        r: &'static Resource,
+        key: &str,
+        revision: i64,
+        created: bool,
+        object: &Value,
+    ) -> Option<Bytes> {
+        let hub = self
+            .hubs
+            .lock()
+            .expect("hubs")
+            .get(&store::collection_prefix(r, None))
+            .cloned()?;
+        if !hub.state.lock().expect("hub state").alive {
+            return None;
+        }
+        let kind = if created { "ADDED" } else { "MODIFIED" };
+        let (encoded, line) = Encoded::with_line(hub.resource, object, kind);
+        let json = encoded.json.clone();
+        hub.handoff.lock().expect("handoff").put(
+            key,
+            Handed {
+                revision,
+                created,
+                object: Arc::new(encoded),
+                line,
+            },
+        );
+        Some(json)
     }
 
     /// The object at `key` as the live hub of `r` holds it, if there is one
@@ -952,14 +1044,33 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
                 // Decoded and encoded outside the lock; each change's
                 // previous state is what the hub held, taken under it.
                 let mut arrived = Vec::with_capacity(resp.events().len());
-                for ev in resp.events() {
+                // What this server's writers handed over, taken in one go.
+                let handed: Vec<Option<Handed>> = {
+                    let mut handoff = hub.handoff.lock().expect("handoff");
+                    resp.events()
+                        .iter()
+                        .map(|ev| {
+                            let kv = ev.kv()?;
+                            let key = std::str::from_utf8(kv.key()).ok()?;
+                            let created = (ev.event_type() == EventType::Put)
+                                .then(|| kv.create_revision() == kv.mod_revision());
+                            handoff.take(key, kv.mod_revision(), created)
+                        })
+                        .collect()
+                };
+                for (ev, handed) in resp.events().iter().zip(handed) {
                     let Some(kv) = ev.kv() else { continue };
                     let rev = kv.mod_revision();
                     last = last.max(rev);
                     let key = String::from_utf8_lossy(kv.key()).into_owned();
-                    let what = match ev.event_type() {
-                        EventType::Delete => Arrived::Delete,
-                        EventType::Put => match decode(kv.key(), kv.value(), rev) {
+                    let what = match (ev.event_type(), handed) {
+                        (EventType::Delete, _) => Arrived::Delete,
+                        (EventType::Put, Some(h)) => Arrived::Put {
+                            object: h.object,
+                            line: (if h.created { "ADDED" } else { "MODIFIED" }, h.line),
+                            created: h.created,
+                        },
+                        (EventType::Put, None) => match decode(kv.key(), kv.value(), rev) {
                             Ok(object) => {
                                 let created = kv.create_revision() == rev;
                                 // Written as the line of a put's usual type.
@@ -1034,12 +1145,13 @@ fn progress_in_order(version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{
-        periodic_wait, progress_in_order, Change, Encoded, FieldValues, HubState, PeriodicProgress, PeriodicRun,
-        PERIODIC_RUN, WINDOW,
+        decode, periodic_wait, progress_in_order, store, Change, Encoded, FieldValues, Handed, Handoff, HubState,
+        PeriodicProgress, PeriodicRun, HANDOFF_MAX, PERIODIC_RUN, WINDOW,
     };
     use crate::meta::json::{json_watch_event, object_json};
     use crate::meta::selectors::{FieldSelector, LabelSelector};
     use serde_json::{json, Value};
+    use std::collections::HashMap;
     use std::collections::{BTreeMap, VecDeque};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
@@ -1115,6 +1227,75 @@ mod tests {
     /// A put is written once: its object's JSON is the list item's JSON and
     /// a part of the watch line, which is the line the object's event is
     /// written as. A put whose usual type was guessed wrong gets its own line.
+    /// What a writer hands the hub is what the hub would have decoded from
+    /// etcd: the same JSON and the same watch line.
+    #[test]
+    fn a_handed_over_write_is_what_the_hub_would_decode() {
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-0", "namespace": "app", "labels": {"app": "web"},
+                "managedFields": [{"manager": "m", "operation": "Update", "fieldsV1": {"f:spec": {}}}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i",
+                "resources": {"requests": {"cpu": "100m"}}}], "terminationGracePeriodSeconds": 30},
+            "status": {"phase": "Running", "podIP": "10.0.0.5"}});
+        let key = b"/registry/core/pods/app/web-0";
+        let stored = crate::storage::store::encode(key, &pod).expect("encodes");
+        store::set_resource_version(&mut pod, 42);
+        let decoded = decode(key, &stored, 42).expect("decodes");
+        let r = &crate::kinds::pod::RESOURCE;
+        for kind in ["ADDED", "MODIFIED"] {
+            let (handed, handed_line) = Encoded::with_line(r, &pod, kind);
+            let (read, read_line) = Encoded::with_line(r, &decoded, kind);
+            assert_eq!(handed.json, read.json);
+            assert_eq!(handed_line, read_line);
+            assert_eq!(handed.fields.text, read.fields.text);
+        }
+    }
+
+    /// The hub takes a handed-over write only for the change that made it
+    /// (its key, revision, and whether it created the key), keeps a later
+    /// write of the key for its own change, and drops one it has passed;
+    /// a write at or below what the hub has seen is not kept at all.
+    #[test]
+    fn the_hub_takes_a_handed_over_write_only_for_its_own_change() {
+        let r = &crate::kinds::pod::RESOURCE;
+        let handed = |revision: i64, created: bool| {
+            let obj = json!({"metadata": {"name": "a", "resourceVersion": revision.to_string()}});
+            let (object, line) = Encoded::with_line(r, &obj, "MODIFIED");
+            Handed {
+                revision,
+                created,
+                object: Arc::new(object),
+                line,
+            }
+        };
+        let mut h = Handoff {
+            seen: 10,
+            puts: HashMap::new(),
+        };
+        h.put("k", handed(10, true));
+        assert!(h.puts.is_empty(), "the hub has passed revision 10");
+        h.put("k", handed(12, false));
+        // An earlier change of the key (another server's write) leaves it.
+        assert!(h.take("k", 11, Some(false)).is_none());
+        assert!(h.puts.contains_key("k"));
+        // Its own change takes it.
+        assert_eq!(h.take("k", 12, Some(false)).map(|x| x.revision), Some(12));
+        assert!(h.puts.is_empty());
+        // A change that does not match (created, or a delete) drops it.
+        h.put("k", handed(13, false));
+        assert!(h.take("k", 13, Some(true)).is_none());
+        assert!(h.puts.is_empty());
+        h.put("k", handed(14, false));
+        assert!(h.take("k", 15, None).is_none());
+        assert!(h.puts.is_empty());
+        assert_eq!(h.seen, 15);
+        // Bounded.
+        for i in 0..HANDOFF_MAX + 10 {
+            h.put(&format!("k{i}"), handed(100 + i as i64, true));
+        }
+        assert_eq!(h.puts.len(), HANDOFF_MAX);
+    }
+
     #[test]
     fn a_put_is_written_once_as_its_watch_line_and_its_object() {
         let obj = pod(7, "Running");
