@@ -415,6 +415,9 @@ async fn main() -> Result<()> {
     let cm_bin = args.bin_dir.join("controller-manager");
     let use_cm = !args.no_controller_manager && cm_bin.exists();
     let work = std::env::temp_dir().join(format!("sluice-bench-scheduler-{}", std::process::id()));
+    // A run that was killed leaves its directory behind, and a later run
+    // can get the same pid: it must not start from that run's etcd data.
+    let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let mut procs = Procs { children: Vec::new() };
     let (etcd_port, peer_port, api_port) = (free_port()?, free_port()?, free_port()?);
