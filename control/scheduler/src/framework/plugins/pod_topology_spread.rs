@@ -492,72 +492,82 @@ pub fn score<'a>(
     per_node: &PerNode,
     require_all: bool,
 ) -> Vec<i64> {
-    let ignored: Vec<bool> = nodes
+    let k = constraints.len();
+    let by_hostname: Vec<bool> = constraints.iter().map(|c| c.topology_key == HOSTNAME_LABEL).collect();
+    // Each node's value of each constraint's key, read once (node by node,
+    // `k` at a time): scoring runs for every pod over every feasible node.
+    let values: Vec<Option<&str>> = nodes
         .iter()
-        .map(|n| require_all && !has_all_keys(n.labels(), constraints))
+        .flat_map(|n| {
+            let labels = n.labels();
+            constraints
+                .iter()
+                .map(move |c| labels.and_then(|l| l.get(&c.topology_key)).map(String::as_str))
+        })
         .collect();
-    // Domains of the scored nodes, per constraint.
-    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
+    let of = |node: usize| &values[node * k..node * k + k];
+    let ignored: Vec<bool> = (0..nodes.len())
+        .map(|i| require_all && of(i).iter().any(Option::is_none))
+        .collect();
+    // Domains of the scored nodes, per constraint (a hostname constraint's
+    // are the scored nodes themselves: only their number is needed).
+    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); k];
     let mut scored_nodes = 0usize;
-    for (n, _) in nodes.iter().zip(&ignored).filter(|(_, ig)| !**ig) {
+    for i in (0..nodes.len()).filter(|&i| !ignored[i]) {
         scored_nodes += 1;
-        for (i, c) in constraints.iter().enumerate() {
-            if let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) {
-                domains[i].insert(v);
+        for (c, v) in of(i).iter().enumerate() {
+            if let (false, Some(v)) = (by_hostname[c], v) {
+                domains[c].insert(v);
             }
         }
     }
-    let weights: Vec<f64> = constraints
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let size = if c.topology_key == HOSTNAME_LABEL {
-                scored_nodes
-            } else {
-                domains[i].len()
-            };
+    let weights: Vec<f64> = (0..k)
+        .map(|c| {
+            let size = if by_hostname[c] { scored_nodes } else { domains[c].len() };
             ((size + 2) as f64).ln()
         })
         .collect();
     // Matching pods per domain over every eligible node (hostname: counted per node);
     // only nodes holding matching pods add anything.
-    let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
-    for (name, on_node) in per_node {
-        let Some(node) = node_named(name) else { continue };
-        let labels = node.labels();
-        if require_all && !has_all_keys(labels, constraints) {
-            continue;
-        }
-        for (i, c) in constraints.iter().enumerate() {
-            if c.topology_key == HOSTNAME_LABEL || !c.includes_node(pod, node) {
+    let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); k];
+    if by_hostname.iter().any(|h| !h) {
+        for (name, on_node) in per_node {
+            let Some(node) = node_named(name) else { continue };
+            let labels = node.labels();
+            if require_all && !has_all_keys(labels, constraints) {
                 continue;
             }
-            let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) else {
-                continue;
-            };
-            if domains[i].contains(v.as_str()) {
-                *domain_counts[i].entry(v.as_str()).or_default() += on_node[i];
+            for (i, c) in constraints.iter().enumerate() {
+                if by_hostname[i] || !c.includes_node(pod, node) {
+                    continue;
+                }
+                let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) else {
+                    continue;
+                };
+                if domains[i].contains(v.as_str()) {
+                    *domain_counts[i].entry(v.as_str()).or_default() += on_node[i];
+                }
             }
         }
     }
+    let any_hostname = by_hostname.iter().any(|h| *h);
     let mut raw: Vec<i64> = nodes
         .iter()
-        .zip(&ignored)
-        .map(|(n, ig)| {
-            if *ig {
+        .enumerate()
+        .map(|(i, n)| {
+            if ignored[i] {
                 return 0;
             }
+            let on_node = if any_hostname { per_node.get(n.name()) } else { None };
             let mut s = 0f64;
-            for (i, c) in constraints.iter().enumerate() {
-                let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) else {
-                    continue;
-                };
-                let cnt = if c.topology_key == HOSTNAME_LABEL {
-                    per_node.get(n.name()).map_or(0, |v| v[i])
+            for (c, v) in of(i).iter().enumerate() {
+                let Some(v) = v else { continue };
+                let cnt = if by_hostname[c] {
+                    on_node.map_or(0, |counts| counts[c])
                 } else {
-                    domain_counts[i].get(v.as_str()).copied().unwrap_or(0)
+                    domain_counts[c].get(v).copied().unwrap_or(0)
                 };
-                s += cnt as f64 * weights[i] + (c.max_skew - 1) as f64;
+                s += cnt as f64 * weights[c] + (constraints[c].max_skew - 1) as f64;
             }
             s.round() as i64
         })
@@ -819,6 +829,148 @@ mod tests {
         let scores = score(&incoming, &soft, &feasible, |n| named(&nodes, n), &per_node, true);
         // ln(4) * 2 = 2.77 -> 3 for zone a, 0 for zone b: b gets 100, a 100*(3+0-3)/3 = 0.
         assert_eq!(scores, [0, 100, 0]);
+    }
+
+    /// Scoring as it was written before it read each node's labels once:
+    /// the reference the faster one must agree with.
+    fn score_by_every_lookup<'a>(
+        pod: &Pod,
+        constraints: &[Constraint],
+        nodes: &[&NodeInfo],
+        node_named: impl Fn(&str) -> Option<&'a NodeInfo>,
+        per_node: &PerNode,
+        require_all: bool,
+    ) -> Vec<i64> {
+        let ignored: Vec<bool> = nodes
+            .iter()
+            .map(|n| require_all && !has_all_keys(n.labels(), constraints))
+            .collect();
+        // Domains of the scored nodes, per constraint.
+        let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
+        let mut scored_nodes = 0usize;
+        for (n, _) in nodes.iter().zip(&ignored).filter(|(_, ig)| !**ig) {
+            scored_nodes += 1;
+            for (i, c) in constraints.iter().enumerate() {
+                if let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) {
+                    domains[i].insert(v);
+                }
+            }
+        }
+        let weights: Vec<f64> = constraints
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let size = if c.topology_key == HOSTNAME_LABEL {
+                    scored_nodes
+                } else {
+                    domains[i].len()
+                };
+                ((size + 2) as f64).ln()
+            })
+            .collect();
+        // Matching pods per domain over every eligible node (hostname: counted per node);
+        // only nodes holding matching pods add anything.
+        let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
+        for (name, on_node) in per_node {
+            let Some(node) = node_named(name) else { continue };
+            let labels = node.labels();
+            if require_all && !has_all_keys(labels, constraints) {
+                continue;
+            }
+            for (i, c) in constraints.iter().enumerate() {
+                if c.topology_key == HOSTNAME_LABEL || !c.includes_node(pod, node) {
+                    continue;
+                }
+                let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) else {
+                    continue;
+                };
+                if domains[i].contains(v.as_str()) {
+                    *domain_counts[i].entry(v.as_str()).or_default() += on_node[i];
+                }
+            }
+        }
+        let mut raw: Vec<i64> = nodes
+            .iter()
+            .zip(&ignored)
+            .map(|(n, ig)| {
+                if *ig {
+                    return 0;
+                }
+                let mut s = 0f64;
+                for (i, c) in constraints.iter().enumerate() {
+                    let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) else {
+                        continue;
+                    };
+                    let cnt = if c.topology_key == HOSTNAME_LABEL {
+                        per_node.get(n.name()).map_or(0, |v| v[i])
+                    } else {
+                        domain_counts[i].get(v.as_str()).copied().unwrap_or(0)
+                    };
+                    s += cnt as f64 * weights[i] + (c.max_skew - 1) as f64;
+                }
+                s.round() as i64
+            })
+            .collect();
+        normalize(&mut raw, &ignored);
+        raw
+    }
+
+    /// Scoring gives the same scores as reading every label where it is
+    /// used: hostname and zone constraints alone and together, nodes
+    /// lacking a key, with and without requiring every key, matching pods
+    /// spread unevenly.
+    #[test]
+    fn scores_agree_with_reading_every_label_where_it_is_used() {
+        let mut nodes: Vec<NodeInfo> = (0..12)
+            .map(|i| {
+                let name = format!("n{i}");
+                match i % 4 {
+                    3 => {
+                        let mut n = node(&name, "4", "8Gi");
+                        n.metadata.labels = Some(labels(&[(HOSTNAME_LABEL, &name)]));
+                        node_info(n)
+                    }
+                    z => zoned(&name, ["a", "b", "c"][z]),
+                }
+            })
+            .collect();
+        nodes.push(node_info(node("bare", "4", "8Gi")));
+        let placed: Vec<(usize, Pod)> = [0, 0, 0, 1, 2, 2, 5, 7, 7, 9, 12]
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| (i, web(&format!("w{j}"))))
+            .collect();
+        let feasible: Vec<&NodeInfo> = nodes.iter().skip(1).collect();
+        let incoming = web("new");
+        let hostname = spread(web("new"), HOSTNAME_LABEL, 1, "ScheduleAnyway");
+        let zone = spread(web("new"), ZONE, 2, "ScheduleAnyway");
+        let sel = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            ..Default::default()
+        };
+        let sets = [
+            constraints(&hostname, "ScheduleAnyway"),
+            constraints(&zone, "ScheduleAnyway"),
+            system_default_constraints(&sel),
+        ];
+        for c in &sets {
+            let per_node = matching_per_node(&incoming, c, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
+            for require_all in [true, false] {
+                let named = |n: &str| named(&nodes, n);
+                let fast = score(&incoming, c, &feasible, named, &per_node, require_all);
+                let reference = score_by_every_lookup(&incoming, c, &feasible, named, &per_node, require_all);
+                assert_eq!(
+                    fast,
+                    reference,
+                    "{:?} require_all={require_all}",
+                    c.iter().map(|c| &c.topology_key).collect::<Vec<_>>()
+                );
+                assert!(
+                    fast.iter().any(|s| *s != fast[0]),
+                    "the case tells nodes apart: {fast:?}"
+                );
+            }
+        }
     }
 
     #[test]
