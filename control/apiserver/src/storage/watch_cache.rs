@@ -730,6 +730,15 @@ impl WatchCache {
         self.progress_in_order.get().copied().unwrap_or(false)
     }
 
+    /// The hub of `r` if one was started (it may have stopped since).
+    fn running(&self, r: &'static Resource) -> Option<Arc<Hub>> {
+        self.hubs
+            .lock()
+            .expect("hubs")
+            .get(&store::collection_prefix(r, None))
+            .cloned()
+    }
+
     /// This server wrote `object` (as stored, at `revision`) under `key`:
     /// if the resource's hub is running, `object` is encoded for it here and
     /// handed over (see [`Handoff`]). Returns the object's JSON as a list
@@ -742,12 +751,7 @@ impl WatchCache {
         created: bool,
         object: &Value,
     ) -> Option<Bytes> {
-        let hub = self
-            .hubs
-            .lock()
-            .expect("hubs")
-            .get(&store::collection_prefix(r, None))
-            .cloned()?;
+        let hub = self.running(r)?;
         if !hub.state.lock().expect("hub state").alive {
             return None;
         }
@@ -770,12 +774,7 @@ impl WatchCache {
     /// (no hub is started for this): a guess at etcd's current state, which
     /// may be behind it.
     pub fn cached(&self, r: &'static Resource, key: &str) -> Option<store::Stored> {
-        let hub = self
-            .hubs
-            .lock()
-            .expect("hubs")
-            .get(&store::collection_prefix(r, None))
-            .cloned()?;
+        let hub = self.running(r)?;
         let st = hub.state.lock().expect("hub state");
         if !st.alive || !st.complete {
             return None;

@@ -831,86 +831,49 @@ mod tests {
         assert_eq!(scores, [0, 100, 0]);
     }
 
-    /// Scoring as it was written before it read each node's labels once:
-    /// the reference the faster one must agree with.
-    fn score_by_every_lookup<'a>(
-        pod: &Pod,
-        constraints: &[Constraint],
+    /// Scoring by its definition, node by node, reading every label where
+    /// it is used: the reference the faster code must agree with.
+    fn score_by_definition(
+        (pod, constraints, per_node): (&Pod, &[Constraint], &PerNode),
         nodes: &[&NodeInfo],
-        node_named: impl Fn(&str) -> Option<&'a NodeInfo>,
-        per_node: &PerNode,
+        every_node: &[NodeInfo],
         require_all: bool,
     ) -> Vec<i64> {
-        let ignored: Vec<bool> = nodes
-            .iter()
-            .map(|n| require_all && !has_all_keys(n.labels(), constraints))
-            .collect();
-        // Domains of the scored nodes, per constraint.
-        let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); constraints.len()];
-        let mut scored_nodes = 0usize;
-        for (n, _) in nodes.iter().zip(&ignored).filter(|(_, ig)| !**ig) {
-            scored_nodes += 1;
-            for (i, c) in constraints.iter().enumerate() {
-                if let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) {
-                    domains[i].insert(v);
-                }
-            }
-        }
-        let weights: Vec<f64> = constraints
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let size = if c.topology_key == HOSTNAME_LABEL {
-                    scored_nodes
-                } else {
-                    domains[i].len()
-                };
-                ((size + 2) as f64).ln()
-            })
-            .collect();
-        // Matching pods per domain over every eligible node (hostname: counted per node);
-        // only nodes holding matching pods add anything.
-        let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); constraints.len()];
-        for (name, on_node) in per_node {
-            let Some(node) = node_named(name) else { continue };
-            let labels = node.labels();
-            if require_all && !has_all_keys(labels, constraints) {
+        let node_named = |name: &str| every_node.iter().find(|n| n.name() == name);
+        let value = |n: &NodeInfo, c: &Constraint| n.labels().and_then(|l| l.get(&c.topology_key)).cloned();
+        let skipped = |n: &NodeInfo| require_all && constraints.iter().any(|c| value(n, c).is_none());
+        let scored: Vec<&NodeInfo> = nodes.iter().copied().filter(|n| !skipped(n)).collect();
+        let mut raw = Vec::new();
+        for n in nodes {
+            if skipped(n) {
+                raw.push(0);
                 continue;
             }
+            let mut total = 0f64;
             for (i, c) in constraints.iter().enumerate() {
-                if c.topology_key == HOSTNAME_LABEL || !c.includes_node(pod, node) {
-                    continue;
-                }
-                let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) else {
-                    continue;
-                };
-                if domains[i].contains(v.as_str()) {
-                    *domain_counts[i].entry(v.as_str()).or_default() += on_node[i];
-                }
-            }
-        }
-        let mut raw: Vec<i64> = nodes
-            .iter()
-            .zip(&ignored)
-            .map(|(n, ig)| {
-                if *ig {
-                    return 0;
-                }
-                let mut s = 0f64;
-                for (i, c) in constraints.iter().enumerate() {
-                    let Some(v) = n.labels().and_then(|l| l.get(&c.topology_key)) else {
-                        continue;
-                    };
-                    let cnt = if c.topology_key == HOSTNAME_LABEL {
-                        per_node.get(n.name()).map_or(0, |v| v[i])
+                let Some(v) = value(n, c) else { continue };
+                let hostname = c.topology_key == HOSTNAME_LABEL;
+                let mut domains: Vec<String> = scored.iter().filter_map(|m| value(m, c)).collect();
+                domains.sort();
+                domains.dedup();
+                let size = if hostname { scored.len() } else { domains.len() };
+                let mut matching = 0;
+                for (name, counts) in per_node {
+                    let Some(m) = node_named(name) else { continue };
+                    let counted = if hostname {
+                        name == n.name()
                     } else {
-                        domain_counts[i].get(v.as_str()).copied().unwrap_or(0)
+                        !skipped(m) && c.includes_node(pod, m) && value(m, c).as_ref() == Some(&v)
                     };
-                    s += cnt as f64 * weights[i] + (c.max_skew - 1) as f64;
+                    if counted {
+                        matching += counts[i];
+                    }
                 }
-                s.round() as i64
-            })
-            .collect();
+                total += matching as f64 * ((size + 2) as f64).ln() + (c.max_skew - 1) as f64;
+            }
+            raw.push(total.round() as i64);
+        }
+        let ignored: Vec<bool> = nodes.iter().map(|n| skipped(n)).collect();
         normalize(&mut raw, &ignored);
         raw
     }
@@ -958,7 +921,7 @@ mod tests {
             for require_all in [true, false] {
                 let named = |n: &str| named(&nodes, n);
                 let fast = score(&incoming, c, &feasible, named, &per_node, require_all);
-                let reference = score_by_every_lookup(&incoming, c, &feasible, named, &per_node, require_all);
+                let reference = score_by_definition((&incoming, c, &per_node), &feasible, &nodes, require_all);
                 assert_eq!(
                     fast,
                     reference,
