@@ -110,6 +110,7 @@ impl Responder {
             &self.warnings(&[]),
         ))
     }
+
     /// A written object: the JSON the write already produced when the
     /// client asked for the object itself as compact JSON, else as
     /// [`Responder::object`] writes it.

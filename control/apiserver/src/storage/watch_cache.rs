@@ -539,7 +539,6 @@ pub struct Hub {
 /// JSON) and the hub takes it when etcd reports that key at that revision;
 /// anything else (a write by another server, one handed over late) the hub
 /// decodes as before.
-#[derive(Default)]
 struct Handoff {
     /// The newest revision the hub has looked for: a write at or below it
     /// is not kept (the hub has passed it and would never take it).
@@ -755,8 +754,7 @@ impl WatchCache {
         if !hub.state.lock().expect("hub state").alive {
             return None;
         }
-        let kind = if created { "ADDED" } else { "MODIFIED" };
-        let (encoded, line) = Encoded::with_line(hub.resource, object, kind);
+        let (encoded, line) = Encoded::with_line(hub.resource, object, put_type(created));
         let json = encoded.json.clone();
         hub.handoff.lock().expect("handoff").put(
             key,
@@ -980,6 +978,15 @@ enum Arrived {
     Undecodable,
 }
 
+/// The usual type of a put's watch line: ADDED when it created its key.
+fn put_type(created: bool) -> &'static str {
+    if created {
+        "ADDED"
+    } else {
+        "MODIFIED"
+    }
+}
+
 /// Apply the watch's events to the hub and fan them out, until the watch
 /// ends. A hub watching without etcd's periodic progress notifications
 /// watches again with them once the collection holds [`PERIODIC_FROM`] objects.
@@ -1072,14 +1079,13 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
                         (EventType::Delete, _) => Arrived::Delete,
                         (EventType::Put, Some(h)) => Arrived::Put {
                             object: h.object,
-                            line: (if h.created { "ADDED" } else { "MODIFIED" }, h.line),
+                            line: (put_type(h.created), h.line),
                             created: h.created,
                         },
                         (EventType::Put, None) => match decode(kv.key(), kv.value(), rev) {
                             Ok(object) => {
                                 let created = kv.create_revision() == rev;
-                                // Written as the line of a put's usual type.
-                                let kind = if created { "ADDED" } else { "MODIFIED" };
+                                let kind = put_type(created);
                                 let (new, line) = Encoded::with_line(hub.resource, &object, kind);
                                 Arrived::Put {
                                     object: Arc::new(new),
@@ -1156,8 +1162,7 @@ mod tests {
     use crate::meta::json::{json_watch_event, object_json};
     use crate::meta::selectors::{FieldSelector, LabelSelector};
     use serde_json::{json, Value};
-    use std::collections::HashMap;
-    use std::collections::{BTreeMap, VecDeque};
+    use std::collections::{BTreeMap, HashMap, VecDeque};
     use std::sync::Arc;
     use std::time::{Duration, Instant};
 
@@ -1229,9 +1234,6 @@ mod tests {
         assert!(e.selected(&LabelSelector::default(), &unknown), "decoded to answer");
     }
 
-    /// A put is written once: its object's JSON is the list item's JSON and
-    /// a part of the watch line, which is the line the object's event is
-    /// written as. A put whose usual type was guessed wrong gets its own line.
     /// What a writer hands the hub is what the hub would have decoded from
     /// etcd: the same JSON and the same watch line.
     #[test]
@@ -1301,6 +1303,9 @@ mod tests {
         assert_eq!(h.puts.len(), HANDOFF_MAX);
     }
 
+    /// A put is written once: its object's JSON is the list item's JSON and
+    /// a part of the watch line, which is the line the object's event is
+    /// written as. A put whose usual type was guessed wrong gets its own line.
     #[test]
     fn a_put_is_written_once_as_its_watch_line_and_its_object() {
         let obj = pod(7, "Running");
