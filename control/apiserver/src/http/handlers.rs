@@ -917,7 +917,7 @@ async fn subresource(
                         Some(p) => apply_patch_kind(p, &scale_of(k, cur)?, &input)?,
                         None => input.clone(),
                     };
-                    if crate::registry::schema::typed_round_trip("autoscaling", "Scale", &scale)?.is_none() {
+                    if crate::registry::schema::typed_unknown_fields("autoscaling", "Scale", &scale)?.is_none() {
                         return Err(ApiError::internal("no Scale schema"));
                     }
                     let replicas = scale.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);

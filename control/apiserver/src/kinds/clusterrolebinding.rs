@@ -33,8 +33,8 @@ impl Strategy for ClusterRoleBindings {
         &RESOURCE
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<ClusterRoleBinding>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<ClusterRoleBinding>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

@@ -91,10 +91,10 @@ impl Strategy for CustomResource {
         self.resource
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
         let mut known = obj.clone();
         self.schema.prune(&mut known);
-        Ok(Some(known))
+        Ok(Some(crate::meta::typed::dropped_fields(obj, &known)))
     }
 
     fn deprecation(&self) -> Option<String> {

@@ -50,8 +50,8 @@ impl Strategy for CustomResourceDefinitions {
         &RESOURCE
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<CustomResourceDefinition>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<CustomResourceDefinition>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

@@ -38,8 +38,8 @@ impl Strategy for DaemonSets {
         &RESOURCE
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<k8s_openapi::api::apps::v1::DaemonSet>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<k8s_openapi::api::apps::v1::DaemonSet>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

@@ -60,8 +60,8 @@ impl Strategy for HorizontalPodAutoscalersV1 {
         &v2::RESOURCE
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<k8s_openapi::api::autoscaling::v1::HorizontalPodAutoscaler>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

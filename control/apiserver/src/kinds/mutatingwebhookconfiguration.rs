@@ -37,8 +37,8 @@ impl Strategy for MutatingWebhookConfigurations {
         &RESOURCE
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<MutatingWebhookConfiguration>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<MutatingWebhookConfiguration>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

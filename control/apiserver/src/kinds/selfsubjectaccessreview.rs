@@ -36,8 +36,8 @@ impl Strategy for SelfSubjectAccessReviews {
         &["create"]
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<k8s_openapi::api::authorization::v1::SelfSubjectAccessReview>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

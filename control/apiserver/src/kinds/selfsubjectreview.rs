@@ -36,8 +36,8 @@ impl Strategy for SelfSubjectReviews {
         &["create"]
     }
 
-    fn decode(&self, obj: &Value) -> ApiResult<Option<Value>> {
-        crate::meta::typed::round_trip::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(obj).map(Some)
+    fn unknown_fields(&self, obj: &Value) -> ApiResult<Option<Vec<String>>> {
+        crate::meta::typed::unknown_fields::<k8s_openapi::api::authentication::v1::SelfSubjectReview>(obj).map(Some)
     }
 
     fn openapi(&self, generator: &mut SchemaGenerator) -> Option<String> {

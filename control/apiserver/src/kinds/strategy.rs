@@ -58,11 +58,12 @@ pub trait Strategy: Send + Sync + 'static {
     /// Group, version, kind, resource, scope, names and subresources.
     fn resource(&self) -> &'static Resource;
 
-    /// The fields of `obj` the kind knows, as a decoded copy (a typed round
-    /// trip for built-in kinds, structural pruning for custom resources).
-    /// Fields missing from it are unknown: dropped, warned about or refused
-    /// per `fieldValidation`. `None`: every field is kept.
-    fn decode(&self, _obj: &Value) -> ApiResult<Option<Value>> {
+    /// The fields of `obj` the kind does not know (dotted paths, `[i]` for
+    /// list items): what its k8s-openapi type's decoding skips for built-in
+    /// kinds (a wrong type is a 400 naming the field), what structural
+    /// pruning drops for custom resources. They are dropped, warned about or
+    /// refused per `fieldValidation`. `None`: every field is kept.
+    fn unknown_fields(&self, _obj: &Value) -> ApiResult<Option<Vec<String>>> {
         Ok(None)
     }
 

@@ -314,10 +314,9 @@ impl Registry {
 
     /// Decode-and-prune: check the body against the typed schema.
     fn check_schema(&self, k: &Kind, obj: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
-        let Some(known) = k.decode(obj)? else {
+        let Some(unknown) = k.unknown_fields(obj)? else {
             return Ok(Vec::new());
         };
-        let unknown = schema::unknown_fields(obj, &known);
         if unknown.is_empty() {
             return Ok(Vec::new());
         }
