@@ -274,17 +274,21 @@ impl Set {
         out
     }
 
-    /// Remove the paths of `other` ([`Set::difference`] in place).
-    pub fn subtract(&mut self, other: &Set) {
+    /// Remove the paths of `other` ([`Set::difference`] in place). Returns
+    /// whether any was there.
+    pub fn subtract(&mut self, other: &Set) -> bool {
+        let members = self.members.len();
         if !other.members.is_empty() {
             self.members.retain(|pe| !other.members.contains(pe));
         }
+        let mut removed = self.members.len() != members;
         for (pe, c) in self.children.iter_mut() {
             if let Some(o) = other.children.get(pe) {
-                c.subtract(o);
+                removed |= c.subtract(o);
             }
         }
         self.prune();
+        removed
     }
 
     /// Paths of `self` that are neither in `other` nor below a member of it.

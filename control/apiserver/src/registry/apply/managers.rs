@@ -144,17 +144,66 @@ pub fn decode(v: Option<&Value>) -> Result<Managers, String> {
 
 /// Encode managers as `managedFields` (`None`: no entries).
 pub fn encode(managers: &Managers) -> Option<Value> {
-    let mut sorted: Vec<&Entry> = managers.iter().filter(|e| !e.fields.is_empty()).collect();
+    let sorted = sorted(managers);
     if sorted.is_empty() {
         return None;
     }
+    Some(Value::Array(sorted.into_iter().map(|(_, e)| e.to_json()).collect()))
+}
+
+/// [`encode`], but an entry `untouched` marks (by position in `managers`)
+/// is taken as it is from `previous`, the `managedFields` it was decoded
+/// from, instead of being written anew. Its fields and time are what they
+/// were, and `previous` was written by [`encode`] (an object's stored
+/// `managedFields` always are), so its JSON is what writing it anew gives.
+/// The fieldsV1 of most entries of an update do not change, and writing
+/// them (keys such as `k:{"type":"Ready"}`) was most of encoding.
+pub fn encode_reusing(managers: &Managers, untouched: &[bool], previous: Option<Value>) -> Option<Value> {
+    let sorted = sorted(managers);
+    if sorted.is_empty() {
+        return None;
+    }
+    let mut previous = match previous {
+        Some(Value::Array(items)) => items,
+        _ => Vec::new(),
+    };
+    let mut reused = |e: &Entry| {
+        // decode keeps the last entry of a manager, so the last is its JSON.
+        let same = |j: &Value| {
+            let s = |k: &str| j.get(k).and_then(Value::as_str).unwrap_or_default();
+            s("manager") == e.manager
+                && s("operation") == e.operation.as_str()
+                && s("apiVersion") == e.api_version
+                && s("subresource") == e.subresource
+        };
+        let at = previous.iter().rposition(same)?;
+        Some(std::mem::take(&mut previous[at])).filter(|j| !j.is_null())
+    };
+    let items = sorted
+        .into_iter()
+        .map(|(i, e)| {
+            let json = untouched.get(i).copied().unwrap_or(false).then(|| reused(e)).flatten();
+            json.unwrap_or_else(|| e.to_json())
+        })
+        .collect();
+    Some(Value::Array(items))
+}
+
+/// The entries `managedFields` lists (those owning a field) in its order,
+/// with their positions in `managers`.
+fn sorted(managers: &Managers) -> Vec<(usize, &Entry)> {
+    let mut sorted: Vec<(usize, &Entry)> = managers
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| !e.fields.is_empty())
+        .collect();
     let seconds = |e: &Entry| {
         e.time
             .as_deref()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map_or(0, |t| t.timestamp())
     };
-    sorted.sort_by(|p, q| {
+    sorted.sort_by(|(_, p), (_, q)| {
         p.operation
             .cmp(&q.operation)
             .then_with(|| seconds(p).cmp(&seconds(q)))
@@ -162,7 +211,7 @@ pub fn encode(managers: &Managers) -> Option<Value> {
             .then_with(|| p.api_version.cmp(&q.api_version))
             .then_with(|| p.subresource.cmp(&q.subresource))
     });
-    Some(Value::Array(sorted.into_iter().map(Entry::to_json).collect()))
+    sorted
 }
 
 /// Remove the fields no manager owns: identity and server-set metadata, and
@@ -197,10 +246,10 @@ pub const MAX_UPDATE_MANAGERS: usize = 10;
 
 /// Merge the oldest Update entries into `ancient-changes` until at most
 /// [`MAX_UPDATE_MANAGERS`] remain.
-fn cap_update_managers(managers: &mut Managers) {
+fn cap_update_managers(managers: &mut Managers) -> bool {
     let updates = managers.iter().filter(|e| e.operation == Operation::Update).count();
     if updates <= MAX_UPDATE_MANAGERS {
-        return;
+        return false;
     }
     let mut excess = updates - MAX_UPDATE_MANAGERS;
     // Oldest first (entries without time are oldest).
@@ -244,6 +293,7 @@ fn cap_update_managers(managers: &mut Managers) {
         i += 1;
         keep
     });
+    true
 }
 
 const ANCIENT: &str = "ancient-changes";
@@ -307,14 +357,20 @@ fn filter_comparison(c: Comparison, ignored: IgnoredFields) -> Comparison {
 /// Record a non-apply write of `new` over `old` by `w` (Kubernetes'
 /// `Updater.Update` behind the `managedFieldsUpdater`): everyone loses the
 /// fields it changed or removed, and `w` owns what it added or changed.
-pub fn update(managers: &mut Managers, old: &Value, new: &Value, ty: Ty<'_>, w: &Writer) {
+/// Returns, for each entry now in `managers`, whether it is untouched: as
+/// it was before (for [`encode_reusing`]).
+pub fn update(managers: &mut Managers, old: &Value, new: &Value, ty: Ty<'_>, w: &Writer) -> Vec<bool> {
     let c = filter_comparison(compare(old, new, ty), w.ignored);
     let mut changed = c.modified;
     changed.merge(c.added);
-    for e in managers.iter_mut() {
-        e.fields.subtract(&changed);
-        e.fields.subtract(&c.removed);
-    }
+    let mut untouched: Vec<bool> = managers
+        .iter_mut()
+        .map(|e| {
+            let lost_changed = e.fields.subtract(&changed);
+            let lost_removed = e.fields.subtract(&c.removed);
+            !(lost_changed || lost_removed)
+        })
+        .collect();
     if !changed.is_empty() {
         let me = Entry {
             manager: w.manager.clone(),
@@ -324,16 +380,29 @@ pub fn update(managers: &mut Managers, old: &Value, new: &Value, ty: Ty<'_>, w: 
             subresource: w.subresource.clone(),
             fields: changed,
         };
-        match managers.iter_mut().find(|e| e.same_manager(&me)) {
-            Some(e) => {
-                e.fields.merge(me.fields);
-                e.time = me.time;
+        match managers.iter().position(|e| e.same_manager(&me)) {
+            Some(i) => {
+                managers[i].fields.merge(me.fields);
+                managers[i].time = me.time;
+                untouched[i] = false;
             }
-            None => managers.push(me),
+            None => {
+                managers.push(me);
+                untouched.push(false);
+            }
         }
     }
-    managers.retain(|e| !e.fields.is_empty());
-    cap_update_managers(managers);
+    let (kept, untouched): (Managers, Vec<bool>) = std::mem::take(managers)
+        .into_iter()
+        .zip(untouched)
+        .filter(|(e, _)| !e.fields.is_empty())
+        .unzip();
+    *managers = kept;
+    if cap_update_managers(managers) {
+        // The oldest were merged into one entry: none is taken as it was.
+        return vec![false; managers.len()];
+    }
+    untouched
 }
 
 /// The result of an apply.
@@ -661,6 +730,63 @@ mod tests {
         ] {
             assert!(decode(Some(&bad)).is_err(), "{bad}");
         }
+    }
+
+    /// Writing an update's managers with its untouched entries taken from
+    /// the stored `managedFields` gives what writing them all anew gives:
+    /// through writes that touch nobody else, take fields from another
+    /// manager, empty one, come from a subresource, and past the cap on
+    /// update managers.
+    #[test]
+    fn entries_taken_as_they_were_are_what_writing_them_anew_gives() {
+        let s = schema();
+        let mut stored: Option<Value> = None;
+        let mut obj = json!({});
+        let mut steps: Vec<(String, Value)> = vec![
+            ("create".into(), json!({"spec": {"a": "1", "b": "1"}})),
+            ("scaler".into(), json!({"spec": {"a": "1", "b": "1", "c": "1"}})),
+            ("scaler".into(), json!({"spec": {"a": "1", "b": "1", "c": "2"}})),
+            ("other".into(), json!({"spec": {"a": "2", "b": "1", "c": "2"}})),
+            (
+                "status".into(),
+                json!({"spec": {"a": "2", "b": "1", "c": "2"}, "status": {"s": "x"}}),
+            ),
+            (
+                "other".into(),
+                json!({"spec": {"a": "3", "b": "2", "c": "2"}, "status": {"s": "x"}}),
+            ),
+            (
+                "items".into(),
+                json!({"spec": {"a": "3", "b": "2", "c": "2", "items": [{"name": "p", "v": 1}]}}),
+            ),
+        ];
+        for i in 0..12 {
+            let mut next = steps.last().unwrap().1.clone();
+            next["spec"]["items"] = json!([{"name": "p", "v": 1}, {"name": format!("q{i}"), "v": i}]);
+            steps.push((format!("m{i:02}"), next));
+        }
+        let mut reused = 0;
+        for (n, (manager, next)) in steps.into_iter().enumerate() {
+            let mut w = writer(&manager, "0");
+            w.now = format!("2024-01-01T00:{n:02}:00Z");
+            if manager == "status" {
+                w.subresource = "status".into();
+                w.ignored = IgnoredFields::AllButStatus;
+            }
+            let mut m = decode(stored.as_ref()).unwrap();
+            let untouched = update(&mut m, &obj, &next, s.root(), &w);
+            assert_eq!(untouched.len(), m.len(), "step {n}");
+            reused += untouched.iter().filter(|u| **u).count();
+            let anew = encode(&m);
+            assert_eq!(
+                encode_reusing(&m, &untouched, stored.clone()),
+                anew,
+                "step {n} ({manager})"
+            );
+            stored = anew;
+            obj = next;
+        }
+        assert!(reused >= 10, "entries were taken as they were ({reused})");
     }
 
     #[test]

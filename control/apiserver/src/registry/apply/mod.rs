@@ -172,16 +172,17 @@ pub fn track(
     // Clients may set managedFields (a valid, non-empty list replaces the
     // stored one; `[]` or `[{}]` resets it), except through subresources.
     let decoded_live = || managers::decode(live.as_ref()).unwrap_or_default();
-    let mut managed: Managers = if !subresource.is_empty() {
-        decoded_live()
+    // Whether `managed` are the stored entries (not the client's).
+    let (mut managed, stored): (Managers, bool) = if !subresource.is_empty() {
+        (decoded_live(), true)
     } else {
         match proposed.as_ref() {
-            Some(p) if managers::is_reset(p) => Vec::new(),
+            Some(p) if managers::is_reset(p) => (Vec::new(), false),
             Some(p) => match managers::decode(Some(p)) {
-                Ok(m) if !m.is_empty() => m,
-                _ => decoded_live(),
+                Ok(m) if !m.is_empty() => (m, false),
+                _ => (decoded_live(), true),
             },
-            None => decoded_live(),
+            None => (decoded_live(), true),
         }
     };
     // An existing object nobody manages stays unmanaged until an apply.
@@ -201,17 +202,24 @@ pub fn track(
     match old {
         // `new` holds the stored managedFields while it is compared, so
         // that they compare equal and the old object needs no copy
-        // without them.
+        // without them. The entries the write does not touch are then
+        // taken from them as they are.
         Some(o) => {
             set_managed_fields(new, live);
-            managers::update(&mut managed, o, new, ty, &w);
+            let untouched = managers::update(&mut managed, o, new, ty, &w);
+            let previous = new
+                .get_mut("metadata")
+                .and_then(|m| m.get_mut("managedFields"))
+                .map(Value::take)
+                .filter(|_| stored);
+            set_managed_fields(new, managers::encode_reusing(&managed, &untouched, previous));
         }
         None => {
             set_managed_fields(new, None);
             managers::update(&mut managed, &typed::zero_of(new, ty), new, ty, &w);
+            set_managed_fields(new, managers::encode(&managed));
         }
     }
-    set_managed_fields(new, managers::encode(&managed));
 }
 
 /// JSON with object keys sorted, as Go's `encoding/json` writes maps.
