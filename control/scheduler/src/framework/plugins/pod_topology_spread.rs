@@ -21,7 +21,9 @@
 use crate::cache::Cache;
 use crate::framework::plugins::{node_affinity, taint_toleration};
 use crate::framework::selector::Selector;
-use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
+use crate::framework::{
+    topology_key_index, CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE, TOPOLOGY_KEYS,
+};
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,9 +35,9 @@ pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 /// Reason when the node lacks a constraint's topology key.
 pub const REASON_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
 /// The hostname label, counted per node rather than per domain when scoring.
-pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+pub const HOSTNAME_LABEL: &str = TOPOLOGY_KEYS[0];
 /// The zone label of the system default constraints.
-pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+pub const ZONE_LABEL: &str = TOPOLOGY_KEYS[1];
 
 type Labels = BTreeMap<String, String>;
 
@@ -494,15 +496,20 @@ pub fn score<'a>(
 ) -> Vec<i64> {
     let k = constraints.len();
     let by_hostname: Vec<bool> = constraints.iter().map(|c| c.topology_key == HOSTNAME_LABEL).collect();
+    // Where a node keeps its value of each key (the system default keys).
+    let known: Vec<Option<usize>> = constraints
+        .iter()
+        .map(|c| topology_key_index(&c.topology_key))
+        .collect();
     // Each node's value of each constraint's key, read once (node by node,
     // `k` at a time): scoring runs for every pod over every feasible node.
     let values: Vec<Option<&str>> = nodes
         .iter()
         .flat_map(|n| {
-            let labels = n.labels();
             constraints
                 .iter()
-                .map(move |c| labels.and_then(|l| l.get(&c.topology_key)).map(String::as_str))
+                .zip(&known)
+                .map(move |(c, known)| n.label(&c.topology_key, *known))
         })
         .collect();
     let of = |node: usize| &values[node * k..node * k + k];
@@ -533,19 +540,19 @@ pub fn score<'a>(
     if by_hostname.iter().any(|h| !h) {
         for (name, on_node) in per_node {
             let Some(node) = node_named(name) else { continue };
-            let labels = node.labels();
-            if require_all && !has_all_keys(labels, constraints) {
+            let value = |i: usize| node.label(&constraints[i].topology_key, known[i]);
+            if require_all && (0..k).any(|i| value(i).is_none()) {
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
                 if by_hostname[i] || !c.includes_node(pod, node) {
                     continue;
                 }
-                let Some(v) = labels.and_then(|l| l.get(&c.topology_key)) else {
+                let Some(v) = value(i) else {
                     continue;
                 };
-                if domains[i].contains(v.as_str()) {
-                    *domain_counts[i].entry(v.as_str()).or_default() += on_node[i];
+                if domains[i].contains(v) {
+                    *domain_counts[i].entry(v).or_default() += on_node[i];
                 }
             }
         }
@@ -879,22 +886,26 @@ mod tests {
     }
 
     /// Scoring gives the same scores as reading every label where it is
-    /// used: hostname and zone constraints alone and together, nodes
-    /// lacking a key, with and without requiring every key, matching pods
-    /// spread unevenly.
+    /// used: hostname and zone constraints alone and together (values the
+    /// nodes keep) and a key of the user's own (read from the labels),
+    /// nodes lacking a key, with and without requiring every key, matching
+    /// pods spread unevenly.
     #[test]
     fn scores_agree_with_reading_every_label_where_it_is_used() {
+        const RACK: &str = "example.com/rack";
         let mut nodes: Vec<NodeInfo> = (0..12)
             .map(|i| {
                 let name = format!("n{i}");
-                match i % 4 {
-                    3 => {
-                        let mut n = node(&name, "4", "8Gi");
-                        n.metadata.labels = Some(labels(&[(HOSTNAME_LABEL, &name)]));
-                        node_info(n)
-                    }
-                    z => zoned(&name, ["a", "b", "c"][z]),
+                let mut pairs = vec![(HOSTNAME_LABEL, name.as_str())];
+                if i % 4 != 3 {
+                    pairs.push((ZONE, ["a", "b", "c"][i % 4]));
                 }
+                if i % 5 != 4 {
+                    pairs.push((RACK, ["r1", "r2"][i % 2]));
+                }
+                let mut n = node(&name, "4", "8Gi");
+                n.metadata.labels = Some(labels(&pairs));
+                node_info(n)
             })
             .collect();
         nodes.push(node_info(node("bare", "4", "8Gi")));
@@ -907,14 +918,19 @@ mod tests {
         let incoming = web("new");
         let hostname = spread(web("new"), HOSTNAME_LABEL, 1, "ScheduleAnyway");
         let zone = spread(web("new"), ZONE, 2, "ScheduleAnyway");
+        let rack = spread(web("new"), RACK, 1, "ScheduleAnyway");
         let sel = LabelSelector {
             match_labels: Some(labels(&[("app", "web")])),
             ..Default::default()
         };
+        let mut zone_and_rack = constraints(&zone, "ScheduleAnyway");
+        zone_and_rack.extend(constraints(&rack, "ScheduleAnyway"));
         let sets = [
             constraints(&hostname, "ScheduleAnyway"),
             constraints(&zone, "ScheduleAnyway"),
             system_default_constraints(&sel),
+            constraints(&rack, "ScheduleAnyway"),
+            zone_and_rack,
         ];
         for c in &sets {
             let per_node = matching_per_node(&incoming, c, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
