@@ -289,6 +289,11 @@ impl Cache {
         self.node_index.get(name).map(|&i| &self.nodes[i])
     }
 
+    /// One node's position in [`Cache::nodes`], by name.
+    pub fn slot(&self, name: &str) -> Option<usize> {
+        self.node_index.get(name).copied()
+    }
+
     fn node_mut(&mut self, name: &str) -> Option<&mut NodeInfo> {
         self.node_index.get(name).map(|&i| &mut self.nodes[i])
     }
@@ -315,6 +320,7 @@ impl Cache {
                 info.add_pod(req, ports);
             }
         }
+        info.set_slot(self.nodes.len());
         self.node_index.insert(name, self.nodes.len());
         self.nodes.push(info);
         true
@@ -327,6 +333,7 @@ impl Cache {
         let info = self.nodes.swap_remove(i);
         self.count_images(&info, -1);
         if i < self.nodes.len() {
+            self.nodes[i].set_slot(i);
             let moved = self.nodes[i].name().to_string();
             self.node_index.insert(moved, i);
         }
@@ -575,11 +582,12 @@ impl Cache {
         })
     }
 
-    /// Every cached pod (bound or assumed) with its node's name, known to the cache or not.
-    pub fn pods_by_node(&self) -> impl Iterator<Item = (&str, &Pod)> {
+    /// Every cached pod (bound or assumed) on a node the cache knows, with
+    /// that node's position in [`Cache::nodes`].
+    pub fn pods_by_slot(&self) -> impl Iterator<Item = (usize, &Pod)> {
         self.pods
             .values()
-            .filter_map(|p| Some((p.node.as_str(), p.object.as_deref()?)))
+            .filter_map(|p| Some((self.slot(&p.node)?, p.object.as_deref()?)))
     }
 
     /// Record a namespace's labels; returns whether they changed.

@@ -123,6 +123,10 @@ pub struct NodeInfo {
     /// The node's values of [`TOPOLOGY_KEYS`], read from its labels when
     /// the node is set (a label map lookup compares strings at every level).
     topology: [Option<String>; 2],
+    /// Its position in the cache's nodes ([`crate::cache::Cache::nodes`]),
+    /// set by the cache: what is kept per node between cycles is kept by
+    /// position, not looked up by name.
+    slot: usize,
 }
 
 impl NodeInfo {
@@ -136,6 +140,7 @@ impl NodeInfo {
             used_ports: Vec::new(),
             images: HashMap::new(),
             topology: [None, None],
+            slot: 0,
         };
         info.set_node(info.node.clone());
         info
@@ -165,6 +170,16 @@ impl NodeInfo {
     /// The node's name.
     pub fn name(&self) -> &str {
         self.node.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    /// Its position in the cache's nodes.
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Record its position in the cache's nodes.
+    pub(crate) fn set_slot(&mut self, slot: usize) {
+        self.slot = slot;
     }
 
     /// The node's labels.

@@ -169,8 +169,47 @@ fn has_all_keys(labels: Option<&Labels>, constraints: &[Constraint]) -> bool {
         .all(|c| labels.is_some_and(|l| l.contains_key(&c.topology_key)))
 }
 
-/// Per node name, per constraint: how many placed pods match.
-pub type PerNode = HashMap<String, Vec<i64>>;
+/// Per node, per constraint: how many placed pods match. Nodes are taken by
+/// their position in the cache's nodes ([`NodeInfo::slot`]), their counts side
+/// by side: scoring reads them for every feasible node of every pod, and a map
+/// by node name cost a string hash and comparison for each.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PerNode {
+    constraints: usize,
+    counts: Vec<i64>,
+}
+
+impl PerNode {
+    /// No matches yet, for `constraints` constraints.
+    pub fn new(constraints: usize) -> PerNode {
+        PerNode {
+            constraints,
+            counts: Vec::new(),
+        }
+    }
+
+    /// The counts of the node at `slot` (none for a node nothing was counted on).
+    pub fn get(&self, slot: usize) -> Option<&[i64]> {
+        let k = self.constraints;
+        self.counts.get(slot * k..slot * k + k)
+    }
+
+    /// The nodes with any match, by slot.
+    pub fn matched(&self) -> impl Iterator<Item = (usize, &[i64])> {
+        self.counts
+            .chunks_exact(self.constraints.max(1))
+            .enumerate()
+            .filter(|(_, c)| c.iter().any(|n| *n != 0))
+    }
+
+    fn add(&mut self, slot: usize, constraint: usize, delta: i64) {
+        let at = slot * self.constraints + constraint;
+        if at >= self.counts.len() {
+            self.counts.resize((slot + 1) * self.constraints, 0);
+        }
+        self.counts[at] += delta;
+    }
+}
 
 /// One placed pod as counting sees it: namespace, labels, and whether it is terminating.
 struct Placed<'a> {
@@ -191,35 +230,28 @@ impl<'a> Placed<'a> {
 
 /// Add (`delta` 1) or take away (-1) one placed pod's matches: pods of namespace `ns`,
 /// not terminating, selected by a constraint.
-fn count(per_node: &mut PerNode, ns: &str, constraints: &[Constraint], node: &str, placed: &Placed, delta: i64) {
+fn count(per_node: &mut PerNode, ns: &str, constraints: &[Constraint], slot: usize, placed: &Placed, delta: i64) {
     if placed.terminating || placed.namespace != ns {
         return;
     }
     for (i, c) in constraints.iter().enumerate() {
         if c.selector.matches(placed.labels) {
-            match per_node.get_mut(node) {
-                Some(v) => v[i] += delta,
-                None => {
-                    let mut v = vec![0; constraints.len()];
-                    v[i] = delta;
-                    per_node.insert(node.to_string(), v);
-                }
-            }
+            per_node.add(slot, i, delta);
         }
     }
 }
 
-/// Per node (by name), per constraint: how many placed pods in the pod's namespace match
+/// Per node (by slot), per constraint: how many placed pods in the pod's namespace match
 /// the constraint's selector (terminating pods excluded). One pass over `pods`.
 pub fn matching_per_node<'a>(
     pod: &Pod,
     constraints: &[Constraint],
-    pods: impl Iterator<Item = (&'a str, &'a Pod)>,
+    pods: impl Iterator<Item = (usize, &'a Pod)>,
 ) -> PerNode {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
-    let mut per_node = PerNode::new();
-    for (node, existing) in pods {
-        count(&mut per_node, ns, constraints, node, &Placed::of(existing), 1);
+    let mut per_node = PerNode::new(constraints.len());
+    for (slot, existing) in pods {
+        count(&mut per_node, ns, constraints, slot, &Placed::of(existing), 1);
     }
     per_node
 }
@@ -229,6 +261,8 @@ pub fn matching_per_node<'a>(
 /// earlier counts brought up to date from the cache's placements since, instead of a
 /// pass over every placed pod. Counting every pod again per cycle made a cycle's cost
 /// grow with the cluster (kube-scheduler's PreScore also walks every node's pods).
+/// Nodes are counted by slot, so the counts are made again when the cache's nodes
+/// change ([`Cache::node_generation`]): a removal moves a node to another slot.
 #[derive(Default)]
 pub struct MatchCounts {
     entries: Vec<Counted>,
@@ -239,6 +273,7 @@ struct Counted {
     ns: String,
     selectors: Vec<Selector>,
     cursor: (u64, u64),
+    nodes: (u64, u64),
     per_node: PerNode,
     used: u64,
 }
@@ -253,6 +288,7 @@ impl MatchCounts {
         self.tick += 1;
         let tick = self.tick;
         let cursor = cache.placement_cursor();
+        let nodes = cache.node_generation();
         let found = self.entries.iter().position(|e| {
             e.ns == ns
                 && e.selectors.len() == constraints.len()
@@ -261,9 +297,10 @@ impl MatchCounts {
         let at = match found {
             Some(at) => {
                 let e = &mut self.entries[at];
-                match cache.placements_since(e.cursor) {
+                match cache.placements_since(e.cursor).filter(|_| e.nodes == nodes) {
                     Some(placements) => {
                         for p in placements {
+                            let Some(slot) = cache.slot(&p.node) else { continue };
                             let placed = Placed {
                                 namespace: &p.namespace,
                                 labels: p.labels.as_ref(),
@@ -273,15 +310,16 @@ impl MatchCounts {
                                 &mut e.per_node,
                                 ns,
                                 constraints,
-                                &p.node,
+                                slot,
                                 &placed,
                                 if p.added { 1 } else { -1 },
                             );
                         }
                     }
-                    None => e.per_node = matching_per_node(pod, constraints, cache.pods_by_node()),
+                    None => e.per_node = matching_per_node(pod, constraints, cache.pods_by_slot()),
                 }
                 e.cursor = cursor;
+                e.nodes = nodes;
                 at
             }
             None => {
@@ -289,7 +327,8 @@ impl MatchCounts {
                     ns: ns.to_string(),
                     selectors: constraints.iter().map(|c| c.selector.clone()).collect(),
                     cursor,
-                    per_node: matching_per_node(pod, constraints, cache.pods_by_node()),
+                    nodes,
+                    per_node: matching_per_node(pod, constraints, cache.pods_by_slot()),
                     used: tick,
                 };
                 if self.entries.len() < COUNTS_KEPT {
@@ -405,7 +444,7 @@ pub fn pre_filter(pod: &Pod, constraints: Vec<Constraint>, nodes: &[NodeInfo], p
         if !has_all_keys(labels, &constraints) {
             continue;
         }
-        let on_node = per_node.get(node.name());
+        let on_node = per_node.get(node.slot());
         for (i, c) in constraints.iter().enumerate() {
             if !c.includes_node(pod, node) {
                 continue;
@@ -432,19 +471,19 @@ pub fn pre_filter(pod: &Pod, constraints: Vec<Constraint>, nodes: &[NodeInfo], p
 }
 
 /// [`pre_filter`] when every node is included ([`includes_every_node`]):
-/// from the nodes with matching pods (`per_node`, looked up by `node_named`)
-/// and the eligible domains' number ([`eligible_domains`], which changes only
-/// with the nodes), instead of a pass over every node per cycle.
-pub fn pre_filter_sparse<'a>(
+/// from the nodes with matching pods (`per_node`, slots of `nodes`) and the
+/// eligible domains' number ([`eligible_domains`], which changes only with
+/// the nodes), instead of a pass over every node per cycle.
+pub fn pre_filter_sparse(
     pod: &Pod,
     constraints: Vec<Constraint>,
     eligible: &[usize],
     per_node: &PerNode,
-    node_named: impl Fn(&str) -> Option<&'a NodeInfo>,
+    nodes: &[NodeInfo],
 ) -> PreFilterState {
     let mut matched = vec![HashMap::<String, i64>::new(); constraints.len()];
-    for (name, on_node) in per_node {
-        let Some(labels) = node_named(name).and_then(NodeInfo::labels) else {
+    for (slot, on_node) in per_node.matched() {
+        let Some(labels) = nodes.get(slot).and_then(NodeInfo::labels) else {
             continue;
         };
         if !has_all_keys(Some(labels), &constraints) {
@@ -480,79 +519,154 @@ pub fn filter(state: &PreFilterState, node_labels: Option<&Labels>) -> Result<()
     Ok(())
 }
 
+/// The nodes' domains of the system default keys ([`TOPOLOGY_KEYS`]),
+/// numbered: per key, each node's (by slot) value as a small number. Scoring
+/// sums and compares domains for every feasible node of every pod; numbers
+/// index vectors where values cost a string hash and comparison each. Made
+/// again when the nodes change ([`Cache::node_generation`]).
+#[derive(Debug, Default)]
+pub struct NodeDomains {
+    generation: (u64, u64),
+    /// Per key, per slot: the node's domain number.
+    ids: [Vec<Option<u32>>; TOPOLOGY_KEYS.len()],
+}
+
+impl NodeDomains {
+    /// Number the domains of `nodes` (the cache's, at `generation`).
+    pub fn of(nodes: &[NodeInfo], generation: (u64, u64)) -> NodeDomains {
+        let ids = std::array::from_fn(|key| {
+            let mut numbers: HashMap<&str, u32> = HashMap::new();
+            nodes
+                .iter()
+                .map(|n| {
+                    let value = n.label(TOPOLOGY_KEYS[key], Some(key))?;
+                    let next = numbers.len() as u32;
+                    Some(*numbers.entry(value).or_insert(next))
+                })
+                .collect()
+        });
+        NodeDomains { generation, ids }
+    }
+}
+
+/// Each node's domain for one constraint's key, as a small number.
+enum DomainIds<'a> {
+    /// A system default key, numbered ahead ([`NodeDomains`]), by slot.
+    Numbered(&'a [Option<u32>]),
+    /// Another key, numbered as nodes are met.
+    Met {
+        key: &'a str,
+        numbers: HashMap<&'a str, u32>,
+    },
+}
+
+impl<'a> DomainIds<'a> {
+    fn new(key: &'a str, numbered: &'a NodeDomains) -> DomainIds<'a> {
+        match topology_key_index(key) {
+            Some(i) => DomainIds::Numbered(&numbered.ids[i]),
+            None => DomainIds::Met {
+                key,
+                numbers: HashMap::new(),
+            },
+        }
+    }
+
+    /// `node`'s domain, none when it lacks the key.
+    fn of(&mut self, node: &'a NodeInfo) -> Option<u32> {
+        match self {
+            DomainIds::Numbered(ids) => ids.get(node.slot()).copied().flatten(),
+            DomainIds::Met { key, numbers } => {
+                let value = node.labels()?.get(*key)?;
+                let next = numbers.len() as u32;
+                Some(*numbers.entry(value.as_str()).or_insert(next))
+            }
+        }
+    }
+}
+
 /// Normalized scores of the feasible `nodes` for the `ScheduleAnyway` constraints, as
 /// kube-scheduler computes them: per constraint, matching pods in the node's domain
 /// (on the node itself for the hostname key) weighted by ln(domains + 2), plus
 /// `maxSkew - 1`; fewer is better; nodes lacking a topology key score 0.
 /// `require_all` is false for system default constraints: nodes lacking a key are
-/// then scored on the keys they have instead of being ignored.
-pub fn score<'a>(
+/// then scored on the keys they have instead of being ignored. `all` are the
+/// nodes `per_node` counts by slot (the cache's nodes), numbered in `numbered`;
+/// `nodes` are among them.
+pub fn score(
     pod: &Pod,
     constraints: &[Constraint],
     nodes: &[&NodeInfo],
-    node_named: impl Fn(&str) -> Option<&'a NodeInfo>,
+    (all, numbered): (&[NodeInfo], &NodeDomains),
     per_node: &PerNode,
     require_all: bool,
 ) -> Vec<i64> {
     let k = constraints.len();
     let by_hostname: Vec<bool> = constraints.iter().map(|c| c.topology_key == HOSTNAME_LABEL).collect();
-    // Where a node keeps its value of each key (the system default keys).
-    let known: Vec<Option<usize>> = constraints
+    let mut ids: Vec<DomainIds> = constraints
         .iter()
-        .map(|c| topology_key_index(&c.topology_key))
+        .map(|c| DomainIds::new(&c.topology_key, numbered))
         .collect();
-    // Each node's value of each constraint's key, read once (node by node,
+    // Each node's domain of each constraint's key, read once (node by node,
     // `k` at a time): scoring runs for every pod over every feasible node.
-    let values: Vec<Option<&str>> = nodes
-        .iter()
-        .flat_map(|n| {
-            constraints
-                .iter()
-                .zip(&known)
-                .map(move |(c, known)| n.label(&c.topology_key, *known))
-        })
-        .collect();
+    let mut values: Vec<Option<u32>> = Vec::with_capacity(nodes.len() * k);
+    for n in nodes {
+        values.extend(ids.iter_mut().map(|ids| ids.of(n)));
+    }
     let of = |node: usize| &values[node * k..node * k + k];
     let ignored: Vec<bool> = (0..nodes.len())
         .map(|i| require_all && of(i).iter().any(Option::is_none))
         .collect();
-    // Domains of the scored nodes, per constraint (a hostname constraint's
-    // are the scored nodes themselves: only their number is needed).
-    let mut domains: Vec<HashSet<&str>> = vec![HashSet::new(); k];
+    // Domains of the scored nodes, per constraint, marked by number (a
+    // hostname constraint's are the scored nodes themselves: only their
+    // number is needed).
+    let mut scored_domains: Vec<Vec<bool>> = vec![Vec::new(); k];
+    let mut domains = vec![0usize; k];
     let mut scored_nodes = 0usize;
     for i in (0..nodes.len()).filter(|&i| !ignored[i]) {
         scored_nodes += 1;
         for (c, v) in of(i).iter().enumerate() {
             if let (false, Some(v)) = (by_hostname[c], v) {
-                domains[c].insert(v);
+                let v = *v as usize;
+                if scored_domains[c].len() <= v {
+                    scored_domains[c].resize(v + 1, false);
+                }
+                if !scored_domains[c][v] {
+                    scored_domains[c][v] = true;
+                    domains[c] += 1;
+                }
             }
         }
     }
     let weights: Vec<f64> = (0..k)
         .map(|c| {
-            let size = if by_hostname[c] { scored_nodes } else { domains[c].len() };
+            let size = if by_hostname[c] { scored_nodes } else { domains[c] };
             ((size + 2) as f64).ln()
         })
         .collect();
     // Matching pods per domain over every eligible node (hostname: counted per node);
     // only nodes holding matching pods add anything.
-    let mut domain_counts: Vec<HashMap<&str, i64>> = vec![HashMap::new(); k];
+    let mut domain_counts: Vec<Vec<i64>> = scored_domains.iter().map(|d| vec![0; d.len()]).collect();
     if by_hostname.iter().any(|h| !h) {
-        for (name, on_node) in per_node {
-            let Some(node) = node_named(name) else { continue };
-            let value = |i: usize| node.label(&constraints[i].topology_key, known[i]);
-            if require_all && (0..k).any(|i| value(i).is_none()) {
+        let mut node_ids = vec![None; k];
+        for (slot, on_node) in per_node.matched() {
+            let Some(node) = all.get(slot) else { continue };
+            for (i, id) in node_ids.iter_mut().enumerate() {
+                *id = if by_hostname[i] && !require_all {
+                    None
+                } else {
+                    ids[i].of(node)
+                };
+            }
+            if require_all && node_ids.iter().any(Option::is_none) {
                 continue;
             }
             for (i, c) in constraints.iter().enumerate() {
                 if by_hostname[i] || !c.includes_node(pod, node) {
                     continue;
                 }
-                let Some(v) = value(i) else {
-                    continue;
-                };
-                if domains[i].contains(v) {
-                    *domain_counts[i].entry(v).or_default() += on_node[i];
+                let Some(v) = node_ids[i] else { continue };
+                if scored_domains[i].get(v as usize).copied().unwrap_or(false) {
+                    domain_counts[i][v as usize] += on_node[i];
                 }
             }
         }
@@ -565,14 +679,14 @@ pub fn score<'a>(
             if ignored[i] {
                 return 0;
             }
-            let on_node = if any_hostname { per_node.get(n.name()) } else { None };
+            let on_node = if any_hostname { per_node.get(n.slot()) } else { None };
             let mut s = 0f64;
             for (c, v) in of(i).iter().enumerate() {
                 let Some(v) = v else { continue };
                 let cnt = if by_hostname[c] {
                     on_node.map_or(0, |counts| counts[c])
                 } else {
-                    domain_counts[c].get(v).copied().unwrap_or(0)
+                    domain_counts[c][*v as usize]
                 };
                 s += cnt as f64 * weights[c] + (constraints[c].max_skew - 1) as f64;
             }
@@ -604,6 +718,7 @@ pub fn normalize(scores: &mut [i64], ignored: &[bool]) {
 pub struct PodTopologySpread {
     counts: std::sync::Mutex<MatchCounts>,
     domains: std::sync::Mutex<Vec<EligibleDomains>>,
+    numbered: std::sync::Mutex<std::sync::Arc<NodeDomains>>,
 }
 
 /// [`eligible_domains`] of some topology keys, as of a generation of the
@@ -618,6 +733,17 @@ struct EligibleDomains {
 const DOMAINS_KEPT: usize = 8;
 
 impl PodTopologySpread {
+    /// The nodes' domains of the system default keys, numbered again only
+    /// when the nodes changed.
+    fn numbered(&self, cache: &Cache) -> std::sync::Arc<NodeDomains> {
+        let mut kept = self.numbered.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = cache.node_generation();
+        if kept.generation != generation || kept.ids[0].len() != cache.nodes().len() {
+            *kept = std::sync::Arc::new(NodeDomains::of(cache.nodes(), generation));
+        }
+        kept.clone()
+    }
+
     /// The eligible domains' number per constraint, counted again only when
     /// the nodes changed (or the keys were not asked for lately).
     fn eligible_domains(&self, constraints: &[Constraint], cache: &Cache) -> Vec<usize> {
@@ -659,7 +785,7 @@ impl FilterPlugin for PodTopologySpread {
         let per_node = counts.get(&pod.pod, &hard, cache);
         state.pod_topology_spread = Some(if includes_every_node(&pod.pod, &hard) {
             let eligible = self.eligible_domains(&hard, cache);
-            pre_filter_sparse(&pod.pod, hard, &eligible, per_node, |n| cache.node(n))
+            pre_filter_sparse(&pod.pod, hard, &eligible, per_node, cache.nodes())
         } else {
             pre_filter(&pod.pod, hard, cache.nodes(), per_node)
         });
@@ -704,9 +830,17 @@ impl ScorePlugin for PodTopologySpread {
         if soft.is_empty() {
             return Some(vec![0; nodes.len()]);
         }
+        let numbered = self.numbered(cache);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let per_node = counts.get(&pod.pod, &soft, cache);
-        Some(score(&pod.pod, &soft, nodes, |n| cache.node(n), per_node, require_all))
+        Some(score(
+            &pod.pod,
+            &soft,
+            nodes,
+            (cache.nodes(), &numbered),
+            per_node,
+            require_all,
+        ))
     }
 }
 
@@ -748,19 +882,23 @@ mod tests {
         p
     }
 
-    fn named<'a>(nodes: &'a [NodeInfo], name: &str) -> Option<&'a NodeInfo> {
-        nodes.iter().find(|n| n.name() == name)
+    /// Nodes at the slots a cache would give them: their positions.
+    fn slotted(mut nodes: Vec<NodeInfo>) -> Vec<NodeInfo> {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.set_slot(i);
+        }
+        nodes
     }
 
     fn state(incoming: &Pod, nodes: &[NodeInfo], placed: &[(usize, Pod)]) -> PreFilterState {
         let hard = constraints(incoming, "DoNotSchedule");
-        let per_node = matching_per_node(incoming, &hard, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
+        let per_node = matching_per_node(incoming, &hard, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
         pre_filter(incoming, hard, nodes, &per_node)
     }
 
     #[test]
     fn skew_over_zones_is_kept_within_max_skew() {
-        let nodes = vec![zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+        let nodes = slotted(vec![zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")]);
         let incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
         // Zone a has 1, zone b has 0: the next pod must go to b.
         let s = state(&incoming, &nodes, &[(0, web("w1"))]);
@@ -778,7 +916,7 @@ mod tests {
 
     #[test]
     fn nodes_without_the_key_are_rejected_unresolvably() {
-        let nodes = vec![zoned("a1", "a"), node_info(node("bare", "4", "8Gi"))];
+        let nodes = slotted(vec![zoned("a1", "a"), node_info(node("bare", "4", "8Gi"))]);
         let incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
         let s = state(&incoming, &nodes, &[]);
         assert_eq!(
@@ -790,7 +928,7 @@ mod tests {
 
     #[test]
     fn min_domains_counts_missing_domains_as_empty() {
-        let nodes = vec![zoned("a1", "a"), zoned("b1", "b")];
+        let nodes = slotted(vec![zoned("a1", "a"), zoned("b1", "b")]);
         let mut incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
         incoming
             .spec
@@ -807,7 +945,7 @@ mod tests {
 
     #[test]
     fn node_affinity_policy_limits_the_domains() {
-        let nodes = vec![zoned("a1", "a"), zoned("b1", "b")];
+        let nodes = slotted(vec![zoned("a1", "a"), zoned("b1", "b")]);
         let mut incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
         incoming.spec.as_mut().unwrap().node_selector = Some(labels(&[(ZONE, "a")]));
         // Zone b is not eligible (Honor), so zone a may exceed it.
@@ -827,13 +965,24 @@ mod tests {
 
     #[test]
     fn schedule_anyway_prefers_emptier_domains() {
-        let nodes = vec![zoned("a1", "a"), zoned("b1", "b"), node_info(node("bare", "4", "8Gi"))];
+        let nodes = slotted(vec![
+            zoned("a1", "a"),
+            zoned("b1", "b"),
+            node_info(node("bare", "4", "8Gi")),
+        ]);
         let incoming = spread(web("new"), ZONE, 1, "ScheduleAnyway");
         let placed = [(0usize, web("w1")), (0, web("w2"))];
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         let soft = constraints(&incoming, "ScheduleAnyway");
-        let per_node = matching_per_node(&incoming, &soft, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
-        let scores = score(&incoming, &soft, &feasible, |n| named(&nodes, n), &per_node, true);
+        let per_node = matching_per_node(&incoming, &soft, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
+        let scores = score(
+            &incoming,
+            &soft,
+            &feasible,
+            (&nodes, &NodeDomains::of(&nodes, (0, 0))),
+            &per_node,
+            true,
+        );
         // ln(4) * 2 = 2.77 -> 3 for zone a, 0 for zone b: b gets 100, a 100*(3+0-3)/3 = 0.
         assert_eq!(scores, [0, 100, 0]);
     }
@@ -841,12 +990,12 @@ mod tests {
     /// Scoring by its definition, node by node, reading every label where
     /// it is used: the reference the faster code must agree with.
     fn score_by_definition(
-        (pod, constraints, per_node): (&Pod, &[Constraint], &PerNode),
+        (pod, constraints, placed): (&Pod, &[Constraint], &[(usize, Pod)]),
         nodes: &[&NodeInfo],
         every_node: &[NodeInfo],
         require_all: bool,
     ) -> Vec<i64> {
-        let node_named = |name: &str| every_node.iter().find(|n| n.name() == name);
+        let ns = pod.metadata.namespace.as_deref();
         let value = |n: &NodeInfo, c: &Constraint| n.labels().and_then(|l| l.get(&c.topology_key)).cloned();
         let skipped = |n: &NodeInfo| require_all && constraints.iter().any(|c| value(n, c).is_none());
         let scored: Vec<&NodeInfo> = nodes.iter().copied().filter(|n| !skipped(n)).collect();
@@ -857,7 +1006,7 @@ mod tests {
                 continue;
             }
             let mut total = 0f64;
-            for (i, c) in constraints.iter().enumerate() {
+            for c in constraints {
                 let Some(v) = value(n, c) else { continue };
                 let hostname = c.topology_key == HOSTNAME_LABEL;
                 let mut domains: Vec<String> = scored.iter().filter_map(|m| value(m, c)).collect();
@@ -865,15 +1014,18 @@ mod tests {
                 domains.dedup();
                 let size = if hostname { scored.len() } else { domains.len() };
                 let mut matching = 0;
-                for (name, counts) in per_node {
-                    let Some(m) = node_named(name) else { continue };
+                for (at, placed) in placed {
+                    let m = &every_node[*at];
                     let counted = if hostname {
-                        name == n.name()
+                        m.name() == n.name()
                     } else {
                         !skipped(m) && c.includes_node(pod, m) && value(m, c).as_ref() == Some(&v)
                     };
-                    if counted {
-                        matching += counts[i];
+                    let matches = placed.metadata.namespace.as_deref() == ns
+                        && placed.metadata.deletion_timestamp.is_none()
+                        && c.selector.matches(placed.metadata.labels.as_ref());
+                    if counted && matches {
+                        matching += 1;
                     }
                 }
                 total += matching as f64 * ((size + 2) as f64).ln() + (c.max_skew - 1) as f64;
@@ -909,6 +1061,7 @@ mod tests {
             })
             .collect();
         nodes.push(node_info(node("bare", "4", "8Gi")));
+        let nodes = slotted(nodes);
         let placed: Vec<(usize, Pod)> = [0, 0, 0, 1, 2, 2, 5, 7, 7, 9, 12]
             .iter()
             .enumerate()
@@ -933,11 +1086,17 @@ mod tests {
             zone_and_rack,
         ];
         for c in &sets {
-            let per_node = matching_per_node(&incoming, c, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
+            let per_node = matching_per_node(&incoming, c, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
             for require_all in [true, false] {
-                let named = |n: &str| named(&nodes, n);
-                let fast = score(&incoming, c, &feasible, named, &per_node, require_all);
-                let reference = score_by_definition((&incoming, c, &per_node), &feasible, &nodes, require_all);
+                let fast = score(
+                    &incoming,
+                    c,
+                    &feasible,
+                    (&nodes, &NodeDomains::of(&nodes, (0, 0))),
+                    &per_node,
+                    require_all,
+                );
+                let reference = score_by_definition((&incoming, c, &placed), &feasible, &nodes, require_all);
                 assert_eq!(
                     fast,
                     reference,
@@ -1002,11 +1161,22 @@ mod tests {
 
         // Scoring: the node already holding two replicas scores lowest; a node without a
         // zone label is still scored (not ignored) under the defaults.
-        let nodes = vec![zoned("a1", "a"), zoned("b1", "b"), node_info(node("bare", "4", "8Gi"))];
+        let nodes = slotted(vec![
+            zoned("a1", "a"),
+            zoned("b1", "b"),
+            node_info(node("bare", "4", "8Gi")),
+        ]);
         let placed = [(0usize, web("w1")), (0, web("w2"))];
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
-        let per_node = matching_per_node(&p, &c, placed.iter().map(|(i, p)| (nodes[*i].name(), p)));
-        let scores = score(&p, &c, &feasible, |n| named(&nodes, n), &per_node, false);
+        let per_node = matching_per_node(&p, &c, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
+        let scores = score(
+            &p,
+            &c,
+            &feasible,
+            (&nodes, &NodeDomains::of(&nodes, (0, 0))),
+            &per_node,
+            false,
+        );
         assert!(scores[0] < scores[1], "{scores:?}");
         assert!(scores[2] > 0, "{scores:?}");
     }
@@ -1070,7 +1240,7 @@ mod tests {
                 plugin.pre_filter(&info, cache, &mut cycle);
                 let sparse = cycle.pod_topology_spread.expect("constraints");
                 let hard = constraints(incoming, "DoNotSchedule");
-                let per_node = matching_per_node(incoming, &hard, cache.pods_by_node());
+                let per_node = matching_per_node(incoming, &hard, cache.pods_by_slot());
                 let full = pre_filter(incoming, hard, cache.nodes(), &per_node);
                 for (a, b) in sparse.counts.iter().zip(&full.counts) {
                     let nonzero = |d: &DomainCounts| -> Vec<(String, i64)> {
@@ -1145,19 +1315,22 @@ mod tests {
         };
         let incoming = spread(web("new"), ZONE, 1, "ScheduleAnyway");
         let soft = constraints(&incoming, "ScheduleAnyway");
-        let fresh = |cache: &Cache| -> PerNode {
-            matching_per_node(&incoming, &soft, cache.pods_by_node())
-                .into_iter()
-                .filter(|(_, v)| v.iter().any(|c| *c != 0))
-                .collect()
+        // Counted from scratch from each pod's node name, with no slot involved.
+        let fresh = |cache: &Cache| -> BTreeMap<String, Vec<i64>> {
+            let mut counts = BTreeMap::<String, Vec<i64>>::new();
+            for (node, pod, _) in cache.pods_on_nodes() {
+                if pod.metadata.deletion_timestamp.is_none() && soft[0].selector.matches(pod.metadata.labels.as_ref()) {
+                    counts.entry(node.name().to_string()).or_insert_with(|| vec![0])[0] += 1;
+                }
+            }
+            counts
         };
         let mut kept = MatchCounts::default();
         let mut check = |cache: &Cache, what: &str| {
-            let got: PerNode = kept
+            let got: BTreeMap<String, Vec<i64>> = kept
                 .get(&incoming, &soft, cache)
-                .iter()
-                .filter(|(_, v)| v.iter().any(|c| *c != 0))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .matched()
+                .map(|(slot, v)| (cache.nodes()[slot].name().to_string(), v.to_vec()))
                 .collect();
             assert_eq!(got, fresh(cache), "{what}");
         };
@@ -1184,6 +1357,26 @@ mod tests {
         check(&cache, "removed");
         assert!(fresh(&cache).is_empty());
 
+        // A node leaves, moving another into its slot, and comes back at another slot.
+        cache.add_or_update_bound_pod(&placed("w4", "a1"));
+        cache.add_or_update_bound_pod(&placed("w5", "b1"));
+        cache.add_or_update_bound_pod(&placed("w6", "b1"));
+        check(&cache, "before a node leaves");
+        let slot_of_b1 = cache.slot("b1");
+        cache.remove_node("a1");
+        assert_ne!(cache.slot("b1"), slot_of_b1, "b1 moved");
+        check(&cache, "a node left, another moved to its slot");
+        cache.add_or_update_bound_pod(&placed("w7", "b1"));
+        check(&cache, "placed after the move");
+        cache.upsert_node(Arc::new(zoned("a1", "a").node.as_ref().clone()));
+        check(&cache, "the node came back");
+        assert_eq!(fresh(&cache)["a1"], vec![1]);
+        assert_eq!(fresh(&cache)["b1"], vec![3]);
+        for p in ["w4", "w5", "w6", "w7"] {
+            cache.remove_pod(p);
+        }
+        check(&cache, "emptied again");
+
         // More changes than the journal keeps: counted again from scratch.
         for i in 0..5000 {
             let name = format!("p{i}");
@@ -1196,5 +1389,93 @@ mod tests {
         other_cache.upsert_node(Arc::new(zoned("a1", "a").node.as_ref().clone()));
         other_cache.add_or_update_bound_pod(&placed("x", "a1"));
         check(&other_cache, "another cache");
+    }
+
+    /// Scoring through the plugin, with the counts and domain numbers it keeps
+    /// between cycles, gives the scores of reading every label where it is used,
+    /// for the system defaults and a zone constraint of the pod's own, as nodes
+    /// are relabeled into another zone, leave (moving another node to their
+    /// slot) and join.
+    #[test]
+    fn kept_numbers_follow_the_nodes() {
+        use crate::cache::Cache;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+        use std::sync::Arc;
+        let mut cache = Cache::new();
+        for i in 0..9 {
+            let name = format!("n{i}");
+            cache.upsert_node(Arc::new(zoned(&name, ["a", "b", "c"][i % 3]).node.as_ref().clone()));
+        }
+        let selector = LabelSelector {
+            match_labels: Some(labels(&[("app", "web")])),
+            ..Default::default()
+        };
+        cache.upsert_controller("ReplicaSet", "default", "web-1", Some(selector.clone()));
+        let owned = |name: &str| {
+            let mut p = web(name);
+            p.metadata.uid = Some(name.into());
+            p.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "ReplicaSet".into(),
+                name: "web-1".into(),
+                uid: "rs".into(),
+                controller: Some(true),
+                ..Default::default()
+            }]);
+            p
+        };
+        let mut placed = 0;
+        let mut place = |cache: &mut Cache, node: &str, n: usize| {
+            for _ in 0..n {
+                let mut p = owned(&format!("w{placed}"));
+                placed += 1;
+                p.spec.as_mut().unwrap().node_name = Some(node.into());
+                cache.add_or_update_bound_pod(&p);
+            }
+        };
+        let defaults = (owned("new"), system_default_constraints(&selector), false);
+        let own = spread(owned("new"), ZONE, 1, "ScheduleAnyway");
+        let own_constraints = constraints(&own, "ScheduleAnyway");
+        let own = (own, own_constraints, true);
+        let plugin = PodTopologySpread::default();
+        let check = |cache: &Cache, what: &str| {
+            // The placed pods by the position of their node, found by name.
+            let placed: Vec<(usize, Pod)> = cache
+                .pods_on_nodes()
+                .map(|(n, p, _)| {
+                    let at = cache.nodes().iter().position(|m| m.name() == n.name()).unwrap();
+                    (at, p.clone())
+                })
+                .collect();
+            let feasible: Vec<&NodeInfo> = cache.nodes().iter().collect();
+            for (pod, constraints, require_all) in [&defaults, &own] {
+                let info = PodInfo::new(Arc::new(pod.clone()));
+                let got = plugin.score_nodes(&info, &feasible, cache).unwrap();
+                let reference =
+                    score_by_definition((pod, constraints, &placed), &feasible, cache.nodes(), *require_all);
+                assert_eq!(got, reference, "{what}, require_all={require_all}");
+                assert!(
+                    got.iter().any(|s| *s != got[0]),
+                    "{what}: the case tells nodes apart: {got:?}"
+                );
+            }
+        };
+        place(&mut cache, "n0", 3);
+        place(&mut cache, "n1", 1);
+        place(&mut cache, "n4", 2);
+        check(&cache, "first");
+        place(&mut cache, "n3", 2);
+        check(&cache, "more placed");
+        // n0 moves from zone a to zone c.
+        cache.upsert_node(Arc::new(zoned("n0", "c").node.as_ref().clone()));
+        check(&cache, "relabeled");
+        // n1 leaves; the last node takes its slot.
+        cache.remove_node("n1");
+        check(&cache, "a node left");
+        place(&mut cache, "n8", 4);
+        check(&cache, "placed on the moved node");
+        cache.upsert_node(Arc::new(zoned("n9", "d").node.as_ref().clone()));
+        place(&mut cache, "n9", 1);
+        check(&cache, "a node in a new zone joined");
     }
 }
