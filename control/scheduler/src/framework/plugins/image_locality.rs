@@ -48,27 +48,43 @@ pub fn calculate_priority(sum: i64, containers: usize) -> i64 {
     MAX_NODE_SCORE * (sum - MIN_THRESHOLD) / (max - MIN_THRESHOLD)
 }
 
-/// The ImageLocality score of a node holding `images` (size by name), for
-/// `pod`, where `nodes_with(name)` of `total_nodes` nodes hold each image.
-pub fn image_locality_score(
-    pod: &Pod,
-    images: &HashMap<String, i64>,
-    nodes_with: impl Fn(&str) -> usize,
-    total_nodes: usize,
-) -> i64 {
-    let Some(spec) = pod.spec.as_ref() else { return 0 };
-    let containers = spec.init_containers.iter().flatten().chain(&spec.containers);
-    let mut sum = 0i64;
-    let mut count = 0usize;
-    for c in containers {
-        count += 1;
-        let name = normalized_image_name(c.image.as_deref().unwrap_or_default());
-        if let Some(size) = images.get(&name) {
-            let spread = nodes_with(&name) as f64 / total_nodes.max(1) as f64;
-            sum += (*size as f64 * spread) as i64;
+/// A pod's container images (init containers included) as scoring reads
+/// them: each normalized name with the share of all nodes holding it, worked
+/// out once per pod rather than for every node scored.
+pub struct PodImages {
+    images: Vec<(String, f64)>,
+    containers: usize,
+}
+
+impl PodImages {
+    /// `pod`'s images, where `nodes_with(name)` of `total_nodes` nodes hold each.
+    pub fn of(pod: &Pod, nodes_with: impl Fn(&str) -> usize, total_nodes: usize) -> PodImages {
+        let containers = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.init_containers.iter().flatten().chain(&s.containers));
+        let images: Vec<(String, f64)> = containers
+            .map(|c| {
+                let name = normalized_image_name(c.image.as_deref().unwrap_or_default());
+                let spread = nodes_with(&name) as f64 / total_nodes.max(1) as f64;
+                (name, spread)
+            })
+            .collect();
+        PodImages {
+            containers: images.len(),
+            images,
         }
     }
-    calculate_priority(sum, count)
+
+    /// The score of a node holding `images` (size by name).
+    pub fn score(&self, images: &HashMap<String, i64>) -> i64 {
+        let sum: i64 = self
+            .images
+            .iter()
+            .filter_map(|(name, spread)| Some((*images.get(name)? as f64 * spread) as i64))
+            .sum();
+        calculate_priority(sum, self.containers)
+    }
 }
 
 /// The ImageLocality score.
@@ -85,13 +101,8 @@ impl ScorePlugin for ImageLocality {
     }
 
     fn score_nodes(&self, pod: &PodInfo, nodes: &[&NodeInfo], cache: &Cache) -> Option<Vec<i64>> {
-        let total = cache.nodes().len();
-        Some(
-            nodes
-                .iter()
-                .map(|n| image_locality_score(&pod.pod, &n.images, |name| cache.image_node_count(name), total))
-                .collect(),
-        )
+        let images = PodImages::of(&pod.pod, |name| cache.image_node_count(name), cache.nodes().len());
+        Some(nodes.iter().map(|n| images.score(&n.images)).collect())
     }
 }
 
