@@ -20,7 +20,7 @@
 
 use crate::cache::Cache;
 use crate::framework::plugins::{node_affinity, taint_toleration};
-use crate::framework::selector::Selector;
+use crate::framework::selector::{Narrowing, Selector};
 use crate::framework::{
     topology_key_index, CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE, TOPOLOGY_KEYS,
 };
@@ -173,10 +173,17 @@ fn has_all_keys(labels: Option<&Labels>, constraints: &[Constraint]) -> bool {
 /// their position in the cache's nodes ([`NodeInfo::slot`]), their counts side
 /// by side: scoring reads them for every feasible node of every pod, and a map
 /// by node name cost a string hash and comparison for each.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct PerNode {
     constraints: usize,
     counts: Vec<i64>,
+}
+
+/// Equal when the same nodes have the same matches (however far each vector reaches).
+impl PartialEq for PerNode {
+    fn eq(&self, other: &PerNode) -> bool {
+        self.constraints == other.constraints && self.matched().eq(other.matched())
+    }
 }
 
 impl PerNode {
@@ -256,6 +263,33 @@ pub fn matching_per_node<'a>(
     per_node
 }
 
+/// The placed pods (on nodes the cache knows) any of `constraints` may select, each
+/// once, with their node's slot: from the cache's label index when every selector
+/// requires a label, else all of them. Counting from scratch then reads a
+/// workload's pods, not the cluster's (the spread benchmark's apps, ten pods each,
+/// were each counted over every placed pod).
+fn selectable<'a>(cache: &'a Cache, constraints: &[Constraint]) -> Vec<(usize, &'a Pod)> {
+    if constraints
+        .iter()
+        .any(|c| matches!(c.selector.narrowing(), Narrowing::Unnarrowed))
+    {
+        return cache.pods_by_slot().collect();
+    }
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut found = Vec::new();
+    for (i, c) in constraints.iter().enumerate() {
+        if constraints[..i].iter().any(|d| d.selector == c.selector) {
+            continue;
+        }
+        for (node, pod, _) in cache.pods_selectable_by(&c.selector) {
+            if seen.insert(pod.metadata.uid.as_deref().unwrap_or_default()) {
+                found.push((node.slot(), pod));
+            }
+        }
+    }
+    found
+}
+
 /// Matching counts kept between cycles: a pod of the same namespace and selectors as an
 /// earlier one (the replicas of one workload, scheduled one after another) gets the
 /// earlier counts brought up to date from the cache's placements since, instead of a
@@ -316,7 +350,9 @@ impl MatchCounts {
                             );
                         }
                     }
-                    None => e.per_node = matching_per_node(pod, constraints, cache.pods_by_slot()),
+                    None => {
+                        e.per_node = matching_per_node(pod, constraints, selectable(cache, constraints).into_iter())
+                    }
                 }
                 e.cursor = cursor;
                 e.nodes = nodes;
@@ -328,7 +364,7 @@ impl MatchCounts {
                     selectors: constraints.iter().map(|c| c.selector.clone()).collect(),
                     cursor,
                     nodes,
-                    per_node: matching_per_node(pod, constraints, cache.pods_by_slot()),
+                    per_node: matching_per_node(pod, constraints, selectable(cache, constraints).into_iter()),
                     used: tick,
                 };
                 if self.entries.len() < COUNTS_KEPT {
@@ -1293,6 +1329,93 @@ mod tests {
         check(&cache, "n2 moved to zone e");
         let bare = PodTopologySpread::default().eligible_domains(&constraints(&incomings[1], "DoNotSchedule"), &cache);
         assert_eq!(bare, [5, 10], "zones a, b, c, d, e; hosts with a zone");
+    }
+
+    /// Counting from scratch over the pods the selectors may select (the cache's label
+    /// index) gives what counting over every placed pod gives: one selector, two that
+    /// differ and select some pods both, a selector listing two values, one no label
+    /// narrows, one selecting nothing; pods of another namespace and terminating ones.
+    #[test]
+    fn counting_what_the_selectors_may_select_counts_every_match() {
+        use crate::cache::Cache;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, Time};
+        use std::sync::Arc;
+        let mut cache = Cache::new();
+        for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b")] {
+            cache.upsert_node(Arc::new(zoned(name, zone).node.as_ref().clone()));
+        }
+        type Placed<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+        let pods: [Placed; 8] = [
+            ("w1", &[("app", "web"), ("tier", "front")], "a1"),
+            ("w2", &[("app", "web")], "a2"),
+            ("w3", &[("app", "web"), ("tier", "front")], "b1"),
+            ("d1", &[("app", "db"), ("tier", "front")], "b1"),
+            ("d2", &[("app", "db")], "a1"),
+            ("x1", &[("tier", "back")], "a2"),
+            ("o1", &[("app", "web")], "a1"),
+            ("t1", &[("app", "web")], "b1"),
+        ];
+        for (name, pairs, node) in pods {
+            let mut p = pod(name, "", "");
+            p.metadata.uid = Some(name.into());
+            p.metadata.labels = Some(labels(pairs));
+            p.spec.as_mut().unwrap().node_name = Some(node.into());
+            if name == "o1" {
+                p.metadata.namespace = Some("other".into());
+            }
+            if name == "t1" {
+                p.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+            }
+            cache.add_or_update_bound_pod(&p);
+        }
+        let constraint = |key: &str, selector: LabelSelector| Constraint {
+            max_skew: 1,
+            topology_key: key.into(),
+            selector: Selector::from_label_selector(Some(&selector)),
+            min_domains: 1,
+            honor_node_affinity: true,
+            honor_node_taints: false,
+        };
+        let labelled = |pairs: &[(&str, &str)]| LabelSelector {
+            match_labels: Some(labels(pairs)),
+            ..Default::default()
+        };
+        let expressions = |key: &str, operator: &str, values: &[&str]| LabelSelector {
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: key.into(),
+                operator: operator.into(),
+                values: Some(values.iter().map(|v| v.to_string()).collect()),
+            }]),
+            ..Default::default()
+        };
+        let sets = [
+            vec![constraint(ZONE, labelled(&[("app", "web")]))],
+            vec![
+                constraint(ZONE, labelled(&[("app", "web")])),
+                constraint(HOSTNAME_LABEL, labelled(&[("tier", "front")])),
+            ],
+            vec![constraint(ZONE, expressions("app", "In", &["web", "db"]))],
+            vec![constraint(ZONE, expressions("tier", "Exists", &[]))],
+            vec![
+                constraint(ZONE, labelled(&[("app", "db")])),
+                constraint(HOSTNAME_LABEL, expressions("app", "NotIn", &["web"])),
+            ],
+            vec![constraint(ZONE, expressions("app", "In", &[]))],
+        ];
+        let incoming = web("new");
+        for set in &sets {
+            let every = matching_per_node(&incoming, set, cache.pods_by_slot());
+            let mut kept = MatchCounts::default();
+            assert_eq!(
+                *kept.get(&incoming, set, &cache),
+                every,
+                "{:?}",
+                set.iter().map(|c| &c.selector).collect::<Vec<_>>()
+            );
+        }
+        assert!(matching_per_node(&incoming, &sets[1], cache.pods_by_slot())
+            .matched()
+            .any(|(_, c)| c[0] > 0 && c[1] > 0));
     }
 
     /// The counts kept between cycles always equal a fresh count over the cache, through
