@@ -10,7 +10,9 @@
 //! PreFilter sums the matching pods per domain from the counts kept per node between
 //! cycles ([`MatchCounts`]); when every node passes the inclusion policies, from the
 //! nodes holding matching pods only, with the number of eligible domains recounted only
-//! when the nodes change, else in one pass over every node.
+//! when the nodes change, else in one pass over every node. Filter, which runs for every
+//! node searched, reads the hostname and zone domains' counts by number
+//! ([`NodeDomains`]), not by label value.
 //!
 //! A pod with no constraints at all gets kube-scheduler's system defaults when it
 //! belongs to a Service (whose selector matches it) or is controlled by a
@@ -416,6 +418,20 @@ pub struct PreFilterState {
     pub counts: Vec<DomainCounts>,
     /// Per constraint: 1 when the incoming pod matches its own selector.
     pub self_match: Vec<i64>,
+    /// The counts again by domain number, for the constraints whose key is
+    /// numbered ([`PreFilterState::number`]): Filter runs for every node
+    /// searched, and where the constraints leave few domains open that is most
+    /// of the cluster's nodes.
+    numbered: Option<NumberedCounts>,
+}
+
+/// [`PreFilterState`]'s counts by domain number.
+#[derive(Clone, Debug)]
+struct NumberedCounts {
+    domains: std::sync::Arc<NodeDomains>,
+    /// Per constraint: its key's place in [`TOPOLOGY_KEYS`] and the matches
+    /// per domain number, when the key is numbered.
+    counts: Vec<Option<(usize, Vec<i64>)>>,
 }
 
 impl PreFilterState {
@@ -433,7 +449,40 @@ impl PreFilterState {
                 .collect(),
             constraints,
             counts,
+            numbered: None,
         }
+    }
+
+    /// Keep the counts of the constraints whose key `domains` numbers by
+    /// domain number too, for [`filter`] to read by the node's slot.
+    /// `domains` must number the nodes Filter is given.
+    pub fn number(&mut self, domains: std::sync::Arc<NodeDomains>) {
+        let counts = self
+            .constraints
+            .iter()
+            .zip(&self.counts)
+            .map(|(c, d)| {
+                let key = topology_key_index(&c.topology_key)?;
+                let numbers = &domains.numbers[key];
+                let mut by_number = vec![0; numbers.len()];
+                for (value, n) in &d.matched {
+                    if let Some(&at) = numbers.get(value) {
+                        by_number[at as usize] = *n;
+                    }
+                }
+                Some((key, by_number))
+            })
+            .collect();
+        self.numbered = Some(NumberedCounts { domains, counts });
+    }
+
+    /// Matches in `node`'s domain of constraint `i`, read by number: none when
+    /// the constraint is not numbered, `Some(None)` when the node lacks its key.
+    fn numbered_matches(&self, i: usize, node: &NodeInfo) -> Option<Option<i64>> {
+        let numbered = self.numbered.as_ref()?;
+        let (key, by_number) = numbered.counts.get(i)?.as_ref()?;
+        let id = numbered.domains.ids[*key].get(node.slot()).copied().flatten();
+        Some(id.map(|id| by_number.get(id as usize).copied().unwrap_or(0)))
     }
 }
 
@@ -541,12 +590,18 @@ pub fn pre_filter_sparse(
 }
 
 /// The Filter decision for one node.
-pub fn filter(state: &PreFilterState, node_labels: Option<&Labels>) -> Result<(), Unfit> {
+pub fn filter(state: &PreFilterState, node: &NodeInfo) -> Result<(), Unfit> {
     for (i, c) in state.constraints.iter().enumerate() {
-        let Some(value) = node_labels.and_then(|l| l.get(&c.topology_key)) else {
-            return Err(Unfit::unresolvable(REASON_MISSING_LABEL));
+        let here = match state.numbered_matches(i, node) {
+            Some(Some(here)) => here,
+            Some(None) => return Err(Unfit::unresolvable(REASON_MISSING_LABEL)),
+            None => {
+                let Some(value) = node.labels().and_then(|l| l.get(&c.topology_key)) else {
+                    return Err(Unfit::unresolvable(REASON_MISSING_LABEL));
+                };
+                state.counts[i].matched.get(value).copied().unwrap_or(0)
+            }
         };
-        let here = state.counts[i].matched.get(value).copied().unwrap_or(0);
         let skew = (here + state.self_match[i]).saturating_sub(state.min_match(i));
         if skew > c.max_skew {
             return Err(Unfit::resolvable(REASON));
@@ -565,23 +620,30 @@ pub struct NodeDomains {
     generation: (u64, u64),
     /// Per key, per slot: the node's domain number.
     ids: [Vec<Option<u32>>; TOPOLOGY_KEYS.len()],
+    /// Per key, each domain's number.
+    numbers: [HashMap<String, u32>; TOPOLOGY_KEYS.len()],
 }
 
 impl NodeDomains {
     /// Number the domains of `nodes` (the cache's, at `generation`).
     pub fn of(nodes: &[NodeInfo], generation: (u64, u64)) -> NodeDomains {
+        let mut numbers: [HashMap<String, u32>; TOPOLOGY_KEYS.len()] = Default::default();
         let ids = std::array::from_fn(|key| {
-            let mut numbers: HashMap<&str, u32> = HashMap::new();
+            let numbers = &mut numbers[key];
             nodes
                 .iter()
                 .map(|n| {
                     let value = n.label(TOPOLOGY_KEYS[key], Some(key))?;
                     let next = numbers.len() as u32;
-                    Some(*numbers.entry(value).or_insert(next))
+                    Some(*numbers.entry(value.to_string()).or_insert(next))
                 })
                 .collect()
         });
-        NodeDomains { generation, ids }
+        NodeDomains {
+            generation,
+            ids,
+            numbers,
+        }
     }
 }
 
@@ -817,19 +879,22 @@ impl FilterPlugin for PodTopologySpread {
         if hard.is_empty() {
             return;
         }
+        let numbered = self.numbered(cache);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let per_node = counts.get(&pod.pod, &hard, cache);
-        state.pod_topology_spread = Some(if includes_every_node(&pod.pod, &hard) {
+        let mut prepared = if includes_every_node(&pod.pod, &hard) {
             let eligible = self.eligible_domains(&hard, cache);
             pre_filter_sparse(&pod.pod, hard, &eligible, per_node, cache.nodes())
         } else {
             pre_filter(&pod.pod, hard, cache.nodes(), per_node)
-        });
+        };
+        prepared.number(numbered);
+        state.pod_topology_spread = Some(prepared);
     }
 
     fn filter(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         match pod.cycle.pod_topology_spread.as_ref() {
-            Some(state) => filter(state, node.labels()),
+            Some(state) => filter(state, node),
             None => Ok(()),
         }
     }
@@ -938,16 +1003,16 @@ mod tests {
         let incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
         // Zone a has 1, zone b has 0: the next pod must go to b.
         let s = state(&incoming, &nodes, &[(0, web("w1"))]);
-        assert_eq!(filter(&s, nodes[1].labels()), Err(Unfit::resolvable(REASON)));
-        assert_eq!(filter(&s, nodes[2].labels()), Ok(()));
+        assert_eq!(filter(&s, &nodes[1]), Err(Unfit::resolvable(REASON)));
+        assert_eq!(filter(&s, &nodes[2]), Ok(()));
         // Balanced: anywhere.
         let s = state(&incoming, &nodes, &[(0, web("w1")), (2, web("w2"))]);
-        assert!(nodes.iter().all(|n| filter(&s, n.labels()).is_ok()));
+        assert!(nodes.iter().all(|n| filter(&s, n).is_ok()));
         // Pods of another app or namespace do not count.
         let mut other = web("o");
         other.metadata.namespace = Some("other".into());
         let s = state(&incoming, &nodes, &[(0, other)]);
-        assert_eq!(filter(&s, nodes[0].labels()), Ok(()));
+        assert_eq!(filter(&s, &nodes[0]), Ok(()));
     }
 
     #[test]
@@ -955,11 +1020,8 @@ mod tests {
         let nodes = slotted(vec![zoned("a1", "a"), node_info(node("bare", "4", "8Gi"))]);
         let incoming = spread(web("new"), ZONE, 1, "DoNotSchedule");
         let s = state(&incoming, &nodes, &[]);
-        assert_eq!(
-            filter(&s, nodes[1].labels()),
-            Err(Unfit::unresolvable(REASON_MISSING_LABEL))
-        );
-        assert_eq!(filter(&s, nodes[0].labels()), Ok(()));
+        assert_eq!(filter(&s, &nodes[1]), Err(Unfit::unresolvable(REASON_MISSING_LABEL)));
+        assert_eq!(filter(&s, &nodes[0]), Ok(()));
     }
 
     #[test]
@@ -976,7 +1038,7 @@ mod tests {
             .min_domains = Some(3);
         let s = state(&incoming, &nodes, &[(0, web("w1")), (1, web("w2"))]);
         // Global minimum is 0 with 2 < 3 domains: 1 + 1 - 0 > 1 everywhere.
-        assert!(nodes.iter().all(|n| filter(&s, n.labels()).is_err()));
+        assert!(nodes.iter().all(|n| filter(&s, n).is_err()));
     }
 
     #[test]
@@ -986,7 +1048,7 @@ mod tests {
         incoming.spec.as_mut().unwrap().node_selector = Some(labels(&[(ZONE, "a")]));
         // Zone b is not eligible (Honor), so zone a may exceed it.
         let s = state(&incoming, &nodes, &[(0, web("w1")), (0, web("w2"))]);
-        assert_eq!(filter(&s, nodes[0].labels()), Ok(()));
+        assert_eq!(filter(&s, &nodes[0]), Ok(()));
         incoming
             .spec
             .as_mut()
@@ -996,7 +1058,7 @@ mod tests {
             .unwrap()[0]
             .node_affinity_policy = Some("Ignore".into());
         let s = state(&incoming, &nodes, &[(0, web("w1")), (0, web("w2"))]);
-        assert_eq!(filter(&s, nodes[0].labels()), Err(Unfit::resolvable(REASON)));
+        assert_eq!(filter(&s, &nodes[0]), Err(Unfit::resolvable(REASON)));
     }
 
     #[test]
@@ -1219,12 +1281,14 @@ mod tests {
 
     /// When every node is included, PreFilter reads only the nodes holding
     /// matching pods and a count of eligible domains kept until the nodes
-    /// change; Filter decides as after a pass over every node, for a zone
+    /// change, and the plugin's Filter reads domains by number; Filter decides
+    /// as after a pass over every node reading labels, for a zone
     /// constraint, zone + hostname, minDomains above the domains there are,
     /// nodes lacking a key, and after nodes come, go and are relabeled.
     #[test]
     fn filter_decides_the_same_from_the_nodes_with_matching_pods() {
         use crate::cache::Cache;
+        use std::cell::Cell;
         use std::sync::Arc;
         let plugin = PodTopologySpread::default();
         let mut cache = Cache::new();
@@ -1269,6 +1333,7 @@ mod tests {
                 );
             incomings.extend([zone, both]);
         }
+        let (fits, skewed, missing) = (Cell::new(0), Cell::new(0), Cell::new(0));
         let check = |cache: &Cache, what: &str| {
             for incoming in &incomings {
                 let info = PodInfo::new(Arc::new(incoming.clone()));
@@ -1295,13 +1360,15 @@ mod tests {
                         "{what}"
                     );
                 }
+                assert!(sparse.numbered.is_some(), "the plugin's Filter reads domains by number");
                 for n in cache.nodes() {
-                    assert_eq!(
-                        filter(&sparse, n.labels()),
-                        filter(&full, n.labels()),
-                        "{what}: {}",
-                        n.name()
-                    );
+                    let decided = filter(&sparse, n);
+                    assert_eq!(decided, filter(&full, n), "{what}: {}", n.name());
+                    match decided {
+                        Ok(()) => fits.set(fits.get() + 1),
+                        Err(e) if e == Unfit::resolvable(REASON) => skewed.set(skewed.get() + 1),
+                        Err(_) => missing.set(missing.get() + 1),
+                    }
                 }
             }
         };
@@ -1327,6 +1394,10 @@ mod tests {
         moved.metadata.labels = Some(labels(&[(HOSTNAME_LABEL, "n2"), (ZONE, "e")]));
         cache.upsert_node(Arc::new(moved));
         check(&cache, "n2 moved to zone e");
+        assert!(
+            fits.get() > 0 && skewed.get() > 0 && missing.get() > 0,
+            "every decision was made: {fits:?} fit, {skewed:?} skewed, {missing:?} lacking a key"
+        );
         let bare = PodTopologySpread::default().eligible_domains(&constraints(&incomings[1], "DoNotSchedule"), &cache);
         assert_eq!(bare, [5, 10], "zones a, b, c, d, e; hosts with a zone");
     }
