@@ -164,12 +164,55 @@ fn terms_of<'a>(pod: &Pod, kept: Option<&'a PodTerms>) -> Cow<'a, PodTerms> {
     }
 }
 
-/// Counts of matching pods per topology pair (key, value).
-pub type TopologyCounts = HashMap<(String, String), i64>;
+/// Counts of matching pods per topology pair: by key, then by value, so
+/// Filter, which asks for every node searched, looks pairs up with the
+/// node's own strings (a map by owned (key, value) pairs made it copy both
+/// for every lookup).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TopologyCounts(HashMap<String, HashMap<String, i64>>);
+
+impl TopologyCounts {
+    /// The count of pair (`key`, `value`).
+    pub fn get(&self, key: &str, value: &str) -> i64 {
+        self.0
+            .get(key)
+            .and_then(|values| values.get(value))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether no pair was counted.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether none of a node's pairs (its labels) has a count above 0.
+    fn none_on(&self, node_labels: Option<&Labels>) -> bool {
+        self.0.iter().all(|(key, values)| {
+            node_labels
+                .and_then(|l| l.get(key))
+                .and_then(|v| values.get(v))
+                .is_none_or(|n| *n <= 0)
+        })
+    }
+
+    fn add(&mut self, key: &str, value: &str) {
+        let values = match self.0.get_mut(key) {
+            Some(values) => values,
+            None => self.0.entry(key.to_string()).or_default(),
+        };
+        match values.get_mut(value) {
+            Some(n) => *n += 1,
+            None => {
+                values.insert(value.to_string(), 1);
+            }
+        }
+    }
+}
 
 fn count(counts: &mut TopologyCounts, term: &AffinityTerm, node_labels: Option<&Labels>) {
     if let Some(v) = node_labels.and_then(|l| l.get(&term.topology_key)) {
-        *counts.entry((term.topology_key.clone(), v.clone())).or_default() += 1;
+        counts.add(&term.topology_key, v);
     }
 }
 
@@ -274,14 +317,6 @@ pub fn pre_filter<'a, 'n>(
     state
 }
 
-fn pair_count(counts: &TopologyCounts, key: &str, value: &str) -> i64 {
-    // Keys are owned pairs; build one only when the map is not empty.
-    if counts.is_empty() {
-        return 0;
-    }
-    counts.get(&(key.to_string(), value.to_string())).copied().unwrap_or(0)
-}
-
 /// Whether the pod's required affinity is satisfied on a node with these labels.
 pub fn satisfies_affinity(state: &PreFilterState, node_labels: Option<&Labels>) -> bool {
     let mut pods_exist = true;
@@ -289,7 +324,7 @@ pub fn satisfies_affinity(state: &PreFilterState, node_labels: Option<&Labels>) 
         let Some(v) = node_labels.and_then(|l| l.get(&term.topology_key)) else {
             return false; // every topology key must be on the node
         };
-        if pair_count(&state.affinity, &term.topology_key, v) <= 0 {
+        if state.affinity.get(&term.topology_key, v) <= 0 {
             pods_exist = false;
         }
     }
@@ -302,19 +337,13 @@ pub fn satisfies_anti_affinity(state: &PreFilterState, node_labels: Option<&Labe
     state.required_anti_affinity.iter().all(|term| {
         node_labels
             .and_then(|l| l.get(&term.topology_key))
-            .is_none_or(|v| pair_count(&state.anti_affinity, &term.topology_key, v) <= 0)
+            .is_none_or(|v| state.anti_affinity.get(&term.topology_key, v) <= 0)
     })
 }
 
 /// Whether no placed pod's required anti-affinity rejects the pod on a node with these labels.
 pub fn satisfies_existing_anti_affinity(state: &PreFilterState, node_labels: Option<&Labels>) -> bool {
-    if state.existing_anti_affinity.is_empty() {
-        return true;
-    }
-    node_labels
-        .into_iter()
-        .flatten()
-        .all(|(k, v)| pair_count(&state.existing_anti_affinity, k, v) <= 0)
+    state.existing_anti_affinity.none_on(node_labels)
 }
 
 /// The Filter decision for a node with these labels.
@@ -715,8 +744,17 @@ mod tests {
             Err(Unfit::resolvable(REASON_EXISTING_ANTI_AFFINITY))
         );
         assert_eq!(filter(&s, Some(&node_labels("n2", "a"))), Ok(()));
+        assert_eq!(filter(&s, None), Ok(()), "a node without labels is in no pair");
         let other = labeled("db-1", "db");
         assert_eq!(filter(&state_for(&other, &[(&n1, &guard)]), Some(&n1)), Ok(()));
+        // A term over zones rules out every node of the guard's zone, only those.
+        let zone_guard = with_affinity(labeled("zone-guard", "guard"), vec![], vec![term("web", ZONE)]);
+        let s = state_for(&plain, &[(&n1, &guard), (&n1, &zone_guard)]);
+        assert_eq!(
+            filter(&s, Some(&node_labels("n2", "a"))),
+            Err(Unfit::resolvable(REASON_EXISTING_ANTI_AFFINITY))
+        );
+        assert_eq!(filter(&s, Some(&node_labels("n3", "b"))), Ok(()));
     }
 
     #[test]
