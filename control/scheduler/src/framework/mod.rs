@@ -99,11 +99,6 @@ impl PodInfo {
     }
 }
 
-/// The topology keys of the system default spread constraints (hostname,
-/// zone): a [`NodeInfo`] keeps its node's values of them beside the labels,
-/// since spreading reads them for every feasible node of nearly every pod.
-pub const TOPOLOGY_KEYS: [&str; 2] = ["kubernetes.io/hostname", "topology.kubernetes.io/zone"];
-
 /// A node as the scheduler sees it: the object plus what is bound or assumed on it.
 #[derive(Clone, Debug)]
 pub struct NodeInfo {
@@ -120,9 +115,6 @@ pub struct NodeInfo {
     /// Sizes in bytes of the images the node reports (`status.images`), by
     /// each of their names (ImageLocality).
     pub images: HashMap<String, i64>,
-    /// The node's values of [`TOPOLOGY_KEYS`], read from its labels when
-    /// the node is set (a label map lookup compares strings at every level).
-    topology: [Option<String>; 2],
     /// Its position in the cache's nodes ([`crate::cache::Cache::nodes`]),
     /// set by the cache: what is kept per node between cycles is kept by
     /// position, not looked up by name.
@@ -139,7 +131,6 @@ impl NodeInfo {
             non_zero_requested: Resources::default(),
             used_ports: Vec::new(),
             images: HashMap::new(),
-            topology: [None, None],
             slot: 0,
         };
         info.set_node(info.node.clone());
@@ -162,8 +153,6 @@ impl NodeInfo {
                 i.names.iter().flatten().map(move |n| (n.clone(), size))
             })
             .collect();
-        let labels = node.metadata.labels.as_ref();
-        self.topology = TOPOLOGY_KEYS.map(|k| labels.and_then(|l| l.get(k)).cloned());
         self.node = node;
     }
 
@@ -185,15 +174,6 @@ impl NodeInfo {
     /// The node's labels.
     pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
         self.node.metadata.labels.as_ref()
-    }
-
-    /// The node's value of label `key`; `known` is `key`'s position in
-    /// [`TOPOLOGY_KEYS`] ([`topology_key_index`]), whose values are kept.
-    pub fn label(&self, key: &str, known: Option<usize>) -> Option<&str> {
-        match known {
-            Some(i) => self.topology.get(i)?.as_deref(),
-            None => self.labels()?.get(key).map(String::as_str),
-        }
     }
 
     /// The node's taints.
@@ -356,50 +336,6 @@ pub fn default_normalize(scores: &mut [i64], reverse: bool) {
     for s in scores.iter_mut() {
         let scaled = MAX_NODE_SCORE * *s / max;
         *s = if reverse { MAX_NODE_SCORE - scaled } else { scaled };
-    }
-}
-
-/// `key`'s position in [`TOPOLOGY_KEYS`], for [`NodeInfo::label`].
-pub fn topology_key_index(key: &str) -> Option<usize> {
-    TOPOLOGY_KEYS.iter().position(|k| *k == key)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::testing::{node, node_info};
-    use super::*;
-
-    /// A node's label values read through what it keeps for the topology
-    /// keys are its labels', and follow an update of the node.
-    #[test]
-    fn a_node_keeps_its_topology_values_through_updates() {
-        let labelled = |pairs: &[(&str, &str)]| {
-            let mut n = node("n1", "4", "8Gi");
-            n.metadata.labels = Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-            n
-        };
-        let read = |info: &NodeInfo| {
-            [TOPOLOGY_KEYS[0], TOPOLOGY_KEYS[1], "example.com/rack"].map(|k| {
-                let kept = info.label(k, topology_key_index(k)).map(str::to_string);
-                assert_eq!(
-                    kept.as_deref(),
-                    info.labels().and_then(|l| l.get(k)).map(String::as_str),
-                    "{k}"
-                );
-                kept
-            })
-        };
-        let mut info = node_info(labelled(&[
-            (TOPOLOGY_KEYS[0], "n1"),
-            (TOPOLOGY_KEYS[1], "a"),
-            ("example.com/rack", "r1"),
-        ]));
-        assert_eq!(read(&info), [Some("n1".into()), Some("a".into()), Some("r1".into())]);
-        info.set_node(Arc::new(labelled(&[(TOPOLOGY_KEYS[1], "b")])));
-        assert_eq!(read(&info), [None, Some("b".into()), None]);
-        info.set_node(Arc::new(node("n1", "4", "8Gi")));
-        assert_eq!(read(&info), [None, None, None]);
-        assert_eq!(topology_key_index("topology.kubernetes.io/region"), None);
     }
 }
 

@@ -23,9 +23,7 @@
 use crate::cache::Cache;
 use crate::framework::plugins::{node_affinity, taint_toleration};
 use crate::framework::selector::{Narrowing, Selector};
-use crate::framework::{
-    topology_key_index, CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE, TOPOLOGY_KEYS,
-};
+use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +34,9 @@ pub const NAME: &str = "PodTopologySpread";
 pub const REASON: &str = "node(s) didn't match pod topology spread constraints";
 /// Reason when the node lacks a constraint's topology key.
 pub const REASON_MISSING_LABEL: &str = "node(s) didn't match pod topology spread constraints (missing required label)";
+/// The topology keys of the system default constraints (hostname, zone),
+/// whose domains [`NodeDomains`] numbers.
+pub const TOPOLOGY_KEYS: [&str; 2] = ["kubernetes.io/hostname", "topology.kubernetes.io/zone"];
 /// The hostname label, counted per node rather than per domain when scoring.
 pub const HOSTNAME_LABEL: &str = TOPOLOGY_KEYS[0];
 /// The zone label of the system default constraints.
@@ -481,7 +482,7 @@ impl PreFilterState {
     fn numbered_matches(&self, i: usize, node: &NodeInfo) -> Option<Option<i64>> {
         let numbered = self.numbered.as_ref()?;
         let (key, by_number) = numbered.counts.get(i)?.as_ref()?;
-        let id = numbered.domains.ids[*key].get(node.slot()).copied().flatten();
+        let id = numbered.domains.of_node(*key, node);
         Some(id.map(|id| by_number.get(id as usize).copied().unwrap_or(0)))
     }
 }
@@ -610,6 +611,11 @@ pub fn filter(state: &PreFilterState, node: &NodeInfo) -> Result<(), Unfit> {
     Ok(())
 }
 
+/// `key`'s position in [`TOPOLOGY_KEYS`].
+fn topology_key_index(key: &str) -> Option<usize> {
+    TOPOLOGY_KEYS.iter().position(|k| *k == key)
+}
+
 /// The nodes' domains of the system default keys ([`TOPOLOGY_KEYS`]),
 /// numbered: per key, each node's (by slot) value as a small number. Scoring
 /// sums and compares domains for every feasible node of every pod; numbers
@@ -633,9 +639,9 @@ impl NodeDomains {
             nodes
                 .iter()
                 .map(|n| {
-                    let value = n.label(TOPOLOGY_KEYS[key], Some(key))?;
+                    let value = n.labels()?.get(TOPOLOGY_KEYS[key])?;
                     let next = numbers.len() as u32;
-                    Some(*numbers.entry(value.to_string()).or_insert(next))
+                    Some(*numbers.entry(value.clone()).or_insert(next))
                 })
                 .collect()
         });
@@ -645,12 +651,18 @@ impl NodeDomains {
             numbers,
         }
     }
+
+    /// `node`'s domain number of key `key` (its place in [`TOPOLOGY_KEYS`]),
+    /// none when it lacks the key.
+    fn of_node(&self, key: usize, node: &NodeInfo) -> Option<u32> {
+        self.ids[key].get(node.slot()).copied().flatten()
+    }
 }
 
 /// Each node's domain for one constraint's key, as a small number.
 enum DomainIds<'a> {
-    /// A system default key, numbered ahead ([`NodeDomains`]), by slot.
-    Numbered(&'a [Option<u32>]),
+    /// A system default key (its place in [`TOPOLOGY_KEYS`]), numbered ahead.
+    Numbered(&'a NodeDomains, usize),
     /// Another key, numbered as nodes are met.
     Met {
         key: &'a str,
@@ -661,7 +673,7 @@ enum DomainIds<'a> {
 impl<'a> DomainIds<'a> {
     fn new(key: &'a str, numbered: &'a NodeDomains) -> DomainIds<'a> {
         match topology_key_index(key) {
-            Some(i) => DomainIds::Numbered(&numbered.ids[i]),
+            Some(i) => DomainIds::Numbered(numbered, i),
             None => DomainIds::Met {
                 key,
                 numbers: HashMap::new(),
@@ -672,7 +684,7 @@ impl<'a> DomainIds<'a> {
     /// `node`'s domain, none when it lacks the key.
     fn of(&mut self, node: &'a NodeInfo) -> Option<u32> {
         match self {
-            DomainIds::Numbered(ids) => ids.get(node.slot()).copied().flatten(),
+            DomainIds::Numbered(numbered, key) => numbered.of_node(*key, node),
             DomainIds::Met { key, numbers } => {
                 let value = node.labels()?.get(*key)?;
                 let next = numbers.len() as u32;
@@ -1136,8 +1148,8 @@ mod tests {
     }
 
     /// Scoring gives the same scores as reading every label where it is
-    /// used: hostname and zone constraints alone and together (values the
-    /// nodes keep) and a key of the user's own (read from the labels),
+    /// used: hostname and zone constraints alone and together (domains
+    /// numbered ahead) and a key of the user's own (read from the labels),
     /// nodes lacking a key, with and without requiring every key, matching
     /// pods spread unevenly.
     #[test]
