@@ -1084,17 +1084,22 @@ mod tests {
         let placed = [(0usize, web("w1")), (0, web("w2"))];
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
         let soft = constraints(&incoming, "ScheduleAnyway");
-        let per_node = matching_per_node(&incoming, &soft, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
-        let scores = score(
-            &incoming,
-            &soft,
-            &feasible,
-            (&nodes, &NodeDomains::of(&nodes, (0, 0))),
-            &per_node,
-            true,
-        );
+        let scores = score_placed((&incoming, &soft, &placed), &feasible, &nodes, true);
         // ln(4) * 2 = 2.77 -> 3 for zone a, 0 for zone b: b gets 100, a 100*(3+0-3)/3 = 0.
         assert_eq!(scores, [0, 100, 0]);
+    }
+
+    /// [`score`] of the `feasible` nodes among `nodes` (slotted), with `placed`
+    /// pods on the nodes at those positions.
+    fn score_placed(
+        (pod, constraints, placed): (&Pod, &[Constraint], &[(usize, Pod)]),
+        feasible: &[&NodeInfo],
+        nodes: &[NodeInfo],
+        require_all: bool,
+    ) -> Vec<i64> {
+        let per_node = matching_per_node(pod, constraints, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
+        let numbered = NodeDomains::of(nodes, (0, 0));
+        score(pod, constraints, feasible, (nodes, &numbered), &per_node, require_all)
     }
 
     /// Scoring by its definition, node by node, reading every label where
@@ -1196,16 +1201,8 @@ mod tests {
             zone_and_rack,
         ];
         for c in &sets {
-            let per_node = matching_per_node(&incoming, c, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
             for require_all in [true, false] {
-                let fast = score(
-                    &incoming,
-                    c,
-                    &feasible,
-                    (&nodes, &NodeDomains::of(&nodes, (0, 0))),
-                    &per_node,
-                    require_all,
-                );
+                let fast = score_placed((&incoming, c, &placed), &feasible, &nodes, require_all);
                 let reference = score_by_definition((&incoming, c, &placed), &feasible, &nodes, require_all);
                 assert_eq!(
                     fast,
@@ -1278,15 +1275,7 @@ mod tests {
         ]);
         let placed = [(0usize, web("w1")), (0, web("w2"))];
         let feasible: Vec<&NodeInfo> = nodes.iter().collect();
-        let per_node = matching_per_node(&p, &c, placed.iter().map(|(i, p)| (nodes[*i].slot(), p)));
-        let scores = score(
-            &p,
-            &c,
-            &feasible,
-            (&nodes, &NodeDomains::of(&nodes, (0, 0))),
-            &per_node,
-            false,
-        );
+        let scores = score_placed((&p, &c, &placed), &feasible, &nodes, false);
         assert!(scores[0] < scores[1], "{scores:?}");
         assert!(scores[2] > 0, "{scores:?}");
     }
