@@ -17,7 +17,7 @@ use crate::cri::{api, Cri, CriError};
 use crate::events::PodEvents;
 use crate::images::{self, ImageManager};
 use crate::init_containers::{self, Gate, Seen};
-use crate::pleg::Snapshot;
+use crate::pleg::{Snapshot, StatusCache};
 use crate::pod_status::{self, ContainerView, Observed};
 use crate::probes::{self, Prober};
 use crate::{cgroups, env, format, labels, lifecycle, pod_spec, volumes};
@@ -82,6 +82,8 @@ pub struct PodWorkers {
     backoff: Mutex<Backoff>,
     images: ImageManager,
     prober: Prober,
+    /// The runtime's statuses, asked again only when a relist shows a change.
+    statuses: StatusCache,
     events: PodEvents,
     posted: Mutex<HashMap<String, PodStatus>>,
     evictions: Mutex<HashMap<String, Eviction>>,
@@ -134,6 +136,7 @@ impl PodWorkers {
             ctx,
             backoff: Mutex::new(Backoff::new(backoff_initial, Duration::from_secs(300))),
             prober: Prober::default(),
+            statuses: StatusCache::default(),
             posted: Mutex::new(HashMap::new()),
             evictions: Mutex::new(HashMap::new()),
             volumes: volumes::Refresher::default(),
@@ -284,7 +287,10 @@ impl PodWorkers {
                 return Ok(());
             }
         }
-        let sandbox_status = self.ctx.cri.pod_sandbox_status(&sandbox_id).await?;
+        let sandbox_status = self
+            .statuses
+            .sandbox(&self.ctx.cri, &sandbox_id, api::PodSandboxState::SandboxReady as i32)
+            .await?;
         let sandbox_ip = sandbox_status
             .network
             .as_ref()
@@ -519,9 +525,9 @@ impl PodWorkers {
         };
         if let Some(latest) = instances.first() {
             view.restart_count = latest.metadata.as_ref().map(|m| m.attempt).unwrap_or(0) as i32;
-            view.latest = cri.container_status(&latest.id).await.ok();
+            view.latest = self.statuses.container(cri, latest).await.ok();
             if let Some(prev) = instances.get(1) {
-                view.previous = cri.container_status(&prev.id).await.ok();
+                view.previous = self.statuses.container(cri, prev).await.ok();
             }
         }
         view
@@ -554,7 +560,7 @@ impl PodWorkers {
             if let Err(err) = self.stop_container(Some(pod), Some(container), &id, left, pod_ip).await {
                 tracing::warn!(container = %container.name, %err, "stopping a sidecar failed");
             }
-            if let Ok(status) = self.ctx.cri.container_status(&id).await {
+            if let Ok(status) = self.statuses.container_now(&self.ctx.cri, &id).await {
                 view.latest = Some(status);
             }
             view.ready = false;
@@ -628,7 +634,7 @@ impl PodWorkers {
                 .and_then(|r| r.iter().find(|s| s.name == ec.name))
                 .filter(|s| s.state.as_ref().is_some_and(|st| st.waiting.is_none()));
             match (instance, ran_before) {
-                (Some(c), _) => view.latest = self.ctx.cri.container_status(&c.id).await.ok(),
+                (Some(c), _) => view.latest = self.statuses.container(&self.ctx.cri, c).await.ok(),
                 // It ran in an earlier sandbox: ephemeral containers are never started again.
                 (None, Some(before)) => {
                     statuses.push(before.clone());
@@ -663,7 +669,7 @@ impl PodWorkers {
                     match started {
                         Ok(id) => {
                             tracing::info!(container = %ec.name, target = ?ec.target_container_name, "ephemeral container started");
-                            view.latest = self.ctx.cri.container_status(&id).await.ok();
+                            view.latest = self.statuses.container_now(&self.ctx.cri, &id).await.ok();
                         }
                         Err(waiting) => view.waiting = Some(waiting),
                     }
@@ -724,13 +730,13 @@ impl PodWorkers {
         };
         match latest {
             None => match start_new(0).await {
-                Ok(id) => view.latest = cri.container_status(&id).await.ok(),
+                Ok(id) => view.latest = self.statuses.container_now(cri, &id).await.ok(),
                 Err(waiting) => view.waiting = Some(waiting),
             },
             Some(c) if is_running(c) => {
-                view.latest = cri.container_status(&c.id).await.ok();
+                view.latest = self.statuses.container(cri, c).await.ok();
                 view.previous = match instances.get(1) {
-                    Some(prev) => cri.container_status(&prev.id).await.ok(),
+                    Some(prev) => self.statuses.container(cri, prev).await.ok(),
                     None => None,
                 };
                 let prober = &self.prober;
@@ -774,10 +780,10 @@ impl PodWorkers {
                 if let Err(err) = cri.start_container(&c.id).await {
                     view.waiting = Some(("RunContainerError".into(), err.to_string()));
                 }
-                view.latest = cri.container_status(&c.id).await.ok();
+                view.latest = self.statuses.container_now(cri, &c.id).await.ok();
             }
             Some(c) => {
-                let status = cri.container_status(&c.id).await.ok();
+                let status = self.statuses.container(cri, c).await.ok();
                 let exit_code = status.as_ref().map(|s| s.exit_code).unwrap_or(-1);
                 let restart = restart_policy == "Always" || (restart_policy == "OnFailure" && exit_code != 0);
                 view.latest = status.clone();
@@ -825,7 +831,7 @@ impl PodWorkers {
                                 Ok(id) => {
                                     tracing::info!(container = %container.name, restarts = attempt + 1, "container restarted");
                                     view.previous = status;
-                                    view.latest = cri.container_status(&id).await.ok();
+                                    view.latest = self.statuses.container_now(cri, &id).await.ok();
                                     view.restart_count = attempt as i32 + 1;
                                 }
                                 Err(waiting) => view.waiting = Some(waiting),
@@ -1107,6 +1113,7 @@ impl PodWorkers {
     pub async fn forget_gone_containers(&self, snapshot: &Snapshot) {
         let live: std::collections::HashSet<&str> = snapshot.containers.iter().map(|c| c.id.as_str()).collect();
         self.prober.retain(|id| live.contains(id));
+        self.statuses.forget_gone(snapshot);
     }
 }
 

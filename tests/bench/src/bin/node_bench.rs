@@ -19,6 +19,9 @@
 //! image already on the node (pulled by the warm-up pods), and a last burst
 //! starts pods of an image neither node has pulled yet (`redis`), so its
 //! latency includes a cold pull through the node's containerd mirror.
+//! Between the two-node burst and its cleanup, its pods are watched just
+//! running for a few seconds: the CPU and CRI calls the nodes keep spending
+//! on pods that do not change.
 //! Writes a Markdown report.
 
 use std::collections::BTreeMap;
@@ -133,6 +136,12 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency,
     )
     .await?;
+    eprintln!(
+        "==> the {} pods running: what the nodes keep spending over {} s",
+        args.pods_two_nodes,
+        SETTLED_WINDOW.as_secs()
+    );
+    let running = settled(&pods, args.pods_two_nodes).await;
     clean(&pods, "two-nodes", &sockets).await?;
     eprintln!(
         "==> {} pods of {COLD_IMAGE} on {n2}, which has not pulled it (cold pull from the cluster registry)",
@@ -142,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
     cold.name = format!("{} pods, one node, cold pull of {COLD_IMAGE}", args.pods_cold);
     clean(&pods, "cold", &sockets).await?;
 
-    let report = report(&args, &[(base_one, one), (base_two, two)], &no_cni, &cold);
+    let report = report(&args, &[(base_one, one), (base_two, two)], &no_cni, &cold, &running);
     println!("{report}");
     if let Some(dir) = args.out.parent() {
         std::fs::create_dir_all(dir)?;
@@ -209,6 +218,12 @@ async fn burst(
     // one once-a-second pass over the node's pods are in it.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let metrics = node_metrics(pods).await.since(&metrics_before);
+    let calls = metrics.calls(n.max(1));
+    let breakdown: Vec<String> = calls
+        .iter()
+        .map(|(op, (ms, per_pod))| format!("{op} {per_pod:.1}/pod {ms:.1} ms"))
+        .collect();
+    eprintln!("    CRI calls through noded: {}", breakdown.join(", "));
     let running = running.lock().unwrap();
     let mut latencies = Vec::new();
     let mut per_node = BTreeMap::new();
@@ -233,6 +248,36 @@ async fn burst(
         per_node,
         cpu,
     })
+}
+
+/// How long the pods of the two-node burst are watched running.
+const SETTLED_WINDOW: Duration = Duration::from_secs(10);
+
+/// What the nodes spend while the pods of a burst just run (nothing changes).
+struct Settled {
+    pods: usize,
+    /// CPU over the window.
+    cpu: cpu::Usage,
+    /// CRI calls through noded over the window, per operation.
+    calls: BTreeMap<String, f64>,
+}
+
+/// Watches `pods` running pods for [`SETTLED_WINDOW`], after a few seconds
+/// for their first resyncs and probes to pass.
+async fn settled(api: &Api<Pod>, pods: usize) -> Settled {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics_before = node_metrics(api).await;
+    let cpu_before = cpu::Snapshot::take();
+    tokio::time::sleep(SETTLED_WINDOW).await;
+    let cpu = cpu::Snapshot::take().since(&cpu_before);
+    let calls = node_metrics(api)
+        .await
+        .since(&metrics_before)
+        .calls(1)
+        .into_iter()
+        .map(|(op, (_, count))| (op, count))
+        .collect();
+    Settled { pods, cpu, calls }
 }
 
 /// Series of every node's `/metrics` (through `nodes/proxy`), summed over the nodes.
@@ -459,7 +504,7 @@ async fn cri_baseline(sockets: &[PathBuf], n: usize, host_network: bool) -> anyh
     })
 }
 
-fn report(args: &Args, runs: &[(Burst, Burst)], no_cni: &Burst, cold: &Burst) -> String {
+fn report(args: &Args, runs: &[(Burst, Burst)], no_cni: &Burst, cold: &Burst, running: &Settled) -> String {
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let mut out = String::new();
@@ -571,5 +616,31 @@ fn report(args: &Args, runs: &[(Burst, Burst)], no_cni: &Burst, cold: &Burst) ->
             by.join(", ")
         ));
     }
+    let secs = SETTLED_WINDOW.as_secs_f64();
+    out.push_str(&format!(
+        "\n## With the pods running\n\nThe {} pods of the two-node burst, all running and nothing changing, watched for \
+         {secs:.0} s (from 3 s after the last one ran): CPU per second by process (both nodes, all processes), and the CRI \
+         calls noded made per second (both nodes).\n\n",
+        running.pods
+    ));
+    let mut by: Vec<(&String, &f64)> = running.cpu.by_command.iter().collect();
+    by.sort_by(|a, b| b.1.total_cmp(a.1));
+    let by: Vec<String> = by
+        .iter()
+        .take(6)
+        .map(|(c, s)| format!("{c} {:.3}", **s / secs))
+        .collect();
+    let calls: Vec<String> = running
+        .calls
+        .iter()
+        .map(|(op, n)| format!("{op} {:.1}", n / secs))
+        .collect();
+    out.push_str("| CPU s per s | by process | CRI calls per s |\n| ---: | --- | --- |\n");
+    out.push_str(&format!(
+        "| {:.3} | {} | {} |\n",
+        running.cpu.busy / secs,
+        by.join(", "),
+        calls.join(", ")
+    ));
     out
 }
