@@ -13,7 +13,8 @@
 //! node's allocatable amount, and the value divided by `divisor` (default 1)
 //! is rounded up.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, ResourceFieldSelector, Secret, Service};
+use crate::service_env::Services;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, ResourceFieldSelector, Secret};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
 use sluice_kube::quantity::{parse_milli, parse_value};
@@ -24,9 +25,11 @@ use std::collections::BTreeMap;
 #[error("{0}")]
 pub struct EnvError(pub String);
 
-/// Resolve the environment of `container` in `pod` (`pod_ip` for `status.podIP`).
+/// Resolve the environment of `container` in `pod` (`pod_ip` for
+/// `status.podIP`; the Service variables from `services`).
 pub async fn resolve(
     client: &kube::Client,
+    services: &Services,
     pod: &Pod,
     container: &Container,
     pod_ip: &str,
@@ -34,7 +37,7 @@ pub async fn resolve(
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut env: Vec<(String, String)> = service_variables(client, pod, &namespace).await?;
+    let mut env: Vec<(String, String)> = service_variables(services, pod, &namespace).await?;
     let mut node: Option<Node> = None;
     let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
         env.retain(|(n, _)| *n != name);
@@ -152,26 +155,14 @@ pub async fn resolve(
 
 /// The Service variables of the pod's namespace (`enableServiceLinks`,
 /// default true) and of `default/kubernetes`.
-async fn service_variables(
-    client: &kube::Client,
-    pod: &Pod,
-    namespace: &str,
-) -> Result<Vec<(String, String)>, EnvError> {
+async fn service_variables(services: &Services, pod: &Pod, namespace: &str) -> Result<Vec<(String, String)>, EnvError> {
     let links = pod.spec.as_ref().and_then(|s| s.enable_service_links).unwrap_or(true);
-    let err = |e: kube::Error| EnvError(format!("listing services: {e}"));
-    let mut services = Vec::new();
-    if links {
-        services = Api::<Service>::namespaced(client.clone(), namespace)
-            .list(&Default::default())
-            .await
-            .map_err(err)?
-            .items;
-    }
-    if !links || namespace != "default" {
-        let api = Api::<Service>::namespaced(client.clone(), "default");
-        services.extend(api.get_opt("kubernetes").await.map_err(err)?);
-    }
-    Ok(crate::service_env::service_env(&services, namespace, links))
+    let all = services.all().await.map_err(|e| EnvError(e.to_string()))?;
+    Ok(crate::service_env::service_env(
+        all.iter().map(|s| &**s),
+        namespace,
+        links,
+    ))
 }
 
 /// This pod's Node, fetched once per environment (for its allocatable resources and addresses).

@@ -5,8 +5,9 @@
 //! the runtime ([`Snapshot`]) at once and syncs just those Pods, so a new
 //! pod starts without waiting for a tick (a change of the status alone,
 //! such as the node's own status write, waits for the tick: [`SyncKeys`];
-//! a pod whose worker just started a container is synced again at once, to
-//! report it started and ready); every second it relists and syncs
+//! a pod whose worker just started a container is synced again at once, so
+//! that an init container that already finished lets the next one start);
+//! every second it relists and syncs
 //! every Pod (dead containers, probes, back-offs). A pod never has two
 //! workers at once: a change that arrives while its worker runs is synced
 //! again as soon as that worker ends. Runtime objects whose Pod is gone are

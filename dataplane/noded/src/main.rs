@@ -217,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
 
     let workers = Arc::new(PodWorkers::new(
         NodeContext {
+            services: sluice_noded::service_env::Services::watch(client.clone()),
             client,
             cri,
             node_name: args.node_name.clone(),

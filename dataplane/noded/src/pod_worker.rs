@@ -61,6 +61,8 @@ pub struct NodeContext {
     pub dns: crate::cluster_dns::PodDnsSettings,
     /// Zero-loss endpoint removal, when this node's proxy runs.
     pub endpoint_drain: Option<EndpointDrain>,
+    /// Every Service, for containers' Service variables.
+    pub services: crate::service_env::Services,
 }
 
 /// A deleted pod leaves the Service maps before its containers are told to
@@ -153,9 +155,10 @@ impl PodWorkers {
     }
 
     /// Whether pod `uid` started a container since the last call: its next
-    /// sync (run at once by the pod loop) sees the container running and
-    /// reports it started and ready (or runs its first probes), without
-    /// waiting for the once-a-second pass.
+    /// sync (run at once by the pod loop) sees what the container did since
+    /// (an init container that finished lets the next one start) without
+    /// waiting for the once-a-second pass. The started container's first
+    /// probes are already in the status of the sync that started it.
     pub fn take_started(&self, uid: &str) -> bool {
         lock(&self.started).remove(uid)
     }
@@ -730,7 +733,10 @@ impl PodWorkers {
         };
         match latest {
             None => match start_new(0).await {
-                Ok(id) => view.latest = self.statuses.container_now(cri, &id).await.ok(),
+                Ok(id) => {
+                    view.latest = self.statuses.container_now(cri, &id).await.ok();
+                    self.probe_if_running(pod, container, pod_ip, &mut view).await;
+                }
                 Err(waiting) => view.waiting = Some(waiting),
             },
             Some(c) if is_running(c) => {
@@ -739,42 +745,10 @@ impl PodWorkers {
                     Some(prev) => self.statuses.container(cri, prev).await.ok(),
                     None => None,
                 };
-                let prober = &self.prober;
                 if let Some(status) = &view.latest {
-                    adopt_probe_results(prober, pod, container, status);
+                    adopt_probe_results(&self.prober, pod, container, status);
                 }
-                let observe = |kind| async move {
-                    let seen = prober.observe(cri, kind, container, pod_ip, &c.id).await;
-                    if let Some(message) = seen.unhealthy {
-                        self.events.warning(pod, &container.name, "Unhealthy", message);
-                    }
-                    seen.ok
-                };
-                let started = observe(probes::Kind::Startup).await;
-                view.started = started;
-                if started {
-                    let alive = observe(probes::Kind::Liveness).await;
-                    if !alive {
-                        tracing::info!(container = %container.name, "liveness probe failed; restarting");
-                        self.events.normal(
-                            pod,
-                            &container.name,
-                            "Killing",
-                            format!("Container {} failed liveness probe, will be restarted", container.name),
-                        );
-                        let grace = Duration::from_secs(
-                            pod.spec
-                                .as_ref()
-                                .and_then(|s| s.termination_grace_period_seconds)
-                                .unwrap_or(30)
-                                .max(0) as u64,
-                        );
-                        let _ = self
-                            .stop_container(Some(pod), Some(container), &c.id, grace, pod_ip)
-                            .await;
-                    }
-                    view.ready = observe(probes::Kind::Readiness).await;
-                }
+                self.probe(pod, container, &c.id, pod_ip, &mut view).await;
             }
             Some(c) if c.state == api::ContainerState::ContainerCreated as i32 => {
                 if let Err(err) = cri.start_container(&c.id).await {
@@ -833,6 +807,7 @@ impl PodWorkers {
                                     view.previous = status;
                                     view.latest = self.statuses.container_now(cri, &id).await.ok();
                                     view.restart_count = attempt as i32 + 1;
+                                    self.probe_if_running(pod, container, pod_ip, &mut view).await;
                                 }
                                 Err(waiting) => view.waiting = Some(waiting),
                             }
@@ -842,6 +817,59 @@ impl PodWorkers {
             }
         }
         view
+    }
+
+    /// A running container's startup, liveness and readiness as they stand,
+    /// each probe run first when it is due (without a probe: started and
+    /// ready once running, as the kubelet's prober). A container failing its
+    /// liveness probe is stopped; the next sync restarts it.
+    async fn probe(&self, pod: &Pod, container: &Container, id: &str, pod_ip: &str, view: &mut ContainerView) {
+        let (cri, prober) = (&self.ctx.cri, &self.prober);
+        let observe = |kind| async move {
+            let seen = prober.observe(cri, kind, container, pod_ip, id).await;
+            if let Some(message) = seen.unhealthy {
+                self.events.warning(pod, &container.name, "Unhealthy", message);
+            }
+            seen.ok
+        };
+        view.started = observe(probes::Kind::Startup).await;
+        if !view.started {
+            return;
+        }
+        let alive = observe(probes::Kind::Liveness).await;
+        if !alive {
+            tracing::info!(container = %container.name, "liveness probe failed; restarting");
+            self.events.normal(
+                pod,
+                &container.name,
+                "Killing",
+                format!("Container {} failed liveness probe, will be restarted", container.name),
+            );
+            let grace = Duration::from_secs(
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+                    .unwrap_or(30)
+                    .max(0) as u64,
+            );
+            let _ = self.stop_container(Some(pod), Some(container), id, grace, pod_ip).await;
+        }
+        view.ready = observe(probes::Kind::Readiness).await;
+    }
+
+    /// [`PodWorkers::probe`] for a container this sync just started, when
+    /// the runtime shows it running: its first status then says started and
+    /// ready (or what its first due probes found) in the same write as
+    /// Running, as the kubelet's, rather than in a second one.
+    async fn probe_if_running(&self, pod: &Pod, container: &Container, pod_ip: &str, view: &mut ContainerView) {
+        let running = view
+            .latest
+            .as_ref()
+            .filter(|s| s.state == api::ContainerState::ContainerRunning as i32)
+            .map(|s| s.id.clone());
+        if let Some(id) = running {
+            self.probe(pod, container, &id, pod_ip, view).await;
+        }
     }
 
     /// Create and start a container (in the process namespace of container
@@ -863,7 +891,7 @@ impl PodWorkers {
                 .warning(pod, &container.name, "Failed", images::messages::error(&reason));
             return Err((reason, message));
         }
-        let environment = env::resolve(&self.ctx.client, pod, container, pod_ip)
+        let environment = env::resolve(&self.ctx.client, &self.ctx.services, pod, container, pod_ip)
             .await
             .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let mounts = volumes::container_mounts(pod, container, &environment, volume_paths).map_err(|message| {

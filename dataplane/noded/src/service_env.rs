@@ -14,9 +14,57 @@
 //! Names are upper-cased with `-` turned into `_`; the first port is the
 //! Service's port. They come first in the environment, so the container's own
 //! `env` and `envFrom` override them and `$(VAR)` can refer to them.
+//!
+//! The Services come from a watch of all of them ([`Services`], the
+//! kubelet's service lister), not from a list per container start: in a
+//! burst of pod starts that list was one API request per pod.
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::Api;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long a container start waits for the first list of Services (then
+/// it fails as the kubelet's does, and the next sync retries).
+const FIRST_LIST_WAIT: Duration = Duration::from_secs(5);
+
+/// Every Service of the cluster, kept by a watch.
+#[derive(Clone)]
+pub struct Services {
+    store: reflector::Store<Service>,
+}
+
+impl Services {
+    /// Starts watching every Service, for as long as the process runs.
+    pub fn watch(client: kube::Client) -> Self {
+        let (store, writer) = reflector::store();
+        let events =
+            reflector(writer, watcher(Api::<Service>::all(client), watcher::Config::default())).default_backoff();
+        tokio::spawn(events.for_each(|event| async move {
+            if let Err(err) = event {
+                tracing::warn!(%err, "service watch error (retrying)");
+            }
+        }));
+        Self { store }
+    }
+
+    /// Every Service, once the first list is in (after at most
+    /// [`FIRST_LIST_WAIT`]; the kubelet's error otherwise).
+    pub async fn all(&self) -> Result<Vec<Arc<Service>>, NotListedYet> {
+        match tokio::time::timeout(FIRST_LIST_WAIT, self.store.wait_until_ready()).await {
+            Ok(Ok(())) => Ok(self.store.state()),
+            _ => Err(NotListedYet),
+        }
+    }
+}
+
+/// The Services have not been listed yet.
+#[derive(Debug, thiserror::Error)]
+#[error("services have not yet been read at least once, cannot construct envvars")]
+pub struct NotListedYet;
 
 fn env_name(name: &str) -> String {
     name.to_ascii_uppercase().replace('-', "_")
@@ -25,7 +73,11 @@ fn env_name(name: &str) -> String {
 /// The variables for a pod in `namespace` from `services` (every Service the
 /// node knows of; those of other namespaces are skipped, except
 /// `default/kubernetes`).
-pub fn service_env(services: &[Service], namespace: &str, enable_service_links: bool) -> Vec<(String, String)> {
+pub fn service_env<'a>(
+    services: impl IntoIterator<Item = &'a Service>,
+    namespace: &str,
+    enable_service_links: bool,
+) -> Vec<(String, String)> {
     // By name: one namespace's Service wins over default/kubernetes of the same name.
     let mut chosen: BTreeMap<String, &Service> = BTreeMap::new();
     for svc in services {

@@ -10,7 +10,8 @@
 //! cgroup; deletion honouring the grace period and emptying containerd; a
 //! failing probe (on a named port) or a missing ConfigMap explained in
 //! `kubectl describe` with the kubelet's Unhealthy, Killing and FailedMount
-//! events.
+//! events; a starting pod's stored versions going from ContainerCreating
+//! straight to Running and Ready, as the kubelet reports them.
 //!
 //! Needs root. Build first: `cargo build -p sluice-apiserver -p sluice-controllers
 //! -p sluice-noded -p sluice-cni -p sluice-pause -p xtask` (or `cargo xtask test`).
@@ -609,4 +610,63 @@ async fn a_failing_probe_or_mount_shows_why_in_kubectl_describe() {
         pods.delete(name, &DeleteParams::default()).await.unwrap();
         wait_gone(&pods, name, Duration::from_secs(30)).await;
     }
+}
+
+/// What `kubectl get pods -w` shows while a pod starts: Pending with its
+/// container ContainerCreating, then Running and Ready, with no "Running but
+/// not Ready" step between when the container has no probe. The kubelet
+/// reports a container it just started with its first probe results (none
+/// here: started and ready) in the same status write as Running, and so does
+/// noded: two status writes per start, not three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_started_pod_goes_from_container_creating_to_running_and_ready_in_one_write() {
+    use futures::StreamExt;
+    use kube::api::{ListParams, WatchEvent, WatchParams};
+    let _serial = serial();
+    let node = SingleNode::start("node-story-7", CLUSTER_CIDR).await;
+    let pods = node.pods();
+    let from = pods
+        .list_metadata(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let watch = pods
+        .watch(&WatchParams::default().fields("metadata.name=plain"), &from)
+        .await
+        .unwrap();
+    node.create_pod(httpd_pod("plain", "true")).await;
+
+    // Every version of the pod the API server stored, until it is Running and Ready.
+    let mut watch = watch.boxed();
+    let mut seen: Vec<(String, bool, Option<String>)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|(phase, ready, _)| phase == "Running" && *ready) {
+        let event = tokio::time::timeout_at(deadline, watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("pod plain Running and Ready within 60 s; saw {seen:?}"))
+            .expect("the watch stays open")
+            .unwrap();
+        let (WatchEvent::Added(pod) | WatchEvent::Modified(pod)) = event else {
+            continue;
+        };
+        let status = pod.status.clone().unwrap_or_default();
+        let waiting = status
+            .container_statuses
+            .iter()
+            .flatten()
+            .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
+        seen.push((status.phase.clone().unwrap_or_default(), pod_ready(&pod), waiting));
+    }
+    assert!(
+        seen.iter()
+            .any(|(phase, _, waiting)| phase == "Pending" && waiting.as_deref() == Some("ContainerCreating")),
+        "the node reported ContainerCreating first: {seen:?}"
+    );
+    let running: Vec<_> = seen.iter().filter(|(phase, _, _)| phase == "Running").collect();
+    assert_eq!(running.len(), 1, "one Running version, already Ready: {seen:?}");
+
+    pods.delete("plain", &DeleteParams::default()).await.unwrap();
+    wait_gone(&pods, "plain", Duration::from_secs(30)).await;
 }

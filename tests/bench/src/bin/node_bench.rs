@@ -194,6 +194,7 @@ async fn burst(
 ) -> anyhow::Result<Burst> {
     let (running, watch) = sluice_bench::running::watch_running(pods.clone(), &format!("bench={run}")).await?;
     let metrics_before = node_metrics(pods).await;
+    let requests_before = api_requests(pods).await;
     let cpu_before = cpu::Snapshot::take();
     let started = Instant::now();
     let sent: Vec<(String, Instant)> = futures::stream::iter(0..n)
@@ -224,6 +225,10 @@ async fn burst(
         .map(|(op, (ms, per_pod))| format!("{op} {per_pod:.1}/pod {ms:.1} ms"))
         .collect();
     eprintln!("    CRI calls through noded: {}", breakdown.join(", "));
+    eprintln!(
+        "    API requests per pod: {}",
+        per_unit(&api_requests(pods).await, &requests_before, n.max(1) as f64)
+    );
     let running = running.lock().unwrap();
     let mut latencies = Vec::new();
     let mut per_node = BTreeMap::new();
@@ -267,8 +272,13 @@ struct Settled {
 async fn settled(api: &Api<Pod>, pods: usize) -> Settled {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let metrics_before = node_metrics(api).await;
+    let requests_before = api_requests(api).await;
     let cpu_before = cpu::Snapshot::take();
     tokio::time::sleep(SETTLED_WINDOW).await;
+    eprintln!(
+        "    API requests per s: {}",
+        per_unit(&api_requests(api).await, &requests_before, SETTLED_WINDOW.as_secs_f64())
+    );
     let cpu = cpu::Snapshot::take().since(&cpu_before);
     let calls = node_metrics(api)
         .await
@@ -352,6 +362,52 @@ async fn node_metrics(pods: &Api<Pod>) -> NodeMetrics {
         }
     }
     out
+}
+
+/// The API server's `apiserver_request_total`, summed by verb, resource
+/// and subresource (codes, groups and scopes folded).
+async fn api_requests(pods: &Api<Pod>) -> BTreeMap<String, f64> {
+    let client: kube::Client = pods.clone().into_client();
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let mut out = BTreeMap::new();
+    let Ok(text) = client.request_text(request).await else {
+        eprintln!("    (no metrics from the API server)");
+        return out;
+    };
+    let label = |series: &str, name: &str| -> String {
+        let key = format!("{name}=\"");
+        series
+            .find(&key)
+            .map(|i| &series[i + key.len()..])
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(value, _)| value.to_string())
+            .unwrap_or_default()
+    };
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let (resource, sub) = (label(series, "resource"), label(series, "subresource"));
+        let what = if sub.is_empty() {
+            resource
+        } else {
+            format!("{resource}/{sub}")
+        };
+        *out.entry(format!("{} {what}", label(series, "verb"))).or_default() += value;
+    }
+    out
+}
+
+/// What grew from `before` to `after`, divided by `unit`, as `key n.n` items.
+fn per_unit(after: &BTreeMap<String, f64>, before: &BTreeMap<String, f64>, unit: f64) -> String {
+    after
+        .iter()
+        .map(|(k, v)| (k, (v - before.get(k).copied().unwrap_or(0.0)) / unit))
+        .filter(|(_, d)| *d >= 0.05)
+        .map(|(k, d)| format!("{k} {d:.1}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `name_sum{labels}` → `name{labels}_sum` (and `_count`), so a histogram's
