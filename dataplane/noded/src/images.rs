@@ -16,6 +16,7 @@ use crate::backoff::Backoff;
 use crate::cri::{api, Cri};
 use crate::events::PodEvents;
 use crate::format::go_duration;
+use crate::lock;
 use base64::Engine;
 use k8s_openapi::api::core::v1::{Container, Pod, Secret};
 use kube::api::Api;
@@ -441,10 +442,6 @@ pub struct ImageManager {
     backoff: Mutex<Backoff>,
     last_errors: Mutex<HashMap<(String, String), String>>,
     digests: Mutex<HashMap<String, String>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The repo digest of `image` among an image's `repo_digests` (same repository first).

@@ -14,6 +14,7 @@
 //! killed (only after the first full list of Pods, so a restarted noded
 //! adopts its running pods instead of killing them).
 
+use crate::lock;
 use crate::pleg::Snapshot;
 use crate::pod_worker::PodWorkers;
 use futures::StreamExt;
@@ -185,10 +186,6 @@ fn sync_key(pod: &Pod) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     serde_json::to_vec(&bare).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

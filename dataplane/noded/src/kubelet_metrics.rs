@@ -22,6 +22,7 @@
 //! One process-wide set ([`metrics`]), as the API server's `metrics`; built
 //! on `prometheus-client`, served in the OpenMetrics text format.
 
+use crate::lock;
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -138,10 +139,6 @@ impl std::fmt::Debug for KubeletMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KubeletMetrics").finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl KubeletMetrics {

@@ -67,3 +67,9 @@ pub mod stats;
 pub mod streaming;
 pub mod termination_message;
 pub mod volumes;
+
+/// Locks `mutex`; a lock poisoned by a holder that panicked is taken with
+/// the data as it was left (the one lock helper of every noded module).
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}

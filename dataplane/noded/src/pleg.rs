@@ -16,6 +16,7 @@
 
 use crate::cri::{api, Cri, CriError};
 use crate::labels;
+use crate::lock;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
@@ -147,10 +148,6 @@ impl StatusCache {
         let sandboxes: HashSet<&str> = snapshot.sandboxes.iter().map(|s| s.id.as_str()).collect();
         lock(&self.sandboxes).retain(|id, _| sandboxes.contains(id.as_str()));
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

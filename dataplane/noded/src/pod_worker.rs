@@ -17,6 +17,7 @@ use crate::cri::{api, Cri, CriError};
 use crate::events::PodEvents;
 use crate::images::{self, ImageManager};
 use crate::init_containers::{self, Gate, Seen};
+use crate::lock;
 use crate::pleg::{Snapshot, StatusCache};
 use crate::pod_status::{self, ContainerView, Observed};
 use crate::probes::{self, Prober};
@@ -1209,10 +1210,6 @@ pub fn crash_loop_waiting(wait: Duration, container: &str, pod: &Pod) -> String 
         format::go_duration(wait),
         format::pod(pod)
     )
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The state directory of pods (for `noded` and tests).
