@@ -5,6 +5,8 @@
 //! win, as in Kubernetes); `$(VAR)` references to
 //! earlier variables are expanded. A missing non-optional ConfigMap/Secret
 //! key is an error the pod worker reports as `CreateContainerConfigError`.
+//! ConfigMaps and Secrets are read from the node's watches of the objects
+//! its pods use ([`crate::volumes::objects`]), as the kubelet's managers.
 //!
 //! The downward API: `fieldRef` on the paths Kubernetes allows in env
 //! (`status.podIPs`/`status.hostIPs` are comma-separated lists), and
@@ -14,7 +16,8 @@
 //! is rounded up.
 
 use crate::service_env::Services;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, ResourceFieldSelector, Secret};
+use crate::volumes::objects::Objects;
+use k8s_openapi::api::core::v1::{Container, Node, Pod, ResourceFieldSelector};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::Api;
 use sluice_kube::quantity::{parse_milli, parse_value};
@@ -30,13 +33,12 @@ pub struct EnvError(pub String);
 pub async fn resolve(
     client: &kube::Client,
     services: &Services,
+    objects: &Objects,
     pod: &Pod,
     container: &Container,
     pod_ip: &str,
 ) -> Result<Vec<(String, String)>, EnvError> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
-    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut env: Vec<(String, String)> = service_variables(services, pod, &namespace).await?;
     let mut node: Option<Node> = None;
     let set = |env: &mut Vec<(String, String)>, name: String, value: String| {
@@ -46,27 +48,29 @@ pub async fn resolve(
     for from in container.env_from.as_deref().unwrap_or(&[]) {
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(source) = &from.config_map_ref {
-            match config_maps
-                .get_opt(&source.name)
+            match objects
+                .config_maps
+                .get(client, &namespace, &source.name)
                 .await
                 .map_err(|e| EnvError(e.to_string()))?
             {
                 Some(cm) => cm
                     .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v)),
+                    .iter()
+                    .flatten()
+                    .for_each(|(k, v)| set(&mut env, format!("{prefix}{k}"), v.clone())),
                 None if source.optional.unwrap_or(false) => {}
                 None => return Err(EnvError(format!("configmap {:?} not found", source.name))),
             }
         }
         if let Some(source) = &from.secret_ref {
-            match secrets
-                .get_opt(&source.name)
+            match objects
+                .secrets
+                .get(client, &namespace, &source.name)
                 .await
                 .map_err(|e| EnvError(e.to_string()))?
             {
-                Some(secret) => secret.data.unwrap_or_default().into_iter().for_each(|(k, v)| {
+                Some(secret) => secret.data.iter().flatten().for_each(|(k, v)| {
                     set(
                         &mut env,
                         format!("{prefix}{k}"),
@@ -116,11 +120,12 @@ pub async fn resolve(
                 })?;
                 resource_value(target, allocatable, selector).map_err(|e| EnvError(format!("env {}: {e}", var.name)))?
             } else if let Some(key) = &from.config_map_key_ref {
-                let cm = config_maps
-                    .get_opt(&key.name)
+                let cm = objects
+                    .config_maps
+                    .get(client, &namespace, &key.name)
                     .await
                     .map_err(|e| EnvError(e.to_string()))?;
-                match cm.and_then(|cm| cm.data).and_then(|mut d| d.remove(&key.key)) {
+                match cm.and_then(|cm| cm.data.as_ref()?.get(&key.key).cloned()) {
                     Some(v) => v,
                     None if key.optional.unwrap_or(false) => continue,
                     None => {
@@ -131,8 +136,12 @@ pub async fn resolve(
                     }
                 }
             } else if let Some(key) = &from.secret_key_ref {
-                let secret = secrets.get_opt(&key.name).await.map_err(|e| EnvError(e.to_string()))?;
-                match secret.and_then(|s| s.data).and_then(|mut d| d.remove(&key.key)) {
+                let secret = objects
+                    .secrets
+                    .get(client, &namespace, &key.name)
+                    .await
+                    .map_err(|e| EnvError(e.to_string()))?;
+                match secret.and_then(|s| s.data.as_ref()?.get(&key.key).cloned()) {
                     Some(v) => String::from_utf8_lossy(&v.0).into_owned(),
                     None if key.optional.unwrap_or(false) => continue,
                     None => {

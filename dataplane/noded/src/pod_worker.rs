@@ -892,9 +892,16 @@ impl PodWorkers {
                 .warning(pod, &container.name, "Failed", images::messages::error(&reason));
             return Err((reason, message));
         }
-        let environment = env::resolve(&self.ctx.client, &self.ctx.services, pod, container, pod_ip)
-            .await
-            .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
+        let environment = env::resolve(
+            &self.ctx.client,
+            &self.ctx.services,
+            self.volumes.objects(),
+            pod,
+            container,
+            pod_ip,
+        )
+        .await
+        .map_err(|e| ("CreateContainerConfigError".to_string(), e.to_string()))?;
         let mounts = volumes::container_mounts(pod, container, &environment, volume_paths).map_err(|message| {
             self.events
                 .warning(pod, &container.name, "Failed", format!("Error: {message}"));

@@ -40,6 +40,7 @@ pub mod browser;
 pub mod cluster;
 pub mod controllers;
 pub mod https;
+pub mod metrics;
 pub mod node;
 pub mod registry;
 pub mod scheduling;

@@ -23,33 +23,9 @@ use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use sluice_tests::controllers::{deployment, ControllerManager};
+use sluice_tests::metrics::value;
 use sluice_tests::scheduling::{failed_scheduling_events, pod, NodeSim, SchedulerProcess};
 use sluice_tests::{eventually, raw_at, ControlPlane};
-
-/// The value of the series `name{labels}` where every `label="value"` pair
-/// of `want` is among its labels (summed over the series that match).
-fn value(text: &str, name: &str, want: &[(&str, &str)]) -> Option<f64> {
-    let mut total = None;
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, v)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (series_name, labels) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if series_name != name {
-            continue;
-        }
-        if want
-            .iter()
-            .all(|(k, val)| labels.split(',').any(|l| l == format!("{k}=\"{val}\"")))
-        {
-            *total.get_or_insert(0.0) += v.parse::<f64>().unwrap_or(0.0);
-        }
-    }
-    total
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_scrapes_the_scheduler_and_the_controller_manager() {

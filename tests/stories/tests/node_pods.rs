@@ -11,7 +11,8 @@
 //! failing probe (on a named port) or a missing ConfigMap explained in
 //! `kubectl describe` with the kubelet's Unhealthy, Killing and FailedMount
 //! events; a starting pod's stored versions going from ContainerCreating
-//! straight to Running and Ready, as the kubelet reports them.
+//! straight to Running and Ready, as the kubelet reports them; pods mounting
+//! the same ConfigMap sharing the node's one watch of it.
 //!
 //! Needs root. Build first: `cargo build -p sluice-apiserver -p sluice-controllers
 //! -p sluice-noded -p sluice-cni -p sluice-pause -p xtask` (or `cargo xtask test`).
@@ -669,4 +670,117 @@ async fn a_started_pod_goes_from_container_creating_to_running_and_ready_in_one_
 
     pods.delete("plain", &DeleteParams::default()).await.unwrap();
     wait_gone(&pods, "plain", Duration::from_secs(30)).await;
+}
+
+/// The distinct ConfigMaps a stored pod's volumes read (its own `configMap`
+/// volumes and projected sources, `kube-root-ca.crt` among them when the
+/// ServiceAccount admission added the token volume).
+fn config_maps_of(pod: &Pod) -> std::collections::BTreeSet<String> {
+    let volumes = pod.spec.as_ref().and_then(|s| s.volumes.clone()).unwrap_or_default();
+    let mut names = std::collections::BTreeSet::new();
+    for v in volumes {
+        names.extend(v.config_map.map(|c| c.name));
+        for s in v.projected.and_then(|p| p.sources).unwrap_or_default() {
+            names.extend(s.config_map.map(|c| c.name));
+        }
+    }
+    names
+}
+
+/// The API server's count of `verb` requests on ConfigMaps (`WATCH`: those open now).
+async fn config_map_requests(node: &SingleNode, verb: &str) -> f64 {
+    let text = node.control_plane.raw().await.get("/metrics").await.text();
+    let (name, code) = if verb == "WATCH" {
+        ("apiserver_longrunning_requests", None)
+    } else {
+        ("apiserver_request_total", Some(("code", "200")))
+    };
+    let labels: Vec<(&str, &str)> = [("verb", verb), ("resource", "configmaps")]
+        .into_iter()
+        .chain(code)
+        .collect();
+    sluice_tests::metrics::value(&text, name, &labels).unwrap_or(0.0)
+}
+
+/// A platform engineer runs several pods mounting the same ConfigMap. The
+/// node keeps one watch per ConfigMap its pods use, as the kubelet does,
+/// instead of every pod reading its ConfigMaps again on every volume refresh:
+/// with the pods running, no ConfigMap is read at all; a change still reaches
+/// every pod's files; the watches end with the last pod using them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_mounting_the_same_config_map_share_one_watch_of_it() {
+    let _serial = serial();
+    let node = SingleNode::start("node-story-8", CLUSTER_CIDR).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(node.client.clone(), "default");
+    let cm = serde_json::from_value(json!({"metadata": {"name": "shared"}, "data": {"greeting": "hello"}})).unwrap();
+    configmaps.create(&PostParams::default(), &cm).await.unwrap();
+    let watches_before = config_map_requests(&node, "WATCH").await;
+
+    let names = ["reader-a", "reader-b", "reader-c"];
+    for name in names {
+        let mut pod = httpd_pod(name, "true");
+        pod["spec"]["containers"][0]["volumeMounts"] = json!([{"name": "cfg", "mountPath": "/www/cfg"}]);
+        pod["spec"]["volumes"] = json!([{"name": "cfg", "configMap": {"name": "shared"}}]);
+        node.create_pod(pod).await;
+    }
+    let mut ips = Vec::new();
+    let mut used = std::collections::BTreeSet::new();
+    for name in names {
+        let pod = node.wait_running_ready(name, Duration::from_secs(90)).await;
+        used.extend(config_maps_of(&pod));
+        ips.push(pod.status.unwrap().pod_ip.unwrap());
+    }
+    for ip in &ips {
+        assert_eq!(http_get(ip, 8080, "/cfg/greeting").as_deref(), Some("hello"));
+    }
+    assert!(used.contains("shared"), "{used:?}");
+
+    // One watch per ConfigMap the pods use, not one per pod.
+    let watches = eventually(Duration::from_secs(10), "the node's ConfigMap watches", || async {
+        let open = config_map_requests(&node, "WATCH").await - watches_before;
+        (open == used.len() as f64).then_some(open)
+    })
+    .await;
+    assert_eq!(watches, used.len() as f64, "ConfigMaps used: {used:?}");
+
+    // Running pods read no ConfigMap: two and a half volume refresh periods (10 s each) pass without a GET.
+    let gets = config_map_requests(&node, "GET").await;
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert_eq!(
+        config_map_requests(&node, "GET").await,
+        gets,
+        "a running pod's volumes read their ConfigMaps from the node's watch"
+    );
+
+    // A change reaches every pod's files through that watch.
+    let patch = json!({"data": {"greeting": "changed"}});
+    configmaps
+        .patch(
+            "shared",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+    for ip in &ips {
+        eventually(Duration::from_secs(30), "the change in the pod's file", || async {
+            (http_get(ip, 8080, "/cfg/greeting").as_deref() == Some("changed")).then_some(())
+        })
+        .await;
+    }
+
+    // The watches end with the last pod using them.
+    let pods = node.pods();
+    for name in names {
+        pods.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+    for name in names {
+        wait_gone(&pods, name, Duration::from_secs(30)).await;
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the node's ConfigMap watches closed",
+        || async { (config_map_requests(&node, "WATCH").await == watches_before).then_some(()) },
+    )
+    .await;
 }

@@ -324,7 +324,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         resource: t.resource.plural.to_string(),
         subresource: t.subresource.clone(),
         namespace: t.namespace.clone(),
-        name: t.name.clone(),
+        // A list or watch of one object by field selector names it, as in Kubernetes.
+        name: t.name.clone().or_else(|| {
+            matches!(verb, "list" | "watch")
+                .then(|| crate::meta::selectors::named_by(q.get("fieldSelector").unwrap_or_default()))
+                .flatten()
+        }),
         path: None,
     };
     state

@@ -290,6 +290,24 @@ impl FieldSelector {
     }
 }
 
+/// The object a list or watch's raw field selector names, as Kubernetes'
+/// RequestInfo finds it: a term `metadata.name=<name>` (or `==`) in a
+/// selector that parses, whose value is a valid path segment (not `.` or
+/// `..`, no `/` or `%`). Authorization then sees that name, so a rule for
+/// one named object (the Node authorizer's Secrets and ConfigMaps, RBAC's
+/// `resourceNames`) allows listing and watching just it.
+pub fn named_by(selector: &str) -> Option<String> {
+    let mut name = None;
+    for part in split_terms(selector).into_iter().filter(|p| !p.is_empty()) {
+        let (field, eq, value) = split_term(part)?;
+        let value = unescape_value(value).ok()?;
+        if field == "metadata.name" && eq && name.is_none() {
+            name = Some(value);
+        }
+    }
+    name.filter(|n| !matches!(n.as_str(), "." | "..") && !n.contains(['/', '%']))
+}
+
 /// `Scheme.ConvertFieldLabel`: the kind's own conversion when it has one,
 /// else `DefaultMetaV1FieldSelectorConversion`.
 fn convert_field_label(r: &Resource, field: &str) -> Result<String, String> {
@@ -494,6 +512,28 @@ mod tests {
             "\"data.x\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
         );
         assert_eq!(ok(("", "Pod"), "spec.host=n").unwrap().0[0].0, "spec.nodeName");
+    }
+
+    #[test]
+    fn a_field_selector_pinning_the_name_names_the_object() {
+        assert_eq!(
+            named_by("metadata.name=kube-root-ca.crt").as_deref(),
+            Some("kube-root-ca.crt")
+        );
+        assert_eq!(named_by("metadata.namespace=a,metadata.name==b").as_deref(), Some("b"));
+        assert_eq!(named_by("metadata.name=a\\,b").as_deref(), Some("a,b"));
+        for none in [
+            "",
+            "metadata.name!=a",
+            "metadata.namespace=a",
+            "metadata.name=..",
+            "metadata.name=a/b",
+            "metadata.name=a%2F",
+            "metadata.name=a,=b=c",
+            "metadata.name",
+        ] {
+            assert_eq!(named_by(none), None, "{none:?}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! emptyDir ([`empty_dir`], on disk or `medium: Memory`), hostPath
 //! ([`host_path`], with its `type` checks), configMap, secret, downwardAPI
 //! and projected ([`projection`], written by the [`atomic_writer`] and kept
-//! up to date by the [`Refresher`]; service account tokens from
+//! up to date by the [`Refresher`] from watches of the ConfigMaps and Secrets
+//! they use, [`objects`]; service account tokens from
 //! [`sa_token`], refreshed when 80% of their lifetime has passed), and persistentVolumeClaim ([`pvc`]: the
 //! bound PersistentVolume's hostPath or local path).
 //!
@@ -29,6 +30,7 @@
 pub mod atomic_writer;
 pub mod empty_dir;
 pub mod host_path;
+pub mod objects;
 pub mod projection;
 pub mod pvc;
 pub mod sa_token;
@@ -164,14 +166,14 @@ fn volumes_of(pod: &Pod) -> &[Volume] {
 /// sources are all immutable (the refresh need not read them again).
 pub async fn prepare(
     client: &kube::Client,
-    tokens: &sa_token::TokenManager,
+    sources: &Sources,
     state_dir: &Path,
     pod: &Pod,
 ) -> Result<BTreeSet<String>, VolumeError> {
     let node = node_facts(client, pod, volumes_of(pod).iter().collect::<Vec<_>>().as_slice()).await;
     let mut immutable = BTreeSet::new();
     for volume in volumes_of(pod) {
-        if set_up(client, tokens, state_dir, pod, volume, &node).await? {
+        if set_up(client, sources, state_dir, pod, volume, &node).await? {
             immutable.insert(volume.name.clone());
         }
     }
@@ -235,7 +237,7 @@ fn fs_group_of(pod: &Pod) -> Option<(i64, bool)> {
 /// Set up one volume; returns whether it is a projected-kind volume whose sources are all immutable.
 async fn set_up(
     client: &kube::Client,
-    tokens: &sa_token::TokenManager,
+    sources: &Sources,
     state_dir: &Path,
     pod: &Pod,
     volume: &Volume,
@@ -260,7 +262,8 @@ async fn set_up(
         let inputs = projection::Inputs {
             client,
             allocatable: node.allocatable.as_ref(),
-            tokens,
+            tokens: &sources.tokens,
+            objects: &sources.objects,
         };
         let projected = projection::payload(&inputs, pod, volume).await.map_err(|e| match e {
             projection::ProjectionError::Api(source) => VolumeError::Api {
@@ -432,12 +435,22 @@ pub fn set_ownership(dir: &Path, gid: i64, read_only: bool) -> std::io::Result<(
 /// object cache's TTL, about a minute).
 pub const REFRESH_PERIOD: Duration = Duration::from_secs(10);
 
+/// Where the node's pods' configMap, secret and projected volumes get
+/// their contents: the watched objects and the service account tokens.
+#[derive(Default)]
+pub struct Sources {
+    /// The watched ConfigMaps and Secrets.
+    pub objects: objects::Objects,
+    /// The service account tokens.
+    pub tokens: sa_token::TokenManager,
+}
+
 /// Keeps configMap, secret, downwardAPI and projected volumes of running pods
 /// up to date, and watches disk emptyDirs' `sizeLimit`.
 #[derive(Default)]
 pub struct Refresher {
     pods: Mutex<HashMap<String, RefreshState>>,
-    tokens: sa_token::TokenManager,
+    sources: Sources,
 }
 
 struct RefreshState {
@@ -457,7 +470,8 @@ pub struct Refreshed {
 impl Refresher {
     /// [`prepare`] the pod's volumes, remembering the immutable ones.
     pub async fn prepare(&self, client: &kube::Client, state_dir: &Path, pod: &Pod) -> Result<(), VolumeError> {
-        let immutable = prepare(client, &self.tokens, state_dir, pod).await?;
+        self.sources.objects.register(client, pod);
+        let immutable = prepare(client, &self.sources, state_dir, pod).await?;
         self.lock().insert(
             pod.metadata.uid.clone().unwrap_or_default(),
             RefreshState {
@@ -473,6 +487,8 @@ impl Refresher {
     /// size limits, at most once per [`REFRESH_PERIOD`].
     pub async fn refresh_if_due(&self, client: &kube::Client, state_dir: &Path, pod: &Pod) -> Refreshed {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        // Running before this noded started: its objects are not watched yet.
+        self.sources.objects.register(client, pod);
         let skip = {
             let mut pods = self.lock();
             let state = pods.entry(uid.clone()).or_insert_with(|| RefreshState {
@@ -499,7 +515,7 @@ impl Refresher {
         let node = node_facts(client, pod, &todo).await;
         let mut immutable = skip;
         for volume in todo {
-            match set_up(client, &self.tokens, state_dir, pod, volume, &node).await {
+            match set_up(client, &self.sources, state_dir, pod, volume, &node).await {
                 Ok(true) => {
                     immutable.insert(volume.name.clone());
                 }
@@ -515,10 +531,17 @@ impl Refresher {
         out
     }
 
-    /// Forget pod `uid` (it is gone), and the tokens bound to it.
+    /// The watched ConfigMaps and Secrets (containers' environments read them too).
+    pub fn objects(&self) -> &objects::Objects {
+        &self.sources.objects
+    }
+
+    /// Forget pod `uid` (it is gone), the tokens bound to it, and the
+    /// watches of objects no other pod uses.
     pub fn forget(&self, uid: &str) {
         self.lock().remove(uid);
-        self.tokens.forget_pod(uid);
+        self.sources.tokens.forget_pod(uid);
+        self.sources.objects.unregister(uid);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, RefreshState>> {

@@ -24,11 +24,8 @@
 //! refresh loop need not read them again.
 
 use super::atomic_writer::{FileProjection, Payload};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, DownwardAPIVolumeFile, KeyToPath, Pod, ResourceFieldSelector, Secret, Volume,
-};
+use k8s_openapi::api::core::v1::{DownwardAPIVolumeFile, KeyToPath, Pod, ResourceFieldSelector, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::Api;
 use std::collections::BTreeMap;
 
 /// Why a volume's files could not be computed.
@@ -40,6 +37,15 @@ pub enum ProjectionError {
     /// What the kubelet would say (`configmap "x" not found`, ...).
     #[error("{0}")]
     Setup(String),
+}
+
+impl From<super::objects::ReadError> for ProjectionError {
+    fn from(e: super::objects::ReadError) -> Self {
+        match e {
+            super::objects::ReadError::Api(e) => Self::Api(e),
+            e @ super::objects::ReadError::NotSynced(_) => Self::Setup(e.to_string()),
+        }
+    }
 }
 
 /// A volume's files, and whether all objects they came from are immutable.
@@ -65,6 +71,8 @@ pub struct Inputs<'a> {
     pub allocatable: Option<&'a BTreeMap<String, Quantity>>,
     /// The node's service account tokens.
     pub tokens: &'a super::sa_token::TokenManager,
+    /// The watched ConfigMaps and Secrets the node's pods use.
+    pub objects: &'a super::objects::Objects,
 }
 
 /// Whether `volume` is one of the kinds this module projects.
@@ -188,8 +196,7 @@ async fn config_map(
     owner: Defaults,
     out: &mut Projected,
 ) -> Result<(), ProjectionError> {
-    let api: Api<ConfigMap> = Api::namespaced(inputs.client.clone(), namespace);
-    let Some(cm) = api.get_opt(name).await? else {
+    let Some(cm) = inputs.objects.config_maps.get(inputs.client, namespace, name).await? else {
         return if optional.unwrap_or(false) {
             Ok(())
         } else {
@@ -199,11 +206,11 @@ async fn config_map(
     out.immutable &= cm.immutable.unwrap_or(false);
     let mut data: BTreeMap<String, Vec<u8>> = cm
         .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone().into_bytes()))
         .collect();
-    data.extend(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+    data.extend(cm.binary_data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())));
     add_keys(
         &data,
         items,
@@ -223,8 +230,7 @@ async fn secret(
     owner: Defaults,
     out: &mut Projected,
 ) -> Result<(), ProjectionError> {
-    let api: Api<Secret> = Api::namespaced(inputs.client.clone(), namespace);
-    let Some(secret) = api.get_opt(name).await? else {
+    let Some(secret) = inputs.objects.secrets.get(inputs.client, namespace, name).await? else {
         return if optional.unwrap_or(false) {
             Ok(())
         } else {
@@ -234,16 +240,16 @@ async fn secret(
     out.immutable &= secret.immutable.unwrap_or(false);
     let mut data: BTreeMap<String, Vec<u8>> = secret
         .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, v.0))
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.0.clone()))
         .collect();
     data.extend(
         secret
             .string_data
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.into_bytes())),
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes())),
     );
     add_keys(&data, items, owner, optional, "references non-existent secret key", out)
 }
@@ -472,10 +478,12 @@ mod tests {
         .unwrap();
         let client = sluice_tests_free_client();
         let tokens = super::super::sa_token::TokenManager::default();
+        let objects = super::super::objects::Objects::default();
         let inputs = Inputs {
             client: &client,
             allocatable: None,
             tokens: &tokens,
+            objects: &objects,
         };
         let mut out = Projected {
             payload: Payload::new(),
