@@ -24,19 +24,26 @@ pub struct NodeFacts<'a> {
     pub cluster_domain: &'a str,
 }
 
-/// Complete `config` of `container`; `Err` is the waiting message of `CreateContainerConfigError`.
+/// Complete `config` of `container`, whose image's status the image
+/// manager just had (`image`; asked of the runtime again when it has none);
+/// `Err` is the waiting message of `CreateContainerConfigError`.
 pub async fn complete(
     cri: &Cri,
     pod: &Pod,
     container: &Container,
+    image: Option<api::Image>,
     node: &NodeFacts<'_>,
     config: &mut api::ContainerConfig,
 ) -> Result<(), String> {
-    let image = container.image.as_deref().unwrap_or_default();
-    let status = cri
-        .image_status(image)
-        .await
-        .map_err(|e| format!("failed to get image status {image:?}: {e}"))?;
+    let status = match image {
+        Some(found) => Some(found),
+        None => {
+            let image = container.image.as_deref().unwrap_or_default();
+            cri.image_status(image)
+                .await
+                .map_err(|e| format!("failed to get image status {image:?}: {e}"))?
+        }
+    };
     let image_user = ImageUser::of(status.as_ref());
     security_context::verify_run_as_non_root(pod, container, &image_user)?;
     let linux = config.linux.get_or_insert_with(Default::default);

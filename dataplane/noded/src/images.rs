@@ -478,7 +478,10 @@ impl ImageManager {
     }
 
     /// Make sure the container's image is on the node, pulling it per policy.
-    /// Records the kubelet's events; `Err` is the container's waiting state.
+    /// Records the kubelet's events; `Ok` is the image's status as the
+    /// runtime last gave it (`None` if it could not say after a pull), which
+    /// the container's config reads its user from; `Err` is the container's
+    /// waiting state.
     #[tracing::instrument(skip_all, fields(container = %container.name, image = container.image.as_deref().unwrap_or("")))]
     pub async fn ensure(
         &self,
@@ -486,7 +489,7 @@ impl ImageManager {
         container: &Container,
         events: &PodEvents,
         sandbox_config: &api::PodSandboxConfig,
-    ) -> Result<(), Waiting> {
+    ) -> Result<Option<api::Image>, Waiting> {
         let image = container.image.clone().unwrap_or_default();
         let name = container.name.as_str();
         let uid = pod.metadata.uid.clone().unwrap_or_default();
@@ -510,7 +513,7 @@ impl ImageManager {
                 Some(found) => {
                     self.remember(&image, &found);
                     events.normal(pod, name, "Pulled", messages::already_present(&image));
-                    Ok(())
+                    Ok(Some(found))
                 }
                 None => {
                     let message = messages::never_pull(&image);
@@ -552,7 +555,7 @@ impl ImageManager {
                 );
                 lock(&self.backoff).forget(&uid, &image);
                 lock(&self.last_errors).remove(&key);
-                Ok(())
+                Ok(found)
             }
             Err(error) => {
                 tracing::warn!(%error, "image pull failed");

@@ -887,11 +887,14 @@ impl PodWorkers {
         volume_paths: &BTreeMap<String, PathBuf>,
         pid_target: Option<&str>,
     ) -> Result<String, (String, String)> {
-        if let Err((reason, message)) = self.images.ensure(pod, container, &self.events, sandbox_config).await {
-            self.events
-                .warning(pod, &container.name, "Failed", images::messages::error(&reason));
-            return Err((reason, message));
-        }
+        let image = match self.images.ensure(pod, container, &self.events, sandbox_config).await {
+            Ok(image) => image,
+            Err((reason, message)) => {
+                self.events
+                    .warning(pod, &container.name, "Failed", images::messages::error(&reason));
+                return Err((reason, message));
+            }
+        };
         let environment = env::resolve(
             &self.ctx.client,
             &self.ctx.services,
@@ -914,7 +917,8 @@ impl PodWorkers {
             pod_ip,
             cluster_domain: &self.ctx.dns.domain,
         };
-        if let Err(message) = crate::container_setup::complete(&self.ctx.cri, pod, container, &node, &mut config).await
+        if let Err(message) =
+            crate::container_setup::complete(&self.ctx.cri, pod, container, image, &node, &mut config).await
         {
             // As the kubelet: a container config it cannot build is also a Warning `Failed` event.
             self.events
