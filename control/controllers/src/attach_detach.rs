@@ -3,7 +3,10 @@
 //! to which nodes and expresses it as VolumeAttachments, which the driver's
 //! attacher (`csi-attacher`, or Sluice's `sluice-csi-controller`) acts on.
 //!
-//! Every [`PERIOD`]: the desired state is every (volume, node) where a pod
+//! Every [`PERIOD`], from the manager's shared caches of pods, claims,
+//! PersistentVolumes, CSIDrivers and VolumeAttachments (no request but its
+//! writes, as Kubernetes' controller works from informers; it used to list
+//! the last four every second): the desired state is every (volume, node) where a pod
 //! scheduled to the node and not terminated uses a claim bound to a
 //! PersistentVolume with `spec.csi` whose driver requires attach (the
 //! CSIDriver's `attachRequired`, true when there is no CSIDriver object, as
@@ -16,15 +19,15 @@
 //! the pod object goes, the volume is unmounted by then. Inline volumes and
 //! `node.status.volumesAttached`/`volumesInUse` are not handled.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::{CSIDriver, VolumeAttachment, VolumeAttachmentSource, VolumeAttachmentSpec};
-use kube::api::{DeleteParams, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::storage::v1::{VolumeAttachment, VolumeAttachmentSource, VolumeAttachmentSpec};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use crate::{runner, Context, Error};
@@ -74,26 +77,11 @@ impl Desired {
 }
 
 async fn pass(ctx: &Context) -> Result<(), Error> {
-    let pods = ctx.informers.pods.store().state();
-    let claims: HashMap<(String, String), PersistentVolumeClaim> =
-        Api::<PersistentVolumeClaim>::all(ctx.client.clone())
-            .list(&ListParams::default())
-            .await?
-            .into_iter()
-            .map(|c| ((c.namespace().unwrap_or_default(), c.name_any()), c))
-            .collect();
-    let volumes: HashMap<String, PersistentVolume> = Api::<PersistentVolume>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .map(|v| (v.name_any(), v))
-        .collect();
-    let drivers: HashMap<String, CSIDriver> = Api::<CSIDriver>::all(ctx.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .into_iter()
-        .map(|d| (d.name_any(), d))
-        .collect();
+    let informers = &ctx.informers;
+    let pods = informers.pods.store().state();
+    let claims = informers.persistentvolumeclaims.store();
+    let volumes = informers.persistentvolumes.store();
+    let drivers = informers.csidrivers.store();
     let mut desired: BTreeMap<String, (Desired, String)> = BTreeMap::new();
     for pod in &pods {
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
@@ -103,21 +91,19 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
         let namespace = pod.namespace().unwrap_or_default();
         for claim in sluice_kube::storage::claim_names(pod) {
             let Some(pv_name) = claims
-                .get(&(namespace.clone(), claim))
-                .and_then(|c| c.spec.as_ref())
-                .and_then(|s| s.volume_name.clone())
+                .get(&ObjectRef::new(&claim).within(&namespace))
+                .and_then(|c| c.spec.as_ref()?.volume_name.clone())
             else {
                 continue;
             };
-            let Some(csi) = volumes
-                .get(&pv_name)
-                .and_then(|v| v.spec.as_ref())
-                .and_then(|s| s.csi.as_ref())
-            else {
+            let Some(volume) = volumes.get(&ObjectRef::new(&pv_name)) else {
+                continue;
+            };
+            let Some(csi) = volume.spec.as_ref().and_then(|s| s.csi.as_ref()) else {
                 continue;
             };
             let attach = drivers
-                .get(&csi.driver)
+                .get(&ObjectRef::new(&csi.driver))
                 .and_then(|d| d.spec.attach_required)
                 .unwrap_or(true);
             if !attach {
@@ -133,7 +119,7 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
         }
     }
     let api: Api<VolumeAttachment> = Api::all(ctx.client.clone());
-    let existing = api.list(&ListParams::default()).await?;
+    let existing = informers.volumeattachments.store().state();
     for (name, (d, handle)) in &desired {
         if existing.iter().any(|va| &va.name_any() == name) {
             continue;

@@ -33,9 +33,12 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::storage::v1::{CSIDriver, VolumeAttachment};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::WatchStreamExt;
@@ -355,6 +358,14 @@ pub struct Informers {
     pub controllerrevisions: Informer<ControllerRevision>,
     /// All PodDisruptionBudgets.
     pub pdbs: Informer<PodDisruptionBudget>,
+    /// All PersistentVolumes.
+    pub persistentvolumes: Informer<PersistentVolume>,
+    /// All PersistentVolumeClaims.
+    pub persistentvolumeclaims: Informer<PersistentVolumeClaim>,
+    /// All CSIDrivers.
+    pub csidrivers: Informer<CSIDriver>,
+    /// All VolumeAttachments.
+    pub volumeattachments: Informer<VolumeAttachment>,
 }
 
 impl Informers {
@@ -377,6 +388,10 @@ impl Informers {
             statefulsets: Informer::new(Api::all(client.clone()), cfg()),
             controllerrevisions: Informer::new(Api::all(client.clone()), cfg()),
             pdbs: Informer::new(Api::all(client.clone()), cfg()),
+            persistentvolumes: Informer::new(Api::all(client.clone()), cfg()),
+            persistentvolumeclaims: Informer::new(Api::all(client.clone()), cfg()),
+            csidrivers: Informer::new(Api::all(client.clone()), cfg()),
+            volumeattachments: Informer::new(Api::all(client.clone()), cfg()),
         }
     }
 
@@ -397,6 +412,10 @@ impl Informers {
         self.statefulsets.start();
         self.controllerrevisions.start();
         self.pdbs.start();
+        self.persistentvolumes.start();
+        self.persistentvolumeclaims.start();
+        self.csidrivers.start();
+        self.volumeattachments.start();
         self.pods.wait_synced().await;
         self.replicasets.wait_synced().await;
         self.replicationcontrollers.wait_synced().await;
@@ -412,6 +431,10 @@ impl Informers {
         self.statefulsets.wait_synced().await;
         self.controllerrevisions.wait_synced().await;
         self.pdbs.wait_synced().await;
+        self.persistentvolumes.wait_synced().await;
+        self.persistentvolumeclaims.wait_synced().await;
+        self.csidrivers.wait_synced().await;
+        self.volumeattachments.wait_synced().await;
     }
 }
 

@@ -103,11 +103,8 @@ struct Shared {
 /// Subscribes the PV controller and returns its loop.
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let cfg = watcher::Config::default;
-    let volumes = Arc::new(Informer::<PersistentVolume>::new(Api::all(ctx.client.clone()), cfg()));
-    let claims = Arc::new(Informer::<PersistentVolumeClaim>::new(
-        Api::all(ctx.client.clone()),
-        cfg(),
-    ));
+    let volumes = &ctx.informers.persistentvolumes;
+    let claims = &ctx.informers.persistentvolumeclaims;
     let classes = Arc::new(Informer::<StorageClass>::new(Api::all(ctx.client.clone()), cfg()));
     let shared = Arc::new(Shared {
         volumes: volumes.store(),
@@ -161,11 +158,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     });
 
     async move {
-        volumes.start();
-        claims.start();
         classes.start();
-        volumes.wait_synced().await;
-        claims.wait_synced().await;
         classes.wait_synced().await;
         let s1 = shared.clone();
         let claim_loop = runner::run(
