@@ -6,8 +6,9 @@
 //! (an object appearing or going, its owners, finalizers or deletion
 //! changing: not a pod's binding or status), from the shared caches of
 //! every kind the manager's informers hold ([`cached_kinds`]: the
-//! workloads, Pods, Services, EndpointSlices, Nodes, Leases, Namespaces
-//! and PodDisruptionBudgets) plus a metadata-only listing of every other collectable resource, found
+//! workloads, Pods, Services, EndpointSlices, Nodes, Leases, Namespaces,
+//! PodDisruptionBudgets, PersistentVolumes and their claims, CSIDrivers and
+//! VolumeAttachments) plus a metadata-only listing of every other collectable resource, found
 //! through discovery (see [`resources`] for what is listed, how often, and
 //! when discovery runs again):
 //! - background: a dependent all of whose owners are absent (checked with a
@@ -218,7 +219,7 @@ where
 /// The kinds the collector reads from the manager's shared informers
 /// (every informer the manager runs): they are never listed for it. The
 /// informers cache every object of their kind, in every namespace.
-fn cached_kinds(i: &Informers) -> [&dyn CachedKind; 15] {
+fn cached_kinds(i: &Informers) -> [&dyn CachedKind; 19] {
     [
         &i.deployments,
         &i.replicasets,
@@ -235,6 +236,10 @@ fn cached_kinds(i: &Informers) -> [&dyn CachedKind; 15] {
         &i.statefulsets,
         &i.controllerrevisions,
         &i.pdbs,
+        &i.persistentvolumes,
+        &i.persistentvolumeclaims,
+        &i.csidrivers,
+        &i.volumeattachments,
     ]
 }
 

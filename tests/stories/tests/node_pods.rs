@@ -687,20 +687,29 @@ fn config_maps_of(pod: &Pod) -> std::collections::BTreeSet<String> {
     names
 }
 
-/// The API server's count of `verb` requests on ConfigMaps (`WATCH`: those open now).
-async fn config_map_requests(node: &SingleNode, verb: &str) -> f64 {
+/// The API server's count of `verb` requests on `resource` (`WATCH`: those open now).
+async fn requests(node: &SingleNode, verb: &str, resource: &str) -> f64 {
     let text = node.control_plane.raw().await.get("/metrics").await.text();
     let (name, code) = if verb == "WATCH" {
         ("apiserver_longrunning_requests", None)
     } else {
         ("apiserver_request_total", Some(("code", "200")))
     };
-    let labels: Vec<(&str, &str)> = [("verb", verb), ("resource", "configmaps")]
+    let labels: Vec<(&str, &str)> = [("verb", verb), ("resource", resource)]
         .into_iter()
         .chain(code)
         .collect();
     sluice_tests::metrics::value(&text, name, &labels).unwrap_or(0.0)
 }
+
+/// Requests a quiet cluster should not make over and over: the attach-detach
+/// controller works from the controller-manager's caches.
+const STORAGE_LISTS: [&str; 4] = [
+    "persistentvolumes",
+    "persistentvolumeclaims",
+    "csidrivers",
+    "volumeattachments",
+];
 
 /// A platform engineer runs several pods mounting the same ConfigMap. The
 /// node keeps one watch per ConfigMap its pods use, as the kubelet does,
@@ -714,7 +723,7 @@ async fn pods_mounting_the_same_config_map_share_one_watch_of_it() {
     let configmaps: Api<ConfigMap> = Api::namespaced(node.client.clone(), "default");
     let cm = serde_json::from_value(json!({"metadata": {"name": "shared"}, "data": {"greeting": "hello"}})).unwrap();
     configmaps.create(&PostParams::default(), &cm).await.unwrap();
-    let watches_before = config_map_requests(&node, "WATCH").await;
+    let watches_before = requests(&node, "WATCH", "configmaps").await;
 
     let names = ["reader-a", "reader-b", "reader-c"];
     for name in names {
@@ -737,20 +746,28 @@ async fn pods_mounting_the_same_config_map_share_one_watch_of_it() {
 
     // One watch per ConfigMap the pods use, not one per pod.
     let watches = eventually(Duration::from_secs(10), "the node's ConfigMap watches", || async {
-        let open = config_map_requests(&node, "WATCH").await - watches_before;
+        let open = requests(&node, "WATCH", "configmaps").await - watches_before;
         (open == used.len() as f64).then_some(open)
     })
     .await;
     assert_eq!(watches, used.len() as f64, "ConfigMaps used: {used:?}");
 
     // Running pods read no ConfigMap: two and a half volume refresh periods (10 s each) pass without a GET.
-    let gets = config_map_requests(&node, "GET").await;
+    // Nor does the controller-manager list the storage objects it caches.
+    let gets = requests(&node, "GET", "configmaps").await;
+    let mut lists = Vec::new();
+    for resource in STORAGE_LISTS {
+        lists.push(requests(&node, "LIST", resource).await);
+    }
     tokio::time::sleep(Duration::from_secs(25)).await;
     assert_eq!(
-        config_map_requests(&node, "GET").await,
+        requests(&node, "GET", "configmaps").await,
         gets,
         "a running pod's volumes read their ConfigMaps from the node's watch"
     );
+    for (resource, before) in STORAGE_LISTS.into_iter().zip(lists) {
+        assert_eq!(requests(&node, "LIST", resource).await, before, "LIST {resource}");
+    }
 
     // A change reaches every pod's files through that watch.
     let patch = json!({"data": {"greeting": "changed"}});
@@ -780,7 +797,7 @@ async fn pods_mounting_the_same_config_map_share_one_watch_of_it() {
     eventually(
         Duration::from_secs(10),
         "the node's ConfigMap watches closed",
-        || async { (config_map_requests(&node, "WATCH").await == watches_before).then_some(()) },
+        || async { (requests(&node, "WATCH", "configmaps").await == watches_before).then_some(()) },
     )
     .await;
 }
