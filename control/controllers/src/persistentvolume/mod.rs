@@ -2,8 +2,8 @@
 //! Kubernetes' `pkg/controller/volume/persistentvolume` with its
 //! `pvc-protection` and `pv-protection` companions.
 //!
-//! Three work queues over this controller's own PersistentVolume,
-//! PersistentVolumeClaim and StorageClass informers:
+//! Three work queues over the manager's shared PersistentVolume and
+//! PersistentVolumeClaim informers and this controller's own StorageClass one:
 //!
 //! - **claims** (`syncClaim`): an unbound claim gets the volume
 //!   [`sluice_kube::storage::best_match`] picks (a volume pre-bound to it through
