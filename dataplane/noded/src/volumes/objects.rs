@@ -231,6 +231,23 @@ where
         + Sync
         + 'static,
 {
+    /// Start the list and watch of the one object `key`.
+    fn start(client: &kube::Client, key: &Key) -> Watch<K> {
+        let (namespace, name) = key;
+        let (store, writer) = reflector::store();
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        let what = format!("{}/{namespace}/{name}", K::kind(&()));
+        let task = tokio::spawn(events.for_each(move |event| {
+            if let Err(err) = event {
+                tracing::warn!(%err, object = %what, "watch error (retrying)");
+            }
+            async {}
+        }));
+        Watch { store, task }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, WatchedState<K>> {
         crate::lock(&self.state)
     }
@@ -239,7 +256,7 @@ where
     pub fn register(&self, client: &kube::Client, uid: &str, keys: Vec<Key>) {
         let mut state = self.lock();
         for key in state.users.add(uid, keys) {
-            let watch = start(client, &key);
+            let watch = Self::start(client, &key);
             state.watches.insert(key, watch);
         }
     }
@@ -266,32 +283,6 @@ where
             _ => Err(ReadError::NotSynced(K::CACHE)),
         }
     }
-}
-
-/// Start the list and watch of the one object `key`.
-fn start<K>(client: &kube::Client, key: &Key) -> Watch<K>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    let (namespace, name) = key;
-    let (store, writer) = reflector::store();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
-    let what = format!("{}/{namespace}/{name}", K::kind(&()));
-    let task = tokio::spawn(events.for_each(move |event| {
-        if let Err(err) = event {
-            tracing::warn!(%err, object = %what, "watch error (retrying)");
-        }
-        async {}
-    }));
-    Watch { store, task }
 }
 
 #[cfg(test)]
