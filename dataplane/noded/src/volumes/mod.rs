@@ -487,10 +487,12 @@ impl Refresher {
     /// size limits, at most once per [`REFRESH_PERIOD`].
     pub async fn refresh_if_due(&self, client: &kube::Client, state_dir: &Path, pod: &Pod) -> Refreshed {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
-        // Running before this noded started: its objects are not watched yet.
-        self.sources.objects.register(client, pod);
         let skip = {
             let mut pods = self.lock();
+            if !pods.contains_key(&uid) {
+                // Running before this noded started: its objects are not watched yet.
+                self.sources.objects.register(client, pod);
+            }
             let state = pods.entry(uid.clone()).or_insert_with(|| RefreshState {
                 last: Instant::now() - REFRESH_PERIOD,
                 immutable: BTreeSet::new(),
