@@ -73,3 +73,33 @@ pub mod volumes;
 pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A cache of what `api` lists and watches under `config`, kept by a task
+/// of its own (with back-off; errors are logged with `what` and retried);
+/// aborting the task ends the watch.
+pub(crate) fn watched_store<K>(
+    api: kube::Api<K>,
+    config: kube::runtime::watcher::Config,
+    what: String,
+) -> (kube::runtime::reflector::Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + k8s_openapi::serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    use futures::StreamExt;
+    use kube::runtime::WatchStreamExt;
+    let (store, writer) = kube::runtime::reflector::store();
+    let events = kube::runtime::reflector(writer, kube::runtime::watcher(api, config)).default_backoff();
+    let task = tokio::spawn(events.for_each(move |event| {
+        if let Err(err) = event {
+            tracing::warn!(%err, watch = %what, "watch error (retrying)");
+        }
+        async {}
+    }));
+    (store, task)
+}

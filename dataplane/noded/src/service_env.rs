@@ -19,9 +19,8 @@
 //! kubelet's service lister), not from a list per container start: in a
 //! burst of pod starts that list was one API request per pod.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
-use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::runtime::{reflector, watcher};
 use kube::Api;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -40,14 +39,12 @@ pub struct Services {
 impl Services {
     /// Starts watching every Service, for as long as the process runs.
     pub fn watch(client: kube::Client) -> Self {
-        let (store, writer) = reflector::store();
-        let events =
-            reflector(writer, watcher(Api::<Service>::all(client), watcher::Config::default())).default_backoff();
-        tokio::spawn(events.for_each(|event| async move {
-            if let Err(err) = event {
-                tracing::warn!(%err, "service watch error (retrying)");
-            }
-        }));
+        // Dropping the task's handle detaches it: it runs as long as noded does.
+        let (store, _) = crate::watched_store(
+            Api::<Service>::all(client),
+            watcher::Config::default(),
+            "services".into(),
+        );
         Self { store }
     }
 

@@ -21,12 +21,11 @@
 //! out waiting for the condition`), which the pod worker reports as
 //! `FailedMount` (or `CreateContainerConfigError`) and retries.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec, Secret};
 use k8s_openapi::serde::de::DeserializeOwned;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{watcher, WatchStreamExt};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -234,17 +233,9 @@ where
     /// Start the list and watch of the one object `key`.
     fn start(client: &kube::Client, key: &Key) -> Watch<K> {
         let (namespace, name) = key;
-        let (store, writer) = reflector::store();
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-        let events = reflector::reflector(writer, watcher(api, config)).default_backoff();
-        let what = format!("{}/{namespace}/{name}", K::kind(&()));
-        let task = tokio::spawn(events.for_each(move |event| {
-            if let Err(err) = event {
-                tracing::warn!(%err, object = %what, "watch error (retrying)");
-            }
-            async {}
-        }));
+        let (store, task) = crate::watched_store(api, config, format!("{}/{namespace}/{name}", K::kind(&())));
         Watch { store, task }
     }
 
