@@ -119,9 +119,9 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
         }
     }
     let api: Api<VolumeAttachment> = Api::all(ctx.client.clone());
-    let existing = informers.volumeattachments.store().state();
+    let attachments = informers.volumeattachments.store();
     for (name, (d, handle)) in &desired {
-        if existing.iter().any(|va| &va.name_any() == name) {
+        if attachments.get(&ObjectRef::new(name)).is_some() {
             continue;
         }
         match api.create(&PostParams::default(), &d.attachment(handle)).await {
@@ -130,7 +130,7 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
             Err(e) => return Err(e.into()),
         }
     }
-    for va in existing {
+    for va in attachments.state() {
         let ours = va.spec.source.persistent_volume_name.is_some() && va.name_any().starts_with("csi-");
         if !ours || desired.contains_key(&va.name_any()) || va.metadata.deletion_timestamp.is_some() {
             continue;
