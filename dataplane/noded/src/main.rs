@@ -40,9 +40,14 @@ struct Args {
     /// First CrashLoopBackOff wait, in seconds (Kubernetes: 10).
     #[arg(long, default_value_t = 10)]
     crash_backoff_seconds: u64,
-    /// Seconds between Lease renewals and node status posts (Kubernetes: 10).
+    /// Seconds between Lease renewals and node status checks (Kubernetes:
+    /// 10); the status is posted when it changed.
     #[arg(long, default_value_t = 10)]
     heartbeat_seconds: u64,
+    /// Seconds after which an unchanged node status is posted again (the
+    /// kubelet's `nodeStatusReportFrequency`: 5 min).
+    #[arg(long, default_value_t = 300)]
+    node_status_report_seconds: u64,
     /// CPU kept for the system, in millicores.
     #[arg(long, default_value_t = 100)]
     reserved_cpu_millis: u64,
@@ -211,7 +216,10 @@ async fn main() -> anyhow::Result<()> {
         identity,
         reserved,
         paths,
-        Duration::from_secs(args.heartbeat_seconds.max(1)),
+        node_agent::Periods {
+            heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+            status_report: Duration::from_secs(args.node_status_report_seconds.max(1)),
+        },
         pressure,
     ));
 

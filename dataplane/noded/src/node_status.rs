@@ -322,6 +322,38 @@ pub fn status(
     }
 }
 
+/// Whether posting `new` would change what the API server holds (`current`,
+/// None when the Node has no status): the kubelet's `nodeStatusHasChanged`.
+/// Conditions are compared by type without their heartbeat times, which
+/// every post renews; only the fields noded writes are compared, since a
+/// merge patch leaves the others (`volumesAttached`, ...) alone. Pure.
+pub fn changed(current: Option<&NodeStatus>, new: &NodeStatus) -> bool {
+    let Some(current) = current else {
+        return true;
+    };
+    let seconds = |t: &Option<Time>| t.as_ref().map(|t| t.0.as_second());
+    let same_condition = |a: &NodeCondition, b: &NodeCondition| {
+        a.status == b.status
+            && a.reason == b.reason
+            && a.message == b.message
+            && seconds(&a.last_transition_time) == seconds(&b.last_transition_time)
+    };
+    let conditions_same = new.conditions.iter().flatten().all(|c| {
+        current
+            .conditions
+            .iter()
+            .flatten()
+            .find(|held| held.type_ == c.type_)
+            .is_some_and(|held| same_condition(held, c))
+    });
+    !(conditions_same
+        && current.capacity == new.capacity
+        && current.allocatable == new.allocatable
+        && current.addresses == new.addresses
+        && current.images == new.images
+        && current.node_info == new.node_info)
+}
+
 /// Post `status` through the status subresource.
 pub async fn post_status(nodes: &Api<Node>, name: &str, status: NodeStatus) -> kube::Result<Node> {
     let mut patch = serde_json::json!({ "status": status });
@@ -475,6 +507,78 @@ mod tests {
         assert_eq!(
             get(&pressed, "DiskPressure").reason.as_deref(),
             Some("KubeletHasNoDiskPressure")
+        );
+    }
+
+    #[test]
+    fn only_a_change_beyond_heartbeat_times_is_a_change() {
+        let at = |s: i64| Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap());
+        let health = Health {
+            runtime_ready: true,
+            network_ready: true,
+            pressure: Default::default(),
+        };
+        let identity = NodeIdentity {
+            name: "n1".into(),
+            internal_ips: vec!["10.0.0.1".into()],
+            runtime_version: "containerd://1.6.20".into(),
+        };
+        let machine = Machine {
+            cpus: 2,
+            memory_bytes: 4 << 30,
+            max_pods: 110,
+        };
+        let reserved = Reservations::default();
+        let status_at = |t: i64, previous: &[NodeCondition], images: Vec<ContainerImage>| {
+            status(
+                &identity,
+                &machine,
+                &reserved,
+                conditions(health, previous, &at(t)),
+                images,
+            )
+        };
+        let held = status_at(1_000, &[], Vec::new());
+        assert!(changed(None, &held), "a Node without status is posted");
+
+        let held_conditions = held.conditions.clone().unwrap();
+        let beat = status_at(1_010, &held_conditions, Vec::new());
+        assert!(!changed(Some(&held), &beat), "a renewed heartbeat alone is no change");
+
+        let image = ContainerImage {
+            names: Some(vec!["registry/busybox:1.35.0".into()]),
+            size_bytes: Some(1 << 20),
+        };
+        assert!(changed(Some(&held), &status_at(1_010, &held_conditions, vec![image])));
+
+        // Another writer (the node lifecycle controller) made Ready Unknown:
+        // noded's view differs from what is held, so it is posted again.
+        let mut unknown = held.clone();
+        for c in unknown.conditions.iter_mut().flatten().filter(|c| c.type_ == "Ready") {
+            c.status = "Unknown".into();
+            c.reason = Some("NodeStatusUnknown".into());
+        }
+        let back = status_at(1_020, unknown.conditions.as_deref().unwrap(), Vec::new());
+        assert!(changed(Some(&unknown), &back));
+        let ready = back.conditions.iter().flatten().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.last_transition_time, Some(at(1_020)), "the transition is now");
+
+        let mut pressure = health;
+        pressure.pressure.memory = true;
+        let pressed = status(
+            &identity,
+            &machine,
+            &reserved,
+            conditions(pressure, &held_conditions, &at(1_010)),
+            Vec::new(),
+        );
+        assert!(changed(Some(&held), &pressed));
+
+        let mut extra = held.clone();
+        extra.volumes_attached = Some(Vec::new());
+        assert!(
+            !changed(Some(&extra), &beat),
+            "fields noded does not write are not compared"
         );
     }
 }

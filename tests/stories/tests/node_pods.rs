@@ -12,7 +12,8 @@
 //! `kubectl describe` with the kubelet's Unhealthy, Killing and FailedMount
 //! events; a starting pod's stored versions going from ContainerCreating
 //! straight to Running and Ready, as the kubelet reports them; pods mounting
-//! the same ConfigMap sharing the node's one watch of it.
+//! the same ConfigMap sharing the node's one watch of it; a quiet node
+//! renewing its Lease but writing its status only when it changed.
 //!
 //! Needs root. Build first: `cargo build -p sluice-apiserver -p sluice-controllers
 //! -p sluice-noded -p sluice-cni -p sluice-pause -p xtask` (or `cargo xtask test`).
@@ -800,4 +801,103 @@ async fn pods_mounting_the_same_config_map_share_one_watch_of_it() {
         || async { (requests(&node, "WATCH", "configmaps").await == watches_before).then_some(()) },
     )
     .await;
+}
+
+/// The API server's count of `verb` requests on `resource`'s `subresource`
+/// ("" for the object itself).
+async fn requests_of(node: &SingleNode, verb: &str, resource: &str, subresource: &str) -> f64 {
+    let text = node.control_plane.raw().await.get("/metrics").await.text();
+    let labels = [
+        ("verb", verb),
+        ("resource", resource),
+        ("subresource", subresource),
+        ("code", "200"),
+    ];
+    sluice_tests::metrics::value(&text, "apiserver_request_total", &labels).unwrap_or(0.0)
+}
+
+/// A platform engineer looks at a quiet node. Its Lease is renewed every
+/// heartbeat (1 s here), but its Node is written only when its status
+/// changed, as the kubelet posts it (`nodeStatusReportFrequency`: an
+/// unchanged status again after 5 min): while nothing changes the node
+/// neither writes nor reads its Node. A condition someone else changed
+/// (as the node lifecycle controller does when a Lease runs out) is seen
+/// through the node's watch of its Node and put right at the next heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_node_renews_its_lease_and_writes_its_status_only_when_it_changed() {
+    let _serial = serial();
+    let name = "node-story-9";
+    let node = SingleNode::start(name, CLUSTER_CIDR).await;
+    let nodes: Api<Node> = Api::all(node.client.clone());
+    let leases: Api<Lease> = Api::namespaced(node.client.clone(), "kube-node-lease");
+    let renewed = || async {
+        let lease = leases.get(name).await.unwrap();
+        lease.spec.unwrap().renew_time.unwrap().0
+    };
+
+    // Once the node has settled (its first image list, the controllers'
+    // taints), eight heartbeats pass with the Lease renewed and the Node
+    // neither written nor read.
+    let window = Duration::from_secs(8);
+    let quiet = eventually(
+        Duration::from_secs(60),
+        "eight heartbeats without a node status write",
+        || async {
+            let patches = requests_of(&node, "PATCH", "nodes", "status").await;
+            let gets = requests_of(&node, "GET", "nodes", "").await;
+            let version = nodes.get(name).await.unwrap().metadata.resource_version;
+            let lease_from = renewed().await;
+            tokio::time::sleep(window).await;
+            let lease_to = renewed().await;
+            // Reading the Node above is this test's own GET.
+            let unread = requests_of(&node, "GET", "nodes", "").await - gets <= 1.0;
+            let still = requests_of(&node, "PATCH", "nodes", "status").await == patches
+                && nodes.get(name).await.unwrap().metadata.resource_version == version;
+            still.then_some((unread, lease_to.duration_since(lease_from)))
+        },
+    )
+    .await;
+    let (unread, lease_advanced) = quiet;
+    assert!(
+        unread,
+        "the node reads its Node from its watch, not with a GET every heartbeat"
+    );
+    assert!(
+        lease_advanced >= k8s_openapi::jiff::SignedDuration::from_secs(5),
+        "the Lease is renewed every heartbeat meanwhile (advanced {lease_advanced:?} in {window:?})"
+    );
+
+    // Someone else marks the node's Ready condition Unknown (dropping the
+    // other conditions with it). The node posts its status again at once.
+    let marked = k8s_openapi::jiff::Timestamp::now();
+    let unknown = json!({"status": {"conditions": [{
+        "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+        "message": "Kubelet stopped posting node status.",
+        "lastTransitionTime": marked.to_string(), "lastHeartbeatTime": marked.to_string()
+    }]}});
+    nodes
+        .patch_status(
+            name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&unknown),
+        )
+        .await
+        .unwrap();
+    let restored = eventually(Duration::from_secs(10), "Ready posted again by the node", || async {
+        let status = nodes.get(name).await.unwrap().status.unwrap();
+        let conditions = status.conditions.unwrap_or_default();
+        let ready = conditions.iter().find(|c| c.type_ == "Ready")?.clone();
+        (ready.status == "True" && conditions.len() > 1).then_some((ready, conditions))
+    })
+    .await;
+    let (ready, conditions) = restored;
+    assert_eq!(ready.reason.as_deref(), Some("KubeletReady"));
+    assert!(
+        ready.last_transition_time.unwrap().0.as_second() >= marked.as_second(),
+        "Ready became True again after it was Unknown: a new transition"
+    );
+    for kind in ["MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"] {
+        let c = conditions.iter().find(|c| c.type_ == kind);
+        assert_eq!(c.map(|c| c.status.as_str()), Some("False"), "{kind}: {conditions:?}");
+    }
 }
