@@ -8,12 +8,12 @@
 //! every kind the manager's informers hold ([`cached_kinds`]: the
 //! workloads, Pods, Services, EndpointSlices, Nodes, Leases, Namespaces,
 //! PodDisruptionBudgets, PersistentVolumes and their claims, CSIDrivers and
-//! VolumeAttachments) plus a metadata-only listing of every other collectable resource, found
-//! through discovery (see [`resources`] for what is listed, how often, and
-//! when discovery runs again):
+//! VolumeAttachments) plus a metadata-only watch of every other collectable
+//! resource, found through discovery (see [`resources`] for what is watched
+//! and when discovery runs again):
 //! - background: a dependent all of whose owners are absent (checked with a
 //!   live GET of the owner and a fresh read of the dependent, never from a
-//!   cache or listing alone) is deleted; absent owners among live ones are
+//!   cache alone) is deleted; absent owners among live ones are
 //!   removed from its ownerReferences. An owner whose kind does not resolve
 //!   (even after rediscovery) is not absent, nor is a namespaced owner of a
 //!   cluster-scoped dependent (Kubernetes leaves such references alone);
@@ -23,9 +23,8 @@
 //! - orphan: an owner being deleted with the `orphan` finalizer has its
 //!   references stripped from its dependents, then the finalizer removed.
 //!
-//! Finalizers are removed only on a listing taken in the same pass and only
-//! when every collectable resource could be listed, so that no dependent is
-//! overlooked.
+//! Finalizers are removed only when every collectable resource is watched
+//! and its first list is in, so that no dependent is overlooked.
 
 mod resources;
 
@@ -49,7 +48,7 @@ use tracing::Instrument;
 
 use crate::informer::{Informer, Informers};
 use crate::{Context, Error};
-use resources::{Resources, LIST_PERIOD};
+use resources::Resources;
 
 /// Finalizer asking for dependents to be deleted before the owner.
 pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
@@ -58,6 +57,10 @@ pub const ORPHAN_FINALIZER: &str = "orphan";
 
 /// Minimum delay between two passes (changes arriving meanwhile are coalesced).
 const PASS_DELAY: Duration = Duration::from_millis(200);
+
+/// A pass runs at least this often without a change: discovery put off by
+/// its minimum interval, and owner lookups that failed, are tried again.
+const WAKE_PERIOD: Duration = Duration::from_secs(5);
 
 /// One node of the ownership graph: an object's identity and the metadata
 /// the collector reads ([`trimmed`]).
@@ -108,12 +111,11 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         futures::future::ready(())
     }));
     async move {
-        let mut resources = Resources::new(ctx.client.clone(), cached);
+        let mut resources = Resources::new(ctx.client.clone(), cached, notify.clone());
         loop {
-            // The uncached kinds are polled: wake at least once per listing period.
             tokio::select! {
                 _ = notify.notified() => {}
-                _ = tokio::time::sleep(ctx.config.resync_period.min(LIST_PERIOD)) => {}
+                _ = tokio::time::sleep(ctx.config.resync_period.min(WAKE_PERIOD)) => {}
             }
             tokio::time::sleep(PASS_DELAY).await;
             let span = tracing::info_span!("reconcile", controller = "garbage-collector");
@@ -316,7 +318,7 @@ pub fn plan(nodes: &[Node]) -> Plan {
     plan
 }
 
-/// The graph of this pass: the cached kinds, then the listed ones (an object
+/// The graph of this pass: the cached kinds, then the watched ones (an object
 /// seen twice, e.g. through two groups, counts once).
 fn graph(cached: Vec<Node>, listed: &[Node]) -> Vec<Node> {
     let mut seen: HashSet<String> = cached.iter().map(|n| n.uid().to_string()).collect();
@@ -326,19 +328,10 @@ fn graph(cached: Vec<Node>, listed: &[Node]) -> Vec<Node> {
 }
 
 async fn pass(ctx: &Context, resources: &mut Resources) -> Result<(), Error> {
-    let listing = resources.listing().await;
-    let (mut fresh, mut complete) = (listing.fresh, listing.complete);
-    let mut nodes = graph(snapshot(ctx), listing.nodes);
+    let watched = resources.watched().await;
+    let nodes = graph(snapshot(ctx), &watched.nodes);
     let mut plan = plan(&nodes);
-    if !plan.finalize.is_empty() && !fresh {
-        // Finalizing needs every dependent: take a new listing first.
-        resources.invalidate();
-        let listing = resources.listing().await;
-        (fresh, complete) = (listing.fresh, listing.complete);
-        nodes = graph(snapshot(ctx), listing.nodes);
-        plan = self::plan(&nodes);
-    }
-    if !(fresh && complete) {
+    if !watched.complete {
         plan.finalize.clear();
     }
     let client = &ctx.client;
@@ -397,7 +390,7 @@ async fn pass(ctx: &Context, resources: &mut Resources) -> Result<(), Error> {
 
 /// Deletes `n` if all its owners are gone, or drops the references to the
 /// gone ones. Owners are looked up live; `n` itself is read again before
-/// acting (a listing may be a few seconds old).
+/// acting (a cache may be behind).
 async fn collect_if_orphaned(client: &Client, resources: &mut Resources, n: &Node) -> Result<(), Error> {
     let refs = n.meta.owner_references.clone().unwrap_or_default();
     let mut absent = Vec::new();
