@@ -367,21 +367,46 @@ fn ctr_answers(socket: &Path) -> bool {
             .is_ok_and(|s| s.success())
 }
 
-/// Whether Node `node` reports Ready=True with a heartbeat at or after `since`
-/// (RFC 3339, UTC; asked with kubectl and the admin kubeconfig).
+/// Whether Node `node` reports Ready=True and has sent a heartbeat at or
+/// after `since` (RFC 3339, UTC, seconds): its Lease in `kube-node-lease`
+/// renewed since. The Node's own `lastHeartbeatTime` moves only when noded
+/// posts its status, which it does when the status changed or every 5 min,
+/// as the kubelet does. Asked with kubectl and the admin kubeconfig.
 fn node_ready(kubeconfig: &Path, node: &str, since: &str) -> bool {
-    let jsonpath = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}"#;
-    let Ok(out) = kubectl(kubeconfig)
-        .args(["get", "node", node, "-o", jsonpath])
-        .stderr(Stdio::null())
-        .output()
-    else {
-        return false;
+    let get = |args: &[&str]| {
+        kubectl(kubeconfig)
+            .args(args)
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|out| out.status.success())
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let mut fields = text.split_whitespace();
-    // RFC 3339 UTC timestamps of one format compare correctly as strings.
-    out.status.success() && fields.next() == Some("True") && fields.next().is_some_and(|t| t >= since)
+    let ready = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
+    if get(&["get", "node", node, "-o", ready]).as_deref() != Some("True") {
+        return false;
+    }
+    let renewed = get(&[
+        "-n",
+        "kube-node-lease",
+        "get",
+        "lease",
+        node,
+        "-o",
+        "jsonpath={.spec.renewTime}",
+    ]);
+    renewed.is_some_and(|t| renewed_since(&t, since))
+}
+
+/// Whether a Lease's `renewTime` (RFC 3339 UTC with microseconds) is at or
+/// after `since` (RFC 3339 UTC with seconds), to the second. Timestamps of
+/// one format compare correctly as strings; both are cut to their seconds.
+fn renewed_since(renew_time: &str, since: &str) -> bool {
+    let seconds = |t: &str| t.get(..19).map(str::to_string);
+    match (seconds(renew_time), seconds(since)) {
+        (Some(renewed), Some(since)) => renewed >= since,
+        _ => false,
+    }
 }
 
 /// The current time as RFC 3339 UTC with seconds (`2026-11-23T20:17:06Z`).
@@ -415,5 +440,19 @@ mod eviction_tests {
             noded_args(&["--eviction-hard=memory.available<1Gi,nodefs.available<20%".into()]),
             ["--eviction-hard=memory.available<1Gi,nodefs.available<20%,nodefs.inodesFree<0%,imagefs.available<0%"]
         );
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::renewed_since;
+
+    #[test]
+    fn a_lease_renewed_in_the_same_second_or_later_is_a_heartbeat_since() {
+        let since = "2026-12-07T00:24:00Z";
+        assert!(renewed_since("2026-12-07T00:24:00.123456Z", since));
+        assert!(renewed_since("2026-12-07T00:24:01.000001Z", since));
+        assert!(!renewed_since("2026-12-07T00:23:59.999999Z", since));
+        assert!(!renewed_since("", since));
     }
 }
