@@ -129,11 +129,12 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     .boxed()
 }
 
-/// The changes of one cached kind that the graph can see: an object
-/// appearing or going, or its owners, finalizers or deletion changing
+/// The changes of one cached kind that can change a pass's plan: an
+/// object going, appearing with owners, finalizers or a deletion
+/// ([`can_change_a_plan`]), or its owners, finalizers or deletion changing
 /// ([`graph_fingerprint`]). A pod's binding or status, which are most of a
-/// busy cluster's changes, do not start a pass (each pass rebuilds the
-/// graph from every cached object).
+/// busy cluster's changes, and bare objects appearing do not start a pass
+/// (each pass rebuilds the graph from every cached object).
 fn graph_changes<K>(informer: &Informer<K>) -> BoxStream<'static, ()>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
@@ -152,7 +153,10 @@ where
                 .is_some_and(|o| o.meta().uid.as_deref() == Some(uid.as_str()));
             let changed = if cached {
                 let print = graph_fingerprint(obj.meta());
-                seen.insert(uid, print) != Some(print)
+                match seen.insert(uid, print) {
+                    Some(before) => before != print,
+                    None => can_change_a_plan(obj.meta()),
+                }
             } else {
                 seen.remove(&uid);
                 true
@@ -160,6 +164,19 @@ where
             futures::future::ready(changed.then_some(()))
         })
         .boxed()
+}
+
+/// Whether an object appearing can change what a pass decides: only one
+/// with owners (it may be orphaned), finalizers the collector handles or a
+/// deletion under way. An object without any of these (a bare pod) is no
+/// one's dependent, and as an owner it cannot save a dependent already
+/// seen, which names an earlier uid. A busy cluster's creations of such
+/// objects then start no pass (each pass rebuilds the graph from every
+/// cached object). Pure.
+pub fn can_change_a_plan(m: &ObjectMeta) -> bool {
+    m.owner_references.as_ref().is_some_and(|r| !r.is_empty())
+        || m.finalizers.as_ref().is_some_and(|f| !f.is_empty())
+        || m.deletion_timestamp.is_some()
 }
 
 /// A hash of what the graph reads of an object's metadata besides its
@@ -631,6 +648,25 @@ mod tests {
         let mut deleting = base.clone();
         deleting.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
         assert_ne!(graph_fingerprint(&deleting), print);
+    }
+
+    /// An object appearing wakes the collector only if it has owners,
+    /// finalizers or a deletion under way: a bare pod cannot change a plan.
+    #[test]
+    fn only_an_object_with_owners_finalizers_or_a_deletion_can_change_a_plan() {
+        let bare = node("p1", None, None).meta;
+        assert!(!can_change_a_plan(&bare));
+        let mut no_owners = bare.clone();
+        no_owners.owner_references = Some(vec![]);
+        no_owners.finalizers = Some(vec![]);
+        assert!(!can_change_a_plan(&no_owners));
+        assert!(can_change_a_plan(&node("p2", Some(("rs1", true)), None).meta));
+        let mut finalized = bare.clone();
+        finalized.finalizers = Some(vec![ORPHAN_FINALIZER.into()]);
+        assert!(can_change_a_plan(&finalized));
+        let mut deleting = bare;
+        deleting.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        assert!(can_change_a_plan(&deleting));
     }
 
     #[test]

@@ -296,9 +296,12 @@ impl Watch {
                     Ok(Event::Apply(o)) => {
                         let meta = super::trimmed(&o.metadata);
                         let before = lock(&followed).objects.insert(key(&o.metadata), meta.clone());
-                        before.is_none_or(|b| {
-                            b.uid != meta.uid || super::graph_fingerprint(&b) != super::graph_fingerprint(&meta)
-                        })
+                        match before {
+                            None => super::can_change_a_plan(&meta),
+                            Some(b) => {
+                                b.uid != meta.uid || super::graph_fingerprint(&b) != super::graph_fingerprint(&meta)
+                            }
+                        }
                     }
                     Ok(Event::Delete(o)) => {
                         lock(&followed).objects.remove(&key(&o.metadata));
