@@ -166,6 +166,17 @@ impl ApiError {
         )
         .with_details(json!({"name": name, "group": r.group, "kind": r.plural}))
     }
+    /// A 409 on a subresource, as Kubernetes words one on `pods/binding`:
+    /// `Operation cannot be fulfilled on pods/binding "p": ...`.
+    pub fn subresource_conflict(r: &Resource, sub: &str, name: &str, why: &str) -> Self {
+        let on = format!("{}/{sub}", qualified_resource(r));
+        Self::new(
+            409,
+            "Conflict",
+            format!("Operation cannot be fulfilled on {on} {name:?}: {why}"),
+        )
+        .with_details(json!({"name": name, "group": r.group, "kind": format!("{}/{sub}", r.plural)}))
+    }
     /// The standard stale-write conflict.
     pub fn stale(r: &Resource, name: &str) -> Self {
         Self::conflict(
@@ -358,9 +369,11 @@ fn status_details(d: &Value) -> Value {
     Value::Object(out)
 }
 
-/// A success `Status` (deletecollection, some deletes).
-pub fn success_status(details: Value) -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": status_details(&details)})
+/// The bare success `Status` a create answers with when it makes no object
+/// (a binding, an eviction), as Kubernetes marshals `Status{Status: Success}`
+/// with the create's 201.
+pub fn created_status() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
 }
 
 impl IntoResponse for ApiError {

@@ -76,7 +76,13 @@ impl InformerTargets {
             .and_then(|s| s.scheduler_name.as_deref())
             .unwrap_or("default-scheduler")
             == self.scheduler_name;
-        if terminal || pod.metadata.deletion_timestamp.is_some() || !ours {
+        // A pod with scheduling gates waits outside the queue until they are
+        // all removed (kube-scheduler's SchedulingGates PreEnqueue plugin);
+        // that update brings it back here.
+        let gated = spec
+            .and_then(|s| s.scheduling_gates.as_ref())
+            .is_some_and(|g| !g.is_empty());
+        if terminal || pod.metadata.deletion_timestamp.is_some() || !ours || gated {
             self.queue.remove(&key);
         } else if !self.cache().contains_pod(&uid) {
             self.queue.add_or_update(key, Arc::new(pending_copy(pod)));

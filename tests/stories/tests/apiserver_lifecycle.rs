@@ -191,3 +191,135 @@ async fn subresources_status_scale_binding_and_graceful_pod_deletion() {
     raw.post(pods, &pod("q")).await;
     assert_eq!(raw.delete(&format!("{pods}/q")).await.status, 200);
 }
+
+/// A user writes a scheduler of their own. It binds pods as Kubernetes'
+/// API server checks bindings: the binding names the pod it was decided
+/// for (a pod deleted and created again under the same name is not bound by
+/// the old decision), a gated pod is not bound, the binding's annotations
+/// land on the pod, and the older `bindings` collection (what the kube crate's
+/// `Api<Binding>` and the Python client post to) binds as well.
+#[tokio::test]
+async fn a_custom_scheduler_binds_pods_as_kubernetes_checks_bindings() {
+    use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
+    use kube::api::{Api, ObjectMeta, PostParams};
+
+    let cp = ControlPlane::start().await;
+    let raw = cp.raw().await;
+    let pods = "/api/v1/namespaces/default/pods";
+
+    // Discovery lists the collection, create only.
+    let v1 = raw.get("/api/v1").await.json();
+    let bindings = v1["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|r| r["name"] == "bindings")
+        .cloned()
+        .expect("bindings in /api/v1");
+    assert_eq!(bindings["kind"], "Binding");
+    assert_eq!(bindings["namespaced"], true);
+    assert_eq!(bindings["verbs"], json!(["create"]));
+
+    // The scheduler decided for the first `web`; it was deleted and made again.
+    let first = raw.post(pods, &pod("web")).await.json();
+    let old_uid = first["metadata"]["uid"].as_str().expect("uid").to_string();
+    assert_eq!(raw.delete(&format!("{pods}/web")).await.status, 200);
+    let second = raw.post(pods, &pod("web")).await.json();
+    let new_uid = second["metadata"]["uid"].as_str().expect("uid").to_string();
+    assert_ne!(old_uid, new_uid);
+    let stale = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "web", "uid": old_uid},
+        "target": {"kind": "Node", "name": "node-1"}});
+    let r = raw.post(&format!("{pods}/web/binding"), &stale).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        format!("Operation cannot be fulfilled on pods \"web\": Precondition failed: UID in precondition: {old_uid}, UID in object meta: {new_uid}")
+    );
+    let p = raw.get(&format!("{pods}/web")).await.json();
+    assert!(p["spec"].get("nodeName").is_none(), "{p}");
+
+    // A binding naming another pod than the URL is refused.
+    let r = raw
+        .post(
+            &format!("{pods}/web/binding"),
+            &json!({"metadata": {"name": "other"}, "target": {"name": "node-1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["message"], "name in URL does not match name in Binding object");
+
+    // The decision for this `web`, with an annotation of the scheduler's.
+    let current = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": "web", "uid": new_uid, "annotations": {"example.com/scheduled-by": "mine"}},
+        "target": {"kind": "Node", "name": "node-1"}});
+    let r = raw.post(&format!("{pods}/web/binding"), &current).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        r.json(),
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
+    );
+    let p = raw.get(&format!("{pods}/web")).await.json();
+    assert_eq!(p["spec"]["nodeName"], "node-1");
+    assert_eq!(p["metadata"]["annotations"]["example.com/scheduled-by"], "mine");
+    let scheduled: Vec<&Value> = p["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter(|c| c["type"] == "PodScheduled")
+        .collect();
+    assert_eq!(scheduled.len(), 1, "{p}");
+    assert_eq!(scheduled[0]["status"], "True");
+
+    // A pod with scheduling gates waits for them to be removed.
+    let mut gated = pod("gated");
+    gated["spec"]["schedulingGates"] = json!([{"name": "example.com/quota"}]);
+    assert_eq!(raw.post(pods, &gated).await.status, 201);
+    let r = raw
+        .post(
+            &format!("{pods}/gated/binding"),
+            &json!({"metadata": {"name": "gated"}, "target": {"name": "node-1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    let status = r.json();
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on pods/binding \"gated\": pod gated has non-empty .spec.schedulingGates"
+    );
+    assert_eq!(status["details"]["kind"], "pods/binding");
+    assert!(raw.get(&format!("{pods}/gated")).await.json()["spec"]
+        .get("nodeName")
+        .is_none());
+
+    // The kube crate's `Api<Binding>` posts to the `bindings` collection.
+    let client = cp.client().await;
+    let pod_api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    assert_eq!(raw.post(pods, &pod("api")).await.status, 201);
+    let bindings: Api<Binding> = Api::namespaced(client, "default");
+    let binding = Binding {
+        metadata: ObjectMeta {
+            name: Some("api".into()),
+            ..Default::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            name: Some("node-2".into()),
+            ..Default::default()
+        },
+    };
+    // The answer is a Status, not a Binding, as from Kubernetes.
+    let answer: Result<Binding, kube::Error> = bindings.create(&PostParams::default(), &binding).await;
+    match answer {
+        Ok(_) => {}
+        Err(kube::Error::SerdeError(_)) => {}
+        Err(e) => panic!("binding through the bindings collection: {e}"),
+    }
+    let bound = pod_api.get("api").await.expect("pod api");
+    assert_eq!(bound.spec.and_then(|s| s.node_name).as_deref(), Some("node-2"));
+    let again = bindings.create(&PostParams::default(), &binding).await;
+    assert!(
+        matches!(&again, Err(kube::Error::Api(s)) if s.code == 409),
+        "a second binding: {again:?}"
+    );
+}

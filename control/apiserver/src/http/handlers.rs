@@ -24,7 +24,7 @@ use crate::meta::selectors::{FieldSelector, LabelSelector};
 use crate::registry::apply::{self, Tracking};
 use crate::registry::patch;
 use crate::registry::{FieldValidation, ListBody, ListQuery, Registry, UpdateMode, WriteOptions, Written};
-use crate::status::{success_status, ApiError, ApiResult};
+use crate::status::{created_status, ApiError, ApiResult};
 
 /// Largest accepted request body (as Kubernetes: 3 MiB).
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -401,6 +401,13 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
         let obj = read_body_as(body, &content_type).await?;
         let answered = crate::http::reviews::answer(&reg, &user, r, ns, obj)?;
         return out.object(StatusCode::CREATED, answered, &[]);
+    }
+    if verb == "create" && *r == crate::kinds::binding::RESOURCE {
+        let ns = ns.unwrap_or_default();
+        let obj = read_body_as(body, &content_type).await?;
+        let binding = crate::registry::binding::decode(&obj, ns, crate::registry::binding::Target::Collection)?;
+        crate::registry::binding::bind(&reg, ns, &binding, write_options(&q)?).await?;
+        return Ok(out.raw(StatusCode::CREATED, &created_status(), &[]));
     }
     if verb == "create" && *r == crate::kinds::tokenreview::RESOURCE {
         let obj = read_body_as(body, &content_type).await?;
@@ -980,65 +987,17 @@ async fn subresource(
             Ok(out.raw(StatusCode::CREATED, &status, &[]))
         }
         ("binding", "create") => {
-            let binding = read_body(body).await?;
-            let node = binding
-                .pointer("/target/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            if node.is_empty() {
-                return Err(ApiError::invalid(
-                    r,
-                    name,
-                    vec![crate::status::FieldError::required("target.name", "")],
-                ));
-            }
-            let kind = binding
-                .pointer("/target/kind")
-                .and_then(Value::as_str)
-                .unwrap_or("Node");
-            if !kind.is_empty() && kind != "Node" {
-                return Err(ApiError::invalid(
-                    r,
-                    name,
-                    vec![crate::status::FieldError::not_supported(
-                        "target.kind",
-                        &json!(kind),
-                        &["Node"],
-                    )],
-                ));
-            }
-            reg.update(k, ns, name, UpdateMode::Internal, opts, |cur| {
-                if is_set(cur.pointer("/metadata/deletionTimestamp")) {
-                    return Err(ApiError::conflict(r, name, "pod is being deleted, cannot be assigned to a host"));
-                }
-                if let Some(existing) = cur.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
-                    return Err(ApiError::conflict(r, name, &format!("pod {name} is already assigned to node {existing:?}")));
-                }
-                let mut new = cur.clone();
-                new["spec"]["nodeName"] = json!(node);
-                let mut conds = new.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
-                conds.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
-                conds.push(json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()}));
-                new["status"]["conditions"] = json!(conds);
-                if let Some(m) = new.get_mut("metadata").and_then(Value::as_object_mut) {
-                    m.remove("resourceVersion");
-                }
-                Ok(new)
-            })
-            .await?;
-            Ok(out.raw(
-                StatusCode::CREATED,
-                &success_status(json!({"name": name, "kind": "pods"})),
-                &[],
-            ))
+            let ns = ns.unwrap_or_default();
+            let binding = crate::registry::binding::decode(
+                &read_body(body).await?,
+                ns,
+                crate::registry::binding::Target::Subresource(name),
+            )?;
+            crate::registry::binding::bind(&reg, ns, &binding, opts).await?;
+            Ok(out.raw(StatusCode::CREATED, &created_status(), &[]))
         }
         _ => Err(ApiError::method_not_allowed(format!("{verb} on {}/{sub}", r.plural))),
     }
-}
-
-fn is_set(v: Option<&Value>) -> bool {
-    v.is_some_and(|v| !v.is_null())
 }
 
 #[cfg(test)]

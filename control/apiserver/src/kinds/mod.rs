@@ -42,6 +42,7 @@ macro_rules! builtin_kinds {
 builtin_kinds! {
     namespace => Namespaces,
     node => Nodes,
+    binding => Bindings,
     pod => Pods,
     service => Services,
     endpoints => EndpointsStrategy,

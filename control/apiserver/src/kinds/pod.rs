@@ -114,6 +114,14 @@ impl Strategy for Pods {
 
     fn prepare_for_create(&self, obj: &mut Value) {
         obj["status"] = json!({"phase": "Pending", "qosClass": pod_qos_class(&obj["spec"])});
+        if has_scheduling_gates(obj) {
+            // As Kubernetes' `applySchedulingGatedCondition` (no times set).
+            obj["status"]["conditions"] = json!([{
+                "type": "PodScheduled", "status": "False", "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": null, "lastTransitionTime": null,
+            }]);
+        }
     }
 
     fn generation_tracks_spec(&self) -> bool {
@@ -130,7 +138,10 @@ impl Strategy for Pods {
 
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = self.validate_status_update(old, new);
-        if mutable_spec(old) != mutable_spec(new) {
+        errs.extend(only_deleted_scheduling_gates(old, new));
+        errs.extend(only_added_node_selector(old, new));
+        let gated = has_scheduling_gates(old);
+        if mutable_spec(old, gated) != mutable_spec(new, gated) {
             errs.push(FieldError::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
         }
         errs
@@ -218,8 +229,72 @@ impl Strategy for Pods {
 }
 
 /// The pod spec without the fields an update may change.
-fn mutable_spec(pod: &Value) -> Value {
+fn has_scheduling_gates(pod: &Value) -> bool {
+    pod.pointer("/spec/schedulingGates")
+        .and_then(Value::as_array)
+        .is_some_and(|g| !g.is_empty())
+}
+
+fn gate_names(pod: &Value) -> Vec<&str> {
+    pod.pointer("/spec/schedulingGates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g.get("name").and_then(Value::as_str))
+        .collect()
+}
+
+/// Scheduling gates may only be removed (Kubernetes'
+/// `validateOnlyDeletedSchedulingGates`).
+fn only_deleted_scheduling_gates(old: &Value, new: &Value) -> Vec<FieldError> {
+    let before = gate_names(old);
+    gate_names(new)
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !before.contains(g))
+        .map(|(i, g)| {
+            FieldError::forbidden(
+                format!("spec.schedulingGates[{i}].name"),
+                format!("only deletion is allowed, but found new scheduling gate '{g}'"),
+            )
+        })
+        .collect()
+}
+
+/// While a pod is gated, `spec.nodeSelector` may gain entries (what a
+/// queueing controller such as Kueue adds as it ungates a pod), none
+/// changed or removed; once it is not gated, the selector is fixed.
+fn only_added_node_selector(old: &Value, new: &Value) -> Vec<FieldError> {
+    let (Some(before), after) = (
+        old.pointer("/spec/nodeSelector").and_then(Value::as_object),
+        new.pointer("/spec/nodeSelector").and_then(Value::as_object),
+    ) else {
+        return Vec::new();
+    };
+    let kept = before
+        .iter()
+        .all(|(k, v)| after.and_then(|a| a.get(k)) == Some(v));
+    if !has_scheduling_gates(old) || kept {
+        return Vec::new();
+    }
+    vec![FieldError::forbidden(
+        "spec.nodeSelector",
+        "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
+    )]
+}
+
+/// What of `pod`'s spec an update may not change; `gated`: whether the
+/// pod was gated before the update.
+fn mutable_spec(pod: &Value, gated: bool) -> Value {
     let mut s = pod.get("spec").cloned().unwrap_or(Value::Null);
+    if let Some(o) = s.as_object_mut() {
+        // Removing gates is checked by `only_deleted_scheduling_gates`, and
+        // so are a gated pod's selector additions.
+        o.remove("schedulingGates");
+        if gated {
+            o.remove("nodeSelector");
+        }
+    }
     for list in ["containers", "initContainers"] {
         if let Some(cs) = s.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs.iter_mut().filter_map(Value::as_object_mut) {
@@ -293,6 +368,12 @@ fn pod_status(pod: &Value) -> String {
     let mut reason = s(pod, &["status", "phase"]).to_string();
     if !s(pod, &["status", "reason"]).is_empty() {
         reason = s(pod, &["status", "reason"]).to_string();
+    }
+    if arr(pod, &["status", "conditions"])
+        .iter()
+        .any(|c| s(c, &["type"]) == "PodScheduled" && s(c, &["reason"]) == "SchedulingGated")
+    {
+        reason = "SchedulingGated".to_string();
     }
     let init_statuses = arr(pod, &["status", "initContainerStatuses"]);
     let init_total = arr(pod, &["spec", "initContainers"]).len();
@@ -448,6 +529,54 @@ fn row(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
 mod tests {
     use super::*;
 
+    fn gated_pod(gates: &[&str], selector: Value) -> Value {
+        let gates: Vec<Value> = gates.iter().map(|g| json!({"name": g})).collect();
+        json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}],
+               "schedulingGates": gates, "nodeSelector": selector}})
+    }
+
+    #[test]
+    fn a_gated_pod_is_created_scheduling_gated() {
+        let mut p = gated_pod(&["a"], json!({}));
+        Pods.prepare_for_create(&mut p);
+        assert_eq!(p["status"]["conditions"][0]["reason"], "SchedulingGated");
+        assert_eq!(p["status"]["conditions"][0]["status"], "False");
+        let mut free = gated_pod(&[], json!({}));
+        Pods.prepare_for_create(&mut free);
+        assert!(free["status"].get("conditions").is_none());
+    }
+
+    #[test]
+    fn gates_may_only_be_removed_and_a_gated_selector_only_grow() {
+        let messages = |old: &Value, new: &Value| -> Vec<String> {
+            Pods.validate_update(old, new).iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+        };
+        let old = gated_pod(&["a", "b"], json!({"zone": "x"}));
+        assert!(messages(&old, &gated_pod(&["b"], json!({"zone": "x"}))).is_empty());
+        assert!(messages(&old, &gated_pod(&[], json!({"zone": "x", "flavor": "f"}))).is_empty());
+        assert_eq!(
+            messages(&old, &gated_pod(&["a", "c"], json!({"zone": "x"}))),
+            vec!["spec.schedulingGates[1].name: Forbidden: only deletion is allowed, but found new scheduling gate 'c'"]
+        );
+        assert_eq!(
+            messages(&old, &gated_pod(&[], json!({"zone": "y"}))),
+            vec!["spec.nodeSelector: Forbidden: only additions to spec.nodeSelector are allowed (no mutations or deletions)"]
+        );
+        // Without gates the selector is part of the fixed spec.
+        let ungated = gated_pod(&[], json!({"zone": "x"}));
+        let errs = messages(&ungated, &gated_pod(&[], json!({"zone": "x", "more": "y"})));
+        assert!(errs.len() == 1 && errs[0].starts_with("spec: Forbidden: pod updates may not change"), "{errs:?}");
+    }
+
+    #[test]
+    fn gate_names_are_qualified_and_unique() {
+        let p = gated_pod(&["example.com/a", "example.com/a", "no spaces"], json!({}));
+        let errs: Vec<String> = Pods.validate(&p).iter().map(|e| e.field.clone()).collect();
+        assert!(errs.contains(&"spec.schedulingGates[1].name".to_string()), "{errs:?}");
+        assert!(errs.contains(&"spec.schedulingGates[2].name".to_string()), "{errs:?}");
+        assert!(!errs.contains(&"spec.schedulingGates[0].name".to_string()), "{errs:?}");
+    }
+
     #[test]
     fn sidecars_count_as_containers_once_started() {
         let pod = json!({
@@ -494,6 +623,9 @@ mod tests {
             "status": {"phase": "Running"}
         });
         assert_eq!(pod_status(&terminating), "Terminating");
+        let gated = json!({"status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}});
+        assert_eq!(pod_status(&gated), "SchedulingGated");
         let completed = json!({"status": {"phase": "Succeeded", "containerStatuses": [
             {"state": {"terminated": {"reason": "Completed", "exitCode": 0}}}]}});
         assert_eq!(pod_status(&completed), "Completed");

@@ -196,10 +196,6 @@ pub const POD_SPEC: &[Unsupported] = &[
         "runtimeClassName",
         "runtime classes are not supported by this cluster yet",
     ),
-    refuse(
-        "schedulingGates",
-        "scheduling gates are not supported by this cluster yet",
-    ),
     only(
         "setHostnameAsFQDN",
         Accepts::Bool(false),

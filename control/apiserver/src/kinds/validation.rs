@@ -7,7 +7,7 @@
 //! update. Pod-spec fields the cluster cannot honour are refused by
 //! [`crate::kinds::pod_support`].
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::kinds::strategy::NameRule;
 use crate::kinds::Strategy;
@@ -300,6 +300,22 @@ fn validate_lifecycle(errs: &mut Errors, lifecycle: Option<&Value>, path: &str, 
 }
 
 /// Validate a PodSpec at `path`.
+/// `schedulingGates`: each a qualified name, none twice (Kubernetes'
+/// `validateSchedulingGates`).
+fn validate_scheduling_gates(errs: &mut Errors, gates: Option<&Value>, path: &str) {
+    let mut seen = Vec::new();
+    for (i, g) in gates.and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let name = g.get("name").and_then(Value::as_str).unwrap_or_default();
+        let field = format!("{path}[{i}].name");
+        if let Err(why) = crate::meta::names::check_label_key(name) {
+            errs.push(FieldError::invalid(&field, &json!(name), why));
+        } else if seen.contains(&name) {
+            errs.push(FieldError::duplicate(&field, &json!(name)));
+        }
+        seen.push(name);
+    }
+}
+
 pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
     let Some(spec) = spec else {
         errs.push(FieldError::required(path, ""));
@@ -334,6 +350,7 @@ pub fn validate_pod_spec(errs: &mut Errors, spec: Option<&Value>, path: &str) {
             ));
         }
     }
+    validate_scheduling_gates(errs, spec.get("schedulingGates"), &format!("{path}.schedulingGates"));
     validate_dns_config(
         errs,
         spec.get("dnsPolicy").and_then(Value::as_str),

@@ -46,11 +46,6 @@ fn builtin(group: &str, kind: &str) -> ApiResult<Kind> {
         .ok_or_else(|| ApiError::internal(format!("{kind} is not served")))
 }
 
-/// The success `Status` of an eviction (201, no details).
-pub fn success() -> Value {
-    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})
-}
-
 /// 429 with a `DisruptionBudget` cause.
 fn too_many_requests(cause: String, retry_after: i64) -> ApiError {
     let mut details = json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]});
@@ -477,7 +472,7 @@ pub async fn evict(reg: &Registry, ns: &str, name: &str, body: Value, opts: Writ
             );
         }
         match add_condition_and_delete(reg, &pods, ns, name, delete, wopts).await {
-            Ok(()) => return Ok(success()),
+            Ok(()) => return Ok(crate::status::created_status()),
             Err(e) if e.code == 409 && !user_rv && attempt + 1 < EVICTION_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(EVICTION_RETRY_DELAY).await;
@@ -518,7 +513,7 @@ pub async fn evict(reg: &Registry, ns: &str, name: &str, body: Value, opts: Writ
         );
     }
     match add_condition_and_delete(reg, &pods, ns, name, delete, wopts).await {
-        Ok(()) => Ok(success()),
+        Ok(()) => Ok(crate::status::created_status()),
         // The pod changed (it may have turned Ready): the client retries.
         Err(e) if e.code == 409 && guard_unready && !user_rv => Err(still_processing(&pdb_name)),
         Err(e) => Err(e),

@@ -12,6 +12,7 @@ mod admission_reads;
 pub mod allocator;
 pub mod apiservices;
 pub mod apply;
+pub mod binding;
 pub mod certificates;
 pub mod crds;
 pub mod eviction;
