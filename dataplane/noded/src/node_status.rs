@@ -354,21 +354,59 @@ pub fn changed(current: Option<&NodeStatus>, new: &NodeStatus) -> bool {
         && current.node_info == new.node_info)
 }
 
-/// Post `status` through the status subresource.
-pub async fn post_status(nodes: &Api<Node>, name: &str, status: NodeStatus) -> kube::Result<Node> {
+/// The strategic merge patch noded posts, as the kubelet's: conditions
+/// merge by type, so conditions other agents own (a node-problem-detector's
+/// `KernelDeadlock`) stay; addresses and images are noded's own and
+/// replace what is there (an image list no longer true is cleared);
+/// capacity and allocatable merge by key, so extended resources someone
+/// advertised stay. Pure.
+pub fn status_patch(status: &NodeStatus) -> serde_json::Value {
     let mut patch = serde_json::json!({ "status": status });
+    if let Some(addresses) = patch["status"]["addresses"].as_array_mut() {
+        addresses.push(serde_json::json!({"$patch": "replace"}));
+    }
     if status.images.is_none() {
-        // A merge patch keeps what it does not mention: clear a list no longer true.
         patch["status"]["images"] = serde_json::Value::Null;
     }
+    patch
+}
+
+/// Post `status` through the status subresource ([`status_patch`]).
+pub async fn post_status(nodes: &Api<Node>, name: &str, status: NodeStatus) -> kube::Result<Node> {
     nodes
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .patch_status(name, &PatchParams::default(), &Patch::Strategic(status_patch(&status)))
         .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_status_patch_merges_conditions_by_type_and_replaces_addresses() {
+        let status = NodeStatus {
+            conditions: Some(vec![NodeCondition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
+            addresses: Some(vec![k8s_openapi::api::core::v1::NodeAddress {
+                type_: "InternalIP".into(),
+                address: "10.0.0.1".into(),
+            }]),
+            ..Default::default()
+        };
+        let patch = status_patch(&status);
+        assert_eq!(
+            patch["status"]["conditions"],
+            serde_json::json!([{"type": "Ready", "status": "True"}])
+        );
+        assert_eq!(
+            patch["status"]["addresses"],
+            serde_json::json!([{"type": "InternalIP", "address": "10.0.0.1"}, {"$patch": "replace"}])
+        );
+        assert!(patch["status"]["images"].is_null() && patch["status"].get("images").is_some());
+    }
 
     #[test]
     fn allocatable_is_capacity_minus_reservations() {

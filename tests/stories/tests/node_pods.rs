@@ -890,11 +890,17 @@ async fn a_quiet_node_renews_its_lease_and_writes_its_status_only_when_it_change
     );
 
     // Someone else marks the node's Ready condition Unknown (dropping the
-    // other conditions with it). The node posts its status again at once.
+    // other conditions with it), and a node-problem-detector adds a
+    // condition of its own. The node posts its status again at once, and
+    // leaves the detector's condition alone.
     let marked = k8s_openapi::jiff::Timestamp::now();
     let unknown = json!({"status": {"conditions": [{
         "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
         "message": "Kubelet stopped posting node status.",
+        "lastTransitionTime": marked.to_string(), "lastHeartbeatTime": marked.to_string()
+    }, {
+        "type": "KernelDeadlock", "status": "False", "reason": "KernelHasNoDeadlock",
+        "message": "kernel has no deadlock",
         "lastTransitionTime": marked.to_string(), "lastHeartbeatTime": marked.to_string()
     }]}});
     nodes
@@ -922,4 +928,10 @@ async fn a_quiet_node_renews_its_lease_and_writes_its_status_only_when_it_change
         let c = conditions.iter().find(|c| c.type_ == kind);
         assert_eq!(c.map(|c| c.status.as_str()), Some("False"), "{kind}: {conditions:?}");
     }
+    let detector = conditions.iter().find(|c| c.type_ == "KernelDeadlock");
+    assert_eq!(
+        detector.and_then(|c| c.reason.as_deref()),
+        Some("KernelHasNoDeadlock"),
+        "a condition another agent owns stays: {conditions:?}"
+    );
 }
