@@ -151,19 +151,23 @@ impl CidrAllocator {
         if stale {
             self.rebuild(&mut r, nodes, now);
         }
+        if let Some(range) = self.hand_out(&mut r, node) {
+            return Some(range);
+        }
+        if stale {
+            return None;
+        }
+        // Deleted Nodes' ranges come back with a rebuild.
+        self.rebuild(&mut r, nodes, now);
+        self.hand_out(&mut r, node)
+    }
+
+    /// The range reserved for `node`, or the next free one, reserved for it.
+    fn hand_out(&self, r: &mut Ranges, node: &str) -> Option<Ipv4Net> {
         if let Some(i) = r.in_flight.get(node) {
             return Some(self.range(*i));
         }
-        let mut free = self.next_free(&r);
-        if free.is_none() && !stale {
-            // Deleted Nodes' ranges come back with a rebuild.
-            self.rebuild(&mut r, nodes, now);
-            if let Some(i) = r.in_flight.get(node) {
-                return Some(self.range(*i));
-            }
-            free = self.next_free(&r);
-        }
-        let i = free?;
+        let i = self.next_free(r)?;
         r.take(i);
         r.in_flight.insert(node.to_string(), i);
         r.next = (i + 1) % self.count;

@@ -229,7 +229,8 @@ impl Strategy for Pods {
 }
 
 /// The pod spec without the fields an update may change.
-fn has_scheduling_gates(pod: &Value) -> bool {
+/// Whether `pod` has scheduling gates left.
+pub(crate) fn has_scheduling_gates(pod: &Value) -> bool {
     pod.pointer("/spec/schedulingGates")
         .and_then(Value::as_array)
         .is_some_and(|g| !g.is_empty())

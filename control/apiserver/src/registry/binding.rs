@@ -112,27 +112,14 @@ fn refused(pod: &str, why: &str) -> ApiError {
 
 /// The pod `cur` (as stored, with its `resourceVersion`) bound as `b` asks, or why not.
 pub fn assign(b: &Binding, cur: &Value, now: &str) -> ApiResult<Value> {
-    let pods = &kinds::pod::RESOURCE;
-    if let Some(uid) = &b.uid {
-        let have = text(cur, "/metadata/uid").unwrap_or_default();
-        if uid != have {
-            return Err(ApiError::conflict(
-                pods,
-                &b.pod,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"),
-            ));
-        }
-    }
-    if let Some(rv) = &b.resource_version {
-        let revision = text(cur, "/metadata/resourceVersion").unwrap_or_default();
-        if rv != revision {
-            return Err(ApiError::conflict(
-                pods,
-                &b.pod,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"),
-            ));
-        }
-    }
+    crate::registry::check_preconditions(
+        &kinds::pod::RESOURCE,
+        &b.pod,
+        cur,
+        text(cur, "/metadata/resourceVersion").unwrap_or_default(),
+        b.uid.as_deref(),
+        b.resource_version.as_deref(),
+    )?;
     if cur.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
         return Err(refused(
             &b.pod,
@@ -145,11 +132,7 @@ pub fn assign(b: &Binding, cur: &Value, now: &str) -> ApiResult<Value> {
             &format!("pod {} is already assigned to node {node:?}", b.pod),
         ));
     }
-    if cur
-        .pointer("/spec/schedulingGates")
-        .and_then(Value::as_array)
-        .is_some_and(|g| !g.is_empty())
-    {
+    if kinds::pod::has_scheduling_gates(cur) {
         return Err(refused(
             &b.pod,
             &format!("pod {} has non-empty .spec.schedulingGates", b.pod),

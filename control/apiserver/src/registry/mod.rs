@@ -226,6 +226,38 @@ fn finalizers(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Preconditions a write names (a delete's `preconditions`, a binding's
+/// `uid` and `resourceVersion`) checked against the stored `object` at
+/// `revision`: a 409 in Kubernetes' words when one does not hold.
+pub fn check_preconditions(
+    r: &Resource,
+    name: &str,
+    object: &Value,
+    revision: &str,
+    uid: Option<&str>,
+    resource_version: Option<&str>,
+) -> ApiResult<()> {
+    if let Some(rv) = resource_version.filter(|rv| *rv != revision) {
+        return Err(ApiError::conflict(
+            r,
+            name,
+            &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"),
+        ));
+    }
+    let have = object.pointer("/metadata/uid").and_then(Value::as_str);
+    if let Some(uid) = uid.filter(|uid| Some(*uid) != have) {
+        return Err(ApiError::conflict(
+            r,
+            name,
+            &format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                have.unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn is_deleting(v: &Value) -> bool {
     v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
 }
@@ -997,26 +1029,14 @@ impl Registry {
                 .await?
                 .ok_or_else(|| ApiError::not_found(r, name))?;
             k.on_read(&mut cur.object);
-            if let Some(rv) = &want_rv {
-                if *rv != cur.revision.to_string() {
-                    return Err(ApiError::conflict(r, name, &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}", cur.revision)));
-                }
-            }
-            if let Some(uid) = &want_uid {
-                if Some(uid.as_str()) != cur.object.pointer("/metadata/uid").and_then(Value::as_str) {
-                    return Err(ApiError::conflict(
-                        r,
-                        name,
-                        &format!(
-                            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                            cur.object
-                                .pointer("/metadata/uid")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                        ),
-                    ));
-                }
-            }
+            check_preconditions(
+                r,
+                name,
+                &cur.object,
+                &cur.revision.to_string(),
+                want_uid.as_deref(),
+                want_rv.as_deref(),
+            )?;
             self.admit_node_delete(r, name, &cur.object)?;
             self.admit_delete(k, ns, name, &cur.object, options, opts).await?;
             let mut new = cur.object.clone();
