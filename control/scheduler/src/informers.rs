@@ -82,8 +82,10 @@ impl InformerTargets {
         let gated = spec
             .and_then(|s| s.scheduling_gates.as_ref())
             .is_some_and(|g| !g.is_empty());
-        if terminal || pod.metadata.deletion_timestamp.is_some() || !ours || gated {
+        if terminal || pod.metadata.deletion_timestamp.is_some() || !ours {
             self.queue.remove(&key);
+        } else if gated {
+            self.queue.gate(key);
         } else if !self.cache().contains_pod(&uid) {
             self.queue.add_or_update(key, Arc::new(pending_copy(pod)));
         }

@@ -7,8 +7,9 @@
 //!   popping the pod to that end (the algorithm and the binding, as
 //!   Kubernetes times it);
 //! - `scheduler_pending_pods{queue}`: the sub-queues' lengths at scrape time,
-//!   `active`, `backoff`, `unschedulable` and `gated` (always 0: scheduling
-//!   gates are not implemented; pods in flight are in none, as in Kubernetes);
+//!   `active`, `backoff`, `unschedulable` and `gated` (pods of this
+//!   scheduler waiting for their scheduling gates to be removed); pods in
+//!   flight are in none, as in Kubernetes;
 //! - `scheduler_pod_scheduling_attempts`: attempts a pod took until bound;
 //! - `scheduler_preemption_attempts_total` and `scheduler_preemption_victims`.
 //!
@@ -181,7 +182,7 @@ impl SchedulerMetrics {
             ("active", lengths.active),
             ("backoff", lengths.backoff),
             ("unschedulable", lengths.unschedulable),
-            ("gated", 0),
+            ("gated", lengths.gated),
         ] {
             self.pending
                 .get_or_create(&QueueLabels { queue })
@@ -219,6 +220,7 @@ mod tests {
             backoff: 2,
             unschedulable: 3,
             in_flight: 4,
+            gated: 5,
         });
         for want in [
             "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"} 2",
@@ -230,7 +232,7 @@ mod tests {
             "scheduler_pending_pods{queue=\"active\"} 1",
             "scheduler_pending_pods{queue=\"backoff\"} 2",
             "scheduler_pending_pods{queue=\"unschedulable\"} 3",
-            "scheduler_pending_pods{queue=\"gated\"} 0",
+            "scheduler_pending_pods{queue=\"gated\"} 5",
             "scheduler_pod_scheduling_attempts_count 1",
         ] {
             assert!(text.lines().any(|l| l == want), "missing {want:?} in\n{text}");

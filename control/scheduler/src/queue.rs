@@ -12,7 +12,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -82,6 +82,9 @@ impl<O: Ord> Ord for Keyed<O> {
 #[derive(Default)]
 struct State {
     entries: HashMap<PodKey, Entry>,
+    /// Pods of ours waiting for their scheduling gates to be removed: in no
+    /// sub-queue, counted only (kube-scheduler's `gated` pending pods).
+    gated: HashSet<PodKey>,
     /// (priority, Reverse(seq)): max-heap gives highest priority, then lowest seq.
     active: BinaryHeap<Keyed<(i32, Reverse<u64>)>>,
     /// Min-heap on ready time.
@@ -102,6 +105,8 @@ pub struct QueueLengths {
     pub unschedulable: usize,
     /// Pods being scheduled or bound.
     pub in_flight: usize,
+    /// Pods waiting for their scheduling gates to be removed.
+    pub gated: usize,
 }
 
 /// The scheduling queue; cheap to share behind an `Arc`.
@@ -179,6 +184,7 @@ impl SchedulingQueue {
     /// An unscheduled pod was added or changed in the informer.
     pub fn add_or_update(&self, key: PodKey, pod: Arc<Pod>) {
         let mut st = self.lock();
+        st.gated.remove(&key);
         match st.entries.get_mut(&key) {
             Some(e) => {
                 // A pod whose spec or labels changed may fit now (e.g. new tolerations):
@@ -212,7 +218,18 @@ impl SchedulingQueue {
 
     /// The pod was deleted, or bound: stop tracking it.
     pub fn remove(&self, key: &PodKey) {
-        self.lock().entries.remove(key);
+        let mut st = self.lock();
+        st.entries.remove(key);
+        st.gated.remove(key);
+    }
+
+    /// The pod has scheduling gates: it leaves the sub-queues (a gate added
+    /// back is never, as Kubernetes refuses that) and is counted as gated
+    /// until [`SchedulingQueue::add_or_update`] brings it back or it goes.
+    pub fn gate(&self, key: PodKey) {
+        let mut st = self.lock();
+        st.entries.remove(&key);
+        st.gated.insert(key);
     }
 
     /// Whether the queue tracks this pod (waiting or in flight).
@@ -364,6 +381,7 @@ impl SchedulingQueue {
                 Location::InFlight { .. } => l.in_flight += 1,
             }
         }
+        l.gated = st.gated.len();
         l
     }
 }
@@ -466,5 +484,37 @@ mod tests {
         q.remove(&k);
         assert!(q.try_pop().is_none());
         assert_eq!(q.lengths(), QueueLengths::default());
+    }
+
+    #[test]
+    fn gated_pods_are_counted_until_ungated_or_gone() {
+        let q = SchedulingQueue::new(QueueConfig::default());
+        let (a, pa) = pod("a", 0);
+        let (b, _) = pod("b", 0);
+        q.add_or_update(a.clone(), pa.clone());
+        // A gate seen on an update takes the pod out of the active queue.
+        q.gate(a.clone());
+        q.gate(b.clone());
+        assert!(q.try_pop().is_none());
+        assert_eq!(
+            q.lengths(),
+            QueueLengths {
+                gated: 2,
+                ..Default::default()
+            }
+        );
+        // Its gates removed, it is scheduled like any other.
+        q.add_or_update(a.clone(), pa);
+        assert_eq!(
+            q.lengths(),
+            QueueLengths {
+                active: 1,
+                gated: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(q.try_pop().map(|(k, _, _)| k), Some(a));
+        q.remove(&b);
+        assert_eq!(q.lengths().gated, 0);
     }
 }

@@ -249,12 +249,38 @@ async fn a_custom_scheduler_binds_pods_as_kubernetes_checks_bindings() {
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["message"], "name in URL does not match name in Binding object");
 
+    // A misspelled field is refused under fieldValidation=Strict, as in
+    // every create, and nothing is bound.
+    let typo = json!({"metadata": {"name": "web"}, "target": {"name": "node-1", "nmae": "node-2"}});
+    let r = raw
+        .post(&format!("{pods}/web/binding?fieldValidation=Strict"), &typo)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        r.json()["message"],
+        "strict decoding error: unknown field \"target.nmae\""
+    );
+    assert!(raw.get(&format!("{pods}/web")).await.json()["spec"]
+        .get("nodeName")
+        .is_none());
+
     // The decision for this `web`, with an annotation of the scheduler's.
     let current = json!({"apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": "web", "uid": new_uid, "annotations": {"example.com/scheduled-by": "mine"}},
         "target": {"kind": "Node", "name": "node-1"}});
-    let r = raw.post(&format!("{pods}/web/binding"), &current).await;
+    let mut current_with_typo = current.clone();
+    current_with_typo["spec"] = json!({"unused": true});
+    let r = raw.post(&format!("{pods}/web/binding"), &current_with_typo).await;
     assert_eq!(r.status, 201, "{}", r.text());
+    // Without fieldValidation (Warn), the unknown field is dropped and warned about.
+    assert!(
+        r.headers
+            .get_all("warning")
+            .iter()
+            .any(|w| w.to_str().ok() == Some(r#"299 - "unknown field \"spec\"""#)),
+        "{:?}",
+        r.headers
+    );
     assert_eq!(
         r.json(),
         json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201})

@@ -6,7 +6,8 @@
 //! scheduler's `/metrics` counts the scheduled attempts and the
 //! unschedulable one (`scheduler_schedule_attempts_total`), times them
 //! (`scheduler_scheduling_attempt_duration_seconds`) and shows the waiting
-//! pod in `scheduler_pending_pods`; the controller-manager's shows the
+//! pod in `scheduler_pending_pods` (and a pod held by a scheduling gate as
+//! `gated`); the controller-manager's shows the
 //! deployment and replicaset work queues (`workqueue_adds_total`, depth,
 //! queue and work durations). The ports authenticate and authorize by
 //! delegation as Kubernetes' do: a client certificate in `system:monitoring`
@@ -55,6 +56,12 @@ async fn an_operator_scrapes_the_scheduler_and_the_controller_manager() {
     pods.create(&PostParams::default(), &pod("huge", "64", "100Mi", json!({})))
         .await
         .unwrap();
+    // And a pod held back by a scheduling gate (as Kueue holds pods).
+    let mut held = pod("held", "10m", "10Mi", json!({}));
+    held.spec.as_mut().expect("spec").scheduling_gates = Some(vec![k8s_openapi::api::core::v1::PodSchedulingGate {
+        name: "example.com/quota".into(),
+    }]);
+    pods.create(&PostParams::default(), &held).await.unwrap();
     eventually(Duration::from_secs(60), "the Deployment's three pods bound", || async {
         let list = pods.list(&ListParams::default().labels("app=web")).await.ok()?;
         let bound = list
@@ -133,7 +140,11 @@ async fn an_operator_scrapes_the_scheduler_and_the_controller_manager() {
         scheduled_timings,
         "the +Inf bucket holds them all"
     );
-    assert_eq!(value(&text, "scheduler_pending_pods", &[("queue", "gated")]), Some(0.0));
+    assert_eq!(
+        value(&text, "scheduler_pending_pods", &[("queue", "gated")]),
+        Some(1.0),
+        "the held pod counted as gated:\n{text}"
+    );
     assert!(
         value(&text, "scheduler_preemption_attempts_total", &[]).is_some_and(|v| v >= 1.0),
         "preemption was tried for the huge pod:\n{text}"

@@ -404,10 +404,12 @@ async fn dispatch(state: AppState, t: Target, verb: &'static str, q: Query, req:
     }
     if verb == "create" && *r == crate::kinds::binding::RESOURCE {
         let ns = ns.unwrap_or_default();
-        let obj = read_body_as(body, &content_type).await?;
+        let mut obj = read_body_as(body, &content_type).await?;
+        let opts = write_options(&q)?;
+        let warnings = crate::registry::binding::check_fields(&mut obj, opts.field_validation)?;
         let binding = crate::registry::binding::decode(&obj, ns, crate::registry::binding::Target::Collection)?;
-        crate::registry::binding::bind(&reg, ns, &binding, write_options(&q)?).await?;
-        return Ok(out.raw(StatusCode::CREATED, &created_status(), &[]));
+        crate::registry::binding::bind(&reg, ns, &binding, opts).await?;
+        return Ok(out.raw(StatusCode::CREATED, &created_status(), &warnings));
     }
     if verb == "create" && *r == crate::kinds::tokenreview::RESOURCE {
         let obj = read_body_as(body, &content_type).await?;
@@ -988,13 +990,12 @@ async fn subresource(
         }
         ("binding", "create") => {
             let ns = ns.unwrap_or_default();
-            let binding = crate::registry::binding::decode(
-                &read_body(body).await?,
-                ns,
-                crate::registry::binding::Target::Subresource(name),
-            )?;
+            let mut obj = read_body(body).await?;
+            let warnings = crate::registry::binding::check_fields(&mut obj, opts.field_validation)?;
+            let binding =
+                crate::registry::binding::decode(&obj, ns, crate::registry::binding::Target::Subresource(name))?;
             crate::registry::binding::bind(&reg, ns, &binding, opts).await?;
-            Ok(out.raw(StatusCode::CREATED, &created_status(), &[]))
+            Ok(out.raw(StatusCode::CREATED, &created_status(), &warnings))
         }
         _ => Err(ApiError::method_not_allowed(format!("{verb} on {}/{sub}", r.plural))),
     }

@@ -21,7 +21,7 @@
 use serde_json::{json, Value};
 
 use crate::kinds::{self, Kind};
-use crate::registry::{Registry, UpdateMode, WriteOptions};
+use crate::registry::{FieldValidation, Registry, UpdateMode, WriteOptions};
 use crate::status::{ApiError, ApiResult, FieldError};
 
 /// What a `Binding` asks for, checked.
@@ -103,6 +103,19 @@ pub fn decode(body: &Value, ns: &str, at: Target<'_>) -> ApiResult<Binding> {
             .cloned()
             .unwrap_or_default(),
     })
+}
+
+/// Check a posted `Binding`'s fields against the typed schema, as every
+/// create's body is: with `fieldValidation=Strict` an unknown field is a 400,
+/// with `Warn` (the default) it is dropped and warned about, with `Ignore`
+/// dropped. Returns the warnings. A body that does not decode as a Binding
+/// (no `target`, a name that is not a string) is left to [`decode`], which
+/// names what is missing as Kubernetes' validation does.
+pub fn check_fields(body: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
+    match crate::meta::typed::unknown_fields::<k8s_openapi::api::core::v1::Binding>(body) {
+        Ok(unknown) => crate::registry::field_validation(body, &unknown, fv),
+        Err(_) => Ok(Vec::new()),
+    }
 }
 
 /// The 409 of a pod that cannot be bound, worded as Kubernetes' (on `pods/binding`).
@@ -342,5 +355,62 @@ mod tests {
             e.message,
             "Operation cannot be fulfilled on pods \"p\": Precondition failed: ResourceVersion in precondition: 6, ResourceVersion in object meta: 7"
         );
+        // Both stale: the UID is told, as Kubernetes checks it first.
+        body["metadata"]["uid"] = json!("u0");
+        let b = decode(&body, "default", Target::Subresource("p")).unwrap();
+        let e = assign(&b, &pod(), NOW).unwrap_err();
+        assert!(
+            e.message.ends_with("UID in precondition: u0, UID in object meta: u1"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn unknown_fields_follow_field_validation() {
+        let body = || {
+            let mut b = binding("p");
+            b["target"]["nmae"] = json!("typo");
+            b["extra"] = json!(1);
+            b
+        };
+        let e = check_fields(&mut body(), FieldValidation::Strict).unwrap_err();
+        assert_eq!(e.code, 400);
+        assert_eq!(
+            e.message,
+            "strict decoding error: unknown field \"target.nmae\", unknown field \"extra\""
+        );
+        let mut warned = body();
+        assert_eq!(
+            check_fields(&mut warned, FieldValidation::Warn).unwrap(),
+            ["unknown field \"target.nmae\"", "unknown field \"extra\""]
+        );
+        assert_eq!(warned, binding("p"));
+        let mut ignored = body();
+        assert!(check_fields(&mut ignored, FieldValidation::Ignore).unwrap().is_empty());
+        assert_eq!(ignored, binding("p"));
+        assert!(check_fields(&mut binding("p"), FieldValidation::Strict)
+            .unwrap()
+            .is_empty());
+        // Decoding comes before validation: an unknown field of a body
+        // without a target is the 400; without it, decode's 422 names the target.
+        let mut no_target = json!({"metadata": {"name": "p"}, "extra": 1});
+        assert_eq!(
+            check_fields(&mut no_target, FieldValidation::Strict).unwrap_err().code,
+            400
+        );
+        let mut no_target = json!({"metadata": {"name": "p"}});
+        assert!(check_fields(&mut no_target, FieldValidation::Strict)
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            decode(&no_target, "default", Target::Subresource("p"))
+                .unwrap_err()
+                .code,
+            422
+        );
+        // A body that does not decode as a Binding is left to decode.
+        let mut bad = json!({"metadata": {"name": "p"}, "target": {"name": 5}});
+        assert!(check_fields(&mut bad, FieldValidation::Strict).unwrap().is_empty());
     }
 }

@@ -226,9 +226,33 @@ fn finalizers(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What `fieldValidation` makes of the `unknown` fields of a body `obj`:
+/// `Strict` refuses them with a 400 naming each, `Warn` drops them and
+/// returns a warning for each, `Ignore` drops them.
+pub fn field_validation(obj: &mut Value, unknown: &[String], fv: FieldValidation) -> ApiResult<Vec<String>> {
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    if fv == FieldValidation::Strict {
+        let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+        return Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        )));
+    }
+    schema::remove_fields(obj, unknown);
+    Ok(if fv == FieldValidation::Warn {
+        unknown.iter().map(|f| format!("unknown field {f:?}")).collect()
+    } else {
+        Vec::new()
+    })
+}
+
 /// Preconditions a write names (a delete's `preconditions`, a binding's
 /// `uid` and `resourceVersion`) checked against the stored `object` at
-/// `revision`: a 409 in Kubernetes' words when one does not hold.
+/// `revision`: a 409 in Kubernetes' words when one does not hold. The UID
+/// is checked first, as Kubernetes' `Preconditions.Check` does, so a write
+/// naming both a stale UID and a stale resourceVersion is told about the UID.
 pub fn check_preconditions(
     r: &Resource,
     name: &str,
@@ -237,13 +261,6 @@ pub fn check_preconditions(
     uid: Option<&str>,
     resource_version: Option<&str>,
 ) -> ApiResult<()> {
-    if let Some(rv) = resource_version.filter(|rv| *rv != revision) {
-        return Err(ApiError::conflict(
-            r,
-            name,
-            &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"),
-        ));
-    }
     let have = object.pointer("/metadata/uid").and_then(Value::as_str);
     if let Some(uid) = uid.filter(|uid| Some(*uid) != have) {
         return Err(ApiError::conflict(
@@ -253,6 +270,13 @@ pub fn check_preconditions(
                 "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
                 have.unwrap_or_default()
             ),
+        ));
+    }
+    if let Some(rv) = resource_version.filter(|rv| *rv != revision) {
+        return Err(ApiError::conflict(
+            r,
+            name,
+            &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {revision}"),
         ));
     }
     Ok(())
@@ -350,22 +374,7 @@ impl Registry {
         let Some(unknown) = k.unknown_fields(obj)? else {
             return Ok(Vec::new());
         };
-        if unknown.is_empty() {
-            return Ok(Vec::new());
-        }
-        if fv == FieldValidation::Strict {
-            let msgs: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
-            return Err(ApiError::bad_request(format!(
-                "strict decoding error: {}",
-                msgs.join(", ")
-            )));
-        }
-        schema::remove_fields(obj, &unknown);
-        Ok(if fv == FieldValidation::Warn {
-            unknown.iter().map(|f| format!("unknown field {f:?}")).collect()
-        } else {
-            Vec::new()
-        })
+        field_validation(obj, &unknown, fv)
     }
 
     fn check_type_meta(&self, r: &Resource, obj: &mut Value) -> ApiResult<()> {
