@@ -166,6 +166,15 @@ fn sh(cluster: &TestCluster, pod: &PodView, script: &str) -> String {
     )
 }
 
+/// Runs its closure when dropped, on success and while a panic unwinds.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
 /// Run `script` in the pod until its output contains every one of `want`.
 fn eventually(cluster: &TestCluster, pod: &PodView, script: &str, want: &[&str]) -> String {
     let mut last = String::new();
@@ -314,6 +323,12 @@ fn pods_find_services_by_name_and_lose_no_lookup_while_a_dns_server_restarts() {
         );
         std::thread::scope(|s| {
             let handle = s.spawn(move || sh(cluster, &looping, &script));
+            // The loop runs until told to stop. Should a step below fail,
+            // the guard still tells it, so the scope's join (and the test)
+            // ends with that failure instead of waiting forever.
+            let end_loop = OnDrop(|| {
+                sh(cluster, &client, "touch /tmp/stop");
+            });
             std::thread::sleep(Duration::from_secs(2));
             let noded = format!("{n1}-noded");
             let pid = cluster.pid(&noded).expect("node 1's noded pid");
@@ -348,7 +363,7 @@ fn pods_find_services_by_name_and_lose_no_lookup_while_a_dns_server_restarts() {
             })
             .expect("node 1's DNS endpoint ready again");
             std::thread::sleep(Duration::from_secs(3));
-            sh(cluster, &client, "touch /tmp/stop");
+            drop(end_loop);
             handle.join().unwrap()
         })
     };
