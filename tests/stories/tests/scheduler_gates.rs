@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use serde_json::json;
+use serde_json::{json, Value};
 use sluice_tests::scheduling::{node_of, pod, wait_bound, NodeSim, SchedulerProcess};
 use sluice_tests::ControlPlane;
 
@@ -158,4 +158,49 @@ async fn gated_pods_wait_until_their_gates_are_removed() {
         .await
         .expect_err("a changed selector");
     assert!(matches!(&err, kube::Error::Api(s) if s.code == 422), "{err}");
+
+    // job-1 is narrowed through its node affinity while gated (as a
+    // controller that places by affinity does): a required term may be set,
+    // then only gain requirements, never change them.
+    let term = |value: &str| json!({"matchExpressions": [{"key": "flavor", "operator": "In", "values": [value]}]});
+    let affinity = |terms: Value| json!({"spec": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}}});
+    pods.patch(
+        "job-1",
+        &PatchParams::default(),
+        &Patch::Merge(affinity(json!([term("a")]))),
+    )
+    .await
+    .expect("a gated pod's node affinity set");
+    let err = pods
+        .patch(
+            "job-1",
+            &PatchParams::default(),
+            &Patch::Merge(affinity(json!([term("b")]))),
+        )
+        .await
+        .expect_err("a requirement changed");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(
+                s.message.contains(
+                    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]: Invalid value: "
+                ) && s.message.ends_with("only additions are allowed (no mutations or deletions)"),
+                "{}",
+                s.message
+            );
+        }
+        e => panic!("unexpected error: {e}"),
+    }
+    pods.patch(
+        "job-1",
+        &PatchParams::default(),
+        &Patch::Json::<()>(
+            serde_json::from_value(json!([{"op": "remove", "path": "/spec/schedulingGates"}])).expect("json patch"),
+        ),
+    )
+    .await
+    .expect("ungate");
+    let node = wait_bound(&client, "default", "job-1", Duration::from_secs(30)).await;
+    assert!(node.starts_with('a'), "job-1 goes where its affinity says, not {node}");
 }

@@ -140,6 +140,7 @@ impl Strategy for Pods {
         let mut errs = self.validate_status_update(old, new);
         errs.extend(only_deleted_scheduling_gates(old, new));
         errs.extend(only_added_node_selector(old, new));
+        errs.extend(only_narrowed_node_affinity(old, new));
         let gated = has_scheduling_gates(old);
         if mutable_spec(old, gated) != mutable_spec(new, gated) {
             errs.push(FieldError::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
@@ -278,10 +279,77 @@ fn only_added_node_selector(old: &Value, new: &Value) -> Vec<FieldError> {
     if !has_scheduling_gates(old) || kept {
         return Vec::new();
     }
-    vec![FieldError::forbidden(
+    vec![FieldError::invalid(
         "spec.nodeSelector",
+        new.pointer("/spec/nodeSelector").unwrap_or(&Value::Null),
         "only additions to spec.nodeSelector are allowed (no mutations or deletions)",
     )]
+}
+
+const REQUIRED_NODE_AFFINITY: &str = "/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution";
+
+/// While a pod is gated, its required node affinity may be narrowed
+/// (Kubernetes' `validateNodeAffinityMutation`): set freely when it had
+/// none or no terms; otherwise the same number of terms, each keeping its
+/// expressions and fields as they were and only adding more. The preferred
+/// terms may change freely.
+fn only_narrowed_node_affinity(old: &Value, new: &Value) -> Vec<FieldError> {
+    let terms = |pod: &Value| -> Vec<Value> {
+        pod.pointer(REQUIRED_NODE_AFFINITY)
+            .and_then(|r| r.get("nodeSelectorTerms"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    if !has_scheduling_gates(old) || old.pointer(REQUIRED_NODE_AFFINITY).is_none_or(Value::is_null) {
+        return Vec::new();
+    }
+    let (before, after) = (terms(old), terms(new));
+    let path = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms";
+    if !before.is_empty() && before.len() != after.len() {
+        return vec![FieldError::invalid(
+            path,
+            &Value::Array(after),
+            "no additions/deletions to non-empty NodeSelectorTerms list are allowed",
+        )];
+    }
+    before
+        .iter()
+        .zip(&after)
+        .enumerate()
+        .filter(|(_, (b, a))| !only_added_requirements(b, a))
+        .map(|(i, (_, a))| {
+            FieldError::invalid(
+                format!("{path}[{i}]"),
+                a,
+                "only additions are allowed (no mutations or deletions)",
+            )
+        })
+        .collect()
+}
+
+/// Whether node selector term `after` is `before` with requirements added
+/// at the end of its `matchExpressions` and `matchFields`, the others as
+/// they were (an empty list of values the same as none, as Kubernetes'
+/// semantic equality has it).
+fn only_added_requirements(before: &Value, after: &Value) -> bool {
+    fn normalized(requirement: &Value) -> Value {
+        let mut r = requirement.clone();
+        if let Some(o) = r.as_object_mut() {
+            o.retain(|_, v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty()));
+        }
+        r
+    }
+    ["matchExpressions", "matchFields"].iter().all(|list| {
+        let items = |term: &Value| -> Vec<Value> {
+            term.get(*list)
+                .and_then(Value::as_array)
+                .map(|l| l.iter().map(normalized).collect())
+                .unwrap_or_default()
+        };
+        let (b, a) = (items(before), items(after));
+        b.len() <= a.len() && b.iter().zip(&a).all(|(x, y)| x == y)
+    })
 }
 
 /// What of `pod`'s spec an update may not change; `gated`: whether the
@@ -289,11 +357,20 @@ fn only_added_node_selector(old: &Value, new: &Value) -> Vec<FieldError> {
 fn mutable_spec(pod: &Value, gated: bool) -> Value {
     let mut s = pod.get("spec").cloned().unwrap_or(Value::Null);
     if let Some(o) = s.as_object_mut() {
-        // Removing gates is checked by `only_deleted_scheduling_gates`, and
-        // so are a gated pod's selector additions.
+        // Removing gates is checked by `only_deleted_scheduling_gates`, a
+        // gated pod's selector additions by `only_added_node_selector`.
         o.remove("schedulingGates");
         if gated {
             o.remove("nodeSelector");
+            // The node affinity too (`only_narrowed_node_affinity`); an
+            // affinity left empty is the same as none.
+            if let Some(affinity) = o.get_mut("affinity").and_then(Value::as_object_mut) {
+                affinity.remove("nodeAffinity");
+                affinity.retain(|_, v| !v.is_null());
+            }
+            if o.get("affinity").is_some_and(|a| a.is_null() || a.as_object().is_some_and(|a| a.is_empty())) {
+                o.remove("affinity");
+            }
         }
     }
     for list in ["containers", "initContainers"] {
@@ -561,12 +638,56 @@ mod tests {
         );
         assert_eq!(
             messages(&old, &gated_pod(&[], json!({"zone": "y"}))),
-            vec!["spec.nodeSelector: Forbidden: only additions to spec.nodeSelector are allowed (no mutations or deletions)"]
+            vec![r#"spec.nodeSelector: Invalid value: {"zone":"y"}: only additions to spec.nodeSelector are allowed (no mutations or deletions)"#]
         );
         // Without gates the selector is part of the fixed spec.
         let ungated = gated_pod(&[], json!({"zone": "x"}));
         let errs = messages(&ungated, &gated_pod(&[], json!({"zone": "x", "more": "y"})));
         assert!(errs.len() == 1 && errs[0].starts_with("spec: Forbidden: pod updates may not change"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_gated_pods_required_node_affinity_may_only_be_narrowed() {
+        let messages = |old: &Value, new: &Value| -> Vec<String> {
+            Pods.validate_update(old, new).iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+        };
+        let a = json!({"key": "a", "operator": "In", "values": ["x"]});
+        let b = json!({"key": "b", "operator": "Exists"});
+        let with = |gates: &[&str], terms: Option<Value>, preferred: Value| {
+            let mut p = gated_pod(gates, json!({}));
+            let mut node_affinity = json!({"preferredDuringSchedulingIgnoredDuringExecution": preferred});
+            if let Some(t) = terms {
+                node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = json!({"nodeSelectorTerms": t});
+            }
+            p["spec"]["affinity"] = json!({"nodeAffinity": node_affinity});
+            p
+        };
+        let none = gated_pod(&["g"], json!({}));
+        let one = with(&["g"], Some(json!([{"matchExpressions": [a]}])), json!([]));
+        // None before: anything may be set; a term may gain requirements;
+        // the preferred terms change freely.
+        assert!(messages(&none, &one).is_empty());
+        assert!(messages(&one, &with(&[], Some(json!([{"matchExpressions": [a, b]}])), json!([]))).is_empty());
+        let preferred = json!([{"weight": 1, "preference": {"matchExpressions": [b]}}]);
+        assert!(messages(&one, &with(&["g"], Some(json!([{"matchExpressions": [a]}])), preferred)).is_empty());
+        // A changed requirement, a term added.
+        assert_eq!(
+            messages(&one, &with(&["g"], Some(json!([{"matchExpressions": [b]}])), json!([]))),
+            vec![r#"spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]: Invalid value: {"matchExpressions":[{"key":"b","operator":"Exists"}]}: only additions are allowed (no mutations or deletions)"#]
+        );
+        let two = with(&["g"], Some(json!([{"matchExpressions": [a]}, {"matchExpressions": [b]}])), json!([]));
+        let errs = messages(&one, &two);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].ends_with("no additions/deletions to non-empty NodeSelectorTerms list are allowed"), "{errs:?}");
+        // Once ungated, the affinity is fixed again.
+        let ungated = with(&[], Some(json!([{"matchExpressions": [a]}])), json!([]));
+        let errs = messages(&ungated, &with(&[], Some(json!([{"matchExpressions": [a, b]}])), json!([])));
+        assert!(errs.len() == 1 && errs[0].starts_with("spec: Forbidden: pod updates may not change"), "{errs:?}");
+        // Other affinity stays fixed while gated.
+        let mut anti = one.clone();
+        anti["spec"]["affinity"]["podAntiAffinity"] = json!({"requiredDuringSchedulingIgnoredDuringExecution": []});
+        let errs = messages(&one, &anti);
+        assert!(errs.len() == 1 && errs[0].starts_with("spec: Forbidden"), "{errs:?}");
     }
 
     #[test]
