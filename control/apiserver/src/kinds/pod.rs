@@ -613,6 +613,11 @@ mod tests {
                "schedulingGates": gates, "nodeSelector": selector}})
     }
 
+    /// What an update from `old` to `new` is refused with, as `field: message`.
+    fn messages(old: &Value, new: &Value) -> Vec<String> {
+        Pods.validate_update(old, new).iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
+    }
+
     #[test]
     fn a_gated_pod_is_created_scheduling_gated() {
         let mut p = gated_pod(&["a"], json!({}));
@@ -626,9 +631,6 @@ mod tests {
 
     #[test]
     fn gates_may_only_be_removed_and_a_gated_selector_only_grow() {
-        let messages = |old: &Value, new: &Value| -> Vec<String> {
-            Pods.validate_update(old, new).iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
-        };
         let old = gated_pod(&["a", "b"], json!({"zone": "x"}));
         assert!(messages(&old, &gated_pod(&["b"], json!({"zone": "x"}))).is_empty());
         assert!(messages(&old, &gated_pod(&[], json!({"zone": "x", "flavor": "f"}))).is_empty());
@@ -648,9 +650,6 @@ mod tests {
 
     #[test]
     fn a_gated_pods_required_node_affinity_may_only_be_narrowed() {
-        let messages = |old: &Value, new: &Value| -> Vec<String> {
-            Pods.validate_update(old, new).iter().map(|e| format!("{}: {}", e.field, e.message)).collect()
-        };
         let a = json!({"key": "a", "operator": "In", "values": ["x"]});
         let b = json!({"key": "b", "operator": "Exists"});
         let with = |gates: &[&str], terms: Option<Value>, preferred: Value| {
