@@ -223,9 +223,9 @@ impl SchedulingQueue {
         st.gated.remove(key);
     }
 
-    /// The pod has scheduling gates: it leaves the sub-queues (a gate added
-    /// back is never, as Kubernetes refuses that) and is counted as gated
-    /// until [`SchedulingQueue::add_or_update`] brings it back or it goes.
+    /// The pod has scheduling gates: it leaves the sub-queues and is
+    /// counted as gated until [`SchedulingQueue::add_or_update`] brings it
+    /// back (its gates removed; the API server refuses adding any) or it goes.
     pub fn gate(&self, key: PodKey) {
         let mut st = self.lock();
         st.entries.remove(&key);

@@ -23,6 +23,16 @@ fn plain(timeout: u32) -> WatchParams {
     wp
 }
 
+/// The resourceVersion of a list of the ConfigMaps: where a watch starts after it.
+async fn list_rv(api: &Api<ConfigMap>) -> String {
+    api.list(&ListParams::default())
+        .await
+        .expect("list")
+        .metadata
+        .resource_version
+        .expect("a list's resourceVersion")
+}
+
 /// (type, name, resourceVersion) of each event, until `n` events or the stream ends.
 async fn collect(api: &Api<ConfigMap>, wp: &WatchParams, rv: &str, n: usize) -> Vec<(String, String, String)> {
     let stream = api.watch(wp, rv).await.expect("watch starts");
@@ -62,13 +72,7 @@ async fn collect(api: &Api<ConfigMap>, wp: &WatchParams, rv: &str, n: usize) -> 
 async fn watch_resumes_after_apiserver_restart_without_missing_or_duplicating() {
     let mut cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv0 = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv0 = list_rv(&api).await;
     for i in 1..=5 {
         api.create(&PostParams::default(), &cm(&format!("x{i}"), json!({})))
             .await
@@ -128,13 +132,7 @@ async fn watch_resumes_after_apiserver_restart_without_missing_or_duplicating() 
 async fn a_watch_resuming_behind_the_cache_gets_a_backlog_of_many_megabytes() {
     let mut cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv0 = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv0 = list_rv(&api).await;
     let payload = "x".repeat(900_000);
     for i in 1..=6 {
         let big: ConfigMap =
@@ -207,13 +205,7 @@ async fn compacted_resource_version_is_410_expired() {
 async fn selector_watch_sees_objects_leave_and_enter() {
     let cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&api).await;
     api.create(&PostParams::default(), &cm("web", json!({"app": "web"})))
         .await
         .unwrap();
@@ -290,13 +282,7 @@ async fn watch_without_version_starts_with_current_state_and_bookmarks_and_timeo
 async fn many_watchers_share_one_stream_with_the_same_semantics() {
     let cp = ControlPlane::start().await;
     let api: Api<ConfigMap> = Api::namespaced(cp.client().await, "default");
-    let rv = api
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .metadata
-        .resource_version
-        .unwrap();
+    let rv = list_rv(&api).await;
     // A first watcher starts the shared stream (live path).
     let live = {
         let api = api.clone();

@@ -13,6 +13,17 @@ use serde_json::{json, Value};
 use sluice_tests::scheduling::{node_of, pod, wait_bound, NodeSim, SchedulerProcess};
 use sluice_tests::ControlPlane;
 
+/// The message of a refusal that must be a 422.
+fn unprocessable(err: kube::Error) -> String {
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            s.message
+        }
+        e => panic!("unexpected error: {e}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gated_pods_wait_until_their_gates_are_removed() {
     let cp = ControlPlane::start().await;
@@ -114,18 +125,11 @@ async fn gated_pods_wait_until_their_gates_are_removed() {
         )
         .await
         .expect_err("a new gate");
-    match err {
-        kube::Error::Api(s) => {
-            assert_eq!(s.code, 422, "{s:?}");
-            assert!(
-                s.message
-                    .contains("only deletion is allowed, but found new scheduling gate 'example.com/other'"),
-                "{}",
-                s.message
-            );
-        }
-        e => panic!("unexpected error: {e}"),
-    }
+    let message = unprocessable(err);
+    assert!(
+        message.contains("only deletion is allowed, but found new scheduling gate 'example.com/other'"),
+        "{message}"
+    );
 
     // The controller admits job-0 to flavor b: the gate goes, a node selector comes.
     pods.patch(
@@ -179,19 +183,13 @@ async fn gated_pods_wait_until_their_gates_are_removed() {
         )
         .await
         .expect_err("a requirement changed");
-    match err {
-        kube::Error::Api(s) => {
-            assert_eq!(s.code, 422, "{s:?}");
-            assert!(
-                s.message.contains(
-                    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]: Invalid value: "
-                ) && s.message.ends_with("only additions are allowed (no mutations or deletions)"),
-                "{}",
-                s.message
-            );
-        }
-        e => panic!("unexpected error: {e}"),
-    }
+    let message = unprocessable(err);
+    assert!(
+        message.contains(
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0]: Invalid value: "
+        ) && message.ends_with("only additions are allowed (no mutations or deletions)"),
+        "{message}"
+    );
     pods.patch(
         "job-1",
         &PatchParams::default(),

@@ -139,9 +139,11 @@ impl Strategy for Pods {
     fn validate_update(&self, old: &Value, new: &Value) -> Vec<FieldError> {
         let mut errs = self.validate_status_update(old, new);
         errs.extend(only_deleted_scheduling_gates(old, new));
-        errs.extend(only_added_node_selector(old, new));
-        errs.extend(only_narrowed_node_affinity(old, new));
         let gated = has_scheduling_gates(old);
+        if gated {
+            errs.extend(only_added_node_selector(old, new));
+            errs.extend(only_narrowed_node_affinity(old, new));
+        }
         if mutable_spec(old, gated) != mutable_spec(new, gated) {
             errs.push(FieldError::forbidden("spec", "pod updates may not change fields other than `spec.containers[*].image`,`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be set to 1 if it was previously negative)"));
         }
@@ -229,7 +231,6 @@ impl Strategy for Pods {
     }
 }
 
-/// The pod spec without the fields an update may change.
 /// Whether `pod` has scheduling gates left.
 pub(crate) fn has_scheduling_gates(pod: &Value) -> bool {
     pod.pointer("/spec/schedulingGates")
@@ -265,7 +266,8 @@ fn only_deleted_scheduling_gates(old: &Value, new: &Value) -> Vec<FieldError> {
 
 /// While a pod is gated, `spec.nodeSelector` may gain entries (what a
 /// queueing controller such as Kueue adds as it ungates a pod), none
-/// changed or removed; once it is not gated, the selector is fixed.
+/// changed or removed; once it is not gated, the selector is fixed (by
+/// [`mutable_spec`]). For a pod that was gated.
 fn only_added_node_selector(old: &Value, new: &Value) -> Vec<FieldError> {
     let (Some(before), after) = (
         old.pointer("/spec/nodeSelector").and_then(Value::as_object),
@@ -276,7 +278,7 @@ fn only_added_node_selector(old: &Value, new: &Value) -> Vec<FieldError> {
     let kept = before
         .iter()
         .all(|(k, v)| after.and_then(|a| a.get(k)) == Some(v));
-    if !has_scheduling_gates(old) || kept {
+    if kept {
         return Vec::new();
     }
     vec![FieldError::invalid(
@@ -292,7 +294,7 @@ const REQUIRED_NODE_AFFINITY: &str = "/spec/affinity/nodeAffinity/requiredDuring
 /// (Kubernetes' `validateNodeAffinityMutation`): set freely when it had
 /// none or no terms; otherwise the same number of terms, each keeping its
 /// expressions and fields as they were and only adding more. The preferred
-/// terms may change freely.
+/// terms may change freely. For a pod that was gated.
 fn only_narrowed_node_affinity(old: &Value, new: &Value) -> Vec<FieldError> {
     let terms = |pod: &Value| -> Vec<Value> {
         pod.pointer(REQUIRED_NODE_AFFINITY)
@@ -301,7 +303,7 @@ fn only_narrowed_node_affinity(old: &Value, new: &Value) -> Vec<FieldError> {
             .cloned()
             .unwrap_or_default()
     };
-    if !has_scheduling_gates(old) || old.pointer(REQUIRED_NODE_AFFINITY).is_none_or(Value::is_null) {
+    if old.pointer(REQUIRED_NODE_AFFINITY).is_none_or(Value::is_null) {
         return Vec::new();
     }
     let (before, after) = (terms(old), terms(new));

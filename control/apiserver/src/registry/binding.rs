@@ -20,7 +20,7 @@
 
 use serde_json::{json, Value};
 
-use crate::kinds::{self, Kind};
+use crate::kinds::{self, Kind, Strategy};
 use crate::registry::{FieldValidation, Registry, UpdateMode, WriteOptions};
 use crate::status::{ApiError, ApiResult, FieldError};
 
@@ -112,9 +112,9 @@ pub fn decode(body: &Value, ns: &str, at: Target<'_>) -> ApiResult<Binding> {
 /// (no `target`, a name that is not a string) is left to [`decode`], which
 /// names what is missing as Kubernetes' validation does.
 pub fn check_fields(body: &mut Value, fv: FieldValidation) -> ApiResult<Vec<String>> {
-    match crate::meta::typed::unknown_fields::<k8s_openapi::api::core::v1::Binding>(body) {
-        Ok(unknown) => crate::registry::field_validation(body, &unknown, fv),
-        Err(_) => Ok(Vec::new()),
+    match kinds::binding::Bindings.unknown_fields(body) {
+        Ok(Some(unknown)) => crate::registry::field_validation(body, &unknown, fv),
+        _ => Ok(Vec::new()),
     }
 }
 
