@@ -2,48 +2,95 @@
 //! `podutil`): active or terminated, its conditions, readiness and
 //! availability under `minReadySeconds`.
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Volume};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
 
+/// What the rules here (and [`crate::storage::claim_names`]) read of a
+/// pod: a whole [`Pod`], or a cache's compact copy of one (the
+/// controller-manager's), which then follows the same rules.
+pub trait PodParts {
+    /// Its metadata.
+    fn metadata(&self) -> &ObjectMeta;
+    /// Its status, if it has one.
+    fn status(&self) -> Option<&PodStatus>;
+    /// Its volumes.
+    fn volumes(&self) -> &[Volume];
+}
+
+impl PodParts for Pod {
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn status(&self) -> Option<&PodStatus> {
+        self.status.as_ref()
+    }
+    fn volumes(&self) -> &[Volume] {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.volumes.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl<T: PodParts + ?Sized> PodParts for &T {
+    fn metadata(&self) -> &ObjectMeta {
+        (**self).metadata()
+    }
+    fn status(&self) -> Option<&PodStatus> {
+        (**self).status()
+    }
+    fn volumes(&self) -> &[Volume] {
+        (**self).volumes()
+    }
+}
+
+impl<T: PodParts + ?Sized> PodParts for std::sync::Arc<T> {
+    fn metadata(&self) -> &ObjectMeta {
+        (**self).metadata()
+    }
+    fn status(&self) -> Option<&PodStatus> {
+        (**self).status()
+    }
+    fn volumes(&self) -> &[Volume] {
+        (**self).volumes()
+    }
+}
+
 /// Whether the pod still counts towards its controller's replicas: not
 /// terminated and not being deleted.
-pub fn is_active(pod: &Pod) -> bool {
-    !is_terminated(pod) && pod.metadata.deletion_timestamp.is_none()
+pub fn is_active(pod: &impl PodParts) -> bool {
+    !is_terminated(pod) && pod.metadata().deletion_timestamp.is_none()
 }
 
 /// Whether the pod has terminated (Succeeded or Failed).
-pub fn is_terminated(pod: &Pod) -> bool {
+pub fn is_terminated(pod: &impl PodParts) -> bool {
     matches!(
-        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        pod.status().and_then(|s| s.phase.as_deref()),
         Some("Succeeded") | Some("Failed")
     )
 }
 
 /// The pod's condition of type `type_`, if it has one.
-pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_)
+pub fn condition<'a>(pod: &'a impl PodParts, type_: &str) -> Option<&'a PodCondition> {
+    pod.status()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
 }
 
 /// The pod's Ready condition, if it is True: when it last changed.
-pub fn ready_since(pod: &Pod) -> Option<Option<Timestamp>> {
+pub fn ready_since(pod: &impl PodParts) -> Option<Option<Timestamp>> {
     let cond = condition(pod, "Ready").filter(|c| c.status == "True")?;
     Some(cond.last_transition_time.as_ref().map(|t| t.0))
 }
 
 /// Whether the pod is Ready.
-pub fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &impl PodParts) -> bool {
     ready_since(pod).is_some()
 }
 
 /// Availability of a pod under `minReadySeconds`: `Ok(())` when available,
 /// `Err(Some(wait))` when ready but not yet for long enough, `Err(None)` when not ready.
-pub fn availability(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<Duration>> {
+pub fn availability(pod: &impl PodParts, min_ready_seconds: i32, now: Timestamp) -> Result<(), Option<Duration>> {
     let Some(since) = ready_since(pod) else {
         return Err(None);
     };

@@ -13,7 +13,7 @@
 //! selected, and then only volumes whose node affinity admits that node.
 //! [`claim_names`] lists the claims a pod uses.
 
-use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod, Volume};
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Volume};
 use kube::core::{Selector, SelectorExt};
 use kube::ResourceExt;
 
@@ -28,13 +28,10 @@ pub fn names_a_claim(v: &Volume) -> bool {
 /// The names of the claims `pod` uses, in volume order: its
 /// `persistentVolumeClaim` volumes' claims, and `<pod>-<volume>` for an
 /// `ephemeral` volume (the claim Kubernetes creates for it).
-pub fn claim_names(pod: &Pod) -> Vec<String> {
-    let pod_name = pod.metadata.name.as_deref().unwrap_or_default();
-    pod.spec
-        .as_ref()
-        .and_then(|s| s.volumes.as_ref())
-        .into_iter()
-        .flatten()
+pub fn claim_names(pod: &impl crate::pods::PodParts) -> Vec<String> {
+    let pod_name = pod.metadata().name.as_deref().unwrap_or_default();
+    pod.volumes()
+        .iter()
         .filter_map(|v| match (&v.persistent_volume_claim, &v.ephemeral) {
             (Some(c), _) => Some(c.claim_name.clone()),
             (None, Some(_)) => Some(format!("{pod_name}-{}", v.name)),
@@ -246,6 +243,7 @@ pub fn unsatisfied(volume: &PersistentVolume, claim: &PersistentVolumeClaim) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
     fn pv(name: &str, size: &str, extra: serde_json::Value) -> PersistentVolume {

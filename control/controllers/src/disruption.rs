@@ -39,6 +39,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
+use crate::cached_pod::CachedPod;
 use crate::events::EventType;
 use crate::pods::{controller_of, is_ready, key_of};
 use crate::{runner, Context, Error};
@@ -67,7 +68,10 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         .pdbs
         .trigger(|pdb: &PodDisruptionBudget| Some(ObjectRef::from_obj(pdb)));
     let pdbs = store.clone();
-    let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| budgets_for_pod(&pdbs, pod));
+    let from_pods = ctx
+        .informers
+        .pods
+        .trigger(move |pod: &CachedPod| budgets_for_pod(&pdbs, pod));
     // A controller's scale is the denominator of percentages and of maxUnavailable.
     let pdbs = store.clone();
     let from_deployments = ctx
@@ -117,7 +121,7 @@ fn budget_selector(pdb: &PodDisruptionBudget) -> Result<Option<Selector>, Error>
 }
 
 /// The budgets whose selector matches `pod`.
-fn budgets_for_pod(store: &Store<PodDisruptionBudget>, pod: &Pod) -> Vec<ObjectRef<PodDisruptionBudget>> {
+fn budgets_for_pod(store: &Store<PodDisruptionBudget>, pod: &CachedPod) -> Vec<ObjectRef<PodDisruptionBudget>> {
     let ns = pod.namespace();
     store
         .state()
@@ -289,7 +293,7 @@ async fn scale_subresource(ctx: &Context, owner: &OwnerReference, ns: &str) -> R
 
 /// Kubernetes' `getExpectedScale`: the summed scale of the pods'
 /// controllers, each once; pods without a controller are listed apart.
-async fn expected_scale(ctx: &Context, pods: &[Arc<Pod>]) -> Result<Expected, String> {
+async fn expected_scale(ctx: &Context, pods: &[Arc<CachedPod>]) -> Result<Expected, String> {
     let mut scales: HashMap<String, i32> = HashMap::new();
     let mut unmanaged = Vec::new();
     for pod in pods {
@@ -323,9 +327,9 @@ async fn expected_scale(ctx: &Context, pods: &[Arc<Pod>]) -> Result<Expected, St
 /// returned apart (Kubernetes records `NotDeleted` on them).
 pub fn disrupted_pods(
     recorded: Option<&BTreeMap<String, Time>>,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<CachedPod>],
     now: Timestamp,
-) -> (BTreeMap<String, Time>, Option<Timestamp>, Vec<Arc<Pod>>) {
+) -> (BTreeMap<String, Time>, Option<Timestamp>, Vec<Arc<CachedPod>>) {
     let mut kept = BTreeMap::new();
     let mut recheck: Option<Timestamp> = None;
     let mut lapsed = Vec::new();
@@ -351,7 +355,7 @@ pub fn disrupted_pods(
 }
 
 /// Kubernetes' `countHealthyPods`: Ready, not being deleted, not about to be.
-pub fn count_healthy(pods: &[Arc<Pod>], disrupted: &BTreeMap<String, Time>, now: Timestamp) -> i32 {
+pub fn count_healthy(pods: &[Arc<CachedPod>], disrupted: &BTreeMap<String, Time>, now: Timestamp) -> i32 {
     pods.iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
@@ -359,7 +363,7 @@ pub fn count_healthy(pods: &[Arc<Pod>], disrupted: &BTreeMap<String, Time>, now:
                 .get(&p.name_any())
                 .is_none_or(|at| at.0 + DELETION_TIMEOUT <= now)
         })
-        .filter(|p| is_ready(p))
+        .filter(is_ready)
         .count() as i32
 }
 
@@ -421,7 +425,7 @@ fn conditions_up_to_date(pdb: &PodDisruptionBudget) -> bool {
 /// Kubernetes' `nonTerminatingPodHasStaleDisruptionCondition`: `None` when
 /// the pod has no stale `DisruptionTarget` (none, not True, set by the
 /// kubelet, the pod deleting or finished), else how long until it is stale.
-pub fn stale_disruption_target(pod: &Pod, now: Timestamp) -> Option<Duration> {
+pub fn stale_disruption_target(pod: &CachedPod, now: Timestamp) -> Option<Duration> {
     if pod.metadata.deletion_timestamp.is_some() || crate::pods::is_terminated(pod) {
         return None;
     }
@@ -507,7 +511,7 @@ async fn fail_safe(ctx: &Context, pdb: &PodDisruptionBudget, err: String) -> Res
 
 async fn reconcile(pdb: Arc<PodDisruptionBudget>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = pdb.namespace().unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = match budget_selector(&pdb) {
+    let pods: Vec<Arc<CachedPod>> = match budget_selector(&pdb) {
         Ok(None) => Vec::new(),
         Ok(Some(sel)) => ctx
             .informers
@@ -716,7 +720,11 @@ mod tests {
         assert_eq!(disruptions_allowed(2, 0, 0), 0);
     }
 
-    fn pod(name: &str, ready: bool, deleting: bool) -> Arc<Pod> {
+    fn pod(name: &str, ready: bool, deleting: bool) -> Arc<CachedPod> {
+        Arc::new(CachedPod::of(&whole_pod(name, ready, deleting)))
+    }
+
+    fn whole_pod(name: &str, ready: bool, deleting: bool) -> Arc<Pod> {
         Arc::new(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Pod, Service};
+use k8s_openapi::api::core::v1::{EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
+use crate::cached_pod::CachedPod;
 use crate::endpointslice::{ports_for_pod, selected_pods, service_selector, services_for_pod};
 use crate::{pods, runner, Context, Error};
 
@@ -29,7 +30,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let from_pods = ctx
         .informers
         .pods
-        .trigger(move |p: &Pod| services_for_pod(&svc_store, p));
+        .trigger(move |p: &CachedPod| services_for_pod(&svc_store, p));
     let batch = ctx.config.endpoint_updates_batch_period;
     runner::run_batched(
         "endpoints",
@@ -42,7 +43,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 }
 
 /// Subsets for the selected pods (terminating pods are left out).
-pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
+pub fn subsets(svc: &Service, pods: &[Arc<CachedPod>]) -> Vec<EndpointSubset> {
     let publish_not_ready = svc
         .spec
         .as_ref()
@@ -67,7 +68,7 @@ pub fn subsets(svc: &Service, pods: &[Arc<Pod>]) -> Vec<EndpointSubset> {
         let address = EndpointAddress {
             ip: pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default(),
             node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-            target_ref: Some(pods::target_ref(pod)),
+            target_ref: Some(pods::target_ref(&**pod)),
             hostname: None,
         };
         if pods::is_ready(pod) || publish_not_ready {

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort, EndpointSlice};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -25,6 +25,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 
+use crate::cached_pod::CachedPod;
 use crate::expectations::Expectations;
 use crate::pods::{self, controller_ref};
 use crate::{runner, Context, Error};
@@ -47,7 +48,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let from_pods = ctx
         .informers
         .pods
-        .trigger(move |p: &Pod| services_for_pod(&svc_store, p));
+        .trigger(move |p: &CachedPod| services_for_pod(&svc_store, p));
     let from_slices = ctx.informers.endpointslices.trigger(|s: &EndpointSlice| {
         let svc = s.labels().get(SERVICE_NAME_LABEL)?;
         (s.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY))
@@ -66,7 +67,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 }
 
 /// Services in the pod's namespace whose selector matches it.
-pub fn services_for_pod(store: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+pub fn services_for_pod(store: &Store<Service>, pod: &CachedPod) -> Vec<ObjectRef<Service>> {
     let ns = pod.namespace();
     store
         .state()
@@ -84,9 +85,9 @@ pub fn service_selector(svc: &Service) -> Option<Selector> {
 }
 
 /// Pods selected by the Service that have an IP and have not terminated.
-pub fn selected_pods(store: &Store<Pod>, svc: &Service, sel: &Selector) -> Vec<Arc<Pod>> {
+pub fn selected_pods(store: &Store<CachedPod>, svc: &Service, sel: &Selector) -> Vec<Arc<CachedPod>> {
     let ns = svc.namespace();
-    let mut pods: Vec<Arc<Pod>> = store
+    let mut pods: Vec<Arc<CachedPod>> = store
         .state()
         .into_iter()
         .filter(|p| p.namespace() == ns && sel.matches(p.labels()))
@@ -104,7 +105,7 @@ pub fn selected_pods(store: &Store<Pod>, svc: &Service, sel: &Selector) -> Vec<A
 
 /// The target port of a service port resolved for one pod (named ports look
 /// up the pod's container ports); `None` when a named port is not found.
-pub fn resolve_target_port(port: &k8s_openapi::api::core::v1::ServicePort, pod: &Pod) -> Option<i32> {
+pub fn resolve_target_port(port: &k8s_openapi::api::core::v1::ServicePort, pod: &CachedPod) -> Option<i32> {
     match port.target_port.as_ref() {
         None => Some(port.port),
         Some(IntOrString::Int(n)) => Some(*n),
@@ -128,7 +129,7 @@ pub fn resolve_target_port(port: &k8s_openapi::api::core::v1::ServicePort, pod: 
 }
 
 /// Endpoint ports of the Service for one pod (ports that do not resolve are left out).
-pub fn ports_for_pod(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
+pub fn ports_for_pod(svc: &Service, pod: &CachedPod) -> Vec<EndpointPort> {
     svc.spec
         .as_ref()
         .and_then(|s| s.ports.as_ref())
@@ -146,7 +147,7 @@ pub fn ports_for_pod(svc: &Service, pod: &Pod) -> Vec<EndpointPort> {
 }
 
 /// The endpoint of one pod.
-pub fn endpoint_for_pod(svc: &Service, pod: &Pod) -> Endpoint {
+pub fn endpoint_for_pod(svc: &Service, pod: &CachedPod) -> Endpoint {
     let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
     let terminating = pod.metadata.deletion_timestamp.is_some();
     let publish_not_ready = svc
@@ -174,7 +175,7 @@ pub fn endpoint_for_pod(svc: &Service, pod: &Pod) -> Endpoint {
 /// The endpoint's `hostname`, as Kubernetes sets it: the pod's
 /// `spec.hostname` when its `spec.subdomain` names this Service (cluster DNS
 /// then answers `<hostname>.<service>.<ns>.svc.<domain>`).
-pub fn endpoint_hostname(svc: &Service, pod: &Pod) -> Option<String> {
+pub fn endpoint_hostname(svc: &Service, pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     let hostname = spec.hostname.as_deref().filter(|h| !h.is_empty())?;
     let same_ns = svc.metadata.namespace == pod.metadata.namespace;
@@ -182,7 +183,11 @@ pub fn endpoint_hostname(svc: &Service, pod: &Pod) -> Option<String> {
 }
 
 /// Desired slice contents: (addressType, ports, endpoints ≤ `max` each).
-pub fn desired_slices(svc: &Service, pods: &[Arc<Pod>], max: usize) -> Vec<(String, Vec<EndpointPort>, Vec<Endpoint>)> {
+pub fn desired_slices(
+    svc: &Service,
+    pods: &[Arc<CachedPod>],
+    max: usize,
+) -> Vec<(String, Vec<EndpointPort>, Vec<Endpoint>)> {
     let mut groups: BTreeMap<(String, String), (Vec<EndpointPort>, Vec<Endpoint>)> = BTreeMap::new();
     for pod in pods {
         let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
@@ -305,11 +310,16 @@ async fn delete_slice(api: &Api<EndpointSlice>, name: &str) -> Result<(), Error>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::api::core::v1::{
         Container, ContainerPort, PodCondition, PodSpec, PodStatus, ServicePort, ServiceSpec,
     };
 
-    fn pod(name: &str, ip: &str, ready: bool, http_port: i32) -> Arc<Pod> {
+    fn pod(name: &str, ip: &str, ready: bool, http_port: i32) -> Arc<CachedPod> {
+        Arc::new(CachedPod::of(&whole_pod(name, ip, ready, http_port)))
+    }
+
+    fn whole_pod(name: &str, ip: &str, ready: bool, http_port: i32) -> Arc<Pod> {
         Arc::new(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),

@@ -8,7 +8,8 @@
 //!
 //! What a subscriber gets is the store's own `Arc` (a deleted object's last
 //! state is the only copy made), through a queue of its own that frees each
-//! change once the subscriber has taken it. A ring shared by all (a
+//! change once the subscriber has taken it; a trigger's mapper runs as the
+//! change arrives, so its queue holds only the keys. A ring shared by all (a
 //! broadcast channel) would keep its last few thousand changes alive,
 //! superseded copies included, however fast everyone reads.
 //!
@@ -34,7 +35,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, Repl
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Namespace, Node, PersistentVolume, PersistentVolumeClaim, ReplicationController, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -46,8 +47,14 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 
-/// The subscribers' queues of one informer.
-type Subscribers<K> = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
+use crate::cached_pod::{keep_claims, CachedPod};
+
+/// One subscriber: hands a change to its queue (mapped to what it keeps),
+/// false once its reader is gone.
+type Subscriber<K> = Box<dyn FnMut(&Arc<K>) -> bool + Send>;
+
+/// The subscribers of one informer.
+type Subscribers<K> = Arc<std::sync::Mutex<Vec<Subscriber<K>>>>;
 
 /// A cache of one resource type plus a change feed.
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
@@ -210,9 +217,7 @@ where
                                     .get(&ObjectRef::from_obj(&obj))
                                     .filter(|s| s.meta().resource_version == obj.meta().resource_version)
                                     .unwrap_or_else(|| Arc::new(obj));
-                                tx.lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .retain(|sub| sub.send(shared.clone()).is_ok());
+                                publish(&tx, &shared);
                             }
                             watcher::Event::InitDone => {
                                 tracing::debug!(kind = %kind, "informer synced");
@@ -267,11 +272,13 @@ where
     /// Every change from now on, as the object's last known state.
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|obj| (obj, rx)) })
+        self.add(Box::new(move |obj: &Arc<K>| tx.send(obj.clone()).is_ok()));
+        receive(rx)
     }
 
-    /// Changes mapped to reconcile keys of another type by `mapper`.
+    /// Changes mapped to reconcile keys of another type by `mapper`, as
+    /// they arrive: the queue holds keys, not objects, so a controller busy
+    /// with its writes for a while keeps no superseded copies alive.
     pub fn trigger<T, I>(
         &self,
         mapper: impl Fn(&K) -> I + Send + 'static,
@@ -281,8 +288,22 @@ where
         ObjectRef<T>: Hash + Eq,
         I: IntoIterator<Item = ObjectRef<T>>,
     {
-        self.subscribe()
-            .flat_map(move |obj| futures::stream::iter(mapper(&obj).into_iter().collect::<Vec<_>>()))
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.add(Box::new(move |obj: &Arc<K>| {
+            let open = !tx.is_closed();
+            for key in mapper(obj) {
+                let _ = tx.send(key);
+            }
+            open
+        }));
+        receive(rx)
+    }
+
+    fn add(&self, subscriber: Subscriber<K>) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(subscriber);
     }
 
     /// Starts watching (once).
@@ -298,37 +319,23 @@ where
     }
 }
 
-/// What the manager caches of a pod: all of it but the volumes no
-/// controller reads, and the containers' mounts of them. Of a pod's
-/// volumes only the claims it mounts are read (`persistentVolumeClaim` and
-/// `ephemeral` volumes: [`sluice_kube::storage::claim_names`], by the
-/// storage controllers). The others go: a `Volume` holds every volume
-/// source's fields inline (3,280 bytes before its contents), so the
-/// projected service-account token every pod mounts, with its three
-/// 544-byte sources, is about two fifths of a cached pod (heaptrack: about
-/// 14 KB per pod of the benchmark).
-/// No controller writes a pod back whole (their writes are patches of
-/// metadata or status), so nothing trimmed here is lost.
-pub fn cached_pod(pod: &mut Pod) {
-    let Some(spec) = pod.spec.as_mut() else { return };
-    let Some(volumes) = spec.volumes.as_mut() else { return };
-    volumes.retain(sluice_kube::storage::names_a_claim);
-    let kept: HashSet<String> = volumes.iter().map(|v| v.name.clone()).collect();
-    let containers = spec
-        .containers
-        .iter_mut()
-        .chain(spec.init_containers.iter_mut().flatten());
-    for c in containers {
-        if let Some(mounts) = c.volume_mounts.as_mut() {
-            mounts.retain(|m| kept.contains(&m.name));
-        }
-    }
+/// Hands `obj` to every subscriber, forgetting those whose reader is gone.
+fn publish<K>(subscribers: &Subscribers<K>, obj: &Arc<K>) {
+    subscribers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain_mut(|sub| sub(obj));
+}
+
+/// The stream of what a subscriber's queue receives.
+fn receive<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// The informers every controller shares.
 pub struct Informers {
     /// All pods.
-    pub pods: Informer<Pod>,
+    pub pods: Informer<CachedPod>,
     /// All ReplicaSets.
     pub replicasets: Informer<ReplicaSet>,
     /// All ReplicationControllers.
@@ -373,7 +380,7 @@ impl Informers {
     pub fn new(client: &Client) -> Self {
         let cfg = watcher::Config::default;
         Self {
-            pods: Informer::trimmed(Api::all(client.clone()), cfg(), cached_pod),
+            pods: Informer::trimmed(Api::all(client.clone()), cfg(), keep_claims),
             replicasets: Informer::new(Api::all(client.clone()), cfg()),
             replicationcontrollers: Informer::new(Api::all(client.clone()), cfg()),
             deployments: Informer::new(Api::all(client.clone()), cfg()),
@@ -441,57 +448,9 @@ impl Informers {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-
-    /// A cached pod keeps the claims it mounts, which the storage
-    /// controllers read, and loses the other volumes and their mounts.
-    #[test]
-    fn a_cached_pod_keeps_the_claims_it_mounts_and_nothing_else_of_its_volumes() {
-        let mut p: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "web-0", "namespace": "shop"},
-            "spec": {
-                "containers": [{"name": "web", "image": "nginx", "volumeMounts": [
-                    {"name": "kube-api-access-x", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"},
-                    {"name": "cfg", "mountPath": "/etc/web"},
-                    {"name": "data", "mountPath": "/data"},
-                    {"name": "scratch", "mountPath": "/scratch"},
-                ]}],
-                "initContainers": [{"name": "init", "image": "busybox", "volumeMounts": [
-                    {"name": "cfg", "mountPath": "/etc/web"},
-                    {"name": "data", "mountPath": "/data"},
-                ]}],
-                "volumes": [
-                    {"name": "kube-api-access-x", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}},
-                    {"name": "cfg", "configMap": {"name": "web"}},
-                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-0"}},
-                    {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
-                ],
-            },
-        }))
-        .expect("a pod");
-        let claims = sluice_kube::storage::claim_names(&p);
-        cached_pod(&mut p);
-        assert_eq!(sluice_kube::storage::claim_names(&p), claims);
-        assert_eq!(claims, ["data-web-0", "web-0-scratch"]);
-        let spec = p.spec.as_ref().expect("spec");
-        let names =
-            |v: &[k8s_openapi::api::core::v1::VolumeMount]| v.iter().map(|m| m.name.clone()).collect::<Vec<_>>();
-        assert_eq!(
-            spec.volumes
-                .iter()
-                .flatten()
-                .map(|v| v.name.as_str())
-                .collect::<Vec<_>>(),
-            ["data", "scratch"]
-        );
-        assert_eq!(
-            names(spec.containers[0].volume_mounts.as_deref().unwrap_or_default()),
-            ["data", "scratch"]
-        );
-        let init = &spec.init_containers.as_ref().expect("init containers")[0];
-        assert_eq!(names(init.volume_mounts.as_deref().unwrap_or_default()), ["data"]);
-        assert_eq!(spec.containers[0].image.as_deref(), Some("nginx"), "the rest is kept");
-    }
+    use kube::ResourceExt;
 
     fn pod(ns: &str, name: &str, controller: Option<&str>) -> Pod {
         Pod {
@@ -515,6 +474,33 @@ mod tests {
             },
             ..Pod::default()
         }
+    }
+
+    /// A trigger maps each change as it arrives: its queue holds the keys
+    /// and lets the object go, and a trigger whose reader is gone is dropped.
+    #[tokio::test]
+    async fn a_trigger_queues_the_keys_its_mapper_gives_and_not_the_object() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a url"));
+        let client = Client::try_from(config).expect("a client");
+        let pods: Informer<Pod> = Informer::new(Api::all(client), watcher::Config::default());
+        let owners = pods.trigger(|p: &Pod| {
+            sluice_kube::owners::controller_of(p).map(|o| ObjectRef::<ReplicaSet>::new(&o.uid).within("shop"))
+        });
+        let first = Arc::new(pod("shop", "web-1", Some("rs-a")));
+        let second = Arc::new(pod("shop", "web-2", Some("rs-b")));
+        let bare = Arc::new(pod("shop", "bare", None));
+        for p in [&first, &bare, &second] {
+            publish(&pods.subscribers, p);
+        }
+        assert_eq!(Arc::strong_count(&first), 1, "the queue keeps no copy of the pod");
+        assert_eq!(Arc::strong_count(&second), 1);
+        let keys: Vec<String> = owners.take(2).map(|r| r.name).collect().await;
+        assert_eq!(keys, ["rs-a", "rs-b"]);
+
+        let gone = pods.trigger(|p: &Pod| Some(ObjectRef::<ReplicaSet>::new(&p.name_any()).within("shop")));
+        drop(gone);
+        publish(&pods.subscribers, &first);
+        assert!(pods.subscribers.lock().expect("subscribers").is_empty());
     }
 
     fn names(refs: Vec<ObjectRef<Pod>>) -> Vec<String> {

@@ -10,6 +10,7 @@
 //! binary runs them only while it holds the leader Lease (`sluice_kube::leader_election`).
 
 pub mod attach_detach;
+pub mod cached_pod;
 pub mod clusterrole_aggregation;
 pub mod config;
 pub mod context;

@@ -287,7 +287,7 @@ async fn monitor(ctx: &Context, health: &std::sync::Mutex<Health>) -> Result<(),
     Ok(())
 }
 
-fn pods_on(ctx: &Context, node: &str) -> Vec<Arc<Pod>> {
+fn pods_on(ctx: &Context, node: &str) -> Vec<Arc<crate::cached_pod::CachedPod>> {
     ctx.informers
         .pods
         .store()

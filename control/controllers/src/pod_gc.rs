@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::DeleteParams;
 use kube::{Api, ResourceExt};
 
+use crate::cached_pod::CachedPod;
 use crate::{pods, runner, Context, Error};
 
 /// Subscribes the pod GC and returns its loop.
@@ -27,8 +28,8 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
 }
 
 /// Terminated pods to delete so that at most `threshold` remain: oldest first.
-pub fn excess_terminated(pods: &[Arc<Pod>], threshold: usize) -> Vec<Arc<Pod>> {
-    let mut terminated: Vec<Arc<Pod>> = pods
+pub fn excess_terminated(pods: &[Arc<CachedPod>], threshold: usize) -> Vec<Arc<CachedPod>> {
+    let mut terminated: Vec<Arc<CachedPod>> = pods
         .iter()
         .filter(|p| pods::is_terminated(p) && p.metadata.deletion_timestamp.is_none())
         .cloned()
@@ -86,7 +87,7 @@ async fn pass(ctx: &Context) -> Result<(), Error> {
     Ok(())
 }
 
-async fn force_delete(ctx: &Context, pod: &Pod) -> Result<(), Error> {
+async fn force_delete(ctx: &Context, pod: &CachedPod) -> Result<(), Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
     match api
         .delete(
@@ -111,7 +112,11 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use k8s_openapi::jiff::Timestamp;
 
-    fn pod(name: &str, phase: &str, created: i64) -> Arc<Pod> {
+    fn pod(name: &str, phase: &str, created: i64) -> Arc<CachedPod> {
+        Arc::new(CachedPod::of(&whole_pod(name, phase, created)))
+    }
+
+    fn whole_pod(name: &str, phase: &str, created: i64) -> Arc<Pod> {
         Arc::new(Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),

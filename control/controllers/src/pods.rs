@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
@@ -22,7 +22,7 @@ pub use sluice_kube::pods::{availability, condition, is_active, is_ready, is_ter
 /// Makes `owner` the controller of `obj` (adoption of an orphan), guarded
 /// by `obj`'s resourceVersion; an object that changed or is gone is left
 /// for the next reconcile.
-pub async fn adopt<K, O>(api: &Api<K>, obj: &K, owner: &O) -> Result<(), Error>
+pub async fn adopt<K, O>(api: &Api<K>, obj: &impl Resource, owner: &O) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
     O: Resource<DynamicType = ()>,
@@ -33,7 +33,7 @@ where
 }
 
 /// Removes the owner reference with `uid` from `obj` (release), guarded as [`adopt`].
-pub async fn release<K>(api: &Api<K>, obj: &K, uid: &str) -> Result<(), Error>
+pub async fn release<K>(api: &Api<K>, obj: &impl Resource, uid: &str) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -48,7 +48,7 @@ where
     patch_owner_refs(api, obj, refs).await
 }
 
-async fn patch_owner_refs<K>(api: &Api<K>, obj: &K, refs: Vec<OwnerReference>) -> Result<(), Error>
+async fn patch_owner_refs<K>(api: &Api<K>, obj: &impl Resource, refs: Vec<OwnerReference>) -> Result<(), Error>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
 {
@@ -135,7 +135,7 @@ pub fn key_of<K: Resource>(obj: &K) -> String {
 }
 
 /// The reference to `pod` that Endpoints and EndpointSlices carry as `targetRef`.
-pub fn target_ref(pod: &Pod) -> ObjectReference {
+pub fn target_ref(pod: &impl Resource) -> ObjectReference {
     ObjectReference {
         kind: Some("Pod".into()),
         name: Some(pod.name_any()),

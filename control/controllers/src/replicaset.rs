@@ -33,6 +33,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use crate::cached_pod::CachedPod;
 use crate::events::EventType;
 use crate::expectations::Expectations;
 use crate::informer::Informer;
@@ -129,7 +130,10 @@ pub fn run_for<K: Replicated>(ctx: Arc<Context>, name: &'static str, informer: &
     let store = informer.store();
     let own = informer.trigger(|o: &K| Some(ObjectRef::from_obj(o)));
     let owners = store.clone();
-    let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| owners_of_pod(&owners, pod));
+    let from_pods = ctx
+        .informers
+        .pods
+        .trigger(move |pod: &CachedPod| owners_of_pod(&owners, pod));
     let expectations = Arc::new(Expectations::default());
     runner::run(name, ctx, store, vec![own.boxed(), from_pods.boxed()], move |o, ctx| {
         reconcile(o, ctx, expectations.clone())
@@ -138,7 +142,7 @@ pub fn run_for<K: Replicated>(ctx: Arc<Context>, name: &'static str, informer: &
 
 /// The owners of kind `K` a pod change concerns: its controller, or for an
 /// orphan every one in its namespace whose selector matches it.
-fn owners_of_pod<K: Replicated>(store: &Store<K>, pod: &Pod) -> Vec<ObjectRef<K>> {
+fn owners_of_pod<K: Replicated>(store: &Store<K>, pod: &CachedPod) -> Vec<ObjectRef<K>> {
     let ns = pod.namespace().unwrap_or_default();
     if let Some(owner) = controller_of(pod) {
         if owner.kind == K::kind(&()) {
@@ -193,7 +197,7 @@ async fn reconcile<K: Replicated>(
     // Claim pods: keep owned matching ones, release owned non-matching, adopt
     // orphans. Only those two groups can change hands here, so they come
     // from the pod informer's owner index rather than a scan of every pod.
-    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    let mut owned: Vec<Arc<CachedPod>> = Vec::new();
     for pod in ctx.informers.pods.claimable(&uid, &ns) {
         let matches = selects(&selector, pod.labels());
         match controller_of(&*pod) {
@@ -201,7 +205,7 @@ async fn reconcile<K: Replicated>(
                 if matches {
                     owned.push(pod);
                 } else if pod.metadata.deletion_timestamp.is_none() {
-                    release(&pods_api, &pod, &uid).await?;
+                    release(&pods_api, &*pod, &uid).await?;
                     ctx.recorder.record(
                         &*rs,
                         EventType::Normal,
@@ -213,13 +217,13 @@ async fn reconcile<K: Replicated>(
             Some(_) => {}
             None => {
                 if matches && is_active(&pod) && !deleting {
-                    adopt(&pods_api, &pod, &*rs).await?;
+                    adopt(&pods_api, &*pod, &*rs).await?;
                     owned.push(pod);
                 }
             }
         }
     }
-    let active: Vec<Arc<Pod>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+    let active: Vec<Arc<CachedPod>> = owned.iter().filter(is_active).cloned().collect();
 
     let exists = |n: &str| pod_store.get(&ObjectRef::new(n).within(&ns)).is_some();
     let live = |n: &str| {
@@ -288,7 +292,7 @@ async fn reconcile<K: Replicated>(
 
     // Status from the pods this reconcile saw, minus the ones it just deleted
     // (so a status carrying the new observedGeneration never over-counts).
-    let active: Vec<Arc<Pod>> = active
+    let active: Vec<Arc<CachedPod>> = active
         .into_iter()
         .filter(|p| !deleted.contains(&p.name_any()))
         .collect();
@@ -442,7 +446,7 @@ pub fn pod_from_template<K: Replicated>(rs: &K) -> Pod {
 /// Sort key putting the pods to delete first: unscheduled, then pending before
 /// running, then not ready, then ready for the shortest time, then most
 /// restarts, then newest.
-pub fn deletion_rank(pod: &Pod) -> (bool, u8, bool, Reverse<i64>, Reverse<i32>, Reverse<i64>) {
+pub fn deletion_rank(pod: &CachedPod) -> (bool, u8, bool, Reverse<i64>, Reverse<i32>, Reverse<i64>) {
     let scheduled = pod
         .spec
         .as_ref()
@@ -492,7 +496,11 @@ mod tests {
     use k8s_openapi::api::core::v1::{PodCondition, PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-    fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool, created_s: i64) -> Pod {
+    fn pod(name: &str, node: Option<&str>, phase: &str, ready: bool, created_s: i64) -> CachedPod {
+        CachedPod::of(&whole_pod(name, node, phase, ready, created_s))
+    }
+
+    fn whole_pod(name: &str, node: Option<&str>, phase: &str, ready: bool, created_s: i64) -> Pod {
         Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),

@@ -76,7 +76,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let pods = ctx
         .informers
         .pods
-        .trigger(move |p: &k8s_openapi::api::core::v1::Pod| by_pod(p.namespace()));
+        .trigger(move |p: &crate::cached_pod::CachedPod| by_pod(p.namespace()));
     let by_service = in_namespace(quotas.store());
     let services = ctx
         .informers

@@ -30,6 +30,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::controller_revision::{self, Ensured, Naming, CONTROLLER_REVISION_HASH};
 use crate::deployment::scaled_value;
 use crate::events::EventType;
@@ -82,7 +83,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         .informers
         .daemonsets
         .trigger(|ds: &DaemonSet| Some(ObjectRef::from_obj(ds)));
-    let from_pods = ctx.informers.pods.trigger(|pod: &Pod| owner_ref(pod));
+    let from_pods = ctx.informers.pods.trigger(|pod: &CachedPod| owner_ref(pod));
     let from_revisions = ctx
         .informers
         .controllerrevisions
@@ -135,7 +136,7 @@ fn fenceposts(ds: &DaemonSet, desired: i32) -> (i32, i32) {
 }
 
 /// Daemon pods by creation time, oldest first (ties: ready first).
-fn oldest_first(pods: &mut [Arc<Pod>]) {
+fn oldest_first(pods: &mut [Arc<CachedPod>]) {
     pods.sort_by_key(|p| {
         (
             p.metadata
@@ -198,7 +199,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, state: Arc<State>) -> 
 
     // Daemon pods by the node they are meant for (terminal ones included).
     let uid = ds.uid().unwrap_or_default();
-    let mut by_node: BTreeMap<String, Vec<Arc<Pod>>> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, Vec<Arc<CachedPod>>> = BTreeMap::new();
     // Only the set's own pods and the namespace's orphans can change hands.
     for pod in ctx.informers.pods.claimable(&uid, &ns) {
         // Claim as Kubernetes does: release owned pods that stopped
@@ -243,8 +244,8 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, state: Arc<State>) -> 
 
     let now = Timestamp::now();
     let min_ready = ds.spec.min_ready_seconds.unwrap_or(0);
-    let available = |p: &Pod| pods::availability(p, min_ready, now).is_ok();
-    let is_new = |p: &Pod| p.labels().get(CONTROLLER_REVISION_HASH) == Some(&hash);
+    let available = |p: &CachedPod| pods::availability(p, min_ready, now).is_ok();
+    let is_new = |p: &CachedPod| p.labels().get(CONTROLLER_REVISION_HASH) == Some(&hash);
     let desired = fits.iter().filter(|(_, f)| f.should_run).count() as i32;
     let (max_surge, max_unavailable) = fenceposts(&ds, desired);
 
@@ -261,7 +262,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, state: Arc<State>) -> 
                 create.push(node_name);
                 continue;
             }
-            let mut running: Vec<Arc<Pod>> = Vec::new();
+            let mut running: Vec<Arc<CachedPod>> = Vec::new();
             for pod in here.iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
                 if is_terminated(pod) {
                     let failed = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed");
@@ -379,7 +380,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>, state: Arc<State>) -> 
     let mut st = Counts::default();
     let mut requeue: Option<Duration> = None;
     for (node, fit) in &fits {
-        let live_pods: Vec<&Arc<Pod>> = by_node
+        let live_pods: Vec<&Arc<CachedPod>> = by_node
             .get(&node.name_any())
             .map(|v| v.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect())
             .unwrap_or_default();

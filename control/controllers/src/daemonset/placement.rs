@@ -7,6 +7,7 @@
 //! running while it tolerates the NoExecute ones. The predicates are the
 //! scheduler's own, so both agree on what fits.
 
+use crate::cached_pod::CachedPod;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -81,7 +82,7 @@ pub fn pin_to_node(spec: &mut PodSpec, node: &str) {
 
 /// The node a daemon pod is meant for: its `nodeName`, else the node its
 /// required affinity pins it to.
-pub fn target_node(pod: &Pod) -> Option<String> {
+pub fn target_node(pod: &CachedPod) -> Option<String> {
     let spec = pod.spec.as_ref()?;
     if let Some(n) = spec.node_name.as_ref().filter(|n| !n.is_empty()) {
         return Some(n.clone());
@@ -264,7 +265,7 @@ mod tests {
         }))
         .expect("ds");
         let pod = pod_for_node(&ds, "node-3", "h1");
-        assert_eq!(target_node(&pod).as_deref(), Some("node-3"));
+        assert_eq!(target_node(&CachedPod::of(&pod)).as_deref(), Some("node-3"));
         assert!(pod.name_any().starts_with("agent-"));
         assert_eq!(pod.labels()[CONTROLLER_REVISION_HASH], "h1");
         let v = serde_json::to_value(&pod).expect("json");
@@ -276,6 +277,6 @@ mod tests {
         assert_eq!(v["metadata"]["ownerReferences"][0]["kind"], "DaemonSet");
         let mut bound = pod.clone();
         bound.spec.as_mut().expect("spec").node_name = Some("node-4".into());
-        assert_eq!(target_node(&bound).as_deref(), Some("node-4"));
+        assert_eq!(target_node(&CachedPod::of(&bound)).as_deref(), Some("node-4"));
     }
 }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
-use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Patch, PatchParams, PostParams};
@@ -32,6 +32,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::events::EventType;
 use crate::expectations::Freshness;
 use crate::pods::{self, controller_of, controller_ref, selects};
@@ -70,7 +71,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     // Recreate waits for old pods to be gone: pod changes reach the Deployment through their ReplicaSet.
     let rs_store = ctx.informers.replicasets.store();
     let d_store = store.clone();
-    let from_pods = ctx.informers.pods.trigger(move |pod: &Pod| {
+    let from_pods = ctx.informers.pods.trigger(move |pod: &CachedPod| {
         let owner = controller_of(pod).filter(|r| r.kind == "ReplicaSet")?;
         let ns = pod.namespace().unwrap_or_default();
         let rs = rs_store.get(&ObjectRef::new(&owner.name).within(&ns))?;

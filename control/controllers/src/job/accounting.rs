@@ -9,11 +9,11 @@
 //! finalizer (or gone) its uid moves into the counters. A crash between
 //! any two steps neither loses nor double-counts a pod.
 
+use crate::cached_pod::CachedPod;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
@@ -37,7 +37,7 @@ pub enum Outcome {
 }
 
 /// The pod's completion index (annotation, else label).
-pub fn completion_index(pod: &Pod) -> Option<i64> {
+pub fn completion_index(pod: &CachedPod) -> Option<i64> {
     pod.annotations()
         .get(COMPLETION_INDEX)
         .or_else(|| pod.labels().get(COMPLETION_INDEX))
@@ -46,12 +46,12 @@ pub fn completion_index(pod: &Pod) -> Option<i64> {
 }
 
 /// Whether the pod holds the tracking finalizer.
-pub fn has_tracking_finalizer(pod: &Pod) -> bool {
+pub fn has_tracking_finalizer(pod: &CachedPod) -> bool {
     pod.finalizers().iter().any(|f| f == TRACKING_FINALIZER)
 }
 
 /// How the pod ended, if it did.
-pub fn outcome(pod: &Pod, only_replace_failed: bool) -> Option<Outcome> {
+pub fn outcome(pod: &CachedPod, only_replace_failed: bool) -> Option<Outcome> {
     match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
         Some("Succeeded") => Some(Outcome::Succeeded),
         Some("Failed") => Some(Outcome::Failed),
@@ -61,7 +61,7 @@ pub fn outcome(pod: &Pod, only_replace_failed: bool) -> Option<Outcome> {
 }
 
 /// When the pod's containers finished (latest `finishedAt`).
-fn finished_at(pod: &Pod) -> Option<Timestamp> {
+fn finished_at(pod: &CachedPod) -> Option<Timestamp> {
     let status = pod.status.as_ref()?;
     status
         .container_statuses
@@ -107,7 +107,7 @@ pub fn format_indexes(set: &BTreeSet<i64>) -> String {
 #[derive(Debug, Default)]
 pub struct Accounting {
     /// Pods running or pending (not finished, not deleting).
-    pub active: Vec<Arc<Pod>>,
+    pub active: Vec<Arc<CachedPod>>,
     /// Pods being deleted that have not reached a terminal phase.
     pub terminating: i32,
     /// Active pods that are Ready.
@@ -125,7 +125,7 @@ pub struct Accounting {
     /// The new `uncountedTerminatedPods.failed`.
     pub uncounted_failed: Vec<String>,
     /// Pods whose finalizer may go once the status above is written.
-    pub release: Vec<Arc<Pod>>,
+    pub release: Vec<Arc<CachedPod>>,
     /// Completed indexes (Indexed Jobs).
     pub completed: BTreeSet<i64>,
     /// Failed indexes (backoffLimitPerIndex).
@@ -143,7 +143,7 @@ pub struct Accounting {
 }
 
 /// Accounts the pods `owned` by `job` against its status.
-pub fn account(job: &Job, owned: &[Arc<Pod>], now: Timestamp) -> Accounting {
+pub fn account(job: &Job, owned: &[Arc<CachedPod>], now: Timestamp) -> Accounting {
     let spec = job.spec.clone().unwrap_or_default();
     let status = job.status.clone().unwrap_or_default();
     let only_failed = spec.pod_replacement_policy.as_deref() == Some("Failed");
@@ -160,7 +160,7 @@ pub fn account(job: &Job, owned: &[Arc<Pod>], now: Timestamp) -> Accounting {
         a.completed = parse_indexes(status.completed_indexes.as_deref().unwrap_or(""), completions);
         a.failed_indexes = parse_indexes(status.failed_indexes.as_deref().unwrap_or(""), completions);
     }
-    let by_uid: BTreeMap<String, &Arc<Pod>> = owned.iter().map(|p| (p.uid().unwrap_or_default(), p)).collect();
+    let by_uid: BTreeMap<String, &Arc<CachedPod>> = owned.iter().map(|p| (p.uid().unwrap_or_default(), p)).collect();
     // Uncounted uids whose pod no longer holds the finalizer move into the counters.
     let settled = |uid: &String| by_uid.get(uid).is_none_or(|p| !has_tracking_finalizer(p));
     for uid in uncounted.succeeded.iter().flatten() {
@@ -289,10 +289,15 @@ pub fn backoff_delay(failures: u32) -> std::time::Duration {
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{JobSpec, JobStatus, UncountedTerminatedPods};
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::api::core::v1::PodStatus;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
-    fn pod(uid: &str, phase: &str, finalizer: bool, index: Option<i64>) -> Arc<Pod> {
+    fn pod(uid: &str, phase: &str, finalizer: bool, index: Option<i64>) -> Arc<CachedPod> {
+        Arc::new(CachedPod::of(&whole_pod(uid, phase, finalizer, index)))
+    }
+
+    fn whole_pod(uid: &str, phase: &str, finalizer: bool, index: Option<i64>) -> Arc<Pod> {
         Arc::new(Pod {
             metadata: ObjectMeta {
                 name: Some(format!("p-{uid}")),

@@ -4,8 +4,8 @@
 //! containers included, optionally only `containerName`) or pod conditions
 //! match decides the action.
 
+use crate::cached_pod::CachedPod;
 use k8s_openapi::api::batch::v1::{PodFailurePolicy, PodFailurePolicyRule};
-use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 /// What a matched rule says to do with a failed pod.
@@ -22,7 +22,7 @@ pub enum Action {
 }
 
 /// The action of the first rule `pod` matches, if any.
-pub fn matching_action(policy: &PodFailurePolicy, pod: &Pod) -> Option<Action> {
+pub fn matching_action(policy: &PodFailurePolicy, pod: &CachedPod) -> Option<Action> {
     for (index, rule) in policy.rules.iter().enumerate() {
         if let Some(what) = matches(rule, pod) {
             let message = format!("{what} matching {} rule at index {index}", rule.action);
@@ -38,7 +38,7 @@ pub fn matching_action(policy: &PodFailurePolicy, pod: &Pod) -> Option<Action> {
 }
 
 /// Why `rule` matches `pod` (the start of the condition message), if it does.
-fn matches(rule: &PodFailurePolicyRule, pod: &Pod) -> Option<String> {
+fn matches(rule: &PodFailurePolicyRule, pod: &CachedPod) -> Option<String> {
     let pod_name = format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any());
     if let Some(codes) = &rule.on_exit_codes {
         let status = pod.status.as_ref()?;
@@ -93,12 +93,17 @@ fn matches(rule: &PodFailurePolicyRule, pod: &Pod) -> Option<String> {
 mod tests {
     use super::*;
     use k8s_openapi::api::batch::v1::{PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern};
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::api::core::v1::{
         ContainerState, ContainerStateTerminated, ContainerStatus, PodCondition, PodStatus,
     };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-    fn failed_pod(codes: &[(&str, i32)], conditions: &[&str]) -> Pod {
+    fn failed_pod(codes: &[(&str, i32)], conditions: &[&str]) -> CachedPod {
+        CachedPod::of(&whole_failed_pod(codes, conditions))
+    }
+
+    fn whole_failed_pod(codes: &[(&str, i32)], conditions: &[&str]) -> Pod {
         Pod {
             metadata: ObjectMeta {
                 name: Some("p".into()),

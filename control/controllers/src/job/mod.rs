@@ -32,6 +32,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::events::EventType;
 use crate::expectations::Expectations;
 use crate::pods::{self, controller_of, controller_ref};
@@ -93,7 +94,7 @@ struct State {
 pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     let store = ctx.informers.jobs.store();
     let own = ctx.informers.jobs.trigger(|j: &Job| Some(ObjectRef::from_obj(j)));
-    let from_pods = ctx.informers.pods.trigger(|pod: &Pod| {
+    let from_pods = ctx.informers.pods.trigger(|pod: &CachedPod| {
         let ns = pod.namespace().unwrap_or_default();
         controller_of(pod)
             .filter(|o| o.kind == "Job" && o.api_version == "batch/v1")
@@ -179,7 +180,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>, state: Arc<State>) -> Resul
     }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_store = ctx.informers.pods.store();
-    let owned: Vec<Arc<Pod>> = ctx
+    let owned: Vec<Arc<CachedPod>> = ctx
         .informers
         .pods
         .controlled_by(&uid)
@@ -202,7 +203,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>, state: Arc<State>) -> Resul
         }
         if is_finished(&job) {
             // Pods still running after the end (none normally) are deleted.
-            for pod in owned.iter().filter(|p| pods::is_active(p)) {
+            for pod in owned.iter().filter(pods::is_active) {
                 delete_pod(&ctx, &job, &pods_api, pod, &key, &state.expectations).await?;
             }
         }
@@ -321,7 +322,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>, state: Arc<State>) -> Resul
                     create_pods(&ctx, &job, &pods_api, &vec![None; n], &a, &key, &state.expectations).await?;
                 }
             } else if a.active.len() > target {
-                let mut extra: Vec<Arc<Pod>> = a.active.clone();
+                let mut extra: Vec<Arc<CachedPod>> = a.active.clone();
                 extra.sort_by_key(|p| crate::replicaset::deletion_rank(p));
                 for pod in extra.into_iter().take(a.active.len() - target) {
                     delete_pod(&ctx, &job, &pods_api, &pod, &key, &state.expectations).await?;
@@ -612,7 +613,7 @@ async fn delete_pod(
     ctx: &Context,
     job: &Job,
     api: &Api<Pod>,
-    pod: &Pod,
+    pod: &CachedPod,
     key: &str,
     expectations: &Expectations,
 ) -> Result<(), Error> {
@@ -635,7 +636,7 @@ async fn delete_pod(
 
 /// Removes the tracking finalizer (guarded by resourceVersion; a conflict
 /// is retried by the next reconcile).
-async fn remove_finalizer(api: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+async fn remove_finalizer(api: &Api<Pod>, pod: &CachedPod) -> Result<(), Error> {
     if !has_tracking_finalizer(pod) {
         return Ok(());
     }

@@ -49,7 +49,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -60,6 +60,7 @@ use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use serde_json::{json, Value};
 
+use crate::cached_pod::CachedPod;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::Informer;
 use crate::{runner, Context, Error};
@@ -116,7 +117,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
     // Claim queue: the claim itself, its volume, the pods using it, its class.
     let claim_own = claims.trigger(|c: &PersistentVolumeClaim| Some(ObjectRef::from_obj(c)));
     let claim_from_volume = volumes.trigger(|v: &PersistentVolume| claim_of_volume(v));
-    let claim_from_pod = ctx.informers.pods.trigger(|p: &Pod| {
+    let claim_from_pod = ctx.informers.pods.trigger(|p: &CachedPod| {
         let ns = p.namespace().unwrap_or_default();
         claim_names(p)
             .into_iter()

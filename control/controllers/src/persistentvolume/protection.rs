@@ -5,7 +5,8 @@
 //! claim `<pod>-<volume>` of an `ephemeral` volume); a volume being deleted
 //! keeps `kubernetes.io/pv-protection` while it is `Bound`.
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use crate::cached_pod::CachedPod;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::ResourceExt;
 
 /// The finalizer that keeps a claim while pods use it.
@@ -15,7 +16,7 @@ pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
 
 /// Whether `pod` keeps the claim named `claim` in use: it is scheduled, has
 /// not terminated, and mounts the claim.
-pub fn pod_uses(pod: &Pod, namespace: &str, claim: &str) -> bool {
+pub fn pod_uses(pod: &CachedPod, namespace: &str, claim: &str) -> bool {
     pod.namespace().as_deref() == Some(namespace)
         && pod
             .spec
@@ -28,7 +29,7 @@ pub fn pod_uses(pod: &Pod, namespace: &str, claim: &str) -> bool {
 
 /// Whether the claim's protection finalizer may go: it is being deleted,
 /// holds the finalizer, and no pod uses it.
-pub fn claim_releasable<'p>(claim: &PersistentVolumeClaim, pods: impl IntoIterator<Item = &'p Pod>) -> bool {
+pub fn claim_releasable<'p>(claim: &PersistentVolumeClaim, pods: impl IntoIterator<Item = &'p CachedPod>) -> bool {
     let ns = claim.namespace().unwrap_or_default();
     let name = claim.name_any();
     claim.metadata.deletion_timestamp.is_some()
@@ -47,9 +48,14 @@ pub fn volume_releasable(volume: &PersistentVolume) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
-    fn pod(node: &str, phase: &str) -> Pod {
+    fn pod(node: &str, phase: &str) -> CachedPod {
+        CachedPod::of(&whole_pod(node, phase))
+    }
+
+    fn whole_pod(node: &str, phase: &str) -> Pod {
         serde_json::from_value(json!({
             "metadata": {"name": "web", "namespace": "default"},
             "spec": {"nodeName": node, "containers": [], "volumes": [

@@ -14,6 +14,7 @@
 //! just before it is deleted, so they go with it. `Retain` leaves no such
 //! reference.
 
+use crate::cached_pod::CachedPod;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -54,7 +55,7 @@ fn set_ref(set: &StatefulSet) -> OwnerReference {
     }
 }
 
-fn pod_ref(pod: &Pod) -> OwnerReference {
+fn pod_ref(pod: &CachedPod) -> OwnerReference {
     OwnerReference {
         api_version: "v1".into(),
         kind: "Pod".into(),
@@ -160,7 +161,12 @@ pub async fn ensure(ctx: &Context, set: &StatefulSet, ordinal: i32, pod_name: &s
 
 /// The owner references a claim of `pod` should have (Kubernetes'
 /// `updateClaimOwnerRefForSetAndPod`), from its current ones.
-pub fn owners_for(set: &StatefulSet, pod: &Pod, in_range: bool, current: &[OwnerReference]) -> Vec<OwnerReference> {
+pub fn owners_for(
+    set: &StatefulSet,
+    pod: &CachedPod,
+    in_range: bool,
+    current: &[OwnerReference],
+) -> Vec<OwnerReference> {
     let (when_deleted, when_scaled) = policy(set);
     let set_uid = set.uid().unwrap_or_default();
     let pod_uid = pod.uid().unwrap_or_default();
@@ -191,7 +197,7 @@ pub fn owners_for(set: &StatefulSet, pod: &Pod, in_range: bool, current: &[Owner
 pub async fn update_owners(
     ctx: &Context,
     set: &StatefulSet,
-    pod: &Pod,
+    pod: &CachedPod,
     ordinal: i32,
     in_range: bool,
 ) -> Result<(), Error> {
@@ -238,7 +244,7 @@ mod tests {
         .expect("set")
     }
 
-    fn pod() -> Pod {
+    fn pod() -> CachedPod {
         serde_json::from_value(json!({"metadata": {"name": "db-2", "uid": "pod-uid"}, "spec": {"containers": []}}))
             .expect("pod")
     }
@@ -267,7 +273,8 @@ mod tests {
     #[test]
     fn the_pod_mounts_its_claims_instead_of_template_volumes_of_that_name() {
         let s = set(json!({}));
-        let mut p = pod();
+        let mut p: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "db-2"}, "spec": {"containers": []}})).expect("pod");
         p.spec.as_mut().expect("spec").volumes = s.spec.template.spec.as_ref().and_then(|t| t.volumes.clone());
         add_claim_volumes(&s, &mut p, 2);
         let vols = p.spec.and_then(|s| s.volumes).unwrap_or_default();

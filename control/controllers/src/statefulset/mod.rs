@@ -35,6 +35,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use crate::cached_pod::CachedPod;
 use crate::controller_revision::{self, Ensured, Naming, CONTROLLER_REVISION_HASH, STATEFULSET_REVISION_HASH};
 use crate::deployment::scaled_value;
 use crate::events::EventType;
@@ -56,7 +57,7 @@ pub fn init(ctx: Arc<Context>) -> BoxFuture<'static, ()> {
         .informers
         .statefulsets
         .trigger(|s: &StatefulSet| Some(ObjectRef::from_obj(s)));
-    let from_pods = ctx.informers.pods.trigger(|pod: &Pod| owner_ref(pod));
+    let from_pods = ctx.informers.pods.trigger(|pod: &CachedPod| owner_ref(pod));
     let from_revisions = ctx
         .informers
         .controllerrevisions
@@ -177,7 +178,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>, expectations: Arc<E
     let now = Timestamp::now();
     let min_ready = set.spec.min_ready_seconds.unwrap_or(0);
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    let mut owned: Vec<Arc<CachedPod>> = Vec::new();
     // Only the set's own pods and the namespace's orphans can change hands.
     for pod in ctx.informers.pods.claimable(&uid, &ns) {
         // Claim as Kubernetes does: release owned pods that stopped
