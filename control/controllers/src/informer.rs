@@ -8,8 +8,7 @@
 //!
 //! What a subscriber gets is the store's own `Arc` (a deleted object's last
 //! state is the only copy made), through a queue of its own that frees each
-//! change once the subscriber has taken it; a trigger's mapper runs as the
-//! change arrives, so its queue holds only the keys. A ring shared by all (a
+//! change once the subscriber has taken it. A ring shared by all (a
 //! broadcast channel) would keep its last few thousand changes alive,
 //! superseded copies included, however fast everyone reads.
 //!
@@ -49,12 +48,8 @@ use tokio::sync::mpsc;
 
 use crate::cached_pod::{keep_claims, CachedPod};
 
-/// One subscriber: hands a change to its queue (mapped to what it keeps),
-/// false once its reader is gone.
-type Subscriber<K> = Box<dyn FnMut(&Arc<K>) -> bool + Send>;
-
-/// The subscribers of one informer.
-type Subscribers<K> = Arc<std::sync::Mutex<Vec<Subscriber<K>>>>;
+/// The subscribers' queues of one informer.
+type Subscribers<K> = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<Arc<K>>>>>;
 
 /// A cache of one resource type plus a change feed.
 pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
@@ -217,7 +212,9 @@ where
                                     .get(&ObjectRef::from_obj(&obj))
                                     .filter(|s| s.meta().resource_version == obj.meta().resource_version)
                                     .unwrap_or_else(|| Arc::new(obj));
-                                publish(&tx, &shared);
+                                tx.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .retain(|sub| sub.send(shared.clone()).is_ok());
                             }
                             watcher::Event::InitDone => {
                                 tracing::debug!(kind = %kind, "informer synced");
@@ -272,13 +269,11 @@ where
     /// Every change from now on, as the object's last known state.
     pub fn subscribe(&self) -> impl Stream<Item = Arc<K>> + Send + 'static {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.add(Box::new(move |obj: &Arc<K>| tx.send(obj.clone()).is_ok()));
-        receive(rx)
+        self.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|obj| (obj, rx)) })
     }
 
-    /// Changes mapped to reconcile keys of another type by `mapper`, as
-    /// they arrive: the queue holds keys, not objects, so a controller busy
-    /// with its writes for a while keeps no superseded copies alive.
+    /// Changes mapped to reconcile keys of another type by `mapper`.
     pub fn trigger<T, I>(
         &self,
         mapper: impl Fn(&K) -> I + Send + 'static,
@@ -288,22 +283,8 @@ where
         ObjectRef<T>: Hash + Eq,
         I: IntoIterator<Item = ObjectRef<T>>,
     {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.add(Box::new(move |obj: &Arc<K>| {
-            let open = !tx.is_closed();
-            for key in mapper(obj) {
-                let _ = tx.send(key);
-            }
-            open
-        }));
-        receive(rx)
-    }
-
-    fn add(&self, subscriber: Subscriber<K>) {
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(subscriber);
+        self.subscribe()
+            .flat_map(move |obj| futures::stream::iter(mapper(&obj).into_iter().collect::<Vec<_>>()))
     }
 
     /// Starts watching (once).
@@ -317,19 +298,6 @@ where
     pub async fn wait_synced(&self) {
         let _ = self.store.wait_until_ready().await;
     }
-}
-
-/// Hands `obj` to every subscriber, forgetting those whose reader is gone.
-fn publish<K>(subscribers: &Subscribers<K>, obj: &Arc<K>) {
-    subscribers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .retain_mut(|sub| sub(obj));
-}
-
-/// The stream of what a subscriber's queue receives.
-fn receive<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> impl Stream<Item = T> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// The informers every controller shares.
@@ -450,7 +418,6 @@ mod tests {
     use super::*;
     use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-    use kube::ResourceExt;
 
     fn pod(ns: &str, name: &str, controller: Option<&str>) -> Pod {
         Pod {
@@ -474,33 +441,6 @@ mod tests {
             },
             ..Pod::default()
         }
-    }
-
-    /// A trigger maps each change as it arrives: its queue holds the keys
-    /// and lets the object go, and a trigger whose reader is gone is dropped.
-    #[tokio::test]
-    async fn a_trigger_queues_the_keys_its_mapper_gives_and_not_the_object() {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("a url"));
-        let client = Client::try_from(config).expect("a client");
-        let pods: Informer<Pod> = Informer::new(Api::all(client), watcher::Config::default());
-        let owners = pods.trigger(|p: &Pod| {
-            sluice_kube::owners::controller_of(p).map(|o| ObjectRef::<ReplicaSet>::new(&o.uid).within("shop"))
-        });
-        let first = Arc::new(pod("shop", "web-1", Some("rs-a")));
-        let second = Arc::new(pod("shop", "web-2", Some("rs-b")));
-        let bare = Arc::new(pod("shop", "bare", None));
-        for p in [&first, &bare, &second] {
-            publish(&pods.subscribers, p);
-        }
-        assert_eq!(Arc::strong_count(&first), 1, "the queue keeps no copy of the pod");
-        assert_eq!(Arc::strong_count(&second), 1);
-        let keys: Vec<String> = owners.take(2).map(|r| r.name).collect().await;
-        assert_eq!(keys, ["rs-a", "rs-b"]);
-
-        let gone = pods.trigger(|p: &Pod| Some(ObjectRef::<ReplicaSet>::new(&p.name_any()).within("shop")));
-        drop(gone);
-        publish(&pods.subscribers, &first);
-        assert!(pods.subscribers.lock().expect("subscribers").is_empty());
     }
 
     fn names(refs: Vec<ObjectRef<Pod>>) -> Vec<String> {
