@@ -111,13 +111,13 @@ impl sluice_kube::pods::PodParts for CachedPod {
     }
 }
 
+#[cfg(test)]
 impl CachedPod {
-    /// What the cache would hold of `pod` (for tests and fixtures).
+    /// What the cache would hold of `pod`: the controllers' tests build
+    /// whole pods and read them as the cache has them.
     pub fn of(pod: &k8s_openapi::api::core::v1::Pod) -> Self {
-        let mut cached = serde_json::to_value(pod)
-            .ok()
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+        let json = serde_json::to_value(pod).expect("a pod encodes");
+        let mut cached = serde_json::from_value(json).expect("a pod decodes as a cached pod");
         keep_claims(&mut cached);
         cached
     }

@@ -724,8 +724,8 @@ mod tests {
         Arc::new(CachedPod::of(&whole_pod(name, ready, deleting)))
     }
 
-    fn whole_pod(name: &str, ready: bool, deleting: bool) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn whole_pod(name: &str, ready: bool, deleting: bool) -> Pod {
+        Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 deletion_timestamp: deleting.then(|| Time(Timestamp::now())),
@@ -741,7 +741,7 @@ mod tests {
                 }]),
                 ..Default::default()
             }),
-        })
+        }
     }
 
     #[test]

@@ -319,8 +319,8 @@ mod tests {
         Arc::new(CachedPod::of(&whole_pod(name, ip, ready, http_port)))
     }
 
-    fn whole_pod(name: &str, ip: &str, ready: bool, http_port: i32) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn whole_pod(name: &str, ip: &str, ready: bool, http_port: i32) -> Pod {
+        Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 namespace: Some("ns".into()),
@@ -348,7 +348,7 @@ mod tests {
                 }]),
                 ..Default::default()
             }),
-        })
+        }
     }
 
     #[test]

@@ -116,8 +116,8 @@ mod tests {
         Arc::new(CachedPod::of(&whole_pod(name, phase, created)))
     }
 
-    fn whole_pod(name: &str, phase: &str, created: i64) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn whole_pod(name: &str, phase: &str, created: i64) -> Pod {
+        Pod {
             metadata: ObjectMeta {
                 name: Some(name.into()),
                 creation_timestamp: Some(Time(Timestamp::from_second(created).unwrap())),
@@ -128,7 +128,7 @@ mod tests {
                 phase: Some(phase.into()),
                 ..Default::default()
             }),
-        })
+        }
     }
 
     #[test]

@@ -297,8 +297,8 @@ mod tests {
         Arc::new(CachedPod::of(&whole_pod(uid, phase, finalizer, index)))
     }
 
-    fn whole_pod(uid: &str, phase: &str, finalizer: bool, index: Option<i64>) -> Arc<Pod> {
-        Arc::new(Pod {
+    fn whole_pod(uid: &str, phase: &str, finalizer: bool, index: Option<i64>) -> Pod {
+        Pod {
             metadata: ObjectMeta {
                 name: Some(format!("p-{uid}")),
                 uid: Some(uid.into()),
@@ -311,7 +311,7 @@ mod tests {
                 phase: Some(phase.into()),
                 ..Default::default()
             }),
-        })
+        }
     }
 
     fn job(indexed: bool, status: JobStatus) -> Job {
