@@ -1229,7 +1229,11 @@ impl Registry {
             match (decided, &mut items) {
                 (Some(false), _) => continue,
                 (Some(true), Items::Written(written)) => {
-                    written.push(held.json().clone());
+                    let Some(json) = held.json() else {
+                        tracing::error!(key = %key, "a cached object no longer inflates; listing from etcd");
+                        return None;
+                    };
+                    written.push(json);
                     continue;
                 }
                 _ => {}

@@ -20,7 +20,10 @@
 //! etcd reports the change; a compact JSON list copies the same bytes into
 //! its answer. One version of an object is one buffer, shared by the hub's
 //! objects, the change that wrote it, the next change of its key (as its
-//! previous state) and the fan-out buffer.
+//! previous state) and the fan-out buffer. Once the change that superseded
+//! a version is [`PACK_AFTER`] changes behind the newest, the version is
+//! held deflated and its line dropped ([`Body::Packed`]): the window is
+//! mostly such versions, which only a watcher resuming from far back reads.
 //! Decoded objects were most of the server's memory: a heap profile
 //! (heaptrack, 2,000 simulated nodes, 8,000 pods) put 443 MB of a 747 MB
 //! peak in them while every object was held decoded, and still 205 MB of
@@ -87,6 +90,11 @@ const WINDOW: usize = 20_000;
 /// Live fan-out buffer per resource; a watcher further behind is disconnected
 /// (it resumes from its last resourceVersion, usually from the window).
 const FANOUT: usize = 2_048;
+/// A superseded version of an object is held deflated once the change that
+/// superseded it is this many changes behind the newest: every live watcher
+/// has sent it by then (a watcher [`FANOUT`] behind is disconnected), so only
+/// a watcher resuming from further back inflates it.
+const PACK_AFTER: usize = 2 * FANOUT;
 /// How often hubs ask etcd for progress (drives bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// What reading one object from etcd costs a list, about (`bench-results/list.md`:
@@ -123,42 +131,47 @@ pub struct Change {
     pub old: Option<Arc<Encoded>>,
     /// Whether the key was created by this change.
     pub created: bool,
-    /// The `{"type":..,"object":..}` JSON line an unfiltered watcher gets:
-    /// for a put, the very buffer `new`'s JSON is a part of; for a delete,
-    /// written when a watcher first needs it.
-    line: OnceLock<Bytes>,
+    /// A delete's `{"type":"DELETED","object":..}` line, written when a
+    /// watcher first needs it (a put's line is held by its new state).
+    deleted_line: Mutex<DeletedLine>,
+}
+
+/// A delete's watch line, as far as it has been written.
+#[derive(Debug)]
+enum DeletedLine {
+    Unwritten,
+    Written(Bytes),
+    /// The change is far behind the newest ([`PACK_AFTER`]): the line is
+    /// written again for each late watcher, not kept.
+    Dropped,
 }
 
 /// Whether a watcher's selectors select an object.
 pub type Matches<'a> = dyn Fn(&Encoded) -> bool + 'a;
 
 impl Change {
-    /// A put of `new` (None: a delete) at `revision`, after `old`, with
-    /// the unfiltered line already written for it, if any, and its type.
-    fn new(
-        revision: i64,
-        key: String,
-        new: Option<Arc<Encoded>>,
-        line: Option<(&'static str, Bytes)>,
-        old: Option<Arc<Encoded>>,
-        created: bool,
-    ) -> Self {
-        let c = Change {
+    /// A put of `new` (None: a delete) at `revision`, after `old`.
+    fn new(revision: i64, key: String, new: Option<Arc<Encoded>>, old: Option<Arc<Encoded>>, created: bool) -> Self {
+        Change {
             revision,
             key,
             new,
             old,
             created,
-            line: OnceLock::new(),
-        };
-        // The line was written for the usual type of a put; a put of a key
-        // the hub did not hold (never, while it follows etcd) is ADDED.
-        if let Some((kind, line)) = line {
-            if c.event_kind(&|_| true) == Some(kind) {
-                let _ = c.line.set(line);
-            }
+            deleted_line: Mutex::new(DeletedLine::Unwritten),
         }
-        c
+    }
+
+    /// This change is [`PACK_AFTER`] changes behind the newest: the version
+    /// it superseded is held deflated from now on, and a delete's line is
+    /// no longer kept.
+    fn pack(&self, packer: &mut Packer) {
+        if let Some(old) = &self.old {
+            old.pack(packer);
+        }
+        if self.new.is_none() {
+            *self.deleted_line.lock().expect("deleted line") = DeletedLine::Dropped;
+        }
     }
 
     /// The event this change means for a watcher whose selectors `matches`
@@ -200,16 +213,20 @@ impl Change {
     /// The JSON line every unfiltered watcher gets of this change (None
     /// when there is nothing to send).
     pub fn line(&self) -> Option<Bytes> {
-        if let Some(line) = self.line.get() {
+        let kind = self.event_kind(&|_| true)?;
+        if let Some(new) = &self.new {
+            return new.line(kind);
+        }
+        let mut held = self.deleted_line.lock().expect("deleted line");
+        if let DeletedLine::Written(line) = &*held {
             return Some(line.clone());
         }
-        let kind = self.event_kind(&|_| true)?;
-        let line = match &self.new {
-            Some(new) => json_watch_line(kind, new.json()),
-            // A delete's object is the last state at the deletion's revision.
-            None => json_watch_event(kind, &self.deleted_object()?),
-        };
-        Some(self.line.get_or_init(|| line).clone())
+        // A delete's object is the last state at the deletion's revision.
+        let line = json_watch_event(kind, &self.deleted_object()?);
+        if matches!(*held, DeletedLine::Unwritten) {
+            *held = DeletedLine::Written(line.clone());
+        }
+        Some(line)
     }
 
     /// The object a DELETED event of this change carries: the last state,
@@ -235,7 +252,8 @@ fn resource_version(object: &Value) -> Option<i64> {
 /// Go's escaping), with what selectors read of it.
 #[derive(Debug)]
 pub struct Encoded {
-    json: Bytes,
+    /// The JSON: as written, or deflated once superseded long ago.
+    body: Mutex<Body>,
     /// `metadata.labels`, shared with the object's previous version when
     /// they did not change (most writes leave them alone).
     labels: Arc<std::collections::BTreeMap<String, String>>,
@@ -286,21 +304,129 @@ impl FieldValues {
     }
 }
 
+/// How an [`Encoded`] holds its JSON.
+#[derive(Debug)]
+enum Body {
+    /// As written; when it was written as the object of a watch line, that
+    /// line (of which the JSON is a part) and its type.
+    Plain {
+        json: Bytes,
+        line: Option<(&'static str, Bytes)>,
+    },
+    /// Deflated (a version superseded [`PACK_AFTER`] changes ago): a pod's
+    /// JSON takes about a quarter of its size.
+    Packed(Box<[u8]>),
+}
+
+/// Deflates superseded versions, with one compressor's state reused (zlib's
+/// state is about 270 KB, more than allocating it per object is worth).
+pub struct Packer(flate2::Compress);
+
+impl Default for Packer {
+    fn default() -> Self {
+        Self(flate2::Compress::new(flate2::Compression::fast(), false))
+    }
+}
+
+impl Packer {
+    /// `json` deflated (None if deflate fails, which it does not on memory).
+    fn deflate(&mut self, json: &[u8]) -> Option<Box<[u8]>> {
+        self.0.reset();
+        let mut out = Vec::with_capacity(json.len() / 3 + 64);
+        loop {
+            let read = usize::try_from(self.0.total_in()).ok()?;
+            let status = self
+                .0
+                .compress_vec(json.get(read..)?, &mut out, flate2::FlushCompress::Finish)
+                .ok()?;
+            if status == flate2::Status::StreamEnd {
+                return Some(out.into_boxed_slice());
+            }
+            out.reserve(out.capacity().max(64));
+        }
+    }
+}
+
+/// `packed` inflated (None if it does not inflate, which what [`Packer`]
+/// wrote always does).
+fn inflate(packed: &[u8]) -> Option<Bytes> {
+    let mut d = flate2::Decompress::new(false);
+    let mut out = Vec::with_capacity(packed.len() * 4 + 64);
+    loop {
+        let read = usize::try_from(d.total_in()).ok()?;
+        let status = d
+            .decompress_vec(packed.get(read..)?, &mut out, flate2::FlushDecompress::Finish)
+            .ok()?;
+        match status {
+            flate2::Status::StreamEnd => return Some(out.into()),
+            _ if out.len() < out.capacity() && read == packed.len() => return None,
+            _ => out.reserve(out.capacity()),
+        }
+    }
+}
+
 impl Encoded {
     /// `json` is `object` encoded; `r` is its resource.
     fn new(r: &Resource, object: &Value, json: Bytes) -> Self {
+        Self::with_body(r, object, Body::Plain { json, line: None })
+    }
+
+    fn with_body(r: &Resource, object: &Value, body: Body) -> Self {
         Self {
-            json,
+            body: Mutex::new(body),
             labels: Arc::new(selectors::labels_of(object)),
             fields: FieldValues::of(r, object),
         }
     }
 
     /// `object` encoded as the object of a watch line of type `kind`: the
-    /// object's JSON is a part of that line, which comes with it.
-    fn with_line(r: &Resource, object: &Value, kind: &str) -> (Self, Bytes) {
+    /// object's JSON is a part of that line, which it keeps ([`Encoded::line`]).
+    fn with_line(r: &Resource, object: &Value, kind: &'static str) -> Self {
         let (line, json) = json_watch_event_and_object(kind, object);
-        (Self::new(r, object, json), line)
+        Self::with_body(
+            r,
+            object,
+            Body::Plain {
+                json,
+                line: Some((kind, line)),
+            },
+        )
+    }
+
+    fn body(&self) -> std::sync::MutexGuard<'_, Body> {
+        self.body.lock().expect("encoded body")
+    }
+
+    /// The watch line of type `kind` with this object: the one it was
+    /// written as when that is its type, else written now.
+    fn line(&self, kind: &'static str) -> Option<Bytes> {
+        if let Body::Plain {
+            line: Some((k, line)), ..
+        } = &*self.body()
+        {
+            if *k == kind {
+                return Some(line.clone());
+            }
+        }
+        Some(json_watch_line(kind, &self.json()?))
+    }
+
+    /// Hold the JSON deflated (and drop the watch line it was a part of).
+    fn pack(&self, packer: &mut Packer) {
+        let json = match &*self.body() {
+            Body::Plain { json, .. } => json.clone(),
+            Body::Packed(_) => return,
+        };
+        // Deflated outside the lock: only the hub's task packs.
+        if let Some(packed) = packer.deflate(&json) {
+            *self.body() = Body::Packed(packed);
+        }
+    }
+
+    /// Whether the JSON is held deflated.
+    #[cfg(test)]
+    fn packed(&self) -> bool {
+        matches!(*self.body(), Body::Packed(_))
     }
 
     /// Take `prev`'s labels if they are the same as these (one map for
@@ -311,15 +437,19 @@ impl Encoded {
         }
     }
 
-    /// The object as a list item is written ([`object_json`]).
-    pub fn json(&self) -> &Bytes {
-        &self.json
+    /// The object as a list item is written ([`object_json`]); None if it
+    /// was held deflated and no longer inflates, which never happens.
+    pub fn json(&self) -> Option<Bytes> {
+        match &*self.body() {
+            Body::Plain { json, .. } => Some(json.clone()),
+            Body::Packed(packed) => inflate(packed),
+        }
     }
 
     /// The object, decoded (None if its JSON no longer decodes, which the
     /// server's own encoding never gives).
     pub fn decode(&self) -> Option<Value> {
-        serde_json::from_slice(&self.json).ok()
+        serde_json::from_slice(&self.json()?).ok()
     }
 
     /// The object decoded, with the revision its resourceVersion names.
@@ -376,6 +506,9 @@ struct HubState {
     /// False once an object failed to decode: lists then come from etcd,
     /// which reports the error.
     complete: bool,
+    /// Changes that have just fallen [`PACK_AFTER`] behind, for the hub's
+    /// task to pack outside the lock.
+    to_pack: Vec<Arc<Change>>,
 }
 
 impl HubState {
@@ -391,18 +524,11 @@ impl HubState {
             .range::<str, _>((std::ops::Bound::Included(from), std::ops::Bound::Excluded(end.as_str())))
     }
 
-    /// Apply a put of `new` (None: a delete) of `key` at `revision`, with
-    /// the line written for it ([`Change::new`]): the object the hub held
-    /// becomes the change's previous state, the change joins the window
-    /// (pushing its oldest out past [`WINDOW`]).
-    fn apply(
-        &mut self,
-        revision: i64,
-        key: String,
-        new: Option<Arc<Encoded>>,
-        line: Option<(&'static str, Bytes)>,
-        created: bool,
-    ) -> Arc<Change> {
+    /// Apply a put of `new` (None: a delete) of `key` at `revision`: the
+    /// object the hub held becomes the change's previous state, the change
+    /// joins the window (pushing its oldest out past [`WINDOW`]), and the
+    /// change [`PACK_AFTER`] behind it is to be packed.
+    fn apply(&mut self, revision: i64, key: String, new: Option<Arc<Encoded>>, created: bool) -> Arc<Change> {
         let mut new = new;
         if let (Some(obj), Some(prev)) = (new.as_mut().and_then(Arc::get_mut), self.objects.get(&key)) {
             obj.share_labels(prev);
@@ -411,13 +537,16 @@ impl HubState {
             Some(obj) => self.objects.insert(key.clone(), obj.clone()),
             None => self.objects.remove(&key),
         };
-        let c = Arc::new(Change::new(revision, key, new, line, old, created));
+        let c = Arc::new(Change::new(revision, key, new, old, created));
         self.synced = self.synced.max(revision);
         self.window.push_back(c.clone());
         if self.window.len() > WINDOW {
             if let Some(evicted) = self.window.pop_front() {
                 self.covered_from = evicted.revision;
             }
+        }
+        if let Some(behind) = self.window.len().checked_sub(PACK_AFTER + 1) {
+            self.to_pack.extend(self.window.get(behind).cloned());
         }
         c
     }
@@ -551,8 +680,8 @@ struct Handoff {
 struct Handed {
     revision: i64,
     created: bool,
+    /// Written with the watch line of the change's usual type.
     object: Arc<Encoded>,
-    line: Bytes,
 }
 
 /// Writes kept for the hub at most: a hub that stopped taking them (it is
@@ -703,6 +832,7 @@ impl WatchCache {
                 objects,
                 synced: start,
                 complete: true,
+                to_pack: Vec::new(),
             }),
             tx,
             synced: watch::Sender::new(start),
@@ -754,18 +884,17 @@ impl WatchCache {
         if !hub.state.lock().expect("hub state").alive {
             return None;
         }
-        let (encoded, line) = Encoded::with_line(hub.resource, object, put_type(created));
-        let json = encoded.json.clone();
+        let encoded = Encoded::with_line(hub.resource, object, put_type(created));
+        let json = encoded.json();
         hub.handoff.lock().expect("handoff").put(
             key,
             Handed {
                 revision,
                 created,
                 object: Arc::new(encoded),
-                line,
             },
         );
-        Some(json)
+        json
     }
 
     /// The object at `key` as the live hub of `r` holds it, if there is one
@@ -967,10 +1096,9 @@ impl Hub {
 
 /// One event of the hub's etcd watch, decoded and encoded outside its lock.
 enum Arrived {
-    /// A put, written as the line of its usual type (ADDED or MODIFIED).
+    /// A put, written with the line of its usual type (ADDED or MODIFIED).
     Put {
         object: Arc<Encoded>,
-        line: (&'static str, Bytes),
         created: bool,
     },
     Delete,
@@ -996,6 +1124,7 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     let mut last = start;
     let mut periodic_run = PeriodicRun::default();
+    let mut packer = Packer::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -1079,17 +1208,14 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
                         (EventType::Delete, _) => Arrived::Delete,
                         (EventType::Put, Some(h)) => Arrived::Put {
                             object: h.object,
-                            line: (put_type(h.created), h.line),
                             created: h.created,
                         },
                         (EventType::Put, None) => match decode(kv.key(), kv.value(), rev) {
                             Ok(object) => {
                                 let created = kv.create_revision() == rev;
-                                let kind = put_type(created);
-                                let (new, line) = Encoded::with_line(hub.resource, &object, kind);
+                                let new = Encoded::with_line(hub.resource, &object, put_type(created));
                                 Arrived::Put {
                                     object: Arc::new(new),
-                                    line: (kind, line),
                                     created,
                                 }
                             }
@@ -1098,12 +1224,12 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
                     };
                     arrived.push((rev, key, what));
                 }
-                let rewatch_after = {
+                let (rewatch_after, to_pack) = {
                     let mut st = hub.state.lock().expect("hub state");
                     for (revision, key, what) in arrived {
                         let c = match what {
-                            Arrived::Put { object, line, created } => st.apply(revision, key, Some(object), Some(line), created),
-                            Arrived::Delete => st.apply(revision, key, None, None, false),
+                            Arrived::Put { object, created } => st.apply(revision, key, Some(object), created),
+                            Arrived::Delete => st.apply(revision, key, None, false),
                             Arrived::Undecodable => {
                                 // Lists go to etcd, which reports it.
                                 st.complete = false;
@@ -1115,8 +1241,12 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
                         let _ = hub.tx.send(HubEvent::Change(c));
                     }
                     hub.synced.send_replace(st.synced);
-                    (!periodic && st.objects.len() >= PERIODIC_FROM).then_some(st.synced)
+                    let rewatch = (!periodic && st.objects.len() >= PERIODIC_FROM).then_some(st.synced);
+                    (rewatch, std::mem::take(&mut st.to_pack))
                 };
+                for c in to_pack {
+                    c.pack(&mut packer);
+                }
                 if let Some(after) = rewatch_after {
                     // Everything up to `after` is applied: the new watch
                     // starts after it, and the old one ends when dropped.
@@ -1156,8 +1286,9 @@ fn progress_in_order(version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{
-        decode, periodic_wait, progress_in_order, store, Change, Encoded, FieldValues, Handed, Handoff, HubState,
-        PeriodicProgress, PeriodicRun, HANDOFF_MAX, PERIODIC_RUN, WINDOW,
+        decode, inflate, periodic_wait, progress_in_order, store, Bytes, Change, DeletedLine, Encoded, FieldValues,
+        Handed, Handoff, HubState, Packer, PeriodicProgress, PeriodicRun, HANDOFF_MAX, PACK_AFTER, PERIODIC_RUN,
+        WINDOW,
     };
     use crate::meta::json::{json_watch_event, object_json};
     use crate::meta::selectors::{FieldSelector, LabelSelector};
@@ -1187,7 +1318,6 @@ mod tests {
             revision,
             "/registry/core/pods/shop/web".into(),
             new.as_ref().map(encoded),
-            None,
             old.as_ref().map(encoded),
             created,
         )
@@ -1201,6 +1331,7 @@ mod tests {
             objects: BTreeMap::new(),
             synced: 0,
             complete: true,
+            to_pack: Vec::new(),
         }
     }
 
@@ -1250,10 +1381,10 @@ mod tests {
         let decoded = decode(key, &stored, 42).expect("decodes");
         let r = &crate::kinds::pod::RESOURCE;
         for kind in ["ADDED", "MODIFIED"] {
-            let (handed, handed_line) = Encoded::with_line(r, &pod, kind);
-            let (read, read_line) = Encoded::with_line(r, &decoded, kind);
-            assert_eq!(handed.json, read.json);
-            assert_eq!(handed_line, read_line);
+            let handed = Encoded::with_line(r, &pod, kind);
+            let read = Encoded::with_line(r, &decoded, kind);
+            assert_eq!(handed.json(), read.json());
+            assert_eq!(handed.line(kind), read.line(kind));
             assert_eq!(handed.fields.text, read.fields.text);
         }
     }
@@ -1267,12 +1398,10 @@ mod tests {
         let r = &crate::kinds::pod::RESOURCE;
         let handed = |revision: i64, created: bool| {
             let obj = json!({"metadata": {"name": "a", "resourceVersion": revision.to_string()}});
-            let (object, line) = Encoded::with_line(r, &obj, "MODIFIED");
             Handed {
                 revision,
                 created,
-                object: Arc::new(object),
-                line,
+                object: Arc::new(Encoded::with_line(r, &obj, "MODIFIED")),
             }
         };
         let mut h = Handoff {
@@ -1310,24 +1439,21 @@ mod tests {
     fn a_put_is_written_once_as_its_watch_line_and_its_object() {
         let obj = pod(7, "Running");
         for kind in ["ADDED", "MODIFIED"] {
-            let (e, line) = Encoded::with_line(pods(), &obj, kind);
+            let e = Encoded::with_line(pods(), &obj, kind);
+            let line = e.line(kind).expect("a line");
             assert_eq!(line, json_watch_event(kind, &obj), "{kind}");
-            assert_eq!(&e.json()[..], &object_json(&obj)[..], "{kind}");
+            let json = e.json().expect("json");
+            assert_eq!(&json[..], &object_json(&obj)[..], "{kind}");
+            let within = line.as_ptr() as usize..line.as_ptr() as usize + line.len();
+            assert!(within.contains(&(json.as_ptr() as usize)), "{kind}: a part of the line");
         }
-        let (e, line) = Encoded::with_line(pods(), &obj, "MODIFIED");
-        let e = Arc::new(e);
-        let modified = Change::new(
-            7,
-            "k".into(),
-            Some(e.clone()),
-            Some(("MODIFIED", line.clone())),
-            Some(encoded(&pod(5, "Pending"))),
-            false,
-        );
+        let e = Arc::new(Encoded::with_line(pods(), &obj, "MODIFIED"));
+        let line = e.line("MODIFIED").expect("a line");
+        let modified = Change::new(7, "k".into(), Some(e.clone()), Some(encoded(&pod(5, "Pending"))), false);
         let sent = modified.line().expect("a line");
         assert_eq!(sent.as_ptr(), line.as_ptr(), "the very buffer written on arrival");
         // A put of a key the hub did not hold is ADDED, not MODIFIED.
-        let unknown = Change::new(7, "k".into(), Some(e), Some(("MODIFIED", line)), None, false);
+        let unknown = Change::new(7, "k".into(), Some(e), None, false);
         assert_eq!(unknown.line(), Some(json_watch_event("ADDED", &obj)));
     }
 
@@ -1350,12 +1476,12 @@ mod tests {
     fn a_version_of_an_object_is_one_buffer_and_the_window_is_bounded() {
         let mut hub = empty_hub();
         let key = "/registry/core/pods/shop/web".to_string();
-        let first = hub.apply(5, key.clone(), Some(encoded(&pod(5, "Pending"))), None, true);
-        let second = hub.apply(7, key.clone(), Some(encoded(&pod(7, "Running"))), None, false);
+        let first = hub.apply(5, key.clone(), Some(encoded(&pod(5, "Pending"))), true);
+        let second = hub.apply(7, key.clone(), Some(encoded(&pod(7, "Running"))), false);
         let kept = |c: &Change| c.new.clone().expect("a new state");
         assert!(Arc::ptr_eq(second.old.as_ref().expect("previous"), &kept(&first)));
         assert!(Arc::ptr_eq(&hub.objects[&key], &kept(&second)));
-        let gone = hub.apply(9, key.clone(), None, None, false);
+        let gone = hub.apply(9, key.clone(), None, false);
         assert!(Arc::ptr_eq(gone.old.as_ref().expect("previous"), &kept(&second)));
         assert!(hub.objects.is_empty());
         assert_eq!((hub.synced, hub.covered_from, hub.window.len()), (9, 0, 3));
@@ -1364,13 +1490,97 @@ mod tests {
                 rev,
                 format!("/registry/core/pods/shop/p{rev}"),
                 Some(encoded(&pod(rev, "Running"))),
-                None,
                 true,
             );
         }
         assert_eq!(hub.window.len(), WINDOW);
         assert_eq!(hub.covered_from, 9, "changes up to 9 left the window");
         assert_eq!(hub.window.front().map(|c| c.revision), Some(10));
+    }
+
+    /// A version superseded [`PACK_AFTER`] changes ago is held deflated and
+    /// still reads back as written (JSON, watch line, decoded, a delete's
+    /// last state); newer versions and the current objects stay as written,
+    /// and a delete that far behind no longer keeps its line.
+    #[test]
+    fn versions_superseded_long_ago_are_held_deflated_and_read_back_the_same() {
+        let mut hub = empty_hub();
+        let mut packer = Packer::default();
+        let mut pack = |hub: &mut HubState| {
+            for c in std::mem::take(&mut hub.to_pack) {
+                c.pack(&mut packer);
+            }
+        };
+        let key = "/registry/core/pods/shop/web".to_string();
+        let first = pod(5, "Pending");
+        let created = hub.apply(
+            5,
+            key.clone(),
+            Some(Arc::new(Encoded::with_line(pods(), &first, "ADDED"))),
+            true,
+        );
+        let updated = hub.apply(7, key.clone(), Some(encoded(&pod(7, "Running"))), false);
+        let gone = hub.apply(8, key.clone(), None, false);
+        let deleted_line = gone.line().expect("a DELETED line");
+        let other = |rev: i64| format!("/registry/core/pods/shop/p{rev}");
+        for rev in 10..(10 + PACK_AFTER as i64 - 2) {
+            hub.apply(rev, other(rev), Some(encoded(&pod(rev, "Running"))), true);
+            pack(&mut hub);
+        }
+        let held = |c: &Change| c.new.clone().expect("a new state");
+        assert!(!held(&created).packed(), "superseded less than PACK_AFTER changes ago");
+        // The update falls PACK_AFTER behind: the version it superseded is packed.
+        let rev = 10 + PACK_AFTER as i64 - 2;
+        hub.apply(rev, other(rev), Some(encoded(&pod(rev, "Running"))), true);
+        pack(&mut hub);
+        assert!(held(&created).packed());
+        assert!(!held(&updated).packed(), "its delete is not that far behind yet");
+        assert_eq!(held(&created).json(), Some(Bytes::from(object_json(&first))));
+        assert_eq!(held(&created).decode(), Some(first.clone()));
+        assert_eq!(created.line(), Some(json_watch_event("ADDED", &first)));
+        // Then the delete: its last state is packed, its line written anew.
+        let rev = rev + 1;
+        hub.apply(rev, other(rev), Some(encoded(&pod(rev, "Running"))), true);
+        pack(&mut hub);
+        assert!(held(&updated).packed());
+        assert_eq!(gone.line(), Some(deleted_line.clone()));
+        assert!(matches!(*gone.deleted_line.lock().expect("line"), DeletedLine::Dropped));
+        assert_eq!(
+            gone.event(&|_| true).map(|(_, o)| json_watch_event("DELETED", &o)),
+            Some(deleted_line)
+        );
+        // Nothing current is packed.
+        assert!(hub.objects.values().all(|e| !e.packed()));
+        assert!(hub
+            .window
+            .iter()
+            .rev()
+            .take(PACK_AFTER)
+            .filter_map(|c| c.old.as_ref())
+            .all(|e| !e.packed()));
+    }
+
+    /// Deflate and inflate give back any bytes, small or large (several
+    /// rounds of the output buffer), compressible or not.
+    #[test]
+    fn packed_bytes_inflate_to_what_was_packed() {
+        let mut packer = Packer::default();
+        let mut noise = Vec::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.push(x as u8);
+        }
+        let big = serde_json::to_vec(&json!({"items": vec![pod(1, "Running"); 2_000]})).expect("json");
+        for bytes in [&b""[..], b"{}", &noise, &big] {
+            let packed = packer.deflate(bytes).expect("deflates");
+            assert_eq!(inflate(&packed).as_deref(), Some(bytes), "{} bytes", bytes.len());
+        }
+        let packed = packer.deflate(&big).expect("deflates");
+        assert!(packed.len() * 4 < big.len(), "repetitive JSON deflates well");
+        assert_eq!(inflate(&packed[..packed.len() / 2]), None, "truncated");
     }
 
     /// Versions of an object whose labels did not change share one map of
@@ -1380,11 +1590,11 @@ mod tests {
     fn versions_with_the_same_labels_share_them() {
         let mut hub = empty_hub();
         let key = "/registry/core/pods/shop/web".to_string();
-        let first = hub.apply(5, key.clone(), Some(encoded(&pod(5, "Pending"))), None, true);
-        let second = hub.apply(7, key.clone(), Some(encoded(&pod(7, "Running"))), None, false);
+        let first = hub.apply(5, key.clone(), Some(encoded(&pod(5, "Pending"))), true);
+        let second = hub.apply(7, key.clone(), Some(encoded(&pod(7, "Running"))), false);
         let mut relabeled = pod(9, "Running");
         relabeled["metadata"]["labels"]["tier"] = json!("front");
-        let third = hub.apply(9, key.clone(), Some(encoded(&relabeled)), None, false);
+        let third = hub.apply(9, key.clone(), Some(encoded(&relabeled)), false);
         let labels = |c: &Change| c.new.as_ref().expect("a new state").labels.clone();
         assert!(
             Arc::ptr_eq(&labels(&first), &labels(&second)),
