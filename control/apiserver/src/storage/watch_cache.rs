@@ -313,54 +313,74 @@ enum Body {
         json: Bytes,
         line: Option<(&'static str, Bytes)>,
     },
-    /// Deflated (a version superseded [`PACK_AFTER`] changes ago): a pod's
-    /// JSON takes about a quarter of its size.
-    Packed(Box<[u8]>),
+    /// Deflated (a version superseded [`PACK_AFTER`] changes ago).
+    Packed(Packed),
 }
 
-/// Deflates superseded versions, with one compressor's state reused (zlib's
-/// state is about 270 KB, more than allocating it per object is worth).
-pub struct Packer(flate2::Compress);
+/// JSON deflated against a dictionary: an earlier object of the same
+/// resource, which holds most of what objects of a kind share (field names,
+/// managedFields, the template's values). Measured on the scheduler
+/// benchmark's objects (zlib level 1, 300 of each): a pod of 2,237 bytes
+/// deflates to 987 alone and to 282 against another pod; a Node of 1,840 to
+/// 714 and 162; a Lease of 510 to 317 and 115.
+#[derive(Debug)]
+struct Packed {
+    dictionary: Arc<[u8]>,
+    data: Box<[u8]>,
+}
 
-impl Default for Packer {
-    fn default() -> Self {
-        Self(flate2::Compress::new(flate2::Compression::fast(), false))
-    }
+/// Deflates a hub's superseded versions: one compressor's state reused
+/// (zlib's is about 270 KB, more than allocating it per object is worth),
+/// and one dictionary, the first version it packs.
+#[derive(Default)]
+pub struct Packer {
+    z: Option<flate2::Compress>,
+    dictionary: Option<Arc<[u8]>>,
 }
 
 impl Packer {
     /// `json` deflated (None if deflate fails, which it does not on memory).
-    fn deflate(&mut self, json: &[u8]) -> Option<Box<[u8]>> {
-        self.0.reset();
-        let mut out = Vec::with_capacity(json.len() / 3 + 64);
+    fn deflate(&mut self, json: &[u8]) -> Option<Packed> {
+        let dictionary = self.dictionary.get_or_insert_with(|| Arc::from(json)).clone();
+        let z = self
+            .z
+            .get_or_insert_with(|| flate2::Compress::new(flate2::Compression::fast(), false));
+        z.reset();
+        z.set_dictionary(&dictionary).ok()?;
+        let mut out = Vec::with_capacity(json.len() / 4 + 64);
         loop {
-            let read = usize::try_from(self.0.total_in()).ok()?;
-            let status = self
-                .0
+            let read = usize::try_from(z.total_in()).ok()?;
+            let status = z
                 .compress_vec(json.get(read..)?, &mut out, flate2::FlushCompress::Finish)
                 .ok()?;
             if status == flate2::Status::StreamEnd {
-                return Some(out.into_boxed_slice());
+                return Some(Packed {
+                    dictionary,
+                    data: out.into_boxed_slice(),
+                });
             }
             out.reserve(out.capacity().max(64));
         }
     }
 }
 
-/// `packed` inflated (None if it does not inflate, which what [`Packer`]
-/// wrote always does).
-fn inflate(packed: &[u8]) -> Option<Bytes> {
-    let mut d = flate2::Decompress::new(false);
-    let mut out = Vec::with_capacity(packed.len() * 4 + 64);
-    loop {
-        let read = usize::try_from(d.total_in()).ok()?;
-        let status = d
-            .decompress_vec(packed.get(read..)?, &mut out, flate2::FlushDecompress::Finish)
-            .ok()?;
-        match status {
-            flate2::Status::StreamEnd => return Some(out.into()),
-            _ if out.len() < out.capacity() && read == packed.len() => return None,
-            _ => out.reserve(out.capacity()),
+impl Packed {
+    /// The JSON inflated (None if it does not inflate, which what
+    /// [`Packer`] wrote always does).
+    fn inflate(&self) -> Option<Bytes> {
+        let mut d = flate2::Decompress::new(false);
+        d.set_dictionary(&self.dictionary).ok()?;
+        let mut out = Vec::with_capacity(self.data.len() * 8 + 64);
+        loop {
+            let read = usize::try_from(d.total_in()).ok()?;
+            let status = d
+                .decompress_vec(self.data.get(read..)?, &mut out, flate2::FlushDecompress::Finish)
+                .ok()?;
+            match status {
+                flate2::Status::StreamEnd => return Some(out.into()),
+                _ if out.len() < out.capacity() && read == self.data.len() => return None,
+                _ => out.reserve(out.capacity()),
+            }
         }
     }
 }
@@ -442,7 +462,7 @@ impl Encoded {
     pub fn json(&self) -> Option<Bytes> {
         match &*self.body() {
             Body::Plain { json, .. } => Some(json.clone()),
-            Body::Packed(packed) => inflate(packed),
+            Body::Packed(packed) => packed.inflate(),
         }
     }
 
@@ -1286,8 +1306,8 @@ fn progress_in_order(version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::{
-        decode, inflate, periodic_wait, progress_in_order, store, Bytes, Change, DeletedLine, Encoded, FieldValues,
-        Handed, Handoff, HubState, Packer, PeriodicProgress, PeriodicRun, HANDOFF_MAX, PACK_AFTER, PERIODIC_RUN,
+        decode, periodic_wait, progress_in_order, store, Bytes, Change, DeletedLine, Encoded, FieldValues, Handed,
+        Handoff, HubState, Packed, Packer, PeriodicProgress, PeriodicRun, HANDOFF_MAX, PACK_AFTER, PERIODIC_RUN,
         WINDOW,
     };
     use crate::meta::json::{json_watch_event, object_json};
@@ -1561,7 +1581,9 @@ mod tests {
     }
 
     /// Deflate and inflate give back any bytes, small or large (several
-    /// rounds of the output buffer), compressible or not.
+    /// rounds of the output buffer), compressible or not; the first object
+    /// packed is the dictionary, against which a similar one takes a
+    /// fraction of its size.
     #[test]
     fn packed_bytes_inflate_to_what_was_packed() {
         let mut packer = Packer::default();
@@ -1573,14 +1595,33 @@ mod tests {
             x ^= x << 17;
             noise.push(x as u8);
         }
+        let first = object_json(&pod(1, "Pending"));
         let big = serde_json::to_vec(&json!({"items": vec![pod(1, "Running"); 2_000]})).expect("json");
-        for bytes in [&b""[..], b"{}", &noise, &big] {
+        for bytes in [&first[..], b"", b"{}", &noise, &big] {
             let packed = packer.deflate(bytes).expect("deflates");
-            assert_eq!(inflate(&packed).as_deref(), Some(bytes), "{} bytes", bytes.len());
+            assert_eq!(&packed.dictionary[..], &first[..], "the first object packed");
+            assert_eq!(packed.inflate().as_deref(), Some(bytes), "{} bytes", bytes.len());
         }
-        let packed = packer.deflate(&big).expect("deflates");
-        assert!(packed.len() * 4 < big.len(), "repetitive JSON deflates well");
-        assert_eq!(inflate(&packed[..packed.len() / 2]), None, "truncated");
+        let mut next = pod(2, "Running");
+        next["metadata"]["name"] = json!("web-2");
+        let next = object_json(&next);
+        let packed = packer.deflate(&next).expect("deflates");
+        assert!(
+            packed.data.len() * 4 < next.len(),
+            "an object like the dictionary deflates to a fraction: {} of {} bytes",
+            packed.data.len(),
+            next.len()
+        );
+        let truncated = Packed {
+            dictionary: packed.dictionary.clone(),
+            data: packed.data[..packed.data.len() / 2].into(),
+        };
+        assert_eq!(truncated.inflate(), None, "truncated");
+        let other = Packed {
+            dictionary: Arc::from(&b"{}"[..]),
+            data: packed.data.clone(),
+        };
+        assert_ne!(other.inflate().as_deref(), Some(&next[..]), "another dictionary");
     }
 
     /// Versions of an object whose labels did not change share one map of
