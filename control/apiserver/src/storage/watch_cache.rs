@@ -95,6 +95,8 @@ const FANOUT: usize = 2_048;
 /// has sent it by then (a watcher [`FANOUT`] behind is disconnected), so only
 /// a watcher resuming from further back inflates it.
 const PACK_AFTER: usize = 2 * FANOUT;
+/// At most this much of an object is a hub's deflate dictionary.
+const DICTIONARY_MAX: usize = 8 * 1024;
 /// How often hubs ask etcd for progress (drives bookmarks).
 const PROGRESS_INTERVAL: Duration = Duration::from_secs(2);
 /// What reading one object from etcd costs a list, about (`bench-results/list.md`:
@@ -331,7 +333,8 @@ struct Packed {
 
 /// Deflates a hub's superseded versions: one compressor's state reused
 /// (zlib's is about 270 KB, more than allocating it per object is worth),
-/// and one dictionary, the first version it packs.
+/// and one dictionary, the first version it packs (its last
+/// [`DICTIONARY_MAX`] bytes: zlib hashes the dictionary for each object).
 #[derive(Default)]
 pub struct Packer {
     z: Option<flate2::Compress>,
@@ -341,7 +344,10 @@ pub struct Packer {
 impl Packer {
     /// `json` deflated (None if deflate fails, which it does not on memory).
     fn deflate(&mut self, json: &[u8]) -> Option<Packed> {
-        let dictionary = self.dictionary.get_or_insert_with(|| Arc::from(json)).clone();
+        let dictionary = self
+            .dictionary
+            .get_or_insert_with(|| Arc::from(json.get(json.len().saturating_sub(DICTIONARY_MAX)..).unwrap_or(json)))
+            .clone();
         let z = self
             .z
             .get_or_insert_with(|| flate2::Compress::new(flate2::Compression::fast(), false));
@@ -1307,8 +1313,8 @@ fn progress_in_order(version: &str) -> bool {
 mod tests {
     use super::{
         decode, periodic_wait, progress_in_order, store, Bytes, Change, DeletedLine, Encoded, FieldValues, Handed,
-        Handoff, HubState, Packed, Packer, PeriodicProgress, PeriodicRun, HANDOFF_MAX, PACK_AFTER, PERIODIC_RUN,
-        WINDOW,
+        Handoff, HubState, Packed, Packer, PeriodicProgress, PeriodicRun, DICTIONARY_MAX, HANDOFF_MAX, PACK_AFTER,
+        PERIODIC_RUN, WINDOW,
     };
     use crate::meta::json::{json_watch_event, object_json};
     use crate::meta::selectors::{FieldSelector, LabelSelector};
@@ -1622,6 +1628,10 @@ mod tests {
             data: packed.data.clone(),
         };
         assert_ne!(other.inflate().as_deref(), Some(&next[..]), "another dictionary");
+        // A large first object gives its tail only.
+        let packed = Packer::default().deflate(&big).expect("deflates");
+        assert_eq!(&packed.dictionary[..], &big[big.len() - DICTIONARY_MAX..]);
+        assert_eq!(packed.inflate().as_deref(), Some(&big[..]));
     }
 
     /// Versions of an object whose labels did not change share one map of
