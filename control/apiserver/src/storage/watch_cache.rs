@@ -337,6 +337,7 @@ struct Packed {
 /// [`DICTIONARY_MAX`] bytes: zlib hashes the dictionary for each object).
 #[derive(Default)]
 pub struct Packer {
+    /// Made at the first pack: most hubs never have [`PACK_AFTER`] changes.
     z: Option<flate2::Compress>,
     dictionary: Option<Arc<[u8]>>,
 }
@@ -346,7 +347,7 @@ impl Packer {
     fn deflate(&mut self, json: &[u8]) -> Option<Packed> {
         let dictionary = self
             .dictionary
-            .get_or_insert_with(|| Arc::from(json.get(json.len().saturating_sub(DICTIONARY_MAX)..).unwrap_or(json)))
+            .get_or_insert_with(|| Arc::from(&json[json.len().saturating_sub(DICTIONARY_MAX)..]))
             .clone();
         let z = self
             .z
