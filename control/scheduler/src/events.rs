@@ -16,6 +16,8 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::Client;
 use sluice_kube::events::{object_reference, EventRecorder, EventType};
 
+use crate::placed_pod::PlacedPod;
+
 /// The Event reason kube-scheduler uses.
 pub const REASON_FAILED_SCHEDULING: &str = "FailedScheduling";
 /// The Event reason of a bound pod.
@@ -68,7 +70,7 @@ impl SchedulingRecorder {
 
     /// The `Preempted` event of a pod evicted for `preemptor`, as
     /// kube-scheduler words it.
-    pub fn record_preempted(&self, victim: &Pod, preemptor: &Pod, node: &str) {
+    pub fn record_preempted(&self, victim: &PlacedPod, preemptor: &Pod, node: &str) {
         let preemptor_uid = preemptor.metadata.uid.as_deref().unwrap_or_default();
         let related = ObjectReference {
             field_path: None,

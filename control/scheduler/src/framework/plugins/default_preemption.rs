@@ -27,6 +27,7 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::cache::Cache;
 use crate::framework::selector::Selector;
 use crate::framework::{Framework, HostPort, NodeInfo, PodInfo};
+use crate::placed_pod::PlacedPod;
 use crate::resources::PodRequests;
 
 /// The plugin's name.
@@ -36,7 +37,7 @@ pub const NAME: &str = "DefaultPreemption";
 #[derive(Clone, Debug)]
 pub struct Running {
     /// The pod.
-    pub pod: Arc<Pod>,
+    pub pod: Arc<PlacedPod>,
     /// What it uses there.
     pub requests: PodRequests,
     /// Its host ports.
@@ -62,7 +63,7 @@ pub struct Candidate {
     /// The node.
     pub node: String,
     /// The pods to evict, most important first.
-    pub victims: Vec<Arc<Pod>>,
+    pub victims: Vec<Arc<PlacedPod>>,
     /// How many of them a budget does not allow to disrupt.
     pub budget_violations: usize,
 }
@@ -70,10 +71,6 @@ pub struct Candidate {
 /// A pod's priority (0 when admission gave none).
 pub fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
-}
-
-fn is_terminating(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
 }
 
 /// Why `pod` may not preempt others, as kube-scheduler words it
@@ -92,7 +89,7 @@ pub fn ineligible(pod: &Pod, on_nominated: &[Running]) -> Option<&'static str> {
     if nominated
         && on_nominated
             .iter()
-            .any(|r| is_terminating(&r.pod) && priority(&r.pod) < mine)
+            .any(|r| r.pod.is_terminating() && r.pod.priority() < mine)
     {
         return Some("not eligible due to a terminating pod on the nominated node.");
     }
@@ -100,7 +97,7 @@ pub fn ineligible(pod: &Pod, on_nominated: &[Running]) -> Option<&'static str> {
 }
 
 /// Whether evicting `pod` would go beyond a budget (and spend it if not).
-fn violates_budget(pod: &Pod, budgets: &mut [Budget]) -> bool {
+fn violates_budget(pod: &PlacedPod, budgets: &mut [Budget]) -> bool {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     let mut violates = false;
@@ -130,7 +127,7 @@ pub fn select_victims_on_node(
     let mine = priority(&pod.pod);
     let mut lower: Vec<&Running> = running
         .iter()
-        .filter(|r| priority(&r.pod) < mine && !is_terminating(&r.pod))
+        .filter(|r| r.pod.priority() < mine && !r.pod.is_terminating())
         .collect();
     if lower.is_empty() {
         return None;
@@ -144,8 +141,8 @@ pub fn select_victims_on_node(
     }
     // Most important first: higher priority, then the one running longer.
     lower.sort_by(|a, b| {
-        priority(&b.pod).cmp(&priority(&a.pod)).then_with(|| {
-            let started = |r: &Running| r.pod.status.as_ref().and_then(|s| s.start_time.clone()).map(|t| t.0);
+        b.pod.priority().cmp(&a.pod.priority()).then_with(|| {
+            let started = |r: &Running| r.pod.start_time.as_ref().map(|t| t.0);
             started(a).cmp(&started(b))
         })
     });
@@ -176,12 +173,12 @@ pub fn select_victims_on_node(
 /// The candidate kube-scheduler would pick.
 pub fn pick(candidates: &[Candidate]) -> Option<&Candidate> {
     let key = |c: &Candidate| {
-        let highest = c.victims.iter().map(|v| priority(v)).max().unwrap_or(i32::MIN);
+        let highest = c.victims.iter().map(|v| v.priority()).max().unwrap_or(i32::MIN);
         // Offset so negative priorities still add up to a comparable sum.
         let sum: i64 = c
             .victims
             .iter()
-            .map(|v| i64::from(priority(v)) + i64::from(i32::MAX) + 1)
+            .map(|v| i64::from(v.priority()) + i64::from(i32::MAX) + 1)
             .sum();
         (c.budget_violations, highest, sum, c.victims.len())
     };
@@ -229,7 +226,7 @@ mod tests {
         let p = Arc::new(with_priority(pod(name, cpu, ""), prio));
         let info = PodInfo::new(p.clone());
         Running {
-            pod: p,
+            pod: Arc::new(PlacedPod::of(&p)),
             requests: info.requests,
             ports: info.host_ports,
         }

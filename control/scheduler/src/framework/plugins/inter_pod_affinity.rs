@@ -18,8 +18,9 @@
 use crate::cache::Cache;
 use crate::framework::selector::Selector;
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
+use crate::placed_pod::PlacedPod;
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, WeightedPodAffinityTerm};
-use std::borrow::Cow;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::{BTreeMap, HashMap};
 
 /// Plugin name.
@@ -82,11 +83,12 @@ impl AffinityTerm {
         &self.selector
     }
 
-    /// Whether `pod` (whose namespace has labels `ns_labels`) is selected by the term.
-    pub fn matches(&self, pod: &Pod, ns_labels: Option<&Labels>) -> bool {
-        let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    /// Whether the pod with metadata `pod` (whose namespace has labels
+    /// `ns_labels`) is selected by the term.
+    pub fn matches(&self, pod: &ObjectMeta, ns_labels: Option<&Labels>) -> bool {
+        let ns = pod.namespace.as_deref().unwrap_or("default");
         let in_namespace = self.namespaces.iter().any(|n| n == ns) || self.namespace_selector.matches(ns_labels);
-        in_namespace && self.selector.matches(pod.metadata.labels.as_ref())
+        in_namespace && self.selector.matches(pod.labels.as_ref())
     }
 }
 
@@ -156,12 +158,17 @@ impl PodTerms {
     }
 }
 
-/// A placed pod's terms: as the cache keeps them, or resolved now.
-fn terms_of<'a>(pod: &Pod, kept: Option<&'a PodTerms>) -> Cow<'a, PodTerms> {
-    match kept {
-        Some(t) => Cow::Borrowed(t),
-        None => Cow::Owned(PodTerms::of(pod)),
-    }
+/// No terms: a placed pod without pod affinity or anti-affinity.
+static NO_TERMS: PodTerms = PodTerms {
+    required_affinity: Vec::new(),
+    required_anti_affinity: Vec::new(),
+    preferred_affinity: Vec::new(),
+    preferred_anti_affinity: Vec::new(),
+};
+
+/// A placed pod's terms, as kept beside it (none kept: it has none).
+fn terms_of(kept: Option<&PodTerms>) -> &PodTerms {
+    kept.unwrap_or(&NO_TERMS)
 }
 
 /// Counts of matching pods per topology pair: by key, then by value, so
@@ -235,22 +242,25 @@ pub struct PreFilterState {
 
 /// The placed pods PreFilter reads, found by what may match instead of
 /// scanned: each method may return more pods than match (every term is
-/// checked again), never fewer, and each pod once.
+/// checked again), never fewer, and each pod once. A pod's terms come with
+/// it, resolved when it was placed; a pod without pod affinity or
+/// anti-affinity comes with none.
 pub trait PlacedPods<'a> {
     /// Placed pods `selector` may select, with their node's labels.
-    fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a Pod)>;
+    fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a PlacedPod)>;
     /// Placed pods with a required anti-affinity term that may select a pod
-    /// labelled `labels`, with their node's labels and their terms when kept
-    /// (else they are resolved here).
-    fn anti_affinity_toward(&self, labels: Option<&Labels>)
-        -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>;
+    /// labelled `labels`, with their node's labels and their terms.
+    fn anti_affinity_toward(
+        &self,
+        labels: Option<&Labels>,
+    ) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)>;
     /// Placed pods whose terms may add to other pods' scores
     /// ([`PodTerms::scores_others`]), with their node's labels and terms.
-    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)>;
+    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)>;
 }
 
 impl<'a> PlacedPods<'a> for &'a Cache {
-    fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a Pod)> {
+    fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a PlacedPod)> {
         let cache: &'a Cache = self;
         cache
             .pods_selectable_by(selector)
@@ -261,7 +271,7 @@ impl<'a> PlacedPods<'a> for &'a Cache {
     fn anti_affinity_toward(
         &self,
         labels: Option<&Labels>,
-    ) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+    ) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
         let cache: &'a Cache = self;
         cache
             .anti_affinity_toward(labels)
@@ -269,7 +279,7 @@ impl<'a> PlacedPods<'a> for &'a Cache {
             .collect()
     }
 
-    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
         let cache: &'a Cache = self;
         cache
             .pods_with_scoring_terms()
@@ -288,12 +298,15 @@ pub fn pre_filter<'a, 'n>(
     let terms = PodTerms::of(pod);
     let own_ns_labels = ns_labels(pod.metadata.namespace.as_deref().unwrap_or("default"));
     let mut state = PreFilterState {
-        matches_own_affinity: terms.required_affinity.iter().all(|t| t.matches(pod, own_ns_labels)),
+        matches_own_affinity: terms
+            .required_affinity
+            .iter()
+            .all(|t| t.matches(&pod.metadata, own_ns_labels)),
         ..Default::default()
     };
-    for (node_labels, existing, kept) in placed.anti_affinity_toward(pod.metadata.labels.as_ref()) {
-        for term in &terms_of(existing, kept).required_anti_affinity {
-            if term.matches(pod, own_ns_labels) {
+    for (node_labels, _, kept) in placed.anti_affinity_toward(pod.metadata.labels.as_ref()) {
+        for term in &terms_of(kept).required_anti_affinity {
+            if term.matches(&pod.metadata, own_ns_labels) {
                 count(&mut state.existing_anti_affinity, term, node_labels);
             }
         }
@@ -301,7 +314,7 @@ pub fn pre_filter<'a, 'n>(
     let count_selected = |term: &AffinityTerm, counts: &mut TopologyCounts| {
         for (node_labels, existing) in placed.selectable_by(&term.selector) {
             let existing_ns = ns_labels(existing.metadata.namespace.as_deref().unwrap_or("default"));
-            if term.matches(existing, existing_ns) {
+            if term.matches(&existing.metadata, existing_ns) {
                 count(counts, term, node_labels);
             }
         }
@@ -395,28 +408,28 @@ pub fn topology_score<'a, 'n>(
                 continue;
             }
             let existing_ns = ns_labels(existing.metadata.namespace.as_deref().unwrap_or("default"));
-            if w.term.matches(existing, existing_ns) {
+            if w.term.matches(&existing.metadata, existing_ns) {
                 add_score(&mut scores, &w.term, weight, node_labels);
             }
         }
     }
-    for (node_labels, existing, kept) in placed.with_scoring_terms() {
-        if node_labels.is_none_or(|l| l.is_empty()) || !crate::cache::has_pod_affinity(existing) {
+    for (node_labels, _, kept) in placed.with_scoring_terms() {
+        if node_labels.is_none_or(|l| l.is_empty()) {
             continue;
         }
-        let theirs = terms_of(existing, kept);
+        let theirs = terms_of(kept);
         for term in &theirs.required_affinity {
-            if term.matches(pod, own_ns_labels) {
+            if term.matches(&pod.metadata, own_ns_labels) {
                 add_score(&mut scores, term, HARD_POD_AFFINITY_WEIGHT, node_labels);
             }
         }
         for w in &theirs.preferred_affinity {
-            if w.term.matches(pod, own_ns_labels) {
+            if w.term.matches(&pod.metadata, own_ns_labels) {
                 add_score(&mut scores, &w.term, w.weight, node_labels);
             }
         }
         for w in &theirs.preferred_anti_affinity {
-            if w.term.matches(pod, own_ns_labels) {
+            if w.term.matches(&pod.metadata, own_ns_labels) {
                 add_score(&mut scores, &w.term, -w.weight, node_labels);
             }
         }
@@ -545,29 +558,41 @@ mod tests {
         None
     }
 
-    /// Every placed pod, for each question: the most [`PlacedPods`] may return.
-    struct Scan<'a>(&'a [(&'a Labels, &'a Pod)]);
+    /// Every placed pod, for each question: the most [`PlacedPods`] may
+    /// return. Each pod is kept as the cache keeps it, with its terms
+    /// resolved when it has pod affinity or anti-affinity.
+    struct Scan<'l>(Vec<(&'l Labels, PlacedPod, Option<PodTerms>)>);
 
-    impl<'a> PlacedPods<'a> for Scan<'a> {
-        fn selectable_by(&self, _: &Selector) -> Vec<(Option<&'a Labels>, &'a Pod)> {
-            self.0.iter().map(|(l, p)| (Some(*l), *p)).collect()
+    impl<'l> Scan<'l> {
+        fn of(placed: &[(&'l Labels, &Pod)]) -> Scan<'l> {
+            let kept = |p: &Pod| crate::cache::has_pod_affinity(p).then(|| PodTerms::of(p));
+            Scan(placed.iter().map(|(l, p)| (*l, PlacedPod::of(p), kept(p))).collect())
+        }
+    }
+
+    impl<'a> PlacedPods<'a> for &'a Scan<'_> {
+        fn selectable_by(&self, _: &Selector) -> Vec<(Option<&'a Labels>, &'a PlacedPod)> {
+            self.0.iter().map(|(l, p, _)| (Some(*l), p)).collect()
         }
 
-        fn anti_affinity_toward(&self, _: Option<&Labels>) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
+        fn anti_affinity_toward(
+            &self,
+            _: Option<&Labels>,
+        ) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
             self.0
                 .iter()
-                .filter(|(_, p)| !PodTerms::of(p).required_anti_affinity.is_empty())
-                .map(|(l, p)| (Some(*l), *p, None))
+                .filter(|(_, _, t)| t.as_ref().is_some_and(|t| !t.required_anti_affinity.is_empty()))
+                .map(|(l, p, t)| (Some(*l), p, t.as_ref()))
                 .collect()
         }
 
-        fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a Pod, Option<&'a PodTerms>)> {
-            self.0.iter().map(|(l, p)| (Some(*l), *p, None)).collect()
+        fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
+            self.0.iter().map(|(l, p, t)| (Some(*l), p, t.as_ref())).collect()
         }
     }
 
     fn state_for(incoming: &Pod, placed: &[(&Labels, &Pod)]) -> PreFilterState {
-        pre_filter(incoming, &Scan(placed), &no_ns)
+        pre_filter(incoming, &&Scan::of(placed), &no_ns)
     }
 
     /// The cache finds the pods a term may select by label instead of
@@ -686,13 +711,13 @@ mod tests {
                         preferring(labeled("in-pref", "web"), &t),
                     ] {
                         let looked_up = pre_filter(&incoming, &cache, &ns_labels);
-                        let scanned = pre_filter(&incoming, &Scan(&scan), &ns_labels);
+                        let scanned = pre_filter(&incoming, &&Scan::of(&scan), &ns_labels);
                         assert_eq!(looked_up, scanned, "selector {i}, all namespaces {all_namespaces}");
                         // The score looks up what the pod's preferred terms may
                         // select, and walks the pods whose terms score others.
                         let terms = PodTerms::of(&incoming);
                         let from_cache = topology_score(&incoming, &terms, &cache, &ns_labels);
-                        let from_all = topology_score(&incoming, &terms, &Scan(&scan), &ns_labels);
+                        let from_all = topology_score(&incoming, &terms, &&Scan::of(&scan), &ns_labels);
                         assert_eq!(from_cache, from_all, "selector {i}, all namespaces {all_namespaces}");
                     }
                 }
@@ -816,7 +841,7 @@ mod tests {
         let incoming = with_affinity(labeled("web", "web"), vec![t], vec![]);
         let infra = labels(&[("team", "infra")]);
         let ns = |n: &str| (n == "infra").then_some(&infra);
-        let s = pre_filter(&incoming, &Scan(&placed), &ns);
+        let s = pre_filter(&incoming, &&Scan::of(&placed), &ns);
         assert_eq!(filter(&s, Some(&n1)), Ok(()));
     }
 
@@ -859,7 +884,7 @@ mod tests {
         });
         let terms = PodTerms::of(&incoming);
         let placed = [(&n1, &cache_pod)];
-        let scores = topology_score(&incoming, &terms, &Scan(&placed), &no_ns);
+        let scores = topology_score(&incoming, &terms, &&Scan::of(&placed), &no_ns);
         let mut raw = vec![node_score(&scores, Some(&n1)), node_score(&scores, Some(&n2))];
         assert_eq!(raw, [10, 0]);
         normalize(&mut raw);
@@ -869,7 +894,7 @@ mod tests {
         let friend = with_affinity(labeled("friend", "friend"), vec![term("web", HOST)], vec![]);
         let plain = labeled("web", "web");
         let placed = [(&n2, &friend)];
-        let scores = topology_score(&plain, &PodTerms::of(&plain), &Scan(&placed), &no_ns);
+        let scores = topology_score(&plain, &PodTerms::of(&plain), &&Scan::of(&placed), &no_ns);
         assert_eq!(node_score(&scores, Some(&n2)), HARD_POD_AFFINITY_WEIGHT);
         assert_eq!(node_score(&scores, Some(&n1)), 0);
     }

@@ -24,8 +24,9 @@ use crate::cache::Cache;
 use crate::framework::plugins::{node_affinity, taint_toleration};
 use crate::framework::selector::{Narrowing, Selector};
 use crate::framework::{CycleState, FilterPlugin, NodeInfo, PodInfo, ScorePlugin, Unfit, MAX_NODE_SCORE};
+use crate::placed_pod::PlacedPod;
 use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Plugin name.
@@ -229,11 +230,11 @@ struct Placed<'a> {
 }
 
 impl<'a> Placed<'a> {
-    fn of(pod: &'a Pod) -> Self {
+    fn of(pod: &'a ObjectMeta) -> Self {
         Placed {
-            namespace: pod.metadata.namespace.as_deref().unwrap_or("default"),
-            labels: pod.metadata.labels.as_ref(),
-            terminating: pod.metadata.deletion_timestamp.is_some(),
+            namespace: pod.namespace.as_deref().unwrap_or("default"),
+            labels: pod.labels.as_ref(),
+            terminating: pod.deletion_timestamp.is_some(),
         }
     }
 }
@@ -252,16 +253,17 @@ fn count(per_node: &mut PerNode, ns: &str, constraints: &[Constraint], slot: usi
 }
 
 /// Per node (by slot), per constraint: how many placed pods in the pod's namespace match
-/// the constraint's selector (terminating pods excluded). One pass over `pods`.
-pub fn matching_per_node<'a>(
+/// the constraint's selector (terminating pods excluded). One pass over `pods`
+/// (as the cache keeps them, or whole).
+pub fn matching_per_node<'a, P: kube::Resource + 'a>(
     pod: &Pod,
     constraints: &[Constraint],
-    pods: impl Iterator<Item = (usize, &'a Pod)>,
+    pods: impl Iterator<Item = (usize, &'a P)>,
 ) -> PerNode {
     let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
     let mut per_node = PerNode::new(constraints.len());
     for (slot, existing) in pods {
-        count(&mut per_node, ns, constraints, slot, &Placed::of(existing), 1);
+        count(&mut per_node, ns, constraints, slot, &Placed::of(existing.meta()), 1);
     }
     per_node
 }
@@ -271,7 +273,7 @@ pub fn matching_per_node<'a>(
 /// requires a label, else all of them. Counting from scratch then reads a
 /// workload's pods, not the cluster's (the spread benchmark's apps, ten pods each,
 /// were each counted over every placed pod).
-fn selectable<'a>(cache: &'a Cache, constraints: &[Constraint]) -> Vec<(usize, &'a Pod)> {
+fn selectable<'a>(cache: &'a Cache, constraints: &[Constraint]) -> Vec<(usize, &'a PlacedPod)> {
     if constraints
         .iter()
         .any(|c| matches!(c.selector.narrowing(), Narrowing::Unnarrowed))
@@ -1639,7 +1641,14 @@ mod tests {
                 .pods_on_nodes()
                 .map(|(n, p, _)| {
                     let at = cache.nodes().iter().position(|m| m.name() == n.name()).unwrap();
-                    (at, p.clone())
+                    let metadata = p.metadata.clone();
+                    (
+                        at,
+                        Pod {
+                            metadata,
+                            ..Pod::default()
+                        },
+                    )
                 })
                 .collect();
             let feasible: Vec<&NodeInfo> = cache.nodes().iter().collect();
