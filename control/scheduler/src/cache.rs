@@ -55,7 +55,8 @@ struct CachedPod {
 /// held by the queue were 75 MB of its 95 MB heap peak, 35 MB of it the
 /// volumes (a `Volume` holds every source's fields inline; the service
 /// account's projected volume and its sources), the containers' mounts and
-/// restart rules.
+/// restart rules. The queue holds the copy as JSON (`queue`), which this
+/// trimming also keeps short.
 pub fn pending_copy(mut pod: Pod) -> Pod {
     pod.metadata.managed_fields = None;
     if let Some(spec) = pod.spec.as_mut() {

@@ -87,7 +87,7 @@ impl InformerTargets {
         } else if gated {
             self.queue.gate(key);
         } else if !self.cache().contains_pod(&uid) {
-            self.queue.add_or_update(key, Arc::new(pending_copy(pod)));
+            self.queue.add_or_update(key, &pending_copy(pod));
         }
     }
 

@@ -8,7 +8,11 @@
 //!
 //! A pod popped for scheduling is *in flight*; if a cluster change happened while it was,
 //! a failure sends it to backoff rather than unschedulable so the change is not missed.
-//! Entries are keyed by namespace/name and hold the newest pod object from the informer.
+//! Entries are keyed by namespace/name and hold the newest pod object from the informer,
+//! as its JSON: a burst of creates leaves thousands of pods waiting at once, and a
+//! k8s-openapi `Pod` holds every API field inline (2.4 KB, and 2.3 KB per container,
+//! however trimmed), where the JSON of a pod as the informer queues it
+//! ([`crate::cache::pending_copy`]) is 1 to 2 KB. A pod is decoded again when popped.
 
 use k8s_openapi::api::core::v1::Pod;
 use std::cmp::Reverse;
@@ -16,6 +20,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
+use tracing::error;
 
 /// A pod's queue key.
 pub type PodKey = kube::runtime::reflector::ObjectRef<Pod>;
@@ -50,7 +55,10 @@ enum Location {
 }
 
 struct Entry {
-    pod: Arc<Pod>,
+    /// The pod, as JSON ([`pack`]).
+    pod: Arc<[u8]>,
+    /// Its `spec.priority`.
+    priority: i32,
     location: Location,
     attempts: u32,
     last_failure: Option<Instant>,
@@ -120,6 +128,30 @@ fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
 
+/// A pod as the queue holds it. Encoding a `Pod` cannot fail: serde_json
+/// fails only on map keys that are not strings, and a pod's maps are keyed
+/// by strings.
+fn pack(pod: &Pod) -> Result<Arc<[u8]>, serde_json::Error> {
+    serde_json::to_vec(pod).map(Vec::into_boxed_slice).map(Arc::from)
+}
+
+/// A pod the queue held, decoded again.
+fn unpack(json: &[u8]) -> Result<Pod, serde_json::Error> {
+    serde_json::from_slice(json)
+}
+
+/// Whether an update from `old` to `new` may let an unschedulable pod fit:
+/// a change of its spec, labels or annotations (for example new
+/// tolerations). Status-only updates (our own condition write) change
+/// nothing. A held pod that does not decode counts as changed.
+fn relevant_change(old: &[u8], new: &Pod) -> bool {
+    unpack(old).map_or(true, |old| {
+        old.spec != new.spec
+            || old.metadata.labels != new.metadata.labels
+            || old.metadata.annotations != new.metadata.annotations
+    })
+}
+
 impl State {
     fn push_active(&mut self, key: PodKey) {
         self.seq += 1;
@@ -127,7 +159,7 @@ impl State {
         if let Some(e) = self.entries.get_mut(&key) {
             e.location = Location::Active { seq };
             self.active.push(Keyed {
-                ord: (priority(&e.pod), Reverse(seq)),
+                ord: (e.priority, Reverse(seq)),
                 key,
             });
         }
@@ -182,18 +214,25 @@ impl SchedulingQueue {
     }
 
     /// An unscheduled pod was added or changed in the informer.
-    pub fn add_or_update(&self, key: PodKey, pod: Arc<Pod>) {
+    pub fn add_or_update(&self, key: PodKey, pod: &Pod) {
+        let json = match pack(pod) {
+            Ok(json) => json,
+            Err(e) => {
+                error!(pod = %key, error = %e, "could not hold the pod in the queue");
+                return;
+            }
+        };
+        let priority = priority(pod);
         let mut st = self.lock();
         st.gated.remove(&key);
         match st.entries.get_mut(&key) {
             Some(e) => {
-                // A pod whose spec or labels changed may fit now (e.g. new tolerations):
-                // retry it. Status-only updates (our own condition write) change nothing.
-                let relevant = e.pod.spec != pod.spec
-                    || e.pod.metadata.labels != pod.metadata.labels
-                    || e.pod.metadata.annotations != pod.metadata.annotations;
-                e.pod = pod;
-                if relevant && matches!(e.location, Location::Unschedulable { .. }) {
+                // A pod that changed may fit now: retry it.
+                let parked = matches!(e.location, Location::Unschedulable { .. });
+                let relevant = parked && relevant_change(&e.pod, pod);
+                e.pod = json;
+                e.priority = priority;
+                if relevant {
                     self.requeue(&mut st, key, Instant::now());
                     drop(st);
                     self.notify.notify_one();
@@ -203,7 +242,8 @@ impl SchedulingQueue {
                 st.entries.insert(
                     key.clone(),
                     Entry {
-                        pod,
+                        pod: json,
+                        priority,
                         location: Location::Active { seq: 0 },
                         attempts: 0,
                         last_failure: None,
@@ -249,8 +289,31 @@ impl SchedulingQueue {
         }
     }
 
-    /// Take the next active pod, if any.
+    /// Take the next active pod, if any. It is decoded outside the lock.
     pub fn try_pop(&self) -> Option<(PodKey, Arc<Pod>, u64)> {
+        loop {
+            let (key, json, cycle) = self.take_active()?;
+            match unpack(&json) {
+                Ok(pod) => return Some((key, Arc::new(pod), cycle)),
+                Err(e) => {
+                    // Not expected: the queue encoded it. The pod's next update
+                    // from the informer queues it again.
+                    error!(pod = %key, error = %e, "a queued pod did not decode; dropped from the queue");
+                    let mut st = self.lock();
+                    if st
+                        .entries
+                        .get(&key)
+                        .is_some_and(|e| e.location == Location::InFlight { cycle })
+                    {
+                        st.entries.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next active pod as held, now in flight, with its cycle number.
+    fn take_active(&self) -> Option<(PodKey, Arc<[u8]>, u64)> {
         let mut st = self.lock();
         while let Some(Keyed {
             ord: (_, Reverse(seq)),
@@ -416,7 +479,7 @@ mod tests {
         let q = SchedulingQueue::new(QueueConfig::default());
         for (n, p) in [("a", 0), ("b", 10), ("c", 0), ("d", 10)] {
             let (k, pod) = pod(n, p);
-            q.add_or_update(k, pod);
+            q.add_or_update(k, &pod);
         }
         assert_eq!(names(&q), ["b", "d", "a", "c"]);
     }
@@ -425,7 +488,7 @@ mod tests {
     fn unschedulable_pods_wait_for_a_cluster_change_then_back_off() {
         let q = SchedulingQueue::new(QueueConfig::default());
         let (k, p) = pod("a", 0);
-        q.add_or_update(k.clone(), p);
+        q.add_or_update(k.clone(), &p);
         let (_, _, cycle) = q.try_pop().unwrap();
         let t0 = Instant::now();
         q.done_unschedulable(k.clone(), cycle, t0);
@@ -449,11 +512,58 @@ mod tests {
         assert!(q.try_pop().is_some());
     }
 
+    /// The queue holds a pod as JSON: it pops as it was queued, the newest
+    /// update first, and only an update of its spec, labels or annotations
+    /// brings an unschedulable pod back.
+    #[test]
+    fn a_pod_pops_as_queued_and_only_a_change_of_what_placing_reads_retries_it() {
+        use k8s_openapi::api::core::v1::{Container, PodStatus, Toleration};
+        let q = SchedulingQueue::new(QueueConfig::default());
+        let (k, p) = pod("a", 3);
+        let mut whole = (*p).clone();
+        let spec = whole.spec.as_mut().unwrap();
+        spec.containers = vec![Container {
+            name: "c".into(),
+            image: Some("busybox".into()),
+            ..Default::default()
+        }];
+        whole.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        q.add_or_update(k.clone(), &whole);
+        whole.metadata.resource_version = Some("2".into());
+        q.add_or_update(k.clone(), &whole);
+        let (_, popped, cycle) = q.try_pop().unwrap();
+        assert_eq!(*popped, whole, "the newest version, whole");
+        let t0 = Instant::now();
+        q.done_unschedulable(k.clone(), cycle, t0);
+
+        // Our own condition write: nothing that placing reads changed.
+        let mut written = whole.clone();
+        written.status = Some(PodStatus {
+            phase: Some("Pending".into()),
+            ..Default::default()
+        });
+        q.add_or_update(k.clone(), &written);
+        assert_eq!(q.lengths().unschedulable, 1);
+        // A toleration added: it may fit now.
+        let mut tolerant = written.clone();
+        tolerant.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
+            key: Some("gpu".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]);
+        q.add_or_update(k.clone(), &tolerant);
+        assert_eq!(q.lengths().unschedulable, 0);
+        q.flush(t0 + Duration::from_secs(2));
+        let (_, popped, _) = q.try_pop().expect("retried");
+        assert_eq!(*popped, tolerant);
+        assert_eq!(priority(&popped), 3);
+    }
+
     #[test]
     fn a_change_during_the_cycle_is_not_missed() {
         let q = SchedulingQueue::new(QueueConfig::default());
         let (k, p) = pod("a", 0);
-        q.add_or_update(k.clone(), p);
+        q.add_or_update(k.clone(), &p);
         let (_, _, cycle) = q.try_pop().unwrap();
         let t0 = Instant::now();
         q.move_all_unschedulable(t0); // a node appeared while we were filtering
@@ -468,7 +578,7 @@ mod tests {
             ..Default::default()
         });
         let (k, p) = pod("a", 0);
-        q.add_or_update(k.clone(), p);
+        q.add_or_update(k.clone(), &p);
         let (_, _, cycle) = q.try_pop().unwrap();
         let t0 = Instant::now();
         q.done_unschedulable(k, cycle, t0);
@@ -480,7 +590,7 @@ mod tests {
     fn deleted_pods_leave_the_queue() {
         let q = SchedulingQueue::new(QueueConfig::default());
         let (k, p) = pod("a", 0);
-        q.add_or_update(k.clone(), p);
+        q.add_or_update(k.clone(), &p);
         q.remove(&k);
         assert!(q.try_pop().is_none());
         assert_eq!(q.lengths(), QueueLengths::default());
@@ -491,7 +601,7 @@ mod tests {
         let q = SchedulingQueue::new(QueueConfig::default());
         let (a, pa) = pod("a", 0);
         let (b, _) = pod("b", 0);
-        q.add_or_update(a.clone(), pa.clone());
+        q.add_or_update(a.clone(), &pa);
         // A gate seen on an update takes the pod out of the active queue.
         q.gate(a.clone());
         q.gate(b.clone());
@@ -504,7 +614,7 @@ mod tests {
             }
         );
         // Its gates removed, it is scheduled like any other.
-        q.add_or_update(a.clone(), pa);
+        q.add_or_update(a.clone(), &pa);
         assert_eq!(
             q.lengths(),
             QueueLengths {
