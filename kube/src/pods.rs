@@ -58,6 +58,41 @@ impl<T: PodParts + ?Sized> PodParts for std::sync::Arc<T> {
     }
 }
 
+/// Makes a cache's compact copy of a pod (a struct with a `metadata:
+/// ObjectMeta` field, such as the controller-manager's cached pod or the
+/// scheduler's placed pod) a core/v1 Pod to kube: what the kube runtime's
+/// stores key it by, and what events and object references name it as.
+/// The crate using it depends on `kube` and `k8s-openapi`, as every Sluice
+/// component does.
+#[macro_export]
+macro_rules! pod_resource {
+    ($compact:ty) => {
+        impl ::kube::Resource for $compact {
+            type DynamicType = ();
+            type Scope = ::k8s_openapi::NamespaceResourceScope;
+
+            fn kind(_: &()) -> ::std::borrow::Cow<'_, str> {
+                "Pod".into()
+            }
+            fn group(_: &()) -> ::std::borrow::Cow<'_, str> {
+                "".into()
+            }
+            fn version(_: &()) -> ::std::borrow::Cow<'_, str> {
+                "v1".into()
+            }
+            fn plural(_: &()) -> ::std::borrow::Cow<'_, str> {
+                "pods".into()
+            }
+            fn meta(&self) -> &::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+
 /// Whether the pod still counts towards its controller's replicas: not
 /// terminated and not being deleted.
 pub fn is_active(pod: &impl PodParts) -> bool {

@@ -17,13 +17,11 @@
 //! patches of metadata or status, deletions and evictions, so nothing left
 //! out here is ever lost.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, ContainerPort, PodStatus, ResourceRequirements, Toleration, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::NamespaceResourceScope;
 use serde::Deserialize;
 
 /// A pod as the controller-manager caches it.
@@ -72,29 +70,7 @@ pub struct CachedContainer {
     pub restart_policy: Option<String>,
 }
 
-impl kube::Resource for CachedPod {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Pod".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "pods".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+sluice_kube::pod_resource!(CachedPod);
 
 impl sluice_kube::pods::PodParts for CachedPod {
     fn metadata(&self) -> &ObjectMeta {

@@ -22,11 +22,8 @@
 //! writes a placed pod back whole (victims are patched and deleted by name),
 //! so nothing left out is lost.
 
-use std::borrow::Cow;
-
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::NamespaceResourceScope;
 
 /// A pod placed on a node, as the scheduler's cache keeps it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -70,30 +67,8 @@ impl PlacedPod {
     }
 }
 
-/// A placed pod is a Pod to the API: events name it as one.
-impl kube::Resource for PlacedPod {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Pod".into()
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        "pods".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+// A placed pod is a Pod to kube: events name it as one.
+sluice_kube::pod_resource!(PlacedPod);
 
 #[cfg(test)]
 mod tests {
