@@ -158,19 +158,6 @@ impl PodTerms {
     }
 }
 
-/// No terms: a placed pod without pod affinity or anti-affinity.
-static NO_TERMS: PodTerms = PodTerms {
-    required_affinity: Vec::new(),
-    required_anti_affinity: Vec::new(),
-    preferred_affinity: Vec::new(),
-    preferred_anti_affinity: Vec::new(),
-};
-
-/// A placed pod's terms, as kept beside it (none kept: it has none).
-fn terms_of(kept: Option<&PodTerms>) -> &PodTerms {
-    kept.unwrap_or(&NO_TERMS)
-}
-
 /// Counts of matching pods per topology pair: by key, then by value, so
 /// Filter, which asks for every node searched, looks pairs up with the
 /// node's own strings (a map by owned (key, value) pairs made it copy both
@@ -242,21 +229,17 @@ pub struct PreFilterState {
 
 /// The placed pods PreFilter reads, found by what may match instead of
 /// scanned: each method may return more pods than match (every term is
-/// checked again), never fewer, and each pod once. A pod's terms come with
-/// it, resolved when it was placed; a pod without pod affinity or
-/// anti-affinity comes with none.
+/// checked again), never fewer, and each pod once. A placed pod's terms
+/// are those resolved when it was placed.
 pub trait PlacedPods<'a> {
     /// Placed pods `selector` may select, with their node's labels.
     fn selectable_by(&self, selector: &Selector) -> Vec<(Option<&'a Labels>, &'a PlacedPod)>;
-    /// Placed pods with a required anti-affinity term that may select a pod
-    /// labelled `labels`, with their node's labels and their terms.
-    fn anti_affinity_toward(
-        &self,
-        labels: Option<&Labels>,
-    ) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)>;
-    /// Placed pods whose terms may add to other pods' scores
-    /// ([`PodTerms::scores_others`]), with their node's labels and terms.
-    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)>;
+    /// The terms of placed pods with a required anti-affinity term that may
+    /// select a pod labelled `labels`, with their node's labels.
+    fn anti_affinity_toward(&self, labels: Option<&Labels>) -> Vec<(Option<&'a Labels>, &'a PodTerms)>;
+    /// The terms of placed pods that may add to other pods' scores
+    /// ([`PodTerms::scores_others`]), with their node's labels.
+    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PodTerms)>;
 }
 
 impl<'a> PlacedPods<'a> for &'a Cache {
@@ -268,22 +251,19 @@ impl<'a> PlacedPods<'a> for &'a Cache {
             .collect()
     }
 
-    fn anti_affinity_toward(
-        &self,
-        labels: Option<&Labels>,
-    ) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
+    fn anti_affinity_toward(&self, labels: Option<&Labels>) -> Vec<(Option<&'a Labels>, &'a PodTerms)> {
         let cache: &'a Cache = self;
         cache
             .anti_affinity_toward(labels)
-            .map(|(n, p, t)| (n.labels(), p, t))
+            .filter_map(|(n, _, t)| Some((n.labels(), t?)))
             .collect()
     }
 
-    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
+    fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PodTerms)> {
         let cache: &'a Cache = self;
         cache
             .pods_with_scoring_terms()
-            .map(|(n, p, t)| (n.labels(), p, t))
+            .filter_map(|(n, _, t)| Some((n.labels(), t?)))
             .collect()
     }
 }
@@ -304,8 +284,8 @@ pub fn pre_filter<'a, 'n>(
             .all(|t| t.matches(&pod.metadata, own_ns_labels)),
         ..Default::default()
     };
-    for (node_labels, _, kept) in placed.anti_affinity_toward(pod.metadata.labels.as_ref()) {
-        for term in &terms_of(kept).required_anti_affinity {
+    for (node_labels, theirs) in placed.anti_affinity_toward(pod.metadata.labels.as_ref()) {
+        for term in &theirs.required_anti_affinity {
             if term.matches(&pod.metadata, own_ns_labels) {
                 count(&mut state.existing_anti_affinity, term, node_labels);
             }
@@ -413,11 +393,10 @@ pub fn topology_score<'a, 'n>(
             }
         }
     }
-    for (node_labels, _, kept) in placed.with_scoring_terms() {
+    for (node_labels, theirs) in placed.with_scoring_terms() {
         if node_labels.is_none_or(|l| l.is_empty()) {
             continue;
         }
-        let theirs = terms_of(kept);
         for term in &theirs.required_affinity {
             if term.matches(&pod.metadata, own_ns_labels) {
                 add_score(&mut scores, term, HARD_POD_AFFINITY_WEIGHT, node_labels);
@@ -575,19 +554,19 @@ mod tests {
             self.0.iter().map(|(l, p, _)| (Some(*l), p)).collect()
         }
 
-        fn anti_affinity_toward(
-            &self,
-            _: Option<&Labels>,
-        ) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
+        fn anti_affinity_toward(&self, _: Option<&Labels>) -> Vec<(Option<&'a Labels>, &'a PodTerms)> {
             self.0
                 .iter()
-                .filter(|(_, _, t)| t.as_ref().is_some_and(|t| !t.required_anti_affinity.is_empty()))
-                .map(|(l, p, t)| (Some(*l), p, t.as_ref()))
+                .filter_map(|(l, _, t)| Some((Some(*l), t.as_ref()?)))
+                .filter(|(_, t)| !t.required_anti_affinity.is_empty())
                 .collect()
         }
 
-        fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PlacedPod, Option<&'a PodTerms>)> {
-            self.0.iter().map(|(l, p, t)| (Some(*l), p, t.as_ref())).collect()
+        fn with_scoring_terms(&self) -> Vec<(Option<&'a Labels>, &'a PodTerms)> {
+            self.0
+                .iter()
+                .filter_map(|(l, _, t)| Some((Some(*l), t.as_ref()?)))
+                .collect()
         }
     }
 
