@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, PartialObjectMetaExt};
 use kube::core::PartialObjectMeta;
 use kube::discovery::{verbs, ApiCapabilities, Discovery};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -39,7 +39,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
-use super::Node;
+use super::{KindNames, Node};
 
 /// A kind by its API group and plural (`("", "pods")`).
 pub type Kind = (String, String);
@@ -84,14 +84,14 @@ pub fn api_fingerprint(nodes: &[Node]) -> Vec<String> {
     let mut out: Vec<String> = nodes
         .iter()
         .filter(|n| {
-            (n.api_version.starts_with("apiextensions.k8s.io/") && n.kind == "CustomResourceDefinition")
-                || (n.api_version.starts_with("apiregistration.k8s.io/") && n.kind == "APIService")
+            (n.api_version().starts_with("apiextensions.k8s.io/") && n.kind() == "CustomResourceDefinition")
+                || (n.api_version().starts_with("apiregistration.k8s.io/") && n.kind() == "APIService")
         })
         .map(|n| {
             format!(
                 "{}@{}",
-                n.meta.uid.as_deref().unwrap_or_default(),
-                n.meta.resource_version.as_deref().unwrap_or_default()
+                n.meta().uid.as_deref().unwrap_or_default(),
+                n.meta().resource_version.as_deref().unwrap_or_default()
             )
         })
         .collect();
@@ -224,12 +224,12 @@ impl Resources {
     fn nodes(&self) -> Vec<Node> {
         let mut out = Vec::new();
         for w in self.watches.values() {
-            out.extend(w.lock().objects.values().map(|meta| Node {
+            let kind = Arc::new(KindNames {
                 api_version: w.resource.api_version.clone(),
                 kind: w.resource.kind.clone(),
                 plural: w.resource.plural.clone(),
-                meta: meta.clone(),
-            }));
+            });
+            out.extend(w.lock().objects.values().map(|o| Node::cached(&kind, o.clone())));
         }
         out
     }
@@ -252,8 +252,8 @@ struct Watch {
 /// What one watch holds.
 #[derive(Default)]
 struct Followed {
-    /// Trimmed metadata by namespace and name.
-    objects: HashMap<(Option<String>, String), ObjectMeta>,
+    /// Objects with [`super::trimmed`] metadata, by namespace and name.
+    objects: HashMap<(Option<String>, String), Arc<PartialObjectMeta<DynamicObject>>>,
     /// Whether its first list is in.
     synced: bool,
 }
@@ -284,7 +284,7 @@ impl Watch {
                         false
                     }
                     Ok(Event::InitApply(o)) => {
-                        listing.insert(key(&o.metadata), super::trimmed(&o.metadata));
+                        listing.insert(key(&o.metadata), kept(&o.metadata));
                         false
                     }
                     Ok(Event::InitDone) => {
@@ -294,12 +294,13 @@ impl Watch {
                         true
                     }
                     Ok(Event::Apply(o)) => {
-                        let meta = super::trimmed(&o.metadata);
-                        let before = lock(&followed).objects.insert(key(&o.metadata), meta.clone());
+                        let now = kept(&o.metadata);
+                        let before = lock(&followed).objects.insert(key(&o.metadata), now.clone());
+                        let (meta, before) = (&now.metadata, before.as_ref().map(|b| &b.metadata));
                         match before {
-                            None => super::can_change_a_plan(&meta),
+                            None => super::can_change_a_plan(meta),
                             Some(b) => {
-                                b.uid != meta.uid || super::graph_fingerprint(&b) != super::graph_fingerprint(&meta)
+                                b.uid != meta.uid || super::graph_fingerprint(b) != super::graph_fingerprint(meta)
                             }
                         }
                     }
@@ -327,6 +328,11 @@ impl Watch {
 
 fn lock(state: &Mutex<Followed>) -> MutexGuard<'_, Followed> {
     state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a watch keeps of an object: its [`super::trimmed`] metadata.
+fn kept(meta: &ObjectMeta) -> Arc<PartialObjectMeta<DynamicObject>> {
+    Arc::new(super::trimmed(meta).into_response_partial())
 }
 
 fn key(meta: &ObjectMeta) -> (Option<String>, String) {
@@ -386,15 +392,18 @@ mod tests {
 
     #[test]
     fn fingerprint_follows_crds_and_apiservices_only() {
-        let node = |api_version: &str, kind: &str, rv: &str| Node {
-            api_version: api_version.into(),
-            kind: kind.into(),
-            plural: String::new(),
-            meta: ObjectMeta {
+        let node = |api_version: &str, kind: &str, rv: &str| {
+            let names = Arc::new(KindNames {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                plural: String::new(),
+            });
+            let meta = ObjectMeta {
                 uid: Some(kind.into()),
                 resource_version: Some(rv.into()),
                 ..Default::default()
-            },
+            };
+            Node::of_meta(&names, meta)
         };
         let a = api_fingerprint(&[
             node("apiextensions.k8s.io/v1", "CustomResourceDefinition", "1"),
