@@ -2,7 +2,7 @@
 //! `podutil`): active or terminated, its conditions, readiness and
 //! availability under `minReadySeconds`.
 
-use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus, Volume};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use std::time::Duration;
@@ -13,8 +13,10 @@ use std::time::Duration;
 pub trait PodParts {
     /// Its metadata.
     fn metadata(&self) -> &ObjectMeta;
-    /// Its status, if it has one.
-    fn status(&self) -> Option<&PodStatus>;
+    /// Its `status.phase`, if it has one.
+    fn phase(&self) -> Option<&str>;
+    /// Its `status.conditions`.
+    fn conditions(&self) -> &[PodCondition];
     /// Its volumes.
     fn volumes(&self) -> &[Volume];
 }
@@ -23,8 +25,14 @@ impl PodParts for Pod {
     fn metadata(&self) -> &ObjectMeta {
         &self.metadata
     }
-    fn status(&self) -> Option<&PodStatus> {
-        self.status.as_ref()
+    fn phase(&self) -> Option<&str> {
+        self.status.as_ref()?.phase.as_deref()
+    }
+    fn conditions(&self) -> &[PodCondition] {
+        self.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_deref())
+            .unwrap_or_default()
     }
     fn volumes(&self) -> &[Volume] {
         self.spec
@@ -38,8 +46,11 @@ impl<T: PodParts + ?Sized> PodParts for &T {
     fn metadata(&self) -> &ObjectMeta {
         (**self).metadata()
     }
-    fn status(&self) -> Option<&PodStatus> {
-        (**self).status()
+    fn phase(&self) -> Option<&str> {
+        (**self).phase()
+    }
+    fn conditions(&self) -> &[PodCondition] {
+        (**self).conditions()
     }
     fn volumes(&self) -> &[Volume] {
         (**self).volumes()
@@ -50,8 +61,11 @@ impl<T: PodParts + ?Sized> PodParts for std::sync::Arc<T> {
     fn metadata(&self) -> &ObjectMeta {
         (**self).metadata()
     }
-    fn status(&self) -> Option<&PodStatus> {
-        (**self).status()
+    fn phase(&self) -> Option<&str> {
+        (**self).phase()
+    }
+    fn conditions(&self) -> &[PodCondition] {
+        (**self).conditions()
     }
     fn volumes(&self) -> &[Volume] {
         (**self).volumes()
@@ -101,15 +115,12 @@ pub fn is_active(pod: &impl PodParts) -> bool {
 
 /// Whether the pod has terminated (Succeeded or Failed).
 pub fn is_terminated(pod: &impl PodParts) -> bool {
-    matches!(
-        pod.status().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded") | Some("Failed")
-    )
+    matches!(pod.phase(), Some("Succeeded") | Some("Failed"))
 }
 
 /// The pod's condition of type `type_`, if it has one.
 pub fn condition<'a>(pod: &'a impl PodParts, type_: &str) -> Option<&'a PodCondition> {
-    pod.status()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+    pod.conditions().iter().find(|c| c.type_ == type_)
 }
 
 /// The pod's Ready condition, if it is True: when it last changed.
