@@ -84,7 +84,7 @@ impl Error {
 
 /// Whether Kubernetes has a protobuf message for `kind` in `api_version`.
 pub fn has_message(api_version: &str, kind: &str) -> bool {
-    schema::message_for(api_version, kind).is_some()
+    schema::has_message_for(api_version, kind)
 }
 
 fn type_meta(obj: &Value) -> (&str, &str) {
