@@ -21,26 +21,37 @@ pub trait PodParts {
     fn volumes(&self) -> &[Volume];
 }
 
-impl PodParts for Pod {
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn phase(&self) -> Option<&str> {
-        self.status.as_ref()?.phase.as_deref()
-    }
-    fn conditions(&self) -> &[PodCondition] {
-        self.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_deref())
-            .unwrap_or_default()
-    }
-    fn volumes(&self) -> &[Volume] {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_deref())
-            .unwrap_or_default()
-    }
+/// Implements [`PodParts`] for a pod type shaped as a `Pod` where the
+/// rules read it: `metadata`, `status: Option<_>` with `phase` and
+/// `conditions` (of `PodCondition`s), `spec: Option<_>` with `volumes`. A
+/// `Pod`, and a cache's compact copy of one (the controller-manager's).
+#[macro_export]
+macro_rules! pod_parts {
+    ($pod:ty) => {
+        impl $crate::pods::PodParts for $pod {
+            fn metadata(&self) -> &::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                &self.metadata
+            }
+            fn phase(&self) -> Option<&str> {
+                self.status.as_ref()?.phase.as_deref()
+            }
+            fn conditions(&self) -> &[::k8s_openapi::api::core::v1::PodCondition] {
+                self.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_deref())
+                    .unwrap_or_default()
+            }
+            fn volumes(&self) -> &[::k8s_openapi::api::core::v1::Volume] {
+                self.spec
+                    .as_ref()
+                    .and_then(|s| s.volumes.as_deref())
+                    .unwrap_or_default()
+            }
+        }
+    };
 }
+
+crate::pod_parts!(Pod);
 
 impl<T: PodParts + ?Sized> PodParts for &T {
     fn metadata(&self) -> &ObjectMeta {

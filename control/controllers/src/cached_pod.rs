@@ -101,26 +101,7 @@ pub struct CachedContainerStatus {
 
 sluice_kube::pod_resource!(CachedPod);
 
-impl sluice_kube::pods::PodParts for CachedPod {
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn phase(&self) -> Option<&str> {
-        self.status.as_ref()?.phase.as_deref()
-    }
-    fn conditions(&self) -> &[PodCondition] {
-        self.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_deref())
-            .unwrap_or_default()
-    }
-    fn volumes(&self) -> &[Volume] {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.volumes.as_deref())
-            .unwrap_or_default()
-    }
-}
+sluice_kube::pod_parts!(CachedPod);
 
 #[cfg(test)]
 impl CachedPod {
