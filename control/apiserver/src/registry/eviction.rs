@@ -227,7 +227,7 @@ pub fn is_ready(pod: &Value) -> bool {
 /// Whether the budget `pdb` covers a pod with these labels: a valid,
 /// non-empty selector that matches (a null or empty selector matches no
 /// pod here, as in Kubernetes' eviction handler).
-pub fn budget_selects(pdb: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
+pub fn budget_selects(pdb: &Value, labels: &crate::meta::selectors::Labels) -> bool {
     let Some(sel) = pdb.pointer("/spec/selector").filter(|s| s.is_object()) else {
         return false;
     };

@@ -258,7 +258,7 @@ pub struct Encoded {
     body: Mutex<Body>,
     /// `metadata.labels`, shared with the object's previous version when
     /// they did not change (most writes leave them alone).
-    labels: Arc<std::collections::BTreeMap<String, String>>,
+    labels: Arc<selectors::Labels>,
     /// The resource's selectable fields, as field selectors see them.
     fields: FieldValues,
 }
