@@ -78,19 +78,9 @@ impl<K: kube::Resource + Send + Sync> HasMeta for K {
     }
 }
 
-/// The names of a kind, shared by every graph node of that kind.
-#[derive(Debug)]
-pub struct KindNames {
-    /// apiVersion of its objects.
-    pub api_version: String,
-    /// The kind.
-    pub kind: String,
-    /// Plural resource name (for API calls).
-    pub plural: String,
-}
-
-/// One node of the ownership graph: an object's kind and the object itself,
-/// as the cache it came from holds it.
+/// One node of the ownership graph: an object's resource (shared by every
+/// node of that resource) and the object itself, as the cache it came from
+/// holds it.
 ///
 /// The graph is rebuilt every pass from every cached object (about 30,000
 /// in a 5,000-node cluster with 19,000 pods). Each node holding a copy of
@@ -102,17 +92,8 @@ pub struct KindNames {
 /// their cache's next change while it does.
 #[derive(Clone)]
 pub struct Node {
-    kind: Arc<KindNames>,
+    resource: Arc<ApiResource>,
     object: Arc<dyn HasMeta>,
-}
-
-impl std::fmt::Debug for Node {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node")
-            .field("kind", &self.kind.kind)
-            .field("meta", self.meta())
-            .finish()
-    }
 }
 
 /// The part of an object's metadata the collector reads: identity,
@@ -134,17 +115,17 @@ pub fn trimmed(m: &ObjectMeta) -> ObjectMeta {
 }
 
 impl Node {
-    /// A node of `kind` reading `object` where its cache holds it.
-    fn cached<K: kube::Resource + Send + Sync + 'static>(kind: &Arc<KindNames>, object: Arc<K>) -> Node {
+    /// A node of `resource` reading `object` where its cache holds it.
+    fn cached<K: kube::Resource + Send + Sync + 'static>(resource: &Arc<ApiResource>, object: Arc<K>) -> Node {
         Node {
-            kind: kind.clone(),
+            resource: resource.clone(),
             object,
         }
     }
 
-    /// A node of `kind` for metadata read on its own (a live read).
-    fn of_meta(kind: &Arc<KindNames>, meta: ObjectMeta) -> Node {
-        Node::cached(kind, Arc::new(meta.into_response_partial::<DynamicObject>()))
+    /// A node of `resource` for metadata read on its own (a live read).
+    fn of_meta(resource: &Arc<ApiResource>, meta: ObjectMeta) -> Node {
+        Node::cached(resource, Arc::new(meta.into_response_partial::<DynamicObject>()))
     }
 
     /// The object's metadata.
@@ -154,12 +135,12 @@ impl Node {
 
     /// apiVersion of the object.
     pub fn api_version(&self) -> &str {
-        &self.kind.api_version
+        &self.resource.api_version
     }
 
     /// Kind of the object.
     pub fn kind(&self) -> &str {
-        &self.kind.kind
+        &self.resource.kind
     }
 
     fn uid(&self) -> &str {
@@ -292,12 +273,8 @@ where
     }
 
     fn nodes(&self, out: &mut Vec<Node>) {
-        let kind = Arc::new(KindNames {
-            api_version: K::api_version(&()).into(),
-            kind: K::kind(&()).into(),
-            plural: K::plural(&()).into(),
-        });
-        out.extend(self.store().state().into_iter().map(|o| Node::cached(&kind, o)));
+        let resource = Arc::new(ApiResource::erase::<K>(&()));
+        out.extend(self.store().state().into_iter().map(|o| Node::cached(&resource, o)));
     }
 }
 
@@ -416,7 +393,6 @@ fn graph(cached: Vec<Node>, listed: &[Node]) -> Vec<Node> {
 }
 
 /// What a pass does, with the nodes it acts on taken out of its graph.
-#[derive(Default)]
 struct Acts {
     /// Dependents to strip of an orphaning owner's reference (its uid).
     strip: Vec<(Node, String)>,
@@ -545,7 +521,7 @@ async fn collect_if_orphaned(client: &Client, resources: &mut Resources, n: &Nod
         // Replaced or re-owned since it was seen: the next pass looks again.
         return Ok(());
     }
-    let n = &Node::of_meta(&n.kind, live.metadata);
+    let n = &Node::of_meta(&n.resource, live.metadata);
     if absent.len() == refs.len() {
         let policy = if foreground_owner {
             PropagationPolicy::Foreground
@@ -620,15 +596,9 @@ async fn owner_state(
 }
 
 fn api_for(client: &Client, n: &Node) -> Api<DynamicObject> {
-    let names = &n.kind;
-    let (group, version) = match names.api_version.split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (String::new(), names.api_version.clone()),
-    };
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(&group, &version, &names.kind), &names.plural);
     match n.meta().namespace.as_deref() {
-        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-        None => Api::all_with(client.clone(), &ar),
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &*n.resource),
+        None => Api::all_with(client.clone(), &*n.resource),
     }
 }
 
@@ -703,12 +673,12 @@ mod tests {
         );
     }
 
-    fn names(api_version: &str, kind: &str, plural: &str) -> Arc<KindNames> {
-        Arc::new(KindNames {
-            api_version: api_version.into(),
-            kind: kind.into(),
-            plural: plural.into(),
-        })
+    fn resource(api_version: &str, kind: &str, plural: &str) -> Arc<ApiResource> {
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        Arc::new(ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, kind),
+            plural,
+        ))
     }
 
     fn meta(uid: &str, owner: Option<(&str, bool)>, deleting: Option<&str>) -> ObjectMeta {
@@ -729,12 +699,12 @@ mod tests {
     }
 
     fn node(uid: &str, owner: Option<(&str, bool)>, deleting: Option<&str>) -> Node {
-        Node::of_meta(&names("v1", "Pod", "pods"), meta(uid, owner, deleting))
+        Node::of_meta(&resource("v1", "Pod", "pods"), meta(uid, owner, deleting))
     }
 
     /// A cached object joins the graph as the cache holds it: the node reads
     /// the cached object's own metadata (no copy), and every node of a kind
-    /// shares one set of its names.
+    /// shares one `ApiResource`.
     #[test]
     fn a_graph_node_reads_the_cached_object_without_a_copy() {
         use k8s_openapi::api::core::v1::Pod;
@@ -747,11 +717,11 @@ mod tests {
                 })
             })
             .collect();
-        let kind = names("v1", "Pod", "pods");
+        let kind = resource("v1", "Pod", "pods");
         let nodes: Vec<Node> = pods.iter().map(|p| Node::cached(&kind, p.clone())).collect();
         for (n, p) in nodes.iter().zip(&pods) {
             assert!(std::ptr::eq(n.meta(), &p.metadata));
-            assert!(Arc::ptr_eq(&n.kind, &kind));
+            assert!(Arc::ptr_eq(&n.resource, &kind));
         }
         assert_eq!(Arc::strong_count(&pods[0]), 2);
         assert_eq!(
@@ -777,7 +747,7 @@ mod tests {
             })
         })
         .collect();
-        let kind = names("v1", "Pod", "pods");
+        let kind = resource("v1", "Pod", "pods");
         let nodes: Vec<Node> = pods.iter().map(|p| Node::cached(&kind, p.clone())).collect();
         let acts = Acts::of(&plan(&nodes), &nodes);
         drop(nodes);
@@ -867,7 +837,7 @@ mod tests {
     #[test]
     fn listed_custom_resources_join_the_graph_once() {
         let widget = Node::of_meta(
-            &names("stories.sluice.dev/v1", "Widget", "widgets"),
+            &resource("stories.sluice.dev/v1", "Widget", "widgets"),
             meta("w", Some(("owner", true)), None),
         );
         let nodes = graph(

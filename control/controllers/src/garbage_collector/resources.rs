@@ -39,7 +39,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client};
 use tokio::sync::Notify;
 
-use super::{KindNames, Node};
+use super::Node;
 
 /// A kind by its API group and plural (`("", "pods")`).
 pub type Kind = (String, String);
@@ -224,12 +224,7 @@ impl Resources {
     fn nodes(&self) -> Vec<Node> {
         let mut out = Vec::new();
         for w in self.watches.values() {
-            let kind = Arc::new(KindNames {
-                api_version: w.resource.api_version.clone(),
-                kind: w.resource.kind.clone(),
-                plural: w.resource.plural.clone(),
-            });
-            out.extend(w.lock().objects.values().map(|o| Node::cached(&kind, o.clone())));
+            out.extend(w.lock().objects.values().map(|o| Node::cached(&w.resource, o.clone())));
         }
         out
     }
@@ -244,7 +239,7 @@ impl Resources {
 
 /// One resource's metadata watch; dropping it stops the watch.
 struct Watch {
-    resource: ApiResource,
+    resource: Arc<ApiResource>,
     state: Arc<Mutex<Followed>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -318,7 +313,11 @@ impl Watch {
                 }
             }
         });
-        Self { resource, state, task }
+        Self {
+            resource: Arc::new(resource),
+            state,
+            task,
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Followed> {
@@ -393,11 +392,8 @@ mod tests {
     #[test]
     fn fingerprint_follows_crds_and_apiservices_only() {
         let node = |api_version: &str, kind: &str, rv: &str| {
-            let names = Arc::new(KindNames {
-                api_version: api_version.into(),
-                kind: kind.into(),
-                plural: String::new(),
-            });
+            let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+            let names = Arc::new(ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind)));
             let meta = ObjectMeta {
                 uid: Some(kind.into()),
                 resource_version: Some(rv.into()),
