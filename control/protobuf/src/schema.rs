@@ -276,34 +276,31 @@ const UNVERSIONED: &[&str] = &[
     "APIResourceList",
 ];
 
-/// The full name of the message of `kind` in `apiVersion` (`v1`,
-/// `apps/v1`), if Kubernetes has a protobuf form for it (`has` says which
-/// full names are messages): every kind of the groups above, with no
-/// per-kind list.
-fn full_name_for(api_version: &str, kind: &str, has: impl Fn(&str) -> bool) -> Option<String> {
+/// The full names the message of `kind` in `apiVersion` (`v1`, `apps/v1`)
+/// would have, in the order they are looked up: the kind in its group's
+/// package, then among the meta.k8s.io kinds every group-version has. Every
+/// kind of the groups above has a protobuf form if its package has the
+/// message, with no per-kind list.
+fn candidate_names(api_version: &str, kind: &str) -> impl Iterator<Item = String> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let in_group = GROUP_PACKAGES
         .iter()
         .find(|(g, _)| *g == group)
-        .map(|(_, package)| format!("{package}.{version}.{kind}"))
-        .filter(|name| has(name));
-    in_group.or_else(|| {
-        UNVERSIONED
-            .contains(&kind)
-            .then(|| format!("apimachinery.pkg.apis.meta.v1.{kind}"))
-            .filter(|name| has(name))
-    })
+        .map(|(_, package)| format!("{package}.{version}.{kind}"));
+    let unversioned = UNVERSIONED
+        .contains(&kind)
+        .then(|| format!("apimachinery.pkg.apis.meta.v1.{kind}"));
+    in_group.into_iter().chain(unversioned)
 }
 
-/// The message of `kind` in `apiVersion` (`v1`, `apps/v1`), if Kubernetes
-/// has a protobuf form for it ([`full_name_for`]). Builds the schema.
+/// The message of `kind` in `apiVersion`, if Kubernetes has a protobuf
+/// form for it ([`candidate_names`]). Builds the schema.
 pub fn message_for(api_version: &str, kind: &str) -> Option<&'static Arc<Message>> {
     let s = schema();
-    let name = full_name_for(api_version, kind, |name| s.message(name).is_some())?;
-    s.message(&name)
+    candidate_names(api_version, kind).find_map(|name| s.message(&name))
 }
 
-/// Whether `kind` in `apiVersion` has a message ([`full_name_for`]),
+/// Whether `kind` in `apiVersion` has a message ([`candidate_names`]),
 /// answered from the names of the pinned files' messages alone.
 ///
 /// The server asks this of every request, to know what it may answer in;
@@ -324,7 +321,7 @@ pub fn has_message_for(api_version: &str, kind: &str) -> bool {
             })
             .collect()
     });
-    full_name_for(api_version, kind, |name| names.contains(name)).is_some()
+    candidate_names(api_version, kind).any(|name| names.contains(&name))
 }
 
 #[cfg(test)]
