@@ -177,8 +177,60 @@ pub fn labels_of(obj: &Value) -> Labels {
         .unwrap_or_default()
 }
 
+/// Strings kept one after another in one buffer, with where each ends: one
+/// allocation for the text and one for the ends, where a `String` each
+/// costs an allocation and 24 bytes. The watch cache keeps an object's
+/// labels ([`Labels`]) and selectable fields this way beside every version
+/// it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PackedStrs {
+    text: Box<str>,
+    /// Where each string ends in `text`.
+    ends: Box<[u32]>,
+}
+
+impl PackedStrs {
+    /// The strings, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&end| {
+            let s = self.text.get(start..end as usize).unwrap_or_default();
+            start = end as usize;
+            s
+        })
+    }
+
+    /// The `i`-th string.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        let start = match i {
+            0 => 0,
+            _ => *self.ends.get(i - 1)? as usize,
+        };
+        self.text.get(start..*self.ends.get(i)? as usize)
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for PackedStrs {
+    fn from_iter<I: IntoIterator<Item = S>>(strs: I) -> Self {
+        let strs = strs.into_iter();
+        let mut text = String::new();
+        let mut ends = Vec::with_capacity(strs.size_hint().0);
+        for s in strs {
+            text.push_str(s.as_ref());
+            // What is packed is a few strings of an object under etcd's
+            // 1.5 MiB limit on values: far below u32's range.
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        PackedStrs {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+}
+
 /// An object's `metadata.labels` as label selectors read them: every key
-/// and value in one string, in key order.
+/// and value in one buffer ([`PackedStrs`]), each key followed by its
+/// value, in key order.
 ///
 /// The watch cache keeps one beside every object it holds (shared by the
 /// versions whose labels did not change). As a `BTreeMap<String, String>`
@@ -187,26 +239,13 @@ pub fn labels_of(obj: &Value) -> Labels {
 /// (heaptrack, 5,000-node scheduler benchmark). Objects carry a few labels,
 /// so a lookup scans them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Labels {
-    /// Each key followed by its value.
-    text: Box<str>,
-    /// Where each key (at `2 * i`) and each value (at `2 * i + 1`) ends in `text`.
-    ends: Box<[u32]>,
-}
+pub struct Labels(PackedStrs);
 
 impl Labels {
     /// The labels as (key, value), in key order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        let mut start = 0usize;
-        self.ends.chunks_exact(2).map(move |end| {
-            let (k, v) = (end[0] as usize, end[1] as usize);
-            let pair = (
-                self.text.get(start..k).unwrap_or_default(),
-                self.text.get(k..v).unwrap_or_default(),
-            );
-            start = v;
-            pair
-        })
+        let mut strs = self.0.iter();
+        std::iter::from_fn(move || Some((strs.next()?, strs.next()?)))
     }
 
     /// The value of label `key`, if the object has it.
@@ -220,20 +259,7 @@ impl<'a> FromIterator<(&'a str, &'a str)> for Labels {
         let mut pairs: Vec<(&str, &str)> = pairs.into_iter().collect();
         pairs.sort_unstable();
         pairs.dedup_by(|a, b| a.0 == b.0);
-        let mut text = String::with_capacity(pairs.iter().map(|(k, v)| k.len() + v.len()).sum());
-        let mut ends = Vec::with_capacity(pairs.len() * 2);
-        for (k, v) in pairs {
-            // Labels are a few short strings of an object under etcd's
-            // 1.5 MiB limit on values: far below u32's range.
-            text.push_str(k);
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-            text.push_str(v);
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-        }
-        Labels {
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
-        }
+        Labels(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect())
     }
 }
 
@@ -461,6 +487,19 @@ mod tests {
     use super::*;
     use crate::kinds::by_kind;
     use serde_json::json;
+
+    /// Packed strings read back as written, empty and non-ASCII ones
+    /// included; an index past the last is none.
+    #[test]
+    fn packed_strings_read_back_as_written() {
+        let strs: PackedStrs = ["", "wéb", "", "node-1"].into_iter().collect();
+        assert_eq!(strs.iter().collect::<Vec<_>>(), ["", "wéb", "", "node-1"]);
+        assert_eq!(
+            (strs.get(0), strs.get(1), strs.get(3), strs.get(4)),
+            (Some(""), Some("wéb"), Some("node-1"), None)
+        );
+        assert_eq!(PackedStrs::default().get(0), None);
+    }
 
     /// An object's labels read back as they were written, in key order
     /// whatever the object's order, and every requirement reads them.

@@ -272,10 +272,8 @@ pub struct Encoded {
 struct FieldValues {
     /// The fields' paths.
     names: &'static [&'static str],
-    /// The values, one after another.
-    text: Box<str>,
-    /// Where each value ends in `text`.
-    ends: Box<[u32]>,
+    /// Their values, in the same order.
+    values: selectors::PackedStrs,
 }
 
 impl FieldValues {
@@ -283,26 +281,15 @@ impl FieldValues {
     fn of(r: &Resource, object: &Value) -> Self {
         const META: &[&str] = &["metadata.name", "metadata.namespace"];
         let names = r.field_labels.unwrap_or(META);
-        let mut text = String::new();
-        let mut ends = Vec::with_capacity(names.len());
-        for f in names {
-            text.push_str(&selectors::field_value(object, f));
-            // Field values are a few strings of an object under etcd's
-            // 1.5 MiB limit on values: far below u32's range.
-            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
-        }
         Self {
             names,
-            text: text.into_boxed_str(),
-            ends: ends.into_boxed_slice(),
+            values: names.iter().map(|f| selectors::field_value(object, f)).collect(),
         }
     }
 
     /// The value of the field at `path`, if it is one of these.
     fn get(&self, path: &str) -> Option<&str> {
-        let i = self.names.iter().position(|n| *n == path)?;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        self.text.get(start..*self.ends.get(i)? as usize)
+        self.values.get(self.names.iter().position(|n| *n == path)?)
     }
 }
 
@@ -1412,7 +1399,7 @@ mod tests {
             let read = Encoded::with_line(r, &decoded, kind);
             assert_eq!(handed.json(), read.json());
             assert_eq!(handed.line(kind), read.line(kind));
-            assert_eq!(handed.fields.text, read.fields.text);
+            assert_eq!(handed.fields.values, read.fields.values);
         }
     }
 
