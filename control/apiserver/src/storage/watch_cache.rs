@@ -20,10 +20,16 @@
 //! etcd reports the change; a compact JSON list copies the same bytes into
 //! its answer. One version of an object is one buffer, shared by the hub's
 //! objects, the change that wrote it, the next change of its key (as its
-//! previous state) and the fan-out buffer. Once the change that superseded
-//! a version is [`PACK_AFTER`] changes behind the newest, the version is
-//! held deflated and its line dropped ([`Body::Packed`]): the window is
-//! mostly such versions, which only a watcher resuming from far back reads.
+//! previous state) and the fan-out buffer. Once the change that wrote a
+//! version is [`PACK_AFTER`] changes behind the newest, the version is held
+//! deflated and its line dropped ([`Body::Packed`]), whether it is still
+//! the object's current state or was superseded since: every live watcher
+//! has sent it by then, so only lists, a writer's guess of the current
+//! state and a watcher resuming from far back read it, and they inflate it.
+//! The objects of a hub's first list are held deflated from the start.
+//! Current objects were most of what the cache held once the older
+//! versions were deflated: in the scheduler benchmark, pods, Nodes and
+//! Events that no longer change (`bench-results/scheduler.md`).
 //! Decoded objects were most of the server's memory: a heap profile
 //! (heaptrack, 2,000 simulated nodes, 8,000 pods) put 443 MB of a 747 MB
 //! peak in them while every object was held decoded, and still 205 MB of
@@ -90,10 +96,10 @@ const WINDOW: usize = 20_000;
 /// Live fan-out buffer per resource; a watcher further behind is disconnected
 /// (it resumes from its last resourceVersion, usually from the window).
 const FANOUT: usize = 2_048;
-/// A superseded version of an object is held deflated once the change that
-/// superseded it is this many changes behind the newest: every live watcher
-/// has sent it by then (a watcher [`FANOUT`] behind is disconnected), so only
-/// a watcher resuming from further back inflates it.
+/// A version of an object is held deflated once the change that wrote it
+/// is this many changes behind the newest: every live watcher has sent it
+/// by then (a watcher [`FANOUT`] behind is disconnected), so only a list, a
+/// writer's guess or a watcher resuming from further back inflates it.
 const PACK_AFTER: usize = 2 * FANOUT;
 /// At most this much of an object is a hub's deflate dictionary.
 const DICTIONARY_MAX: usize = 8 * 1024;
@@ -165,11 +171,12 @@ impl Change {
     }
 
     /// This change is [`PACK_AFTER`] changes behind the newest: the version
-    /// it superseded is held deflated from now on, and a delete's line is
-    /// no longer kept.
+    /// it wrote is held deflated from now on (current or not), as is the one
+    /// it superseded (already, unless that came from the hub's first list),
+    /// and a delete's line is no longer kept.
     fn pack(&self, packer: &mut Packer) {
-        if let Some(old) = &self.old {
-            old.pack(packer);
+        for version in [&self.new, &self.old].into_iter().flatten() {
+            version.pack(packer);
         }
         if self.new.is_none() {
             *self.deleted_line.lock().expect("deleted line") = DeletedLine::Dropped;
@@ -302,7 +309,7 @@ enum Body {
         json: Bytes,
         line: Option<(&'static str, Bytes)>,
     },
-    /// Deflated (a version superseded [`PACK_AFTER`] changes ago).
+    /// Deflated (a version written [`PACK_AFTER`] changes ago).
     Packed(Packed),
 }
 
@@ -316,6 +323,8 @@ enum Body {
 struct Packed {
     dictionary: Arc<[u8]>,
     data: Box<[u8]>,
+    /// The JSON's length, so that it inflates into a buffer of that size.
+    len: u32,
 }
 
 /// Deflates a hub's superseded versions: one compressor's state reused
@@ -351,6 +360,7 @@ impl Packer {
                 return Some(Packed {
                     dictionary,
                     data: out.into_boxed_slice(),
+                    len: u32::try_from(json.len()).ok()?,
                 });
             }
             out.reserve(out.capacity().max(64));
@@ -359,23 +369,30 @@ impl Packer {
 }
 
 impl Packed {
-    /// The JSON inflated (None if it does not inflate, which what
-    /// [`Packer`] wrote always does).
+    /// The JSON inflated (None if it does not inflate to its length, which
+    /// what [`Packer`] wrote always does).
     fn inflate(&self) -> Option<Bytes> {
-        let mut d = flate2::Decompress::new(false);
-        d.set_dictionary(&self.dictionary).ok()?;
-        let mut out = Vec::with_capacity(self.data.len() * 8 + 64);
-        loop {
-            let read = usize::try_from(d.total_in()).ok()?;
-            let status = d
-                .decompress_vec(self.data.get(read..)?, &mut out, flate2::FlushDecompress::Finish)
-                .ok()?;
-            match status {
-                flate2::Status::StreamEnd => return Some(out.into()),
-                _ if out.len() < out.capacity() && read == self.data.len() => return None,
-                _ => out.reserve(out.capacity()),
-            }
+        // One decompressor per thread, reset for each object: a list
+        // inflates thousands, and a new one allocates zlib's state and
+        // window (about 40 KB) each time.
+        thread_local! {
+            static INFLATE: std::cell::RefCell<flate2::Decompress> =
+                std::cell::RefCell::new(flate2::Decompress::new(false));
         }
+        let len = usize::try_from(self.len).ok()?;
+        let mut out = Vec::with_capacity(len);
+        INFLATE.with_borrow_mut(|d| {
+            d.reset(false);
+            d.set_dictionary(&self.dictionary).ok()?;
+            // Room for one byte more than the length: a stream that does
+            // not end there is not what was packed.
+            out.reserve_exact(1);
+            let status = d
+                .decompress_vec(&self.data, &mut out, flate2::FlushDecompress::Finish)
+                .ok()?;
+            (status == flate2::Status::StreamEnd && out.len() == len).then_some(())
+        })?;
+        Some(out.into())
     }
 }
 
@@ -1139,6 +1156,12 @@ async fn run_hub(hub: Arc<Hub>, store: Store, stream: etcd_client::WatchStream, 
     let mut last = start;
     let mut periodic_run = PeriodicRun::default();
     let mut packer = Packer::default();
+    // The first list's objects are in no watcher's fan-out: held deflated
+    // from the start.
+    let first: Vec<Arc<Encoded>> = hub.state.lock().expect("hub state").objects.values().cloned().collect();
+    for object in first {
+        object.pack(&mut packer);
+    }
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -1512,12 +1535,13 @@ mod tests {
         assert_eq!(hub.window.front().map(|c| c.revision), Some(10));
     }
 
-    /// A version superseded [`PACK_AFTER`] changes ago is held deflated and
-    /// still reads back as written (JSON, watch line, decoded, a delete's
-    /// last state); newer versions and the current objects stay as written,
-    /// and a delete that far behind no longer keeps its line.
+    /// A version written [`PACK_AFTER`] changes ago is held deflated, still
+    /// current or superseded since, and still reads back as written (JSON,
+    /// watch line, decoded, a delete's last state); what the newer changes
+    /// wrote stays as written, and a delete that far behind no longer keeps
+    /// its line.
     #[test]
-    fn versions_superseded_long_ago_are_held_deflated_and_read_back_the_same() {
+    fn versions_written_long_ago_are_held_deflated_and_read_back_the_same() {
         let mut hub = empty_hub();
         let mut packer = Packer::default();
         let mut pack = |hub: &mut HubState| {
@@ -1537,41 +1561,54 @@ mod tests {
         let gone = hub.apply(8, key.clone(), None, false);
         let deleted_line = gone.line().expect("a DELETED line");
         let other = |rev: i64| format!("/registry/core/pods/shop/p{rev}");
-        for rev in 10..(10 + PACK_AFTER as i64 - 2) {
+        let mut rev = 10;
+        let mut another = |hub: &mut HubState| {
             hub.apply(rev, other(rev), Some(encoded(&pod(rev, "Running"))), true);
-            pack(&mut hub);
+            pack(hub);
+            rev += 1;
+        };
+        for _ in 0..PACK_AFTER - 3 {
+            another(&mut hub);
         }
         let held = |c: &Change| c.new.clone().expect("a new state");
-        assert!(!held(&created).packed(), "superseded less than PACK_AFTER changes ago");
-        // The update falls PACK_AFTER behind: the version it superseded is packed.
-        let rev = 10 + PACK_AFTER as i64 - 2;
-        hub.apply(rev, other(rev), Some(encoded(&pod(rev, "Running"))), true);
-        pack(&mut hub);
+        assert!(!held(&created).packed(), "written less than PACK_AFTER changes ago");
+        // The create falls PACK_AFTER behind: the version it wrote is packed.
+        another(&mut hub);
         assert!(held(&created).packed());
-        assert!(!held(&updated).packed(), "its delete is not that far behind yet");
+        assert!(!held(&updated).packed(), "its update is not that far behind yet");
         assert_eq!(held(&created).json(), Some(Bytes::from(object_json(&first))));
         assert_eq!(held(&created).decode(), Some(first.clone()));
         assert_eq!(created.line(), Some(json_watch_event("ADDED", &first)));
-        // Then the delete: its last state is packed, its line written anew.
-        let rev = rev + 1;
-        hub.apply(rev, other(rev), Some(encoded(&pod(rev, "Running"))), true);
-        pack(&mut hub);
+        // Then the update, and the delete: its last state is packed, its
+        // line written anew.
+        another(&mut hub);
         assert!(held(&updated).packed());
+        assert!(matches!(
+            *gone.deleted_line.lock().expect("line"),
+            DeletedLine::Written(_)
+        ));
+        another(&mut hub);
         assert_eq!(gone.line(), Some(deleted_line.clone()));
         assert!(matches!(*gone.deleted_line.lock().expect("line"), DeletedLine::Dropped));
         assert_eq!(
             gone.event(&|_| true).map(|(_, o)| json_watch_event("DELETED", &o)),
             Some(deleted_line)
         );
-        // Nothing current is packed.
-        assert!(hub.objects.values().all(|e| !e.packed()));
-        assert!(hub
-            .window
-            .iter()
-            .rev()
-            .take(PACK_AFTER)
-            .filter_map(|c| c.old.as_ref())
-            .all(|e| !e.packed()));
+        // Current objects written PACK_AFTER changes ago are packed and read
+        // back as written; what the newest changes wrote is not packed.
+        for _ in 0..5 {
+            another(&mut hub);
+        }
+        let oldest = &hub.objects[&other(10)];
+        assert!(oldest.packed());
+        assert_eq!(oldest.decode(), Some(pod(10, "Running")));
+        let newest = hub.window.iter().rev().take(PACK_AFTER);
+        assert!(newest.filter_map(|c| c.new.as_ref()).all(|e| !e.packed()));
+        assert_eq!(
+            hub.objects.values().filter(|e| e.packed()).count(),
+            hub.objects.len() - PACK_AFTER,
+            "every current object but the newest PACK_AFTER"
+        );
     }
 
     /// Deflate and inflate give back any bytes, small or large (several
@@ -1609,12 +1646,20 @@ mod tests {
         let truncated = Packed {
             dictionary: packed.dictionary.clone(),
             data: packed.data[..packed.data.len() / 2].into(),
+            len: packed.len,
         };
         assert_eq!(truncated.inflate(), None, "truncated");
         let other = Packed {
             dictionary: Arc::from(&b"{}"[..]),
             data: packed.data.clone(),
+            len: packed.len,
         };
+        let shorter = Packed {
+            dictionary: packed.dictionary.clone(),
+            data: packed.data.clone(),
+            len: packed.len - 1,
+        };
+        assert_eq!(shorter.inflate(), None, "inflates to another length");
         assert_ne!(other.inflate().as_deref(), Some(&next[..]), "another dictionary");
         // A large first object gives its tail only.
         let packed = Packer::default().deflate(&big).expect("deflates");
