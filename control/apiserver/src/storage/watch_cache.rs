@@ -171,12 +171,13 @@ impl Change {
     }
 
     /// This change is [`PACK_AFTER`] changes behind the newest: the version
-    /// it wrote is held deflated from now on (current or not), as is the one
-    /// it superseded (already, unless that came from the hub's first list),
-    /// and a delete's line is no longer kept.
+    /// it wrote is held deflated from now on (current or not), and a
+    /// delete's line is no longer kept. The version it superseded already
+    /// is: it was written by an earlier change, or came with the hub's first
+    /// list, which [`run_hub`] packs before it applies any change.
     fn pack(&self, packer: &mut Packer) {
-        for version in [&self.new, &self.old].into_iter().flatten() {
-            version.pack(packer);
+        if let Some(new) = &self.new {
+            new.pack(packer);
         }
         if self.new.is_none() {
             *self.deleted_line.lock().expect("deleted line") = DeletedLine::Dropped;
@@ -261,7 +262,7 @@ fn resource_version(object: &Value) -> Option<i64> {
 /// Go's escaping), with what selectors read of it.
 #[derive(Debug)]
 pub struct Encoded {
-    /// The JSON: as written, or deflated once superseded long ago.
+    /// The JSON: as written, or deflated once written long ago.
     body: Mutex<Body>,
     /// `metadata.labels`, shared with the object's previous version when
     /// they did not change (most writes leave them alone).
@@ -327,13 +328,14 @@ struct Packed {
     len: u32,
 }
 
-/// Deflates a hub's superseded versions: one compressor's state reused
+/// Deflates a hub's versions written long ago: one compressor's state reused
 /// (zlib's is about 270 KB, more than allocating it per object is worth),
 /// and one dictionary, the first version it packs (its last
 /// [`DICTIONARY_MAX`] bytes: zlib hashes the dictionary for each object).
 #[derive(Default)]
 pub struct Packer {
-    /// Made at the first pack: most hubs never have [`PACK_AFTER`] changes.
+    /// Made at the first pack: a hub with an empty first list and fewer
+    /// than [`PACK_AFTER`] changes never packs.
     z: Option<flate2::Compress>,
     dictionary: Option<Arc<[u8]>>,
 }
@@ -380,13 +382,12 @@ impl Packed {
                 std::cell::RefCell::new(flate2::Decompress::new(false));
         }
         let len = usize::try_from(self.len).ok()?;
-        let mut out = Vec::with_capacity(len);
+        // Room for one byte more than the length: a stream that does not
+        // end there is not what was packed.
+        let mut out = Vec::with_capacity(len + 1);
         INFLATE.with_borrow_mut(|d| {
             d.reset(false);
             d.set_dictionary(&self.dictionary).ok()?;
-            // Room for one byte more than the length: a stream that does
-            // not end there is not what was packed.
-            out.reserve_exact(1);
             let status = d
                 .decompress_vec(&self.data, &mut out, flate2::FlushDecompress::Finish)
                 .ok()?;
